@@ -1,0 +1,1 @@
+"""MJCF scenes and textures shipped with sslrobot."""

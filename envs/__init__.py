@@ -1,0 +1,26 @@
+"""MuJoCo environments of sslrobot, registered with Gymnasium on import.
+
+Imports only gymnasium here (entry points are strings), so ``import sslrobot.envs`` is fast; the
+task modules load mujoco when an environment is made.
+"""
+
+from __future__ import annotations
+
+import gymnasium as gym
+
+from sslrobot.envs.experts import expert_action
+
+__all__ = ["ENV_IDS", "MAX_EPISODE_STEPS", "expert_action"]
+
+#: id -> (entry point, step limit after which the episode is truncated)
+_REGISTRY = {
+    "sslrobot/Reach-v0": ("sslrobot.envs.manipulation.reach:ReachEnv", 50),
+    "sslrobot/Push-v0": ("sslrobot.envs.manipulation.push:PushEnv", 100),
+    "sslrobot/Navigate-v0": ("sslrobot.envs.navigation.navigate:NavigateEnv", 150),
+}
+ENV_IDS: tuple[str, ...] = tuple(_REGISTRY)
+MAX_EPISODE_STEPS: dict[str, int] = {env_id: steps for env_id, (_, steps) in _REGISTRY.items()}
+
+for _env_id, (_entry_point, _max_steps) in _REGISTRY.items():
+    if _env_id not in gym.registry:
+        gym.register(id=_env_id, entry_point=_entry_point, max_episode_steps=_max_steps)

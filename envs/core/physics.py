@@ -1,0 +1,110 @@
+"""MuJoCo model and data with the named geometric queries that tasks ask."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import mujoco
+import numpy as np
+
+
+class Physics:
+    """Owns an ``MjModel``/``MjData`` pair and answers questions by name.
+
+    Tasks never index ``data.qpos`` with magic numbers; they ask ``physics.body_position("cube")``
+    so that a scene edit cannot silently change what a task measures.
+    """
+
+    def __init__(self, model: mujoco.MjModel) -> None:
+        self.model = model
+        self.data = mujoco.MjData(model)
+
+    @classmethod
+    def from_xml_path(cls, path: str | Path) -> Physics:
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"MJCF scene not found: {path}")
+        return cls(mujoco.MjModel.from_xml_path(str(path)))
+
+    # --- time stepping -------------------------------------------------------------------
+    def reset(self) -> None:
+        mujoco.mj_resetData(self.model, self.data)
+
+    def forward(self) -> None:
+        mujoco.mj_forward(self.model, self.data)
+
+    def step(self, num_substeps: int) -> None:
+        mujoco.mj_step(self.model, self.data, nstep=num_substeps)
+
+    @property
+    def timestep(self) -> float:
+        return float(self.model.opt.timestep)
+
+    def get_state(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Snapshot of (qpos, qvel, act) to restore after a divergence."""
+        return self.data.qpos.copy(), self.data.qvel.copy(), self.data.act.copy()
+
+    def set_state(self, state: tuple[np.ndarray, np.ndarray, np.ndarray]) -> None:
+        self.data.qpos[:], self.data.qvel[:], self.data.act[:] = state
+        self.forward()
+
+    def is_diverged(self, max_abs_qvel: float = 1e4) -> bool:
+        """True once the simulation state is non-finite or exploding.
+
+        MuJoCo resets the data itself on ``mjWARN_BADQACC``, so the warning counter is checked
+        too: a silent reset would otherwise look like a teleport to the learner.
+        """
+        qpos, qvel = self.data.qpos, self.data.qvel
+        if not (np.all(np.isfinite(qpos)) and np.all(np.isfinite(qvel))):
+            return True
+        if np.any(np.abs(qvel) > max_abs_qvel):
+            return True
+        return self.data.warning[mujoco.mjtWarning.mjWARN_BADQACC].number > 0
+
+    # --- named queries -------------------------------------------------------------------
+    def _id(self, kind: mujoco.mjtObj, name: str) -> int:
+        index = mujoco.mj_name2id(self.model, kind, name)
+        if index < 0:
+            raise KeyError(f"no {kind.name.removeprefix('mjOBJ_').lower()} named {name!r} in model")
+        return index
+
+    def body_position(self, name: str) -> np.ndarray:
+        return self.data.xpos[self._id(mujoco.mjtObj.mjOBJ_BODY, name)].copy()
+
+    def body_rotation(self, name: str) -> np.ndarray:
+        """(3, 3) world rotation matrix of a body."""
+        return self.data.xmat[self._id(mujoco.mjtObj.mjOBJ_BODY, name)].reshape(3, 3).copy()
+
+    def site_position(self, name: str) -> np.ndarray:
+        return self.data.site_xpos[self._id(mujoco.mjtObj.mjOBJ_SITE, name)].copy()
+
+    def geom_position(self, name: str) -> np.ndarray:
+        return self.data.geom_xpos[self._id(mujoco.mjtObj.mjOBJ_GEOM, name)].copy()
+
+    def geom_id(self, name: str) -> int:
+        return self._id(mujoco.mjtObj.mjOBJ_GEOM, name)
+
+    def camera_id(self, name: str) -> int:
+        return self._id(mujoco.mjtObj.mjOBJ_CAMERA, name)
+
+    def joint_qpos_address(self, name: str) -> int:
+        return int(self.model.jnt_qposadr[self._id(mujoco.mjtObj.mjOBJ_JOINT, name)])
+
+    def joint_qvel_address(self, name: str) -> int:
+        return int(self.model.jnt_dofadr[self._id(mujoco.mjtObj.mjOBJ_JOINT, name)])
+
+    def joint_position(self, name: str) -> float:
+        return float(self.data.qpos[self.joint_qpos_address(name)])
+
+    def joint_velocity(self, name: str) -> float:
+        return float(self.data.qvel[self.joint_qvel_address(name)])
+
+    def set_joint_position(self, name: str, value: float | np.ndarray) -> None:
+        """Set a joint's qpos; free joints take 7 values (xyz + wxyz quaternion)."""
+        address = self.joint_qpos_address(name)
+        values = np.atleast_1d(np.asarray(value, dtype=np.float64))
+        self.data.qpos[address : address + values.size] = values
+
+    def actuator_ctrl_range(self) -> np.ndarray:
+        """(num_actuators, 2) control range of every actuator."""
+        return self.model.actuator_ctrlrange.copy()

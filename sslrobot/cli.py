@@ -1,0 +1,51 @@
+"""``sslrobot <command>``: thin entry point; each area's module adds its own subcommands."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+# Each module exposes ``register(subparsers)``; imported at parse time, so none may import torch
+# at module top (``sslrobot envs`` must stay fast).
+_COMMAND_MODULES = (
+    "sslrobot.commands.envs",
+    "sslrobot.commands.data",
+    "sslrobot.commands.pretrain",
+    "sslrobot.commands.probe",
+    "sslrobot.commands.policy",
+    "sslrobot.commands.run",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sslrobot",
+        description="Self-supervised visual pretraining for simulated robots, end to end.",
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="<command>")
+    for module_name in _COMMAND_MODULES:
+        importlib.import_module(module_name).register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "func", None) is None:
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except (ValueError, FileNotFoundError, FileExistsError, PermissionError) as error:
+        # Bad input is the user's to fix: one clear line, no traceback.
+        print(f"sslrobot {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; finished artifacts are kept, rerun with --resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
