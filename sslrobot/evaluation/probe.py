@@ -1,0 +1,595 @@
+"""Linear probes: how much of the privileged state a frozen encoder's features hold linearly."""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    import torch
+
+DEFAULT_ALPHAS: tuple[float, ...] = (1e-2, 1e-1, 1.0, 1e1, 1e2, 1e3, 1e4, 1e5)
+"""Ridge penalties tried when none is fixed; the penalty is on the sum of squared errors."""
+
+# Targets whose held-out variance is below this have no R^2 (SST is zero): reported as NaN.
+_MIN_TARGET_VARIANCE = 1e-12
+
+
+@dataclass(frozen=True)
+class RidgeProbe:
+    """A fitted ridge regression from standardised features to targets.
+
+    Attributes:
+        feature_mean: Train-split feature means, shape (D,).
+        feature_scale: Train-split feature standard deviations (1 where constant), shape (D,).
+        target_mean: Train-split target means, shape (S,).
+        coef: Weights on standardised features, shape (D, S).
+        alphas: Ridge penalty used for each target, shape (S,).
+    """
+
+    feature_mean: np.ndarray
+    feature_scale: np.ndarray
+    target_mean: np.ndarray
+    coef: np.ndarray
+    alphas: np.ndarray
+
+    def predict(self, features: np.ndarray) -> np.ndarray:
+        """Predict targets, shape (N, S), from features, shape (N, D)."""
+        features = np.asarray(features, dtype=np.float64)
+        standardised = (features - self.feature_mean) / self.feature_scale
+        return standardised @ self.coef + self.target_mean
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    """Held-out scores of a linear probe.
+
+    Attributes:
+        r2: Held-out R^2 per state variable (NaN where the variable is constant held-out).
+        r2_mean: Mean of the finite per-variable R^2 values.
+        alphas: Ridge penalty chosen per state variable.
+        num_train_frames: Frames the probe was fitted on.
+        num_val_frames: Held-out frames it was scored on.
+        feature_dim: Width of the features.
+    """
+
+    r2: dict[str, float]
+    r2_mean: float
+    alphas: dict[str, float]
+    num_train_frames: int
+    num_val_frames: int
+    feature_dim: int
+
+    def to_metrics(self) -> dict[str, Any]:
+        """Namespaced metrics, JSON-ready (NaN R^2 becomes ``None``)."""
+        return {
+            "probe/r2_mean": _finite_or_none(self.r2_mean),
+            "probe/r2": {name: _finite_or_none(value) for name, value in self.r2.items()},
+            "probe/alpha": dict(self.alphas),
+            "probe/num_train_frames": self.num_train_frames,
+            "probe/num_val_frames": self.num_val_frames,
+            "probe/feature_dim": self.feature_dim,
+        }
+
+
+def _finite_or_none(value: float) -> float | None:
+    return float(value) if np.isfinite(value) else None
+
+
+def _check_xy(features: np.ndarray, targets: np.ndarray, split: str) -> tuple[np.ndarray, ...]:
+    x = np.asarray(features, dtype=np.float64)
+    y = np.asarray(targets, dtype=np.float64)
+    if x.ndim != 2 or y.ndim != 2:
+        raise ValueError(
+            f"{split} features and states must be 2-D (N, D) and (N, S), "
+            f"got {x.shape} and {y.shape}"
+        )
+    if x.shape[0] != y.shape[0]:
+        raise ValueError(
+            f"{split} features and states disagree on frames: {x.shape[0]} vs {y.shape[0]}"
+        )
+    if x.shape[0] < 2:
+        raise ValueError(f"{split} split needs at least 2 frames, got {x.shape[0]}")
+    for name, array in (("features", x), ("states", y)):
+        if not np.all(np.isfinite(array)):
+            raise ValueError(f"{split} {name} contain NaN or inf")
+    return x, y
+
+
+def r2_scores(targets: np.ndarray, predictions: np.ndarray) -> np.ndarray:
+    """Coefficient of determination per column, ``1 - SSE / SST``, not clipped.
+
+    A constant predictor at the held-out mean scores 0, and worse-than-constant is negative.
+
+    Args:
+        targets: True values, shape (N, S).
+        predictions: Predicted values, shape (N, S).
+
+    Returns:
+        R^2 per column, shape (S,); NaN where the targets are constant (SST is zero).
+    """
+    targets = np.asarray(targets, dtype=np.float64)
+    predictions = np.asarray(predictions, dtype=np.float64)
+    if targets.shape != predictions.shape or targets.ndim != 2:
+        raise ValueError(
+            f"targets and predictions must both be (N, S), got {targets.shape} "
+            f"and {predictions.shape}"
+        )
+    sse = np.sum((targets - predictions) ** 2, axis=0)
+    centred = targets - targets.mean(axis=0)
+    sst = np.sum(centred**2, axis=0)
+    constant = sst <= _MIN_TARGET_VARIANCE * targets.shape[0]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        scores = 1.0 - sse / sst
+    scores[constant] = np.nan
+    return scores
+
+
+def _standardise(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    mean = features.mean(axis=0)
+    scale = features.std(axis=0)
+    scale[scale < 1e-12] = 1.0  # constant features: centred to zero, weight stays zero
+    return mean, scale
+
+
+def _ridge_path(x: np.ndarray, y: np.ndarray, alphas: np.ndarray) -> np.ndarray:
+    """Ridge weights for every penalty from one SVD: shape (len(alphas), D, S).
+
+    ``w(alpha) = V diag(s / (s^2 + alpha)) U^T y`` (Hoerl & Kennard 1970), valid for
+    N < D and N >= D alike; ``x`` and ``y`` must be centred.
+    """
+    u, s, vt = np.linalg.svd(x, full_matrices=False)  # (N, r), (r,), (r, D)
+    uty = u.T @ y  # (r, S)
+    shrink = s[None, :] / (s[None, :] ** 2 + alphas[:, None])  # (A, r)
+    return np.einsum("rd,ar,rs->ads", vt, shrink, uty)
+
+
+def fit_ridge(
+    features: np.ndarray, targets: np.ndarray, alphas: float | Sequence[float] | np.ndarray
+) -> RidgeProbe:
+    """Fit ridge regression on standardised features, with one penalty or one per target.
+
+    Args:
+        features: Train features, shape (N, D).
+        targets: Train targets, shape (N, S).
+        alphas: A penalty for all targets, or one per target, shape (S,); each >= 0.
+
+    Returns:
+        The fitted probe; standardisation statistics come from these rows only.
+    """
+    x, y = _check_xy(features, targets, "train")
+    per_target = np.broadcast_to(np.asarray(alphas, dtype=np.float64), (y.shape[1],)).copy()
+    if np.any(per_target < 0) or not np.all(np.isfinite(per_target)):
+        raise ValueError(f"ridge alphas must be finite and >= 0, got {per_target.tolist()}")
+    feature_mean, feature_scale = _standardise(x)
+    xs = (x - feature_mean) / feature_scale
+    target_mean = y.mean(axis=0)
+    yc = y - target_mean
+    unique, inverse = np.unique(per_target, return_inverse=True)
+    path = _ridge_path(xs, yc, unique)  # (A, D, S)
+    coef = path[inverse, :, np.arange(y.shape[1])].T  # (D, S)
+    return RidgeProbe(feature_mean, feature_scale, target_mean, coef, per_target)
+
+
+def select_alphas(
+    features: np.ndarray,
+    targets: np.ndarray,
+    groups: np.ndarray | None = None,
+    alphas: Sequence[float] = DEFAULT_ALPHAS,
+    holdout_fraction: float = 0.2,
+    seed: int = 0,
+) -> np.ndarray:
+    """Choose a ridge penalty per target on a held-out part of the training rows.
+
+    Frames of one episode are strongly correlated, so when ``groups`` (episode ids) are given
+    whole episodes are held out; otherwise rows are split at random.
+
+    Args:
+        features: Train features, shape (N, D).
+        targets: Train targets, shape (N, S).
+        groups: Episode id of each row, shape (N,), or ``None``.
+        alphas: Candidate penalties, each > 0.
+        holdout_fraction: Share of episodes (or rows) used to score the candidates.
+        seed: Seed of the split.
+
+    Returns:
+        The best penalty per target, shape (S,); targets constant in the held-out part get the
+        largest candidate.
+    """
+    x, y = _check_xy(features, targets, "train")
+    candidates = np.asarray(sorted(alphas), dtype=np.float64)
+    if candidates.size == 0 or np.any(candidates <= 0):
+        raise ValueError(f"alphas must be a non-empty list of positive numbers, got {alphas}")
+    if not 0.0 < holdout_fraction < 1.0:
+        raise ValueError(f"holdout_fraction must be in (0, 1), got {holdout_fraction}")
+    rng = np.random.default_rng(seed)
+    if groups is None:
+        units = np.arange(x.shape[0])
+        row_units = units
+    else:
+        row_units = np.asarray(groups)
+        if row_units.shape != (x.shape[0],):
+            raise ValueError(f"groups must have shape ({x.shape[0]},), got {row_units.shape}")
+        units = np.unique(row_units)
+    if units.size < 2:
+        raise ValueError(
+            f"choosing the ridge alpha needs at least 2 training episodes, got {units.size}; "
+            "pass a fixed alpha instead"
+        )
+    num_holdout = min(units.size - 1, max(1, round(holdout_fraction * units.size)))
+    holdout_units = rng.permutation(units)[:num_holdout]
+    holdout = np.isin(row_units, holdout_units)
+    fit_x, fit_y = x[~holdout], y[~holdout]
+    feature_mean, feature_scale = _standardise(fit_x)
+    xs = (fit_x - feature_mean) / feature_scale
+    target_mean = fit_y.mean(axis=0)
+    path = _ridge_path(xs, fit_y - target_mean, candidates)  # (A, D, S)
+    held_xs = (x[holdout] - feature_mean) / feature_scale
+    scores = np.stack(
+        [r2_scores(y[holdout], held_xs @ coef + target_mean) for coef in path]
+    )  # (A, S)
+    scores = np.where(np.isnan(scores), -np.inf, scores)
+    # Ties (e.g. constant targets) resolve to the largest penalty: the simplest model.
+    best = len(candidates) - 1 - np.argmax(scores[::-1], axis=0)
+    return candidates[best]
+
+
+def fit_linear_probe(
+    train_features: np.ndarray,
+    train_states: np.ndarray,
+    val_features: np.ndarray,
+    val_states: np.ndarray,
+    state_names: Sequence[str],
+    alpha: float | None = None,
+    train_groups: np.ndarray | None = None,
+    alphas: Sequence[float] = DEFAULT_ALPHAS,
+    seed: int = 0,
+) -> ProbeResult:
+    """Fit a ridge probe on training episodes and score it on held-out episodes.
+
+    Args:
+        train_features: Frozen features of training frames, shape (N, D).
+        train_states: Privileged state of the same frames, shape (N, S).
+        val_features: Features of held-out frames, shape (M, D).
+        val_states: State of held-out frames, shape (M, S).
+        state_names: Name of each state variable, length S.
+        alpha: Fixed ridge penalty; ``None`` chooses one per variable on held-out training
+            episodes (see ``select_alphas``). The validation split is never used to choose it.
+        train_groups: Episode id of each training row, shape (N,), for choosing alpha.
+        alphas: Candidates when ``alpha`` is ``None``.
+        seed: Seed of the alpha-selection split.
+
+    Returns:
+        R^2 per state variable on the held-out episodes and their mean.
+    """
+    x, y = _check_xy(train_features, train_states, "train")
+    vx, vy = _check_xy(val_features, val_states, "validation")
+    if vx.shape[1] != x.shape[1] or vy.shape[1] != y.shape[1]:
+        raise ValueError(
+            f"train and validation widths differ: features {x.shape[1]} vs {vx.shape[1]}, "
+            f"states {y.shape[1]} vs {vy.shape[1]}"
+        )
+    names = list(state_names)
+    if len(names) != y.shape[1]:
+        raise ValueError(f"state_names has {len(names)} names for {y.shape[1]} state columns")
+    if alpha is None:
+        chosen = select_alphas(x, y, groups=train_groups, alphas=alphas, seed=seed)
+    else:
+        chosen = np.full(y.shape[1], float(alpha))
+    probe = fit_ridge(x, y, chosen)
+    scores = r2_scores(vy, probe.predict(vx))
+    finite = scores[np.isfinite(scores)]
+    return ProbeResult(
+        r2={name: float(score) for name, score in zip(names, scores, strict=True)},
+        r2_mean=float(finite.mean()) if finite.size else float("nan"),
+        alphas={name: float(a) for name, a in zip(names, chosen, strict=True)},
+        num_train_frames=int(x.shape[0]),
+        num_val_frames=int(vx.shape[0]),
+        feature_dim=int(x.shape[1]),
+    )
+
+
+def module_device(module: torch.nn.Module) -> torch.device:
+    """The device of a module's first parameter or buffer (CPU for a module with neither)."""
+    import torch
+
+    for tensor in (*module.parameters(), *module.buffers()):
+        return tensor.device
+    return torch.device("cpu")
+
+
+def extract_features(
+    encoder: torch.nn.Module, frames: np.ndarray, batch_size: int = 256
+) -> np.ndarray:
+    """Encode frames in batches, in eval mode, without gradients, on the encoder's device.
+
+    The encoder's train/eval mode is restored afterwards, so a caller's module is unchanged.
+
+    Args:
+        encoder: Maps uint8 frames (B, H, W, C) to features (B, D).
+        frames: uint8 frames, shape (N, H, W, C).
+        batch_size: Frames per forward pass.
+
+    Returns:
+        Features, float32, shape (N, D).
+    """
+    import torch
+
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    frames = np.asarray(frames)
+    if frames.dtype != np.uint8 or frames.ndim != 4:
+        raise ValueError(f"frames must be uint8 (N, H, W, C), got {frames.dtype} {frames.shape}")
+    device = module_device(encoder)
+    was_training = encoder.training
+    encoder.eval()
+    outputs = []
+    try:
+        with torch.no_grad():
+            for start in range(0, frames.shape[0], batch_size):
+                batch = torch.from_numpy(np.ascontiguousarray(frames[start : start + batch_size]))
+                features = encoder(batch.to(device))  # (B, D)
+                outputs.append(features.float().cpu().numpy())
+    finally:
+        encoder.train(was_training)
+    if not outputs:
+        raise ValueError("frames is empty; nothing to encode")
+    return np.concatenate(outputs, axis=0)
+
+
+def resolve_device(name: str) -> torch.device:
+    """``"auto"`` picks CUDA, then MPS, then CPU; any other name must be available."""
+    import torch
+
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} requested but CUDA is not available")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"device {name!r} requested but MPS is not available")
+    return device
+
+
+def _frame_indices(lengths: Sequence[int], max_frames: int | None, seed: int) -> list[np.ndarray]:
+    """Frames to use per episode: all, or an even random share summing to about max_frames."""
+    if max_frames is None or sum(lengths) <= max_frames:
+        return [np.arange(n) for n in lengths]
+    rng = np.random.default_rng(seed)
+    share = max_frames / sum(lengths)
+    picked = []
+    for n in lengths:
+        count = max(1, round(share * n))
+        picked.append(np.sort(rng.choice(n, size=count, replace=False)))
+    return picked
+
+
+def stack_frames(pixels: np.ndarray, frame_stack: int) -> np.ndarray:
+    """Stack each frame with its predecessors on the channel axis, oldest first.
+
+    Frames before the episode start repeat the first frame (the DrQ/Atari convention).
+
+    Args:
+        pixels: uint8 frames of one episode, shape (T, H, W, 3).
+        frame_stack: Frames per stack, >= 1.
+
+    Returns:
+        uint8 (T, H, W, 3 * frame_stack); ``pixels`` itself when ``frame_stack`` is 1.
+    """
+    if frame_stack == 1:
+        return pixels
+    index = np.arange(pixels.shape[0])[:, None] + np.arange(1 - frame_stack, 1)[None, :]
+    stacked = pixels[np.clip(index, 0, None)]  # (T, S, H, W, 3)
+    return np.moveaxis(stacked, 1, 3).reshape(*pixels.shape[:3], -1)
+
+
+def _encode_episodes(
+    dataset: Any,
+    episode_ids: Sequence[int],
+    encoder: torch.nn.Module,
+    max_frames: int | None,
+    batch_size: int,
+    seed: int,
+    frame_stack: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    episodes = []
+    for i in episode_ids:  # memory-mapped: loading is cheap, pages are read when encoded
+        try:
+            episodes.append(dataset.load_episode(i, include_state=True))
+        except FileNotFoundError as error:
+            raise ValueError(
+                f"episode {i} has no privileged state, which probes need: {error}"
+            ) from error
+    lengths = [ep["state"].shape[0] for ep in episodes]
+    picks = _frame_indices(lengths, max_frames, seed)
+    features, states, groups = [], [], []
+    for episode_id, ep, pick in zip(episode_ids, episodes, picks, strict=True):
+        if frame_stack == 1:
+            frames = np.asarray(ep["pixels"][pick])
+        else:
+            frames = stack_frames(np.asarray(ep["pixels"]), frame_stack)[pick]
+        features.append(extract_features(encoder, frames, batch_size))
+        states.append(np.asarray(ep["state"][pick], dtype=np.float64))
+        groups.append(np.full(pick.size, episode_id))
+    return np.concatenate(features), np.concatenate(states), np.concatenate(groups)
+
+
+def dataset_state_names(manifest: dict[str, Any], num_state: int) -> list[str]:
+    """State variable names from the dataset manifest (``state_<i>`` where it has none)."""
+    names = manifest.get("state_names")
+    if names is None:
+        return [f"state_{i}" for i in range(num_state)]
+    if len(names) != num_state:
+        raise ValueError(
+            f"dataset state has {num_state} columns but the manifest names {len(names)}: {names}"
+        )
+    return [str(name) for name in names]
+
+
+def _frame_stack(encoder: torch.nn.Module) -> int:
+    """Frames the encoder stacks on its channel axis (its ``config.frame_stack``, else 1)."""
+    return int(getattr(getattr(encoder, "config", None), "frame_stack", 1) or 1)
+
+
+def probe_representation(
+    encoder: str | os.PathLike[str] | torch.nn.Module,
+    data_dir: str | os.PathLike[str],
+    val_fraction: float = 0.2,
+    seed: int = 0,
+    max_frames: int | None = 20_000,
+    batch_size: int = 256,
+    device: str = "auto",
+    alpha: float | None = None,
+) -> dict[str, Any]:
+    """Probe a frozen encoder on a dataset directory: fit on train episodes, score held-out.
+
+    Args:
+        encoder: A ``sslrobot pretrain --out`` directory, or a module mapping uint8 frames
+            (B, H, W, 3 * frame_stack) to features (B, D), used on its own device; frames are
+            stacked when its ``config.frame_stack`` is above 1.
+        data_dir: A ``sslrobot collect --out`` directory whose episodes hold ``state``.
+        val_fraction: Share of episodes held out for scoring (split by ``ds.split``).
+        seed: Seed of the episode split, frame subsampling and alpha selection.
+        max_frames: Cap on frames per split (spread evenly over episodes); ``None``: all.
+        batch_size: Frames per encoder forward pass.
+        device: For an encoder directory: ``"auto"``, ``"cpu"``, ``"cuda"``, ...
+        alpha: Fixed ridge penalty, or ``None`` to choose one per variable.
+
+    Returns:
+        ``ProbeResult.to_metrics()``: ``probe/r2_mean``, ``probe/r2`` per variable, ...
+    """
+    from sslrobot.data import open_dataset
+
+    if isinstance(encoder, str | os.PathLike):
+        import sslrobot
+
+        encoder, _ = sslrobot.load_encoder(Path(encoder))
+        encoder = encoder.to(resolve_device(device))
+    dataset = open_dataset(Path(data_dir))
+    train_ids, val_ids = dataset.split(val_fraction=val_fraction, seed=seed)
+    if not train_ids or not val_ids:
+        raise ValueError(
+            f"{data_dir}: val_fraction={val_fraction} leaves {len(train_ids)} train and "
+            f"{len(val_ids)} validation episodes; both need at least one"
+        )
+    stack = _frame_stack(encoder)
+    train_x, train_y, train_groups = _encode_episodes(
+        dataset, train_ids, encoder, max_frames, batch_size, seed, stack
+    )
+    val_x, val_y, _ = _encode_episodes(
+        dataset, val_ids, encoder, max_frames, batch_size, seed, stack
+    )
+    names = dataset_state_names(dataset.manifest, train_y.shape[1])
+    result = fit_linear_probe(
+        train_x, train_y, val_x, val_y, names, alpha=alpha, train_groups=train_groups, seed=seed
+    )
+    return result.to_metrics()
+
+
+@dataclass(frozen=True)
+class ProbeConfig:
+    """Settings of ``sslrobot probe``: which encoder, which data, how to split and score."""
+
+    encoder: str
+    """A ``sslrobot pretrain --out`` directory."""
+    data: str
+    """A ``sslrobot collect --out`` directory with privileged state."""
+    out: str | None = None
+    """JSON file for the results; ``None`` writes nothing."""
+    val_fraction: float = 0.2
+    """Share of episodes held out for scoring, in (0, 1)."""
+    seed: int = 0
+    """Seed of the episode split, frame subsampling and alpha selection."""
+    device: str = "auto"
+    """``auto`` (CUDA, then MPS, then CPU), ``cpu``, ``cuda``, ``cuda:1``, ``mps``."""
+    max_frames: int | None = 20_000
+    """Cap on probe frames per split; ``None`` uses all."""
+    batch_size: int = 256
+    """Frames per encoder forward pass."""
+    alpha: float | None = None
+    """Fixed ridge penalty; ``None`` chooses one per variable on held-out train episodes."""
+    horizon: int = 5
+    """Prediction steps K scored for world models; 0 skips prediction metrics."""
+    max_windows: int | None = 1024
+    """Cap on held-out windows for prediction metrics; ``None`` uses all."""
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.val_fraction < 1.0:
+            raise ValueError(f"val_fraction must be in (0, 1), got {self.val_fraction}")
+        if self.max_frames is not None and self.max_frames < 4:
+            raise ValueError(f"max_frames must be >= 4 or None, got {self.max_frames}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.alpha is not None and not (math.isfinite(self.alpha) and self.alpha >= 0):
+            raise ValueError(f"alpha must be a finite number >= 0 or None, got {self.alpha}")
+        if self.horizon < 0:
+            raise ValueError(f"horizon must be >= 0 (0 skips prediction), got {self.horizon}")
+        if self.max_windows is not None and self.max_windows < 1:
+            raise ValueError(f"max_windows must be >= 1 or None, got {self.max_windows}")
+
+
+def _json_ready(value: Any) -> Any:
+    """Replace NaN/inf (not valid JSON) with None, recursively."""
+    if isinstance(value, dict):
+        return {key: _json_ready(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_ready(item) for item in value]
+    if isinstance(value, float | np.floating) and not math.isfinite(value):
+        return None
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def run_probe(config: ProbeConfig) -> dict[str, Any]:
+    """Probe an encoder directory and, for world models, score its predictions.
+
+    Returns the results (also written to ``config.out`` as JSON, atomically): the config,
+    ``probe/...`` metrics and, unless ``horizon`` is 0 or the directory holds no world model,
+    ``pred/...`` and ``fdm/...`` metrics (see ``prediction_quality``).
+    """
+    from sslrobot.evaluation.prediction import prediction_from_dirs
+    from sslrobot.utils.io import atomic_write_json
+
+    for name in ("encoder", "data"):
+        if not Path(getattr(config, name)).is_dir():
+            raise FileNotFoundError(f"{name} directory not found: {getattr(config, name)}")
+    results: dict[str, Any] = {"config": asdict(config)}
+    results.update(
+        probe_representation(
+            config.encoder,
+            config.data,
+            val_fraction=config.val_fraction,
+            seed=config.seed,
+            max_frames=config.max_frames,
+            batch_size=config.batch_size,
+            device=config.device,
+            alpha=config.alpha,
+        )
+    )
+    if config.horizon > 0:
+        results.update(
+            prediction_from_dirs(
+                config.encoder,
+                config.data,
+                horizon=config.horizon,
+                val_fraction=config.val_fraction,
+                seed=config.seed,
+                max_windows=config.max_windows,
+                device=config.device,
+            )
+        )
+    results = _json_ready(results)
+    if config.out is not None:
+        atomic_write_json(config.out, results)
+    return results

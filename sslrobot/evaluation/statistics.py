@@ -1,0 +1,189 @@
+"""Confidence intervals and robust aggregates for evaluation numbers, deterministic per seed."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from statistics import NormalDist
+
+import numpy as np
+
+# Resample in chunks so that memory stays bounded (chunk rows x sample size indices).
+_MAX_INDICES_PER_CHUNK = 2_000_000
+
+
+def _as_1d(values: Sequence[float] | np.ndarray, name: str) -> np.ndarray:
+    array = np.asarray(values, dtype=np.float64)
+    if array.ndim != 1:
+        raise ValueError(f"{name} must be one-dimensional, got shape {array.shape}")
+    if array.size == 0:
+        raise ValueError(f"{name} is empty; need at least one value")
+    if not np.all(np.isfinite(array)):
+        raise ValueError(f"{name} contains NaN or inf: {array[~np.isfinite(array)][:5].tolist()}")
+    return array
+
+
+def _check_bootstrap_args(confidence: float, num_resamples: int) -> None:
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+    if num_resamples < 1:
+        raise ValueError(f"num_resamples must be >= 1, got {num_resamples}")
+
+
+def _percentile_interval(statistics: np.ndarray, confidence: float) -> tuple[float, float]:
+    tail = 100.0 * (1.0 - confidence) / 2.0
+    low, high = np.percentile(statistics, [tail, 100.0 - tail])
+    return float(low), float(high)
+
+
+def bootstrap_ci(
+    values: Sequence[float] | np.ndarray,
+    confidence: float = 0.95,
+    num_resamples: int = 10_000,
+    seed: int = 0,
+) -> tuple[float, float, float]:
+    """Mean of ``values`` with a percentile-bootstrap confidence interval.
+
+    The percentile bootstrap (Efron & Tibshirani 1993) makes no normality assumption, which
+    matters for success rates near 0 or 1.
+
+    Args:
+        values: Sample, shape (N,), finite.
+        confidence: Coverage of the interval, in (0, 1).
+        num_resamples: Number of bootstrap resamples.
+        seed: Seed of the resampling RNG; the same inputs and seed give the same interval.
+
+    Returns:
+        ``(mean, low, high)``. With one value, or all values equal, the interval is that value.
+    """
+    sample = _as_1d(values, "values")
+    _check_bootstrap_args(confidence, num_resamples)
+    if np.ptp(sample) == 0.0:
+        constant = float(sample[0])
+        return constant, constant, constant
+    rng = np.random.default_rng(seed)
+    n = sample.size
+    chunk = max(1, _MAX_INDICES_PER_CHUNK // n)
+    means = np.empty(num_resamples, dtype=np.float64)
+    for start in range(0, num_resamples, chunk):
+        stop = min(start + chunk, num_resamples)
+        indices = rng.integers(0, n, size=(stop - start, n))
+        means[start:stop] = sample[indices].mean(axis=1)
+    low, high = _percentile_interval(means, confidence)
+    return float(sample.mean()), low, high
+
+
+def stratified_bootstrap_ci(
+    per_seed_values: Sequence[Sequence[float] | np.ndarray],
+    confidence: float = 0.95,
+    num_resamples: int = 10_000,
+    seed: int = 0,
+    resample_seeds: bool = True,
+) -> tuple[float, float, float]:
+    """Mean of per-seed means with a bootstrap interval over training seeds and episodes.
+
+    Evaluation results are nested: episodes within training seeds. The point estimate is the
+    mean over training seeds of each seed's mean over its episodes, so every seed weighs the
+    same whatever its episode count (as rliable aggregates runs).
+
+    With ``resample_seeds=True`` (default) the bootstrap is two-level: draw seeds with
+    replacement, then episodes with replacement within each drawn seed. The interval then
+    covers seed-to-seed variation, the larger source of error with few seeds (Agarwal et al.
+    2021). With ``resample_seeds=False`` seeds are strata (rliable's stratified bootstrap):
+    every seed is kept and only its episodes are resampled, which covers episode noise only.
+
+    Args:
+        per_seed_values: One sequence per training seed, shape (num_episodes_s,), finite.
+        confidence: Coverage of the interval, in (0, 1).
+        num_resamples: Number of bootstrap resamples.
+        seed: Seed of the resampling RNG.
+        resample_seeds: Whether to resample seeds as well as episodes.
+
+    Returns:
+        ``(mean of seed means, low, high)``.
+    """
+    if len(per_seed_values) == 0:
+        raise ValueError("per_seed_values is empty; need at least one training seed")
+    groups = [_as_1d(v, f"per_seed_values[{i}]") for i, v in enumerate(per_seed_values)]
+    _check_bootstrap_args(confidence, num_resamples)
+    point = float(np.mean([g.mean() for g in groups]))
+    if all(np.ptp(g) == 0.0 for g in groups) and len({float(g[0]) for g in groups}) == 1:
+        constant = float(groups[0][0])
+        return constant, constant, constant
+    rng = np.random.default_rng(seed)
+    num_seeds = len(groups)
+    largest = max(g.size for g in groups)
+    chunk = max(1, _MAX_INDICES_PER_CHUNK // (num_seeds * largest))
+    estimates = np.empty(num_resamples, dtype=np.float64)
+    for start in range(0, num_resamples, chunk):
+        rows = min(start + chunk, num_resamples) - start
+        if resample_seeds:
+            chosen = rng.integers(0, num_seeds, size=(rows, num_seeds))
+        else:
+            chosen = np.broadcast_to(np.arange(num_seeds), (rows, num_seeds))
+        seed_means = np.empty((rows, num_seeds), dtype=np.float64)
+        for s, group in enumerate(groups):
+            mask = chosen == s
+            count = int(mask.sum())
+            if count:
+                draws = rng.integers(0, group.size, size=(count, group.size))
+                seed_means[mask] = group[draws].mean(axis=1)
+        estimates[start : start + rows] = seed_means.mean(axis=1)
+    low, high = _percentile_interval(estimates, confidence)
+    return point, low, high
+
+
+def interquartile_mean(values: Sequence[float] | np.ndarray) -> float:
+    """Mean of the middle 50% of ``values`` (IQM, Agarwal et al. 2021).
+
+    Robust to a few outlier runs yet less noisy than the median. Cuts ``floor(0.25 * N)``
+    values from each end, as ``scipy.stats.trim_mean(values, 0.25)`` does.
+
+    Args:
+        values: Sample, shape (N,), finite.
+    """
+    sample = np.sort(_as_1d(values, "values"))
+    cut = int(0.25 * sample.size)
+    return float(sample[cut : sample.size - cut].mean())
+
+
+def intervals_overlap(a: Sequence[float], b: Sequence[float]) -> bool:
+    """Whether two closed intervals ``(low, high)`` share at least one point.
+
+    Overlapping 95% intervals do not prove two means equal, but non-overlapping ones are a
+    conservative sign of a real difference; the report words its verdict accordingly.
+    """
+    for name, interval in (("a", a), ("b", b)):
+        if len(interval) != 2:
+            raise ValueError(f"interval {name} must be (low, high), got {tuple(interval)}")
+        if not interval[0] <= interval[1]:
+            raise ValueError(f"interval {name} has low > high: {tuple(interval)}")
+    return bool(a[0] <= b[1] and b[0] <= a[1])
+
+
+def wilson_interval(
+    num_successes: int, num_trials: int, confidence: float = 0.95
+) -> tuple[float, float, float]:
+    """Success proportion with the Wilson score interval (Wilson 1927).
+
+    Unlike the normal approximation it stays inside [0, 1] and is not degenerate at 0 or N
+    successes, which is common for easy or impossible tasks.
+
+    Returns:
+        ``(proportion, low, high)``.
+    """
+    if num_trials < 1:
+        raise ValueError(f"num_trials must be >= 1, got {num_trials}")
+    if not 0 <= num_successes <= num_trials:
+        raise ValueError(f"num_successes must be in [0, {num_trials}], got {num_successes}")
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+    z = NormalDist().inv_cdf(0.5 + confidence / 2.0)
+    p = num_successes / num_trials
+    denominator = 1.0 + z * z / num_trials
+    centre = (p + z * z / (2.0 * num_trials)) / denominator
+    half = z * math.sqrt(p * (1.0 - p) / num_trials + z * z / (4.0 * num_trials**2)) / denominator
+    # At 0 or N successes the bound is exactly 0 or 1; rounding would leave 1e-17 there.
+    low = 0.0 if num_successes == 0 else max(0.0, centre - half)
+    high = 1.0 if num_successes == num_trials else min(1.0, centre + half)
+    return p, low, high

@@ -1,0 +1,91 @@
+"""Report figures: each writes a real PNG from plain records, without pyplot state."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from sslrobot.evaluation.plots import (
+    frame_strip,
+    plot_data_efficiency,
+    plot_loss_curves,
+    plot_prediction_psnr,
+    plot_probe_r2,
+    plot_success,
+    read_metrics_csv,
+    save_frame_strip,
+)
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _assert_png(path):
+    data = path.read_bytes()
+    assert data.startswith(PNG_SIGNATURE) and len(data) > 2000
+    assert not list(path.parent.glob(".*.tmp"))  # atomic write leaves no temporary file
+
+
+def test_plot_success_and_data_efficiency(tmp_path):
+    success = [
+        {"task": "Reach", "encoder": "fdm+future", "mean": 0.8, "low": 0.7, "high": 0.9},
+        {"task": "Reach", "encoder": "none", "mean": 0.3, "low": 0.2, "high": 0.4},
+        {"task": "Push", "encoder": "fdm+future", "mean": 0.5, "low": 0.4, "high": 0.6},
+    ]
+    _assert_png(plot_success(success, tmp_path / "success.png", title="success"))
+    efficiency = [
+        {"encoder": e, "num_demos": n, "mean": m, "low": m - 0.1, "high": m + 0.05}
+        for e, base in (("fdm+future", 0.4), ("none", 0.1))
+        for n, m in ((5, base), (10, base + 0.1), (25, base + 0.2), (50, base + 0.3))
+    ]
+    _assert_png(plot_data_efficiency(efficiency, tmp_path / "efficiency.png"))
+    with pytest.raises(ValueError, match="lacks"):
+        plot_success([{"encoder": "x", "mean": 0.5}], tmp_path / "bad.png")
+
+
+def test_loss_curves_from_metrics_csv(tmp_path):
+    for name, scale in (("fdm", 1.0), ("recon", 2.0)):
+        lines = ["step,pretrain/loss,pretrain/lr"]
+        lines += [f"{s},{scale / (s + 1):.5f}," for s in range(0, 200, 10)]
+        lines.append("200,,0.001")  # a row without the loss
+        (tmp_path / f"{name}.csv").write_text("\n".join(lines) + "\n")
+    columns = read_metrics_csv(tmp_path / "fdm.csv")
+    assert columns["step"].shape == (21,) and np.isnan(columns["pretrain/loss"][-1])
+    runs = {"fdm": tmp_path / "fdm.csv", "recon": tmp_path / "recon.csv"}
+    _assert_png(plot_loss_curves(runs, tmp_path / "loss.png"))
+    with pytest.raises(ValueError, match="no column 'pretrain/loss_fdm'"):
+        plot_loss_curves(runs, tmp_path / "x.png", key="pretrain/loss_fdm")
+    (tmp_path / "bad.csv").write_text("step,pretrain/loss\n1,abc\n")
+    with pytest.raises(ValueError, match=r"bad\.csv:2"):
+        read_metrics_csv(tmp_path / "bad.csv")
+
+
+def test_probe_r2_and_psnr_plots(tmp_path):
+    r2 = {
+        "fdm+future": {"object_x": 0.9, "object_y": 0.8, "goal_x": None},
+        "none": {"object_x": 0.2, "object_y": -3.0, "goal_x": float("nan")},
+    }
+    _assert_png(plot_probe_r2(r2, tmp_path / "r2.png"))
+    psnr = {"future": [30.0, 27.0, 25.0], "copy-last": [28.0, 24.0, 22.0]}
+    _assert_png(plot_prediction_psnr(psnr, tmp_path / "psnr.png"))
+
+
+def test_frame_strip_layout_and_png(tmp_path):
+    real = np.zeros((3, 4, 5, 3), np.uint8)
+    predicted = np.full((3, 4, 5, 3), 100, np.uint8)
+    image = frame_strip({"real": real, "predicted": predicted}, gap=1)
+    assert image.shape == (2 * 4 + 1, 3 * 5 + 2, 3)
+    assert (image[:4, :5] == 0).all() and (image[5:, 6:11] == 100).all()
+    assert (image[4] == 255).all() and (image[:, 5] == 255).all()
+    _assert_png(save_frame_strip({"real": real, "predicted": predicted}, tmp_path / "s.png"))
+    with pytest.raises(ValueError, match="shape"):
+        frame_strip({"real": real, "predicted": predicted[:2]})
+
+
+def test_plots_do_not_touch_pyplot(tmp_path):
+    code = (
+        "import sys; from sslrobot.evaluation.plots import plot_prediction_psnr; "
+        f"plot_prediction_psnr({{'a': [1.0, 2.0]}}, r'{tmp_path / 'p.png'}'); "
+        "assert 'matplotlib.pyplot' not in sys.modules"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -1,0 +1,347 @@
+"""Ridge probes from frozen features to state, and the probe stage's glue with fake inputs."""
+
+import argparse
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import sslrobot
+import sslrobot.data
+import sslrobot.pretraining
+from sslrobot.commands import probe as probe_command
+from sslrobot.evaluation.probe import (
+    ProbeConfig,
+    _ridge_path,
+    extract_features,
+    fit_linear_probe,
+    fit_ridge,
+    probe_representation,
+    r2_scores,
+    run_probe,
+    select_alphas,
+    stack_frames,
+)
+
+torch.set_num_threads(1)
+NAMES = ["x", "y", "z"]
+
+
+def _linear_data(seed, n_train=400, n_val=200, dim=16, noise=0.0):
+    rng = np.random.default_rng(seed)
+    weights = rng.normal(size=(dim, 3))
+    features = rng.normal(size=(n_train + n_val, dim)) * rng.uniform(0.1, 10, size=dim)
+    states = features @ weights + np.array([1.0, -2.0, 5.0])
+    states += noise * rng.normal(size=states.shape)
+    return features[:n_train], states[:n_train], features[n_train:], states[n_train:]
+
+
+def test_probe_recovers_a_linear_map():
+    train_x, train_y, val_x, val_y = _linear_data(0)
+    groups = np.repeat(np.arange(20), 20)
+    result = fit_linear_probe(train_x, train_y, val_x, val_y, NAMES, train_groups=groups)
+    assert set(result.r2) == set(NAMES)
+    assert all(score > 0.999 for score in result.r2.values())
+    assert result.r2_mean > 0.999
+    assert result.num_train_frames == 400 and result.num_val_frames == 200
+    assert result.feature_dim == 16
+
+
+def test_probe_on_noise_features_scores_near_zero_or_below():
+    rng = np.random.default_rng(1)
+    train_x, val_x = rng.normal(size=(400, 16)), rng.normal(size=(200, 16))
+    train_y, val_y = rng.normal(size=(400, 3)), rng.normal(size=(200, 3))
+    result = fit_linear_probe(train_x, train_y, val_x, val_y, NAMES)
+    assert result.r2_mean < 0.05
+    assert all(score < 0.1 for score in result.r2.values())
+
+
+def test_probe_with_fixed_alpha_and_feature_scale_invariance():
+    train_x, train_y, val_x, val_y = _linear_data(2, noise=0.5)
+    scale = np.linspace(1e-3, 1e3, train_x.shape[1])
+    plain = fit_linear_probe(train_x, train_y, val_x, val_y, NAMES, alpha=10.0)
+    scaled = fit_linear_probe(train_x * scale, train_y, val_x * scale, val_y, NAMES, alpha=10.0)
+    assert plain.alphas == {"x": 10.0, "y": 10.0, "z": 10.0}
+    for name in NAMES:  # standardisation makes the probe blind to feature units
+        assert scaled.r2[name] == pytest.approx(plain.r2[name], abs=1e-9)
+
+
+def test_standardisation_uses_train_statistics_only():
+    train_x, train_y, val_x, _ = _linear_data(3)
+    probe = fit_ridge(train_x, train_y, 1.0)
+    assert np.allclose(probe.feature_mean, train_x.mean(axis=0))
+    assert np.allclose(probe.feature_scale, train_x.std(axis=0))
+    shifted = fit_ridge(train_x, train_y, 1.0).predict(val_x + 100.0)
+    assert not np.allclose(shifted, probe.predict(val_x))
+
+
+def test_ridge_path_matches_the_normal_equations():
+    rng = np.random.default_rng(4)
+    for n, d in ((30, 5), (6, 20)):  # over- and under-determined
+        x = rng.normal(size=(n, d))
+        x -= x.mean(axis=0)
+        y = rng.normal(size=(n, 2))
+        y -= y.mean(axis=0)
+        path = _ridge_path(x, y, np.array([0.1, 10.0]))
+        for index, alpha in enumerate((0.1, 10.0)):
+            expected = np.linalg.solve(x.T @ x + alpha * np.eye(d), x.T @ y)
+            np.testing.assert_allclose(path[index], expected, rtol=1e-8, atol=1e-10)
+
+
+def test_fit_ridge_accepts_one_alpha_per_target():
+    train_x, train_y, _, _ = _linear_data(5)
+    mixed = fit_ridge(train_x, train_y, [0.1, 1e4, 0.1])
+    np.testing.assert_allclose(mixed.coef[:, 0], fit_ridge(train_x, train_y, 0.1).coef[:, 0])
+    np.testing.assert_allclose(mixed.coef[:, 1], fit_ridge(train_x, train_y, 1e4).coef[:, 1])
+
+
+def test_select_alphas_prefers_small_penalty_for_clean_and_large_for_noise():
+    train_x, train_y, _, _ = _linear_data(6)
+    rng = np.random.default_rng(6)
+    targets = np.column_stack([train_y[:, 0], rng.normal(size=train_x.shape[0])])
+    groups = np.repeat(np.arange(20), 20)
+    alphas = select_alphas(train_x, targets, groups=groups, alphas=(1e-2, 1e5))
+    assert alphas.tolist() == [1e-2, 1e5]
+    with pytest.raises(ValueError, match="at least 2 training episodes"):
+        select_alphas(train_x, targets, groups=np.zeros(train_x.shape[0]))
+
+
+def test_r2_known_answers():
+    targets = np.array([[1.0, 5.0], [2.0, 5.0], [3.0, 5.0]])
+    constant = np.tile(targets.mean(axis=0), (3, 1))
+    scores = r2_scores(targets, constant)
+    assert scores[0] == 0.0
+    assert np.isnan(scores[1])  # constant target: R^2 undefined
+    assert r2_scores(targets, targets)[0] == 1.0
+    assert r2_scores(targets[:, :1], -targets[:, :1])[0] < 0  # worse than constant: negative
+
+
+def test_constant_state_variable_is_reported_but_left_out_of_the_mean():
+    train_x, train_y, val_x, val_y = _linear_data(7)
+    train_y[:, 2] = 3.0
+    val_y[:, 2] = 3.0
+    result = fit_linear_probe(train_x, train_y, val_x, val_y, NAMES, alpha=1e-3)
+    assert np.isnan(result.r2["z"])
+    assert result.r2_mean == pytest.approx(np.mean([result.r2["x"], result.r2["y"]]))
+    assert result.to_metrics()["probe/r2"]["z"] is None
+
+
+def test_probe_rejects_mismatched_inputs():
+    train_x, train_y, val_x, val_y = _linear_data(8)
+    with pytest.raises(ValueError, match="state_names"):
+        fit_linear_probe(train_x, train_y, val_x, val_y, ["x"])
+    with pytest.raises(ValueError, match="disagree on frames"):
+        fit_linear_probe(train_x[:10], train_y, val_x, val_y, NAMES)
+    with pytest.raises(ValueError, match="widths differ"):
+        fit_linear_probe(train_x, train_y, val_x[:, :4], val_y, NAMES)
+
+
+class MeanColourEncoder(torch.nn.Module):
+    """Features are each channel's mean intensity; records how it was called."""
+
+    def __init__(self):
+        super().__init__()
+        self.scale = torch.nn.Parameter(torch.ones(3))
+        self.calls = []
+
+    def forward(self, frames):
+        self.calls.append((frames.shape[0], self.training, torch.is_grad_enabled()))
+        return frames.float().mean(dim=(1, 2)) * self.scale  # (B, H, W, 3) -> (B, 3)
+
+
+def test_extract_features_batches_in_eval_mode_without_grad_and_restores_mode():
+    encoder = MeanColourEncoder().train()
+    frames = np.random.default_rng(9).integers(0, 256, size=(10, 8, 8, 3), dtype=np.uint8)
+    features = extract_features(encoder, frames, batch_size=4)
+    assert features.shape == (10, 3) and features.dtype == np.float32
+    np.testing.assert_allclose(features, frames.astype(np.float32).mean(axis=(1, 2)), rtol=1e-6)
+    assert [c[0] for c in encoder.calls] == [4, 4, 2]
+    assert all(not training and not grad for _, training, grad in encoder.calls)
+    assert encoder.training  # the caller's mode is restored
+    with pytest.raises(ValueError, match="uint8"):
+        extract_features(encoder, frames.astype(np.float32))
+
+
+class FakeDataset:
+    """In-memory episodes whose pixels' channel means are a linear function of the state."""
+
+    def __init__(self, num_episodes=10, length=30, seed=0):
+        rng = np.random.default_rng(seed)
+        self.manifest = {"env_id": "fake", "state_names": ["a", "b"]}
+        self.episode_ids = list(range(num_episodes))
+        self.episodes = {}
+        for i in self.episode_ids:
+            state = rng.uniform(0, 1, size=(length + 1, 2)).astype(np.float32)
+            levels = np.stack([state[:, 0], state[:, 1], 0.5 * (state[:, 0] + state[:, 1])], 1)
+            pixels = np.broadcast_to(
+                np.rint(40 + 160 * levels)[:, None, None, :], (length + 1, 12, 12, 3)
+            ).astype(np.uint8)
+            self.episodes[i] = {"pixels": pixels, "state": state}
+
+    def load_episode(self, i, include_state=False):
+        assert include_state
+        return self.episodes[i]
+
+    def split(self, val_fraction=0.1, seed=0):
+        num_val = max(1, round(val_fraction * len(self.episode_ids)))
+        order = np.random.default_rng(seed).permutation(self.episode_ids).tolist()
+        return sorted(order[num_val:]), sorted(order[:num_val])
+
+
+def test_probe_representation_on_a_fake_dataset(monkeypatch, tmp_path):
+    dataset = FakeDataset()
+    monkeypatch.setattr(sslrobot.data, "open_dataset", lambda path: dataset, raising=False)
+    metrics = probe_representation(MeanColourEncoder(), tmp_path, val_fraction=0.2, seed=0)
+    assert set(metrics["probe/r2"]) == {"a", "b"}
+    assert metrics["probe/r2_mean"] > 0.99  # channel means are linear in the state (+rounding)
+    assert metrics["probe/num_val_frames"] == 2 * 31
+    capped = probe_representation(MeanColourEncoder(), tmp_path, max_frames=80, seed=0)
+    assert 60 <= capped["probe/num_train_frames"] <= 100
+
+
+class FakeWorldModel:
+    """Predicts the true future frames and latents, from the whole window (test-only cheat)."""
+
+    has_decoder = True
+    has_dynamics = True
+    encoder = MeanColourEncoder()
+
+    def predict_frames(self, pixels, action):
+        return pixels[:, 1:]
+
+    def rollout_latents(self, pixels, action):
+        return pixels[:, 1:].float().mean(dim=(2, 3))
+
+    def target_latents(self, pixels):
+        return pixels.float().mean(dim=(2, 3))
+
+
+class FakeWindows(list):
+    def __init__(self, dataset, num_steps):
+        super().__init__()
+        for ep in dataset.episodes.values():
+            for t in range(0, len(ep["pixels"]) - num_steps, 5):
+                self.append(
+                    {
+                        "pixels": ep["pixels"][t : t + num_steps + 1],
+                        "action": np.zeros((num_steps, 2), np.float32),
+                    }
+                )
+
+
+def _patch_pipeline(monkeypatch):
+    dataset = FakeDataset()
+    monkeypatch.setattr(sslrobot.data, "open_dataset", lambda path: dataset, raising=False)
+    monkeypatch.setattr(
+        sslrobot, "load_encoder", lambda path: (MeanColourEncoder(), {}), raising=False
+    )
+    monkeypatch.setattr(
+        sslrobot.pretraining,
+        "load_world_model",
+        lambda path, device="cpu": FakeWorldModel(),
+        raising=False,
+    )
+    monkeypatch.setattr(
+        sslrobot.data,
+        "WindowDataset",
+        lambda path, num_steps, **kwargs: FakeWindows(dataset, num_steps),
+        raising=False,
+    )
+
+
+def test_run_probe_writes_json_with_probe_and_prediction_metrics(monkeypatch, tmp_path):
+    _patch_pipeline(monkeypatch)
+    out = tmp_path / "results" / "probe.json"
+    config = ProbeConfig(encoder=str(tmp_path), data=str(tmp_path), out=str(out), horizon=2)
+    results = run_probe(config)
+    saved = json.loads(out.read_text())
+    assert saved == results
+    assert saved["probe/r2_mean"] > 0.99
+    assert saved["pred/psnr_k1"] is None  # exact prediction: infinite PSNR, stored as null
+    assert saved["pred/ssim_k2"] == pytest.approx(1.0)
+    assert saved["fdm/latent_cos_k1"] == pytest.approx(1.0)
+    assert np.isfinite(saved["pred/psnr_copy_last_k1"])
+    assert saved["config"]["horizon"] == 2
+
+
+def test_probe_command_prints_a_table(monkeypatch, tmp_path, capsys):
+    _patch_pipeline(monkeypatch)
+    parser = argparse.ArgumentParser()
+    probe_command.register(parser.add_subparsers())
+    out = tmp_path / "probe.json"
+    args = parser.parse_args(
+        [
+            "probe",
+            "--encoder",
+            str(tmp_path),
+            "--data",
+            str(tmp_path),
+            "--out",
+            str(out),
+            "--horizon",
+            "1",
+        ]
+    )
+    assert args.func(args) == 0
+    printed = capsys.readouterr().out
+    assert "held-out R^2" in printed and "mean" in printed and "k=1:" in printed
+    assert str(out) in printed
+    assert out.is_file()
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("val_fraction", 1.0), ("batch_size", 0), ("alpha", -1.0), ("horizon", -1)],
+)
+def test_probe_config_validates_fields(field, value):
+    with pytest.raises(ValueError, match=field):
+        ProbeConfig(encoder="e", data="d", **{field: value})
+
+
+def test_run_probe_names_a_missing_directory(tmp_path):
+    config = ProbeConfig(encoder=str(tmp_path / "nope"), data=str(tmp_path))
+    with pytest.raises(FileNotFoundError, match="encoder directory not found"):
+        run_probe(config)
+
+
+def test_stack_frames_repeats_the_first_frame_oldest_first():
+    pixels = np.arange(3, dtype=np.uint8)[:, None, None, None] * np.ones((3, 2, 2, 3), np.uint8)
+    stacked = stack_frames(pixels, 2)
+    assert stacked.shape == (3, 2, 2, 6)
+    assert stacked[0, 0, 0].tolist() == [0, 0, 0, 0, 0, 0]
+    assert stacked[2, 0, 0].tolist() == [1, 1, 1, 2, 2, 2]
+    assert stack_frames(pixels, 1) is pixels
+
+
+class StackedMeanEncoder(MeanColourEncoder):
+    """Expects 2 stacked frames; features are the newest frame's channel means."""
+
+    class config:  # noqa: N801  (mimics EncoderConfig's attribute)
+        frame_stack = 2
+
+    def forward(self, frames):
+        assert frames.shape[-1] == 6
+        return super().forward(frames[..., 3:])
+
+
+def test_probe_representation_stacks_frames_for_stacking_encoders(monkeypatch, tmp_path):
+    dataset = FakeDataset()
+    monkeypatch.setattr(sslrobot.data, "open_dataset", lambda path: dataset, raising=False)
+    metrics = probe_representation(StackedMeanEncoder(), tmp_path, seed=0, max_frames=None)
+    assert metrics["probe/r2_mean"] > 0.99
+
+
+def test_probe_representation_without_state_or_names(monkeypatch, tmp_path):
+    dataset = FakeDataset()
+    dataset.manifest["state_names"] = None
+    monkeypatch.setattr(sslrobot.data, "open_dataset", lambda path: dataset, raising=False)
+    metrics = probe_representation(MeanColourEncoder(), tmp_path)
+    assert set(metrics["probe/r2"]) == {"state_0", "state_1"}
+
+    def no_state(i, include_state=False):
+        raise FileNotFoundError(f"episode {i}: no state.npy")
+
+    dataset.load_episode = no_state
+    with pytest.raises(ValueError, match="no privileged state"):
+        probe_representation(MeanColourEncoder(), tmp_path)

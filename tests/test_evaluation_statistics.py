@@ -1,0 +1,109 @@
+"""Bootstrap intervals, IQM, interval overlap and Wilson intervals."""
+
+import numpy as np
+import pytest
+
+from sslrobot.evaluation.statistics import (
+    bootstrap_ci,
+    interquartile_mean,
+    intervals_overlap,
+    stratified_bootstrap_ci,
+    wilson_interval,
+)
+
+
+def test_bootstrap_ci_contains_mean_and_narrows_with_n():
+    rng = np.random.default_rng(1)
+    small = rng.normal(3.0, 1.0, size=20)
+    large = rng.normal(3.0, 1.0, size=2000)
+    for sample in (small, large):
+        mean, low, high = bootstrap_ci(sample, num_resamples=2000)
+        assert mean == pytest.approx(sample.mean())
+        assert low < mean < high
+    width_small = np.subtract(*bootstrap_ci(small, num_resamples=2000)[2:0:-1])
+    width_large = np.subtract(*bootstrap_ci(large, num_resamples=2000)[2:0:-1])
+    assert width_large < width_small / 4  # width ~ 1/sqrt(n): sqrt(100) = 10x narrower
+
+
+def test_bootstrap_ci_is_deterministic_per_seed():
+    values = np.random.default_rng(2).random(50)
+    assert bootstrap_ci(values, seed=3) == bootstrap_ci(values, seed=3)
+    assert bootstrap_ci(values, seed=3) != bootstrap_ci(values, seed=4)
+
+
+def test_bootstrap_ci_coverage_is_near_nominal():
+    rng = np.random.default_rng(5)
+    hits = 0
+    trials = 200
+    for trial in range(trials):
+        sample = rng.normal(0.0, 1.0, size=30)
+        _, low, high = bootstrap_ci(sample, num_resamples=1000, seed=trial)
+        hits += low <= 0.0 <= high
+    assert 0.88 <= hits / trials <= 0.99
+
+
+def test_bootstrap_ci_single_and_constant_values():
+    assert bootstrap_ci([0.7]) == (0.7, 0.7, 0.7)
+    assert bootstrap_ci([0.1] * 7) == (0.1, 0.1, 0.1)
+
+
+@pytest.mark.parametrize(
+    ("values", "kwargs"),
+    [([], {}), ([1.0, float("nan")], {}), ([1.0, 2.0], {"confidence": 1.0}), ([[1.0]], {})],
+)
+def test_bootstrap_ci_rejects_bad_input(values, kwargs):
+    with pytest.raises(ValueError):
+        bootstrap_ci(values, **kwargs)
+
+
+def test_stratified_bootstrap_weighs_seeds_equally():
+    per_seed = [np.ones(10), np.zeros(90)]  # an episode-level mean would be 0.1
+    mean, low, high = stratified_bootstrap_ci(per_seed, num_resamples=500)
+    assert mean == pytest.approx(0.5)
+    assert low <= mean <= high
+
+
+def test_stratified_bootstrap_seed_resampling_covers_seed_variation():
+    rng = np.random.default_rng(6)
+    per_seed = [rng.random(50) < p for p in (0.2, 0.5, 0.8)]
+    _, low_seeds, high_seeds = stratified_bootstrap_ci(per_seed, num_resamples=2000)
+    _, low_strata, high_strata = stratified_bootstrap_ci(
+        per_seed, num_resamples=2000, resample_seeds=False
+    )
+    assert high_seeds - low_seeds > 2 * (high_strata - low_strata)
+    assert stratified_bootstrap_ci(per_seed, seed=1) == stratified_bootstrap_ci(per_seed, seed=1)
+
+
+def test_stratified_bootstrap_one_seed_matches_plain_bootstrap_mean():
+    values = np.random.default_rng(7).random(40)
+    mean, low, high = stratified_bootstrap_ci([values], num_resamples=2000)
+    plain = bootstrap_ci(values, num_resamples=2000)
+    assert mean == pytest.approx(plain[0])
+    assert low == pytest.approx(plain[1], abs=0.02)
+    assert high == pytest.approx(plain[2], abs=0.02)
+
+
+def test_interquartile_mean_known_answer_and_robustness():
+    assert interquartile_mean([1, 2, 3, 4, 5, 6, 7, 8]) == pytest.approx(4.5)
+    assert interquartile_mean([1, 2, 3, 4, 5, 6, 7, 1000]) == pytest.approx(4.5)
+    assert interquartile_mean([2.0]) == 2.0
+
+
+def test_intervals_overlap():
+    assert intervals_overlap((0.1, 0.5), (0.4, 0.9))
+    assert intervals_overlap((0.1, 0.5), (0.5, 0.9))  # touching counts as overlap
+    assert not intervals_overlap((0.1, 0.3), (0.4, 0.9))
+    assert not intervals_overlap((0.6, 0.9), (0.1, 0.5))
+    with pytest.raises(ValueError, match="low > high"):
+        intervals_overlap((0.5, 0.1), (0.0, 1.0))
+
+
+def test_wilson_interval_known_values():
+    p, low, high = wilson_interval(0, 10)
+    assert (p, low) == (0.0, 0.0)
+    assert high == pytest.approx(0.2775, abs=1e-4)
+    p, low, high = wilson_interval(5, 10)
+    assert p == 0.5
+    assert (low, high) == pytest.approx((0.2366, 0.7634), abs=1e-4)
+    with pytest.raises(ValueError, match="num_successes"):
+        wilson_interval(11, 10)
