@@ -263,6 +263,17 @@ def _table(rows: Sequence[Mapping[str, Any]]) -> tuple[list[str], list[list[str]
                 lambda r: _MISSING if _success(r) is None else format_ci(*_success(r)),
             )
         )
+    if any(r.get("success_heldout") is not None for r in rows):
+        columns.append(
+            (
+                "Success, held-out visuals",
+                lambda r: (
+                    _MISSING
+                    if r.get("success_heldout") is None
+                    else format_ci(*(r["success_heldout"][k] for k in ("mean", "low", "high")))
+                ),
+            )
+        )
     for key, title, fmt in (
         ("probe_r2", "Probe R²", "{:.3f}"),
         ("psnr", "PSNR k=1 (dB)", "{:.2f}"),

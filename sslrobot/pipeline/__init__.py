@@ -1,0 +1,1 @@
+"""``sslrobot run``: the whole loop, from nothing to a report, resumable stage by stage."""

@@ -1,0 +1,155 @@
+"""Typed presets for ``sslrobot run``: what is collected, trained and evaluated, and how much."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+from sslrobot.envs import ENV_IDS
+
+#: encoders every preset compares: pretrained ones by objective name, plus the baselines.
+BASELINE_ENCODERS = ("none", "scratch", "state")
+OBJECTIVES = ("fdm+future", "fdm", "future", "recon", "inverse", "contrastive")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything ``sslrobot run`` does, saved as ``config.json`` in the run directory.
+
+    Attributes:
+        preset: name of the preset these values came from.
+        tasks: environment ids to run on.
+        image_size: side of the square pixel observations.
+        num_unlabeled_episodes: episodes of unlabeled (noisy-expert + random) stream per task.
+        unlabeled_policy: collection policy for the unlabeled stream.
+        num_demo_episodes: expert demonstrations collected per task (the largest num_demos).
+        objectives: pretraining objectives to compare (``none`` is always added).
+        pretrain_steps: optimiser steps per pretraining run.
+        pretrain_batch_size: windows per pretraining step.
+        num_steps_ahead: K, the prediction horizon of fdm/future.
+        num_demos: demonstration counts for behaviour cloning (data-efficiency curve).
+        data_efficiency_task: task on which every num_demos is run (others use the largest).
+        bc_epochs: passes over the demonstrations per BC run.
+        policy_seeds: training seeds per (encoder, task, num_demos).
+        eval_episodes: evaluation episodes per policy.
+        heldout_eval: also evaluate under the held-out visual preset (robustness).
+        num_videos: rollout videos per (task, encoder) at the first seed.
+        num_workers: collection worker processes.
+        seed: base seed of the whole run.
+    """
+
+    preset: str = "default"
+    tasks: tuple[str, ...] = ENV_IDS
+    image_size: int = 64
+    num_unlabeled_episodes: int = 200
+    unlabeled_policy: str = "noisy-expert"
+    num_demo_episodes: int = 25
+    objectives: tuple[str, ...] = ("fdm+future",)
+    pretrain_steps: int = 1500
+    pretrain_batch_size: int = 128
+    num_steps_ahead: int = 3
+    num_demos: tuple[int, ...] = (25,)
+    data_efficiency_task: str | None = None
+    bc_epochs: int = 60
+    policy_seeds: tuple[int, ...] = (0, 1, 2)
+    eval_episodes: int = 50
+    heldout_eval: bool = False
+    num_videos: int = 1
+    num_workers: int = 2
+    seed: int = 0
+    encoders: tuple[str, ...] = field(default=BASELINE_ENCODERS, repr=False)
+
+    def __post_init__(self) -> None:
+        unknown = [task for task in self.tasks if task not in ENV_IDS]
+        if not self.tasks or unknown:
+            raise ValueError(f"tasks: unknown {unknown or 'empty list'}; choose from {ENV_IDS}")
+        bad = [name for name in self.objectives if name not in OBJECTIVES]
+        if bad:
+            raise ValueError(f"objectives: unknown {bad}; choose from {OBJECTIVES}")
+        positive = {
+            "image_size": self.image_size,
+            "num_unlabeled_episodes": self.num_unlabeled_episodes,
+            "num_demo_episodes": self.num_demo_episodes,
+            "pretrain_steps": self.pretrain_steps,
+            "pretrain_batch_size": self.pretrain_batch_size,
+            "num_steps_ahead": self.num_steps_ahead,
+            "bc_epochs": self.bc_epochs,
+            "eval_episodes": self.eval_episodes,
+            "num_workers": self.num_workers,
+        }
+        for name, value in positive.items():
+            if value < 1:
+                raise ValueError(f"{name} must be >= 1, got {value}")
+        if not self.num_demos or max(self.num_demos) > self.num_demo_episodes:
+            raise ValueError(
+                f"num_demos {self.num_demos} must be non-empty and at most "
+                f"num_demo_episodes={self.num_demo_episodes}"
+            )
+        if not self.policy_seeds:
+            raise ValueError("policy_seeds must name at least one seed")
+        if self.data_efficiency_task is not None and self.data_efficiency_task not in self.tasks:
+            raise ValueError(
+                f"data_efficiency_task {self.data_efficiency_task!r} is not in tasks {self.tasks}"
+            )
+
+    @property
+    def encoder_names(self) -> tuple[str, ...]:
+        """Pretrained objectives first, then the baselines (``none``, ``scratch``, ``state``)."""
+        return (*self.objectives, *self.encoders)
+
+    def demo_counts(self, task: str) -> tuple[int, ...]:
+        if task == self.data_efficiency_task:
+            return tuple(sorted(self.num_demos))
+        return (max(self.num_demos),)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+PRESETS: dict[str, RunConfig] = {
+    # A smoke run of every stage: minutes on 2 CPU cores, numbers not meaningful.
+    "quick": RunConfig(
+        preset="quick",
+        tasks=("sslrobot/Reach-v0",),
+        image_size=32,
+        num_unlabeled_episodes=6,
+        num_demo_episodes=3,
+        pretrain_steps=20,
+        pretrain_batch_size=16,
+        num_steps_ahead=2,
+        num_demos=(3,),
+        bc_epochs=3,
+        policy_seeds=(0,),
+        eval_episodes=3,
+        num_videos=1,
+        num_workers=1,
+    ),
+    # Answers the question on all three tasks in at most 30 minutes on 2 CPU cores.
+    "default": RunConfig(preset="default"),
+    # Every objective, more seeds and demos, data efficiency and robustness; sized for a GPU.
+    "full": RunConfig(
+        preset="full",
+        num_unlabeled_episodes=1000,
+        num_demo_episodes=50,
+        objectives=OBJECTIVES,
+        pretrain_steps=20_000,
+        pretrain_batch_size=256,
+        num_steps_ahead=5,
+        num_demos=(5, 10, 25, 50),
+        data_efficiency_task="sslrobot/Push-v0",
+        bc_epochs=200,
+        policy_seeds=(0, 1, 2, 3, 4),
+        eval_episodes=100,
+        heldout_eval=True,
+        num_videos=2,
+        num_workers=8,
+    ),
+}
+
+
+def make_run_config(preset: str, **overrides) -> RunConfig:
+    """The named preset with ``overrides`` applied (validated like any RunConfig)."""
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
+    overrides = {key: value for key, value in overrides.items() if value is not None}
+    return dataclasses.replace(PRESETS[preset], **overrides)

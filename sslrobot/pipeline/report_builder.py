@@ -1,0 +1,236 @@
+"""Turn a finished run's artifacts (result JSONs, probe JSONs, metrics CSVs) into the report.
+
+Numbers come only from the files the stages wrote, so the report of a resumed run is the same as
+that of an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import platform
+import shutil
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import imageio.v2 as imageio
+import numpy as np
+
+from sslrobot.pipeline.presets import RunConfig
+from sslrobot.pipeline.run import TaskArtifacts, task_slug
+from sslrobot.pipeline.stages import StageResult
+from sslrobot.utils.io import atomic_write_json
+
+_GIF_MAX_FRAMES = 120
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text())
+
+
+def _evaluation_records(artifacts: TaskArtifacts) -> list[dict[str, Any]]:
+    """Result records labelled with the pipeline's encoder names (not directory names)."""
+    records = []
+    for encoder, _num_demos, _seed, _preset, stage in artifacts.evaluations:
+        record = _read_json(stage.path / "result.json")
+        record["encoder"] = encoder
+        record["_result_path"] = str(stage.path / "result.json")
+        records.append(record)
+    return records
+
+
+def _find(rows: Sequence[dict[str, Any]], **keys: Any) -> dict[str, Any] | None:
+    for row in rows:
+        if all(row.get(key) == value for key, value in keys.items()):
+            return row
+    return None
+
+
+def _video_to_gif(video: Path, gif: Path) -> Path | None:
+    """A GIF copy of a rollout video (GIFs embed everywhere; MP4 needs a player)."""
+    gif.parent.mkdir(parents=True, exist_ok=True)
+    if video.suffix == ".gif":
+        shutil.copyfile(video, gif)
+        return gif
+    try:
+        frames = imageio.mimread(video, memtest=False)[:_GIF_MAX_FRAMES]
+    except (OSError, ValueError, RuntimeError):
+        return None  # no ffmpeg reader here; the MP4 is still linked from the result JSON
+    imageio.mimwrite(gif, [np.asarray(frame) for frame in frames], duration=0.05, loop=0)
+    return gif
+
+
+def _stage_seconds(results: Sequence[StageResult], prefix: str) -> float | None:
+    seconds = [r.seconds for r in results if r.name.startswith(prefix)]
+    return float(sum(seconds)) if seconds else None
+
+
+def _task_section(
+    config: RunConfig,
+    out: Path,
+    artifacts: TaskArtifacts,
+    stage_results: Sequence[StageResult],
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    from sslrobot.evaluation import plots
+    from sslrobot.evaluation.evaluate import aggregate_results
+
+    env_id, slug = artifacts.env_id, task_slug(artifacts.env_id)
+    plots_dir, media_dir = out / "plots", out / "media"
+    records = _evaluation_records(artifacts)
+    aggregated = aggregate_results(records, min_seeds=min(3, len(config.policy_seeds)))
+    for row in aggregated:
+        row["task"] = slug
+    main_demos = max(config.demo_counts(env_id))
+    probes = {
+        name: _read_json(stage.path / "probe.json") for name, stage in artifacts.probe.items()
+    }
+
+    rows = []
+    for encoder in config.encoder_names:
+        train = _find(aggregated, encoder=encoder, num_demos=main_demos, visual_preset="train")
+        heldout = _find(aggregated, encoder=encoder, num_demos=main_demos, visual_preset="heldout")
+        probe = probes.get(encoder, {})
+        wall = {
+            "pretrain": _stage_seconds(stage_results, f"{slug}/pretrain/{encoder}")
+            if encoder in artifacts.pretrain
+            else None,
+            "train_policy": _stage_seconds(
+                stage_results, f"{slug}/policy/{encoder}/demos{main_demos}/"
+            ),
+            "evaluate": _stage_seconds(stage_results, f"{slug}/eval/{encoder}/demos{main_demos}/"),
+        }
+        rows.append(
+            {
+                "encoder": encoder,
+                "success": train["success"] if train else None,
+                "success_heldout": heldout["success"] if heldout else None,
+                "num_seeds": train["num_seeds"] if train else 0,
+                "probe_r2": probe.get("probe/r2_mean"),
+                "psnr": probe.get("pred/psnr_k1"),
+                "psnr_copy_last": probe.get("pred/psnr_copy_last_k1"),
+                "wall_time_s": {k: v for k, v in wall.items() if v is not None},
+            }
+        )
+
+    section_plots: list[dict[str, str]] = []
+    success_records = [
+        {"encoder": r["encoder"], "task": slug, **r["success"]} for r in rows if r["success"]
+    ]
+    if success_records:
+        path = plots.plot_success(
+            success_records, plots_dir / f"{slug}_success.png", title=f"{slug}: success rate"
+        )
+        section_plots.append({"path": str(path.relative_to(out)), "caption": "success, 95% CI"})
+    r2_by_encoder = {
+        name: probe["probe/r2"] for name, probe in probes.items() if "probe/r2" in probe
+    }
+    if r2_by_encoder:
+        path = plots.plot_probe_r2(
+            r2_by_encoder,
+            plots_dir / f"{slug}_probe_r2.png",
+            title=f"{slug}: probe R² per variable",
+        )
+        section_plots.append({"path": str(path.relative_to(out)), "caption": "linear probes"})
+    curves = {
+        name: stage.path / "encoder" / "metrics.csv"
+        for name, stage in artifacts.pretrain.items()
+        if name != "none"  # random init: no training, no curve
+        and (stage.path / "encoder" / "metrics.csv").is_file()
+        and (stage.path / "encoder" / "metrics.csv").stat().st_size > 0
+    }
+    if curves:
+        path = plots.plot_loss_curves(
+            curves, plots_dir / f"{slug}_pretrain_loss.png", title=f"{slug}: pretraining loss"
+        )
+        section_plots.append({"path": str(path.relative_to(out)), "caption": "pretraining loss"})
+    psnr_curves = {}
+    for name, probe in probes.items():
+        ks = sorted(int(key.rsplit("_k", 1)[1]) for key in probe if key.startswith("pred/psnr_k"))
+        if ks:
+            psnr_curves[name] = [probe[f"pred/psnr_k{k}"] for k in ks]
+            psnr_curves.setdefault("copy-last", [probe[f"pred/psnr_copy_last_k{k}"] for k in ks])
+    if psnr_curves:
+        path = plots.plot_prediction_psnr(
+            psnr_curves, plots_dir / f"{slug}_psnr.png", title=f"{slug}: prediction PSNR"
+        )
+        section_plots.append({"path": str(path.relative_to(out)), "caption": "PSNR vs horizon"})
+    if env_id == config.data_efficiency_task:
+        curve = [
+            {"encoder": row["encoder"], "num_demos": row["num_demos"], **row["success"]}
+            for row in aggregated
+            if row["visual_preset"] == "train"
+        ]
+        path = plots.plot_data_efficiency(
+            curve, plots_dir / f"{slug}_data_efficiency.png", title=f"{slug}: data efficiency"
+        )
+        section_plots.append({"path": str(path.relative_to(out)), "caption": "data efficiency"})
+
+    media: list[dict[str, str]] = []
+    for name, stage in artifacts.pretrain.items():
+        strips = sorted((stage.path / "encoder" / "predictions").glob("*.png"))
+        if strips:
+            target = media_dir / f"{slug}_{name.replace('+', '_')}_predictions.png"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(strips[-1], target)
+            media.append(
+                {"path": str(target.relative_to(out)), "caption": f"{name}: real vs predicted"}
+            )
+    for record in records:
+        if record["visual_preset"] != "train" or not record.get("videos"):
+            continue
+        video = Path(record["_result_path"]).parent / record["videos"][0]
+        gif = _video_to_gif(video, media_dir / f"{slug}_{record['encoder'].replace('+', '_')}.gif")
+        if gif is not None:
+            outcome = "success" if record["episodes"][0]["success"] else "failure"
+            media.append(
+                {"path": str(gif.relative_to(out)), "caption": f"{record['encoder']}: {outcome}"}
+            )
+    section = {"task": env_id, "rows": rows, "plots": section_plots, "media": media}
+    return section, aggregated
+
+
+def build_report(
+    config: RunConfig,
+    out: Path,
+    artifacts: Sequence[TaskArtifacts],
+    stage_results: Sequence[StageResult],
+    command: str,
+    wall_time_s: float,
+) -> Path:
+    """Write ``results.json``, ``report.md`` and ``report.html`` into ``out``; returns the HTML."""
+    from sslrobot.evaluation.report import package_versions, render_report
+
+    sections, all_rows = [], []
+    for task_artifacts in artifacts:
+        section, rows = _task_section(config, out, task_artifacts, stage_results)
+        sections.append(section)
+        all_rows.extend(rows)
+    header = {
+        "command": command,
+        "config": config.to_dict(),
+        "package_versions": package_versions(),
+        "seeds": {"run": config.seed, "policy_seeds": list(config.policy_seeds)},
+        "python": sys.version.split()[0],
+        "machine": platform.platform(),
+        "wall_time": f"{wall_time_s:.0f} s this invocation; "
+        f"{sum(r.seconds for r in stage_results):.0f} s summed over all stages",
+        "written": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+    }
+    atomic_write_json(out / "results.json", {"header": header, "aggregated": all_rows})
+    report = {
+        "title": f"sslrobot report ({config.preset} preset)",
+        "header": header,
+        "tasks": sections,
+        "notes": [
+            "Success: mean over training seeds of the per-seed success rate on "
+            f"{config.eval_episodes} evaluation episodes, with a stratified bootstrap 95% CI.",
+            "Probe R²: ridge regression from frozen features to the true state, fitted on "
+            "training episodes of the unlabeled stream and scored on held-out episodes.",
+            "PSNR k=1: one-step predicted frame vs the real one; copy-last predicts the current "
+            "frame unchanged (the baseline to beat).",
+        ],
+    }
+    _md_path, html_path = render_report(report, out)
+    return html_path

@@ -1,0 +1,339 @@
+"""``sslrobot run``: collect, pretrain, probe, train policies, evaluate, report.
+
+Every stage calls the same library function as its own subcommand (``collect``, ``pretrain``,
+``probe``, ``train-policy``, ``evaluate``); this module only decides what to run, with which
+settings, in which directory, and skips what already finished with the same settings.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from sslrobot.pipeline.presets import RunConfig
+from sslrobot.pipeline.stages import StageResult, StageRunner
+from sslrobot.utils.io import atomic_write_json
+
+# Disjoint seed ranges: demonstrations, unlabeled streams and evaluation never share an episode.
+UNLABELED_SEED_BASE = 100_000
+DEMO_SEED_BASE = 200_000
+EVAL_SEED_BASE = 300_000
+
+
+def task_slug(env_id: str) -> str:
+    """``sslrobot/Push-v0`` -> ``Push-v0`` (a directory name)."""
+    return env_id.split("/")[-1]
+
+
+@dataclass
+class TaskArtifacts:
+    """What the stages of one task produced, for the report."""
+
+    env_id: str
+    unlabeled: StageResult | None = None
+    demos: StageResult | None = None
+    pretrain: dict[str, StageResult] = field(default_factory=dict)
+    probe: dict[str, StageResult] = field(default_factory=dict)
+    policies: list[tuple[str, int, int, StageResult]] = field(default_factory=list)
+    evaluations: list[tuple[str, int, int, str, StageResult]] = field(default_factory=list)
+
+
+class Pipeline:
+    """Runs the stages of one ``RunConfig`` into ``out``.
+
+    Args:
+        config: what to run.
+        out: the run directory (resumable: rerunning skips finished stages).
+        device: torch device for pretraining, probes and policies (``auto`` picks CUDA/MPS/CPU).
+        progress: show progress bars.
+    """
+
+    def __init__(self, config: RunConfig, out: Path, device: str = "auto", progress: bool = True):
+        self.config = config
+        self.out = Path(out)
+        self.device = device
+        self.progress = progress
+        self._bar: tqdm | None = None
+        self.runner = StageRunner(self.out, log=self._log)
+
+    # --- orchestration -------------------------------------------------------------------
+    def count_stages(self) -> int:
+        """Stages this config runs (finished ones included), for the overall progress bar."""
+        config = self.config
+        evaluations_per_policy = 2 if config.heldout_eval else 1
+        total = 0
+        for task in config.tasks:
+            total += 2 + 2 * (1 + len(config.objectives))  # data, pretrain + probe per encoder
+            policies = len(config.encoder_names) * len(config.demo_counts(task))
+            total += policies * len(config.policy_seeds) * (1 + evaluations_per_policy)
+        return total
+
+    def run(self) -> list[TaskArtifacts]:
+        total = self.count_stages()
+        self.out.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(self.out / "config.json", self.config.to_dict())
+        with tqdm(
+            total=total, desc="sslrobot run", unit="stage", disable=not self.progress
+        ) as self._bar:
+            return [self._run_task(task) for task in self.config.tasks]
+
+    def _log(self, line: str) -> None:
+        if self._bar is None:
+            print(line, file=sys.stderr)
+            return
+        if line.startswith(("[done]", "[skip]")):
+            self._bar.update(1)
+        self._bar.set_postfix_str(line.split("] ", 1)[-1][:50])
+        if self.progress:
+            self._bar.write(line, file=sys.stderr)
+
+    def _stage(
+        self,
+        name: str,
+        settings: dict[str, Any],
+        fn: Callable[[Path, bool], Any],
+        depends_on: tuple[StageResult, ...] = (),
+    ) -> StageResult:
+        return self.runner.run(name, settings, fn, depends_on)
+
+    def _run_task(self, env_id: str) -> TaskArtifacts:
+        config, slug = self.config, task_slug(env_id)
+        artifacts = TaskArtifacts(env_id)
+        artifacts.unlabeled = self._collect(
+            f"{slug}/data/unlabeled",
+            env_id,
+            config.unlabeled_policy,
+            config.num_unlabeled_episodes,
+            config.seed + UNLABELED_SEED_BASE,
+        )
+        artifacts.demos = self._collect(
+            f"{slug}/data/demos",
+            env_id,
+            "expert",
+            config.num_demo_episodes,
+            config.seed + DEMO_SEED_BASE,
+        )
+        for objective in ("none", *config.objectives):
+            encoder = self._pretrain(slug, objective, artifacts.unlabeled)
+            artifacts.pretrain[objective] = encoder
+            artifacts.probe[objective] = self._probe(slug, objective, encoder, artifacts.unlabeled)
+        for encoder_name in config.encoder_names:
+            for num_demos in config.demo_counts(env_id):
+                for seed in config.policy_seeds:
+                    policy = self._train_policy(
+                        slug, env_id, encoder_name, num_demos, seed, artifacts
+                    )
+                    artifacts.policies.append((encoder_name, num_demos, seed, policy))
+                    presets = ("train", "heldout") if config.heldout_eval else ("train",)
+                    for preset in presets:
+                        videos = config.num_videos if seed == config.policy_seeds[0] else 0
+                        evaluation = self._evaluate(
+                            slug, env_id, encoder_name, num_demos, seed, preset, videos, policy
+                        )
+                        artifacts.evaluations.append(
+                            (encoder_name, num_demos, seed, preset, evaluation)
+                        )
+        return artifacts
+
+    # --- stages --------------------------------------------------------------------------
+    def _collect(
+        self, name: str, env_id: str, policy: str, num_episodes: int, seed: int
+    ) -> StageResult:
+        from sslrobot.data import CollectConfig, collect
+
+        settings = {
+            "env_id": env_id,
+            "policy": policy,
+            "num_episodes": num_episodes,
+            "seed": seed,
+            "image_size": self.config.image_size,
+        }
+
+        def run(stage_dir: Path, resume: bool) -> dict[str, Any]:
+            collect(
+                CollectConfig(
+                    env_id=env_id,
+                    out=stage_dir / "dataset",
+                    policy=policy,
+                    num_episodes=num_episodes,
+                    num_envs=self.config.num_workers,
+                    seed=seed,
+                    resume=resume and (stage_dir / "dataset").exists(),
+                    image_size=self.config.image_size,
+                ),
+                progress=self.progress,
+            )
+            return {"dataset": "dataset"}
+
+        return self._stage(name, settings, run)
+
+    def _pretrain(self, slug: str, objective: str, data: StageResult) -> StageResult:
+        from sslrobot.pretraining import PretrainConfig, pretrain
+
+        steps = 0 if objective == "none" else self.config.pretrain_steps
+        settings = {
+            "objective": objective,
+            "steps": steps,
+            "batch_size": self.config.pretrain_batch_size,
+            "num_steps_ahead": self.config.num_steps_ahead,
+            "seed": self.config.seed,
+        }
+
+        def run(stage_dir: Path, resume: bool) -> dict[str, Any]:
+            out = stage_dir / "encoder"
+            pretrain(
+                PretrainConfig(
+                    out=str(out),
+                    data=str(data.path / "dataset"),
+                    objective=objective,
+                    steps=steps,
+                    batch_size=self.config.pretrain_batch_size,
+                    num_steps_ahead=self.config.num_steps_ahead,
+                    seed=self.config.seed,
+                    device=self.device,
+                    checkpoint_every=max(1, steps // 4) if steps else 0,
+                    image_every=max(1, steps // 2) if steps else 0,
+                    log_every=max(1, min(50, steps // 10)) if steps else 50,
+                    resume=resume and out.exists(),
+                ),
+                progress=self.progress,
+            )
+            return {"encoder": "encoder"}
+
+        return self._stage(f"{slug}/pretrain/{objective}", settings, run, depends_on=(data,))
+
+    def _probe(
+        self, slug: str, objective: str, encoder: StageResult, data: StageResult
+    ) -> StageResult:
+        from sslrobot.evaluation.probe import ProbeConfig, run_probe
+
+        settings = {"val_fraction": 0.2, "seed": self.config.seed}
+
+        def run(stage_dir: Path, resume: bool) -> dict[str, Any]:
+            return run_probe(
+                ProbeConfig(
+                    encoder=str(encoder.path / "encoder"),
+                    data=str(data.path / "dataset"),
+                    out=str(stage_dir / "probe.json"),
+                    val_fraction=0.2,
+                    seed=self.config.seed,
+                    device=self.device,
+                    horizon=self.config.num_steps_ahead,
+                )
+            )
+
+        return self._stage(f"{slug}/probe/{objective}", settings, run, depends_on=(encoder, data))
+
+    def _train_policy(
+        self,
+        slug: str,
+        env_id: str,
+        encoder_name: str,
+        num_demos: int,
+        seed: int,
+        artifacts: TaskArtifacts,
+    ) -> StageResult:
+        from sslrobot.policy import PolicyConfig, train_policy
+
+        depends: tuple[StageResult, ...] = (artifacts.demos,)
+        if encoder_name in artifacts.pretrain and encoder_name != "none":
+            encoder_source = artifacts.pretrain[encoder_name]
+            depends = (*depends, encoder_source)
+            encoder_arg = str(encoder_source.path / "encoder")
+        else:
+            encoder_arg = encoder_name  # none / scratch / state: built by the policy learner
+        settings = {
+            "encoder": encoder_name,
+            "num_demos": num_demos,
+            "seed": seed,
+            "epochs": self.config.bc_epochs,
+            "image_size": self.config.image_size,
+        }
+
+        def run(stage_dir: Path, resume: bool) -> dict[str, Any]:
+            train_policy(
+                PolicyConfig(
+                    env_id=env_id,
+                    encoder=encoder_arg,
+                    algo="bc",
+                    out=stage_dir / "policy",
+                    seed=seed,
+                    demos=artifacts.demos.path / "dataset",
+                    num_demos=num_demos,
+                    epochs=self.config.bc_epochs,
+                    image_size=self.config.image_size,
+                    cache_dir=self.out / "feature_cache",
+                    device=self.device,
+                    progress=self.progress,
+                )
+            )
+            return {"policy": "policy"}
+
+        name = f"{slug}/policy/{encoder_name}/demos{num_demos}/seed{seed}"
+        return self._stage(name, settings, run, depends_on=depends)
+
+    def _evaluate(
+        self,
+        slug: str,
+        env_id: str,
+        encoder_name: str,
+        num_demos: int,
+        seed: int,
+        preset: str,
+        num_videos: int,
+        policy: StageResult,
+    ) -> StageResult:
+        from sslrobot.evaluation.evaluate import evaluate
+
+        settings = {
+            "episodes": self.config.eval_episodes,
+            "eval_seed": self.config.seed + EVAL_SEED_BASE,
+            "visual_preset": preset,
+            "num_videos": num_videos,
+        }
+
+        def run(stage_dir: Path, resume: bool) -> dict[str, Any]:
+            record = evaluate(
+                policy.path / "policy",
+                env_id=env_id,
+                num_episodes=self.config.eval_episodes,
+                seed=self.config.seed + EVAL_SEED_BASE,
+                visual_preset=preset,
+                out_json=stage_dir / "result.json",
+                num_videos=num_videos,
+                device=self.device,
+            )
+            return {"result": "result.json", "success_rate": record["success_rate"]}
+
+        name = f"{slug}/eval/{encoder_name}/demos{num_demos}/seed{seed}/{preset}"
+        return self._stage(name, settings, run, depends_on=(policy,))
+
+
+def run_pipeline(
+    config: RunConfig,
+    out: str | os.PathLike[str],
+    device: str = "auto",
+    progress: bool = True,
+    command: str | None = None,
+) -> Path:
+    """Run every stage of ``config`` into ``out`` and write the report; returns its HTML path."""
+    from sslrobot.pipeline.report_builder import build_report
+
+    start = time.perf_counter()
+    pipeline = Pipeline(config, Path(out), device=device, progress=progress)
+    artifacts = pipeline.run()
+    return build_report(
+        config,
+        Path(out),
+        artifacts,
+        stage_results=pipeline.runner.results,
+        command=command or "sslrobot run",
+        wall_time_s=time.perf_counter() - start,
+    )
