@@ -1,0 +1,208 @@
+"""Validated configuration of a collection run, and the env construction it implies."""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import inspect
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+from gymnasium.envs.registration import load_env_creator
+
+from sslrobot.data.policies import POLICY_NAMES, parse_mixture
+from sslrobot.envs import ENV_IDS
+
+SSLROBOT_NAMESPACE = "sslrobot/"
+VISUAL_PRESETS: tuple[str, ...] = ("train", "heldout", "none")
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """Parse ``"I/N"`` (shard I of N, 0-based) into ``(I, N)``.
+
+    Raises:
+        ValueError: not two integers with ``0 <= I < N``.
+    """
+    index, sep, count = text.partition("/")
+    try:
+        shard = (int(index), int(count))
+    except ValueError:
+        raise ValueError(f"shard must look like I/N (e.g. 0/4), got {text!r}") from None
+    if not sep or not 0 <= shard[0] < shard[1]:
+        raise ValueError(f"shard must be I/N with 0 <= I < N, got {text!r}")
+    return shard
+
+
+def is_sslrobot_env(env_id: str) -> bool:
+    """Whether ``env_id`` is one of ours (takes ``image_size``/``visual_preset`` kwargs)."""
+    return env_id.startswith(SSLROBOT_NAMESPACE)
+
+
+def find_env_spec(env_id: str) -> gym.envs.registration.EnvSpec:
+    """The registered spec of ``env_id`` (``"module:Id"`` imports ``module`` first).
+
+    Raises:
+        ValueError: the id is not registered; lists close matches and the known ids.
+    """
+    name = env_id
+    if ":" in env_id:
+        module, name = env_id.split(":", 1)
+        try:
+            importlib.import_module(module)
+        except ImportError as error:
+            raise ValueError(
+                f"env id {env_id!r}: cannot import module {module!r}: {error}"
+            ) from error
+    if name in gym.registry:
+        return gym.registry[name]
+    known = sorted(gym.registry)
+    close = difflib.get_close_matches(name, known, n=3)
+    hint = f" Did you mean {', '.join(close)}?" if close else ""
+    raise ValueError(
+        f"unknown env id {env_id!r}.{hint} sslrobot ids: {', '.join(ENV_IDS)}. "
+        f"Other registered ids: {', '.join(k for k in known if not is_sslrobot_env(k))}. "
+        "An env of your own can be given as 'module:EnvId' (the module registers it)."
+    )
+
+
+def _accepts_kwarg(spec: gym.envs.registration.EnvSpec, name: str) -> bool:
+    creator = spec.entry_point
+    if isinstance(creator, str):
+        creator = load_env_creator(creator)
+    try:
+        params = inspect.signature(creator).parameters
+    except (TypeError, ValueError):
+        return False
+    return name in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+
+
+@dataclass(frozen=True)
+class CollectConfig:
+    """Everything that defines a collection run; saved (in resolved form) in the manifest."""
+
+    env_id: str
+    """Gymnasium id: ``sslrobot/Push-v0``, any registered id (``Reacher-v5``), or ``module:Id``."""
+    out: Path
+    """Dataset directory (created if missing)."""
+    policy: str = "random"
+    """One of ``random``, ``expert``, ``noisy-expert``, ``mixture``."""
+    num_episodes: int = 100
+    """Episodes in the dataset (ids 0..N-1; episode i is reset with seed ``seed + i``)."""
+    num_envs: int = 1
+    """Worker processes, each running its own env and writing whole episodes."""
+    seed: int = 0
+    """Base seed."""
+    resume: bool = False
+    """Continue an interrupted run: collect only the missing episode ids (no duplicates)."""
+    image_size: int = 64
+    """Square frame size passed to the env (``image_size`` for ours, ``width``/``height``)."""
+    visual_preset: str | None = None
+    """sslrobot envs only: ``train`` (default), ``heldout`` or ``none``."""
+    noise: float = 0.3
+    """``noisy-expert`` noise scale, as a fraction of the action half-range."""
+    noise_correlation: float = 0.9
+    """AR(1) coefficient of the ``noisy-expert`` noise (0 = white noise)."""
+    mixture: str | None = None
+    """For ``policy="mixture"``: fractions like ``random=0.3,noisy-expert=0.7``."""
+    max_episode_steps: int | None = None
+    """Time limit; defaults to the env's registered limit."""
+    shard: tuple[int, int] = (0, 1)
+    """``(I, N)``: collect only episodes ``i`` with ``i % N == I`` (several machines, one dir)."""
+    env_kwargs: dict[str, Any] = field(default_factory=dict)
+    """Extra keyword arguments for ``gymnasium.make`` (override the ones derived above)."""
+    fsync: bool = False
+    """Flush every episode to the disk before committing it: survives power loss, not only
+    SIGKILL, at a cost that can exceed the env loop's on slow disks (see bench_data.py)."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "out", Path(self.out))
+        if not isinstance(self.env_id, str) or not self.env_id:
+            raise ValueError(f"env_id must be a non-empty string, got {self.env_id!r}")
+        find_env_spec(self.env_id)
+        if self.policy not in POLICY_NAMES:
+            raise ValueError(f"unknown policy {self.policy!r}; choose from {list(POLICY_NAMES)}")
+        if self.policy == "mixture":
+            if not self.mixture:
+                raise ValueError(
+                    "policy 'mixture' needs mixture fractions, e.g. random=0.3,noisy-expert=0.7"
+                )
+            parse_mixture(self.mixture)
+        elif self.mixture:
+            raise ValueError(
+                f"mixture={self.mixture!r} is only used with policy 'mixture', not {self.policy!r}"
+            )
+        for name in ("num_episodes", "num_envs", "image_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise ValueError(f"seed must be an integer >= 0, got {self.seed!r}")
+        if self.max_episode_steps is not None and (
+            not isinstance(self.max_episode_steps, int) or self.max_episode_steps < 1
+        ):
+            raise ValueError(
+                f"max_episode_steps must be an integer >= 1, got {self.max_episode_steps!r}"
+            )
+        if not (
+            isinstance(self.noise, int | float) and math.isfinite(self.noise) and self.noise >= 0
+        ):
+            raise ValueError(f"noise must be a finite number >= 0, got {self.noise!r}")
+        if not 0.0 <= self.noise_correlation < 1.0:
+            raise ValueError(f"noise_correlation must be in [0, 1), got {self.noise_correlation!r}")
+        index, count = self.shard
+        if not (isinstance(index, int) and isinstance(count, int) and 0 <= index < count):
+            raise ValueError(f"shard must be (I, N) with 0 <= I < N, got {self.shard!r}")
+        if self.visual_preset is not None:
+            if not is_sslrobot_env(self.env_id):
+                raise ValueError(
+                    f"visual_preset applies to sslrobot/* envs only, not {self.env_id!r}; "
+                    "pass other env options with env_kwargs"
+                )
+            if self.visual_preset not in VISUAL_PRESETS:
+                raise ValueError(
+                    f"visual_preset must be one of {list(VISUAL_PRESETS)}, "
+                    f"got {self.visual_preset!r}"
+                )
+        if not isinstance(self.env_kwargs, dict):
+            raise ValueError(f"env_kwargs must be a dict, got {type(self.env_kwargs).__name__}")
+        try:
+            json.dumps(self.env_kwargs)
+        except TypeError as error:
+            raise ValueError(
+                f"env_kwargs must be JSON-serialisable (saved in the manifest): {error}"
+            ) from error
+
+    @property
+    def mixture_fractions(self) -> dict[str, float] | None:
+        """Parsed ``mixture`` (``None`` unless the policy is a mixture)."""
+        return parse_mixture(self.mixture) if self.mixture else None
+
+    def make_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for ``gymnasium.make`` (without ``max_episode_steps``).
+
+        Ours get ``image_size``, ``obs_mode="pixels"`` and ``visual_preset``; other envs get
+        ``render_mode="rgb_array"`` and, where the constructor takes them, ``width``/``height``.
+        ``env_kwargs`` override both.
+        """
+        if is_sslrobot_env(self.env_id):
+            kwargs: dict[str, Any] = {
+                "image_size": self.image_size,
+                "obs_mode": "pixels",
+                "visual_preset": self.visual_preset or "train",
+            }
+        else:
+            kwargs = {"render_mode": "rgb_array"}
+            spec = find_env_spec(self.env_id)
+            if _accepts_kwarg(spec, "width") and _accepts_kwarg(spec, "height"):
+                kwargs.update(width=self.image_size, height=self.image_size)
+        kwargs.update(self.env_kwargs)
+        return kwargs
+
+    def episode_ids(self) -> list[int]:
+        """Episode ids this run is responsible for (its shard of ``0..num_episodes-1``)."""
+        index, count = self.shard
+        return list(range(index, self.num_episodes, count))

@@ -1,0 +1,364 @@
+"""`collect`: fill a dataset directory with episodes, in parallel, crash-safe and resumable.
+
+Workers own whole episodes: each worker process keeps one env and writes complete episodes,
+which scales with cores (per-step IPC of a vector env does not pay at these step times, see
+issue 3). Episode ``i`` always uses seed ``base_seed + i``, so the dataset does not depend on
+how many workers or machines (``shard``) produced it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import multiprocessing
+import os
+import shutil
+import time
+import warnings
+from collections.abc import Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from tqdm.auto import tqdm
+
+from sslrobot.data.collect_config import CollectConfig, find_env_spec
+from sslrobot.data.episode_runner import (
+    EpisodeRunner,
+    RunSpec,
+    die_with_parent,
+    make_env,
+    run_episode_in_worker,
+    split_observation,
+)
+from sslrobot.data.fileio import write_error
+from sslrobot.data.frames import check_frame, get_frame, has_pixel_observation
+from sslrobot.data.manifest import (
+    FORMAT_NAME,
+    FORMAT_VERSION,
+    MANIFEST_NAME,
+    check_same_dataset,
+    count_episodes,
+    package_versions,
+    read_manifest,
+    utc_now,
+    write_manifest,
+)
+from sslrobot.data.policies import default_expert, make_policy, uses_expert
+from sslrobot.data.storage import (
+    ARRAY_DTYPES,
+    EVAL_ONLY_ARRAYS,
+    FRAME_ARRAYS,
+    TMP_PREFIX,
+    check_episode,
+    episode_path,
+    list_episode_ids,
+    list_temp_dirs,
+    set_aside,
+    temp_dir_episode_id,
+)
+
+LOCK_DIR = ".locks"
+EVAL_ONLY_NOTE = (
+    "state is the privileged simulator state (object/goal positions); it is for evaluation "
+    "(probes, experts) only and must never be an input of a learned policy or encoder"
+)
+
+
+def _run_spec(config: CollectConfig) -> RunSpec:
+    return RunSpec(
+        root=str(config.out),
+        env_id=config.env_id,
+        make_kwargs=config.make_kwargs(),
+        max_episode_steps=config.max_episode_steps,
+        policy=config.policy,
+        noise=float(config.noise),
+        noise_correlation=float(config.noise_correlation),
+        mixture=config.mixture_fractions,
+        base_seed=config.seed,
+        shard=f"{config.shard[0]}/{config.shard[1]}",
+        fsync=config.fsync,
+    )
+
+
+def _probe_env(env: gym.Env, spec: RunSpec) -> dict[str, Any]:
+    """Check that the env can be recorded and describe it for the manifest.
+
+    Raises:
+        ValueError: no time limit, a non-Box action space, no pixels, or no expert for a policy
+            that needs one.
+        DegenerateFramesError: the first frame is a single colour (broken renderer).
+    """
+    env_id = spec.env_id
+    max_steps = env.spec.max_episode_steps if env.spec is not None else None
+    if max_steps is None:
+        raise ValueError(
+            f"{env_id} has no time limit, so episodes may never end; pass --max-episode-steps"
+        )
+    space = env.action_space
+    if not isinstance(space, gym.spaces.Box) or not np.all(
+        np.isfinite(space.low) & np.isfinite(space.high)
+    ):
+        raise ValueError(f"{env_id}: only bounded Box action spaces can be collected, got {space}")
+    from_obs = has_pixel_observation(env.observation_space)
+    if not from_obs and env.render_mode != "rgb_array":
+        raise ValueError(
+            f"{env_id} has neither a Dict observation with 'pixels' nor render_mode='rgb_array' "
+            f"(render_mode is {env.render_mode!r}); pass "
+            """--env-kwargs '{"render_mode": "rgb_array"}'"""
+        )
+    obs, info = env.reset(seed=spec.base_seed)
+    frame = get_frame(env, obs, from_obs)
+    check_frame(frame, env_id, 0, 0)
+    policy = make_policy(spec.policy, spec.noise, spec.noise_correlation, spec.mixture)
+    if uses_expert(policy):
+        try:
+            default_expert()(env)
+        except (ValueError, AttributeError, NotImplementedError) as error:
+            raise ValueError(f"policy {spec.policy!r} needs a scripted expert: {error}") from error
+    proprio, state = split_observation(obs, info)
+    state_names = getattr(env.unwrapped, "state_names", None)
+    return {
+        "max_episode_steps": int(max_steps),
+        "frame_shape": list(frame.shape),
+        "frame_source": 'obs["pixels"]' if from_obs else "env.render()",
+        "proprio_dim": int(proprio.shape[0]),
+        "action_dim": int(np.prod(space.shape)),
+        "action_low": space.low.astype(float).reshape(-1).tolist(),
+        "action_high": space.high.astype(float).reshape(-1).tolist(),
+        "state_dim": None if state is None else int(state.shape[0]),
+        "state_source": None
+        if state is None
+        else ('info["state"]' if "state" in info else "observation"),
+        "state_names": list(state_names) if state_names is not None else None,
+    }
+
+
+def _new_manifest(config: CollectConfig, spec: RunSpec, probe: dict[str, Any]) -> dict[str, Any]:
+    env_spec = find_env_spec(config.env_id)
+    policy = make_policy(spec.policy, spec.noise, spec.noise_correlation, spec.mixture)
+    arrays = {
+        name: {
+            "dtype": dtype.str,
+            "rows": "L+1 (frames)" if name in FRAME_ARRAYS else "L (steps)",
+            "eval_only": name in EVAL_ONLY_ARRAYS,
+        }
+        for name, dtype in ARRAY_DTYPES.items()
+        if name != "state" or probe["state_dim"] is not None
+    }
+    manifest = {
+        "format": FORMAT_NAME,
+        "format_version": FORMAT_VERSION,
+        "env_id": config.env_id,
+        "env_kwargs": spec.make_kwargs,
+        "max_episode_steps": probe.pop("max_episode_steps"),
+        "env_spec": {
+            "id": env_spec.id,
+            "version": env_spec.version,
+            "entry_point": str(env_spec.entry_point),
+        },
+        "policy": {"name": policy.name, "params": policy.params()},
+        "base_seed": config.seed,
+        "seeding": "episode i is reset with seed base_seed + i; policy noise derives from it",
+        "image_size": config.image_size,
+        **probe,
+        "arrays": arrays,
+        "eval_only": [k for k in EVAL_ONLY_ARRAYS if k in arrays],
+        "eval_only_note": EVAL_ONLY_NOTE,
+        "num_episodes_requested": config.num_episodes,
+        "versions": package_versions(),
+        "created": utc_now(),
+    }
+    return json.loads(json.dumps(manifest))  # normalise (tuples -> lists) for comparisons
+
+
+def _prepare_root(config: CollectConfig, manifest: dict[str, Any]) -> dict[str, Any]:
+    """Create/check the dataset directory; return the manifest to keep (old ``created``)."""
+    root = config.out
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise write_error(root, "create dataset directory", error) from error
+    if (root / MANIFEST_NAME).exists():
+        existing = read_manifest(root)
+        check_same_dataset(existing, manifest, root)
+        manifest = {**manifest, "created": existing.get("created", manifest["created"])}
+    elif any(p.name != LOCK_DIR and not p.name.startswith(TMP_PREFIX) for p in root.iterdir()):
+        raise ValueError(
+            f"{root} is not empty and has no {MANIFEST_NAME}; choose an empty or new --out"
+        )
+    mine = set(config.episode_ids())
+    done = [i for i in list_episode_ids(root) if i in mine]
+    if done and not config.resume:
+        raise ValueError(
+            f"{root} already holds {len(done)} episodes of shard "
+            f"{config.shard[0]}/{config.shard[1]} "
+            f"(ids {done[0]}..{done[-1]}); pass --resume to continue to {config.num_episodes} "
+            "episodes, or choose another --out"
+        )
+    return manifest
+
+
+@contextlib.contextmanager
+def _shard_lock(root: Path, shard: tuple[int, int]) -> Iterator[None]:
+    """Hold an exclusive lock on this shard of ``root`` (released by the OS if we are killed)."""
+    lock_dir = root / LOCK_DIR
+    path = lock_dir / f"shard-{shard[0]}-of-{shard[1]}.lock"
+    try:
+        lock_dir.mkdir(exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as error:
+        raise write_error(path, "create lock file", error) from error
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as error:
+            raise BlockingIOError(
+                error.errno,
+                f"another collector is writing shard {shard[0]}/{shard[1]} into {root} "
+                f"(lock {path}); wait for it to finish or collect another shard",
+            ) from None
+        yield
+    finally:
+        os.close(fd)
+
+
+def _set_aside_broken(root: Path, episode_ids: list[int]) -> None:
+    """Move aside this shard's committed episodes that fail the structural check.
+
+    Without ``fsync``, a power loss (not a SIGKILL) can leave a committed episode with missing
+    data; resuming collects such an episode again and keeps the broken copy for inspection.
+    """
+    for episode_id in episode_ids:
+        problems = check_episode(episode_path(root, episode_id), checksums=False)
+        if problems:
+            target = set_aside(root, episode_id)
+            warnings.warn(
+                f"episode {episode_id} in {root} is incomplete ({problems[0]}); moved it to "
+                f"{target} and collecting it again",
+                stacklevel=3,
+            )
+
+
+def _remove_stale_temps(root: Path, shard: tuple[int, int]) -> None:
+    """Delete in-flight leftovers of this shard's episodes (we hold the shard lock)."""
+    for path in list_temp_dirs(root):
+        episode_id = temp_dir_episode_id(path)
+        if episode_id is not None and episode_id % shard[1] == shard[0]:
+            shutil.rmtree(path, ignore_errors=True)
+
+
+class _Progress:
+    """tqdm bar over episodes that also shows frames/s."""
+
+    def __init__(self, total: int, desc: str, enabled: bool) -> None:
+        self.bar = tqdm(total=total, desc=desc, unit="ep", disable=not enabled, dynamic_ncols=True)
+        self.frames = 0
+        self.start = time.perf_counter()
+
+    def update(self, summary: dict[str, Any]) -> None:
+        self.frames += summary["frames"]
+        rate = self.frames / max(time.perf_counter() - self.start, 1e-9)
+        self.bar.set_postfix_str(f"{rate:.0f} frames/s", refresh=False)
+        self.bar.update(1)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def _run_in_process(runner: EpisodeRunner, todo: list[int], progress: _Progress) -> None:
+    for episode_id in todo:
+        progress.update(runner.run(episode_id))
+
+
+def _run_in_pool(spec: RunSpec, todo: list[int], num_workers: int, progress: _Progress) -> None:
+    """Run episodes on ``num_workers`` spawned processes, at most two in flight per worker."""
+    context = multiprocessing.get_context("spawn")  # fork would copy GL contexts and threads
+    pending: set[Future] = set()
+    queue = iter(todo)
+    with ProcessPoolExecutor(
+        max_workers=num_workers, mp_context=context, initializer=die_with_parent
+    ) as pool:
+        try:
+            for episode_id in queue:
+                pending.add(pool.submit(run_episode_in_worker, spec, episode_id))
+                if len(pending) >= 2 * num_workers:
+                    break
+            while pending:
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for future in done:
+                    try:
+                        summary = future.result()  # re-raises a worker's error here
+                    except BrokenProcessPool as error:
+                        raise RuntimeError(
+                            "a collector worker process died (killed, out of memory, or the "
+                            "calling script lacks the `if __name__ == '__main__':` guard that the "
+                            "spawn start method needs); finished episodes are kept, rerun with "
+                            "--resume"
+                        ) from error
+                    progress.update(summary)
+                    next_id = next(queue, None)
+                    if next_id is not None:
+                        pending.add(pool.submit(run_episode_in_worker, spec, next_id))
+        except BaseException:
+            pool.shutdown(wait=True, cancel_futures=True)  # episodes in flight still commit
+            raise
+
+
+def collect(config: CollectConfig, progress: bool = True) -> Path:
+    """Collect ``config.num_episodes`` episodes (this run's shard of them) into ``config.out``.
+
+    Safe to kill at any moment: only fully written episodes become visible, and rerunning with
+    ``resume=True`` collects exactly the missing ids. Several machines can fill one directory
+    with ``shard=(I, N)``. With ``num_envs > 1`` workers are started with ``spawn``, so a
+    script that calls ``collect`` needs the usual ``if __name__ == "__main__":`` guard.
+
+    Args:
+        config: What to collect.
+        progress: Show a progress bar (episodes, frames/s, ETA) on stderr.
+
+    Returns:
+        The dataset directory.
+
+    Raises:
+        ValueError: bad settings (env kwargs, no expert, no pixels, existing data without
+            ``resume``, a directory holding another dataset).
+        DegenerateFramesError: the env renders black or constant frames.
+        DatasetWriteError: the directory is not writable or the disk is full (names the path;
+            episodes already written stay intact).
+    """
+    spec = _run_spec(config)
+    env = make_env(spec)
+    try:
+        manifest = _new_manifest(config, spec, _probe_env(env, spec))
+        manifest = _prepare_root(config, manifest)
+        root = config.out
+        with _shard_lock(root, config.shard):
+            write_manifest(root, {**manifest, "updated": utc_now(), "counts": count_episodes(root)})
+            mine = set(config.episode_ids())
+            _set_aside_broken(root, [i for i in list_episode_ids(root) if i in mine])
+            existing = set(list_episode_ids(root))
+            todo = [i for i in config.episode_ids() if i not in existing]
+            _remove_stale_temps(root, config.shard)
+            bar = _Progress(len(todo), f"collect {config.env_id}", progress)
+            try:
+                if config.num_envs == 1 or len(todo) <= 1:
+                    _run_in_process(EpisodeRunner(spec, env=env), todo, bar)
+                else:
+                    _run_in_pool(spec, todo, min(config.num_envs, len(todo)), bar)
+            except BaseException:
+                with contextlib.suppress(OSError):  # keep the original error (e.g. disk full)
+                    write_manifest(
+                        root, {**manifest, "updated": utc_now(), "counts": count_episodes(root)}
+                    )
+                raise
+            finally:
+                bar.close()
+            write_manifest(root, {**manifest, "updated": utc_now(), "counts": count_episodes(root)})
+    finally:
+        env.close()
+    return config.out

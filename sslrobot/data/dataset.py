@@ -1,0 +1,121 @@
+"""Read-only, memory-mapped access to a collected dataset, and the by-episode train/val split."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sslrobot.data.manifest import read_manifest
+from sslrobot.data.storage import (
+    ARRAY_FILES,
+    EVAL_ONLY_ARRAYS,
+    episode_path,
+    list_episode_ids,
+    load_array,
+    read_meta,
+)
+
+
+def _split_key(seed: int, episode_id: int) -> int:
+    digest = hashlib.blake2b(f"{seed}:{episode_id}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big")
+
+
+def split_episode_ids(
+    episode_ids: Sequence[int], val_fraction: float, seed: int
+) -> tuple[list[int], list[int]]:
+    """Split episodes (never frames) into train and validation, deterministically from ``seed``.
+
+    Episodes are ranked by a hash of ``(seed, episode_id)`` and the lowest-ranked
+    ``round(val_fraction * n)`` go to validation (at least one when ``val_fraction > 0`` and
+    there are two or more episodes; at least one always stays in train). The ranking of an
+    episode does not depend on the others, so the split barely moves when a dataset grows.
+
+    Returns:
+        ``(train_ids, val_ids)``, each sorted.
+
+    Raises:
+        ValueError: ``val_fraction`` outside [0, 1).
+    """
+    if not 0.0 <= val_fraction < 1.0:
+        raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+    ids = sorted(set(int(i) for i in episode_ids))
+    num_val = round(val_fraction * len(ids))
+    if val_fraction > 0 and len(ids) >= 2:
+        num_val = min(max(num_val, 1), len(ids) - 1)
+    ranked = sorted(ids, key=lambda i: _split_key(seed, i))
+    val = sorted(ranked[:num_val])
+    train = sorted(ranked[num_val:])
+    return train, val
+
+
+class EpisodeDataset:
+    """A dataset directory opened read-only; arrays are memory-mapped, loaded page by page.
+
+    Attributes:
+        root: The dataset directory.
+        manifest: The parsed ``manifest.json``.
+        episode_ids: Sorted ids of the committed episodes.
+    """
+
+    def __init__(self, root: Path | str) -> None:
+        self.root = Path(root)
+        self.manifest: dict[str, Any] = read_manifest(self.root)
+        self.episode_ids: list[int] = list_episode_ids(self.root)
+
+    def __len__(self) -> int:
+        return len(self.episode_ids)
+
+    def __repr__(self) -> str:
+        env_id = self.manifest.get("env_id")
+        return f"EpisodeDataset({str(self.root)!r}, env={env_id!r}, episodes={len(self)})"
+
+    def episode_dir(self, episode_id: int) -> Path:
+        """Directory of a committed episode.
+
+        Raises:
+            KeyError: no such episode in this dataset.
+        """
+        path = episode_path(self.root, episode_id)
+        if not path.is_dir():
+            raise KeyError(
+                f"episode {episode_id} is not in {self.root} (it has {len(self)} episodes)"
+            )
+        return path
+
+    def meta(self, episode_id: int) -> dict[str, Any]:
+        """The episode's metadata (length, seed, policy, return, success, checksums)."""
+        return read_meta(self.episode_dir(episode_id))
+
+    def load_episode(self, episode_id: int, include_state: bool = False) -> dict[str, np.ndarray]:
+        """Arrays of one episode, memory-mapped read-only (copy before modifying).
+
+        Args:
+            episode_id: Episode id.
+            include_state: Also load the privileged ``state`` (L+1, S): evaluation only.
+
+        Returns:
+            ``pixels`` (L+1, H, W, 3) uint8, ``proprio`` (L+1, P), ``action`` (L, A),
+            ``reward`` (L,), ``terminated`` (L,), ``truncated`` (L,) [+ ``state`` (L+1, S)].
+        """
+        directory = self.episode_dir(episode_id)
+        names = [k for k in ARRAY_FILES if include_state or k not in EVAL_ONLY_ARRAYS]
+        return {name: load_array(directory, name) for name in names}
+
+    def split(self, val_fraction: float = 0.1, seed: int = 0) -> tuple[list[int], list[int]]:
+        """``(train_ids, val_ids)`` by episode; see ``split_episode_ids``."""
+        return split_episode_ids(self.episode_ids, val_fraction, seed)
+
+
+def open_dataset(root: Path | str) -> EpisodeDataset:
+    """Open a dataset directory written by ``sslrobot collect`` (read-only, memory-mapped).
+
+    Raises:
+        FileNotFoundError: ``root`` has no ``manifest.json``.
+        ValueError: the manifest is invalid or of an unsupported format version.
+    """
+    return EpisodeDataset(root)

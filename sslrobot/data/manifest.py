@@ -1,0 +1,107 @@
+"""Dataset manifest: what was collected, how, with which versions, and how much of it exists."""
+
+from __future__ import annotations
+
+import json
+import platform
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from sslrobot.data.fileio import atomic_write_json
+from sslrobot.data.storage import episode_path, list_episode_ids, read_meta
+
+MANIFEST_NAME = "manifest.json"
+FORMAT_NAME = "sslrobot-episodes"
+FORMAT_VERSION = 1
+#: Manifest fields that must agree between runs that write into one directory (resume, shards):
+#: mixing them would silently blend two different datasets.
+IDENTITY_FIELDS: tuple[str, ...] = (
+    "format",
+    "format_version",
+    "env_id",
+    "env_kwargs",
+    "max_episode_steps",
+    "policy",
+    "base_seed",
+    "image_size",
+)
+_VERSIONED_PACKAGES = ("sslrobot", "mujoco", "gymnasium", "numpy")
+
+
+def package_versions() -> dict[str, str | None]:
+    """Installed versions of the packages that determine what the data looks like."""
+    versions: dict[str, str | None] = {"python": platform.python_version()}
+    for name in _VERSIONED_PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def utc_now() -> str:
+    """Current time as an ISO-8601 UTC string (for ``created``/``updated``)."""
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def read_manifest(root: Path) -> dict[str, Any]:
+    """Parse ``root/manifest.json``.
+
+    Raises:
+        FileNotFoundError: ``root`` holds no manifest (not a dataset directory).
+        ValueError: the manifest is not valid JSON or not an sslrobot dataset.
+    """
+    path = Path(root) / MANIFEST_NAME
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: {root} is not an sslrobot dataset directory")
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ValueError(f"{path} is not valid JSON: {error}") from error
+    if manifest.get("format") != FORMAT_NAME:
+        raise ValueError(f"{path}: format is {manifest.get('format')!r}, expected {FORMAT_NAME!r}")
+    if manifest.get("format_version") != FORMAT_VERSION:
+        raise ValueError(
+            f"{path}: format_version {manifest.get('format_version')} is not supported "
+            f"(this sslrobot reads version {FORMAT_VERSION})"
+        )
+    return manifest
+
+
+def write_manifest(root: Path, manifest: dict[str, Any]) -> None:
+    """Atomically write ``root/manifest.json``."""
+    atomic_write_json(Path(root) / MANIFEST_NAME, manifest)
+
+
+def check_same_dataset(existing: dict[str, Any], new: dict[str, Any], root: Path) -> None:
+    """Refuse to add episodes made with other settings to an existing dataset.
+
+    Raises:
+        ValueError: naming each differing field with both values.
+    """
+    diffs = [
+        f"{field}: {existing.get(field)!r} in the dataset vs {new.get(field)!r} now"
+        for field in IDENTITY_FIELDS
+        if existing.get(field) != new.get(field)
+    ]
+    if diffs:
+        raise ValueError(
+            f"{root} already holds a dataset collected with other settings ("
+            + "; ".join(diffs)
+            + "); use the same settings to resume or add shards, or choose another --out"
+        )
+
+
+def count_episodes(root: Path) -> dict[str, int]:
+    """Counts of the committed episodes, from their metadata (steps = actions, frames = L+1)."""
+    ids = list_episode_ids(root)
+    steps = readable = 0
+    for episode_id in ids:
+        try:
+            steps += int(read_meta(episode_path(root, episode_id))["length"])
+            readable += 1
+        except (ValueError, KeyError, TypeError):
+            continue  # a corrupt episode is reported by `data verify`, not counted in frames
+    return {"episodes": len(ids), "steps": steps, "frames": steps + readable}

@@ -1,0 +1,145 @@
+"""Export a dataset directory to Minari, the Farama standard for offline datasets (extra: minari).
+
+Builds Minari ``EpisodeBuffer``s directly and calls ``create_dataset_from_buffers``: Minari's
+``DataCollector`` would re-run the env and pulls in jax. Frames stay lossless unless asked
+(Minari JPEG-encodes image spaces by default).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import shutil
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from sslrobot.data.dataset import open_dataset
+
+_EPISODES_PER_CHUNK = 64  # episodes held in memory at once while exporting
+
+
+#: Minari storage format -> the module it needs (Minari installs neither by default).
+_BACKENDS = {"hdf5": "h5py", "arrow": "pyarrow", "parquet": "pyarrow"}
+
+
+def _import_minari(data_format: str) -> Any:
+    try:
+        import minari
+        from minari.data_collector import EpisodeBuffer
+    except ImportError as error:
+        raise ImportError(
+            "Minari export needs the optional extra: pip install 'sslrobot[minari]' "
+            f"(import failed: {error})"
+        ) from error
+    if data_format not in _BACKENDS:
+        raise ValueError(f"data_format must be one of {list(_BACKENDS)}, got {data_format!r}")
+    if importlib.util.find_spec(_BACKENDS[data_format]) is None:
+        raise ImportError(
+            f"Minari's {data_format!r} storage needs {_BACKENDS[data_format]}: "
+            f"pip install 'minari[{data_format}]'"
+        )
+    return minari, EpisodeBuffer
+
+
+def minari_spaces(manifest: dict[str, Any]) -> tuple[gym.spaces.Dict, gym.spaces.Box]:
+    """Observation and action spaces of the exported data, from the manifest."""
+    height, width, channels = manifest["frame_shape"]
+    observation_space = gym.spaces.Dict(
+        {
+            "pixels": gym.spaces.Box(0, 255, (height, width, channels), np.uint8),
+            "proprio": gym.spaces.Box(-np.inf, np.inf, (int(manifest["proprio_dim"]),), np.float32),
+        }
+    )
+    low = np.asarray(manifest["action_low"], np.float32)
+    high = np.asarray(manifest["action_high"], np.float32)
+    return observation_space, gym.spaces.Box(low, high, dtype=np.float32)
+
+
+def export_minari(
+    root: Path | str,
+    dataset_id: str,
+    jpeg: bool = False,
+    include_state: bool = False,
+    data_format: str | None = None,
+) -> Path:
+    """Write the episodes of ``root`` as the Minari dataset ``dataset_id``.
+
+    Minari episode k is the k-th episode of ``root`` in id order; its ``seed`` is the episode
+    seed. Observations are ``{"pixels", "proprio"}``; with ``include_state`` the evaluation-only
+    state goes into ``infos["state"]`` (L+1, S). The dataset lands where Minari keeps datasets
+    (``MINARI_DATASETS_PATH``, default ``~/.minari/datasets``).
+
+    Args:
+        root: Dataset directory.
+        dataset_id: Minari id, ``(namespace/)(env_name/)name(-vN)``.
+        jpeg: JPEG-encode frames (lossy, smaller); default keeps them exact.
+        include_state: Export the privileged state in ``infos``.
+        data_format: Minari storage backend (``hdf5``, ``arrow``, ``parquet``); ``hdf5`` (Minari's
+            default) when None.
+
+    Returns:
+        The Minari dataset directory.
+
+    Raises:
+        ImportError: minari (or its storage backend) is not installed.
+        ValueError: unknown data format, the dataset is empty, or the id exists in Minari.
+    """
+    data_format = data_format or "hdf5"  # Minari's own default
+    minari, episode_buffer = _import_minari(data_format)
+    from minari.storage import get_dataset_path
+
+    dataset = open_dataset(root)
+    manifest = dataset.manifest
+    if not dataset.episode_ids:
+        raise ValueError(f"{dataset.root} has no episodes to export")
+    observation_space, action_space = minari_spaces(manifest)
+    destination = Path(get_dataset_path(dataset_id))
+    existed = destination.exists()
+
+    def buffer(episode_id: int) -> Any:
+        arrays = dataset.load_episode(episode_id, include_state=include_state)
+        return episode_buffer(
+            seed=int(dataset.meta(episode_id)["seed"]),
+            observations={
+                "pixels": np.array(arrays["pixels"]),
+                "proprio": np.array(arrays["proprio"]),
+            },
+            actions=np.array(arrays["action"]),
+            rewards=np.array(arrays["reward"]),
+            terminations=np.array(arrays["terminated"]),
+            truncations=np.array(arrays["truncated"]),
+            infos={"state": np.array(arrays["state"])} if include_state else None,
+        )
+
+    chunks = [
+        dataset.episode_ids[i : i + _EPISODES_PER_CHUNK]
+        for i in range(0, len(dataset.episode_ids), _EPISODES_PER_CHUNK)
+    ]
+    description = (
+        f"Exported from sslrobot dataset {dataset.root.name}: env {manifest['env_id']} "
+        f"kwargs {manifest['env_kwargs']}, policy {manifest['policy']}, base seed "
+        f"{manifest['base_seed']}. Minari episode k is the k-th sslrobot episode in id order; "
+        "its seed is the sslrobot episode seed (base seed + episode id)."
+    )
+    try:
+        exported = minari.create_dataset_from_buffers(
+            dataset_id,
+            [buffer(i) for i in chunks[0]],
+            observation_space=observation_space,
+            action_space=action_space,
+            algorithm_name=f"sslrobot-{manifest['policy']['name']}",
+            description=description,
+            data_format=data_format,
+            jpeg_encoding=jpeg,
+        )
+        for chunk in chunks[1:]:
+            exported.update_dataset_from_buffer([buffer(i) for i in chunk])
+    except BaseException:
+        if not existed:
+            with contextlib.suppress(OSError):
+                shutil.rmtree(destination)  # no half-written Minari dataset left behind
+        raise
+    return destination

@@ -1,0 +1,187 @@
+"""Checking a dataset (structure, shapes, checksums) and summarising it for `data info`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sslrobot.data.manifest import read_manifest
+from sslrobot.data.storage import (
+    check_episode,
+    episode_path,
+    list_episode_ids,
+    list_set_aside_dirs,
+    list_temp_dirs,
+    read_meta,
+)
+
+# array name -> (manifest key, the dims of the array's shape that must equal it)
+_SHAPE_CHECKS: dict[str, tuple[str, slice]] = {
+    "pixels": ("frame_shape", slice(1, None)),
+    "proprio": ("proprio_dim", slice(1, 2)),
+    "action": ("action_dim", slice(1, 2)),
+    "state": ("state_dim", slice(1, 2)),
+}
+
+
+def _manifest_problems(
+    meta: dict[str, Any], manifest: dict[str, Any], directory: Path
+) -> list[str]:
+    problems = []
+    for file_name, info in meta.get("files", {}).items():
+        check = _SHAPE_CHECKS.get(info.get("array"))
+        if check is None or manifest.get(check[0]) is None:
+            continue
+        key, dims = check
+        expected = manifest[key] if isinstance(manifest[key], list) else [manifest[key]]
+        if list(info["shape"][dims]) != list(expected):
+            problems.append(
+                f"{directory / file_name}: shape {info['shape']} disagrees with the "
+                f"manifest's {key}={manifest[key]}"
+            )
+    return problems
+
+
+def episode_problems(
+    root: Path, episode_id: int, manifest: dict[str, Any], checksums: bool
+) -> list[str]:
+    """Everything wrong with one committed episode (empty: sound), see ``check_episode``."""
+    directory = episode_path(root, episode_id)
+    problems = check_episode(directory, checksums=checksums)
+    if problems:
+        return problems
+    return _manifest_problems(read_meta(directory), manifest, directory)
+
+
+@dataclass
+class VerifyReport:
+    """Result of ``verify_dataset``.
+
+    Attributes:
+        root: The dataset directory.
+        num_ok: Episodes that passed every check.
+        corrupt: Episode id -> problems (each names the file).
+        missing_ids: Ids in ``0..num_episodes_requested-1`` with no committed episode (gaps;
+            ``collect --resume`` fills them).
+        temp_dirs: In-flight leftovers from an interrupted or running collector (ignored by
+            readers).
+        set_aside: Broken episodes that ``collect --resume`` moved aside and collected again.
+    """
+
+    root: Path
+    num_ok: int = 0
+    corrupt: dict[int, list[str]] = field(default_factory=dict)
+    missing_ids: list[int] = field(default_factory=list)
+    temp_dirs: list[Path] = field(default_factory=list)
+    set_aside: list[Path] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """True when no committed episode is corrupt (gaps and temp dirs are not errors)."""
+        return not self.corrupt
+
+    def lines(self) -> list[str]:
+        """Human-readable report, one finding per line."""
+        out = [f"{self.root}: {self.num_ok} episodes OK, {len(self.corrupt)} corrupt"]
+        for episode_id, problems in sorted(self.corrupt.items()):
+            out.extend(f"CORRUPT episode {episode_id}: {p}" for p in problems)
+        if self.missing_ids:
+            shown = ", ".join(map(str, self.missing_ids[:20])) + (
+                " ..." if len(self.missing_ids) > 20 else ""
+            )
+            out.append(
+                f"missing {len(self.missing_ids)} episode ids "
+                f"(collect --resume fills them): {shown}"
+            )
+        out.extend(
+            f"in-flight leftover (ignored, removed by --resume): {p}" for p in self.temp_dirs
+        )
+        out.extend(f"broken copy set aside by --resume (ignored): {p}" for p in self.set_aside)
+        return out
+
+
+def verify_dataset(root: Path | str, checksums: bool = True) -> VerifyReport:
+    """Check every committed episode of ``root``: structure, shapes vs manifest, sha256.
+
+    A corrupt episode is reported, never modified; the other episodes stay readable.
+
+    Raises:
+        FileNotFoundError, ValueError: ``root`` has no valid manifest.
+    """
+    root = Path(root)
+    manifest = read_manifest(root)
+    report = VerifyReport(
+        root=root, temp_dirs=list_temp_dirs(root), set_aside=list_set_aside_dirs(root)
+    )
+    ids = list_episode_ids(root)
+    for episode_id in ids:
+        problems = episode_problems(root, episode_id, manifest, checksums)
+        if problems:
+            report.corrupt[episode_id] = problems
+        else:
+            report.num_ok += 1
+    requested = int(manifest.get("num_episodes_requested", 0))
+    present = set(ids)
+    report.missing_ids = [i for i in range(requested) if i not in present]
+    return report
+
+
+def _disk_bytes(root: Path) -> int:
+    return sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
+
+
+def dataset_summary(root: Path | str) -> dict[str, Any]:
+    """Manifest plus statistics computed from the episodes' metadata (no array is read).
+
+    Returns:
+        ``{"manifest": ..., "stats": {...}}`` with episode/step/frame counts, length and return
+        statistics, success rate, episodes per policy, bytes on disk, gaps and leftovers.
+    """
+    root = Path(root)
+    manifest = read_manifest(root)
+    lengths, returns, successes = [], [], []
+    policies: dict[str, int] = {}
+    unreadable = []
+    for episode_id in list_episode_ids(root):
+        try:
+            meta = read_meta(episode_path(root, episode_id))
+            lengths.append(int(meta["length"]))
+        except (ValueError, KeyError, TypeError):
+            unreadable.append(episode_id)
+            continue
+        returns.append(float(meta.get("return", np.nan)))
+        if meta.get("success") is not None:
+            successes.append(bool(meta["success"]))
+        name = meta.get("policy", {}).get("name", "?")
+        policies[name] = policies.get(name, 0) + 1
+    requested = int(manifest.get("num_episodes_requested", 0))
+    present = set(list_episode_ids(root))
+    stats: dict[str, Any] = {
+        "episodes": len(lengths),
+        "steps": int(sum(lengths)),
+        "frames": int(sum(lengths) + len(lengths)),
+        "episode_length": _describe(lengths),
+        "episode_return": _describe(returns),
+        "success_rate": float(np.mean(successes)) if successes else None,
+        "episodes_per_policy": policies,
+        "disk_bytes": _disk_bytes(root),
+        "unreadable_metadata": unreadable,
+        "missing_ids": [i for i in range(requested) if i not in present],
+        "in_flight_leftovers": [str(p) for p in list_temp_dirs(root)],
+    }
+    return {"manifest": manifest, "stats": stats}
+
+
+def _describe(values: list[float]) -> dict[str, float] | None:
+    if not values:
+        return None
+    array = np.asarray(values, dtype=np.float64)
+    return {
+        "mean": float(array.mean()),
+        "std": float(array.std()),
+        "min": float(array.min()),
+        "max": float(array.max()),
+    }

@@ -1,0 +1,223 @@
+"""PyTorch dataset of fixed-length windows (frames t..t+K, actions t..t+K-1) for SSL training."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import warnings
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from sslrobot.data.dataset import open_dataset, split_episode_ids
+from sslrobot.data.storage import (
+    ARRAY_FILES,
+    FRAME_ARRAYS,
+    episode_path,
+    read_meta,
+    read_npy_header,
+)
+from sslrobot.data.verify import episode_problems
+
+Split = Literal["train", "val", "all"]
+#: Arrays in every window (the evaluation-only ``state`` only on request).
+_WINDOW_ARRAYS = ("pixels", "proprio", "action", "reward")
+
+
+class WindowDataset(Dataset):
+    """Windows of ``num_steps`` transitions that never cross an episode boundary.
+
+    Item ``j`` is a dict of tensors for one window starting at step ``t`` of one episode:
+    ``pixels`` uint8 (K+1, H, W, 3), ``proprio`` float32 (K+1, P), ``action`` float32 (K, A),
+    ``reward`` float32 (K,) and, only with ``include_state=True``, the evaluation-only
+    ``state`` float32 (K+1, S). An episode of L steps gives L-K+1 windows (none if L < K).
+
+    Memory: each item reads exactly its window's rows with ``os.preadv`` into fresh arrays (no
+    memory map, so no file pages are charged to the process), and at most
+    ``max_open_episodes`` episodes keep their files open (LRU): resident memory stays flat as
+    the dataset grows. The index holds one offset per array and episode. Files are opened
+    lazily in whichever process reads, and the dataset pickles without open files, so it works
+    with ``DataLoader(num_workers>0)``.
+
+    Episodes that fail the check (truncated or missing files, headers or shapes that disagree
+    with the metadata, and with ``verify_checksums=True`` a sha256 mismatch) are skipped with a
+    warning, or refused with ``strict=True``.
+    """
+
+    def __init__(
+        self,
+        root: Path | str,
+        num_steps: int,
+        split: Split = "train",
+        val_fraction: float = 0.1,
+        seed: int = 0,
+        include_state: bool = False,
+        strict: bool = False,
+        verify_checksums: bool = False,
+        max_open_episodes: int = 32,
+    ) -> None:
+        """Index the windows of one split.
+
+        Args:
+            root: Dataset directory.
+            num_steps: K, transitions per window (>= 0; K=0 gives single frames).
+            split: ``"train"``, ``"val"`` or ``"all"``; by episode, see ``split_episode_ids``.
+            val_fraction: Fraction of episodes held out for validation.
+            seed: Seed of the split.
+            include_state: Add the privileged ``state`` (evaluation/probes only).
+            strict: Raise instead of warning when an episode is corrupt.
+            verify_checksums: Re-hash every file when indexing (slower; catches bit flips).
+            max_open_episodes: Episodes whose files stay open at once per process.
+
+        Raises:
+            ValueError: bad arguments, a corrupt episode with ``strict=True``, or no window.
+        """
+        if isinstance(num_steps, bool) or not isinstance(num_steps, int) or num_steps < 0:
+            raise ValueError(f"num_steps must be an integer >= 0, got {num_steps!r}")
+        if split not in ("train", "val", "all"):
+            raise ValueError(f"split must be 'train', 'val' or 'all', got {split!r}")
+        if max_open_episodes < 1:
+            raise ValueError(f"max_open_episodes must be >= 1, got {max_open_episodes}")
+        dataset = open_dataset(root)
+        self.root = dataset.root
+        self.manifest = dataset.manifest
+        self.num_steps = num_steps
+        self.include_state = include_state
+        self.max_open_episodes = max_open_episodes
+        train, val = split_episode_ids(dataset.episode_ids, val_fraction, seed)
+        candidates = {"train": train, "val": val, "all": dataset.episode_ids}[split]
+        self.skipped: dict[int, list[str]] = {}
+        self._names = [*_WINDOW_ARRAYS, *(["state"] if include_state else [])]
+        self._rows: dict[str, tuple[np.dtype, tuple[int, ...]]] = {}  # name -> row dtype, shape
+        episode_ids, lengths, offsets = [], [], []
+        for episode_id in candidates:
+            problems = episode_problems(self.root, episode_id, self.manifest, verify_checksums)
+            if not problems:
+                meta = read_meta(episode_path(self.root, episode_id))
+                episode_offsets, problems = self._layout(episode_id)
+            if problems:
+                message = f"episode {episode_id} of {self.root} is corrupt: " + "; ".join(problems)
+                if strict:
+                    raise ValueError(message + " (strict=True; run `sslrobot data verify`)")
+                warnings.warn(message + "; skipping it (run `sslrobot data verify`)", stacklevel=2)
+                self.skipped[episode_id] = problems
+                continue
+            episode_ids.append(episode_id)
+            lengths.append(int(meta["length"]))
+            offsets.append(episode_offsets)
+        self.episode_ids: list[int] = episode_ids
+        self._offsets = np.asarray(offsets, dtype=np.int64).reshape(-1, len(self._names))
+        counts = np.maximum(np.asarray(lengths, dtype=np.int64) - num_steps + 1, 0)
+        self._ends = np.cumsum(counts)  # window j is in the first episode with _ends > j
+        self._starts = self._ends - counts
+        if len(self) == 0:
+            raise ValueError(
+                f"no window of {num_steps} steps in the {split!r} split of {self.root} "
+                f"({len(episode_ids)} usable episodes, lengths {sorted(set(lengths))[:10]})"
+            )
+        self._files: OrderedDict[int, list[int]] = OrderedDict()  # position -> open fds
+
+    def _layout(self, episode_id: int) -> tuple[list[int], list[str]]:
+        """Data offsets of the arrays of one episode, and problems (rows unlike the others)."""
+        directory = episode_path(self.root, episode_id)
+        offsets, problems = [], []
+        for name in self._names:
+            path = directory / ARRAY_FILES[name]
+            if not path.exists():
+                return [], [f"{path} is missing"]
+            shape, dtype, offset = read_npy_header(path)
+            row = self._rows.setdefault(name, (dtype, tuple(shape[1:])))
+            if row != (dtype, tuple(shape[1:])):
+                problems.append(f"{path}: rows {dtype} {shape[1:]} unlike other episodes' {row}")
+            offsets.append(offset)
+        return offsets, problems
+
+    def __len__(self) -> int:
+        return int(self._ends[-1]) if len(self._ends) else 0
+
+    @property
+    def frame_shape(self) -> tuple[int, int, int]:
+        """(H, W, 3) of the frames."""
+        return tuple(self.manifest["frame_shape"])
+
+    @property
+    def action_dim(self) -> int:
+        """A, the action width."""
+        return int(self.manifest["action_dim"])
+
+    @property
+    def proprio_dim(self) -> int:
+        """P, the proprio width."""
+        return int(self.manifest["proprio_dim"])
+
+    def _locate(self, index: int) -> tuple[int, int]:
+        if index < 0:
+            index += len(self)
+        if not 0 <= index < len(self):
+            raise IndexError(f"window index {index} out of range for {len(self)} windows")
+        position = int(np.searchsorted(self._ends, index, side="right"))
+        return position, index - int(self._starts[position])
+
+    def locate(self, index: int) -> tuple[int, int]:
+        """``(episode_id, t)`` of window ``index``: it covers frames t..t+K of that episode."""
+        position, t = self._locate(index)
+        return self.episode_ids[position], t
+
+    def _open(self, position: int) -> list[int]:
+        fds = self._files.get(position)
+        if fds is None:
+            directory = episode_path(self.root, self.episode_ids[position])
+            fds = [os.open(directory / ARRAY_FILES[name], os.O_RDONLY) for name in self._names]
+            self._files[position] = fds
+            if len(self._files) > self.max_open_episodes:
+                for fd in self._files.popitem(last=False)[1]:  # least recently used
+                    os.close(fd)
+        else:
+            self._files.move_to_end(position)
+        return fds
+
+    def _read(self, position: int, column: int, fd: int, start: int, count: int) -> np.ndarray:
+        """Rows start..start+count-1 of one array of one episode, read into a new array."""
+        name = self._names[column]
+        offset = int(self._offsets[position, column])
+        dtype, row_shape = self._rows[name]
+        out = np.empty((count, *row_shape), dtype=dtype)
+        if out.nbytes:
+            row_bytes = out.nbytes // count
+            read = os.preadv(fd, [memoryview(out).cast("B")], offset + start * row_bytes)
+            if read != out.nbytes:
+                path = episode_path(self.root, self.episode_ids[position]) / ARRAY_FILES[name]
+                raise OSError(f"short read from {path} (truncated since the dataset was indexed?)")
+        return out
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        position, t = self._locate(index)
+        fds = self._open(position)
+        k = self.num_steps
+        item = {}
+        for column, name in enumerate(self._names):
+            rows = k + 1 if name in FRAME_ARRAYS else k
+            array = self._read(position, column, fds[column], t, rows)
+            if name != "pixels":
+                array = array.astype(np.float32, copy=False)
+            item[name] = torch.from_numpy(array)  # pixels (K+1, H, W, 3), action (K, A), ...
+        return item
+
+    def close(self) -> None:
+        """Close the files this process has open (reopened on the next read)."""
+        while self._files:
+            for fd in self._files.popitem()[1]:
+                os.close(fd)
+
+    def __del__(self) -> None:
+        with contextlib.suppress(Exception):
+            self.close()
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_files"] = OrderedDict()  # open files stay in the process that opened them
+        return state

@@ -1,0 +1,135 @@
+"""CLI of the data layer, and the crash test: SIGKILL mid-collection, then --resume."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from contextlib import suppress
+from pathlib import Path
+
+import pytest
+from test_data_fake_env import FAKE_ENV_ID
+
+from sslrobot.commands import data as data_commands
+from sslrobot.data import open_dataset, verify_dataset
+from sslrobot.data.storage import episode_path, list_episode_ids
+
+TESTS_DIR = Path(__file__).resolve().parent
+# The lead wires `register` into sslrobot/cli.py; this runs the same parser on its own.
+CLI = (
+    "import argparse, sys; from sslrobot.commands import data; "
+    "p = argparse.ArgumentParser(prog='sslrobot'); data.register(p.add_subparsers()); "
+    "a = p.parse_args(sys.argv[1:]); sys.exit(a.func(a))"
+)
+
+
+def run_cli(*argv: str) -> int:
+    parser = argparse.ArgumentParser(prog="sslrobot")
+    data_commands.register(parser.add_subparsers())
+    args = parser.parse_args(list(argv))
+    return args.func(args)
+
+
+def collect_args(root: Path, episodes: int, *extra: str, step_sleep: float = 0.0) -> list[str]:
+    kwargs = json.dumps({"image_size": 16, "step_sleep": step_sleep})
+    return [
+        "collect", "--env", FAKE_ENV_ID, "--episodes", str(episodes), "--out", str(root),
+        "--image-size", "16", "--env-kwargs", kwargs, "--no-progress", *extra,
+    ]  # fmt: skip
+
+
+def test_collect_info_verify(tmp_path, capsys):
+    root = tmp_path / "d"
+    assert run_cli(*collect_args(root, 3, "--policy", "noisy-expert", "--noise", "0.2")) == 0
+    assert f"dataset: {root}" in capsys.readouterr().out
+    assert run_cli("data", "info", str(root)) == 0
+    out = capsys.readouterr().out
+    assert f'env_id: "{FAKE_ENV_ID}"' in out and '"noise": 0.2' in out and "episodes: 3" in out
+    assert run_cli("data", "info", str(root), "--json") == 0
+    assert json.loads(capsys.readouterr().out)["stats"]["episodes"] == 3
+    assert run_cli("data", "verify", str(root)) == 0
+    assert "3 episodes OK, 0 corrupt" in capsys.readouterr().out
+    broken = episode_path(root, 1) / "reward.npy"
+    broken.write_bytes(broken.read_bytes()[:-1] + b"\x00")
+    assert run_cli("data", "verify", str(root)) == 1
+    out = capsys.readouterr().out
+    assert f"CORRUPT episode 1: {broken}: sha256" in out and "2 episodes OK" in out
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["collect", "--env", "x", "--episodes", "1", "--out", "o", "--shard", "3/2"],
+        ["collect", "--env", "x", "--episodes", "1", "--out", "o", "--env-kwargs", "[1]"],
+        ["data", "verify"],
+    ],
+)
+def test_malformed_arguments_exit_with_usage(argv, capsys):
+    with pytest.raises(SystemExit) as info:
+        run_cli(*argv)
+    assert info.value.code == 2
+    assert "error" in capsys.readouterr().err
+
+
+def test_unknown_policy_from_the_cli(tmp_path):
+    with pytest.raises(ValueError, match="unknown policy 'best'"):
+        run_cli(*collect_args(tmp_path / "d", 2, "--policy", "best"))
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_sigkill_mid_collection_then_resume_gives_exactly_n_episodes(tmp_path):
+    root = tmp_path / "d"
+    num_episodes = 24
+    argv = collect_args(root, num_episodes, "--num-envs", "2", step_sleep=0.01)
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(TESTS_DIR), os.environ.get("PYTHONPATH", "")]),
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-c", CLI, *argv],
+        env=env,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while len(list_episode_ids(root)) < 4:
+            assert proc.poll() is None, proc.stderr.read().decode()
+            assert time.monotonic() < deadline, "collector made no progress"
+            time.sleep(0.01)
+        os.kill(proc.pid, signal.SIGKILL)  # the collector only; its workers must follow it
+        proc.wait()
+        deadline = time.monotonic() + 10
+        while _group_alive(proc.pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not _group_alive(proc.pid), "collector workers outlived the killed collector"
+    finally:
+        with suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.stderr.close()
+    killed_at = list_episode_ids(root)
+    assert 4 <= len(killed_at) < num_episodes
+    assert verify_dataset(root).ok  # whatever is visible is complete
+
+    assert run_cli(*argv, "--resume") == 0
+    dataset = open_dataset(root)
+    assert dataset.episode_ids == list(range(num_episodes))
+    report = verify_dataset(root)
+    assert report.ok and report.missing_ids == [] and report.temp_dirs == []
+    assert report.num_ok == num_episodes
+    assert dataset.manifest["counts"]["episodes"] == num_episodes
+    seeds = [dataset.meta(i)["seed"] for i in dataset.episode_ids]
+    assert seeds == list(range(num_episodes))

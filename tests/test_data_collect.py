@@ -1,0 +1,260 @@
+"""Collection: determinism, resume without gaps or duplicates, shards, policies, refusals."""
+
+from __future__ import annotations
+
+import errno
+import re
+import shutil
+
+import numpy as np
+import pytest
+from test_data_fake_env import FAKE_ENV_ID
+
+from sslrobot.data import (
+    CollectConfig,
+    DatasetWriteError,
+    DegenerateFramesError,
+    collect,
+    open_dataset,
+    storage,
+    verify_dataset,
+)
+from sslrobot.data.collection import _run_spec
+from sslrobot.data.episode_runner import EpisodeRunner
+
+
+def fake_config(out, **overrides) -> CollectConfig:
+    settings = {
+        "env_id": FAKE_ENV_ID,
+        "out": out,
+        "num_episodes": 4,
+        "image_size": 16,
+        "env_kwargs": {"image_size": 16},
+    }
+    settings.update(overrides)
+    return CollectConfig(**settings)
+
+
+def assert_same_episodes(root_a, root_b) -> None:
+    a, b = open_dataset(root_a), open_dataset(root_b)
+    assert a.episode_ids == b.episode_ids
+    for episode_id in a.episode_ids:
+        ep_a = a.load_episode(episode_id, include_state=True)
+        ep_b = b.load_episode(episode_id, include_state=True)
+        assert set(ep_a) == set(ep_b)
+        for name in ep_a:
+            np.testing.assert_array_equal(ep_a[name], ep_b[name], err_msg=f"{episode_id} {name}")
+
+
+def test_collect_writes_what_the_env_produced(tmp_path):
+    config = fake_config(tmp_path / "d", policy="mixture", mixture="random=0.5,noisy-expert=0.5")
+    root = collect(config, progress=False)
+    dataset = open_dataset(root)
+    manifest = dataset.manifest
+    assert dataset.episode_ids == [0, 1, 2, 3]
+    assert manifest["env_id"] == FAKE_ENV_ID and manifest["base_seed"] == 0
+    assert manifest["policy"]["name"] == "mixture"
+    assert manifest["policy"]["params"]["components"]["noisy-expert"]["params"]["noise"] == 0.3
+    assert manifest["frame_shape"] == [16, 16, 3] and manifest["state_names"] == ["x", "y", "goal"]
+    assert set(manifest["versions"]) >= {"sslrobot", "mujoco", "gymnasium", "numpy"}
+    lengths = [dataset.meta(i)["length"] for i in dataset.episode_ids]
+    assert manifest["counts"] == {
+        "episodes": 4,
+        "steps": sum(lengths),
+        "frames": sum(lengths) + 4,
+    }
+    assert verify_dataset(root).ok
+    runner = EpisodeRunner(_run_spec(config))
+    for episode_id in dataset.episode_ids:
+        meta = dataset.meta(episode_id)
+        assert meta["seed"] == episode_id and meta["policy"]["via"] == "mixture"
+        arrays, _ = runner.rollout(episode_id)
+        stored = dataset.load_episode(episode_id, include_state=True)
+        for name, array in arrays.items():
+            np.testing.assert_array_equal(stored[name], array, err_msg=name)
+        assert stored["terminated"][-1] and not stored["terminated"][:-1].any()
+    runner.close()
+
+
+def test_same_seed_same_data_whatever_the_worker_count(tmp_path):
+    collect(fake_config(tmp_path / "one", num_episodes=5, policy="random"), progress=False)
+    collect(
+        fake_config(tmp_path / "two", num_episodes=5, policy="random", num_envs=2), progress=False
+    )
+    assert_same_episodes(tmp_path / "one", tmp_path / "two")
+    collect(
+        fake_config(tmp_path / "other", num_episodes=5, policy="random", seed=1), progress=False
+    )
+    a = open_dataset(tmp_path / "one").load_episode(0)["action"]
+    b = open_dataset(tmp_path / "other").load_episode(0)["action"]
+    assert a.shape != b.shape or not np.array_equal(a, b)
+
+
+def test_resume_fills_gaps_and_extends_without_duplicates(tmp_path):
+    root = tmp_path / "d"
+    collect(fake_config(root, num_episodes=4), progress=False)
+    reference = tmp_path / "reference"
+    collect(fake_config(reference, num_episodes=6), progress=False)
+    shutil.rmtree(storage.episode_path(root, 1))  # a gap
+    leftover = root / "episodes" / (storage.temp_dir_prefix(2) + "123-abc")
+    leftover.mkdir()  # an in-flight copy from a crash
+    torn = storage.episode_path(root, 3) / "pixels.npy"  # as a power loss without fsync can
+    torn.write_bytes(torn.read_bytes()[:100])
+    with pytest.raises(ValueError, match="pass --resume"):
+        collect(fake_config(root, num_episodes=6), progress=False)
+    with pytest.warns(UserWarning, match="episode 3 .* is incomplete"):
+        collect(fake_config(root, num_episodes=6, resume=True), progress=False)
+    assert not leftover.exists()
+    assert_same_episodes(root, reference)
+    assert open_dataset(root).manifest["counts"]["episodes"] == 6
+    report = verify_dataset(root)
+    assert report.ok and len(report.set_aside) == 1  # the torn copy is kept, out of the way
+
+
+def test_other_settings_are_refused_in_an_existing_dataset(tmp_path):
+    root = tmp_path / "d"
+    collect(fake_config(root, num_episodes=2), progress=False)
+    with pytest.raises(ValueError, match="base_seed: 0 in the dataset vs 7 now"):
+        collect(fake_config(root, num_episodes=3, seed=7, resume=True), progress=False)
+    (tmp_path / "junk").mkdir()
+    (tmp_path / "junk" / "notes.txt").write_text("mine")
+    with pytest.raises(ValueError, match=r"not empty and has no manifest\.json"):
+        collect(fake_config(tmp_path / "junk"), progress=False)
+
+
+def test_a_shard_is_written_by_one_collector_at_a_time(tmp_path):
+    from sslrobot.data.collection import _shard_lock
+
+    root = tmp_path / "d"
+    root.mkdir()
+    with _shard_lock(root, (0, 1)), pytest.raises(BlockingIOError, match="another collector"):
+        collect(fake_config(root, num_episodes=2), progress=False)
+    collect(fake_config(root, num_episodes=2, resume=True), progress=False)  # lock released
+    assert open_dataset(root).episode_ids == [0, 1]
+
+
+def test_shards_collect_disjoint_episodes_into_one_directory(tmp_path):
+    collect(fake_config(tmp_path / "whole", num_episodes=5), progress=False)
+    for index in range(2):
+        collect(fake_config(tmp_path / "sharded", num_episodes=5, shard=(index, 2)), progress=False)
+        expected = [i for i in range(5) if i % 2 <= index]
+        assert open_dataset(tmp_path / "sharded").episode_ids == expected
+    assert_same_episodes(tmp_path / "whole", tmp_path / "sharded")
+    assert verify_dataset(tmp_path / "sharded").missing_ids == []
+
+
+def test_expert_and_noisy_expert_actions(tmp_path):
+    collect(fake_config(tmp_path / "expert", policy="expert"), progress=False)
+    collect(fake_config(tmp_path / "noisy0", policy="noisy-expert", noise=0.0), progress=False)
+    collect(fake_config(tmp_path / "noisy", policy="noisy-expert", noise=0.5), progress=False)
+    assert_same_episodes(tmp_path / "expert", tmp_path / "noisy0")
+    expert = open_dataset(tmp_path / "expert").load_episode(0)
+    noisy = open_dataset(tmp_path / "noisy").load_episode(0)
+    assert np.all(np.abs(noisy["action"]) <= 1.0)
+    assert not np.allclose(noisy["action"][:, 1], expert["action"][:, 1])  # expert's y is 0
+    # AR(1) noise with rho=0.9 is correlated step to step, unlike white noise
+    y = noisy["action"][:, 1]
+    assert np.corrcoef(y[:-1], y[1:])[0, 1] > 0.3
+
+
+def test_expert_policy_needs_an_expert(tmp_path):
+    config = CollectConfig(
+        env_id="Reacher-v5", out=tmp_path / "d", policy="expert", num_episodes=1, image_size=16
+    )
+    with pytest.raises(ValueError, match=r"needs a scripted expert.*Reacher-v5"):
+        collect(config, progress=False)
+
+
+def test_reacher_renders_and_records_vector_obs_as_proprio_and_state(tmp_path):
+    config = CollectConfig(
+        env_id="Reacher-v5", out=tmp_path / "d", num_episodes=2, image_size=16, max_episode_steps=6
+    )
+    dataset = open_dataset(collect(config, progress=False))
+    episode = dataset.load_episode(1, include_state=True)
+    assert episode["pixels"].shape == (7, 16, 16, 3) and episode["pixels"].std() > 0
+    assert episode["proprio"].shape == (7, 10)
+    np.testing.assert_array_equal(episode["state"], episode["proprio"])
+    assert episode["truncated"][-1]
+    assert dataset.manifest["env_kwargs"] == {"render_mode": "rgb_array", "width": 16, "height": 16}
+    assert dataset.manifest["state_source"] == "observation"
+    assert dataset.manifest["env_spec"]["version"] == 5
+
+
+@pytest.mark.parametrize(("black_from_step", "step"), [(0, 0), (5, 5)])
+def test_black_frames_are_refused_with_the_renderer_hint(tmp_path, black_from_step, step):
+    kwargs = {"image_size": 16, "black_from_step": black_from_step}
+    with pytest.raises(
+        DegenerateFramesError, match=rf"frame {step} of episode 0 .*all black.*Gymnasium 1\.4's"
+    ):
+        collect(fake_config(tmp_path / "d", env_kwargs=kwargs), progress=False)
+    assert storage.list_episode_ids(tmp_path / "d") == []
+
+
+def test_disk_full_during_collection_keeps_written_episodes(tmp_path, monkeypatch):
+    root = tmp_path / "d"
+    calls = {"n": 0}
+    real_write = storage.write_new_file
+
+    def failing_write(path, chunks, fsync):
+        calls["n"] += 1
+        if calls["n"] > 20:  # 8 files per episode: fails inside the third episode
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_write(path, chunks, fsync)
+
+    monkeypatch.setattr(storage, "write_new_file", failing_write)
+    with pytest.raises(DatasetWriteError, match=f"{re.escape(str(root))}.*No space left on device"):
+        collect(fake_config(root, num_episodes=4), progress=False)
+    monkeypatch.undo()
+    assert open_dataset(root).episode_ids == [0, 1]
+    report = verify_dataset(root)
+    assert report.ok and report.temp_dirs == [] and report.missing_ids == [2, 3]
+
+
+def test_unwritable_output_directory_is_named(tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    with pytest.raises(DatasetWriteError, match=re.escape(str(blocker / "d"))):
+        collect(fake_config(blocker / "d"), progress=False)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"env_id": "sslrobot/Pusj-v0"}, "unknown env id 'sslrobot/Pusj-v0'.*sslrobot/Push-v0"),
+        ({"env_id": "NoSuchEnv-v3"}, "unknown env id.*Reacher-v5"),
+        ({"policy": "greedy"}, "unknown policy 'greedy'.*noisy-expert"),
+        ({"num_episodes": 0}, "num_episodes must be an integer >= 1, got 0"),
+        ({"num_envs": 0}, "num_envs must be an integer >= 1"),
+        ({"seed": -1}, "seed must be an integer >= 0"),
+        ({"policy": "mixture"}, "needs mixture fractions"),
+        ({"policy": "mixture", "mixture": "random=0.5,expert=0.2"}, "sum to 1, got 0.7"),
+        ({"policy": "mixture", "mixture": "random=0.5,clever=0.5"}, "'clever' is unknown"),
+        ({"mixture": "random=1"}, "only used with policy 'mixture'"),
+        ({"shard": (2, 2)}, r"shard must be \(I, N\) with 0 <= I < N"),
+        ({"noise": -0.1}, "noise must be a finite number >= 0"),
+        ({"visual_preset": "train"}, "visual_preset applies to sslrobot/\\* envs only"),
+        ({"env_kwargs": {"f": object()}}, "env_kwargs must be JSON-serialisable"),
+    ],
+)
+def test_bad_settings_give_clear_errors(tmp_path, overrides, message):
+    with pytest.raises(ValueError, match=message):
+        fake_config(tmp_path / "d", **overrides)
+
+
+def test_gymnasium_mujoco_frames_survive_another_gl_context():
+    """Gymnasium's renderer draws black once another GL context is current; we re-bind it."""
+    import gymnasium as gym
+
+    from sslrobot.data.frames import get_frame
+
+    reacher = gym.make("Reacher-v5", render_mode="rgb_array", width=16, height=16)
+    other = gym.make("sslrobot/Reach-v0", image_size=16)
+    try:
+        obs, _ = reacher.reset(seed=0)
+        reference = get_frame(reacher, obs, from_obs=False)
+        other.reset(seed=0)  # renders: its GL context becomes current
+        obs, _ = reacher.reset(seed=0)
+        np.testing.assert_array_equal(get_frame(reacher, obs, from_obs=False), reference)
+    finally:
+        reacher.close()
+        other.close()

@@ -1,0 +1,61 @@
+"""Minari export round trip (needs the optional extra: minari with a storage backend)."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import numpy as np
+import pytest
+from test_data_fake_env import FAKE_ENV_ID
+
+from sslrobot.data import CollectConfig, collect, open_dataset
+
+minari = pytest.importorskip("minari")
+BACKENDS = [name for name in ("h5py", "pyarrow") if importlib.util.find_spec(name) is not None]
+needs_backend = pytest.mark.skipif(
+    not BACKENDS, reason="minari is installed without a storage backend (h5py or pyarrow)"
+)
+
+
+@pytest.mark.skipif("h5py" in BACKENDS, reason="h5py is installed")
+def test_missing_backend_names_the_extra_to_install(tmp_path):
+    from sslrobot.data.minari_export import export_minari
+
+    config = CollectConfig(
+        env_id=FAKE_ENV_ID, out=tmp_path / "d", num_episodes=1, env_kwargs={"image_size": 16}
+    )
+    root = collect(config, progress=False)
+    with pytest.raises(ImportError, match=r"needs h5py: pip install 'minari\[hdf5\]'"):
+        export_minari(root, "sslrobot/fake/random-v0", data_format="hdf5")
+
+
+@needs_backend
+def test_minari_round_trip_is_lossless(tmp_path, monkeypatch):
+    from sslrobot.data.minari_export import export_minari
+
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "minari"))
+    config = CollectConfig(
+        env_id=FAKE_ENV_ID, out=tmp_path / "d", num_episodes=3, env_kwargs={"image_size": 16}
+    )
+    root = collect(config, progress=False)
+    data_format = "hdf5" if "h5py" in BACKENDS else "arrow"
+    path = export_minari(
+        root, "sslrobot/fake/random-v0", include_state=True, data_format=data_format
+    )
+    assert path.is_dir()
+
+    exported = minari.load_dataset("sslrobot/fake/random-v0")
+    source = open_dataset(root)
+    assert exported.total_episodes == 3
+    assert exported.total_steps == sum(source.meta(i)["length"] for i in source.episode_ids)
+    for episode, episode_id in zip(exported.iterate_episodes(), source.episode_ids, strict=True):
+        arrays = source.load_episode(episode_id, include_state=True)
+        np.testing.assert_array_equal(episode.observations["pixels"], arrays["pixels"])
+        np.testing.assert_array_equal(episode.observations["proprio"], arrays["proprio"])
+        np.testing.assert_array_equal(episode.actions, arrays["action"])
+        np.testing.assert_array_equal(episode.rewards, arrays["reward"])
+        np.testing.assert_array_equal(episode.terminations, arrays["terminated"])
+        np.testing.assert_array_equal(episode.truncations, arrays["truncated"])
+        np.testing.assert_array_equal(episode.infos["state"], arrays["state"])
+    with pytest.raises(ValueError, match="already exists"):
+        export_minari(root, "sslrobot/fake/random-v0", data_format=data_format)

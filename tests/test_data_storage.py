@@ -1,0 +1,153 @@
+"""Episode storage: exact round trip, atomic commit, corruption detection, write errors."""
+
+from __future__ import annotations
+
+import errno
+import json
+import re
+
+import numpy as np
+import pytest
+
+from sslrobot.data import DatasetWriteError, open_dataset, storage, verify_dataset
+from sslrobot.data.manifest import FORMAT_NAME, FORMAT_VERSION, write_manifest
+from sslrobot.data.storage import check_episode, episode_path, list_episode_ids, write_episode
+
+
+def make_arrays(length: int, seed: int, size: int = 8) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return {
+        "pixels": rng.integers(0, 256, (length + 1, size, size, 3), dtype=np.uint8),
+        "proprio": rng.standard_normal((length + 1, 4)).astype(np.float32),
+        "action": rng.uniform(-1, 1, (length, 2)).astype(np.float32),
+        "reward": rng.standard_normal(length).astype(np.float32),
+        "terminated": np.arange(length) == length - 1,
+        "truncated": np.zeros(length, bool),
+        "state": rng.standard_normal((length + 1, 5)).astype(np.float32),
+    }
+
+
+def make_dataset(root, lengths: dict[int, int], size: int = 8) -> None:
+    """A dataset written with the storage writer alone (no env)."""
+    write_manifest(
+        root,
+        {
+            "format": FORMAT_NAME,
+            "format_version": FORMAT_VERSION,
+            "env_id": "synthetic",
+            "frame_shape": [size, size, 3],
+            "proprio_dim": 4,
+            "action_dim": 2,
+            "state_dim": 5,
+            "num_episodes_requested": max(lengths) + 1,
+        },
+    )
+    for episode_id, length in lengths.items():
+        write_episode(root, episode_id, make_arrays(length, episode_id, size), {"seed": episode_id})
+
+
+def test_round_trip_is_exact_and_state_is_opt_in(tmp_path):
+    make_dataset(tmp_path, {0: 5, 3: 9})
+    dataset = open_dataset(tmp_path)
+    assert dataset.episode_ids == [0, 3]
+    for episode_id, length in ((0, 5), (3, 9)):
+        written = make_arrays(length, episode_id)
+        loaded = dataset.load_episode(episode_id)
+        assert "state" not in loaded  # evaluation-only: loaded only when asked for
+        loaded = dataset.load_episode(episode_id, include_state=True)
+        assert set(loaded) == set(written)
+        for name, array in written.items():
+            assert loaded[name].dtype == array.dtype
+            np.testing.assert_array_equal(loaded[name], array, err_msg=name)
+        assert isinstance(loaded["pixels"], np.memmap)
+        assert dataset.meta(episode_id)["length"] == length
+
+
+def test_commit_is_atomic_and_never_overwrites(tmp_path):
+    make_dataset(tmp_path, {0: 4})
+    assert list((tmp_path / "episodes").iterdir()) == [episode_path(tmp_path, 0)]
+    with pytest.raises(FileExistsError, match="already exists"):
+        write_episode(tmp_path, 0, make_arrays(6, 1), {})
+    np.testing.assert_array_equal(
+        open_dataset(tmp_path).load_episode(0)["action"], make_arrays(4, 0)["action"]
+    )
+
+
+def test_bad_arrays_are_refused_before_writing(tmp_path):
+    arrays = make_arrays(4, 0)
+    arrays["action"] = arrays["action"][:3]
+    with pytest.raises(ValueError, match="'pixels' has 5 rows, expected 4"):
+        write_episode(tmp_path, 0, arrays, {})
+    arrays = make_arrays(4, 0)
+    arrays["pixels"] = arrays["pixels"].astype(np.float32)
+    with pytest.raises(ValueError, match="dtype float32, expected uint8"):
+        write_episode(tmp_path, 0, arrays, {})
+    assert list_episode_ids(tmp_path) == []
+
+
+def test_verify_names_truncated_and_bit_flipped_files(tmp_path):
+    make_dataset(tmp_path, {0: 5, 1: 5, 2: 5})
+    truncated = episode_path(tmp_path, 1) / "pixels.npy"
+    truncated.write_bytes(truncated.read_bytes()[:-10])
+    flipped = episode_path(tmp_path, 2) / "action.npy"
+    data = bytearray(flipped.read_bytes())
+    data[-1] ^= 0xFF
+    flipped.write_bytes(bytes(data))
+
+    report = verify_dataset(tmp_path)
+    assert not report.ok and report.num_ok == 1
+    assert set(report.corrupt) == {1, 2}
+    assert str(truncated) in report.corrupt[1][0] and "truncated" in report.corrupt[1][0]
+    assert str(flipped) in report.corrupt[2][0] and "sha256" in report.corrupt[2][0]
+    # the cheap structural check catches truncation, only the checksum catches the bit flip
+    assert check_episode(episode_path(tmp_path, 2), checksums=False) == []
+    assert check_episode(episode_path(tmp_path, 0), checksums=True) == []
+    np.testing.assert_array_equal(
+        open_dataset(tmp_path).load_episode(0)["pixels"], make_arrays(5, 0)["pixels"]
+    )
+
+
+def test_verify_names_broken_metadata_and_reports_gaps(tmp_path):
+    make_dataset(tmp_path, {0: 3, 2: 3})
+    (episode_path(tmp_path, 2) / "meta.json").write_text("{not json")
+    report = verify_dataset(tmp_path)
+    assert report.missing_ids == [1]
+    assert "meta.json" in report.corrupt[2][0]
+    assert any("CORRUPT episode 2" in line for line in report.lines())
+
+
+def test_disk_full_names_the_path_and_keeps_written_episodes(tmp_path, monkeypatch):
+    make_dataset(tmp_path, {0: 4})
+    calls = {"n": 0}
+    real_write = storage.write_new_file
+
+    def failing_write(path, chunks, fsync):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_write(path, chunks, fsync)
+
+    monkeypatch.setattr(storage, "write_new_file", failing_write)
+    with pytest.raises(
+        DatasetWriteError, match=r"No space left on device.*free some space"
+    ) as info:
+        write_episode(tmp_path, 1, make_arrays(4, 1), {})
+    assert info.value.errno == errno.ENOSPC
+    assert str(tmp_path / "episodes") in str(info.value)
+    assert list((tmp_path / "episodes").iterdir()) == [episode_path(tmp_path, 0)]  # no temp left
+    assert verify_dataset(tmp_path).ok
+
+
+def test_unwritable_directory_gives_a_clear_error(tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    with pytest.raises(DatasetWriteError, match=re.escape(str(blocker))):
+        write_episode(blocker / "dataset", 0, make_arrays(2, 0), {})
+
+
+def test_meta_records_checksums_and_eval_only(tmp_path):
+    make_dataset(tmp_path, {0: 3})
+    meta = json.loads((episode_path(tmp_path, 0) / "meta.json").read_text())
+    assert meta["eval_only"] == ["state"]
+    assert meta["files"]["state.eval_only.npy"]["array"] == "state"
+    assert all(len(info["sha256"]) == 64 for info in meta["files"].values())

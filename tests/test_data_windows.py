@@ -1,0 +1,118 @@
+"""WindowDataset: windows stay inside episodes, split by episode, corrupt episodes, DataLoader."""
+
+from __future__ import annotations
+
+import pickle
+import re
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from test_data_fake_env import FAKE_ENV_ID
+from torch.utils.data import DataLoader
+
+from sslrobot.data import CollectConfig, WindowDataset, collect, open_dataset, split_episode_ids
+from sslrobot.data.storage import episode_path
+
+NUM_STEPS = 4
+
+
+@pytest.fixture(scope="module")
+def dataset_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("windows") / "d"
+    config = CollectConfig(
+        env_id=FAKE_ENV_ID, out=root, num_episodes=8, image_size=16, env_kwargs={"image_size": 16}
+    )
+    return collect(config, progress=False)
+
+
+def test_windows_cover_every_start_and_never_cross_episodes(dataset_dir):
+    torch.set_num_threads(1)
+    windows = WindowDataset(dataset_dir, NUM_STEPS, split="all", include_state=True)
+    dataset = open_dataset(dataset_dir)
+    lengths = {i: dataset.meta(i)["length"] for i in dataset.episode_ids}
+    assert len(windows) == sum(length - NUM_STEPS + 1 for length in lengths.values())
+    seen = set()
+    for index in range(len(windows)):
+        episode_id, t = windows.locate(index)
+        assert t >= 0 and t + NUM_STEPS <= lengths[episode_id]  # inside one episode
+        seen.add((episode_id, t))
+        item = windows[index]
+        episode = dataset.load_episode(episode_id, include_state=True)
+        assert item["pixels"].dtype == torch.uint8 and item["pixels"].shape == (5, 16, 16, 3)
+        assert item["action"].dtype == torch.float32 and item["action"].shape == (4, 2)
+        np.testing.assert_array_equal(item["pixels"].numpy(), episode["pixels"][t : t + 5])
+        np.testing.assert_array_equal(item["proprio"].numpy(), episode["proprio"][t : t + 5])
+        np.testing.assert_array_equal(item["action"].numpy(), episode["action"][t : t + 4])
+        np.testing.assert_array_equal(item["reward"].numpy(), episode["reward"][t : t + 4])
+        np.testing.assert_array_equal(item["state"].numpy(), episode["state"][t : t + 5])
+    assert len(seen) == len(windows)
+    with pytest.raises(IndexError):
+        windows[len(windows)]
+
+
+def test_split_is_by_episode_and_deterministic(dataset_dir):
+    ids = open_dataset(dataset_dir).episode_ids
+    train, val = split_episode_ids(ids, 0.25, seed=0)
+    assert sorted(train + val) == ids and not set(train) & set(val) and len(val) == 2
+    assert (train, val) == split_episode_ids(ids, 0.25, seed=0)
+    assert any(split_episode_ids(ids, 0.25, seed=s)[1] != val for s in range(1, 6))
+    train_windows = WindowDataset(dataset_dir, NUM_STEPS, split="train", val_fraction=0.25)
+    val_windows = WindowDataset(dataset_dir, NUM_STEPS, split="val", val_fraction=0.25)
+    assert train_windows.episode_ids == train and val_windows.episode_ids == val
+    assert "state" not in train_windows[0]  # privileged state only on request
+    with pytest.raises(ValueError, match="val_fraction must be in"):
+        split_episode_ids(ids, 1.0, seed=0)
+
+
+def test_no_window_longer_than_the_episodes(dataset_dir):
+    with pytest.raises(ValueError, match="no window of 50 steps"):
+        WindowDataset(dataset_dir, 50, split="all")
+    with pytest.raises(ValueError, match="num_steps must be an integer >= 0"):
+        WindowDataset(dataset_dir, -1)
+
+
+def test_dataloader_workers_and_bounded_open_episodes(dataset_dir):
+    torch.set_num_threads(1)
+    windows = WindowDataset(dataset_dir, NUM_STEPS, split="all", max_open_episodes=2)
+    clone = pickle.loads(pickle.dumps(windows))
+    assert len(clone) == len(windows) and len(clone._files) == 0
+    loader = DataLoader(windows, batch_size=8, shuffle=True, num_workers=2)
+    total = 0
+    for batch in loader:
+        assert batch["pixels"].dtype == torch.uint8 and batch["pixels"].shape[1:] == (5, 16, 16, 3)
+        total += batch["pixels"].shape[0]
+    assert total == len(windows)
+    for index in range(len(windows)):
+        windows[index]
+    assert len(windows._files) <= 2
+    windows.close()
+    assert windows[0]["pixels"].shape == (5, 16, 16, 3)  # reopens after close
+
+
+def test_corrupt_episodes_are_skipped_with_a_warning_or_refused(tmp_path, dataset_dir):
+    root = tmp_path / "copy"
+    shutil.copytree(dataset_dir, root)
+    truncated = episode_path(root, 3) / "proprio.npy"
+    truncated.write_bytes(truncated.read_bytes()[:-4])
+    flipped = episode_path(root, 5) / "pixels.npy"
+    data = bytearray(flipped.read_bytes())
+    data[-7] ^= 0x01
+    flipped.write_bytes(bytes(data))
+
+    with pytest.warns(
+        UserWarning,
+        match=f"episode 3 of {re.escape(str(root))} is corrupt.*{re.escape(str(truncated))}",
+    ):
+        windows = WindowDataset(root, NUM_STEPS, split="all")
+    assert 3 not in windows.episode_ids and 5 in windows.episode_ids
+    with pytest.warns(UserWarning) as caught:
+        checked = WindowDataset(root, NUM_STEPS, split="all", verify_checksums=True)
+    assert any(
+        f"episode 5 of {root}" in str(w.message) and "sha256" in str(w.message) for w in caught
+    )
+    assert set(checked.skipped) == {3, 5}
+    assert windows[0]["pixels"].shape == (5, 16, 16, 3)  # the others stay readable
+    with pytest.raises(ValueError, match=r"episode 3 .* is corrupt.*strict=True"):
+        WindowDataset(root, NUM_STEPS, split="all", strict=True)
