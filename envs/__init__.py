@@ -15,7 +15,7 @@ __all__ = ["ENV_IDS", "MAX_EPISODE_STEPS", "expert_action"]
 #: id -> (entry point, step limit after which the episode is truncated)
 _REGISTRY = {
     "sslrobot/Reach-v0": ("sslrobot.envs.manipulation.reach:ReachEnv", 50),
-    "sslrobot/Push-v0": ("sslrobot.envs.manipulation.push:PushEnv", 100),
+    "sslrobot/Push-v0": ("sslrobot.envs.manipulation.push:PushEnv", 150),
     "sslrobot/Navigate-v0": ("sslrobot.envs.navigation.navigate:NavigateEnv", 150),
 }
 ENV_IDS: tuple[str, ...] = tuple(_REGISTRY)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from importlib import resources
-from typing import Any
+from typing import Any, ClassVar
 
 import gymnasium as gym
 import numpy as np
@@ -39,7 +39,7 @@ class RobotEnv(gym.Env):
         render_mode: only ``"rgb_array"`` (the observation camera) is supported.
     """
 
-    metadata = {"render_modes": ["rgb_array"], "render_fps": 20}
+    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["rgb_array"], "render_fps": 20}
 
     def __init__(
         self,
@@ -56,7 +56,9 @@ class RobotEnv(gym.Env):
         if not isinstance(image_size, int | np.integer) or not 8 <= image_size <= 1024:
             raise ValueError(f"{name}: image_size must be an int in [8, 1024], got {image_size!r}")
         if render_mode not in (None, "rgb_array"):
-            raise ValueError(f"{name}: render_mode must be 'rgb_array' or None, got {render_mode!r}")
+            raise ValueError(
+                f"{name}: render_mode must be 'rgb_array' or None, got {render_mode!r}"
+            )
         self.task = task
         self.image_size = int(image_size)
         self.obs_mode = obs_mode
@@ -111,9 +113,15 @@ class RobotEnv(gym.Env):
         self.task.apply_action(self.physics, action)
         self.physics.step(self.task.scene.num_substeps)
         if self.physics.is_diverged():
-            # Never hand NaNs to a learner: restore the last good state and end the episode.
-            self.physics.set_state(before)
-            self.physics.data.warning[:] = 0  # counters belong to the finished episode
+            # Never hand NaNs to a learner: restore the state before the step and end the
+            # episode. If even that was not finite (it was written from outside), keep the
+            # state MuJoCo reset the data to, or reset it here.
+            if Physics.is_finite_state(before):
+                self.physics.set_state(before)
+            elif not Physics.is_finite_state(self.physics.get_state()):
+                self.physics.reset()
+                self.physics.forward()
+            self.physics.clear_warnings()  # the counters belong to the finished episode
             self._needs_reset = True
             terms = {key: 0.0 for key in self.task.reward_terms(self.physics)}
             return self._observation(), 0.0, False, True, self._info(terms, diverged=True)
