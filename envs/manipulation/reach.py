@@ -15,7 +15,7 @@ from sslrobot.envs.manipulation.arm import (
 )
 
 #: Fingertip-to-target distance (m, in the table plane) under which the target is reached.
-SUCCESS_DISTANCE = 0.03
+SUCCESS_DISTANCE = 0.045
 #: Bonus added to the reward while the target is reached.
 SUCCESS_BONUS = 1.0
 #: The target is uniform over the sector in front of the shoulder at these distances (m) ...
@@ -117,7 +117,8 @@ class ReachEnv(RobotEnv):
     Reward: the sum of ``info["reward/<term>"]``::
 
         distance = -|fingertip_xy - target_xy|                       (m)
-        success  = +1 while |fingertip_xy - target_xy| < 0.03 m
+        success  = +1 while |fingertip_xy - target_xy| < 0.045 m (the finger, radius
+                   0.016 m, touches the target sphere, radius 0.03 m)
         control  = -0.01 * |action|^2
 
     Start state: the target (a red sphere of radius 0.03 m, no collision) is uniform over the
@@ -127,7 +128,7 @@ class ReachEnv(RobotEnv):
     y in [-0.02, 0.52] m (in view), the fingertip beyond y = 0.1 m and at least 0.1 m from the
     target.
 
-    Episode end: terminated when the fingertip is within 0.03 m of the target
+    Episode end: terminated when the fingertip is within 0.045 m of the target
     (``info["is_success"]``) if ``terminate_on_success``; truncated after 50 steps
     (``max_episode_steps``) or on a physics divergence (``info["diverged"] = True``).
 
