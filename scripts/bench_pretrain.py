@@ -1,0 +1,262 @@
+"""Pretraining throughput: the full training step (data path included) vs the model's own
+forward+backward on a preloaded batch, for the default encoder and a DrQ-v2-sized one.
+
+Prints its settings, then per encoder the median samples/s (windows per second) of several
+timed repeats, the ratio full/model (the data path's cost) and the speed-up over DrQ-v2. With
+``--probe-seconds S`` it also trains each encoder for the same wall-clock time on the synthetic
+moving-square data and scores a ridge probe from frozen features to the true positions on
+held-out episodes (R^2), the equal-time quality comparison.
+
+    python scripts/bench_pretrain.py --quick
+    python scripts/bench_pretrain.py --threads 2 --batch-size 256 --image-size 64
+    python scripts/bench_pretrain.py --data runs/push_data --encoders default
+    python scripts/bench_pretrain.py --probe-seconds 120
+
+Speeds on a machine shared with other work are noisy: compare the ratios printed by one run,
+measured side by side (the repeats of each variant are interleaved), and the CPU-ms/step. With
+2 threads on 2 busy cores, OpenMP's spinning barriers can make the many small ops of the
+default model 20x slower; ``OMP_WAIT_POLICY=PASSIVE`` (or ``--threads 1``) avoids that.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import platform
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from sslrobot.models.encoder import EncoderConfig
+from sslrobot.pretraining.config import PretrainConfig
+from sslrobot.pretraining.synthetic import MovingSquareDataset
+from sslrobot.pretraining.trainer import PretrainRun, close_batches
+
+ENCODERS = {
+    "default": EncoderConfig,
+    "drqv2": EncoderConfig.drqv2,
+    # The next size up from the default, for checking the default's choice of widths.
+    "wide": lambda: EncoderConfig(channels=(32, 64, 64)),
+}
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", default=None, help="dataset dir (default: synthetic in memory)")
+    parser.add_argument("--objective", default="fdm+future")
+    parser.add_argument(
+        "--encoders", default="default,drqv2", help=f"comma list of {list(ENCODERS)}"
+    )
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--image-size", type=int, default=64)
+    parser.add_argument("--num-steps-ahead", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=6, help="training steps per timed repeat")
+    parser.add_argument("--repeats", type=int, default=5, help="timed repeats (median reported)")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--num-workers", type=int, default=0)
+    parser.add_argument("--prefetch", type=int, default=2, help="batches read ahead (0: off)")
+    parser.add_argument("--probe-seconds", type=float, default=0.0, help="equal-time probe run")
+    parser.add_argument("--quick", action="store_true", help="batch 64, 3 steps x 3 repeats")
+    return parser.parse_args()
+
+
+def make_dataset(args: argparse.Namespace, seed: int = 0, episodes: int = 48) -> object:
+    return MovingSquareDataset(
+        num_episodes=episodes,
+        episode_length=48,
+        num_steps=args.num_steps_ahead,
+        image_size=args.image_size,
+        action_dim=4,
+        seed=seed,
+    )
+
+
+def make_run(args: argparse.Namespace, name: str, out: Path, dataset: object) -> PretrainRun:
+    encoder = dataclasses.replace(ENCODERS[name](), image_size=args.image_size)
+    config = PretrainConfig(
+        out=str(out),
+        data=args.data,
+        objective=args.objective,
+        steps=10**9,
+        batch_size=args.batch_size,
+        num_steps_ahead=args.num_steps_ahead,
+        device=args.device,
+        encoder=encoder,
+        image_every=0,
+        tensorboard=False,
+        num_workers=args.num_workers,
+        prefetch=args.prefetch,
+    )
+    return PretrainRun(config, None if args.data else dataset, progress=False)
+
+
+def _sync(run: PretrainRun) -> None:
+    if run.device.type == "cuda":
+        torch.cuda.synchronize(run.device)
+
+
+def time_throughput(args: argparse.Namespace, run: PretrainRun) -> dict[str, float]:
+    """Median samples/s of the full step and of the model-only step, interleaved repeats.
+
+    Full step: what ``sslrobot pretrain`` runs per step, reading windows from the dataset
+    (background prefetch as configured), collating, moving to the device, augmenting,
+    forward, backward, optimizer and EMA updates. Model only: the same minus the data path,
+    on one batch read and moved to the device beforehand (augmentation, part of the learning
+    algorithm as in DrQ-v2's ``update``, is still done every step).
+
+    Also CPU milliseconds per step (``time.process_time``, all threads): unlike wall time it
+    hardly moves when other processes share the cores, so it gives the cost ratio of the two
+    variants even on a busy machine.
+    """
+    batches = run.batches(0)
+    preloaded = run.to_device(next(batches))
+
+    def model_step(step: int) -> None:
+        run.update(*run.augment(*preloaded, step))
+
+    try:
+        for step in range(2):  # warm-up: oneDNN/cuDNN pick kernels per shape
+            run.train_step(next(batches))
+            model_step(step)
+        full, model, waits, full_cpu, model_cpu = [], [], [], [], []
+        for _ in range(args.repeats):
+            _sync(run)
+            start, cpu, waited = time.perf_counter(), time.process_time(), 0.0
+            for _ in range(args.steps):
+                before = time.perf_counter()
+                batch = next(batches)
+                waited += time.perf_counter() - before
+                run.train_step(batch)
+            _sync(run)
+            elapsed = time.perf_counter() - start
+            full.append(args.steps * args.batch_size / elapsed)
+            full_cpu.append(1000 * (time.process_time() - cpu) / args.steps)
+            waits.append(waited / elapsed)
+            start, cpu = time.perf_counter(), time.process_time()
+            for step in range(args.steps):
+                model_step(step)
+            _sync(run)
+            model.append(args.steps * args.batch_size / (time.perf_counter() - start))
+            model_cpu.append(1000 * (time.process_time() - cpu) / args.steps)
+    finally:
+        close_batches(batches)
+    median = statistics.median
+    return {
+        "full": median(full),
+        "model": median(model),
+        "wait": median(waits),
+        "full_cpu_ms": median(full_cpu),
+        "model_cpu_ms": median(model_cpu),
+        "full_range": (min(full), max(full)),
+        "model_range": (min(model), max(model)),
+    }
+
+
+def report(name: str, params: int, r: dict[str, float]) -> None:
+    print(
+        f"{name:8s} encoder params {params:,d}\n"
+        f"  full step  (data path included): {r['full']:6.0f} samples/s "
+        f"[{r['full_range'][0]:.0f}-{r['full_range'][1]:.0f}], "
+        f"{r['full_cpu_ms']:.0f} CPU-ms/step, batch wait {100 * r['wait']:.1f}%\n"
+        f"  model only (preloaded batch):    {r['model']:6.0f} samples/s "
+        f"[{r['model_range'][0]:.0f}-{r['model_range'][1]:.0f}], "
+        f"{r['model_cpu_ms']:.0f} CPU-ms/step\n"
+        f"  full/model: {r['full'] / r['model']:.2f} wall, "
+        f"{r['model_cpu_ms'] / r['full_cpu_ms']:.2f} CPU"
+    )
+
+
+def ridge_r2(train_x, train_y, test_x, test_y, alpha: float = 1.0) -> np.ndarray:
+    """Held-out R^2 per target of a ridge regression on standardised features."""
+    mean, std = train_x.mean(0), train_x.std(0) + 1e-6
+    a, b = (train_x - mean) / std, (test_x - mean) / std
+    a = np.hstack([a, np.ones((len(a), 1))])
+    b = np.hstack([b, np.ones((len(b), 1))])
+    w = np.linalg.solve(a.T @ a + alpha * np.eye(a.shape[1]), a.T @ train_y)
+    residual = ((b @ w - test_y) ** 2).sum(0)
+    total = ((test_y - test_y.mean(0)) ** 2).sum(0)
+    return 1.0 - residual / total
+
+
+@torch.no_grad()
+def features(run: PretrainRun, dataset: MovingSquareDataset) -> tuple[np.ndarray, np.ndarray]:
+    frames = dataset.pixels.reshape(-1, *dataset.pixels.shape[2:])
+    state = dataset.state.reshape(-1, dataset.state.shape[-1])
+    encoder = run.model.encoder.eval()
+    out = [
+        encoder(torch.from_numpy(frames[i : i + 512]).to(run.device)).cpu()
+        for i in range(0, len(frames), 512)
+    ]
+    encoder.train()
+    return torch.cat(out).numpy().astype(np.float64), state.astype(np.float64)
+
+
+def equal_time_probe(
+    args: argparse.Namespace, name: str, out: Path, seconds: float
+) -> tuple[float, int]:
+    """Train for ``seconds`` of wall-clock, then probe; returns (mean R^2, steps done)."""
+    train = make_dataset(args, seed=0, episodes=48)
+    run = make_run(args, name, out, train)
+    batches = run.batches(0)
+    start, steps = time.perf_counter(), 0
+    while time.perf_counter() - start < seconds:
+        run.train_step(next(batches))
+        run.step += 1
+        steps += 1
+    close_batches(batches)
+    probe_train = MovingSquareDataset(24, 32, 1, args.image_size, 4, seed=101)
+    probe_test = MovingSquareDataset(12, 32, 1, args.image_size, 4, seed=202)
+    train_x, train_y = features(run, probe_train)
+    test_x, test_y = features(run, probe_test)
+    run.close()
+    return float(ridge_r2(train_x, train_y, test_x, test_y).mean()), steps
+
+
+def main() -> None:
+    args = parse_args()
+    if args.quick:
+        args.batch_size, args.steps, args.repeats = 64, 3, 3
+    torch.set_num_threads(args.threads)
+    names = [n.strip() for n in args.encoders.split(",") if n.strip()]
+    print(
+        f"bench_pretrain: objective={args.objective} image={args.image_size} "
+        f"batch={args.batch_size} K={args.num_steps_ahead} threads={torch.get_num_threads()} "
+        f"device={args.device} "
+        f"data={args.data or 'synthetic in-memory'} workers={args.num_workers} "
+        f"prefetch={args.prefetch} "
+        f"steps/repeat={args.steps} repeats={args.repeats} torch={torch.__version__} "
+        f"cpu={platform.processor() or platform.machine()} "
+        f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}"
+    )
+    dataset = None if args.data else make_dataset(args)
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in names:
+            run = make_run(args, name, Path(tmp) / name, dataset)
+            params = sum(p.numel() for p in run.model.encoder.parameters())
+            results[name] = time_throughput(args, run)
+            run.close()
+            report(name, params, results[name])
+        for name in names[1:]:
+            wall = results[names[0]]["full"] / results[name]["full"]
+            cpu = results[name]["full_cpu_ms"] / results[names[0]]["full_cpu_ms"]
+            print(f"{names[0]} vs {name}, full step: {wall:.2f}x faster (wall), {cpu:.2f}x (CPU)")
+        if args.probe_seconds > 0:
+            for name in names:
+                r2, steps = equal_time_probe(
+                    args, name, Path(tmp) / f"probe_{name}", args.probe_seconds
+                )
+                print(
+                    f"{name:8s} after {args.probe_seconds:.0f} s ({steps} steps): held-out probe "
+                    f"R^2 to square/marker positions = {r2:.3f}"
+                )
+
+
+if __name__ == "__main__":
+    main()

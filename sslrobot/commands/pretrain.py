@@ -1,0 +1,158 @@
+"""``sslrobot pretrain``: self-supervised pretraining of a visual encoder on a dataset directory."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from sslrobot.models.encoder import EncoderConfig
+
+
+def _int_tuple(text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated ints, got {text!r}") from None
+    if not values:
+        raise argparse.ArgumentTypeError(f"expected comma-separated ints, got {text!r}")
+    return values
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``pretrain`` subcommand."""
+    parser = subparsers.add_parser(
+        "pretrain",
+        help="pretrain a visual encoder (fdm, future, fdm+future, recon, inverse, contrastive)",
+        description=(
+            "Learn an encoder from unlabeled windows o_t..o_{t+K}, a_t..a_{t+K-1}: forward "
+            "dynamics in latent space (fdm), future-frame prediction (future), both, or a "
+            "baseline (recon, inverse, contrastive, none). Writes encoder.safetensors + "
+            "encoder_config.json (for sslrobot.load_encoder), model.safetensors, "
+            "pretrain_config.json, checkpoints/, metrics.csv, loss_curve.png, predictions/. "
+            "Several processes: torchrun --nproc_per_node N -m sslrobot pretrain ..."
+        ),
+    )
+    parser.add_argument("--data", required=True, help="a `sslrobot collect --out` directory")
+    parser.add_argument("--out", required=True, help="output directory (new, or --resume)")
+    parser.add_argument(
+        "--objective",
+        default="fdm+future",
+        help="fdm, future, fdm+future, recon, inverse, contrastive or none; weights as "
+        "'fdm:1+future:2' (default: fdm+future)",
+    )
+    parser.add_argument("--steps", type=int, default=5000, help="optimiser steps (none: 0)")
+    parser.add_argument("--batch-size", type=int, default=256, help="windows per step per process")
+    parser.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate")
+    parser.add_argument("--num-steps-ahead", type=int, default=3, help="prediction horizon K")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    parser.add_argument(
+        "--amp",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="bfloat16 autocast (auto: on for CUDA only)",
+    )
+    parser.add_argument("--checkpoint-every", type=int, default=1000, help="steps (0: end only)")
+    parser.add_argument("--log-every", type=int, default=50, help="steps per metrics row")
+    parser.add_argument("--image-every", type=int, default=1000, help="steps per strip (0: off)")
+    parser.add_argument("--resume", action="store_true", help="continue the run in --out")
+    parser.add_argument(
+        "--encoder-arch",
+        choices=("cnn", "resnet", "drqv2"),
+        default="cnn",
+        help="cnn (CPU-sized default), resnet (IMPALA, for GPUs), drqv2",
+    )
+    parser.add_argument(
+        "--encoder-channels",
+        type=_int_tuple,
+        default=None,
+        help="channels per layer, e.g. 16,32,64 (cnn: also set strides/kernels)",
+    )
+    parser.add_argument("--encoder-strides", type=_int_tuple, default=None)
+    parser.add_argument("--encoder-kernels", type=_int_tuple, default=None)
+    parser.add_argument("--feature-dim", type=int, default=None, help="encoder output size")
+    parser.add_argument("--frame-stack", type=int, default=1, help="frames per observation")
+    parser.add_argument("--augment", choices=("shift", "none"), default="shift")
+    parser.add_argument("--num-workers", type=int, default=0, help="DataLoader workers")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="CPU threads for torch (default: one per core); on a machine shared with other "
+        "work use 1, or export OMP_WAIT_POLICY=PASSIVE",
+    )
+    parser.add_argument("--no-tensorboard", action="store_true", help="CSV only")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.set_defaults(func=_pretrain)
+
+
+def _encoder_config(args: argparse.Namespace) -> EncoderConfig:
+    import dataclasses
+
+    from sslrobot.models.encoder import EncoderConfig
+
+    base = {
+        "cnn": EncoderConfig(),
+        "resnet": EncoderConfig.impala(),
+        "drqv2": EncoderConfig.drqv2(),
+    }[args.encoder_arch]
+    changes: dict = {"frame_stack": args.frame_stack}
+    if args.feature_dim is not None:
+        changes["feature_dim"] = args.feature_dim
+    if args.encoder_channels is not None:
+        depth = len(args.encoder_channels)
+        changes["channels"] = args.encoder_channels
+        changes["strides"] = args.encoder_strides or base.strides[:depth]
+        changes["kernel_sizes"] = args.encoder_kernels or base.kernel_sizes[:depth]
+        changes["paddings"] = tuple(k // 2 for k in changes["kernel_sizes"])
+        if args.encoder_strides is None and depth > len(base.strides):
+            raise ValueError(
+                f"--encoder-channels has {depth} layers; pass --encoder-strides and "
+                "--encoder-kernels with one value per layer"
+            )
+    elif args.encoder_strides is not None or args.encoder_kernels is not None:
+        raise ValueError("--encoder-strides/--encoder-kernels need --encoder-channels")
+    return dataclasses.replace(base, **changes)
+
+
+def _pretrain(args: argparse.Namespace) -> int:
+    from sslrobot.pretraining.config import PretrainConfig
+    from sslrobot.pretraining.trainer import NonFiniteLossError, pretrain
+
+    config = PretrainConfig(
+        out=args.out,
+        data=args.data,
+        objective=args.objective,
+        steps=args.steps,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        num_steps_ahead=args.num_steps_ahead,
+        seed=args.seed,
+        device=args.device,
+        amp={"auto": None, "on": True, "off": False}[args.amp],
+        checkpoint_every=args.checkpoint_every,
+        log_every=args.log_every,
+        image_every=args.image_every,
+        resume=args.resume,
+        encoder=_encoder_config(args),
+        augment=args.augment,
+        num_workers=args.num_workers,
+        tensorboard=not args.no_tensorboard,
+    )
+    if args.threads is not None:
+        if args.threads < 1:
+            raise ValueError(f"--threads must be >= 1, got {args.threads}")
+        import torch
+
+        torch.set_num_threads(args.threads)
+    try:
+        out = pretrain(config, progress=not args.no_progress)
+    except NonFiniteLossError as error:
+        print(f"sslrobot pretrain: {error}", file=sys.stderr)
+        return 1
+    if os.environ.get("RANK", "0") == "0":  # torchrun: rank 0 speaks
+        print(f"encoder written to {out} (load with sslrobot.load_encoder({str(out)!r}))")
+    return 0

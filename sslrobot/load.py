@@ -1,0 +1,50 @@
+"""``load_encoder``: the frozen encoder of a ``sslrobot pretrain --out`` directory.
+
+Reads only ``encoder_config.json`` and ``encoder.safetensors``, so a user can ship those two
+files alone.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from sslrobot.models.encoder import Encoder, EncoderConfig
+from sslrobot.pretraining import artifacts
+
+
+def load_encoder(
+    path: str | os.PathLike[str], device: str = "cpu"
+) -> tuple[Encoder, EncoderConfig]:
+    """Load a pretrained encoder, frozen: eval mode, ``requires_grad`` False on every weight.
+
+    Example::
+
+        encoder, config = sslrobot.load_encoder("runs/push_fdm")
+        frames = torch.as_tensor(obs["pixels"])[None]   # uint8 (1, H, W, 3)
+        with torch.no_grad():
+            features = encoder(frames)                  # float32 (1, config.feature_dim)
+
+    Args:
+        path: A ``sslrobot pretrain --out`` directory.
+        device: Where to put the weights (``"cpu"``, ``"cuda"``, ...).
+
+    Returns:
+        ``(encoder, config)``.
+
+    Raises:
+        FileNotFoundError: the directory or one of its two files is missing (named).
+        ValueError: a file is corrupt or does not match the architecture (named).
+    """
+    path = Path(path)
+    config_path = path / artifacts.ENCODER_CONFIG
+    values = artifacts.read_json(config_path, "encoder config")
+    try:
+        config = EncoderConfig.from_dict(values)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"encoder config {config_path} is invalid: {error}") from error
+    encoder = Encoder(config)
+    weights = path / artifacts.ENCODER_WEIGHTS
+    artifacts.load_state(encoder, artifacts.read_safetensors(weights, "encoder weights"), weights)
+    encoder.requires_grad_(False)
+    return encoder.eval().to(device), config

@@ -1,0 +1,264 @@
+"""Convolutional encoder: uint8 frames in, one feature vector per frame out.
+
+The default trunk is sized for a 2-core CPU by measurement (``scripts/bench_pretrain.py``): a
+4x4 stride-4 "patchify" stem takes 64x64 frames to 16x16 at once, so no layer runs at full
+resolution, then two stride-2 3x3 convolutions reach 4x4. The DrQ-v2 trunk (four 32-channel
+3x3 convolutions at strides 2-1-1-1, Yarats et al. 2021) is kept as ``EncoderConfig.drqv2()``
+for side-by-side comparison; it spends ~10x the compute at 29x29..35x35 resolution.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+ARCHS = ("cnn", "resnet")
+RGB_CHANNELS = 3
+
+
+def normalize_pixels(pixels: torch.Tensor) -> torch.Tensor:
+    """uint8 pixels in [0, 255] -> float32 in [-0.5, 0.5] (DrQ-v2: ``obs / 255.0 - 0.5``)."""
+    return pixels.float().div_(255.0).sub_(0.5)
+
+
+def denormalize_pixels(values: torch.Tensor) -> torch.Tensor:
+    """Inverse of ``normalize_pixels``: float in [-0.5, 0.5] -> uint8, clamped and rounded."""
+    return (values.float() + 0.5).mul_(255.0).clamp_(0.0, 255.0).round_().to(torch.uint8)
+
+
+def _conv_out(size: int, kernel: int, stride: int, padding: int) -> int:
+    return (size + 2 * padding - kernel) // stride + 1
+
+
+@dataclass(frozen=True)
+class EncoderConfig:
+    """Architecture of an ``Encoder``; saved as ``encoder_config.json`` beside the weights.
+
+    Attributes:
+        image_size: Side of the square input frames in pixels.
+        frame_stack: Consecutive RGB frames stacked on the channel axis (input has
+            ``3 * frame_stack`` channels, oldest first).
+        arch: ``"cnn"`` (plain strided convolutions, fast on CPU) or ``"resnet"`` (IMPALA-style
+            stages of conv + max-pool + two residual blocks, Espeholt et al. 2018; for GPUs).
+        channels: Output channels per layer ("cnn") or per stage ("resnet"); its length is the
+            depth.
+        kernel_sizes: Kernel side per layer/stage, same length as ``channels``.
+        strides: Stride per layer ("cnn") or max-pool stride per stage ("resnet").
+        paddings: Zero padding per layer ("cnn" only; "resnet" pads to keep size before pooling).
+        feature_dim: Length of the output feature vector (a linear layer after the trunk).
+        layer_norm: Apply LayerNorm to the output features, which keeps their scale fixed for
+            the dynamics model, probes and policies.
+    """
+
+    image_size: int = 64
+    frame_stack: int = 1
+    arch: str = "cnn"
+    channels: tuple[int, ...] = (16, 32, 64)
+    kernel_sizes: tuple[int, ...] = (4, 3, 3)
+    strides: tuple[int, ...] = (4, 2, 2)
+    paddings: tuple[int, ...] = (0, 1, 1)
+    feature_dim: int = 64
+    layer_norm: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("channels", "kernel_sizes", "strides", "paddings"):
+            value = getattr(self, name)
+            if isinstance(value, list):  # from JSON
+                object.__setattr__(self, name, tuple(value))
+        if not isinstance(self.image_size, int) or self.image_size < 8:
+            raise ValueError(f"image_size must be an int >= 8, got {self.image_size!r}")
+        if not isinstance(self.frame_stack, int) or self.frame_stack < 1:
+            raise ValueError(f"frame_stack must be an int >= 1, got {self.frame_stack!r}")
+        if self.arch not in ARCHS:
+            raise ValueError(f"arch must be one of {ARCHS}, got {self.arch!r}")
+        if not self.channels:
+            raise ValueError("channels must name at least one layer, got ()")
+        for name in ("channels", "kernel_sizes", "strides"):
+            value = getattr(self, name)
+            if len(value) != len(self.channels):
+                raise ValueError(
+                    f"{name} must have one entry per layer ({len(self.channels)}), got {value!r}"
+                )
+            if any(not isinstance(v, int) or v < 1 for v in value):
+                raise ValueError(f"{name} entries must be ints >= 1, got {value!r}")
+        if self.arch == "cnn":
+            if len(self.paddings) != len(self.channels):
+                raise ValueError(
+                    f"paddings must have one entry per layer ({len(self.channels)}), "
+                    f"got {self.paddings!r}"
+                )
+            if any(not isinstance(v, int) or v < 0 for v in self.paddings):
+                raise ValueError(f"paddings entries must be ints >= 0, got {self.paddings!r}")
+        if not isinstance(self.feature_dim, int) or self.feature_dim < 1:
+            raise ValueError(f"feature_dim must be an int >= 1, got {self.feature_dim!r}")
+        if self.trunk_output_size < 1:
+            raise ValueError(
+                f"image_size={self.image_size} is too small for strides={self.strides} and "
+                f"kernel_sizes={self.kernel_sizes}: the trunk output would be empty"
+            )
+
+    @property
+    def in_channels(self) -> int:
+        """Input channels: 3 per stacked frame."""
+        return RGB_CHANNELS * self.frame_stack
+
+    @property
+    def trunk_output_size(self) -> int:
+        """Side of the trunk's last feature map, in cells."""
+        size = self.image_size
+        if self.arch == "cnn":
+            for kernel, stride, padding in zip(
+                self.kernel_sizes, self.strides, self.paddings, strict=True
+            ):
+                size = _conv_out(size, kernel, stride, padding)
+        else:
+            for stride in self.strides:
+                size = _conv_out(size, 3, stride, 1)  # max-pool 3x3, padding 1
+        return size
+
+    @classmethod
+    def drqv2(
+        cls, image_size: int = 64, feature_dim: int = 64, frame_stack: int = 1
+    ) -> EncoderConfig:
+        """The DrQ-v2 trunk (Yarats et al. 2021): 4 convs, 32 channels, 3x3, strides 2-1-1-1."""
+        return cls(
+            image_size=image_size,
+            frame_stack=frame_stack,
+            arch="cnn",
+            channels=(32, 32, 32, 32),
+            kernel_sizes=(3, 3, 3, 3),
+            strides=(2, 1, 1, 1),
+            paddings=(0, 0, 0, 0),
+            feature_dim=feature_dim,
+        )
+
+    @classmethod
+    def impala(
+        cls, image_size: int = 64, feature_dim: int = 256, frame_stack: int = 1
+    ) -> EncoderConfig:
+        """IMPALA ResNet trunk (Espeholt et al. 2018), stages of 16-32-32 channels: for GPUs."""
+        return cls(
+            image_size=image_size,
+            frame_stack=frame_stack,
+            arch="resnet",
+            channels=(16, 32, 32),
+            kernel_sizes=(3, 3, 3),
+            strides=(2, 2, 2),
+            paddings=(1, 1, 1),
+            feature_dim=feature_dim,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict (tuples become lists)."""
+        return {
+            k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()
+        }
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> EncoderConfig:
+        """Inverse of ``to_dict``; unknown keys are an error naming them."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown EncoderConfig fields {unknown}; known: {sorted(known)}")
+        return cls(**values)
+
+
+class _ResidualBlock(nn.Module):
+    """relu -> conv -> relu -> conv, plus the input (IMPALA)."""
+
+    def __init__(self, channels: int, kernel: int) -> None:
+        super().__init__()
+        self.conv0 = nn.Conv2d(channels, channels, kernel, padding=kernel // 2)
+        self.conv1 = nn.Conv2d(channels, channels, kernel, padding=kernel // 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.conv1(F.relu(self.conv0(F.relu(x))))
+
+
+class _ImpalaStage(nn.Sequential):
+    """conv -> max-pool (the stage's stride) -> two residual blocks."""
+
+    def __init__(self, in_channels: int, channels: int, kernel: int, stride: int) -> None:
+        super().__init__(
+            nn.Conv2d(in_channels, channels, kernel, padding=kernel // 2),
+            nn.MaxPool2d(3, stride=stride, padding=1),
+            _ResidualBlock(channels, kernel),
+            _ResidualBlock(channels, kernel),
+        )
+
+
+def _make_trunk(config: EncoderConfig) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    in_channels = config.in_channels
+    if config.arch == "cnn":
+        for out_channels, kernel, stride, padding in zip(
+            config.channels, config.kernel_sizes, config.strides, config.paddings, strict=True
+        ):
+            layers += [nn.Conv2d(in_channels, out_channels, kernel, stride, padding), nn.ReLU()]
+            in_channels = out_channels
+    else:
+        for out_channels, kernel, stride in zip(
+            config.channels, config.kernel_sizes, config.strides, strict=True
+        ):
+            layers.append(_ImpalaStage(in_channels, out_channels, kernel, stride))
+            in_channels = out_channels
+        layers.append(nn.ReLU())
+    return nn.Sequential(*layers)
+
+
+class Encoder(nn.Module):
+    """Frames (uint8) -> features (float32); normalisation happens here, never in storage.
+
+    Accepts channels-last ``(B, H, W, C)`` or channels-first ``(B, C, H, W)`` uint8 frames with
+    ``C = 3 * frame_stack``. Channels-last input is only permuted (a view), which is also the
+    fastest layout for oneDNN convolutions on CPU.
+    """
+
+    def __init__(self, config: EncoderConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.trunk = _make_trunk(config)
+        side = config.trunk_output_size
+        self.head = nn.Linear(config.channels[-1] * side * side, config.feature_dim)
+        self.norm = nn.LayerNorm(config.feature_dim) if config.layer_norm else nn.Identity()
+
+    @property
+    def feature_dim(self) -> int:
+        """Length of the feature vector returned per frame."""
+        return self.config.feature_dim
+
+    def channels_first(self, frames: torch.Tensor) -> torch.Tensor:
+        """Validate uint8 frames and return a (B, C, H, W) view of them."""
+        if frames.dtype != torch.uint8:
+            raise TypeError(
+                f"Encoder expects uint8 frames in [0, 255] (it normalises inside), got "
+                f"{frames.dtype}"
+            )
+        c, s = self.config.in_channels, self.config.image_size
+        if frames.ndim == 4 and tuple(frames.shape[1:]) == (s, s, c):
+            return frames.permute(0, 3, 1, 2)
+        if frames.ndim == 4 and tuple(frames.shape[1:]) == (c, s, s):
+            return frames
+        raise ValueError(
+            f"Encoder expects frames of shape (B, {s}, {s}, {c}) or (B, {c}, {s}, {s}) "
+            f"(image_size={s}, frame_stack={self.config.frame_stack}), got {tuple(frames.shape)}"
+        )
+
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        """Encode a batch of frames.
+
+        Args:
+            frames: uint8 (B, H, W, C) or (B, C, H, W), C = 3 * frame_stack.
+
+        Returns:
+            float32 features, (B, feature_dim).
+        """
+        x = normalize_pixels(self.channels_first(frames))  # (B, C, H, W)
+        x = self.trunk(x)  # (B, C', h, w)
+        return self.norm(self.head(x.flatten(1)))  # (B, D)

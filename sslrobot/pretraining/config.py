@@ -1,0 +1,222 @@
+"""``PretrainConfig``: every setting of a pretraining run, validated, saved with its output."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from sslrobot.models.decoder import DecoderConfig
+from sslrobot.models.encoder import EncoderConfig
+from sslrobot.pretraining.augment import AUGMENTATIONS
+from sslrobot.pretraining.objectives import parse_objective
+from sslrobot.pretraining.world_model import WorldModelConfig
+
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+#: Settings that may change when a run is resumed (they do not change what is computed).
+RESUMABLE_CHANGES = frozenset(
+    {
+        "steps",
+        "resume",
+        "device",
+        "checkpoint_every",
+        "keep_checkpoints",
+        "log_every",
+        "image_every",
+        "num_images",
+        "num_workers",
+        "prefetch",
+        "tensorboard",
+        "data",
+        "out",
+    }
+)
+
+
+@dataclass(frozen=True)
+class PretrainConfig:
+    """Settings of ``sslrobot pretrain``.
+
+    Attributes:
+        out: Output directory (see ``docs/CONTRACTS.md`` for its layout).
+        data: A ``sslrobot collect --out`` dataset directory; ``None`` when the caller passes a
+            dataset object to ``pretrain``.
+        objective: ``"fdm+future"``, ``"fdm"``, ``"future"``, ``"recon"``, ``"inverse"``,
+            ``"contrastive"`` or ``"none"``; combine with ``+`` and weight with ``:w``
+            (``"fdm:1+future:2"``).
+        steps: Optimiser steps in total (a resumed run continues up to this count).
+        batch_size: Windows per step per process (torchrun: each rank takes this many).
+        lr: Adam learning rate (constant).
+        weight_decay: Adam(W) decoupled weight decay.
+        grad_clip: Clip the global gradient norm to this value; ``None`` disables.
+        num_steps_ahead: K, the prediction horizon: windows hold o_t..o_{t+K}, a_t..a_{t+K-1}.
+        seed: Seeds initialisation, data order, augmentation and the validation split.
+        device: ``"auto"`` (CUDA, then MPS, then CPU), ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or
+            ``"mps"``. An unavailable device is an error, never a silent fallback.
+        amp: bfloat16 autocast; ``None`` turns it on for CUDA only (on CPU it measured 14x
+            slower here, and MPS support is partial).
+        checkpoint_every: Steps between checkpoints (0: only at the end).
+        keep_checkpoints: Most recent checkpoints kept on disk.
+        log_every: Steps between metric rows (averaged over the interval).
+        image_every: Steps between prediction strips for decoder objectives (0: never).
+        num_images: Validation windows shown in each prediction strip.
+        resume: Continue from the latest checkpoint in ``out``.
+        encoder: Encoder architecture; its ``image_size`` is replaced by the data's.
+        decoder: Frame decoder architecture (``future``, ``recon``).
+        transition_hidden_dim: Hidden width of the transition MLP.
+        head_hidden_dim: Hidden width of the projection, prediction and action heads.
+        projection_dim: Output width of the projection heads (``fdm``, ``contrastive``).
+        ema_momentum: Momentum of the target encoder and projections.
+        temperature: InfoNCE temperature (``contrastive``).
+        decoded_steps: Future frames decoded per window for ``future`` (1..K).
+        augment: ``"shift"`` (DrQ random shift) or ``"none"``.
+        shift_pad: Maximum shift of ``"shift"`` in pixels.
+        val_fraction: Share of episodes held out for the validation windows of the strips.
+        num_workers: DataLoader worker processes (0: load in the training process; with 2
+            cores, workers compete with the training threads).
+        prefetch: With ``num_workers=0``, batches read ahead by a background thread, which
+            overlaps reading with training (0: read in the training thread).
+        tensorboard: Also write TensorBoard events when ``tensorboard`` is installed.
+    """
+
+    out: str
+    data: str | None = None
+    objective: str = "fdm+future"
+    steps: int = 5000
+    batch_size: int = 256
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    grad_clip: float | None = 10.0
+    num_steps_ahead: int = 3
+    seed: int = 0
+    device: str = "auto"
+    amp: bool | None = None
+    checkpoint_every: int = 1000
+    keep_checkpoints: int = 2
+    log_every: int = 50
+    image_every: int = 1000
+    num_images: int = 4
+    resume: bool = False
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    decoder: DecoderConfig = field(default_factory=DecoderConfig)
+    transition_hidden_dim: int = 256
+    head_hidden_dim: int = 256
+    projection_dim: int = 128
+    ema_momentum: float = 0.99
+    temperature: float = 0.1
+    decoded_steps: int = 1
+    augment: str = "shift"
+    shift_pad: int = 4
+    val_fraction: float = 0.1
+    num_workers: int = 0
+    prefetch: int = 2
+    tensorboard: bool = True
+
+    def __post_init__(self) -> None:
+        if isinstance(self.encoder, dict):
+            object.__setattr__(self, "encoder", EncoderConfig.from_dict(self.encoder))
+        if isinstance(self.decoder, dict):
+            object.__setattr__(self, "decoder", DecoderConfig.from_dict(self.decoder))
+        if not isinstance(self.out, str) or not self.out:
+            raise ValueError(f"out must be a directory path, got {self.out!r}")
+        parse_objective(self.objective)  # raises with the offending name
+        for name in (
+            "steps",
+            "checkpoint_every",
+            "log_every",
+            "image_every",
+            "num_workers",
+            "prefetch",
+        ):
+            _check_int(name, getattr(self, name), minimum=0)
+        for name in ("batch_size", "num_steps_ahead", "keep_checkpoints", "num_images"):
+            _check_int(name, getattr(self, name), minimum=1)
+        for name in ("transition_hidden_dim", "head_hidden_dim", "projection_dim"):
+            _check_int(name, getattr(self, name), minimum=1)
+        _check_int("seed", self.seed, minimum=0)
+        _check_int("shift_pad", self.shift_pad, minimum=0)
+        _check_int("decoded_steps", self.decoded_steps, minimum=1)
+        if self.decoded_steps > self.num_steps_ahead:
+            raise ValueError(
+                f"decoded_steps={self.decoded_steps} cannot exceed num_steps_ahead="
+                f"{self.num_steps_ahead}"
+            )
+        if self.batch_size < 2:
+            raise ValueError(
+                f"batch_size must be >= 2 (batch statistics, InfoNCE), got {self.batch_size}"
+            )
+        if not (isinstance(self.lr, int | float) and self.lr > 0):
+            raise ValueError(f"lr must be > 0, got {self.lr!r}")
+        if not (isinstance(self.weight_decay, int | float) and self.weight_decay >= 0):
+            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
+        if self.grad_clip is not None and not self.grad_clip > 0:
+            raise ValueError(f"grad_clip must be > 0 or None, got {self.grad_clip!r}")
+        device_kind = self.device.split(":")[0] if isinstance(self.device, str) else None
+        if device_kind not in DEVICES:
+            raise ValueError(f"device must be one of {DEVICES} (or 'cuda:N'), got {self.device!r}")
+        if self.amp not in (None, True, False):
+            raise ValueError(f"amp must be True, False or None (auto), got {self.amp!r}")
+        if self.augment not in AUGMENTATIONS:
+            raise ValueError(f"augment must be one of {AUGMENTATIONS}, got {self.augment!r}")
+        if not 0.0 < self.val_fraction < 1.0:
+            raise ValueError(f"val_fraction must be in (0, 1), got {self.val_fraction!r}")
+        if not 0.0 <= self.ema_momentum < 1.0:
+            raise ValueError(f"ema_momentum must be in [0, 1), got {self.ema_momentum!r}")
+        if not self.temperature > 0:
+            raise ValueError(f"temperature must be > 0, got {self.temperature!r}")
+
+    @property
+    def objective_weights(self) -> dict[str, float]:
+        """``{name: weight}`` of the active objectives (empty for ``none``)."""
+        return parse_objective(self.objective)
+
+    @property
+    def window_steps(self) -> int:
+        """Actions per loaded window: K, plus the history a frame stack needs."""
+        return self.num_steps_ahead + self.encoder.frame_stack - 1
+
+    def world_model_config(self, action_dim: int, image_size: int) -> WorldModelConfig:
+        """The model these settings describe, for data with ``action_dim`` and ``image_size``."""
+        return WorldModelConfig(
+            encoder=dataclasses.replace(self.encoder, image_size=image_size),
+            action_dim=action_dim,
+            objective=self.objective_weights,
+            decoder=self.decoder,
+            transition_hidden_dim=self.transition_hidden_dim,
+            head_hidden_dim=self.head_hidden_dim,
+            projection_dim=self.projection_dim,
+            ema_momentum=self.ema_momentum,
+            temperature=self.temperature,
+            decoded_steps=self.decoded_steps,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict."""
+        values = dataclasses.asdict(self)
+        values["encoder"] = self.encoder.to_dict()
+        values["decoder"] = self.decoder.to_dict()
+        return values
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> PretrainConfig:
+        """Inverse of ``to_dict``; unknown keys are an error naming them."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown PretrainConfig fields {unknown}")
+        return cls(**values)
+
+    def resume_mismatches(self, saved: PretrainConfig) -> list[str]:
+        """Fields that differ from ``saved`` and would change what a resumed run computes."""
+        mine, theirs = self.to_dict(), saved.to_dict()
+        return sorted(
+            f"{name}: saved {theirs[name]!r}, now {mine[name]!r}"
+            for name in mine
+            if name not in RESUMABLE_CHANGES and mine[name] != theirs[name]
+        )
+
+
+def _check_int(name: str, value: Any, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")

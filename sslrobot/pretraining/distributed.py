@@ -1,0 +1,117 @@
+"""Devices and torch.distributed: choose the device, join a ``torchrun`` group, agree on flags.
+
+Launch ``torchrun --nproc_per_node N -m sslrobot pretrain ...``; each process reads ``RANK``,
+``WORLD_SIZE`` and ``LOCAL_RANK`` from the environment. Gloo serves CPU runs, NCCL CUDA runs.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+
+def resolve_device(name: str = "auto", local_rank: int = 0) -> torch.device:
+    """Pick the training device; never fall back silently from what the user asked for.
+
+    Args:
+        name: ``"auto"`` (CUDA, then MPS, then CPU), ``"cpu"``, ``"cuda"``, ``"cuda:N"``, ``"mps"``.
+        local_rank: This process's GPU under torchrun when ``name`` is ``"auto"``/``"cuda"``.
+
+    Raises:
+        ValueError: the requested device is unknown or not available on this machine.
+    """
+    mps_available = hasattr(torch.backends, "mps") and torch.backends.mps.is_available()
+    if name == "auto":
+        if torch.cuda.is_available():
+            name = "cuda"
+        elif mps_available:
+            name = "mps"
+        else:
+            name = "cpu"
+    kind = name.split(":")[0]
+    if kind == "cpu":
+        return torch.device("cpu")
+    if kind == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(
+                f"device {name!r} requested but CUDA is not available "
+                f"(torch {torch.__version__}); use --device cpu or auto"
+            )
+        index = int(name.split(":")[1]) if ":" in name else local_rank
+        if index >= torch.cuda.device_count():
+            raise ValueError(
+                f"device cuda:{index} requested but only {torch.cuda.device_count()} GPUs exist"
+            )
+        return torch.device("cuda", index)
+    if kind == "mps":
+        if not mps_available:
+            raise ValueError(
+                f"device {name!r} requested but MPS is not available; use --device cpu"
+            )
+        return torch.device("mps")
+    raise ValueError(f"unknown device {name!r}; use auto, cpu, cuda, cuda:N or mps")
+
+
+@dataclass(frozen=True)
+class DistributedContext:
+    """Where this process stands in a (possibly one-process) group."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    owns_group: bool = False
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        """Rank 0 writes every file; the others only compute."""
+        return self.rank == 0
+
+
+def init_distributed(device_name: str) -> DistributedContext:
+    """Join the process group that ``torchrun`` describes in the environment, if any.
+
+    A group that already exists (a caller set it up) is used as is and left to its owner.
+    """
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size <= 1:
+        return DistributedContext()
+    rank = int(os.environ["RANK"])
+    local_rank = int(os.environ.get("LOCAL_RANK", rank))
+    if dist.is_initialized():
+        return DistributedContext(dist.get_rank(), dist.get_world_size(), local_rank, False)
+    uses_cuda = device_name.startswith("cuda") or (
+        device_name == "auto" and torch.cuda.is_available()
+    )
+    backend = "nccl" if uses_cuda else "gloo"
+    if uses_cuda:
+        torch.cuda.set_device(resolve_device(device_name, local_rank))
+    dist.init_process_group(backend=backend, rank=rank, world_size=world_size)
+    return DistributedContext(rank, world_size, local_rank, True)
+
+
+def close_distributed(context: DistributedContext) -> None:
+    """Leave the group if this context created it."""
+    if context.owns_group and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def any_rank(flag: bool, context: DistributedContext, device: torch.device) -> bool:
+    """True if ``flag`` is true on any rank (so that all ranks stop together)."""
+    if not context.enabled:
+        return flag
+    value = torch.tensor([1.0 if flag else 0.0], device=device)
+    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    return bool(value.item() > 0)
+
+
+def barrier(context: DistributedContext) -> None:
+    """Wait for every rank (no-op alone)."""
+    if context.enabled:
+        dist.barrier()

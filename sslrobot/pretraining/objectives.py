@@ -1,0 +1,150 @@
+"""Pretext objectives: their names, how to combine them, and the losses as pure functions.
+
+Every loss is zero (or, for InfoNCE, near zero) on a perfect prediction and positive otherwise;
+``tests/test_pretrain_objectives.py`` pins that.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch.nn import functional as F
+
+#: Objective names, in the order their losses are logged.
+OBJECTIVES = ("fdm", "future", "recon", "inverse", "contrastive")
+#: The "no training" baseline: random initialisation, written in the same layout.
+NO_OBJECTIVE = "none"
+#: Objectives that need the action-conditioned transition model.
+USES_TRANSITION = frozenset({"fdm", "future"})
+#: Objectives that need a frame decoder.
+USES_DECODER = frozenset({"future", "recon"})
+#: Objectives that need a momentum (EMA) target encoder.
+USES_TARGET_ENCODER = frozenset({"fdm", "contrastive"})
+
+
+def parse_objective(spec: str) -> dict[str, float]:
+    """Parse ``"fdm+future"`` or ``"fdm:1+future:0.5"`` into ``{name: weight}``.
+
+    ``"none"`` (alone) gives ``{}``. Weights default to 1 and must be positive.
+
+    Raises:
+        ValueError: naming the unknown objective, the bad weight or the repeated name.
+    """
+    if not isinstance(spec, str) or not spec.strip():
+        raise ValueError(f"objective must be a non-empty string like 'fdm+future', got {spec!r}")
+    spec = spec.strip()
+    if spec == NO_OBJECTIVE:
+        return {}
+    weights: dict[str, float] = {}
+    for part in spec.split("+"):
+        name, _, weight_text = part.strip().partition(":")
+        if name not in OBJECTIVES:
+            hint = " ('none' cannot be combined)" if name == NO_OBJECTIVE else ""
+            raise ValueError(
+                f"unknown objective {name!r} in {spec!r}{hint}; choose from "
+                f"{(*OBJECTIVES, NO_OBJECTIVE)}, joined with '+', each optionally ':weight'"
+            )
+        if name in weights:
+            raise ValueError(f"objective {name!r} is repeated in {spec!r}")
+        try:
+            weight = float(weight_text) if weight_text else 1.0
+        except ValueError:
+            raise ValueError(
+                f"weight of {name!r} in {spec!r} is not a number: {weight_text!r}"
+            ) from None
+        if not weight > 0 or weight == float("inf"):
+            raise ValueError(
+                f"weight of {name!r} in {spec!r} must be a positive number, got {weight}"
+            )
+        weights[name] = weight
+    return {name: weights[name] for name in OBJECTIVES if name in weights}
+
+
+def format_objective(weights: dict[str, float]) -> str:
+    """Inverse of ``parse_objective`` (weights of 1 are left out)."""
+    if not weights:
+        return NO_OBJECTIVE
+    return "+".join(name if w == 1.0 else f"{name}:{w:g}" for name, w in weights.items())
+
+
+def normalized_cosine_loss(predictions: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """BYOL/SPR loss ``2 - 2 cos(p, t)``, averaged over all leading dimensions.
+
+    Args:
+        predictions: (..., D), e.g. (B, K, D) for k = 1..K.
+        targets: (..., D), same shape; treated as constants by the caller (no_grad).
+
+    Returns:
+        Scalar in [0, 4]; 0 when every prediction points the same way as its target.
+    """
+    if predictions.shape != targets.shape:
+        raise ValueError(
+            f"predictions {tuple(predictions.shape)} != targets {tuple(targets.shape)}"
+        )
+    cos = F.cosine_similarity(predictions.float(), targets.float(), dim=-1, eps=1e-8)
+    return (2.0 - 2.0 * cos).mean()
+
+
+def pixel_mse_loss(predicted: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean squared error over all pixels and channels, in normalised pixel units.
+
+    Kept as a per-pixel mean (not a sum) so that the value maps straight to PSNR:
+    ``PSNR = 10 log10(1 / mse)`` for the [-0.5, 0.5] range.
+    """
+    if predicted.shape != target.shape:
+        raise ValueError(f"predicted {tuple(predicted.shape)} != target {tuple(target.shape)}")
+    return F.mse_loss(predicted.float(), target.float())
+
+
+def inverse_dynamics_loss(predicted_actions: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+    """Mean squared error between predicted and taken actions, (B, A) each."""
+    if predicted_actions.shape != actions.shape:
+        raise ValueError(
+            f"predicted_actions {tuple(predicted_actions.shape)} != actions {tuple(actions.shape)}"
+        )
+    return F.mse_loss(predicted_actions.float(), actions.float())
+
+
+def info_nce_loss(
+    anchors: torch.Tensor, positives: torch.Tensor, temperature: float = 0.1
+) -> torch.Tensor:
+    """InfoNCE over a batch: anchor i must pick positive i among all B positives.
+
+    Cosine similarities divided by ``temperature`` are the logits (SimCLR/MoCo form; ATC,
+    Stooke et al. 2021, uses a bilinear product instead, which is unbounded and so has no
+    natural "perfect" value).
+
+    Args:
+        anchors: (B, D).
+        positives: (B, D), row i is the positive for anchor i, the others are negatives.
+        temperature: Softmax temperature > 0.
+
+    Returns:
+        Scalar >= 0; ``log(1 + (B-1) e^{-2/temperature})`` at best (orthogonal pairs, e.g.
+        3e-4 for B=8 at 0.1), ``log B`` when anchors carry no information.
+    """
+    if anchors.ndim != 2 or anchors.shape != positives.shape:
+        raise ValueError(
+            f"anchors and positives must both be (B, D), got {tuple(anchors.shape)} and "
+            f"{tuple(positives.shape)}"
+        )
+    if not temperature > 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
+    # float32 logits even under bfloat16 autocast: at temperature 0.1 they reach 10, where
+    # bfloat16 keeps only ~0.05 of resolution.
+    with torch.autocast(anchors.device.type, enabled=False):
+        a = F.normalize(anchors.float(), dim=-1)
+        p = F.normalize(positives.float(), dim=-1)
+        logits = a @ p.T / temperature  # (B, B)
+        labels = torch.arange(a.shape[0], device=a.device)
+        return F.cross_entropy(logits, labels)
+
+
+def latent_std(latents: torch.Tensor) -> torch.Tensor:
+    """Per-dimension standard deviation across the batch, averaged: near 0 means collapse.
+
+    Args:
+        latents: (B, D) with B >= 2.
+    """
+    if latents.ndim != 2 or latents.shape[0] < 2:
+        raise ValueError(f"latents must be (B, D) with B >= 2, got {tuple(latents.shape)}")
+    return latents.float().std(dim=0).mean()

@@ -1,0 +1,89 @@
+"""Pictures of a pretraining run: real-vs-predicted frame strips and the loss curve (PNG)."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import imageio.v3 as iio
+import numpy as np
+
+from sslrobot.pretraining.metrics_log import STEP
+from sslrobot.utils.io import atomic_write
+
+_GAP = 2  # pixels of white between frames and between samples
+
+
+def prediction_strip(real: np.ndarray, predicted: np.ndarray, scale: int = 2) -> np.ndarray:
+    """Tile windows as alternating rows: real frames, then the model's frames below them.
+
+    Args:
+        real: uint8 (N, T, H, W, 3), e.g. o_t..o_{t+K}.
+        predicted: uint8 (N, T, H, W, 3), e.g. o_t, then predictions for k = 1..K.
+        scale: Nearest-neighbour upscaling, so 64x64 frames are readable.
+
+    Returns:
+        uint8 image (rows, cols, 3).
+    """
+    if real.shape != predicted.shape or real.ndim != 5 or real.dtype != np.uint8:
+        raise ValueError(
+            f"real and predicted must be uint8 (N, T, H, W, 3) of one shape, got "
+            f"{real.shape} {real.dtype} and {predicted.shape} {predicted.dtype}"
+        )
+    n, t, h, w, _ = real.shape
+    h, w = h * scale, w * scale
+    rows, cols = 2 * n, t
+    image = np.full((rows * (h + _GAP) + _GAP, cols * (w + _GAP) + _GAP, 3), 255, np.uint8)
+    for i in range(n):
+        for j, source in enumerate((real, predicted)):
+            for k in range(t):
+                frame = source[i, k].repeat(scale, axis=0).repeat(scale, axis=1)
+                top = _GAP + (2 * i + j) * (h + _GAP)
+                left = _GAP + k * (w + _GAP)
+                image[top : top + h, left : left + w] = frame
+    return image
+
+
+def save_png(path: Path, image: np.ndarray) -> Path:
+    """Atomically write an (H, W, 3) uint8 image as PNG."""
+    data = iio.imwrite("<bytes>", image, extension=".png")
+    return atomic_write(path, lambda file: file.write(data))
+
+
+def save_loss_curve(path: Path, rows: list[dict[str, float]], title: str = "") -> Path | None:
+    """Plot every ``*/loss*`` column against step (log scale), and ``latent_std`` beside it.
+
+    Uses matplotlib's object API with the Agg canvas, so no global backend is switched.
+
+    Returns:
+        ``path``, or None when there are no rows to plot.
+    """
+    if not rows:
+        return None
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    steps = np.array([row[STEP] for row in rows])
+    keys = sorted({k for row in rows for k in row if k != STEP})
+    losses = [k for k in keys if k.split("/")[-1].startswith("loss")]
+    figure = Figure(figsize=(10, 4), dpi=100)
+    FigureCanvasAgg(figure)
+    ax_loss, ax_std = figure.subplots(1, 2)
+    for key in losses:
+        values = np.array([row.get(key, np.nan) for row in rows])
+        ax_loss.plot(steps, values, label=key)
+    if losses:
+        ax_loss.set_yscale("log")
+        ax_loss.legend(fontsize=8)
+    ax_loss.set_xlabel("step")
+    ax_loss.set_title(f"losses {title}".strip())
+    for key in keys:
+        if key.endswith("latent_std"):
+            ax_std.plot(steps, [row.get(key, np.nan) for row in rows], label=key)
+    ax_std.set_xlabel("step")
+    ax_std.set_title("per-dimension latent std (near 0 = collapse)")
+    ax_std.set_ylim(bottom=0)
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    return atomic_write(path, lambda file: file.write(buffer.getvalue()))

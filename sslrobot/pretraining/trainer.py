@@ -1,0 +1,550 @@
+"""The pretraining loop: ``pretrain(config) -> output directory``.
+
+One process or many (``torchrun``, DistributedDataParallel); deterministic on CPU for a seed:
+initialisation comes from ``torch.manual_seed(seed)``, the batch order from ``(seed, step)``
+(``ResumableBatchSampler``) and each step's augmentation from a generator seeded with
+``(seed, step, rank)``. Nothing else draws random numbers, so a run resumed from a checkpoint
+(weights, momentum targets, optimizer state) repeats the unbroken run bit for bit on CPU.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
+
+import sslrobot
+from sslrobot.models.encoder import denormalize_pixels
+from sslrobot.pretraining import artifacts, checkpoint, distributed, plots
+from sslrobot.pretraining.augment import random_shift, stack_frames
+from sslrobot.pretraining.config import PretrainConfig
+from sslrobot.pretraining.metrics_log import MetricsLog, read_metrics
+from sslrobot.pretraining.objectives import USES_DECODER
+from sslrobot.pretraining.prefetch import Prefetcher
+from sslrobot.pretraining.sampler import ResumableBatchSampler
+from sslrobot.pretraining.world_model import WorldModel
+
+_KEYS = ("pixels", "action")
+
+
+class NonFiniteLossError(RuntimeError):
+    """A loss or gradient became NaN/inf; the run stopped before updating the weights."""
+
+
+def collate_windows(items: list[Mapping[str, Any]] | Mapping[str, Any]) -> dict[str, torch.Tensor]:
+    """Stack window dicts (or take a dataset's ready-made batch) into ``pixels``/``action``.
+
+    A dataset that defines ``__getitems__`` returns a whole batch as one dict of arrays, which
+    avoids per-window Python overhead; plain datasets return a list of window dicts.
+    """
+    if isinstance(items, Mapping):
+        batch = {key: np.asarray(items[key]) for key in _KEYS}
+    else:
+        batch = {key: np.stack([np.asarray(item[key]) for item in items]) for key in _KEYS}
+    return {
+        "pixels": torch.from_numpy(batch["pixels"]),
+        "action": torch.from_numpy(batch["action"].astype(np.float32, copy=False)),
+    }
+
+
+def close_batches(batches: Iterator[Any]) -> None:
+    """Stop the prefetch thread of an iterator from ``PretrainRun.batches``, if it has one."""
+    if isinstance(batches, Prefetcher):
+        batches.close()
+
+
+def _step_seed(seed: int, step: int, rank: int) -> int:
+    return (seed * 2**40 + step * 2**12 + rank) % 2**63
+
+
+def _check_window(item: Mapping[str, Any], steps: int, source: str) -> tuple[int, int]:
+    """Validate one window against the contract; return (image_size, action_dim)."""
+    pixels, action = np.asarray(item["pixels"]), np.asarray(item["action"])
+    if pixels.dtype != np.uint8 or pixels.ndim != 4 or pixels.shape[-1] != 3:
+        raise ValueError(
+            f"{source}: window pixels must be uint8 (T, H, W, 3), got {pixels.dtype} {pixels.shape}"
+        )
+    if pixels.shape[0] != steps + 1 or action.ndim != 2 or action.shape[0] != steps:
+        raise ValueError(
+            f"{source}: windows must hold {steps + 1} frames and {steps} actions "
+            f"(num_steps_ahead + frame_stack - 1 = {steps}), got pixels {pixels.shape} and "
+            f"action {action.shape}"
+        )
+    if pixels.shape[1] != pixels.shape[2]:
+        raise ValueError(f"{source}: frames must be square, got {pixels.shape[1:3]}")
+    return pixels.shape[1], action.shape[1]
+
+
+class PretrainRun:
+    """Builds everything a run needs and trains; ``pretrain`` is the one-call front end.
+
+    Exposed as a class so tests (and the distributed test) can reach the model after training.
+    """
+
+    def __init__(
+        self,
+        config: PretrainConfig,
+        dataset: Dataset | None = None,
+        val_dataset: Dataset | None = None,
+        progress: bool = True,
+    ) -> None:
+        self.config = config
+        self.progress = progress
+        self.out = Path(config.out)
+        self.context = distributed.init_distributed(config.device)
+        try:
+            self._setup(dataset, val_dataset)
+        except BaseException:
+            distributed.close_distributed(self.context)
+            raise
+
+    # -- setup -----------------------------------------------------------------------------
+
+    def _setup(self, dataset: Dataset | None, val_dataset: Dataset | None) -> None:
+        config = self.config
+        self.device = distributed.resolve_device(config.device, self.context.local_rank)
+        self.amp = config.amp if config.amp is not None else self.device.type == "cuda"
+        if self.amp and self.device.type != "cuda":
+            raise ValueError(
+                f"amp (bfloat16 autocast) is supported on CUDA only, not {self.device}"
+            )
+        weights = config.objective_weights
+        if not weights and config.steps > 0:
+            raise ValueError(
+                f"objective 'none' trains nothing; pass --steps 0 (got steps={config.steps}) to "
+                "write the randomly initialised encoder"
+            )
+        self._check_out_dir()
+        distributed.barrier(self.context)
+
+        self.dataset, self.val_dataset = self._datasets(dataset, val_dataset)
+        source = config.data or type(self.dataset).__name__
+        image_size, action_dim = _check_window(self.dataset[0], config.window_steps, source)
+        self.model_config = config.world_model_config(action_dim, image_size)
+        torch.manual_seed(config.seed)
+        self.model = WorldModel(self.model_config).to(self.device)
+        self.trainable = [p for p in self.model.parameters() if p.requires_grad]
+        # The fused kernel updates all weights in one call (on CPU ~4x less time than the
+        # per-tensor loop); it exists for CPU and CUDA.
+        fused = True if self.device.type in ("cpu", "cuda") else None
+        self.optimizer = (
+            torch.optim.AdamW(
+                self.trainable, lr=config.lr, weight_decay=config.weight_decay, fused=fused
+            )
+            if weights
+            else None
+        )
+        self.step = 0
+        self.last_checkpoint: Path | None = None
+        if self.resuming:
+            self._resume()
+        self.ddp = (
+            DistributedDataParallel(
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None
+            )
+            if self.context.enabled and weights
+            else None
+        )
+
+    def _check_out_dir(self) -> None:
+        self.resuming = False
+        if self.config.resume:
+            if checkpoint.latest_checkpoint_path(self.out / artifacts.CHECKPOINTS) is not None:
+                self.resuming = True
+                return
+            if (self.out / artifacts.ENCODER_WEIGHTS).exists():
+                raise FileExistsError(
+                    f"--resume: {self.out} holds a finished run without checkpoints; choose "
+                    "another --out"
+                )
+            # Interrupted before its first checkpoint: nothing to continue from.
+            warnings.warn(
+                f"--resume: no checkpoint in {self.out / artifacts.CHECKPOINTS}; starting at "
+                "step 0",
+                stacklevel=4,
+            )
+        elif self.out.exists() and (not self.out.is_dir() or any(self.out.iterdir())):
+            raise FileExistsError(
+                f"output directory {self.out} is not empty; pass --resume to continue the run "
+                "in it, or choose another --out"
+            )
+
+    def _datasets(
+        self, dataset: Dataset | None, val_dataset: Dataset | None
+    ) -> tuple[Dataset, Dataset | None]:
+        config = self.config
+        if dataset is not None:
+            return dataset, val_dataset
+        if config.data is None:
+            raise ValueError("pass a dataset directory (--data DIR) or a dataset object")
+        from sslrobot.data import WindowDataset
+
+        def windows(split: str) -> Dataset:
+            return WindowDataset(
+                Path(config.data),
+                num_steps=config.window_steps,
+                split=split,
+                val_fraction=config.val_fraction,
+                seed=config.seed,
+            )
+
+        train = windows("train")
+        if (
+            val_dataset is None
+            and config.image_every
+            and config.objective_weights.keys() & USES_DECODER
+        ):
+            try:
+                val_dataset = windows("val")
+            except ValueError as error:  # e.g. too few episodes for a validation split
+                warnings.warn(
+                    f"no validation windows ({error}); prediction strips show training windows",
+                    stacklevel=3,
+                )
+        return train, val_dataset
+
+    def _resume(self) -> None:
+        saved = artifacts.read_json(self.out / artifacts.PRETRAIN_CONFIG, "pretraining config")
+        try:
+            saved_config = PretrainConfig.from_dict(saved["pretrain"])
+        except (KeyError, TypeError, ValueError) as error:
+            raise ValueError(
+                f"{self.out / artifacts.PRETRAIN_CONFIG} has no valid 'pretrain' section: {error}"
+            ) from error
+        mismatches = self.config.resume_mismatches(saved_config)
+        if mismatches:
+            raise ValueError(
+                "--resume needs the settings of the run being resumed; these differ: "
+                + "; ".join(mismatches)
+            )
+        path = checkpoint.latest_checkpoint_path(self.out / artifacts.CHECKPOINTS)
+        loaded = checkpoint.load_checkpoint(path)
+        if loaded.step > self.config.steps:
+            raise ValueError(
+                f"checkpoint {path} is at step {loaded.step}, past steps={self.config.steps}"
+            )
+        artifacts.load_state(self.model, loaded.model_state, path / checkpoint.WEIGHTS)
+        if self.optimizer is not None and loaded.optimizer_state is not None:
+            self.optimizer.load_state_dict(loaded.optimizer_state)
+        self.step = loaded.step
+        self.last_checkpoint = path
+
+    # -- one step --------------------------------------------------------------------------
+
+    def to_device(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Move a collated batch to the device: pixels (B, L+1, H, W, 3), actions (B, L, A)."""
+        non_blocking = self.device.type == "cuda"
+        pixels = batch["pixels"].to(self.device, non_blocking=non_blocking)
+        actions = batch["action"].to(self.device, non_blocking=non_blocking)
+        return pixels, actions
+
+    def augment(
+        self, pixels: torch.Tensor, actions: torch.Tensor, step: int
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Stack frames, random-shift, and pick the frames to decode, for global ``step``.
+
+        Returns:
+            pixels (B, K+1, H, W, 3S), actions (B, K, A), decode_index (B, n) or None.
+        """
+        config = self.config
+        stack = config.encoder.frame_stack
+        pixels = stack_frames(pixels, stack)  # (B, K+1, H, W, 3S)
+        actions = actions[:, stack - 1 :]  # (B, K, A)
+        generator = torch.Generator(device=self.device).manual_seed(
+            _step_seed(config.seed, step, self.context.rank)
+        )
+        if config.augment == "shift":
+            pixels = random_shift(pixels, config.shift_pad, generator)
+        decode_index = None
+        if "future" in self.model_config.objective:
+            b, horizon = actions.shape[:2]
+            order = torch.rand(b, horizon, generator=generator, device=self.device).argsort(dim=1)
+            decode_index = order[:, : config.decoded_steps]  # (B, n) distinct k - 1
+        return pixels, actions, decode_index
+
+    def train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """One optimisation step on a collated batch (data path included); detached metrics."""
+        return self.update(*self.augment(*self.to_device(batch), self.step))
+
+    def update(
+        self, pixels: torch.Tensor, actions: torch.Tensor, decode_index: torch.Tensor | None
+    ) -> dict[str, torch.Tensor]:
+        """Forward, backward, finiteness check, optimizer step, EMA (the model's own work).
+
+        Args:
+            pixels: Augmented uint8 windows on the device, (B, K+1, H, W, 3S).
+            actions: (B, K, A) on the device.
+            decode_index: (B, n) frames to decode for ``future``, or None.
+
+        Returns:
+            Detached scalars: ``loss``, ``loss_<objective>``, ``grad_norm``, ``latent_std``.
+        """
+        module = self.ddp if self.ddp is not None else self.model
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
+            losses, metrics = module(pixels, actions, decode_index)
+        weights = self.model_config.objective
+        total = sum(weights[name] * loss.float() for name, loss in losses.items())
+        self.optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(
+            self.trainable, self.config.grad_clip or math.inf, foreach=True
+        )
+        finite = bool((torch.isfinite(total) & torch.isfinite(grad_norm)).item())
+        if distributed.any_rank(not finite, self.context, self.device):
+            self._raise_non_finite(losses, total, grad_norm)
+        self.optimizer.step()
+        self.model.ema_update()
+        out = {f"loss_{name}": loss.detach() for name, loss in losses.items()}
+        out["loss"] = total.detach()
+        out["grad_norm"] = grad_norm.detach()
+        out.update({name: value.detach() for name, value in metrics.items()})
+        return out
+
+    def _raise_non_finite(
+        self, losses: dict[str, torch.Tensor], total: torch.Tensor, grad_norm: torch.Tensor
+    ) -> None:
+        values = ", ".join(f"pretrain/loss_{n}={v.item():.4g}" for n, v in losses.items())
+        kept = (
+            f"the last good checkpoint is {self.last_checkpoint}; --resume continues from it"
+            if self.last_checkpoint is not None
+            else "no checkpoint was written before it"
+        )
+        raise NonFiniteLossError(
+            f"non-finite loss or gradient at step {self.step + 1} (rank {self.context.rank}: "
+            f"pretrain/loss={total.item():.4g}, {values}, grad_norm={grad_norm.item():.4g}); "
+            f"stopped before updating the weights, {kept}. Try a lower --lr or check the data "
+            "for NaN actions."
+        )
+
+    # -- the loop --------------------------------------------------------------------------
+
+    def train(self) -> Path:
+        """Train up to ``config.steps`` and write the output directory; returns its path."""
+        config, main = self.config, self.context.is_main
+        start = self.step
+        keys = self._metric_keys()
+        log = None
+        if main:
+            self.out.mkdir(parents=True, exist_ok=True)
+            self._write_config()
+            log = MetricsLog(self.out, keys, start if self.resuming else None, config.tensorboard)
+        strip_batch = self._strip_batch() if main else None
+        try:
+            if start < config.steps:
+                self._loop(start, log, strip_batch)
+            if main:
+                self._write_outputs(strip_batch, log)
+        finally:
+            if log is not None:
+                log.close()
+        distributed.barrier(self.context)
+        return self.out
+
+    def _metric_keys(self) -> list[str]:
+        names = [f"loss_{n}" for n in self.model_config.objective]
+        names += ["loss", "latent_std", "grad_norm", "samples_per_s", "data_wait_fraction", "lr"]
+        return [f"pretrain/{n}" for n in names]
+
+    def batches(self, start: int) -> Iterator[dict[str, torch.Tensor]]:
+        """Collated training batches from global step ``start`` on (this rank's share).
+
+        Read ahead in a background thread when ``config.prefetch`` is set; pass the iterator
+        to ``close_batches`` when done.
+        """
+        config = self.config
+        sampler = ResumableBatchSampler(
+            len(self.dataset),
+            config.batch_size,
+            seed=config.seed,
+            rank=self.context.rank,
+            world_size=self.context.world_size,
+            start_step=start,
+        )
+        loader = DataLoader(
+            self.dataset,
+            batch_sampler=sampler,
+            num_workers=config.num_workers,
+            collate_fn=collate_windows,
+            pin_memory=self.device.type == "cuda",
+            persistent_workers=config.num_workers > 0,
+        )
+        if config.prefetch and config.num_workers == 0:
+            return Prefetcher(iter(loader), depth=config.prefetch)
+        return iter(loader)
+
+    def _loop(self, start: int, log: MetricsLog | None, strip_batch: Any) -> None:
+        config = self.config
+        batches = self.batches(start)
+        bar = tqdm(
+            total=config.steps,
+            initial=start,
+            desc=f"pretrain {self.model.objective}",
+            disable=not (self.progress and self.context.is_main),
+            dynamic_ncols=True,
+        )
+        sums: dict[str, torch.Tensor] = {}
+        interval_steps, wait, tick = 0, 0.0, time.perf_counter()
+        self.model.train()
+        try:
+            while self.step < config.steps:
+                before = time.perf_counter()
+                batch = next(batches)
+                wait += time.perf_counter() - before
+                metrics = self.train_step(batch)
+                self.step += 1
+                interval_steps += 1
+                for name, value in metrics.items():
+                    sums[name] = sums.get(name, 0.0) + value
+                bar.update(1)
+                done = self.step == config.steps
+                if log is not None and (self.step % max(config.log_every, 1) == 0 or done):
+                    elapsed = time.perf_counter() - tick
+                    row = {f"pretrain/{n}": float(v) / interval_steps for n, v in sums.items()}
+                    samples = interval_steps * config.batch_size * self.context.world_size
+                    row["pretrain/samples_per_s"] = samples / max(elapsed, 1e-9)
+                    row["pretrain/data_wait_fraction"] = wait / max(elapsed, 1e-9)
+                    row["pretrain/lr"] = config.lr
+                    log.log(self.step, row)
+                    bar.set_postfix(
+                        loss=f"{row['pretrain/loss']:.4f}",
+                        sps=f"{row['pretrain/samples_per_s']:.0f}",
+                    )
+                    sums, interval_steps, wait = {}, 0, 0.0
+                    tick = time.perf_counter()
+                paused = time.perf_counter()
+                if config.checkpoint_every and self.step % config.checkpoint_every == 0:
+                    self._save_checkpoint()
+                if log is not None and config.image_every and self.step % config.image_every == 0:
+                    self._write_strip(strip_batch, log)
+                tick += time.perf_counter() - paused  # file writing is not training time
+        finally:
+            bar.close()
+            close_batches(batches)
+        if self.last_checkpoint is None or self._checkpoint_step() != self.step:
+            self._save_checkpoint()
+
+    def _checkpoint_step(self) -> int:
+        return int(self.last_checkpoint.name.removeprefix("step_")) if self.last_checkpoint else -1
+
+    def _save_checkpoint(self) -> None:
+        if self.context.is_main:
+            self.last_checkpoint = checkpoint.save_checkpoint(
+                self.out / artifacts.CHECKPOINTS,
+                self.step,
+                self.model.state_dict(),
+                self.optimizer.state_dict() if self.optimizer is not None else None,
+                {"objective": self.model.objective},
+                keep=self.config.keep_checkpoints,
+            )
+        else:
+            self.last_checkpoint = (
+                self.out / artifacts.CHECKPOINTS / checkpoint.checkpoint_name(self.step)
+            )
+
+    # -- outputs ---------------------------------------------------------------------------
+
+    def _write_config(self) -> None:
+        artifacts.save_json(
+            self.out / artifacts.PRETRAIN_CONFIG,
+            {
+                "pretrain": self.config.to_dict(),
+                "world_model": self.model_config.to_dict(),
+                "num_train_windows": len(self.dataset),
+                "world_size": self.context.world_size,
+                "sslrobot_version": sslrobot.__version__,
+                "torch_version": torch.__version__,
+            },
+        )
+
+    def _write_outputs(self, strip_batch: Any, log: MetricsLog | None) -> None:
+        model = self.model
+        artifacts.save_safetensors(self.out / artifacts.MODEL_WEIGHTS, model.state_dict())
+        artifacts.save_safetensors(self.out / artifacts.ENCODER_WEIGHTS, model.encoder.state_dict())
+        artifacts.save_json(
+            self.out / artifacts.ENCODER_CONFIG, self.model_config.encoder.to_dict()
+        )
+        self._write_config()
+        rows = read_metrics(self.out / artifacts.METRICS)
+        plots.save_loss_curve(self.out / artifacts.LOSS_CURVE, rows, title=model.objective)
+        strip = self.out / artifacts.PREDICTIONS / f"step_{self.step:05d}.png"
+        if self.config.image_every and not strip.exists() and log is not None:
+            self._write_strip(strip_batch, log)
+
+    def _strip_batch(self) -> dict[str, torch.Tensor] | None:
+        """A fixed batch of validation windows for the prediction strips (or None)."""
+        if not (self.config.image_every and self.model.decoder is not None):
+            return None
+        source = self.val_dataset if self.val_dataset is not None else self.dataset
+        count = min(self.config.num_images, len(source))
+        indices = np.linspace(0, len(source) - 1, count).round().astype(int)  # spread out
+        return collate_windows([source[int(i)] for i in indices])
+
+    @torch.no_grad()
+    def _write_strip(self, batch: dict[str, torch.Tensor] | None, log: MetricsLog) -> None:
+        if batch is None:
+            return
+        model = self.model
+        was_training = model.training
+        model.eval()
+        try:
+            pixels, actions = self.to_device(batch)
+            stack = self.config.encoder.frame_stack
+            pixels, actions = stack_frames(pixels, stack), actions[:, stack - 1 :]
+            context = pixels[:, 0]
+            if model.has_decoder:  # future: o_t | o_{t+1..t+K} vs o_t | predictions
+                predicted = model.predict_frames(context, actions)
+                real = pixels[..., -3:]
+                predicted = torch.cat([context[:, None, ..., -3:], predicted], dim=1)
+            else:  # recon: o_t vs its reconstruction
+                frames = model.decoder(model.encoder(context))  # (N, H, W, 3)
+                predicted = denormalize_pixels(frames[:, None])
+                real = context[:, None, ..., -3:]
+            image = plots.prediction_strip(real.cpu().numpy(), predicted.cpu().numpy())
+        finally:
+            model.train(was_training)
+        plots.save_png(self.out / artifacts.PREDICTIONS / f"step_{self.step:05d}.png", image)
+        log.log_image("pretrain/predictions", image, self.step)
+
+    def close(self) -> None:
+        """Leave the process group if this run joined it."""
+        distributed.close_distributed(self.context)
+
+
+def pretrain(
+    config: PretrainConfig,
+    dataset: Dataset | None = None,
+    progress: bool = True,
+    val_dataset: Dataset | None = None,
+) -> Path:
+    """Pretrain an encoder (and the world model around it); write everything to ``config.out``.
+
+    Args:
+        config: The run's settings.
+        dataset: Windows to train on (dicts with ``pixels`` uint8 (K+1, H, W, 3) and
+            ``action`` (K, A)); by default ``WindowDataset(config.data, split="train")``.
+        progress: Show a progress bar (rank 0).
+        val_dataset: Windows for the prediction strips; by default the dataset's ``val`` split.
+
+    Returns:
+        The output directory: ``encoder.safetensors``, ``encoder_config.json``,
+        ``model.safetensors``, ``pretrain_config.json``, ``metrics.csv``, ``loss_curve.png``,
+        ``checkpoints/``, ``predictions/`` (decoder objectives).
+
+    Raises:
+        NonFiniteLossError: a loss became NaN/inf; the last good checkpoint is kept.
+        ValueError / FileNotFoundError / FileExistsError: bad settings, data or output dir.
+    """
+    run = PretrainRun(config, dataset, val_dataset, progress)
+    try:
+        return run.train()
+    finally:
+        run.close()

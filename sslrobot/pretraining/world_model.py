@@ -1,0 +1,401 @@
+"""The pretraining model: encoder plus the parts each objective needs, and its inference API.
+
+One ``WorldModel`` holds every module the chosen objectives use (and only those), so that one
+``state_dict`` saves, resumes and reloads the whole thing. Its ``forward`` computes the losses
+of a batch of windows; ``predict_frames``, ``rollout_latents`` and ``target_latents`` serve the
+evaluation of a trained model (``load_world_model``).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from sslrobot.models.decoder import Decoder, DecoderConfig, frames_to_blocks
+from sslrobot.models.dynamics import TransitionModel
+from sslrobot.models.encoder import (
+    RGB_CHANNELS,
+    Encoder,
+    EncoderConfig,
+    denormalize_pixels,
+    normalize_pixels,
+)
+from sslrobot.models.heads import make_mlp
+from sslrobot.pretraining import artifacts
+from sslrobot.pretraining.objectives import (
+    OBJECTIVES,
+    USES_DECODER,
+    USES_TARGET_ENCODER,
+    USES_TRANSITION,
+    format_objective,
+    info_nce_loss,
+    inverse_dynamics_loss,
+    latent_std,
+    normalized_cosine_loss,
+    pixel_mse_loss,
+)
+
+
+@dataclass(frozen=True)
+class WorldModelConfig:
+    """Everything needed to rebuild a ``WorldModel``; derived by the trainer from its config
+    and the data, and saved in ``pretrain_config.json`` under ``"world_model"``.
+
+    Attributes:
+        encoder: Encoder architecture (its ``image_size`` is the data's).
+        action_dim: Length of the action vectors.
+        objective: ``{name: weight}`` of the active objectives (empty for ``none``).
+        decoder: Decoder architecture, used when ``future`` or ``recon`` is active.
+        transition_hidden_dim: Hidden width of the transition MLP.
+        head_hidden_dim: Hidden width of projection/prediction/action heads.
+        projection_dim: Output width of the SPR/ATC projection heads.
+        ema_momentum: Target network update ``target <- m target + (1 - m) online``.
+        temperature: InfoNCE temperature of ``contrastive``.
+        decoded_steps: Future frames decoded per window for ``future`` (random k among 1..K,
+            distinct): an unbiased estimate of the mean over all K at a fraction of the cost,
+            since decoding full-resolution frames dominates a CPU training step.
+    """
+
+    encoder: EncoderConfig
+    action_dim: int
+    objective: dict[str, float] = field(default_factory=dict)
+    decoder: DecoderConfig = field(default_factory=DecoderConfig)
+    transition_hidden_dim: int = 256
+    head_hidden_dim: int = 256
+    projection_dim: int = 128
+    ema_momentum: float = 0.99
+    temperature: float = 0.1
+    decoded_steps: int = 1
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.action_dim, int) or self.action_dim < 1:
+            raise ValueError(f"action_dim must be an int >= 1, got {self.action_dim!r}")
+        unknown = sorted(set(self.objective) - set(OBJECTIVES))
+        if unknown:
+            raise ValueError(f"unknown objectives {unknown}; choose from {OBJECTIVES}")
+        for name in ("transition_hidden_dim", "head_hidden_dim", "projection_dim", "decoded_steps"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+        if not 0.0 <= self.ema_momentum < 1.0:
+            raise ValueError(f"ema_momentum must be in [0, 1), got {self.ema_momentum}")
+        if not self.temperature > 0:
+            raise ValueError(f"temperature must be > 0, got {self.temperature}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict."""
+        values = dataclasses.asdict(self)
+        values["encoder"] = self.encoder.to_dict()
+        values["decoder"] = self.decoder.to_dict()
+        return values
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> WorldModelConfig:
+        """Inverse of ``to_dict``."""
+        values = dict(values)
+        values["encoder"] = EncoderConfig.from_dict(values["encoder"])
+        values["decoder"] = DecoderConfig.from_dict(values["decoder"])
+        return cls(**values)
+
+
+def _frozen_copy(module: nn.Module) -> nn.Module:
+    target = copy.deepcopy(module)
+    target.requires_grad_(False)
+    return target
+
+
+class WorldModel(nn.Module):
+    """Encoder, transition, heads, decoder and momentum targets for the active objectives."""
+
+    def __init__(self, config: WorldModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        active = set(config.objective)
+        enc = config.encoder
+        dim, hidden, proj = enc.feature_dim, config.head_hidden_dim, config.projection_dim
+        self.encoder = Encoder(enc)
+        self.transition = (
+            TransitionModel(dim, config.action_dim, config.transition_hidden_dim)
+            if active & USES_TRANSITION
+            else None
+        )
+        # The blending mask serves future frames only; without 'future' it would be an unused
+        # parameter (which DistributedDataParallel rejects).
+        decoder = dataclasses.replace(
+            config.decoder, composite=config.decoder.composite and "future" in active
+        )
+        self.decoder = Decoder(decoder, dim, enc.image_size) if active & USES_DECODER else None
+        self.action_head = (
+            make_mlp(2 * dim, hidden, config.action_dim) if "inverse" in active else None
+        )
+        self.fdm_projection = make_mlp(dim, hidden, proj) if "fdm" in active else None
+        self.fdm_predictor = make_mlp(proj, hidden, proj) if "fdm" in active else None
+        self.contrastive_projection = (
+            make_mlp(dim, hidden, proj) if "contrastive" in active else None
+        )
+        self.contrastive_predictor = (
+            make_mlp(proj, hidden, proj) if "contrastive" in active else None
+        )
+        # Momentum targets (BYOL/SPR): created after the online modules, as frozen copies.
+        uses_target = bool(active & USES_TARGET_ENCODER)
+        self.target_encoder = _frozen_copy(self.encoder) if uses_target else None
+        self.target_fdm_projection = (
+            _frozen_copy(self.fdm_projection) if self.fdm_projection is not None else None
+        )
+        self.target_contrastive_projection = (
+            _frozen_copy(self.contrastive_projection)
+            if self.contrastive_projection is not None
+            else None
+        )
+
+    # -- properties used by the trainer and the evaluation --------------------------------
+
+    @property
+    def objective(self) -> str:
+        """The objective spec this model was built for, e.g. ``"fdm+future"`` or ``"none"``."""
+        return format_objective(self.config.objective)
+
+    @property
+    def has_decoder(self) -> bool:
+        """Whether ``predict_frames`` works: a decoder trained on future frames (``future``)."""
+        return (
+            self.decoder is not None
+            and self.transition is not None
+            and ("future" in self.config.objective)
+        )
+
+    @property
+    def has_dynamics(self) -> bool:
+        """Whether ``rollout_latents`` works: an action-conditioned transition model."""
+        return self.transition is not None
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.encoder.parameters()).device
+
+    def ema_pairs(self) -> list[tuple[nn.Module, nn.Module]]:
+        """(online, target) module pairs updated by ``ema_update``."""
+        pairs = [
+            (self.encoder, self.target_encoder),
+            (self.fdm_projection, self.target_fdm_projection),
+            (self.contrastive_projection, self.target_contrastive_projection),
+        ]
+        return [(o, t) for o, t in pairs if o is not None and t is not None]
+
+    @torch.no_grad()
+    def ema_update(self) -> None:
+        """``target <- m target + (1 - m) online`` for every momentum target (after a step)."""
+        weight = 1.0 - self.config.ema_momentum
+        for online, target in self.ema_pairs():
+            for p_target, p_online in zip(target.parameters(), online.parameters(), strict=True):
+                p_target.lerp_(p_online, weight)
+            for b_target, b_online in zip(target.buffers(), online.buffers(), strict=True):
+                b_target.copy_(b_online)
+
+    # -- training ------------------------------------------------------------------------
+
+    def forward(
+        self,
+        pixels: torch.Tensor,
+        actions: torch.Tensor,
+        decode_index: torch.Tensor | None = None,
+    ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """Losses of the active objectives on a batch of (augmented) windows.
+
+        Args:
+            pixels: uint8 windows (B, K+1, H, W, C), C = 3 * frame_stack: o_t..o_{t+K}.
+            actions: a_t..a_{t+K-1}, float32 (B, K, A).
+            decode_index: For ``future``: which k - 1 to decode per window, long (B, n).
+                Defaults to all K.
+
+        Returns:
+            ``(losses, metrics)``: unweighted scalar losses by objective name, and detached
+            diagnostics (``latent_std`` of the online features of o_t).
+        """
+        b, steps = pixels.shape[:2]
+        horizon = steps - 1
+        active = self.config.objective
+        if horizon < 1:
+            raise ValueError(f"windows need K >= 1 future frames, got pixels {tuple(pixels.shape)}")
+        if actions.shape[:2] != (b, horizon):
+            raise ValueError(
+                f"actions {tuple(actions.shape)} do not match pixels {tuple(pixels.shape)}: "
+                f"expected ({b}, {horizon}, A)"
+            )
+        # Online features of o_t (and o_{t+1} for inverse dynamics), one encoder call.
+        num_online = 2 if "inverse" in active else 1
+        online = self.encoder(pixels[:, :num_online].flatten(0, 1)).view(b, num_online, -1)
+        latent = online[:, 0]  # (B, D)
+        losses: dict[str, torch.Tensor] = {}
+        metrics = {"latent_std": latent_std(latent.detach())}
+
+        targets = None
+        if self.target_encoder is not None:
+            with torch.no_grad():
+                first = 1 if "fdm" in active else horizon  # contrastive needs o_{t+K} only
+                targets = self.target_encoder(pixels[:, first:].flatten(0, 1))
+                targets = targets.view(b, steps - first, -1)  # (B, K or 1, D)
+
+        rolled = self.transition.rollout(latent, actions) if self.transition is not None else None
+        if "fdm" in active:
+            predictions = self.fdm_predictor(self.fdm_projection(rolled))  # (B, K, P)
+            with torch.no_grad():
+                projected = self.target_fdm_projection(targets)  # (B, K, P)
+            losses["fdm"] = normalized_cosine_loss(predictions, projected)
+        if "future" in active:
+            losses["future"] = self._future_loss(pixels, rolled, decode_index)
+        if "recon" in active:
+            frame = self._target_blocks(pixels[:, 0])  # (B, 3, r*r, H/r, W/r)
+            losses["recon"] = pixel_mse_loss(self.decoder.predict_blocks(latent), frame)
+        if "inverse" in active:
+            predicted = self.action_head(online.flatten(1))  # [z_t, z_{t+1}] -> a_t
+            losses["inverse"] = inverse_dynamics_loss(predicted, actions[:, 0])
+        if "contrastive" in active:
+            anchors = self.contrastive_projection(latent)
+            anchors = anchors + self.contrastive_predictor(anchors)  # ATC residual predictor
+            with torch.no_grad():
+                positives = self.target_contrastive_projection(targets[:, -1])
+            losses["contrastive"] = info_nce_loss(anchors, positives, self.config.temperature)
+        return losses, metrics
+
+    def _future_loss(
+        self, pixels: torch.Tensor, rolled: torch.Tensor, decode_index: torch.Tensor | None
+    ) -> torch.Tensor:
+        b, horizon = rolled.shape[:2]
+        if decode_index is None:
+            decode_index = torch.arange(horizon, device=pixels.device).expand(b, horizon)
+        n = decode_index.shape[1]
+        rows = torch.arange(b, device=pixels.device)[:, None]
+        chosen = rolled[rows, decode_index].flatten(0, 1)  # (B*n, D)
+        target = self._target_blocks(pixels[:, 1:][rows, decode_index].flatten(0, 1))
+        context = self._target_blocks(pixels[:, 0])  # (B, 3, r*r, H/r, W/r)
+        if n > 1:
+            context = context.repeat_interleave(n, dim=0)
+        predicted = self.decoder.predict_blocks(chosen, context)  # (B*n, 3, r*r, H/r, W/r)
+        return pixel_mse_loss(predicted, target)
+
+    def _target_blocks(self, stacked: torch.Tensor) -> torch.Tensor:
+        """uint8 (N, H, W, 3S) -> the newest frame, normalised, in the decoder's block layout.
+
+        Rearranged while still uint8 (a quarter of the bytes of float).
+        """
+        frames = stacked[..., -RGB_CHANNELS:]
+        return normalize_pixels(frames_to_blocks(frames, self.decoder.config.shuffle))
+
+    # -- inference -------------------------------------------------------------------------
+
+    def _context(self, pixels: torch.Tensor | np.ndarray) -> torch.Tensor:
+        """Context frames (B, H, W, C) from frames or windows (B, T, H, W, C), on our device."""
+        pixels = torch.as_tensor(pixels, device=self.device)
+        if pixels.ndim == 5:
+            pixels = pixels[:, 0]
+        if pixels.ndim != 4:
+            raise ValueError(
+                f"pixels must be context frames (B, H, W, C) or windows (B, T, H, W, C), got "
+                f"{tuple(pixels.shape)}"
+            )
+        return pixels
+
+    def _actions(self, actions: torch.Tensor | np.ndarray, batch: int) -> torch.Tensor:
+        actions = torch.as_tensor(actions, device=self.device, dtype=torch.float32)
+        if actions.ndim != 3 or actions.shape[0] != batch:
+            raise ValueError(f"actions must be (B={batch}, K, A), got {tuple(actions.shape)}")
+        return actions
+
+    @torch.no_grad()
+    def rollout_latents(
+        self, pixels: torch.Tensor | np.ndarray, actions: torch.Tensor | np.ndarray
+    ) -> torch.Tensor:
+        """Latents predicted for k = 1..K from o_t and a_t..a_{t+K-1}.
+
+        Args:
+            pixels: uint8 context frames (B, H, W, C), or windows (B, T, H, W, C) of which only
+                the first frame is used.
+            actions: (B, K, A).
+
+        Returns:
+            float32 (B, K, D), comparable with ``target_latents`` of o_{t+1..t+K}.
+        """
+        if self.transition is None:
+            raise ValueError(
+                f"this model (objective {self.objective!r}) has no dynamics model; "
+                "rollout_latents needs 'fdm' or 'future'"
+            )
+        context = self._context(pixels)
+        return self.transition.rollout(self.encoder(context), self._actions(actions, len(context)))
+
+    @torch.no_grad()
+    def target_latents(self, pixels: torch.Tensor | np.ndarray) -> torch.Tensor:
+        """Online-encoder latents of every frame in the windows (the exported encoder's
+        features, the space in which ``rollout_latents`` predicts).
+
+        Args:
+            pixels: uint8 (B, T, H, W, C); pass o_{t+1..t+K} for (B, K, D), or the whole
+                window o_t..o_{t+K} for (B, K+1, D).
+
+        Returns:
+            float32 (B, T, D).
+        """
+        pixels = torch.as_tensor(pixels, device=self.device)
+        if pixels.ndim != 5:
+            raise ValueError(f"pixels must be (B, T, H, W, C), got {tuple(pixels.shape)}")
+        b, t = pixels.shape[:2]
+        return self.encoder(pixels.flatten(0, 1)).view(b, t, -1)
+
+    @torch.no_grad()
+    def predict_frames(
+        self, pixels: torch.Tensor | np.ndarray, actions: torch.Tensor | np.ndarray
+    ) -> torch.Tensor:
+        """Predict o_{t+1..t+K} from o_t and a_t..a_{t+K-1}.
+
+        Args:
+            pixels: uint8 context frames (B, H, W, C), or windows (B, T, H, W, C) of which only
+                the first frame is used.
+            actions: (B, K, A).
+
+        Returns:
+            uint8 (B, K, H, W, 3).
+        """
+        if not self.has_decoder:
+            raise ValueError(
+                f"this model (objective {self.objective!r}) has no future-frame decoder; "
+                "predict_frames needs a model pretrained with 'future' (e.g. 'fdm+future')"
+            )
+        context = self._context(pixels)
+        rolled = self.rollout_latents(context, actions)  # (B, K, D)
+        b, horizon = rolled.shape[:2]
+        frame = normalize_pixels(context[..., -RGB_CHANNELS:]).repeat_interleave(horizon, dim=0)
+        predicted = self.decoder(rolled.flatten(0, 1), frame)  # (B*K, H, W, 3)
+        return denormalize_pixels(predicted).unflatten(0, (b, horizon))
+
+
+def load_world_model(path: str | Path, device: str | torch.device = "cpu") -> WorldModel:
+    """Load every module of a ``sslrobot pretrain --out`` directory, frozen and in eval mode.
+
+    Args:
+        path: The pretraining output directory (``pretrain_config.json``, ``model.safetensors``).
+        device: Where to put the model.
+
+    Raises:
+        FileNotFoundError / ValueError: naming the missing or unreadable file.
+    """
+    path = Path(path)
+    meta = artifacts.read_json(path / artifacts.PRETRAIN_CONFIG, "pretraining config")
+    try:
+        config = WorldModelConfig.from_dict(meta["world_model"])
+    except (KeyError, TypeError, ValueError) as error:
+        raise ValueError(
+            f"{path / artifacts.PRETRAIN_CONFIG} has no valid 'world_model' section: {error}"
+        ) from error
+    model = WorldModel(config)
+    state = artifacts.read_safetensors(path / artifacts.MODEL_WEIGHTS, "world-model weights")
+    artifacts.load_state(model, state, path / artifacts.MODEL_WEIGHTS)
+    model.requires_grad_(False)
+    return model.eval().to(device)

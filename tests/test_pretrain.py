@@ -1,0 +1,356 @@
+"""Pretraining end to end on a tiny synthetic dataset: every objective, output layout, loading,
+determinism, bit-exact resume, the NaN guard and bad-input errors."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import safetensors.torch
+import torch
+
+from sslrobot.load import load_encoder
+from sslrobot.models import DecoderConfig, Encoder, EncoderConfig
+from sslrobot.pretraining import artifacts, checkpoint
+from sslrobot.pretraining.config import PretrainConfig
+from sslrobot.pretraining.synthetic import MovingSquareDataset
+from sslrobot.pretraining.trainer import NonFiniteLossError, PretrainRun, pretrain
+from sslrobot.pretraining.world_model import load_world_model
+
+torch.set_num_threads(1)
+
+K = 2
+SIZE = 32
+TINY_ENCODER = EncoderConfig(
+    image_size=SIZE,
+    channels=(8, 16),
+    kernel_sizes=(4, 3),
+    strides=(4, 2),
+    paddings=(0, 1),
+    feature_dim=16,
+)
+
+
+@pytest.fixture(scope="module")
+def dataset() -> MovingSquareDataset:
+    return MovingSquareDataset(num_episodes=4, episode_length=12, num_steps=K, image_size=SIZE)
+
+
+def tiny_config(out: Path, **changes: object) -> PretrainConfig:
+    values = {
+        "out": str(out),
+        "objective": "fdm+future",
+        "steps": 4,
+        "batch_size": 8,
+        "num_steps_ahead": K,
+        "log_every": 2,
+        "checkpoint_every": 2,
+        "image_every": 2,
+        "num_images": 2,
+        "tensorboard": False,
+        "encoder": TINY_ENCODER,
+        "decoder": DecoderConfig(channels=(16, 8), shuffle=4),
+        "transition_hidden_dim": 32,
+        "head_hidden_dim": 32,
+        "projection_dim": 16,
+    }
+    values.update(changes)
+    return PretrainConfig(**values)
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="") as file:
+        return list(csv.DictReader(file))
+
+
+def load_tensors(path: Path) -> dict[str, torch.Tensor]:
+    return safetensors.torch.load_file(str(path))
+
+
+def assert_same_tensors(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
+    assert a.keys() == b.keys()
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], rtol=0, atol=0, msg=name)
+
+
+@pytest.mark.parametrize(
+    "objective", ["fdm", "future", "fdm+future", "recon", "inverse", "contrastive"]
+)
+def test_each_objective_trains_and_writes_the_layout(
+    objective: str, dataset: MovingSquareDataset, tmp_path: Path
+) -> None:
+    out = pretrain(tiny_config(tmp_path / "run", objective=objective), dataset, progress=False)
+    for name in (
+        artifacts.ENCODER_WEIGHTS,
+        artifacts.ENCODER_CONFIG,
+        artifacts.PRETRAIN_CONFIG,
+        artifacts.MODEL_WEIGHTS,
+        artifacts.METRICS,
+        artifacts.LOSS_CURVE,
+    ):
+        assert (out / name).is_file(), name
+    assert (out / artifacts.CHECKPOINTS / "step_0000004" / checkpoint.WEIGHTS).is_file()
+    rows = read_csv(out / artifacts.METRICS)
+    assert [int(r["step"]) for r in rows] == [2, 4]
+    for part in objective.split("+"):
+        assert all(math.isfinite(float(r[f"pretrain/loss_{part}"])) for r in rows)
+    assert float(rows[-1]["pretrain/latent_std"]) > 0.0
+    assert float(rows[-1]["pretrain/samples_per_s"]) > 0.0
+    strips = sorted(p.name for p in (out / artifacts.PREDICTIONS).glob("*.png"))
+    has_decoder = objective in ("future", "fdm+future", "recon")
+    assert strips == (["step_00002.png", "step_00004.png"] if has_decoder else [])
+    encoder, config = load_encoder(out)
+    assert config == dataclasses.replace(TINY_ENCODER, image_size=SIZE)
+    features = encoder(torch.from_numpy(dataset[0]["pixels"]))
+    assert features.shape == (K + 1, 16) and torch.isfinite(features).all()
+    saved = json.loads((out / artifacts.PRETRAIN_CONFIG).read_text())
+    assert PretrainConfig.from_dict(saved["pretrain"]) == tiny_config(
+        tmp_path / "run", objective=objective
+    )
+
+
+def test_tensorboard_events_when_installed(dataset, tmp_path: Path) -> None:
+    pytest.importorskip("tensorboard")
+    out = pretrain(tiny_config(tmp_path / "tb", tensorboard=True, steps=2), dataset, progress=False)
+    assert list((out / artifacts.TENSORBOARD).glob("events.out.tfevents.*"))
+
+
+def test_future_prediction_learns(tmp_path: Path) -> None:
+    """A few dozen steps on the moving square: the pixel loss falls well below its start."""
+    data = MovingSquareDataset(num_episodes=8, episode_length=16, num_steps=K, image_size=SIZE)
+    config = tiny_config(
+        tmp_path / "run",
+        objective="future",
+        steps=40,
+        batch_size=16,
+        log_every=10,
+        image_every=0,
+        checkpoint_every=0,
+        lr=3e-3,
+    )
+    rows = read_csv(pretrain(config, data, progress=False) / artifacts.METRICS)
+    first, last = float(rows[0]["pretrain/loss_future"]), float(rows[-1]["pretrain/loss_future"])
+    assert last < 0.5 * first
+
+
+def test_none_writes_the_random_encoder_in_the_same_layout(dataset, tmp_path: Path) -> None:
+    out = pretrain(
+        tiny_config(tmp_path / "none", objective="none", steps=0), dataset, progress=False
+    )
+    encoder, config = load_encoder(out)
+    torch.manual_seed(0)  # the run's seed: the encoder is the first module built
+    fresh = Encoder(config)
+    assert_same_tensors(encoder.state_dict(), fresh.state_dict())
+    assert load_world_model(out).objective == "none"
+    with pytest.raises(ValueError, match="trains nothing"):
+        pretrain(
+            tiny_config(tmp_path / "none2", objective="none", steps=5), dataset, progress=False
+        )
+
+
+def test_load_encoder_round_trip_is_exact_and_frozen(dataset, tmp_path: Path) -> None:
+    run = PretrainRun(tiny_config(tmp_path / "run", image_every=0), dataset, progress=False)
+    out = run.train()
+    run.close()
+    encoder, _ = load_encoder(out)
+    assert not encoder.training
+    assert not any(p.requires_grad for p in encoder.parameters())
+    assert_same_tensors(encoder.state_dict(), run.model.encoder.state_dict())
+    frames = torch.from_numpy(dataset.__getitems__([0, 5, 9])["pixels"][:, 0])
+    run.model.encoder.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(encoder(frames), run.model.encoder(frames), rtol=0, atol=0)
+
+
+def test_load_encoder_errors_name_the_file(dataset, tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="missing_dir"):
+        load_encoder(tmp_path / "missing_dir")
+    out = pretrain(
+        tiny_config(tmp_path / "run", steps=0, objective="none"), dataset, progress=False
+    )
+    (out / artifacts.ENCODER_WEIGHTS).write_bytes(b"not a safetensors file")
+    with pytest.raises(ValueError, match=r"encoder\.safetensors"):
+        load_encoder(out)
+    (out / artifacts.ENCODER_WEIGHTS).unlink()
+    with pytest.raises(FileNotFoundError, match=r"encoder\.safetensors"):
+        load_encoder(out)
+    (out / artifacts.ENCODER_CONFIG).write_text("{broken")
+    with pytest.raises(ValueError, match=r"encoder_config\.json"):
+        load_encoder(out)
+
+
+def test_world_model_inference_api(dataset, tmp_path: Path) -> None:
+    out = pretrain(tiny_config(tmp_path / "run", image_every=0), dataset, progress=False)
+    model = load_world_model(out)
+    assert model.has_decoder and model.has_dynamics and model.objective == "fdm+future"
+    batch = dataset.__getitems__([0, 3, 7])
+    windows, actions = torch.from_numpy(batch["pixels"]), torch.from_numpy(batch["action"])
+    frames = model.predict_frames(windows[:, 0], actions)
+    assert frames.shape == (3, K, SIZE, SIZE, 3) and frames.dtype == torch.uint8
+    # Windows may be passed whole; only their first frame is used.
+    assert torch.equal(model.predict_frames(windows, actions), frames)
+    assert model.rollout_latents(windows, actions).shape == (3, K, 16)
+    assert model.target_latents(windows).shape == (3, K + 1, 16)
+    assert model.target_latents(windows[:, 1:]).shape == (3, K, 16)
+
+    fdm_only = pretrain(
+        tiny_config(tmp_path / "fdm", objective="fdm", steps=1), dataset, progress=False
+    )
+    with pytest.raises(ValueError, match="no future-frame decoder"):
+        load_world_model(fdm_only).predict_frames(windows, actions)
+    recon = pretrain(
+        tiny_config(tmp_path / "recon", objective="recon", steps=1), dataset, progress=False
+    )
+    with pytest.raises(ValueError, match="no dynamics model"):
+        load_world_model(recon).rollout_latents(windows, actions)
+
+
+def test_same_seed_same_weights_on_cpu(dataset, tmp_path: Path) -> None:
+    a = pretrain(tiny_config(tmp_path / "a", image_every=0), dataset, progress=False)
+    b = pretrain(tiny_config(tmp_path / "b", image_every=0), dataset, progress=False)
+    c = pretrain(tiny_config(tmp_path / "c", image_every=0, seed=1), dataset, progress=False)
+    assert_same_tensors(
+        load_tensors(a / artifacts.MODEL_WEIGHTS), load_tensors(b / artifacts.MODEL_WEIGHTS)
+    )
+    assert not torch.equal(
+        load_tensors(a / artifacts.ENCODER_WEIGHTS)["head.weight"],
+        load_tensors(c / artifacts.ENCODER_WEIGHTS)["head.weight"],
+    )
+
+
+def test_resume_is_bit_exact(dataset, tmp_path: Path) -> None:
+    straight = pretrain(tiny_config(tmp_path / "straight", steps=6), dataset, progress=False)
+    pretrain(tiny_config(tmp_path / "split", steps=2), dataset, progress=False)
+    resumed = pretrain(
+        tiny_config(tmp_path / "split", steps=6, resume=True), dataset, progress=False
+    )
+    assert_same_tensors(
+        load_tensors(straight / artifacts.MODEL_WEIGHTS),
+        load_tensors(resumed / artifacts.MODEL_WEIGHTS),
+    )
+    optimizer_a = torch.load(straight / "checkpoints/step_0000006/optimizer.pt", weights_only=True)
+    optimizer_b = torch.load(resumed / "checkpoints/step_0000006/optimizer.pt", weights_only=True)
+    for key, state in optimizer_a["state"].items():
+        for name, value in state.items():
+            assert torch.equal(
+                torch.as_tensor(value), torch.as_tensor(optimizer_b["state"][key][name])
+            )
+    rows_a, rows_b = read_csv(straight / artifacts.METRICS), read_csv(resumed / artifacts.METRICS)
+    assert [r["step"] for r in rows_b] == ["2", "4", "6"]
+    for row_a, row_b in zip(rows_a, rows_b, strict=True):
+        assert row_a["pretrain/loss"] == row_b["pretrain/loss"]
+
+
+def test_resume_refuses_changed_settings_and_missing_checkpoints(dataset, tmp_path: Path) -> None:
+    # Interrupted before the first checkpoint: --resume starts over, and says so.
+    with pytest.warns(UserWarning, match="no checkpoint"):
+        pretrain(tiny_config(tmp_path / "nothing", resume=True), dataset, progress=False)
+    assert (tmp_path / "nothing" / artifacts.ENCODER_WEIGHTS).is_file()
+    pretrain(tiny_config(tmp_path / "run", steps=2), dataset, progress=False)
+    with pytest.raises(ValueError, match="lr"):
+        pretrain(
+            tiny_config(tmp_path / "run", steps=4, resume=True, lr=0.5), dataset, progress=False
+        )
+    with pytest.raises(FileExistsError, match="not empty"):
+        pretrain(tiny_config(tmp_path / "run", steps=4), dataset, progress=False)
+
+
+class NaNAfter(torch.utils.data.Dataset):
+    """Serves ``dataset``'s windows, with NaN actions once ``clean`` windows have been served."""
+
+    def __init__(self, dataset: MovingSquareDataset, clean: int) -> None:
+        self.dataset, self.clean, self.served = dataset, clean, 0
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> dict[str, np.ndarray]:
+        item = dict(self.dataset[index])
+        self.served += 1
+        if self.served > self.clean:
+            item["action"] = np.full_like(item["action"], np.nan)
+        return item
+
+
+def test_nan_loss_stops_with_the_step_and_keeps_the_last_checkpoint(
+    dataset, tmp_path: Path
+) -> None:
+    config = tiny_config(tmp_path / "run", steps=6, image_every=0, objective="fdm")
+    poisoned = NaNAfter(dataset, clean=2 * 8 + 1)  # window 1 of batch 3 is the first NaN
+    with pytest.raises(NonFiniteLossError, match="step 3") as error:
+        pretrain(config, poisoned, progress=False)
+    assert "step_0000002" in str(error.value)
+    root = tmp_path / "run" / artifacts.CHECKPOINTS
+    assert checkpoint.latest_checkpoint_path(root).name == "step_0000002"
+    assert sorted(p.name for p in root.iterdir()) == ["latest.json", "step_0000002"]
+    kept = checkpoint.load_checkpoint(root / "step_0000002")
+    assert all(torch.isfinite(t).all() for t in kept.model_state.values())
+    assert not (tmp_path / "run" / artifacts.MODEL_WEIGHTS).exists()
+    # The kept checkpoint is the state after 2 clean steps: resuming on clean data works and
+    # matches a clean straight run.
+    resumed = pretrain(dataclasses.replace(config, resume=True), dataset, progress=False)
+    straight = pretrain(
+        dataclasses.replace(config, out=str(tmp_path / "clean")), dataset, progress=False
+    )
+    assert_same_tensors(
+        load_tensors(straight / artifacts.MODEL_WEIGHTS),
+        load_tensors(resumed / artifacts.MODEL_WEIGHTS),
+    )
+
+
+def test_bad_settings_are_rejected(dataset, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="amp"):
+        pretrain(tiny_config(tmp_path / "a", amp=True, device="cpu"), dataset, progress=False)
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA is not available"):
+            pretrain(tiny_config(tmp_path / "b", device="cuda"), dataset, progress=False)
+    with pytest.raises(ValueError, match="windows must hold 4 frames"):
+        pretrain(tiny_config(tmp_path / "c", num_steps_ahead=3), dataset, progress=False)
+    with pytest.raises(ValueError, match="decoded_steps"):
+        tiny_config(tmp_path / "d", decoded_steps=3)
+    with pytest.raises(ValueError, match="batch_size"):
+        tiny_config(tmp_path / "e", batch_size=1)
+
+
+def test_frame_stack_trains_and_loads(tmp_path: Path) -> None:
+    stacked = dataclasses.replace(TINY_ENCODER, frame_stack=2)
+    data = MovingSquareDataset(num_episodes=3, episode_length=10, num_steps=K + 1, image_size=SIZE)
+    out = pretrain(tiny_config(tmp_path / "run", encoder=stacked, steps=2), data, progress=False)
+    encoder, config = load_encoder(out)
+    assert config.frame_stack == 2 and config.in_channels == 6
+    window = torch.from_numpy(data[0]["pixels"])  # (K+2, H, W, 3)
+    frames = torch.cat([window[:-1], window[1:]], dim=-1)  # (K+1, H, W, 6)
+    assert encoder(frames).shape == (K + 1, 16)
+    predicted = load_world_model(out).predict_frames(frames[None, :1], torch.zeros(1, K, 2))
+    assert predicted.shape == (1, K, SIZE, SIZE, 3)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("objective", ["fdm+future", "contrastive+inverse+recon"])
+def test_cuda_bf16_autocast_with_the_resnet_encoder(
+    objective: str, dataset, tmp_path: Path
+) -> None:
+    encoder = EncoderConfig.impala(image_size=SIZE, feature_dim=16)
+    config = tiny_config(tmp_path / "cuda", device="cuda", encoder=encoder, objective=objective)
+    run = PretrainRun(config, dataset, progress=False)
+    assert run.amp and run.device.type == "cuda"
+    out = run.train()
+    run.close()
+    rows = read_csv(out / artifacts.METRICS)
+    assert all(math.isfinite(float(r["pretrain/loss"])) for r in rows)
+    loaded, _ = load_encoder(out, device="cuda")
+    frames = torch.from_numpy(dataset[0]["pixels"]).cuda()
+    assert loaded(frames).device.type == "cuda"
+    if objective == "fdm+future":
+        model = load_world_model(out, device="cuda")
+        batch = dataset.__getitems__([0, 1])
+        predicted = model.predict_frames(
+            torch.from_numpy(batch["pixels"]).cuda(), torch.from_numpy(batch["action"]).cuda()
+        )
+        assert predicted.shape == (2, K, SIZE, SIZE, 3) and predicted.device.type == "cuda"

@@ -1,0 +1,75 @@
+"""``sslrobot pretrain`` end to end on a collected dataset directory (the fake pixel env)."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+import torch
+from test_data_fake_env import FAKE_ENV_ID
+
+import sslrobot
+from sslrobot.cli import main
+from sslrobot.data import CollectConfig, collect
+from sslrobot.pretraining import artifacts, load_world_model
+
+SIZE = 32
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory) -> Path:
+    torch.set_num_threads(1)
+    root = tmp_path_factory.mktemp("pretrain_cli") / "data"
+    config = CollectConfig(
+        env_id=FAKE_ENV_ID,
+        out=root,
+        num_episodes=6,
+        image_size=SIZE,
+        env_kwargs={"image_size": SIZE},
+    )
+    return collect(config, progress=False)
+
+
+def _args(data: Path, out: Path, *extra: str) -> list[str]:
+    return [
+        "pretrain", "--data", str(data), "--out", str(out), "--batch-size", "8",
+        "--num-steps-ahead", "2", "--log-every", "1", "--checkpoint-every", "2",
+        "--image-every", "2", "--no-tensorboard", "--no-progress", *extra,
+    ]  # fmt: skip
+
+
+def test_pretrain_command_writes_a_loadable_encoder(data_dir: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "fdm_future"
+    assert main(_args(data_dir, out, "--steps", "2", "--feature-dim", "24")) == 0
+    assert str(out) in capsys.readouterr().out
+    encoder, config = sslrobot.load_encoder(out)
+    assert config.image_size == SIZE and config.feature_dim == 24
+    frames = torch.zeros(2, SIZE, SIZE, 3, dtype=torch.uint8)
+    assert encoder(frames).shape == (2, 24)
+    assert (out / artifacts.PREDICTIONS / "step_00002.png").is_file()  # validation windows
+    with (out / artifacts.METRICS).open() as file:
+        assert [row["step"] for row in csv.DictReader(file)] == ["1", "2"]
+    assert load_world_model(out).has_decoder
+    # Resume to 3 steps; then a fresh run into the same directory is refused (exit code 2).
+    assert main(_args(data_dir, out, "--steps", "3", "--feature-dim", "24", "--resume")) == 0
+    assert main(_args(data_dir, out, "--steps", "3", "--feature-dim", "24")) == 2
+    assert "not empty" in capsys.readouterr().err
+
+
+def test_none_baseline_and_encoder_options(data_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "none"
+    assert main(_args(data_dir, out, "--objective", "none", "--steps", "0", "--threads", "1")) == 0
+    assert sslrobot.load_encoder(out)[1].arch == "cnn"
+    out = tmp_path / "drqv2"
+    assert (
+        main(
+            _args(
+                data_dir, out, "--objective", "inverse", "--steps", "1", "--encoder-arch", "drqv2"
+            )
+        )
+        == 0
+    )
+    assert sslrobot.load_encoder(out)[1].channels == (32, 32, 32, 32)
+    bad = _args(data_dir, tmp_path / "bad", "--steps", "1", "--encoder-channels", "8,8,8,8")
+    assert main(bad) == 2  # four layers need four strides

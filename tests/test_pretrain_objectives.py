@@ -1,0 +1,241 @@
+"""Pure pieces of pretraining: losses, objective parsing, augmentation, EMA, batch order."""
+
+import pytest
+import torch
+
+from sslrobot.models import DecoderConfig, EncoderConfig
+from sslrobot.pretraining.augment import (
+    crop_by_index,
+    random_shift,
+    replicate_pad,
+    shift_by_copies,
+    stack_frames,
+)
+from sslrobot.pretraining.objectives import (
+    format_objective,
+    info_nce_loss,
+    inverse_dynamics_loss,
+    latent_std,
+    normalized_cosine_loss,
+    parse_objective,
+    pixel_mse_loss,
+)
+from sslrobot.pretraining.prefetch import Prefetcher
+from sslrobot.pretraining.sampler import ResumableBatchSampler
+from sslrobot.pretraining.world_model import WorldModel, WorldModelConfig
+
+torch.set_num_threads(1)
+
+
+def _randn(*shape: int, seed: int = 0) -> torch.Tensor:
+    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed))
+
+
+# -- losses: ~0 on a perfect prediction, > 0 otherwise ------------------------------------
+
+
+def test_normalized_cosine_loss() -> None:
+    target = _randn(4, 3, 8)
+    assert normalized_cosine_loss(target, target).item() == pytest.approx(0.0, abs=1e-6)
+    # Scale does not matter (normalised), direction does.
+    assert normalized_cosine_loss(3.0 * target, target).item() == pytest.approx(0.0, abs=1e-6)
+    assert normalized_cosine_loss(_randn(4, 3, 8, seed=1), target).item() > 0.1
+    assert normalized_cosine_loss(-target, target).item() == pytest.approx(4.0, abs=1e-5)
+
+
+def test_pixel_mse_loss() -> None:
+    frames = torch.rand(2, 3, 8, 8) - 0.5
+    assert pixel_mse_loss(frames, frames).item() == 0.0
+    assert pixel_mse_loss(frames + 0.1, frames).item() == pytest.approx(0.01, rel=1e-4)
+    with pytest.raises(ValueError, match="!="):
+        pixel_mse_loss(frames, frames[:1])
+
+
+def test_inverse_dynamics_loss() -> None:
+    actions = _randn(6, 2)
+    assert inverse_dynamics_loss(actions, actions).item() == 0.0
+    assert inverse_dynamics_loss(actions + 0.5, actions).item() == pytest.approx(0.25)
+
+
+def test_info_nce_loss() -> None:
+    eye = torch.eye(8)  # orthogonal pairs: the best case
+    perfect = info_nce_loss(eye, eye, temperature=0.1).item()
+    assert 0.0 <= perfect < 1e-3
+    shuffled = info_nce_loss(eye, eye.roll(1, dims=0), temperature=0.1).item()
+    assert shuffled > 10.0
+    same = info_nce_loss(torch.ones(8, 4), torch.ones(8, 4)).item()  # no information
+    assert same == pytest.approx(torch.log(torch.tensor(8.0)).item(), rel=1e-5)
+
+
+def test_latent_std_detects_collapse() -> None:
+    assert latent_std(torch.ones(16, 4)).item() == 0.0
+    assert latent_std(_randn(256, 4)).item() == pytest.approx(1.0, abs=0.15)
+
+
+def test_parse_objective() -> None:
+    assert parse_objective("fdm+future") == {"fdm": 1.0, "future": 1.0}
+    assert parse_objective("future:2+fdm:0.5") == {"fdm": 0.5, "future": 2.0}  # canonical order
+    assert parse_objective("none") == {}
+    assert format_objective(parse_objective("future:2+fdm")) == "fdm+future:2"
+    for bad, message in [
+        ("fmd", "unknown objective 'fmd'"),
+        ("fdm+none", "cannot be combined"),
+        ("fdm+fdm", "repeated"),
+        ("fdm:x", "not a number"),
+        ("fdm:-1", "positive"),
+        ("", "non-empty"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            parse_objective(bad)
+
+
+# -- augmentation -------------------------------------------------------------------------
+
+
+def test_random_shift_is_a_shared_integer_shift_with_replicated_borders() -> None:
+    pixels = torch.randint(0, 256, (16, 3, 12, 12, 3), dtype=torch.uint8)
+    shifted = random_shift(pixels, pad=2, generator=torch.Generator().manual_seed(0))
+    assert shifted.shape == pixels.shape and shifted.dtype == torch.uint8
+    padded = pixels.permute(0, 1, 4, 2, 3).float().flatten(1, 2)
+    padded = torch.nn.functional.pad(padded, (2, 2, 2, 2), mode="replicate")
+    padded = padded.unflatten(1, (3, 3)).permute(0, 1, 3, 4, 2)  # (B, T, 16, 16, 3)
+    moved = 0
+    for b in range(16):
+        # Exactly one crop of the replicate-padded window matches, the same for all frames.
+        matches = [
+            (dy, dx)
+            for dy in range(5)
+            for dx in range(5)
+            if torch.equal(padded[b, :, dy : dy + 12, dx : dx + 12].to(torch.uint8), shifted[b])
+        ]
+        assert len(matches) >= 1
+        moved += matches[0] != (2, 2)
+    assert moved > 8  # most windows move
+    again = random_shift(pixels, pad=2, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(again, shifted)  # deterministic for a seed
+    assert random_shift(pixels, 0, torch.Generator()) is pixels
+
+
+def test_cpu_and_accelerator_shift_paths_agree() -> None:
+    """The CPU path (slice copies, no padding) equals the accelerator path (pad, then one
+    indexing op), for every shift including the extremes."""
+    pixels = torch.randint(0, 256, (49, 2, 10, 8, 3), dtype=torch.uint8)
+    padded = replicate_pad(pixels, 3)
+    assert padded.shape == (49, 2, 16, 14, 3)
+    assert torch.equal(padded[:, :, 0, 3:-3], pixels[:, :, 0])  # top rows repeat row 0
+    assert torch.equal(padded[:, :, -1, -1], pixels[:, :, -1, -1])  # corners repeat corners
+    offsets = torch.cartesian_prod(torch.arange(7), torch.arange(7))  # all 49 (dy, dx)
+    expected = crop_by_index(padded, offsets, 10, 8)
+    assert torch.equal(shift_by_copies(pixels, offsets - 3), expected)
+    assert torch.equal(expected[24], pixels[24])  # (3, 3): no shift
+
+
+def test_stack_frames() -> None:
+    pixels = torch.arange(2 * 5 * 1 * 1 * 3, dtype=torch.uint8).view(2, 5, 1, 1, 3)
+    stacked = stack_frames(pixels, 3)
+    assert stacked.shape == (2, 3, 1, 1, 9)
+    assert torch.equal(stacked[:, 0], torch.cat([pixels[:, 0], pixels[:, 1], pixels[:, 2]], -1))
+    assert torch.equal(stacked[:, 2, ..., -3:], pixels[:, 4])  # newest frame last
+    assert stack_frames(pixels, 1) is pixels
+
+
+# -- EMA ----------------------------------------------------------------------------------
+
+
+def test_ema_update_moves_targets_toward_online() -> None:
+    encoder = EncoderConfig(
+        image_size=16, channels=(4,), kernel_sizes=(4,), strides=(4,), paddings=(0,), feature_dim=8
+    )
+    config = WorldModelConfig(
+        encoder=encoder, action_dim=2, objective={"fdm": 1.0}, ema_momentum=0.9
+    )
+    model = WorldModel(config)
+    assert not any(p.requires_grad for p in model.target_encoder.parameters())
+    online = dict(model.encoder.named_parameters())
+    for p in model.encoder.parameters():
+        p.data.add_(1.0)
+    before = {n: p.clone() for n, p in model.target_encoder.named_parameters()}
+    model.ema_update()
+    for name, p in model.target_encoder.named_parameters():
+        expected = 0.9 * before[name] + 0.1 * online[name]
+        torch.testing.assert_close(p, expected)
+    # Projection targets follow their online heads too.
+    for p_t, p_o in zip(
+        model.target_fdm_projection.parameters(), model.fdm_projection.parameters(), strict=True
+    ):
+        torch.testing.assert_close(p_t, p_o)  # heads unchanged: target == online
+
+
+# -- batch order --------------------------------------------------------------------------
+
+
+def _take(sampler: ResumableBatchSampler, count: int) -> list[list[int]]:
+    batches = iter(sampler)
+    return [next(batches) for _ in range(count)]
+
+
+def test_sampler_resumes_mid_epoch_and_covers_each_epoch() -> None:
+    straight = _take(ResumableBatchSampler(10, 3, seed=1), 7)
+    resumed = _take(ResumableBatchSampler(10, 3, seed=1, start_step=4), 3)
+    assert straight[4:] == resumed
+    stream = [i for batch in straight for i in batch]
+    assert sorted(stream[:10]) == list(range(10))  # first epoch: a permutation
+    assert sorted(stream[10:20]) == list(range(10))
+    assert _take(ResumableBatchSampler(10, 3, seed=2), 1) != straight[:1]
+
+
+def test_sampler_shards_disjointly_across_ranks() -> None:
+    ranks = [_take(ResumableBatchSampler(12, 2, seed=0, rank=r, world_size=3), 2) for r in range(3)]
+    single = _take(ResumableBatchSampler(12, 6, seed=0), 2)
+    for step in range(2):
+        assert sorted(i for r in range(3) for i in ranks[r][step]) == sorted(single[step])
+
+
+# -- prefetching --------------------------------------------------------------------------
+
+
+def test_prefetcher_keeps_order_and_reraises() -> None:
+    prefetched = Prefetcher(iter(range(50)), depth=3)
+    assert list(prefetched) == list(range(50))
+
+    def failing():
+        yield 1
+        raise OSError("disk gone")
+
+    prefetched = Prefetcher(failing(), depth=2)
+    assert next(prefetched) == 1
+    with pytest.raises(OSError, match="disk gone"):
+        next(prefetched)
+    endless = Prefetcher(iter(int, 1), depth=2)  # never ends; close() must still return
+    next(endless)
+    endless.close()
+    assert not endless._thread.is_alive()
+
+
+@pytest.mark.parametrize(
+    "objective",
+    [
+        {"fdm": 1.0},
+        {"future": 1.0},
+        {"recon": 1.0},
+        {"inverse": 1.0},
+        {"contrastive": 1.0},
+        {"fdm": 1.0, "recon": 1.0},
+    ],
+    ids=lambda o: "+".join(o),
+)
+def test_every_trainable_weight_gets_a_gradient(objective: dict[str, float]) -> None:
+    """DistributedDataParallel (without find_unused_parameters) needs every trainable weight to
+    take part in each step's loss."""
+    encoder = EncoderConfig(
+        image_size=16, channels=(4,), kernel_sizes=(4,), strides=(4,), paddings=(0,), feature_dim=8
+    )
+    decoder = DecoderConfig(channels=(8,), shuffle=4)
+    model = WorldModel(
+        WorldModelConfig(encoder=encoder, action_dim=2, objective=objective, decoder=decoder)
+    )
+    pixels = torch.randint(0, 256, (4, 3, 16, 16, 3), dtype=torch.uint8)
+    losses, _ = model(pixels, _randn(4, 2, 2))
+    sum(losses.values()).backward()
+    missing = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
+    assert not missing
