@@ -1,0 +1,114 @@
+"""CLI: ``sslrobot train-policy`` and ``sslrobot evaluate``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``train-policy`` and ``evaluate``."""
+    train = subparsers.add_parser(
+        "train-policy",
+        help="train a BC or RL policy on a frozen encoder (or a baseline)",
+        description="Behaviour cloning on expert demonstrations or online RL (Stable-Baselines3) "
+        "on the features of a frozen encoder. --encoder is a `pretrain --out` directory, or "
+        "none (frozen random init), scratch (trained end to end with random shifts, BC only) "
+        "or state (privileged-state oracle).",
+    )
+    train.add_argument("--env", required=True, help="env id, e.g. sslrobot/Push-v0")
+    train.add_argument("--encoder", required=True, help="DIR | none | scratch | state")
+    train.add_argument("--algo", required=True, choices=("bc", "rl"))
+    train.add_argument("--demos", type=Path, default=None, help="expert dataset dir (BC)")
+    train.add_argument("--num-demos", type=int, default=None, help="first N demos (default: all)")
+    train.add_argument(
+        "--num-val-demos", type=int, default=0, help="last V demos held out for validation loss"
+    )
+    train.add_argument("--seed", type=int, default=0, help="training seed (default: 0)")
+    train.add_argument("--out", type=Path, required=True, help="policy directory")
+    budget = train.add_mutually_exclusive_group()
+    budget.add_argument("--steps", type=int, default=None, help="BC gradient steps / RL env steps")
+    budget.add_argument("--epochs", type=int, default=None, help="BC passes over the demos")
+    train.add_argument("--batch-size", type=int, default=256)
+    train.add_argument("--lr", type=float, default=None, help="default: BC 1e-3, SAC/PPO 3e-4")
+    train.add_argument("--image-size", type=int, default=None, help="default: the encoder's")
+    train.add_argument(
+        "--val-episodes", type=int, default=0, help="online validation episodes per check (BC)"
+    )
+    train.add_argument("--num-val-checks", type=int, default=5, help="validation checks (BC)")
+    train.add_argument("--cache-dir", type=Path, default=None, help="on-disk feature cache")
+    train.add_argument("--rl-algorithm", default="sac", choices=("sac", "ppo"))
+    train.add_argument("--num-envs", type=int, default=1, help="parallel envs for RL")
+    train.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
+    train.add_argument("--no-progress", action="store_true", help="no progress output")
+    train.set_defaults(func=_train_policy)
+
+    evaluate = subparsers.add_parser(
+        "evaluate",
+        help="evaluate a policy on seeded episodes; write a result JSON (and videos)",
+        description="Episode i uses seed SEED+i. The JSON holds success_rate, success_ci95, "
+        "mean_return, return_ci95 and the per-episode results, with labels.",
+    )
+    evaluate.add_argument("--policy", type=Path, required=True, help="train-policy --out dir")
+    evaluate.add_argument("--env", default=None, help="env id (default: the policy's)")
+    evaluate.add_argument("--episodes", type=int, default=50, help="episodes (default: 50)")
+    evaluate.add_argument("--seed", type=int, default=0, help="seed of the first episode")
+    evaluate.add_argument("--visual-preset", default="train", help="train | heldout | none")
+    evaluate.add_argument("--checkpoint", default="final", choices=("final", "best"))
+    evaluate.add_argument("--out", type=Path, required=True, help="result JSON file")
+    evaluate.add_argument("--videos", type=int, default=0, help="videos of the first K episodes")
+    evaluate.add_argument("--device", default="cpu")
+    evaluate.set_defaults(func=_evaluate)
+
+
+def _train_policy(args: argparse.Namespace) -> int:
+    from sslrobot.policy import PolicyConfig, train_policy
+
+    config = PolicyConfig(
+        env_id=args.env,
+        encoder=args.encoder,
+        algo=args.algo,
+        out=args.out,
+        seed=args.seed,
+        demos=args.demos,
+        num_demos=args.num_demos,
+        num_val_demos=args.num_val_demos,
+        steps=args.steps,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        image_size=args.image_size,
+        val_episodes=args.val_episodes,
+        num_val_checks=args.num_val_checks,
+        cache_dir=args.cache_dir,
+        rl_algorithm=args.rl_algorithm,
+        num_envs=args.num_envs,
+        device=args.device,
+        progress=not args.no_progress,
+    )
+    out = train_policy(config)
+    print(f"policy: {out}")
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from sslrobot.evaluation.evaluate import evaluate
+
+    result = evaluate(
+        args.policy,
+        env_id=args.env,
+        num_episodes=args.episodes,
+        seed=args.seed,
+        visual_preset=args.visual_preset,
+        out_json=args.out,
+        num_videos=args.videos,
+        checkpoint=args.checkpoint,
+        device=args.device,
+    )
+    low, high = result["success_ci95"]
+    summary = {"success_rate": result["success_rate"], "success_ci95": [low, high]}
+    print(f"{json.dumps(summary)}\nresult: {args.out}")
+    for video in result["videos"]:
+        print(f"video: {args.out.parent / video}")
+    return 0

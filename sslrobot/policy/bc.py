@@ -1,0 +1,366 @@
+"""Behaviour cloning on expert demonstrations, with frozen-encoder features computed once."""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+from tqdm import tqdm
+
+from sslrobot.policy.cache import FeatureCache
+from sslrobot.policy.checkpoint import Policy, save_weights, write_policy_config
+from sslrobot.policy.config import DEFAULT_BC_STEPS, VALIDATION_SEED_BASE, PolicyConfig
+from sslrobot.policy.demos import DemoTransitions, load_transitions, select_demo_ids
+from sslrobot.policy.environment import EnvShapes, env_shapes, make_env
+from sslrobot.policy.network import BCNetwork, ObservationEncoder
+from sslrobot.policy.setup import (
+    base_record,
+    check_fits,
+    open_demos,
+    resolve_device,
+    resolve_policy_encoder,
+)
+from sslrobot.pretraining.augment import random_shift
+from sslrobot.utils.io import atomic_write_text
+
+
+@dataclass
+class BCData:
+    """Tensors one BC split trains or validates on, all with N rows.
+
+    Attributes:
+        actions: Expert actions, (N, A).
+        features: Cached raw features (N, F) (or the state (N, S)); None for ``scratch``.
+        pixels: uint8 frames (N, H, W, 3) for ``scratch``; else None.
+        proprio: (N, P), or None for the state oracle.
+    """
+
+    actions: torch.Tensor
+    features: torch.Tensor | None = None
+    pixels: torch.Tensor | None = None
+    proprio: torch.Tensor | None = None
+
+    def __len__(self) -> int:
+        return int(self.actions.shape[0])
+
+    def rows(self, index: torch.Tensor) -> BCData:
+        def pick(tensor: torch.Tensor | None) -> torch.Tensor | None:
+            return None if tensor is None else tensor[index]
+
+        return BCData(
+            self.actions[index], pick(self.features), pick(self.pixels), pick(self.proprio)
+        )
+
+
+@dataclass
+class BCHistory:
+    """What happened during training, for ``policy_config.json`` and the CSV log."""
+
+    rows: list[dict[str, float]] = field(default_factory=list)
+    best: dict[str, Any] | None = None
+
+
+def predict(
+    network: BCNetwork, batch: BCData, pad: int = 0, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """Actions (B, A) for a batch: from cached features, or from (augmented) frames."""
+    if batch.features is not None:
+        return network.act_from_features(batch.features, batch.proprio)
+    assert batch.pixels is not None
+    pixels = batch.pixels
+    if pad:
+        # (B, H, W, C) as windows of one frame, the shape the pretraining augmentation takes.
+        pixels = random_shift(pixels[:, None], pad, generator)[:, 0]
+    return network(pixels, batch.proprio)
+
+
+def bc_loss(
+    network: BCNetwork, batch: BCData, pad: int = 0, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """Mean squared error between predicted and expert actions."""
+    return F.mse_loss(predict(network, batch, pad, generator), batch.actions)
+
+
+@torch.no_grad()
+def evaluate_loss(network: BCNetwork, data: BCData, batch_size: int) -> float:
+    """Mean per-sample BC loss over ``data``, without augmentation, network in eval mode."""
+    was_training = network.training
+    network.eval()
+    total = 0.0
+    for start in range(0, len(data), batch_size):
+        stop = min(start + batch_size, len(data))
+        batch = data.rows(torch.arange(start, stop, device=data.actions.device))
+        total += float(F.mse_loss(predict(network, batch), batch.actions, reduction="sum"))
+    network.train(was_training)
+    return total / (len(data) * data.actions.shape[1])
+
+
+def make_bc_data(
+    transitions: DemoTransitions,
+    kind: str,
+    cache: FeatureCache | None,
+    device: torch.device,
+) -> BCData:
+    """Tensors for one split: features from the cache for frozen encoders, else frames/state."""
+    actions = torch.from_numpy(transitions.actions).to(device)
+    if kind == "state":
+        assert transitions.state is not None
+        return BCData(actions, features=torch.from_numpy(transitions.state).to(device))
+    assert transitions.pixels is not None and transitions.proprio is not None
+    proprio = torch.from_numpy(transitions.proprio).to(device)
+    if kind == "scratch":
+        return BCData(
+            actions, pixels=torch.from_numpy(transitions.pixels).to(device), proprio=proprio
+        )
+    assert cache is not None
+    features = cache.features(
+        transitions.episode_ids, transitions.episode_lengths, transitions.pixels
+    )
+    return BCData(actions, features=torch.from_numpy(features).to(device), proprio=proprio)
+
+
+def total_bc_steps(config: PolicyConfig, num_samples: int) -> int:
+    """Gradient steps: ``steps``, else ``epochs`` passes, else the default."""
+    if config.steps is not None:
+        return config.steps
+    if config.epochs is not None:
+        return config.epochs * math.ceil(num_samples / min(config.batch_size, num_samples))
+    return DEFAULT_BC_STEPS
+
+
+def train_bc(config: PolicyConfig) -> Path:
+    """Train a BC policy as ``config`` says and write it to ``config.out``.
+
+    Returns:
+        The policy directory.
+    """
+    start_time = time.perf_counter()
+    device = resolve_device(config.device)
+    dataset, dataset_key = open_demos(config)
+    resolved, image_size = resolve_policy_encoder(config, dataset.manifest)
+    obs_mode = "state" if resolved.kind == "state" else "pixels"
+    env = make_env(config.env_id, image_size, obs_mode)
+    try:
+        shapes = env_shapes(env, config.env_id)
+    finally:
+        env.close()
+    check_fits(resolved, shapes, config.env_id)
+
+    train_ids, val_ids = select_demo_ids(
+        list(dataset.episode_ids), config.num_demos, config.num_val_demos, config.demos
+    )
+    use_pixels = resolved.kind != "state"
+    train_tr = load_transitions(dataset, train_ids, pixels=use_pixels, state=not use_pixels)
+    val_tr = (
+        load_transitions(dataset, val_ids, pixels=use_pixels, state=not use_pixels)
+        if val_ids
+        else None
+    )
+    _check_demo_shapes(train_tr, shapes, config)
+
+    torch.manual_seed(config.seed)
+    feature_dim = shapes.state_dim if resolved.kind == "state" else resolved.module.feature_dim
+    obs_encoder = ObservationEncoder(
+        resolved.module,
+        feature_dim=feature_dim,
+        proprio_dim=shapes.proprio_dim,
+        frozen=resolved.frozen,
+        normalize_features=resolved.kind != "scratch",
+    ).to(device)
+    network = BCNetwork(obs_encoder, shapes.action_dim, config.hidden_dims).to(device)
+    cache = None
+    if resolved.frozen:
+        cache = FeatureCache(
+            config.cache_dir, resolved.module, dataset_key, config.feature_batch_size, device
+        )
+    train_data = make_bc_data(train_tr, resolved.kind, cache, device)
+    val_data = make_bc_data(val_tr, resolved.kind, cache, device) if val_tr else None
+    if resolved.kind != "scratch":
+        obs_encoder.feature_norm.fit(train_data.features.cpu())
+    if train_data.proprio is not None:
+        obs_encoder.proprio_norm.fit(train_data.proprio.cpu())
+
+    record = base_record(config, resolved, shapes, image_size)
+    record.update(
+        {
+            "num_demos": len(train_ids),
+            "demos": str(Path(config.demos).resolve()),
+            "demo_episode_ids": train_ids,
+            "demo_seeds": _episode_seeds(dataset, train_ids + val_ids),
+            "val_episode_ids": val_ids,
+            "num_train_samples": len(train_data),
+        }
+    )
+    out = config.out
+    out.mkdir(parents=True, exist_ok=True)
+    history = _fit(config, network, train_data, val_data, record, device)
+    save_weights(out / "final.safetensors", network)
+    checkpoints = {"final": "final.safetensors"}
+    if history.best is not None:
+        checkpoints["best"] = "best.safetensors"
+    _write_csv(out / "logs" / "bc.csv", history.rows)
+    record.update(
+        {
+            "checkpoints": checkpoints,
+            "best": history.best,
+            "metrics": history.rows[-1] if history.rows else {},
+            "feature_cache": {
+                "dir": None if config.cache_dir is None else str(config.cache_dir),
+                "frames_encoded": 0 if cache is None else cache.num_computed_frames,
+            },
+            "wall_time_s": time.perf_counter() - start_time,
+        }
+    )
+    write_policy_config(out, record)
+    return out
+
+
+def _fit(
+    config: PolicyConfig,
+    network: BCNetwork,
+    train_data: BCData,
+    val_data: BCData | None,
+    record: dict[str, Any],
+    device: torch.device,
+) -> BCHistory:
+    """The training loop: minibatch epochs, validation checks, best checkpoint on disk."""
+    num_samples = len(train_data)
+    batch_size = min(config.batch_size, num_samples)
+    num_steps = total_bc_steps(config, num_samples)
+    check_every = max(1, math.ceil(num_steps / config.num_val_checks))
+    params = [p for p in network.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
+    generator = torch.Generator(device=device).manual_seed(config.seed)
+    pad = config.augment_pad if record["encoder"]["kind"] == "scratch" else 0
+    validator = _OnlineValidator(config, record, network, device) if config.val_episodes else None
+    history = BCHistory()
+    best_score: tuple[float, ...] | None = None
+    order = torch.randperm(num_samples, generator=generator, device=device)
+    cursor, running, count = 0, 0.0, 0
+    network.train()
+    progress = tqdm(range(1, num_steps + 1), desc="bc", disable=not config.progress, leave=False)
+    try:
+        for step in progress:
+            if cursor + batch_size > num_samples:
+                order, cursor = torch.randperm(num_samples, generator=generator, device=device), 0
+            index = order[cursor : cursor + batch_size]
+            cursor += batch_size
+            loss = bc_loss(network, train_data.rows(index), pad, generator)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"BC loss is {loss.item()} at step {step}; lower --lr")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            running, count = running + loss.item(), count + 1
+            if step % check_every and step != num_steps:
+                continue
+            row: dict[str, float] = {"step": step, "bc/train_loss": running / count}
+            running, count = 0.0, 0
+            score: tuple[float, ...] = ()
+            if validator is not None:
+                row["eval/val_success"] = validator.success_rate()
+                score += (row["eval/val_success"],)
+            if val_data is not None:
+                row["bc/val_loss"] = evaluate_loss(network, val_data, config.feature_batch_size)
+                score += (-row["bc/val_loss"],)
+            history.rows.append(row)
+            progress.set_postfix(
+                {k.split("/")[-1]: round(v, 4) for k, v in row.items() if k != "step"}
+            )
+            # Ties go to the later checkpoint: as good on validation, and trained longer.
+            if score and (best_score is None or score >= best_score):
+                best_score = score
+                save_weights(config.out / "best.safetensors", network)
+                history.best = dict(row)
+    finally:
+        progress.close()
+        if validator is not None:
+            validator.close()
+    return history
+
+
+class _OnlineValidator:
+    """Success rate of the current network on validation-seed episodes (never evaluation seeds)."""
+
+    def __init__(
+        self, config: PolicyConfig, record: dict[str, Any], network: BCNetwork, device: torch.device
+    ):
+        from sslrobot.evaluation.rollouts import run_episodes
+
+        self._run_episodes = run_episodes
+        self.env = make_env(config.env_id, record["image_size"], record["obs_mode"])
+        self.network = network
+        self.seeds = [VALIDATION_SEED_BASE + i for i in range(config.val_episodes)]
+
+        def head(inputs: torch.Tensor) -> np.ndarray:
+            with torch.no_grad():
+                return network.head(inputs).cpu().numpy()
+
+        self.policy = Policy(record, "current", network.obs_encoder, head, device)
+
+    def success_rate(self) -> float:
+        self.network.eval()
+        try:
+            results, _ = self._run_episodes(self.env, self.policy, self.seeds)
+        finally:
+            self.network.train()
+        return float(np.mean([r.success for r in results]))
+
+    def close(self) -> None:
+        self.env.close()
+
+
+def _check_demo_shapes(
+    transitions: DemoTransitions, shapes: EnvShapes, config: PolicyConfig
+) -> None:
+    """Demonstrations must match the environment (actions, frames, proprio, state)."""
+    where = f"demonstrations {config.demos}"
+    if transitions.actions.shape[1] != shapes.action_dim:
+        raise ValueError(
+            f"{where} have actions of width {transitions.actions.shape[1]}, but {config.env_id} "
+            f"takes {shapes.action_dim}"
+        )
+    if transitions.pixels is not None and transitions.pixels.shape[1:] != shapes.frame_shape:
+        raise ValueError(
+            f"{where} hold frames of shape {transitions.pixels.shape[1:]}, but {config.env_id} "
+            f"gives {shapes.frame_shape}"
+        )
+    if transitions.proprio is not None and transitions.proprio.shape[1] != shapes.proprio_dim:
+        raise ValueError(
+            f"{where} hold proprio of width {transitions.proprio.shape[1]}, but {config.env_id} "
+            f"gives {shapes.proprio_dim}"
+        )
+    if transitions.state is not None and transitions.state.shape[1] != shapes.state_dim:
+        raise ValueError(
+            f"{where} hold state of width {transitions.state.shape[1]}, but {config.env_id} "
+            f"gives {shapes.state_dim}"
+        )
+
+
+def _episode_seeds(dataset: Any, episode_ids: list[int]) -> list[int]:
+    """Reset seeds of the demonstrations, so evaluation can flag seeds it shares with them."""
+    seeds = []
+    for episode_id in episode_ids:
+        seed = dataset.meta(episode_id).get("seed")
+        seeds.append(int(seed) if seed is not None else int(episode_id))
+    return seeds
+
+
+def _write_csv(path: Path, rows: list[dict[str, float]]) -> None:
+    """Write the validation-check rows as CSV (atomic), columns in first-seen order."""
+    keys: list[str] = []
+    for row in rows:
+        keys += [key for key in row if key not in keys]
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=keys)
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(path, buffer.getvalue())

@@ -1,0 +1,125 @@
+"""Frozen-encoder features of demonstration frames, computed once (optionally kept on disk)."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from sslrobot.utils.io import atomic_write
+
+
+@torch.no_grad()
+def compute_features(
+    encoder: nn.Module, pixels: np.ndarray, batch_size: int, device: torch.device
+) -> np.ndarray:
+    """Encode frames in batches with a frozen encoder.
+
+    Args:
+        encoder: Frozen module, uint8 (B, H, W, 3) -> (B, F), already on ``device``.
+        pixels: uint8 frames, shape (N, H, W, 3).
+        batch_size: Frames per forward pass.
+        device: Where to run the encoder.
+
+    Returns:
+        float32 features, shape (N, F), on the CPU.
+    """
+    chunks = []
+    for start in range(0, pixels.shape[0], batch_size):
+        batch = torch.from_numpy(np.array(pixels[start : start + batch_size]))  # memmap -> RAM
+        chunks.append(encoder(batch.to(device)).float().cpu())
+    return torch.cat(chunks).numpy()
+
+
+def module_fingerprint(module: nn.Module) -> str:
+    """SHA-256 of a module's class and state dict (names, dtypes, shapes, bytes)."""
+    digest = hashlib.sha256(type(module).__qualname__.encode())
+    for name, tensor in sorted(module.state_dict().items()):
+        value = tensor.detach().cpu().contiguous().reshape(-1)  # 0-d tensors cannot be viewed
+        digest.update(f"{name}|{value.dtype}|{tuple(tensor.shape)}".encode())
+        digest.update(value.view(torch.uint8).numpy().tobytes() if value.numel() else b"")
+    return digest.hexdigest()
+
+
+class FeatureCache:
+    """Per-episode feature arrays keyed by encoder weights and dataset identity.
+
+    With ``root=None`` it only computes (no disk). With a directory, features are stored at
+    ``root/<encoder hash>/<dataset hash>/episode_<id>.npy`` (atomic writes), so BC runs that
+    share an encoder and a dataset (other seeds, other ``num_demos``) encode each frame once.
+
+    Args:
+        root: Cache directory, or None.
+        encoder: The frozen encoder.
+        dataset_key: JSON-able identity of the dataset (resolved path and manifest).
+        batch_size: Frames per forward pass.
+        device: Where to run the encoder.
+    """
+
+    def __init__(
+        self,
+        root: Path | None,
+        encoder: nn.Module,
+        dataset_key: Any,
+        batch_size: int,
+        device: torch.device,
+    ) -> None:
+        self.encoder = encoder
+        self.batch_size = batch_size
+        self.device = device
+        self.directory: Path | None = None
+        if root is not None:
+            dataset_hash = hashlib.sha256(
+                json.dumps(dataset_key, sort_keys=True, default=str).encode()
+            ).hexdigest()[:16]
+            self.directory = Path(root) / module_fingerprint(encoder)[:16] / dataset_hash
+        self.num_computed_frames = 0
+
+    def features(
+        self, episode_ids: tuple[int, ...], lengths: np.ndarray, pixels: np.ndarray
+    ) -> np.ndarray:
+        """Features (N, F) of concatenated episode frames ``pixels`` (N, H, W, 3).
+
+        Args:
+            episode_ids: Episodes whose frames are concatenated in ``pixels``.
+            lengths: Frames per episode, shape (E,), summing to N.
+            pixels: uint8 frames, shape (N, H, W, 3).
+        """
+        if self.directory is None:
+            self.num_computed_frames += pixels.shape[0]
+            return compute_features(self.encoder, pixels, self.batch_size, self.device)
+        parts = []
+        start = 0
+        for episode_id, length in zip(episode_ids, lengths.tolist(), strict=True):
+            path = self.directory / f"episode_{episode_id:06d}.npy"
+            cached = _read_cached(path, length)
+            if cached is None:
+                frames = pixels[start : start + length]
+                cached = compute_features(self.encoder, frames, self.batch_size, self.device)
+                self.num_computed_frames += length
+                _write_array(path, cached)
+            parts.append(cached)
+            start += length
+        return np.concatenate(parts)
+
+
+def _read_cached(path: Path, length: int) -> np.ndarray | None:
+    if not path.is_file():
+        return None
+    try:
+        array = np.load(path, allow_pickle=False)
+    except (OSError, ValueError):
+        return None  # a damaged entry is recomputed and replaced
+    return array if array.shape[0] == length and array.dtype == np.float32 else None
+
+
+def _write_array(path: Path, array: np.ndarray) -> None:
+    buffer = io.BytesIO()
+    np.save(buffer, array, allow_pickle=False)
+    atomic_write(path, lambda file: file.write(buffer.getvalue()))

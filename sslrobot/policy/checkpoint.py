@@ -1,0 +1,194 @@
+"""Policy directories: config and weights written atomically, and ``load_policy`` to act with them.
+
+Layout of a policy directory::
+
+    policy_config.json     what was trained, on what, how (``train_config``), checkpoints, metrics
+    final.safetensors      every tensor of the network: encoder, normalisers, head (BC)
+    best.safetensors       the checkpoint with the best validation score (BC, when validated)
+    final_sb3.zip          the Stable-Baselines3 model (RL; its observation encoder is in
+                           final.safetensors)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load as load_safetensors
+from safetensors.torch import save as save_safetensors
+from torch import nn
+
+from sslrobot.policy.encoders import build_encoder
+from sslrobot.policy.network import BCNetwork, ObservationEncoder, freeze, policy_inputs
+from sslrobot.utils.io import atomic_write, atomic_write_json
+
+CONFIG_FILE = "policy_config.json"
+FORMAT_VERSION = 1
+CHECKPOINTS = ("final", "best")
+
+
+def save_weights(path: Path, module: nn.Module) -> Path:
+    """Write ``module``'s state dict as safetensors, atomically."""
+    tensors = {name: t.detach().cpu().contiguous() for name, t in module.state_dict().items()}
+    data = save_safetensors(tensors)
+    return atomic_write(path, lambda file: file.write(data))
+
+
+def load_weights(path: Path, module: nn.Module) -> None:
+    """Load safetensors weights into ``module`` (strict: every tensor present and used)."""
+    if not path.is_file():
+        raise ValueError(f"policy checkpoint {path} does not exist")
+    tensors = load_safetensors(path.read_bytes())
+    try:
+        module.load_state_dict(tensors, strict=True)
+    except RuntimeError as error:
+        raise ValueError(f"policy checkpoint {path} does not match its config: {error}") from error
+
+
+def write_policy_config(out: Path, record: dict[str, Any]) -> Path:
+    """Write ``policy_config.json`` atomically, with the format version."""
+    return atomic_write_json(out / CONFIG_FILE, {"format_version": FORMAT_VERSION, **record})
+
+
+def read_policy_config(policy_dir: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read and check ``policy_config.json`` of a ``train-policy --out`` directory."""
+    path = Path(policy_dir)
+    config_path = path / CONFIG_FILE
+    if not path.is_dir():
+        raise ValueError(f"policy directory {path} does not exist (expected a train-policy --out)")
+    if not config_path.is_file():
+        raise ValueError(f"{path} is not a policy directory: {CONFIG_FILE} is missing")
+    try:
+        record = json.loads(config_path.read_text())
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{config_path} is not valid JSON: {error}") from error
+    version = record.get("format_version")
+    if version != FORMAT_VERSION:
+        raise ValueError(
+            f"{config_path} has format_version {version!r}; this sslrobot reads {FORMAT_VERSION}"
+        )
+    return record
+
+
+def build_obs_encoder(record: dict[str, Any]) -> ObservationEncoder:
+    """The (untrained) observation encoder described by a policy config record."""
+    encoder_record = record["encoder"]
+    return ObservationEncoder(
+        build_encoder(encoder_record),
+        feature_dim=int(record["feature_dim"]),
+        proprio_dim=int(record["proprio_dim"]),
+        frozen=encoder_record["kind"] != "scratch",
+        normalize_features=encoder_record["kind"] != "scratch",
+    )
+
+
+class Policy:
+    """A trained policy that owns its encoder: ``policy(obs) -> action``.
+
+    Deterministic: BC heads are deterministic, RL policies act with their mean action.
+
+    Attributes:
+        record: The policy's ``policy_config.json``.
+        checkpoint: ``"final"`` or ``"best"``.
+        obs_mode: ``"pixels"`` (obs is a dict with ``pixels`` and ``proprio``) or ``"state"``.
+    """
+
+    def __init__(
+        self,
+        record: dict[str, Any],
+        checkpoint: str,
+        obs_encoder: ObservationEncoder,
+        head: Callable[[torch.Tensor], np.ndarray],
+        device: torch.device,
+    ) -> None:
+        self.record = record
+        self.checkpoint = checkpoint
+        self.obs_mode: str = record["obs_mode"]
+        self.obs_encoder = obs_encoder
+        self._head = head
+        self.device = device
+
+    @property
+    def image_size(self) -> int:
+        return int(self.record["image_size"])
+
+    @property
+    def env_id(self) -> str:
+        return str(self.record["env_id"])
+
+    def inputs(self, observations: Any) -> torch.Tensor:
+        """Policy inputs (B, F + P) for a batch of observations (see ``policy_inputs``)."""
+        return policy_inputs(self.obs_encoder, observations, self.obs_mode, self.device)
+
+    def act_batch(self, observations: Any) -> np.ndarray:
+        """Actions (B, A) for a batch of observations."""
+        return self._head(self.inputs(observations))
+
+    def act(self, observation: Any) -> np.ndarray:
+        """One action (A,) for one observation."""
+        if self.obs_mode == "state":
+            batch: Any = np.asarray(observation)[None]
+        else:
+            batch = {key: np.asarray(value)[None] for key, value in observation.items()}
+        return self.act_batch(batch)[0]
+
+    __call__ = act
+
+
+def checkpoint_path(policy_dir: Path, record: dict[str, Any], checkpoint: str) -> Path:
+    """Path of a named checkpoint's weights, with a clear error when it was not written."""
+    if checkpoint not in CHECKPOINTS:
+        raise ValueError(f"checkpoint must be one of {CHECKPOINTS}, got {checkpoint!r}")
+    files = record.get("checkpoints", {})
+    if checkpoint not in files:
+        raise ValueError(
+            f"policy {policy_dir} has no {checkpoint!r} checkpoint (it has {sorted(files)}); "
+            f"'best' needs validation during training (--val-episodes or --num-val-demos)"
+        )
+    return policy_dir / files[checkpoint]
+
+
+def load_policy(
+    policy_dir: str | os.PathLike[str],
+    checkpoint: str = "final",
+    device: str | torch.device = "cpu",
+) -> Policy:
+    """Load a ``train-policy --out`` directory as a callable policy.
+
+    Args:
+        policy_dir: The policy directory.
+        checkpoint: ``"final"`` or ``"best"``.
+        device: Where to run the networks.
+
+    Returns:
+        A ``Policy``; ``policy(obs)`` gives one action, float32 (A,).
+
+    Raises:
+        ValueError: naming the path when it is not a policy, or lacks the checkpoint.
+    """
+    path = Path(policy_dir)
+    record = read_policy_config(path)
+    device = torch.device(device)
+    weights = checkpoint_path(path, record, checkpoint)
+    obs_encoder = build_obs_encoder(record)
+    if record["algo"] == "bc":
+        network = BCNetwork(obs_encoder, int(record["action_dim"]), record["head"]["hidden_dims"])
+        load_weights(weights, network)
+        freeze(network).to(device)
+
+        def head(inputs: torch.Tensor) -> np.ndarray:
+            with torch.no_grad():
+                return network.head(inputs).cpu().numpy().astype(np.float32)
+
+        return Policy(record, checkpoint, network.obs_encoder, head, device)
+    from sslrobot.policy.rl import load_rl_head
+
+    load_weights(weights, obs_encoder)
+    freeze(obs_encoder).to(device)
+    head_fn = load_rl_head(path, record, checkpoint, device)
+    return Policy(record, checkpoint, obs_encoder, head_fn, device)

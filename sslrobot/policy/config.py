@@ -1,0 +1,175 @@
+"""Typed, validated configuration of one policy-training run (saved with the policy)."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+#: ``--encoder`` values that name a baseline rather than a ``pretrain --out`` directory.
+BASELINE_ENCODERS = ("none", "scratch", "state")
+ALGOS = ("bc", "rl")
+RL_ALGORITHMS = ("sac", "ppo")
+
+#: BC budget when neither ``steps`` nor ``epochs`` is given (gradient steps).
+DEFAULT_BC_STEPS = 2000
+#: RL budget when ``steps`` is not given (environment steps, summed over the vector envs).
+DEFAULT_RL_STEPS = 50_000
+#: Validation episodes use seeds from here on, so they never coincide with evaluation seeds
+#: (which are documented to stay below it) or with demonstration seeds.
+VALIDATION_SEED_BASE = 1_000_000
+
+
+@dataclass(frozen=True)
+class PolicyConfig:
+    """Everything ``train_policy`` needs; saved as ``train_config`` in ``policy_config.json``.
+
+    Attributes:
+        env_id: Gymnasium id of the task, e.g. ``"sslrobot/Push-v0"``.
+        encoder: A ``pretrain --out`` directory, or ``"none"`` (frozen random-init encoder of the
+            default architecture), ``"scratch"`` (the same architecture trained end to end with
+            the policy loss and random-shift augmentation, BC only) or ``"state"`` (the
+            privileged-state oracle).
+        algo: ``"bc"`` (behaviour cloning on demonstrations) or ``"rl"`` (Stable-Baselines3).
+        out: Output directory of the policy.
+        seed: Training seed (head init, minibatch order, RL exploration; also the random-init
+            encoder's seed for ``none``/``scratch``).
+        demos: Dataset directory of expert demonstrations (``collect --policy expert``); required
+            for BC, optional for RL (then only used for observation normalisation).
+        num_demos: Number of training demonstrations: the first N episode ids, in order. None
+            means every episode that is not a validation demo.
+        num_val_demos: Demonstrations held out for the validation loss: the *last* episode ids of
+            the dataset, so the validation set is the same whatever ``num_demos``. They must not
+            overlap the training demos.
+        steps: Budget: BC gradient steps, or RL environment steps. Exclusive with ``epochs``.
+        epochs: BC budget in passes over the training demonstrations. Exclusive with ``steps``.
+        batch_size: Minibatch size (BC samples; SAC/PPO minibatch).
+        lr: Learning rate; None picks the algorithm's default (BC 1e-3, SAC/PPO 3e-4).
+        weight_decay: AdamW weight decay of the BC head.
+        hidden_dims: Widths of the MLP head's hidden layers.
+        image_size: Side of the square pixel observations; None takes it from the pretrained
+            encoder, else from the demonstrations, else 64.
+        val_episodes: Online validation episodes per check (seeds from ``VALIDATION_SEED_BASE``);
+            the best checkpoint is the one with the highest validation success (ties: the lower
+            validation loss, then the later check). 0 disables them; then the best checkpoint
+            follows the validation loss, and without validation demos either no best
+            checkpoint is written.
+        num_val_checks: Validation checks spread evenly over BC training (the last one at the end).
+        augment_pad: Random-shift padding in pixels for ``scratch`` (DrQ uses 4 at 84x84).
+        feature_batch_size: Frames per encoder forward when computing features.
+        cache_dir: Directory of an on-disk feature cache shared between runs (keyed by encoder
+            weights, dataset and episodes); None caches in memory for this run only.
+        rl_algorithm: ``"sac"`` (default; off-policy, sample-efficient for continuous control) or
+            ``"ppo"``.
+        num_envs: Parallel environments for RL (encoded in one batch per step).
+        rl_norm_steps: Random-action steps used to estimate observation statistics for RL when
+            no demonstrations are given.
+        device: ``"auto"`` (CUDA, then MPS, then CPU), or a torch device string.
+        progress: Show a progress bar.
+    """
+
+    env_id: str
+    encoder: str
+    algo: str
+    out: Path
+    seed: int = 0
+    demos: Path | None = None
+    num_demos: int | None = None
+    num_val_demos: int = 0
+    steps: int | None = None
+    epochs: int | None = None
+    batch_size: int = 256
+    lr: float | None = None
+    weight_decay: float = 0.0
+    hidden_dims: tuple[int, ...] = (256, 256)
+    image_size: int | None = None
+    val_episodes: int = 0
+    num_val_checks: int = 5
+    augment_pad: int = 4
+    feature_batch_size: int = 256
+    cache_dir: Path | None = None
+    rl_algorithm: str = "sac"
+    num_envs: int = 1
+    rl_norm_steps: int = 500
+    device: str = "auto"
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        # Paths arrive as strings from the CLI or JSON; store them as Path (frozen dataclass).
+        for name in ("out", "demos", "cache_dir"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, Path):
+                object.__setattr__(self, name, Path(value))
+        object.__setattr__(self, "hidden_dims", tuple(int(d) for d in self.hidden_dims))
+        if not isinstance(self.env_id, str) or not self.env_id:
+            raise ValueError(f"env_id must be a non-empty gymnasium id, got {self.env_id!r}")
+        if not isinstance(self.encoder, str) or not self.encoder:
+            raise ValueError(
+                f"encoder must be a pretrain --out directory or one of {BASELINE_ENCODERS}, "
+                f"got {self.encoder!r}"
+            )
+        if self.algo not in ALGOS:
+            raise ValueError(f"algo must be one of {ALGOS}, got {self.algo!r}")
+        if self.rl_algorithm not in RL_ALGORITHMS:
+            raise ValueError(
+                f"rl_algorithm must be one of {RL_ALGORITHMS}, got {self.rl_algorithm!r}"
+            )
+        if self.algo == "bc" and self.demos is None:
+            raise ValueError("demos is required for algo='bc' (a `collect --policy expert` dir)")
+        if self.algo == "rl" and self.encoder == "scratch":
+            raise ValueError(
+                "encoder='scratch' is supported with algo='bc' only; for RL use a frozen encoder "
+                "(a pretrain directory, 'none') or 'state'"
+            )
+        if self.steps is not None and self.epochs is not None:
+            raise ValueError(
+                f"give steps or epochs, not both (steps={self.steps}, epochs={self.epochs})"
+            )
+        if self.algo == "rl" and self.epochs is not None:
+            raise ValueError(f"epochs is a BC budget; for algo='rl' give steps (got {self.epochs})")
+        _check_min("seed", self.seed, 0)
+        _check_min("num_val_demos", self.num_val_demos, 0)
+        _check_min("batch_size", self.batch_size, 1)
+        _check_min("val_episodes", self.val_episodes, 0)
+        _check_min("num_val_checks", self.num_val_checks, 1)
+        _check_min("augment_pad", self.augment_pad, 0)
+        _check_min("feature_batch_size", self.feature_batch_size, 1)
+        _check_min("num_envs", self.num_envs, 1)
+        _check_min("rl_norm_steps", self.rl_norm_steps, 1)
+        for name in ("num_demos", "steps", "epochs", "image_size"):
+            if getattr(self, name) is not None:
+                _check_min(name, getattr(self, name), 1)
+        if self.image_size is not None and self.image_size < 8:
+            raise ValueError(f"image_size must be >= 8, got {self.image_size}")
+        if not self.hidden_dims or min(self.hidden_dims) < 1:
+            raise ValueError(f"hidden_dims must be positive widths, got {self.hidden_dims}")
+        if self.lr is not None and not self.lr > 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+        if not self.weight_decay >= 0:
+            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
+
+    @property
+    def encoder_kind(self) -> str:
+        """``"pretrained"`` for a directory, else the baseline name."""
+        return self.encoder if self.encoder in BASELINE_ENCODERS else "pretrained"
+
+    @property
+    def learning_rate(self) -> float:
+        """``lr``, or the algorithm's default."""
+        if self.lr is not None:
+            return self.lr
+        return 1e-3 if self.algo == "bc" else 3e-4
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form (paths as strings)."""
+        values = dataclasses.asdict(self)
+        for name in ("out", "demos", "cache_dir"):
+            values[name] = None if values[name] is None else str(values[name])
+        values["hidden_dims"] = list(self.hidden_dims)
+        return values
+
+
+def _check_min(name: str, value: Any, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")

@@ -1,0 +1,94 @@
+"""Expert demonstrations for BC: deterministic selection and flat transition arrays."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class DemoTransitions:
+    """The (observation, action) pairs of some demonstration episodes, concatenated in order.
+
+    Step t of an episode pairs the observation before the action (index t of the L+1 stored
+    observations) with the action taken (index t of the L actions); the final observation has
+    no action and is dropped.
+
+    Attributes:
+        episode_ids: Episodes, in the order their steps appear.
+        episode_lengths: Steps per episode, shape (E,).
+        actions: Expert actions, float32 (N, A).
+        pixels: uint8 frames (N, H, W, 3), or None when not loaded (state oracle).
+        proprio: float32 (N, P), or None when not loaded.
+        state: Privileged state, float32 (N, S), loaded only for the state oracle.
+    """
+
+    episode_ids: tuple[int, ...]
+    episode_lengths: np.ndarray
+    actions: np.ndarray
+    pixels: np.ndarray | None
+    proprio: np.ndarray | None
+    state: np.ndarray | None
+
+    def __len__(self) -> int:
+        return int(self.actions.shape[0])
+
+
+def select_demo_ids(
+    episode_ids: list[int], num_demos: int | None, num_val_demos: int, path: Path
+) -> tuple[list[int], list[int]]:
+    """Training ids (the first ``num_demos``) and validation ids (the last ``num_val_demos``).
+
+    Taking validation episodes from the end keeps them fixed while ``num_demos`` varies, so the
+    data-efficiency curve selects checkpoints on one validation set.
+
+    Raises:
+        ValueError: naming ``path`` when the dataset has too few episodes.
+    """
+    available = len(episode_ids)
+    wanted = (available - num_val_demos) if num_demos is None else num_demos
+    if wanted < 1 or wanted + num_val_demos > available:
+        raise ValueError(
+            f"demonstrations {path} hold {available} episodes; num_demos={num_demos} plus "
+            f"num_val_demos={num_val_demos} do not fit (collect more with `sslrobot collect "
+            f"--policy expert` or lower them)"
+        )
+    train_ids = list(episode_ids[:wanted])
+    val_ids = list(episode_ids[available - num_val_demos :]) if num_val_demos else []
+    return train_ids, val_ids
+
+
+def load_transitions(
+    dataset: Any, episode_ids: list[int], pixels: bool, state: bool
+) -> DemoTransitions:
+    """Load and concatenate the transitions of ``episode_ids`` from an opened dataset.
+
+    Args:
+        dataset: The object ``sslrobot.data.open_dataset`` returns.
+        episode_ids: Episodes to load, in order.
+        pixels: Load frames and proprio (pixel policies).
+        state: Load the privileged state (state oracle only).
+    """
+    actions, frames, proprios, states, lengths = [], [], [], [], []
+    for episode_id in episode_ids:
+        episode = dataset.load_episode(episode_id, include_state=state)
+        action = np.asarray(episode["action"], dtype=np.float32)
+        length = action.shape[0]
+        lengths.append(length)
+        actions.append(action)
+        if pixels:
+            frames.append(np.asarray(episode["pixels"][:length], dtype=np.uint8))
+            proprios.append(np.asarray(episode["proprio"][:length], dtype=np.float32))
+        if state:
+            states.append(np.asarray(episode["state"][:length], dtype=np.float32))
+    return DemoTransitions(
+        episode_ids=tuple(episode_ids),
+        episode_lengths=np.asarray(lengths, dtype=np.int64),
+        actions=np.concatenate(actions),
+        pixels=np.concatenate(frames) if pixels else None,
+        proprio=np.concatenate(proprios) if pixels else None,
+        state=np.concatenate(states) if state else None,
+    )

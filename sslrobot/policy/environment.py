@@ -1,0 +1,88 @@
+"""Making a task's environment for a policy, and reading the shapes a policy must match."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+
+@dataclass(frozen=True)
+class EnvShapes:
+    """Shapes of a task's observations and actions.
+
+    Attributes:
+        obs_mode: ``"pixels"`` or ``"state"``.
+        frame_shape: (H, W, C) of ``obs["pixels"]`` (None in state mode).
+        proprio_dim: Width of ``obs["proprio"]`` (0 in state mode).
+        state_dim: Width of the state observation (0 in pixel mode).
+        action_dim: Width of the action.
+        fps: Control frequency, for videos.
+    """
+
+    obs_mode: str
+    frame_shape: tuple[int, ...] | None
+    proprio_dim: int
+    state_dim: int
+    action_dim: int
+    fps: int
+
+
+def make_env(
+    env_id: str,
+    image_size: int,
+    obs_mode: str,
+    visual_preset: str = "train",
+    **kwargs: Any,
+) -> gym.Env:
+    """``gymnasium.make`` with the sslrobot keyword arguments, and a clear error for bad ids."""
+    import sslrobot.envs  # noqa: F401 - registers the sslrobot ids
+
+    if env_id not in gym.registry:
+        raise ValueError(
+            f"unknown environment id {env_id!r}; registered sslrobot ids: "
+            f"{sorted(i for i in gym.registry if i.startswith('sslrobot/'))}"
+        )
+    return gym.make(
+        env_id, image_size=image_size, obs_mode=obs_mode, visual_preset=visual_preset, **kwargs
+    )
+
+
+def env_shapes(env: gym.Env, env_id: str) -> EnvShapes:
+    """Read the shapes a policy for ``env`` must match.
+
+    Raises:
+        ValueError: naming ``env_id`` when the spaces are not the sslrobot kind (a Dict with
+            ``pixels`` and ``proprio``, or a flat state Box; a Box action space).
+    """
+    action_space = env.action_space
+    if not isinstance(action_space, spaces.Box) or len(action_space.shape) != 1:
+        raise ValueError(f"{env_id}: need a flat Box action space, got {action_space}")
+    fps = int(env.metadata.get("render_fps", 20))
+    space = env.observation_space
+    if isinstance(space, spaces.Dict):
+        if "pixels" not in space.spaces or "proprio" not in space.spaces:
+            raise ValueError(
+                f"{env_id}: pixel observations must be a Dict with 'pixels' and 'proprio', got "
+                f"keys {sorted(space.spaces)}"
+            )
+        frame_shape = tuple(space["pixels"].shape)
+        if space["pixels"].dtype != np.uint8 or len(frame_shape) != 3:
+            raise ValueError(
+                f"{env_id}: obs['pixels'] must be uint8 (H, W, C), got {space['pixels'].dtype} "
+                f"{frame_shape}"
+            )
+        return EnvShapes(
+            "pixels",
+            frame_shape,
+            int(np.prod(space["proprio"].shape)),
+            0,
+            action_space.shape[0],
+            fps,
+        )
+    if isinstance(space, spaces.Box) and len(space.shape) == 1:
+        return EnvShapes("state", None, 0, space.shape[0], action_space.shape[0], fps)
+    raise ValueError(f"{env_id}: unsupported observation space {space}")

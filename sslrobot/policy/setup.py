@@ -1,0 +1,101 @@
+"""Shared start of BC and RL runs: device, demonstrations, encoder, image size, the record."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from sslrobot.policy.config import PolicyConfig
+from sslrobot.policy.encoders import ResolvedEncoder, check_encoder_fits, resolve_encoder
+from sslrobot.policy.environment import EnvShapes
+
+DEFAULT_IMAGE_SIZE = 64
+
+
+def resolve_device(name: str) -> torch.device:
+    """``"auto"`` picks CUDA, then MPS, then CPU; a named device must be available (no fallback)."""
+    from sslrobot.evaluation.probe import resolve_device as resolve
+
+    return resolve(name)
+
+
+def open_demos(config: PolicyConfig) -> tuple[Any, dict[str, Any]]:
+    """Open ``config.demos`` and check it was collected on ``config.env_id``.
+
+    Returns:
+        The dataset, and a JSON-able identity of it (for the feature cache).
+
+    Raises:
+        ValueError: naming the path when it is missing, not a dataset, or of another task.
+    """
+    from sslrobot.data import open_dataset
+
+    path = config.demos
+    if path is None or not path.is_dir():
+        raise ValueError(f"demonstrations directory {path} does not exist")
+    try:
+        dataset = open_dataset(path)
+    except FileNotFoundError as error:
+        raise ValueError(
+            f"{path} is not a dataset directory (`sslrobot collect --out`): {error}"
+        ) from error
+    env_id = dataset.manifest.get("env_id")
+    if env_id != config.env_id:
+        raise ValueError(
+            f"demonstrations {path} were collected on {env_id!r}, but the policy is for "
+            f"{config.env_id!r}"
+        )
+    if not dataset.episode_ids:
+        raise ValueError(f"demonstrations {path} hold no episodes")
+    return dataset, {"path": str(Path(path).resolve()), "manifest": dataset.manifest}
+
+
+def resolve_policy_encoder(
+    config: PolicyConfig, manifest: dict[str, Any] | None
+) -> tuple[ResolvedEncoder, int]:
+    """The encoder ``config.encoder`` names, and the image size the policy will see.
+
+    The image size is ``config.image_size`` if given, else the pretrained encoder's, else the
+    demonstrations', else 64. A pretrained encoder at another size is an error (checked
+    against the environment's frames by the caller).
+    """
+    if config.encoder_kind == "pretrained":
+        resolved = resolve_encoder(config.encoder, DEFAULT_IMAGE_SIZE, config.seed)
+        assert resolved.config is not None
+        return resolved, config.image_size or resolved.config.image_size
+    image_size = config.image_size
+    if image_size is None and manifest is not None and manifest.get("image_size"):
+        image_size = int(manifest["image_size"])
+    image_size = image_size or DEFAULT_IMAGE_SIZE
+    return resolve_encoder(config.encoder, image_size, config.seed), image_size
+
+
+def check_fits(resolved: ResolvedEncoder, shapes: EnvShapes, env_id: str) -> None:
+    """The encoder must accept the environment's frames."""
+    if shapes.frame_shape is not None:
+        check_encoder_fits(resolved, shapes.frame_shape, env_id)
+
+
+def base_record(
+    config: PolicyConfig,
+    resolved: ResolvedEncoder,
+    shapes: EnvShapes,
+    image_size: int,
+) -> dict[str, Any]:
+    """The part of ``policy_config.json`` that BC and RL share."""
+    feature_dim = shapes.state_dim if resolved.module is None else resolved.module.feature_dim
+    return {
+        "algo": config.algo,
+        "env_id": config.env_id,
+        "obs_mode": shapes.obs_mode,
+        "image_size": image_size,
+        "action_dim": shapes.action_dim,
+        "proprio_dim": shapes.proprio_dim,
+        "feature_dim": feature_dim,
+        "encoder": resolved.describe(),
+        "head": {"hidden_dims": list(config.hidden_dims)},
+        "seed": config.seed,
+        "train_config": config.to_dict(),
+    }

@@ -1,0 +1,24 @@
+"""``train_policy``: one entry point for behaviour cloning and RL on any encoder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sslrobot.policy.config import PolicyConfig
+
+
+def train_policy(config: PolicyConfig) -> Path:
+    """Train the policy ``config`` describes and write it to ``config.out``.
+
+    The directory then holds ``policy_config.json`` and the weights; ``load_policy`` reads it.
+
+    Returns:
+        The policy directory.
+    """
+    if config.algo == "bc":
+        from sslrobot.policy.bc import train_bc
+
+        return train_bc(config)
+    from sslrobot.policy.rl import train_rl
+
+    return train_rl(config)

@@ -1,0 +1,363 @@
+"""Policy learning on frozen encoders: freezing, feature caching, BC end to end, clear errors."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from sslrobot.data import CollectConfig, collect, open_dataset
+from sslrobot.models.encoder import Encoder, EncoderConfig
+from sslrobot.policy import PolicyConfig, load_policy, train_policy
+from sslrobot.policy.bc import BCData, bc_loss
+from sslrobot.policy.cache import FeatureCache, compute_features
+from sslrobot.policy.demos import select_demo_ids
+from sslrobot.policy.encoders import resolve_encoder
+from sslrobot.policy.network import BCNetwork, ObservationEncoder
+from sslrobot.policy.normalizer import Normalizer
+from sslrobot.pretraining import artifacts
+
+torch.set_num_threads(1)
+
+ENV_ID = "sslrobot/Reach-v0"
+IMAGE_SIZE = 32
+NUM_DEMO_EPISODES = 5
+
+
+# --- helpers shared with the other test_policy_* files ---------------------------------------
+
+
+def collect_demos(out: Path, env_id: str = ENV_ID, num_episodes: int = NUM_DEMO_EPISODES) -> Path:
+    """Expert demonstrations at 32x32 (episode i reset with seed i)."""
+    config = CollectConfig(
+        env_id=env_id, out=out, policy="expert", num_episodes=num_episodes, image_size=IMAGE_SIZE
+    )
+    return collect(config, progress=False)
+
+
+def train_tiny_bc(demos: Path, out: Path, encoder: str = "none", **overrides) -> Path:
+    """A few gradient steps of BC: seconds on one CPU thread."""
+    values = {
+        "env_id": ENV_ID,
+        "encoder": encoder,
+        "algo": "bc",
+        "out": out,
+        "demos": demos,
+        "num_demos": 3,
+        "steps": 30,
+        "batch_size": 32,
+        "progress": False,
+        **overrides,
+    }
+    return train_policy(PolicyConfig(**values))
+
+
+def write_encoder_dir(out: Path, config: EncoderConfig, seed: int = 0) -> Path:
+    """A user encoder directory in the `pretrain --out` layout that `load_encoder` reads."""
+    torch.manual_seed(seed)
+    encoder = Encoder(config)
+    artifacts.save_json(out / artifacts.ENCODER_CONFIG, config.to_dict())
+    artifacts.save_safetensors(out / artifacts.ENCODER_WEIGHTS, encoder.state_dict())
+    return out
+
+
+class BatchNormEncoder(nn.Module):
+    """A tiny fake encoder whose buffers *would* change in train mode (BatchNorm), and whose
+    weights would change under any gradient step: both must stay bit-identical when frozen."""
+
+    feature_dim = 6
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, kernel_size=4, stride=4)
+        self.norm = nn.BatchNorm2d(4)
+        self.linear = nn.Linear(4 * 4 * 4, self.feature_dim)
+
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        x = frames.permute(0, 3, 1, 2).float() / 255.0 - 0.5  # (B, 3, 16, 16)
+        return self.linear(torch.relu(self.norm(self.conv(x))).flatten(1))  # (B, 6)
+
+
+def _random_batch(num: int = 12, size: int = 16, seed: int = 0) -> dict[str, torch.Tensor]:
+    generator = torch.Generator().manual_seed(seed)
+    return {
+        "pixels": torch.randint(
+            0, 256, (num, size, size, 3), dtype=torch.uint8, generator=generator
+        ),
+        "proprio": torch.randn(num, 5, generator=generator),
+        "actions": torch.rand(num, 2, generator=generator) * 2 - 1,
+    }
+
+
+@pytest.fixture(scope="module")
+def demos(tmp_path_factory) -> Path:
+    return collect_demos(tmp_path_factory.mktemp("demos") / "reach")
+
+
+@pytest.fixture(scope="module")
+def trained(demos, tmp_path_factory) -> Path:
+    """A `none`-encoder BC policy with validation demos and episodes (so a best checkpoint)."""
+    out = tmp_path_factory.mktemp("policy") / "none"
+    return train_tiny_bc(demos, out, num_val_demos=1, val_episodes=2, num_val_checks=2, seed=3)
+
+
+# --- freezing ---------------------------------------------------------------------------------
+
+
+def test_frozen_encoder_is_bit_identical_after_bc_updates():
+    encoder = BatchNormEncoder()
+    obs_encoder = ObservationEncoder(encoder, feature_dim=6, proprio_dim=5, frozen=True)
+    network = BCNetwork(obs_encoder, action_dim=2, hidden_dims=(16,))
+    encoder_before = {k: v.clone() for k, v in encoder.state_dict().items()}
+    head_before = {k: v.clone() for k, v in network.head.state_dict().items()}
+    optimizer = torch.optim.AdamW([p for p in network.parameters() if p.requires_grad], lr=1e-2)
+    network.train()  # must not switch the frozen encoder (and its BatchNorm) to train mode
+    batch = _random_batch()
+    for step in range(5):
+        data = BCData(batch["actions"], pixels=batch["pixels"], proprio=batch["proprio"])
+        loss = bc_loss(network, data)  # frames encoded on the fly: the gradient path exists
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        assert torch.isfinite(loss), step
+    assert not encoder.training
+    assert all(not p.requires_grad and p.grad is None for p in encoder.parameters())
+    for name, tensor in encoder.state_dict().items():
+        assert torch.equal(tensor, encoder_before[name]), name
+    changed = [not torch.equal(v, head_before[k]) for k, v in network.head.state_dict().items()]
+    assert any(changed), "the head must have trained, or this test proves nothing"
+
+
+def test_frozen_none_encoder_is_saved_exactly_as_initialised(trained):
+    policy = load_policy(trained)
+    reference = resolve_encoder("none", IMAGE_SIZE, seed=3).module
+    saved = policy.obs_encoder.encoder.state_dict()
+    assert saved.keys() == reference.state_dict().keys()
+    for name, tensor in reference.state_dict().items():
+        assert torch.equal(saved[name], tensor), name
+
+
+def test_scratch_encoder_trains_end_to_end(demos, tmp_path):
+    out = train_tiny_bc(demos, tmp_path / "scratch", encoder="scratch", steps=5, seed=1)
+    trained_encoder = load_policy(out).obs_encoder.encoder.state_dict()
+    initial = resolve_encoder("scratch", IMAGE_SIZE, seed=1).module.state_dict()
+    assert any(not torch.equal(trained_encoder[k], v) for k, v in initial.items())
+    record = json.loads((out / "policy_config.json").read_text())
+    assert record["encoder"]["kind"] == "scratch"
+    assert record["feature_cache"]["frames_encoded"] == 0  # nothing to cache: it trains
+
+
+# --- feature caching ---------------------------------------------------------------------------
+
+
+def test_cached_features_equal_on_the_fly(tmp_path):
+    encoder = BatchNormEncoder()
+    obs_encoder = ObservationEncoder(encoder, feature_dim=6, proprio_dim=5, frozen=True)
+    network = BCNetwork(obs_encoder, action_dim=2, hidden_dims=(16,))
+    batch = _random_batch(num=10)
+    pixels = batch["pixels"].numpy()
+    lengths = np.array([4, 6])
+    cache = FeatureCache(
+        tmp_path, encoder, {"dataset": "a"}, batch_size=3, device=torch.device("cpu")
+    )
+    cached = cache.features((0, 1), lengths, pixels)
+    assert cache.num_computed_frames == 10
+    on_the_fly = torch.cat([obs_encoder.features(batch["pixels"][i : i + 1]) for i in range(10)])
+    np.testing.assert_allclose(cached, on_the_fly.numpy(), rtol=0, atol=1e-6)
+    # A second run with the same encoder and dataset reads the disk and encodes nothing.
+    again = FeatureCache(
+        tmp_path, encoder, {"dataset": "a"}, batch_size=7, device=torch.device("cpu")
+    )
+    np.testing.assert_array_equal(again.features((0, 1), lengths, pixels), cached)
+    assert again.num_computed_frames == 0
+    # The head sees the same inputs either way.
+    obs_encoder.feature_norm.fit(cached)
+    obs_encoder.proprio_norm.fit(batch["proprio"])
+    with torch.no_grad():
+        from_cache = network.act_from_features(torch.from_numpy(cached), batch["proprio"])
+        from_frames = network(batch["pixels"], batch["proprio"])
+    torch.testing.assert_close(from_cache, from_frames, rtol=0, atol=1e-6)
+
+
+def test_cache_is_keyed_by_encoder_weights(tmp_path):
+    pixels = _random_batch(num=4)["pixels"].numpy()
+    lengths = np.array([4])
+    device = torch.device("cpu")
+    torch.manual_seed(0)
+    first = FeatureCache(tmp_path, BatchNormEncoder(), {"d": 1}, 4, device)
+    torch.manual_seed(1)
+    second = FeatureCache(tmp_path, BatchNormEncoder(), {"d": 1}, 4, device)
+    assert first.directory != second.directory
+    assert not np.array_equal(
+        first.features((0,), lengths, pixels), second.features((0,), lengths, pixels)
+    )
+    assert second.num_computed_frames == 4
+
+
+def test_trained_policy_acts_from_frames_as_from_cached_features(trained, demos):
+    policy = load_policy(trained)
+    episode = open_dataset(demos).load_episode(0)
+    length = episode["action"].shape[0]
+    pixels, proprio = episode["pixels"][:length], episode["proprio"][:length]
+    features = compute_features(policy.obs_encoder.encoder, pixels, 16, torch.device("cpu"))
+    with torch.no_grad():
+        inputs = policy.obs_encoder.from_features(
+            torch.from_numpy(features), torch.from_numpy(np.array(proprio, dtype=np.float32))
+        )
+    from_cache = policy._head(inputs)
+    from_frames = policy.act_batch({"pixels": pixels, "proprio": proprio})
+    np.testing.assert_allclose(from_frames, from_cache, rtol=0, atol=1e-6)
+
+
+# --- BC end to end -----------------------------------------------------------------------------
+
+
+def test_bc_end_to_end_writes_a_loadable_policy(trained, demos):
+    record = json.loads((trained / "policy_config.json").read_text())
+    assert record["algo"] == "bc" and record["env_id"] == ENV_ID
+    assert record["num_demos"] == 3 and record["demo_episode_ids"] == [0, 1, 2]
+    assert record["val_episode_ids"] == [4]
+    assert record["encoder"]["name"] == "none" and record["image_size"] == IMAGE_SIZE
+    assert set(record["checkpoints"]) == {"final", "best"}
+    assert "eval/val_success" in record["best"] and "bc/val_loss" in record["best"]
+    assert (trained / "logs" / "bc.csv").read_text().startswith("step,")
+    obs = {
+        "pixels": np.zeros((IMAGE_SIZE, IMAGE_SIZE, 3), np.uint8),
+        "proprio": np.zeros(record["proprio_dim"], np.float32),
+    }
+    for checkpoint in ("final", "best"):
+        policy = load_policy(trained, checkpoint=checkpoint)
+        action = policy(obs)
+        assert action.shape == (record["action_dim"],) and action.dtype == np.float32
+        assert np.all(np.abs(action) <= 1.0)
+        np.testing.assert_array_equal(action, load_policy(trained, checkpoint=checkpoint)(obs))
+
+
+def test_state_oracle_uses_the_privileged_state(demos, tmp_path):
+    out = train_tiny_bc(demos, tmp_path / "state", encoder="state", steps=None, epochs=2)
+    policy = load_policy(out)
+    assert policy.obs_mode == "state" and policy.obs_encoder.encoder is None
+    state = open_dataset(demos).load_episode(0, include_state=True)["state"][0]
+    assert policy(state).shape == (policy.record["action_dim"],)
+
+
+def test_num_demos_picks_the_first_episodes_and_validation_the_last():
+    ids = list(range(10))
+    assert select_demo_ids(ids, 3, 2, Path("d")) == ([0, 1, 2], [8, 9])
+    assert select_demo_ids(ids, None, 2, Path("d")) == (list(range(8)), [8, 9])
+    with pytest.raises(ValueError, match=r"demonstrations d hold 10 episodes"):
+        select_demo_ids(ids, 9, 2, Path("d"))
+
+
+def test_normalizer_standardises_and_leaves_constant_dims_centred():
+    values = np.array([[1.0, 5.0], [3.0, 5.0]], dtype=np.float32)
+    norm = Normalizer(2).fit(values)
+    np.testing.assert_allclose(norm(torch.from_numpy(values)).numpy(), [[-1, 0], [1, 0]])
+
+
+def test_train_policy_cli(demos, tmp_path, capsys):
+    from sslrobot.commands import policy as commands
+
+    parser = argparse.ArgumentParser()
+    commands.register(parser.add_subparsers())
+    out = tmp_path / "cli"
+    args = parser.parse_args(
+        ["train-policy", "--env", ENV_ID, "--encoder", "none", "--algo", "bc", "--demos",
+         str(demos), "--num-demos", "2", "--seed", "0", "--out", str(out), "--steps", "3",
+         "--batch-size", "16", "--no-progress"]
+    )  # fmt: skip
+    assert args.func(args) == 0
+    assert f"policy: {out}" in capsys.readouterr().out
+    assert (out / "policy_config.json").is_file() and (out / "final.safetensors").is_file()
+
+
+# --- clear errors ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"algo": "dagger"}, "algo must be one of"),
+        ({"encoder": "scratch", "algo": "rl"}, "scratch.*algo=.bc. only"),
+        ({"steps": 3, "epochs": 2}, "steps or epochs, not both"),
+        ({"demos": None}, "demos is required"),
+        ({"batch_size": 0}, "batch_size must be an int >= 1, got 0"),
+        ({"rl_algorithm": "ddpg"}, "rl_algorithm must be one of"),
+        ({"hidden_dims": ()}, "hidden_dims"),
+    ],
+)
+def test_config_rejects_bad_values(overrides, message):
+    values = {"env_id": ENV_ID, "encoder": "none", "algo": "bc", "out": "o", "demos": "d"}
+    with pytest.raises(ValueError, match=message):
+        PolicyConfig(**{**values, **overrides})
+
+
+def test_bad_encoder_paths_are_named(demos, tmp_path):
+    missing = tmp_path / "no_such_encoder"
+    with pytest.raises(ValueError, match=f"{re.escape(str(missing))} does not exist"):
+        train_tiny_bc(demos, tmp_path / "p1", encoder=str(missing))
+    a_file = tmp_path / "file.txt"
+    a_file.write_text("x")
+    with pytest.raises(ValueError, match=f"{re.escape(str(a_file))} is not a directory"):
+        train_tiny_bc(demos, tmp_path / "p2", encoder=str(a_file))
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(ValueError, match=f"{re.escape(str(empty))}.*encoder_config.json"):
+        train_tiny_bc(demos, tmp_path / "p3", encoder=str(empty))
+
+
+def test_bad_demo_paths_are_named(demos, tmp_path):
+    missing = tmp_path / "no_demos"
+    with pytest.raises(ValueError, match=f"{re.escape(str(missing))} does not exist"):
+        train_tiny_bc(missing, tmp_path / "p")
+    with pytest.raises(ValueError, match=r"collected on 'sslrobot/Reach-v0'.*Push-v0"):
+        train_policy(
+            PolicyConfig(env_id="sslrobot/Push-v0", encoder="none", algo="bc", out=tmp_path / "q",
+                         demos=demos, steps=1, progress=False)
+        )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("encoder_config", "message"),
+    [
+        (EncoderConfig(image_size=64), r"expects 64x64 frames with 3 channels.*\(32, 32, 3\)"),
+        (
+            EncoderConfig(image_size=32, frame_stack=2),
+            r"32x32 frames with 6 channels.*\(32, 32, 3\)",
+        ),
+    ],
+)
+def test_mismatched_encoder_is_a_clear_error(demos, tmp_path, encoder_config, message):
+    encoder_dir = write_encoder_dir(tmp_path / "encoder", encoder_config)
+    with pytest.raises(ValueError, match=f"encoder {re.escape(str(encoder_dir))}.*" + message):
+        train_tiny_bc(demos, tmp_path / "p", encoder=str(encoder_dir), image_size=IMAGE_SIZE)
+
+
+def test_pretrained_encoder_directory_trains_and_is_labelled(demos, tmp_path):
+    encoder_dir = write_encoder_dir(tmp_path / "my_encoder", EncoderConfig(image_size=IMAGE_SIZE))
+    out = train_tiny_bc(demos, tmp_path / "p", encoder=str(encoder_dir), steps=3)
+    record = load_policy(out).record
+    assert record["encoder"]["kind"] == "pretrained"
+    assert record["encoder"]["name"] == "my_encoder"  # no pretrain_config.json: the dir name
+    assert record["image_size"] == IMAGE_SIZE
+
+
+def test_bad_policy_paths_are_named(trained, demos, tmp_path):
+    missing = tmp_path / "no_policy"
+    pattern = f"policy directory {re.escape(str(missing))} does not exist"
+    with pytest.raises(ValueError, match=pattern):
+        load_policy(missing)
+    with pytest.raises(ValueError, match=r"policy_config\.json is missing"):
+        load_policy(demos)
+    with pytest.raises(ValueError, match="checkpoint must be one of"):
+        load_policy(trained, checkpoint="latest")
+    no_best = train_tiny_bc(demos, tmp_path / "no_best", steps=2)
+    pattern = f"policy {re.escape(str(no_best))} has no 'best' checkpoint"
+    with pytest.raises(ValueError, match=pattern):
+        load_policy(no_best, checkpoint="best")

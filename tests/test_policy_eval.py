@@ -1,0 +1,234 @@
+"""Evaluation of policies: seeded and deterministic, self-describing JSON, videos, aggregation."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any, ClassVar
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from test_policy import ENV_ID, collect_demos, train_tiny_bc
+
+from sslrobot.evaluation.evaluate import aggregate_results, evaluate, load_results
+from sslrobot.evaluation.rollouts import (
+    FAILURE_RGB,
+    RUNNING_RGB,
+    SUCCESS_RGB,
+    mark_outcome,
+    run_episode,
+    run_episodes,
+)
+
+torch.set_num_threads(1)
+
+
+class FakeReachEnv(gym.Env):
+    """A dot that must reach a seeded goal; Dict obs (pixels, proprio), info state/is_success.
+
+    Succeeds (and terminates) within 0.2 of the goal; TimeLimit-like truncation at 15 steps.
+    """
+
+    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["rgb_array"], "render_fps": 10}
+
+    def __init__(self) -> None:
+        self.observation_space = gym.spaces.Dict(
+            {
+                "pixels": gym.spaces.Box(0, 255, (8, 8, 3), np.uint8),
+                "proprio": gym.spaces.Box(-1.0, 1.0, (2,), np.float32),
+            }
+        )
+        self.action_space = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
+        self._pos = np.zeros(2, np.float32)
+        self._goal = np.zeros(2, np.float32)
+        self._t = 0
+
+    def _obs(self) -> dict[str, np.ndarray]:
+        pixels = np.zeros((8, 8, 3), np.uint8)
+        row, col = ((self._pos + 1) / 2 * 7).round().astype(int)
+        pixels[row, col] = 255
+        return {"pixels": pixels, "proprio": self._pos.copy()}
+
+    def _info(self) -> dict[str, Any]:
+        state = np.concatenate([self._pos, self._goal])
+        return {"state": state, "is_success": bool(np.linalg.norm(self._pos - self._goal) < 0.2)}
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        self._pos = np.zeros(2, np.float32)
+        self._goal = self.np_random.uniform(-0.8, 0.8, 2).astype(np.float32)
+        self._t = 0
+        return self._obs(), self._info()
+
+    def step(self, action):
+        self._pos = np.clip(self._pos + 0.1 * np.asarray(action, np.float32), -1, 1)
+        self._t += 1
+        info = self._info()
+        return (
+            self._obs(),
+            -float(np.linalg.norm(self._pos - self._goal)),
+            info["is_success"],
+            self._t >= 15,
+            info,
+        )
+
+
+def greedy(env: FakeReachEnv):
+    """A policy that needs the hidden goal: reaches it within 15 steps from any start."""
+    return lambda obs: np.clip((env._goal - obs["proprio"]) * 10, -1, 1)
+
+
+@pytest.fixture(scope="module")
+def policy_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("eval")
+    demos = collect_demos(root / "demos", num_episodes=4)
+    return train_tiny_bc(demos, root / "policy", num_val_demos=1, val_episodes=1, num_val_checks=1)
+
+
+# --- rollouts on a fake env --------------------------------------------------------------------
+
+
+def test_run_episode_marks_success_and_is_deterministic():
+    env = FakeReachEnv()
+    first, frames = run_episode(env, greedy(env), seed=7, record=True)
+    again, _ = run_episode(env, greedy(env), seed=7)
+    assert first == again
+    assert first.success and first.success_step == first.length < 15
+    assert len(frames) == first.length + 1 and frames[0].shape == (8, 8, 3)
+    idle, _ = run_episode(env, lambda obs: np.zeros(2, np.float32), seed=7)
+    assert not idle.success and idle.success_step is None and idle.length == 15
+    assert idle.episode_return < first.episode_return
+
+
+def test_mark_outcome_colours_the_border():
+    frames = [np.full((8, 8, 3), 50, np.uint8) for _ in range(4)]
+    solved = mark_outcome(frames, success_step=2, fps=10)
+    assert solved[0].shape == (256, 256, 3) and len(solved) == 4 + 10
+    assert tuple(solved[1][0, 0]) == RUNNING_RGB and tuple(solved[2][0, 0]) == SUCCESS_RGB
+    assert tuple(solved[-1][0, 0]) == SUCCESS_RGB and tuple(solved[-1][128, 128]) == (50, 50, 50)
+    failed = mark_outcome(frames, success_step=None, fps=10)
+    assert tuple(failed[3][0, 0]) == RUNNING_RGB and tuple(failed[-1][-1, -1]) == FAILURE_RGB
+
+
+def test_run_episodes_writes_readable_videos(tmp_path):
+    import imageio.v2 as imageio
+
+    env = FakeReachEnv()
+    results, videos = run_episodes(env, greedy(env), [1, 2, 3], num_videos=2, video_dir=tmp_path)
+    assert [r.seed for r in results] == [1, 2, 3] and len(videos) == 2
+    frames = [frame for frame in imageio.get_reader(videos[0])]  # list() asks len(): inf
+    assert len(frames) == results[0].length + 1 + 10  # the last frame is held for a second
+    assert frames[-1][2, 128, 1] > 150 and frames[-1][2, 128, 0] < 80  # green: a success
+
+
+# --- evaluate on a trained policy --------------------------------------------------------------
+
+
+def _without_timing(record: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in record.items() if k != "eval_wall_time_s"}
+
+
+def test_evaluate_is_deterministic_for_a_seed(policy_dir, tmp_path):
+    first = evaluate(policy_dir, num_episodes=3, seed=100, out_json=tmp_path / "a.json")
+    second = evaluate(policy_dir, num_episodes=3, seed=100, out_json=tmp_path / "b.json")
+    assert _without_timing(first) == _without_timing(second)
+    other = evaluate(policy_dir, num_episodes=3, seed=200)
+    assert [e["seed"] for e in other["episodes"]] == [200, 201, 202]
+    assert [e["return"] for e in other["episodes"]] != [e["return"] for e in first["episodes"]]
+
+
+def test_evaluate_writes_a_self_describing_record(policy_dir, tmp_path):
+    out = tmp_path / "results" / "none_seed0.json"
+    result = evaluate(
+        policy_dir, num_episodes=2, seed=100, visual_preset="heldout", out_json=out,
+        num_videos=1, checkpoint="best",
+    )  # fmt: skip
+    on_disk = json.loads(out.read_text())
+    assert _without_timing(on_disk) == _without_timing(result)
+    for key in ("success_rate", "mean_return", "encoder", "env_id", "seed", "num_demos"):
+        assert key in on_disk, key
+    low, high = on_disk["success_ci95"]
+    assert 0.0 <= low <= on_disk["success_rate"] <= high <= 1.0
+    assert on_disk["return_ci95"][0] <= on_disk["mean_return"] <= on_disk["return_ci95"][1]
+    assert on_disk["encoder"] == "none" and on_disk["env_id"] == ENV_ID
+    assert on_disk["checkpoint"] == "best" and on_disk["visual_preset"] == "heldout"
+    assert on_disk["num_demos"] == 3 and on_disk["algo"] == "bc"
+    assert set(on_disk["episodes"][0]) >= {"seed", "success", "return", "length"}
+    assert len(on_disk["videos"]) == 1 and (out.parent / on_disk["videos"][0]).is_file()
+    assert load_results([out])[0]["seed"] == on_disk["seed"]
+
+
+def test_evaluate_flags_seeds_shared_with_the_demonstrations(policy_dir):
+    with pytest.warns(UserWarning, match="also demonstration seeds"):
+        result = evaluate(policy_dir, num_episodes=2, seed=0)
+    assert result["seeds_shared_with_demos"] == [0, 1]
+
+
+def test_evaluate_cli(policy_dir, tmp_path, capsys):
+    from sslrobot.commands import policy as commands
+
+    parser = argparse.ArgumentParser()
+    commands.register(parser.add_subparsers())
+    out = tmp_path / "cli.json"
+    args = parser.parse_args(
+        ["evaluate", "--policy", str(policy_dir), "--episodes", "2", "--seed", "50",
+         "--out", str(out), "--videos", "1"]
+    )  # fmt: skip
+    assert args.func(args) == 0
+    printed = capsys.readouterr().out
+    assert f"result: {out}" in printed and "video:" in printed
+    assert json.loads(out.read_text())["num_episodes"] == 2
+
+
+def test_evaluate_rejects_bad_arguments(policy_dir, tmp_path):
+    with pytest.raises(ValueError, match="num_episodes must be >= 1"):
+        evaluate(policy_dir, num_episodes=0)
+    with pytest.raises(ValueError, match="unknown environment id 'sslrobot/Nope-v0'"):
+        evaluate(policy_dir, env_id="sslrobot/Nope-v0", num_episodes=1)
+    with pytest.raises(ValueError, match="takes"):
+        evaluate(policy_dir, env_id="sslrobot/Navigate-v0", num_episodes=1)
+    (tmp_path / "x.json").write_text("{}")
+    with pytest.raises(ValueError, match="is not an sslrobot evaluation result"):
+        load_results([tmp_path / "x.json"])
+
+
+# --- aggregation over training seeds -----------------------------------------------------------
+
+
+def _record(encoder: str, seed: int, successes: list[int], checkpoint: str = "final") -> dict:
+    return {
+        "encoder": encoder,
+        "env_id": ENV_ID,
+        "num_demos": 25,
+        "algo": "bc",
+        "checkpoint": checkpoint,
+        "visual_preset": "train",
+        "seed": seed,
+        "episodes": [{"success": bool(s), "return": float(s)} for s in successes],
+    }
+
+
+def test_aggregate_results_per_encoder_task_and_demos():
+    records = [_record("fdm+future", s, [1, 1, 0, 1]) for s in range(3)]
+    records += [_record("none", s, [0, 0, s % 2, 0]) for s in range(3)]
+    records += [_record("none", s, [1, 1, 1, 1], checkpoint="best") for s in range(3)]
+    rows = aggregate_results(records)
+    by_key = {(r["encoder"], r["checkpoint"]): r for r in rows}
+    assert len(rows) == 3
+    fdm = by_key[("fdm+future", "final")]
+    assert fdm["num_seeds"] == 3 and fdm["seeds"] == [0, 1, 2] and fdm["num_episodes"] == 12
+    assert fdm["success"]["mean"] == pytest.approx(0.75)
+    assert fdm["success"]["low"] <= 0.75 <= fdm["success"]["high"]
+    none = by_key[("none", "final")]
+    assert none["success"]["mean"] == pytest.approx(0.25 / 3)
+    assert none["success_per_seed"] == [0.0, 0.25, 0.0]
+    assert by_key[("none", "best")]["success"] == {"mean": 1.0, "low": 1.0, "high": 1.0}
+
+
+def test_aggregate_results_needs_enough_distinct_seeds():
+    with pytest.raises(ValueError, match="has 2 training seeds"):
+        aggregate_results([_record("none", s, [1]) for s in range(2)])
+    with pytest.raises(ValueError, match="training seed 0 appears twice"):
+        aggregate_results([_record("none", 0, [1]), _record("none", 0, [0])], min_seeds=1)

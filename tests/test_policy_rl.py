@@ -1,0 +1,109 @@
+"""RL on frozen features with Stable-Baselines3: the batched encoding wrapper and a tiny run."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("stable_baselines3")
+
+from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.vec_env import DummyVecEnv
+
+from sslrobot.evaluation.evaluate import evaluate
+from sslrobot.policy import PolicyConfig, load_policy, train_policy
+from sslrobot.policy.encoders import resolve_encoder
+from sslrobot.policy.environment import make_env
+from sslrobot.policy.network import ObservationEncoder, policy_inputs
+from sslrobot.policy.rl import make_feature_vec_env
+
+torch.set_num_threads(1)
+
+ENV_ID = "sslrobot/Reach-v0"
+IMAGE_SIZE = 32
+
+
+def test_feature_vec_env_encodes_batches_and_terminal_observations():
+    encoder = resolve_encoder("none", IMAGE_SIZE, seed=0).module
+    obs_encoder = ObservationEncoder(encoder, encoder.feature_dim, proprio_dim=9, frozen=True)
+    venv = make_vec_env(
+        lambda: make_env(ENV_ID, IMAGE_SIZE, "pixels", max_episode_steps=3),
+        n_envs=2,
+        seed=0,
+        vec_env_cls=DummyVecEnv,
+    )
+    raw = make_vec_env(
+        lambda: make_env(ENV_ID, IMAGE_SIZE, "pixels", max_episode_steps=3),
+        n_envs=2,
+        seed=0,
+        vec_env_cls=DummyVecEnv,
+    )
+    env = make_feature_vec_env(venv, obs_encoder, "pixels", torch.device("cpu"))
+    try:
+        assert env.observation_space.shape == (encoder.feature_dim + 9,)
+        obs = env.reset()
+        raw_obs = raw.reset()
+        expected = policy_inputs(obs_encoder, raw_obs, "pixels", torch.device("cpu")).numpy()
+        np.testing.assert_array_equal(obs, expected)
+        actions = np.zeros((2, 3), np.float32)
+        for _ in range(3):  # the 3-step time limit ends both episodes on the last step
+            obs, _, dones, infos = env.step(actions)
+            _, _, _, raw_infos = raw.step(actions)
+        assert dones.all()
+        for info, raw_info in zip(infos, raw_infos, strict=True):
+            terminal = info["terminal_observation"]
+            assert terminal.shape == (encoder.feature_dim + 9,) and terminal.dtype == np.float32
+            single = {k: v[None] for k, v in raw_info["terminal_observation"].items()}
+            reference = policy_inputs(obs_encoder, single, "pixels", torch.device("cpu"))[0]
+            np.testing.assert_allclose(terminal, reference.numpy(), rtol=0, atol=1e-6)
+    finally:
+        env.close()
+        raw.close()
+
+
+def test_tiny_sac_run_on_frozen_features(tmp_path):
+    out = train_policy(
+        PolicyConfig(
+            env_id=ENV_ID,
+            encoder="none",
+            algo="rl",
+            out=tmp_path / "sac",
+            steps=200,
+            batch_size=32,
+            image_size=IMAGE_SIZE,
+            num_envs=2,
+            rl_norm_steps=40,
+            progress=False,
+        )
+    )
+    record = json.loads((out / "policy_config.json").read_text())
+    assert record["rl_algorithm"] == "sac" and record["env_steps"] >= 200
+    assert (out / "final_sb3.zip").is_file() and (out / "logs" / "progress.csv").is_file()
+    initial = resolve_encoder("none", IMAGE_SIZE, seed=0).module.state_dict()
+    saved = load_policy(out).obs_encoder.encoder.state_dict()
+    assert all(torch.equal(saved[k], v) for k, v in initial.items())  # still frozen
+    result = evaluate(out, num_episodes=2, seed=10, out_json=tmp_path / "sac.json")
+    assert result["algo"] == "rl-sac" and len(result["episodes"]) == 2
+
+
+def test_tiny_ppo_run_on_state(tmp_path):
+    out = train_policy(
+        PolicyConfig(
+            env_id=ENV_ID,
+            encoder="state",
+            algo="rl",
+            rl_algorithm="ppo",
+            out=tmp_path / "ppo",
+            steps=128,
+            batch_size=64,
+            rl_norm_steps=20,
+            progress=False,
+        )
+    )
+    policy = load_policy(out)
+    state = np.zeros(policy.record["feature_dim"], np.float32)
+    action = policy(state)
+    assert action.shape == (policy.record["action_dim"],) and np.all(np.abs(action) <= 1)
