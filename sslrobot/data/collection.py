@@ -61,6 +61,7 @@ from sslrobot.data.storage import (
     set_aside,
     temp_dir_episode_id,
 )
+from sslrobot.utils.io import temp_prefix
 
 LOCK_DIR = ".locks"
 EVAL_ONLY_NOTE = (
@@ -183,11 +184,12 @@ def _prepare_root(config: CollectConfig, manifest: dict[str, Any]) -> dict[str, 
         root.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise write_error(root, "create dataset directory", error) from error
+    leftovers = (TMP_PREFIX, temp_prefix(MANIFEST_NAME))  # of a run killed mid-write
     if (root / MANIFEST_NAME).exists():
         existing = read_manifest(root)
         check_same_dataset(existing, manifest, root)
         manifest = {**manifest, "created": existing.get("created", manifest["created"])}
-    elif any(p.name != LOCK_DIR and not p.name.startswith(TMP_PREFIX) for p in root.iterdir()):
+    elif any(p.name != LOCK_DIR and not p.name.startswith(leftovers) for p in root.iterdir()):
         raise ValueError(
             f"{root} is not empty and has no {MANIFEST_NAME}; choose an empty or new --out"
         )

@@ -1,14 +1,14 @@
-"""Durable, atomic file writes: a reader sees the old content or the new, never a torn file."""
+"""Dataset writes: errors that name the path and a remedy, on top of ``sslrobot.utils.io``."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+from sslrobot.utils.io import atomic_write
 
 
 class DatasetWriteError(OSError):
@@ -22,21 +22,16 @@ class DatasetWriteError(OSError):
 def write_error(path: Path, action: str, error: OSError) -> DatasetWriteError:
     """Wrap ``error`` into a ``DatasetWriteError`` whose message names ``path`` and a remedy."""
     reason = error.strerror or str(error)
-    hint = ""
+    return DatasetWriteError(error.errno, f"cannot {action} {path}: {reason}{_remedy(error)}")
+
+
+def _remedy(error: OSError) -> str:
+    """What the user can do about a failed write, from its ``errno``."""
     if error.errno in (28, 122):  # ENOSPC, EDQUOT
-        hint = "; free some space or choose another --out (episodes already written are intact)"
-    elif error.errno in (13, 30, 1):  # EACCES, EROFS, EPERM
-        hint = "; choose a writable --out directory"
-    return DatasetWriteError(error.errno, f"cannot {action} {path}: {reason}{hint}")
-
-
-def fsync_dir(path: Path) -> None:
-    """Flush a directory entry (after create/rename) so the rename survives a power loss."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+        return "; free some space or choose another --out (episodes already written are intact)"
+    if error.errno in (13, 30, 1):  # EACCES, EROFS, EPERM
+        return "; choose a writable --out directory"
+    return ""
 
 
 def write_new_file(path: Path, chunks: Sequence[bytes | memoryview], fsync: bool) -> None:
@@ -53,25 +48,25 @@ def write_new_file(path: Path, chunks: Sequence[bytes | memoryview], fsync: bool
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Replace ``path`` with ``data`` atomically: temp file in the same dir, fsync, os.replace.
+    """Replace ``path`` with ``data`` atomically and durably (``utils.io.atomic_write``).
+
+    The directory is fsynced too: the manifest is what makes a dataset directory one.
 
     Raises:
         DatasetWriteError: the directory is not writable or the disk is full; ``path`` keeps its
             previous content and no temp file is left behind.
     """
-    path = Path(path)
-    tmp = path.with_name(f".tmp-{path.name}-{os.getpid()}-{uuid.uuid4().hex[:8]}")
     try:
-        write_new_file(tmp, [data], fsync=True)
-        os.replace(tmp, path)
-        fsync_dir(path.parent)
-    except OSError as error:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise write_error(path, "write", error) from error
+        atomic_write(path, lambda file: file.write(data), sync_dir=True)
+    except OSError as error:  # its message already says "cannot write <path>: <reason>"
+        raise DatasetWriteError(error.errno, f"{error.strerror}{_remedy(error)}") from error
 
 
 def atomic_write_json(path: Path, obj: Any) -> None:
-    """Atomically write ``obj`` as indented, key-sorted JSON (stable diffs between runs)."""
+    """Atomically write ``obj`` as indented, key-sorted JSON (stable diffs between runs).
+
+    Unlike ``utils.io.atomic_write_json`` there is no ``default=str``: a value that is not JSON
+    is a bug in the manifest, not something to stringify.
+    """
     text = json.dumps(obj, indent=2, sort_keys=True) + "\n"
     atomic_write_bytes(path, text.encode("utf-8"))

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import platform
 from datetime import UTC, datetime
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from sslrobot.data.fileio import atomic_write_json
 from sslrobot.data.storage import episode_path, list_episode_ids, read_meta
+from sslrobot.utils.versions import package_versions as installed_versions
 
 MANIFEST_NAME = "manifest.json"
 FORMAT_NAME = "sslrobot-episodes"
@@ -32,13 +31,7 @@ _VERSIONED_PACKAGES = ("sslrobot", "mujoco", "gymnasium", "numpy")
 
 def package_versions() -> dict[str, str | None]:
     """Installed versions of the packages that determine what the data looks like."""
-    versions: dict[str, str | None] = {"python": platform.python_version()}
-    for name in _VERSIONED_PACKAGES:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = None
-    return versions
+    return installed_versions(_VERSIONED_PACKAGES, missing=None)
 
 
 def utc_now() -> str:

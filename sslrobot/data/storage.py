@@ -34,7 +34,8 @@ from typing import Any
 
 import numpy as np
 
-from sslrobot.data.fileio import fsync_dir, write_error, write_new_file
+from sslrobot.data.fileio import write_error, write_new_file
+from sslrobot.utils.io import fsync_dir
 
 EPISODES_DIR = "episodes"
 EPISODE_PREFIX = "ep_"

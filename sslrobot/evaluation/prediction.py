@@ -395,8 +395,8 @@ def prediction_from_dirs(
         ``prediction_quality`` metrics, or ``{}`` when the model has neither part.
     """
     from sslrobot.data import WindowDataset
-    from sslrobot.evaluation.probe import resolve_device
     from sslrobot.pretraining import load_world_model
+    from sslrobot.utils.device import resolve_device
 
     if horizon < 1:
         raise ValueError(f"horizon must be >= 1, got {horizon}")

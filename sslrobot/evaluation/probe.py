@@ -343,24 +343,6 @@ def extract_features(
     return np.concatenate(outputs, axis=0)
 
 
-def resolve_device(name: str) -> torch.device:
-    """``"auto"`` picks CUDA, then MPS, then CPU; any other name must be available."""
-    import torch
-
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r} requested but CUDA is not available")
-    if device.type == "mps" and not torch.backends.mps.is_available():
-        raise ValueError(f"device {name!r} requested but MPS is not available")
-    return device
-
-
 def _frame_indices(lengths: Sequence[int], max_frames: int | None, seed: int) -> list[np.ndarray]:
     """Frames to use per episode: all, or an even random share summing to about max_frames."""
     if max_frames is None or sum(lengths) <= max_frames:
@@ -472,6 +454,7 @@ def probe_representation(
 
     if isinstance(encoder, str | os.PathLike):
         import sslrobot
+        from sslrobot.utils.device import resolve_device
 
         encoder, _ = sslrobot.load_encoder(Path(encoder))
         encoder = encoder.to(resolve_device(device))

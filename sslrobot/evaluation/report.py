@@ -46,17 +46,16 @@ from __future__ import annotations
 
 import base64
 import html
-import importlib.metadata
 import json
 import math
 import os
-import platform
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from sslrobot.evaluation.statistics import intervals_overlap
 from sslrobot.utils.io import atomic_write_text
+from sslrobot.utils.versions import package_versions as installed_versions
 
 _MIME_TYPES = {
     ".png": "image/png",
@@ -99,13 +98,7 @@ def package_versions(
     ),
 ) -> dict[str, str]:
     """Installed versions of the packages that decide the results, for the report header."""
-    versions = {"python": platform.python_version()}
-    for name in names:
-        try:
-            versions[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            versions[name] = "not installed"
-    return versions
+    return installed_versions(names, missing="not installed")
 
 
 def format_rate(value: float) -> str:

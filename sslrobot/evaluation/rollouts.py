@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,6 +9,8 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
+
+from sslrobot.utils.io import atomic_write_to_name
 
 #: Border colours of video frames: before success, from the success step on, failed at the end.
 RUNNING_RGB = (128, 128, 128)
@@ -183,29 +183,22 @@ def write_video(path: Path, frames: Sequence[np.ndarray], fps: int) -> Path:
     import imageio.v2 as imageio
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     try:
         import imageio_ffmpeg  # noqa: F401 - only probing that the MP4 backend exists
     except ImportError:
         path = path.with_suffix(".gif")
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
-    try:
+
+    def write(tmp: Path) -> None:
         if path.suffix == ".gif":
-            imageio.mimsave(tmp_name, list(frames), format="GIF", duration=1000 / fps, loop=0)
-        else:
-            writer = imageio.get_writer(
-                tmp_name, format="FFMPEG", fps=fps, codec="libx264", quality=8, macro_block_size=2
-            )
-            try:
-                for frame in frames:
-                    writer.append_data(frame)
-            finally:
-                writer.close()
-        with open(tmp_name, "rb") as file:
-            os.fsync(file.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
-    return path
+            imageio.mimsave(str(tmp), list(frames), format="GIF", duration=1000 / fps, loop=0)
+            return
+        writer = imageio.get_writer(
+            str(tmp), format="FFMPEG", fps=fps, codec="libx264", quality=8, macro_block_size=2
+        )
+        try:
+            for frame in frames:
+                writer.append_data(frame)
+        finally:
+            writer.close()
+
+    return atomic_write_to_name(path, write)

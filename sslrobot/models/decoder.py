@@ -19,7 +19,6 @@ on what moves: the robot and the objects it acts on.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +27,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from sslrobot.models.encoder import RGB_CHANNELS
+from sslrobot.utils.config import config_to_dict
 
 
 @dataclass(frozen=True)
@@ -71,10 +71,8 @@ class DecoderConfig:
         return image_size // factor
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict."""
-        return {
-            k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()
-        }
+        """JSON-ready dict (tuples become lists)."""
+        return config_to_dict(self)
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> DecoderConfig:

@@ -9,13 +9,14 @@ for side-by-side comparison; it spends ~10x the compute at 29x29..35x35 resoluti
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 from torch.nn import functional as F
+
+from sslrobot.utils.config import check_known_fields, config_to_dict
 
 ARCHS = ("cnn", "resnet")
 RGB_CHANNELS = 3
@@ -155,17 +156,12 @@ class EncoderConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (tuples become lists)."""
-        return {
-            k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()
-        }
+        return config_to_dict(self)
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> EncoderConfig:
         """Inverse of ``to_dict``; unknown keys are an error naming them."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown EncoderConfig fields {unknown}; known: {sorted(known)}")
+        check_known_fields(cls, values)
         return cls(**values)
 
 

@@ -8,7 +8,6 @@ interrupted run and the stage is called with ``resume=True`` so it can continue.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import time
@@ -17,15 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sslrobot.utils.config import config_hash
 from sslrobot.utils.io import atomic_write_json
 
 MARKER = "stage.json"
-
-
-def config_hash(config: dict[str, Any]) -> str:
-    """Stable short hash of a JSON-serialisable config."""
-    text = json.dumps(config, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 @dataclass

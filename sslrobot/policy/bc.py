@@ -25,10 +25,10 @@ from sslrobot.policy.setup import (
     base_record,
     check_fits,
     open_demos,
-    resolve_device,
     resolve_policy_encoder,
 )
 from sslrobot.pretraining.augment import random_shift
+from sslrobot.utils.device import resolve_device
 from sslrobot.utils.io import atomic_write_text
 
 

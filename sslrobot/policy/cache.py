@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from sslrobot.utils.config import config_hash
 from sslrobot.utils.io import atomic_write
 
 
@@ -75,9 +75,7 @@ class FeatureCache:
         self.device = device
         self.directory: Path | None = None
         if root is not None:
-            dataset_hash = hashlib.sha256(
-                json.dumps(dataset_key, sort_keys=True, default=str).encode()
-            ).hexdigest()[:16]
+            dataset_hash = config_hash(dataset_key)
             self.directory = Path(root) / module_fingerprint(encoder)[:16] / dataset_hash
         self.num_computed_frames = 0
 

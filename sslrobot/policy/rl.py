@@ -14,8 +14,6 @@ proprio and keeps its standard MLP policies, logging (CSV, TensorBoard, stdout) 
 
 from __future__ import annotations
 
-import os
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -36,9 +34,10 @@ from sslrobot.policy.setup import (
     base_record,
     check_fits,
     open_demos,
-    resolve_device,
     resolve_policy_encoder,
 )
+from sslrobot.utils.device import resolve_device
+from sslrobot.utils.io import atomic_write_to_name
 
 SB3_FILE = "{checkpoint}_sb3.zip"
 
@@ -258,16 +257,7 @@ def _has_tensorboard() -> bool:
 
 def _save_sb3(model: Any, path: Path) -> None:
     """``model.save`` to a temp file in the same directory, then an atomic rename."""
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".zip", dir=path.parent)
-    os.close(fd)
-    try:
-        model.save(tmp_name)
-        with open(tmp_name, "rb") as file:
-            os.fsync(file.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
+    atomic_write_to_name(path, lambda tmp: model.save(str(tmp)))
 
 
 def load_rl_head(

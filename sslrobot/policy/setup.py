@@ -1,24 +1,15 @@
-"""Shared start of BC and RL runs: device, demonstrations, encoder, image size, the record."""
+"""Shared start of BC and RL runs: demonstrations, encoder, image size, the record."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from sslrobot.policy.config import PolicyConfig
 from sslrobot.policy.encoders import ResolvedEncoder, check_encoder_fits, resolve_encoder
 from sslrobot.policy.environment import EnvShapes
 
 DEFAULT_IMAGE_SIZE = 64
-
-
-def resolve_device(name: str) -> torch.device:
-    """``"auto"`` picks CUDA, then MPS, then CPU; a named device must be available (no fallback)."""
-    from sslrobot.evaluation.probe import resolve_device as resolve
-
-    return resolve(name)
 
 
 def open_demos(config: PolicyConfig) -> tuple[Any, dict[str, Any]]:

@@ -7,8 +7,9 @@ same directory, fsync, ``os.replace``), so an interrupted run never leaves a tor
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import safetensors
 import safetensors.torch
@@ -27,6 +28,8 @@ LOSS_CURVE = "loss_curve.png"
 PREDICTIONS = "predictions"
 TENSORBOARD = "tensorboard"
 
+T = TypeVar("T")
+
 _HINT = "is this a `sslrobot pretrain --out` directory from a finished run?"
 
 
@@ -43,6 +46,21 @@ def read_json(path: Path, what: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise ValueError(f"{what} file {path} must hold a JSON object, got {type(value).__name__}")
     return value
+
+
+def read_config_section(root: Path, section: str, parse: Callable[[Any], T]) -> T:
+    """``parse(values[section])`` of ``root/pretrain_config.json``, with errors naming the file.
+
+    Raises:
+        FileNotFoundError: the file is missing.
+        ValueError: the file is corrupt, or the section is missing or does not parse.
+    """
+    path = root / PRETRAIN_CONFIG
+    values = read_json(path, "pretraining config")
+    try:
+        return parse(values[section])
+    except (KeyError, TypeError, ValueError) as error:
+        raise ValueError(f"{path} has no valid {section!r} section: {error}") from error
 
 
 def read_safetensors(path: Path, what: str) -> dict[str, torch.Tensor]:

@@ -24,7 +24,7 @@ from typing import Any
 import torch
 
 from sslrobot.pretraining import artifacts
-from sslrobot.utils.io import atomic_write
+from sslrobot.utils.io import atomic_write, fsync_dir
 
 WEIGHTS = "model.safetensors"
 OPTIMIZER = "optimizer.pt"
@@ -46,14 +46,6 @@ class Checkpoint:
 
 def checkpoint_name(step: int) -> str:
     return f"{_PREFIX}{step:07d}"
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def save_checkpoint(
@@ -82,7 +74,7 @@ def save_checkpoint(
         if final.exists():  # left by a run that crashed before updating latest.json
             shutil.rmtree(final)
         os.replace(tmp, final)
-        _fsync_dir(root)
+        fsync_dir(root)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -11,6 +11,7 @@ from sslrobot.models.encoder import EncoderConfig
 from sslrobot.pretraining.augment import AUGMENTATIONS
 from sslrobot.pretraining.objectives import parse_objective
 from sslrobot.pretraining.world_model import WorldModelConfig
+from sslrobot.utils.config import check_known_fields, config_to_dict
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
@@ -192,19 +193,13 @@ class PretrainConfig:
         )
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict."""
-        values = dataclasses.asdict(self)
-        values["encoder"] = self.encoder.to_dict()
-        values["decoder"] = self.decoder.to_dict()
-        return values
+        """JSON-ready dict (tuples become lists, nested configs dicts)."""
+        return config_to_dict(self)
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> PretrainConfig:
         """Inverse of ``to_dict``; unknown keys are an error naming them."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"unknown PretrainConfig fields {unknown}")
+        check_known_fields(cls, values)
         return cls(**values)
 
     def resume_mismatches(self, saved: PretrainConfig) -> list[str]:

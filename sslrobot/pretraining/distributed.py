@@ -1,4 +1,4 @@
-"""Devices and torch.distributed: choose the device, join a ``torchrun`` group, agree on flags.
+"""torch.distributed: join a ``torchrun`` group, agree on flags across ranks.
 
 Launch ``torchrun --nproc_per_node N -m sslrobot pretrain ...``; each process reads ``RANK``,
 ``WORLD_SIZE`` and ``LOCAL_RANK`` from the environment. Gloo serves CPU runs, NCCL CUDA runs.
@@ -12,47 +12,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-
-def resolve_device(name: str = "auto", local_rank: int = 0) -> torch.device:
-    """Pick the training device; never fall back silently from what the user asked for.
-
-    Args:
-        name: ``"auto"`` (CUDA, then MPS, then CPU), ``"cpu"``, ``"cuda"``, ``"cuda:N"``, ``"mps"``.
-        local_rank: This process's GPU under torchrun when ``name`` is ``"auto"``/``"cuda"``.
-
-    Raises:
-        ValueError: the requested device is unknown or not available on this machine.
-    """
-    mps_available = hasattr(torch.backends, "mps") and torch.backends.mps.is_available()
-    if name == "auto":
-        if torch.cuda.is_available():
-            name = "cuda"
-        elif mps_available:
-            name = "mps"
-        else:
-            name = "cpu"
-    kind = name.split(":")[0]
-    if kind == "cpu":
-        return torch.device("cpu")
-    if kind == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError(
-                f"device {name!r} requested but CUDA is not available "
-                f"(torch {torch.__version__}); use --device cpu or auto"
-            )
-        index = int(name.split(":")[1]) if ":" in name else local_rank
-        if index >= torch.cuda.device_count():
-            raise ValueError(
-                f"device cuda:{index} requested but only {torch.cuda.device_count()} GPUs exist"
-            )
-        return torch.device("cuda", index)
-    if kind == "mps":
-        if not mps_available:
-            raise ValueError(
-                f"device {name!r} requested but MPS is not available; use --device cpu"
-            )
-        return torch.device("mps")
-    raise ValueError(f"unknown device {name!r}; use auto, cpu, cuda, cuda:N or mps")
+from sslrobot.utils.device import resolve_device
 
 
 @dataclass(frozen=True)

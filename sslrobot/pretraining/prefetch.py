@@ -32,19 +32,15 @@ class Prefetcher(Generic[T]):
     def _run(self) -> None:
         try:
             for item in self._source:
-                while not self._stop.is_set():
-                    try:
-                        self._queue.put(item, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
+                self._put(item)
                 if self._stop.is_set():
                     return
-            self._put_final(_DONE)
+            self._put(_DONE)
         except BaseException as error:  # handed to the consumer, raised there
-            self._put_final(error)
+            self._put(error)
 
-    def _put_final(self, item: object) -> None:
+    def _put(self, item: object) -> None:
+        """Queue ``item``, waiting for room; give up once ``close()`` was called."""
         while not self._stop.is_set():
             try:
                 self._queue.put(item, timeout=0.1)

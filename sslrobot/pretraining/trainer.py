@@ -32,6 +32,7 @@ from sslrobot.pretraining.objectives import USES_DECODER
 from sslrobot.pretraining.prefetch import Prefetcher
 from sslrobot.pretraining.sampler import ResumableBatchSampler
 from sslrobot.pretraining.world_model import WorldModel
+from sslrobot.utils.device import resolve_device
 
 _KEYS = ("pixels", "action")
 
@@ -111,7 +112,7 @@ class PretrainRun:
 
     def _setup(self, dataset: Dataset | None, val_dataset: Dataset | None) -> None:
         config = self.config
-        self.device = distributed.resolve_device(config.device, self.context.local_rank)
+        self.device = resolve_device(config.device, self.context.local_rank)
         self.amp = config.amp if config.amp is not None else self.device.type == "cuda"
         if self.amp and self.device.type != "cuda":
             raise ValueError(
@@ -213,13 +214,7 @@ class PretrainRun:
         return train, val_dataset
 
     def _resume(self) -> None:
-        saved = artifacts.read_json(self.out / artifacts.PRETRAIN_CONFIG, "pretraining config")
-        try:
-            saved_config = PretrainConfig.from_dict(saved["pretrain"])
-        except (KeyError, TypeError, ValueError) as error:
-            raise ValueError(
-                f"{self.out / artifacts.PRETRAIN_CONFIG} has no valid 'pretrain' section: {error}"
-            ) from error
+        saved_config = artifacts.read_config_section(self.out, "pretrain", PretrainConfig.from_dict)
         mismatches = self.config.resume_mismatches(saved_config)
         if mismatches:
             raise ValueError(

@@ -41,6 +41,7 @@ from sslrobot.pretraining.objectives import (
     normalized_cosine_loss,
     pixel_mse_loss,
 )
+from sslrobot.utils.config import config_to_dict
 
 
 @dataclass(frozen=True)
@@ -90,11 +91,8 @@ class WorldModelConfig:
             raise ValueError(f"temperature must be > 0, got {self.temperature}")
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict."""
-        values = dataclasses.asdict(self)
-        values["encoder"] = self.encoder.to_dict()
-        values["decoder"] = self.decoder.to_dict()
-        return values
+        """JSON-ready dict (tuples become lists, nested configs dicts)."""
+        return config_to_dict(self)
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> WorldModelConfig:
@@ -387,13 +385,7 @@ def load_world_model(path: str | Path, device: str | torch.device = "cpu") -> Wo
         FileNotFoundError / ValueError: naming the missing or unreadable file.
     """
     path = Path(path)
-    meta = artifacts.read_json(path / artifacts.PRETRAIN_CONFIG, "pretraining config")
-    try:
-        config = WorldModelConfig.from_dict(meta["world_model"])
-    except (KeyError, TypeError, ValueError) as error:
-        raise ValueError(
-            f"{path / artifacts.PRETRAIN_CONFIG} has no valid 'world_model' section: {error}"
-        ) from error
+    config = artifacts.read_config_section(path, "world_model", WorldModelConfig.from_dict)
     model = WorldModel(config)
     state = artifacts.read_safetensors(path / artifacts.MODEL_WEIGHTS, "world-model weights")
     artifacts.load_state(model, state, path / artifacts.MODEL_WEIGHTS)

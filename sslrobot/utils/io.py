@@ -10,37 +10,99 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 
-def atomic_write(path: str | Path, write: Callable[[BinaryIO], None]) -> Path:
+def atomic_write(
+    path: str | Path, write: Callable[[BinaryIO], None], *, sync_dir: bool = False
+) -> Path:
     """Write through ``write(file)`` into a temp file beside ``path``, fsync, then rename.
 
-    Raises an ``OSError`` that names ``path`` when the directory is unwritable or the disk is
-    full; the previous file at ``path``, if any, is left untouched.
+    Args:
+        path: The file to create or replace; missing parent directories are created.
+        write: Writes the whole content into the open binary file it is given.
+        sync_dir: Also fsync the directory after the rename, so that the rename itself
+            survives a power loss (a process crash is covered without it).
+
+    Raises:
+        OSError: naming ``path`` (with the original ``errno``) when the directory is unwritable
+            or the disk is full; the previous file at ``path``, if any, is left untouched.
     """
-    path = Path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    except OSError as error:
-        raise OSError(error.errno, f"cannot write {path}: {error.strerror}") from error
-    try:
-        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; artifacts are meant to be shared
+
+    def fill(fd: int, tmp: Path) -> None:
         with os.fdopen(fd, "wb") as file:
             write(file)
             file.flush()
             os.fsync(file.fileno())
-        os.replace(tmp_name, path)
+
+    return _replace(Path(path), fill, ".tmp", sync_dir)
+
+
+def atomic_write_to_name(
+    path: str | Path, write: Callable[[Path], None], *, sync_dir: bool = False
+) -> Path:
+    """Like ``atomic_write``, for writers that need a file name rather than an open file.
+
+    ``write(tmp)`` gets a temp path beside ``path`` with the same suffix (ffmpeg and SB3 pick
+    the format, or append an extension, from it), writes the whole file there, and closes it.
+    """
+
+    def fill(fd: int, tmp: Path) -> None:
+        os.close(fd)
+        write(tmp)
+        with open(tmp, "rb") as file:
+            os.fsync(file.fileno())
+
+    path = Path(path)
+    return _replace(path, fill, path.suffix, sync_dir)
+
+
+def temp_prefix(path: str | Path) -> str:
+    """How the names of in-flight temp files for ``path`` start (for cleanup and checks)."""
+    return f".{Path(path).name}."
+
+
+def _replace(path: Path, fill: Callable[[int, Path], None], suffix: str, sync_dir: bool) -> Path:
+    """Create a temp file beside ``path``, let ``fill`` write it (and own ``fd``), rename it."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=temp_prefix(path), suffix=suffix, dir=path.parent)
+    except OSError as error:
+        raise _naming(error, path) from error
+    tmp = Path(tmp_name)
+    try:
+        try:
+            os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; artifacts are meant to be shared
+        except BaseException:
+            os.close(fd)
+            raise
+        fill(fd, tmp)
+        os.replace(tmp, path)
+        if sync_dir:
+            fsync_dir(path.parent)
     except BaseException as error:
-        Path(tmp_name).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         if isinstance(error, OSError):
-            raise OSError(error.errno, f"cannot write {path}: {error.strerror}") from error
+            raise _naming(error, path) from error
         raise
     return path
+
+
+def _naming(error: OSError, path: Path) -> OSError:
+    """The same kind of error (errno kept), with a message that names ``path``."""
+    return OSError(error.errno, f"cannot write {path}: {error.strerror or error}")
 
 
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def fsync_dir(path: str | Path) -> None:
+    """Flush a directory's entries (after a create or rename) so they survive a power loss."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def atomic_write_text(path: str | Path, text: str) -> Path:

@@ -1,0 +1,47 @@
+"""Dataclass configs to and from the JSON saved beside every artifact."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from typing import Any
+
+
+def config_to_dict(config: Any) -> dict[str, Any]:
+    """``dataclasses.asdict`` with tuples as lists at any depth (nested configs included).
+
+    Lists are what JSON gives back, so a config's dict compares equal to the one read from its
+    saved file.
+    """
+    return _lists(dataclasses.asdict(config))
+
+
+def _lists(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: _lists(item) for key, item in value.items()}
+    if isinstance(value, tuple | list):
+        return [_lists(item) for item in value]
+    return value
+
+
+def check_known_fields(cls: type, values: dict[str, Any]) -> None:
+    """Refuse keys that are not fields of the dataclass ``cls`` (a typo, or a newer format).
+
+    Raises:
+        ValueError: naming the unknown keys and the known ones.
+    """
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ValueError(f"unknown {cls.__name__} fields {unknown}; known: {sorted(known)}")
+
+
+def config_hash(values: Any) -> str:
+    """A stable short hash (16 hex digits) of JSON-able ``values``, key order ignored.
+
+    Names directories by what they hold (feature caches, pipeline stages), so the same settings
+    find the same directory again in a later run.
+    """
+    text = json.dumps(values, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]

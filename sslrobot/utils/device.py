@@ -1,0 +1,56 @@
+"""Choose a torch device from a user's string, never falling back silently from what was asked."""
+
+from __future__ import annotations
+
+import torch
+
+
+def resolve_device(name: str = "auto", local_rank: int = 0) -> torch.device:
+    """The device ``name`` asks for, checked to exist on this machine.
+
+    One rule for every stage (pretraining, policies, probes), so that ``--device cuda`` on a
+    machine without CUDA is an error everywhere instead of a quiet CPU run somewhere.
+
+    Args:
+        name: ``"auto"`` (CUDA, then MPS, then CPU), ``"cpu"``, ``"cuda"``, ``"cuda:N"``, ``"mps"``.
+        local_rank: This process's GPU under ``torchrun`` when ``name`` is ``"auto"``/``"cuda"``
+            without an index; 0 outside a process group.
+
+    Returns:
+        ``cpu``, ``mps`` or ``cuda:N`` (always with an index).
+
+    Raises:
+        ValueError: the device is unknown or not available on this machine.
+    """
+    mps_available = hasattr(torch.backends, "mps") and torch.backends.mps.is_available()
+    if name == "auto":
+        if torch.cuda.is_available():
+            name = "cuda"
+        elif mps_available:
+            name = "mps"
+        else:
+            name = "cpu"
+    kind, _, index_text = name.partition(":")
+    if kind == "cpu":
+        return torch.device("cpu")
+    if kind == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(
+                f"device {name!r} requested but CUDA is not available "
+                f"(torch {torch.__version__}); use --device cpu or auto"
+            )
+        if index_text and not index_text.isdigit():
+            raise ValueError(f"unknown device {name!r}; use auto, cpu, cuda, cuda:N or mps")
+        index = int(index_text) if index_text else local_rank
+        if index >= torch.cuda.device_count():
+            raise ValueError(
+                f"device cuda:{index} requested but only {torch.cuda.device_count()} GPUs exist"
+            )
+        return torch.device("cuda", index)
+    if kind == "mps":
+        if not mps_available:
+            raise ValueError(
+                f"device {name!r} requested but MPS is not available; use --device cpu"
+            )
+        return torch.device("mps")
+    raise ValueError(f"unknown device {name!r}; use auto, cpu, cuda, cuda:N or mps")

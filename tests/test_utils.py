@@ -1,0 +1,186 @@
+"""Shared helpers: devices without silent fallback, atomic writes, config dicts and hashes."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import re
+import stat
+from pathlib import Path
+
+import pytest
+import torch
+
+from sslrobot.data import DatasetWriteError
+from sslrobot.data.fileio import atomic_write_json as write_dataset_json
+from sslrobot.models.encoder import EncoderConfig
+from sslrobot.pretraining import artifacts
+from sslrobot.pretraining.config import PretrainConfig
+from sslrobot.utils import io
+from sslrobot.utils.config import check_known_fields, config_hash, config_to_dict
+from sslrobot.utils.device import resolve_device
+from sslrobot.utils.versions import package_versions
+
+
+@pytest.fixture
+def no_accelerators(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+
+
+@pytest.fixture
+def two_gpus(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+
+
+def test_auto_is_cpu_without_accelerators(no_accelerators):
+    assert resolve_device("auto") == torch.device("cpu")
+    assert resolve_device() == torch.device("cpu")
+    assert resolve_device("cpu", local_rank=3) == torch.device("cpu")
+
+
+def test_unavailable_devices_are_errors_not_fallbacks(no_accelerators):
+    with pytest.raises(ValueError, match="'cuda' requested but CUDA is not available"):
+        resolve_device("cuda")
+    with pytest.raises(ValueError, match="'cuda:1' requested but CUDA is not available"):
+        resolve_device("cuda:1")
+    with pytest.raises(ValueError, match="'mps' requested but MPS is not available"):
+        resolve_device("mps")
+    for name in ("tpu", "gpu", ""):
+        with pytest.raises(ValueError, match="unknown device"):
+            resolve_device(name)
+
+
+def test_cuda_index_comes_from_the_name_or_the_local_rank(two_gpus):
+    assert resolve_device("auto") == torch.device("cuda", 0)
+    assert resolve_device("auto", local_rank=1) == torch.device("cuda", 1)
+    assert resolve_device("cuda", local_rank=1) == torch.device("cuda", 1)
+    assert resolve_device("cuda:0", local_rank=1) == torch.device("cuda", 0)
+    with pytest.raises(ValueError, match=r"cuda:2 requested but only 2 GPUs exist"):
+        resolve_device("cuda:2")
+    with pytest.raises(ValueError, match="unknown device 'cuda:x'"):
+        resolve_device("cuda:x")
+
+
+def test_atomic_write_replaces_with_a_shareable_file(tmp_path):
+    path = tmp_path / "new" / "a.json"
+    io.atomic_write_json(path, {"b": 1, "a": [1, 2]})
+    io.atomic_write_json(path, {"b": 2})
+    assert path.read_text() == '{\n  "b": 2\n}\n'
+    mask = os.umask(0)
+    os.umask(mask)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~mask
+    assert sorted(p.name for p in path.parent.iterdir()) == ["a.json"]
+
+
+def test_a_failed_write_keeps_the_old_file_and_leaves_no_temp(tmp_path):
+    path = tmp_path / "a.txt"
+    io.atomic_write_text(path, "old")
+
+    def broken(file):
+        file.write(b"half")
+        raise RuntimeError("writer crashed")
+
+    with pytest.raises(RuntimeError, match="writer crashed"):
+        io.atomic_write(path, broken)
+    assert path.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["a.txt"]
+
+
+def test_write_errors_name_the_path_and_keep_errno(tmp_path, monkeypatch):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(OSError, match=re.escape(f"cannot write {blocker / 'x' / 'a.txt'}")):
+        io.atomic_write_text(blocker / "x" / "a.txt", "text")
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(io.os, "fsync", full)
+    with pytest.raises(OSError, match=r"cannot write .*a\.txt: No space left") as info:
+        io.atomic_write_text(tmp_path / "a.txt", "text")
+    assert info.value.errno == errno.ENOSPC
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
+
+
+def test_sync_dir_flushes_the_directory_after_the_rename(tmp_path, monkeypatch):
+    synced = []
+    monkeypatch.setattr(
+        io, "fsync_dir", lambda path: synced.append((path, sorted(os.listdir(path))))
+    )
+    io.atomic_write_text(tmp_path / "a.txt", "x")
+    assert synced == []
+    io.atomic_write(tmp_path / "b.txt", lambda file: file.write(b"y"), sync_dir=True)
+    assert synced == [(tmp_path, ["a.txt", "b.txt"])]  # after the rename: no temp file left
+
+
+def test_atomic_write_to_name_gives_the_writer_a_path_with_the_suffix(tmp_path):
+    seen = []
+
+    def write(tmp):
+        seen.append(tmp)
+        assert tmp.parent == tmp_path and tmp.suffix == ".zip" and tmp.name.startswith(".m.zip.")
+        tmp.write_bytes(b"zip")
+
+    assert io.atomic_write_to_name(tmp_path / "m.zip", write) == tmp_path / "m.zip"
+    assert (tmp_path / "m.zip").read_bytes() == b"zip" and not seen[0].exists()
+
+    def broken(tmp):
+        tmp.write_bytes(b"half")
+        raise ValueError("encoder failed")
+
+    with pytest.raises(ValueError, match="encoder failed"):
+        io.atomic_write_to_name(tmp_path / "m.zip", broken)
+    assert [p.name for p in tmp_path.iterdir()] == ["m.zip"]
+
+
+def test_dataset_writes_add_a_remedy_and_stay_strict_json(tmp_path, monkeypatch):
+    with pytest.raises(TypeError):
+        write_dataset_json(tmp_path / "manifest.json", {"path": tmp_path})
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(io.os, "fsync", full)
+    with pytest.raises(DatasetWriteError) as info:
+        write_dataset_json(tmp_path / "manifest.json", {"a": 1})
+    message = str(info.value)
+    assert message.count(str(tmp_path / "manifest.json")) == 1
+    assert "No space left on device; free some space" in message
+    assert info.value.errno == errno.ENOSPC
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_config_dicts_are_json_shaped_and_unknown_fields_are_named():
+    config = EncoderConfig.drqv2()
+    values = config_to_dict(PretrainConfig(out="run", encoder=config))
+    assert values["encoder"]["strides"] == [2, 1, 1, 1] == config.to_dict()["strides"]
+    assert json.loads(json.dumps(values)) == values
+    assert PretrainConfig.from_dict(values) == PretrainConfig(out="run", encoder=config)
+    with pytest.raises(ValueError, match=r"unknown PretrainConfig fields \['bogus'\]; known: "):
+        check_known_fields(PretrainConfig, {**values, "bogus": 1})
+
+
+def test_config_hash_ignores_key_order_and_sees_values():
+    assert config_hash({"a": 1, "b": [1, 2]}) == config_hash({"b": [1, 2], "a": 1})
+    assert config_hash({"a": 1}) != config_hash({"a": 2})
+    path = Path("/data/x")  # not JSON: hashed through str(), as cache keys hold paths
+    assert config_hash({"path": path}) == config_hash({"path": "/data/x"})
+    assert len(config_hash({"path": path})) == 16
+
+
+def test_pretrain_config_sections_name_the_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"pretrain_config\.json"):
+        artifacts.read_config_section(tmp_path, "pretrain", PretrainConfig.from_dict)
+    artifacts.save_json(tmp_path / artifacts.PRETRAIN_CONFIG, {"pretrain": {"out": "x", "oops": 1}})
+    for section in ("pretrain", "world_model"):
+        with pytest.raises(ValueError, match=rf"pretrain_config\.json has no valid '{section}'"):
+            artifacts.read_config_section(tmp_path, section, PretrainConfig.from_dict)
+
+
+def test_package_versions_mark_missing_packages():
+    versions = package_versions(("torch", "surely-not-a-package"), missing=None)
+    assert versions["torch"] == torch.__version__ and versions["surely-not-a-package"] is None
+    assert next(iter(versions)) == "python"
