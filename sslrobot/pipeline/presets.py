@@ -29,7 +29,8 @@ class RunConfig:
         num_steps_ahead: K, the prediction horizon of fdm/future.
         num_demos: demonstration counts for behaviour cloning (data-efficiency curve).
         data_efficiency_task: task on which every num_demos is run (others use the largest).
-        bc_epochs: passes over the demonstrations per BC run.
+        bc_steps: gradient steps per BC run (the same budget for every encoder).
+        bc_batch_size: demonstration frames per BC step.
         policy_seeds: training seeds per (encoder, task, num_demos).
         eval_episodes: evaluation episodes per policy.
         heldout_eval: also evaluate under the held-out visual preset (robustness).
@@ -50,7 +51,8 @@ class RunConfig:
     num_steps_ahead: int = 3
     num_demos: tuple[int, ...] = (25,)
     data_efficiency_task: str | None = None
-    bc_epochs: int = 60
+    bc_steps: int = 1000
+    bc_batch_size: int = 128
     policy_seeds: tuple[int, ...] = (0, 1, 2)
     eval_episodes: int = 50
     heldout_eval: bool = False
@@ -73,7 +75,8 @@ class RunConfig:
             "pretrain_steps": self.pretrain_steps,
             "pretrain_batch_size": self.pretrain_batch_size,
             "num_steps_ahead": self.num_steps_ahead,
-            "bc_epochs": self.bc_epochs,
+            "bc_steps": self.bc_steps,
+            "bc_batch_size": self.bc_batch_size,
             "eval_episodes": self.eval_episodes,
             "num_workers": self.num_workers,
         }
@@ -118,7 +121,8 @@ PRESETS: dict[str, RunConfig] = {
         pretrain_batch_size=16,
         num_steps_ahead=2,
         num_demos=(3,),
-        bc_epochs=3,
+        bc_steps=10,
+        bc_batch_size=32,
         policy_seeds=(0,),
         eval_episodes=3,
         num_videos=1,
@@ -137,7 +141,8 @@ PRESETS: dict[str, RunConfig] = {
         num_steps_ahead=5,
         num_demos=(5, 10, 25, 50),
         data_efficiency_task="sslrobot/Push-v0",
-        bc_epochs=200,
+        bc_steps=3000,
+        bc_batch_size=256,
         policy_seeds=(0, 1, 2, 3, 4),
         eval_episodes=100,
         heldout_eval=True,

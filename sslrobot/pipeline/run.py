@@ -253,7 +253,8 @@ class Pipeline:
             "encoder": encoder_name,
             "num_demos": num_demos,
             "seed": seed,
-            "epochs": self.config.bc_epochs,
+            "steps": self.config.bc_steps,
+            "batch_size": self.config.bc_batch_size,
             "image_size": self.config.image_size,
         }
 
@@ -267,7 +268,8 @@ class Pipeline:
                     seed=seed,
                     demos=artifacts.demos.path / "dataset",
                     num_demos=num_demos,
-                    epochs=self.config.bc_epochs,
+                    steps=self.config.bc_steps,
+                    batch_size=self.config.bc_batch_size,
                     image_size=self.config.image_size,
                     cache_dir=self.out / "feature_cache",
                     device=self.device,

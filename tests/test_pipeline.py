@@ -1,0 +1,83 @@
+"""`sslrobot run --preset quick` end to end: artifacts, numbers from files, resume, errors."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sslrobot.cli import main
+from sslrobot.evaluation.report import format_ci
+from sslrobot.pipeline.presets import make_run_config
+from sslrobot.pipeline.run import Pipeline, run_pipeline
+
+QUICK = make_run_config("quick")
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("run")
+    run_pipeline(QUICK, out, device="cpu", progress=False, command="pytest quick")
+    return out
+
+
+def test_quick_run_writes_every_report_artifact(quick_run: Path) -> None:
+    for name in ("report.md", "report.html", "results.json", "config.json"):
+        assert (quick_run / name).stat().st_size > 0, name
+    assert json.loads((quick_run / "config.json").read_text()) == json.loads(
+        json.dumps(QUICK.to_dict())
+    )
+    plots = sorted(p.name for p in (quick_run / "plots").glob("*.png"))
+    assert any("success" in p for p in plots) and any("probe_r2" in p for p in plots)
+    assert any("pretrain_loss" in p for p in plots)
+    assert list((quick_run / "media").glob("*.gif")), "a rollout GIF per encoder is expected"
+    assert list((quick_run / "media").glob("*predictions.png"))
+    html = (quick_run / "report.html").read_text()
+    assert "data:image/png;base64," in html and "data:image/gif;base64," in html
+    assert "pytest quick" in html  # the command is at the top, so it can be rerun
+
+
+def test_report_numbers_come_from_result_files(quick_run: Path) -> None:
+    results = json.loads((quick_run / "results.json").read_text())["aggregated"]
+    report = (quick_run / "report.md").read_text()
+    for encoder in QUICK.encoder_names:
+        (row,) = [r for r in results if r["encoder"] == encoder]
+        result_files = list((quick_run / "Reach-v0" / "eval" / encoder).rglob("result.json"))
+        assert len(result_files) == len(QUICK.policy_seeds)
+        episodes = json.loads(result_files[0].read_text())["episodes"]
+        assert row["success"]["mean"] == pytest.approx(np.mean([e["success"] for e in episodes]))
+        success = row["success"]
+        assert format_ci(success["mean"], success["low"], success["high"]) in report
+    probe = json.loads((quick_run / "Reach-v0" / "probe" / "fdm+future" / "probe.json").read_text())
+    assert f"{probe['probe/r2_mean']:.3f}" in report
+
+
+def test_rerun_skips_finished_stages_and_reruns_only_what_changed(quick_run: Path) -> None:
+    again = Pipeline(QUICK, quick_run, device="cpu", progress=False)
+    again.run()
+    assert again.runner.results and all(r.skipped for r in again.runner.results)
+
+    changed = dataclasses.replace(QUICK, bc_steps=QUICK.bc_steps + 1)
+    pipeline = Pipeline(changed, quick_run, device="cpu", progress=False)
+    pipeline.run()
+    reran = {r.name for r in pipeline.runner.results if not r.skipped}
+    assert reran and all("/policy/" in name or "/eval/" in name for name in reran)
+    assert any("/data/" in r.name and r.skipped for r in pipeline.runner.results)
+
+
+def test_stage_count_matches_what_runs(quick_run: Path) -> None:
+    pipeline = Pipeline(QUICK, quick_run, device="cpu", progress=False)
+    pipeline.run()
+    assert pipeline.count_stages() == len(pipeline.runner.results)
+
+
+def test_bad_preset_and_task_give_clear_errors(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(ValueError, match="unknown preset 'bogus'"):
+        make_run_config("bogus")
+    with pytest.raises(ValueError, match="tasks: unknown"):
+        make_run_config("quick", tasks=("sslrobot/Fly-v0",))
+    assert main(["run", "--preset", "bogus", "--out", "unused"]) == 2
+    assert "unknown preset 'bogus'" in capsys.readouterr().err
