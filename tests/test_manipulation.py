@@ -19,6 +19,12 @@ def _state(env: gym.Env, info: dict) -> dict[str, float]:
     return dict(zip(env.unwrapped.state_names, info["state"].tolist(), strict=True))
 
 
+def _joint_speed_targets(env: gym.Env) -> np.ndarray:
+    """The joint speed targets (rad/s) the IK sent to the arm's servos."""
+    physics = env.unwrapped.physics
+    return physics.data.ctrl[env.unwrapped.task.arm(physics).actuator_ids]
+
+
 def _colour_masks(frame: np.ndarray) -> dict[str, np.ndarray]:
     """Pixels of the red target, yellow cube and green goal, robust to the presets' lighting."""
     red, green, blue = np.moveaxis(frame.astype(np.int32), -1, 0)
@@ -39,17 +45,44 @@ def _hide_arm(env: gym.Env) -> None:
 
 
 @pytest.mark.parametrize("env_id", [REACH, PUSH])
-def test_action_is_a_joint_speed_in_documented_units(env_id: str) -> None:
+def test_action_is_a_fingertip_velocity_in_documented_units(env_id: str) -> None:
+    """Away from the workspace's edge, the fingertip moves with action * MAX_TIP_SPEED m/s, and
+    the IK never asks the servos for more than MAX_JOINT_SPEED."""
     env = gym.make(env_id, obs_mode="state", terminate_on_success=False)
-    env.reset(seed=0)
-    for joint in range(3):
-        action = np.zeros(3, np.float32)
-        action[joint] = -0.5 if joint == 0 else 0.5  # stay clear of the limits
-        for _ in range(6):
+    assert env.unwrapped.action_names == ("fingertip_vx", "fingertip_vy")
+    physics = env.unwrapped.physics
+    step_seconds = physics.model.opt.timestep * arm.NUM_SUBSTEPS
+    for pose in ([0.0, 1.3, 0.0], [0.2, -1.6, 0.3]):  # elbow bent either way, tip mid-reach
+        for action in ([0.5, 0.0], [-0.5, 0.0], [0.0, 0.5], [0.3, -0.4]):
+            env.reset(seed=0)
+            env.unwrapped.task.arm(physics).set_joint_angles(physics, np.array(pose))
+            physics.forward()
+            action = np.array(action, np.float32)
+            for _ in range(3):  # let the servos reach speed
+                _, _, _, _, info = env.step(action)
+            tip = np.array(info["state"][6:8])  # fingertip_x, fingertip_y in both tasks
             _, _, _, _, info = env.step(action)
-        speed = _state(env, info)[f"{arm.JOINTS[joint]}_speed"]
-        assert speed == pytest.approx(action[joint] * arm.MAX_JOINT_SPEED, rel=0.1)
-        env.step(np.zeros(3, np.float32))
+            velocity = (info["state"][6:8] - tip) / step_seconds
+            np.testing.assert_allclose(velocity, action * arm.MAX_TIP_SPEED, atol=0.02)
+            assert np.all(np.abs(_joint_speed_targets(env)) <= arm.MAX_JOINT_SPEED + 1e-9)
+    # Near the base the IK would need more joint speed: the servos get at most the limit.
+    env.reset(seed=0)
+    env.unwrapped.task.arm(physics).set_joint_angles(physics, np.array([0.0, 2.4, 1.5]))
+    physics.forward()
+    env.step(np.array([1.0, 1.0], np.float32))
+    assert np.max(np.abs(_joint_speed_targets(env))) == pytest.approx(arm.MAX_JOINT_SPEED)
+
+
+def test_zero_action_holds_the_fingertip_still() -> None:
+    """No command, (almost) no fingertip motion: the null-space posture term moves the joints."""
+    env = gym.make(PUSH, obs_mode="state", terminate_on_success=False)
+    for seed in range(3):
+        s = _state(env, env.reset(seed=seed)[1])
+        for _ in range(10):
+            _, _, _, _, info = env.step(np.zeros(2, np.float32))
+        t = _state(env, info)
+        moved = np.hypot(t["fingertip_x"] - s["fingertip_x"], t["fingertip_y"] - s["fingertip_y"])
+        assert moved < 0.01
 
 
 @pytest.mark.parametrize("env_id", [REACH, PUSH])
@@ -71,6 +104,26 @@ def test_proprio_and_state_describe_the_same_arm(env_id: str) -> None:
     mujoco.mj_kinematics(physics.model, fresh)
     tip = fresh.site_xpos[mujoco.mj_name2id(physics.model, mujoco.mjtObj.mjOBJ_SITE, "fingertip")]
     np.testing.assert_allclose([state["fingertip_x"], state["fingertip_y"]], tip[:2], atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("env_id", "differences"),
+    [
+        (REACH, {"fingertip_to_target": ("fingertip", "target")}),
+        (PUSH, {"fingertip_to_cube": ("fingertip", "cube"), "cube_to_goal": ("cube", "goal")}),
+    ],
+)
+def test_relative_state_entries_are_the_differences_of_positions(
+    env_id: str, differences: dict[str, tuple[str, str]]
+) -> None:
+    env = gym.make(env_id, obs_mode="state")
+    env.reset(seed=5)
+    for _ in range(5):
+        s = _state(env, env.step(sslrobot.envs.expert_action(env))[4])
+        for name, (start, end) in differences.items():
+            for axis in ("x", "y"):
+                expected = s[f"{end}_{axis}"] - s[f"{start}_{axis}"]
+                assert s[f"{name}_{axis}"] == pytest.approx(expected, abs=1e-6)
 
 
 def test_reach_reward_and_success_follow_the_documented_formula() -> None:
@@ -129,17 +182,24 @@ def test_start_states_follow_their_rules() -> None:
         s = _state(push_env, push_env.reset(seed=seed)[1])
         cube, goal = np.array([s["cube_x"], s["cube_y"]]), np.array([s["goal_x"], s["goal_y"]])
         tip = np.array([s["fingertip_x"], s["fingertip_y"]])
-        assert _in_sector(cube, push.OBJECT_RADIUS, push.OBJECT_MAX_BEARING)
+        assert _in_sector(cube, push.CUBE_RADIUS, push.CUBE_MAX_BEARING)
         assert _in_sector(goal, push.OBJECT_RADIUS, push.OBJECT_MAX_BEARING)
-        assert np.linalg.norm(cube - goal) >= push.MIN_CUBE_GOAL_DISTANCE
+        to_goal = goal - cube
+        lo, hi = push.GOAL_DISTANCE
+        assert lo - 1e-6 <= np.linalg.norm(to_goal) <= hi + 1e-6
+        # The goal lies beyond the cube, within GOAL_MAX_TURN of straight outward.
+        cosine = to_goal @ cube / (np.linalg.norm(to_goal) * np.linalg.norm(cube))
+        assert cosine >= np.cos(push.GOAL_MAX_TURN) - 1e-6
         assert np.linalg.norm(tip - cube) >= push.MIN_START_DISTANCE
+        assert (tip - cube) @ to_goal < 0.0  # the fingertip starts on the cube's near side
         physics = push_env.unwrapped.physics
         links = physics.data.xpos[push_env.unwrapped.task.arm(physics).link_body_ids, :2]
         for x, y in [*links, tip]:
             assert x_lo <= x <= x_hi and y_lo <= y <= y_hi
         assert s["cube_vx"] == 0.0 and s["cube_vy"] == 0.0
         cubes.append(cube)
-    assert np.std(targets, axis=0).min() > 0.05 and np.std(cubes, axis=0).min() > 0.05
+    # Spread out: the cube in a sector 0.1 m deep, the target one 0.28 m deep.
+    assert np.std(targets, axis=0).min() > 0.05 and np.std(cubes, axis=0).min() > 0.02
 
 
 @pytest.mark.parametrize("preset", ["none", "train", "heldout"])
@@ -216,9 +276,9 @@ def test_expert_recovers_from_correlated_action_noise() -> None:
         for seed in range(5):
             rng = np.random.default_rng(seed)
             env.reset(seed=seed)
-            noise = np.zeros(3)
+            noise = np.zeros(2)
             for _ in range(sslrobot.envs.MAX_EPISODE_STEPS[env_id]):
-                noise = 0.9 * noise + 0.44 * rng.normal(0.0, 0.3, 3)
+                noise = 0.9 * noise + 0.44 * rng.normal(0.0, 0.3, 2)
                 action = np.clip(sslrobot.envs.expert_action(env) + noise, -1, 1)
                 _, _, terminated, truncated, info = env.step(action.astype(np.float32))
                 if terminated or truncated:

@@ -12,9 +12,9 @@ from sslrobot.envs.manipulation.arm import (
     arm_scene,
     cap_speed,
     go_to_action,
-    move_fingertip_action,
     sample_in_sector,
     set_mocap_position,
+    tip_velocity_action,
 )
 
 #: Cube-centre-to-goal-centre distance (m, table plane) under which the cube is on the goal
@@ -23,14 +23,21 @@ SUCCESS_DISTANCE = 0.05
 SUCCESS_BONUS = 1.0
 #: Weight of the fingertip-to-cube term.
 REACH_WEIGHT = 0.5
-#: Cube and goal are uniform over the sector in front of the shoulder at these distances (m)
-#: and at most OBJECT_MAX_BEARING (rad) from the +y axis, so that the fingertip can get
-#: behind the cube from every side without folding the arm into its joint limits.
-OBJECT_RADIUS = (0.22, 0.42)
+#: Cube and goal centres always lie in the sector in front of the shoulder at these distances
+#: (m) and at most OBJECT_MAX_BEARING (rad) from the +y axis: in view, and short of the
+#: distractor strip.
+OBJECT_RADIUS = (0.2, 0.42)
 OBJECT_MAX_BEARING = np.deg2rad(40.0)
-#: Cube and goal start at least this far apart (m).
-MIN_CUBE_GOAL_DISTANCE = 0.12
-#: The fingertip starts at least this far (m) from the cube.
+#: The cube starts uniform over the nearer part of that sector ...
+CUBE_RADIUS = (0.2, 0.3)
+CUBE_MAX_BEARING = np.deg2rad(35.0)
+#: ... and the goal this far (m) beyond it, at most GOAL_MAX_TURN (rad) off the direction from
+#: the shoulder through the cube: the arm pushes the cube away from itself, as in Meta-World's
+#: push, rather than in any direction, which 25 demonstrations cover too sparsely to clone.
+GOAL_DISTANCE = (0.12, 0.18)
+GOAL_MAX_TURN = np.deg2rad(30.0)
+#: The fingertip starts at least this far (m) from the cube, on the cube's near side as seen
+#: from the goal, so it never starts between cube and goal.
 MIN_START_DISTANCE = 0.1
 CUBE_HALF_SIZE = 0.03
 
@@ -48,6 +55,21 @@ _PUSH_SPEED = (0.06, 0.2)
 
 def _wrap_angle(angle: float) -> float:
     return float((angle + np.pi) % (2.0 * np.pi) - np.pi)
+
+
+def _sample_cube_and_goal(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Cube xy uniform over its sector, goal xy GOAL_DISTANCE beyond it within GOAL_MAX_TURN of
+    straight outward; both redrawn together until the goal is in the object sector."""
+    while True:
+        cube_xy = sample_in_sector(rng, CUBE_RADIUS, CUBE_MAX_BEARING)
+        outward = np.arctan2(cube_xy[1], cube_xy[0]) + rng.uniform(-GOAL_MAX_TURN, GOAL_MAX_TURN)
+        goal_xy = cube_xy + rng.uniform(*GOAL_DISTANCE) * np.array(
+            [np.cos(outward), np.sin(outward)]
+        )
+        distance = float(np.hypot(*goal_xy))
+        bearing = float(np.arctan2(-goal_xy[0], goal_xy[1]))  # from +y, counter-clockwise
+        if distance <= OBJECT_RADIUS[1] and abs(bearing) <= OBJECT_MAX_BEARING:
+            return cube_xy, goal_xy
 
 
 class PushTask(ArmTask):
@@ -71,6 +93,10 @@ class PushTask(ArmTask):
         "cube_vy",
         "goal_x",
         "goal_y",
+        "fingertip_to_cube_x",
+        "fingertip_to_cube_y",
+        "cube_to_goal_x",
+        "cube_to_goal_y",
     )
 
     def __init__(self) -> None:
@@ -86,17 +112,14 @@ class PushTask(ArmTask):
         return self._cube_ids[1], self._cube_ids[2]
 
     def initialize_episode(self, physics: Physics, rng: np.random.Generator) -> None:
-        while True:
-            cube_xy = sample_in_sector(rng, OBJECT_RADIUS, OBJECT_MAX_BEARING)
-            goal_xy = sample_in_sector(rng, OBJECT_RADIUS, OBJECT_MAX_BEARING)
-            if np.linalg.norm(cube_xy - goal_xy) >= MIN_CUBE_GOAL_DISTANCE:
-                break
+        cube_xy, goal_xy = _sample_cube_and_goal(rng)
         yaw = rng.uniform(0.0, 0.5 * np.pi)
         quaternion = (np.cos(0.5 * yaw), 0.0, 0.0, np.sin(0.5 * yaw))
         physics.set_joint_position("cube", np.array([*cube_xy, CUBE_HALF_SIZE, *quaternion]))
         self._goal_xy = goal_xy
         set_mocap_position(physics, "goal", (*goal_xy, 0.0))
-        self.sample_start_pose(physics, rng, cube_xy[None], MIN_START_DISTANCE)
+        behind = (cube_xy, goal_xy - cube_xy)
+        self.sample_start_pose(physics, rng, cube_xy[None], MIN_START_DISTANCE, behind=behind)
 
     def _cube_xy(self, physics: Physics) -> np.ndarray:
         return physics.data.xpos[self._cube(physics)[0], :2].copy()
@@ -107,15 +130,20 @@ class PushTask(ArmTask):
         rotation = physics.data.xmat[body_id]  # (9,) row-major 3x3
         yaw = np.arctan2(rotation[3], rotation[0])
         cube_velocity = physics.data.qvel[address : address + 2]  # world-frame linear x, y
+        tip, cube = arm.fingertip_xy(physics), self._cube_xy(physics)
         return np.concatenate(
             [
                 arm.joint_angles(physics),
                 arm.joint_speeds(physics),
-                arm.fingertip_xy(physics),
-                self._cube_xy(physics),
+                tip,
+                cube,
                 (np.cos(4.0 * yaw), np.sin(4.0 * yaw)),
                 cube_velocity,
                 self._goal_xy,
+                # Redundant, as in Fetch's object_rel_pos: an MLP on absolute positions learns
+                # the push from 25 demonstrations far worse than with these differences.
+                cube - tip,
+                self._goal_xy - cube,
             ]
         ).astype(np.float32)
 
@@ -154,7 +182,7 @@ class PushTask(ArmTask):
             lateral = float(offset @ normal)
             speed = float(np.clip(_PUSH_GAIN * cube_to_goal, *_PUSH_SPEED))
             velocity = speed * push_direction - _LATERAL_GAIN * lateral * normal
-            return move_fingertip_action(arm, physics, cap_speed(velocity, _PUSH_SPEED[1]))
+            return tip_velocity_action(cap_speed(velocity, _PUSH_SPEED[1]))
         bearing = tip_bearing + float(np.clip(turn, -_MAX_CIRCLE_STEP, _MAX_CIRCLE_STEP))
         waypoint = cube + _CIRCLE_RADIUS * np.array([np.cos(bearing), np.sin(bearing)])
         return go_to_action(arm, physics, waypoint)
@@ -168,43 +196,50 @@ class PushEnv(RobotEnv):
     disc (radius 0.05 m, no collision). Only the arm's blue finger touches the cube; the links
     pass over it.
 
-    Action: Box(-1, 1, (3,), float32), joint velocity targets of velocity servos; out-of-range
-    values are clipped, NaN/inf or a wrong shape raise ``ValueError``.
+    Action: Box(-1, 1, (2,), float32), the commanded fingertip velocity in the table plane
+    (operational space, as in Meta-World); out-of-range values are clipped, NaN/inf or a wrong
+    shape raise ``ValueError``.
 
-    ====  ==================  ==========================  ============
-    idx   name                meaning                     unit at +-1
-    ====  ==================  ==========================  ============
-    0     ``shoulder_speed``  shoulder angular velocity   +-1.5 rad/s
-    1     ``elbow_speed``     elbow angular velocity      +-1.5 rad/s
-    2     ``wrist_speed``     wrist angular velocity      +-1.5 rad/s
-    ====  ==================  ==========================  ============
+    ====  ================  ============================  ============
+    idx   name              meaning                       unit at +-1
+    ====  ================  ============================  ============
+    0     ``fingertip_vx``  fingertip velocity along x    +-0.4 m/s
+    1     ``fingertip_vy``  fingertip velocity along y    +-0.4 m/s
+    ====  ================  ============================  ============
 
-    Positive speeds turn counter-clockwise seen from above. One step = 5 physics steps of
-    10 ms (20 steps per second).
+    Damped-least-squares IK turns it into the three joints' speed targets, as in Reach (see
+    ``ReachEnv``). One step = 5 physics steps of 10 ms (20 steps per second).
 
     Observation (``obs_mode="pixels"``): Dict with ``pixels`` uint8 (image_size, image_size, 3)
     from the ``front`` camera, and ``proprio`` float32 (9,): cos and sin of the shoulder, elbow
     and wrist angles, then their angular velocities in rad/s (``env.proprio_names``).
-    ``obs_mode="state"``: the privileged state below as a float32 (16,) Box.
+    ``obs_mode="state"``: the privileged state below as a float32 (20,) Box.
 
-    ``info["state"]`` float32 (16,) (``env.state_names``): shoulder, elbow, wrist angles (rad),
+    ``info["state"]`` float32 (20,) (``env.state_names``): shoulder, elbow, wrist angles (rad),
     their speeds (rad/s), fingertip x, y (m), cube x, y (m), cos and sin of 4 x the cube's yaw
-    (the cube looks the same every quarter turn), cube velocity x, y (m/s), goal x, y (m); all
-    positions in the world frame.
+    (the cube looks the same every quarter turn), cube velocity x, y (m/s), goal x, y (m),
+    cube - fingertip x, y (m) and goal - cube x, y (m); all in the world frame. The two
+    differences are redundant (as Fetch's ``object_rel_pos``): a state policy
+    behaviour-cloned from 25 demonstrations learns the push much better with them.
 
     Reward: the sum of ``info["reward/<term>"]``::
 
         reach   = -0.5 * |fingertip_xy - cube_xy|                    (m)
         push    = -|cube_xy - goal_xy|                               (m)
         success = +1 while |cube_xy - goal_xy| < 0.05 m
-        control = -0.01 * |action|^2
+        control = -0.01 * |joint speed targets / 1.5 rad/s|^2        (the IK's output)
 
-    Start state: cube and goal centres uniform over the table sector 0.22-0.42 m from the
-    shoulder within 40 deg of straight ahead (+y), at least 0.12 m apart (redrawn otherwise);
-    cube yaw uniform in [0, pi/2); the arm rests with joint angles uniform in shoulder
-    [-0.9, 0.9], elbow [-1.8, 1.8], wrist [-1.5, 1.5] rad, redrawn until elbow, wrist and
-    fingertip lie in x in [-0.33, 0.33], y in [-0.02, 0.52] m (in view), the fingertip beyond
-    y = 0.1 m and at least 0.1 m from the cube.
+    Start state: the cube's centre is uniform over the table sector 0.2-0.3 m from the
+    shoulder within 35 deg of straight ahead (+y), its yaw uniform in [0, pi/2); the goal's
+    centre lies 0.12-0.18 m (uniform) beyond it, in a direction within 30 deg (uniform) of the
+    line from the shoulder through the cube, both redrawn together until the goal is within
+    0.42 m of the shoulder and 40 deg of +y (in view). The arm rests with joint angles uniform
+    in shoulder [-0.9, 0.9], elbow [-1.8, 1.8], wrist [-1.5, 1.5] rad, redrawn until elbow,
+    wrist and fingertip lie in x in [-0.33, 0.33], y in [-0.02, 0.52] m (in view), the
+    fingertip beyond y = 0.1 m, at least 0.1 m from the cube and on the cube's near side seen
+    from the goal ((fingertip - cube) . (goal - cube) < 0). So the cube must travel at least
+    0.07 m, pushed away from the arm's base (as in Meta-World's push); pushes in every
+    direction, from anywhere, are too varied to clone from 25 demonstrations.
 
     Episode end: terminated when the cube's centre is within 0.05 m of the goal's centre
     (``info["is_success"]``) if ``terminate_on_success``; truncated after 150 steps
@@ -218,9 +253,9 @@ class PushEnv(RobotEnv):
         terminate_on_success: end the episode on success (default True).
         render_mode: ``"rgb_array"`` (default; ``render()`` is the observation camera) or None.
 
-    Expert: ``sslrobot.envs.expert_action(env)``: walks the fingertip around the cube until it
-    is behind it as seen from the goal, then pushes along the cube-goal line, steering back onto
-    it as the cube turns (damped-least-squares IK).
+    Expert: ``sslrobot.envs.expert_action(env)``: a fingertip velocity that walks the fingertip
+    around the cube until it is behind it as seen from the goal, then pushes along the cube-goal
+    line, steering back onto it as the cube turns.
 
     Version history: v0: initial.
     """

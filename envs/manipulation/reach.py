@@ -43,6 +43,8 @@ class ReachTask(ArmTask):
         "fingertip_y",
         "target_x",
         "target_y",
+        "fingertip_to_target_x",
+        "fingertip_to_target_y",
     )
 
     def __init__(self) -> None:
@@ -59,12 +61,14 @@ class ReachTask(ArmTask):
 
     def get_state(self, physics: Physics) -> np.ndarray:
         arm = self.arm(physics)
+        tip = arm.fingertip_xy(physics)
         return np.concatenate(
             [
                 arm.joint_angles(physics),
                 arm.joint_speeds(physics),
-                arm.fingertip_xy(physics),
+                tip,
                 self._target_xy,
+                self._target_xy - tip,  # redundant, as in Gymnasium's Reacher: eases learning
             ]
         ).astype(np.float32)
 
@@ -92,34 +96,41 @@ class ReachEnv(RobotEnv):
     The arm's shoulder is at the origin; links of 0.25, 0.22 and 0.08 m turn about vertical
     hinges, so the fingertip moves in the plane z = 0.03 m and reaches 0.55 m.
 
-    Action: Box(-1, 1, (3,), float32), joint velocity targets of velocity servos; out-of-range
-    values are clipped, NaN/inf or a wrong shape raise ``ValueError``.
+    Action: Box(-1, 1, (2,), float32), the commanded fingertip velocity in the table plane
+    (operational space, as in Meta-World); out-of-range values are clipped, NaN/inf or a wrong
+    shape raise ``ValueError``.
 
-    ====  ==================  ==========================  ============
-    idx   name                meaning                     unit at +-1
-    ====  ==================  ==========================  ============
-    0     ``shoulder_speed``  shoulder angular velocity   +-1.5 rad/s
-    1     ``elbow_speed``     elbow angular velocity      +-1.5 rad/s
-    2     ``wrist_speed``     wrist angular velocity      +-1.5 rad/s
-    ====  ==================  ==========================  ============
+    ====  ================  ============================  ============
+    idx   name              meaning                       unit at +-1
+    ====  ================  ============================  ============
+    0     ``fingertip_vx``  fingertip velocity along x    +-0.4 m/s
+    1     ``fingertip_vy``  fingertip velocity along y    +-0.4 m/s
+    ====  ================  ============================  ============
 
-    Positive speeds turn counter-clockwise seen from above. One step = 5 physics steps of
-    10 ms (20 steps per second).
+    Each step, damped-least-squares IK (``arm.fingertip_joint_speeds``) turns the command into
+    speed targets of the shoulder, elbow and wrist velocity servos, with a null-space pull
+    toward a rest posture and away from the joint limits. Joint speeds beyond 1.5 rad/s are
+    scaled down together, so near the base the fingertip keeps the commanded direction but
+    moves slower; at full stretch or with a joint at its limit it cannot follow a command that
+    needs the blocked motion. A zero action holds the fingertip (it drifts < 1 cm in 50 steps
+    while the posture relaxes). One step = 5 physics steps of 10 ms (20 steps per second).
 
     Observation (``obs_mode="pixels"``): Dict with ``pixels`` uint8 (image_size, image_size, 3)
     from the ``front`` camera, and ``proprio`` float32 (9,): cos and sin of the shoulder, elbow
     and wrist angles, then their angular velocities in rad/s (``env.proprio_names``).
-    ``obs_mode="state"``: the privileged state below as a float32 (10,) Box.
+    ``obs_mode="state"``: the privileged state below as a float32 (12,) Box.
 
-    ``info["state"]`` float32 (10,) (``env.state_names``): shoulder, elbow, wrist angles (rad),
-    their speeds (rad/s), fingertip x, y and target x, y (m, world frame).
+    ``info["state"]`` float32 (12,) (``env.state_names``): shoulder, elbow, wrist angles (rad),
+    their speeds (rad/s), fingertip x, y, target x, y and target - fingertip x, y (m, world
+    frame; the difference is redundant, as in Gymnasium's Reacher: it spares a state policy
+    learning the subtraction from few demonstrations).
 
     Reward: the sum of ``info["reward/<term>"]``::
 
         distance = -|fingertip_xy - target_xy|                       (m)
         success  = +1 while |fingertip_xy - target_xy| < 0.045 m (the finger, radius
                    0.016 m, touches the target sphere, radius 0.03 m)
-        control  = -0.01 * |action|^2
+        control  = -0.01 * |joint speed targets / 1.5 rad/s|^2       (the IK's output)
 
     Start state: the target (a red sphere of radius 0.03 m, no collision) is uniform over the
     table sector 0.18-0.46 m from the shoulder within 45 deg of straight ahead (+y); the arm
@@ -140,7 +151,8 @@ class ReachEnv(RobotEnv):
         terminate_on_success: end the episode on success (default True).
         render_mode: ``"rgb_array"`` (default; ``render()`` is the observation camera) or None.
 
-    Expert: ``sslrobot.envs.expert_action(env)``, damped-least-squares IK straight to the target.
+    Expert: ``sslrobot.envs.expert_action(env)``: fingertip velocity 6/s x (target - fingertip),
+    capped at 0.4 m/s (straight to the target, slowing down within 6.7 cm of it).
 
     Version history: v0: initial.
     """

@@ -91,8 +91,7 @@ class Pipeline:
         if line.startswith(("[done]", "[skip]")):
             self._bar.update(1)
         self._bar.set_postfix_str(line.split("] ", 1)[-1][:50])
-        if self.progress:
-            self._bar.write(line, file=sys.stderr)
+        self._bar.write(line, file=sys.stderr)  # one line per stage event, bars or not
 
     def _stage(
         self,
