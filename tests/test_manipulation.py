@@ -73,6 +73,26 @@ def test_action_is_a_fingertip_velocity_in_documented_units(env_id: str) -> None
     assert np.max(np.abs(_joint_speed_targets(env))) == pytest.approx(arm.MAX_JOINT_SPEED)
 
 
+def test_ik_never_drives_a_joint_at_its_limit_further() -> None:
+    """A joint beyond the limit margin is taken out of the solve rather than pushed on."""
+    env = gym.make(REACH, obs_mode="state")
+    env.reset(seed=0)
+    physics = env.unwrapped.physics
+    model = env.unwrapped.task.arm(physics)
+    rng = np.random.default_rng(0)
+    low, high = model.joint_range[:, 0], model.joint_range[:, 1]
+    for _ in range(200):
+        angles = rng.uniform(0.5 * low, 0.5 * high)
+        joint = rng.integers(3)
+        side = rng.choice([-1.0, 1.0])
+        angles[joint] = 0.97 * (high[joint] if side > 0 else low[joint])
+        model.set_joint_angles(physics, angles)
+        physics.forward()
+        speeds = arm.fingertip_joint_speeds(model, physics, rng.uniform(-0.4, 0.4, 2))
+        assert speeds[joint] * side <= 0.0
+        assert np.max(np.abs(speeds)) <= arm.MAX_JOINT_SPEED + 1e-9
+
+
 def test_zero_action_holds_the_fingertip_still() -> None:
     """No command, (almost) no fingertip motion: the null-space posture term moves the joints."""
     env = gym.make(PUSH, obs_mode="state", terminate_on_success=False)

@@ -187,7 +187,9 @@ def test_evaluate_rejects_bad_arguments(policy_dir, tmp_path):
         evaluate(policy_dir, num_episodes=0)
     with pytest.raises(ValueError, match="unknown environment id 'sslrobot/Nope-v0'"):
         evaluate(policy_dir, env_id="sslrobot/Nope-v0", num_episodes=1)
-    with pytest.raises(ValueError, match="takes"):
+    # A Reach policy on Navigate: same action size since the arm takes fingertip velocities,
+    # but the proprio differs, and the error names both envs and sizes.
+    with pytest.raises(ValueError, match=r"do not match sslrobot/Navigate-v0's \(proprio 9 vs 6\)"):
         evaluate(policy_dir, env_id="sslrobot/Navigate-v0", num_episodes=1)
     (tmp_path / "x.json").write_text("{}")
     with pytest.raises(ValueError, match="is not an sslrobot evaluation result"):

@@ -48,7 +48,7 @@ def test_feature_vec_env_encodes_batches_and_terminal_observations():
         raw_obs = raw.reset()
         expected = policy_inputs(obs_encoder, raw_obs, "pixels", torch.device("cpu")).numpy()
         np.testing.assert_array_equal(obs, expected)
-        actions = np.zeros((2, 3), np.float32)
+        actions = np.zeros((2, *env.action_space.shape), np.float32)
         for _ in range(3):  # the 3-step time limit ends both episodes on the last step
             obs, _, dones, infos = env.step(actions)
             _, _, _, raw_infos = raw.step(actions)
