@@ -30,7 +30,7 @@ class RobotEnv(gym.Env):
     (the spec) and its Task.
 
     Args:
-        task: the task (scene, reward, success, expert).
+        task: the task (scene, reward, success, expert); default ``task_class()``.
         image_size: side of the square ``pixels`` observation.
         obs_mode: ``"pixels"`` (Dict of pixels + proprio) or ``"state"`` (privileged state Box,
             for the state-oracle baseline).
@@ -41,9 +41,13 @@ class RobotEnv(gym.Env):
 
     metadata: ClassVar[dict[str, Any]] = {"render_modes": ["rgb_array"], "render_fps": 20}
 
+    #: The task a subclass runs when none is passed; a task module's env class sets only this
+    #: and its docstring (the spec).
+    task_class: ClassVar[type[Task] | None] = None
+
     def __init__(
         self,
-        task: Task,
+        task: Task | None = None,
         image_size: int = 64,
         obs_mode: str = "pixels",
         visual_preset: str = "train",
@@ -51,6 +55,10 @@ class RobotEnv(gym.Env):
         render_mode: str | None = "rgb_array",
     ) -> None:
         name = type(self).__name__
+        if task is None:
+            if self.task_class is None:
+                raise ValueError(f"{name}: pass a task or set {name}.task_class")
+            task = self.task_class()
         if obs_mode not in OBS_MODES:
             raise ValueError(f"{name}: unknown obs_mode {obs_mode!r}; choose one of {OBS_MODES}")
         if not isinstance(image_size, int | np.integer) or not 8 <= image_size <= 1024:

@@ -157,19 +157,4 @@ class ReachEnv(RobotEnv):
     Version history: v0: initial.
     """
 
-    def __init__(
-        self,
-        image_size: int = 64,
-        obs_mode: str = "pixels",
-        visual_preset: str = "train",
-        terminate_on_success: bool = True,
-        render_mode: str | None = "rgb_array",
-    ) -> None:
-        super().__init__(
-            ReachTask(),
-            image_size=image_size,
-            obs_mode=obs_mode,
-            visual_preset=visual_preset,
-            terminate_on_success=terminate_on_success,
-            render_mode=render_mode,
-        )
+    task_class = ReachTask
