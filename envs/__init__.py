@@ -16,7 +16,7 @@ __all__ = ["ENV_IDS", "MAX_EPISODE_STEPS", "expert_action"]
 _REGISTRY = {
     "sslrobot/Reach-v0": ("sslrobot.envs.manipulation.reach:ReachEnv", 50),
     "sslrobot/Push-v0": ("sslrobot.envs.manipulation.push:PushEnv", 150),
-    "sslrobot/Navigate-v0": ("sslrobot.envs.navigation.navigate:NavigateEnv", 150),
+    "sslrobot/Navigate-v0": ("sslrobot.envs.navigation.navigate:NavigateEnv", 250),
 }
 ENV_IDS: tuple[str, ...] = tuple(_REGISTRY)
 MAX_EPISODE_STEPS: dict[str, int] = {env_id: steps for env_id, (_, steps) in _REGISTRY.items()}

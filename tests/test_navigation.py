@@ -49,17 +49,21 @@ def test_spaces_and_names():
     assert obs["pixels"].shape == (64, 64, 3) and obs["pixels"].dtype == np.uint8
     assert obs["proprio"].shape == (len(base.proprio_names),) == (6,)
     assert obs["proprio"].dtype == np.float32
-    assert info["state"].shape == (len(base.state_names),) == (16,)
-    assert base.state_names[:8] == (
+    assert info["state"].shape == (len(base.state_names),) == (26,)
+    assert base.state_names[:9] == (
         "robot_x",
         "robot_y",
         "robot_cos_yaw",
         "robot_sin_yaw",
-        "robot_forward_speed",
-        "robot_yaw_rate",
         "goal_x",
         "goal_y",
+        "goal_distance",
+        "goal_cos_bearing",
+        "goal_sin_bearing",
     )
+    # The probes average over what the ego camera determines: robot-relative entries only.
+    assert set(base.view_state_names) < set(base.state_names)
+    assert "goal_distance" in base.view_state_names and "robot_x" not in base.view_state_names
     # Proprio is the robot's own sensing: at reset it is at rest at its odometry origin.
     np.testing.assert_allclose(obs["proprio"], [0, 0, 0, 0, 1, 0], atol=1e-6)
     env.close()
@@ -69,16 +73,22 @@ def test_forward_and_turn_actions_have_documented_units():
     env = _make(obs_mode="state", terminate_on_success=False)
     env.reset(seed=3)
     x0, y0, yaw0 = _pose(env)
+    dt = env.unwrapped.control_timestep
     for _ in range(20):  # 1 s at full forward
-        state, *_ = env.step(np.array([1.0, 0.0], dtype=np.float32))
+        env.step(np.array([1.0, 0.0], dtype=np.float32))
     x1, y1, yaw1 = _pose(env)
-    assert state[4] == pytest.approx(navigate.MAX_FORWARD_SPEED, rel=0.05)
+    env.step(np.array([1.0, 0.0], dtype=np.float32))
+    x2, y2, _ = _pose(env)
+    assert math.hypot(x2 - x1, y2 - y1) / dt == pytest.approx(navigate.MAX_FORWARD_SPEED, rel=0.05)
     travelled = (x1 - x0) * math.cos(yaw0) + (y1 - y0) * math.sin(yaw0)
     assert 0.4 < travelled < 0.5  # 0.5 m/s, minus the ~0.2 s it takes to get going
     assert abs(math.remainder(yaw1 - yaw0, 2 * math.pi)) < 0.05
     for _ in range(10):
-        state, *_ = env.step(np.array([0.0, 1.0], dtype=np.float32))
-    assert state[5] == pytest.approx(navigate.MAX_TURN_RATE, rel=0.05)  # counter-clockwise
+        env.step(np.array([0.0, 1.0], dtype=np.float32))
+    _, _, yaw_before = _pose(env)
+    env.step(np.array([0.0, 1.0], dtype=np.float32))
+    yaw_rate = math.remainder(_pose(env)[2] - yaw_before, 2 * math.pi) / dt
+    assert yaw_rate == pytest.approx(navigate.MAX_TURN_RATE, rel=0.05)  # counter-clockwise
     env.close()
 
 
@@ -110,8 +120,8 @@ def test_start_layout_varies_and_follows_its_rules():
     for seed in range(40):
         state, _ = env.reset(seed=seed)
         x, y, cos_yaw, sin_yaw = state[:4]
-        goal = state[6:8]
-        landmarks = state[8:].reshape(4, 2)
+        goal = state[4:6]
+        landmarks = state[10:18].reshape(4, 2)
         starts.append((x, y))
         yaws.append(math.atan2(sin_yaw, cos_yaw))
         distance, bearing = env.unwrapped.task.goal_polar(env.unwrapped.physics)
@@ -241,4 +251,25 @@ def test_distractors_stay_out_of_the_robot_area_and_in_view():
         assert y - half[1] > reach and y + half[1] < navigate.ARENA_HALF_SIZE
         assert abs(x) + half[0] < navigate.ARENA_HALF_SIZE
         assert z - half[2] == pytest.approx(0.0, abs=1e-6)  # standing on the floor
+    env.close()
+
+
+def test_robot_frame_landmarks_match_the_world_coordinates():
+    env = _make(obs_mode="state", terminate_on_success=False)
+    state, _ = env.reset(seed=11)
+    for _ in range(15):
+        state, *_ = env.step(np.array([0.5, 0.6], dtype=np.float32))
+    named = dict(zip(env.unwrapped.state_names, state, strict=True))
+    x, y, yaw = _pose(env)
+    for colour in navigate.LANDMARKS:
+        dx, dy = named[f"landmark_{colour}_x"] - x, named[f"landmark_{colour}_y"] - y
+        ahead = dx * math.cos(yaw) + dy * math.sin(yaw)
+        left = -dx * math.sin(yaw) + dy * math.cos(yaw)
+        assert named[f"landmark_{colour}_ahead"] == pytest.approx(ahead, abs=1e-5)
+        assert named[f"landmark_{colour}_left"] == pytest.approx(left, abs=1e-5)
+    # Free space ahead: the heading ray meets a wall face (|x| or |y| = 1.5 m) there.
+    hit = np.array([x, y]) + named["wall_ahead_distance"] * np.array([math.cos(yaw), math.sin(yaw)])
+    assert named["wall_ahead_distance"] > 0
+    assert np.max(np.abs(hit)) == pytest.approx(navigate.ARENA_HALF_SIZE, abs=1e-4)
+    assert np.all(np.abs(hit) <= navigate.ARENA_HALF_SIZE + 1e-4)
     env.close()

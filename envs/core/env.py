@@ -81,6 +81,7 @@ class RobotEnv(gym.Env):
         self.metadata = {**self.metadata, "render_fps": round(1.0 / self.control_timestep)}
 
         self.state_names = task.state_names
+        self.view_state_names = task.view_state_names or task.state_names
         self.proprio_names = task.proprio_names
         self.action_names = task.action_names
         num_actions = len(task.action_names)

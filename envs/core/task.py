@@ -45,6 +45,11 @@ class Task(abc.ABC):
     scene: SceneSpec
     #: Names of the entries of ``get_state`` (privileged: probes and experts only).
     state_names: tuple[str, ...]
+    #: The subset of ``state_names`` that one camera frame determines, which the linear probes
+    #: average over (all of them for a fixed camera; a task with an egocentric camera and
+    #: randomised landmarks narrows it to the robot-relative entries, since world coordinates
+    #: of things seen from a moving camera are not a function of the image). ``None``: all.
+    view_state_names: tuple[str, ...] | None = None
     #: Names of the entries of ``get_proprio`` (the robot's own sensing).
     proprio_names: tuple[str, ...]
     #: Names of the action entries, each in [-1, 1].

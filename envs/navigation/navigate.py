@@ -33,16 +33,57 @@ SUCCESS_BONUS = 10.0
 CONTROL_WEIGHT = 0.01
 
 # --- expert ------------------------------------------------------------------------------
-# The ego camera sees +-45 degrees; tracking starts a little inside that, so that the goal is
-# in the image whenever the expert steers towards it.
-EXPERT_TRACK_ANGLE = math.radians(40.0)
-EXPERT_TURN_GAIN = 2.0  # action[1] per radian of bearing
+# The expert's action is a continuous function of the goal's distance and bearing: behaviour
+# cloning regresses it from 25 demonstrations, and a switching rule (the goal either tracked or
+# searched for) gives targets that jump, which a regressor averages into stalls.
+CAMERA_HALF_ANGLE = math.radians(45.0)  # the ego camera sees +-45 degrees
+EXPERT_TURN_GAIN = 2.0  # action[1] per radian of bearing; saturates beyond ~29 degrees
+# A goal on the right is tracked down to -30 degrees; from there to the edge of the view the
+# action blends linearly into the search action (turn left on the spot), so that the expert
+# never steers towards a goal it cannot see and never switches abruptly.
+EXPERT_BLEND_START = math.radians(30.0)
+EXPERT_ALIGN_COS = (0.75, 0.95)  # forward speed ramps from 0 to full between these cos(bearing)
 EXPERT_STOP_DISTANCE = 0.28  # m, stop driving this close (matters without termination)
 
 
 def _wrap_angle(angle: float) -> float:
     """Angle wrapped to [-pi, pi)."""
     return (angle + math.pi) % (2.0 * math.pi) - math.pi
+
+
+def expert_command(distance: float, bearing: float) -> tuple[float, float]:
+    """The scripted expert's (forward, turn) for the goal at ``distance`` (m) and ``bearing``
+    (rad, positive = left); ``NavigateTask.expert_action`` applies it to the true pose.
+
+    Tracking steers proportionally (saturated) and drives faster the better the goal is
+    centred. Searching turns left on the spot: always left rather than the shorter way,
+    because the shorter way depends on where an unseen goal is, which a policy cloned from
+    pixels cannot know (demonstrations that contradict the image average to standing still).
+    The two blend linearly over the right edge of the view, so the action is continuous in
+    the bearing all around the circle (from +45 to +180 degrees tracking already gives the
+    search action).
+    """
+    bearing = _wrap_angle(bearing)
+    turn = float(np.clip(EXPERT_TURN_GAIN * bearing, -1.0, 1.0))
+    low, high = EXPERT_ALIGN_COS
+    alignment = float(np.clip((math.cos(bearing) - low) / (high - low), 0.0, 1.0))
+    approach = float(np.clip((distance - EXPERT_STOP_DISTANCE) / 0.1, 0.0, 1.0))
+    forward = alignment * approach
+    # Weight of the search action: 0 down to -30 degrees, 1 from -45 degrees (out of view) on.
+    search = float(
+        np.clip((-bearing - EXPERT_BLEND_START) / (CAMERA_HALF_ANGLE - EXPERT_BLEND_START), 0, 1)
+    )
+    return (1.0 - search) * forward, (1.0 - search) * turn + search * 1.0
+
+
+def _distance_to_wall(x: float, y: float, cos_yaw: float, sin_yaw: float) -> float:
+    """Distance (m) from (x, y) along the heading to the inner face of the arena's walls."""
+    distances = [
+        (math.copysign(ARENA_HALF_SIZE, direction) - position) / direction
+        for position, direction in ((x, cos_yaw), (y, sin_yaw))
+        if abs(direction) > 1e-9
+    ]
+    return float(min(distances))
 
 
 class _SceneIndex:
@@ -94,11 +135,25 @@ class NavigateTask(Task):
         "robot_y",
         "robot_cos_yaw",
         "robot_sin_yaw",
-        "robot_forward_speed",
-        "robot_yaw_rate",
         "goal_x",
         "goal_y",
+        "goal_distance",
+        "goal_cos_bearing",
+        "goal_sin_bearing",
+        "wall_ahead_distance",
         *(f"landmark_{colour}_{axis}" for colour in LANDMARKS for axis in ("x", "y")),
+        *(f"landmark_{colour}_{axis}" for colour in LANDMARKS for axis in ("ahead", "left")),
+    )
+    # What one ego frame determines: the goal relative to the robot (in view in ~78% of the
+    # noisy-expert frames) and the free space straight ahead. World coordinates are not a
+    # function of an egocentric frame (landmarks and goal move every episode), and each
+    # landmark is in view in only 24-30% of frames, so their robot-frame coordinates are
+    # reported by the probes but left out of the mean.
+    view_state_names = (
+        "goal_distance",
+        "goal_cos_bearing",
+        "goal_sin_bearing",
+        "wall_ahead_distance",
     )
     proprio_names = (
         "wheel_left_velocity",
@@ -195,21 +250,37 @@ class NavigateTask(Task):
         )
 
     def get_state(self, physics: Physics) -> np.ndarray:
+        """Pose, goal (also relative to the robot) and landmarks; see ``NavigateEnv``.
+
+        The goal's distance and bearing are redundant with the poses, but they are what the
+        expert acts on: from world coordinates alone a state-oracle policy must learn an
+        atan2 of differences rotated by the yaw, which 25 demonstrations do not pin down.
+        The robot's speeds are left out: they nearly equal the last action, and behaviour
+        cloning on them learns to repeat it (spinning or standing still), the copycat
+        failure of imitation (de Haan et al. 2019, "Causal confusion in imitation learning").
+        """
         index = self._scene_index(physics)
         x, y, yaw = self._robot_pose(physics)
-        velocity = physics.data.qvel[index.robot_qvel : index.robot_qvel + 6]
-        forward_speed = velocity[0] * math.cos(yaw) + velocity[1] * math.sin(yaw)
+        distance, bearing = self.goal_polar(physics)
         geom_xpos = physics.data.geom_xpos
+        landmarks = geom_xpos[index.landmark_geoms, :2]  # (4, 2) world x, y
+        offsets = landmarks - np.array([x, y])
+        cos_yaw, sin_yaw = math.cos(yaw), math.sin(yaw)
+        ahead = offsets[:, 0] * cos_yaw + offsets[:, 1] * sin_yaw
+        left = -offsets[:, 0] * sin_yaw + offsets[:, 1] * cos_yaw
         return np.array(
             [
                 x,
                 y,
                 math.cos(yaw),
                 math.sin(yaw),
-                forward_speed,
-                velocity[5],  # free-joint angular velocity is in the body frame: z is yaw rate
                 *geom_xpos[index.goal_geom, :2],
-                *geom_xpos[index.landmark_geoms, :2].ravel(),
+                distance,
+                math.cos(bearing),
+                math.sin(bearing),
+                _distance_to_wall(x, y, cos_yaw, sin_yaw),
+                *landmarks.ravel(),
+                *np.stack([ahead, left], axis=1).ravel(),
             ],
             dtype=np.float32,
         )
@@ -228,20 +299,9 @@ class NavigateTask(Task):
         return self.goal_polar(physics)[0] < SUCCESS_RADIUS
 
     def expert_action(self, physics: Physics) -> np.ndarray:
-        """Search by turning left until the goal is in view, then steer to it and drive.
-
-        The search always turns left rather than the shorter way round: the shorter way
-        depends on where an unseen goal is, which a policy cloned from pixels cannot know, and
-        demonstrations that contradict the image average to standing still.
-        """
-        distance, bearing = self.goal_polar(physics)
-        if abs(bearing) > EXPERT_TRACK_ANGLE:
-            return np.array([0.0, 1.0], dtype=np.float32)
-        turn = float(np.clip(EXPERT_TURN_GAIN * bearing, -1.0, 1.0))
-        # Full speed within ~15 degrees of the goal, none at the edge of the view.
-        alignment = float(np.clip((math.cos(bearing) - 0.75) / 0.2, 0.0, 1.0))
-        approach = float(np.clip((distance - EXPERT_STOP_DISTANCE) / 0.1, 0.0, 1.0))
-        return np.array([alignment * approach, turn], dtype=np.float32)
+        """Search by turning left until the goal is in view, then steer to it and drive
+        (``expert_command`` of the goal's true distance and bearing)."""
+        return np.array(expert_command(*self.goal_polar(physics)), dtype=np.float32)
 
     # --- queries -------------------------------------------------------------------------
     def goal_polar(self, physics: Physics) -> tuple[float, float]:
@@ -300,13 +360,20 @@ class NavigateEnv(RobotEnv):
       the start frame: ``odometry_x``, ``odometry_y`` (m), ``odometry_cos_yaw``,
       ``odometry_sin_yaw``. Never the goal, nor the true pose.
 
-    ``obs_mode="state"`` gives the privileged state instead: float32 (16,), the same vector
+    ``obs_mode="state"`` gives the privileged state instead: float32 (26,), the same vector
     as ``info["state"]``.
 
     **Privileged state** ``info["state"]`` (names in ``state_names``): ``robot_x``,
-    ``robot_y`` (m), ``robot_cos_yaw``, ``robot_sin_yaw``, ``robot_forward_speed`` (m/s),
-    ``robot_yaw_rate`` (rad/s), ``goal_x``, ``goal_y`` (m), then ``landmark_<colour>_x/_y``
-    (m) for blue, green, yellow, black. Origin at the arena centre, x east, y north.
+    ``robot_y`` (m), ``robot_cos_yaw``, ``robot_sin_yaw``, ``goal_x``, ``goal_y`` (m), the
+    goal relative to the robot: ``goal_distance`` (m, robot centre to goal axis),
+    ``goal_cos_bearing``, ``goal_sin_bearing`` (bearing positive to the left), the free space
+    ahead ``wall_ahead_distance`` (m, robot centre to the wall along the heading), then
+    ``landmark_<colour>_x/_y`` (m) for blue, green, yellow, black, then the same landmarks in
+    the robot's frame, ``landmark_<colour>_ahead/_left`` (m). Origin at the arena centre,
+    x east, y north. ``view_state_names`` (goal distance and bearing, free space ahead) is
+    what one ego frame determines; the probes average their R^2 over it. No
+    speeds: they nearly equal the last action, and a state-oracle policy cloned on them
+    repeats it (spins, stalls); the proprio still has the wheel speeds.
 
     **Reward**: ``distance + heading + success + control``, each in ``info["reward/<term>"]``:
 
@@ -324,13 +391,17 @@ class NavigateEnv(RobotEnv):
     to the goal never meets a landmark. All of it comes from the ``reset`` seed.
 
     **Episode end**: terminated on success (``d < 0.35`` m) when ``terminate_on_success``;
-    truncated after 150 steps (7.5 s; registered ``max_episode_steps``) or on a physics
+    truncated after 250 steps (12.5 s; registered ``max_episode_steps``, about twice the
+    expert's longest episode, so imperfect policies have time to recover) or on a physics
     divergence (``info["diverged"] = True``). ``info["is_success"]`` reports success.
 
-    **Expert** (``sslrobot.envs.expert_action(env)``): turns left on the spot until the goal
-    is within 40 degrees of its heading (so in view), then steers to it proportionally and
-    drives at full speed once within ~15 degrees. It searches always to the left so that its
-    actions follow from what the camera shows. 200/200 seeds succeed, in 114 steps at most.
+    **Expert** (``sslrobot.envs.expert_action(env)``, ``expert_command``): turns left on the
+    spot while the goal is out of view; once it is in view, steers to it proportionally
+    (``turn = clip(2 * bearing, -1, 1)``) and drives, at full speed within ~18 degrees of the
+    goal and not at all beyond ~41 degrees. A goal 30 to 45 degrees to the right blends
+    linearly into the search, so the action is a continuous function of the goal's distance and
+    bearing (smooth targets for behaviour cloning) and always follows from what the camera
+    shows: it searches always to the left. 200/200 seeds succeed, in 114 steps at most.
 
     **Visual presets** recolour the floor and walls, scale the light, jitter the ego camera
     position and show up to two non-colliding distractor boxes in a strip along the north
