@@ -127,6 +127,22 @@ def test_constant_state_variable_is_reported_but_left_out_of_the_mean():
     assert result.to_metrics()["probe/r2"]["z"] is None
 
 
+def test_mean_over_narrows_the_headline_mean_and_keeps_the_full_one():
+    train_x, train_y, val_x, val_y = _linear_data(8)
+    rng = np.random.default_rng(9)
+    train_y[:, 2], val_y[:, 2] = rng.normal(size=len(train_y)), rng.normal(size=len(val_y))
+    result = fit_linear_probe(
+        train_x, train_y, val_x, val_y, NAMES, alpha=1e-3, mean_over=["x", "y"]
+    )
+    assert result.r2_mean == pytest.approx(np.mean([result.r2["x"], result.r2["y"]]))
+    assert result.r2_mean_all == pytest.approx(np.mean(list(result.r2.values())))
+    assert result.r2_mean > 0.99 > 0.7 > result.r2_mean_all
+    metrics = result.to_metrics()
+    assert metrics["probe/mean_over"] == ["x", "y"]
+    with pytest.raises(ValueError, match="mean_over names \\['w'\\]"):
+        fit_linear_probe(train_x, train_y, val_x, val_y, NAMES, mean_over=["x", "w"])
+
+
 def test_probe_rejects_mismatched_inputs():
     train_x, train_y, val_x, val_y = _linear_data(8)
     with pytest.raises(ValueError, match="state_names"):

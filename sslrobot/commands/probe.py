@@ -56,11 +56,15 @@ def _probe(args: argparse.Namespace) -> int:
         horizon=args.horizon,
     )
     results = run_probe(config)
-    width = max(len(name) for name in [*results["probe/r2"], "mean"])
-    print(f"{'state variable':<{width}}  held-out R^2")
+    width = max(len(name) for name in [*results["probe/r2"], "mean (all)"])
+    averaged = set(results.get("probe/mean_over") or results["probe/r2"])
+    print(f"{'state variable':<{width}}  held-out R^2  (* in the mean)")
     for name, value in results["probe/r2"].items():
-        print(f"{name:<{width}}  {_format(value, 3)}")
+        marker = " *" if name in averaged and len(averaged) < len(results["probe/r2"]) else ""
+        print(f"{name:<{width}}  {_format(value, 3)}{marker}")
     print(f"{'mean':<{width}}  {_format(results['probe/r2_mean'], 3)}")
+    if len(averaged) < len(results["probe/r2"]):
+        print(f"{'mean (all)':<{width}}  {_format(results.get('probe/r2_mean_all'), 3)}")
     for k in range(1, (results.get("pred/horizon") or 0) + 1):
         line = f"k={k}:"
         if f"pred/psnr_k{k}" in results:

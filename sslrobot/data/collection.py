@@ -123,6 +123,7 @@ def _probe_env(env: gym.Env, spec: RunSpec) -> dict[str, Any]:
             raise ValueError(f"policy {spec.policy!r} needs a scripted expert: {error}") from error
     proprio, state = split_observation(obs, info)
     state_names = getattr(env.unwrapped, "state_names", None)
+    view_state_names = getattr(env.unwrapped, "view_state_names", None)
     return {
         "max_episode_steps": int(max_steps),
         "frame_shape": list(frame.shape),
@@ -136,6 +137,7 @@ def _probe_env(env: gym.Env, spec: RunSpec) -> dict[str, Any]:
         if state is None
         else ('info["state"]' if "state" in info else "observation"),
         "state_names": list(state_names) if state_names is not None else None,
+        "view_state_names": list(view_state_names) if view_state_names is not None else None,
     }
 
 

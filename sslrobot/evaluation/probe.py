@@ -52,11 +52,14 @@ class ProbeResult:
 
     Attributes:
         r2: Held-out R^2 per state variable (NaN where the variable is constant held-out).
-        r2_mean: Mean of the finite per-variable R^2 values.
+        r2_mean: Mean of the finite R^2 values of the variables in ``mean_over``: the
+            headline score (the variables one camera frame determines).
         alphas: Ridge penalty chosen per state variable.
         num_train_frames: Frames the probe was fitted on.
         num_val_frames: Held-out frames it was scored on.
         feature_dim: Width of the features.
+        mean_over: Names averaged into ``r2_mean`` (all of ``r2`` unless narrowed).
+        r2_mean_all: Mean of the finite R^2 values of every variable.
     """
 
     r2: dict[str, float]
@@ -65,11 +68,15 @@ class ProbeResult:
     num_train_frames: int
     num_val_frames: int
     feature_dim: int
+    mean_over: tuple[str, ...] = ()
+    r2_mean_all: float = float("nan")
 
     def to_metrics(self) -> dict[str, Any]:
         """Namespaced metrics, JSON-ready (NaN R^2 becomes ``None``)."""
         return {
             "probe/r2_mean": _finite_or_none(self.r2_mean),
+            "probe/r2_mean_all": _finite_or_none(self.r2_mean_all),
+            "probe/mean_over": list(self.mean_over),
             "probe/r2": {name: _finite_or_none(value) for name, value in self.r2.items()},
             "probe/alpha": dict(self.alphas),
             "probe/num_train_frames": self.num_train_frames,
@@ -250,6 +257,7 @@ def fit_linear_probe(
     train_groups: np.ndarray | None = None,
     alphas: Sequence[float] = DEFAULT_ALPHAS,
     seed: int = 0,
+    mean_over: Sequence[str] | None = None,
 ) -> ProbeResult:
     """Fit a ridge probe on training episodes and score it on held-out episodes.
 
@@ -264,6 +272,8 @@ def fit_linear_probe(
         train_groups: Episode id of each training row, shape (N,), for choosing alpha.
         alphas: Candidates when ``alpha`` is ``None``.
         seed: Seed of the alpha-selection split.
+        mean_over: The variables ``r2_mean`` averages (``None``: all), e.g. the env's
+            ``view_state_names``; ``r2_mean_all`` always averages all.
 
     Returns:
         R^2 per state variable on the held-out episodes and their mean.
@@ -278,21 +288,33 @@ def fit_linear_probe(
     names = list(state_names)
     if len(names) != y.shape[1]:
         raise ValueError(f"state_names has {len(names)} names for {y.shape[1]} state columns")
+    averaged = names if mean_over is None else list(mean_over)
+    unknown = sorted(set(averaged) - set(names))
+    if unknown or not averaged:
+        raise ValueError(f"mean_over names {unknown or 'nothing'}; the state has {names}")
     if alpha is None:
         chosen = select_alphas(x, y, groups=train_groups, alphas=alphas, seed=seed)
     else:
         chosen = np.full(y.shape[1], float(alpha))
     probe = fit_ridge(x, y, chosen)
     scores = r2_scores(vy, probe.predict(vx))
-    finite = scores[np.isfinite(scores)]
+    selected = scores[[names.index(name) for name in averaged]]
     return ProbeResult(
         r2={name: float(score) for name, score in zip(names, scores, strict=True)},
-        r2_mean=float(finite.mean()) if finite.size else float("nan"),
+        r2_mean=_finite_mean(selected),
         alphas={name: float(a) for name, a in zip(names, chosen, strict=True)},
         num_train_frames=int(x.shape[0]),
         num_val_frames=int(vx.shape[0]),
         feature_dim=int(x.shape[1]),
+        mean_over=tuple(averaged),
+        r2_mean_all=_finite_mean(scores),
     )
+
+
+def _finite_mean(values: np.ndarray) -> float:
+    """Mean of the finite entries; NaN when there are none."""
+    finite = values[np.isfinite(values)]
+    return float(finite.mean()) if finite.size else float("nan")
 
 
 def module_device(module: torch.nn.Module) -> torch.device:
@@ -473,8 +495,17 @@ def probe_representation(
         dataset, val_ids, encoder, max_frames, batch_size, seed, stack
     )
     names = dataset_state_names(dataset.manifest, train_y.shape[1])
+    view_names = dataset.manifest.get("view_state_names")
     result = fit_linear_probe(
-        train_x, train_y, val_x, val_y, names, alpha=alpha, train_groups=train_groups, seed=seed
+        train_x,
+        train_y,
+        val_x,
+        val_y,
+        names,
+        alpha=alpha,
+        train_groups=train_groups,
+        seed=seed,
+        mean_over=view_names if view_names and set(view_names) <= set(names) else None,
     )
     return result.to_metrics()
 
