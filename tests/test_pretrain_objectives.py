@@ -12,6 +12,8 @@ from sslrobot.pretraining.augment import (
     stack_frames,
 )
 from sslrobot.pretraining.objectives import (
+    LOSS_SCALES,
+    centered_cosine_loss,
     format_objective,
     info_nce_loss,
     inverse_dynamics_loss,
@@ -19,6 +21,7 @@ from sslrobot.pretraining.objectives import (
     normalized_cosine_loss,
     parse_objective,
     pixel_mse_loss,
+    total_loss,
 )
 from sslrobot.pretraining.prefetch import Prefetcher
 from sslrobot.pretraining.sampler import ResumableBatchSampler
@@ -41,6 +44,29 @@ def test_normalized_cosine_loss() -> None:
     assert normalized_cosine_loss(3.0 * target, target).item() == pytest.approx(0.0, abs=1e-6)
     assert normalized_cosine_loss(_randn(4, 3, 8, seed=1), target).item() > 0.1
     assert normalized_cosine_loss(-target, target).item() == pytest.approx(4.0, abs=1e-5)
+
+
+def test_centered_cosine_loss_ignores_what_all_windows_share() -> None:
+    shared = 50.0 * _randn(1, 1, 8, seed=2)  # a large common part, as of frames of one scene
+    target = shared + _randn(6, 3, 8)
+    assert centered_cosine_loss(target, target).item() == pytest.approx(0.0, abs=1e-5)
+    # Plain cosines call a constant prediction (the shared part) nearly perfect...
+    constant = shared.expand_as(target)
+    assert normalized_cosine_loss(constant, target).item() < 0.05
+    # ...centred, it tells no window apart and scores as unrelated (cos 0 -> 2).
+    assert centered_cosine_loss(constant + 1e-3 * _randn(6, 3, 8, seed=3), target).item() > 1.5
+    given = target.mean(dim=0, keepdim=True)
+    assert centered_cosine_loss(target, target, given).item() == pytest.approx(0.0, abs=1e-5)
+    with pytest.raises(ValueError, match="batch of at least 2"):
+        centered_cosine_loss(target[:1], target[:1])
+
+
+def test_total_loss_scales_pixel_losses_before_weighting() -> None:
+    losses = {"fdm": torch.tensor(0.5), "future": torch.tensor(0.004)}
+    total = total_loss(losses, {"fdm": 1.0, "future": 2.0})
+    assert total.item() == pytest.approx(0.5 + 2.0 * LOSS_SCALES["future"] * 0.004)
+    with pytest.raises(ValueError, match="no weight"):
+        total_loss(losses, {"fdm": 1.0})
 
 
 def test_pixel_mse_loss() -> None:
@@ -210,6 +236,27 @@ def test_prefetcher_keeps_order_and_reraises() -> None:
     next(endless)
     endless.close()
     assert not endless._thread.is_alive()
+
+
+@pytest.mark.parametrize("share", [0.0, 0.25, 0.5, 0.75])
+def test_context_dropout_blinds_an_evenly_spread_share_of_windows(share: float) -> None:
+    encoder = EncoderConfig(
+        image_size=16, channels=(4,), kernel_sizes=(4,), strides=(4,), paddings=(0,), feature_dim=8
+    )
+    config = WorldModelConfig(
+        encoder=encoder,
+        action_dim=2,
+        objective={"future": 1.0},
+        decoder=DecoderConfig(channels=(8,), shuffle=4),
+        context_dropout=share,
+    )
+    blind = WorldModel(config)._blind_windows(16)
+    assert blind.sum().item() == round(16 * share)
+    assert not blind[:2].all() or share == 0.0  # spread out, not a leading block
+    with pytest.raises(ValueError, match="context_dropout"):
+        WorldModelConfig(
+            encoder=encoder, action_dim=2, objective={"future": 1.0}, context_dropout=1.0
+        )
 
 
 @pytest.mark.parametrize(

@@ -45,7 +45,9 @@ class PretrainConfig:
             dataset object to ``pretrain``.
         objective: ``"fdm+future"``, ``"fdm"``, ``"future"``, ``"recon"``, ``"inverse"``,
             ``"contrastive"`` or ``"none"``; combine with ``+`` and weight with ``:w``
-            (``"fdm:1+future:2"``).
+            (``"fdm:1+future:2"``). Weights multiply the losses after ``LOSS_SCALES`` has
+            brought them to a common scale (pixel MSEs x100), so plain ``"fdm+future"`` gives
+            both a comparable say.
         steps: Optimiser steps in total (a resumed run continues up to this count).
         batch_size: Windows per step per process (torchrun: each rank takes this many).
         lr: Adam learning rate (constant).
@@ -71,6 +73,8 @@ class PretrainConfig:
         ema_momentum: Momentum of the target encoder and projections.
         temperature: InfoNCE temperature (``contrastive``).
         decoded_steps: Future frames decoded per window for ``future`` (1..K).
+        context_dropout: Share of those frames decoded without the context frame's copy path,
+            so that the latent also holds the static scene (``WorldModelConfig``).
         augment: ``"shift"`` (DrQ random shift) or ``"none"``.
         shift_pad: Maximum shift of ``"shift"`` in pixels.
         val_fraction: Share of episodes held out for the validation windows of the strips.
@@ -107,6 +111,7 @@ class PretrainConfig:
     ema_momentum: float = 0.99
     temperature: float = 0.1
     decoded_steps: int = 1
+    context_dropout: float = 0.5
     augment: str = "shift"
     shift_pad: int = 4
     val_fraction: float = 0.1
@@ -166,6 +171,8 @@ class PretrainConfig:
             raise ValueError(f"ema_momentum must be in [0, 1), got {self.ema_momentum!r}")
         if not self.temperature > 0:
             raise ValueError(f"temperature must be > 0, got {self.temperature!r}")
+        if not 0.0 <= self.context_dropout < 1.0:
+            raise ValueError(f"context_dropout must be in [0, 1), got {self.context_dropout!r}")
 
     @property
     def objective_weights(self) -> dict[str, float]:
@@ -190,6 +197,7 @@ class PretrainConfig:
             ema_momentum=self.ema_momentum,
             temperature=self.temperature,
             decoded_steps=self.decoded_steps,
+            context_dropout=self.context_dropout,
         )
 
     def to_dict(self) -> dict[str, Any]:

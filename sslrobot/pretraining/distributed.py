@@ -75,3 +75,17 @@ def barrier(context: DistributedContext) -> None:
     """Wait for every rank (no-op alone)."""
     if context.enabled:
         dist.barrier()
+
+
+def mean_over_ranks(tensor: torch.Tensor) -> torch.Tensor:
+    """Average a (no-grad) tensor over the ranks of the default group; itself when alone.
+
+    For batch statistics inside a training step (the centre of ``fdm``'s targets): every
+    rank then uses the global batch's value, so N ranks compute what one process with their
+    batches together would, as ``SyncBatchNorm`` does. All ranks must call it.
+    """
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return tensor
+    total = tensor.detach().clone()
+    dist.all_reduce(total)
+    return total / dist.get_world_size()

@@ -28,7 +28,7 @@ from sslrobot.pretraining import artifacts, checkpoint, distributed, plots
 from sslrobot.pretraining.augment import random_shift, stack_frames
 from sslrobot.pretraining.config import PretrainConfig
 from sslrobot.pretraining.metrics_log import MetricsLog, read_metrics
-from sslrobot.pretraining.objectives import USES_DECODER
+from sslrobot.pretraining.objectives import USES_DECODER, total_loss
 from sslrobot.pretraining.prefetch import Prefetcher
 from sslrobot.pretraining.sampler import ResumableBatchSampler
 from sslrobot.pretraining.world_model import WorldModel
@@ -286,8 +286,7 @@ class PretrainRun:
         module = self.ddp if self.ddp is not None else self.model
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
             losses, metrics = module(pixels, actions, decode_index)
-        weights = self.model_config.objective
-        total = sum(weights[name] * loss.float() for name, loss in losses.items())
+        total = total_loss(losses, self.model_config.objective)
         self.optimizer.zero_grad(set_to_none=True)
         total.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(

@@ -29,16 +29,17 @@ from sslrobot.models.encoder import (
 )
 from sslrobot.models.heads import make_mlp
 from sslrobot.pretraining import artifacts
+from sslrobot.pretraining.distributed import mean_over_ranks
 from sslrobot.pretraining.objectives import (
     OBJECTIVES,
     USES_DECODER,
     USES_TARGET_ENCODER,
     USES_TRANSITION,
+    centered_cosine_loss,
     format_objective,
     info_nce_loss,
     inverse_dynamics_loss,
     latent_std,
-    normalized_cosine_loss,
     pixel_mse_loss,
 )
 from sslrobot.utils.config import config_to_dict
@@ -62,6 +63,13 @@ class WorldModelConfig:
         decoded_steps: Future frames decoded per window for ``future`` (random k among 1..K,
             distinct): an unbiased estimate of the mean over all K at a fraction of the cost,
             since decoding full-resolution frames dominates a CPU training step.
+        context_dropout: Share of the decoded future frames predicted without the context
+            frame (no copy path) in training. With the copy path alone the latent need not
+            hold anything static (a goal, a resting object), since the decoder copies it from
+            o_t; frames decoded without it make the latent carry the whole scene, while the
+            others keep the copy path sharp for ``predict_frames``. Measured with ``sslrobot
+            probe`` (``future``, 1500 steps, batch 128): Push mean held-out R^2 0.30 at 0 and
+            0.52 at 0.5 (goal position 0.0 -> 0.9); k=1 PSNR stays above copy-last-frame.
     """
 
     encoder: EncoderConfig
@@ -74,6 +82,7 @@ class WorldModelConfig:
     ema_momentum: float = 0.99
     temperature: float = 0.1
     decoded_steps: int = 1
+    context_dropout: float = 0.5
 
     def __post_init__(self) -> None:
         if not isinstance(self.action_dim, int) or self.action_dim < 1:
@@ -89,6 +98,9 @@ class WorldModelConfig:
             raise ValueError(f"ema_momentum must be in [0, 1), got {self.ema_momentum}")
         if not self.temperature > 0:
             raise ValueError(f"temperature must be > 0, got {self.temperature}")
+        # Below 1: some frames must use the copy path, or its mask head would get no gradient.
+        if not 0.0 <= self.context_dropout < 1.0:
+            raise ValueError(f"context_dropout must be in [0, 1), got {self.context_dropout}")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (tuples become lists, nested configs dicts)."""
@@ -246,7 +258,8 @@ class WorldModel(nn.Module):
             predictions = self.fdm_predictor(self.fdm_projection(rolled))  # (B, K, P)
             with torch.no_grad():
                 projected = self.target_fdm_projection(targets)  # (B, K, P)
-            losses["fdm"] = normalized_cosine_loss(predictions, projected)
+                center = mean_over_ranks(projected.float().mean(dim=0, keepdim=True))
+            losses["fdm"] = centered_cosine_loss(predictions, projected, center)
         if "future" in active:
             losses["future"] = self._future_loss(pixels, rolled, decode_index)
         if "recon" in active:
@@ -276,8 +289,29 @@ class WorldModel(nn.Module):
         context = self._target_blocks(pixels[:, 0])  # (B, 3, r*r, H/r, W/r)
         if n > 1:
             context = context.repeat_interleave(n, dim=0)
-        predicted = self.decoder.predict_blocks(chosen, context)  # (B*n, 3, r*r, H/r, W/r)
-        return pixel_mse_loss(predicted, target)
+        blind = self._blind_windows(b).repeat_interleave(n)  # (B*n,) decode without context
+        if not blind.any():
+            return pixel_mse_loss(self.decoder.predict_blocks(chosen, context), target)
+        seen = ~blind  # never empty: context_dropout < 1
+        predicted = torch.cat(
+            [
+                self.decoder.predict_blocks(chosen[blind]),  # no copy path
+                self.decoder.predict_blocks(chosen[seen], context[seen]),
+            ]
+        )  # (B*n, 3, r*r, H/r, W/r), blind rows first
+        return pixel_mse_loss(predicted, torch.cat([target[blind], target[seen]]))
+
+    def _blind_windows(self, batch: int) -> torch.Tensor:
+        """Which windows of a batch are decoded without context: an evenly spread share
+        ``context_dropout`` of positions (window w when ``floor((w + 1) p) > floor(w p)``).
+
+        Windows come in random order, so each one goes without context that share of the time;
+        no random numbers are drawn (runs stay resumable bit for bit), and with contiguous
+        per-rank batches of a multiple of 1/p windows, N ranks choose what one process would.
+        """
+        p = self.config.context_dropout
+        position = torch.arange(batch, device=self.device, dtype=torch.float64)
+        return torch.floor((position + 1) * p) > torch.floor(position * p)  # (B,) bool
 
     def _target_blocks(self, stacked: torch.Tensor) -> torch.Tensor:
         """uint8 (N, H, W, 3S) -> the newest frame, normalised, in the decoder's block layout.
