@@ -3,14 +3,15 @@ forward+backward on a preloaded batch, for the default encoder and a DrQ-v2-size
 
 Prints its settings, then per encoder the median samples/s (windows per second) of several
 timed repeats, the ratio full/model (the data path's cost) and the speed-up over DrQ-v2. With
-``--probe-seconds S`` it also trains each encoder for the same wall-clock time on the synthetic
-moving-square data and scores a ridge probe from frozen features to the true positions on
-held-out episodes (R^2), the equal-time quality comparison.
+``--probe-seconds S`` it also trains each encoder for the same wall-clock time (on ``--data``, else
+on synthetic moving squares) and scores the library's ridge probe from frozen features to the
+true state on held-out episodes (R^2), the equal-time quality comparison.
 
     python scripts/bench_pretrain.py --quick
     python scripts/bench_pretrain.py --threads 2 --batch-size 256 --image-size 64
     python scripts/bench_pretrain.py --data runs/push_data --encoders default
     python scripts/bench_pretrain.py --probe-seconds 120
+    python scripts/bench_pretrain.py --data DATASET_DIR --probe-seconds 240
 
 Speeds on a machine shared with other work are noisy: compare the ratios printed by one run,
 measured side by side (the repeats of each variant are interleaved), and the CPU-ms/step. With
@@ -32,6 +33,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from sslrobot.evaluation.probe import fit_linear_probe, probe_representation
 from sslrobot.models.encoder import EncoderConfig
 from sslrobot.pretraining.config import PretrainConfig
 from sslrobot.pretraining.synthetic import MovingSquareDataset
@@ -172,18 +174,6 @@ def report(name: str, params: int, r: dict[str, float]) -> None:
     )
 
 
-def ridge_r2(train_x, train_y, test_x, test_y, alpha: float = 1.0) -> np.ndarray:
-    """Held-out R^2 per target of a ridge regression on standardised features."""
-    mean, std = train_x.mean(0), train_x.std(0) + 1e-6
-    a, b = (train_x - mean) / std, (test_x - mean) / std
-    a = np.hstack([a, np.ones((len(a), 1))])
-    b = np.hstack([b, np.ones((len(b), 1))])
-    w = np.linalg.solve(a.T @ a + alpha * np.eye(a.shape[1]), a.T @ train_y)
-    residual = ((b @ w - test_y) ** 2).sum(0)
-    total = ((test_y - test_y.mean(0)) ** 2).sum(0)
-    return 1.0 - residual / total
-
-
 @torch.no_grad()
 def features(run: PretrainRun, dataset: MovingSquareDataset) -> tuple[np.ndarray, np.ndarray]:
     frames = dataset.pixels.reshape(-1, *dataset.pixels.shape[2:])
@@ -197,11 +187,29 @@ def features(run: PretrainRun, dataset: MovingSquareDataset) -> tuple[np.ndarray
     return torch.cat(out).numpy().astype(np.float64), state.astype(np.float64)
 
 
+def probe_r2(args: argparse.Namespace, run: PretrainRun) -> float:
+    """Mean held-out R^2 of the library's ridge probe (``sslrobot probe``) on the encoder.
+
+    With ``--data``: the dataset's held-out episodes and its ``view_state_names``, exactly
+    what ``sslrobot probe`` reports. Synthetic: fresh moving-square episodes (square and
+    marker positions).
+    """
+    if args.data:
+        metrics = probe_representation(run.model.encoder, args.data, device=args.device)
+        return float(metrics["probe/r2_mean"])
+    probe_train = MovingSquareDataset(24, 32, 1, args.image_size, 4, seed=101)
+    probe_test = MovingSquareDataset(12, 32, 1, args.image_size, 4, seed=202)
+    train_x, train_y = features(run, probe_train)
+    test_x, test_y = features(run, probe_test)
+    names = [f"state_{i}" for i in range(train_y.shape[1])]
+    return fit_linear_probe(train_x, train_y, test_x, test_y, names).r2_mean
+
+
 def equal_time_probe(
     args: argparse.Namespace, name: str, out: Path, seconds: float
 ) -> tuple[float, int]:
     """Train for ``seconds`` of wall-clock, then probe; returns (mean R^2, steps done)."""
-    train = make_dataset(args, seed=0, episodes=48)
+    train = None if args.data else make_dataset(args, seed=0, episodes=48)
     run = make_run(args, name, out, train)
     batches = run.batches(0)
     start, steps = time.perf_counter(), 0
@@ -210,12 +218,9 @@ def equal_time_probe(
         run.step += 1
         steps += 1
     close_batches(batches)
-    probe_train = MovingSquareDataset(24, 32, 1, args.image_size, 4, seed=101)
-    probe_test = MovingSquareDataset(12, 32, 1, args.image_size, 4, seed=202)
-    train_x, train_y = features(run, probe_train)
-    test_x, test_y = features(run, probe_test)
+    r2 = probe_r2(args, run)
     run.close()
-    return float(ridge_r2(train_x, train_y, test_x, test_y).mean()), steps
+    return r2, steps
 
 
 def main() -> None:
@@ -252,9 +257,10 @@ def main() -> None:
                 r2, steps = equal_time_probe(
                     args, name, Path(tmp) / f"probe_{name}", args.probe_seconds
                 )
+                target = "--data held-out episodes" if args.data else "square/marker positions"
                 print(
-                    f"{name:8s} after {args.probe_seconds:.0f} s ({steps} steps): held-out probe "
-                    f"R^2 to square/marker positions = {r2:.3f}"
+                    f"{name:8s} after {args.probe_seconds:.0f} s ({steps} steps): "
+                    f"mean probe R^2 = {r2:.3f} ({target})"
                 )
 
 

@@ -116,3 +116,41 @@ def test_corrupt_episodes_are_skipped_with_a_warning_or_refused(tmp_path, datase
     assert windows[0]["pixels"].shape == (5, 16, 16, 3)  # the others stay readable
     with pytest.raises(ValueError, match=r"episode 3 .* is corrupt.*strict=True"):
         WindowDataset(root, NUM_STEPS, split="all", strict=True)
+
+
+def test_mixed_windows_concatenate_datasets_and_refuse_mismatches(tmp_path, dataset_dir):
+    from sslrobot.data.windows import MixedWindowDataset, open_windows
+
+    other = collect(
+        CollectConfig(
+            env_id=FAKE_ENV_ID,
+            out=tmp_path / "other",
+            num_episodes=3,
+            seed=50,
+            image_size=16,
+            env_kwargs={"image_size": 16},
+        ),
+        progress=False,
+    )
+    single = open_windows(dataset_dir, NUM_STEPS, split="all")
+    assert isinstance(single, WindowDataset)
+    mixed = open_windows([dataset_dir, other], NUM_STEPS, split="all")
+    assert isinstance(mixed, MixedWindowDataset)
+    second = WindowDataset(other, NUM_STEPS, split="all")
+    assert len(mixed) == len(single) + len(second)
+    np.testing.assert_array_equal(mixed[len(single)]["pixels"], second[0]["pixels"])
+    mixed.close()
+
+    small = collect(
+        CollectConfig(
+            env_id=FAKE_ENV_ID,
+            out=tmp_path / "small",
+            num_episodes=2,
+            image_size=8,
+            env_kwargs={"image_size": 8},
+        ),
+        progress=False,
+    )
+    mismatch = r"cannot mix .*small.* frame_shape \(8, 8, 3\) vs \(16, 16, 3\)"
+    with pytest.raises(ValueError, match=mismatch):
+        open_windows([dataset_dir, small], NUM_STEPS, split="all")

@@ -81,3 +81,30 @@ def test_bad_preset_and_task_give_clear_errors(capsys: pytest.CaptureFixture[str
         make_run_config("quick", tasks=("sslrobot/Fly-v0",))
     assert main(["run", "--preset", "bogus", "--out", "unused"]) == 2
     assert "unknown preset 'bogus'" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="transfer_objective: unknown 'bogus'"):
+        make_run_config("quick", transfer_objective="bogus")
+
+
+def test_transfer_encoder_is_pretrained_once_on_every_task_and_evaluated_on_each(
+    tmp_path: Path,
+) -> None:
+    config = dataclasses.replace(
+        QUICK,
+        tasks=("sslrobot/Reach-v0", "sslrobot/Navigate-v0"),
+        transfer_objective="fdm+future",
+        encoders=("none",),
+    )
+    assert config.mixed_encoder_name == "fdm+future-mixed"
+    assert config.encoder_names == ("fdm+future", "fdm+future-mixed", "none")
+    pipeline = Pipeline(config, tmp_path, device="cpu", progress=False)
+    pipeline.run()
+    names = [r.name for r in pipeline.runner.results]
+    assert names.count("mixed/pretrain/fdm+future") == 1
+    assert pipeline.count_stages() == len(names)
+    saved = json.loads(
+        (tmp_path / "mixed/pretrain/fdm+future/encoder/pretrain_config.json").read_text()
+    )
+    assert [Path(d).parts[-4] for d in saved["pretrain"]["data"]] == ["Reach-v0", "Navigate-v0"]
+    for slug in ("Reach-v0", "Navigate-v0"):
+        assert (tmp_path / slug / "probe" / "fdm+future-mixed" / "probe.json").is_file()
+        assert list((tmp_path / slug / "eval" / "fdm+future-mixed").rglob("result.json"))

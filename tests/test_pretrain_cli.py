@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,7 @@ from test_data_fake_env import FAKE_ENV_ID
 
 import sslrobot
 from sslrobot.cli import main
-from sslrobot.data import CollectConfig, collect
+from sslrobot.data import CollectConfig, WindowDataset, collect
 from sslrobot.pretraining import artifacts, load_world_model
 
 SIZE = 32
@@ -73,3 +74,27 @@ def test_none_baseline_and_encoder_options(data_dir: Path, tmp_path: Path) -> No
     assert sslrobot.load_encoder(out)[1].channels == (32, 32, 32, 32)
     bad = _args(data_dir, tmp_path / "bad", "--steps", "1", "--encoder-channels", "8,8,8,8")
     assert main(bad) == 2  # four layers need four strides
+
+
+def test_pretrain_on_mixed_streams_of_several_datasets(data_dir: Path, tmp_path: Path) -> None:
+    other = collect(
+        CollectConfig(
+            env_id=FAKE_ENV_ID,
+            out=tmp_path / "other",
+            num_episodes=4,
+            seed=77,
+            image_size=SIZE,
+            env_kwargs={"image_size": SIZE},
+        ),
+        progress=False,
+    )
+    out = tmp_path / "mixed"
+    args = _args(data_dir, out, "--steps", "2")
+    args[args.index("--data") + 1 : args.index("--data") + 2] = [str(data_dir), str(other)]
+    assert main(args) == 0
+    saved = json.loads((out / artifacts.PRETRAIN_CONFIG).read_text())
+    assert saved["pretrain"]["data"] == [str(data_dir), str(other)]  # both streams recorded
+    windows = [len(WindowDataset(d, 2, split="train", val_fraction=0.1)) for d in (data_dir, other)]
+    assert saved["num_train_windows"] == sum(windows)
+    # Resuming with the same list continues; the run reads both datasets' windows.
+    assert main([*args, "--steps", "3", "--resume"]) == 0

@@ -35,7 +35,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "Several processes: torchrun --nproc_per_node N -m sslrobot pretrain ..."
         ),
     )
-    parser.add_argument("--data", required=True, help="a `sslrobot collect --out` directory")
+    parser.add_argument(
+        "--data",
+        required=True,
+        nargs="+",
+        help="a `sslrobot collect --out` directory; several: pretrain on their mixed windows",
+    )
     parser.add_argument("--out", required=True, help="output directory (new, or --resume)")
     parser.add_argument(
         "--objective",

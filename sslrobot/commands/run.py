@@ -23,6 +23,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", default="runs/sslrobot", help="run directory (resumable)")
     parser.add_argument("--device", default="auto", help="auto (CUDA, MPS, CPU), cpu, cuda, ...")
     parser.add_argument("--seed", type=int, help="base seed of the run (preset's by default)")
+    parser.add_argument(
+        "--transfer-objective",
+        metavar="OBJ",
+        help="also pretrain OBJ on the mixed streams of all tasks and evaluate it on each "
+        "(encoder OBJ-mixed; the full preset does this with fdm+future)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.set_defaults(func=_run)
 
@@ -31,7 +37,11 @@ def _run(args: argparse.Namespace) -> int:
     from sslrobot.pipeline.presets import make_run_config
     from sslrobot.pipeline.run import run_pipeline
 
-    overrides = {"tasks": tuple(args.tasks) if args.tasks else None, "seed": args.seed}
+    overrides = {
+        "tasks": tuple(args.tasks) if args.tasks else None,
+        "seed": args.seed,
+        "transfer_objective": args.transfer_objective,
+    }
     config = make_run_config(args.preset, **overrides)
     command = "sslrobot " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     html = run_pipeline(

@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import ConcatDataset, Dataset
 
 from sslrobot.data.dataset import open_dataset, split_episode_ids
 from sslrobot.data.storage import (
@@ -221,3 +221,51 @@ class WindowDataset(Dataset):
         state = self.__dict__.copy()
         state["_files"] = OrderedDict()  # open files stay in the process that opened them
         return state
+
+
+class MixedWindowDataset(ConcatDataset):
+    """The windows of several datasets as one: pretraining on mixed streams (for example every
+    task's), so that one encoder serves several tasks and its transfer can be measured.
+
+    The parts must agree on what the trainer stacks into a batch, frame shape and action
+    width (the proprio may differ; pretraining does not read it), and each keeps its own
+    episode split. Sampling is uniform over windows, so a part weighs as much as it has
+    windows.
+    """
+
+    def __init__(self, parts: list[WindowDataset]) -> None:
+        if not parts:
+            raise ValueError("MixedWindowDataset needs at least one dataset")
+        first = parts[0]
+        for part in parts[1:]:
+            for name in ("frame_shape", "action_dim"):
+                if getattr(part, name) != getattr(first, name):
+                    raise ValueError(
+                        f"cannot mix {part.root} with {first.root}: {name} "
+                        f"{getattr(part, name)} vs {getattr(first, name)} (mixed streams need "
+                        "the same image size and action width; collect with matching settings)"
+                    )
+        super().__init__(parts)
+        self.parts = parts
+
+    def close(self) -> None:
+        """Close the files every part has open."""
+        for part in self.parts:
+            part.close()
+
+
+def open_windows(
+    roots: str | Path | list[str | Path] | tuple[str | Path, ...],
+    num_steps: int,
+    split: Split = "train",
+    val_fraction: float = 0.1,
+    seed: int = 0,
+) -> WindowDataset | MixedWindowDataset:
+    """``WindowDataset`` of one directory, or ``MixedWindowDataset`` of several."""
+    if isinstance(roots, str | Path):
+        roots = [roots]
+    parts = [
+        WindowDataset(root, num_steps, split=split, val_fraction=val_fraction, seed=seed)
+        for root in roots
+    ]
+    return parts[0] if len(parts) == 1 else MixedWindowDataset(parts)

@@ -10,6 +10,8 @@ from sslrobot.envs import ENV_IDS
 #: encoders every preset compares: pretrained ones by objective name, plus the baselines.
 BASELINE_ENCODERS = ("none", "scratch", "state")
 OBJECTIVES = ("fdm+future", "fdm", "future", "recon", "inverse", "contrastive")
+#: Suffix of the encoder pretrained on the mixed streams of every task (transfer).
+MIXED_SUFFIX = "-mixed"
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,9 @@ class RunConfig:
         num_videos: rollout videos per (task, encoder) at the first seed.
         num_workers: collection worker processes.
         seed: base seed of the whole run.
+        transfer_objective: objective of one more encoder, pretrained on the unlabeled streams
+            of all tasks together and evaluated on each (transfer; encoder name
+            ``<objective>-mixed``); ``None``: none.
     """
 
     preset: str = "default"
@@ -59,6 +64,7 @@ class RunConfig:
     num_videos: int = 1
     num_workers: int = 2
     seed: int = 0
+    transfer_objective: str | None = None
     encoders: tuple[str, ...] = field(default=BASELINE_ENCODERS, repr=False)
 
     def __post_init__(self) -> None:
@@ -68,6 +74,11 @@ class RunConfig:
         bad = [name for name in self.objectives if name not in OBJECTIVES]
         if bad:
             raise ValueError(f"objectives: unknown {bad}; choose from {OBJECTIVES}")
+        if self.transfer_objective is not None and self.transfer_objective not in OBJECTIVES:
+            raise ValueError(
+                f"transfer_objective: unknown {self.transfer_objective!r}; choose from "
+                f"{OBJECTIVES} or None"
+            )
         positive = {
             "image_size": self.image_size,
             "num_unlabeled_episodes": self.num_unlabeled_episodes,
@@ -96,9 +107,18 @@ class RunConfig:
             )
 
     @property
+    def mixed_encoder_name(self) -> str | None:
+        """Name of the encoder pretrained on every task's streams, if the run has one."""
+        if self.transfer_objective is None:
+            return None
+        return self.transfer_objective + MIXED_SUFFIX
+
+    @property
     def encoder_names(self) -> tuple[str, ...]:
-        """Pretrained objectives first, then the baselines (``none``, ``scratch``, ``state``)."""
-        return (*self.objectives, *self.encoders)
+        """Pretrained objectives first (then the mixed-stream one), then the baselines
+        (``none``, ``scratch``, ``state``)."""
+        mixed = (self.mixed_encoder_name,) if self.mixed_encoder_name else ()
+        return (*self.objectives, *mixed, *self.encoders)
 
     def demo_counts(self, task: str) -> tuple[int, ...]:
         if task == self.data_efficiency_task:
@@ -146,6 +166,7 @@ PRESETS: dict[str, RunConfig] = {
         policy_seeds=(0, 1, 2, 3, 4),
         eval_episodes=100,
         heldout_eval=True,
+        transfer_objective="fdm+future",
         num_videos=2,
         num_workers=8,
     ),

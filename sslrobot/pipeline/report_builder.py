@@ -63,7 +63,10 @@ def _video_to_gif(video: Path, gif: Path) -> Path | None:
 
 
 def _stage_seconds(results: Sequence[StageResult], prefix: str) -> float | None:
-    seconds = [r.seconds for r in results if r.name.startswith(prefix)]
+    """Seconds of the stage named ``prefix`` and of the stages under it (``prefix/...``);
+    ``.../pretrain/fdm`` does not match ``.../pretrain/fdm+future``."""
+    prefix = prefix.rstrip("/")
+    seconds = [r.seconds for r in results if r.name == prefix or r.name.startswith(prefix + "/")]
     return float(sum(seconds)) if seconds else None
 
 
@@ -92,8 +95,13 @@ def _task_section(
         train = _find(aggregated, encoder=encoder, num_demos=main_demos, visual_preset="train")
         heldout = _find(aggregated, encoder=encoder, num_demos=main_demos, visual_preset="heldout")
         probe = probes.get(encoder, {})
+        pretrain_stage = (
+            f"mixed/pretrain/{config.transfer_objective}"  # shared by every task
+            if encoder == config.mixed_encoder_name
+            else f"{slug}/pretrain/{encoder}"
+        )
         wall = {
-            "pretrain": _stage_seconds(stage_results, f"{slug}/pretrain/{encoder}")
+            "pretrain": _stage_seconds(stage_results, pretrain_stage)
             if encoder in artifacts.pretrain
             else None,
             "train_policy": _stage_seconds(

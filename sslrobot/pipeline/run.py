@@ -69,6 +69,8 @@ class Pipeline:
         config = self.config
         evaluations_per_policy = 2 if config.heldout_eval else 1
         total = 0
+        if config.mixed_encoder_name:
+            total += 1 + len(config.tasks)  # one mixed-stream pretraining, a probe per task
         for task in config.tasks:
             total += 2 + 2 * (1 + len(config.objectives))  # data, pretrain + probe per encoder
             policies = len(config.encoder_names) * len(config.demo_counts(task))
@@ -82,7 +84,9 @@ class Pipeline:
         with tqdm(
             total=total, desc="sslrobot run", unit="stage", disable=not self.progress
         ) as self._bar:
-            return [self._run_task(task) for task in self.config.tasks]
+            collected = [self._collect_task(task) for task in self.config.tasks]
+            mixed = self._pretrain_mixed(collected)
+            return [self._learn_task(artifacts, mixed) for artifacts in collected]
 
     def _log(self, line: str) -> None:
         if self._bar is None:
@@ -102,7 +106,8 @@ class Pipeline:
     ) -> StageResult:
         return self.runner.run(name, settings, fn, depends_on)
 
-    def _run_task(self, env_id: str) -> TaskArtifacts:
+    def _collect_task(self, env_id: str) -> TaskArtifacts:
+        """The task's unlabeled stream and demonstrations."""
         config, slug = self.config, task_slug(env_id)
         artifacts = TaskArtifacts(env_id)
         artifacts.unlabeled = self._collect(
@@ -119,10 +124,30 @@ class Pipeline:
             config.num_demo_episodes,
             config.seed + DEMO_SEED_BASE,
         )
+        return artifacts
+
+    def _pretrain_mixed(self, collected: list[TaskArtifacts]) -> StageResult | None:
+        """One encoder pretrained on every task's unlabeled stream (transfer), if configured."""
+        if self.config.transfer_objective is None:
+            return None
+        return self._pretrain(
+            "mixed",
+            self.config.transfer_objective,
+            tuple(artifacts.unlabeled for artifacts in collected),
+        )
+
+    def _learn_task(self, artifacts: TaskArtifacts, mixed: StageResult | None) -> TaskArtifacts:
+        """Pretrain and probe the task's encoders, then train and evaluate its policies."""
+        config, env_id = self.config, artifacts.env_id
+        slug = task_slug(env_id)
         for objective in ("none", *config.objectives):
-            encoder = self._pretrain(slug, objective, artifacts.unlabeled)
+            encoder = self._pretrain(slug, objective, (artifacts.unlabeled,))
             artifacts.pretrain[objective] = encoder
             artifacts.probe[objective] = self._probe(slug, objective, encoder, artifacts.unlabeled)
+        if mixed is not None and config.mixed_encoder_name:
+            name = config.mixed_encoder_name
+            artifacts.pretrain[name] = mixed
+            artifacts.probe[name] = self._probe(slug, name, mixed, artifacts.unlabeled)
         for encoder_name in config.encoder_names:
             for num_demos in config.demo_counts(env_id):
                 for seed in config.policy_seeds:
@@ -173,7 +198,8 @@ class Pipeline:
 
         return self._stage(name, settings, run)
 
-    def _pretrain(self, slug: str, objective: str, data: StageResult) -> StageResult:
+    def _pretrain(self, slug: str, objective: str, data: tuple[StageResult, ...]) -> StageResult:
+        """Pretrain ``objective`` on the unlabeled streams ``data`` (several: mixed)."""
         from sslrobot.pretraining import PretrainConfig, pretrain
 
         steps = 0 if objective == "none" else self.config.pretrain_steps
@@ -190,7 +216,7 @@ class Pipeline:
             pretrain(
                 PretrainConfig(
                     out=str(out),
-                    data=str(data.path / "dataset"),
+                    data=tuple(str(stream.path / "dataset") for stream in data),
                     objective=objective,
                     steps=steps,
                     batch_size=self.config.pretrain_batch_size,
@@ -206,7 +232,7 @@ class Pipeline:
             )
             return {"encoder": "encoder"}
 
-        return self._stage(f"{slug}/pretrain/{objective}", settings, run, depends_on=(data,))
+        return self._stage(f"{slug}/pretrain/{objective}", settings, run, depends_on=data)
 
     def _probe(
         self, slug: str, objective: str, encoder: StageResult, data: StageResult

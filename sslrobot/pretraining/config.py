@@ -41,8 +41,9 @@ class PretrainConfig:
 
     Attributes:
         out: Output directory (see ``docs/CONTRACTS.md`` for its layout).
-        data: A ``sslrobot collect --out`` dataset directory; ``None`` when the caller passes a
-            dataset object to ``pretrain``.
+        data: A ``sslrobot collect --out`` dataset directory, or several (a list) to pretrain
+            on their mixed windows (same image size and action width); ``None`` when the
+            caller passes a dataset object to ``pretrain``.
         objective: ``"fdm+future"``, ``"fdm"``, ``"future"``, ``"recon"``, ``"inverse"``,
             ``"contrastive"`` or ``"none"``; combine with ``+`` and weight with ``:w``
             (``"fdm:1+future:2"``). Weights multiply the losses after ``LOSS_SCALES`` has
@@ -86,7 +87,7 @@ class PretrainConfig:
     """
 
     out: str
-    data: str | None = None
+    data: str | tuple[str, ...] | None = None
     objective: str = "fdm+future"
     steps: int = 5000
     batch_size: int = 256
@@ -120,6 +121,11 @@ class PretrainConfig:
     tensorboard: bool = True
 
     def __post_init__(self) -> None:
+        if isinstance(self.data, list | tuple):  # JSON gives a list
+            if not self.data or not all(isinstance(d, str) and d for d in self.data):
+                raise ValueError(f"data must name dataset directories, got {self.data!r}")
+            data = self.data[0] if len(self.data) == 1 else tuple(self.data)
+            object.__setattr__(self, "data", data)
         if isinstance(self.encoder, dict):
             object.__setattr__(self, "encoder", EncoderConfig.from_dict(self.encoder))
         if isinstance(self.decoder, dict):

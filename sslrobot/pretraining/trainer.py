@@ -128,7 +128,7 @@ class PretrainRun:
         distributed.barrier(self.context)
 
         self.dataset, self.val_dataset = self._datasets(dataset, val_dataset)
-        source = config.data or type(self.dataset).__name__
+        source = str(config.data or type(self.dataset).__name__)
         image_size, action_dim = _check_window(self.dataset[0], config.window_steps, source)
         self.model_config = config.world_model_config(action_dim, image_size)
         torch.manual_seed(config.seed)
@@ -187,11 +187,11 @@ class PretrainRun:
             return dataset, val_dataset
         if config.data is None:
             raise ValueError("pass a dataset directory (--data DIR) or a dataset object")
-        from sslrobot.data import WindowDataset
+        from sslrobot.data.windows import open_windows
 
         def windows(split: str) -> Dataset:
-            return WindowDataset(
-                Path(config.data),
+            return open_windows(
+                config.data,
                 num_steps=config.window_steps,
                 split=split,
                 val_fraction=config.val_fraction,

@@ -1,0 +1,103 @@
+"""Representation quality: issue 4's "must show" numbers, from the probe files of a run.
+
+Runs (or resumes) the stages of ``sslrobot run`` up to what the table needs, through
+``run_pipeline``, then prints per task, for every pretrained encoder and the random-init
+``none`` encoder: the mean held-out linear-probe R^2 (over the env's ``view_state_names``;
+the mean over every state variable beside it), one-step PSNR against copying the last frame,
+and the latent standard deviation (collapse check), followed by the issue's checks:
+
+- ``fdm+future`` mean probe R^2 at least 0.2 above ``none`` on every task;
+- ``future`` (here ``fdm+future``'s decoder) beats copy-last-frame PSNR at k = 1;
+- no collapse: per-dimension latent standard deviation well above zero.
+
+Usage:
+    python scripts/bench_representation.py --out runs/default   # reuses a default run
+    python scripts/bench_representation.py --quick --out /tmp/rep_quick
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import platform
+from pathlib import Path
+
+from sslrobot.pipeline.presets import make_run_config
+from sslrobot.pipeline.run import run_pipeline, task_slug
+
+#: Latent std (mean over dimensions of the per-dimension std) below this counts as collapse.
+COLLAPSE_STD = 0.01
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, default=Path("runs/default"))
+    parser.add_argument("--quick", action="store_true", help="the quick preset's tiny sizes")
+    parser.add_argument("--device", default="auto")
+    return parser.parse_args()
+
+
+def _fmt(value: float | None, digits: int = 3) -> str:
+    return "—" if value is None else f"{value:.{digits}f}"
+
+
+def final_latent_std(encoder_dir: Path) -> float | None:
+    """Last logged ``pretrain/latent_std`` of a pretraining run (None without a log)."""
+    path = encoder_dir / "metrics.csv"
+    if not path.is_file():
+        return None
+    with path.open() as file:
+        values = [row.get("pretrain/latent_std") for row in csv.DictReader(file)]
+    values = [float(v) for v in values if v not in (None, "")]
+    return values[-1] if values else None
+
+
+def main() -> None:
+    args = parse_args()
+    config = make_run_config("quick" if args.quick else "default")
+    print("settings:", json.dumps(config.to_dict(), sort_keys=True))
+    print("machine:", platform.platform(), "| device:", args.device)
+    run_pipeline(config, args.out, device=args.device, command="scripts/bench_representation.py")
+
+    encoders = ("none", *config.objectives)
+    checks: list[tuple[str, bool]] = []
+    print(
+        "\n| task | encoder | probe R² (view) | probe R² (all) | PSNR k=1 | copy-last | latent std"
+        " |"
+    )
+    print("| --- | --- | ---: | ---: | ---: | ---: | ---: |")
+    for task in config.tasks:
+        slug = task_slug(task)
+        probes = {
+            name: json.loads((args.out / slug / "probe" / name / "probe.json").read_text())
+            for name in encoders
+        }
+        for name in encoders:
+            probe = probes[name]
+            std = final_latent_std(args.out / slug / "pretrain" / name / "encoder")
+            print(
+                f"| {slug} | {name} | {_fmt(probe['probe/r2_mean'])} | "
+                f"{_fmt(probe.get('probe/r2_mean_all'))} | {_fmt(probe.get('pred/psnr_k1'), 2)} | "
+                f"{_fmt(probe.get('pred/psnr_copy_last_k1'), 2)} | {_fmt(std)} |"
+            )
+        if "fdm+future" not in probes:
+            continue
+        main_probe = probes["fdm+future"]
+        gap = main_probe["probe/r2_mean"] - probes["none"]["probe/r2_mean"]
+        checks.append((f"{slug}: fdm+future - none probe R² = {gap:+.3f} (>= +0.2)", gap >= 0.2))
+        psnr, copy = main_probe.get("pred/psnr_k1"), main_probe.get("pred/psnr_copy_last_k1")
+        if psnr is not None and copy is not None:
+            checks.append(
+                (f"{slug}: PSNR k=1 {psnr:.2f} dB vs copy-last {copy:.2f} dB", psnr > copy)
+            )
+        std = final_latent_std(args.out / slug / "pretrain" / "fdm+future" / "encoder")
+        if std is not None:
+            checks.append((f"{slug}: latent std {std:.3f} (> {COLLAPSE_STD})", std > COLLAPSE_STD))
+    print("\n## Checks\n")
+    for text, met in checks:
+        print(f"- {text}: {'MET' if met else 'NOT MET'}")
+
+
+if __name__ == "__main__":
+    main()
