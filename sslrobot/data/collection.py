@@ -17,7 +17,13 @@ import shutil
 import time
 import warnings
 from collections.abc import Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures import (
+    FIRST_COMPLETED,
+    Future,
+    ProcessPoolExecutor,
+    ThreadPoolExecutor,
+    wait,
+)
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any
@@ -275,8 +281,23 @@ class _Progress:
 
 
 def _run_in_process(runner: EpisodeRunner, todo: list[int], progress: _Progress) -> None:
-    for episode_id in todo:
-        progress.update(runner.run(episode_id))
+    """Roll out episode i+1 while a writer thread commits episode i.
+
+    Hashing and file writes release the GIL, so storage overlaps the env loop instead of
+    adding to it (``scripts/bench_data.py``: collect with 1 worker against the bare env loop).
+    At most two episodes are in flight, so a kill loses at most those two; a write error
+    surfaces when the next episode is handed over, and an error in a rollout still lets the
+    pending write finish.
+    """
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="sslrobot-writer") as writer:
+        pending: Future | None = None
+        for episode_id in todo:
+            arrays, meta = runner.rollout(episode_id)
+            if pending is not None:
+                progress.update(pending.result())
+            pending = writer.submit(runner.commit, episode_id, arrays, meta)
+        if pending is not None:
+            progress.update(pending.result())
 
 
 def _run_in_pool(spec: RunSpec, todo: list[int], num_workers: int, progress: _Progress) -> None:

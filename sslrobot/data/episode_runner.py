@@ -170,7 +170,13 @@ class EpisodeRunner:
 
     def run(self, episode_id: int) -> dict[str, Any]:
         """Roll out episode ``episode_id`` and commit it; return a small summary."""
-        arrays, meta = self.rollout(episode_id)
+        return self.commit(episode_id, *self.rollout(episode_id))
+
+    def commit(
+        self, episode_id: int, arrays: dict[str, np.ndarray], meta: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Write a rolled-out episode atomically; return a small summary. Thread-safe: it
+        touches no env state, so a writer thread may commit while the env rolls out the next."""
         # FileExistsError: another process committed it first (e.g. a worker orphaned by a
         # killed collector finishing while --resume runs). Same seed, same data: nothing lost.
         with contextlib.suppress(FileExistsError):
