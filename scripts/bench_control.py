@@ -38,6 +38,11 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--efficiency-task", default="sslrobot/Push-v0")
     parser.add_argument("--efficiency-demos", type=int, nargs="+", default=[5, 10, 25])
     parser.add_argument("--heldout", action="store_true", help="also the held-out visual preset")
+    parser.add_argument(
+        "--transfer-objective",
+        default=None,
+        help="also an encoder of this objective pretrained on every task's streams (transfer)",
+    )
     parser.add_argument("--device", default="auto")
     return parser.parse_args()
 
@@ -72,6 +77,7 @@ def main() -> None:
         policy_seeds=tuple(args.seeds) if args.seeds else base.policy_seeds,
         eval_episodes=args.episodes or base.eval_episodes,
         heldout_eval=args.heldout,
+        transfer_objective=args.transfer_objective,
     )
     print("settings:", json.dumps(config.to_dict(), sort_keys=True))
     print("machine:", platform.platform(), "| device:", args.device)
@@ -100,6 +106,19 @@ def main() -> None:
             for e in encoders
         ]
         print(f"| {task_slug(task)} | " + " | ".join(cells) + " |")
+
+    if config.heldout_eval:
+        print("\n## Robustness: success under the held-out visual preset (train preset)\n")
+        print("| task | " + " | ".join(encoders) + " |")
+        print("| --- |" + " ---: |" * len(encoders))
+        for task in tasks:
+            cells = []
+            for e in encoders:
+                keys = {"task": task_slug(task), "encoder": e, "num_demos": main_demos}
+                heldout = _success(rows, **keys, visual_preset="heldout")
+                train = _success(rows, **keys, visual_preset="train")
+                cells.append(f"{_rate(heldout)} ({_rate(train)})")
+            print(f"| {task_slug(task)} | " + " | ".join(cells) + " |")
 
     print("\n## Checks\n")
     means = {

@@ -154,3 +154,20 @@ def test_mixed_windows_concatenate_datasets_and_refuse_mismatches(tmp_path, data
     mismatch = r"cannot mix .*small.* frame_shape \(8, 8, 3\) vs \(16, 16, 3\)"
     with pytest.raises(ValueError, match=mismatch):
         open_windows([dataset_dir, small], NUM_STEPS, split="all")
+
+
+def test_batch_read_matches_single_windows_and_arrays_subset(dataset_dir):
+    windows = WindowDataset(dataset_dir, NUM_STEPS, split="all", include_state=True)
+    picks = [5, 0, len(windows) - 1, 5]
+    batch = windows.read_batch(picks)
+    for name in ("pixels", "proprio", "action", "reward", "state"):
+        expected = np.stack([windows[i][name].numpy() for i in picks])
+        np.testing.assert_array_equal(batch[name], expected)
+        assert batch[name].dtype == expected.dtype
+    lean = WindowDataset(dataset_dir, NUM_STEPS, split="all", arrays=("pixels", "action"))
+    assert set(lean[0]) == {"pixels", "action"} == set(lean.read_batch([1, 2]))
+    np.testing.assert_array_equal(lean.read_batch([3])["pixels"][0], windows[3]["pixels"])
+    loader = DataLoader(lean, batch_size=4)  # the default collate still works per window
+    assert next(iter(loader))["pixels"].shape == (4, NUM_STEPS + 1, 16, 16, 3)
+    with pytest.raises(ValueError, match="arrays must name some of"):
+        WindowDataset(dataset_dir, NUM_STEPS, arrays=("pixels", "depth"))

@@ -59,6 +59,7 @@ class WindowDataset(Dataset):
         strict: bool = False,
         verify_checksums: bool = False,
         max_open_episodes: int = 32,
+        arrays: tuple[str, ...] = _WINDOW_ARRAYS,
     ) -> None:
         """Index the windows of one split.
 
@@ -72,6 +73,8 @@ class WindowDataset(Dataset):
             strict: Raise instead of warning when an episode is corrupt.
             verify_checksums: Re-hash every file when indexing (slower; catches bit flips).
             max_open_episodes: Episodes whose files stay open at once per process.
+            arrays: Which of ``pixels``, ``proprio``, ``action``, ``reward`` each window holds
+                (pretraining reads only ``("pixels", "action")``).
 
         Raises:
             ValueError: bad arguments, a corrupt episode with ``strict=True``, or no window.
@@ -91,7 +94,10 @@ class WindowDataset(Dataset):
         train, val = split_episode_ids(dataset.episode_ids, val_fraction, seed)
         candidates = {"train": train, "val": val, "all": dataset.episode_ids}[split]
         self.skipped: dict[int, list[str]] = {}
-        self._names = [*_WINDOW_ARRAYS, *(["state"] if include_state else [])]
+        unknown = sorted(set(arrays) - set(_WINDOW_ARRAYS))
+        if unknown or not arrays:
+            raise ValueError(f"arrays must name some of {_WINDOW_ARRAYS}, got {arrays!r}")
+        self._names = [*arrays, *(["state"] if include_state else [])]
         self._rows: dict[str, tuple[np.dtype, tuple[int, ...]]] = {}  # name -> row dtype, shape
         episode_ids, lengths, offsets = [], [], []
         for episode_id in candidates:
@@ -180,32 +186,49 @@ class WindowDataset(Dataset):
             self._files.move_to_end(position)
         return fds
 
-    def _read(self, position: int, column: int, fd: int, start: int, count: int) -> np.ndarray:
-        """Rows start..start+count-1 of one array of one episode, read into a new array."""
-        name = self._names[column]
-        offset = int(self._offsets[position, column])
-        dtype, row_shape = self._rows[name]
-        out = np.empty((count, *row_shape), dtype=dtype)
-        if out.nbytes:
-            row_bytes = out.nbytes // count
-            read = os.preadv(fd, [memoryview(out).cast("B")], offset + start * row_bytes)
-            if read != out.nbytes:
-                path = episode_path(self.root, self.episode_ids[position]) / ARRAY_FILES[name]
-                raise OSError(f"short read from {path} (truncated since the dataset was indexed?)")
-        return out
+    def _read_into(self, out: np.ndarray, position: int, column: int, fd: int, start: int) -> None:
+        """Fill ``out`` (rows, *row_shape) with rows start.. of one array of one episode."""
+        if not out.nbytes:
+            return
+        row_bytes = out.nbytes // out.shape[0]
+        offset = int(self._offsets[position, column]) + start * row_bytes
+        if os.preadv(fd, [memoryview(out).cast("B")], offset) != out.nbytes:
+            name = self._names[column]
+            path = episode_path(self.root, self.episode_ids[position]) / ARRAY_FILES[name]
+            raise OSError(f"short read from {path} (truncated since the dataset was indexed?)")
+
+    def _window_rows(self, name: str) -> int:
+        return self.num_steps + 1 if name in FRAME_ARRAYS else self.num_steps
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         position, t = self._locate(index)
         fds = self._open(position)
-        k = self.num_steps
         item = {}
         for column, name in enumerate(self._names):
-            rows = k + 1 if name in FRAME_ARRAYS else k
-            array = self._read(position, column, fds[column], t, rows)
+            dtype, row_shape = self._rows[name]
+            array = np.empty((self._window_rows(name), *row_shape), dtype=dtype)
+            self._read_into(array, position, column, fds[column], t)
             if name != "pixels":
                 array = array.astype(np.float32, copy=False)
             item[name] = torch.from_numpy(array)  # pixels (K+1, H, W, 3), action (K, A), ...
         return item
+
+    def read_batch(self, indices: list[int]) -> dict[str, np.ndarray]:
+        """A batch as one dict of stacked arrays (``pixels`` (B, K+1, H, W, 3), ...).
+
+        Each window is read straight into its slot of the batch, so there are no per-window
+        tensors and no second copy when collating; the pretraining loader reads through it
+        (``scripts/bench_pretrain.py`` measures the data path against the model's own step).
+        """
+        located = [self._locate(int(index)) for index in indices]
+        batch = {}
+        for column, name in enumerate(self._names):
+            dtype, row_shape = self._rows[name]
+            out = np.empty((len(located), self._window_rows(name), *row_shape), dtype=dtype)
+            for slot, (position, t) in enumerate(located):
+                self._read_into(out[slot], position, column, self._open(position)[column], t)
+            batch[name] = out if name == "pixels" else out.astype(np.float32, copy=False)
+        return batch
 
     def close(self) -> None:
         """Close the files this process has open (reopened on the next read)."""
@@ -260,12 +283,15 @@ def open_windows(
     split: Split = "train",
     val_fraction: float = 0.1,
     seed: int = 0,
+    arrays: tuple[str, ...] = _WINDOW_ARRAYS,
 ) -> WindowDataset | MixedWindowDataset:
     """``WindowDataset`` of one directory, or ``MixedWindowDataset`` of several."""
     if isinstance(roots, str | Path):
         roots = [roots]
     parts = [
-        WindowDataset(root, num_steps, split=split, val_fraction=val_fraction, seed=seed)
+        WindowDataset(
+            root, num_steps, split=split, val_fraction=val_fraction, seed=seed, arrays=arrays
+        )
         for root in roots
     ]
     return parts[0] if len(parts) == 1 else MixedWindowDataset(parts)

@@ -57,6 +57,20 @@ def collate_windows(items: list[Mapping[str, Any]] | Mapping[str, Any]) -> dict[
     }
 
 
+class _BatchReader(Dataset):
+    """Item ``indices`` is a whole batch: ``dataset.read_batch(indices)`` where the dataset has
+    it (``WindowDataset`` reads windows straight into the batch arrays), else its windows."""
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset = dataset
+
+    def __getitem__(self, indices: list[int]) -> Any:
+        read_batch = getattr(self.dataset, "read_batch", None)
+        if read_batch is not None:
+            return read_batch(indices)
+        return [self.dataset[int(index)] for index in indices]
+
+
 def close_batches(batches: Iterator[Any]) -> None:
     """Stop the prefetch thread of an iterator from ``PretrainRun.batches``, if it has one."""
     if isinstance(batches, Prefetcher):
@@ -192,6 +206,7 @@ class PretrainRun:
         def windows(split: str) -> Dataset:
             return open_windows(
                 config.data,
+                arrays=("pixels", "action"),  # all a training step reads
                 num_steps=config.window_steps,
                 split=split,
                 val_fraction=config.val_fraction,
@@ -364,8 +379,9 @@ class PretrainRun:
             start_step=start,
         )
         loader = DataLoader(
-            self.dataset,
-            batch_sampler=sampler,
+            _BatchReader(self.dataset),
+            sampler=sampler,  # yields one list of window indices per step
+            batch_size=None,
             num_workers=config.num_workers,
             collate_fn=collate_windows,
             pin_memory=self.device.type == "cuda",
