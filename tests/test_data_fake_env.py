@@ -16,6 +16,21 @@ from gymnasium.utils.env_checker import check_env
 FAKE_ENV_ID = "test_data_fake_env:FakePixels-v0"
 
 
+def collect_fake(out, num_episodes: int, image_size: int, seed: int = 0):
+    """Collect ``num_episodes`` random episodes of the fake env at ``image_size`` into ``out``."""
+    from sslrobot.data import CollectConfig, collect
+
+    config = CollectConfig(
+        env_id=FAKE_ENV_ID,
+        out=out,
+        num_episodes=num_episodes,
+        seed=seed,
+        image_size=image_size,
+        env_kwargs={"image_size": image_size},
+    )
+    return collect(config, progress=False)
+
+
 class FakePixelEnv(gym.Env):
     """A dot moved by 2-D actions on a noisy background; episode length varies with the seed.
 

@@ -9,7 +9,7 @@ import shutil
 import numpy as np
 import pytest
 import torch
-from test_data_fake_env import FAKE_ENV_ID
+from test_data_fake_env import FAKE_ENV_ID, collect_fake
 from torch.utils.data import DataLoader
 
 from sslrobot.data import CollectConfig, WindowDataset, collect, open_dataset, split_episode_ids
@@ -121,17 +121,7 @@ def test_corrupt_episodes_are_skipped_with_a_warning_or_refused(tmp_path, datase
 def test_mixed_windows_concatenate_datasets_and_refuse_mismatches(tmp_path, dataset_dir):
     from sslrobot.data.windows import MixedWindowDataset, open_windows
 
-    other = collect(
-        CollectConfig(
-            env_id=FAKE_ENV_ID,
-            out=tmp_path / "other",
-            num_episodes=3,
-            seed=50,
-            image_size=16,
-            env_kwargs={"image_size": 16},
-        ),
-        progress=False,
-    )
+    other = collect_fake(tmp_path / "other", num_episodes=3, image_size=16, seed=50)
     single = open_windows(dataset_dir, NUM_STEPS, split="all")
     assert isinstance(single, WindowDataset)
     mixed = open_windows([dataset_dir, other], NUM_STEPS, split="all")
@@ -141,16 +131,7 @@ def test_mixed_windows_concatenate_datasets_and_refuse_mismatches(tmp_path, data
     np.testing.assert_array_equal(mixed[len(single)]["pixels"], second[0]["pixels"])
     mixed.close()
 
-    small = collect(
-        CollectConfig(
-            env_id=FAKE_ENV_ID,
-            out=tmp_path / "small",
-            num_episodes=2,
-            image_size=8,
-            env_kwargs={"image_size": 8},
-        ),
-        progress=False,
-    )
+    small = collect_fake(tmp_path / "small", num_episodes=2, image_size=8)
     mismatch = r"cannot mix .*small.* frame_shape \(8, 8, 3\) vs \(16, 16, 3\)"
     with pytest.raises(ValueError, match=mismatch):
         open_windows([dataset_dir, small], NUM_STEPS, split="all")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_data_fake_env import FAKE_ENV_ID
+from test_data_fake_env import FAKE_ENV_ID, collect_fake
 
 import sslrobot
 from sslrobot.cli import main
@@ -77,17 +77,7 @@ def test_none_baseline_and_encoder_options(data_dir: Path, tmp_path: Path) -> No
 
 
 def test_pretrain_on_mixed_streams_of_several_datasets(data_dir: Path, tmp_path: Path) -> None:
-    other = collect(
-        CollectConfig(
-            env_id=FAKE_ENV_ID,
-            out=tmp_path / "other",
-            num_episodes=4,
-            seed=77,
-            image_size=SIZE,
-            env_kwargs={"image_size": SIZE},
-        ),
-        progress=False,
-    )
+    other = collect_fake(tmp_path / "other", num_episodes=4, image_size=SIZE, seed=77)
     out = tmp_path / "mixed"
     args = _args(data_dir, out, "--steps", "2")
     args[args.index("--data") + 1 : args.index("--data") + 2] = [str(data_dir), str(other)]
