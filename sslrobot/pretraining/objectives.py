@@ -165,11 +165,11 @@ def salient_pixel_weights(frames: torch.Tensor, weight: float, threshold: float)
     target, a cube, the goal, the arm) are a few percent of the pixels, so a plain MSE hardly
     notices if they are blurred away, and the latent need not hold them. The frame's per-channel
     median is its background colour (which the visual presets change per episode), so
-    "unlike the background" marks objects without labels. Measured with ``fdm+future``, 1,500
-    steps at batch 128 on the default preset's streams, ``weight`` 0 -> 10: mean held-out
-    probe R^2 Reach 0.51 -> 0.63 (target position 0.22 / 0.30 -> 0.78 / 0.72), Push 0.53 ->
-    0.55, Navigate 0.77 -> 0.77; BC success with 25 demos Reach 15% -> 19%, Push 7% -> 9%,
-    Navigate 100% -> 100% (3 seeds x 50 episodes each).
+    "unlike the background" marks objects without labels. Measured by the default preset
+    (``fdm+future``, 1,500 steps at batch 128; weight 0 -> 10 on the frames decoded without
+    the copy path): mean held-out probe R^2 Reach 0.51 -> 0.62 (target position 0.22 / 0.30
+    -> 0.72 / 0.76), Push 0.53 -> 0.56, Navigate 0.77 -> 0.77; BC success with 25 demos Reach
+    15% -> 20%, Push 7% -> 15%, Navigate 100% -> 99% (3 seeds x 50 episodes each).
 
     Args:
         frames: Target frames in the decoder's block layout, float (N, 3, ...): channel dim 1.
