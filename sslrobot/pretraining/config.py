@@ -76,8 +76,9 @@ class PretrainConfig:
         decoded_steps: Future frames decoded per window for ``future`` (1..K).
         context_dropout: Share of those frames decoded without the context frame's copy path,
             so that the latent also holds the static scene (``WorldModelConfig``).
-        salience_weight: Extra weight of pixels unlike their frame's dominant colour in the
-            pixel losses (``WorldModelConfig``); 0: plain MSE.
+        salience_weight: Extra weight of pixels unlike their frame's dominant colour in
+            ``recon`` and in the ``future`` frames decoded without the copy path
+            (``WorldModelConfig``); 0: plain MSE.
         salience_threshold: RGB difference (normalised) that marks a pixel salient.
         augment: ``"shift"`` (DrQ random shift) or ``"none"``.
         shift_pad: Maximum shift of ``"shift"`` in pixels.

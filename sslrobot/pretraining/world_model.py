@@ -71,9 +71,10 @@ class WorldModelConfig:
             others keep the copy path sharp for ``predict_frames``. Measured with ``sslrobot
             probe`` (``future``, 1500 steps, batch 128): Push mean held-out R^2 0.30 at 0 and
             0.52 at 0.5 (goal position 0.0 -> 0.9); k=1 PSNR stays above copy-last-frame.
-        salience_weight: Extra weight in the pixel losses (``future``, ``recon``) of pixels
-            unlike their frame's dominant colour (``salient_pixel_weights``): small objects
-            the policy needs would otherwise be blurred away at little cost. 0: plain MSE.
+        salience_weight: Extra weight, in ``recon`` and in the ``future`` frames decoded
+            without the copy path, of pixels unlike their frame's dominant colour
+            (``salient_pixel_weights``): small objects the policy needs would otherwise be
+            blurred away at little cost. 0: plain MSE everywhere.
         salience_threshold: Mean absolute RGB difference (normalised units, 0.08 ~ 20/255)
             from the dominant colour that marks a pixel salient.
     """
@@ -328,10 +329,12 @@ class WorldModel(nn.Module):
         weight = self.config.salience_weight
         if weight == 0.0:
             return pixel_mse_loss(predicted, target)
-        rows = torch.ones(len(target), dtype=torch.bool, device=target.device)
-        rows = rows if salient is None else salient
+        if salient is None:
+            salient = torch.ones(len(target), dtype=torch.bool, device=target.device)
         weights = torch.ones_like(target[:, :1])  # (N, 1, ...)
-        weights[rows] = salient_pixel_weights(target[rows], weight, self.config.salience_threshold)
+        weights[salient] = salient_pixel_weights(
+            target[salient], weight, self.config.salience_threshold
+        )
         # Mean 1 over the global batch (all ranks), so the loss keeps the plain MSE's scale and
         # N ranks take the step one process with their batches together would.
         weights = weights / mean_over_ranks(weights.mean().detach())
