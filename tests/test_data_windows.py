@@ -145,6 +145,13 @@ def test_batch_read_matches_single_windows_and_arrays_subset(dataset_dir):
         expected = np.stack([windows[i][name].numpy() for i in picks])
         np.testing.assert_array_equal(batch[name], expected)
         assert batch[name].dtype == expected.dtype
+    # A batch spanning more episodes than may stay open reads the same (LRU evictions).
+    tight = WindowDataset(dataset_dir, NUM_STEPS, split="all", max_open_episodes=1)
+    spread = list(range(0, len(tight), 7))
+    np.testing.assert_array_equal(
+        tight.read_batch(spread)["pixels"], np.stack([windows[i]["pixels"] for i in spread])
+    )
+    assert len(tight._files) <= 1
     lean = WindowDataset(dataset_dir, NUM_STEPS, split="all", arrays=("pixels", "action"))
     assert set(lean[0]) == {"pixels", "action"} == set(lean.read_batch([1, 2]))
     np.testing.assert_array_equal(lean.read_batch([3])["pixels"][0], windows[3]["pixels"])

@@ -220,15 +220,19 @@ class WindowDataset(Dataset):
         tensors and no second copy when collating; the pretraining loader reads through it
         (``scripts/bench_pretrain.py`` measures the data path against the model's own step).
         """
-        located = [self._locate(int(index)) for index in indices]
-        batch = {}
-        for column, name in enumerate(self._names):
+        outs = []
+        for name in self._names:
             dtype, row_shape = self._rows[name]
-            out = np.empty((len(located), self._window_rows(name), *row_shape), dtype=dtype)
-            for slot, (position, t) in enumerate(located):
-                self._read_into(out[slot], position, column, self._open(position)[column], t)
-            batch[name] = out if name == "pixels" else out.astype(np.float32, copy=False)
-        return batch
+            outs.append(np.empty((len(indices), self._window_rows(name), *row_shape), dtype=dtype))
+        for slot, index in enumerate(indices):
+            position, t = self._locate(int(index))
+            fds = self._open(position)  # once per window: the LRU may close it for the next
+            for column, out in enumerate(outs):
+                self._read_into(out[slot], position, column, fds[column], t)
+        return {
+            name: out if name == "pixels" else out.astype(np.float32, copy=False)
+            for name, out in zip(self._names, outs, strict=True)
+        }
 
     def close(self) -> None:
         """Close the files this process has open (reopened on the next read)."""
