@@ -129,6 +129,10 @@ def test_mixed_windows_concatenate_datasets_and_refuse_mismatches(tmp_path, data
     second = WindowDataset(other, NUM_STEPS, split="all")
     assert len(mixed) == len(single) + len(second)
     np.testing.assert_array_equal(mixed[len(single)]["pixels"], second[0]["pixels"])
+    picks = [len(single) + 1, 0, len(mixed) - 1, 3]  # both parts, out of order
+    batch = mixed.read_batch(picks)
+    for name in ("pixels", "action"):
+        np.testing.assert_array_equal(batch[name], np.stack([mixed[i][name] for i in picks]))
     mixed.close()
 
     small = collect_fake(tmp_path / "small", num_episodes=2, image_size=8)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import os
 import warnings
@@ -274,6 +275,30 @@ class MixedWindowDataset(ConcatDataset):
                     )
         super().__init__(parts)
         self.parts = parts
+
+    def read_batch(self, indices: list[int]) -> dict[str, np.ndarray]:
+        """``WindowDataset.read_batch`` over the parts, in the order of ``indices``."""
+        located = [self._part_of(int(index)) for index in indices]
+        batch: dict[str, np.ndarray] = {}
+        for which, part in enumerate(self.parts):
+            slots = [slot for slot, (p, _) in enumerate(located) if p == which]
+            if not slots:
+                continue
+            arrays = part.read_batch([located[slot][1] for slot in slots])
+            for name in ("pixels", "action"):  # what the parts agree on
+                if name not in batch:
+                    batch[name] = np.empty(
+                        (len(indices), *arrays[name].shape[1:]), arrays[name].dtype
+                    )
+                batch[name][slots] = arrays[name]
+        return batch
+
+    def _part_of(self, index: int) -> tuple[int, int]:
+        """(part, index within it) of window ``index``."""
+        if not 0 <= index < len(self):
+            raise IndexError(f"window index {index} out of range for {len(self)} windows")
+        part = bisect.bisect_right(self.cumulative_sizes, index)
+        return part, index - (self.cumulative_sizes[part - 1] if part else 0)
 
     def close(self) -> None:
         """Close the files every part has open."""
