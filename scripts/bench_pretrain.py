@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sslrobot.evaluation.probe import fit_linear_probe, probe_representation
+from sslrobot.evaluation.probe import extract_features, fit_linear_probe, probe_representation
 from sslrobot.models.encoder import EncoderConfig
 from sslrobot.pretraining.config import PretrainConfig
 from sslrobot.pretraining.synthetic import MovingSquareDataset
@@ -176,15 +176,10 @@ def report(name: str, params: int, r: dict[str, float]) -> None:
 
 @torch.no_grad()
 def features(run: PretrainRun, dataset: MovingSquareDataset) -> tuple[np.ndarray, np.ndarray]:
+    """Frozen features of every frame of ``dataset`` (the library's extraction) and its state."""
     frames = dataset.pixels.reshape(-1, *dataset.pixels.shape[2:])
     state = dataset.state.reshape(-1, dataset.state.shape[-1])
-    encoder = run.model.encoder.eval()
-    out = [
-        encoder(torch.from_numpy(frames[i : i + 512]).to(run.device)).cpu()
-        for i in range(0, len(frames), 512)
-    ]
-    encoder.train()
-    return torch.cat(out).numpy().astype(np.float64), state.astype(np.float64)
+    return extract_features(run.model.encoder, frames, batch_size=512), state
 
 
 def probe_r2(args: argparse.Namespace, run: PretrainRun) -> float:
