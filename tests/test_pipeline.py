@@ -11,7 +11,7 @@ import pytest
 
 from sslrobot.cli import main
 from sslrobot.evaluation.report import format_ci
-from sslrobot.pipeline.presets import make_run_config
+from sslrobot.pipeline.presets import make_run_config, parse_overrides
 from sslrobot.pipeline.run import Pipeline, run_pipeline
 
 QUICK = make_run_config("quick")
@@ -83,6 +83,37 @@ def test_bad_preset_and_task_give_clear_errors(capsys: pytest.CaptureFixture[str
     assert "unknown preset 'bogus'" in capsys.readouterr().err
     with pytest.raises(ValueError, match="transfer_objective: unknown 'bogus'"):
         make_run_config("quick", transfer_objective="bogus")
+
+
+def test_set_overrides_parse_types_and_refuse_unknown_fields(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    overrides = parse_overrides(
+        [
+            "num_unlabeled_episodes=2000",
+            "num_demos=5,10,25",
+            "heldout_eval=true",
+            "transfer_objective=fdm+future",
+            "data_efficiency_task=null",
+            "tasks=sslrobot/Push-v0",
+        ]
+    )
+    assert overrides == {
+        "num_unlabeled_episodes": 2000,
+        "num_demos": (5, 10, 25),
+        "heldout_eval": True,
+        "transfer_objective": "fdm+future",
+        "data_efficiency_task": None,
+        "tasks": ("sslrobot/Push-v0",),
+    }
+    config = make_run_config("quick", num_demo_episodes=25, **overrides)
+    assert config.num_demos == (5, 10, 25) and config.num_unlabeled_episodes == 2000
+    with pytest.raises(ValueError, match="unknown field 'num_epsiodes'"):
+        parse_overrides(["num_epsiodes=3"])
+    with pytest.raises(ValueError, match="expected KEY=VALUE"):
+        parse_overrides(["pretrain_steps"])
+    assert main(["run", "--preset", "quick", "--set", "pretrain_steps=0", "--out", "x"]) == 2
+    assert "pretrain_steps must be >= 1, got 0" in capsys.readouterr().err
 
 
 def test_transfer_encoder_is_pretrained_once_on_every_task_and_evaluated_on_each(

@@ -29,15 +29,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="also pretrain OBJ on the mixed streams of all tasks and evaluate it on each "
         "(encoder OBJ-mixed; the full preset does this with fdm+future)",
     )
+    parser.add_argument(
+        "--set",
+        dest="assignments",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override one preset field, e.g. --set num_unlabeled_episodes=2000 "
+        "--set num_demos=5,10,25 (repeatable; fields as in the run's config.json)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.set_defaults(func=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
-    from sslrobot.pipeline.presets import make_run_config
+    from sslrobot.pipeline.presets import make_run_config, parse_overrides
     from sslrobot.pipeline.run import run_pipeline
 
     overrides = {
+        **parse_overrides(args.assignments),
         "tasks": tuple(args.tasks) if args.tasks else None,
         "seed": args.seed,
         "transfer_objective": args.transfer_objective,

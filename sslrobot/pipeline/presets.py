@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from dataclasses import dataclass, field
+from typing import Any
 
 from sslrobot.envs import ENV_IDS
 
@@ -179,3 +181,37 @@ def make_run_config(preset: str, **overrides) -> RunConfig:
         raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
     overrides = {key: value for key, value in overrides.items() if value is not None}
     return dataclasses.replace(PRESETS[preset], **overrides)
+
+
+def parse_overrides(assignments: list[str]) -> dict[str, Any]:
+    """``["num_unlabeled_episodes=2000", "num_demos=5,10,25"]`` -> RunConfig overrides.
+
+    Values are read as JSON where they parse (``3``, ``true``, ``null``), else as strings; a
+    tuple field takes a comma-separated list. The values are validated by ``RunConfig`` itself.
+
+    Raises:
+        ValueError: naming an assignment without ``=`` or an unknown field (with the known ones).
+    """
+    fields = {f.name: f for f in dataclasses.fields(RunConfig) if f.name != "encoders"}
+    overrides: dict[str, Any] = {}
+    for assignment in assignments:
+        key, sep, text = assignment.partition("=")
+        key = key.strip()
+        if not sep:
+            raise ValueError(f"--set {assignment!r}: expected KEY=VALUE")
+        if key not in fields:
+            raise ValueError(
+                f"--set {assignment!r}: unknown field {key!r}; known: {sorted(fields)}"
+            )
+        if str(fields[key].type).startswith("tuple"):
+            overrides[key] = tuple(_json_or_text(item) for item in text.split(",") if item.strip())
+        else:
+            overrides[key] = _json_or_text(text)
+    return overrides
+
+
+def _json_or_text(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text.strip()
