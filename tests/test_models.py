@@ -7,6 +7,7 @@ import torch
 
 from sslrobot.models import Decoder, DecoderConfig, Encoder, EncoderConfig, TransitionModel
 from sslrobot.models.decoder import blocks_to_frames, frames_to_blocks
+from sslrobot.models.encoder import SpatialSoftmax
 
 torch.set_num_threads(1)
 
@@ -28,8 +29,9 @@ def _frames(batch: int, size: int, channels: int = 3, seed: int = 0) -> torch.Te
         EncoderConfig.drqv2(image_size=32, feature_dim=16),
         EncoderConfig.impala(image_size=32, feature_dim=32),
         EncoderConfig(image_size=32, frame_stack=3, feature_dim=8),
+        EncoderConfig.keypoints(image_size=32, feature_dim=16),
     ],
-    ids=["default", "small", "drqv2", "resnet", "stack3"],
+    ids=["default", "small", "drqv2", "resnet", "stack3", "keypoints"],
 )
 def test_encoder_shapes_and_layouts(config: EncoderConfig) -> None:
     encoder = Encoder(config)
@@ -70,6 +72,8 @@ def test_encoder_rejects_bad_input() -> None:
             "strides",
         ),
         ({"feature_dim": 0}, "feature_dim"),
+        ({"readout": "attention"}, "readout"),
+        ({"readout": "keypoints", "feature_dim": 7}, "feature_dim must be even"),
         ({"frame_stack": 0}, "frame_stack"),
         ({"image_size": 8, "strides": (4, 4, 4), "paddings": (0, 0, 0)}, "too small"),
     ],
@@ -79,9 +83,37 @@ def test_encoder_config_validation_names_the_field(changes: dict, field: str) ->
         dataclasses.replace(EncoderConfig(), **changes)
 
 
+def test_spatial_softmax_finds_the_peak_of_each_map() -> None:
+    softmax = SpatialSoftmax(side=5)
+    maps = torch.zeros(2, 3, 5, 5)
+    maps[0, 0, 0, 4] = 50.0  # top-right cell: x = +1, y = -1
+    maps[0, 1, 2, 2] = 50.0  # centre
+    maps[1, 2, 4, 0] = 50.0  # bottom-left: x = -1, y = +1
+    points = softmax(maps).view(2, 3, 2)
+    torch.testing.assert_close(points[0, 0], torch.tensor([1.0, -1.0]), atol=1e-4, rtol=0)
+    torch.testing.assert_close(points[0, 1], torch.tensor([0.0, 0.0]), atol=1e-4, rtol=0)
+    torch.testing.assert_close(points[1, 2], torch.tensor([-1.0, 1.0]), atol=1e-4, rtol=0)
+    torch.testing.assert_close(points[1, 0], torch.zeros(2), atol=1e-6, rtol=0)  # flat map
+
+
+def test_keypoint_encoder_follows_a_moving_object() -> None:
+    """With one bright square on a dark frame, the features move when (only) it moves; each
+    keypoint stays inside [-1, 1]."""
+    torch.manual_seed(0)
+    encoder = Encoder(EncoderConfig.keypoints(image_size=32, feature_dim=8))
+    frames = torch.zeros(2, 32, 32, 3, dtype=torch.uint8)
+    frames[0, 4:10, 4:10] = 255
+    frames[1, 20:26, 20:26] = 255
+    features = encoder(frames)
+    assert features.abs().max() <= 1.0
+    assert not torch.allclose(features[0], features[1])
+
+
 def test_encoder_config_round_trip() -> None:
     config = EncoderConfig.drqv2(image_size=48, feature_dim=12, frame_stack=2)
     assert EncoderConfig.from_dict(config.to_dict()) == config
+    keypoints = EncoderConfig.keypoints(image_size=48)
+    assert EncoderConfig.from_dict(keypoints.to_dict()) == keypoints
     with pytest.raises(ValueError, match="unknown EncoderConfig fields"):
         EncoderConfig.from_dict({**config.to_dict(), "width": 3})
 

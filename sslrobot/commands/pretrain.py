@@ -66,9 +66,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--resume", action="store_true", help="continue the run in --out")
     parser.add_argument(
         "--encoder-arch",
-        choices=("cnn", "resnet", "drqv2"),
+        choices=("cnn", "resnet", "drqv2", "keypoints"),
         default="cnn",
-        help="cnn (CPU-sized default), resnet (IMPALA, for GPUs), drqv2",
+        help="cnn (CPU-sized default), resnet (IMPALA, for GPUs), drqv2, keypoints (cnn "
+        "stem with a spatial-softmax readout: features are (x, y) of learned keypoints)",
     )
     parser.add_argument(
         "--encoder-channels",
@@ -110,6 +111,7 @@ def _encoder_config(args: argparse.Namespace) -> EncoderConfig:
         "cnn": EncoderConfig(),
         "resnet": EncoderConfig.impala(),
         "drqv2": EncoderConfig.drqv2(),
+        "keypoints": EncoderConfig.keypoints(),
     }[args.encoder_arch]
     changes: dict = {"frame_stack": args.frame_stack}
     if args.feature_dim is not None:

@@ -19,6 +19,7 @@ from torch.nn import functional as F
 from sslrobot.utils.config import check_known_fields, config_to_dict
 
 ARCHS = ("cnn", "resnet")
+READOUTS = ("linear", "keypoints")
 RGB_CHANNELS = 3
 
 
@@ -51,7 +52,13 @@ class EncoderConfig:
         kernel_sizes: Kernel side per layer/stage, same length as ``channels``.
         strides: Stride per layer ("cnn") or max-pool stride per stage ("resnet").
         paddings: Zero padding per layer ("cnn" only; "resnet" pads to keep size before pooling).
-        feature_dim: Length of the output feature vector (a linear layer after the trunk).
+        feature_dim: Length of the output feature vector.
+        readout: How the trunk's last feature map becomes the feature vector. ``"linear"``: a
+            linear layer on the flattened map. ``"keypoints"``: a 1x1 convolution to
+            ``feature_dim / 2`` maps, each reduced by a spatial softmax to the expected (x, y)
+            of its activation (Levine et al. 2016; Finn et al. 2016, "Deep spatial
+            autoencoders"), so where things are is explicit in the features and linear in them,
+            which a policy head fitted on few demonstrations can use.
         layer_norm: Apply LayerNorm to the output features, which keeps their scale fixed for
             the dynamics model, probes and policies.
     """
@@ -64,6 +71,7 @@ class EncoderConfig:
     strides: tuple[int, ...] = (4, 2, 2)
     paddings: tuple[int, ...] = (0, 1, 1)
     feature_dim: int = 64
+    readout: str = "linear"
     layer_norm: bool = True
 
     def __post_init__(self) -> None:
@@ -97,6 +105,13 @@ class EncoderConfig:
                 raise ValueError(f"paddings entries must be ints >= 0, got {self.paddings!r}")
         if not isinstance(self.feature_dim, int) or self.feature_dim < 1:
             raise ValueError(f"feature_dim must be an int >= 1, got {self.feature_dim!r}")
+        if self.readout not in READOUTS:
+            raise ValueError(f"readout must be one of {READOUTS}, got {self.readout!r}")
+        if self.readout == "keypoints" and self.feature_dim % 2:
+            raise ValueError(
+                f"readout='keypoints' gives an (x, y) pair per keypoint, so feature_dim must be "
+                f"even, got {self.feature_dim}"
+            )
         if self.trunk_output_size < 1:
             raise ValueError(
                 f"image_size={self.image_size} is too small for strides={self.strides} and "
@@ -136,6 +151,25 @@ class EncoderConfig:
             strides=(2, 1, 1, 1),
             paddings=(0, 0, 0, 0),
             feature_dim=feature_dim,
+        )
+
+    @classmethod
+    def keypoints(
+        cls, image_size: int = 64, feature_dim: int = 64, frame_stack: int = 1
+    ) -> EncoderConfig:
+        """The default stem with a keypoint readout: the last layer keeps stride 1 so the
+        spatial softmax runs on an 8x8 map (at 64 px), ``feature_dim / 2`` keypoints, no
+        LayerNorm (it would mix the coordinates)."""
+        return cls(
+            image_size=image_size,
+            frame_stack=frame_stack,
+            channels=(16, 32, 32),
+            kernel_sizes=(4, 3, 3),
+            strides=(4, 2, 1),
+            paddings=(0, 1, 1),
+            feature_dim=feature_dim,
+            readout="keypoints",
+            layer_norm=False,
         )
 
     @classmethod
@@ -208,6 +242,42 @@ def _make_trunk(config: EncoderConfig) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
+class SpatialSoftmax(nn.Module):
+    """Feature maps (B, K, h, w) -> expected (x, y) in [-1, 1] of each map, (B, 2K).
+
+    Each map is a softmax over its cells (with a learned temperature); the output is the
+    softmax-weighted mean of the cell centres, x then y per map (Levine et al. 2016).
+    """
+
+    def __init__(self, side: int) -> None:
+        super().__init__()
+        centres = torch.linspace(-1.0, 1.0, side) if side > 1 else torch.zeros(1)
+        ys, xs = torch.meshgrid(centres, centres, indexing="ij")
+        self.register_buffer("positions", torch.stack([xs.flatten(), ys.flatten()], dim=1))
+        self.log_temperature = nn.Parameter(torch.zeros(()))
+
+    def forward(self, maps: torch.Tensor) -> torch.Tensor:
+        attention = torch.softmax(maps.flatten(2) / self.log_temperature.exp(), dim=-1)
+        return (attention @ self.positions).flatten(1)  # (B, K, 2) -> (B, 2K)
+
+
+class _FlattenLinear(nn.Linear):
+    """A linear layer on the flattened feature map (parameters keep the names ``head.weight``
+    and ``head.bias`` of encoders saved before readouts were configurable)."""
+
+    def forward(self, maps: torch.Tensor) -> torch.Tensor:
+        return super().forward(maps.flatten(1))
+
+
+def _make_readout(config: EncoderConfig) -> nn.Module:
+    side = config.trunk_output_size
+    if config.readout == "keypoints":
+        return nn.Sequential(
+            nn.Conv2d(config.channels[-1], config.feature_dim // 2, 1), SpatialSoftmax(side)
+        )
+    return _FlattenLinear(config.channels[-1] * side * side, config.feature_dim)
+
+
 class Encoder(nn.Module):
     """Frames (uint8) -> features (float32); normalisation happens here, never in storage.
 
@@ -220,8 +290,7 @@ class Encoder(nn.Module):
         super().__init__()
         self.config = config
         self.trunk = _make_trunk(config)
-        side = config.trunk_output_size
-        self.head = nn.Linear(config.channels[-1] * side * side, config.feature_dim)
+        self.head = _make_readout(config)
         self.norm = nn.LayerNorm(config.feature_dim) if config.layer_norm else nn.Identity()
 
     @property
@@ -257,4 +326,4 @@ class Encoder(nn.Module):
         """
         x = normalize_pixels(self.channels_first(frames))  # (B, C, H, W)
         x = self.trunk(x)  # (B, C', h, w)
-        return self.norm(self.head(x.flatten(1)))  # (B, D)
+        return self.norm(self.head(x))  # (B, D)
