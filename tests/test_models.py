@@ -7,7 +7,7 @@ import torch
 
 from sslrobot.models import Decoder, DecoderConfig, Encoder, EncoderConfig, TransitionModel
 from sslrobot.models.decoder import blocks_to_frames, frames_to_blocks
-from sslrobot.models.encoder import SpatialSoftmax
+from sslrobot.models.encoder import SpatialSoftmax, encoder_config_for
 
 torch.set_num_threads(1)
 
@@ -107,6 +107,14 @@ def test_keypoint_encoder_follows_a_moving_object() -> None:
     features = encoder(frames)
     assert features.abs().max() <= 1.0
     assert not torch.allclose(features[0], features[1])
+
+
+def test_named_architectures() -> None:
+    assert encoder_config_for("cnn", 32) == EncoderConfig(image_size=32)
+    assert encoder_config_for("keypoints").readout == "keypoints"
+    assert encoder_config_for("drqv2") == EncoderConfig.drqv2()
+    with pytest.raises(ValueError, match="unknown encoder architecture 'vit'"):
+        encoder_config_for("vit")
 
 
 def test_encoder_config_round_trip() -> None:

@@ -83,6 +83,8 @@ def test_bad_preset_and_task_give_clear_errors(capsys: pytest.CaptureFixture[str
     assert "unknown preset 'bogus'" in capsys.readouterr().err
     with pytest.raises(ValueError, match="transfer_objective: unknown 'bogus'"):
         make_run_config("quick", transfer_objective="bogus")
+    with pytest.raises(ValueError, match="encoder_arch: unknown 'vit'"):
+        make_run_config("quick", encoder_arch="vit")
 
 
 def test_set_overrides_parse_types_and_refuse_unknown_fields(

@@ -143,6 +143,14 @@ def test_frozen_none_encoder_is_saved_exactly_as_initialised(trained):
         assert torch.equal(saved[name], tensor), name
 
 
+def test_baseline_encoders_take_the_runs_architecture(demos, tmp_path):
+    out = train_tiny_bc(demos, tmp_path / "kp", encoder="none", steps=2, encoder_arch="keypoints")
+    saved = load_policy(out).obs_encoder.encoder
+    assert saved.config == EncoderConfig.keypoints(image_size=IMAGE_SIZE)
+    with pytest.raises(ValueError, match="encoder_arch must be one of"):
+        train_tiny_bc(demos, tmp_path / "bad", encoder_arch="vit")
+
+
 def test_scratch_encoder_trains_end_to_end(demos, tmp_path):
     out = train_tiny_bc(demos, tmp_path / "scratch", encoder="scratch", steps=5, seed=1)
     trained_encoder = load_policy(out).obs_encoder.encoder.state_dict()

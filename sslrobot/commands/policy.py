@@ -19,6 +19,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     train.add_argument("--env", required=True, help="env id, e.g. sslrobot/Push-v0")
     train.add_argument("--encoder", required=True, help="DIR | none | scratch | state")
+    train.add_argument(
+        "--encoder-arch",
+        default="cnn",
+        choices=("cnn", "resnet", "drqv2", "keypoints"),  # models.encoder.ENCODER_ARCHS
+        help="architecture of the none/scratch encoders (match your pretrained encoder's)",
+    )
     train.add_argument("--algo", required=True, choices=("bc", "rl"))
     train.add_argument("--demos", type=Path, default=None, help="expert dataset dir (BC)")
     train.add_argument("--num-demos", type=int, default=None, help="first N demos (default: all)")
@@ -68,6 +74,7 @@ def _train_policy(args: argparse.Namespace) -> int:
     config = PolicyConfig(
         env_id=args.env,
         encoder=args.encoder,
+        encoder_arch=args.encoder_arch,
         algo=args.algo,
         out=args.out,
         seed=args.seed,

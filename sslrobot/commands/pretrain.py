@@ -66,7 +66,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--resume", action="store_true", help="continue the run in --out")
     parser.add_argument(
         "--encoder-arch",
-        choices=("cnn", "resnet", "drqv2", "keypoints"),
+        choices=("cnn", "resnet", "drqv2", "keypoints"),  # models.encoder.ENCODER_ARCHS
         default="cnn",
         help="cnn (CPU-sized default), resnet (IMPALA, for GPUs), drqv2, keypoints (cnn "
         "stem with a spatial-softmax readout: features are (x, y) of learned keypoints)",
@@ -105,14 +105,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _encoder_config(args: argparse.Namespace) -> EncoderConfig:
     import dataclasses
 
-    from sslrobot.models.encoder import EncoderConfig
+    from sslrobot.models.encoder import encoder_config_for
 
-    base = {
-        "cnn": EncoderConfig(),
-        "resnet": EncoderConfig.impala(),
-        "drqv2": EncoderConfig.drqv2(),
-        "keypoints": EncoderConfig.keypoints(),
-    }[args.encoder_arch]
+    base = encoder_config_for(args.encoder_arch)
     changes: dict = {"frame_stack": args.frame_stack}
     if args.feature_dim is not None:
         changes["feature_dim"] = args.feature_dim

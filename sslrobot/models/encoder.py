@@ -327,3 +327,27 @@ class Encoder(nn.Module):
         x = normalize_pixels(self.channels_first(frames))  # (B, C, H, W)
         x = self.trunk(x)  # (B, C', h, w)
         return self.norm(self.head(x))  # (B, D)
+
+
+#: Named architectures (``--encoder-arch``, ``encoder_arch`` in presets and policy configs).
+ENCODER_ARCHS = ("cnn", "resnet", "drqv2", "keypoints")
+
+
+def encoder_config_for(arch: str, image_size: int = 64) -> EncoderConfig:
+    """The ``EncoderConfig`` of a named architecture at ``image_size``.
+
+    ``cnn`` is the CPU-sized default; ``resnet`` the IMPALA trunk (for GPUs); ``drqv2`` the
+    DrQ-v2 trunk; ``keypoints`` the default stem with a spatial-softmax readout.
+
+    Raises:
+        ValueError: naming an unknown architecture and the known ones.
+    """
+    if arch == "cnn":
+        return EncoderConfig(image_size=image_size)
+    if arch == "resnet":
+        return EncoderConfig.impala(image_size=image_size)
+    if arch == "drqv2":
+        return EncoderConfig.drqv2(image_size=image_size)
+    if arch == "keypoints":
+        return EncoderConfig.keypoints(image_size=image_size)
+    raise ValueError(f"unknown encoder architecture {arch!r}; choose from {ENCODER_ARCHS}")

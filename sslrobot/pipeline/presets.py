@@ -27,6 +27,8 @@ class RunConfig:
         num_unlabeled_episodes: episodes of unlabeled (noisy-expert + random) stream per task.
         unlabeled_policy: collection policy for the unlabeled stream.
         num_demo_episodes: expert demonstrations collected per task (the largest num_demos).
+        encoder_arch: architecture of every encoder of the run, pretrained or baseline
+            (``cnn``, ``keypoints``, ``resnet``, ``drqv2``).
         objectives: pretraining objectives to compare (``none`` is always added).
         pretrain_steps: optimiser steps per pretraining run.
         pretrain_batch_size: windows per pretraining step.
@@ -52,6 +54,7 @@ class RunConfig:
     num_unlabeled_episodes: int = 200
     unlabeled_policy: str = "noisy-expert"
     num_demo_episodes: int = 25
+    encoder_arch: str = "cnn"
     objectives: tuple[str, ...] = ("fdm+future",)
     pretrain_steps: int = 1500
     pretrain_batch_size: int = 128
@@ -73,6 +76,12 @@ class RunConfig:
         unknown = [task for task in self.tasks if task not in ENV_IDS]
         if not self.tasks or unknown:
             raise ValueError(f"tasks: unknown {unknown or 'empty list'}; choose from {ENV_IDS}")
+        from sslrobot.models.encoder import ENCODER_ARCHS  # here: presets stay torch-free
+
+        if self.encoder_arch not in ENCODER_ARCHS:
+            raise ValueError(
+                f"encoder_arch: unknown {self.encoder_arch!r}; choose from {ENCODER_ARCHS}"
+            )
         bad = [name for name in self.objectives if name not in OBJECTIVES]
         if bad:
             raise ValueError(f"objectives: unknown {bad}; choose from {OBJECTIVES}")

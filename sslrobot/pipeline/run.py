@@ -200,10 +200,13 @@ class Pipeline:
 
     def _pretrain(self, slug: str, objective: str, data: tuple[StageResult, ...]) -> StageResult:
         """Pretrain ``objective`` on the unlabeled streams ``data`` (several: mixed)."""
+        from sslrobot.models.encoder import encoder_config_for
         from sslrobot.pretraining import PretrainConfig, pretrain
 
         steps = 0 if objective == "none" else self.config.pretrain_steps
+        arch = self.config.encoder_arch
         settings = {
+            "encoder_arch": arch,
             "objective": objective,
             "steps": steps,
             "batch_size": self.config.pretrain_batch_size,
@@ -218,6 +221,7 @@ class Pipeline:
                     out=str(out),
                     data=tuple(str(stream.path / "dataset") for stream in data),
                     objective=objective,
+                    encoder=encoder_config_for(arch, self.config.image_size),
                     steps=steps,
                     batch_size=self.config.pretrain_batch_size,
                     num_steps_ahead=self.config.num_steps_ahead,
@@ -276,6 +280,7 @@ class Pipeline:
             encoder_arg = encoder_name  # none / scratch / state: built by the policy learner
         settings = {
             "encoder": encoder_name,
+            "encoder_arch": self.config.encoder_arch,
             "num_demos": num_demos,
             "seed": seed,
             "steps": self.config.bc_steps,
@@ -299,6 +304,7 @@ class Pipeline:
                     cache_dir=self.out / "feature_cache",
                     device=self.device,
                     progress=self.progress,
+                    encoder_arch=self.config.encoder_arch,
                 )
             )
             return {"policy": "policy"}

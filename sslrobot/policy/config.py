@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sslrobot.models.encoder import ENCODER_ARCHS
+
 #: ``--encoder`` values that name a baseline rather than a ``pretrain --out`` directory.
 BASELINE_ENCODERS = ("none", "scratch", "state")
 ALGOS = ("bc", "rl")
@@ -31,6 +33,9 @@ class PolicyConfig:
             default architecture), ``"scratch"`` (the same architecture trained end to end with
             the policy loss and random-shift augmentation, BC only) or ``"state"`` (the
             privileged-state oracle).
+        encoder_arch: Architecture of the ``none`` and ``scratch`` encoders (a name of
+            ``models.encoder.ENCODER_ARCHS``); set it to the pretrained encoders' so every
+            baseline has the same network. A ``pretrain --out`` directory brings its own.
         algo: ``"bc"`` (behaviour cloning on demonstrations) or ``"rl"`` (Stable-Baselines3).
         out: Output directory of the policy.
         seed: Training seed (head init, minibatch order, RL exploration; also the random-init
@@ -94,6 +99,7 @@ class PolicyConfig:
     rl_norm_steps: int = 500
     device: str = "auto"
     progress: bool = True
+    encoder_arch: str = "cnn"
 
     def __post_init__(self) -> None:
         # Paths arrive as strings from the CLI or JSON; store them as Path (frozen dataclass).
@@ -108,6 +114,10 @@ class PolicyConfig:
             raise ValueError(
                 f"encoder must be a pretrain --out directory or one of {BASELINE_ENCODERS}, "
                 f"got {self.encoder!r}"
+            )
+        if self.encoder_arch not in ENCODER_ARCHS:
+            raise ValueError(
+                f"encoder_arch must be one of {ENCODER_ARCHS}, got {self.encoder_arch!r}"
             )
         if self.algo not in ALGOS:
             raise ValueError(f"algo must be one of {ALGOS}, got {self.algo!r}")

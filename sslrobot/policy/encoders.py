@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from sslrobot.models.encoder import Encoder, EncoderConfig
+from sslrobot.models.encoder import Encoder, EncoderConfig, encoder_config_for
 from sslrobot.policy.config import BASELINE_ENCODERS
 from sslrobot.pretraining.artifacts import PRETRAIN_CONFIG
 
@@ -48,13 +48,14 @@ class ResolvedEncoder:
         }
 
 
-def resolve_encoder(spec: str, image_size: int, seed: int) -> ResolvedEncoder:
+def resolve_encoder(spec: str, image_size: int, seed: int, arch: str = "cnn") -> ResolvedEncoder:
     """Build or load the encoder that ``spec`` names.
 
     Args:
         spec: A ``pretrain --out`` directory, or ``"none"``, ``"scratch"``, ``"state"``.
         image_size: Side of the frames the policy will see (used to build baselines).
         seed: Seeds the random initialisation of ``none`` and ``scratch``.
+        arch: Their architecture (``models.encoder.ENCODER_ARCHS``).
 
     Raises:
         ValueError: naming the path when it is not an encoder directory.
@@ -62,7 +63,7 @@ def resolve_encoder(spec: str, image_size: int, seed: int) -> ResolvedEncoder:
     if spec == "state":
         return ResolvedEncoder("state", "state", "state", None, None)
     if spec in ("none", "scratch"):
-        config = EncoderConfig(image_size=image_size)
+        config = encoder_config_for(arch, image_size)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             module = Encoder(config)

@@ -60,7 +60,8 @@ def resolve_policy_encoder(
     if image_size is None and manifest is not None and manifest.get("image_size"):
         image_size = int(manifest["image_size"])
     image_size = image_size or DEFAULT_IMAGE_SIZE
-    return resolve_encoder(config.encoder, image_size, config.seed), image_size
+    resolved = resolve_encoder(config.encoder, image_size, config.seed, config.encoder_arch)
+    return resolved, image_size
 
 
 def check_fits(resolved: ResolvedEncoder, shapes: EnvShapes, env_id: str) -> None:
