@@ -35,8 +35,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--tasks", nargs="+", default=None, help="default: all three")
     parser.add_argument("--seeds", type=int, nargs="+", default=None, help="default: 0 1 2")
     parser.add_argument("--episodes", type=int, default=None, help="eval episodes (default 50)")
-    parser.add_argument("--efficiency-task", default="sslrobot/Push-v0")
-    parser.add_argument("--efficiency-demos", type=int, nargs="+", default=[5, 10, 25])
+    parser.add_argument("--efficiency-task", default="sslrobot/Reach-v0")
+    parser.add_argument("--efficiency-demos", type=int, nargs="+", default=[10, 25, 50, 100, 200])
     parser.add_argument("--heldout", action="store_true", help="also the held-out visual preset")
     parser.add_argument(
         "--transfer-objective",
@@ -67,11 +67,14 @@ def main() -> None:
     base = make_run_config("quick" if args.quick else "default")
     tasks = tuple(args.tasks) if args.tasks else base.tasks
     efficiency_task = args.efficiency_task if args.efficiency_task in tasks else None
-    demos = base.num_demos if args.quick else tuple(sorted({*args.efficiency_demos, 25}))
+    demos = (
+        base.num_demos if args.quick else tuple(sorted({*args.efficiency_demos, base.main_demos}))
+    )
     config = dataclasses.replace(
         base,
         tasks=tasks,
-        num_demos=demos if efficiency_task else (max(demos),),
+        num_demos=demos if efficiency_task else (base.main_demos,),
+        main_num_demos=base.main_demos,
         num_demo_episodes=max(max(demos), base.num_demo_episodes),
         data_efficiency_task=efficiency_task,
         policy_seeds=tuple(args.seeds) if args.seeds else base.policy_seeds,
@@ -83,7 +86,7 @@ def main() -> None:
     print("machine:", platform.platform(), "| device:", args.device)
     run_pipeline(config, args.out, device=args.device, command="scripts/bench_control.py")
     rows = json.loads((args.out / "results.json").read_text())["aggregated"]
-    main_demos = max(config.num_demos)
+    main_demos = config.main_demos
 
     print(
         f"\n## Success with {main_demos} demonstrations ({config.eval_episodes} episodes x "

@@ -118,6 +118,22 @@ def test_set_overrides_parse_types_and_refuse_unknown_fields(
     assert "pretrain_steps must be >= 1, got 0" in capsys.readouterr().err
 
 
+def test_main_demo_count_runs_everywhere_and_the_sweep_on_one_task() -> None:
+    reach, push = "sslrobot/Reach-v0", "sslrobot/Push-v0"
+    config = make_run_config(
+        "quick",
+        tasks=(reach, push),
+        num_demo_episodes=200,
+        num_demos=(10, 200),
+        main_num_demos=25,
+        data_efficiency_task=reach,
+    )
+    assert config.demo_counts(reach) == (10, 25, 200) and config.demo_counts(push) == (25,)
+    assert make_run_config("quick", num_demo_episodes=9, num_demos=(3, 9)).main_demos == 9
+    with pytest.raises(ValueError, match="main_num_demos must be in"):
+        make_run_config("quick", main_num_demos=4)
+
+
 def test_transfer_encoder_is_pretrained_once_on_every_task_and_evaluated_on_each(
     tmp_path: Path,
 ) -> None:

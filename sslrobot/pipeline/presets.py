@@ -26,7 +26,7 @@ class RunConfig:
         image_size: side of the square pixel observations.
         num_unlabeled_episodes: episodes of unlabeled (noisy-expert + random) stream per task.
         unlabeled_policy: collection policy for the unlabeled stream.
-        num_demo_episodes: expert demonstrations collected per task (the largest num_demos).
+        num_demo_episodes: expert demonstrations collected per task (at least every count used).
         encoder_arch: architecture of every encoder of the run, pretrained or baseline
             (``cnn``, ``keypoints``, ``resnet``, ``drqv2``).
         objectives: pretraining objectives to compare (``none`` is always added).
@@ -34,7 +34,9 @@ class RunConfig:
         pretrain_batch_size: windows per pretraining step.
         num_steps_ahead: K, the prediction horizon of fdm/future.
         num_demos: demonstration counts for behaviour cloning (data-efficiency curve).
-        data_efficiency_task: task on which every num_demos is run (others use the largest).
+        main_num_demos: the count of the main comparison, run on every task (``None``: the
+            largest of ``num_demos``).
+        data_efficiency_task: task on which every num_demos is run (others: main_num_demos).
         bc_steps: gradient steps per BC run (the same budget for every encoder).
         bc_batch_size: demonstration frames per BC step.
         policy_seeds: training seeds per (encoder, task, num_demos).
@@ -60,6 +62,7 @@ class RunConfig:
     pretrain_batch_size: int = 128
     num_steps_ahead: int = 3
     num_demos: tuple[int, ...] = (25,)
+    main_num_demos: int | None = None
     data_efficiency_task: str | None = None
     bc_steps: int = 1000
     bc_batch_size: int = 128
@@ -110,6 +113,13 @@ class RunConfig:
                 f"num_demos {self.num_demos} must be non-empty and at most "
                 f"num_demo_episodes={self.num_demo_episodes}"
             )
+        if self.main_num_demos is not None and not (
+            1 <= self.main_num_demos <= self.num_demo_episodes
+        ):
+            raise ValueError(
+                f"main_num_demos must be in [1, num_demo_episodes={self.num_demo_episodes}], "
+                f"got {self.main_num_demos}"
+            )
         if not self.policy_seeds:
             raise ValueError("policy_seeds must name at least one seed")
         if self.data_efficiency_task is not None and self.data_efficiency_task not in self.tasks:
@@ -131,10 +141,16 @@ class RunConfig:
         mixed = (self.mixed_encoder_name,) if self.mixed_encoder_name else ()
         return (*self.objectives, *mixed, *self.encoders)
 
+    @property
+    def main_demos(self) -> int:
+        """Demonstrations of the main comparison (every task, every encoder)."""
+        return self.main_num_demos if self.main_num_demos is not None else max(self.num_demos)
+
     def demo_counts(self, task: str) -> tuple[int, ...]:
+        """Demonstration counts run on ``task``: the sweep on the data-efficiency task."""
         if task == self.data_efficiency_task:
-            return tuple(sorted(self.num_demos))
-        return (max(self.num_demos),)
+            return tuple(sorted({*self.num_demos, self.main_demos}))
+        return (self.main_demos,)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -159,8 +175,16 @@ PRESETS: dict[str, RunConfig] = {
         num_videos=1,
         num_workers=1,
     ),
-    # Answers the question on all three tasks in at most 30 minutes on 2 CPU cores.
-    "default": RunConfig(preset="default"),
+    # Answers the question on all three tasks in about 35 minutes on 2 CPU cores. Keypoint
+    # readout, 1000 episodes and 4500 steps: on Reach (2000 episodes) the keypoint encoder at
+    # 4500 steps gave probe R^2 0.74 and 28% BC success, the linear one 0.65 and 14%, and the
+    # keypoint one at 1500 steps 0.58 and 19%.
+    "default": RunConfig(
+        preset="default",
+        encoder_arch="keypoints",
+        num_unlabeled_episodes=1000,
+        pretrain_steps=4500,
+    ),
     # Every objective, more seeds and demos, data efficiency and robustness; sized for a GPU.
     "full": RunConfig(
         preset="full",

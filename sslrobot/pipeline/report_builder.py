@@ -85,7 +85,7 @@ def _task_section(
     aggregated = aggregate_results(records, min_seeds=min(3, len(config.policy_seeds)))
     for row in aggregated:
         row["task"] = slug
-    main_demos = max(config.demo_counts(env_id))
+    main_demos = config.main_demos
     probes = {
         name: _read_json(stage.path / "probe.json") for name, stage in artifacts.probe.items()
     }
