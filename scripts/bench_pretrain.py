@@ -44,6 +44,8 @@ ENCODERS = {
     "drqv2": EncoderConfig.drqv2,
     # The next size up from the default, for checking the default's choice of widths.
     "wide": lambda: EncoderConfig(channels=(32, 64, 64)),
+    # The default preset's encoder (``sslrobot run``): the default stem, a spatial softmax.
+    "keypoints": EncoderConfig.keypoints,
 }
 
 

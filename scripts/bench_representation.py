@@ -12,6 +12,7 @@ and the latent standard deviation (collapse check), followed by the issue's chec
 
 Usage:
     python scripts/bench_representation.py --out runs/default   # reuses a default run
+    python scripts/bench_representation.py --out runs/default --from-files  # reads only
     python scripts/bench_representation.py --quick --out /tmp/rep_quick
 """
 
@@ -35,6 +36,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--out", type=Path, default=Path("runs/default"))
     parser.add_argument("--quick", action="store_true", help="the quick preset's tiny sizes")
     parser.add_argument("--device", default="auto")
+    parser.add_argument(
+        "--from-files",
+        action="store_true",
+        help="only read the probe files of --out (a finished run, e.g. one extended by "
+        "bench_control.py, whose other settings a rerun of the default preset would undo)",
+    )
     return parser.parse_args()
 
 
@@ -58,7 +65,10 @@ def main() -> None:
     config = make_run_config("quick" if args.quick else "default")
     print("settings:", json.dumps(config.to_dict(), sort_keys=True))
     print("machine:", platform.platform(), "| device:", args.device)
-    run_pipeline(config, args.out, device=args.device, command="scripts/bench_representation.py")
+    if not args.from_files:
+        run_pipeline(
+            config, args.out, device=args.device, command="scripts/bench_representation.py"
+        )
 
     encoders = ("none", *config.objectives)
     checks: list[tuple[str, bool]] = []

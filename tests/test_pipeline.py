@@ -118,6 +118,18 @@ def test_set_overrides_parse_types_and_refuse_unknown_fields(
     assert "pretrain_steps must be >= 1, got 0" in capsys.readouterr().err
 
 
+def test_a_second_run_in_the_same_directory_is_refused(tmp_path: Path) -> None:
+    from sslrobot.pipeline.run import RUN_LOCK
+    from sslrobot.utils.io import exclusive_lock
+
+    with (
+        exclusive_lock(tmp_path / RUN_LOCK, "held by this test"),
+        pytest.raises(BlockingIOError, match="another `sslrobot run` is using"),
+    ):
+        run_pipeline(QUICK, tmp_path, device="cpu", progress=False)
+    assert not (tmp_path / "config.json").exists()  # nothing written under the other run
+
+
 def test_main_demo_count_runs_everywhere_and_the_sweep_on_one_task() -> None:
     reach, push = "sslrobot/Reach-v0", "sslrobot/Push-v0"
     config = make_run_config(

@@ -9,10 +9,8 @@ how many workers or machines (``shard``) produced it.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import multiprocessing
-import os
 import shutil
 import time
 import warnings
@@ -67,7 +65,7 @@ from sslrobot.data.storage import (
     set_aside,
     temp_dir_episode_id,
 )
-from sslrobot.utils.io import temp_prefix
+from sslrobot.utils.io import exclusive_lock, temp_prefix
 
 LOCK_DIR = ".locks"
 EVAL_ONLY_NOTE = (
@@ -218,23 +216,19 @@ def _shard_lock(root: Path, shard: tuple[int, int]) -> Iterator[None]:
     """Hold an exclusive lock on this shard of ``root`` (released by the OS if we are killed)."""
     lock_dir = root / LOCK_DIR
     path = lock_dir / f"shard-{shard[0]}-of-{shard[1]}.lock"
-    try:
-        lock_dir.mkdir(exist_ok=True)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    except OSError as error:
-        raise write_error(path, "create lock file", error) from error
-    try:
+    busy = (
+        f"another collector is writing shard {shard[0]}/{shard[1]} into {root}; wait for it to "
+        "finish or collect another shard"
+    )
+    with contextlib.ExitStack() as stack:
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError as error:
-            raise BlockingIOError(
-                error.errno,
-                f"another collector is writing shard {shard[0]}/{shard[1]} into {root} "
-                f"(lock {path}); wait for it to finish or collect another shard",
-            ) from None
+            lock_dir.mkdir(exist_ok=True)
+            stack.enter_context(exclusive_lock(path, busy))
+        except BlockingIOError:
+            raise
+        except OSError as error:
+            raise write_error(path, "create lock file", error) from error
         yield
-    finally:
-        os.close(fd)
 
 
 def _set_aside_broken(root: Path, episode_ids: list[int]) -> None:

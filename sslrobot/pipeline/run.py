@@ -19,12 +19,14 @@ from tqdm.auto import tqdm
 
 from sslrobot.pipeline.presets import RunConfig
 from sslrobot.pipeline.stages import StageResult, StageRunner
-from sslrobot.utils.io import atomic_write_json
+from sslrobot.utils.io import atomic_write_json, exclusive_lock
 
 # Disjoint seed ranges: demonstrations, unlabeled streams and evaluation never share an episode.
 UNLABELED_SEED_BASE = 100_000
 DEMO_SEED_BASE = 200_000
 EVAL_SEED_BASE = 300_000
+#: Lock file of a run directory (held while ``run_pipeline`` works in it).
+RUN_LOCK = ".run.lock"
 
 
 def task_slug(env_id: str) -> str:
@@ -360,13 +362,19 @@ def run_pipeline(
     from sslrobot.pipeline.report_builder import build_report
 
     start = time.perf_counter()
-    pipeline = Pipeline(config, Path(out), device=device, progress=progress)
-    artifacts = pipeline.run()
-    return build_report(
-        config,
-        Path(out),
-        artifacts,
-        stage_results=pipeline.runner.results,
-        command=command or "sslrobot run",
-        wall_time_s=time.perf_counter() - start,
-    )
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    # One run per directory at a time: another with other settings would redo, under this
+    # one, the stages they share (the stage cache keys on settings).
+    busy = f"another `sslrobot run` is using {out}; wait for it or choose another --out"
+    with exclusive_lock(out / RUN_LOCK, busy):
+        pipeline = Pipeline(config, out, device=device, progress=progress)
+        artifacts = pipeline.run()
+        return build_report(
+            config,
+            out,
+            artifacts,
+            stage_results=pipeline.runner.results,
+            command=command or "sslrobot run",
+            wall_time_s=time.perf_counter() - start,
+        )

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -111,3 +113,30 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
 
 def atomic_write_json(path: str | Path, value: Any) -> Path:
     return atomic_write_text(path, json.dumps(value, indent=2, sort_keys=True, default=str) + "\n")
+
+
+@contextlib.contextmanager
+def exclusive_lock(path: str | Path, busy: str) -> Iterator[None]:
+    """Hold an exclusive advisory lock on ``path`` (created if missing) for the block.
+
+    The operating system drops the lock when the process exits, even on SIGKILL, so a killed
+    job never leaves a stale lock behind to clear by hand.
+
+    Args:
+        path: The lock file.
+        busy: The message when another process holds it (say who, and what to do).
+
+    Raises:
+        BlockingIOError: ``busy``, with the lock's path, if another process holds the lock.
+        OSError: from creating the lock file (e.g. an unwritable directory).
+    """
+    path = Path(path)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as error:
+            raise BlockingIOError(error.errno, f"{busy} (lock {path})") from None
+        yield
+    finally:
+        os.close(fd)
