@@ -17,7 +17,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "Rerunning skips stages that finished with the same settings.",
     )
     parser.add_argument(
-        "--preset", default="default", help="quick (smoke), default (~30 min CPU), full (GPU)"
+        "--preset", default="default", help="quick (smoke), default (~36 min CPU), full (GPU)"
     )
     parser.add_argument("--tasks", nargs="+", metavar="ID", help=f"subset of {', '.join(ENV_IDS)}")
     parser.add_argument("--out", default="runs/sslrobot", help="run directory (resumable)")
