@@ -117,6 +117,16 @@ def test_named_architectures() -> None:
         encoder_config_for("vit")
 
 
+def test_keypoints_are_the_features_of_a_keypoint_encoder() -> None:
+    encoder = Encoder(EncoderConfig.keypoints(image_size=32, feature_dim=8))
+    frames = _frames(3, 32)
+    points = encoder.keypoints(frames)
+    assert points.shape == (3, 4, 2)
+    torch.testing.assert_close(points.flatten(1), encoder(frames))
+    with pytest.raises(ValueError, match="readout='keypoints'"):
+        Encoder(EncoderConfig(image_size=32)).keypoints(frames)
+
+
 def test_encoder_config_round_trip() -> None:
     config = EncoderConfig.drqv2(image_size=48, feature_dim=12, frame_stack=2)
     assert EncoderConfig.from_dict(config.to_dict()) == config

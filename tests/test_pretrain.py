@@ -320,6 +320,36 @@ def test_bad_settings_are_rejected(dataset, tmp_path: Path) -> None:
         tiny_config(tmp_path / "e", batch_size=1)
 
 
+@pytest.mark.parametrize("objective", ["fdm+future", "fdm"])
+def test_keypoint_encoder_trains_and_draws_its_keypoints(
+    objective: str, dataset: MovingSquareDataset, tmp_path: Path
+) -> None:
+    keypoints = EncoderConfig.keypoints(image_size=SIZE, feature_dim=8)
+    config = tiny_config(tmp_path / "run", encoder=keypoints, objective=objective)
+    out = pretrain(config, dataset, progress=False)
+    drawn = sorted(p.name for p in (out / artifacts.KEYPOINTS).glob("*.png"))
+    assert drawn == ["step_00002.png", "step_00004.png"]  # with or without a decoder
+    encoder, loaded = load_encoder(out)
+    assert loaded == keypoints
+    frames = torch.from_numpy(dataset[0]["pixels"])
+    torch.testing.assert_close(encoder.keypoints(frames).flatten(1), encoder(frames))
+
+
+def test_keypoint_strip_draws_each_point_where_it_is() -> None:
+    from sslrobot.pretraining.plots import keypoint_strip
+
+    frames = np.zeros((2, 8, 8, 3), np.uint8)
+    points = np.array([[[-1.0, -1.0], [1.0, 1.0]], [[1.0, -1.0], [0.0, 0.0]]])
+    image = keypoint_strip(frames, points, scale=4)  # 32x32 frames, 2 px gaps
+    assert image.shape == (32 + 4, 2 * (32 + 2) + 2, 3)
+    first, second = image[2:34, 2:34], image[2:34, 36:68]
+    assert first[0, 0].tolist() == [255, 0, 0]  # keypoint 0 (red) at the top-left corner
+    assert first[31, 31].any() and first[31, 31].tolist() != [255, 0, 0]  # keypoint 1
+    assert second[0, 31].tolist() == [255, 0, 0] and not second[31, 0].any()
+    with pytest.raises(ValueError, match="keypoints"):
+        keypoint_strip(frames, points[:1])
+
+
 def test_frame_stack_trains_and_loads(tmp_path: Path) -> None:
     stacked = dataclasses.replace(TINY_ENCODER, frame_stack=2)
     data = MovingSquareDataset(num_episodes=3, episode_length=10, num_steps=K + 1, image_size=SIZE)

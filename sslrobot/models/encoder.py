@@ -328,6 +328,21 @@ class Encoder(nn.Module):
         x = self.trunk(x)  # (B, C', h, w)
         return self.norm(self.head(x))  # (B, D)
 
+    def keypoints(self, frames: torch.Tensor) -> torch.Tensor:
+        """Where each keypoint of a ``readout="keypoints"`` encoder is: (B, D/2, 2), (x, y) in
+        [-1, 1] from the top-left corner (-1, -1), before any LayerNorm; for pictures.
+
+        Raises:
+            ValueError: for an encoder with another readout.
+        """
+        if self.config.readout != "keypoints":
+            raise ValueError(
+                f"keypoints() needs an encoder with readout='keypoints', this one has "
+                f"readout={self.config.readout!r}"
+            )
+        x = self.trunk(normalize_pixels(self.channels_first(frames)))
+        return self.head(x).unflatten(1, (-1, 2))
+
 
 #: Named architectures (``--encoder-arch``, ``encoder_arch`` in presets and policy configs).
 ENCODER_ARCHS = ("cnn", "resnet", "drqv2", "keypoints")

@@ -176,15 +176,17 @@ def _task_section(
         section_plots.append({"path": str(path.relative_to(out)), "caption": "data efficiency"})
 
     media: list[dict[str, str]] = []
+    pictures = (("predictions", "real vs predicted"), ("keypoints", "learned keypoints"))
     for name, stage in artifacts.pretrain.items():
-        strips = sorted((stage.path / "encoder" / "predictions").glob("*.png"))
-        if strips:
-            target = media_dir / f"{slug}_{name.replace('+', '_')}_predictions.png"
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(strips[-1], target)
-            media.append(
-                {"path": str(target.relative_to(out)), "caption": f"{name}: real vs predicted"}
-            )
+        for kind, caption in pictures:
+            strips = sorted((stage.path / "encoder" / kind).glob("*.png"))
+            if strips:
+                target = media_dir / f"{slug}_{name.replace('+', '_')}_{kind}.png"
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(strips[-1], target)
+                media.append(
+                    {"path": str(target.relative_to(out)), "caption": f"{name}: {caption}"}
+                )
     for record in records:
         if record["visual_preset"] != "train" or not record.get("videos"):
             continue

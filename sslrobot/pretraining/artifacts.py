@@ -26,6 +26,7 @@ CHECKPOINTS = "checkpoints"
 METRICS = "metrics.csv"
 LOSS_CURVE = "loss_curve.png"
 PREDICTIONS = "predictions"
+KEYPOINTS = "keypoints"
 TENSORBOARD = "tensorboard"
 
 T = TypeVar("T")

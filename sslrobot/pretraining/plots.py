@@ -1,4 +1,5 @@
-"""Pictures of a pretraining run: real-vs-predicted frame strips and the loss curve (PNG)."""
+"""Pictures of a pretraining run: real-vs-predicted frame strips, keypoints drawn on frames and
+the loss curve (PNG)."""
 
 from __future__ import annotations
 
@@ -41,6 +42,43 @@ def prediction_strip(real: np.ndarray, predicted: np.ndarray, scale: int = 2) ->
                 top = _GAP + (2 * i + j) * (h + _GAP)
                 left = _GAP + k * (w + _GAP)
                 image[top : top + h, left : left + w] = frame
+    return image
+
+
+def keypoint_strip(frames: np.ndarray, keypoints: np.ndarray, scale: int = 4) -> np.ndarray:
+    """Frames side by side with each keypoint drawn as a coloured dot (one colour per keypoint,
+    the same in every frame), so one can see what each keypoint follows.
+
+    Args:
+        frames: uint8 (N, H, W, 3).
+        keypoints: (N, P, 2), (x, y) in [-1, 1] from the top-left corner (``Encoder.keypoints``).
+        scale: Nearest-neighbour upscaling, so that dots and 64x64 frames are readable.
+
+    Returns:
+        uint8 image (H*scale + 2*gap, N*(W*scale + gap) + gap, 3).
+    """
+    frames, keypoints = np.asarray(frames), np.asarray(keypoints, dtype=np.float64)
+    if frames.dtype != np.uint8 or frames.ndim != 4 or keypoints.shape[::2] != (len(frames), 2):
+        raise ValueError(
+            f"frames must be uint8 (N, H, W, 3) and keypoints (N, P, 2), got {frames.dtype} "
+            f"{frames.shape} and {keypoints.shape}"
+        )
+    n, h, w, _ = frames.shape
+    num_points = keypoints.shape[1]
+    hues = np.arange(num_points) / max(num_points, 1)
+    colours = (255 * np.clip(np.abs((hues[:, None] * 6 + [0, 4, 2]) % 6 - 3) - 1, 0, 1)).astype(
+        np.uint8
+    )  # (P, 3): a hue wheel at full saturation
+    h, w, dot = h * scale, w * scale, max(1, scale // 2)
+    image = np.full((h + 2 * _GAP, n * (w + _GAP) + _GAP, 3), 255, np.uint8)
+    for i in range(n):
+        frame = frames[i].repeat(scale, axis=0).repeat(scale, axis=1)
+        cols = np.clip(np.round((keypoints[i, :, 0] + 1) / 2 * (w - 1)), 0, w - 1).astype(int)
+        rows = np.clip(np.round((keypoints[i, :, 1] + 1) / 2 * (h - 1)), 0, h - 1).astype(int)
+        for colour, row, col in zip(colours, rows, cols, strict=True):
+            frame[max(row - dot, 0) : row + dot + 1, max(col - dot, 0) : col + dot + 1] = colour
+        left = _GAP + i * (w + _GAP)
+        image[_GAP : _GAP + h, left : left + w] = frame
     return image
 
 

@@ -490,13 +490,19 @@ class PretrainRun:
             self._write_strip(strip_batch, log)
 
     def _strip_batch(self) -> dict[str, torch.Tensor] | None:
-        """A fixed batch of validation windows for the prediction strips (or None)."""
-        if not (self.config.image_every and self.model.decoder is not None):
+        """A fixed batch of validation windows for the prediction and keypoint strips (or
+        None: nothing to draw)."""
+        pictures = self.model.decoder is not None or self._draws_keypoints
+        if not (self.config.image_every and pictures):
             return None
         source = self.val_dataset if self.val_dataset is not None else self.dataset
         count = min(self.config.num_images, len(source))
         indices = np.linspace(0, len(source) - 1, count).round().astype(int)  # spread out
         return collate_windows([source[int(i)] for i in indices])
+
+    @property
+    def _draws_keypoints(self) -> bool:
+        return self.config.encoder.readout == "keypoints"
 
     @torch.no_grad()
     def _write_strip(self, batch: dict[str, torch.Tensor] | None, log: MetricsLog) -> None:
@@ -510,6 +516,14 @@ class PretrainRun:
             stack = self.config.encoder.frame_stack
             pixels, actions = stack_frames(pixels, stack), actions[:, stack - 1 :]
             context = pixels[:, 0]
+            if self._draws_keypoints:  # what each learned keypoint follows, on o_t
+                points = model.encoder.keypoints(context).cpu().numpy()
+                image = plots.keypoint_strip(context[..., -3:].cpu().numpy(), points)
+                path = self.out / artifacts.KEYPOINTS / f"step_{self.step:05d}.png"
+                plots.save_png(path, image)
+                log.log_image("pretrain/keypoints", image, self.step)
+            if model.decoder is None:
+                return
             if model.has_decoder:  # future: o_t | o_{t+1..t+K} vs o_t | predictions
                 predicted = model.predict_frames(context, actions)
                 real = pixels[..., -3:]
