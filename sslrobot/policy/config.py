@@ -29,10 +29,10 @@ class PolicyConfig:
 
     Attributes:
         env_id: Gymnasium id of the task, e.g. ``"sslrobot/Push-v0"``.
-        encoder: A ``pretrain --out`` directory, or ``"none"`` (frozen random-init encoder of the
-            default architecture), ``"scratch"`` (the same architecture trained end to end with
-            the policy loss and random-shift augmentation, BC only) or ``"state"`` (the
-            privileged-state oracle).
+        encoder: A ``pretrain --out`` directory, or ``"none"`` (frozen random-init encoder of
+            the ``encoder_arch`` architecture), ``"scratch"`` (the same architecture trained end
+            to end with the policy loss and random-shift augmentation, BC only) or ``"state"``
+            (the privileged-state oracle).
         encoder_arch: Architecture of the ``none`` and ``scratch`` encoders (a name of
             ``models.encoder.ENCODER_ARCHS``); set it to the pretrained encoders' so every
             baseline has the same network. A ``pretrain --out`` directory brings its own.
