@@ -7,7 +7,7 @@ import torch
 
 from sslrobot.models import Decoder, DecoderConfig, Encoder, EncoderConfig, TransitionModel
 from sslrobot.models.decoder import blocks_to_frames, frames_to_blocks
-from sslrobot.models.encoder import SpatialSoftmax, encoder_config_for
+from sslrobot.models.encoder import ENCODER_ARCHS, SpatialSoftmax, encoder_config_for
 
 torch.set_num_threads(1)
 
@@ -115,6 +115,17 @@ def test_named_architectures() -> None:
     assert encoder_config_for("drqv2") == EncoderConfig.drqv2()
     with pytest.raises(ValueError, match="unknown encoder architecture 'vit'"):
         encoder_config_for("vit")
+
+
+def test_cli_architecture_choices_match_the_library() -> None:
+    """The CLI lists the names literally (building the parser must not import torch)."""
+    from sslrobot.cli import build_parser
+
+    parser = build_parser()
+    for command, option in (("pretrain", "--encoder-arch"), ("train-policy", "--encoder-arch")):
+        sub = parser._subparsers._group_actions[0].choices[command]
+        action = next(a for a in sub._actions if option in a.option_strings)
+        assert tuple(action.choices) == ENCODER_ARCHS, command
 
 
 def test_keypoints_are_the_features_of_a_keypoint_encoder() -> None:

@@ -324,9 +324,12 @@ class Encoder(nn.Module):
         Returns:
             float32 features, (B, feature_dim).
         """
+        return self.norm(self._readout(frames))  # (B, D)
+
+    def _readout(self, frames: torch.Tensor) -> torch.Tensor:
+        """Features before the optional LayerNorm, (B, D)."""
         x = normalize_pixels(self.channels_first(frames))  # (B, C, H, W)
-        x = self.trunk(x)  # (B, C', h, w)
-        return self.norm(self.head(x))  # (B, D)
+        return self.head(self.trunk(x))  # trunk: (B, C', h, w)
 
     def keypoints(self, frames: torch.Tensor) -> torch.Tensor:
         """Where each keypoint of a ``readout="keypoints"`` encoder is: (B, D/2, 2), (x, y) in
@@ -340,29 +343,27 @@ class Encoder(nn.Module):
                 f"keypoints() needs an encoder with readout='keypoints', this one has "
                 f"readout={self.config.readout!r}"
             )
-        x = self.trunk(normalize_pixels(self.channels_first(frames)))
-        return self.head(x).unflatten(1, (-1, 2))
+        return self._readout(frames).unflatten(1, (-1, 2))
 
 
-#: Named architectures (``--encoder-arch``, ``encoder_arch`` in presets and policy configs).
-ENCODER_ARCHS = ("cnn", "resnet", "drqv2", "keypoints")
+#: Named architectures (``--encoder-arch``, ``encoder_arch`` in presets and policy configs):
+#: ``cnn`` the CPU-sized default, ``resnet`` the IMPALA trunk (for GPUs), ``drqv2`` the DrQ-v2
+#: trunk, ``keypoints`` the default stem with a spatial-softmax readout.
+_ARCH_CONFIGS = {
+    "cnn": EncoderConfig,
+    "resnet": EncoderConfig.impala,
+    "drqv2": EncoderConfig.drqv2,
+    "keypoints": EncoderConfig.keypoints,
+}
+ENCODER_ARCHS = tuple(_ARCH_CONFIGS)
 
 
 def encoder_config_for(arch: str, image_size: int = 64) -> EncoderConfig:
-    """The ``EncoderConfig`` of a named architecture at ``image_size``.
-
-    ``cnn`` is the CPU-sized default; ``resnet`` the IMPALA trunk (for GPUs); ``drqv2`` the
-    DrQ-v2 trunk; ``keypoints`` the default stem with a spatial-softmax readout.
+    """The ``EncoderConfig`` of a named architecture (``ENCODER_ARCHS``) at ``image_size``.
 
     Raises:
         ValueError: naming an unknown architecture and the known ones.
     """
-    if arch == "cnn":
-        return EncoderConfig(image_size=image_size)
-    if arch == "resnet":
-        return EncoderConfig.impala(image_size=image_size)
-    if arch == "drqv2":
-        return EncoderConfig.drqv2(image_size=image_size)
-    if arch == "keypoints":
-        return EncoderConfig.keypoints(image_size=image_size)
-    raise ValueError(f"unknown encoder architecture {arch!r}; choose from {ENCODER_ARCHS}")
+    if arch not in _ARCH_CONFIGS:
+        raise ValueError(f"unknown encoder architecture {arch!r}; choose from {ENCODER_ARCHS}")
+    return _ARCH_CONFIGS[arch](image_size=image_size)
