@@ -12,6 +12,7 @@ true state on held-out episodes (R^2), the equal-time quality comparison.
     python scripts/bench_pretrain.py --data runs/push_data --encoders default
     python scripts/bench_pretrain.py --probe-seconds 120
     python scripts/bench_pretrain.py --data DATASET_DIR --probe-seconds 240
+    python scripts/bench_pretrain.py --data DATASET_DIR --encoders keypoints --processes 2
 
 Speeds on a machine shared with other work are noisy: compare the ratios printed by one run,
 measured side by side (the repeats of each variant are interleaved), and the CPU-ms/step. With
@@ -22,9 +23,11 @@ default model 20x slower; ``OMP_WAIT_POLICY=PASSIVE`` (or ``--threads 1``) avoid
 from __future__ import annotations
 
 import argparse
+import csv
 import dataclasses
 import os
 import platform
+import shutil
 import statistics
 import tempfile
 import time
@@ -36,6 +39,7 @@ import torch
 from sslrobot.evaluation.probe import extract_features, fit_linear_probe, probe_representation
 from sslrobot.models.encoder import EncoderConfig
 from sslrobot.pretraining.config import PretrainConfig
+from sslrobot.pretraining.launch import pretrain_in_processes
 from sslrobot.pretraining.synthetic import MovingSquareDataset
 from sslrobot.pretraining.trainer import PretrainRun, close_batches
 
@@ -67,6 +71,16 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--prefetch", type=int, default=2, help="batches read ahead (0: off)")
     parser.add_argument("--probe-seconds", type=float, default=0.0, help="equal-time probe run")
     parser.add_argument("--quick", action="store_true", help="batch 64, 3 steps x 3 repeats")
+    parser.add_argument(
+        "--processes",
+        type=int,
+        default=0,
+        help="also time real pretraining runs (needs --data) in one process with --threads "
+        "threads against N data-parallel processes of cores/N threads, same global batch",
+    )
+    parser.add_argument(
+        "--process-steps", type=int, default=300, help="steps per run of --processes"
+    )
     return parser.parse_args()
 
 
@@ -220,6 +234,66 @@ def equal_time_probe(
     return r2, steps
 
 
+def run_samples_per_s(
+    args: argparse.Namespace, name: str, out: Path, processes: int, threads: int
+) -> float:
+    """Median logged samples/s of a real ``pretrain`` run (data path and all, one or
+    ``processes`` DDP ranks through ``pretrain_in_processes``), first log row dropped."""
+    config = PretrainConfig(
+        out=str(out),
+        data=args.data,
+        objective=args.objective,
+        steps=args.process_steps,
+        batch_size=args.batch_size,
+        num_steps_ahead=args.num_steps_ahead,
+        device=args.device,
+        encoder=dataclasses.replace(ENCODERS[name](), image_size=args.image_size),
+        image_every=0,
+        checkpoint_every=0,
+        log_every=max(1, args.process_steps // 6),
+        tensorboard=False,
+        prefetch=args.prefetch,
+    )
+    pretrain_in_processes(config, processes, threads, progress=False)
+    with (out / "metrics.csv").open(newline="") as file:
+        rates = [float(row["pretrain/samples_per_s"]) for row in csv.DictReader(file)]
+    shutil.rmtree(out)
+    return statistics.median(rates[1:] or rates)
+
+
+def bench_processes(args: argparse.Namespace, names: list[str], workdir: Path) -> None:
+    """One process (``--threads`` threads) vs ``--processes`` ranks, repeats interleaved."""
+    if not args.data:
+        raise SystemExit("--processes times real pretraining runs: give --data DATASET_DIR")
+    cores = os.cpu_count() or 1
+    variants = {
+        f"1 process x {args.threads} threads": (1, args.threads),
+        f"{args.processes} processes x {max(1, cores // args.processes)} threads": (
+            args.processes,
+            max(1, cores // args.processes),
+        ),
+    }
+    repeats = max(1, args.repeats // 2)
+    print(
+        f"\n## pretrain runs: {args.process_steps} steps, global batch {args.batch_size}, "
+        f"median of {repeats} interleaved runs (each: median of its logged rates)"
+    )
+    print("| encoder | variant | samples/s | runs |")
+    print("|---|---|---:|---|")
+    for name in names:
+        rates: dict[str, list[float]] = {variant: [] for variant in variants}
+        for repeat in range(repeats):
+            for variant, (processes, threads) in variants.items():
+                out = workdir / f"proc_{name}_{processes}_{repeat}"
+                rates[variant].append(run_samples_per_s(args, name, out, processes, threads))
+        medians = {variant: statistics.median(values) for variant, values in rates.items()}
+        for variant, values in rates.items():
+            shown = ", ".join(f"{v:.0f}" for v in values)
+            print(f"| {name} | {variant} | {medians[variant]:.0f} | {shown} |")
+        one, many = medians.values()
+        print(f"| {name} | ratio | {many / one:.2f}x | |")
+
+
 def main() -> None:
     args = parse_args()
     if args.quick:
@@ -249,6 +323,8 @@ def main() -> None:
             wall = results[names[0]]["full"] / results[name]["full"]
             cpu = results[name]["full_cpu_ms"] / results[names[0]]["full_cpu_ms"]
             print(f"{names[0]} vs {name}, full step: {wall:.2f}x faster (wall), {cpu:.2f}x (CPU)")
+        if args.processes > 1:
+            bench_processes(args, names, Path(tmp))
         if args.probe_seconds > 0:
             for name in names:
                 r2, steps = equal_time_probe(

@@ -68,6 +68,22 @@ def test_rerun_skips_finished_stages_and_reruns_only_what_changed(quick_run: Pat
     assert any("/data/" in r.name and r.skipped for r in pipeline.runner.results)
 
 
+def test_pretraining_in_two_processes_reruns_the_trained_encoders_only(
+    quick_run: Path,
+) -> None:
+    with pytest.raises(ValueError, match="pretrain_processes must be >= 1 and divide"):
+        dataclasses.replace(QUICK, pretrain_processes=3)
+    two = dataclasses.replace(QUICK, pretrain_processes=2)
+    pipeline = Pipeline(two, quick_run, device="cpu", progress=False)
+    pipeline.run()
+    pretrained = {r.name: r.skipped for r in pipeline.runner.results if "/pretrain/" in r.name}
+    assert pretrained == {"Reach-v0/pretrain/fdm+future": False, "Reach-v0/pretrain/none": True}
+    encoder = quick_run / "Reach-v0" / "pretrain" / "fdm+future" / "encoder"
+    record = json.loads((encoder / "pretrain_config.json").read_text())
+    assert record["world_size"] == 2
+    assert record["pretrain"]["batch_size"] * 2 == QUICK.pretrain_batch_size
+
+
 def test_stage_count_matches_what_runs(quick_run: Path) -> None:
     pipeline = Pipeline(QUICK, quick_run, device="cpu", progress=False)
     pipeline.run()

@@ -203,7 +203,8 @@ class Pipeline:
     def _pretrain(self, slug: str, objective: str, data: tuple[StageResult, ...]) -> StageResult:
         """Pretrain ``objective`` on the unlabeled streams ``data`` (several: mixed)."""
         from sslrobot.models.encoder import encoder_config_for
-        from sslrobot.pretraining import PretrainConfig, pretrain
+        from sslrobot.pretraining import PretrainConfig
+        from sslrobot.pretraining.launch import pretrain_in_processes
 
         steps = 0 if objective == "none" else self.config.pretrain_steps
         arch = self.config.encoder_arch
@@ -216,9 +217,13 @@ class Pipeline:
             "seed": self.config.seed,
         }
 
+        processes = self._pretrain_processes(steps)
+        if processes > 1:  # numerics differ slightly from one process: a different result
+            settings["processes"] = processes
+
         def run(stage_dir: Path, resume: bool) -> dict[str, Any]:
             out = stage_dir / "encoder"
-            pretrain(
+            pretrain_in_processes(
                 PretrainConfig(
                     out=str(out),
                     data=tuple(str(stream.path / "dataset") for stream in data),
@@ -234,11 +239,21 @@ class Pipeline:
                     log_every=max(1, min(50, steps // 10)) if steps else 50,
                     resume=resume and out.exists(),
                 ),
+                processes,
                 progress=self.progress,
             )
             return {"encoder": "encoder"}
 
         return self._stage(f"{slug}/pretrain/{objective}", settings, run, depends_on=data)
+
+    def _pretrain_processes(self, steps: int) -> int:
+        """Data-parallel processes for one pretraining: ``pretrain_processes`` on a CPU device
+        (an accelerator runs one process; several GPUs: ``torchrun`` per encoder)."""
+        from sslrobot.utils.device import resolve_device
+
+        if steps == 0 or resolve_device(self.device).type != "cpu":
+            return 1
+        return self.config.pretrain_processes
 
     def _probe(
         self, slug: str, objective: str, encoder: StageResult, data: StageResult
