@@ -5,6 +5,7 @@ import torch
 
 from sslrobot.models import DecoderConfig, EncoderConfig
 from sslrobot.pretraining.augment import (
+    color_jitter,
     crop_by_index,
     random_shift,
     replicate_pad,
@@ -177,6 +178,26 @@ def test_cpu_and_accelerator_shift_paths_agree() -> None:
     expected = crop_by_index(padded, offsets, 10, 8)
     assert torch.equal(shift_by_copies(pixels, offsets - 3), expected)
     assert torch.equal(expected[24], pixels[24])  # (3, 3): no shift
+
+
+def test_color_jitter_scales_each_window_alike_within_its_range() -> None:
+    pixels = torch.full((64, 3, 4, 4, 6), 100, dtype=torch.uint8)  # two stacked RGB frames
+    pixels[:, 1] = 200
+    jittered = color_jitter(pixels, 0.4, torch.Generator().manual_seed(0))
+    assert jittered.shape == pixels.shape and jittered.dtype == torch.uint8
+    ratio = jittered[:, 0].float() / 100  # (B, H, W, 6)
+    # One factor per window and channel, shared by its frames, stacked copies and pixels.
+    assert torch.equal(ratio, ratio[:, :1, :1].expand_as(ratio))
+    assert torch.allclose(ratio[..., :3], ratio[..., 3:])
+    # The frame of 200s got the same factors (ratio is quantised by rounding to 1/100).
+    expected = (200 * ratio).clamp(max=255)
+    torch.testing.assert_close(jittered[:, 1].float(), expected, rtol=0, atol=2.0)
+    # brightness in [0.6, 1.4] times a gain in [0.8, 1.2] per channel; windows differ.
+    assert ratio.min() >= 0.48 - 0.01 and ratio.max() <= 1.68 + 0.01
+    assert ratio[:, 0, 0, 0].std() > 0.1
+    assert color_jitter(pixels, 0.0, torch.Generator()) is pixels
+    with pytest.raises(ValueError, match="strength must be in"):
+        color_jitter(pixels, 1.5, torch.Generator())
 
 
 def test_stack_frames() -> None:

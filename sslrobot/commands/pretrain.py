@@ -83,6 +83,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--frame-stack", type=int, default=1, help="frames per observation")
     parser.add_argument("--augment", choices=("shift", "none"), default="shift")
     parser.add_argument(
+        "--color-jitter",
+        type=float,
+        default=0.0,
+        help="random brightness and colour gains per window, strength in [0, 1) (0: off)",
+    )
+    parser.add_argument(
         "--salience-weight",
         type=float,
         default=None,
@@ -148,6 +154,7 @@ def _pretrain(args: argparse.Namespace) -> int:
         resume=args.resume,
         encoder=_encoder_config(args),
         augment=args.augment,
+        color_jitter=args.color_jitter,
         num_workers=args.num_workers,
         tensorboard=not args.no_tensorboard,
         **({} if args.salience_weight is None else {"salience_weight": args.salience_weight}),

@@ -40,6 +40,36 @@ def random_shift(pixels: torch.Tensor, pad: int, generator: torch.Generator) -> 
     return crop_by_index(padded, offsets, pixels.shape[2], pixels.shape[3])
 
 
+def color_jitter(pixels: torch.Tensor, strength: float, generator: torch.Generator) -> torch.Tensor:
+    """Random brightness and per-channel colour gains, one draw per window, all its frames alike.
+
+    ``out = clamp(x * brightness * gain_c)`` with ``brightness ~ U(1 - s, 1 + s)`` and
+    ``gain_c ~ U(1 - s/2, 1 + s/2)`` for strength ``s``: darker or brighter light and tinted
+    surfaces, the changes the visual presets make between episodes. Shared by the frames of a
+    window, so future frames stay predictable from the context frame in the same colours.
+
+    Args:
+        pixels: uint8 windows (B, T, H, W, C), C a multiple of 3 (stacked RGB frames).
+        strength: s in [0, 1); 0 returns ``pixels`` unchanged and draws nothing.
+        generator: Source of the draws, on ``pixels.device``.
+
+    Returns:
+        uint8 windows, same shape.
+    """
+    if pixels.ndim != 5 or pixels.shape[-1] % 3:
+        raise ValueError(f"pixels must be (B, T, H, W, 3S), got {tuple(pixels.shape)}")
+    if not 0.0 <= strength < 1.0:
+        raise ValueError(f"color jitter strength must be in [0, 1), got {strength}")
+    if strength == 0.0:
+        return pixels
+    b, device = pixels.shape[0], pixels.device
+    brightness = 1.0 + strength * (2 * torch.rand(b, 1, generator=generator, device=device) - 1)
+    gains = 1.0 + strength / 2 * (2 * torch.rand(b, 3, generator=generator, device=device) - 1)
+    scale = (brightness * gains).repeat(1, pixels.shape[-1] // 3)  # (B, C)
+    out = pixels.float().mul_(scale[:, None, None, None, :]).round_().clamp_(0, 255)
+    return out.to(torch.uint8)
+
+
 def shift_by_copies(pixels: torch.Tensor, shifts: torch.Tensor) -> torch.Tensor:
     """``out[i, :, y, x] = pixels[i, :, clamp(y + sy), clamp(x + sx)]``, ``shifts[i] = (sy, sx)``.
 

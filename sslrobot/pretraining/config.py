@@ -82,6 +82,9 @@ class PretrainConfig:
         salience_threshold: RGB difference (normalised) that marks a pixel salient.
         augment: ``"shift"`` (DrQ random shift) or ``"none"``.
         shift_pad: Maximum shift of ``"shift"`` in pixels.
+        color_jitter: Strength of random brightness and colour gains per window
+            (``augment.color_jitter``), for encoders that must hold under unseen colours and
+            light; 0: off.
         val_fraction: Share of episodes held out for the validation windows of the strips.
         num_workers: DataLoader worker processes (0: load in the training process; with 2
             cores, workers compete with the training threads).
@@ -121,6 +124,7 @@ class PretrainConfig:
     salience_threshold: float = 0.08
     augment: str = "shift"
     shift_pad: int = 4
+    color_jitter: float = 0.0
     val_fraction: float = 0.1
     num_workers: int = 0
     prefetch: int = 2
@@ -154,6 +158,8 @@ class PretrainConfig:
             _check_int(name, getattr(self, name), minimum=1)
         _check_int("seed", self.seed, minimum=0)
         _check_int("shift_pad", self.shift_pad, minimum=0)
+        if not (isinstance(self.color_jitter, int | float) and 0 <= self.color_jitter < 1):
+            raise ValueError(f"color_jitter must be in [0, 1), got {self.color_jitter!r}")
         _check_int("decoded_steps", self.decoded_steps, minimum=1)
         if self.decoded_steps > self.num_steps_ahead:
             raise ValueError(

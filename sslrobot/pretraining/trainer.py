@@ -25,7 +25,7 @@ from tqdm import tqdm
 import sslrobot
 from sslrobot.models.encoder import denormalize_pixels
 from sslrobot.pretraining import artifacts, checkpoint, distributed, plots
-from sslrobot.pretraining.augment import random_shift, stack_frames
+from sslrobot.pretraining.augment import color_jitter, random_shift, stack_frames
 from sslrobot.pretraining.config import PretrainConfig
 from sslrobot.pretraining.metrics_log import MetricsLog, read_metrics
 from sslrobot.pretraining.objectives import USES_DECODER, total_loss
@@ -279,6 +279,7 @@ class PretrainRun:
         )
         if config.augment == "shift":
             pixels = random_shift(pixels, config.shift_pad, generator)
+        pixels = color_jitter(pixels, config.color_jitter, generator)  # 0: no draw, no change
         decode_index = None
         if "future" in self.model_config.objective:
             b, horizon = actions.shape[:2]
