@@ -143,3 +143,11 @@ def load_tensors(path: Path) -> dict[str, torch.Tensor]:
     import safetensors.torch
 
     return safetensors.torch.load_file(str(path))
+
+
+def test_a_failing_rank_names_its_error(tmp_path: Path) -> None:
+    from sslrobot.pretraining.launch import pretrain_in_processes
+
+    config = _launch_config(tmp_path / "no_dataset", tmp_path / "out", 8)
+    with pytest.raises(RuntimeError, match=r"rank \d: FileNotFoundError: .*no_dataset"):
+        pretrain_in_processes(config, 2, 1, False)

@@ -44,8 +44,8 @@ def pretrain_in_processes(
 
     Raises:
         ValueError: a batch that the processes cannot split evenly, or a bad count.
-        torch.distributed.elastic.multiprocessing.errors.ChildFailedError: a rank failed; its
-            traceback is in the message.
+        RuntimeError: a rank failed; the message ends with its exception line, the rank's
+            traceback is chained (``__cause__``).
     """
     if isinstance(num_processes, bool) or not isinstance(num_processes, int) or num_processes < 1:
         raise ValueError(f"num_processes must be an int >= 1, got {num_processes!r}")
@@ -77,8 +77,27 @@ def pretrain_in_processes(
         monitor_interval=0.1,
         start_method="spawn",
     )
-    outputs = elastic_launch(launch, _rank_main)(per_rank.to_dict(), threads_per_process, progress)
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+
+    try:
+        outputs = elastic_launch(launch, _rank_main)(
+            per_rank.to_dict(), threads_per_process, progress
+        )
+    except ChildFailedError as error:
+        rank, failure = error.get_first_failure()
+        raise RuntimeError(
+            f"pretraining in {num_processes} processes failed (out={config.out}): rank {rank}: "
+            f"{_last_line(failure.message)}"
+        ) from error
     return Path(outputs[0])
+
+
+def _last_line(message: object) -> str:
+    """The exception line of a rank's recorded traceback (its last non-empty line)."""
+    if isinstance(message, dict):  # the error file's {"message": ..., "extraInfo": ...}
+        message = message.get("message", message)
+    lines = [line.strip() for line in str(message).splitlines() if line.strip()]
+    return lines[-1] if lines else "no error message was recorded"
 
 
 def _rank_main(config: dict[str, Any], threads: int, progress: bool) -> str:
