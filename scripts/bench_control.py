@@ -34,7 +34,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="the quick preset's tiny sizes")
     parser.add_argument("--tasks", nargs="+", default=None, help="default: all three")
     parser.add_argument("--seeds", type=int, nargs="+", default=None, help="default: 0 1 2")
-    parser.add_argument("--episodes", type=int, default=None, help="eval episodes (default 50)")
+    parser.add_argument(
+        "--episodes", type=int, default=None, help="eval episodes (default: preset's)"
+    )
     parser.add_argument("--efficiency-task", default="sslrobot/Reach-v0")
     parser.add_argument("--efficiency-demos", type=int, nargs="+", default=[10, 25, 50, 100, 200])
     parser.add_argument("--heldout", action="store_true", help="also the held-out visual preset")

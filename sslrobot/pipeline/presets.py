@@ -185,7 +185,7 @@ PRESETS: dict[str, RunConfig] = {
         num_videos=1,
         num_workers=1,
     ),
-    # Answers the question on all three tasks in about 30 minutes on 2 CPU cores. Keypoint
+    # Answers the question on all three tasks in about 35 minutes on 2 CPU cores. Keypoint
     # readout, 1000 episodes and 4500 steps: on Reach (2000 episodes) the keypoint encoder at
     # 4500 steps gave probe R^2 0.74 and 28% BC success, the linear one 0.65 and 14%, and the
     # keypoint one at 1500 steps 0.58 and 19%. Two pretraining processes train ~1.4x faster

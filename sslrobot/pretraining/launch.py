@@ -4,15 +4,14 @@ own machinery (``torch.distributed.launcher``), so a library caller gets what
 
 Why processes rather than threads: the CPU-sized encoders run many small convolutions, which
 torch's intra-op threads hardly speed up. Measured on the 2-core development machine
-(keypoint encoder, ``fdm+future``, 64 px, ``scripts/bench_pretrain.py --processes``): one
-process with 2 threads trains ~1,450 windows/s, two processes with one thread each and the
-same global batch ~2,050.
+(``fdm+future``, 64 px, batch 256, ``scripts/bench_pretrain.py --processes 2``): one process
+with 2 threads trained 1,461 windows/s with the keypoint encoder and 1,723 with ``cnn``; two
+processes with one thread each and the same global batch 2,083 and 2,222.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import os
 import uuid
 from pathlib import Path
 from typing import Any
@@ -36,7 +35,8 @@ def pretrain_in_processes(
     Args:
         config: The run's settings (a CPU device; on CUDA use one process per GPU via torchrun).
         num_processes: Ranks to start, >= 1.
-        threads_per_process: torch intra-op threads per rank; None: the cores divided evenly.
+        threads_per_process: torch intra-op threads per rank; None: this process's thread
+            count divided evenly (one process: left as it is).
         progress: Show rank 0's progress bar.
 
     Returns:
@@ -49,15 +49,16 @@ def pretrain_in_processes(
     """
     if isinstance(num_processes, bool) or not isinstance(num_processes, int) or num_processes < 1:
         raise ValueError(f"num_processes must be an int >= 1, got {num_processes!r}")
-    if threads_per_process is None:
-        threads_per_process = max(1, (os.cpu_count() or 1) // num_processes)
-    if num_processes == 1:
-        import torch
+    import torch
 
+    if num_processes == 1:
         from sslrobot.pretraining.trainer import pretrain
 
-        torch.set_num_threads(threads_per_process)
+        if threads_per_process is not None:
+            torch.set_num_threads(threads_per_process)
         return pretrain(config, progress=progress)
+    if threads_per_process is None:  # torch's own count honours OMP_NUM_THREADS
+        threads_per_process = max(1, torch.get_num_threads() // num_processes)
     if config.batch_size % num_processes:
         raise ValueError(
             f"batch_size {config.batch_size} cannot be split evenly over {num_processes} "
