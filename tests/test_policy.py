@@ -278,11 +278,16 @@ def test_train_policy_cli(demos, tmp_path, capsys):
     args = parser.parse_args(
         ["train-policy", "--env", ENV_ID, "--encoder", "none", "--algo", "bc", "--demos",
          str(demos), "--num-demos", "2", "--seed", "0", "--out", str(out), "--steps", "3",
-         "--batch-size", "16", "--no-progress"]
+         "--batch-size", "16", "--hidden-dims", "16,8", "--weight-decay", "0.1", "--no-progress"]
     )  # fmt: skip
     assert args.func(args) == 0
     assert f"policy: {out}" in capsys.readouterr().out
     assert (out / "policy_config.json").is_file() and (out / "final.safetensors").is_file()
+    saved = json.loads((out / "policy_config.json").read_text())["train_config"]
+    assert saved["hidden_dims"] == [16, 8] and saved["weight_decay"] == 0.1
+    with pytest.raises(SystemExit):  # argparse: "expected comma-separated ints"
+        parser.parse_args(["train-policy", "--env", ENV_ID, "--encoder", "none", "--algo", "bc",
+                           "--out", str(out), "--hidden-dims", "wide"])  # fmt: skip
 
 
 # --- clear errors ------------------------------------------------------------------------------

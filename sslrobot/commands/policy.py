@@ -6,6 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
+from sslrobot.commands.arguments import int_tuple
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``train-policy`` and ``evaluate``."""
@@ -38,6 +40,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     budget.add_argument("--epochs", type=int, default=None, help="BC passes over the demos")
     train.add_argument("--batch-size", type=int, default=256)
     train.add_argument("--lr", type=float, default=None, help="default: BC 1e-3, SAC/PPO 3e-4")
+    train.add_argument("--weight-decay", type=float, default=0.0, help="AdamW decay of the BC head")
+    train.add_argument(
+        "--hidden-dims", type=int_tuple, default=(256, 256), help="MLP head widths, e.g. 256,256"
+    )
     train.add_argument("--image-size", type=int, default=None, help="default: the encoder's")
     train.add_argument(
         "--val-episodes", type=int, default=0, help="online validation episodes per check (BC)"
@@ -85,6 +91,8 @@ def _train_policy(args: argparse.Namespace) -> int:
         epochs=args.epochs,
         batch_size=args.batch_size,
         lr=args.lr,
+        weight_decay=args.weight_decay,
+        hidden_dims=args.hidden_dims,
         image_size=args.image_size,
         val_episodes=args.val_episodes,
         num_val_checks=args.num_val_checks,

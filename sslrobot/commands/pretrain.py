@@ -7,18 +7,10 @@ import os
 import sys
 from typing import TYPE_CHECKING
 
+from sslrobot.commands.arguments import int_tuple
+
 if TYPE_CHECKING:
     from sslrobot.models.encoder import EncoderConfig
-
-
-def _int_tuple(text: str) -> tuple[int, ...]:
-    try:
-        values = tuple(int(part) for part in text.split(",") if part.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated ints, got {text!r}") from None
-    if not values:
-        raise argparse.ArgumentTypeError(f"expected comma-separated ints, got {text!r}")
-    return values
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -73,12 +65,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--encoder-channels",
-        type=_int_tuple,
+        type=int_tuple,
         default=None,
         help="channels per layer, e.g. 16,32,64 (cnn: also set strides/kernels)",
     )
-    parser.add_argument("--encoder-strides", type=_int_tuple, default=None)
-    parser.add_argument("--encoder-kernels", type=_int_tuple, default=None)
+    parser.add_argument("--encoder-strides", type=int_tuple, default=None)
+    parser.add_argument("--encoder-kernels", type=int_tuple, default=None)
     parser.add_argument("--feature-dim", type=int, default=None, help="encoder output size")
     parser.add_argument("--frame-stack", type=int, default=1, help="frames per observation")
     parser.add_argument("--augment", choices=("shift", "none"), default="shift")

@@ -1,0 +1,144 @@
+"""One pretraining variant on a finished run's data, scored the way the run scores encoders.
+
+Pretrains an encoder on ``RUN/TASK/data/unlabeled`` with the given ``sslrobot pretrain``
+options (optionally in several processes through ``torchrun``), probes it, trains BC heads on
+``RUN/TASK/data/demos`` for each seed and evaluates each on the train look (and, with
+``--heldout``, the held-out look). ``--encoder DIR`` skips pretraining and scores an existing
+encoder, e.g. to vary only the BC head (``--bc-args``). The session-4 experiments in the README:
+
+    python scripts/bench_variants.py --run runs/default4 --task Reach-v0 --steps 9000 --processes 2
+    python scripts/bench_variants.py --run runs/default4 --task Reach-v0 --processes 2 \
+        --pretrain-args="--feature-dim 16"
+    python scripts/bench_variants.py --run runs/default4 --task Reach-v0 --processes 2 \
+        --pretrain-args="--color-jitter 0.4" --heldout
+    python scripts/bench_variants.py --run runs/default4 --task Reach-v0 --steps 1500 \
+        --objective fdm+future+contrastive --episodes 50 --eval-seed 0
+    python scripts/bench_variants.py --run runs/default4 --task Reach-v0 \
+        --encoder runs/default4/Reach-v0/pretrain/fdm+future/encoder --bc-args="--steps 300"
+    (the same with --bc-args="--steps 3000", "--weight-decay 1.0", "--hidden-dims 64,64")
+
+Prints its settings, the probe (mean R^2 and the task objects' variables), PSNR at k=1, and
+success per seed and mean for each look.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--run", type=Path, required=True, help="a finished `sslrobot run` dir")
+    parser.add_argument("--task", default="Reach-v0", help="task directory in the run")
+    parser.add_argument("--out", type=Path, default=None, help="default: RUN/variants/<tag>")
+    parser.add_argument("--encoder", type=Path, default=None, help="score this encoder instead")
+    parser.add_argument("--objective", default="fdm+future")
+    parser.add_argument("--arch", default="keypoints", help="pretrain --encoder-arch")
+    parser.add_argument("--steps", type=int, default=4500)
+    parser.add_argument("--batch-size", type=int, default=128, help="global, over processes")
+    parser.add_argument("--processes", type=int, default=1, help="torchrun ranks (1 thread each)")
+    parser.add_argument("--pretrain-args", default="", help="more `sslrobot pretrain` options")
+    parser.add_argument("--bc-args", default="", help="more `sslrobot train-policy` options")
+    parser.add_argument("--num-demos", type=int, default=25)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--episodes", type=int, default=200, help="evaluation episodes per seed")
+    parser.add_argument("--eval-seed", type=int, default=300_000, help="first evaluation seed")
+    parser.add_argument("--heldout", action="store_true", help="also the held-out visual preset")
+    return parser.parse_args()
+
+
+def sslrobot(*args: str, log: Path) -> None:
+    """Run an ``sslrobot`` subcommand, its output appended to ``log``; fail loudly."""
+    with log.open("a") as file:
+        subprocess.run(
+            [sys.executable, "-m", "sslrobot", *args], check=True, stdout=file, stderr=file
+        )
+
+
+def pretrain(args: argparse.Namespace, data: Path, out: Path, log: Path) -> float:
+    """Pretrain the variant; returns its wall time in seconds."""
+    options = [
+        "pretrain", "--data", str(data), "--out", str(out), "--objective", args.objective,
+        "--steps", str(args.steps), "--batch-size", str(args.batch_size // args.processes),
+        "--num-steps-ahead", "3", "--device", "cpu", "--encoder-arch", args.arch,
+        "--no-progress", "--no-tensorboard", "--image-every", "0",
+        "--threads", "1" if args.processes > 1 else "2", *shlex.split(args.pretrain_args),
+    ]  # fmt: skip
+    start = time.perf_counter()
+    if args.processes > 1:
+        launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+        command = [*launcher, f"--nproc_per_node={args.processes}", "-m", "sslrobot", *options]
+        with log.open("a") as file:
+            subprocess.run(command, check=True, stdout=file, stderr=file)
+    else:
+        sslrobot(*options, log=log)
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    args = parse_args()
+    task_dir = args.run / args.task
+    unlabeled, demos = (
+        task_dir / "data" / "unlabeled" / "dataset",
+        task_dir / "data" / "demos" / "dataset",
+    )
+    for path in (unlabeled, demos):
+        if not (path / "manifest.json").is_file():
+            raise SystemExit(f"{path} is not a dataset: give a finished run (--run) and --task")
+    tag = f"{args.objective}-{args.steps}-{args.pretrain_args}-{args.bc_args}".replace(" ", "")
+    out = args.out or args.run / "variants" / (args.task + "-" + tag.replace("/", "_"))
+    out.mkdir(parents=True, exist_ok=True)
+    log = out / "log.txt"
+    print("bench_variants:", json.dumps({k: str(v) for k, v in vars(args).items()}))
+    encoder, seconds = args.encoder, 0.0
+    if encoder is None:
+        encoder = out / "encoder"
+        seconds = pretrain(args, unlabeled, encoder, log)
+    probe_file = out / "probe.json"
+    sslrobot("probe", "--encoder", str(encoder), "--data", str(unlabeled), "--out",
+             str(probe_file), "--device", "cpu", log=log)  # fmt: skip
+    probe = json.loads(probe_file.read_text())
+    objects = {
+        name: round(r2, 2)
+        for name, r2 in probe["probe/r2"].items()
+        if any(word in name for word in ("target", "cube", "goal")) and r2 is not None
+    }
+    looks = ["train", "heldout"] if args.heldout else ["train"]
+    success: dict[str, list[float]] = {look: [] for look in looks}
+    for seed in args.seeds:
+        policy = out / f"bc_seed{seed}"
+        sslrobot("train-policy", "--env", f"sslrobot/{args.task}", "--encoder", str(encoder),
+                 "--algo", "bc", "--demos", str(demos), "--num-demos", str(args.num_demos),
+                 "--seed", str(seed), "--out", str(policy), "--steps", "1000", "--batch-size",
+                 "128", "--device", "cpu", "--no-progress", *shlex.split(args.bc_args),
+                 log=log)  # fmt: skip
+        for look in looks:
+            result = policy / f"eval_{look}.json"
+            sslrobot("evaluate", "--env", f"sslrobot/{args.task}", "--policy", str(policy),
+                     "--episodes", str(args.episodes), "--seed", str(args.eval_seed),
+                     "--visual-preset", look, "--out", str(result), log=log)  # fmt: skip
+            success[look].append(json.loads(result.read_text())["success_rate"])
+    print(f"pretraining: {seconds:.0f} s ({'skipped' if args.encoder else args.steps} steps)")
+    print(f"probe R^2 mean {probe['probe/r2_mean']:.3f}; objects {objects}")
+    if probe.get("pred/psnr_k1") is not None:
+        print(
+            f"PSNR k=1 {probe['pred/psnr_k1']:.2f} dB "
+            f"(copy-last {probe['pred/psnr_copy_last_k1']:.2f})"
+        )
+    for look, rates in success.items():
+        mean = sum(rates) / len(rates)
+        print(
+            f"success ({look} look, {args.episodes} episodes x {len(rates)} seeds): "
+            f"{rates} -> {mean:.3f}"
+        )
+    print(f"files: {out}")
+
+
+if __name__ == "__main__":
+    main()
