@@ -24,7 +24,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "baseline (recon, inverse, contrastive, none). Writes encoder.safetensors + "
             "encoder_config.json (for sslrobot.load_encoder), model.safetensors, "
             "pretrain_config.json, checkpoints/, metrics.csv, loss_curve.png, predictions/. "
-            "Several processes: torchrun --nproc_per_node N -m sslrobot pretrain ..."
+            "Several processes: torchrun --standalone --nproc_per_node N -m sslrobot pretrain "
+            "--threads 1 ... (--batch-size is per process; on a CPU, N single-thread processes "
+            "train faster than one process with N threads)"
         ),
     )
     parser.add_argument(
