@@ -162,18 +162,16 @@ class PretrainRun:
         self.last_checkpoint: Path | None = None
         if self.resuming:
             self._resume()
-        # A 1x1 convolution's gradient comes back with other strides on its size-1 dims, which
-        # DDP's literal comparison reports on every step; the layouts are the same.
-        warnings.filterwarnings("ignore", message="Grad strides do not match bucket view")
-        self.ddp = (
-            DistributedDataParallel(
+        self.ddp: DistributedDataParallel | None = None
+        if self.context.enabled and weights:
+            # A 1x1 convolution's gradient comes back with other strides on its size-1 dims,
+            # which DDP's literal comparison reports on every step; the layouts are the same.
+            warnings.filterwarnings("ignore", message="Grad strides do not match bucket view")
+            self.ddp = DistributedDataParallel(
                 self.model,
                 device_ids=[self.device.index] if self.device.type == "cuda" else None,
                 gradient_as_bucket_view=True,
             )
-            if self.context.enabled and weights
-            else None
-        )
 
     def _check_out_dir(self) -> None:
         self.resuming = False
