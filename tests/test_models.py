@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from sslrobot.models import Decoder, DecoderConfig, Encoder, EncoderConfig, TransitionModel
-from sslrobot.models.decoder import blocks_to_frames, frames_to_blocks
+from sslrobot.models.decoder import KeypointHeatmaps, blocks_to_frames, frames_to_blocks
 from sslrobot.models.encoder import ENCODER_ARCHS, SpatialSoftmax, encoder_config_for
 
 torch.set_num_threads(1)
@@ -169,6 +169,44 @@ def test_decoder_shapes_and_composite(composite: bool) -> None:
             decoder.to_mask.bias.fill_(1e4)
         torch.testing.assert_close(decoder(latents, context), context)
     assert decoder(latents).shape == (3, 32, 32, 3)
+
+
+def test_keypoint_heatmaps_peak_where_the_keypoints_are() -> None:
+    """Each (x, y) pair becomes one blob whose maximum is the grid cell at (x, y), in the
+    cell convention of SpatialSoftmax, so reading a drawn blob back gives its keypoint."""
+    heatmaps = KeypointHeatmaps(side=5, sigma=0.2)
+    keypoints = torch.tensor([[1.0, -1.0, 0.0, 0.0, -1.0, 1.0]])  # top-right, centre, bottom-left
+    maps = heatmaps(keypoints)
+    assert maps.shape == (1, 3, 5, 5)
+    peaks = [divmod(int(m.argmax()), 5) for m in maps[0]]  # (row, column)
+    assert peaks == [(0, 4), (2, 2), (4, 0)]
+    assert torch.allclose(maps.amax(dim=(2, 3)), torch.ones(1, 3))
+    read_back = SpatialSoftmax(side=5)(maps.log() * 1.0).view(3, 2)  # softmax of log-blobs
+    torch.testing.assert_close(read_back[1], torch.zeros(2), atol=1e-5, rtol=0)
+
+
+def test_heatmap_decoder_draws_only_through_the_keypoints() -> None:
+    """Same shapes as the dense decoder; gradients reach every coordinate; moving a keypoint
+    changes the frame near it, and an odd latent size is refused."""
+    torch.manual_seed(0)
+    config = DecoderConfig.keypoint_heatmaps()
+    decoder = Decoder(config, latent_dim=8, image_size=64)
+    latents = (torch.rand(2, 8) * 2 - 1).requires_grad_()
+    context = torch.rand(2, 64, 64, 3) - 0.5
+    assert decoder(latents, context).shape == (2, 64, 64, 3)
+    frames = decoder(latents)
+    frames.square().sum().backward()
+    assert (latents.grad.abs() > 0).all()
+    with torch.no_grad():
+        moved = latents.detach().clone()
+        moved[0, 0] = -moved[0, 0]  # keypoint 0 of frame 0 mirrored left-right
+        changed = (decoder(moved)[0] - frames[0].detach()).abs().amax()
+        assert changed > 1e-4
+        assert torch.equal(decoder(moved)[1], frames[1].detach())  # the other frame untouched
+    with pytest.raises(ValueError, match="even"):
+        Decoder(config, latent_dim=7, image_size=64)
+    with pytest.raises(ValueError, match="heatmap_sigma"):
+        DecoderConfig(heatmaps=True, heatmap_sigma=0.0)
 
 
 def test_block_layout_is_pixel_shuffle_layout() -> None:

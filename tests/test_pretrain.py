@@ -141,6 +141,37 @@ def test_future_prediction_learns(tmp_path: Path, salience_weight: float, steps:
     assert last < 0.5 * first
 
 
+def test_heatmap_decoder_learns_through_keypoints(tmp_path: Path) -> None:
+    """A keypoint encoder with the heatmap decoder predicts the moving square: the pixel loss
+    falls well below its start; the decoder choice is saved and a non-keypoint encoder is
+    refused by name."""
+    data = MovingSquareDataset(num_episodes=8, episode_length=16, num_steps=K, image_size=SIZE)
+    config = tiny_config(
+        tmp_path / "run",
+        objective="future",
+        encoder=EncoderConfig.keypoints(image_size=SIZE, feature_dim=8),
+        decoder=DecoderConfig.keypoint_heatmaps(),
+        steps=150,
+        batch_size=16,
+        log_every=10,
+        image_every=0,
+        checkpoint_every=0,
+        lr=3e-3,
+    )
+    out = pretrain(config, data, progress=False)
+    rows = read_csv(out / artifacts.METRICS)
+    first, last = float(rows[0]["pretrain/loss_future"]), float(rows[-1]["pretrain/loss_future"])
+    assert last < 0.5 * first
+    saved = json.loads((out / artifacts.PRETRAIN_CONFIG).read_text())
+    assert saved["pretrain"]["decoder"]["heatmaps"] is True
+    with pytest.raises(ValueError, match="readout='keypoints'"):
+        pretrain(
+            tiny_config(tmp_path / "bad", decoder=DecoderConfig.keypoint_heatmaps()),
+            data,
+            progress=False,
+        )
+
+
 def test_none_writes_the_random_encoder_in_the_same_layout(dataset, tmp_path: Path) -> None:
     out = pretrain(
         tiny_config(tmp_path / "none", objective="none", steps=0), dataset, progress=False

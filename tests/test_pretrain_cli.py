@@ -74,6 +74,12 @@ def test_none_baseline_and_encoder_options(data_dir: Path, tmp_path: Path) -> No
     assert sslrobot.load_encoder(out)[1].channels == (32, 32, 32, 32)
     bad = _args(data_dir, tmp_path / "bad", "--steps", "1", "--encoder-channels", "8,8,8,8")
     assert main(bad) == 2  # four layers need four strides
+    out = tmp_path / "heatmaps"
+    heatmaps = ("--steps", "1", "--decoder", "heatmaps")
+    assert main(_args(data_dir, out, *heatmaps, "--encoder-arch", "keypoints")) == 0
+    saved = json.loads((out / "pretrain_config.json").read_text())
+    assert saved["pretrain"]["decoder"]["heatmaps"] is True
+    assert main(_args(data_dir, tmp_path / "bad2", *heatmaps)) == 2  # cnn: no keypoints
 
 
 def test_pretrain_on_mixed_streams_of_several_datasets(data_dir: Path, tmp_path: Path) -> None:

@@ -75,6 +75,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--encoder-kernels", type=int_tuple, default=None)
     parser.add_argument("--feature-dim", type=int, default=None, help="encoder output size")
     parser.add_argument("--frame-stack", type=int, default=1, help="frames per observation")
+    parser.add_argument(
+        "--decoder",
+        choices=("dense", "heatmaps"),
+        default="dense",
+        help="frame decoder of future/recon: dense (a fully connected first layer) or heatmaps "
+        "(keypoint encoders: each keypoint drawn as a Gaussian blob, so keypoints settle on "
+        "objects)",
+    )
     parser.add_argument("--augment", choices=("shift", "none"), default="shift")
     parser.add_argument(
         "--color-jitter",
@@ -128,6 +136,7 @@ def _encoder_config(args: argparse.Namespace) -> EncoderConfig:
 
 
 def _pretrain(args: argparse.Namespace) -> int:
+    from sslrobot.models.decoder import DecoderConfig
     from sslrobot.pretraining.config import PretrainConfig
     from sslrobot.pretraining.trainer import NonFiniteLossError, pretrain
 
@@ -147,6 +156,9 @@ def _pretrain(args: argparse.Namespace) -> int:
         image_every=args.image_every,
         resume=args.resume,
         encoder=_encoder_config(args),
+        decoder=(
+            DecoderConfig.keypoint_heatmaps() if args.decoder == "heatmaps" else DecoderConfig()
+        ),
         augment=args.augment,
         color_jitter=args.color_jitter,
         num_workers=args.num_workers,

@@ -15,6 +15,15 @@ blends its own colours with the context frame (the "copy from the previous frame
 Finn et al. 2016, "Unsupervised learning for physical interaction through video prediction").
 The static background then need not pass through the latent, and the latent spends its capacity
 on what moves: the robot and the objects it acts on.
+
+With ``heatmaps=True`` (keypoint encoders only) the latent is read as (x, y) keypoints and
+rendered as one Gaussian blob per keypoint on the first level's grid, which convolutions then
+paint (Jakab et al. 2018, "Unsupervised learning of object landmarks through conditional image
+generation"; Minderer et al. 2019). A fully connected first layer lets the latent code the
+scene in any entangled way (the soft keypoints of a plain decoder drift together near the
+centre and shift a little with the objects); through blobs, a keypoint is only useful where
+something is drawn, so the keypoints settle on the things that vary: the target, the cube, the
+fingertip.
 """
 
 from __future__ import annotations
@@ -41,12 +50,18 @@ class DecoderConfig:
             ``image_size / (2**(len(channels) - 1) * shuffle)``.
         out_kernel: Kernel side of the convolution that feeds the pixel shuffle.
         composite: Predict a blending mask with the context frame (see module docstring).
+        heatmaps: Render the latent's (x, y) pairs as Gaussian blobs on the first level's grid
+            instead of a fully connected first layer (see module docstring); for keypoint
+            encoders, whose features are such pairs in [-1, 1].
+        heatmap_sigma: Blob standard deviation, in the [-1, 1] units of the coordinates.
     """
 
     channels: tuple[int, ...] = (64, 32, 16)
     shuffle: int = 4
     out_kernel: int = 1
     composite: bool = True
+    heatmaps: bool = False
+    heatmap_sigma: float = 0.1
 
     def __post_init__(self) -> None:
         if isinstance(self.channels, list):  # from JSON
@@ -59,6 +74,17 @@ class DecoderConfig:
             raise ValueError(f"shuffle must be an int >= 1, got {self.shuffle!r}")
         if not isinstance(self.out_kernel, int) or self.out_kernel < 1 or self.out_kernel % 2 == 0:
             raise ValueError(f"out_kernel must be an odd int >= 1, got {self.out_kernel!r}")
+        if not self.heatmap_sigma > 0:
+            raise ValueError(f"heatmap_sigma must be > 0, got {self.heatmap_sigma!r}")
+
+    @classmethod
+    def keypoint_heatmaps(cls) -> DecoderConfig:
+        """The heatmap decoder for keypoint encoders: blobs on an 8x8 grid (at 64 px), a 3x3
+        convolution, one transposed convolution to 16x16 and the sub-pixel output. Measured on
+        one core (batch 256, forward and backward): a 3x3 convolution of 32 channels costs
+        270 ms at 16x16, so the blobs are drawn at 8x8 (sigma 0.15, about half a cell), which
+        still moves smoothly with the coordinates."""
+        return cls(channels=(32, 16), shuffle=4, out_kernel=1, heatmaps=True, heatmap_sigma=0.15)
 
     def start_size(self, image_size: int) -> int:
         """Side of the first feature map for ``image_size`` frames; raises if not integral."""
@@ -98,6 +124,27 @@ def blocks_to_frames(blocks: torch.Tensor, block: int) -> torch.Tensor:
     return cells.permute(0, 4, 2, 5, 3, 1).reshape(n, h * block, w * block, c)
 
 
+class KeypointHeatmaps(nn.Module):
+    """Keypoints (B, 2K) as x, y pairs in [-1, 1] -> Gaussian blobs (B, K, side, side).
+
+    The grid is the cell centres of ``SpatialSoftmax``, so a keypoint read off a map of this
+    side is drawn back on the cell it came from.
+    """
+
+    def __init__(self, side: int, sigma: float) -> None:
+        super().__init__()
+        self.register_buffer(
+            "centres", torch.linspace(-1.0, 1.0, side) if side > 1 else torch.zeros(1)
+        )
+        self.inv_two_var = 1.0 / (2.0 * sigma * sigma)
+
+    def forward(self, keypoints: torch.Tensor) -> torch.Tensor:
+        xy = keypoints.unflatten(1, (-1, 2))  # (B, K, 2)
+        gx = torch.exp(-((self.centres - xy[..., :1]) ** 2) * self.inv_two_var)  # (B, K, side)
+        gy = torch.exp(-((self.centres - xy[..., 1:]) ** 2) * self.inv_two_var)
+        return gy[..., :, None] * gx[..., None, :]  # (B, K, y, x): separable Gaussian
+
+
 class Decoder(nn.Module):
     """Latent (B, D) -> frame in normalised pixel space [-0.5, 0.5]."""
 
@@ -107,7 +154,18 @@ class Decoder(nn.Module):
         self.image_size = image_size
         self.start = config.start_size(image_size)
         first = config.channels[0]
-        self.fc = nn.Linear(latent_dim, first * self.start * self.start)
+        if config.heatmaps:
+            if latent_dim % 2:
+                raise ValueError(
+                    f"a heatmap decoder reads the latent as (x, y) pairs, so its size must be "
+                    f"even, got {latent_dim}"
+                )
+            self.fc = nn.Sequential(
+                KeypointHeatmaps(self.start, config.heatmap_sigma),
+                nn.Conv2d(latent_dim // 2, first, 3, padding=1),
+            )
+        else:
+            self.fc = nn.Linear(latent_dim, first * self.start * self.start)
         ups: list[nn.Module] = []
         for in_channels, out_channels in zip(config.channels, config.channels[1:], strict=False):
             ups += [
@@ -136,6 +194,7 @@ class Decoder(nn.Module):
             Predicted frames, normalised, (B, 3, r*r, H/r, W/r).
         """
         h = F.relu(self.fc(latents)).view(-1, self.config.channels[0], self.start, self.start)
+        # (B, C0, start, start) either way: a heatmap decoder's first layer is a convolution
         h = self.ups(h)  # (B, C_last, H/r, W/r)
         b, _, side, _ = h.shape
         cells = self.config.shuffle**2

@@ -107,6 +107,12 @@ class WorldModelConfig:
             raise ValueError(f"ema_momentum must be in [0, 1), got {self.ema_momentum}")
         if not self.temperature > 0:
             raise ValueError(f"temperature must be > 0, got {self.temperature}")
+        if self.decoder.heatmaps and self.encoder.readout != "keypoints":
+            raise ValueError(
+                f"a heatmap decoder draws the latent as keypoints; it needs an encoder with "
+                f"readout='keypoints' (--encoder-arch keypoints), got readout="
+                f"{self.encoder.readout!r}"
+            )
         # Below 1: some frames must use the copy path, or its mask head would get no gradient.
         if not 0.0 <= self.context_dropout < 1.0:
             raise ValueError(f"context_dropout must be in [0, 1), got {self.context_dropout}")
