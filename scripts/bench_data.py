@@ -9,6 +9,12 @@ Sections (all by default; pick with ``--sections``):
 - ``collect``: frames/s of the bare env loop (step + frame, random actions), of the collector's
   rollout without writing, and of ``collect`` with 1 and 2 workers (targets: 2 workers >= 1.7x
   1 worker; collect with 1 worker within 10% of the bare loop).
+- ``overhead``: what recording and storage add to the env loop, measured paired: per repeat,
+  the same block of episode seeds runs as the bare env loop and as the collector's own
+  steady-state loop (one process: rollout, checks, writer thread, atomic commits) into a fresh
+  directory under ``--workdir`` and, where it exists, under ``/dev/shm`` (memory, no disk), in
+  random order; the median of the per-repeat time ratios is the overhead (target: 10%). The
+  paired ratio cancels the machine's drift, which spreads unpaired runs by tens of percent.
 - ``read``: windows/s that ``WindowDataset`` delivers through a ``DataLoader`` (0 and 2
   workers) to a loop that only consumes the batches (compare with the pretraining step's
   windows/s).
@@ -26,6 +32,7 @@ Usage:
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
@@ -52,7 +59,7 @@ from sslrobot.data.frames import get_frame, has_pixel_observation
 from sslrobot.data.manifest import FORMAT_NAME, FORMAT_VERSION, write_manifest
 from sslrobot.data.storage import write_episode
 
-SECTIONS = ("formats", "collect", "read", "rss")
+SECTIONS = ("formats", "collect", "overhead", "read", "rss")
 SYNTHETIC_EPISODE_STEPS = 50
 
 
@@ -263,6 +270,87 @@ def bench_collect(args: argparse.Namespace, workdir: Path) -> None:
         print(f"{name} vs bare env loop: {100 * overhead:+.1f}% time per frame (target <= 10%)")
 
 
+def bare_block(runner: EpisodeRunner, episode_ids: list[int]) -> tuple[int, float]:
+    """(frames, seconds) of reset/step/frame with seeded random actions over ``episode_ids``,
+    on the runner's own env (the floor the collector's loop stands on)."""
+    env, from_obs = runner.env, runner.frames_from_obs
+    frames = 0
+    start = time.perf_counter()
+    for episode_id in episode_ids:
+        env.action_space.seed(episode_id)
+        obs, _ = env.reset(seed=runner.spec.base_seed + episode_id)
+        get_frame(env, obs, from_obs)
+        frames += 1
+        done = False
+        while not done:
+            obs, _, terminated, truncated, _ = env.step(env.action_space.sample())
+            get_frame(env, obs, from_obs)
+            frames += 1
+            done = terminated or truncated
+    return frames, time.perf_counter() - start
+
+
+def collector_block(runner: EpisodeRunner, episode_ids: list[int], root: Path) -> tuple[int, float]:
+    """(frames, seconds) of the collector's steady-state loop writing ``episode_ids`` into a
+    new directory ``root`` (``collect`` runs this after its start-up; the private loop is used
+    so the env stays the same as the bare loop's). Nothing is deleted until the section ends:
+    on a filesystem mounted with ``discard``, freeing the previous block's files just before
+    timing would bill its TRIMs to this block."""
+    from sslrobot.data.collection import _Progress, _run_in_process
+
+    runner.spec = dataclasses.replace(runner.spec, root=str(root))
+    progress = _Progress(len(episode_ids), "overhead", enabled=False)
+    start = time.perf_counter()
+    _run_in_process(runner, episode_ids, progress)
+    seconds = time.perf_counter() - start
+    progress.close()
+    return progress.frames, seconds
+
+
+def bench_overhead(args: argparse.Namespace, workdir: Path) -> None:
+    """Paired, interleaved blocks: bare env loop vs the collector's loop on each filesystem."""
+    config = CollectConfig(
+        env_id=args.env, out=workdir / "overhead", num_episodes=1, image_size=args.image_size
+    )
+    runner = EpisodeRunner(_run_spec(config))
+    runner.rollout(0)  # warm-up: first render
+    roots = {"collect 1 process, --workdir disk": workdir / "overhead"}
+    shm = Path("/dev/shm")
+    if shm.is_dir() and os.access(shm, os.W_OK):
+        roots["collect 1 process, /dev/shm (memory)"] = Path(tempfile.mkdtemp(dir=shm))
+    loops: dict[str, Callable[[list[int]], tuple[int, float]]] = {
+        "bare env loop": lambda ids: bare_block(runner, ids)
+    }
+    for name, root in roots.items():
+        loops[name] = lambda ids, root=root: collector_block(runner, ids, root / f"ids-{ids[0]}")
+    rates: dict[str, list[float]] = {name: [] for name in loops}
+    seconds: dict[str, list[float]] = {name: [] for name in loops}
+    order = np.random.default_rng(0)
+    n = args.overhead_episodes
+    try:
+        for repeat in range(args.overhead_repeats):
+            ids = list(range(1 + repeat * n, 1 + (repeat + 1) * n))  # same seeds for every loop
+            for index in order.permutation(len(loops)):
+                name = list(loops)[index]
+                frames, elapsed = loops[name](ids)
+                rates[name].append(frames / elapsed)
+                seconds[name].append(elapsed)
+    finally:
+        runner.close()
+        for root in roots.values():
+            shutil.rmtree(root, ignore_errors=True)
+    print(f"\n## overhead: {args.env} at {args.image_size}px, random policy, paired blocks")
+    print(f"{args.overhead_repeats} repeats x {n} episodes, loops in random order per repeat")
+    print("| loop | frames/s (median) | time per frame vs bare loop (median of paired ratios) |")
+    print("|---|---|---|")
+    bare = seconds["bare env loop"]
+    for name in loops:
+        ratios = [s / b for s, b in zip(seconds[name], bare, strict=True)]
+        extra = "" if name == "bare env loop" else f"{100 * (statistics.median(ratios) - 1):+.1f}%"
+        print(f"| {name} | {statistics.median(rates[name]):.0f} | {extra} |")
+    print("target: collect within 10% of the bare loop")
+
+
 # ----------------------------------------------------------------------------- read / rss
 
 
@@ -402,6 +490,8 @@ def main() -> None:
         "format_windows": 200 if quick else 2000,
         "bare_frames": 1000 if quick else 5000,
         "collect_episodes": 10 if quick else 100,
+        "overhead_episodes": 10 if quick else 40,
+        "overhead_repeats": 2 if quick else 15,
         "read_frames": 5_000 if quick else 20_000,
         "read_windows": 2_000 if quick else 20_000,
         "rss_frames": 2_000 if quick else 20_000,
@@ -429,6 +519,7 @@ def main() -> None:
             {
                 "formats": bench_formats,
                 "collect": bench_collect,
+                "overhead": bench_overhead,
                 "read": bench_read,
                 "rss": bench_rss,
             }[section](args, workdir)
