@@ -1,0 +1,232 @@
+"""How precise must a frozen representation be for 25-demonstration BC? A diagnostic.
+
+On a finished run's task, trains the run's BC head (MLP 256-256, AdamW 1e-3, the preset's
+steps and batch) on the same demonstrations with five inputs and evaluates each on the same
+seeded episodes:
+
+- ``state``: the whole privileged state (the run's state oracle);
+- ``state-readout``: the whole state as a linear probe reads it out of the frozen features
+  (fitted on the unlabeled stream; privileged labels for the probe only);
+- ``features``: frozen encoder features + proprio, the run's own policy input;
+- ``true``: proprio + the task objects' true positions (privileged: an upper bound for any
+  encoder that finds the objects exactly);
+- ``readout``: proprio + those positions read out of the frozen features by a linear probe
+  fitted on the unlabeled stream (privileged labels for the probe only: what a representation
+  with the probe's precision gives a policy that already knows where to look).
+
+The gap ``state`` -> ``state-readout`` is what the representation's precision costs a head
+that knows where to look; ``state`` -> ``true`` is what the head loses without the state's
+derived quantities (fingertip position, offsets); ``true`` -> ``readout`` is the precision
+cost on the objects alone; ``readout`` -> ``features`` is what finding the objects in the
+features from few demonstrations costs. Usage:
+
+    python scripts/bench_readout.py --run runs/default5 --task Reach-v0
+    python scripts/bench_readout.py --run runs/default5 --task Push-v0 --encoder none
+
+Prints its settings, the probe's error on the demonstrations (metres), and success per seed
+and mean for each input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from sslrobot.data import open_dataset
+from sslrobot.evaluation.probe import fit_ridge, select_alphas
+from sslrobot.evaluation.rollouts import run_episodes
+from sslrobot.policy.demos import load_transitions
+from sslrobot.policy.encoders import resolve_encoder
+from sslrobot.policy.environment import make_env
+from sslrobot.policy.head import MLPHead
+
+#: Per task, the state variables that say where the task's objects are.
+OBJECT_VARIABLES = {
+    "Reach-v0": ("target_x", "target_y"),
+    "Push-v0": ("cube_x", "cube_y", "goal_x", "goal_y"),
+    "Navigate-v0": ("goal_distance", "goal_cos_bearing", "goal_sin_bearing"),
+}
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--run", type=Path, required=True, help="a finished `sslrobot run` dir")
+    parser.add_argument("--task", default="Reach-v0", help="task directory in the run")
+    parser.add_argument(
+        "--encoder", default="fdm+future", help="an objective pretrained in the run, or none"
+    )
+    parser.add_argument("--num-demos", type=int, default=25)
+    parser.add_argument("--probe-episodes", type=int, default=300, help="unlabeled episodes")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--episodes", type=int, default=100, help="evaluation episodes per seed")
+    parser.add_argument("--eval-seed", type=int, default=300_000, help="first evaluation seed")
+    parser.add_argument("--threads", type=int, default=1)
+    return parser.parse_args()
+
+
+class StateInObservation(gym.Wrapper):
+    """Adds ``info["state"]`` to each dict observation as ``obs["state"]`` (diagnostics only)."""
+
+    def reset(self, **kwargs: Any) -> tuple[dict, dict]:
+        obs, info = self.env.reset(**kwargs)
+        return {**obs, "state": info["state"]}, info
+
+    def step(self, action: np.ndarray) -> tuple[dict, float, bool, bool, dict]:
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        return {**obs, "state": info["state"]}, reward, terminated, truncated, info
+
+
+def encode(encoder: torch.nn.Module, pixels: np.ndarray, batch: int = 512) -> np.ndarray:
+    """Frozen features (N, D), float64, of uint8 frames (N, H, W, 3)."""
+    with torch.no_grad():
+        parts = [
+            encoder(torch.from_numpy(np.array(pixels[i : i + batch])))
+            for i in range(0, len(pixels), batch)
+        ]
+    return torch.cat(parts).numpy().astype(np.float64)
+
+
+def make_policy_input(
+    mode: str,
+    encoder: torch.nn.Module,
+    readout: Callable[[np.ndarray], np.ndarray],
+    columns: list[int],
+) -> Callable[[dict], np.ndarray]:
+    """``obs -> head input`` for one mode, in the column order the head was trained on."""
+
+    def policy_input(obs: dict) -> np.ndarray:
+        proprio = np.asarray(obs["proprio"], dtype=np.float64)
+        if mode == "state":
+            return np.asarray(obs["state"], dtype=np.float64)
+        features = encode(encoder, np.asarray(obs["pixels"])[None])
+        if mode == "state-readout":
+            return readout(features)[0]
+        if mode == "true":
+            return np.r_[proprio, np.asarray(obs["state"])[columns]]
+        if mode == "features":
+            return np.r_[features[0], proprio]
+        return np.r_[proprio, readout(features)[0, columns]]
+
+    return policy_input
+
+
+def fit_readout(
+    encoder: torch.nn.Module, dataset: Any, episodes: int
+) -> Callable[[np.ndarray], np.ndarray]:
+    """Ridge probe features -> every state variable on ``episodes`` unlabeled episodes (alpha
+    chosen per variable on held-out episodes, as ``sslrobot probe`` does)."""
+    rng = np.random.default_rng(0)
+    ids = rng.choice(list(dataset.episode_ids), min(episodes, len(dataset.episode_ids)), False)
+    features, states, groups = [], [], []
+    for episode_id in ids:
+        episode = dataset.load_episode(int(episode_id), include_state=True)
+        features.append(encode(encoder, np.asarray(episode["pixels"])))
+        states.append(np.asarray(episode["state"], dtype=np.float64))
+        groups.append(np.full(len(states[-1]), int(episode_id)))
+    x, y, g = np.concatenate(features), np.concatenate(states), np.concatenate(groups)
+    probe = fit_ridge(x, y, select_alphas(x, y, groups=g))
+    return probe.predict
+
+
+def train_head(inputs: np.ndarray, actions: np.ndarray, seed: int, steps: int, batch: int):
+    """The run's BC head on standardised inputs; returns ``act(inputs) -> actions``."""
+    mean, scale = inputs.mean(0), inputs.std(0) + 1e-6
+    x = torch.from_numpy(((inputs - mean) / scale).astype(np.float32))
+    y = torch.from_numpy(actions)
+    torch.manual_seed(seed)
+    head = MLPHead(x.shape[1], y.shape[1], (256, 256))
+    optimizer = torch.optim.AdamW(head.parameters(), lr=1e-3, weight_decay=0.0)
+    generator = torch.Generator().manual_seed(seed)
+    for _ in range(steps):
+        index = torch.randint(0, len(x), (min(batch, len(x)),), generator=generator)
+        loss = F.mse_loss(head(x[index]), y[index])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    head.eval()
+
+    def act(row: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            z = torch.from_numpy(((row - mean) / scale).astype(np.float32))[None]
+            return head(z)[0].numpy()
+
+    return act
+
+
+def main() -> None:
+    args = parse_args()
+    torch.set_num_threads(args.threads)
+    config = json.loads((args.run / "config.json").read_text())
+    print("bench_readout:", json.dumps({**{k: str(v) for k, v in vars(args).items()}}))
+    start = time.perf_counter()
+    demos = open_dataset(args.run / args.task / "data" / "demos" / "dataset")
+    names = demos.manifest["state_names"]
+    variables = OBJECT_VARIABLES[args.task]
+    columns = [names.index(name) for name in variables]
+    transitions = load_transitions(
+        demos, list(demos.episode_ids)[: args.num_demos], pixels=True, state=True
+    )
+    spec = (
+        args.encoder
+        if args.encoder == "none"
+        else str(args.run / args.task / "pretrain" / args.encoder / "encoder")
+    )
+    env_id = f"sslrobot/{args.task}"
+    steps, batch = config["bc_steps"], config["bc_batch_size"]
+    modes = ("state", "state-readout", "true", "readout", "features")
+    results: dict[str, list[float]] = {mode: [] for mode in modes}
+    readout_error = None
+    for seed in args.seeds:
+        encoder = resolve_encoder(spec, config["image_size"], seed, config["encoder_arch"]).module
+        encoder.eval()
+        readout = fit_readout(
+            encoder,
+            open_dataset(args.run / args.task / "data" / "unlabeled" / "dataset"),
+            args.probe_episodes,
+        )
+        features = encode(encoder, transitions.pixels)
+        true = transitions.state[:, columns].astype(np.float64)
+        read_state = readout(features)
+        read = read_state[:, columns]
+        if readout_error is None:
+            readout_error = np.median(np.abs(read - true), axis=0)
+        inputs = {
+            "state": transitions.state.astype(np.float64),
+            "state-readout": read_state,
+            "true": np.c_[transitions.proprio, true],
+            "readout": np.c_[transitions.proprio, read],
+            "features": np.c_[features, transitions.proprio],
+        }
+
+        env = StateInObservation(make_env(env_id, config["image_size"], "pixels"))
+        try:
+            seeds = [args.eval_seed + i for i in range(args.episodes)]
+            for mode, x in inputs.items():
+                head = train_head(x, transitions.actions, seed, steps, batch)
+                policy_input = make_policy_input(mode, encoder, readout, columns)
+                episodes, _ = run_episodes(
+                    env, lambda obs, h=head, f=policy_input: h(f(obs)), seeds
+                )
+                results[mode].append(float(np.mean([e.success for e in episodes])))
+        finally:
+            env.close()
+    print(
+        f"linear readout of {list(variables)} from {args.encoder} features, median absolute "
+        f"error on the demonstrations: {np.round(readout_error, 4).tolist()}"
+    )
+    for mode, values in results.items():
+        print(f"success with {mode:13s}: {[round(v, 3) for v in values]} -> {np.mean(values):.3f}")
+    print(f"wall time {time.perf_counter() - start:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
