@@ -80,8 +80,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         choices=("dense", "heatmaps"),
         default="dense",
         help="frame decoder of future/recon: dense (a fully connected first layer) or heatmaps "
-        "(keypoint encoders: each keypoint drawn as a Gaussian blob, so keypoints settle on "
-        "objects)",
+        "(keypoint encoders: each keypoint drawn as a Gaussian blob, as in Jakab et al. 2018)",
     )
     parser.add_argument("--augment", choices=("shift", "none"), default="shift")
     parser.add_argument(
