@@ -23,8 +23,9 @@ features from few demonstrations costs. Usage:
     python scripts/bench_readout.py --run runs/default5 --task Reach-v0
     python scripts/bench_readout.py --run runs/default5 --task Push-v0 --encoder none
 
-Prints its settings, the probe's error on the demonstrations (metres), and success per seed
-and mean for each input.
+Prints its settings, the probe's error on the demonstrations (metres; the first seed's encoder,
+which for ``none`` is a different random encoder per seed), and success per seed and mean for
+each input.
 """
 
 from __future__ import annotations
@@ -166,7 +167,7 @@ def main() -> None:
     args = parse_args()
     torch.set_num_threads(args.threads)
     config = json.loads((args.run / "config.json").read_text())
-    print("bench_readout:", json.dumps({**{k: str(v) for k, v in vars(args).items()}}))
+    print("bench_readout:", json.dumps({k: str(v) for k, v in vars(args).items()}))
     start = time.perf_counter()
     demos = open_dataset(args.run / args.task / "data" / "demos" / "dataset")
     names = demos.manifest["state_names"]
