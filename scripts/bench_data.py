@@ -323,8 +323,7 @@ def bench_overhead(args: argparse.Namespace, workdir: Path) -> None:
     }
     for name, root in roots.items():
         loops[name] = lambda ids, root=root: collector_block(runner, ids, root / f"ids-{ids[0]}")
-    rates: dict[str, list[float]] = {name: [] for name in loops}
-    seconds: dict[str, list[float]] = {name: [] for name in loops}
+    rates: dict[str, list[float]] = {name: [] for name in loops}  # frames/s per block
     order = np.random.default_rng(0)
     n = args.overhead_episodes
     try:
@@ -334,7 +333,6 @@ def bench_overhead(args: argparse.Namespace, workdir: Path) -> None:
                 name = list(loops)[index]
                 frames, elapsed = loops[name](ids)
                 rates[name].append(frames / elapsed)
-                seconds[name].append(elapsed)
     finally:
         runner.close()
         for root in roots.values():
@@ -343,9 +341,9 @@ def bench_overhead(args: argparse.Namespace, workdir: Path) -> None:
     print(f"{args.overhead_repeats} repeats x {n} episodes, loops in random order per repeat")
     print("| loop | frames/s (median) | time per frame vs bare loop (median of paired ratios) |")
     print("|---|---|---|")
-    bare = seconds["bare env loop"]
+    bare = rates["bare env loop"]
     for name in loops:
-        ratios = [s / b for s, b in zip(seconds[name], bare, strict=True)]
+        ratios = [b / r for r, b in zip(rates[name], bare, strict=True)]  # time per frame
         extra = "" if name == "bare env loop" else f"{100 * (statistics.median(ratios) - 1):+.1f}%"
         print(f"| {name} | {statistics.median(rates[name]):.0f} | {extra} |")
     print("target: collect within 10% of the bare loop")
