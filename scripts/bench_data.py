@@ -295,7 +295,7 @@ def collector_block(runner: EpisodeRunner, episode_ids: list[int], root: Path) -
     new directory ``root`` (``collect`` runs this after its start-up; the private loop is used
     so the env stays the same as the bare loop's). Nothing is deleted until the section ends:
     on a filesystem mounted with ``discard``, freeing the previous block's files just before
-    timing would bill its TRIMs to this block."""
+    timing could bill their TRIMs to this block."""
     from sslrobot.data.collection import _Progress, _run_in_process
 
     runner.spec = dataclasses.replace(runner.spec, root=str(root))
