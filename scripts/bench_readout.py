@@ -138,7 +138,9 @@ def fit_readout(
     return probe.predict
 
 
-def train_head(inputs: np.ndarray, actions: np.ndarray, seed: int, steps: int, batch: int):
+def train_head(
+    inputs: np.ndarray, actions: np.ndarray, seed: int, steps: int, batch: int
+) -> Callable[[np.ndarray], np.ndarray]:
     """The run's BC head on standardised inputs; returns ``act(inputs) -> actions``."""
     mean, scale = inputs.mean(0), inputs.std(0) + 1e-6
     x = torch.from_numpy(((inputs - mean) / scale).astype(np.float32))
