@@ -13,6 +13,7 @@ from contextlib import suppress
 from pathlib import Path
 
 import pytest
+from archive_damage import flip_member_byte
 from test_data_fake_env import FAKE_ENV_ID
 
 from sslrobot.commands import data as data_commands
@@ -54,11 +55,12 @@ def test_collect_info_verify(tmp_path, capsys):
     assert json.loads(capsys.readouterr().out)["stats"]["episodes"] == 3
     assert run_cli("data", "verify", str(root)) == 0
     assert "3 episodes OK, 0 corrupt" in capsys.readouterr().out
-    broken = episode_path(root, 1) / "reward.npy"
-    broken.write_bytes(broken.read_bytes()[:-1] + b"\x00")
+    broken = episode_path(root, 1)
+    flip_member_byte(broken, "reward.npy")
     assert run_cli("data", "verify", str(root)) == 1
     out = capsys.readouterr().out
-    assert f"CORRUPT episode 1: {broken}: sha256" in out and "2 episodes OK" in out
+    assert f"CORRUPT episode 1: {broken}: member reward.npy is corrupt" in out
+    assert "2 episodes OK" in out
 
 
 @pytest.mark.parametrize(

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import errno
 import re
-import shutil
 
 import numpy as np
 import pytest
+from archive_damage import truncate
 from test_data_fake_env import FAKE_ENV_ID
 
 from sslrobot.data import (
@@ -21,6 +21,8 @@ from sslrobot.data import (
 )
 from sslrobot.data.collection import _run_spec
 from sslrobot.data.episode_runner import EpisodeRunner
+from sslrobot.data.manifest import write_manifest
+from sslrobot.data.storage import read_meta
 
 
 def fake_config(out, **overrides) -> CollectConfig:
@@ -95,11 +97,10 @@ def test_resume_fills_gaps_and_extends_without_duplicates(tmp_path):
     collect(fake_config(root, num_episodes=4), progress=False)
     reference = tmp_path / "reference"
     collect(fake_config(reference, num_episodes=6), progress=False)
-    shutil.rmtree(storage.episode_path(root, 1))  # a gap
+    storage.episode_path(root, 1).unlink()  # a gap
     leftover = root / "episodes" / (storage.temp_dir_prefix(2) + "123-abc")
-    leftover.mkdir()  # an in-flight copy from a crash
-    torn = storage.episode_path(root, 3) / "pixels.npy"  # as a power loss without fsync can
-    torn.write_bytes(torn.read_bytes()[:100])
+    leftover.write_bytes(b"PK")  # an in-flight copy from a crash
+    truncate(storage.episode_path(root, 3), 100)  # as a power loss without fsync can leave it
     with pytest.raises(ValueError, match="pass --resume"):
         collect(fake_config(root, num_episodes=6), progress=False)
     with pytest.warns(UserWarning, match="episode 3 .* is incomplete"):
@@ -109,6 +110,22 @@ def test_resume_fills_gaps_and_extends_without_duplicates(tmp_path):
     assert open_dataset(root).manifest["counts"]["episodes"] == 6
     report = verify_dataset(root)
     assert report.ok and len(report.set_aside) == 1  # the torn copy is kept, out of the way
+
+
+def test_a_format_1_dataset_resumes_in_its_own_format(tmp_path):
+    reference = collect(fake_config(tmp_path / "reference", num_episodes=5), progress=False)
+    root = tmp_path / "old"  # the first three episodes, rewritten as format 1 wrote them
+    manifest = dict(open_dataset(reference).manifest, format_version=1)
+    write_manifest(root, manifest)
+    for episode_id in range(3):
+        arrays = open_dataset(reference).load_episode(episode_id, include_state=True)
+        meta = read_meta(storage.episode_path(reference, episode_id))
+        storage.write_episode(root, episode_id, arrays, meta, format_version=1)
+    collect(fake_config(root, num_episodes=5, resume=True), progress=False)
+    assert all(storage.episode_path(root, i).is_dir() for i in range(5))  # no mixed formats
+    assert open_dataset(root).manifest["format_version"] == 1
+    assert_same_episodes(root, reference)
+    assert verify_dataset(root).ok
 
 
 def test_other_settings_are_refused_in_an_existing_dataset(tmp_path):
@@ -193,15 +210,16 @@ def test_black_frames_are_refused_with_the_renderer_hint(tmp_path, black_from_st
 def test_disk_full_during_collection_keeps_written_episodes(tmp_path, monkeypatch):
     root = tmp_path / "d"
     calls = {"n": 0}
-    real_write = storage.write_new_file
+    real_write = storage.write_archive
 
-    def failing_write(path, chunks, fsync):
+    def failing_write(file, members, text):
         calls["n"] += 1
-        if calls["n"] > 20:  # 8 files per episode: fails inside the third episode
+        if calls["n"] > 2:  # the third episode: a part of it reaches the disk, then no space
+            file.write(b"PK\x03\x04")
             raise OSError(errno.ENOSPC, "No space left on device")
-        real_write(path, chunks, fsync)
+        real_write(file, members, text)
 
-    monkeypatch.setattr(storage, "write_new_file", failing_write)
+    monkeypatch.setattr(storage, "write_archive", failing_write)
     with pytest.raises(DatasetWriteError, match=f"{re.escape(str(root))}.*No space left on device"):
         collect(fake_config(root, num_episodes=4), progress=False)
     monkeypatch.undo()

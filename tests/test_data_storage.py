@@ -5,13 +5,21 @@ from __future__ import annotations
 import errno
 import json
 import re
+import zipfile
 
 import numpy as np
 import pytest
+from archive_damage import flip_member_byte, truncate
 
 from sslrobot.data import DatasetWriteError, open_dataset, storage, verify_dataset
 from sslrobot.data.manifest import FORMAT_NAME, FORMAT_VERSION, write_manifest
-from sslrobot.data.storage import check_episode, episode_path, list_episode_ids, write_episode
+from sslrobot.data.storage import (
+    check_episode,
+    episode_path,
+    list_episode_ids,
+    read_meta,
+    write_episode,
+)
 
 
 def make_arrays(length: int, seed: int, size: int = 8) -> dict[str, np.ndarray]:
@@ -27,13 +35,15 @@ def make_arrays(length: int, seed: int, size: int = 8) -> dict[str, np.ndarray]:
     }
 
 
-def make_dataset(root, lengths: dict[int, int], size: int = 8) -> None:
+def make_dataset(
+    root, lengths: dict[int, int], size: int = 8, format_version: int = FORMAT_VERSION
+) -> None:
     """A dataset written with the storage writer alone (no env)."""
     write_manifest(
         root,
         {
             "format": FORMAT_NAME,
-            "format_version": FORMAT_VERSION,
+            "format_version": format_version,
             "env_id": "synthetic",
             "frame_shape": [size, size, 3],
             "proprio_dim": 4,
@@ -43,11 +53,13 @@ def make_dataset(root, lengths: dict[int, int], size: int = 8) -> None:
         },
     )
     for episode_id, length in lengths.items():
-        write_episode(root, episode_id, make_arrays(length, episode_id, size), {"seed": episode_id})
+        arrays = make_arrays(length, episode_id, size)
+        write_episode(root, episode_id, arrays, {"seed": episode_id}, format_version=format_version)
 
 
-def test_round_trip_is_exact_and_state_is_opt_in(tmp_path):
-    make_dataset(tmp_path, {0: 5, 3: 9})
+@pytest.mark.parametrize("format_version", [1, 2])
+def test_round_trip_is_exact_and_state_is_opt_in(tmp_path, format_version):
+    make_dataset(tmp_path, {0: 5, 3: 9}, format_version=format_version)
     dataset = open_dataset(tmp_path)
     assert dataset.episode_ids == [0, 3]
     for episode_id, length in ((0, 5), (3, 9)):
@@ -63,11 +75,14 @@ def test_round_trip_is_exact_and_state_is_opt_in(tmp_path):
         assert dataset.meta(episode_id)["length"] == length
 
 
-def test_commit_is_atomic_and_never_overwrites(tmp_path):
-    make_dataset(tmp_path, {0: 4})
+@pytest.mark.parametrize("format_version", [1, 2])
+def test_commit_is_atomic_and_never_overwrites(tmp_path, format_version):
+    make_dataset(tmp_path, {0: 4}, format_version=format_version)
     assert list((tmp_path / "episodes").iterdir()) == [episode_path(tmp_path, 0)]
-    with pytest.raises(FileExistsError, match="already exists"):
-        write_episode(tmp_path, 0, make_arrays(6, 1), {})
+    for version in (1, 2):  # not even through the other format's name
+        with pytest.raises(FileExistsError, match="already exists"):
+            write_episode(tmp_path, 0, make_arrays(6, 1), {}, format_version=version)
+    assert list((tmp_path / "episodes").iterdir()) == [episode_path(tmp_path, 0)]
     np.testing.assert_array_equal(
         open_dataset(tmp_path).load_episode(0)["action"], make_arrays(4, 0)["action"]
     )
@@ -85,8 +100,41 @@ def test_bad_arrays_are_refused_before_writing(tmp_path):
     assert list_episode_ids(tmp_path) == []
 
 
-def test_verify_names_truncated_and_bit_flipped_files(tmp_path):
+def test_an_episode_is_one_standard_npz(tmp_path):
+    make_dataset(tmp_path, {0: 3})
+    path = episode_path(tmp_path, 0)
+    assert path.name == "ep_000000.npz" and path.is_file()
+    with zipfile.ZipFile(path) as archive:
+        assert archive.testzip() is None  # every member's CRC-32 holds
+        assert all(info.compress_type == zipfile.ZIP_STORED for info in archive.infolist())
+    with np.load(path) as arrays:  # any numpy reads it
+        np.testing.assert_array_equal(arrays["pixels"], make_arrays(3, 0)["pixels"])
+        np.testing.assert_array_equal(arrays["state.eval_only"], make_arrays(3, 0)["state"])
+
+
+def test_verify_names_truncated_and_bit_flipped_episodes(tmp_path):
     make_dataset(tmp_path, {0: 5, 1: 5, 2: 5})
+    truncate(episode_path(tmp_path, 1), -10)  # the zip's directory is at the end
+    flipped = episode_path(tmp_path, 2)
+    flip_member_byte(flipped, "pixels.npy")
+
+    report = verify_dataset(tmp_path)
+    assert not report.ok and report.num_ok == 1
+    assert set(report.corrupt) == {1, 2}
+    assert str(episode_path(tmp_path, 1)) in report.corrupt[1][0]
+    assert "not a complete episode archive" in report.corrupt[1][0]
+    assert f"{flipped}: member pixels.npy is corrupt" in report.corrupt[2][0]
+    assert "CRC" in report.corrupt[2][0]
+    # the cheap structural check catches truncation, only the checksum catches the bit flip
+    assert check_episode(flipped, checksums=False) == []
+    assert check_episode(episode_path(tmp_path, 0), checksums=True) == []
+    np.testing.assert_array_equal(
+        open_dataset(tmp_path).load_episode(0)["pixels"], make_arrays(5, 0)["pixels"]
+    )
+
+
+def test_verify_names_truncated_and_bit_flipped_files_of_format_1(tmp_path):
+    make_dataset(tmp_path, {0: 5, 1: 5, 2: 5}, format_version=1)
     truncated = episode_path(tmp_path, 1) / "pixels.npy"
     truncated.write_bytes(truncated.read_bytes()[:-10])
     flipped = episode_path(tmp_path, 2) / "action.npy"
@@ -97,7 +145,7 @@ def test_verify_names_truncated_and_bit_flipped_files(tmp_path):
     report = verify_dataset(tmp_path)
     assert not report.ok and report.num_ok == 1
     assert set(report.corrupt) == {1, 2}
-    assert str(truncated) in report.corrupt[1][0] and "truncated" in report.corrupt[1][0]
+    assert str(truncated) in report.corrupt[1][0] and "bytes stored" in report.corrupt[1][0]
     assert str(flipped) in report.corrupt[2][0] and "sha256" in report.corrupt[2][0]
     # the cheap structural check catches truncation, only the checksum catches the bit flip
     assert check_episode(episode_path(tmp_path, 2), checksums=False) == []
@@ -109,15 +157,22 @@ def test_verify_names_truncated_and_bit_flipped_files(tmp_path):
 
 def test_verify_names_broken_metadata_and_reports_gaps(tmp_path):
     make_dataset(tmp_path, {0: 3, 2: 3})
-    (episode_path(tmp_path, 2) / "meta.json").write_text("{not json")
+    flip_member_byte(episode_path(tmp_path, 2), "meta.json", position=3)
     report = verify_dataset(tmp_path)
     assert report.missing_ids == [1]
     assert "meta.json" in report.corrupt[2][0]
     assert any("CORRUPT episode 2" in line for line in report.lines())
 
 
-def test_disk_full_names_the_path_and_keeps_written_episodes(tmp_path, monkeypatch):
-    make_dataset(tmp_path, {0: 4})
+def _write_archive_until_disk_full(file, members, text):
+    """An archive writer that writes part of an episode, then finds the disk full."""
+    file.write(b"PK\x03\x04 part of an episode")
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+
+@pytest.mark.parametrize("format_version", [1, 2])
+def test_disk_full_names_the_path_and_keeps_written_episodes(tmp_path, monkeypatch, format_version):
+    make_dataset(tmp_path, {0: 4}, format_version=format_version)
     calls = {"n": 0}
     real_write = storage.write_new_file
 
@@ -128,10 +183,11 @@ def test_disk_full_names_the_path_and_keeps_written_episodes(tmp_path, monkeypat
         real_write(path, chunks, fsync)
 
     monkeypatch.setattr(storage, "write_new_file", failing_write)
+    monkeypatch.setattr(storage, "write_archive", _write_archive_until_disk_full)
     with pytest.raises(
         DatasetWriteError, match=r"No space left on device.*free some space"
     ) as info:
-        write_episode(tmp_path, 1, make_arrays(4, 1), {})
+        write_episode(tmp_path, 1, make_arrays(4, 1), {}, format_version=format_version)
     assert info.value.errno == errno.ENOSPC
     assert str(tmp_path / "episodes") in str(info.value)
     assert list((tmp_path / "episodes").iterdir()) == [episode_path(tmp_path, 0)]  # no temp left
@@ -145,9 +201,16 @@ def test_unwritable_directory_gives_a_clear_error(tmp_path):
         write_episode(blocker / "dataset", 0, make_arrays(2, 0), {})
 
 
-def test_meta_records_checksums_and_eval_only(tmp_path):
+def test_meta_records_arrays_and_eval_only(tmp_path):
     make_dataset(tmp_path, {0: 3})
+    meta = read_meta(episode_path(tmp_path, 0))
+    assert meta["eval_only"] == ["state"] and meta["length"] == 3
+    assert meta["files"]["state.eval_only.npy"]["array"] == "state"
+    assert meta["files"]["pixels.npy"]["shape"] == [4, 8, 8, 3]
+
+
+def test_format_1_meta_records_a_sha256_per_file(tmp_path):
+    make_dataset(tmp_path, {0: 3}, format_version=1)
     meta = json.loads((episode_path(tmp_path, 0) / "meta.json").read_text())
     assert meta["eval_only"] == ["state"]
-    assert meta["files"]["state.eval_only.npy"]["array"] == "state"
     assert all(len(info["sha256"]) == 64 for info in meta["files"].values())

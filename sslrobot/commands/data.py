@@ -84,7 +84,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     info.add_argument("dir", type=Path)
     info.add_argument("--json", action="store_true", help="print JSON instead of text")
     info.set_defaults(func=_info)
-    verify = actions.add_parser("verify", help="check every episode (shapes, lengths, sha256)")
+    verify = actions.add_parser("verify", help="check every episode (shapes, lengths, checksums)")
     verify.add_argument("dir", type=Path)
     verify.add_argument(
         "--no-checksums", action="store_true", help="skip re-hashing (structure only)"

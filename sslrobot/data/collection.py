@@ -9,9 +9,9 @@ how many workers or machines (``shard``) produced it.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import multiprocessing
-import shutil
 import time
 import warnings
 from collections.abc import Iterator
@@ -61,7 +61,8 @@ from sslrobot.data.storage import (
     check_episode,
     episode_path,
     list_episode_ids,
-    list_temp_dirs,
+    list_temp_paths,
+    remove_path,
     set_aside,
     temp_dir_episode_id,
 )
@@ -193,6 +194,8 @@ def _prepare_root(config: CollectConfig, manifest: dict[str, Any]) -> dict[str, 
     leftovers = (TMP_PREFIX, temp_prefix(MANIFEST_NAME))  # of a run killed mid-write
     if (root / MANIFEST_NAME).exists():
         existing = read_manifest(root)
+        # an older dataset grows in its own format (readers take every supported version)
+        manifest = {**manifest, "format_version": existing["format_version"]}
         check_same_dataset(existing, manifest, root)
         manifest = {**manifest, "created": existing.get("created", manifest["created"])}
     elif any(p.name != LOCK_DIR and not p.name.startswith(leftovers) for p in root.iterdir()):
@@ -250,10 +253,10 @@ def _set_aside_broken(root: Path, episode_ids: list[int]) -> None:
 
 def _remove_stale_temps(root: Path, shard: tuple[int, int]) -> None:
     """Delete in-flight leftovers of this shard's episodes (we hold the shard lock)."""
-    for path in list_temp_dirs(root):
+    for path in list_temp_paths(root):
         episode_id = temp_dir_episode_id(path)
         if episode_id is not None and episode_id % shard[1] == shard[0]:
-            shutil.rmtree(path, ignore_errors=True)
+            remove_path(path)
 
 
 class _Progress:
@@ -355,6 +358,7 @@ def collect(config: CollectConfig, progress: bool = True) -> Path:
     try:
         manifest = _new_manifest(config, spec, _probe_env(env, spec))
         manifest = _prepare_root(config, manifest)
+        spec = dataclasses.replace(spec, format_version=manifest["format_version"])
         root = config.out
         with _shard_lock(root, config.shard):
             write_manifest(root, {**manifest, "updated": utc_now(), "counts": count_episodes(root)})

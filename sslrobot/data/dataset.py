@@ -15,7 +15,8 @@ from sslrobot.data.storage import (
     EVAL_ONLY_ARRAYS,
     episode_path,
     list_episode_ids,
-    load_array,
+    locate_arrays,
+    map_array,
     read_meta,
 )
 
@@ -74,14 +75,14 @@ class EpisodeDataset:
         env_id = self.manifest.get("env_id")
         return f"EpisodeDataset({str(self.root)!r}, env={env_id!r}, episodes={len(self)})"
 
-    def episode_dir(self, episode_id: int) -> Path:
-        """Directory of a committed episode.
+    def episode_path(self, episode_id: int) -> Path:
+        """Path of a committed episode: its ``.npz`` archive (a directory in format 1).
 
         Raises:
             KeyError: no such episode in this dataset.
         """
         path = episode_path(self.root, episode_id)
-        if not path.is_dir():
+        if not path.exists():
             raise KeyError(
                 f"episode {episode_id} is not in {self.root} (it has {len(self)} episodes)"
             )
@@ -89,7 +90,7 @@ class EpisodeDataset:
 
     def meta(self, episode_id: int) -> dict[str, Any]:
         """The episode's metadata (length, seed, policy, return, success, checksums)."""
-        return read_meta(self.episode_dir(episode_id))
+        return read_meta(self.episode_path(episode_id))
 
     def load_episode(self, episode_id: int, include_state: bool = False) -> dict[str, np.ndarray]:
         """Arrays of one episode, memory-mapped read-only (copy before modifying).
@@ -101,10 +102,13 @@ class EpisodeDataset:
         Returns:
             ``pixels`` (L+1, H, W, 3) uint8, ``proprio`` (L+1, P), ``action`` (L, A),
             ``reward`` (L,), ``terminated`` (L,), ``truncated`` (L,) [+ ``state`` (L+1, S)].
+
+        Raises:
+            FileNotFoundError: ``include_state`` for an episode without a privileged state.
         """
-        directory = self.episode_dir(episode_id)
+        path = self.episode_path(episode_id)
         names = [k for k in ARRAY_FILES if include_state or k not in EVAL_ONLY_ARRAYS]
-        return {name: load_array(directory, name) for name in names}
+        return {name: map_array(where) for name, where in locate_arrays(path, names).items()}
 
     def split(self, val_fraction: float = 0.1, seed: int = 0) -> tuple[list[int], list[int]]:
         """``(train_ids, val_ids)`` by episode; see ``split_episode_ids``."""

@@ -16,7 +16,7 @@ import numpy as np
 from sslrobot.data.frames import check_frame, check_frame_stream, get_frame, has_pixel_observation
 from sslrobot.data.manifest import utc_now
 from sslrobot.data.policies import make_policy
-from sslrobot.data.storage import write_episode
+from sslrobot.data.storage import CURRENT_FORMAT_VERSION, write_episode
 
 
 @dataclass(frozen=True)
@@ -34,6 +34,7 @@ class RunSpec:
     base_seed: int
     shard: str
     fsync: bool = False
+    format_version: int = CURRENT_FORMAT_VERSION  # a resumed older dataset keeps its own
 
 
 def make_env(spec: RunSpec) -> gym.Env:
@@ -180,7 +181,14 @@ class EpisodeRunner:
         # FileExistsError: another process committed it first (e.g. a worker orphaned by a
         # killed collector finishing while --resume runs). Same seed, same data: nothing lost.
         with contextlib.suppress(FileExistsError):
-            write_episode(Path(self.spec.root), episode_id, arrays, meta, fsync=self.spec.fsync)
+            write_episode(
+                Path(self.spec.root),
+                episode_id,
+                arrays,
+                meta,
+                fsync=self.spec.fsync,
+                format_version=self.spec.format_version,
+            )
         return {
             "episode_id": episode_id,
             "length": int(arrays["action"].shape[0]),

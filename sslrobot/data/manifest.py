@@ -8,12 +8,19 @@ from pathlib import Path
 from typing import Any
 
 from sslrobot.data.fileio import atomic_write_json
-from sslrobot.data.storage import episode_path, list_episode_ids, read_meta
+from sslrobot.data.storage import (
+    CURRENT_FORMAT_VERSION,
+    FORMAT_VERSIONS,
+    episode_path,
+    list_episode_ids,
+    read_meta,
+)
 from sslrobot.utils.versions import package_versions as installed_versions
 
 MANIFEST_NAME = "manifest.json"
 FORMAT_NAME = "sslrobot-episodes"
-FORMAT_VERSION = 1
+#: What new datasets are written in; every version in ``storage.FORMAT_VERSIONS`` is read.
+FORMAT_VERSION = CURRENT_FORMAT_VERSION
 #: Manifest fields that must agree between runs that write into one directory (resume, shards):
 #: mixing them would silently blend two different datasets.
 IDENTITY_FIELDS: tuple[str, ...] = (
@@ -55,10 +62,10 @@ def read_manifest(root: Path) -> dict[str, Any]:
         raise ValueError(f"{path} is not valid JSON: {error}") from error
     if manifest.get("format") != FORMAT_NAME:
         raise ValueError(f"{path}: format is {manifest.get('format')!r}, expected {FORMAT_NAME!r}")
-    if manifest.get("format_version") != FORMAT_VERSION:
+    if manifest.get("format_version") not in FORMAT_VERSIONS:
         raise ValueError(
             f"{path}: format_version {manifest.get('format_version')} is not supported "
-            f"(this sslrobot reads version {FORMAT_VERSION})"
+            f"(this sslrobot reads versions {list(FORMAT_VERSIONS)})"
         )
     return manifest
 

@@ -13,8 +13,8 @@ from sslrobot.data.storage import (
     check_episode,
     episode_path,
     list_episode_ids,
-    list_set_aside_dirs,
-    list_temp_dirs,
+    list_set_aside_paths,
+    list_temp_paths,
     read_meta,
 )
 
@@ -27,9 +27,7 @@ _SHAPE_CHECKS: dict[str, tuple[str, slice]] = {
 }
 
 
-def _manifest_problems(
-    meta: dict[str, Any], manifest: dict[str, Any], directory: Path
-) -> list[str]:
+def _manifest_problems(meta: dict[str, Any], manifest: dict[str, Any], path: Path) -> list[str]:
     problems = []
     for file_name, info in meta.get("files", {}).items():
         check = _SHAPE_CHECKS.get(info.get("array"))
@@ -39,7 +37,7 @@ def _manifest_problems(
         expected = manifest[key] if isinstance(manifest[key], list) else [manifest[key]]
         if list(info["shape"][dims]) != list(expected):
             problems.append(
-                f"{directory / file_name}: shape {info['shape']} disagrees with the "
+                f"{path} ({file_name}): shape {info['shape']} disagrees with the "
                 f"manifest's {key}={manifest[key]}"
             )
     return problems
@@ -49,11 +47,11 @@ def episode_problems(
     root: Path, episode_id: int, manifest: dict[str, Any], checksums: bool
 ) -> list[str]:
     """Everything wrong with one committed episode (empty: sound), see ``check_episode``."""
-    directory = episode_path(root, episode_id)
-    problems = check_episode(directory, checksums=checksums)
+    path = episode_path(root, episode_id)
+    problems = check_episode(path, checksums=checksums)
     if problems:
         return problems
-    return _manifest_problems(read_meta(directory), manifest, directory)
+    return _manifest_problems(read_meta(path), manifest, path)
 
 
 @dataclass
@@ -104,7 +102,7 @@ class VerifyReport:
 
 
 def verify_dataset(root: Path | str, checksums: bool = True) -> VerifyReport:
-    """Check every committed episode of ``root``: structure, shapes vs manifest, sha256.
+    """Check every committed episode of ``root``: structure, shapes vs manifest, checksums.
 
     A corrupt episode is reported, never modified; the other episodes stay readable.
 
@@ -114,7 +112,7 @@ def verify_dataset(root: Path | str, checksums: bool = True) -> VerifyReport:
     root = Path(root)
     manifest = read_manifest(root)
     report = VerifyReport(
-        root=root, temp_dirs=list_temp_dirs(root), set_aside=list_set_aside_dirs(root)
+        root=root, temp_dirs=list_temp_paths(root), set_aside=list_set_aside_paths(root)
     )
     ids = list_episode_ids(root)
     for episode_id in ids:
@@ -170,7 +168,7 @@ def dataset_summary(root: Path | str) -> dict[str, Any]:
         "disk_bytes": _disk_bytes(root),
         "unreadable_metadata": unreadable,
         "missing_ids": [i for i in range(requested) if i not in present],
-        "in_flight_leftovers": [str(p) for p in list_temp_dirs(root)],
+        "in_flight_leftovers": [str(p) for p in list_temp_paths(root)],
     }
     return {"manifest": manifest, "stats": stats}
 

@@ -15,13 +15,7 @@ import torch
 from torch.utils.data import ConcatDataset, Dataset
 
 from sslrobot.data.dataset import open_dataset, split_episode_ids
-from sslrobot.data.storage import (
-    ARRAY_FILES,
-    FRAME_ARRAYS,
-    episode_path,
-    read_meta,
-    read_npy_header,
-)
+from sslrobot.data.storage import FRAME_ARRAYS, episode_path, locate_arrays, read_meta
 from sslrobot.data.verify import episode_problems
 
 Split = Literal["train", "val", "all"]
@@ -40,12 +34,13 @@ class WindowDataset(Dataset):
     Memory: each item reads exactly its window's rows with ``os.preadv`` into fresh arrays (no
     memory map, so no file pages are charged to the process), and at most
     ``max_open_episodes`` episodes keep their files open (LRU): resident memory stays flat as
-    the dataset grows. The index holds one offset per array and episode. Files are opened
+    the dataset grows. The index holds one path per episode and one offset per array and
+    episode (one file per episode in format 2, one per array in format 1). Files are opened
     lazily in whichever process reads, and the dataset pickles without open files, so it works
     with ``DataLoader(num_workers>0)``.
 
     Episodes that fail the check (truncated or missing files, headers or shapes that disagree
-    with the metadata, and with ``verify_checksums=True`` a sha256 mismatch) are skipped with a
+    with the metadata, and with ``verify_checksums=True`` a checksum mismatch) are skipped with a
     warning, or refused with ``strict=True``.
     """
 
@@ -72,7 +67,8 @@ class WindowDataset(Dataset):
             seed: Seed of the split.
             include_state: Add the privileged ``state`` (evaluation/probes only).
             strict: Raise instead of warning when an episode is corrupt.
-            verify_checksums: Re-hash every file when indexing (slower; catches bit flips).
+            verify_checksums: Check every byte's checksum when indexing (slower; catches bit
+                flips).
             max_open_episodes: Episodes whose files stay open at once per process.
             arrays: Which of ``pixels``, ``proprio``, ``action``, ``reward`` each window holds
                 (pretraining reads only ``("pixels", "action")``).
@@ -101,11 +97,13 @@ class WindowDataset(Dataset):
         self._names = [*arrays, *(["state"] if include_state else [])]
         self._rows: dict[str, tuple[np.dtype, tuple[int, ...]]] = {}  # name -> row dtype, shape
         episode_ids, lengths, offsets = [], [], []
+        self._paths: list[tuple[str, ...]] = []  # per episode, the file of each array
         for episode_id in candidates:
             problems = episode_problems(self.root, episode_id, self.manifest, verify_checksums)
             if not problems:
-                meta = read_meta(episode_path(self.root, episode_id))
-                episode_offsets, problems = self._layout(episode_id)
+                path = episode_path(self.root, episode_id)
+                meta = read_meta(path)
+                episode_paths, episode_offsets, problems = self._layout(path)
             if problems:
                 message = f"episode {episode_id} of {self.root} is corrupt: " + "; ".join(problems)
                 if strict:
@@ -116,6 +114,7 @@ class WindowDataset(Dataset):
             episode_ids.append(episode_id)
             lengths.append(int(meta["length"]))
             offsets.append(episode_offsets)
+            self._paths.append(episode_paths)
         self.episode_ids: list[int] = episode_ids
         self._offsets = np.asarray(offsets, dtype=np.int64).reshape(-1, len(self._names))
         counts = np.maximum(np.asarray(lengths, dtype=np.int64) - num_steps + 1, 0)
@@ -128,20 +127,24 @@ class WindowDataset(Dataset):
             )
         self._files: OrderedDict[int, list[int]] = OrderedDict()  # position -> open fds
 
-    def _layout(self, episode_id: int) -> tuple[list[int], list[str]]:
-        """Data offsets of the arrays of one episode, and problems (rows unlike the others)."""
-        directory = episode_path(self.root, episode_id)
-        offsets, problems = [], []
-        for name in self._names:
-            path = directory / ARRAY_FILES[name]
-            if not path.exists():
-                return [], [f"{path} is missing"]
-            shape, dtype, offset = read_npy_header(path)
-            row = self._rows.setdefault(name, (dtype, tuple(shape[1:])))
-            if row != (dtype, tuple(shape[1:])):
-                problems.append(f"{path}: rows {dtype} {shape[1:]} unlike other episodes' {row}")
-            offsets.append(offset)
-        return offsets, problems
+    def _layout(self, path: Path) -> tuple[tuple[str, ...], list[int], list[str]]:
+        """Files and data offsets of the arrays of one episode, and problems (a missing array,
+        rows unlike the other episodes')."""
+        try:
+            locations = locate_arrays(path, self._names)
+        except (FileNotFoundError, ValueError) as error:
+            return (), [], [str(error)]
+        files, offsets, problems = [], [], []
+        for name, where in locations.items():
+            row = self._rows.setdefault(name, (where.dtype, tuple(where.shape[1:])))
+            if row != (where.dtype, tuple(where.shape[1:])):
+                problems.append(
+                    f"{path}: {name} rows {where.dtype} {where.shape[1:]} unlike other "
+                    f"episodes' {row}"
+                )
+            files.append(str(where.path))
+            offsets.append(where.offset)
+        return tuple(files), offsets, problems
 
     def __len__(self) -> int:
         return int(self._ends[-1]) if len(self._ends) else 0
@@ -175,14 +178,17 @@ class WindowDataset(Dataset):
         return self.episode_ids[position], t
 
     def _open(self, position: int) -> list[int]:
+        """One descriptor per array of an episode (the same one for arrays in one file)."""
         fds = self._files.get(position)
         if fds is None:
-            directory = episode_path(self.root, self.episode_ids[position])
-            fds = [os.open(directory / ARRAY_FILES[name], os.O_RDONLY) for name in self._names]
+            by_path: dict[str, int] = {}
+            for path in self._paths[position]:
+                if path not in by_path:
+                    by_path[path] = os.open(path, os.O_RDONLY)
+            fds = [by_path[path] for path in self._paths[position]]
             self._files[position] = fds
             if len(self._files) > self.max_open_episodes:
-                for fd in self._files.popitem(last=False)[1]:  # least recently used
-                    os.close(fd)
+                _close_all(self._files.popitem(last=False)[1])  # least recently used
         else:
             self._files.move_to_end(position)
         return fds
@@ -194,9 +200,11 @@ class WindowDataset(Dataset):
         row_bytes = out.nbytes // out.shape[0]
         offset = int(self._offsets[position, column]) + start * row_bytes
         if os.preadv(fd, [memoryview(out).cast("B")], offset) != out.nbytes:
-            name = self._names[column]
-            path = episode_path(self.root, self.episode_ids[position]) / ARRAY_FILES[name]
-            raise OSError(f"short read from {path} (truncated since the dataset was indexed?)")
+            path = self._paths[position][column]
+            raise OSError(
+                f"short read of {self._names[column]} from {path} (truncated since the dataset "
+                "was indexed?)"
+            )
 
     def _window_rows(self, name: str) -> int:
         return self.num_steps + 1 if name in FRAME_ARRAYS else self.num_steps
@@ -238,8 +246,7 @@ class WindowDataset(Dataset):
     def close(self) -> None:
         """Close the files this process has open (reopened on the next read)."""
         while self._files:
-            for fd in self._files.popitem()[1]:
-                os.close(fd)
+            _close_all(self._files.popitem()[1])
 
     def __del__(self) -> None:
         with contextlib.suppress(Exception):
@@ -249,6 +256,11 @@ class WindowDataset(Dataset):
         state = self.__dict__.copy()
         state["_files"] = OrderedDict()  # open files stay in the process that opened them
         return state
+
+
+def _close_all(fds: list[int]) -> None:
+    for fd in set(fds):
+        os.close(fd)
 
 
 class MixedWindowDataset(ConcatDataset):
