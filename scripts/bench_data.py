@@ -2,10 +2,12 @@
 
 Sections (all by default; pick with ``--sections``):
 
-- ``formats``: per-episode storage candidates on frames from ``--env``: a directory of raw
-  ``.npy`` files (what sslrobot writes: fsync, sha256, atomic rename), one ``.npz`` per episode,
-  one compressed ``.npz`` per episode. Write speed, random-window read speed (each window opens
-  its episode, as in a dataset far larger than the page cache's share), size on disk.
+- ``formats``: per-episode storage candidates on frames from ``--env``: one uncompressed
+  ``.npz`` per episode read in place (what sslrobot writes, format 2: link commit, CRC-32 per
+  member, with and without fsync), a directory of raw ``.npy`` files (format 1: rename commit,
+  sha256 per file), and ``.npz`` / compressed ``.npz`` read with ``numpy.load``. Write speed,
+  random-window read speed (each window opens its episode, as in a dataset far larger than
+  the page cache's share), size on disk.
 - ``collect``: frames/s of the bare env loop (step + frame, random actions), of the collector's
   rollout without writing, and of ``collect`` with 1 and 2 workers (targets: 2 workers >= 1.7x
   1 worker; collect with 1 worker within 10% of the bare loop).
@@ -57,7 +59,7 @@ from sslrobot.data.collection import _run_spec
 from sslrobot.data.episode_runner import EpisodeRunner, make_env
 from sslrobot.data.frames import get_frame, has_pixel_observation
 from sslrobot.data.manifest import FORMAT_NAME, FORMAT_VERSION, write_manifest
-from sslrobot.data.storage import write_episode
+from sslrobot.data.storage import ArrayLocation, episode_path, locate_arrays, write_episode
 
 SECTIONS = ("formats", "collect", "overhead", "read", "rss")
 SYNTHETIC_EPISODE_STEPS = 50
@@ -88,20 +90,38 @@ def sample_episodes(env_id: str, image_size: int, workdir: Path, count: int) -> 
 
 
 def _write_npz(path: Path, arrays: dict, compressed: bool) -> None:
-    tmp = path.with_name(f".tmp-{path.name}")  # same commit-by-rename as npy-dir
+    tmp = path.with_name(f".tmp-{path.name}")  # commit by rename, as sslrobot does
     with open(tmp, "wb") as f:
         (np.savez_compressed if compressed else np.savez)(f, **arrays)
     os.replace(tmp, path)
 
 
 def _read_window_npz(path: Path, t: int, k: int) -> np.ndarray:
-    with np.load(path) as data:  # a zip member cannot be memory-mapped: the whole array is read
+    with np.load(path) as data:  # numpy reads the whole member of a zip
         return np.array(data["pixels"][t : t + k + 1])
 
 
-def _read_window_npy(directory: Path, t: int, k: int) -> np.ndarray:
-    pixels = np.load(directory / "pixels.npy", mmap_mode="r")
-    return np.array(pixels[t : t + k + 1])
+def _read_window_in_place(where: ArrayLocation, t: int, k: int) -> np.ndarray:
+    """sslrobot's reader (``WindowDataset``): the pixels' location comes from the index built
+    once per dataset; each window opens the file and reads its rows where they lie."""
+    out = np.empty((k + 1, *where.shape[1:]), where.dtype)
+    fd = os.open(where.path, os.O_RDONLY)
+    try:
+        os.preadv(fd, [memoryview(out).cast("B")], where.offset + t * out[0].nbytes)
+    finally:
+        os.close(fd)
+    return out
+
+
+#: Format name -> (how it is written, whether it is read in place by sslrobot).
+FORMATS = {
+    "npz, read in place (format 2)": ("sslrobot", 2, False),
+    "npz+fsync (format 2)": ("sslrobot", 2, True),
+    "npy-dir (format 1)": ("sslrobot", 1, False),
+    "npy-dir+fsync (format 1)": ("sslrobot", 1, True),
+    "npz, numpy.load": ("numpy", False, False),
+    "npz-zlib, numpy.load": ("numpy", True, False),
+}
 
 
 def bench_formats(args: argparse.Namespace, workdir: Path) -> None:
@@ -113,19 +133,20 @@ def bench_formats(args: argparse.Namespace, workdir: Path) -> None:
     rng = np.random.default_rng(0)
 
     def writer(kind: str) -> Callable[[Path, int, dict], None]:
-        if kind.startswith("npy-dir"):
-            fsync = kind == "npy-dir+fsync"
-            return lambda root, i, arrays: write_episode(root, i, arrays, {"seed": i}, fsync=fsync)
-        compressed = kind == "npz-zlib"
-        return lambda root, i, arrays: _write_npz(root / f"ep_{i:06d}.npz", arrays, compressed)
+        library, option, fsync = FORMATS[kind]
+        if library == "sslrobot":
+            return lambda root, i, arrays: write_episode(
+                root, i, arrays, {"seed": i}, fsync=fsync, format_version=option
+            )
+        return lambda root, i, arrays: _write_npz(root / f"ep_{i:06d}.npz", arrays, option)
 
     rows = []
-    for kind in ("npy-dir", "npy-dir+fsync", "npz", "npz-zlib"):
+    for kind in FORMATS:
         write = writer(kind)
-        last_root = workdir / f"fmt-{kind}"
+        last_root = workdir / f"fmt-{len(rows)}"
 
-        def measure_write(repeat: int, write=write, kind=kind, last_root=last_root) -> float:
-            root = workdir / f"fmt-{kind}-{repeat}"
+        def measure_write(repeat: int, write=write, last_root=last_root) -> float:
+            root = last_root.with_name(f"{last_root.name}-{repeat}")
             root.mkdir()
             start = time.perf_counter()
             for i, arrays in enumerate(episodes):
@@ -139,9 +160,12 @@ def bench_formats(args: argparse.Namespace, workdir: Path) -> None:
 
         write_fps, _ = median_of(args.repeats, measure_write)
         size_mb = dir_bytes(last_root) / 1e6
-        if kind.startswith("npy-dir"):
-            paths = [last_root / "episodes" / f"ep_{i:06d}" for i in range(len(episodes))]
-            read = _read_window_npy
+        if FORMATS[kind][0] == "sslrobot":  # indexed once, as WindowDataset does
+            paths = [
+                locate_arrays(episode_path(last_root, i), ["pixels"])["pixels"]
+                for i in range(len(episodes))
+            ]
+            read = _read_window_in_place
         else:
             paths = [last_root / f"ep_{i:06d}.npz" for i in range(len(episodes))]
             read = _read_window_npz
@@ -158,14 +182,16 @@ def bench_formats(args: argparse.Namespace, workdir: Path) -> None:
         rows.append((kind, write_fps, write_fps * raw_mb / frames, read_wps, size_mb))
         shutil.rmtree(last_root)
     print(f"\n## formats: {len(episodes)} episodes, {frames} frames of {args.env}, window K={k}")
-    print(f"raw arrays: {raw_mb:.1f} MB")
+    print(f"raw arrays: {raw_mb:.1f} MB; files per episode: format 2: 1, format 1: 8 + a dir")
     print("| format | write frames/s | write MB/s | random windows/s | size MB | crash safety |")
     print("|---|---|---|---|---|---|")
     safety = {
-        "npy-dir": "SIGKILL-safe (dir rename commit); sha256 per file finds bit flips",
-        "npy-dir+fsync": "also power-loss safe (files and dirs fsynced around the rename)",
-        "npz": "SIGKILL-safe with a file rename (as written here); zip CRC per member",
-        "npz-zlib": "as npz",
+        "npz, read in place (format 2)": "SIGKILL-safe (file link commit); CRC-32 per member",
+        "npz+fsync (format 2)": "also power-loss safe (file and dir fsynced around the link)",
+        "npy-dir (format 1)": "SIGKILL-safe (dir rename commit); sha256 per file",
+        "npy-dir+fsync (format 1)": "also power-loss safe (files and dirs fsynced)",
+        "npz, numpy.load": "as format 2",
+        "npz-zlib, numpy.load": "as format 2",
     }
     for kind, fps, mbps, wps, size in rows:
         print(f"| {kind} | {fps:.0f} | {mbps:.1f} | {wps:.0f} | {size:.1f} | {safety[kind]} |")
