@@ -157,3 +157,14 @@ def test_a_failing_rank_names_its_error(tmp_path: Path) -> None:
     config = _launch_config(tmp_path / "no_dataset", tmp_path / "out", 8)
     with pytest.raises(RuntimeError, match=r"rank \d: FileNotFoundError: .*no_dataset"):
         pretrain_in_processes(config, 2, 1, False)
+
+
+def test_probe_scores_a_frame_stacked_world_model(data_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "stacked"
+    assert main(_args(data_dir, out, "--steps", "1", "--frame-stack", "2")) == 0
+    results = tmp_path / "probe.json"
+    probe = ["probe", "--encoder", str(out), "--data", str(data_dir), "--out", str(results)]
+    assert main([*probe, "--horizon", "2", "--device", "cpu"]) == 0
+    scores = json.loads(results.read_text())
+    assert scores["pred/horizon"] == 2 and scores["pred/psnr_k2"] > 0
+    assert scores["probe/r2_mean"] is not None

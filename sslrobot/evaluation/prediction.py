@@ -375,6 +375,31 @@ def _capability(model: Any, flag: str, part: str) -> bool:
     return getattr(model, part, None) is not None
 
 
+class StackedWindows:
+    """Windows of frame-stacked observations, stacked as the pretraining trainer stacks them.
+
+    Wraps windows of ``K + frame_stack - 1`` steps (``pixels`` (K+S, H, W, 3), ``action``
+    (K+S-1, A)) into windows of K steps of stacked observations: ``pixels`` (K+1, H, W, 3S),
+    oldest frame first in the channels, and the K actions that follow the first stack.
+    """
+
+    def __init__(self, windows: Any, frame_stack: int) -> None:
+        if frame_stack < 1:
+            raise ValueError(f"frame_stack must be >= 1, got {frame_stack}")
+        self.windows = windows
+        self.frame_stack = frame_stack
+
+    def __len__(self) -> int:
+        return len(self.windows)
+
+    def __getitem__(self, index: int) -> dict[str, np.ndarray]:
+        item = self.windows[index]
+        pixels, action = np.asarray(item["pixels"]), np.asarray(item["action"])
+        steps = pixels.shape[0] - self.frame_stack + 1
+        stacked = np.concatenate([pixels[i : i + steps] for i in range(self.frame_stack)], -1)
+        return {"pixels": stacked, "action": action[self.frame_stack - 1 :]}
+
+
 def prediction_from_dirs(
     encoder_dir: str | os.PathLike[str],
     data_dir: str | os.PathLike[str],
@@ -395,6 +420,7 @@ def prediction_from_dirs(
         ``prediction_quality`` metrics, or ``{}`` when the model has neither part.
     """
     from sslrobot.data import WindowDataset
+    from sslrobot.evaluation.probe import encoder_frame_stack
     from sslrobot.pretraining import load_world_model
     from sslrobot.utils.device import resolve_device
 
@@ -406,12 +432,17 @@ def prediction_from_dirs(
     latents = _capability(model, "has_dynamics", "dynamics")
     if not (frames or latents):
         return {}
+    stack = encoder_frame_stack(model.encoder)
     windows = WindowDataset(
-        Path(data_dir), num_steps=horizon, split="val", val_fraction=val_fraction, seed=seed
+        Path(data_dir),
+        num_steps=horizon + stack - 1,  # the stacked windows then hold K + 1 observations
+        split="val",
+        val_fraction=val_fraction,
+        seed=seed,
     )
     return prediction_quality(
         model,
-        windows,
+        StackedWindows(windows, stack),
         batch_size=batch_size,
         frames=frames,
         latents=latents,

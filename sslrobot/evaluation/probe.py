@@ -440,7 +440,7 @@ def dataset_state_names(manifest: dict[str, Any], num_state: int) -> list[str]:
     return [str(name) for name in names]
 
 
-def _frame_stack(encoder: torch.nn.Module) -> int:
+def encoder_frame_stack(encoder: torch.nn.Module) -> int:
     """Frames the encoder stacks on its channel axis (its ``config.frame_stack``, else 1)."""
     return int(getattr(getattr(encoder, "config", None), "frame_stack", 1) or 1)
 
@@ -487,7 +487,7 @@ def probe_representation(
             f"{data_dir}: val_fraction={val_fraction} leaves {len(train_ids)} train and "
             f"{len(val_ids)} validation episodes; both need at least one"
         )
-    stack = _frame_stack(encoder)
+    stack = encoder_frame_stack(encoder)
     train_x, train_y, train_groups = _encode_episodes(
         dataset, train_ids, encoder, max_frames, batch_size, seed, stack
     )
