@@ -447,7 +447,9 @@ def check_episode(path: Path, checksums: bool) -> list[str]:
         label = file if file != path else f"{path} member {file_name}"
         try:
             if size != info["bytes"]:
-                problems.append(f"{label}: {size} bytes stored, {info['bytes']} recorded")
+                problems.append(
+                    f"{label}: {size} bytes stored, {info['bytes']} recorded (truncated?)"
+                )
                 continue
             shape, dtype, _ = read_npy_header(file, offset)
         except (OSError, ValueError, KeyError) as error:

@@ -135,6 +135,7 @@ class WindowDataset(Dataset):
         except (FileNotFoundError, ValueError) as error:
             return (), [], [str(error)]
         files, offsets, problems = [], [], []
+        texts: dict[Path, str] = {}  # one string per file: format 2 keeps every array in one
         for name, where in locations.items():
             row = self._rows.setdefault(name, (where.dtype, tuple(where.shape[1:])))
             if row != (where.dtype, tuple(where.shape[1:])):
@@ -142,7 +143,7 @@ class WindowDataset(Dataset):
                     f"{path}: {name} rows {where.dtype} {where.shape[1:]} unlike other "
                     f"episodes' {row}"
                 )
-            files.append(str(where.path))
+            files.append(texts.setdefault(where.path, str(where.path)))
             offsets.append(where.offset)
         return tuple(files), offsets, problems
 
