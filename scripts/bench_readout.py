@@ -14,6 +14,10 @@ seeded episodes:
   fitted on the unlabeled stream (privileged labels for the probe only: what a representation
   with the probe's precision gives a policy that already knows where to look).
 
+With ``--with-fingertip`` (Reach, Push) three more add the true fingertip position, as a
+proprio that held the arm's forward kinematics would: ``true+tip``, ``readout+tip`` and
+``features+tip`` (would such a proprio help a pixel policy, or only one given exact objects?).
+
 The gap ``state`` -> ``state-readout`` is what the representation's precision costs a head
 that knows where to look; ``state`` -> ``true`` is what the head loses without the state's
 derived quantities (fingertip position, offsets); ``true`` -> ``readout`` is the precision
@@ -22,6 +26,7 @@ features from few demonstrations costs. Usage:
 
     python scripts/bench_readout.py --run runs/default5 --task Reach-v0
     python scripts/bench_readout.py --run runs/default5 --task Push-v0 --encoder none
+    python scripts/bench_readout.py --run runs/default5 --task Reach-v0 --with-fingertip
 
 Prints its settings, the probe's error on the demonstrations (metres; the first seed's encoder,
 which for ``none`` is a different random encoder per seed), and success per seed and mean for
@@ -71,6 +76,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--episodes", type=int, default=100, help="evaluation episodes per seed")
     parser.add_argument("--eval-seed", type=int, default=300_000, help="first evaluation seed")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--with-fingertip", action="store_true", help="also the inputs + true fingertip x, y"
+    )
     return parser.parse_args()
 
 
@@ -101,19 +109,24 @@ def make_policy_input(
     encoder: torch.nn.Module,
     readout: Callable[[np.ndarray], np.ndarray],
     columns: list[int],
+    tip_columns: list[int],
 ) -> Callable[[dict], np.ndarray]:
     """``obs -> head input`` for one mode, in the column order the head was trained on."""
+    base, _, tip = mode.partition("+")
 
     def policy_input(obs: dict) -> np.ndarray:
+        state = np.asarray(obs["state"], dtype=np.float64)
         proprio = np.asarray(obs["proprio"], dtype=np.float64)
-        if mode == "state":
-            return np.asarray(obs["state"], dtype=np.float64)
+        if tip:
+            proprio = np.r_[proprio, state[tip_columns]]
+        if base == "state":
+            return state
         features = encode(encoder, np.asarray(obs["pixels"])[None])
-        if mode == "state-readout":
+        if base == "state-readout":
             return readout(features)[0]
-        if mode == "true":
-            return np.r_[proprio, np.asarray(obs["state"])[columns]]
-        if mode == "features":
+        if base == "true":
+            return np.r_[proprio, state[columns]]
+        if base == "features":
             return np.r_[features[0], proprio]
         return np.r_[proprio, readout(features)[0, columns]]
 
@@ -185,7 +198,12 @@ def main() -> None:
     )
     env_id = f"sslrobot/{args.task}"
     steps, batch = config["bc_steps"], config["bc_batch_size"]
-    modes = ("state", "state-readout", "true", "readout", "features")
+    modes = ["state", "state-readout", "true", "readout", "features"]
+    tip_columns = (
+        [names.index("fingertip_x"), names.index("fingertip_y")] if args.with_fingertip else []
+    )
+    if args.with_fingertip:
+        modes += ["true+tip", "readout+tip", "features+tip"]
     results: dict[str, list[float]] = {mode: [] for mode in modes}
     readout_error = None
     for seed in args.seeds:
@@ -209,13 +227,18 @@ def main() -> None:
             "readout": np.c_[transitions.proprio, read],
             "features": np.c_[features, transitions.proprio],
         }
+        if args.with_fingertip:
+            proprio_tip = np.c_[transitions.proprio, transitions.state[:, tip_columns]]
+            inputs["true+tip"] = np.c_[proprio_tip, true]
+            inputs["readout+tip"] = np.c_[proprio_tip, read]
+            inputs["features+tip"] = np.c_[features, proprio_tip]
 
         env = StateInObservation(make_env(env_id, config["image_size"], "pixels"))
         try:
             seeds = [args.eval_seed + i for i in range(args.episodes)]
             for mode, x in inputs.items():
                 head = train_head(x, transitions.actions, seed, steps, batch)
-                policy_input = make_policy_input(mode, encoder, readout, columns)
+                policy_input = make_policy_input(mode, encoder, readout, columns, tip_columns)
                 episodes, _ = run_episodes(
                     env, lambda obs, h=head, f=policy_input: h(f(obs)), seeds
                 )
