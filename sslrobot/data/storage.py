@@ -419,11 +419,21 @@ def check_episode(path: Path, checksums: bool) -> list[str]:
     hundred bytes per array; ``checksums=True`` also re-reads every byte against its checksum
     (CRC-32 per archive member, sha256 per format-1 file), which catches bit flips.
     """
+    return check_episode_and_meta(path, checksums)[0]
+
+
+def check_episode_and_meta(path: Path, checksums: bool) -> tuple[list[str], dict[str, Any]]:
+    """``check_episode``'s problems and the metadata it parsed (``{}`` if unreadable), so that
+    callers that also need the metadata do not read it twice."""
     path = Path(path)
     try:
         meta = read_meta(path)
     except ValueError as error:
-        return [str(error)]
+        return [str(error)], {}
+    return _problems(path, meta, checksums), meta
+
+
+def _problems(path: Path, meta: dict[str, Any], checksums: bool) -> list[str]:
     files = meta.get("files")
     length = meta.get("length")
     if not isinstance(files, dict) or not isinstance(length, int):

@@ -10,7 +10,7 @@ import numpy as np
 
 from sslrobot.data.manifest import read_manifest
 from sslrobot.data.storage import (
-    check_episode,
+    check_episode_and_meta,
     episode_path,
     list_episode_ids,
     list_set_aside_paths,
@@ -48,10 +48,10 @@ def episode_problems(
 ) -> list[str]:
     """Everything wrong with one committed episode (empty: sound), see ``check_episode``."""
     path = episode_path(root, episode_id)
-    problems = check_episode(path, checksums=checksums)
+    problems, meta = check_episode_and_meta(path, checksums=checksums)
     if problems:
         return problems
-    return _manifest_problems(read_meta(path), manifest, path)
+    return _manifest_problems(meta, manifest, path)
 
 
 @dataclass

@@ -15,7 +15,7 @@ import torch
 from torch.utils.data import ConcatDataset, Dataset
 
 from sslrobot.data.dataset import open_dataset, split_episode_ids
-from sslrobot.data.storage import FRAME_ARRAYS, episode_path, locate_arrays, read_meta
+from sslrobot.data.storage import FRAME_ARRAYS, episode_path, locate_arrays
 from sslrobot.data.verify import episode_problems
 
 Split = Literal["train", "val", "all"]
@@ -102,8 +102,7 @@ class WindowDataset(Dataset):
             problems = episode_problems(self.root, episode_id, self.manifest, verify_checksums)
             if not problems:
                 path = episode_path(self.root, episode_id)
-                meta = read_meta(path)
-                episode_paths, episode_offsets, problems = self._layout(path)
+                episode_paths, episode_offsets, length, problems = self._layout(path)
             if problems:
                 message = f"episode {episode_id} of {self.root} is corrupt: " + "; ".join(problems)
                 if strict:
@@ -112,7 +111,7 @@ class WindowDataset(Dataset):
                 self.skipped[episode_id] = problems
                 continue
             episode_ids.append(episode_id)
-            lengths.append(int(meta["length"]))
+            lengths.append(length)
             offsets.append(episode_offsets)
             self._paths.append(episode_paths)
         self.episode_ids: list[int] = episode_ids
@@ -127,13 +126,14 @@ class WindowDataset(Dataset):
             )
         self._files: OrderedDict[int, list[int]] = OrderedDict()  # position -> open fds
 
-    def _layout(self, path: Path) -> tuple[tuple[str, ...], list[int], list[str]]:
-        """Files and data offsets of the arrays of one episode, and problems (a missing array,
-        rows unlike the other episodes')."""
+    def _layout(self, path: Path) -> tuple[tuple[str, ...], list[int], int, list[str]]:
+        """Files and data offsets of the arrays of one episode, its length L in steps (from
+        the headers; ``episode_problems`` checked them against the metadata), and problems (a
+        missing array, rows unlike the other episodes')."""
         try:
             locations = locate_arrays(path, self._names)
         except (FileNotFoundError, ValueError) as error:
-            return (), [], [str(error)]
+            return (), [], 0, [str(error)]
         files, offsets, problems = [], [], []
         texts: dict[Path, str] = {}  # one string per file: format 2 keeps every array in one
         for name, where in locations.items():
@@ -145,7 +145,9 @@ class WindowDataset(Dataset):
                 )
             files.append(texts.setdefault(where.path, str(where.path)))
             offsets.append(where.offset)
-        return tuple(files), offsets, problems
+        name, where = next(iter(locations.items()))
+        length = where.shape[0] - (1 if name in FRAME_ARRAYS else 0)
+        return tuple(files), offsets, length, problems
 
     def __len__(self) -> int:
         return int(self._ends[-1]) if len(self._ends) else 0
