@@ -89,7 +89,7 @@ class EpisodeDataset:
         return path
 
     def meta(self, episode_id: int) -> dict[str, Any]:
-        """The episode's metadata (length, seed, policy, return, success, checksums)."""
+        """The episode's metadata (length, seed, policy, return, success, array shapes)."""
         return read_meta(self.episode_path(episode_id))
 
     def load_episode(self, episode_id: int, include_state: bool = False) -> dict[str, np.ndarray]:
