@@ -261,11 +261,9 @@ def write_episode(
         raise ValueError(f"format_version must be one of {FORMAT_VERSIONS}, got {format_version}")
     length = validate_episode_arrays(arrays)
     episodes_dir = Path(root) / EPISODES_DIR
-    if episode_path(root, episode_id).exists():
-        raise FileExistsError(
-            f"episode {episode_id} already exists at {episode_path(root, episode_id)}; "
-            "not overwriting"
-        )
+    existing = episode_path(root, episode_id)
+    if existing.exists():
+        raise FileExistsError(f"episode {episode_id} already exists at {existing}; not overwriting")
     name = episode_dir_name(episode_id)
     final = episodes_dir / (name if format_version == 1 else name + ARCHIVE_SUFFIX)
     tmp = episodes_dir / f"{temp_dir_prefix(episode_id)}{os.getpid()}-{uuid.uuid4().hex[:8]}"
@@ -511,12 +509,3 @@ def map_array(location: ArrayLocation, mmap: bool = True) -> np.ndarray:
     count = location.nbytes // location.dtype.itemsize
     data = np.fromfile(location.path, location.dtype, count, offset=location.offset)
     return data.reshape(location.shape)
-
-
-def load_array(path: Path, name: str, mmap: bool = True) -> np.ndarray:
-    """Load one array of a committed episode, memory-mapped read-only by default.
-
-    Raises:
-        FileNotFoundError: the episode has no such array (e.g. ``state`` for an env without one).
-    """
-    return map_array(locate_arrays(path, [name])[name], mmap)
