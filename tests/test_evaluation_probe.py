@@ -268,6 +268,7 @@ def _patch_pipeline(monkeypatch):
 
 def test_run_probe_writes_json_with_probe_and_prediction_metrics(monkeypatch, tmp_path):
     _patch_pipeline(monkeypatch)
+    (tmp_path / "pretrain_config.json").write_text("{}")  # a world model's directory
     out = tmp_path / "results" / "probe.json"
     config = ProbeConfig(encoder=str(tmp_path), data=str(tmp_path), out=str(out), horizon=2)
     results = run_probe(config)
@@ -281,8 +282,16 @@ def test_run_probe_writes_json_with_probe_and_prediction_metrics(monkeypatch, tm
     assert saved["config"]["horizon"] == 2
 
 
+def test_run_probe_of_an_encoder_only_directory_skips_prediction(monkeypatch, tmp_path):
+    _patch_pipeline(monkeypatch)  # no pretrain_config.json: the encoder's two files alone
+    results = run_probe(ProbeConfig(encoder=str(tmp_path), data=str(tmp_path), horizon=2))
+    assert results["probe/r2_mean"] > 0.99
+    assert not any(key.startswith(("pred/", "fdm/")) for key in results)
+
+
 def test_probe_command_prints_a_table(monkeypatch, tmp_path, capsys):
     _patch_pipeline(monkeypatch)
+    (tmp_path / "pretrain_config.json").write_text("{}")
     parser = argparse.ArgumentParser()
     probe_command.register(parser.add_subparsers())
     out = tmp_path / "probe.json"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -397,15 +397,28 @@ def stack_frames(pixels: np.ndarray, frame_stack: int) -> np.ndarray:
     return np.moveaxis(stacked, 1, 3).reshape(*pixels.shape[:3], -1)
 
 
-def _encode_episodes(
+def iter_probe_frames(
     dataset: Any,
     episode_ids: Sequence[int],
-    encoder: torch.nn.Module,
     max_frames: int | None,
-    batch_size: int,
     seed: int,
-    frame_stack: int,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    frame_stack: int = 1,
+) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+    """The frames a probe uses, one episode at a time (so a caller holds one in memory).
+
+    Args:
+        dataset: An open dataset whose episodes hold ``state``.
+        episode_ids: Episodes to read.
+        max_frames: Cap on frames over all these episodes, spread evenly; ``None``: all.
+        seed: Seed of the frame subsampling.
+        frame_stack: Frames stacked on the channel axis (as the encoder expects).
+
+    Yields:
+        ``(episode_id, frames, states)``: uint8 (n, H, W, 3 * frame_stack), float64 (n, S).
+
+    Raises:
+        ValueError: for an episode without privileged state.
+    """
     episodes = []
     for i in episode_ids:  # memory-mapped: loading is cheap, pages are read when encoded
         try:
@@ -416,15 +429,35 @@ def _encode_episodes(
             ) from error
     lengths = [ep["state"].shape[0] for ep in episodes]
     picks = _frame_indices(lengths, max_frames, seed)
-    features, states, groups = [], [], []
     for episode_id, ep, pick in zip(episode_ids, episodes, picks, strict=True):
         if frame_stack == 1:
             frames = np.asarray(ep["pixels"][pick])
         else:
             frames = stack_frames(np.asarray(ep["pixels"]), frame_stack)[pick]
+        yield episode_id, frames, np.asarray(ep["state"][pick], dtype=np.float64)
+
+
+def encode_episodes(
+    dataset: Any,
+    episode_ids: Sequence[int],
+    encoder: torch.nn.Module,
+    max_frames: int | None,
+    batch_size: int,
+    seed: int,
+    frame_stack: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Features, states and episode ids of the probe's frames (``iter_probe_frames``).
+
+    Returns:
+        float32 features (N, D), float64 states (N, S), int episode id per frame (N,).
+    """
+    features, states, groups = [], [], []
+    for episode_id, frames, state in iter_probe_frames(
+        dataset, episode_ids, max_frames, seed, frame_stack
+    ):
         features.append(extract_features(encoder, frames, batch_size))
-        states.append(np.asarray(ep["state"][pick], dtype=np.float64))
-        groups.append(np.full(pick.size, episode_id))
+        states.append(state)
+        groups.append(np.full(len(state), episode_id))
     return np.concatenate(features), np.concatenate(states), np.concatenate(groups)
 
 
@@ -488,10 +521,10 @@ def probe_representation(
             f"{len(val_ids)} validation episodes; both need at least one"
         )
     stack = encoder_frame_stack(encoder)
-    train_x, train_y, train_groups = _encode_episodes(
+    train_x, train_y, train_groups = encode_episodes(
         dataset, train_ids, encoder, max_frames, batch_size, seed, stack
     )
-    val_x, val_y, _ = _encode_episodes(
+    val_x, val_y, _ = encode_episodes(
         dataset, val_ids, encoder, max_frames, batch_size, seed, stack
     )
     names = dataset_state_names(dataset.manifest, train_y.shape[1])
@@ -570,9 +603,12 @@ def run_probe(config: ProbeConfig) -> dict[str, Any]:
 
     Returns the results (also written to ``config.out`` as JSON, atomically): the config,
     ``probe/...`` metrics and, unless ``horizon`` is 0 or the directory holds no world model,
-    ``pred/...`` and ``fdm/...`` metrics (see ``prediction_quality``).
+    ``pred/...`` and ``fdm/...`` metrics (see ``prediction_quality``). A directory holding
+    only the encoder's two files (what ``sslrobot.load_encoder`` reads, e.g. a user's own
+    encoder) gets the probe alone.
     """
     from sslrobot.evaluation.prediction import prediction_from_dirs
+    from sslrobot.pretraining.artifacts import PRETRAIN_CONFIG
     from sslrobot.utils.io import atomic_write_json
 
     for name in ("encoder", "data"):
@@ -591,7 +627,7 @@ def run_probe(config: ProbeConfig) -> dict[str, Any]:
             alpha=config.alpha,
         )
     )
-    if config.horizon > 0:
+    if config.horizon > 0 and (Path(config.encoder) / PRETRAIN_CONFIG).is_file():
         results.update(
             prediction_from_dirs(
                 config.encoder,

@@ -1,0 +1,246 @@
+"""How much of the state do frozen features hold at all, and how much of it linearly? A diagnostic.
+
+The package's probe (``sslrobot probe``) is linear, as issue 4 asks and as the field reports
+it. This script puts that number beside two others on the same frames of a finished run's task
+(the probe's own split: held-out episodes, 20,000 frames per split):
+
+- ``linear``: the ridge probe of ``sslrobot probe`` (reproduces the run's probe R^2);
+- ``mlp``: a two-layer MLP probe (256-256, ReLU, Adam, fixed steps) on the same frozen
+  features: how much the features hold when the readout may be nonlinear;
+- ``supervised``: the same encoder architecture trained end to end on the training episodes'
+  labels (the view variables, standardised; DrQ random shift), scored by its own linear head
+  and by the ridge probe on its features: roughly the most this architecture gives a linear
+  probe from one frame (labels it is never given in pretraining).
+
+for the run's frozen random encoder (``none``) and its pretrained one (``--objective``). Usage:
+
+    python scripts/bench_probe_ceiling.py --run runs/default5 --task Navigate-v0
+    python scripts/bench_probe_ceiling.py --run runs/default5 --task Reach-v0
+
+Prints its settings, then per encoder and readout the mean R^2 over the view variables (the
+run's headline probe score) and each variable's R^2. The privileged state is used as labels
+only, as in any probe.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+import sslrobot
+from sslrobot.data import open_dataset
+from sslrobot.evaluation.probe import (
+    dataset_state_names,
+    encode_episodes,
+    fit_linear_probe,
+    iter_probe_frames,
+    r2_scores,
+)
+from sslrobot.models.encoder import Encoder
+from sslrobot.pretraining import artifacts
+from sslrobot.pretraining.augment import random_shift
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--run", type=Path, required=True, help="a finished `sslrobot run` dir")
+    parser.add_argument("--task", default="Navigate-v0", help="task directory in the run")
+    parser.add_argument("--objective", default="fdm+future", help="the pretrained encoder")
+    parser.add_argument("--max-frames", type=int, default=20_000, help="per split, as the probe")
+    parser.add_argument("--mlp-steps", type=int, default=3000)
+    parser.add_argument("--supervised-steps", type=int, default=3000)
+    parser.add_argument("--batch-size", type=int, default=128, help="supervised training batch")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--save", type=Path, default=None,
+        help="write the supervised encoder here (loadable by sslrobot.load_encoder, e.g. for "
+        "`bench_variants.py --encoder DIR`: what BC gets from a label-trained encoder)",
+    )  # fmt: skip
+    return parser.parse_args()
+
+
+def standardiser(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and standard deviation per column (1 where constant)."""
+    scale = values.std(axis=0)
+    return values.mean(axis=0), np.where(scale > 1e-8, scale, 1.0)
+
+
+def mlp_probe(
+    train_x: np.ndarray,
+    train_y: np.ndarray,
+    val_x: np.ndarray,
+    val_y: np.ndarray,
+    steps: int,
+    seed: int,
+) -> np.ndarray:
+    """Held-out R^2 per target of a 256-256 ReLU MLP fitted on standardised features."""
+    x_mean, x_scale = standardiser(train_x)
+    y_mean, y_scale = standardiser(train_y)
+    x = torch.tensor((train_x - x_mean) / x_scale, dtype=torch.float32)
+    y = torch.tensor((train_y - y_mean) / y_scale, dtype=torch.float32)
+    generator = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    net = nn.Sequential(
+        nn.Linear(x.shape[1], 256), nn.ReLU(), nn.Linear(256, 256), nn.ReLU(),
+        nn.Linear(256, y.shape[1]),
+    )  # fmt: skip
+    optimizer = torch.optim.Adam(net.parameters(), lr=1e-3, weight_decay=1e-4)
+    for _ in range(steps):
+        batch = torch.randint(0, x.shape[0], (256,), generator=generator)
+        loss = (net(x[batch]) - y[batch]).square().mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    with torch.no_grad():
+        val = torch.tensor((val_x - x_mean) / x_scale, dtype=torch.float32)
+        predictions = net(val).numpy() * y_scale + y_mean
+    return r2_scores(val_y, predictions)
+
+
+def load_frames(
+    dataset: object, ids: list[int], max_frames: int, seed: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The probe's frames of these episodes, with states and episode ids, in memory."""
+    frames, states, groups = [], [], []
+    for episode_id, episode_frames, state in iter_probe_frames(dataset, ids, max_frames, seed):
+        frames.append(episode_frames)
+        states.append(state)
+        groups.append(np.full(len(state), episode_id))
+    return np.concatenate(frames), np.concatenate(states), np.concatenate(groups)
+
+
+def train_supervised(
+    encoder: Encoder, frames: np.ndarray, labels: np.ndarray, steps: int, batch: int, seed: int
+) -> nn.Linear:
+    """Train ``encoder`` and a linear head end to end on standardised labels; returns the head."""
+    torch.manual_seed(seed)
+    generator = torch.Generator().manual_seed(seed)
+    head = nn.Linear(encoder.feature_dim, labels.shape[1])
+    pixels = torch.from_numpy(frames)
+    targets = torch.tensor(labels, dtype=torch.float32)
+    optimizer = torch.optim.Adam([*encoder.parameters(), *head.parameters()], lr=1e-3)
+    encoder.train()
+    started = time.perf_counter()
+    for step in range(1, steps + 1):
+        index = torch.randint(0, len(pixels), (batch,), generator=generator)
+        shifted = random_shift(pixels[index].unsqueeze(1), 4, generator).squeeze(1)
+        loss = (head(encoder(shifted)) - targets[index]).square().mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        if step % 500 == 0 or step == steps:
+            rate = step * batch / (time.perf_counter() - started)
+            print(f"  supervised step {step}/{steps}: loss {loss.item():.4f} ({rate:.0f} frames/s)")
+    encoder.eval()
+    return head
+
+
+def report(label: str, names: list[str], r2: np.ndarray) -> dict[str, float]:
+    scores = {name: round(float(value), 3) for name, value in zip(names, r2, strict=True)}
+    print(f"| {label} | {np.mean(r2):.3f} | " + " | ".join(f"{v:.3f}" for v in r2) + " |")
+    return {"mean": round(float(np.mean(r2)), 3), **scores}
+
+
+def main() -> None:
+    args = parse_args()
+    torch.set_num_threads(args.threads)
+    print("bench_probe_ceiling:", json.dumps({k: str(v) for k, v in vars(args).items()}))
+    dataset = open_dataset(args.run / args.task / "data" / "unlabeled" / "dataset")
+    train_ids, val_ids = dataset.split(val_fraction=0.2, seed=args.seed)
+    pretrain = args.run / args.task / "pretrain"
+    sizes = {"train": len(train_ids), "held-out": len(val_ids)}
+    print(f"episodes: {sizes}; frames per split <= {args.max_frames}")
+
+    results: dict[str, dict[str, float]] = {}
+    header_done = False
+    for name in ("none", args.objective):
+        encoder, _ = sslrobot.load_encoder(pretrain / name / "encoder")
+        stack = int(encoder.config.frame_stack)
+        train_x, train_y, groups = encode_episodes(
+            dataset, train_ids, encoder, args.max_frames, 256, args.seed, stack
+        )
+        val_x, val_y, _ = encode_episodes(
+            dataset, val_ids, encoder, args.max_frames, 256, args.seed, stack
+        )
+        names = dataset_state_names(dataset.manifest, train_y.shape[1])
+        view = list(dataset.manifest.get("view_state_names") or names)
+        columns = [names.index(v) for v in view]
+        train_y, val_y = train_y[:, columns], val_y[:, columns]
+        if not header_done:
+            print("\n| encoder / readout | mean R² | " + " | ".join(view) + " |")
+            print("| --- | ---: |" + " ---: |" * len(view))
+            header_done = True
+        linear = fit_linear_probe(
+            train_x, train_y, val_x, val_y, view, train_groups=groups, seed=args.seed
+        )
+        results[f"{name}/linear"] = report(
+            f"{name} / linear", view, np.array([linear.r2[v] for v in view])
+        )
+        mlp = mlp_probe(train_x, train_y, val_x, val_y, args.mlp_steps, args.seed)
+        results[f"{name}/mlp"] = report(f"{name} / mlp", view, mlp)
+
+    config = encoder.config  # the pretrained encoder's architecture
+    if config.frame_stack != 1:
+        raise SystemExit("the supervised row supports single-frame encoders only")
+    train_frames, train_state, groups = load_frames(dataset, train_ids, args.max_frames, args.seed)
+    val_frames, val_state, _ = load_frames(dataset, val_ids, args.max_frames, args.seed)
+    train_y, val_y = train_state[:, columns], val_state[:, columns]
+    y_mean, y_scale = standardiser(train_y)
+    print(f"\nsupervised: {config.arch}/{config.readout} encoder, {len(train_frames)} frames")
+    torch.manual_seed(args.seed)
+    supervised = Encoder(config)
+    started = time.perf_counter()
+    head = train_supervised(
+        supervised,
+        train_frames,
+        (train_y - y_mean) / y_scale,
+        args.supervised_steps,
+        args.batch_size,
+        args.seed,
+    )
+    print(f"  trained in {time.perf_counter() - started:.0f} s")
+    if args.save is not None:
+        args.save.mkdir(parents=True, exist_ok=True)
+        artifacts.save_json(args.save / artifacts.ENCODER_CONFIG, config.to_dict())
+        artifacts.save_safetensors(args.save / artifacts.ENCODER_WEIGHTS, supervised.state_dict())
+        print(f"  saved to {args.save}")
+    with torch.no_grad():
+        val_features = np.concatenate(
+            [supervised(torch.from_numpy(val_frames[i : i + 512])).numpy()
+             for i in range(0, len(val_frames), 512)]
+        )  # fmt: skip
+        train_features = np.concatenate(
+            [supervised(torch.from_numpy(train_frames[i : i + 512])).numpy()
+             for i in range(0, len(train_frames), 512)]
+        )  # fmt: skip
+        own = head(torch.from_numpy(val_features)).numpy() * y_scale + y_mean
+    print("\n| encoder / readout | mean R² | " + " | ".join(view) + " |")
+    print("| --- | ---: |" + " ---: |" * len(view))
+    for key in results:
+        values = np.array([results[key][v] for v in view])
+        print(f"| {key.replace('/', ' / ')} | {values.mean():.3f} | "
+              + " | ".join(f"{v:.3f}" for v in values) + " |")  # fmt: skip
+    results["supervised/own-head"] = report("supervised / its head", view, r2_scores(val_y, own))
+    probe = fit_linear_probe(
+        train_features, train_y, val_features, val_y, view, train_groups=groups, seed=args.seed
+    )
+    results["supervised/linear"] = report(
+        "supervised / linear", view, np.array([probe.r2[v] for v in view])
+    )
+    gap = results[f"{args.objective}/linear"]["mean"] - results["none/linear"]["mean"]
+    room = results["supervised/linear"]["mean"] - results["none/linear"]["mean"]
+    print(
+        f"\nlinear probe: {args.objective} - none = {gap:+.3f}; supervised - none = {room:+.3f} "
+        f"(the most pretraining could add with this architecture, roughly)"
+    )
+
+
+if __name__ == "__main__":
+    main()
