@@ -91,7 +91,9 @@ def main() -> None:
     for path in (unlabeled, demos):
         if not (path / "manifest.json").is_file():
             raise SystemExit(f"{path} is not a dataset: give a finished run (--run) and --task")
-    tag = f"{args.objective}-{args.steps}-{args.pretrain_args}-{args.bc_args}".replace(" ", "")
+    source = f"encoder-{args.encoder.name}" if args.encoder else f"{args.objective}-{args.steps}"
+    arch = "" if args.arch == "keypoints" else f"-{args.arch}"
+    tag = f"{source}{arch}-{args.pretrain_args}-{args.bc_args}".replace(" ", "")
     out = args.out or args.run / "variants" / (args.task + "-" + tag.replace("/", "_"))
     out.mkdir(parents=True, exist_ok=True)
     log = out / "log.txt"
