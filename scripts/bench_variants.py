@@ -44,6 +44,11 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, default=128, help="global, over processes")
     parser.add_argument("--processes", type=int, default=1, help="torchrun ranks (1 thread each)")
     parser.add_argument("--pretrain-args", default="", help="more `sslrobot pretrain` options")
+    parser.add_argument(
+        "--pretrain-data", type=Path, default=None,
+        help="pretrain on this dataset instead of the run's (e.g. a larger stream of the same "
+        "task); the probe and the policies still use the run's data",
+    )  # fmt: skip
     parser.add_argument("--bc-args", default="", help="more `sslrobot train-policy` options")
     parser.add_argument("--num-demos", type=int, default=25)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -93,6 +98,8 @@ def main() -> None:
             raise SystemExit(f"{path} is not a dataset: give a finished run (--run) and --task")
     source = f"encoder-{args.encoder.name}" if args.encoder else f"{args.objective}-{args.steps}"
     arch = "" if args.arch == "keypoints" else f"-{args.arch}"
+    if args.pretrain_data is not None:
+        arch += f"-data-{args.pretrain_data.name}"
     tag = f"{source}{arch}-{args.pretrain_args}-{args.bc_args}".replace(" ", "")
     out = args.out or args.run / "variants" / (args.task + "-" + tag.replace("/", "_"))
     out.mkdir(parents=True, exist_ok=True)
@@ -101,7 +108,7 @@ def main() -> None:
     encoder, seconds = args.encoder, 0.0
     if encoder is None:
         encoder = out / "encoder"
-        seconds = pretrain(args, unlabeled, encoder, log)
+        seconds = pretrain(args, args.pretrain_data or unlabeled, encoder, log)
     probe_file = out / "probe.json"
     sslrobot("probe", "--encoder", str(encoder), "--data", str(unlabeled), "--out",
              str(probe_file), "--device", "cpu", log=log)  # fmt: skip
