@@ -38,6 +38,7 @@ from sslrobot.data import open_dataset
 from sslrobot.evaluation.probe import (
     dataset_state_names,
     encode_episodes,
+    extract_features,
     fit_linear_probe,
     iter_probe_frames,
     r2_scores,
@@ -142,10 +143,13 @@ def train_supervised(
     return head
 
 
-def report(label: str, names: list[str], r2: np.ndarray) -> dict[str, float]:
-    scores = {name: round(float(value), 3) for name, value in zip(names, r2, strict=True)}
+def print_header(view: list[str]) -> None:
+    print("\n| encoder / readout | mean R² | " + " | ".join(view) + " |")
+    print("| --- | ---: |" + " ---: |" * len(view))
+
+
+def print_row(label: str, r2: np.ndarray) -> None:
     print(f"| {label} | {np.mean(r2):.3f} | " + " | ".join(f"{v:.3f}" for v in r2) + " |")
-    return {"mean": round(float(np.mean(r2)), 3), **scores}
 
 
 def main() -> None:
@@ -158,8 +162,7 @@ def main() -> None:
     sizes = {"train": len(train_ids), "held-out": len(val_ids)}
     print(f"episodes: {sizes}; frames per split <= {args.max_frames}")
 
-    results: dict[str, dict[str, float]] = {}
-    header_done = False
+    rows: dict[str, np.ndarray] = {}  # label -> held-out R^2 per view variable
     for name in ("none", args.objective):
         encoder, _ = sslrobot.load_encoder(pretrain / name / "encoder")
         stack = int(encoder.config.frame_stack)
@@ -173,18 +176,15 @@ def main() -> None:
         view = list(dataset.manifest.get("view_state_names") or names)
         columns = [names.index(v) for v in view]
         train_y, val_y = train_y[:, columns], val_y[:, columns]
-        if not header_done:
-            print("\n| encoder / readout | mean R² | " + " | ".join(view) + " |")
-            print("| --- | ---: |" + " ---: |" * len(view))
-            header_done = True
+        if not rows:
+            print_header(view)
         linear = fit_linear_probe(
             train_x, train_y, val_x, val_y, view, train_groups=groups, seed=args.seed
         )
-        results[f"{name}/linear"] = report(
-            f"{name} / linear", view, np.array([linear.r2[v] for v in view])
-        )
-        mlp = mlp_probe(train_x, train_y, val_x, val_y, args.mlp_steps, args.seed)
-        results[f"{name}/mlp"] = report(f"{name} / mlp", view, mlp)
+        rows[f"{name} / linear"] = np.array([linear.r2[v] for v in view])
+        print_row(f"{name} / linear", rows[f"{name} / linear"])
+        rows[f"{name} / mlp"] = mlp_probe(train_x, train_y, val_x, val_y, args.mlp_steps, args.seed)
+        print_row(f"{name} / mlp", rows[f"{name} / mlp"])
 
     config = encoder.config  # the pretrained encoder's architecture
     if config.frame_stack != 1:
@@ -211,31 +211,21 @@ def main() -> None:
         artifacts.save_json(args.save / artifacts.ENCODER_CONFIG, config.to_dict())
         artifacts.save_safetensors(args.save / artifacts.ENCODER_WEIGHTS, supervised.state_dict())
         print(f"  saved to {args.save}")
+    train_features = extract_features(supervised, train_frames, 512)
+    val_features = extract_features(supervised, val_frames, 512)
     with torch.no_grad():
-        val_features = np.concatenate(
-            [supervised(torch.from_numpy(val_frames[i : i + 512])).numpy()
-             for i in range(0, len(val_frames), 512)]
-        )  # fmt: skip
-        train_features = np.concatenate(
-            [supervised(torch.from_numpy(train_frames[i : i + 512])).numpy()
-             for i in range(0, len(train_frames), 512)]
-        )  # fmt: skip
         own = head(torch.from_numpy(val_features)).numpy() * y_scale + y_mean
-    print("\n| encoder / readout | mean R² | " + " | ".join(view) + " |")
-    print("| --- | ---: |" + " ---: |" * len(view))
-    for key in results:
-        values = np.array([results[key][v] for v in view])
-        print(f"| {key.replace('/', ' / ')} | {values.mean():.3f} | "
-              + " | ".join(f"{v:.3f}" for v in values) + " |")  # fmt: skip
-    results["supervised/own-head"] = report("supervised / its head", view, r2_scores(val_y, own))
+    rows["supervised / its head"] = r2_scores(val_y, own)
     probe = fit_linear_probe(
         train_features, train_y, val_features, val_y, view, train_groups=groups, seed=args.seed
     )
-    results["supervised/linear"] = report(
-        "supervised / linear", view, np.array([probe.r2[v] for v in view])
-    )
-    gap = results[f"{args.objective}/linear"]["mean"] - results["none/linear"]["mean"]
-    room = results["supervised/linear"]["mean"] - results["none/linear"]["mean"]
+    rows["supervised / linear"] = np.array([probe.r2[v] for v in view])
+    print_header(view)
+    for label, r2 in rows.items():
+        print_row(label, r2)
+    none = np.mean(rows["none / linear"])
+    gap = np.mean(rows[f"{args.objective} / linear"]) - none
+    room = np.mean(rows["supervised / linear"]) - none
     print(
         f"\nlinear probe: {args.objective} - none = {gap:+.3f}; supervised - none = {room:+.3f} "
         f"(the most pretraining could add with this architecture, roughly)"
