@@ -17,7 +17,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "frames against the copy-last-frame baseline and k-step latent error."
         ),
     )
-    parser.add_argument("--encoder", required=True, help="a `sslrobot pretrain --out` directory")
+    parser.add_argument(
+        "--encoder",
+        required=True,
+        help="a `sslrobot pretrain --out` directory, or one holding only "
+        "encoder_config.json and encoder.safetensors (then the probe alone)",
+    )
     parser.add_argument("--data", required=True, help="a `sslrobot collect --out` directory")
     parser.add_argument("--out", default=None, help="JSON file for the results")
     parser.add_argument("--val-fraction", type=float, default=0.2, help="held-out episode share")

@@ -420,7 +420,7 @@ def iter_probe_frames(
         ValueError: for an episode without privileged state.
     """
     episodes = []
-    for i in episode_ids:  # memory-mapped: loading is cheap, pages are read when encoded
+    for i in episode_ids:  # memory-mapped: loading is cheap, pages are read when sliced
         try:
             episodes.append(dataset.load_episode(i, include_state=True))
         except FileNotFoundError as error:
