@@ -17,6 +17,13 @@ encoder, e.g. to vary only the BC head (``--bc-args``). The session-4 experiment
         --encoder runs/default4/Reach-v0/pretrain/fdm+future/encoder --bc-args="--steps 300"
     (the same with --bc-args="--steps 3000", "--weight-decay 1.0", "--hidden-dims 64,64")
 
+``--baseline`` also probes the same architecture's random initialisation and prints the gap
+(issue 4's measure); a bare ``--seeds`` skips the policies. Session 8, the linear-readout
+encoder on each task:
+
+    python scripts/bench_variants.py --run runs/default5 --task Navigate-v0 --arch cnn \
+        --steps 12000 --processes 2 --baseline --seeds
+
 Prints its settings, the probe (mean R^2 and the task objects' variables), PSNR at k=1, and
 success per seed and mean for each look.
 """
@@ -51,10 +58,18 @@ def parse_args() -> argparse.Namespace:
     )  # fmt: skip
     parser.add_argument("--bc-args", default="", help="more `sslrobot train-policy` options")
     parser.add_argument("--num-demos", type=int, default=25)
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument(
+        "--seeds", type=int, nargs="*", default=[0, 1, 2],
+        help="BC training seeds; none (a bare --seeds) scores the representation only",
+    )  # fmt: skip
     parser.add_argument("--episodes", type=int, default=200, help="evaluation episodes per seed")
     parser.add_argument("--eval-seed", type=int, default=300_000, help="first evaluation seed")
     parser.add_argument("--heldout", action="store_true", help="also the held-out visual preset")
+    parser.add_argument(
+        "--baseline", action="store_true",
+        help="also probe a randomly initialised encoder (`--objective none --steps 0`) of the "
+        "same architecture and --pretrain-args, and print the probe gap (issue 4's measure)",
+    )  # fmt: skip
     return parser.parse_args()
 
 
@@ -66,17 +81,22 @@ def sslrobot(*args: str, log: Path) -> None:
         )
 
 
-def pretrain(args: argparse.Namespace, data: Path, out: Path, log: Path) -> float:
-    """Pretrain the variant; returns its wall time in seconds."""
+def pretrain(
+    args: argparse.Namespace, data: Path, out: Path, log: Path, objective: str | None = None
+) -> float:
+    """Pretrain the variant (or, with ``objective="none"``, write its random initialisation);
+    returns the wall time in seconds."""
+    objective = objective or args.objective
+    steps = 0 if objective == "none" else args.steps
     options = [
-        "pretrain", "--data", str(data), "--out", str(out), "--objective", args.objective,
-        "--steps", str(args.steps), "--batch-size", str(args.batch_size // args.processes),
+        "pretrain", "--data", str(data), "--out", str(out), "--objective", objective,
+        "--steps", str(steps), "--batch-size", str(args.batch_size // args.processes),
         "--num-steps-ahead", "3", "--device", "cpu", "--encoder-arch", args.arch,
         "--no-progress", "--no-tensorboard", "--image-every", "0",
         "--threads", "1" if args.processes > 1 else "2", *shlex.split(args.pretrain_args),
     ]  # fmt: skip
     start = time.perf_counter()
-    if args.processes > 1:
+    if args.processes > 1 and steps > 0:
         launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
         command = [*launcher, f"--nproc_per_node={args.processes}", "-m", "sslrobot", *options]
         with log.open("a") as file:
@@ -84,6 +104,13 @@ def pretrain(args: argparse.Namespace, data: Path, out: Path, log: Path) -> floa
     else:
         sslrobot(*options, log=log)
     return time.perf_counter() - start
+
+
+def run_probe(encoder: Path, data: Path, out: Path, log: Path) -> dict:
+    """``sslrobot probe`` of ``encoder`` on ``data``; returns its metrics."""
+    sslrobot("probe", "--encoder", str(encoder), "--data", str(data), "--out", str(out),
+             "--device", "cpu", log=log)  # fmt: skip
+    return json.loads(out.read_text())
 
 
 def main() -> None:
@@ -109,10 +136,12 @@ def main() -> None:
     if encoder is None:
         encoder = out / "encoder"
         seconds = pretrain(args, args.pretrain_data or unlabeled, encoder, log)
-    probe_file = out / "probe.json"
-    sslrobot("probe", "--encoder", str(encoder), "--data", str(unlabeled), "--out",
-             str(probe_file), "--device", "cpu", log=log)  # fmt: skip
-    probe = json.loads(probe_file.read_text())
+    probe = run_probe(encoder, unlabeled, out / "probe.json", log)
+    baseline = None
+    if args.baseline:
+        if not (out / "none_encoder" / "pretrain_config.json").is_file():  # else: reuse it
+            pretrain(args, unlabeled, out / "none_encoder", log, objective="none")
+        baseline = run_probe(out / "none_encoder", unlabeled, out / "none_probe.json", log)
     objects = {
         name: round(r2, 2)
         for name, r2 in probe["probe/r2"].items()
@@ -135,12 +164,23 @@ def main() -> None:
             success[look].append(json.loads(result.read_text())["success_rate"])
     print(f"pretraining: {seconds:.0f} s ({'skipped' if args.encoder else args.steps} steps)")
     print(f"probe R^2 mean {probe['probe/r2_mean']:.3f}; objects {objects}")
+    if baseline is not None:
+        names = probe["probe/mean_over"]  # the variables one frame determines
+        r2 = {name: round(probe["probe/r2"][name], 3) for name in names}
+        none_r2 = {name: round(baseline["probe/r2"][name], 3) for name in names}
+        print(f"probe R^2 of the averaged variables: {r2}")
+        print(
+            f"none ({args.arch}, random init) probe R^2 mean {baseline['probe/r2_mean']:.3f} "
+            f"{none_r2}; gap {probe['probe/r2_mean'] - baseline['probe/r2_mean']:+.3f}"
+        )
     if probe.get("pred/psnr_k1") is not None:
         print(
             f"PSNR k=1 {probe['pred/psnr_k1']:.2f} dB "
             f"(copy-last {probe['pred/psnr_copy_last_k1']:.2f})"
         )
     for look, rates in success.items():
+        if not rates:
+            continue
         mean = sum(rates) / len(rates)
         print(
             f"success ({look} look, {args.episodes} episodes x {len(rates)} seeds): "
