@@ -123,7 +123,11 @@ def main() -> None:
     for path in (unlabeled, demos):
         if not (path / "manifest.json").is_file():
             raise SystemExit(f"{path} is not a dataset: give a finished run (--run) and --task")
-    source = f"encoder-{args.encoder.name}" if args.encoder else f"{args.objective}-{args.steps}"
+    source = (  # an encoder is named by its directory and the one above (pretrain --out/encoder)
+        f"encoder-{args.encoder.parent.name}-{args.encoder.name}"
+        if args.encoder
+        else f"{args.objective}-{args.steps}"
+    )
     arch = "" if args.arch == "keypoints" else f"-{args.arch}"
     if args.pretrain_data is not None:
         arch += f"-data-{args.pretrain_data.name}"
