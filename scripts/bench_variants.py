@@ -170,8 +170,10 @@ def main() -> None:
     print(f"probe R^2 mean {probe['probe/r2_mean']:.3f}; objects {objects}")
     if baseline is not None:
         names = probe["probe/mean_over"]  # the variables one frame determines
-        r2 = {name: round(probe["probe/r2"][name], 3) for name in names}
-        none_r2 = {name: round(baseline["probe/r2"][name], 3) for name in names}
+        r2, none_r2 = (
+            {n: None if m["probe/r2"][n] is None else round(m["probe/r2"][n], 3) for n in names}
+            for m in (probe, baseline)
+        )  # R^2 is None for a variable constant on the held-out episodes
         print(f"probe R^2 of the averaged variables: {r2}")
         print(
             f"none ({args.arch}, random init) probe R^2 mean {baseline['probe/r2_mean']:.3f} "
