@@ -43,7 +43,7 @@ from sslrobot.evaluation.probe import (
     iter_probe_frames,
     r2_scores,
 )
-from sslrobot.models.encoder import Encoder
+from sslrobot.models.encoder import Encoder, EncoderConfig
 from sslrobot.pretraining import artifacts
 from sslrobot.pretraining.augment import random_shift
 
@@ -59,6 +59,14 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, default=128, help="supervised training batch")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--supervised-config",
+        type=Path,
+        default=None,
+        help="an encoder_config.json whose architecture to train on the labels instead of the "
+        "pretrained encoder's (e.g. the linear-readout cnn of a `bench_variants.py --arch cnn` "
+        "run): is the ceiling the architecture's or the labels'?",
+    )
     parser.add_argument(
         "--save", type=Path, default=None,
         help="write the supervised encoder here (loadable by sslrobot.load_encoder, e.g. for "
@@ -143,6 +151,20 @@ def train_supervised(
     return head
 
 
+def load_encoder_config(path: Path, image_size: int) -> EncoderConfig:
+    """An encoder config from ``path``, checked against the dataset's frame size."""
+    try:
+        config = EncoderConfig.from_dict(json.loads(path.read_text()))
+    except (OSError, ValueError, TypeError, KeyError) as error:
+        raise SystemExit(f"--supervised-config {path}: not an encoder config ({error})") from error
+    if config.image_size != image_size:
+        raise SystemExit(
+            f"--supervised-config {path}: image_size {config.image_size}, the run's frames are "
+            f"{image_size} px"
+        )
+    return config
+
+
 def print_header(view: list[str]) -> None:
     print("\n| encoder / readout | mean R² | " + " | ".join(view) + " |")
     print("| --- | ---: |" + " ---: |" * len(view))
@@ -186,7 +208,9 @@ def main() -> None:
         rows[f"{name} / mlp"] = mlp_probe(train_x, train_y, val_x, val_y, args.mlp_steps, args.seed)
         print_row(f"{name} / mlp", rows[f"{name} / mlp"])
 
-    config = encoder.config  # the pretrained encoder's architecture
+    config = encoder.config  # the pretrained encoder's architecture, unless told otherwise
+    if args.supervised_config is not None:
+        config = load_encoder_config(args.supervised_config, config.image_size)
     if config.frame_stack != 1:
         raise SystemExit("the supervised row supports single-frame encoders only")
     train_frames, train_state, groups = load_frames(dataset, train_ids, args.max_frames, args.seed)
