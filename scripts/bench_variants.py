@@ -38,6 +38,8 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -70,6 +72,11 @@ def parse_args() -> argparse.Namespace:
         help="also probe a randomly initialised encoder (`--objective none --steps 0`) of the "
         "same architecture and --pretrain-args, and print the probe gap (issue 4's measure)",
     )  # fmt: skip
+    parser.add_argument(
+        "--baseline-seeds", type=int, nargs="+", default=[0],
+        help="initialisation seeds of the --baseline encoder: with several, the gap is printed "
+        "as mean and spread over them (how much of a gap the random init alone moves)",
+    )  # fmt: skip
     return parser.parse_args()
 
 
@@ -82,10 +89,15 @@ def sslrobot(*args: str, log: Path) -> None:
 
 
 def pretrain(
-    args: argparse.Namespace, data: Path, out: Path, log: Path, objective: str | None = None
+    args: argparse.Namespace,
+    data: Path,
+    out: Path,
+    log: Path,
+    objective: str | None = None,
+    seed: int | None = None,
 ) -> float:
     """Pretrain the variant (or, with ``objective="none"``, write its random initialisation);
-    returns the wall time in seconds."""
+    ``seed`` overrides any ``--seed`` in --pretrain-args. Returns the wall time in seconds."""
     objective = objective or args.objective
     steps = 0 if objective == "none" else args.steps
     options = [
@@ -94,6 +106,7 @@ def pretrain(
         "--num-steps-ahead", "3", "--device", "cpu", "--encoder-arch", args.arch,
         "--no-progress", "--no-tensorboard", "--image-every", "0",
         "--threads", "1" if args.processes > 1 else "2", *shlex.split(args.pretrain_args),
+        *(["--seed", str(seed)] if seed is not None else []),
     ]  # fmt: skip
     start = time.perf_counter()
     if args.processes > 1 and steps > 0:
@@ -141,11 +154,13 @@ def main() -> None:
         encoder = out / "encoder"
         seconds = pretrain(args, args.pretrain_data or unlabeled, encoder, log)
     probe = run_probe(encoder, unlabeled, out / "probe.json", log)
-    baseline = None
-    if args.baseline:
-        if not (out / "none_encoder" / "pretrain_config.json").is_file():  # else: reuse it
-            pretrain(args, unlabeled, out / "none_encoder", log, objective="none")
-        baseline = run_probe(out / "none_encoder", unlabeled, out / "none_probe.json", log)
+    baselines = []  # one probe per --baseline-seeds seed
+    for seed in args.baseline_seeds if args.baseline else []:
+        name = "none_encoder" if seed == 0 else f"none_encoder_seed{seed}"
+        if not (out / name / "pretrain_config.json").is_file():  # else: reuse it
+            pretrain(args, unlabeled, out / name, log, objective="none", seed=seed)
+        baselines.append(run_probe(out / name, unlabeled, out / f"{name}_probe.json", log))
+    baseline = baselines[0] if baselines else None
     objects = {
         name: round(r2, 2)
         for name, r2 in probe["probe/r2"].items()
@@ -178,6 +193,14 @@ def main() -> None:
         print(
             f"none ({args.arch}, random init) probe R^2 mean {baseline['probe/r2_mean']:.3f} "
             f"{none_r2}; gap {probe['probe/r2_mean'] - baseline['probe/r2_mean']:+.3f}"
+        )
+    if len(baselines) > 1:
+        means = np.array([b["probe/r2_mean"] for b in baselines])
+        gaps = probe["probe/r2_mean"] - means
+        print(
+            f"none over init seeds {args.baseline_seeds}: {np.round(means, 3).tolist()}, mean "
+            f"{means.mean():.3f} (std {means.std(ddof=1):.3f}); gap mean {gaps.mean():+.3f}, "
+            f"range {gaps.min():+.3f} to {gaps.max():+.3f}"
         )
     if probe.get("pred/psnr_k1") is not None:
         print(
