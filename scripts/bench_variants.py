@@ -24,6 +24,9 @@ encoder on each task:
     python scripts/bench_variants.py --run runs/default5 --task Navigate-v0 --arch cnn \
         --steps 12000 --processes 2 --baseline --seeds
 
+``--baseline-seeds 0 1 2 3 4`` probes five random initialisations and prints the gap's mean and
+range over them (session 9: the run's seed 0 was the weakest of five on Navigate).
+
 Prints its settings, the probe (mean R^2 and the task objects' variables), PSNR at k=1, and
 success per seed and mean for each look.
 """
