@@ -55,6 +55,24 @@ def test_report_numbers_come_from_result_files(quick_run: Path) -> None:
     assert f"{probe['probe/r2_mean']:.3f}" in report
 
 
+def test_none_baseline_probe_is_the_mean_over_its_random_inits(quick_run: Path) -> None:
+    assert QUICK.none_probe_inits == 2
+    task = quick_run / "Reach-v0"
+    weights = [
+        (task / "pretrain" / name / "encoder" / "model.safetensors").read_bytes()
+        for name in ("none", "none-init1")
+    ]
+    assert weights[0] != weights[1], "each init must be its own random encoder"
+    r2 = [
+        json.loads((task / "probe" / name / "probe.json").read_text())["probe/r2_mean"]
+        for name in ("none", "none-init1", "fdm+future")
+    ]
+    report = (quick_run / "report.md").read_text()
+    mean, std = np.mean(r2[:2]), np.std(r2[:2], ddof=1)
+    assert f"{mean:.3f} ± {std:.3f} (2 inits)" in report
+    assert f"{r2[2] - mean:+.3f}" in report  # fdm+future's gain over the mean random init
+
+
 def test_rerun_skips_finished_stages_and_reruns_only_what_changed(quick_run: Path) -> None:
     again = Pipeline(QUICK, quick_run, device="cpu", progress=False)
     again.run()
@@ -77,7 +95,11 @@ def test_pretraining_in_two_processes_reruns_the_trained_encoders_only(
     pipeline = Pipeline(two, quick_run, device="cpu", progress=False)
     pipeline.run()
     pretrained = {r.name: r.skipped for r in pipeline.runner.results if "/pretrain/" in r.name}
-    assert pretrained == {"Reach-v0/pretrain/fdm+future": False, "Reach-v0/pretrain/none": True}
+    assert pretrained == {
+        "Reach-v0/pretrain/fdm+future": False,
+        "Reach-v0/pretrain/none": True,
+        "Reach-v0/pretrain/none-init1": True,
+    }
     encoder = quick_run / "Reach-v0" / "pretrain" / "fdm+future" / "encoder"
     record = json.loads((encoder / "pretrain_config.json").read_text())
     assert record["world_size"] == 2

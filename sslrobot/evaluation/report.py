@@ -22,6 +22,9 @@ computes nothing but formatting and the plain-language verdict. The dict's layou
                         "encoder": "fdm+future",
                         "success": {"mean": 0.8, "low": 0.7, "high": 0.9},  # or None
                         "probe_r2": 0.61,                # optional, mean held-out R^2
+                        "probe_r2_std": 0.02,            # optional, over random inits
+                        "probe_r2_inits": 5,             # optional, how many inits
+                        "probe_gain": 0.2,               # optional, probe_r2 - baseline's
                         "psnr": 27.1,                    # optional, dB at k = 1
                         "psnr_copy_last": 24.0,          # optional, same frames
                         "wall_time_s": {"pretrain": 95.0, "train_policy": 30.0},  # optional
@@ -237,6 +240,16 @@ def _picture_items(items: Sequence[Any] | None, out_dir: Path) -> list[tuple[Pat
     return pictures
 
 
+def _probe_cell(row: Mapping[str, Any]) -> str:
+    """``'0.735'``, or for a baseline averaged over random inits ``'0.682 ± 0.019 (5 inits)'``."""
+    if row.get("probe_r2") is None:
+        return _MISSING
+    text = f"{float(row['probe_r2']):.3f}"
+    if row.get("probe_r2_std") is not None:
+        text += f" ± {float(row['probe_r2_std']):.3f} ({int(row['probe_r2_inits'])} inits)"
+    return text
+
+
 def _table(rows: Sequence[Mapping[str, Any]]) -> tuple[list[str], list[list[str]]]:
     """Column titles and formatted cells of a task table; empty columns are left out."""
     stages: list[str] = []
@@ -267,8 +280,10 @@ def _table(rows: Sequence[Mapping[str, Any]]) -> tuple[list[str], list[list[str]
                 ),
             )
         )
+    if any(r.get("probe_r2") is not None for r in rows):
+        columns.append(("Probe R²", _probe_cell))
     for key, title, fmt in (
-        ("probe_r2", "Probe R²", "{:.3f}"),
+        ("probe_gain", "Probe gain over none", "{:+.3f}"),
         ("psnr", "PSNR k=1 (dB)", "{:.2f}"),
         ("psnr_copy_last", "Copy-last PSNR (dB)", "{:.2f}"),
     ):

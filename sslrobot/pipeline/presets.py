@@ -30,6 +30,10 @@ class RunConfig:
         encoder_arch: architecture of every encoder of the run, pretrained or baseline
             (``cnn``, ``keypoints``, ``resnet``, ``drqv2``).
         objectives: pretraining objectives to compare (``none`` is always added).
+        none_probe_inits: random initialisations of ``none`` whose linear probes the report
+            averages (seeds ``seed``, ``seed + 1``, ...): one initialisation is a noisy
+            baseline, on Navigate five of them probed 0.653-0.706. Its policies need no more,
+            as each BC training seed already builds its own random encoder.
         pretrain_steps: optimiser steps per pretraining run.
         pretrain_batch_size: windows per pretraining step (over all processes).
         pretrain_processes: data-parallel processes per pretraining on a CPU device, each with
@@ -62,6 +66,7 @@ class RunConfig:
     num_demo_episodes: int = 25
     encoder_arch: str = "cnn"
     objectives: tuple[str, ...] = ("fdm+future",)
+    none_probe_inits: int = 1
     pretrain_steps: int = 1500
     pretrain_batch_size: int = 128
     pretrain_processes: int = 1
@@ -109,6 +114,7 @@ class RunConfig:
             "bc_batch_size": self.bc_batch_size,
             "eval_episodes": self.eval_episodes,
             "num_workers": self.num_workers,
+            "none_probe_inits": self.none_probe_inits,
         }
         for name, value in positive.items():
             if value < 1:
@@ -177,6 +183,7 @@ PRESETS: dict[str, RunConfig] = {
         pretrain_steps=20,
         pretrain_batch_size=16,
         num_steps_ahead=2,
+        none_probe_inits=2,
         num_demos=(3,),
         bc_steps=10,
         bc_batch_size=32,
@@ -197,6 +204,7 @@ PRESETS: dict[str, RunConfig] = {
         preset="default",
         encoder_arch="keypoints",
         num_unlabeled_episodes=1000,
+        none_probe_inits=5,
         pretrain_steps=6000,
         pretrain_processes=2,
         eval_episodes=100,
@@ -207,6 +215,7 @@ PRESETS: dict[str, RunConfig] = {
         num_unlabeled_episodes=1000,
         num_demo_episodes=50,
         objectives=OBJECTIVES,
+        none_probe_inits=5,
         pretrain_steps=20_000,
         pretrain_batch_size=256,
         num_steps_ahead=5,

@@ -70,6 +70,22 @@ def _stage_seconds(results: Sequence[StageResult], prefix: str) -> float | None:
     return float(sum(seconds)) if seconds else None
 
 
+def _none_probe_r2(
+    probe: dict[str, Any] | None, extra_inits: Sequence[StageResult]
+) -> dict[str, Any] | None:
+    """The random-init baseline's mean probe R² over its initialisations, with their standard
+    deviation and count: the baseline every pretrained encoder's gain is measured against."""
+    if probe is None or "probe/r2_mean" not in probe:
+        return None
+    values = [probe["probe/r2_mean"]]
+    values += [_read_json(stage.path / "probe.json")["probe/r2_mean"] for stage in extra_inits]
+    return {
+        "probe_r2": float(np.mean(values)),
+        "probe_r2_std": float(np.std(values, ddof=1)) if len(values) > 1 else None,
+        "probe_r2_inits": len(values),
+    }
+
+
 def _task_section(
     config: RunConfig,
     out: Path,
@@ -89,12 +105,19 @@ def _task_section(
     probes = {
         name: _read_json(stage.path / "probe.json") for name, stage in artifacts.probe.items()
     }
+    none_r2 = _none_probe_r2(probes.get("none"), artifacts.none_init_probes)
 
     rows = []
     for encoder in config.encoder_names:
         train = _find(aggregated, encoder=encoder, num_demos=main_demos, visual_preset="train")
         heldout = _find(aggregated, encoder=encoder, num_demos=main_demos, visual_preset="heldout")
         probe = probes.get(encoder, {})
+        probe_r2 = probe.get("probe/r2_mean")
+        probe_fields: dict[str, Any] = {"probe_r2": probe_r2}
+        if encoder == "none" and none_r2 is not None:
+            probe_fields = none_r2
+        elif probe_r2 is not None and none_r2 is not None:
+            probe_fields["probe_gain"] = probe_r2 - none_r2["probe_r2"]
         pretrain_stage = (
             f"mixed/pretrain/{config.transfer_objective}"  # shared by every task
             if encoder == config.mixed_encoder_name
@@ -115,7 +138,7 @@ def _task_section(
                 "success": train["success"] if train else None,
                 "success_heldout": heldout["success"] if heldout else None,
                 "num_seeds": train["num_seeds"] if train else 0,
-                "probe_r2": probe.get("probe/r2_mean"),
+                **probe_fields,
                 "psnr": probe.get("pred/psnr_k1"),
                 "psnr_copy_last": probe.get("pred/psnr_copy_last_k1"),
                 "wall_time_s": {k: v for k, v in wall.items() if v is not None},
@@ -237,7 +260,9 @@ def build_report(
             "Success: mean over training seeds of the per-seed success rate on "
             f"{config.eval_episodes} evaluation episodes, with a stratified bootstrap 95% CI.",
             "Probe R²: ridge regression from frozen features to the true state, fitted on "
-            "training episodes of the unlabeled stream and scored on held-out episodes.",
+            "training episodes of the unlabeled stream and scored on held-out episodes; for "
+            f"none, the mean (± standard deviation) over {config.none_probe_inits} random "
+            "initialisation(s). Probe gain: an encoder's probe R² minus that mean.",
             "PSNR k=1: one-step predicted frame vs the real one; copy-last predicts the current "
             "frame unchanged (the baseline to beat).",
         ],

@@ -29,6 +29,11 @@ EVAL_SEED_BASE = 300_000
 RUN_LOCK = ".run.lock"
 
 
+def none_init_name(seed: int) -> str:
+    """Stage name of the random-init (``none``) encoder drawn from ``seed`` (not the run's)."""
+    return f"none-init{seed}"
+
+
 def task_slug(env_id: str) -> str:
     """``sslrobot/Push-v0`` -> ``Push-v0`` (a directory name)."""
     return env_id.split("/")[-1]
@@ -43,6 +48,8 @@ class TaskArtifacts:
     demos: StageResult | None = None
     pretrain: dict[str, StageResult] = field(default_factory=dict)
     probe: dict[str, StageResult] = field(default_factory=dict)
+    #: probes of the further random initialisations of ``none`` (``none_probe_inits`` - 1)
+    none_init_probes: list[StageResult] = field(default_factory=list)
     policies: list[tuple[str, int, int, StageResult]] = field(default_factory=list)
     evaluations: list[tuple[str, int, int, str, StageResult]] = field(default_factory=list)
 
@@ -75,6 +82,7 @@ class Pipeline:
             total += 1 + len(config.tasks)  # one mixed-stream pretraining, a probe per task
         for task in config.tasks:
             total += 2 + 2 * (1 + len(config.objectives))  # data, pretrain + probe per encoder
+            total += 2 * (config.none_probe_inits - 1)  # further random inits, probed
             policies = len(config.encoder_names) * len(config.demo_counts(task))
             total += policies * len(config.policy_seeds) * (1 + evaluations_per_policy)
         return total
@@ -146,6 +154,10 @@ class Pipeline:
             encoder = self._pretrain(slug, objective, (artifacts.unlabeled,))
             artifacts.pretrain[objective] = encoder
             artifacts.probe[objective] = self._probe(slug, objective, encoder, artifacts.unlabeled)
+        for seed in range(config.seed + 1, config.seed + config.none_probe_inits):
+            name = none_init_name(seed)
+            encoder = self._pretrain(slug, "none", (artifacts.unlabeled,), seed=seed, name=name)
+            artifacts.none_init_probes.append(self._probe(slug, name, encoder, artifacts.unlabeled))
         if mixed is not None and config.mixed_encoder_name:
             name = config.mixed_encoder_name
             artifacts.pretrain[name] = mixed
@@ -200,11 +212,22 @@ class Pipeline:
 
         return self._stage(name, settings, run)
 
-    def _pretrain(self, slug: str, objective: str, data: tuple[StageResult, ...]) -> StageResult:
-        """Pretrain ``objective`` on the unlabeled streams ``data`` (several: mixed)."""
+    def _pretrain(
+        self,
+        slug: str,
+        objective: str,
+        data: tuple[StageResult, ...],
+        seed: int | None = None,
+        name: str | None = None,
+    ) -> StageResult:
+        """Pretrain ``objective`` on the unlabeled streams ``data`` (several: mixed), in the
+        stage ``<slug>/pretrain/<name>`` (``name``: the objective's by default) from ``seed``
+        (the run's by default)."""
         from sslrobot.models.encoder import encoder_config_for
         from sslrobot.pretraining import PretrainConfig
         from sslrobot.pretraining.launch import pretrain_in_processes
+
+        seed = self.config.seed if seed is None else seed
 
         steps = 0 if objective == "none" else self.config.pretrain_steps
         arch = self.config.encoder_arch
@@ -214,7 +237,7 @@ class Pipeline:
             "steps": steps,
             "batch_size": self.config.pretrain_batch_size,
             "num_steps_ahead": self.config.num_steps_ahead,
-            "seed": self.config.seed,
+            "seed": seed,
         }
 
         processes = self._pretrain_processes(steps)
@@ -232,7 +255,7 @@ class Pipeline:
                     steps=steps,
                     batch_size=self.config.pretrain_batch_size,
                     num_steps_ahead=self.config.num_steps_ahead,
-                    seed=self.config.seed,
+                    seed=seed,
                     device=self.device,
                     checkpoint_every=max(1, steps // 4) if steps else 0,
                     image_every=max(1, steps // 2) if steps else 0,
@@ -244,7 +267,8 @@ class Pipeline:
             )
             return {"encoder": "encoder"}
 
-        return self._stage(f"{slug}/pretrain/{objective}", settings, run, depends_on=data)
+        stage_name = f"{slug}/pretrain/{name or objective}"
+        return self._stage(stage_name, settings, run, depends_on=data)
 
     def _pretrain_processes(self, steps: int) -> int:
         """Data-parallel processes for one pretraining: ``pretrain_processes`` on a CPU device
