@@ -154,6 +154,7 @@ def plot_loss_curves(
     key: str = "pretrain/loss",
     step_key: str = "step",
     title: str = "",
+    log_scale: bool | None = None,
 ) -> Path:
     """Training-loss curves of several runs read from their metrics CSV files.
 
@@ -163,6 +164,7 @@ def plot_loss_curves(
         key: Column to plot; rows where it is empty are skipped.
         step_key: Column of the x axis.
         title: Figure title.
+        log_scale: Logarithmic y axis; ``None``: when every value is positive (losses).
     """
     if not runs:
         raise ValueError("plot_loss_curves needs at least one run")
@@ -180,7 +182,7 @@ def plot_loss_curves(
         values = columns[key][keep]
         all_positive &= bool(np.all(values > 0))
         ax.plot(columns[step_key][keep], values, color=f"C{index % 10}", label=label)
-    if all_positive:
+    if all_positive if log_scale is None else log_scale:
         ax.set_yscale("log")
     ax.set_xlabel(step_key)
     ax.set_ylabel(key)

@@ -1,0 +1,161 @@
+"""Online RL on frozen encoders: does pretraining help SAC as it helps behaviour cloning?
+
+Trains Stable-Baselines3 SAC (``sslrobot train-policy --algo rl``, the package's RL path) on
+the features of a finished run's frozen encoders, on the task's dense reward and without any
+demonstration, then evaluates every policy like the run's BC policies (``sslrobot evaluate``,
+the run's evaluation seeds) and prints, with the settings:
+
+1. success per encoder (mean over training seeds, stratified-bootstrap 95% CI) and the wall
+   time per run;
+2. the training curve (SB3's ``rollout/success_rate`` over the last 100 training episodes)
+   at a few points, and as a PNG.
+
+Encoders: a pretrained objective of the run (``fdm+future`` -> ``RUN/TASK/pretrain/fdm+future/
+encoder``), ``none`` (a frozen random encoder of the run's architecture) or ``state`` (the
+privileged-state oracle, which needs no rendering). Runs execute ``--jobs`` at a time, one
+thread each; finished runs and evaluations are skipped, so a killed benchmark resumes.
+
+Usage:
+    python scripts/bench_rl.py --run runs/default7 --task Reach-v0 --steps 30000 --seeds 0 1
+    python scripts/bench_rl.py --run runs/default7 --task Reach-v0 --steps 300 --seeds 0 \
+        --episodes 5 --out /tmp/bench_rl_quick          # every code path, about a minute
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from sslrobot.evaluation.evaluate import aggregate_results
+from sslrobot.evaluation.plots import plot_loss_curves, read_metrics_csv
+from sslrobot.pipeline.run import EVAL_SEED_BASE
+
+CURVE_KEY, STEP_KEY = "rollout/success_rate", "time/total_timesteps"
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--run", type=Path, required=True, help="a finished `sslrobot run` dir")
+    parser.add_argument("--task", default="Reach-v0")
+    parser.add_argument("--encoders", nargs="+", default=["fdm+future", "none", "state"])
+    parser.add_argument("--steps", type=int, default=30_000, help="environment steps per run")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    parser.add_argument("--episodes", type=int, default=100, help="evaluation episodes per run")
+    parser.add_argument("--jobs", type=int, default=2, help="runs at a time, one thread each")
+    parser.add_argument("--out", type=Path, default=Path("runs/bench_rl"))
+    return parser.parse_args()
+
+
+def encoder_argument(args: argparse.Namespace, name: str) -> str:
+    """``--encoder`` of ``train-policy`` for an encoder name of this benchmark."""
+    if name in ("none", "state"):
+        return name
+    path = args.run / args.task / "pretrain" / name / "encoder"
+    if not (path / "encoder_config.json").is_file():
+        raise SystemExit(f"--encoders {name}: no pretrained encoder at {path}")
+    return str(path)
+
+
+def run_one(args: argparse.Namespace, config: dict, name: str, seed: int) -> dict:
+    """Train (unless done) and evaluate (unless done) one SAC policy; returns its record."""
+    out = args.out / args.task / name / f"seed{seed}"
+    policy, result, log = out / "policy", out / "result.json", out / "log.txt"
+    out.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+    def sslrobot(*options: str) -> None:
+        with log.open("a") as file:
+            command = [sys.executable, "-m", "sslrobot", *options]
+            subprocess.run(command, check=True, stdout=file, stderr=file, env=env)
+
+    if not (policy / "policy_config.json").is_file():
+        sslrobot("train-policy", "--env", f"sslrobot/{args.task}", "--encoder",
+                 encoder_argument(args, name), "--encoder-arch", config["encoder_arch"],
+                 "--image-size", str(config["image_size"]), "--algo", "rl", "--steps",
+                 str(args.steps), "--seed", str(seed), "--out", str(policy), "--device", "cpu",
+                 "--no-progress")  # fmt: skip
+    if not result.is_file():
+        sslrobot("evaluate", "--env", f"sslrobot/{args.task}", "--policy", str(policy),
+                 "--episodes", str(args.episodes), "--seed",
+                 str(config["seed"] + EVAL_SEED_BASE), "--out", str(result))  # fmt: skip
+    record = json.loads(result.read_text())
+    record["encoder"] = name
+    record["wall_time_s"] = json.loads((policy / "policy_config.json").read_text())["wall_time_s"]
+    return record
+
+
+def curve_at(path: Path, steps: list[int]) -> list[float | None]:
+    """SB3's rolling training success at the logged point nearest each of ``steps``."""
+    columns = read_metrics_csv(path)
+    x, y = columns[STEP_KEY], columns[CURVE_KEY]
+    keep = np.isfinite(x) & np.isfinite(y)
+    x, y = x[keep], y[keep]
+    return [None if not len(x) else float(y[np.abs(x - step).argmin()]) for step in steps]
+
+
+def main() -> None:
+    args = parse_args()
+    config = json.loads((args.run / "config.json").read_text())
+    print(
+        "settings:",
+        json.dumps({k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}),
+    )
+    print(
+        f"run: {args.run} (encoder_arch {config['encoder_arch']}, image_size "
+        f"{config['image_size']}); SAC with the package's defaults; machine: "
+        f"{platform.platform()}"
+    )
+    jobs = [(name, seed) for name in args.encoders for seed in args.seeds]
+    start = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+        records = list(pool.map(lambda job: run_one(args, config, *job), jobs))
+    print(f"wall time {time.perf_counter() - start:.0f} s ({args.jobs} runs at a time)\n")
+
+    rows = aggregate_results(records, min_seeds=len(args.seeds))
+    marks = [args.steps // 4, args.steps // 2, 3 * args.steps // 4, args.steps]
+    print(
+        f"| encoder | success, {args.episodes} eval episodes x {len(args.seeds)} seeds [95% CI] "
+        "| training success at " + " / ".join(f"{m:,}" for m in marks) + " steps "
+        "| wall time per run (median) |"
+    )
+    print("| --- | ---: | ---: | ---: |")
+    curves = {}
+    for name in args.encoders:
+        (row,) = [r for r in rows if r["encoder"] == name]
+        success = row["success"]
+        runs = [args.out / args.task / name / f"seed{seed}" for seed in args.seeds]
+        logs = [run / "policy" / "logs" / "progress.csv" for run in runs]
+        for seed, path in zip(args.seeds, logs, strict=True):
+            curves[f"{name} seed {seed}"] = path
+        points = np.array(
+            [[np.nan if v is None else v for v in curve_at(p, marks)] for p in logs], dtype=float
+        )
+        curve = " / ".join(f"{100 * v:.0f}%" for v in np.nanmean(points, axis=0))
+        wall = np.median([r["wall_time_s"] for r in records if r["encoder"] == name])
+        print(
+            f"| {name} | {100 * success['mean']:.1f}% [{100 * success['low']:.1f}, "
+            f"{100 * success['high']:.1f}] | {curve} | {wall:.0f} s |"
+        )
+        print(f"  per seed: {[round(100 * v, 1) for v in row['success_per_seed']]}")
+    plot = plot_loss_curves(
+        curves,
+        args.out / f"{args.task}_rl_success.png",
+        key=CURVE_KEY,
+        step_key=STEP_KEY,
+        title=f"{args.task}: SAC on frozen features, training success",
+        log_scale=False,
+    )
+    print(f"\ncurves: {plot}")
+
+
+if __name__ == "__main__":
+    main()
