@@ -151,8 +151,9 @@ def main() -> None:
         args.out / f"{args.task}_rl_success.png",
         key=CURVE_KEY,
         step_key=STEP_KEY,
-        title=f"{args.task}: SAC on frozen features, training success",
+        title=f"{args.task}: SAC on frozen features (line style: seed)",
         log_scale=False,
+        groups={label: label.split(" seed ")[0] for label in curves},
     )
     print(f"\ncurves: {plot}")
 

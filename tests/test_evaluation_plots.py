@@ -53,6 +53,12 @@ def test_loss_curves_from_metrics_csv(tmp_path):
     assert columns["step"].shape == (21,) and np.isnan(columns["pretrain/loss"][-1])
     runs = {"fdm": tmp_path / "fdm.csv", "recon": tmp_path / "recon.csv"}
     _assert_png(plot_loss_curves(runs, tmp_path / "loss.png"))
+    # Seeds of one encoder share a colour and a legend entry: a different picture.
+    one_group = {"fdm": "encoder", "recon": "encoder"}
+    grouped = plot_loss_curves(runs, tmp_path / "grouped.png", groups=one_group, log_scale=False)
+    linear = plot_loss_curves(runs, tmp_path / "linear.png", log_scale=False)
+    _assert_png(grouped)
+    assert grouped.read_bytes() != linear.read_bytes()
     with pytest.raises(ValueError, match="no column 'pretrain/loss_fdm'"):
         plot_loss_curves(runs, tmp_path / "x.png", key="pretrain/loss_fdm")
     (tmp_path / "bad.csv").write_text("step,pretrain/loss\n1,abc\n")

@@ -155,6 +155,7 @@ def plot_loss_curves(
     step_key: str = "step",
     title: str = "",
     log_scale: bool | None = None,
+    groups: Mapping[str, str] | None = None,
 ) -> Path:
     """Training-loss curves of several runs read from their metrics CSV files.
 
@@ -165,13 +166,18 @@ def plot_loss_curves(
         step_key: Column of the x axis.
         title: Figure title.
         log_scale: Logarithmic y axis; ``None``: when every value is positive (losses).
+        groups: Label -> group (e.g. the seeds of one encoder): a group's runs share a colour
+            and one legend entry, its later runs in other line styles.
     """
     if not runs:
         raise ValueError("plot_loss_curves needs at least one run")
     figure = _new_figure(5.0, 3.6)
     ax = figure.subplots()
     all_positive = True
-    for index, (label, path) in enumerate(runs.items()):
+    group_of = {label: (groups or {}).get(label, label) for label in runs}
+    colours = {group: f"C{i % 10}" for i, group in enumerate(_ordered(list(group_of.values())))}
+    drawn: dict[str, int] = {}
+    for label, path in runs.items():
         columns = read_metrics_csv(path)
         for column in (key, step_key):
             if column not in columns:
@@ -181,7 +187,15 @@ def plot_loss_curves(
             raise ValueError(f"{path}: column {key!r} has no values")
         values = columns[key][keep]
         all_positive &= bool(np.all(values > 0))
-        ax.plot(columns[step_key][keep], values, color=f"C{index % 10}", label=label)
+        group = group_of[label]
+        repeat = drawn[group] = drawn.get(group, -1) + 1
+        ax.plot(
+            columns[step_key][keep],
+            values,
+            color=colours[group],
+            linestyle=("-", "--", ":", "-.")[repeat % 4],
+            label=group if repeat == 0 else None,
+        )
     if all_positive if log_scale is None else log_scale:
         ax.set_yscale("log")
     ax.set_xlabel(step_key)
