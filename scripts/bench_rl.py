@@ -11,8 +11,9 @@ the run's evaluation seeds) and prints, with the settings:
    at a few points, and as a PNG.
 
 Encoders: a pretrained objective of the run (``fdm+future`` -> ``RUN/TASK/pretrain/fdm+future/
-encoder``), ``none`` (a frozen random encoder of the run's architecture) or ``state`` (the
-privileged-state oracle, which needs no rendering). Runs execute ``--jobs`` at a time, one
+encoder``), ``none`` (a frozen random encoder of the run's architecture), ``state`` (the
+privileged-state oracle, which needs no rendering) or ``LABEL=DIR``, any ``pretrain --out``
+directory (e.g. a ``bench_variants.py`` encoder). Runs execute ``--jobs`` at a time, one
 thread each; finished runs and evaluations are skipped, so a killed benchmark resumes.
 
 Usage:
@@ -46,7 +47,12 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--run", type=Path, required=True, help="a finished `sslrobot run` dir")
     parser.add_argument("--task", default="Reach-v0")
-    parser.add_argument("--encoders", nargs="+", default=["fdm+future", "none", "state"])
+    parser.add_argument(
+        "--encoders",
+        nargs="+",
+        default=["fdm+future", "none", "state"],
+        help="objectives of --run, none, state, or LABEL=DIR (a `pretrain --out` directory)",
+    )
     parser.add_argument("--steps", type=int, default=30_000, help="environment steps per run")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--episodes", type=int, default=100, help="evaluation episodes per run")
@@ -59,7 +65,8 @@ def encoder_argument(args: argparse.Namespace, name: str) -> str:
     """``--encoder`` of ``train-policy`` for an encoder name of this benchmark."""
     if name in ("none", "state"):
         return name
-    path = args.run / args.task / "pretrain" / name / "encoder"
+    label, _, directory = name.partition("=")
+    path = Path(directory) if directory else args.run / args.task / "pretrain" / label / "encoder"
     if not (path / "encoder_config.json").is_file():
         raise SystemExit(f"--encoders {name}: no pretrained encoder at {path}")
     return str(path)
@@ -67,7 +74,8 @@ def encoder_argument(args: argparse.Namespace, name: str) -> str:
 
 def run_one(args: argparse.Namespace, config: dict, name: str, seed: int) -> dict:
     """Train (unless done) and evaluate (unless done) one SAC policy; returns its record."""
-    out = args.out / args.task / name / f"seed{seed}"
+    label = name.partition("=")[0]
+    out = args.out / args.task / label / f"seed{seed}"
     policy, result, log = out / "policy", out / "result.json", out / "log.txt"
     out.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
@@ -88,7 +96,7 @@ def run_one(args: argparse.Namespace, config: dict, name: str, seed: int) -> dic
                  "--episodes", str(args.episodes), "--seed",
                  str(config["seed"] + EVAL_SEED_BASE), "--out", str(result))  # fmt: skip
     record = json.loads(result.read_text())
-    record["encoder"] = name
+    record["encoder"] = label
     record["wall_time_s"] = json.loads((policy / "policy_config.json").read_text())["wall_time_s"]
     return record
 
@@ -129,7 +137,7 @@ def main() -> None:
     )
     print("| --- | ---: | ---: | ---: |")
     curves = {}
-    for name in args.encoders:
+    for name in (spec.partition("=")[0] for spec in args.encoders):
         (row,) = [r for r in rows if r["encoder"] == name]
         success = row["success"]
         runs = [args.out / args.task / name / f"seed{seed}" for seed in args.seeds]

@@ -75,10 +75,13 @@ def _none_probe_r2(
 ) -> dict[str, Any] | None:
     """The random-init baseline's mean probe R² over its initialisations, with their standard
     deviation and count: the baseline every pretrained encoder's gain is measured against."""
-    if probe is None or "probe/r2_mean" not in probe:
+    if probe is None:
         return None
-    values = [probe["probe/r2_mean"]]
-    values += [_read_json(stage.path / "probe.json")["probe/r2_mean"] for stage in extra_inits]
+    values = [probe.get("probe/r2_mean")]
+    values += [_read_json(stage.path / "probe.json").get("probe/r2_mean") for stage in extra_inits]
+    values = [value for value in values if value is not None]  # None: nothing varied
+    if not values:
+        return None
     return {
         "probe_r2": float(np.mean(values)),
         "probe_r2_std": float(np.std(values, ddof=1)) if len(values) > 1 else None,
