@@ -70,22 +70,24 @@ def _stage_seconds(results: Sequence[StageResult], prefix: str) -> float | None:
     return float(sum(seconds)) if seconds else None
 
 
-def _none_probe_r2(
-    probe: dict[str, Any] | None, extra_inits: Sequence[StageResult]
-) -> dict[str, Any] | None:
-    """The random-init baseline's mean probe R² over its initialisations, with their standard
-    deviation and count: the baseline every pretrained encoder's gain is measured against."""
-    if probe is None:
+def _none_probe_r2(inits: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
+    """The random-init baseline's probe over its initialisations' probe records: mean R² with
+    their standard deviation and count (the baseline every pretrained encoder's gain is
+    measured against), and the mean R² of each variable (for the per-variable plot)."""
+    values = [p["probe/r2_mean"] for p in inits if p.get("probe/r2_mean") is not None]
+    if not values:  # None: nothing varied on the held-out episodes
         return None
-    values = [probe.get("probe/r2_mean")]
-    values += [_read_json(stage.path / "probe.json").get("probe/r2_mean") for stage in extra_inits]
-    values = [value for value in values if value is not None]  # None: nothing varied
-    if not values:
-        return None
+    per_variable = {
+        name: [p["probe/r2"].get(name) for p in inits if "probe/r2" in p]
+        for name in inits[0].get("probe/r2", {})
+    }
     return {
         "probe_r2": float(np.mean(values)),
         "probe_r2_std": float(np.std(values, ddof=1)) if len(values) > 1 else None,
         "probe_r2_inits": len(values),
+        "per_variable": {
+            name: None if None in r2 else float(np.mean(r2)) for name, r2 in per_variable.items()
+        },
     }
 
 
@@ -108,7 +110,8 @@ def _task_section(
     probes = {
         name: _read_json(stage.path / "probe.json") for name, stage in artifacts.probe.items()
     }
-    none_r2 = _none_probe_r2(probes.get("none"), artifacts.none_init_probes)
+    none_inits = [_read_json(stage.path / "probe.json") for stage in artifacts.none_init_probes]
+    none_r2 = _none_probe_r2([probes["none"], *none_inits]) if "none" in probes else None
 
     rows = []
     for encoder in config.encoder_names:
@@ -118,7 +121,7 @@ def _task_section(
         probe_r2 = probe.get("probe/r2_mean")
         probe_fields: dict[str, Any] = {"probe_r2": probe_r2}
         if encoder == "none" and none_r2 is not None:
-            probe_fields = none_r2
+            probe_fields = {k: v for k, v in none_r2.items() if k != "per_variable"}
         elif probe_r2 is not None and none_r2 is not None:
             probe_fields["probe_gain"] = probe_r2 - none_r2["probe_r2"]
         pretrain_stage = (
@@ -160,6 +163,8 @@ def _task_section(
     r2_by_encoder = {
         name: probe["probe/r2"] for name, probe in probes.items() if "probe/r2" in probe
     }
+    if none_r2 is not None and "none" in r2_by_encoder:
+        r2_by_encoder["none"] = none_r2["per_variable"]  # the mean over its inits, as the table
     if r2_by_encoder:
         path = plots.plot_probe_r2(
             r2_by_encoder,
