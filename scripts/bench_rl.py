@@ -136,7 +136,7 @@ def main() -> None:
         "| wall time per run (median) |"
     )
     print("| --- | ---: | ---: | ---: |")
-    curves = {}
+    curves, groups = {}, {}
     for name in (spec.partition("=")[0] for spec in args.encoders):
         (row,) = [r for r in rows if r["encoder"] == name]
         success = row["success"]
@@ -144,6 +144,7 @@ def main() -> None:
         logs = [run / "policy" / "logs" / "progress.csv" for run in runs]
         for seed, path in zip(args.seeds, logs, strict=True):
             curves[f"{name} seed {seed}"] = path
+            groups[f"{name} seed {seed}"] = name
         points = np.array(
             [[np.nan if v is None else v for v in curve_at(p, marks)] for p in logs], dtype=float
         )
@@ -161,7 +162,7 @@ def main() -> None:
         step_key=STEP_KEY,
         title=f"{args.task}: SAC on frozen features (line style: seed)",
         log_scale=False,
-        groups={label: label.split(" seed ")[0] for label in curves},
+        groups=groups,
     )
     print(f"\ncurves: {plot}")
 
