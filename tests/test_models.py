@@ -96,6 +96,19 @@ def test_spatial_softmax_finds_the_peak_of_each_map() -> None:
     torch.testing.assert_close(points[1, 0], torch.zeros(2), atol=1e-6, rtol=0)  # flat map
 
 
+def test_spatial_softmax_spread_is_zero_on_a_peak_and_largest_when_flat() -> None:
+    softmax = SpatialSoftmax(side=5)
+    maps = torch.zeros(1, 3, 5, 5)
+    maps[0, 0, 1, 3] = 50.0  # one cell
+    maps[0, 1, 2, 1:3] = 50.0  # two neighbouring cells: half a cell either side
+    points, spread = softmax.points_and_spread(maps)
+    torch.testing.assert_close(points, softmax(maps))
+    cell = 0.5  # centres 0.5 apart on 5 cells spanning [-1, 1]
+    flat = 2 * torch.linspace(-1, 1, 5).var(unbiased=False)  # x and y variance of uniform
+    expected = torch.tensor([[0.0, (cell / 2) ** 2, flat.item()]])
+    torch.testing.assert_close(spread, expected, atol=1e-4, rtol=0)
+
+
 def test_keypoint_encoder_follows_a_moving_object() -> None:
     """With one bright square on a dark frame, the features move when (only) it moves; each
     keypoint stays inside [-1, 1]."""

@@ -312,6 +312,7 @@ def test_context_dropout_blinds_an_evenly_spread_share_of_windows(share: float) 
         {"inverse": 1.0},
         {"contrastive": 1.0},
         {"fdm": 1.0, "recon": 1.0},
+        {"fdm": 1.0, "future": 1.0, "spread": 1.0},
     ],
     ids=lambda o: "+".join(o),
 )
@@ -319,7 +320,13 @@ def test_every_trainable_weight_gets_a_gradient(objective: dict[str, float]) -> 
     """DistributedDataParallel (without find_unused_parameters) needs every trainable weight to
     take part in each step's loss."""
     encoder = EncoderConfig(
-        image_size=16, channels=(4,), kernel_sizes=(4,), strides=(4,), paddings=(0,), feature_dim=8
+        image_size=16,
+        channels=(4,),
+        kernel_sizes=(4,),
+        strides=(4,),
+        paddings=(0,),
+        feature_dim=8,
+        readout="keypoints" if "spread" in objective else "linear",
     )
     decoder = DecoderConfig(channels=(8,), shuffle=4)
     model = WorldModel(
@@ -330,3 +337,27 @@ def test_every_trainable_weight_gets_a_gradient(objective: dict[str, float]) -> 
     sum(losses.values()).backward()
     missing = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
     assert not missing
+
+
+def test_spread_concentrates_keypoints_and_needs_a_keypoint_encoder_and_a_pretext() -> None:
+    encoder = EncoderConfig.keypoints(image_size=16, feature_dim=8)
+    model = WorldModel(
+        WorldModelConfig(encoder=encoder, action_dim=2, objective={"future": 1.0, "spread": 1.0})
+    )
+    pixels = torch.randint(0, 256, (8, 2, 16, 16, 3), dtype=torch.uint8)
+    optimizer = torch.optim.Adam(model.encoder.parameters(), lr=0.05)
+    spreads = []
+    for _ in range(20):
+        losses, _ = model(pixels, _randn(8, 1, 2))
+        spreads.append(losses["spread"].item())
+        optimizer.zero_grad()
+        losses["spread"].backward()
+        optimizer.step()
+    assert 0.0 <= spreads[-1] < 0.5 * spreads[0]
+    assert parse_objective("fdm+future+spread:0.5")["spread"] == 0.5
+    with pytest.raises(ValueError, match="readout='keypoints'"):
+        WorldModelConfig(
+            encoder=EncoderConfig(image_size=16), action_dim=2, objective={"spread": 1.0}
+        )
+    with pytest.raises(ValueError, match="regulariser"):
+        WorldModelConfig(encoder=encoder, action_dim=2, objective={"spread": 1.0})

@@ -40,7 +40,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--objective",
         default="fdm+future",
         help="fdm, future, fdm+future, recon, inverse, contrastive or none; weights as "
-        "'fdm:1+future:2' (default: fdm+future)",
+        "'fdm:1+future:2'; '+spread:W' adds a term that concentrates each keypoint's softmax "
+        "(keypoint encoders) (default: fdm+future)",
     )
     parser.add_argument("--steps", type=int, default=5000, help="optimiser steps (none: 0)")
     parser.add_argument("--batch-size", type=int, default=256, help="windows per step per process")

@@ -257,8 +257,17 @@ class SpatialSoftmax(nn.Module):
         self.log_temperature = nn.Parameter(torch.zeros(()))
 
     def forward(self, maps: torch.Tensor) -> torch.Tensor:
+        return self.points_and_spread(maps)[0]
+
+    def points_and_spread(self, maps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Expected (x, y) per map, (B, 2K), and each map's spread, (B, K): the softmax's
+        variance around that point, E|p - E[p]|^2 (0 for a map peaked on one cell, ~0.86 for
+        a uniform one on a grid spanning [-1, 1]^2)."""
         attention = torch.softmax(maps.flatten(2) / self.log_temperature.exp(), dim=-1)
-        return (attention @ self.positions).flatten(1)  # (B, K, 2) -> (B, 2K)
+        points = attention @ self.positions  # (B, K, 2)
+        second = attention @ self.positions.square().sum(dim=1, keepdim=True)  # (B, K, 1)
+        spread = second[..., 0] - points.square().sum(dim=-1)
+        return points.flatten(1), spread  # (B, K, 2) -> (B, 2K)
 
 
 class _FlattenLinear(nn.Linear):
@@ -330,6 +339,23 @@ class Encoder(nn.Module):
         """Features before the optional LayerNorm, (B, D)."""
         x = normalize_pixels(self.channels_first(frames))  # (B, C, H, W)
         return self.head(self.trunk(x))  # trunk: (B, C', h, w)
+
+    def features_and_spread(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``forward`` plus each keypoint's spread (B, D/2) (``SpatialSoftmax``), for the
+        pretraining term that keeps keypoints concentrated on one place.
+
+        Raises:
+            ValueError: for an encoder with another readout.
+        """
+        if self.config.readout != "keypoints":
+            raise ValueError(
+                f"keypoint spread needs an encoder with readout='keypoints', this one has "
+                f"readout={self.config.readout!r}"
+            )
+        x = normalize_pixels(self.channels_first(frames))
+        pointwise, softmax = self.head
+        points, spread = softmax.points_and_spread(pointwise(self.trunk(x)))
+        return self.norm(points), spread
 
     def keypoints(self, frames: torch.Tensor) -> torch.Tensor:
         """Where each keypoint of a ``readout="keypoints"`` encoder is: (B, D/2, 2), (x, y) in

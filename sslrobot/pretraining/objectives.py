@@ -10,7 +10,7 @@ import torch
 from torch.nn import functional as F
 
 #: Objective names, in the order their losses are logged.
-OBJECTIVES = ("fdm", "future", "recon", "inverse", "contrastive")
+OBJECTIVES = ("fdm", "future", "recon", "inverse", "contrastive", "spread")
 #: The "no training" baseline: random initialisation, written in the same layout.
 NO_OBJECTIVE = "none"
 #: Objectives that need the action-conditioned transition model.
@@ -19,6 +19,8 @@ USES_TRANSITION = frozenset({"fdm", "future"})
 USES_DECODER = frozenset({"future", "recon"})
 #: Objectives that need a momentum (EMA) target encoder.
 USES_TARGET_ENCODER = frozenset({"fdm", "contrastive"})
+#: Regularisers that only make sense beside a pretext objective (``spread``: keypoint encoders).
+REGULARIZERS = frozenset({"spread"})
 #: Factors that bring each loss to a common scale before the objective weights apply, so that
 #: ``"fdm+future"`` gives both a comparable say over the shared encoder. Pixel losses are
 #: per-element MSEs in normalised units, ~0.005 on 64x64 robot scenes where most pixels are

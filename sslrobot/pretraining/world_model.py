@@ -32,6 +32,7 @@ from sslrobot.pretraining import artifacts
 from sslrobot.pretraining.distributed import mean_over_ranks
 from sslrobot.pretraining.objectives import (
     OBJECTIVES,
+    REGULARIZERS,
     USES_DECODER,
     USES_TARGET_ENCODER,
     USES_TRANSITION,
@@ -107,6 +108,17 @@ class WorldModelConfig:
             raise ValueError(f"ema_momentum must be in [0, 1), got {self.ema_momentum}")
         if not self.temperature > 0:
             raise ValueError(f"temperature must be > 0, got {self.temperature}")
+        if "spread" in self.objective and self.encoder.readout != "keypoints":
+            raise ValueError(
+                f"objective 'spread' concentrates keypoints; it needs an encoder with "
+                f"readout='keypoints' (--encoder-arch keypoints), got readout="
+                f"{self.encoder.readout!r}"
+            )
+        if self.objective and set(self.objective) <= REGULARIZERS:
+            raise ValueError(
+                f"objective {sorted(self.objective)} is a regulariser; combine it with a pretext "
+                f"objective, e.g. 'fdm+future+spread:0.5'"
+            )
         if self.decoder.heatmaps and self.encoder.readout != "keypoints":
             raise ValueError(
                 f"a heatmap decoder draws the latent as keypoints; it needs an encoder with "
@@ -261,9 +273,15 @@ class WorldModel(nn.Module):
             )
         # Online features of o_t (and o_{t+1} for inverse dynamics), one encoder call.
         num_online = 2 if "inverse" in active else 1
-        online = self.encoder(pixels[:, :num_online].flatten(0, 1)).view(b, num_online, -1)
-        latent = online[:, 0]  # (B, D)
+        frames = pixels[:, :num_online].flatten(0, 1)
         losses: dict[str, torch.Tensor] = {}
+        if "spread" in active:
+            online, spread = self.encoder.features_and_spread(frames)
+            losses["spread"] = spread.mean()
+        else:
+            online = self.encoder(frames)
+        online = online.view(b, num_online, -1)
+        latent = online[:, 0]  # (B, D)
         metrics = {"latent_std": latent_std(latent.detach())}
 
         targets = None
