@@ -63,19 +63,24 @@ OBJECT_VARIABLES = {
 }
 
 
-def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options every BC diagnostic on a finished run shares (this script, bench_heads)."""
     parser.add_argument("--run", type=Path, required=True, help="a finished `sslrobot run` dir")
     parser.add_argument("--task", default="Reach-v0", help="task directory in the run")
     parser.add_argument(
         "--encoder", default="fdm+future", help="an objective pretrained in the run, or none"
     )
     parser.add_argument("--num-demos", type=int, default=25)
-    parser.add_argument("--probe-episodes", type=int, default=300, help="unlabeled episodes")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--episodes", type=int, default=100, help="evaluation episodes per seed")
     parser.add_argument("--eval-seed", type=int, default=300_000, help="first evaluation seed")
     parser.add_argument("--threads", type=int, default=1)
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_run_arguments(parser)
+    parser.add_argument("--probe-episodes", type=int, default=300, help="unlabeled episodes")
     parser.add_argument(
         "--with-fingertip", action="store_true", help="also the inputs + true fingertip x, y"
     )
@@ -151,8 +156,42 @@ def fit_readout(
     return probe.predict
 
 
+def fit_regressor(
+    module: torch.nn.Module,
+    inputs: list[torch.Tensor],
+    targets: torch.Tensor,
+    seed: int,
+    steps: int,
+    batch: int,
+    input_noise: float | np.ndarray = 0.0,
+) -> torch.nn.Module:
+    """The run's BC optimisation (AdamW 1e-3, ``steps`` minibatches of ``batch`` rows drawn
+    with ``seed``) of ``module(*inputs) -> targets`` by mean squared error; returns it in eval
+    mode. ``input_noise``: standard deviation (one for all columns, or one per column) of
+    Gaussian noise added to the last input of each batch, a regulariser for heads fitted on a
+    few hundred frames."""
+    optimizer = torch.optim.AdamW(module.parameters(), lr=1e-3, weight_decay=0.0)
+    generator = torch.Generator().manual_seed(seed)
+    noise = torch.as_tensor(input_noise, dtype=torch.float32)
+    for _ in range(steps):
+        index = torch.randint(0, len(targets), (min(batch, len(targets)),), generator=generator)
+        rows = [x[index] for x in inputs]
+        if noise.any():
+            rows[-1] = rows[-1] + noise * torch.randn(rows[-1].shape, generator=generator)
+        loss = F.mse_loss(module(*rows), targets[index])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return module.eval()
+
+
 def train_head(
-    inputs: np.ndarray, actions: np.ndarray, seed: int, steps: int, batch: int
+    inputs: np.ndarray,
+    actions: np.ndarray,
+    seed: int,
+    steps: int,
+    batch: int,
+    input_noise: float | np.ndarray = 0.0,
 ) -> Callable[[np.ndarray], np.ndarray]:
     """The run's BC head on standardised inputs; returns ``act(inputs) -> actions``."""
     mean, scale = inputs.mean(0), inputs.std(0) + 1e-6
@@ -160,15 +199,7 @@ def train_head(
     y = torch.from_numpy(actions)
     torch.manual_seed(seed)
     head = MLPHead(x.shape[1], y.shape[1], (256, 256))
-    optimizer = torch.optim.AdamW(head.parameters(), lr=1e-3, weight_decay=0.0)
-    generator = torch.Generator().manual_seed(seed)
-    for _ in range(steps):
-        index = torch.randint(0, len(x), (min(batch, len(x)),), generator=generator)
-        loss = F.mse_loss(head(x[index]), y[index])
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    head.eval()
+    fit_regressor(head, [x], y, seed, steps, batch, input_noise)
 
     def act(row: np.ndarray) -> np.ndarray:
         with torch.no_grad():
@@ -178,23 +209,31 @@ def train_head(
     return act
 
 
-def main() -> None:
-    args = parse_args()
+def open_run(args: argparse.Namespace, script: str) -> tuple[dict[str, Any], Any, str]:
+    """Sets the thread count and prints the settings; returns the run's ``config.json``, the
+    task's demonstrations and the encoder spec for ``resolve_encoder`` (``--encoder``: an
+    objective pretrained in the run, or ``none``)."""
     torch.set_num_threads(args.threads)
     config = json.loads((args.run / "config.json").read_text())
-    print("bench_readout:", json.dumps({k: str(v) for k, v in vars(args).items()}))
-    start = time.perf_counter()
+    print(f"{script}:", json.dumps({k: str(v) for k, v in vars(args).items()}))
     demos = open_dataset(args.run / args.task / "data" / "demos" / "dataset")
+    spec = (
+        args.encoder
+        if args.encoder == "none"
+        else str(args.run / args.task / "pretrain" / args.encoder / "encoder")
+    )
+    return config, demos, spec
+
+
+def main() -> None:
+    args = parse_args()
+    config, demos, spec = open_run(args, "bench_readout")
+    start = time.perf_counter()
     names = demos.manifest["state_names"]
     variables = OBJECT_VARIABLES[args.task]
     columns = [names.index(name) for name in variables]
     transitions = load_transitions(
         demos, list(demos.episode_ids)[: args.num_demos], pixels=True, state=True
-    )
-    spec = (
-        args.encoder
-        if args.encoder == "none"
-        else str(args.run / args.task / "pretrain" / args.encoder / "encoder")
     )
     env_id = f"sslrobot/{args.task}"
     steps, batch = config["bc_steps"], config["bc_batch_size"]

@@ -347,11 +347,7 @@ class Encoder(nn.Module):
         Raises:
             ValueError: for an encoder with another readout.
         """
-        if self.config.readout != "keypoints":
-            raise ValueError(
-                f"keypoint spread needs an encoder with readout='keypoints', this one has "
-                f"readout={self.config.readout!r}"
-            )
+        self._require_keypoints("keypoint spread")
         x = normalize_pixels(self.channels_first(frames))
         pointwise, softmax = self.head
         points, spread = softmax.points_and_spread(pointwise(self.trunk(x)))
@@ -364,12 +360,15 @@ class Encoder(nn.Module):
         Raises:
             ValueError: for an encoder with another readout.
         """
+        self._require_keypoints("keypoints()")
+        return self._readout(frames).unflatten(1, (-1, 2))
+
+    def _require_keypoints(self, what: str) -> None:
         if self.config.readout != "keypoints":
             raise ValueError(
-                f"keypoints() needs an encoder with readout='keypoints', this one has "
+                f"{what} needs an encoder with readout='keypoints', this one has "
                 f"readout={self.config.readout!r}"
             )
-        return self._readout(frames).unflatten(1, (-1, 2))
 
 
 #: Named architectures (``--encoder-arch``, ``encoder_arch`` in presets and policy configs):

@@ -19,7 +19,11 @@ USES_TRANSITION = frozenset({"fdm", "future"})
 USES_DECODER = frozenset({"future", "recon"})
 #: Objectives that need a momentum (EMA) target encoder.
 USES_TARGET_ENCODER = frozenset({"fdm", "contrastive"})
-#: Regularisers that only make sense beside a pretext objective (``spread``: keypoint encoders).
+#: Terms that only make sense beside a pretext objective. ``spread`` (keypoint encoders) adds
+#: each keypoint softmax's variance around its point, which pins keypoints to one place.
+#: Measured on Reach (``fdm+future+spread:1``, 6,000 steps): the keypoints became sharp but
+#: gathered on the arm, and 25-demo BC success did not rise (26.3% against 27.3%;
+#: docs/results/findings.md), so no preset uses it.
 REGULARIZERS = frozenset({"spread"})
 #: Factors that bring each loss to a common scale before the objective weights apply, so that
 #: ``"fdm+future"`` gives both a comparable say over the shared encoder. Pixel losses are

@@ -1,0 +1,195 @@
+"""Is the policy head what holds 25-demonstration BC back on frozen features? A benchmark.
+
+On a finished run's task, fits four heads on the same frozen encoder, the same 25
+demonstrations and the run's BC budget (steps, batch), and evaluates each on the same seeded
+episodes:
+
+- ``mlp``: the run's head (MLP 256-256 on standardised features + proprio), as
+  ``scripts/bench_readout.py`` fits it;
+- ``mlp-noise``: the same with Gaussian noise (``--noise``, in standard deviations) added to
+  its features (not proprio) in training, the usual regulariser for a head fitted on a few
+  hundred frames;
+- ``knn``: no training, VINN (Pari et al. 2021, "The surprising effectiveness of representation
+  learning for visual imitation"): the action is the softmax(-distance)-weighted mean of the
+  actions of the ``--k`` nearest demonstration frames in standardised features + proprio;
+- ``spatial``: a head that reads the frozen trunk's last feature map itself, through its own
+  1x1 convolution and spatial softmax (``--keypoints`` points, as the keypoint readout does),
+  beside the frozen features and proprio (the "attentive probe" of frozen-backbone
+  evaluations, for a conv map): can a head find the objects more precisely than the encoder's
+  own readout placed them?
+
+Usage (session 11; the raw output is docs/results/benchmarks/bench_heads.txt):
+
+    python scripts/bench_heads.py --run runs/default7 --task Reach-v0
+    python scripts/bench_heads.py --run runs/default7 --task Reach-v0 --encoder none
+
+Prints its settings and success per seed and mean for each head. BC success moves by about 5
+points between training seeds of one head, so compare means over the seeds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from bench_readout import add_run_arguments, encode, fit_regressor, open_run, train_head
+from torch import nn
+
+from sslrobot.evaluation.rollouts import run_episodes
+from sslrobot.models.encoder import SpatialSoftmax
+from sslrobot.policy.demos import load_transitions
+from sslrobot.policy.encoders import resolve_encoder
+from sslrobot.policy.environment import make_env
+from sslrobot.policy.head import MLPHead
+
+HEADS = ("mlp", "mlp-noise", "knn", "spatial")
+Act = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]  # (features, maps, proprio)
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_run_arguments(parser)
+    parser.add_argument("--heads", nargs="+", choices=HEADS, default=list(HEADS))
+    parser.add_argument("--noise", type=float, default=1.0, help="mlp-noise: input noise std")
+    parser.add_argument("--k", type=int, default=5, help="knn: neighbours")
+    parser.add_argument("--keypoints", type=int, default=16, help="spatial: the head's points")
+    return parser.parse_args()
+
+
+def encode_with_maps(encoder: nn.Module, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Frozen features (N, D) and the trunk's last feature map (N, C, h, w) of uint8 frames."""
+    captured: list[torch.Tensor] = []
+    hook = encoder.trunk.register_forward_hook(lambda _m, _i, out: captured.append(out))
+    try:
+        features = encode(encoder, pixels)
+    finally:
+        hook.remove()
+    return features, torch.cat(captured).numpy()
+
+
+def standardiser(rows: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
+    mean, scale = rows.mean(0), rows.std(0) + 1e-6
+    return lambda x: (x - mean) / scale
+
+
+@dataclass
+class DemoInputs:
+    """What a head is fitted on: per demonstration frame, frozen features (N, D), the trunk's
+    map (N, C, h, w), proprio (N, P) and the expert's action (N, A)."""
+
+    features: np.ndarray
+    maps: np.ndarray
+    proprio: np.ndarray
+    actions: np.ndarray
+
+    @property
+    def flat(self) -> np.ndarray:
+        return np.c_[self.features, self.proprio]
+
+
+def fit_mlp(demos: DemoInputs, seed: int, args: argparse.Namespace, config: dict) -> Act:
+    # Noise on the features only: proprio is exact, and blurring the arm's own state hurts.
+    noise = np.zeros(demos.flat.shape[1])
+    if args.head == "mlp-noise":
+        noise[: demos.features.shape[1]] = args.noise
+    steps, batch = config["bc_steps"], config["bc_batch_size"]
+    head = train_head(demos.flat, demos.actions, seed, steps, batch, input_noise=noise)
+    return lambda f, _m, p: head(np.r_[f, p])
+
+
+def fit_knn(demos: DemoInputs, seed: int, args: argparse.Namespace, config: dict) -> Act:
+    scale = standardiser(demos.flat)
+    bank, actions = scale(demos.flat), demos.actions
+
+    def act(f: np.ndarray, _m: np.ndarray, p: np.ndarray) -> np.ndarray:
+        distance = ((bank - scale(np.r_[f, p])) ** 2).sum(axis=1)
+        nearest = np.argsort(distance)[: args.k]
+        weights = np.exp(distance[nearest].min() - distance[nearest])
+        return weights @ actions[nearest] / weights.sum()
+
+    return act
+
+
+class SpatialHead(nn.Module):
+    """Its own points on the frozen map (1x1 conv + spatial softmax), then the run's MLP."""
+
+    def __init__(self, channels: int, side: int, points: int, flat_dim: int, action_dim: int):
+        super().__init__()
+        self.point = nn.Conv2d(channels, points, 1)
+        self.softmax = SpatialSoftmax(side)
+        self.mlp = MLPHead(2 * points + flat_dim, action_dim, (256, 256))
+
+    def forward(self, maps: torch.Tensor, flat: torch.Tensor) -> torch.Tensor:
+        return self.mlp(torch.cat([self.softmax(self.point(maps)), flat], dim=1))
+
+
+def fit_spatial(demos: DemoInputs, seed: int, args: argparse.Namespace, config: dict) -> Act:
+    scale_flat = standardiser(demos.flat)
+    maps = demos.maps
+    map_mean = maps.mean(axis=(0, 2, 3), keepdims=True)
+    map_scale = maps.std(axis=(0, 2, 3), keepdims=True) + 1e-6
+
+    def tensors(m: np.ndarray, flat: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        m = torch.from_numpy(((m - map_mean) / map_scale).astype(np.float32))
+        return m, torch.from_numpy(scale_flat(flat).astype(np.float32))
+
+    x_maps, x_flat = tensors(maps, demos.flat)
+    y = torch.from_numpy(demos.actions)
+    torch.manual_seed(seed)
+    head = SpatialHead(maps.shape[1], maps.shape[-1], args.keypoints, x_flat.shape[1], y.shape[1])
+    fit_regressor(head, [x_maps, x_flat], y, seed, config["bc_steps"], config["bc_batch_size"])
+
+    def act(f: np.ndarray, m: np.ndarray, p: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return head(*tensors(m[None], np.r_[f, p][None]))[0].numpy()
+
+    return act
+
+
+def main() -> None:
+    args = parse_args()
+    config, demos, spec = open_run(args, "bench_heads")
+    print(f"BC budget (the run's): {config['bc_steps']} steps at batch {config['bc_batch_size']}")
+    start = time.perf_counter()
+    transitions = load_transitions(
+        demos, list(demos.episode_ids)[: args.num_demos], pixels=True, state=False
+    )
+    fitters = {"mlp": fit_mlp, "mlp-noise": fit_mlp, "knn": fit_knn, "spatial": fit_spatial}
+    results: dict[str, list[float]] = {head: [] for head in args.heads}
+    env = make_env(f"sslrobot/{args.task}", config["image_size"], "pixels")
+    seeds = [args.eval_seed + i for i in range(args.episodes)]
+    try:
+        for seed in args.seeds:
+            encoder = resolve_encoder(spec, config["image_size"], seed, config["encoder_arch"])
+            module = encoder.module.eval()
+            demo_inputs = DemoInputs(
+                *encode_with_maps(module, transitions.pixels),
+                transitions.proprio.astype(np.float64),
+                transitions.actions,
+            )
+            for name in args.heads:
+                act = fitters[name](
+                    demo_inputs, seed, argparse.Namespace(**vars(args), head=name), config
+                )
+
+                def policy(obs: dict, act: Act = act, module: nn.Module = module) -> np.ndarray:
+                    f, m = encode_with_maps(module, np.asarray(obs["pixels"])[None])
+                    return act(f[0], m[0], np.asarray(obs["proprio"], dtype=np.float64))
+
+                episodes, _ = run_episodes(env, policy, seeds)
+                results[name].append(float(np.mean([e.success for e in episodes])))
+                print(f"seed {seed} {name:9s} success {results[name][-1]:.3f}", flush=True)
+    finally:
+        env.close()
+    print(f"{len(transitions.actions)} demonstration frames; {args.encoder} encoder")
+    for name, values in results.items():
+        print(f"success with {name:9s}: {[round(v, 3) for v in values]} -> {np.mean(values):.3f}")
+    print(f"wall time {time.perf_counter() - start:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
