@@ -33,6 +33,7 @@ import argparse
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import torch
@@ -91,13 +92,14 @@ class DemoInputs:
         return np.c_[self.features, self.proprio]
 
 
-def fit_mlp(demos: DemoInputs, seed: int, args: argparse.Namespace, config: dict) -> Act:
+def fit_mlp(
+    demos: DemoInputs, seed: int, args: argparse.Namespace, config: dict, noise: float = 0.0
+) -> Act:
     # Noise on the features only: proprio is exact, and blurring the arm's own state hurts.
-    noise = np.zeros(demos.flat.shape[1])
-    if args.head == "mlp-noise":
-        noise[: demos.features.shape[1]] = args.noise
+    column_noise = np.zeros(demos.flat.shape[1])
+    column_noise[: demos.features.shape[1]] = noise
     steps, batch = config["bc_steps"], config["bc_batch_size"]
-    head = train_head(demos.flat, demos.actions, seed, steps, batch, input_noise=noise)
+    head = train_head(demos.flat, demos.actions, seed, steps, batch, input_noise=column_noise)
     return lambda f, _m, p: head(np.r_[f, p])
 
 
@@ -158,7 +160,12 @@ def main() -> None:
     transitions = load_transitions(
         demos, list(demos.episode_ids)[: args.num_demos], pixels=True, state=False
     )
-    fitters = {"mlp": fit_mlp, "mlp-noise": fit_mlp, "knn": fit_knn, "spatial": fit_spatial}
+    fitters = {
+        "mlp": fit_mlp,
+        "mlp-noise": partial(fit_mlp, noise=args.noise),
+        "knn": fit_knn,
+        "spatial": fit_spatial,
+    }
     results: dict[str, list[float]] = {head: [] for head in args.heads}
     env = make_env(f"sslrobot/{args.task}", config["image_size"], "pixels")
     seeds = [args.eval_seed + i for i in range(args.episodes)]
@@ -172,9 +179,7 @@ def main() -> None:
                 transitions.actions,
             )
             for name in args.heads:
-                act = fitters[name](
-                    demo_inputs, seed, argparse.Namespace(**vars(args), head=name), config
-                )
+                act = fitters[name](demo_inputs, seed, args, config)
 
                 def policy(obs: dict, act: Act = act, module: nn.Module = module) -> np.ndarray:
                     f, m = encode_with_maps(module, np.asarray(obs["pixels"])[None])
