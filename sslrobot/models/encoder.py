@@ -257,17 +257,21 @@ class SpatialSoftmax(nn.Module):
         self.log_temperature = nn.Parameter(torch.zeros(()))
 
     def forward(self, maps: torch.Tensor) -> torch.Tensor:
-        return self.points_and_spread(maps)[0]
+        return (self._attention(maps) @ self.positions).flatten(1)  # (B, K, 2) -> (B, 2K)
 
     def points_and_spread(self, maps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Expected (x, y) per map, (B, 2K), and each map's spread, (B, K): the softmax's
-        variance around that point, E|p - E[p]|^2 (0 for a map peaked on one cell, ~0.86 for
-        a uniform one on a grid spanning [-1, 1]^2)."""
-        attention = torch.softmax(maps.flatten(2) / self.log_temperature.exp(), dim=-1)
+        """``forward`` plus each map's spread, (B, K): the softmax's variance around its point,
+        E|p - E[p]|^2 (0 for a map peaked on one cell, ~0.86 for a uniform one on a grid
+        spanning [-1, 1]^2). Only the spread term asks for it, so ``forward`` skips it."""
+        attention = self._attention(maps)
         points = attention @ self.positions  # (B, K, 2)
         second = attention @ self.positions.square().sum(dim=1, keepdim=True)  # (B, K, 1)
         spread = second[..., 0] - points.square().sum(dim=-1)
-        return points.flatten(1), spread  # (B, K, 2) -> (B, 2K)
+        return points.flatten(1), spread
+
+    def _attention(self, maps: torch.Tensor) -> torch.Tensor:
+        """Softmax over the cells of each map, (B, K, h * w)."""
+        return torch.softmax(maps.flatten(2) / self.log_temperature.exp(), dim=-1)
 
 
 class _FlattenLinear(nn.Linear):
@@ -337,8 +341,11 @@ class Encoder(nn.Module):
 
     def _readout(self, frames: torch.Tensor) -> torch.Tensor:
         """Features before the optional LayerNorm, (B, D)."""
-        x = normalize_pixels(self.channels_first(frames))  # (B, C, H, W)
-        return self.head(self.trunk(x))  # trunk: (B, C', h, w)
+        return self.head(self._trunk_maps(frames))
+
+    def _trunk_maps(self, frames: torch.Tensor) -> torch.Tensor:
+        """The trunk's last feature map, (B, C', h, w), of validated uint8 frames."""
+        return self.trunk(normalize_pixels(self.channels_first(frames)))  # (B, C, H, W) in
 
     def features_and_spread(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``forward`` plus each keypoint's spread (B, D/2) (``SpatialSoftmax``), for the
@@ -348,9 +355,8 @@ class Encoder(nn.Module):
             ValueError: for an encoder with another readout.
         """
         self._require_keypoints("keypoint spread")
-        x = normalize_pixels(self.channels_first(frames))
         pointwise, softmax = self.head
-        points, spread = softmax.points_and_spread(pointwise(self.trunk(x)))
+        points, spread = softmax.points_and_spread(pointwise(self._trunk_maps(frames)))
         return self.norm(points), spread
 
     def keypoints(self, frames: torch.Tensor) -> torch.Tensor:
