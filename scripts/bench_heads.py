@@ -17,6 +17,11 @@ episodes:
   beside the frozen features and proprio (the "attentive probe" of frozen-backbone
   evaluations, for a conv map): can a head find the objects more precisely than the encoder's
   own readout placed them?
+- ``chunk``: the run's MLP predicting the next ``--chunk`` actions instead of one (past an
+  episode's end, its last action repeated), executed with ACT's temporal ensembling (Zhao et
+  al. 2023: at each step, the weighted mean of every still-running chunk's action for this
+  step, weights ``exp(-decay * i)``, i = 0 for the oldest): frame-to-frame noise in where the
+  features put a static target is averaged over the chunk, where a one-step head acts on it.
 
 Usage (session 11; the raw output is docs/results/benchmarks/bench_heads.txt):
 
@@ -40,14 +45,14 @@ import torch
 from bench_readout import add_run_arguments, encode, fit_regressor, open_run, train_head
 from torch import nn
 
-from sslrobot.evaluation.rollouts import run_episodes
+from sslrobot.evaluation.rollouts import run_episode
 from sslrobot.models.encoder import SpatialSoftmax
 from sslrobot.policy.demos import load_transitions
 from sslrobot.policy.encoders import resolve_encoder
 from sslrobot.policy.environment import make_env
 from sslrobot.policy.head import MLPHead
 
-HEADS = ("mlp", "mlp-noise", "knn", "spatial")
+HEADS = ("mlp", "mlp-noise", "knn", "spatial", "chunk")
 Act = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]  # (features, maps, proprio)
 
 
@@ -58,6 +63,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--noise", type=float, default=1.0, help="mlp-noise: input noise std")
     parser.add_argument("--k", type=int, default=5, help="knn: neighbours")
     parser.add_argument("--keypoints", type=int, default=16, help="spatial: the head's points")
+    parser.add_argument("--chunk", type=int, default=8, help="chunk: actions per prediction")
+    parser.add_argument("--chunk-decay", type=float, default=0.01, help="chunk: ensembling decay")
     return parser.parse_args()
 
 
@@ -80,12 +87,13 @@ def standardiser(rows: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
 @dataclass
 class DemoInputs:
     """What a head is fitted on: per demonstration frame, frozen features (N, D), the trunk's
-    map (N, C, h, w), proprio (N, P) and the expert's action (N, A)."""
+    map (N, C, h, w), proprio (N, P) and the expert's action (N, A); steps per episode (E,)."""
 
     features: np.ndarray
     maps: np.ndarray
     proprio: np.ndarray
     actions: np.ndarray
+    episode_lengths: np.ndarray
 
     @property
     def flat(self) -> np.ndarray:
@@ -152,6 +160,44 @@ def fit_spatial(demos: DemoInputs, seed: int, args: argparse.Namespace, config: 
     return act
 
 
+def chunk_targets(actions: np.ndarray, episode_lengths: np.ndarray, chunk: int) -> np.ndarray:
+    """Per step, the expert's next ``chunk`` actions (N, chunk * A), within its own episode;
+    past the episode's end its last action repeats."""
+    rows, start = [], 0
+    for length in episode_lengths:
+        episode = actions[start : start + length]
+        index = np.minimum(np.arange(length)[:, None] + np.arange(chunk)[None], length - 1)
+        rows.append(episode[index].reshape(length, -1))
+        start += length
+    return np.concatenate(rows)
+
+
+class TemporalEnsemble:
+    """ACT's temporal ensembling of a chunked head: stateful, so ``reset`` at each episode."""
+
+    def __init__(self, predict: Callable[[np.ndarray], np.ndarray], chunk: int, decay: float):
+        self.predict, self.chunk, self.decay = predict, chunk, decay
+        self.chunks: list[np.ndarray] = []  # oldest first, each (chunk, A)
+
+    def reset(self) -> None:
+        self.chunks = []
+
+    def __call__(self, f: np.ndarray, _m: np.ndarray, p: np.ndarray) -> np.ndarray:
+        new = self.predict(np.r_[f, p])
+        self.chunks = [*self.chunks, new.reshape(self.chunk, -1)][-self.chunk :]
+        ages = np.arange(len(self.chunks))[::-1]  # steps since each chunk was predicted
+        actions = np.stack([c[age] for c, age in zip(self.chunks, ages, strict=True)])
+        weights = np.exp(-self.decay * np.arange(len(self.chunks)))
+        return weights @ actions / weights.sum()
+
+
+def fit_chunk(demos: DemoInputs, seed: int, args: argparse.Namespace, config: dict) -> Act:
+    targets = chunk_targets(demos.actions, demos.episode_lengths, args.chunk)
+    steps, batch = config["bc_steps"], config["bc_batch_size"]
+    head = train_head(demos.flat, targets, seed, steps, batch)
+    return TemporalEnsemble(head, args.chunk, args.chunk_decay)
+
+
 def main() -> None:
     args = parse_args()
     config, demos, spec = open_run(args, "bench_heads")
@@ -165,6 +211,7 @@ def main() -> None:
         "mlp-noise": partial(fit_mlp, noise=args.noise),
         "knn": fit_knn,
         "spatial": fit_spatial,
+        "chunk": fit_chunk,
     }
     results: dict[str, list[float]] = {head: [] for head in args.heads}
     env = make_env(f"sslrobot/{args.task}", config["image_size"], "pixels")
@@ -177,6 +224,7 @@ def main() -> None:
                 *encode_with_maps(module, transitions.pixels),
                 transitions.proprio.astype(np.float64),
                 transitions.actions,
+                transitions.episode_lengths,
             )
             for name in args.heads:
                 act = fitters[name](demo_inputs, seed, args, config)
@@ -185,7 +233,10 @@ def main() -> None:
                     f, m = encode_with_maps(module, np.asarray(obs["pixels"])[None])
                     return act(f[0], m[0], np.asarray(obs["proprio"], dtype=np.float64))
 
-                episodes, _ = run_episodes(env, policy, seeds)
+                episodes = []
+                for episode_seed in seeds:
+                    getattr(act, "reset", lambda: None)()  # the chunk head's ensemble
+                    episodes.append(run_episode(env, policy, episode_seed)[0])
                 results[name].append(float(np.mean([e.success for e in episodes])))
                 print(f"seed {seed} {name:9s} success {results[name][-1]:.3f}", flush=True)
     finally:
