@@ -3,9 +3,12 @@
 Compares, for every (task, encoder, visual preset, number of demonstrations) the two runs share,
 the aggregated success and return (means and 95% intervals) in ``results.json``, and, for every
 pretrained encoder they share, the logged loss columns of ``metrics.csv`` row by row. Timing
-columns are ignored: wall-clock differs between runs by nature. Usage:
+columns are ignored: wall-clock differs between runs by nature. Either side may also be a
+results file alone (a run's ``results.json``, or the published ``default_results.json``): then
+only the results are compared. Usage:
 
     python scripts/compare_runs.py runs/default5 runs/default7
+    python scripts/compare_runs.py docs/results/default_results.json runs/mine
 
 Prints one line per compared item and a summary; exits 1 if anything differs.
 """
@@ -20,8 +23,12 @@ from pathlib import Path
 
 
 def aggregated(run: Path) -> dict[tuple, dict]:
-    """``results.json``'s aggregated records keyed by what they measure."""
-    records = json.loads((run / "results.json").read_text())["aggregated"]
+    """The aggregated records of a run directory's ``results.json`` (or of a results file),
+    keyed by what they measure."""
+    path = run / "results.json" if run.is_dir() else run
+    if not path.is_file():
+        raise SystemExit(f"{run} is neither an `sslrobot run` directory nor a results file")
+    records = json.loads(path.read_text())["aggregated"]
     return {
         (r["env_id"], r["encoder"], r.get("visual_preset"), r.get("num_demos")): r for r in records
     }
@@ -43,15 +50,28 @@ def main() -> int:
     differ = 0
     first, second = aggregated(args.first), aggregated(args.second)
     shared = sorted(set(first) & set(second), key=str)
+    gaps = []
     for key in shared:
         same = all(first[key][m] == second[key][m] for m in ("success", "return"))
         differ += not same
+        a, b = first[key]["success"]["mean"], second[key]["success"]["mean"]
+        gaps.append(abs(b - a))
         print(
-            f"{'same' if same else 'DIFFERS'}: {key} success {first[key]['success']['mean']:.4f}"
-            f" vs {second[key]['success']['mean']:.4f}"
+            f"{'same' if same else 'DIFFERS'}: {key} success {a:.4f} vs {b:.4f}"
+            f" ({100 * (b - a):+.1f} points)"
         )
-    curves = sorted(
-        p.relative_to(args.first) for p in args.first.glob("*/pretrain/*/encoder/metrics.csv")
+    if gaps:
+        print(
+            f"success: mean |difference| {100 * sum(gaps) / len(gaps):.1f} points, "
+            f"largest {100 * max(gaps):.1f}"
+        )
+    both_dirs = args.first.is_dir() and args.second.is_dir()
+    curves = (
+        sorted(
+            p.relative_to(args.first) for p in args.first.glob("*/pretrain/*/encoder/metrics.csv")
+        )
+        if both_dirs
+        else []
     )
     compared = 0
     for relative in curves:
