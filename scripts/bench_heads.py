@@ -28,6 +28,10 @@ Usage (session 11; the raw output is docs/results/benchmarks/bench_heads.txt):
     python scripts/bench_heads.py --run runs/default7 --task Reach-v0
     python scripts/bench_heads.py --run runs/default7 --task Reach-v0 --encoder none
 
+Session 12 (raw output: docs/results/benchmarks/bench_heads_chunk.txt):
+
+    python scripts/bench_heads.py --run runs/default8 --task Reach-v0 --heads mlp chunk
+
 Prints its settings and success per seed and mean for each head. BC success moves by about 5
 points between training seeds of one head, so compare means over the seeds.
 """

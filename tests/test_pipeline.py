@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from sslrobot.cli import main
 from sslrobot.evaluation.report import format_ci
@@ -38,6 +39,10 @@ def test_quick_run_writes_every_report_artifact(quick_run: Path) -> None:
     html = (quick_run / "report.html").read_text()
     assert "data:image/png;base64," in html and "data:image/gif;base64," in html
     assert "pytest quick" in html  # the command is at the top, so it can be rerun
+    machine = json.loads((quick_run / "results.json").read_text())["header"]["machine"]
+    # What a seeded CPU result depends on beyond versions: the CPU's instruction set.
+    assert machine["torch_cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    assert machine["cpu"] and machine["cpu_count"] >= 1 and machine["platform"]
 
 
 def test_report_numbers_come_from_result_files(quick_run: Path) -> None:

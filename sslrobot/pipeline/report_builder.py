@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime
 import json
-import platform
 import shutil
 import sys
 from collections.abc import Sequence
@@ -242,6 +241,7 @@ def build_report(
 ) -> Path:
     """Write ``results.json``, ``report.md`` and ``report.html`` into ``out``; returns the HTML."""
     from sslrobot.evaluation.report import package_versions, render_report
+    from sslrobot.utils.versions import machine_description
 
     sections, all_rows = [], []
     for task_artifacts in artifacts:
@@ -254,7 +254,7 @@ def build_report(
         "package_versions": package_versions(),
         "seeds": {"run": config.seed, "policy_seeds": list(config.policy_seeds)},
         "python": sys.version.split()[0],
-        "machine": platform.platform(),
+        "machine": machine_description(),
         "wall_time": f"{wall_time_s:.0f} s this invocation; "
         f"{sum(r.seconds for r in stage_results):.0f} s summed over all stages",
         "written": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),

@@ -25,3 +25,36 @@ def package_versions(names: Sequence[str], missing: M) -> dict[str, str | M]:
         except metadata.PackageNotFoundError:
             versions[name] = missing
     return versions
+
+
+def cpu_model() -> str:
+    """The CPU's model name (Linux ``/proc/cpuinfo``; elsewhere ``platform.processor()``)."""
+    try:
+        with open("/proc/cpuinfo") as file:
+            for line in file:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def machine_description() -> dict[str, str | int | None]:
+    """What a seeded CPU result depends on beyond the package versions.
+
+    The same seed gives bit-identical training on one machine, but not across CPUs: torch's
+    kernels (oneDNN convolutions above all) take other code paths, with other rounding, on
+    another instruction set (``torch.backends.cpu.get_cpu_capability()``: AVX2, AVX512 ...),
+    and the rounding grows over thousands of steps (docs/results/findings.md). The report
+    records these so that two runs' differences can be traced to the machine.
+    """
+    import os
+
+    import torch
+
+    return {
+        "platform": platform.platform(),
+        "cpu": cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
+    }
