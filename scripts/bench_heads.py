@@ -22,15 +22,20 @@ episodes:
   al. 2023: at each step, the weighted mean of every still-running chunk's action for this
   step, weights ``exp(-decay * i)``, i = 0 for the oldest): frame-to-frame noise in where the
   features put a static target is averaged over the chunk, where a one-step head acts on it.
+- ``first`` / ``mean``: the run's MLP given, beside the current features and proprio, an
+  episode context: the features of the episode's first frame (where the arm starts at least
+  10 cm from Reach's target, so keypoints are less pulled between them), or the running mean of
+  the episode's features so far (averaging a static object's frame-to-frame noise).
 
 Usage (session 11; the raw output is docs/results/benchmarks/bench_heads.txt):
 
     python scripts/bench_heads.py --run runs/default7 --task Reach-v0
     python scripts/bench_heads.py --run runs/default7 --task Reach-v0 --encoder none
 
-Session 12 (raw output: docs/results/benchmarks/bench_heads_chunk.txt):
+Session 12 (raw output: docs/results/benchmarks/bench_heads_session12.txt):
 
     python scripts/bench_heads.py --run runs/default8 --task Reach-v0 --heads mlp chunk
+    python scripts/bench_heads.py --run runs/default8 --task Reach-v0 --heads mlp first mean
 
 Prints its settings and success per seed and mean for each head. BC success moves by about 5
 points between training seeds of one head, so compare means over the seeds.
@@ -56,7 +61,7 @@ from sslrobot.policy.encoders import resolve_encoder
 from sslrobot.policy.environment import make_env
 from sslrobot.policy.head import MLPHead
 
-HEADS = ("mlp", "mlp-noise", "knn", "spatial", "chunk")
+HEADS = ("mlp", "mlp-noise", "knn", "spatial", "chunk", "first", "mean")
 Act = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]  # (features, maps, proprio)
 
 
@@ -202,6 +207,46 @@ def fit_chunk(demos: DemoInputs, seed: int, args: argparse.Namespace, config: di
     return TemporalEnsemble(head, args.chunk, args.chunk_decay)
 
 
+def episode_context(features: np.ndarray, episode_lengths: np.ndarray, kind: str) -> np.ndarray:
+    """Per step, the ``first`` frame's features of its episode, or the ``mean`` so far."""
+    rows, start = [], 0
+    for length in episode_lengths:
+        episode = features[start : start + length]
+        if kind == "first":
+            rows.append(np.repeat(episode[:1], length, axis=0))
+        else:
+            rows.append(np.cumsum(episode, axis=0) / np.arange(1, length + 1)[:, None])
+        start += length
+    return np.concatenate(rows)
+
+
+class ContextPolicy:
+    """The MLP on [features, episode context, proprio]; stateful, so ``reset`` per episode."""
+
+    def __init__(self, head: Callable[[np.ndarray], np.ndarray], kind: str):
+        self.head, self.kind = head, kind
+        self.reset()
+
+    def reset(self) -> None:
+        self.first: np.ndarray | None = None
+        self.total, self.count = 0.0, 0
+
+    def __call__(self, f: np.ndarray, _m: np.ndarray, p: np.ndarray) -> np.ndarray:
+        self.first = f if self.first is None else self.first
+        self.total, self.count = self.total + f, self.count + 1
+        context = self.first if self.kind == "first" else self.total / self.count
+        return self.head(np.r_[f, context, p])
+
+
+def fit_context(
+    demos: DemoInputs, seed: int, args: argparse.Namespace, config: dict, kind: str
+) -> Act:
+    context = episode_context(demos.features, demos.episode_lengths, kind)
+    inputs = np.c_[demos.features, context, demos.proprio]
+    head = train_head(inputs, demos.actions, seed, config["bc_steps"], config["bc_batch_size"])
+    return ContextPolicy(head, kind)
+
+
 def main() -> None:
     args = parse_args()
     config, demos, spec = open_run(args, "bench_heads")
@@ -216,6 +261,8 @@ def main() -> None:
         "knn": fit_knn,
         "spatial": fit_spatial,
         "chunk": fit_chunk,
+        "first": partial(fit_context, kind="first"),
+        "mean": partial(fit_context, kind="mean"),
     }
     results: dict[str, list[float]] = {head: [] for head in args.heads}
     env = make_env(f"sslrobot/{args.task}", config["image_size"], "pixels")
@@ -239,7 +286,7 @@ def main() -> None:
 
                 episodes = []
                 for episode_seed in seeds:
-                    getattr(act, "reset", lambda: None)()  # the chunk head's ensemble
+                    getattr(act, "reset", lambda: None)()  # stateful heads: chunk, context
                     episodes.append(run_episode(env, policy, episode_seed)[0])
                 results[name].append(float(np.mean([e.success for e in episodes])))
                 print(f"seed {seed} {name:9s} success {results[name][-1]:.3f}", flush=True)
