@@ -228,3 +228,40 @@ def test_transfer_encoder_is_pretrained_once_on_every_task_and_evaluated_on_each
     for slug in ("Reach-v0", "Navigate-v0"):
         assert (tmp_path / slug / "probe" / "fdm+future-mixed" / "probe.json").is_file()
         assert list((tmp_path / slug / "eval" / "fdm+future-mixed").rglob("result.json"))
+
+
+def test_paired_pretraining_seeds_give_each_policy_seed_its_own_encoder(tmp_path: Path) -> None:
+    config = dataclasses.replace(
+        QUICK, policy_seeds=(0, 1), encoders=("none",), pretrain_seed_per_policy=True
+    )
+    assert config.extra_pretrain_seeds == (1,)
+    assert parse_overrides(["pretrain_seed_per_policy=true"]) == {"pretrain_seed_per_policy": True}
+    run_pipeline(config, tmp_path, device="cpu", progress=False, command="pytest paired")
+    pipeline = Pipeline(config, tmp_path, device="cpu", progress=False)
+    pipeline.run()  # every stage finished: all skipped, and counted
+    assert pipeline.count_stages() == len(pipeline.runner.results)
+
+    def policy_encoder(seed: int) -> str:
+        policy = tmp_path / "Reach-v0/policy/fdm+future/demos3" / f"seed{seed}" / "policy"
+        return json.loads((policy / "policy_config.json").read_text())["encoder"]["source"]
+
+    assert Path(policy_encoder(0)).parent.name == "fdm+future"
+    assert Path(policy_encoder(1)).parent.name == "fdm+future-seed1"
+    main_weights = (
+        tmp_path / "Reach-v0/pretrain/fdm+future/encoder/encoder.safetensors"
+    ).read_bytes()
+    seed1 = tmp_path / "Reach-v0/pretrain/fdm+future-seed1/encoder/encoder.safetensors"
+    assert seed1.read_bytes() != main_weights  # another draw, not a copy
+    probes = [
+        json.loads((tmp_path / "Reach-v0/probe" / name / "probe.json").read_text())
+        for name in ("fdm+future", "fdm+future-seed1")
+    ]
+    (row,) = [
+        r
+        for r in json.loads((tmp_path / "results.json").read_text())["aggregated"]
+        if r["encoder"] == "fdm+future"
+    ]
+    assert row["num_seeds"] == 2
+    report = (tmp_path / "report.md").read_text()
+    mean = np.mean([p["probe/r2_mean"] for p in probes])
+    assert f"{mean:.3f} ± " in report and "(2 pretraining seeds)" in report

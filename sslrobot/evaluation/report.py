@@ -24,6 +24,7 @@ computes nothing but formatting and the plain-language verdict. The dict's layou
                         "probe_r2": 0.61,                # optional, mean held-out R^2
                         "probe_r2_std": 0.02,            # optional, over random inits
                         "probe_r2_inits": 5,             # optional, how many inits
+                        "probe_r2_over": "inits",        # optional, what they are
                         "probe_gain": 0.2,               # optional, probe_r2 - baseline's
                         "psnr": 27.1,                    # optional, dB at k = 1
                         "psnr_copy_last": 24.0,          # optional, same frames
@@ -241,12 +242,14 @@ def _picture_items(items: Sequence[Any] | None, out_dir: Path) -> list[tuple[Pat
 
 
 def _probe_cell(row: Mapping[str, Any]) -> str:
-    """``'0.735'``, or for a baseline averaged over random inits ``'0.682 ± 0.019 (5 inits)'``."""
+    """``'0.735'``, or averaged over several draws, ``'0.682 ± 0.019 (5 inits)'`` (a baseline's
+    random inits) or ``'0.729 ± 0.011 (3 pretraining seeds)'``."""
     if row.get("probe_r2") is None:
         return _MISSING
     text = f"{float(row['probe_r2']):.3f}"
     if row.get("probe_r2_std") is not None:
-        text += f" ± {float(row['probe_r2_std']):.3f} ({int(row['probe_r2_inits'])} inits)"
+        over = row.get("probe_r2_over", "inits")
+        text += f" ± {float(row['probe_r2_std']):.3f} ({int(row['probe_r2_inits'])} {over})"
     return text
 
 

@@ -56,6 +56,12 @@ class RunConfig:
         transfer_objective: objective of one more encoder, pretrained on the unlabeled streams
             of all tasks together and evaluated on each (transfer; encoder name
             ``<objective>-mixed``); ``None``: none.
+        pretrain_seed_per_policy: pair every BC training seed ``s`` with encoders of its own,
+            pretrained from seed ``seed + s`` (each objective's; the mixed-stream encoder
+            stays one), so that a success interval spans the pretraining's variance and not
+            only the head's: one pretraining run is one draw (on Reach, pretraining seeds gave
+            21-32% success with one BC head). Costs one pretraining per further seed; the
+            report's probe is then the mean ± standard deviation over the seeds.
     """
 
     preset: str = "default"
@@ -83,6 +89,7 @@ class RunConfig:
     num_workers: int = 2
     seed: int = 0
     transfer_objective: str | None = None
+    pretrain_seed_per_policy: bool = False
     encoders: tuple[str, ...] = field(default=BASELINE_ENCODERS, repr=False)
 
     def __post_init__(self) -> None:
@@ -156,6 +163,16 @@ class RunConfig:
         (``none``, ``scratch``, ``state``)."""
         mixed = (self.mixed_encoder_name,) if self.mixed_encoder_name else ()
         return (*self.objectives, *mixed, *self.encoders)
+
+    def pretrain_seed(self, policy_seed: int) -> int:
+        """Seed of the pretrained encoders that the BC policy of ``policy_seed`` uses."""
+        return self.seed + policy_seed if self.pretrain_seed_per_policy else self.seed
+
+    @property
+    def extra_pretrain_seeds(self) -> tuple[int, ...]:
+        """Pretraining seeds besides the run's own (``pretrain_seed_per_policy``)."""
+        seeds = {self.pretrain_seed(s) for s in self.policy_seeds} - {self.seed}
+        return tuple(sorted(seeds))
 
     @property
     def main_demos(self) -> int:

@@ -34,6 +34,11 @@ def none_init_name(seed: int) -> str:
     return f"none-init{seed}"
 
 
+def seed_encoder_name(objective: str, seed: int) -> str:
+    """Stage name of ``objective``'s encoder pretrained from a further seed."""
+    return f"{objective}-seed{seed}"
+
+
 def task_slug(env_id: str) -> str:
     """``sslrobot/Push-v0`` -> ``Push-v0`` (a directory name)."""
     return env_id.split("/")[-1]
@@ -50,6 +55,10 @@ class TaskArtifacts:
     probe: dict[str, StageResult] = field(default_factory=dict)
     #: probes of the further random initialisations of ``none`` (``none_probe_inits`` - 1)
     none_init_probes: list[StageResult] = field(default_factory=list)
+    #: encoders pretrained from further seeds, by (objective, seed), and their probes by
+    #: objective (``pretrain_seed_per_policy``)
+    seed_pretrain: dict[tuple[str, int], StageResult] = field(default_factory=dict)
+    seed_probes: dict[str, list[StageResult]] = field(default_factory=dict)
     policies: list[tuple[str, int, int, StageResult]] = field(default_factory=list)
     evaluations: list[tuple[str, int, int, str, StageResult]] = field(default_factory=list)
 
@@ -83,6 +92,7 @@ class Pipeline:
         for task in config.tasks:
             total += 2 + 2 * (1 + len(config.objectives))  # data, pretrain + probe per encoder
             total += 2 * (config.none_probe_inits - 1)  # further random inits, probed
+            total += 2 * len(config.objectives) * len(config.extra_pretrain_seeds)
             policies = len(config.encoder_names) * len(config.demo_counts(task))
             total += policies * len(config.policy_seeds) * (1 + evaluations_per_policy)
         return total
@@ -154,6 +164,13 @@ class Pipeline:
             encoder = self._pretrain(slug, objective, (artifacts.unlabeled,))
             artifacts.pretrain[objective] = encoder
             artifacts.probe[objective] = self._probe(slug, objective, encoder, artifacts.unlabeled)
+        for objective in config.objectives:
+            for seed in config.extra_pretrain_seeds:
+                name = seed_encoder_name(objective, seed)
+                encoder = self._pretrain(slug, objective, (artifacts.unlabeled,), seed, name)
+                artifacts.seed_pretrain[objective, seed] = encoder
+                probe = self._probe(slug, name, encoder, artifacts.unlabeled)
+                artifacts.seed_probes.setdefault(objective, []).append(probe)
         for seed in range(config.seed + 1, config.seed + config.none_probe_inits):
             name = none_init_name(seed)
             encoder = self._pretrain(slug, "none", (artifacts.unlabeled,), seed=seed, name=name)
@@ -314,7 +331,9 @@ class Pipeline:
 
         depends: tuple[StageResult, ...] = (artifacts.demos,)
         if encoder_name in artifacts.pretrain and encoder_name != "none":
-            encoder_source = artifacts.pretrain[encoder_name]
+            encoder_source = artifacts.seed_pretrain.get(
+                (encoder_name, self.config.pretrain_seed(seed)), artifacts.pretrain[encoder_name]
+            )
             depends = (*depends, encoder_source)
             encoder_arg = str(encoder_source.path / "encoder")
         else:
