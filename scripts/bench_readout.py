@@ -145,15 +145,23 @@ def fit_readout(
     chosen per variable on held-out episodes, as ``sslrobot probe`` does)."""
     rng = np.random.default_rng(0)
     ids = rng.choice(list(dataset.episode_ids), min(episodes, len(dataset.episode_ids)), False)
+    x, y, g = labelled_frames(encoder, dataset, ids)
+    probe = fit_ridge(x, y, select_alphas(x, y, groups=g))
+    return probe.predict
+
+
+def labelled_frames(
+    encoder: torch.nn.Module, dataset: Any, episode_ids: Any
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Frame by frame, of some unlabeled episodes: frozen features (N, D), the privileged
+    state (N, S) and the episode id (N,), for probes (privileged labels for diagnostics only)."""
     features, states, groups = [], [], []
-    for episode_id in ids:
+    for episode_id in episode_ids:
         episode = dataset.load_episode(int(episode_id), include_state=True)
         features.append(encode(encoder, np.asarray(episode["pixels"])))
         states.append(np.asarray(episode["state"], dtype=np.float64))
         groups.append(np.full(len(states[-1]), int(episode_id)))
-    x, y, g = np.concatenate(features), np.concatenate(states), np.concatenate(groups)
-    probe = fit_ridge(x, y, select_alphas(x, y, groups=g))
-    return probe.predict
+    return np.concatenate(features), np.concatenate(states), np.concatenate(groups)
 
 
 def fit_regressor(

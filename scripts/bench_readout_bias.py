@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from bench_readout import encode
+from bench_readout import labelled_frames
 
 from sslrobot.data import open_dataset
 from sslrobot.evaluation.probe import fit_ridge, select_alphas
@@ -51,17 +51,6 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--fit-episodes", type=int, default=300)
     parser.add_argument("--test-episodes", type=int, default=200)
     return parser.parse_args()
-
-
-def load(dataset, module: torch.nn.Module, ids) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Features, states and episode ids, frame by frame, of some unlabeled episodes."""
-    features, states, groups = [], [], []
-    for episode_id in ids:
-        episode = dataset.load_episode(int(episode_id), include_state=True)
-        features.append(encode(module, np.asarray(episode["pixels"])))
-        states.append(np.asarray(episode["state"], dtype=np.float64))
-        groups.append(np.full(len(states[-1]), int(episode_id)))
-    return np.concatenate(features), np.concatenate(states), np.concatenate(groups)
 
 
 def visual_factors(env, seed: int) -> np.ndarray:
@@ -109,9 +98,9 @@ def main() -> None:
     np.random.default_rng(0).shuffle(ids)
     fit_ids = ids[: args.fit_episodes]
     test_ids = ids[args.fit_episodes : args.fit_episodes + args.test_episodes]
-    x, y, groups = load(data, module, fit_ids)
+    x, y, groups = labelled_frames(module, data, fit_ids)
     probe = fit_ridge(x, y, select_alphas(x, y, groups=groups))
-    x, y, groups = load(data, module, test_ids)
+    x, y, groups = labelled_frames(module, data, test_ids)
     predicted = probe.predict(x)
 
     episodes = np.unique(groups)
