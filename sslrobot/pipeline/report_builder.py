@@ -141,9 +141,15 @@ def _task_section(
             if encoder == config.mixed_encoder_name
             else f"{slug}/pretrain/{encoder}"
         )
+        pretrain_stages = [pretrain_stage] + [  # and its further pretraining seeds, if any
+            stage.name
+            for (name, _seed), stage in artifacts.seed_pretrain.items()
+            if name == encoder
+        ]
+        pretrain_seconds = [_stage_seconds(stage_results, name) for name in pretrain_stages]
         wall = {
-            "pretrain": _stage_seconds(stage_results, pretrain_stage)
-            if encoder in artifacts.pretrain
+            "pretrain": sum(s for s in pretrain_seconds if s is not None)
+            if encoder in artifacts.pretrain and any(s is not None for s in pretrain_seconds)
             else None,
             "train_policy": _stage_seconds(
                 stage_results, f"{slug}/policy/{encoder}/demos{main_demos}/"
