@@ -79,19 +79,19 @@ def test_none_baseline_probe_is_the_mean_over_its_random_inits(quick_run: Path) 
 
 
 def test_none_baseline_averages_each_variable_and_skips_missing_means() -> None:
-    from sslrobot.pipeline.report_builder import _none_probe_r2
+    from sslrobot.pipeline.report_builder import _probe_r2_over_draws
 
     inits = [
         {"probe/r2_mean": 0.2, "probe/r2": {"x": 0.1, "y": 0.3, "z": None}},
         {"probe/r2_mean": 0.4, "probe/r2": {"x": 0.3, "y": 0.5, "z": 0.2}},
         {"probe/r2_mean": None, "probe/r2": {"x": None, "y": None, "z": None}},
     ]
-    baseline = _none_probe_r2(inits[:2])
+    baseline = _probe_r2_over_draws(inits[:2])
     assert baseline is not None
     assert baseline["probe_r2"] == pytest.approx(0.3) and baseline["probe_r2_inits"] == 2
     assert baseline["probe_r2_std"] == pytest.approx(np.std([0.2, 0.4], ddof=1))
     assert baseline["per_variable"] == {"x": pytest.approx(0.2), "y": pytest.approx(0.4), "z": None}
-    assert _none_probe_r2(inits[2:]) is None
+    assert _probe_r2_over_draws(inits[2:]) is None
 
 
 def test_rerun_skips_finished_stages_and_reruns_only_what_changed(quick_run: Path) -> None:

@@ -69,7 +69,7 @@ def _stage_seconds(results: Sequence[StageResult], prefix: str) -> float | None:
     return float(sum(seconds)) if seconds else None
 
 
-def _none_probe_r2(inits: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
+def _probe_r2_over_draws(inits: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
     """The probe over several draws of one encoder, from their probe records: mean R² with
     their standard deviation and count, and the mean R² of each variable (for the
     per-variable plot). For ``none``'s random initialisations this is the baseline every
@@ -111,9 +111,11 @@ def _task_section(
         name: _read_json(stage.path / "probe.json") for name, stage in artifacts.probe.items()
     }
     none_inits = [_read_json(stage.path / "probe.json") for stage in artifacts.none_init_probes]
-    none_r2 = _none_probe_r2([probes["none"], *none_inits]) if "none" in probes else None
+    none_r2 = _probe_r2_over_draws([probes["none"], *none_inits]) if "none" in probes else None
     over_seeds = {  # pretrain_seed_per_policy: each objective's probe over its seeds
-        name: _none_probe_r2([probes[name], *(_read_json(s.path / "probe.json") for s in stages)])
+        name: _probe_r2_over_draws(
+            [probes[name], *(_read_json(s.path / "probe.json") for s in stages)]
+        )
         for name, stages in artifacts.seed_probes.items()
         if name in probes
     }
@@ -146,10 +148,11 @@ def _task_section(
             for (name, _seed), stage in artifacts.seed_pretrain.items()
             if name == encoder
         ]
-        pretrain_seconds = [_stage_seconds(stage_results, name) for name in pretrain_stages]
+        seconds = [_stage_seconds(stage_results, name) for name in pretrain_stages]
+        pretrain_seconds = [s for s in seconds if s is not None]
         wall = {
-            "pretrain": sum(s for s in pretrain_seconds if s is not None)
-            if encoder in artifacts.pretrain and any(s is not None for s in pretrain_seconds)
+            "pretrain": sum(pretrain_seconds)
+            if encoder in artifacts.pretrain and pretrain_seconds
             else None,
             "train_policy": _stage_seconds(
                 stage_results, f"{slug}/policy/{encoder}/demos{main_demos}/"
