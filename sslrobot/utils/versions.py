@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import platform
 from collections.abc import Sequence
 from importlib import metadata
@@ -48,9 +49,7 @@ def machine_description() -> dict[str, str | int | None]:
     and the rounding grows over thousands of steps (docs/results/findings.md). The report
     records these so that two runs' differences can be traced to the machine.
     """
-    import os
-
-    import torch
+    import torch  # here: the rest of this module stays importable without torch
 
     return {
         "platform": platform.platform(),
