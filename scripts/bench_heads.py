@@ -48,6 +48,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
+from itertools import pairwise
 
 import numpy as np
 import torch
@@ -169,16 +170,24 @@ def fit_spatial(demos: DemoInputs, seed: int, args: argparse.Namespace, config: 
     return act
 
 
+def per_episode(
+    rows: np.ndarray, episode_lengths: np.ndarray, transform: Callable[[np.ndarray], np.ndarray]
+) -> np.ndarray:
+    """``transform`` applied to each episode's rows (concatenated in order), then rejoined."""
+    bounds = np.cumsum(np.r_[0, episode_lengths])
+    return np.concatenate([transform(rows[a:b]) for a, b in pairwise(bounds)])
+
+
 def chunk_targets(actions: np.ndarray, episode_lengths: np.ndarray, chunk: int) -> np.ndarray:
     """Per step, the expert's next ``chunk`` actions (N, chunk * A), within its own episode;
     past the episode's end its last action repeats."""
-    rows, start = [], 0
-    for length in episode_lengths:
-        episode = actions[start : start + length]
+
+    def chunks(episode: np.ndarray) -> np.ndarray:
+        length = len(episode)
         index = np.minimum(np.arange(length)[:, None] + np.arange(chunk)[None], length - 1)
-        rows.append(episode[index].reshape(length, -1))
-        start += length
-    return np.concatenate(rows)
+        return episode[index].reshape(length, -1)
+
+    return per_episode(actions, episode_lengths, chunks)
 
 
 class TemporalEnsemble:
@@ -209,15 +218,13 @@ def fit_chunk(demos: DemoInputs, seed: int, args: argparse.Namespace, config: di
 
 def episode_context(features: np.ndarray, episode_lengths: np.ndarray, kind: str) -> np.ndarray:
     """Per step, the ``first`` frame's features of its episode, or the ``mean`` so far."""
-    rows, start = [], 0
-    for length in episode_lengths:
-        episode = features[start : start + length]
+
+    def context(episode: np.ndarray) -> np.ndarray:
         if kind == "first":
-            rows.append(np.repeat(episode[:1], length, axis=0))
-        else:
-            rows.append(np.cumsum(episode, axis=0) / np.arange(1, length + 1)[:, None])
-        start += length
-    return np.concatenate(rows)
+            return np.repeat(episode[:1], len(episode), axis=0)
+        return np.cumsum(episode, axis=0) / np.arange(1, len(episode) + 1)[:, None]
+
+    return per_episode(features, episode_lengths, context)
 
 
 class ContextPolicy:
