@@ -6,7 +6,12 @@ import pytest
 import torch
 
 from sslrobot.models import Decoder, DecoderConfig, Encoder, EncoderConfig, TransitionModel
-from sslrobot.models.decoder import KeypointHeatmaps, blocks_to_frames, frames_to_blocks
+from sslrobot.models.decoder import (
+    KeypointHeatmaps,
+    KeypointOffsets,
+    blocks_to_frames,
+    frames_to_blocks,
+)
 from sslrobot.models.encoder import ENCODER_ARCHS, SpatialSoftmax, encoder_config_for
 
 torch.set_num_threads(1)
@@ -220,6 +225,44 @@ def test_heatmap_decoder_draws_only_through_the_keypoints() -> None:
         Decoder(config, latent_dim=7, image_size=64)
     with pytest.raises(ValueError, match="heatmap_sigma"):
         DecoderConfig(heatmaps=True, heatmap_sigma=0.0)
+
+
+def test_keypoint_offsets_give_each_cell_the_keypoint_position_within_it() -> None:
+    """A keypoint's closeness peaks at the cell it is in, and ``g * dx / g`` recovers its
+    offset from any nearby cell's centre in cells, so sub-cell positions reach the decoder."""
+    offsets = KeypointOffsets(side=4, sigma=1.0)  # cell centres at -0.75, -0.25, 0.25, 0.75
+    keypoints = torch.tensor([[0.35, -0.75]])  # x: 0.2 cells right of column 2's centre
+    maps = offsets(keypoints)
+    assert maps.shape == (1, 3, 4, 4)
+    closeness, gdx, gdy = maps[0]
+    assert divmod(int(closeness.argmax()), 4) == (0, 2)  # (row, column)
+    torch.testing.assert_close(gdx[0, 2] / closeness[0, 2], torch.tensor(0.2), rtol=0, atol=1e-5)
+    torch.testing.assert_close(gdx[1, 1] / closeness[1, 1], torch.tensor(1.2), rtol=0, atol=1e-5)
+    torch.testing.assert_close(gdy[1, 1] / closeness[1, 1], torch.tensor(-1.0), rtol=0, atol=1e-5)
+    assert closeness.amax() <= 1.0 and closeness[3, 0] < 1e-2  # far cells hear nothing
+
+
+def test_keypoint_skip_decoder_places_through_the_offsets() -> None:
+    """Same output shapes as the dense decoder; the skip's hidden layer reads every
+    keypoint's offsets, so moving one keypoint changes the frame even with the dense path's
+    first layer zeroed; an odd latent size is refused."""
+    torch.manual_seed(0)
+    config = DecoderConfig.keypoint_skip_dense()
+    decoder = Decoder(config, latent_dim=8, image_size=64)
+    latents = torch.rand(2, 8) * 2 - 1
+    context = torch.rand(2, 64, 64, 3) - 0.5
+    assert decoder(latents, context).shape == (2, 64, 64, 3)
+    with torch.no_grad():
+        decoder.fc.weight.zero_()  # the dense path no longer sees the latent
+        frames = decoder(latents)
+        moved = latents.clone()
+        moved[0, :2] = torch.tensor([-0.9, 0.9])
+        assert (decoder(moved)[0] - frames[0]).abs().amax() > 1e-4
+        assert torch.equal(decoder(moved)[1], frames[1])
+    with pytest.raises(ValueError, match="even"):
+        Decoder(config, latent_dim=7, image_size=64)
+    with pytest.raises(ValueError, match="skip_sigma"):
+        DecoderConfig(keypoint_skip=True, skip_sigma=0.0)
 
 
 def test_block_layout_is_pixel_shuffle_layout() -> None:

@@ -9,6 +9,7 @@ import json
 import math
 from pathlib import Path
 
+import imageio.v3 as iio
 import numpy as np
 import pytest
 import safetensors.torch
@@ -104,6 +105,11 @@ def test_each_objective_trains_and_writes_the_layout(
     strips = sorted(p.name for p in (out / artifacts.PREDICTIONS).glob("*.png"))
     has_decoder = objective in ("future", "fdm+future", "recon")
     assert strips == (["step_00002.png", "step_00004.png"] if has_decoder else [])
+    if has_decoder:  # rows per window: real, predicted (future: and predicted without context)
+        rows_per_window = 3 if "future" in objective else 2
+        strip = iio.imread(out / artifacts.PREDICTIONS / "step_00004.png")
+        windows = tiny_config(tmp_path).num_images
+        assert strip.shape[0] == rows_per_window * windows * (2 * SIZE + 2) + 2
     encoder, config = load_encoder(out)
     assert config == dataclasses.replace(TINY_ENCODER, image_size=SIZE)
     features = encoder(torch.from_numpy(dataset[0]["pixels"]))
@@ -228,6 +234,14 @@ def test_world_model_inference_api(dataset, tmp_path: Path) -> None:
     assert frames.shape == (3, K, SIZE, SIZE, 3) and frames.dtype == torch.uint8
     # Windows may be passed whole; only their first frame is used.
     assert torch.equal(model.predict_frames(windows, actions), frames)
+    # Without the copy path the frames come from the latents alone: with the mask saturated at
+    # "copy", the default prediction is o_t itself, the latent-only one is not.
+    with torch.no_grad():
+        model.decoder.to_mask.bias.fill_(1e4)
+    copied = model.predict_frames(windows, actions)
+    assert torch.equal(copied, windows[:, :1].expand(-1, K, -1, -1, -1))
+    blind = model.predict_frames(windows, actions, copy_context=False)
+    assert blind.shape == frames.shape and not torch.equal(blind, copied)
     assert model.rollout_latents(windows, actions).shape == (3, K, 16)
     assert model.target_latents(windows).shape == (3, K + 1, 16)
     assert model.target_latents(windows[:, 1:]).shape == (3, K, 16)

@@ -80,6 +80,12 @@ def test_none_baseline_and_encoder_options(data_dir: Path, tmp_path: Path) -> No
     saved = json.loads((out / "pretrain_config.json").read_text())
     assert saved["pretrain"]["decoder"]["heatmaps"] is True
     assert main(_args(data_dir, tmp_path / "bad2", *heatmaps)) == 2  # cnn: no keypoints
+    out = tmp_path / "skip"
+    skip = ("--steps", "1", "--decoder", "keypoint-skip")
+    assert main(_args(data_dir, out, *skip, "--encoder-arch", "keypoints")) == 0
+    saved = json.loads((out / "pretrain_config.json").read_text())
+    assert saved["pretrain"]["decoder"]["keypoint_skip"] is True
+    assert main(_args(data_dir, tmp_path / "bad3", *skip)) == 2  # cnn: no keypoints
 
 
 def test_pretrain_on_mixed_streams_of_several_datasets(data_dir: Path, tmp_path: Path) -> None:

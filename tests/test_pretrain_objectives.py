@@ -1,5 +1,7 @@
 """Pure pieces of pretraining: losses, objective parsing, augmentation, EMA, batch order."""
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -27,7 +29,11 @@ from sslrobot.pretraining.objectives import (
 )
 from sslrobot.pretraining.prefetch import Prefetcher
 from sslrobot.pretraining.sampler import ResumableBatchSampler
-from sslrobot.pretraining.world_model import WorldModel, WorldModelConfig
+from sslrobot.pretraining.world_model import (
+    WorldModel,
+    WorldModelConfig,
+    keypoint_units_per_pixel,
+)
 
 torch.set_num_threads(1)
 
@@ -361,3 +367,49 @@ def test_spread_concentrates_keypoints_and_needs_a_keypoint_encoder_and_a_pretex
         )
     with pytest.raises(ValueError, match="regulariser"):
         WorldModelConfig(encoder=encoder, action_dim=2, objective={"spread": 1.0})
+
+
+def test_equivariance_is_zero_for_keypoints_that_move_with_the_image() -> None:
+    """A stand-in encoder that returns the centroid of a bright dot (in keypoint units) is
+    exactly equivariant away from the borders: loss 0. The random keypoint encoder, whose points
+    barely move when the picture does, pays about the mean squared shift; training on the term
+    alone lowers it."""
+    encoder = EncoderConfig.keypoints(image_size=32, feature_dim=8)
+    config = WorldModelConfig(encoder=encoder, action_dim=2, objective={"future": 1.0})
+    model = WorldModel(dataclasses.replace(config, objective={"future": 1.0, "equivariant": 1.0}))
+    per_pixel = keypoint_units_per_pixel(encoder)
+    assert per_pixel == pytest.approx(2.0 / (3 * 8))  # 4x4 cells, 8 pixels apart
+
+    def centroid(frames: torch.Tensor) -> torch.Tensor:
+        weights = frames[..., 0].float()  # (B, H, W)
+        ys, xs = torch.meshgrid(torch.arange(32.0), torch.arange(32.0), indexing="ij")
+        total = weights.sum(dim=(1, 2))
+        x = (weights * xs).sum(dim=(1, 2)) / total * per_pixel
+        y = (weights * ys).sum(dim=(1, 2)) / total * per_pixel
+        return torch.stack([x, y, x, y], dim=1).repeat(1, 2)  # (B, 8): four points
+
+    frames = torch.zeros(10, 32, 32, 3, dtype=torch.uint8)
+    for i in range(10):
+        frames[i, 10 + i, 12:14] = 255
+    with torch.no_grad():
+        loss = model._equivariance_loss(frames, model.encoder(frames)).item()
+    model.encoder.forward = centroid  # equivariant by construction
+    assert model._equivariance_loss(frames, centroid(frames)).item() == pytest.approx(0, abs=1e-6)
+    del model.encoder.forward
+    assert loss > 1.0  # the real random encoder is far from it
+    pixels = torch.randint(0, 256, (16, 2, 32, 32, 3), dtype=torch.uint8)
+    optimizer = torch.optim.Adam(model.encoder.parameters(), lr=0.01)
+    values = []
+    for _ in range(30):
+        losses, _ = model(pixels, _randn(16, 1, 2))
+        values.append(losses["equivariant"].item())
+        optimizer.zero_grad()
+        losses["equivariant"].backward()
+        optimizer.step()
+    assert values[-1] < 0.7 * values[0]
+    with pytest.raises(ValueError, match="readout='keypoints'"):
+        WorldModelConfig(
+            encoder=EncoderConfig(image_size=16),
+            action_dim=2,
+            objective={"future": 1.0, "equivariant": 1.0},
+        )

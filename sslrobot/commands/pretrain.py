@@ -40,8 +40,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--objective",
         default="fdm+future",
         help="fdm, future, fdm+future, recon, inverse, contrastive or none; weights as "
-        "'fdm:1+future:2'; '+spread:W' adds a term that concentrates each keypoint's softmax "
-        "(keypoint encoders) (default: fdm+future)",
+        "'fdm:1+future:2'; for keypoint encoders, '+spread:W' adds a term that concentrates "
+        "each keypoint's softmax and '+equivariant:W' one that makes keypoints move with the "
+        "image (default: fdm+future)",
     )
     parser.add_argument("--steps", type=int, default=5000, help="optimiser steps (none: 0)")
     parser.add_argument("--batch-size", type=int, default=256, help="windows per step per process")
@@ -78,10 +79,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--frame-stack", type=int, default=1, help="frames per observation")
     parser.add_argument(
         "--decoder",
-        choices=("dense", "heatmaps"),
+        choices=("dense", "heatmaps", "keypoint-skip"),
         default="dense",
-        help="frame decoder of future/recon: dense (a fully connected first layer) or heatmaps "
-        "(keypoint encoders: each keypoint drawn as a Gaussian blob, as in Jakab et al. 2018)",
+        help="frame decoder of future/recon: dense (a fully connected first layer), heatmaps "
+        "(keypoint encoders: each keypoint drawn as a Gaussian blob, as in Jakab et al. 2018) "
+        "or keypoint-skip (keypoint encoders: dense, plus each keypoint's offset from every "
+        "output cell near it, so small objects can be drawn precisely)",
     )
     parser.add_argument("--augment", choices=("shift", "none"), default="shift")
     parser.add_argument(
@@ -156,9 +159,11 @@ def _pretrain(args: argparse.Namespace) -> int:
         image_every=args.image_every,
         resume=args.resume,
         encoder=_encoder_config(args),
-        decoder=(
-            DecoderConfig.keypoint_heatmaps() if args.decoder == "heatmaps" else DecoderConfig()
-        ),
+        decoder={
+            "dense": DecoderConfig,
+            "heatmaps": DecoderConfig.keypoint_heatmaps,
+            "keypoint-skip": DecoderConfig.keypoint_skip_dense,
+        }[args.decoder](),
         augment=args.augment,
         color_jitter=args.color_jitter,
         num_workers=args.num_workers,

@@ -55,6 +55,12 @@ class DecoderConfig:
             instead of a fully connected first layer (see module docstring); for keypoint
             encoders, whose features are such pairs in [-1, 1].
         heatmap_sigma: Blob standard deviation, in the [-1, 1] units of the coordinates.
+        keypoint_skip: Keypoint encoders only: also hand the latent's (x, y) pairs to the last
+            level as local offsets (``KeypointOffsets``), read by a per-cell hidden layer that
+            paints each cell's block of pixels, so a small object can be drawn to a fraction
+            of a cell where a keypoint is (see ``Decoder``).
+        skip_sigma: Reach of a keypoint in ``KeypointOffsets``, in cells of the last level.
+        skip_hidden: Width of the per-cell hidden layer that reads the skip.
     """
 
     channels: tuple[int, ...] = (64, 32, 16)
@@ -63,6 +69,9 @@ class DecoderConfig:
     composite: bool = True
     heatmaps: bool = False
     heatmap_sigma: float = 0.1
+    keypoint_skip: bool = False
+    skip_sigma: float = 1.0
+    skip_hidden: int = 64
 
     def __post_init__(self) -> None:
         if isinstance(self.channels, list):  # from JSON
@@ -77,6 +86,10 @@ class DecoderConfig:
             raise ValueError(f"out_kernel must be an odd int >= 1, got {self.out_kernel!r}")
         if not self.heatmap_sigma > 0:
             raise ValueError(f"heatmap_sigma must be > 0, got {self.heatmap_sigma!r}")
+        if not self.skip_sigma > 0:
+            raise ValueError(f"skip_sigma must be > 0, got {self.skip_sigma!r}")
+        if not isinstance(self.skip_hidden, int) or self.skip_hidden < 1:
+            raise ValueError(f"skip_hidden must be an int >= 1, got {self.skip_hidden!r}")
 
     @classmethod
     def keypoint_heatmaps(cls) -> DecoderConfig:
@@ -86,6 +99,11 @@ class DecoderConfig:
         270 ms at 16x16, so the blobs are drawn at 8x8 (sigma 0.15, about half a cell), which
         still moves smoothly with the coordinates."""
         return cls(channels=(32, 16), shuffle=4, out_kernel=1, heatmaps=True, heatmap_sigma=0.15)
+
+    @classmethod
+    def keypoint_skip_dense(cls) -> DecoderConfig:
+        """The default dense decoder plus the keypoint skip at its last level."""
+        return cls(keypoint_skip=True)
 
     def start_size(self, image_size: int) -> int:
         """Side of the first feature map for ``image_size`` frames; raises if not integral."""
@@ -146,6 +164,37 @@ class KeypointHeatmaps(nn.Module):
         return gy[..., :, None] * gx[..., None, :]  # (B, K, y, x): separable Gaussian
 
 
+class KeypointOffsets(nn.Module):
+    """Keypoints (B, 2K), x, y pairs in [-1, 1] -> (B, 3K, side, side): for every keypoint and
+    cell, ``g``, ``g * dx`` and ``g * dy``, where (dx, dy) is the keypoint's offset from the
+    cell's centre in cells and ``g = exp(-(dx^2 + dy^2) / (2 sigma^2))`` its closeness.
+
+    A deconvolution stack places what it draws to about one cell of its coarsest map (a
+    fully connected layer would have to code sub-cell positions in activation values; Liu et
+    al. 2018, "An intriguing failing of convolutional neural networks and the CoordConv
+    solution"): Reach's 3-pixel target came out as a blurred 8-pixel square. With these maps,
+    a cell near a keypoint knows where in it the keypoint is, to any precision, and the
+    gradient of a misplaced object reaches the keypoint's coordinates directly.
+    """
+
+    def __init__(self, side: int, sigma: float) -> None:
+        super().__init__()
+        # Centres of a uniform partition of [-1, 1] into ``side`` cells.
+        self.register_buffer("centres", (torch.arange(side) + 0.5) * (2.0 / side) - 1.0)
+        self.cells_per_unit = side / 2.0
+        self.inv_two_var = 1.0 / (2.0 * sigma * sigma)
+
+    def forward(self, keypoints: torch.Tensor) -> torch.Tensor:
+        xy = keypoints.unflatten(1, (-1, 2))  # (B, K, 2)
+        dx = (xy[..., :1] - self.centres) * self.cells_per_unit  # (B, K, side): x offsets
+        dy = (xy[..., 1:] - self.centres) * self.cells_per_unit
+        gx = torch.exp(-dx.square() * self.inv_two_var)
+        gy = torch.exp(-dy.square() * self.inv_two_var)
+        g = gy[..., :, None] * gx[..., None, :]  # (B, K, y, x)
+        maps = torch.cat([g, g * dx[..., None, :], g * dy[..., :, None]], dim=1)
+        return maps  # (B, 3K, side, side)
+
+
 class Decoder(nn.Module):
     """Latent (B, D) -> frame in normalised pixel space [-0.5, 0.5]."""
 
@@ -175,6 +224,21 @@ class Decoder(nn.Module):
             ]
         self.ups = nn.Sequential(*ups)
         last, r, k = config.channels[-1], config.shuffle, config.out_kernel
+        self.skip = None
+        if config.keypoint_skip:
+            if latent_dim % 2:
+                raise ValueError(
+                    f"a keypoint skip reads the latent as (x, y) pairs, so its size must be "
+                    f"even, got {latent_dim}"
+                )
+            side = image_size // r
+            self.skip = nn.ModuleDict(
+                {
+                    "offsets": KeypointOffsets(side, config.skip_sigma),
+                    "hidden": nn.Conv2d(last + 3 * (latent_dim // 2), config.skip_hidden, 1),
+                }
+            )
+            last = config.skip_hidden
         self.to_rgb = nn.Conv2d(last, RGB_CHANNELS * r * r, k, padding=k // 2)
         # A separate head (not a 4th channel) for the mask: slicing one output apart costs
         # two full-resolution zero-fill-and-copy passes in the backward pass.
@@ -197,6 +261,9 @@ class Decoder(nn.Module):
         h = F.relu(self.fc(latents)).view(-1, self.config.channels[0], self.start, self.start)
         # (B, C0, start, start) either way: a heatmap decoder's first layer is a convolution
         h = self.ups(h)  # (B, C_last, H/r, W/r)
+        if self.skip is not None:
+            h = torch.cat([h, self.skip["offsets"](latents).to(h.dtype)], dim=1)
+            h = F.relu(self.skip["hidden"](h))  # (B, skip_hidden, H/r, W/r)
         b, _, side, _ = h.shape
         cells = self.config.shuffle**2
         rgb = self.to_rgb(h).view(b, RGB_CHANNELS, cells, side, side)

@@ -34,10 +34,24 @@ def random_shift(pixels: torch.Tensor, pad: int, generator: torch.Generator) -> 
     offsets = torch.randint(
         0, 2 * pad + 1, (pixels.shape[0], 2), generator=generator, device=pixels.device
     )
+    return shift_windows(pixels, offsets - pad, pad)
+
+
+def shift_windows(
+    pixels: torch.Tensor, shifts: torch.Tensor, pad: int | None = None
+) -> torch.Tensor:
+    """``out[i, :, y, x] = pixels[i, :, clamp(y + sy), clamp(x + sx)]``, ``shifts[i] = (sy, sx)``
+    (long, on ``pixels.device``): window i's content moves by (-sy, -sx), the border repeats.
+
+    Slice copies on CPU (``shift_by_copies``), one indexing kernel elsewhere (``pad``: a bound
+    on ``|shifts|``, to spare a device sync).
+    """
     if pixels.device.type == "cpu":
-        return shift_by_copies(pixels, offsets - pad)
+        return shift_by_copies(pixels, shifts)
+    if pad is None:
+        pad = int(shifts.abs().max()) if len(shifts) else 0
     padded = replicate_pad(pixels, pad)  # (B, T, H + 2 pad, W + 2 pad, C)
-    return crop_by_index(padded, offsets, pixels.shape[2], pixels.shape[3])
+    return crop_by_index(padded, shifts + pad, pixels.shape[2], pixels.shape[3])
 
 
 def color_jitter(pixels: torch.Tensor, strength: float, generator: torch.Generator) -> torch.Tensor:

@@ -48,8 +48,9 @@ class PretrainConfig:
             ``"contrastive"`` or ``"none"``; combine with ``+`` and weight with ``:w``
             (``"fdm:1+future:2"``). Weights multiply the losses after ``LOSS_SCALES`` has
             brought them to a common scale (pixel MSEs x100), so plain ``"fdm+future"`` gives
-            both a comparable say. ``"+spread:w"`` adds a keypoint-concentration term
-            (``objectives.REGULARIZERS``; keypoint encoders only).
+            both a comparable say. ``"+spread:w"`` adds a keypoint-concentration term and
+            ``"+equivariant:w"`` a shift-equivariance term (``objectives.REGULARIZERS``;
+            keypoint encoders only).
         steps: Optimiser steps in total (a resumed run continues up to this count).
         batch_size: Windows per step per process (torchrun: each rank takes this many).
         lr: Adam learning rate (constant).

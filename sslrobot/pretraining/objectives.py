@@ -10,7 +10,7 @@ import torch
 from torch.nn import functional as F
 
 #: Objective names, in the order their losses are logged.
-OBJECTIVES = ("fdm", "future", "recon", "inverse", "contrastive", "spread")
+OBJECTIVES = ("fdm", "future", "recon", "inverse", "contrastive", "spread", "equivariant")
 #: The "no training" baseline: random initialisation, written in the same layout.
 NO_OBJECTIVE = "none"
 #: Objectives that need the action-conditioned transition model.
@@ -24,7 +24,12 @@ USES_TARGET_ENCODER = frozenset({"fdm", "contrastive"})
 #: Measured on Reach (``fdm+future+spread:1``, 6,000 steps): the keypoints became sharp but
 #: gathered on the arm, and 25-demo BC success did not rise (26.3% against 27.3%;
 #: docs/results/findings.md), so no preset uses it.
-REGULARIZERS = frozenset({"spread"})
+#: ``equivariant`` (keypoint encoders) asks each keypoint to move with the image: the frame
+#: shifted by (dy, dx) pixels must give the same keypoints shifted by the same amount (the
+#: equivariance constraint of unsupervised landmark learning, Thewlis et al. 2017), so a
+#: keypoint cannot code the scene in small entangled moves of a point near the centre but must
+#: sit on something that moves when the picture does; its loss is in squared pixels.
+REGULARIZERS = frozenset({"spread", "equivariant"})
 #: Factors that bring each loss to a common scale before the objective weights apply, so that
 #: ``"fdm+future"`` gives both a comparable say over the shared encoder. Pixel losses are
 #: per-element MSEs in normalised units, ~0.005 on 64x64 robot scenes where most pixels are

@@ -15,31 +15,35 @@ from sslrobot.utils.io import atomic_write
 _GAP = 2  # pixels of white between frames and between samples
 
 
-def prediction_strip(real: np.ndarray, predicted: np.ndarray, scale: int = 2) -> np.ndarray:
-    """Tile windows as alternating rows: real frames, then the model's frames below them.
+def prediction_strip(real: np.ndarray, *predicted: np.ndarray, scale: int = 2) -> np.ndarray:
+    """Tile windows as groups of rows: real frames, then each model's frames below them.
 
     Args:
         real: uint8 (N, T, H, W, 3), e.g. o_t..o_{t+K}.
-        predicted: uint8 (N, T, H, W, 3), e.g. o_t, then predictions for k = 1..K.
+        predicted: One or more uint8 (N, T, H, W, 3), e.g. o_t, then predictions for k = 1..K
+            (with the copy path, then without it).
         scale: Nearest-neighbour upscaling, so 64x64 frames are readable.
 
     Returns:
         uint8 image (rows, cols, 3).
     """
-    if real.shape != predicted.shape or real.ndim != 5 or real.dtype != np.uint8:
+    sources = (real, *predicted)
+    if len(sources) < 2 or any(
+        s.shape != real.shape or s.ndim != 5 or s.dtype != np.uint8 for s in sources
+    ):
         raise ValueError(
             f"real and predicted must be uint8 (N, T, H, W, 3) of one shape, got "
-            f"{real.shape} {real.dtype} and {predicted.shape} {predicted.dtype}"
+            f"{[(s.shape, str(s.dtype)) for s in sources]}"
         )
     n, t, h, w, _ = real.shape
     h, w = h * scale, w * scale
-    rows, cols = 2 * n, t
+    rows, cols = len(sources) * n, t
     image = np.full((rows * (h + _GAP) + _GAP, cols * (w + _GAP) + _GAP, 3), 255, np.uint8)
     for i in range(n):
-        for j, source in enumerate((real, predicted)):
+        for j, source in enumerate(sources):
             for k in range(t):
                 frame = source[i, k].repeat(scale, axis=0).repeat(scale, axis=1)
-                top = _GAP + (2 * i + j) * (h + _GAP)
+                top = _GAP + (len(sources) * i + j) * (h + _GAP)
                 left = _GAP + k * (w + _GAP)
                 image[top : top + h, left : left + w] = frame
     return image

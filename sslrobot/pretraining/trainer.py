@@ -528,15 +528,21 @@ class PretrainRun:
                 log.log_image("pretrain/keypoints", image, self.step)
             if model.decoder is None:
                 return
-            if model.has_decoder:  # future: o_t | o_{t+1..t+K} vs o_t | predictions
-                predicted = model.predict_frames(context, actions)
+            if model.has_decoder:  # future: o_t | o_{t+1..t+K}, then the predictions with
+                # the copy path and without it (what the latent alone holds)
                 real = pixels[..., -3:]
-                predicted = torch.cat([context[:, None, ..., -3:], predicted], dim=1)
+                first = context[:, None, ..., -3:]
+                predicted = [
+                    torch.cat([first, model.predict_frames(context, actions, copy)], dim=1)
+                    for copy in (True, False)
+                ]
             else:  # recon: o_t vs its reconstruction
                 frames = model.decoder(model.encoder(context))  # (N, H, W, 3)
-                predicted = denormalize_pixels(frames[:, None])
+                predicted = [denormalize_pixels(frames[:, None])]
                 real = context[:, None, ..., -3:]
-            image = plots.prediction_strip(real.cpu().numpy(), predicted.cpu().numpy())
+            image = plots.prediction_strip(
+                real.cpu().numpy(), *(p.cpu().numpy() for p in predicted)
+            )
         finally:
             model.train(was_training)
         plots.save_png(self.out / artifacts.PREDICTIONS / f"step_{self.step:05d}.png", image)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ from sslrobot.models.encoder import (
 )
 from sslrobot.models.heads import make_mlp
 from sslrobot.pretraining import artifacts
+from sslrobot.pretraining.augment import shift_windows
 from sslrobot.pretraining.distributed import mean_over_ranks
 from sslrobot.pretraining.objectives import (
     OBJECTIVES,
@@ -108,20 +110,23 @@ class WorldModelConfig:
             raise ValueError(f"ema_momentum must be in [0, 1), got {self.ema_momentum}")
         if not self.temperature > 0:
             raise ValueError(f"temperature must be > 0, got {self.temperature}")
-        if "spread" in self.objective and self.encoder.readout != "keypoints":
-            raise ValueError(
-                f"objective 'spread' concentrates keypoints; it needs an encoder with "
-                f"readout='keypoints' (--encoder-arch keypoints), got readout="
-                f"{self.encoder.readout!r}"
-            )
+        for term in sorted(REGULARIZERS & set(self.objective)):
+            if self.encoder.readout != "keypoints" or self.encoder.arch != "cnn":
+                raise ValueError(
+                    f"objective {term!r} acts on keypoints; it needs an encoder with "
+                    f"readout='keypoints' (--encoder-arch keypoints), got arch="
+                    f"{self.encoder.arch!r}, readout={self.encoder.readout!r}"
+                )
         if self.objective and set(self.objective) <= REGULARIZERS:
             raise ValueError(
                 f"objective {sorted(self.objective)} is a regulariser; combine it with a pretext "
                 f"objective, e.g. 'fdm+future+spread:0.5'"
             )
-        if self.decoder.heatmaps and self.encoder.readout != "keypoints":
+        reads_keypoints = self.decoder.heatmaps or self.decoder.keypoint_skip
+        if reads_keypoints and self.encoder.readout != "keypoints":
+            kind = "heatmap decoder" if self.decoder.heatmaps else "keypoint skip"
             raise ValueError(
-                f"a heatmap decoder draws the latent as keypoints; it needs an encoder with "
+                f"a {kind} reads the latent as keypoints; it needs an encoder with "
                 f"readout='keypoints' (--encoder-arch keypoints), got readout="
                 f"{self.encoder.readout!r}"
             )
@@ -145,6 +150,17 @@ class WorldModelConfig:
         values["encoder"] = EncoderConfig.from_dict(values["encoder"])
         values["decoder"] = DecoderConfig.from_dict(values["decoder"])
         return cls(**values)
+
+
+#: Largest shift, in pixels per axis, of the ``equivariant`` term.
+EQUIVARIANCE_SHIFT = 4
+
+
+def keypoint_units_per_pixel(encoder: EncoderConfig) -> float:
+    """How far a keypoint moves, in the spatial softmax's [-1, 1] units, when the image moves by
+    one pixel: its cells are ``prod(strides)`` pixels apart and ``2 / (side - 1)`` units apart."""
+    side = encoder.trunk_output_size
+    return 2.0 / (max(side - 1, 1) * math.prod(encoder.strides))
 
 
 def _frozen_copy(module: nn.Module) -> nn.Module:
@@ -283,6 +299,8 @@ class WorldModel(nn.Module):
         online = online.view(b, num_online, -1)
         latent = online[:, 0]  # (B, D)
         metrics = {"latent_std": latent_std(latent.detach())}
+        if "equivariant" in active:
+            losses["equivariant"] = self._equivariance_loss(pixels[:, 0], latent)
 
         targets = None
         if self.target_encoder is not None:
@@ -363,6 +381,24 @@ class WorldModel(nn.Module):
         # N ranks take the step one process with their batches together would.
         weights = weights / mean_over_ranks(weights.mean().detach())
         return pixel_mse_loss(predicted, target, weights)
+
+    def _equivariance_loss(self, frames: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
+        """Mean squared distance, in pixels, between the keypoints of ``frames`` shifted by
+        (dy, dx) and ``points`` (the keypoints of ``frames``) moved by (-dy, -dx).
+
+        Window w is shifted by the ``w``-th of the (2P + 1)^2 - 1 non-zero shifts within
+        ``EQUIVARIANCE_SHIFT`` = P pixels, cycled: no random numbers, as for ``_blind_windows``.
+        """
+        p = EQUIVARIANCE_SHIFT
+        offsets = torch.arange(-p, p + 1, device=frames.device)
+        grid = torch.cartesian_prod(offsets, offsets)  # (n, 2): (dy, dx)
+        grid = grid[(grid != 0).any(dim=1)]
+        shifts = grid[torch.arange(len(frames), device=frames.device) % len(grid)]
+        moved = self.encoder(shift_windows(frames[:, None], shifts, p)[:, 0])  # (B, 2K)
+        per_pixel = keypoint_units_per_pixel(self.config.encoder)
+        moves = shifts.flip(1)[:, None].to(points.dtype) * per_pixel  # (B, 1, 2): (x, y)
+        expected = points.unflatten(1, (-1, 2)) - moves
+        return (moved.unflatten(1, (-1, 2)) - expected).div(per_pixel).square().sum(-1).mean()
 
     def _blind_windows(self, batch: int) -> torch.Tensor:
         """Which windows of a batch are decoded without context: an evenly spread share
@@ -446,7 +482,10 @@ class WorldModel(nn.Module):
 
     @torch.no_grad()
     def predict_frames(
-        self, pixels: torch.Tensor | np.ndarray, actions: torch.Tensor | np.ndarray
+        self,
+        pixels: torch.Tensor | np.ndarray,
+        actions: torch.Tensor | np.ndarray,
+        copy_context: bool = True,
     ) -> torch.Tensor:
         """Predict o_{t+1..t+K} from o_t and a_t..a_{t+K-1}.
 
@@ -454,6 +493,10 @@ class WorldModel(nn.Module):
             pixels: uint8 context frames (B, H, W, C), or windows (B, T, H, W, C) of which only
                 the first frame is used.
             actions: (B, K, A).
+            copy_context: Blend in o_t through the decoder's copy path (its best prediction).
+                False decodes the predicted latents alone, as the frames trained without
+                context are: a picture of what the latent holds, since the copy path draws a
+                static object sharply whether the latent knows where it is or not.
 
         Returns:
             uint8 (B, K, H, W, 3).
@@ -466,7 +509,9 @@ class WorldModel(nn.Module):
         context = self._context(pixels)
         rolled = self.rollout_latents(context, actions)  # (B, K, D)
         b, horizon = rolled.shape[:2]
-        frame = normalize_pixels(context[..., -RGB_CHANNELS:]).repeat_interleave(horizon, dim=0)
+        frame = None
+        if copy_context:
+            frame = normalize_pixels(context[..., -RGB_CHANNELS:]).repeat_interleave(horizon, 0)
         predicted = self.decoder(rolled.flatten(0, 1), frame)  # (B*K, H, W, 3)
         return denormalize_pixels(predicted).unflatten(0, (b, horizon))
 
