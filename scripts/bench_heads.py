@@ -26,6 +26,15 @@ episodes:
   episode context: the features of the episode's first frame (where the arm starts at least
   10 cm from Reach's target, so keypoints are less pulled between them), or the running mean of
   the episode's features so far (averaging a static object's frame-to-frame noise).
+- ``whiten``: the run's MLP on features whitened (PCA, eigenvalues floored at
+  ``--whiten-floor`` of the largest) with statistics of ``--whiten-episodes`` unlabeled
+  episodes (``--whiten-source demos``: of the demonstrations' own frames): keypoints that move
+  together leave a static object in low-variance directions, which per-dimension
+  standardisation keeps small and a head fitted on a few hundred frames may never pick up.
+- ``slow``: the run's MLP given, beside the features and proprio, the ``--slow-dims`` slowest
+  directions of the features (slow feature analysis, Wiskott and Sejnowski 2002: whitened
+  directions of least frame-to-frame change, from the same unlabeled episodes), whitened: a
+  static object's directions amplified without amplifying everything else.
 
 Usage (session 11; the raw output is docs/results/benchmarks/bench_heads.txt):
 
@@ -55,6 +64,7 @@ import torch
 from bench_readout import add_run_arguments, encode, fit_regressor, open_run, train_head
 from torch import nn
 
+from sslrobot.data import open_dataset
 from sslrobot.evaluation.rollouts import run_episode
 from sslrobot.models.encoder import SpatialSoftmax
 from sslrobot.policy.demos import load_transitions
@@ -62,7 +72,7 @@ from sslrobot.policy.encoders import resolve_encoder
 from sslrobot.policy.environment import make_env
 from sslrobot.policy.head import MLPHead
 
-HEADS = ("mlp", "mlp-noise", "knn", "spatial", "chunk", "first", "mean")
+HEADS = ("mlp", "mlp-noise", "knn", "spatial", "chunk", "first", "mean", "whiten", "slow")
 Act = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]  # (features, maps, proprio)
 
 
@@ -75,6 +85,19 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--keypoints", type=int, default=16, help="spatial: the head's points")
     parser.add_argument("--chunk", type=int, default=8, help="chunk: actions per prediction")
     parser.add_argument("--chunk-decay", type=float, default=0.01, help="chunk: ensembling decay")
+    parser.add_argument(
+        "--whiten-episodes", type=int, default=200, help="whiten, slow: unlabeled episodes"
+    )
+    parser.add_argument(
+        "--whiten-source",
+        choices=("unlabeled", "demos"),
+        default="unlabeled",
+        help="whiten: features the PCA is fitted on",
+    )
+    parser.add_argument("--slow-dims", type=int, default=8, help="slow: directions added")
+    parser.add_argument(
+        "--whiten-floor", type=float, default=1e-3, help="whiten: eigenvalue floor (share of max)"
+    )
     return parser.parse_args()
 
 
@@ -254,6 +277,59 @@ def fit_context(
     return ContextPolicy(head, kind)
 
 
+def pca_whitener(features: np.ndarray, floor: float) -> Callable[[np.ndarray], np.ndarray]:
+    """``x -> (x - mean) @ U / sqrt(max(lambda, floor * lambda_max))`` from ``features`` (N, D)."""
+    mean = features.mean(0)
+    values, vectors = np.linalg.eigh(np.cov(features - mean, rowvar=False))
+    scale = np.sqrt(np.maximum(values, floor * values.max()))
+    return lambda x: ((x - mean) @ vectors) / scale
+
+
+def fit_whiten(
+    demos: DemoInputs, seed: int, args: argparse.Namespace, config: dict, unlabeled: np.ndarray
+) -> Act:
+    source = demos.features if args.whiten_source == "demos" else unlabeled
+    whiten = pca_whitener(source, args.whiten_floor)
+    inputs = np.c_[whiten(demos.features), demos.proprio]
+    head = train_head(inputs, demos.actions, seed, config["bc_steps"], config["bc_batch_size"])
+    return lambda f, _m, p: head(np.r_[whiten(f[None])[0], p])
+
+
+def slow_directions(
+    features: np.ndarray, episode_lengths: np.ndarray, dims: int, floor: float
+) -> Callable[[np.ndarray], np.ndarray]:
+    """The ``dims`` slowest whitened directions of ``features`` (N, D), episodes concatenated
+    with ``episode_lengths``: the eigenvectors of the whitened frame-to-frame differences'
+    covariance with the smallest eigenvalues. Returns ``x -> (x - mean) @ projection``."""
+    whiten = pca_whitener(features, floor)
+    white = whiten(features)
+    changes = per_episode(white, episode_lengths, lambda e: np.diff(e, axis=0))
+    _, vectors = np.linalg.eigh(np.cov(changes, rowvar=False))  # ascending: slowest first
+    return lambda x: whiten(x) @ vectors[:, :dims]
+
+
+def fit_slow(
+    demos: DemoInputs,
+    seed: int,
+    args: argparse.Namespace,
+    config: dict,
+    unlabeled: tuple[np.ndarray, np.ndarray],
+) -> Act:
+    slow = slow_directions(*unlabeled, args.slow_dims, args.whiten_floor)
+    inputs = np.c_[demos.features, slow(demos.features), demos.proprio]
+    head = train_head(inputs, demos.actions, seed, config["bc_steps"], config["bc_batch_size"])
+    return lambda f, _m, p: head(np.r_[f, slow(f[None])[0], p])
+
+
+def unlabeled_frames(args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray]:
+    """Frames of the first ``--whiten-episodes`` episodes of the task's unlabeled stream, and
+    each episode's length."""
+    dataset = open_dataset(args.run / args.task / "data" / "unlabeled" / "dataset")
+    ids = list(dataset.episode_ids)[: args.whiten_episodes]
+    episodes = [np.asarray(dataset.load_episode(i)["pixels"]) for i in ids]
+    return np.concatenate(episodes), np.array([len(e) for e in episodes])
+
+
 def main() -> None:
     args = parse_args()
     config, demos, spec = open_run(args, "bench_heads")
@@ -272,6 +348,10 @@ def main() -> None:
         "mean": partial(fit_context, kind="mean"),
     }
     results: dict[str, list[float]] = {head: [] for head in args.heads}
+    from_unlabeled = "slow" in args.heads or (
+        "whiten" in args.heads and args.whiten_source == "unlabeled"
+    )
+    unlabeled_pixels, unlabeled_lengths = unlabeled_frames(args) if from_unlabeled else (None, None)
     env = make_env(f"sslrobot/{args.task}", config["image_size"], "pixels")
     seeds = [args.eval_seed + i for i in range(args.episodes)]
     try:
@@ -284,6 +364,12 @@ def main() -> None:
                 transitions.actions,
                 transitions.episode_lengths,
             )
+            if unlabeled_pixels is not None:
+                unlabeled = encode(module, unlabeled_pixels)
+                fitters["whiten"] = partial(fit_whiten, unlabeled=unlabeled)
+                fitters["slow"] = partial(fit_slow, unlabeled=(unlabeled, unlabeled_lengths))
+            elif "whiten" in args.heads:
+                fitters["whiten"] = partial(fit_whiten, unlabeled=None)
             for name in args.heads:
                 act = fitters[name](demo_inputs, seed, args, config)
 

@@ -1,0 +1,109 @@
+"""The benchmark scripts' own helpers, on toy inputs (the benchmarks themselves run at real
+sizes and are not tests): what they compute must be what their docstrings and the findings
+say, or every number they print is suspect."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
+
+
+@pytest.fixture(scope="module")
+def bench_heads():
+    sys.path.insert(0, str(SCRIPTS))  # the scripts import each other as siblings
+    try:
+        import bench_heads
+
+        yield bench_heads
+    finally:
+        sys.path.remove(str(SCRIPTS))
+
+
+def test_chunk_targets_stay_within_each_episode(bench_heads) -> None:
+    actions = np.arange(5, dtype=float)[:, None]  # episodes [0, 1, 2] and [3, 4]
+    targets = bench_heads.chunk_targets(actions, np.array([3, 2]), chunk=3)
+    expected = [[0, 1, 2], [1, 2, 2], [2, 2, 2], [3, 4, 4], [4, 4, 4]]
+    np.testing.assert_array_equal(targets, expected)
+
+
+def test_temporal_ensemble_averages_every_running_chunk(bench_heads) -> None:
+    """Step t acts on the weighted mean of each running chunk's action for step t, oldest
+    weighted most; reset forgets the episode."""
+    outputs = iter([np.array([1.0, 2.0]), np.array([10.0, 20.0]), np.array([5.0, 6.0])])
+    ensemble = bench_heads.TemporalEnsemble(lambda _row: next(outputs), chunk=2, decay=0.0)
+    empty = np.zeros(0)
+    assert ensemble(empty, empty, empty) == pytest.approx([1.0])
+    assert ensemble(empty, empty, empty) == pytest.approx([(2.0 + 10.0) / 2])
+    ensemble.reset()
+    assert ensemble(empty, empty, empty) == pytest.approx([5.0])
+
+
+def test_episode_context_is_the_first_frame_or_the_running_mean(bench_heads) -> None:
+    features = np.array([[1.0], [3.0], [5.0], [10.0], [20.0]])
+    lengths = np.array([3, 2])
+    first = bench_heads.episode_context(features, lengths, "first")
+    mean = bench_heads.episode_context(features, lengths, "mean")
+    np.testing.assert_array_equal(first[:, 0], [1, 1, 1, 10, 10])
+    np.testing.assert_allclose(mean[:, 0], [1, 2, 3, 10, 15])
+
+
+def test_pca_whitener_decorrelates_and_floors_tiny_directions(bench_heads) -> None:
+    rng = np.random.default_rng(0)
+    mixed = rng.normal(size=(4000, 3)) @ np.array([[3.0, 1.0, 0.0], [0.0, 1.0, 0.0], [0, 0, 1]])
+    features = np.c_[mixed, np.full(4000, 7.0) + 1e-9 * rng.normal(size=4000)]  # ~constant
+    whitened = bench_heads.pca_whitener(features, floor=1e-3)(features)
+    np.testing.assert_allclose(np.cov(whitened[:, 1:], rowvar=False), np.eye(3), atol=1e-6)
+    assert np.abs(whitened[:, 0]).max() < 1e-3  # the constant column is not blown up
+
+
+def test_draw_predictions_writes_real_copy_and_latent_rows(tmp_path: Path, monkeypatch) -> None:
+    """Three rows of K + 1 frames per episode, from a tiny fdm+future model."""
+    import imageio.v3 as iio
+    from test_data_fake_env import FAKE_ENV_ID
+
+    from sslrobot.cli import main
+    from sslrobot.data import CollectConfig, collect
+
+    size = 32
+    data = collect(
+        CollectConfig(
+            env_id=FAKE_ENV_ID,
+            out=tmp_path / "data",
+            num_episodes=3,
+            image_size=size,
+            env_kwargs={"image_size": size},
+        ),
+        progress=False,
+    )
+    model = tmp_path / "model"
+    assert main([
+        "pretrain", "--data", str(data), "--out", str(model), "--steps", "1", "--batch-size", "4",
+        "--num-steps-ahead", "2", "--image-every", "0", "--no-tensorboard", "--no-progress",
+    ]) == 0  # fmt: skip
+    out = tmp_path / "strip.png"
+    argv = ["draw_predictions.py", "--model", str(model), "--data", str(data), "--out", str(out)]
+    monkeypatch.setattr(sys, "argv", [*argv, "--episodes", "2", "--steps-ahead", "2"])
+    monkeypatch.syspath_prepend(str(SCRIPTS))
+    import draw_predictions
+
+    draw_predictions.main()
+    image = iio.imread(out)
+    frame = 3 * size + 2  # --scale 3, a 2-pixel gap
+    assert image.shape == (3 * 2 * frame + 2, 3 * frame + 2, 3)
+
+
+def test_slow_directions_find_what_stays_put_within_episodes(bench_heads) -> None:
+    """A per-episode constant (a static target) mixed into fast-changing features is the
+    slowest direction, recovered up to sign and scale."""
+    rng = np.random.default_rng(1)
+    lengths = np.full(200, 20)
+    static = np.repeat(rng.normal(size=200), 20)  # constant within each episode
+    fast = rng.normal(size=(4000, 2))
+    features = np.c_[static + fast[:, 0], static - fast[:, 0] + 0.5 * fast[:, 1], fast[:, 1]]
+    slowest = bench_heads.slow_directions(features, lengths, dims=1, floor=1e-6)(features)
+    assert abs(np.corrcoef(slowest[:, 0], static)[0, 1]) > 0.99
