@@ -174,7 +174,11 @@ class KeypointOffsets(nn.Module):
     al. 2018, "An intriguing failing of convolutional neural networks and the CoordConv
     solution"): Reach's 3-pixel target came out as a blurred 8-pixel square. With these maps,
     a cell near a keypoint knows where in it the keypoint is, to any precision, and the
-    gradient of a misplaced object reaches the keypoint's coordinates directly.
+    gradient of a misplaced object reaches the keypoint's coordinates directly. Measured on the
+    default run's streams (6,000 steps): the target is drawn smaller and nearer its place, the
+    arm tasks' probes rise by 0.02 and PSNR by 0.25-0.5 dB, but 25-demonstration success stays
+    within the pretraining seeds' spread and training is 1.6x slower; so an option
+    (``--decoder keypoint-skip``), not the default.
     """
 
     def __init__(self, side: int, sigma: float) -> None:

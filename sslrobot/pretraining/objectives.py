@@ -29,6 +29,9 @@ USES_TARGET_ENCODER = frozenset({"fdm", "contrastive"})
 #: equivariance constraint of unsupervised landmark learning, Thewlis et al. 2017), so a
 #: keypoint cannot code the scene in small entangled moves of a point near the centre but must
 #: sit on something that moves when the picture does; its loss is in squared pixels.
+#: Measured on Reach (``fdm+future+equivariant:0.01``, 6,000 steps): the keypoints spread along
+#: the arm, none on the target, and success did not rise (23.0%; 17.3% at 0.1), so no preset
+#: uses it either.
 REGULARIZERS = frozenset({"spread", "equivariant"})
 #: Factors that bring each loss to a common scale before the objective weights apply, so that
 #: ``"fdm+future"`` gives both a comparable say over the shared encoder. Pixel losses are
