@@ -111,11 +111,11 @@ class WorldModelConfig:
         if not self.temperature > 0:
             raise ValueError(f"temperature must be > 0, got {self.temperature}")
         for term in sorted(REGULARIZERS & set(self.objective)):
-            if self.encoder.readout != "keypoints" or self.encoder.arch != "cnn":
+            if self.encoder.readout != "keypoints":
                 raise ValueError(
                     f"objective {term!r} acts on keypoints; it needs an encoder with "
-                    f"readout='keypoints' (--encoder-arch keypoints), got arch="
-                    f"{self.encoder.arch!r}, readout={self.encoder.readout!r}"
+                    f"readout='keypoints' (--encoder-arch keypoints), got readout="
+                    f"{self.encoder.readout!r}"
                 )
         if self.objective and set(self.objective) <= REGULARIZERS:
             raise ValueError(
@@ -158,7 +158,8 @@ EQUIVARIANCE_SHIFT = 4
 
 def keypoint_units_per_pixel(encoder: EncoderConfig) -> float:
     """How far a keypoint moves, in the spatial softmax's [-1, 1] units, when the image moves by
-    one pixel: its cells are ``prod(strides)`` pixels apart and ``2 / (side - 1)`` units apart."""
+    one pixel: its cells are ``prod(strides)`` pixels apart (every trunk here downsamples only
+    by its strides) and ``2 / (side - 1)`` units apart."""
     side = encoder.trunk_output_size
     return 2.0 / (max(side - 1, 1) * math.prod(encoder.strides))
 
