@@ -74,18 +74,13 @@ def test_none_baseline_and_encoder_options(data_dir: Path, tmp_path: Path) -> No
     assert sslrobot.load_encoder(out)[1].channels == (32, 32, 32, 32)
     bad = _args(data_dir, tmp_path / "bad", "--steps", "1", "--encoder-channels", "8,8,8,8")
     assert main(bad) == 2  # four layers need four strides
-    out = tmp_path / "heatmaps"
-    heatmaps = ("--steps", "1", "--decoder", "heatmaps")
-    assert main(_args(data_dir, out, *heatmaps, "--encoder-arch", "keypoints")) == 0
-    saved = json.loads((out / "pretrain_config.json").read_text())
-    assert saved["pretrain"]["decoder"]["heatmaps"] is True
-    assert main(_args(data_dir, tmp_path / "bad2", *heatmaps)) == 2  # cnn: no keypoints
-    out = tmp_path / "skip"
-    skip = ("--steps", "1", "--decoder", "keypoint-skip")
-    assert main(_args(data_dir, out, *skip, "--encoder-arch", "keypoints")) == 0
-    saved = json.loads((out / "pretrain_config.json").read_text())
-    assert saved["pretrain"]["decoder"]["keypoint_skip"] is True
-    assert main(_args(data_dir, tmp_path / "bad3", *skip)) == 2  # cnn: no keypoints
+    for decoder, field in (("heatmaps", "heatmaps"), ("keypoint-skip", "keypoint_skip")):
+        out = tmp_path / decoder
+        options = ("--steps", "1", "--decoder", decoder)
+        assert main(_args(data_dir, out, *options, "--encoder-arch", "keypoints")) == 0
+        saved = json.loads((out / "pretrain_config.json").read_text())
+        assert saved["pretrain"]["decoder"][field] is True
+        assert main(_args(data_dir, tmp_path / f"bad-{decoder}", *options)) == 2  # no keypoints
 
 
 def test_pretrain_on_mixed_streams_of_several_datasets(data_dir: Path, tmp_path: Path) -> None:

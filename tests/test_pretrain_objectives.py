@@ -345,20 +345,28 @@ def test_every_trainable_weight_gets_a_gradient(objective: dict[str, float]) -> 
     assert not missing
 
 
+def _train_on_term(
+    model: WorldModel, term: str, pixels: torch.Tensor, steps: int, lr: float
+) -> list[float]:
+    """Adam on the encoder with one loss term alone; the term's value before each step."""
+    optimizer = torch.optim.Adam(model.encoder.parameters(), lr=lr)
+    values = []
+    for _ in range(steps):
+        losses, _ = model(pixels, _randn(len(pixels), 1, 2))
+        values.append(losses[term].item())
+        optimizer.zero_grad()
+        losses[term].backward()
+        optimizer.step()
+    return values
+
+
 def test_spread_concentrates_keypoints_and_needs_a_keypoint_encoder_and_a_pretext() -> None:
     encoder = EncoderConfig.keypoints(image_size=16, feature_dim=8)
     model = WorldModel(
         WorldModelConfig(encoder=encoder, action_dim=2, objective={"future": 1.0, "spread": 1.0})
     )
     pixels = torch.randint(0, 256, (8, 2, 16, 16, 3), dtype=torch.uint8)
-    optimizer = torch.optim.Adam(model.encoder.parameters(), lr=0.05)
-    spreads = []
-    for _ in range(20):
-        losses, _ = model(pixels, _randn(8, 1, 2))
-        spreads.append(losses["spread"].item())
-        optimizer.zero_grad()
-        losses["spread"].backward()
-        optimizer.step()
+    spreads = _train_on_term(model, "spread", pixels, steps=20, lr=0.05)
     assert 0.0 <= spreads[-1] < 0.5 * spreads[0]
     assert parse_objective("fdm+future+spread:0.5")["spread"] == 0.5
     with pytest.raises(ValueError, match="readout='keypoints'"):
@@ -398,14 +406,7 @@ def test_equivariance_is_zero_for_keypoints_that_move_with_the_image() -> None:
     del model.encoder.forward
     assert loss > 1.0  # the real random encoder is far from it
     pixels = torch.randint(0, 256, (16, 2, 32, 32, 3), dtype=torch.uint8)
-    optimizer = torch.optim.Adam(model.encoder.parameters(), lr=0.01)
-    values = []
-    for _ in range(30):
-        losses, _ = model(pixels, _randn(16, 1, 2))
-        values.append(losses["equivariant"].item())
-        optimizer.zero_grad()
-        losses["equivariant"].backward()
-        optimizer.step()
+    values = _train_on_term(model, "equivariant", pixels, steps=30, lr=0.01)
     assert values[-1] < 0.7 * values[0]
     with pytest.raises(ValueError, match="readout='keypoints'"):
         WorldModelConfig(
