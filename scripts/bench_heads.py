@@ -46,6 +46,13 @@ Session 12 (raw output: docs/results/benchmarks/bench_heads_session12.txt):
     python scripts/bench_heads.py --run runs/default8 --task Reach-v0 --heads mlp chunk
     python scripts/bench_heads.py --run runs/default8 --task Reach-v0 --heads mlp first mean
 
+Session 13 (raw output: docs/results/benchmarks/bench_heads_whiten_session13.txt):
+
+    python scripts/bench_heads.py --run runs/default8 --task Reach-v0 --heads mlp whiten
+    python scripts/bench_heads.py --run runs/paired8 --task Push-v0 --encoder fdm+future-seed1 \
+        --heads mlp whiten
+    python scripts/bench_heads.py --run runs/default8 --task Reach-v0 --heads slow
+
 Prints its settings and success per seed and mean for each head. BC success moves by about 5
 points between training seeds of one head, so compare means over the seeds.
 """
