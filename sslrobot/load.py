@@ -9,12 +9,15 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import torch
+
 from sslrobot.models.encoder import Encoder, EncoderConfig
 from sslrobot.pretraining import artifacts
+from sslrobot.utils.device import as_device
 
 
 def load_encoder(
-    path: str | os.PathLike[str], device: str = "cpu"
+    path: str | os.PathLike[str], device: str | torch.device = "cpu"
 ) -> tuple[Encoder, EncoderConfig]:
     """Load a pretrained encoder, frozen: eval mode, ``requires_grad`` False on every weight.
 
@@ -27,7 +30,8 @@ def load_encoder(
 
     Args:
         path: A ``sslrobot pretrain --out`` directory.
-        device: Where to put the weights (``"cpu"``, ``"cuda"``, ...).
+        device: Where to put the weights: ``"cpu"``, ``"cuda"``, ``"auto"`` (CUDA, then MPS,
+            then CPU), ... or a ``torch.device``.
 
     Returns:
         ``(encoder, config)``.
@@ -47,4 +51,4 @@ def load_encoder(
     weights = path / artifacts.ENCODER_WEIGHTS
     artifacts.load_state(encoder, artifacts.read_safetensors(weights, "encoder weights"), weights)
     encoder.requires_grad_(False)
-    return encoder.eval().to(device), config
+    return encoder.eval().to(as_device(device)), config

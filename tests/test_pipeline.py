@@ -21,7 +21,9 @@ QUICK = make_run_config("quick")
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("run")
-    run_pipeline(QUICK, out, device="cpu", progress=False, command="pytest quick")
+    # The command line's default device ("auto"), so every stage is run the way `sslrobot run`
+    # runs it without --device (evaluation once failed on "auto").
+    run_pipeline(QUICK, out, device="auto", progress=False, command="pytest quick")
     return out
 
 

@@ -19,7 +19,7 @@ from sslrobot.pretraining import artifacts
 from sslrobot.pretraining.config import PretrainConfig
 from sslrobot.utils import io
 from sslrobot.utils.config import check_known_fields, config_hash, config_to_dict
-from sslrobot.utils.device import resolve_device
+from sslrobot.utils.device import as_device, resolve_device
 from sslrobot.utils.versions import package_versions
 
 
@@ -62,6 +62,13 @@ def test_cuda_index_comes_from_the_name_or_the_local_rank(two_gpus):
         resolve_device("cuda:2")
     with pytest.raises(ValueError, match="unknown device 'cuda:x'"):
         resolve_device("cuda:x")
+
+
+def test_loaders_take_names_auto_included_or_devices(no_accelerators):
+    assert as_device("auto") == torch.device("cpu")
+    assert as_device(torch.device("cpu")) == torch.device("cpu")
+    with pytest.raises(ValueError, match="'cuda' requested"):
+        as_device("cuda")
 
 
 def test_atomic_write_replaces_with_a_shareable_file(tmp_path):

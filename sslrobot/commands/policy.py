@@ -70,7 +70,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--checkpoint", default="final", choices=("final", "best"))
     evaluate.add_argument("--out", type=Path, required=True, help="result JSON file")
     evaluate.add_argument("--videos", type=int, default=0, help="videos of the first K episodes")
-    evaluate.add_argument("--device", default="cpu")
+    evaluate.add_argument(
+        "--device",
+        default="cpu",
+        help="cpu (the default), auto (CUDA, then MPS, then CPU), cuda, cuda:N, mps",
+    )
     evaluate.set_defaults(func=_evaluate)
 
 

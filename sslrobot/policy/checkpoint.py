@@ -25,6 +25,7 @@ from torch import nn
 
 from sslrobot.policy.encoders import build_encoder
 from sslrobot.policy.network import BCNetwork, ObservationEncoder, freeze, policy_inputs
+from sslrobot.utils.device import as_device
 from sslrobot.utils.io import atomic_write, atomic_write_json
 
 CONFIG_FILE = "policy_config.json"
@@ -163,7 +164,7 @@ def load_policy(
     Args:
         policy_dir: The policy directory.
         checkpoint: ``"final"`` or ``"best"``.
-        device: Where to run the networks.
+        device: Where to run the networks (``"auto"`` as ``--device auto``).
 
     Returns:
         A ``Policy``; ``policy(obs)`` gives one action, float32 (A,).
@@ -173,7 +174,7 @@ def load_policy(
     """
     path = Path(policy_dir)
     record = read_policy_config(path)
-    device = torch.device(device)
+    device = as_device(device)
     weights = checkpoint_path(path, record, checkpoint)
     obs_encoder = build_obs_encoder(record)
     if record["algo"] == "bc":

@@ -47,6 +47,7 @@ from sslrobot.pretraining.objectives import (
     salient_pixel_weights,
 )
 from sslrobot.utils.config import config_to_dict
+from sslrobot.utils.device import as_device
 
 
 @dataclass(frozen=True)
@@ -533,4 +534,4 @@ def load_world_model(path: str | Path, device: str | torch.device = "cpu") -> Wo
     state = artifacts.read_safetensors(path / artifacts.MODEL_WEIGHTS, "world-model weights")
     artifacts.load_state(model, state, path / artifacts.MODEL_WEIGHTS)
     model.requires_grad_(False)
-    return model.eval().to(device)
+    return model.eval().to(as_device(device))

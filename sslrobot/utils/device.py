@@ -54,3 +54,12 @@ def resolve_device(name: str = "auto", local_rank: int = 0) -> torch.device:
             )
         return torch.device("mps")
     raise ValueError(f"unknown device {name!r}; use auto, cpu, cuda, cuda:N or mps")
+
+
+def as_device(device: str | torch.device) -> torch.device:
+    """``device`` as a torch device: strings (``"auto"`` included) through ``resolve_device``.
+
+    For loaders that take either form, so ``load_encoder(path, device="auto")`` works like
+    ``--device auto`` does on the command line.
+    """
+    return device if isinstance(device, torch.device) else resolve_device(device)
