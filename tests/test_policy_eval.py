@@ -166,6 +166,14 @@ def test_evaluate_flags_seeds_shared_with_the_demonstrations(policy_dir):
     assert result["seeds_shared_with_demos"] == [0, 1]
 
 
+def test_evaluate_on_another_task_warns_and_says_so(policy_dir):
+    # Push's observations and actions have Reach's sizes, so the policy runs; a transfer test
+    # then, or a slip of the user's, so it is named.
+    with pytest.warns(UserWarning, match=f"was trained on '{ENV_ID}'; evaluating it on"):
+        result = evaluate(policy_dir, env_id="sslrobot/Push-v0", num_episodes=1, seed=100)
+    assert result["env_id"] == "sslrobot/Push-v0" and result["policy_env_id"] == ENV_ID
+
+
 def test_evaluate_cli(policy_dir, tmp_path, capsys):
     from sslrobot.commands import policy as commands
 

@@ -72,6 +72,12 @@ def evaluate(
     start = time.perf_counter()
     try:
         _check_policy_fits(policy, env_shapes(env, env_id), env_id, Path(policy_dir))
+        if env_id != policy.env_id:
+            warnings.warn(
+                f"policy {policy_dir} was trained on {policy.env_id!r}; evaluating it on "
+                f"{env_id!r} (a transfer test, recorded as policy_env_id in the result)",
+                stacklevel=2,
+            )
         seeds = [seed + i for i in range(num_episodes)]
         video_dir = None
         if num_videos and out_json is not None:
@@ -95,6 +101,7 @@ def evaluate(
     result = {
         "format": RESULT_FORMAT,
         "env_id": env_id,
+        "policy_env_id": policy.env_id,
         "task": env_id.split("/")[-1].split("-v")[0],
         "encoder": record["encoder"]["name"],
         "encoder_kind": record["encoder"]["kind"],

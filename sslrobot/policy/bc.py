@@ -272,8 +272,10 @@ def _fit(
                 row["bc/val_loss"] = evaluate_loss(network, val_data, config.feature_batch_size)
                 score += (-row["bc/val_loss"],)
             history.rows.append(row)
+            # Three significant digits: a head fitted on few demonstrations reaches losses of
+            # 1e-5, which a fixed number of decimals would show as 0.
             progress.set_postfix(
-                {k.split("/")[-1]: round(v, 4) for k, v in row.items() if k != "step"}
+                {k.split("/")[-1]: f"{v:.3g}" for k, v in row.items() if k != "step"}
             )
             # Ties go to the later checkpoint: as good on validation, and trained longer.
             if score and (best_score is None or score >= best_score):
