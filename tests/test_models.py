@@ -136,7 +136,7 @@ def test_named_architectures() -> None:
 
 
 def test_cli_architecture_choices_match_the_library() -> None:
-    """The CLI lists the names literally (building the parser must not import torch)."""
+    """The CLI offers every architecture the library builds, and the package default."""
     from sslrobot.cli import build_parser
 
     parser = build_parser()
@@ -144,6 +144,9 @@ def test_cli_architecture_choices_match_the_library() -> None:
         sub = parser._subparsers._group_actions[0].choices[command]
         action = next(a for a in sub._actions if option in a.option_strings)
         assert tuple(action.choices) == ENCODER_ARCHS, command
+        assert action.default == "keypoints", command
+    for arch in ENCODER_ARCHS:
+        assert encoder_config_for(arch).image_size == 64, arch
 
 
 def test_keypoints_are_the_features_of_a_keypoint_encoder() -> None:

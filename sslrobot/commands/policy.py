@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from sslrobot.commands.arguments import int_tuple
+from sslrobot.utils.architectures import DEFAULT_ENCODER_ARCH, ENCODER_ARCHS
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -23,9 +24,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--encoder", required=True, help="DIR | none | scratch | state")
     train.add_argument(
         "--encoder-arch",
-        default="cnn",
-        choices=("cnn", "resnet", "drqv2", "keypoints"),  # models.encoder.ENCODER_ARCHS
-        help="architecture of the none/scratch encoders (match your pretrained encoder's)",
+        default=DEFAULT_ENCODER_ARCH,
+        choices=ENCODER_ARCHS,
+        help=f"architecture of the none/scratch encoders (default {DEFAULT_ENCODER_ARCH}, "
+        "as pretrain's; match your pretrained encoder's)",
     )
     train.add_argument("--algo", required=True, choices=("bc", "rl"))
     train.add_argument("--demos", type=Path, default=None, help="expert dataset dir (BC)")

@@ -8,6 +8,7 @@ import sys
 from typing import TYPE_CHECKING
 
 from sslrobot.commands.arguments import int_tuple
+from sslrobot.utils.architectures import DEFAULT_ENCODER_ARCH, ENCODER_ARCHS
 
 if TYPE_CHECKING:
     from sslrobot.models.encoder import EncoderConfig
@@ -62,10 +63,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--resume", action="store_true", help="continue the run in --out")
     parser.add_argument(
         "--encoder-arch",
-        choices=("cnn", "resnet", "drqv2", "keypoints"),  # models.encoder.ENCODER_ARCHS
-        default="cnn",
-        help="cnn (CPU-sized default), resnet (IMPALA, for GPUs), drqv2, keypoints (cnn "
-        "stem with a spatial-softmax readout: features are (x, y) of learned keypoints)",
+        choices=ENCODER_ARCHS,
+        default=DEFAULT_ENCODER_ARCH,
+        help="keypoints (the default: the CPU-sized stem with a spatial-softmax readout, "
+        "features are the (x, y) of learned keypoints), cnn (the same stem, linear readout), "
+        "resnet (IMPALA, for GPUs), drqv2",
     )
     parser.add_argument(
         "--encoder-channels",

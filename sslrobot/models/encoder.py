@@ -16,6 +16,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from sslrobot.utils.architectures import ENCODER_ARCHS
 from sslrobot.utils.config import check_known_fields, config_to_dict
 
 ARCHS = ("cnn", "resnet")
@@ -377,16 +378,14 @@ class Encoder(nn.Module):
             )
 
 
-#: Named architectures (``--encoder-arch``, ``encoder_arch`` in presets and policy configs):
-#: ``cnn`` the CPU-sized default, ``resnet`` the IMPALA trunk (for GPUs), ``drqv2`` the DrQ-v2
-#: trunk, ``keypoints`` the default stem with a spatial-softmax readout.
+#: The config of each named architecture (``utils.architectures.ENCODER_ARCHS``: ``--encoder-arch``,
+#: ``encoder_arch`` in presets and policy configs).
 _ARCH_CONFIGS = {
     "cnn": EncoderConfig,
     "resnet": EncoderConfig.impala,
     "drqv2": EncoderConfig.drqv2,
     "keypoints": EncoderConfig.keypoints,
 }
-ENCODER_ARCHS = tuple(_ARCH_CONFIGS)
 
 
 def encoder_config_for(arch: str, image_size: int = 64) -> EncoderConfig:

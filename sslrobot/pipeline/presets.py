@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sslrobot.envs import ENV_IDS
+from sslrobot.utils.architectures import DEFAULT_ENCODER_ARCH, ENCODER_ARCHS
 
 #: encoders every preset compares: pretrained ones by objective name, plus the baselines.
 BASELINE_ENCODERS = ("none", "scratch", "state")
@@ -70,7 +71,7 @@ class RunConfig:
     num_unlabeled_episodes: int = 200
     unlabeled_policy: str = "noisy-expert"
     num_demo_episodes: int = 25
-    encoder_arch: str = "cnn"
+    encoder_arch: str = DEFAULT_ENCODER_ARCH
     objectives: tuple[str, ...] = ("fdm+future",)
     none_probe_inits: int = 1
     pretrain_steps: int = 1500
@@ -96,8 +97,6 @@ class RunConfig:
         unknown = [task for task in self.tasks if task not in ENV_IDS]
         if not self.tasks or unknown:
             raise ValueError(f"tasks: unknown {unknown or 'empty list'}; choose from {ENV_IDS}")
-        from sslrobot.models.encoder import ENCODER_ARCHS  # here: presets stay torch-free
-
         if self.encoder_arch not in ENCODER_ARCHS:
             raise ValueError(
                 f"encoder_arch: unknown {self.encoder_arch!r}; choose from {ENCODER_ARCHS}"

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sslrobot.models.encoder import ENCODER_ARCHS
+from sslrobot.utils.architectures import DEFAULT_ENCODER_ARCH, ENCODER_ARCHS
 
 #: ``--encoder`` values that name a baseline rather than a ``pretrain --out`` directory.
 BASELINE_ENCODERS = ("none", "scratch", "state")
@@ -34,7 +34,7 @@ class PolicyConfig:
             to end with the policy loss and random-shift augmentation, BC only) or ``"state"``
             (the privileged-state oracle).
         encoder_arch: Architecture of the ``none`` and ``scratch`` encoders (a name of
-            ``models.encoder.ENCODER_ARCHS``); set it to the pretrained encoders' so every
+            ``utils.architectures.ENCODER_ARCHS``); set it to the pretrained encoders' so every
             baseline has the same network. A ``pretrain --out`` directory brings its own.
         algo: ``"bc"`` (behaviour cloning on demonstrations) or ``"rl"`` (Stable-Baselines3).
         out: Output directory of the policy.
@@ -99,7 +99,7 @@ class PolicyConfig:
     rl_norm_steps: int = 500
     device: str = "auto"
     progress: bool = True
-    encoder_arch: str = "cnn"
+    encoder_arch: str = DEFAULT_ENCODER_ARCH
 
     def __post_init__(self) -> None:
         # Paths arrive as strings from the CLI or JSON; store them as Path (frozen dataclass).

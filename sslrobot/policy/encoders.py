@@ -13,6 +13,7 @@ from torch import nn
 from sslrobot.models.encoder import Encoder, EncoderConfig, encoder_config_for
 from sslrobot.policy.config import BASELINE_ENCODERS
 from sslrobot.pretraining.artifacts import PRETRAIN_CONFIG
+from sslrobot.utils.architectures import DEFAULT_ENCODER_ARCH
 
 
 @dataclass
@@ -48,14 +49,16 @@ class ResolvedEncoder:
         }
 
 
-def resolve_encoder(spec: str, image_size: int, seed: int, arch: str = "cnn") -> ResolvedEncoder:
+def resolve_encoder(
+    spec: str, image_size: int, seed: int, arch: str = DEFAULT_ENCODER_ARCH
+) -> ResolvedEncoder:
     """Build or load the encoder that ``spec`` names.
 
     Args:
         spec: A ``pretrain --out`` directory, or ``"none"``, ``"scratch"``, ``"state"``.
         image_size: Side of the frames the policy will see (used to build baselines).
         seed: Seeds the random initialisation of ``none`` and ``scratch``.
-        arch: Their architecture (``models.encoder.ENCODER_ARCHS``).
+        arch: Their architecture (``utils.architectures.ENCODER_ARCHS``).
 
     Raises:
         ValueError: naming the path when it is not an encoder directory.

@@ -7,10 +7,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sslrobot.models.decoder import DecoderConfig
-from sslrobot.models.encoder import EncoderConfig
+from sslrobot.models.encoder import EncoderConfig, encoder_config_for
 from sslrobot.pretraining.augment import AUGMENTATIONS
 from sslrobot.pretraining.objectives import parse_objective
 from sslrobot.pretraining.world_model import WorldModelConfig
+from sslrobot.utils.architectures import DEFAULT_ENCODER_ARCH
 from sslrobot.utils.config import check_known_fields, config_to_dict
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
@@ -68,7 +69,8 @@ class PretrainConfig:
         image_every: Steps between prediction strips for decoder objectives (0: never).
         num_images: Validation windows shown in each prediction strip.
         resume: Continue from the latest checkpoint in ``out``.
-        encoder: Encoder architecture; its ``image_size`` is replaced by the data's.
+        encoder: Encoder architecture (default: the package default, ``keypoints``); its
+            ``image_size`` is replaced by the data's.
         decoder: Frame decoder architecture (``future``, ``recon``).
         transition_hidden_dim: Hidden width of the transition MLP.
         head_hidden_dim: Hidden width of the projection, prediction and action heads.
@@ -113,7 +115,7 @@ class PretrainConfig:
     image_every: int = 1000
     num_images: int = 4
     resume: bool = False
-    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    encoder: EncoderConfig = field(default_factory=lambda: encoder_config_for(DEFAULT_ENCODER_ARCH))
     decoder: DecoderConfig = field(default_factory=DecoderConfig)
     transition_hidden_dim: int = 256
     head_hidden_dim: int = 256

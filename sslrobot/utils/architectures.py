@@ -1,0 +1,19 @@
+"""Names of the encoder architectures and the package's default one.
+
+Torch-free, so the command line and the presets can offer and check them before torch loads;
+``models.encoder`` maps each name to its ``EncoderConfig`` and checks it covers these names.
+"""
+
+from __future__ import annotations
+
+#: ``cnn`` (the CPU-sized trunk, linear readout), ``resnet`` (the IMPALA trunk, for GPUs),
+#: ``drqv2`` (the DrQ-v2 trunk), ``keypoints`` (the ``cnn`` stem with a spatial-softmax readout).
+ENCODER_ARCHS = ("cnn", "resnet", "drqv2", "keypoints")
+
+#: What ``sslrobot pretrain``, ``train-policy`` and every preset build unless told otherwise.
+#: ``keypoints``: pretrained by ``fdm+future`` it beat the linear readout (``cnn``) in
+#: 25-demonstration success on Reach and Push (27.3% vs 21.0%, 11.7% vs 7.7%) and in the linear
+#: probe on all three tasks (0.735 / 0.667 / 0.802 vs 0.622 / 0.588 / 0.775;
+#: docs/results/findings.md), at nearly the same training speed (2,083 vs 2,222 samples/s in
+#: two processes, README).
+DEFAULT_ENCODER_ARCH = "keypoints"
