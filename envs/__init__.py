@@ -10,7 +10,7 @@ import gymnasium as gym
 
 from sslrobot.envs.experts import expert_action
 
-__all__ = ["ENV_IDS", "MAX_EPISODE_STEPS", "expert_action"]
+__all__ = ["ENV_IDS", "MAX_EPISODE_STEPS", "expert_action", "registered_view_conditions"]
 
 #: id -> (entry point, step limit after which the episode is truncated)
 _REGISTRY = {
@@ -24,3 +24,18 @@ MAX_EPISODE_STEPS: dict[str, int] = {env_id: steps for env_id, (_, steps) in _RE
 for _env_id, (_entry_point, _max_steps) in _REGISTRY.items():
     if _env_id not in gym.registry:
         gym.register(id=_env_id, entry_point=_entry_point, max_episode_steps=_max_steps)
+
+
+def registered_view_conditions(env_id: str) -> tuple[tuple[str, str, float], ...] | None:
+    """The ``view_conditions`` of a registered sslrobot task (None for other ids).
+
+    For datasets collected before manifests recorded them: the id pins the task's version, so
+    its class still says which variables are in view when. Imports the task's module (mujoco).
+    """
+    if env_id not in _REGISTRY:
+        return None
+    import importlib
+
+    module_name, class_name = _REGISTRY[env_id][0].split(":")
+    env_class = getattr(importlib.import_module(module_name), class_name)
+    return tuple(getattr(env_class.task_class, "view_conditions", ()))

@@ -17,9 +17,10 @@ for the run's frozen random encoder (``none``) and its pretrained one (``--objec
     python scripts/bench_probe_ceiling.py --run runs/default5 --task Navigate-v0
     python scripts/bench_probe_ceiling.py --run runs/default5 --task Reach-v0
 
-Prints its settings, then per encoder and readout the mean R^2 over the view variables (the
-run's headline probe score) and each variable's R^2. The privileged state is used as labels
-only, as in any probe.
+Prints its settings, then per encoder and readout the mean R^2 over the view variables on
+every frame and each variable's R^2; where the env gives view conditions (Navigate's goal),
+also the linear probes' means with those variables scored in view, the run's headline. The
+privileged state is used as labels only, as in any probe.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ import sslrobot
 from sslrobot.data import open_dataset
 from sslrobot.evaluation.probe import (
     dataset_state_names,
+    dataset_view_conditions,
     encode_episodes,
     extract_features,
     fit_linear_probe,
@@ -185,6 +187,8 @@ def main() -> None:
     print(f"episodes: {sizes}; frames per split <= {args.max_frames}")
 
     rows: dict[str, np.ndarray] = {}  # label -> held-out R^2 per view variable
+    in_view: dict[str, float] = {}  # label -> the package's headline: conditioned ones in view
+    conditions = dataset_view_conditions(dataset.manifest)
     for name in ("none", args.objective):
         encoder, _ = sslrobot.load_encoder(pretrain / name / "encoder")
         stack = int(encoder.config.frame_stack)
@@ -201,9 +205,11 @@ def main() -> None:
         if not rows:
             print_header(view)
         linear = fit_linear_probe(
-            train_x, train_y, val_x, val_y, view, train_groups=groups, seed=args.seed
-        )
+            train_x, train_y, val_x, val_y, view, train_groups=groups, seed=args.seed,
+            view_conditions=conditions,
+        )  # fmt: skip
         rows[f"{name} / linear"] = np.array([linear.r2[v] for v in view])
+        in_view[f"{name} / linear"] = linear.r2_mean
         print_row(f"{name} / linear", rows[f"{name} / linear"])
         rows[f"{name} / mlp"] = mlp_probe(train_x, train_y, val_x, val_y, args.mlp_steps, args.seed)
         print_row(f"{name} / mlp", rows[f"{name} / mlp"])
@@ -241,9 +247,11 @@ def main() -> None:
         own = head(torch.from_numpy(val_features)).numpy() * y_scale + y_mean
     rows["supervised / its head"] = r2_scores(val_y, own)
     probe = fit_linear_probe(
-        train_features, train_y, val_features, val_y, view, train_groups=groups, seed=args.seed
-    )
+        train_features, train_y, val_features, val_y, view, train_groups=groups, seed=args.seed,
+        view_conditions=conditions,
+    )  # fmt: skip
     rows["supervised / linear"] = np.array([probe.r2[v] for v in view])
+    in_view["supervised / linear"] = probe.r2_mean
     print_header(view)
     for label, r2 in rows.items():
         print_row(label, r2)
@@ -258,6 +266,16 @@ def main() -> None:
             else "(supervised: the --supervised-config architecture; none: the run's encoder's)"
         )
     )
+    if conditions:  # the package's headline scores these variables where they are in view
+        names_in_view = sorted({name for name, _, _ in conditions})
+        none_in_view = in_view["none / linear"]
+        print(
+            f"linear probe with {names_in_view} scored in view (the package's headline): "
+            + ", ".join(f"{label} {value:.3f}" for label, value in in_view.items())
+            + f"; {args.objective} - none = "
+            + f"{in_view[f'{args.objective} / linear'] - none_in_view:+.3f}, "
+            + f"supervised - none = {in_view['supervised / linear'] - none_in_view:+.3f}"
+        )
 
 
 if __name__ == "__main__":

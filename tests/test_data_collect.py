@@ -195,6 +195,18 @@ def test_reacher_renders_and_records_vector_obs_as_proprio_and_state(tmp_path):
     assert dataset.manifest["env_kwargs"] == {"render_mode": "rgb_array", "width": 16, "height": 16}
     assert dataset.manifest["state_source"] == "observation"
     assert dataset.manifest["env_spec"]["version"] == 5
+    assert dataset.manifest["view_conditions"] is None  # not an sslrobot task
+
+
+def test_manifest_records_the_tasks_view_conditions(tmp_path):
+    config = CollectConfig(
+        env_id="sslrobot/Navigate-v0", out=tmp_path / "d", num_episodes=1, image_size=16,
+        max_episode_steps=3,
+    )  # fmt: skip
+    manifest = open_dataset(collect(config, progress=False)).manifest
+    recorded = {name for name, variable, _ in manifest["view_conditions"]}
+    assert recorded == {"goal_distance", "goal_cos_bearing", "goal_sin_bearing"}
+    assert recorded < set(manifest["view_state_names"])
 
 
 @pytest.mark.parametrize(("black_from_step", "step"), [(0, 0), (5, 5)])

@@ -143,6 +143,67 @@ def test_mean_over_narrows_the_headline_mean_and_keeps_the_full_one():
         fit_linear_probe(train_x, train_y, val_x, val_y, NAMES, mean_over=["x", "w"])
 
 
+def _partly_in_view_data(seed, n_train=600, n_val=300, dim=8):
+    """State (in_view, x, noise): x is a feature's value where in_view >= 0.5, else noise the
+    features know nothing of (an object out of the camera's view)."""
+    rng = np.random.default_rng(seed)
+    n = n_train + n_val
+    features = rng.normal(size=(n, dim))
+    in_view = rng.uniform(0, 1, size=n)
+    target = np.where(in_view >= 0.5, features[:, 0], 3 * rng.normal(size=n))
+    states = np.stack([in_view, target, rng.normal(size=n)], axis=1)
+    return features[:n_train], states[:n_train], features[n_train:], states[n_train:]
+
+
+def test_view_conditions_score_a_variable_where_it_is_in_view():
+    names = ["in_view", "x", "noise"]
+    train_x, train_y, val_x, val_y = _partly_in_view_data(11)
+    groups = np.arange(len(train_y)) // 10  # 60 "episodes", for choosing alpha
+    plain = fit_linear_probe(
+        train_x, train_y, val_x, val_y, names, train_groups=groups, mean_over=["x"]
+    )
+    conditioned = fit_linear_probe(
+        train_x, train_y, val_x, val_y, names, train_groups=groups, mean_over=["x"],
+        view_conditions=[("x", "in_view", 0.5)],
+    )  # fmt: skip
+    assert plain.r2_in_view == {} and plain.r2_mean == plain.r2_mean_all_frames
+    # Out of view the features cannot know x: over every frame R^2 is low, in view near 1.
+    assert conditioned.r2["x"] == pytest.approx(plain.r2["x"]) and plain.r2["x"] < 0.3
+    assert conditioned.r2_in_view["x"] > 0.99
+    assert conditioned.r2_mean == pytest.approx(conditioned.r2_in_view["x"])
+    assert conditioned.r2_mean_all_frames == pytest.approx(plain.r2_mean)
+    metrics = conditioned.to_metrics()
+    assert metrics["probe/view_conditions"] == [["x", "in_view", 0.5]]
+    assert metrics["probe/r2_in_view"]["x"] == pytest.approx(conditioned.r2_in_view["x"])
+    # A condition no held-out frame meets gives no score rather than a number from nothing.
+    never = fit_linear_probe(
+        train_x, train_y, val_x, val_y, names, alpha=1.0, view_conditions=[("x", "in_view", 2.0)]
+    )
+    assert np.isnan(never.r2_in_view["x"]) and never.to_metrics()["probe/r2_in_view"]["x"] is None
+    with pytest.raises(ValueError, match=r"view condition .* names \['seen'\]"):
+        fit_linear_probe(
+            train_x, train_y, val_x, val_y, names, view_conditions=[("x", "seen", 0.5)]
+        )
+    with pytest.raises(ValueError, match="is \\(name, condition variable, least value\\)"):
+        fit_linear_probe(train_x, train_y, val_x, val_y, names, view_conditions=[("x", 0.5)])
+
+
+def test_view_conditions_come_from_the_manifest_or_the_registered_task():
+    from sslrobot.evaluation.probe import dataset_view_conditions
+
+    recorded = {"env_id": "sslrobot/Navigate-v0", "view_conditions": [["a", "b", 0.5]]}
+    assert dataset_view_conditions(recorded) == (("a", "b", 0.5),)
+    assert dataset_view_conditions({**recorded, "view_conditions": None}) == ()
+    older = dataset_view_conditions({"env_id": "sslrobot/Navigate-v0"})  # before the field
+    assert {name for name, _, _ in older} == {
+        "goal_distance",
+        "goal_cos_bearing",
+        "goal_sin_bearing",
+    }
+    assert dataset_view_conditions({"env_id": "sslrobot/Reach-v0"}) == ()
+    assert dataset_view_conditions({"env_id": "Reacher-v5"}) == ()
+
+
 def test_probe_rejects_mismatched_inputs():
     train_x, train_y, val_x, val_y = _linear_data(8)
     with pytest.raises(ValueError, match="state_names"):

@@ -87,6 +87,17 @@ def test_report_tables_hold_the_record_numbers(tmp_path):
     assert "| none | 31.2% [23.8, 38.8] | 0.188 | — | — | — | 29.0 s |" in markdown
 
 
+def test_report_shows_the_all_frames_probe_where_view_conditions_apply(tmp_path):
+    report, _ = _report(tmp_path)
+    del report["tasks"][0]["plots"], report["tasks"][0]["media"]
+    rows = report["tasks"][0]["rows"]
+    rows[0].update(probe_gain=0.5, probe_r2_all_frames=0.625, probe_gain_all_frames=0.25)
+    rows[1].update(probe_r2_all_frames=0.375)
+    markdown = render_report(report, tmp_path)[0].read_text()
+    assert "Probe R², all frames | Gain, all frames" in markdown
+    assert "| 0.688 | +0.500 | 0.625 | +0.250 |" in markdown
+
+
 def test_report_changes_with_the_records(tmp_path):
     report, _ = _report(tmp_path)
     del report["tasks"][0]["plots"], report["tasks"][0]["media"]

@@ -64,6 +64,10 @@ def test_spaces_and_names():
     # The probes average over what the ego camera determines: robot-relative entries only.
     assert set(base.view_state_names) < set(base.state_names)
     assert "goal_distance" in base.view_state_names and "robot_x" not in base.view_state_names
+    # The goal's view variables are scored while the goal is in the camera's +-45 degrees.
+    assert {name for name, _, _ in base.view_conditions} < set(base.view_state_names)
+    for _, variable, least in base.view_conditions:
+        assert variable == "goal_cos_bearing" and least == pytest.approx(np.cos(np.pi / 4))
     # Proprio is the robot's own sensing: at reset it is at rest at its odometry origin.
     np.testing.assert_allclose(obs["proprio"], [0, 0, 0, 0, 1, 0], atol=1e-6)
     env.close()

@@ -94,6 +94,12 @@ def test_none_baseline_averages_each_variable_and_skips_missing_means() -> None:
     assert baseline["probe_r2_std"] == pytest.approx(np.std([0.2, 0.4], ddof=1))
     assert baseline["per_variable"] == {"x": pytest.approx(0.2), "y": pytest.approx(0.4), "z": None}
     assert _probe_r2_over_draws(inits[2:]) is None
+    assert baseline["probe_r2_all_frames"] is None  # no view conditions: no second mean
+    in_view = [  # Navigate-like records: the headline scored in view, the other on all frames
+        {**init, "probe/view_conditions": [["x", "c", 0.5]], "probe/r2_mean_all_frames": value}
+        for init, value in zip(inits[:2], (0.1, 0.2), strict=True)
+    ]
+    assert _probe_r2_over_draws(in_view)["probe_r2_all_frames"] == pytest.approx(0.15)
 
 
 def test_rerun_skips_finished_stages_and_reruns_only_what_changed(quick_run: Path) -> None:

@@ -82,6 +82,7 @@ class RobotEnv(gym.Env):
 
         self.state_names = task.state_names
         self.view_state_names = task.view_state_names or task.state_names
+        self.view_conditions = task.view_conditions
         self.proprio_names = task.proprio_names
         self.action_names = task.action_names
         num_actions = len(task.action_names)

@@ -50,6 +50,13 @@ class Task(abc.ABC):
     #: randomised landmarks narrows it to the robot-relative entries, since world coordinates
     #: of things seen from a moving camera are not a function of the image). ``None``: all.
     view_state_names: tuple[str, ...] | None = None
+    #: View variables that a frame determines only while their object is in view, each as
+    #: ``(name, condition variable, least value)``: the probes score ``name`` on the frames
+    #: whose ``state[condition variable] >= least value`` (Navigate: the goal's distance and
+    #: bearing while the goal is inside the ego camera's field of view). Out of view no frame
+    #: holds the variable, so every encoder's R^2 there measures only how widely it varies,
+    #: which pulls every encoder's score toward the same number. Empty: every frame.
+    view_conditions: tuple[tuple[str, str, float], ...] = ()
     #: Names of the entries of ``get_proprio`` (the robot's own sensing).
     proprio_names: tuple[str, ...]
     #: Names of the action entries, each in [-1, 1].

@@ -61,13 +61,21 @@ def _probe(args: argparse.Namespace) -> int:
         horizon=args.horizon,
     )
     results = run_probe(config)
-    width = max(len(name) for name in [*results["probe/r2"], "mean (all)"])
+    width = max(len(name) for name in [*results["probe/r2"], "mean (all frames)"])
     averaged = set(results.get("probe/mean_over") or results["probe/r2"])
-    print(f"{'state variable':<{width}}  held-out R^2  (* in the mean)")
+    in_view = results.get("probe/r2_in_view") or {}
+    print(
+        f"{'state variable':<{width}}  held-out R^2  (* in the mean"
+        + (", scored in view where one is given)" if in_view else ")")
+    )
     for name, value in results["probe/r2"].items():
         marker = " *" if name in averaged and len(averaged) < len(results["probe/r2"]) else ""
-        print(f"{name:<{width}}  {_format(value, 3)}{marker}")
+        seen = f"  in view {_format(in_view[name], 3)}" if name in in_view else ""
+        print(f"{name:<{width}}  {_format(value, 3)}{marker}{seen}")
     print(f"{'mean':<{width}}  {_format(results['probe/r2_mean'], 3)}")
+    if in_view:
+        all_frames = results.get("probe/r2_mean_all_frames")
+        print(f"{'mean (all frames)':<{width}}  {_format(all_frames, 3)}")
     if len(averaged) < len(results["probe/r2"]):
         print(f"{'mean (all)':<{width}}  {_format(results.get('probe/r2_mean_all'), 3)}")
     for k in range(1, (results.get("pred/horizon") or 0) + 1):

@@ -129,6 +129,7 @@ def _probe_env(env: gym.Env, spec: RunSpec) -> dict[str, Any]:
     proprio, state = split_observation(obs, info)
     state_names = getattr(env.unwrapped, "state_names", None)
     view_state_names = getattr(env.unwrapped, "view_state_names", None)
+    view_conditions = getattr(env.unwrapped, "view_conditions", None)
     return {
         "max_episode_steps": int(max_steps),
         "frame_shape": list(frame.shape),
@@ -143,6 +144,9 @@ def _probe_env(env: gym.Env, spec: RunSpec) -> dict[str, Any]:
         else ('info["state"]' if "state" in info else "observation"),
         "state_names": list(state_names) if state_names is not None else None,
         "view_state_names": list(view_state_names) if view_state_names is not None else None,
+        "view_conditions": [list(condition) for condition in view_conditions]
+        if view_conditions is not None
+        else None,
     }
 
 

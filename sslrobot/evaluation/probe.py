@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -52,14 +52,20 @@ class ProbeResult:
 
     Attributes:
         r2: Held-out R^2 per state variable (NaN where the variable is constant held-out).
-        r2_mean: Mean of the finite R^2 values of the variables in ``mean_over``: the
-            headline score (the variables one camera frame determines).
+        r2_mean: Mean of the finite R^2 values of the variables in ``mean_over``, each scored
+            in view (``r2_in_view``) where it has a view condition: the headline score (the
+            variables one camera frame determines, on the frames that determine them).
         alphas: Ridge penalty chosen per state variable.
         num_train_frames: Frames the probe was fitted on.
         num_val_frames: Held-out frames it was scored on.
         feature_dim: Width of the features.
         mean_over: Names averaged into ``r2_mean`` (all of ``r2`` unless narrowed).
         r2_mean_all: Mean of the finite R^2 values of every variable.
+        r2_in_view: Held-out R^2 of each variable with a view condition, fitted and scored on
+            the frames where its condition holds.
+        r2_mean_all_frames: ``r2_mean`` with every variable scored on every frame (the
+            headline before view conditions; equal to it where there are none).
+        view_conditions: The ``(name, condition variable, least value)`` triples applied.
     """
 
     r2: dict[str, float]
@@ -70,12 +76,20 @@ class ProbeResult:
     feature_dim: int
     mean_over: tuple[str, ...] = ()
     r2_mean_all: float = float("nan")
+    r2_in_view: dict[str, float] = field(default_factory=dict)
+    r2_mean_all_frames: float = float("nan")
+    view_conditions: tuple[tuple[str, str, float], ...] = ()
 
     def to_metrics(self) -> dict[str, Any]:
         """Namespaced metrics, JSON-ready (NaN R^2 becomes ``None``)."""
         return {
             "probe/r2_mean": _finite_or_none(self.r2_mean),
             "probe/r2_mean_all": _finite_or_none(self.r2_mean_all),
+            "probe/r2_mean_all_frames": _finite_or_none(self.r2_mean_all_frames),
+            "probe/view_conditions": [list(condition) for condition in self.view_conditions],
+            "probe/r2_in_view": {
+                name: _finite_or_none(value) for name, value in self.r2_in_view.items()
+            },
             "probe/mean_over": list(self.mean_over),
             "probe/r2": {name: _finite_or_none(value) for name, value in self.r2.items()},
             "probe/alpha": dict(self.alphas),
@@ -258,6 +272,7 @@ def fit_linear_probe(
     alphas: Sequence[float] = DEFAULT_ALPHAS,
     seed: int = 0,
     mean_over: Sequence[str] | None = None,
+    view_conditions: Sequence[Sequence[Any]] = (),
 ) -> ProbeResult:
     """Fit a ridge probe on training episodes and score it on held-out episodes.
 
@@ -274,6 +289,10 @@ def fit_linear_probe(
         seed: Seed of the alpha-selection split.
         mean_over: The variables ``r2_mean`` averages (``None``: all), e.g. the env's
             ``view_state_names``; ``r2_mean_all`` always averages all.
+        view_conditions: ``(name, condition variable, least value)`` triples, the env's
+            ``view_conditions``: ``name`` is also fitted and scored on the frames whose
+            condition variable is at least the value (``r2_in_view``), and enters ``r2_mean``
+            with that score.
 
     Returns:
         R^2 per state variable on the held-out episodes and their mean.
@@ -298,17 +317,88 @@ def fit_linear_probe(
         chosen = np.full(y.shape[1], float(alpha))
     probe = fit_ridge(x, y, chosen)
     scores = r2_scores(vy, probe.predict(vx))
-    selected = scores[[names.index(name) for name in averaged]]
+    conditions = _check_view_conditions(view_conditions, names)
+    in_view = _scores_in_view(x, y, vx, vy, names, conditions, alpha, train_groups, alphas, seed)
+    all_frames = scores[[names.index(name) for name in averaged]]
+    headline = np.array([in_view.get(name, scores[names.index(name)]) for name in averaged])
     return ProbeResult(
         r2={name: float(score) for name, score in zip(names, scores, strict=True)},
-        r2_mean=_finite_mean(selected),
+        r2_mean=_finite_mean(headline),
         alphas={name: float(a) for name, a in zip(names, chosen, strict=True)},
         num_train_frames=int(x.shape[0]),
         num_val_frames=int(vx.shape[0]),
         feature_dim=int(x.shape[1]),
         mean_over=tuple(averaged),
         r2_mean_all=_finite_mean(scores),
+        r2_in_view=in_view,
+        r2_mean_all_frames=_finite_mean(all_frames),
+        view_conditions=conditions,
     )
+
+
+def _check_view_conditions(
+    view_conditions: Sequence[Sequence[Any]], names: Sequence[str]
+) -> tuple[tuple[str, str, float], ...]:
+    """The triples as ``(str, str, float)``, each naming state variables."""
+    checked = []
+    for condition in view_conditions:
+        if len(condition) != 3:
+            raise ValueError(
+                f"a view condition is (name, condition variable, least value), got {condition!r}"
+            )
+        name, variable, least = str(condition[0]), str(condition[1]), float(condition[2])
+        unknown = sorted({name, variable} - set(names))
+        if unknown:
+            raise ValueError(f"view condition {condition!r} names {unknown}; the state has {names}")
+        checked.append((name, variable, least))
+    return tuple(checked)
+
+
+def _scores_in_view(
+    x: np.ndarray,
+    y: np.ndarray,
+    vx: np.ndarray,
+    vy: np.ndarray,
+    names: Sequence[str],
+    conditions: tuple[tuple[str, str, float], ...],
+    alpha: float | None,
+    train_groups: np.ndarray | None,
+    alphas: Sequence[float],
+    seed: int,
+) -> dict[str, float]:
+    """Held-out R^2 of each conditioned variable, fitted and scored where it is in view.
+
+    Variables sharing a condition are fitted together on the same frames. A condition that
+    leaves fewer than 2 frames (or, when choosing alpha, 2 episodes) in a split gives NaN.
+    """
+    groups: dict[tuple[str, float], list[str]] = {}
+    for name, variable, least in conditions:
+        groups.setdefault((variable, least), []).append(name)
+    scores: dict[str, float] = {}
+    for (variable, least), members in groups.items():
+        column = names.index(variable)
+        train_rows, val_rows = y[:, column] >= least, vy[:, column] >= least
+        columns = [names.index(name) for name in members]
+        episodes = None if train_groups is None else np.asarray(train_groups)[train_rows]
+        enough = train_rows.sum() >= 2 and val_rows.sum() >= 2
+        if enough and alpha is None and episodes is not None:
+            enough = np.unique(episodes).size >= 2
+        if not enough:
+            scores.update({name: float("nan") for name in members})
+            continue
+        result = fit_linear_probe(
+            x[train_rows],
+            y[train_rows][:, columns],
+            vx[val_rows],
+            vy[val_rows][:, columns],
+            members,
+            alpha=alpha,
+            train_groups=episodes,
+            alphas=alphas,
+            seed=seed,
+        )
+        scores.update(result.r2)
+    return scores
 
 
 def _finite_mean(values: np.ndarray) -> float:
@@ -539,8 +629,22 @@ def probe_representation(
         train_groups=train_groups,
         seed=seed,
         mean_over=view_names if view_names and set(view_names) <= set(names) else None,
+        view_conditions=dataset_view_conditions(dataset.manifest),
     )
     return result.to_metrics()
+
+
+def dataset_view_conditions(manifest: dict[str, Any]) -> tuple[tuple[str, str, float], ...]:
+    """The env's ``view_conditions`` as the dataset's manifest records them.
+
+    Manifests written before they were recorded lack the key: for a registered sslrobot id
+    the task class says (the id pins its version); other envs have none.
+    """
+    if "view_conditions" in manifest:
+        return tuple(tuple(condition) for condition in manifest["view_conditions"] or ())
+    from sslrobot.envs import registered_view_conditions
+
+    return registered_view_conditions(str(manifest.get("env_id", ""))) or ()
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,8 @@ computes nothing but formatting and the plain-language verdict. The dict's layou
                         "probe_r2_inits": 5,             # optional, how many inits
                         "probe_r2_over": "inits",        # optional, what they are
                         "probe_gain": 0.2,               # optional, probe_r2 - baseline's
+                        "probe_r2_all_frames": 0.58,     # optional, where view conditions
+                        "probe_gain_all_frames": 0.1,    #   made probe_r2 differ from it
                         "psnr": 27.1,                    # optional, dB at k = 1
                         "psnr_copy_last": 24.0,          # optional, same frames
                         "wall_time_s": {"pretrain": 95.0, "train_policy": 30.0},  # optional
@@ -287,6 +289,8 @@ def _table(rows: Sequence[Mapping[str, Any]]) -> tuple[list[str], list[list[str]
         columns.append(("Probe R²", _probe_cell))
     for key, title, fmt in (
         ("probe_gain", "Probe gain over none", "{:+.3f}"),
+        ("probe_r2_all_frames", "Probe R², all frames", "{:.3f}"),
+        ("probe_gain_all_frames", "Gain, all frames", "{:+.3f}"),
         ("psnr", "PSNR k=1 (dB)", "{:.2f}"),
         ("psnr_copy_last", "Copy-last PSNR (dB)", "{:.2f}"),
     ):

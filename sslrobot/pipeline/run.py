@@ -301,7 +301,9 @@ class Pipeline:
     ) -> StageResult:
         from sslrobot.evaluation.probe import ProbeConfig, run_probe
 
-        settings = {"val_fraction": 0.2, "seed": self.config.seed}
+        # scoring 2: view variables scored in view where the env gives conditions (session 14);
+        # a new value reruns the probes of finished runs, which are cheap, and nothing else.
+        settings = {"val_fraction": 0.2, "seed": self.config.seed, "scoring": 2}
 
         def run(stage_dir: Path, resume: bool) -> dict[str, Any]:
             return run_probe(
