@@ -1,8 +1,10 @@
 """Convolutional encoder: uint8 frames in, one feature vector per frame out.
 
-The default trunk is sized for a 2-core CPU by measurement (``scripts/bench_pretrain.py``): a
-4x4 stride-4 "patchify" stem takes 64x64 frames to 16x16 at once, so no layer runs at full
-resolution, then two stride-2 3x3 convolutions reach 4x4. The DrQ-v2 trunk (four 32-channel
+The CPU-sized trunk (``EncoderConfig()``, ``--encoder-arch cnn``) is sized for a 2-core CPU by
+measurement (``scripts/bench_pretrain.py``): a 4x4 stride-4 "patchify" stem takes 64x64 frames
+to 16x16 at once, so no layer runs at full resolution, then two stride-2 3x3 convolutions reach
+4x4. The package's default, ``EncoderConfig.keypoints()`` (``utils.architectures``), keeps that
+stem and reads an 8x8 map out as keypoints. The DrQ-v2 trunk (four 32-channel
 3x3 convolutions at strides 2-1-1-1, Yarats et al. 2021) is kept as ``EncoderConfig.drqv2()``
 for side-by-side comparison; it spends ~10x the compute at 29x29..35x35 resolution.
 """
@@ -158,9 +160,9 @@ class EncoderConfig:
     def keypoints(
         cls, image_size: int = 64, feature_dim: int = 64, frame_stack: int = 1
     ) -> EncoderConfig:
-        """The default stem with a keypoint readout: the last layer keeps stride 1 so the
-        spatial softmax runs on an 8x8 map (at 64 px), ``feature_dim / 2`` keypoints, no
-        LayerNorm (it would mix the coordinates)."""
+        """The CPU-sized stem with a keypoint readout (the package's default architecture):
+        the last layer keeps stride 1 so the spatial softmax runs on an 8x8 map (at 64 px),
+        ``feature_dim / 2`` keypoints, no LayerNorm (it would mix the coordinates)."""
         return cls(
             image_size=image_size,
             frame_stack=frame_stack,
