@@ -599,10 +599,8 @@ def probe_representation(
 
     if isinstance(encoder, str | os.PathLike):
         import sslrobot
-        from sslrobot.utils.device import resolve_device
 
-        encoder, _ = sslrobot.load_encoder(Path(encoder))
-        encoder = encoder.to(resolve_device(device))
+        encoder, _ = sslrobot.load_encoder(Path(encoder), device=device)
     dataset = open_dataset(Path(data_dir))
     train_ids, val_ids = dataset.split(val_fraction=val_fraction, seed=seed)
     if not train_ids or not val_ids:
