@@ -311,7 +311,10 @@ def _patch_pipeline(monkeypatch):
     dataset = FakeDataset()
     monkeypatch.setattr(sslrobot.data, "open_dataset", lambda path: dataset, raising=False)
     monkeypatch.setattr(
-        sslrobot, "load_encoder", lambda path: (MeanColourEncoder(), {}), raising=False
+        sslrobot,
+        "load_encoder",
+        lambda path, device="cpu": (MeanColourEncoder(), {}),
+        raising=False,
     )
     monkeypatch.setattr(
         sslrobot.pretraining,
