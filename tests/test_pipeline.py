@@ -177,12 +177,35 @@ def test_set_overrides_parse_types_and_refuse_unknown_fields(
     }
     config = make_run_config("quick", num_demo_episodes=25, **overrides)
     assert config.num_demos == (5, 10, 25) and config.num_unlabeled_episodes == 2000
+    assert config.data_efficiency_task is None and config.transfer_objective == "fdm+future"
+    assert config.tasks == ("sslrobot/Push-v0",)
     with pytest.raises(ValueError, match="unknown field 'num_epsiodes'"):
         parse_overrides(["num_epsiodes=3"])
     with pytest.raises(ValueError, match="expected KEY=VALUE"):
         parse_overrides(["pretrain_steps"])
     assert main(["run", "--preset", "quick", "--set", "pretrain_steps=0", "--out", "x"]) == 2
     assert "pretrain_steps must be >= 1, got 0" in capsys.readouterr().err
+
+
+def test_run_flags_and_set_assignments_both_reach_the_config() -> None:
+    """``--set seed=5`` used to be overwritten by the absent ``--seed`` flag (and so for
+    ``tasks`` and ``transfer_objective``); now either form applies, and a disagreement is
+    refused."""
+    from sslrobot.cli import build_parser
+    from sslrobot.commands.run import run_config_from_args
+
+    def config(*argv: str):
+        return run_config_from_args(build_parser().parse_args(["run", "--preset", "quick", *argv]))
+
+    reach = "sslrobot/Reach-v0"
+    by_set = config("--set", "seed=5", "--set", f"tasks={reach}", "--set", "transfer_objective=fdm")
+    assert (by_set.seed, by_set.tasks, by_set.transfer_objective) == (5, (reach,), "fdm")
+    by_flag = config("--seed", "5", "--tasks", reach, "--transfer-objective", "fdm")
+    assert by_flag == by_set
+    assert config().seed == QUICK.seed and config().tasks == QUICK.tasks
+    assert config("--seed", "5", "--set", "seed=5").seed == 5
+    with pytest.raises(ValueError, match="--seed 6 and --set seed=5 disagree"):
+        config("--seed", "6", "--set", "seed=5")
 
 
 def test_a_second_run_in_the_same_directory_is_refused(tmp_path: Path) -> None:

@@ -5,6 +5,10 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the pipeline (torch) is imported only when a run starts
+    from sslrobot.pipeline.presets import RunConfig
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -42,17 +46,34 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=_run)
 
 
-def _run(args: argparse.Namespace) -> int:
+def run_config_from_args(args: argparse.Namespace) -> RunConfig:
+    """The preset with the ``--set`` assignments and the ``--tasks``/``--seed``/
+    ``--transfer-objective`` flags applied; a flag and a ``--set`` of the same field that
+    disagree are refused rather than one silently winning."""
     from sslrobot.pipeline.presets import make_run_config, parse_overrides
-    from sslrobot.pipeline.run import run_pipeline
 
-    overrides = {
-        **parse_overrides(args.assignments),
+    overrides = parse_overrides(args.assignments)
+    flags = {
         "tasks": tuple(args.tasks) if args.tasks else None,
         "seed": args.seed,
         "transfer_objective": args.transfer_objective,
     }
-    config = make_run_config(args.preset, **overrides)
+    for key, value in flags.items():
+        if value is None:  # flag not given: the --set value or the preset's
+            continue
+        if key in overrides and overrides[key] != value:
+            raise ValueError(
+                f"--{key.replace('_', '-')} {value!r} and --set {key}={overrides[key]!r} "
+                "disagree; give one of them"
+            )
+        overrides[key] = value
+    return make_run_config(args.preset, **overrides)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from sslrobot.pipeline.run import run_pipeline
+
+    config = run_config_from_args(args)
     command = "sslrobot " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     html = run_pipeline(
         config, args.out, device=args.device, progress=not args.no_progress, command=command

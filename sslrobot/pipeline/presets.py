@@ -250,10 +250,10 @@ PRESETS: dict[str, RunConfig] = {
 
 
 def make_run_config(preset: str, **overrides) -> RunConfig:
-    """The named preset with ``overrides`` applied (validated like any RunConfig)."""
+    """The named preset with ``overrides`` applied (validated like any RunConfig); a None
+    is a value like any other (``--set data_efficiency_task=null`` turns the sweep off)."""
     if preset not in PRESETS:
         raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
-    overrides = {key: value for key, value in overrides.items() if value is not None}
     return dataclasses.replace(PRESETS[preset], **overrides)
 
 
