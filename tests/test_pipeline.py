@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -185,6 +186,24 @@ def test_set_overrides_parse_types_and_refuse_unknown_fields(
         parse_overrides(["pretrain_steps"])
     assert main(["run", "--preset", "quick", "--set", "pretrain_steps=0", "--out", "x"]) == 2
     assert "pretrain_steps must be >= 1, got 0" in capsys.readouterr().err
+    # Python's spellings are read as such, not as (truthy) strings; wrong types are refused.
+    assert parse_overrides(["heldout_eval=False", "main_num_demos=None"]) == {
+        "heldout_eval": False,
+        "main_num_demos": None,
+    }
+    for assignment, message in [
+        ("heldout_eval=no", "heldout_eval must be true or false, got 'no'"),
+        ("image_size=48.5", "image_size must be an integer, got 48.5"),
+        ("policy_seeds=[0,1]", "policy_seeds must be a comma-separated list of int"),
+        ("seed=true", "seed must be an integer, got True"),
+        ("transfer_objective=3", "transfer_objective must be a string or null, got 3"),
+    ]:
+        with pytest.raises(ValueError, match=re.escape(message)):
+            make_run_config("quick", **parse_overrides([assignment]))
+    with pytest.raises(ValueError, match="choose the preset with --preset"):
+        parse_overrides(["preset=full"])
+    with pytest.raises(ValueError, match=r"baselines .* are fixed"):
+        parse_overrides(["encoders=none"])
 
 
 def test_run_flags_and_set_assignments_both_reach_the_config() -> None:

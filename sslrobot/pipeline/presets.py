@@ -17,6 +17,37 @@ OBJECTIVES = ("fdm+future", "fdm", "future", "recon", "inverse", "contrastive")
 MIXED_SUFFIX = "-mixed"
 
 
+#: What each annotation of ``RunConfig`` admits (bool is refused where an int is meant).
+_TYPE_CHECKS = {
+    "int": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    "bool": lambda v: isinstance(v, bool),
+    "str": lambda v: isinstance(v, str),
+}
+
+
+def _check_type(name: str, value: Any, annotation: str) -> None:
+    """Raise a ValueError naming ``name`` unless ``value`` fits ``annotation`` (the string
+    annotations of ``RunConfig``: int, bool, str, ``X | None``, ``tuple[X, ...]``), so that a
+    ``--set heldout_eval=False`` (the string 'False', which is truthy) cannot run the
+    opposite of what was asked."""
+    optional = annotation.endswith(" | None")
+    if optional:
+        if value is None:
+            return
+        annotation = annotation.removesuffix(" | None")
+    if annotation.startswith("tuple[") and annotation.endswith(", ...]"):
+        inner = annotation[len("tuple[") : -len(", ...]")]
+        check = _TYPE_CHECKS[inner]
+        if isinstance(value, tuple) and all(check(v) for v in value):
+            return
+        kind = f"a comma-separated list of {inner}"
+    else:
+        if _TYPE_CHECKS[annotation](value):
+            return
+        kind = {"bool": "true or false", "int": "an integer", "str": "a string"}[annotation]
+    raise ValueError(f"{name} must be {kind}{' or null' if optional else ''}, got {value!r}")
+
+
 @dataclass(frozen=True)
 class RunConfig:
     """Everything ``sslrobot run`` does, saved as ``config.json`` in the run directory.
@@ -94,6 +125,8 @@ class RunConfig:
     encoders: tuple[str, ...] = field(default=BASELINE_ENCODERS, repr=False)
 
     def __post_init__(self) -> None:
+        for item in dataclasses.fields(self):
+            _check_type(item.name, getattr(self, item.name), str(item.type))
         unknown = [task for task in self.tasks if task not in ENV_IDS]
         if not self.tasks or unknown:
             raise ValueError(f"tasks: unknown {unknown or 'empty list'}; choose from {ENV_IDS}")
@@ -266,13 +299,15 @@ def parse_overrides(assignments: list[str]) -> dict[str, Any]:
     Raises:
         ValueError: naming an assignment without ``=`` or an unknown field (with the known ones).
     """
-    fields = {f.name: f for f in dataclasses.fields(RunConfig) if f.name != "encoders"}
+    fields = {f.name: f for f in dataclasses.fields(RunConfig) if f.name not in _NOT_SETTABLE}
     overrides: dict[str, Any] = {}
     for assignment in assignments:
         key, sep, text = assignment.partition("=")
         key = key.strip()
         if not sep:
             raise ValueError(f"--set {assignment!r}: expected KEY=VALUE")
+        if key in _NOT_SETTABLE:
+            raise ValueError(f"--set {assignment!r}: {_NOT_SETTABLE[key]}")
         if key not in fields:
             raise ValueError(
                 f"--set {assignment!r}: unknown field {key!r}; known: {sorted(fields)}"
@@ -284,8 +319,21 @@ def parse_overrides(assignments: list[str]) -> dict[str, Any]:
     return overrides
 
 
+#: RunConfig fields that ``--set`` refuses, and why.
+_NOT_SETTABLE = {
+    "preset": "choose the preset with --preset",
+    "encoders": "the baselines (none, scratch, state) are fixed; choose objectives instead",
+}
+
+
 def _json_or_text(text: str) -> Any:
+    """JSON where it parses (``3``, ``true``, ``null``; ``True``/``False``/``None`` too, as
+    Python spells them), else the stripped text; ``RunConfig`` then checks the type."""
+    stripped = text.strip()
+    python = {"True": True, "False": False, "None": None}
+    if stripped in python:
+        return python[stripped]
     try:
-        return json.loads(text)
+        return json.loads(stripped)
     except json.JSONDecodeError:
-        return text.strip()
+        return stripped
