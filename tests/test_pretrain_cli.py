@@ -170,3 +170,25 @@ def test_probe_scores_a_frame_stacked_world_model(data_dir: Path, tmp_path: Path
     scores = json.loads(results.read_text())
     assert scores["pred/horizon"] == 2 and scores["pred/psnr_k2"] > 0
     assert scores["probe/r2_mean"] is not None
+
+
+def test_encoder_channels_keep_the_architectures_paddings() -> None:
+    """Only --encoder-kernels sets "same" paddings; channel widths alone keep the layout (they
+    used to rebuild the paddings as k // 2, a 9x9 keypoint map instead of 8x8)."""
+    from sslrobot.cli import build_parser
+    from sslrobot.commands.pretrain import _encoder_config
+    from sslrobot.models.encoder import encoder_config_for
+
+    def config(*extra: str):
+        return _encoder_config(
+            build_parser().parse_args(["pretrain", "--data", "d", "--out", "o", *extra])
+        )
+
+    keypoints = encoder_config_for("keypoints")
+    assert config("--encoder-channels", "8,16,16").paddings == keypoints.paddings
+    drqv2 = config("--encoder-arch", "drqv2", "--encoder-channels", "16,16,16,16")
+    assert drqv2.paddings == encoder_config_for("drqv2").paddings
+    finer = config(
+        "--encoder-channels", "16,32,32", "--encoder-kernels", "4,3,3", "--encoder-strides", "4,1,1"
+    )
+    assert finer.paddings == (2, 1, 1)  # the 17x17 map of the findings

@@ -88,6 +88,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "or keypoint-skip (keypoint encoders: dense, plus each keypoint's offset from every "
         "output cell near it, so small objects can be drawn precisely)",
     )
+    parser.add_argument(
+        "--decoder-proprio",
+        action="store_true",
+        help="draw the frames decoded without the copy path from the latent plus that frame's "
+        "proprioception, so the latent is pressed for what the robot's sensors do not give",
+    )
     parser.add_argument("--augment", choices=("shift", "none"), default="shift")
     parser.add_argument(
         "--color-jitter",
@@ -129,7 +135,13 @@ def _encoder_config(args: argparse.Namespace) -> EncoderConfig:
         changes["channels"] = args.encoder_channels
         changes["strides"] = args.encoder_strides or base.strides[:depth]
         changes["kernel_sizes"] = args.encoder_kernels or base.kernel_sizes[:depth]
-        changes["paddings"] = tuple(k // 2 for k in changes["kernel_sizes"])
+        # "Same" padding for kernels given here; the architecture's own with its kernels
+        # (rebuilding it as k // 2 changed the keypoint map from 8x8 to 9x9 unasked).
+        changes["paddings"] = (
+            tuple(k // 2 for k in args.encoder_kernels)
+            if args.encoder_kernels
+            else base.paddings[:depth]
+        )
         if args.encoder_strides is None and depth > len(base.strides):
             raise ValueError(
                 f"--encoder-channels has {depth} layers; pass --encoder-strides and "
@@ -166,6 +178,7 @@ def _pretrain(args: argparse.Namespace) -> int:
             "heatmaps": DecoderConfig.keypoint_heatmaps,
             "keypoint-skip": DecoderConfig.keypoint_skip_dense,
         }[args.decoder](),
+        decoder_proprio=args.decoder_proprio,
         augment=args.augment,
         color_jitter=args.color_jitter,
         num_workers=args.num_workers,
