@@ -258,6 +258,60 @@ def test_world_model_inference_api(dataset, tmp_path: Path) -> None:
         load_world_model(recon).rollout_latents(windows, actions)
 
 
+@pytest.mark.parametrize("objective", ["fdm+future", "recon"])
+def test_decoder_conditioned_on_proprio(
+    objective: str, dataset: MovingSquareDataset, tmp_path: Path
+) -> None:
+    """``decoder_proprio``: the frames decoded without the copy path are drawn from the latent
+    plus their own proprio, which therefore reaches them (and gets a gradient); the copy-path
+    prediction does not read it."""
+    config = tiny_config(tmp_path / "run", objective=objective, decoder_proprio=True)
+    out = pretrain(config, dataset, progress=False)
+    assert (out / artifacts.PREDICTIONS / "step_00004.png").is_file()
+    model = load_world_model(out)
+    assert model.config.decoder_proprio_dim == 2  # the synthetic proprio: the last action
+    batch = dataset.__getitems__([0, 3, 7, 9])
+    windows, actions = torch.from_numpy(batch["pixels"]), torch.from_numpy(batch["action"])
+    proprio = torch.from_numpy(batch["proprio"])
+    with pytest.raises(ValueError, match="conditioned on proprio"):
+        model(windows, actions)
+    with pytest.raises(ValueError, match=r"proprio must be \(4, 3, 2\)"):
+        model(windows, actions, None, proprio[:, :2])
+    model.train().requires_grad_(True)
+    losses, _ = model(windows, actions, None, proprio)
+    sum(losses.values()).backward()
+    assert model.decoder.condition.weight.grad.abs().sum() > 0
+    if objective == "recon":
+        return
+    model.eval()
+    future = proprio[:, 1:]
+    blind = model.predict_frames(windows, actions, copy_context=False, proprio=future)
+    assert not torch.equal(
+        blind, model.predict_frames(windows, actions, copy_context=False, proprio=future + 5)
+    )
+    with pytest.raises(ValueError, match="conditioned on proprio"):
+        model.predict_frames(windows, actions, copy_context=False)
+    assert torch.equal(  # the copy path's prediction does not use proprio
+        model.predict_frames(windows, actions),
+        model.predict_frames(windows, actions, proprio=future + 5),
+    )
+
+
+def test_decoder_proprio_needs_a_decoder_and_proprio(dataset, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="only 'future' and 'recon' use"):
+        pretrain(tiny_config(tmp_path / "a", objective="fdm", decoder_proprio=True), dataset)
+
+    class NoProprio(torch.utils.data.Dataset):
+        def __len__(self) -> int:
+            return len(dataset)
+
+        def __getitem__(self, index: int) -> dict:
+            return {k: v for k, v in dataset[index].items() if k != "proprio"}
+
+    with pytest.raises(ValueError, match="needs windows with 'proprio'"):
+        pretrain(tiny_config(tmp_path / "b", decoder_proprio=True), NoProprio(), progress=False)
+
+
 def test_same_seed_same_weights_on_cpu(dataset, tmp_path: Path) -> None:
     a = pretrain(tiny_config(tmp_path / "a", image_every=0), dataset, progress=False)
     b = pretrain(tiny_config(tmp_path / "b", image_every=0), dataset, progress=False)
@@ -306,6 +360,9 @@ def test_resume_refuses_changed_settings_and_missing_checkpoints(dataset, tmp_pa
         )
     with pytest.raises(FileExistsError, match="not empty"):
         pretrain(tiny_config(tmp_path / "run", steps=4), dataset, progress=False)
+    other = MovingSquareDataset(num_episodes=5, episode_length=12, num_steps=K, image_size=SIZE)
+    with pytest.raises(ValueError, match=r"trained on 44 windows, .* hold 55"):
+        pretrain(tiny_config(tmp_path / "run", steps=4, resume=True), other, progress=False)
 
 
 class NaNAfter(torch.utils.data.Dataset):

@@ -16,7 +16,8 @@ from sslrobot.utils.config import check_known_fields, config_to_dict
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
-#: Settings that may change when a run is resumed (they do not change what is computed).
+#: Settings that may change when a run is resumed (they do not change what is computed;
+#: ``data`` may point to a moved copy, and the trainer refuses data with other windows).
 RESUMABLE_CHANGES = frozenset(
     {
         "steps",
@@ -84,6 +85,9 @@ class PretrainConfig:
             ``recon`` and in the ``future`` frames decoded without the copy path
             (``WorldModelConfig``); 0: plain MSE.
         salience_threshold: RGB difference (normalised) that marks a pixel salient.
+        decoder_proprio: Draw the frames decoded without the copy path from their latent plus
+            that frame's proprioception (``WorldModelConfig.decoder_proprio_dim``), so the
+            pixel loss presses the latent for what the robot's sensors do not give.
         augment: ``"shift"`` (DrQ random shift) or ``"none"``.
         shift_pad: Maximum shift of ``"shift"`` in pixels.
         color_jitter: Strength of random brightness and colour gains per window
@@ -126,6 +130,7 @@ class PretrainConfig:
     context_dropout: float = 0.5
     salience_weight: float = 10.0
     salience_threshold: float = 0.08
+    decoder_proprio: bool = False
     augment: str = "shift"
     shift_pad: int = 4
     color_jitter: float = 0.0
@@ -195,6 +200,8 @@ class PretrainConfig:
             raise ValueError(f"temperature must be > 0, got {self.temperature!r}")
         if not 0.0 <= self.context_dropout < 1.0:
             raise ValueError(f"context_dropout must be in [0, 1), got {self.context_dropout!r}")
+        if not isinstance(self.decoder_proprio, bool):
+            raise ValueError(f"decoder_proprio must be true or false, got {self.decoder_proprio!r}")
 
     @property
     def objective_weights(self) -> dict[str, float]:
@@ -206,8 +213,11 @@ class PretrainConfig:
         """Actions per loaded window: K, plus the history a frame stack needs."""
         return self.num_steps_ahead + self.encoder.frame_stack - 1
 
-    def world_model_config(self, action_dim: int, image_size: int) -> WorldModelConfig:
-        """The model these settings describe, for data with ``action_dim`` and ``image_size``."""
+    def world_model_config(
+        self, action_dim: int, image_size: int, proprio_dim: int = 0
+    ) -> WorldModelConfig:
+        """The model these settings describe, for data with ``action_dim`` and ``image_size``
+        (and ``proprio_dim``, used when ``decoder_proprio`` is set)."""
         return WorldModelConfig(
             encoder=dataclasses.replace(self.encoder, image_size=image_size),
             action_dim=action_dim,
@@ -222,6 +232,7 @@ class PretrainConfig:
             context_dropout=self.context_dropout,
             salience_weight=self.salience_weight,
             salience_threshold=self.salience_threshold,
+            decoder_proprio_dim=proprio_dim if self.decoder_proprio else 0,
         )
 
     def to_dict(self) -> dict[str, Any]:

@@ -35,6 +35,8 @@ from sslrobot.pretraining.world_model import WorldModel
 from sslrobot.utils.device import resolve_device
 
 _KEYS = ("pixels", "action")
+#: Read as well when the decoder is conditioned on proprioception.
+_OPTIONAL_KEYS = ("proprio",)
 
 
 class NonFiniteLossError(RuntimeError):
@@ -42,19 +44,23 @@ class NonFiniteLossError(RuntimeError):
 
 
 def collate_windows(items: list[Mapping[str, Any]] | Mapping[str, Any]) -> dict[str, torch.Tensor]:
-    """Stack window dicts (or take a dataset's ready-made batch) into ``pixels``/``action``.
+    """Stack window dicts (or take a dataset's ready-made batch) into ``pixels``/``action``
+    (and ``proprio`` where the windows hold it).
 
     A dataset that defines ``__getitems__`` returns a whole batch as one dict of arrays, which
     avoids per-window Python overhead; plain datasets return a list of window dicts.
     """
+    first = items if isinstance(items, Mapping) else items[0]
+    keys = _KEYS + tuple(key for key in _OPTIONAL_KEYS if key in first)
     if isinstance(items, Mapping):
-        batch = {key: np.asarray(items[key]) for key in _KEYS}
+        batch = {key: np.asarray(items[key]) for key in keys}
     else:
-        batch = {key: np.stack([np.asarray(item[key]) for item in items]) for key in _KEYS}
-    return {
-        "pixels": torch.from_numpy(batch["pixels"]),
-        "action": torch.from_numpy(batch["action"].astype(np.float32, copy=False)),
-    }
+        batch = {key: np.stack([np.asarray(item[key]) for item in items]) for key in keys}
+    out = {"pixels": torch.from_numpy(batch["pixels"])}
+    out.update(
+        {key: torch.from_numpy(batch[key].astype(np.float32, copy=False)) for key in keys[1:]}
+    )
+    return out
 
 
 class _BatchReader(Dataset):
@@ -81,8 +87,11 @@ def _step_seed(seed: int, step: int, rank: int) -> int:
     return (seed * 2**40 + step * 2**12 + rank) % 2**63
 
 
-def _check_window(item: Mapping[str, Any], steps: int, source: str) -> tuple[int, int]:
-    """Validate one window against the contract; return (image_size, action_dim)."""
+def _check_window(
+    item: Mapping[str, Any], steps: int, source: str, proprio: bool = False
+) -> tuple[int, int, int]:
+    """Validate one window against the contract; return (image_size, action_dim,
+    proprio_dim), the last 0 unless ``proprio`` (the windows must hold it)."""
     pixels, action = np.asarray(item["pixels"]), np.asarray(item["action"])
     if pixels.dtype != np.uint8 or pixels.ndim != 4 or pixels.shape[-1] != 3:
         raise ValueError(
@@ -96,7 +105,18 @@ def _check_window(item: Mapping[str, Any], steps: int, source: str) -> tuple[int
         )
     if pixels.shape[1] != pixels.shape[2]:
         raise ValueError(f"{source}: frames must be square, got {pixels.shape[1:3]}")
-    return pixels.shape[1], action.shape[1]
+    if not proprio:
+        return pixels.shape[1], action.shape[1], 0
+    if "proprio" not in item:
+        raise ValueError(
+            f"{source}: decoder_proprio needs windows with 'proprio', got {sorted(item)}"
+        )
+    values = np.asarray(item["proprio"])
+    if values.ndim != 2 or values.shape[0] != steps + 1 or values.shape[1] < 1:
+        raise ValueError(
+            f"{source}: window proprio must be ({steps + 1}, P >= 1), got {values.shape}"
+        )
+    return pixels.shape[1], action.shape[1], values.shape[1]
 
 
 class PretrainRun:
@@ -143,8 +163,10 @@ class PretrainRun:
 
         self.dataset, self.val_dataset = self._datasets(dataset, val_dataset)
         source = str(config.data or type(self.dataset).__name__)
-        image_size, action_dim = _check_window(self.dataset[0], config.window_steps, source)
-        self.model_config = config.world_model_config(action_dim, image_size)
+        image_size, action_dim, proprio_dim = _check_window(
+            self.dataset[0], config.window_steps, source, config.decoder_proprio
+        )
+        self.model_config = config.world_model_config(action_dim, image_size, proprio_dim)
         torch.manual_seed(config.seed)
         self.model = WorldModel(self.model_config).to(self.device)
         self.trainable = [p for p in self.model.parameters() if p.requires_grad]
@@ -206,10 +228,12 @@ class PretrainRun:
             raise ValueError("pass a dataset directory (--data DIR) or a dataset object")
         from sslrobot.data.windows import open_windows
 
+        arrays = _KEYS + (_OPTIONAL_KEYS if config.decoder_proprio else ())  # all a step reads
+
         def windows(split: str) -> Dataset:
             return open_windows(
                 config.data,
-                arrays=("pixels", "action"),  # all a training step reads
+                arrays=arrays,
                 num_steps=config.window_steps,
                 split=split,
                 val_fraction=config.val_fraction,
@@ -239,6 +263,16 @@ class PretrainRun:
                 "--resume needs the settings of the run being resumed; these differ: "
                 + "; ".join(mismatches)
             )
+        # ``data`` may name a moved copy, not other windows: their count is the cheap check
+        # (a changed data path alone used to resume silently on another task's stream).
+        saved = artifacts.read_json(self.out / artifacts.PRETRAIN_CONFIG, "pretraining config")
+        windows = saved.get("num_train_windows")
+        if windows is not None and windows != len(self.dataset):
+            raise ValueError(
+                f"--resume: the run in {self.out} trained on {windows} windows, the data given "
+                f"({self.config.data or type(self.dataset).__name__}) hold {len(self.dataset)}; "
+                "resume with the same dataset (it may have moved, not changed)"
+            )
         path = checkpoint.latest_checkpoint_path(self.out / artifacts.CHECKPOINTS)
         loaded = checkpoint.load_checkpoint(path)
         if loaded.step > self.config.steps:
@@ -253,25 +287,38 @@ class PretrainRun:
 
     # -- one step --------------------------------------------------------------------------
 
-    def to_device(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Move a collated batch to the device: pixels (B, L+1, H, W, 3), actions (B, L, A)."""
+    def to_device(
+        self, batch: dict[str, torch.Tensor]
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Move a collated batch to the device: pixels (B, L+1, H, W, 3), actions (B, L, A),
+        and proprio (B, L+1, P) when the decoder is conditioned on it (else None)."""
         non_blocking = self.device.type == "cuda"
         pixels = batch["pixels"].to(self.device, non_blocking=non_blocking)
         actions = batch["action"].to(self.device, non_blocking=non_blocking)
-        return pixels, actions
+        proprio = None
+        if self.config.decoder_proprio:
+            proprio = batch["proprio"].to(self.device, non_blocking=non_blocking)
+        return pixels, actions, proprio
 
     def augment(
-        self, pixels: torch.Tensor, actions: torch.Tensor, step: int
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        self,
+        pixels: torch.Tensor,
+        actions: torch.Tensor,
+        proprio: torch.Tensor | None,
+        step: int,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
         """Stack frames, random-shift, and pick the frames to decode, for global ``step``.
 
         Returns:
-            pixels (B, K+1, H, W, 3S), actions (B, K, A), decode_index (B, n) or None.
+            pixels (B, K+1, H, W, 3S), actions (B, K, A), proprio (B, K+1, P) or None,
+            decode_index (B, n) or None.
         """
         config = self.config
         stack = config.encoder.frame_stack
         pixels = stack_frames(pixels, stack)  # (B, K+1, H, W, 3S)
         actions = actions[:, stack - 1 :]  # (B, K, A)
+        if proprio is not None:
+            proprio = proprio[:, stack - 1 :]  # (B, K+1, P): each stacked frame's newest
         generator = torch.Generator(device=self.device).manual_seed(
             _step_seed(config.seed, step, self.context.rank)
         )
@@ -283,20 +330,25 @@ class PretrainRun:
             b, horizon = actions.shape[:2]
             order = torch.rand(b, horizon, generator=generator, device=self.device).argsort(dim=1)
             decode_index = order[:, : config.decoded_steps]  # (B, n) distinct k - 1
-        return pixels, actions, decode_index
+        return pixels, actions, proprio, decode_index
 
     def train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """One optimisation step on a collated batch (data path included); detached metrics."""
         return self.update(*self.augment(*self.to_device(batch), self.step))
 
     def update(
-        self, pixels: torch.Tensor, actions: torch.Tensor, decode_index: torch.Tensor | None
+        self,
+        pixels: torch.Tensor,
+        actions: torch.Tensor,
+        proprio: torch.Tensor | None,
+        decode_index: torch.Tensor | None,
     ) -> dict[str, torch.Tensor]:
         """Forward, backward, finiteness check, optimizer step, EMA (the model's own work).
 
         Args:
             pixels: Augmented uint8 windows on the device, (B, K+1, H, W, 3S).
             actions: (B, K, A) on the device.
+            proprio: (B, K+1, P) on the device for a proprio-conditioned decoder, or None.
             decode_index: (B, n) frames to decode for ``future``, or None.
 
         Returns:
@@ -304,7 +356,7 @@ class PretrainRun:
         """
         module = self.ddp if self.ddp is not None else self.model
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
-            losses, metrics = module(pixels, actions, decode_index)
+            losses, metrics = module(pixels, actions, decode_index, proprio)
         total = total_loss(losses, self.model_config.objective)
         self.optimizer.zero_grad(set_to_none=True)
         total.backward()
@@ -516,9 +568,10 @@ class PretrainRun:
         was_training = model.training
         model.eval()
         try:
-            pixels, actions = self.to_device(batch)
+            pixels, actions, proprio = self.to_device(batch)
             stack = self.config.encoder.frame_stack
             pixels, actions = stack_frames(pixels, stack), actions[:, stack - 1 :]
+            future_proprio = None if proprio is None else proprio[:, stack:]  # p_{t+1..t+K}
             context = pixels[:, 0]
             if self._draws_keypoints:  # what each learned keypoint follows, on o_t
                 points = model.encoder.keypoints(context).cpu().numpy()
@@ -533,11 +586,15 @@ class PretrainRun:
                 real = pixels[..., -3:]
                 first = context[:, None, ..., -3:]
                 predicted = [
-                    torch.cat([first, model.predict_frames(context, actions, copy)], dim=1)
+                    torch.cat(
+                        [first, model.predict_frames(context, actions, copy, future_proprio)],
+                        dim=1,
+                    )
                     for copy in (True, False)
                 ]
             else:  # recon: o_t vs its reconstruction
-                frames = model.decoder(model.encoder(context))  # (N, H, W, 3)
+                condition = None if proprio is None else proprio[:, stack - 1]
+                frames = model.decoder(model.encoder(context), None, condition)  # (N, H, W, 3)
                 predicted = [denormalize_pixels(frames[:, None])]
                 real = context[:, None, ..., -3:]
             image = plots.prediction_strip(
