@@ -247,6 +247,33 @@ def test_bc_end_to_end_writes_a_loadable_policy(trained, demos):
         np.testing.assert_array_equal(action, load_policy(trained, checkpoint=checkpoint)(obs))
 
 
+def test_online_validation_uses_the_demonstrations_look(tmp_path, monkeypatch):
+    """Demonstrations recorded under another visual preset are validated under it too (the
+    validator used to build a ``train`` env whatever the demonstrations showed)."""
+    from sslrobot.policy import bc
+
+    config = CollectConfig(
+        env_id=ENV_ID,
+        out=tmp_path / "demos",
+        policy="expert",
+        num_episodes=4,
+        image_size=IMAGE_SIZE,
+        env_kwargs={"visual_preset": "heldout"},
+    )
+    demos = collect(config, progress=False)
+    presets = []
+    make_env = bc.make_env
+
+    def recording(*args, visual_preset="train", **kwargs):
+        presets.append(visual_preset)
+        return make_env(*args, visual_preset=visual_preset, **kwargs)
+
+    monkeypatch.setattr(bc, "make_env", recording)
+    out = train_tiny_bc(demos, tmp_path / "bc", num_val_demos=1, val_episodes=1, num_val_checks=1)
+    assert json.loads((out / "policy_config.json").read_text())["demos_visual_preset"] == "heldout"
+    assert presets[-1] == "heldout"  # the validator's env
+
+
 def test_state_oracle_uses_the_privileged_state(demos, tmp_path):
     out = train_tiny_bc(demos, tmp_path / "state", encoder="state", steps=None, epochs=2)
     policy = load_policy(out)

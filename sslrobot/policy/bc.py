@@ -193,6 +193,8 @@ def train_bc(config: PolicyConfig) -> Path:
         {
             "num_demos": len(train_ids),
             "demos": str(Path(config.demos).resolve()),
+            # The look the demonstrations were recorded under: online validation uses it too.
+            "demos_visual_preset": demos_visual_preset(dataset.manifest),
             "demo_episode_ids": train_ids,
             "demo_seeds": _episode_seeds(dataset, train_ids + val_ids),
             "val_episode_ids": val_ids,
@@ -289,6 +291,12 @@ def _fit(
     return history
 
 
+def demos_visual_preset(manifest: dict[str, Any]) -> str:
+    """The visual preset the demonstrations were collected under (``train`` unless the
+    collection's ``env_kwargs`` named another)."""
+    return str((manifest.get("env_kwargs") or {}).get("visual_preset", "train"))
+
+
 class _OnlineValidator:
     """Success rate of the current network on validation-seed episodes (never evaluation seeds)."""
 
@@ -298,7 +306,12 @@ class _OnlineValidator:
         from sslrobot.evaluation.rollouts import run_episodes
 
         self._run_episodes = run_episodes
-        self.env = make_env(config.env_id, record["image_size"], record["obs_mode"])
+        self.env = make_env(
+            config.env_id,
+            record["image_size"],
+            record["obs_mode"],
+            visual_preset=record["demos_visual_preset"],
+        )
         self.network = network
         self.seeds = [VALIDATION_SEED_BASE + i for i in range(config.val_episodes)]
 
