@@ -271,6 +271,15 @@ def test_bad_settings_give_clear_errors(tmp_path, overrides, message):
         fake_config(tmp_path / "d", **overrides)
 
 
+def test_frames_of_another_size_than_asked_are_refused(tmp_path):
+    """An env that does not take --image-size (here: kwargs that override it) used to be
+    recorded with the size asked for, which every later stage trusts."""
+    config = fake_config(tmp_path / "d", image_size=16, env_kwargs={"image_size": 24})
+    with pytest.raises(ValueError, match=r"renders 24x24 frames .* not the 16x16 asked for"):
+        collect(config, progress=False)
+    assert not (tmp_path / "d" / "manifest.json").exists()
+
+
 def test_gymnasium_mujoco_frames_survive_another_gl_context():
     """Gymnasium's renderer draws black once another GL context is current; we re-bind it."""
     import gymnasium as gym

@@ -151,6 +151,15 @@ def _probe_env(env: gym.Env, spec: RunSpec) -> dict[str, Any]:
 
 
 def _new_manifest(config: CollectConfig, spec: RunSpec, probe: dict[str, Any]) -> dict[str, Any]:
+    height, width = probe["frame_shape"][:2]
+    if (height, width) != (config.image_size, config.image_size):
+        # The manifest's image_size is what every later stage trusts (encoders, policies).
+        raise ValueError(
+            f"{config.env_id} renders {height}x{width} frames with the arguments "
+            f"{spec.make_kwargs}, not the {config.image_size}x{config.image_size} asked for "
+            "(--image-size): pass the size it renders with --image-size, or arguments that "
+            "make it render the size asked for with --env-kwargs"
+        )
     env_spec = find_env_spec(config.env_id)
     policy = make_policy(spec.policy, spec.noise, spec.noise_correlation, spec.mixture)
     arrays = {
