@@ -330,6 +330,9 @@ def test_train_policy_cli(demos, tmp_path, capsys):
         ({"batch_size": 0}, "batch_size must be an int >= 1, got 0"),
         ({"rl_algorithm": "ddpg"}, "rl_algorithm must be one of"),
         ({"hidden_dims": ()}, "hidden_dims"),
+        ({"num_envs": 4}, "num_envs=4: only algo='rl' uses these"),
+        ({"rl_algorithm": "ppo"}, "rl_algorithm='ppo': only algo='rl'"),
+        ({"algo": "rl", "weight_decay": 0.5, "val_episodes": 5}, "weight_decay=0.5, val_epi"),
     ],
 )
 def test_config_rejects_bad_values(overrides, message):

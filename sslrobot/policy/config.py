@@ -14,6 +14,13 @@ BASELINE_ENCODERS = ("none", "scratch", "state")
 ALGOS = ("bc", "rl")
 RL_ALGORITHMS = ("sac", "ppo")
 
+#: Settings only one algorithm reads: a non-default value with the other one is refused
+#: rather than silently ignored (``epochs``, BC's, has its own message).
+ALGO_ONLY_FIELDS = {
+    "bc": ("weight_decay", "val_episodes", "num_val_checks", "num_val_demos"),
+    "rl": ("rl_algorithm", "num_envs", "rl_norm_steps"),
+}
+
 #: BC budget when neither ``steps`` nor ``epochs`` is given (gradient steps).
 DEFAULT_BC_STEPS = 2000
 #: RL budget when ``steps`` is not given (environment steps, summed over the vector envs).
@@ -158,6 +165,14 @@ class PolicyConfig:
             raise ValueError(f"lr must be > 0, got {self.lr}")
         if not self.weight_decay >= 0:
             raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
+        defaults = {f.name: f.default for f in dataclasses.fields(self)}
+        for algo, names in ALGO_ONLY_FIELDS.items():
+            unused = [f"{n}={getattr(self, n)!r}" for n in names if getattr(self, n) != defaults[n]]
+            if algo != self.algo and unused:
+                raise ValueError(
+                    f"{', '.join(unused)}: only algo={algo!r} uses these; algo={self.algo!r} "
+                    "would ignore them"
+                )
 
     @property
     def encoder_kind(self) -> str:
