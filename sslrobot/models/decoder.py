@@ -202,7 +202,16 @@ class KeypointOffsets(nn.Module):
 class Decoder(nn.Module):
     """Latent (B, D) -> frame in normalised pixel space [-0.5, 0.5]."""
 
-    def __init__(self, config: DecoderConfig, latent_dim: int, image_size: int) -> None:
+    def __init__(
+        self, config: DecoderConfig, latent_dim: int, image_size: int, condition_dim: int = 0
+    ) -> None:
+        """Args:
+        config: The architecture.
+        latent_dim: Width of the latents it decodes.
+        image_size: Side of the frames it draws.
+        condition_dim: Width of an optional vector added to the first level through its
+            own linear layer (``predict_blocks(..., condition=...)``); 0: none.
+        """
         super().__init__()
         self.config = config
         self.image_size = image_size
@@ -220,6 +229,9 @@ class Decoder(nn.Module):
             )
         else:
             self.fc = nn.Linear(latent_dim, first * self.start * self.start)
+        self.condition = (
+            nn.Linear(condition_dim, first * self.start * self.start) if condition_dim else None
+        )
         ups: list[nn.Module] = []
         for in_channels, out_channels in zip(config.channels, config.channels[1:], strict=False):
             ups += [
@@ -249,7 +261,10 @@ class Decoder(nn.Module):
         self.to_mask = nn.Conv2d(last, r * r, k, padding=k // 2) if config.composite else None
 
     def predict_blocks(
-        self, latents: torch.Tensor, context_blocks: torch.Tensor | None = None
+        self,
+        latents: torch.Tensor,
+        context_blocks: torch.Tensor | None = None,
+        condition: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Decode latents to frames in block layout (the training path).
 
@@ -258,11 +273,18 @@ class Decoder(nn.Module):
             context_blocks: Optional normalised context frames in block layout
                 (B, 3, r*r, H/r, W/r) (``frames_to_blocks``); with ``composite``, the output
                 blends them in through the predicted mask.
+            condition: Optional (B, condition_dim) vector for a decoder built with
+                ``condition_dim`` (none: no contribution).
 
         Returns:
             Predicted frames, normalised, (B, 3, r*r, H/r, W/r).
         """
-        h = F.relu(self.fc(latents)).view(-1, self.config.channels[0], self.start, self.start)
+        h = self.fc(latents)
+        if condition is not None:
+            if self.condition is None:
+                raise ValueError("this decoder was built without condition_dim; pass no condition")
+            h = h + self.condition(condition).view_as(h)
+        h = F.relu(h).view(-1, self.config.channels[0], self.start, self.start)
         # (B, C0, start, start) either way: a heatmap decoder's first layer is a convolution
         h = self.ups(h)  # (B, C_last, H/r, W/r)
         if self.skip is not None:
@@ -278,16 +300,22 @@ class Decoder(nn.Module):
         # one dtype (a no-op in float32 training).
         return torch.lerp(rgb.float(), context_blocks.float(), keep.float())
 
-    def forward(self, latents: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        latents: torch.Tensor,
+        context: torch.Tensor | None = None,
+        condition: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """Decode latents to frames.
 
         Args:
             latents: (B, D).
             context: Optional normalised context frames (B, H, W, 3) for ``composite``.
+            condition: Optional (B, condition_dim), as in ``predict_blocks``.
 
         Returns:
             Predicted frames, normalised, channels-last (B, H, W, 3).
         """
         r = self.config.shuffle
         blocks = None if context is None else frames_to_blocks(context, r)
-        return blocks_to_frames(self.predict_blocks(latents, blocks), r)
+        return blocks_to_frames(self.predict_blocks(latents, blocks, condition), r)

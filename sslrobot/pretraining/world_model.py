@@ -81,6 +81,11 @@ class WorldModelConfig:
             blurred away at little cost. 0: plain MSE everywhere.
         salience_threshold: Mean absolute RGB difference (normalised units, 0.08 ~ 20/255)
             from the dominant colour that marks a pixel salient.
+        decoder_proprio_dim: Width of the proprioception that conditions the frames decoded
+            without the copy path (``recon``, and the ``future`` frames of
+            ``context_dropout``): each is drawn from its latent plus that frame's proprio, so
+            the latent need not hold what the robot's own sensors give (its arm) and the pixel
+            loss presses it for the rest of the scene (targets, objects). 0: not conditioned.
     """
 
     encoder: EncoderConfig
@@ -96,10 +101,20 @@ class WorldModelConfig:
     context_dropout: float = 0.5
     salience_weight: float = 10.0
     salience_threshold: float = 0.08
+    decoder_proprio_dim: int = 0
 
     def __post_init__(self) -> None:
         if not isinstance(self.action_dim, int) or self.action_dim < 1:
             raise ValueError(f"action_dim must be an int >= 1, got {self.action_dim!r}")
+        if not isinstance(self.decoder_proprio_dim, int) or self.decoder_proprio_dim < 0:
+            raise ValueError(
+                f"decoder_proprio_dim must be an int >= 0, got {self.decoder_proprio_dim!r}"
+            )
+        if self.decoder_proprio_dim and not set(self.objective) & USES_DECODER:
+            raise ValueError(
+                "decoder_proprio_dim conditions the frame decoder, which only 'future' and "
+                f"'recon' use; objective {sorted(self.objective)} has none"
+            )
         unknown = sorted(set(self.objective) - set(OBJECTIVES))
         if unknown:
             raise ValueError(f"unknown objectives {unknown}; choose from {OBJECTIVES}")
@@ -191,7 +206,11 @@ class WorldModel(nn.Module):
         decoder = dataclasses.replace(
             config.decoder, composite=config.decoder.composite and "future" in active
         )
-        self.decoder = Decoder(decoder, dim, enc.image_size) if active & USES_DECODER else None
+        self.decoder = (
+            Decoder(decoder, dim, enc.image_size, config.decoder_proprio_dim)
+            if active & USES_DECODER
+            else None
+        )
         self.action_head = (
             make_mlp(2 * dim, hidden, config.action_dim) if "inverse" in active else None
         )
@@ -266,6 +285,7 @@ class WorldModel(nn.Module):
         pixels: torch.Tensor,
         actions: torch.Tensor,
         decode_index: torch.Tensor | None = None,
+        proprio: torch.Tensor | None = None,
     ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
         """Losses of the active objectives on a batch of (augmented) windows.
 
@@ -274,6 +294,8 @@ class WorldModel(nn.Module):
             actions: a_t..a_{t+K-1}, float32 (B, K, A).
             decode_index: For ``future``: which k - 1 to decode per window, long (B, n).
                 Defaults to all K.
+            proprio: p_t..p_{t+K}, float32 (B, K+1, P); required when the model's
+                ``decoder_proprio_dim`` is set, ignored otherwise.
 
         Returns:
             ``(losses, metrics)``: unweighted scalar losses by objective name, and detached
@@ -284,6 +306,7 @@ class WorldModel(nn.Module):
         active = self.config.objective
         if horizon < 1:
             raise ValueError(f"windows need K >= 1 future frames, got pixels {tuple(pixels.shape)}")
+        proprio = self._proprio(proprio, b, steps)
         if actions.shape[:2] != (b, horizon):
             raise ValueError(
                 f"actions {tuple(actions.shape)} do not match pixels {tuple(pixels.shape)}: "
@@ -319,10 +342,13 @@ class WorldModel(nn.Module):
                 center = mean_over_ranks(projected.float().mean(dim=0, keepdim=True))
             losses["fdm"] = centered_cosine_loss(predictions, projected, center)
         if "future" in active:
-            losses["future"] = self._future_loss(pixels, rolled, decode_index)
+            losses["future"] = self._future_loss(pixels, rolled, decode_index, proprio)
         if "recon" in active:
             frame = self._target_blocks(pixels[:, 0])  # (B, 3, r*r, H/r, W/r)
-            losses["recon"] = self._pixel_loss(self.decoder.predict_blocks(latent), frame)
+            condition = None if proprio is None else proprio[:, 0]
+            losses["recon"] = self._pixel_loss(
+                self.decoder.predict_blocks(latent, condition=condition), frame
+            )
         if "inverse" in active:
             predicted = self.action_head(online.flatten(1))  # [z_t, z_{t+1}] -> a_t
             losses["inverse"] = inverse_dynamics_loss(predicted, actions[:, 0])
@@ -335,7 +361,11 @@ class WorldModel(nn.Module):
         return losses, metrics
 
     def _future_loss(
-        self, pixels: torch.Tensor, rolled: torch.Tensor, decode_index: torch.Tensor | None
+        self,
+        pixels: torch.Tensor,
+        rolled: torch.Tensor,
+        decode_index: torch.Tensor | None,
+        proprio: torch.Tensor | None = None,
     ) -> torch.Tensor:
         b, horizon = rolled.shape[:2]
         if decode_index is None:
@@ -343,6 +373,9 @@ class WorldModel(nn.Module):
         n = decode_index.shape[1]
         rows = torch.arange(b, device=pixels.device)[:, None]
         chosen = rolled[rows, decode_index].flatten(0, 1)  # (B*n, D)
+        condition = None  # the decoded frames' own proprio, for the frames without context
+        if proprio is not None:
+            condition = proprio[:, 1:][rows, decode_index].flatten(0, 1)  # (B*n, P)
         target = self._target_blocks(pixels[:, 1:][rows, decode_index].flatten(0, 1))
         context = self._target_blocks(pixels[:, 0])  # (B, 3, r*r, H/r, W/r)
         if n > 1:
@@ -353,7 +386,9 @@ class WorldModel(nn.Module):
         seen = ~blind  # never empty: context_dropout < 1
         predicted = torch.cat(
             [
-                self.decoder.predict_blocks(chosen[blind]),  # no copy path
+                self.decoder.predict_blocks(  # no copy path
+                    chosen[blind], condition=None if condition is None else condition[blind]
+                ),
                 self.decoder.predict_blocks(chosen[seen], context[seen]),
             ]
         )  # (B*n, 3, r*r, H/r, W/r), blind rows first
@@ -401,6 +436,24 @@ class WorldModel(nn.Module):
         moves = shifts.flip(1)[:, None].to(points.dtype) * per_pixel  # (B, 1, 2): (x, y)
         expected = points.unflatten(1, (-1, 2)) - moves
         return (moved.unflatten(1, (-1, 2)) - expected).div(per_pixel).square().sum(-1).mean()
+
+    def _proprio(self, proprio: torch.Tensor | None, batch: int, steps: int) -> torch.Tensor | None:
+        """The windows' proprio (B, K+1, P) when the decoder is conditioned on it, else None."""
+        width = self.config.decoder_proprio_dim
+        if not width:
+            return None
+        if proprio is None:
+            raise ValueError(
+                f"this model's decoder is conditioned on proprio (decoder_proprio_dim={width}); "
+                "pass the windows' proprio"
+            )
+        proprio = torch.as_tensor(proprio, device=self.device, dtype=torch.float32)
+        if proprio.shape != (batch, steps, width):
+            raise ValueError(
+                f"proprio must be ({batch}, {steps}, {width}) for these windows, got "
+                f"{tuple(proprio.shape)}"
+            )
+        return proprio
 
     def _blind_windows(self, batch: int) -> torch.Tensor:
         """Which windows of a batch are decoded without context: an evenly spread share
@@ -488,6 +541,7 @@ class WorldModel(nn.Module):
         pixels: torch.Tensor | np.ndarray,
         actions: torch.Tensor | np.ndarray,
         copy_context: bool = True,
+        proprio: torch.Tensor | np.ndarray | None = None,
     ) -> torch.Tensor:
         """Predict o_{t+1..t+K} from o_t and a_t..a_{t+K-1}.
 
@@ -499,6 +553,9 @@ class WorldModel(nn.Module):
                 False decodes the predicted latents alone, as the frames trained without
                 context are: a picture of what the latent holds, since the copy path draws a
                 static object sharply whether the latent knows where it is or not.
+            proprio: p_{t+1..t+K} (B, K, P): with ``copy_context=False``, required by a model
+                whose decoder is conditioned on proprio (``decoder_proprio_dim``), as in
+                training; unused otherwise.
 
         Returns:
             uint8 (B, K, H, W, 3).
@@ -511,10 +568,12 @@ class WorldModel(nn.Module):
         context = self._context(pixels)
         rolled = self.rollout_latents(context, actions)  # (B, K, D)
         b, horizon = rolled.shape[:2]
-        frame = None
+        frame, condition = None, None
         if copy_context:
             frame = normalize_pixels(context[..., -RGB_CHANNELS:]).repeat_interleave(horizon, 0)
-        predicted = self.decoder(rolled.flatten(0, 1), frame)  # (B*K, H, W, 3)
+        elif self.config.decoder_proprio_dim:
+            condition = self._proprio(proprio, b, horizon).flatten(0, 1)
+        predicted = self.decoder(rolled.flatten(0, 1), frame, condition)  # (B*K, H, W, 3)
         return denormalize_pixels(predicted).unflatten(0, (b, horizon))
 
 
