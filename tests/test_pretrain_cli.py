@@ -74,6 +74,8 @@ def test_none_baseline_and_encoder_options(data_dir: Path, tmp_path: Path) -> No
     assert sslrobot.load_encoder(out)[1].channels == (32, 32, 32, 32)
     bad = _args(data_dir, tmp_path / "bad", "--steps", "1", "--encoder-channels", "8,8,8,8")
     assert main(bad) == 2  # four layers need four strides
+    for option in (("--decoder", "heatmaps"), ("--decoder-proprio",)):  # fdm decodes nothing
+        assert main(_args(data_dir, tmp_path / "fdm", "--objective", "fdm", *option)) == 2
     for decoder, field in (("heatmaps", "heatmaps"), ("keypoint-skip", "keypoint_skip")):
         out = tmp_path / decoder
         options = ("--steps", "1", "--decoder", decoder)

@@ -155,8 +155,16 @@ def _encoder_config(args: argparse.Namespace) -> EncoderConfig:
 def _pretrain(args: argparse.Namespace) -> int:
     from sslrobot.models.decoder import DecoderConfig
     from sslrobot.pretraining.config import PretrainConfig
+    from sslrobot.pretraining.objectives import USES_DECODER, parse_objective
     from sslrobot.pretraining.trainer import NonFiniteLossError, pretrain
 
+    decodes = USES_DECODER & set(parse_objective(args.objective))
+    if not decodes and (args.decoder != "dense" or args.decoder_proprio):
+        flag = "--decoder-proprio" if args.decoder_proprio else f"--decoder {args.decoder}"
+        raise ValueError(
+            f"{flag} shapes the frame decoder, but objective {args.objective!r} decodes no "
+            "frames ('future' and 'recon' do)"
+        )
     config = PretrainConfig(
         out=args.out,
         data=args.data,

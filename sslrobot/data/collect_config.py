@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import importlib
 import inspect
@@ -153,6 +154,17 @@ class CollectConfig:
             raise ValueError(f"noise must be a finite number >= 0, got {self.noise!r}")
         if not 0.0 <= self.noise_correlation < 1.0:
             raise ValueError(f"noise_correlation must be in [0, 1), got {self.noise_correlation!r}")
+        defaults = {f.name: f.default for f in dataclasses.fields(self)}
+        changed = [
+            f"{name}={getattr(self, name)!r}"
+            for name in ("noise", "noise_correlation")
+            if getattr(self, name) != defaults[name]
+        ]
+        if changed and self.policy in ("random", "expert"):
+            raise ValueError(
+                f"{', '.join(changed)}: the noise is noisy-expert's (also inside a mixture); "
+                f"policy {self.policy!r} would ignore it"
+            )
         index, count = self.shard
         if not (isinstance(index, int) and isinstance(count, int) and 0 <= index < count):
             raise ValueError(f"shard must be (I, N) with 0 <= I < N, got {self.shard!r}")
