@@ -262,6 +262,7 @@ def test_unwritable_output_directory_is_named(tmp_path):
         ({"mixture": "random=1"}, "only used with policy 'mixture'"),
         ({"shard": (2, 2)}, r"shard must be \(I, N\) with 0 <= I < N"),
         ({"noise": -0.1}, "noise must be a finite number >= 0"),
+        ({"policy": "random", "noise": 0.5}, "noise=0.5: the noise is noisy-expert's"),
         ({"visual_preset": "train"}, "visual_preset applies to sslrobot/\\* envs only"),
         ({"env_kwargs": {"f": object()}}, "env_kwargs must be JSON-serialisable"),
     ],
