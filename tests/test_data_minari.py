@@ -22,7 +22,11 @@ def test_missing_backend_names_the_extra_to_install(tmp_path):
     from sslrobot.data.minari_export import export_minari
 
     config = CollectConfig(
-        env_id=FAKE_ENV_ID, out=tmp_path / "d", num_episodes=1, env_kwargs={"image_size": 16}
+        env_id=FAKE_ENV_ID,
+        out=tmp_path / "d",
+        num_episodes=1,
+        image_size=16,
+        env_kwargs={"image_size": 16},
     )
     root = collect(config, progress=False)
     with pytest.raises(ImportError, match=r"needs h5py: pip install 'minari\[hdf5\]'"):
@@ -35,7 +39,11 @@ def test_minari_round_trip_is_lossless(tmp_path, monkeypatch):
 
     monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "minari"))
     config = CollectConfig(
-        env_id=FAKE_ENV_ID, out=tmp_path / "d", num_episodes=3, env_kwargs={"image_size": 16}
+        env_id=FAKE_ENV_ID,
+        out=tmp_path / "d",
+        num_episodes=3,
+        image_size=16,
+        env_kwargs={"image_size": 16},
     )
     root = collect(config, progress=False)
     data_format = "hdf5" if "h5py" in BACKENDS else "arrow"
