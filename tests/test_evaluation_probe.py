@@ -332,7 +332,8 @@ def _patch_pipeline(monkeypatch):
 
 def test_run_probe_writes_json_with_probe_and_prediction_metrics(monkeypatch, tmp_path):
     _patch_pipeline(monkeypatch)
-    (tmp_path / "pretrain_config.json").write_text("{}")  # a world model's directory
+    # a world model's directory (predictions use its pretraining split)
+    (tmp_path / "pretrain_config.json").write_text(json.dumps({"pretrain": {"out": "unused"}}))
     out = tmp_path / "results" / "probe.json"
     config = ProbeConfig(encoder=str(tmp_path), data=str(tmp_path), out=str(out), horizon=2)
     results = run_probe(config)
@@ -355,7 +356,7 @@ def test_run_probe_of_an_encoder_only_directory_skips_prediction(monkeypatch, tm
 
 def test_probe_command_prints_a_table(monkeypatch, tmp_path, capsys):
     _patch_pipeline(monkeypatch)
-    (tmp_path / "pretrain_config.json").write_text("{}")
+    (tmp_path / "pretrain_config.json").write_text(json.dumps({"pretrain": {"out": "unused"}}))
     parser = argparse.ArgumentParser()
     probe_command.register(parser.add_subparsers())
     out = tmp_path / "probe.json"

@@ -101,6 +101,35 @@ def test_none_baseline_averages_each_variable_and_skips_missing_means() -> None:
         for init, value in zip(inits[:2], (0.1, 0.2), strict=True)
     ]
     assert _probe_r2_over_draws(in_view)["probe_r2_all_frames"] == pytest.approx(0.15)
+    in_view[0]["probe/r2_in_view"] = {"x": 0.9}  # the per-variable means score x in view too
+    in_view[1]["probe/r2_in_view"] = {"x": 0.7}
+    assert _probe_r2_over_draws(in_view)["per_variable"]["x"] == pytest.approx(0.8)
+
+
+def test_rollout_gifs_show_the_main_comparison_and_end_on_the_outcome(tmp_path: Path) -> None:
+    """The data-efficiency sweep's rollouts used to overwrite one GIF under their own captions;
+    long episodes were cut to their first 120 frames, before the outcome their caption names."""
+    from sslrobot.pipeline.report_builder import _gif_frames, _rollout_gifs
+
+    records = []
+    for num_demos, success in ((5, True), (25, False)):
+        run = tmp_path / f"demos{num_demos}"
+        run.mkdir()
+        (run / "rollout.gif").write_bytes(f"demos {num_demos}".encode())
+        records.append(
+            {
+                "encoder": "fdm+future", "visual_preset": "train", "num_demos": num_demos,
+                "seed": 0, "videos": ["rollout.gif"], "episodes": [{"success": success}],
+                "_result_path": str(run / "result.json"),
+            }
+        )  # fmt: skip
+    media = _rollout_gifs(records, 25, "Push-v0", tmp_path / "media", tmp_path)
+    assert [m["caption"] for m in media] == ["fdm+future (25 demos, training seed 0): failure"]
+    assert (tmp_path / media[0]["path"]).read_bytes() == b"demos 25"
+    frames = list(range(200))
+    kept = _gif_frames(frames, 120)
+    assert len(kept) == 120 and kept[0] == 0 and kept[-1] == 199 and kept == sorted(kept)
+    assert _gif_frames(frames[:50], 120) == frames[:50]
 
 
 def test_rerun_skips_finished_stages_and_reruns_only_what_changed(quick_run: Path) -> None:

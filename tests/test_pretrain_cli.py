@@ -194,3 +194,30 @@ def test_encoder_channels_keep_the_architectures_paddings() -> None:
         "--encoder-channels", "16,32,32", "--encoder-kernels", "4,3,3", "--encoder-strides", "4,1,1"
     )
     assert finer.paddings == (2, 1, 1)  # the 17x17 map of the findings
+
+
+def test_predictions_are_scored_on_episodes_the_world_model_never_trained_on(
+    data_dir: Path, tmp_path: Path, monkeypatch
+) -> None:
+    """The probe's split (0.2 by its own seed) overlapped the pretraining's training
+    episodes; predictions now use the model's own held-out ones, whatever the probe's split."""
+    from sslrobot.data.dataset import open_dataset, split_episode_ids
+    from sslrobot.evaluation import prediction
+
+    out = tmp_path / "model"
+    assert main(_args(data_dir, out, "--steps", "1", "--seed", "3")) == 0
+    scored = []
+
+    def spy(model, windows, **kwargs):
+        scored.extend(windows.windows.episode_ids)
+        return {}
+
+    monkeypatch.setattr(prediction, "prediction_quality", spy)
+    prediction.prediction_from_dirs(out, data_dir, horizon=2, device="cpu")
+    saved = PretrainConfig.from_dict(
+        json.loads((out / artifacts.PRETRAIN_CONFIG).read_text())["pretrain"]
+    )
+    trained, held_out = split_episode_ids(
+        open_dataset(data_dir).episode_ids, saved.val_fraction, saved.seed
+    )
+    assert scored and set(scored) <= set(held_out) and not set(scored) & set(trained)

@@ -25,7 +25,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--data", required=True, help="a `sslrobot collect --out` directory")
     parser.add_argument("--out", default=None, help="JSON file for the results")
-    parser.add_argument("--val-fraction", type=float, default=0.2, help="held-out episode share")
+    parser.add_argument(
+        "--val-fraction",
+        type=float,
+        default=0.2,
+        help="held-out episode share of the probe (predictions are scored on the world "
+        "model's own held-out episodes)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="split and subsampling seed")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     parser.add_argument(

@@ -168,12 +168,13 @@ def aggregate_results(
     resample_seeds: bool = True,
     bootstrap_seed: int = 0,
 ) -> list[dict[str, Any]]:
-    """Mean success and return over training seeds, with stratified-bootstrap intervals.
+    """Mean success and return over training seeds, with two-level bootstrap intervals.
 
     Records are grouped by ``GROUP_KEYS`` (encoder, task, num_demos, algo, checkpoint, visual
-    preset); within a group each training seed is one stratum of its episodes, and
-    ``stratified_bootstrap_ci`` resamples episodes within seeds (and seeds too, with
-    ``resample_seeds``, the default, which covers seed-to-seed variation).
+    preset); ``stratified_bootstrap_ci`` resamples the training seeds and then episodes within
+    each (``resample_seeds``, the default, which covers seed-to-seed variation), or, with
+    ``resample_seeds=False``, episodes within each seed only (rliable's stratified bootstrap,
+    seeds as strata: narrower, the head's variance left out).
 
     Args:
         records: Evaluation records (``evaluate``'s return value or ``load_results``).

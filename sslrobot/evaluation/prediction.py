@@ -404,8 +404,6 @@ def prediction_from_dirs(
     encoder_dir: str | os.PathLike[str],
     data_dir: str | os.PathLike[str],
     horizon: int = 5,
-    val_fraction: float = 0.2,
-    seed: int = 0,
     batch_size: int = 64,
     max_windows: int | None = 1024,
     device: str = "auto",
@@ -414,7 +412,11 @@ def prediction_from_dirs(
 
     Frames are scored when the model has a decoder (``has_decoder``, else a ``decoder``
     attribute that is not None), latent rollouts when it has dynamics (``has_dynamics``, else
-    ``dynamics``). Windows come from the validation episodes of the probe's split.
+    ``dynamics``). Windows come from the validation episodes of the model's own pretraining
+    split (its ``val_fraction`` and ``seed``), which it never trained on: on its pretraining
+    data they are the held-out episodes, and on other data every episode is unseen anyway.
+    (Until session 15 the probe's split was used, 0.2 of the episodes by the run's seed, of
+    which half or more had been pretrained on: the PSNR was partly a training score.)
 
     Returns:
         ``prediction_quality`` metrics, or ``{}`` when the model has neither part.
@@ -422,6 +424,8 @@ def prediction_from_dirs(
     from sslrobot.data import WindowDataset
     from sslrobot.evaluation.probe import encoder_frame_stack
     from sslrobot.pretraining import load_world_model
+    from sslrobot.pretraining.artifacts import read_config_section
+    from sslrobot.pretraining.config import PretrainConfig
     from sslrobot.utils.device import resolve_device
 
     if horizon < 1:
@@ -433,12 +437,13 @@ def prediction_from_dirs(
     if not (frames or latents):
         return {}
     stack = encoder_frame_stack(model.encoder)
+    trained = read_config_section(Path(encoder_dir), "pretrain", PretrainConfig.from_dict)
     windows = WindowDataset(
         Path(data_dir),
         num_steps=horizon + stack - 1,  # the stacked windows then hold K + 1 observations
         split="val",
-        val_fraction=val_fraction,
-        seed=seed,
+        val_fraction=trained.val_fraction,
+        seed=trained.seed,
     )
     return prediction_quality(
         model,

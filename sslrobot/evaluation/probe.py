@@ -735,8 +735,6 @@ def run_probe(config: ProbeConfig) -> dict[str, Any]:
                 config.encoder,
                 config.data,
                 horizon=config.horizon,
-                val_fraction=config.val_fraction,
-                seed=config.seed,
                 max_windows=config.max_windows,
                 device=config.device,
             )

@@ -23,6 +23,8 @@ from sslrobot.pipeline.stages import StageResult
 from sslrobot.utils.io import atomic_write_json
 
 _GIF_MAX_FRAMES = 120
+#: Frames per second of the rollout videos (``rollouts.run_episodes``' default), for the GIFs.
+_GIF_FPS = 20
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -54,11 +56,45 @@ def _video_to_gif(video: Path, gif: Path) -> Path | None:
         shutil.copyfile(video, gif)
         return gif
     try:
-        frames = imageio.mimread(video, memtest=False)[:_GIF_MAX_FRAMES]
+        frames = imageio.mimread(video, memtest=False)
     except (OSError, ValueError, RuntimeError):
         return None  # no ffmpeg reader here; the MP4 is still linked from the result JSON
-    imageio.mimwrite(gif, [np.asarray(frame) for frame in frames], duration=0.05, loop=0)
+    frames = [np.asarray(frame) for frame in _gif_frames(frames, _GIF_MAX_FRAMES)]
+    imageio.mimwrite(gif, frames, duration=1000 / _GIF_FPS, loop=0)  # milliseconds per frame
     return gif
+
+
+def _gif_frames(frames: Sequence[Any], limit: int) -> list[Any]:
+    """At most ``limit`` frames, evenly spaced over the whole episode and always ending on its
+    last ones (the held frames that mark success or failure, which the caption names); the
+    first ``limit`` frames alone cut off a Push or Navigate episode before its outcome."""
+    if len(frames) <= limit:
+        return list(frames)
+    index = np.linspace(0, len(frames) - 1, limit).round().astype(int)
+    return [frames[i] for i in index]
+
+
+def _rollout_gifs(
+    records: Sequence[dict[str, Any]], main_demos: int, slug: str, media_dir: Path, out: Path
+) -> list[dict[str, str]]:
+    """GIFs of the first rollout of the main comparison's evaluations (train look), one per
+    encoder, captioned with its demonstrations, training seed and outcome. (The data-efficiency
+    sweep's other counts used to overwrite the same file under their own captions.)"""
+    media = []
+    for record in records:
+        wanted = record["visual_preset"] == "train" and record.get("num_demos") == main_demos
+        if not (wanted and record.get("videos")):
+            continue
+        video = Path(record["_result_path"]).parent / record["videos"][0]
+        gif = _video_to_gif(video, media_dir / f"{slug}_{record['encoder'].replace('+', '_')}.gif")
+        if gif is not None:
+            outcome = "success" if record["episodes"][0]["success"] else "failure"
+            caption = (
+                f"{record['encoder']} ({record.get('num_demos')} demos, training seed "
+                f"{record.get('seed')}): {outcome}"
+            )
+            media.append({"path": str(gif.relative_to(out)), "caption": caption})
+    return media
 
 
 def _stage_seconds(results: Sequence[StageResult], prefix: str) -> float | None:
@@ -78,8 +114,8 @@ def _probe_r2_over_draws(inits: Sequence[dict[str, Any]]) -> dict[str, Any] | No
     if not values:  # None: nothing varied on the held-out episodes
         return None
     per_variable = {
-        name: [p["probe/r2"].get(name) for p in inits if "probe/r2" in p]
-        for name in inits[0].get("probe/r2", {})
+        name: [_headline_r2(p).get(name) for p in inits if "probe/r2" in p]
+        for name in _headline_r2(inits[0])
     }
     all_frames = [_all_frames_r2(p) for p in inits]
     return {
@@ -91,6 +127,12 @@ def _probe_r2_over_draws(inits: Sequence[dict[str, Any]]) -> dict[str, Any] | No
             name: None if None in r2 else float(np.mean(r2)) for name, r2 in per_variable.items()
         },
     }
+
+
+def _headline_r2(probe: dict[str, Any]) -> dict[str, float]:
+    """R² per variable as the headline mean scores it: a view-conditioned variable in view
+    (``probe/r2_in_view``), every other one on every frame (``probe/r2``)."""
+    return {**probe.get("probe/r2", {}), **(probe.get("probe/r2_in_view") or {})}
 
 
 def _all_frames_r2(probe: dict[str, Any]) -> float | None:
@@ -199,8 +241,8 @@ def _task_section(
             success_records, plots_dir / f"{slug}_success.png", title=f"{slug}: success rate"
         )
         section_plots.append({"path": str(path.relative_to(out)), "caption": "success, 95% CI"})
-    r2_by_encoder = {
-        name: probe["probe/r2"] for name, probe in probes.items() if "probe/r2" in probe
+    r2_by_encoder = {  # as the table's mean scores them (Navigate's goal: in view)
+        name: _headline_r2(probe) for name, probe in probes.items() if "probe/r2" in probe
     }
     if none_r2 is not None and "none" in r2_by_encoder:
         r2_by_encoder["none"] = none_r2["per_variable"]  # the mean over its inits, as the table
@@ -213,7 +255,12 @@ def _task_section(
             plots_dir / f"{slug}_probe_r2.png",
             title=f"{slug}: probe R² per variable",
         )
-        section_plots.append({"path": str(path.relative_to(out)), "caption": "linear probes"})
+        section_plots.append(
+            {
+                "path": str(path.relative_to(out)),
+                "caption": "linear probes (a view-conditioned variable scored in view)",
+            }
+        )
     curves = {
         name: stage.path / "encoder" / "metrics.csv"
         for name, stage in artifacts.pretrain.items()
@@ -260,16 +307,7 @@ def _task_section(
                 media.append(
                     {"path": str(target.relative_to(out)), "caption": f"{name}: {caption}"}
                 )
-    for record in records:
-        if record["visual_preset"] != "train" or not record.get("videos"):
-            continue
-        video = Path(record["_result_path"]).parent / record["videos"][0]
-        gif = _video_to_gif(video, media_dir / f"{slug}_{record['encoder'].replace('+', '_')}.gif")
-        if gif is not None:
-            outcome = "success" if record["episodes"][0]["success"] else "failure"
-            media.append(
-                {"path": str(gif.relative_to(out)), "caption": f"{record['encoder']}: {outcome}"}
-            )
+    media += _rollout_gifs(records, main_demos, slug, media_dir, out)
     section = {"task": env_id, "rows": rows, "plots": section_plots, "media": media}
     return section, aggregated
 
@@ -309,7 +347,8 @@ def build_report(
         "tasks": sections,
         "notes": [
             "Success: mean over training seeds of the per-seed success rate on "
-            f"{config.eval_episodes} evaluation episodes, with a stratified bootstrap 95% CI.",
+            f"{config.eval_episodes} evaluation episodes, with a two-level bootstrap 95% CI "
+            "(training seeds, then their episodes, resampled).",
             "Probe R²: ridge regression from frozen features to the true state, fitted on "
             "training episodes of the unlabeled stream and scored on held-out episodes, mean "
             "over the variables one frame determines (the env's view_state_names), each scored "
@@ -326,7 +365,8 @@ def build_report(
         report["notes"].append(
             "Pretraining seeds: the BC policy of training seed s used encoders pretrained from "
             f"seed {config.seed} + s, so success intervals span the pretraining's variance; "
-            "a pretrained encoder's probe is the mean (± standard deviation) over its seeds."
+            "a pretrained encoder's probe is the mean (± standard deviation) over its seeds; "
+            f"its PSNR is the world model of seed {config.seed}'s alone."
         )
     _md_path, html_path = render_report(report, out)
     return html_path

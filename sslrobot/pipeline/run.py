@@ -302,8 +302,9 @@ class Pipeline:
         from sslrobot.evaluation.probe import ProbeConfig, run_probe
 
         # scoring 2: view variables scored in view where the env gives conditions (session 14);
-        # a new value reruns the probes of finished runs, which are cheap, and nothing else.
-        settings = {"val_fraction": 0.2, "seed": self.config.seed, "scoring": 2}
+        # 3: predictions scored on the world model's own held-out episodes (session 15). A new
+        # value reruns the probes of finished runs, which are cheap, and nothing else.
+        settings = {"val_fraction": 0.2, "seed": self.config.seed, "scoring": 3}
 
         def run(stage_dir: Path, resume: bool) -> dict[str, Any]:
             return run_probe(
