@@ -21,6 +21,7 @@ from sslrobot.evaluation.rollouts import (
     run_episode,
     run_episodes,
 )
+from sslrobot.policy import PolicyConfig, train_policy
 
 torch.set_num_threads(1)
 
@@ -164,6 +165,28 @@ def test_evaluate_flags_seeds_shared_with_the_demonstrations(policy_dir):
     with pytest.warns(UserWarning, match="also demonstration seeds"):
         result = evaluate(policy_dir, num_episodes=2, seed=0)
     assert result["seeds_shared_with_demos"] == [0, 1]
+    assert result["seeds_shared_with_validation"] == []
+
+
+def test_evaluate_flags_the_validation_seeds_that_chose_the_best_checkpoint(policy_dir):
+    from sslrobot.policy.config import VALIDATION_SEED_BASE
+
+    with pytest.warns(UserWarning, match="online validation seeds"):
+        result = evaluate(policy_dir, num_episodes=2, seed=VALIDATION_SEED_BASE, checkpoint="best")
+    assert result["seeds_shared_with_validation"] == [VALIDATION_SEED_BASE]  # val_episodes=1
+
+
+def test_rl_records_the_demonstration_seeds_of_its_normalisation(tmp_path):
+    pytest.importorskip("stable_baselines3")
+    demos = collect_demos(tmp_path / "demos", num_episodes=2)
+    out = train_policy(
+        PolicyConfig(
+            env_id=ENV_ID, encoder="state", algo="rl", rl_algorithm="ppo", out=tmp_path / "ppo",
+            steps=64, batch_size=32, demos=demos, progress=False,
+        )
+    )  # fmt: skip
+    record = json.loads((out / "policy_config.json").read_text())
+    assert record["demo_seeds"] == [0, 1] and record["num_demos"] == 0
 
 
 def test_evaluate_on_another_task_warns_and_says_so(policy_dir):

@@ -57,6 +57,7 @@ def evaluate(
         ``return_ci95``, ``episodes`` (seed, success, return, length per episode) and labels.
     """
     from sslrobot.policy import load_policy
+    from sslrobot.policy.config import VALIDATION_SEED_BASE
     from sslrobot.policy.environment import env_shapes, make_env
 
     if num_episodes < 1:
@@ -98,6 +99,15 @@ def evaluate(
             f"(e.g. {shared[:5]}); pass a --seed past them for an honest score",
             stacklevel=2,
         )
+    # The online validation episodes picked the best checkpoint: scoring on them flatters it.
+    validated = sorted(set(seeds) & set(_validation_seeds(record)))
+    if validated:
+        warnings.warn(
+            f"{len(validated)} evaluation seeds are the online validation seeds of "
+            f"{policy_dir} (e.g. {validated[:5]}), which chose its best checkpoint; evaluate "
+            f"below {VALIDATION_SEED_BASE} for an honest score",
+            stacklevel=2,
+        )
     result = {
         "format": RESULT_FORMAT,
         "env_id": env_id,
@@ -119,6 +129,7 @@ def evaluate(
         "return_ci95": [return_low, return_high],
         "mean_length": float(np.mean([r.length for r in results])),
         "seeds_shared_with_demos": shared,
+        "seeds_shared_with_validation": validated,
         "episodes": [r.to_dict() for r in results],
         "videos": [],
         "policy_dir": str(Path(policy_dir).resolve()),
@@ -159,6 +170,17 @@ def load_results(paths: Iterable[str | os.PathLike[str]]) -> list[dict[str, Any]
             raise ValueError(f"{path} is not an sslrobot evaluation result ({RESULT_FORMAT})")
         records.append(record)
     return records
+
+
+def _validation_seeds(record: Mapping[str, Any]) -> list[int]:
+    """The online validation seeds of a policy (recorded since session 15; before, derived
+    from its ``val_episodes``)."""
+    from sslrobot.policy.config import VALIDATION_SEED_BASE
+
+    if "val_seeds" in record:
+        return list(record["val_seeds"])
+    count = (record.get("train_config") or {}).get("val_episodes") or 0
+    return [VALIDATION_SEED_BASE + i for i in range(count)]
 
 
 def aggregate_results(

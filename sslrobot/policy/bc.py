@@ -18,7 +18,12 @@ from tqdm import tqdm
 from sslrobot.policy.cache import FeatureCache
 from sslrobot.policy.checkpoint import Policy, save_weights, write_policy_config
 from sslrobot.policy.config import DEFAULT_BC_STEPS, VALIDATION_SEED_BASE, PolicyConfig
-from sslrobot.policy.demos import DemoTransitions, load_transitions, select_demo_ids
+from sslrobot.policy.demos import (
+    DemoTransitions,
+    episode_seeds,
+    load_transitions,
+    select_demo_ids,
+)
 from sslrobot.policy.environment import EnvShapes, env_shapes, make_env
 from sslrobot.policy.network import BCNetwork, ObservationEncoder
 from sslrobot.policy.setup import (
@@ -196,7 +201,8 @@ def train_bc(config: PolicyConfig) -> Path:
             # The look the demonstrations were recorded under: online validation uses it too.
             "demos_visual_preset": demos_visual_preset(dataset.manifest),
             "demo_episode_ids": train_ids,
-            "demo_seeds": _episode_seeds(dataset, train_ids + val_ids),
+            "demo_seeds": episode_seeds(dataset, train_ids + val_ids),
+            "val_seeds": [VALIDATION_SEED_BASE + i for i in range(config.val_episodes)],
             "val_episode_ids": val_ids,
             "num_train_samples": len(train_data),
         }
@@ -313,7 +319,7 @@ class _OnlineValidator:
             visual_preset=record["demos_visual_preset"],
         )
         self.network = network
-        self.seeds = [VALIDATION_SEED_BASE + i for i in range(config.val_episodes)]
+        self.seeds = list(record["val_seeds"])
 
         def head(inputs: torch.Tensor) -> np.ndarray:
             with torch.no_grad():
@@ -358,15 +364,6 @@ def _check_demo_shapes(
             f"{where} hold state of width {transitions.state.shape[1]}, but {config.env_id} "
             f"gives {shapes.state_dim}"
         )
-
-
-def _episode_seeds(dataset: Any, episode_ids: list[int]) -> list[int]:
-    """Reset seeds of the demonstrations, so evaluation can flag seeds it shares with them."""
-    seeds = []
-    for episode_id in episode_ids:
-        seed = dataset.meta(episode_id).get("seed")
-        seeds.append(int(seed) if seed is not None else int(episode_id))
-    return seeds
 
 
 def _write_csv(path: Path, rows: list[dict[str, float]]) -> None:

@@ -92,3 +92,12 @@ def load_transitions(
         proprio=np.concatenate(proprios) if pixels else None,
         state=np.concatenate(states) if state else None,
     )
+
+
+def episode_seeds(dataset: Any, episode_ids: list[int]) -> list[int]:
+    """Reset seeds of the demonstrations, so evaluation can flag seeds it shares with them."""
+    seeds = []
+    for episode_id in episode_ids:
+        seed = dataset.meta(episode_id).get("seed")
+        seeds.append(int(seed) if seed is not None else int(episode_id))
+    return seeds

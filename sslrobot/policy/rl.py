@@ -26,7 +26,7 @@ from gymnasium import spaces
 from sslrobot.policy.cache import FeatureCache
 from sslrobot.policy.checkpoint import save_weights, write_policy_config
 from sslrobot.policy.config import DEFAULT_RL_STEPS, PolicyConfig
-from sslrobot.policy.demos import load_transitions
+from sslrobot.policy.demos import episode_seeds, load_transitions
 from sslrobot.policy.environment import env_shapes, make_env
 from sslrobot.policy.network import ObservationEncoder, policy_inputs
 from sslrobot.policy.normalizer import CLIP
@@ -115,11 +115,12 @@ def _fit_normalizers(
     venv: Any,
     obs_mode: str,
     device: torch.device,
-) -> str:
+) -> tuple[str, list[int]]:
     """Fit the feature/proprio statistics from demonstrations, else from random rollouts.
 
     Returns:
-        Where the statistics came from, for the record.
+        Where the statistics came from, for the record, and the reset seeds of the
+        demonstrations used (so evaluation can flag seeds it shares with them).
     """
     if config.demos is not None:
         dataset, dataset_key = open_demos(config)
@@ -138,7 +139,7 @@ def _fit_normalizers(
             )
             obs_encoder.proprio_norm.fit(transitions.proprio)
         obs_encoder.feature_norm.fit(features)
-        return f"demonstrations {config.demos} ({len(ids)} episodes)"
+        return f"demonstrations {config.demos} ({len(ids)} episodes)", episode_seeds(dataset, ids)
     batches = _random_observations(venv, config.rl_norm_steps, config.seed)
     if obs_mode == "state":
         obs_encoder.feature_norm.fit(np.concatenate(batches))
@@ -149,7 +150,7 @@ def _fit_normalizers(
         features = compute_features(resolved.module, pixels, config.feature_batch_size, device)
         obs_encoder.feature_norm.fit(features)
         obs_encoder.proprio_norm.fit(np.concatenate([b["proprio"] for b in batches]))
-    return f"{config.rl_norm_steps} random-action steps"
+    return f"{config.rl_norm_steps} random-action steps", []
 
 
 def make_sb3_model(config: PolicyConfig, env: Any, device: torch.device, num_steps: int) -> Any:
@@ -215,7 +216,9 @@ def train_rl(config: PolicyConfig) -> Path:
         obs_encoder = ObservationEncoder(
             resolved.module, feature_dim=feature_dim, proprio_dim=shapes.proprio_dim, frozen=True
         ).to(device)
-        norm_source = _fit_normalizers(config, obs_encoder, resolved, venv, obs_mode, device)
+        norm_source, norm_seeds = _fit_normalizers(
+            config, obs_encoder, resolved, venv, obs_mode, device
+        )
         env = make_feature_vec_env(venv, obs_encoder, obs_mode, device)
         num_steps = config.steps or DEFAULT_RL_STEPS
         model = make_sb3_model(config, env, device, num_steps)
@@ -235,7 +238,7 @@ def train_rl(config: PolicyConfig) -> Path:
             "rl_algorithm": config.rl_algorithm,
             "num_demos": 0,
             "demos": None if config.demos is None else str(Path(config.demos).resolve()),
-            "demo_seeds": [],
+            "demo_seeds": norm_seeds,  # demonstrations that set the normalisation, if any
             "normalization": norm_source,
             "env_steps": int(model.num_timesteps),
             "checkpoints": {"final": "final.safetensors"},
