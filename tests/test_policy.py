@@ -247,6 +247,41 @@ def test_bc_end_to_end_writes_a_loadable_policy(trained, demos):
         np.testing.assert_array_equal(action, load_policy(trained, checkpoint=checkpoint)(obs))
 
 
+def test_an_epoch_is_one_pass_of_full_minibatches():
+    from sslrobot.policy.bc import total_bc_steps
+
+    def steps(**overrides):
+        config = PolicyConfig(env_id=ENV_ID, encoder="none", algo="bc", out="o", demos="d",
+                              batch_size=256, **overrides)  # fmt: skip
+        return total_bc_steps(config, 300)
+
+    assert steps(epochs=1) == 1 and steps(epochs=3) == 3  # was ceil(300 / 256) = 2 per epoch
+    assert steps(steps=7) == 7
+    small = PolicyConfig(env_id=ENV_ID, encoder="none", algo="bc", out="o", demos="d", epochs=2)
+    assert total_bc_steps(small, 100) == 2  # fewer samples than a batch: one batch per pass
+
+
+def test_weight_decay_is_the_heads_not_the_scratch_encoders(demos, tmp_path, monkeypatch):
+    from sslrobot.policy import bc
+
+    groups = []
+    adamw = torch.optim.AdamW
+
+    def recording(params, **kwargs):
+        optimizer = adamw(params, **kwargs)
+        groups.extend(optimizer.param_groups)
+        return optimizer
+
+    monkeypatch.setattr(bc.torch.optim, "AdamW", recording)
+    train_tiny_bc(demos, tmp_path / "wd", encoder="scratch", weight_decay=0.5, steps=2)
+    decay = {g["weight_decay"]: sum(p.numel() for p in g["params"]) for g in groups}
+    from sslrobot.models.encoder import Encoder, encoder_config_for
+    from sslrobot.utils.architectures import DEFAULT_ENCODER_ARCH
+
+    encoder = Encoder(encoder_config_for(DEFAULT_ENCODER_ARCH, IMAGE_SIZE))  # scratch's
+    assert decay == {0.5: decay[0.5], 0.0: sum(p.numel() for p in encoder.parameters())}
+
+
 def test_online_validation_uses_the_demonstrations_look(tmp_path, monkeypatch):
     """Demonstrations recorded under another visual preset are validated under it too (the
     validator used to build a ``train`` env whatever the demonstrations showed)."""

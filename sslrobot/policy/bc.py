@@ -133,11 +133,16 @@ def make_bc_data(
 
 
 def total_bc_steps(config: PolicyConfig, num_samples: int) -> int:
-    """Gradient steps: ``steps``, else ``epochs`` passes, else the default."""
+    """Gradient steps: ``steps``, else ``epochs`` passes, else the default.
+
+    A pass is ``num_samples // batch_size`` full minibatches, as the loop draws them (it
+    reshuffles rather than take a short last batch); rounding up used to make one "epoch" up to
+    two passes.
+    """
     if config.steps is not None:
         return config.steps
     if config.epochs is not None:
-        return config.epochs * math.ceil(num_samples / min(config.batch_size, num_samples))
+        return config.epochs * (num_samples // min(config.batch_size, num_samples))
     return DEFAULT_BC_STEPS
 
 
@@ -244,8 +249,18 @@ def _fit(
     batch_size = min(config.batch_size, num_samples)
     num_steps = total_bc_steps(config, num_samples)
     check_every = max(1, math.ceil(num_steps / config.num_val_checks))
-    params = [p for p in network.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
+    # weight_decay is the head's (a scratch encoder trains undecayed, as documented).
+    encoder = {id(p) for p in network.obs_encoder.parameters()}
+    trainable = [p for p in network.parameters() if p.requires_grad]
+    groups = [
+        {"params": [p for p in trainable if id(p) not in encoder]},
+        {"params": [p for p in trainable if id(p) in encoder], "weight_decay": 0.0},
+    ]
+    optimizer = torch.optim.AdamW(
+        [g for g in groups if g["params"]],
+        lr=config.learning_rate,
+        weight_decay=config.weight_decay,
+    )
     generator = torch.Generator(device=device).manual_seed(config.seed)
     pad = config.augment_pad if record["encoder"]["kind"] == "scratch" else 0
     validator = _OnlineValidator(config, record, network, device) if config.val_episodes else None
