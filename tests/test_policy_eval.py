@@ -265,3 +265,13 @@ def test_aggregate_results_needs_enough_distinct_seeds():
         aggregate_results([_record("none", s, [1]) for s in range(2)])
     with pytest.raises(ValueError, match="training seed 0 appears twice"):
         aggregate_results([_record("none", 0, [1]), _record("none", 0, [0])], min_seeds=1)
+
+
+def test_aggregate_results_refuses_records_of_different_evaluations():
+    records = [_record("none", s, [1, 0]) for s in range(3)]
+    records[2]["policy_env_id"] = "sslrobot/Push-v0"  # a transfer test among native runs
+    with pytest.raises(ValueError, match="differ in policy_env_id"):
+        aggregate_results(records)
+    records = [{**_record("none", s, [1, 0]), "eval_seed": 100 * s} for s in range(3)]
+    with pytest.raises(ValueError, match="differ in eval_seed"):
+        aggregate_results(records)

@@ -20,6 +20,9 @@ from sslrobot.utils.io import atomic_write_json
 RESULT_FORMAT = "sslrobot/eval-v1"
 #: Fields that identify a configuration; records that share them differ only by training seed.
 GROUP_KEYS = ("encoder", "env_id", "num_demos", "algo", "checkpoint", "visual_preset")
+#: Fields the records of one group must share (else they are not one configuration's seeds:
+#: e.g. a transfer test beside native runs, or other evaluation episodes).
+SAME_WITHIN_GROUP = ("policy_env_id", "eval_seed", "num_episodes")
 
 
 def evaluate(
@@ -211,7 +214,8 @@ def aggregate_results(
         ``success_per_seed``.
 
     Raises:
-        ValueError: a group has fewer than ``min_seeds`` seeds or the same seed twice.
+        ValueError: a group has fewer than ``min_seeds`` seeds or the same seed twice, or its
+            records differ in a ``SAME_WITHIN_GROUP`` field.
     """
     groups: dict[tuple[Any, ...], dict[int, Mapping[str, Any]]] = {}
     for record in records:
@@ -227,6 +231,13 @@ def aggregate_results(
     for key in sorted(groups, key=lambda k: tuple(str(v) for v in k)):
         by_seed = groups[key]
         labels = dict(zip(GROUP_KEYS, key, strict=True))
+        for name in SAME_WITHIN_GROUP:
+            values = {str(record.get(name)) for record in by_seed.values()}
+            if len(values) > 1:
+                raise ValueError(
+                    f"{labels}: its seeds' records differ in {name} ({sorted(values)}), so they "
+                    "are not one configuration's seeds; aggregate them separately"
+                )
         if len(by_seed) < min_seeds:
             raise ValueError(
                 f"{labels} has {len(by_seed)} training seeds ({sorted(by_seed)}); "
