@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import re
+import shutil
 
 import numpy as np
 import pytest
@@ -133,6 +134,13 @@ def test_other_settings_are_refused_in_an_existing_dataset(tmp_path):
     collect(fake_config(root, num_episodes=2), progress=False)
     with pytest.raises(ValueError, match="base_seed: 0 in the dataset vs 7 now"):
         collect(fake_config(root, num_episodes=3, seed=7, resume=True), progress=False)
+    # A mixture's order decides which component each episode gets, so it is part of it.
+    mixed = tmp_path / "mixed"
+    spelled = {"policy": "mixture", "mixture": "random=0.5,noisy-expert=0.5"}
+    collect(fake_config(mixed, num_episodes=2, **spelled), progress=False)
+    reordered = {"policy": "mixture", "mixture": "noisy-expert=0.5,random=0.5"}
+    with pytest.raises(ValueError, match="order"):
+        collect(fake_config(mixed, num_episodes=3, resume=True, **reordered), progress=False)
     (tmp_path / "junk").mkdir()
     (tmp_path / "junk" / "notes.txt").write_text("mine")
     with pytest.raises(ValueError, match=r"not empty and has no manifest\.json"):
@@ -270,6 +278,50 @@ def test_unwritable_output_directory_is_named(tmp_path):
 def test_bad_settings_give_clear_errors(tmp_path, overrides, message):
     with pytest.raises(ValueError, match=message):
         fake_config(tmp_path / "d", **overrides)
+
+
+def test_a_collector_with_another_shard_layout_at_work_is_refused(tmp_path):
+    """Shards of other layouts overlap ours, and each deletes its own episodes' in-flight
+    files on start, so a 2-shard writer must not run beside a 1-shard one."""
+    from sslrobot.utils.io import exclusive_lock
+
+    root = tmp_path / "d"
+    (root / ".locks").mkdir(parents=True)
+    with (
+        exclusive_lock(root / ".locks" / "shard-0-of-1.lock", "held by this test"),
+        pytest.raises(BlockingIOError, match=r"writing .* in 1 shards"),
+    ):
+        collect(fake_config(root, shard=(1, 2)), progress=False)
+    collect(fake_config(root, shard=(1, 2)), progress=False)  # once it is done: fine
+    assert sorted(open_dataset(root).episode_ids) == [1, 3]
+
+
+def test_settings_are_checked_under_the_dataset_lock(tmp_path):
+    """Two collectors started together used to check an empty directory, then each write its
+    own manifest: now the check waits for the lock, and sees the other's manifest."""
+    import threading
+
+    from sslrobot.utils.io import exclusive_lock
+
+    root = tmp_path / "d"
+    (root / ".locks").mkdir(parents=True)
+    errors = []
+
+    def second_collector():
+        try:
+            collect(fake_config(root, seed=1000, shard=(1, 2)), progress=False)
+        except ValueError as error:
+            errors.append(error)
+
+    with exclusive_lock(root / ".locks" / "manifest.lock", "held by this test"):
+        thread = threading.Thread(target=second_collector)
+        thread.start()
+        thread.join(timeout=1.0)
+        assert thread.is_alive()  # waiting for the lock, not yet checking
+        collect(fake_config(tmp_path / "first"), progress=False)  # the first one's manifest:
+        shutil.copy(tmp_path / "first" / "manifest.json", root / "manifest.json")
+    thread.join()
+    assert errors and "seed" in str(errors[0])
 
 
 def test_frames_of_another_size_than_asked_are_refused(tmp_path):

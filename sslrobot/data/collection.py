@@ -198,12 +198,9 @@ def _new_manifest(config: CollectConfig, spec: RunSpec, probe: dict[str, Any]) -
 
 
 def _prepare_root(config: CollectConfig, manifest: dict[str, Any]) -> dict[str, Any]:
-    """Create/check the dataset directory; return the manifest to keep (old ``created``)."""
+    """Check the dataset directory (under ``_manifest_lock``); return the manifest to keep
+    (old ``created``)."""
     root = config.out
-    try:
-        root.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise write_error(root, "create dataset directory", error) from error
     leftovers = (TMP_PREFIX, temp_prefix(MANIFEST_NAME))  # of a run killed mid-write
     if (root / MANIFEST_NAME).exists():
         existing = read_manifest(root)
@@ -228,8 +225,25 @@ def _prepare_root(config: CollectConfig, manifest: dict[str, Any]) -> dict[str, 
 
 
 @contextlib.contextmanager
+def _manifest_lock(root: Path) -> Iterator[None]:
+    """Create ``root`` and hold its dataset-wide lock (waiting for it) while the settings are
+    checked against the manifest and the manifest is written, so that two collectors started
+    together cannot each find the directory empty and fill it with different datasets."""
+    path = root / LOCK_DIR / "manifest.lock"
+    with contextlib.ExitStack() as stack:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            stack.enter_context(exclusive_lock(path, "unused", wait=True))
+        except OSError as error:
+            raise write_error(path, "create lock file", error) from error
+        yield
+
+
+@contextlib.contextmanager
 def _shard_lock(root: Path, shard: tuple[int, int]) -> Iterator[None]:
-    """Hold an exclusive lock on this shard of ``root`` (released by the OS if we are killed)."""
+    """Hold an exclusive lock on this shard of ``root`` (released by the OS if we are killed),
+    refusing while a collector with another shard layout is writing (its shards overlap ours,
+    and each cleans up its own episodes' in-flight files)."""
     lock_dir = root / LOCK_DIR
     path = lock_dir / f"shard-{shard[0]}-of-{shard[1]}.lock"
     busy = (
@@ -240,6 +254,16 @@ def _shard_lock(root: Path, shard: tuple[int, int]) -> Iterator[None]:
         try:
             lock_dir.mkdir(exist_ok=True)
             stack.enter_context(exclusive_lock(path, busy))
+            for other in sorted(lock_dir.glob("shard-*-of-*.lock")):
+                if other.name.endswith(f"-of-{shard[1]}.lock"):
+                    continue
+                layout = other.stem.split("-of-")[-1]
+                message = (
+                    f"another collector is writing {root} in {layout} shards ({other.name}); "
+                    f"collect with the same --shard layout (I {layout}), or wait for it"
+                )
+                with exclusive_lock(other, message):
+                    pass
         except BlockingIOError:
             raise
         except OSError as error:
@@ -370,11 +394,12 @@ def collect(config: CollectConfig, progress: bool = True) -> Path:
     env = make_env(spec)
     try:
         manifest = _new_manifest(config, spec, _probe_env(env, spec))
-        manifest = _prepare_root(config, manifest)
-        spec = dataclasses.replace(spec, format_version=manifest["format_version"])
         root = config.out
-        with _shard_lock(root, config.shard):
+        with _manifest_lock(root):
+            manifest = _prepare_root(config, manifest)
             write_manifest(root, {**manifest, "updated": utc_now(), "counts": count_episodes(root)})
+        spec = dataclasses.replace(spec, format_version=manifest["format_version"])
+        with _shard_lock(root, config.shard):
             mine = set(config.episode_ids())
             _set_aside_broken(root, [i for i in list_episode_ids(root) if i in mine])
             existing = set(list_episode_ids(root))

@@ -160,7 +160,10 @@ class MixturePolicy:
             "components": {
                 name: {"fraction": fraction, "params": policy.params()}
                 for name, (fraction, policy) in self.components.items()
-            }
+            },
+            # Which component an episode gets depends on this order (the manifest sorts the
+            # dict's keys): a resume spelled in another order would assign other episodes.
+            "order": list(self._names),
         }
 
     def reset(self, env: gym.Env, seed: int) -> None:

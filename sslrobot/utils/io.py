@@ -116,7 +116,7 @@ def atomic_write_json(path: str | Path, value: Any) -> Path:
 
 
 @contextlib.contextmanager
-def exclusive_lock(path: str | Path, busy: str) -> Iterator[None]:
+def exclusive_lock(path: str | Path, busy: str, wait: bool = False) -> Iterator[None]:
     """Hold an exclusive advisory lock on ``path`` (created if missing) for the block.
 
     The operating system drops the lock when the process exits, even on SIGKILL, so a killed
@@ -125,6 +125,7 @@ def exclusive_lock(path: str | Path, busy: str) -> Iterator[None]:
     Args:
         path: The lock file.
         busy: The message when another process holds it (say who, and what to do).
+        wait: Wait for the other process instead of raising (for short critical sections).
 
     Raises:
         BlockingIOError: ``busy``, with the lock's path, if another process holds the lock.
@@ -134,7 +135,7 @@ def exclusive_lock(path: str | Path, busy: str) -> Iterator[None]:
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError as error:
             raise BlockingIOError(error.errno, f"{busy} (lock {path})") from None
         yield
