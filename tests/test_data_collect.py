@@ -113,6 +113,29 @@ def test_resume_fills_gaps_and_extends_without_duplicates(tmp_path):
     assert report.ok and len(report.set_aside) == 1  # the torn copy is kept, out of the way
 
 
+def test_resume_checks_an_interrupted_runs_episodes_byte_for_byte(tmp_path):
+    """A zeroed block (power loss without fsync) keeps an episode's structure; episodes newer
+    than the manifest's last write, an interrupted run's, are checked against checksums."""
+    import os
+
+    root = tmp_path / "d"
+    collect(fake_config(root, num_episodes=3), progress=False)
+    reference = tmp_path / "reference"
+    collect(fake_config(reference, num_episodes=3), progress=False)
+    manifest = root / "manifest.json"
+    old = manifest.stat().st_mtime - 60
+    os.utime(manifest, (old, old))  # as if the run had not finished: episodes are newer
+    path = storage.episode_path(root, 2)
+    data = bytearray(path.read_bytes())
+    middle = len(data) // 2
+    data[middle : middle + 64] = bytes(64)
+    path.write_bytes(bytes(data))
+    assert storage.check_episode(path, checksums=False) == []  # the structure is intact
+    with pytest.warns(UserWarning, match="episode 2 .* is incomplete"):
+        collect(fake_config(root, num_episodes=3, resume=True), progress=False)
+    assert_same_episodes(root, reference)
+
+
 def test_a_format_1_dataset_resumes_in_its_own_format(tmp_path):
     reference = collect(fake_config(tmp_path / "reference", num_episodes=5), progress=False)
     root = tmp_path / "old"  # the first three episodes, rewritten as format 1 wrote them

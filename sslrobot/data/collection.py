@@ -271,19 +271,24 @@ def _shard_lock(root: Path, shard: tuple[int, int]) -> Iterator[None]:
         yield
 
 
-def _set_aside_broken(root: Path, episode_ids: list[int]) -> None:
+def _set_aside_broken(root: Path, episode_ids: list[int], unfinished_since: float) -> None:
     """Move aside this shard's committed episodes that fail the structural check.
 
     Without ``fsync``, a power loss (not a SIGKILL) can leave a committed episode with missing
-    data; resuming collects such an episode again and keeps the broken copy for inspection.
+    or zeroed data; resuming collects such an episode again and keeps the broken copy for
+    inspection. Episodes written after ``unfinished_since`` (the manifest's last write: a run
+    that finished rewrote it after its last episode, so these are an interrupted run's) are
+    also checked byte for byte against their checksums, which a zeroed block only fails.
     """
     for episode_id in episode_ids:
-        problems = check_episode(episode_path(root, episode_id), checksums=False)
+        path = episode_path(root, episode_id)
+        recent = path.stat().st_mtime >= unfinished_since
+        problems = check_episode(path, checksums=recent)
         if problems:
             target = set_aside(root, episode_id)
             warnings.warn(
-                f"episode {episode_id} in {root} is incomplete ({problems[0]}); moved it to "
-                f"{target} and collecting it again",
+                f"episode {episode_id} in {root} is incomplete or damaged ({problems[0]}); "
+                f"moved it to {target} and collecting it again",
                 stacklevel=3,
             )
 
@@ -397,11 +402,15 @@ def collect(config: CollectConfig, progress: bool = True) -> Path:
         root = config.out
         with _manifest_lock(root):
             manifest = _prepare_root(config, manifest)
+            previous = root / MANIFEST_NAME
+            unfinished_since = previous.stat().st_mtime if previous.exists() else 0.0
             write_manifest(root, {**manifest, "updated": utc_now(), "counts": count_episodes(root)})
         spec = dataclasses.replace(spec, format_version=manifest["format_version"])
         with _shard_lock(root, config.shard):
             mine = set(config.episode_ids())
-            _set_aside_broken(root, [i for i in list_episode_ids(root) if i in mine])
+            _set_aside_broken(
+                root, [i for i in list_episode_ids(root) if i in mine], unfinished_since
+            )
             existing = set(list_episode_ids(root))
             todo = [i for i in config.episode_ids() if i not in existing]
             _remove_stale_temps(root, config.shard)
