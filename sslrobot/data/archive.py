@@ -19,7 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
-#: A fixed member timestamp: the same episode gives the same bytes (zip needs some date).
+#: A fixed member timestamp (zip needs some date), so equal members give equal bytes; an
+#: episode's archive as a whole still differs between runs through its meta.json (the shard
+#: and the time it was collected), never through its arrays.
 _DATE_TIME = (1980, 1, 1, 0, 0, 0)
 _LOCAL_HEADER = struct.Struct("<4s22xHH")  # signature ... name length, extra field length
 _LOCAL_SIGNATURE = b"PK\x03\x04"
