@@ -76,6 +76,10 @@ def test_none_baseline_and_encoder_options(data_dir: Path, tmp_path: Path) -> No
     assert main(bad) == 2  # four layers need four strides
     for option in (("--decoder", "heatmaps"), ("--decoder-proprio",)):  # fdm decodes nothing
         assert main(_args(data_dir, tmp_path / "fdm", "--objective", "fdm", *option)) == 2
+    out = tmp_path / "free"
+    assert main(_args(data_dir, out, "--steps", "1", "--future-without-actions")) == 0
+    saved = json.loads((out / "pretrain_config.json").read_text())
+    assert saved["pretrain"]["future_actions"] is saved["world_model"]["future_actions"] is False
     for decoder, field in (("heatmaps", "heatmaps"), ("keypoint-skip", "keypoint_skip")):
         out = tmp_path / decoder
         options = ("--steps", "1", "--decoder", decoder)

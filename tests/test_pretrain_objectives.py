@@ -345,6 +345,32 @@ def test_every_trainable_weight_gets_a_gradient(objective: dict[str, float]) -> 
     assert not missing
 
 
+@pytest.mark.parametrize("objective", [{"future": 1.0}, {"fdm": 1.0, "future": 1.0}])
+def test_future_without_actions_predicts_from_the_latent_alone(objective: dict) -> None:
+    """``future_actions=False``: future frames come from an action-free transition, so the
+    predictions do not depend on the actions; every weight still gets a gradient (DDP)."""
+    encoder = EncoderConfig(
+        image_size=16, channels=(4,), kernel_sizes=(4,), strides=(4,), paddings=(0,), feature_dim=8
+    )
+    config = WorldModelConfig(
+        encoder=encoder,
+        action_dim=2,
+        objective=objective,
+        decoder=DecoderConfig(channels=(8,), shuffle=4),
+        future_actions=False,
+    )
+    model = WorldModel(config)
+    assert model.free_transition is not None and model.has_decoder
+    assert (model.transition is not None) == ("fdm" in objective) == model.has_dynamics
+    pixels = torch.randint(0, 256, (4, 3, 16, 16, 3), dtype=torch.uint8)
+    losses, _ = model(pixels, _randn(4, 2, 2))
+    sum(losses.values()).backward()
+    assert not [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
+    model.eval()
+    first = model.predict_frames(pixels, _randn(4, 2, 2, seed=1))
+    assert torch.equal(first, model.predict_frames(pixels, _randn(4, 2, 2, seed=2)))
+
+
 def _train_on_term(
     model: WorldModel, term: str, pixels: torch.Tensor, steps: int, lr: float
 ) -> list[float]:

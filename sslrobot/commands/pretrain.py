@@ -94,6 +94,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="draw the frames decoded without the copy path from the latent plus that frame's "
         "proprioception, so the latent is pressed for what the robot's sensors do not give",
     )
+    parser.add_argument(
+        "--future-without-actions",
+        action="store_true",
+        help="future: predict frames from the latent alone (what the stream's policy does "
+        "next) instead of from the actions taken",
+    )
     parser.add_argument("--augment", choices=("shift", "none"), default="shift")
     parser.add_argument(
         "--color-jitter",
@@ -187,6 +193,7 @@ def _pretrain(args: argparse.Namespace) -> int:
             "keypoint-skip": DecoderConfig.keypoint_skip_dense,
         }[args.decoder](),
         decoder_proprio=args.decoder_proprio,
+        future_actions=not args.future_without_actions,
         augment=args.augment,
         color_jitter=args.color_jitter,
         num_workers=args.num_workers,

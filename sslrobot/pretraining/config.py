@@ -88,6 +88,8 @@ class PretrainConfig:
         decoder_proprio: Draw the frames decoded without the copy path from their latent plus
             that frame's proprioception (``WorldModelConfig.decoder_proprio_dim``), so the
             pixel loss presses the latent for what the robot's sensors do not give.
+        future_actions: ``future`` predicts from the actions taken (True, a world model) or
+            from the latent alone (False; ``WorldModelConfig.future_actions``).
         augment: ``"shift"`` (DrQ random shift) or ``"none"``.
         shift_pad: Maximum shift of ``"shift"`` in pixels.
         color_jitter: Strength of random brightness and colour gains per window
@@ -131,6 +133,7 @@ class PretrainConfig:
     salience_weight: float = 10.0
     salience_threshold: float = 0.08
     decoder_proprio: bool = False
+    future_actions: bool = True
     augment: str = "shift"
     shift_pad: int = 4
     color_jitter: float = 0.0
@@ -200,8 +203,9 @@ class PretrainConfig:
             raise ValueError(f"temperature must be > 0, got {self.temperature!r}")
         if not 0.0 <= self.context_dropout < 1.0:
             raise ValueError(f"context_dropout must be in [0, 1), got {self.context_dropout!r}")
-        if not isinstance(self.decoder_proprio, bool):
-            raise ValueError(f"decoder_proprio must be true or false, got {self.decoder_proprio!r}")
+        for name in ("decoder_proprio", "future_actions"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
 
     @property
     def objective_weights(self) -> dict[str, float]:
@@ -233,6 +237,7 @@ class PretrainConfig:
             salience_weight=self.salience_weight,
             salience_threshold=self.salience_threshold,
             decoder_proprio_dim=proprio_dim if self.decoder_proprio else 0,
+            future_actions=self.future_actions,
         )
 
     def to_dict(self) -> dict[str, Any]:

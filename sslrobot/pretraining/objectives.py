@@ -13,8 +13,6 @@ from torch.nn import functional as F
 OBJECTIVES = ("fdm", "future", "recon", "inverse", "contrastive", "spread", "equivariant")
 #: The "no training" baseline: random initialisation, written in the same layout.
 NO_OBJECTIVE = "none"
-#: Objectives that need the action-conditioned transition model.
-USES_TRANSITION = frozenset({"fdm", "future"})
 #: Objectives that need a frame decoder.
 USES_DECODER = frozenset({"future", "recon"})
 #: Objectives that need a momentum (EMA) target encoder.

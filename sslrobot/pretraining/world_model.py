@@ -37,7 +37,6 @@ from sslrobot.pretraining.objectives import (
     REGULARIZERS,
     USES_DECODER,
     USES_TARGET_ENCODER,
-    USES_TRANSITION,
     centered_cosine_loss,
     format_objective,
     info_nce_loss,
@@ -86,6 +85,12 @@ class WorldModelConfig:
             ``context_dropout``): each is drawn from its latent plus that frame's proprio, so
             the latent need not hold what the robot's own sensors give (its arm) and the pixel
             loss presses it for the rest of the scene (targets, objects). 0: not conditioned.
+        future_actions: ``future`` predicts o_{t+k} from z_t and the actions taken (a world
+            model, the default), or, when False, from z_t alone through its own action-free
+            transition: what the stream's policy will do next. On a noisy-expert stream the
+            arm heads for the target, so predicting where it goes needs where the target is (a
+            large, moving signal instead of a few static pixels), the same lever that makes
+            ``inverse`` strong there; on a random-policy stream there is nothing to predict.
     """
 
     encoder: EncoderConfig
@@ -102,6 +107,7 @@ class WorldModelConfig:
     salience_weight: float = 10.0
     salience_threshold: float = 0.08
     decoder_proprio_dim: int = 0
+    future_actions: bool = True
 
     def __post_init__(self) -> None:
         if not isinstance(self.action_dim, int) or self.action_dim < 1:
@@ -196,9 +202,14 @@ class WorldModel(nn.Module):
         enc = config.encoder
         dim, hidden, proj = enc.feature_dim, config.head_hidden_dim, config.projection_dim
         self.encoder = Encoder(enc)
+        acted = "fdm" in active or ("future" in active and config.future_actions)
         self.transition = (
-            TransitionModel(dim, config.action_dim, config.transition_hidden_dim)
-            if active & USES_TRANSITION
+            TransitionModel(dim, config.action_dim, config.transition_hidden_dim) if acted else None
+        )
+        # future_actions=False: future frames come from z_t alone (its one input held at 0).
+        self.free_transition = (
+            TransitionModel(dim, 1, config.transition_hidden_dim)
+            if "future" in active and not config.future_actions
             else None
         )
         # The blending mask serves future frames only; without 'future' it would be an unused
@@ -246,7 +257,7 @@ class WorldModel(nn.Module):
         """Whether ``predict_frames`` works: a decoder trained on future frames (``future``)."""
         return (
             self.decoder is not None
-            and self.transition is not None
+            and (self.transition is not None or self.free_transition is not None)
             and ("future" in self.config.objective)
         )
 
@@ -342,7 +353,8 @@ class WorldModel(nn.Module):
                 center = mean_over_ranks(projected.float().mean(dim=0, keepdim=True))
             losses["fdm"] = centered_cosine_loss(predictions, projected, center)
         if "future" in active:
-            losses["future"] = self._future_loss(pixels, rolled, decode_index, proprio)
+            future = rolled if self.free_transition is None else self._free_rollout(latent, horizon)
+            losses["future"] = self._future_loss(pixels, future, decode_index, proprio)
         if "recon" in active:
             frame = self._target_blocks(pixels[:, 0])  # (B, 3, r*r, H/r, W/r)
             condition = None if proprio is None else proprio[:, 0]
@@ -436,6 +448,10 @@ class WorldModel(nn.Module):
         moves = shifts.flip(1)[:, None].to(points.dtype) * per_pixel  # (B, 1, 2): (x, y)
         expected = points.unflatten(1, (-1, 2)) - moves
         return (moved.unflatten(1, (-1, 2)) - expected).div(per_pixel).square().sum(-1).mean()
+
+    def _free_rollout(self, latent: torch.Tensor, horizon: int) -> torch.Tensor:
+        """z_{t+1..t+K} predicted from z_t alone (``future_actions=False``), (B, K, D)."""
+        return self.free_transition.rollout(latent, latent.new_zeros(len(latent), horizon, 1))
 
     def _proprio(self, proprio: torch.Tensor | None, batch: int, steps: int) -> torch.Tensor | None:
         """The windows' proprio (B, K+1, P) when the decoder is conditioned on it, else None."""
@@ -566,7 +582,12 @@ class WorldModel(nn.Module):
                 "predict_frames needs a model pretrained with 'future' (e.g. 'fdm+future')"
             )
         context = self._context(pixels)
-        rolled = self.rollout_latents(context, actions)  # (B, K, D)
+        if self.free_transition is None:
+            rolled = self.rollout_latents(context, actions)  # (B, K, D)
+        else:  # action-free: the actions only give the horizon
+            rolled = self._free_rollout(
+                self.encoder(context), self._actions(actions, len(context)).shape[1]
+            )
         b, horizon = rolled.shape[:2]
         frame, condition = None, None
         if copy_context:
