@@ -145,6 +145,23 @@ def test_rerun_skips_finished_stages_and_reruns_only_what_changed(quick_run: Pat
     assert any("/data/" in r.name and r.skipped for r in pipeline.runner.results)
 
 
+def test_a_random_init_killed_after_writing_its_weights_is_written_again(
+    quick_run: Path,
+) -> None:
+    """A 0-step stage writes no checkpoint: killed between its weights and its stage record,
+    it used to be refused ("holds a finished run without checkpoints") on every rerun."""
+    stage = quick_run / "Reach-v0" / "pretrain" / "none"
+    weights = (stage / "encoder" / "encoder.safetensors").read_bytes()
+    (stage / "stage.json").unlink()  # as if killed right after the weights were written
+    pipeline = Pipeline(QUICK, quick_run, device="cpu", progress=False)
+    pipeline.run()
+    redone = [r.name for r in pipeline.runner.results if not r.skipped]
+    assert "Reach-v0/pretrain/none" in redone
+    assert (stage / "encoder" / "encoder.safetensors").read_bytes() == weights  # same init
+    with pytest.raises(ValueError, match="policy_seeds repeats a value"):
+        dataclasses.replace(QUICK, policy_seeds=(0, 0))
+
+
 def test_pretraining_in_two_processes_reruns_the_trained_encoders_only(
     quick_run: Path,
 ) -> None:

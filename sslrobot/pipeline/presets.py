@@ -177,6 +177,10 @@ class RunConfig:
             )
         if not self.policy_seeds:
             raise ValueError("policy_seeds must name at least one seed")
+        for name in ("policy_seeds", "objectives", "num_demos", "tasks"):
+            values = getattr(self, name)
+            if len(set(values)) != len(values):  # found only at the end, by the aggregation
+                raise ValueError(f"{name} repeats a value: {list(values)}")
         if self.data_efficiency_task is not None and self.data_efficiency_task not in self.tasks:
             raise ValueError(
                 f"data_efficiency_task {self.data_efficiency_task!r} is not in tasks {self.tasks}"

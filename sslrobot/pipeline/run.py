@@ -8,6 +8,7 @@ settings, in which directory, and skips what already finished with the same sett
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import time
 from collections.abc import Callable
@@ -263,6 +264,10 @@ class Pipeline:
 
         def run(stage_dir: Path, resume: bool) -> dict[str, Any]:
             out = stage_dir / "encoder"
+            if steps == 0 and out.exists():
+                # A random init has no checkpoints to resume from: one killed after writing
+                # its weights was refused as "finished" on every rerun; write it again.
+                shutil.rmtree(out)
             pretrain_in_processes(
                 PretrainConfig(
                     out=str(out),
@@ -277,7 +282,7 @@ class Pipeline:
                     checkpoint_every=max(1, steps // 4) if steps else 0,
                     image_every=max(1, steps // 2) if steps else 0,
                     log_every=max(1, min(50, steps // 10)) if steps else 50,
-                    resume=resume and out.exists(),
+                    resume=resume and steps > 0 and out.exists(),
                 ),
                 processes,
                 progress=self.progress,
