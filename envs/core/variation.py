@@ -1,8 +1,10 @@
 """Visual variation presets: colours, lighting, camera jitter and distractors.
 
 ``train`` varies the look of the scene per episode within ranges; ``heldout`` draws from
-disjoint colour palettes and ranges never used by ``train``, to measure the generalization gap;
-``none`` keeps the scene as authored.
+colour palettes, light levels and distractor counts never used by ``train``, and jitters the
+camera up to 2.5 times as far (a range that contains ``train``'s 1 cm: about 8% of held-out
+episodes have a train-like camera pose), to measure the generalization gap; ``none`` keeps the
+scene as authored.
 """
 
 from __future__ import annotations
