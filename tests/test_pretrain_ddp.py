@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import csv
+import dataclasses
 import os
 import socket
 from pathlib import Path
 
+import numpy as np
+import pytest
 import safetensors.torch
 import torch
 import torch.multiprocessing as mp
@@ -97,3 +101,15 @@ def test_two_cpu_processes_stay_in_sync(tmp_path: Path) -> None:
     for name, value in single.model.state_dict().items():
         torch.testing.assert_close(value, rank0[name], rtol=1e-4, atol=1e-5, msg=name)
     assert (tmp_path / "ddp" / "encoder.safetensors").is_file()
+    # The logged losses are the global batch's too (rank 0 used to log its own share's).
+    logged = [_losses(tmp_path / name) for name in ("ddp", "single")]
+    np.testing.assert_allclose(logged[0], logged[1], rtol=1e-4)
+    # A resume in another number of processes would continue another data order: refused.
+    resumed = dataclasses.replace(_config(tmp_path / "ddp", BATCH), steps=4, resume=True)
+    with pytest.raises(ValueError, match="trained in 2 process"):
+        PretrainRun(resumed, _dataset(), progress=False)
+
+
+def _losses(out: Path) -> list[float]:
+    with (out / "metrics.csv").open(newline="") as file:
+        return [float(row["pretrain/loss"]) for row in csv.DictReader(file)]

@@ -29,7 +29,8 @@ def pretrain_in_processes(
 
     ``config.batch_size`` is the *global* batch here: each rank takes ``batch_size /
     num_processes`` windows per step, so the optimiser sees the batch of one process with the
-    same config (the trainer averages gradients and the fdm target centre over the ranks).
+    same config (the trainer averages gradients and the fdm target centre over the ranks;
+    ``contrastive`` is the exception: its negatives are each rank's own windows).
     One process calls ``pretrain`` directly.
 
     Args:

@@ -227,8 +227,10 @@ def info_nce_loss(
         temperature: Softmax temperature > 0.
 
     Returns:
-        Scalar >= 0; ``log(1 + (B-1) e^{-2/temperature})`` at best (orthogonal pairs, e.g.
-        3e-4 for B=8 at 0.1), ``log B`` when anchors carry no information.
+        Scalar >= 0; ``log(1 + (B-1) e^{-1/temperature})`` at best (each anchor equal to its
+        positive and orthogonal to the others, e.g. 3e-4 for B=8 at 0.1), ``log B`` when
+        anchors carry no information. Under DistributedDataParallel B is each rank's batch:
+        the negatives are that rank's windows, not the global batch's.
     """
     if anchors.ndim != 2 or anchors.shape != positives.shape:
         raise ValueError(

@@ -167,6 +167,14 @@ class PretrainRun:
             self.dataset[0], config.window_steps, source, config.decoder_proprio
         )
         self.model_config = config.world_model_config(action_dim, image_size, proprio_dim)
+        blind = config.batch_size * config.context_dropout  # windows per batch without context
+        if "future" in config.objective_weights and blind != int(blind):
+            warnings.warn(
+                f"context_dropout={config.context_dropout} of a batch of {config.batch_size} "
+                f"windows is {blind:g}: {int(blind)} of each batch "
+                f"({int(blind) / config.batch_size:.0%}) are decoded without context",
+                stacklevel=3,
+            )
         torch.manual_seed(config.seed)
         self.model = WorldModel(self.model_config).to(self.device)
         self.trainable = [p for p in self.model.parameters() if p.requires_grad]
@@ -266,6 +274,12 @@ class PretrainRun:
         # ``data`` may name a moved copy, not other windows: their count is the cheap check
         # (a changed data path alone used to resume silently on another task's stream).
         saved = artifacts.read_json(self.out / artifacts.PRETRAIN_CONFIG, "pretraining config")
+        ranks = saved.get("world_size", self.context.world_size)
+        if ranks != self.context.world_size:  # the data order continues per global sample
+            raise ValueError(
+                f"--resume: the run in {self.out} trained in {ranks} process(es), this one has "
+                f"{self.context.world_size}; resume with the same number of processes"
+            )
         windows = saved.get("num_train_windows")
         if windows is not None and windows != len(self.dataset):
             raise ValueError(
@@ -370,9 +384,12 @@ class PretrainRun:
         self.model.ema_update()
         out = {f"loss_{name}": loss.detach() for name, loss in losses.items()}
         out["loss"] = total.detach()
-        out["grad_norm"] = grad_norm.detach()
+        out["grad_norm"] = grad_norm.detach()  # already global: clipped after the all-reduce
         out.update({name: value.detach() for name, value in metrics.items()})
-        return out
+        # The logged values are the global batch's (rank 0 used to log its own share's).
+        names = list(out)
+        means = distributed.mean_over_ranks(torch.stack([out[n].float() for n in names]))
+        return dict(zip(names, means.unbind(), strict=True))
 
     def _raise_non_finite(
         self, losses: dict[str, torch.Tensor], total: torch.Tensor, grad_norm: torch.Tensor

@@ -475,6 +475,7 @@ class WorldModel(nn.Module):
         """Which windows of a batch are decoded without context: an evenly spread share
         ``context_dropout`` of positions (window w when ``floor((w + 1) p) > floor(w p)``).
 
+        That is ``floor(B p)`` of a batch of B (the trainer warns when ``B p`` is not whole).
         Windows come in random order, so each one goes without context that share of the time;
         no random numbers are drawn (runs stay resumable bit for bit), and with contiguous
         per-rank batches of a multiple of 1/p windows, N ranks choose what one process would.
