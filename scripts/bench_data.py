@@ -258,7 +258,9 @@ def bench_collect(args: argparse.Namespace, workdir: Path) -> None:
     which is reported separately.
     """
     n = args.collect_episodes
-    base = CollectConfig(env_id=args.env, out=workdir / "collect", num_episodes=n)
+    base = CollectConfig(
+        env_id=args.env, out=workdir / "collect", num_episodes=n, image_size=args.image_size
+    )
     settings = {
         "collect 1 worker": {"num_envs": 1},
         "collect 2 workers": {"num_envs": 2},

@@ -14,8 +14,10 @@ true state on held-out episodes (R^2), the equal-time quality comparison.
     python scripts/bench_pretrain.py --data DATASET_DIR --probe-seconds 240
     python scripts/bench_pretrain.py --data DATASET_DIR --encoders keypoints --processes 2
 
-Speeds on a machine shared with other work are noisy: compare the ratios printed by one run,
-measured side by side (the repeats of each variant are interleaved), and the CPU-ms/step. With
+Speeds on a machine shared with other work are noisy: compare the ratios printed by one run
+and the CPU-ms/step. The full step and the model-only step of one encoder are interleaved
+repeat by repeat; encoders (and the one- and several-process runs) are measured one after
+another, so their ratio is of medians taken minutes apart. With
 2 threads on 2 busy cores, OpenMP's spinning barriers can make the many small ops of the
 CPU-sized models 20x slower; ``OMP_WAIT_POLICY=PASSIVE`` (or ``--threads 1``) avoids that.
 """

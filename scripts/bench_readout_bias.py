@@ -41,6 +41,8 @@ from sslrobot.policy.encoders import resolve_encoder
 from sslrobot.policy.environment import make_env
 
 OBJECT_PREFIXES = ("target", "cube", "goal", "fingertip_to")
+#: The object that stays put in an episode, whose position the bias is regressed on.
+STATIC_OBJECT = {"Reach-v0": "target", "Push-v0": "goal"}
 
 
 def parse_args() -> argparse.Namespace:
@@ -106,7 +108,8 @@ def main() -> None:
     episodes = np.unique(groups)
     first = np.array([np.flatnonzero(groups == e)[0] for e in episodes])
     variables = [n for n in names if n.startswith(OBJECT_PREFIXES)]
-    object_xy = y[first][:, [names.index(n) for n in variables[:2]]]
+    static = [f"{STATIC_OBJECT[args.task]}_{axis}" for axis in ("x", "y")]
+    object_xy = y[first][:, [names.index(n) for n in static]]
     cubic = np.c_[object_xy, object_xy**2, object_xy[:, :1] * object_xy[:, 1:], object_xy**3]
     env = make_env(f"sslrobot/{args.task}", config["image_size"], "pixels")
     try:
@@ -121,11 +124,14 @@ def main() -> None:
     for name in variables:
         error = predicted[:, names.index(name)] - y[:, names.index(name)]
         bias = np.array([error[groups == e].mean() for e in episodes])
-        within = error - bias[np.searchsorted(episodes, groups)]
+        frame_bias = bias[np.searchsorted(episodes, groups)]  # each frame's episode mean
+        within = error - frame_bias
         median = 100.0 * float(np.median(np.abs(error)))
+        # Over frames the two parts are orthogonal: rms^2 = bias^2 + within^2.
         print(
-            f"{name:22s} error rms {rms_cm(error):5.2f} (median |e| {median:4.2f}) = per-episode"
-            f" bias {rms_cm(bias):5.2f} + within-episode {rms_cm(within):5.2f} | bias R^2:"
+            f"{name:22s} error rms {rms_cm(error):5.2f} (median |e| {median:4.2f}): per-episode"
+            f" bias {rms_cm(frame_bias):5.2f} (+) within-episode {rms_cm(within):5.2f}, in"
+            " quadrature | bias R^2:"
             f" position {explained(bias, cubic):.2f}, + look {explained(bias, cubic, looks):.2f},"
             f" + arm start {explained(bias, cubic, looks, arm_start):.2f};"
             f" look alone {explained(bias, looks):.2f}"
