@@ -79,6 +79,7 @@ def main() -> None:
     none_inits = [none_init_name(config.seed + i) for i in range(1, config.none_probe_inits)]
     encoders = ("none", *none_inits, *config.objectives)
     checks: list[tuple[str, bool]] = []
+    conditioned: dict[str, dict[str, dict]] = {}  # tasks whose view variables have conditions
     print(
         "\n| task | encoder | probe R² (view, in view) | (view, all frames) | probe R² (all) "
         "| PSNR k=1 | copy-last | latent std |"
@@ -102,6 +103,8 @@ def main() -> None:
         if "fdm+future" not in probes:
             continue
         main_probe = probes["fdm+future"]
+        if main_probe.get("probe/view_conditions"):
+            conditioned[slug] = probes
         none_r2 = [probes[name]["probe/r2_mean"] for name in ("none", *none_inits)]
         gap = main_probe["probe/r2_mean"] - statistics.mean(none_r2)
         gap_first = main_probe["probe/r2_mean"] - none_r2[0]
@@ -125,9 +128,28 @@ def main() -> None:
         std = final_latent_std(args.out / slug / "pretrain" / "fdm+future" / "encoder")
         if std is not None:
             checks.append((f"{slug}: latent std {std:.3f} (> {COLLAPSE_STD})", std > COLLAPSE_STD))
+    for slug, probes in conditioned.items():
+        print_view_variables(slug, probes, ("none", *none_inits))
     print("\n## Checks\n")
     for text, met in checks:
         print(f"- {text}: {'MET' if met else 'NOT MET'}")
+
+
+def print_view_variables(slug: str, probes: dict[str, dict], none_names: tuple[str, ...]) -> None:
+    """Per-variable R² of the view-conditioned variables (in view and every frame), for
+    fdm+future and the mean over the random inits: the numbers behind the mean's gap."""
+    conditioned = list(probes["fdm+future"].get("probe/r2_in_view") or {})
+    print(f"\n{slug}, view-conditioned variables (R², in view / every frame):\n")
+    print("| variable | none, mean of inits | fdm+future |")
+    print("| --- | ---: | ---: |")
+    for variable in conditioned:
+
+        def pair(names: tuple[str, ...], variable: str = variable) -> str:
+            in_view = statistics.mean(probes[n]["probe/r2_in_view"][variable] for n in names)
+            every = statistics.mean(probes[n]["probe/r2"][variable] for n in names)
+            return f"{in_view:.3f} / {every:.3f}"
+
+        print(f"| {variable} | {pair(none_names)} | {pair(('fdm+future',))} |")
 
 
 if __name__ == "__main__":
