@@ -38,6 +38,12 @@ from sslrobot.pretraining.world_model import (
 torch.set_num_threads(1)
 
 
+#: A one-layer linear-readout encoder of 16x16 frames, for model-level tests.
+TINY_ENCODER = EncoderConfig(
+    image_size=16, channels=(4,), kernel_sizes=(4,), strides=(4,), paddings=(0,), feature_dim=8
+)
+
+
 def _randn(*shape: int, seed: int = 0) -> torch.Tensor:
     return torch.randn(*shape, generator=torch.Generator().manual_seed(seed))
 
@@ -219,9 +225,7 @@ def test_stack_frames() -> None:
 
 
 def test_ema_update_moves_targets_toward_online() -> None:
-    encoder = EncoderConfig(
-        image_size=16, channels=(4,), kernel_sizes=(4,), strides=(4,), paddings=(0,), feature_dim=8
-    )
+    encoder = TINY_ENCODER
     config = WorldModelConfig(
         encoder=encoder, action_dim=2, objective={"fdm": 1.0}, ema_momentum=0.9
     )
@@ -290,9 +294,7 @@ def test_prefetcher_keeps_order_and_reraises() -> None:
 
 @pytest.mark.parametrize("share", [0.0, 0.25, 0.5, 0.75])
 def test_context_dropout_blinds_an_evenly_spread_share_of_windows(share: float) -> None:
-    encoder = EncoderConfig(
-        image_size=16, channels=(4,), kernel_sizes=(4,), strides=(4,), paddings=(0,), feature_dim=8
-    )
+    encoder = TINY_ENCODER
     config = WorldModelConfig(
         encoder=encoder,
         action_dim=2,
@@ -349,9 +351,7 @@ def test_every_trainable_weight_gets_a_gradient(objective: dict[str, float]) -> 
 def test_future_without_actions_predicts_from_the_latent_alone(objective: dict) -> None:
     """``future_actions=False``: future frames come from an action-free transition, so the
     predictions do not depend on the actions; every weight still gets a gradient (DDP)."""
-    encoder = EncoderConfig(
-        image_size=16, channels=(4,), kernel_sizes=(4,), strides=(4,), paddings=(0,), feature_dim=8
-    )
+    encoder = TINY_ENCODER
     config = WorldModelConfig(
         encoder=encoder,
         action_dim=2,
