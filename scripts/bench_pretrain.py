@@ -15,9 +15,10 @@ true state on held-out episodes (R^2), the equal-time quality comparison.
     python scripts/bench_pretrain.py --data DATASET_DIR --encoders keypoints --processes 2
 
 Speeds on a machine shared with other work are noisy: compare the ratios printed by one run
-and the CPU-ms/step. The full step and the model-only step of one encoder are interleaved
-repeat by repeat; encoders (and the one- and several-process runs) are measured one after
-another, so their ratio is of medians taken minutes apart. With
+and the CPU-ms/step. The encoders' repeats are interleaved in turns (each repeat times one
+block of full steps and one of model-only steps per encoder), and their ratio is the median of
+the per-repeat ratios; the one- and several-process runs alternate their order per repeat.
+(Before session 15 each encoder's repeats ran one after the other.) With
 2 threads on 2 busy cores, OpenMP's spinning barriers can make the many small ops of the
 CPU-sized models 20x slower; ``OMP_WAIT_POLICY=PASSIVE`` (or ``--threads 1``) avoids that.
 """
@@ -124,8 +125,10 @@ def _sync(run: PretrainRun) -> None:
         torch.cuda.synchronize(run.device)
 
 
-def time_throughput(args: argparse.Namespace, run: PretrainRun) -> dict[str, float]:
-    """Median samples/s of the full step and of the model-only step, interleaved repeats.
+class ThroughputTimer:
+    """Samples/s of one encoder's full step and model-only step, one repeat at a time, so that
+    the repeats of several encoders can be interleaved (this machine's speed drifts over
+    minutes; a ratio of medians taken minutes apart carries that drift).
 
     Full step: what ``sslrobot pretrain`` runs per step, reading windows from the dataset
     (background prefetch as configured), collating, moving to the device, augmenting,
@@ -137,48 +140,60 @@ def time_throughput(args: argparse.Namespace, run: PretrainRun) -> dict[str, flo
     hardly moves when other processes share the cores, so it gives the cost ratio of the two
     variants even on a busy machine.
     """
-    batches = run.batches(0)
-    preloaded = run.to_device(next(batches))
 
-    def model_step(step: int) -> None:
-        run.update(*run.augment(*preloaded, step))
-
-    try:
+    def __init__(self, args: argparse.Namespace, run: PretrainRun) -> None:
+        self.args, self.run = args, run
+        self.batches = run.batches(0)
+        self.preloaded = run.to_device(next(self.batches))
+        self.full: list[float] = []
+        self.model: list[float] = []
+        self.waits: list[float] = []
+        self.full_cpu: list[float] = []
+        self.model_cpu: list[float] = []
         for step in range(2):  # warm-up: oneDNN/cuDNN pick kernels per shape
-            run.train_step(next(batches))
-            model_step(step)
-        full, model, waits, full_cpu, model_cpu = [], [], [], [], []
-        for _ in range(args.repeats):
-            _sync(run)
-            start, cpu, waited = time.perf_counter(), time.process_time(), 0.0
-            for _ in range(args.steps):
-                before = time.perf_counter()
-                batch = next(batches)
-                waited += time.perf_counter() - before
-                run.train_step(batch)
-            _sync(run)
-            elapsed = time.perf_counter() - start
-            full.append(args.steps * args.batch_size / elapsed)
-            full_cpu.append(1000 * (time.process_time() - cpu) / args.steps)
-            waits.append(waited / elapsed)
-            start, cpu = time.perf_counter(), time.process_time()
-            for step in range(args.steps):
-                model_step(step)
-            _sync(run)
-            model.append(args.steps * args.batch_size / (time.perf_counter() - start))
-            model_cpu.append(1000 * (time.process_time() - cpu) / args.steps)
-    finally:
-        close_batches(batches)
-    median = statistics.median
-    return {
-        "full": median(full),
-        "model": median(model),
-        "wait": median(waits),
-        "full_cpu_ms": median(full_cpu),
-        "model_cpu_ms": median(model_cpu),
-        "full_range": (min(full), max(full)),
-        "model_range": (min(model), max(model)),
-    }
+            run.train_step(next(self.batches))
+            self._model_step(step)
+
+    def _model_step(self, step: int) -> None:
+        self.run.update(*self.run.augment(*self.preloaded, step))
+
+    def repeat(self) -> None:
+        """One timed block of ``--steps`` full steps, then one of model-only steps."""
+        args, run = self.args, self.run
+        _sync(run)
+        start, cpu, waited = time.perf_counter(), time.process_time(), 0.0
+        for _ in range(args.steps):
+            before = time.perf_counter()
+            batch = next(self.batches)
+            waited += time.perf_counter() - before
+            run.train_step(batch)
+        _sync(run)
+        elapsed = time.perf_counter() - start
+        self.full.append(args.steps * args.batch_size / elapsed)
+        self.full_cpu.append(1000 * (time.process_time() - cpu) / args.steps)
+        self.waits.append(waited / elapsed)
+        start, cpu = time.perf_counter(), time.process_time()
+        for step in range(args.steps):
+            self._model_step(step)
+        _sync(run)
+        self.model.append(args.steps * args.batch_size / (time.perf_counter() - start))
+        self.model_cpu.append(1000 * (time.process_time() - cpu) / args.steps)
+
+    def result(self) -> dict[str, float]:
+        median = statistics.median
+        return {
+            "full": median(self.full),
+            "model": median(self.model),
+            "wait": median(self.waits),
+            "full_cpu_ms": median(self.full_cpu),
+            "model_cpu_ms": median(self.model_cpu),
+            "full_range": (min(self.full), max(self.full)),
+            "model_range": (min(self.model), max(self.model)),
+        }
+
+    def close(self) -> None:
+        close_batches(self.batches)
+        self.run.close()
 
 
 def report(name: str, params: int, r: dict[str, float]) -> None:
@@ -288,7 +303,8 @@ def bench_processes(args: argparse.Namespace, names: list[str], workdir: Path) -
     for name in names:
         rates: dict[str, list[float]] = {variant: [] for variant in variants}
         for repeat in range(repeats):
-            for variant, (processes, threads) in variants.items():
+            order = list(variants.items())  # alternated: the machine runs faster just after
+            for variant, (processes, threads) in order[:: 1 if repeat % 2 == 0 else -1]:
                 out = workdir / f"proc_{name}_{processes}_{repeat}"
                 rates[variant].append(run_samples_per_s(args, name, out, processes, threads))
         medians = {variant: statistics.median(values) for variant, values in rates.items()}
@@ -316,18 +332,31 @@ def main() -> None:
         f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}"
     )
     dataset = None if args.data else make_dataset(args)
-    results = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for name in names:
-            run = make_run(args, name, Path(tmp) / name, dataset)
-            params = sum(p.numel() for p in run.model.encoder.parameters())
-            results[name] = time_throughput(args, run)
-            run.close()
-            report(name, params, results[name])
-        for name in names[1:]:
-            wall = results[names[0]]["full"] / results[name]["full"]
-            cpu = results[name]["full_cpu_ms"] / results[names[0]]["full_cpu_ms"]
-            print(f"{names[0]} vs {name}, full step: {wall:.2f}x faster (wall), {cpu:.2f}x (CPU)")
+        timers = {name: ThroughputTimer(args, make_run(args, name, Path(tmp) / name, dataset))
+                  for name in names}  # fmt: skip
+        try:
+            for repeat in range(args.repeats):  # encoders interleaved, in turns
+                shift = repeat % len(names)
+                for name in names[shift:] + names[:shift]:
+                    timers[name].repeat()
+            for name, timer in timers.items():
+                params = sum(p.numel() for p in timer.run.model.encoder.parameters())
+                report(name, params, timer.result())
+            first = timers[names[0]]
+            for name in names[1:]:  # the median of the ratios of repeats taken side by side
+                other = timers[name]
+                wall = statistics.median(a / b for a, b in zip(first.full, other.full, strict=True))
+                cpu = statistics.median(
+                    a / b for a, b in zip(other.full_cpu, first.full_cpu, strict=True)
+                )
+                print(
+                    f"{names[0]} vs {name}, full step: {wall:.2f}x faster (wall), {cpu:.2f}x "
+                    "(CPU); medians of the per-repeat ratios, encoders interleaved"
+                )
+        finally:
+            for timer in timers.values():
+                timer.close()
         if args.processes > 1:
             bench_processes(args, names, Path(tmp))
         if args.probe_seconds > 0:
