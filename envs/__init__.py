@@ -10,15 +10,37 @@ import gymnasium as gym
 
 from sslrobot.envs.experts import expert_action
 
-__all__ = ["ENV_IDS", "MAX_EPISODE_STEPS", "expert_action", "registered_view_conditions"]
+__all__ = [
+    "ENV_IDS",
+    "LATEST_ENV_IDS",
+    "MAX_EPISODE_STEPS",
+    "expert_action",
+    "registered_view_conditions",
+]
 
 #: id -> (entry point, step limit after which the episode is truncated)
 _REGISTRY = {
     "sslrobot/Reach-v0": ("sslrobot.envs.manipulation.reach:ReachEnv", 50),
     "sslrobot/Push-v0": ("sslrobot.envs.manipulation.push:PushEnv", 150),
     "sslrobot/Navigate-v0": ("sslrobot.envs.navigation.navigate:NavigateEnv", 250),
+    "sslrobot/Navigate-v1": ("sslrobot.envs.navigation.navigate:NavigateV1Env", 250),
 }
 ENV_IDS: tuple[str, ...] = tuple(_REGISTRY)
+
+
+def _latest_versions(env_ids: tuple[str, ...]) -> tuple[str, ...]:
+    """The newest ``-vN`` of each task in ``env_ids``, in the order tasks first appear."""
+    latest: dict[str, tuple[int, str]] = {}
+    for env_id in env_ids:
+        task, version = env_id.rsplit("-v", 1)
+        if task not in latest or int(version) > latest[task][0]:
+            latest[task] = (int(version), env_id)
+    return tuple(env_id for _, env_id in latest.values())
+
+
+#: The newest version of each task, what the pipeline runs by default; older versions stay
+#: registered, unchanged, for the results published with them.
+LATEST_ENV_IDS: tuple[str, ...] = _latest_versions(ENV_IDS)
 MAX_EPISODE_STEPS: dict[str, int] = {env_id: steps for env_id, (_, steps) in _REGISTRY.items()}
 
 for _env_id, (_entry_point, _max_steps) in _REGISTRY.items():

@@ -53,7 +53,7 @@ from sslrobot.pretraining.augment import random_shift
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--run", type=Path, required=True, help="a finished `sslrobot run` dir")
-    parser.add_argument("--task", default="Navigate-v0", help="task directory in the run")
+    parser.add_argument("--task", default="Navigate-v1", help="task directory in the run")
     parser.add_argument("--objective", default="fdm+future", help="the pretrained encoder")
     parser.add_argument("--max-frames", type=int, default=20_000, help="per split, as the probe")
     parser.add_argument("--mlp-steps", type=int, default=3000)

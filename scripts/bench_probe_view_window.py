@@ -34,7 +34,7 @@ GOAL_VARIABLES = ("goal_distance", "goal_cos_bearing", "goal_sin_bearing")
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--run", type=Path, required=True, help="a finished `sslrobot run` dir")
-    parser.add_argument("--task", default="Navigate-v0")
+    parser.add_argument("--task", default="Navigate-v1")
     parser.add_argument("--objective", default="fdm+future", help="the pretrained encoder")
     parser.add_argument("--none-inits", type=int, default=5, help="none, none-init1, ...")
     parser.add_argument(

@@ -60,6 +60,7 @@ OBJECT_VARIABLES = {
     "Reach-v0": ("target_x", "target_y"),
     "Push-v0": ("cube_x", "cube_y", "goal_x", "goal_y"),
     "Navigate-v0": ("goal_distance", "goal_cos_bearing", "goal_sin_bearing"),
+    "Navigate-v1": ("goal_distance", "goal_cos_bearing", "goal_sin_bearing"),
 }
 
 

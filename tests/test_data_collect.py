@@ -231,7 +231,7 @@ def test_reacher_renders_and_records_vector_obs_as_proprio_and_state(tmp_path):
 
 def test_manifest_records_the_tasks_view_conditions(tmp_path):
     config = CollectConfig(
-        env_id="sslrobot/Navigate-v0", out=tmp_path / "d", num_episodes=1, image_size=16,
+        env_id="sslrobot/Navigate-v1", out=tmp_path / "d", num_episodes=1, image_size=16,
         max_episode_steps=3,
     )  # fmt: skip
     manifest = open_dataset(collect(config, progress=False)).manifest

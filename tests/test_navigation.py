@@ -1,4 +1,5 @@
-"""Behaviour tests of sslrobot/Navigate-v0: robot motion, episode layout, camera, reward, expert."""
+"""Behaviour tests of sslrobot/Navigate (v1, and what v0 keeps): robot motion, episode layout,
+camera, reward, expert, collisions."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ import pytest
 import sslrobot.envs
 from sslrobot.envs.navigation import navigate
 
-ENV_ID = "sslrobot/Navigate-v0"
+ENV_ID = "sslrobot/Navigate-v1"
+V0_ID = "sslrobot/Navigate-v0"
 
 
 def navigate_max_steps() -> int:
@@ -277,3 +279,69 @@ def test_robot_frame_landmarks_match_the_world_coordinates():
     assert np.max(np.abs(hit)) == pytest.approx(navigate.ARENA_HALF_SIZE, abs=1e-4)
     assert np.all(np.abs(hit) <= navigate.ARENA_HALF_SIZE + 1e-4)
     env.close()
+
+
+def _closest_approach_driving_at(env_id: str, target: str, seed: int = 0) -> float:
+    """Drive full speed at ``target`` ("goal" or a landmark colour), steering onto it, and
+    return the least distance (m) between the robot's centre and the object's axis."""
+    env = gym.make(env_id, obs_mode="state", terminate_on_success=False, visual_preset="none")
+    env.reset(seed=seed)
+    base = env.unwrapped
+    name = "goal" if target == "goal" else f"landmark_{target}"
+    closest = math.inf
+    for _ in range(150):
+        x, y, yaw = _pose(env)
+        object_x, object_y = base.physics.geom_position(name)[:2]
+        bearing = math.atan2(object_y - y, object_x - x) - yaw
+        bearing = (bearing + math.pi) % (2 * math.pi) - math.pi
+        env.step(np.array([1.0, np.clip(2.0 * bearing, -1, 1)], dtype=np.float32))
+        x, y, _ = _pose(env)
+        closest = min(closest, math.hypot(object_x - x, object_y - y))
+    env.close()
+    return closest
+
+
+@pytest.mark.parametrize("target", ["goal", "blue"])
+def test_robot_collides_with_goal_and_landmarks_where_they_are_drawn(target):
+    # Robot radius 0.12 m; goal radius 0.12 m, landmark half-width 0.08 m: contact stops the
+    # robot's centre ~0.24 m (goal) or >= 0.2 m (box landmark) from the object's axis. v0
+    # moved static geoms, which MuJoCo draws but does not collide with: the robot drove
+    # through them (to within centimetres), which v0 keeps for its published results.
+    assert _closest_approach_driving_at(ENV_ID, target) > 0.19
+    with pytest.warns(DeprecationWarning, match="out of date"):
+        assert _closest_approach_driving_at(V0_ID, target) < 0.05
+
+
+def test_v1_reproduces_v0_episodes_until_contact():
+    """Same seed, same actions: v1's frames, proprio and state equal v0's bit for bit while
+    the robot touches nothing (the layout is drawn from the same RNG stream)."""
+    with pytest.warns(DeprecationWarning, match="out of date"):
+        v0 = gym.make(V0_ID)
+    v1 = _make()
+    for seed in (0, 1):
+        obs0, info0 = v0.reset(seed=seed)
+        obs1, info1 = v1.reset(seed=seed)
+        for _ in range(40):
+            np.testing.assert_array_equal(obs0["pixels"], obs1["pixels"])
+            np.testing.assert_array_equal(obs0["proprio"], obs1["proprio"])
+            np.testing.assert_array_equal(info0["state"], info1["state"])
+            action = sslrobot.envs.expert_action(v1)
+            obs0, _, _, _, info0 = v0.step(action)
+            obs1, _, _, _, info1 = v1.step(action)
+
+
+def test_latest_env_ids_hold_the_newest_version_of_each_task():
+    assert sslrobot.envs.LATEST_ENV_IDS == (
+        "sslrobot/Reach-v0",
+        "sslrobot/Push-v0",
+        "sslrobot/Navigate-v1",
+    )
+    assert set(sslrobot.envs.LATEST_ENV_IDS) < set(sslrobot.envs.ENV_IDS)
+
+
+def test_set_mocap_position_refuses_a_body_without_mocap():
+    base = _make().unwrapped
+    with pytest.raises(KeyError, match="'robot' is not a mocap body"):
+        base.physics.set_mocap_position("robot", (0.0, 0.0, 0.0))
+    with pytest.raises(KeyError, match="no body named 'nowhere'"):
+        base.physics.set_mocap_position("nowhere", (0.0, 0.0, 0.0))

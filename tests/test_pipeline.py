@@ -306,7 +306,7 @@ def test_transfer_encoder_is_pretrained_once_on_every_task_and_evaluated_on_each
 ) -> None:
     config = dataclasses.replace(
         QUICK,
-        tasks=("sslrobot/Reach-v0", "sslrobot/Navigate-v0"),
+        tasks=("sslrobot/Reach-v0", "sslrobot/Navigate-v1"),
         transfer_objective="fdm+future",
         encoders=("none",),
     )
@@ -320,8 +320,8 @@ def test_transfer_encoder_is_pretrained_once_on_every_task_and_evaluated_on_each
     saved = json.loads(
         (tmp_path / "mixed/pretrain/fdm+future/encoder/pretrain_config.json").read_text()
     )
-    assert [Path(d).parts[-4] for d in saved["pretrain"]["data"]] == ["Reach-v0", "Navigate-v0"]
-    for slug in ("Reach-v0", "Navigate-v0"):
+    assert [Path(d).parts[-4] for d in saved["pretrain"]["data"]] == ["Reach-v0", "Navigate-v1"]
+    for slug in ("Reach-v0", "Navigate-v1"):
         assert (tmp_path / slug / "probe" / "fdm+future-mixed" / "probe.json").is_file()
         assert list((tmp_path / slug / "eval" / "fdm+future-mixed").rglob("result.json"))
 

@@ -220,8 +220,8 @@ def test_evaluate_rejects_bad_arguments(policy_dir, tmp_path):
         evaluate(policy_dir, env_id="sslrobot/Nope-v0", num_episodes=1)
     # A Reach policy on Navigate: same action size since the arm takes fingertip velocities,
     # but the proprio differs, and the error names both envs and sizes.
-    with pytest.raises(ValueError, match=r"do not match sslrobot/Navigate-v0's \(proprio 9 vs 6\)"):
-        evaluate(policy_dir, env_id="sslrobot/Navigate-v0", num_episodes=1)
+    with pytest.raises(ValueError, match=r"do not match sslrobot/Navigate-v1's \(proprio 9 vs 6\)"):
+        evaluate(policy_dir, env_id="sslrobot/Navigate-v1", num_episodes=1)
     (tmp_path / "x.json").write_text("{}")
     with pytest.raises(ValueError, match="is not an sslrobot evaluation result"):
         load_results([tmp_path / "x.json"])

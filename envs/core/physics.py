@@ -113,6 +113,14 @@ class Physics:
     def geom_position(self, name: str) -> np.ndarray:
         return self.data.geom_xpos[self._id(mujoco.mjtObj.mjOBJ_GEOM, name)].copy()
 
+    def set_mocap_position(self, body: str, position: tuple[float, ...] | np.ndarray) -> None:
+        """Place a mocap body (a target, a goal, a landmark) at ``position`` (3,) in world
+        coordinates; mocap bodies move without dynamics and collide where they are drawn."""
+        mocap_id = int(self.model.body_mocapid[self._id(mujoco.mjtObj.mjOBJ_BODY, body)])
+        if mocap_id < 0:
+            raise KeyError(f"body {body!r} is not a mocap body")
+        self.data.mocap_pos[mocap_id] = position
+
     def geom_id(self, name: str) -> int:
         return self._id(mujoco.mjtObj.mjOBJ_GEOM, name)
 

@@ -276,15 +276,6 @@ def sample_in_sector(
     return distance * np.array([-np.sin(bearing), np.cos(bearing)])
 
 
-def set_mocap_position(physics: Physics, body: str, position: tuple[float, ...]) -> None:
-    """Place a mocap body (target, goal) at ``position`` (3,) in world coordinates."""
-    body_id = mujoco.mj_name2id(physics.model, mujoco.mjtObj.mjOBJ_BODY, body)
-    mocap_id = physics.model.body_mocapid[body_id] if body_id >= 0 else -1
-    if mocap_id < 0:
-        raise KeyError(f"no mocap body named {body!r} in the scene")
-    physics.data.mocap_pos[mocap_id] = position
-
-
 def cap_speed(velocity: np.ndarray, max_speed: float) -> np.ndarray:
     """``velocity`` scaled down to at most ``max_speed`` in norm, direction kept."""
     speed = float(np.linalg.norm(velocity))

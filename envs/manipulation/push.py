@@ -13,7 +13,6 @@ from sslrobot.envs.manipulation.arm import (
     cap_speed,
     go_to_action,
     sample_in_sector,
-    set_mocap_position,
     tip_velocity_action,
 )
 
@@ -117,7 +116,7 @@ class PushTask(ArmTask):
         quaternion = (np.cos(0.5 * yaw), 0.0, 0.0, np.sin(0.5 * yaw))
         physics.set_joint_position("cube", np.array([*cube_xy, CUBE_HALF_SIZE, *quaternion]))
         self._goal_xy = goal_xy
-        set_mocap_position(physics, "goal", (*goal_xy, 0.0))
+        physics.set_mocap_position("goal", (*goal_xy, 0.0))
         behind = (cube_xy, goal_xy - cube_xy)
         self.sample_start_pose(physics, rng, cube_xy[None], MIN_START_DISTANCE, behind=behind)
 

@@ -11,7 +11,6 @@ from sslrobot.envs.manipulation.arm import (
     arm_scene,
     go_to_action,
     sample_in_sector,
-    set_mocap_position,
 )
 
 #: Fingertip-to-target distance (m, in the table plane) under which the target is reached.
@@ -53,7 +52,7 @@ class ReachTask(ArmTask):
 
     def initialize_episode(self, physics: Physics, rng: np.random.Generator) -> None:
         self._target_xy = sample_in_sector(rng, TARGET_RADIUS, TARGET_MAX_BEARING)
-        set_mocap_position(physics, "target", (*self._target_xy, _TARGET_HEIGHT))
+        physics.set_mocap_position("target", (*self._target_xy, _TARGET_HEIGHT))
         self.sample_start_pose(physics, rng, self._target_xy[None], MIN_START_DISTANCE)
 
     def _distance(self, physics: Physics) -> float:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -197,17 +198,15 @@ class NavigateTask(Task):
         walls = rng.permutation(4)  # the wall each landmark stands against
         along = rng.uniform(-LANDMARK_ALONG_WALL, LANDMARK_ALONG_WALL, size=len(LANDMARKS))
 
-        # Goal and landmarks are static world geoms: moving them in the model is enough
-        # (the visual preset restores authored positions before this hook runs).
-        model = physics.model
-        model.geom_pos[index.goal_geom, :2] = goal
         inner = ARENA_HALF_SIZE - LANDMARK_WALL_OFFSET
-        for geom, wall, offset in zip(index.landmark_geoms, walls, along, strict=True):
+        landmarks = np.empty((len(LANDMARKS), 2))
+        for i, (wall, offset) in enumerate(zip(walls, along, strict=True)):
             # wall 0: east (+x), 1: west (-x), 2: north (+y), 3: south (-y)
             if wall < 2:
-                model.geom_pos[geom, :2] = (inner if wall == 0 else -inner, offset)
+                landmarks[i] = (inner if wall == 0 else -inner, offset)
             else:
-                model.geom_pos[geom, :2] = (offset, inner if wall == 2 else -inner)
+                landmarks[i] = (offset, inner if wall == 2 else -inner)
+        self._place_objects(physics, goal, landmarks)
 
         physics.data.qpos[index.robot_qpos : index.robot_qpos + 7] = (
             start[0],
@@ -221,6 +220,20 @@ class NavigateTask(Task):
         self._last_action = np.zeros(2)
         self._odometry = np.zeros(3)
         self._last_wheel_angles = physics.data.qpos[index.wheel_qpos].copy()
+
+    def _place_objects(self, physics: Physics, goal: np.ndarray, landmarks: np.ndarray) -> None:
+        """Put the goal at ``goal`` (x, y) and landmark i at ``landmarks[i]`` (x, y), in metres.
+
+        v0's goal and landmarks are static world geoms moved in the model (the visual preset
+        restores authored positions before ``initialize_episode`` runs). MuJoCo draws them
+        there but does not collide with them there: the robot drives through them.
+        ``NavigateV1Task`` puts them on mocap bodies instead.
+        """
+        index = self._scene_index(physics)
+        model = physics.model
+        model.geom_pos[index.goal_geom, :2] = goal
+        for geom, position in zip(index.landmark_geoms, landmarks, strict=True):
+            model.geom_pos[geom, :2] = position
 
     def apply_action(self, physics: Physics, action: np.ndarray) -> None:
         """(forward, turn) -> wheel speed targets (rad/s); the mapping never saturates."""
@@ -333,6 +346,17 @@ class NavigateTask(Task):
         return self._index
 
 
+class NavigateV1Task(NavigateTask):
+    """Navigate-v1: the goal and the landmarks are mocap bodies, which collide where drawn."""
+
+    scene = dataclasses.replace(NavigateTask.scene, xml_file="navigate_v1.xml")
+
+    def _place_objects(self, physics: Physics, goal: np.ndarray, landmarks: np.ndarray) -> None:
+        physics.set_mocap_position("goal", (*goal, 0.0))
+        for colour, position in zip(LANDMARKS, landmarks, strict=True):
+            physics.set_mocap_position(f"landmark_{colour}", (*position, 0.0))
+
+
 class NavigateEnv(RobotEnv):
     """``sslrobot/Navigate-v0``: drive a differential-drive robot to a red goal cylinder that
     it must first find with its egocentric camera.
@@ -341,9 +365,10 @@ class NavigateEnv(RobotEnv):
     coloured landmarks (blue box, green cylinder, yellow box, black cylinder, 0.32 m tall), one
     against each wall, and a red goal cylinder (0.12 m radius, 0.7 m tall; the only red object
     and the tallest). The robot is a 0.24 m disc on two 4 cm wheels (track 0.27 m) with
-    velocity-controlled motors (torque limit 0.2 N m) and a frictionless rear caster; it
-    collides with walls, landmarks and the goal. Physics: 10 ms steps, 5 per env step, so one
-    env step is 50 ms (20 Hz).
+    velocity-controlled motors (torque limit 0.2 N m) and a frictionless rear caster. It
+    collides with the walls; in v0 not with the landmarks and the goal, which it can drive
+    through (``NavigateV1Env``, ``sslrobot/Navigate-v1``, fixes that). Physics: 10 ms steps,
+    5 per env step, so one env step is 50 ms (20 Hz).
 
     **Action**: Box(-1, 1, (2,), float32); out-of-range values are clipped, NaN/inf or a wrong
     shape raise ``ValueError``.
@@ -425,7 +450,21 @@ class NavigateEnv(RobotEnv):
         render_mode: ``"rgb_array"`` (the ego camera) or None.
 
     Version history:
-        v0: initial.
+        v0: initial. The goal and the landmarks are static geoms moved in the model, which
+            MuJoCo draws where they are put but does not collide with there.
+        v1 (``NavigateV1Env``): they are mocap bodies, so the robot collides with them where
+            they are drawn; nothing else changed (same layouts, frames and expert for a seed
+            until the robot touches one).
     """
 
     task_class = NavigateTask
+
+
+class NavigateV1Env(NavigateEnv):
+    """``sslrobot/Navigate-v1``: Navigate-v0 (``NavigateEnv``, whose docstring is the
+    specification) with the goal and the landmarks on mocap bodies, so the robot collides with
+    them where they are drawn instead of driving through them. For a seed, the layout, the
+    frames and the expert's actions equal v0's until the robot touches the goal or a landmark.
+    """
+
+    task_class = NavigateV1Task

@@ -7,7 +7,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from sslrobot.envs import ENV_IDS
+from sslrobot.envs import ENV_IDS, LATEST_ENV_IDS
 from sslrobot.utils.architectures import DEFAULT_ENCODER_ARCH, ENCODER_ARCHS
 
 #: encoders every preset compares: pretrained ones by objective name, plus the baselines.
@@ -54,7 +54,7 @@ class RunConfig:
 
     Attributes:
         preset: name of the preset these values came from.
-        tasks: environment ids to run on.
+        tasks: environment ids to run on; by default the newest version of each task.
         image_size: side of the square pixel observations.
         num_unlabeled_episodes: episodes of unlabeled (noisy-expert + random) stream per task.
         unlabeled_policy: collection policy for the unlabeled stream.
@@ -97,7 +97,7 @@ class RunConfig:
     """
 
     preset: str = "default"
-    tasks: tuple[str, ...] = ENV_IDS
+    tasks: tuple[str, ...] = LATEST_ENV_IDS
     image_size: int = 64
     num_unlabeled_episodes: int = 200
     unlabeled_policy: str = "noisy-expert"
