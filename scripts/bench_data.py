@@ -7,7 +7,8 @@ Sections (all by default; pick with ``--sections``):
   member, with and without fsync), a directory of raw ``.npy`` files (format 1: rename commit,
   sha256 per file), and ``.npz`` / compressed ``.npz`` read with ``numpy.load``. Write speed,
   random-window read speed (each window opens its episode, as in a dataset far larger than
-  the page cache's share), size on disk.
+  the page cache's share), size on disk. Formats are interleaved repeat by repeat (order
+  rotated), and format 2's ratios to the others are medians of per-repeat ratios.
 - ``collect``: frames/s of the bare env loop (step + frame, random actions), of the collector's
   rollout without writing, and of ``collect`` with 1 and 2 workers (targets: 2 workers >= 1.7x
   1 worker; collect with 1 worker within 10% of the bare loop).
@@ -63,11 +64,6 @@ from sslrobot.data.storage import ArrayLocation, episode_path, locate_arrays, wr
 
 SECTIONS = ("formats", "collect", "overhead", "read", "rss")
 SYNTHETIC_EPISODE_STEPS = 50
-
-
-def median_of(repeats: int, measure: Callable[[int], float]) -> tuple[float, list[float]]:
-    values = [measure(r) for r in range(repeats)]
-    return statistics.median(values), values
 
 
 def dir_bytes(path: Path) -> int:
@@ -140,47 +136,51 @@ def bench_formats(args: argparse.Namespace, workdir: Path) -> None:
             )
         return lambda root, i, arrays: _write_npz(root / f"ep_{i:06d}.npz", arrays, option)
 
-    rows = []
-    for kind in FORMATS:
+    def measure(kind: str, root: Path) -> tuple[float, float, float]:
+        """One repeat of one format: write every episode, then random windows in place."""
         write = writer(kind)
-        last_root = workdir / f"fmt-{len(rows)}"
-
-        def measure_write(repeat: int, write=write, last_root=last_root) -> float:
-            root = last_root.with_name(f"{last_root.name}-{repeat}")
-            root.mkdir()
-            start = time.perf_counter()
-            for i, arrays in enumerate(episodes):
-                write(root, i, arrays)
-            seconds = time.perf_counter() - start
-            if repeat < args.repeats - 1:
-                shutil.rmtree(root)
-            else:
-                root.rename(last_root)
-            return frames / seconds
-
-        write_fps, _ = median_of(args.repeats, measure_write)
-        size_mb = dir_bytes(last_root) / 1e6
+        root.mkdir()
+        start = time.perf_counter()
+        for i, arrays in enumerate(episodes):
+            write(root, i, arrays)
+        write_fps = frames / (time.perf_counter() - start)
+        size_mb = dir_bytes(root) / 1e6
         if FORMATS[kind][0] == "sslrobot":  # indexed once, as WindowDataset does
             paths = [
-                locate_arrays(episode_path(last_root, i), ["pixels"])["pixels"]
+                locate_arrays(episode_path(root, i), ["pixels"])["pixels"]
                 for i in range(len(episodes))
             ]
             read = _read_window_in_place
         else:
-            paths = [last_root / f"ep_{i:06d}.npz" for i in range(len(episodes))]
+            paths = [root / f"ep_{i:06d}.npz" for i in range(len(episodes))]
             read = _read_window_npz
+        picks = rng.integers(0, len(paths), args.format_windows)
+        start = time.perf_counter()
+        for i in picks:
+            length = len(episodes[i]["action"])
+            read(paths[i], int(rng.integers(0, length - k + 1)), k)
+        read_wps = args.format_windows / (time.perf_counter() - start)
+        shutil.rmtree(root)
+        return write_fps, read_wps, size_mb
 
-        def measure_read(_: int, paths=paths, read=read) -> float:
-            picks = rng.integers(0, len(paths), args.format_windows)
-            start = time.perf_counter()
-            for i in picks:
-                length = len(episodes[i]["action"])
-                read(paths[i], int(rng.integers(0, length - k + 1)), k)
-            return args.format_windows / (time.perf_counter() - start)
-
-        read_wps, _ = median_of(args.repeats, measure_read)
-        rows.append((kind, write_fps, write_fps * raw_mb / frames, read_wps, size_mb))
-        shutil.rmtree(last_root)
+    # Formats interleaved repeat by repeat (the order rotated each repeat), so that the
+    # machine's drift hits every format alike and the ratios below are of paired repeats.
+    kinds = list(FORMATS)
+    measured: dict[str, list[tuple[float, float, float]]] = {kind: [] for kind in kinds}
+    for repeat in range(args.repeats):
+        for turn in range(len(kinds)):
+            kind = kinds[(turn + repeat) % len(kinds)]
+            measured[kind].append(measure(kind, workdir / f"fmt-{repeat}-{turn}"))
+    rows = [
+        (
+            kind,
+            statistics.median(m[0] for m in measured[kind]),
+            statistics.median(m[0] for m in measured[kind]) * raw_mb / frames,
+            statistics.median(m[1] for m in measured[kind]),
+            measured[kind][-1][2],
+        )
+        for kind in kinds
+    ]
     print(f"\n## formats: {len(episodes)} episodes, {frames} frames of {args.env}, window K={k}")
     print(f"raw arrays: {raw_mb:.1f} MB; files per episode: format 2: 1, format 1: 8 + a dir")
     print("| format | write frames/s | write MB/s | random windows/s | size MB | crash safety |")
@@ -195,6 +195,16 @@ def bench_formats(args: argparse.Namespace, workdir: Path) -> None:
     }
     for kind, fps, mbps, wps, size in rows:
         print(f"| {kind} | {fps:.0f} | {mbps:.1f} | {wps:.0f} | {size:.1f} | {safety[kind]} |")
+    chosen = kinds[0]
+    print(f"\nformat 2 ({chosen!r}) over each format, medians of the {args.repeats} per-repeat")
+    print("ratios (paired: both measured in the same repeat)")
+    print("| format | write: format 2 / it | random windows: format 2 / it |")
+    print("|---|---|---|")
+    for kind in kinds[1:]:
+        pairs = list(zip(measured[chosen], measured[kind], strict=True))
+        write_ratio = statistics.median(ours[0] / theirs[0] for ours, theirs in pairs)
+        read_ratio = statistics.median(ours[1] / theirs[1] for ours, theirs in pairs)
+        print(f"| {kind} | {write_ratio:.2f}x | {read_ratio:.2f}x |")
 
 
 # ----------------------------------------------------------------------------- collect
