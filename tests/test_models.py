@@ -291,3 +291,16 @@ def test_transition_rollout_shapes_and_first_step() -> None:
     torch.testing.assert_close(rolled[:, 1], model(rolled[:, 0], actions[:, 1]))
     with pytest.raises(ValueError, match=r"\(B, K, 2\)"):
         model.rollout(latent, torch.randn(5, 4, 3))
+
+
+@pytest.mark.parametrize("layer_norm", [True, False])
+def test_transition_with_a_zero_residual_keeps_or_normalises_the_latent(layer_norm: bool) -> None:
+    """With the residual MLP's output zeroed the step is LN(z) with the norm and z itself
+    without: keypoint coordinates rolled forward stay coordinates only without it."""
+    model = TransitionModel(latent_dim=6, action_dim=2, hidden_dim=16, layer_norm=layer_norm)
+    torch.nn.init.zeros_(model.net[-1].weight)
+    torch.nn.init.zeros_(model.net[-1].bias)
+    latent = torch.rand(5, 6) * 2 - 1  # keypoint-like coordinates in [-1, 1]
+    stepped = model(latent, torch.randn(5, 2))
+    expected = torch.nn.functional.layer_norm(latent, (6,)) if layer_norm else latent
+    torch.testing.assert_close(stepped, expected)

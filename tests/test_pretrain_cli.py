@@ -80,6 +80,12 @@ def test_none_baseline_and_encoder_options(data_dir: Path, tmp_path: Path) -> No
     assert main(_args(data_dir, out, "--steps", "1", "--future-without-actions")) == 0
     saved = json.loads((out / "pretrain_config.json").read_text())
     assert saved["pretrain"]["future_actions"] is saved["world_model"]["future_actions"] is False
+    out = tmp_path / "unnormed"
+    assert main(_args(data_dir, out, "--steps", "1", "--transition-without-norm")) == 0
+    saved = json.loads((out / "pretrain_config.json").read_text())
+    assert saved["pretrain"]["transition_norm"] is saved["world_model"]["transition_norm"] is False
+    model = load_world_model(out)
+    assert isinstance(model.transition.norm, torch.nn.Identity)
     for decoder, field in (("heatmaps", "heatmaps"), ("keypoint-skip", "keypoint_skip")):
         out = tmp_path / decoder
         options = ("--steps", "1", "--decoder", decoder)

@@ -25,6 +25,7 @@ from sslrobot.pretraining.objectives import (
     parse_objective,
     pixel_mse_loss,
     salient_pixel_weights,
+    slowness_loss,
     total_loss,
 )
 from sslrobot.pretraining.prefetch import Prefetcher
@@ -127,6 +128,22 @@ def test_info_nce_loss() -> None:
     assert shuffled > 10.0
     same = info_nce_loss(torch.ones(8, 4), torch.ones(8, 4)).item()  # no information
     assert same == pytest.approx(torch.log(torch.tensor(8.0)).item(), rel=1e-5)
+
+
+def test_slowness_loss_is_zero_only_for_slow_features_that_vary_across_windows() -> None:
+    spread = torch.linspace(-1.0, 1.0, 8)[:, None].repeat(1, 4)  # std 0.66 per feature
+    assert slowness_loss(spread, spread.clone(), 0.1).item() == pytest.approx(0.0, abs=1e-6)
+    # Change within a window costs (change / min_std)^2 ...
+    assert slowness_loss(spread, spread + 0.05, 0.1).item() == pytest.approx(0.25, rel=1e-4)
+    # ... and a constant feature, perfectly slow, pays the variance hinge: 1 - std / min_std.
+    constant = torch.zeros(8, 4)
+    assert slowness_loss(constant, constant, 0.1).item() == pytest.approx(1.0, abs=1e-3)
+    half = spread * (0.05 / spread.std(dim=0, keepdim=True))  # std 0.05: half the floor
+    assert slowness_loss(half, half, 0.1).item() == pytest.approx(0.5, abs=1e-3)
+    with pytest.raises(ValueError, match="B >= 2"):
+        slowness_loss(torch.zeros(1, 4), torch.zeros(1, 4), 0.1)
+    with pytest.raises(ValueError, match="min_std must be > 0"):
+        slowness_loss(spread, spread, 0.0)
 
 
 def test_latent_std_detects_collapse() -> None:
@@ -321,6 +338,7 @@ def test_context_dropout_blinds_an_evenly_spread_share_of_windows(share: float) 
         {"contrastive": 1.0},
         {"fdm": 1.0, "recon": 1.0},
         {"fdm": 1.0, "future": 1.0, "spread": 1.0},
+        {"fdm": 1.0, "future": 1.0, "slow": 1.0},
     ],
     ids=lambda o: "+".join(o),
 )
@@ -334,7 +352,7 @@ def test_every_trainable_weight_gets_a_gradient(objective: dict[str, float]) -> 
         strides=(4,),
         paddings=(0,),
         feature_dim=8,
-        readout="keypoints" if "spread" in objective else "linear",
+        readout="keypoints" if {"spread", "slow"} & set(objective) else "linear",
     )
     decoder = DecoderConfig(channels=(8,), shuffle=4)
     model = WorldModel(
@@ -440,3 +458,32 @@ def test_equivariance_is_zero_for_keypoints_that_move_with_the_image() -> None:
             action_dim=2,
             objective={"future": 1.0, "equivariant": 1.0},
         )
+
+
+def test_slow_term_acts_on_the_first_quarter_of_the_keypoints() -> None:
+    """The term sees o_t's and o_{t+K}'s first keypoints only: windows whose last frame equals
+    their first pay exactly the variance hinge of those keypoints. Training on the term alone
+    lowers it; it needs keypoints and a pretext."""
+    encoder = EncoderConfig.keypoints(image_size=16, feature_dim=16)  # 8 keypoints, 2 slow
+    model = WorldModel(
+        WorldModelConfig(encoder=encoder, action_dim=2, objective={"future": 1.0, "slow": 1.0})
+    )
+    pixels = torch.randint(0, 256, (8, 2, 16, 16, 3), dtype=torch.uint8)
+    still = pixels.clone()
+    still[:, -1] = still[:, 0]
+    with torch.no_grad():
+        losses, _ = model(still, _randn(8, 1, 2))
+        features = model.encoder(still[:, 0])
+    std = features[:, :4].std(dim=0)
+    hinge = torch.relu(1 - std / 0.1).mean().item()
+    assert losses["slow"].item() == pytest.approx(hinge, abs=1e-4)
+    values = _train_on_term(model, "slow", pixels, steps=30, lr=0.01)
+    assert values[-1] < 0.7 * values[0]
+    with pytest.raises(ValueError, match="readout='keypoints'"):
+        WorldModelConfig(
+            encoder=EncoderConfig(image_size=16),
+            action_dim=2,
+            objective={"future": 1.0, "slow": 1.0},
+        )
+    with pytest.raises(ValueError, match="regulariser"):
+        WorldModelConfig(encoder=encoder, action_dim=2, objective={"slow": 1.0})

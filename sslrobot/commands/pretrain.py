@@ -42,8 +42,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default="fdm+future",
         help="fdm, future, fdm+future, recon, inverse, contrastive or none; weights as "
         "'fdm:1+future:2'; for keypoint encoders, '+spread:W' adds a term that concentrates "
-        "each keypoint's softmax and '+equivariant:W' one that makes keypoints move with the "
-        "image (default: fdm+future)",
+        "each keypoint's softmax, '+equivariant:W' one that makes keypoints move with the "
+        "image and '+slow:W' one that keeps a quarter of them still within a window "
+        "(default: fdm+future)",
     )
     parser.add_argument("--steps", type=int, default=5000, help="optimiser steps (none: 0)")
     parser.add_argument("--batch-size", type=int, default=256, help="windows per step per process")
@@ -99,6 +100,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="future: predict frames from the latent alone (what the stream's policy does "
         "next) instead of from the actions taken",
+    )
+    parser.add_argument(
+        "--transition-without-norm",
+        action="store_true",
+        help="no LayerNorm on the latent transition's output (keeps keypoint features as "
+        "coordinates when rolled forward)",
     )
     parser.add_argument("--augment", choices=("shift", "none"), default="shift")
     parser.add_argument(
@@ -194,6 +201,7 @@ def _pretrain(args: argparse.Namespace) -> int:
         }[args.decoder](),
         decoder_proprio=args.decoder_proprio,
         future_actions=not args.future_without_actions,
+        transition_norm=not args.transition_without_norm,
         augment=args.augment,
         color_jitter=args.color_jitter,
         num_workers=args.num_workers,

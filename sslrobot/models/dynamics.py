@@ -7,14 +7,27 @@ from torch import nn
 
 
 class TransitionModel(nn.Module):
-    """Residual MLP transition ``z' = LayerNorm(z + f([z, a]))``.
+    """Residual MLP transition ``z' = LayerNorm(z + f([z, a]))``, or ``z + f([z, a])``.
 
-    The residual form starts near "nothing moves", which is the right prior at small k; the
-    LayerNorm keeps rolled-out latents at the scale of the encoder's (LayerNorm'd) features, as
-    SPR (Schwarzer et al. 2021) normalises its transition output.
+    With an encoder whose features are LayerNorm'd (``linear``/``cnn`` readouts), the norm
+    keeps rolled-out latents at their scale, as SPR (Schwarzer et al. 2021) normalises its
+    transition output, and the residual starts near "nothing moves". Keypoint features are not
+    normalised (they are coordinates), so there the norm maps z to LN(z), not z: "nothing
+    moves" is out of reach at initialisation and every coordinate of a rolled latent is
+    re-centred and re-scaled by all the others (a static target's keypoint wobbles with the
+    arm's); ``layer_norm=False`` keeps rolled latents in the encoder's own coordinates.
+
+    Args:
+        latent_dim: D, the encoder's feature size.
+        action_dim: A.
+        hidden_dim: width of the residual MLP.
+        layer_norm: normalise each output (True, the default and what every published
+            encoder used) or return the residual sum as it is.
     """
 
-    def __init__(self, latent_dim: int, action_dim: int, hidden_dim: int = 256) -> None:
+    def __init__(
+        self, latent_dim: int, action_dim: int, hidden_dim: int = 256, layer_norm: bool = True
+    ) -> None:
         super().__init__()
         if latent_dim < 1 or action_dim < 1 or hidden_dim < 1:
             raise ValueError(
@@ -30,7 +43,7 @@ class TransitionModel(nn.Module):
             nn.ReLU(),
             nn.Linear(hidden_dim, latent_dim),
         )
-        self.norm = nn.LayerNorm(latent_dim)
+        self.norm = nn.LayerNorm(latent_dim) if layer_norm else nn.Identity()
 
     def forward(self, latent: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
         """One step: latent (B, D), action (B, A) -> next latent (B, D)."""

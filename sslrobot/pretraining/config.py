@@ -50,9 +50,10 @@ class PretrainConfig:
             ``"contrastive"`` or ``"none"``; combine with ``+`` and weight with ``:w``
             (``"fdm:1+future:2"``). Weights multiply the losses after ``LOSS_SCALES`` has
             brought them to a common scale (pixel MSEs x100), so plain ``"fdm+future"`` gives
-            both a comparable say. ``"+spread:w"`` adds a keypoint-concentration term and
-            ``"+equivariant:w"`` a shift-equivariance term (``objectives.REGULARIZERS``;
-            keypoint encoders only).
+            both a comparable say. ``"+spread:w"`` adds a keypoint-concentration term,
+            ``"+equivariant:w"`` a shift-equivariance term and ``"+slow:w"`` a slowness term
+            on the first quarter of the keypoints (``objectives.REGULARIZERS``; keypoint
+            encoders only).
         steps: Optimiser steps in total (a resumed run continues up to this count).
         batch_size: Windows per step per process (torchrun: each rank takes this many).
         lr: Adam learning rate (constant).
@@ -90,6 +91,8 @@ class PretrainConfig:
             pixel loss presses the latent for what the robot's sensors do not give.
         future_actions: ``future`` predicts from the actions taken (True, a world model) or
             from the latent alone (False; ``WorldModelConfig.future_actions``).
+        transition_norm: LayerNorm the latent transition's output
+            (``WorldModelConfig.transition_norm``; False keeps keypoints as coordinates).
         augment: ``"shift"`` (DrQ random shift) or ``"none"``.
         shift_pad: Maximum shift of ``"shift"`` in pixels.
         color_jitter: Strength of random brightness and colour gains per window
@@ -134,6 +137,7 @@ class PretrainConfig:
     salience_threshold: float = 0.08
     decoder_proprio: bool = False
     future_actions: bool = True
+    transition_norm: bool = True
     augment: str = "shift"
     shift_pad: int = 4
     color_jitter: float = 0.0
@@ -203,7 +207,7 @@ class PretrainConfig:
             raise ValueError(f"temperature must be > 0, got {self.temperature!r}")
         if not 0.0 <= self.context_dropout < 1.0:
             raise ValueError(f"context_dropout must be in [0, 1), got {self.context_dropout!r}")
-        for name in ("decoder_proprio", "future_actions"):
+        for name in ("decoder_proprio", "future_actions", "transition_norm"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
 
@@ -238,6 +242,7 @@ class PretrainConfig:
             salience_threshold=self.salience_threshold,
             decoder_proprio_dim=proprio_dim if self.decoder_proprio else 0,
             future_actions=self.future_actions,
+            transition_norm=self.transition_norm,
         )
 
     def to_dict(self) -> dict[str, Any]:

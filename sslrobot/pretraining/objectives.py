@@ -10,7 +10,16 @@ import torch
 from torch.nn import functional as F
 
 #: Objective names, in the order their losses are logged.
-OBJECTIVES = ("fdm", "future", "recon", "inverse", "contrastive", "spread", "equivariant")
+OBJECTIVES = (
+    "fdm",
+    "future",
+    "recon",
+    "inverse",
+    "contrastive",
+    "spread",
+    "equivariant",
+    "slow",
+)
 #: The "no training" baseline: random initialisation, written in the same layout.
 NO_OBJECTIVE = "none"
 #: Objectives that need a frame decoder.
@@ -30,7 +39,11 @@ USES_TARGET_ENCODER = frozenset({"fdm", "contrastive"})
 #: Measured on Reach (``fdm+future+equivariant:0.01``, 6,000 steps): the keypoints spread along
 #: the arm, none on the target, and success did not rise (23.0%; 17.3% at 0.1), so no preset
 #: uses it either.
-REGULARIZERS = frozenset({"spread", "equivariant"})
+#: ``slow`` (keypoint encoders) asks the first quarter of the keypoints to stay put within a
+#: window while varying across windows (``slowness_loss``): they cannot follow the arm, so the
+#: decoder's need to draw the scene should put them on the static objects (Reach's target,
+#: Push's goal), the thing sessions 11-15 found the other keypoints leave imprecise.
+REGULARIZERS = frozenset({"spread", "equivariant", "slow"})
 #: Factors that bring each loss to a common scale before the objective weights apply, so that
 #: ``"fdm+future"`` gives both a comparable say over the shared encoder. Pixel losses are
 #: per-element MSEs in normalised units, ~0.005 on 64x64 robot scenes where most pixels are
@@ -247,6 +260,36 @@ def info_nce_loss(
         logits = a @ p.T / temperature  # (B, B)
         labels = torch.arange(a.shape[0], device=a.device)
         return F.cross_entropy(logits, labels)
+
+
+def slowness_loss(now: torch.Tensor, later: torch.Tensor, min_std: float) -> torch.Tensor:
+    """Slow-feature term: features that barely change within a window but vary across windows.
+
+    ``mean((now - later)^2) / min_std^2 + mean(relu(1 - std / min_std))``, with ``std`` each
+    feature's standard deviation over the batch (of ``now``). The first part is slow feature
+    analysis' slowness (Wiskott and Sejnowski 2002); the second is VICReg's variance hinge
+    (Bardes et al. 2022), which a constant feature (perfectly slow, useless) fails: it costs
+    nothing once every feature spreads over at least ``min_std`` across windows.
+
+    Args:
+        now: (B, D) features of the windows' first frames, B >= 2.
+        later: (B, D) features of a later frame of the same windows.
+        min_std: the spread across windows below which a feature counts as collapsing.
+
+    Returns:
+        Scalar >= 0; 0 when ``now == later`` and every feature's std is at least ``min_std``.
+    """
+    if now.ndim != 2 or now.shape != later.shape or now.shape[0] < 2:
+        raise ValueError(
+            f"now and later must both be (B, D) with B >= 2, got {tuple(now.shape)} and "
+            f"{tuple(later.shape)}"
+        )
+    if not min_std > 0:
+        raise ValueError(f"min_std must be > 0, got {min_std}")
+    now, later = now.float(), later.float()
+    change = (now - later).square().mean() / min_std**2
+    std = torch.sqrt(now.var(dim=0) + 1e-8)
+    return change + F.relu(1.0 - std / min_std).mean()
 
 
 def latent_std(latents: torch.Tensor) -> torch.Tensor:

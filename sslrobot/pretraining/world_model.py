@@ -44,6 +44,7 @@ from sslrobot.pretraining.objectives import (
     latent_std,
     pixel_mse_loss,
     salient_pixel_weights,
+    slowness_loss,
 )
 from sslrobot.utils.config import config_to_dict
 from sslrobot.utils.device import as_device
@@ -94,6 +95,9 @@ class WorldModelConfig:
             ``inverse`` strong there; on a random-policy stream there is nothing to predict.
             Measured (session 15, findings): within the pretraining seeds' spread on Reach and
             Push.
+        transition_norm: LayerNorm the transition's output (``TransitionModel``). True is
+            right for LayerNorm'd features; for keypoint features (coordinates, not normalised)
+            it puts rolled-out latents in another space than the encoder's.
     """
 
     encoder: EncoderConfig
@@ -111,6 +115,7 @@ class WorldModelConfig:
     salience_threshold: float = 0.08
     decoder_proprio_dim: int = 0
     future_actions: bool = True
+    transition_norm: bool = True
 
     def __post_init__(self) -> None:
         if not isinstance(self.action_dim, int) or self.action_dim < 1:
@@ -179,6 +184,12 @@ class WorldModelConfig:
 
 #: Largest shift, in pixels per axis, of the ``equivariant`` term.
 EQUIVARIANCE_SHIFT = 4
+#: The ``slow`` term's share of the keypoints (the first ones) and the spread across windows,
+#: in the spatial softmax's [-1, 1] units, below which it counts them as collapsing: 0.1 is
+#: 3 pixels at 64 px, under how far Reach's target and Push's goal move between episodes and
+#: above the per-episode camera jitter.
+SLOW_KEYPOINT_SHARE = 0.25
+SLOW_MIN_STD = 0.1
 
 
 def keypoint_units_per_pixel(encoder: EncoderConfig) -> float:
@@ -207,11 +218,15 @@ class WorldModel(nn.Module):
         self.encoder = Encoder(enc)
         acted = "fdm" in active or ("future" in active and config.future_actions)
         self.transition = (
-            TransitionModel(dim, config.action_dim, config.transition_hidden_dim) if acted else None
+            TransitionModel(
+                dim, config.action_dim, config.transition_hidden_dim, config.transition_norm
+            )
+            if acted
+            else None
         )
         # future_actions=False: future frames come from z_t alone (its one input held at 0).
         self.free_transition = (
-            TransitionModel(dim, 1, config.transition_hidden_dim)
+            TransitionModel(dim, 1, config.transition_hidden_dim, config.transition_norm)
             if "future" in active and not config.future_actions
             else None
         )
@@ -340,6 +355,10 @@ class WorldModel(nn.Module):
         metrics = {"latent_std": latent_std(latent.detach())}
         if "equivariant" in active:
             losses["equivariant"] = self._equivariance_loss(pixels[:, 0], latent)
+        if "slow" in active:
+            slow = 2 * max(1, round(SLOW_KEYPOINT_SHARE * latent.shape[1] / 2))  # whole (x, y)
+            later = self.encoder(pixels[:, -1])[:, :slow]  # o_{t+K}, same episode
+            losses["slow"] = slowness_loss(latent[:, :slow], later, SLOW_MIN_STD)
 
         targets = None
         if self.target_encoder is not None:
