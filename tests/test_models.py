@@ -81,6 +81,20 @@ def test_encoder_rejects_bad_input() -> None:
         ({"readout": "keypoints", "feature_dim": 7}, "feature_dim must be even"),
         ({"frame_stack": 0}, "frame_stack"),
         ({"image_size": 8, "strides": (4, 4, 4), "paddings": (0, 0, 0)}, "too small"),
+        (  # the middle layer empties the map though the last would not
+            {
+                "image_size": 8,
+                "channels": (4, 4),
+                "kernel_sizes": (9, 1),
+                "strides": (1, 1),
+                "paddings": (0, 1),
+            },
+            "too small",
+        ),
+        ({"arch": "resnet", "kernel_sizes": (4, 3, 3)}, "odd kernel_sizes"),
+        ({"image_size": 12, "frame_stack": 4}, "indistinguishable"),
+        ({"layer_norm": "no"}, "layer_norm must be true or false"),
+        ({"frame_stack": True}, "must be ints"),
     ],
 )
 def test_encoder_config_validation_names_the_field(changes: dict, field: str) -> None:
@@ -275,6 +289,21 @@ def test_block_layout_is_pixel_shuffle_layout() -> None:
     unshuffled = torch.nn.functional.pixel_unshuffle(frames.permute(0, 3, 1, 2), 4)
     assert torch.equal(blocks.flatten(1, 2), unshuffled)
     assert torch.equal(blocks_to_frames(blocks, 4), frames)
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"composite": "false"}, "composite must be true or false"),
+        ({"heatmap_sigma": float("inf")}, "heatmap_sigma must be a finite number"),
+        ({"skip_sigma": float("nan")}, "skip_sigma must be a finite number"),
+    ],
+)
+def test_decoder_config_validation_names_the_field(changes: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        DecoderConfig(**changes)
+    with pytest.raises(ValueError, match=r"unknown DecoderConfig fields \['shufle'\]"):
+        DecoderConfig.from_dict({"shufle": 2})
 
 
 def test_decoder_rejects_incompatible_image_size() -> None:

@@ -48,9 +48,15 @@ def test_unavailable_devices_are_errors_not_fallbacks(no_accelerators):
         resolve_device("cuda:1")
     with pytest.raises(ValueError, match="'mps' requested but MPS is not available"):
         resolve_device("mps")
-    for name in ("tpu", "gpu", ""):
+    for name in ("tpu", "gpu", "", "cpu:7", "cpu:abc", "mps:0", "cuda:", "cuda:x"):
         with pytest.raises(ValueError, match="unknown device"):
             resolve_device(name)
+
+
+def test_malformed_cuda_names_are_refused_even_with_gpus(two_gpus):
+    for name in ("cuda:", "cuda:x", "cuda:-1"):
+        with pytest.raises(ValueError, match="unknown device"):
+            resolve_device(name, local_rank=1)
 
 
 def test_cuda_index_comes_from_the_name_or_the_local_rank(two_gpus):
@@ -123,6 +129,17 @@ def test_sync_dir_flushes_the_directory_after_the_rename(tmp_path, monkeypatch):
     assert synced == [(tmp_path, ["a.txt", "b.txt"])]  # after the rename: no temp file left
 
 
+def test_a_failed_directory_sync_says_the_file_was_written(tmp_path, monkeypatch):
+    def broken(path):
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(io, "fsync_dir", broken)
+    with pytest.raises(OSError, match=r"wrote .*c\.txt but could not sync its directory") as info:
+        io.atomic_write(tmp_path / "c.txt", lambda file: file.write(b"new"), sync_dir=True)
+    assert info.value.errno == errno.EIO
+    assert (tmp_path / "c.txt").read_bytes() == b"new"
+
+
 def test_atomic_write_to_name_gives_the_writer_a_path_with_the_suffix(tmp_path):
     seen = []
 
@@ -176,6 +193,10 @@ def test_config_hash_ignores_key_order_and_sees_values():
     path = Path("/data/x")  # not JSON: hashed through str(), as cache keys hold paths
     assert config_hash({"path": path}) == config_hash({"path": "/data/x"})
     assert len(config_hash({"path": path})) == 16
+    # Sets are hashed sorted: their iteration order changes with PYTHONHASHSEED.
+    assert config_hash({"s": {"fdm", "future", "recon"}}) == config_hash(
+        {"s": ["fdm", "future", "recon"]}
+    )
 
 
 def test_pretrain_config_sections_name_the_file(tmp_path):

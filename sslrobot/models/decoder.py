@@ -29,6 +29,7 @@ centre; README, "A heatmap decoder did not help either"), so it is an option, no
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,7 +38,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from sslrobot.models.encoder import RGB_CHANNELS
-from sslrobot.utils.config import config_to_dict
+from sslrobot.utils.config import check_known_fields, config_to_dict
 
 
 @dataclass(frozen=True)
@@ -84,10 +85,13 @@ class DecoderConfig:
             raise ValueError(f"shuffle must be an int >= 1, got {self.shuffle!r}")
         if not isinstance(self.out_kernel, int) or self.out_kernel < 1 or self.out_kernel % 2 == 0:
             raise ValueError(f"out_kernel must be an odd int >= 1, got {self.out_kernel!r}")
-        if not self.heatmap_sigma > 0:
-            raise ValueError(f"heatmap_sigma must be > 0, got {self.heatmap_sigma!r}")
-        if not self.skip_sigma > 0:
-            raise ValueError(f"skip_sigma must be > 0, got {self.skip_sigma!r}")
+        for name in ("composite", "heatmaps", "keypoint_skip"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
+        for name in ("heatmap_sigma", "skip_sigma"):
+            value = getattr(self, name)
+            if not 0 < value < math.inf:
+                raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
         if not isinstance(self.skip_hidden, int) or self.skip_hidden < 1:
             raise ValueError(f"skip_hidden must be an int >= 1, got {self.skip_hidden!r}")
 
@@ -121,7 +125,8 @@ class DecoderConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> DecoderConfig:
-        """Inverse of ``to_dict``."""
+        """Inverse of ``to_dict``; unknown keys are an error naming them."""
+        check_known_fields(cls, values)
         return cls(**values)
 
 

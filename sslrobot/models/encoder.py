@@ -6,7 +6,7 @@ to 16x16 at once, so no layer runs at full resolution, then two stride-2 3x3 con
 4x4. The package's default, ``EncoderConfig.keypoints()`` (``utils.architectures``), keeps that
 stem and reads an 8x8 map out as keypoints. The DrQ-v2 trunk (four 32-channel
 3x3 convolutions at strides 2-1-1-1, Yarats et al. 2021) is kept as ``EncoderConfig.drqv2()``
-for side-by-side comparison; it spends ~10x the compute at 29x29..35x35 resolution.
+for side-by-side comparison; it spends ~10x the compute at 31x31..25x25 resolution (64 px).
 """
 
 from __future__ import annotations
@@ -82,6 +82,13 @@ class EncoderConfig:
             value = getattr(self, name)
             if isinstance(value, list):  # from JSON
                 object.__setattr__(self, name, tuple(value))
+        if isinstance(self.image_size, bool) or isinstance(self.frame_stack, bool):
+            raise ValueError(
+                f"image_size and frame_stack must be ints, got {self.image_size!r} and "
+                f"{self.frame_stack!r}"
+            )
+        if not isinstance(self.layer_norm, bool):
+            raise ValueError(f"layer_norm must be true or false, got {self.layer_norm!r}")
         if not isinstance(self.image_size, int) or self.image_size < 8:
             raise ValueError(f"image_size must be an int >= 8, got {self.image_size!r}")
         if not isinstance(self.frame_stack, int) or self.frame_stack < 1:
@@ -106,6 +113,12 @@ class EncoderConfig:
                 )
             if any(not isinstance(v, int) or v < 0 for v in self.paddings):
                 raise ValueError(f"paddings entries must be ints >= 0, got {self.paddings!r}")
+        elif any(kernel % 2 == 0 for kernel in self.kernel_sizes):
+            # A residual block pads kernel // 2 to keep its map's size: only odd kernels do.
+            raise ValueError(
+                f"arch='resnet' needs odd kernel_sizes (its blocks keep the map's size), got "
+                f"{self.kernel_sizes!r}"
+            )
         if not isinstance(self.feature_dim, int) or self.feature_dim < 1:
             raise ValueError(f"feature_dim must be an int >= 1, got {self.feature_dim!r}")
         if self.readout not in READOUTS:
@@ -119,6 +132,13 @@ class EncoderConfig:
             raise ValueError(
                 f"image_size={self.image_size} is too small for strides={self.strides} and "
                 f"kernel_sizes={self.kernel_sizes}: the trunk output would be empty"
+            )
+        if self.image_size == self.in_channels:
+            # (B, S, S, C) and (B, C, S, S) would then look alike and frames could be misread.
+            raise ValueError(
+                f"image_size={self.image_size} equals the input channels (3 x frame_stack="
+                f"{self.frame_stack}); channels-first and channels-last frames would be "
+                "indistinguishable"
             )
 
     @property
@@ -135,6 +155,8 @@ class EncoderConfig:
                 self.kernel_sizes, self.strides, self.paddings, strict=True
             ):
                 size = _conv_out(size, kernel, stride, padding)
+                if size < 1:  # a layer in the middle already empties the map
+                    return size
         else:
             for stride in self.strides:
                 size = _conv_out(size, 3, stride, 1)  # max-pool 3x3, padding 1

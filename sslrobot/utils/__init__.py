@@ -1,1 +1,1 @@
-"""Small shared helpers (atomic files, devices, seeding)."""
+"""Small shared helpers (atomic files, devices, configs, architectures, versions)."""

@@ -43,5 +43,13 @@ def config_hash(values: Any) -> str:
     Names directories by what they hold (feature caches, pipeline stages), so the same settings
     find the same directory again in a later run.
     """
-    text = json.dumps(values, sort_keys=True, default=str)
+    text = json.dumps(values, sort_keys=True, default=_stable_json)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _stable_json(value: Any) -> Any:
+    """JSON stand-in for what ``json`` cannot write: sets sorted (their iteration order changes
+    with ``PYTHONHASHSEED``), anything else as its ``str``."""
+    if isinstance(value, set | frozenset):
+        return sorted(value, key=str)
+    return str(value)

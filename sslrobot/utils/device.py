@@ -30,7 +30,9 @@ def resolve_device(name: str = "auto", local_rank: int = 0) -> torch.device:
             name = "mps"
         else:
             name = "cpu"
-    kind, _, index_text = name.partition(":")
+    kind, colon, index_text = name.partition(":")
+    if colon and (kind != "cuda" or not index_text.isdigit()):  # "cpu:7", "cuda:", "cuda:x"
+        raise ValueError(f"unknown device {name!r}; use auto, cpu, cuda, cuda:N or mps")
     if kind == "cpu":
         return torch.device("cpu")
     if kind == "cuda":
@@ -39,8 +41,6 @@ def resolve_device(name: str = "auto", local_rank: int = 0) -> torch.device:
                 f"device {name!r} requested but CUDA is not available "
                 f"(torch {torch.__version__}); use --device cpu or auto"
             )
-        if index_text and not index_text.isdigit():
-            raise ValueError(f"unknown device {name!r}; use auto, cpu, cuda, cuda:N or mps")
         index = int(index_text) if index_text else local_rank
         if index >= torch.cuda.device_count():
             raise ValueError(

@@ -77,13 +77,18 @@ def _replace(path: Path, fill: Callable[[int, Path], None], suffix: str, sync_di
             raise
         fill(fd, tmp)
         os.replace(tmp, path)
-        if sync_dir:
-            fsync_dir(path.parent)
     except BaseException as error:
         tmp.unlink(missing_ok=True)
         if isinstance(error, OSError):
             raise _naming(error, path) from error
         raise
+    if sync_dir:  # the new file is in place: a failure here must not say it was not written
+        try:
+            fsync_dir(path.parent)
+        except OSError as error:
+            raise OSError(
+                error.errno, f"wrote {path} but could not sync its directory: {error.strerror}"
+            ) from error
     return path
 
 
