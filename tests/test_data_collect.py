@@ -79,6 +79,20 @@ def test_collect_writes_what_the_env_produced(tmp_path):
     runner.close()
 
 
+def test_a_mixture_gives_each_episode_one_of_its_components(tmp_path):
+    """Each episode records the component its seed drew; over 16 episodes at 3:1 both occur,
+    the likelier more often, and the same seeds draw the same components again."""
+    mixture = "random=0.75,noisy-expert=0.25"
+    names = []
+    for out in ("a", "b"):
+        config = fake_config(tmp_path / out, num_episodes=16, policy="mixture", mixture=mixture)
+        dataset = open_dataset(collect(config, progress=False))
+        names.append([dataset.meta(i)["policy"]["name"] for i in dataset.episode_ids])
+    assert names[0] == names[1]
+    assert set(names[0]) == {"random", "noisy-expert"}
+    assert names[0].count("random") > names[0].count("noisy-expert")
+
+
 def test_same_seed_same_data_whatever_the_worker_count(tmp_path):
     collect(fake_config(tmp_path / "one", num_episodes=5, policy="random"), progress=False)
     collect(

@@ -1,7 +1,8 @@
 """Invariant checks that every registered sslrobot environment id must pass.
 
-Each test is parametrized over ``sslrobot.envs.ENV_IDS``; an id whose module does not exist
-yet is skipped with that reason. Sizes are tiny (16-32 px, a few seeds) so the file stays fast.
+Each test is parametrized over ``sslrobot.envs.ENV_IDS``; every id's module must exist (a
+missing or misspelt entry point fails, it is not skipped). Sizes are tiny (16-32 px, a few
+seeds) so the file stays fast.
 """
 
 from __future__ import annotations
@@ -27,8 +28,7 @@ SMALL = 16  # image side for tests that do not look at the picture
 
 def _require_module(env_id: str) -> None:
     module = gym.spec(env_id).entry_point.split(":")[0]
-    if importlib.util.find_spec(module) is None:
-        pytest.skip(f"{env_id}: its module {module} does not exist yet")
+    assert importlib.util.find_spec(module) is not None, f"{env_id}: no module {module}"
 
 
 @pytest.fixture(params=sslrobot.envs.ENV_IDS)
@@ -149,13 +149,9 @@ print(json.dumps(out))
 
 
 def test_same_seed_gives_identical_pixels_and_states_across_processes() -> None:
-    env_ids = []
-    for env_id in sslrobot.envs.ENV_IDS:
-        module = gym.spec(env_id).entry_point.split(":")[0]
-        if importlib.util.find_spec(module) is not None:
-            env_ids.append(env_id)
-    if not env_ids:
-        pytest.skip("no environment module exists yet")
+    env_ids = list(sslrobot.envs.ENV_IDS)
+    for env_id in env_ids:
+        _require_module(env_id)
     command = [sys.executable, "-c", _DETERMINISM_SCRIPT, json.dumps(env_ids)]
     runs = [
         json.loads(

@@ -33,14 +33,24 @@ def test_plot_success_and_data_efficiency(tmp_path):
         {"task": "Push", "encoder": "fdm+future", "mean": 0.5, "low": 0.4, "high": 0.6},
     ]
     _assert_png(plot_success(success, tmp_path / "success.png", title="success"))
+    # The picture is drawn from the numbers: another mean, or only another interval, shows.
+    drawn = (tmp_path / "success.png").read_bytes()
+    for change in ({"mean": 0.75}, {"low": 0.5, "high": 0.95}):
+        changed = [{**success[0], **change}, *success[1:]]
+        assert plot_success(changed, tmp_path / "other.png", title="success").read_bytes() != drawn
     efficiency = [
         {"encoder": e, "num_demos": n, "mean": m, "low": m - 0.1, "high": m + 0.05}
         for e, base in (("fdm+future", 0.4), ("none", 0.1))
         for n, m in ((5, base), (10, base + 0.1), (25, base + 0.2), (50, base + 0.3))
     ]
     _assert_png(plot_data_efficiency(efficiency, tmp_path / "efficiency.png"))
+    drawn = (tmp_path / "efficiency.png").read_bytes()
+    changed = [{**efficiency[0], "mean": 0.9}, *efficiency[1:]]
+    assert plot_data_efficiency(changed, tmp_path / "other.png").read_bytes() != drawn
     with pytest.raises(ValueError, match="lacks"):
         plot_success([{"encoder": "x", "mean": 0.5}], tmp_path / "bad.png")
+    with pytest.raises(ValueError, match=r"encoder 'x'.*low <= mean <= high"):
+        plot_success([{"encoder": "x", "mean": 0.5, "low": 0.6, "high": 0.9}], tmp_path / "b")
 
 
 def test_loss_curves_from_metrics_csv(tmp_path):

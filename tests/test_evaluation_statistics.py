@@ -48,11 +48,17 @@ def test_bootstrap_ci_single_and_constant_values():
 
 
 @pytest.mark.parametrize(
-    ("values", "kwargs"),
-    [([], {}), ([1.0, float("nan")], {}), ([1.0, 2.0], {"confidence": 1.0}), ([[1.0]], {})],
+    ("values", "kwargs", "message"),
+    [
+        ([], {}, "is empty"),
+        ([1.0, float("nan")], {}, "contains NaN or inf"),
+        ([1.0, 2.0], {"confidence": 1.0}, r"confidence must be in \(0, 1\)"),
+        ([1.0, 2.0], {"num_resamples": 0}, "num_resamples must be >= 1"),
+        ([[1.0]], {}, "must be one-dimensional"),
+    ],
 )
-def test_bootstrap_ci_rejects_bad_input(values, kwargs):
-    with pytest.raises(ValueError):
+def test_bootstrap_ci_rejects_bad_input(values, kwargs, message):
+    with pytest.raises(ValueError, match=message):
         bootstrap_ci(values, **kwargs)
 
 

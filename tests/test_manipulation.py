@@ -25,6 +25,11 @@ def _joint_speed_targets(env: gym.Env) -> np.ndarray:
     return physics.data.ctrl[env.unwrapped.task.arm(physics).actuator_ids]
 
 
+def _control_cost(env: gym.Env) -> float:
+    """The documented control term: -CONTROL_COST * |joint speed targets / max speed|^2."""
+    return -arm.CONTROL_COST * float(np.sum((_joint_speed_targets(env) / arm.MAX_JOINT_SPEED) ** 2))
+
+
 def _colour_masks(frame: np.ndarray) -> dict[str, np.ndarray]:
     """Pixels of the red target, yellow cube and green goal, robust to the presets' lighting."""
     red, green, blue = np.moveaxis(frame.astype(np.int32), -1, 0)
@@ -150,6 +155,7 @@ def test_reach_reward_and_success_follow_the_documented_formula() -> None:
     env = gym.make(REACH, obs_mode="state")
     info = env.reset(seed=2)[1]
     terminated = False
+    costs = []
     while not terminated:
         _, _, terminated, truncated, info = env.step(sslrobot.envs.expert_action(env))
         state = _state(env, info)
@@ -160,14 +166,18 @@ def test_reach_reward_and_success_follow_the_documented_formula() -> None:
         assert info["is_success"] == (distance < reach.SUCCESS_DISTANCE)
         assert info["reward/success"] == (reach.SUCCESS_BONUS if info["is_success"] else 0.0)
         assert -arm.CONTROL_COST * 3 <= info["reward/control"] <= 0.0
+        assert info["reward/control"] == pytest.approx(_control_cost(env), abs=1e-9)
+        costs.append(info["reward/control"])
         assert terminated == info["is_success"]
         assert not truncated
+    assert min(costs) < 0.0  # the arm moved, so the term was not trivially 0
 
 
 def test_push_reward_and_success_follow_the_documented_formula() -> None:
     env = gym.make(PUSH, obs_mode="state")
     env.reset(seed=3)
     terminated = False
+    costs = []
     while not terminated:
         _, _, terminated, truncated, info = env.step(sslrobot.envs.expert_action(env))
         s = _state(env, info)
@@ -177,7 +187,10 @@ def test_push_reward_and_success_follow_the_documented_formula() -> None:
         assert info["reward/reach"] == pytest.approx(-push.REACH_WEIGHT * tip_to_cube, abs=1e-6)
         assert info["is_success"] == (cube_to_goal < push.SUCCESS_DISTANCE)
         assert info["reward/success"] == (push.SUCCESS_BONUS if info["is_success"] else 0.0)
+        assert info["reward/control"] == pytest.approx(_control_cost(env), abs=1e-9)
+        costs.append(info["reward/control"])
         assert terminated == info["is_success"] and not truncated
+    assert min(costs) < 0.0
 
 
 def _in_sector(xy: np.ndarray, radius: tuple[float, float], max_bearing: float) -> bool:

@@ -139,6 +139,17 @@ def test_keypoint_encoder_follows_a_moving_object() -> None:
     features = encoder(frames)
     assert features.abs().max() <= 1.0
     assert not torch.allclose(features[0], features[1])
+    # With a trunk that passes brightness through (8x8 average pooling to the readout's 4x4
+    # cells) and a readout that attends to it, every keypoint lands on the square: top-left in
+    # frame 0 (x and y < 0), bottom-right in frame 1 (x and y > 0).
+    encoder.trunk = torch.nn.AvgPool2d(8)
+    pointwise = torch.nn.Conv2d(3, 4, 1)
+    torch.nn.init.constant_(pointwise.weight, 20.0)
+    torch.nn.init.zeros_(pointwise.bias)
+    encoder.head[0] = pointwise
+    points = encoder(frames).view(2, 4, 2)
+    assert (points[0] < -0.3).all() and (points[1] > 0.3).all()
+    torch.testing.assert_close(points[0, 0], points[0, 3])
 
 
 def test_named_architectures() -> None:

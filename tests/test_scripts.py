@@ -41,6 +41,13 @@ def test_temporal_ensemble_averages_every_running_chunk(bench_heads) -> None:
     assert ensemble(empty, empty, empty) == pytest.approx([(2.0 + 10.0) / 2])
     ensemble.reset()
     assert ensemble(empty, empty, empty) == pytest.approx([5.0])
+    # ACT's weights exp(-decay * i), i = 0 for the oldest chunk: the oldest counts most.
+    outputs = iter([np.array([1.0, 2.0]), np.array([10.0, 20.0])])
+    ensemble = bench_heads.TemporalEnsemble(lambda _row: next(outputs), chunk=2, decay=1.0)
+    ensemble(empty, empty, empty)
+    weight = np.exp(-1.0)
+    expected = (2.0 + weight * 10.0) / (1.0 + weight)
+    assert ensemble(empty, empty, empty) == pytest.approx([expected])
 
 
 def test_episode_context_is_the_first_frame_or_the_running_mean(bench_heads) -> None:

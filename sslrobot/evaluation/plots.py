@@ -54,6 +54,11 @@ def plot_success(
         raise ValueError("plot_success needs at least one record")
     for record in records:
         _require(record, ("encoder", "mean", "low", "high"), "success")
+        if not float(record["low"]) <= float(record["mean"]) <= float(record["high"]):
+            raise ValueError(
+                f"success record of encoder {record['encoder']!r} needs low <= mean <= high, "
+                f"got {record['low']}, {record['mean']}, {record['high']}"
+            )
     tasks = _ordered([r.get("task", "") for r in records])
     figure = _new_figure(max(4.0, 3.2 * len(tasks)), 3.4)
     axes = figure.subplots(1, len(tasks), squeeze=False, sharey=True)[0]
