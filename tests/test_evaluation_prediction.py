@@ -165,6 +165,44 @@ def test_prediction_quality_caps_windows_and_can_skip_parts():
     assert not any(key.startswith("pred/psnr") for key in metrics)
 
 
+class _RecordingWindows(list):
+    """Windows that note which indices are read."""
+
+    def __init__(self, windows: list[dict[str, np.ndarray]]) -> None:
+        super().__init__(windows)
+        self.read: list[int] = []
+
+    def __getitem__(self, index: int) -> dict[str, np.ndarray]:
+        self.read.append(index)
+        return super().__getitem__(index)
+
+
+@pytest.mark.parametrize(
+    ("num", "max_windows", "expected"),
+    [
+        (9, 4, [0, 3, 5, 8]),  # linspace(0, 8, 4) = 0, 2.67, 5.33, 8, rounded
+        (10, 4, [0, 3, 6, 9]),
+        (7, 1, [0]),
+        (5, 8, [0, 1, 2, 3, 4]),  # fewer than the cap: all of them
+        (5, 5, [0, 1, 2, 3, 4]),
+        (5, None, [0, 1, 2, 3, 4]),
+    ],
+)
+def test_capped_windows_are_evenly_spaced_over_the_dataset(
+    num: int, max_windows: int | None, expected: list[int]
+) -> None:
+    """``max_windows`` keeps that many windows, evenly spaced from the first to the last, in
+    order; with no more windows than the cap (or no cap) every window is scored once."""
+    windows = _RecordingWindows(_windows(num=num, horizon=1, size=8))
+    metrics = prediction_quality(
+        OracleModel(), windows, batch_size=2, frames=False, max_windows=max_windows
+    )
+    assert windows.read == expected
+    assert metrics["pred/num_windows"] == len(expected)
+    with pytest.raises(ValueError, match="max_windows must be >= 1 or None, got 0"):
+        prediction_quality(OracleModel(), windows, frames=False, max_windows=0)
+
+
 def test_prediction_quality_rejects_out_of_range_float_frames():
     class Unnormalised(OracleModel):
         def predict_frames(self, pixels, action):

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import safetensors.torch
 import torch
 from torch import nn
 
@@ -245,6 +246,64 @@ def test_bc_end_to_end_writes_a_loadable_policy(trained, demos):
         assert action.shape == (record["action_dim"],) and action.dtype == np.float32
         assert np.all(np.abs(action) <= 1.0)
         np.testing.assert_array_equal(action, load_policy(trained, checkpoint=checkpoint)(obs))
+
+
+def test_best_checkpoint_is_highest_success_then_lowest_loss_then_latest(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The best checkpoint is the validation check with the highest ``eval/val_success``; among
+    equal successes the lowest ``bc/val_loss``; among full ties the later check. Driven through
+    ``_fit`` with fabricated validation results, one check per step."""
+    from sslrobot.policy import bc
+
+    # (success, loss) per check: success outranks loss (2 over 1), loss breaks a success tie
+    # (3 over 2), a full tie goes to the later check (4 over 3), and neither a lower success
+    # with a lower loss (5) nor an equal success with a higher loss (6) replaces it.
+    results = [(0.5, 0.1), (1.0, 0.3), (1.0, 0.2), (1.0, 0.2), (0.5, 0.0), (1.0, 0.25)]
+    snapshots: list[dict[str, torch.Tensor]] = []
+    saved_at: list[int] = []
+
+    class FakeValidator:
+        def __init__(self, config, record, network, device) -> None:
+            self.successes = iter(success for success, _ in results)
+
+        def success_rate(self) -> float:
+            return next(self.successes)
+
+        def close(self) -> None:
+            pass
+
+    def fake_loss(network: BCNetwork, data: BCData, batch_size: int) -> float:
+        snapshots.append({k: v.clone() for k, v in network.state_dict().items()})
+        return results[len(snapshots) - 1][1]
+
+    save_weights = bc.save_weights
+
+    def recording_save(path: Path, module: nn.Module) -> Path:
+        saved_at.append(len(snapshots))  # the step whose check is being saved
+        return save_weights(path, module)
+
+    monkeypatch.setattr(bc, "_OnlineValidator", FakeValidator)
+    monkeypatch.setattr(bc, "evaluate_loss", fake_loss)
+    monkeypatch.setattr(bc, "save_weights", recording_save)
+    config = PolicyConfig(env_id=ENV_ID, encoder="none", algo="bc", out=tmp_path, demos="d",
+                          steps=6, num_val_checks=6, val_episodes=1, batch_size=4,
+                          progress=False)  # fmt: skip
+    torch.manual_seed(0)
+    network = BCNetwork(ObservationEncoder(None, 3, 0, frozen=True), 2, (8,))
+    data = BCData(torch.rand(8, 2) * 2 - 1, features=torch.randn(8, 3))
+    record = {"encoder": {"kind": "none"}}
+    history = bc._fit(config, network, data, data, record, torch.device("cpu"))
+
+    assert [row["step"] for row in history.rows] == [1, 2, 3, 4, 5, 6]
+    assert [(r["eval/val_success"], r["bc/val_loss"]) for r in history.rows] == results
+    assert saved_at == [1, 2, 3, 4]
+    assert history.best == history.rows[3]
+    best = safetensors.torch.load_file(str(tmp_path / "best.safetensors"))
+    assert best.keys() == snapshots[3].keys()
+    for name, tensor in snapshots[3].items():
+        assert torch.equal(best[name], tensor), name
+    assert not torch.equal(best["head.net.0.weight"], snapshots[2]["head.net.0.weight"])
 
 
 def test_an_epoch_is_one_pass_of_full_minibatches():

@@ -7,6 +7,8 @@ import csv
 import dataclasses
 import json
 import math
+import re
+import warnings
 from pathlib import Path
 
 import imageio.v3 as iio
@@ -20,7 +22,12 @@ from sslrobot.models import DecoderConfig, Encoder, EncoderConfig
 from sslrobot.pretraining import artifacts, checkpoint
 from sslrobot.pretraining.config import PretrainConfig
 from sslrobot.pretraining.synthetic import MovingSquareDataset
-from sslrobot.pretraining.trainer import NonFiniteLossError, PretrainRun, pretrain
+from sslrobot.pretraining.trainer import (
+    NonFiniteLossError,
+    PretrainRun,
+    collate_windows,
+    pretrain,
+)
 from sslrobot.pretraining.world_model import load_world_model
 
 torch.set_num_threads(1)
@@ -420,6 +427,98 @@ def test_bad_settings_are_rejected(dataset, tmp_path: Path) -> None:
         tiny_config(tmp_path / "d", decoded_steps=3)
     with pytest.raises(ValueError, match="batch_size"):
         tiny_config(tmp_path / "e", batch_size=1)
+
+
+def test_a_fractional_share_of_blind_windows_is_warned_about(dataset, tmp_path: Path) -> None:
+    """``future`` with ``batch_size * context_dropout`` not whole warns how many windows of each
+    batch go without context (the floor); a whole product, or no ``future``, is silent."""
+    message = (
+        "context_dropout=0.3 of a batch of 8 windows is 2.4: 2 of each batch (25%) are decoded "
+        "without context"
+    )
+    with pytest.warns(UserWarning, match=re.escape(message)):
+        PretrainRun(tiny_config(tmp_path / "a", context_dropout=0.3), dataset).close()
+    for name, changes in [("b", {"context_dropout": 0.25}), ("c", {"objective": "fdm"})]:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            config = tiny_config(tmp_path / name, **{"context_dropout": 0.3, **changes})
+            PretrainRun(config, dataset).close()
+        assert not [w for w in caught if "context_dropout" in str(w.message)], name
+
+
+@pytest.mark.parametrize("grad_clip", [1e-3, None])
+def test_grad_clip_bounds_the_global_gradient_norm(
+    grad_clip: float | None, dataset, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each step clips the global gradient norm of the trainable parameters to ``grad_clip``,
+    so the gradients the optimizer steps on have that norm, and logs the norm before clipping;
+    ``None`` clips at infinity (the norm is still computed, for the log) and changes nothing."""
+    run = PretrainRun(tiny_config(tmp_path / "run", grad_clip=grad_clip), dataset)
+    max_norms: list[float] = []
+    clip = torch.nn.utils.clip_grad_norm_
+
+    def recording(parameters, max_norm: float, **kwargs) -> torch.Tensor:
+        max_norms.append(max_norm)
+        return clip(parameters, max_norm, **kwargs)
+
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", recording)
+    try:
+        metrics = run.train_step(collate_windows([dataset[i] for i in range(8)]))
+        # The gradients stay in place until the next step's zero_grad: what the step used.
+        after = float(torch.stack([p.grad.norm() for p in run.trainable]).norm())
+    finally:
+        run.close()
+    before = float(metrics["grad_norm"])
+    assert before > 1e-2  # far above the clip, or clipping would change nothing
+    if grad_clip is None:
+        assert max_norms == [math.inf]
+        assert after == pytest.approx(before, rel=1e-5)
+    else:
+        assert max_norms == [grad_clip]
+        assert after == pytest.approx(grad_clip, rel=1e-4)
+
+
+@pytest.mark.parametrize("strength", [0.3, 0.0])
+def test_color_jitter_reaches_the_model_as_one_gain_per_window_and_channel(
+    strength: float, dataset, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With shifts off, the frames the world model trains on are the stored windows times one
+    brightness-and-colour gain per window and channel (shared by all its frames, rounded and
+    clamped), within the documented range, not all 1; ``color_jitter=0`` passes them as stored."""
+    config = tiny_config(
+        tmp_path / "run", objective="fdm", augment="none", color_jitter=strength, batch_size=16
+    )
+    run = PretrainRun(config, dataset)
+    seen: list[torch.Tensor] = []
+    forward = run.model.forward
+
+    def recording(pixels: torch.Tensor, *args, **kwargs):
+        seen.append(pixels.clone())
+        return forward(pixels, *args, **kwargs)
+
+    monkeypatch.setattr(run.model, "forward", recording)
+    stored = torch.from_numpy(np.stack([dataset[i]["pixels"] for i in range(16)]))
+    try:
+        run.train_step(collate_windows([dataset[i] for i in range(16)]))
+    finally:
+        run.close()
+    assert len(seen) == 1 and seen[0].shape == stored.shape and seen[0].dtype == torch.uint8
+    if strength == 0.0:
+        assert torch.equal(seen[0], stored)
+        return
+    low, high = (1 - strength) * (1 - strength / 2), (1 + strength) * (1 + strength / 2)
+    value = stored.double().flatten(1, 3)  # (B, T*H*W, 3)
+    out = seen[0].double().flatten(1, 3)
+    assert torch.all((value > 0) | (out == 0))
+    # round(v * g) == o for o < 255, and v * g >= 254.5 for o == 255: an interval of gains g
+    # per pixel; one gain per window and channel fits them all when the intervals meet.
+    lowest = torch.where(value > 0, (out - 0.5) / value, -math.inf).amax(dim=1)
+    unclamped = (out < 255) & (value > 0)
+    highest = torch.where(unclamped, (out + 0.5) / value, math.inf).amin(dim=1)  # (B, 3)
+    assert torch.all(lowest <= highest + 1e-6)
+    assert torch.all(highest >= low - 1e-6) and torch.all(lowest <= high + 1e-6)
+    assert torch.any((highest < 1) | (lowest > 1))  # some gains are not 1
+    assert not torch.equal(seen[0], stored)
 
 
 @pytest.mark.parametrize("objective", ["fdm+future", "fdm"])

@@ -305,6 +305,8 @@ def prediction_quality(
         raise ValueError("nothing to score: frames and latents are both False")
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if max_windows is not None and max_windows < 1:
+        raise ValueError(f"max_windows must be >= 1 or None, got {max_windows}")
     indices = _window_indices(len(windows), max_windows)
     if indices.size == 0:
         raise ValueError("windows is empty; nothing to score")

@@ -58,7 +58,8 @@ class PretrainConfig:
         batch_size: Windows per step per process (torchrun: each rank takes this many).
         lr: Adam learning rate (constant).
         weight_decay: Adam(W) decoupled weight decay.
-        grad_clip: Clip the global gradient norm to this value; ``None`` disables.
+        grad_clip: Clip the global gradient norm to this value; ``None``: no clipping (the
+            norm is still computed each step, for the log).
         num_steps_ahead: K, the prediction horizon: windows hold o_t..o_{t+K}, a_t..a_{t+K-1}.
         seed: Seeds initialisation, data order, augmentation and the validation split.
         device: ``"auto"`` (CUDA, then MPS, then CPU), ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or

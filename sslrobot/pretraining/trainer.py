@@ -167,7 +167,9 @@ class PretrainRun:
             self.dataset[0], config.window_steps, source, config.decoder_proprio
         )
         self.model_config = config.world_model_config(action_dim, image_size, proprio_dim)
-        blind = config.batch_size * config.context_dropout  # windows per batch without context
+        # Windows per batch without context, as WorldModel._blind_windows counts them (0.29 x
+        # 100 is 28.999999999999996 in floating point: 29, not 28).
+        blind = round(config.batch_size * config.context_dropout, 9)
         if "future" in config.objective_weights and blind != int(blind):
             warnings.warn(
                 f"context_dropout={config.context_dropout} of a batch of {config.batch_size} "

@@ -504,7 +504,9 @@ class WorldModel(nn.Module):
         """
         p = self.config.context_dropout
         position = torch.arange(batch, device=self.device, dtype=torch.float64)
-        return torch.floor((position + 1) * p) > torch.floor(position * p)  # (B,) bool
+        # Rounded before the floor: 100 x 0.29 is 28.999999999999996 in floating point.
+        below = torch.floor(torch.round(position * p, decimals=9))
+        return torch.floor(torch.round((position + 1) * p, decimals=9)) > below  # (B,) bool
 
     def _target_blocks(self, stacked: torch.Tensor) -> torch.Tensor:
         """uint8 (N, H, W, 3S) -> the newest frame, normalised, in the decoder's block layout.
