@@ -58,11 +58,13 @@ def scene_name(env_id: str) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--envs", nargs="*", default=None, help="ids (default: all)")
+    parser.add_argument(
+        "--envs", nargs="*", default=None, help="ids (default: the newest version of each task)"
+    )
     parser.add_argument("--seed", type=int, default=0, help="episode seed (default: 0)")
     parser.add_argument("--out-dir", type=Path, default=Path("docs/scenes"))
     args = parser.parse_args()
-    for env_id in args.envs or sslrobot.envs.ENV_IDS:
+    for env_id in args.envs or sslrobot.envs.LATEST_ENV_IDS:
         module = gym.spec(env_id).entry_point.split(":")[0]
         if importlib.util.find_spec(module) is None:
             print(f"skipping {env_id}: module {module} does not exist yet")
