@@ -63,6 +63,9 @@ def test_split_is_by_episode_and_deterministic(dataset_dir):
     val_windows = WindowDataset(dataset_dir, NUM_STEPS, split="val", val_fraction=0.25)
     assert train_windows.episode_ids == train and val_windows.episode_ids == val
     assert "state" not in train_windows[0]  # privileged state only on request
+    train_default = split_episode_ids(ids, 0.1, seed=0)[0]  # WindowDataset's default split
+    fewer = WindowDataset(dataset_dir, NUM_STEPS, exclude_episodes=train_default[:2])
+    assert fewer.episode_ids == train_default[2:]
     with pytest.raises(ValueError, match="val_fraction must be in"):
         split_episode_ids(ids, 1.0, seed=0)
 

@@ -231,3 +231,47 @@ def test_predictions_are_scored_on_episodes_the_world_model_never_trained_on(
         open_dataset(data_dir).episode_ids, saved.val_fraction, saved.seed
     )
     assert scored and set(scored) <= set(held_out) and not set(scored) & set(trained)
+
+
+def test_prediction_scoring_leaves_out_trained_episodes_after_the_dataset_grew(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """A grown dataset holds out more episodes, and its split can move episodes the model
+    trained on into ``val``; pretraining records the episodes it saw, so scoring skips them."""
+    from sslrobot.data.dataset import split_episode_ids
+    from sslrobot.evaluation import prediction
+
+    before, after = list(range(6)), list(range(30))
+    # A split seed under which growing from 6 to 30 episodes moves a trained one into val.
+    seed = next(
+        s
+        for s in range(100)
+        if set(split_episode_ids(before, 0.1, s)[0]) & set(split_episode_ids(after, 0.1, s)[1])
+    )
+    data = tmp_path / "data"
+    settings = {"env_id": FAKE_ENV_ID, "out": data, "image_size": SIZE,
+                "env_kwargs": {"image_size": SIZE}}  # fmt: skip
+    collect(CollectConfig(num_episodes=6, **settings), progress=False)
+    out = tmp_path / "model"
+    assert main(_args(data, out, "--steps", "1", "--seed", str(seed))) == 0
+    saved = json.loads((out / artifacts.PRETRAIN_CONFIG).read_text())
+    assert saved["data_episode_ids"] == [before]
+    collect(CollectConfig(num_episodes=30, resume=True, **settings), progress=False)
+    trained = split_episode_ids(before, 0.1, seed)[0]
+    moved = set(trained) & set(split_episode_ids(after, 0.1, seed)[1])
+    assert prediction.trained_episodes(out, data) == trained
+    scored: list[int] = []
+
+    def spy(model, windows, **kwargs):
+        scored.extend(windows.windows.episode_ids)
+        return {}
+
+    monkeypatch.setattr(prediction, "prediction_quality", spy)
+    prediction.prediction_from_dirs(out, data, horizon=2, device="cpu")
+    assert scored and not set(scored) & set(trained)
+    # Without the record (a model from before it) the moved episodes would be scored.
+    del saved["data_episode_ids"]
+    (out / artifacts.PRETRAIN_CONFIG).write_text(json.dumps(saved))
+    scored.clear()
+    prediction.prediction_from_dirs(out, data, horizon=2, device="cpu")
+    assert moved <= set(scored)

@@ -7,6 +7,7 @@ import contextlib
 import os
 import warnings
 from collections import OrderedDict
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any, Literal
 
@@ -56,6 +57,7 @@ class WindowDataset(Dataset):
         verify_checksums: bool = False,
         max_open_episodes: int = 32,
         arrays: tuple[str, ...] = _WINDOW_ARRAYS,
+        exclude_episodes: Collection[int] = (),
     ) -> None:
         """Index the windows of one split.
 
@@ -72,6 +74,8 @@ class WindowDataset(Dataset):
             max_open_episodes: Episodes whose files stay open at once per process.
             arrays: Which of ``pixels``, ``proprio``, ``action``, ``reward`` each window holds
                 (pretraining reads only ``("pixels", "action")``).
+            exclude_episodes: Episode ids to leave out of the split (e.g. those a model trained
+                on before the dataset grew, which a grown split can move into ``val``).
 
         Raises:
             ValueError: bad arguments, a corrupt episode with ``strict=True``, or no window.
@@ -90,6 +94,8 @@ class WindowDataset(Dataset):
         self.max_open_episodes = max_open_episodes
         train, val = split_episode_ids(dataset.episode_ids, val_fraction, seed)
         candidates = {"train": train, "val": val, "all": dataset.episode_ids}[split]
+        excluded = {int(i) for i in exclude_episodes}
+        candidates = [i for i in candidates if i not in excluded]
         self.skipped: dict[int, list[str]] = {}
         unknown = sorted(set(arrays) - set(_WINDOW_ARRAYS))
         if unknown or not arrays:

@@ -402,6 +402,32 @@ class StackedWindows:
         return {"pixels": stacked, "action": action[self.frame_stack - 1 :]}
 
 
+def trained_episodes(encoder_dir: Path, data_dir: Path) -> list[int]:
+    """Ids of the episodes of ``data_dir`` that the model in ``encoder_dir`` pretrained on.
+
+    Pretraining records every episode each of its data directories held; its training split
+    of those is what it saw. The split of a dataset that grew since can move some of them into
+    ``val`` (the held-out count grows with the dataset), so prediction scoring leaves them out.
+    Empty when ``data_dir`` is not among the model's data, or for models from before the record
+    (their split is then trusted as it is now).
+    """
+    from sslrobot.data import split_episode_ids
+    from sslrobot.pretraining.artifacts import PRETRAIN_CONFIG, read_json
+    from sslrobot.pretraining.config import PretrainConfig
+
+    saved = read_json(encoder_dir / PRETRAIN_CONFIG, "pretraining config")
+    recorded = saved.get("data_episode_ids")
+    config = PretrainConfig.from_dict(saved["pretrain"])
+    if recorded is None or config.data is None:
+        return []
+    roots = [config.data] if isinstance(config.data, str) else list(config.data)
+    target = data_dir.resolve()
+    for root, episode_ids in zip(roots, recorded, strict=True):
+        if Path(root).resolve() == target:
+            return split_episode_ids(episode_ids, config.val_fraction, config.seed)[0]
+    return []
+
+
 def prediction_from_dirs(
     encoder_dir: str | os.PathLike[str],
     data_dir: str | os.PathLike[str],
@@ -446,6 +472,7 @@ def prediction_from_dirs(
         split="val",
         val_fraction=trained.val_fraction,
         seed=trained.seed,
+        exclude_episodes=trained_episodes(Path(encoder_dir), Path(data_dir)),
     )
     return prediction_quality(
         model,

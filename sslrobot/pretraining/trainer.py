@@ -544,11 +544,25 @@ class PretrainRun:
                 "pretrain": self.config.to_dict(),
                 "world_model": self.model_config.to_dict(),
                 "num_train_windows": len(self.dataset),
+                # Every episode each data directory held, so that a later split of a grown
+                # dataset can still tell which episodes this model trained on.
+                "data_episode_ids": self._data_episode_ids(),
                 "world_size": self.context.world_size,
                 "sslrobot_version": sslrobot.__version__,
                 "torch_version": torch.__version__,
             },
         )
+
+    def _data_episode_ids(self) -> list[list[int]] | None:
+        """Per directory of ``config.data`` (in order), the ids of its committed episodes;
+        None when the windows came as an object."""
+        data = self.config.data
+        if data is None:
+            return None
+        from sslrobot.data import open_dataset
+
+        roots = [data] if isinstance(data, str) else list(data)
+        return [[int(i) for i in open_dataset(root).episode_ids] for root in roots]
 
     def _write_outputs(self, strip_batch: Any, log: MetricsLog | None) -> None:
         model = self.model
