@@ -30,7 +30,7 @@ import platform
 import statistics
 from pathlib import Path
 
-from sslrobot.pipeline.presets import make_run_config
+from sslrobot.pipeline.presets import RunConfig, make_run_config
 from sslrobot.pipeline.run import none_init_name, run_pipeline, task_slug
 
 #: Latent std (mean over dimensions of the per-dimension std) below this counts as collapse.
@@ -69,6 +69,9 @@ def final_latent_std(encoder_dir: Path) -> float | None:
 def main() -> None:
     args = parse_args()
     config = make_run_config("quick" if args.quick else "default")
+    if args.from_files:  # the run's own settings (its tasks may be a subset, its seed another)
+        saved = json.loads((args.out / "config.json").read_text())
+        config = RunConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in saved.items()})
     print("settings:", json.dumps(config.to_dict(), sort_keys=True))
     print("machine:", platform.platform(), "| device:", args.device)
     if not args.from_files:
