@@ -30,11 +30,12 @@ ENV_IDS: tuple[str, ...] = tuple(_REGISTRY)
 
 def _latest_versions(env_ids: tuple[str, ...]) -> tuple[str, ...]:
     """The newest ``-vN`` of each task in ``env_ids``, in the order tasks first appear."""
-    latest: dict[str, tuple[int, str]] = {}
+    latest: dict[tuple[str | None, str], tuple[int, str]] = {}
     for env_id in env_ids:
-        task, version = env_id.rsplit("-v", 1)
-        if task not in latest or int(version) > latest[task][0]:
-            latest[task] = (int(version), env_id)
+        namespace, name, version = gym.envs.registration.parse_env_id(env_id)
+        task, version = (namespace, name), version or 0
+        if task not in latest or version > latest[task][0]:
+            latest[task] = (version, env_id)
     return tuple(env_id for _, env_id in latest.values())
 
 

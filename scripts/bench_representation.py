@@ -24,6 +24,7 @@ Usage:
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import csv
 import json
 import platform
@@ -71,7 +72,10 @@ def main() -> None:
     config = make_run_config("quick" if args.quick else "default")
     if args.from_files:  # the run's own settings (its tasks may be a subset, its seed another)
         saved = json.loads((args.out / "config.json").read_text())
-        config = RunConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in saved.items()})
+        known = {item.name for item in dataclasses.fields(RunConfig)}  # older runs: extra keys
+        config = RunConfig(
+            **{k: tuple(v) if isinstance(v, list) else v for k, v in saved.items() if k in known}
+        )
     print("settings:", json.dumps(config.to_dict(), sort_keys=True))
     print("machine:", platform.platform(), "| device:", args.device)
     if not args.from_files:

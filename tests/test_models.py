@@ -308,6 +308,7 @@ def test_block_layout_is_pixel_shuffle_layout() -> None:
         ({"composite": "false"}, "composite must be true or false"),
         ({"heatmap_sigma": float("inf")}, "heatmap_sigma must be a finite number"),
         ({"skip_sigma": float("nan")}, "skip_sigma must be a finite number"),
+        ({"heatmap_sigma": "0.1"}, "heatmap_sigma must be a finite number"),
     ],
 )
 def test_decoder_config_validation_names_the_field(changes: dict, message: str) -> None:

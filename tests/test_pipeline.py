@@ -14,7 +14,7 @@ import torch
 from sslrobot.cli import main
 from sslrobot.evaluation.report import format_ci
 from sslrobot.pipeline.presets import make_run_config, parse_overrides
-from sslrobot.pipeline.run import Pipeline, run_pipeline
+from sslrobot.pipeline.run import Pipeline, run_pipeline, warn_of_dropped_tasks
 
 QUICK = make_run_config("quick")
 
@@ -361,3 +361,16 @@ def test_paired_pretraining_seeds_give_each_policy_seed_its_own_encoder(tmp_path
     report = (tmp_path / "report.md").read_text()
     mean = np.mean([p["probe/r2_mean"] for p in probes])
     assert f"{mean:.3f} ± " in report and "(2 pretraining seeds)" in report
+
+
+def test_rerunning_an_older_run_directory_on_other_tasks_warns(tmp_path: Path) -> None:
+    """The default tasks became the newest versions (Navigate-v1): rerunning a v0 run
+    directory without --tasks would switch it silently, so the earlier tasks are named."""
+    config = make_run_config("default")
+    assert warn_of_dropped_tasks(tmp_path, config) == []  # a new directory
+    earlier = ["sslrobot/Reach-v0", "sslrobot/Push-v0", "sslrobot/Navigate-v0"]
+    (tmp_path / "config.json").write_text(json.dumps({"tasks": earlier}))
+    with pytest.warns(UserWarning, match=r"earlier run of \['sslrobot/Navigate-v0'\]"):
+        assert warn_of_dropped_tasks(tmp_path, config) == ["sslrobot/Navigate-v0"]
+    same = dataclasses.replace(config, tasks=tuple(earlier))
+    assert warn_of_dropped_tasks(tmp_path, same) == []

@@ -234,10 +234,12 @@ def test_predictions_are_scored_on_episodes_the_world_model_never_trained_on(
 
 
 def test_prediction_scoring_leaves_out_trained_episodes_after_the_dataset_grew(
-    tmp_path: Path, monkeypatch
+    tmp_path: Path, monkeypatch, capsys
 ) -> None:
     """A grown dataset holds out more episodes, and its split can move episodes the model
-    trained on into ``val``; pretraining records the episodes it saw, so scoring skips them."""
+    trained on into ``val``; pretraining records the episodes it trained on (by resolved
+    directory, so another working directory finds them), scoring skips them, and a resume on
+    the grown dataset is refused."""
     from sslrobot.data.dataset import split_episode_ids
     from sslrobot.evaluation import prediction
 
@@ -248,18 +250,24 @@ def test_prediction_scoring_leaves_out_trained_episodes_after_the_dataset_grew(
         for s in range(100)
         if set(split_episode_ids(before, 0.1, s)[0]) & set(split_episode_ids(after, 0.1, s)[1])
     )
-    data = tmp_path / "data"
+    monkeypatch.chdir(tmp_path)  # relative paths, as the pipeline writes them
+    data = Path("data")
     settings = {"env_id": FAKE_ENV_ID, "out": data, "image_size": SIZE,
                 "env_kwargs": {"image_size": SIZE}}  # fmt: skip
     collect(CollectConfig(num_episodes=6, **settings), progress=False)
-    out = tmp_path / "model"
+    out = Path("model")
     assert main(_args(data, out, "--steps", "1", "--seed", str(seed))) == 0
-    saved = json.loads((out / artifacts.PRETRAIN_CONFIG).read_text())
-    assert saved["data_episode_ids"] == [before]
-    collect(CollectConfig(num_episodes=30, resume=True, **settings), progress=False)
     trained = split_episode_ids(before, 0.1, seed)[0]
+    saved = json.loads((out / artifacts.PRETRAIN_CONFIG).read_text())
+    assert saved["train_episode_ids"] == {str(data.resolve()): trained}
+    collect(CollectConfig(num_episodes=30, resume=True, **settings), progress=False)
     moved = set(trained) & set(split_episode_ids(after, 0.1, seed)[1])
-    assert prediction.trained_episodes(out, data) == trained
+    capsys.readouterr()
+    assert main(_args(data, out, "--steps", "2", "--seed", str(seed), "--resume")) == 2
+    assert "trained on other episodes than the data given" in capsys.readouterr().err
+    monkeypatch.chdir(tmp_path / "model")  # elsewhere: the record is by resolved path
+    model, data = tmp_path / "model", tmp_path / "data"
+    assert prediction.trained_episodes(model, data) == trained
     scored: list[int] = []
 
     def spy(model, windows, **kwargs):
@@ -267,11 +275,11 @@ def test_prediction_scoring_leaves_out_trained_episodes_after_the_dataset_grew(
         return {}
 
     monkeypatch.setattr(prediction, "prediction_quality", spy)
-    prediction.prediction_from_dirs(out, data, horizon=2, device="cpu")
+    prediction.prediction_from_dirs(model, data, horizon=2, device="cpu")
     assert scored and not set(scored) & set(trained)
     # Without the record (a model from before it) the moved episodes would be scored.
-    del saved["data_episode_ids"]
-    (out / artifacts.PRETRAIN_CONFIG).write_text(json.dumps(saved))
+    del saved["train_episode_ids"]
+    (model / artifacts.PRETRAIN_CONFIG).write_text(json.dumps(saved))
     scored.clear()
-    prediction.prediction_from_dirs(out, data, horizon=2, device="cpu")
+    prediction.prediction_from_dirs(model, data, horizon=2, device="cpu")
     assert moved <= set(scored)

@@ -374,6 +374,7 @@ def test_every_trainable_weight_gets_a_gradient(objective: dict[str, float]) -> 
         paddings=(0,),
         feature_dim=8,
         readout="keypoints" if {"spread", "slow"} & set(objective) else "linear",
+        layer_norm=not {"spread", "slow"} & set(objective),  # keypoints are coordinates
     )
     decoder = DecoderConfig(channels=(8,), shuffle=4)
     model = WorldModel(
@@ -499,3 +500,16 @@ def test_regularisers_need_a_keypoint_encoder_and_a_pretext(term: str) -> None:
     keypoints = EncoderConfig.keypoints(image_size=16, feature_dim=8)
     with pytest.raises(ValueError, match="regulariser"):
         WorldModelConfig(encoder=keypoints, action_dim=2, objective={term: 1.0})
+
+
+def test_slow_needs_keypoints_in_their_own_units_and_flags_must_be_bools() -> None:
+    normed = dataclasses.replace(
+        EncoderConfig.keypoints(image_size=16, feature_dim=8), layer_norm=True
+    )
+    with pytest.raises(ValueError, match="it needs an encoder without layer_norm"):
+        WorldModelConfig(encoder=normed, action_dim=2, objective={"future": 1.0, "slow": 1.0})
+    for name in ("future_actions", "transition_norm"):
+        with pytest.raises(ValueError, match=f"{name} must be true or false"):
+            WorldModelConfig(
+                encoder=TINY_ENCODER, action_dim=2, objective={"fdm": 1.0}, **{name: "false"}
+            )

@@ -48,7 +48,9 @@ def test_unavailable_devices_are_errors_not_fallbacks(no_accelerators):
         resolve_device("cuda:1")
     with pytest.raises(ValueError, match="'mps' requested but MPS is not available"):
         resolve_device("mps")
-    for name in ("tpu", "gpu", "", "cpu:7", "cpu:abc", "mps:0", "cuda:", "cuda:x"):
+    with pytest.raises(ValueError, match="'mps:0' requested but MPS is not available"):
+        resolve_device("mps:0")  # torch's name of the one MPS device: known, not available
+    for name in ("tpu", "gpu", "", "cpu:7", "cpu:abc", "mps:1", "cuda:", "cuda:x"):
         with pytest.raises(ValueError, match="unknown device"):
             resolve_device(name)
 

@@ -12,7 +12,7 @@ if TYPE_CHECKING:  # the pipeline (torch) is imported only when a run starts
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from sslrobot.envs import ENV_IDS
+    from sslrobot.envs import ENV_IDS, LATEST_ENV_IDS
 
     parser = subparsers.add_parser(
         "run",
@@ -23,7 +23,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--preset", default="default", help="quick (smoke), default (~36 min CPU), full (GPU)"
     )
-    parser.add_argument("--tasks", nargs="+", metavar="ID", help=f"subset of {', '.join(ENV_IDS)}")
+    parser.add_argument(
+        "--tasks",
+        nargs="+",
+        metavar="ID",
+        help=f"subset of {', '.join(ENV_IDS)} (default: the newest version of each task, "
+        f"{', '.join(LATEST_ENV_IDS)})",
+    )
     parser.add_argument("--out", default="runs/sslrobot", help="run directory (resumable)")
     parser.add_argument("--device", default="auto", help="auto (CUDA, MPS, CPU), cpu, cuda, ...")
     parser.add_argument("--seed", type=int, help="base seed of the run (preset's by default)")

@@ -405,27 +405,17 @@ class StackedWindows:
 def trained_episodes(encoder_dir: Path, data_dir: Path) -> list[int]:
     """Ids of the episodes of ``data_dir`` that the model in ``encoder_dir`` pretrained on.
 
-    Pretraining records every episode each of its data directories held; its training split
-    of those is what it saw. The split of a dataset that grew since can move some of them into
-    ``val`` (the held-out count grows with the dataset), so prediction scoring leaves them out.
-    Empty when ``data_dir`` is not among the model's data, or for models from before the record
-    (their split is then trusted as it is now).
+    Pretraining records, per data directory (resolved path), the episodes of its training
+    split. The split of a dataset that grew since can move some of them into ``val`` (the
+    held-out count grows with the dataset), so prediction scoring leaves them out. Empty when
+    ``data_dir`` is not among the model's data (or has moved since), or for models from
+    before the record (their split is then trusted as it is now).
     """
-    from sslrobot.data import split_episode_ids
     from sslrobot.pretraining.artifacts import PRETRAIN_CONFIG, read_json
-    from sslrobot.pretraining.config import PretrainConfig
 
     saved = read_json(encoder_dir / PRETRAIN_CONFIG, "pretraining config")
-    recorded = saved.get("data_episode_ids")
-    config = PretrainConfig.from_dict(saved["pretrain"])
-    if recorded is None or config.data is None:
-        return []
-    roots = [config.data] if isinstance(config.data, str) else list(config.data)
-    target = data_dir.resolve()
-    for root, episode_ids in zip(roots, recorded, strict=True):
-        if Path(root).resolve() == target:
-            return split_episode_ids(episode_ids, config.val_fraction, config.seed)[0]
-    return []
+    recorded = saved.get("train_episode_ids") or {}
+    return [int(i) for i in recorded.get(str(data_dir.resolve()), [])]
 
 
 def prediction_from_dirs(
@@ -441,7 +431,8 @@ def prediction_from_dirs(
     Frames are scored when the model has a decoder (``has_decoder``, else a ``decoder``
     attribute that is not None), latent rollouts when it has dynamics (``has_dynamics``, else
     ``dynamics``). Windows come from the validation episodes of the model's own pretraining
-    split (its ``val_fraction`` and ``seed``), which it never trained on: on its pretraining
+    split (its ``val_fraction`` and ``seed``), less any episode it trained on
+    (``trained_episodes``: a dataset that grew since splits differently): on its pretraining
     data they are the held-out episodes, and on other data every episode is unseen anyway.
     (Until session 15 the probe's split was used, 0.2 of the episodes by the run's seed, of
     which half or more had been pretrained on: the PSNR was partly a training score.)

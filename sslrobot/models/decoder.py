@@ -90,7 +90,11 @@ class DecoderConfig:
                 raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
         for name in ("heatmap_sigma", "skip_sigma"):
             value = getattr(self, name)
-            if not 0 < value < math.inf:
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, int | float)
+                or not 0 < value < math.inf
+            ):
                 raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
         if not isinstance(self.skip_hidden, int) or self.skip_hidden < 1:
             raise ValueError(f"skip_hidden must be an int >= 1, got {self.skip_hidden!r}")

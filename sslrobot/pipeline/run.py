@@ -7,10 +7,12 @@ settings, in which directory, and skips what already finished with the same sett
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sys
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,6 +66,28 @@ class TaskArtifacts:
     evaluations: list[tuple[str, int, int, str, StageResult]] = field(default_factory=list)
 
 
+def warn_of_dropped_tasks(out: Path, config: RunConfig) -> list[str]:
+    """Warn when ``out`` holds an earlier run of tasks this one leaves out, and return them.
+
+    The default tasks are the newest version of each (since ``Navigate-v1``), so rerunning an
+    older run directory without ``--tasks`` would quietly switch it to the new version: its
+    earlier stages stay on disk but drop out of the report.
+    """
+    path = out / "config.json"
+    if not path.is_file():
+        return []
+    earlier = json.loads(path.read_text()).get("tasks", [])
+    dropped = [task for task in earlier if task not in config.tasks]
+    if dropped:
+        warnings.warn(
+            f"{out} holds an earlier run of {dropped}, which this run's tasks "
+            f"{list(config.tasks)} leave out (their stages are kept but not reported); "
+            f"pass --tasks {' '.join(earlier)} to continue that run",
+            stacklevel=2,
+        )
+    return dropped
+
+
 class Pipeline:
     """Runs the stages of one ``RunConfig`` into ``out``.
 
@@ -101,6 +125,7 @@ class Pipeline:
     def run(self) -> list[TaskArtifacts]:
         total = self.count_stages()
         self.out.mkdir(parents=True, exist_ok=True)
+        warn_of_dropped_tasks(self.out, self.config)
         atomic_write_json(self.out / "config.json", self.config.to_dict())
         with tqdm(
             total=total, desc="sslrobot run", unit="stage", disable=not self.progress

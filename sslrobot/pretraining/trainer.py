@@ -87,6 +87,13 @@ def _step_seed(seed: int, step: int, rank: int) -> int:
     return (seed * 2**40 + step * 2**12 + rank) % 2**63
 
 
+def train_episode_ids(windows: Dataset) -> dict[str, list[int]]:
+    """``{resolved directory: training episode ids}`` of a ``WindowDataset`` or of each part of
+    a ``MixedWindowDataset`` (the episodes actually indexed, corrupt ones skipped)."""
+    parts = getattr(windows, "parts", [windows])
+    return {str(Path(part.root).resolve()): [int(i) for i in part.episode_ids] for part in parts}
+
+
 def _check_window(
     item: Mapping[str, Any], steps: int, source: str, proprio: bool = False
 ) -> tuple[int, int, int]:
@@ -162,6 +169,9 @@ class PretrainRun:
         distributed.barrier(self.context)
 
         self.dataset, self.val_dataset = self._datasets(dataset, val_dataset)
+        #: Per data directory (resolved path), the training split's episode ids; None when
+        #: the windows came as an object.
+        self.train_episode_ids = train_episode_ids(self.dataset) if dataset is None else None
         source = str(config.data or type(self.dataset).__name__)
         image_size, action_dim, proprio_dim = _check_window(
             self.dataset[0], config.window_steps, source, config.decoder_proprio
@@ -281,6 +291,19 @@ class PretrainRun:
             raise ValueError(
                 f"--resume: the run in {self.out} trained in {ranks} process(es), this one has "
                 f"{self.context.world_size}; resume with the same number of processes"
+            )
+        recorded = saved.get("train_episode_ids")
+        now = self.train_episode_ids
+        # In order, not by path: the data may have moved, not changed.
+        if (
+            recorded is not None
+            and now is not None
+            and list(recorded.values()) != list(now.values())
+        ):
+            raise ValueError(
+                f"--resume: the run in {self.out} trained on other episodes than the data "
+                f"given ({self.config.data}) now splits into training (the dataset grew or "
+                "changed since); resume with the data it started on"
             )
         windows = saved.get("num_train_windows")
         if windows is not None and windows != len(self.dataset):
@@ -544,25 +567,14 @@ class PretrainRun:
                 "pretrain": self.config.to_dict(),
                 "world_model": self.model_config.to_dict(),
                 "num_train_windows": len(self.dataset),
-                # Every episode each data directory held, so that a later split of a grown
-                # dataset can still tell which episodes this model trained on.
-                "data_episode_ids": self._data_episode_ids(),
+                # The episodes each data directory gave the training split, so that a later
+                # split of a grown dataset can still tell which ones this model trained on.
+                "train_episode_ids": self.train_episode_ids,
                 "world_size": self.context.world_size,
                 "sslrobot_version": sslrobot.__version__,
                 "torch_version": torch.__version__,
             },
         )
-
-    def _data_episode_ids(self) -> list[list[int]] | None:
-        """Per directory of ``config.data`` (in order), the ids of its committed episodes;
-        None when the windows came as an object."""
-        data = self.config.data
-        if data is None:
-            return None
-        from sslrobot.data import open_dataset
-
-        roots = [data] if isinstance(data, str) else list(data)
-        return [[int(i) for i in open_dataset(root).episode_ids] for root in roots]
 
     def _write_outputs(self, strip_batch: Any, log: MetricsLog | None) -> None:
         model = self.model

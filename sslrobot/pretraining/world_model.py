@@ -147,6 +147,14 @@ class WorldModelConfig:
                     f"readout='keypoints' (--encoder-arch keypoints), got readout="
                     f"{self.encoder.readout!r}"
                 )
+        for name in ("future_actions", "transition_norm"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
+        if "slow" in self.objective and self.encoder.layer_norm:
+            raise ValueError(
+                "objective 'slow' measures keypoints in the spatial softmax's [-1, 1] units "
+                "(SLOW_MIN_STD); it needs an encoder without layer_norm"
+            )
         if self.objective and set(self.objective) <= REGULARIZERS:
             raise ValueError(
                 f"objective {sorted(self.objective)} is a regulariser; combine it with a pretext "
@@ -495,7 +503,8 @@ class WorldModel(nn.Module):
 
     def _blind_windows(self, batch: int) -> torch.Tensor:
         """Which windows of a batch are decoded without context: an evenly spread share
-        ``context_dropout`` of positions (window w when ``floor((w + 1) p) > floor(w p)``).
+        ``context_dropout`` of positions (window w when ``floor((w + 1) p) > floor(w p)``, each
+        product rounded to 9 decimals first so that 100 x 0.29 counts as 29).
 
         That is ``floor(B p)`` of a batch of B (the trainer warns when ``B p`` is not whole).
         Windows come in random order, so each one goes without context that share of the time;

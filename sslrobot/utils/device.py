@@ -31,7 +31,8 @@ def resolve_device(name: str = "auto", local_rank: int = 0) -> torch.device:
         else:
             name = "cpu"
     kind, colon, index_text = name.partition(":")
-    if colon and (kind != "cuda" or not index_text.isdigit()):  # "cpu:7", "cuda:", "cuda:x"
+    # "cpu:7", "cuda:", "cuda:x" are errors; "mps:0" is what torch calls the one MPS device.
+    if colon and not ((kind == "cuda" and index_text.isdigit()) or name == "mps:0"):
         raise ValueError(f"unknown device {name!r}; use auto, cpu, cuda, cuda:N or mps")
     if kind == "cpu":
         return torch.device("cpu")
