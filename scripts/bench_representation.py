@@ -24,8 +24,8 @@ Usage:
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import csv
+import dataclasses
 import json
 import platform
 import statistics
