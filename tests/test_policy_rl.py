@@ -87,6 +87,27 @@ def test_tiny_sac_run_on_frozen_features(tmp_path):
     assert all(torch.equal(saved[k], v) for k, v in initial.items())  # still frozen
     result = evaluate(out, num_episodes=2, seed=10, out_json=tmp_path / "sac.json")
     assert result["algo"] == "rl-sac" and len(result["episodes"]) == 2
+    assert result["seeds_shared_with_training"] == []
+    # Sub-env i first reset with seed + i: evaluation from those seeds is flagged.
+    assert record["train_reset_seeds"] == [0, 1]
+    with pytest.warns(UserWarning, match="2 evaluation seeds are seeds .* was trained from"):
+        result = evaluate(out, num_episodes=2, seed=0, out_json=tmp_path / "sac0.json")
+    assert result["seeds_shared_with_training"] == [0, 1]
+
+
+def test_rl_normalisation_demos_must_match_the_environment(tmp_path):
+    from sslrobot.data import CollectConfig, collect
+
+    demos = collect(
+        CollectConfig(env_id=ENV_ID, out=tmp_path / "demos", num_episodes=1, policy="expert",
+                      image_size=16, env_kwargs={"image_size": 16}),
+        progress=False,
+    )  # fmt: skip
+    config = PolicyConfig(env_id=ENV_ID, encoder="none", algo="rl", out=tmp_path / "rl",
+                          demos=demos, num_demos=1, steps=10, image_size=IMAGE_SIZE,
+                          progress=False)  # fmt: skip
+    with pytest.raises(ValueError, match=r"demonstrations .* hold frames of shape \(16, 16, 3\)"):
+        train_policy(config)
 
 
 def test_tiny_ppo_run_on_state(tmp_path):

@@ -102,6 +102,13 @@ def evaluate(
             f"(e.g. {shared[:5]}); pass a --seed past them for an honest score",
             stacklevel=2,
         )
+    started = sorted(set(seeds) & set(record.get("train_reset_seeds", [])))
+    if started:  # RL: its first training episodes began from these seeds' start states
+        warnings.warn(
+            f"{len(started)} evaluation seeds are seeds {policy_dir} was trained from (its "
+            f"first training episodes, e.g. {started[:5]}); pass a --seed past them",
+            stacklevel=2,
+        )
     # The online validation episodes picked the best checkpoint: scoring on them flatters it.
     validated = sorted(set(seeds) & set(_validation_seeds(record)))
     if validated:
@@ -133,6 +140,7 @@ def evaluate(
         "mean_length": float(np.mean([r.length for r in results])),
         "seeds_shared_with_demos": shared,
         "seeds_shared_with_validation": validated,
+        "seeds_shared_with_training": started,
         "episodes": [r.to_dict() for r in results],
         "videos": [],
         "policy_dir": str(Path(policy_dir).resolve()),

@@ -20,11 +20,12 @@ from sslrobot.policy.checkpoint import Policy, save_weights, write_policy_config
 from sslrobot.policy.config import DEFAULT_BC_STEPS, VALIDATION_SEED_BASE, PolicyConfig
 from sslrobot.policy.demos import (
     DemoTransitions,
+    check_demo_shapes,
     episode_seeds,
     load_transitions,
     select_demo_ids,
 )
-from sslrobot.policy.environment import EnvShapes, env_shapes, make_env
+from sslrobot.policy.environment import env_shapes, make_env
 from sslrobot.policy.network import BCNetwork, ObservationEncoder
 from sslrobot.policy.setup import (
     base_record,
@@ -174,7 +175,7 @@ def train_bc(config: PolicyConfig) -> Path:
         if val_ids
         else None
     )
-    _check_demo_shapes(train_tr, shapes, config)
+    check_demo_shapes(train_tr, shapes, config)
 
     torch.manual_seed(config.seed)
     feature_dim = shapes.state_dim if resolved.kind == "state" else resolved.module.feature_dim
@@ -352,33 +353,6 @@ class _OnlineValidator:
 
     def close(self) -> None:
         self.env.close()
-
-
-def _check_demo_shapes(
-    transitions: DemoTransitions, shapes: EnvShapes, config: PolicyConfig
-) -> None:
-    """Demonstrations must match the environment (actions, frames, proprio, state)."""
-    where = f"demonstrations {config.demos}"
-    if transitions.actions.shape[1] != shapes.action_dim:
-        raise ValueError(
-            f"{where} have actions of width {transitions.actions.shape[1]}, but {config.env_id} "
-            f"takes {shapes.action_dim}"
-        )
-    if transitions.pixels is not None and transitions.pixels.shape[1:] != shapes.frame_shape:
-        raise ValueError(
-            f"{where} hold frames of shape {transitions.pixels.shape[1:]}, but {config.env_id} "
-            f"gives {shapes.frame_shape}"
-        )
-    if transitions.proprio is not None and transitions.proprio.shape[1] != shapes.proprio_dim:
-        raise ValueError(
-            f"{where} hold proprio of width {transitions.proprio.shape[1]}, but {config.env_id} "
-            f"gives {shapes.proprio_dim}"
-        )
-    if transitions.state is not None and transitions.state.shape[1] != shapes.state_dim:
-        raise ValueError(
-            f"{where} hold state of width {transitions.state.shape[1]}, but {config.env_id} "
-            f"gives {shapes.state_dim}"
-        )
 
 
 def _write_csv(path: Path, rows: list[dict[str, float]]) -> None:

@@ -8,6 +8,8 @@ from typing import Any
 
 import numpy as np
 
+from sslrobot.policy.environment import EnvShapes
+
 
 @dataclass(frozen=True)
 class DemoTransitions:
@@ -101,3 +103,29 @@ def episode_seeds(dataset: Any, episode_ids: list[int]) -> list[int]:
         seed = dataset.meta(episode_id).get("seed")
         seeds.append(int(seed) if seed is not None else int(episode_id))
     return seeds
+
+
+def check_demo_shapes(transitions: DemoTransitions, shapes: EnvShapes, config: Any) -> None:
+    """Demonstrations must match the environment (actions, frames, proprio, state): for BC
+    and for RL's normalisation statistics, whose errors would otherwise name neither."""
+    where = f"demonstrations {config.demos}"
+    if transitions.actions.shape[1] != shapes.action_dim:
+        raise ValueError(
+            f"{where} have actions of width {transitions.actions.shape[1]}, but {config.env_id} "
+            f"takes {shapes.action_dim}"
+        )
+    if transitions.pixels is not None and transitions.pixels.shape[1:] != shapes.frame_shape:
+        raise ValueError(
+            f"{where} hold frames of shape {transitions.pixels.shape[1:]}, but {config.env_id} "
+            f"gives {shapes.frame_shape}"
+        )
+    if transitions.proprio is not None and transitions.proprio.shape[1] != shapes.proprio_dim:
+        raise ValueError(
+            f"{where} hold proprio of width {transitions.proprio.shape[1]}, but {config.env_id} "
+            f"gives {shapes.proprio_dim}"
+        )
+    if transitions.state is not None and transitions.state.shape[1] != shapes.state_dim:
+        raise ValueError(
+            f"{where} hold state of width {transitions.state.shape[1]}, but {config.env_id} "
+            f"gives {shapes.state_dim}"
+        )

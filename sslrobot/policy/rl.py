@@ -26,8 +26,8 @@ from gymnasium import spaces
 from sslrobot.policy.cache import FeatureCache
 from sslrobot.policy.checkpoint import save_weights, write_policy_config
 from sslrobot.policy.config import DEFAULT_RL_STEPS, PolicyConfig
-from sslrobot.policy.demos import episode_seeds, load_transitions
-from sslrobot.policy.environment import env_shapes, make_env
+from sslrobot.policy.demos import check_demo_shapes, episode_seeds, load_transitions
+from sslrobot.policy.environment import EnvShapes, env_shapes, make_env
 from sslrobot.policy.network import ObservationEncoder, policy_inputs
 from sslrobot.policy.normalizer import CLIP
 from sslrobot.policy.setup import (
@@ -113,7 +113,7 @@ def _fit_normalizers(
     obs_encoder: ObservationEncoder,
     resolved: Any,
     venv: Any,
-    obs_mode: str,
+    shapes: EnvShapes,
     device: torch.device,
 ) -> tuple[str, list[int]]:
     """Fit the feature/proprio statistics from demonstrations, else from random rollouts.
@@ -122,12 +122,14 @@ def _fit_normalizers(
         Where the statistics came from, for the record, and the reset seeds of the
         demonstrations used (so evaluation can flag seeds it shares with them).
     """
+    obs_mode = shapes.obs_mode
     if config.demos is not None:
         dataset, dataset_key = open_demos(config)
         ids = list(dataset.episode_ids)[: config.num_demos]
         transitions = load_transitions(
             dataset, ids, pixels=obs_mode == "pixels", state=obs_mode == "state"
         )
+        check_demo_shapes(transitions, shapes, config)
         if obs_mode == "state":
             features = transitions.state
         else:
@@ -217,7 +219,7 @@ def train_rl(config: PolicyConfig) -> Path:
             resolved.module, feature_dim=feature_dim, proprio_dim=shapes.proprio_dim, frozen=True
         ).to(device)
         norm_source, norm_seeds = _fit_normalizers(
-            config, obs_encoder, resolved, venv, obs_mode, device
+            config, obs_encoder, resolved, venv, shapes, device
         )
         env = make_feature_vec_env(venv, obs_encoder, obs_mode, device)
         num_steps = config.steps or DEFAULT_RL_STEPS
@@ -239,6 +241,9 @@ def train_rl(config: PolicyConfig) -> Path:
             "num_demos": 0,
             "demos": None if config.demos is None else str(Path(config.demos).resolve()),
             "demo_seeds": norm_seeds,  # demonstrations that set the normalisation, if any
+            # Sub-env i is first reset with seed + i (make_vec_env; the random-action
+            # normalisation rollouts too): evaluation flags the seeds it shares with them.
+            "train_reset_seeds": [config.seed + i for i in range(config.num_envs)],
             "normalization": norm_source,
             "env_steps": int(model.num_timesteps),
             "checkpoints": {"final": "final.safetensors"},
