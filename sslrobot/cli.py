@@ -38,9 +38,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return int(args.func(args) or 0)
-    except (ValueError, OSError) as error:
-        # Bad input, unwritable directories and full disks are the user's to fix: one clear
-        # line naming the problem, no traceback.
+    except (ValueError, OSError, ImportError) as error:
+        # Bad input, unwritable directories, full disks and a missing optional extra are the
+        # user's to fix: one clear line naming the problem, no traceback.
         print(f"sslrobot {args.command}: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -78,6 +78,22 @@ def test_malformed_arguments_exit_with_usage(argv, capsys):
     assert "error" in capsys.readouterr().err
 
 
+def test_a_missing_optional_extra_is_one_line_not_a_traceback(tmp_path, monkeypatch, capsys):
+    from sslrobot.cli import main
+    from sslrobot.data import minari_export
+
+    def missing(data_format: str):
+        raise ImportError("Minari's 'parquet' storage needs pyarrow: pip install 'minari[parquet]'")
+
+    monkeypatch.setattr(minari_export, "_import_minari", missing)
+    argv = ["data", "export-minari", str(tmp_path), "--name", "x/y-v0"]
+    assert main(argv) == 2
+    assert capsys.readouterr().err.strip() == (
+        "sslrobot data: error: Minari's 'parquet' storage needs pyarrow: "
+        "pip install 'minari[parquet]'"
+    )
+
+
 def test_unknown_policy_from_the_cli(tmp_path):
     with pytest.raises(ValueError, match="unknown policy 'best'"):
         run_cli(*collect_args(tmp_path / "d", 2, "--policy", "best"))

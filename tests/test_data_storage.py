@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import json
 import re
+import shutil
 import zipfile
 
 import numpy as np
@@ -131,6 +132,16 @@ def test_verify_names_truncated_and_bit_flipped_episodes(tmp_path):
     np.testing.assert_array_equal(
         open_dataset(tmp_path).load_episode(0)["pixels"], make_arrays(5, 0)["pixels"]
     )
+
+
+def test_verify_names_an_episode_stored_under_another_id(tmp_path):
+    make_dataset(tmp_path, {0: 5, 1: 5})
+    shutil.copyfile(episode_path(tmp_path, 0), episode_path(tmp_path, 2))  # a copy, renamed
+    report = verify_dataset(tmp_path)
+    assert not report.ok and set(report.corrupt) == {2}
+    assert report.corrupt[2] == [
+        f"{episode_path(tmp_path, 2)}: holds episode 0, not 2 as its name says"
+    ]
 
 
 def test_verify_names_truncated_and_bit_flipped_files_of_format_1(tmp_path):

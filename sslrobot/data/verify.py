@@ -51,6 +51,9 @@ def episode_problems(
     problems, meta = check_episode_and_meta(path, checksums=checksums)
     if problems:
         return problems
+    stored = meta.get("episode_id")
+    if stored is not None and int(stored) != int(episode_id):  # a copied or renamed file
+        return [f"{path}: holds episode {stored}, not {episode_id} as its name says"]
     return _manifest_problems(meta, manifest, path)
 
 
