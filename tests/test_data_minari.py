@@ -67,3 +67,36 @@ def test_minari_round_trip_is_lossless(tmp_path, monkeypatch):
         np.testing.assert_array_equal(episode.infos["state"], arrays["state"])
     with pytest.raises(ValueError, match="already exists"):
         export_minari(root, "sslrobot/fake/random-v0", data_format=data_format)
+
+
+@needs_backend
+def test_an_interrupted_export_leaves_nothing_at_the_destination(tmp_path, monkeypatch):
+    """Chunks are written into a staging root and the dataset is renamed into place at the
+    end: while (and if) the export stops between chunks, no dataset of fewer episodes loads
+    under its id, and the next export of that id is not refused."""
+    from minari.storage import get_dataset_path
+
+    from sslrobot.data import minari_export
+
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "minari"))
+    monkeypatch.setattr(minari_export, "_EPISODES_PER_CHUNK", 1)  # 3 episodes, 3 chunks
+    config = CollectConfig(env_id=FAKE_ENV_ID, out=tmp_path / "d", num_episodes=3,
+                           image_size=16, env_kwargs={"image_size": 16})  # fmt: skip
+    root = collect(config, progress=False)
+    data_format = "hdf5" if "h5py" in BACKENDS else "arrow"
+    destination = get_dataset_path("sslrobot/fake/cut-v0")
+    seen: list[bool] = []
+    update = minari.MinariDataset.update_dataset_from_buffer
+
+    def interrupted(self, buffers):
+        seen.append(destination.exists())
+        raise KeyboardInterrupt  # as a kill between chunks, but catchable here
+
+    monkeypatch.setattr(minari.MinariDataset, "update_dataset_from_buffer", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        minari_export.export_minari(root, "sslrobot/fake/cut-v0", data_format=data_format)
+    assert seen == [False] and not destination.exists()
+    assert not list(tmp_path.glob(".sslrobot-export-*"))  # the staging root is removed
+    monkeypatch.setattr(minari.MinariDataset, "update_dataset_from_buffer", update)
+    minari_export.export_minari(root, "sslrobot/fake/cut-v0", data_format=data_format)
+    assert minari.load_dataset("sslrobot/fake/cut-v0").total_episodes == 3

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import os
 import shutil
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -97,7 +100,11 @@ def export_minari(
         raise ValueError(f"{dataset.root} has no episodes to export")
     observation_space, action_space = minari_spaces(manifest)
     destination = Path(get_dataset_path(dataset_id))
-    existed = destination.exists()
+    if destination.exists():
+        raise ValueError(
+            f"a Minari dataset with id {dataset_id!r} already exists at {destination}; "
+            "choose another --name or delete it"
+        )
 
     def buffer(episode_id: int) -> Any:
         arrays = dataset.load_episode(episode_id, include_state=include_state)
@@ -124,22 +131,46 @@ def export_minari(
         f"{manifest['base_seed']}. Minari episode k is the k-th sslrobot episode in id order; "
         "its seed is the sslrobot episode seed (base seed + episode id)."
     )
+    # Minari writes chunk by chunk into its dataset directory, so a killed export would leave a
+    # dataset that loads with fewer episodes. It writes into a staging root beside Minari's
+    # (same filesystem) instead, and the finished dataset is renamed into place at the end.
+    datasets_root = Path(get_dataset_path())
+    staging = Path(tempfile.mkdtemp(prefix=".sslrobot-export-", dir=datasets_root.parent))
     try:
-        exported = minari.create_dataset_from_buffers(
-            dataset_id,
-            [buffer(i) for i in chunks[0]],
-            observation_space=observation_space,
-            action_space=action_space,
-            algorithm_name=f"sslrobot-{manifest['policy']['name']}",
-            description=description,
-            data_format=data_format,
-            jpeg_encoding=jpeg,
-        )
-        for chunk in chunks[1:]:
-            exported.update_dataset_from_buffer([buffer(i) for i in chunk])
-    except BaseException:
-        if not existed:
-            with contextlib.suppress(OSError):
-                shutil.rmtree(destination)  # no half-written Minari dataset left behind
-        raise
+        with _datasets_path(staging):
+            exported = minari.create_dataset_from_buffers(
+                dataset_id,
+                [buffer(i) for i in chunks[0]],
+                observation_space=observation_space,
+                action_space=action_space,
+                algorithm_name=f"sslrobot-{manifest['policy']['name']}",
+                description=description,
+                data_format=data_format,
+                jpeg_encoding=jpeg,
+            )
+            for chunk in chunks[1:]:
+                exported.update_dataset_from_buffer([buffer(i) for i in chunk])
+            staged = Path(get_dataset_path(dataset_id))
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        for metadata in staged.parent.glob("namespace_metadata.json"):  # namespaced ids
+            if not (destination.parent / metadata.name).exists():
+                shutil.copy2(metadata, destination.parent / metadata.name)
+        os.rename(staged, destination)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     return destination
+
+
+@contextlib.contextmanager
+def _datasets_path(root: Path) -> Iterator[None]:
+    """Point Minari's ``MINARI_DATASETS_PATH`` at ``root`` for the duration (Minari reads it
+    at each call; not thread-safe, as any change of the environment)."""
+    previous = os.environ.get("MINARI_DATASETS_PATH")
+    os.environ["MINARI_DATASETS_PATH"] = str(root)
+    try:
+        yield
+    finally:
+        if previous is None:
+            del os.environ["MINARI_DATASETS_PATH"]
+        else:
+            os.environ["MINARI_DATASETS_PATH"] = previous
