@@ -94,6 +94,14 @@ def test_a_missing_optional_extra_is_one_line_not_a_traceback(tmp_path, monkeypa
     )
 
 
+def test_export_formats_offered_are_the_libraries(capsys):
+    from sslrobot.data.minari_export import DATA_FORMATS
+
+    with pytest.raises(SystemExit):
+        run_cli("data", "export-minari", "d", "--name", "x/y-v0", "--data-format", "zip")
+    assert f"choose from {', '.join(map(repr, DATA_FORMATS))}" in capsys.readouterr().err
+
+
 def test_unknown_policy_from_the_cli(tmp_path):
     with pytest.raises(ValueError, match="unknown policy 'best'"):
         run_cli(*collect_args(tmp_path / "d", 2, "--policy", "best"))

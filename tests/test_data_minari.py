@@ -100,3 +100,22 @@ def test_an_interrupted_export_leaves_nothing_at_the_destination(tmp_path, monke
     monkeypatch.setattr(minari.MinariDataset, "update_dataset_from_buffer", update)
     minari_export.export_minari(root, "sslrobot/fake/cut-v0", data_format=data_format)
     assert minari.load_dataset("sslrobot/fake/cut-v0").total_episodes == 3
+
+
+@needs_backend
+def test_export_refuses_a_dataset_with_a_corrupt_episode(tmp_path, monkeypatch):
+    """Episodes are read through memory maps, which check nothing; the export verifies
+    checksums first rather than export a bit flip as data."""
+    from archive_damage import flip_member_byte
+
+    from sslrobot.data.minari_export import export_minari
+    from sslrobot.data.storage import episode_path
+
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "minari"))
+    config = CollectConfig(env_id=FAKE_ENV_ID, out=tmp_path / "d", num_episodes=2,
+                           image_size=16, env_kwargs={"image_size": 16})  # fmt: skip
+    root = collect(config, progress=False)
+    flip_member_byte(episode_path(root, 1), "pixels.npy")
+    data_format = "hdf5" if "h5py" in BACKENDS else "arrow"
+    with pytest.raises(ValueError, match=r"1 corrupt episode\(s\) .*member pixels.npy"):
+        export_minari(root, "sslrobot/fake/flipped-v0", data_format=data_format)

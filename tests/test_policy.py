@@ -427,6 +427,8 @@ def test_train_policy_cli(demos, tmp_path, capsys):
         ({"num_envs": 4}, "num_envs=4: only algo='rl' uses these"),
         ({"rl_algorithm": "ppo"}, "rl_algorithm='ppo': only algo='rl'"),
         ({"algo": "rl", "weight_decay": 0.5, "val_episodes": 5}, "weight_decay=0.5, val_epi"),
+        ({"algo": "rl", "demos": None, "num_demos": 5}, "num_demos=5: RL without demos"),
+        ({"algo": "rl", "rl_norm_steps": 99}, "rl_norm_steps=99: RL with demos fits"),
     ],
 )
 def test_config_rejects_bad_values(overrides, message):

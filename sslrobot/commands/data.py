@@ -102,7 +102,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--include-state", action="store_true", help="export the evaluation-only state in infos"
     )
     export.add_argument(
-        "--data-format", default=None, help="Minari storage format (hdf5, arrow, parquet)"
+        "--data-format",
+        default=None,
+        choices=("hdf5", "arrow", "parquet"),  # minari_export.DATA_FORMATS (kept light here)
+        help="Minari storage format (default: Minari's, hdf5)",
     )
     export.set_defaults(func=_export_minari)
 

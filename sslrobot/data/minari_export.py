@@ -20,12 +20,15 @@ import gymnasium as gym
 import numpy as np
 
 from sslrobot.data.dataset import open_dataset
+from sslrobot.data.verify import verify_dataset
 
 _EPISODES_PER_CHUNK = 64  # episodes held in memory at once while exporting
 
 
 #: Minari storage format -> the module it needs (Minari installs neither by default).
 _BACKENDS = {"hdf5": "h5py", "arrow": "pyarrow", "parquet": "pyarrow"}
+#: Minari's storage formats (``--data-format``).
+DATA_FORMATS: tuple[str, ...] = tuple(_BACKENDS)
 
 
 def _import_minari(data_format: str) -> Any:
@@ -98,6 +101,15 @@ def export_minari(
     manifest = dataset.manifest
     if not dataset.episode_ids:
         raise ValueError(f"{dataset.root} has no episodes to export")
+    # Episodes are read through memory maps, which check nothing: a bit flip would be
+    # exported as data. One checksum pass first (an export is rare and reads it all anyway).
+    corrupt = verify_dataset(dataset.root).corrupt
+    if corrupt:
+        first = next(iter(corrupt.values()))[0]
+        raise ValueError(
+            f"{dataset.root}: {len(corrupt)} corrupt episode(s) ({first}); run `sslrobot data "
+            "verify` and `sslrobot collect --resume` to collect them again before exporting"
+        )
     observation_space, action_space = minari_spaces(manifest)
     destination = Path(get_dataset_path(dataset_id))
     if destination.exists():

@@ -166,6 +166,20 @@ class PolicyConfig:
         if not self.weight_decay >= 0:
             raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
         defaults = {f.name: f.default for f in dataclasses.fields(self)}
+        if self.algo == "rl" and self.demos is None and self.num_demos is not None:
+            raise ValueError(
+                f"num_demos={self.num_demos}: RL without demos fits its statistics on random "
+                "rollouts and would ignore it"
+            )
+        if (
+            self.algo == "rl"
+            and self.demos is not None
+            and (self.rl_norm_steps != defaults["rl_norm_steps"])
+        ):
+            raise ValueError(
+                f"rl_norm_steps={self.rl_norm_steps}: RL with demos fits its statistics on them "
+                "and would ignore it"
+            )
         for algo, names in ALGO_ONLY_FIELDS.items():
             unused = [f"{n}={getattr(self, n)!r}" for n in names if getattr(self, n) != defaults[n]]
             if algo != self.algo and unused:

@@ -126,6 +126,10 @@ def _fit_normalizers(
     if config.demos is not None:
         dataset, dataset_key = open_demos(config)
         ids = list(dataset.episode_ids)[: config.num_demos]
+        if config.num_demos is not None and len(ids) < config.num_demos:
+            raise ValueError(
+                f"num_demos={config.num_demos} but {config.demos} holds {len(ids)} episodes"
+            )
         transitions = load_transitions(
             dataset, ids, pixels=obs_mode == "pixels", state=obs_mode == "state"
         )
@@ -143,6 +147,7 @@ def _fit_normalizers(
         obs_encoder.feature_norm.fit(features)
         return f"demonstrations {config.demos} ({len(ids)} episodes)", episode_seeds(dataset, ids)
     batches = _random_observations(venv, config.rl_norm_steps, config.seed)
+    num_steps = (len(batches) - 1) * venv.num_envs  # whole steps of every sub-env
     if obs_mode == "state":
         obs_encoder.feature_norm.fit(np.concatenate(batches))
     else:
@@ -152,7 +157,7 @@ def _fit_normalizers(
         features = compute_features(resolved.module, pixels, config.feature_batch_size, device)
         obs_encoder.feature_norm.fit(features)
         obs_encoder.proprio_norm.fit(np.concatenate([b["proprio"] for b in batches]))
-    return f"{config.rl_norm_steps} random-action steps", []
+    return f"{num_steps} random-action steps ({venv.num_envs} envs)", []
 
 
 def make_sb3_model(config: PolicyConfig, env: Any, device: torch.device, num_steps: int) -> Any:
