@@ -171,11 +171,8 @@ class PolicyConfig:
                 f"num_demos={self.num_demos}: RL without demos fits its statistics on random "
                 "rollouts and would ignore it"
             )
-        if (
-            self.algo == "rl"
-            and self.demos is not None
-            and (self.rl_norm_steps != defaults["rl_norm_steps"])
-        ):
+        rl_with_demos = self.algo == "rl" and self.demos is not None
+        if rl_with_demos and self.rl_norm_steps != defaults["rl_norm_steps"]:
             raise ValueError(
                 f"rl_norm_steps={self.rl_norm_steps}: RL with demos fits its statistics on them "
                 "and would ignore it"
