@@ -187,6 +187,9 @@ def test_rl_records_the_demonstration_seeds_of_its_normalisation(tmp_path):
     )  # fmt: skip
     record = json.loads((out / "policy_config.json").read_text())
     assert record["demo_seeds"] == [0, 1] and record["num_demos"] == 0
+    with pytest.warns(UserWarning, match="also normalisation-demonstration seeds"):
+        result = evaluate(out, num_episodes=1, seed=1)
+    assert result["seeds_shared_with_demos"] == [1]
 
 
 def test_evaluate_on_another_task_warns_and_says_so(policy_dir):

@@ -128,3 +128,30 @@ def test_tiny_ppo_run_on_state(tmp_path):
     state = np.zeros(policy.record["feature_dim"], np.float32)
     action = policy(state)
     assert action.shape == (policy.record["action_dim"],) and np.all(np.abs(action) <= 1)
+
+
+def test_rl_trains_in_the_look_of_its_normalisation_demos(tmp_path, monkeypatch):
+    """Demonstrations recorded under another visual preset set the feature statistics, so RL
+    trains in that look (it used to train in ``train`` whatever the demonstrations showed)."""
+    from sslrobot.data import CollectConfig, collect
+    from sslrobot.policy import rl
+
+    demos = collect(
+        CollectConfig(env_id=ENV_ID, out=tmp_path / "demos", num_episodes=1, policy="expert",
+                      image_size=IMAGE_SIZE, env_kwargs={"visual_preset": "heldout"}),
+        progress=False,
+    )  # fmt: skip
+    presets = []
+
+    def recording(*args, visual_preset="train", **kwargs):
+        presets.append(visual_preset)
+        return make_env(*args, visual_preset=visual_preset, **kwargs)
+
+    monkeypatch.setattr(rl, "make_env", recording)
+    out = train_policy(
+        PolicyConfig(env_id=ENV_ID, encoder="none", algo="rl", rl_algorithm="ppo",
+                     out=tmp_path / "rl", demos=demos, num_demos=1, steps=64, batch_size=32,
+                     image_size=IMAGE_SIZE, num_envs=1, progress=False)
+    )  # fmt: skip
+    assert presets == ["heldout"]
+    assert json.loads((out / "policy_config.json").read_text())["train_visual_preset"] == "heldout"

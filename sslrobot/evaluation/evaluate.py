@@ -97,8 +97,10 @@ def evaluate(
     return_mean, return_low, return_high = bootstrap_ci(returns, seed=0)
     shared = sorted(set(seeds) & set(record.get("demo_seeds", [])))
     if shared:
+        # RL's demonstrations set only the feature statistics: a milder overlap, said so.
+        role = "demonstration" if record["algo"] == "bc" else "normalisation-demonstration"
         warnings.warn(
-            f"{len(shared)} evaluation seeds are also demonstration seeds of {policy_dir} "
+            f"{len(shared)} evaluation seeds are also {role} seeds of {policy_dir} "
             f"(e.g. {shared[:5]}); pass a --seed past them for an honest score",
             stacklevel=2,
         )

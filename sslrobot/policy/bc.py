@@ -21,6 +21,7 @@ from sslrobot.policy.config import DEFAULT_BC_STEPS, VALIDATION_SEED_BASE, Polic
 from sslrobot.policy.demos import (
     DemoTransitions,
     check_demo_shapes,
+    demos_visual_preset,
     episode_seeds,
     load_transitions,
     select_demo_ids,
@@ -311,12 +312,6 @@ def _fit(
         if validator is not None:
             validator.close()
     return history
-
-
-def demos_visual_preset(manifest: dict[str, Any]) -> str:
-    """The visual preset the demonstrations were collected under (``train`` unless the
-    collection's ``env_kwargs`` named another)."""
-    return str((manifest.get("env_kwargs") or {}).get("visual_preset", "train"))
 
 
 class _OnlineValidator:

@@ -96,6 +96,12 @@ def load_transitions(
     )
 
 
+def demos_visual_preset(manifest: dict[str, Any]) -> str:
+    """The visual preset the demonstrations were collected under (``train`` unless the
+    collection's ``env_kwargs`` named another)."""
+    return str((manifest.get("env_kwargs") or {}).get("visual_preset", "train"))
+
+
 def episode_seeds(dataset: Any, episode_ids: list[int]) -> list[int]:
     """Reset seeds of the demonstrations, so evaluation can flag seeds it shares with them."""
     seeds = []

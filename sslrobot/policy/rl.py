@@ -26,7 +26,12 @@ from gymnasium import spaces
 from sslrobot.policy.cache import FeatureCache
 from sslrobot.policy.checkpoint import save_weights, write_policy_config
 from sslrobot.policy.config import DEFAULT_RL_STEPS, PolicyConfig
-from sslrobot.policy.demos import check_demo_shapes, episode_seeds, load_transitions
+from sslrobot.policy.demos import (
+    check_demo_shapes,
+    demos_visual_preset,
+    episode_seeds,
+    load_transitions,
+)
 from sslrobot.policy.environment import EnvShapes, env_shapes, make_env
 from sslrobot.policy.network import ObservationEncoder, policy_inputs
 from sslrobot.policy.normalizer import CLIP
@@ -209,9 +214,12 @@ def train_rl(config: PolicyConfig) -> Path:
     manifest = open_demos(config)[0].manifest if config.demos is not None else None
     resolved, image_size = resolve_policy_encoder(config, manifest)
     obs_mode = "state" if resolved.kind == "state" else "pixels"
+    # Train in the look the demonstrations were recorded under, since they set the feature
+    # statistics (as BC validates in it); the default look without demonstrations.
+    visual_preset = "train" if manifest is None else demos_visual_preset(manifest)
 
     def make_one() -> Any:
-        return make_env(config.env_id, image_size, obs_mode)
+        return make_env(config.env_id, image_size, obs_mode, visual_preset=visual_preset)
 
     out = config.out
     venv = make_vec_env(make_one, n_envs=config.num_envs, seed=config.seed, vec_env_cls=DummyVecEnv)
@@ -246,6 +254,7 @@ def train_rl(config: PolicyConfig) -> Path:
             "num_demos": 0,
             "demos": None if config.demos is None else str(Path(config.demos).resolve()),
             "demo_seeds": norm_seeds,  # demonstrations that set the normalisation, if any
+            "train_visual_preset": visual_preset,
             # Sub-env i is first reset with seed + i (make_vec_env; the random-action
             # normalisation rollouts too): evaluation flags the seeds it shares with them.
             "train_reset_seeds": [config.seed + i for i in range(config.num_envs)],
