@@ -3,6 +3,7 @@
 import base64
 import copy
 
+import numpy as np
 import pytest
 import torch
 
@@ -171,6 +172,24 @@ def test_verdict_edge_cases():
         ]
     )
     assert "tie at 50.0%" in tie
+    # Means of seed means in another order differ in the last bit: still a tie.
+    rates = [0.1, 0.2, 0.3]
+    assert np.mean(rates) != np.mean(rates[::-1])
+    near = verdict(
+        [
+            {"encoder": "a", "success": (float(np.mean(rates)), 0.1, 0.3)},
+            {"encoder": "b", "success": (float(np.mean(rates[::-1])), 0.1, 0.3)},
+        ]
+    )
+    assert "tie at 20.0%" in near
+    # A zero-width interval (a bootstrap of identical outcomes) is no evidence of a clear gap.
+    zero = verdict(
+        [
+            {"encoder": "a", "success": (0.013, 0.003, 0.03)},
+            {"encoder": "b", "success": (0.0, 0.0, 0.0)},
+        ]
+    )
+    assert "cannot tell them apart" in zero and "do not overlap" not in zero
     with pytest.raises(ValueError, match="low <= high"):
         verdict([{"encoder": "a", "success": (0.5, 0.7, 0.6)}])
 

@@ -8,6 +8,7 @@ from sslrobot.evaluation.statistics import (
     interquartile_mean,
     intervals_overlap,
     stratified_bootstrap_ci,
+    success_interval,
     wilson_interval,
 )
 
@@ -113,3 +114,16 @@ def test_wilson_interval_known_values():
     assert (low, high) == pytest.approx((0.2366, 0.7634), abs=1e-4)
     with pytest.raises(ValueError, match="num_successes"):
         wilson_interval(11, 10)
+
+
+def test_success_interval_is_never_a_zero_width_certainty():
+    """0 of 50 is not [0, 0]: with every outcome alike the bootstrap has nothing to resample,
+    so Wilson's interval of the pooled count stands in; mixed outcomes keep the bootstrap."""
+    assert success_interval([np.zeros(50)]) == wilson_interval(0, 50)
+    assert success_interval([np.zeros(50)])[2] == pytest.approx(0.0713, abs=1e-4)
+    mean, low, high = success_interval([np.ones(100)] * 3)
+    assert mean == 1.0 and high == 1.0 and low == pytest.approx(wilson_interval(300, 300)[1])
+    mixed = [np.array([0, 1, 1, 0, 1.0]), np.array([1, 1, 0, 0, 0.0])]
+    assert success_interval(mixed, seed=3) == stratified_bootstrap_ci(mixed, seed=3)
+    with pytest.raises(ValueError, match=r"must be 0 or 1, got \[0.0, 0.5\]"):
+        success_interval([np.array([0.0, 0.5])])

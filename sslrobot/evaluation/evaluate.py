@@ -14,7 +14,11 @@ from typing import Any
 import numpy as np
 
 from sslrobot.evaluation.rollouts import run_episodes
-from sslrobot.evaluation.statistics import bootstrap_ci, stratified_bootstrap_ci
+from sslrobot.evaluation.statistics import (
+    bootstrap_ci,
+    stratified_bootstrap_ci,
+    success_interval,
+)
 from sslrobot.utils.io import atomic_write_json
 
 RESULT_FORMAT = "sslrobot/eval-v1"
@@ -93,7 +97,7 @@ def evaluate(
         env.close()
     successes = np.array([r.success for r in results], dtype=np.float64)
     returns = np.array([r.episode_return for r in results], dtype=np.float64)
-    success_mean, success_low, success_high = bootstrap_ci(successes, seed=0)
+    success_mean, success_low, success_high = success_interval([successes], seed=0)
     return_mean, return_low, return_high = bootstrap_ci(returns, seed=0)
     shared = sorted(set(seeds) & set(record.get("demo_seeds", [])))
     if shared:
@@ -267,7 +271,7 @@ def aggregate_results(
                 "num_seeds": len(seeds),
                 "seeds": seeds,
                 "num_episodes": sum(len(s) for s in success),
-                "success": _interval(stratified_bootstrap_ci(success, **options)),
+                "success": _interval(success_interval(success, **options)),
                 "return": _interval(stratified_bootstrap_ci(returns, **options)),
                 "success_per_seed": [float(np.mean(s)) for s in success],
             }

@@ -188,8 +188,9 @@ def verdict(
         sentences.append(f"Only {winner} was evaluated: success {format_ci(*win_ci)}.")
     else:
         runner, run_ci = contestants[1]
-        overlap = intervals_overlap(win_ci[1:], run_ci[1:])
-        if win_ci[0] == run_ci[0]:
+        overlap = _cannot_separate(win_ci, run_ci)
+        # Means of seed means depend on summation order: equal rates may differ by 1e-17.
+        if math.isclose(win_ci[0], run_ci[0], rel_tol=0.0, abs_tol=1e-9):
             sentences.append(
                 f"{winner} and {runner} tie at {format_rate(win_ci[0])} success "
                 f"({format_ci(*win_ci)} and {format_ci(*run_ci)})."
@@ -206,7 +207,7 @@ def verdict(
             sentences.append(
                 f"Against the {baseline_encoder} baseline ({format_ci(*baseline)}) the lead is "
                 f"{_points(win_ci[0], baseline[0])}; "
-                + _overlap_clause(intervals_overlap(win_ci[1:], baseline[1:]))
+                + _overlap_clause(_cannot_separate(win_ci, baseline))
             )
     for name, ref_ci in references:
         sentence = f"The {name} reference reaches {format_ci(*ref_ci)}"
@@ -216,6 +217,13 @@ def verdict(
             sentence += "."
         sentences.append(sentence)
     return " ".join(sentences)
+
+
+def _cannot_separate(a: Sequence[float], b: Sequence[float]) -> bool:
+    """Whether the (mean, low, high) intervals overlap, or either has zero width (a bootstrap
+    of identical outcomes, as results aggregated before Wilson's fallback hold: no evidence
+    of certainty, so never grounds for calling a difference clear)."""
+    return intervals_overlap(a[1:], b[1:]) or a[1] == a[2] or b[1] == b[2]
 
 
 def _overlap_clause(overlap: bool) -> str:

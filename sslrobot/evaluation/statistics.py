@@ -44,8 +44,9 @@ def bootstrap_ci(
 ) -> tuple[float, float, float]:
     """Mean of ``values`` with a percentile-bootstrap confidence interval.
 
-    The percentile bootstrap (Efron & Tibshirani 1993) makes no normality assumption, which
-    matters for success rates near 0 or 1.
+    The percentile bootstrap (Efron & Tibshirani 1993) makes no normality assumption, but it
+    cannot see past its sample: N equal values give a zero-width interval. For success rates
+    use ``success_interval``, which falls back on Wilson's interval there.
 
     Args:
         values: Sample, shape (N,), finite.
@@ -131,6 +132,40 @@ def stratified_bootstrap_ci(
         estimates[start : start + rows] = seed_means.mean(axis=1)
     low, high = _percentile_interval(estimates, confidence)
     return point, low, high
+
+
+def success_interval(
+    per_seed_successes: Sequence[Sequence[float] | np.ndarray],
+    confidence: float = 0.95,
+    num_resamples: int = 10_000,
+    seed: int = 0,
+    resample_seeds: bool = True,
+) -> tuple[float, float, float]:
+    """``stratified_bootstrap_ci`` of 0/1 outcomes, with Wilson's interval when all are alike.
+
+    A bootstrap of outcomes that are all 0 (or all 1) has zero width: 0 successes in 50
+    episodes would read [0, 0], a certainty 50 episodes cannot give, and a report comparing
+    another encoder's 4 in 50 against it would call the difference clear (Fisher's exact test
+    puts that at p = 0.12). When every episode of every seed has the same outcome, the Wilson
+    score interval of the pooled count (0 or N of N) is returned instead.
+
+    Args:
+        per_seed_successes: One sequence of 0/1 outcomes per training seed (a single seed's
+            evaluation: one sequence).
+        confidence, num_resamples, seed, resample_seeds: As ``stratified_bootstrap_ci``.
+
+    Returns:
+        ``(mean of seed means, low, high)``.
+    """
+    mean, low, high = stratified_bootstrap_ci(
+        per_seed_successes, confidence, num_resamples, seed, resample_seeds
+    )
+    pooled = np.concatenate([_as_1d(v, "per_seed_successes") for v in per_seed_successes])
+    if not np.isin(pooled, (0.0, 1.0)).all():
+        raise ValueError(f"success outcomes must be 0 or 1, got {sorted(set(pooled.tolist()))}")
+    if low == high:  # every outcome alike (else the bootstrap spreads)
+        _, low, high = wilson_interval(int(pooled.sum()), pooled.size, confidence)
+    return mean, low, high
 
 
 def interquartile_mean(values: Sequence[float] | np.ndarray) -> float:
