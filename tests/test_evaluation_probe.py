@@ -354,6 +354,27 @@ def test_run_probe_of_an_encoder_only_directory_skips_prediction(monkeypatch, tm
     assert not any(key.startswith(("pred/", "fdm/")) for key in results)
 
 
+def test_probe_never_scores_episodes_the_encoder_pretrained_on(monkeypatch, tmp_path):
+    """A probe's held-out split overlapped the pretraining's training episodes (half of a 20%
+    split, under the pretraining's 90 / 10); those are left out and counted now."""
+    _patch_pipeline(monkeypatch)
+    _, val_ids = FakeDataset().split(val_fraction=0.5, seed=0)
+    pretrained = val_ids[:2]
+    record = {"pretrain": {"steps": 5}, "train_episode_ids": {str(tmp_path.resolve()): pretrained}}
+    (tmp_path / "pretrain_config.json").write_text(json.dumps(record))
+    metrics = probe_representation(str(tmp_path), tmp_path, val_fraction=0.5, seed=0)
+    assert metrics["probe/num_val_excluded"] == 2
+    assert metrics["probe/num_val_episodes"] == len(val_ids) - 2
+    assert metrics["probe/num_val_frames"] == (len(val_ids) - 2) * 31
+    record["pretrain"]["steps"] = 0  # a random init trained on nothing: nothing left out
+    (tmp_path / "pretrain_config.json").write_text(json.dumps(record))
+    metrics = probe_representation(str(tmp_path), tmp_path, val_fraction=0.5, seed=0)
+    assert metrics["probe/num_val_excluded"] == 0
+    assert metrics["probe/num_val_episodes"] == len(val_ids)
+    with pytest.raises(ValueError, match=r"leaves 5 train and 0 validation episodes \(5 more"):
+        probe_representation(MeanColourEncoder(), tmp_path, 0.5, exclude_from_validation=val_ids)
+
+
 def test_probe_command_prints_a_table(monkeypatch, tmp_path, capsys):
     _patch_pipeline(monkeypatch)
     (tmp_path / "pretrain_config.json").write_text(json.dumps({"pretrain": {"out": "unused"}}))

@@ -233,6 +233,30 @@ def test_predictions_are_scored_on_episodes_the_world_model_never_trained_on(
     assert scored and set(scored) <= set(held_out) and not set(scored) & set(trained)
 
 
+def test_split_seed_sets_the_held_out_episodes_apart_from_the_seed(
+    data_dir: Path, tmp_path: Path
+) -> None:
+    """Pretrainings compared over seeds share ``--split-seed``, so a probe can score them all on
+    episodes none trained on."""
+    from sslrobot.data.dataset import open_dataset, split_episode_ids
+
+    ids = open_dataset(data_dir).episode_ids
+    seed, split_seed = next(
+        (a, b)
+        for a in range(50)
+        for b in range(50)
+        if split_episode_ids(ids, 0.1, a)[1] != split_episode_ids(ids, 0.1, b)[1]
+    )
+    out = tmp_path / "model"
+    args = ("--steps", "1", "--seed", str(seed), "--split-seed", str(split_seed))
+    assert main(_args(data_dir, out, *args)) == 0
+    saved = json.loads((out / artifacts.PRETRAIN_CONFIG).read_text())
+    assert saved["pretrain"]["split_seed"] == split_seed
+    trained = next(iter(saved["train_episode_ids"].values()))
+    assert trained == split_episode_ids(ids, 0.1, split_seed)[0]
+    assert trained != split_episode_ids(ids, 0.1, seed)[0]
+
+
 def test_prediction_scoring_leaves_out_trained_episodes_after_the_dataset_grew(
     tmp_path: Path, monkeypatch, capsys
 ) -> None:

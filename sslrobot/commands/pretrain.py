@@ -51,6 +51,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate")
     parser.add_argument("--num-steps-ahead", type=int, default=3, help="prediction horizon K")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--split-seed",
+        type=int,
+        default=None,
+        help="seed of the train/validation split of episodes (default: --seed); give several "
+        "seeds of one comparison the same, so that they hold out the same episodes",
+    )
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     parser.add_argument(
         "--amp",
@@ -187,6 +194,7 @@ def _pretrain(args: argparse.Namespace) -> int:
         lr=args.lr,
         num_steps_ahead=args.num_steps_ahead,
         seed=args.seed,
+        split_seed=args.split_seed,
         device=args.device,
         amp={"auto": None, "on": True, "off": False}[args.amp],
         checkpoint_every=args.checkpoint_every,

@@ -84,6 +84,11 @@ def _probe(args: argparse.Namespace) -> int:
         print(f"{'mean (all frames)':<{width}}  {_format(all_frames, 3)}")
     if len(averaged) < len(results["probe/r2"]):
         print(f"{'mean (all)':<{width}}  {_format(results.get('probe/r2_mean_all'), 3)}")
+    excluded = results.get("probe/num_val_excluded") or 0
+    print(
+        f"scored on {results.get('probe/num_val_episodes')} held-out episodes"
+        + (f" ({excluded} more left out: the encoder pretrained on them)" if excluded else "")
+    )
     for k in range(1, (results.get("pred/horizon") or 0) + 1):
         line = f"k={k}:"
         if f"pred/psnr_k{k}" in results:

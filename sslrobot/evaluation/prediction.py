@@ -407,13 +407,18 @@ def trained_episodes(encoder_dir: Path, data_dir: Path) -> list[int]:
 
     Pretraining records, per data directory (resolved path), the episodes of its training
     split. The split of a dataset that grew since can move some of them into ``val`` (the
-    held-out count grows with the dataset), so prediction scoring leaves them out. Empty when
-    ``data_dir`` is not among the model's data (or has moved since), or for models from
-    before the record (their split is then trusted as it is now).
+    held-out count grows with the dataset), so prediction scoring and probes leave them out.
+    Empty when ``data_dir`` is not among the model's data (or has moved since), for a random
+    initialisation (0 steps), for an encoder saved without its pretraining config, and for
+    models from before the record (their split is then trusted as it is now).
     """
     from sslrobot.pretraining.artifacts import PRETRAIN_CONFIG, read_json
 
+    if not (encoder_dir / PRETRAIN_CONFIG).is_file():
+        return []  # an encoder saved on its own: nothing says what it trained on
     saved = read_json(encoder_dir / PRETRAIN_CONFIG, "pretraining config")
+    if (saved.get("pretrain") or {}).get("steps") == 0:
+        return []  # a random initialisation trained on nothing
     recorded = saved.get("train_episode_ids") or {}
     return [int(i) for i in recorded.get(str(data_dir.resolve()), [])]
 
@@ -462,7 +467,7 @@ def prediction_from_dirs(
         num_steps=horizon + stack - 1,  # the stacked windows then hold K + 1 observations
         split="val",
         val_fraction=trained.val_fraction,
-        seed=trained.seed,
+        seed=trained.episode_split_seed,
         exclude_episodes=trained_episodes(Path(encoder_dir), Path(data_dir)),
     )
     return prediction_quality(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -577,8 +577,13 @@ def probe_representation(
     batch_size: int = 256,
     device: str = "auto",
     alpha: float | None = None,
+    exclude_from_validation: Collection[int] | None = None,
 ) -> dict[str, Any]:
     """Probe a frozen encoder on a dataset directory: fit on train episodes, score held-out.
+
+    Held-out means unseen by the encoder too: the validation episodes leave out those its
+    pretraining trained on (a 20% split of a dataset that pretraining split 90 / 10 would
+    otherwise score half its episodes on frames the encoder learned from).
 
     Args:
         encoder: A ``sslrobot pretrain --out`` directory, or a module mapping uint8 frames
@@ -591,22 +596,33 @@ def probe_representation(
         batch_size: Frames per encoder forward pass.
         device: For an encoder directory: ``"auto"``, ``"cpu"``, ``"cuda"``, ...
         alpha: Fixed ridge penalty, or ``None`` to choose one per variable.
+        exclude_from_validation: Episode ids never scored; ``None``: for an encoder
+            directory, the episodes of ``data_dir`` its pretraining trained on
+            (``prediction.trained_episodes``), for a module none.
 
     Returns:
-        ``ProbeResult.to_metrics()``: ``probe/r2_mean``, ``probe/r2`` per variable, ...
+        ``ProbeResult.to_metrics()``: ``probe/r2_mean``, ``probe/r2`` per variable, ...,
+        and ``probe/num_val_episodes`` (scored) and ``probe/num_val_excluded`` (left out).
     """
     from sslrobot.data import open_dataset
 
     if isinstance(encoder, str | os.PathLike):
         import sslrobot
+        from sslrobot.evaluation.prediction import trained_episodes
 
+        if exclude_from_validation is None:
+            exclude_from_validation = trained_episodes(Path(encoder), Path(data_dir))
         encoder, _ = sslrobot.load_encoder(Path(encoder), device=device)
     dataset = open_dataset(Path(data_dir))
     train_ids, val_ids = dataset.split(val_fraction=val_fraction, seed=seed)
+    excluded = set(exclude_from_validation or ())
+    num_excluded = sum(i in excluded for i in val_ids)
+    val_ids = [i for i in val_ids if i not in excluded]
     if not train_ids or not val_ids:
         raise ValueError(
             f"{data_dir}: val_fraction={val_fraction} leaves {len(train_ids)} train and "
-            f"{len(val_ids)} validation episodes; both need at least one"
+            f"{len(val_ids)} validation episodes ({num_excluded} more held out but pretrained "
+            "on); both need at least one"
         )
     stack = encoder_frame_stack(encoder)
     train_x, train_y, train_groups = encode_episodes(
@@ -629,7 +645,11 @@ def probe_representation(
         mean_over=view_names if view_names and set(view_names) <= set(names) else None,
         view_conditions=dataset_view_conditions(dataset.manifest),
     )
-    return result.to_metrics()
+    return {
+        **result.to_metrics(),
+        "probe/num_val_episodes": len(val_ids),
+        "probe/num_val_excluded": num_excluded,
+    }
 
 
 def dataset_view_conditions(manifest: dict[str, Any]) -> tuple[tuple[str, str, float], ...]:

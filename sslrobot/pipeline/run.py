@@ -283,6 +283,10 @@ class Pipeline:
             "seed": seed,
         }
 
+        # Every pretraining of the run holds out the same episodes (those of the run's seed),
+        # so the probes score all encoders, extra seeds too, on episodes none trained on.
+        if seed != self.config.seed and steps:
+            settings["split_seed"] = self.config.seed
         processes = self._pretrain_processes(steps)
         if processes > 1:  # numerics differ slightly from one process: a different result
             settings["processes"] = processes
@@ -303,6 +307,7 @@ class Pipeline:
                     batch_size=self.config.pretrain_batch_size,
                     num_steps_ahead=self.config.num_steps_ahead,
                     seed=seed,
+                    split_seed=self.config.seed,
                     device=self.device,
                     checkpoint_every=max(1, steps // 4) if steps else 0,
                     image_every=max(1, steps // 2) if steps else 0,
@@ -330,11 +335,15 @@ class Pipeline:
         self, slug: str, objective: str, encoder: StageResult, data: StageResult
     ) -> StageResult:
         from sslrobot.evaluation.probe import ProbeConfig, run_probe
+        from sslrobot.pretraining import PretrainConfig
 
         # scoring 2: view variables scored in view where the env gives conditions (session 14);
-        # 3: predictions scored on the world model's own held-out episodes (session 15). A new
-        # value reruns the probes of finished runs, which are cheap, and nothing else.
-        settings = {"val_fraction": 0.2, "seed": self.config.seed, "scoring": 3}
+        # 3: predictions scored on the world model's own held-out episodes (session 15); 4:
+        # probes scored on the pretrainings' held-out episodes, not 20% of which half were
+        # pretrained on (session 17). A new value reruns the probes of finished runs, which
+        # are cheap, and nothing else.
+        val_fraction = PretrainConfig.val_fraction
+        settings = {"val_fraction": val_fraction, "seed": self.config.seed, "scoring": 4}
 
         def run(stage_dir: Path, resume: bool) -> dict[str, Any]:
             return run_probe(
@@ -342,7 +351,7 @@ class Pipeline:
                     encoder=str(encoder.path / "encoder"),
                     data=str(data.path / "dataset"),
                     out=str(stage_dir / "probe.json"),
-                    val_fraction=0.2,
+                    val_fraction=val_fraction,
                     seed=self.config.seed,
                     device=self.device,
                     horizon=self.config.num_steps_ahead,

@@ -61,7 +61,11 @@ class PretrainConfig:
         grad_clip: Clip the global gradient norm to this value; ``None``: no clipping (the
             norm is still computed each step, for the log).
         num_steps_ahead: K, the prediction horizon: windows hold o_t..o_{t+K}, a_t..a_{t+K-1}.
-        seed: Seeds initialisation, data order, augmentation and the validation split.
+        seed: Seeds initialisation, data order, augmentation and (unless ``split_seed``)
+            the validation split.
+        split_seed: Seed of the train/validation split of episodes; ``None``: ``seed``.
+            Pretrainings compared over several seeds share one, so that they hold out the
+            same episodes, on which a probe can then score every one of them.
         device: ``"auto"`` (CUDA, then MPS, then CPU), ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or
             ``"mps"``. An unavailable device is an error, never a silent fallback.
         amp: bfloat16 autocast; ``None`` turns it on for CUDA only (on CPU it measured 14x
@@ -117,6 +121,7 @@ class PretrainConfig:
     grad_clip: float | None = 10.0
     num_steps_ahead: int = 3
     seed: int = 0
+    split_seed: int | None = None
     device: str = "auto"
     amp: bool | None = None
     checkpoint_every: int = 1000
@@ -174,6 +179,8 @@ class PretrainConfig:
         for name in ("transition_hidden_dim", "head_hidden_dim", "projection_dim"):
             _check_int(name, getattr(self, name), minimum=1)
         _check_int("seed", self.seed, minimum=0)
+        if self.split_seed is not None:
+            _check_int("split_seed", self.split_seed, minimum=0)
         _check_int("shift_pad", self.shift_pad, minimum=0)
         if not (isinstance(self.color_jitter, int | float) and 0 <= self.color_jitter < 1):
             raise ValueError(f"color_jitter must be in [0, 1), got {self.color_jitter!r}")
@@ -216,6 +223,11 @@ class PretrainConfig:
     def objective_weights(self) -> dict[str, float]:
         """``{name: weight}`` of the active objectives (empty for ``none``)."""
         return parse_objective(self.objective)
+
+    @property
+    def episode_split_seed(self) -> int:
+        """The seed the train/validation split of episodes is drawn with."""
+        return self.seed if self.split_seed is None else self.split_seed
 
     @property
     def window_steps(self) -> int:

@@ -257,7 +257,7 @@ class PretrainRun:
                 num_steps=config.window_steps,
                 split=split,
                 val_fraction=config.val_fraction,
-                seed=config.seed,
+                seed=config.episode_split_seed,
             )
 
         train = windows("train")
