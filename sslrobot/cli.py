@@ -44,8 +44,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"sslrobot {args.command}: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("interrupted; finished artifacts are kept, rerun with --resume", file=sys.stderr)
+        print(f"interrupted; {_how_to_continue(args)}", file=sys.stderr)
         return 130
+
+
+def _how_to_continue(args: argparse.Namespace) -> str:
+    """What an interrupted command leaves, and how to go on: only some commands resume."""
+    if hasattr(args, "resume"):  # collect, pretrain
+        return "finished artifacts are kept; rerun with --resume to continue"
+    if args.command == "run":
+        return "finished stages are kept; rerun the same command to continue"
+    return "files are written whole or not at all; rerun the command"
 
 
 if __name__ == "__main__":

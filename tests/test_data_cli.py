@@ -159,3 +159,34 @@ def test_sigkill_mid_collection_then_resume_gives_exactly_n_episodes(tmp_path):
     assert dataset.manifest["counts"]["episodes"] == num_episodes
     seeds = [dataset.meta(i)["seed"] for i in dataset.episode_ids]
     assert seeds == list(range(num_episodes))
+
+
+@pytest.mark.parametrize(
+    ("module", "function", "argv", "advice"),
+    [
+        (
+            "data",
+            "_collect",
+            ["collect", "--env", "e", "--episodes", "1", "--out", "x"],
+            "--resume",
+        ),
+        ("run", "_run", ["run", "--out", "x"], "rerun the same command to continue"),
+        ("probe", "_probe", ["probe", "--encoder", "e", "--data", "d"], "rerun the command"),
+    ],
+)
+def test_ctrl_c_advice_fits_the_command(module, function, argv, advice, monkeypatch, capsys):
+    """Only collect and pretrain have --resume: the others were told to use it too."""
+    import importlib
+
+    from sslrobot.cli import main
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(
+        importlib.import_module(f"sslrobot.commands.{module}"), function, interrupted
+    )
+    assert main(argv) == 130
+    err = capsys.readouterr().err
+    assert err.startswith("interrupted; ") and advice in err
+    assert ("--resume" in err) == (module == "data")

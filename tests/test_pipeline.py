@@ -199,6 +199,17 @@ def test_bad_preset_and_task_give_clear_errors(capsys: pytest.CaptureFixture[str
         make_run_config("quick", transfer_objective="bogus")
     with pytest.raises(ValueError, match="encoder_arch: unknown 'vit'"):
         make_run_config("quick", encoder_arch="vit")
+    # Refused up front, not by the first evaluation tens of minutes in.
+    for settings, message in [
+        ({"num_videos": -1}, "num_videos must be >= 0, got -1"),
+        ({"seed": -5}, "seed must be >= 0, got -5"),
+        ({"policy_seeds": (0, -1)}, r"policy_seeds must be >= 0, got \(0, -1\)"),
+        ({"num_demos": (0, 2)}, r"num_demos must all be >= 1, got \(0, 2\)"),
+        ({"unlabeled_policy": "bogus"}, "unlabeled_policy: unknown 'bogus'"),
+        ({"unlabeled_policy": "mixture"}, "unlabeled_policy: unknown 'mixture'"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            make_run_config("quick", **settings)
 
 
 def test_set_overrides_parse_types_and_refuse_unknown_fields(

@@ -7,6 +7,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from sslrobot.data.policies import POLICY_NAMES
 from sslrobot.envs import ENV_IDS, LATEST_ENV_IDS
 from sslrobot.utils.architectures import DEFAULT_ENCODER_ARCH, ENCODER_ARCHS
 
@@ -177,6 +178,19 @@ class RunConfig:
             )
         if not self.policy_seeds:
             raise ValueError("policy_seeds must name at least one seed")
+        # Checked here, not by the stage that first uses them tens of minutes in.
+        for name in ("seed", "num_videos"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if min(self.policy_seeds) < 0:
+            raise ValueError(f"policy_seeds must be >= 0, got {self.policy_seeds}")
+        if min(self.num_demos) < 1:
+            raise ValueError(f"num_demos must all be >= 1, got {self.num_demos}")
+        streams = [name for name in POLICY_NAMES if name != "mixture"]  # a mixture needs a spec
+        if self.unlabeled_policy not in streams:
+            raise ValueError(
+                f"unlabeled_policy: unknown {self.unlabeled_policy!r}; choose from {streams}"
+            )
         for name in ("policy_seeds", "objectives", "num_demos", "tasks"):
             values = getattr(self, name)
             if len(set(values)) != len(values):  # found only at the end, by the aggregation

@@ -7,7 +7,6 @@ that of an uninterrupted one.
 from __future__ import annotations
 
 import datetime
-import json
 import shutil
 import sys
 from collections.abc import Sequence
@@ -19,7 +18,7 @@ import numpy as np
 
 from sslrobot.pipeline.presets import RunConfig
 from sslrobot.pipeline.run import TaskArtifacts, task_slug
-from sslrobot.pipeline.stages import StageResult
+from sslrobot.pipeline.stages import StageResult, read_json_file
 from sslrobot.utils.io import atomic_write_json
 
 _GIF_MAX_FRAMES = 120
@@ -27,15 +26,11 @@ _GIF_MAX_FRAMES = 120
 _GIF_FPS = 20
 
 
-def _read_json(path: Path) -> dict[str, Any]:
-    return json.loads(path.read_text())
-
-
 def _evaluation_records(artifacts: TaskArtifacts) -> list[dict[str, Any]]:
     """Result records labelled with the pipeline's encoder names (not directory names)."""
     records = []
     for encoder, _num_demos, _seed, _preset, stage in artifacts.evaluations:
-        record = _read_json(stage.path / "result.json")
+        record = read_json_file(stage.path / "result.json")
         record["encoder"] = encoder
         record["_result_path"] = str(stage.path / "result.json")
         records.append(record)
@@ -160,13 +155,13 @@ def _task_section(
         row["task"] = slug
     main_demos = config.main_demos
     probes = {
-        name: _read_json(stage.path / "probe.json") for name, stage in artifacts.probe.items()
+        name: read_json_file(stage.path / "probe.json") for name, stage in artifacts.probe.items()
     }
-    none_inits = [_read_json(stage.path / "probe.json") for stage in artifacts.none_init_probes]
+    none_inits = [read_json_file(stage.path / "probe.json") for stage in artifacts.none_init_probes]
     none_r2 = _probe_r2_over_draws([probes["none"], *none_inits]) if "none" in probes else None
     over_seeds = {  # pretrain_seed_per_policy: each objective's probe over its seeds
         name: _probe_r2_over_draws(
-            [probes[name], *(_read_json(s.path / "probe.json") for s in stages)]
+            [probes[name], *(read_json_file(s.path / "probe.json") for s in stages)]
         )
         for name, stages in artifacts.seed_probes.items()
         if name in probes

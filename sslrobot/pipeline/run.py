@@ -7,7 +7,6 @@ settings, in which directory, and skips what already finished with the same sett
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import sys
@@ -21,7 +20,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from sslrobot.pipeline.presets import RunConfig
-from sslrobot.pipeline.stages import StageResult, StageRunner
+from sslrobot.pipeline.stages import StageResult, StageRunner, read_json_file
 from sslrobot.utils.io import atomic_write_json, exclusive_lock
 
 # Disjoint seed ranges: demonstrations, unlabeled streams and evaluation never share an episode.
@@ -76,7 +75,7 @@ def warn_of_dropped_tasks(out: Path, config: RunConfig) -> list[str]:
     path = out / "config.json"
     if not path.is_file():
         return []
-    earlier = json.loads(path.read_text()).get("tasks", [])
+    earlier = read_json_file(path).get("tasks", [])
     dropped = [task for task in earlier if task not in config.tasks]
     if dropped:
         warnings.warn(

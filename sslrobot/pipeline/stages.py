@@ -20,6 +20,19 @@ from sslrobot.utils.config import config_hash
 from sslrobot.utils.io import atomic_write_json
 
 MARKER = "stage.json"
+STARTED = "stage_started.json"
+
+
+def read_json_file(path: Path) -> Any:
+    """A run's JSON file; a damaged one (written atomically, so only by hand or a bad disk)
+    is a ``ValueError`` naming it, not a bare decoder message naming no file."""
+    try:
+        return json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ValueError(
+            f"{path} is not valid JSON ({error}); delete it (for a stage file: its stage "
+            "directory) to redo what wrote it"
+        ) from error
 
 
 @dataclass
@@ -63,7 +76,7 @@ class StageRunner:
         stage_dir = self.root / name
         marker = stage_dir / MARKER
         if marker.is_file():
-            record = json.loads(marker.read_text())
+            record = read_json_file(marker)
             if record.get("config_hash") == digest:
                 result = StageResult(
                     name, stage_dir, digest, record["seconds"], True, record["value"]
@@ -73,18 +86,22 @@ class StageRunner:
                 return result
             self.log(f"[redo] {name}: its config changed")
             shutil.rmtree(stage_dir)
-        started_file = stage_dir / "stage_started.json"
-        resume = started_file.is_file() and (
-            json.loads(started_file.read_text()).get("config_hash") == digest
-        )
+        started_file = stage_dir / STARTED
+        started = read_json_file(started_file) if started_file.is_file() else {}
+        resume = started.get("config_hash") == digest
         if stage_dir.is_dir() and not resume:
             shutil.rmtree(stage_dir)  # a leftover of another config: start clean
+        earlier = _earlier_seconds(stage_dir, started) if resume else 0.0
         stage_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(stage_dir / "stage_started.json", {"config_hash": digest, **full_config})
+        atomic_write_json(
+            started_file,
+            {"config_hash": digest, "started_at": time.time(), "seconds_before": earlier,
+             **full_config},
+        )  # fmt: skip
         self.log(f"[{'resume' if resume else 'start'}] {name}")
         start = time.perf_counter()
         value = fn(stage_dir, resume)
-        seconds = time.perf_counter() - start
+        seconds = earlier + time.perf_counter() - start
         atomic_write_json(
             marker,
             {"config_hash": digest, "seconds": seconds, "value": value, **full_config},
@@ -93,3 +110,16 @@ class StageRunner:
         result = StageResult(name, stage_dir, digest, seconds, False, value)
         self.results.append(result)
         return result
+
+
+def _earlier_seconds(stage_dir: Path, started: dict[str, Any]) -> float:
+    """Seconds the interrupted attempts of a stage ran: theirs before, plus the last one's
+    from its start to its newest file (a checkpoint, a log line), so that a resumed stage's
+    time is the whole job's, as an uninterrupted run would report it. 0 for records that
+    predate the start time."""
+    started_at = started.get("started_at")
+    if started_at is None:
+        return 0.0
+    written = [p.stat().st_mtime for p in stage_dir.rglob("*") if p.is_file() and p.name != STARTED]
+    last = max(0.0, max(written, default=started_at) - started_at)
+    return float(started.get("seconds_before", 0.0)) + last
