@@ -282,6 +282,13 @@ def test_run_flags_and_set_assignments_both_reach_the_config() -> None:
     assert config("--seed", "5", "--set", "seed=5").seed == 5
     with pytest.raises(ValueError, match="--seed 6 and --set seed=5 disagree"):
         config("--seed", "6", "--set", "seed=5")
+    # The full preset's transfer encoder turned off by the flag as by --set.
+    for off in ("off", "None"):
+        flagged = run_config_from_args(
+            build_parser().parse_args(["run", "--preset", "full", "--transfer-objective", off])
+        )
+        assert flagged.transfer_objective is None
+    assert make_run_config("full", transfer_objective=None) == flagged
 
 
 def test_a_second_run_in_the_same_directory_is_refused(tmp_path: Path) -> None:

@@ -37,7 +37,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--transfer-objective",
         metavar="OBJ",
         help="also pretrain OBJ on the mixed streams of all tasks and evaluate it on each "
-        "(encoder OBJ-mixed; the full preset does this with fdm+future)",
+        "(encoder OBJ-mixed; the full preset does this with fdm+future; off (or None) turns "
+        "it off)",
     )
     parser.add_argument(
         "--set",
@@ -50,6 +51,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.set_defaults(func=_run)
+
+
+#: ``--transfer-objective`` values that turn the transfer encoder off (``--set`` reads None).
+TRANSFER_OFF = ("off", "None", "null")
 
 
 def run_config_from_args(args: argparse.Namespace) -> RunConfig:
@@ -67,6 +72,8 @@ def run_config_from_args(args: argparse.Namespace) -> RunConfig:
     for key, value in flags.items():
         if value is None:  # flag not given: the --set value or the preset's
             continue
+        if key == "transfer_objective" and value in TRANSFER_OFF:
+            value = None  # given, as off: as --set transfer_objective=None
         if key in overrides and overrides[key] != value:
             raise ValueError(
                 f"--{key.replace('_', '-')} {value!r} and --set {key}={overrides[key]!r} "

@@ -19,7 +19,7 @@ import numpy as np
 from sslrobot.pipeline.presets import RunConfig
 from sslrobot.pipeline.run import TaskArtifacts, task_slug
 from sslrobot.pipeline.stages import StageResult, read_json_file
-from sslrobot.utils.io import atomic_write_json
+from sslrobot.utils.io import atomic_write_json, atomic_write_to_name
 
 _GIF_MAX_FRAMES = 120
 #: Frames per second of the rollout videos (``rollouts.run_episodes``' default), for the GIFs.
@@ -44,18 +44,24 @@ def _find(rows: Sequence[dict[str, Any]], **keys: Any) -> dict[str, Any] | None:
     return None
 
 
+def atomic_copy(source: Path, target: Path) -> Path:
+    """``shutil.copyfile`` that leaves ``target`` whole or as it was, like every artifact."""
+    return atomic_write_to_name(target, lambda tmp: shutil.copyfile(source, tmp))
+
+
 def _video_to_gif(video: Path, gif: Path) -> Path | None:
     """A GIF copy of a rollout video (GIFs embed everywhere; MP4 needs a player)."""
     gif.parent.mkdir(parents=True, exist_ok=True)
     if video.suffix == ".gif":
-        shutil.copyfile(video, gif)
-        return gif
+        return atomic_copy(video, gif)
     try:
         frames = imageio.mimread(video, memtest=False)
     except (OSError, ValueError, RuntimeError):
         return None  # no ffmpeg reader here; the MP4 is still linked from the result JSON
     frames = [np.asarray(frame) for frame in _gif_frames(frames, _GIF_MAX_FRAMES)]
-    imageio.mimwrite(gif, frames, duration=1000 / _GIF_FPS, loop=0)  # milliseconds per frame
+    atomic_write_to_name(  # duration: milliseconds per frame
+        gif, lambda tmp: imageio.mimwrite(tmp, frames, duration=1000 / _GIF_FPS, loop=0)
+    )
     return gif
 
 
@@ -298,7 +304,7 @@ def _task_section(
             if strips:
                 target = media_dir / f"{slug}_{name.replace('+', '_')}_{kind}.png"
                 target.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(strips[-1], target)
+                atomic_copy(strips[-1], target)
                 media.append(
                     {"path": str(target.relative_to(out)), "caption": f"{name}: {caption}"}
                 )
