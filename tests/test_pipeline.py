@@ -145,6 +145,35 @@ def test_rerun_skips_finished_stages_and_reruns_only_what_changed(quick_run: Pat
     assert any("/data/" in r.name and r.skipped for r in pipeline.runner.results)
 
 
+def test_more_demonstrations_extend_the_set_without_retraining_its_users(
+    quick_run: Path, tmp_path: Path
+) -> None:
+    """Adding a demo count past the set's size re-collected every demonstration and so
+    retrained and re-evaluated every policy, whose results could not change (episode i has
+    seed base + i; BC reads the first num_demos). Now the set grows in place."""
+    import shutil
+
+    from sslrobot.data import open_dataset
+
+    run = tmp_path / "run"
+    shutil.copytree(quick_run, run)
+    Pipeline(QUICK, run, device="cpu", progress=False).run()  # whatever earlier tests changed
+    slug = QUICK.tasks[0].split("/")[-1]
+    demos = run / slug / "data" / "demos" / "dataset"
+    first = open_dataset(demos).load_episode(0)["action"].copy()
+    more = dataclasses.replace(QUICK, num_demo_episodes=QUICK.num_demo_episodes + 2)
+    pipeline = Pipeline(more, run, device="cpu", progress=False)
+    pipeline.run()
+    ran = [r.name for r in pipeline.runner.results if not r.skipped]
+    assert ran == [f"{slug}/data/demos" for _ in ran] and len(ran) == len(QUICK.tasks)
+    grown = open_dataset(demos)
+    assert len(grown.episode_ids) == QUICK.num_demo_episodes + 2
+    np.testing.assert_array_equal(grown.load_episode(0)["action"], first)
+    fewer = Pipeline(QUICK, run, device="cpu", progress=False)  # a smaller set is redone
+    fewer.run()
+    assert len(open_dataset(demos).episode_ids) == QUICK.num_demo_episodes
+
+
 def test_a_random_init_killed_after_writing_its_weights_is_written_again(
     quick_run: Path,
 ) -> None:

@@ -148,8 +148,9 @@ class Pipeline:
         settings: dict[str, Any],
         fn: Callable[[Path, bool], Any],
         depends_on: tuple[StageResult, ...] = (),
+        count: int | None = None,
     ) -> StageResult:
-        return self.runner.run(name, settings, fn, depends_on)
+        return self.runner.run(name, settings, fn, depends_on, count)
 
     def _collect_task(self, env_id: str) -> TaskArtifacts:
         """The task's unlabeled stream and demonstrations."""
@@ -168,6 +169,7 @@ class Pipeline:
             "expert",
             config.num_demo_episodes,
             config.seed + DEMO_SEED_BASE,
+            grows=True,
         )
         return artifacts
 
@@ -224,17 +226,28 @@ class Pipeline:
 
     # --- stages --------------------------------------------------------------------------
     def _collect(
-        self, name: str, env_id: str, policy: str, num_episodes: int, seed: int
+        self,
+        name: str,
+        env_id: str,
+        policy: str,
+        num_episodes: int,
+        seed: int,
+        grows: bool = False,
     ) -> StageResult:
+        """A dataset of episodes ``seed + i``. With ``grows`` (demonstrations: policies read
+        their first ``num_demos`` episodes and no validation ones from the end) more episodes
+        extend it without rerunning what uses it; an unlabeled stream is pretrained on whole,
+        so its size stays in its hash."""
         from sslrobot.data import CollectConfig, collect
 
         settings = {
             "env_id": env_id,
             "policy": policy,
-            "num_episodes": num_episodes,
             "seed": seed,
             "image_size": self.config.image_size,
         }
+        if not grows:
+            settings["num_episodes"] = num_episodes
 
         def run(stage_dir: Path, resume: bool) -> dict[str, Any]:
             collect(
@@ -252,7 +265,7 @@ class Pipeline:
             )
             return {"dataset": "dataset"}
 
-        return self._stage(name, settings, run)
+        return self._stage(name, settings, run, count=num_episodes if grows else None)
 
     def _pretrain(
         self,

@@ -66,10 +66,15 @@ class StageRunner:
         config: dict[str, Any],
         fn: Callable[[Path, bool], Any],
         depends_on: tuple[StageResult, ...] = (),
+        count: int | None = None,
     ) -> StageResult:
         """Run ``fn(stage_dir, resume)`` unless an identical finished stage exists.
 
         ``fn`` returns a JSON-serialisable value (metrics, paths) kept in ``stage.json``.
+        ``count`` is a size kept out of the hash, for stages whose output only grows with it
+        (a demonstration set: episode i is the same whatever the count, and its users read
+        the first N): a larger count calls ``fn(stage_dir, True)`` to extend the finished
+        stage, and what depends on it keeps its hash; a smaller one redoes it.
         """
         full_config = {"config": config, "upstream": [dep.config_hash for dep in depends_on]}
         digest = config_hash(full_config)
@@ -77,15 +82,25 @@ class StageRunner:
         marker = stage_dir / MARKER
         if marker.is_file():
             record = read_json_file(marker)
-            if record.get("config_hash") == digest:
+            same = record.get("config_hash") == digest
+            if same and record.get("count") == count:
                 result = StageResult(
                     name, stage_dir, digest, record["seconds"], True, record["value"]
                 )
                 self.log(f"[skip] {name} (finished earlier in {record['seconds']:.0f}s)")
                 self.results.append(result)
                 return result
-            self.log(f"[redo] {name}: its config changed")
-            shutil.rmtree(stage_dir)
+            if same and count is not None and (record.get("count") or 0) < count:
+                # Extend it: an interrupted run of the larger count, its time so far carried.
+                self.log(f"[grow] {name}: {record.get('count')} -> {count}")
+                atomic_write_json(
+                    stage_dir / STARTED,
+                    {"config_hash": digest, "seconds_before": record["seconds"], **full_config},
+                )
+                marker.unlink()
+            else:
+                self.log(f"[redo] {name}: its config changed")
+                shutil.rmtree(stage_dir)
         started_file = stage_dir / STARTED
         started = read_json_file(started_file) if started_file.is_file() else {}
         resume = started.get("config_hash") == digest
@@ -104,8 +119,9 @@ class StageRunner:
         seconds = earlier + time.perf_counter() - start
         atomic_write_json(
             marker,
-            {"config_hash": digest, "seconds": seconds, "value": value, **full_config},
-        )
+            {"config_hash": digest, "seconds": seconds, "value": value, "count": count,
+             **full_config},
+        )  # fmt: skip
         self.log(f"[done] {name} in {seconds:.0f}s")
         result = StageResult(name, stage_dir, digest, seconds, False, value)
         self.results.append(result)
@@ -116,10 +132,10 @@ def _earlier_seconds(stage_dir: Path, started: dict[str, Any]) -> float:
     """Seconds the interrupted attempts of a stage ran: theirs before, plus the last one's
     from its start to its newest file (a checkpoint, a log line), so that a resumed stage's
     time is the whole job's, as an uninterrupted run would report it. 0 for records that
-    predate the start time."""
+    predate the start time (or a grown stage's record, which carries its time)."""
     started_at = started.get("started_at")
     if started_at is None:
-        return 0.0
+        return float(started.get("seconds_before", 0.0))
     written = [p.stat().st_mtime for p in stage_dir.rglob("*") if p.is_file() and p.name != STARTED]
     last = max(0.0, max(written, default=started_at) - started_at)
     return float(started.get("seconds_before", 0.0)) + last
