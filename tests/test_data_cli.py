@@ -53,6 +53,17 @@ def test_collect_info_verify(tmp_path, capsys):
     assert f'env_id: "{FAKE_ENV_ID}"' in out and '"noise": 0.2' in out and "episodes: 3" in out
     assert run_cli("data", "info", str(root), "--json") == 0
     assert json.loads(capsys.readouterr().out)["stats"]["episodes"] == 3
+    # Asked for 30 (fewer exist: a killed run): the text lists 20 missing ids, not all.
+    with pytest.warns(UserWarning, match="asked for 3 episodes earlier, this run for 2"):
+        assert run_cli(*collect_args(root, 2, "--policy", "noisy-expert", "--noise", "0.2",
+                                     "--resume")) == 0  # fmt: skip
+    manifest = json.loads((root / "manifest.json").read_text())
+    (root / "manifest.json").write_text(json.dumps({**manifest, "num_episodes_requested": 30}))
+    capsys.readouterr()
+    assert run_cli("data", "info", str(root)) == 0
+    out = capsys.readouterr().out
+    assert "missing_ids: [3, 4, 5," in out and ", 22, ...] (27 in all; --json lists them)" in out
+    assert "counts: " in out and "(at the manifest's last write" in out
     assert run_cli("data", "verify", str(root)) == 0
     assert "3 episodes OK, 0 corrupt" in capsys.readouterr().out
     broken = episode_path(root, 1)

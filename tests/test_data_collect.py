@@ -182,6 +182,30 @@ def test_other_settings_are_refused_in_an_existing_dataset(tmp_path):
     (tmp_path / "junk" / "notes.txt").write_text("mine")
     with pytest.raises(ValueError, match=r"not empty and has no manifest\.json"):
         collect(fake_config(tmp_path / "junk"), progress=False)
+    assert [p.name for p in (tmp_path / "junk").iterdir()] == ["notes.txt"]  # no lock folder
+
+
+def test_a_changed_env_or_package_versions_are_caught_on_resume(tmp_path):
+    """Only the settings were compared: episodes of an env whose code now gives other shapes
+    or bounds joined silently, and the manifest claimed the new versions for all of them."""
+    import json
+
+    root = tmp_path / "d"
+    collect(fake_config(root, num_episodes=2), progress=False)
+    manifest_path = root / "manifest.json"
+    original = json.loads(manifest_path.read_text())
+    changed = {**original, "proprio_dim": original["proprio_dim"] + 1}
+    manifest_path.write_text(json.dumps(changed))
+    with pytest.raises(ValueError, match=r"proprio_dim: .* in the dataset vs .* now"):
+        collect(fake_config(root, num_episodes=3, resume=True), progress=False)
+    older = {**original, "versions": {**original["versions"], "mujoco": "2.0.0"}}
+    older.pop("state_names", None)  # fields an older manifest lacks are not compared
+    manifest_path.write_text(json.dumps(older))
+    with pytest.warns(UserWarning, match=r"other package versions \(mujoco 2\.0\.0 -> "):
+        collect(fake_config(root, num_episodes=3, resume=True), progress=False)
+    kept = json.loads(manifest_path.read_text())
+    assert kept["versions_earlier"] == [older["versions"]]
+    assert kept["versions"] == original["versions"] and len(open_dataset(root).episode_ids) == 3
 
 
 def test_a_shard_is_written_by_one_collector_at_a_time(tmp_path):
@@ -189,8 +213,12 @@ def test_a_shard_is_written_by_one_collector_at_a_time(tmp_path):
 
     root = tmp_path / "d"
     root.mkdir()
+    collect(fake_config(root, num_episodes=1), progress=False)
+    before = (root / "manifest.json").read_bytes()
     with _shard_lock(root, (0, 1)), pytest.raises(BlockingIOError, match="another collector"):
-        collect(fake_config(root, num_episodes=2), progress=False)
+        collect(fake_config(root, num_episodes=2, resume=True), progress=False)
+    # Refused before it touched the manifest the shard's writer is filling.
+    assert (root / "manifest.json").read_bytes() == before
     collect(fake_config(root, num_episodes=2, resume=True), progress=False)  # lock released
     assert open_dataset(root).episode_ids == [0, 1]
 
@@ -308,6 +336,10 @@ def test_unwritable_output_directory_is_named(tmp_path):
         ({"shard": (2, 2)}, r"shard must be \(I, N\) with 0 <= I < N"),
         ({"noise": -0.1}, "noise must be a finite number >= 0"),
         ({"policy": "random", "noise": 0.5}, "noise=0.5: the noise is noisy-expert's"),
+        (
+            {"policy": "mixture", "mixture": "random=0.5,expert=0.5", "noise": 0.9},
+            "noise=0.9: .* mixture 'random=0.5,expert=0.5' would ignore it",
+        ),
         ({"visual_preset": "train"}, "visual_preset applies to sslrobot/\\* envs only"),
         ({"env_kwargs": {"f": object()}}, "env_kwargs must be JSON-serialisable"),
     ],

@@ -68,6 +68,9 @@ def test_split_is_by_episode_and_deterministic(dataset_dir):
     assert fewer.episode_ids == train_default[2:]
     with pytest.raises(ValueError, match="val_fraction must be in"):
         split_episode_ids(ids, 1.0, seed=0)
+    # One episode stays in train, as the docstring says (a lone one went to val before).
+    assert split_episode_ids([0], 0.9, seed=0) == ([0], [])
+    assert split_episode_ids([0, 1], 0.9, seed=0)[0] != []
 
 
 def test_no_window_longer_than_the_episodes(dataset_dir):

@@ -136,15 +136,31 @@ def _collect(args: argparse.Namespace) -> int:
     return 0
 
 
+#: Ids listed per field in ``data info``'s text (as ``data verify`` does); ``--json`` has all.
+MAX_LISTED = 20
+
+
 def _format_info(summary: dict[str, Any]) -> str:
     manifest, stats = summary["manifest"], summary["stats"]
     lines = ["manifest:"]
-    lines += [
-        f"  {key}: {json.dumps(manifest[key])}" for key in sorted(manifest) if key != "arrays"
-    ]
-    lines.append("statistics:")
-    lines += [f"  {key}: {json.dumps(value)}" for key, value in stats.items()]
+    for key in sorted(manifest):
+        if key == "arrays":
+            continue
+        note = ""
+        if key == "counts":  # a killed run leaves them behind what is on disk
+            note = f"  (at the manifest's last write, {manifest.get('updated')}; see statistics)"
+        lines.append(f"  {key}: {json.dumps(manifest[key])}{note}")
+    lines.append("statistics (of the episodes on disk now):")
+    lines += [f"  {key}: {_listed(value)}" for key, value in stats.items()]
     return "\n".join(lines)
+
+
+def _listed(value: Any) -> str:
+    """JSON of ``value``, a long list cut to its first ``MAX_LISTED`` items and its length."""
+    if isinstance(value, list) and len(value) > MAX_LISTED:
+        shown = json.dumps(value[:MAX_LISTED])[:-1]
+        return f"{shown}, ...] ({len(value)} in all; --json lists them)"
+    return json.dumps(value)
 
 
 def _info(args: argparse.Namespace) -> int:

@@ -160,10 +160,14 @@ class CollectConfig:
             for name in ("noise", "noise_correlation")
             if getattr(self, name) != defaults[name]
         ]
-        if changed and self.policy in ("random", "expert"):
+        noisy = self.policy == "noisy-expert" or (
+            self.policy == "mixture" and "noisy-expert" in parse_mixture(self.mixture or "")
+        )
+        if changed and not noisy:
+            what = f"mixture {self.mixture!r}" if self.mixture else f"policy {self.policy!r}"
             raise ValueError(
                 f"{', '.join(changed)}: the noise is noisy-expert's (also inside a mixture); "
-                f"policy {self.policy!r} would ignore it"
+                f"{what} would ignore it"
             )
         index, count = self.shard
         if not (isinstance(index, int) and isinstance(count, int) and 0 <= index < count):

@@ -201,17 +201,27 @@ def _prepare_root(config: CollectConfig, manifest: dict[str, Any]) -> dict[str, 
     """Check the dataset directory (under ``_manifest_lock``); return the manifest to keep
     (old ``created``)."""
     root = config.out
-    leftovers = (TMP_PREFIX, temp_prefix(MANIFEST_NAME))  # of a run killed mid-write
     if (root / MANIFEST_NAME).exists():
         existing = read_manifest(root)
         # an older dataset grows in its own format (readers take every supported version)
         manifest = {**manifest, "format_version": existing["format_version"]}
         check_same_dataset(existing, manifest, root)
         manifest = {**manifest, "created": existing.get("created", manifest["created"])}
-    elif any(p.name != LOCK_DIR and not p.name.startswith(leftovers) for p in root.iterdir()):
-        raise ValueError(
-            f"{root} is not empty and has no {MANIFEST_NAME}; choose an empty or new --out"
-        )
+        requested = existing.get("num_episodes_requested")
+        if config.resume and isinstance(requested, int) and requested > config.num_episodes:
+            warnings.warn(
+                f"{root} was asked for {requested} episodes earlier, this run for "
+                f"{config.num_episodes}: episodes past {config.num_episodes - 1} that exist stay "
+                f"in the dataset, and the manifest now records {config.num_episodes} requested",
+                stacklevel=3,
+            )
+        earlier = list(existing.get("versions_earlier", []))
+        if existing.get("versions") != manifest["versions"]:
+            earlier.append(existing.get("versions"))
+        if earlier:  # what earlier runs into this directory were made with
+            manifest["versions_earlier"] = earlier
+    else:
+        _refuse_foreign_directory(root)
     mine = set(config.episode_ids())
     done = [i for i in list_episode_ids(root) if i in mine]
     if done and not config.resume:
@@ -222,6 +232,18 @@ def _prepare_root(config: CollectConfig, manifest: dict[str, Any]) -> dict[str, 
             "episodes, or choose another --out"
         )
     return manifest
+
+
+def _refuse_foreign_directory(root: Path) -> None:
+    """Refuse a non-empty ``--out`` without a manifest (someone else's files), checked before
+    this run creates anything there (a refused run used to leave its lock folder behind)."""
+    if not root.is_dir() or (root / MANIFEST_NAME).exists():
+        return
+    ours = (LOCK_DIR, TMP_PREFIX, temp_prefix(MANIFEST_NAME))  # locks, a killed run's temps
+    if any(not p.name.startswith(ours) for p in root.iterdir()):
+        raise ValueError(
+            f"{root} is not empty and has no {MANIFEST_NAME}; choose an empty or new --out"
+        )
 
 
 @contextlib.contextmanager
@@ -358,7 +380,8 @@ def _run_in_pool(spec: RunSpec, todo: list[int], num_workers: int, progress: _Pr
                     try:
                         summary = future.result()  # re-raises a worker's error here
                     except BrokenProcessPool as error:
-                        raise RuntimeError(
+                        # An OSError: the command line reports it in one line, like a full disk.
+                        raise ChildProcessError(
                             "a collector worker process died (killed, out of memory, or the "
                             "calling script lacks the `if __name__ == '__main__':` guard that the "
                             "spawn start method needs); finished episodes are kept, rerun with "
@@ -369,7 +392,9 @@ def _run_in_pool(spec: RunSpec, todo: list[int], num_workers: int, progress: _Pr
                     if next_id is not None:
                         pending.add(pool.submit(run_episode_in_worker, spec, next_id))
         except BaseException:
-            pool.shutdown(wait=True, cancel_futures=True)  # episodes in flight still commit
+            # Episodes in flight still commit, unless the workers were interrupted too (Ctrl-C
+            # reaches the whole process group); either way only whole episodes are kept.
+            pool.shutdown(wait=True, cancel_futures=True)
             raise
 
 
@@ -400,13 +425,22 @@ def collect(config: CollectConfig, progress: bool = True) -> Path:
     try:
         manifest = _new_manifest(config, spec, _probe_env(env, spec))
         root = config.out
-        with _manifest_lock(root):
-            manifest = _prepare_root(config, manifest)
-            previous = root / MANIFEST_NAME
-            unfinished_since = previous.stat().st_mtime if previous.exists() else 0.0
-            write_manifest(root, {**manifest, "updated": utc_now(), "counts": count_episodes(root)})
-        spec = dataclasses.replace(spec, format_version=manifest["format_version"])
+        _refuse_foreign_directory(root)
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise write_error(root, "create directory", error) from error
+        # The shard first: a collector refused because another writes this shard must not
+        # have rewritten the manifest that one is filling.
         with _shard_lock(root, config.shard):
+            with _manifest_lock(root):
+                manifest = _prepare_root(config, manifest)
+                previous = root / MANIFEST_NAME
+                unfinished_since = previous.stat().st_mtime if previous.exists() else 0.0
+                write_manifest(
+                    root, {**manifest, "updated": utc_now(), "counts": count_episodes(root)}
+                )
+            spec = dataclasses.replace(spec, format_version=manifest["format_version"])
             mine = set(config.episode_ids())
             _set_aside_broken(
                 root, [i for i in list_episode_ids(root) if i in mine], unfinished_since

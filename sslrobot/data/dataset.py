@@ -47,7 +47,8 @@ def split_episode_ids(
     ids = sorted(set(int(i) for i in episode_ids))
     num_val = round(val_fraction * len(ids))
     if val_fraction > 0 and len(ids) >= 2:
-        num_val = min(max(num_val, 1), len(ids) - 1)
+        num_val = max(num_val, 1)
+    num_val = min(num_val, max(len(ids) - 1, 0))  # one episode stays in train, as said
     ranked = sorted(ids, key=lambda i: _split_key(seed, i))
     val = sorted(ranked[:num_val])
     train = sorted(ranked[num_val:])

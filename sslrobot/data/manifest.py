@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,19 @@ IDENTITY_FIELDS: tuple[str, ...] = (
     "policy",
     "base_seed",
     "image_size",
+)
+#: What the env reported when probed: checked too where the dataset recorded it (manifests of
+#: older versions lack some), since the same id and arguments can give other shapes, bounds
+#: or state once the env's code changes.
+DESCRIBED_FIELDS: tuple[str, ...] = (
+    "env_spec",
+    "frame_shape",
+    "proprio_dim",
+    "action_dim",
+    "action_low",
+    "action_high",
+    "state_dim",
+    "state_names",
 )
 _VERSIONED_PACKAGES = ("sslrobot", "mujoco", "gymnasium", "numpy")
 
@@ -81,16 +95,27 @@ def check_same_dataset(existing: dict[str, Any], new: dict[str, Any], root: Path
     Raises:
         ValueError: naming each differing field with both values.
     """
+    described = [field for field in DESCRIBED_FIELDS if field in existing]
     diffs = [
         f"{field}: {existing.get(field)!r} in the dataset vs {new.get(field)!r} now"
-        for field in IDENTITY_FIELDS
+        for field in (*IDENTITY_FIELDS, *described)
         if existing.get(field) != new.get(field)
     ]
     if diffs:
         raise ValueError(
-            f"{root} already holds a dataset collected with other settings ("
-            + "; ".join(diffs)
-            + "); use the same settings to resume or add shards, or choose another --out"
+            f"{root} already holds a dataset collected with other settings or another version "
+            "of the env (" + "; ".join(diffs) + "); use the same settings and versions to "
+            "resume or add shards, or choose another --out"
+        )
+    old, now = existing.get("versions") or {}, new.get("versions") or {}
+    changed = {name: (old[name], now.get(name)) for name in old if old[name] != now.get(name)}
+    if changed:  # the same env may still record the same data: a warning, not a refusal
+        warnings.warn(
+            f"{root} was collected with other package versions ("
+            + ", ".join(f"{name} {a} -> {b}" for name, (a, b) in changed.items())
+            + "); new episodes are added, and the manifest keeps the earlier versions under "
+            "versions_earlier",
+            stacklevel=3,
         )
 
 
