@@ -456,3 +456,18 @@ def test_probe_representation_without_state_or_names(monkeypatch, tmp_path):
     dataset.load_episode = no_state
     with pytest.raises(ValueError, match="no privileged state"):
         probe_representation(MeanColourEncoder(), tmp_path)
+
+
+def test_a_rollout_of_the_wrong_length_is_named():
+    """A world model rolling out one step too many hit a bare IndexError; too few blamed
+    target_latents."""
+    from sslrobot.evaluation.prediction import prediction_quality
+
+    class LongRollouts(FakeWorldModel):
+        def rollout_latents(self, pixels, action):
+            latents = pixels[:, 1:].float().mean(dim=(2, 3))
+            return torch.cat([latents, latents[:, -1:]], dim=1)  # K + 1 steps
+
+    windows = FakeWindows(FakeDataset(num_episodes=2), num_steps=3)
+    with pytest.raises(ValueError, match=r"rollout_latents returned \(\d+, 4, 3\) .* K=3"):
+        prediction_quality(LongRollouts(), windows, frames=False)

@@ -12,7 +12,12 @@ import pytest
 import torch
 from test_policy import ENV_ID, collect_demos, train_tiny_bc
 
-from sslrobot.evaluation.evaluate import aggregate_results, evaluate, load_results
+from sslrobot.evaluation.evaluate import (
+    RESULT_FORMAT,
+    aggregate_results,
+    evaluate,
+    load_results,
+)
 from sslrobot.evaluation.rollouts import (
     FAILURE_RGB,
     RUNNING_RGB,
@@ -264,6 +269,24 @@ def test_aggregate_results_per_encoder_task_and_demos():
     # 12 of 12 is not a certainty: Wilson's interval, not the bootstrap's zero width.
     low = wilson_interval(12, 12)[1]
     assert by_key[("none", "best")]["success"] == {"mean": 1.0, "low": low, "high": 1.0}
+
+
+def test_damaged_result_records_are_named_not_a_key_error(tmp_path):
+    good = {**_record("none", 0, [1, 0]), "format": RESULT_FORMAT, "num_episodes": 2}
+    cases = [
+        ({k: v for k, v in good.items() if k != "visual_preset"}, r"lacks \['visual_preset'\]"),
+        ({**good, "episodes": []}, "holds no episodes"),
+        ({**good, "episodes": [{"success": True}, {"success": False, "return": 0.0}]},
+         "episode 0 lacks success or return"),
+        ({**good, "num_episodes": 3}, "says num_episodes=3 but holds 2 episodes"),
+    ]  # fmt: skip
+    for record, message in cases:
+        path = tmp_path / "r.json"
+        path.write_text(json.dumps(record))
+        with pytest.raises(ValueError, match=f"evaluation result {path}.*{message}"):
+            load_results([path])
+    with pytest.raises(ValueError, match=r"record 1 \('none', seed 1\) holds no episodes"):
+        aggregate_results([good, {**good, "seed": 1, "episodes": []}], min_seeds=1)
 
 
 def test_aggregate_results_needs_enough_distinct_seeds():

@@ -185,8 +185,34 @@ def load_results(paths: Iterable[str | os.PathLike[str]]) -> list[dict[str, Any]
             raise ValueError(f"cannot read evaluation result {path}: {error}") from error
         if not isinstance(record, dict) or record.get("format") != RESULT_FORMAT:
             raise ValueError(f"{path} is not an sslrobot evaluation result ({RESULT_FORMAT})")
+        check_result_record(record, str(path))
         records.append(record)
     return records
+
+
+def check_result_record(record: Mapping[str, Any], where: str) -> None:
+    """Refuse a result record the aggregation cannot use, naming ``where`` and the field (a
+    hand-edited or truncated file used to fail as a bare ``KeyError`` deep in the bootstrap).
+
+    Raises:
+        ValueError: a missing label or seed, no episodes, an episode without ``success`` or
+            ``return``, or fewer episodes than its ``num_episodes`` says.
+    """
+    missing = [name for name in (*GROUP_KEYS, "seed", "episodes") if name not in record]
+    if missing:
+        raise ValueError(f"evaluation result {where} lacks {missing}")
+    episodes = record["episodes"]
+    if not isinstance(episodes, list) or not episodes:
+        raise ValueError(f"evaluation result {where} holds no episodes")
+    for index, episode in enumerate(episodes):
+        if not isinstance(episode, Mapping) or not {"success", "return"} <= set(episode):
+            raise ValueError(f"evaluation result {where}: episode {index} lacks success or return")
+    expected = record.get("num_episodes")
+    if expected is not None and expected != len(episodes):
+        raise ValueError(
+            f"evaluation result {where} says num_episodes={expected} but holds "
+            f"{len(episodes)} episodes"
+        )
 
 
 def _validation_seeds(record: Mapping[str, Any]) -> list[int]:
@@ -232,7 +258,9 @@ def aggregate_results(
             records differ in a ``SAME_WITHIN_GROUP`` field.
     """
     groups: dict[tuple[Any, ...], dict[int, Mapping[str, Any]]] = {}
-    for record in records:
+    for index, record in enumerate(records):
+        check_result_record(record, f"record {index} ({record.get('encoder')!r}, seed "
+                                    f"{record.get('seed')})")  # fmt: skip
         key = tuple(record[name] for name in GROUP_KEYS)
         by_seed = groups.setdefault(key, {})
         if record["seed"] in by_seed:

@@ -175,7 +175,12 @@ class _LatentAccumulator:
 
     def add(self, predicted: np.ndarray, targets: np.ndarray) -> None:
         """Add predicted (B, K, D) and targets (B, K+1, D) or (B, K, D)."""
-        horizon = predicted.shape[1]
+        horizon = self.count.size
+        if predicted.ndim != 3 or predicted.shape[1] != horizon:
+            raise ValueError(
+                f"rollout_latents returned {tuple(predicted.shape)} for windows of K={horizon} "
+                f"actions; expected (B, {horizon}, D)"
+            )
         if targets.shape[1] == horizon + 1:
             current, future = targets[:, 0], targets[:, 1:]
         elif targets.shape[1] == horizon:
