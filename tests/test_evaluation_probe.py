@@ -180,6 +180,8 @@ def test_view_conditions_score_a_variable_where_it_is_in_view():
         train_x, train_y, val_x, val_y, names, alpha=1.0, view_conditions=[("x", "in_view", 2.0)]
     )
     assert np.isnan(never.r2_in_view["x"]) and never.to_metrics()["probe/r2_in_view"]["x"] is None
+    # ... and the headline scores it on every frame rather than dropping it from the mean.
+    assert never.r2_mean == pytest.approx(np.mean([never.r2[name] for name in names]))
     with pytest.raises(ValueError, match=r"view condition .* names \['seen'\]"):
         fit_linear_probe(
             train_x, train_y, val_x, val_y, names, view_conditions=[("x", "seen", 0.5)]

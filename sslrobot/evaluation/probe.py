@@ -53,8 +53,9 @@ class ProbeResult:
     Attributes:
         r2: Held-out R^2 per state variable (NaN where the variable is constant held-out).
         r2_mean: Mean of the finite R^2 values of the variables in ``mean_over``, each scored
-            in view (``r2_in_view``) where it has a view condition: the headline score (the
-            variables one camera frame determines, on the frames that determine them).
+            in view (``r2_in_view``) where it has a view condition (on every frame if too few
+            held-out frames are in view): the headline score (the variables one camera frame
+            determines, on the frames that determine them).
         alphas: Ridge penalty chosen per state variable.
         num_train_frames: Frames the probe was fitted on.
         num_val_frames: Held-out frames it was scored on.
@@ -320,7 +321,14 @@ def fit_linear_probe(
     conditions = _check_view_conditions(view_conditions, names)
     in_view = _scores_in_view(x, y, vx, vy, names, conditions, alpha, train_groups, alphas, seed)
     all_frames = scores[[names.index(name) for name in averaged]]
-    headline = np.array([in_view.get(name, scores[names.index(name)]) for name in averaged])
+    # A variable too rarely in view to score there (NaN) counts on every frame instead of
+    # silently dropping out of the mean, which would then average other variables.
+    headline = np.array(
+        [
+            in_view[name] if np.isfinite(in_view.get(name, np.nan)) else scores[names.index(name)]
+            for name in averaged
+        ]
+    )
     return ProbeResult(
         r2={name: float(score) for name, score in zip(names, scores, strict=True)},
         r2_mean=_finite_mean(headline),
