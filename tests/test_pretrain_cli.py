@@ -233,6 +233,22 @@ def test_predictions_are_scored_on_episodes_the_world_model_never_trained_on(
     assert scored and set(scored) <= set(held_out) and not set(scored) & set(trained)
 
 
+def test_a_random_init_ignores_the_batch_and_horizon_it_never_trains_on(
+    data_dir: Path, tmp_path: Path
+) -> None:
+    """What lets ``sslrobot run`` keep them out of a random init's cache key."""
+    weights = []
+    for batch, horizon in (("8", "2"), ("4", "3")):
+        out = tmp_path / f"none_{batch}_{horizon}"
+        args = _args(data_dir, out, "--objective", "none", "--steps", "0")
+        args[args.index("--batch-size") + 1] = batch
+        args[args.index("--num-steps-ahead") + 1] = horizon
+        assert main(args) == 0
+        weights.append(sslrobot.load_encoder(out)[0].state_dict())
+    assert weights[0].keys() == weights[1].keys()
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+
+
 def test_split_seed_sets_the_held_out_episodes_apart_from_the_seed(
     data_dir: Path, tmp_path: Path
 ) -> None:

@@ -290,10 +290,11 @@ class Pipeline:
             "encoder_arch": arch,
             "objective": objective,
             "steps": steps,
-            "batch_size": self.config.pretrain_batch_size,
-            "num_steps_ahead": self.config.num_steps_ahead,
             "seed": seed,
         }
+        if steps:  # a random init is the same whatever the batch and horizon it never trains on
+            settings["batch_size"] = self.config.pretrain_batch_size
+            settings["num_steps_ahead"] = self.config.num_steps_ahead
 
         # Every pretraining of the run holds out the same episodes (those of the run's seed),
         # so the probes score all encoders, extra seeds too, on episodes none trained on.
