@@ -216,15 +216,20 @@ def test_divergence_truncates_with_a_flag_and_no_nan(
 ) -> None:
     monkeypatch.chdir(tmp_path)  # MuJoCo logs its warning to MUJOCO_LOG.TXT in the cwd
     env = _make(env_id)
-    for corrupt in ("huge_velocity", "nan_position"):
+    for corrupt in ("huge_velocity", "nan_position", "huge_force"):
         env.reset(seed=4)
         data = env.unwrapped.physics.data
+        placed = data.mocap_pos.copy()  # the episode's target / goal / pillars, where mocap
         if corrupt == "huge_velocity":
             data.qvel[:] = 1e9
+        elif corrupt == "huge_force":  # MuJoCo resets the data itself (bad qacc), mocap too
+            data.qfrc_applied[:] = 1e20
         else:
             data.qpos[:] = np.nan
         obs, reward, terminated, truncated, info = env.step(env.action_space.sample())
         assert truncated and not terminated and info["diverged"] is True
+        if corrupt != "nan_position":  # restored with the robot, not left at the XML's
+            np.testing.assert_array_equal(data.mocap_pos, placed)
         assert np.all(np.isfinite(obs["proprio"])) and np.all(np.isfinite(info["state"]))
         assert np.isfinite(reward)
         assert reward == pytest.approx(

@@ -7,6 +7,8 @@ from pathlib import Path
 import mujoco
 import numpy as np
 
+#: What ``get_state`` saves: all that the next integration step reads.
+_INTEGRATION = mujoco.mjtState.mjSTATE_INTEGRATION
 #: Warnings after which MuJoCo has reset the data on its own (the step diverged).
 _RESET_WARNINGS = tuple(
     int(kind)
@@ -57,12 +59,21 @@ class Physics:
     def timestep(self) -> float:
         return float(self.model.opt.timestep)
 
-    def get_state(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Snapshot of (qpos, qvel, act) to restore after a divergence."""
-        return self.data.qpos.copy(), self.data.qvel.copy(), self.data.act.copy()
+    def get_state(self) -> np.ndarray:
+        """Snapshot of everything integration reads (``mjSTATE_INTEGRATION``: qpos, qvel, act,
+        controls, applied forces, mocap poses, ...) to restore after a divergence.
 
-    def set_state(self, state: tuple[np.ndarray, np.ndarray, np.ndarray]) -> None:
-        self.data.qpos[:], self.data.qvel[:], self.data.act[:] = state
+        Not qpos, qvel and act alone: MuJoCo's own reset on a bad state also moves the mocap
+        bodies, where Reach's target, Push's goal and Navigate-v1's goal and pillars are
+        placed each episode, back to their XML positions (a restored robot then looked at a
+        goal somewhere else, and Navigate-v1 could score a success at it).
+        """
+        state = np.empty(mujoco.mj_stateSize(self.model, _INTEGRATION))
+        mujoco.mj_getState(self.model, self.data, state, _INTEGRATION)
+        return state
+
+    def set_state(self, state: np.ndarray) -> None:
+        mujoco.mj_setState(self.model, self.data, state, _INTEGRATION)
         self.forward()
 
     def clear_warnings(self) -> None:
@@ -89,9 +100,9 @@ class Physics:
         return any(warnings[kind].number > 0 for kind in _RESET_WARNINGS)
 
     @staticmethod
-    def is_finite_state(state: tuple[np.ndarray, np.ndarray, np.ndarray]) -> bool:
+    def is_finite_state(state: np.ndarray) -> bool:
         """Whether a ``get_state`` snapshot holds only finite numbers."""
-        return all(bool(np.all(np.isfinite(part))) for part in state)
+        return bool(np.isfinite(state).all())
 
     # --- named queries -------------------------------------------------------------------
     def _id(self, kind: mujoco.mjtObj, name: str) -> int:
