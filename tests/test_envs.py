@@ -346,3 +346,32 @@ def test_demo_command_writes_an_expert_video(tmp_path, capsys: pytest.CaptureFix
     assert frames.shape == (int(steps.lstrip("(")) + 1 + HOLD_FRAMES, 32, 32, 3)
     with pytest.raises(ValueError, match="unknown env"):
         _run_command(["demo", "--env", "sslrobot/Nope-v0", "--out", str(tmp_path / "x.mp4")])
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"obs_mode": "rgb"}, "unknown obs_mode 'rgb'"),
+        ({"image_size": 4}, r"image_size must be an int in \[8, 1024\], got 4"),
+        ({"visual_preset": "sunny"}, "unknown visual_preset 'sunny'"),
+        ({"visual_preset": ["train"]}, r"visual_preset must be a name, got \['train'\]"),
+        # A string "False" is truthy: it used to leave termination on; None turned it off.
+        ({"terminate_on_success": "False"}, "terminate_on_success must be True or False"),
+        ({"terminate_on_success": None}, "terminate_on_success must be True or False, got None"),
+    ],
+)
+def test_bad_constructor_arguments_are_named(kwargs, message) -> None:
+    with pytest.raises(ValueError, match=message):
+        gym.make("sslrobot/Reach-v0", **kwargs)
+
+
+def test_missing_gl_libraries_are_named_before_any_backend_is_imported(monkeypatch) -> None:
+    """Importing mujoco.egl binds PyOpenGL to EGL for the process, so a backend whose library
+    is absent is skipped unimported, and the error names what is missing."""
+    from sslrobot.envs.core import render
+
+    monkeypatch.delenv("MUJOCO_GL", raising=False)
+    monkeypatch.setattr(render, "_library_found", lambda backend: False)
+    monkeypatch.setattr(render, "_import_context_class", lambda backend: pytest.fail(backend))
+    with pytest.raises(RuntimeError, match="egl: libEGL not found; osmesa: libOSMesa not found"):
+        render.make_gl_context(16, 16)

@@ -63,6 +63,12 @@ class RobotEnv(gym.Env):
             raise ValueError(f"{name}: unknown obs_mode {obs_mode!r}; choose one of {OBS_MODES}")
         if not isinstance(image_size, int | np.integer) or not 8 <= image_size <= 1024:
             raise ValueError(f"{name}: image_size must be an int in [8, 1024], got {image_size!r}")
+        if not isinstance(terminate_on_success, bool | np.bool_):  # "False" is truthy
+            raise ValueError(
+                f"{name}: terminate_on_success must be True or False, got {terminate_on_success!r}"
+            )
+        if not isinstance(visual_preset, str):
+            raise ValueError(f"{name}: visual_preset must be a name, got {visual_preset!r}")
         if render_mode not in (None, "rgb_array"):
             raise ValueError(
                 f"{name}: render_mode must be 'rgb_array' or None, got {render_mode!r}"
@@ -71,7 +77,7 @@ class RobotEnv(gym.Env):
         self.image_size = int(image_size)
         self.obs_mode = obs_mode
         self.visual_preset = visual_preset
-        self.terminate_on_success = terminate_on_success
+        self.terminate_on_success = bool(terminate_on_success)
         self.render_mode = render_mode
         self.physics = Physics.from_xml_path(asset_path(task.scene.xml_file))
         self.variation = SceneVariation(self.physics, task.scene, visual_preset)

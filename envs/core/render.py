@@ -2,15 +2,19 @@
 
 Why not ``mujoco.Renderer``: it needs ``MUJOCO_GL`` set before ``import mujoco`` to pick a
 headless backend, and a library must not set process-wide variables at import. Here the backend
-is chosen when the first renderer is made: ``MUJOCO_GL`` if the user set it, else EGL, else
-OSMesa. The GL context is made current before every frame, so several environments in one
-process never read each other's (or a closed context's) framebuffer; Gymnasium 1.4's renderer
-returns black frames in that situation.
+is chosen when the first renderer is made: ``MUJOCO_GL`` if the user set it, else EGL if
+libEGL is installed, else OSMesa if libOSMesa is (a backend that loads and then fails leaves
+PyOpenGL bound to it, so no other can take over in that process). The GL context is made
+current before every frame, so several environments in one process never read each other's
+(or a closed context's) framebuffer; Gymnasium 1.4's renderer returns black frames in that
+situation.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes.util
+import functools
 import os
 from typing import Any
 
@@ -50,20 +54,41 @@ def make_gl_context(width: int, height: int) -> tuple[Any, str]:
     os.environ.setdefault("LP_NUM_THREADS", "0")
     requested = os.environ.get("MUJOCO_GL", "").strip().lower()
     candidates = (requested,) if requested else _HEADLESS_BACKENDS
+    platform = os.environ.get("PYOPENGL_PLATFORM")  # the user's, if any
     errors = []
     for backend in candidates:
+        if not requested and not _library_found(backend):
+            errors.append(f"{backend}: lib{_LIBRARIES[backend]} not found")
+            continue  # not imported: a failed import would bind PyOpenGL to it for good
         try:
             context = _import_context_class(backend)(width, height)
         except Exception as error:  # each backend fails in its own way (ImportError, GL errors)
             errors.append(f"{backend}: {type(error).__name__}: {error}")
+            # mujoco.egl sets PYOPENGL_PLATFORM=egl on import, and mujoco.osmesa refuses to
+            # load under it: undo it so that the next backend gets its chance.
+            if platform is None:
+                os.environ.pop("PYOPENGL_PLATFORM", None)
+            else:
+                os.environ["PYOPENGL_PLATFORM"] = platform
             continue
         return context, backend
     raise RuntimeError(
         "could not create a headless OpenGL context for MuJoCo rendering ("
         + "; ".join(errors)
         + "). On Linux install Mesa's EGL (apt-get install libegl1 libgl1-mesa-dri) or "
-        "OSMesa (libosmesa6), or set MUJOCO_GL to a backend that works here."
+        "OSMesa (libosmesa6), or set MUJOCO_GL to a backend that works here (before Python "
+        "starts: once one backend has loaded, PyOpenGL stays bound to it in that process)."
     )
+
+
+#: The shared library each headless backend loads.
+_LIBRARIES = {"egl": "EGL", "osmesa": "OSMesa"}
+
+
+@functools.cache
+def _library_found(backend: str) -> bool:
+    """Whether the backend's library is installed, checked before importing its module."""
+    return ctypes.util.find_library(_LIBRARIES[backend]) is not None
 
 
 class Renderer:
