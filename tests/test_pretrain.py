@@ -427,6 +427,15 @@ def test_bad_settings_are_rejected(dataset, tmp_path: Path) -> None:
         tiny_config(tmp_path / "d", decoded_steps=3)
     with pytest.raises(ValueError, match="batch_size"):
         tiny_config(tmp_path / "e", batch_size=1)
+    # Accepted before and failing late: NaN at step 2, a crash at the first shift.
+    with pytest.raises(ValueError, match="lr must be finite and > 0, got inf"):
+        tiny_config(tmp_path / "f", lr=math.inf)
+    with pytest.raises(ValueError, match="temperature must be finite"):
+        tiny_config(tmp_path / "g", temperature=math.inf)
+    with pytest.raises(ValueError, match="data must name dataset directories, got ''"):
+        tiny_config(tmp_path / "h", data="")
+    with pytest.raises(ValueError, match="shift_pad=1000 must be below the image size"):
+        pretrain(tiny_config(tmp_path / "i", shift_pad=1000), dataset, progress=False)
 
 
 def test_a_fractional_share_of_blind_windows_is_warned_about(dataset, tmp_path: Path) -> None:

@@ -108,6 +108,34 @@ def test_pretrain_on_mixed_streams_of_several_datasets(data_dir: Path, tmp_path:
     assert saved["num_train_windows"] == sum(windows)
     # Resuming with the same list continues; the run reads both datasets' windows.
     assert main([*args, "--steps", "3", "--resume"]) == 0
+    # Listed against the alphabetical order the record keeps its keys in: still resumes
+    # (it was refused), and the frames' proprio is mixed too (it was dropped: KeyError).
+    reverse = tmp_path / "reverse"
+    flipped = _args(data_dir, reverse, "--steps", "1", "--objective", "future",
+                    "--decoder-proprio")  # fmt: skip
+    first = flipped.index("--data") + 1
+    flipped[first : first + 1] = sorted([str(data_dir), str(other)], reverse=True)
+    assert main(flipped) == 0
+    assert main([*flipped, "--steps", "2", "--resume"]) == 0
+
+
+def test_resume_compares_the_split_actually_drawn_and_refuses_a_useless_option(
+    data_dir: Path, tmp_path: Path
+) -> None:
+    """A run saved with no split seed drew its split with its seed: naming that seed is the
+    same run (``sslrobot run`` now always names it). And decoder proprio with no frame
+    decoded without context did nothing (or stopped DDP at its first step)."""
+    from sslrobot.pretraining import pretrain
+
+    out = tmp_path / "run"
+    assert main(_args(data_dir, out, "--steps", "1", "--seed", "2")) == 0
+    assert main(_args(data_dir, out, "--steps", "2", "--seed", "2", "--split-seed", "2",
+                      "--resume")) == 0  # fmt: skip
+    config = PretrainConfig(out=str(tmp_path / "p"), data=str(data_dir), objective="future",
+                            decoder_proprio=True, context_dropout=0.0, steps=1, batch_size=4,
+                            num_steps_ahead=2, tensorboard=False)  # fmt: skip
+    with pytest.raises(ValueError, match=r"context_dropout=0.0 of 4 windows .* leaves none"):
+        pretrain(config, progress=False)
 
 
 def _launch_config(data: Path, out: Path, batch_size: int) -> PretrainConfig:

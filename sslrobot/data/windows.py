@@ -294,8 +294,19 @@ class MixedWindowDataset(ConcatDataset):
                         f"{getattr(part, name)} vs {getattr(first, name)} (mixed streams need "
                         "the same image size and action width; collect with matching settings)"
                     )
+        # Other arrays the parts read (proprio, state) are mixed too when their widths agree.
+        shapes = [{k: tuple(v.shape) for k, v in part[0].items()} for part in parts]
+        for part, part_shapes in zip(parts[1:], shapes[1:], strict=True):
+            for name in sorted(set(shapes[0]) & set(part_shapes)):
+                if part_shapes[name] != shapes[0][name]:
+                    raise ValueError(
+                        f"cannot mix {part.root} with {first.root}: their {name} windows are "
+                        f"{part_shapes[name]} vs {shapes[0][name]} (e.g. proprio of tasks with "
+                        "other robots); pretrain without the option that reads it"
+                    )
         super().__init__(parts)
         self.parts = parts
+        self._mixed = sorted(set.intersection(*(set(s) for s in shapes)))
 
     def read_batch(self, indices: list[int]) -> dict[str, np.ndarray]:
         """``WindowDataset.read_batch`` over the parts, in the order of ``indices``."""
@@ -306,7 +317,7 @@ class MixedWindowDataset(ConcatDataset):
             if not slots:
                 continue
             arrays = part.read_batch([located[slot][1] for slot in slots])
-            for name in ("pixels", "action"):  # what the parts agree on
+            for name in self._mixed:  # every array all parts read, of one width
                 if name not in batch:
                     batch[name] = np.empty(
                         (len(indices), *arrays[name].shape[1:]), arrays[name].dtype

@@ -441,7 +441,7 @@ def prediction_from_dirs(
     Frames are scored when the model has a decoder (``has_decoder``, else a ``decoder``
     attribute that is not None), latent rollouts when it has dynamics (``has_dynamics``, else
     ``dynamics``). Windows come from the validation episodes of the model's own pretraining
-    split (its ``val_fraction`` and ``seed``), less any episode it trained on
+    split (its ``val_fraction`` and split seed), less any episode it trained on
     (``trained_episodes``: a dataset that grew since splits differently): on its pretraining
     data they are the held-out episodes, and on other data every episode is unseen anyway.
     (Until session 15 the probe's split was used, 0.2 of the episodes by the run's seed, of

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -158,6 +159,8 @@ class PretrainConfig:
                 raise ValueError(f"data must name dataset directories, got {self.data!r}")
             data = self.data[0] if len(self.data) == 1 else tuple(self.data)
             object.__setattr__(self, "data", data)
+        if self.data is not None and not (isinstance(self.data, str | tuple) and self.data):
+            raise ValueError(f"data must name dataset directories, got {self.data!r}")
         if isinstance(self.encoder, dict):
             object.__setattr__(self, "encoder", EncoderConfig.from_dict(self.encoder))
         if isinstance(self.decoder, dict):
@@ -194,8 +197,8 @@ class PretrainConfig:
             raise ValueError(
                 f"batch_size must be >= 2 (batch statistics, InfoNCE), got {self.batch_size}"
             )
-        if not (isinstance(self.lr, int | float) and self.lr > 0):
-            raise ValueError(f"lr must be > 0, got {self.lr!r}")
+        if not (isinstance(self.lr, int | float) and 0 < self.lr < math.inf):
+            raise ValueError(f"lr must be finite and > 0, got {self.lr!r}")
         if not (isinstance(self.weight_decay, int | float) and self.weight_decay >= 0):
             raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
         if self.grad_clip is not None and not self.grad_clip > 0:
@@ -211,8 +214,8 @@ class PretrainConfig:
             raise ValueError(f"val_fraction must be in (0, 1), got {self.val_fraction!r}")
         if not 0.0 <= self.ema_momentum < 1.0:
             raise ValueError(f"ema_momentum must be in [0, 1), got {self.ema_momentum!r}")
-        if not self.temperature > 0:
-            raise ValueError(f"temperature must be > 0, got {self.temperature!r}")
+        if not 0 < self.temperature < math.inf:
+            raise ValueError(f"temperature must be finite and > 0, got {self.temperature!r}")
         if not 0.0 <= self.context_dropout < 1.0:
             raise ValueError(f"context_dropout must be in [0, 1), got {self.context_dropout!r}")
         for name in ("decoder_proprio", "future_actions", "transition_norm"):
@@ -271,6 +274,8 @@ class PretrainConfig:
     def resume_mismatches(self, saved: PretrainConfig) -> list[str]:
         """Fields that differ from ``saved`` and would change what a resumed run computes."""
         mine, theirs = self.to_dict(), saved.to_dict()
+        # The split actually drawn: a run saved with split_seed None used its seed.
+        mine["split_seed"], theirs["split_seed"] = self.episode_split_seed, saved.episode_split_seed
         return sorted(
             f"{name}: saved {theirs[name]!r}, now {mine[name]!r}"
             for name in mine

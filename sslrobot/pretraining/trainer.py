@@ -180,6 +180,18 @@ class PretrainRun:
         # Windows per batch without context, as WorldModel._blind_windows counts them (0.29 x
         # 100 is 28.999999999999996 in floating point: 29, not 28).
         blind = round(config.batch_size * config.context_dropout, 9)
+        if config.decoder_proprio and "recon" not in weights and int(blind) == 0:
+            # Only frames decoded without context read the proprio: with none the option does
+            # nothing (and under DDP its unused weights stop the first step).
+            raise ValueError(
+                f"decoder_proprio conditions the frames decoded without context, and "
+                f"context_dropout={config.context_dropout} of {config.batch_size} windows per "
+                "process leaves none: raise context_dropout or the batch, or drop the option"
+            )
+        if config.augment == "shift" and config.shift_pad >= image_size:
+            raise ValueError(
+                f"shift_pad={config.shift_pad} must be below the image size {image_size}"
+            )
         if "future" in config.objective_weights and blind != int(blind):
             warnings.warn(
                 f"context_dropout={config.context_dropout} of a batch of {config.batch_size} "
@@ -264,13 +276,13 @@ class PretrainRun:
         if (
             val_dataset is None
             and config.image_every
-            and config.objective_weights.keys() & USES_DECODER
+            and (config.objective_weights.keys() & USES_DECODER or self._draws_keypoints)
         ):
             try:
                 val_dataset = windows("val")
             except ValueError as error:  # e.g. too few episodes for a validation split
                 warnings.warn(
-                    f"no validation windows ({error}); prediction strips show training windows",
+                    f"no validation windows ({error}); the strips show training windows",
                     stacklevel=3,
                 )
         return train, val_dataset
@@ -292,14 +304,19 @@ class PretrainRun:
                 f"--resume: the run in {self.out} trained in {ranks} process(es), this one has "
                 f"{self.context.world_size}; resume with the same number of processes"
             )
-        recorded = saved.get("train_episode_ids")
         now = self.train_episode_ids
-        # In order, not by path: the data may have moved, not changed.
-        if (
-            recorded is not None
-            and now is not None
-            and list(recorded.values()) != list(now.values())
-        ):
+        # In --data order, not by path: the data may have moved, not changed. The dict is
+        # saved with sorted keys, so the order is kept in a list of its own (since session
+        # 17; before, the lists are compared whatever their order).
+        ordered = saved.get("train_episode_id_lists")
+        recorded = saved.get("train_episode_ids")
+        if now is None or (ordered is None and recorded is None):
+            same = True
+        elif ordered is not None:
+            same = ordered == list(now.values())
+        else:
+            same = sorted(recorded.values()) == sorted(now.values())
+        if not same:
             raise ValueError(
                 f"--resume: the run in {self.out} trained on other episodes than the data "
                 f"given ({self.config.data}) now splits into training (the dataset grew or "
@@ -570,6 +587,9 @@ class PretrainRun:
                 # The episodes each data directory gave the training split, so that a later
                 # split of a grown dataset can still tell which ones this model trained on.
                 "train_episode_ids": self.train_episode_ids,
+                "train_episode_id_lists": None
+                if self.train_episode_ids is None
+                else list(self.train_episode_ids.values()),  # in --data order
                 "world_size": self.context.world_size,
                 "sslrobot_version": sslrobot.__version__,
                 "torch_version": torch.__version__,
