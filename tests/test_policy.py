@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import re
 from pathlib import Path
@@ -14,10 +15,12 @@ import torch
 from torch import nn
 
 from sslrobot.data import CollectConfig, collect, open_dataset
-from sslrobot.models.encoder import Encoder, EncoderConfig
+from sslrobot.models.encoder import Encoder, EncoderConfig, encoder_config_for
 from sslrobot.policy import PolicyConfig, load_policy, train_policy
 from sslrobot.policy.bc import BCData, bc_loss
-from sslrobot.policy.cache import FeatureCache, compute_features
+from sslrobot.policy.cache import FeatureCache, compute_features, module_fingerprint
+from sslrobot.policy.checkpoint import read_policy_config
+from sslrobot.policy.config import VALIDATION_SEED_BASE
 from sslrobot.policy.demos import select_demo_ids
 from sslrobot.policy.encoders import resolve_encoder
 from sslrobot.policy.network import BCNetwork, ObservationEncoder
@@ -207,6 +210,75 @@ def test_cache_is_keyed_by_encoder_weights(tmp_path):
         first.features((0,), lengths, pixels), second.features((0,), lengths, pixels)
     )
     assert second.num_computed_frames == 4
+
+
+def test_cache_key_is_the_episodes_identity_not_the_manifests_bookkeeping(tmp_path):
+    """Every collect --resume rewrote the manifest's time and counts, and the key held the
+    whole manifest and the path: a grown or moved dataset re-encoded every episode."""
+    import shutil
+
+    from sslrobot.policy.setup import demos_cache_key
+
+    demos = collect_demos(tmp_path / "demos", num_episodes=2)
+    before = demos_cache_key(open_dataset(demos).manifest)
+    config = CollectConfig(env_id=ENV_ID, out=demos, policy="expert", num_episodes=3,
+                           image_size=IMAGE_SIZE, resume=True)  # fmt: skip
+    collect(config, progress=False)
+    assert demos_cache_key(open_dataset(demos).manifest) == before
+    moved = shutil.copytree(demos, tmp_path / "moved")
+    assert demos_cache_key(open_dataset(moved).manifest) == before
+    other = CollectConfig(env_id=ENV_ID, out=tmp_path / "other", policy="expert", seed=5,
+                          num_episodes=1, image_size=IMAGE_SIZE)  # fmt: skip
+    assert demos_cache_key(open_dataset(collect(other, progress=False)).manifest) != before
+    # The encoder's settings are in its fingerprint too: same weights, other paddings.
+    config = encoder_config_for("cnn", IMAGE_SIZE)
+    plain = Encoder(config)
+    padded = Encoder(dataclasses.replace(config, paddings=(1, 1, 1)))
+    padded.load_state_dict(plain.state_dict())
+    assert module_fingerprint(plain) != module_fingerprint(padded)
+
+
+def test_a_new_run_into_a_policy_dir_clears_the_old_policy_first(demos, tmp_path, monkeypatch):
+    """Checkpoints are written during training, the config at the end: an interrupted second
+    run left the first run's config naming the second's weights."""
+    from sslrobot.policy import bc
+
+    out = train_tiny_bc(demos, tmp_path / "bc")
+    assert read_policy_config(out)["seed"] == 0
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(bc, "_fit", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        train_tiny_bc(demos, out, seed=7)
+    with pytest.raises(ValueError, match=r"policy_config\.json is missing"):
+        load_policy(out)
+    assert not list(out.glob("*.safetensors"))
+
+
+def test_validation_seeds_must_not_be_demonstration_seeds(tmp_path):
+    config = CollectConfig(
+        env_id=ENV_ID,
+        out=tmp_path / "demos",
+        policy="expert",
+        num_episodes=2,
+        image_size=IMAGE_SIZE,
+        seed=VALIDATION_SEED_BASE,
+    )
+    demos = collect(config, progress=False)
+    with pytest.raises(ValueError, match=r"start from seeds \[1000000\] that online validation"):
+        train_tiny_bc(demos, tmp_path / "bc", num_demos=2, val_episodes=1)
+
+
+def test_damaged_policy_configs_are_named(tmp_path):
+    path = tmp_path / "policy_config.json"
+    path.write_text("[]")
+    with pytest.raises(ValueError, match="must hold a JSON object, got list"):
+        read_policy_config(tmp_path)
+    path.write_text('{"format_version": 1, "algo": "bc", "checkpoints": {}}')
+    with pytest.raises(ValueError, match=r"lacks \['env_id', 'encoder', 'feature_dim'"):
+        read_policy_config(tmp_path)
 
 
 def test_trained_policy_acts_from_frames_as_from_cached_features(trained, demos):
@@ -429,6 +501,8 @@ def test_train_policy_cli(demos, tmp_path, capsys):
         ({"algo": "rl", "weight_decay": 0.5, "val_episodes": 5}, "weight_decay=0.5, val_epi"),
         ({"algo": "rl", "demos": None, "num_demos": 5}, "num_demos=5: RL without demos"),
         ({"algo": "rl", "rl_norm_steps": 99}, "rl_norm_steps=99: RL with demos fits"),
+        ({"augment_pad": 9}, "augment_pad=9: only the scratch encoder .* 'none' would ignore"),
+        ({"encoder": "scratch", "augment_pad": 32, "image_size": 32}, "must be below image_s"),
     ],
 )
 def test_config_rejects_bad_values(overrides, message):

@@ -46,7 +46,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument(
         "--hidden-dims", type=int_tuple, default=(256, 256), help="MLP head widths, e.g. 256,256"
     )
-    train.add_argument("--image-size", type=int, default=None, help="default: the encoder's")
+    train.add_argument(
+        "--image-size",
+        type=int,
+        default=None,
+        help="default: a pretrained encoder's, else the demonstrations', else 64",
+    )
     train.add_argument(
         "--val-episodes", type=int, default=0, help="online validation episodes per check (BC)"
     )

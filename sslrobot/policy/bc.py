@@ -16,7 +16,7 @@ from torch.nn import functional as F
 from tqdm import tqdm
 
 from sslrobot.policy.cache import FeatureCache
-from sslrobot.policy.checkpoint import Policy, save_weights, write_policy_config
+from sslrobot.policy.checkpoint import Policy, save_weights, start_policy_dir, write_policy_config
 from sslrobot.policy.config import DEFAULT_BC_STEPS, VALIDATION_SEED_BASE, PolicyConfig
 from sslrobot.policy.demos import (
     DemoTransitions,
@@ -214,8 +214,21 @@ def train_bc(config: PolicyConfig) -> Path:
             "num_train_samples": len(train_data),
         }
     )
+    # Online validation picks the best checkpoint: on seeds the demonstrations started from
+    # it would pick the one that copies them best.
+    shared = sorted(set(record["val_seeds"]) & set(record["demo_seeds"]))
+    if shared:
+        raise ValueError(
+            f"demonstrations {config.demos} start from seeds {shared[:5]} that online "
+            f"validation uses (from {VALIDATION_SEED_BASE}); collect them below it, or set "
+            "val_episodes=0"
+        )
+    if resolved.kind == "scratch" and config.augment_pad >= image_size:
+        raise ValueError(
+            f"augment_pad={config.augment_pad} must be below the image size {image_size}"
+        )
     out = config.out
-    out.mkdir(parents=True, exist_ok=True)
+    start_policy_dir(out)
     history = _fit(config, network, train_data, val_data, record, device)
     save_weights(out / "final.safetensors", network)
     checkpoints = {"final": "final.safetensors"}

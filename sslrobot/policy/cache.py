@@ -38,8 +38,13 @@ def compute_features(
 
 
 def module_fingerprint(module: nn.Module) -> str:
-    """SHA-256 of a module's class and state dict (names, dtypes, shapes, bytes)."""
+    """SHA-256 of a module's class, its ``config`` if it has one (settings such as paddings
+    change the features without changing a tensor), and its state dict (names, dtypes,
+    shapes, bytes)."""
     digest = hashlib.sha256(type(module).__qualname__.encode())
+    config = getattr(module, "config", None)
+    if config is not None:
+        digest.update(repr(config).encode())
     for name, tensor in sorted(module.state_dict().items()):
         value = tensor.detach().cpu().contiguous().reshape(-1)  # 0-d tensors cannot be viewed
         digest.update(f"{name}|{value.dtype}|{tuple(tensor.shape)}".encode())
@@ -57,7 +62,8 @@ class FeatureCache:
     Args:
         root: Cache directory, or None.
         encoder: The frozen encoder.
-        dataset_key: JSON-able identity of the dataset (resolved path and manifest).
+        dataset_key: JSON-able identity of the dataset's episodes
+            (``setup.demos_cache_key``).
         batch_size: Frames per forward pass.
         device: Where to run the encoder.
     """

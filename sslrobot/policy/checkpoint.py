@@ -51,6 +51,21 @@ def load_weights(path: Path, module: nn.Module) -> None:
         raise ValueError(f"policy checkpoint {path} does not match its config: {error}") from error
 
 
+#: Fields every policy config holds, checked on reading (a hand-edited or truncated file).
+REQUIRED_FIELDS = ("algo", "env_id", "encoder", "feature_dim", "proprio_dim", "checkpoints")
+
+
+def start_policy_dir(out: Path) -> None:
+    """Make ``out`` and clear a policy trained there before: its config first, so that a run
+    interrupted before writing its own leaves no config pairing the old run's settings with
+    this run's weights (checkpoints are overwritten during training, the config at the end)."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / CONFIG_FILE).unlink(missing_ok=True)
+    for pattern in ("*.safetensors", "*_sb3.zip"):
+        for stale in out.glob(pattern):
+            stale.unlink()
+
+
 def write_policy_config(out: Path, record: dict[str, Any]) -> Path:
     """Write ``policy_config.json`` atomically, with the format version."""
     return atomic_write_json(out / CONFIG_FILE, {"format_version": FORMAT_VERSION, **record})
@@ -68,11 +83,16 @@ def read_policy_config(policy_dir: str | os.PathLike[str]) -> dict[str, Any]:
         record = json.loads(config_path.read_text())
     except json.JSONDecodeError as error:
         raise ValueError(f"{config_path} is not valid JSON: {error}") from error
+    if not isinstance(record, dict):
+        raise ValueError(f"{config_path} must hold a JSON object, got {type(record).__name__}")
     version = record.get("format_version")
     if version != FORMAT_VERSION:
         raise ValueError(
             f"{config_path} has format_version {version!r}; this sslrobot reads {FORMAT_VERSION}"
         )
+    missing = [name for name in REQUIRED_FIELDS if name not in record]
+    if missing:
+        raise ValueError(f"{config_path} lacks {missing}: not a whole policy config")
     return record
 
 

@@ -177,6 +177,15 @@ class PolicyConfig:
                 f"rl_norm_steps={self.rl_norm_steps}: RL with demos fits its statistics on them "
                 "and would ignore it"
             )
+        if self.encoder_kind != "scratch" and self.augment_pad != defaults["augment_pad"]:
+            raise ValueError(
+                f"augment_pad={self.augment_pad}: only the scratch encoder is trained with "
+                f"random shifts; encoder {self.encoder!r} would ignore it"
+            )
+        if self.image_size is not None and self.augment_pad >= self.image_size:
+            raise ValueError(
+                f"augment_pad={self.augment_pad} must be below image_size={self.image_size}"
+            )
         for algo, names in ALGO_ONLY_FIELDS.items():
             unused = [f"{n}={getattr(self, n)!r}" for n in names if getattr(self, n) != defaults[n]]
             if algo != self.algo and unused:

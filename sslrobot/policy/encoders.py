@@ -127,9 +127,15 @@ def check_encoder_fits(resolved: ResolvedEncoder, frame_shape: tuple[int, ...], 
     config = resolved.config
     expected = (config.image_size, config.image_size, config.in_channels)
     if tuple(frame_shape) != expected:
+        if tuple(frame_shape[:2]) == expected[:2]:  # the size fits, the channels do not
+            advice = (
+                f"policies see one RGB frame, and this encoder stacks {config.frame_stack}: "
+                "use an encoder pretrained with frame_stack 1"
+            )
+        else:
+            advice = "use a matching --image-size or an encoder pretrained at this size"
         raise ValueError(
             f"encoder {resolved.source} expects {config.image_size}x{config.image_size} frames "
             f"with {config.in_channels} channels (frame_stack={config.frame_stack}), but {where} "
-            f"gives frames of shape {tuple(frame_shape)} (H, W, C); use a matching --image-size "
-            f"or an encoder pretrained at this size"
+            f"gives frames of shape {tuple(frame_shape)} (H, W, C); {advice}"
         )

@@ -24,7 +24,7 @@ import torch
 from gymnasium import spaces
 
 from sslrobot.policy.cache import FeatureCache
-from sslrobot.policy.checkpoint import save_weights, write_policy_config
+from sslrobot.policy.checkpoint import save_weights, start_policy_dir, write_policy_config
 from sslrobot.policy.config import DEFAULT_RL_STEPS, PolicyConfig
 from sslrobot.policy.demos import (
     check_demo_shapes,
@@ -237,7 +237,7 @@ def train_rl(config: PolicyConfig) -> Path:
         env = make_feature_vec_env(venv, obs_encoder, obs_mode, device)
         num_steps = config.steps or DEFAULT_RL_STEPS
         model = make_sb3_model(config, env, device, num_steps)
-        out.mkdir(parents=True, exist_ok=True)
+        start_policy_dir(out)
         formats = ["csv"] + (["stdout"] if config.progress else [])
         if _has_tensorboard():
             formats.append("tensorboard")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from sslrobot.policy.config import PolicyConfig
@@ -40,7 +39,22 @@ def open_demos(config: PolicyConfig) -> tuple[Any, dict[str, Any]]:
         )
     if not dataset.episode_ids:
         raise ValueError(f"demonstrations {path} hold no episodes")
-    return dataset, {"path": str(Path(path).resolve()), "manifest": dataset.manifest}
+    return dataset, demos_cache_key(dataset.manifest)
+
+
+def demos_cache_key(manifest: dict[str, Any]) -> dict[str, Any]:
+    """What fixes the frames of a dataset's episode i, to key cached features on: the fields
+    that make resume refuse other data (env, arguments, policy, seed, image size, what the
+    env reported) and the package versions it was made with.
+
+    Not the whole manifest: its ``updated`` time and counts change with every ``collect
+    --resume``, which re-encoded every episode of a grown dataset. Not the path either: a
+    moved copy, or another directory collected alike, holds the same episodes.
+    """
+    from sslrobot.data.manifest import DESCRIBED_FIELDS, IDENTITY_FIELDS
+
+    fields = (*IDENTITY_FIELDS, *DESCRIBED_FIELDS, "versions", "versions_earlier")
+    return {name: manifest.get(name) for name in fields}
 
 
 def resolve_policy_encoder(
