@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import math
 import os
 import platform
 import statistics
@@ -92,6 +93,11 @@ def steps_per_second(env: gym.Env, num_steps: int, seed: int, render: bool = Fal
 
 def _median(values: list[float]) -> float:
     return statistics.median(values) if values else float("nan")
+
+
+def _times(ratio: float) -> str:
+    """``12x``, or ``n/a`` when Pusher was not measured (``--no-pusher``)."""
+    return f"{ratio:.0f}x" if math.isfinite(ratio) else "n/a"
 
 
 def main() -> int:
@@ -187,9 +193,9 @@ def main() -> int:
         print(
             f"| {env_id} | {_median([r.wall for r in pixel[env_id]]):,.0f} "
             f"| {_median([r.wall for r in physics[env_id]]):,.0f} "
-            f"| {_median(ratio[env_id]):.0f}x "
+            f"| {_times(_median(ratio[env_id]))} "
             f"| {_median([r.cpu for r in pixel[env_id]]):,.0f} "
-            f"| {_median(cpu_ratio[env_id]):.0f}x |"
+            f"| {_times(_median(cpu_ratio[env_id]))} |"
         )
     if pusher is not None:
         print(

@@ -17,6 +17,7 @@ import argparse
 import importlib.util
 import sys
 import time
+import warnings
 
 import gymnasium as gym
 import numpy as np
@@ -29,7 +30,9 @@ def run_expert(
 ) -> tuple[bool, int]:
     """One expert episode; returns (success, steps). ``noise`` adds AR(1) Gaussian noise of
     that stationary standard deviation to every action (then clips to [-1, 1])."""
-    env = gym.make(env_id, obs_mode="state")
+    with warnings.catch_warnings():  # older versions are checked on purpose
+        warnings.filterwarnings("ignore", ".*is out of date", DeprecationWarning)
+        env = gym.make(env_id, obs_mode="state")
     env.reset(seed=seed)
     rng = np.random.default_rng(seed)
     perturbation = np.zeros(env.action_space.shape)

@@ -55,10 +55,11 @@ def main() -> int:
         same = all(first[key][m] == second[key][m] for m in ("success", "return"))
         differ += not same
         a, b = first[key]["success"]["mean"], second[key]["success"]["mean"]
+        ra, rb = first[key]["return"]["mean"], second[key]["return"]["mean"]
         gaps.append(abs(b - a))
         print(
             f"{'same' if same else 'DIFFERS'}: {key} success {a:.4f} vs {b:.4f}"
-            f" ({100 * (b - a):+.1f} points)"
+            f" ({100 * (b - a):+.1f} points), return {ra:.4f} vs {rb:.4f}"
         )
     if gaps:
         print(
@@ -86,6 +87,9 @@ def main() -> int:
         f"{len(shared)} shared results and {compared} shared loss curves compared, "
         f"{differ} differ ({len(first)} / {len(second)} results in each run)"
     )
+    if not shared and not compared:
+        print("nothing to compare: no result (encoder, task, demos, ...) is in both runs")
+        return 2
     return 1 if differ else 0
 
 

@@ -41,11 +41,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, OSError, ImportError) as error:
         # Bad input, unwritable directories, full disks and a missing optional extra are the
         # user's to fix: one clear line naming the problem, no traceback.
-        print(f"sslrobot {args.command}: error: {error}", file=sys.stderr)
+        print(f"sslrobot {args.command}: error: {_message(error)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"interrupted; {_how_to_continue(args)}", file=sys.stderr)
         return 130
+
+
+def _message(error: Exception) -> str:
+    """The error's text; for an OSError built from our own sentence (no file name), that
+    sentence without Python's ``[Errno 11]`` prefix."""
+    if isinstance(error, OSError) and error.strerror and error.filename is None:
+        return error.strerror
+    return str(error)
 
 
 def _how_to_continue(args: argparse.Namespace) -> str:

@@ -42,6 +42,7 @@ def test_quick_run_writes_every_report_artifact(quick_run: Path) -> None:
     html = (quick_run / "report.html").read_text()
     assert "data:image/png;base64," in html and "data:image/gif;base64," in html
     assert "pytest quick" in html  # the command is at the top, so it can be rerun
+    assert "Smoke run (quick preset)" in (quick_run / "report.md").read_text()
     machine = json.loads((quick_run / "results.json").read_text())["header"]["machine"]
     # What a seeded CPU result depends on beyond versions: the CPU's instruction set.
     assert machine["torch_cpu_capability"] == torch.backends.cpu.get_cpu_capability()
@@ -320,7 +321,9 @@ def test_run_flags_and_set_assignments_both_reach_the_config() -> None:
     assert make_run_config("full", transfer_objective=None) == flagged
 
 
-def test_a_second_run_in_the_same_directory_is_refused(tmp_path: Path) -> None:
+def test_a_second_run_in_the_same_directory_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     from sslrobot.pipeline.run import RUN_LOCK
     from sslrobot.utils.io import exclusive_lock
 
@@ -329,6 +332,10 @@ def test_a_second_run_in_the_same_directory_is_refused(tmp_path: Path) -> None:
         pytest.raises(BlockingIOError, match="another `sslrobot run` is using"),
     ):
         run_pipeline(QUICK, tmp_path, device="cpu", progress=False)
+    with exclusive_lock(tmp_path / RUN_LOCK, "held by this test"):
+        assert main(["run", "--preset", "quick", "--out", str(tmp_path)]) == 2
+    # One line, without Python's "[Errno 11]" before the sentence.
+    assert capsys.readouterr().err.startswith("sslrobot run: error: another `sslrobot run`")
     assert not (tmp_path / "config.json").exists()  # nothing written under the other run
 
 
@@ -346,6 +353,13 @@ def test_main_demo_count_runs_everywhere_and_the_sweep_on_one_task() -> None:
     assert make_run_config("quick", num_demo_episodes=9, num_demos=(3, 9)).main_demos == 9
     with pytest.raises(ValueError, match="main_num_demos must be in"):
         make_run_config("quick", main_num_demos=4)
+    # A sweep with no task to run it on is said, not dropped in silence.
+    from sslrobot.pipeline.run import warn_of_unswept_demo_counts
+
+    unswept = make_run_config("quick", num_demo_episodes=9, num_demos=(3, 9))
+    with pytest.warns(UserWarning, match=r"every task runs 9; the other counts \[3\] run on"):
+        assert warn_of_unswept_demo_counts(unswept) == [3]
+    assert warn_of_unswept_demo_counts(config) == []
 
 
 def test_transfer_encoder_is_pretrained_once_on_every_task_and_evaluated_on_each(

@@ -217,8 +217,10 @@ def test_evaluate_cli(policy_dir, tmp_path, capsys):
          "--out", str(out), "--videos", "1"]
     )  # fmt: skip
     assert args.func(args) == 0
-    printed = capsys.readouterr().out
+    captured = capsys.readouterr()
+    printed = captured.out
     assert f"result: {out}" in printed and "video:" in printed
+    assert "evaluate: 100%" in captured.err  # the progress bar (episodes, rate, successes)
     assert json.loads(out.read_text())["num_episodes"] == 2
 
 

@@ -114,3 +114,28 @@ def test_slow_directions_find_what_stays_put_within_episodes(bench_heads) -> Non
     features = np.c_[static + fast[:, 0], static - fast[:, 0] + 0.5 * fast[:, 1], fast[:, 1]]
     slowest = bench_heads.slow_directions(features, lengths, dims=1, floor=1e-6)(features)
     assert abs(np.corrcoef(slowest[:, 0], static)[0, 1]) > 0.99
+
+
+def test_compare_runs_names_the_return_and_says_when_nothing_overlaps(tmp_path: Path) -> None:
+    """A row whose successes matched but whose returns did not read "DIFFERS: success 0.0000 vs
+    0.0000"; two runs with no result in common passed as "0 shared results compared"."""
+    import json
+    import subprocess
+
+    def results(name: str, env_id: str, ret: float) -> Path:
+        interval = {"mean": 0.0, "low": 0.0, "high": 0.0}
+        row = {"env_id": env_id, "encoder": "none", "visual_preset": "train", "num_demos": 25,
+               "success": interval, "return": {**interval, "mean": ret}}  # fmt: skip
+        path = tmp_path / f"{name}.json"
+        path.write_text(json.dumps({"aggregated": [row]}))
+        return path
+
+    def compare(a: Path, b: Path) -> subprocess.CompletedProcess:
+        command = [sys.executable, str(SCRIPTS / "compare_runs.py"), str(a), str(b)]
+        return subprocess.run(command, capture_output=True, text=True, check=False)
+
+    reach = "sslrobot/Reach-v0"
+    differs = compare(results("a", reach, -1.0), results("b", reach, -2.0))
+    assert differs.returncode == 1 and "return -1.0000 vs -2.0000" in differs.stdout
+    disjoint = compare(results("a", reach, -1.0), results("c", "sslrobot/Push-v0", -1.0))
+    assert disjoint.returncode == 2 and "nothing to compare" in disjoint.stdout

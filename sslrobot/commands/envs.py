@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,8 +45,10 @@ def describe_envs() -> list[dict[str, Any]]:
             "max_episode_steps": gym.spec(env_id).max_episode_steps,
         }
         try:
-            env = gym.make(env_id)
-            state_env = gym.make(env_id, obs_mode="state")
+            with warnings.catch_warnings():  # listing an older version is not using it
+                warnings.filterwarnings("ignore", ".*is out of date", DeprecationWarning)
+                env = gym.make(env_id)
+                state_env = gym.make(env_id, obs_mode="state")
         except ImportError as error:
             row["error"] = f"cannot be made: {error}"
             rows.append(row)

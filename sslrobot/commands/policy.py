@@ -77,6 +77,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--checkpoint", default="final", choices=("final", "best"))
     evaluate.add_argument("--out", type=Path, required=True, help="result JSON file")
     evaluate.add_argument("--videos", type=int, default=0, help="videos of the first K episodes")
+    evaluate.add_argument("--no-progress", action="store_true", help="no progress bar")
     evaluate.add_argument(
         "--device",
         default="cpu",
@@ -131,6 +132,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         num_videos=args.videos,
         checkpoint=args.checkpoint,
         device=args.device,
+        progress=not args.no_progress,
     )
     low, high = result["success_ci95"]
     summary = {"success_rate": result["success_rate"], "success_ci95": [low, high]}

@@ -46,9 +46,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "image and '+slow:W' one that keeps a quarter of them still within a window "
         "(default: fdm+future)",
     )
-    parser.add_argument("--steps", type=int, default=5000, help="optimiser steps (none: 0)")
-    parser.add_argument("--batch-size", type=int, default=256, help="windows per step per process")
-    parser.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate")
+    parser.add_argument(
+        "--steps", type=int, default=5000, help="optimiser steps (default: 5000; none: 0)"
+    )
+    parser.add_argument(
+        "--batch-size", type=int, default=256, help="windows per step per process (default: 256)"
+    )
+    parser.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default: 1e-3)")
     parser.add_argument("--num-steps-ahead", type=int, default=3, help="prediction horizon K")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(

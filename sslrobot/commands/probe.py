@@ -70,19 +70,22 @@ def _probe(args: argparse.Namespace) -> int:
     width = max(len(name) for name in [*results["probe/r2"], "mean (all frames)"])
     averaged = set(results.get("probe/mean_over") or results["probe/r2"])
     in_view = results.get("probe/r2_in_view") or {}
+    marked = len(averaged) < len(results["probe/r2"])  # else every variable is in the mean
+    notes = (["* in the mean"] if marked else []) + (
+        ["scored in view where one is given"] if in_view else []
+    )
     print(
-        f"{'state variable':<{width}}  held-out R^2  (* in the mean"
-        + (", scored in view where one is given)" if in_view else ")")
+        f"{'state variable':<{width}}  held-out R^2" + (f"  ({', '.join(notes)})" if notes else "")
     )
     for name, value in results["probe/r2"].items():
-        marker = " *" if name in averaged and len(averaged) < len(results["probe/r2"]) else ""
+        marker = " *" if marked and name in averaged else ""
         seen = f"  in view {_format(in_view[name], 3)}" if name in in_view else ""
         print(f"{name:<{width}}  {_format(value, 3)}{marker}{seen}")
     print(f"{'mean':<{width}}  {_format(results['probe/r2_mean'], 3)}")
     if in_view:
         all_frames = results.get("probe/r2_mean_all_frames")
         print(f"{'mean (all frames)':<{width}}  {_format(all_frames, 3)}")
-    if len(averaged) < len(results["probe/r2"]):
+    if marked:
         print(f"{'mean (all)':<{width}}  {_format(results.get('probe/r2_mean_all'), 3)}")
     excluded = results.get("probe/num_val_excluded") or 0
     print(

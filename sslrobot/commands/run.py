@@ -21,7 +21,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "Rerunning skips stages that finished with the same settings.",
     )
     parser.add_argument(
-        "--preset", default="default", help="quick (smoke), default (~36 min CPU), full (GPU)"
+        "--preset",
+        default="default",
+        help="quick (smoke), default (the default: ~35 min on 2 CPU cores), full (GPU)",
     )
     parser.add_argument(
         "--tasks",
@@ -30,7 +32,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help=f"subset of {', '.join(ENV_IDS)} (default: the newest version of each task, "
         f"{', '.join(LATEST_ENV_IDS)})",
     )
-    parser.add_argument("--out", default="runs/sslrobot", help="run directory (resumable)")
+    parser.add_argument(
+        "--out", default="runs/sslrobot", help="run directory, resumable (default: runs/sslrobot)"
+    )
     parser.add_argument("--device", default="auto", help="auto (CUDA, MPS, CPU), cpu, cuda, ...")
     parser.add_argument("--seed", type=int, help="base seed of the run (preset's by default)")
     parser.add_argument(

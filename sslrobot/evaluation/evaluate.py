@@ -39,8 +39,10 @@ def evaluate(
     num_videos: int = 0,
     checkpoint: str = "final",
     device: str = "cpu",
+    progress: bool = False,
 ) -> dict[str, Any]:
-    """Run ``num_episodes`` seeded episodes of a policy and write the result JSON.
+    """Run ``num_episodes`` seeded episodes of a policy and write the result JSON
+    (``progress``: a bar of episodes, rate, ETA and successes on stderr).
 
     Episode ``i`` is reset with seed ``seed + i``, so the same policy, seed and preset give the
     same record. Keep evaluation seeds below ``sslrobot.policy.config.VALIDATION_SEED_BASE``
@@ -91,7 +93,13 @@ def evaluate(
         if num_videos and out_json is not None:
             video_dir = Path(out_json).with_name(f"{Path(out_json).stem}_videos")
         results, videos = run_episodes(
-            env, policy, seeds, num_videos=num_videos, video_dir=video_dir, video_prefix=checkpoint
+            env,
+            policy,
+            seeds,
+            num_videos=num_videos,
+            video_dir=video_dir,
+            video_prefix=checkpoint,
+            progress=progress,
         )
     finally:
         env.close()

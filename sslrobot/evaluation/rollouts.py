@@ -101,25 +101,35 @@ def run_episodes(
     num_videos: int = 0,
     video_dir: Path | None = None,
     video_prefix: str = "episode",
+    progress: bool = False,
 ) -> tuple[list[EpisodeResult], list[Path]]:
     """Run one episode per seed, writing videos of the first ``num_videos`` episodes.
+
+    Args:
+        progress: A bar on stderr (episodes, rate, ETA, success so far).
 
     Returns:
         Results in seed order, and the video paths written.
     """
+    from tqdm import tqdm
+
     if num_videos and video_dir is None:
         raise ValueError(f"num_videos={num_videos} needs a video_dir")
     fps = int(env.metadata.get("render_fps", 20))
     results, videos = [], []
+    bar = tqdm(total=len(seeds), desc="evaluate", unit="ep", disable=not progress)
     for index, seed in enumerate(seeds):
         record = index < num_videos
         result, frames = run_episode(env, act, seed, record=record)
         results.append(result)
+        bar.update(1)
+        bar.set_postfix_str(f"success {sum(r.success for r in results)}/{len(results)}")
         if record:
             marked = mark_outcome(frames, result.success_step, fps=fps)
             videos.append(
                 write_video(Path(video_dir) / f"{video_prefix}_seed{seed}.mp4", marked, fps)
             )
+    bar.close()
     return results, videos
 
 

@@ -349,9 +349,11 @@ def build_report(
         "notes": [
             "Success: mean over training seeds of the per-seed success rate on "
             f"{config.eval_episodes} evaluation episodes, with a two-level bootstrap 95% CI "
-            "(training seeds, then their episodes, resampled).",
+            "(training seeds, then their episodes, resampled; Wilson's interval of the pooled "
+            "count when every episode ends alike).",
             "Probe R²: ridge regression from frozen features to the true state, fitted on "
-            "training episodes of the unlabeled stream and scored on held-out episodes, mean "
+            "training episodes of the unlabeled stream and scored on the episodes every "
+            "pretraining held out, mean "
             "over the variables one frame determines (the env's view_state_names), each scored "
             "on the frames where it is in view when the env says when (view_conditions: "
             "Navigate's goal distance and bearing while the goal is within the camera's +-45 "
@@ -362,6 +364,12 @@ def build_report(
             "frame unchanged (the baseline to beat).",
         ],
     }
+    if config.preset == "quick":  # say so before anyone reads its verdict
+        report["notes"].insert(
+            0,
+            "Smoke run (quick preset): every stage runs at toy sizes, so these numbers test "
+            "the machinery and mean nothing about the methods.",
+        )
     if config.pretrain_seed_per_policy:
         report["notes"].append(
             "Pretraining seeds: the BC policy of training seed s used encoders pretrained from "

@@ -87,6 +87,23 @@ def warn_of_dropped_tasks(out: Path, config: RunConfig) -> list[str]:
     return dropped
 
 
+def warn_of_unswept_demo_counts(config: RunConfig) -> list[int]:
+    """Warn when ``num_demos`` names counts that no task will run, and return them: every
+    task runs the main count, only ``data_efficiency_task`` the others (``--set
+    num_demos=10,25`` alone used to run 25 and drop 10 without a word)."""
+    if config.data_efficiency_task is not None:
+        return []
+    unswept = sorted(set(config.num_demos) - {config.main_demos})
+    if unswept:
+        warnings.warn(
+            f"num_demos {list(config.num_demos)}: every task runs {config.main_demos}; the "
+            f"other counts {unswept} run on data_efficiency_task only, which is not set "
+            "(--set data_efficiency_task=<task id>)",
+            stacklevel=2,
+        )
+    return unswept
+
+
 class Pipeline:
     """Runs the stages of one ``RunConfig`` into ``out``.
 
@@ -125,6 +142,7 @@ class Pipeline:
         total = self.count_stages()
         self.out.mkdir(parents=True, exist_ok=True)
         warn_of_dropped_tasks(self.out, self.config)
+        warn_of_unswept_demo_counts(self.config)
         atomic_write_json(self.out / "config.json", self.config.to_dict())
         with tqdm(
             total=total, desc="sslrobot run", unit="stage", disable=not self.progress
@@ -457,6 +475,7 @@ class Pipeline:
                 out_json=stage_dir / "result.json",
                 num_videos=num_videos,
                 device=self.device,
+                progress=self.progress,
             )
             return {"result": "result.json", "success_rate": record["success_rate"]}
 
