@@ -413,13 +413,14 @@ class Pipeline:
             encoder_arg = encoder_name  # none / scratch / state: built by the policy learner
         settings = {
             "encoder": encoder_name,
-            "encoder_arch": self.config.encoder_arch,
             "num_demos": num_demos,
             "seed": seed,
             "steps": self.config.bc_steps,
             "batch_size": self.config.bc_batch_size,
             "image_size": self.config.image_size,
         }
+        if encoder_name != "state":  # the oracle reads no pixels: any architecture is its
+            settings["encoder_arch"] = self.config.encoder_arch
 
         def run(stage_dir: Path, resume: bool) -> dict[str, Any]:
             train_policy(
