@@ -1,6 +1,6 @@
 """Is the policy head what holds 25-demonstration BC back on frozen features? A benchmark.
 
-On a finished run's task, fits four heads on the same frozen encoder, the same 25
+On a finished run's task, fits the heads below (``--heads``) on the same frozen encoder, the same 25
 demonstrations and the run's BC budget (steps, batch), and evaluates each on the same seeded
 episodes:
 

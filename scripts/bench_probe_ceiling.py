@@ -42,6 +42,7 @@ from sslrobot.evaluation.probe import (
     encode_episodes,
     extract_features,
     fit_linear_probe,
+    heldout_split,
     iter_probe_frames,
     r2_scores,
 )
@@ -180,9 +181,16 @@ def main() -> None:
     args = parse_args()
     torch.set_num_threads(args.threads)
     print("bench_probe_ceiling:", json.dumps({k: str(v) for k, v in vars(args).items()}))
-    dataset = open_dataset(args.run / args.task / "data" / "unlabeled" / "dataset")
-    train_ids, val_ids = dataset.split(val_fraction=0.2, seed=args.seed)
+    data_dir = args.run / args.task / "data" / "unlabeled" / "dataset"
+    dataset = open_dataset(data_dir)
     pretrain = args.run / args.task / "pretrain"
+    # The run's probe split (session 17 on): episodes no pretraining here trained on.
+    train_ids, val_ids = heldout_split(
+        dataset,
+        data_dir,
+        args.seed,
+        [pretrain / name / "encoder" for name in ("none", args.objective)],
+    )
     sizes = {"train": len(train_ids), "held-out": len(val_ids)}
     print(f"episodes: {sizes}; frames per split <= {args.max_frames}")
 

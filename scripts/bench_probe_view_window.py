@@ -26,7 +26,12 @@ import torch
 
 import sslrobot
 from sslrobot.data import open_dataset
-from sslrobot.evaluation.probe import dataset_state_names, encode_episodes, fit_linear_probe
+from sslrobot.evaluation.probe import (
+    dataset_state_names,
+    encode_episodes,
+    fit_linear_probe,
+    heldout_split,
+)
 
 GOAL_VARIABLES = ("goal_distance", "goal_cos_bearing", "goal_sin_bearing")
 
@@ -50,10 +55,18 @@ def main() -> None:
     args = parse_args()
     torch.set_num_threads(args.threads)
     print("bench_probe_view_window:", json.dumps({k: str(v) for k, v in vars(args).items()}))
-    dataset = open_dataset(args.run / args.task / "data" / "unlabeled" / "dataset")
-    train_ids, val_ids = dataset.split(val_fraction=0.2, seed=args.seed)
+    data_dir = args.run / args.task / "data" / "unlabeled" / "dataset"
+    dataset = open_dataset(data_dir)
     view = list(dataset.manifest["view_state_names"])
     nones = ["none", *(f"none-init{i}" for i in range(1, args.none_inits))]
+    pretrain = args.run / args.task / "pretrain"
+    # The run's probe split (session 17 on): episodes no pretraining here trained on.
+    train_ids, val_ids = heldout_split(
+        dataset,
+        data_dir,
+        args.seed,
+        [pretrain / name / "encoder" for name in (args.objective, *nones)],
+    )
     encoded = {}
     for name in (args.objective, *nones):
         encoder, _ = sslrobot.load_encoder(args.run / args.task / "pretrain" / name / "encoder")

@@ -85,7 +85,22 @@ def run_one(args: argparse.Namespace, config: dict, name: str, seed: int) -> dic
             command = [sys.executable, "-m", "sslrobot", *options]
             subprocess.run(command, check=True, stdout=file, stderr=file, env=env)
 
-    if not (policy / "policy_config.json").is_file():
+    # Reuse earlier outputs only when they were made with these settings: the table's header
+    # prints the current ones.
+    config_file = policy / "policy_config.json"
+    if config_file.is_file():
+        trained = json.loads(config_file.read_text()).get("train_config", {})
+        if trained.get("steps") != args.steps:
+            config_file.unlink()
+            result.unlink(missing_ok=True)
+    if result.is_file():
+        done = json.loads(result.read_text())
+        if (done.get("num_episodes"), done.get("eval_seed")) != (
+            args.episodes,
+            config["seed"] + EVAL_SEED_BASE,
+        ):
+            result.unlink()
+    if not config_file.is_file():
         sslrobot("train-policy", "--env", f"sslrobot/{args.task}", "--encoder",
                  encoder_argument(args, name), "--encoder-arch", config["encoder_arch"],
                  "--image-size", str(config["image_size"]), "--algo", "rl", "--steps",

@@ -1,7 +1,8 @@
 """Draw a keypoint encoder's keypoints on frames of a dataset (one PNG), to see what they follow.
 
-Takes the second frame of the last ``--episodes`` episodes (the validation end of the dataset),
-encodes them with a ``readout="keypoints"`` encoder and writes ``pretraining.plots.keypoint_strip``.
+Takes the second frame of the last ``--episodes`` episodes (the highest ids; not the
+pretraining's held-out episodes, which its hash-ranked split scatters over the dataset), encodes
+them with a ``readout="keypoints"`` encoder and writes ``pretraining.plots.keypoint_strip``.
 
     python scripts/draw_keypoints.py --encoder runs/default4/Reach-v0/pretrain/fdm+future/encoder \\
         --data runs/default4/Reach-v0/data/unlabeled/dataset --out reach_keypoints.png

@@ -4,7 +4,8 @@ Rows per episode: the real frames o_t..o_{t+K}; o_t and the predictions for k = 
 copy path (what ``sslrobot probe`` scores); o_t and the predictions from the latents alone. The
 copy path draws a static object sharply whether the latent knows where it is or not, so only the
 last row shows how precisely the representation holds the scene. Takes window ``--frame`` of
-the last ``--episodes`` episodes (the validation end of the dataset).
+the last ``--episodes`` episodes (the highest ids: not the pretraining's held-out
+episodes, which its hash-ranked split scatters over the dataset).
 
     python scripts/draw_predictions.py --model runs/default8/Reach-v0/pretrain/fdm+future/encoder \\
         --data runs/default8/Reach-v0/data/unlabeled/dataset --out reach_predictions.png

@@ -660,6 +660,27 @@ def probe_representation(
     }
 
 
+def heldout_split(
+    dataset: Any,
+    data_dir: str | os.PathLike[str],
+    seed: int = 0,
+    encoder_dirs: Sequence[str | os.PathLike[str]] = (),
+) -> tuple[list[int], list[int]]:
+    """The episode split ``sslrobot run`` probes with: its pretrainings' own (their
+    ``val_fraction``, split with the run's ``seed``), less any held-out episode one of
+    ``encoder_dirs`` trained on. Benchmarks that compare encoders on one split use this.
+
+    Returns:
+        ``(train_ids, val_ids)``.
+    """
+    from sslrobot.evaluation.prediction import trained_episodes
+    from sslrobot.pretraining import PretrainConfig
+
+    train_ids, val_ids = dataset.split(val_fraction=PretrainConfig.val_fraction, seed=seed)
+    trained = {i for d in encoder_dirs for i in trained_episodes(Path(d), Path(data_dir))}
+    return train_ids, [i for i in val_ids if i not in trained]
+
+
 def dataset_view_conditions(manifest: dict[str, Any]) -> tuple[tuple[str, str, float], ...]:
     """The env's ``view_conditions`` as the dataset's manifest records them.
 

@@ -338,6 +338,11 @@ class Encoder(nn.Module):
 
     def channels_first(self, frames: torch.Tensor) -> torch.Tensor:
         """Validate uint8 frames and return a (B, C, H, W) view of them."""
+        if not isinstance(frames, torch.Tensor):  # a NumPy uint8 array read "got uint8"
+            raise TypeError(
+                f"Encoder expects a torch uint8 tensor, got {type(frames).__name__}; wrap a "
+                "NumPy array with torch.from_numpy (on the encoder's device)"
+            )
         if frames.dtype != torch.uint8:
             raise TypeError(
                 f"Encoder expects uint8 frames in [0, 255] (it normalises inside), got "
