@@ -43,6 +43,9 @@ from pathlib import Path
 
 import numpy as np
 
+#: The BC budget of the default preset, which ``--bc-args`` may override.
+BC_STEPS, BC_BATCH = 1000, 128
+
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -111,6 +114,8 @@ def pretrain(
         "--threads", "1" if args.processes > 1 else "2", *shlex.split(args.pretrain_args),
         *(["--seed", str(seed)] if seed is not None else []),
     ]  # fmt: skip
+    if "--split-seed" not in args.pretrain_args:  # hold out the run's episodes, as it does
+        options += ["--split-seed", str(args.run_seed)]
     start = time.perf_counter()
     if args.processes > 1 and steps > 0:
         launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
@@ -122,15 +127,19 @@ def pretrain(
     return time.perf_counter() - start
 
 
-def run_probe(encoder: Path, data: Path, out: Path, log: Path) -> dict:
-    """``sslrobot probe`` of ``encoder`` on ``data``; returns its metrics."""
+def run_probe(encoder: Path, data: Path, out: Path, log: Path, seed: int) -> dict:
+    """``sslrobot probe`` of ``encoder`` on ``data`` with the run's probe split (the
+    pretrainings' held-out episodes: ``val_fraction`` 0.1 by the run's ``seed``), so that
+    every encoder of a comparison, random inits too, is scored on the same episodes."""
     sslrobot("probe", "--encoder", str(encoder), "--data", str(data), "--out", str(out),
-             "--device", "cpu", log=log)  # fmt: skip
+             "--val-fraction", "0.1", "--seed", str(seed), "--device", "cpu",
+             log=log)  # fmt: skip
     return json.loads(out.read_text())
 
 
 def main() -> None:
     args = parse_args()
+    args.run_seed = int(json.loads((args.run / "config.json").read_text()).get("seed", 0))
     task_dir = args.run / args.task
     unlabeled, demos = (
         task_dir / "data" / "unlabeled" / "dataset",
@@ -152,17 +161,20 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     log = out / "log.txt"
     print("bench_variants:", json.dumps({k: str(v) for k, v in vars(args).items()}))
+    print(f"BC: {BC_STEPS} steps at batch {BC_BATCH} (the default preset's), then --bc-args")
     encoder, seconds = args.encoder, 0.0
     if encoder is None:
         encoder = out / "encoder"
         seconds = pretrain(args, args.pretrain_data or unlabeled, encoder, log)
-    probe = run_probe(encoder, unlabeled, out / "probe.json", log)
+    probe = run_probe(encoder, unlabeled, out / "probe.json", log, args.run_seed)
     baselines = []  # one probe per --baseline-seeds seed
     for seed in args.baseline_seeds if args.baseline else []:
         name = "none_encoder" if seed == 0 else f"none_encoder_seed{seed}"
         if not (out / name / "pretrain_config.json").is_file():  # else: reuse it
             pretrain(args, unlabeled, out / name, log, objective="none", seed=seed)
-        baselines.append(run_probe(out / name, unlabeled, out / f"{name}_probe.json", log))
+        baselines.append(
+            run_probe(out / name, unlabeled, out / f"{name}_probe.json", log, args.run_seed)
+        )
     baseline = baselines[0] if baselines else None
     objects = {
         name: round(r2, 2)
@@ -175,9 +187,9 @@ def main() -> None:
         policy = out / f"bc_seed{seed}"
         sslrobot("train-policy", "--env", f"sslrobot/{args.task}", "--encoder", str(encoder),
                  "--algo", "bc", "--demos", str(demos), "--num-demos", str(args.num_demos),
-                 "--seed", str(seed), "--out", str(policy), "--steps", "1000", "--batch-size",
-                 "128", "--device", "cpu", "--no-progress", *shlex.split(args.bc_args),
-                 log=log)  # fmt: skip
+                 "--seed", str(seed), "--out", str(policy), "--steps", str(BC_STEPS),
+                 "--batch-size", str(BC_BATCH), "--device", "cpu", "--no-progress",
+                 *shlex.split(args.bc_args), log=log)  # fmt: skip
         for look in looks:
             result = policy / f"eval_{look}.json"
             sslrobot("evaluate", "--env", f"sslrobot/{args.task}", "--policy", str(policy),
