@@ -34,7 +34,7 @@ from sslrobot.policy.setup import (
     open_demos,
     resolve_policy_encoder,
 )
-from sslrobot.pretraining.augment import random_shift
+from sslrobot.pretraining.augment import check_shift_pad, random_shift
 from sslrobot.utils.device import resolve_device
 from sslrobot.utils.io import atomic_write_text
 
@@ -223,10 +223,8 @@ def train_bc(config: PolicyConfig) -> Path:
             f"validation uses (from {VALIDATION_SEED_BASE}); collect them below it, or set "
             "val_episodes=0"
         )
-    if resolved.kind == "scratch" and config.augment_pad >= image_size:
-        raise ValueError(
-            f"augment_pad={config.augment_pad} must be below the image size {image_size}"
-        )
+    if resolved.kind == "scratch":
+        check_shift_pad("augment_pad", config.augment_pad, image_size)
     out = config.out
     start_policy_dir(out)
     history = _fit(config, network, train_data, val_data, record, device)

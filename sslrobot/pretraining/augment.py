@@ -54,6 +54,13 @@ def shift_windows(
     return crop_by_index(padded, shifts + pad, pixels.shape[2], pixels.shape[3])
 
 
+def check_shift_pad(name: str, pad: int, image_size: int) -> None:
+    """Refuse a random-shift pad that reaches across the whole frame (it crashed at the first
+    step on CPU, after the run's directory was made)."""
+    if pad >= image_size:
+        raise ValueError(f"{name}={pad} must be below the image size {image_size}")
+
+
 def color_jitter(pixels: torch.Tensor, strength: float, generator: torch.Generator) -> torch.Tensor:
     """Random brightness and per-channel colour gains, one draw per window, all its frames alike.
 

@@ -25,7 +25,12 @@ from tqdm import tqdm
 import sslrobot
 from sslrobot.models.encoder import denormalize_pixels
 from sslrobot.pretraining import artifacts, checkpoint, distributed, plots
-from sslrobot.pretraining.augment import color_jitter, random_shift, stack_frames
+from sslrobot.pretraining.augment import (
+    check_shift_pad,
+    color_jitter,
+    random_shift,
+    stack_frames,
+)
 from sslrobot.pretraining.config import PretrainConfig
 from sslrobot.pretraining.metrics_log import MetricsLog, read_metrics
 from sslrobot.pretraining.objectives import USES_DECODER, total_loss
@@ -188,10 +193,8 @@ class PretrainRun:
                 f"context_dropout={config.context_dropout} of {config.batch_size} windows per "
                 "process leaves none: raise context_dropout or the batch, or drop the option"
             )
-        if config.augment == "shift" and config.shift_pad >= image_size:
-            raise ValueError(
-                f"shift_pad={config.shift_pad} must be below the image size {image_size}"
-            )
+        if config.augment == "shift":
+            check_shift_pad("shift_pad", config.shift_pad, image_size)
         if "future" in config.objective_weights and blind != int(blind):
             warnings.warn(
                 f"context_dropout={config.context_dropout} of a batch of {config.batch_size} "
