@@ -105,6 +105,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--whiten-floor", type=float, default=1e-3, help="whiten: eigenvalue floor (share of max)"
     )
+    parser.add_argument(
+        "--whiten-dims",
+        type=int,
+        default=0,
+        help="whiten: keep only this many directions of largest variance (0: all)",
+    )
     return parser.parse_args()
 
 
@@ -284,11 +290,17 @@ def fit_context(
     return ContextPolicy(head, kind)
 
 
-def pca_whitener(features: np.ndarray, floor: float) -> Callable[[np.ndarray], np.ndarray]:
-    """``x -> (x - mean) @ U / sqrt(max(lambda, floor * lambda_max))`` from ``features`` (N, D)."""
+def pca_whitener(
+    features: np.ndarray, floor: float, dims: int = 0
+) -> Callable[[np.ndarray], np.ndarray]:
+    """``x -> (x - mean) @ U / sqrt(max(lambda, floor * lambda_max))`` from ``features`` (N, D);
+    with ``dims``, only the ``dims`` directions of largest variance (fewer inputs for a head
+    fitted on a few hundred frames)."""
     mean = features.mean(0)
-    values, vectors = np.linalg.eigh(np.cov(features - mean, rowvar=False))
+    values, vectors = np.linalg.eigh(np.cov(features - mean, rowvar=False))  # ascending
     scale = np.sqrt(np.maximum(values, floor * values.max()))
+    if dims:
+        vectors, scale = vectors[:, -dims:], scale[-dims:]
     return lambda x: ((x - mean) @ vectors) / scale
 
 
@@ -296,7 +308,7 @@ def fit_whiten(
     demos: DemoInputs, seed: int, args: argparse.Namespace, config: dict, unlabeled: np.ndarray
 ) -> Act:
     source = demos.features if args.whiten_source == "demos" else unlabeled
-    whiten = pca_whitener(source, args.whiten_floor)
+    whiten = pca_whitener(source, args.whiten_floor, args.whiten_dims)
     inputs = np.c_[whiten(demos.features), demos.proprio]
     head = train_head(inputs, demos.actions, seed, config["bc_steps"], config["bc_batch_size"])
     return lambda f, _m, p: head(np.r_[whiten(f[None])[0], p])

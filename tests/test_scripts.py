@@ -66,6 +66,10 @@ def test_pca_whitener_decorrelates_and_floors_tiny_directions(bench_heads) -> No
     whitened = bench_heads.pca_whitener(features, floor=1e-3)(features)
     np.testing.assert_allclose(np.cov(whitened[:, 1:], rowvar=False), np.eye(3), atol=1e-6)
     assert np.abs(whitened[:, 0]).max() < 1e-3  # the constant column is not blown up
+    # dims keeps the directions of largest variance only: here the 3-to-1 mixed pair's first.
+    top = bench_heads.pca_whitener(features, floor=1e-3, dims=1)(features)
+    assert top.shape == (4000, 1) and abs(np.var(top) - 1.0) < 1e-2
+    assert abs(np.corrcoef(top[:, 0], mixed[:, 0])[0, 1]) > 0.9
 
 
 def test_draw_predictions_writes_real_copy_and_latent_rows(tmp_path: Path, monkeypatch) -> None:
