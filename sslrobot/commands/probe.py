@@ -29,8 +29,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--val-fraction",
         type=float,
         default=0.2,
-        help="held-out episode share of the probe (predictions are scored on the world "
-        "model's own held-out episodes)",
+        help="held-out episode share of the probe, less any episode the encoder trained on "
+        "(0.1 with the pretraining's --split-seed as --seed: its own held-out episodes, as "
+        "`sslrobot run` probes; predictions are always scored on those)",
     )
     parser.add_argument("--seed", type=int, default=0, help="split and subsampling seed")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
