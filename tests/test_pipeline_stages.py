@@ -39,17 +39,50 @@ def test_a_resumed_stage_counts_the_time_of_its_interrupted_attempt(tmp_path: Pa
         (stage_dir / "checkpoint").write_text("half")
         raise KeyboardInterrupt
 
-    with pytest.raises(KeyboardInterrupt):
-        _runner(tmp_path).run("a", {"x": 1}, interrupted)
-    started = json.loads((tmp_path / "a" / STARTED).read_text())
-    # As if the attempt had begun 100 s before its last write.
-    started["started_at"] = (tmp_path / "a" / "checkpoint").stat().st_mtime - 100.0
-    (tmp_path / "a" / STARTED).write_text(json.dumps(started))
+    for name, resumes in (("a", True), ("b", False)):
+        with pytest.raises(KeyboardInterrupt):
+            _runner(tmp_path).run(name, {"x": 1}, interrupted, resumes=resumes)
+        started = json.loads((tmp_path / name / STARTED).read_text())
+        # As if the attempt had begun 100 s before its last write.
+        started["started_at"] = (tmp_path / name / "checkpoint").stat().st_mtime - 100.0
+        (tmp_path / name / STARTED).write_text(json.dumps(started))
     resumed = []
-    result = _runner(tmp_path).run("a", {"x": 1}, lambda d, resume: resumed.append(resume))
+    result = _runner(tmp_path).run(
+        "a", {"x": 1}, lambda d, resume: resumed.append(resume), resumes=True
+    )
     assert resumed == [True]
     assert 100.0 <= result.seconds < 110.0
     assert json.loads((tmp_path / "a" / MARKER).read_text())["seconds"] == result.seconds
+    # A stage that redoes its job on resume (training a policy, a probe) counts the redo only.
+    redone = _runner(tmp_path).run("b", {"x": 1}, lambda d, resume: None)
+    assert redone.seconds < 10.0
+
+
+def test_a_growing_stage_keeps_its_hash_and_adopts_records_from_before(tmp_path: Path) -> None:
+    """Demonstration sets grow in place; a run directory made before the size left the hash
+    (it was a setting) keeps its stages: its record is taken as made with that size."""
+    sizes = []
+
+    def collect(stage_dir: Path, resume: bool) -> None:
+        sizes.append(resume)
+
+    first = _runner(tmp_path).run("d", {"seed": 0}, collect, count=("num_episodes", 25))
+    grown = _runner(tmp_path).run("d", {"seed": 0}, collect, count=("num_episodes", 50))
+    assert grown.config_hash == first.config_hash and sizes == [False, True]
+    again = _runner(tmp_path).run("d", {"seed": 0}, collect, count=("num_episodes", 50))
+    assert again.skipped and again.config_hash == first.config_hash
+    fewer = _runner(tmp_path).run("d", {"seed": 0}, collect, count=("num_episodes", 10))
+    assert not fewer.skipped and fewer.config_hash != first.config_hash and sizes[-1] is False
+    # A record of the earlier layout: the size among the settings, no count of its own.
+    legacy = {"seed": 0, "num_episodes": 25}
+    old = _runner(tmp_path).run("e", legacy, collect)
+    record = json.loads((tmp_path / "e" / MARKER).read_text())
+    del record["count"], record["made_with"]
+    (tmp_path / "e" / MARKER).write_text(json.dumps(record))
+    adopted = _runner(tmp_path).run("e", {"seed": 0}, collect, count=("num_episodes", 25))
+    assert adopted.skipped and adopted.config_hash == old.config_hash
+    grown = _runner(tmp_path).run("e", {"seed": 0}, collect, count=("num_episodes", 30))
+    assert not grown.skipped and grown.config_hash == old.config_hash
 
 
 def test_a_damaged_stage_record_is_named(tmp_path: Path) -> None:

@@ -255,6 +255,12 @@ def test_a_new_run_into_a_policy_dir_clears_the_old_policy_first(demos, tmp_path
     with pytest.raises(ValueError, match=r"policy_config\.json is missing"):
         load_policy(out)
     assert not list(out.glob("*.safetensors"))
+    # Only a policy's own files go, and an encoder's directory is never cleared.
+    encoder_dir = write_encoder_dir(tmp_path / "enc", encoder_config_for("cnn", IMAGE_SIZE))
+    monkeypatch.undo()
+    with pytest.raises(ValueError, match="it is an encoder's directory, not a policy's"):
+        train_tiny_bc(demos, encoder_dir)
+    assert (encoder_dir / artifacts.ENCODER_WEIGHTS).is_file()
 
 
 def test_validation_seeds_must_not_be_demonstration_seeds(tmp_path):

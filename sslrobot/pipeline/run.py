@@ -166,9 +166,10 @@ class Pipeline:
         settings: dict[str, Any],
         fn: Callable[[Path, bool], Any],
         depends_on: tuple[StageResult, ...] = (),
-        count: int | None = None,
+        count: tuple[str, int] | None = None,
+        resumes: bool = False,
     ) -> StageResult:
-        return self.runner.run(name, settings, fn, depends_on, count)
+        return self.runner.run(name, settings, fn, depends_on, count, resumes)
 
     def _collect_task(self, env_id: str) -> TaskArtifacts:
         """The task's unlabeled stream and demonstrations."""
@@ -265,7 +266,7 @@ class Pipeline:
             "image_size": self.config.image_size,
         }
         if not grows:
-            settings["num_episodes"] = num_episodes
+            settings["num_episodes"] = num_episodes  # else the runner keys on it (count)
 
         def run(stage_dir: Path, resume: bool) -> dict[str, Any]:
             collect(
@@ -283,7 +284,8 @@ class Pipeline:
             )
             return {"dataset": "dataset"}
 
-        return self._stage(name, settings, run, count=num_episodes if grows else None)
+        count = ("num_episodes", num_episodes) if grows else None
+        return self._stage(name, settings, run, count=count, resumes=True)
 
     def _pretrain(
         self,
@@ -351,7 +353,8 @@ class Pipeline:
             return {"encoder": "encoder"}
 
         stage_name = f"{slug}/pretrain/{name or objective}"
-        return self._stage(stage_name, settings, run, depends_on=data)
+        # A pretraining continues from its checkpoint; a random init is written again.
+        return self._stage(stage_name, settings, run, depends_on=data, resumes=steps > 0)
 
     def _pretrain_processes(self, steps: int) -> int:
         """Data-parallel processes for one pretraining: ``pretrain_processes`` on a CPU device

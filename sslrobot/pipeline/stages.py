@@ -66,47 +66,73 @@ class StageRunner:
         config: dict[str, Any],
         fn: Callable[[Path, bool], Any],
         depends_on: tuple[StageResult, ...] = (),
-        count: int | None = None,
+        count: tuple[str, int] | None = None,
+        resumes: bool = False,
     ) -> StageResult:
         """Run ``fn(stage_dir, resume)`` unless an identical finished stage exists.
 
         ``fn`` returns a JSON-serialisable value (metrics, paths) kept in ``stage.json``.
-        ``count`` is a size kept out of the hash, for stages whose output only grows with it
-        (a demonstration set: episode i is the same whatever the count, and its users read
-        the first N): a larger count calls ``fn(stage_dir, True)`` to extend the finished
-        stage, and what depends on it keeps its hash; a smaller one redoes it.
+
+        Args:
+            count: ``(setting name, size)`` for stages whose output only grows with a size (a
+                demonstration set: episode i is the same whatever the count, and its users
+                read the first N). The hash holds the size the stage was first made with, so
+                a larger size calls ``fn(stage_dir, True)`` to extend the finished stage and
+                what depends on it keeps its hash; a smaller one redoes it. Records written
+                before, with the size in the settings, are taken as made with that size.
+            resumes: ``fn`` continues an interrupted attempt (collection, training) rather
+                than redoing it, so the attempt's time counts towards the stage's.
         """
-        full_config = {"config": config, "upstream": [dep.config_hash for dep in depends_on]}
-        digest = config_hash(full_config)
         stage_dir = self.root / name
         marker = stage_dir / MARKER
-        if marker.is_file():
-            record = read_json_file(marker)
+        record = read_json_file(marker) if marker.is_file() else None
+        made_with = None  # the size in the hash
+        if count is not None:
+            key, size = count
+            made_with = size
+            # A finished record, else an interrupted attempt's (a grow cut short).
+            earlier_record = record
+            if earlier_record is None and (stage_dir / STARTED).is_file():
+                earlier_record = read_json_file(stage_dir / STARTED)
+            if earlier_record is not None:
+                kept = earlier_record.get(
+                    "made_with", (earlier_record.get("config") or {}).get(key)
+                )
+                recorded = earlier_record.get("count", kept) if record is not None else kept
+                if kept is not None and recorded is not None and recorded <= size:
+                    made_with = kept
+            config = {**config, key: made_with}
+        full_config = {"config": config, "upstream": [dep.config_hash for dep in depends_on]}
+        digest = config_hash(full_config)
+        size = None if count is None else count[1]
+        if record is not None:
             same = record.get("config_hash") == digest
-            if same and record.get("count") == count:
+            if same and record.get("count", made_with) == size:
                 result = StageResult(
                     name, stage_dir, digest, record["seconds"], True, record["value"]
                 )
                 self.log(f"[skip] {name} (finished earlier in {record['seconds']:.0f}s)")
                 self.results.append(result)
                 return result
-            if same and count is not None and (record.get("count") or 0) < count:
-                # Extend it: an interrupted run of the larger count, its time so far carried.
-                self.log(f"[grow] {name}: {record.get('count')} -> {count}")
+            if same and size is not None and record.get("count", made_with) < size:
+                # Extend it: an interrupted run of the larger size, its time so far carried.
+                self.log(f"[grow] {name}: {record.get('count', made_with)} -> {size}")
                 atomic_write_json(
                     stage_dir / STARTED,
                     {"config_hash": digest, "seconds_before": record["seconds"], **full_config},
                 )
                 marker.unlink()
+                resumes = True
             else:
-                self.log(f"[redo] {name}: its config changed")
+                why = "its size shrank" if same else "its config changed"
+                self.log(f"[redo] {name}: {why}")
                 shutil.rmtree(stage_dir)
         started_file = stage_dir / STARTED
         started = read_json_file(started_file) if started_file.is_file() else {}
         resume = started.get("config_hash") == digest
         if stage_dir.is_dir() and not resume:
             shutil.rmtree(stage_dir)  # a leftover of another config: start clean
-        earlier = _earlier_seconds(stage_dir, started) if resume else 0.0
+        earlier = _earlier_seconds(stage_dir, started) if resume and resumes else 0.0
         stage_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_json(
             started_file,
@@ -119,8 +145,8 @@ class StageRunner:
         seconds = earlier + time.perf_counter() - start
         atomic_write_json(
             marker,
-            {"config_hash": digest, "seconds": seconds, "value": value, "count": count,
-             **full_config},
+            {"config_hash": digest, "seconds": seconds, "value": value, "count": size,
+             "made_with": made_with, **full_config},
         )  # fmt: skip
         self.log(f"[done] {name} in {seconds:.0f}s")
         result = StageResult(name, stage_dir, digest, seconds, False, value)

@@ -55,15 +55,32 @@ def load_weights(path: Path, module: nn.Module) -> None:
 REQUIRED_FIELDS = ("algo", "env_id", "encoder", "feature_dim", "proprio_dim", "checkpoints")
 
 
+#: Files a policy directory holds besides its config (BC weights, SB3 models), by checkpoint.
+POLICY_FILES = tuple(name for c in CHECKPOINTS for name in (f"{c}.safetensors", f"{c}_sb3.zip"))
+#: Files that say a directory is something else (a ``pretrain --out``): never cleared.
+FOREIGN_FILES = ("pretrain_config.json", "encoder_config.json")
+
+
 def start_policy_dir(out: Path) -> None:
     """Make ``out`` and clear a policy trained there before: its config first, so that a run
     interrupted before writing its own leaves no config pairing the old run's settings with
-    this run's weights (checkpoints are overwritten during training, the config at the end)."""
+    this run's weights (checkpoints are overwritten during training, the config at the end).
+
+    Only a policy's own files are removed, and a directory that holds an encoder is refused.
+
+    Raises:
+        ValueError: ``out`` is a pretraining or encoder directory.
+    """
+    foreign = [name for name in FOREIGN_FILES if (out / name).exists()]
+    if foreign:
+        raise ValueError(
+            f"{out} holds {foreign}: it is an encoder's directory, not a policy's; choose "
+            "another --out"
+        )
     out.mkdir(parents=True, exist_ok=True)
     (out / CONFIG_FILE).unlink(missing_ok=True)
-    for pattern in ("*.safetensors", "*_sb3.zip"):
-        for stale in out.glob(pattern):
-            stale.unlink()
+    for name in POLICY_FILES:
+        (out / name).unlink(missing_ok=True)
 
 
 def write_policy_config(out: Path, record: dict[str, Any]) -> Path:
