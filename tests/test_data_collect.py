@@ -419,3 +419,18 @@ def test_gymnasium_mujoco_frames_survive_another_gl_context():
     finally:
         reacher.close()
         other.close()
+
+
+def test_a_callable_entry_point_is_recorded_by_name_and_old_reprs_do_not_block_resume():
+    """``str`` of a function entry point holds its memory address, different in every
+    process: resume compared it and refused every custom env registered with a function."""
+    from sslrobot.data.collection import entry_point_name
+    from sslrobot.data.manifest import check_same_dataset
+
+    assert entry_point_name(fake_config) == f"{__name__}:fake_config"
+    assert entry_point_name("pkg.envs:MyEnv") == "pkg.envs:MyEnv"
+    spec = {"id": "my/Env-v0", "version": 0, "entry_point": "<function make at 0x7f31>"}
+    old = {"env_spec": spec, "format": "x"}
+    check_same_dataset(old, {"env_spec": {**spec, "entry_point": "pkg:make"}, "format": "x"}, "d")
+    with pytest.raises(ValueError, match="env_spec"):
+        check_same_dataset(old, {"env_spec": {**spec, "id": "my/Env-v1"}, "format": "x"}, "d")

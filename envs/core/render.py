@@ -81,13 +81,25 @@ def make_gl_context(width: int, height: int) -> tuple[Any, str]:
     )
 
 
-#: The shared library each headless backend loads.
+#: The shared library each headless backend loads, and the sonames to try opening.
 _LIBRARIES = {"egl": "EGL", "osmesa": "OSMesa"}
+_SONAMES = {
+    "egl": ("libEGL.so.1", "libEGL.so"),
+    "osmesa": ("libOSMesa.so.8", "libOSMesa.so.6", "libOSMesa.so"),
+}
 
 
 @functools.cache
 def _library_found(backend: str) -> bool:
-    """Whether the backend's library is installed, checked before importing its module."""
+    """Whether the backend's library loads, checked before importing its module: opened the
+    way the dynamic loader finds it (``LD_LIBRARY_PATH``, RPATH), which binds nothing, then
+    ``find_library`` (which misses those paths without a compiler installed)."""
+    for soname in _SONAMES[backend]:
+        try:
+            ctypes.CDLL(soname)
+        except OSError:
+            continue
+        return True
     return ctypes.util.find_library(_LIBRARIES[backend]) is not None
 
 

@@ -150,6 +150,14 @@ def _probe_env(env: gym.Env, spec: RunSpec) -> dict[str, Any]:
     }
 
 
+def entry_point_name(entry_point: Any) -> str:
+    """``"module:Name"`` of a gymnasium entry point; a callable's ``str`` holds its memory
+    address, which differs in every process, so resume compared it and always refused."""
+    if callable(entry_point):
+        return f"{entry_point.__module__}:{entry_point.__qualname__}"
+    return str(entry_point)
+
+
 def _new_manifest(config: CollectConfig, spec: RunSpec, probe: dict[str, Any]) -> dict[str, Any]:
     height, width = probe["frame_shape"][:2]
     if (height, width) != (config.image_size, config.image_size):
@@ -180,7 +188,7 @@ def _new_manifest(config: CollectConfig, spec: RunSpec, probe: dict[str, Any]) -
         "env_spec": {
             "id": env_spec.id,
             "version": env_spec.version,
-            "entry_point": str(env_spec.entry_point),
+            "entry_point": entry_point_name(env_spec.entry_point),
         },
         "policy": {"name": policy.name, "params": policy.params()},
         "base_seed": config.seed,
@@ -216,8 +224,9 @@ def _prepare_root(config: CollectConfig, manifest: dict[str, Any]) -> dict[str, 
                 stacklevel=3,
             )
         earlier = list(existing.get("versions_earlier", []))
-        if existing.get("versions") != manifest["versions"]:
-            earlier.append(existing.get("versions"))
+        previous = existing.get("versions")
+        if previous != manifest["versions"] and previous not in earlier:
+            earlier.append(previous)
         if earlier:  # what earlier runs into this directory were made with
             manifest["versions_earlier"] = earlier
     else:

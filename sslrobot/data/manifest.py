@@ -99,7 +99,7 @@ def check_same_dataset(existing: dict[str, Any], new: dict[str, Any], root: Path
     diffs = [
         f"{field}: {existing.get(field)!r} in the dataset vs {new.get(field)!r} now"
         for field in (*IDENTITY_FIELDS, *described)
-        if existing.get(field) != new.get(field)
+        if not _same(field, existing.get(field), new.get(field))
     ]
     if diffs:
         raise ValueError(
@@ -117,6 +117,17 @@ def check_same_dataset(existing: dict[str, Any], new: dict[str, Any], root: Path
             "versions_earlier",
             stacklevel=3,
         )
+
+
+def _same(field: str, old: Any, new: Any) -> bool:
+    """Whether a resumed dataset's recorded ``field`` matches this run's. An ``env_spec``
+    whose entry point was recorded as a callable's repr (``<function f at 0x...>``, by
+    datasets from before ``entry_point_name``) holds a memory address, which never matched:
+    its entry point is then left out of the comparison."""
+    specs = field == "env_spec" and isinstance(old, dict) and isinstance(new, dict)
+    if specs and any(str(spec.get("entry_point", "")).startswith("<") for spec in (old, new)):
+        old, new = ({k: v for k, v in spec.items() if k != "entry_point"} for spec in (old, new))
+    return old == new
 
 
 def count_episodes(root: Path) -> dict[str, int]:

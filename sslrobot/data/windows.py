@@ -276,9 +276,10 @@ class MixedWindowDataset(ConcatDataset):
     """The windows of several datasets as one: pretraining on mixed streams (for example every
     task's), so that one encoder serves several tasks and its transfer can be measured.
 
-    The parts must agree on what the trainer stacks into a batch, frame shape and action
-    width (the proprio may differ; pretraining does not read it), and each keeps its own
-    episode split. Sampling is uniform over windows, so a part weighs as much as it has
+    The parts must agree on what the trainer stacks into a batch: frame shape, action width,
+    and the width of any other array read (proprio, for ``--decoder-proprio``; tasks with
+    other robots differ there, so mix them reading pixels and actions only). Each keeps its
+    own episode split. Sampling is uniform over windows, so a part weighs as much as it has
     windows.
     """
 

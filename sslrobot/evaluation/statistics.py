@@ -146,8 +146,9 @@ def success_interval(
     A bootstrap of outcomes that are all 0 (or all 1) has zero width: 0 successes in 50
     episodes would read [0, 0], a certainty 50 episodes cannot give, and a report comparing
     another encoder's 4 in 50 against it would call the difference clear (Fisher's exact test
-    puts that at p = 0.12). When every episode of every seed has the same outcome, the Wilson
-    score interval of the pooled count (0 or N of N) is returned instead.
+    puts that at p = 0.12). When the bootstrap has nothing to resample (every episode alike;
+    with ``resample_seeds=False``, every seed's episodes alike), the Wilson score interval of
+    the pooled count is returned instead.
 
     Args:
         per_seed_successes: One sequence of 0/1 outcomes per training seed (a single seed's

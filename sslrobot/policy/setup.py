@@ -53,7 +53,9 @@ def demos_cache_key(manifest: dict[str, Any]) -> dict[str, Any]:
     """
     from sslrobot.data.manifest import DESCRIBED_FIELDS, IDENTITY_FIELDS
 
-    fields = (*IDENTITY_FIELDS, *DESCRIBED_FIELDS, "versions", "versions_earlier")
+    # ``created`` too: it survives --resume and moves, and keeps apart two datasets collected
+    # alike before and after a change to the env's or the expert's code.
+    fields = (*IDENTITY_FIELDS, *DESCRIBED_FIELDS, "versions", "versions_earlier", "created")
     return {name: manifest.get(name) for name in fields}
 
 
