@@ -218,19 +218,18 @@ def train_head(
     return act
 
 
-def open_run(args: argparse.Namespace, script: str) -> tuple[dict[str, Any], Any, str]:
+def open_run(args: argparse.Namespace, script: str) -> tuple[dict[str, Any], Any, str | None]:
     """Sets the thread count and prints the settings; returns the run's ``config.json``, the
     task's demonstrations and the encoder spec for ``resolve_encoder`` (``--encoder``: an
-    objective pretrained in the run, or ``none``)."""
+    objective pretrained in the run, or ``none``; None where a script has no ``--encoder``)."""
     torch.set_num_threads(args.threads)
     config = json.loads((args.run / "config.json").read_text())
     print(f"{script}:", json.dumps({k: str(v) for k, v in vars(args).items()}))
     demos = open_dataset(args.run / args.task / "data" / "demos" / "dataset")
-    spec = (
-        args.encoder
-        if args.encoder == "none"
-        else str(args.run / args.task / "pretrain" / args.encoder / "encoder")
-    )
+    if args.encoder in (None, "none"):
+        spec = args.encoder
+    else:
+        spec = str(args.run / args.task / "pretrain" / args.encoder / "encoder")
     return config, demos, spec
 
 

@@ -7,6 +7,8 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+from sslrobot.commands.arguments import given_options
+
 # Each module exposes ``register(subparsers)``; imported at parse time, so none may import torch
 # at module top (``sslrobot envs`` must stay fast).
 _COMMAND_MODULES = (
@@ -32,7 +34,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
+    if getattr(args, "resume", False):  # what to take from the run being resumed
+        args.given_options = given_options(parser, argv)
     if getattr(args, "func", None) is None:
         parser.print_help()
         return 2

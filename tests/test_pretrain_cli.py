@@ -164,6 +164,34 @@ def _launch_config(data: Path, out: Path, batch_size: int) -> PretrainConfig:
     )
 
 
+def test_resume_takes_the_saved_settings_and_refuses_options_that_change_them(
+    data_dir: Path, tmp_path: Path, capsys
+) -> None:
+    """``--resume`` alone continues a run made with many options (it was refused unless every
+    one was repeated); an option given that the run did not use is refused, even one that
+    repeats its default."""
+    out = tmp_path / "run"
+    made = ("--objective", "future", "--feature-dim", "24", "--seed", "3", "--steps", "2")
+    assert main(_args(data_dir, out, *made)) == 0
+    capsys.readouterr()
+    assert main(["pretrain", "--out", str(out), "--resume", "--steps", "3", "--no-progress"]) == 0
+    saved = json.loads((out / artifacts.PRETRAIN_CONFIG).read_text())
+    assert saved["pretrain"]["objective"] == "future" and saved["pretrain"]["seed"] == 3
+    assert saved["pretrain"]["steps"] == 3 and saved["pretrain"]["num_steps_ahead"] == 2
+    assert sslrobot.load_encoder(out)[1].feature_dim == 24
+    with (out / artifacts.METRICS).open() as file:
+        assert [row["step"] for row in csv.DictReader(file)][-1] == "3"
+    resume = ["pretrain", "--out", str(out), "--resume", "--steps", "4", "--no-progress"]
+    assert main([*resume, "--objective", "fdm"]) == 2
+    assert "objective: saved 'future', now 'fdm'" in capsys.readouterr().err
+    assert main([*resume, "--num-steps-ahead", "3"]) == 2  # the default, but not this run's
+    assert "num_steps_ahead: saved 2, now 3" in capsys.readouterr().err
+    assert main(["pretrain", "--out", str(tmp_path / "empty"), "--resume"]) == 2
+    assert "holds no saved run" in capsys.readouterr().err
+    assert main(["pretrain", "--out", str(tmp_path / "new")]) == 2
+    assert "--data is required" in capsys.readouterr().err
+
+
 def test_pretrain_in_two_processes_matches_one_process_with_the_global_batch(
     data_dir: Path, tmp_path: Path
 ) -> None:

@@ -32,9 +32,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--data",
-        required=True,
         nargs="+",
-        help="a `sslrobot collect --out` directory; several: pretrain on their mixed windows",
+        help="a `sslrobot collect --out` directory; several: pretrain on their mixed windows "
+        "(required, except with --resume)",
     )
     parser.add_argument("--out", required=True, help="output directory (new, or --resume)")
     parser.add_argument(
@@ -72,7 +72,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--checkpoint-every", type=int, default=1000, help="steps (0: end only)")
     parser.add_argument("--log-every", type=int, default=50, help="steps per metrics row")
     parser.add_argument("--image-every", type=int, default=1000, help="steps per strip (0: off)")
-    parser.add_argument("--resume", action="store_true", help="continue the run in --out")
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in --out with the settings it saved; options given as well "
+        "must agree with them, except --steps (train longer) and logging, device and workers",
+    )
     parser.add_argument(
         "--encoder-arch",
         choices=ENCODER_ARCHS,
@@ -189,6 +194,8 @@ def _pretrain(args: argparse.Namespace) -> int:
             f"{flag} shapes the frame decoder, but objective {args.objective!r} decodes no "
             "frames ('future' and 'recon' do)"
         )
+    if args.data is None and not args.resume:
+        raise ValueError("--data is required: a `sslrobot collect --out` directory")
     config = PretrainConfig(
         out=args.out,
         data=args.data,
@@ -220,6 +227,8 @@ def _pretrain(args: argparse.Namespace) -> int:
         tensorboard=not args.no_tensorboard,
         **({} if args.salience_weight is None else {"salience_weight": args.salience_weight}),
     )
+    if args.resume:
+        config = _with_saved_settings(config, getattr(args, "given_options", frozenset()))
     if args.threads is not None:
         if args.threads < 1:
             raise ValueError(f"--threads must be >= 1, got {args.threads}")
@@ -234,3 +243,45 @@ def _pretrain(args: argparse.Namespace) -> int:
     if os.environ.get("RANK", "0") == "0":  # torchrun: rank 0 speaks
         print(f"encoder written to {out} (load with sslrobot.load_encoder({str(out)!r}))")
     return 0
+
+
+#: Options that set a ``PretrainConfig`` field of another name (the rest share theirs; options
+#: that set no field, such as ``--threads``, are not settings of the run).
+_FIELD_OF_OPTION = {
+    "encoder_arch": "encoder",
+    "encoder_channels": "encoder",
+    "encoder_strides": "encoder",
+    "encoder_kernels": "encoder",
+    "feature_dim": "encoder",
+    "frame_stack": "encoder",
+    "future_without_actions": "future_actions",
+    "transition_without_norm": "transition_norm",
+    "no_tensorboard": "tensorboard",
+}
+
+
+def _with_saved_settings(config: PretrainConfig, given: frozenset[str]) -> PretrainConfig:
+    """``--resume``: the settings saved in ``--out``, except those this command line gives
+    (the trainer then refuses any of those that would change what the run computes). Without
+    a saved run, ``config`` as it is: the trainer starts over and says so.
+
+    Why: a resume that had to repeat every option of a long command (the objective, the
+    encoder's shape, the decoder...) was refused, or worse, for a forgotten one."""
+    from pathlib import Path
+
+    from sslrobot.pretraining import artifacts
+    from sslrobot.pretraining.config import PretrainConfig
+
+    out = Path(config.out)
+    if not (out / artifacts.PRETRAIN_CONFIG).is_file():
+        if config.data is None:
+            raise ValueError(
+                f"--resume: {out} holds no saved run ({artifacts.PRETRAIN_CONFIG}) to take "
+                "--data from; give --data"
+            )
+        return config
+    saved = artifacts.read_config_section(out, "pretrain", PretrainConfig.from_dict).to_dict()
+    mine = config.to_dict()
+    fields = {_FIELD_OF_OPTION.get(option, option) for option in given} & mine.keys()
+    changes = {name: mine[name] for name in fields}
+    return PretrainConfig.from_dict({**saved, **changes, "out": config.out, "resume": True})
