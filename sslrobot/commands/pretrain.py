@@ -12,6 +12,7 @@ from sslrobot.utils.architectures import DEFAULT_ENCODER_ARCH, ENCODER_ARCHS
 
 if TYPE_CHECKING:
     from sslrobot.models.encoder import EncoderConfig
+    from sslrobot.pretraining.config import PretrainConfig
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
