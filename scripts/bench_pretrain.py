@@ -72,6 +72,13 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--num-steps-ahead", type=int, default=3)
     parser.add_argument("--steps", type=int, default=6, help="training steps per timed repeat")
     parser.add_argument("--repeats", type=int, default=5, help="timed repeats (median reported)")
+    parser.add_argument(
+        "--model-batches",
+        type=int,
+        default=4,
+        help="distinct preloaded batches the model-only steps cycle through (1: the same batch "
+        "every step, warm in the caches as no real step's is; the default before session 18)",
+    )
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--num-workers", type=int, default=0)
     parser.add_argument("--prefetch", type=int, default=2, help="batches read ahead (0: off)")
@@ -133,8 +140,12 @@ class ThroughputTimer:
     Full step: what ``sslrobot pretrain`` runs per step, reading windows from the dataset
     (background prefetch as configured), collating, moving to the device, augmenting,
     forward, backward, optimizer and EMA updates. Model only: the same minus the data path,
-    on one batch read and moved to the device beforehand (augmentation, part of the learning
-    algorithm as in DrQ-v2's ``update``, is still done every step).
+    on batches read and moved to the device beforehand, ``--model-batches`` of them in turn
+    (one batch reused every step stays in the CPU's caches, which flattered the model-only step
+    by several percent); augmentation, part of the learning algorithm as in DrQ-v2's
+    ``update``, is still done every step. Reader alone: the same batches read with no training
+    at all, in CPU-ms per batch: the data path's own cost, free of cache and scheduling
+    effects on the model's step.
 
     Also CPU milliseconds per step (``time.process_time``, all threads): unlike wall time it
     hardly moves when other processes share the cores, so it gives the cost ratio of the two
@@ -145,7 +156,8 @@ class ThroughputTimer:
         self.args, self.run = args, run
         self.batches = run.batches(0)
         self.next_step = 0  # where the next full block's batches start
-        self.preloaded = run.to_device(next(self.batches))
+        self.preloaded = [run.to_device(next(self.batches)) for _ in range(args.model_batches)]
+        self.reader_cpu: list[float] = []
         self.full: list[float] = []
         self.model: list[float] = []
         self.waits: list[float] = []
@@ -156,7 +168,8 @@ class ThroughputTimer:
             self._model_step(step)
 
     def _model_step(self, step: int) -> None:
-        self.run.update(*self.run.augment(*self.preloaded, step))
+        batch = self.preloaded[step % len(self.preloaded)]
+        self.run.update(*self.run.augment(*batch, step))
 
     def repeat(self) -> None:
         """One timed block of ``--steps`` full steps, then one of model-only steps.
@@ -189,6 +202,12 @@ class ThroughputTimer:
         _sync(run)
         self.model.append(args.steps * args.batch_size / (time.perf_counter() - start))
         self.model_cpu.append(1000 * (time.process_time() - cpu) / args.steps)
+        reader = run.batches(self.next_step)  # the full block's windows again: the same reads
+        cpu = time.process_time()
+        for _ in range(args.steps):
+            next(reader)
+        self.reader_cpu.append(1000 * (time.process_time() - cpu) / args.steps)
+        close_batches(reader)
 
     def result(self) -> dict[str, float]:
         median = statistics.median
@@ -203,6 +222,10 @@ class ThroughputTimer:
             # Per repeat, then the median: the two blocks of a repeat ran side by side.
             "ratio": median(f / m for f, m in zip(self.full, self.model, strict=True)),
             "cpu_ratio": median(m / f for f, m in zip(self.full_cpu, self.model_cpu, strict=True)),
+            "reader_cpu_ms": median(self.reader_cpu),
+            "reader_share": median(
+                r / m for r, m in zip(self.reader_cpu, self.model_cpu, strict=True)
+            ),
         }
 
     def close(self) -> None:
@@ -220,7 +243,9 @@ def report(name: str, params: int, r: dict[str, float]) -> None:
         f"[{r['model_range'][0]:.0f}-{r['model_range'][1]:.0f}], "
         f"{r['model_cpu_ms']:.0f} CPU-ms/step\n"
         f"  full/model (median of per-repeat ratios): {r['ratio']:.2f} wall, "
-        f"{r['cpu_ratio']:.2f} CPU"
+        f"{r['cpu_ratio']:.2f} CPU\n"
+        f"  reader alone: {r['reader_cpu_ms']:.1f} CPU-ms/batch, "
+        f"{100 * r['reader_share']:.1f}% of the model step's CPU (median of per-repeat ratios)"
     )
 
 
@@ -349,7 +374,7 @@ def main() -> None:
         f"batch={args.batch_size} K={args.num_steps_ahead} threads={torch.get_num_threads()} "
         f"device={args.device} "
         f"data={args.data or 'synthetic in-memory'} workers={args.num_workers} "
-        f"prefetch={args.prefetch} "
+        f"prefetch={args.prefetch} model_batches={args.model_batches} "
         f"steps/repeat={args.steps} repeats={args.repeats} torch={torch.__version__} "
         f"cpu={platform.processor() or platform.machine()} "
         f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}"

@@ -73,6 +73,26 @@ def test_split_is_by_episode_and_deterministic(dataset_dir):
     assert split_episode_ids([0, 1], 0.9, seed=0)[0] != []
 
 
+def test_by_default_every_episode_of_a_small_dataset_stays_open(dataset_dir, monkeypatch):
+    """Random windows reopened a file for nearly every window with a 32-episode LRU (half the
+    reading time on a 1,000-episode stream); the default now scales with the open-file limit."""
+    import resource
+
+    from sslrobot.data import windows as windows_module
+
+    opened: list[str] = []
+    real_open = windows_module.os.open
+    monkeypatch.setattr(windows_module.os, "open", lambda *a: opened.append(a[0]) or real_open(*a))
+    windows = WindowDataset(dataset_dir, NUM_STEPS, split="all")
+    for _ in range(3):
+        windows.read_batch(list(range(len(windows))))
+    assert len(opened) == len(set(opened)) == len(windows.episode_ids)  # each file once
+    windows.close()
+    monkeypatch.setattr(resource, "getrlimit", lambda _which: (1024, 4096))
+    assert WindowDataset(dataset_dir, NUM_STEPS).max_open_episodes == 128  # was 32
+    assert windows_module.default_open_episodes(5) == 32  # the floor (format 1: file per array)
+
+
 def test_no_window_longer_than_the_episodes(dataset_dir):
     with pytest.raises(ValueError, match="no window of 50 steps"):
         WindowDataset(dataset_dir, 50, split="all")

@@ -35,7 +35,9 @@ class WindowDataset(Dataset):
     Memory: each item reads exactly its window's rows with ``os.preadv`` into fresh arrays (no
     memory map, so no file pages are charged to the process), and at most
     ``max_open_episodes`` episodes keep their files open (LRU): resident memory stays flat as
-    the dataset grows. The index holds one path per episode and one offset per array and
+    the dataset grows. By default that is an eighth of the process's open-file limit (at
+    least 32 episodes): with windows drawn at random, an LRU much smaller than the dataset
+    reopens a file for nearly every window, which cost half the reading time. The index holds one path per episode and one offset per array and
     episode (one file per episode in format 2, one per array in format 1). Files are opened
     lazily in whichever process reads, and the dataset pickles without open files, so it works
     with ``DataLoader(num_workers>0)``.
@@ -55,7 +57,7 @@ class WindowDataset(Dataset):
         include_state: bool = False,
         strict: bool = False,
         verify_checksums: bool = False,
-        max_open_episodes: int = 32,
+        max_open_episodes: int | None = None,
         arrays: tuple[str, ...] = _WINDOW_ARRAYS,
         exclude_episodes: Collection[int] = (),
     ) -> None:
@@ -71,7 +73,8 @@ class WindowDataset(Dataset):
             strict: Raise instead of warning when an episode is corrupt.
             verify_checksums: Check every byte's checksum when indexing (slower; catches bit
                 flips).
-            max_open_episodes: Episodes whose files stay open at once per process.
+            max_open_episodes: Episodes whose files stay open at once per process (default:
+                ``default_open_episodes``).
             arrays: Which of ``pixels``, ``proprio``, ``action``, ``reward`` each window holds
                 (pretraining reads only ``("pixels", "action")``).
             exclude_episodes: Episode ids to leave out of the split (e.g. those a model trained
@@ -84,7 +87,7 @@ class WindowDataset(Dataset):
             raise ValueError(f"num_steps must be an integer >= 0, got {num_steps!r}")
         if split not in ("train", "val", "all"):
             raise ValueError(f"split must be 'train', 'val' or 'all', got {split!r}")
-        if max_open_episodes < 1:
+        if max_open_episodes is not None and max_open_episodes < 1:
             raise ValueError(f"max_open_episodes must be >= 1, got {max_open_episodes}")
         dataset = open_dataset(root)
         self.root = dataset.root
@@ -121,6 +124,9 @@ class WindowDataset(Dataset):
             offsets.append(episode_offsets)
             self._paths.append(episode_paths)
         self.episode_ids: list[int] = episode_ids
+        if max_open_episodes is None:
+            files = max((len(set(paths)) for paths in self._paths), default=1)
+            self.max_open_episodes = default_open_episodes(files)
         self._offsets = np.asarray(offsets, dtype=np.int64).reshape(-1, len(self._names))
         counts = np.maximum(np.asarray(lengths, dtype=np.int64) - num_steps + 1, 0)
         self._ends = np.cumsum(counts)  # window j is in the first episode with _ends > j
@@ -265,6 +271,22 @@ class WindowDataset(Dataset):
         state = self.__dict__.copy()
         state["_files"] = OrderedDict()  # open files stay in the process that opened them
         return state
+
+
+def default_open_episodes(files_per_episode: int) -> int:
+    """Episodes a reader keeps open: an eighth of the open-file limit (``RLIMIT_NOFILE``, soft)
+    in files, so that DataLoader workers, each with its own, and whatever else the process
+    opens still fit; at least 32 episodes. 1,024 files (a common default) give 128 episodes
+    of one file."""
+    try:
+        import resource  # POSIX only
+
+        limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        if limit == resource.RLIM_INFINITY:
+            limit = 1 << 16
+    except (ImportError, OSError, ValueError):
+        limit = 1024
+    return max(32, limit // 8 // max(1, files_per_episode))
 
 
 def _close_all(fds: list[int]) -> None:
