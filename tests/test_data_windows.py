@@ -89,8 +89,40 @@ def test_by_default_every_episode_of_a_small_dataset_stays_open(dataset_dir, mon
     assert len(opened) == len(set(opened)) == len(windows.episode_ids)  # each file once
     windows.close()
     monkeypatch.setattr(resource, "getrlimit", lambda _which: (1024, 4096))
-    assert WindowDataset(dataset_dir, NUM_STEPS).max_open_episodes == 128  # was 32
-    assert windows_module.default_open_episodes(5) == 32  # the floor (format 1: file per array)
+    assert WindowDataset(dataset_dir, NUM_STEPS).max_open_episodes == 64  # was 32
+    assert windows_module.default_open_episodes(5) == 12  # format 1: a file per array
+    assert windows_module.default_open_episodes(1, readers=3) == 21  # the parts of a mix
+    mixed = windows_module.open_windows([dataset_dir, dataset_dir], NUM_STEPS)
+    assert [part.max_open_episodes for part in mixed.parts] == [32, 32]
+    monkeypatch.setattr(resource, "getrlimit", lambda _which: (1 << 20, 1 << 20))
+    assert windows_module.default_open_episodes(1) == 1024  # capped: containers set huge limits
+
+
+def test_a_reader_at_the_open_file_limit_closes_its_files_and_retries(dataset_dir, monkeypatch):
+    """Readers share the process's limit (a mix's parts, train and validation): meeting it
+    closed nothing and stopped the run with EMFILE."""
+    import errno
+
+    from sslrobot.data import windows as windows_module
+
+    windows = WindowDataset(dataset_dir, NUM_STEPS, split="all")
+    windows.read_batch(list(range(len(windows))))
+    assert len(windows._files) == len(windows.episode_ids)
+    real_open, calls = windows_module.os.open, []
+
+    def full_once(path, flags):
+        calls.append(path)
+        if len(calls) == 1:
+            raise OSError(errno.EMFILE, "Too many open files", path)
+        return real_open(path, flags)
+
+    last = len(windows) - 1
+    expected = windows[last]["pixels"].numpy()
+    windows.close()
+    windows.read_batch([0])  # one episode open again
+    monkeypatch.setattr(windows_module.os, "open", full_once)
+    np.testing.assert_array_equal(windows.read_batch([last])["pixels"][0], expected)
+    assert len(calls) == 2 and len(windows._files) == 1  # closed the others, opened once more
 
 
 def test_no_window_longer_than_the_episodes(dataset_dir):

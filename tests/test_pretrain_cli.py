@@ -192,6 +192,29 @@ def test_resume_takes_the_saved_settings_and_refuses_options_that_change_them(
     assert "--data is required" in capsys.readouterr().err
 
 
+def test_resume_repeating_one_encoder_option_keeps_the_rest_of_the_encoder(
+    data_dir: Path, tmp_path: Path, capsys, monkeypatch
+) -> None:
+    """``--feature-dim`` repeated on a resume rebuilt the default architecture around it and
+    was refused; a relative --data taken from the record is looked up where the run started."""
+    out = tmp_path / "drq"
+    made = ("--objective", "inverse", "--encoder-arch", "drqv2", "--feature-dim", "40")
+    assert main(_args(data_dir, out, *made, "--steps", "1")) == 0
+    resume = ["pretrain", "--out", str(out), "--resume", "--steps", "2", "--no-progress"]
+    assert main([*resume, "--feature-dim", "40", "--frame-stack", "1"]) == 0
+    assert sslrobot.load_encoder(out)[1].channels == (32, 32, 32, 32)
+    assert main([*resume, "--steps", "3", "--feature-dim", "32"]) == 2
+    assert "encoder: saved" in capsys.readouterr().err
+    monkeypatch.chdir(data_dir.parent)
+    relative = tmp_path / "relative"
+    assert main(_args(Path(data_dir.name), relative, "--steps", "1")) == 0
+    monkeypatch.chdir(tmp_path)
+    assert main(["pretrain", "--out", str(relative), "--resume", "--steps", "2"]) == 2
+    assert f"the run's data {data_dir.name!r}" in capsys.readouterr().err
+    assert main(["pretrain", "--out", str(relative), "--resume", "--steps", "2", "--no-progress",
+                 "--data", str(data_dir)]) == 0  # fmt: skip
+
+
 def test_pretrain_in_two_processes_matches_one_process_with_the_global_batch(
     data_dir: Path, tmp_path: Path
 ) -> None:

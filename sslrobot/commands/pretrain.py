@@ -151,13 +151,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=_pretrain)
 
 
-def _encoder_config(args: argparse.Namespace) -> EncoderConfig:
+def _encoder_config(
+    args: argparse.Namespace,
+    resumed: EncoderConfig | None = None,
+    given: frozenset[str] = frozenset(),
+) -> EncoderConfig:
+    """The encoder the options describe: ``--encoder-arch``'s, changed by the others; on
+    ``--resume`` without ``--encoder-arch``, the resumed run's (``resumed``) changed by the
+    options given (``given``), so that repeating one of them does not rebuild the rest."""
     import dataclasses
 
     from sslrobot.models.encoder import encoder_config_for
 
-    base = encoder_config_for(args.encoder_arch)
-    changes: dict = {"frame_stack": args.frame_stack}
+    from_run = resumed is not None and "encoder_arch" not in given
+    base = resumed if from_run else encoder_config_for(args.encoder_arch)
+    changes: dict = {}
+    if not from_run or "frame_stack" in given:
+        changes["frame_stack"] = args.frame_stack
     if args.feature_dim is not None:
         changes["feature_dim"] = args.feature_dim
     if args.encoder_channels is not None:
@@ -229,7 +239,7 @@ def _pretrain(args: argparse.Namespace) -> int:
         **({} if args.salience_weight is None else {"salience_weight": args.salience_weight}),
     )
     if args.resume:
-        config = _with_saved_settings(config, getattr(args, "given_options", frozenset()))
+        config = _with_saved_settings(config, args)
     if args.threads is not None:
         if args.threads < 1:
             raise ValueError(f"--threads must be >= 1, got {args.threads}")
@@ -246,43 +256,55 @@ def _pretrain(args: argparse.Namespace) -> int:
     return 0
 
 
-#: Options that set a ``PretrainConfig`` field of another name (the rest share theirs; options
-#: that set no field, such as ``--threads``, are not settings of the run).
+#: Options that shape the encoder (``PretrainConfig.encoder``).
+_ENCODER_OPTIONS = frozenset(
+    {"encoder_arch", "encoder_channels", "encoder_strides", "encoder_kernels", "feature_dim",
+     "frame_stack"}
+)  # fmt: skip
+#: Other options that set a ``PretrainConfig`` field of another name (the rest share theirs;
+#: options that set no field, such as ``--threads``, are not settings of the run).
 _FIELD_OF_OPTION = {
-    "encoder_arch": "encoder",
-    "encoder_channels": "encoder",
-    "encoder_strides": "encoder",
-    "encoder_kernels": "encoder",
-    "feature_dim": "encoder",
-    "frame_stack": "encoder",
     "future_without_actions": "future_actions",
     "transition_without_norm": "transition_norm",
     "no_tensorboard": "tensorboard",
 }
 
 
-def _with_saved_settings(config: PretrainConfig, given: frozenset[str]) -> PretrainConfig:
+def _with_saved_settings(config: PretrainConfig, args: argparse.Namespace) -> PretrainConfig:
     """``--resume``: the settings saved in ``--out``, except those this command line gives
     (the trainer then refuses any of those that would change what the run computes). Without
     a saved run, ``config`` as it is: the trainer starts over and says so.
 
     Why: a resume that had to repeat every option of a long command (the objective, the
     encoder's shape, the decoder...) was refused, or worse, for a forgotten one."""
+    import dataclasses
     from pathlib import Path
 
     from sslrobot.pretraining import artifacts
     from sslrobot.pretraining.config import PretrainConfig
 
     out = Path(config.out)
-    if not (out / artifacts.PRETRAIN_CONFIG).is_file():
+    record = out / artifacts.PRETRAIN_CONFIG
+    if not record.is_file():
         if config.data is None:
             raise ValueError(
                 f"--resume: {out} holds no saved run ({artifacts.PRETRAIN_CONFIG}) to take "
                 "--data from; give --data"
             )
         return config
-    saved = artifacts.read_config_section(out, "pretrain", PretrainConfig.from_dict).to_dict()
-    mine = config.to_dict()
-    fields = {_FIELD_OF_OPTION.get(option, option) for option in given} & mine.keys()
-    changes = {name: mine[name] for name in fields}
-    return PretrainConfig.from_dict({**saved, **changes, "out": config.out, "resume": True})
+    saved = artifacts.read_config_section(out, "pretrain", PretrainConfig.from_dict)
+    given = getattr(args, "given_options", frozenset())
+    fields = {_FIELD_OF_OPTION.get(option, option) for option in given - _ENCODER_OPTIONS}
+    names = {field.name for field in dataclasses.fields(PretrainConfig)}
+    changes = {name: getattr(config, name) for name in fields & names - {"out", "resume"}}
+    if given & _ENCODER_OPTIONS:
+        changes["encoder"] = _encoder_config(args, saved.encoder, given)
+    if "data" not in changes:
+        roots = [saved.data] if isinstance(saved.data, str) else list(saved.data or ())
+        for root in roots:
+            if not Path(root).is_dir():
+                raise ValueError(
+                    f"--resume: the run's data {root!r} (recorded in {record}, as given when it "
+                    "started) is not a directory from here; give --data"
+                )
+    return dataclasses.replace(saved, **changes, out=config.out, resume=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import bisect
 import contextlib
+import errno
 import os
 import warnings
 from collections import OrderedDict
@@ -35,10 +36,11 @@ class WindowDataset(Dataset):
     Memory: each item reads exactly its window's rows with ``os.preadv`` into fresh arrays (no
     memory map, so no file pages are charged to the process), and at most
     ``max_open_episodes`` episodes keep their files open (LRU): resident memory stays flat as
-    the dataset grows. By default that is an eighth of the process's open-file limit (at
-    least 32 episodes): with windows drawn at random, an LRU much smaller than the dataset
-    reopens a file for nearly every window, which cost half the reading time. The index holds one path per episode and one offset per array and
-    episode (one file per episode in format 2, one per array in format 1). Files are opened
+    the dataset grows. By default that is a share of the process's open-file limit
+    (``default_open_episodes``): with windows drawn at random, an LRU much smaller than the
+    dataset reopens a file for nearly every window, which cost half the reading time. The
+    index holds one path per episode and one offset per array and episode (one file per
+    episode in format 2, one per array in format 1). Files are opened
     lazily in whichever process reads, and the dataset pickles without open files, so it works
     with ``DataLoader(num_workers>0)``.
 
@@ -124,9 +126,11 @@ class WindowDataset(Dataset):
             offsets.append(episode_offsets)
             self._paths.append(episode_paths)
         self.episode_ids: list[int] = episode_ids
-        if max_open_episodes is None:
-            files = max((len(set(paths)) for paths in self._paths), default=1)
-            self.max_open_episodes = default_open_episodes(files)
+        #: Files per episode (one in format 2), and whether the LRU's size is the default.
+        self.files_per_episode = max((len(set(paths)) for paths in self._paths), default=1)
+        self.default_open = max_open_episodes is None
+        if self.default_open:
+            self.max_open_episodes = default_open_episodes(self.files_per_episode)
         self._offsets = np.asarray(offsets, dtype=np.int64).reshape(-1, len(self._names))
         counts = np.maximum(np.asarray(lengths, dtype=np.int64) - num_steps + 1, 0)
         self._ends = np.cumsum(counts)  # window j is in the first episode with _ends > j
@@ -199,7 +203,7 @@ class WindowDataset(Dataset):
             by_path: dict[str, int] = {}
             for path in self._paths[position]:
                 if path not in by_path:
-                    by_path[path] = os.open(path, os.O_RDONLY)
+                    by_path[path] = self._open_file(path)
             fds = [by_path[path] for path in self._paths[position]]
             self._files[position] = fds
             if len(self._files) > self.max_open_episodes:
@@ -207,6 +211,17 @@ class WindowDataset(Dataset):
         else:
             self._files.move_to_end(position)
         return fds
+
+    def _open_file(self, path: str) -> int:
+        """``os.open`` for reading; at the process's open-file limit (other readers and files
+        share it), closes this reader's files and tries once more."""
+        try:
+            return os.open(path, os.O_RDONLY)
+        except OSError as error:
+            if error.errno != errno.EMFILE or not self._files:
+                raise
+            self.close()
+            return os.open(path, os.O_RDONLY)
 
     def _read_into(self, out: np.ndarray, position: int, column: int, fd: int, start: int) -> None:
         """Fill ``out`` (rows, *row_shape) with rows start.. of one array of one episode."""
@@ -273,20 +288,29 @@ class WindowDataset(Dataset):
         return state
 
 
-def default_open_episodes(files_per_episode: int) -> int:
-    """Episodes a reader keeps open: an eighth of the open-file limit (``RLIMIT_NOFILE``, soft)
-    in files, so that DataLoader workers, each with its own, and whatever else the process
-    opens still fit; at least 32 episodes. 1,024 files (a common default) give 128 episodes
-    of one file."""
+#: Most files one reader keeps open by default, whatever the limit (containers often set
+#: limits of a million, which would make the LRU unbounded).
+MAX_DEFAULT_OPEN_FILES = 1024
+
+
+def default_open_episodes(files_per_episode: int, readers: int = 1) -> int:
+    """Episodes a reader keeps open by default: a sixteenth of the process's open-file limit
+    (``RLIMIT_NOFILE``, soft; at most ``MAX_DEFAULT_OPEN_FILES``), in files, shared by the
+    ``readers`` that draw on it at once (the parts of a mixed dataset); at least 8 episodes.
+    The train and validation readers of a run, and whatever else the process opens, fit in
+    the rest; a reader that still meets the limit closes its files and retries. 1,024 files
+    (a common default) give 64 episodes of one file.
+    """
     try:
         import resource  # POSIX only
 
         limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
         if limit == resource.RLIM_INFINITY:
-            limit = 1 << 16
+            limit = 1 << 20
     except (ImportError, OSError, ValueError):
         limit = 1024
-    return max(32, limit // 8 // max(1, files_per_episode))
+    files = min(limit // 16, MAX_DEFAULT_OPEN_FILES) // max(1, readers)
+    return max(8, files // max(1, files_per_episode))
 
 
 def _close_all(fds: list[int]) -> None:
@@ -329,6 +353,9 @@ class MixedWindowDataset(ConcatDataset):
                     )
         super().__init__(parts)
         self.parts = parts
+        for part in parts:  # one process reads them all: they share its open-file budget
+            if part.default_open:
+                part.max_open_episodes = default_open_episodes(part.files_per_episode, len(parts))
         self._mixed = sorted(set.intersection(*(set(s) for s in shapes)))
 
     def read_batch(self, indices: list[int]) -> dict[str, np.ndarray]:
