@@ -146,6 +146,30 @@ def test_rerun_skips_finished_stages_and_reruns_only_what_changed(quick_run: Pat
     assert any("/data/" in r.name and r.skipped for r in pipeline.runner.results)
 
 
+def test_augmented_copies_reach_the_frozen_encoders_policies_only(
+    quick_run: Path, tmp_path: Path
+) -> None:
+    """``bc_augment_copies`` retrains the policies of frozen encoders with the copies, and
+    leaves the keys of every other policy (and of runs without it) as they were."""
+    import json
+    import shutil
+
+    copy = tmp_path / "run"
+    shutil.copytree(quick_run, copy)
+    pipeline = Pipeline(dataclasses.replace(QUICK, bc_augment_copies=1), copy, device="cpu",
+                        progress=False)  # fmt: skip
+    pipeline.run()
+    for stage in sorted(copy.glob("*/policy/*/demos*/seed*/stage.json")):
+        encoder = stage.parts[-4]
+        settings = json.loads(stage.read_text())["config"]
+        expected = {} if encoder in ("scratch", "state") else {"augment_copies": 1}
+        assert {k: v for k, v in settings.items() if k == "augment_copies"} == expected, stage
+        record = json.loads((stage.parent / "policy" / "policy_config.json").read_text())
+        assert record["train_config"]["augment_copies"] == expected.get("augment_copies", 0)
+    with pytest.raises(ValueError, match="bc_augment_copies must be >= 0, got -1"):
+        make_run_config("quick", bc_augment_copies=-1)
+
+
 def test_more_demonstrations_extend_the_set_without_retraining_its_users(
     quick_run: Path, tmp_path: Path
 ) -> None:

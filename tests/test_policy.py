@@ -446,6 +446,33 @@ def test_online_validation_uses_the_demonstrations_look(tmp_path, monkeypatch):
     assert presets[-1] == "heldout"  # the validator's env
 
 
+def test_augmented_copies_add_shifted_recoloured_frames_of_the_same_actions(demos, tmp_path):
+    """``augment_copies`` K: the head fits on the frames plus K copies, each encoded by the
+    frozen encoder, with the same actions and proprio; the same seed draws the same copies."""
+    from sslrobot.policy.bc import with_augmented_copies
+
+    config = PolicyConfig(env_id=ENV_ID, encoder="none", algo="bc", out=tmp_path, demos=demos,
+                          augment_copies=2, augment_pad=2, seed=5)  # fmt: skip
+    torch.manual_seed(0)
+    encoder = Encoder(encoder_config_for("keypoints", image_size=IMAGE_SIZE)).eval()
+    pixels = np.random.default_rng(0).integers(0, 256, (6, IMAGE_SIZE, IMAGE_SIZE, 3), np.uint8)
+    features = torch.from_numpy(compute_features(encoder, pixels, 4, torch.device("cpu")))
+    data = BCData(torch.rand(6, 2), features=features, proprio=torch.rand(6, 9))
+    augmented = with_augmented_copies(data, pixels, encoder, config, torch.device("cpu"))
+    assert len(augmented) == 18
+    torch.testing.assert_close(augmented.features[:6], features)  # the frames themselves first
+    assert not torch.allclose(augmented.features[6:12], features)  # copies encode other pixels
+    torch.testing.assert_close(augmented.actions, data.actions.repeat(3, 1))
+    torch.testing.assert_close(augmented.proprio, data.proprio.repeat(3, 1))
+    again = with_augmented_copies(data, pixels, encoder, config, torch.device("cpu"))
+    torch.testing.assert_close(again.features, augmented.features)
+    out = train_tiny_bc(demos, tmp_path / "policy", augment_copies=2)
+    record = read_policy_config(out)
+    frames = sum(len(open_dataset(demos).load_episode(i)["action"]) for i in range(3))
+    assert record["num_train_samples"] == 3 * frames
+    assert record["train_config"]["augment_copies"] == 2
+
+
 def test_state_oracle_uses_the_privileged_state(demos, tmp_path):
     out = train_tiny_bc(demos, tmp_path / "state", encoder="state", steps=None, epochs=2)
     policy = load_policy(out)
@@ -507,7 +534,13 @@ def test_train_policy_cli(demos, tmp_path, capsys):
         ({"algo": "rl", "weight_decay": 0.5, "val_episodes": 5}, "weight_decay=0.5, val_epi"),
         ({"algo": "rl", "demos": None, "num_demos": 5}, "num_demos=5: RL without demos"),
         ({"algo": "rl", "rl_norm_steps": 99}, "rl_norm_steps=99: RL with demos fits"),
-        ({"augment_pad": 9}, "augment_pad=9: only the scratch encoder .* 'none' would ignore"),
+        ({"augment_pad": 9}, "augment_pad=9: only the scratch encoder and augment_copies"),
+        ({"augment_copies": 2, "encoder": "scratch"}, "augment_copies=2: .*scratch shifts"),
+        ({"augment_copies": 2, "encoder": "state"}, "augment_copies=2: augmented copies"),
+        ({"augment_copies": 2, "algo": "rl"}, "augment_copies=2: .* algo 'rl'"),
+        ({"augment_copies": -1}, "augment_copies must be an int >= 0"),
+        ({"augment_color": 0.3}, "augment_color=0.3: only augment_copies"),
+        ({"augment_copies": 1, "augment_color": 1.0}, "augment_color must be in"),
         ({"encoder": "scratch", "augment_pad": 32, "image_size": 32}, "must be below image_s"),
     ],
 )

@@ -56,6 +56,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--val-episodes", type=int, default=0, help="online validation episodes per check (BC)"
     )
     train.add_argument("--num-val-checks", type=int, default=5, help="validation checks (BC)")
+    train.add_argument(
+        "--augment-copies",
+        type=int,
+        default=0,
+        help="BC on a frozen encoder: also fit the head on K shifted and recoloured copies of "
+        "each demonstration frame (default: 0, off)",
+    )
+    train.add_argument(
+        "--augment-pad",
+        type=int,
+        default=4,
+        help="random-shift pixels: scratch's every step, --augment-copies' copies (default: 4)",
+    )
+    train.add_argument(
+        "--augment-color",
+        type=float,
+        default=0.15,
+        help="colour jitter strength of --augment-copies' copies (default: 0.15)",
+    )
     train.add_argument("--cache-dir", type=Path, default=None, help="on-disk feature cache")
     train.add_argument("--rl-algorithm", default="sac", choices=("sac", "ppo"))
     train.add_argument("--num-envs", type=int, default=1, help="parallel envs for RL")
@@ -108,6 +127,9 @@ def _train_policy(args: argparse.Namespace) -> int:
         image_size=args.image_size,
         val_episodes=args.val_episodes,
         num_val_checks=args.num_val_checks,
+        augment_pad=args.augment_pad,
+        augment_copies=args.augment_copies,
+        augment_color=args.augment_color,
         cache_dir=args.cache_dir,
         rl_algorithm=args.rl_algorithm,
         num_envs=args.num_envs,

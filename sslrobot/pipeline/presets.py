@@ -80,6 +80,10 @@ class RunConfig:
         data_efficiency_task: task on which every num_demos is run (others: main_num_demos).
         bc_steps: gradient steps per BC run (the same budget for every encoder).
         bc_batch_size: demonstration frames per BC step.
+        bc_augment_copies: BC heads on frozen encoders (pretrained and ``none``) also fit on
+            this many shifted and recoloured copies of each demonstration frame
+            (``PolicyConfig.augment_copies``); scratch shifts its frames itself and the state
+            oracle reads none. 0: off, as every published run.
         policy_seeds: training seeds per (encoder, task, num_demos).
         eval_episodes: evaluation episodes per policy.
         heldout_eval: also evaluate under the held-out visual preset (robustness).
@@ -115,6 +119,7 @@ class RunConfig:
     data_efficiency_task: str | None = None
     bc_steps: int = 1000
     bc_batch_size: int = 128
+    bc_augment_copies: int = 0
     policy_seeds: tuple[int, ...] = (0, 1, 2)
     eval_episodes: int = 50
     heldout_eval: bool = False
@@ -179,7 +184,7 @@ class RunConfig:
         if not self.policy_seeds:
             raise ValueError("policy_seeds must name at least one seed")
         # Checked here, not by the stage that first uses them tens of minutes in.
-        for name in ("seed", "num_videos"):
+        for name in ("seed", "num_videos", "bc_augment_copies"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if min(self.policy_seeds) < 0:

@@ -424,6 +424,9 @@ class Pipeline:
         }
         if encoder_name != "state":  # the oracle reads no pixels: any architecture is its
             settings["encoder_arch"] = self.config.encoder_arch
+        copies = 0 if encoder_name in ("scratch", "state") else self.config.bc_augment_copies
+        if copies:  # absent when off: the policies of earlier runs keep their keys
+            settings["augment_copies"] = copies
 
         def run(stage_dir: Path, resume: bool) -> dict[str, Any]:
             train_policy(
@@ -442,6 +445,7 @@ class Pipeline:
                     device=self.device,
                     progress=self.progress,
                     encoder_arch=self.config.encoder_arch,
+                    augment_copies=copies,
                 )
             )
             return {"policy": "policy"}

@@ -15,7 +15,7 @@ import torch
 from torch.nn import functional as F
 from tqdm import tqdm
 
-from sslrobot.policy.cache import FeatureCache
+from sslrobot.policy.cache import FeatureCache, compute_features
 from sslrobot.policy.checkpoint import Policy, save_weights, start_policy_dir, write_policy_config
 from sslrobot.policy.config import DEFAULT_BC_STEPS, VALIDATION_SEED_BASE, PolicyConfig
 from sslrobot.policy.demos import (
@@ -34,7 +34,7 @@ from sslrobot.policy.setup import (
     open_demos,
     resolve_policy_encoder,
 )
-from sslrobot.pretraining.augment import check_shift_pad, random_shift
+from sslrobot.pretraining.augment import check_shift_pad, color_jitter, random_shift
 from sslrobot.utils.device import resolve_device
 from sslrobot.utils.io import atomic_write_text
 
@@ -134,6 +134,34 @@ def make_bc_data(
     return BCData(actions, features=torch.from_numpy(features).to(device), proprio=proprio)
 
 
+def with_augmented_copies(
+    data: BCData,
+    pixels: np.ndarray,
+    encoder: torch.nn.Module,
+    config: PolicyConfig,
+    device: torch.device,
+) -> BCData:
+    """``data`` (frozen features of ``pixels``) plus ``config.augment_copies`` copies of its
+    frames, each shifted by up to ``augment_pad`` pixels and recoloured by ``augment_color``
+    (drawn from ``config.seed``: the same copies for the same seed) and encoded by the frozen
+    ``encoder``; actions and proprio repeat. Encoded here, not cached: a few thousand frames."""
+    assert data.features is not None and data.proprio is not None
+    generator = torch.Generator().manual_seed(config.seed)
+    frames = torch.from_numpy(np.ascontiguousarray(pixels))[:, None]  # windows of one frame
+    features = [data.features]
+    for _ in range(config.augment_copies):
+        shifted = random_shift(frames, config.augment_pad, generator)
+        copy = color_jitter(shifted, config.augment_color, generator)[:, 0].numpy()
+        encoded = compute_features(encoder, copy, config.feature_batch_size, device)
+        features.append(torch.from_numpy(encoded).to(data.features.device))
+    repeat = config.augment_copies + 1
+    return BCData(
+        data.actions.repeat(repeat, 1),
+        features=torch.cat(features),
+        proprio=data.proprio.repeat(repeat, 1),
+    )
+
+
 def total_bc_steps(config: PolicyConfig, num_samples: int) -> int:
     """Gradient steps: ``steps``, else ``epochs`` passes, else the default.
 
@@ -194,6 +222,12 @@ def train_bc(config: PolicyConfig) -> Path:
             config.cache_dir, resolved.module, dataset_key, config.feature_batch_size, device
         )
     train_data = make_bc_data(train_tr, resolved.kind, cache, device)
+    if config.augment_copies:
+        check_shift_pad("augment_pad", config.augment_pad, image_size)
+        assert train_tr.pixels is not None
+        train_data = with_augmented_copies(
+            train_data, train_tr.pixels, resolved.module, config, device
+        )
     val_data = make_bc_data(val_tr, resolved.kind, cache, device) if val_tr else None
     if resolved.kind != "scratch":
         obs_encoder.feature_norm.fit(train_data.features.cpu())

@@ -68,7 +68,16 @@ class PolicyConfig:
             follows the validation loss, and without validation demos either no best
             checkpoint is written.
         num_val_checks: Validation checks spread evenly over BC training (the last one at the end).
-        augment_pad: Random-shift padding in pixels for ``scratch`` (DrQ uses 4 at 84x84).
+        augment_pad: Random-shift padding in pixels: of every BC step's frames for
+            ``scratch`` (DrQ uses 4 at 84x84), of the copies ``augment_copies`` makes.
+        augment_copies: Frozen encoders, BC: fit the head on this many augmented copies of
+            every demonstration frame besides the frame itself (each shifted by up to
+            ``augment_pad`` pixels and recoloured by ``augment_color``, drawn from ``seed``,
+            encoded once). 0: off. The train look moves the camera and changes the light
+            between episodes; a head fitted on 25 demonstrations ties the actions to such
+            changes, and the copies show it the same action under other ones.
+        augment_color: Strength of the copies' colour jitter (brightness and per-channel
+            gains, as ``pretrain --color-jitter``), in [0, 1).
         feature_batch_size: Frames per encoder forward when computing features.
         cache_dir: Directory of an on-disk feature cache shared between runs (keyed by encoder
             weights, dataset and episodes); None caches in memory for this run only.
@@ -99,6 +108,8 @@ class PolicyConfig:
     val_episodes: int = 0
     num_val_checks: int = 5
     augment_pad: int = 4
+    augment_copies: int = 0
+    augment_color: float = 0.15
     feature_batch_size: int = 256
     cache_dir: Path | None = None
     rl_algorithm: str = "sac"
@@ -177,10 +188,31 @@ class PolicyConfig:
                 f"rl_norm_steps={self.rl_norm_steps}: RL with demos fits its statistics on them "
                 "and would ignore it"
             )
-        if self.encoder_kind != "scratch" and self.augment_pad != defaults["augment_pad"]:
+        _check_min("augment_copies", self.augment_copies, 0)
+        if not 0.0 <= self.augment_color < 1.0:
+            raise ValueError(f"augment_color must be in [0, 1), got {self.augment_color}")
+        copies = self.augment_copies > 0
+        if copies and (self.encoder_kind in ("scratch", "state") or self.algo != "bc"):
             raise ValueError(
-                f"augment_pad={self.augment_pad}: only the scratch encoder is trained with "
-                f"random shifts; encoder {self.encoder!r} would ignore it"
+                f"augment_copies={self.augment_copies}: augmented copies of the demonstrations "
+                "are for BC on a frozen pixel encoder (a pretrain directory or 'none'); "
+                f"encoder {self.encoder!r} with algo {self.algo!r} would ignore them"
+                + (
+                    " (scratch shifts every step's frames itself)"
+                    if self.encoder == "scratch"
+                    else ""
+                )
+            )
+        shifts = self.encoder_kind == "scratch" or copies
+        if not shifts and self.augment_pad != defaults["augment_pad"]:
+            raise ValueError(
+                f"augment_pad={self.augment_pad}: only the scratch encoder and augment_copies "
+                f"shift frames; encoder {self.encoder!r} would ignore it"
+            )
+        if not copies and self.augment_color != defaults["augment_color"]:
+            raise ValueError(
+                f"augment_color={self.augment_color}: only augment_copies recolours frames; "
+                "set augment_copies too"
             )
         if self.image_size is not None and self.augment_pad >= self.image_size:
             raise ValueError(
