@@ -31,6 +31,16 @@ episodes:
   episodes (``--whiten-source demos``: of the demonstrations' own frames): keypoints that move
   together leave a static object in low-variance directions, which per-dimension
   standardisation keeps small and a head fitted on a few hundred frames may never pick up.
+- ``residual``: the run's MLP on what proprio does not explain of the features: the features
+  minus an MLP's prediction of them from proprio alone, fitted on ``--whiten-episodes``
+  unlabeled episodes (proprio is an observation, not a label). Most keypoints follow the arm,
+  which proprio already gives the head exactly; what is left is what changes between episodes
+  (the target, and the look), no longer buried under the arm's variance.
+- ``augment``: the run's MLP on the demonstrations plus ``--aug-copies`` copies of their
+  frames, each shifted (up to ``--aug-pad`` pixels, replicated edges, as DrQ) and recoloured
+  (``--aug-color``: brightness and per-channel gains, as ``pretrain --color-jitter``), encoded
+  by the frozen encoder: the look's camera and light changes imitated in pixels, so that a
+  head fitted on 25 demonstrations cannot tie the actions to them.
 - ``slow``: the run's MLP given, beside the features and proprio, the ``--slow-dims`` slowest
   directions of the features (slow feature analysis, Wiskott and Sejnowski 2002: whitened
   directions of least frame-to-frame change, from the same unlabeled episodes), whitened: a
@@ -78,8 +88,12 @@ from sslrobot.policy.demos import load_transitions
 from sslrobot.policy.encoders import resolve_encoder
 from sslrobot.policy.environment import make_env
 from sslrobot.policy.head import MLPHead
+from sslrobot.pretraining.augment import color_jitter, random_shift
 
-HEADS = ("mlp", "mlp-noise", "knn", "spatial", "chunk", "first", "mean", "whiten", "slow")
+HEADS = (
+    "mlp", "mlp-noise", "knn", "spatial", "chunk", "first", "mean", "whiten", "slow", "residual",
+    "augment",
+)  # fmt: skip
 Act = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]  # (features, maps, proprio)
 
 
@@ -111,6 +125,9 @@ def parse_args() -> argparse.Namespace:
         default=0,
         help="whiten: keep only this many directions of largest variance (0: all)",
     )
+    parser.add_argument("--aug-copies", type=int, default=8, help="augment: copies per frame")
+    parser.add_argument("--aug-pad", type=int, default=2, help="augment: shift in pixels")
+    parser.add_argument("--aug-color", type=float, default=0.15, help="augment: colour strength")
     return parser.parse_args()
 
 
@@ -340,13 +357,79 @@ def fit_slow(
     return lambda f, _m, p: head(np.r_[f, slow(f[None])[0], p])
 
 
-def unlabeled_frames(args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray]:
-    """Frames of the first ``--whiten-episodes`` episodes of the task's unlabeled stream, and
-    each episode's length."""
+def proprio_predictor(
+    features: np.ndarray, proprio: np.ndarray, seed: int, steps: int = 3000
+) -> Callable[[np.ndarray], np.ndarray]:
+    """An MLP (256-256) from standardised proprio (N, P) to features (N, D), fitted by mean
+    squared error; returns ``proprio -> predicted features``."""
+    scale_in, mean, scale = standardiser(proprio), features.mean(0), features.std(0) + 1e-6
+    x = torch.from_numpy(scale_in(proprio).astype(np.float32))
+    y = torch.from_numpy(((features - mean) / scale).astype(np.float32))
+    torch.manual_seed(seed)
+    model = MLPHead(x.shape[1], y.shape[1], (256, 256))
+    fit_regressor(model, [x], y, seed, steps, 256)
+
+    def predict(rows: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            z = torch.from_numpy(scale_in(rows).astype(np.float32))
+            return model(z).numpy().astype(np.float64) * scale + mean
+
+    return predict
+
+
+def fit_residual(
+    demos: DemoInputs,
+    seed: int,
+    args: argparse.Namespace,
+    config: dict,
+    unlabeled: tuple[np.ndarray, np.ndarray],
+) -> Act:
+    predict = proprio_predictor(*unlabeled, seed)
+    inputs = np.c_[demos.features - predict(demos.proprio), demos.proprio]
+    head = train_head(inputs, demos.actions, seed, config["bc_steps"], config["bc_batch_size"])
+    return lambda f, _m, p: head(np.r_[f - predict(p[None])[0], p])
+
+
+def augmented_copies(
+    pixels: np.ndarray, copies: int, pad: int, color: float, seed: int
+) -> list[np.ndarray]:
+    """``copies`` versions of uint8 frames (N, H, W, 3), each shifted and recoloured per frame
+    with the pretraining augmentations (generator seeded with ``seed``)."""
+    generator = torch.Generator().manual_seed(seed)
+    frames = torch.from_numpy(np.ascontiguousarray(pixels))[:, None]  # (N, 1, H, W, 3)
+    out = []
+    for _ in range(copies):
+        shifted = random_shift(frames, pad, generator)
+        out.append(color_jitter(shifted, color, generator)[:, 0].numpy())
+    return out
+
+
+def fit_augment(
+    demos: DemoInputs,
+    seed: int,
+    args: argparse.Namespace,
+    config: dict,
+    pixels: np.ndarray,
+    module: nn.Module,
+) -> Act:
+    copies = augmented_copies(pixels, args.aug_copies, args.aug_pad, args.aug_color, seed)
+    features = np.concatenate([demos.features, *(encode(module, c) for c in copies)])
+    repeat = len(copies) + 1
+    inputs = np.c_[features, np.tile(demos.proprio, (repeat, 1))]
+    actions = np.tile(demos.actions, (repeat, 1))
+    head = train_head(inputs, actions, seed, config["bc_steps"], config["bc_batch_size"])
+    return lambda f, _m, p: head(np.r_[f, p])
+
+
+def unlabeled_frames(args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Frames and proprio of the first ``--whiten-episodes`` episodes of the task's unlabeled
+    stream, and each episode's length."""
     dataset = open_dataset(args.run / args.task / "data" / "unlabeled" / "dataset")
     ids = list(dataset.episode_ids)[: args.whiten_episodes]
-    episodes = [np.asarray(dataset.load_episode(i)["pixels"]) for i in ids]
-    return np.concatenate(episodes), np.array([len(e) for e in episodes])
+    episodes = [dataset.load_episode(i) for i in ids]
+    pixels = np.concatenate([np.asarray(e["pixels"]) for e in episodes])
+    proprio = np.concatenate([np.asarray(e["proprio"], dtype=np.float64) for e in episodes])
+    return pixels, proprio, np.array([len(e["pixels"]) for e in episodes])
 
 
 def main() -> None:
@@ -367,10 +450,12 @@ def main() -> None:
         "mean": partial(fit_context, kind="mean"),
     }
     results: dict[str, list[float]] = {head: [] for head in args.heads}
-    from_unlabeled = "slow" in args.heads or (
+    from_unlabeled = {"slow", "residual"} & set(args.heads) or (
         "whiten" in args.heads and args.whiten_source == "unlabeled"
     )
-    unlabeled_pixels, unlabeled_lengths = unlabeled_frames(args) if from_unlabeled else (None, None)
+    unlabeled_pixels, unlabeled_proprio, unlabeled_lengths = (
+        unlabeled_frames(args) if from_unlabeled else (None, None, None)
+    )
     env = make_env(f"sslrobot/{args.task}", config["image_size"], "pixels")
     seeds = [args.eval_seed + i for i in range(args.episodes)]
     try:
@@ -387,8 +472,12 @@ def main() -> None:
                 unlabeled = encode(module, unlabeled_pixels)
                 fitters["whiten"] = partial(fit_whiten, unlabeled=unlabeled)
                 fitters["slow"] = partial(fit_slow, unlabeled=(unlabeled, unlabeled_lengths))
+                fitters["residual"] = partial(
+                    fit_residual, unlabeled=(unlabeled, unlabeled_proprio)
+                )
             elif "whiten" in args.heads:
                 fitters["whiten"] = partial(fit_whiten, unlabeled=None)
+            fitters["augment"] = partial(fit_augment, pixels=transitions.pixels, module=module)
             for name in args.heads:
                 act = fitters[name](demo_inputs, seed, args, config)
 

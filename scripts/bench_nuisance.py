@@ -8,8 +8,10 @@ task this trains the run's BC head (``scripts/bench_readout.py``'s, the run's st
 twice per encoder and seed, side by side on the same evaluation seeds:
 
 - on the run's demonstrations (``train`` preset), evaluated in ``train``: the run's protocol;
-- on demonstrations of the same seeds collected again in ``--preset`` (default ``none``: the
-  authored look every episode), evaluated in that preset: the same task without the variation.
+- on demonstrations of the same seeds collected again in each of ``--presets`` (default
+  ``none``: the authored look every episode), evaluated in that preset: the same task without
+  the variation. ``only-FACTOR`` presets keep one of ``train``'s factors (``surfaces``,
+  ``light``, ``camera``, ``distractors``) and drop the others, to tell which one costs what.
 
 The encoders are the ones the run pretrained (``--encoders`` names under the task's
 ``pretrain/``), ``none`` (a random encoder per training seed, as the run's) and ``state`` (the
@@ -19,6 +21,8 @@ docs/results/benchmarks/bench_nuisance_session18.txt):
 
     python scripts/bench_nuisance.py --run runs/reach16 --task Reach-v0 \\
         --encoders fdm+future none state
+    python scripts/bench_nuisance.py --run runs/reach16 --task Reach-v0 --encoders fdm+future \\
+        --presets only-surfaces only-light only-camera only-distractors
 
 Prints its settings, success per seed for each encoder and preset, and the means.
 """
@@ -26,9 +30,8 @@ Prints its settings, success per seed for each encoder and preset, and the means
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -36,7 +39,8 @@ import numpy as np
 import torch
 from bench_readout import add_run_arguments, encode, open_run, train_head
 
-from sslrobot.data import open_dataset
+from sslrobot.data import CollectConfig, collect, open_dataset
+from sslrobot.envs.core.variation import PRESETS
 from sslrobot.evaluation.rollouts import run_episodes
 from sslrobot.policy.demos import load_transitions
 from sslrobot.policy.encoders import resolve_encoder
@@ -52,7 +56,12 @@ def parse_args() -> argparse.Namespace:
         default=["fdm+future", "none", "state"],
         help="objectives pretrained in the run, none, state",
     )
-    parser.add_argument("--preset", default="none", help="visual preset of the comparison")
+    parser.add_argument(
+        "--presets",
+        nargs="+",
+        default=["none"],
+        help="visual presets compared with train: the envs' (none, heldout) or only-FACTOR",
+    )
     parser.set_defaults(encoder=None)
     args = parser.parse_args()
     if args.encoder is not None:
@@ -60,36 +69,41 @@ def parse_args() -> argparse.Namespace:
     return args
 
 
+#: ``train``'s factors, each as the ``VisualPreset`` fields that turn it on.
+FACTORS = {
+    "surfaces": ("surface_palette",),
+    "light": ("light_scale",),
+    "camera": ("camera_jitter",),
+    "distractors": ("num_distractors", "distractor_palette"),
+}
+
+
+def register_single_factor_presets() -> None:
+    """Adds ``only-FACTOR`` to the envs' presets in this process (collection runs in it too):
+    ``train``'s ranges for that factor, the authored look for the others. The variation draws
+    the same random numbers whatever the preset, so the episodes' physics stay the same."""
+    train, plain = PRESETS["train"], PRESETS["none"]
+    for factor, fields in FACTORS.items():
+        kept = {name: getattr(train, name) for name in fields}
+        PRESETS[f"only-{factor}"] = dataclasses.replace(plain, **kept)
+
+
 def demos_in_preset(run: Path, task: str, preset: str, num_demos: int) -> Path:
     """The run's demonstrations (same seeds, same expert) collected again in ``preset``, under
-    ``RUN/variants/demos-PRESET``; a finished collection is reused (``collect --resume``)."""
+    ``RUN/variants/TASK-demos-PRESET``; a finished collection is reused (resumed)."""
     manifest = open_dataset(run / task / "data" / "demos" / "dataset").manifest
     out = run / "variants" / f"{task}-demos-{preset}"
-    command = [
-        sys.executable,
-        "-m",
-        "sslrobot",
-        "collect",
-        "--env",
-        f"sslrobot/{task}",
-        "--policy",
-        "expert",
-        "--episodes",
-        str(num_demos),
-        "--seed",
-        str(manifest["base_seed"]),
-        "--image-size",
-        str(manifest["frame_shape"][0]),
-        "--visual-preset",
-        preset,
-        "--out",
-        str(out),
-        "--no-progress",
-    ]
-    if (out / "manifest.json").exists():
-        command.append("--resume")
-    subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
-    return out
+    config = CollectConfig(
+        env_id=f"sslrobot/{task}",
+        out=out,
+        policy="expert",
+        num_episodes=num_demos,
+        seed=int(manifest["base_seed"]),
+        image_size=int(manifest["frame_shape"][0]),
+        env_kwargs={"visual_preset": preset},  # collect's own check knows the envs' presets only
+        resume=(out / "manifest.json").exists(),
+    )
+    return Path(collect(config, progress=False))
 
 
 def success(
@@ -139,8 +153,10 @@ def main() -> None:
     config, run_demos, _ = open_run(args, "bench_nuisance")
     start = time.perf_counter()
     print(f"BC budget (the run's): {config['bc_steps']} steps at batch {config['bc_batch_size']}")
-    other_demos = demos_in_preset(args.run, args.task, args.preset, args.num_demos)
-    presets = {"train": Path(run_demos.root), args.preset: other_demos}
+    register_single_factor_presets()
+    presets = {"train": Path(run_demos.root)}
+    for preset in args.presets:
+        presets[preset] = demos_in_preset(args.run, args.task, preset, args.num_demos)
     results: dict[tuple[str, str], list[float]] = {}
     for name in args.encoders:
         spec = (
@@ -153,10 +169,10 @@ def main() -> None:
                 torch.manual_seed(seed)
                 rate = success(name, spec, demos_dir, preset, seed, args, config)
                 results.setdefault((name, preset), []).append(rate)
-                print(f"{name:12s} seed {seed} demos and evaluation in {preset:7s}: {rate:.3f}")
+                print(f"{name:12s} seed {seed} demos and evaluation in {preset}: {rate:.3f}")
     print("mean success (seeds):")
     for (name, preset), rates in results.items():
-        print(f"  {name:12s} {preset:7s} {[round(r, 3) for r in rates]} -> {np.mean(rates):.3f}")
+        print(f"  {name:12s} {preset:17s} {[round(r, 3) for r in rates]} -> {np.mean(rates):.3f}")
     print(json.dumps({f"{n}/{p}": float(np.mean(r)) for (n, p), r in results.items()}))
     print(f"wall time {time.perf_counter() - start:.0f} s")
 

@@ -466,11 +466,13 @@ def test_augmented_copies_add_shifted_recoloured_frames_of_the_same_actions(demo
     torch.testing.assert_close(augmented.proprio, data.proprio.repeat(3, 1))
     again = with_augmented_copies(data, pixels, encoder, config, torch.device("cpu"))
     torch.testing.assert_close(again.features, augmented.features)
-    out = train_tiny_bc(demos, tmp_path / "policy", augment_copies=2)
+    out = train_tiny_bc(demos, tmp_path / "policy", augment_copies=2, steps=None, epochs=2,
+                        batch_size=8)  # fmt: skip
     record = read_policy_config(out)
     frames = sum(len(open_dataset(demos).load_episode(i)["action"]) for i in range(3))
     assert record["num_train_samples"] == 3 * frames
     assert record["train_config"]["augment_copies"] == 2
+    assert record["metrics"]["step"] == 2 * (frames // 8)  # an epoch: the demonstrations' frames
 
 
 def test_state_oracle_uses_the_privileged_state(demos, tmp_path):
@@ -541,6 +543,7 @@ def test_train_policy_cli(demos, tmp_path, capsys):
         ({"augment_copies": -1}, "augment_copies must be an int >= 0"),
         ({"augment_color": 0.3}, "augment_color=0.3: only augment_copies"),
         ({"augment_copies": 1, "augment_color": 1.0}, "augment_color must be in"),
+        ({"augment_copies": 1, "augment_color": 0.0, "augment_pad": 0}, "repeat the frames"),
         ({"encoder": "scratch", "augment_pad": 32, "image_size": 32}, "must be below image_s"),
     ],
 )

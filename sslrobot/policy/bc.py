@@ -147,13 +147,15 @@ def with_augmented_copies(
     ``encoder``; actions and proprio repeat. Encoded here, not cached: a few thousand frames."""
     assert data.features is not None and data.proprio is not None
     generator = torch.Generator().manual_seed(config.seed)
-    frames = torch.from_numpy(np.ascontiguousarray(pixels))[:, None]  # windows of one frame
+    step = config.feature_batch_size  # one chunk of frames augmented at a time: bounded memory
     features = [data.features]
     for _ in range(config.augment_copies):
-        shifted = random_shift(frames, config.augment_pad, generator)
-        copy = color_jitter(shifted, config.augment_color, generator)[:, 0].numpy()
-        encoded = compute_features(encoder, copy, config.feature_batch_size, device)
-        features.append(torch.from_numpy(encoded).to(data.features.device))
+        for start in range(0, len(pixels), step):
+            chunk = torch.from_numpy(np.array(pixels[start : start + step]))[:, None]
+            shifted = random_shift(chunk, config.augment_pad, generator)  # windows of one frame
+            copy = color_jitter(shifted, config.augment_color, generator)[:, 0].numpy()
+            encoded = compute_features(encoder, copy, step, device)
+            features.append(torch.from_numpy(encoded).to(data.features.device))
     repeat = config.augment_copies + 1
     return BCData(
         data.actions.repeat(repeat, 1),
@@ -294,7 +296,9 @@ def _fit(
     """The training loop: minibatch epochs, validation checks, best checkpoint on disk."""
     num_samples = len(train_data)
     batch_size = min(config.batch_size, num_samples)
-    num_steps = total_bc_steps(config, num_samples)
+    # An epoch is as many steps as a pass over the demonstrations' own frames: augmented
+    # copies add variety, not budget, so runs with and without them compare at one budget.
+    num_steps = total_bc_steps(config, num_samples // (config.augment_copies + 1))
     check_every = max(1, math.ceil(num_steps / config.num_val_checks))
     # weight_decay is the head's (a scratch encoder trains undecayed, as documented).
     encoder = {id(p) for p in network.obs_encoder.parameters()}

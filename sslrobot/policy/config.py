@@ -203,6 +203,11 @@ class PolicyConfig:
                     else ""
                 )
             )
+        if copies and self.augment_pad == 0 and self.augment_color == 0.0:
+            raise ValueError(
+                f"augment_copies={self.augment_copies} with augment_pad=0 and augment_color=0: "
+                "the copies would repeat the frames unchanged"
+            )
         shifts = self.encoder_kind == "scratch" or copies
         if not shifts and self.augment_pad != defaults["augment_pad"]:
             raise ValueError(
