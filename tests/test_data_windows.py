@@ -89,13 +89,13 @@ def test_by_default_every_episode_of_a_small_dataset_stays_open(dataset_dir, mon
     assert len(opened) == len(set(opened)) == len(windows.episode_ids)  # each file once
     windows.close()
     monkeypatch.setattr(resource, "getrlimit", lambda _which: (1024, 4096))
-    assert WindowDataset(dataset_dir, NUM_STEPS).max_open_episodes == 64  # was 32
-    assert windows_module.default_open_episodes(5) == 12  # format 1: a file per array
-    assert windows_module.default_open_episodes(1, readers=3) == 21  # the parts of a mix
+    assert WindowDataset(dataset_dir, NUM_STEPS).max_open_episodes == 128  # was 32
+    assert windows_module.default_open_episodes(5) == 25  # format 1: a file per array
+    assert windows_module.default_open_episodes(1, readers=3) == 42  # the parts of a mix
     mixed = windows_module.open_windows([dataset_dir, dataset_dir], NUM_STEPS)
-    assert [part.max_open_episodes for part in mixed.parts] == [32, 32]
+    assert [part.max_open_episodes for part in mixed.parts] == [64, 64]
     monkeypatch.setattr(resource, "getrlimit", lambda _which: (1 << 20, 1 << 20))
-    assert windows_module.default_open_episodes(1) == 1024  # capped: containers set huge limits
+    assert windows_module.default_open_episodes(1) == 4096  # capped: containers set huge limits
 
 
 def test_a_reader_at_the_open_file_limit_closes_its_files_and_retries(dataset_dir, monkeypatch):

@@ -202,6 +202,7 @@ def test_resume_repeating_one_encoder_option_keeps_the_rest_of_the_encoder(
     assert main(_args(data_dir, out, *made, "--steps", "1")) == 0
     resume = ["pretrain", "--out", str(out), "--resume", "--steps", "2", "--no-progress"]
     assert main([*resume, "--feature-dim", "40", "--frame-stack", "1"]) == 0
+    assert main([*resume, "--encoder-channels", "32,32,32,32"]) == 0  # its own, alone
     assert sslrobot.load_encoder(out)[1].channels == (32, 32, 32, 32)
     assert main([*resume, "--steps", "3", "--feature-dim", "32"]) == 2
     assert "encoder: saved" in capsys.readouterr().err

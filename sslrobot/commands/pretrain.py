@@ -193,7 +193,10 @@ def _encoder_config(
 
 
 def _pretrain(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from sslrobot.models.decoder import DecoderConfig
+    from sslrobot.pretraining import artifacts
     from sslrobot.pretraining.config import PretrainConfig
     from sslrobot.pretraining.objectives import USES_DECODER, parse_objective
     from sslrobot.pretraining.trainer import NonFiniteLossError, pretrain
@@ -207,6 +210,10 @@ def _pretrain(args: argparse.Namespace) -> int:
         )
     if args.data is None and not args.resume:
         raise ValueError("--data is required: a `sslrobot collect --out` directory")
+    # Resuming a saved run, the encoder options given change the saved encoder, not the
+    # default architecture's (built here, --encoder-channels alone was refused for drqv2).
+    resumes_saved = args.resume and (Path(args.out) / artifacts.PRETRAIN_CONFIG).is_file()
+    encoder = {} if resumes_saved else {"encoder": _encoder_config(args)}
     config = PretrainConfig(
         out=args.out,
         data=args.data,
@@ -223,7 +230,7 @@ def _pretrain(args: argparse.Namespace) -> int:
         log_every=args.log_every,
         image_every=args.image_every,
         resume=args.resume,
-        encoder=_encoder_config(args),
+        **encoder,
         decoder={
             "dense": DecoderConfig,
             "heatmaps": DecoderConfig.keypoint_heatmaps,

@@ -288,18 +288,18 @@ class WindowDataset(Dataset):
         return state
 
 
-#: Most files one reader keeps open by default, whatever the limit (containers often set
-#: limits of a million, which would make the LRU unbounded).
-MAX_DEFAULT_OPEN_FILES = 1024
+#: Most files a process's readers keep open by default, whatever the limit (containers
+#: often set limits of a million, which would make the LRU unbounded).
+MAX_DEFAULT_OPEN_FILES = 4096
 
 
 def default_open_episodes(files_per_episode: int, readers: int = 1) -> int:
-    """Episodes a reader keeps open by default: a sixteenth of the process's open-file limit
+    """Episodes a reader keeps open by default: an eighth of the process's open-file limit
     (``RLIMIT_NOFILE``, soft; at most ``MAX_DEFAULT_OPEN_FILES``), in files, shared by the
     ``readers`` that draw on it at once (the parts of a mixed dataset); at least 8 episodes.
-    The train and validation readers of a run, and whatever else the process opens, fit in
-    the rest; a reader that still meets the limit closes its files and retries. 1,024 files
-    (a common default) give 64 episodes of one file.
+    A run's validation reader takes another eighth, and whatever else the process opens fits
+    in the rest; a reader that still meets the limit closes its files and retries. 1,024
+    files (a common default) give 128 episodes of one file; 20,000 give 2,500.
     """
     try:
         import resource  # POSIX only
@@ -309,7 +309,7 @@ def default_open_episodes(files_per_episode: int, readers: int = 1) -> int:
             limit = 1 << 20
     except (ImportError, OSError, ValueError):
         limit = 1024
-    files = min(limit // 16, MAX_DEFAULT_OPEN_FILES) // max(1, readers)
+    files = min(limit // 8, MAX_DEFAULT_OPEN_FILES) // max(1, readers)
     return max(8, files // max(1, files_per_episode))
 
 
