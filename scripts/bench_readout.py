@@ -50,6 +50,7 @@ from torch.nn import functional as F
 from sslrobot.data import open_dataset
 from sslrobot.evaluation.probe import fit_ridge, select_alphas
 from sslrobot.evaluation.rollouts import run_episodes
+from sslrobot.pipeline.run import EVAL_SEED_BASE
 from sslrobot.policy.demos import load_transitions
 from sslrobot.policy.encoders import resolve_encoder
 from sslrobot.policy.environment import make_env
@@ -74,7 +75,12 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--num-demos", type=int, default=25)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--episodes", type=int, default=100, help="evaluation episodes per seed")
-    parser.add_argument("--eval-seed", type=int, default=300_000, help="first evaluation seed")
+    parser.add_argument(
+        "--eval-seed",
+        type=int,
+        default=None,
+        help="first evaluation seed (default: the run's, its seed + 300000)",
+    )
     parser.add_argument("--threads", type=int, default=1)
 
 
@@ -224,6 +230,8 @@ def open_run(args: argparse.Namespace, script: str) -> tuple[dict[str, Any], Any
     objective pretrained in the run, or ``none``; None where a script has no ``--encoder``)."""
     torch.set_num_threads(args.threads)
     config = json.loads((args.run / "config.json").read_text())
+    if args.eval_seed is None:  # the run's own evaluation episodes
+        args.eval_seed = int(config["seed"]) + EVAL_SEED_BASE
     print(f"{script}:", json.dumps({k: str(v) for k, v in vars(args).items()}))
     demos = open_dataset(args.run / args.task / "data" / "demos" / "dataset")
     if args.encoder in (None, "none"):
