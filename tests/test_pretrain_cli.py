@@ -96,7 +96,9 @@ def test_none_baseline_and_encoder_options(data_dir: Path, tmp_path: Path) -> No
         assert main(_args(data_dir, tmp_path / f"bad-{decoder}", *no_keypoints)) == 2
 
 
-def test_pretrain_on_mixed_streams_of_several_datasets(data_dir: Path, tmp_path: Path) -> None:
+def test_pretrain_on_mixed_streams_of_several_datasets(
+    data_dir: Path, tmp_path: Path, capsys
+) -> None:
     other = collect_fake(tmp_path / "other", num_episodes=4, image_size=SIZE, seed=77)
     out = tmp_path / "mixed"
     args = _args(data_dir, out, "--steps", "2")
@@ -108,6 +110,10 @@ def test_pretrain_on_mixed_streams_of_several_datasets(data_dir: Path, tmp_path:
     assert saved["num_train_windows"] == sum(windows)
     # Resuming with the same list continues; the run reads both datasets' windows.
     assert main([*args, "--steps", "3", "--resume"]) == 0
+    one = ["pretrain", "--out", str(out), "--resume", "--steps", "4", "--data", str(data_dir)]
+    capsys.readouterr()
+    assert main(one) == 2  # was refused by a count of windows, naming neither directory
+    assert "trained on 2 data directories" in capsys.readouterr().err
     # Listed against the alphabetical order the record keeps its keys in: still resumes
     # (it was refused), and the frames' proprio is mixed too (it was dropped: KeyError).
     reverse = tmp_path / "reverse"

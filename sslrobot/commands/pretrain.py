@@ -306,8 +306,16 @@ def _with_saved_settings(config: PretrainConfig, args: argparse.Namespace) -> Pr
     changes = {name: getattr(config, name) for name in fields & names - {"out", "resume"}}
     if given & _ENCODER_OPTIONS:
         changes["encoder"] = _encoder_config(args, saved.encoder, given)
-    if "data" not in changes:
-        roots = [saved.data] if isinstance(saved.data, str) else list(saved.data or ())
+    roots = [saved.data] if isinstance(saved.data, str) else list(saved.data or ())
+    if "data" in changes:
+        given_roots = [config.data] if isinstance(config.data, str) else list(config.data or ())
+        if len(given_roots) != len(roots):  # a moved copy is fine, another mix is not
+            raise ValueError(
+                f"--resume: the run in {out} trained on {len(roots)} data directories "
+                f"{roots}, --data gives {len(given_roots)}; give them all, in that order "
+                "(or leave --data out)"
+            )
+    else:
         for root in roots:
             if not Path(root).is_dir():
                 raise ValueError(
