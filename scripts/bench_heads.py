@@ -128,6 +128,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--aug-copies", type=int, default=8, help="augment: copies per frame")
     parser.add_argument("--aug-pad", type=int, default=2, help="augment: shift in pixels")
     parser.add_argument("--aug-color", type=float, default=0.15, help="augment: colour strength")
+    parser.add_argument(
+        "--aug-blobs", type=int, default=0, help="augment: random squares pasted per frame"
+    )
     return parser.parse_args()
 
 
@@ -391,16 +394,26 @@ def fit_residual(
 
 
 def augmented_copies(
-    pixels: np.ndarray, copies: int, pad: int, color: float, seed: int
+    pixels: np.ndarray, copies: int, pad: int, color: float, seed: int, blobs: int = 0
 ) -> list[np.ndarray]:
     """``copies`` versions of uint8 frames (N, H, W, 3), each shifted and recoloured per frame
-    with the pretraining augmentations (generator seeded with ``seed``)."""
+    with the pretraining augmentations (generator seeded with ``seed``); with ``blobs``, that
+    many squares of 3-6 pixels in random colours pasted at random places on each frame, an
+    imitation of the train look's distractors."""
     generator = torch.Generator().manual_seed(seed)
+    rng = np.random.default_rng(seed)
     frames = torch.from_numpy(np.ascontiguousarray(pixels))[:, None]  # (N, 1, H, W, 3)
     out = []
     for _ in range(copies):
         shifted = random_shift(frames, pad, generator)
-        out.append(color_jitter(shifted, color, generator)[:, 0].numpy())
+        copy = color_jitter(shifted, color, generator)[:, 0].numpy().copy()
+        size = copy.shape[1]
+        for frame in copy:
+            for _ in range(blobs):
+                side = int(rng.integers(3, 7))
+                row, col = rng.integers(0, size - side, 2)
+                frame[row : row + side, col : col + side] = rng.integers(0, 256, 3)
+        out.append(copy)
     return out
 
 
@@ -412,7 +425,9 @@ def fit_augment(
     pixels: np.ndarray,
     module: nn.Module,
 ) -> Act:
-    copies = augmented_copies(pixels, args.aug_copies, args.aug_pad, args.aug_color, seed)
+    copies = augmented_copies(
+        pixels, args.aug_copies, args.aug_pad, args.aug_color, seed, args.aug_blobs
+    )
     features = np.concatenate([demos.features, *(encode(module, c) for c in copies)])
     repeat = len(copies) + 1
     inputs = np.c_[features, np.tile(demos.proprio, (repeat, 1))]
