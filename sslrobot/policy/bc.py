@@ -144,8 +144,8 @@ def with_augmented_copies(
     """``data`` (frozen features of ``pixels``) plus ``config.augment_copies`` copies of its
     frames, each shifted by up to ``augment_pad`` pixels and recoloured by ``augment_color``
     (drawn from ``config.seed``, a ``feature_batch_size`` chunk at a time: the same copies for
-    the same seed and chunk size) and encoded by the frozen
-    ``encoder``; actions and proprio repeat. Encoded here, not cached: a few thousand frames."""
+    the same seed and chunk size) and encoded by the frozen ``encoder``; actions and proprio
+    repeat. Encoded here, not cached: a few thousand frames."""
     assert data.features is not None and data.proprio is not None
     generator = torch.Generator().manual_seed(config.seed)
     step = config.feature_batch_size  # one chunk of frames augmented at a time: bounded memory
