@@ -224,9 +224,10 @@ def train_bc(config: PolicyConfig) -> Path:
         cache = FeatureCache(
             config.cache_dir, resolved.module, dataset_key, config.feature_batch_size, device
         )
+    if resolved.kind == "scratch" or config.augment_copies:  # before any frame is encoded
+        check_shift_pad("augment_pad", config.augment_pad, image_size)
     train_data = make_bc_data(train_tr, resolved.kind, cache, device)
     if config.augment_copies:
-        check_shift_pad("augment_pad", config.augment_pad, image_size)
         assert train_tr.pixels is not None
         train_data = with_augmented_copies(
             train_data, train_tr.pixels, resolved.module, config, device
@@ -260,8 +261,6 @@ def train_bc(config: PolicyConfig) -> Path:
             f"validation uses (from {VALIDATION_SEED_BASE}); collect them below it, or set "
             "val_episodes=0"
         )
-    if resolved.kind == "scratch":
-        check_shift_pad("augment_pad", config.augment_pad, image_size)
     out = config.out
     start_policy_dir(out)
     history = _fit(config, network, train_data, val_data, record, device)
