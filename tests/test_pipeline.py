@@ -14,7 +14,12 @@ import torch
 from sslrobot.cli import main
 from sslrobot.evaluation.report import format_ci
 from sslrobot.pipeline.presets import make_run_config, parse_overrides
-from sslrobot.pipeline.run import Pipeline, run_pipeline, warn_of_dropped_tasks
+from sslrobot.pipeline.run import (
+    Pipeline,
+    run_pipeline,
+    warn_of_changed_settings,
+    warn_of_dropped_tasks,
+)
 
 QUICK = make_run_config("quick")
 
@@ -446,6 +451,26 @@ def test_paired_pretraining_seeds_give_each_policy_seed_its_own_encoder(tmp_path
     report = (tmp_path / "report.md").read_text()
     mean = np.mean([p["probe/r2_mean"] for p in probes])
     assert f"{mean:.3f} ± " in report and "(2 pretraining seeds)" in report
+
+
+def test_rerunning_a_run_directory_with_other_settings_names_them(tmp_path: Path) -> None:
+    """A preset default that moved (bc_augment_copies, session 19) would quietly replace a
+    finished run's policies: the changed fields are named with the --set that keeps them, and
+    a field an older run did not record counts as its default then."""
+    config = make_run_config("default")
+    assert warn_of_changed_settings(tmp_path, config) == []  # a new directory
+    earlier = json.loads(json.dumps(config.to_dict()))
+    (tmp_path / "config.json").write_text(json.dumps(earlier))
+    assert warn_of_changed_settings(tmp_path, config) == []  # the same run, continued
+    earlier.pop("bc_augment_copies")  # written before the field existed: 0
+    earlier["num_demos"] = [5, 25]
+    (tmp_path / "config.json").write_text(json.dumps(earlier))
+    with pytest.warns(UserWarning) as caught:
+        changed = warn_of_changed_settings(tmp_path, config)
+    assert changed == ["num_demos", "bc_augment_copies"]
+    message = str(caught[0].message)
+    assert "bc_augment_copies 0 -> 8" in message
+    assert "--preset default --set num_demos=5,25 --set bc_augment_copies=0" in message
 
 
 def test_rerunning_an_older_run_directory_on_other_tasks_warns(tmp_path: Path) -> None:

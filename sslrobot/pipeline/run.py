@@ -7,6 +7,7 @@ settings, in which directory, and skips what already finished with the same sett
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sys
@@ -87,6 +88,47 @@ def warn_of_dropped_tasks(out: Path, config: RunConfig) -> list[str]:
     return dropped
 
 
+def warn_of_changed_settings(out: Path, config: RunConfig) -> list[str]:
+    """Warn when ``out`` holds an earlier run made with other settings, and return the fields.
+
+    A stage whose settings changed is made again and its earlier result deleted, which is
+    right for a deliberate ``--set`` but not after a preset's default moved under a user
+    (``bc_augment_copies``, session 19): rerunning a finished run directory would quietly
+    replace its policies. The warning names each change and the ``--set`` that keeps the
+    earlier value. Fields an older run did not record count as their default then. Tasks
+    are ``warn_of_dropped_tasks``'s.
+    """
+    path = out / "config.json"
+    if not path.is_file():
+        return []
+    earlier = read_json_file(path)
+    now, defaults = (json.loads(json.dumps(c.to_dict())) for c in (config, RunConfig()))
+    changed = [
+        key
+        for key, value in now.items()
+        if key not in ("tasks", "preset") and earlier.get(key, defaults[key]) != value
+    ]
+    if changed:
+        before = {key: earlier.get(key, defaults[key]) for key in changed}
+        described = ", ".join(f"{key} {before[key]!r} -> {now[key]!r}" for key in changed)
+        keep = " ".join(f"--set {key}={_set_value(before[key])}" for key in changed)
+        preset = earlier.get("preset", config.preset)
+        warnings.warn(
+            f"{out} holds an earlier run made with other settings ({described}): the stages "
+            "they change are made again, replacing the earlier ones, or left out of the report; "
+            f"to continue that run instead, pass --preset {preset} {keep}",
+            stacklevel=2,
+        )
+    return changed
+
+
+def _set_value(value: Any) -> str:
+    """``value`` as ``--set`` reads it back: lists comma-separated, JSON for the rest."""
+    if isinstance(value, list):
+        return ",".join(str(item) for item in value)
+    return value if isinstance(value, str) else json.dumps(value)
+
+
 def warn_of_unswept_demo_counts(config: RunConfig) -> list[int]:
     """Warn when ``num_demos`` names counts that no task will run, and return them: every
     task runs the main count, only ``data_efficiency_task`` the others (``--set
@@ -142,6 +184,7 @@ class Pipeline:
         total = self.count_stages()
         self.out.mkdir(parents=True, exist_ok=True)
         warn_of_dropped_tasks(self.out, self.config)
+        warn_of_changed_settings(self.out, self.config)
         warn_of_unswept_demo_counts(self.config)
         atomic_write_json(self.out / "config.json", self.config.to_dict())
         with tqdm(
