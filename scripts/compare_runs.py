@@ -5,10 +5,12 @@ the aggregated success and return (means and 95% intervals) in ``results.json``,
 pretrained encoder they share, the logged loss columns of ``metrics.csv`` row by row. Timing
 columns are ignored: wall-clock differs between runs by nature. Either side may also be a
 results file alone (a run's ``results.json``, or the published ``default_results.json``): then
-only the results are compared. Usage:
+only the results are compared. Config fields the two runs set differently (``bc_augment_copies``,
+whose default preset value moved in session 19, say) are named first, from the results
+files' headers. Usage:
 
     python scripts/compare_runs.py runs/default5 runs/default7
-    python scripts/compare_runs.py docs/results/default_results.json runs/mine
+    python scripts/compare_runs.py docs/results/default_session19/results.json runs/mine
 
 Prints one line per compared item and a summary; exits 1 if anything differs.
 """
@@ -21,6 +23,8 @@ import json
 import sys
 from pathlib import Path
 
+from sslrobot.pipeline.presets import RunConfig
+
 
 def aggregated(run: Path) -> dict[tuple, dict]:
     """The aggregated records of a run directory's ``results.json`` (or of a results file),
@@ -32,6 +36,28 @@ def aggregated(run: Path) -> dict[tuple, dict]:
     return {
         (r["env_id"], r["encoder"], r.get("visual_preset"), r.get("num_demos")): r for r in records
     }
+
+
+def run_config(run: Path) -> dict:
+    """The run's config as its results file's header records it ({} for files without one)."""
+    path = run / "results.json" if run.is_dir() else run
+    return json.loads(path.read_text()).get("header", {}).get("config", {})
+
+
+def config_differences(first: dict, second: dict) -> list[str]:
+    """``"field: a vs b"`` for every config field the two runs set differently. A field one
+    run predates counts as ``RunConfig``'s default for it (the behaviour before the field
+    existed, as ``sslrobot run`` reads an older run's config); a run without a recorded
+    config (a results file without a header) is compared on results alone."""
+    if not first or not second:
+        return []
+    defaults = json.loads(json.dumps(RunConfig().to_dict()))
+    first, second = {**defaults, **first}, {**defaults, **second}
+    return [
+        f"{key}: {first[key]!r} vs {second[key]!r}"
+        for key in sorted(first)
+        if first[key] != second.get(key)
+    ]
 
 
 def loss_rows(path: Path) -> list[list[str]]:
@@ -49,6 +75,8 @@ def main() -> int:
     args = parser.parse_args()
     differ = 0
     first, second = aggregated(args.first), aggregated(args.second)
+    for line in config_differences(run_config(args.first), run_config(args.second)):
+        print(f"config differs (results may differ for it): {line}")
     shared = sorted(set(first) & set(second), key=str)
     gaps = []
     for key in shared:

@@ -143,3 +143,28 @@ def test_compare_runs_names_the_return_and_says_when_nothing_overlaps(tmp_path: 
     assert differs.returncode == 1 and "return -1.0000 vs -2.0000" in differs.stdout
     disjoint = compare(results("a", reach, -1.0), results("c", "sslrobot/Push-v0", -1.0))
     assert disjoint.returncode == 2 and "nothing to compare" in disjoint.stdout
+
+
+def test_compare_runs_names_config_fields_the_runs_set_differently(tmp_path: Path) -> None:
+    """Two runs of one preset made before and after its bc_augment_copies default moved
+    differ in results for a reason their configs record: it is named, and a run that predates
+    the field counts as its default (0) rather than being skipped."""
+    import json
+    import subprocess
+
+    from sslrobot.pipeline.presets import make_run_config
+
+    row = {"env_id": "sslrobot/Reach-v0", "encoder": "none", "visual_preset": "train",
+           "num_demos": 25, "success": {"mean": 0.1, "low": 0.0, "high": 0.2},
+           "return": {"mean": -1.0, "low": -2.0, "high": 0.0}}  # fmt: skip
+    newer = json.loads(json.dumps(make_run_config("default").to_dict()))
+    older = {key: value for key, value in newer.items() if key != "bc_augment_copies"}
+    paths = []
+    for name, config in (("older", older), ("newer", newer)):
+        path = tmp_path / f"{name}.json"
+        path.write_text(json.dumps({"aggregated": [row], "header": {"config": config}}))
+        paths.append(str(path))
+    command = [sys.executable, str(SCRIPTS / "compare_runs.py"), *paths]
+    out = subprocess.run(command, capture_output=True, text=True, check=False).stdout
+    assert "config differs (results may differ for it): bc_augment_copies: 0 vs 8" in out
+    assert out.count("config differs") == 1
