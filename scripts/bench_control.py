@@ -58,6 +58,8 @@ def _rate(interval: dict[str, float] | None) -> str:
 
 
 def _success(rows: list[dict[str, Any]], **keys: Any) -> dict[str, float] | None:
+    """The success of the row matching ``keys`` (the final checkpoint unless one is named)."""
+    keys.setdefault("checkpoint", "final")
     for row in rows:
         if all(row.get(k) == v for k, v in keys.items()):
             return row["success"]

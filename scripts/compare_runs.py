@@ -34,7 +34,14 @@ def aggregated(run: Path) -> dict[tuple, dict]:
         raise SystemExit(f"{run} is neither an `sslrobot run` directory nor a results file")
     records = json.loads(path.read_text())["aggregated"]
     return {
-        (r["env_id"], r["encoder"], r.get("visual_preset"), r.get("num_demos")): r for r in records
+        (
+            r["env_id"],
+            r["encoder"],
+            r.get("visual_preset"),
+            r.get("num_demos"),
+            r.get("checkpoint", "final"),
+        ): r
+        for r in records
     }
 
 

@@ -175,6 +175,55 @@ def test_augmented_copies_reach_the_frozen_encoders_policies_only(
         make_run_config("quick", bc_augment_copies=-1)
 
 
+def test_best_checkpoints_are_evaluated_beside_the_final_ones_and_labelled(
+    quick_run: Path, tmp_path: Path
+) -> None:
+    """Issue 5 asks for the final and the best checkpoint, labelled. With bc_val_episodes every
+    policy validates online and keeps its best checkpoint, evaluated on the same episodes; a
+    best that is the final weights takes the final's record, relabelled, and a best from an
+    earlier check is rolled out itself. The report's headline stays the final checkpoint."""
+    import shutil
+
+    copy = tmp_path / "run"
+    shutil.copytree(quick_run, copy)
+    config = dataclasses.replace(QUICK, bc_val_episodes=1)
+    run_pipeline(config, copy, device="cpu", progress=False, command="pytest best")
+    evals = copy / "Reach-v0" / "eval"
+    for encoder in config.encoder_names:
+        policy = copy / "Reach-v0" / "policy" / encoder / "demos3" / "seed0" / "policy"
+        trained = json.loads((policy / "policy_config.json").read_text())
+        assert trained["train_config"]["val_episodes"] == 1 and trained["best"] is not None
+        final = json.loads((evals / encoder / "demos3/seed0/train/result.json").read_text())
+        best = json.loads((evals / encoder / "demos3/seed0/train-best/result.json").read_text())
+        assert (final["checkpoint"], best["checkpoint"]) == ("final", "best")
+        if trained["best"]["step"] == trained["metrics"]["step"]:
+            assert best["same_weights_as"] == "final"
+            assert best["episodes"] == final["episodes"] and best["videos"] == []
+    results = json.loads((copy / "results.json").read_text())["aggregated"]
+    assert sorted(r["checkpoint"] for r in results if r["encoder"] == "state") == [
+        "best",
+        "final",
+    ]
+    report = (copy / "report.md").read_text()
+    assert "Success, best checkpoint" in report and "Checkpoints: 'Success'" in report
+
+    # A best checkpoint from an earlier check is evaluated, not copied.
+    policy = copy / "Reach-v0" / "policy" / "state" / "demos3" / "seed0" / "policy"
+    trained = json.loads((policy / "policy_config.json").read_text())
+    trained["best"]["step"] = trained["metrics"]["step"] - 1
+    (policy / "policy_config.json").write_text(json.dumps(trained))
+    shutil.rmtree(evals / "state" / "demos3" / "seed0" / "train-best")
+    run_pipeline(config, copy, device="cpu", progress=False, command="pytest best")
+    best = json.loads((evals / "state/demos3/seed0/train-best/result.json").read_text())
+    assert best["checkpoint"] == "best" and "same_weights_as" not in best
+    assert best["num_episodes"] == config.eval_episodes
+    pipeline = Pipeline(config, copy, device="cpu", progress=False)
+    pipeline.run()  # all finished: the count includes the best checkpoints' evaluations
+    assert pipeline.count_stages() == len(pipeline.runner.results)
+    with pytest.raises(ValueError, match="bc_val_episodes must be >= 0, got -1"):
+        make_run_config("quick", bc_val_episodes=-1)
+
+
 def test_more_demonstrations_extend_the_set_without_retraining_its_users(
     quick_run: Path, tmp_path: Path
 ) -> None:

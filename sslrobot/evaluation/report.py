@@ -282,17 +282,21 @@ def _table(rows: Sequence[Mapping[str, Any]]) -> tuple[list[str], list[list[str]
                 lambda r: _MISSING if _success(r) is None else format_ci(*_success(r)),
             )
         )
-    if any(r.get("success_heldout") is not None for r in rows):
-        columns.append(
-            (
-                "Success, held-out visuals",
-                lambda r: (
-                    _MISSING
-                    if r.get("success_heldout") is None
-                    else format_ci(*(r["success_heldout"][k] for k in ("mean", "low", "high")))
-                ),
+    for key, title in (
+        ("success_heldout", "Success, held-out visuals"),
+        ("success_best", "Success, best checkpoint"),
+    ):
+        if any(r.get(key) is not None for r in rows):
+            columns.append(
+                (
+                    title,
+                    lambda r, key=key: (
+                        _MISSING
+                        if r.get(key) is None
+                        else format_ci(*(r[key][k] for k in ("mean", "low", "high")))
+                    ),
+                )
             )
-        )
     if any(r.get("probe_r2") is not None for r in rows):
         columns.append(("Probe R²", _probe_cell))
     for key, title, fmt in (

@@ -86,8 +86,12 @@ class RunConfig:
             oracle reads none. 0: off (plain BC); the ``default`` and ``full`` presets use 8
             since session 19 (25 demonstrations: frozen ``fdm+future`` 52% -> 60% of the
             oracle over the three tasks; with 5 on Reach it did worse, 17% -> 12%).
+        bc_val_episodes: online validation episodes per check of every BC run (5 checks; seeds
+            from ``VALIDATION_SEED_BASE``, apart from demonstrations' and evaluation's): each
+            policy then also keeps its best checkpoint (highest validation success), evaluated
+            beside the final one and reported, labelled. 0: final checkpoints only.
         policy_seeds: training seeds per (encoder, task, num_demos).
-        eval_episodes: evaluation episodes per policy.
+        eval_episodes: evaluation episodes per policy (and per checkpoint).
         heldout_eval: also evaluate under the held-out visual preset (robustness).
         num_videos: rollout videos per (task, encoder) at the first seed.
         num_workers: collection worker processes.
@@ -122,6 +126,7 @@ class RunConfig:
     bc_steps: int = 1000
     bc_batch_size: int = 128
     bc_augment_copies: int = 0
+    bc_val_episodes: int = 0
     policy_seeds: tuple[int, ...] = (0, 1, 2)
     eval_episodes: int = 50
     heldout_eval: bool = False
@@ -186,7 +191,7 @@ class RunConfig:
         if not self.policy_seeds:
             raise ValueError("policy_seeds must name at least one seed")
         # Checked here, not by the stage that first uses them tens of minutes in.
-        for name in ("seed", "num_videos", "bc_augment_copies"):
+        for name in ("seed", "num_videos", "bc_augment_copies", "bc_val_episodes"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if min(self.policy_seeds) < 0:
@@ -276,6 +281,8 @@ PRESETS: dict[str, RunConfig] = {
     # policies 20% and 29% (200 episodes: 26%). BC heads of frozen encoders also fit on 8
     # shifted and recoloured copies of each demonstration frame (session 19's default; on
     # session 18's runs frozen fdm+future rose 25 -> 38% on Reach and 12 -> 20% on Push).
+    # Every BC run validates on 10 online episodes per check and keeps its best checkpoint,
+    # evaluated beside the final one (issue 5 asks for both).
     "default": RunConfig(
         preset="default",
         encoder_arch="keypoints",
@@ -284,6 +291,7 @@ PRESETS: dict[str, RunConfig] = {
         pretrain_steps=6000,
         pretrain_processes=2,
         bc_augment_copies=8,
+        bc_val_episodes=10,
         eval_episodes=100,
     ),
     # Every objective, more seeds and demos, data efficiency and robustness; sized for a GPU.
@@ -301,6 +309,7 @@ PRESETS: dict[str, RunConfig] = {
         bc_steps=3000,
         bc_batch_size=256,
         bc_augment_copies=8,
+        bc_val_episodes=20,
         policy_seeds=(0, 1, 2, 3, 4),
         eval_episodes=100,
         heldout_eval=True,

@@ -175,8 +175,10 @@ def _task_section(
 
     rows = []
     for encoder in config.encoder_names:
-        train = _find(aggregated, encoder=encoder, num_demos=main_demos, visual_preset="train")
-        heldout = _find(aggregated, encoder=encoder, num_demos=main_demos, visual_preset="heldout")
+        main = {"encoder": encoder, "num_demos": main_demos, "checkpoint": "final"}
+        train = _find(aggregated, **main, visual_preset="train")
+        heldout = _find(aggregated, **main, visual_preset="heldout")
+        best = _find(aggregated, **{**main, "checkpoint": "best"}, visual_preset="train")
         probe = probes.get(encoder, {})
         probe_r2 = probe.get("probe/r2_mean")
         probe_fields: dict[str, Any] = {
@@ -225,6 +227,7 @@ def _task_section(
                 "encoder": encoder,
                 "success": train["success"] if train else None,
                 "success_heldout": heldout["success"] if heldout else None,
+                "success_best": best["success"] if best else None,
                 "num_seeds": train["num_seeds"] if train else 0,
                 **probe_fields,
                 "psnr": probe.get("pred/psnr_k1"),
@@ -289,7 +292,7 @@ def _task_section(
         curve = [
             {"encoder": row["encoder"], "num_demos": row["num_demos"], **row["success"]}
             for row in aggregated
-            if row["visual_preset"] == "train"
+            if row["visual_preset"] == "train" and row["checkpoint"] == "final"
         ]
         path = plots.plot_data_efficiency(
             curve, plots_dir / f"{slug}_data_efficiency.png", title=f"{slug}: data efficiency"
@@ -364,11 +367,26 @@ def build_report(
             "frame unchanged (the baseline to beat).",
         ],
     }
+    if config.bc_val_episodes:
+        report["notes"].insert(
+            1,
+            "Checkpoints: 'Success' is each policy's final checkpoint; 'best checkpoint' the "
+            f"one of its validation checks with the highest success on {config.bc_val_episodes} "
+            "online validation episodes (seeds apart from the evaluation's), evaluated on the same "
+            "evaluation episodes. The final checkpoint is the headline: choosing by a few "
+            "validation episodes adds their noise.",
+        )
     if config.preset == "quick":  # say so before anyone reads its verdict
         report["notes"].insert(
             0,
             "Smoke run (quick preset): every stage runs at toy sizes, so these numbers test "
             "the machinery and mean nothing about the methods.",
+        )
+    if config.bc_augment_copies:
+        report["notes"].append(
+            f"BC heads of frozen encoders (pretrained and none) also fitted on "
+            f"{config.bc_augment_copies} shifted and recoloured copies of every demonstration "
+            "frame; scratch shifts its own frames every step; the state oracle reads no pixels."
         )
     if config.pretrain_seed_per_policy:
         report["notes"].append(

@@ -177,7 +177,10 @@ class Pipeline:
             total += 2 * (config.none_probe_inits - 1)  # further random inits, probed
             total += 2 * len(config.objectives) * len(config.extra_pretrain_seeds)
             policies = len(config.encoder_names) * len(config.demo_counts(task))
-            total += policies * len(config.policy_seeds) * (1 + evaluations_per_policy)
+            checkpoints = 2 if config.bc_val_episodes else 1
+            total += (
+                policies * len(config.policy_seeds) * (1 + evaluations_per_policy * checkpoints)
+            )
         return total
 
     def run(self) -> list[TaskArtifacts]:
@@ -284,6 +287,14 @@ class Pipeline:
                         artifacts.evaluations.append(
                             (encoder_name, num_demos, seed, preset, evaluation)
                         )
+                        if config.bc_val_episodes:
+                            best = self._evaluate_best(
+                                slug, env_id, encoder_name, num_demos, seed, preset, policy,
+                                evaluation,
+                            )  # fmt: skip
+                            artifacts.evaluations.append(
+                                (encoder_name, num_demos, seed, preset, best)
+                            )
         return artifacts
 
     # --- stages --------------------------------------------------------------------------
@@ -470,6 +481,8 @@ class Pipeline:
         copies = 0 if encoder_name in ("scratch", "state") else self.config.bc_augment_copies
         if copies:  # absent when off: the policies of earlier runs keep their keys
             settings["augment_copies"] = copies
+        if self.config.bc_val_episodes:  # likewise
+            settings["val_episodes"] = self.config.bc_val_episodes
 
         def run(stage_dir: Path, resume: bool) -> dict[str, Any]:
             train_policy(
@@ -489,6 +502,7 @@ class Pipeline:
                     progress=self.progress,
                     encoder_arch=self.config.encoder_arch,
                     augment_copies=copies,
+                    val_episodes=self.config.bc_val_episodes,
                 )
             )
             return {"policy": "policy"}
@@ -532,6 +546,62 @@ class Pipeline:
 
         name = f"{slug}/eval/{encoder_name}/demos{num_demos}/seed{seed}/{preset}"
         return self._stage(name, settings, run, depends_on=(policy,))
+
+    def _evaluate_best(
+        self,
+        slug: str,
+        env_id: str,
+        encoder_name: str,
+        num_demos: int,
+        seed: int,
+        preset: str,
+        policy: StageResult,
+        final: StageResult,
+    ) -> StageResult:
+        """The policy's best checkpoint (by online validation), evaluated like the final one.
+
+        When validation chose the last check, the best checkpoint holds the final weights, and
+        evaluation is deterministic for a seed: the final checkpoint's record is taken,
+        relabelled, instead of rolling the same episodes out again. Videos are the final's.
+        """
+        from sslrobot.evaluation.evaluate import evaluate
+
+        settings = {
+            "episodes": self.config.eval_episodes,
+            "eval_seed": self.config.seed + EVAL_SEED_BASE,
+            "visual_preset": preset,
+            "checkpoint": "best",
+        }
+
+        def run(stage_dir: Path, resume: bool) -> dict[str, Any]:
+            trained = read_json_file(policy.path / "policy" / "policy_config.json")
+            best_step = (trained.get("best") or {}).get("step")
+            if best_step is None:
+                raise ValueError(
+                    f"{policy.path / 'policy'} kept no best checkpoint (trained without "
+                    "validation); rerun its policy stage with bc_val_episodes > 0"
+                )
+            if best_step == trained["metrics"]["step"]:
+                record = read_json_file(final.path / "result.json")
+                record.update(checkpoint="best", same_weights_as="final", videos=[])
+                atomic_write_json(stage_dir / "result.json", record)
+            else:
+                record = evaluate(
+                    policy.path / "policy",
+                    env_id=env_id,
+                    num_episodes=self.config.eval_episodes,
+                    seed=self.config.seed + EVAL_SEED_BASE,
+                    visual_preset=preset,
+                    checkpoint="best",
+                    out_json=stage_dir / "result.json",
+                    num_videos=0,
+                    device=self.device,
+                    progress=self.progress,
+                )
+            return {"result": "result.json", "success_rate": record["success_rate"]}
+
+        name = f"{slug}/eval/{encoder_name}/demos{num_demos}/seed{seed}/{preset}-best"
+        return self._stage(name, settings, run, depends_on=(policy, final))
 
 
 def run_pipeline(
