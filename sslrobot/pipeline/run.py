@@ -129,6 +129,23 @@ def _set_value(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value)
 
 
+def _best_is_final(policy_dir: Path) -> bool:
+    """Whether a policy's best checkpoint is its last validation check (the final weights).
+
+    Raises:
+        ValueError: naming the policy when it kept no best checkpoint (trained without
+            validation), which a run with ``bc_val_episodes`` should never meet.
+    """
+    trained = read_json_file(policy_dir / "policy_config.json")
+    best_step = (trained.get("best") or {}).get("step")
+    if best_step is None:
+        raise ValueError(
+            f"{policy_dir} kept no best checkpoint (trained without validation); rerun its "
+            "policy stage with bc_val_episodes > 0"
+        )
+    return best_step == trained["metrics"]["step"]
+
+
 def warn_of_unswept_demo_counts(config: RunConfig) -> list[int]:
     """Warn when ``num_demos`` names counts that no task will run, and return them: every
     task runs the main count, only ``data_efficiency_task`` the others (``--set
@@ -288,9 +305,9 @@ class Pipeline:
                             (encoder_name, num_demos, seed, preset, evaluation)
                         )
                         if config.bc_val_episodes:
-                            best = self._evaluate_best(
-                                slug, env_id, encoder_name, num_demos, seed, preset, policy,
-                                evaluation,
+                            best = self._evaluate(
+                                slug, env_id, encoder_name, num_demos, seed, preset, 0, policy,
+                                final=evaluation,
                             )  # fmt: skip
                             artifacts.evaluations.append(
                                 (encoder_name, num_demos, seed, preset, best)
@@ -520,68 +537,29 @@ class Pipeline:
         preset: str,
         num_videos: int,
         policy: StageResult,
+        final: StageResult | None = None,
     ) -> StageResult:
+        """The policy evaluated on the run's seeded episodes: its final checkpoint, or, given
+        the ``final`` checkpoint's evaluation, its best one (by online validation; no videos).
+
+        When validation chose the last check, the best checkpoint holds the final weights, and
+        evaluation is deterministic for a seed: the final's record is taken, relabelled,
+        instead of rolling the same episodes out again.
+        """
         from sslrobot.evaluation.evaluate import evaluate
 
-        settings = {
+        checkpoint = "final" if final is None else "best"
+        settings: dict[str, Any] = {
             "episodes": self.config.eval_episodes,
             "eval_seed": self.config.seed + EVAL_SEED_BASE,
             "visual_preset": preset,
             "num_videos": num_videos,
         }
+        if final is not None:  # absent for the final one: earlier runs keep their keys
+            settings["checkpoint"] = checkpoint
 
         def run(stage_dir: Path, resume: bool) -> dict[str, Any]:
-            record = evaluate(
-                policy.path / "policy",
-                env_id=env_id,
-                num_episodes=self.config.eval_episodes,
-                seed=self.config.seed + EVAL_SEED_BASE,
-                visual_preset=preset,
-                out_json=stage_dir / "result.json",
-                num_videos=num_videos,
-                device=self.device,
-                progress=self.progress,
-            )
-            return {"result": "result.json", "success_rate": record["success_rate"]}
-
-        name = f"{slug}/eval/{encoder_name}/demos{num_demos}/seed{seed}/{preset}"
-        return self._stage(name, settings, run, depends_on=(policy,))
-
-    def _evaluate_best(
-        self,
-        slug: str,
-        env_id: str,
-        encoder_name: str,
-        num_demos: int,
-        seed: int,
-        preset: str,
-        policy: StageResult,
-        final: StageResult,
-    ) -> StageResult:
-        """The policy's best checkpoint (by online validation), evaluated like the final one.
-
-        When validation chose the last check, the best checkpoint holds the final weights, and
-        evaluation is deterministic for a seed: the final checkpoint's record is taken,
-        relabelled, instead of rolling the same episodes out again. Videos are the final's.
-        """
-        from sslrobot.evaluation.evaluate import evaluate
-
-        settings = {
-            "episodes": self.config.eval_episodes,
-            "eval_seed": self.config.seed + EVAL_SEED_BASE,
-            "visual_preset": preset,
-            "checkpoint": "best",
-        }
-
-        def run(stage_dir: Path, resume: bool) -> dict[str, Any]:
-            trained = read_json_file(policy.path / "policy" / "policy_config.json")
-            best_step = (trained.get("best") or {}).get("step")
-            if best_step is None:
-                raise ValueError(
-                    f"{policy.path / 'policy'} kept no best checkpoint (trained without "
-                    "validation); rerun its policy stage with bc_val_episodes > 0"
-                )
-            if best_step == trained["metrics"]["step"]:
+            if final is not None and _best_is_final(policy.path / "policy"):
                 record = read_json_file(final.path / "result.json")
                 record.update(checkpoint="best", same_weights_as="final", videos=[])
                 atomic_write_json(stage_dir / "result.json", record)
@@ -592,16 +570,18 @@ class Pipeline:
                     num_episodes=self.config.eval_episodes,
                     seed=self.config.seed + EVAL_SEED_BASE,
                     visual_preset=preset,
-                    checkpoint="best",
                     out_json=stage_dir / "result.json",
-                    num_videos=0,
+                    num_videos=num_videos,
+                    checkpoint=checkpoint,
                     device=self.device,
                     progress=self.progress,
                 )
             return {"result": "result.json", "success_rate": record["success_rate"]}
 
-        name = f"{slug}/eval/{encoder_name}/demos{num_demos}/seed{seed}/{preset}-best"
-        return self._stage(name, settings, run, depends_on=(policy, final))
+        suffix = "" if final is None else "-best"
+        name = f"{slug}/eval/{encoder_name}/demos{num_demos}/seed{seed}/{preset}{suffix}"
+        depends = (policy,) if final is None else (policy, final)
+        return self._stage(name, settings, run, depends_on=depends)
 
 
 def run_pipeline(
