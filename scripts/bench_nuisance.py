@@ -100,7 +100,7 @@ def demos_in_preset(run: Path, task: str, preset: str, num_demos: int) -> Path:
         num_episodes=num_demos,
         seed=int(manifest["base_seed"]),
         image_size=int(manifest["frame_shape"][0]),
-        env_kwargs={"visual_preset": preset},  # collect's own check knows the envs' presets only
+        env_kwargs={"visual_preset": preset},  # as session 18 collected them (resumable)
         resume=(out / "manifest.json").exists(),
     )
     return Path(collect(config, progress=False))

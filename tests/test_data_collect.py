@@ -434,3 +434,20 @@ def test_a_callable_entry_point_is_recorded_by_name_and_old_reprs_do_not_block_r
     check_same_dataset(old, {"env_spec": {**spec, "entry_point": "pkg:make"}, "format": "x"}, "d")
     with pytest.raises(ValueError, match="env_spec"):
         check_same_dataset(old, {"env_spec": {**spec, "id": "my/Env-v1"}, "format": "x"}, "d")
+
+
+def test_visual_presets_are_the_envs_own_table(tmp_path, monkeypatch):
+    """collect checked visual_preset against a fixed tuple, so a preset registered in-process
+    (bench_nuisance's only-FACTOR ones) passed the envs and failed here; an unknown name is
+    refused with the envs' list."""
+    from sslrobot.data import CollectConfig
+    from sslrobot.envs.core import variation
+
+    def config(preset):
+        return CollectConfig(env_id="sslrobot/Reach-v0", out=tmp_path / "d", policy="random",
+                             num_episodes=1, visual_preset=preset)  # fmt: skip
+
+    with pytest.raises(ValueError, match=r"visual_preset must be one of \['heldout', 'none', 'tr"):
+        config("only-light")
+    monkeypatch.setitem(variation.PRESETS, "only-light", variation.PRESETS["none"])
+    assert config("only-light").visual_preset == "only-light"
