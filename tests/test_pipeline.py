@@ -16,6 +16,7 @@ from sslrobot.evaluation.report import format_ci
 from sslrobot.pipeline.presets import make_run_config, parse_overrides
 from sslrobot.pipeline.run import (
     Pipeline,
+    _best_is_final,
     run_pipeline,
     warn_of_changed_settings,
     warn_of_dropped_tasks,
@@ -176,7 +177,7 @@ def test_augmented_copies_reach_the_frozen_encoders_policies_only(
 
 
 def test_best_checkpoints_are_evaluated_beside_the_final_ones_and_labelled(
-    quick_run: Path, tmp_path: Path
+    quick_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Issue 5 asks for the final and the best checkpoint, labelled. With bc_val_episodes every
     policy validates online and keeps its best checkpoint, evaluated on the same episodes; a
@@ -184,11 +185,25 @@ def test_best_checkpoints_are_evaluated_beside_the_final_ones_and_labelled(
     earlier check is rolled out itself. The report's headline stays the final checkpoint."""
     import shutil
 
+    from sslrobot.evaluation import evaluate as evaluation
+
     copy = tmp_path / "run"
     shutil.copytree(quick_run, copy)
     config = dataclasses.replace(QUICK, bc_val_episodes=1)
-    run_pipeline(config, copy, device="cpu", progress=False, command="pytest best")
+    rolled_out = []  # the checkpoints actually loaded and rolled out
+
+    def recording(*args, **kwargs):
+        rolled_out.append(kwargs.get("checkpoint", "final"))
+        return evaluate_for_real(*args, **kwargs)
+
+    evaluate_for_real = evaluation.evaluate
+    monkeypatch.setattr(evaluation, "evaluate", recording)
+    with pytest.warns(UserWarning, match="bc_val_episodes 0 -> 1"):
+        run_pipeline(config, copy, device="cpu", progress=False, command="pytest best")
+    previous = json.loads((copy / "config.previous.json").read_text())
+    assert previous["bc_val_episodes"] == 0  # the earlier run's config, kept
     evals = copy / "Reach-v0" / "eval"
+    copied = 0
     for encoder in config.encoder_names:
         policy = copy / "Reach-v0" / "policy" / encoder / "demos3" / "seed0" / "policy"
         trained = json.loads((policy / "policy_config.json").read_text())
@@ -199,6 +214,9 @@ def test_best_checkpoints_are_evaluated_beside_the_final_ones_and_labelled(
         if trained["best"]["step"] == trained["metrics"]["step"]:
             assert best["same_weights_as"] == "final"
             assert best["episodes"] == final["episodes"] and best["videos"] == []
+            copied += 1
+    # 10 BC steps on 3 demonstrations: validation ties, and ties go to the last check.
+    assert copied >= 1 and rolled_out.count("best") == len(config.encoder_names) - copied
     results = json.loads((copy / "results.json").read_text())["aggregated"]
     assert sorted(r["checkpoint"] for r in results if r["encoder"] == "state") == [
         "best",
@@ -213,15 +231,21 @@ def test_best_checkpoints_are_evaluated_beside_the_final_ones_and_labelled(
     trained["best"]["step"] = trained["metrics"]["step"] - 1
     (policy / "policy_config.json").write_text(json.dumps(trained))
     shutil.rmtree(evals / "state" / "demos3" / "seed0" / "train-best")
+    rolled_out.clear()
     run_pipeline(config, copy, device="cpu", progress=False, command="pytest best")
     best = json.loads((evals / "state/demos3/seed0/train-best/result.json").read_text())
     assert best["checkpoint"] == "best" and "same_weights_as" not in best
+    assert rolled_out == ["best"]  # loaded from best.safetensors, the only stage redone
     assert best["num_episodes"] == config.eval_episodes
     pipeline = Pipeline(config, copy, device="cpu", progress=False)
     pipeline.run()  # all finished: the count includes the best checkpoints' evaluations
     assert pipeline.count_stages() == len(pipeline.runner.results)
     with pytest.raises(ValueError, match="bc_val_episodes must be >= 0, got -1"):
         make_run_config("quick", bc_val_episodes=-1)
+    del trained["best"]  # a policy trained without validation has no best to evaluate
+    (policy / "policy_config.json").write_text(json.dumps(trained))
+    with pytest.raises(ValueError, match=r"kept no best checkpoint .* bc_val_episodes > 0"):
+        _best_is_final(policy)
 
 
 def test_more_demonstrations_extend_the_set_without_retraining_its_users(
@@ -519,7 +543,23 @@ def test_rerunning_a_run_directory_with_other_settings_names_them(tmp_path: Path
     assert changed == ["num_demos", "bc_augment_copies"]
     message = str(caught[0].message)
     assert "bc_augment_copies 0 -> 8" in message
-    assert "--preset default --set num_demos=5,25 --set bc_augment_copies=0" in message
+    keep = "--preset default --set num_demos=5,25 --set bc_augment_copies=0"
+    assert message.endswith(f"sslrobot run {keep} --out {tmp_path}")
+
+    # Continuing a run of another preset takes that preset's values, and sets only what the
+    # run changed in it (a full run with a smaller BC batch, rerun as default).
+    full = json.loads(json.dumps(make_run_config("full", bc_batch_size=128).to_dict()))
+    (tmp_path / "config.json").write_text(json.dumps(full))
+    with pytest.warns(UserWarning) as caught:
+        warn_of_changed_settings(tmp_path, config)
+    assert str(caught[0].message).endswith(
+        f"--preset full --set bc_batch_size=128 --out {tmp_path}"
+    )
+
+    # A setting no stage keys on (collection workers) warns of nothing.
+    same = {**earlier, "bc_augment_copies": 8, "num_demos": [25], "num_workers": 7}
+    (tmp_path / "config.json").write_text(json.dumps(same))
+    assert warn_of_changed_settings(tmp_path, config) == []
 
 
 def test_rerunning_an_older_run_directory_on_other_tasks_warns(tmp_path: Path) -> None:

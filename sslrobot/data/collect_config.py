@@ -17,7 +17,6 @@ from gymnasium.envs.registration import load_env_creator
 
 from sslrobot.data.policies import POLICY_NAMES, parse_mixture
 from sslrobot.envs import ENV_IDS
-from sslrobot.envs.core.variation import PRESETS as VISUAL_PRESETS
 
 SSLROBOT_NAMESPACE = "sslrobot/"
 
@@ -179,7 +178,10 @@ class CollectConfig:
                     "pass other env options with env_kwargs"
                 )
             # The envs' own table, so a preset registered in-process (bench_nuisance's
-            # only-FACTOR ones) is accepted here as the envs accept it.
+            # only-FACTOR ones) is accepted here as the envs accept it; imported here, as
+            # it brings mujoco, which `import sslrobot.data` need not.
+            from sslrobot.envs.core.variation import PRESETS as VISUAL_PRESETS
+
             if self.visual_preset not in VISUAL_PRESETS:
                 raise ValueError(
                     f"visual_preset must be one of {sorted(VISUAL_PRESETS)}, "

@@ -374,7 +374,8 @@ def build_report(
             f"one of its validation checks with the highest success on {config.bc_val_episodes} "
             "online validation episodes (seeds apart from the evaluation's), evaluated on the same "
             "evaluation episodes. The final checkpoint is the headline: choosing by a few "
-            "validation episodes adds their noise.",
+            "validation episodes adds their noise. The train_policy times include the "
+            "validation rollouts, the evaluate times the best checkpoints' evaluations.",
         )
     if config.preset == "quick":  # say so before anyone reads its verdict
         report["notes"].insert(

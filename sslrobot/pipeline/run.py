@@ -20,7 +20,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from sslrobot.pipeline.presets import RunConfig
+from sslrobot.pipeline.presets import RunConfig, make_run_config
 from sslrobot.pipeline.stages import StageResult, StageRunner, read_json_file
 from sslrobot.utils.io import atomic_write_json, exclusive_lock
 
@@ -88,38 +88,56 @@ def warn_of_dropped_tasks(out: Path, config: RunConfig) -> list[str]:
     return dropped
 
 
+#: Run settings no stage keys on: changing them redoes nothing (collection workers give the
+#: same episodes, tested bitwise).
+UNSTAGED_SETTINGS = ("num_workers",)
+
+#: The file an earlier run's config is kept in when a run with other settings replaces it.
+PREVIOUS_CONFIG = "config.previous.json"
+
+
 def warn_of_changed_settings(out: Path, config: RunConfig) -> list[str]:
     """Warn when ``out`` holds an earlier run made with other settings, and return the fields.
 
     A stage whose settings changed is made again and its earlier result deleted, which is
     right for a deliberate ``--set`` but not after a preset's default moved under a user
     (``bc_augment_copies``, session 19): rerunning a finished run directory would quietly
-    replace its policies. The warning names each change and the ``--set`` that keeps the
-    earlier value. Fields an older run did not record count as their default then. Tasks
-    are ``warn_of_dropped_tasks``'s.
+    replace its policies. The warning names each change and the command that continues the
+    earlier run instead (its preset, and a ``--set`` for every field it set otherwise than
+    that preset does today). A field an older run did not record counts as its default then,
+    ``RunConfig``'s. Dropped tasks are ``warn_of_dropped_tasks``'s.
     """
     path = out / "config.json"
     if not path.is_file():
         return []
-    earlier = read_json_file(path)
-    now, defaults = (json.loads(json.dumps(c.to_dict())) for c in (config, RunConfig()))
-    changed = [
-        key
-        for key, value in now.items()
-        if key not in ("tasks", "preset") and earlier.get(key, defaults[key]) != value
-    ]
+    defaults = _plain(RunConfig())
+    earlier, now = {**defaults, **read_json_file(path)}, _plain(config)
+    skipped = ("preset", "encoders", "tasks", *UNSTAGED_SETTINGS)
+    changed = [key for key in now if key not in skipped and earlier[key] != now[key]]
     if changed:
-        before = {key: earlier.get(key, defaults[key]) for key in changed}
-        described = ", ".join(f"{key} {before[key]!r} -> {now[key]!r}" for key in changed)
-        keep = " ".join(f"--set {key}={_set_value(before[key])}" for key in changed)
-        preset = earlier.get("preset", config.preset)
+        try:
+            preset = _plain(make_run_config(earlier["preset"]))
+        except ValueError:  # a preset this version no longer has
+            preset = defaults
+        keep = [
+            f"--set {key}={_set_value(earlier[key])}"
+            for key in now
+            if key not in ("preset", "encoders", *UNSTAGED_SETTINGS) and earlier[key] != preset[key]
+        ]
+        described = ", ".join(f"{key} {earlier[key]!r} -> {now[key]!r}" for key in changed)
         warnings.warn(
             f"{out} holds an earlier run made with other settings ({described}): the stages "
-            "they change are made again, replacing the earlier ones, or left out of the report; "
-            f"to continue that run instead, pass --preset {preset} {keep}",
+            "they change are made again (replacing the earlier ones), grown, or left out of the "
+            f"report; its config is kept as {PREVIOUS_CONFIG}. To continue that run instead: "
+            f"sslrobot run --preset {earlier['preset']} {' '.join(keep)} --out {out}".rstrip(),
             stacklevel=2,
         )
     return changed
+
+
+def _plain(config: RunConfig) -> dict[str, Any]:
+    """The config as ``config.json`` holds it (lists, not tuples)."""
+    return json.loads(json.dumps(config.to_dict()))
 
 
 def _set_value(value: Any) -> str:
@@ -204,7 +222,9 @@ class Pipeline:
         total = self.count_stages()
         self.out.mkdir(parents=True, exist_ok=True)
         warn_of_dropped_tasks(self.out, self.config)
-        warn_of_changed_settings(self.out, self.config)
+        if warn_of_changed_settings(self.out, self.config):
+            earlier = read_json_file(self.out / "config.json")
+            atomic_write_json(self.out / PREVIOUS_CONFIG, earlier)
         warn_of_unswept_demo_counts(self.config)
         atomic_write_json(self.out / "config.json", self.config.to_dict())
         with tqdm(
@@ -580,8 +600,10 @@ class Pipeline:
 
         suffix = "" if final is None else "-best"
         name = f"{slug}/eval/{encoder_name}/demos{num_demos}/seed{seed}/{preset}{suffix}"
-        depends = (policy,) if final is None else (policy, final)
-        return self._stage(name, settings, run, depends_on=depends)
+        # The best's record may be the final's, made with the same settings (episodes, seed,
+        # look) just before; depending on it would redo best rollouts when only the final's
+        # videos changed.
+        return self._stage(name, settings, run, depends_on=(policy,))
 
 
 def run_pipeline(
