@@ -342,7 +342,7 @@ def test_best_checkpoint_is_highest_success_then_lowest_loss_then_latest(
     saved_at: list[int] = []
 
     class FakeValidator:
-        def __init__(self, config, record, network, device) -> None:
+        def __init__(self) -> None:
             self.successes = iter(success for success, _ in results)
 
         def success_rate(self) -> float:
@@ -361,7 +361,7 @@ def test_best_checkpoint_is_highest_success_then_lowest_loss_then_latest(
         saved_at.append(len(snapshots))  # the step whose check is being saved
         return save_weights(path, module)
 
-    monkeypatch.setattr(bc, "_OnlineValidator", FakeValidator)
+    monkeypatch.setattr(bc, "_bc_validator", lambda record, network, device: FakeValidator())
     monkeypatch.setattr(bc, "evaluate_loss", fake_loss)
     monkeypatch.setattr(bc, "save_weights", recording_save)
     config = PolicyConfig(env_id=ENV_ID, encoder="none", algo="bc", out=tmp_path, demos="d",
@@ -422,7 +422,6 @@ def test_weight_decay_is_the_heads_not_the_scratch_encoders(demos, tmp_path, mon
 def test_online_validation_uses_the_demonstrations_look(tmp_path, monkeypatch):
     """Demonstrations recorded under another visual preset are validated under it too (the
     validator used to build a ``train`` env whatever the demonstrations showed)."""
-    from sslrobot.policy import bc
 
     config = CollectConfig(
         env_id=ENV_ID,
@@ -433,14 +432,16 @@ def test_online_validation_uses_the_demonstrations_look(tmp_path, monkeypatch):
         env_kwargs={"visual_preset": "heldout"},
     )
     demos = collect(config, progress=False)
+    from sslrobot.policy import validation
+
     presets = []
-    make_env = bc.make_env
+    make_env = validation.make_env
 
     def recording(*args, visual_preset="train", **kwargs):
         presets.append(visual_preset)
         return make_env(*args, visual_preset=visual_preset, **kwargs)
 
-    monkeypatch.setattr(bc, "make_env", recording)
+    monkeypatch.setattr(validation, "make_env", recording)
     out = train_tiny_bc(demos, tmp_path / "bc", num_val_demos=1, val_episodes=1, num_val_checks=1)
     assert json.loads((out / "policy_config.json").read_text())["demos_visual_preset"] == "heldout"
     assert presets[-1] == "heldout"  # the validator's env
@@ -533,7 +534,7 @@ def test_train_policy_cli(demos, tmp_path, capsys):
         ({"hidden_dims": ()}, "hidden_dims"),
         ({"num_envs": 4}, "num_envs=4: only algo='rl' uses these"),
         ({"rl_algorithm": "ppo"}, "rl_algorithm='ppo': only algo='rl'"),
-        ({"algo": "rl", "weight_decay": 0.5, "val_episodes": 5}, "weight_decay=0.5, val_epi"),
+        ({"algo": "rl", "weight_decay": 0.5, "num_val_demos": 5}, "weight_decay=0.5, num_val_d"),
         ({"algo": "rl", "demos": None, "num_demos": 5}, "num_demos=5: RL without demos"),
         ({"algo": "rl", "rl_norm_steps": 99}, "rl_norm_steps=99: RL with demos fits"),
         ({"augment_pad": 9}, "augment_pad=9: only the scratch encoder and augment_copies"),

@@ -155,3 +155,33 @@ def test_rl_trains_in_the_look_of_its_normalisation_demos(tmp_path, monkeypatch)
     )  # fmt: skip
     assert presets == ["heldout"]
     assert json.loads((out / "policy_config.json").read_text())["train_visual_preset"] == "heldout"
+
+
+def test_rl_keeps_its_best_checkpoint_by_online_validation(tmp_path):
+    """Issue 5 asks for final and best checkpoints: RL validates on validation seeds at evenly
+    spread checks, the last on the final model, keeps the best SB3 model (ties: the later
+    check) and evaluate --checkpoint best loads it."""
+    out = train_policy(
+        PolicyConfig(
+            env_id=ENV_ID,
+            encoder="state",
+            algo="rl",
+            rl_algorithm="ppo",
+            out=tmp_path / "ppo",
+            steps=128,
+            batch_size=64,
+            rl_norm_steps=20,
+            val_episodes=1,
+            num_val_checks=2,
+            progress=False,
+        )
+    )
+    record = json.loads((out / "policy_config.json").read_text())
+    steps = [row["step"] for row in record["validation"]]
+    assert len(steps) == 2 and steps[0] < steps[1] == record["env_steps"]
+    assert record["best"] in record["validation"]
+    assert record["val_seeds"] == [1_000_000] and (out / record["sb3_models"]["best"]).is_file()
+    best = evaluate(out, num_episodes=1, seed=500, checkpoint="best")
+    assert best["checkpoint"] == "best" and best["seeds_shared_with_validation"] == []
+    with pytest.warns(UserWarning, match="online validation seeds"):
+        evaluate(out, num_episodes=1, seed=1_000_000, checkpoint="final")

@@ -53,9 +53,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="default: a pretrained encoder's, else the demonstrations', else 64",
     )
     train.add_argument(
-        "--val-episodes", type=int, default=0, help="online validation episodes per check (BC)"
+        "--val-episodes",
+        type=int,
+        default=0,
+        help="online validation episodes per check; the best check is kept as the 'best' "
+        "checkpoint (BC and RL)",
     )
-    train.add_argument("--num-val-checks", type=int, default=5, help="validation checks (BC)")
+    train.add_argument("--num-val-checks", type=int, default=5, help="validation checks")
     train.add_argument(
         "--augment-copies",
         type=int,

@@ -16,7 +16,7 @@ from torch.nn import functional as F
 from tqdm import tqdm
 
 from sslrobot.policy.cache import FeatureCache, compute_features
-from sslrobot.policy.checkpoint import Policy, save_weights, start_policy_dir, write_policy_config
+from sslrobot.policy.checkpoint import save_weights, start_policy_dir, write_policy_config
 from sslrobot.policy.config import DEFAULT_BC_STEPS, VALIDATION_SEED_BASE, PolicyConfig
 from sslrobot.policy.demos import (
     DemoTransitions,
@@ -34,6 +34,7 @@ from sslrobot.policy.setup import (
     open_demos,
     resolve_policy_encoder,
 )
+from sslrobot.policy.validation import OnlineValidator, validation_seeds
 from sslrobot.pretraining.augment import check_shift_pad, color_jitter, random_shift
 from sslrobot.utils.device import resolve_device
 from sslrobot.utils.io import atomic_write_text
@@ -247,7 +248,7 @@ def train_bc(config: PolicyConfig) -> Path:
             "demos_visual_preset": demos_visual_preset(dataset.manifest),
             "demo_episode_ids": train_ids,
             "demo_seeds": episode_seeds(dataset, train_ids + val_ids),
-            "val_seeds": [VALIDATION_SEED_BASE + i for i in range(config.val_episodes)],
+            "val_seeds": validation_seeds(config.val_episodes),
             "val_episode_ids": val_ids,
             "num_train_samples": len(train_data),
         }
@@ -314,7 +315,7 @@ def _fit(
     )
     generator = torch.Generator(device=device).manual_seed(config.seed)
     pad = config.augment_pad if record["encoder"]["kind"] == "scratch" else 0
-    validator = _OnlineValidator(config, record, network, device) if config.val_episodes else None
+    validator = _bc_validator(record, network, device) if config.val_episodes else None
     history = BCHistory()
     best_score: tuple[float, ...] | None = None
     order = torch.randperm(num_samples, generator=generator, device=device)
@@ -340,7 +341,11 @@ def _fit(
             running, count = 0.0, 0
             score: tuple[float, ...] = ()
             if validator is not None:
-                row["eval/val_success"] = validator.success_rate()
+                network.eval()
+                try:
+                    row["eval/val_success"] = validator.success_rate()
+                finally:
+                    network.train()
                 score += (row["eval/val_success"],)
             if val_data is not None:
                 row["bc/val_loss"] = evaluate_loss(network, val_data, config.feature_batch_size)
@@ -363,40 +368,18 @@ def _fit(
     return history
 
 
-class _OnlineValidator:
-    """Success rate of the current network on validation-seed episodes (never evaluation seeds)."""
+def _bc_validator(
+    record: dict[str, Any], network: BCNetwork, device: torch.device
+) -> OnlineValidator:
+    """Validation of the network as it trains, in the look of its demonstrations."""
 
-    def __init__(
-        self, config: PolicyConfig, record: dict[str, Any], network: BCNetwork, device: torch.device
-    ):
-        from sslrobot.evaluation.rollouts import run_episodes
+    def head(inputs: torch.Tensor) -> np.ndarray:
+        with torch.no_grad():
+            return network.head(inputs).cpu().numpy()
 
-        self._run_episodes = run_episodes
-        self.env = make_env(
-            config.env_id,
-            record["image_size"],
-            record["obs_mode"],
-            visual_preset=record["demos_visual_preset"],
-        )
-        self.network = network
-        self.seeds = list(record["val_seeds"])
-
-        def head(inputs: torch.Tensor) -> np.ndarray:
-            with torch.no_grad():
-                return network.head(inputs).cpu().numpy()
-
-        self.policy = Policy(record, "current", network.obs_encoder, head, device)
-
-    def success_rate(self) -> float:
-        self.network.eval()
-        try:
-            results, _ = self._run_episodes(self.env, self.policy, self.seeds)
-        finally:
-            self.network.train()
-        return float(np.mean([r.success for r in results]))
-
-    def close(self) -> None:
-        self.env.close()
+    return OnlineValidator(
+        record, network.obs_encoder, head, device, visual_preset=record["demos_visual_preset"]
+    )
 
 
 def _write_csv(path: Path, rows: list[dict[str, float]]) -> None:

@@ -17,7 +17,7 @@ RL_ALGORITHMS = ("sac", "ppo")
 #: Settings only one algorithm reads: a non-default value with the other one is refused
 #: rather than silently ignored (``epochs``, BC's, has its own message).
 ALGO_ONLY_FIELDS = {
-    "bc": ("weight_decay", "val_episodes", "num_val_checks", "num_val_demos"),
+    "bc": ("weight_decay", "num_val_demos"),
     "rl": ("rl_algorithm", "num_envs", "rl_norm_steps"),
 }
 
@@ -62,12 +62,13 @@ class PolicyConfig:
         hidden_dims: Widths of the MLP head's hidden layers.
         image_size: Side of the square pixel observations; None takes it from the pretrained
             encoder, else from the demonstrations, else 64.
-        val_episodes: Online validation episodes per check (seeds from ``VALIDATION_SEED_BASE``);
-            the best checkpoint is the one with the highest validation success (ties: the lower
-            validation loss, then the later check). 0 disables them; then the best checkpoint
-            follows the validation loss, and without validation demos either no best
-            checkpoint is written.
-        num_val_checks: Validation checks spread evenly over BC training (the last one at the end).
+        val_episodes: Online validation episodes per check (seeds from ``VALIDATION_SEED_BASE``),
+            BC and RL; the best checkpoint is the one with the highest validation success (ties:
+            BC's lower validation loss, then the later check). 0 disables them; then BC's best
+            checkpoint follows the validation loss, and without validation demos (or in RL)
+            no best checkpoint is written.
+        num_val_checks: Validation checks spread evenly over training (the last one on the
+            final weights).
         augment_pad: Random-shift padding in pixels: of every BC step's frames for
             ``scratch`` (DrQ uses 4 at 84x84), of the copies ``augment_copies`` makes.
         augment_copies: Frozen encoders, BC: fit the head on this many augmented copies of

@@ -14,6 +14,7 @@ proprio and keeps its standard MLP policies, logging (CSV, TensorBoard, stdout) 
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -41,6 +42,7 @@ from sslrobot.policy.setup import (
     open_demos,
     resolve_policy_encoder,
 )
+from sslrobot.policy.validation import OnlineValidator, validation_seeds
 from sslrobot.utils.device import resolve_device
 from sslrobot.utils.io import atomic_write_to_name
 
@@ -242,12 +244,35 @@ def train_rl(config: PolicyConfig) -> Path:
         if _has_tensorboard():
             formats.append("tensorboard")
         model.set_logger(configure(str(out / "logs"), formats))
-        model.learn(total_timesteps=num_steps, progress_bar=False)
+        record = base_record(config, resolved, shapes, image_size)
+        record["val_seeds"] = validation_seeds(config.val_episodes)
+        checks = None
+        if config.val_episodes:
+            validator = OnlineValidator(
+                record, obs_encoder, _live_head(model), device, visual_preset=visual_preset
+            )
+            checks = _ValidationChecks(validator, num_steps, config.num_val_checks, out)
+        try:
+            model.learn(
+                total_timesteps=num_steps,
+                progress_bar=False,
+                callback=None if checks is None else checks.callback,
+            )
+            if checks is not None:
+                checks.check(model)  # the final model, scored as the last check
+        finally:
+            if checks is not None:
+                checks.validator.close()
     finally:
         venv.close()
     save_weights(out / "final.safetensors", obs_encoder)
     _save_sb3(model, out / SB3_FILE.format(checkpoint="final"))
-    record = base_record(config, resolved, shapes, image_size)
+    checkpoints = {"final": "final.safetensors"}
+    sb3_models = {"final": SB3_FILE.format(checkpoint="final")}
+    if checks is not None and checks.best is not None:
+        # The encoder is frozen in RL: the best checkpoint differs in its SB3 model alone.
+        checkpoints["best"] = "final.safetensors"
+        sb3_models["best"] = SB3_FILE.format(checkpoint="best")
     record.update(
         {
             "rl_algorithm": config.rl_algorithm,
@@ -260,13 +285,59 @@ def train_rl(config: PolicyConfig) -> Path:
             "train_reset_seeds": [config.seed + i for i in range(config.num_envs)],
             "normalization": norm_source,
             "env_steps": int(model.num_timesteps),
-            "checkpoints": {"final": "final.safetensors"},
-            "sb3_models": {"final": SB3_FILE.format(checkpoint="final")},
+            "checkpoints": checkpoints,
+            "sb3_models": sb3_models,
+            "best": None if checks is None else checks.best,
+            "validation": [] if checks is None else checks.rows,
             "wall_time_s": time.perf_counter() - start_time,
         }
     )
     write_policy_config(out, record)
     return out
+
+
+def _live_head(model: Any) -> Callable[[torch.Tensor], np.ndarray]:
+    """The SB3 model being trained as ``inputs (B, D) -> deterministic actions (B, A)``."""
+
+    def head(inputs: torch.Tensor) -> np.ndarray:
+        actions, _ = model.predict(inputs.cpu().numpy(), deterministic=True)
+        return np.asarray(actions, dtype=np.float32)
+
+    return head
+
+
+class _ValidationChecks:
+    """SB3 callback: ``num_checks`` online validations spread over training, the last one on
+    the final model (``check`` after ``learn``), each saving the SB3 model as ``best`` when
+    its success is the highest so far (ties go to the later, longer-trained one), as BC does.
+    """
+
+    def __init__(self, validator: OnlineValidator, num_steps: int, num_checks: int, out: Path):
+        from stable_baselines3.common.callbacks import BaseCallback
+
+        self.validator, self.out = validator, out
+        self.rows: list[dict[str, float]] = []
+        self.best: dict[str, float] | None = None
+        # Checks inside training; the last is the final model's.
+        self.steps = [math.ceil(num_steps * k / num_checks) for k in range(1, num_checks)]
+        outer = self
+
+        class Callback(BaseCallback):
+            def _on_step(self) -> bool:
+                if outer.steps and self.num_timesteps >= outer.steps[0]:
+                    outer.steps.pop(0)
+                    outer.check(self.model)
+                return True
+
+        self.callback = Callback()
+
+    def check(self, model: Any) -> None:
+        success = self.validator.success_rate()
+        row = {"step": int(model.num_timesteps), "eval/val_success": success}
+        self.rows.append(row)
+        if self.best is None or success >= self.best["eval/val_success"]:
+            self.best = row
+            _save_sb3(model, self.out / SB3_FILE.format(checkpoint="best"))
 
 
 def _has_tensorboard() -> bool:
