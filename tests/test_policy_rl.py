@@ -110,20 +110,16 @@ def test_rl_normalisation_demos_must_match_the_environment(tmp_path):
         train_policy(config)
 
 
+def train_tiny_ppo_on_state(out, **settings):
+    """A 128-step PPO run on the privileged state (seconds), with ``settings`` on top."""
+    tiny = {"steps": 128, "batch_size": 64, "rl_norm_steps": 20, "progress": False}
+    config = PolicyConfig(env_id=ENV_ID, encoder="state", algo="rl", rl_algorithm="ppo", out=out,
+                          **tiny, **settings)  # fmt: skip
+    return train_policy(config)
+
+
 def test_tiny_ppo_run_on_state(tmp_path):
-    out = train_policy(
-        PolicyConfig(
-            env_id=ENV_ID,
-            encoder="state",
-            algo="rl",
-            rl_algorithm="ppo",
-            out=tmp_path / "ppo",
-            steps=128,
-            batch_size=64,
-            rl_norm_steps=20,
-            progress=False,
-        )
-    )
+    out = train_tiny_ppo_on_state(tmp_path / "ppo")
     policy = load_policy(out)
     state = np.zeros(policy.record["feature_dim"], np.float32)
     action = policy(state)
@@ -161,21 +157,7 @@ def test_rl_keeps_its_best_checkpoint_by_online_validation(tmp_path):
     """Issue 5 asks for final and best checkpoints: RL validates on validation seeds at evenly
     spread checks, the last on the final model, keeps the best SB3 model (ties: the later
     check) and evaluate --checkpoint best loads it."""
-    out = train_policy(
-        PolicyConfig(
-            env_id=ENV_ID,
-            encoder="state",
-            algo="rl",
-            rl_algorithm="ppo",
-            out=tmp_path / "ppo",
-            steps=128,
-            batch_size=64,
-            rl_norm_steps=20,
-            val_episodes=1,
-            num_val_checks=2,
-            progress=False,
-        )
-    )
+    out = train_tiny_ppo_on_state(tmp_path / "ppo", val_episodes=1, num_val_checks=2)
     record = json.loads((out / "policy_config.json").read_text())
     steps = [row["step"] for row in record["validation"]]
     assert len(steps) == 2 and steps[0] < steps[1] == record["env_steps"]
