@@ -617,3 +617,16 @@ def test_bad_policy_paths_are_named(trained, demos, tmp_path):
     pattern = f"policy {re.escape(str(no_best))} has no 'best' checkpoint"
     with pytest.raises(ValueError, match=pattern):
         load_policy(no_best, checkpoint="best")
+
+
+def test_online_validation_leaves_the_final_weights_as_they_were(demos, tmp_path):
+    """`sslrobot run` turned validation on for every policy (session 19): checking the network
+    on validation episodes must not touch training (no random draws, no mode left behind), so
+    the final checkpoint is the one a run without validation trains."""
+    for name, settings in (("none", {"augment_copies": 1}), ("scratch", {})):
+        plain = train_tiny_bc(demos, tmp_path / f"{name}-plain", encoder=name, **settings)
+        checked = train_tiny_bc(demos, tmp_path / f"{name}-checked", encoder=name,
+                                val_episodes=1, num_val_checks=3, **settings)  # fmt: skip
+        assert (plain / "final.safetensors").read_bytes() == (
+            checked / "final.safetensors"
+        ).read_bytes(), name
