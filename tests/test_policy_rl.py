@@ -153,17 +153,31 @@ def test_rl_trains_in_the_look_of_its_normalisation_demos(tmp_path, monkeypatch)
     assert json.loads((out / "policy_config.json").read_text())["train_visual_preset"] == "heldout"
 
 
-def test_rl_keeps_its_best_checkpoint_by_online_validation(tmp_path):
-    """Issue 5 asks for final and best checkpoints: RL validates on validation seeds at evenly
-    spread checks, the last on the final model, keeps the best SB3 model (ties: the later
-    check) and evaluate --checkpoint best loads it."""
-    out = train_tiny_ppo_on_state(tmp_path / "ppo", val_episodes=1, num_val_checks=2)
+def test_rl_keeps_its_best_checkpoint_by_online_validation(tmp_path, monkeypatch):
+    """Issue 5 asks for final and best checkpoints: RL validates on validation seeds when a
+    rollout starts past each check's point (the weights after every update so far), once more
+    on the final model, keeps the SB3 model of the best check and evaluate --checkpoint best
+    loads it."""
+    from sslrobot.policy import validation
+
+    scripted = iter([0.0, 1.0, 0.0])  # the middle check is the best
+    monkeypatch.setattr(validation.OnlineValidator, "success_rate", lambda self: next(scripted))
+    config = PolicyConfig(env_id=ENV_ID, encoder="state", algo="rl", out=tmp_path / "sac",
+                          steps=90, batch_size=16, rl_norm_steps=20, val_episodes=1,
+                          num_val_checks=3, progress=False)  # fmt: skip
+    out = train_policy(config)
     record = json.loads((out / "policy_config.json").read_text())
-    steps = [row["step"] for row in record["validation"]]
-    assert len(steps) == 2 and steps[0] < steps[1] == record["env_steps"]
-    assert record["best"] in record["validation"]
-    assert record["val_seeds"] == [1_000_000] and (out / record["sb3_models"]["best"]).is_file()
-    best = evaluate(out, num_episodes=1, seed=500, checkpoint="best")
-    assert best["checkpoint"] == "best" and best["seeds_shared_with_validation"] == []
+    assert [row["step"] for row in record["validation"]] == [30, 60, 90]
+    assert record["best"] == record["validation"][1] and record["val_seeds"] == [1_000_000]
+    best, final = (out / record["sb3_models"][name] for name in ("best", "final"))
+    assert best.read_bytes() != final.read_bytes()  # saved at step 60, trained on since
+    result = evaluate(out, num_episodes=1, seed=500, checkpoint="best")
+    assert result["checkpoint"] == "best" and result["seeds_shared_with_validation"] == []
     with pytest.warns(UserWarning, match="online validation seeds"):
         evaluate(out, num_episodes=1, seed=1_000_000, checkpoint="final")
+
+    # PPO trains whole rollouts: one rollout, no weights between, so only the final check.
+    scripted = iter([0.5])
+    out = train_tiny_ppo_on_state(tmp_path / "ppo", val_episodes=1, num_val_checks=3)
+    record = json.loads((out / "policy_config.json").read_text())
+    assert [row["step"] for row in record["validation"]] == [record["env_steps"]]

@@ -7,6 +7,8 @@ Layout of a policy directory::
     best.safetensors       the checkpoint with the best validation score (BC, when validated)
     final_sb3.zip          the Stable-Baselines3 model (RL; its observation encoder is in
                            final.safetensors)
+    best_sb3.zip           the SB3 model of the best validation check (RL, when validated;
+                           the encoder is frozen, so it shares final.safetensors)
 """
 
 from __future__ import annotations
@@ -186,7 +188,7 @@ def checkpoint_path(policy_dir: Path, record: dict[str, Any], checkpoint: str) -
     if checkpoint not in files:
         raise ValueError(
             f"policy {policy_dir} has no {checkpoint!r} checkpoint (it has {sorted(files)}); "
-            f"'best' needs validation during training (--val-episodes or --num-val-demos)"
+            "'best' needs validation during training (--val-episodes; BC also --num-val-demos)"
         )
     return policy_dir / files[checkpoint]
 

@@ -307,9 +307,15 @@ def _live_head(model: Any) -> Callable[[torch.Tensor], np.ndarray]:
 
 
 class _ValidationChecks:
-    """SB3 callback: ``num_checks`` online validations spread over training, the last one on
-    the final model (``check`` after ``learn``), each saving the SB3 model as ``best`` when
-    its success is the highest so far (ties go to the later, longer-trained one), as BC does.
+    """SB3 callback: online validations spread over training, the last on the final model
+    (``check`` after ``learn``), each saving the SB3 model as ``best`` when its success is the
+    highest so far (ties go to the later, longer-trained one), as BC does.
+
+    A check runs when a rollout starts, once training has passed its point: there the weights
+    are those after every update so far (PPO updates only between rollouts, SAC after each
+    rollout's steps), and a vector step past several points runs one check, not several.
+    PPO trains whole rollouts, so its checks fall where its updates do: a run of one rollout
+    has only the final check.
     """
 
     def __init__(self, validator: OnlineValidator, num_steps: int, num_checks: int, out: Path):
@@ -318,22 +324,26 @@ class _ValidationChecks:
         self.validator, self.out = validator, out
         self.rows: list[dict[str, float]] = []
         self.best: dict[str, float] | None = None
-        # Checks inside training; the last is the final model's.
-        self.steps = [math.ceil(num_steps * k / num_checks) for k in range(1, num_checks)]
+        # Points of the checks inside training; the last check is the final model's.
+        self.points = [math.ceil(num_steps * k / num_checks) for k in range(1, num_checks)]
         outer = self
 
         class Callback(BaseCallback):
-            def _on_step(self) -> bool:
-                if outer.steps and self.num_timesteps >= outer.steps[0]:
-                    outer.steps.pop(0)
+            def _on_rollout_start(self) -> None:
+                passed = [point for point in outer.points if self.num_timesteps >= point]
+                if passed:
+                    outer.points = outer.points[len(passed) :]
                     outer.check(self.model)
+
+            def _on_step(self) -> bool:
                 return True
 
         self.callback = Callback()
 
     def check(self, model: Any) -> None:
         success = self.validator.success_rate()
-        row = {"step": int(model.num_timesteps), "eval/val_success": success}
+        row = {"check": len(self.rows), "step": int(model.num_timesteps),
+               "eval/val_success": success}  # fmt: skip
         self.rows.append(row)
         if self.best is None or success >= self.best["eval/val_success"]:
             self.best = row
