@@ -271,7 +271,8 @@ PRESETS: dict[str, RunConfig] = {
         num_videos=1,
         num_workers=1,
     ),
-    # Answers the question on all three tasks in about 35 minutes on 2 CPU cores. Keypoint
+    # Answers the question on all three tasks in about 45 minutes on 2 CPU cores (35 before
+    # the copies and validation, which added 689 s of policy stages; session 19). Keypoint
     # readout, 1000 episodes and 4500 steps: on Reach (2000 episodes) the keypoint encoder at
     # 4500 steps gave probe R^2 0.74 and 28% BC success, the linear one 0.65 and 14%, and the
     # keypoint one at 1500 steps 0.58 and 19%. Two pretraining processes train ~1.4x faster
