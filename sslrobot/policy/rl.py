@@ -297,7 +297,8 @@ def train_rl(config: PolicyConfig) -> Path:
 
 
 def _live_head(model: Any) -> Callable[[torch.Tensor], np.ndarray]:
-    """The SB3 model being trained as ``inputs (B, D) -> deterministic actions (B, A)``."""
+    """An SB3 model (being trained, or loaded) as ``inputs (B, D) -> deterministic actions
+    (B, A)``."""
 
     def head(inputs: torch.Tensor) -> np.ndarray:
         actions, _ = model.predict(inputs.cpu().numpy(), deterministic=True)
@@ -372,10 +373,4 @@ def load_rl_head(
     if name is None or not (policy_dir / name).is_file():
         raise ValueError(f"policy {policy_dir} has no SB3 model for checkpoint {checkpoint!r}")
     algorithm = {"sac": sb3.SAC, "ppo": sb3.PPO}[record["rl_algorithm"]]
-    model = algorithm.load(str(policy_dir / name), device=device)
-
-    def head(inputs: torch.Tensor) -> np.ndarray:
-        actions, _ = model.predict(inputs.cpu().numpy(), deterministic=True)
-        return np.asarray(actions, dtype=np.float32)
-
-    return head
+    return _live_head(algorithm.load(str(policy_dir / name), device=device))
