@@ -487,6 +487,22 @@ def test_transfer_encoder_is_pretrained_once_on_every_task_and_evaluated_on_each
     for slug in ("Reach-v0", "Navigate-v1"):
         assert (tmp_path / slug / "probe" / "fdm+future-mixed" / "probe.json").is_file()
         assert list((tmp_path / slug / "eval" / "fdm+future-mixed").rglob("result.json"))
+    # Two tasks: the report gives each encoder's mean over them (issue 5's bar, with intervals).
+    run_pipeline(config, tmp_path, device="cpu", progress=False)  # every stage done: the report
+    results = json.loads((tmp_path / "results.json").read_text())
+    (block,) = results["across_tasks"]  # final checkpoints under the train look only
+    rows = {row["encoder"]: row for row in block["rows"]}
+    assert list(rows) == list(config.encoder_names)
+    for name, row in rows.items():
+        per_task = [
+            r["success"]["mean"]
+            for r in results["aggregated"]
+            if r["encoder"] == name and r["checkpoint"] == "final"
+        ]
+        assert len(per_task) == 2 and row["success"]["mean"] == pytest.approx(np.mean(per_task))
+        assert row["of_reference"] is None  # no state oracle in this run
+    assert "none" in rows["fdm+future"]["gain_over"]
+    assert "## Over the tasks (3 demonstrations)" in (tmp_path / "report.md").read_text()
 
 
 def test_paired_pretraining_seeds_give_each_policy_seed_its_own_encoder(tmp_path: Path) -> None:

@@ -38,6 +38,22 @@ computes nothing but formatting and the plain-language verdict. The dict's layou
                 "media": [{"path": "gifs/push_fdm.gif", "caption": "fdm+future, success"}],
             },
         ],
+        "across_tasks": [                                # optional, one table per block
+            {
+                "label": "final checkpoints",
+                "num_demos": 25,
+                "reference": "state",
+                "rows": [                                # across_tasks.success_across_tasks
+                    {
+                        "encoder": "fdm+future",
+                        "tasks": ["sslrobot/Push-v0", "sslrobot/Reach-v0"],
+                        "success": {"mean": 0.5, "low": 0.4, "high": 0.6},
+                        "of_reference": {"mean": 0.6, "low": 0.5, "high": 0.7},  # or None
+                        "gain_over": {"none": {"mean": 15.0, "low": 8.0, "high": 22.0}},
+                    },
+                ],
+            },
+        ],
         "plots": [...],                                  # report-wide pictures
         "media": [...],
         "notes": ["..."],                                # optional free text
@@ -322,6 +338,49 @@ def _table(rows: Sequence[Mapping[str, Any]]) -> tuple[list[str], list[list[str]
     return [title for title, _ in columns], [[cell(r) for _, cell in columns] for r in rows]
 
 
+def _across_tasks_table(block: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """Column titles and cells of one look/checkpoint's table of means over the tasks."""
+    rows = block["rows"]
+    reference = block.get("reference", "state")
+    baselines: list[str] = []
+    for row in rows:
+        baselines += [b for b in row.get("gain_over", {}) if b not in baselines]
+
+    def interval(value: Mapping[str, float] | None, scale: float, fmt: str) -> str:
+        if value is None:
+            return _MISSING
+        low, high = (fmt.format(scale * value[k]) for k in ("low", "high"))
+        return f"{fmt.format(scale * value['mean'])} [{low}, {high}]"
+
+    titles = ["Encoder", f"Mean success over {len(rows[0]['tasks'])} tasks [95% CI]"]
+    if any(row.get("of_reference") is not None for row in rows):
+        titles.append(f"Share of {reference}'s (%)")
+    titles += [f"Over {b} (points)" for b in baselines]
+    cells = []
+    for row in rows:
+        success = format_ci(*(row["success"][k] for k in ("mean", "low", "high")))
+        line = [str(row["encoder"]), success]
+        if len(titles) > 2 + len(baselines):
+            line.append(interval(row.get("of_reference"), 100.0, "{:.0f}"))
+        line += [interval(row["gain_over"].get(b), 1.0, "{:+.1f}") for b in baselines]
+        cells.append(line)
+    return titles, cells
+
+
+def _across_tasks_intro(blocks: Sequence[Mapping[str, Any]]) -> tuple[str, str]:
+    """The section's heading and the sentence that says how its numbers are made."""
+    first = blocks[0]
+    tasks = ", ".join(first["rows"][0]["tasks"])
+    heading = f"Over the tasks ({first['num_demos']} demonstrations)"
+    text = (
+        f"Mean over {tasks} of each task's success; the share is the ratio of an encoder's mean "
+        f"to {first.get('reference', 'state')}'s, the lead the difference in points; intervals "
+        "from a bootstrap of every task's training seeds and episodes (the cells resampled "
+        "independently, so intervals of shares and leads run a little wide)."
+    )
+    return heading, text
+
+
 def _header_items(header: Mapping[str, Any]) -> list[tuple[str, str]]:
     """Scalar header entries other than command/config/versions, as (key, text)."""
     skip = {"command", "config", "package_versions"}
@@ -385,6 +444,12 @@ def render_markdown(report: Mapping[str, Any], out_dir: str | os.PathLike[str]) 
         lines += [f"**Verdict.** {task.get('verdict') or verdict(rows)}", ""]
         lines += _md_pictures(_picture_items(task.get("plots"), out_dir), out_dir)
         lines += _md_pictures(_picture_items(task.get("media"), out_dir), out_dir)
+    blocks = report.get("across_tasks") or []
+    if blocks:
+        heading, text = _across_tasks_intro(blocks)
+        lines += [f"## {heading}", "", text, ""]
+        for block in blocks:
+            lines += [f"### {block['label']}", "", *_md_table(*_across_tasks_table(block)), ""]
     extra = _picture_items(report.get("plots"), out_dir) + _picture_items(
         report.get("media"), out_dir
     )
@@ -464,6 +529,13 @@ def render_html(report: Mapping[str, Any], out_dir: str | os.PathLike[str]) -> s
         parts.append(f'<p class="verdict"><strong>Verdict.</strong> {html.escape(text)}</p>')
         parts += _html_pictures(_picture_items(task.get("plots"), out_dir))
         parts += _html_pictures(_picture_items(task.get("media"), out_dir))
+    blocks = report.get("across_tasks") or []
+    if blocks:
+        heading, text = _across_tasks_intro(blocks)
+        parts += [f"<h2>{html.escape(heading)}</h2>", f"<p>{html.escape(text)}</p>"]
+        for block in blocks:
+            parts.append(f"<h3>{html.escape(str(block['label']))}</h3>")
+            parts.append(_html_table(*_across_tasks_table(block)))
     extra = _picture_items(report.get("plots"), out_dir) + _picture_items(
         report.get("media"), out_dir
     )

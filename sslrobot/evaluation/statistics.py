@@ -103,14 +103,36 @@ def stratified_bootstrap_ci(
     Returns:
         ``(mean of seed means, low, high)``.
     """
+    _check_bootstrap_args(confidence, num_resamples)
+    point, estimates = seed_mean_resamples(per_seed_values, num_resamples, seed, resample_seeds)
+    if np.ptp(estimates) == 0.0 and estimates[0] == point:  # every value alike
+        return point, point, point
+    low, high = _percentile_interval(estimates, confidence)
+    return point, low, high
+
+
+def seed_mean_resamples(
+    per_seed_values: Sequence[Sequence[float] | np.ndarray],
+    num_resamples: int = 10_000,
+    seed: int = 0,
+    resample_seeds: bool = True,
+) -> tuple[float, np.ndarray]:
+    """The mean of per-seed means and its bootstrap distribution (``stratified_bootstrap_ci``'s
+    resampling), for statistics built from several of them: a mean over tasks, a ratio or a
+    difference of two encoders' means, each resample combined with the others' same-index one.
+
+    Returns:
+        ``(mean of seed means, resampled means (num_resamples,))``; when every value is alike,
+        every resample is that value.
+    """
     if len(per_seed_values) == 0:
         raise ValueError("per_seed_values is empty; need at least one training seed")
+    if num_resamples < 1:
+        raise ValueError(f"num_resamples must be >= 1, got {num_resamples}")
     groups = [_as_1d(v, f"per_seed_values[{i}]") for i, v in enumerate(per_seed_values)]
-    _check_bootstrap_args(confidence, num_resamples)
     point = float(np.mean([g.mean() for g in groups]))
     if all(np.ptp(g) == 0.0 for g in groups) and len({float(g[0]) for g in groups}) == 1:
-        constant = float(groups[0][0])
-        return constant, constant, constant
+        return point, np.full(num_resamples, point)
     rng = np.random.default_rng(seed)
     num_seeds = len(groups)
     largest = max(g.size for g in groups)
@@ -130,8 +152,13 @@ def stratified_bootstrap_ci(
                 draws = rng.integers(0, group.size, size=(count, group.size))
                 seed_means[mask] = group[draws].mean(axis=1)
         estimates[start : start + rows] = seed_means.mean(axis=1)
-    low, high = _percentile_interval(estimates, confidence)
-    return point, low, high
+    return point, estimates
+
+
+def percentile_interval(resamples: np.ndarray, confidence: float = 0.95) -> tuple[float, float]:
+    """The central ``confidence`` interval of a bootstrap distribution (percentile method)."""
+    _check_bootstrap_args(confidence, max(1, len(resamples)))
+    return _percentile_interval(np.asarray(resamples, dtype=np.float64), confidence)
 
 
 def success_interval(

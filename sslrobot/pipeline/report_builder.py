@@ -149,7 +149,9 @@ def _task_section(
     out: Path,
     artifacts: TaskArtifacts,
     stage_results: Sequence[StageResult],
-) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]:
+    """The task's report section, its aggregated rows and the evaluation records they came
+    from."""
     from sslrobot.evaluation import plots
     from sslrobot.evaluation.evaluate import aggregate_results
 
@@ -313,7 +315,35 @@ def _task_section(
                 )
     media += _rollout_gifs(records, main_demos, slug, media_dir, out)
     section = {"task": env_id, "rows": rows, "plots": section_plots, "media": media}
-    return section, aggregated
+    return section, aggregated, records
+
+
+#: The looks and checkpoints summarised over the tasks, in the report's order.
+_ACROSS_TASKS_BLOCKS = (
+    ("train", "final", "final checkpoints"),
+    ("train", "best", "best checkpoints"),
+    ("heldout", "final", "held-out look, final checkpoints"),
+)
+
+
+def across_tasks_blocks(
+    config: RunConfig, records: Sequence[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """The run's mean success over its tasks, per look and checkpoint evaluated, with each
+    encoder's share of the state oracle's and lead over ``none`` and scratch (issue 5's bar,
+    measured with intervals); nothing with fewer than two tasks."""
+    from sslrobot.evaluation.across_tasks import outcomes_by_encoder, success_across_tasks
+
+    blocks = []
+    for preset, checkpoint, label in _ACROSS_TASKS_BLOCKS:
+        outcomes = outcomes_by_encoder(records, config.main_demos, preset, checkpoint)
+        ordered = {name: outcomes[name] for name in config.encoder_names if name in outcomes}
+        rows = success_across_tasks(ordered, seed=config.seed)
+        if rows:
+            blocks.append(
+                {"label": label, "num_demos": config.main_demos, "reference": "state", "rows": rows}
+            )
+    return blocks
 
 
 def build_report(
@@ -328,11 +358,13 @@ def build_report(
     from sslrobot.evaluation.report import package_versions, render_report
     from sslrobot.utils.versions import machine_description
 
-    sections, all_rows = [], []
+    sections, all_rows, all_records = [], [], []
     for task_artifacts in artifacts:
-        section, rows = _task_section(config, out, task_artifacts, stage_results)
+        section, rows, records = _task_section(config, out, task_artifacts, stage_results)
         sections.append(section)
         all_rows.extend(rows)
+        all_records.extend(records)
+    across_tasks = across_tasks_blocks(config, all_records)
     header = {
         "command": command,
         "config": config.to_dict(),
@@ -344,11 +376,15 @@ def build_report(
         f"{sum(r.seconds for r in stage_results):.0f} s summed over all stages",
         "written": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
     }
-    atomic_write_json(out / "results.json", {"header": header, "aggregated": all_rows})
+    results = {"header": header, "aggregated": all_rows}
+    if across_tasks:
+        results["across_tasks"] = across_tasks
+    atomic_write_json(out / "results.json", results)
     report = {
         "title": f"sslrobot report ({config.preset} preset)",
         "header": header,
         "tasks": sections,
+        "across_tasks": across_tasks,
         "notes": [
             "Success: mean over training seeds of the per-seed success rate on "
             f"{config.eval_episodes} evaluation episodes, with a two-level bootstrap 95% CI "

@@ -1,0 +1,130 @@
+"""The mean over tasks with intervals (issue 5's bar): numbers, intervals and what they skip."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sslrobot.evaluation.across_tasks import outcomes_by_encoder, success_across_tasks
+from sslrobot.evaluation.report import render_markdown
+from sslrobot.evaluation.statistics import stratified_bootstrap_ci
+
+
+def _outcomes(rates: dict[str, dict[str, list[float]]], episodes: int = 50) -> dict:
+    """0/1 outcomes with the given per-seed success rates (deterministic order)."""
+    return {
+        encoder: {
+            task: [
+                [1.0] * round(r * episodes) + [0.0] * (episodes - round(r * episodes))
+                for r in seeds
+            ]
+            for task, seeds in by_task.items()
+        }
+        for encoder, by_task in rates.items()
+    }
+
+
+RATES = {
+    "fdm+future": {"A": [0.4, 0.3, 0.5], "B": [0.2, 0.1, 0.3]},
+    "none": {"A": [0.2, 0.2, 0.3], "B": [0.0, 0.1, 0.06]},
+    "state": {"A": [0.9, 0.8, 0.9], "B": [0.7, 0.8, 0.8]},
+}
+
+
+def test_points_are_the_means_over_tasks_their_ratio_and_difference() -> None:
+    rows = {r["encoder"]: r for r in success_across_tasks(_outcomes(RATES), num_resamples=2000)}
+    fdm = np.mean([np.mean(RATES["fdm+future"][t]) for t in "AB"])
+    none = np.mean([np.mean(RATES["none"][t]) for t in "AB"])
+    state = np.mean([np.mean(RATES["state"][t]) for t in "AB"])
+    assert rows["fdm+future"]["success"]["mean"] == pytest.approx(fdm)
+    assert rows["fdm+future"]["of_reference"]["mean"] == pytest.approx(fdm / state)
+    assert rows["fdm+future"]["gain_over"]["none"]["mean"] == pytest.approx(100 * (fdm - none))
+    assert rows["state"]["of_reference"] is None  # not its own share
+    assert "none" not in rows["none"]["gain_over"] and "scratch" not in rows["none"]["gain_over"]
+    for row in rows.values():
+        for value in [row["success"], row["of_reference"], *row["gain_over"].values()]:
+            if value is not None:
+                assert value["low"] < value["mean"] < value["high"]
+        assert row["tasks"] == ["A", "B"]
+
+
+def test_one_task_gives_back_the_per_task_interval_s_resampling() -> None:
+    """A mean over tasks of identical cells is the cell: same resampling as the task table."""
+    cell = _outcomes({"e": {"A": [0.4, 0.3, 0.5]}})["e"]["A"]
+    rows = success_across_tasks({"e": {"A": cell, "B": cell}}, reference=None, num_resamples=3000)
+    point, low, high = stratified_bootstrap_ci(cell, num_resamples=3000)
+    assert rows[0]["success"]["mean"] == pytest.approx(point)
+    # Both cells share their seed-independent draws only by chance, so the mean's interval is
+    # no wider than one cell's.
+    assert low - 1e-9 <= rows[0]["success"]["low"] and rows[0]["success"]["high"] <= high + 1e-9
+
+
+def test_intervals_are_deterministic_and_do_not_move_when_an_encoder_is_added() -> None:
+    outcomes = _outcomes(RATES)
+    first = success_across_tasks(outcomes, num_resamples=1000, seed=3)
+    assert first == success_across_tasks(outcomes, num_resamples=1000, seed=3)
+    more = dict(outcomes, scratch=_outcomes({"s": {"A": [0.3, 0.2, 0.3], "B": [0.1] * 3}})["s"])
+    again = {r["encoder"]: r for r in success_across_tasks(more, num_resamples=1000, seed=3)}
+    for row in first:
+        assert again[row["encoder"]]["success"] == row["success"]
+        assert again[row["encoder"]]["of_reference"] == row["of_reference"]
+    assert "scratch" in again["fdm+future"]["gain_over"]
+
+
+def test_encoders_missing_a_task_are_left_out_and_one_task_gives_nothing() -> None:
+    outcomes = _outcomes(RATES)
+    outcomes["partial"] = {"A": outcomes["none"]["A"]}
+    assert [r["encoder"] for r in success_across_tasks(outcomes, num_resamples=100)] == [
+        "fdm+future", "none", "state",
+    ]  # fmt: skip
+    assert success_across_tasks({"e": {"A": [[1.0, 0.0]]}}, num_resamples=100) == []
+    assert success_across_tasks({}, num_resamples=100) == []
+
+
+def test_cells_where_every_episode_ends_alike_add_no_width() -> None:
+    outcomes = {"e": {"A": [[1.0] * 20] * 3, "B": [[1.0] * 20] * 3}}
+    (row,) = success_across_tasks(outcomes, reference=None, num_resamples=200)
+    assert row["success"] == {"mean": 1.0, "low": 1.0, "high": 1.0}
+
+
+def _record(encoder: str, env_id: str, seed: int, successes: list[bool], **keys: object) -> dict:
+    base = {"num_demos": 25, "visual_preset": "train", "checkpoint": "final"}
+    episodes = [{"success": s} for s in successes]
+    return {
+        **base,
+        **keys,
+        "encoder": encoder,
+        "env_id": env_id,
+        "seed": seed,
+        "episodes": episodes,
+    }
+
+
+def test_outcomes_are_read_from_records_of_one_count_look_and_checkpoint() -> None:
+    records = [
+        _record("none", "R", 1, [True, False]),
+        _record("none", "R", 0, [False, False]),
+        _record("none", "R", 0, [True, True], checkpoint="best"),
+        _record("none", "R", 0, [True, True], visual_preset="heldout"),
+        _record("none", "R", 0, [True, True], num_demos=5),
+    ]
+    assert outcomes_by_encoder(records, 25) == {"none": {"R": [[0.0, 0.0], [1.0, 0.0]]}}
+    assert outcomes_by_encoder(records, 25, checkpoint="best") == {"none": {"R": [[1.0, 1.0]]}}
+    with pytest.raises(ValueError, match="seed 0 appears twice"):
+        outcomes_by_encoder([*records, _record("none", "R", 0, [True])], 25)
+    with pytest.raises(ValueError, match="no per-episode results"):
+        outcomes_by_encoder([{**_record("none", "R", 2, []), "episodes": []}], 25)
+
+
+def test_the_report_shows_the_table_and_says_how_it_was_made(tmp_path: Path) -> None:
+    rows = success_across_tasks(_outcomes(RATES), num_resamples=500)
+    block = {"label": "final checkpoints", "num_demos": 25, "reference": "state", "rows": rows}
+    text = render_markdown({"tasks": [], "across_tasks": [block]}, tmp_path)
+    assert "## Over the tasks (25 demonstrations)" in text and "### final checkpoints" in text
+    (fdm,) = [r for r in rows if r["encoder"] == "fdm+future"]
+    share = fdm["of_reference"]
+    assert f"| {100 * share['mean']:.0f} [{100 * share['low']:.0f}, " in text
+    assert f"{fdm['gain_over']['none']['mean']:+.1f} [" in text
+    assert "Over the tasks" not in render_markdown({"tasks": [], "across_tasks": []}, tmp_path)
