@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -9,7 +10,11 @@ import pytest
 
 from sslrobot.evaluation.across_tasks import outcomes_by_encoder, success_across_tasks
 from sslrobot.evaluation.report import render_markdown
-from sslrobot.evaluation.statistics import stratified_bootstrap_ci
+from sslrobot.evaluation.statistics import (
+    percentile_interval,
+    seed_mean_resamples,
+    wilson_interval,
+)
 
 
 def _outcomes(rates: dict[str, dict[str, list[float]]], episodes: int = 50) -> dict:
@@ -50,15 +55,19 @@ def test_points_are_the_means_over_tasks_their_ratio_and_difference() -> None:
         assert row["tasks"] == ["A", "B"]
 
 
-def test_one_task_gives_back_the_per_task_interval_s_resampling() -> None:
-    """A mean over tasks of identical cells is the cell: same resampling as the task table."""
-    cell = _outcomes({"e": {"A": [0.4, 0.3, 0.5]}})["e"]["A"]
-    rows = success_across_tasks({"e": {"A": cell, "B": cell}}, reference=None, num_resamples=3000)
-    point, low, high = stratified_bootstrap_ci(cell, num_resamples=3000)
-    assert rows[0]["success"]["mean"] == pytest.approx(point)
-    # Both cells share their seed-independent draws only by chance, so the mean's interval is
-    # no wider than one cell's.
-    assert low - 1e-9 <= rows[0]["success"]["low"] and rows[0]["success"]["high"] <= high + 1e-9
+def test_each_cell_is_resampled_as_the_per_task_interval_is() -> None:
+    """The mean over tasks is made of the per-task table's resampling (seeds, then episodes),
+    each cell seeded by its names: the same draws, averaged."""
+    outcomes = _outcomes(RATES)
+    (row,) = [
+        r for r in success_across_tasks(outcomes, num_resamples=500) if r["encoder"] == "none"
+    ]
+    cells = [
+        seed_mean_resamples(outcomes["none"][t], 500, zlib.crc32(f"none|{t}".encode()))[1]
+        for t in "AB"
+    ]
+    low, high = percentile_interval(np.mean(cells, axis=0))
+    assert (row["success"]["low"], row["success"]["high"]) == (low, high)
 
 
 def test_intervals_are_deterministic_and_do_not_move_when_an_encoder_is_added() -> None:
@@ -73,20 +82,49 @@ def test_intervals_are_deterministic_and_do_not_move_when_an_encoder_is_added() 
     assert "scratch" in again["fdm+future"]["gain_over"]
 
 
-def test_encoders_missing_a_task_are_left_out_and_one_task_gives_nothing() -> None:
+def test_encoders_missing_a_task_are_left_out_and_extra_tasks_ignored() -> None:
     outcomes = _outcomes(RATES)
     outcomes["partial"] = {"A": outcomes["none"]["A"]}
-    assert [r["encoder"] for r in success_across_tasks(outcomes, num_resamples=100)] == [
-        "fdm+future", "none", "state",
-    ]  # fmt: skip
+    names = [r["encoder"] for r in success_across_tasks(outcomes, tasks=["A", "B"])]
+    assert names == ["fdm+future", "none", "state"]
+    # An encoder evaluated on one more task does not take the others out (nor move them).
+    outcomes = _outcomes(RATES)
+    base = success_across_tasks(outcomes, num_resamples=300)
+    outcomes["extra"] = {**outcomes["none"], "C": outcomes["none"]["A"]}
+    rows = {r["encoder"]: r for r in success_across_tasks(outcomes, num_resamples=300)}
+    assert list(rows) == ["fdm+future", "none", "state", "extra"]
+    assert rows["extra"]["tasks"] == ["A", "B"]
+    for row in base:
+        assert rows[row["encoder"]]["success"] == row["success"]
     assert success_across_tasks({"e": {"A": [[1.0, 0.0]]}}, num_resamples=100) == []
     assert success_across_tasks({}, num_resamples=100) == []
 
 
-def test_cells_where_every_episode_ends_alike_add_no_width() -> None:
-    outcomes = {"e": {"A": [[1.0] * 20] * 3, "B": [[1.0] * 20] * 3}}
-    (row,) = success_across_tasks(outcomes, reference=None, num_resamples=200)
-    assert row["success"] == {"mean": 1.0, "low": 1.0, "high": 1.0}
+def test_a_reference_resampled_to_zero_gives_an_open_share_not_none() -> None:
+    rates = {
+        "e": {"A": [0.2, 0.1, 0.2], "B": [0.1] * 3},
+        "state": {"A": [0.06, 0, 0], "B": [0] * 3},
+    }
+    (row, _) = success_across_tasks(_outcomes(rates), num_resamples=2000)
+    share = row["of_reference"]
+    assert share["mean"] == pytest.approx((0.5 / 3 + 0.1) / 2 / 0.01) and share["high"] == np.inf
+
+
+def test_a_mean_whose_every_episode_ended_alike_gets_wilson_s_interval() -> None:
+    """As the per-task table: 120 of 120 is not a certainty, nor 0 of 120."""
+    outcomes = {
+        "e": {"A": [[1.0] * 20] * 3, "B": [[1.0] * 20] * 3},
+        "z": {"A": [[0.0] * 20] * 3, "B": [[0.0] * 20] * 3},
+    }
+    rows = success_across_tasks(outcomes, reference=None, num_resamples=200)
+    assert rows[0]["success"] == pytest.approx(
+        {"mean": 1.0, "low": wilson_interval(120, 120)[1], "high": 1.0}
+    )
+    assert rows[1]["success"]["low"] == 0.0 and 0.0 < rows[1]["success"]["high"] < 0.05
+    # A cell alike among others adds no width, but the mean's interval comes from the rest.
+    mixed = {"e": {"A": [[1.0] * 20] * 3, "B": _outcomes({"x": {"B": [0.5, 0.4, 0.6]}})["x"]["B"]}}
+    (row,) = success_across_tasks(mixed, reference=None, num_resamples=500)
+    assert row["success"]["low"] < row["success"]["mean"] < row["success"]["high"] < 1.0
 
 
 def _record(encoder: str, env_id: str, seed: int, successes: list[bool], **keys: object) -> dict:
@@ -109,6 +147,8 @@ def test_outcomes_are_read_from_records_of_one_count_look_and_checkpoint() -> No
         _record("none", "R", 0, [True, True], checkpoint="best"),
         _record("none", "R", 0, [True, True], visual_preset="heldout"),
         _record("none", "R", 0, [True, True], num_demos=5),
+        _record("none", "R", 0, [True, True], algo="rl"),
+        _record("none", "R", 3, [True, True], policy_env_id="P"),  # trained elsewhere
     ]
     assert outcomes_by_encoder(records, 25) == {"none": {"R": [[0.0, 0.0], [1.0, 0.0]]}}
     assert outcomes_by_encoder(records, 25, checkpoint="best") == {"none": {"R": [[1.0, 1.0]]}}

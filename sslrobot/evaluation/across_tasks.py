@@ -12,7 +12,9 @@ IQM over runs: with three tasks the IQM would drop two of them).
 Cells are resampled independently although encoders share their evaluation episodes' seeds,
 which makes the intervals of differences and ratios a little wide (conservative). A cell whose
 every episode ends alike (Navigate's 300 of 300) adds no width: the bootstrap cannot see past
-its sample there, as the per-task table's Wilson fallback says.
+its sample there. An encoder whose every episode on every task ends alike gets Wilson's
+interval of the pooled count for its mean, as the per-task table does; its shares and leads
+keep the bootstrap's (the other encoder's noise alone).
 """
 
 from __future__ import annotations
@@ -23,7 +25,11 @@ from typing import Any
 
 import numpy as np
 
-from sslrobot.evaluation.statistics import percentile_interval, seed_mean_resamples
+from sslrobot.evaluation.statistics import (
+    percentile_interval,
+    seed_mean_resamples,
+    wilson_interval,
+)
 
 Outcomes = Mapping[str, Mapping[str, Sequence[Sequence[float]]]]  # encoder -> task -> seeds
 
@@ -33,10 +39,12 @@ def outcomes_by_encoder(
     num_demos: int,
     visual_preset: str = "train",
     checkpoint: str = "final",
+    algo: str = "bc",
 ) -> dict[str, dict[str, list[list[float]]]]:
     """Per encoder, per task, per training seed (sorted) the 0/1 outcomes of its evaluation
     episodes, from evaluation records (``evaluate``'s, as ``sslrobot run`` writes them) of one
-    demonstration count, look and checkpoint.
+    demonstration count, look, checkpoint and algorithm; a policy evaluated on a task other
+    than the one it was trained on (``policy_env_id``) is left out.
 
     Raises:
         ValueError: a record lacks its per-episode results, or one (encoder, task, seed)
@@ -48,6 +56,8 @@ def outcomes_by_encoder(
             record.get("num_demos") != num_demos
             or record.get("visual_preset") != visual_preset
             or record.get("checkpoint", "final") != checkpoint
+            or record.get("algo", "bc") != algo
+            or record.get("policy_env_id", record.get("env_id")) != record.get("env_id")
         ):
             continue
         encoder, task, seed = str(record["encoder"]), str(record["env_id"]), int(record["seed"])
@@ -72,8 +82,21 @@ def _interval(point: float, resamples: np.ndarray, confidence: float) -> dict[st
     return {"mean": point, "low": low, "high": high}
 
 
+def _success(
+    cells: Sequence[Sequence[Sequence[float]]], point: float, draws: np.ndarray, confidence: float
+) -> dict[str, float]:
+    """The mean's interval: the bootstrap's, or Wilson's when every episode ended alike (where
+    the bootstrap would give a zero width that no finite sample can)."""
+    pooled = np.concatenate([np.asarray(seed, dtype=np.float64) for cell in cells for seed in cell])
+    if np.ptp(pooled) == 0.0 and np.isin(pooled, (0.0, 1.0)).all():
+        _, low, high = wilson_interval(int(pooled.sum()), pooled.size, confidence)
+        return {"mean": point, "low": low, "high": high}
+    return _interval(point, draws, confidence)
+
+
 def success_across_tasks(
     outcomes: Outcomes,
+    tasks: Sequence[str] | None = None,
     reference: str | None = "state",
     baselines: Sequence[str] = ("none", "scratch"),
     confidence: float = 0.95,
@@ -87,23 +110,30 @@ def success_across_tasks(
     Args:
         outcomes: encoder -> task -> per training seed, 0/1 outcomes per episode
             (``outcomes_by_encoder``).
+        tasks: The tasks to average over (the run's); encoders not evaluated on every one of
+            them are left out, tasks beyond them ignored. Default: the tasks every encoder was
+            evaluated on.
         reference: The encoder whose mean is the denominator of the share (the state oracle);
-            None or absent: no share.
+            None or absent: no share. A resample where its mean is 0 gives an infinite
+            share, so an interval's upper end may be ``inf``.
         baselines: Encoders to give the lead over; absent ones are skipped.
         confidence: Coverage of the intervals.
         num_resamples: Bootstrap resamples per cell.
         seed: Base seed; each cell's resampling is seeded by it and the cell's names alone,
-            so adding an encoder leaves the others' intervals as they were.
+            so adding an encoder leaves the others' intervals over the same tasks as they were.
 
     Returns:
         One dict per encoder evaluated on every task (in ``outcomes``' order): ``encoder``,
         ``tasks`` (sorted), ``success`` ``{"mean", "low", "high"}`` (a rate),
         ``of_reference`` (a ratio, or None for the reference itself, or when the reference is
-        absent or its mean is 0) and ``gain_over`` ``{baseline: {"mean", "low", "high"}}`` in
-        points. Empty with fewer than two tasks.
+        absent or its mean over the tasks is 0) and ``gain_over``
+        ``{baseline: {"mean", "low", "high"}}`` in points. Empty with fewer than two tasks.
     """
-    tasks = sorted({task for by_task in outcomes.values() for task in by_task})
-    outcomes = {e: by_task for e, by_task in outcomes.items() if set(by_task) == set(tasks)}
+    if tasks is None:
+        shared = [set(by_task) for by_task in outcomes.values()]
+        tasks = sorted(set.intersection(*shared)) if shared else []
+    tasks = sorted(tasks)
+    outcomes = {e: by_task for e, by_task in outcomes.items() if set(tasks) <= set(by_task)}
     if len(tasks) < 2 or not outcomes:
         return []
     points: dict[str, float] = {}
@@ -117,21 +147,27 @@ def success_across_tasks(
         ]
         points[encoder] = float(np.mean([point for point, _ in cells]))
         draws[encoder] = np.mean([resamples for _, resamples in cells], axis=0)
-    has_reference = reference in outcomes and points[reference] > 0 and draws[reference].min() > 0
+    has_reference = reference in outcomes and points[reference] > 0
     rows = []
     for encoder in outcomes:
         row: dict[str, Any] = {
             "encoder": encoder,
             "tasks": tasks,
-            "success": _interval(points[encoder], draws[encoder], confidence),
+            "success": _success(
+                [outcomes[encoder][task] for task in tasks],
+                points[encoder],
+                draws[encoder],
+                confidence,
+            ),
             "of_reference": None,
             "gain_over": {},
         }
         if has_reference and encoder != reference:
             assert reference is not None
-            row["of_reference"] = _interval(
-                points[encoder] / points[reference], draws[encoder] / draws[reference], confidence
-            )
+            denominator = draws[reference]
+            with np.errstate(divide="ignore", invalid="ignore"):
+                shares = np.where(denominator > 0, draws[encoder] / denominator, np.inf)
+            row["of_reference"] = _interval(points[encoder] / points[reference], shares, confidence)
         for baseline in baselines:
             if baseline in outcomes and baseline != encoder:
                 row["gain_over"][baseline] = _interval(

@@ -372,11 +372,17 @@ def _across_tasks_intro(blocks: Sequence[Mapping[str, Any]]) -> tuple[str, str]:
     first = blocks[0]
     tasks = ", ".join(first["rows"][0]["tasks"])
     heading = f"Over the tasks ({first['num_demos']} demonstrations)"
-    text = (
-        f"Mean over {tasks} of each task's success; the share is the ratio of an encoder's mean "
-        f"to {first.get('reference', 'state')}'s, the lead the difference in points; intervals "
-        "from a bootstrap of every task's training seeds and episodes (the cells resampled "
-        "independently, so intervals of shares and leads run a little wide)."
+    share = any(row.get("of_reference") for block in blocks for row in block["rows"])
+    text = f"Mean over {tasks} of each task's success" + (
+        f"; the share is the ratio of an encoder's mean to {first.get('reference', 'state')}'s"
+        if share
+        else ""
+    )
+    text += (
+        "; the lead is the difference in points; intervals from a bootstrap of every task's "
+        "training seeds and episodes (the cells resampled independently, so intervals of "
+        "shares and leads run a little wide; Wilson's interval for a mean whose every episode "
+        "ended alike)."
     )
     return heading, text
 

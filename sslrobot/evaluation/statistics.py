@@ -103,8 +103,8 @@ def stratified_bootstrap_ci(
     Returns:
         ``(mean of seed means, low, high)``.
     """
-    _check_bootstrap_args(confidence, num_resamples)
     point, estimates = seed_mean_resamples(per_seed_values, num_resamples, seed, resample_seeds)
+    _check_bootstrap_args(confidence, num_resamples)
     if np.ptp(estimates) == 0.0 and estimates[0] == point:  # every value alike
         return point, point, point
     low, high = _percentile_interval(estimates, confidence)
@@ -130,9 +130,10 @@ def seed_mean_resamples(
     if num_resamples < 1:
         raise ValueError(f"num_resamples must be >= 1, got {num_resamples}")
     groups = [_as_1d(v, f"per_seed_values[{i}]") for i, v in enumerate(per_seed_values)]
-    point = float(np.mean([g.mean() for g in groups]))
     if all(np.ptp(g) == 0.0 for g in groups) and len({float(g[0]) for g in groups}) == 1:
-        return point, np.full(num_resamples, point)
+        constant = float(groups[0][0])  # exactly, not a mean that rounds
+        return constant, np.full(num_resamples, constant)
+    point = float(np.mean([g.mean() for g in groups]))
     rng = np.random.default_rng(seed)
     num_seeds = len(groups)
     largest = max(g.size for g in groups)
@@ -156,9 +157,18 @@ def seed_mean_resamples(
 
 
 def percentile_interval(resamples: np.ndarray, confidence: float = 0.95) -> tuple[float, float]:
-    """The central ``confidence`` interval of a bootstrap distribution (percentile method)."""
-    _check_bootstrap_args(confidence, max(1, len(resamples)))
-    return _percentile_interval(np.asarray(resamples, dtype=np.float64), confidence)
+    """The central ``confidence`` interval of a bootstrap distribution (percentile method);
+    values may be infinite (a ratio whose denominator was resampled to 0): the interval's ends
+    are then taken without interpolation, so an infinite end says so rather than NaN."""
+    values = np.asarray(resamples, dtype=np.float64)
+    if values.ndim != 1 or values.size == 0 or np.isnan(values).any():
+        raise ValueError(f"resamples must be a non-empty 1-D array without NaN, got {values!r}")
+    _check_bootstrap_args(confidence, values.size)
+    if np.isfinite(values).all():
+        return _percentile_interval(values, confidence)
+    tail = 100.0 * (1.0 - confidence) / 2.0
+    low, high = np.percentile(values, [tail, 100.0 - tail], method="inverted_cdf")
+    return float(low), float(high)
 
 
 def success_interval(

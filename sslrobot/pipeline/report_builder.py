@@ -338,7 +338,7 @@ def across_tasks_blocks(
     for preset, checkpoint, label in _ACROSS_TASKS_BLOCKS:
         outcomes = outcomes_by_encoder(records, config.main_demos, preset, checkpoint)
         ordered = {name: outcomes[name] for name in config.encoder_names if name in outcomes}
-        rows = success_across_tasks(ordered, seed=config.seed)
+        rows = success_across_tasks(ordered, tasks=config.tasks, seed=config.seed)
         if rows:
             blocks.append(
                 {"label": label, "num_demos": config.main_demos, "reference": "state", "rows": rows}
