@@ -41,6 +41,10 @@ episodes:
   (``--aug-color``: brightness and per-channel gains, as ``pretrain --color-jitter``), encoded
   by the frozen encoder: the look's camera and light changes imitated in pixels, so that a
   head fitted on 25 demonstrations cannot tie the actions to them.
+- ``delta``: the run's MLP given, beside the features and proprio, the change of the features
+  since the previous frame (zero on an episode's first): one frame says where the cube is, not
+  where it is going. ``augment-delta``: ``augment``'s copies with that change (from the frames
+  as they are) beside them.
 - ``slow``: the run's MLP given, beside the features and proprio, the ``--slow-dims`` slowest
   directions of the features (slow feature analysis, Wiskott and Sejnowski 2002: whitened
   directions of least frame-to-frame change, from the same unlabeled episodes), whitened: a
@@ -62,6 +66,15 @@ Session 13 (raw output: docs/results/benchmarks/bench_heads_whiten_session13.txt
     python scripts/bench_heads.py --run runs/paired8 --task Push-v0 --encoder fdm+future-seed1 \
         --heads mlp whiten
     python scripts/bench_heads.py --run runs/default8 --task Reach-v0 --heads slow
+
+Session 20 (raw output: docs/results/benchmarks/bench_heads_ensemble_delta_session20.txt):
+
+    python scripts/bench_heads.py --run runs/default19 --task Push-v0 --heads augment \
+        --aug-pad 4 --ensemble 5
+    python scripts/bench_heads.py --run runs/default19 --task Push-v0 --heads mlp delta
+
+``--ensemble N`` fits each stateless head N times (seeds s, s + 1000, ...) and acts on the mean
+action.
 
 Prints its settings and success per seed and mean for each head. BC success moves by about 5
 points between training seeds of one head, so compare means over the seeds.
@@ -92,7 +105,7 @@ from sslrobot.pretraining.augment import color_jitter, random_shift
 
 HEADS = (
     "mlp", "mlp-noise", "knn", "spatial", "chunk", "first", "mean", "whiten", "slow", "residual",
-    "augment",
+    "augment", "delta", "augment-delta",
 )  # fmt: skip
 Act = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]  # (features, maps, proprio)
 
@@ -124,6 +137,12 @@ def parse_args() -> argparse.Namespace:
         type=int,
         default=0,
         help="whiten: keep only this many directions of largest variance (0: all)",
+    )
+    parser.add_argument(
+        "--ensemble",
+        type=int,
+        default=1,
+        help="fit each stateless head this many times (seeds seed + 1000 i), act on the mean",
     )
     parser.add_argument("--aug-copies", type=int, default=8, help="augment: copies per frame")
     parser.add_argument("--aug-pad", type=int, default=2, help="augment: shift in pixels")
@@ -436,6 +455,70 @@ def fit_augment(
     return lambda f, _m, p: head(np.r_[f, p])
 
 
+def previous_features(features: np.ndarray, episode_lengths: np.ndarray) -> np.ndarray:
+    """Per step, the features of the step before in its episode (the first step's own)."""
+    return per_episode(features, episode_lengths, lambda e: np.r_[e[:1], e[:-1]])
+
+
+class DeltaPolicy:
+    """The MLP on [features, features - previous features, proprio]; ``reset`` per episode."""
+
+    def __init__(self, head: Callable[[np.ndarray], np.ndarray]):
+        self.head = head
+        self.reset()
+
+    def reset(self) -> None:
+        self.previous: np.ndarray | None = None
+
+    def __call__(self, f: np.ndarray, _m: np.ndarray, p: np.ndarray) -> np.ndarray:
+        previous = f if self.previous is None else self.previous
+        self.previous = f
+        return self.head(np.r_[f, f - previous, p])
+
+
+def fit_delta(demos: DemoInputs, seed: int, args: argparse.Namespace, config: dict) -> Act:
+    """What moved since the last frame (the cube's push, the arm's swing) beside the frame:
+    one frame holds where things are, not where they are going."""
+    change = demos.features - previous_features(demos.features, demos.episode_lengths)
+    inputs = np.c_[demos.features, change, demos.proprio]
+    head = train_head(inputs, demos.actions, seed, config["bc_steps"], config["bc_batch_size"])
+    return DeltaPolicy(head)
+
+
+def ensemble(fit: Callable[..., Act], count: int) -> Callable[..., Act]:
+    """``fit`` run ``count`` times (seeds seed, seed + 1000, ...), acting on the mean action:
+    the variance of a head fitted on a few hundred frames averaged out (stateless heads)."""
+
+    def fit_all(demos: DemoInputs, seed: int, args: argparse.Namespace, config: dict) -> Act:
+        acts = [fit(demos, seed + 1000 * i, args, config) for i in range(count)]
+        return lambda f, m, p: np.mean([act(f, m, p) for act in acts], axis=0)
+
+    return fit_all
+
+
+def fit_augment_delta(
+    demos: DemoInputs,
+    seed: int,
+    args: argparse.Namespace,
+    config: dict,
+    pixels: np.ndarray,
+    module: nn.Module,
+) -> Act:
+    """``augment``'s copies with ``delta``'s change since the previous frame beside them, the
+    change taken from the frames as they are (a copy's shift is its own per frame, so a change
+    between two copies would be mostly the shift)."""
+    copies = augmented_copies(
+        pixels, args.aug_copies, args.aug_pad, args.aug_color, seed, args.aug_blobs
+    )
+    features = np.concatenate([demos.features, *(encode(module, c) for c in copies)])
+    repeat = len(copies) + 1
+    change = demos.features - previous_features(demos.features, demos.episode_lengths)
+    inputs = np.c_[features, np.tile(change, (repeat, 1)), np.tile(demos.proprio, (repeat, 1))]
+    actions = np.tile(demos.actions, (repeat, 1))
+    head = train_head(inputs, actions, seed, config["bc_steps"], config["bc_batch_size"])
+    return DeltaPolicy(head)
+
+
 def unlabeled_frames(args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Frames and proprio of the first ``--whiten-episodes`` episodes of the task's unlabeled
     stream, and each episode's length."""
@@ -463,6 +546,7 @@ def main() -> None:
         "chunk": fit_chunk,
         "first": partial(fit_context, kind="first"),
         "mean": partial(fit_context, kind="mean"),
+        "delta": fit_delta,
     }
     results: dict[str, list[float]] = {head: [] for head in args.heads}
     from_unlabeled = {"slow", "residual"} & set(args.heads) or (
@@ -493,8 +577,16 @@ def main() -> None:
             elif "whiten" in args.heads:
                 fitters["whiten"] = partial(fit_whiten, unlabeled=None)
             fitters["augment"] = partial(fit_augment, pixels=transitions.pixels, module=module)
+            fitters["augment-delta"] = partial(
+                fit_augment_delta, pixels=transitions.pixels, module=module
+            )
             for name in args.heads:
-                act = fitters[name](demo_inputs, seed, args, config)
+                fit = fitters[name]
+                if args.ensemble > 1:
+                    if name in ("chunk", "first", "mean", "delta", "augment-delta"):
+                        raise SystemExit(f"--ensemble needs stateless heads, not {name!r}")
+                    fit = ensemble(fit, args.ensemble)
+                act = fit(demo_inputs, seed, args, config)
 
                 def policy(obs: dict, act: Act = act, module: nn.Module = module) -> np.ndarray:
                     f, m = encode_with_maps(module, np.asarray(obs["pixels"])[None])

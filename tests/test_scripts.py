@@ -168,3 +168,32 @@ def test_compare_runs_names_config_fields_the_runs_set_differently(tmp_path: Pat
     out = subprocess.run(command, capture_output=True, text=True, check=False).stdout
     assert "config differs (results may differ for it): bc_augment_copies: 0 vs 8" in out
     assert out.count("config differs") == 1
+
+
+def test_previous_features_stay_within_each_episode(bench_heads) -> None:
+    features = np.arange(5.0)[:, None]  # episodes [0, 1, 2] and [3, 4]
+    previous = bench_heads.previous_features(features, np.array([3, 2]))
+    assert previous[:, 0].tolist() == [0.0, 0.0, 1.0, 3.0, 3.0]
+
+
+def test_delta_policy_sees_the_change_since_its_last_call_and_forgets_it_on_reset(
+    bench_heads,
+) -> None:
+    seen = []
+    policy = bench_heads.DeltaPolicy(lambda row: seen.append(row.tolist()) or np.zeros(1))
+    for value in (1.0, 3.0):
+        policy(np.array([value]), None, np.array([9.0]))
+    policy.reset()
+    policy(np.array([5.0]), None, np.array([9.0]))
+    assert seen == [[1.0, 0.0, 9.0], [3.0, 2.0, 9.0], [5.0, 0.0, 9.0]]
+
+
+def test_an_ensemble_acts_on_the_mean_of_heads_fitted_with_their_own_seeds(bench_heads) -> None:
+    seeds = []
+
+    def fit(_demos, seed, _args, _config):
+        seeds.append(seed)
+        return lambda _f, _m, _p: np.array([float(seed)])
+
+    act = bench_heads.ensemble(fit, 3)(None, 2, None, None)
+    assert seeds == [2, 1002, 2002] and act(None, None, None).tolist() == [1002.0]
