@@ -10,7 +10,7 @@ whose default preset value moved in session 19, say) are named first, from the r
 files' headers. Usage:
 
     python scripts/compare_runs.py runs/default5 runs/default7
-    python scripts/compare_runs.py docs/results/default_session19/results.json runs/mine
+    python scripts/compare_runs.py docs/results/default_session20/results.json runs/mine
 
 Prints one line per compared item and a summary; exits 1 if anything differs.
 """
