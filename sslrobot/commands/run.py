@@ -23,7 +23,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--preset",
         default="default",
-        help="quick (smoke), default (the default: ~45 min on 2 CPU cores), full (GPU)",
+        help="quick (smoke), default (the default: ~1.5 h on 2 CPU cores), full (GPU)",
     )
     parser.add_argument(
         "--tasks",

@@ -274,7 +274,7 @@ PRESETS: dict[str, RunConfig] = {
     # Answers the question on all three tasks in 94 minutes on this project's 2-core machines,
     # measured end to end in session 20 with benchmarks sharing the machine for part of it (35
     # on session 5's machine before the copies and validation, which added 689 s of policy
-    # stages; session 19). Keypoint
+    # and evaluation stages; session 19). Keypoint
     # readout, 1000 episodes and 4500 steps: on Reach (2000 episodes) the keypoint encoder at
     # 4500 steps gave probe R^2 0.74 and 28% BC success, the linear one 0.65 and 14%, and the
     # keypoint one at 1500 steps 0.58 and 19%. Two pretraining processes train ~1.4x faster
