@@ -436,6 +436,18 @@ def augmented_copies(
     return out
 
 
+def augmented_features(
+    demos: DemoInputs, seed: int, args: argparse.Namespace, pixels: np.ndarray, module: nn.Module
+) -> tuple[np.ndarray, int]:
+    """The demonstrations' features followed by those of their ``--aug-copies`` copies, and how
+    many times each frame appears (copies + 1)."""
+    copies = augmented_copies(
+        pixels, args.aug_copies, args.aug_pad, args.aug_color, seed, args.aug_blobs
+    )
+    features = np.concatenate([demos.features, *(encode(module, c) for c in copies)])
+    return features, len(copies) + 1
+
+
 def fit_augment(
     demos: DemoInputs,
     seed: int,
@@ -444,11 +456,7 @@ def fit_augment(
     pixels: np.ndarray,
     module: nn.Module,
 ) -> Act:
-    copies = augmented_copies(
-        pixels, args.aug_copies, args.aug_pad, args.aug_color, seed, args.aug_blobs
-    )
-    features = np.concatenate([demos.features, *(encode(module, c) for c in copies)])
-    repeat = len(copies) + 1
+    features, repeat = augmented_features(demos, seed, args, pixels, module)
     inputs = np.c_[features, np.tile(demos.proprio, (repeat, 1))]
     actions = np.tile(demos.actions, (repeat, 1))
     head = train_head(inputs, actions, seed, config["bc_steps"], config["bc_batch_size"])
@@ -507,11 +515,7 @@ def fit_augment_delta(
     """``augment``'s copies with ``delta``'s change since the previous frame beside them, the
     change taken from the frames as they are (a copy's shift is its own per frame, so a change
     between two copies would be mostly the shift)."""
-    copies = augmented_copies(
-        pixels, args.aug_copies, args.aug_pad, args.aug_color, seed, args.aug_blobs
-    )
-    features = np.concatenate([demos.features, *(encode(module, c) for c in copies)])
-    repeat = len(copies) + 1
+    features, repeat = augmented_features(demos, seed, args, pixels, module)
     change = demos.features - previous_features(demos.features, demos.episode_lengths)
     inputs = np.c_[features, np.tile(change, (repeat, 1)), np.tile(demos.proprio, (repeat, 1))]
     actions = np.tile(demos.actions, (repeat, 1))
