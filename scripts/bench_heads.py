@@ -455,11 +455,22 @@ def fit_augment(
     config: dict,
     pixels: np.ndarray,
     module: nn.Module,
+    with_change: bool = False,
 ) -> Act:
+    """The MLP on the demonstrations and their copies; ``with_change`` (``augment-delta``)
+    puts ``delta``'s change since the previous frame beside them, taken from the frames as
+    they are (a copy's shift is its own per frame, so a change between two copies would be
+    mostly the shift)."""
     features, repeat = augmented_features(demos, seed, args, pixels, module)
-    inputs = np.c_[features, np.tile(demos.proprio, (repeat, 1))]
+    columns = [features]
+    if with_change:
+        change = demos.features - previous_features(demos.features, demos.episode_lengths)
+        columns.append(np.tile(change, (repeat, 1)))
+    inputs = np.concatenate([*columns, np.tile(demos.proprio, (repeat, 1))], axis=1)
     actions = np.tile(demos.actions, (repeat, 1))
     head = train_head(inputs, actions, seed, config["bc_steps"], config["bc_batch_size"])
+    if with_change:
+        return DeltaPolicy(head)
     return lambda f, _m, p: head(np.r_[f, p])
 
 
@@ -502,25 +513,6 @@ def ensemble(fit: Callable[..., Act], count: int) -> Callable[..., Act]:
         return lambda f, m, p: np.mean([act(f, m, p) for act in acts], axis=0)
 
     return fit_all
-
-
-def fit_augment_delta(
-    demos: DemoInputs,
-    seed: int,
-    args: argparse.Namespace,
-    config: dict,
-    pixels: np.ndarray,
-    module: nn.Module,
-) -> Act:
-    """``augment``'s copies with ``delta``'s change since the previous frame beside them, the
-    change taken from the frames as they are (a copy's shift is its own per frame, so a change
-    between two copies would be mostly the shift)."""
-    features, repeat = augmented_features(demos, seed, args, pixels, module)
-    change = demos.features - previous_features(demos.features, demos.episode_lengths)
-    inputs = np.c_[features, np.tile(change, (repeat, 1)), np.tile(demos.proprio, (repeat, 1))]
-    actions = np.tile(demos.actions, (repeat, 1))
-    head = train_head(inputs, actions, seed, config["bc_steps"], config["bc_batch_size"])
-    return DeltaPolicy(head)
 
 
 def unlabeled_frames(args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -582,7 +574,7 @@ def main() -> None:
                 fitters["whiten"] = partial(fit_whiten, unlabeled=None)
             fitters["augment"] = partial(fit_augment, pixels=transitions.pixels, module=module)
             fitters["augment-delta"] = partial(
-                fit_augment_delta, pixels=transitions.pixels, module=module
+                fit_augment, pixels=transitions.pixels, module=module, with_change=True
             )
             for name in args.heads:
                 fit = fitters[name]

@@ -353,14 +353,15 @@ def _across_tasks_table(block: Mapping[str, Any]) -> tuple[list[str], list[list[
         return f"{fmt.format(scale * value['mean'])} [{low}, {high}]"
 
     titles = ["Encoder", f"Mean success over {len(rows[0]['tasks'])} tasks [95% CI]"]
-    if any(row.get("of_reference") is not None for row in rows):
+    has_share = any(row.get("of_reference") is not None for row in rows)
+    if has_share:
         titles.append(f"Share of {reference}'s (%)")
     titles += [f"Over {b} (points)" for b in baselines]
     cells = []
     for row in rows:
         success = format_ci(*(row["success"][k] for k in ("mean", "low", "high")))
         line = [str(row["encoder"]), success]
-        if len(titles) > 2 + len(baselines):
+        if has_share:
             line.append(interval(row.get("of_reference"), 100.0, "{:.0f}"))
         line += [interval(row["gain_over"].get(b), 1.0, "{:+.1f}") for b in baselines]
         cells.append(line)

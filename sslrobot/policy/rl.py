@@ -249,7 +249,7 @@ def train_rl(config: PolicyConfig) -> Path:
         checks = None
         if config.val_episodes:
             validator = OnlineValidator(
-                record, obs_encoder, _live_head(model), device, visual_preset=visual_preset
+                record, obs_encoder, _sb3_head(model), device, visual_preset=visual_preset
             )
             checks = _ValidationChecks(validator, num_steps, config.num_val_checks, out)
         try:
@@ -296,7 +296,7 @@ def train_rl(config: PolicyConfig) -> Path:
     return out
 
 
-def _live_head(model: Any) -> Callable[[torch.Tensor], np.ndarray]:
+def _sb3_head(model: Any) -> Callable[[torch.Tensor], np.ndarray]:
     """An SB3 model (being trained, or loaded) as ``inputs (B, D) -> deterministic actions
     (B, A)``."""
 
@@ -373,4 +373,4 @@ def load_rl_head(
     if name is None or not (policy_dir / name).is_file():
         raise ValueError(f"policy {policy_dir} has no SB3 model for checkpoint {checkpoint!r}")
     algorithm = {"sac": sb3.SAC, "ppo": sb3.PPO}[record["rl_algorithm"]]
-    return _live_head(algorithm.load(str(policy_dir / name), device=device))
+    return _sb3_head(algorithm.load(str(policy_dir / name), device=device))
