@@ -45,6 +45,12 @@ episodes:
   since the previous frame (zero on an episode's first): one frame says where the cube is, not
   where it is going. ``augment-delta``: ``augment``'s copies with that change (from the frames
   as they are) beside them.
+- ``consistency``: ``augment``'s head, also asked to give the same action on two augmented
+  copies of each of ``--whiten-episodes`` episodes' unlabeled frames (weight
+  ``--consistency-weight``; the Pi-model of semi-supervised learning): invariance to the
+  imitated look taught on every target position of the stream, not only the demonstrations'.
+- ``state``: the state oracle's head (the run's MLP on the privileged state), as a reference
+  on the same demonstrations (with ``--demo-noise``, the DART ones).
 - ``slow``: the run's MLP given, beside the features and proprio, the ``--slow-dims`` slowest
   directions of the features (slow feature analysis, Wiskott and Sejnowski 2002: whitened
   directions of least frame-to-frame change, from the same unlabeled episodes), whitened: a
@@ -73,8 +79,20 @@ Session 20 (raw output: docs/results/benchmarks/bench_heads_ensemble_delta_sessi
         --aug-pad 4 --ensemble 5
     python scripts/bench_heads.py --run runs/default19 --task Push-v0 --heads mlp delta
 
-``--ensemble N`` fits each stateless head N times (seeds s, s + 1000, ...) and acts on the mean
-action.
+Session 21 (raw output: docs/results/benchmarks/bench_heads_dart_consistency_session21.txt):
+
+    python scripts/bench_heads.py --run runs/default19 --task Reach-v0 --heads augment state \
+        consistency --aug-pad 4
+    python scripts/bench_heads.py --run runs/default19 --task Reach-v0 --heads augment state \
+        --aug-pad 4 --demo-noise 0.6
+
+``--demo-noise F`` replaces the run's demonstrations with DART ones (Laskey et al. 2017): the
+same seeds rolled out by the package's noisy expert (noise F of the action half-range, AR(1)
+coefficient ``--demo-noise-correlation``), each visited state labelled with the expert's clean
+action. ``--proprio-columns START:STOP`` gives the heads only those proprio columns (``0:6``:
+the arm's angles without its joint speeds, a test of the copycat shortcut of BC, de Haan et
+al. 2019). ``--ensemble N`` fits each stateless head N times (seeds s, s + 1000, ...) and
+acts on the mean action.
 
 Prints its settings and success per seed and mean for each head. BC success moves by about 5
 points between training seeds of one head, so compare means over the seeds.
@@ -89,15 +107,26 @@ from dataclasses import dataclass
 from functools import partial
 from itertools import pairwise
 
+import gymnasium as gym
 import numpy as np
 import torch
-from bench_readout import add_run_arguments, encode, fit_regressor, open_run, train_head
+from bench_readout import (
+    StateInObservation,
+    add_run_arguments,
+    encode,
+    fit_regressor,
+    open_run,
+    train_head,
+)
 from torch import nn
+from torch.nn import functional as F
 
 from sslrobot.data import open_dataset
+from sslrobot.data.policies import NoisyExpertPolicy
+from sslrobot.envs import expert_action
 from sslrobot.evaluation.rollouts import run_episode
 from sslrobot.models.encoder import SpatialSoftmax
-from sslrobot.policy.demos import load_transitions
+from sslrobot.policy.demos import DemoTransitions, load_transitions
 from sslrobot.policy.encoders import resolve_encoder
 from sslrobot.policy.environment import make_env
 from sslrobot.policy.head import MLPHead
@@ -105,7 +134,7 @@ from sslrobot.pretraining.augment import color_jitter, random_shift
 
 HEADS = (
     "mlp", "mlp-noise", "knn", "spatial", "chunk", "first", "mean", "whiten", "slow", "residual",
-    "augment", "delta", "augment-delta",
+    "augment", "delta", "augment-delta", "consistency", "state",
 )  # fmt: skip
 Act = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]  # (features, maps, proprio)
 
@@ -120,7 +149,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--chunk", type=int, default=8, help="chunk: actions per prediction")
     parser.add_argument("--chunk-decay", type=float, default=0.01, help="chunk: ensembling decay")
     parser.add_argument(
-        "--whiten-episodes", type=int, default=200, help="whiten, slow: unlabeled episodes"
+        "--whiten-episodes",
+        type=int,
+        default=200,
+        help="whiten, slow, residual, consistency: unlabeled episodes",
     )
     parser.add_argument(
         "--whiten-source",
@@ -150,6 +182,25 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--aug-blobs", type=int, default=0, help="augment: random squares pasted per frame"
     )
+    parser.add_argument(
+        "--consistency-weight", type=float, default=1.0, help="consistency: weight of the term"
+    )
+    parser.add_argument(
+        "--proprio-columns",
+        default=None,
+        help="START:STOP: only these proprio columns reach the heads (e.g. 0:6, the arm's "
+        "angles without its joint speeds)",
+    )
+    parser.add_argument(
+        "--demo-noise",
+        type=float,
+        default=0.0,
+        help="DART: recollect the demonstrations' seeds with this much noise on the executed "
+        "actions, labelled with the expert's clean action (0: the run's demonstrations)",
+    )
+    parser.add_argument(
+        "--demo-noise-correlation", type=float, default=0.5, help="DART: AR(1) coefficient"
+    )
     return parser.parse_args()
 
 
@@ -172,13 +223,15 @@ def standardiser(rows: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
 @dataclass
 class DemoInputs:
     """What a head is fitted on: per demonstration frame, frozen features (N, D), the trunk's
-    map (N, C, h, w), proprio (N, P) and the expert's action (N, A); steps per episode (E,)."""
+    map (N, C, h, w), proprio (N, P), the expert's action (N, A) and the privileged state (N,
+    S; for the ``state`` head only); steps per episode (E,)."""
 
     features: np.ndarray
     maps: np.ndarray
     proprio: np.ndarray
     actions: np.ndarray
     episode_lengths: np.ndarray
+    state: np.ndarray | None = None
 
     @property
     def flat(self) -> np.ndarray:
@@ -504,6 +557,88 @@ def fit_delta(demos: DemoInputs, seed: int, args: argparse.Namespace, config: di
     return DeltaPolicy(head)
 
 
+def fit_consistency(
+    demos: DemoInputs,
+    seed: int,
+    args: argparse.Namespace,
+    config: dict,
+    pixels: np.ndarray,
+    module: nn.Module,
+    unlabeled: tuple[np.ndarray, np.ndarray],
+) -> Act:
+    """``augment``'s head, plus ``--consistency-weight`` times the squared difference of its
+    actions on two augmented copies of each unlabeled frame (the Pi-model of semi-supervised
+    learning, Laine and Aila 2017): invariance to the imitated look asked on thousands of
+    frames of every target position, where the copies ask it on 25 demonstrations' few
+    hundred. Proprio is an observation, not a label: nothing here uses the stream's actions."""
+    features, repeat = augmented_features(demos, seed, args, pixels, module)
+    unlabeled_pixels, unlabeled_proprio = unlabeled
+    views = torch.stack(
+        [
+            torch.from_numpy(np.c_[encode(module, c), unlabeled_proprio].astype(np.float32))
+            for c in augmented_copies(unlabeled_pixels, 2, args.aug_pad, args.aug_color, seed + 1)
+        ]
+    )  # (2, N, D + P)
+    batch = config["bc_batch_size"]
+
+    def consistency(act: Callable[[torch.Tensor], torch.Tensor], generator: torch.Generator):
+        index = torch.randint(0, views.shape[1], (batch,), generator=generator)
+        gap = F.mse_loss(act(views[0, index]), act(views[1, index]))
+        return args.consistency_weight * gap
+
+    inputs = np.c_[features, np.tile(demos.proprio, (repeat, 1))]
+    actions = np.tile(demos.actions, (repeat, 1))
+    head = train_head(inputs, actions, seed, config["bc_steps"], batch, extra_loss=consistency)
+    return lambda f, _m, p: head(np.r_[f, p])
+
+
+def fit_state(demos: DemoInputs, seed: int, args: argparse.Namespace, config: dict):
+    """The state oracle's head (the run's MLP on the privileged state), for reference on the
+    same demonstrations; it acts on ``obs["state"]`` (see ``main``)."""
+    if demos.state is None:
+        raise ValueError("the state head needs the demonstrations' state")
+    return train_head(demos.state, demos.actions, seed, config["bc_steps"], config["bc_batch_size"])
+
+
+def dart_transitions(
+    env: gym.Env, episode_ids: list[int], base_seed: int, noise: float, correlation: float
+) -> DemoTransitions:
+    """DART (Laskey et al. 2017): the demonstrations' seeds rolled out again by the package's
+    noisy expert (``NoisyExpertPolicy``, the noise on the executed actions), every visited
+    state labelled with the expert's clean action there. The head sees the states around the
+    expert's path that its own errors lead to, each with the way back, for the same 25
+    targets. ``env`` must put the state in its observations (``StateInObservation``)."""
+    pixels, proprio, states, labels, lengths = [], [], [], [], []
+    for episode_id in episode_ids:
+        clean: list[np.ndarray] = []
+
+        def labelled_expert(env: gym.Env, clean: list[np.ndarray] = clean) -> np.ndarray:
+            clean.append(np.asarray(expert_action(env), dtype=np.float32))
+            return clean[-1]
+
+        policy = NoisyExpertPolicy(noise, correlation, labelled_expert)
+        seed = base_seed + episode_id
+        policy.reset(env, seed)
+        obs, _ = env.reset(seed=seed)
+        done, length = False, 0
+        while not done:
+            pixels.append(np.asarray(obs["pixels"]))
+            proprio.append(np.asarray(obs["proprio"], dtype=np.float32))
+            states.append(np.asarray(obs["state"], dtype=np.float32))
+            obs, _, terminated, truncated, _ = env.step(policy.act(env))
+            labels.append(clean[-1])
+            done, length = terminated or truncated, length + 1
+        lengths.append(length)
+    return DemoTransitions(
+        episode_ids=tuple(episode_ids),
+        episode_lengths=np.array(lengths),
+        actions=np.stack(labels),
+        pixels=np.stack(pixels),
+        proprio=np.stack(proprio),
+        state=np.stack(states),
+    )
+
+
 def ensemble(fit: Callable[..., Act], count: int) -> Callable[..., Act]:
     """``fit`` run ``count`` times (seeds seed, seed + 1000, ...), acting on the mean action:
     the variance of a head fitted on a few hundred frames averaged out (stateless heads)."""
@@ -526,14 +661,43 @@ def unlabeled_frames(args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray, 
     return pixels, proprio, np.array([len(e["pixels"]) for e in episodes])
 
 
+def acting_on_state(act: Callable[[np.ndarray], np.ndarray]) -> Callable[[dict], np.ndarray]:
+    """``obs -> act(obs["state"])``: the state head's policy."""
+    return lambda obs: act(np.asarray(obs["state"], dtype=np.float64))
+
+
+def proprio_columns(text: str | None) -> slice:
+    """``--proprio-columns START:STOP`` as a slice (all columns when not given)."""
+    if text is None:
+        return slice(None)
+    first, sep, stop = text.partition(":")
+    if not sep or not first.isdigit() or not stop.isdigit():
+        raise SystemExit(f"--proprio-columns wants START:STOP, e.g. 0:6, got {text!r}")
+    return slice(int(first), int(stop))
+
+
 def main() -> None:
     args = parse_args()
     config, demos, spec = open_run(args, "bench_heads")
     print(f"BC budget (the run's): {config['bc_steps']} steps at batch {config['bc_batch_size']}")
     start = time.perf_counter()
-    transitions = load_transitions(
-        demos, list(demos.episode_ids)[: args.num_demos], pixels=True, state=False
+    columns = proprio_columns(args.proprio_columns)
+    visual_preset = demos.manifest["env_kwargs"].get("visual_preset", "train")
+    env = StateInObservation(
+        make_env(f"sslrobot/{args.task}", config["image_size"], "pixels", visual_preset)
     )
+    demo_ids = list(demos.episode_ids)[: args.num_demos]
+    if args.demo_noise > 0:
+        transitions = dart_transitions(
+            env, demo_ids, int(demos.manifest["base_seed"]), args.demo_noise,
+            args.demo_noise_correlation,
+        )  # fmt: skip
+        print(
+            f"DART demonstrations: noise {args.demo_noise}, correlation "
+            f"{args.demo_noise_correlation}, {len(transitions)} frames"
+        )
+    else:
+        transitions = load_transitions(demos, demo_ids, pixels=True, state="state" in args.heads)
     fitters = {
         "mlp": fit_mlp,
         "mlp-noise": partial(fit_mlp, noise=args.noise),
@@ -545,13 +709,14 @@ def main() -> None:
         "delta": fit_delta,
     }
     results: dict[str, list[float]] = {head: [] for head in args.heads}
-    from_unlabeled = {"slow", "residual"} & set(args.heads) or (
+    from_unlabeled = {"slow", "residual", "consistency"} & set(args.heads) or (
         "whiten" in args.heads and args.whiten_source == "unlabeled"
     )
     unlabeled_pixels, unlabeled_proprio, unlabeled_lengths = (
         unlabeled_frames(args) if from_unlabeled else (None, None, None)
     )
-    env = make_env(f"sslrobot/{args.task}", config["image_size"], "pixels")
+    if unlabeled_proprio is not None:
+        unlabeled_proprio = unlabeled_proprio[:, columns]
     seeds = [args.eval_seed + i for i in range(args.episodes)]
     try:
         for seed in args.seeds:
@@ -559,9 +724,10 @@ def main() -> None:
             module = encoder.module.eval()
             demo_inputs = DemoInputs(
                 *encode_with_maps(module, transitions.pixels),
-                transitions.proprio.astype(np.float64),
+                transitions.proprio[:, columns].astype(np.float64),
                 transitions.actions,
                 transitions.episode_lengths,
+                None if transitions.state is None else transitions.state.astype(np.float64),
             )
             if unlabeled_pixels is not None:
                 unlabeled = encode(module, unlabeled_pixels)
@@ -570,12 +736,19 @@ def main() -> None:
                 fitters["residual"] = partial(
                     fit_residual, unlabeled=(unlabeled, unlabeled_proprio)
                 )
+                fitters["consistency"] = partial(
+                    fit_consistency,
+                    pixels=transitions.pixels,
+                    module=module,
+                    unlabeled=(unlabeled_pixels, unlabeled_proprio),
+                )
             elif "whiten" in args.heads:
                 fitters["whiten"] = partial(fit_whiten, unlabeled=None)
             fitters["augment"] = partial(fit_augment, pixels=transitions.pixels, module=module)
             fitters["augment-delta"] = partial(
                 fit_augment, pixels=transitions.pixels, module=module, with_change=True
             )
+            fitters["state"] = fit_state
             for name in args.heads:
                 fit = fitters[name]
                 if args.ensemble > 1:
@@ -586,7 +759,11 @@ def main() -> None:
 
                 def policy(obs: dict, act: Act = act, module: nn.Module = module) -> np.ndarray:
                     f, m = encode_with_maps(module, np.asarray(obs["pixels"])[None])
-                    return act(f[0], m[0], np.asarray(obs["proprio"], dtype=np.float64))
+                    proprio = np.asarray(obs["proprio"], dtype=np.float64)[columns]
+                    return act(f[0], m[0], proprio)
+
+                if name == "state":  # the oracle acts on the state alone
+                    policy = acting_on_state(act)
 
                 episodes = []
                 for episode_seed in seeds:

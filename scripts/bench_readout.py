@@ -39,6 +39,7 @@ import argparse
 import json
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -179,12 +180,13 @@ def fit_regressor(
     steps: int,
     batch: int,
     input_noise: float | np.ndarray = 0.0,
+    extra_loss: Callable[[torch.Generator], torch.Tensor] | None = None,
 ) -> torch.nn.Module:
     """The run's BC optimisation (AdamW 1e-3, ``steps`` minibatches of ``batch`` rows drawn
     with ``seed``) of ``module(*inputs) -> targets`` by mean squared error; returns it in eval
     mode. ``input_noise``: standard deviation (one for all columns, or one per column) of
     Gaussian noise added to the last input of each batch, a regulariser for heads fitted on a
-    few hundred frames."""
+    few hundred frames. ``extra_loss(generator)``, if given, is added to every step's loss."""
     optimizer = torch.optim.AdamW(module.parameters(), lr=1e-3, weight_decay=0.0)
     generator = torch.Generator().manual_seed(seed)
     noise = torch.as_tensor(input_noise, dtype=torch.float32)
@@ -194,6 +196,8 @@ def fit_regressor(
         if noise.any():
             rows[-1] = rows[-1] + noise * torch.randn(rows[-1].shape, generator=generator)
         loss = F.mse_loss(module(*rows), targets[index])
+        if extra_loss is not None:
+            loss = loss + extra_loss(generator)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -207,14 +211,22 @@ def train_head(
     steps: int,
     batch: int,
     input_noise: float | np.ndarray = 0.0,
+    extra_loss: Callable[[Callable[[torch.Tensor], torch.Tensor], torch.Generator], torch.Tensor]
+    | None = None,
 ) -> Callable[[np.ndarray], np.ndarray]:
-    """The run's BC head on standardised inputs; returns ``act(inputs) -> actions``."""
+    """The run's BC head on standardised inputs; returns ``act(inputs) -> actions``.
+    ``extra_loss(act, generator)``, if given, is added to every step's loss, where ``act``
+    maps unstandardised float32 input rows to the head's actions (with gradients)."""
     mean, scale = inputs.mean(0), inputs.std(0) + 1e-6
     x = torch.from_numpy(((inputs - mean) / scale).astype(np.float32))
     y = torch.from_numpy(actions)
     torch.manual_seed(seed)
     head = MLPHead(x.shape[1], y.shape[1], (256, 256))
-    fit_regressor(head, [x], y, seed, steps, batch, input_noise)
+    mean_t, scale_t = (torch.from_numpy(v.astype(np.float32)) for v in (mean, scale))
+    extra = None
+    if extra_loss is not None:
+        extra = partial(extra_loss, lambda rows: head((rows - mean_t) / scale_t))
+    fit_regressor(head, [x], y, seed, steps, batch, input_noise, extra)
 
     def act(row: np.ndarray) -> np.ndarray:
         with torch.no_grad():

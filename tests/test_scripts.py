@@ -197,3 +197,72 @@ def test_an_ensemble_acts_on_the_mean_of_heads_fitted_with_their_own_seeds(bench
 
     act = bench_heads.ensemble(fit, 3)(None, 2, None, None)
     assert seeds == [2, 1002, 2002] and act(None, None, None).tolist() == [1002.0]
+
+
+def test_dart_demonstrations_label_each_visited_state_with_the_clean_expert(
+    bench_heads, tmp_path: Path
+) -> None:
+    """Without noise, DART's transitions are those `collect --policy expert` writes; with it
+    the robot leaves that path, and every label is still the expert's clean action (the
+    first state is the same reset, so its label is too)."""
+    from sslrobot.data import CollectConfig, collect, open_dataset
+    from sslrobot.policy.demos import load_transitions
+    from sslrobot.policy.environment import make_env
+
+    size, base_seed = 24, 50
+    dataset = open_dataset(
+        collect(
+            CollectConfig(
+                env_id="sslrobot/Reach-v0",
+                out=tmp_path / "demos",
+                policy="expert",
+                num_episodes=2,
+                seed=base_seed,
+                image_size=size,
+                visual_preset="train",
+            ),
+            progress=False,
+        )
+    )
+    stored = load_transitions(dataset, [0, 1], pixels=True, state=True)
+    env = bench_heads.StateInObservation(make_env("sslrobot/Reach-v0", size, "pixels"))
+    try:
+        clean = bench_heads.dart_transitions(env, [0, 1], base_seed, 0.0, 0.5)
+        noisy = bench_heads.dart_transitions(env, [0, 1], base_seed, 0.8, 0.5)
+    finally:
+        env.close()
+    for name in ("pixels", "proprio", "state", "actions", "episode_lengths"):
+        np.testing.assert_array_equal(getattr(clean, name), getattr(stored, name), err_msg=name)
+    assert not np.array_equal(noisy.proprio[:5], clean.proprio[:5])  # it left the path
+    np.testing.assert_array_equal(noisy.actions[0], clean.actions[0])  # same first state
+    assert np.all(np.abs(noisy.actions) <= 1.0)
+    assert len(noisy.actions) == len(noisy.pixels) == int(noisy.episode_lengths.sum())
+
+
+def test_train_head_extra_loss_sees_the_head_on_raw_inputs(tmp_path: Path) -> None:
+    """``extra_loss``'s ``act`` is the trained head on unstandardised rows (the returned
+    ``act`` on the same row gives the same action), and the term is optimised: asked to
+    give 0 on every row, the head's actions shrink."""
+    sys.path.insert(0, str(SCRIPTS))
+    try:
+        import torch
+        from bench_readout import train_head
+    finally:
+        sys.path.remove(str(SCRIPTS))
+    rng = np.random.default_rng(0)
+    inputs = rng.normal(5.0, 3.0, size=(256, 4))
+    actions = np.tanh(inputs[:, :2] - 5.0).astype(np.float32)
+    seen = []
+
+    def pull_to_zero(act, generator):
+        seen.append(act)
+        return 10.0 * act(torch.from_numpy(inputs.astype(np.float32))).pow(2).mean()
+
+    free = train_head(inputs, actions, 0, 200, 64)
+    pulled = train_head(inputs, actions, 0, 200, 64, extra_loss=pull_to_zero)
+    row = inputs[3]
+    with torch.no_grad():
+        inside = seen[-1](torch.from_numpy(row.astype(np.float32))[None])[0].numpy()
+    np.testing.assert_allclose(inside, pulled(row), rtol=1e-5, atol=1e-6)
+    size = lambda act: np.mean([np.abs(act(r)).sum() for r in inputs])  # noqa: E731
+    assert size(pulled) < 0.5 * size(free)
