@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-from collections.abc import Sequence
+import warnings
+from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from sslrobot.commands.arguments import given_options
 
@@ -34,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
+    from_console = argv is None
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
     if getattr(args, "resume", False):  # what to take from the run being resumed
@@ -42,7 +45,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return int(args.func(args) or 0)
+        with warnings.catch_warnings():
+            if from_console:  # callers of main(argv), tests among them, keep their own display
+                warnings.showwarning = _warning_printer(args.command, warnings.showwarning)
+            return int(args.func(args) or 0)
     except (ValueError, OSError, ImportError) as error:
         # Bad input, unwritable directories, full disks and a missing optional extra are the
         # user's to fix: one clear line naming the problem, no traceback.
@@ -51,6 +57,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"interrupted; {_how_to_continue(args)}", file=sys.stderr)
         return 130
+
+
+def _warning_printer(command: str, fallback: Callable[..., None]) -> Callable[..., None]:
+    """``warnings.showwarning`` for a command: the package's own warnings (advice to the user:
+    a changed setting, a demo count that runs nowhere) as one ``sslrobot CMD: warning: ...``
+    line, like its errors; other libraries' warnings as Python shows them, with their source
+    line, which is what their reader needs."""
+    package = Path(__file__).resolve().parent
+    roots = (package, package.parent / "envs")  # envs/ is sslrobot.envs in a source checkout
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        if not any(Path(filename).resolve().is_relative_to(root) for root in roots):
+            fallback(message, category, filename, lineno, file, line)
+            return
+        print(f"sslrobot {command}: warning: {message}", file=file or sys.stderr)
+
+    return show
 
 
 def _message(error: Exception) -> str:

@@ -572,6 +572,12 @@ def test_rerunning_a_run_directory_with_other_settings_names_them(tmp_path: Path
         f"--preset full --set bc_batch_size=128 --out {tmp_path}"
     )
 
+    # A run of the preset as it is, rerun with a --set: nothing to --set back, one space.
+    (tmp_path / "config.json").write_text(json.dumps(config.to_dict()))
+    with pytest.warns(UserWarning) as caught:
+        warn_of_changed_settings(tmp_path, make_run_config("default", bc_steps=7))
+    assert str(caught[0].message).endswith(f"sslrobot run --preset default --out {tmp_path}")
+
     # A setting no stage keys on (collection workers) warns of nothing.
     same = {**earlier, "bc_augment_copies": 8, "num_demos": [25], "num_workers": 7}
     (tmp_path / "config.json").write_text(json.dumps(same))

@@ -214,3 +214,21 @@ def test_package_versions_mark_missing_packages():
     versions = package_versions(("torch", "surely-not-a-package"), missing=None)
     assert versions["torch"] == torch.__version__ and versions["surely-not-a-package"] is None
     assert next(iter(versions)) == "python"
+
+
+def test_the_console_prints_the_package_warnings_as_one_line() -> None:
+    """The package's own warnings are advice (a changed setting, a count that runs nowhere):
+    one ``sslrobot CMD: warning:`` line like its errors; other libraries' keep Python's form."""
+    import io
+
+    import sslrobot.cli as cli
+    from sslrobot.pipeline import run as pipeline_run
+
+    passed_on = []
+    show = cli._warning_printer("run", lambda *args: passed_on.append(args))
+    out = io.StringIO()
+    show(UserWarning("num_demos [2, 3]: ..."), UserWarning, pipeline_run.__file__, 12, out)
+    assert out.getvalue() == "sslrobot run: warning: num_demos [2, 3]: ...\n"
+    assert passed_on == []
+    show(UserWarning("from torch"), UserWarning, "/somewhere/torch/nn/x.py", 3, out)
+    assert len(passed_on) == 1 and passed_on[0][2] == "/somewhere/torch/nn/x.py"

@@ -48,7 +48,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "(default: fdm+future)",
     )
     parser.add_argument(
-        "--steps", type=int, default=5000, help="optimiser steps (default: 5000; none: 0)"
+        "--steps",
+        type=int,
+        default=5000,
+        help="optimiser steps (default: 5000; --objective none needs --steps 0)",
     )
     parser.add_argument(
         "--batch-size", type=int, default=256, help="windows per step per process (default: 256)"

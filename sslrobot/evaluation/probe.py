@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from collections.abc import Collection, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -617,9 +618,18 @@ def probe_representation(
     if isinstance(encoder, str | os.PathLike):
         import sslrobot
         from sslrobot.evaluation.prediction import trained_episodes
+        from sslrobot.pretraining.artifacts import PRETRAIN_CONFIG
 
         if exclude_from_validation is None:
             exclude_from_validation = trained_episodes(Path(encoder), Path(data_dir))
+            if not (Path(encoder) / PRETRAIN_CONFIG).is_file():
+                warnings.warn(
+                    f"{encoder} holds no {PRETRAIN_CONFIG}: nothing says which episodes it "
+                    f"pretrained on, so none of {data_dir} can be left out of the scoring; if "
+                    "it trained on these episodes its R^2 is partly a training score (probe "
+                    "the whole `pretrain --out` directory, or data it never saw)",
+                    stacklevel=2,
+                )
         encoder, _ = sslrobot.load_encoder(Path(encoder), device=device)
     dataset = open_dataset(Path(data_dir))
     train_ids, val_ids = dataset.split(val_fraction=val_fraction, seed=seed)

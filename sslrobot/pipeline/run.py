@@ -125,11 +125,12 @@ def warn_of_changed_settings(out: Path, config: RunConfig) -> list[str]:
             if key not in ("preset", "encoders", *UNSTAGED_SETTINGS) and earlier[key] != preset[key]
         ]
         described = ", ".join(f"{key} {earlier[key]!r} -> {now[key]!r}" for key in changed)
+        command = " ".join(["sslrobot run --preset", earlier["preset"], *keep, "--out", str(out)])
         warnings.warn(
             f"{out} holds an earlier run made with other settings ({described}): the stages "
             "they change are made again (replacing the earlier ones), grown, or left out of the "
             f"report; its config is kept as {PREVIOUS_CONFIG}. To continue that run instead: "
-            f"sslrobot run --preset {earlier['preset']} {' '.join(keep)} --out {out}".rstrip(),
+            f"{command}",
             stacklevel=2,
         )
     return changed
@@ -615,8 +616,10 @@ def run_pipeline(
 ) -> Path:
     """Run every stage of ``config`` into ``out`` and write the report; returns its HTML path."""
     from sslrobot.pipeline.report_builder import build_report
+    from sslrobot.utils.device import resolve_device
 
     start = time.perf_counter()
+    resolve_device(device)  # a missing device fails here, not after the first collection
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     # One run per directory at a time: another with other settings would redo, under this
