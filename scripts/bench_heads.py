@@ -199,6 +199,11 @@ def parse_args() -> argparse.Namespace:
         "actions, labelled with the expert's clean action (0: the run's demonstrations)",
     )
     parser.add_argument(
+        "--agreement",
+        action="store_true",
+        help="print where in the episodes each head's actions leave the expert's (cosine)",
+    )
+    parser.add_argument(
         "--demo-noise-correlation", type=float, default=0.5, help="DART: AR(1) coefficient"
     )
     return parser.parse_args()
@@ -661,6 +666,37 @@ def unlabeled_frames(args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray, 
     return pixels, proprio, np.array([len(e["pixels"]) for e in episodes])
 
 
+def agreeing(
+    policy: Callable[[dict], np.ndarray], env: gym.Env, cosines: list[float]
+) -> Callable[[dict], np.ndarray]:
+    """``policy``, appending at each step the cosine between its action and the expert's at
+    the same state (``--agreement``: where in an episode a head goes wrong)."""
+
+    def act(obs: dict) -> np.ndarray:
+        action = np.asarray(policy(obs), dtype=np.float64)
+        expert = np.asarray(expert_action(env), dtype=np.float64)
+        norms = np.linalg.norm(action) * np.linalg.norm(expert)
+        cosines.append(float(action @ expert / norms) if norms > 0 else 0.0)
+        return action
+
+    return act
+
+
+def agreement_summary(records: list[tuple[bool, list[float]]]) -> str:
+    """Median over episodes of the mean cosine in steps 0-2, 3-9 and 10 on, for successes and
+    failures apart: a head that starts wrong misreads the scene, one that goes wrong late
+    loses it near the goal or off the demonstrations' path."""
+    parts = []
+    for label, success in (("successes", True), ("failures", False)):
+        runs = [c for ok, c in records if ok == success]
+        spans = [
+            np.median([np.mean(c[a:b]) for c in runs if len(c) > a] or [np.nan])
+            for a, b in ((0, 3), (3, 10), (10, None))
+        ]
+        parts.append(f"{label} {len(runs)}: " + " / ".join(f"{v:.2f}" for v in spans))
+    return "cosine to the expert's action, steps 0-2 / 3-9 / 10+: " + "; ".join(parts)
+
+
 def acting_on_state(act: Callable[[np.ndarray], np.ndarray]) -> Callable[[dict], np.ndarray]:
     """``obs -> act(obs["state"])``: the state head's policy."""
     return lambda obs: act(np.asarray(obs["state"], dtype=np.float64))
@@ -709,6 +745,7 @@ def main() -> None:
         "delta": fit_delta,
     }
     results: dict[str, list[float]] = {head: [] for head in args.heads}
+    agreement: dict[str, list[tuple[bool, list[float]]]] = {head: [] for head in args.heads}
     from_unlabeled = {"slow", "residual", "consistency"} & set(args.heads) or (
         "whiten" in args.heads and args.whiten_source == "unlabeled"
     )
@@ -768,7 +805,10 @@ def main() -> None:
                 episodes = []
                 for episode_seed in seeds:
                     getattr(act, "reset", lambda: None)()  # stateful heads: chunk, context
-                    episodes.append(run_episode(env, policy, episode_seed)[0])
+                    cosines: list[float] = []
+                    acting = agreeing(policy, env, cosines) if args.agreement else policy
+                    episodes.append(run_episode(env, acting, episode_seed)[0])
+                    agreement[name].append((episodes[-1].success, cosines))
                 results[name].append(float(np.mean([e.success for e in episodes])))
                 print(f"seed {seed} {name:9s} success {results[name][-1]:.3f}", flush=True)
     finally:
@@ -776,6 +816,9 @@ def main() -> None:
     print(f"{len(transitions.actions)} demonstration frames; {args.encoder} encoder")
     for name, values in results.items():
         print(f"success with {name:9s}: {[round(v, 3) for v in values]} -> {np.mean(values):.3f}")
+    if args.agreement:
+        for name, records in agreement.items():
+            print(f"{name}: {agreement_summary(records)}")
     print(f"wall time {time.perf_counter() - start:.0f} s")
 
 

@@ -266,3 +266,14 @@ def test_train_head_extra_loss_sees_the_head_on_raw_inputs(tmp_path: Path) -> No
     np.testing.assert_allclose(inside, pulled(row), rtol=1e-5, atol=1e-6)
     size = lambda act: np.mean([np.abs(act(r)).sum() for r in inputs])  # noqa: E731
     assert size(pulled) < 0.5 * size(free)
+
+
+def test_agreement_summary_splits_successes_failures_and_steps(bench_heads) -> None:
+    records = [
+        (True, [1.0] * 12),
+        (False, [0.9, 0.9, 0.9] + [0.5] * 7 + [-1.0, -0.5]),
+        (False, [0.7, 0.7]),  # ended early: counts in the first span only
+    ]
+    summary = bench_heads.agreement_summary(records)
+    assert "successes 1: 1.00 / 1.00 / 1.00" in summary
+    assert "failures 2: 0.80 / 0.50 / -0.75" in summary
