@@ -595,3 +595,17 @@ def test_rerunning_an_older_run_directory_on_other_tasks_warns(tmp_path: Path) -
         assert warn_of_dropped_tasks(tmp_path, config) == ["sslrobot/Navigate-v0"]
     same = dataclasses.replace(config, tasks=tuple(earlier))
     assert warn_of_dropped_tasks(tmp_path, same) == []
+
+
+def test_run_refuses_a_missing_device_and_another_commands_directory(tmp_path: Path) -> None:
+    """Both before anything is written: a missing device used to fail after the first
+    collection, and a dataset given as --out had the run's files mixed into it."""
+    with pytest.raises(ValueError, match="cuda:99"):
+        run_pipeline(QUICK, tmp_path / "new", device="cuda:99")
+    assert not (tmp_path / "new").exists()
+    dataset = tmp_path / "data"
+    dataset.mkdir()
+    (dataset / "manifest.json").write_text("{}")
+    with pytest.raises(ValueError, match=r"holds \['manifest.json'\]: it is a dataset's"):
+        run_pipeline(QUICK, dataset, device="cpu")
+    assert sorted(p.name for p in dataset.iterdir()) == ["manifest.json"]

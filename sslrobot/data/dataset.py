@@ -106,10 +106,20 @@ class EpisodeDataset:
 
         Raises:
             FileNotFoundError: ``include_state`` for an episode without a privileged state.
+            ValueError: the episode's archive is damaged (truncated, unreadable headers);
+                the message says how to find every damaged episode and collect them again.
         """
         path = self.episode_path(episode_id)
         names = [k for k in ARRAY_FILES if include_state or k not in EVAL_ONLY_ARRAYS]
-        return {name: map_array(where) for name, where in locate_arrays(path, names).items()}
+        try:
+            locations = locate_arrays(path, names)
+        except ValueError as error:
+            raise ValueError(
+                f"{error}; `sslrobot data verify {self.root}` lists every damaged episode, and "
+                f"`sslrobot collect --out {self.root} --resume` (with the collection's other "
+                "options) sets them aside and collects them again"
+            ) from error
+        return {name: map_array(where) for name, where in locations.items()}
 
     def split(self, val_fraction: float = 0.1, seed: int = 0) -> tuple[list[int], list[int]]:
         """``(train_ids, val_ids)`` by episode; see ``split_episode_ids``."""

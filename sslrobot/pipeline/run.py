@@ -607,6 +607,16 @@ class Pipeline:
         return self._stage(name, settings, run, depends_on=(policy,))
 
 
+#: Files that say a directory is another command's output (``collect``, ``pretrain``,
+#: ``train-policy``), which ``sslrobot run`` must not write into.
+FOREIGN_FILES = (
+    "manifest.json",
+    "pretrain_config.json",
+    "encoder_config.json",
+    "policy_config.json",
+)
+
+
 def run_pipeline(
     config: RunConfig,
     out: str | os.PathLike[str],
@@ -621,6 +631,12 @@ def run_pipeline(
     start = time.perf_counter()
     resolve_device(device)  # a missing device fails here, not after the first collection
     out = Path(out)
+    foreign = [name for name in FOREIGN_FILES if (out / name).exists()]
+    if foreign:  # a dataset, encoder or policy given as --out by mistake: never mixed into
+        raise ValueError(
+            f"{out} holds {foreign}: it is a dataset's, an encoder's or a policy's directory, "
+            "not a run's; choose another --out"
+        )
     out.mkdir(parents=True, exist_ok=True)
     # One run per directory at a time: another with other settings would redo, under this
     # one, the stages they share (the stage cache keys on settings).

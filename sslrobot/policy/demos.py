@@ -121,9 +121,13 @@ def check_demo_shapes(transitions: DemoTransitions, shapes: EnvShapes, config: A
             f"takes {shapes.action_dim}"
         )
     if transitions.pixels is not None and transitions.pixels.shape[1:] != shapes.frame_shape:
+        # The policy's image size is the pretrained encoder's (or --image-size), not the
+        # demonstrations': say so, or the message blames the environment.
         raise ValueError(
-            f"{where} hold frames of shape {transitions.pixels.shape[1:]}, but {config.env_id} "
-            f"gives {shapes.frame_shape}"
+            f"{where} hold frames of shape {transitions.pixels.shape[1:]}, but the policy sees "
+            f"{config.env_id} at {shapes.frame_shape}, the image size of encoder "
+            f"{config.encoder} (or --image-size); collect the demonstrations at that size or "
+            f"use an encoder of theirs"
         )
     if transitions.proprio is not None and transitions.proprio.shape[1] != shapes.proprio_dim:
         raise ValueError(

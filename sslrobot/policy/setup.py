@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 from sslrobot.policy.config import PolicyConfig
@@ -39,6 +40,16 @@ def open_demos(config: PolicyConfig) -> tuple[Any, dict[str, Any]]:
         )
     if not dataset.episode_ids:
         raise ValueError(f"demonstrations {path} hold no episodes")
+    collected_by = (dataset.manifest.get("policy") or {}).get("name")
+    if config.algo == "bc" and collected_by != "expert":
+        # Cloning imitates whatever acted: a noisy or random stream passed by mistake would
+        # train quietly into a policy that copies the noise.
+        warnings.warn(
+            f"demonstrations {path} were collected by the {collected_by!r} policy, not "
+            "'expert': behaviour cloning imitates whatever acted (collect demonstrations with "
+            "`sslrobot collect --policy expert`)",
+            stacklevel=2,
+        )
     return dataset, demos_cache_key(dataset.manifest)
 
 
