@@ -105,6 +105,40 @@ def test_a_missing_optional_extra_is_one_line_not_a_traceback(tmp_path, monkeypa
     )
 
 
+@pytest.mark.parametrize("action", ["info", "verify"])
+@pytest.mark.parametrize(("text", "kind"), [("[1, 2]", "array"), ("3", "number"), ("null", "null")])
+def test_a_manifest_that_is_not_a_json_object_is_named(tmp_path, capsys, action, text, kind):
+    """Valid JSON of another kind used to end in AttributeError: 'list' object has no 'get'."""
+    from sslrobot.cli import main
+
+    manifest = tmp_path / "manifest.json"
+    manifest.write_text(text)
+    assert main(["data", action, str(tmp_path)]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"sslrobot data: error: {manifest} is not an sslrobot dataset manifest: it holds a JSON "
+        f"{kind}, not an object"
+    )
+
+
+@pytest.mark.parametrize(
+    "name", ["bad", "sslrobot/push/random", "../outside-v0", "a b-v0", "x/y-v0"]
+)
+def test_a_minari_id_without_its_form_is_named_before_any_work(tmp_path, monkeypatch, capsys, name):
+    """Minari's own parser took ``bad`` and failed inside with a TypeError; the id is checked
+    before the dataset is read (here it does not even exist). Minari itself need not be
+    installed for the check."""
+    from sslrobot.cli import main
+    from sslrobot.data import minari_export
+
+    monkeypatch.setattr(minari_export, "_import_minari", lambda data_format: (None, None))
+    assert main(["data", "export-minari", str(tmp_path / "nothing"), "--name", name]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(
+        f"sslrobot data: error: Minari dataset id {name!r} is malformed: Minari needs"
+    )
+    assert "(namespace/)name-vN, e.g. sslrobot/push/random-v0" in err and "\n" not in err
+
+
 def test_export_formats_offered_are_the_libraries(capsys):
     from sslrobot.data.minari_export import DATA_FORMATS
 

@@ -6,10 +6,11 @@ import errno
 import re
 import shutil
 
+import gymnasium as gym
 import numpy as np
 import pytest
 from archive_damage import truncate
-from test_data_fake_env import FAKE_ENV_ID
+from test_data_fake_env import FAKE_ENV_ID, FakePixelEnv
 
 from sslrobot.data import (
     CollectConfig,
@@ -347,6 +348,39 @@ def test_unwritable_output_directory_is_named(tmp_path):
 def test_bad_settings_give_clear_errors(tmp_path, overrides, message):
     with pytest.raises(ValueError, match=message):
         fake_config(tmp_path / "d", **overrides)
+
+
+class _MissingAtMake(FakePixelEnv):
+    def __init__(self, **kwargs) -> None:
+        raise gym.error.DependencyNotInstalled("Box2D is not installed")
+
+
+class _MissingAtReset(FakePixelEnv):
+    """Like Pendulum-v1, which imports pygame only when it first renders."""
+
+    def reset(self, *, seed=None, options=None):
+        raise gym.error.DependencyNotInstalled("pygame is not installed")
+
+
+@pytest.mark.parametrize(
+    ("env_class", "action", "cause"),
+    [(_MissingAtMake, "be made", "Box2D"), (_MissingAtReset, "be reset and rendered", "pygame")],
+)
+def test_an_env_with_a_missing_dependency_is_named_not_a_traceback(
+    tmp_path, env_class, action, cause
+):
+    """gymnasium.error.DependencyNotInstalled (not a ValueError) used to reach the CLI as a
+    traceback; it becomes a ValueError naming the env and the cause, before any file is made."""
+    env_id = f"test/{env_class.__name__.strip('_')}-v0"
+    gym.register(id=env_id, entry_point=env_class, max_episode_steps=20)
+    try:
+        config = fake_config(tmp_path / "d", env_id=env_id, env_kwargs={})
+        message = rf"env '{env_id}' cannot {action} \(a package it needs is not installed\)"
+        with pytest.raises(ValueError, match=rf"{message}: {cause} is not installed"):
+            collect(config, progress=False)
+    finally:
+        del gym.registry[env_id]
+    assert not (tmp_path / "d").exists()
 
 
 def test_a_collector_with_another_shard_layout_at_work_is_refused(tmp_path):

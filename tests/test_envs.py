@@ -348,6 +348,14 @@ def test_demo_command_writes_an_expert_video(tmp_path, capsys: pytest.CaptureFix
         _run_command(["demo", "--env", "sslrobot/Nope-v0", "--out", str(tmp_path / "x.mp4")])
 
 
+def test_demo_command_refuses_a_negative_seed_before_making_the_env(tmp_path) -> None:
+    """gymnasium refused it only at reset, with a traceback instead of the CLI's one line."""
+    out = tmp_path / "x.mp4"
+    with pytest.raises(ValueError, match="seed must be an int >= 0, got -1"):
+        _run_command(["demo", "--env", "sslrobot/Reach-v0", "--out", str(out), "--seed", "-1"])
+    assert not out.exists()
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import re
 from pathlib import Path
 
@@ -552,6 +553,31 @@ def test_config_rejects_bad_values(overrides, message):
     values = {"env_id": ENV_ID, "encoder": "none", "algo": "bc", "out": "o", "demos": "d"}
     with pytest.raises(ValueError, match=message):
         PolicyConfig(**{**values, **overrides})
+
+
+@pytest.mark.parametrize("lr", [math.inf, math.nan, 0.0, -1e-3, True, "1e-3"])
+def test_lr_must_be_finite_and_positive(lr):
+    """inf passed the old ``> 0`` check and turned the first update into NaN weights."""
+    values = {"env_id": ENV_ID, "encoder": "none", "algo": "bc", "out": "o", "demos": "d"}
+    with pytest.raises(ValueError, match=rf"lr must be finite and > 0, got {re.escape(repr(lr))}"):
+        PolicyConfig(**values, lr=lr)
+
+
+def test_a_diverging_bc_loss_is_one_line_from_the_cli(demos, tmp_path, capsys):
+    """A NaN loss (here from a huge --lr) is the user's to fix: the CLI prints one line naming
+    the step and the lr, as it does for bad input, instead of a FloatingPointError traceback."""
+    from sslrobot.cli import main
+    from sslrobot.policy.bc import NonFiniteBCLossError
+
+    argv = ["train-policy", "--env", ENV_ID, "--encoder", "scratch", "--algo", "bc", "--demos",
+            str(demos), "--lr", "1e9", "--steps", "5", "--batch-size", "16", "--out",
+            str(tmp_path / "p"), "--no-progress"]  # fmt: skip
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert re.fullmatch(
+        r"sslrobot train-policy: error: BC loss is nan at step \d with lr 1e\+09; lower --lr", err
+    ), err
+    assert issubclass(NonFiniteBCLossError, FloatingPointError)  # what callers caught before
 
 
 def test_bad_encoder_paths_are_named(demos, tmp_path):

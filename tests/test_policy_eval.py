@@ -238,6 +238,40 @@ def test_evaluate_rejects_bad_arguments(policy_dir, tmp_path):
         load_results([tmp_path / "x.json"])
 
 
+def test_a_negative_seed_is_refused_before_the_policy_loads(tmp_path, capsys):
+    """gymnasium refused it only at the first reset, with a traceback of its own."""
+    from sslrobot.cli import main
+
+    with pytest.raises(ValueError, match=r"seed must be an int >= 0 .*, got -5"):
+        evaluate(tmp_path / "not_loaded", num_episodes=1, seed=-5)
+    argv = ["evaluate", "--policy", str(tmp_path), "--seed", "-5", "--out", str(tmp_path / "r")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("sslrobot evaluate: error: seed must be an int >= 0") and "\n" not in err
+
+
+class _NeedsAMissingPackage(gym.Env):
+    def __init__(self, **kwargs: Any) -> None:
+        raise gym.error.DependencyNotInstalled('pygame is not installed, run `pip install "x"`')
+
+
+def test_envs_gymnasium_cannot_make_are_named_with_the_cause():
+    """Policies make their env with the sslrobot arguments: a missing extra dependency, or an
+    env outside sslrobot/ that takes none of them, is a one-line error naming the env."""
+    from sslrobot.policy.environment import make_env
+
+    env_id = "test/NeedsAMissingPackage-v0"
+    gym.register(id=env_id, entry_point=_NeedsAMissingPackage)
+    try:
+        with pytest.raises(ValueError, match=rf"env '{env_id}' cannot be made \(a package it "
+                           r"needs is not installed\): pygame is not installed"):  # fmt: skip
+            make_env(env_id, 32, "pixels")
+    finally:
+        del gym.registry[env_id]
+    with pytest.raises(ValueError, match=r"env 'Pendulum-v1' does not take the sslrobot env ar"):
+        make_env("Pendulum-v1", 32, "pixels")
+
+
 # --- aggregation over training seeds -----------------------------------------------------------
 
 

@@ -415,6 +415,24 @@ def test_nan_loss_stops_with_the_step_and_keeps_the_last_checkpoint(
     )
 
 
+def test_a_batch_larger_than_the_training_windows_is_refused(dataset, tmp_path: Path) -> None:
+    """``--batch-size 100000`` on a small dataset ran until the OOM killer stopped it at 23 GB;
+    a step can take at most every training window once. A random init (steps 0) draws no
+    batch, so its batch is not checked (``sslrobot run`` passes it the run's)."""
+    size = len(dataset)
+    message = (
+        f"batch_size {size + 1}: a step takes {size + 1} windows, but the training split holds "
+        f"only {size}; pass a smaller --batch-size (at most {size})"
+    )
+    with pytest.raises(ValueError, match=re.escape(message)):
+        pretrain(tiny_config(tmp_path / "big", batch_size=size + 1), dataset, progress=False)
+    assert not (tmp_path / "big").exists()
+    config = tiny_config(tmp_path / "none", objective="none", steps=0, batch_size=10 * size)
+    assert pretrain(config, dataset, progress=False).is_dir()
+    # Every window once per step is allowed (the tests' tiny datasets come close).
+    pretrain(tiny_config(tmp_path / "all", batch_size=size, steps=1), dataset, progress=False)
+
+
 def test_bad_settings_are_rejected(dataset, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="amp"):
         pretrain(tiny_config(tmp_path / "a", amp=True, device="cpu"), dataset, progress=False)

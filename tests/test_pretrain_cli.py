@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -333,6 +334,20 @@ def test_a_random_init_ignores_the_batch_and_horizon_it_never_trains_on(
         weights.append(sslrobot.load_encoder(out)[0].state_dict())
     assert weights[0].keys() == weights[1].keys()
     assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+
+
+def test_a_batch_beyond_the_data_is_one_line_not_an_oom(data_dir: Path, tmp_path: Path, capsys):
+    """The reported ``--batch-size 100000``: refused with both numbers before any training."""
+    args = _args(data_dir, tmp_path / "big", "--steps", "2")
+    args[args.index("--batch-size") + 1] = "100000"
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert re.fullmatch(
+        rf"sslrobot pretrain: error: batch_size 100000: a step takes 100000 windows, but the "
+        rf"training split of {re.escape(str(data_dir))} holds only \d+; pass a smaller "
+        r"--batch-size \(at most \d+\) or collect more episodes",
+        err,
+    ), err
 
 
 def test_split_seed_sets_the_held_out_episodes_apart_from_the_seed(

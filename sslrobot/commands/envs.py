@@ -92,6 +92,9 @@ def write_expert_demo(
 
     if env_id not in sslrobot.envs.ENV_IDS:
         raise ValueError(f"unknown env {env_id!r}; choose one of {list(sslrobot.envs.ENV_IDS)}")
+    # gymnasium refuses a negative seed only at reset, with a traceback of its own.
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed must be an int >= 0, got {seed!r}")
     env = gym.make(env_id, image_size=image_size, visual_preset=visual_preset)
     try:
         obs, info = env.reset(seed=seed)

@@ -35,6 +35,7 @@ from sslrobot.data.episode_runner import (
     EpisodeRunner,
     RunSpec,
     die_with_parent,
+    env_error,
     make_env,
     run_episode_in_worker,
     split_observation,
@@ -95,8 +96,9 @@ def _probe_env(env: gym.Env, spec: RunSpec) -> dict[str, Any]:
     """Check that the env can be recorded and describe it for the manifest.
 
     Raises:
-        ValueError: no time limit, a non-Box action space, no pixels, or no expert for a policy
-            that needs one.
+        ValueError: no time limit, a non-Box action space, no pixels, no expert for a policy
+            that needs one, or the env fails to reset or render (a gymnasium error such as a
+            missing dependency).
         DegenerateFramesError: the first frame is a single colour (broken renderer).
     """
     env_id = spec.env_id
@@ -117,8 +119,11 @@ def _probe_env(env: gym.Env, spec: RunSpec) -> dict[str, Any]:
             f"(render_mode is {env.render_mode!r}); pass "
             """--env-kwargs '{"render_mode": "rgb_array"}'"""
         )
-    obs, info = env.reset(seed=spec.base_seed)
-    frame = get_frame(env, obs, from_obs)
+    try:  # some envs import their renderer (e.g. pygame) only at the first reset or render
+        obs, info = env.reset(seed=spec.base_seed)
+        frame = get_frame(env, obs, from_obs)
+    except gym.error.Error as error:
+        raise env_error(env_id, "be reset and rendered", error) from error
     check_frame(frame, env_id, 0, 0)
     policy = make_policy(spec.policy, spec.noise, spec.noise_correlation, spec.mixture)
     if uses_expert(policy):

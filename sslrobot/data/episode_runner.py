@@ -41,7 +41,8 @@ def make_env(spec: RunSpec) -> gym.Env:
     """``gymnasium.make`` with the run's kwargs.
 
     Raises:
-        ValueError: the env rejects a kwarg (names the env and the kwargs).
+        ValueError: the env rejects a kwarg (names the env and the kwargs), or gymnasium
+            cannot make it (e.g. its extra dependency is missing; names the env and the cause).
     """
     extra = {} if spec.max_episode_steps is None else {"max_episode_steps": spec.max_episode_steps}
     try:
@@ -51,6 +52,20 @@ def make_env(spec: RunSpec) -> gym.Env:
             f"gymnasium.make({spec.env_id!r}) rejected the kwargs {spec.make_kwargs}: {error}; "
             "fix them with --env-kwargs"
         ) from error
+    except gym.error.Error as error:
+        raise env_error(spec.env_id, "be made", error) from error
+
+
+def env_error(env_id: str, action: str, error: gym.error.Error) -> ValueError:
+    """The user-facing error for a gymnasium error of ``env_id`` (``DependencyNotInstalled``
+    and its kin are about the user's installation or arguments, not a bug to trace), naming
+    the env, what failed and the cause."""
+    cause = (
+        "a package it needs is not installed"
+        if isinstance(error, gym.error.DependencyNotInstalled)
+        else type(error).__name__
+    )
+    return ValueError(f"env {env_id!r} cannot {action} ({cause}): {error}")
 
 
 def _as_vector(value: Any) -> np.ndarray:

@@ -48,6 +48,15 @@ DESCRIBED_FIELDS: tuple[str, ...] = (
     "state_names",
 )
 _VERSIONED_PACKAGES = ("sslrobot", "mujoco", "gymnasium", "numpy")
+#: JSON's names of what ``json.loads`` returns, for errors about a manifest of the wrong kind.
+_JSON_KINDS: dict[type, str] = {
+    list: "array",
+    str: "string",
+    int: "number",
+    float: "number",
+    bool: "boolean",
+    type(None): "null",
+}
 
 
 def package_versions() -> dict[str, str | None]:
@@ -74,6 +83,11 @@ def read_manifest(root: Path) -> dict[str, Any]:
         manifest = json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise ValueError(f"{path} is not valid JSON: {error}") from error
+    if not isinstance(manifest, dict):  # valid JSON, but an array or a number has no fields
+        raise ValueError(
+            f"{path} is not an sslrobot dataset manifest: it holds a JSON "
+            f"{_JSON_KINDS.get(type(manifest), type(manifest).__name__)}, not an object"
+        )
     if manifest.get("format") != FORMAT_NAME:
         raise ValueError(f"{path}: format is {manifest.get('format')!r}, expected {FORMAT_NAME!r}")
     if manifest.get("format_version") not in FORMAT_VERSIONS:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -29,6 +30,25 @@ _EPISODES_PER_CHUNK = 64  # episodes held in memory at once while exporting
 _BACKENDS = {"hdf5": "h5py", "arrow": "pyarrow", "parquet": "pyarrow"}
 #: Minari's storage formats (``--data-format``).
 DATA_FORMATS: tuple[str, ...] = tuple(_BACKENDS)
+#: A Minari dataset id as ``minari.dataset.minari_dataset.DATASET_ID_RE`` parses it, with the
+#: version required: Minari's parser accepts an id without ``-vN`` and then fails inside with
+#: a TypeError, and creating a dataset needs the version anyway.
+_DATASET_ID = re.compile(r"(?:[-_\w][-_\w/]*[-_\w]+/)?[-_\w]+?-v\d+")
+
+
+def check_dataset_id(dataset_id: str) -> None:
+    """Refuse a Minari id that Minari cannot create a dataset under.
+
+    Raises:
+        ValueError: naming the id and the form it needs.
+    """
+    if not isinstance(dataset_id, str) or not _DATASET_ID.fullmatch(dataset_id):
+        raise ValueError(
+            f"Minari dataset id {dataset_id!r} is malformed: Minari needs the form "
+            "(namespace/)name-vN, e.g. sslrobot/push/random-v0: the version suffix -vN, "
+            "letters, digits, '_' and '-', and a namespace (optional; '/' between its parts) "
+            "of 2 characters or more"
+        )
 
 
 def _import_minari(data_format: str) -> Any:
@@ -91,10 +111,12 @@ def export_minari(
 
     Raises:
         ImportError: minari (or its storage backend) is not installed.
-        ValueError: unknown data format, the dataset is empty, or the id exists in Minari.
+        ValueError: a malformed id, an unknown data format, the dataset is empty, or the id
+            exists in Minari.
     """
     data_format = data_format or "hdf5"  # Minari's own default
     minari, episode_buffer = _import_minari(data_format)
+    check_dataset_id(dataset_id)
     from minari.storage import get_dataset_path
 
     dataset = open_dataset(root)

@@ -71,6 +71,12 @@ def evaluate(
 
     if num_episodes < 1:
         raise ValueError(f"num_episodes must be >= 1, got {num_episodes}")
+    # Checked before the policy loads: gymnasium only refuses a negative seed at the first
+    # reset, with a traceback of its own.
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(
+            f"seed must be an int >= 0 (episode i is reset with seed + i), got {seed!r}"
+        )
     if num_videos < 0:
         raise ValueError(f"num_videos must be >= 0, got {num_videos}")
     if num_videos and out_json is None:

@@ -40,6 +40,14 @@ from sslrobot.utils.device import resolve_device
 from sslrobot.utils.io import atomic_write_text
 
 
+class NonFiniteBCLossError(FloatingPointError, ValueError):
+    """The BC loss became NaN/inf, almost always from a learning rate too high for the data.
+
+    A ``ValueError`` too, since the fix is the user's (a lower ``--lr``): the CLI then prints
+    one line instead of a traceback. Still a ``FloatingPointError``, as it was before.
+    """
+
+
 @dataclass
 class BCData:
     """Tensors one BC split trains or validates on, all with N rows.
@@ -185,6 +193,9 @@ def train_bc(config: PolicyConfig) -> Path:
 
     Returns:
         The policy directory.
+
+    Raises:
+        NonFiniteBCLossError: the loss became NaN/inf (a ``ValueError``; lower the lr).
     """
     start_time = time.perf_counter()
     device = resolve_device(config.device)
@@ -330,7 +341,10 @@ def _fit(
             cursor += batch_size
             loss = bc_loss(network, train_data.rows(index), pad, generator)
             if not torch.isfinite(loss):
-                raise FloatingPointError(f"BC loss is {loss.item()} at step {step}; lower --lr")
+                raise NonFiniteBCLossError(
+                    f"BC loss is {loss.item()} at step {step} with lr {config.learning_rate:g}; "
+                    "lower --lr"
+                )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

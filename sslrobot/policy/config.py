@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -173,8 +174,9 @@ class PolicyConfig:
             raise ValueError(f"image_size must be >= 8, got {self.image_size}")
         if not self.hidden_dims or min(self.hidden_dims) < 1:
             raise ValueError(f"hidden_dims must be positive widths, got {self.hidden_dims}")
-        if self.lr is not None and not self.lr > 0:
-            raise ValueError(f"lr must be > 0, got {self.lr}")
+        # inf passes "> 0" but turns the first update into NaN weights: finite, too.
+        if self.lr is not None and not _is_finite_positive(self.lr):
+            raise ValueError(f"lr must be finite and > 0, got {self.lr!r}")
         if not self.weight_decay >= 0:
             raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
         defaults = {f.name: f.default for f in dataclasses.fields(self)}
@@ -256,3 +258,13 @@ class PolicyConfig:
 def _check_min(name: str, value: Any, minimum: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
+
+
+def _is_finite_positive(value: Any) -> bool:
+    """Whether ``value`` is a real number (not a bool, not NaN/inf) above zero."""
+    return (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and value > 0
+    )

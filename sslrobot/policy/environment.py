@@ -38,17 +38,33 @@ def make_env(
     visual_preset: str = "train",
     **kwargs: Any,
 ) -> gym.Env:
-    """``gymnasium.make`` with the sslrobot keyword arguments, and a clear error for bad ids."""
+    """``gymnasium.make`` with the sslrobot keyword arguments, and a clear error for bad ids.
+
+    Raises:
+        ValueError: an unknown id, an env gymnasium cannot make (e.g. a missing extra
+            dependency) or, outside ``sslrobot/``, one that takes no sslrobot arguments; each
+            names the env and the cause.
+    """
     import sslrobot.envs  # noqa: F401 - registers the sslrobot ids
 
+    ours = sorted(i for i in gym.registry if i.startswith("sslrobot/"))
     if env_id not in gym.registry:
-        raise ValueError(
-            f"unknown environment id {env_id!r}; registered sslrobot ids: "
-            f"{sorted(i for i in gym.registry if i.startswith('sslrobot/'))}"
+        raise ValueError(f"unknown environment id {env_id!r}; registered sslrobot ids: {ours}")
+    try:
+        return gym.make(
+            env_id, image_size=image_size, obs_mode=obs_mode, visual_preset=visual_preset, **kwargs
         )
-    return gym.make(
-        env_id, image_size=image_size, obs_mode=obs_mode, visual_preset=visual_preset, **kwargs
-    )
+    except gym.error.Error as error:  # DependencyNotInstalled and kin: the user's to fix
+        from sslrobot.data.episode_runner import env_error
+
+        raise env_error(env_id, "be made", error) from error
+    except TypeError as error:
+        if env_id in ours:  # a bug in our own env: its traceback is what helps
+            raise
+        raise ValueError(
+            f"env {env_id!r} does not take the sslrobot env arguments (image_size, obs_mode, "
+            f"visual_preset): {error}; policies train and evaluate on {ours}"
+        ) from error
 
 
 def env_shapes(env: gym.Env, env_id: str) -> EnvShapes:

@@ -48,6 +48,32 @@ class NonFiniteLossError(RuntimeError):
     """A loss or gradient became NaN/inf; the run stopped before updating the weights."""
 
 
+def check_batch_fits(
+    batch_size: int, world_size: int, num_windows: int, data: str | tuple[str, ...] | None = None
+) -> None:
+    """Refuse a step that would draw more windows than the training split holds.
+
+    Such a batch repeats windows within a step (duplicates are false negatives for InfoNCE
+    and add nothing else), and a huge ``--batch-size`` on a small dataset was only stopped by
+    the out-of-memory killer. The sampler could serve it, so the check is here, where both
+    numbers are first known.
+
+    Raises:
+        ValueError: naming both numbers and the largest batch that fits.
+    """
+    per_step = batch_size * world_size
+    if per_step <= num_windows:
+        return
+    processes = f" ({batch_size} in each of {world_size} processes)" if world_size > 1 else ""
+    names = data if isinstance(data, tuple) else (data,) if data else ()
+    source = f" of {', '.join(map(str, names))}" if names else ""
+    raise ValueError(
+        f"batch_size {batch_size}: a step takes {per_step} windows{processes}, but the training "
+        f"split{source} holds only {num_windows}; pass a smaller --batch-size "
+        f"(at most {num_windows // world_size}) or collect more episodes"
+    )
+
+
 def collate_windows(items: list[Mapping[str, Any]] | Mapping[str, Any]) -> dict[str, torch.Tensor]:
     """Stack window dicts (or take a dataset's ready-made batch) into ``pixels``/``action``
     (and ``proprio`` where the windows hold it).
@@ -174,6 +200,10 @@ class PretrainRun:
         distributed.barrier(self.context)
 
         self.dataset, self.val_dataset = self._datasets(dataset, val_dataset)
+        if weights and config.steps > 0:  # a random init (steps 0) never draws a batch
+            check_batch_fits(
+                config.batch_size, self.context.world_size, len(self.dataset), config.data
+            )
         #: Per data directory (resolved path), the training split's episode ids; None when
         #: the windows came as an object.
         self.train_episode_ids = train_episode_ids(self.dataset) if dataset is None else None
