@@ -189,7 +189,7 @@ def main() -> None:
                  "--algo", "bc", "--demos", str(demos), "--num-demos", str(args.num_demos),
                  "--seed", str(seed), "--out", str(policy), "--steps", str(BC_STEPS),
                  "--batch-size", str(BC_BATCH), "--device", "cpu", "--no-progress",
-                 *shlex.split(args.bc_args), log=log)  # fmt: skip
+                 "--overwrite", *shlex.split(args.bc_args), log=log)  # fmt: skip
         for look in looks:
             result = policy / f"eval_{look}.json"
             sslrobot("evaluate", "--env", f"sslrobot/{args.task}", "--policy", str(policy),

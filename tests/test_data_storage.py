@@ -225,3 +225,11 @@ def test_format_1_meta_records_a_sha256_per_file(tmp_path):
     meta = json.loads((episode_path(tmp_path, 0) / "meta.json").read_text())
     assert meta["eval_only"] == ["state"]
     assert all(len(info["sha256"]) == 64 for info in meta["files"].values())
+
+
+def test_loading_a_damaged_episode_says_how_to_find_and_recollect_them(tmp_path):
+    make_dataset(tmp_path, {0: 5, 1: 5})
+    truncate(episode_path(tmp_path, 1), -10)
+    with pytest.raises(ValueError, match=r"not a complete episode archive .*data verify") as error:
+        open_dataset(tmp_path).load_episode(1)
+    assert f"sslrobot collect --out {tmp_path} --resume" in str(error.value)

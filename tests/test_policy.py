@@ -246,13 +246,17 @@ def test_a_new_run_into_a_policy_dir_clears_the_old_policy_first(demos, tmp_path
 
     out = train_tiny_bc(demos, tmp_path / "bc")
     assert read_policy_config(out)["seed"] == 0
+    # Without --overwrite a finished policy is refused before any work: nothing is lost.
+    with pytest.raises(ValueError, match=r"holds a trained policy .* pass --overwrite"):
+        train_tiny_bc(demos, out, seed=7)
+    assert read_policy_config(out)["seed"] == 0 and (out / "final.safetensors").is_file()
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(bc, "_fit", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        train_tiny_bc(demos, out, seed=7)
+        train_tiny_bc(demos, out, seed=7, overwrite=True)
     with pytest.raises(ValueError, match=r"policy_config\.json is missing"):
         load_policy(out)
     assert not list(out.glob("*.safetensors"))
@@ -656,3 +660,36 @@ def test_online_validation_leaves_the_final_weights_as_they_were(demos, tmp_path
         assert (plain / "final.safetensors").read_bytes() == (
             checked / "final.safetensors"
         ).read_bytes(), name
+
+
+def test_bc_on_data_the_expert_did_not_collect_warns(tmp_path) -> None:
+    """Cloning imitates whatever acted: a noisy stream passed as demonstrations by mistake
+    trains, but the user is told."""
+    config = CollectConfig(
+        env_id=ENV_ID, out=tmp_path / "noisy", policy="noisy-expert", num_episodes=3,
+        image_size=IMAGE_SIZE,
+    )  # fmt: skip
+    noisy = collect(config, progress=False)
+    with pytest.warns(UserWarning, match="collected by the 'noisy-expert' policy, not 'expert'"):
+        train_tiny_bc(noisy, tmp_path / "bc", num_demos=2, steps=2)
+
+
+def test_an_unknown_env_id_is_named_before_the_demonstrations(demos, tmp_path) -> None:
+    """A misspelt id used to be reported as demonstrations of another env."""
+    with pytest.raises(ValueError, match="unknown environment id 'sslrobot/Reech-v0'"):
+        train_tiny_bc(demos, tmp_path / "bc", env_id="sslrobot/Reech-v0")
+    assert not (tmp_path / "bc").exists()
+
+
+def test_train_policy_cli_overwrites_only_when_told(demos, tmp_path, capsys) -> None:
+    from sslrobot.cli import main
+
+    out = train_tiny_bc(demos, tmp_path / "bc")
+    argv = ["train-policy", "--env", ENV_ID, "--encoder", "none", "--algo", "bc", "--demos",
+            str(demos), "--num-demos", "3", "--steps", "2", "--seed", "5", "--out", str(out),
+            "--no-progress"]  # fmt: skip
+    assert main(argv) == 2
+    assert "holds a trained policy" in capsys.readouterr().err
+    assert read_policy_config(out)["seed"] == 0
+    assert main([*argv, "--overwrite"]) == 0
+    assert read_policy_config(out)["seed"] == 5

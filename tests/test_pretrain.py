@@ -615,3 +615,10 @@ def test_cuda_bf16_autocast_with_the_resnet_encoder(
             torch.from_numpy(batch["pixels"]).cuda(), torch.from_numpy(batch["action"]).cuda()
         )
         assert predicted.shape == (2, K, SIZE, SIZE, 3) and predicted.device.type == "cuda"
+
+
+def test_a_real_objective_with_no_steps_warns_of_its_label(dataset, tmp_path: Path) -> None:
+    """An encoder labelled `fdm+future` that never trained would carry that label into every
+    probe and policy made with it."""
+    with pytest.warns(UserWarning, match="writes a randomly initialised encoder labelled"):
+        pretrain(tiny_config(tmp_path / "fdm0", steps=0), dataset, progress=False)

@@ -37,6 +37,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     train.add_argument("--seed", type=int, default=0, help="training seed (default: 0)")
     train.add_argument("--out", type=Path, required=True, help="policy directory")
+    train.add_argument(
+        "--overwrite", action="store_true", help="replace a policy already trained in --out"
+    )
     budget = train.add_mutually_exclusive_group()
     budget.add_argument("--steps", type=int, default=None, help="BC gradient steps / RL env steps")
     budget.add_argument("--epochs", type=int, default=None, help="BC passes over the demos")
@@ -139,6 +142,7 @@ def _train_policy(args: argparse.Namespace) -> int:
         num_envs=args.num_envs,
         device=args.device,
         progress=not args.no_progress,
+        overwrite=args.overwrite,
     )
     out = train_policy(config)
     print(f"policy: {out}")

@@ -541,6 +541,7 @@ class Pipeline:
                     encoder_arch=self.config.encoder_arch,
                     augment_copies=copies,
                     val_episodes=self.config.bc_val_episodes,
+                    overwrite=True,  # the stage runner decides what to redo in its directories
                 )
             )
             return {"policy": "policy"}

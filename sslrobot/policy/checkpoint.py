@@ -63,15 +63,15 @@ POLICY_FILES = tuple(name for c in CHECKPOINTS for name in (f"{c}.safetensors", 
 FOREIGN_FILES = ("pretrain_config.json", "encoder_config.json")
 
 
-def start_policy_dir(out: Path) -> None:
-    """Make ``out`` and clear a policy trained there before: its config first, so that a run
-    interrupted before writing its own leaves no config pairing the old run's settings with
-    this run's weights (checkpoints are overwritten during training, the config at the end).
+def check_policy_out(out: Path, overwrite: bool) -> None:
+    """Refuse, before any work, an ``out`` that ``start_policy_dir`` must not clear: an
+    encoder's directory, or (unless ``overwrite``) one holding a finished policy.
 
-    Only a policy's own files are removed, and a directory that holds an encoder is refused.
+    Leftovers of an interrupted run (checkpoints without a config) are not a finished policy:
+    nothing there can be evaluated, and training again is how to finish it.
 
     Raises:
-        ValueError: ``out`` is a pretraining or encoder directory.
+        ValueError: naming ``out`` and what it holds.
     """
     foreign = [name for name in FOREIGN_FILES if (out / name).exists()]
     if foreign:
@@ -79,6 +79,25 @@ def start_policy_dir(out: Path) -> None:
             f"{out} holds {foreign}: it is an encoder's directory, not a policy's; choose "
             "another --out"
         )
+    if not overwrite and (out / CONFIG_FILE).is_file():
+        raise ValueError(
+            f"{out} holds a trained policy ({CONFIG_FILE}); choose another --out, or pass "
+            "--overwrite to replace it"
+        )
+
+
+def start_policy_dir(out: Path) -> None:
+    """Make ``out`` and clear a policy trained there before: its config first, so that a run
+    interrupted before writing its own leaves no config pairing the old run's settings with
+    this run's weights (checkpoints are overwritten during training, the config at the end).
+
+    Only a policy's own files are removed; ``check_policy_out`` decided at the start of
+    training that they may go.
+
+    Raises:
+        ValueError: ``out`` is a pretraining or encoder directory.
+    """
+    check_policy_out(out, overwrite=True)
     out.mkdir(parents=True, exist_ok=True)
     (out / CONFIG_FILE).unlink(missing_ok=True)
     for name in POLICY_FILES:

@@ -90,6 +90,10 @@ class PolicyConfig:
             no demonstrations are given.
         device: ``"auto"`` (CUDA, then MPS, then CPU), or a torch device string.
         progress: Show a progress bar.
+        overwrite: Replace a policy already trained in ``out``. Off, such an ``out`` is
+            refused before any work: training clears the directory first, so a mistyped
+            ``--out`` would otherwise lose a finished policy. ``sslrobot run`` owns its stage
+            directories and turns it on.
     """
 
     env_id: str
@@ -119,6 +123,7 @@ class PolicyConfig:
     rl_norm_steps: int = 500
     device: str = "auto"
     progress: bool = True
+    overwrite: bool = False
     encoder_arch: str = DEFAULT_ENCODER_ARCH
 
     def __post_init__(self) -> None:

@@ -31,6 +31,20 @@ class EnvShapes:
     fps: int
 
 
+def check_env_id(env_id: str) -> list[str]:
+    """Refuse an id gymnasium does not know; returns the registered sslrobot ids.
+
+    Raises:
+        ValueError: naming the id and the sslrobot ids there are.
+    """
+    import sslrobot.envs  # noqa: F401 - registers the sslrobot ids
+
+    ours = sorted(i for i in gym.registry if i.startswith("sslrobot/"))
+    if env_id not in gym.registry:
+        raise ValueError(f"unknown environment id {env_id!r}; registered sslrobot ids: {ours}")
+    return ours
+
+
 def make_env(
     env_id: str,
     image_size: int,
@@ -45,11 +59,7 @@ def make_env(
             dependency) or, outside ``sslrobot/``, one that takes no sslrobot arguments; each
             names the env and the cause.
     """
-    import sslrobot.envs  # noqa: F401 - registers the sslrobot ids
-
-    ours = sorted(i for i in gym.registry if i.startswith("sslrobot/"))
-    if env_id not in gym.registry:
-        raise ValueError(f"unknown environment id {env_id!r}; registered sslrobot ids: {ours}")
+    ours = check_env_id(env_id)
     try:
         return gym.make(
             env_id, image_size=image_size, obs_mode=obs_mode, visual_preset=visual_preset, **kwargs

@@ -14,7 +14,16 @@ def train_policy(config: PolicyConfig) -> Path:
 
     Returns:
         The policy directory.
+
+    Raises:
+        ValueError: an unknown env id, or an ``out`` that must not be cleared (an encoder's
+            directory; a trained policy without ``overwrite``), before any work.
     """
+    from sslrobot.policy.checkpoint import check_policy_out
+    from sslrobot.policy.environment import check_env_id
+
+    check_env_id(config.env_id)  # before the demonstrations, which would blame their own env
+    check_policy_out(Path(config.out), config.overwrite)
     if config.algo == "bc":
         from sslrobot.policy.bc import train_bc
 

@@ -196,6 +196,13 @@ class PretrainRun:
                 f"objective 'none' trains nothing; pass --steps 0 (got steps={config.steps}) to "
                 "write the randomly initialised encoder"
             )
+        if weights and config.steps == 0 and self.context.rank == 0:
+            warnings.warn(
+                f"objective {config.objective!r} with steps 0 writes a randomly initialised "
+                f"encoder labelled {config.objective!r}, and whatever uses it will carry that "
+                "label; --objective none --steps 0 is the random encoder",
+                stacklevel=2,
+            )
         self._check_out_dir()
         distributed.barrier(self.context)
 
