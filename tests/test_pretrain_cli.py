@@ -424,3 +424,19 @@ def test_prediction_scoring_leaves_out_trained_episodes_after_the_dataset_grew(
     scored.clear()
     prediction.prediction_from_dirs(model, data, horizon=2, device="cpu")
     assert moved <= set(scored)
+
+
+def test_pretraining_skips_an_episode_whose_bytes_were_flipped(data_dir, tmp_path) -> None:
+    """Training reads pixels memory-mapped, past the archive's CRC: the CRC is checked once
+    at the start, so a bit flip is named and its episode left out, not trained on unseen."""
+    import shutil
+
+    from archive_damage import flip_member_byte
+
+    from sslrobot.data.storage import episode_path
+
+    copy = tmp_path / "data"
+    shutil.copytree(data_dir, copy)
+    flip_member_byte(episode_path(copy, 1), "pixels.npy", position=-7)
+    with pytest.warns(UserWarning, match=r"episode 1 of .* is corrupt.*CRC"):
+        assert main(_args(copy, tmp_path / "out", "--steps", "1", "--image-every", "0")) == 0

@@ -395,13 +395,20 @@ def open_windows(
     val_fraction: float = 0.1,
     seed: int = 0,
     arrays: tuple[str, ...] = _WINDOW_ARRAYS,
+    verify_checksums: bool = False,
 ) -> WindowDataset | MixedWindowDataset:
     """``WindowDataset`` of one directory, or ``MixedWindowDataset`` of several."""
     if isinstance(roots, str | Path):
         roots = [roots]
     parts = [
         WindowDataset(
-            root, num_steps, split=split, val_fraction=val_fraction, seed=seed, arrays=arrays
+            root,
+            num_steps,
+            split=split,
+            val_fraction=val_fraction,
+            seed=seed,
+            arrays=arrays,
+            verify_checksums=verify_checksums,
         )
         for root in roots
     ]
