@@ -514,11 +514,13 @@ def fit_augment(
     pixels: np.ndarray,
     module: nn.Module,
     with_change: bool = False,
+    unlabeled: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> Act:
     """The MLP on the demonstrations and their copies; ``with_change`` (``augment-delta``)
     puts ``delta``'s change since the previous frame beside them, taken from the frames as
     they are (a copy's shift is its own per frame, so a change between two copies would be
-    mostly the shift)."""
+    mostly the shift); ``unlabeled`` frames and proprio (``consistency``) add
+    ``consistency_term`` to the loss."""
     features, repeat = augmented_features(demos, seed, args, pixels, module)
     columns = [features]
     if with_change:
@@ -526,7 +528,9 @@ def fit_augment(
         columns.append(np.tile(change, (repeat, 1)))
     inputs = np.concatenate([*columns, np.tile(demos.proprio, (repeat, 1))], axis=1)
     actions = np.tile(demos.actions, (repeat, 1))
-    head = train_head(inputs, actions, seed, config["bc_steps"], config["bc_batch_size"])
+    batch = config["bc_batch_size"]
+    extra = None if unlabeled is None else consistency_term(unlabeled, module, args, seed, batch)
+    head = train_head(inputs, actions, seed, config["bc_steps"], batch, extra_loss=extra)
     if with_change:
         return DeltaPolicy(head)
     return lambda f, _m, p: head(np.r_[f, p])
@@ -562,21 +566,19 @@ def fit_delta(demos: DemoInputs, seed: int, args: argparse.Namespace, config: di
     return DeltaPolicy(head)
 
 
-def fit_consistency(
-    demos: DemoInputs,
-    seed: int,
-    args: argparse.Namespace,
-    config: dict,
-    pixels: np.ndarray,
-    module: nn.Module,
+def consistency_term(
     unlabeled: tuple[np.ndarray, np.ndarray],
-) -> Act:
-    """``augment``'s head, plus ``--consistency-weight`` times the squared difference of its
-    actions on two augmented copies of each unlabeled frame (the Pi-model of semi-supervised
-    learning, Laine and Aila 2017): invariance to the imitated look asked on thousands of
-    frames of every target position, where the copies ask it on 25 demonstrations' few
-    hundred. Proprio is an observation, not a label: nothing here uses the stream's actions."""
-    features, repeat = augmented_features(demos, seed, args, pixels, module)
+    module: nn.Module,
+    args: argparse.Namespace,
+    seed: int,
+    batch: int,
+) -> Callable[[Callable[[torch.Tensor], torch.Tensor], torch.Generator], torch.Tensor]:
+    """``consistency``'s extra loss: ``--consistency-weight`` times the squared difference of
+    the head's actions on two augmented copies of each unlabeled frame (the Pi-model of
+    semi-supervised learning, Laine and Aila 2017): invariance to the imitated look asked on
+    thousands of frames of every target position, where the copies ask it on 25
+    demonstrations' few hundred. Proprio is an observation, not a label: nothing here uses the
+    stream's actions."""
     unlabeled_pixels, unlabeled_proprio = unlabeled
     views = torch.stack(
         [
@@ -584,17 +586,13 @@ def fit_consistency(
             for c in augmented_copies(unlabeled_pixels, 2, args.aug_pad, args.aug_color, seed + 1)
         ]
     )  # (2, N, D + P)
-    batch = config["bc_batch_size"]
 
     def consistency(act: Callable[[torch.Tensor], torch.Tensor], generator: torch.Generator):
         index = torch.randint(0, views.shape[1], (batch,), generator=generator)
         gap = F.mse_loss(act(views[0, index]), act(views[1, index]))
         return args.consistency_weight * gap
 
-    inputs = np.c_[features, np.tile(demos.proprio, (repeat, 1))]
-    actions = np.tile(demos.actions, (repeat, 1))
-    head = train_head(inputs, actions, seed, config["bc_steps"], batch, extra_loss=consistency)
-    return lambda f, _m, p: head(np.r_[f, p])
+    return consistency
 
 
 def fit_state(demos: DemoInputs, seed: int, args: argparse.Namespace, config: dict):
@@ -774,7 +772,7 @@ def main() -> None:
                     fit_residual, unlabeled=(unlabeled, unlabeled_proprio)
                 )
                 fitters["consistency"] = partial(
-                    fit_consistency,
+                    fit_augment,
                     pixels=transitions.pixels,
                     module=module,
                     unlabeled=(unlabeled_pixels, unlabeled_proprio),
