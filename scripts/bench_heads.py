@@ -578,7 +578,8 @@ def consistency_term(
     semi-supervised learning, Laine and Aila 2017): invariance to the imitated look asked on
     thousands of frames of every target position, where the copies ask it on 25
     demonstrations' few hundred. Proprio is an observation, not a label: nothing here uses the
-    stream's actions."""
+    stream's actions. Unlike the Pi-model the two copies are drawn once per frame, not every
+    step, and without ``--aug-blobs``."""
     unlabeled_pixels, unlabeled_proprio = unlabeled
     views = torch.stack(
         [
@@ -787,8 +788,10 @@ def main() -> None:
             for name in args.heads:
                 fit = fitters[name]
                 if args.ensemble > 1:
-                    if name in ("chunk", "first", "mean", "delta", "augment-delta"):
-                        raise SystemExit(f"--ensemble needs stateless heads, not {name!r}")
+                    if name in ("chunk", "first", "mean", "delta", "augment-delta", "state"):
+                        raise SystemExit(
+                            f"--ensemble takes no {name!r} head (stateful, or acting on the state)"
+                        )
                     fit = ensemble(fit, args.ensemble)
                 act = fit(demo_inputs, seed, args, config)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import sys
 import warnings
 from collections.abc import Callable, Sequence
@@ -64,8 +65,10 @@ def _warning_printer(command: str, fallback: Callable[..., None]) -> Callable[..
     a changed setting, a demo count that runs nowhere) as one ``sslrobot CMD: warning: ...``
     line, like its errors; other libraries' warnings as Python shows them, with their source
     line, which is what their reader needs."""
-    package = Path(__file__).resolve().parent
-    roots = (package, package.parent / "envs")  # envs/ is sslrobot.envs in a source checkout
+    envs = importlib.util.find_spec("sslrobot.envs")  # found, not imported (no mujoco here)
+    roots = [Path(__file__).resolve().parent]  # in a source checkout envs/ lies outside it
+    if envs is not None and envs.origin is not None:
+        roots.append(Path(envs.origin).resolve().parent)
 
     def show(message, category, filename, lineno, file=None, line=None) -> None:
         if not any(Path(filename).resolve().is_relative_to(root) for root in roots):

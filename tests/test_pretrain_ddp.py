@@ -113,3 +113,15 @@ def test_two_cpu_processes_stay_in_sync(tmp_path: Path) -> None:
 def _losses(out: Path) -> list[float]:
     with (out / "metrics.csv").open(newline="") as file:
         return [float(row["pretrain/loss"]) for row in csv.DictReader(file)]
+
+
+def test_a_ranks_bad_input_stays_a_value_error() -> None:
+    """A rank refusing bad input (a batch larger than the data) reached the CLI as a
+    RuntimeError, so as a traceback; other failures stay RuntimeErrors."""
+    from sslrobot.pretraining.launch import rank_failure
+
+    trace = "Traceback (most recent call last):\n  ...\nValueError: batch_size 99: a step takes"
+    error = rank_failure(2, "enc", 1, {"message": trace})
+    assert isinstance(error, ValueError)
+    assert str(error).endswith("rank 1: ValueError: batch_size 99: a step takes")
+    assert type(rank_failure(2, "enc", 0, "x\nKeyError: 'pixels'")) is RuntimeError

@@ -608,14 +608,13 @@ class Pipeline:
         return self._stage(name, settings, run, depends_on=(policy,))
 
 
-#: Files that say a directory is another command's output (``collect``, ``pretrain``,
-#: ``train-policy``), which ``sslrobot run`` must not write into.
-FOREIGN_FILES = (
-    "manifest.json",
-    "pretrain_config.json",
-    "encoder_config.json",
-    "policy_config.json",
-)
+def other_commands_files() -> tuple[str, ...]:
+    """Files that say a directory is another command's output (``collect``, ``pretrain``,
+    ``train-policy``), which ``sslrobot run`` must not write into."""
+    from sslrobot.data.manifest import MANIFEST_NAME
+    from sslrobot.policy.checkpoint import CONFIG_FILE, FOREIGN_FILES
+
+    return (MANIFEST_NAME, *FOREIGN_FILES, CONFIG_FILE)
 
 
 def run_pipeline(
@@ -632,7 +631,7 @@ def run_pipeline(
     start = time.perf_counter()
     resolve_device(device)  # a missing device fails here, not after the first collection
     out = Path(out)
-    foreign = [name for name in FOREIGN_FILES if (out / name).exists()]
+    foreign = [name for name in other_commands_files() if (out / name).exists()]
     if foreign:  # a dataset, encoder or policy given as --out by mistake: never mixed into
         raise ValueError(
             f"{out} holds {foreign}: it is a dataset's, an encoder's or a policy's directory, "

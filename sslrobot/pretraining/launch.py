@@ -89,11 +89,17 @@ def pretrain_in_processes(
         )
     except ChildFailedError as error:
         rank, failure = error.get_first_failure()
-        raise RuntimeError(
-            f"pretraining in {num_processes} processes failed (out={config.out}): rank {rank}: "
-            f"{_last_line(failure.message)}"
-        ) from error
+        raise rank_failure(num_processes, config.out, rank, failure.message) from error
     return Path(outputs[0])
+
+
+def rank_failure(num_processes: int, out: str, rank: int, message: object) -> Exception:
+    """The error for a failed rank, ending with its exception line. A rank's ``ValueError``
+    is bad input (a batch larger than the data, ...), the user's to fix: it stays one, so the
+    CLI prints one line instead of a traceback; anything else is a ``RuntimeError``."""
+    line = _last_line(message)
+    kind = ValueError if line.startswith("ValueError:") else RuntimeError
+    return kind(f"pretraining in {num_processes} processes failed (out={out}): rank {rank}: {line}")
 
 
 def _last_line(message: object) -> str:

@@ -70,7 +70,8 @@ def check_batch_fits(
     raise ValueError(
         f"batch_size {batch_size}: a step takes {per_step} windows{processes}, but the training "
         f"split{source} holds only {num_windows}; pass a smaller --batch-size "
-        f"(at most {num_windows // world_size}) or collect more episodes"
+        f"(at most {num_windows // world_size}; `sslrobot run`: --set pretrain_batch_size, "
+        f"the total over processes, at most {num_windows}) or collect more episodes"
     )
 
 
