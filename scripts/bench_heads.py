@@ -665,17 +665,33 @@ def unlabeled_frames(args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray, 
     return pixels, proprio, np.array([len(e["pixels"]) for e in episodes])
 
 
+#: Per task, the state's fingertip-to-object offset that ``--agreement`` bins distances by.
+OFFSET_COLUMNS = {
+    "Reach-v0": ("fingertip_to_target_x", "fingertip_to_target_y"),
+    "Push-v0": ("fingertip_to_cube_x", "fingertip_to_cube_y"),
+}
+#: Distance bins of ``distance_summary``, in metres (Reach succeeds within 0.045).
+DISTANCE_BINS = (0.15, 0.07)
+
+
 def agreeing(
-    policy: Callable[[dict], np.ndarray], env: gym.Env, cosines: list[float]
+    policy: Callable[[dict], np.ndarray],
+    env: gym.Env,
+    cosines: list[float],
+    distances: list[float],
+    offset: list[int],
 ) -> Callable[[dict], np.ndarray]:
     """``policy``, appending at each step the cosine between its action and the expert's at
-    the same state (``--agreement``: where in an episode a head goes wrong)."""
+    the same state, and the fingertip's distance to the task's object (the state's ``offset``
+    columns; none recorded without them): ``--agreement``, where a head goes wrong."""
 
     def act(obs: dict) -> np.ndarray:
         action = np.asarray(policy(obs), dtype=np.float64)
         expert = np.asarray(expert_action(env), dtype=np.float64)
         norms = np.linalg.norm(action) * np.linalg.norm(expert)
         cosines.append(float(action @ expert / norms) if norms > 0 else 0.0)
+        if offset:
+            distances.append(float(np.linalg.norm(np.asarray(obs["state"])[offset])))
         return action
 
     return act
@@ -694,6 +710,29 @@ def agreement_summary(records: list[tuple[bool, list[float]]]) -> str:
         ]
         parts.append(f"{label} {len(runs)}: " + " / ".join(f"{v:.2f}" for v in spans))
     return "cosine to the expert's action, steps 0-2 / 3-9 / 10+: " + "; ".join(parts)
+
+
+def distance_summary(records: list[tuple[bool, list[float], list[float]]]) -> str:
+    """As ``agreement_summary``, by the fingertip's distance to the object instead of the step
+    (bins of ``DISTANCE_BINS``): where, not when, the actions leave the expert's. Each cell is
+    the median over the episodes that had steps in its bin, with their count."""
+    far, near = DISTANCE_BINS
+    bins = ((far, np.inf), (near, far), (0.0, near))
+    parts = []
+    for label, success in (("successes", True), ("failures", False)):
+        cells = []
+        for low, high in bins:
+            means = [
+                np.mean([c for c, d in zip(cos, dist, strict=True) if low <= d < high])
+                for ok, cos, dist in records
+                if ok == success and any(low <= d < high for d in dist)
+            ]
+            cells.append(f"{np.median(means):.2f} ({len(means)})" if means else "- (0)")
+        parts.append(f"{label}: " + " / ".join(cells))
+    return (
+        f"cosine by distance to the object, >= {far * 100:.0f} / {near * 100:.0f}-{far * 100:.0f}"
+        f" / < {near * 100:.0f} cm (episodes): " + "; ".join(parts)
+    )
 
 
 def acting_on_state(act: Callable[[np.ndarray], np.ndarray]) -> Callable[[dict], np.ndarray]:
@@ -744,7 +783,11 @@ def main() -> None:
         "delta": fit_delta,
     }
     results: dict[str, list[float]] = {head: [] for head in args.heads}
-    agreement: dict[str, list[tuple[bool, list[float]]]] = {head: [] for head in args.heads}
+    agreement: dict[str, list[tuple[bool, list[float], list[float]]]] = {
+        head: [] for head in args.heads
+    }
+    names = demos.manifest.get("state_names") or []
+    offset = [names.index(n) for n in OFFSET_COLUMNS.get(args.task, ()) if n in names]
     from_unlabeled = {"slow", "residual", "consistency"} & set(args.heads) or (
         "whiten" in args.heads and args.whiten_source == "unlabeled"
     )
@@ -807,9 +850,14 @@ def main() -> None:
                 for episode_seed in seeds:
                     getattr(act, "reset", lambda: None)()  # stateful heads: chunk, context
                     cosines: list[float] = []
-                    acting = agreeing(policy, env, cosines) if args.agreement else policy
+                    distances: list[float] = []
+                    acting = (
+                        agreeing(policy, env, cosines, distances, offset)
+                        if args.agreement
+                        else policy
+                    )
                     episodes.append(run_episode(env, acting, episode_seed)[0])
-                    agreement[name].append((episodes[-1].success, cosines))
+                    agreement[name].append((episodes[-1].success, cosines, distances))
                 results[name].append(float(np.mean([e.success for e in episodes])))
                 print(f"seed {seed} {name:9s} success {results[name][-1]:.3f}", flush=True)
     finally:
@@ -819,7 +867,9 @@ def main() -> None:
         print(f"success with {name:9s}: {[round(v, 3) for v in values]} -> {np.mean(values):.3f}")
     if args.agreement:
         for name, records in agreement.items():
-            print(f"{name}: {agreement_summary(records)}")
+            print(f"{name}: {agreement_summary([(ok, c) for ok, c, _ in records])}")
+            if offset:
+                print(f"{name}: {distance_summary(records)}")
     print(f"wall time {time.perf_counter() - start:.0f} s")
 
 

@@ -277,3 +277,14 @@ def test_agreement_summary_splits_successes_failures_and_steps(bench_heads) -> N
     summary = bench_heads.agreement_summary(records)
     assert "successes 1: 1.00 / 1.00 / 1.00" in summary
     assert "failures 2: 0.80 / 0.50 / -0.75" in summary
+
+
+def test_distance_summary_bins_steps_by_distance_to_the_object(bench_heads) -> None:
+    records = [
+        (True, [1.0, 1.0, 0.5], [0.30, 0.10, 0.03]),
+        (False, [0.9, 0.7, -1.0, -0.5], [0.20, 0.10, 0.05, 0.06]),
+        (False, [0.8], [0.40]),  # never came near: counts in the far bin only
+    ]
+    summary = bench_heads.distance_summary(records)
+    assert "successes: 1.00 (1) / 1.00 (1) / 0.50 (1)" in summary
+    assert "failures: 0.85 (2) / 0.70 (1) / -0.75 (1)" in summary
