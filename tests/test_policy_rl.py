@@ -181,3 +181,55 @@ def test_rl_keeps_its_best_checkpoint_by_online_validation(tmp_path, monkeypatch
     out = train_tiny_ppo_on_state(tmp_path / "ppo", val_episodes=1, num_val_checks=3)
     record = json.loads((out / "policy_config.json").read_text())
     assert [row["step"] for row in record["validation"]] == [record["env_steps"]]
+
+
+def test_an_interrupted_rl_run_resumes_from_its_last_checkpoint(tmp_path, monkeypatch):
+    """SAC on the state, 100 steps, validated at 50 and 100: interrupted after its checkpoint
+    at step 60, `resume` continues from there (the model's step count, its replay buffer and
+    the validation so far) to the full 100 steps and finishes as one run would."""
+    from sslrobot.policy import rl, validation
+
+    monkeypatch.setattr(validation.OnlineValidator, "success_rate", lambda self: 0.5)
+    values = dict(env_id=ENV_ID, encoder="state", algo="rl", out=tmp_path / "sac", steps=100,
+                  batch_size=16, rl_norm_steps=20, val_episodes=1, num_val_checks=2,
+                  progress=False)  # fmt: skip
+    save = rl._ResumeCheckpoints.save
+
+    def save_then_stop(self, model):
+        save(self, model)
+        if model.num_timesteps >= 60:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(rl._ResumeCheckpoints, "save", save_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        train_policy(PolicyConfig(**values))
+    state = json.loads((tmp_path / "sac" / "checkpoints" / "resume.json").read_text())
+    assert state["num_timesteps"] == 60 and [r["step"] for r in state["validation"]] == [50]
+    assert sorted(p.name for p in (tmp_path / "sac" / "checkpoints").iterdir()) == [
+        "model_60.zip", "replay_buffer_60.pkl", "resume.json",
+    ]  # fmt: skip
+    assert not (tmp_path / "sac" / "policy_config.json").exists()
+
+    with pytest.raises(ValueError, match=r"other settings \(batch_size 16 -> 8\)"):
+        train_policy(PolicyConfig(**{**values, "batch_size": 8, "resume": True}))
+    monkeypatch.setattr(rl._ResumeCheckpoints, "save", save)
+    load = rl.load_resume_checkpoint
+    buffered = []
+
+    def load_and_look(*args, **kwargs):
+        model = load(*args, **kwargs)
+        buffered.append(model.replay_buffer.size())
+        return model
+
+    monkeypatch.setattr(rl, "load_resume_checkpoint", load_and_look)
+    out = train_policy(PolicyConfig(**{**values, "resume": True}))
+    assert buffered == [60]  # the replay buffer came back with the model
+    record = json.loads((out / "policy_config.json").read_text())
+    assert record["env_steps"] == 100 and record["resumed_at_steps"] == [60]
+    assert [row["step"] for row in record["validation"]] == [50, 100]
+    assert not (out / "checkpoints").exists()  # finished: nothing left to resume
+    assert (out / "logs" / "resumed_at_60" / "progress.csv").is_file()
+    with pytest.raises(ValueError, match=r"holds a finished policy .* nothing to resume"):
+        train_policy(PolicyConfig(**{**values, "resume": True}))
+    with pytest.raises(ValueError, match="resume is for RL runs"):
+        PolicyConfig(**{**values, "algo": "bc", "demos": tmp_path, "resume": True})

@@ -40,6 +40,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument(
         "--overwrite", action="store_true", help="replace a policy already trained in --out"
     )
+    train.add_argument(
+        "--resume",
+        action="store_true",
+        help="RL: continue an interrupted run in --out from its last checkpoint (same options)",
+    )
     budget = train.add_mutually_exclusive_group()
     budget.add_argument("--steps", type=int, default=None, help="BC gradient steps / RL env steps")
     budget.add_argument("--epochs", type=int, default=None, help="BC passes over the demos")
@@ -143,6 +148,7 @@ def _train_policy(args: argparse.Namespace) -> int:
         device=args.device,
         progress=not args.no_progress,
         overwrite=args.overwrite,
+        resume=args.resume,
     )
     out = train_policy(config)
     print(f"policy: {out}")

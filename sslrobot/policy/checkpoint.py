@@ -63,9 +63,10 @@ POLICY_FILES = tuple(name for c in CHECKPOINTS for name in (f"{c}.safetensors", 
 FOREIGN_FILES = ("pretrain_config.json", "encoder_config.json")
 
 
-def check_policy_out(out: Path, overwrite: bool) -> None:
+def check_policy_out(out: Path, overwrite: bool, resume: bool = False) -> None:
     """Refuse, before any work, an ``out`` that ``start_policy_dir`` must not clear: an
-    encoder's directory, or (unless ``overwrite``) one holding a finished policy.
+    encoder's directory, or (unless ``overwrite``) one holding a finished policy, which
+    ``resume`` cannot continue either.
 
     Leftovers of an interrupted run (checkpoints without a config) are not a finished policy:
     nothing there can be evaluated, and training again is how to finish it.
@@ -79,6 +80,8 @@ def check_policy_out(out: Path, overwrite: bool) -> None:
             f"{out} holds {foreign}: it is an encoder's directory, not a policy's; choose "
             "another --out"
         )
+    if resume and (out / CONFIG_FILE).is_file():
+        raise ValueError(f"{out} holds a finished policy ({CONFIG_FILE}): nothing to resume")
     if not overwrite and (out / CONFIG_FILE).is_file():
         raise ValueError(
             f"{out} holds a trained policy ({CONFIG_FILE}); choose another --out, or pass "

@@ -94,6 +94,10 @@ class PolicyConfig:
             refused before any work: training clears the directory first, so a mistyped
             ``--out`` would otherwise lose a finished policy. ``sslrobot run`` owns its stage
             directories and turns it on.
+        resume: RL: continue an interrupted run in ``out`` from its last checkpoint
+            (``checkpoints/``, written at every tenth of the steps: the SB3 model, SAC's
+            replay buffer, the validation so far); its settings must be this config's. BC
+            restarts instead (it takes seconds to minutes).
     """
 
     env_id: str
@@ -124,6 +128,7 @@ class PolicyConfig:
     device: str = "auto"
     progress: bool = True
     overwrite: bool = False
+    resume: bool = False
     encoder_arch: str = DEFAULT_ENCODER_ARCH
 
     def __post_init__(self) -> None:
@@ -184,6 +189,10 @@ class PolicyConfig:
             raise ValueError(f"lr must be finite and > 0, got {self.lr!r}")
         if not self.weight_decay >= 0:
             raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
+        if self.resume and self.algo != "rl":
+            raise ValueError(
+                "resume is for RL runs; a BC run restarts (it takes seconds to minutes)"
+            )
         defaults = {f.name: f.default for f in dataclasses.fields(self)}
         if self.algo == "rl" and self.demos is None and self.num_demos is not None:
             raise ValueError(

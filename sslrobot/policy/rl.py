@@ -14,7 +14,9 @@ proprio and keeps its standard MLP policies, logging (CSV, TensorBoard, stdout) 
 
 from __future__ import annotations
 
+import json
 import math
+import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -44,7 +46,7 @@ from sslrobot.policy.setup import (
 )
 from sslrobot.policy.validation import OnlineValidator, validation_seeds
 from sslrobot.utils.device import resolve_device
-from sslrobot.utils.io import atomic_write_to_name
+from sslrobot.utils.io import atomic_write_json, atomic_write_to_name
 
 SB3_FILE = "{checkpoint}_sb3.zip"
 
@@ -238,12 +240,20 @@ def train_rl(config: PolicyConfig) -> Path:
         )
         env = make_feature_vec_env(venv, obs_encoder, obs_mode, device)
         num_steps = config.steps or DEFAULT_RL_STEPS
-        model = make_sb3_model(config, env, device, num_steps)
-        start_policy_dir(out)
+        resumed = read_resume_state(out, config) if config.resume else None
+        if resumed is None:
+            model = make_sb3_model(config, env, device, num_steps)
+            start_policy_dir(out)
+            shutil.rmtree(out / CHECKPOINT_DIR, ignore_errors=True)  # an earlier run's
+        else:
+            model = load_resume_checkpoint(out, resumed, config, env, device)
+        done = int(model.num_timesteps)
+        resumed_at = [] if resumed is None else [*resumed.get("resumed_at_steps", []), done]
         formats = ["csv"] + (["stdout"] if config.progress else [])
         if _has_tensorboard():
             formats.append("tensorboard")
-        model.set_logger(configure(str(out / "logs"), formats))
+        logs = out / "logs" if resumed is None else out / "logs" / f"resumed_at_{done}"
+        model.set_logger(configure(str(logs), formats))
         record = base_record(config, resolved, shapes, image_size)
         record["val_seeds"] = validation_seeds(config.val_episodes)
         checks = None
@@ -252,11 +262,15 @@ def train_rl(config: PolicyConfig) -> Path:
                 record, obs_encoder, _sb3_head(model), device, visual_preset=visual_preset
             )
             checks = _ValidationChecks(validator, num_steps, config.num_val_checks, out)
+            if resumed is not None:
+                checks.restore(resumed, done)
+        saver = _ResumeCheckpoints(out, num_steps, config, checks, done, resumed_at)
         try:
             model.learn(
-                total_timesteps=num_steps,
+                total_timesteps=num_steps - done,
                 progress_bar=False,
-                callback=None if checks is None else checks.callback,
+                callback=[saver.callback] + ([] if checks is None else [checks.callback]),
+                reset_num_timesteps=resumed is None,
             )
             if checks is not None:
                 checks.check(model)  # the final model, scored as the last check
@@ -285,6 +299,7 @@ def train_rl(config: PolicyConfig) -> Path:
             "train_reset_seeds": [config.seed + i for i in range(config.num_envs)],
             "normalization": norm_source,
             "env_steps": int(model.num_timesteps),
+            "resumed_at_steps": resumed_at,  # steps the training continued from
             "checkpoints": checkpoints,
             "sb3_models": sb3_models,
             "best": None if checks is None else checks.best,
@@ -293,7 +308,123 @@ def train_rl(config: PolicyConfig) -> Path:
         }
     )
     write_policy_config(out, record)
+    shutil.rmtree(out / CHECKPOINT_DIR, ignore_errors=True)  # finished: nothing to resume
     return out
+
+
+#: Where an RL run keeps what ``--resume`` continues from, until it finishes.
+CHECKPOINT_DIR = "checkpoints"
+RESUME_STATE = "resume.json"
+#: Resume checkpoints per run, evenly spread over its steps.
+NUM_RESUME_CHECKPOINTS = 10
+#: Config fields that may differ between a run and its resumption (how, not what, it trains).
+RESUME_FREE_FIELDS = ("resume", "overwrite", "progress", "device", "cache_dir")
+
+
+def resume_settings(config: PolicyConfig) -> dict[str, Any]:
+    """What a resumed run must share with the interrupted one: every setting but how it runs."""
+    return {k: v for k, v in config.to_dict().items() if k not in RESUME_FREE_FIELDS}
+
+
+def read_resume_state(out: Path, config: PolicyConfig) -> dict[str, Any]:
+    """The last resume checkpoint's record in ``out``, checked against ``config``.
+
+    Raises:
+        ValueError: no checkpoint to resume, or one made with other settings (naming them).
+    """
+    path = out / CHECKPOINT_DIR / RESUME_STATE
+    if not path.is_file():
+        raise ValueError(
+            f"{out} holds no RL checkpoint to resume ({path} is missing); train without --resume"
+        )
+    state = json.loads(path.read_text())
+    earlier, now = state["settings"], resume_settings(config)
+    changed = sorted(k for k in now if earlier.get(k) != now[k])
+    if changed:
+        described = ", ".join(f"{k} {earlier.get(k)!r} -> {now[k]!r}" for k in changed)
+        raise ValueError(
+            f"{out} was trained with other settings ({described}); resume with the same ones, "
+            "or train anew with --overwrite"
+        )
+    return state
+
+
+def load_resume_checkpoint(
+    out: Path, state: dict[str, Any], config: PolicyConfig, env: Any, device: torch.device
+) -> Any:
+    """The SB3 model (and SAC's replay buffer) of the checkpoint ``state`` names, on ``env``."""
+    sb3 = _import_sb3()
+    algorithm = {"sac": sb3.SAC, "ppo": sb3.PPO}[config.rl_algorithm]
+    folder = out / CHECKPOINT_DIR
+    model = algorithm.load(str(folder / state["model"]), env=env, device=device)
+    if state.get("replay_buffer"):
+        model.load_replay_buffer(str(folder / state["replay_buffer"]))
+    if int(model.num_timesteps) != int(state["num_timesteps"]):
+        raise ValueError(f"{folder}: the model and {RESUME_STATE} disagree on the step count")
+    return model
+
+
+class _ResumeCheckpoints:
+    """SB3 callback: at every ``1 / NUM_RESUME_CHECKPOINTS`` of the steps, the model, SAC's
+    replay buffer and the validation so far under ``out/checkpoints/``, each file written
+    whole before ``resume.json`` names it, so that an interrupted run continues from there
+    (``train-policy --resume``) instead of from step 0. The environments' episodes restart
+    from their reset seeds, so a resumed run is not step for step the uninterrupted one."""
+
+    def __init__(
+        self,
+        out: Path,
+        num_steps: int,
+        config: PolicyConfig,
+        checks: _ValidationChecks | None,
+        done: int,
+        resumed_at: list[int],
+    ):
+        from stable_baselines3.common.callbacks import BaseCallback
+
+        self.folder, self.checks = out / CHECKPOINT_DIR, checks
+        self.settings = resume_settings(config)
+        self.resumed = resumed_at
+        count = NUM_RESUME_CHECKPOINTS
+        self.points = [p for k in range(1, count) if (p := math.ceil(num_steps * k / count)) > done]
+        outer = self
+
+        class Callback(BaseCallback):
+            def _on_rollout_start(self) -> None:
+                passed = [point for point in outer.points if self.num_timesteps >= point]
+                if passed:
+                    outer.points = outer.points[len(passed) :]
+                    outer.save(self.model)
+
+            def _on_step(self) -> bool:
+                return True
+
+        self.callback = Callback()
+
+    def save(self, model: Any) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        step = int(model.num_timesteps)
+        name = f"model_{step}.zip"
+        _save_sb3(model, self.folder / name)
+        buffer = None
+        if getattr(model, "replay_buffer", None) is not None:
+            buffer = f"replay_buffer_{step}.pkl"
+            atomic_write_to_name(
+                self.folder / buffer, lambda tmp: model.save_replay_buffer(str(tmp))
+            )
+        state = {
+            "num_timesteps": step,
+            "model": name,
+            "replay_buffer": buffer,
+            "settings": self.settings,
+            "resumed_at_steps": self.resumed,
+            "validation": [] if self.checks is None else self.checks.rows,
+            "best": None if self.checks is None else self.checks.best,
+        }
+        atomic_write_json(self.folder / RESUME_STATE, state)
+        for stale in self.folder.iterdir():  # the checkpoints before this one
+            if stale.name not in (name, buffer, RESUME_STATE) and not stale.name.startswith("."):
+                stale.unlink()
 
 
 def _sb3_head(model: Any) -> Callable[[torch.Tensor], np.ndarray]:
@@ -340,6 +471,13 @@ class _ValidationChecks:
                 return True
 
         self.callback = Callback()
+
+    def restore(self, state: dict[str, Any], done: int) -> None:
+        """Continue the checks of an interrupted run (its resume checkpoint at step ``done``):
+        its rows and best so far, and only the points still ahead."""
+        self.rows = list(state.get("validation", []))
+        self.best = state.get("best")
+        self.points = [point for point in self.points if point > done]
 
     def check(self, model: Any) -> None:
         success = self.validator.success_rate()

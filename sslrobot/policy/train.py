@@ -23,7 +23,7 @@ def train_policy(config: PolicyConfig) -> Path:
     from sslrobot.policy.environment import check_env_id
 
     check_env_id(config.env_id)  # before the demonstrations, which would blame their own env
-    check_policy_out(Path(config.out), config.overwrite)
+    check_policy_out(Path(config.out), config.overwrite, config.resume)
     if config.algo == "bc":
         from sslrobot.policy.bc import train_bc
 
