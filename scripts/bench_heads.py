@@ -672,6 +672,9 @@ OFFSET_COLUMNS = {
 }
 #: Distance bins of ``distance_summary``, in metres (Reach succeeds within 0.045).
 DISTANCE_BINS = (0.15, 0.07)
+#: A step whose cosine to the expert's action is below this goes the wrong way; where the
+#: first one falls says where a head loses the object.
+WRONG_COSINE = 0.5
 
 
 def agreeing(
@@ -715,7 +718,8 @@ def agreement_summary(records: list[tuple[bool, list[float]]]) -> str:
 def distance_summary(records: list[tuple[bool, list[float], list[float]]]) -> str:
     """As ``agreement_summary``, by the fingertip's distance to the object instead of the step
     (bins of ``DISTANCE_BINS``): where, not when, the actions leave the expert's. Each cell is
-    the median over the episodes that had steps in its bin, with their count."""
+    the median over the episodes that had steps in its bin, with their count; then the median
+    distance at each episode's first step below ``WRONG_COSINE``."""
     far, near = DISTANCE_BINS
     bins = ((far, np.inf), (near, far), (0.0, near))
     parts = []
@@ -728,7 +732,16 @@ def distance_summary(records: list[tuple[bool, list[float], list[float]]]) -> st
                 if ok == success and any(low <= d < high for d in dist)
             ]
             cells.append(f"{np.median(means):.2f} ({len(means)})" if means else "- (0)")
-        parts.append(f"{label}: " + " / ".join(cells))
+        first_wrong = [
+            dist[next(i for i, c in enumerate(cos) if c < WRONG_COSINE)]
+            for ok, cos, dist in records
+            if ok == success and min(cos, default=1.0) < WRONG_COSINE
+        ]
+        where = f"{np.median(first_wrong) * 100:.1f} cm" if first_wrong else "-"
+        parts.append(
+            f"{label}: " + " / ".join(cells) + f", first below {WRONG_COSINE} at {where} "
+            f"(median of {len(first_wrong)})"
+        )
     return (
         f"cosine by distance to the object, >= {far * 100:.0f} / {near * 100:.0f}-{far * 100:.0f}"
         f" / < {near * 100:.0f} cm (episodes): " + "; ".join(parts)

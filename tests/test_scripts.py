@@ -286,5 +286,11 @@ def test_distance_summary_bins_steps_by_distance_to_the_object(bench_heads) -> N
         (False, [0.8], [0.40]),  # never came near: counts in the far bin only
     ]
     summary = bench_heads.distance_summary(records)
-    assert "successes: 1.00 (1) / 1.00 (1) / 0.50 (1)" in summary
-    assert "failures: 0.85 (2) / 0.70 (1) / -0.75 (1)" in summary
+    assert (
+        "successes: 1.00 (1) / 1.00 (1) / 0.50 (1), first below 0.5 at - (median of 0)" in summary
+    )
+    # the failures' first steps below 0.5: at 5 cm (the first), and never (the second)
+    assert (
+        "failures: 0.85 (2) / 0.70 (1) / -0.75 (1), first below 0.5 at 5.0 cm (median of 1)"
+        in summary
+    )
