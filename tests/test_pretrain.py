@@ -422,7 +422,8 @@ def test_a_batch_larger_than_the_training_windows_is_refused(dataset, tmp_path: 
     size = len(dataset)
     message = (
         f"batch_size {size + 1}: a step takes {size + 1} windows, but the training split holds "
-        f"only {size}; pass a smaller --batch-size (at most {size})"
+        f"only {size}; pass a smaller --batch-size (at most {size}; `sslrobot run`: --set "
+        f"pretrain_batch_size, the total over processes, at most {size})"
     )
     with pytest.raises(ValueError, match=re.escape(message)):
         pretrain(tiny_config(tmp_path / "big", batch_size=size + 1), dataset, progress=False)

@@ -345,7 +345,8 @@ def test_a_batch_beyond_the_data_is_one_line_not_an_oom(data_dir: Path, tmp_path
     assert re.fullmatch(
         rf"sslrobot pretrain: error: batch_size 100000: a step takes 100000 windows, but the "
         rf"training split of {re.escape(str(data_dir))} holds only \d+; pass a smaller "
-        r"--batch-size \(at most \d+\) or collect more episodes",
+        r"--batch-size \(at most \d+; `sslrobot run`: --set pretrain_batch_size, the total over "
+        r"processes, at most \d+\) or collect more episodes",
         err,
     ), err
 
