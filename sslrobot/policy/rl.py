@@ -364,6 +364,26 @@ def load_resume_checkpoint(
     return model
 
 
+def _callback_at_points(owner: Any, act: Callable[[Any], None]) -> Any:
+    """An SB3 callback calling ``act(model)`` when a rollout starts past one or more of
+    ``owner.points`` (which it drops; once however many were passed): there the weights are
+    those after every update so far (PPO updates only between rollouts, SAC after each
+    rollout's steps)."""
+    from stable_baselines3.common.callbacks import BaseCallback
+
+    class Callback(BaseCallback):
+        def _on_rollout_start(self) -> None:
+            passed = [point for point in owner.points if self.num_timesteps >= point]
+            if passed:
+                owner.points = owner.points[len(passed) :]
+                act(self.model)
+
+        def _on_step(self) -> bool:
+            return True
+
+    return Callback()
+
+
 class _ResumeCheckpoints:
     """SB3 callback: at every ``1 / NUM_RESUME_CHECKPOINTS`` of the steps, the model, SAC's
     replay buffer and the validation so far under ``out/checkpoints/``, each file written
@@ -380,26 +400,12 @@ class _ResumeCheckpoints:
         done: int,
         resumed_at: list[int],
     ):
-        from stable_baselines3.common.callbacks import BaseCallback
-
         self.folder, self.checks = out / CHECKPOINT_DIR, checks
         self.settings = resume_settings(config)
         self.resumed = resumed_at
         count = NUM_RESUME_CHECKPOINTS
         self.points = [p for k in range(1, count) if (p := math.ceil(num_steps * k / count)) > done]
-        outer = self
-
-        class Callback(BaseCallback):
-            def _on_rollout_start(self) -> None:
-                passed = [point for point in outer.points if self.num_timesteps >= point]
-                if passed:
-                    outer.points = outer.points[len(passed) :]
-                    outer.save(self.model)
-
-            def _on_step(self) -> bool:
-                return True
-
-        self.callback = Callback()
+        self.callback = _callback_at_points(self, self.save)
 
     def save(self, model: Any) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -451,26 +457,12 @@ class _ValidationChecks:
     """
 
     def __init__(self, validator: OnlineValidator, num_steps: int, num_checks: int, out: Path):
-        from stable_baselines3.common.callbacks import BaseCallback
-
         self.validator, self.out = validator, out
         self.rows: list[dict[str, float]] = []
         self.best: dict[str, float] | None = None
         # Points of the checks inside training; the last check is the final model's.
         self.points = [math.ceil(num_steps * k / num_checks) for k in range(1, num_checks)]
-        outer = self
-
-        class Callback(BaseCallback):
-            def _on_rollout_start(self) -> None:
-                passed = [point for point in outer.points if self.num_timesteps >= point]
-                if passed:
-                    outer.points = outer.points[len(passed) :]
-                    outer.check(self.model)
-
-            def _on_step(self) -> bool:
-                return True
-
-        self.callback = Callback()
+        self.callback = _callback_at_points(self, self.check)
 
     def restore(self, state: dict[str, Any], done: int) -> None:
         """Continue the checks of an interrupted run (its resume checkpoint at step ``done``):
