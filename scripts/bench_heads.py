@@ -44,7 +44,9 @@ episodes:
 - ``delta``: the run's MLP given, beside the features and proprio, the change of the features
   since the previous frame (zero on an episode's first): one frame says where the cube is, not
   where it is going. ``augment-delta``: ``augment``'s copies with that change (from the frames
-  as they are) beside them.
+  as they are) beside them. ``augment-first``: ``augment``'s copies with the episode's first
+  frame's features beside each frame's (``first``'s context; each copy's from its own first
+  frame): where the target was before the arm came near it.
 - ``consistency``: ``augment``'s head, also asked to give the same action on two augmented
   copies of each of ``--whiten-episodes`` episodes' unlabeled frames (weight
   ``--consistency-weight``; the Pi-model of semi-supervised learning): invariance to the
@@ -134,7 +136,7 @@ from sslrobot.pretraining.augment import color_jitter, random_shift
 
 HEADS = (
     "mlp", "mlp-noise", "knn", "spatial", "chunk", "first", "mean", "whiten", "slow", "residual",
-    "augment", "delta", "augment-delta", "consistency", "state",
+    "augment", "delta", "augment-delta", "consistency", "state", "augment-first",
 )  # fmt: skip
 Act = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]  # (features, maps, proprio)
 
@@ -515,17 +517,25 @@ def fit_augment(
     module: nn.Module,
     with_change: bool = False,
     unlabeled: tuple[np.ndarray, np.ndarray] | None = None,
+    context: str | None = None,
 ) -> Act:
     """The MLP on the demonstrations and their copies; ``with_change`` (``augment-delta``)
     puts ``delta``'s change since the previous frame beside them, taken from the frames as
     they are (a copy's shift is its own per frame, so a change between two copies would be
     mostly the shift); ``unlabeled`` frames and proprio (``consistency``) add
-    ``consistency_term`` to the loss."""
+    ``consistency_term`` to the loss; ``context="first"`` (``augment-first``) puts the
+    episode's first frame's features beside each frame's, each copy's from its own first
+    frame: where the target was before the arm came near it."""
     features, repeat = augmented_features(demos, seed, args, pixels, module)
     columns = [features]
     if with_change:
         change = demos.features - previous_features(demos.features, demos.episode_lengths)
         columns.append(np.tile(change, (repeat, 1)))
+    if context is not None:
+        blocks = np.split(features, repeat)  # the frames as they are, then each copy's
+        columns.append(
+            np.concatenate([episode_context(b, demos.episode_lengths, context) for b in blocks])
+        )
     inputs = np.concatenate([*columns, np.tile(demos.proprio, (repeat, 1))], axis=1)
     actions = np.tile(demos.actions, (repeat, 1))
     batch = config["bc_batch_size"]
@@ -533,6 +543,8 @@ def fit_augment(
     head = train_head(inputs, actions, seed, config["bc_steps"], batch, extra_loss=extra)
     if with_change:
         return DeltaPolicy(head)
+    if context is not None:
+        return ContextPolicy(head, context)
     return lambda f, _m, p: head(np.r_[f, p])
 
 
@@ -840,11 +852,15 @@ def main() -> None:
             fitters["augment-delta"] = partial(
                 fit_augment, pixels=transitions.pixels, module=module, with_change=True
             )
+            fitters["augment-first"] = partial(
+                fit_augment, pixels=transitions.pixels, module=module, context="first"
+            )
             fitters["state"] = fit_state
             for name in args.heads:
                 fit = fitters[name]
                 if args.ensemble > 1:
-                    if name in ("chunk", "first", "mean", "delta", "augment-delta", "state"):
+                    stateful = ("chunk", "first", "mean", "delta", "augment-delta", "augment-first")
+                    if name in (*stateful, "state"):
                         raise SystemExit(
                             f"--ensemble takes no {name!r} head (stateful, or acting on the state)"
                         )
