@@ -375,6 +375,12 @@ def test_set_overrides_parse_types_and_refuse_unknown_fields(
         parse_overrides(["pretrain_steps"])
     assert main(["run", "--preset", "quick", "--set", "pretrain_steps=0", "--out", "x"]) == 2
     assert "pretrain_steps must be >= 1, got 0" in capsys.readouterr().err
+    # Frame sizes the envs or the encoder cannot take, refused before any stage runs.
+    assert main(["run", "--preset", "quick", "--set", "image_size=7", "--out", "x"]) == 2
+    assert "image_size must be in [8, 1024]" in capsys.readouterr().err
+    assert main(["run", "--preset", "quick", "--set", "image_size=2000", "--out", "x"]) == 2
+    assert "image_size must be in [8, 1024]" in capsys.readouterr().err
+    assert not Path("x").exists()
     # Python's spellings are read as such, not as (truthy) strings; wrong types are refused.
     assert parse_overrides(["heldout_eval=False", "main_num_demos=None"]) == {
         "heldout_eval": False,
