@@ -693,3 +693,20 @@ def test_train_policy_cli_overwrites_only_when_told(demos, tmp_path, capsys) -> 
     assert read_policy_config(out)["seed"] == 0
     assert main([*argv, "--overwrite"]) == 0
     assert read_policy_config(out)["seed"] == 5
+
+
+def test_an_encoder_arch_beside_a_pretrained_encoder_that_it_does_not_name_warns(
+    demos, tmp_path
+) -> None:
+    """A pretrained directory brings its own architecture; --encoder-arch naming another was
+    dropped without a word."""
+    import warnings as warnings_module
+
+    encoder_dir = write_encoder_dir(tmp_path / "enc", EncoderConfig(image_size=IMAGE_SIZE))
+    with pytest.warns(UserWarning, match="encoder_arch 'resnet' is ignored: .* brings its own"):
+        train_tiny_bc(demos, tmp_path / "a", encoder=str(encoder_dir), steps=2,
+                      encoder_arch="resnet")  # fmt: skip
+    with warnings_module.catch_warnings():
+        warnings_module.simplefilter("error")  # the arch it is: nothing to say
+        train_tiny_bc(demos, tmp_path / "b", encoder=str(encoder_dir), steps=2,
+                      encoder_arch="cnn")  # fmt: skip

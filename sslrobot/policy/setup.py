@@ -82,6 +82,7 @@ def resolve_policy_encoder(
     if config.encoder_kind == "pretrained":
         resolved = resolve_encoder(config.encoder, DEFAULT_IMAGE_SIZE, config.seed)
         assert resolved.config is not None
+        warn_of_ignored_arch(config, resolved.config)
         return resolved, config.image_size or resolved.config.image_size
     image_size = config.image_size
     if image_size is None and manifest is not None and manifest.get("image_size"):
@@ -89,6 +90,24 @@ def resolve_policy_encoder(
     image_size = image_size or DEFAULT_IMAGE_SIZE
     resolved = resolve_encoder(config.encoder, image_size, config.seed, config.encoder_arch)
     return resolved, image_size
+
+
+def warn_of_ignored_arch(config: PolicyConfig, pretrained: Any) -> None:
+    """A pretrained encoder brings its own architecture: an ``encoder_arch`` given beside it
+    (not the default) that names another one is ignored, and the user is told so."""
+    from sslrobot.models.encoder import encoder_config_for
+
+    default = PolicyConfig.__dataclass_fields__["encoder_arch"].default
+    if config.encoder_arch == default:
+        return
+    named = encoder_config_for(config.encoder_arch, pretrained.image_size)
+    if (named.arch, named.readout) != (pretrained.arch, pretrained.readout):
+        warnings.warn(
+            f"encoder_arch {config.encoder_arch!r} is ignored: {config.encoder} brings its own "
+            f"encoder ({pretrained.arch} trunk, {pretrained.readout} readout); the architecture "
+            "is for the none and scratch baselines",
+            stacklevel=2,
+        )
 
 
 def check_fits(resolved: ResolvedEncoder, shapes: EnvShapes, env_id: str) -> None:
