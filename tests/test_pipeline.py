@@ -584,6 +584,16 @@ def test_rerunning_a_run_directory_with_other_settings_names_them(tmp_path: Path
         warn_of_changed_settings(tmp_path, make_run_config("default", bc_steps=7))
     assert str(caught[0].message).endswith(f"sslrobot run --preset default --out {tmp_path}")
 
+    # A hand-edited config: no command that cannot work is suggested; unknown fields named.
+    edited = {**config.to_dict(), "image_size": "big", "bogus": 1}
+    (tmp_path / "config.json").write_text(json.dumps(edited))
+    with pytest.warns(UserWarning) as caught:
+        warn_of_changed_settings(tmp_path, config)
+    message = str(caught[0].message)
+    assert "image_size 'big' -> 64" in message and "sslrobot run --preset" not in message
+    assert "This version cannot continue that run (" in message
+    assert message.endswith("Its config.json also holds fields this version ignores: ['bogus'].")
+
     # A setting no stage keys on (collection workers) warns of nothing.
     same = {**earlier, "bc_augment_copies": 8, "num_demos": [25], "num_workers": 7}
     (tmp_path / "config.json").write_text(json.dumps(same))

@@ -20,7 +20,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from sslrobot.pipeline.presets import RunConfig, make_run_config
+from sslrobot.pipeline.presets import RunConfig, make_run_config, parse_overrides
 from sslrobot.pipeline.stages import StageResult, StageRunner, read_json_file
 from sslrobot.utils.io import atomic_write_json, exclusive_lock
 
@@ -111,7 +111,8 @@ def warn_of_changed_settings(out: Path, config: RunConfig) -> list[str]:
     if not path.is_file():
         return []
     defaults = _plain(RunConfig())
-    earlier, now = {**defaults, **read_json_file(path)}, _plain(config)
+    recorded = read_json_file(path)
+    earlier, now = {**defaults, **recorded}, _plain(config)
     skipped = ("preset", "encoders", "tasks", *UNSTAGED_SETTINGS)
     changed = [key for key in now if key not in skipped and earlier[key] != now[key]]
     if changed:
@@ -119,18 +120,26 @@ def warn_of_changed_settings(out: Path, config: RunConfig) -> list[str]:
             preset = _plain(make_run_config(earlier["preset"]))
         except ValueError:  # a preset this version no longer has
             preset = defaults
-        keep = [
-            f"--set {key}={_set_value(earlier[key])}"
+        assignments = [
+            f"{key}={_set_value(earlier[key])}"
             for key in now
             if key not in ("preset", "encoders", *UNSTAGED_SETTINGS) and earlier[key] != preset[key]
         ]
+        keep = [f"--set {assignment}" for assignment in assignments]
         described = ", ".join(f"{key} {earlier[key]!r} -> {now[key]!r}" for key in changed)
         command = " ".join(["sslrobot run --preset", earlier["preset"], *keep, "--out", str(out)])
+        continuation = f"To continue that run instead: {command}"
+        try:  # the command suggested must work: a hand-edited config may not
+            make_run_config(earlier["preset"], **parse_overrides(assignments))
+        except ValueError as error:
+            continuation = f"This version cannot continue that run ({error})."
+        unknown = sorted(set(recorded) - set(defaults))
+        if unknown:
+            continuation += f" Its config.json also holds fields this version ignores: {unknown}."
         warnings.warn(
             f"{out} holds an earlier run made with other settings ({described}): the stages "
             "they change are made again (replacing the earlier ones), grown, or left out of the "
-            f"report; its config is kept as {PREVIOUS_CONFIG}. To continue that run instead: "
-            f"{command}",
+            f"report; its config is kept as {PREVIOUS_CONFIG}. {continuation}",
             stacklevel=2,
         )
     return changed
