@@ -15,6 +15,8 @@ from sslrobot.envs.core.task import Task
 from sslrobot.envs.core.variation import SceneVariation
 
 OBS_MODES = ("pixels", "state")
+#: Frame sides the renderer takes (``image_size``), inclusive.
+IMAGE_SIZE_RANGE = (8, 1024)
 
 
 def asset_path(file_name: str) -> str:
@@ -61,8 +63,11 @@ class RobotEnv(gym.Env):
             task = self.task_class()
         if obs_mode not in OBS_MODES:
             raise ValueError(f"{name}: unknown obs_mode {obs_mode!r}; choose one of {OBS_MODES}")
-        if not isinstance(image_size, int | np.integer) or not 8 <= image_size <= 1024:
-            raise ValueError(f"{name}: image_size must be an int in [8, 1024], got {image_size!r}")
+        low, high = IMAGE_SIZE_RANGE
+        if not isinstance(image_size, int | np.integer) or not low <= image_size <= high:
+            raise ValueError(
+                f"{name}: image_size must be an int in [{low}, {high}], got {image_size!r}"
+            )
         if not isinstance(terminate_on_success, bool | np.bool_):  # "False" is truthy
             raise ValueError(
                 f"{name}: terminate_on_success must be True or False, got {terminate_on_success!r}"

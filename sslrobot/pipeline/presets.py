@@ -173,9 +173,14 @@ class RunConfig:
                 raise ValueError(f"{name} must be >= 1, got {value}")
         # The envs and the encoder architecture bound the frame size: checked here, not when
         # the first collection or pretraining meets it.
-        if not 8 <= self.image_size <= 1024:
-            raise ValueError(f"image_size must be in [8, 1024] (the envs'), got {self.image_size}")
+        from sslrobot.envs.core.env import IMAGE_SIZE_RANGE
         from sslrobot.models.encoder import encoder_config_for
+
+        low, high = IMAGE_SIZE_RANGE
+        if not low <= self.image_size <= high:
+            raise ValueError(
+                f"image_size must be in [{low}, {high}] (the envs'), got {self.image_size}"
+            )
 
         encoder_config_for(self.encoder_arch, self.image_size)
         if self.pretrain_processes < 1 or self.pretrain_batch_size % self.pretrain_processes:
