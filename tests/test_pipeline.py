@@ -380,6 +380,10 @@ def test_set_overrides_parse_types_and_refuse_unknown_fields(
     assert "image_size must be in [8, 1024]" in capsys.readouterr().err
     assert main(["run", "--preset", "quick", "--set", "image_size=2000", "--out", "x"]) == 2
     assert "image_size must be in [8, 1024]" in capsys.readouterr().err
+    # A horizon longer than a task's episodes, refused before its collection.
+    command = ["run", "--preset", "quick", "--set", "num_steps_ahead=50", "--out", "x"]
+    assert main(command) == 2
+    assert "leaves no window in sslrobot/Reach-v0" in capsys.readouterr().err
     assert not Path("x").exists()
     # Python's spellings are read as such, not as (truthy) strings; wrong types are refused.
     assert parse_overrides(["heldout_eval=False", "main_num_demos=None"]) == {
