@@ -134,6 +134,26 @@ def test_verify_names_truncated_and_bit_flipped_episodes(tmp_path):
     )
 
 
+def test_verified_loading_refuses_a_bit_flip_that_memory_maps_read_unseen(tmp_path):
+    """Probes and demonstrations load episodes through memory maps, which check nothing;
+    they ask ``load_episode(verify=True)``, which names the damaged episode."""
+    from sslrobot.evaluation.probe import iter_probe_frames
+    from sslrobot.policy.demos import load_transitions
+
+    make_dataset(tmp_path, {0: 5, 1: 5})
+    flip_member_byte(episode_path(tmp_path, 1), "pixels.npy")
+    dataset = open_dataset(tmp_path)
+    dataset.load_episode(1)  # unchecked: the flipped frame would be used as data
+    assert dataset.load_episode(0, verify=True)["pixels"].shape[0] == 6
+    message = r"episode 1 of .* is damaged: .*member pixels.npy is corrupt.*sslrobot data verify"
+    with pytest.raises(ValueError, match=message):
+        dataset.load_episode(1, verify=True)
+    with pytest.raises(ValueError, match=message):
+        list(iter_probe_frames(dataset, [0, 1], max_frames=None, seed=0))
+    with pytest.raises(ValueError, match=message):
+        load_transitions(dataset, [0, 1], pixels=True, state=False)
+
+
 def test_verify_names_an_episode_stored_under_another_id(tmp_path):
     make_dataset(tmp_path, {0: 5, 1: 5})
     shutil.copyfile(episode_path(tmp_path, 0), episode_path(tmp_path, 2))  # a copy, renamed

@@ -258,7 +258,7 @@ class FakeDataset:
             ).astype(np.uint8)
             self.episodes[i] = {"pixels": pixels, "state": state}
 
-    def load_episode(self, i, include_state=False):
+    def load_episode(self, i, include_state=False, verify=False):
         assert include_state
         return self.episodes[i]
 
@@ -454,7 +454,7 @@ def test_probe_representation_without_state_or_names(monkeypatch, tmp_path):
     metrics = probe_representation(MeanColourEncoder(), tmp_path)
     assert set(metrics["probe/r2"]) == {"state_0", "state_1"}
 
-    def no_state(i, include_state=False):
+    def no_state(i, include_state=False, verify=False):
         raise FileNotFoundError(f"episode {i}: no state.npy")
 
     dataset.load_episode = no_state

@@ -93,12 +93,18 @@ class EpisodeDataset:
         """The episode's metadata (length, seed, policy, return, success, array shapes)."""
         return read_meta(self.episode_path(episode_id))
 
-    def load_episode(self, episode_id: int, include_state: bool = False) -> dict[str, np.ndarray]:
+    def load_episode(
+        self, episode_id: int, include_state: bool = False, verify: bool = False
+    ) -> dict[str, np.ndarray]:
         """Arrays of one episode, memory-mapped read-only (copy before modifying).
 
         Args:
             episode_id: Episode id.
             include_state: Also load the privileged ``state`` (L+1, S): evaluation only.
+            verify: Check every byte's checksum and the metadata first (one read of the
+                episode): memory-mapped reads skip the checksums, so a flipped bit in the
+                frames would otherwise be used unseen. Probes and demonstrations ask for it;
+                pretraining checks its windows itself.
 
         Returns:
             ``pixels`` (L+1, H, W, 3) uint8, ``proprio`` (L+1, P), ``action`` (L, A),
@@ -111,14 +117,23 @@ class EpisodeDataset:
         """
         path = self.episode_path(episode_id)
         names = [k for k in ARRAY_FILES if include_state or k not in EVAL_ONLY_ARRAYS]
+        hint = (
+            f"; `sslrobot data verify {self.root}` lists every damaged episode, and "
+            f"`sslrobot collect --out {self.root} --resume` (with the collection's other "
+            "options) sets them aside and collects them again"
+        )
+        if verify:
+            from sslrobot.data.verify import episode_problems
+
+            problems = episode_problems(self.root, episode_id, self.manifest, checksums=True)
+            if problems:
+                raise ValueError(
+                    f"episode {episode_id} of {self.root} is damaged: " + "; ".join(problems) + hint
+                )
         try:
             locations = locate_arrays(path, names)
         except ValueError as error:
-            raise ValueError(
-                f"{error}; `sslrobot data verify {self.root}` lists every damaged episode, and "
-                f"`sslrobot collect --out {self.root} --resume` (with the collection's other "
-                "options) sets them aside and collects them again"
-            ) from error
+            raise ValueError(f"{error}{hint}") from error
         return {name: map_array(where) for name, where in locations.items()}
 
     def split(self, val_fraction: float = 0.1, seed: int = 0) -> tuple[list[int], list[int]]:

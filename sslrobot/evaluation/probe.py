@@ -516,12 +516,13 @@ def iter_probe_frames(
         ``(episode_id, frames, states)``: uint8 (n, H, W, 3 * frame_stack), float64 (n, S).
 
     Raises:
-        ValueError: for an episode without privileged state.
+        ValueError: for an episode without privileged state, or a damaged one (checksums are
+            checked once, before any frame is used).
     """
     episodes = []
     for i in episode_ids:  # memory-mapped: loading is cheap, pages are read when sliced
         try:
-            episodes.append(dataset.load_episode(i, include_state=True))
+            episodes.append(dataset.load_episode(i, include_state=True, verify=True))
         except FileNotFoundError as error:
             raise ValueError(
                 f"episode {i} has no privileged state, which probes need: {error}"

@@ -76,7 +76,7 @@ def load_transitions(
     """
     actions, frames, proprios, states, lengths = [], [], [], [], []
     for episode_id in episode_ids:
-        episode = dataset.load_episode(episode_id, include_state=state)
+        episode = dataset.load_episode(episode_id, include_state=state, verify=True)
         action = np.asarray(episode["action"], dtype=np.float32)
         length = action.shape[0]
         lengths.append(length)
