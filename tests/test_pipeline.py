@@ -294,6 +294,34 @@ def test_a_random_init_killed_after_writing_its_weights_is_written_again(
         dataclasses.replace(QUICK, policy_seeds=(0, 0))
 
 
+def test_an_interrupted_policy_stage_resumes_from_its_last_check(
+    quick_run: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A BC stage killed in training continues from its resume checkpoint on the rerun, and
+    ends with the weights it had when it ran uninterrupted."""
+    from sslrobot.policy import bc
+
+    stage = quick_run / "Reach-v0" / "policy" / "none" / "demos3" / "seed0"
+    weights = (stage / "policy" / "final.safetensors").read_bytes()
+    (stage / "stage.json").unlink()  # its record gone: the rerun trains it again
+    save = bc._BCResumeCheckpoints.save
+
+    def save_then_stop(self, loop, *args):
+        save(self, loop, *args)
+        if loop["step"] == 6:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(bc._BCResumeCheckpoints, "save", save_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        Pipeline(QUICK, quick_run, device="cpu", progress=False).run()
+    monkeypatch.setattr(bc._BCResumeCheckpoints, "save", save)
+    Pipeline(QUICK, quick_run, device="cpu", progress=False).run()
+    assert (stage / "policy" / "final.safetensors").read_bytes() == weights
+    assert json.loads((stage / "policy" / "policy_config.json").read_text())[
+        "resumed_at_steps"
+    ] == [6]
+
+
 def test_pretraining_in_two_processes_reruns_the_trained_encoders_only(
     quick_run: Path,
 ) -> None:

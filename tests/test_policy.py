@@ -662,6 +662,47 @@ def test_online_validation_leaves_the_final_weights_as_they_were(demos, tmp_path
         ).read_bytes(), name
 
 
+def test_an_interrupted_bc_run_resumes_to_the_uninterrupted_runs_weights(
+    demos, tmp_path, monkeypatch
+):
+    """`train-policy --resume` continues BC from its last check: weights, optimiser, the
+    generator that shuffles and shifts, the data order and the checks so far all come back,
+    so the final and best checkpoints and the log are the uninterrupted run's, byte for byte
+    (scratch: the generator shifts its frames too)."""
+    from sslrobot.policy import bc
+
+    settings = {"encoder": "scratch", "num_val_demos": 1, "num_val_checks": 3, "seed": 4}
+    whole = train_tiny_bc(demos, tmp_path / "whole", **settings)
+    save = bc._BCResumeCheckpoints.save
+
+    def save_then_stop(self, loop, *args):
+        save(self, loop, *args)
+        if loop["step"] == 20:  # the second of three checks: one still ahead of it
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(bc._BCResumeCheckpoints, "save", save_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        train_tiny_bc(demos, tmp_path / "cut", **settings)
+    monkeypatch.setattr(bc._BCResumeCheckpoints, "save", save)
+    cut = tmp_path / "cut"
+    assert sorted(p.name for p in (cut / "checkpoints").iterdir()) == ["bc_state.pt", "resume.json"]
+    assert not (cut / "policy_config.json").exists()
+    with pytest.raises(ValueError, match=r"other settings \(batch_size 32 -> 16\)"):
+        train_tiny_bc(demos, cut, batch_size=16, resume=True, **settings)
+    with pytest.raises(ValueError, match="holds no checkpoint to resume"):
+        train_tiny_bc(demos, tmp_path / "empty", resume=True, **settings)
+
+    resumed = train_tiny_bc(demos, cut, resume=True, **settings)
+    for name in ("final.safetensors", "best.safetensors", "logs/bc.csv"):
+        assert (resumed / name).read_bytes() == (whole / name).read_bytes(), name
+    record = read_policy_config(resumed)
+    assert (
+        record["resumed_at_steps"] == [20] and read_policy_config(whole)["resumed_at_steps"] == []
+    )
+    assert record["best"] == read_policy_config(whole)["best"]
+    assert not (resumed / "checkpoints").exists()  # finished: nothing left to resume
+
+
 def test_bc_on_data_the_expert_did_not_collect_warns(tmp_path) -> None:
     """Cloning imitates whatever acted: a noisy stream passed as demonstrations by mistake
     trains, but the user is told."""

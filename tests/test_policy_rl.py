@@ -231,5 +231,3 @@ def test_an_interrupted_rl_run_resumes_from_its_last_checkpoint(tmp_path, monkey
     assert (out / "logs" / "resumed_at_60" / "progress.csv").is_file()
     with pytest.raises(ValueError, match=r"holds a finished policy .* nothing to resume"):
         train_policy(PolicyConfig(**{**values, "resume": True}))
-    with pytest.raises(ValueError, match="resume is for RL runs"):
-        PolicyConfig(**{**values, "algo": "bc", "demos": tmp_path, "resume": True})

@@ -43,7 +43,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument(
         "--resume",
         action="store_true",
-        help="RL: continue an interrupted run in --out from its last checkpoint (same options)",
+        help="continue an interrupted run in --out from its last checkpoint (same options)",
     )
     budget = train.add_mutually_exclusive_group()
     budget.add_argument("--steps", type=int, default=None, help="BC gradient steps / RL env steps")

@@ -505,6 +505,7 @@ class Pipeline:
         artifacts: TaskArtifacts,
     ) -> StageResult:
         from sslrobot.policy import PolicyConfig, train_policy
+        from sslrobot.policy.checkpoint import can_resume
 
         depends: tuple[StageResult, ...] = (artifacts.demos,)
         if encoder_name in artifacts.pretrain and encoder_name != "none":
@@ -551,12 +552,13 @@ class Pipeline:
                     augment_copies=copies,
                     val_episodes=self.config.bc_val_episodes,
                     overwrite=True,  # the stage runner decides what to redo in its directories
+                    resume=resume and can_resume(stage_dir / "policy"),
                 )
             )
             return {"policy": "policy"}
 
         name = f"{slug}/policy/{encoder_name}/demos{num_demos}/seed{seed}"
-        return self._stage(name, settings, run, depends_on=depends)
+        return self._stage(name, settings, run, depends_on=depends, resumes=True)
 
     def _evaluate(
         self,

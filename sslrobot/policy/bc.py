@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,7 +17,15 @@ from torch.nn import functional as F
 from tqdm import tqdm
 
 from sslrobot.policy.cache import FeatureCache, compute_features
-from sslrobot.policy.checkpoint import save_weights, start_policy_dir, write_policy_config
+from sslrobot.policy.checkpoint import (
+    CHECKPOINT_DIR,
+    RESUME_STATE,
+    read_resume_state,
+    resume_settings,
+    save_weights,
+    start_policy_dir,
+    write_policy_config,
+)
 from sslrobot.policy.config import DEFAULT_BC_STEPS, VALIDATION_SEED_BASE, PolicyConfig
 from sslrobot.policy.demos import (
     DemoTransitions,
@@ -37,7 +46,7 @@ from sslrobot.policy.setup import (
 from sslrobot.policy.validation import OnlineValidator, validation_seeds
 from sslrobot.pretraining.augment import check_shift_pad, color_jitter, random_shift
 from sslrobot.utils.device import resolve_device
-from sslrobot.utils.io import atomic_write_text
+from sslrobot.utils.io import atomic_write, atomic_write_json, atomic_write_text
 
 
 class NonFiniteBCLossError(FloatingPointError, ValueError):
@@ -82,6 +91,7 @@ class BCHistory:
 
     rows: list[dict[str, float]] = field(default_factory=list)
     best: dict[str, Any] | None = None
+    resumed_at: list[int] = field(default_factory=list)  # steps a resumed run continued from
 
 
 def predict(
@@ -274,8 +284,11 @@ def train_bc(config: PolicyConfig) -> Path:
             "val_episodes=0"
         )
     out = config.out
-    start_policy_dir(out)
-    history = _fit(config, network, train_data, val_data, record, device)
+    resumed = read_resume_state(out, config) if config.resume else None
+    if resumed is None:
+        start_policy_dir(out)
+        shutil.rmtree(out / CHECKPOINT_DIR, ignore_errors=True)  # an earlier run's
+    history = _fit(config, network, train_data, val_data, record, device, resumed)
     save_weights(out / "final.safetensors", network)
     checkpoints = {"final": "final.safetensors"}
     if history.best is not None:
@@ -290,10 +303,12 @@ def train_bc(config: PolicyConfig) -> Path:
                 "dir": None if config.cache_dir is None else str(config.cache_dir),
                 "frames_encoded": 0 if cache is None else cache.num_computed_frames,
             },
+            "resumed_at_steps": history.resumed_at,  # steps the training continued from
             "wall_time_s": time.perf_counter() - start_time,
         }
     )
     write_policy_config(out, record)
+    shutil.rmtree(out / CHECKPOINT_DIR, ignore_errors=True)  # finished: nothing to resume
     return out
 
 
@@ -304,8 +319,16 @@ def _fit(
     val_data: BCData | None,
     record: dict[str, Any],
     device: torch.device,
+    resumed: dict[str, Any] | None = None,
 ) -> BCHistory:
-    """The training loop: minibatch epochs, validation checks, best checkpoint on disk."""
+    """The training loop: minibatch epochs, validation checks, best checkpoint on disk.
+
+    At every check before the last, everything the loop carries (weights, optimiser, the
+    generator that shuffles and shifts, the shuffled order and its cursor, the checks so far)
+    is saved under ``out/checkpoints/``, so that ``resumed`` (``read_resume_state``'s record)
+    continues bit for bit where the interrupted run had saved: on CPU the resumed run's final
+    weights are the uninterrupted run's.
+    """
     num_samples = len(train_data)
     batch_size = min(config.batch_size, num_samples)
     # An epoch is as many steps as a pass over the demonstrations' own frames: augmented
@@ -330,9 +353,23 @@ def _fit(
     history = BCHistory()
     best_score: tuple[float, ...] | None = None
     order = torch.randperm(num_samples, generator=generator, device=device)
-    cursor, running, count = 0, 0.0, 0
+    cursor, running, count, first = 0, 0.0, 0, 1
+    saver = _BCResumeCheckpoints(config)
+    if resumed is not None:
+        loop = saver.load(resumed, network, optimizer, generator, device)
+        order, cursor, first = loop["order"], loop["cursor"], loop["step"] + 1
+        history.rows, history.best = list(loop["rows"]), resumed["best"]
+        best_score = None if resumed["best_score"] is None else tuple(resumed["best_score"])
+        history.resumed_at = [*resumed["resumed_at_steps"], loop["step"]]
     network.train()
-    progress = tqdm(range(1, num_steps + 1), desc="bc", disable=not config.progress, leave=False)
+    progress = tqdm(
+        range(first, num_steps + 1),
+        initial=first - 1,
+        total=num_steps,
+        desc="bc",
+        disable=not config.progress,
+        leave=False,
+    )
     try:
         for step in progress:
             if cursor + batch_size > num_samples:
@@ -375,11 +412,79 @@ def _fit(
                 best_score = score
                 save_weights(config.out / "best.safetensors", network)
                 history.best = dict(row)
+            if step != num_steps:
+                loop = {"step": step, "order": order, "cursor": cursor}
+                saver.save(loop, network, optimizer, generator, history, best_score)
     finally:
         progress.close()
         if validator is not None:
             validator.close()
     return history
+
+
+class _BCResumeCheckpoints:
+    """What ``train-policy --resume`` continues a BC run from: ``bc_state.pt`` (weights,
+    optimiser, generator, order, the checks' rows) written whole before ``resume.json``
+    (settings, step, best check) names it."""
+
+    STATE = "bc_state.pt"
+
+    def __init__(self, config: PolicyConfig):
+        self.folder = Path(config.out) / CHECKPOINT_DIR
+        self.settings = resume_settings(config)
+
+    def save(
+        self,
+        loop: dict[str, Any],
+        network: BCNetwork,
+        optimizer: torch.optim.Optimizer,
+        generator: torch.Generator,
+        history: BCHistory,
+        best_score: tuple[float, ...] | None,
+    ) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        tensors = {
+            **loop,
+            "network": network.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "generator": generator.get_state(),
+            "rows": history.rows,  # here, not in the JSON: it keeps the columns' order
+        }
+        buffer = io.BytesIO()
+        torch.save(tensors, buffer)
+        data = buffer.getvalue()
+        atomic_write(self.folder / self.STATE, lambda file: file.write(data))
+        state = {
+            "step": loop["step"],
+            "state": self.STATE,
+            "settings": self.settings,
+            "best": history.best,
+            "best_score": None if best_score is None else list(best_score),
+            "resumed_at_steps": history.resumed_at,
+        }
+        atomic_write_json(self.folder / RESUME_STATE, state)
+
+    def load(
+        self,
+        resumed: dict[str, Any],
+        network: BCNetwork,
+        optimizer: torch.optim.Optimizer,
+        generator: torch.Generator,
+        device: torch.device,
+    ) -> dict[str, Any]:
+        """Restore the saved state into the arguments; return the loop's step, order, cursor
+        and the checks' rows."""
+        path = self.folder / resumed.get("state", self.STATE)
+        try:
+            saved = torch.load(path, map_location=device, weights_only=True)
+        except (OSError, RuntimeError, EOFError) as error:
+            raise ValueError(f"cannot resume from {path}: {error}") from error
+        if saved.get("step") != resumed.get("step"):
+            raise ValueError(f"{path} and {RESUME_STATE} disagree on the step count")
+        network.load_state_dict(saved["network"])
+        optimizer.load_state_dict(saved["optimizer"])
+        generator.set_state(saved["generator"].cpu())
+        return {key: saved[key] for key in ("step", "order", "cursor", "rows")}
 
 
 def _bc_validator(

@@ -9,6 +9,7 @@ Layout of a policy directory::
                            final.safetensors)
     best_sb3.zip           the SB3 model of the best validation check (RL, when validated;
                            the encoder is frozen, so it shares final.safetensors)
+    checkpoints/           while training: what ``--resume`` continues from (removed at the end)
 """
 
 from __future__ import annotations
@@ -87,6 +88,48 @@ def check_policy_out(out: Path, overwrite: bool, resume: bool = False) -> None:
             f"{out} holds a trained policy ({CONFIG_FILE}); choose another --out, or pass "
             "--overwrite to replace it"
         )
+
+
+#: Where a BC or RL run keeps what ``--resume`` continues from, until it finishes.
+CHECKPOINT_DIR = "checkpoints"
+#: Written last at each resume checkpoint: names its files, the settings and the progress.
+RESUME_STATE = "resume.json"
+#: Config fields that may differ between a run and its resumption (how, not what, it trains).
+RESUME_FREE_FIELDS = ("resume", "overwrite", "progress", "device", "cache_dir")
+
+
+def resume_settings(config: Any) -> dict[str, Any]:
+    """What a resumed run must share with the interrupted one (a ``PolicyConfig``): every
+    setting but how it runs."""
+    return {k: v for k, v in config.to_dict().items() if k not in RESUME_FREE_FIELDS}
+
+
+def read_resume_state(out: Path, config: Any) -> dict[str, Any]:
+    """The last resume checkpoint's record in ``out``, checked against ``config``.
+
+    Raises:
+        ValueError: no checkpoint to resume, or one made with other settings (naming them).
+    """
+    path = out / CHECKPOINT_DIR / RESUME_STATE
+    if not path.is_file():
+        raise ValueError(
+            f"{out} holds no checkpoint to resume ({path} is missing); train without --resume"
+        )
+    state = json.loads(path.read_text())
+    earlier, now = state["settings"], resume_settings(config)
+    changed = sorted(k for k in now if earlier.get(k) != now[k])
+    if changed:
+        described = ", ".join(f"{k} {earlier.get(k)!r} -> {now[k]!r}" for k in changed)
+        raise ValueError(
+            f"{out} was trained with other settings ({described}); resume with the same ones, "
+            "or train anew with --overwrite"
+        )
+    return state
+
+
+def can_resume(out: Path) -> bool:
+    """Whether ``out`` holds an interrupted run's resume checkpoint (and no finished policy)."""
+    return (out / CHECKPOINT_DIR / RESUME_STATE).is_file() and not (out / CONFIG_FILE).is_file()
 
 
 def start_policy_dir(out: Path) -> None:

@@ -94,10 +94,12 @@ class PolicyConfig:
             refused before any work: training clears the directory first, so a mistyped
             ``--out`` would otherwise lose a finished policy. ``sslrobot run`` owns its stage
             directories and turns it on.
-        resume: RL: continue an interrupted run in ``out`` from its last checkpoint
-            (``checkpoints/``, written at every tenth of the steps: the SB3 model, SAC's
-            replay buffer, the validation so far); its settings must be this config's. BC
-            restarts instead (it takes seconds to minutes).
+        resume: Continue an interrupted run in ``out`` from its last checkpoint
+            (``checkpoints/``; its settings must be this config's). RL writes one at every
+            tenth of the steps (the SB3 model, SAC's replay buffer, the validation so far); BC
+            at every validation check but the last (weights, optimiser, random generator and
+            data order, the checks so far), and a resumed BC run ends with the weights of an
+            uninterrupted one.
     """
 
     env_id: str
@@ -189,10 +191,6 @@ class PolicyConfig:
             raise ValueError(f"lr must be finite and > 0, got {self.lr!r}")
         if not self.weight_decay >= 0:
             raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
-        if self.resume and self.algo != "rl":
-            raise ValueError(
-                "resume is for RL runs; a BC run restarts (it takes seconds to minutes)"
-            )
         defaults = {f.name: f.default for f in dataclasses.fields(self)}
         if self.algo == "rl" and self.demos is None and self.num_demos is not None:
             raise ValueError(

@@ -14,7 +14,6 @@ proprio and keeps its standard MLP policies, logging (CSV, TensorBoard, stdout) 
 
 from __future__ import annotations
 
-import json
 import math
 import shutil
 import time
@@ -27,7 +26,15 @@ import torch
 from gymnasium import spaces
 
 from sslrobot.policy.cache import FeatureCache
-from sslrobot.policy.checkpoint import save_weights, start_policy_dir, write_policy_config
+from sslrobot.policy.checkpoint import (
+    CHECKPOINT_DIR,
+    RESUME_STATE,
+    read_resume_state,
+    resume_settings,
+    save_weights,
+    start_policy_dir,
+    write_policy_config,
+)
 from sslrobot.policy.config import DEFAULT_RL_STEPS, PolicyConfig
 from sslrobot.policy.demos import (
     check_demo_shapes,
@@ -312,41 +319,8 @@ def train_rl(config: PolicyConfig) -> Path:
     return out
 
 
-#: Where an RL run keeps what ``--resume`` continues from, until it finishes.
-CHECKPOINT_DIR = "checkpoints"
-RESUME_STATE = "resume.json"
 #: Resume checkpoints per run, evenly spread over its steps.
 NUM_RESUME_CHECKPOINTS = 10
-#: Config fields that may differ between a run and its resumption (how, not what, it trains).
-RESUME_FREE_FIELDS = ("resume", "overwrite", "progress", "device", "cache_dir")
-
-
-def resume_settings(config: PolicyConfig) -> dict[str, Any]:
-    """What a resumed run must share with the interrupted one: every setting but how it runs."""
-    return {k: v for k, v in config.to_dict().items() if k not in RESUME_FREE_FIELDS}
-
-
-def read_resume_state(out: Path, config: PolicyConfig) -> dict[str, Any]:
-    """The last resume checkpoint's record in ``out``, checked against ``config``.
-
-    Raises:
-        ValueError: no checkpoint to resume, or one made with other settings (naming them).
-    """
-    path = out / CHECKPOINT_DIR / RESUME_STATE
-    if not path.is_file():
-        raise ValueError(
-            f"{out} holds no RL checkpoint to resume ({path} is missing); train without --resume"
-        )
-    state = json.loads(path.read_text())
-    earlier, now = state["settings"], resume_settings(config)
-    changed = sorted(k for k in now if earlier.get(k) != now[k])
-    if changed:
-        described = ", ".join(f"{k} {earlier.get(k)!r} -> {now[k]!r}" for k in changed)
-        raise ValueError(
-            f"{out} was trained with other settings ({described}); resume with the same ones, "
-            "or train anew with --overwrite"
-        )
-    return state
 
 
 def load_resume_checkpoint(
