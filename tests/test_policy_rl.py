@@ -185,11 +185,13 @@ def test_rl_keeps_its_best_checkpoint_by_online_validation(tmp_path, monkeypatch
 
 def test_an_interrupted_rl_run_resumes_from_its_last_checkpoint(tmp_path, monkeypatch):
     """SAC on the state, 100 steps, validated at 50 and 100: interrupted after its checkpoint
-    at step 60, `resume` continues from there (the model's step count, its replay buffer and
-    the validation so far) to the full 100 steps and finishes as one run would."""
+    at step 50, where a check falls too, `resume` continues from there (the model's step
+    count, its replay buffer, the validation so far with that check's row, and the best model
+    as it was then) to the full 100 steps and finishes as one run would."""
     from sslrobot.policy import rl, validation
 
-    monkeypatch.setattr(validation.OnlineValidator, "success_rate", lambda self: 0.5)
+    successes = iter([0.5, 0.0])  # the check at 50 stays the best
+    monkeypatch.setattr(validation.OnlineValidator, "success_rate", lambda self: next(successes))
     values = dict(env_id=ENV_ID, encoder="state", algo="rl", out=tmp_path / "sac", steps=100,
                   batch_size=16, rl_norm_steps=20, val_episodes=1, num_val_checks=2,
                   progress=False)  # fmt: skip
@@ -197,18 +199,21 @@ def test_an_interrupted_rl_run_resumes_from_its_last_checkpoint(tmp_path, monkey
 
     def save_then_stop(self, model):
         save(self, model)
-        if model.num_timesteps >= 60:
+        if model.num_timesteps >= 50:
             raise KeyboardInterrupt
 
     monkeypatch.setattr(rl._ResumeCheckpoints, "save", save_then_stop)
     with pytest.raises(KeyboardInterrupt):
         train_policy(PolicyConfig(**values))
     state = json.loads((tmp_path / "sac" / "checkpoints" / "resume.json").read_text())
-    assert state["num_timesteps"] == 60 and [r["step"] for r in state["validation"]] == [50]
+    assert state["num_timesteps"] == 50 and [r["step"] for r in state["validation"]] == [50]
     assert sorted(p.name for p in (tmp_path / "sac" / "checkpoints").iterdir()) == [
-        "model_60.zip", "replay_buffer_60.pkl", "resume.json",
+        "best_sb3_50.zip", "model_50.zip", "replay_buffer_50.pkl", "resume.json",
     ]  # fmt: skip
     assert not (tmp_path / "sac" / "policy_config.json").exists()
+    best_at_50 = (tmp_path / "sac" / "checkpoints" / "best_sb3_50.zip").read_bytes()
+    # As if a check after the checkpoint had saved a model of the steps the resume abandons.
+    (tmp_path / "sac" / "best_sb3.zip").write_bytes(b"a model of abandoned steps")
 
     with pytest.raises(ValueError, match=r"other settings \(batch_size 16 -> 8\)"):
         train_policy(PolicyConfig(**{**values, "batch_size": 8, "resume": True}))
@@ -223,11 +228,12 @@ def test_an_interrupted_rl_run_resumes_from_its_last_checkpoint(tmp_path, monkey
 
     monkeypatch.setattr(rl, "load_resume_checkpoint", load_and_look)
     out = train_policy(PolicyConfig(**{**values, "resume": True}))
-    assert buffered == [60]  # the replay buffer came back with the model
+    assert buffered == [50]  # the replay buffer came back with the model
     record = json.loads((out / "policy_config.json").read_text())
-    assert record["env_steps"] == 100 and record["resumed_at_steps"] == [60]
+    assert record["env_steps"] == 100 and record["resumed_at_steps"] == [50]
     assert [row["step"] for row in record["validation"]] == [50, 100]
+    assert record["best"]["step"] == 50 and (out / "best_sb3.zip").read_bytes() == best_at_50
     assert not (out / "checkpoints").exists()  # finished: nothing left to resume
-    assert (out / "logs" / "resumed_at_60" / "progress.csv").is_file()
+    assert (out / "logs" / "resumed_at_50" / "progress.csv").is_file()
     with pytest.raises(ValueError, match=r"holds a finished policy .* nothing to resume"):
         train_policy(PolicyConfig(**{**values, "resume": True}))

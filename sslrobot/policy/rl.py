@@ -53,7 +53,7 @@ from sslrobot.policy.setup import (
 )
 from sslrobot.policy.validation import OnlineValidator, validation_seeds
 from sslrobot.utils.device import resolve_device
-from sslrobot.utils.io import atomic_write_json, atomic_write_to_name
+from sslrobot.utils.io import atomic_write, atomic_write_json, atomic_write_to_name
 
 SB3_FILE = "{checkpoint}_sb3.zip"
 
@@ -254,6 +254,7 @@ def train_rl(config: PolicyConfig) -> Path:
             shutil.rmtree(out / CHECKPOINT_DIR, ignore_errors=True)  # an earlier run's
         else:
             model = load_resume_checkpoint(out, resumed, config, env, device)
+            restore_best_model(out, resumed)
         done = int(model.num_timesteps)
         resumed_at = [] if resumed is None else [*resumed.get("resumed_at_steps", []), done]
         formats = ["csv"] + (["stdout"] if config.progress else [])
@@ -276,7 +277,8 @@ def train_rl(config: PolicyConfig) -> Path:
             model.learn(
                 total_timesteps=num_steps - done,
                 progress_bar=False,
-                callback=[saver.callback] + ([] if checks is None else [checks.callback]),
+                # The check first: at a point both share, the checkpoint then holds its row.
+                callback=([] if checks is None else [checks.callback]) + [saver.callback],
                 reset_num_timesteps=resumed is None,
             )
             if checks is not None:
@@ -338,6 +340,18 @@ def load_resume_checkpoint(
     return model
 
 
+def restore_best_model(out: Path, state: dict[str, Any]) -> None:
+    """Put back the best model as the checkpoint ``state`` knew it: a check made after that
+    checkpoint, before the interruption, may have replaced it with a model of the abandoned
+    steps, which the resumed run's record would then name as the best of its own checks."""
+    best = out / SB3_FILE.format(checkpoint="best")
+    if state.get("best_model"):
+        saved = (out / CHECKPOINT_DIR / state["best_model"]).read_bytes()
+        atomic_write(best, lambda file: file.write(saved))
+    else:
+        best.unlink(missing_ok=True)
+
+
 def _callback_at_points(owner: Any, act: Callable[[Any], None]) -> Any:
     """An SB3 callback calling ``act(model)`` when a rollout starts past one or more of
     ``owner.points`` (which it drops; once however many were passed): there the weights are
@@ -360,9 +374,9 @@ def _callback_at_points(owner: Any, act: Callable[[Any], None]) -> Any:
 
 class _ResumeCheckpoints:
     """SB3 callback: at every ``1 / NUM_RESUME_CHECKPOINTS`` of the steps, the model, SAC's
-    replay buffer and the validation so far under ``out/checkpoints/``, each file written
-    whole before ``resume.json`` names it, so that an interrupted run continues from there
-    (``train-policy --resume``) instead of from step 0. The environments' episodes restart
+    replay buffer, the validation so far and the best model under ``out/checkpoints/``, each
+    file written whole before ``resume.json`` names it, so that an interrupted run continues
+    from there (``train-policy --resume``) instead of from step 0. The environments' episodes restart
     from their reset seeds, so a resumed run is not step for step the uninterrupted one."""
 
     def __init__(
@@ -392,10 +406,17 @@ class _ResumeCheckpoints:
             atomic_write_to_name(
                 self.folder / buffer, lambda tmp: model.save_replay_buffer(str(tmp))
             )
+        best = None
+        best_file = self.folder.parent / SB3_FILE.format(checkpoint="best")
+        if self.checks is not None and self.checks.best is not None and best_file.is_file():
+            best = f"best_sb3_{step}.zip"  # as it is now: a later check may replace it
+            data = best_file.read_bytes()
+            atomic_write(self.folder / best, lambda file: file.write(data))
         state = {
             "num_timesteps": step,
             "model": name,
             "replay_buffer": buffer,
+            "best_model": best,
             "settings": self.settings,
             "resumed_at_steps": self.resumed,
             "validation": [] if self.checks is None else self.checks.rows,
@@ -403,7 +424,7 @@ class _ResumeCheckpoints:
         }
         atomic_write_json(self.folder / RESUME_STATE, state)
         for stale in self.folder.iterdir():  # the checkpoints before this one
-            if stale.name not in (name, buffer, RESUME_STATE) and not stale.name.startswith("."):
+            if stale.name not in (name, buffer, best, RESUME_STATE) and stale.name[0] != ".":
                 stale.unlink()
 
 
