@@ -376,8 +376,9 @@ class _ResumeCheckpoints:
     """SB3 callback: at every ``1 / NUM_RESUME_CHECKPOINTS`` of the steps, the model, SAC's
     replay buffer, the validation so far and the best model under ``out/checkpoints/``, each
     file written whole before ``resume.json`` names it, so that an interrupted run continues
-    from there (``train-policy --resume``) instead of from step 0. The environments' episodes restart
-    from their reset seeds, so a resumed run is not step for step the uninterrupted one."""
+    from there (``train-policy --resume``) instead of from step 0. The environments'
+    episodes restart from their reset seeds, so a resumed run is not step for step the
+    uninterrupted one."""
 
     def __init__(
         self,
