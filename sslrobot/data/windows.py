@@ -201,9 +201,13 @@ class WindowDataset(Dataset):
         fds = self._files.get(position)
         if fds is None:
             by_path: dict[str, int] = {}
-            for path in self._paths[position]:
-                if path not in by_path:
-                    by_path[path] = self._open_file(path)
+            try:
+                for path in self._paths[position]:
+                    if path not in by_path:
+                        by_path[path] = self._open_file(path)
+            except OSError:  # a later array's file (format 1): close the ones already open
+                _close_all(list(by_path.values()))
+                raise
             fds = [by_path[path] for path in self._paths[position]]
             self._files[position] = fds
             if len(self._files) > self.max_open_episodes:

@@ -201,7 +201,9 @@ class Pipeline:
         progress: show progress bars.
     """
 
-    def __init__(self, config: RunConfig, out: Path, device: str = "auto", progress: bool = True):
+    def __init__(
+        self, config: RunConfig, out: Path, device: str = "auto", progress: bool = True
+    ) -> None:
         self.config = config
         self.out = Path(out)
         self.device = device

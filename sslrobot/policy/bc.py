@@ -89,7 +89,7 @@ class BCData:
 class BCHistory:
     """What happened during training, for ``policy_config.json`` and the CSV log."""
 
-    rows: list[dict[str, float]] = field(default_factory=list)
+    rows: list[dict[str, float]] = field(default_factory=list)  # "step" an int among them
     best: dict[str, Any] | None = None
     resumed_at: list[int] = field(default_factory=list)  # steps a resumed run continued from
 
@@ -121,11 +121,13 @@ def evaluate_loss(network: BCNetwork, data: BCData, batch_size: int) -> float:
     was_training = network.training
     network.eval()
     total = 0.0
-    for start in range(0, len(data), batch_size):
-        stop = min(start + batch_size, len(data))
-        batch = data.rows(torch.arange(start, stop, device=data.actions.device))
-        total += float(F.mse_loss(predict(network, batch), batch.actions, reduction="sum"))
-    network.train(was_training)
+    try:
+        for start in range(0, len(data), batch_size):
+            stop = min(start + batch_size, len(data))
+            batch = data.rows(torch.arange(start, stop, device=data.actions.device))
+            total += float(F.mse_loss(predict(network, batch), batch.actions, reduction="sum"))
+    finally:
+        network.train(was_training)
     return total / (len(data) * data.actions.shape[1])
 
 
@@ -429,7 +431,7 @@ class _BCResumeCheckpoints:
 
     STATE = "bc_state.pt"
 
-    def __init__(self, config: PolicyConfig):
+    def __init__(self, config: PolicyConfig) -> None:
         self.folder = Path(config.out) / CHECKPOINT_DIR
         self.settings = resume_settings(config)
 

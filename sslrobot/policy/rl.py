@@ -41,6 +41,7 @@ from sslrobot.policy.demos import (
     demos_visual_preset,
     episode_seeds,
     load_transitions,
+    select_demo_ids,
 )
 from sslrobot.policy.environment import EnvShapes, env_shapes, make_env
 from sslrobot.policy.network import ObservationEncoder, policy_inputs
@@ -141,11 +142,7 @@ def _fit_normalizers(
     obs_mode = shapes.obs_mode
     if config.demos is not None:
         dataset, dataset_key = open_demos(config)
-        ids = list(dataset.episode_ids)[: config.num_demos]
-        if config.num_demos is not None and len(ids) < config.num_demos:
-            raise ValueError(
-                f"num_demos={config.num_demos} but {config.demos} holds {len(ids)} episodes"
-            )
+        ids, _ = select_demo_ids(list(dataset.episode_ids), config.num_demos, 0, config.demos)
         transitions = load_transitions(
             dataset, ids, pixels=obs_mode == "pixels", state=obs_mode == "state"
         )
@@ -388,7 +385,7 @@ class _ResumeCheckpoints:
         checks: _ValidationChecks | None,
         done: int,
         resumed_at: list[int],
-    ):
+    ) -> None:
         self.folder, self.checks = out / CHECKPOINT_DIR, checks
         self.settings = resume_settings(config)
         self.resumed = resumed_at
@@ -452,7 +449,9 @@ class _ValidationChecks:
     has only the final check.
     """
 
-    def __init__(self, validator: OnlineValidator, num_steps: int, num_checks: int, out: Path):
+    def __init__(
+        self, validator: OnlineValidator, num_steps: int, num_checks: int, out: Path
+    ) -> None:
         self.validator, self.out = validator, out
         self.rows: list[dict[str, float]] = []
         self.best: dict[str, float] | None = None

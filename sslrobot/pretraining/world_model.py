@@ -484,7 +484,9 @@ class WorldModel(nn.Module):
         return self.free_transition.rollout(latent, latent.new_zeros(len(latent), horizon, 1))
 
     def _proprio(self, proprio: torch.Tensor | None, batch: int, steps: int) -> torch.Tensor | None:
-        """The windows' proprio (B, K+1, P) when the decoder is conditioned on it, else None."""
+        """The frames' proprio (B, ``steps``, P), checked, when the decoder is conditioned on
+        it, else None (a window's K+1 frames in training, the K predicted ones in
+        ``predict_frames``)."""
         width = self.config.decoder_proprio_dim
         if not width:
             return None
@@ -561,8 +563,8 @@ class WorldModel(nn.Module):
         """
         if self.transition is None:
             raise ValueError(
-                f"this model (objective {self.objective!r}) has no dynamics model; "
-                "rollout_latents needs 'fdm' or 'future'"
+                f"this model (objective {self.objective!r}) has no action-conditioned dynamics "
+                "model; rollout_latents needs 'fdm', or 'future' with future_actions"
             )
         context = self._context(pixels)
         return self.transition.rollout(self.encoder(context), self._actions(actions, len(context)))
