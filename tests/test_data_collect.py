@@ -343,11 +343,18 @@ def test_unwritable_output_directory_is_named(tmp_path):
         ),
         ({"visual_preset": "train"}, "visual_preset applies to sslrobot/\\* envs only"),
         ({"env_kwargs": {"f": object()}}, "env_kwargs must be JSON-serialisable"),
+        ({"env_kwargs": {"obs_mode": "state"}}, "obs_mode='state': a dataset records pixels"),
+        ({"num_episodes": np.float64(2)}, "num_episodes must be an integer >= 1, got"),
     ],
 )
 def test_bad_settings_give_clear_errors(tmp_path, overrides, message):
     with pytest.raises(ValueError, match=message):
         fake_config(tmp_path / "d", **overrides)
+
+
+def test_numpy_integers_are_integers(tmp_path):
+    config = fake_config(tmp_path / "d", num_episodes=np.int64(2), seed=np.int32(3))
+    assert (config.num_episodes, config.seed) == (2, 3) and type(config.num_episodes) is int
 
 
 class _MissingAtMake(FakePixelEnv):

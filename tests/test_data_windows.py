@@ -130,6 +130,9 @@ def test_no_window_longer_than_the_episodes(dataset_dir):
         WindowDataset(dataset_dir, 50, split="all")
     with pytest.raises(ValueError, match="num_steps must be an integer >= 0"):
         WindowDataset(dataset_dir, -1)
+    with pytest.raises(ValueError, match="num_steps must be an integer >= 0"):
+        WindowDataset(dataset_dir, 2.0)
+    assert WindowDataset(dataset_dir, np.int64(2), split="all").num_steps == 2  # NumPy's too
 
 
 def test_dataloader_workers_and_bounded_open_episodes(dataset_dir):

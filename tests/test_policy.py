@@ -307,6 +307,27 @@ def test_trained_policy_acts_from_frames_as_from_cached_features(trained, demos)
     np.testing.assert_allclose(from_frames, from_cache, rtol=0, atol=1e-6)
 
 
+def test_observations_unlike_the_training_ones_are_named(trained, demos):
+    """Float frames used to be cast to near-black uint8 ones and acted on without a word; a
+    proprio of the wrong width or a missing key failed deep in torch."""
+    policy = load_policy(trained)
+    episode = open_dataset(demos).load_episode(0)
+    pixels, proprio = np.array(episode["pixels"][0]), np.array(episode["proprio"][0])
+    size, width = policy.image_size, policy.record["proprio_dim"]
+    for observation, message in [
+        ({"pixels": pixels / 255.0, "proprio": proprio},
+         rf"'pixels' uint8 \(B, {size}, {size}, 3\) as the env renders them, got float64"),
+        ({"pixels": pixels[:8], "proprio": proprio}, r"'pixels' uint8 .*got uint8 \(1, 8,"),
+        ({"pixels": pixels, "proprio": proprio[:2]},
+         rf"'proprio' of shape \(1, {width}\), got \(1, 2\)"),
+        ({"pixels": pixels}, r"a dict with 'pixels' and 'proprio', got dict with keys \['pixels'\]"),
+        (pixels, "a dict with 'pixels' and 'proprio', got ndarray"),
+    ]:  # fmt: skip
+        with pytest.raises(ValueError, match=message):
+            policy(observation)
+    assert policy({"pixels": pixels, "proprio": proprio}).shape == (policy.record["action_dim"],)
+
+
 # --- BC end to end -----------------------------------------------------------------------------
 
 
@@ -487,6 +508,10 @@ def test_state_oracle_uses_the_privileged_state(demos, tmp_path):
     assert policy.obs_mode == "state" and policy.obs_encoder.encoder is None
     state = open_dataset(demos).load_episode(0, include_state=True)["state"][0]
     assert policy(state).shape == (policy.record["action_dim"],)
+    with pytest.raises(ValueError, match=rf"states as numbers of shape \(B, {len(state)}\)"):
+        policy(state[:-1])
+    with pytest.raises(ValueError, match="states as numbers"):
+        policy({"pixels": state, "proprio": state})
 
 
 def test_num_demos_picks_the_first_episodes_and_validation_the_last():

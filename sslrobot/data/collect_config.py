@@ -8,6 +8,7 @@ import importlib
 import inspect
 import json
 import math
+import numbers
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -120,6 +121,10 @@ class CollectConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "out", Path(self.out))
+        for name in ("num_episodes", "num_envs", "image_size", "seed", "max_episode_steps"):
+            value = getattr(self, name)  # NumPy's integers are integers (gymnasium takes them)
+            if isinstance(value, numbers.Integral) and not isinstance(value, bool | int):
+                object.__setattr__(self, name, int(value))
         if not isinstance(self.env_id, str) or not self.env_id:
             raise ValueError(f"env_id must be a non-empty string, got {self.env_id!r}")
         find_env_spec(self.env_id)
@@ -189,6 +194,12 @@ class CollectConfig:
                 )
         if not isinstance(self.env_kwargs, dict):
             raise ValueError(f"env_kwargs must be a dict, got {type(self.env_kwargs).__name__}")
+        if self.env_kwargs.get("obs_mode", "pixels") != "pixels":
+            raise ValueError(
+                f"env_kwargs obs_mode={self.env_kwargs['obs_mode']!r}: a dataset records pixels "
+                "and proprio (the privileged state is stored apart, for evaluation only); "
+                "leave obs_mode out"
+            )
         try:
             json.dumps(self.env_kwargs)
         except TypeError as error:

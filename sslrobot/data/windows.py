@@ -5,6 +5,7 @@ from __future__ import annotations
 import bisect
 import contextlib
 import errno
+import numbers
 import os
 import warnings
 from collections import OrderedDict
@@ -85,7 +86,10 @@ class WindowDataset(Dataset):
         Raises:
             ValueError: bad arguments, a corrupt episode with ``strict=True``, or no window.
         """
-        if isinstance(num_steps, bool) or not isinstance(num_steps, int) or num_steps < 0:
+        if isinstance(num_steps, bool) or not isinstance(num_steps, numbers.Integral):
+            raise ValueError(f"num_steps must be an integer >= 0, got {num_steps!r}")
+        num_steps = int(num_steps)  # NumPy's integers too
+        if num_steps < 0:
             raise ValueError(f"num_steps must be an integer >= 0, got {num_steps!r}")
         if split not in ("train", "val", "all"):
             raise ValueError(f"split must be 'train', 'val' or 'all', got {split!r}")

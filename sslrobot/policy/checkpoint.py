@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -228,7 +228,47 @@ class Policy:
 
     def inputs(self, observations: Any) -> torch.Tensor:
         """Policy inputs (B, F + P) for a batch of observations (see ``policy_inputs``)."""
+        self.check_observations(observations)
         return policy_inputs(self.obs_encoder, observations, self.obs_mode, self.device)
+
+    def check_observations(self, observations: Any) -> None:
+        """Refuse a batch the policy was not trained on, naming what differs: float frames
+        would be cast to near-black uint8 ones and acted on without a word, and a proprio or
+        state of the wrong width fails deep in the normaliser.
+
+        Raises:
+            ValueError: naming the field, what it is and what the policy expects.
+        """
+        where = f"policy for {self.env_id} ({self.obs_mode} observations)"
+        if self.obs_mode == "state":
+            state = np.asarray(observations)
+            width = int(self.record["feature_dim"])
+            if state.ndim != 2 or state.shape[1] != width or state.dtype.kind not in "fiu":
+                raise ValueError(
+                    f"{where}: expected states as numbers of shape (B, {width}), got "
+                    f"{state.dtype} {state.shape}"
+                )
+            return
+        if not isinstance(observations, Mapping) or not {"pixels", "proprio"} <= set(
+            observations
+        ):
+            keys = sorted(observations) if isinstance(observations, Mapping) else None
+            raise ValueError(
+                f"{where}: expected a dict with 'pixels' and 'proprio', got "
+                f"{type(observations).__name__}" + ("" if keys is None else f" with keys {keys}")
+            )
+        pixels, proprio = np.asarray(observations["pixels"]), np.asarray(observations["proprio"])
+        size, width = self.image_size, int(self.record["proprio_dim"])
+        if pixels.dtype != np.uint8 or pixels.shape[1:] != (size, size, 3):
+            raise ValueError(
+                f"{where}: expected 'pixels' uint8 (B, {size}, {size}, 3) as the env renders "
+                f"them, got {pixels.dtype} {pixels.shape}"
+            )
+        if proprio.shape != (len(pixels), width):
+            raise ValueError(
+                f"{where}: expected 'proprio' of shape ({len(pixels)}, {width}), got "
+                f"{proprio.shape}"
+            )
 
     def act_batch(self, observations: Any) -> np.ndarray:
         """Actions (B, A) for a batch of observations."""
@@ -236,8 +276,8 @@ class Policy:
 
     def act(self, observation: Any) -> np.ndarray:
         """One action (A,) for one observation."""
-        if self.obs_mode == "state":
-            batch: Any = np.asarray(observation)[None]
+        if self.obs_mode == "state" or not isinstance(observation, Mapping):
+            batch: Any = np.asarray(observation)[None]  # a non-dict for pixels: refused next
         else:
             batch = {key: np.asarray(value)[None] for key, value in observation.items()}
         return self.act_batch(batch)[0]
