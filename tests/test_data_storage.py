@@ -148,6 +148,8 @@ def test_verified_loading_refuses_a_bit_flip_that_memory_maps_read_unseen(tmp_pa
     message = r"episode 1 of .* is damaged: .*member pixels.npy is corrupt.*sslrobot data verify"
     with pytest.raises(ValueError, match=message):
         dataset.load_episode(1, verify=True)
+    with pytest.raises(ValueError, match="episode_id must be an integer id, got '0'"):
+        dataset.load_episode("0")
     with pytest.raises(ValueError, match=message):
         list(iter_probe_frames(dataset, [0, 1], max_frames=None, seed=0))
     with pytest.raises(ValueError, match=message):

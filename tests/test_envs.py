@@ -276,6 +276,17 @@ def test_expert_succeeds_on_a_small_seed_sweep(env_id: str) -> None:
     env.close()
 
 
+def test_expert_action_names_what_it_cannot_act_for() -> None:
+    vector = gym.make_vec("sslrobot/Reach-v0", num_envs=2, image_size=16)
+    with pytest.raises(ValueError, match="takes one environment, got a vector env"):
+        sslrobot.envs.expert_action(vector)
+    vector.close()
+    with pytest.raises(ValueError, match="takes a gymnasium environment, got str"):
+        sslrobot.envs.expert_action("sslrobot/Reach-v0")
+    with pytest.raises(ValueError, match="'CartPole-v1' has no scripted expert"):
+        sslrobot.envs.expert_action(gym.make("CartPole-v1"))
+
+
 def test_episode_truncates_at_the_step_limit_without_success_termination(env_id: str) -> None:
     env = _make(env_id, obs_mode="state", terminate_on_success=False)
     env.reset(seed=0)

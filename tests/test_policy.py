@@ -320,7 +320,7 @@ def test_observations_unlike_the_training_ones_are_named(trained, demos):
         ({"pixels": pixels[:8], "proprio": proprio}, r"'pixels' uint8 .*got uint8 \(1, 8,"),
         ({"pixels": pixels, "proprio": proprio[:2]},
          rf"'proprio' of shape \(1, {width}\), got \(1, 2\)"),
-        ({"pixels": pixels}, r"a dict with 'pixels' and 'proprio', got dict with keys \['pixels'\]"),
+        ({"pixels": pixels}, r"'pixels' and 'proprio', got dict with keys \['pixels'\]"),
         (pixels, "a dict with 'pixels' and 'proprio', got ndarray"),
     ]:  # fmt: skip
         with pytest.raises(ValueError, match=message):

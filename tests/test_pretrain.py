@@ -252,6 +252,10 @@ def test_world_model_inference_api(dataset, tmp_path: Path) -> None:
     assert model.rollout_latents(windows, actions).shape == (3, K, 16)
     assert model.target_latents(windows).shape == (3, K + 1, 16)
     assert model.target_latents(windows[:, 1:]).shape == (3, K, 16)
+    with pytest.raises(ValueError, match=rf"channels-last context frames \(B, {SIZE}, {SIZE}, 3\)"):
+        model.predict_frames(windows[:, 0].permute(0, 3, 1, 2), actions)
+    with pytest.raises(ValueError, match=r"actions must be \(B=3, K, A\) with K >= 1 steps"):
+        model.rollout_latents(windows, actions[:, :0])
 
     fdm_only = pretrain(
         tiny_config(tmp_path / "fdm", objective="fdm", steps=1), dataset, progress=False
@@ -261,7 +265,7 @@ def test_world_model_inference_api(dataset, tmp_path: Path) -> None:
     recon = pretrain(
         tiny_config(tmp_path / "recon", objective="recon", steps=1), dataset, progress=False
     )
-    with pytest.raises(ValueError, match="no dynamics model"):
+    with pytest.raises(ValueError, match="no action-conditioned dynamics model"):
         load_world_model(recon).rollout_latents(windows, actions)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import numbers
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -115,6 +116,8 @@ class EpisodeDataset:
             ValueError: the episode's archive is damaged (truncated, unreadable headers);
                 the message says how to find every damaged episode and collect them again.
         """
+        if isinstance(episode_id, bool) or not isinstance(episode_id, numbers.Integral):
+            raise ValueError(f"episode_id must be an integer id, got {episode_id!r}")
         path = self.episode_path(episode_id)
         names = [k for k in ARRAY_FILES if include_state or k not in EVAL_ONLY_ARRAYS]
         hint = (

@@ -69,8 +69,8 @@ def evaluate(
     from sslrobot.policy.config import VALIDATION_SEED_BASE
     from sslrobot.policy.environment import env_shapes, make_env
 
-    if num_episodes < 1:
-        raise ValueError(f"num_episodes must be >= 1, got {num_episodes}")
+    if isinstance(num_episodes, bool) or not isinstance(num_episodes, int) or num_episodes < 1:
+        raise ValueError(f"num_episodes must be an int >= 1, got {num_episodes!r}")
     # Checked before the policy loads: gymnasium only refuses a negative seed at the first
     # reset, with a traceback of its own.
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:

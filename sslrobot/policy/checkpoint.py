@@ -249,9 +249,7 @@ class Policy:
                     f"{state.dtype} {state.shape}"
                 )
             return
-        if not isinstance(observations, Mapping) or not {"pixels", "proprio"} <= set(
-            observations
-        ):
+        if not isinstance(observations, Mapping) or not {"pixels", "proprio"} <= set(observations):
             keys = sorted(observations) if isinstance(observations, Mapping) else None
             raise ValueError(
                 f"{where}: expected a dict with 'pixels' and 'proprio', got "

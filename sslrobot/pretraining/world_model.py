@@ -534,17 +534,21 @@ class WorldModel(nn.Module):
         pixels = torch.as_tensor(pixels, device=self.device)
         if pixels.ndim == 5:
             pixels = pixels[:, 0]
-        if pixels.ndim != 4:
+        size, channels = self.encoder.config.image_size, self.encoder.config.in_channels
+        if pixels.ndim != 4 or tuple(pixels.shape[1:]) != (size, size, channels):
             raise ValueError(
-                f"pixels must be context frames (B, H, W, C) or windows (B, T, H, W, C), got "
+                f"pixels must be channels-last context frames (B, {size}, {size}, {channels}) "
+                f"or windows (B, T, {size}, {size}, {channels}), as datasets store them; got "
                 f"{tuple(pixels.shape)}"
             )
         return pixels
 
     def _actions(self, actions: torch.Tensor | np.ndarray, batch: int) -> torch.Tensor:
         actions = torch.as_tensor(actions, device=self.device, dtype=torch.float32)
-        if actions.ndim != 3 or actions.shape[0] != batch:
-            raise ValueError(f"actions must be (B={batch}, K, A), got {tuple(actions.shape)}")
+        if actions.ndim != 3 or actions.shape[0] != batch or actions.shape[1] < 1:
+            raise ValueError(
+                f"actions must be (B={batch}, K, A) with K >= 1 steps, got {tuple(actions.shape)}"
+            )
         return actions
 
     @torch.no_grad()

@@ -40,7 +40,7 @@ def resolve_device(name: str = "auto", local_rank: int = 0) -> torch.device:
         if not torch.cuda.is_available():
             raise ValueError(
                 f"device {name!r} requested but CUDA is not available "
-                f"(torch {torch.__version__}); use --device cpu or auto"
+                f"(torch {torch.__version__}); use device cpu or auto (--device in the CLI)"
             )
         index = int(index_text) if index_text else local_rank
         if index >= torch.cuda.device_count():
