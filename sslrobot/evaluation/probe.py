@@ -621,17 +621,18 @@ def probe_representation(
         from sslrobot.evaluation.prediction import trained_episodes
         from sslrobot.pretraining.artifacts import PRETRAIN_CONFIG
 
+        path = Path(encoder)
+        encoder, _ = sslrobot.load_encoder(path, device=device)  # not one: named before warning
         if exclude_from_validation is None:
-            exclude_from_validation = trained_episodes(Path(encoder), Path(data_dir))
-            if not (Path(encoder) / PRETRAIN_CONFIG).is_file():
+            exclude_from_validation = trained_episodes(path, Path(data_dir))
+            if not (path / PRETRAIN_CONFIG).is_file():
                 warnings.warn(
-                    f"{encoder} holds no {PRETRAIN_CONFIG}: nothing says which episodes it "
+                    f"{path} holds no {PRETRAIN_CONFIG}: nothing says which episodes it "
                     f"pretrained on, so none of {data_dir} can be left out of the scoring; if "
                     "it trained on these episodes its R^2 is partly a training score (probe "
                     "the whole `pretrain --out` directory, or data it never saw)",
                     stacklevel=2,
                 )
-        encoder, _ = sslrobot.load_encoder(Path(encoder), device=device)
     dataset = open_dataset(Path(data_dir))
     train_ids, val_ids = dataset.split(val_fraction=val_fraction, seed=seed)
     excluded = set(exclude_from_validation or ())
