@@ -129,7 +129,8 @@ def seed_mean_resamples(
         raise ValueError("per_seed_values is empty; need at least one training seed")
     if num_resamples < 1:
         raise ValueError(f"num_resamples must be >= 1, got {num_resamples}")
-    groups = [_as_1d(v, f"per_seed_values[{i}]") for i, v in enumerate(per_seed_values)]
+    hint = " (one sequence of episode values per training seed: [[...]] for one seed)"
+    groups = [_as_1d(v, f"per_seed_values[{i}]{hint}") for i, v in enumerate(per_seed_values)]
     if all(np.ptp(g) == 0.0 for g in groups) and len({float(g[0]) for g in groups}) == 1:
         constant = float(groups[0][0])  # exactly, not a mean that rounds
         return constant, np.full(num_resamples, constant)
