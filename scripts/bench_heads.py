@@ -113,6 +113,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 from bench_readout import (
+    HEAD_FORMS,
     StateInObservation,
     add_run_arguments,
     encode,
@@ -208,6 +209,13 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--demo-noise-correlation", type=float, default=0.5, help="DART: AR(1) coefficient"
     )
+    parser.add_argument(
+        "--head-form",
+        choices=HEAD_FORMS,
+        default="mlp",
+        help="mlp, augment, augment-first, consistency, state: the run's MLP, a linear map, or "
+        "both summed (a linear skip beside the MLP)",
+    )
     return parser.parse_args()
 
 
@@ -252,7 +260,9 @@ def fit_mlp(
     column_noise = np.zeros(demos.flat.shape[1])
     column_noise[: demos.features.shape[1]] = noise
     steps, batch = config["bc_steps"], config["bc_batch_size"]
-    head = train_head(demos.flat, demos.actions, seed, steps, batch, input_noise=column_noise)
+    head = train_head(
+        demos.flat, demos.actions, seed, steps, batch, column_noise, form=args.head_form
+    )
     return lambda f, _m, p: head(np.r_[f, p])
 
 
@@ -540,7 +550,9 @@ def fit_augment(
     actions = np.tile(demos.actions, (repeat, 1))
     batch = config["bc_batch_size"]
     extra = None if unlabeled is None else consistency_term(unlabeled, module, args, seed, batch)
-    head = train_head(inputs, actions, seed, config["bc_steps"], batch, extra_loss=extra)
+    head = train_head(
+        inputs, actions, seed, config["bc_steps"], batch, extra_loss=extra, form=args.head_form
+    )
     if with_change:
         return DeltaPolicy(head)
     if context is not None:
@@ -613,7 +625,8 @@ def fit_state(demos: DemoInputs, seed: int, args: argparse.Namespace, config: di
     same demonstrations; it acts on ``obs["state"]`` (see ``main``)."""
     if demos.state is None:
         raise ValueError("the state head needs the demonstrations' state")
-    return train_head(demos.state, demos.actions, seed, config["bc_steps"], config["bc_batch_size"])
+    steps, batch = config["bc_steps"], config["bc_batch_size"]
+    return train_head(demos.state, demos.actions, seed, steps, batch, form=args.head_form)
 
 
 def dart_transitions(

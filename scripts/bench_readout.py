@@ -204,6 +204,33 @@ def fit_regressor(
     return module.eval()
 
 
+class SkipHead(torch.nn.Module):
+    """``tanh(W x + MLP(x))``: the run's MLP (before its tanh) beside a linear map of the
+    inputs, so that a policy nearly linear in the inputs (Reach's expert steers the fingertip
+    along the target offset, which the features hold linearly) need not be built from ReLUs
+    out of a few hundred frames, while the MLP keeps the capacity of the run's head."""
+
+    def __init__(self, input_dim: int, action_dim: int) -> None:
+        super().__init__()
+        self.mlp = MLPHead(input_dim, action_dim, (256, 256)).net[:-1]  # without the tanh
+        self.linear = torch.nn.Linear(input_dim, action_dim)
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(self.linear(inputs) + self.mlp(inputs))
+
+
+#: Forms of the head ``train_head`` fits: the run's MLP 256-256, a linear map (then tanh), or
+#: both summed before the tanh (``SkipHead``).
+HEAD_FORMS = ("mlp", "linear", "skip")
+
+
+def make_head(input_dim: int, action_dim: int, form: str = "mlp") -> torch.nn.Module:
+    if form == "skip":
+        return SkipHead(input_dim, action_dim)
+    hidden = {"mlp": (256, 256), "linear": ()}[form]
+    return MLPHead(input_dim, action_dim, hidden)
+
+
 def train_head(
     inputs: np.ndarray,
     actions: np.ndarray,
@@ -213,15 +240,17 @@ def train_head(
     input_noise: float | np.ndarray = 0.0,
     extra_loss: Callable[[Callable[[torch.Tensor], torch.Tensor], torch.Generator], torch.Tensor]
     | None = None,
+    form: str = "mlp",
 ) -> Callable[[np.ndarray], np.ndarray]:
-    """The run's BC head on standardised inputs; returns ``act(inputs) -> actions``.
-    ``extra_loss(act, generator)``, if given, is added to every step's loss, where ``act``
-    maps unstandardised float32 input rows to the head's actions (with gradients)."""
+    """The run's BC head (``form``: see ``HEAD_FORMS``) on standardised inputs; returns
+    ``act(inputs) -> actions``. ``extra_loss(act, generator)``, if given, is added to every
+    step's loss, where ``act`` maps unstandardised float32 input rows to the head's actions
+    (with gradients)."""
     mean, scale = inputs.mean(0), inputs.std(0) + 1e-6
     x = torch.from_numpy(((inputs - mean) / scale).astype(np.float32))
     y = torch.from_numpy(actions)
     torch.manual_seed(seed)
-    head = MLPHead(x.shape[1], y.shape[1], (256, 256))
+    head = make_head(x.shape[1], y.shape[1], form)
     mean_t, scale_t = (torch.from_numpy(v.astype(np.float32)) for v in (mean, scale))
     extra = None
     if extra_loss is not None:

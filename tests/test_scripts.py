@@ -294,3 +294,24 @@ def test_distance_summary_bins_steps_by_distance_to_the_object(bench_heads) -> N
         "failures: 0.85 (2) / 0.70 (1) / -0.75 (1), first below 0.5 at 5.0 cm (median of 1)"
         in summary
     )
+
+
+def test_head_forms_fit_what_they_can_express(bench_heads) -> None:
+    """The linear form fits the tanh of a linear map; what no such map can make (|x|,
+    symmetric) only the forms with an MLP fit."""
+    from bench_readout import train_head
+
+    rng = np.random.default_rng(0)
+    inputs = rng.uniform(-1, 1, (128, 2)).astype(np.float32)
+    linear = np.tanh(0.5 * inputs[:, :1] - 0.3 * inputs[:, 1:]).astype(np.float32)
+    folded = (np.abs(inputs[:, :1]) - 0.5).astype(np.float32)
+
+    def error(target: np.ndarray, form: str) -> float:
+        act = train_head(inputs, target, seed=0, steps=1500, batch=64, form=form)
+        predicted = np.stack([act(row) for row in inputs])
+        assert predicted.shape == target.shape and np.all(np.abs(predicted) <= 1)
+        return float(np.mean((predicted - target) ** 2))
+
+    assert error(linear, "linear") < 1e-3
+    folded_errors = {form: error(folded, form) for form in ("mlp", "linear", "skip")}
+    assert folded_errors["linear"] > 0.02 > 5e-3 > max(folded_errors["mlp"], folded_errors["skip"])
