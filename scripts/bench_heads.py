@@ -88,6 +88,15 @@ Session 21 (raw output: docs/results/benchmarks/bench_heads_dart_consistency_ses
     python scripts/bench_heads.py --run runs/default19 --task Reach-v0 --heads augment state \
         --aug-pad 4 --demo-noise 0.6
 
+Session 22 (raw output: docs/results/benchmarks/bench_heads_forms_session22.txt):
+
+    python scripts/bench_heads.py --run runs/default19 --task Reach-v0 --heads augment state \
+        --aug-pad 4 --head-form skip
+
+``--head-form linear`` fits a linear map (then tanh) instead of the run's MLP, ``skip`` the two
+summed before the tanh (``bench_readout.SkipHead``), for ``mlp``, ``augment``,
+``augment-first``, ``consistency`` and ``state``.
+
 ``--demo-noise F`` replaces the run's demonstrations with DART ones (Laskey et al. 2017): the
 same seeds rolled out by the package's noisy expert (noise F of the action half-range, AR(1)
 coefficient ``--demo-noise-correlation``), each visited state labelled with the expert's clean
