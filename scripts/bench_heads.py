@@ -219,6 +219,13 @@ def parse_args() -> argparse.Namespace:
         "--demo-noise-correlation", type=float, default=0.5, help="DART: AR(1) coefficient"
     )
     parser.add_argument(
+        "--mixup",
+        type=float,
+        default=0.0,
+        help="mlp, augment, augment-first, consistency, state: mix each batch row with another "
+        "by a Beta(A, A) weight, inputs and actions alike (0: off)",
+    )
+    parser.add_argument(
         "--head-form",
         choices=HEAD_FORMS,
         default="mlp",
@@ -270,7 +277,14 @@ def fit_mlp(
     column_noise[: demos.features.shape[1]] = noise
     steps, batch = config["bc_steps"], config["bc_batch_size"]
     head = train_head(
-        demos.flat, demos.actions, seed, steps, batch, column_noise, form=args.head_form
+        demos.flat,
+        demos.actions,
+        seed,
+        steps,
+        batch,
+        column_noise,
+        form=args.head_form,
+        mixup=args.mixup,
     )
     return lambda f, _m, p: head(np.r_[f, p])
 
@@ -560,7 +574,14 @@ def fit_augment(
     batch = config["bc_batch_size"]
     extra = None if unlabeled is None else consistency_term(unlabeled, module, args, seed, batch)
     head = train_head(
-        inputs, actions, seed, config["bc_steps"], batch, extra_loss=extra, form=args.head_form
+        inputs,
+        actions,
+        seed,
+        config["bc_steps"],
+        batch,
+        extra_loss=extra,
+        form=args.head_form,
+        mixup=args.mixup,
     )
     if with_change:
         return DeltaPolicy(head)
@@ -635,7 +656,9 @@ def fit_state(demos: DemoInputs, seed: int, args: argparse.Namespace, config: di
     if demos.state is None:
         raise ValueError("the state head needs the demonstrations' state")
     steps, batch = config["bc_steps"], config["bc_batch_size"]
-    return train_head(demos.state, demos.actions, seed, steps, batch, form=args.head_form)
+    return train_head(
+        demos.state, demos.actions, seed, steps, batch, form=args.head_form, mixup=args.mixup
+    )
 
 
 def dart_transitions(

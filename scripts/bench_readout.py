@@ -181,21 +181,34 @@ def fit_regressor(
     batch: int,
     input_noise: float | np.ndarray = 0.0,
     extra_loss: Callable[[torch.Generator], torch.Tensor] | None = None,
+    mixup: float = 0.0,
 ) -> torch.nn.Module:
     """The run's BC optimisation (AdamW 1e-3, ``steps`` minibatches of ``batch`` rows drawn
     with ``seed``) of ``module(*inputs) -> targets`` by mean squared error; returns it in eval
     mode. ``input_noise``: standard deviation (one for all columns, or one per column) of
     Gaussian noise added to the last input of each batch, a regulariser for heads fitted on a
-    few hundred frames. ``extra_loss(generator)``, if given, is added to every step's loss."""
+    few hundred frames. ``extra_loss(generator)``, if given, is added to every step's loss.
+    ``mixup``: if > 0, each batch row is mixed with another of the batch, inputs and targets
+    alike, by a weight drawn from Beta(mixup, mixup) (Zhang et al. 2018): where the map from
+    inputs to actions is nearly linear, mixes of two demonstrations' frames stand for targets
+    between theirs, which 25 demonstrations do not show."""
     optimizer = torch.optim.AdamW(module.parameters(), lr=1e-3, weight_decay=0.0)
     generator = torch.Generator().manual_seed(seed)
     noise = torch.as_tensor(input_noise, dtype=torch.float32)
+    weights = torch.distributions.Beta(mixup, mixup) if mixup > 0 else None
+    if weights is not None:
+        torch.manual_seed(seed)  # Beta draws from the global generator
     for _ in range(steps):
         index = torch.randint(0, len(targets), (min(batch, len(targets)),), generator=generator)
-        rows = [x[index] for x in inputs]
+        rows, wanted = [x[index] for x in inputs], targets[index]
         if noise.any():
             rows[-1] = rows[-1] + noise * torch.randn(rows[-1].shape, generator=generator)
-        loss = F.mse_loss(module(*rows), targets[index])
+        if weights is not None:
+            mix = weights.sample((len(index), 1))
+            partner = torch.randperm(len(index), generator=generator)
+            rows = [mix * x + (1 - mix) * x[partner] for x in rows]
+            wanted = mix * wanted + (1 - mix) * wanted[partner]
+        loss = F.mse_loss(module(*rows), wanted)
         if extra_loss is not None:
             loss = loss + extra_loss(generator)
         optimizer.zero_grad()
@@ -241,11 +254,12 @@ def train_head(
     extra_loss: Callable[[Callable[[torch.Tensor], torch.Tensor], torch.Generator], torch.Tensor]
     | None = None,
     form: str = "mlp",
+    mixup: float = 0.0,
 ) -> Callable[[np.ndarray], np.ndarray]:
     """The run's BC head (``form``: see ``HEAD_FORMS``) on standardised inputs; returns
     ``act(inputs) -> actions``. ``extra_loss(act, generator)``, if given, is added to every
     step's loss, where ``act`` maps unstandardised float32 input rows to the head's actions
-    (with gradients)."""
+    (with gradients). ``mixup``: see ``fit_regressor``."""
     mean, scale = inputs.mean(0), inputs.std(0) + 1e-6
     x = torch.from_numpy(((inputs - mean) / scale).astype(np.float32))
     y = torch.from_numpy(actions)
@@ -255,7 +269,7 @@ def train_head(
     extra = None
     if extra_loss is not None:
         extra = partial(extra_loss, lambda rows: head((rows - mean_t) / scale_t))
-    fit_regressor(head, [x], y, seed, steps, batch, input_noise, extra)
+    fit_regressor(head, [x], y, seed, steps, batch, input_noise, extra, mixup)
 
     def act(row: np.ndarray) -> np.ndarray:
         with torch.no_grad():

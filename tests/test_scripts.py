@@ -313,5 +313,11 @@ def test_head_forms_fit_what_they_can_express(bench_heads) -> None:
         return float(np.mean((predicted - target) ** 2))
 
     assert error(linear, "linear") < 1e-3
+    # Mixup: a mix of two rows of a nearly linear map is another row of it, so the fit holds.
+    mixed = train_head(inputs, linear, seed=0, steps=1500, batch=64, form="linear", mixup=0.4)
+    assert (
+        np.mean([(mixed(row) - target) ** 2 for row, target in zip(inputs, linear, strict=True)])
+        < 5e-3
+    )
     folded_errors = {form: error(folded, form) for form in ("mlp", "linear", "skip")}
     assert folded_errors["linear"] > 0.02 > 5e-3 > max(folded_errors["mlp"], folded_errors["skip"])
