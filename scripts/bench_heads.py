@@ -95,7 +95,9 @@ Session 22 (raw output: docs/results/benchmarks/bench_heads_forms_session22.txt)
 
 ``--head-form linear`` fits a linear map (then tanh) instead of the run's MLP, ``skip`` the two
 summed before the tanh (``bench_readout.SkipHead``), for ``mlp``, ``augment``,
-``augment-first``, ``consistency`` and ``state``.
+``augment-first``, ``consistency`` and ``state``; ``--mixup A`` mixes each batch row of those
+heads with another, inputs and actions alike, by a Beta(A, A) weight (raw output:
+docs/results/benchmarks/bench_heads_mixup_session22.txt).
 
 ``--demo-noise F`` replaces the run's demonstrations with DART ones (Laskey et al. 2017): the
 same seeds rolled out by the package's noisy expert (noise F of the action half-range, AR(1)
