@@ -66,8 +66,10 @@ def test_split_is_by_episode_and_deterministic(dataset_dir):
     train_default = split_episode_ids(ids, 0.1, seed=0)[0]  # WindowDataset's default split
     fewer = WindowDataset(dataset_dir, NUM_STEPS, exclude_episodes=train_default[:2])
     assert fewer.episode_ids == train_default[2:]
-    with pytest.raises(ValueError, match="val_fraction must be in"):
+    with pytest.raises(ValueError, match=r"val_fraction must be a number in \[0, 1\), got 1.0"):
         split_episode_ids(ids, 1.0, seed=0)
+    with pytest.raises(ValueError, match=r"val_fraction must be a number in .* got '0\.1'"):
+        split_episode_ids(ids, "0.1", seed=0)
     # One episode stays in train, as the docstring says (a lone one went to val before).
     assert split_episode_ids([0], 0.9, seed=0) == ([0], [])
     assert split_episode_ids([0, 1], 0.9, seed=0)[0] != []

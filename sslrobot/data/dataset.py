@@ -43,8 +43,12 @@ def split_episode_ids(
     Raises:
         ValueError: ``val_fraction`` outside [0, 1).
     """
-    if not 0.0 <= val_fraction < 1.0:
-        raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+    if (
+        isinstance(val_fraction, bool)
+        or not isinstance(val_fraction, numbers.Real)
+        or not 0.0 <= val_fraction < 1.0
+    ):
+        raise ValueError(f"val_fraction must be a number in [0, 1), got {val_fraction!r}")
     ids = sorted(set(int(i) for i in episode_ids))
     num_val = round(val_fraction * len(ids))
     if val_fraction > 0 and len(ids) >= 2:
