@@ -15,6 +15,7 @@ from torch.utils.data import DataLoader
 
 from sslrobot.data import CollectConfig, WindowDataset, collect, open_dataset, split_episode_ids
 from sslrobot.data.storage import episode_path
+from sslrobot.data.windows import open_windows
 
 NUM_STEPS = 4
 
@@ -66,6 +67,8 @@ def test_split_is_by_episode_and_deterministic(dataset_dir):
     train_default = split_episode_ids(ids, 0.1, seed=0)[0]  # WindowDataset's default split
     fewer = WindowDataset(dataset_dir, NUM_STEPS, exclude_episodes=train_default[:2])
     assert fewer.episode_ids == train_default[2:]
+    with pytest.raises(ValueError, match="open_windows needs at least one dataset directory"):
+        open_windows([], NUM_STEPS)
     with pytest.raises(ValueError, match=r"val_fraction must be a number in \[0, 1\), got 1.0"):
         split_episode_ids(ids, 1.0, seed=0)
     with pytest.raises(ValueError, match=r"val_fraction must be a number in .* got '0\.1'"):

@@ -408,6 +408,8 @@ def open_windows(
     """``WindowDataset`` of one directory, or ``MixedWindowDataset`` of several."""
     if isinstance(roots, str | Path):
         roots = [roots]
+    if not roots:
+        raise ValueError("open_windows needs at least one dataset directory, got none")
     parts = [
         WindowDataset(
             root,
