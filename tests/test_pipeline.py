@@ -409,7 +409,7 @@ def test_set_overrides_parse_types_and_refuse_unknown_fields(
     assert main(["run", "--preset", "quick", "--set", "image_size=2000", "--out", "x"]) == 2
     assert "image_size must be in [8, 1024]" in capsys.readouterr().err
     # A horizon longer than a task's episodes, refused before its collection.
-    command = ["run", "--preset", "quick", "--set", "num_steps_ahead=50", "--out", "x"]
+    command = ["run", "--preset", "quick", "--set", "num_steps_ahead=51", "--out", "x"]
     assert main(command) == 2
     assert "leaves no window in sslrobot/Reach-v0" in capsys.readouterr().err
     assert not Path("x").exists()

@@ -710,7 +710,9 @@ def test_an_interrupted_bc_run_resumes_to_the_uninterrupted_runs_weights(
         train_tiny_bc(demos, tmp_path / "cut", **settings)
     monkeypatch.setattr(bc._BCResumeCheckpoints, "save", save)
     cut = tmp_path / "cut"
-    assert sorted(p.name for p in (cut / "checkpoints").iterdir()) == ["bc_state.pt", "resume.json"]
+    assert sorted(p.name for p in (cut / "checkpoints").iterdir()) == [
+        "bc_state_20.pt", "best_20.safetensors", "resume.json",
+    ]  # fmt: skip
     assert not (cut / "policy_config.json").exists()
     with pytest.raises(ValueError, match=r"other settings \(batch_size 32 -> 16\)"):
         train_tiny_bc(demos, cut, batch_size=16, resume=True, **settings)
@@ -726,6 +728,46 @@ def test_an_interrupted_bc_run_resumes_to_the_uninterrupted_runs_weights(
     )
     assert record["best"] == read_policy_config(whole)["best"]
     assert not (resumed / "checkpoints").exists()  # finished: nothing left to resume
+
+
+def test_a_bc_run_cut_between_its_checkpoint_files_resumes_from_the_last_whole_one(
+    demos, tmp_path, monkeypatch
+):
+    """Killed after the step-20 state file but before the resume.json naming it, and after a
+    later best.safetensors of the steps it abandons: the step-10 checkpoint is still whole,
+    puts back its best, and the run ends as an uninterrupted one. A state file from another
+    device type (its generator state differs) is refused by name."""
+    from sslrobot.policy import bc
+    from sslrobot.policy.checkpoint import ResumeError
+
+    settings = {"encoder": "scratch", "num_val_demos": 1, "num_val_checks": 3, "seed": 4}
+    whole = train_tiny_bc(demos, tmp_path / "whole", **settings)
+    write_json = bc.atomic_write_json
+
+    def stop_before_naming_step_20(path, value):
+        if value.get("step") == 20:
+            raise KeyboardInterrupt
+        return write_json(path, value)
+
+    monkeypatch.setattr(bc, "atomic_write_json", stop_before_naming_step_20)
+    with pytest.raises(KeyboardInterrupt):
+        train_tiny_bc(demos, tmp_path / "cut", **settings)
+    monkeypatch.setattr(bc, "atomic_write_json", write_json)
+    cut = tmp_path / "cut"
+    assert {"bc_state_10.pt", "bc_state_20.pt"} <= {p.name for p in (cut / "checkpoints").iterdir()}
+    (cut / "best.safetensors").write_bytes(b"weights of the abandoned steps")
+
+    state_file = cut / "checkpoints" / "bc_state_10.pt"
+    saved = torch.load(state_file, weights_only=True)
+    torch.save({**saved, "generator": torch.zeros(16, dtype=torch.uint8)}, state_file)
+    with pytest.raises(ResumeError, match="another device type than cpu"):
+        train_tiny_bc(demos, cut, resume=True, **settings)
+    torch.save(saved, state_file)
+
+    resumed = train_tiny_bc(demos, cut, resume=True, **settings)
+    for name in ("final.safetensors", "best.safetensors", "logs/bc.csv"):
+        assert (resumed / name).read_bytes() == (whole / name).read_bytes(), name
+    assert read_policy_config(resumed)["resumed_at_steps"] == [10]
 
 
 def test_bc_on_data_the_expert_did_not_collect_warns(tmp_path) -> None:

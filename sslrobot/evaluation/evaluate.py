@@ -4,6 +4,7 @@ aggregate such records over training seeds."""
 from __future__ import annotations
 
 import json
+import numbers
 import os
 import time
 import warnings
@@ -69,8 +70,13 @@ def evaluate(
     from sslrobot.policy.config import VALIDATION_SEED_BASE
     from sslrobot.policy.environment import env_shapes, make_env
 
-    if isinstance(num_episodes, bool) or not isinstance(num_episodes, int) or num_episodes < 1:
+    if (
+        isinstance(num_episodes, bool)
+        or not isinstance(num_episodes, numbers.Integral)
+        or num_episodes < 1
+    ):
         raise ValueError(f"num_episodes must be an int >= 1, got {num_episodes!r}")
+    num_episodes = int(num_episodes)  # NumPy's integers too
     # Checked before the policy loads: gymnasium only refuses a negative seed at the first
     # reset, with a traceback of its own.
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:

@@ -183,15 +183,16 @@ class RunConfig:
             )
 
         encoder_config_for(self.encoder_arch, self.image_size)
-        # A horizon no episode can hold would fail at pretraining, after the collection.
+        # A horizon no episode can hold would fail at pretraining, after the collection (an
+        # episode of L steps holds L - K + 1 windows of K steps).
         import gymnasium as gym
 
         for task in self.tasks:
             limit = gym.spec(task).max_episode_steps
-            if limit is not None and self.num_steps_ahead >= limit:
+            if limit is not None and self.num_steps_ahead > limit:
                 raise ValueError(
                     f"num_steps_ahead={self.num_steps_ahead} leaves no window in {task}, whose "
-                    f"episodes end after at most {limit} steps; use fewer than {limit}"
+                    f"episodes end after at most {limit} steps; use at most {limit}"
                 )
         if self.pretrain_processes < 1 or self.pretrain_batch_size % self.pretrain_processes:
             raise ValueError(

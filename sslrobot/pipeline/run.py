@@ -14,7 +14,7 @@ import sys
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -507,7 +507,7 @@ class Pipeline:
         artifacts: TaskArtifacts,
     ) -> StageResult:
         from sslrobot.policy import PolicyConfig, train_policy
-        from sslrobot.policy.checkpoint import can_resume
+        from sslrobot.policy.checkpoint import ResumeError, can_resume
 
         depends: tuple[StageResult, ...] = (artifacts.demos,)
         if encoder_name in artifacts.pretrain and encoder_name != "none":
@@ -535,28 +535,31 @@ class Pipeline:
             settings["val_episodes"] = self.config.bc_val_episodes
 
         def run(stage_dir: Path, resume: bool) -> dict[str, Any]:
-            train_policy(
-                PolicyConfig(
-                    env_id=env_id,
-                    encoder=encoder_arg,
-                    algo="bc",
-                    out=stage_dir / "policy",
-                    seed=seed,
-                    demos=artifacts.demos.path / "dataset",
-                    num_demos=num_demos,
-                    steps=self.config.bc_steps,
-                    batch_size=self.config.bc_batch_size,
-                    image_size=self.config.image_size,
-                    cache_dir=self.out / "feature_cache",
-                    device=self.device,
-                    progress=self.progress,
-                    encoder_arch=self.config.encoder_arch,
-                    augment_copies=copies,
-                    val_episodes=self.config.bc_val_episodes,
-                    overwrite=True,  # the stage runner decides what to redo in its directories
-                    resume=resume and can_resume(stage_dir / "policy"),
-                )
+            config = PolicyConfig(
+                env_id=env_id,
+                encoder=encoder_arg,
+                algo="bc",
+                out=stage_dir / "policy",
+                seed=seed,
+                demos=artifacts.demos.path / "dataset",
+                num_demos=num_demos,
+                steps=self.config.bc_steps,
+                batch_size=self.config.bc_batch_size,
+                image_size=self.config.image_size,
+                cache_dir=self.out / "feature_cache",
+                device=self.device,
+                progress=self.progress,
+                encoder_arch=self.config.encoder_arch,
+                augment_copies=copies,
+                val_episodes=self.config.bc_val_episodes,
+                overwrite=True,  # the stage runner decides what to redo in its directories
+                resume=resume and can_resume(stage_dir / "policy"),
             )
+            try:
+                train_policy(config)
+            except ResumeError as error:  # e.g. the run directory moved: its paths changed
+                self._log(f"[redo] {name}: cannot resume ({error}); training it anew")
+                train_policy(replace(config, resume=False))
             return {"policy": "policy"}
 
         name = f"{slug}/policy/{encoder_name}/demos{num_demos}/seed{seed}"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import pickle
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from sslrobot.policy.cache import FeatureCache, compute_features
 from sslrobot.policy.checkpoint import (
     CHECKPOINT_DIR,
     RESUME_STATE,
+    ResumeError,
     read_resume_state,
     resume_settings,
     save_weights,
@@ -47,6 +49,9 @@ from sslrobot.policy.validation import OnlineValidator, validation_seeds
 from sslrobot.pretraining.augment import check_shift_pad, color_jitter, random_shift
 from sslrobot.utils.device import resolve_device
 from sslrobot.utils.io import atomic_write, atomic_write_json, atomic_write_text
+
+#: The best validation check's weights, beside ``final.safetensors``.
+BEST_FILE = "best.safetensors"
 
 
 class NonFiniteBCLossError(FloatingPointError, ValueError):
@@ -294,7 +299,7 @@ def train_bc(config: PolicyConfig) -> Path:
     save_weights(out / "final.safetensors", network)
     checkpoints = {"final": "final.safetensors"}
     if history.best is not None:
-        checkpoints["best"] = "best.safetensors"
+        checkpoints["best"] = BEST_FILE
     _write_csv(out / "logs" / "bc.csv", history.rows)
     record.update(
         {
@@ -412,7 +417,7 @@ def _fit(
             # Ties go to the later checkpoint: as good on validation, and trained longer.
             if score and (best_score is None or score >= best_score):
                 best_score = score
-                save_weights(config.out / "best.safetensors", network)
+                save_weights(config.out / BEST_FILE, network)
                 history.best = dict(row)
             if step != num_steps:
                 loop = {"step": step, "order": order, "cursor": cursor}
@@ -425,14 +430,15 @@ def _fit(
 
 
 class _BCResumeCheckpoints:
-    """What ``train-policy --resume`` continues a BC run from: ``bc_state.pt`` (weights,
-    optimiser, generator, order, the checks' rows) written whole before ``resume.json``
-    (settings, step, best check) names it."""
-
-    STATE = "bc_state.pt"
+    """What ``train-policy --resume`` continues a BC run from: ``bc_state_N.pt`` (weights,
+    optimiser, generator, order, the checks' rows) and ``best_N.safetensors`` (the best
+    checkpoint as it was at step N), each written whole before ``resume.json`` (settings, step,
+    best check) names them; the files of earlier checkpoints go only then, so an interruption
+    between the writes leaves the last complete checkpoint as it was."""
 
     def __init__(self, config: PolicyConfig) -> None:
-        self.folder = Path(config.out) / CHECKPOINT_DIR
+        self.out = Path(config.out)
+        self.folder = self.out / CHECKPOINT_DIR
         self.settings = resume_settings(config)
 
     def save(
@@ -445,6 +451,7 @@ class _BCResumeCheckpoints:
         best_score: tuple[float, ...] | None,
     ) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
+        step = loop["step"]
         tensors = {
             **loop,
             "network": network.state_dict(),
@@ -455,16 +462,26 @@ class _BCResumeCheckpoints:
         buffer = io.BytesIO()
         torch.save(tensors, buffer)
         data = buffer.getvalue()
-        atomic_write(self.folder / self.STATE, lambda file: file.write(data))
+        name = f"bc_state_{step}.pt"
+        atomic_write(self.folder / name, lambda file: file.write(data))
+        best = None
+        if history.best is not None and (self.out / BEST_FILE).is_file():
+            best = f"best_{step}.safetensors"  # as it is now: a later check may replace it
+            weights = (self.out / BEST_FILE).read_bytes()
+            atomic_write(self.folder / best, lambda file: file.write(weights))
         state = {
-            "step": loop["step"],
-            "state": self.STATE,
+            "step": step,
+            "state": name,
+            "best_weights": best,
             "settings": self.settings,
             "best": history.best,
             "best_score": None if best_score is None else list(best_score),
             "resumed_at_steps": history.resumed_at,
         }
         atomic_write_json(self.folder / RESUME_STATE, state)
+        for stale in self.folder.iterdir():  # the checkpoints before this one
+            if stale.name not in (name, best, RESUME_STATE) and stale.name[0] != ".":
+                stale.unlink()
 
     def load(
         self,
@@ -474,18 +491,35 @@ class _BCResumeCheckpoints:
         generator: torch.Generator,
         device: torch.device,
     ) -> dict[str, Any]:
-        """Restore the saved state into the arguments; return the loop's step, order, cursor
-        and the checks' rows."""
-        path = self.folder / resumed.get("state", self.STATE)
+        """Restore the saved state into the arguments and the best checkpoint as the saved
+        state knew it; return the loop's step, order, cursor and the checks' rows.
+
+        Raises:
+            ResumeError: a missing or damaged state file, or one from another device type
+                (its random generator's state does not carry over).
+        """
+        path = self.folder / str(resumed.get("state"))
         try:
             saved = torch.load(path, map_location=device, weights_only=True)
-        except (OSError, RuntimeError, EOFError) as error:
-            raise ValueError(f"cannot resume from {path}: {error}") from error
+        except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as error:
+            raise ResumeError(f"cannot resume from {path}: {error}") from error
         if saved.get("step") != resumed.get("step"):
-            raise ValueError(f"{path} and {RESUME_STATE} disagree on the step count")
+            raise ResumeError(f"{path} and {RESUME_STATE} disagree on the step count")
+        state = saved["generator"].cpu()
+        if state.numel() != generator.get_state().numel():
+            raise ResumeError(
+                f"{path} was saved by a run on another device type than {device.type}; resume "
+                "on the device it started on, or train anew with --overwrite"
+            )
         network.load_state_dict(saved["network"])
         optimizer.load_state_dict(saved["optimizer"])
-        generator.set_state(saved["generator"].cpu())
+        generator.set_state(state)
+        best = self.out / BEST_FILE
+        if resumed.get("best_weights"):
+            weights = (self.folder / resumed["best_weights"]).read_bytes()
+            atomic_write(best, lambda file: file.write(weights))
+        else:
+            best.unlink(missing_ok=True)  # a check after the checkpoint wrote it
         return {key: saved[key] for key in ("step", "order", "cursor", "rows")}
 
 

@@ -94,33 +94,49 @@ def check_policy_out(out: Path, overwrite: bool, resume: bool = False) -> None:
 CHECKPOINT_DIR = "checkpoints"
 #: Written last at each resume checkpoint: names its files, the settings and the progress.
 RESUME_STATE = "resume.json"
-#: Config fields that may differ between a run and its resumption (how, not what, it trains).
-RESUME_FREE_FIELDS = ("resume", "overwrite", "progress", "device", "cache_dir")
+#: Config fields that may differ between a run and its resumption (how, not what, it trains;
+#: ``out`` is where the checkpoint is found, wherever that directory now is).
+RESUME_FREE_FIELDS = ("resume", "overwrite", "progress", "device", "cache_dir", "out")
+
+
+class ResumeError(ValueError):
+    """A resume checkpoint that cannot be continued: missing, made with other settings, or
+    damaged. ``sslrobot run`` trains such a stage anew; the CLI names the reason."""
 
 
 def resume_settings(config: Any) -> dict[str, Any]:
     """What a resumed run must share with the interrupted one (a ``PolicyConfig``): every
-    setting but how it runs."""
-    return {k: v for k, v in config.to_dict().items() if k not in RESUME_FREE_FIELDS}
+    setting but how it runs, with the demonstrations' and encoder's paths resolved (a relative
+    and an absolute spelling of one directory are the same setting)."""
+    settings = {k: v for k, v in config.to_dict().items() if k not in RESUME_FREE_FIELDS}
+    for name in ("demos", "encoder"):
+        value = settings.get(name)
+        if isinstance(value, str) and Path(value).exists():
+            settings[name] = str(Path(value).resolve())
+    return settings
 
 
 def read_resume_state(out: Path, config: Any) -> dict[str, Any]:
     """The last resume checkpoint's record in ``out``, checked against ``config``.
 
     Raises:
-        ValueError: no checkpoint to resume, or one made with other settings (naming them).
+        ResumeError: no checkpoint to resume, or one made with other settings (naming them).
     """
     path = out / CHECKPOINT_DIR / RESUME_STATE
     if not path.is_file():
-        raise ValueError(
+        raise ResumeError(
             f"{out} holds no checkpoint to resume ({path} is missing); train without --resume"
         )
-    state = json.loads(path.read_text())
-    earlier, now = state["settings"], resume_settings(config)
+    try:
+        state = json.loads(path.read_text())
+        earlier = state["settings"]
+    except (json.JSONDecodeError, KeyError, TypeError) as error:
+        raise ResumeError(f"{path} is damaged ({error}); train anew with --overwrite") from error
+    now = resume_settings(config)
     changed = sorted(k for k in now if earlier.get(k) != now[k])
     if changed:
         described = ", ".join(f"{k} {earlier.get(k)!r} -> {now[k]!r}" for k in changed)
-        raise ValueError(
+        raise ResumeError(
             f"{out} was trained with other settings ({described}); resume with the same ones, "
             "or train anew with --overwrite"
         )

@@ -342,7 +342,9 @@ def restore_best_model(out: Path, state: dict[str, Any]) -> None:
     checkpoint, before the interruption, may have replaced it with a model of the abandoned
     steps, which the resumed run's record would then name as the best of its own checks."""
     best = out / SB3_FILE.format(checkpoint="best")
-    if state.get("best_model"):
+    if "best_model" not in state:  # a checkpoint written before they kept it: leave it be
+        return
+    if state["best_model"]:
         saved = (out / CHECKPOINT_DIR / state["best_model"]).read_bytes()
         atomic_write(best, lambda file: file.write(saved))
     else:
