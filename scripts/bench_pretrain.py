@@ -39,8 +39,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sslrobot.evaluation.probe import extract_features, fit_linear_probe, probe_representation
+from sslrobot.evaluation.probe import fit_linear_probe, probe_representation
 from sslrobot.models.encoder import EncoderConfig
+from sslrobot.models.features import extract_features
 from sslrobot.pretraining.config import PretrainConfig
 from sslrobot.pretraining.launch import pretrain_in_processes
 from sslrobot.pretraining.synthetic import MovingSquareDataset

@@ -40,13 +40,13 @@ from sslrobot.evaluation.probe import (
     dataset_state_names,
     dataset_view_conditions,
     encode_episodes,
-    extract_features,
     fit_linear_probe,
     heldout_split,
     iter_probe_frames,
     r2_scores,
 )
 from sslrobot.models.encoder import Encoder, EncoderConfig
+from sslrobot.models.features import extract_features
 from sslrobot.pretraining import artifacts
 from sslrobot.pretraining.augment import random_shift
 

@@ -5,9 +5,9 @@ import pytest
 import torch
 
 from sslrobot.evaluation.prediction import prediction_quality
-from sslrobot.evaluation.probe import extract_features
 from sslrobot.models.decoder import DecoderConfig
 from sslrobot.models.encoder import EncoderConfig
+from sslrobot.models.features import extract_features
 from sslrobot.pretraining.world_model import WorldModel, WorldModelConfig
 
 torch.set_num_threads(1)

@@ -14,7 +14,6 @@ from sslrobot.commands import probe as probe_command
 from sslrobot.evaluation.probe import (
     ProbeConfig,
     _ridge_path,
-    extract_features,
     fit_linear_probe,
     fit_ridge,
     probe_representation,
@@ -23,6 +22,7 @@ from sslrobot.evaluation.probe import (
     select_alphas,
     stack_frames,
 )
+from sslrobot.models.features import extract_features
 
 torch.set_num_threads(1)
 NAMES = ["x", "y", "z"]

@@ -17,9 +17,10 @@ from torch import nn
 
 from sslrobot.data import CollectConfig, collect, open_dataset
 from sslrobot.models.encoder import Encoder, EncoderConfig, encoder_config_for
+from sslrobot.models.features import extract_features
 from sslrobot.policy import PolicyConfig, load_policy, train_policy
 from sslrobot.policy.bc import BCData, bc_loss
-from sslrobot.policy.cache import FeatureCache, compute_features, module_fingerprint
+from sslrobot.policy.cache import FeatureCache, module_fingerprint
 from sslrobot.policy.checkpoint import read_policy_config
 from sslrobot.policy.config import VALIDATION_SEED_BASE
 from sslrobot.policy.demos import select_demo_ids
@@ -176,17 +177,13 @@ def test_cached_features_equal_on_the_fly(tmp_path):
     batch = _random_batch(num=10)
     pixels = batch["pixels"].numpy()
     lengths = np.array([4, 6])
-    cache = FeatureCache(
-        tmp_path, encoder, {"dataset": "a"}, batch_size=3, device=torch.device("cpu")
-    )
+    cache = FeatureCache(tmp_path, encoder, {"dataset": "a"}, batch_size=3)
     cached = cache.features((0, 1), lengths, pixels)
     assert cache.num_computed_frames == 10
     on_the_fly = torch.cat([obs_encoder.features(batch["pixels"][i : i + 1]) for i in range(10)])
     np.testing.assert_allclose(cached, on_the_fly.numpy(), rtol=0, atol=1e-6)
     # A second run with the same encoder and dataset reads the disk and encodes nothing.
-    again = FeatureCache(
-        tmp_path, encoder, {"dataset": "a"}, batch_size=7, device=torch.device("cpu")
-    )
+    again = FeatureCache(tmp_path, encoder, {"dataset": "a"}, batch_size=7)
     np.testing.assert_array_equal(again.features((0, 1), lengths, pixels), cached)
     assert again.num_computed_frames == 0
     # The head sees the same inputs either way.
@@ -201,11 +198,10 @@ def test_cached_features_equal_on_the_fly(tmp_path):
 def test_cache_is_keyed_by_encoder_weights(tmp_path):
     pixels = _random_batch(num=4)["pixels"].numpy()
     lengths = np.array([4])
-    device = torch.device("cpu")
     torch.manual_seed(0)
-    first = FeatureCache(tmp_path, BatchNormEncoder(), {"d": 1}, 4, device)
+    first = FeatureCache(tmp_path, BatchNormEncoder(), {"d": 1}, 4)
     torch.manual_seed(1)
-    second = FeatureCache(tmp_path, BatchNormEncoder(), {"d": 1}, 4, device)
+    second = FeatureCache(tmp_path, BatchNormEncoder(), {"d": 1}, 4)
     assert first.directory != second.directory
     assert not np.array_equal(
         first.features((0,), lengths, pixels), second.features((0,), lengths, pixels)
@@ -297,7 +293,7 @@ def test_trained_policy_acts_from_frames_as_from_cached_features(trained, demos)
     episode = open_dataset(demos).load_episode(0)
     length = episode["action"].shape[0]
     pixels, proprio = episode["pixels"][:length], episode["proprio"][:length]
-    features = compute_features(policy.obs_encoder.encoder, pixels, 16, torch.device("cpu"))
+    features = extract_features(policy.obs_encoder.encoder, pixels, 16)
     with torch.no_grad():
         inputs = policy.obs_encoder.from_features(
             torch.from_numpy(features), torch.from_numpy(np.array(proprio, dtype=np.float32))
@@ -483,15 +479,15 @@ def test_augmented_copies_add_shifted_recoloured_frames_of_the_same_actions(demo
     torch.manual_seed(0)
     encoder = Encoder(encoder_config_for("keypoints", image_size=IMAGE_SIZE)).eval()
     pixels = np.random.default_rng(0).integers(0, 256, (6, IMAGE_SIZE, IMAGE_SIZE, 3), np.uint8)
-    features = torch.from_numpy(compute_features(encoder, pixels, 4, torch.device("cpu")))
+    features = torch.from_numpy(extract_features(encoder, pixels, 4))
     data = BCData(torch.rand(6, 2), features=features, proprio=torch.rand(6, 9))
-    augmented = with_augmented_copies(data, pixels, encoder, config, torch.device("cpu"))
+    augmented = with_augmented_copies(data, pixels, encoder, config)
     assert len(augmented) == 18
     torch.testing.assert_close(augmented.features[:6], features)  # the frames themselves first
     assert not torch.allclose(augmented.features[6:12], features)  # copies encode other pixels
     torch.testing.assert_close(augmented.actions, data.actions.repeat(3, 1))
     torch.testing.assert_close(augmented.proprio, data.proprio.repeat(3, 1))
-    again = with_augmented_copies(data, pixels, encoder, config, torch.device("cpu"))
+    again = with_augmented_copies(data, pixels, encoder, config)
     torch.testing.assert_close(again.features, augmented.features)
     out = train_tiny_bc(demos, tmp_path / "policy", augment_copies=2, steps=None, epochs=2,
                         batch_size=8)  # fmt: skip

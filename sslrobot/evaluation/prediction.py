@@ -304,7 +304,7 @@ def prediction_quality(
     """
     import torch
 
-    from sslrobot.evaluation.probe import module_device
+    from sslrobot.models.features import module_device
 
     if not (frames or latents):
         raise ValueError("nothing to score: frames and latents are both False")

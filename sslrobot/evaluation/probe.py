@@ -416,54 +416,6 @@ def _finite_mean(values: np.ndarray) -> float:
     return float(finite.mean()) if finite.size else float("nan")
 
 
-def module_device(module: torch.nn.Module) -> torch.device:
-    """The device of a module's first parameter or buffer (CPU for a module with neither)."""
-    import torch
-
-    for tensor in (*module.parameters(), *module.buffers()):
-        return tensor.device
-    return torch.device("cpu")
-
-
-def extract_features(
-    encoder: torch.nn.Module, frames: np.ndarray, batch_size: int = 256
-) -> np.ndarray:
-    """Encode frames in batches, in eval mode, without gradients, on the encoder's device.
-
-    The encoder's train/eval mode is restored afterwards, so a caller's module is unchanged.
-
-    Args:
-        encoder: Maps uint8 frames (B, H, W, C) to features (B, D).
-        frames: uint8 frames, shape (N, H, W, C).
-        batch_size: Frames per forward pass.
-
-    Returns:
-        Features, float32, shape (N, D).
-    """
-    import torch
-
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    frames = np.asarray(frames)
-    if frames.dtype != np.uint8 or frames.ndim != 4:
-        raise ValueError(f"frames must be uint8 (N, H, W, C), got {frames.dtype} {frames.shape}")
-    device = module_device(encoder)
-    was_training = encoder.training
-    encoder.eval()
-    outputs = []
-    try:
-        with torch.no_grad():
-            for start in range(0, frames.shape[0], batch_size):
-                batch = torch.from_numpy(np.ascontiguousarray(frames[start : start + batch_size]))
-                features = encoder(batch.to(device))  # (B, D)
-                outputs.append(features.float().cpu().numpy())
-    finally:
-        encoder.train(was_training)
-    if not outputs:
-        raise ValueError("frames is empty; nothing to encode")
-    return np.concatenate(outputs, axis=0)
-
-
 def _frame_indices(lengths: Sequence[int], max_frames: int | None, seed: int) -> list[np.ndarray]:
     """Frames to use per episode: all, or an even random share summing to about max_frames."""
     if max_frames is None or sum(lengths) <= max_frames:
@@ -551,6 +503,8 @@ def encode_episodes(
     Returns:
         float32 features (N, D), float64 states (N, S), int episode id per frame (N,).
     """
+    from sslrobot.models.features import extract_features
+
     features, states, groups = [], [], []
     for episode_id, frames, state in iter_probe_frames(
         dataset, episode_ids, max_frames, seed, frame_stack
@@ -634,10 +588,9 @@ def probe_representation(
                     stacklevel=2,
                 )
     dataset = open_dataset(Path(data_dir))
-    train_ids, val_ids = dataset.split(val_fraction=val_fraction, seed=seed)
-    excluded = set(exclude_from_validation or ())
-    num_excluded = sum(i in excluded for i in val_ids)
-    val_ids = [i for i in val_ids if i not in excluded]
+    train_ids, val_ids, num_excluded = split_unseen(
+        dataset, val_fraction, seed, exclude_from_validation or ()
+    )
     if not train_ids or not val_ids:
         raise ValueError(
             f"{data_dir}: val_fraction={val_fraction} leaves {len(train_ids)} train and "
@@ -688,9 +641,24 @@ def heldout_split(
     from sslrobot.evaluation.prediction import trained_episodes
     from sslrobot.pretraining import PretrainConfig
 
-    train_ids, val_ids = dataset.split(val_fraction=PretrainConfig.val_fraction, seed=seed)
     trained = {i for d in encoder_dirs for i in trained_episodes(Path(d), Path(data_dir))}
-    return train_ids, [i for i in val_ids if i not in trained]
+    train_ids, val_ids, _ = split_unseen(dataset, PretrainConfig.val_fraction, seed, trained)
+    return train_ids, val_ids
+
+
+def split_unseen(
+    dataset: Any, val_fraction: float, seed: int, excluded: Collection[int]
+) -> tuple[list[int], list[int], int]:
+    """``dataset.split`` with the ``excluded`` episodes (an encoder's pretraining ones) taken
+    out of the validation side, so a score there is on episodes the encoder never saw.
+
+    Returns:
+        ``(train_ids, val_ids, num_excluded)``: how many validation episodes were left out.
+    """
+    train_ids, val_ids = dataset.split(val_fraction=val_fraction, seed=seed)
+    excluded = set(excluded)
+    unseen = [i for i in val_ids if i not in excluded]
+    return train_ids, unseen, len(val_ids) - len(unseen)
 
 
 def dataset_view_conditions(manifest: dict[str, Any]) -> tuple[tuple[str, str, float], ...]:

@@ -17,7 +17,8 @@ import torch
 from torch.nn import functional as F
 from tqdm import tqdm
 
-from sslrobot.policy.cache import FeatureCache, compute_features
+from sslrobot.models.features import extract_features
+from sslrobot.policy.cache import FeatureCache
 from sslrobot.policy.checkpoint import (
     CHECKPOINT_DIR,
     RESUME_STATE,
@@ -165,7 +166,6 @@ def with_augmented_copies(
     pixels: np.ndarray,
     encoder: torch.nn.Module,
     config: PolicyConfig,
-    device: torch.device,
 ) -> BCData:
     """``data`` (frozen features of ``pixels``) plus ``config.augment_copies`` copies of its
     frames, each shifted by up to ``augment_pad`` pixels and recoloured by ``augment_color``
@@ -181,7 +181,7 @@ def with_augmented_copies(
             chunk = torch.from_numpy(np.array(pixels[start : start + step]))[:, None]
             shifted = random_shift(chunk, config.augment_pad, generator)  # windows of one frame
             copy = color_jitter(shifted, config.augment_color, generator)[:, 0].numpy()
-            encoded = compute_features(encoder, copy, step, device)
+            encoded = extract_features(encoder, copy, step)
             features.append(torch.from_numpy(encoded).to(data.features.device))
     repeat = config.augment_copies + 1
     return BCData(
@@ -251,16 +251,14 @@ def train_bc(config: PolicyConfig) -> Path:
     cache = None
     if resolved.frozen:
         cache = FeatureCache(
-            config.cache_dir, resolved.module, dataset_key, config.feature_batch_size, device
+            config.cache_dir, resolved.module, dataset_key, config.feature_batch_size
         )
     if resolved.kind == "scratch" or config.augment_copies:  # before any frame is encoded
         check_shift_pad("augment_pad", config.augment_pad, image_size)
     train_data = make_bc_data(train_tr, resolved.kind, cache, device)
     if config.augment_copies:
         assert train_tr.pixels is not None
-        train_data = with_augmented_copies(
-            train_data, train_tr.pixels, resolved.module, config, device
-        )
+        train_data = with_augmented_copies(train_data, train_tr.pixels, resolved.module, config)
     val_data = make_bc_data(val_tr, resolved.kind, cache, device) if val_tr else None
     if resolved.kind != "scratch":
         obs_encoder.feature_norm.fit(train_data.features.cpu())

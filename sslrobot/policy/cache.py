@@ -11,30 +11,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from sslrobot.models.features import extract_features
 from sslrobot.utils.config import config_hash
 from sslrobot.utils.io import atomic_write
-
-
-@torch.no_grad()
-def compute_features(
-    encoder: nn.Module, pixels: np.ndarray, batch_size: int, device: torch.device
-) -> np.ndarray:
-    """Encode frames in batches with a frozen encoder.
-
-    Args:
-        encoder: Frozen module, uint8 (B, H, W, 3) -> (B, F), already on ``device``.
-        pixels: uint8 frames, shape (N, H, W, 3).
-        batch_size: Frames per forward pass.
-        device: Where to run the encoder.
-
-    Returns:
-        float32 features, shape (N, F), on the CPU.
-    """
-    chunks = []
-    for start in range(0, pixels.shape[0], batch_size):
-        batch = torch.from_numpy(np.array(pixels[start : start + batch_size]))  # memmap -> RAM
-        chunks.append(encoder(batch.to(device)).float().cpu())
-    return torch.cat(chunks).numpy()
 
 
 def module_fingerprint(module: nn.Module) -> str:
@@ -64,8 +43,7 @@ class FeatureCache:
         encoder: The frozen encoder.
         dataset_key: JSON-able identity of the dataset's episodes
             (``setup.demos_cache_key``).
-        batch_size: Frames per forward pass.
-        device: Where to run the encoder.
+        batch_size: Frames per forward pass (on the encoder's own device).
     """
 
     def __init__(
@@ -74,11 +52,9 @@ class FeatureCache:
         encoder: nn.Module,
         dataset_key: Any,
         batch_size: int,
-        device: torch.device,
     ) -> None:
         self.encoder = encoder
         self.batch_size = batch_size
-        self.device = device
         self.directory: Path | None = None
         if root is not None:
             dataset_hash = config_hash(dataset_key)
@@ -97,7 +73,7 @@ class FeatureCache:
         """
         if self.directory is None:
             self.num_computed_frames += pixels.shape[0]
-            return compute_features(self.encoder, pixels, self.batch_size, self.device)
+            return extract_features(self.encoder, pixels, self.batch_size)
         parts = []
         start = 0
         for episode_id, length in zip(episode_ids, lengths.tolist(), strict=True):
@@ -105,7 +81,7 @@ class FeatureCache:
             cached = _read_cached(path, length)
             if cached is None:
                 frames = pixels[start : start + length]
-                cached = compute_features(self.encoder, frames, self.batch_size, self.device)
+                cached = extract_features(self.encoder, frames, self.batch_size)
                 self.num_computed_frames += length
                 _write_array(path, cached)
             parts.append(cached)

@@ -131,7 +131,6 @@ def _fit_normalizers(
     resolved: Any,
     venv: Any,
     shapes: EnvShapes,
-    device: torch.device,
 ) -> tuple[str, list[int]]:
     """Fit the feature/proprio statistics from demonstrations, else from random rollouts.
 
@@ -151,7 +150,7 @@ def _fit_normalizers(
             features = transitions.state
         else:
             cache = FeatureCache(
-                config.cache_dir, resolved.module, dataset_key, config.feature_batch_size, device
+                config.cache_dir, resolved.module, dataset_key, config.feature_batch_size
             )
             features = cache.features(
                 transitions.episode_ids, transitions.episode_lengths, transitions.pixels
@@ -165,9 +164,9 @@ def _fit_normalizers(
         obs_encoder.feature_norm.fit(np.concatenate(batches))
     else:
         pixels = np.concatenate([b["pixels"] for b in batches])
-        from sslrobot.policy.cache import compute_features
+        from sslrobot.models.features import extract_features
 
-        features = compute_features(resolved.module, pixels, config.feature_batch_size, device)
+        features = extract_features(resolved.module, pixels, config.feature_batch_size)
         obs_encoder.feature_norm.fit(features)
         obs_encoder.proprio_norm.fit(np.concatenate([b["proprio"] for b in batches]))
     return f"{num_steps} random-action steps ({venv.num_envs} envs)", []
@@ -239,9 +238,7 @@ def train_rl(config: PolicyConfig) -> Path:
         obs_encoder = ObservationEncoder(
             resolved.module, feature_dim=feature_dim, proprio_dim=shapes.proprio_dim, frozen=True
         ).to(device)
-        norm_source, norm_seeds = _fit_normalizers(
-            config, obs_encoder, resolved, venv, shapes, device
-        )
+        norm_source, norm_seeds = _fit_normalizers(config, obs_encoder, resolved, venv, shapes)
         env = make_feature_vec_env(venv, obs_encoder, obs_mode, device)
         num_steps = config.steps or DEFAULT_RL_STEPS
         resumed = read_resume_state(out, config) if config.resume else None
