@@ -51,6 +51,8 @@ def test_minari_round_trip_is_lossless(tmp_path, monkeypatch):
         root, "sslrobot/fake/random-v0", include_state=True, data_format=data_format
     )
     assert path.is_dir()
+    # Minari's namespace metadata at every level of the id, as its own writer leaves it
+    assert {"sslrobot", "sslrobot/fake"} <= set(minari.namespace.list_local_namespaces())
 
     exported = minari.load_dataset("sslrobot/fake/random-v0")
     source = open_dataset(root)

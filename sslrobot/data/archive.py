@@ -26,6 +26,10 @@ _DATE_TIME = (1980, 1, 1, 0, 0, 0)
 _LOCAL_HEADER = struct.Struct("<4s22xHH")  # signature ... name length, extra field length
 _LOCAL_SIGNATURE = b"PK\x03\x04"
 _CRC_CHUNK = 1 << 20
+_ENCRYPTED_FLAG = 0x1  # general purpose bit 0 of a zip entry
+#: What ``zipfile`` raises, besides ``BadZipFile``, for a damaged directory entry: a flipped
+#: encryption flag ("password required") or compression method ("compression type N").
+_DAMAGED_ZIP_ERRORS: tuple[type[Exception], ...] = (RuntimeError, NotImplementedError)
 
 
 @dataclass(frozen=True)
@@ -74,6 +78,8 @@ def list_members(path: Path) -> dict[str, Member]:
             for info in archive.infolist():
                 if info.compress_type != zipfile.ZIP_STORED:
                     raise ValueError(f"{path}: member {info.filename} is compressed")
+                if info.flag_bits & _ENCRYPTED_FLAG:
+                    raise ValueError(f"{path}: member {info.filename} is marked encrypted")
                 file.seek(info.header_offset)
                 signature, name_length, extra_length = _LOCAL_HEADER.unpack(
                     file.read(_LOCAL_HEADER.size)
@@ -83,7 +89,7 @@ def list_members(path: Path) -> dict[str, Member]:
                 offset = info.header_offset + _LOCAL_HEADER.size + name_length + extra_length
                 members[info.filename] = Member(info.filename, offset, info.file_size)
             return members
-    except (OSError, zipfile.BadZipFile, struct.error) as error:
+    except (OSError, zipfile.BadZipFile, struct.error, *_DAMAGED_ZIP_ERRORS) as error:
         raise ValueError(f"{path}: not a complete episode archive ({error})") from error
 
 
@@ -95,12 +101,14 @@ def read_text_member(path: Path, name: str) -> str:
     """
     try:
         archive = zipfile.ZipFile(path)
-    except (OSError, zipfile.BadZipFile) as error:
+    except (OSError, zipfile.BadZipFile, *_DAMAGED_ZIP_ERRORS) as error:
         raise ValueError(f"{path}: not a complete episode archive ({error})") from error
     try:
         with archive:
             return archive.read(name).decode("utf-8")
-    except (OSError, KeyError, zipfile.BadZipFile, UnicodeDecodeError) as error:
+    except (
+        OSError, KeyError, zipfile.BadZipFile, UnicodeDecodeError, *_DAMAGED_ZIP_ERRORS
+    ) as error:  # fmt: skip
         raise ValueError(f"cannot read {name} from {path}: {error}") from error
 
 
@@ -122,8 +130,8 @@ def crc_problems(path: Path) -> list[str]:
                     with archive.open(info) as member:
                         while member.read(_CRC_CHUNK):
                             pass
-                except zipfile.BadZipFile as error:
+                except (zipfile.BadZipFile, *_DAMAGED_ZIP_ERRORS) as error:
                     problems.append(f"{path}: member {info.filename} is corrupt ({error})")
-    except (OSError, zipfile.BadZipFile) as error:
+    except (OSError, zipfile.BadZipFile, *_DAMAGED_ZIP_ERRORS) as error:
         problems.append(f"{path}: unreadable archive ({error})")
     return problems

@@ -100,7 +100,7 @@ def export_minari(
 
     Args:
         root: Dataset directory.
-        dataset_id: Minari id, ``(namespace/)(env_name/)name(-vN)``.
+        dataset_id: Minari id, ``(namespace/)(env_name/)name-vN``.
         jpeg: JPEG-encode frames (lossy, smaller); default keeps them exact.
         include_state: Export the privileged state in ``infos``.
         data_format: Minari storage backend (``hdf5``, ``arrow``, ``parquet``); ``hdf5`` (Minari's
@@ -186,13 +186,23 @@ def export_minari(
                 exported.update_dataset_from_buffer([buffer(i) for i in chunk])
             staged = Path(get_dataset_path(dataset_id))
         destination.parent.mkdir(parents=True, exist_ok=True)
-        for metadata in staged.parent.glob("namespace_metadata.json"):  # namespaced ids
-            if not (destination.parent / metadata.name).exists():
-                shutil.copy2(metadata, destination.parent / metadata.name)
+        _copy_namespace_metadata(staged.parent, staging, datasets_root)
         os.rename(staged, destination)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return destination
+
+
+def _copy_namespace_metadata(level: Path, staging: Path, datasets_root: Path) -> None:
+    """Minari writes ``namespace_metadata.json`` at every level of a namespaced id
+    (``a/b/name-v0``: ``a/`` and ``a/b/``); copy each from the staging tree to the same level
+    under ``datasets_root`` where it is not there yet (an existing namespace keeps its own)."""
+    while level != staging and staging in level.parents:
+        metadata = level / "namespace_metadata.json"
+        target = datasets_root / level.relative_to(staging) / metadata.name
+        if metadata.is_file() and not target.exists():
+            shutil.copy2(metadata, target)
+        level = level.parent
 
 
 @contextlib.contextmanager

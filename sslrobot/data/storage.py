@@ -368,14 +368,26 @@ def read_meta(path: Path) -> dict[str, Any]:
 
 def read_npy_header(path: Path, offset: int = 0) -> tuple[tuple[int, ...], np.dtype, int]:
     """``(shape, dtype, data offset)`` of the ``.npy`` bytes at ``offset`` of ``path``,
-    reading only the header."""
+    reading only the header.
+
+    Raises:
+        OSError: the file cannot be read.
+        ValueError: the header is damaged (NumPy parses it as Python literals, so a flipped
+            bit there raises whatever the tokenizer does: all of it is named here).
+    """
     with open(path, "rb") as f:
         f.seek(offset)
-        version = np.lib.format.read_magic(f)
-        if version == (1, 0):
-            shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
-        else:
-            shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
+        try:
+            version = np.lib.format.read_magic(f)
+            if version == (1, 0):
+                shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
+            else:
+                shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
+        except OSError:
+            raise
+        except Exception as error:  # any parse failure is a damaged header
+            message = f"{path}: unreadable .npy header at byte {offset} ({error!r})"
+            raise ValueError(message) from error
         if fortran:
             raise ValueError(f"{path}: Fortran-ordered arrays are not written by sslrobot")
         return tuple(shape), np.dtype(dtype), f.tell()
