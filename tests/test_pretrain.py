@@ -627,3 +627,38 @@ def test_a_real_objective_with_no_steps_warns_of_its_label(dataset, tmp_path: Pa
     probe and policy made with it."""
     with pytest.warns(UserWarning, match="writes a randomly initialised encoder labelled"):
         pretrain(tiny_config(tmp_path / "fdm0", steps=0), dataset, progress=False)
+
+
+class CutAfter(torch.utils.data.Dataset):
+    """Serves ``dataset``'s windows and fails once ``clean`` have been served: a power cut."""
+
+    def __init__(self, dataset: MovingSquareDataset, clean: int) -> None:
+        self.dataset, self.clean, self.served = dataset, clean, 0
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> dict[str, np.ndarray]:
+        self.served += 1
+        if self.served > self.clean:
+            raise KeyboardInterrupt("cut")
+        return self.dataset[index]
+
+
+def test_a_resumed_run_logs_the_rows_of_the_uninterrupted_one(dataset, tmp_path: Path) -> None:
+    """Cut between a checkpoint (step 3) and the next metrics row (step 4): the resumed
+    run's row at step 4 averages steps 1-4, as the uninterrupted run's does, not only step 4."""
+    settings = {"steps": 8, "log_every": 4, "checkpoint_every": 3, "image_every": 0}
+    settings |= {"num_workers": 0, "prefetch": 0}
+    straight = pretrain(tiny_config(tmp_path / "straight", **settings), dataset, progress=False)
+    with pytest.raises(KeyboardInterrupt):
+        pretrain(
+            tiny_config(tmp_path / "cut", **settings), CutAfter(dataset, 8 * 4), progress=False
+        )
+    resumed = pretrain(
+        tiny_config(tmp_path / "cut", resume=True, **settings), dataset, progress=False
+    )
+    rows_a, rows_b = read_csv(straight / artifacts.METRICS), read_csv(resumed / artifacts.METRICS)
+    assert [r["step"] for r in rows_b] == [r["step"] for r in rows_a] == ["4", "8"]
+    for row_a, row_b in zip(rows_a, rows_b, strict=True):
+        assert row_a["pretrain/loss"] == row_b["pretrain/loss"]

@@ -23,10 +23,12 @@ K = 2
 BATCH = 8
 
 
-def _config(out: Path, batch_size: int) -> PretrainConfig:
+def _config(
+    out: Path, batch_size: int, objective: str = "fdm+future", readout: str = "linear"
+) -> PretrainConfig:
     return PretrainConfig(
         out=str(out),
-        objective="fdm+future",
+        objective=objective,
         steps=3,
         batch_size=batch_size,
         num_steps_ahead=K,
@@ -43,6 +45,7 @@ def _config(out: Path, batch_size: int) -> PretrainConfig:
             strides=(4, 2),
             paddings=(0, 1),
             feature_dim=16,
+            readout=readout,
         ),
         decoder=DecoderConfig(channels=(16, 8), shuffle=4),
         transition_hidden_dim=32,
@@ -55,7 +58,9 @@ def _dataset() -> MovingSquareDataset:
     return MovingSquareDataset(num_episodes=4, episode_length=12, num_steps=K, image_size=32)
 
 
-def _worker(rank: int, world_size: int, port: int, out: str, results: str) -> None:
+def _worker(
+    rank: int, world_size: int, port: int, out: str, results: str, *config_args: str
+) -> None:
     os.environ.update(
         MASTER_ADDR="127.0.0.1",
         MASTER_PORT=str(port),
@@ -64,7 +69,7 @@ def _worker(rank: int, world_size: int, port: int, out: str, results: str) -> No
         LOCAL_RANK=str(rank),
     )
     torch.set_num_threads(1)
-    run = PretrainRun(_config(Path(out), BATCH), _dataset(), progress=False)
+    run = PretrainRun(_config(Path(out), BATCH, *config_args), _dataset(), progress=False)
     try:
         assert run.ddp is not None and run.context.world_size == world_size
         run.train()
@@ -125,3 +130,24 @@ def test_a_ranks_bad_input_stays_a_value_error() -> None:
     assert isinstance(error, ValueError)
     assert str(error).endswith("rank 1: ValueError: batch_size 99: a step takes")
     assert type(rank_failure(2, "enc", 0, "x\nKeyError: 'pixels'")) is RuntimeError
+
+
+def test_two_cpu_processes_shift_the_windows_of_one(tmp_path: Path) -> None:
+    """The equivariance term shifts each window by its place in the global batch; it used to
+    count from 0 on every rank, so two ranks shifted other windows than one process did. The
+    first step's terms (same weights, same windows) are compared: later steps of a keypoint
+    encoder drift apart by Adam's response to float noise in gradients that are zero in exact
+    arithmetic (biases the spatial softmax is invariant to), not by this."""
+    args = ("fdm+future+equivariant:0.01", "keypoints")
+    where = str(tmp_path / "ddp")
+    mp.spawn(_worker, args=(2, _free_port(), where, str(tmp_path), *args), nprocs=2, join=True)
+    torch.set_num_threads(1)
+    PretrainRun(_config(tmp_path / "single", 2 * BATCH, *args), _dataset(), progress=False).train()
+    first = [_first_row(tmp_path / name) for name in ("ddp", "single")]
+    for term in ("pretrain/loss_equivariant", "pretrain/loss_fdm", "pretrain/loss_future"):
+        assert float(first[0][term]) == pytest.approx(float(first[1][term]), rel=1e-5), term
+
+
+def _first_row(out: Path) -> dict[str, str]:
+    with (out / "metrics.csv").open(newline="") as file:
+        return next(csv.DictReader(file))

@@ -115,6 +115,16 @@ def test_salient_pixels_weigh_more_and_a_perfect_prediction_costs_nothing() -> N
         salient_pixel_weights(frames[:, :2], 10.0, 0.08)
 
 
+def test_the_background_colour_is_sampled_over_the_whole_frame() -> None:
+    """At 64 px with shuffle 4 the block layout's last axis is 16 wide: a stride of 16 would
+    sample the frame's 4 left columns only, and a dark strip there became the background."""
+    image = torch.full((1, 3, 64, 64), 0.1)
+    image[..., :, :6] = -0.8  # a dark strip 6 pixels wide on the left edge
+    blocks = image.reshape(1, 3, 16, 4, 16, 4).permute(0, 1, 3, 5, 2, 4).reshape(1, 3, 16, 16, 16)
+    salient = salient_pixel_weights(blocks, weight=10.0, threshold=0.08) > 1
+    assert salient.float().mean().item() == pytest.approx(6 / 64)  # the strip, not the table
+
+
 def test_inverse_dynamics_loss() -> None:
     actions = _randn(6, 2)
     assert inverse_dynamics_loss(actions, actions).item() == 0.0

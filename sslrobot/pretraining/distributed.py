@@ -77,6 +77,13 @@ def barrier(context: DistributedContext) -> None:
         dist.barrier()
 
 
+def group_rank() -> int:
+    """This process's rank in the default group; 0 alone."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return 0
+    return dist.get_rank()
+
+
 def mean_over_ranks(tensor: torch.Tensor) -> torch.Tensor:
     """Average a (no-grad) tensor over the ranks of the default group; itself when alone.
 

@@ -42,6 +42,8 @@ from sslrobot.utils.device import resolve_device
 _KEYS = ("pixels", "action")
 #: Read as well when the decoder is conditioned on proprioception.
 _OPTIONAL_KEYS = ("proprio",)
+#: Checkpoint state key of the metrics accumulated since the last row of metrics.csv.
+_LOG_INTERVAL = "log_interval"
 
 
 class NonFiniteLossError(RuntimeError):
@@ -255,6 +257,10 @@ class PretrainRun:
         )
         self.step = 0
         self.last_checkpoint: Path | None = None
+        # Per-metric sums and step count since the last metrics row: checkpointed, so a
+        # resumed run's first row averages the same steps as the uninterrupted run's.
+        self._interval_sums: dict[str, torch.Tensor] = {}
+        self._interval_steps = 0
         if self.resuming:
             self._resume()
         self.ddp: DistributedDataParallel | None = None
@@ -385,6 +391,12 @@ class PretrainRun:
             self.optimizer.load_state_dict(loaded.optimizer_state)
         self.step = loaded.step
         self.last_checkpoint = path
+        interval = loaded.state.get(_LOG_INTERVAL) or {"sums": {}, "steps": 0}
+        self._interval_sums = {  # float32 values, exact through JSON's doubles
+            name: torch.tensor(value, dtype=torch.float32, device=self.device)
+            for name, value in interval["sums"].items()
+        }
+        self._interval_steps = int(interval["steps"])
 
     # -- one step --------------------------------------------------------------------------
 
@@ -561,8 +573,8 @@ class PretrainRun:
             disable=not (self.progress and self.context.is_main),
             dynamic_ncols=True,
         )
-        sums: dict[str, torch.Tensor] = {}
-        interval_steps, wait, tick = 0, 0.0, time.perf_counter()
+        sums = self._interval_sums
+        timed_steps, wait, tick = 0, 0.0, time.perf_counter()  # speed: this process's steps
         self.model.train()
         try:
             while self.step < config.steps:
@@ -571,15 +583,17 @@ class PretrainRun:
                 wait += time.perf_counter() - before
                 metrics = self.train_step(batch)
                 self.step += 1
-                interval_steps += 1
+                self._interval_steps += 1
+                timed_steps += 1
                 for name, value in metrics.items():
                     sums[name] = sums.get(name, 0.0) + value
                 bar.update(1)
                 done = self.step == config.steps
                 if log is not None and (self.step % max(config.log_every, 1) == 0 or done):
                     elapsed = time.perf_counter() - tick
-                    row = {f"pretrain/{n}": float(v) / interval_steps for n, v in sums.items()}
-                    samples = interval_steps * config.batch_size * self.context.world_size
+                    steps = self._interval_steps
+                    row = {f"pretrain/{n}": float(v) / steps for n, v in sums.items()}
+                    samples = timed_steps * config.batch_size * self.context.world_size
                     row["pretrain/samples_per_s"] = samples / max(elapsed, 1e-9)
                     row["pretrain/data_wait_fraction"] = wait / max(elapsed, 1e-9)
                     row["pretrain/lr"] = config.lr
@@ -588,7 +602,8 @@ class PretrainRun:
                         loss=f"{row['pretrain/loss']:.4f}",
                         sps=f"{row['pretrain/samples_per_s']:.0f}",
                     )
-                    sums, interval_steps, wait = {}, 0, 0.0
+                    sums.clear()
+                    self._interval_steps, timed_steps, wait = 0, 0, 0.0
                     tick = time.perf_counter()
                 paused = time.perf_counter()
                 if config.checkpoint_every and self.step % config.checkpoint_every == 0:
@@ -612,7 +627,13 @@ class PretrainRun:
                 self.step,
                 self.model.state_dict(),
                 self.optimizer.state_dict() if self.optimizer is not None else None,
-                {"objective": self.model.objective},
+                {
+                    "objective": self.model.objective,
+                    _LOG_INTERVAL: {
+                        "sums": {n: float(v) for n, v in self._interval_sums.items()},
+                        "steps": self._interval_steps,
+                    },
+                },
                 keep=self.config.keep_checkpoints,
             )
         else:

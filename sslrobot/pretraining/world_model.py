@@ -31,7 +31,7 @@ from sslrobot.models.encoder import (
 from sslrobot.models.heads import make_mlp
 from sslrobot.pretraining import artifacts
 from sslrobot.pretraining.augment import shift_windows
-from sslrobot.pretraining.distributed import mean_over_ranks
+from sslrobot.pretraining.distributed import group_rank, mean_over_ranks
 from sslrobot.pretraining.objectives import (
     OBJECTIVES,
     REGULARIZERS,
@@ -465,14 +465,18 @@ class WorldModel(nn.Module):
         """Mean squared distance, in pixels, between the keypoints of ``frames`` shifted by
         (dy, dx) and ``points`` (the keypoints of ``frames``) moved by (-dy, -dx).
 
-        Window w is shifted by the ``w``-th of the (2P + 1)^2 - 1 non-zero shifts within
-        ``EQUIVARIANCE_SHIFT`` = P pixels, cycled: no random numbers, as for ``_blind_windows``.
+        Window w of the global batch is shifted by the ``w``-th of the (2P + 1)^2 - 1 non-zero
+        shifts within ``EQUIVARIANCE_SHIFT`` = P pixels, cycled: no random numbers, as for
+        ``_blind_windows``; under ``torchrun`` rank r's windows are r x B onwards (contiguous
+        per-rank batches of B), so N ranks shift as one process would.
         """
         p = EQUIVARIANCE_SHIFT
         offsets = torch.arange(-p, p + 1, device=frames.device)
         grid = torch.cartesian_prod(offsets, offsets)  # (n, 2): (dy, dx)
         grid = grid[(grid != 0).any(dim=1)]
-        shifts = grid[torch.arange(len(frames), device=frames.device) % len(grid)]
+        first = group_rank() * len(frames)
+        window = torch.arange(first, first + len(frames), device=frames.device)
+        shifts = grid[window % len(grid)]
         moved = self.encoder(shift_windows(frames[:, None], shifts, p)[:, 0])  # (B, 2K)
         per_pixel = keypoint_units_per_pixel(self.config.encoder)
         moves = shifts.flip(1)[:, None].to(points.dtype) * per_pixel  # (B, 1, 2): (x, y)
@@ -514,10 +518,11 @@ class WorldModel(nn.Module):
         per-rank batches of a multiple of 1/p windows, N ranks choose what one process would.
         """
         p = self.config.context_dropout
-        position = torch.arange(batch, device=self.device, dtype=torch.float64)
+        position = torch.arange(batch, dtype=torch.float64)  # on the CPU: MPS has no float64
         # Rounded before the floor: 100 x 0.29 is 28.999999999999996 in floating point.
         below = torch.floor(torch.round(position * p, decimals=9))
-        return torch.floor(torch.round((position + 1) * p, decimals=9)) > below  # (B,) bool
+        blind = torch.floor(torch.round((position + 1) * p, decimals=9)) > below  # (B,) bool
+        return blind.to(self.device)
 
     def _target_blocks(self, stacked: torch.Tensor) -> torch.Tensor:
         """uint8 (N, H, W, 3S) -> the newest frame, normalised, in the decoder's block layout.
