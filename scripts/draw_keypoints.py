@@ -30,7 +30,7 @@ def main() -> None:
     parser.add_argument("--frame", type=int, default=1, help="index of the frame per episode")
     args = parser.parse_args()
 
-    encoder, _ = sslrobot.load_encoder(args.encoder)
+    encoder, config = sslrobot.load_encoder(args.encoder)
     dataset = open_dataset(args.data)
     frames = []
     for episode_id in dataset.episode_ids[-args.episodes :]:
@@ -39,7 +39,8 @@ def main() -> None:
     frames = np.stack(frames)
     with torch.no_grad():
         points = encoder.keypoints(torch.from_numpy(frames)).numpy()
-    print(f"wrote {save_png(args.out, keypoint_strip(frames, points))}")
+    image = keypoint_strip(frames, points, pixel_range=config.keypoint_pixel_range())
+    print(f"wrote {save_png(args.out, image)}")
 
 
 if __name__ == "__main__":

@@ -581,6 +581,24 @@ def test_keypoint_strip_draws_each_point_where_it_is() -> None:
     assert second[0, 31].tolist() == [255, 0, 0] and not second[31, 0].any()
     with pytest.raises(ValueError, match="keypoints"):
         keypoint_strip(frames, points[:1])
+    # An encoder's -1 and +1 are its first and last cells' centres, not the corners.
+    inset = keypoint_strip(frames, points, scale=4, pixel_range=(2.0, 5.0))[2:34, 2:34]
+    assert inset[10, 10].tolist() == [255, 0, 0] and not inset[0, 0].any()  # pixel 2 -> 9.5
+    assert inset[22, 22].any() and not inset[31, 31].any()  # pixel 5 -> 21.5
+
+
+def test_keypoint_coordinates_map_to_the_centres_of_the_first_and_last_cells() -> None:
+    """-1 and +1 are the spatial softmax's first and last cells; their receptive fields are
+    centred 1.5 and 57.5 pixels in at 64 px, the cells 8 pixels apart (as the equivariance
+    term's ``keypoint_units_per_pixel`` has it)."""
+    from sslrobot.models.encoder import encoder_config_for
+    from sslrobot.pretraining.world_model import keypoint_units_per_pixel
+
+    config = encoder_config_for("keypoints")
+    low, high = config.keypoint_pixel_range()
+    assert (low, high) == (1.5, 57.5)
+    assert 2.0 / (high - low) == pytest.approx(keypoint_units_per_pixel(config))
+    assert encoder_config_for("drqv2").keypoint_pixel_range() == (7.0, 55.0)
 
 
 def test_frame_stack_trains_and_loads(tmp_path: Path) -> None:

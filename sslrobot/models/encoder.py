@@ -11,6 +11,7 @@ for side-by-side comparison; it spends ~10x the compute at 31x31..25x25 resoluti
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -161,6 +162,23 @@ class EncoderConfig:
             for stride in self.strides:
                 size = _conv_out(size, 3, stride, 1)  # max-pool 3x3, padding 1
         return size
+
+    def keypoint_pixel_range(self) -> tuple[float, float]:
+        """Where the keypoint coordinates -1 and +1 lie in the image, in pixels (pixel k's
+        centre is k): the centres of the receptive fields of the trunk's first and last
+        cells, which the spatial softmax places at -1 and +1 (not the image's corners).
+
+        For the default keypoint encoder at 64 px: (1.5, 57.5), cells 8 pixels apart.
+        """
+        if self.arch == "cnn":
+            layers = list(zip(self.kernel_sizes, self.strides, self.paddings, strict=True))
+        else:  # each stage: a same-padded conv (centres stay) then a 3x3 max-pool, padding 1
+            layers = [(3, stride, 1) for stride in self.strides]
+        first = 0.0
+        for kernel, stride, padding in reversed(layers):  # output cell 0 back to the input
+            first = first * stride - padding + (kernel - 1) / 2
+        span = (max(self.trunk_output_size, 1) - 1) * math.prod(self.strides)
+        return first, first + span
 
     @classmethod
     def drqv2(
@@ -391,7 +409,8 @@ class Encoder(nn.Module):
 
     def keypoints(self, frames: torch.Tensor) -> torch.Tensor:
         """Where each keypoint of a ``readout="keypoints"`` encoder is: (B, D/2, 2), (x, y) in
-        [-1, 1] from the top-left corner (-1, -1), before any LayerNorm; for pictures.
+        [-1, 1] from the top-left, before any LayerNorm; for pictures. -1 and +1 are the
+        trunk's first and last cells, ``config.keypoint_pixel_range()`` pixels in.
 
         Raises:
             ValueError: for an encoder with another readout.

@@ -49,14 +49,22 @@ def prediction_strip(real: np.ndarray, *predicted: np.ndarray, scale: int = 2) -
     return image
 
 
-def keypoint_strip(frames: np.ndarray, keypoints: np.ndarray, scale: int = 4) -> np.ndarray:
+def keypoint_strip(
+    frames: np.ndarray,
+    keypoints: np.ndarray,
+    scale: int = 4,
+    pixel_range: tuple[float, float] | None = None,
+) -> np.ndarray:
     """Frames side by side with each keypoint drawn as a coloured dot (one colour per keypoint,
     the same in every frame), so one can see what each keypoint follows.
 
     Args:
         frames: uint8 (N, H, W, 3).
-        keypoints: (N, P, 2), (x, y) in [-1, 1] from the top-left corner (``Encoder.keypoints``).
+        keypoints: (N, P, 2), (x, y) in [-1, 1] from the top-left (``Encoder.keypoints``).
         scale: Nearest-neighbour upscaling, so that dots and 64x64 frames are readable.
+        pixel_range: The pixels (centre of pixel k = k) where -1 and +1 lie, the same on both
+            axes: ``EncoderConfig.keypoint_pixel_range()`` for an encoder's keypoints (its
+            first and last cells' centres); ``None``: the first and last pixels.
 
     Returns:
         uint8 image (H*scale + 2*gap, N*(W*scale + gap) + gap, 3).
@@ -73,12 +81,15 @@ def keypoint_strip(frames: np.ndarray, keypoints: np.ndarray, scale: int = 4) ->
     colours = (255 * np.clip(np.abs((hues[:, None] * 6 + [0, 4, 2]) % 6 - 3) - 1, 0, 1)).astype(
         np.uint8
     )  # (P, 3): a hue wheel at full saturation
+    low, high = pixel_range if pixel_range is not None else (0.0, w - 1.0)
+    # unit -> pixel of the frame -> pixel of the upscaled frame (centres stay centres)
+    where = ((low + (keypoints + 1) / 2 * (high - low)) + 0.5) * scale - 0.5  # (N, P, 2)
     h, w, dot = h * scale, w * scale, max(1, scale // 2)
     image = np.full((h + 2 * _GAP, n * (w + _GAP) + _GAP, 3), 255, np.uint8)
     for i in range(n):
         frame = frames[i].repeat(scale, axis=0).repeat(scale, axis=1)
-        cols = np.clip(np.round((keypoints[i, :, 0] + 1) / 2 * (w - 1)), 0, w - 1).astype(int)
-        rows = np.clip(np.round((keypoints[i, :, 1] + 1) / 2 * (h - 1)), 0, h - 1).astype(int)
+        cols = np.clip(np.round(where[i, :, 0]), 0, w - 1).astype(int)
+        rows = np.clip(np.round(where[i, :, 1]), 0, h - 1).astype(int)
         for colour, row, col in zip(colours, rows, cols, strict=True):
             frame[max(row - dot, 0) : row + dot + 1, max(col - dot, 0) : col + dot + 1] = colour
         left = _GAP + i * (w + _GAP)

@@ -706,7 +706,11 @@ class PretrainRun:
             context = pixels[:, 0]
             if self._draws_keypoints:  # what each learned keypoint follows, on o_t
                 points = model.encoder.keypoints(context).cpu().numpy()
-                image = plots.keypoint_strip(context[..., -3:].cpu().numpy(), points)
+                image = plots.keypoint_strip(
+                    context[..., -3:].cpu().numpy(),
+                    points,
+                    pixel_range=self.config.encoder.keypoint_pixel_range(),
+                )
                 path = self.out / artifacts.KEYPOINTS / f"step_{self.step:05d}.png"
                 plots.save_png(path, image)
                 log.log_image("pretrain/keypoints", image, self.step)
