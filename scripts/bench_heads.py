@@ -150,6 +150,9 @@ HEADS = (
     "mlp", "mlp-noise", "knn", "spatial", "chunk", "first", "mean", "whiten", "slow", "residual",
     "augment", "delta", "augment-delta", "consistency", "state", "augment-first",
 )  # fmt: skip
+#: Heads ``--ensemble`` cannot average: they carry state through an episode, or act on the
+#: true state (the oracle is one head by definition).
+NOT_ENSEMBLED = ("chunk", "first", "mean", "delta", "augment-delta", "augment-first", "state")
 Act = Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]  # (features, maps, proprio)
 
 
@@ -234,7 +237,11 @@ def parse_args() -> argparse.Namespace:
         help="mlp, augment, augment-first, consistency, state: the run's MLP, a linear map, or "
         "both summed (a linear skip beside the MLP)",
     )
-    return parser.parse_args()
+    args = parser.parse_args()
+    unfit = [name for name in args.heads if name in NOT_ENSEMBLED]
+    if args.ensemble > 1 and unfit:  # before any head trains, not after hours of them
+        parser.error(f"--ensemble takes no {unfit} head (stateful, or acting on the state)")
+    return args
 
 
 def encode_with_maps(encoder: nn.Module, pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -906,11 +913,6 @@ def main() -> None:
             for name in args.heads:
                 fit = fitters[name]
                 if args.ensemble > 1:
-                    stateful = ("chunk", "first", "mean", "delta", "augment-delta", "augment-first")
-                    if name in (*stateful, "state"):
-                        raise SystemExit(
-                            f"--ensemble takes no {name!r} head (stateful, or acting on the state)"
-                        )
                     fit = ensemble(fit, args.ensemble)
                 act = fit(demo_inputs, seed, args, config)
 

@@ -32,6 +32,7 @@ import os
 import platform
 import shutil
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -84,7 +85,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--num-workers", type=int, default=0)
     parser.add_argument("--prefetch", type=int, default=2, help="batches read ahead (0: off)")
     parser.add_argument("--probe-seconds", type=float, default=0.0, help="equal-time probe run")
-    parser.add_argument("--quick", action="store_true", help="batch 64, 3 steps x 3 repeats")
+    parser.add_argument(
+        "--quick", action="store_true", help="batch 64, 3 steps x 3 repeats, unless given"
+    )
     parser.add_argument(
         "--processes",
         type=int,
@@ -366,8 +369,11 @@ def bench_processes(args: argparse.Namespace, names: list[str], workdir: Path) -
 
 def main() -> None:
     args = parse_args()
-    if args.quick:
-        args.batch_size, args.steps, args.repeats = 64, 3, 3
+    if args.quick:  # smaller defaults; sizes given on the command line stay as given
+        given = {arg.split("=")[0] for arg in sys.argv[1:]}
+        for flag, value in (("--batch-size", 64), ("--steps", 3), ("--repeats", 3)):
+            if flag not in given:
+                setattr(args, flag[2:].replace("-", "_"), value)
     torch.set_num_threads(args.threads)
     names = [n.strip() for n in args.encoders.split(",") if n.strip()]
     print(

@@ -7,7 +7,7 @@ goals well inside the picture, 60 takes in goals whose edge still shows, 180 is 
 prints, per half-angle, the pretrained encoder's mean over the view variables, the random
 encoders' mean over their initialisations and the gap, the number issue 4 asks to be >= 0.2.
 
-    python scripts/bench_probe_view_window.py --run runs/default8
+    python scripts/bench_probe_view_window.py --run runs/default8 --task Navigate-v0
 
 Encodes each encoder's probe frames once (the probe's own split and subsample), then fits one
 probe per half-angle; a few minutes on 2 cores.

@@ -28,6 +28,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import time
@@ -72,6 +73,11 @@ def encoder_argument(args: argparse.Namespace, name: str) -> str:
     return str(path)
 
 
+def _resolved(encoder: str) -> str:
+    """An encoder argument as compared: a directory by its absolute path, a name as it is."""
+    return encoder if encoder in ("none", "state", "scratch") else str(Path(encoder).resolve())
+
+
 def run_one(args: argparse.Namespace, config: dict, name: str, seed: int) -> dict:
     """Train (unless done) and evaluate (unless done) one SAC policy; returns its record."""
     label = name.partition("=")[0]
@@ -85,13 +91,26 @@ def run_one(args: argparse.Namespace, config: dict, name: str, seed: int) -> dic
             command = [sys.executable, "-m", "sslrobot", *options]
             subprocess.run(command, check=True, stdout=file, stderr=file, env=env)
 
-    # Reuse earlier outputs only when they were made with these settings: the table's header
-    # prints the current ones.
+    # Reuse earlier outputs only when they were made with these settings (the table's header
+    # prints the current ones): the same steps, task, image size and encoder (another --run
+    # or LABEL=DIR under the same label trains anew).
+    encoder = encoder_argument(args, name)
+    wanted = {
+        "steps": args.steps,
+        "env_id": f"sslrobot/{args.task}",
+        "encoder": _resolved(encoder),
+        "encoder_arch": config["encoder_arch"],
+        "image_size": config["image_size"],
+    }
     config_file = policy / "policy_config.json"
     if config_file.is_file():
         trained = json.loads(config_file.read_text()).get("train_config", {})
-        if trained.get("steps") != args.steps:
-            config_file.unlink()
+        made = {key: trained.get(key) for key in wanted} | {
+            "encoder": _resolved(str(trained.get("encoder")))
+        }
+        if made != wanted:
+            print(f"{policy}: made with other settings ({made}); training it anew", flush=True)
+            shutil.rmtree(policy)
             result.unlink(missing_ok=True)
     if result.is_file():
         done = json.loads(result.read_text())
@@ -102,7 +121,7 @@ def run_one(args: argparse.Namespace, config: dict, name: str, seed: int) -> dic
             result.unlink()
     if not config_file.is_file():
         sslrobot("train-policy", "--env", f"sslrobot/{args.task}", "--encoder",
-                 encoder_argument(args, name), "--encoder-arch", config["encoder_arch"],
+                 encoder, "--encoder-arch", config["encoder_arch"],
                  "--image-size", str(config["image_size"]), "--algo", "rl", "--steps",
                  str(args.steps), "--seed", str(seed), "--out", str(policy), "--device", "cpu",
                  "--no-progress")  # fmt: skip
@@ -116,8 +135,20 @@ def run_one(args: argparse.Namespace, config: dict, name: str, seed: int) -> dic
     return record
 
 
+def _has_rows(path: Path) -> bool:
+    """Whether SB3 logged anything: it writes its first row after 4 episodes, so a shorter
+    run leaves an empty ``progress.csv``."""
+    try:
+        read_metrics_csv(path)
+    except ValueError:
+        return False
+    return True
+
+
 def curve_at(path: Path, steps: list[int]) -> list[float | None]:
     """SB3's rolling training success at the logged point nearest each of ``steps``."""
+    if not _has_rows(path):
+        return [None] * len(steps)
     columns = read_metrics_csv(path)
     x, y = columns[STEP_KEY], columns[CURVE_KEY]
     keep = np.isfinite(x) & np.isfinite(y)
@@ -158,8 +189,9 @@ def main() -> None:
         runs = [args.out / args.task / name / f"seed{seed}" for seed in args.seeds]
         logs = [run / "policy" / "logs" / "progress.csv" for run in runs]
         for seed, path in zip(args.seeds, logs, strict=True):
-            curves[f"{name} seed {seed}"] = path
-            groups[f"{name} seed {seed}"] = name
+            if _has_rows(path):
+                curves[f"{name} seed {seed}"] = path
+                groups[f"{name} seed {seed}"] = name
         points = np.array(
             [[np.nan if v is None else v for v in curve_at(p, marks)] for p in logs], dtype=float
         )
@@ -170,6 +202,9 @@ def main() -> None:
             f"{100 * success['high']:.1f}] | {curve} | {wall:.0f} s |"
         )
         print(f"  per seed: {[round(100 * v, 1) for v in row['success_per_seed']]}")
+    if not curves:
+        print("\nno curves: every run ended before SB3's first log row (4 episodes)")
+        return
     plot = plot_loss_curves(
         curves,
         args.out / f"{args.task}_rl_success.png",

@@ -43,6 +43,8 @@ from pathlib import Path
 
 import numpy as np
 
+from sslrobot.pretraining.artifacts import ENCODER_WEIGHTS
+
 #: The BC budget of the default preset, which ``--bc-args`` may override.
 BC_STEPS, BC_BATCH = 1000, 128
 
@@ -55,7 +57,11 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--encoder", type=Path, default=None, help="score this encoder instead")
     parser.add_argument("--objective", default="fdm+future")
     parser.add_argument("--arch", default="keypoints", help="pretrain --encoder-arch")
-    parser.add_argument("--steps", type=int, default=4500)
+    parser.add_argument(
+        "--steps", type=int, default=4500,
+        help="pretraining steps (the default preset now pretrains 6000; findings' commands "
+        "without --steps ran 4500)",
+    )  # fmt: skip
     parser.add_argument("--batch-size", type=int, default=128, help="global, over processes")
     parser.add_argument("--processes", type=int, default=1, help="torchrun ranks (1 thread each)")
     parser.add_argument("--pretrain-args", default="", help="more `sslrobot pretrain` options")
@@ -161,11 +167,22 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     log = out / "log.txt"
     print("bench_variants:", json.dumps({k: str(v) for k, v in vars(args).items()}))
-    print(f"BC: {BC_STEPS} steps at batch {BC_BATCH} (the default preset's), then --bc-args")
+    print(
+        f"BC: {BC_STEPS} steps at batch {BC_BATCH} (the default preset's budget), plain BC "
+        "unless --bc-args add options (the preset's heads: --bc-args='--augment-copies 8')"
+    )
     encoder, seconds = args.encoder, 0.0
     if encoder is None:
         encoder = out / "encoder"
-        seconds = pretrain(args, args.pretrain_data or unlabeled, encoder, log)
+        if (encoder / ENCODER_WEIGHTS).is_file():  # the variant's folder names its settings
+            print(f"reusing the finished pretraining in {encoder}")
+        elif encoder.is_dir() and any(encoder.iterdir()):
+            raise SystemExit(
+                f"{encoder} holds an unfinished pretraining (see {log}): continue it with "
+                f"`sslrobot pretrain --resume` and the options in {log}, or delete it"
+            )
+        else:
+            seconds = pretrain(args, args.pretrain_data or unlabeled, encoder, log)
     probe = run_probe(encoder, unlabeled, out / "probe.json", log, args.run_seed)
     baselines = []  # one probe per --baseline-seeds seed
     for seed in args.baseline_seeds if args.baseline else []:

@@ -321,3 +321,22 @@ def test_head_forms_fit_what_they_can_express(bench_heads) -> None:
     )
     folded_errors = {form: error(folded, form) for form in ("mlp", "linear", "skip")}
     assert folded_errors["linear"] > 0.02 > 5e-3 > max(folded_errors["mlp"], folded_errors["skip"])
+
+
+@pytest.mark.parametrize("path", sorted(SCRIPTS.glob("*.py")), ids=lambda path: path.name)
+def test_every_script_imports_and_answers_help(path: Path, monkeypatch, capsys) -> None:
+    """Most scripts are run only at real sizes, by hand: a renamed import or a broken
+    argument parser would otherwise first show there. Loads each and asks for ``--help``."""
+    import importlib.util
+
+    monkeypatch.syspath_prepend(str(SCRIPTS))  # the scripts import each other as siblings
+    monkeypatch.setattr(sys, "argv", [str(path), "--help"])
+    spec = importlib.util.spec_from_file_location(f"script_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, module)  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    entry = getattr(module, "parse_args", None) or module.main
+    with pytest.raises(SystemExit) as exit_info:
+        entry()
+    assert exit_info.value.code == 0
+    assert "usage:" in capsys.readouterr().out
