@@ -31,7 +31,7 @@ def pretrain_in_processes(
     num_processes`` windows per step, so the optimiser sees the batch of one process with the
     same config (the trainer averages gradients and the fdm target centre over the ranks;
     ``contrastive`` and ``slow`` are the exceptions: the negatives of one and the variance
-    hinge of the other are each rank's own windows'). The random
+    hinge of the other are each rank's own windows). The random
     choices (shifts, jitter, decoded frames) are drawn per rank, so the step matches one
     process's in distribution; bit for bit only without them.
     One process calls ``pretrain`` directly.
