@@ -588,6 +588,17 @@ def test_lr_must_be_finite_and_positive(lr):
         PolicyConfig(**values, lr=lr)
 
 
+@pytest.mark.parametrize("decay", [math.inf, math.nan, -0.1, True, "0.1"])
+def test_weight_decay_must_be_finite_and_not_negative(decay):
+    """inf passed the old ``>= 0`` check; AdamW then made the weights NaN and the error
+    blamed the learning rate."""
+    values = {"env_id": ENV_ID, "encoder": "none", "algo": "bc", "out": "o", "demos": "d"}
+    message = rf"weight_decay must be finite and >= 0, got {re.escape(repr(decay))}"
+    with pytest.raises(ValueError, match=message):
+        PolicyConfig(**values, weight_decay=decay)
+    assert PolicyConfig(**values, weight_decay=0).weight_decay == 0
+
+
 def test_a_diverging_bc_loss_is_one_line_from_the_cli(demos, tmp_path, capsys):
     """A NaN loss (here from a huge --lr) is the user's to fix: the CLI prints one line naming
     the step and the lr, as it does for bad input, instead of a FloatingPointError traceback."""

@@ -224,6 +224,20 @@ def test_evaluate_cli(policy_dir, tmp_path, capsys):
     assert json.loads(out.read_text())["num_episodes"] == 2
 
 
+def test_a_state_policy_on_another_task_names_the_state_widths():
+    """A state oracle's proprio is empty on every task: the widths that differ are the
+    state's, and the message used to print only the (equal) proprio ones."""
+    from types import SimpleNamespace
+
+    from sslrobot.evaluation.evaluate import _check_policy_fits
+
+    record = {"action_dim": 2, "proprio_dim": 0, "feature_dim": 12, "env_id": "sslrobot/Reach-v0"}
+    shapes = SimpleNamespace(action_dim=2, proprio_dim=0, obs_mode="state", state_dim=20)
+    policy = SimpleNamespace(record=record)
+    with pytest.raises(ValueError, match=r"Push-v0's \(state 12 vs 20\)"):
+        _check_policy_fits(policy, shapes, "sslrobot/Push-v0", "p")
+
+
 def test_evaluate_rejects_bad_arguments(policy_dir, tmp_path):
     with pytest.raises(ValueError, match="num_episodes must be an int >= 1"):
         evaluate(policy_dir, num_episodes=0)

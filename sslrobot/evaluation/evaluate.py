@@ -186,12 +186,14 @@ def _check_policy_fits(policy: Any, shapes: Any, env_id: str, policy_dir: Path) 
             f"policy {policy_dir} outputs {record['action_dim']} actions, {env_id} takes "
             f"{shapes.action_dim}"
         )
-    if shapes.proprio_dim != record["proprio_dim"] or (
-        shapes.obs_mode == "state" and shapes.state_dim != record["feature_dim"]
-    ):
+    widths = [("proprio", record["proprio_dim"], shapes.proprio_dim)]
+    if shapes.obs_mode == "state":  # a state oracle's input is the privileged state
+        widths.append(("state", record["feature_dim"], shapes.state_dim))
+    unlike = [f"{name} {trained} vs {given}" for name, trained, given in widths if trained != given]
+    if unlike:
         raise ValueError(
             f"policy {policy_dir} was trained on observations of {record['env_id']} that do not "
-            f"match {env_id}'s (proprio {record['proprio_dim']} vs {shapes.proprio_dim})"
+            f"match {env_id}'s ({', '.join(unlike)})"
         )
 
 

@@ -383,9 +383,10 @@ def _fit(
             cursor += batch_size
             loss = bc_loss(network, train_data.rows(index), pad, generator)
             if not torch.isfinite(loss):
+                decay = f" and weight decay {config.weight_decay:g}" if config.weight_decay else ""
                 raise NonFiniteBCLossError(
-                    f"BC loss is {loss.item()} at step {step} with lr {config.learning_rate:g}; "
-                    "lower --lr"
+                    f"BC loss is {loss.item()} at step {step} with lr {config.learning_rate:g}"
+                    f"{decay}; lower --lr" + (" or --weight-decay" if decay else "")
                 )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

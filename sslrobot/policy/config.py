@@ -189,8 +189,9 @@ class PolicyConfig:
         # inf passes "> 0" but turns the first update into NaN weights: finite, too.
         if self.lr is not None and not _is_finite_positive(self.lr):
             raise ValueError(f"lr must be finite and > 0, got {self.lr!r}")
-        if not self.weight_decay >= 0:
-            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
+        decay = self.weight_decay
+        if not (_is_finite_positive(decay) or (decay == 0 and not isinstance(decay, bool))):
+            raise ValueError(f"weight_decay must be finite and >= 0, got {self.weight_decay!r}")
         defaults = {f.name: f.default for f in dataclasses.fields(self)}
         if self.algo == "rl" and self.demos is None and self.num_demos is not None:
             raise ValueError(
