@@ -90,7 +90,7 @@ def _message(error: Exception) -> str:
 def _how_to_continue(args: argparse.Namespace) -> str:
     """What an interrupted command leaves, and how to go on: only some commands resume."""
     if args.command == "train-policy":
-        return "RL: rerun with --resume to continue from its last checkpoint; BC: rerun the command"
+        return "rerun with --resume to continue from its last checkpoint (BC and RL)"
     if hasattr(args, "resume"):  # collect, pretrain
         return "finished artifacts are kept; rerun with --resume to continue"
     if args.command == "run":

@@ -34,6 +34,20 @@ def quick_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+def test_a_rerun_with_other_tasks_keeps_the_earlier_config(tmp_path: Path) -> None:
+    """Tasks are left out of the settings warning (a task added is new work, not a redo), but
+    the config that named the earlier ones is kept all the same."""
+    from sslrobot.pipeline.run import PREVIOUS_CONFIG, keep_previous_config
+
+    (tmp_path / "config.json").write_text(json.dumps(QUICK.to_dict()))
+    keep_previous_config(tmp_path, QUICK)
+    assert not (tmp_path / PREVIOUS_CONFIG).exists()  # the same settings: nothing to keep
+    more = dataclasses.replace(QUICK, tasks=(*QUICK.tasks, "sslrobot/Push-v0"))
+    keep_previous_config(tmp_path, more)
+    kept = json.loads((tmp_path / PREVIOUS_CONFIG).read_text())
+    assert kept["tasks"] == list(QUICK.tasks)
+
+
 def test_quick_run_writes_every_report_artifact(quick_run: Path) -> None:
     for name in ("report.md", "report.html", "results.json", "config.json"):
         assert (quick_run / name).stat().st_size > 0, name
@@ -408,6 +422,15 @@ def test_set_overrides_parse_types_and_refuse_unknown_fields(
     assert "image_size must be in [8, 1024]" in capsys.readouterr().err
     assert main(["run", "--preset", "quick", "--set", "image_size=2000", "--out", "x"]) == 2
     assert "image_size must be in [8, 1024]" in capsys.readouterr().err
+    # The frame decoder of future / recon upscales by 16: found after every collection before.
+    assert main(["run", "--preset", "quick", "--set", "image_size=40", "--out", "x"]) == 2
+    assert "image_size must be a multiple of 16, got 40" in capsys.readouterr().err
+    assert make_run_config("quick", image_size=40, objectives=("inverse",)).image_size == 40
+    # Evaluation seeds among the online validation's would choose "best" on its own episodes.
+    with pytest.raises(ValueError, match="use a seed of at most 699997"):
+        make_run_config("quick", seed=700_000, bc_val_episodes=2)
+    with pytest.raises(ValueError, match="num_demo_episodes=100001 would reach the next range"):
+        make_run_config("quick", num_demo_episodes=100_001)
     # A horizon longer than a task's episodes, refused before its collection.
     command = ["run", "--preset", "quick", "--set", "num_steps_ahead=51", "--out", "x"]
     assert main(command) == 2
@@ -657,3 +680,32 @@ def test_run_refuses_a_missing_device_and_another_commands_directory(tmp_path: P
     with pytest.raises(ValueError, match=r"holds \['manifest.json'\]: it is a dataset's"):
         run_pipeline(QUICK, dataset, device="cpu")
     assert sorted(p.name for p in dataset.iterdir()) == ["manifest.json"]
+
+
+def test_every_look_and_checkpoint_evaluated_gets_its_mean_over_the_tasks() -> None:
+    """With the held-out look and validation both on (the full preset) the held-out best
+    checkpoints were evaluated but left out of the means over the tasks."""
+    from sslrobot.pipeline.report_builder import across_tasks_blocks
+
+    config = make_run_config(
+        "quick", tasks=("sslrobot/Reach-v0", "sslrobot/Push-v0"), heldout_eval=True,
+        bc_val_episodes=2,
+    )  # fmt: skip
+    fixed = {"seed": 0, "num_demos": config.main_demos, "algo": "bc"}
+    episodes = [{"success": 1.0}, {"success": 0.0}]
+    records = [
+        {"encoder": encoder, "env_id": task, "visual_preset": look, "checkpoint": checkpoint}
+        | fixed
+        | {"episodes": episodes}
+        for encoder in config.encoder_names
+        for task in config.tasks
+        for look in ("train", "heldout")
+        for checkpoint in ("final", "best")
+    ]
+    labels = [block["label"] for block in across_tasks_blocks(config, records)]
+    assert labels == [
+        "final checkpoints",
+        "best checkpoints",
+        "held-out look, final checkpoints",
+        "held-out look, best checkpoints",
+    ]

@@ -71,6 +71,10 @@ def test_a_growing_stage_keeps_its_hash_and_adopts_records_from_before(tmp_path:
     assert grown.config_hash == first.config_hash and sizes == [False, True]
     again = _runner(tmp_path).run("d", {"seed": 0}, collect, count=("num_episodes", 50))
     assert again.skipped and again.config_hash == first.config_hash
+    # Shrunk, but not below the size first made: the stage is redone, its episodes (seeded)
+    # start as before, so what depends on it keeps its hash (and is not redone).
+    shrunk = _runner(tmp_path).run("d", {"seed": 0}, collect, count=("num_episodes", 40))
+    assert not shrunk.skipped and shrunk.config_hash == first.config_hash and sizes[-1] is False
     fewer = _runner(tmp_path).run("d", {"seed": 0}, collect, count=("num_episodes", 10))
     assert not fewer.skipped and fewer.config_hash != first.config_hash and sizes[-1] is False
     # A record of the earlier layout: the size among the settings, no count of its own.

@@ -301,6 +301,7 @@ def _table(rows: Sequence[Mapping[str, Any]]) -> tuple[list[str], list[list[str]
     for key, title in (
         ("success_heldout", "Success, held-out visuals"),
         ("success_best", "Success, best checkpoint"),
+        ("success_heldout_best", "Success, held-out visuals, best checkpoint"),
     ):
         if any(r.get(key) is not None for r in rows):
             columns.append(

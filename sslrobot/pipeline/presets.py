@@ -16,6 +16,11 @@ BASELINE_ENCODERS = ("none", "scratch", "state")
 OBJECTIVES = ("fdm+future", "fdm", "future", "recon", "inverse", "contrastive")
 #: Suffix of the encoder pretrained on the mixed streams of every task (transfer).
 MIXED_SUFFIX = "-mixed"
+# Disjoint seed ranges: demonstrations, unlabeled streams and evaluation never share an episode
+# (each range starts at the run's seed plus its base; online validation's at 1,000,000).
+UNLABELED_SEED_BASE = 100_000
+DEMO_SEED_BASE = 200_000
+EVAL_SEED_BASE = 300_000
 
 
 #: What each annotation of ``RunConfig`` admits (bool is refused where an int is meant).
@@ -183,6 +188,12 @@ class RunConfig:
             )
 
         encoder_config_for(self.encoder_arch, self.image_size)
+        from sslrobot.models.decoder import DecoderConfig
+        from sslrobot.pretraining.objectives import USES_DECODER, parse_objective
+
+        pretrained = [*self.objectives, *filter(None, [self.transfer_objective])]
+        if any(USES_DECODER & set(parse_objective(name)) for name in pretrained):
+            DecoderConfig().start_size(self.image_size)  # the frame decoder's multiple
         # A horizon no episode can hold would fail at pretraining, after the collection (an
         # episode of L steps holds L - K + 1 windows of K steps).
         import gymnasium as gym
@@ -219,6 +230,7 @@ class RunConfig:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if min(self.policy_seeds) < 0:
             raise ValueError(f"policy_seeds must be >= 0, got {self.policy_seeds}")
+        self._check_seed_ranges()
         if min(self.num_demos) < 1:
             raise ValueError(f"num_demos must all be >= 1, got {self.num_demos}")
         streams = [name for name in POLICY_NAMES if name != "mixture"]  # a mixture needs a spec
@@ -269,6 +281,32 @@ class RunConfig:
         if task == self.data_efficiency_task:
             return tuple(sorted({*self.num_demos, self.main_demos}))
         return (self.main_demos,)
+
+    def _check_seed_ranges(self) -> None:
+        """Unlabeled, demonstration, evaluation and validation episodes never share a reset
+        seed (their ranges start at the run's seed plus 100,000, 200,000 and 300,000, and at
+        1,000,000): a run whose counts or seed would make them overlap is refused, rather than
+        warned about at each evaluation and reported with a best checkpoint chosen on its own
+        evaluation episodes."""
+        from sslrobot.policy.config import VALIDATION_SEED_BASE
+
+        for name, base, ceiling in (
+            ("num_unlabeled_episodes", UNLABELED_SEED_BASE, DEMO_SEED_BASE),
+            ("num_demo_episodes", DEMO_SEED_BASE, EVAL_SEED_BASE),
+        ):
+            if getattr(self, name) > ceiling - base:
+                raise ValueError(
+                    f"{name}={getattr(self, name)} would reach the next range of reset seeds "
+                    f"(at most {ceiling - base})"
+                )
+        last_eval = self.seed + EVAL_SEED_BASE + self.eval_episodes
+        if self.bc_val_episodes and last_eval > VALIDATION_SEED_BASE:
+            raise ValueError(
+                f"seed={self.seed} with eval_episodes={self.eval_episodes} puts evaluation seeds "
+                f"past {VALIDATION_SEED_BASE:,}, among the online validation's "
+                f"(bc_val_episodes={self.bc_val_episodes}); use a seed of at most "
+                f"{VALIDATION_SEED_BASE - EVAL_SEED_BASE - self.eval_episodes}"
+            )
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -181,6 +181,7 @@ def _task_section(
         train = _find(aggregated, **main, visual_preset="train")
         heldout = _find(aggregated, **main, visual_preset="heldout")
         best = _find(aggregated, **{**main, "checkpoint": "best"}, visual_preset="train")
+        heldout_best = _find(aggregated, **{**main, "checkpoint": "best"}, visual_preset="heldout")
         probe = probes.get(encoder, {})
         probe_r2 = probe.get("probe/r2_mean")
         probe_fields: dict[str, Any] = {
@@ -230,6 +231,7 @@ def _task_section(
                 "success": train["success"] if train else None,
                 "success_heldout": heldout["success"] if heldout else None,
                 "success_best": best["success"] if best else None,
+                "success_heldout_best": heldout_best["success"] if heldout_best else None,
                 "num_seeds": train["num_seeds"] if train else 0,
                 **probe_fields,
                 "psnr": probe.get("pred/psnr_k1"),
@@ -323,6 +325,7 @@ _ACROSS_TASKS_BLOCKS = (
     ("train", "final", "final checkpoints"),
     ("train", "best", "best checkpoints"),
     ("heldout", "final", "held-out look, final checkpoints"),
+    ("heldout", "best", "held-out look, best checkpoints"),
 )
 
 

@@ -20,14 +20,17 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from sslrobot.pipeline.presets import RunConfig, make_run_config, parse_overrides
+from sslrobot.pipeline.presets import (
+    DEMO_SEED_BASE,
+    EVAL_SEED_BASE,
+    UNLABELED_SEED_BASE,
+    RunConfig,
+    make_run_config,
+    parse_overrides,
+)
 from sslrobot.pipeline.stages import StageResult, StageRunner, read_json_file
 from sslrobot.utils.io import atomic_write_json, exclusive_lock
 
-# Disjoint seed ranges: demonstrations, unlabeled streams and evaluation never share an episode.
-UNLABELED_SEED_BASE = 100_000
-DEMO_SEED_BASE = 200_000
-EVAL_SEED_BASE = 300_000
 #: Lock file of a run directory (held while ``run_pipeline`` works in it).
 RUN_LOCK = ".run.lock"
 
@@ -94,6 +97,17 @@ UNSTAGED_SETTINGS = ("num_workers",)
 
 #: The file an earlier run's config is kept in when a run with other settings replaces it.
 PREVIOUS_CONFIG = "config.previous.json"
+
+
+def keep_previous_config(out: Path, config: RunConfig) -> None:
+    """Keep ``out``'s recorded config as ``config.previous.json`` when ``config`` differs from
+    it in any field, the tasks and the settings no stage depends on included (the warnings
+    name only the changes that redo stages or drop tasks)."""
+    path = out / "config.json"
+    if path.is_file():
+        earlier = read_json_file(path)
+        if earlier != json.loads(json.dumps(config.to_dict())):
+            atomic_write_json(out / PREVIOUS_CONFIG, earlier)
 
 
 def warn_of_changed_settings(out: Path, config: RunConfig) -> list[str]:
@@ -234,9 +248,8 @@ class Pipeline:
         total = self.count_stages()
         self.out.mkdir(parents=True, exist_ok=True)
         warn_of_dropped_tasks(self.out, self.config)
-        if warn_of_changed_settings(self.out, self.config):
-            earlier = read_json_file(self.out / "config.json")
-            atomic_write_json(self.out / PREVIOUS_CONFIG, earlier)
+        warn_of_changed_settings(self.out, self.config)
+        keep_previous_config(self.out, self.config)
         warn_of_unswept_demo_counts(self.config)
         atomic_write_json(self.out / "config.json", self.config.to_dict())
         with tqdm(

@@ -98,8 +98,10 @@ class StageRunner:
                 kept = earlier_record.get(
                     "made_with", (earlier_record.get("config") or {}).get(key)
                 )
-                recorded = earlier_record.get("count", kept) if record is not None else kept
-                if kept is not None and recorded is not None and recorded <= size:
+                # The size first made names the data while it still holds those episodes:
+                # grown, or shrunk back to no fewer, dependents keep their hash (a shrink
+                # still redoes the stage itself, below).
+                if kept is not None and kept <= size:
                     made_with = kept
             config = {**config, key: made_with}
         full_config = {"config": config, "upstream": [dep.config_hash for dep in depends_on]}
