@@ -377,10 +377,11 @@ def test_resume_refuses_changed_settings_and_missing_checkpoints(dataset, tmp_pa
 
 
 class NaNAfter(torch.utils.data.Dataset):
-    """Serves ``dataset``'s windows, with NaN actions once ``clean`` windows have been served."""
+    """Serves ``dataset``'s windows, with NaN actions once ``clean`` windows have been served
+    (or, with ``cut``, fails there instead: a power cut)."""
 
-    def __init__(self, dataset: MovingSquareDataset, clean: int) -> None:
-        self.dataset, self.clean, self.served = dataset, clean, 0
+    def __init__(self, dataset: MovingSquareDataset, clean: int, cut: bool = False) -> None:
+        self.dataset, self.clean, self.cut, self.served = dataset, clean, cut, 0
 
     def __len__(self) -> int:
         return len(self.dataset)
@@ -389,6 +390,8 @@ class NaNAfter(torch.utils.data.Dataset):
         item = dict(self.dataset[index])
         self.served += 1
         if self.served > self.clean:
+            if self.cut:
+                raise KeyboardInterrupt("cut")
             item["action"] = np.full_like(item["action"], np.nan)
         return item
 
@@ -647,22 +650,6 @@ def test_a_real_objective_with_no_steps_warns_of_its_label(dataset, tmp_path: Pa
         pretrain(tiny_config(tmp_path / "fdm0", steps=0), dataset, progress=False)
 
 
-class CutAfter(torch.utils.data.Dataset):
-    """Serves ``dataset``'s windows and fails once ``clean`` have been served: a power cut."""
-
-    def __init__(self, dataset: MovingSquareDataset, clean: int) -> None:
-        self.dataset, self.clean, self.served = dataset, clean, 0
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def __getitem__(self, index: int) -> dict[str, np.ndarray]:
-        self.served += 1
-        if self.served > self.clean:
-            raise KeyboardInterrupt("cut")
-        return self.dataset[index]
-
-
 def test_a_resumed_run_logs_the_rows_of_the_uninterrupted_one(dataset, tmp_path: Path) -> None:
     """Cut between a checkpoint (step 3) and the next metrics row (step 4): the resumed
     run's row at step 4 averages steps 1-4, as the uninterrupted run's does, not only step 4."""
@@ -670,9 +657,8 @@ def test_a_resumed_run_logs_the_rows_of_the_uninterrupted_one(dataset, tmp_path:
     settings |= {"num_workers": 0, "prefetch": 0}
     straight = pretrain(tiny_config(tmp_path / "straight", **settings), dataset, progress=False)
     with pytest.raises(KeyboardInterrupt):
-        pretrain(
-            tiny_config(tmp_path / "cut", **settings), CutAfter(dataset, 8 * 4), progress=False
-        )
+        cut = NaNAfter(dataset, clean=8 * 4, cut=True)  # fails reading step 5's batch
+        pretrain(tiny_config(tmp_path / "cut", **settings), cut, progress=False)
     resumed = pretrain(
         tiny_config(tmp_path / "cut", resume=True, **settings), dataset, progress=False
     )
