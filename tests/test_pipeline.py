@@ -709,3 +709,21 @@ def test_every_look_and_checkpoint_evaluated_gets_its_mean_over_the_tasks() -> N
         "held-out look, final checkpoints",
         "held-out look, best checkpoints",
     ]
+
+
+def test_a_report_made_from_python_records_the_command_that_remakes_its_run() -> None:
+    """``run_pipeline`` without a command recorded a bare ``sslrobot run``, which runs the
+    default preset elsewhere; the equivalent command now gives back the same config."""
+    import shlex
+
+    from sslrobot.pipeline.run import equivalent_command
+
+    config = make_run_config(
+        "default", tasks=("sslrobot/Reach-v0",), num_demos=(10, 25), bc_augment_copies=0
+    )
+    command = equivalent_command(config, Path("my run"))
+    words = shlex.split(command)
+    assert words[:4] == ["sslrobot", "run", "--preset", "default"]
+    assert words[-2:] == ["--out", "my run"]
+    assignments = [words[i + 1] for i, word in enumerate(words) if word == "--set"]
+    assert make_run_config("default", **parse_overrides(assignments)) == config

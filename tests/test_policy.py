@@ -725,6 +725,10 @@ def test_an_interrupted_bc_run_resumes_to_the_uninterrupted_runs_weights(
         train_tiny_bc(demos, cut, batch_size=16, resume=True, **settings)
     with pytest.raises(ValueError, match="holds no checkpoint to resume"):
         train_tiny_bc(demos, tmp_path / "empty", resume=True, **settings)
+    # The same command again without --resume would clear the checkpoint: refused unasked.
+    with pytest.raises(ValueError, match=r"interrupted run's checkpoint .* pass --resume"):
+        train_tiny_bc(demos, cut, **settings)
+    assert (cut / "checkpoints" / "resume.json").is_file()
 
     resumed = train_tiny_bc(demos, cut, resume=True, **settings)
     for name in ("final.safetensors", "best.safetensors", "logs/bc.csv"):

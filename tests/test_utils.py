@@ -232,3 +232,32 @@ def test_the_console_prints_the_package_warnings_as_one_line() -> None:
     assert passed_on == []
     show(UserWarning("from torch"), UserWarning, "/somewhere/torch/nn/x.py", 3, out)
     assert len(passed_on) == 1 and passed_on[0][2] == "/somewhere/torch/nn/x.py"
+
+
+def test_configs_take_the_commands_spellings_and_refuse_others_by_name() -> None:
+    """The README says each config takes the command's options as fields: the values the
+    command line writes as text ("256,256", "0/2", an architecture's name, "off") are read
+    as it reads them; a string is not taken as a sequence of widths (hidden_dims="256" was a
+    head of widths 2, 5, 6)."""
+    from sslrobot.data import CollectConfig
+    from sslrobot.policy import PolicyConfig
+    from sslrobot.pretraining import PretrainConfig
+
+    policy = {"env_id": "sslrobot/Reach-v0", "encoder": "none", "algo": "bc", "out": "o"}
+    policy["demos"] = "d"
+    assert PolicyConfig(**policy, hidden_dims="256").hidden_dims == (256,)
+    assert PolicyConfig(**policy, hidden_dims="64, 32").hidden_dims == (64, 32)
+    for bad in ("a,b", 2.5, (2.5,), (True,), ()):
+        with pytest.raises(ValueError, match="hidden_dims must be integer widths"):
+            PolicyConfig(**policy, hidden_dims=bad)
+    collect = {"env_id": "sslrobot/Reach-v0", "out": "o"}
+    assert CollectConfig(**collect, shard="1/2").shard == (1, 2)
+    mixture = {"random": 0.3, "noisy-expert": 0.7}
+    made = CollectConfig(**collect, policy="mixture", mixture=mixture)
+    assert made.mixture == "random=0.3,noisy-expert=0.7"
+    pretrain = PretrainConfig(data="d", out="o", encoder="cnn", decoder="heatmaps", amp="off")
+    assert (pretrain.encoder.arch, pretrain.decoder.heatmaps, pretrain.amp) == ("cnn", True, False)
+    with pytest.raises(ValueError, match=r"encoder must be an architecture name .* got 3"):
+        PretrainConfig(data="d", out="o", encoder=3)
+    with pytest.raises(ValueError, match="unknown decoder 'x'"):
+        PretrainConfig(data="d", out="o", decoder="x")

@@ -8,7 +8,7 @@ import sys
 from typing import TYPE_CHECKING
 
 from sslrobot.commands.arguments import int_tuple
-from sslrobot.utils.architectures import DEFAULT_ENCODER_ARCH, ENCODER_ARCHS
+from sslrobot.utils.architectures import DECODER_NAMES, DEFAULT_ENCODER_ARCH, ENCODER_ARCHS
 
 if TYPE_CHECKING:
     from sslrobot.models.encoder import EncoderConfig
@@ -102,7 +102,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--frame-stack", type=int, default=1, help="frames per observation")
     parser.add_argument(
         "--decoder",
-        choices=("dense", "heatmaps", "keypoint-skip"),
+        choices=DECODER_NAMES,
         default="dense",
         help="frame decoder of future/recon: dense (a fully connected first layer), heatmaps "
         "(keypoint encoders: each keypoint drawn as a Gaussian blob, as in Jakab et al. 2018) "
@@ -228,17 +228,13 @@ def _pretrain(args: argparse.Namespace) -> int:
         seed=args.seed,
         split_seed=args.split_seed,
         device=args.device,
-        amp={"auto": None, "on": True, "off": False}[args.amp],
+        amp=args.amp,  # auto / on / off, as PretrainConfig takes them
         checkpoint_every=args.checkpoint_every,
         log_every=args.log_every,
         image_every=args.image_every,
         resume=args.resume,
         **encoder,
-        decoder={
-            "dense": DecoderConfig,
-            "heatmaps": DecoderConfig.keypoint_heatmaps,
-            "keypoint-skip": DecoderConfig.keypoint_skip_dense,
-        }[args.decoder](),
+        decoder=DecoderConfig.named(args.decoder),
         decoder_proprio=args.decoder_proprio,
         future_actions=not args.future_without_actions,
         transition_norm=not args.transition_without_norm,

@@ -130,6 +130,13 @@ class CollectConfig:
         find_env_spec(self.env_id)
         if self.policy not in POLICY_NAMES:
             raise ValueError(f"unknown policy {self.policy!r}; choose from {list(POLICY_NAMES)}")
+        if isinstance(self.mixture, dict):  # {name: fraction}, as parse_mixture returns
+            spec = ",".join(f"{name}={fraction}" for name, fraction in self.mixture.items())
+            object.__setattr__(self, "mixture", spec)
+        if self.mixture is not None and not isinstance(self.mixture, str):
+            raise ValueError(
+                f"mixture must be 'NAME=FRACTION,...' or a dict of them, got {self.mixture!r}"
+            )
         if self.policy == "mixture":
             if not self.mixture:
                 raise ValueError(
@@ -173,6 +180,11 @@ class CollectConfig:
                 f"{', '.join(changed)}: the noise is noisy-expert's (also inside a mixture); "
                 f"{what} would ignore it"
             )
+        if isinstance(self.shard, str):  # the command's "I/N"
+            object.__setattr__(self, "shard", parse_shard(self.shard))
+        if not (isinstance(self.shard, tuple | list) and len(self.shard) == 2):
+            raise ValueError(f"shard must be (I, N) or 'I/N' with 0 <= I < N, got {self.shard!r}")
+        object.__setattr__(self, "shard", tuple(self.shard))
         index, count = self.shard
         if not (isinstance(index, int) and isinstance(count, int) and 0 <= index < count):
             raise ValueError(f"shard must be (I, N) with 0 <= I < N, got {self.shard!r}")

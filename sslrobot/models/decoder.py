@@ -38,6 +38,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from sslrobot.models.encoder import RGB_CHANNELS
+from sslrobot.utils.architectures import DECODER_NAMES
 from sslrobot.utils.config import check_known_fields, config_to_dict
 
 
@@ -113,13 +114,28 @@ class DecoderConfig:
         """The default dense decoder plus the keypoint skip at its last level."""
         return cls(keypoint_skip=True)
 
+    @classmethod
+    def named(cls, name: str) -> DecoderConfig:
+        """The decoder ``pretrain --decoder NAME`` builds (``architectures.DECODER_NAMES``)."""
+        makers = dict(
+            zip(DECODER_NAMES, (cls, cls.keypoint_heatmaps, cls.keypoint_skip_dense), strict=True)
+        )
+        if name not in makers:
+            raise ValueError(f"unknown decoder {name!r}; choose from {list(makers)}")
+        return makers[name]()
+
     def start_size(self, image_size: int) -> int:
         """Side of the first feature map for ``image_size`` frames; raises if not integral."""
         factor = 2 ** (len(self.channels) - 1) * self.shuffle
         if image_size % factor:
+            near = sorted(
+                {max(factor, image_size // factor * factor), -(-image_size // factor) * factor}
+            )
             raise ValueError(
                 f"decoder channels={self.channels} and shuffle={self.shuffle} upscale by "
-                f"{factor}, so image_size must be a multiple of {factor}, got {image_size}"
+                f"{factor}, so image_size must be a multiple of {factor}, got {image_size}: "
+                f"collect frames of {' or '.join(map(str, near))} px, or pretrain an objective "
+                "that decodes no frames (fdm, inverse, contrastive)"
             )
         return image_size // factor
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import sys
 import time
@@ -130,18 +131,9 @@ def warn_of_changed_settings(out: Path, config: RunConfig) -> list[str]:
     skipped = ("preset", "encoders", "tasks", *UNSTAGED_SETTINGS)
     changed = [key for key in now if key not in skipped and earlier[key] != now[key]]
     if changed:
-        try:
-            preset = _plain(make_run_config(earlier["preset"]))
-        except ValueError:  # a preset this version no longer has
-            preset = defaults
-        assignments = [
-            f"{key}={_set_value(earlier[key])}"
-            for key in now
-            if key not in ("preset", "encoders", *UNSTAGED_SETTINGS) and earlier[key] != preset[key]
-        ]
-        keep = [f"--set {assignment}" for assignment in assignments]
+        assignments = _assignments(earlier, skip=UNSTAGED_SETTINGS)
         described = ", ".join(f"{key} {earlier[key]!r} -> {now[key]!r}" for key in changed)
-        command = " ".join(["sslrobot run --preset", earlier["preset"], *keep, "--out", str(out)])
+        command = _run_command(earlier["preset"], assignments, out)
         continuation = f"To continue that run instead: {command}"
         try:  # the command suggested must work: a hand-edited config may not
             make_run_config(earlier["preset"], **parse_overrides(assignments))
@@ -157,6 +149,34 @@ def warn_of_changed_settings(out: Path, config: RunConfig) -> list[str]:
             stacklevel=2,
         )
     return changed
+
+
+def _assignments(values: dict[str, Any], skip: tuple[str, ...] = ()) -> list[str]:
+    """``KEY=VALUE`` for every field of ``values`` (a config as ``config.json`` holds it) that
+    its preset sets otherwise today, but for ``skip``: the ``--set``s that remake it."""
+    try:
+        preset = _plain(make_run_config(values["preset"]))
+    except ValueError:  # a preset this version no longer has
+        preset = _plain(RunConfig())
+    ignored = ("preset", "encoders", *skip)
+    return [
+        f"{key}={_set_value(values[key])}"
+        for key in preset
+        if key not in ignored and key in values and values[key] != preset[key]
+    ]
+
+
+def _run_command(preset: str, assignments: list[str], out: Path) -> str:
+    """The ``sslrobot run`` command line of a preset with ``--set`` assignments."""
+    keep = [f"--set {shlex.quote(assignment)}" for assignment in assignments]
+    return " ".join(["sslrobot run --preset", preset, *keep, "--out", shlex.quote(str(out))])
+
+
+def equivalent_command(config: RunConfig, out: Path) -> str:
+    """The ``sslrobot run`` command that makes ``config`` into ``out``: what a report made by
+    ``run_pipeline`` from Python records as its command (rather than a bare ``sslrobot run``,
+    which would run the default preset elsewhere)."""
+    return _run_command(config.preset, _assignments(_plain(config)), out)
 
 
 def _plain(config: RunConfig) -> dict[str, Any]:
@@ -678,6 +698,6 @@ def run_pipeline(
             out,
             artifacts,
             stage_results=pipeline.runner.results,
-            command=command or "sslrobot run",
+            command=command or equivalent_command(config, out),
             wall_time_s=time.perf_counter() - start,
         )

@@ -69,8 +69,9 @@ def check_policy_out(out: Path, overwrite: bool, resume: bool = False) -> None:
     encoder's directory, or (unless ``overwrite``) one holding a finished policy, which
     ``resume`` cannot continue either.
 
-    Leftovers of an interrupted run (checkpoints without a config) are not a finished policy:
-    nothing there can be evaluated, and training again is how to finish it.
+    Leftovers of an interrupted run (resume checkpoints without a config) are not a finished
+    policy, but they hold its progress: training anew (which clears them) needs ``overwrite``,
+    as ``collect`` and ``pretrain`` refuse to start over an interrupted run unasked.
 
     Raises:
         ValueError: naming ``out`` and what it holds.
@@ -87,6 +88,12 @@ def check_policy_out(out: Path, overwrite: bool, resume: bool = False) -> None:
         raise ValueError(
             f"{out} holds a trained policy ({CONFIG_FILE}); choose another --out, or pass "
             "--overwrite to replace it"
+        )
+    interrupted = out / CHECKPOINT_DIR / RESUME_STATE
+    if not (overwrite or resume) and interrupted.is_file():
+        raise ValueError(
+            f"{out} holds an interrupted run's checkpoint ({interrupted}); pass --resume to "
+            "continue it, or --overwrite to train anew and drop it"
         )
 
 

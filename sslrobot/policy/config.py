@@ -139,7 +139,7 @@ class PolicyConfig:
             value = getattr(self, name)
             if value is not None and not isinstance(value, Path):
                 object.__setattr__(self, name, Path(value))
-        object.__setattr__(self, "hidden_dims", tuple(int(d) for d in self.hidden_dims))
+        object.__setattr__(self, "hidden_dims", _widths(self.hidden_dims))
         if not isinstance(self.env_id, str) or not self.env_id:
             raise ValueError(f"env_id must be a non-empty gymnasium id, got {self.env_id!r}")
         if not isinstance(self.encoder, str) or not self.encoder:
@@ -271,6 +271,21 @@ class PolicyConfig:
 def _check_min(name: str, value: Any, minimum: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
+
+
+def _widths(value: Any) -> tuple[int, ...]:
+    """``hidden_dims`` as a tuple of ints: from a sequence of integers, or the command's
+    ``"256,256"`` (a string is not taken as a sequence of digits)."""
+    items = value.split(",") if isinstance(value, str) else value
+    try:  # through str, so that 2.5 (and True) are refused rather than truncated
+        widths = tuple(int(str(item).strip()) for item in items)
+    except (TypeError, ValueError):
+        widths = ()
+    if not widths:
+        raise ValueError(
+            f"hidden_dims must be integer widths, e.g. (256, 256) or '256,256', got {value!r}"
+        )
+    return widths
 
 
 def _is_finite_positive(value: Any) -> bool:

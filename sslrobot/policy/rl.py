@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 from gymnasium import spaces
+from tqdm import tqdm
 
 from sslrobot.policy.cache import FeatureCache
 from sslrobot.policy.checkpoint import (
@@ -267,12 +268,13 @@ def train_rl(config: PolicyConfig) -> Path:
             if resumed is not None:
                 checks.restore(resumed, done)
         saver = _ResumeCheckpoints(out, num_steps, config, checks, done, resumed_at)
+        bar = _progress_callback(f"rl {config.rl_algorithm}", num_steps, done, config.progress)
         try:
             model.learn(
                 total_timesteps=num_steps - done,
-                progress_bar=False,
+                progress_bar=False,  # SB3's needs rich; ours is tqdm, like the other stages'
                 # The check first: at a point both share, the checkpoint then holds its row.
-                callback=([] if checks is None else [checks.callback]) + [saver.callback],
+                callback=([] if checks is None else [checks.callback]) + [saver.callback, bar],
                 reset_num_timesteps=resumed is None,
             )
             if checks is not None:
@@ -346,6 +348,28 @@ def restore_best_model(out: Path, state: dict[str, Any]) -> None:
         atomic_write(best, lambda file: file.write(saved))
     else:
         best.unlink(missing_ok=True)
+
+
+def _progress_callback(label: str, total: int, done: int, enabled: bool) -> Any:
+    """An SB3 callback showing environment steps against ``total`` with rate and ETA (SB3's
+    own tables come only every few episodes and say neither)."""
+    from stable_baselines3.common.callbacks import BaseCallback
+
+    class Progress(BaseCallback):
+        def _on_training_start(self) -> None:
+            self.bar = tqdm(
+                total=total, initial=done, desc=label, unit="step", disable=not enabled,
+                dynamic_ncols=True,
+            )  # fmt: skip
+
+        def _on_step(self) -> bool:
+            self.bar.update(self.num_timesteps - self.bar.n)  # every sub-env's steps
+            return True
+
+        def _on_training_end(self) -> None:
+            self.bar.close()
+
+    return Progress()
 
 
 def _callback_at_points(owner: Any, act: Callable[[Any], None]) -> Any:

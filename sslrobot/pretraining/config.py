@@ -12,10 +12,11 @@ from sslrobot.models.encoder import EncoderConfig, encoder_config_for
 from sslrobot.pretraining.augment import AUGMENTATIONS
 from sslrobot.pretraining.objectives import parse_objective
 from sslrobot.pretraining.world_model import WorldModelConfig
-from sslrobot.utils.architectures import DEFAULT_ENCODER_ARCH
+from sslrobot.utils.architectures import DECODER_NAMES, DEFAULT_ENCODER_ARCH, ENCODER_ARCHS
 from sslrobot.utils.config import check_known_fields, config_to_dict
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
+_AMP_NAMES = {"auto": None, "on": True, "off": False}  # the command's --amp
 
 #: Settings that may change when a run is resumed (they do not change what is computed;
 #: ``data`` may point to a moved copy, and the trainer refuses data with other windows).
@@ -161,10 +162,28 @@ class PretrainConfig:
             object.__setattr__(self, "data", data)
         if self.data is not None and not (isinstance(self.data, str | tuple) and self.data):
             raise ValueError(f"data must name dataset directories, got {self.data!r}")
+        # The command's spellings are taken too: an architecture's name (its image size is
+        # the data's), a decoder's name, and auto / on / off for amp.
+        if isinstance(self.encoder, str):
+            object.__setattr__(self, "encoder", encoder_config_for(self.encoder))
         if isinstance(self.encoder, dict):
             object.__setattr__(self, "encoder", EncoderConfig.from_dict(self.encoder))
+        if not isinstance(self.encoder, EncoderConfig):
+            raise ValueError(
+                f"encoder must be an architecture name ({', '.join(ENCODER_ARCHS)}) or an "
+                f"EncoderConfig, got {self.encoder!r}"
+            )
+        if isinstance(self.decoder, str):
+            object.__setattr__(self, "decoder", DecoderConfig.named(self.decoder))
         if isinstance(self.decoder, dict):
             object.__setattr__(self, "decoder", DecoderConfig.from_dict(self.decoder))
+        if not isinstance(self.decoder, DecoderConfig):
+            raise ValueError(
+                f"decoder must be a name ({', '.join(DECODER_NAMES)}) or a DecoderConfig, got "
+                f"{self.decoder!r}"
+            )
+        if isinstance(self.amp, str) and self.amp in _AMP_NAMES:
+            object.__setattr__(self, "amp", _AMP_NAMES[self.amp])
         if not isinstance(self.out, str) or not self.out:
             raise ValueError(f"out must be a directory path, got {self.out!r}")
         parse_objective(self.objective)  # raises with the offending name
@@ -207,7 +226,9 @@ class PretrainConfig:
         if device_kind not in DEVICES:
             raise ValueError(f"device must be one of {DEVICES} (or 'cuda:N'), got {self.device!r}")
         if self.amp not in (None, True, False):
-            raise ValueError(f"amp must be True, False or None (auto), got {self.amp!r}")
+            raise ValueError(
+                f"amp must be True, False or None (or 'on', 'off', 'auto'), got {self.amp!r}"
+            )
         if self.augment not in AUGMENTATIONS:
             raise ValueError(f"augment must be one of {AUGMENTATIONS}, got {self.augment!r}")
         if not 0.0 < self.val_fraction < 1.0:

@@ -1,4 +1,4 @@
-"""Names of the encoder architectures and the package's default one.
+"""Names of the encoder and frame-decoder architectures and the package's default encoder.
 
 Torch-free, so the command line and the presets can offer and check them before torch loads;
 ``models.encoder`` maps each name to its ``EncoderConfig`` (tests/test_models.py checks that
@@ -18,3 +18,7 @@ ENCODER_ARCHS = ("cnn", "resnet", "drqv2", "keypoints")
 #: docs/results/findings.md), at nearly the same training speed (2,083 vs 2,222 samples/s in
 #: two processes, README).
 DEFAULT_ENCODER_ARCH = "keypoints"
+
+#: Frame decoders of ``future`` / ``recon`` (``pretrain --decoder``; ``DecoderConfig.named``):
+#: ``dense`` (the default), ``heatmaps`` and ``keypoint-skip`` (keypoint encoders).
+DECODER_NAMES = ("dense", "heatmaps", "keypoint-skip")
