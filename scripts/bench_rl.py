@@ -120,11 +120,21 @@ def run_one(args: argparse.Namespace, config: dict, name: str, seed: int) -> dic
         ):
             result.unlink()
     if not config_file.is_file():
-        sslrobot("train-policy", "--env", f"sslrobot/{args.task}", "--encoder",
-                 encoder, "--encoder-arch", config["encoder_arch"],
-                 "--image-size", str(config["image_size"]), "--algo", "rl", "--steps",
-                 str(args.steps), "--seed", str(seed), "--out", str(policy), "--device", "cpu",
-                 "--no-progress")  # fmt: skip
+        train = ["train-policy", "--env", f"sslrobot/{args.task}", "--encoder", encoder,
+                 "--encoder-arch", config["encoder_arch"], "--image-size",
+                 str(config["image_size"]), "--algo", "rl", "--steps", str(args.steps),
+                 "--seed", str(seed), "--out", str(policy), "--device", "cpu",
+                 "--no-progress"]  # fmt: skip
+        # A run killed after a resume checkpoint continues from it; one train-policy cannot
+        # continue (other settings: log.txt says) is trained anew.
+        try:
+            interrupted = (policy / "checkpoints" / "resume.json").is_file()
+            sslrobot(*train, "--resume" if interrupted else "--overwrite")
+        except subprocess.CalledProcessError:
+            if not interrupted:
+                raise
+            print(f"{policy}: its checkpoint cannot be continued; training it anew", flush=True)
+            sslrobot(*train, "--overwrite")
     if not result.is_file():
         sslrobot("evaluate", "--env", f"sslrobot/{args.task}", "--policy", str(policy),
                  "--episodes", str(args.episodes), "--seed",

@@ -174,7 +174,19 @@ def main() -> None:
     encoder, seconds = args.encoder, 0.0
     if encoder is None:
         encoder = out / "encoder"
-        if (encoder / ENCODER_WEIGHTS).is_file():  # the variant's folder names its settings
+        request = {  # what this variant's pretraining is, beside it once finished
+            "objective": args.objective, "steps": args.steps, "batch_size": args.batch_size,
+            "processes": args.processes, "arch": args.arch, "pretrain_args": args.pretrain_args,
+            "data": str(args.pretrain_data or unlabeled), "run_seed": args.run_seed,
+        }  # fmt: skip
+        made = out / "encoder_request.json"
+        if (encoder / ENCODER_WEIGHTS).is_file():
+            earlier = json.loads(made.read_text()) if made.is_file() else None
+            if earlier != request:
+                raise SystemExit(
+                    f"{encoder} was pretrained with other settings ({earlier}, now {request}): "
+                    "delete it or give another --out"
+                )
             print(f"reusing the finished pretraining in {encoder}")
         elif encoder.is_dir() and any(encoder.iterdir()):
             raise SystemExit(
@@ -183,6 +195,7 @@ def main() -> None:
             )
         else:
             seconds = pretrain(args, args.pretrain_data or unlabeled, encoder, log)
+            made.write_text(json.dumps(request))
     probe = run_probe(encoder, unlabeled, out / "probe.json", log, args.run_seed)
     baselines = []  # one probe per --baseline-seeds seed
     for seed in args.baseline_seeds if args.baseline else []:

@@ -597,6 +597,8 @@ def test_weight_decay_must_be_finite_and_not_negative(decay):
     with pytest.raises(ValueError, match=message):
         PolicyConfig(**values, weight_decay=decay)
     assert PolicyConfig(**values, weight_decay=0).weight_decay == 0
+    assert PolicyConfig(**values, weight_decay=np.float32(0.01)).weight_decay > 0  # NumPy's
+    assert PolicyConfig(**values, weight_decay=np.int64(1)).weight_decay == 1
 
 
 def test_a_diverging_bc_loss_is_one_line_from_the_cli(demos, tmp_path, capsys):

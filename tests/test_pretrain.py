@@ -666,3 +666,23 @@ def test_a_resumed_run_logs_the_rows_of_the_uninterrupted_one(dataset, tmp_path:
     assert [r["step"] for r in rows_b] == [r["step"] for r in rows_a] == ["4", "8"]
     for row_a, row_b in zip(rows_a, rows_b, strict=True):
         assert row_a["pretrain/loss"] == row_b["pretrain/loss"]
+
+
+def test_keypoint_pictures_use_the_datas_frame_size(dataset, tmp_path: Path, monkeypatch) -> None:
+    """A config's encoder is built at 64 px unless told (the trainer takes the size from the
+    data): the pictures must place keypoints by the model's encoder, not the config's."""
+    from sslrobot.models.encoder import encoder_config_for
+    from sslrobot.pretraining import plots
+
+    ranges = []
+    strip = plots.keypoint_strip
+
+    def recording(*args, **kwargs):
+        ranges.append(kwargs.get("pixel_range"))
+        return strip(*args, **kwargs)
+
+    monkeypatch.setattr(plots, "keypoint_strip", recording)
+    config = tiny_config(tmp_path / "run", steps=1, image_every=1, encoder="keypoints")
+    assert config.encoder.image_size == 64 and SIZE != 64
+    pretrain(config, dataset, progress=False)
+    assert ranges and set(ranges) == {encoder_config_for("keypoints", SIZE).keypoint_pixel_range()}

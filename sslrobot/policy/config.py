@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -190,7 +191,12 @@ class PolicyConfig:
         if self.lr is not None and not _is_finite_positive(self.lr):
             raise ValueError(f"lr must be finite and > 0, got {self.lr!r}")
         decay = self.weight_decay
-        if not (_is_finite_positive(decay) or (decay == 0 and not isinstance(decay, bool))):
+        if not (
+            isinstance(decay, numbers.Real)
+            and not isinstance(decay, bool)
+            and math.isfinite(decay)
+            and decay >= 0
+        ):
             raise ValueError(f"weight_decay must be finite and >= 0, got {self.weight_decay!r}")
         defaults = {f.name: f.default for f in dataclasses.fields(self)}
         if self.algo == "rl" and self.demos is None and self.num_demos is not None:

@@ -709,7 +709,7 @@ class PretrainRun:
                 image = plots.keypoint_strip(
                     context[..., -3:].cpu().numpy(),
                     points,
-                    pixel_range=self.config.encoder.keypoint_pixel_range(),
+                    pixel_range=self.model_config.encoder.keypoint_pixel_range(),  # data size
                 )
                 path = self.out / artifacts.KEYPOINTS / f"step_{self.step:05d}.png"
                 plots.save_png(path, image)
