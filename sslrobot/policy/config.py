@@ -297,7 +297,7 @@ def _widths(value: Any) -> tuple[int, ...]:
 def _is_finite_positive(value: Any) -> bool:
     """Whether ``value`` is a real number (not a bool, not NaN/inf) above zero."""
     return (
-        isinstance(value, int | float)
+        isinstance(value, numbers.Real)  # NumPy's numbers too
         and not isinstance(value, bool)
         and math.isfinite(value)
         and value > 0
