@@ -84,6 +84,33 @@ def test_report_numbers_come_from_result_files(quick_run: Path) -> None:
     assert f"{probe['probe/r2_mean']:.3f}" in report
 
 
+def test_each_report_row_is_its_own_encoders_results(quick_run: Path, tmp_path: Path) -> None:
+    """The quick run's policies all fail, so every row reads the same and a report that gave
+    every encoder another's numbers would pass the test above: here each encoder's result
+    files say k of 3 episodes succeeded, another k each, and its own row must say so."""
+    import shutil
+
+    copy = tmp_path / "run"
+    shutil.copytree(quick_run, copy)
+    expected = {}
+    for k, encoder in enumerate(QUICK.encoder_names):
+        for path in (copy / "Reach-v0" / "eval" / encoder).rglob("result.json"):
+            record = json.loads(path.read_text())
+            for i, episode in enumerate(record["episodes"]):
+                episode["success"] = bool(i < k)
+            record["success_rate"] = k / len(record["episodes"])
+            path.write_text(json.dumps(record))
+        expected[encoder] = k / 3
+    run_pipeline(QUICK, copy, device="cpu", progress=False, command="pytest rows")
+    rows = {r["encoder"]: r for r in json.loads((copy / "results.json").read_text())["aggregated"]}
+    lines = (copy / "report.md").read_text().splitlines()
+    for encoder, mean in expected.items():
+        success = rows[encoder]["success"]
+        assert success["mean"] == pytest.approx(mean)
+        (line,) = [x for x in lines if x.startswith(f"| {encoder} |")]
+        assert format_ci(success["mean"], success["low"], success["high"]) in line
+
+
 def test_none_baseline_probe_is_the_mean_over_its_random_inits(quick_run: Path) -> None:
     assert QUICK.none_probe_inits == 2
     task = quick_run / "Reach-v0"

@@ -706,7 +706,11 @@ def test_an_interrupted_bc_run_resumes_to_the_uninterrupted_runs_weights(
     from sslrobot.policy import bc
 
     settings = {"encoder": "scratch", "num_val_demos": 1, "num_val_checks": 3, "seed": 4}
+    calls = []  # the loss evaluations of each run: a resume repeats none of the cut run's
+    loss = bc.bc_loss
+    monkeypatch.setattr(bc, "bc_loss", lambda *args: calls.append(1) or loss(*args))
     whole = train_tiny_bc(demos, tmp_path / "whole", **settings)
+    whole_calls = len(calls)
     save = bc._BCResumeCheckpoints.save
 
     def save_then_stop(self, loop, *args):
@@ -717,6 +721,7 @@ def test_an_interrupted_bc_run_resumes_to_the_uninterrupted_runs_weights(
     monkeypatch.setattr(bc._BCResumeCheckpoints, "save", save_then_stop)
     with pytest.raises(KeyboardInterrupt):
         train_tiny_bc(demos, tmp_path / "cut", **settings)
+    cut_calls = len(calls) - whole_calls
     monkeypatch.setattr(bc._BCResumeCheckpoints, "save", save)
     cut = tmp_path / "cut"
     assert sorted(p.name for p in (cut / "checkpoints").iterdir()) == [
@@ -732,7 +737,9 @@ def test_an_interrupted_bc_run_resumes_to_the_uninterrupted_runs_weights(
         train_tiny_bc(demos, cut, **settings)
     assert (cut / "checkpoints" / "resume.json").is_file()
 
+    before = len(calls)
     resumed = train_tiny_bc(demos, cut, resume=True, **settings)
+    assert len(calls) - before == whole_calls - cut_calls  # it continued, it did not start over
     for name in ("final.safetensors", "best.safetensors", "logs/bc.csv"):
         assert (resumed / name).read_bytes() == (whole / name).read_bytes(), name
     record = read_policy_config(resumed)

@@ -339,6 +339,15 @@ def test_same_seed_same_weights_on_cpu(dataset, tmp_path: Path) -> None:
 def test_resume_is_bit_exact(dataset, tmp_path: Path) -> None:
     straight = pretrain(tiny_config(tmp_path / "straight", steps=6), dataset, progress=False)
     pretrain(tiny_config(tmp_path / "split", steps=2), dataset, progress=False)
+    # Retraining from step 0 would end alike (the same seed): the resume must start at 2,
+    # with the checkpoint's weights, and train the 4 steps left.
+    run = PretrainRun(tiny_config(tmp_path / "split", steps=6, resume=True), dataset, False)
+    try:
+        assert run.step == 2
+        saved = load_tensors(tmp_path / "split" / "checkpoints/step_0000002/model.safetensors")
+        assert_same_tensors(saved, {k: v.cpu() for k, v in run.model.state_dict().items()})
+    finally:
+        run.close()
     resumed = pretrain(
         tiny_config(tmp_path / "split", steps=6, resume=True), dataset, progress=False
     )
