@@ -209,6 +209,19 @@ def test_cache_is_keyed_by_encoder_weights(tmp_path):
     assert second.num_computed_frames == 4
 
 
+def test_cache_is_keyed_by_device_type(tmp_path, monkeypatch):
+    """A GPU's features differ from a CPU's in the last bits: a CPU run must not read them."""
+    import sslrobot.policy.cache as cache_module
+
+    encoder = BatchNormEncoder()
+    on_cpu = FeatureCache(tmp_path, encoder, {"d": 1}, 4)
+    monkeypatch.setattr(cache_module, "module_device", lambda module: torch.device("cuda", 0))
+    on_gpu = FeatureCache(tmp_path, encoder, {"d": 1}, 4)
+    assert on_cpu.directory is not None and on_gpu.directory is not None
+    assert on_cpu.directory.parent.name == "cpu" and on_gpu.directory.parent.name == "cuda"
+    assert on_cpu.directory.parent.parent == on_gpu.directory.parent.parent
+
+
 def test_cache_key_is_the_episodes_identity_not_the_manifests_bookkeeping(tmp_path):
     """Every collect --resume rewrote the manifest's time and counts, and the key held the
     whole manifest and the path: a grown or moved dataset re-encoded every episode."""

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from sslrobot.models.features import extract_features
+from sslrobot.models.features import extract_features, module_device
 from sslrobot.utils.config import config_hash
 from sslrobot.utils.io import atomic_write
 
@@ -35,8 +35,11 @@ class FeatureCache:
     """Per-episode feature arrays keyed by encoder weights and dataset identity.
 
     With ``root=None`` it only computes (no disk). With a directory, features are stored at
-    ``root/<encoder hash>/<dataset hash>/episode_<id>.npy`` (atomic writes), so BC runs that
-    share an encoder and a dataset (other seeds, other ``num_demos``) encode each frame once.
+    ``root/<encoder hash>/<device type>/<dataset hash>/episode_<id>.npy`` (atomic writes), so
+    BC runs that share an encoder and a dataset (other seeds, other ``num_demos``) encode each
+    frame once. The device type is in the key because a GPU's convolutions round differently
+    from a CPU's: a policy trained on CPU must see CPU features, or a rerun on CPU would not
+    repeat the run whose cache a GPU job filled.
 
     Args:
         root: Cache directory, or None.
@@ -58,7 +61,10 @@ class FeatureCache:
         self.directory: Path | None = None
         if root is not None:
             dataset_hash = config_hash(dataset_key)
-            self.directory = Path(root) / module_fingerprint(encoder)[:16] / dataset_hash
+            device_type = module_device(encoder).type
+            self.directory = (
+                Path(root) / module_fingerprint(encoder)[:16] / device_type / dataset_hash
+            )
         self.num_computed_frames = 0
 
     def features(

@@ -83,7 +83,8 @@ class PolicyConfig:
             gains, as ``pretrain --color-jitter``), in [0, 1).
         feature_batch_size: Frames per encoder forward when computing features.
         cache_dir: Directory of an on-disk feature cache shared between runs (keyed by encoder
-            weights, dataset and episodes); None caches in memory for this run only.
+            weights, the encoder's device type, dataset and episodes); None caches in memory
+            for this run only.
         rl_algorithm: ``"sac"`` (default; off-policy, sample-efficient for continuous control) or
             ``"ppo"``.
         num_envs: Parallel environments for RL (encoded in one batch per step).
