@@ -1,4 +1,5 @@
-"""``load_encoder``: the frozen encoder of a ``sslrobot pretrain --out`` directory.
+"""``load_encoder``: the frozen encoder of a ``sslrobot pretrain --out`` directory (or of one
+shipped in the wheel, ``sslrobot.pretrained``).
 
 Reads only ``encoder_config.json`` and ``encoder.safetensors``, so a user can ship those two
 files alone.
@@ -12,6 +13,7 @@ from pathlib import Path
 import torch
 
 from sslrobot.models.encoder import Encoder, EncoderConfig
+from sslrobot.pretrained import is_pretrained_spec, shipped_encoder_dir
 from sslrobot.pretraining import artifacts
 from sslrobot.utils.device import as_device
 
@@ -29,7 +31,9 @@ def load_encoder(
             features = encoder(frames)                  # float32 (1, config.feature_dim)
 
     Args:
-        path: A ``sslrobot pretrain --out`` directory.
+        path: A ``sslrobot pretrain --out`` directory, or ``"pretrained:<env id>"`` for an
+            encoder shipped in the wheel (``sslrobot.pretrained``), e.g.
+            ``"pretrained:sslrobot/Push-v0"``.
         device: Where to put the weights: ``"cpu"``, ``"cuda"``, ``"auto"`` (CUDA, then MPS,
             then CPU), ... or a ``torch.device``.
 
@@ -38,8 +42,11 @@ def load_encoder(
 
     Raises:
         FileNotFoundError: the directory or one of its two files is missing (named).
-        ValueError: a file is corrupt or does not match the architecture (named).
+        ValueError: a file is corrupt or does not match the architecture (named), or no
+            encoder of that name is shipped.
     """
+    if is_pretrained_spec(path):
+        path = shipped_encoder_dir(str(path))
     path = Path(path)
     config_path = path / artifacts.ENCODER_CONFIG
     values = artifacts.read_json(config_path, "encoder config")

@@ -16,12 +16,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "train-policy",
         help="train a BC or RL policy on a frozen encoder (or a baseline)",
         description="Behaviour cloning on expert demonstrations or online RL (Stable-Baselines3) "
-        "on the features of a frozen encoder. --encoder is a `pretrain --out` directory, or "
-        "none (frozen random init), scratch (trained end to end with random shifts, BC only) "
-        "or state (privileged-state oracle).",
+        "on the features of a frozen encoder. --encoder is a `pretrain --out` directory, "
+        "pretrained:ENV_ID (the default preset's fdm+future encoder shipped for that task, e.g. "
+        "pretrained:sslrobot/Push-v0), none (frozen random init), scratch (trained end to end "
+        "with random shifts, BC only) or state (privileged-state oracle).",
     )
     train.add_argument("--env", required=True, help="env id, e.g. sslrobot/Push-v0")
-    train.add_argument("--encoder", required=True, help="DIR | none | scratch | state")
+    train.add_argument(
+        "--encoder", required=True, help="DIR | pretrained:ENV_ID | none | scratch | state"
+    )
     train.add_argument(
         "--encoder-arch",
         default=DEFAULT_ENCODER_ARCH,

@@ -12,6 +12,7 @@ from torch import nn
 
 from sslrobot.models.encoder import Encoder, EncoderConfig, encoder_config_for
 from sslrobot.policy.config import BASELINE_ENCODERS
+from sslrobot.pretrained import is_pretrained_spec, shipped_encoder_dir
 from sslrobot.pretraining.artifacts import PRETRAIN_CONFIG
 from sslrobot.utils.architectures import DEFAULT_ENCODER_ARCH
 
@@ -55,13 +56,15 @@ def resolve_encoder(
     """Build or load the encoder that ``spec`` names.
 
     Args:
-        spec: A ``pretrain --out`` directory, or ``"none"``, ``"scratch"``, ``"state"``.
+        spec: A ``pretrain --out`` directory, ``"pretrained:<env id>"`` (an encoder shipped in
+            the wheel, ``sslrobot.pretrained``), or ``"none"``, ``"scratch"``, ``"state"``.
         image_size: Side of the frames the policy will see (used to build baselines).
         seed: Seeds the random initialisation of ``none`` and ``scratch``.
         arch: Their architecture (``utils.architectures.ENCODER_ARCHS``).
 
     Raises:
-        ValueError: naming the path when it is not an encoder directory.
+        ValueError: naming the path when it is not an encoder directory, or the shipped
+            encoders when ``spec`` names none of them.
     """
     if spec == "state":
         return ResolvedEncoder("state", "state", "state", None, None)
@@ -71,7 +74,7 @@ def resolve_encoder(
             torch.manual_seed(seed)
             module = Encoder(config)
         return ResolvedEncoder(spec, spec, spec, module, config)
-    path = Path(spec)
+    path = shipped_encoder_dir(spec) if is_pretrained_spec(spec) else Path(spec)
     if not path.exists():
         raise ValueError(
             f"encoder {spec!r} is neither a directory nor one of {BASELINE_ENCODERS}: "

@@ -1,0 +1,134 @@
+"""Copy a default-preset run's ``fdm+future`` encoders into the wheel, with their provenance.
+
+For each task of the run, ``RUN/<task>/pretrain/fdm+future/encoder``'s weights and configs go to
+``assets/encoders/<task>/`` beside a ``provenance.json``: the run's command, machine and
+package versions, the commit that shipped them, the weights' SHA-256, the scene files'
+hashes, the encoder's features of four reset frames (``tests/test_pretrained.py`` checks both
+against the envs as they are now), and what the run measured with the encoder (the linear
+probe and the 25-demonstration success of its BC policies, beside the state oracle's).
+
+    python scripts/ship_encoders.py --run runs/default19 --task Reach-v0 Push-v0
+    python scripts/ship_encoders.py --run runs/navsal23 --task Navigate-v1
+
+``--check RUN`` ships nothing: it says, per task, whether RUN's encoder is byte for byte the
+shipped one (what a rerun of the preset at the current commit must give); exits 1 if not.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from sslrobot.load import load_encoder
+from sslrobot.pretrained import (
+    PROVENANCE,
+    REFERENCE_SEEDS,
+    file_sha256,
+    reset_frame_features,
+    scene_hashes,
+    shipped_encoders_root,
+)
+from sslrobot.pretraining.artifacts import ENCODER_CONFIG, ENCODER_WEIGHTS, PRETRAIN_CONFIG
+from sslrobot.utils.io import atomic_write_json
+
+OBJECTIVE = "fdm+future"
+COPIED = (ENCODER_WEIGHTS, ENCODER_CONFIG, PRETRAIN_CONFIG)
+
+
+def encoder_dir(run: Path, task: str) -> Path:
+    path = run / task / "pretrain" / OBJECTIVE / "encoder"
+    if not (path / ENCODER_WEIGHTS).is_file():
+        raise SystemExit(f"{path} holds no {ENCODER_WEIGHTS}: not a finished {OBJECTIVE} stage")
+    return path
+
+
+def measured(run: Path, task: str) -> dict:
+    """What the run measured with the encoder: probe R² and 25-demonstration BC success
+    (final checkpoints, training look), with the state oracle's success beside it."""
+    results = json.loads((run / "results.json").read_text())
+    success = {}
+    for record in results["aggregated"]:
+        if (
+            record["task"] == task
+            and record["num_demos"] == 25
+            and record.get("checkpoint", "final") == "final"
+            and record.get("visual_preset", "train") == "train"
+            and record["encoder"] in (OBJECTIVE, "state", "none")
+        ):
+            success[record["encoder"]] = {
+                key: record["success"][key] for key in ("mean", "low", "high")
+            } | {"num_episodes": record["num_episodes"], "num_seeds": record["num_seeds"]}
+    probe = json.loads((run / task / "probe" / OBJECTIVE / "probe.json").read_text())
+    return {
+        "bc_success_25_demos": success,
+        "probe_r2_mean": probe["probe/r2_mean"],
+        "header": {k: results["header"][k] for k in ("command", "written", "machine")},
+        "package_versions": results["header"]["package_versions"],
+    }
+
+
+def commit() -> str:
+    done = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True)
+    return done.stdout.strip() if done.returncode == 0 else "unknown"
+
+
+def ship(run: Path, task: str, root: Path) -> None:
+    source = encoder_dir(run, task)
+    config = json.loads((source / ENCODER_CONFIG).read_text())
+    env_id = f"sslrobot/{task}"
+    encoder, _ = load_encoder(source)
+    target = root / task
+    target.mkdir(parents=True, exist_ok=True)
+    for name in COPIED:
+        shutil.copyfile(source / name, target / name)
+    provenance = {
+        "env_id": env_id,
+        "objective": OBJECTIVE,
+        "run": str(run),
+        "shipped_at_commit": commit(),
+        "weights_sha256": file_sha256(target / ENCODER_WEIGHTS),
+        "scene_sha256": scene_hashes(),
+        "reference_features": {
+            "image_size": config["image_size"],
+            "reset_seeds": list(REFERENCE_SEEDS),
+            "features": reset_frame_features(encoder, env_id, config["image_size"]),
+        },
+        "measured": measured(run, task),
+    }
+    atomic_write_json(target / PROVENANCE, provenance)
+    print(f"{env_id}: shipped {source} -> {target} (sha256 {provenance['weights_sha256'][:16]})")
+
+
+def check(run: Path, tasks: list[str], root: Path) -> bool:
+    same = True
+    for task in tasks:
+        shipped = json.loads((root / task / PROVENANCE).read_text())["weights_sha256"]
+        produced = file_sha256(encoder_dir(run, task) / ENCODER_WEIGHTS)
+        verdict = "identical" if produced == shipped else "DIFFERENT"
+        print(f"{task}: {run}'s encoder {produced[:16]} vs shipped {shipped[:16]}: {verdict}")
+        same &= produced == shipped
+    return same
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--run", type=Path, help="an `sslrobot run --preset default` directory")
+    parser.add_argument("--check", type=Path, help="compare this run's encoders, ship nothing")
+    parser.add_argument("--task", nargs="+", required=True, help="task dirs, e.g. Reach-v0")
+    parser.add_argument("--out", type=Path, default=None, help="default: the package's assets")
+    args = parser.parse_args()
+    root = args.out or shipped_encoders_root()
+    if (args.run is None) == (args.check is None):
+        parser.error("give exactly one of --run (ship) and --check (compare)")
+    if args.check is not None:
+        sys.exit(0 if check(args.check, args.task, root) else 1)
+    for task in args.task:
+        ship(args.run, task, root)
+
+
+if __name__ == "__main__":
+    main()

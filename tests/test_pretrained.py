@@ -1,0 +1,136 @@
+"""The encoders shipped in the wheel: intact, still matching the envs, usable by name."""
+
+from __future__ import annotations
+
+import json
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import safetensors.torch
+import torch
+
+import sslrobot
+from sslrobot.data import CollectConfig, collect
+from sslrobot.models.features import extract_features
+from sslrobot.policy import PolicyConfig, train_policy
+from sslrobot.policy.encoders import resolve_encoder
+from sslrobot.pretrained import (
+    PRETRAINED_PREFIX,
+    REFERENCE_SEEDS,
+    file_sha256,
+    read_provenance,
+    reset_frame_features,
+    scene_hashes,
+    shipped_encoder_dir,
+    shipped_encoder_names,
+)
+from sslrobot.pretraining.artifacts import ENCODER_WEIGHTS
+
+torch.set_num_threads(1)
+
+#: Features of the same reset frames may move this much (a ±2 grey-level change of every pixel
+#: moved them by at most 0.003); the held-out look moves them by 0.48-1.03 and no variation at
+#: all by 0.11-0.20 (measured when they were shipped).
+FEATURE_TOLERANCE = 0.02
+SHIPPED = ("sslrobot/Navigate-v1", "sslrobot/Push-v0", "sslrobot/Reach-v0")
+
+
+def test_one_encoder_is_shipped_per_latest_task():
+    assert shipped_encoder_names() == SHIPPED
+
+
+@pytest.mark.parametrize("env_id", SHIPPED)
+def test_shipped_weights_are_the_ones_their_provenance_names(env_id):
+    path = shipped_encoder_dir(PRETRAINED_PREFIX + env_id)
+    provenance = read_provenance(path)
+    assert provenance["env_id"] == env_id and provenance["objective"] == "fdm+future"
+    assert file_sha256(path / ENCODER_WEIGHTS) == provenance["weights_sha256"]
+    measured = provenance["measured"]["bc_success_25_demos"]
+    assert set(measured) == {"fdm+future", "none", "state"}
+
+
+@pytest.mark.parametrize("env_id", SHIPPED)
+def test_envs_still_render_the_world_the_weights_were_trained_on(env_id):
+    """A changed scene file or look would leave the weights describing another world: ship
+    them again (scripts/ship_encoders.py) from a run of the changed envs."""
+    spec = PRETRAINED_PREFIX + env_id
+    provenance = read_provenance(shipped_encoder_dir(spec))
+    assert scene_hashes() == provenance["scene_sha256"], (
+        f"a scene file changed since {env_id}'s encoder was shipped"
+    )
+    reference = provenance["reference_features"]
+    encoder, config = sslrobot.load_encoder(spec)
+    assert reference["reset_seeds"] == list(REFERENCE_SEEDS)
+    now = np.array(reset_frame_features(encoder, env_id, config.image_size))
+    np.testing.assert_allclose(now, reference["features"], rtol=0, atol=FEATURE_TOLERANCE)
+
+
+def test_the_feature_check_would_see_another_look():
+    """The check above can fail: the same encoder on the same resets without the training
+    look's variation gives features further from the reference than the tolerance."""
+    spec = PRETRAINED_PREFIX + "sslrobot/Reach-v0"
+    provenance = read_provenance(shipped_encoder_dir(spec))
+    reference = np.array(provenance["reference_features"]["features"])
+    encoder, config = sslrobot.load_encoder(spec)
+    env = gym.make("sslrobot/Reach-v0", image_size=config.image_size, visual_preset="none")
+    frames = np.stack([env.reset(seed=seed)[0]["pixels"] for seed in REFERENCE_SEEDS])
+    env.close()
+    assert np.abs(extract_features(encoder, frames) - reference).max() > 5 * FEATURE_TOLERANCE
+
+
+def test_load_encoder_by_name_is_frozen_and_equals_the_files():
+    encoder, config = sslrobot.load_encoder("pretrained:Push-v0")  # namespace optional
+    path = shipped_encoder_dir("pretrained:sslrobot/Push-v0")
+    weights = safetensors.torch.load_file(str(path / ENCODER_WEIGHTS))
+    assert not encoder.training and not any(p.requires_grad for p in encoder.parameters())
+    for name, tensor in encoder.state_dict().items():
+        torch.testing.assert_close(tensor, weights[name], rtol=0, atol=0)
+    assert config.image_size == 64
+
+
+@pytest.mark.parametrize(
+    "spec", ["pretrained:sslrobot/Lift-v0", "pretrained:", "pretrained:sslrobot/../Push-v0"]
+)
+def test_unknown_shipped_encoder_names_what_is_shipped(spec):
+    with pytest.raises(ValueError, match=r"no shipped encoder .*pretrained:sslrobot/Push-v0"):
+        sslrobot.load_encoder(spec)
+    with pytest.raises(ValueError, match="no shipped encoder"):
+        resolve_encoder(spec, image_size=64, seed=0)
+
+
+def test_bc_on_a_shipped_encoder_by_name(tmp_path):
+    """``--encoder pretrained:<env id>`` resolves like a pretrain directory: the objective as
+    the name, the weights frozen through training."""
+    demos = collect(
+        CollectConfig(
+            env_id="sslrobot/Reach-v0",
+            out=tmp_path / "demos",
+            policy="expert",
+            num_episodes=3,
+            image_size=64,
+        ),
+        progress=False,
+    )
+    spec = "pretrained:sslrobot/Reach-v0"
+    before = {k: v.clone() for k, v in sslrobot.load_encoder(spec)[0].state_dict().items()}
+    out = train_policy(
+        PolicyConfig(
+            env_id="sslrobot/Reach-v0",
+            encoder=spec,
+            algo="bc",
+            out=tmp_path / "policy",
+            demos=demos,
+            num_demos=3,
+            steps=20,
+            batch_size=32,
+            progress=False,
+        )
+    )
+    record = json.loads((out / "policy_config.json").read_text())
+    assert record["encoder"]["kind"] == "pretrained"
+    assert record["encoder"]["name"] == "fdm+future"
+    assert record["encoder"]["source"] == str(shipped_encoder_dir(spec).resolve())
+    saved = safetensors.torch.load_file(str(out / "final.safetensors"))
+    for name, tensor in before.items():
+        torch.testing.assert_close(saved[f"obs_encoder.encoder.{name}"], tensor, rtol=0, atol=0)
