@@ -128,6 +128,24 @@ def test_spatial_softmax_spread_is_zero_on_a_peak_and_largest_when_flat() -> Non
     torch.testing.assert_close(spread, expected, atol=1e-4, rtol=0)
 
 
+def test_spatial_softmax_keeps_float32_under_bfloat16_autocast() -> None:
+    """CUDA pretraining runs under bfloat16 autocast by default; the keypoints' expectations
+    (and their spread, a small difference of sums near 1) must not round to bfloat16's ~2^-8.
+    CPU autocast stands in for CUDA's here: the same rule sends matmuls to bfloat16."""
+    torch.manual_seed(0)
+    softmax = SpatialSoftmax(side=8)
+    maps = torch.randn(4, 16, 8, 8) * 4.0
+    maps[:, :, 3, 5] += 30.0  # nearly peaked maps: spreads ~1e-4 that bfloat16 rounds to 0
+    points, spread = softmax.points_and_spread(maps)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        points_amp, spread_amp = softmax.points_and_spread(maps)
+        forward_amp = softmax(maps)
+    assert points_amp.dtype == spread_amp.dtype == forward_amp.dtype == torch.float32
+    torch.testing.assert_close(points_amp, points, rtol=0, atol=1e-6)
+    torch.testing.assert_close(forward_amp, points, rtol=0, atol=1e-6)
+    torch.testing.assert_close(spread_amp, spread, rtol=1e-4, atol=1e-9)
+
+
 def test_keypoint_encoder_follows_a_moving_object() -> None:
     """With one bright square on a dark frame, the features move when (only) it moves; each
     keypoint stays inside [-1, 1]."""

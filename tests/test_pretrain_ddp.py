@@ -16,6 +16,7 @@ import torch.multiprocessing as mp
 
 from sslrobot.models import DecoderConfig, EncoderConfig
 from sslrobot.pretraining.config import PretrainConfig
+from sslrobot.pretraining.distributed import check_distributed_device
 from sslrobot.pretraining.synthetic import MovingSquareDataset
 from sslrobot.pretraining.trainer import PretrainRun
 
@@ -151,3 +152,14 @@ def test_two_cpu_processes_shift_the_windows_of_one(tmp_path: Path) -> None:
 def _first_row(out: Path) -> dict[str, str]:
     with (out / "metrics.csv").open(newline="") as file:
         return next(csv.DictReader(file))
+
+
+@pytest.mark.parametrize(
+    ("device", "message"),
+    [("cuda:1", "each process takes the GPU of its LOCAL_RANK"), ("mps", "gloo")],
+)
+def test_process_groups_refuse_one_gpu_index_and_mps(device, message):
+    with pytest.raises(ValueError, match=message):
+        check_distributed_device(device, world_size=2)
+    for fine in ("cpu", "cuda", "auto"):  # auto is the CPU here: no CUDA, no MPS
+        check_distributed_device(fine, world_size=2)

@@ -19,7 +19,13 @@ from sslrobot.pretraining import artifacts
 from sslrobot.pretraining.config import PretrainConfig
 from sslrobot.utils import io
 from sslrobot.utils.config import check_known_fields, config_hash, config_to_dict
-from sslrobot.utils.device import as_device, resolve_device
+from sslrobot.utils.device import (
+    as_device,
+    bfloat16_autocast,
+    full_precision,
+    has_native_bfloat16,
+    resolve_device,
+)
 from sslrobot.utils.versions import package_versions
 
 
@@ -261,3 +267,17 @@ def test_configs_take_the_commands_spellings_and_refuse_others_by_name() -> None
         PretrainConfig(data="d", out="o", encoder=3)
     with pytest.raises(ValueError, match="unknown decoder 'x'"):
         PretrainConfig(data="d", out="o", decoder="x")
+
+
+def test_autocast_helpers_are_no_ops_without_autocast():
+    """Without autocast, full precision and a disabled bfloat16 autocast change nothing (and
+    do not build an autocast at all: torch before 2.5 refuses one on MPS even disabled)."""
+    cpu = torch.device("cpu")
+    assert not has_native_bfloat16(cpu)
+    with bfloat16_autocast(cpu, enabled=False), full_precision(cpu):
+        assert not torch.is_autocast_enabled("cpu")
+    with bfloat16_autocast(cpu, enabled=True):
+        assert torch.is_autocast_enabled("cpu")
+        assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.bfloat16
+        with full_precision(cpu):
+            assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.float32

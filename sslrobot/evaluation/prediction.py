@@ -253,7 +253,8 @@ def _frames_to_uint8(frames: torch.Tensor | np.ndarray, like: np.ndarray) -> np.
 
 
 def _latents_to_numpy(latents: torch.Tensor | np.ndarray, name: str) -> np.ndarray:
-    array = latents.detach().double().cpu().numpy() if hasattr(latents, "detach") else latents
+    # float64 on the CPU only: MPS has no float64 tensors.
+    array = latents.detach().cpu().double().numpy() if hasattr(latents, "detach") else latents
     array = np.asarray(array, dtype=np.float64)
     if array.ndim != 3:
         raise ValueError(f"{name} must return (B, K, D) latents, got shape {array.shape}")

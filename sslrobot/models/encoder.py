@@ -21,6 +21,7 @@ from torch.nn import functional as F
 
 from sslrobot.utils.architectures import ENCODER_ARCHS
 from sslrobot.utils.config import check_known_fields, config_to_dict
+from sslrobot.utils.device import full_precision
 
 ARCHS = ("cnn", "resnet")
 READOUTS = ("linear", "keypoints")
@@ -300,21 +301,23 @@ class SpatialSoftmax(nn.Module):
         self.log_temperature = nn.Parameter(torch.zeros(()))
 
     def forward(self, maps: torch.Tensor) -> torch.Tensor:
-        return (self._attention(maps) @ self.positions).flatten(1)  # (B, K, 2) -> (B, 2K)
+        with full_precision(maps.device):  # bfloat16 would round points to ~0.2 px
+            return (self._attention(maps) @ self.positions).flatten(1)  # (B, K, 2) -> (B, 2K)
 
     def points_and_spread(self, maps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``forward`` plus each map's spread, (B, K): the softmax's variance around its point,
         E|p - E[p]|^2 (0 for a map peaked on one cell, ~0.86 for a uniform one on a grid
         spanning [-1, 1]^2). Only the spread term asks for it, so ``forward`` skips it."""
-        attention = self._attention(maps)
-        points = attention @ self.positions  # (B, K, 2)
-        second = attention @ self.positions.square().sum(dim=1, keepdim=True)  # (B, K, 1)
-        spread = second[..., 0] - points.square().sum(dim=-1)
+        with full_precision(maps.device):  # the spread is a small difference of sums near 1
+            attention = self._attention(maps)
+            points = attention @ self.positions  # (B, K, 2)
+            second = attention @ self.positions.square().sum(dim=1, keepdim=True)  # (B, K, 1)
+            spread = second[..., 0] - points.square().sum(dim=-1)
         return points.flatten(1), spread
 
     def _attention(self, maps: torch.Tensor) -> torch.Tensor:
         """Softmax over the cells of each map, (B, K, h * w)."""
-        return torch.softmax(maps.flatten(2) / self.log_temperature.exp(), dim=-1)
+        return torch.softmax(maps.float().flatten(2) / self.log_temperature.exp(), dim=-1)
 
 
 class _FlattenLinear(nn.Linear):

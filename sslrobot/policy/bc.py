@@ -499,7 +499,10 @@ class _BCResumeCheckpoints:
         """
         path = self.folder / str(resumed.get("state"))
         try:
-            saved = torch.load(path, map_location=device, weights_only=True)
+            # On the CPU first: load_state_dict moves the weights and moments to the
+            # parameters' device but keeps AdamW's step counters where they are, and
+            # counters on a GPU cost a synchronisation per parameter every step.
+            saved = torch.load(path, map_location="cpu", weights_only=True)
         except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as error:
             raise ResumeError(f"cannot resume from {path}: {error}") from error
         if saved.get("step") != resumed.get("step"):
@@ -519,7 +522,8 @@ class _BCResumeCheckpoints:
             atomic_write(best, lambda file: file.write(weights))
         else:
             best.unlink(missing_ok=True)  # a check after the checkpoint wrote it
-        return {key: saved[key] for key in ("step", "order", "cursor", "rows")}
+        loop = {key: saved[key] for key in ("step", "order", "cursor", "rows")}
+        return loop | {"order": loop["order"].to(device)}
 
 
 def _bc_validator(

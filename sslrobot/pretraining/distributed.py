@@ -44,16 +44,45 @@ def init_distributed(device_name: str) -> DistributedContext:
         return DistributedContext()
     rank = int(os.environ["RANK"])
     local_rank = int(os.environ.get("LOCAL_RANK", rank))
-    if dist.is_initialized():
-        return DistributedContext(dist.get_rank(), dist.get_world_size(), local_rank, False)
+    check_distributed_device(device_name, world_size)
     uses_cuda = device_name.startswith("cuda") or (
         device_name == "auto" and torch.cuda.is_available()
     )
-    backend = "nccl" if uses_cuda else "gloo"
-    if uses_cuda:
+    if uses_cuda:  # barriers and NCCL's collectives use the current device
         torch.cuda.set_device(resolve_device(device_name, local_rank))
+    if dist.is_initialized():
+        return DistributedContext(dist.get_rank(), dist.get_world_size(), local_rank, False)
+    backend = "nccl" if uses_cuda else "gloo"
     dist.init_process_group(backend=backend, rank=rank, world_size=world_size)
     return DistributedContext(rank, world_size, local_rank, True)
+
+
+def check_distributed_device(device_name: str, world_size: int) -> None:
+    """Refuse the devices a process group cannot use: a GPU index (every rank would take
+    that one GPU, and NCCL fails on duplicates or hangs) and MPS (gloo, the only backend
+    there, reduces CPU tensors only).
+
+    Raises:
+        ValueError: naming the device and what to use instead.
+    """
+    kind, _, index = device_name.partition(":")
+    if kind == "cuda" and index:
+        raise ValueError(
+            f"device {device_name!r} under torchrun ({world_size} processes): each process "
+            "takes the GPU of its LOCAL_RANK, so use --device cuda (or auto), and "
+            "CUDA_VISIBLE_DEVICES to choose which GPUs"
+        )
+    mps_auto = (
+        device_name == "auto"
+        and not torch.cuda.is_available()
+        and hasattr(torch.backends, "mps")
+        and torch.backends.mps.is_available()
+    )
+    if kind == "mps" or mps_auto:
+        raise ValueError(
+            f"device {device_name!r} resolves to MPS, which torchrun's gloo backend cannot "
+            f"reduce across {world_size} processes; use --device cpu, or one process on MPS"
+        )
 
 
 def close_distributed(context: DistributedContext) -> None:

@@ -9,6 +9,8 @@ from __future__ import annotations
 import torch
 from torch.nn import functional as F
 
+from sslrobot.utils.device import full_precision
+
 #: Objective names, in the order their losses are logged.
 OBJECTIVES = (
     "fdm",
@@ -258,7 +260,7 @@ def info_nce_loss(
         raise ValueError(f"temperature must be > 0, got {temperature}")
     # float32 logits even under bfloat16 autocast: at temperature 0.1 they reach 10, where
     # bfloat16 keeps only ~0.05 of resolution.
-    with torch.autocast(anchors.device.type, enabled=False):
+    with full_precision(anchors.device):
         a = F.normalize(anchors.float(), dim=-1)
         p = F.normalize(positives.float(), dim=-1)
         logits = a @ p.T / temperature  # (B, B)

@@ -37,7 +37,7 @@ from sslrobot.pretraining.objectives import USES_DECODER, total_loss
 from sslrobot.pretraining.prefetch import Prefetcher
 from sslrobot.pretraining.sampler import ResumableBatchSampler
 from sslrobot.pretraining.world_model import WorldModel
-from sslrobot.utils.device import resolve_device
+from sslrobot.utils.device import bfloat16_autocast, has_native_bfloat16, resolve_device
 
 _KEYS = ("pixels", "action")
 #: Read as well when the decoder is conditioned on proprioception.
@@ -188,7 +188,7 @@ class PretrainRun:
     def _setup(self, dataset: Dataset | None, val_dataset: Dataset | None) -> None:
         config = self.config
         self.device = resolve_device(config.device, self.context.local_rank)
-        self.amp = config.amp if config.amp is not None else self.device.type == "cuda"
+        self.amp = config.amp if config.amp is not None else has_native_bfloat16(self.device)
         if self.amp and self.device.type != "cuda":
             raise ValueError(
                 f"amp (bfloat16 autocast) is supported on CUDA only, not {self.device}"
@@ -468,13 +468,13 @@ class PretrainRun:
             Detached scalars: ``loss``, ``loss_<objective>``, ``grad_norm``, ``latent_std``.
         """
         module = self.ddp if self.ddp is not None else self.model
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.amp):
+        with bfloat16_autocast(self.device, self.amp):
             losses, metrics = module(pixels, actions, decode_index, proprio)
         total = total_loss(losses, self.model_config.objective)
         self.optimizer.zero_grad(set_to_none=True)
         total.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(
-            self.trainable, self.config.grad_clip or math.inf, foreach=True
+        grad_norm = torch.nn.utils.clip_grad_norm_(  # MPS has no foreach kernels
+            self.trainable, self.config.grad_clip or math.inf, foreach=self.device.type != "mps"
         )
         finite = bool((torch.isfinite(total) & torch.isfinite(grad_norm)).item())
         if distributed.any_rank(not finite, self.context, self.device):

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+from contextlib import AbstractContextManager
+
 import torch
 
 
@@ -64,3 +67,40 @@ def as_device(device: str | torch.device) -> torch.device:
     ``--device auto`` does on the command line.
     """
     return device if isinstance(device, torch.device) else resolve_device(device)
+
+
+def bfloat16_autocast(device: torch.device, enabled: bool) -> AbstractContextManager:
+    """bfloat16 autocast on ``device`` when ``enabled``, else a plain no-op context (torch
+    before 2.5 refuses even a disabled autocast on MPS)."""
+    if not enabled:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=torch.bfloat16)
+
+
+def full_precision(device: torch.device) -> AbstractContextManager:
+    """Autocast off inside, where a caller runs under it: for the few sums that bfloat16 would
+    round away (keypoints' softmax expectations, InfoNCE logits). A no-op elsewhere, so CPU
+    results without autocast are bit-identical with or without it."""
+    if _autocast_enabled(device.type):
+        return torch.autocast(device.type, enabled=False)
+    return contextlib.nullcontext()
+
+
+def _autocast_enabled(device_type: str) -> bool:
+    try:
+        return bool(torch.is_autocast_enabled(device_type))
+    except TypeError:  # torch < 2.4 has one query per device type
+        if device_type == "cuda":
+            return torch.is_autocast_enabled()
+        return device_type == "cpu" and torch.is_autocast_cpu_enabled()
+
+
+def has_native_bfloat16(device: torch.device) -> bool:
+    """Whether ``device`` computes bfloat16 natively (CUDA from Ampere on): on older GPUs
+    autocast emulates it and runs slower than float32, so mixed precision is not a default."""
+    if device.type != "cuda":
+        return False
+    try:
+        return torch.cuda.is_bf16_supported(including_emulation=False)
+    except TypeError:  # torch < 2.4: no emulation counted
+        return torch.cuda.is_bf16_supported()
