@@ -71,7 +71,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--amp",
         choices=("auto", "on", "off"),
         default="auto",
-        help="bfloat16 autocast (auto: on for CUDA only)",
+        help="bfloat16 autocast (auto: on for GPUs with native bfloat16)",
     )
     parser.add_argument("--checkpoint-every", type=int, default=1000, help="steps (0: end only)")
     parser.add_argument("--log-every", type=int, default=50, help="steps per metrics row")

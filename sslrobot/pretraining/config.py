@@ -70,7 +70,8 @@ class PretrainConfig:
             same episodes, on which a probe can then score every one of them.
         device: ``"auto"`` (CUDA, then MPS, then CPU), ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or
             ``"mps"``. An unavailable device is an error, never a silent fallback.
-        amp: bfloat16 autocast; ``None`` turns it on for CUDA only (on CPU it measured 14x
+        amp: bfloat16 autocast (CUDA only); ``None`` turns it on for GPUs that compute
+            bfloat16 natively (emulated it is slower than float32; on CPU it measured 14x
             slower here, and MPS support is partial).
         checkpoint_every: Steps between checkpoints (0: only at the end).
         keep_checkpoints: Most recent checkpoints kept on disk.
