@@ -134,3 +134,25 @@ def test_bc_on_a_shipped_encoder_by_name(tmp_path):
     saved = safetensors.torch.load_file(str(out / "final.safetensors"))
     for name, tensor in before.items():
         torch.testing.assert_close(saved[f"obs_encoder.encoder.{name}"], tensor, rtol=0, atol=0)
+
+
+def test_probe_takes_a_shipped_encoder_and_scores_the_probe_alone(tmp_path):
+    """The shipped directory keeps the pretraining's config but not its world model, so the
+    probe runs and the prediction metrics are skipped rather than failing on a missing file."""
+    from sslrobot.evaluation.probe import ProbeConfig, run_probe
+
+    data = collect(
+        CollectConfig(
+            env_id="sslrobot/Reach-v0",
+            out=tmp_path / "data",
+            policy="random",
+            num_episodes=4,
+            image_size=64,
+        ),
+        progress=False,
+    )
+    results = run_probe(
+        ProbeConfig(encoder="pretrained:sslrobot/Reach-v0", data=str(data), device="cpu")
+    )
+    assert np.isfinite(results["probe/r2_mean"]) and results["probe/feature_dim"] == 64
+    assert not any(key.startswith("pred/") for key in results)

@@ -20,8 +20,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--encoder",
         required=True,
-        help="a `sslrobot pretrain --out` directory, or one holding only "
-        "encoder_config.json and encoder.safetensors (then the probe alone)",
+        help="a `sslrobot pretrain --out` directory, one holding only "
+        "encoder_config.json and encoder.safetensors (then the probe alone), or "
+        "pretrained:ENV_ID (a shipped encoder; the probe alone)",
     )
     parser.add_argument("--data", required=True, help="a `sslrobot collect --out` directory")
     parser.add_argument("--out", default=None, help="JSON file for the results")

@@ -739,16 +739,22 @@ def run_probe(config: ProbeConfig) -> dict[str, Any]:
     encoder) gets the probe alone.
     """
     from sslrobot.evaluation.prediction import prediction_from_dirs
+    from sslrobot.pretrained import is_pretrained_spec, shipped_encoder_dir
     from sslrobot.pretraining.artifacts import PRETRAIN_CONFIG
     from sslrobot.utils.io import atomic_write_json
 
-    for name in ("encoder", "data"):
-        if not Path(getattr(config, name)).is_dir():
-            raise FileNotFoundError(f"{name} directory not found: {getattr(config, name)}")
+    encoder_dir = (
+        shipped_encoder_dir(config.encoder)
+        if is_pretrained_spec(config.encoder)
+        else Path(config.encoder)
+    )
+    for name, path in (("encoder", encoder_dir), ("data", Path(config.data))):
+        if not path.is_dir():
+            raise FileNotFoundError(f"{name} directory not found: {path}")
     results: dict[str, Any] = {"config": asdict(config)}
     results.update(
         probe_representation(
-            config.encoder,
+            encoder_dir,
             config.data,
             val_fraction=config.val_fraction,
             seed=config.seed,
@@ -758,10 +764,15 @@ def run_probe(config: ProbeConfig) -> dict[str, Any]:
             alpha=config.alpha,
         )
     )
-    if config.horizon > 0 and (Path(config.encoder) / PRETRAIN_CONFIG).is_file():
+    # A world model to score: a pretraining's directory, not an encoder alone (a user's, or
+    # one shipped in the wheel, which keeps its pretrain_config.json but not the model).
+    world_model = (encoder_dir / PRETRAIN_CONFIG).is_file() and not is_pretrained_spec(
+        config.encoder
+    )
+    if config.horizon > 0 and world_model:
         results.update(
             prediction_from_dirs(
-                config.encoder,
+                encoder_dir,
                 config.data,
                 horizon=config.horizon,
                 max_windows=config.max_windows,
