@@ -340,3 +340,41 @@ def test_every_script_imports_and_answers_help(path: Path, monkeypatch, capsys) 
         entry()
     assert exit_info.value.code == 0
     assert "usage:" in capsys.readouterr().out
+
+
+def test_ship_encoders_writes_provenance_and_check_tells_other_bytes(tmp_path: Path) -> None:
+    """Ships a run's encoder (here one made of the shipped Reach files), then ``--check``
+    says the run's bytes are the shipped ones, and not once the run's weights change."""
+    import json
+    import shutil
+    import subprocess
+
+    from sslrobot.pretrained import shipped_encoder_dir
+
+    run = tmp_path / "run"
+    encoder = run / "Reach-v0" / "pretrain" / "fdm+future" / "encoder"
+    shutil.copytree(shipped_encoder_dir("pretrained:sslrobot/Reach-v0"), encoder)
+    probe = run / "Reach-v0" / "probe" / "fdm+future" / "probe.json"
+    probe.parent.mkdir(parents=True)
+    probe.write_text(json.dumps({"probe/r2_mean": 0.5}))
+    interval = {"mean": 0.4, "low": 0.3, "high": 0.5}
+    rows = [
+        {"task": "Reach-v0", "num_demos": 25, "encoder": name, "success": interval,
+         "num_episodes": 300, "num_seeds": 3}
+        for name in ("fdm+future", "none", "state", "scratch")
+    ]  # fmt: skip
+    header = {"command": "sslrobot run", "written": "now", "machine": {}, "package_versions": {}}
+    (run / "results.json").write_text(json.dumps({"aggregated": rows, "header": header}))
+    script = [sys.executable, str(SCRIPTS / "ship_encoders.py"), "--task", "Reach-v0"]
+    out = ["--out", str(tmp_path / "shipped")]
+    shipped = subprocess.run([*script, "--run", str(run), *out], capture_output=True, text=True)
+    assert shipped.returncode == 0, shipped.stderr
+    provenance = json.loads((tmp_path / "shipped" / "Reach-v0" / "provenance.json").read_text())
+    assert set(provenance["measured"]["bc_success_25_demos"]) == {"fdm+future", "none", "state"}
+    assert len(provenance["reference_features"]["features"]) == 4
+    same = subprocess.run([*script, "--check", str(run), *out], capture_output=True, text=True)
+    assert same.returncode == 0 and "identical" in same.stdout
+    weights = encoder / "encoder.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-1] + b"\0")
+    other = subprocess.run([*script, "--check", str(run), *out], capture_output=True, text=True)
+    assert other.returncode == 1 and "DIFFERENT" in other.stdout
