@@ -12,6 +12,13 @@ probe and the 25-demonstration success of its BC policies, beside the state orac
 
 ``--check RUN`` ships nothing: it says, per task, whether RUN's encoder is byte for byte the
 shipped one (what a rerun of the preset at the current commit must give); exits 1 if not.
+
+``--reproduce RUN`` runs the downstream loop on the shipped encoder with the command line
+(``collect``, ``train-policy --encoder pretrained:ENV_ID``, ``evaluate``), with the demonstration
+seeds, BC settings and evaluation seed of RUN's ``fdm+future`` policy of seed 0, in ``--work``,
+and compares every evaluation episode with RUN's; exits 1 if any differs.
+
+    python scripts/ship_encoders.py --reproduce runs/default19 --task Reach-v0 Push-v0
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ import json
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from sslrobot.load import load_encoder
@@ -114,18 +122,70 @@ def check(run: Path, tasks: list[str], root: Path) -> bool:
     return same
 
 
+def reproduce(run: Path, task: str, work: Path) -> bool:
+    """The shipped encoder's seed-0 policy made with the CLI, against RUN's, episode by episode."""
+    env_id = f"sslrobot/{task}"
+    policy = run / task / "policy" / OBJECTIVE / "demos25" / "seed0" / "policy"
+    trained = json.loads((policy / "policy_config.json").read_text())
+    settings = trained["train_config"]
+    manifest = json.loads((Path(settings["demos"]) / "manifest.json").read_text())
+    evaluated = run / task / "eval" / OBJECTIVE / "demos25" / "seed0" / "train" / "result.json"
+    theirs = json.loads(evaluated.read_text())
+    demos, out = work / f"demos_{task}", work / f"bc_{task}"
+    shutil.rmtree(demos, ignore_errors=True)
+    shutil.rmtree(out, ignore_errors=True)
+    commands = [
+        ["collect", "--env", env_id, "--policy", "expert", "--seed", str(manifest["base_seed"]),
+         "--episodes", str(settings["num_demos"]), "--out", str(demos), "--no-progress"],
+        ["train-policy", "--env", env_id, "--encoder", f"pretrained:{env_id}", "--algo", "bc",
+         "--demos", str(demos), "--num-demos", str(settings["num_demos"]),
+         "--steps", str(settings["steps"]), "--batch-size", str(settings["batch_size"]),
+         "--augment-copies", str(settings["augment_copies"]),
+         "--val-episodes", str(settings["val_episodes"]), "--seed", str(settings["seed"]),
+         "--device", "cpu", "--out", str(out)],
+        ["evaluate", "--env", env_id, "--policy", str(out), "--seed", str(theirs["eval_seed"]),
+         "--episodes", str(theirs["num_episodes"]), "--out", str(out / "eval.json")],
+    ]  # fmt: skip
+    for command in commands:
+        print("$ sslrobot " + " ".join(command), flush=True)
+        started = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "sslrobot", *command], check=True)
+        print(f"  ({time.perf_counter() - started:.1f} s wall)", flush=True)
+    mine = json.loads((out / "eval.json").read_text())
+    same = [(e["success"], e["return"]) for e in mine["episodes"]] == [
+        (e["success"], e["return"]) for e in theirs["episodes"]
+    ]
+    print(
+        f"{task}: shipped encoder {mine['success_rate']:.2f} success, return "
+        f"{mine['mean_return']:.4f}; {run}'s seed 0 {theirs['success_rate']:.2f}, "
+        f"{theirs['mean_return']:.4f}; every episode's outcome and return "
+        + ("identical" if same else "NOT identical"),
+        flush=True,
+    )
+    return same
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--run", type=Path, help="an `sslrobot run --preset default` directory")
     parser.add_argument("--check", type=Path, help="compare this run's encoders, ship nothing")
+    parser.add_argument(
+        "--reproduce", type=Path, help="remake this run's seed-0 policy on the shipped encoder"
+    )
+    parser.add_argument(
+        "--work", type=Path, default=Path("runs/shipped_check"), help="--reproduce's directory"
+    )
     parser.add_argument("--task", nargs="+", required=True, help="task dirs, e.g. Reach-v0")
     parser.add_argument("--out", type=Path, default=None, help="default: the package's assets")
     args = parser.parse_args()
     root = args.out or shipped_encoders_root()
-    if (args.run is None) == (args.check is None):
-        parser.error("give exactly one of --run (ship) and --check (compare)")
+    if sum(arg is not None for arg in (args.run, args.check, args.reproduce)) != 1:
+        parser.error("give exactly one of --run (ship), --check and --reproduce")
     if args.check is not None:
         sys.exit(0 if check(args.check, args.task, root) else 1)
+    if args.reproduce is not None:
+        results = [reproduce(args.reproduce, task, args.work) for task in args.task]
+        sys.exit(0 if all(results) else 1)
     for task in args.task:
         ship(args.run, task, root)
 

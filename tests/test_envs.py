@@ -342,6 +342,8 @@ def test_envs_command_lists_every_id_with_its_spaces(capsys: pytest.CaptureFixtu
         assert env_id in out
     assert "observation (pixels): Dict('pixels': Box(0, 255, (64, 64, 3), uint8)" in out
     assert "action: Box(-1.0, 1.0, (2,), float32)" in out  # fingertip velocity; forward, turn
+    assert "shipped encoder: --encoder pretrained:sslrobot/Push-v0" in out
+    assert "pretrained:sslrobot/Navigate-v0" not in out  # only the latest versions ship one
 
 
 def test_demo_command_writes_an_expert_video(tmp_path, capsys: pytest.CaptureFixture) -> None:

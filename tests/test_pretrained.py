@@ -36,6 +36,14 @@ FEATURE_TOLERANCE = 0.02
 SHIPPED = ("sslrobot/Navigate-v1", "sslrobot/Push-v0", "sslrobot/Reach-v0")
 
 
+def _collect_reach(out, policy: str, num_episodes: int):
+    """Reach episodes at the shipped encoders' 64 px."""
+    config = CollectConfig(
+        env_id="sslrobot/Reach-v0", out=out, policy=policy, num_episodes=num_episodes, image_size=64
+    )
+    return collect(config, progress=False)
+
+
 def test_one_encoder_is_shipped_per_latest_task():
     assert shipped_encoder_names() == SHIPPED
 
@@ -102,16 +110,7 @@ def test_unknown_shipped_encoder_names_what_is_shipped(spec):
 def test_bc_on_a_shipped_encoder_by_name(tmp_path):
     """``--encoder pretrained:<env id>`` resolves like a pretrain directory: the objective as
     the name, the weights frozen through training."""
-    demos = collect(
-        CollectConfig(
-            env_id="sslrobot/Reach-v0",
-            out=tmp_path / "demos",
-            policy="expert",
-            num_episodes=3,
-            image_size=64,
-        ),
-        progress=False,
-    )
+    demos = _collect_reach(tmp_path / "demos", "expert", num_episodes=3)
     spec = "pretrained:sslrobot/Reach-v0"
     before = {k: v.clone() for k, v in sslrobot.load_encoder(spec)[0].state_dict().items()}
     out = train_policy(
@@ -141,16 +140,7 @@ def test_probe_takes_a_shipped_encoder_and_scores_the_probe_alone(tmp_path):
     probe runs and the prediction metrics are skipped rather than failing on a missing file."""
     from sslrobot.evaluation.probe import ProbeConfig, run_probe
 
-    data = collect(
-        CollectConfig(
-            env_id="sslrobot/Reach-v0",
-            out=tmp_path / "data",
-            policy="random",
-            num_episodes=4,
-            image_size=64,
-        ),
-        progress=False,
-    )
+    data = _collect_reach(tmp_path / "data", "random", num_episodes=4)
     results = run_probe(
         ProbeConfig(encoder="pretrained:sslrobot/Reach-v0", data=str(data), device="cpu")
     )

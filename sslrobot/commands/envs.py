@@ -29,7 +29,8 @@ class DemoResult:
 
 
 def describe_envs() -> list[dict[str, Any]]:
-    """One dict per id in ``sslrobot.envs.ENV_IDS``: id, step limit, spaces and names.
+    """One dict per id in ``sslrobot.envs.ENV_IDS``: id, step limit, spaces and names, and
+    the ``--encoder`` spec of its shipped encoder (``sslrobot.pretrained``) or None.
 
     Environments whose module is missing are listed with an ``error`` entry instead.
     Builds each environment without rendering (no GL context is made).
@@ -37,6 +38,7 @@ def describe_envs() -> list[dict[str, Any]]:
     import gymnasium as gym
 
     import sslrobot.envs
+    from sslrobot.pretrained import PRETRAINED_PREFIX, shipped_encoder_names
 
     rows = []
     for env_id in sslrobot.envs.ENV_IDS:
@@ -60,6 +62,9 @@ def describe_envs() -> list[dict[str, Any]]:
         row["action_names"] = list(base.action_names)
         row["proprio_names"] = list(base.proprio_names)
         row["state_names"] = list(base.state_names)
+        row["shipped_encoder"] = (
+            PRETRAINED_PREFIX + env_id if env_id in shipped_encoder_names() else None
+        )
         env.close()
         state_env.close()
         rows.append(row)
@@ -156,6 +161,8 @@ def _envs(args: argparse.Namespace) -> int:
         print(f"  action: {row['action_space']}  {row['action_names']}")
         print(f"  proprio: {row['proprio_names']}")
         print(f"  state:   {row['state_names']}")
+        if row["shipped_encoder"]:
+            print(f"  shipped encoder: --encoder {row['shipped_encoder']} (fdm+future)")
     return 0
 
 
