@@ -142,9 +142,10 @@ def reproduce(run: Path, task: str, work: Path) -> bool:
          "--steps", str(settings["steps"]), "--batch-size", str(settings["batch_size"]),
          "--augment-copies", str(settings["augment_copies"]),
          "--val-episodes", str(settings["val_episodes"]), "--seed", str(settings["seed"]),
-         "--device", "cpu", "--out", str(out)],
+         "--device", "cpu", "--out", str(out), "--no-progress"],
         ["evaluate", "--env", env_id, "--policy", str(out), "--seed", str(theirs["eval_seed"]),
-         "--episodes", str(theirs["num_episodes"]), "--out", str(out / "eval.json")],
+         "--episodes", str(theirs["num_episodes"]), "--out", str(out / "eval.json"),
+         "--no-progress"],
     ]  # fmt: skip
     for command in commands:
         print("$ sslrobot " + " ".join(command), flush=True)
