@@ -1,11 +1,13 @@
 """Copy a default-preset run's ``fdm+future`` encoders into the wheel, with their provenance.
 
 For each task of the run, ``RUN/<task>/pretrain/fdm+future/encoder``'s weights and configs go to
-``assets/encoders/<task>/`` beside a ``provenance.json``: the run's command, machine and
-package versions, the commit that shipped them, the weights' SHA-256, the scene files'
-hashes, the encoder's features of four reset frames (``tests/test_pretrained.py`` checks both
-against the envs as they are now), and what the run measured with the encoder (the linear
-probe and the 25-demonstration success of its BC policies, beside the state oracle's).
+``assets/encoders/<task>/`` beside a ``provenance.json``: where the encoder was pretrained (a
+run can reuse another run's finished stage), the run that measured it with its command,
+machine and package versions and what it measured (the linear probe and the
+25-demonstration success of its BC policies, beside the random encoder's and the state
+oracle's), the commit of the repository that copied it, the weights' SHA-256, the hashes of
+the scene files the task loads and the encoder's features of four reset frames
+(``tests/test_pretrained.py`` checks those two against the envs as they are now).
 
     python scripts/ship_encoders.py --run runs/default19 --task Reach-v0 Push-v0
     python scripts/ship_encoders.py --run runs/navsal23 --task Navigate-v1
@@ -31,6 +33,7 @@ import sys
 import time
 from pathlib import Path
 
+from sslrobot.data.collect_config import SSLROBOT_NAMESPACE
 from sslrobot.load import load_encoder
 from sslrobot.pretrained import (
     PROVENANCE,
@@ -44,19 +47,22 @@ from sslrobot.pretraining.artifacts import ENCODER_CONFIG, ENCODER_WEIGHTS, PRET
 from sslrobot.utils.io import atomic_write_json
 
 OBJECTIVE = "fdm+future"
+REPOSITORY = Path(__file__).resolve().parents[1]
 COPIED = (ENCODER_WEIGHTS, ENCODER_CONFIG, PRETRAIN_CONFIG)
 
 
-def encoder_dir(run: Path, task: str) -> Path:
+def finished_encoder_dir(run: Path, task: str) -> Path:
+    """``run``'s ``fdm+future`` encoder directory for ``task``, checked to hold its weights."""
     path = run / task / "pretrain" / OBJECTIVE / "encoder"
     if not (path / ENCODER_WEIGHTS).is_file():
         raise SystemExit(f"{path} holds no {ENCODER_WEIGHTS}: not a finished {OBJECTIVE} stage")
     return path
 
 
-def measured(run: Path, task: str) -> dict:
+def measured_in_run(run: Path, task: str) -> dict:
     """What the run measured with the encoder: probe R² and 25-demonstration BC success
-    (final checkpoints, training look), with the state oracle's success beside it."""
+    (final checkpoints, training look), with the random encoder's (``none``) and the state
+    oracle's beside it, and the run's command, machine and package versions."""
     results = json.loads((run / "results.json").read_text())
     success = {}
     for record in results["aggregated"]:
@@ -71,23 +77,34 @@ def measured(run: Path, task: str) -> dict:
                 key: record["success"][key] for key in ("mean", "low", "high")
             } | {"num_episodes": record["num_episodes"], "num_seeds": record["num_seeds"]}
     probe = json.loads((run / task / "probe" / OBJECTIVE / "probe.json").read_text())
+    header = results["header"]
     return {
+        "run": str(run),
+        **{key: header[key] for key in ("command", "written", "machine", "package_versions")},
         "bc_success_25_demos": success,
         "probe_r2_mean": probe["probe/r2_mean"],
-        "header": {k: results["header"][k] for k in ("command", "written", "machine")},
-        "package_versions": results["header"]["package_versions"],
     }
 
 
-def commit() -> str:
-    done = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True)
-    return done.stdout.strip() if done.returncode == 0 else "unknown"
+def repository_state() -> dict[str, object]:
+    """The commit of the repository this script lives in, and whether its tree had changes
+    (outside the shipped encoders' directory, which shipping itself changes)."""
+
+    def git(*args: str) -> str:
+        done = subprocess.run(["git", "-C", str(REPOSITORY), *args], capture_output=True, text=True)
+        return done.stdout.strip() if done.returncode == 0 else "unknown"
+
+    return {
+        "commit": git("rev-parse", "HEAD"),
+        "uncommitted_changes": bool(git("status", "--porcelain", "--", ".", ":!assets/encoders")),
+    }
 
 
 def ship(run: Path, task: str, root: Path) -> None:
-    source = encoder_dir(run, task)
+    source = finished_encoder_dir(run, task)
     config = json.loads((source / ENCODER_CONFIG).read_text())
-    env_id = f"sslrobot/{task}"
+    pretrained = json.loads((source / PRETRAIN_CONFIG).read_text())
+    env_id = SSLROBOT_NAMESPACE + task
     encoder, _ = load_encoder(source)
     target = root / task
     target.mkdir(parents=True, exist_ok=True)
@@ -96,16 +113,19 @@ def ship(run: Path, task: str, root: Path) -> None:
     provenance = {
         "env_id": env_id,
         "objective": OBJECTIVE,
-        "run": str(run),
-        "shipped_at_commit": commit(),
+        "pretrained_in": pretrained["pretrain"]["out"],  # a run may reuse another's stage
+        "pretrained_with": {
+            key: pretrained.get(key) for key in ("sslrobot_version", "torch_version", "world_size")
+        },
+        "copied_by": repository_state(),
         "weights_sha256": file_sha256(target / ENCODER_WEIGHTS),
-        "scene_sha256": scene_hashes(),
+        "scene_sha256": scene_hashes(env_id),
         "reference_features": {
             "image_size": config["image_size"],
             "reset_seeds": list(REFERENCE_SEEDS),
             "features": reset_frame_features(encoder, env_id, config["image_size"]),
         },
-        "measured": measured(run, task),
+        "measured": measured_in_run(run, task),
     }
     atomic_write_json(target / PROVENANCE, provenance)
     print(f"{env_id}: shipped {source} -> {target} (sha256 {provenance['weights_sha256'][:16]})")
@@ -115,7 +135,7 @@ def check(run: Path, tasks: list[str], root: Path) -> bool:
     same = True
     for task in tasks:
         shipped = json.loads((root / task / PROVENANCE).read_text())["weights_sha256"]
-        produced = file_sha256(encoder_dir(run, task) / ENCODER_WEIGHTS)
+        produced = file_sha256(finished_encoder_dir(run, task) / ENCODER_WEIGHTS)
         verdict = "identical" if produced == shipped else "DIFFERENT"
         print(f"{task}: {run}'s encoder {produced[:16]} vs shipped {shipped[:16]}: {verdict}")
         same &= produced == shipped
@@ -124,7 +144,7 @@ def check(run: Path, tasks: list[str], root: Path) -> bool:
 
 def reproduce(run: Path, task: str, work: Path) -> bool:
     """The shipped encoder's seed-0 policy made with the CLI, against RUN's, episode by episode."""
-    env_id = f"sslrobot/{task}"
+    env_id = SSLROBOT_NAMESPACE + task
     policy = run / task / "policy" / OBJECTIVE / "demos25" / "seed0" / "policy"
     trained = json.loads((policy / "policy_config.json").read_text())
     settings = trained["train_config"]

@@ -8,12 +8,11 @@ files alone.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import torch
 
 from sslrobot.models.encoder import Encoder, EncoderConfig
-from sslrobot.pretrained import is_pretrained_spec, shipped_encoder_dir
+from sslrobot.pretrained import encoder_directory
 from sslrobot.pretraining import artifacts
 from sslrobot.utils.device import as_device
 
@@ -45,9 +44,7 @@ def load_encoder(
         ValueError: a file is corrupt or does not match the architecture (named), or no
             encoder of that name is shipped.
     """
-    if is_pretrained_spec(path):
-        path = shipped_encoder_dir(str(path))
-    path = Path(path)
+    path = encoder_directory(path)
     config_path = path / artifacts.ENCODER_CONFIG
     values = artifacts.read_json(config_path, "encoder config")
     try:

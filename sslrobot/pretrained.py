@@ -1,24 +1,29 @@
 """Encoders shipped in the wheel: the default preset's ``fdm+future`` encoder of each task.
 
-Public pretrained weights in this field (R3M, VC-1, MVP) come without the code that made them
-or numbers anyone can reproduce. These are the opposite: each was written by
-``sslrobot run --preset default`` and ``scripts/ship_encoders.py`` copied it, with a
-``provenance.json`` that names the run, the command, the commit, the weights' SHA-256 and what
-the run measured with them. ``--encoder pretrained:sslrobot/Push-v0`` (or
+Public weights in this field (R3M, VC-1, MVP) are hard to tie to numbers a user can
+reproduce. Each of these was pretrained by ``sslrobot run --preset default`` and copied by
+``scripts/ship_encoders.py`` with a ``provenance.json``: where it was pretrained, the run
+and command that measured it and what they measured (probe R², 25-demonstration success
+beside the random encoder's and the state oracle's), the weights' SHA-256 and the commit that
+copied them. ``--encoder pretrained:sslrobot/Push-v0`` (or
 ``load_encoder("pretrained:sslrobot/Push-v0")``) uses one without pretraining first.
 
-The provenance also keeps the scene files' hashes and the encoder's features of a few reset
-frames, so a test notices when the environments change under the weights (a new scene or
-look would make them describe a world they never saw).
+The provenance also keeps the hashes of the scene files each task loads and the encoder's
+features of a few reset frames, so a test notices when the environments change under the
+weights (a new scene or look would make them describe a world they never saw).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
+import re
 from importlib import resources
 from pathlib import Path
 from typing import Any
+
+from sslrobot.data.collect_config import SSLROBOT_NAMESPACE
 
 #: What ``--encoder`` and ``load_encoder`` take before a task id to name a shipped encoder.
 PRETRAINED_PREFIX = "pretrained:"
@@ -37,13 +42,34 @@ def shipped_encoder_names() -> tuple[str, ...]:
     if not root.is_dir():
         return ()
     return tuple(
-        f"sslrobot/{path.name}" for path in sorted(root.iterdir()) if (path / PROVENANCE).is_file()
+        SSLROBOT_NAMESPACE + path.name
+        for path in sorted(root.iterdir())
+        if (path / PROVENANCE).is_file()
     )
 
 
-def is_pretrained_spec(spec: str | Path) -> bool:
+def is_pretrained_spec(spec: str | os.PathLike[str]) -> bool:
     """Whether ``spec`` names a shipped encoder (``pretrained:<env id>``) rather than a path."""
     return isinstance(spec, str) and spec.startswith(PRETRAINED_PREFIX)
+
+
+def canonical_spec(spec: str) -> str:
+    """``spec`` with the env id's namespace: ``"pretrained:Push-v0"`` and
+    ``"pretrained:sslrobot/Push-v0"`` name one encoder, and a resumed run must see one setting.
+
+    Raises:
+        ValueError: ``spec`` names no shipped encoder (the message lists those that exist).
+    """
+    if not is_pretrained_spec(spec):
+        raise ValueError(f"{spec!r} does not start with {PRETRAINED_PREFIX!r}")
+    env_id = spec[len(PRETRAINED_PREFIX) :]
+    if not env_id.startswith(SSLROBOT_NAMESPACE):
+        env_id = SSLROBOT_NAMESPACE + env_id
+    names = shipped_encoder_names()
+    if env_id not in names:  # exact names only: no paths, no case folding
+        available = ", ".join(PRETRAINED_PREFIX + name for name in names) or "none"
+        raise ValueError(f"no shipped encoder {spec!r}; the wheel ships: {available}")
+    return PRETRAINED_PREFIX + env_id
 
 
 def shipped_encoder_dir(spec: str) -> Path:
@@ -57,15 +83,13 @@ def shipped_encoder_dir(spec: str) -> Path:
         ValueError: ``spec`` has no ``pretrained:`` prefix or names no shipped encoder (the
             message lists those that exist).
     """
-    if not is_pretrained_spec(spec):
-        raise ValueError(f"{spec!r} does not start with {PRETRAINED_PREFIX!r}")
-    env_id = spec[len(PRETRAINED_PREFIX) :]
-    name = env_id.removeprefix("sslrobot/")
-    path = shipped_encoders_root() / name
-    if "/" in name or not name or not (path / PROVENANCE).is_file():
-        available = ", ".join(PRETRAINED_PREFIX + n for n in shipped_encoder_names()) or "none"
-        raise ValueError(f"no shipped encoder {spec!r}; the wheel ships: {available}")
-    return path
+    env_id = canonical_spec(spec)[len(PRETRAINED_PREFIX) :]
+    return shipped_encoders_root() / env_id.removeprefix(SSLROBOT_NAMESPACE)
+
+
+def encoder_directory(spec: str | os.PathLike[str]) -> Path:
+    """The directory an ``--encoder`` value names: a shipped encoder's, or the path itself."""
+    return shipped_encoder_dir(spec) if is_pretrained_spec(spec) else Path(spec)
 
 
 def read_provenance(path: Path) -> dict[str, Any]:
@@ -78,10 +102,28 @@ def file_sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def scene_hashes() -> dict[str, str]:
-    """SHA-256 of every MJCF scene file the envs load, by file name."""
+def scene_hashes(env_id: str) -> dict[str, str]:
+    """SHA-256 of the MJCF files ``env_id`` loads (its scene and what that includes), by name.
+
+    Only that env's files: a new scene elsewhere must not make another task's weights stale.
+    Builds the env without rendering to ask it for its scene.
+    """
+    import gymnasium as gym
+
+    env = gym.make(env_id)
+    try:
+        pending = [env.unwrapped.task.scene.xml_file]
+    finally:
+        env.close()
     assets = Path(str(resources.files("sslrobot.assets")))
-    return {path.name: file_sha256(path) for path in sorted(assets.glob("*.xml"))}
+    hashes: dict[str, str] = {}
+    while pending:
+        name = pending.pop()
+        if name not in hashes:
+            text = (assets / name).read_bytes()
+            hashes[name] = hashlib.sha256(text).hexdigest()
+            pending += [m.decode() for m in re.findall(rb'<include\s+file="([^"]+)"', text)]
+    return dict(sorted(hashes.items()))
 
 
 #: Reset seeds whose first frames the provenance keeps the features of.
@@ -89,17 +131,21 @@ REFERENCE_SEEDS = (0, 1, 2, 3)
 
 
 def reset_frame_features(
-    encoder: Any, env_id: str, image_size: int, seeds: tuple[int, ...] = REFERENCE_SEEDS
+    encoder: Any,
+    env_id: str,
+    image_size: int,
+    seeds: tuple[int, ...] = REFERENCE_SEEDS,
+    visual_preset: str = "train",
 ) -> list[list[float]]:
-    """The encoder's features of the first frame of ``env_id`` reset with each seed (the
-    training look), as nested lists for JSON: what the provenance compares to see whether
-    the environment still renders the world the weights were trained on."""
+    """The encoder's features of the first frame of ``env_id`` reset with each seed, as nested
+    lists for JSON: what the provenance compares to see whether the environment still renders
+    the world the weights were trained on (in the training look, ``visual_preset="train"``)."""
     import gymnasium as gym
     import numpy as np
 
     from sslrobot.models.features import extract_features
 
-    env = gym.make(env_id, image_size=image_size)
+    env = gym.make(env_id, image_size=image_size, visual_preset=visual_preset)
     try:
         frames = np.stack([env.reset(seed=seed)[0]["pixels"] for seed in seeds])
     finally:

@@ -2,6 +2,7 @@
 
 import argparse
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -332,10 +333,16 @@ def _patch_pipeline(monkeypatch):
     )
 
 
+def _fake_world_model_dir(path: Path) -> None:
+    """What makes a directory a world model's for the probe (predictions use its pretraining
+    split; the patched pipeline never reads the weights)."""
+    (path / "pretrain_config.json").write_text(json.dumps({"pretrain": {"out": "unused"}}))
+    (path / "model.safetensors").write_bytes(b"")
+
+
 def test_run_probe_writes_json_with_probe_and_prediction_metrics(monkeypatch, tmp_path):
     _patch_pipeline(monkeypatch)
-    # a world model's directory (predictions use its pretraining split)
-    (tmp_path / "pretrain_config.json").write_text(json.dumps({"pretrain": {"out": "unused"}}))
+    _fake_world_model_dir(tmp_path)
     out = tmp_path / "results" / "probe.json"
     config = ProbeConfig(encoder=str(tmp_path), data=str(tmp_path), out=str(out), horizon=2)
     results = run_probe(config)
@@ -355,6 +362,11 @@ def test_run_probe_of_an_encoder_only_directory_skips_prediction(monkeypatch, tm
     with pytest.warns(UserWarning, match="nothing says which episodes it pretrained on"):
         results = run_probe(ProbeConfig(encoder=str(tmp_path), data=str(tmp_path), horizon=2))
     assert results["probe/r2_mean"] > 0.99
+    assert not any(key.startswith(("pred/", "fdm/")) for key in results)
+    # A pretraining's config without its model (a shipped encoder, or a copy of one): the
+    # probe alone as well, not a missing-file error after the probe ran.
+    (tmp_path / "pretrain_config.json").write_text(json.dumps({"pretrain": {"out": "unused"}}))
+    results = run_probe(ProbeConfig(encoder=str(tmp_path), data=str(tmp_path), horizon=2))
     assert not any(key.startswith(("pred/", "fdm/")) for key in results)
 
 
@@ -381,7 +393,7 @@ def test_probe_never_scores_episodes_the_encoder_pretrained_on(monkeypatch, tmp_
 
 def test_probe_command_prints_a_table(monkeypatch, tmp_path, capsys):
     _patch_pipeline(monkeypatch)
-    (tmp_path / "pretrain_config.json").write_text(json.dumps({"pretrain": {"out": "unused"}}))
+    _fake_world_model_dir(tmp_path)
     parser = argparse.ArgumentParser()
     probe_command.register(parser.add_subparsers())
     out = tmp_path / "probe.json"

@@ -158,8 +158,13 @@ def _first_row(out: Path) -> dict[str, str]:
     ("device", "message"),
     [("cuda:1", "each process takes the GPU of its LOCAL_RANK"), ("mps", "gloo")],
 )
-def test_process_groups_refuse_one_gpu_index_and_mps(device, message):
+def test_process_groups_refuse_one_gpu_index_and_mps(device, message, monkeypatch):
     with pytest.raises(ValueError, match=message):
         check_distributed_device(device, world_size=2)
-    for fine in ("cpu", "cuda", "auto"):  # auto is the CPU here: no CUDA, no MPS
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    for fine in ("cpu", "cuda", "auto"):  # auto: the CPU, without CUDA or MPS
         check_distributed_device(fine, world_size=2)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
+    with pytest.raises(ValueError, match="resolves to MPS"):
+        check_distributed_device("auto", world_size=2)  # auto on a Mac

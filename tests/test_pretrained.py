@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 
-import gymnasium as gym
 import numpy as np
 import pytest
 import safetensors.torch
@@ -12,7 +11,6 @@ import torch
 
 import sslrobot
 from sslrobot.data import CollectConfig, collect
-from sslrobot.models.features import extract_features
 from sslrobot.policy import PolicyConfig, train_policy
 from sslrobot.policy.encoders import resolve_encoder
 from sslrobot.pretrained import (
@@ -34,6 +32,11 @@ torch.set_num_threads(1)
 #: all by 0.11-0.20 (measured when they were shipped).
 FEATURE_TOLERANCE = 0.02
 SHIPPED = ("sslrobot/Navigate-v1", "sslrobot/Push-v0", "sslrobot/Reach-v0")
+SCENE_FILES = {
+    "sslrobot/Navigate-v1": {"navigate_v1.xml", "navigate_base.xml"},
+    "sslrobot/Push-v0": {"push.xml", "arm.xml"},
+    "sslrobot/Reach-v0": {"reach.xml", "arm.xml"},
+}
 
 
 def _collect_reach(out, policy: str, num_episodes: int):
@@ -45,7 +48,13 @@ def _collect_reach(out, policy: str, num_episodes: int):
 
 
 def test_one_encoder_is_shipped_per_latest_task():
-    assert shipped_encoder_names() == SHIPPED
+    """A new task version (the pipeline runs the latest) needs its encoder shipped too."""
+    assert shipped_encoder_names() == tuple(sorted(sslrobot.envs.LATEST_ENV_IDS)) == SHIPPED
+
+
+@pytest.mark.parametrize("env_id", SHIPPED)
+def test_scene_hashes_cover_the_files_each_task_loads(env_id):
+    assert set(scene_hashes(env_id)) == SCENE_FILES[env_id]
 
 
 @pytest.mark.parametrize("env_id", SHIPPED)
@@ -64,7 +73,7 @@ def test_envs_still_render_the_world_the_weights_were_trained_on(env_id):
     them again (scripts/ship_encoders.py) from a run of the changed envs."""
     spec = PRETRAINED_PREFIX + env_id
     provenance = read_provenance(shipped_encoder_dir(spec))
-    assert scene_hashes() == provenance["scene_sha256"], (
+    assert scene_hashes(env_id) == provenance["scene_sha256"], (
         f"a scene file changed since {env_id}'s encoder was shipped"
     )
     reference = provenance["reference_features"]
@@ -81,10 +90,10 @@ def test_the_feature_check_would_see_another_look():
     provenance = read_provenance(shipped_encoder_dir(spec))
     reference = np.array(provenance["reference_features"]["features"])
     encoder, config = sslrobot.load_encoder(spec)
-    env = gym.make("sslrobot/Reach-v0", image_size=config.image_size, visual_preset="none")
-    frames = np.stack([env.reset(seed=seed)[0]["pixels"] for seed in REFERENCE_SEEDS])
-    env.close()
-    assert np.abs(extract_features(encoder, frames) - reference).max() > 5 * FEATURE_TOLERANCE
+    plain = reset_frame_features(
+        encoder, "sslrobot/Reach-v0", config.image_size, visual_preset="none"
+    )
+    assert np.abs(np.array(plain) - reference).max() > 5 * FEATURE_TOLERANCE
 
 
 def test_load_encoder_by_name_is_frozen_and_equals_the_files():
@@ -98,7 +107,14 @@ def test_load_encoder_by_name_is_frozen_and_equals_the_files():
 
 
 @pytest.mark.parametrize(
-    "spec", ["pretrained:sslrobot/Lift-v0", "pretrained:", "pretrained:sslrobot/../Push-v0"]
+    "spec",
+    [
+        "pretrained:sslrobot/Lift-v0",
+        "pretrained:",
+        "pretrained:sslrobot/../Push-v0",
+        "pretrained:push-v0",  # exact names, on case-insensitive file systems too
+        "pretrained:sslrobot/Navigate-v0",  # no encoder for an older version
+    ],
 )
 def test_unknown_shipped_encoder_names_what_is_shipped(spec):
     with pytest.raises(ValueError, match=r"no shipped encoder .*pretrained:sslrobot/Push-v0"):

@@ -573,9 +573,10 @@ def probe_representation(
     if isinstance(encoder, str | os.PathLike):
         import sslrobot
         from sslrobot.evaluation.prediction import trained_episodes
+        from sslrobot.pretrained import encoder_directory
         from sslrobot.pretraining.artifacts import PRETRAIN_CONFIG
 
-        path = Path(encoder)
+        path = encoder_directory(encoder)
         encoder, _ = sslrobot.load_encoder(path, device=device)  # not one: named before warning
         if exclude_from_validation is None:
             exclude_from_validation = trained_episodes(path, Path(data_dir))
@@ -739,15 +740,11 @@ def run_probe(config: ProbeConfig) -> dict[str, Any]:
     encoder) gets the probe alone.
     """
     from sslrobot.evaluation.prediction import prediction_from_dirs
-    from sslrobot.pretrained import is_pretrained_spec, shipped_encoder_dir
-    from sslrobot.pretraining.artifacts import PRETRAIN_CONFIG
+    from sslrobot.pretrained import encoder_directory
+    from sslrobot.pretraining.artifacts import MODEL_WEIGHTS, PRETRAIN_CONFIG
     from sslrobot.utils.io import atomic_write_json
 
-    encoder_dir = (
-        shipped_encoder_dir(config.encoder)
-        if is_pretrained_spec(config.encoder)
-        else Path(config.encoder)
-    )
+    encoder_dir = encoder_directory(config.encoder)
     for name, path in (("encoder", encoder_dir), ("data", Path(config.data))):
         if not path.is_dir():
             raise FileNotFoundError(f"{name} directory not found: {path}")
@@ -764,11 +761,9 @@ def run_probe(config: ProbeConfig) -> dict[str, Any]:
             alpha=config.alpha,
         )
     )
-    # A world model to score: a pretraining's directory, not an encoder alone (a user's, or
-    # one shipped in the wheel, which keeps its pretrain_config.json but not the model).
-    world_model = (encoder_dir / PRETRAIN_CONFIG).is_file() and not is_pretrained_spec(
-        config.encoder
-    )
+    # A world model to score: a pretraining's directory with its model, not an encoder alone
+    # (a user's, or one shipped in the wheel, which keeps pretrain_config.json but no model).
+    world_model = all((encoder_dir / name).is_file() for name in (PRETRAIN_CONFIG, MODEL_WEIGHTS))
     if config.horizon > 0 and world_model:
         results.update(
             prediction_from_dirs(

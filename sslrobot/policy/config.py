@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sslrobot.pretrained import canonical_spec, is_pretrained_spec
 from sslrobot.utils.architectures import DEFAULT_ENCODER_ARCH, ENCODER_ARCHS
 
 #: ``--encoder`` values that name a baseline rather than a ``pretrain --out`` directory.
@@ -38,7 +39,9 @@ class PolicyConfig:
 
     Attributes:
         env_id: Gymnasium id of the task, e.g. ``"sslrobot/Push-v0"``.
-        encoder: A ``pretrain --out`` directory, or ``"none"`` (frozen random-init encoder of
+        encoder: A ``pretrain --out`` directory, ``"pretrained:<env id>"`` (an encoder shipped
+            in the wheel, ``sslrobot.pretrained``; stored with its namespace), or ``"none"``
+            (frozen random-init encoder of
             the ``encoder_arch`` architecture), ``"scratch"`` (the same architecture trained end
             to end with the policy loss and random-shift augmentation, BC only) or ``"state"``
             (the privileged-state oracle).
@@ -146,9 +149,11 @@ class PolicyConfig:
             raise ValueError(f"env_id must be a non-empty gymnasium id, got {self.env_id!r}")
         if not isinstance(self.encoder, str) or not self.encoder:
             raise ValueError(
-                f"encoder must be a pretrain --out directory or one of {BASELINE_ENCODERS}, "
-                f"got {self.encoder!r}"
+                "encoder must be a pretrain --out directory, pretrained:ENV_ID or one of "
+                f"{BASELINE_ENCODERS}, got {self.encoder!r}"
             )
+        if is_pretrained_spec(self.encoder):  # one spelling per encoder, for --resume
+            object.__setattr__(self, "encoder", canonical_spec(self.encoder))
         if self.encoder_arch not in ENCODER_ARCHS:
             raise ValueError(
                 f"encoder_arch must be one of {ENCODER_ARCHS}, got {self.encoder_arch!r}"
@@ -218,7 +223,8 @@ class PolicyConfig:
         if copies and (self.encoder_kind in ("scratch", "state") or self.algo != "bc"):
             raise ValueError(
                 f"augment_copies={self.augment_copies}: augmented copies of the demonstrations "
-                "are for BC on a frozen pixel encoder (a pretrain directory or 'none'); "
+                "are for BC on a frozen pixel encoder (a pretrain directory, pretrained:ENV_ID "
+                "or 'none'); "
                 f"encoder {self.encoder!r} with algo {self.algo!r} would ignore them"
                 + (
                     " (scratch shifts every step's frames itself)"
@@ -256,7 +262,7 @@ class PolicyConfig:
 
     @property
     def encoder_kind(self) -> str:
-        """``"pretrained"`` for a directory, else the baseline name."""
+        """``"pretrained"`` for a directory or a shipped encoder, else the baseline name."""
         return self.encoder if self.encoder in BASELINE_ENCODERS else "pretrained"
 
     @property

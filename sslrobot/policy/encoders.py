@@ -12,7 +12,7 @@ from torch import nn
 
 from sslrobot.models.encoder import Encoder, EncoderConfig, encoder_config_for
 from sslrobot.policy.config import BASELINE_ENCODERS
-from sslrobot.pretrained import is_pretrained_spec, shipped_encoder_dir
+from sslrobot.pretrained import encoder_directory
 from sslrobot.pretraining.artifacts import PRETRAIN_CONFIG
 from sslrobot.utils.architectures import DEFAULT_ENCODER_ARCH
 
@@ -74,7 +74,7 @@ def resolve_encoder(
             torch.manual_seed(seed)
             module = Encoder(config)
         return ResolvedEncoder(spec, spec, spec, module, config)
-    path = shipped_encoder_dir(spec) if is_pretrained_spec(spec) else Path(spec)
+    path = encoder_directory(spec)
     if not path.exists():
         raise ValueError(
             f"encoder {spec!r} is neither a directory nor one of {BASELINE_ENCODERS}: "

@@ -93,14 +93,12 @@ def _autocast_enabled(device_type: str) -> bool:
         if device_type == "cuda":
             return torch.is_autocast_enabled()
         return device_type == "cpu" and torch.is_autocast_cpu_enabled()
+    except RuntimeError:  # a device type without autocast (MPS before torch 2.5): none runs
+        return False
 
 
 def has_native_bfloat16(device: torch.device) -> bool:
-    """Whether ``device`` computes bfloat16 natively (CUDA from Ampere on): on older GPUs
-    autocast emulates it and runs slower than float32, so mixed precision is not a default."""
-    if device.type != "cuda":
-        return False
-    try:
-        return torch.cuda.is_bf16_supported(including_emulation=False)
-    except TypeError:  # torch < 2.4: no emulation counted
-        return torch.cuda.is_bf16_supported()
+    """Whether ``device`` computes bfloat16 natively (CUDA from Ampere, compute capability 8,
+    on): on older GPUs autocast emulates it and runs slower than float32, so mixed precision
+    is not a default there. Asks ``device`` itself, not the current GPU."""
+    return device.type == "cuda" and torch.cuda.get_device_capability(device)[0] >= 8
