@@ -96,7 +96,9 @@ def repository_state() -> dict[str, object]:
 
     return {
         "commit": git("rev-parse", "HEAD"),
-        "uncommitted_changes": bool(git("status", "--porcelain", "--", ".", ":!assets/encoders")),
+        "uncommitted_changes": bool(
+            git("status", "--porcelain", "--untracked-files=no", "--", ".", ":!assets/encoders")
+        ),
     }
 
 
