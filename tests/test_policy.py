@@ -405,7 +405,7 @@ def test_best_checkpoint_is_highest_success_then_lowest_loss_then_latest(
     torch.manual_seed(0)
     network = BCNetwork(ObservationEncoder(None, 3, 0, frozen=True), 2, (8,))
     data = BCData(torch.rand(8, 2) * 2 - 1, features=torch.randn(8, 3))
-    record = {"encoder": {"kind": "none"}}
+    record = {"encoder": {"kind": "none", "weights_fingerprint": None}}
     history = bc._fit(config, network, data, data, record, torch.device("cpu"))
 
     assert [row["step"] for row in history.rows] == [1, 2, 3, 4, 5, 6]
@@ -761,6 +761,36 @@ def test_an_interrupted_bc_run_resumes_to_the_uninterrupted_runs_weights(
     )
     assert record["best"] == read_policy_config(whole)["best"]
     assert not (resumed / "checkpoints").exists()  # finished: nothing left to resume
+
+
+def test_resume_refuses_a_frozen_encoder_whose_weights_changed(demos, tmp_path, monkeypatch):
+    """The encoder's path is a setting, its weights were not: a directory retrained (or a
+    shipped encoder updated) between the interruption and the resume gave the resumed head
+    other features than the ones it had been fitted on. The weights' fingerprint is recorded
+    in the policy's config and checked on resume."""
+    from sslrobot.policy import bc
+
+    encoder_dir = write_encoder_dir(
+        tmp_path / "encoder", encoder_config_for("keypoints", IMAGE_SIZE), seed=0
+    )
+    settings = {"encoder": str(encoder_dir), "num_val_demos": 1, "num_val_checks": 3}
+    save = bc._BCResumeCheckpoints.save
+
+    def save_then_stop(self, loop, *args):
+        save(self, loop, *args)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(bc._BCResumeCheckpoints, "save", save_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        train_tiny_bc(demos, tmp_path / "cut", **settings)
+    monkeypatch.setattr(bc._BCResumeCheckpoints, "save", save)
+    write_encoder_dir(encoder_dir, encoder_config_for("keypoints", IMAGE_SIZE), seed=1)
+    with pytest.raises(ValueError, match=r"other settings \(encoder_weights '[0-9a-f]{16}' ->"):
+        train_tiny_bc(demos, tmp_path / "cut", resume=True, **settings)
+    write_encoder_dir(encoder_dir, encoder_config_for("keypoints", IMAGE_SIZE), seed=0)
+    resumed = train_tiny_bc(demos, tmp_path / "cut", resume=True, **settings)
+    fingerprint = read_policy_config(resumed)["encoder"]["weights_fingerprint"]
+    assert re.fullmatch(r"[0-9a-f]{16}", fingerprint)
 
 
 def test_a_bc_run_cut_between_its_checkpoint_files_resumes_from_the_last_whole_one(

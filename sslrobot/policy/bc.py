@@ -289,7 +289,8 @@ def train_bc(config: PolicyConfig) -> Path:
             "val_episodes=0"
         )
     out = config.out
-    resumed = read_resume_state(out, config) if config.resume else None
+    fingerprint = record["encoder"]["weights_fingerprint"]
+    resumed = read_resume_state(out, config, fingerprint) if config.resume else None
     if resumed is None:
         start_policy_dir(out)
         shutil.rmtree(out / CHECKPOINT_DIR, ignore_errors=True)  # an earlier run's
@@ -359,7 +360,7 @@ def _fit(
     best_score: tuple[float, ...] | None = None
     order = torch.randperm(num_samples, generator=generator, device=device)
     cursor, running, count, first = 0, 0.0, 0, 1
-    saver = _BCResumeCheckpoints(config)
+    saver = _BCResumeCheckpoints(config, record["encoder"]["weights_fingerprint"])
     if resumed is not None:
         loop = saver.load(resumed, network, optimizer, generator, device)
         order, cursor, first = loop["order"], loop["cursor"], loop["step"] + 1
@@ -435,10 +436,10 @@ class _BCResumeCheckpoints:
     best check) names them; the files of earlier checkpoints go only then, so an interruption
     between the writes leaves the last complete checkpoint as it was."""
 
-    def __init__(self, config: PolicyConfig) -> None:
+    def __init__(self, config: PolicyConfig, encoder_fingerprint: str | None) -> None:
         self.out = Path(config.out)
         self.folder = self.out / CHECKPOINT_DIR
-        self.settings = resume_settings(config)
+        self.settings = resume_settings(config, encoder_fingerprint)
 
     def save(
         self,

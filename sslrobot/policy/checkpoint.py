@@ -111,20 +111,31 @@ class ResumeError(ValueError):
     damaged. ``sslrobot run`` trains such a stage anew; the CLI names the reason."""
 
 
-def resume_settings(config: Any) -> dict[str, Any]:
+#: The resume setting that holds the frozen encoder's weights' fingerprint.
+ENCODER_WEIGHTS_SETTING = "encoder_weights"
+
+
+def resume_settings(config: Any, encoder_fingerprint: str | None = None) -> dict[str, Any]:
     """What a resumed run must share with the interrupted one (a ``PolicyConfig``): every
     setting but how it runs, with the demonstrations' and encoder's paths resolved (a relative
-    and an absolute spelling of one directory are the same setting)."""
+    and an absolute spelling of one directory are the same setting), and the frozen encoder's
+    weights (``encoder_fingerprint``, ``ResolvedEncoder.describe``'s), which its path alone
+    does not pin."""
     settings = {k: v for k, v in config.to_dict().items() if k not in RESUME_FREE_FIELDS}
     for name in ("demos", "encoder"):
         value = settings.get(name)
         if isinstance(value, str) and Path(value).exists():
             settings[name] = str(Path(value).resolve())
+    if encoder_fingerprint is not None:
+        settings[ENCODER_WEIGHTS_SETTING] = encoder_fingerprint
     return settings
 
 
-def read_resume_state(out: Path, config: Any) -> dict[str, Any]:
-    """The last resume checkpoint's record in ``out``, checked against ``config``.
+def read_resume_state(
+    out: Path, config: Any, encoder_fingerprint: str | None = None
+) -> dict[str, Any]:
+    """The last resume checkpoint's record in ``out``, checked against ``config`` and the
+    frozen encoder's weights (a checkpoint written before they were recorded is not).
 
     Raises:
         ResumeError: no checkpoint to resume, or one made with other settings (naming them).
@@ -139,7 +150,9 @@ def read_resume_state(out: Path, config: Any) -> dict[str, Any]:
         earlier = state["settings"]
     except (json.JSONDecodeError, KeyError, TypeError) as error:
         raise ResumeError(f"{path} is damaged ({error}); train anew with --overwrite") from error
-    now = resume_settings(config)
+    now = resume_settings(config, encoder_fingerprint)
+    if ENCODER_WEIGHTS_SETTING not in earlier:
+        now.pop(ENCODER_WEIGHTS_SETTING, None)
     changed = sorted(k for k in now if earlier.get(k) != now[k])
     if changed:
         described = ", ".join(f"{k} {earlier.get(k)!r} -> {now[k]!r}" for k in changed)

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from sslrobot.models.encoder import Encoder, EncoderConfig, encoder_config_for
+from sslrobot.policy.cache import module_fingerprint
 from sslrobot.policy.config import BASELINE_ENCODERS
 from sslrobot.pretrained import encoder_directory
 from sslrobot.pretraining.artifacts import PRETRAIN_CONFIG
@@ -41,12 +42,19 @@ class ResolvedEncoder:
         return self.kind in ("pretrained", "none")
 
     def describe(self) -> dict[str, Any]:
-        """JSON-able record for ``policy_config.json``."""
+        """JSON-able record for ``policy_config.json``: with a frozen encoder's weights'
+        fingerprint, which a resumed run checks (a directory retrained, or a shipped encoder
+        updated, between the interruption and the resume would change the features)."""
         return {
             "kind": self.kind,
             "name": self.name,
             "source": self.source,
             "config": None if self.config is None else self.config.to_dict(),
+            "weights_fingerprint": (
+                module_fingerprint(self.module)[:16]
+                if self.frozen and self.module is not None
+                else None
+            ),
         }
 
 

@@ -242,7 +242,8 @@ def train_rl(config: PolicyConfig) -> Path:
         norm_source, norm_seeds = _fit_normalizers(config, obs_encoder, resolved, venv, shapes)
         env = make_feature_vec_env(venv, obs_encoder, obs_mode, device)
         num_steps = config.steps or DEFAULT_RL_STEPS
-        resumed = read_resume_state(out, config) if config.resume else None
+        fingerprint = resolved.describe()["weights_fingerprint"]
+        resumed = read_resume_state(out, config, fingerprint) if config.resume else None
         if resumed is None:
             model = make_sb3_model(config, env, device, num_steps)
             start_policy_dir(out)
@@ -267,7 +268,7 @@ def train_rl(config: PolicyConfig) -> Path:
             checks = _ValidationChecks(validator, num_steps, config.num_val_checks, out)
             if resumed is not None:
                 checks.restore(resumed, done)
-        saver = _ResumeCheckpoints(out, num_steps, config, checks, done, resumed_at)
+        saver = _ResumeCheckpoints(out, num_steps, config, checks, done, resumed_at, fingerprint)
         bar = _progress_callback(f"rl {config.rl_algorithm}", num_steps, done, config.progress)
         try:
             model.learn(
@@ -408,9 +409,10 @@ class _ResumeCheckpoints:
         checks: _ValidationChecks | None,
         done: int,
         resumed_at: list[int],
+        encoder_fingerprint: str | None,
     ) -> None:
         self.folder, self.checks = out / CHECKPOINT_DIR, checks
-        self.settings = resume_settings(config)
+        self.settings = resume_settings(config, encoder_fingerprint)
         self.resumed = resumed_at
         count = NUM_RESUME_CHECKPOINTS
         self.points = [p for k in range(1, count) if (p := math.ceil(num_steps * k / count)) > done]
