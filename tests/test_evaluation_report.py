@@ -204,3 +204,22 @@ def test_package_versions():
     assert versions["torch"] == torch.__version__
     assert versions["surely-not-a-package"] == "not installed"
     assert versions["python"].count(".") == 2
+
+
+def test_report_opens_with_its_summary_and_keeps_run_details_for_the_end(tmp_path):
+    """People look before they read: the summary, then results; the machine, versions and
+    config (half a screen of JSON) after the notes. Each training seed's success is shown."""
+    report, _ = _report(tmp_path)
+    report["summary"] = "On Push-v0: fdm+future against none."
+    report["tasks"][0]["rows"][0]["success_per_seed"] = [0.75, 0.8125, 0.875]
+    md_path, html_path = render_report(report, tmp_path)
+    for text in (md_path.read_text(), html_path.read_text()):
+        order = [
+            text.index("On Push-v0: fdm+future against none."),
+            text.index("sslrobot/Push-v0"),  # the task's section
+            text.index("Timings are on 2 CPU cores."),  # the notes
+            text.index("Run details"),
+            text.index("2.13.0"),  # package versions
+        ]
+        assert order == sorted(order)
+        assert "Per training seed" in text and "75 / 81 / 88%" in text

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from sslrobot.utils.io import atomic_write
 
@@ -75,10 +76,13 @@ def plot_success(
             * 100.0
         )  # (2, E): distances below and above the mean
         positions = np.arange(len(rows))
-        ax.bar(positions, means, yerr=errors, capsize=4, color=f"C{0}", alpha=0.85)
+        # The state oracle is the reference, not a contender: drawn apart, in grey.
+        colours = ["0.6" if r["encoder"] == "state" else "C0" for r in rows]
+        ax.bar(positions, means, yerr=errors, capsize=4, color=colours, alpha=0.85)
         ax.set_xticks(positions, [str(r["encoder"]) for r in rows], rotation=30, ha="right")
         ax.set_ylim(0, 105)
-        ax.set_title(str(task))
+        if len(tasks) > 1 or not title:  # one panel under a title needs no second one
+            ax.set_title(str(task))
         ax.grid(axis="y", alpha=0.3)
     axes[0].set_ylabel("success rate (%) with 95% CI")
     if title:
@@ -294,6 +298,7 @@ def plot_prediction_psnr(
         horizons = np.arange(1, len(values) + 1)
         ax.plot(horizons, values, marker="o", color=f"C{index % 10}", label=label)
     ax.set_xlabel("prediction horizon k (steps)")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # whole steps, not 1.25
     ax.set_ylabel("PSNR (dB)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize="small")

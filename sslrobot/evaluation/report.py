@@ -144,6 +144,15 @@ def format_seconds(seconds: float) -> str:
     return f"{hours}h {minutes:02d}m"
 
 
+def _per_seed_cell(row: Mapping[str, Any]) -> str:
+    """Each training seed's success rate, e.g. ``38 / 34 / 42%``: three seeds' intervals hide
+    how far apart they are."""
+    rates = row.get("success_per_seed")
+    if not rates:
+        return _MISSING
+    return " / ".join(f"{100 * float(rate):.0f}" for rate in rates) + "%"
+
+
 def _success(row: Mapping[str, Any]) -> tuple[float, float, float] | None:
     """(mean, low, high) of a row's success, or None when it has none."""
     value = row.get("success")
@@ -298,6 +307,8 @@ def _table(rows: Sequence[Mapping[str, Any]]) -> tuple[list[str], list[list[str]
                 lambda r: _MISSING if _success(r) is None else format_ci(*_success(r)),
             )
         )
+    if any(r.get("success_per_seed") for r in rows):
+        columns.append(("Per training seed", _per_seed_cell))
     for key, title in (
         ("success_heldout", "Success, held-out visuals"),
         ("success_best", "Success, best checkpoint"),
@@ -429,20 +440,16 @@ def render_markdown(report: Mapping[str, Any], out_dir: str | os.PathLike[str]) 
     out_dir = Path(out_dir)
     header = report.get("header", {})
     lines = [f"# {report.get('title', 'sslrobot report')}", ""]
+    if report.get("summary"):
+        lines += [str(report["summary"]), ""]
     if "command" in header:
         lines += ["Command:", "", "```", str(header["command"]), "```", ""]
-    for key, text in _header_items(header):
-        lines.append(f"- **{key}**: {text}")
-    if _header_items(header):
-        lines.append("")
-    versions = header.get("package_versions")
-    if versions:
-        lines += ["Package versions:", ""]
-        lines += _md_table(["Package", "Version"], [[str(k), str(v)] for k, v in versions.items()])
-        lines.append("")
-    if "config" in header:
-        config_text = json.dumps(header["config"], indent=2, sort_keys=True)
-        lines += ["Config:", "", "```json", config_text, "```", ""]
+    blocks = report.get("across_tasks") or []
+    if blocks:  # the headline first: what people look for before they read
+        heading, text = _across_tasks_intro(blocks)
+        lines += [f"## {heading}", "", text, ""]
+        for block in blocks:
+            lines += [f"### {block['label']}", "", *_md_table(*_across_tasks_table(block)), ""]
     for task in report.get("tasks", []):
         rows = task.get("rows", [])
         lines += [f"## {task['task']}", ""]
@@ -452,12 +459,6 @@ def render_markdown(report: Mapping[str, Any], out_dir: str | os.PathLike[str]) 
         lines += [f"**Verdict.** {task.get('verdict') or verdict(rows)}", ""]
         lines += _md_pictures(_picture_items(task.get("plots"), out_dir), out_dir)
         lines += _md_pictures(_picture_items(task.get("media"), out_dir), out_dir)
-    blocks = report.get("across_tasks") or []
-    if blocks:
-        heading, text = _across_tasks_intro(blocks)
-        lines += [f"## {heading}", "", text, ""]
-        for block in blocks:
-            lines += [f"### {block['label']}", "", *_md_table(*_across_tasks_table(block)), ""]
     extra = _picture_items(report.get("plots"), out_dir) + _picture_items(
         report.get("media"), out_dir
     )
@@ -466,6 +467,21 @@ def render_markdown(report: Mapping[str, Any], out_dir: str | os.PathLike[str]) 
     notes = report.get("notes") or []
     if notes:
         lines += ["## Notes", ""] + [f"- {note}" for note in notes] + [""]
+    items = _header_items(header)
+    versions = header.get("package_versions")
+    if items or versions or "config" in header:
+        lines += ["## Run details", ""]
+    for key, text in items:
+        lines.append(f"- **{key}**: {text}")
+    if items:
+        lines.append("")
+    if versions:
+        lines += ["Package versions:", ""]
+        lines += _md_table(["Package", "Version"], [[str(k), str(v)] for k, v in versions.items()])
+        lines.append("")
+    if "config" in header:
+        config_text = json.dumps(header["config"], indent=2, sort_keys=True)
+        lines += ["Config:", "", "```json", config_text, "```", ""]
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -506,28 +522,19 @@ def render_html(report: Mapping[str, Any], out_dir: str | os.PathLike[str]) -> s
         f"<title>{title}</title><style>{_CSS}</style></head><body>",
         f"<h1>{title}</h1>",
     ]
+    if report.get("summary"):
+        parts.append(f"<p>{html.escape(str(report['summary']))}</p>")
     if "command" in header:
         parts.append(
             f"<p>Command:</p><pre><code>{html.escape(str(header['command']))}</code></pre>"
         )
-    items = _header_items(header)
-    if items:
-        parts.append(
-            "<ul>"
-            + "".join(
-                f"<li><strong>{html.escape(k)}</strong>: {html.escape(v)}</li>" for k, v in items
-            )
-            + "</ul>"
-        )
-    versions = header.get("package_versions")
-    if versions:
-        parts.append("<p>Package versions:</p>")
-        parts.append(
-            _html_table(["Package", "Version"], [[str(k), str(v)] for k, v in versions.items()])
-        )
-    if "config" in header:
-        config_text = html.escape(json.dumps(header["config"], indent=2, sort_keys=True))
-        parts.append(f"<details><summary>Config</summary><pre>{config_text}</pre></details>")
+    blocks = report.get("across_tasks") or []
+    if blocks:  # the headline first: what people look for before they read
+        heading, text = _across_tasks_intro(blocks)
+        parts += [f"<h2>{html.escape(heading)}</h2>", f"<p>{html.escape(text)}</p>"]
+        for block in blocks:
+            parts.append(f"<h3>{html.escape(str(block['label']))}</h3>")
+            parts.append(_html_table(*_across_tasks_table(block)))
     for task in report.get("tasks", []):
         rows = task.get("rows", [])
         parts.append(f"<h2>{html.escape(str(task['task']))}</h2>")
@@ -537,13 +544,6 @@ def render_html(report: Mapping[str, Any], out_dir: str | os.PathLike[str]) -> s
         parts.append(f'<p class="verdict"><strong>Verdict.</strong> {html.escape(text)}</p>')
         parts += _html_pictures(_picture_items(task.get("plots"), out_dir))
         parts += _html_pictures(_picture_items(task.get("media"), out_dir))
-    blocks = report.get("across_tasks") or []
-    if blocks:
-        heading, text = _across_tasks_intro(blocks)
-        parts += [f"<h2>{html.escape(heading)}</h2>", f"<p>{html.escape(text)}</p>"]
-        for block in blocks:
-            parts.append(f"<h3>{html.escape(str(block['label']))}</h3>")
-            parts.append(_html_table(*_across_tasks_table(block)))
     extra = _picture_items(report.get("plots"), out_dir) + _picture_items(
         report.get("media"), out_dir
     )
@@ -555,6 +555,26 @@ def render_html(report: Mapping[str, Any], out_dir: str | os.PathLike[str]) -> s
         parts.append("<h2>Notes</h2><ul>")
         parts += [f"<li>{html.escape(str(note))}</li>" for note in notes]
         parts.append("</ul>")
+    items = _header_items(header)
+    versions = header.get("package_versions")
+    if items or versions or "config" in header:
+        parts.append("<h2>Run details</h2>")
+    if items:
+        parts.append(
+            "<ul>"
+            + "".join(
+                f"<li><strong>{html.escape(k)}</strong>: {html.escape(v)}</li>" for k, v in items
+            )
+            + "</ul>"
+        )
+    if versions:
+        parts.append("<p>Package versions:</p>")
+        parts.append(
+            _html_table(["Package", "Version"], [[str(k), str(v)] for k, v in versions.items()])
+        )
+    if "config" in header:
+        config_text = html.escape(json.dumps(header["config"], indent=2, sort_keys=True))
+        parts.append(f"<details><summary>Config</summary><pre>{config_text}</pre></details>")
     parts.append("</body></html>")
     return "\n".join(parts) + "\n"
 

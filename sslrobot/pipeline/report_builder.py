@@ -232,6 +232,7 @@ def _task_section(
                 "success_heldout": heldout["success"] if heldout else None,
                 "success_best": best["success"] if best else None,
                 "success_heldout_best": heldout_best["success"] if heldout_best else None,
+                "success_per_seed": train.get("success_per_seed") if train else None,
                 "num_seeds": train["num_seeds"] if train else 0,
                 **probe_fields,
                 "psnr": probe.get("pred/psnr_k1"),
@@ -246,7 +247,9 @@ def _task_section(
     ]
     if success_records:
         path = plots.plot_success(
-            success_records, plots_dir / f"{slug}_success.png", title=f"{slug}: success rate"
+            success_records,
+            plots_dir / f"{slug}_success.png",
+            title=f"{slug}: success rate, final checkpoint",
         )
         section_plots.append({"path": str(path.relative_to(out)), "caption": "success, 95% CI"})
     r2_by_encoder = {  # as the table's mean scores them (Navigate's goal: in view)
@@ -304,7 +307,14 @@ def _task_section(
         section_plots.append({"path": str(path.relative_to(out)), "caption": "data efficiency"})
 
     media: list[dict[str, str]] = []
-    pictures = (("predictions", "real vs predicted"), ("keypoints", "learned keypoints"))
+    pictures = (
+        (
+            "predictions",
+            "per example, rows: the real o_t..o_t+K; predicted with the decoder's copy path (what "
+            "the PSNR column scores); predicted from the latent alone (what the encoder holds)",
+        ),
+        ("keypoints", "learned keypoints on o_t of several examples (one colour per keypoint)"),
+    )
     for name, stage in artifacts.pretrain.items():
         for kind, caption in pictures:
             strips = sorted((stage.path / "encoder" / kind).glob("*.png"))
@@ -327,6 +337,34 @@ _ACROSS_TASKS_BLOCKS = (
     ("heldout", "final", "held-out look, final checkpoints"),
     ("heldout", "best", "held-out look, best checkpoints"),
 )
+
+
+def run_summary(config: RunConfig) -> str:
+    """One paragraph at the top of the report: what was compared, on what, how measured."""
+    tasks = ", ".join(task_slug(task) for task in config.tasks)
+    pretrained = ", ".join(f"`{name}`" for name in config.objectives) or "no objective"
+    described = {
+        "none": "a frozen random encoder (`none`)",
+        "scratch": "the same encoder trained end to end (`scratch`)",
+        "state": "the privileged-state oracle (`state`)",
+    }
+    baselines = ", ".join(described.get(name, f"`{name}`") for name in config.encoders)
+    seeds, episodes = len(config.policy_seeds), config.eval_episodes
+    sweep = (
+        f"; success against the number of demonstrations on "
+        f"{task_slug(config.data_efficiency_task)}"
+        if config.data_efficiency_task
+        else ""
+    )
+    return (
+        f"On {tasks}: {config.encoder_arch} encoders pretrained by {pretrained} on "
+        f"{config.num_unlabeled_episodes} unlabeled {config.unlabeled_policy} episodes per task, "
+        f"frozen, against {baselines}; behaviour cloning from "
+        f"{config.main_demos} expert demonstrations, {seeds} training seed(s) x {episodes} "
+        "evaluation episodes per encoder and task. Success is the final checkpoint's, with a "
+        f"95% bootstrap interval{sweep}. Notes at the end say how each number is made; the "
+        "run's machine, versions and config follow them."
+    )
 
 
 def across_tasks_blocks(
@@ -385,6 +423,7 @@ def build_report(
     atomic_write_json(out / "results.json", results)
     report = {
         "title": f"sslrobot report ({config.preset} preset)",
+        "summary": run_summary(config),
         "header": header,
         "tasks": sections,
         "across_tasks": across_tasks,
