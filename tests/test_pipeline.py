@@ -62,7 +62,12 @@ def test_quick_run_writes_every_report_artifact(quick_run: Path) -> None:
     html = (quick_run / "report.html").read_text()
     assert "data:image/png;base64," in html and "data:image/gif;base64," in html
     assert "pytest quick" in html  # the command is at the top, so it can be rerun
-    assert "Smoke run (quick preset)" in (quick_run / "report.md").read_text()
+    markdown = (quick_run / "report.md").read_text()
+    assert "Smoke run (quick preset)" in markdown
+    assert markdown.index("## sslrobot/Reach-v0") < markdown.index("## Run details")
+    assert ("Robustness to visual change was not measured" in markdown) == (
+        not json.loads((quick_run / "config.json").read_text())["heldout_eval"]
+    )
     machine = json.loads((quick_run / "results.json").read_text())["header"]["machine"]
     # What a seeded CPU result depends on beyond versions: the CPU's instruction set.
     assert machine["torch_cpu_capability"] == torch.backends.cpu.get_cpu_capability()

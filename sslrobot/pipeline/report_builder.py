@@ -467,6 +467,12 @@ def build_report(
             f"{config.bc_augment_copies} shifted and recoloured copies of every demonstration "
             "frame; scratch shifts its own frames every step; the state oracle reads no pixels."
         )
+    if not config.heldout_eval:
+        report["notes"].append(
+            "Robustness to visual change was not measured in this run: no policy was evaluated "
+            "in the held-out look (palettes and camera moves never seen in training); "
+            "--set heldout_eval=true adds those evaluations and their columns."
+        )
     if config.pretrain_seed_per_policy:
         report["notes"].append(
             "Pretraining seeds: the BC policy of training seed s used encoders pretrained from "
