@@ -154,6 +154,7 @@ def _task_section(
     from."""
     from sslrobot.evaluation import plots
     from sslrobot.evaluation.evaluate import aggregate_results
+    from sslrobot.evaluation.report import verdict
 
     env_id, slug = artifacts.env_id, task_slug(artifacts.env_id)
     plots_dir, media_dir = out / "plots", out / "media"
@@ -326,8 +327,43 @@ def _task_section(
                     {"path": str(target.relative_to(out)), "caption": f"{name}: {caption}"}
                 )
     media += _rollout_gifs(records, main_demos, slug, media_dir, out)
-    section = {"task": env_id, "rows": rows, "plots": section_plots, "media": media}
+    section = {
+        "task": env_id,
+        "rows": rows,
+        "verdict": verdict(rows, differences=_task_differences(config, env_id, records)),
+        "plots": section_plots,
+        "media": media,
+    }
     return section, aggregated, records
+
+
+def _task_differences(
+    config: RunConfig, env_id: str, records: Sequence[dict[str, Any]]
+) -> dict[str, dict[str, dict[str, float]]]:
+    """Every pair's difference in success on one task (main demonstration count, training
+    look, final checkpoints), bootstrapped as a difference: ``differences[a][b]`` in points.
+    The verdict uses them instead of asking whether two intervals overlap, a stricter test
+    than the 95% the intervals claim. A pair with an encoder whose every episode ended alike
+    (Navigate's 300 of 300) is left out, so its verdict falls back on the overlap of the two
+    intervals: the bootstrap cannot see past such a sample, and its difference would carry
+    the other encoder's noise alone."""
+    from sslrobot.evaluation.across_tasks import outcomes_by_encoder, success_across_tasks
+
+    outcomes = outcomes_by_encoder(records, config.main_demos)
+    names = [
+        name
+        for name in config.encoder_names
+        if name in outcomes and len({o for seed in outcomes[name][env_id] for o in seed}) > 1
+    ]
+    rows = success_across_tasks(
+        {name: outcomes[name] for name in names},
+        tasks=[env_id],
+        reference=None,
+        baselines=names,
+        seed=config.seed,
+        min_tasks=1,
+    )
+    return {row["encoder"]: row["gain_over"] for row in rows}
 
 
 #: The looks and checkpoints summarised over the tasks, in the report's order.
