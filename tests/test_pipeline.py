@@ -87,6 +87,12 @@ def test_report_numbers_come_from_result_files(quick_run: Path) -> None:
         assert format_ci(success["mean"], success["low"], success["high"]) in report
     probe = json.loads((quick_run / "Reach-v0" / "probe" / "fdm+future" / "probe.json").read_text())
     assert f"{probe['probe/r2_mean']:.3f}" in report
+    # results.json holds the report's table as numbers too, probe and verdict included.
+    (task,) = json.loads((quick_run / "results.json").read_text())["tasks"]
+    rows = {row["encoder"]: row for row in task["rows"]}
+    assert task["task"] == "sslrobot/Reach-v0" and set(rows) == set(QUICK.encoder_names)
+    assert rows["fdm+future"]["probe_r2"] == pytest.approx(probe["probe/r2_mean"])
+    assert task["verdict"] in report
 
 
 def test_each_report_row_is_its_own_encoders_results(quick_run: Path, tmp_path: Path) -> None:

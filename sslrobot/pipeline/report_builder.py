@@ -453,7 +453,15 @@ def build_report(
         f"{sum(r.seconds for r in stage_results):.0f} s summed over all stages",
         "written": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
     }
-    results = {"header": header, "aggregated": all_rows}
+    results = {
+        "header": header,
+        "aggregated": all_rows,
+        # The report's tables as numbers (probes, PSNR, times, verdicts): from files alone.
+        "tasks": [
+            {"task": section["task"], "rows": section["rows"], "verdict": section["verdict"]}
+            for section in sections
+        ],
+    }
     if across_tasks:
         results["across_tasks"] = across_tasks
     atomic_write_json(out / "results.json", results)
