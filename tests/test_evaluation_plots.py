@@ -82,6 +82,9 @@ def test_probe_r2_and_psnr_plots(tmp_path):
         "none": {"object_x": 0.2, "object_y": -3.0, "goal_x": float("nan")},
     }
     _assert_png(plot_probe_r2(r2, tmp_path / "r2.png"))
+    marked = plot_probe_r2(r2, tmp_path / "r2_marked.png", marked=["object_x"])
+    _assert_png(marked)  # the labels differ ("object_x *", bold): so do the pixels
+    assert marked.read_bytes() != (tmp_path / "r2.png").read_bytes()
     psnr = {"future": [30.0, 27.0, 25.0], "copy-last": [28.0, 24.0, 22.0]}
     _assert_png(plot_prediction_psnr(psnr, tmp_path / "psnr.png"))
 

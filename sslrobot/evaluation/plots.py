@@ -220,6 +220,7 @@ def plot_probe_r2(
     r2_by_encoder: Mapping[str, Mapping[str, float | None]],
     out_path: str | os.PathLike[str],
     title: str = "",
+    marked: Sequence[str] = (),
 ) -> Path:
     """Grouped bars: held-out probe R^2 per state variable, one bar per encoder.
 
@@ -227,6 +228,8 @@ def plot_probe_r2(
         r2_by_encoder: Encoder -> {state variable -> R^2}; ``None``/NaN values are not drawn.
         out_path: PNG to write.
         title: Figure title.
+        marked: Variables to mark with ``*`` and bold labels (the ones a headline mean
+            averages, when it averages fewer than all: Navigate's 4 of 26).
     """
     if not r2_by_encoder:
         raise ValueError("plot_probe_r2 needs at least one encoder")
@@ -252,7 +255,11 @@ def plot_probe_r2(
         offset = (index - (len(encoders) - 1) / 2.0) * width
         ax.bar(positions + offset, heights, width, color=f"C{index % 10}", label=encoder)
     ax.axhline(0.0, color="black", linewidth=0.8)
-    ax.set_xticks(positions, variables, rotation=30, ha="right")
+    labels = [f"{v} *" if v in marked else v for v in variables]
+    ax.set_xticks(positions, labels, rotation=30, ha="right")
+    for label, variable in zip(ax.get_xticklabels(), variables, strict=True):
+        if variable in marked:
+            label.set_fontweight("bold")
     ax.set_ylabel("held-out R²")
     bottom = max(lowest, -1.0) - 0.05  # very negative R^2 would hide the rest: clip, label
     ax.set_ylim(bottom, 1.05)

@@ -262,17 +262,22 @@ def _task_section(
         if seeded is not None and name in r2_by_encoder:
             r2_by_encoder[name] = seeded["per_variable"]  # the mean over its seeds, as the table
     if r2_by_encoder:
+        variables = {v for scores in r2_by_encoder.values() for v in scores}
+        averaged = next(
+            (set(p["probe/mean_over"]) for p in probes.values() if p.get("probe/mean_over")),
+            variables,
+        )
+        marked = sorted(averaged) if averaged < variables else []
         path = plots.plot_probe_r2(
             r2_by_encoder,
             plots_dir / f"{slug}_probe_r2.png",
             title=f"{slug}: probe R² per variable",
+            marked=marked,
         )
-        section_plots.append(
-            {
-                "path": str(path.relative_to(out)),
-                "caption": "linear probes (a view-conditioned variable scored in view)",
-            }
-        )
+        caption = "linear probes (a view-conditioned variable scored in view)"
+        if marked:
+            caption += "; * the variables the table's mean averages"
+        section_plots.append({"path": str(path.relative_to(out)), "caption": caption})
     curves = {
         name: stage.path / "encoder" / "metrics.csv"
         for name, stage in artifacts.pretrain.items()
