@@ -152,21 +152,6 @@ def test_verdict_with_overlapping_intervals():
     assert "do not overlap" not in text
 
 
-def test_verdict_judges_a_difference_by_its_own_interval_when_given():
-    """Two 95% intervals can overlap while their difference's excludes 0 (overlap is a test
-    at about 99.5%): given the bootstrapped difference, the verdict says what it shows."""
-    rows = _rows(fdm=(0.5, 0.375, 0.625), none=(0.4375, 0.3125, 0.5625))  # overlapping
-    apart = {"fdm+future": {"none": {"mean": 6.25, "low": 0.5, "high": 12.0}}}
-    text = verdict(rows, differences=apart)
-    assert "interval of the difference, [+0.5, +12.0] points, excludes 0" in text
-    assert "overlap" not in text
-    together = {"fdm+future": {"none": {"mean": 6.25, "low": -2.0, "high": 14.0}}}
-    text = verdict(rows, differences=together)
-    assert "[-2.0, +14.0] points, includes 0: this run cannot tell them apart" in text
-    # A pair the differences leave out is judged by the overlap as before.
-    assert "intervals overlap" in verdict(rows, differences={"fdm+future": {}})
-
-
 def test_verdict_mentions_the_baseline_when_it_is_not_runner_up():
     rows = [*_rows(), {"encoder": "scratch", "success": {"mean": 0.75, "low": 0.6, "high": 0.85}}]
     text = verdict(rows)

@@ -787,7 +787,11 @@ def test_resume_refuses_a_frozen_encoder_whose_weights_changed(demos, tmp_path, 
     write_encoder_dir(encoder_dir, encoder_config_for("keypoints", IMAGE_SIZE), seed=1)
     with pytest.raises(ValueError, match=r"other settings \(encoder_weights '[0-9a-f]{16}' ->"):
         train_tiny_bc(demos, tmp_path / "cut", resume=True, **settings)
-    write_encoder_dir(encoder_dir, encoder_config_for("keypoints", IMAGE_SIZE), seed=0)
+    # A checkpoint written before the fingerprint was recorded resumes, unchecked, as it did.
+    state_path = tmp_path / "cut" / "checkpoints" / "resume.json"
+    state = json.loads(state_path.read_text())
+    del state["settings"]["encoder_weights"]
+    state_path.write_text(json.dumps(state))
     resumed = train_tiny_bc(demos, tmp_path / "cut", resume=True, **settings)
     fingerprint = read_policy_config(resumed)["encoder"]["weights_fingerprint"]
     assert re.fullmatch(r"[0-9a-f]{16}", fingerprint)

@@ -102,7 +102,6 @@ def success_across_tasks(
     confidence: float = 0.95,
     num_resamples: int = 10_000,
     seed: int = 0,
-    min_tasks: int = 2,
 ) -> list[dict[str, Any]]:
     """Each encoder's mean success over the tasks of the run, its share of
     the ``reference`` encoder's mean (the ratio of the two means, as issue 5 states its bar)
@@ -122,23 +121,20 @@ def success_across_tasks(
         num_resamples: Bootstrap resamples per cell.
         seed: Base seed; each cell's resampling is seeded by it and the cell's names alone,
             so adding an encoder leaves the others' intervals over the same tasks as they were.
-        min_tasks: Fewer tasks give nothing; 1 gives one task's leads with intervals of the
-            differences themselves (what the report's per-task verdicts use).
 
     Returns:
         One dict per encoder evaluated on every task (in ``outcomes``' order): ``encoder``,
         ``tasks`` (sorted), ``success`` ``{"mean", "low", "high"}`` (a rate),
         ``of_reference`` (a ratio, or None for the reference itself, or when the reference is
         absent or its mean over the tasks is 0) and ``gain_over``
-        ``{baseline: {"mean", "low", "high"}}`` in points. Empty with fewer than ``min_tasks``
-        tasks.
+        ``{baseline: {"mean", "low", "high"}}`` in points. Empty with fewer than two tasks.
     """
     if tasks is None:
         shared = [set(by_task) for by_task in outcomes.values()]
         tasks = sorted(set.intersection(*shared)) if shared else []
     tasks = sorted(tasks)
     outcomes = {e: by_task for e, by_task in outcomes.items() if set(tasks) <= set(by_task)}
-    if len(tasks) < min_tasks or not outcomes:
+    if len(tasks) < 2 or not outcomes:
         return []
     points: dict[str, float] = {}
     draws: dict[str, np.ndarray] = {}

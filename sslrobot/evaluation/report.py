@@ -187,23 +187,17 @@ def verdict(
     task_results: Sequence[Mapping[str, Any]],
     reference_encoders: Sequence[str] = ("state",),
     baseline_encoder: str | None = "none",
-    differences: Mapping[str, Mapping[str, Mapping[str, float]]] | None = None,
 ) -> str:
     """A plain-language verdict for one task, computed from its success rates and intervals.
 
     Names the best encoder (reference encoders such as the state oracle are upper bounds, not
-    contestants), its lead over the runner-up and over the random-init baseline, and whether
-    the data separate them: by the bootstrap interval of the difference where ``differences``
-    has it (it excludes 0 or not), else by whether the two 95% intervals overlap (a stricter
-    test: two intervals can overlap while their difference's excludes 0).
+    contestants), its lead over the runner-up and over the random-init baseline, and whether the
+    confidence intervals overlap; overlapping intervals are reported as "cannot tell apart".
 
     Args:
         task_results: Rows with ``encoder`` and ``success`` (``{"mean", "low", "high"}``).
         reference_encoders: Encoders reported as references (e.g. ``"state"``).
         baseline_encoder: The baseline to compare the winner with, when present.
-        differences: ``differences[a][b]``: ``{"mean", "low", "high"}`` of a's success minus
-            b's in points (``across_tasks.success_across_tasks(..., min_tasks=1)``'s
-            ``gain_over``), when the episodes' outcomes are at hand.
     """
     rows = [(str(r["encoder"]), _success(r)) for r in task_results]
     rows = [(name, ci) for name, ci in rows if ci is not None]
@@ -219,6 +213,7 @@ def verdict(
         sentences.append(f"Only {winner} was evaluated: success {format_ci(*win_ci)}.")
     else:
         runner, run_ci = contestants[1]
+        overlap = _cannot_separate(win_ci, run_ci)
         # Means of seed means depend on summation order: equal rates may differ by 1e-17.
         if math.isclose(win_ci[0], run_ci[0], rel_tol=0.0, abs_tol=1e-9):
             sentences.append(
@@ -230,15 +225,14 @@ def verdict(
                 f"{winner} has the highest success, {format_ci(*win_ci)}, "
                 f"{_points(win_ci[0], run_ci[0])} above {runner} ({format_ci(*run_ci)})."
             )
-        clause = _separation_clause((winner, win_ci), (runner, run_ci), differences)
+        clause = _overlap_clause(overlap)
         sentences.append(clause[:1].upper() + clause[1:])
         baseline = next((ci for n, ci in contestants[2:] if n == baseline_encoder), None)
         if baseline is not None:
-            assert baseline_encoder is not None
             sentences.append(
                 f"Against the {baseline_encoder} baseline ({format_ci(*baseline)}) the lead is "
                 f"{_points(win_ci[0], baseline[0])}; "
-                + _separation_clause((winner, win_ci), (baseline_encoder, baseline), differences)
+                + _overlap_clause(_cannot_separate(win_ci, baseline))
             )
     for name, ref_ci in references:
         sentence = f"The {name} reference reaches {format_ci(*ref_ci)}"
@@ -261,24 +255,6 @@ def _overlap_clause(overlap: bool) -> str:
     if overlap:
         return "the 95% intervals overlap, so this run cannot tell them apart."
     return "the 95% intervals do not overlap, so the difference is clear at this sample size."
-
-
-def _separation_clause(
-    first: tuple[str, Sequence[float]],
-    second: tuple[str, Sequence[float]],
-    differences: Mapping[str, Mapping[str, Mapping[str, float]]] | None,
-) -> str:
-    """Whether the run separates two encoders: by their difference's bootstrap interval when
-    ``differences`` has it, else by the overlap of their own intervals."""
-    (name, ci), (other, other_ci) = first, second
-    difference = (differences or {}).get(name, {}).get(other)
-    if difference is None:
-        return _overlap_clause(_cannot_separate(ci, other_ci))
-    low, high = float(difference["low"]), float(difference["high"])
-    said = f"the 95% interval of the difference, [{low:+.1f}, {high:+.1f}] points,"
-    if low <= 0.0 <= high:
-        return f"{said} includes 0: this run cannot tell them apart."
-    return f"{said} excludes 0: the difference is clear at this sample size."
 
 
 def _picture_items(items: Sequence[Any] | None, out_dir: Path) -> list[tuple[Path, str]]:

@@ -335,40 +335,11 @@ def _task_section(
     section = {
         "task": env_id,
         "rows": rows,
-        "verdict": verdict(rows, differences=_task_differences(config, env_id, records)),
+        "verdict": verdict(rows),
         "plots": section_plots,
         "media": media,
     }
     return section, aggregated, records
-
-
-def _task_differences(
-    config: RunConfig, env_id: str, records: Sequence[dict[str, Any]]
-) -> dict[str, dict[str, dict[str, float]]]:
-    """Every pair's difference in success on one task (main demonstration count, training
-    look, final checkpoints), bootstrapped as a difference: ``differences[a][b]`` in points.
-    The verdict uses them instead of asking whether two intervals overlap, a stricter test
-    than the 95% the intervals claim. A pair with an encoder whose every episode ended alike
-    (Navigate's 300 of 300) is left out, so its verdict falls back on the overlap of the two
-    intervals: the bootstrap cannot see past such a sample, and its difference would carry
-    the other encoder's noise alone."""
-    from sslrobot.evaluation.across_tasks import outcomes_by_encoder, success_across_tasks
-
-    outcomes = outcomes_by_encoder(records, config.main_demos)
-    names = [
-        name
-        for name in config.encoder_names
-        if name in outcomes and len({o for seed in outcomes[name][env_id] for o in seed}) > 1
-    ]
-    rows = success_across_tasks(
-        {name: outcomes[name] for name in names},
-        tasks=[env_id],
-        reference=None,
-        baselines=names,
-        seed=config.seed,
-        min_tasks=1,
-    )
-    return {row["encoder"]: row["gain_over"] for row in rows}
 
 
 #: The looks and checkpoints summarised over the tasks, in the report's order.
@@ -383,13 +354,26 @@ _ACROSS_TASKS_BLOCKS = (
 def run_summary(config: RunConfig) -> str:
     """One paragraph at the top of the report: what was compared, on what, how measured."""
     tasks = ", ".join(task_slug(task) for task in config.tasks)
-    pretrained = ", ".join(f"`{name}`" for name in config.objectives) or "no objective"
     described = {
-        "none": "a frozen random encoder (`none`)",
-        "scratch": "the same encoder trained end to end (`scratch`)",
-        "state": "the privileged-state oracle (`state`)",
+        "none": "a frozen random encoder (none)",
+        "scratch": "the same encoder trained end to end (scratch)",
+        "state": "the privileged-state oracle (state)",
     }
-    baselines = ", ".join(described.get(name, f"`{name}`") for name in config.encoders)
+    baselines = ", ".join(described.get(name, name) for name in config.encoders)
+    if config.objectives:
+        compared = (
+            f"{config.encoder_arch} encoders pretrained by {', '.join(config.objectives)} on "
+            f"{config.num_unlabeled_episodes} unlabeled {config.unlabeled_policy} episodes per "
+            "task"
+            + (
+                f", and one pretrained on every task's episodes ({config.mixed_encoder_name})"
+                if config.mixed_encoder_name
+                else ""
+            )
+            + f", frozen, against {baselines}"
+        )
+    else:
+        compared = f"{config.encoder_arch} encoders: {baselines}"
     seeds, episodes = len(config.policy_seeds), config.eval_episodes
     sweep = (
         f"; success against the number of demonstrations on "
@@ -397,13 +381,17 @@ def run_summary(config: RunConfig) -> str:
         if config.data_efficiency_task
         else ""
     )
+    smoke = (
+        "Smoke run (quick preset): toy sizes, so the numbers test the machinery and mean "
+        "nothing about the methods. "
+        if config.preset == "quick"
+        else ""
+    )
     return (
-        f"On {tasks}: {config.encoder_arch} encoders pretrained by {pretrained} on "
-        f"{config.num_unlabeled_episodes} unlabeled {config.unlabeled_policy} episodes per task, "
-        f"frozen, against {baselines}; behaviour cloning from "
-        f"{config.main_demos} expert demonstrations, {seeds} training seed(s) x {episodes} "
-        "evaluation episodes per encoder and task. Success is the final checkpoint's, with a "
-        f"95% bootstrap interval{sweep}. Notes at the end say how each number is made; the "
+        f"{smoke}On {tasks}: {compared}; behaviour cloning from {config.main_demos} expert "
+        f"demonstrations, {seeds} training seed(s) x {episodes} evaluation episodes per encoder "
+        "and task. Success is the final checkpoint's, with a 95% bootstrap interval (training "
+        f"seeds, then episodes){sweep}. Notes at the end say how each number is made; the "
         "run's machine, versions and config follow them."
     )
 
@@ -503,12 +491,6 @@ def build_report(
             "evaluation episodes. The final checkpoint is the headline: choosing by a few "
             "validation episodes adds their noise. The train_policy times include the "
             "validation rollouts, the evaluate times the best checkpoints' evaluations.",
-        )
-    if config.preset == "quick":  # say so before anyone reads its verdict
-        report["notes"].insert(
-            0,
-            "Smoke run (quick preset): every stage runs at toy sizes, so these numbers test "
-            "the machinery and mean nothing about the methods.",
         )
     if config.bc_augment_copies:
         report["notes"].append(

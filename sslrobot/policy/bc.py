@@ -289,7 +289,7 @@ def train_bc(config: PolicyConfig) -> Path:
             "val_episodes=0"
         )
     out = config.out
-    fingerprint = record["encoder"]["weights_fingerprint"]
+    fingerprint = record["encoder"].get("weights_fingerprint")
     resumed = read_resume_state(out, config, fingerprint) if config.resume else None
     if resumed is None:
         start_policy_dir(out)
@@ -360,7 +360,7 @@ def _fit(
     best_score: tuple[float, ...] | None = None
     order = torch.randperm(num_samples, generator=generator, device=device)
     cursor, running, count, first = 0, 0.0, 0, 1
-    saver = _BCResumeCheckpoints(config, record["encoder"]["weights_fingerprint"])
+    saver = _BCResumeCheckpoints(config, record["encoder"].get("weights_fingerprint"))
     if resumed is not None:
         loop = saver.load(resumed, network, optimizer, generator, device)
         order, cursor, first = loop["order"], loop["cursor"], loop["step"] + 1
