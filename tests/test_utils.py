@@ -25,6 +25,7 @@ from sslrobot.utils.device import (
     bfloat16_autocast,
     full_precision,
     has_native_bfloat16,
+    preserved_cudnn_flags,
     resolve_device,
 )
 from sslrobot.utils.versions import package_versions
@@ -268,6 +269,24 @@ def test_configs_take_the_commands_spellings_and_refuse_others_by_name() -> None
         PretrainConfig(data="d", out="o", encoder=3)
     with pytest.raises(ValueError, match="unknown decoder 'x'"):
         PretrainConfig(data="d", out="o", decoder="x")
+
+
+def test_cudnn_flags_survive_stable_baselines3_seeding():
+    """SB3 seeds a GPU learner by setting cuDNN's flags for the process; the RL stage puts
+    them back, so later stages of ``sslrobot run`` keep the user's (CPU: the same call)."""
+    pytest.importorskip("stable_baselines3")
+    from stable_baselines3.common.utils import set_random_seed
+
+    cudnn = torch.backends.cudnn
+    before = (cudnn.deterministic, cudnn.benchmark)
+    try:
+        cudnn.deterministic, cudnn.benchmark = False, True
+        with preserved_cudnn_flags():
+            set_random_seed(0, using_cuda=True)
+            assert (cudnn.deterministic, cudnn.benchmark) == (True, False)
+        assert (cudnn.deterministic, cudnn.benchmark) == (False, True)
+    finally:
+        cudnn.deterministic, cudnn.benchmark = before
 
 
 def test_autocast_helpers_are_no_ops_without_autocast():

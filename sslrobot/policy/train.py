@@ -29,5 +29,7 @@ def train_policy(config: PolicyConfig) -> Path:
 
         return train_bc(config)
     from sslrobot.policy.rl import train_rl
+    from sslrobot.utils.device import preserved_cudnn_flags
 
-    return train_rl(config)
+    with preserved_cudnn_flags():  # SB3's seeding sets them process-wide on a GPU
+        return train_rl(config)

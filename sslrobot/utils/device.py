@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator
 from contextlib import AbstractContextManager
 
 import torch
@@ -84,6 +85,23 @@ def full_precision(device: torch.device) -> AbstractContextManager:
     if _autocast_enabled(device.type):
         return torch.autocast(device.type, enabled=False)
     return contextlib.nullcontext()
+
+
+@contextlib.contextmanager
+def preserved_cudnn_flags() -> Iterator[None]:
+    """Put cuDNN's ``deterministic`` and ``benchmark`` flags back as they were on exit.
+
+    Stable-Baselines3 seeds a GPU learner with ``set_random_seed(seed, using_cuda=True)``,
+    which sets them for the whole process (deterministic on, benchmark off); without this,
+    the stages ``sslrobot run`` or a user's script runs after an RL policy would inherit what
+    RL chose. Plain attributes, so this costs nothing without CUDA.
+    """
+    cudnn = torch.backends.cudnn
+    saved = (cudnn.deterministic, cudnn.benchmark)
+    try:
+        yield
+    finally:
+        cudnn.deterministic, cudnn.benchmark = saved
 
 
 def _autocast_enabled(device_type: str) -> bool:
