@@ -103,11 +103,12 @@ def test_encoders_missing_a_task_are_left_out_and_extra_tasks_ignored() -> None:
 def test_a_reference_resampled_to_zero_gives_an_open_share_not_none() -> None:
     rates = {
         "e": {"A": [0.2, 0.1, 0.2], "B": [0.1] * 3},
-        "state": {"A": [0.06, 0, 0], "B": [0] * 3},
+        "state": {"A": [0.06, 0, 0], "B": [0.04, 0, 0]},
     }
     (row, _) = success_across_tasks(_outcomes(rates), num_resamples=2000)
     share = row["of_reference"]
-    assert share["mean"] == pytest.approx((0.5 / 3 + 0.1) / 2 / 0.01) and share["high"] == np.inf
+    expected = (0.5 / 3 + 0.1) / 2 / (0.1 / 3 / 2)
+    assert share["mean"] == pytest.approx(expected) and share["high"] == np.inf
 
 
 def test_a_mean_whose_every_episode_ended_alike_gets_wilson_s_interval() -> None:
@@ -121,10 +122,30 @@ def test_a_mean_whose_every_episode_ended_alike_gets_wilson_s_interval() -> None
         {"mean": 1.0, "low": wilson_interval(120, 120)[1], "high": 1.0}
     )
     assert rows[1]["success"]["low"] == 0.0 and 0.0 < rows[1]["success"]["high"] < 0.05
-    # A cell alike among others adds no width, but the mean's interval comes from the rest.
+    # A cell alike among others: the mean's interval comes mostly from the rest.
     mixed = {"e": {"A": [[1.0] * 20] * 3, "B": _outcomes({"x": {"B": [0.5, 0.4, 0.6]}})["x"]["B"]}}
     (row,) = success_across_tasks(mixed, reference=None, num_resamples=500)
     assert row["success"]["low"] < row["success"]["mean"] < row["success"]["high"] < 1.0
+
+
+def test_cells_that_each_ended_alike_still_give_the_mean_a_width() -> None:
+    """Every cell all-alike but the cells differing (an oracle at 30 of 30 on two tasks and
+    0 of 30 on the third): each is drawn from its count's Jeffreys posterior, so neither the
+    mean nor a share built on it claims a certainty that 30 episodes per cell cannot give."""
+    outcomes = {
+        "state": {"A": [[1.0] * 10] * 3, "B": [[1.0] * 10] * 3, "C": [[0.0] * 10] * 3},
+        "e": _outcomes({"e": {"A": [0.9] * 3, "B": [0.8] * 3, "C": [0.0] * 3}})["e"],
+    }
+    rows = {r["encoder"]: r for r in success_across_tasks(outcomes, num_resamples=4000)}
+    state = rows["state"]["success"]
+    assert state["mean"] == pytest.approx(2 / 3)
+    assert state["low"] < 2 / 3 - 0.003 and state["high"] > 2 / 3 + 0.001
+    # The share's interval is wider than e's own noise over a constant oracle would make it.
+    share, e = rows["e"]["of_reference"], rows["e"]["success"]
+    assert share["high"] - share["low"] > 1.2 * (e["high"] - e["low"]) / (2 / 3)
+    # Wilson's pooled interval still stands in when every episode of every task ended alike.
+    alike = success_across_tasks({"z": {"A": [[1.0] * 50], "B": [[1.0] * 50]}}, reference=None)
+    assert alike[0]["success"]["low"] == pytest.approx(wilson_interval(100, 100)[1])
 
 
 def _record(encoder: str, env_id: str, seed: int, successes: list[bool], **keys: object) -> dict:

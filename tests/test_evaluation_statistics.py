@@ -117,13 +117,27 @@ def test_wilson_interval_known_values():
 
 
 def test_success_interval_is_never_a_zero_width_certainty():
-    """0 of 50 is not [0, 0]: with every outcome alike the bootstrap has nothing to resample,
-    so Wilson's interval of the pooled count stands in; mixed outcomes keep the bootstrap."""
+    """0 of 50 is not [0, 0], and 1 of 50 is not surer than 0 of 50: one seed's episodes get
+    Wilson's interval of their count; several seeds the bootstrap over seeds and episodes,
+    widened to Wilson's interval of the pooled count where that is wider."""
     assert success_interval([np.zeros(50)]) == wilson_interval(0, 50)
     assert success_interval([np.zeros(50)])[2] == pytest.approx(0.0713, abs=1e-4)
+    one_in_fifty = np.zeros(50)
+    one_in_fifty[7] = 1.0
+    assert success_interval([one_in_fifty]) == pytest.approx(wilson_interval(1, 50))
+    assert success_interval([one_in_fifty])[2] > success_interval([np.zeros(50)])[2]
     mean, low, high = success_interval([np.ones(100)] * 3)
     assert mean == 1.0 and high == 1.0 and low == pytest.approx(wilson_interval(300, 300)[1])
-    mixed = [np.array([0, 1, 1, 0, 1.0]), np.array([1, 1, 0, 0, 0.0])]
-    assert success_interval(mixed, seed=3) == stratified_bootstrap_ci(mixed, seed=3)
+    # Seeds that differ: the bootstrap's interval, wider than the pooled count's Wilson.
+    rng = np.random.default_rng(0)
+    spread = [(rng.random(100) < p).astype(float) for p in (0.2, 0.5, 0.8)]
+    bootstrap = stratified_bootstrap_ci(spread, seed=3)
+    assert success_interval(spread, seed=3) == bootstrap
+    assert bootstrap[2] - bootstrap[1] > 2 * (wilson_interval(150, 300)[2] - 0.5)
+    # Seeds alike but near 0: the bootstrap's upper end falls short of Wilson's; Wilson's kept.
+    rare = [one_in_fifty, np.zeros(50), np.zeros(50)]
+    _, _, bootstrap_high = stratified_bootstrap_ci(rare, seed=3)
+    _, low, high = success_interval(rare, seed=3)
+    assert bootstrap_high < wilson_interval(1, 150)[2] == high and low == 0.0
     with pytest.raises(ValueError, match=r"must be 0 or 1, got \[0.0, 0.5\]"):
         success_interval([np.array([0.0, 0.5])])

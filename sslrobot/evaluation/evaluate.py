@@ -63,8 +63,9 @@ def evaluate(
         device: Where the policy runs.
 
     Returns:
-        The record: ``success_rate``, ``success_ci95`` [low, high], ``mean_return``,
-        ``return_ci95``, ``episodes`` (seed, success, return, length per episode) and labels.
+        The record: ``success_rate``, ``success_ci95`` [low, high] (Wilson's score interval of
+        the count), ``mean_return``, ``return_ci95`` (a percentile bootstrap), ``episodes``
+        (seed, success, return, length per episode) and labels.
     """
     from sslrobot.policy import load_policy
     from sslrobot.policy.config import VALIDATION_SEED_BASE
