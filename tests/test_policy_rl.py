@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import load as load_safetensors
 
 pytest.importorskip("stable_baselines3")
 
@@ -15,6 +16,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv
 
 from sslrobot.evaluation.evaluate import evaluate
 from sslrobot.policy import PolicyConfig, load_policy, train_policy
+from sslrobot.policy.checkpoint import ResumeError
 from sslrobot.policy.encoders import resolve_encoder
 from sslrobot.policy.environment import make_env
 from sslrobot.policy.network import ObservationEncoder, policy_inputs
@@ -208,7 +210,8 @@ def test_an_interrupted_rl_run_resumes_from_its_last_checkpoint(tmp_path, monkey
     state = json.loads((tmp_path / "sac" / "checkpoints" / "resume.json").read_text())
     assert state["num_timesteps"] == 50 and [r["step"] for r in state["validation"]] == [50]
     assert sorted(p.name for p in (tmp_path / "sac" / "checkpoints").iterdir()) == [
-        "best_sb3_50.zip", "model_50.zip", "replay_buffer_50.pkl", "resume.json",
+        "best_sb3_50.zip", "model_50.zip", "observation_encoder_50.safetensors",
+        "replay_buffer_50.pkl", "resume.json",
     ]  # fmt: skip
     assert not (tmp_path / "sac" / "policy_config.json").exists()
     best_at_50 = (tmp_path / "sac" / "checkpoints" / "best_sb3_50.zip").read_bytes()
@@ -217,7 +220,18 @@ def test_an_interrupted_rl_run_resumes_from_its_last_checkpoint(tmp_path, monkey
 
     with pytest.raises(ValueError, match=r"other settings \(batch_size 16 -> 8\)"):
         train_policy(PolicyConfig(**{**values, "batch_size": 8, "resume": True}))
+    model_file = tmp_path / "sac" / "checkpoints" / "model_50.zip"
+    intact = model_file.read_bytes()
+    model_file.write_bytes(b"not a zip")  # damaged: the error run's retry path knows
+    with pytest.raises(ResumeError, match="cannot resume from its checkpoint"):
+        train_policy(PolicyConfig(**{**values, "resume": True}))
+    model_file.write_bytes(intact)
     monkeypatch.setattr(rl._ResumeCheckpoints, "save", save)
+    # The statistics the model trained on come back with it, never fitted anew.
+    monkeypatch.setattr(rl, "_fit_normalizers", lambda *a: pytest.fail("refitted on resume"))
+    saved_statistics = load_safetensors(
+        (tmp_path / "sac" / "checkpoints" / "observation_encoder_50.safetensors").read_bytes()
+    )
     load = rl.load_resume_checkpoint
     buffered = []
 
@@ -235,5 +249,12 @@ def test_an_interrupted_rl_run_resumes_from_its_last_checkpoint(tmp_path, monkey
     assert record["best"]["step"] == 50 and (out / "best_sb3.zip").read_bytes() == best_at_50
     assert not (out / "checkpoints").exists()  # finished: nothing left to resume
     assert (out / "logs" / "resumed_at_50" / "progress.csv").is_file()
+    final = load_safetensors((out / "final.safetensors").read_bytes())
+    assert final.keys() == saved_statistics.keys()
+    assert all(torch.equal(final[k], saved_statistics[k]) for k in final)
     with pytest.raises(ValueError, match=r"holds a finished policy .* nothing to resume"):
         train_policy(PolicyConfig(**{**values, "resume": True}))
+    # A fresh run over it starts its logs afresh: no earlier run's curves mixed in.
+    monkeypatch.undo()
+    train_policy(PolicyConfig(**{**values, "val_episodes": 0, "overwrite": True}))
+    assert sorted(p.name for p in (out / "logs").iterdir() if p.is_dir()) == []

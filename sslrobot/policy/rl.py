@@ -15,8 +15,10 @@ proprio and keeps its standard MLP policies, logging (CSV, TensorBoard, stdout) 
 from __future__ import annotations
 
 import math
+import pickle
 import shutil
 import time
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -30,6 +32,8 @@ from sslrobot.policy.cache import FeatureCache
 from sslrobot.policy.checkpoint import (
     CHECKPOINT_DIR,
     RESUME_STATE,
+    ResumeError,
+    load_weights,
     read_resume_state,
     resume_settings,
     save_weights,
@@ -239,15 +243,21 @@ def train_rl(config: PolicyConfig) -> Path:
         obs_encoder = ObservationEncoder(
             resolved.module, feature_dim=feature_dim, proprio_dim=shapes.proprio_dim, frozen=True
         ).to(device)
-        norm_source, norm_seeds = _fit_normalizers(config, obs_encoder, resolved, venv, shapes)
-        env = make_feature_vec_env(venv, obs_encoder, obs_mode, device)
-        num_steps = config.steps or DEFAULT_RL_STEPS
         fingerprint = resolved.describe()["weights_fingerprint"]
         resumed = read_resume_state(out, config, fingerprint) if config.resume else None
+        if resumed is not None and resumed.get("observation_encoder"):
+            # The statistics the actor, critic and replay buffer were trained on, not a refit
+            # (the demonstrations may have grown, or the device changed, since).
+            norm_source, norm_seeds = restore_observation_encoder(out, resumed, obs_encoder)
+        else:
+            norm_source, norm_seeds = _fit_normalizers(config, obs_encoder, resolved, venv, shapes)
+        env = make_feature_vec_env(venv, obs_encoder, obs_mode, device)
+        num_steps = config.steps or DEFAULT_RL_STEPS
         if resumed is None:
             model = make_sb3_model(config, env, device, num_steps)
             start_policy_dir(out)
-            shutil.rmtree(out / CHECKPOINT_DIR, ignore_errors=True)  # an earlier run's
+            for earlier in (CHECKPOINT_DIR, "logs"):  # an earlier run's, never mixed with ours
+                shutil.rmtree(out / earlier, ignore_errors=True)
         else:
             model = load_resume_checkpoint(out, resumed, config, env, device)
             restore_best_model(out, resumed)
@@ -268,7 +278,10 @@ def train_rl(config: PolicyConfig) -> Path:
             checks = _ValidationChecks(validator, num_steps, config.num_val_checks, out)
             if resumed is not None:
                 checks.restore(resumed, done)
-        saver = _ResumeCheckpoints(out, num_steps, config, checks, done, resumed_at, fingerprint)
+        saver = _ResumeCheckpoints(
+            out, num_steps, config, checks, done, resumed_at, fingerprint, obs_encoder,
+            {"normalization": norm_source, "demo_seeds": norm_seeds},
+        )  # fmt: skip
         bar = _progress_callback(f"rl {config.rl_algorithm}", num_steps, done, config.progress)
         try:
             model.learn(
@@ -283,6 +296,7 @@ def train_rl(config: PolicyConfig) -> Path:
         finally:
             if checks is not None:
                 checks.validator.close()
+            model.logger.close()  # TensorBoard's writer thread would outlive the run
     finally:
         venv.close()
     save_weights(out / "final.safetensors", obs_encoder)
@@ -325,16 +339,44 @@ NUM_RESUME_CHECKPOINTS = 10
 def load_resume_checkpoint(
     out: Path, state: dict[str, Any], config: PolicyConfig, env: Any, device: torch.device
 ) -> Any:
-    """The SB3 model (and SAC's replay buffer) of the checkpoint ``state`` names, on ``env``."""
+    """The SB3 model (and SAC's replay buffer) of the checkpoint ``state`` names, on ``env``.
+
+    Raises:
+        ResumeError: a file is missing or damaged, or the model's step count is not the
+            checkpoint's (``sslrobot run`` then trains the stage anew, as for BC).
+    """
     sb3 = _import_sb3()
     algorithm = {"sac": sb3.SAC, "ppo": sb3.PPO}[config.rl_algorithm]
     folder = out / CHECKPOINT_DIR
-    model = algorithm.load(str(folder / state["model"]), env=env, device=device)
-    if state.get("replay_buffer"):
-        model.load_replay_buffer(str(folder / state["replay_buffer"]))
+    try:
+        model = algorithm.load(str(folder / state["model"]), env=env, device=device)
+        if state.get("replay_buffer"):
+            model.load_replay_buffer(str(folder / state["replay_buffer"]))
+    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile, pickle.PickleError) as e:
+        raise ResumeError(f"{folder}: cannot resume from its checkpoint ({e!r})") from e
     if int(model.num_timesteps) != int(state["num_timesteps"]):
-        raise ValueError(f"{folder}: the model and {RESUME_STATE} disagree on the step count")
+        raise ResumeError(f"{folder}: the model and {RESUME_STATE} disagree on the step count")
     return model
+
+
+def restore_observation_encoder(
+    out: Path, state: dict[str, Any], obs_encoder: ObservationEncoder
+) -> tuple[str, list[int]]:
+    """Load the frozen encoder and feature/proprio statistics the checkpoint ``state`` saved.
+
+    Returns:
+        Where the statistics came from and the demonstrations' reset seeds, as the
+        interrupted run recorded them.
+
+    Raises:
+        ResumeError: the file is missing or does not fit this policy's inputs.
+    """
+    path = out / CHECKPOINT_DIR / state["observation_encoder"]
+    try:
+        load_weights(path, obs_encoder)
+    except (OSError, ValueError) as error:
+        raise ResumeError(f"cannot resume: {error}") from error
+    return str(state["normalization"]), [int(s) for s in state["demo_seeds"]]
 
 
 def restore_best_model(out: Path, state: dict[str, Any]) -> None:
@@ -395,7 +437,8 @@ def _callback_at_points(owner: Any, act: Callable[[Any], None]) -> Any:
 
 class _ResumeCheckpoints:
     """SB3 callback: at every ``1 / NUM_RESUME_CHECKPOINTS`` of the steps, the model, SAC's
-    replay buffer, the validation so far and the best model under ``out/checkpoints/``, each
+    replay buffer, the feature and proprio statistics (with the frozen encoder), the
+    validation so far and the best model under ``out/checkpoints/``, each
     file written whole before ``resume.json`` names it, so that an interrupted run continues
     from there (``train-policy --resume``) instead of from step 0. The environments'
     episodes restart from their reset seeds, so a resumed run is not step for step the
@@ -410,8 +453,11 @@ class _ResumeCheckpoints:
         done: int,
         resumed_at: list[int],
         encoder_fingerprint: str | None,
+        obs_encoder: ObservationEncoder,
+        normalization: dict[str, Any],
     ) -> None:
         self.folder, self.checks = out / CHECKPOINT_DIR, checks
+        self.obs_encoder, self.normalization = obs_encoder, normalization
         self.settings = resume_settings(config, encoder_fingerprint)
         self.resumed = resumed_at
         count = NUM_RESUME_CHECKPOINTS
@@ -435,11 +481,16 @@ class _ResumeCheckpoints:
             best = f"best_sb3_{step}.zip"  # as it is now: a later check may replace it
             data = best_file.read_bytes()
             atomic_write(self.folder / best, lambda file: file.write(data))
+        # The statistics the model trains on (and the frozen encoder): restored on resume.
+        observation_encoder = f"observation_encoder_{step}.safetensors"
+        save_weights(self.folder / observation_encoder, self.obs_encoder)
         state = {
             "num_timesteps": step,
             "model": name,
             "replay_buffer": buffer,
             "best_model": best,
+            "observation_encoder": observation_encoder,
+            **self.normalization,
             "settings": self.settings,
             "resumed_at_steps": self.resumed,
             "validation": [] if self.checks is None else self.checks.rows,
@@ -447,7 +498,8 @@ class _ResumeCheckpoints:
         }
         atomic_write_json(self.folder / RESUME_STATE, state)
         for stale in self.folder.iterdir():  # the checkpoints before this one
-            if stale.name not in (name, buffer, best, RESUME_STATE) and stale.name[0] != ".":
+            kept = (name, buffer, best, observation_encoder, RESUME_STATE)
+            if stale.name not in kept and stale.name[0] != ".":
                 stale.unlink()
 
 
