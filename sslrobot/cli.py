@@ -29,6 +29,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="sslrobot",
         description="Self-supervised visual pretraining for simulated robots, end to end.",
     )
+    from sslrobot import __version__
+
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="<command>")
     for module_name in _COMMAND_MODULES:
         importlib.import_module(module_name).register(subparsers)

@@ -325,7 +325,8 @@ def test_unwritable_output_directory_is_named(tmp_path):
     ("overrides", "message"),
     [
         ({"env_id": "sslrobot/Pusj-v0"}, "unknown env id 'sslrobot/Pusj-v0'.*sslrobot/Push-v0"),
-        ({"env_id": "NoSuchEnv-v3"}, "unknown env id.*Reacher-v5"),
+        ({"env_id": "NoSuchEnv-v3"}, r"unknown env id 'NoSuchEnv-v3'\. sslrobot ids: .*other"),
+        ({"env_id": "Reacher-v9"}, r"Did you mean (Reacher-v\d, )*Reacher-v5\? sslrobot"),
         ({"policy": "greedy"}, "unknown policy 'greedy'.*noisy-expert"),
         ({"num_episodes": 0}, "num_episodes must be an integer >= 1, got 0"),
         ({"num_envs": 0}, "num_envs must be an integer >= 1"),

@@ -344,6 +344,11 @@ def test_envs_command_lists_every_id_with_its_spaces(capsys: pytest.CaptureFixtu
     assert "action: Box(-1.0, 1.0, (2,), float32)" in out  # fingertip velocity; forward, turn
     assert "shipped encoder: --encoder pretrained:sslrobot/Push-v0" in out
     assert "pretrained:sslrobot/Navigate-v0" not in out  # only the latest versions ship one
+    assert (
+        "Navigate-v0  (truncated after 250 steps; out of date, kept for published results: "
+        "use sslrobot/Navigate-v1)" in out
+    )
+    assert "Navigate-v1  (truncated after 250 steps)" in out
 
 
 def test_demo_command_writes_an_expert_video(tmp_path, capsys: pytest.CaptureFixture) -> None:

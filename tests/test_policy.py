@@ -15,6 +15,7 @@ import safetensors.torch
 import torch
 from torch import nn
 
+import sslrobot
 from sslrobot.data import CollectConfig, collect, open_dataset
 from sslrobot.models.encoder import Encoder, EncoderConfig, encoder_config_for
 from sslrobot.models.features import extract_features
@@ -22,7 +23,7 @@ from sslrobot.policy import PolicyConfig, load_policy, train_policy
 from sslrobot.policy.bc import BCData, bc_loss
 from sslrobot.policy.cache import FeatureCache, module_fingerprint
 from sslrobot.policy.checkpoint import read_policy_config
-from sslrobot.policy.config import VALIDATION_SEED_BASE
+from sslrobot.policy.config import DEFAULT_BC_STEPS, DEFAULT_RL_STEPS, VALIDATION_SEED_BASE
 from sslrobot.policy.demos import select_demo_ids
 from sslrobot.policy.encoders import resolve_encoder
 from sslrobot.policy.network import BCNetwork, ObservationEncoder
@@ -259,6 +260,9 @@ def test_a_new_run_into_a_policy_dir_clears_the_old_policy_first(demos, tmp_path
     with pytest.raises(ValueError, match=r"holds a trained policy .* pass --overwrite"):
         train_tiny_bc(demos, out, seed=7)
     assert read_policy_config(out)["seed"] == 0 and (out / "final.safetensors").is_file()
+    # A file where the directory should go: named as --out (it was a bare "[Errno 17]").
+    with pytest.raises(ValueError, match=r"--out .*config.json is a file, not a directory"):
+        train_tiny_bc(demos, out / "policy_config.json", seed=7)
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
@@ -567,7 +571,7 @@ def test_train_policy_cli(demos, tmp_path, capsys):
         ({"algo": "dagger"}, "algo must be one of"),
         ({"encoder": "scratch", "algo": "rl"}, "scratch.*algo=.bc. only"),
         ({"steps": 3, "epochs": 2}, "steps or epochs, not both"),
-        ({"demos": None}, "demos is required"),
+        ({"demos": None}, r"demos \(--demos\) is required"),
         ({"batch_size": 0}, "batch_size must be an int >= 1, got 0"),
         ({"rl_algorithm": "ddpg"}, "rl_algorithm must be one of"),
         ({"hidden_dims": ()}, "hidden_dims"),
@@ -633,7 +637,7 @@ def test_a_diverging_bc_loss_is_one_line_from_the_cli(demos, tmp_path, capsys):
 
 def test_bad_encoder_paths_are_named(demos, tmp_path):
     missing = tmp_path / "no_such_encoder"
-    with pytest.raises(ValueError, match=f"{re.escape(str(missing))} does not exist"):
+    with pytest.raises(ValueError, match=f"pretrained:ENV_ID .*{re.escape(str(missing))} does n"):
         train_tiny_bc(demos, tmp_path / "p1", encoder=str(missing))
     a_file = tmp_path / "file.txt"
     a_file.write_text("x")
@@ -649,6 +653,9 @@ def test_bad_demo_paths_are_named(demos, tmp_path):
     missing = tmp_path / "no_demos"
     with pytest.raises(ValueError, match=f"{re.escape(str(missing))} does not exist"):
         train_tiny_bc(missing, tmp_path / "p")
+    manifest = demos / "manifest.json"  # a file of the dataset, not the dataset
+    with pytest.raises(ValueError, match=f"{re.escape(str(manifest))} is a file; give the dir"):
+        train_tiny_bc(manifest, tmp_path / "p")
     with pytest.raises(ValueError, match=r"collected on 'sslrobot/Reach-v0'.*Push-v0"):
         train_policy(
             PolicyConfig(env_id="sslrobot/Push-v0", encoder="none", algo="bc", out=tmp_path / "q",
@@ -885,3 +892,18 @@ def test_an_encoder_arch_beside_a_pretrained_encoder_that_it_does_not_name_warns
         warnings_module.simplefilter("error")  # the arch it is: nothing to say
         train_tiny_bc(demos, tmp_path / "b", encoder=str(encoder_dir), steps=2,
                       encoder_arch="cnn")  # fmt: skip
+
+
+def test_help_states_the_defaults_the_config_uses(capsys):
+    """The step budgets are None in the parser (resolved by algorithm), so argparse cannot
+    show them: the help text says them, and must say what the config does."""
+    from sslrobot.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["train-policy", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert f"BC gradient steps (default: {DEFAULT_BC_STEPS})" in text
+    assert f"RL env steps (default: {DEFAULT_RL_STEPS})" in text
+    with pytest.raises(SystemExit):
+        main(["--version"])
+    assert capsys.readouterr().out.strip() == f"sslrobot {sslrobot.__version__}"

@@ -250,6 +250,9 @@ def test_evaluate_rejects_bad_arguments(policy_dir, tmp_path):
     # but the proprio differs, and the error names both envs and sizes.
     with pytest.raises(ValueError, match=r"do not match sslrobot/Navigate-v1's \(proprio 9 vs 6\)"):
         evaluate(policy_dir, env_id="sslrobot/Navigate-v1", num_episodes=1)
+    # A directory as the result file: refused before any episode runs, not after all of them.
+    with pytest.raises(ValueError, match=r"out_json .* is a directory; give a file name"):
+        evaluate(tmp_path / "never_loaded", num_episodes=1, out_json=tmp_path)
     (tmp_path / "x.json").write_text("{}")
     with pytest.raises(ValueError, match="is not an sslrobot evaluation result"):
         load_results([tmp_path / "x.json"])

@@ -149,6 +149,20 @@ def test_bc_on_a_shipped_encoder_by_name(tmp_path):
     saved = safetensors.torch.load_file(str(out / "final.safetensors"))
     for name, tensor in before.items():
         torch.testing.assert_close(saved[f"obs_encoder.encoder.{name}"], tensor, rtol=0, atol=0)
+    # Another task's shipped encoder: allowed (a transfer test), never silently.
+    with pytest.warns(UserWarning, match=r"pretrained on 'sslrobot/Push-v0'.*a transfer test"):
+        train_policy(
+            PolicyConfig(
+                env_id="sslrobot/Reach-v0",
+                encoder="pretrained:Push-v0",
+                algo="bc",
+                out=tmp_path / "transfer",
+                demos=demos,
+                num_demos=3,
+                steps=1,
+                progress=False,
+            )
+        )
 
 
 def test_probe_takes_a_shipped_encoder_and_scores_the_probe_alone(tmp_path):

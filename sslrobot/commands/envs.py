@@ -29,8 +29,9 @@ class DemoResult:
 
 
 def describe_envs() -> list[dict[str, Any]]:
-    """One dict per id in ``sslrobot.envs.ENV_IDS``: id, step limit, spaces and names, and
-    the ``--encoder`` spec of its shipped encoder (``sslrobot.pretrained``) or None.
+    """One dict per id in ``sslrobot.envs.ENV_IDS``: id, step limit, the newer version that
+    supersedes it (or None), spaces and names, and the ``--encoder`` spec of its shipped
+    encoder (``sslrobot.pretrained``) or None.
 
     Environments whose module is missing are listed with an ``error`` entry instead.
     Builds each environment without rendering (no GL context is made).
@@ -45,6 +46,8 @@ def describe_envs() -> list[dict[str, Any]]:
         row: dict[str, Any] = {
             "id": env_id,
             "max_episode_steps": gym.spec(env_id).max_episode_steps,
+            # An older version kept for published results: the newest one's id, else None.
+            "superseded_by": _newest_version(env_id, sslrobot.envs.LATEST_ENV_IDS),
         }
         try:
             with warnings.catch_warnings():  # listing an older version is not using it
@@ -69,6 +72,13 @@ def describe_envs() -> list[dict[str, Any]]:
         state_env.close()
         rows.append(row)
     return rows
+
+
+def _newest_version(env_id: str, latest: tuple[str, ...]) -> str | None:
+    """The id in ``latest`` of ``env_id``'s task when it is another version, else None."""
+    task = env_id.rsplit("-v", 1)[0]
+    newer = [i for i in latest if i.rsplit("-v", 1)[0] == task and i != env_id]
+    return newer[0] if newer else None
 
 
 def write_expert_demo(
@@ -152,7 +162,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _envs(args: argparse.Namespace) -> int:
     for row in describe_envs():
-        print(f"{row['id']}  (truncated after {row['max_episode_steps']} steps)")
+        superseded = row.get("superseded_by")
+        note = f"; out of date, kept for published results: use {superseded}" if superseded else ""
+        print(f"{row['id']}  (truncated after {row['max_episode_steps']} steps{note})")
         if "error" in row:
             print(f"  {row['error']}")
             continue

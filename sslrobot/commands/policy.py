@@ -32,7 +32,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help=f"architecture of the none/scratch encoders (default {DEFAULT_ENCODER_ARCH}, "
         "as pretrain's; match your pretrained encoder's)",
     )
-    train.add_argument("--algo", required=True, choices=("bc", "rl"))
+    train.add_argument(
+        "--algo",
+        required=True,
+        choices=("bc", "rl"),
+        help="bc: behaviour cloning on --demos; rl: online Stable-Baselines3 in the env",
+    )
     train.add_argument("--demos", type=Path, default=None, help="expert dataset dir (BC)")
     train.add_argument("--num-demos", type=int, default=None, help="first N demos (default: all)")
     train.add_argument(
@@ -49,13 +54,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="continue an interrupted run in --out from its last checkpoint (same options)",
     )
     budget = train.add_mutually_exclusive_group()
-    budget.add_argument("--steps", type=int, default=None, help="BC gradient steps / RL env steps")
+    budget.add_argument(
+        "--steps",
+        type=int,
+        default=None,
+        help="BC gradient steps (default: 2000) / RL env steps (default: 50000)",
+    )
     budget.add_argument("--epochs", type=int, default=None, help="BC passes over the demos")
-    train.add_argument("--batch-size", type=int, default=256)
+    train.add_argument("--batch-size", type=int, default=256, help="(default: 256)")
     train.add_argument("--lr", type=float, default=None, help="default: BC 1e-3, SAC/PPO 3e-4")
     train.add_argument("--weight-decay", type=float, default=0.0, help="AdamW decay of the BC head")
     train.add_argument(
-        "--hidden-dims", type=int_tuple, default=(256, 256), help="MLP head widths, e.g. 256,256"
+        "--hidden-dims",
+        type=int_tuple,
+        default=(256, 256),
+        help="MLP head widths (default: 256,256)",
     )
     train.add_argument(
         "--image-size",
@@ -70,7 +83,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="online validation episodes per check; the best check is kept as the 'best' "
         "checkpoint (BC and RL)",
     )
-    train.add_argument("--num-val-checks", type=int, default=5, help="validation checks")
+    train.add_argument(
+        "--num-val-checks", type=int, default=5, help="validation checks (default: 5)"
+    )
     train.add_argument(
         "--augment-copies",
         type=int,
@@ -91,9 +106,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="colour jitter strength of --augment-copies' copies (default: 0.15)",
     )
     train.add_argument("--cache-dir", type=Path, default=None, help="on-disk feature cache")
-    train.add_argument("--rl-algorithm", default="sac", choices=("sac", "ppo"))
-    train.add_argument("--num-envs", type=int, default=1, help="parallel envs for RL")
-    train.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
+    train.add_argument(
+        "--rl-algorithm", default="sac", choices=("sac", "ppo"), help="RL learner (default: sac)"
+    )
+    train.add_argument("--num-envs", type=int, default=1, help="envs for RL (default: 1)")
+    train.add_argument(
+        "--device",
+        default="auto",
+        help="auto (the default: CUDA, then MPS, then CPU), cpu, cuda, cuda:N, mps",
+    )
     train.add_argument("--no-progress", action="store_true", help="no progress output")
     train.set_defaults(func=_train_policy)
 
@@ -106,11 +127,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--policy", type=Path, required=True, help="train-policy --out dir")
     evaluate.add_argument("--env", default=None, help="env id (default: the policy's)")
     evaluate.add_argument("--episodes", type=int, default=50, help="episodes (default: 50)")
-    evaluate.add_argument("--seed", type=int, default=0, help="seed of the first episode")
+    evaluate.add_argument(
+        "--seed", type=int, default=0, help="seed of the first episode (default: 0)"
+    )
     evaluate.add_argument("--visual-preset", default="train", help="train | heldout | none")
-    evaluate.add_argument("--checkpoint", default="final", choices=("final", "best"))
+    evaluate.add_argument(
+        "--checkpoint",
+        default="final",
+        choices=("final", "best"),
+        help="final weights, or the best online-validated ones (default: final)",
+    )
     evaluate.add_argument("--out", type=Path, required=True, help="result JSON file")
-    evaluate.add_argument("--videos", type=int, default=0, help="videos of the first K episodes")
+    evaluate.add_argument(
+        "--videos", type=int, default=0, help="videos of the first K episodes (default: 0)"
+    )
     evaluate.add_argument("--no-progress", action="store_true", help="no progress bar")
     evaluate.add_argument(
         "--device",

@@ -61,12 +61,15 @@ def find_env_spec(env_id: str) -> gym.envs.registration.EnvSpec:
     if name in gym.registry:
         return gym.registry[name]
     known = sorted(gym.registry)
-    close = difflib.get_close_matches(name, known, n=3)
+    scores = {k: difflib.SequenceMatcher(None, name, k).ratio() for k in known}
+    close = [k for k in sorted(known, key=scores.get, reverse=True)[:3] if scores[k] >= 0.6]
+    close = [k for k in close if scores[k] >= scores[close[0]] - 0.05]  # the clear best only
     hint = f" Did you mean {', '.join(close)}?" if close else ""
+    others = sum(not is_sslrobot_env(k) for k in known)
     raise ValueError(
-        f"unknown env id {env_id!r}.{hint} sslrobot ids: {', '.join(ENV_IDS)}. "
-        f"Other registered ids: {', '.join(k for k in known if not is_sslrobot_env(k))}. "
-        "An env of your own can be given as 'module:EnvId' (the module registers it)."
+        f"unknown env id {env_id!r}.{hint} sslrobot ids: {', '.join(ENV_IDS)}; {others} other "
+        "registered ids (`python -c 'import gymnasium; gymnasium.pprint_registry()'` lists "
+        "them). An env of your own can be given as 'module:EnvId' (the module registers it)."
     )
 
 

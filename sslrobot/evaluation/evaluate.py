@@ -88,6 +88,8 @@ def evaluate(
         raise ValueError(f"num_videos must be >= 0, got {num_videos}")
     if num_videos and out_json is None:
         raise ValueError("num_videos > 0 needs out_json (videos are written beside it)")
+    if out_json is not None and Path(out_json).is_dir():  # before the episodes, not after
+        raise ValueError(f"out_json {out_json} is a directory; give a file name (result.json)")
     policy = load_policy(policy_dir, checkpoint=checkpoint, device=device)
     record = policy.record
     env_id = env_id or policy.env_id

@@ -76,6 +76,8 @@ def check_policy_out(out: Path, overwrite: bool, resume: bool = False) -> None:
     Raises:
         ValueError: naming ``out`` and what it holds.
     """
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file, not a directory; choose another --out")
     foreign = [name for name in FOREIGN_FILES if (out / name).exists()]
     if foreign:
         raise ValueError(

@@ -165,7 +165,9 @@ class PolicyConfig:
                 f"rl_algorithm must be one of {RL_ALGORITHMS}, got {self.rl_algorithm!r}"
             )
         if self.algo == "bc" and self.demos is None:
-            raise ValueError("demos is required for algo='bc' (a `collect --policy expert` dir)")
+            raise ValueError(
+                "demos (--demos) is required for algo='bc' (a `collect --policy expert` dir)"
+            )
         if self.algo == "rl" and self.encoder == "scratch":
             raise ValueError(
                 "encoder='scratch' is supported with algo='bc' only; for RL use a frozen encoder "

@@ -85,8 +85,9 @@ def resolve_encoder(
     path = encoder_directory(spec)
     if not path.exists():
         raise ValueError(
-            f"encoder {spec!r} is neither a directory nor one of {BASELINE_ENCODERS}: "
-            f"{path} does not exist"
+            f"encoder {spec!r} is neither a directory, nor one of {BASELINE_ENCODERS}, nor "
+            f"pretrained:ENV_ID (a shipped encoder; `sslrobot envs` lists them): {path} does "
+            "not exist"
         )
     if not path.is_dir():
         raise ValueError(f"encoder path {path} is not a directory (expected a pretrain --out dir)")

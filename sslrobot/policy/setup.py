@@ -24,8 +24,12 @@ def open_demos(config: PolicyConfig) -> tuple[Any, dict[str, Any]]:
     from sslrobot.data import open_dataset
 
     path = config.demos
-    if path is None or not path.is_dir():
+    if path is None or not path.exists():
         raise ValueError(f"demonstrations directory {path} does not exist")
+    if not path.is_dir():
+        raise ValueError(
+            f"demonstrations {path} is a file; give the directory `sslrobot collect --out` made"
+        )
     try:
         dataset = open_dataset(path)
     except FileNotFoundError as error:
@@ -83,6 +87,7 @@ def resolve_policy_encoder(
         resolved = resolve_encoder(config.encoder, DEFAULT_IMAGE_SIZE, config.seed)
         assert resolved.config is not None
         warn_of_ignored_arch(config, resolved.config)
+        warn_of_another_tasks_shipped_encoder(config)
         return resolved, config.image_size or resolved.config.image_size
     image_size = config.image_size
     if image_size is None and manifest is not None and manifest.get("image_size"):
@@ -90,6 +95,23 @@ def resolve_policy_encoder(
     image_size = image_size or DEFAULT_IMAGE_SIZE
     resolved = resolve_encoder(config.encoder, image_size, config.seed, config.encoder_arch)
     return resolved, image_size
+
+
+def warn_of_another_tasks_shipped_encoder(config: PolicyConfig) -> None:
+    """``pretrained:Push-v0`` beside ``--env sslrobot/Reach-v0`` is most often a copy-paste
+    slip that trains a poor policy without a word; as a transfer test it is allowed, and said."""
+    from sslrobot.pretrained import PRETRAINED_PREFIX, canonical_spec, is_pretrained_spec
+
+    if not is_pretrained_spec(config.encoder):
+        return
+    shipped_for = canonical_spec(str(config.encoder)).removeprefix(PRETRAINED_PREFIX)
+    if shipped_for != config.env_id:
+        warnings.warn(
+            f"encoder {config.encoder} was pretrained on {shipped_for!r}'s frames; training on "
+            f"{config.env_id!r} with it is a transfer test (pretrained:{config.env_id} is the "
+            "task's own, where one is shipped)",
+            stacklevel=2,
+        )
 
 
 def warn_of_ignored_arch(config: PolicyConfig, pretrained: Any) -> None:
