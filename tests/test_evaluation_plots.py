@@ -89,6 +89,28 @@ def test_probe_r2_and_psnr_plots(tmp_path):
     _assert_png(plot_prediction_psnr(psnr, tmp_path / "psnr.png"))
 
 
+def test_probe_plot_labels_clipped_and_unscored_bars_inside_the_axes(tmp_path, monkeypatch):
+    """Values below the clip are written upright (side by side they overlapped); a variable
+    without a score says n/a, and the x axis keeps its group even where no bar is drawn."""
+    from sslrobot.evaluation import plots
+
+    drawn = {}
+    save = plots._save
+
+    def keep_axes(figure, path):
+        drawn["axes"] = figure.axes[0]
+        return save(figure, path)
+
+    monkeypatch.setattr(plots, "_save", keep_axes)
+    r2 = {"a": {"x": 0.8, "elbow": -460.0, "goal": None}, "b": {"x": 0.3, "elbow": -480.0}}
+    plot_probe_r2(r2, tmp_path / "r2.png")
+    ax = drawn["axes"]
+    texts = sorted((t.get_text(), t.get_rotation()) for t in ax.texts)
+    assert texts == [("-4.6e+02", 90.0), ("-4.8e+02", 90.0), ("n/a", 90.0), ("n/a", 90.0)]
+    low, high = ax.get_xlim()
+    assert low <= -0.4 and high >= 2.4  # the goal's two n/a, at 1.8 and 2.2, are inside
+
+
 def test_frame_strip_layout_and_png(tmp_path):
     real = np.zeros((3, 4, 5, 3), np.uint8)
     predicted = np.full((3, 4, 5, 3), 100, np.uint8)

@@ -174,7 +174,8 @@ def plot_loss_curves(
         key: Column to plot; rows where it is empty are skipped.
         step_key: Column of the x axis.
         title: Figure title.
-        log_scale: Logarithmic y axis; ``None``: when every value is positive (losses).
+        log_scale: Logarithmic y axis; ``None``: when every value is positive and they span
+            at least a decade (within one, a log axis labels only odd minor ticks).
         groups: Label -> group (e.g. the seeds of one encoder): a group's runs share a colour
             and one legend entry, its later runs in other line styles.
     """
@@ -183,6 +184,7 @@ def plot_loss_curves(
     figure = _new_figure(5.0, 3.6)
     ax = figure.subplots()
     all_positive = True
+    lowest, highest = np.inf, -np.inf
     group_of = {label: (groups or {}).get(label, label) for label in runs}
     colours = {group: f"C{i % 10}" for i, group in enumerate(_ordered(list(group_of.values())))}
     drawn: dict[str, int] = {}
@@ -196,6 +198,7 @@ def plot_loss_curves(
             raise ValueError(f"{path}: column {key!r} has no values")
         values = columns[key][keep]
         all_positive &= bool(np.all(values > 0))
+        lowest, highest = min(lowest, float(values.min())), max(highest, float(values.max()))
         group = group_of[label]
         repeat = drawn[group] = drawn.get(group, -1) + 1
         ax.plot(
@@ -205,10 +208,13 @@ def plot_loss_curves(
             linestyle=("-", "--", ":", "-.")[repeat % 4],
             label=group if repeat == 0 else None,
         )
-    if all_positive if log_scale is None else log_scale:
+    if log_scale is None:
+        log_scale = all_positive and highest >= 10.0 * lowest
+    if log_scale:
         ax.set_yscale("log")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # steps are whole
     ax.set_xlabel(step_key)
-    ax.set_ylabel(key)
+    ax.set_ylabel(key.rsplit("/", 1)[-1].replace("_", " "))  # "pretrain/loss" -> "loss"
     ax.grid(alpha=0.3)
     ax.legend(fontsize="small")
     if title:
@@ -263,19 +269,28 @@ def plot_probe_r2(
     ax.set_ylabel("held-out R²")
     bottom = max(lowest, -1.0) - 0.05  # very negative R^2 would hide the rest: clip, label
     ax.set_ylim(bottom, 1.05)
+    ax.set_xlim(-0.5, len(variables) - 0.5)  # every group, drawn bars or not
     for index, encoder in enumerate(encoders):
         offset = (index - (len(encoders) - 1) / 2.0) * width
         for position, variable in zip(positions, variables, strict=True):
             value = r2_by_encoder[encoder].get(variable)
-            if value is not None and np.isfinite(value) and value < bottom:
-                ax.annotate(
-                    f"{value:.2g}",
-                    (position + offset, bottom),
-                    xytext=(0, 3),
-                    textcoords="offset points",
-                    ha="center",
-                    fontsize="x-small",
-                )
+            # Upright labels, so that neighbouring clipped bars' values cannot overlap.
+            if value is None or not np.isfinite(value):
+                text = "n/a"  # not scored (e.g. a variable constant on the held-out frames)
+            elif value < bottom:
+                text = f"{value:.2g}"
+            else:
+                continue
+            ax.annotate(
+                text,
+                (position + offset, max(bottom, 0.0) if text == "n/a" else bottom),
+                xytext=(0, 3),
+                textcoords="offset points",
+                ha="center",
+                va="bottom",
+                rotation=90,
+                fontsize="x-small",
+            )
     ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize="small")
     if title:
