@@ -3,8 +3,9 @@
 Runs the same stages as ``sslrobot run`` (through ``run_pipeline``, so nothing is re-implemented
 and a killed run resumes) with a data-efficiency sweep on one manipulation task, then prints:
 
-1. success (mean over training seeds, two-level bootstrap 95% CI) per task and encoder with
-   25 demonstrations: state oracle, frozen ``none``, ``scratch`` and each pretrained objective;
+1. success (mean over training seeds, two-level bootstrap 95% CI, no narrower than Wilson's)
+   per task and encoder with 25 demonstrations: state oracle, frozen ``none``, ``scratch`` and
+   each pretrained objective;
 2. the checks of the issue: ``fdm+future`` >= 80% of the oracle on average over the tasks and
    >= 20 points above ``none``; where ``scratch`` beats ``fdm+future``, said plainly;
 3. the data-efficiency table (success vs number of demonstrations).

@@ -5,8 +5,8 @@ the features of a finished run's frozen encoders, on the task's dense reward and
 demonstration, then evaluates every policy like the run's BC policies (``sslrobot evaluate``,
 the run's evaluation seeds) and prints, with the settings:
 
-1. success per encoder (mean over training seeds, two-level bootstrap 95% CI) and the wall
-   time per run;
+1. success per encoder (mean over training seeds, two-level bootstrap 95% CI, no narrower
+   than Wilson's) and the wall time per run;
 2. the training curve (SB3's ``rollout/success_rate`` over the last 100 training episodes)
    at a few points, and as a PNG.
 

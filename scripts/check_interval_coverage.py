@@ -1,7 +1,8 @@
 """How honest are the report's 95% intervals with 3 training seeds? A simulation.
 
 Every success rate the package reports is a two-level bootstrap (training seeds, then their
-evaluation episodes; ``statistics.success_interval``), and the report calls two encoders
+evaluation episodes), widened to Wilson's interval of the pooled count where that is wider;
+one training seed's is Wilson's (``statistics.success_interval``), and the report calls two encoders
 apart when their intervals do not overlap. With few seeds a percentile bootstrap runs narrow
 when the seeds themselves differ (a policy's success moves by several points with its training
 seed). This draws, for each trial, per-seed true success rates around a base rate (normal, with

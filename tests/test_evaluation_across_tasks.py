@@ -143,6 +143,13 @@ def test_cells_that_each_ended_alike_still_give_the_mean_a_width() -> None:
     # The share's interval is wider than e's own noise over a constant oracle would make it.
     share, e = rows["e"]["of_reference"], rows["e"]["success"]
     assert share["high"] - share["low"] > 1.2 * (e["high"] - e["low"]) / (2 / 3)
+    # Those draws never reach 0 or 1 exactly; the intervals still hold their points.
+    alike = {
+        "e": {"A": [[1.0] * 10], "B": [[1.0] * 10]},
+        "z": {"A": [[0.0] * 10], "B": [[0.0] * 10]},
+    }
+    (row, _) = success_across_tasks(alike, reference="z", baselines=("z",))
+    assert row["gain_over"]["z"]["mean"] == 100.0 == row["gain_over"]["z"]["high"]
     # Wilson's pooled interval still stands in when every episode of every task ended alike.
     alike = success_across_tasks({"z": {"A": [[1.0] * 50], "B": [[1.0] * 50]}}, reference=None)
     assert alike[0]["success"]["low"] == pytest.approx(wilson_interval(100, 100)[1])

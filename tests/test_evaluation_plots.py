@@ -89,6 +89,24 @@ def test_probe_r2_and_psnr_plots(tmp_path):
     _assert_png(plot_prediction_psnr(psnr, tmp_path / "psnr.png"))
 
 
+def test_loss_curves_go_on_a_log_axis_only_across_a_decade(tmp_path, monkeypatch):
+    """Within one decade a log axis labelled only odd minor ticks ("8x10^0"): linear there;
+    steps on the x axis are whole; the y label is the column's last part."""
+    from sslrobot.evaluation import plots
+
+    drawn = []
+    save = plots._save
+    monkeypatch.setattr(plots, "_save", lambda f, p: (drawn.append(f.axes[0]), save(f, p))[1])
+    for name, values in (("narrow", [9.0, 8.5, 8.0]), ("wide", [50.0, 5.0, 0.5])):
+        rows = "".join(f"{step},{value}\n" for step, value in enumerate(values, 1))
+        (tmp_path / f"{name}.csv").write_text("step,pretrain/loss\n" + rows)
+        plot_loss_curves({"fdm": tmp_path / f"{name}.csv"}, tmp_path / f"{name}.png")
+    narrow, wide = drawn
+    assert (narrow.get_yscale(), wide.get_yscale()) == ("linear", "log")
+    assert narrow.get_ylabel() == "loss"
+    assert all(float(t).is_integer() for t in narrow.get_xticks())
+
+
 def test_probe_plot_labels_clipped_and_unscored_bars_inside_the_axes(tmp_path, monkeypatch):
     """Values below the clip are written upright (side by side they overlapped); a variable
     without a score says n/a, and the x axis keeps its group even where no bar is drawn."""

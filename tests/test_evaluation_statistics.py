@@ -139,5 +139,7 @@ def test_success_interval_is_never_a_zero_width_certainty():
     _, _, bootstrap_high = stratified_bootstrap_ci(rare, seed=3)
     _, low, high = success_interval(rare, seed=3)
     assert bootstrap_high < wilson_interval(1, 150)[2] == high and low == 0.0
+    with pytest.raises(ValueError, match="per_seed_successes is empty"):
+        success_interval([])
     with pytest.raises(ValueError, match=r"must be 0 or 1, got \[0.0, 0.5\]"):
         success_interval([np.array([0.0, 0.5])])

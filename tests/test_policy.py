@@ -260,6 +260,16 @@ def test_a_new_run_into_a_policy_dir_clears_the_old_policy_first(demos, tmp_path
     with pytest.raises(ValueError, match=r"holds a trained policy .* pass --overwrite"):
         train_tiny_bc(demos, out, seed=7)
     assert read_policy_config(out)["seed"] == 0 and (out / "final.safetensors").is_file()
+    # A fresh run clears an earlier run's checkpoints and logs file by file: what a user keeps
+    # in folders of those names, in a project directory given as --out, stays.
+    for folder in ("logs", "checkpoints"):
+        (out / folder).mkdir(exist_ok=True)
+        (out / folder / "my_notes.txt").write_text("mine")
+    (out / "checkpoints" / "bc_state_7.pt").write_bytes(b"an earlier run's")
+    train_tiny_bc(demos, out, seed=8, overwrite=True)
+    assert (out / "logs" / "my_notes.txt").read_text() == "mine"
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["my_notes.txt"]
+    assert read_policy_config(out)["seed"] == 8 and (out / "logs" / "bc.csv").is_file()
     # A file where the directory should go: named as --out (it was a bare "[Errno 17]").
     with pytest.raises(ValueError, match=r"--out .*config.json is a file, not a directory"):
         train_tiny_bc(demos, out / "policy_config.json", seed=7)

@@ -120,9 +120,22 @@ def train_tiny_ppo_on_state(out, **settings):
     return train_policy(config)
 
 
-def test_tiny_ppo_run_on_state(tmp_path):
+def test_tiny_ppo_run_on_state(tmp_path, monkeypatch):
+    """Also: SB3 seeds its models, made and loaded, by setting cuDNN's flags for the process on
+    a GPU (here made to on the CPU); training and loading put them back as they were."""
+    from stable_baselines3.common import base_class, utils
+
+    def seed_as_on_a_gpu(seed, using_cuda=False):
+        utils.set_random_seed(seed, using_cuda=True)
+
+    monkeypatch.setattr(base_class, "set_random_seed", seed_as_on_a_gpu)
+    cudnn = torch.backends.cudnn
+    monkeypatch.setattr(cudnn, "deterministic", False)
+    monkeypatch.setattr(cudnn, "benchmark", True)
     out = train_tiny_ppo_on_state(tmp_path / "ppo")
+    assert (cudnn.deterministic, cudnn.benchmark) == (False, True)
     policy = load_policy(out)
+    assert (cudnn.deterministic, cudnn.benchmark) == (False, True)
     state = np.zeros(policy.record["feature_dim"], np.float32)
     action = policy(state)
     assert action.shape == (policy.record["action_dim"],) and np.all(np.abs(action) <= 1)
@@ -226,6 +239,12 @@ def test_an_interrupted_rl_run_resumes_from_its_last_checkpoint(tmp_path, monkey
     with pytest.raises(ResumeError, match="cannot resume from its checkpoint"):
         train_policy(PolicyConfig(**{**values, "resume": True}))
     model_file.write_bytes(intact)
+    statistics_file = tmp_path / "sac" / "checkpoints" / "observation_encoder_50.safetensors"
+    intact = statistics_file.read_bytes()
+    statistics_file.write_bytes(intact[:20])
+    with pytest.raises(ResumeError, match=r"cannot resume from .*observation_encoder_50"):
+        train_policy(PolicyConfig(**{**values, "resume": True}))
+    statistics_file.write_bytes(intact)
     monkeypatch.setattr(rl._ResumeCheckpoints, "save", save)
     # The statistics the model trained on come back with it, never fitted anew.
     monkeypatch.setattr(rl, "_fit_normalizers", lambda *a: pytest.fail("refitted on resume"))

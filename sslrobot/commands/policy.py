@@ -41,7 +41,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--demos", type=Path, default=None, help="expert dataset dir (BC)")
     train.add_argument("--num-demos", type=int, default=None, help="first N demos (default: all)")
     train.add_argument(
-        "--num-val-demos", type=int, default=0, help="last V demos held out for validation loss"
+        "--num-val-demos",
+        type=int,
+        default=0,
+        help="last V demos held out for validation loss (default: 0)",
     )
     train.add_argument("--seed", type=int, default=0, help="training seed (default: 0)")
     train.add_argument("--out", type=Path, required=True, help="policy directory")
@@ -63,7 +66,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     budget.add_argument("--epochs", type=int, default=None, help="BC passes over the demos")
     train.add_argument("--batch-size", type=int, default=256, help="(default: 256)")
     train.add_argument("--lr", type=float, default=None, help="default: BC 1e-3, SAC/PPO 3e-4")
-    train.add_argument("--weight-decay", type=float, default=0.0, help="AdamW decay of the BC head")
+    train.add_argument(
+        "--weight-decay", type=float, default=0.0, help="AdamW decay of the BC head (default: 0)"
+    )
     train.add_argument(
         "--hidden-dims",
         type=int_tuple,
@@ -81,7 +86,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         type=int,
         default=0,
         help="online validation episodes per check; the best check is kept as the 'best' "
-        "checkpoint (BC and RL)",
+        "checkpoint (BC and RL; default: 0, no validation)",
     )
     train.add_argument(
         "--num-val-checks", type=int, default=5, help="validation checks (default: 5)"
@@ -130,7 +135,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     evaluate.add_argument(
         "--seed", type=int, default=0, help="seed of the first episode (default: 0)"
     )
-    evaluate.add_argument("--visual-preset", default="train", help="train | heldout | none")
+    evaluate.add_argument(
+        "--visual-preset", default="train", help="train (the default) | heldout | none"
+    )
     evaluate.add_argument(
         "--checkpoint",
         default="final",

@@ -13,10 +13,12 @@ Cells are resampled independently although encoders share their evaluation episo
 which makes the intervals of differences and ratios a little wide (conservative). A cell whose
 every episode ends alike (Navigate's 300 of 300) has nothing to resample, and a bootstrap of
 it would add no width, however few its episodes: its rate is drawn instead from the Jeffreys
-posterior of its count, Beta(k + 1/2, n - k + 1/2), whose central interval is close to the
-Wilson interval the per-task table gives it (300 of 300: lower end 99.2%, Wilson's 98.7%). An
-encoder whose every episode on every task ends alike gets Wilson's interval of the pooled
-count for its mean, as the per-task table does.
+posterior of its count, Beta(k + 1/2, n - k + 1/2), whose central interval is a little
+narrower than the Wilson interval the per-task table gives it (300 of 300: lower end 99.2%,
+Wilson's 98.7%; 0 of 50: upper end 4.9%, Wilson's 7.1%), and every interval is widened to hold
+its own point (those draws never reach 0 or 1 exactly). An encoder whose every episode on
+every task ends alike gets Wilson's interval of the pooled count for its mean, as the
+per-task table does.
 """
 
 from __future__ import annotations
@@ -80,8 +82,11 @@ def outcomes_by_encoder(
 
 
 def _interval(point: float, resamples: np.ndarray, confidence: float) -> dict[str, float]:
+    """The percentile interval, widened to hold the point itself: drawn from Jeffreys
+    posteriors, a cell at 0 or n of n never resamples to exactly 0% or 100%, and a mean or
+    lead made only of such cells would otherwise read "+100.0 [+99.2, +99.9]"."""
     low, high = percentile_interval(resamples, confidence)
-    return {"mean": point, "low": low, "high": high}
+    return {"mean": point, "low": min(low, point), "high": max(high, point)}
 
 
 def _success(

@@ -198,6 +198,8 @@ def success_interval(
     Returns:
         ``(mean of seed means, low, high)``.
     """
+    if len(per_seed_successes) == 0:
+        raise ValueError("per_seed_successes is empty; need at least one training seed")
     pooled = np.concatenate([_as_1d(v, "per_seed_successes") for v in per_seed_successes])
     if not np.isin(pooled, (0.0, 1.0)).all():
         raise ValueError(f"success outcomes must be 0 or 1, got {sorted(set(pooled.tolist()))}")

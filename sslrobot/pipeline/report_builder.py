@@ -390,9 +390,9 @@ def run_summary(config: RunConfig) -> str:
     return (
         f"{smoke}On {tasks}: {compared}; behaviour cloning from {config.main_demos} expert "
         f"demonstrations, {seeds} training seed(s) x {episodes} evaluation episodes per encoder "
-        "and task. Success is the final checkpoint's, with a 95% bootstrap interval (training "
-        f"seeds, then episodes){sweep}. Notes at the end say how each number is made; the "
-        "run's machine, versions and config follow them."
+        "and task. Success is the final checkpoint's, with a 95% interval (a bootstrap of "
+        f"training seeds, then episodes, no narrower than Wilson's){sweep}. Notes at the end "
+        "say how each number is made; the run's machine, versions and config follow them."
     )
 
 
@@ -467,8 +467,10 @@ def build_report(
         "notes": [
             "Success: mean over training seeds of the per-seed success rate on "
             f"{config.eval_episodes} evaluation episodes, with a two-level bootstrap 95% CI "
-            "(training seeds, then their episodes, resampled; Wilson's interval of the pooled "
-            "count when every episode ends alike).",
+            "(training seeds, then their episodes, resampled), widened where needed to hold "
+            "Wilson's interval of the pooled count (the bootstrap undercovers near 0% and "
+            "100%, and has no width when every episode ends alike); one training seed: "
+            "Wilson's interval.",
             "Probe R²: ridge regression from frozen features to the true state, fitted on "
             "training episodes of the unlabeled stream and scored on the episodes every "
             "pretraining held out, mean "

@@ -6,7 +6,6 @@ import csv
 import io
 import math
 import pickle
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +22,8 @@ from sslrobot.policy.checkpoint import (
     CHECKPOINT_DIR,
     RESUME_STATE,
     ResumeError,
+    clear_run_files,
+    prune_checkpoints,
     read_resume_state,
     resume_settings,
     save_weights,
@@ -293,7 +294,7 @@ def train_bc(config: PolicyConfig) -> Path:
     resumed = read_resume_state(out, config, fingerprint) if config.resume else None
     if resumed is None:
         start_policy_dir(out)
-        shutil.rmtree(out / CHECKPOINT_DIR, ignore_errors=True)  # an earlier run's
+        clear_run_files(out)  # an earlier run's checkpoints and logs
     history = _fit(config, network, train_data, val_data, record, device, resumed)
     save_weights(out / "final.safetensors", network)
     checkpoints = {"final": "final.safetensors"}
@@ -314,7 +315,7 @@ def train_bc(config: PolicyConfig) -> Path:
         }
     )
     write_policy_config(out, record)
-    shutil.rmtree(out / CHECKPOINT_DIR, ignore_errors=True)  # finished: nothing to resume
+    clear_run_files(out, logs=False)  # finished: nothing to resume
     return out
 
 
@@ -479,9 +480,7 @@ class _BCResumeCheckpoints:
             "resumed_at_steps": history.resumed_at,
         }
         atomic_write_json(self.folder / RESUME_STATE, state)
-        for stale in self.folder.iterdir():  # the checkpoints before this one
-            if stale.name not in (name, best, RESUME_STATE) and stale.name[0] != ".":
-                stale.unlink()
+        prune_checkpoints(self.folder, keep=(name, best, RESUME_STATE))  # the ones before
 
     def load(
         self,

@@ -14,9 +14,10 @@ Layout of a policy directory::
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -163,6 +164,56 @@ def read_resume_state(
             "or train anew with --overwrite"
         )
     return state
+
+
+#: The files of resume checkpoints (BC's and RL's) in ``CHECKPOINT_DIR``, as glob patterns.
+CHECKPOINT_FILE_PATTERNS = (
+    RESUME_STATE,
+    "bc_state_*.pt",
+    "best_*.safetensors",
+    "model_*.zip",
+    "replay_buffer_*.pkl",
+    "best_sb3_*.zip",
+    "observation_encoder_*.safetensors",
+)
+#: What else a policy run writes under ``out`` besides its weights and config: its atomic
+#: writes' temporaries and logs (BC's CSV, SB3's CSV and TensorBoard events, a resumed run's
+#: own folder), as glob patterns relative to ``out``.
+RUN_FILE_PATTERNS = (
+    *(f"{CHECKPOINT_DIR}/{pattern}" for pattern in CHECKPOINT_FILE_PATTERNS),
+    f"{CHECKPOINT_DIR}/.*.tmp",
+    "logs/bc.csv",
+    "logs/progress.csv",
+    "logs/events.out.tfevents.*",
+    "logs/resumed_at_*/progress.csv",
+    "logs/resumed_at_*/events.out.tfevents.*",
+)
+
+
+def prune_checkpoints(folder: Path, keep: Collection[str | None]) -> None:
+    """Remove the resume checkpoints' files in ``folder`` but ``keep`` (the checkpoint just
+    written): the run's own files only, by name, so a user's file there stays."""
+    for pattern in CHECKPOINT_FILE_PATTERNS:
+        for path in folder.glob(pattern):
+            if path.name not in keep and path.is_file():
+                path.unlink()
+
+
+def clear_run_files(out: Path, logs: bool = True) -> None:
+    """Remove the checkpoints (and, with ``logs``, the logs) a policy run left in ``out``,
+    file by file by the names runs give them, then the folders they leave empty: a folder of
+    the same name holding anything else (``out`` may be a user's project directory) keeps it.
+    """
+    patterns = RUN_FILE_PATTERNS if logs else [p for p in RUN_FILE_PATTERNS if "logs/" not in p]
+    folders = set()
+    for pattern in patterns:
+        for path in out.glob(pattern):
+            if path.is_file():
+                path.unlink()
+                folders.add(path.parent)
+    for folder in sorted(folders, key=lambda f: len(f.parts), reverse=True):
+        with contextlib.suppress(OSError):  # not empty: something that is not the run's
+            folder.rmdir()
 
 
 def can_resume(out: Path) -> bool:

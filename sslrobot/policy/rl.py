@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import math
 import pickle
-import shutil
 import time
 import zipfile
 from collections.abc import Callable
@@ -26,6 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 from gymnasium import spaces
+from safetensors import SafetensorError
 from tqdm import tqdm
 
 from sslrobot.policy.cache import FeatureCache
@@ -33,7 +33,9 @@ from sslrobot.policy.checkpoint import (
     CHECKPOINT_DIR,
     RESUME_STATE,
     ResumeError,
+    clear_run_files,
     load_weights,
+    prune_checkpoints,
     read_resume_state,
     resume_settings,
     save_weights,
@@ -58,7 +60,7 @@ from sslrobot.policy.setup import (
     resolve_policy_encoder,
 )
 from sslrobot.policy.validation import OnlineValidator, validation_seeds
-from sslrobot.utils.device import resolve_device
+from sslrobot.utils.device import preserved_cudnn_flags, resolve_device
 from sslrobot.utils.io import atomic_write, atomic_write_json, atomic_write_to_name
 
 SB3_FILE = "{checkpoint}_sb3.zip"
@@ -256,8 +258,7 @@ def train_rl(config: PolicyConfig) -> Path:
         if resumed is None:
             model = make_sb3_model(config, env, device, num_steps)
             start_policy_dir(out)
-            for earlier in (CHECKPOINT_DIR, "logs"):  # an earlier run's, never mixed with ours
-                shutil.rmtree(out / earlier, ignore_errors=True)
+            clear_run_files(out)  # an earlier run's checkpoints and logs, never mixed with ours
         else:
             model = load_resume_checkpoint(out, resumed, config, env, device)
             restore_best_model(out, resumed)
@@ -271,19 +272,19 @@ def train_rl(config: PolicyConfig) -> Path:
         record = base_record(config, resolved, shapes, image_size)
         record["val_seeds"] = validation_seeds(config.val_episodes)
         checks = None
-        if config.val_episodes:
-            validator = OnlineValidator(
-                record, obs_encoder, _sb3_head(model), device, visual_preset=visual_preset
-            )
-            checks = _ValidationChecks(validator, num_steps, config.num_val_checks, out)
-            if resumed is not None:
-                checks.restore(resumed, done)
-        saver = _ResumeCheckpoints(
-            out, num_steps, config, checks, done, resumed_at, fingerprint, obs_encoder,
-            {"normalization": norm_source, "demo_seeds": norm_seeds},
-        )  # fmt: skip
-        bar = _progress_callback(f"rl {config.rl_algorithm}", num_steps, done, config.progress)
-        try:
+        try:  # from here on the logger (TensorBoard's writer thread) and validator are closed
+            if config.val_episodes:
+                validator = OnlineValidator(
+                    record, obs_encoder, _sb3_head(model), device, visual_preset=visual_preset
+                )
+                checks = _ValidationChecks(validator, num_steps, config.num_val_checks, out)
+                if resumed is not None:
+                    checks.restore(resumed, done)
+            saver = _ResumeCheckpoints(
+                out, num_steps, config, checks, done, resumed_at, fingerprint, obs_encoder,
+                {"normalization": norm_source, "demo_seeds": norm_seeds},
+            )  # fmt: skip
+            bar = _progress_callback(f"rl {config.rl_algorithm}", num_steps, done, config.progress)
             model.learn(
                 total_timesteps=num_steps - done,
                 progress_bar=False,  # SB3's needs rich; ours is tqdm, like the other stages'
@@ -328,7 +329,7 @@ def train_rl(config: PolicyConfig) -> Path:
         }
     )
     write_policy_config(out, record)
-    shutil.rmtree(out / CHECKPOINT_DIR, ignore_errors=True)  # finished: nothing to resume
+    clear_run_files(out, logs=False)  # finished: nothing to resume
     return out
 
 
@@ -374,9 +375,9 @@ def restore_observation_encoder(
     path = out / CHECKPOINT_DIR / state["observation_encoder"]
     try:
         load_weights(path, obs_encoder)
-    except (OSError, ValueError) as error:
-        raise ResumeError(f"cannot resume: {error}") from error
-    return str(state["normalization"]), [int(s) for s in state["demo_seeds"]]
+        return str(state["normalization"]), [int(s) for s in state["demo_seeds"]]
+    except (OSError, ValueError, KeyError, TypeError, SafetensorError) as error:
+        raise ResumeError(f"cannot resume from {path} ({error!r})") from error
 
 
 def restore_best_model(out: Path, state: dict[str, Any]) -> None:
@@ -497,10 +498,8 @@ class _ResumeCheckpoints:
             "best": None if self.checks is None else self.checks.best,
         }
         atomic_write_json(self.folder / RESUME_STATE, state)
-        for stale in self.folder.iterdir():  # the checkpoints before this one
-            kept = (name, buffer, best, observation_encoder, RESUME_STATE)
-            if stale.name not in kept and stale.name[0] != ".":
-                stale.unlink()
+        kept = (name, buffer, best, observation_encoder, RESUME_STATE)
+        prune_checkpoints(self.folder, keep=kept)  # the checkpoints before this one
 
 
 def _sb3_head(model: Any) -> Callable[[torch.Tensor], np.ndarray]:
@@ -575,4 +574,6 @@ def load_rl_head(
     if name is None or not (policy_dir / name).is_file():
         raise ValueError(f"policy {policy_dir} has no SB3 model for checkpoint {checkpoint!r}")
     algorithm = {"sac": sb3.SAC, "ppo": sb3.PPO}[record["rl_algorithm"]]
-    return _sb3_head(algorithm.load(str(policy_dir / name), device=device))
+    with preserved_cudnn_flags():  # SB3's load seeds as its constructor does, flags and all
+        model = algorithm.load(str(policy_dir / name), device=device)
+    return _sb3_head(model)

@@ -100,16 +100,25 @@ def resolve_policy_encoder(
 def warn_of_another_tasks_shipped_encoder(config: PolicyConfig) -> None:
     """``pretrained:Push-v0`` beside ``--env sslrobot/Reach-v0`` is most often a copy-paste
     slip that trains a poor policy without a word; as a transfer test it is allowed, and said."""
-    from sslrobot.pretrained import PRETRAINED_PREFIX, canonical_spec, is_pretrained_spec
+    from sslrobot.pretrained import (
+        PRETRAINED_PREFIX,
+        canonical_spec,
+        is_pretrained_spec,
+        shipped_encoder_names,
+    )
 
     if not is_pretrained_spec(config.encoder):
         return
     shipped_for = canonical_spec(str(config.encoder)).removeprefix(PRETRAINED_PREFIX)
     if shipped_for != config.env_id:
+        own = (
+            f"pretrained:{config.env_id} is the task's own"
+            if config.env_id in shipped_encoder_names()
+            else f"no encoder is shipped for {config.env_id}"
+        )
         warnings.warn(
-            f"encoder {config.encoder} was pretrained on {shipped_for!r}'s frames; training on "
-            f"{config.env_id!r} with it is a transfer test (pretrained:{config.env_id} is the "
-            "task's own, where one is shipped)",
+            f"encoder {config.encoder} was pretrained on {shipped_for}'s frames; training on "
+            f"{config.env_id} with it is a transfer test ({own})",
             stacklevel=2,
         )
 
