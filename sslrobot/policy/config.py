@@ -101,7 +101,8 @@ class PolicyConfig:
             directories and turns it on.
         resume: Continue an interrupted run in ``out`` from its last checkpoint
             (``checkpoints/``; its settings must be this config's). RL writes one at every
-            tenth of the steps (the SB3 model, SAC's replay buffer, the validation so far); BC
+            tenth of the steps before the end (nine at most: the SB3 model, SAC's replay buffer,
+            the feature and proprio statistics, the validation so far); BC
             at every validation check but the last (weights, optimiser, random generator and
             data order, the checks so far), and a resumed BC run ends with the weights of an
             uninterrupted one.
