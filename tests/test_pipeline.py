@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+import shutil
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -602,6 +604,17 @@ def test_transfer_encoder_is_pretrained_once_on_every_task_and_evaluated_on_each
         assert row["of_reference"] is None  # no state oracle in this run
     assert "none" in rows["fdm+future"]["gain_over"]
     assert "## Over the tasks (3 demonstrations)" in (tmp_path / "report.md").read_text()
+    # The same tasks in another order make the same transfer encoder: nothing is redone.
+    swapped = dataclasses.replace(config, tasks=tuple(reversed(config.tasks)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # not even a warning
+        again = Pipeline(swapped, tmp_path, device="cpu", progress=False)
+        again.run()
+    assert all(r.skipped for r in again.runner.results)
+    # Another set of tasks remakes it, and the warning says so before anything goes.
+    fewer = dataclasses.replace(config, tasks=("sslrobot/Reach-v0",))
+    with pytest.warns(UserWarning, match=r"transfer encoder \(fdm\+future, pretrained on every"):
+        assert warn_of_dropped_tasks(tmp_path, fewer) == ["sslrobot/Navigate-v1"]
 
 
 def test_paired_pretraining_seeds_give_each_policy_seed_its_own_encoder(tmp_path: Path) -> None:
@@ -704,6 +717,60 @@ def test_rerunning_an_older_run_directory_on_other_tasks_warns(tmp_path: Path) -
         assert warn_of_dropped_tasks(tmp_path, config) == ["sslrobot/Navigate-v0"]
     same = dataclasses.replace(config, tasks=tuple(earlier))
     assert warn_of_dropped_tasks(tmp_path, same) == []
+
+
+def test_the_config_is_recorded_when_a_stage_changes_not_before(
+    quick_run: Path, tmp_path: Path
+) -> None:
+    """A run stopped after the changed-settings warning, before it redid anything, left a
+    config.json describing a run that never happened (and lost config.previous.json's)."""
+    copy = tmp_path / "run"
+    shutil.copytree(quick_run, copy)
+    recorded = (copy / "config.json").read_text()
+    previous = copy / "config.previous.json"
+    kept = previous.read_text() if previous.exists() else None  # (another test's rerun)
+    steps = json.loads(recorded)["bc_steps"] + 2  # (another test reran the fixture's)
+    changed = dataclasses.replace(QUICK, bc_steps=steps)
+    pipeline = Pipeline(changed, copy, device="cpu", progress=False)
+
+    def stop() -> None:
+        raise KeyboardInterrupt  # the user, at the first change
+
+    pipeline.runner.before_first_change = stop
+    with pytest.warns(UserWarning, match="bc_steps"), pytest.raises(KeyboardInterrupt):
+        pipeline.run()
+    assert (copy / "config.json").read_text() == recorded
+    assert (previous.read_text() if previous.exists() else None) == kept
+    assert all(r.skipped for r in pipeline.runner.results)  # what ran before the stop
+    with pytest.warns(UserWarning, match="bc_steps"):
+        Pipeline(changed, copy, device="cpu", progress=False).run()
+    assert json.loads((copy / "config.json").read_text())["bc_steps"] == steps
+    assert json.loads((copy / "config.previous.json").read_text()) == json.loads(recorded)
+
+
+def test_pretraining_is_keyed_on_the_process_setting_not_the_device(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An accelerator runs one process where the CPU runs pretrain_processes: keyed on the
+    effective count, the default preset continued on a GPU redid every finished stage as
+    'changed' (the device is no stage's key)."""
+    from sslrobot.pipeline.stages import StageResult
+    from sslrobot.utils import device as devices
+
+    settings = {}
+
+    def capture(self, name, stage_settings, fn, depends_on=(), count=None, resumes=False):
+        settings[self.device] = stage_settings
+
+    monkeypatch.setattr(Pipeline, "_stage", capture)
+    data = StageResult("Reach-v0/data/unlabeled", tmp_path, "0" * 16, 0.0, True, {})
+    config = make_run_config("default")
+    for kind in ("cpu", "cuda"):
+        monkeypatch.setattr(devices, "resolve_device", lambda *a, k=kind, **kw: torch.device(k))
+        pipeline = Pipeline(config, tmp_path / kind, device=kind, progress=False)
+        assert pipeline._pretrain_processes(6000) == (2 if kind == "cpu" else 1)
+        pipeline._pretrain("Reach-v0", "fdm+future", (data,))
+    assert settings["cpu"] == settings["cuda"] and settings["cpu"]["processes"] == 2
 
 
 def test_run_refuses_a_missing_device_and_another_commands_directory(tmp_path: Path) -> None:

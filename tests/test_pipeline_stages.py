@@ -107,3 +107,23 @@ def test_an_old_start_record_without_a_time_resumes_from_zero(tmp_path: Path) ->
     os.utime(stage / "checkpoint", (old, old))
     result = _runner(tmp_path).run("a", {"x": 1}, lambda d, resume: None)
     assert result.seconds < 10.0
+
+
+def test_the_first_change_is_announced_once_and_never_by_skips(tmp_path: Path) -> None:
+    """The run records its config there: stopped while stages were still being found done,
+    it must leave the directory's record alone."""
+
+    def work(stage_dir: Path, resume: bool) -> dict:
+        return {}
+
+    _runner(tmp_path).run("a", {"x": 1}, work)
+    _runner(tmp_path).run("b", {"x": 1}, work)
+    events: list[str] = []
+    runner = StageRunner(
+        tmp_path, log=events.append, before_first_change=lambda: events.append("!")
+    )
+    runner.run("a", {"x": 1}, work)
+    assert events[-1].startswith("[skip] a") and "!" not in events
+    runner.run("b", {"x": 2}, work)  # changed: announced before the old stage goes
+    runner.run("c", {"x": 1}, work)  # new: no second announcement
+    assert events.count("!") == 1 and events.index("!") == 1 and events[2].startswith("[redo] b")

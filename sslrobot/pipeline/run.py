@@ -70,6 +70,18 @@ class TaskArtifacts:
     evaluations: list[tuple[str, int, int, str, StageResult]] = field(default_factory=list)
 
 
+def _trained_in_other_processes(encoder_dir: Path, processes: int) -> bool:
+    """Whether the interrupted pretraining in ``encoder_dir`` ran in another number of
+    processes than ``processes`` (its checkpoint then cannot be continued here)."""
+    from sslrobot.pretraining import artifacts
+
+    path = encoder_dir / artifacts.PRETRAIN_CONFIG
+    if not path.is_file():
+        return False
+    saved = read_json_file(path)  # older records without the count: the trainer decides
+    return "world_size" in saved and int(saved["world_size"]) != processes
+
+
 def warn_of_dropped_tasks(out: Path, config: RunConfig) -> list[str]:
     """Warn when ``out`` holds an earlier run of tasks this one leaves out, and return them.
 
@@ -80,13 +92,32 @@ def warn_of_dropped_tasks(out: Path, config: RunConfig) -> list[str]:
     path = out / "config.json"
     if not path.is_file():
         return []
-    earlier = read_json_file(path).get("tasks", [])
+    recorded = read_json_file(path)
+    earlier = recorded.get("tasks", [])
     dropped = [task for task in earlier if task not in config.tasks]
+    transfer = config.transfer_objective
+    mixed_again = (
+        transfer is not None
+        and recorded.get("transfer_objective") == transfer
+        and set(earlier) != set(config.tasks)
+    )
+    remade = (
+        f"; the transfer encoder ({transfer}, pretrained on every task's stream) is made "
+        f"again on the streams of {list(config.tasks)}, and every stage that uses it"
+        if mixed_again
+        else ""
+    )
     if dropped:
         warnings.warn(
             f"{out} holds an earlier run of {dropped}, which this run's tasks "
-            f"{list(config.tasks)} leave out (their stages are kept but not reported); "
-            f"pass --tasks {' '.join(earlier)} to continue that run",
+            f"{list(config.tasks)} leave out (their own stages are kept but not reported"
+            f"{remade}); pass --tasks {' '.join(earlier)} to continue that run",
+            stacklevel=2,
+        )
+    elif mixed_again:
+        warnings.warn(
+            f"{out} holds an earlier run of the tasks {earlier}{remade}; pass --tasks "
+            f"{' '.join(earlier)} to continue that run",
             stacklevel=2,
         )
     return dropped
@@ -243,7 +274,8 @@ class Pipeline:
         self.device = device
         self.progress = progress
         self._bar: tqdm | None = None
-        self.runner = StageRunner(self.out, log=self._log)
+        self._config_recorded = False
+        self.runner = StageRunner(self.out, log=self._log, before_first_change=self.record_config)
 
     # --- orchestration -------------------------------------------------------------------
     def count_stages(self) -> int:
@@ -269,15 +301,25 @@ class Pipeline:
         self.out.mkdir(parents=True, exist_ok=True)
         warn_of_dropped_tasks(self.out, self.config)
         warn_of_changed_settings(self.out, self.config)
-        keep_previous_config(self.out, self.config)
         warn_of_unswept_demo_counts(self.config)
-        atomic_write_json(self.out / "config.json", self.config.to_dict())
         with tqdm(
             total=total, desc="sslrobot run", unit="stage", disable=not self.progress
         ) as self._bar:
             collected = [self._collect_task(task) for task in self.config.tasks]
             mixed = self._pretrain_mixed(collected)
-            return [self._learn_task(artifacts, mixed) for artifacts in collected]
+            learned = [self._learn_task(artifacts, mixed) for artifacts in collected]
+        self.record_config()  # every stage found done: the config is this run's all the same
+        return learned
+
+    def record_config(self) -> None:
+        """Write ``config.json`` (keeping a different earlier one as ``config.previous.json``)
+        once this run changes something, or finishes: a run stopped after reading the
+        changed-settings warning, before any stage was redone, leaves the record as it was."""
+        if self._config_recorded:
+            return
+        keep_previous_config(self.out, self.config)
+        atomic_write_json(self.out / "config.json", self.config.to_dict())
+        self._config_recorded = True
 
     def _log(self, line: str) -> None:
         if self._bar is None:
@@ -324,11 +366,14 @@ class Pipeline:
         """One encoder pretrained on every task's unlabeled stream (transfer), if configured."""
         if self.config.transfer_objective is None:
             return None
-        return self._pretrain(
-            "mixed",
-            self.config.transfer_objective,
-            tuple(artifacts.unlabeled for artifacts in collected),
-        )
+        # In the package's order of the ids, not --tasks': the same tasks listed in another
+        # order make the same encoder (and keep the finished one).
+        from sslrobot.envs import ENV_IDS
+
+        order = {env_id: index for index, env_id in enumerate(ENV_IDS)}
+        ordered = sorted(collected, key=lambda a: (order.get(a.env_id, len(order)), a.env_id))
+        streams = tuple(artifacts.unlabeled for artifacts in ordered)
+        return self._pretrain("mixed", self.config.transfer_objective, streams)
 
     def _learn_task(self, artifacts: TaskArtifacts, mixed: StageResult | None) -> TaskArtifacts:
         """Pretrain and probe the task's encoders, then train and evaluate its policies."""
@@ -457,14 +502,23 @@ class Pipeline:
         if seed != self.config.seed and steps:
             settings["split_seed"] = self.config.seed
         processes = self._pretrain_processes(steps)
-        if processes > 1:  # numerics differ slightly from one process: a different result
-            settings["processes"] = processes
+        if steps and self.config.pretrain_processes > 1:
+            # The setting, not the device's effective count (one process on an accelerator):
+            # the device is no stage's key, so a run continued on another machine keeps its
+            # finished stages rather than redoing them as "changed" (numerics differ slightly
+            # between devices and process counts alike; each encoder records its own).
+            settings["processes"] = self.config.pretrain_processes
 
         def run(stage_dir: Path, resume: bool) -> dict[str, Any]:
             out = stage_dir / "encoder"
             if steps == 0 and out.exists():
                 # A random init has no checkpoints to resume from: one killed after writing
                 # its weights was refused as "finished" on every rerun; write it again.
+                shutil.rmtree(out)
+            if resume and _trained_in_other_processes(out, processes):
+                # Interrupted on a device that ran another number of processes: its data
+                # order cannot continue here, so the pretraining starts again.
+                self._log(f"[restart] {stage_dir.name}: interrupted in another process count")
                 shutil.rmtree(out)
             pretrain_in_processes(
                 PretrainConfig(

@@ -54,11 +54,15 @@ class StageRunner:
     Args:
         root: the run's output directory.
         log: called with one line per stage event (start, skip, done).
+        before_first_change: called once, before the first stage that will write or delete
+            anything (not before skips): the run records its config there, so a run stopped
+            while every stage was still being found done leaves the directory's record alone.
     """
 
     root: Path
     log: Callable[[str], None] = print
     results: list[StageResult] = field(default_factory=list)
+    before_first_change: Callable[[], None] | None = None
 
     def run(
         self,
@@ -107,15 +111,16 @@ class StageRunner:
         full_config = {"config": config, "upstream": [dep.config_hash for dep in depends_on]}
         digest = config_hash(full_config)
         size = None if count is None else count[1]
+        same = record is not None and record.get("config_hash") == digest
+        if record is not None and same and record.get("count", made_with) == size:
+            result = StageResult(name, stage_dir, digest, record["seconds"], True, record["value"])
+            self.log(f"[skip] {name} (finished earlier in {record['seconds']:.0f}s)")
+            self.results.append(result)
+            return result
+        if self.before_first_change is not None:
+            self.before_first_change()
+            self.before_first_change = None
         if record is not None:
-            same = record.get("config_hash") == digest
-            if same and record.get("count", made_with) == size:
-                result = StageResult(
-                    name, stage_dir, digest, record["seconds"], True, record["value"]
-                )
-                self.log(f"[skip] {name} (finished earlier in {record['seconds']:.0f}s)")
-                self.results.append(result)
-                return result
             if same and size is not None and record.get("count", made_with) < size:
                 # Extend it: an interrupted run of the larger size, its time so far carried.
                 self.log(f"[grow] {name}: {record.get('count', made_with)} -> {size}")
