@@ -771,6 +771,17 @@ def test_pretraining_is_keyed_on_the_process_setting_not_the_device(
         assert pipeline._pretrain_processes(6000) == (2 if kind == "cpu" else 1)
         pipeline._pretrain("Reach-v0", "fdm+future", (data,))
     assert settings["cpu"] == settings["cuda"] and settings["cpu"]["processes"] == 2
+    # Continued under another count, an interrupted pretraining starts again (its data order
+    # cannot continue); a record without the count is left to the trainer's own check.
+    from sslrobot.pipeline.run import _trained_in_other_processes
+
+    encoder = tmp_path / "encoder"
+    encoder.mkdir()
+    assert not _trained_in_other_processes(encoder, 2)
+    (encoder / "pretrain_config.json").write_text(json.dumps({"world_size": 1}))
+    assert _trained_in_other_processes(encoder, 2) and not _trained_in_other_processes(encoder, 1)
+    (encoder / "pretrain_config.json").write_text(json.dumps({"pretrain": {}}))
+    assert not _trained_in_other_processes(encoder, 2)
 
 
 def test_run_refuses_a_missing_device_and_another_commands_directory(tmp_path: Path) -> None:
