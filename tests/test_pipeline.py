@@ -455,6 +455,8 @@ def test_set_overrides_parse_types_and_refuse_unknown_fields(
         parse_overrides(["num_epsiodes=3"])
     with pytest.raises(ValueError, match="expected KEY=VALUE"):
         parse_overrides(["pretrain_steps"])
+    with pytest.raises(ValueError, match="'seed=2': seed is set twice; give it once"):
+        parse_overrides(["seed=1", "seed=2"])  # the later value silently won
     assert main(["run", "--preset", "quick", "--set", "pretrain_steps=0", "--out", "x"]) == 2
     assert "pretrain_steps must be >= 1, got 0" in capsys.readouterr().err
     # Frame sizes the envs or the encoder cannot take, refused before any stage runs.

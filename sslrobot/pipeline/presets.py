@@ -399,7 +399,9 @@ def parse_overrides(assignments: list[str]) -> dict[str, Any]:
     tuple field takes a comma-separated list. The values are validated by ``RunConfig`` itself.
 
     Raises:
-        ValueError: naming an assignment without ``=`` or an unknown field (with the known ones).
+        ValueError: naming an assignment without ``=``, an unknown field (with the known
+            ones), or a field set twice (the later value would silently win, where a flag and
+            a ``--set`` of one field that disagree are refused).
     """
     fields = {f.name: f for f in dataclasses.fields(RunConfig) if f.name not in _NOT_SETTABLE}
     overrides: dict[str, Any] = {}
@@ -414,6 +416,8 @@ def parse_overrides(assignments: list[str]) -> dict[str, Any]:
             raise ValueError(
                 f"--set {assignment!r}: unknown field {key!r}; known: {sorted(fields)}"
             )
+        if key in overrides:
+            raise ValueError(f"--set {assignment!r}: {key} is set twice; give it once")
         if str(fields[key].type).startswith("tuple"):
             overrides[key] = tuple(_json_or_text(item) for item in text.split(",") if item.strip())
         else:
