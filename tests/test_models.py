@@ -288,6 +288,25 @@ def test_keypoint_offsets_give_each_cell_the_keypoint_position_within_it() -> No
     assert closeness.amax() <= 1.0 and closeness[3, 0] < 1e-2  # far cells hear nothing
 
 
+def test_keypoint_offsets_sit_where_the_encoder_puts_its_coordinates() -> None:
+    """The encoder's -1 and +1 are its first and last cells' centres (1.5 and 57.5 px at 64
+    px), not the image's edges: a keypoint the encoder reads at pixel p must peak at the
+    decoder cell holding p, 0 cells from its centre (it was drawn up to 6 px off)."""
+    from sslrobot.models.encoder import encoder_config_for
+
+    low, high = encoder_config_for("keypoints", 64).keypoint_pixel_range()
+    offsets = KeypointOffsets(side=16, sigma=1.0, image_size=64, keypoint_range=(low, high))
+    for pixel, cell in ((1.5, 0), (25.5, 6), (57.5, 14)):
+        u = 2.0 * (pixel - low) / (high - low) - 1.0
+        closeness, gdx, _ = offsets(torch.tensor([[u, u]]))[0]
+        assert divmod(int(closeness.argmax()), 16) == (cell, cell)
+        torch.testing.assert_close(gdx[cell, cell], torch.tensor(0.0), rtol=0, atol=1e-5)
+    # Models saved before keep the centres they were trained with: the buffer is theirs.
+    saved = KeypointOffsets(side=16, sigma=1.0).state_dict()
+    offsets.load_state_dict(saved)
+    torch.testing.assert_close(offsets.centres, saved["centres"])
+
+
 def test_keypoint_skip_decoder_places_through_the_offsets() -> None:
     """Same output shapes as the dense decoder; the skip's hidden layer reads every
     keypoint's offsets, so moving one keypoint changes the frame even with the dense path's

@@ -214,6 +214,57 @@ def test_load_encoder_round_trip_is_exact_and_frozen(dataset, tmp_path: Path) ->
         torch.testing.assert_close(encoder(frames), run.model.encoder(frames), rtol=0, atol=0)
 
 
+def test_the_contrastive_positive_is_augmented_on_its_own(dataset, tmp_path: Path) -> None:
+    """ATC shifts anchor and positive independently: with the window's shared shift and
+    colour, the crop offset alone picks the positive out of the batch. The window's own draws
+    stay as they were (objectives without contrastive train as before)."""
+    config = tiny_config(tmp_path / "run", objective="fdm+contrastive", color_jitter=0.2)
+    run = PretrainRun(config, dataset, progress=False)
+    try:
+        batch = run.to_device(collate_windows([dataset[i] for i in range(8)]))
+        pixels, _, _, _, positive = run.augment(*batch, step=3)
+        alone = PretrainRun(tiny_config(tmp_path / "fdm", objective="fdm", color_jitter=0.2),
+                            dataset, progress=False)  # fmt: skip
+        try:
+            window_only = alone.augment(*batch, step=3)
+        finally:
+            alone.close()
+        assert window_only[4] is None and torch.equal(window_only[0], pixels)
+        assert positive.shape == pixels[:, -1].shape
+        assert not torch.equal(positive, pixels[:, -1])  # other shifts and colours
+        # The loss takes it: a positive of other frames changes the contrastive loss.
+        model = run.model
+        actions = batch[1]
+        with torch.no_grad():
+            own, _ = model(pixels, actions, positive=positive)
+            shared, _ = model(pixels, actions)
+            other, _ = model(pixels, actions, positive=positive.flip(0))
+        assert own["contrastive"] != other["contrastive"]
+        assert torch.equal(own["fdm"], shared["fdm"])
+    finally:
+        run.close()
+
+
+def test_each_pretraining_seed_draws_its_own_augmentation(dataset, tmp_path: Path) -> None:
+    """torch's CPU generator keeps a seed's low 32 bits only, where the run's seed used to
+    have none: every pretraining seed drew the same shifts and decoded frames. Seed 0's
+    draws are as they were (the shipped encoders were made with them)."""
+    from sslrobot.pretraining.trainer import _step_seed
+
+    windows = collate_windows([dataset[i] for i in range(8)])
+    drawn = []
+    for seed in (0, 1):
+        run = PretrainRun(tiny_config(tmp_path / f"s{seed}", seed=seed), dataset, progress=False)
+        try:
+            pixels, _, _, decode_index, _ = run.augment(*run.to_device(windows), step=2)
+            drawn.append((pixels, decode_index))
+        finally:
+            run.close()
+    assert not torch.equal(drawn[0][0], drawn[1][0])
+    assert _step_seed(0, 5, 1) == 5 * 2**12 + 1  # the default seed's, unchanged
+    assert _step_seed(1, 5, 1) % 2**32 != _step_seed(0, 5, 1) % 2**32
+
+
 def test_load_encoder_errors_name_the_file(dataset, tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="missing_dir"):
         load_encoder(tmp_path / "missing_dir")
@@ -383,6 +434,11 @@ def test_resume_refuses_changed_settings_and_missing_checkpoints(dataset, tmp_pa
     other = MovingSquareDataset(num_episodes=5, episode_length=12, num_steps=K, image_size=SIZE)
     with pytest.raises(ValueError, match=r"trained on 44 windows, .* hold 55"):
         pretrain(tiny_config(tmp_path / "run", steps=4, resume=True), other, progress=False)
+    # A checkpoint without its optimizer state would continue on fresh Adam moments, silently.
+    for optimizer_file in (tmp_path / "run" / artifacts.CHECKPOINTS).glob("*/optimizer.pt"):
+        optimizer_file.unlink()
+    with pytest.raises(ValueError, match="has no optimizer state; it cannot continue"):
+        pretrain(tiny_config(tmp_path / "run", steps=4, resume=True), dataset, progress=False)
 
 
 class NaNAfter(torch.utils.data.Dataset):

@@ -47,6 +47,7 @@ def _config(
             paddings=(0, 1),
             feature_dim=16,
             readout=readout,
+            layer_norm=readout != "keypoints",  # keypoint terms measure raw coordinates
         ),
         decoder=DecoderConfig(channels=(16, 8), shuffle=4),
         transition_hidden_dim=32,

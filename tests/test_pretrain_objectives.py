@@ -516,8 +516,9 @@ def test_slow_needs_keypoints_in_their_own_units_and_flags_must_be_bools() -> No
     normed = dataclasses.replace(
         EncoderConfig.keypoints(image_size=16, feature_dim=8), layer_norm=True
     )
-    with pytest.raises(ValueError, match="it needs an encoder without layer_norm"):
-        WorldModelConfig(encoder=normed, action_dim=2, objective={"future": 1.0, "slow": 1.0})
+    for term in ("slow", "equivariant"):  # both measure keypoints in their own units
+        with pytest.raises(ValueError, match=f"'{term}' measures .* without layer_norm"):
+            WorldModelConfig(encoder=normed, action_dim=2, objective={"future": 1.0, term: 1.0})
     for name in ("future_actions", "transition_norm"):
         with pytest.raises(ValueError, match=f"{name} must be true or false"):
             WorldModelConfig(

@@ -203,20 +203,42 @@ class KeypointOffsets(nn.Module):
     default run's streams (6,000 steps): the target is drawn smaller and nearer its place, the
     arm tasks' probes rise by 0.02 and PSNR by 0.25-0.5 dB, but 25-demonstration success stays
     within the pretraining seeds' spread and training is 1.6x slower; so an option
-    (``--decoder keypoint-skip``), not the default.
+    (``--decoder keypoint-skip``), not the default. (Those measurements placed the cells as if
+    -1 and +1 were the image's edges; the encoder puts them at its first and last cells'
+    centres, 1.5 and 57.5 px at 64 px, so things were drawn up to 6 px off. Since session 25
+    the cells sit where the encoder's coordinates say, given ``keypoint_range``.)
     """
 
-    def __init__(self, side: int, sigma: float) -> None:
+    def __init__(
+        self,
+        side: int,
+        sigma: float,
+        image_size: int | None = None,
+        keypoint_range: tuple[float, float] | None = None,
+    ) -> None:
+        """``keypoint_range``: the pixels (pixel k's centre is k) where the encoder's -1 and
+        +1 lie, ``EncoderConfig.keypoint_pixel_range()``, with ``image_size``; None: the
+        image's edges (a uniform partition of [-1, 1], as models before session 25 were made).
+        """
         super().__init__()
-        # Centres of a uniform partition of [-1, 1] into ``side`` cells.
-        self.register_buffer("centres", (torch.arange(side) + 0.5) * (2.0 / side) - 1.0)
-        self.cells_per_unit = side / 2.0
+        cell = torch.arange(side, dtype=torch.float32) + 0.5
+        if keypoint_range is None or image_size is None:
+            centres = cell * (2.0 / side) - 1.0
+        else:
+            low, high = keypoint_range
+            pixels = cell * (image_size / side) - 0.5  # cell centres, in pixel indices
+            centres = 2.0 * (pixels - low) / (high - low) - 1.0
+        # Persistent, and the cell size read back from it: a model saved before session 25
+        # loads its own centres and keeps drawing as it was trained to.
+        self.register_buffer("centres", centres)
         self.inv_two_var = 1.0 / (2.0 * sigma * sigma)
 
     def forward(self, keypoints: torch.Tensor) -> torch.Tensor:
         xy = keypoints.unflatten(1, (-1, 2))  # (B, K, 2)
-        dx = (xy[..., :1] - self.centres) * self.cells_per_unit  # (B, K, side): x offsets
-        dy = (xy[..., 1:] - self.centres) * self.cells_per_unit
+        side = self.centres.numel()
+        cells_per_unit = 1.0 / (self.centres[1] - self.centres[0]) if side > 1 else 0.5
+        dx = (xy[..., :1] - self.centres) * cells_per_unit  # (B, K, side): x offsets
+        dy = (xy[..., 1:] - self.centres) * cells_per_unit
         gx = torch.exp(-dx.square() * self.inv_two_var)
         gy = torch.exp(-dy.square() * self.inv_two_var)
         g = gy[..., :, None] * gx[..., None, :]  # (B, K, y, x)
@@ -228,7 +250,12 @@ class Decoder(nn.Module):
     """Latent (B, D) -> frame in normalised pixel space [-0.5, 0.5]."""
 
     def __init__(
-        self, config: DecoderConfig, latent_dim: int, image_size: int, condition_dim: int = 0
+        self,
+        config: DecoderConfig,
+        latent_dim: int,
+        image_size: int,
+        condition_dim: int = 0,
+        keypoint_range: tuple[float, float] | None = None,
     ) -> None:
         """Args:
         config: The architecture.
@@ -236,6 +263,8 @@ class Decoder(nn.Module):
         image_size: Side of the frames it draws.
         condition_dim: Width of an optional vector added to the first level through its
             own linear layer (``predict_blocks(..., condition=...)``); 0: none.
+        keypoint_range: For ``keypoint_skip``: where the encoder's keypoint coordinates -1
+            and +1 lie, in pixels (``EncoderConfig.keypoint_pixel_range()``).
         """
         super().__init__()
         self.config = config
@@ -275,7 +304,7 @@ class Decoder(nn.Module):
             side = image_size // r
             self.skip = nn.ModuleDict(
                 {
-                    "offsets": KeypointOffsets(side, config.skip_sigma),
+                    "offsets": KeypointOffsets(side, config.skip_sigma, image_size, keypoint_range),
                     "hidden": nn.Conv2d(last + 3 * (latent_dim // 2), config.skip_hidden, 1),
                 }
             )

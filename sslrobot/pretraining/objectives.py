@@ -246,8 +246,9 @@ def info_nce_loss(
         temperature: Softmax temperature > 0.
 
     Returns:
-        Scalar >= 0; ``log(1 + (B-1) e^{-1/temperature})`` at best (each anchor equal to its
-        positive and orthogonal to the others, e.g. 3e-4 for B=8 at 0.1), ``log B`` when
+        Scalar >= 0; ``log(1 + (B-1) e^{-1/temperature})`` with each anchor equal to its
+        positive and orthogonal to the others (e.g. 3e-4 for B=8 at 0.1; negatives spread as a
+        simplex, at cosine -1/(B-1), score a little lower still), ``log B`` when
         anchors carry no information. Under DistributedDataParallel B is each rank's batch:
         the negatives are that rank's windows, not the global batch's.
     """

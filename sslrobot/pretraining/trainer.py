@@ -117,8 +117,25 @@ def close_batches(batches: Iterator[Any]) -> None:
         batches.close()
 
 
+#: An odd 32-bit multiplier that spreads the run's seed over the low 32 bits of a step's seed.
+_SEED_MIX = 0x9E3779B1
+
+
 def _step_seed(seed: int, step: int, rank: int) -> int:
-    return (seed * 2**40 + step * 2**12 + rank) % 2**63
+    """The seed of one step's augmentation draws on one rank.
+
+    torch's CPU generator (mt19937) keeps only the low 32 bits of a seed, where ``seed *
+    2**40`` has none: until session 25 every pretraining seed drew the same shifts, colours
+    and decoded frames on CPU (CUDA's Philox keeps all 64). ``seed * _SEED_MIX`` puts the
+    seed there too and is 0 for seed 0, so the default seed's draws, and the shipped encoders
+    made with it, are unchanged.
+    """
+    return (seed * 2**40 + seed * _SEED_MIX + step * 2**12 + rank) % 2**63
+
+
+#: Added to a step's seed for the contrastive positive's own augmentation (odd, so its low
+#: 32 bits, all mt19937 keeps, differ), so that the window's draws stay as they were.
+_POSITIVE_SEED_OFFSET = 0x5BD1E995
 
 
 def train_episode_ids(windows: Dataset) -> dict[str, list[int]]:
@@ -387,7 +404,12 @@ class PretrainRun:
                 f"checkpoint {path} is at step {loaded.step}, past steps={self.config.steps}"
             )
         artifacts.load_state(self.model, loaded.model_state, path / checkpoint.WEIGHTS)
-        if self.optimizer is not None and loaded.optimizer_state is not None:
+        if self.optimizer is not None:
+            if loaded.optimizer_state is None:  # fresh Adam moments would break bit-for-bit
+                raise ValueError(
+                    f"checkpoint {path} has no optimizer state; it cannot continue this run "
+                    "exactly (start anew without --resume)"
+                )
             self.optimizer.load_state_dict(loaded.optimizer_state)
         self.step = loaded.step
         self.last_checkpoint = path
@@ -419,12 +441,19 @@ class PretrainRun:
         actions: torch.Tensor,
         proprio: torch.Tensor | None,
         step: int,
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    ) -> tuple[
+        torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None, torch.Tensor | None
+    ]:
         """Stack frames, random-shift, and pick the frames to decode, for global ``step``.
+
+        The window's frames share one shift and colour draw (future frames stay predictable
+        from the context frame). ``contrastive`` gets its positive, o_{t+K}, augmented with
+        draws of its own, as ATC does: sharing the anchor's, the crop offset and the colour
+        gains alone would pick the positive out of the batch.
 
         Returns:
             pixels (B, K+1, H, W, 3S), actions (B, K, A), proprio (B, K+1, P) or None,
-            decode_index (B, n) or None.
+            decode_index (B, n) or None, the contrastive positive (B, H, W, 3S) or None.
         """
         config = self.config
         stack = config.encoder.frame_stack
@@ -432,9 +461,17 @@ class PretrainRun:
         actions = actions[:, stack - 1 :]  # (B, K, A)
         if proprio is not None:
             proprio = proprio[:, stack - 1 :]  # (B, K+1, P): each stacked frame's newest
-        generator = torch.Generator(device=self.device).manual_seed(
-            _step_seed(config.seed, step, self.context.rank)
-        )
+        seed = _step_seed(config.seed, step, self.context.rank)
+        positive = None
+        if "contrastive" in self.model_config.objective:
+            own = torch.Generator(device=self.device).manual_seed(
+                (seed + _POSITIVE_SEED_OFFSET) % 2**63
+            )
+            positive = pixels[:, -1:]  # o_{t+K} as stored, before the window's draws
+            if config.augment == "shift":
+                positive = random_shift(positive, config.shift_pad, own)
+            positive = color_jitter(positive, config.color_jitter, own)[:, 0]
+        generator = torch.Generator(device=self.device).manual_seed(seed)
         if config.augment == "shift":
             pixels = random_shift(pixels, config.shift_pad, generator)
         pixels = color_jitter(pixels, config.color_jitter, generator)  # 0: no draw, no change
@@ -443,7 +480,7 @@ class PretrainRun:
             b, horizon = actions.shape[:2]
             order = torch.rand(b, horizon, generator=generator, device=self.device).argsort(dim=1)
             decode_index = order[:, : config.decoded_steps]  # (B, n) distinct k - 1
-        return pixels, actions, proprio, decode_index
+        return pixels, actions, proprio, decode_index, positive
 
     def train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """One optimisation step on a collated batch (data path included); detached metrics."""
@@ -455,6 +492,7 @@ class PretrainRun:
         actions: torch.Tensor,
         proprio: torch.Tensor | None,
         decode_index: torch.Tensor | None,
+        positive: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         """Forward, backward, finiteness check, optimizer step, EMA (the model's own work).
 
@@ -463,13 +501,14 @@ class PretrainRun:
             actions: (B, K, A) on the device.
             proprio: (B, K+1, P) on the device for a proprio-conditioned decoder, or None.
             decode_index: (B, n) frames to decode for ``future``, or None.
+            positive: ``contrastive``'s o_{t+K}, augmented on its own (B, H, W, 3S), or None.
 
         Returns:
             Detached scalars: ``loss``, ``loss_<objective>``, ``grad_norm``, ``latent_std``.
         """
         module = self.ddp if self.ddp is not None else self.model
         with bfloat16_autocast(self.device, self.amp):
-            losses, metrics = module(pixels, actions, decode_index, proprio)
+            losses, metrics = module(pixels, actions, decode_index, proprio, positive)
         total = total_loss(losses, self.model_config.objective)
         self.optimizer.zero_grad(set_to_none=True)
         total.backward()

@@ -150,11 +150,12 @@ class WorldModelConfig:
         for name in ("future_actions", "transition_norm"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
-        if "slow" in self.objective and self.encoder.layer_norm:
-            raise ValueError(
-                "objective 'slow' measures keypoints in the spatial softmax's [-1, 1] units "
-                "(SLOW_MIN_STD); it needs an encoder without layer_norm"
-            )
+        for term, units in (("slow", "(SLOW_MIN_STD)"), ("equivariant", "(squared pixels)")):
+            if term in self.objective and self.encoder.layer_norm:
+                raise ValueError(
+                    f"objective {term!r} measures keypoints in the spatial softmax's [-1, 1] "
+                    f"units {units}; it needs an encoder without layer_norm"
+                )
         if self.objective and set(self.objective) <= REGULARIZERS:
             raise ValueError(
                 f"objective {sorted(self.objective)} is a regulariser; combine it with a pretext "
@@ -244,7 +245,13 @@ class WorldModel(nn.Module):
             config.decoder, composite=config.decoder.composite and "future" in active
         )
         self.decoder = (
-            Decoder(decoder, dim, enc.image_size, config.decoder_proprio_dim)
+            Decoder(
+                decoder,
+                dim,
+                enc.image_size,
+                config.decoder_proprio_dim,
+                enc.keypoint_pixel_range() if enc.readout == "keypoints" else None,
+            )
             if active & USES_DECODER
             else None
         )
@@ -323,6 +330,7 @@ class WorldModel(nn.Module):
         actions: torch.Tensor,
         decode_index: torch.Tensor | None = None,
         proprio: torch.Tensor | None = None,
+        positive: torch.Tensor | None = None,
     ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
         """Losses of the active objectives on a batch of (augmented) windows.
 
@@ -333,6 +341,9 @@ class WorldModel(nn.Module):
                 Defaults to all K.
             proprio: p_t..p_{t+K}, float32 (B, K+1, P); required when the model's
                 ``decoder_proprio_dim`` is set, ignored otherwise.
+            positive: ``contrastive``'s positive, o_{t+K} augmented independently of the
+                window (B, H, W, C) uint8, as the trainer gives it; None: the window's own
+                o_{t+K}, which shares the anchor's augmentation.
 
         Returns:
             ``(losses, metrics)``: unweighted scalar losses by objective name, and detached
@@ -369,7 +380,7 @@ class WorldModel(nn.Module):
             losses["slow"] = slowness_loss(latent[:, :slow], later, SLOW_MIN_STD)
 
         targets = None
-        if self.target_encoder is not None:
+        if "fdm" in active or ("contrastive" in active and positive is None):
             with torch.no_grad():
                 first = 1 if "fdm" in active else horizon  # contrastive needs o_{t+K} only
                 targets = self.target_encoder(pixels[:, first:].flatten(0, 1))
@@ -398,7 +409,8 @@ class WorldModel(nn.Module):
             anchors = self.contrastive_projection(latent)
             anchors = anchors + self.contrastive_predictor(anchors)  # ATC residual predictor
             with torch.no_grad():
-                positives = self.target_contrastive_projection(targets[:, -1])
+                later = targets[:, -1] if positive is None else self.target_encoder(positive)
+                positives = self.target_contrastive_projection(later)
             losses["contrastive"] = info_nce_loss(anchors, positives, self.config.temperature)
         return losses, metrics
 
@@ -568,7 +580,12 @@ class WorldModel(nn.Module):
             actions: (B, K, A).
 
         Returns:
-            float32 (B, K, D), comparable with ``target_latents`` of o_{t+1..t+K}.
+            float32 (B, K, D), in the transition's output space: LayerNorm'd by default
+            (``transition_norm``), where the encoder's keypoint latents are not, and nothing
+            trains them to equal the encoder's (``fdm`` matches projections of them with the
+            target encoder's). So a raw distance to ``target_latents`` of o_{t+1..t+K}, as
+            ``evaluation.prediction``'s latent cosine and NMSE take, compares two spaces; read
+            those as diagnostics, the PSNR as the measure.
         """
         if self.transition is None:
             raise ValueError(
