@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import re
 import shutil
@@ -270,6 +271,13 @@ def test_reacher_renders_and_records_vector_obs_as_proprio_and_state(tmp_path):
     assert dataset.manifest["state_source"] == "observation"
     assert dataset.manifest["env_spec"]["version"] == 5
     assert dataset.manifest["view_conditions"] is None  # not an sslrobot task
+    # Gymnasium aims Reacher's camera at the scene of a process's first render: a pool
+    # worker's used to depend on the episode the scheduler handed it first.
+    two = dataclasses.replace(config, out=tmp_path / "two", num_episodes=4, num_envs=2)
+    one = dataclasses.replace(config, out=tmp_path / "one", num_episodes=4)
+    collect(one, progress=False)
+    collect(two, progress=False)
+    assert_same_episodes(tmp_path / "one", tmp_path / "two")
 
 
 def test_manifest_records_the_tasks_view_conditions(tmp_path):

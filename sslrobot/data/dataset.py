@@ -125,9 +125,10 @@ class EpisodeDataset:
         path = self.episode_path(episode_id)
         names = [k for k in ARRAY_FILES if include_state or k not in EVAL_ONLY_ARRAYS]
         hint = (
-            f"; `sslrobot data verify {self.root}` lists every damaged episode, and "
-            f"`sslrobot collect --out {self.root} --resume` (with the collection's other "
-            "options) sets them aside and collects them again"
+            f"; `sslrobot data verify {self.root}` lists every damaged episode: move their "
+            f"files out of {self.root / 'episodes'} and `sslrobot collect --out {self.root} "
+            "--resume` (with the collection's other options) collects them again (by itself it "
+            "checks only the episodes of an interrupted run)"
         )
         if verify:
             from sslrobot.data.verify import episode_problems

@@ -115,8 +115,17 @@ class EpisodeRunner:
     """
 
     def __init__(self, spec: RunSpec, env: gym.Env | None = None) -> None:
+        """``env``: the collector's probed env (reset with ``base_seed`` and rendered once);
+        None: one is made here and put through the same reset and render first. Gymnasium's
+        MuJoCo renderer aims its free camera at the scene as it is at a process's first
+        render, so without it a pool worker's camera depended on which episode the scheduler
+        handed it first (Reacher-v5's pixels differed between runs of one seed)."""
         self.spec = spec
-        self.env = env if env is not None else make_env(spec)
+        if env is None:
+            env = make_env(spec)
+            obs, _ = env.reset(seed=spec.base_seed)
+            get_frame(env, obs, has_pixel_observation(env.observation_space))
+        self.env = env
         self.policy = make_policy(spec.policy, spec.noise, spec.noise_correlation, spec.mixture)
         self.frames_from_obs = has_pixel_observation(self.env.observation_space)
         max_steps = self.env.spec.max_episode_steps if self.env.spec is not None else None

@@ -129,8 +129,9 @@ def export_minari(
     if corrupt:
         first = next(iter(corrupt.values()))[0]
         raise ValueError(
-            f"{dataset.root}: {len(corrupt)} corrupt episode(s) ({first}); run `sslrobot data "
-            "verify` and `sslrobot collect --resume` to collect them again before exporting"
+            f"{dataset.root}: {len(corrupt)} corrupt episode(s) ({first}); `sslrobot data "
+            "verify` names their files: move them out of episodes/ and run `sslrobot collect "
+            "--resume` to collect them again before exporting"
         )
     observation_space, action_space = minari_spaces(manifest)
     destination = Path(get_dataset_path(dataset_id))
