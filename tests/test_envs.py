@@ -179,6 +179,7 @@ def test_same_seed_gives_identical_pixels_and_states_across_processes() -> None:
         ("nan", "NaN"),
         ("inf", "inf"),
         ("text", "not numeric"),
+        ("numeric_text", "not numeric"),  # NumPy would parse these as numbers
     ],
 )
 def test_bad_actions_raise_a_value_error_naming_the_env(
@@ -192,6 +193,7 @@ def test_bad_actions_raise_a_value_error_naming_the_env(
         "nan": np.full(size, np.nan, np.float32),
         "inf": np.array([np.inf] + [0.0] * (size - 1), np.float32),
         "text": "forward",
+        "numeric_text": ["1"] * size,
     }[bad_action]
     with pytest.raises(ValueError) as error:
         env.unwrapped.step(action)
@@ -239,6 +241,9 @@ def test_divergence_truncates_with_a_flag_and_no_nan(
         assert reward == pytest.approx(
             sum(value for key, value in info.items() if key.startswith("reward/"))
         )
+        # The reward of the state handed back (a flat 0 outranked every ordinary step).
+        restored = env.unwrapped.task.reward_terms(env.unwrapped.physics)
+        assert reward == pytest.approx(sum(restored.values())) and reward != 0.0
         with pytest.raises(RuntimeError, match="reset"):
             env.unwrapped.step(np.zeros(env.action_space.shape, np.float32))
         _, info = env.reset(seed=4)

@@ -144,8 +144,11 @@ class RobotEnv(gym.Env):
                 self.physics.forward()
             self.physics.clear_warnings()  # the counters belong to the finished episode
             self._needs_reset = True
-            terms = {key: 0.0 for key in self.task.reward_terms(self.physics)}
-            return self._observation(), 0.0, False, True, self._info(terms, diverged=True)
+            # The reward of the state handed back, as every step's is: a flat 0 would pay a
+            # divergence more than any ordinary step (every term but success is <= 0).
+            terms = self.task.reward_terms(self.physics)
+            reward = float(sum(terms.values()))
+            return self._observation(), reward, False, True, self._info(terms, diverged=True)
         self.task.after_step(self.physics)
         terms = self.task.reward_terms(self.physics)
         reward = float(sum(terms.values()))
@@ -172,6 +175,8 @@ class RobotEnv(gym.Env):
     def _validate_action(self, action: Any) -> np.ndarray:
         name = type(self).__name__
         try:
+            if np.asarray(action).dtype.kind not in "biuf":  # strings would parse as numbers
+                raise TypeError
             array = np.asarray(action, dtype=np.float64)
         except (TypeError, ValueError) as error:
             raise ValueError(f"{name}: action is not numeric: {action!r}") from error

@@ -106,6 +106,14 @@ def _library_found(backend: str) -> bool:
 class Renderer:
     """Renders RGB frames of one model from its named or free cameras.
 
+    Its GL context stays current on the thread that first renders (made current once, never
+    released: the per-frame cost is what this class is for), so an env renders from that
+    thread only; another thread's render or close fails with ``EGL_BAD_ACCESS``. Use an env
+    per thread, or processes. A process forked after its parent rendered can hang in
+    ``mjr_readPixels`` with ``LP_NUM_THREADS`` >= 1 (Mesa's worker threads do not survive a
+    fork): vector envs should start their workers with ``spawn`` or ``forkserver``, as
+    ``sslrobot collect`` does.
+
     Args:
         model: the MuJoCo model; its offscreen buffer is enlarged if smaller than the image.
         height, width: image size in pixels.
