@@ -479,7 +479,9 @@ def build_report(
             "Navigate's goal distance and bearing while the goal is within the camera's +-45 "
             "degrees; 'all frames' scores every frame); for "
             f"none, the mean (± standard deviation) over {config.none_probe_inits} random "
-            "initialisation(s). Probe gain: an encoder's probe R² minus that mean.",
+            "initialisation(s). Probe gain: an encoder's probe R² minus that mean. A variable "
+            "constant on the scored frames has no R²: it is left out of the mean and marked n/a "
+            "in the plot.",
             "PSNR k=1: one-step predicted frame vs the real one; copy-last predicts the current "
             "frame unchanged (the baseline to beat).",
         ],
