@@ -294,7 +294,6 @@ def train_bc(config: PolicyConfig) -> Path:
     resumed = read_resume_state(out, config, fingerprint) if config.resume else None
     if resumed is None:
         start_policy_dir(out)
-        clear_run_files(out)  # an earlier run's checkpoints and logs
     history = _fit(config, network, train_data, val_data, record, device, resumed)
     save_weights(out / "final.safetensors", network)
     checkpoints = {"final": "final.safetensors"}

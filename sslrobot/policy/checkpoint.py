@@ -226,8 +226,9 @@ def start_policy_dir(out: Path) -> None:
     interrupted before writing its own leaves no config pairing the old run's settings with
     this run's weights (checkpoints are overwritten during training, the config at the end).
 
-    Only a policy's own files are removed; ``check_policy_out`` decided at the start of
-    training that they may go.
+    Only a policy's own files are removed (with an earlier run's checkpoints and logs,
+    ``clear_run_files``); ``check_policy_out`` decided at the start of training that they may
+    go.
 
     Raises:
         ValueError: ``out`` is a pretraining or encoder directory.
@@ -237,6 +238,7 @@ def start_policy_dir(out: Path) -> None:
     (out / CONFIG_FILE).unlink(missing_ok=True)
     for name in POLICY_FILES:
         (out / name).unlink(missing_ok=True)
+    clear_run_files(out)  # never mixed with this run's
 
 
 def write_policy_config(out: Path, record: dict[str, Any]) -> Path:

@@ -258,7 +258,6 @@ def train_rl(config: PolicyConfig) -> Path:
         if resumed is None:
             model = make_sb3_model(config, env, device, num_steps)
             start_policy_dir(out)
-            clear_run_files(out)  # an earlier run's checkpoints and logs, never mixed with ours
         else:
             model = load_resume_checkpoint(out, resumed, config, env, device)
             restore_best_model(out, resumed)
