@@ -152,6 +152,47 @@ def test_resume_checks_an_interrupted_runs_episodes_byte_for_byte(tmp_path):
     assert_same_episodes(root, reference)
 
 
+def test_an_interrupted_shard_is_checked_though_another_shard_rewrote_the_manifest(
+    tmp_path, monkeypatch
+):
+    """The manifest's mtime was the only sign of an unfinished run, and a concurrent shard (or
+    an interrupted resume) moves it past the torn episodes; each shard now keeps a marker from
+    its first unfinished run's start until it finishes."""
+    import os
+
+    root = tmp_path / "d"
+    marker = root / ".locks" / "shard-0-of-2.unfinished"
+    calls = {"n": 0}
+    real_commit = EpisodeRunner.commit
+
+    def killed_after_two(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] > 2:
+            raise KeyboardInterrupt
+        return real_commit(self, *args, **kwargs)
+
+    monkeypatch.setattr(EpisodeRunner, "commit", killed_after_two)
+    with pytest.raises(KeyboardInterrupt):
+        collect(fake_config(root, num_episodes=8, shard=(0, 2)), progress=False)
+    monkeypatch.undo()
+    assert marker.exists()  # the interrupted run's sign stays
+    old = os.stat(storage.episode_path(root, 0)).st_mtime - 60
+    os.utime(marker, (old, old))
+    collect(fake_config(root, num_episodes=8, shard=(1, 2)), progress=False)  # rewrites manifest
+    assert not (root / ".locks" / "shard-1-of-2.unfinished").exists()  # finished: no marker
+    path = storage.episode_path(root, 2)
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2 : len(data) // 2 + 64] = bytes(64)
+    path.write_bytes(bytes(data))
+    os.utime(path, (old + 30, old + 30))  # torn before the manifest's last write
+    assert storage.check_episode(path, checksums=False) == []  # the structure is intact
+    with pytest.warns(UserWarning, match="episode 2 .* is incomplete"):
+        collect(fake_config(root, num_episodes=8, shard=(0, 2), resume=True), progress=False)
+    assert not marker.exists()
+    reference = collect(fake_config(tmp_path / "reference", num_episodes=8), progress=False)
+    assert_same_episodes(root, reference)
+
+
 def test_a_format_1_dataset_resumes_in_its_own_format(tmp_path):
     reference = collect(fake_config(tmp_path / "reference", num_episodes=5), progress=False)
     root = tmp_path / "old"  # the first three episodes, rewritten as format 1 wrote them

@@ -282,3 +282,18 @@ def test_every_single_bit_flip_is_reported_or_harmless(tmp_path):
         for name, array in original.items():
             np.testing.assert_array_equal(episode[name], array, err_msg=f"byte {position}")
     assert num_named > len(pristine) // 2
+
+
+def test_fsync_flushes_the_new_episodes_folder_in_its_parent(tmp_path, monkeypatch):
+    """With ``fsync``, the first episode also syncs the dataset directory, where the new
+    ``episodes/`` folder's own entry lives (a power loss could drop the folder otherwise)."""
+    synced = []
+    monkeypatch.setattr(storage, "fsync_dir", lambda path: synced.append(path))
+    write_episode(tmp_path, 0, make_arrays(4, 0), {}, fsync=True)
+    assert tmp_path in synced and tmp_path / "episodes" in synced
+    synced.clear()
+    write_episode(tmp_path, 1, make_arrays(4, 1), {}, fsync=True)
+    assert tmp_path not in synced and tmp_path / "episodes" in synced  # once is enough
+    synced.clear()
+    write_episode(tmp_path / "other", 0, make_arrays(4, 0), {}, fsync=False)
+    assert synced == []

@@ -307,14 +307,33 @@ def _shard_lock(root: Path, shard: tuple[int, int]) -> Iterator[None]:
         yield
 
 
+def _unfinished_marker(root: Path, shard: tuple[int, int]) -> Path:
+    """The file that says this shard's collection started and has not finished: created at a
+    run's start (kept as it is if an interrupted run left it, so its mtime is when the first
+    unfinished run began), removed once the run has written its final manifest."""
+    return root / LOCK_DIR / f"shard-{shard[0]}-of-{shard[1]}.unfinished"
+
+
+def _unfinished_since(root: Path, shard: tuple[int, int]) -> float:
+    """When this shard's interrupted run began, or the manifest's last write when no marker
+    says one was (a dataset collected before the marker existed: a run that finished rewrote
+    the manifest after its last episode). Per shard, so another shard's writes cannot move it,
+    and an interrupted resume keeps the first run's time."""
+    marker = _unfinished_marker(root, shard)
+    if marker.exists():
+        return marker.stat().st_mtime
+    manifest = root / MANIFEST_NAME
+    return manifest.stat().st_mtime if manifest.exists() else 0.0
+
+
 def _set_aside_broken(root: Path, episode_ids: list[int], unfinished_since: float) -> None:
     """Move aside this shard's committed episodes that fail the structural check.
 
     Without ``fsync``, a power loss (not a SIGKILL) can leave a committed episode with missing
     or zeroed data; resuming collects such an episode again and keeps the broken copy for
-    inspection. Episodes written after ``unfinished_since`` (the manifest's last write: a run
-    that finished rewrote it after its last episode, so these are an interrupted run's) are
-    also checked byte for byte against their checksums, which a zeroed block only fails.
+    inspection. Episodes written since ``unfinished_since`` (``_unfinished_since``: an
+    interrupted run's) are also checked byte for byte against their checksums, which a zeroed
+    block only fails.
     """
     for episode_id in episode_ids:
         path = episode_path(root, episode_id)
@@ -449,8 +468,13 @@ def collect(config: CollectConfig, progress: bool = True) -> Path:
         with _shard_lock(root, config.shard):
             with _manifest_lock(root):
                 manifest = _prepare_root(config, manifest)
-                previous = root / MANIFEST_NAME
-                unfinished_since = previous.stat().st_mtime if previous.exists() else 0.0
+                unfinished_since = _unfinished_since(root, config.shard)
+                marker = _unfinished_marker(root, config.shard)
+                if not marker.exists():
+                    try:
+                        marker.touch()
+                    except OSError as error:
+                        raise write_error(marker, "create marker file", error) from error
                 write_manifest(
                     root, {**manifest, "updated": utc_now(), "counts": count_episodes(root)}
                 )
@@ -477,6 +501,7 @@ def collect(config: CollectConfig, progress: bool = True) -> Path:
             finally:
                 bar.close()
             write_manifest(root, {**manifest, "updated": utc_now(), "counts": count_episodes(root)})
+            marker.unlink(missing_ok=True)
     finally:
         env.close()
     return config.out

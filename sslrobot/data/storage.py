@@ -285,7 +285,10 @@ def write_episode(
         "eval_only": [k for k in EVAL_ONLY_ARRAYS if k in arrays],
     }
     try:
+        created = not episodes_dir.is_dir()
         episodes_dir.mkdir(parents=True, exist_ok=True)
+        if fsync and created:  # the new folder's own entry in the dataset directory
+            fsync_dir(episodes_dir.parent)
         if format_version == 1:
             _commit_directory(tmp, final, chunks, meta, fsync)
         else:
