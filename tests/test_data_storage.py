@@ -284,6 +284,29 @@ def test_every_single_bit_flip_is_reported_or_harmless(tmp_path):
     assert num_named > len(pristine) // 2
 
 
+def test_a_local_header_pointing_past_the_end_is_named_not_raised(tmp_path):
+    """A member's local header whose extra-field length runs past the file made ``zipfile``
+    raise EOFError, which crashed ``data verify`` (the command meant to find damage), ``data
+    info`` and pretraining's scan."""
+    import struct
+
+    from sslrobot.data.archive import list_members
+
+    make_dataset(tmp_path, {0: 2, 1: 2}, size=2)
+    path = episode_path(tmp_path, 1)
+    pristine = path.read_bytes()
+    with zipfile.ZipFile(path) as archive:
+        offsets = {info.filename: info.header_offset for info in archive.infolist()}
+    assert set(offsets) == set(list_members(path))
+    for name, offset in offsets.items():
+        data = bytearray(pristine)
+        struct.pack_into("<H", data, offset + 28, 60000)  # the extra field's length
+        path.write_bytes(bytes(data))
+        assert check_episode(path, checksums=True), name
+        report = verify_dataset(tmp_path)
+        assert not report.ok and 1 in report.corrupt, name
+
+
 def test_fsync_flushes_the_new_episodes_folder_in_its_parent(tmp_path, monkeypatch):
     """With ``fsync``, the first episode also syncs the dataset directory, where the new
     ``episodes/`` folder's own entry lives (a power loss could drop the folder otherwise)."""

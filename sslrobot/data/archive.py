@@ -27,9 +27,15 @@ _LOCAL_HEADER = struct.Struct("<4s22xHH")  # signature ... name length, extra fi
 _LOCAL_SIGNATURE = b"PK\x03\x04"
 _CRC_CHUNK = 1 << 20
 _ENCRYPTED_FLAG = 0x1  # general purpose bit 0 of a zip entry
-#: What ``zipfile`` raises, besides ``BadZipFile``, for a damaged directory entry: a flipped
-#: encryption flag ("password required") or compression method ("compression type N").
-_DAMAGED_ZIP_ERRORS: tuple[type[Exception], ...] = (RuntimeError, NotImplementedError)
+#: What ``zipfile`` raises, besides ``BadZipFile``, for a damaged entry: a flipped encryption
+#: flag ("password required") or compression method ("compression type N"), or a local
+#: header's lengths pointing past the end of the file (EOFError, struct.error).
+_DAMAGED_ZIP_ERRORS: tuple[type[Exception], ...] = (
+    RuntimeError,
+    NotImplementedError,
+    EOFError,
+    struct.error,
+)
 
 
 @dataclass(frozen=True)
