@@ -81,10 +81,21 @@ def shipped_encoder_dir(spec: str) -> Path:
 
     Raises:
         ValueError: ``spec`` has no ``pretrained:`` prefix or names no shipped encoder (the
-            message lists those that exist).
+            message lists those that exist), or its weights are not the ones its provenance
+            names (safetensors keeps no checksum: a damaged file would load, NaNs and all).
     """
     env_id = canonical_spec(spec)[len(PRETRAINED_PREFIX) :]
-    return shipped_encoders_root() / env_id.removeprefix(SSLROBOT_NAMESPACE)
+    path = shipped_encoders_root() / env_id.removeprefix(SSLROBOT_NAMESPACE)
+    from sslrobot.pretraining.artifacts import ENCODER_WEIGHTS
+
+    weights = path / ENCODER_WEIGHTS
+    expected = read_provenance(path).get("weights_sha256")
+    if not weights.is_file() or file_sha256(weights) != expected:
+        raise ValueError(
+            f"{weights} is missing or not the file {path / PROVENANCE} names (sha256 "
+            f"{str(expected)[:16]}...): the installed package is damaged; reinstall sslrobot"
+        )
+    return path
 
 
 def encoder_directory(spec: str | os.PathLike[str]) -> Path:

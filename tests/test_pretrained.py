@@ -107,6 +107,43 @@ def test_load_encoder_by_name_is_frozen_and_equals_the_files():
     assert config.image_size == 64
 
 
+def test_a_damaged_shipped_encoder_is_refused(tmp_path, monkeypatch):
+    """safetensors keeps no checksum: a NaN written into the weights loaded silently and gave
+    NaN features, with the right hash beside it in the provenance."""
+    import shutil
+
+    import sslrobot.pretrained as pretrained
+
+    root = tmp_path / "encoders"
+    shutil.copytree(shipped_encoder_dir("pretrained:Reach-v0").parent, root)
+    monkeypatch.setattr(pretrained, "shipped_encoders_root", lambda: root)
+    sslrobot.load_encoder("pretrained:Reach-v0")  # the copy is intact
+    weights = root / "Reach-v0" / ENCODER_WEIGHTS
+    tensors = safetensors.torch.load_file(str(weights))
+    name = sorted(tensors)[0]
+    tensors[name].view(-1)[0] = float("nan")
+    safetensors.torch.save_file(tensors, str(weights))
+    with pytest.raises(ValueError, match=r"Reach-v0/encoder\.safetensors is missing or not"):
+        sslrobot.load_encoder("pretrained:Reach-v0")
+    with pytest.raises(ValueError, match="damaged; reinstall"):
+        resolve_encoder("pretrained:sslrobot/Reach-v0", 64, seed=0)
+
+
+@pytest.mark.parametrize("env_id", SHIPPED)
+def test_shipped_encoders_record_the_data_they_trained_on(env_id):
+    """What lets a probe leave their training episodes out of a copy or a recollection of the
+    default preset's stream (``trained_episodes``), whose path is not the recorded one."""
+    from sslrobot.data.manifest import IDENTITY_FIELDS
+    from sslrobot.pretraining.artifacts import PRETRAIN_CONFIG
+
+    path = shipped_encoder_dir(PRETRAINED_PREFIX + env_id)
+    saved = json.loads((path / PRETRAIN_CONFIG).read_text())
+    (identity,) = saved["train_dataset_identities"]
+    (episodes,) = saved["train_episode_id_lists"]
+    assert set(identity) == set(IDENTITY_FIELDS) and identity["env_id"] == env_id
+    assert list(saved["train_episode_ids"].values()) == [episodes] and len(episodes) == 900
+
+
 @pytest.mark.parametrize(
     "spec",
     [
