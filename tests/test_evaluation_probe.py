@@ -269,6 +269,34 @@ class FakeDataset:
         return sorted(order[num_val:]), sorted(order[:num_val])
 
 
+def test_ridge_without_penalty_is_the_minimum_norm_least_squares_fit():
+    """At alpha 0, centring leaves a direction with a singular value of ~1e-15 whenever there
+    are no more frames than features; dividing by it added junk weights (R^2 0.30 instead of
+    pinv's 0.34 on such data, coefficients of 1e13 with collinear features)."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(20, 50))
+    x[:, 1] = x[:, 0]  # collinear too
+    y = x[:, :3] @ rng.normal(size=(3, 2)) + 0.1 * rng.normal(size=(20, 2))
+    probe = fit_ridge(x, y, 0.0)
+    xs = (x - probe.feature_mean) / probe.feature_scale
+    expected = np.linalg.pinv(xs) @ (y - y.mean(0))
+    np.testing.assert_allclose(probe.coef, expected, atol=1e-8)
+    assert np.abs(probe.coef).max() < 10
+
+
+def test_a_view_variable_the_state_lacks_is_refused(monkeypatch, tmp_path):
+    """A typo in the manifest's view_state_names made the headline mean average every
+    variable, silently."""
+    dataset = FakeDataset()
+    dataset.manifest = {**dataset.manifest, "view_state_names": ["a", "typo"]}
+    monkeypatch.setattr(sslrobot.data, "open_dataset", lambda path: dataset, raising=False)
+    with pytest.raises(ValueError, match=r"manifest\.json: view_state_names names \['typo'\]"):
+        probe_representation(MeanColourEncoder(), tmp_path, val_fraction=0.2, seed=0)
+    dataset.manifest["view_state_names"] = ["a"]
+    metrics = probe_representation(MeanColourEncoder(), tmp_path, val_fraction=0.2, seed=0)
+    assert metrics["probe/mean_over"] == ["a"]
+
+
 def test_probe_representation_on_a_fake_dataset(monkeypatch, tmp_path):
     dataset = FakeDataset()
     monkeypatch.setattr(sslrobot.data, "open_dataset", lambda path: dataset, raising=False)

@@ -165,11 +165,16 @@ def _ridge_path(x: np.ndarray, y: np.ndarray, alphas: np.ndarray) -> np.ndarray:
     """Ridge weights for every penalty from one SVD: shape (len(alphas), D, S).
 
     ``w(alpha) = V diag(s / (s^2 + alpha)) U^T y`` (Hoerl & Kennard 1970), valid for
-    N < D and N >= D alike; ``x`` and ``y`` must be centred.
+    N < D and N >= D alike; ``x`` and ``y`` must be centred. Directions whose singular value
+    is rounding noise (below ``numpy.linalg.pinv``'s cut-off) get no weight, so ``alpha = 0``
+    is the minimum-norm least-squares fit instead of dividing by ~1e-15 (centring alone
+    leaves one such direction whenever N <= D).
     """
     u, s, vt = np.linalg.svd(x, full_matrices=False)  # (N, r), (r,), (r, D)
     uty = u.T @ y  # (r, S)
-    shrink = s[None, :] / (s[None, :] ** 2 + alphas[:, None])  # (A, r)
+    tolerance = np.finfo(np.float64).eps * max(x.shape) * (s[0] if s.size else 0.0)
+    kept = s > tolerance
+    shrink = np.where(kept, s, 0.0)[None, :] / (s[None, :] ** 2 + alphas[:, None] + ~kept)
     return np.einsum("rd,ar,rs->ads", vt, shrink, uty)
 
 
@@ -607,6 +612,12 @@ def probe_representation(
     )
     names = dataset_state_names(dataset.manifest, train_y.shape[1])
     view_names = dataset.manifest.get("view_state_names")
+    unknown = sorted(set(view_names or ()) - set(names))
+    if unknown:  # the headline mean would silently average every variable instead
+        raise ValueError(
+            f"{Path(data_dir) / 'manifest.json'}: view_state_names names {unknown}, which are "
+            f"not among the state variables {names}"
+        )
     result = fit_linear_probe(
         train_x,
         train_y,
@@ -616,7 +627,7 @@ def probe_representation(
         alpha=alpha,
         train_groups=train_groups,
         seed=seed,
-        mean_over=view_names if view_names and set(view_names) <= set(names) else None,
+        mean_over=view_names or None,
         view_conditions=dataset_view_conditions(dataset.manifest),
     )
     return {
