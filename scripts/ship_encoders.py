@@ -44,7 +44,7 @@ from sslrobot.pretrained import (
     shipped_encoders_root,
 )
 from sslrobot.pretraining.artifacts import ENCODER_CONFIG, ENCODER_WEIGHTS, PRETRAIN_CONFIG
-from sslrobot.utils.io import atomic_write_json
+from sslrobot.utils.io import atomic_copy, atomic_write_json
 
 OBJECTIVE = "fdm+future"
 REPOSITORY = Path(__file__).resolve().parents[1]
@@ -102,6 +102,60 @@ def repository_state() -> dict[str, object]:
     }
 
 
+def with_training_data(pretrained: dict) -> dict:
+    """``pretrain_config.json``'s content with the identity of each dataset it trained on
+    (what lets a probe recognise the training episodes in a copy or a recollection of the data,
+    ``sslrobot.evaluation.prediction.trained_episodes``), for encoders pretrained before the
+    record existed. One pretrained before the training episodes were recorded (session 16) gets
+    them too, drawn again with its split settings and checked against its window count. Reads
+    the data where the pretraining found it (run from the repository root)."""
+    from sslrobot.data import open_dataset
+    from sslrobot.data.manifest import dataset_identity
+    from sslrobot.data.windows import open_windows
+    from sslrobot.pretraining import PretrainConfig
+    from sslrobot.pretraining.trainer import train_episode_ids
+
+    if pretrained.get("train_dataset_identities") is not None:
+        return pretrained
+    config = PretrainConfig.from_dict(pretrained["pretrain"])
+    if pretrained.get("train_episode_id_lists") is None:
+        windows = open_windows(
+            config.data,
+            arrays=("pixels", "action"),
+            num_steps=config.window_steps,
+            split="train",
+            val_fraction=config.val_fraction,
+            seed=config.episode_split_seed,
+            verify_checksums=True,
+        )
+        if len(windows) != pretrained["num_train_windows"]:
+            raise SystemExit(
+                f"{config.data}'s training split gives {len(windows)} windows, the pretraining "
+                f"recorded {pretrained['num_train_windows']}: not the data it trained on"
+            )
+        recorded = train_episode_ids(windows)
+        pretrained = {
+            **pretrained,
+            "train_episode_ids": recorded,
+            "train_episode_id_lists": list(recorded.values()),
+        }
+    paths = [Path(path) for path in pretrained["train_episode_ids"]]  # in --data order
+    if len(paths) != 1:  # the dict's keys are sorted: only one path keeps --data order
+        raise SystemExit(f"{len(paths)} data directories: give their identities by hand")
+    identities = [dataset_identity(open_dataset(path).manifest) for path in paths]
+    return {**pretrained, "train_dataset_identities": identities}
+
+
+def record_training_data(root: Path, task: str) -> None:
+    """Add ``with_training_data``'s record to a shipped encoder's ``pretrain_config.json``."""
+    path = root / task / PRETRAIN_CONFIG
+    pretrained = json.loads(path.read_text())
+    updated = with_training_data(pretrained)
+    if updated != pretrained:
+        atomic_write_json(path, updated)
+    print(f"{task}: {path} records its data's identity")
+
+
 def ship(run: Path, task: str, root: Path) -> None:
     source = finished_encoder_dir(run, task)
     config = json.loads((source / ENCODER_CONFIG).read_text())
@@ -111,7 +165,8 @@ def ship(run: Path, task: str, root: Path) -> None:
     target = root / task
     target.mkdir(parents=True, exist_ok=True)
     for name in COPIED:
-        shutil.copyfile(source / name, target / name)
+        atomic_copy(source / name, target / name)
+    atomic_write_json(target / PRETRAIN_CONFIG, with_training_data(pretrained))
     provenance = {
         "env_id": env_id,
         "objective": OBJECTIVE,
@@ -198,12 +253,22 @@ def main() -> None:
     parser.add_argument(
         "--work", type=Path, default=Path("runs/shipped_check"), help="--reproduce's directory"
     )
+    parser.add_argument(
+        "--record-data",
+        action="store_true",
+        help="only add the identity of the data they trained on to the shipped encoders' configs",
+    )
     parser.add_argument("--task", nargs="+", required=True, help="task dirs, e.g. Reach-v0")
     parser.add_argument("--out", type=Path, default=None, help="default: the package's assets")
     args = parser.parse_args()
     root = args.out or shipped_encoders_root()
-    if sum(arg is not None for arg in (args.run, args.check, args.reproduce)) != 1:
-        parser.error("give exactly one of --run (ship), --check and --reproduce")
+    modes = (args.run, args.check, args.reproduce, args.record_data or None)
+    if sum(arg is not None for arg in modes) != 1:
+        parser.error("give exactly one of --run (ship), --check, --reproduce and --record-data")
+    if args.record_data:
+        for task in args.task:
+            record_training_data(root, task)
+        return
     if args.check is not None:
         sys.exit(0 if check(args.check, args.task, root) else 1)
     if args.reproduce is not None:

@@ -410,6 +410,23 @@ def test_prediction_scoring_leaves_out_trained_episodes_after_the_dataset_grew(
     monkeypatch.chdir(tmp_path / "model")  # elsewhere: the record is by resolved path
     model, data = tmp_path / "model", tmp_path / "data"
     assert prediction.trained_episodes(model, data) == trained
+    # A copy elsewhere (or a recollection with the same settings) is the same data: its
+    # identity finds the training episodes where the path does not.
+    import shutil
+    import warnings
+
+    copy = shutil.copytree(data, tmp_path / "copy")
+    assert prediction.trained_episodes(model, copy) == trained
+    other = tmp_path / "other"
+    collect(CollectConfig(num_episodes=6, seed=1, **{**settings, "out": other}), progress=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert prediction.trained_episodes(model, other) == []  # another seed: other episodes
+    older = {k: v for k, v in saved.items() if k != "train_dataset_identities"}
+    (model / artifacts.PRETRAIN_CONFIG).write_text(json.dumps(older))
+    with pytest.warns(UserWarning, match="by path only"):  # before the identities: can't tell
+        assert prediction.trained_episodes(model, copy) == []
+    (model / artifacts.PRETRAIN_CONFIG).write_text(json.dumps(saved))
     scored: list[int] = []
 
     def spy(model, windows, **kwargs):
@@ -420,11 +437,21 @@ def test_prediction_scoring_leaves_out_trained_episodes_after_the_dataset_grew(
     prediction.prediction_from_dirs(model, data, horizon=2, device="cpu")
     assert scored and not set(scored) & set(trained)
     # Without the record (a model from before it) the moved episodes would be scored.
-    del saved["train_episode_ids"]
+    for key in ("train_episode_ids", "train_episode_id_lists", "train_dataset_identities"):
+        del saved[key]
     (model / artifacts.PRETRAIN_CONFIG).write_text(json.dumps(saved))
     scored.clear()
     prediction.prediction_from_dirs(model, data, horizon=2, device="cpu")
     assert moved <= set(scored)
+    # A damaged held-out episode is refused by name (it was skipped with a warning, or scored
+    # with its flipped bytes, since memory maps check nothing).
+    from archive_damage import flip_member_byte
+
+    from sslrobot.data.storage import episode_path
+
+    flip_member_byte(episode_path(data, min(scored)), "pixels.npy", position=-7)
+    with pytest.raises(ValueError, match=rf"episode {min(scored)} of .* is corrupt.*CRC"):
+        prediction.prediction_from_dirs(model, data, horizon=2, device="cpu")
 
 
 def test_pretraining_skips_an_episode_whose_bytes_were_flipped(data_dir, tmp_path) -> None:

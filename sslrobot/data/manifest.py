@@ -103,6 +103,13 @@ def write_manifest(root: Path, manifest: dict[str, Any]) -> None:
     atomic_write_json(Path(root) / MANIFEST_NAME, manifest)
 
 
+def dataset_identity(manifest: dict[str, Any]) -> dict[str, Any]:
+    """The manifest fields that say which episodes a dataset holds: collection is
+    deterministic, so two datasets with the same identity hold the same episode for an id,
+    wherever they are (a copy, a move, a recollection with the same settings)."""
+    return {field: manifest.get(field) for field in IDENTITY_FIELDS}
+
+
 def check_same_dataset(existing: dict[str, Any], new: dict[str, Any], root: Path) -> None:
     """Refuse to add episodes made with other settings to an existing dataset.
 

@@ -13,7 +13,9 @@ methods works); one batch of windows o_t..o_{t+K}, a_t..a_{t+K-1} goes in, all K
 
 from __future__ import annotations
 
+import json
 import os
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -411,13 +413,20 @@ class StackedWindows:
 def trained_episodes(encoder_dir: Path, data_dir: Path) -> list[int]:
     """Ids of the episodes of ``data_dir`` that the model in ``encoder_dir`` pretrained on.
 
-    Pretraining records, per data directory (resolved path), the episodes of its training
-    split. The split of a dataset that grew since can move some of them into ``val`` (the
-    held-out count grows with the dataset), so prediction scoring and probes leave them out.
-    Empty when ``data_dir`` is not among the model's data (or has moved since), for a random
-    initialisation (0 steps), for an encoder saved without its pretraining config, and for
-    models from before the record (their split is then trusted as it is now).
+    Pretraining records, per data directory, its resolved path, its dataset's identity (the
+    manifest fields that fix its episodes) and the episodes of its training split. The split
+    of a dataset that grew since can move some of them into ``val`` (the held-out count grows
+    with the dataset), and a probe's own split differs from the pretraining's, so prediction
+    scoring and probes leave them out. ``data_dir`` is recognised by its path or, when it was
+    moved, copied or collected again with the same settings, by its identity.
+
+    Empty for a random initialisation (0 steps), an encoder saved without its pretraining
+    config, data that is none of the model's, and models from before the record (their split
+    is then trusted as it is now). Warns when the model recorded its data's paths but not their
+    identities (pretrained before session 26) and ``data_dir`` is not among the paths: whether
+    it is a copy of the training data cannot be told.
     """
+    from sslrobot.data.manifest import MANIFEST_NAME, dataset_identity
     from sslrobot.pretraining.artifacts import PRETRAIN_CONFIG, read_json
 
     if not (encoder_dir / PRETRAIN_CONFIG).is_file():
@@ -426,7 +435,25 @@ def trained_episodes(encoder_dir: Path, data_dir: Path) -> list[int]:
     if (saved.get("pretrain") or {}).get("steps") == 0:
         return []  # a random initialisation trained on nothing
     recorded = saved.get("train_episode_ids") or {}
-    return [int(i) for i in recorded.get(str(data_dir.resolve()), [])]
+    if str(data_dir.resolve()) in recorded:
+        return [int(i) for i in recorded[str(data_dir.resolve())]]
+    lists = saved.get("train_episode_id_lists") or []
+    identities = saved.get("train_dataset_identities")
+    if identities is not None and len(identities) == len(lists):
+        manifest = read_json(data_dir / MANIFEST_NAME, "dataset manifest")
+        mine = json.loads(json.dumps(dataset_identity(manifest)))  # as the record stores it
+        matching = zip(lists, identities, strict=True)
+        return sorted({int(i) for ids, other in matching if other == mine for i in ids})
+    if recorded:
+        warnings.warn(
+            f"{encoder_dir} records the episodes it pretrained on by path only ("
+            + ", ".join(sorted(recorded))
+            + f"), and {data_dir} is none of them: if it is a copy of that data, some of the "
+            "episodes scored here trained the model (probe the data where it pretrained, or "
+            "data collected with another seed)",
+            stacklevel=2,
+        )
+    return []
 
 
 def prediction_from_dirs(
@@ -475,6 +502,8 @@ def prediction_from_dirs(
         val_fraction=trained.val_fraction,
         seed=trained.episode_split_seed,
         exclude_episodes=trained_episodes(Path(encoder_dir), Path(data_dir)),
+        strict=True,  # a damaged held-out episode is refused by name, as the probe does,
+        verify_checksums=True,  # not skipped with a warning or scored with flipped bytes
     )
     return prediction_quality(
         model,

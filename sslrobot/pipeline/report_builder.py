@@ -7,7 +7,6 @@ that of an uninterrupted one.
 from __future__ import annotations
 
 import datetime
-import shutil
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,7 +18,7 @@ import numpy as np
 from sslrobot.pipeline.presets import RunConfig
 from sslrobot.pipeline.run import TaskArtifacts, task_slug
 from sslrobot.pipeline.stages import StageResult, read_json_file
-from sslrobot.utils.io import atomic_write_json, atomic_write_to_name
+from sslrobot.utils.io import atomic_copy, atomic_write_json, atomic_write_to_name
 
 _GIF_MAX_FRAMES = 120
 #: Frames per second of the rollout videos (``rollouts.run_episodes``' default), for the GIFs.
@@ -42,11 +41,6 @@ def _find(rows: Sequence[dict[str, Any]], **keys: Any) -> dict[str, Any] | None:
         if all(row.get(key) == value for key, value in keys.items()):
             return row
     return None
-
-
-def atomic_copy(source: Path, target: Path) -> Path:
-    """``shutil.copyfile`` that leaves ``target`` whole or as it was, like every artifact."""
-    return atomic_write_to_name(target, lambda tmp: shutil.copyfile(source, tmp))
 
 
 def _video_to_gif(video: Path, gif: Path) -> Path | None:

@@ -145,6 +145,15 @@ def train_episode_ids(windows: Dataset) -> dict[str, list[int]]:
     return {str(Path(part.root).resolve()): [int(i) for i in part.episode_ids] for part in parts}
 
 
+def train_dataset_identities(windows: Dataset) -> list[dict[str, Any]]:
+    """The identity of each data directory's dataset, in ``--data`` order: what lets a probe
+    recognise the training episodes in a moved copy or a recollection of the data, whose path
+    is not the recorded one."""
+    from sslrobot.data.manifest import dataset_identity
+
+    return [dataset_identity(part.manifest) for part in getattr(windows, "parts", [windows])]
+
+
 def _check_window(
     item: Mapping[str, Any], steps: int, source: str, proprio: bool = False
 ) -> tuple[int, int, int]:
@@ -234,6 +243,9 @@ class PretrainRun:
         #: Per data directory (resolved path), the training split's episode ids; None when
         #: the windows came as an object.
         self.train_episode_ids = train_episode_ids(self.dataset) if dataset is None else None
+        self.train_dataset_identities = (
+            train_dataset_identities(self.dataset) if dataset is None else None
+        )
         source = str(config.data or type(self.dataset).__name__)
         image_size, action_dim, proprio_dim = _check_window(
             self.dataset[0], config.window_steps, source, config.decoder_proprio
@@ -695,6 +707,7 @@ class PretrainRun:
                 "train_episode_id_lists": None
                 if self.train_episode_ids is None
                 else list(self.train_episode_ids.values()),  # in --data order
+                "train_dataset_identities": self.train_dataset_identities,  # in --data order
                 "world_size": self.context.world_size,
                 "sslrobot_version": sslrobot.__version__,
                 "torch_version": torch.__version__,

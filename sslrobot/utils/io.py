@@ -6,6 +6,7 @@ import contextlib
 import fcntl
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -54,6 +55,11 @@ def atomic_write_to_name(
 
     path = Path(path)
     return _replace(path, fill, path.suffix, sync_dir)
+
+
+def atomic_copy(source: str | Path, target: str | Path) -> Path:
+    """``shutil.copyfile`` that leaves ``target`` whole or as it was, like every artifact."""
+    return atomic_write_to_name(target, lambda tmp: shutil.copyfile(source, tmp))
 
 
 def temp_prefix(path: str | Path) -> str:
