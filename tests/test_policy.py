@@ -184,9 +184,12 @@ def test_cached_features_equal_on_the_fly(tmp_path):
     on_the_fly = torch.cat([obs_encoder.features(batch["pixels"][i : i + 1]) for i in range(10)])
     np.testing.assert_allclose(cached, on_the_fly.numpy(), rtol=0, atol=1e-6)
     # A second run with the same encoder and dataset reads the disk and encodes nothing.
-    again = FeatureCache(tmp_path, encoder, {"dataset": "a"}, batch_size=7)
+    again = FeatureCache(tmp_path, encoder, {"dataset": "a"}, batch_size=3)
     np.testing.assert_array_equal(again.features((0, 1), lengths, pixels), cached)
     assert again.num_computed_frames == 0
+    # Without a directory, episodes are encoded one by one as well: the same bits.
+    no_disk = FeatureCache(None, encoder, {"dataset": "a"}, batch_size=3)
+    np.testing.assert_array_equal(no_disk.features((0, 1), lengths, pixels), cached)
     # The head sees the same inputs either way.
     obs_encoder.feature_norm.fit(cached)
     obs_encoder.proprio_norm.fit(batch["proprio"])
@@ -208,6 +211,23 @@ def test_cache_is_keyed_by_encoder_weights(tmp_path):
         first.features((0,), lengths, pixels), second.features((0,), lengths, pixels)
     )
     assert second.num_computed_frames == 4
+
+
+def test_cache_is_keyed_by_the_feature_code_and_batch_size(tmp_path, monkeypatch):
+    """Weights and config alone served features of an older ``Encoder.forward`` (the keypoint
+    expectations changed, the package's version did not); a batch's size moves the last bits
+    of CPU convolutions."""
+    import sslrobot.policy.cache as cache_module
+
+    encoder = BatchNormEncoder()
+    first = FeatureCache(tmp_path, encoder, {"d": 1}, 4)
+    assert FeatureCache(tmp_path, encoder, {"d": 1}, 4).directory == first.directory
+    assert FeatureCache(tmp_path, encoder, {"d": 1}, 8).directory != first.directory
+    code = cache_module.feature_code_fingerprint(encoder)
+    monkeypatch.setattr(cache_module.torch, "__version__", "0.0.0")
+    assert cache_module.feature_code_fingerprint(encoder) != code
+    monkeypatch.setattr(cache_module, "feature_code_fingerprint", lambda module: "edited")
+    assert FeatureCache(tmp_path, encoder, {"d": 1}, 4).directory != first.directory
 
 
 def test_cache_is_keyed_by_device_type(tmp_path, monkeypatch):
@@ -812,6 +832,34 @@ def test_resume_refuses_a_frozen_encoder_whose_weights_changed(demos, tmp_path, 
     resumed = train_tiny_bc(demos, tmp_path / "cut", resume=True, **settings)
     fingerprint = read_policy_config(resumed)["encoder"]["weights_fingerprint"]
     assert re.fullmatch(r"[0-9a-f]{16}", fingerprint)
+
+
+def test_resume_refuses_demonstrations_that_grew_under_the_same_path(demos, tmp_path, monkeypatch):
+    """Only the path and the counts were compared: a dataset grown by ``collect --resume``
+    resumed on other episodes (the held-out one among the training ones), with normalisers
+    fitted on the old ones, and the record claimed the new ids for the whole run."""
+    import shutil
+
+    from sslrobot.policy import bc
+
+    grown = shutil.copytree(demos, tmp_path / "demos")
+    count = len(open_dataset(grown).episode_ids)
+    settings = {"num_demos": None, "num_val_demos": 1, "num_val_checks": 3}
+    save = bc._BCResumeCheckpoints.save
+
+    def save_then_stop(self, loop, *args):
+        save(self, loop, *args)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(bc._BCResumeCheckpoints, "save", save_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        train_tiny_bc(grown, tmp_path / "cut", **settings)
+    monkeypatch.setattr(bc._BCResumeCheckpoints, "save", save)
+    config = CollectConfig(env_id=ENV_ID, out=grown, policy="expert",
+                           num_episodes=count + 1, image_size=IMAGE_SIZE, resume=True)  # fmt: skip
+    collect(config, progress=False)
+    with pytest.raises(ValueError, match=r"other settings \(demo_episode_ids .*val_episode_ids"):
+        train_tiny_bc(grown, tmp_path / "cut", resume=True, **settings)
 
 
 def test_a_bc_run_cut_between_its_checkpoint_files_resumes_from_the_last_whole_one(

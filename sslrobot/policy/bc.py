@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
+import json
 import math
 import pickle
 import time
@@ -291,10 +293,19 @@ def train_bc(config: PolicyConfig) -> Path:
         )
     out = config.out
     fingerprint = record["encoder"].get("weights_fingerprint")
-    resumed = read_resume_state(out, config, fingerprint) if config.resume else None
+    # The episodes themselves, not just the path and counts: a dataset grown or collected
+    # again at that path would resume on other demonstrations (its validation one among them).
+    pinned = {
+        "demo_episode_ids": train_ids,
+        "val_episode_ids": val_ids,
+        "demos_dataset": hashlib.sha256(
+            json.dumps(dataset_key, sort_keys=True).encode()
+        ).hexdigest(),
+    }
+    resumed = read_resume_state(out, config, fingerprint, pinned) if config.resume else None
     if resumed is None:
         start_policy_dir(out)
-    history = _fit(config, network, train_data, val_data, record, device, resumed)
+    history = _fit(config, network, train_data, val_data, record, device, resumed, pinned)
     save_weights(out / "final.safetensors", network)
     checkpoints = {"final": "final.safetensors"}
     if history.best is not None:
@@ -326,6 +337,7 @@ def _fit(
     record: dict[str, Any],
     device: torch.device,
     resumed: dict[str, Any] | None = None,
+    pinned: dict[str, Any] | None = None,
 ) -> BCHistory:
     """The training loop: minibatch epochs, validation checks, best checkpoint on disk.
 
@@ -360,7 +372,7 @@ def _fit(
     best_score: tuple[float, ...] | None = None
     order = torch.randperm(num_samples, generator=generator, device=device)
     cursor, running, count, first = 0, 0.0, 0, 1
-    saver = _BCResumeCheckpoints(config, record["encoder"].get("weights_fingerprint"))
+    saver = _BCResumeCheckpoints(config, record["encoder"].get("weights_fingerprint"), pinned)
     if resumed is not None:
         loop = saver.load(resumed, network, optimizer, generator, device)
         order, cursor, first = loop["order"], loop["cursor"], loop["step"] + 1
@@ -436,10 +448,15 @@ class _BCResumeCheckpoints:
     best check) names them; the files of earlier checkpoints go only then, so an interruption
     between the writes leaves the last complete checkpoint as it was."""
 
-    def __init__(self, config: PolicyConfig, encoder_fingerprint: str | None) -> None:
+    def __init__(
+        self,
+        config: PolicyConfig,
+        encoder_fingerprint: str | None,
+        pinned: dict[str, Any] | None = None,
+    ) -> None:
         self.out = Path(config.out)
         self.folder = self.out / CHECKPOINT_DIR
-        self.settings = resume_settings(config, encoder_fingerprint)
+        self.settings = resume_settings(config, encoder_fingerprint, pinned)
 
     def save(
         self,

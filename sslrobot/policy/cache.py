@@ -31,15 +31,41 @@ def module_fingerprint(module: nn.Module) -> str:
     return digest.hexdigest()
 
 
+def feature_code_fingerprint(module: nn.Module) -> str:
+    """SHA-256 of the source files that compute a module's features (its class's module and
+    ``sslrobot.models.features``) and of torch's version: the same weights and config give
+    other features once that code changes (the keypoint expectations did, with the package's
+    version unchanged), and a cache keyed on weights alone served the old ones. A class
+    whose source cannot be found (defined interactively) is keyed on its name only."""
+    import inspect
+
+    from sslrobot.models import features
+
+    digest = hashlib.sha256(torch.__version__.encode())
+    for source in (type(module), features):
+        try:
+            path = inspect.getsourcefile(source)
+        except TypeError:
+            path = None
+        if path is not None and Path(path).is_file():
+            digest.update(Path(path).read_bytes())
+        else:
+            digest.update(getattr(source, "__qualname__", source.__name__).encode())
+    return digest.hexdigest()
+
+
 class FeatureCache:
-    """Per-episode feature arrays keyed by encoder weights and dataset identity.
+    """Per-episode feature arrays keyed by encoder weights, code and dataset identity.
 
     With ``root=None`` it only computes (no disk). With a directory, features are stored at
-    ``root/<encoder hash>/<device type>/<dataset hash>/episode_<id>.npy`` (atomic writes), so
-    BC runs that share an encoder and a dataset (other seeds, other ``num_demos``) encode each
-    frame once. The device type is in the key because a GPU's convolutions round differently
-    from a CPU's: a policy trained on CPU must see CPU features, or a rerun on CPU would not
-    repeat the run whose cache a GPU job filled.
+    ``root/<encoder hash>/<device type>/<dataset and code hash>/episode_<id>.npy`` (atomic
+    writes), so BC runs that share an encoder and a dataset (other seeds, other ``num_demos``)
+    encode each frame once. The device type is in the key because a GPU's convolutions round
+    differently from a CPU's: a policy trained on CPU must see CPU features, or a rerun on CPU
+    would not repeat the run whose cache a GPU job filled. The code that computes features,
+    torch's version and the batch size are in it too (``feature_code_fingerprint``; a batch's
+    size moves the last bits of CPU convolutions). Episodes are encoded one by one with or
+    without a directory, so a run computes the same features either way.
 
     Args:
         root: Cache directory, or None.
@@ -60,7 +86,13 @@ class FeatureCache:
         self.batch_size = batch_size
         self.directory: Path | None = None
         if root is not None:
-            dataset_hash = config_hash(dataset_key)
+            dataset_hash = config_hash(
+                {
+                    "dataset": dataset_key,
+                    "code": feature_code_fingerprint(encoder),
+                    "batch_size": batch_size,
+                }
+            )
             device_type = module_device(encoder).type
             self.directory = (
                 Path(root) / module_fingerprint(encoder)[:16] / device_type / dataset_hash
@@ -77,19 +109,19 @@ class FeatureCache:
             lengths: Frames per episode, shape (E,), summing to N.
             pixels: uint8 frames, shape (N, H, W, 3).
         """
-        if self.directory is None:
-            self.num_computed_frames += pixels.shape[0]
-            return extract_features(self.encoder, pixels, self.batch_size)
         parts = []
         start = 0
         for episode_id, length in zip(episode_ids, lengths.tolist(), strict=True):
-            path = self.directory / f"episode_{episode_id:06d}.npy"
-            cached = _read_cached(path, length)
+            path = None
+            if self.directory is not None:
+                path = self.directory / f"episode_{episode_id:06d}.npy"
+            cached = None if path is None else _read_cached(path, length)
             if cached is None:
                 frames = pixels[start : start + length]
                 cached = extract_features(self.encoder, frames, self.batch_size)
                 self.num_computed_frames += length
-                _write_array(path, cached)
+                if path is not None:
+                    _write_array(path, cached)
             parts.append(cached)
             start += length
         return np.concatenate(parts)

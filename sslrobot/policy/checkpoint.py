@@ -118,12 +118,15 @@ class ResumeError(ValueError):
 ENCODER_WEIGHTS_SETTING = "encoder_weights"
 
 
-def resume_settings(config: Any, encoder_fingerprint: str | None = None) -> dict[str, Any]:
+def resume_settings(
+    config: Any, encoder_fingerprint: str | None = None, pinned: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """What a resumed run must share with the interrupted one (a ``PolicyConfig``): every
     setting but how it runs, with the demonstrations' and encoder's paths resolved (a relative
-    and an absolute spelling of one directory are the same setting), and the frozen encoder's
+    and an absolute spelling of one directory are the same setting), the frozen encoder's
     weights (``encoder_fingerprint``, ``ResolvedEncoder.describe``'s), which its path alone
-    does not pin."""
+    does not pin, and what else the run pins (``pinned``: BC's demonstration episodes, which
+    a grown or recollected dataset at the same path would change)."""
     settings = {k: v for k, v in config.to_dict().items() if k not in RESUME_FREE_FIELDS}
     for name in ("demos", "encoder"):
         value = settings.get(name)
@@ -131,14 +134,19 @@ def resume_settings(config: Any, encoder_fingerprint: str | None = None) -> dict
             settings[name] = str(Path(value).resolve())
     if encoder_fingerprint is not None:
         settings[ENCODER_WEIGHTS_SETTING] = encoder_fingerprint
+    settings.update(pinned or {})
     return settings
 
 
 def read_resume_state(
-    out: Path, config: Any, encoder_fingerprint: str | None = None
+    out: Path,
+    config: Any,
+    encoder_fingerprint: str | None = None,
+    pinned: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The last resume checkpoint's record in ``out``, checked against ``config`` and the
-    frozen encoder's weights (a checkpoint written before they were recorded is not).
+    """The last resume checkpoint's record in ``out``, checked against ``config``, the
+    frozen encoder's weights and ``pinned`` (each only where the checkpoint recorded it: one
+    written before it was is not).
 
     Raises:
         ResumeError: no checkpoint to resume, or one made with other settings (naming them).
@@ -153,9 +161,10 @@ def read_resume_state(
         earlier = state["settings"]
     except (json.JSONDecodeError, KeyError, TypeError) as error:
         raise ResumeError(f"{path} is damaged ({error}); train anew with --overwrite") from error
-    now = resume_settings(config, encoder_fingerprint)
-    if ENCODER_WEIGHTS_SETTING not in earlier:
-        now.pop(ENCODER_WEIGHTS_SETTING, None)
+    now = resume_settings(config, encoder_fingerprint, pinned)
+    for name in (ENCODER_WEIGHTS_SETTING, *(pinned or {})):
+        if name not in earlier:
+            now.pop(name, None)
     changed = sorted(k for k in now if earlier.get(k) != now[k])
     if changed:
         described = ", ".join(f"{k} {earlier.get(k)!r} -> {now[k]!r}" for k in changed)

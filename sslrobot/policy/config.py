@@ -72,8 +72,9 @@ class PolicyConfig:
             BC's lower validation loss, then the later check). 0 disables them; then BC's best
             checkpoint follows the validation loss, and without validation demos (or in RL)
             no best checkpoint is written.
-        num_val_checks: Validation checks spread evenly over training (the last one on the
-            final weights).
+        num_val_checks: At most this many validation checks, every ceil(steps / N) steps
+            and on the final weights (evenly spread when N divides the steps, as the default
+            2,000 / 5 does; 7 steps with 5 checks check at steps 2, 4, 6 and 7).
         augment_pad: Random-shift padding in pixels: of every BC step's frames for
             ``scratch`` (DrQ uses 4 at 84x84), of the copies ``augment_copies`` makes.
         augment_copies: Frozen encoders, BC: fit the head on this many augmented copies of
