@@ -223,3 +223,14 @@ def test_report_opens_with_its_summary_and_keeps_run_details_for_the_end(tmp_pat
         ]
         assert order == sorted(order)
         assert "Per training seed" in text and "75 / 81 / 88%" in text
+
+
+def test_time_columns_follow_the_pipeline_not_the_keys_order():
+    """results.json sorts keys, so a report rebuilt from it put evaluate before pretrain."""
+    from sslrobot.evaluation.report import _table
+
+    rows = [{"encoder": "fdm", "wall_time_s": {"evaluate": 1.0, "pretrain": 2.0,
+                                                "train_policy": 3.0}}]  # fmt: skip
+    titles, _ = _table(rows)
+    times = [title for title in titles if title.startswith("Time")]
+    assert times == ["Time: pretrain", "Time: train_policy", "Time: evaluate"]

@@ -193,6 +193,34 @@ def test_rollout_gifs_show_the_main_comparison_and_end_on_the_outcome(tmp_path: 
     assert _gif_frames(frames[:50], 120) == frames[:50]
 
 
+def test_a_long_rollout_gif_plays_in_the_episodes_own_time(tmp_path: Path) -> None:
+    """Thinned to 120 frames but shown 50 ms each, a 271-frame episode played 2.3x fast and
+    its held outcome frames for 0.45 s instead of 1 s."""
+    import imageio.v2 as imageio
+    from PIL import Image
+
+    from sslrobot.pipeline.report_builder import _video_to_gif
+
+    frames = [np.full((16, 16, 3), i % 256, np.uint8) for i in range(240)]
+    video = tmp_path / "rollout.mp4"
+    imageio.mimwrite(video, frames, fps=20, macro_block_size=1)
+    gif = _video_to_gif(video, tmp_path / "rollout.gif")
+    assert gif is not None
+    with Image.open(gif) as image:
+        durations = []
+        for index in range(image.n_frames):
+            image.seek(index)
+            durations.append(image.info["duration"])
+    assert len(durations) == 120 and sum(durations) == pytest.approx(12_000, rel=0.02)
+
+
+def test_report_pictures_are_the_last_step_by_number() -> None:
+    from sslrobot.pipeline.report_builder import _image_step
+
+    names = [Path("step_99000.png"), Path("step_100000.png"), Path("step_00500.png")]
+    assert sorted(names, key=_image_step)[-1].name == "step_100000.png"
+
+
 def test_rerun_skips_finished_stages_and_reruns_only_what_changed(quick_run: Path) -> None:
     again = Pipeline(QUICK, quick_run, device="cpu", progress=False)
     again.run()

@@ -276,6 +276,10 @@ def _picture_items(items: Sequence[Any] | None, out_dir: Path) -> list[tuple[Pat
     return pictures
 
 
+#: How the pipeline's stages follow each other, for the time columns (others after them).
+_STAGE_ORDER = ("collect", "pretrain", "probe", "train_policy", "evaluate")
+
+
 def _probe_cell(row: Mapping[str, Any]) -> str:
     """``'0.735'``, or averaged over several draws, ``'0.682 ± 0.019 (5 inits)'`` (a baseline's
     random inits) or ``'0.729 ± 0.011 (3 pretraining seeds)'``."""
@@ -295,6 +299,10 @@ def _table(rows: Sequence[Mapping[str, Any]]) -> tuple[list[str], list[list[str]
         for stage in row.get("wall_time_s") or {}:
             if stage not in stages:
                 stages.append(stage)
+    # The pipeline's order, not the rows' key order: results.json sorts keys, so a report
+    # rebuilt from it put evaluate first.
+    known = {stage: i for i, stage in enumerate(_STAGE_ORDER)}
+    stages.sort(key=lambda stage: known.get(stage, len(known)))
     columns: list[tuple[str, Any]] = [("Encoder", lambda r: str(r["encoder"]))]
 
     def optional(key: str, fmt: str) -> Any:

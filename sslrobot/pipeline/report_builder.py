@@ -52,11 +52,18 @@ def _video_to_gif(video: Path, gif: Path) -> Path | None:
         frames = imageio.mimread(video, memtest=False)
     except (OSError, ValueError, RuntimeError):
         return None  # no ffmpeg reader here; the MP4 is still linked from the result JSON
-    frames = [np.asarray(frame) for frame in _gif_frames(frames, _GIF_MAX_FRAMES)]
-    atomic_write_to_name(  # duration: milliseconds per frame
-        gif, lambda tmp: imageio.mimwrite(tmp, frames, duration=1000 / _GIF_FPS, loop=0)
-    )
+    kept = [np.asarray(frame) for frame in _gif_frames(frames, _GIF_MAX_FRAMES)]
+    # Thinned frames last longer, so the GIF plays in the episode's own time and the held
+    # outcome frames last as long as in the video (a 271-frame episode played 2.3x fast).
+    duration = 1000 / _GIF_FPS * len(frames) / max(len(kept), 1)  # milliseconds per frame
+    atomic_write_to_name(gif, lambda tmp: imageio.mimwrite(tmp, kept, duration=duration, loop=0))
     return gif
+
+
+def _image_step(path: Path) -> tuple[int, str]:
+    """Sort key of the trainer's ``step_<N>.png`` images: the step, then the name."""
+    digits = path.stem.rsplit("_", 1)[-1]
+    return (int(digits) if digits.isdigit() else -1, path.name)
 
 
 def _gif_frames(frames: Sequence[Any], limit: int) -> list[Any]:
@@ -261,7 +268,15 @@ def _task_section(
             (set(p["probe/mean_over"]) for p in probes.values() if p.get("probe/mean_over")),
             variables,
         )
-        marked = sorted(averaged) if averaged < variables else []
+        # Only variables the mean really averages: one with no finite R^2 (constant on the
+        # scored frames) is n/a, not starred as averaged.
+        scored = {
+            v
+            for scores in r2_by_encoder.values()
+            for v, r2 in scores.items()
+            if r2 is not None and np.isfinite(r2)
+        }
+        marked = sorted(averaged & scored) if averaged < variables else []
         path = plots.plot_probe_r2(
             r2_by_encoder,
             plots_dir / f"{slug}_probe_r2.png",
@@ -317,7 +332,8 @@ def _task_section(
     )
     for name, stage in artifacts.pretrain.items():
         for kind, caption in pictures:
-            strips = sorted((stage.path / "encoder" / kind).glob("*.png"))
+            # By step number: step_100000.png sorts before step_99000.png as a string.
+            strips = sorted((stage.path / "encoder" / kind).glob("*.png"), key=_image_step)
             if strips:
                 target = media_dir / f"{slug}_{name.replace('+', '_')}_{kind}.png"
                 target.parent.mkdir(parents=True, exist_ok=True)
