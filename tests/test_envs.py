@@ -381,6 +381,10 @@ def test_demo_command_refuses_a_negative_seed_before_making_the_env(tmp_path) ->
     with pytest.raises(ValueError, match="seed must be an int >= 0, got -1"):
         _run_command(["demo", "--env", "sslrobot/Reach-v0", "--out", str(out), "--seed", "-1"])
     assert not out.exists()
+    # A file that is not a video, or a directory: ffmpeg's traceback after the whole episode.
+    for bad in (tmp_path / "d.txt", tmp_path):
+        with pytest.raises(ValueError, match=r"--out must name a video file ending in \.mp4"):
+            _run_command(["demo", "--env", "sslrobot/Reach-v0", "--out", str(bad)])
 
 
 @pytest.mark.parametrize(

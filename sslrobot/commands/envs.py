@@ -110,6 +110,9 @@ def write_expert_demo(
     # gymnasium refuses a negative seed only at reset, with a traceback of its own.
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ValueError(f"seed must be an int >= 0, got {seed!r}")
+    # Before the episode: ffmpeg refused another suffix, or a directory, only once it was run.
+    if Path(out).is_dir() or Path(out).suffix.lower() not in (".mp4", ".gif"):
+        raise ValueError(f"--out must name a video file ending in .mp4 or .gif, got {out}")
     env = gym.make(env_id, image_size=image_size, visual_preset=visual_preset)
     try:
         obs, info = env.reset(seed=seed)

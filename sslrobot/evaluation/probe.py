@@ -717,7 +717,10 @@ class ProbeConfig:
         if not 0.0 < self.val_fraction < 1.0:
             raise ValueError(f"val_fraction must be in (0, 1), got {self.val_fraction}")
         if self.max_frames is not None and self.max_frames < 4:
-            raise ValueError(f"max_frames must be >= 4 or None, got {self.max_frames}")
+            raise ValueError(
+                f"max_frames (--max-frames) must be >= 4, or None for all (0 on the command "
+                f"line), got {self.max_frames}"
+            )
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
         if self.alpha is not None and not (math.isfinite(self.alpha) and self.alpha >= 0):

@@ -504,8 +504,25 @@ def build_report(
             "online validation episodes (seeds apart from the evaluation's), evaluated on the same "
             "evaluation episodes. The final checkpoint is the headline: choosing by a few "
             "validation episodes adds their noise. The train_policy times include the "
-            "validation rollouts, the evaluate times the best checkpoints' evaluations.",
+            "validation rollouts.",
         )
+    timed = [
+        *(["the best checkpoints'"] if config.bc_val_episodes else []),
+        *(["the held-out look's"] if config.heldout_eval else []),
+    ]
+    report["notes"].append(
+        "Times: each stage's wall time on the run's machine; 'evaluate' adds up every "
+        "evaluation of the encoder's main policies ("
+        + ", ".join(["the final checkpoints'", *timed])
+        + ")"
+        + (
+            "; the transfer encoder, pretrained once on every task's stream, shows that one "
+            "pretraining in each task's row"
+            if config.transfer_objective is not None
+            else ""
+        )
+        + "."
+    )
     if config.bc_augment_copies:
         report["notes"].append(
             f"BC heads of frozen encoders (pretrained and none) also fitted on "

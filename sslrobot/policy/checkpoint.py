@@ -391,7 +391,8 @@ def checkpoint_path(policy_dir: Path, record: dict[str, Any], checkpoint: str) -
     if checkpoint not in files:
         raise ValueError(
             f"policy {policy_dir} has no {checkpoint!r} checkpoint (it has {sorted(files)}); "
-            "'best' needs validation during training (--val-episodes; BC also --num-val-demos)"
+            "'best' needs validation during training: --val-episodes N (online), or for BC "
+            "--num-val-demos N alone (validation loss)"
         )
     return policy_dir / files[checkpoint]
 
