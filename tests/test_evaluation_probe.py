@@ -515,3 +515,13 @@ def test_a_rollout_of_the_wrong_length_is_named():
     windows = FakeWindows(FakeDataset(num_episodes=2), num_steps=3)
     with pytest.raises(ValueError, match=r"rollout_latents returned \(\d+, 4, 3\) .* K=3"):
         prediction_quality(LongRollouts(), windows, frames=False)
+
+
+def test_a_non_finite_value_is_named_by_row_and_column():
+    x = np.ones((4, 3))
+    y = np.zeros((4, 2))
+    y[2, 1] = np.nan
+    with pytest.raises(
+        ValueError, match=r"train states contain NaN or inf \(first at frame row 2, column 1\)"
+    ):
+        fit_ridge(x, y, 1.0)

@@ -213,6 +213,47 @@ def test_cache_is_keyed_by_encoder_weights(tmp_path):
     assert second.num_computed_frames == 4
 
 
+def test_scratch_shifts_its_frames_every_step_and_frozen_encoders_do_not(
+    demos, tmp_path, monkeypatch
+):
+    """The from-scratch baseline is DrQ's: random shifts of pad 4 on every BC step's frames.
+    Nothing else checked that the shift happens (a pad of 0 would have passed every test)."""
+    from sslrobot.policy import bc
+
+    pads = []
+    shift = bc.random_shift
+    monkeypatch.setattr(bc, "random_shift", lambda x, pad, g: pads.append(pad) or shift(x, pad, g))
+    shifted = train_tiny_bc(demos, tmp_path / "scratch", encoder="scratch", steps=3)
+    assert pads == [4, 4, 4]
+    pads.clear()
+    train_tiny_bc(demos, tmp_path / "none", encoder="none", steps=3)
+    assert pads == []  # cached features: no frame reaches the head
+    monkeypatch.setattr(bc, "random_shift", lambda x, pad, g: x)
+    unshifted = train_tiny_bc(demos, tmp_path / "unshifted", encoder="scratch", steps=3)
+    assert (shifted / "final.safetensors").read_bytes() != (
+        unshifted / "final.safetensors"
+    ).read_bytes()
+
+
+def test_pixel_policies_never_load_the_privileged_state(demos, tmp_path, monkeypatch):
+    """Only the state oracle may read ``state``: a dataset that refuses to hand it out trains
+    every pixel encoder."""
+    from sslrobot.data.dataset import EpisodeDataset
+
+    load = EpisodeDataset.load_episode
+
+    def without_state(self, episode_id, include_state=False, **kwargs):
+        if include_state:
+            raise AssertionError(f"episode {episode_id}'s privileged state was loaded")
+        return load(self, episode_id, include_state=False, **kwargs)
+
+    monkeypatch.setattr(EpisodeDataset, "load_episode", without_state)
+    for encoder in ("none", "scratch"):
+        train_tiny_bc(demos, tmp_path / encoder, encoder=encoder, steps=2)
+    with pytest.raises(AssertionError, match="privileged state was loaded"):
+        train_tiny_bc(demos, tmp_path / "state", encoder="state", steps=2)
+
+
 def test_cache_is_keyed_by_the_feature_code_and_batch_size(tmp_path, monkeypatch):
     """Weights and config alone served features of an older ``Encoder.forward`` (the keypoint
     expectations changed, the package's version did not); a batch's size moves the last bits

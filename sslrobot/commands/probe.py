@@ -104,7 +104,9 @@ def _probe(args: argparse.Namespace) -> int:
                 f" (copy-last {_format(results[f'pred/ssim_copy_last_k{k}'], 3)})"
             )
         if f"fdm/latent_cos_k{k}" in results:
-            line += f" latent cos {_format(results[f'fdm/latent_cos_k{k}'], 3)}"
+            line += (  # predicted latent against the encoder's of the real frame
+                f" latent cos (predicted vs encoded) {_format(results[f'fdm/latent_cos_k{k}'], 3)}"
+            )
         print(line)
     if args.out:
         print(f"results written to {args.out}")

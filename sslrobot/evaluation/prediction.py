@@ -303,7 +303,12 @@ def prediction_quality(
         ``pred/ssim_copy_last_k{k}``, ``pred/mse_k{k}`` ... when ``frames``;
         ``fdm/latent_cos_k{k}``, ``fdm/latent_nmse_k{k}`` (sum of squared errors over that of
         predicting the mean target), ``fdm/latent_cos_copy_last_k{k}`` (when the targets include
-        o_t) and ``fdm/latent_std_mean`` when ``latents``; plus ``pred/num_windows``.
+        o_t) and ``fdm/latent_std_mean`` when ``latents``; plus ``pred/num_windows``. The
+        latent scores compare the transition model's outputs with the encoder's latents of
+        the real frames (the package's world model LayerNorms the former unless it trained
+        with ``--transition-without-norm``), the copy-last ones encoder latents with each
+        other: the two sit in different spaces when the outputs are normalised, so their
+        difference is not a gain the way PSNR's over copy-last is.
     """
     import torch
 

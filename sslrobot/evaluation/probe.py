@@ -121,7 +121,10 @@ def _check_xy(features: np.ndarray, targets: np.ndarray, split: str) -> tuple[np
         raise ValueError(f"{split} split needs at least 2 frames, got {x.shape[0]}")
     for name, array in (("features", x), ("states", y)):
         if not np.all(np.isfinite(array)):
-            raise ValueError(f"{split} {name} contain NaN or inf")
+            row, column = (int(i) for i in np.argwhere(~np.isfinite(array))[0])
+            raise ValueError(
+                f"{split} {name} contain NaN or inf (first at frame row {row}, column {column})"
+            )
     return x, y
 
 
@@ -422,7 +425,8 @@ def _finite_mean(values: np.ndarray) -> float:
 
 
 def _frame_indices(lengths: Sequence[int], max_frames: int | None, seed: int) -> list[np.ndarray]:
-    """Frames to use per episode: all, or an even random share summing to about max_frames."""
+    """Frames to use per episode: all, or an even random share summing to about max_frames;
+    every episode keeps at least one, so more episodes than ``max_frames`` give one each."""
     if max_frames is None or sum(lengths) <= max_frames:
         return [np.arange(n) for n in lengths]
     rng = np.random.default_rng(seed)
@@ -644,7 +648,8 @@ def heldout_split(
     encoder_dirs: Sequence[str | os.PathLike[str]] = (),
 ) -> tuple[list[int], list[int]]:
     """The episode split ``sslrobot run`` probes with: its pretrainings' own (their
-    ``val_fraction``, split with the run's ``seed``), less any held-out episode one of
+    ``val_fraction``: ``PretrainConfig``'s default, which ``sslrobot run`` pretrains with;
+    split with the run's ``seed``), less any held-out episode one of
     ``encoder_dirs`` trained on. Benchmarks that compare encoders on one split use this.
 
     Returns:
