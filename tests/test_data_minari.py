@@ -69,6 +69,15 @@ def test_minari_round_trip_is_lossless(tmp_path, monkeypatch):
         np.testing.assert_array_equal(episode.infos["state"], arrays["state"])
     with pytest.raises(ValueError, match="already exists"):
         export_minari(root, "sslrobot/fake/random-v0", data_format=data_format)
+    # Minari JPEG-encodes only images of 32 px and more: --jpeg on 16 px frames says so.
+    with pytest.warns(UserWarning, match="--jpeg does nothing for .* 16 px frames"):
+        export_minari(root, "sslrobot/fake/jpeg-v0", data_format=data_format, jpeg=True)
+    # A relative MINARI_DATASETS_PATH (Minari doubles it in paths it builds itself).
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MINARI_DATASETS_PATH", "relative_minari")
+    path = export_minari(root, "sslrobot/fake/relative-v0", data_format=data_format)
+    assert (tmp_path / "relative_minari").resolve() in path.resolve().parents
+    assert minari.load_dataset("sslrobot/fake/relative-v0").total_episodes == 3
 
 
 @needs_backend

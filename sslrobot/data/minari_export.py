@@ -13,6 +13,7 @@ import os
 import re
 import shutil
 import tempfile
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -134,6 +135,13 @@ def export_minari(
             "--resume` to collect them again before exporting"
         )
     observation_space, action_space = minari_spaces(manifest)
+    if jpeg and min(manifest["frame_shape"][:2]) < _MINARI_JPEG_MIN_SIDE:
+        warnings.warn(
+            f"--jpeg does nothing for {dataset.root}'s {manifest['frame_shape'][0]} px frames: "
+            f"Minari JPEG-encodes only images of at least {_MINARI_JPEG_MIN_SIDE} px a side, so "
+            "they are stored exactly",
+            stacklevel=2,
+        )
     destination = Path(get_dataset_path(dataset_id))
     if destination.exists():
         raise ValueError(
@@ -169,8 +177,15 @@ def export_minari(
     # Minari writes chunk by chunk into its dataset directory, so a killed export would leave a
     # dataset that loads with fewer episodes. It writes into a staging root beside Minari's
     # (same filesystem) instead, and the finished dataset is renamed into place at the end.
-    datasets_root = Path(get_dataset_path())
-    staging = Path(tempfile.mkdtemp(prefix=".sslrobot-export-", dir=datasets_root.parent))
+    datasets_root = Path(get_dataset_path()).resolve()  # Minari doubles a relative path
+    datasets_root.mkdir(parents=True, exist_ok=True)
+    beside = datasets_root.parent
+    # Beside the root keeps the staged copy out of Minari's listings; inside it only when the
+    # root is a mount of its own, where a rename from beside it would fail after the export.
+    same_device = beside.stat().st_dev == datasets_root.stat().st_dev
+    staging = Path(
+        tempfile.mkdtemp(prefix=".sslrobot-export-", dir=beside if same_device else datasets_root)
+    )
     try:
         with _datasets_path(staging):
             exported = minari.create_dataset_from_buffers(
@@ -192,6 +207,10 @@ def export_minari(
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return destination
+
+
+#: Minari's ``is_image_space`` needs both sides at least this long to JPEG-encode a space.
+_MINARI_JPEG_MIN_SIDE = 32
 
 
 def _copy_namespace_metadata(level: Path, staging: Path, datasets_root: Path) -> None:
