@@ -180,7 +180,10 @@ def test_rollout_gifs_show_the_main_comparison_and_end_on_the_outcome(tmp_path: 
         records.append(
             {
                 "encoder": "fdm+future", "visual_preset": "train", "num_demos": num_demos,
-                "seed": 0, "videos": ["rollout.gif"], "episodes": [{"success": success}],
+                "seed": 0, "videos": ["rollout.gif"],
+                # the video is episode 0's; a caption from any other episode would say the
+                # opposite here
+                "episodes": [{"success": success}, {"success": not success}],
                 "_result_path": str(run / "result.json"),
             }
         )  # fmt: skip
