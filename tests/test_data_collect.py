@@ -193,6 +193,41 @@ def test_an_interrupted_shard_is_checked_though_another_shard_rewrote_the_manife
     assert_same_episodes(root, reference)
 
 
+def test_a_resume_in_another_shard_layout_checks_the_interrupted_runs_episodes(
+    tmp_path, monkeypatch
+):
+    """The markers are named by layout: a whole-dataset resume of an interrupted 2-shard run
+    must still see that run's, and, having collected everything, remove it."""
+    import os
+
+    root = tmp_path / "d"
+    calls = {"n": 0}
+    real_commit = EpisodeRunner.commit
+
+    def killed_after_two(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] > 2:
+            raise KeyboardInterrupt
+        return real_commit(self, *args, **kwargs)
+
+    monkeypatch.setattr(EpisodeRunner, "commit", killed_after_two)
+    with pytest.raises(KeyboardInterrupt):
+        collect(fake_config(root, num_episodes=6, shard=(0, 2)), progress=False)
+    monkeypatch.undo()
+    marker = root / ".locks" / "shard-0-of-2.unfinished"
+    old = os.stat(storage.episode_path(root, 0)).st_mtime - 60
+    os.utime(marker, (old, old))
+    path = storage.episode_path(root, 2)
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2 : len(data) // 2 + 64] = bytes(64)
+    path.write_bytes(bytes(data))
+    os.utime(path, (old + 30, old + 30))
+    os.utime(root / "manifest.json", (old + 45, old + 45))  # written after the torn episode
+    with pytest.warns(UserWarning, match="episode 2 .* is incomplete"):
+        collect(fake_config(root, num_episodes=6, resume=True), progress=False)
+    assert list((root / ".locks").glob("*.unfinished")) == []
+
+
 def test_a_format_1_dataset_resumes_in_its_own_format(tmp_path):
     reference = collect(fake_config(tmp_path / "reference", num_episodes=5), progress=False)
     root = tmp_path / "old"  # the first three episodes, rewritten as format 1 wrote them

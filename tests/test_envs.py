@@ -373,6 +373,10 @@ def test_demo_command_writes_an_expert_video(tmp_path, capsys: pytest.CaptureFix
     assert frames.shape == (int(steps.lstrip("(")) + 1 + HOLD_FRAMES, 32, 32, 3)
     with pytest.raises(ValueError, match="unknown env"):
         _run_command(["demo", "--env", "sslrobot/Nope-v0", "--out", str(tmp_path / "x.mp4")])
+    upper = tmp_path / "reach.GIF"  # the suffix in capitals went to ffmpeg, which refused it
+    assert _run_command(["demo", "--env", "sslrobot/Reach-v0", "--out", str(upper),
+                         "--image-size", "32"]) == 0  # fmt: skip
+    assert iio.imread(upper).shape[1:] == (32, 32, 3)
 
 
 def test_demo_command_refuses_a_negative_seed_before_making_the_env(tmp_path) -> None:

@@ -417,6 +417,11 @@ def test_prediction_scoring_leaves_out_trained_episodes_after_the_dataset_grew(
 
     copy = shutil.copytree(data, tmp_path / "copy")
     assert prediction.trained_episodes(model, copy) == trained
+    stored_otherwise = shutil.copytree(data, tmp_path / "format1")  # how it is stored: same
+    manifest = json.loads((stored_otherwise / "manifest.json").read_text())
+    manifest["format_version"] = 1
+    (stored_otherwise / "manifest.json").write_text(json.dumps(manifest))
+    assert prediction.trained_episodes(model, stored_otherwise) == trained
     other = tmp_path / "other"
     collect(CollectConfig(num_episodes=6, seed=1, **{**settings, "out": other}), progress=False)
     with warnings.catch_warnings():

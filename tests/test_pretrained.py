@@ -133,14 +133,14 @@ def test_a_damaged_shipped_encoder_is_refused(tmp_path, monkeypatch):
 def test_shipped_encoders_record_the_data_they_trained_on(env_id):
     """What lets a probe leave their training episodes out of a copy or a recollection of the
     default preset's stream (``trained_episodes``), whose path is not the recorded one."""
-    from sslrobot.data.manifest import IDENTITY_FIELDS
+    from sslrobot.data.manifest import EPISODE_FIELDS
     from sslrobot.pretraining.artifacts import PRETRAIN_CONFIG
 
     path = shipped_encoder_dir(PRETRAINED_PREFIX + env_id)
     saved = json.loads((path / PRETRAIN_CONFIG).read_text())
     (identity,) = saved["train_dataset_identities"]
     (episodes,) = saved["train_episode_id_lists"]
-    assert set(identity) == set(IDENTITY_FIELDS) and identity["env_id"] == env_id
+    assert set(identity) == set(EPISODE_FIELDS) and identity["env_id"] == env_id
     assert list(saved["train_episode_ids"].values()) == [episodes] and len(episodes) == 900
 
 

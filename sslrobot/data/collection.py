@@ -56,6 +56,7 @@ from sslrobot.data.manifest import (
 from sslrobot.data.policies import default_expert, make_policy, uses_expert
 from sslrobot.data.storage import (
     ARRAY_DTYPES,
+    EPISODES_DIR,
     EVAL_ONLY_ARRAYS,
     FRAME_ARRAYS,
     TMP_PREFIX,
@@ -67,7 +68,7 @@ from sslrobot.data.storage import (
     set_aside,
     temp_dir_episode_id,
 )
-from sslrobot.utils.io import exclusive_lock, temp_prefix
+from sslrobot.utils.io import exclusive_lock, fsync_dir, temp_prefix
 
 LOCK_DIR = ".locks"
 EVAL_ONLY_NOTE = (
@@ -314,14 +315,16 @@ def _unfinished_marker(root: Path, shard: tuple[int, int]) -> Path:
     return root / LOCK_DIR / f"shard-{shard[0]}-of-{shard[1]}.unfinished"
 
 
-def _unfinished_since(root: Path, shard: tuple[int, int]) -> float:
-    """When this shard's interrupted run began, or the manifest's last write when no marker
-    says one was (a dataset collected before the marker existed: a run that finished rewrote
-    the manifest after its last episode). Per shard, so another shard's writes cannot move it,
-    and an interrupted resume keeps the first run's time."""
-    marker = _unfinished_marker(root, shard)
-    if marker.exists():
-        return marker.stat().st_mtime
+def _unfinished_since(root: Path) -> float:
+    """When the earliest unfinished run into ``root`` began, by the markers of every shard
+    layout (a resume may use another layout than the interrupted run; another shard's marker
+    only costs checksums of episodes that are fine), or the manifest's last write when no
+    marker says one was (a dataset collected before the marker existed: a run that finished
+    rewrote the manifest after its last episode). Markers are per shard, so another shard's
+    writes cannot move them, and an interrupted resume keeps the first run's."""
+    markers = list((root / LOCK_DIR).glob("shard-*-of-*.unfinished"))
+    if markers:
+        return min(marker.stat().st_mtime for marker in markers)
     manifest = root / MANIFEST_NAME
     return manifest.stat().st_mtime if manifest.exists() else 0.0
 
@@ -461,6 +464,9 @@ def collect(config: CollectConfig, progress: bool = True) -> Path:
         _refuse_foreign_directory(root)
         try:
             root.mkdir(parents=True, exist_ok=True)
+            if config.fsync:  # before any worker commits into it, not after the first one
+                (root / EPISODES_DIR).mkdir(exist_ok=True)
+                fsync_dir(root)
         except OSError as error:
             raise write_error(root, "create directory", error) from error
         # The shard first: a collector refused because another writes this shard must not
@@ -468,7 +474,7 @@ def collect(config: CollectConfig, progress: bool = True) -> Path:
         with _shard_lock(root, config.shard):
             with _manifest_lock(root):
                 manifest = _prepare_root(config, manifest)
-                unfinished_since = _unfinished_since(root, config.shard)
+                unfinished_since = _unfinished_since(root)
                 marker = _unfinished_marker(root, config.shard)
                 if not marker.exists():
                     try:
@@ -501,7 +507,12 @@ def collect(config: CollectConfig, progress: bool = True) -> Path:
             finally:
                 bar.close()
             write_manifest(root, {**manifest, "updated": utc_now(), "counts": count_episodes(root)})
-            marker.unlink(missing_ok=True)
+            # A whole-dataset run has just collected (or checked) every layout's episodes.
+            finished = [marker]
+            if config.shard == (0, 1):
+                finished += (root / LOCK_DIR).glob("shard-*-of-*.unfinished")
+            for path in finished:
+                path.unlink(missing_ok=True)
     finally:
         env.close()
     return config.out

@@ -103,11 +103,19 @@ def write_manifest(root: Path, manifest: dict[str, Any]) -> None:
     atomic_write_json(Path(root) / MANIFEST_NAME, manifest)
 
 
+#: The identity fields that say what the episodes hold (not how they are stored: the same
+#: stream collected in format 1 or 2 holds the same episodes).
+EPISODE_FIELDS: tuple[str, ...] = tuple(
+    field for field in IDENTITY_FIELDS if field not in ("format", "format_version")
+)
+
+
 def dataset_identity(manifest: dict[str, Any]) -> dict[str, Any]:
     """The manifest fields that say which episodes a dataset holds: collection is
     deterministic, so two datasets with the same identity hold the same episode for an id,
-    wherever they are (a copy, a move, a recollection with the same settings)."""
-    return {field: manifest.get(field) for field in IDENTITY_FIELDS}
+    wherever they are and however stored (a copy, a move, a recollection with the same
+    settings, in either format)."""
+    return {field: manifest.get(field) for field in EPISODE_FIELDS}
 
 
 def check_same_dataset(existing: dict[str, Any], new: dict[str, Any], root: Path) -> None:

@@ -431,7 +431,7 @@ def trained_episodes(encoder_dir: Path, data_dir: Path) -> list[int]:
     identities (pretrained before session 26) and ``data_dir`` is not among the paths: whether
     it is a copy of the training data cannot be told.
     """
-    from sslrobot.data.manifest import MANIFEST_NAME, dataset_identity
+    from sslrobot.data.manifest import dataset_identity, read_manifest
     from sslrobot.pretraining.artifacts import PRETRAIN_CONFIG, read_json
 
     if not (encoder_dir / PRETRAIN_CONFIG).is_file():
@@ -445,10 +445,11 @@ def trained_episodes(encoder_dir: Path, data_dir: Path) -> list[int]:
     lists = saved.get("train_episode_id_lists") or []
     identities = saved.get("train_dataset_identities")
     if identities is not None and len(identities) == len(lists):
-        manifest = read_json(data_dir / MANIFEST_NAME, "dataset manifest")
-        mine = json.loads(json.dumps(dataset_identity(manifest)))  # as the record stores it
+        mine = json.loads(json.dumps(dataset_identity(read_manifest(data_dir))))  # as stored
         matching = zip(lists, identities, strict=True)
-        return sorted({int(i) for ids, other in matching if other == mine for i in ids})
+        return sorted(
+            {int(i) for ids, other in matching if dataset_identity(other) == mine for i in ids}
+        )
     if recorded:
         warnings.warn(
             f"{encoder_dir} records the episodes it pretrained on by path only ("

@@ -169,7 +169,8 @@ def _ridge_path(x: np.ndarray, y: np.ndarray, alphas: np.ndarray) -> np.ndarray:
 
     ``w(alpha) = V diag(s / (s^2 + alpha)) U^T y`` (Hoerl & Kennard 1970), valid for
     N < D and N >= D alike; ``x`` and ``y`` must be centred. Directions whose singular value
-    is rounding noise (below ``numpy.linalg.pinv``'s cut-off) get no weight, so ``alpha = 0``
+    is rounding noise (below ``eps * max(N, D) * s_max``, ``numpy.linalg.lstsq``'s and
+    ``matrix_rank``'s cut-off) get no weight, so ``alpha = 0``
     is the minimum-norm least-squares fit instead of dividing by ~1e-15 (centring alone
     leaves one such direction whenever N <= D).
     """

@@ -199,7 +199,7 @@ def write_video(path: Path, frames: Sequence[np.ndarray], fps: int) -> Path:
         path = path.with_suffix(".gif")
 
     def write(tmp: Path) -> None:
-        if path.suffix == ".gif":
+        if path.suffix.lower() == ".gif":
             imageio.mimsave(str(tmp), list(frames), format="GIF", duration=1000 / fps, loop=0)
             return
         writer = imageio.get_writer(

@@ -87,8 +87,9 @@ class PolicyConfig:
             gains, as ``pretrain --color-jitter``), in [0, 1).
         feature_batch_size: Frames per encoder forward when computing features.
         cache_dir: Directory of an on-disk feature cache shared between runs (keyed by encoder
-            weights, the encoder's device type, dataset and episodes); None caches in memory
-            for this run only.
+            weights, the encoder's device type, the dataset's identity, the code that computes
+            features, torch's version and ``feature_batch_size``; one file per episode); None
+            computes the features once for this run and keeps nothing on disk.
         rl_algorithm: ``"sac"`` (default; off-policy, sample-efficient for continuous control) or
             ``"ppo"``.
         num_envs: Parallel environments for RL (encoded in one batch per step).
