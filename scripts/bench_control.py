@@ -145,6 +145,16 @@ def main() -> None:
         ]
         for encoder in encoders
     }
+    absent = [
+        f"{encoder} on {task_slug(task)}"
+        for encoder, values in means.items()
+        for task, value in zip(tasks, values, strict=True)
+        if value != value  # NaN: no result
+    ]
+    if absent:  # a check over fewer tasks than it names would print MET or NOT MET wrongly
+        raise SystemExit(
+            f"no {main_demos}-demonstration result for {', '.join(absent)}: finish the run"
+        )
     oracle, ff, none = (statistics.mean(means[e]) for e in ("state", "fdm+future", "none"))
     ratio = ff / oracle if oracle > 0 else float("nan")
     print(f"- state oracle mean success: {100 * oracle:.0f}%")

@@ -303,7 +303,9 @@ def fit_knn(demos: DemoInputs, seed: int, args: argparse.Namespace, config: dict
     bank, actions = scale(demos.flat), demos.actions
 
     def act(f: np.ndarray, _m: np.ndarray, p: np.ndarray) -> np.ndarray:
-        distance = ((bank - scale(np.r_[f, p])) ** 2).sum(axis=1)
+        # VINN's weights: a softmax over minus the Euclidean distances (until session 26 over
+        # minus their squares, which made k = 5 nearly the nearest neighbour alone).
+        distance = np.sqrt(((bank - scale(np.r_[f, p])) ** 2).sum(axis=1))
         nearest = np.argsort(distance)[: args.k]
         weights = np.exp(distance[nearest].min() - distance[nearest])
         return weights @ actions[nearest] / weights.sum()
@@ -829,9 +831,42 @@ def proprio_columns(text: str | None) -> slice:
     return slice(int(first), int(stop))
 
 
+#: Heads built on the run's MLP, which ``--head-form`` and ``--mixup`` change.
+MLP_HEADS = {
+    "mlp",
+    "mlp-noise",
+    "augment",
+    "augment-delta",
+    "augment-first",
+    "consistency",
+    "state",
+}
+
+
+def check_options(args: argparse.Namespace, demos: object) -> None:
+    """Refuse what would run silently otherwise: options a head ignores (it printed them in
+    its settings and ran its plain self), more demonstrations than the run collected, and
+    evaluation seeds among the demonstrations' (an evaluation on episodes it imitated)."""
+    if args.head_form != "mlp" or args.mixup:
+        ignoring = sorted(set(args.heads) - MLP_HEADS)
+        if ignoring:
+            raise SystemExit(f"--head-form and --mixup change only {sorted(MLP_HEADS)}: "
+                             f"{ignoring} would ignore them")  # fmt: skip
+    if len(demos.episode_ids) < args.num_demos:
+        raise SystemExit(f"--num-demos {args.num_demos}: the run's demonstrations hold "
+                         f"{len(demos.episode_ids)} episodes")  # fmt: skip
+    base = int(demos.manifest["base_seed"])
+    demo_seeds = {base + i for i in list(demos.episode_ids)[: args.num_demos]}
+    shared = demo_seeds & set(range(args.eval_seed, args.eval_seed + args.episodes))
+    if shared:
+        raise SystemExit(f"--eval-seed {args.eval_seed}: evaluation seeds {sorted(shared)[:3]} "
+                         "are demonstration seeds")  # fmt: skip
+
+
 def main() -> None:
     args = parse_args()
     config, demos, spec = open_run(args, "bench_heads")
+    check_options(args, demos)
     print(f"BC budget (the run's): {config['bc_steps']} steps at batch {config['bc_batch_size']}")
     start = time.perf_counter()
     columns = proprio_columns(args.proprio_columns)

@@ -133,19 +133,23 @@ def pretrain(
     return time.perf_counter() - start
 
 
-def run_probe(encoder: Path, data: Path, out: Path, log: Path, seed: int) -> dict:
+def run_probe(encoder: Path, data: Path, out: Path, log: Path, seed: int, horizon: int) -> dict:
     """``sslrobot probe`` of ``encoder`` on ``data`` with the run's probe split (the
-    pretrainings' held-out episodes: ``val_fraction`` 0.1 by the run's ``seed``), so that
-    every encoder of a comparison, random inits too, is scored on the same episodes."""
+    pretrainings' held-out episodes: ``val_fraction`` 0.1 by the run's ``seed``) and its
+    prediction horizon (the windows scored depend on it; the CLI's default 5 scored other
+    ones than the run's 3), so that every encoder of a comparison, random inits too, is scored
+    on the same episodes and windows."""
     sslrobot("probe", "--encoder", str(encoder), "--data", str(data), "--out", str(out),
-             "--val-fraction", "0.1", "--seed", str(seed), "--device", "cpu",
-             log=log)  # fmt: skip
+             "--val-fraction", "0.1", "--seed", str(seed), "--horizon", str(horizon),
+             "--device", "cpu", log=log)  # fmt: skip
     return json.loads(out.read_text())
 
 
 def main() -> None:
     args = parse_args()
-    args.run_seed = int(json.loads((args.run / "config.json").read_text()).get("seed", 0))
+    run_config = json.loads((args.run / "config.json").read_text())
+    args.run_seed = int(run_config.get("seed", 0))
+    args.run_horizon = int(run_config.get("num_steps_ahead", 3))
     task_dir = args.run / args.task
     unlabeled, demos = (
         task_dir / "data" / "unlabeled" / "dataset",
@@ -196,14 +200,21 @@ def main() -> None:
         else:
             seconds = pretrain(args, args.pretrain_data or unlabeled, encoder, log)
             made.write_text(json.dumps(request))
-    probe = run_probe(encoder, unlabeled, out / "probe.json", log, args.run_seed)
+    probe = run_probe(encoder, unlabeled, out / "probe.json", log, args.run_seed, args.run_horizon)
     baselines = []  # one probe per --baseline-seeds seed
     for seed in args.baseline_seeds if args.baseline else []:
         name = "none_encoder" if seed == 0 else f"none_encoder_seed{seed}"
         if not (out / name / "pretrain_config.json").is_file():  # else: reuse it
             pretrain(args, unlabeled, out / name, log, objective="none", seed=seed)
         baselines.append(
-            run_probe(out / name, unlabeled, out / f"{name}_probe.json", log, args.run_seed)
+            run_probe(
+                out / name,
+                unlabeled,
+                out / f"{name}_probe.json",
+                log,
+                args.run_seed,
+                args.run_horizon,
+            )
         )
     baseline = baselines[0] if baselines else None
     objects = {

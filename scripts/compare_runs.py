@@ -1,7 +1,8 @@
 """Are two ``sslrobot run`` directories the same experiment's same results? A reproducibility check.
 
 Compares, for every (task, encoder, visual preset, number of demonstrations) the two runs share,
-the aggregated success and return (means and 95% intervals) in ``results.json``, and, for every
+the aggregated success and return (means and 95% intervals), the per-seed success rates and the
+seeds in ``results.json``, and, for every
 pretrained encoder they share, the logged loss columns of ``metrics.csv`` row by row. Timing
 columns are ignored: wall-clock differs between runs by nature. Either side may also be a
 results file alone (a run's ``results.json``, or the published ``default_results.json``): then
@@ -12,7 +13,9 @@ files' headers. Usage:
     python scripts/compare_runs.py runs/default5 runs/default7
     python scripts/compare_runs.py docs/results/default_session20/results.json runs/mine
 
-Prints one line per compared item and a summary; exits 1 if anything differs.
+Prints one line per compared item and a summary; exits 1 if anything differs, or if a
+result is in one run only (a run missing a task is not the same results), unless
+``--shared-only`` (comparing a run of some tasks with the full one).
 """
 
 from __future__ import annotations
@@ -80,6 +83,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("first", type=Path)
     parser.add_argument("second", type=Path)
+    parser.add_argument(
+        "--shared-only",
+        action="store_true",
+        help="compare the results both runs hold; results in one run only are listed, not failed",
+    )
     args = parser.parse_args()
     differ = 0
     first, second = aggregated(args.first), aggregated(args.second)
@@ -87,8 +95,16 @@ def main() -> int:
         print(f"config differs (results may differ for it): {line}")
     shared = sorted(set(first) & set(second), key=str)
     gaps = []
+    one_sided = [
+        (name, key)
+        for name, mine, theirs in ((args.first, first, second), (args.second, second, first))
+        for key in sorted(set(mine) - set(theirs), key=str)
+    ]
+    for name, key in one_sided:
+        print(f"ONLY IN {name}: {key}")
     for key in shared:
-        same = all(first[key][m] == second[key][m] for m in ("success", "return"))
+        measures = ("success", "return", "success_per_seed", "seeds")
+        same = all(first[key].get(m) == second[key].get(m) for m in measures)
         differ += not same
         a, b = first[key]["success"]["mean"], second[key]["success"]["mean"]
         ra, rb = first[key]["return"]["mean"], second[key]["return"]["mean"]
@@ -122,12 +138,13 @@ def main() -> int:
         print(f"{'same' if same else 'DIFFERS'}: loss curve {relative}")
     print(
         f"{len(shared)} shared results and {compared} shared loss curves compared, "
-        f"{differ} differ ({len(first)} / {len(second)} results in each run)"
+        f"{differ} differ ({len(first)} / {len(second)} results in each run, "
+        f"{len(one_sided)} in one only)"
     )
     if not shared and not compared:
         print("nothing to compare: no result (encoder, task, demos, ...) is in both runs")
         return 2
-    return 1 if differ else 0
+    return 1 if differ or (one_sided and not args.shared_only) else 0
 
 
 if __name__ == "__main__":

@@ -143,6 +143,16 @@ def test_compare_runs_names_the_return_and_says_when_nothing_overlaps(tmp_path: 
     assert differs.returncode == 1 and "return -1.0000 vs -2.0000" in differs.stdout
     disjoint = compare(results("a", reach, -1.0), results("c", "sslrobot/Push-v0", -1.0))
     assert disjoint.returncode == 2 and "nothing to compare" in disjoint.stdout
+    # A run missing a task is not the same results, unless asked to compare what is shared.
+    both = json.loads(results("a", reach, -1.0).read_text())
+    push = json.loads(results("c", "sslrobot/Push-v0", -1.0).read_text())["aggregated"]
+    both["aggregated"] += push
+    (tmp_path / "both.json").write_text(json.dumps(both))
+    missing = compare(tmp_path / "a.json", tmp_path / "both.json")
+    assert missing.returncode == 1 and "ONLY IN" in missing.stdout and "Push-v0" in missing.stdout
+    command = [sys.executable, str(SCRIPTS / "compare_runs.py"), str(tmp_path / "a.json"),
+               str(tmp_path / "both.json"), "--shared-only"]  # fmt: skip
+    assert subprocess.run(command, capture_output=True, check=False).returncode == 0
 
 
 def test_compare_runs_names_config_fields_the_runs_set_differently(tmp_path: Path) -> None:
