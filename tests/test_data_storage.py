@@ -320,3 +320,27 @@ def test_fsync_flushes_the_new_episodes_folder_in_its_parent(tmp_path, monkeypat
     synced.clear()
     write_episode(tmp_path / "other", 0, make_arrays(4, 0), {}, fsync=False)
     assert synced == []
+
+
+def test_the_commit_itself_never_replaces_an_episode(tmp_path, monkeypatch):
+    """The up-front exists check leaves a window (a killed worker's episode committed by its
+    retry); the link that commits must fail rather than replace, and with fsync the archive's
+    bytes are flushed before it is linked."""
+    make_dataset(tmp_path, {0: 2}, size=2)
+    final = episode_path(tmp_path, 0)
+    before = final.read_bytes()
+    synced = []
+    real_fsync = storage.os.fsync
+    monkeypatch.setattr(storage.os, "fsync", lambda fd: synced.append(fd) or real_fsync(fd))
+    chunks = {"action.npy": storage._npy_chunks(np.zeros((2, 2), np.float32))}
+    tmp = final.parent / (storage.temp_dir_prefix(0) + "race")
+    with pytest.raises(FileExistsError):
+        storage._commit_archive(tmp, final, chunks, {"episode_id": 0}, fsync=True)
+    assert final.read_bytes() == before and synced  # untouched; the new file was flushed
+    monkeypatch.undo()
+    synced.clear()
+    monkeypatch.setattr(storage.os, "fsync", lambda fd: synced.append(fd))
+    storage._commit_archive(
+        final.parent / "other", final.parent / "ep_000009.npz", chunks, {}, fsync=False
+    )
+    assert synced == []

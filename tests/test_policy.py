@@ -264,6 +264,7 @@ def test_cache_is_keyed_by_the_feature_code_and_batch_size(tmp_path, monkeypatch
     first = FeatureCache(tmp_path, encoder, {"d": 1}, 4)
     assert FeatureCache(tmp_path, encoder, {"d": 1}, 4).directory == first.directory
     assert FeatureCache(tmp_path, encoder, {"d": 1}, 8).directory != first.directory
+    assert FeatureCache(tmp_path, encoder, {"d": 2}, 4).directory != first.directory  # data
     code = cache_module.feature_code_fingerprint(encoder)
     monkeypatch.setattr(cache_module.torch, "__version__", "0.0.0")
     assert cache_module.feature_code_fingerprint(encoder) != code
@@ -389,6 +390,22 @@ def test_trained_policy_acts_from_frames_as_from_cached_features(trained, demos)
     from_cache = policy._head(inputs)
     from_frames = policy.act_batch({"pixels": pixels, "proprio": proprio})
     np.testing.assert_allclose(from_frames, from_cache, rtol=0, atol=1e-6)
+
+
+def test_the_cached_features_are_each_frames_own(demos, tmp_path):
+    """What training read from the cache, file by file: episode i's features of its own frames
+    in order (features rolled by one frame against their actions passed every other test)."""
+    cache = tmp_path / "cache"
+    out = train_tiny_bc(demos, tmp_path / "bc", cache_dir=cache, feature_batch_size=16)
+    policy = load_policy(out)
+    dataset = open_dataset(demos)
+    files = sorted(cache.rglob("episode_*.npy"))
+    assert [f.name for f in files] == [f"episode_{i:06d}.npy" for i in range(3)]  # num_demos
+    for path in files:
+        episode = dataset.load_episode(int(path.stem.split("_")[1]))
+        pixels = episode["pixels"][: episode["action"].shape[0]]
+        expected = extract_features(policy.obs_encoder.encoder, pixels, 16)
+        np.testing.assert_array_equal(np.load(path), expected)
 
 
 def test_observations_unlike_the_training_ones_are_named(trained, demos):
@@ -628,9 +645,10 @@ def test_train_policy_cli(demos, tmp_path, capsys):
     assert (out / "policy_config.json").is_file() and (out / "final.safetensors").is_file()
     saved = json.loads((out / "policy_config.json").read_text())["train_config"]
     assert saved["hidden_dims"] == [16, 8] and saved["weight_decay"] == 0.1
-    with pytest.raises(SystemExit):  # argparse: "expected comma-separated ints"
+    with pytest.raises(SystemExit):
         parser.parse_args(["train-policy", "--env", ENV_ID, "--encoder", "none", "--algo", "bc",
                            "--out", str(out), "--hidden-dims", "wide"])  # fmt: skip
+    assert "expected comma-separated ints, got 'wide'" in capsys.readouterr().err
 
 
 # --- clear errors ------------------------------------------------------------------------------

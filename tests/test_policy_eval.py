@@ -146,6 +146,25 @@ def test_evaluate_is_deterministic_for_a_seed(policy_dir, tmp_path):
     assert [e["return"] for e in other["episodes"]] != [e["return"] for e in first["episodes"]]
 
 
+def test_episode_i_is_reset_with_seed_plus_i(policy_dir, monkeypatch):
+    """The records' seeds were checked, not the resets: the flags of seeds shared with the
+    demonstrations or with validation rest on episode i starting from seed + i."""
+    import gymnasium as gym
+
+    resets = []
+    reset = gym.Wrapper.reset
+
+    def recording(self, *, seed=None, options=None):
+        if seed is not None and (not resets or resets[-1] != seed):  # each wrapper passes it on
+            resets.append(seed)
+        return reset(self, seed=seed, options=options)
+
+    monkeypatch.setattr(gym.Wrapper, "reset", recording)
+    result = evaluate(policy_dir, num_episodes=3, seed=100)
+    assert resets == [100, 101, 102]
+    assert [e["seed"] for e in result["episodes"]] == [100, 101, 102]
+
+
 def test_evaluate_writes_a_self_describing_record(policy_dir, tmp_path):
     out = tmp_path / "results" / "none_seed0.json"
     result = evaluate(
@@ -158,6 +177,13 @@ def test_evaluate_writes_a_self_describing_record(policy_dir, tmp_path):
         assert key in on_disk, key
     low, high = on_disk["success_ci95"]
     assert 0.0 <= low <= on_disk["success_rate"] <= high <= 1.0
+    # One training seed's interval is Wilson's of its count: never [0, 0] at 0 successes, as
+    # a bootstrap of the episodes was.
+    from sslrobot.evaluation.statistics import wilson_interval
+
+    count = sum(bool(e["success"]) for e in on_disk["episodes"])
+    assert [low, high] == pytest.approx(list(wilson_interval(count, 2)[1:]))
+    assert high > 0.0 and low < 1.0
     assert on_disk["return_ci95"][0] <= on_disk["mean_return"] <= on_disk["return_ci95"][1]
     assert on_disk["encoder"] == "none" and on_disk["env_id"] == ENV_ID
     assert on_disk["checkpoint"] == "best" and on_disk["visual_preset"] == "heldout"

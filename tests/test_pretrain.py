@@ -25,6 +25,7 @@ from sslrobot.pretraining.synthetic import MovingSquareDataset
 from sslrobot.pretraining.trainer import (
     NonFiniteLossError,
     PretrainRun,
+    close_batches,
     collate_windows,
     pretrain,
 )
@@ -385,6 +386,22 @@ def test_same_seed_same_weights_on_cpu(dataset, tmp_path: Path) -> None:
         load_tensors(a / artifacts.ENCODER_WEIGHTS)["head.weight"],
         load_tensors(c / artifacts.ENCODER_WEIGHTS)["head.weight"],
     )
+
+
+def test_the_seed_draws_the_batch_order_too(dataset, tmp_path: Path) -> None:
+    """Seeds 0 and 1 differed through the weights' initialisation alone as far as the test
+    above can tell: the windows each step draws must follow the seed as well."""
+
+    def first_batch(seed: int) -> torch.Tensor:
+        run = PretrainRun(tiny_config(tmp_path / f"s{seed}", seed=seed), dataset, False)
+        batches = run.batches(0)
+        try:
+            return next(batches)["pixels"]
+        finally:
+            close_batches(batches)
+
+    assert torch.equal(first_batch(0), first_batch(0))
+    assert not torch.equal(first_batch(0), first_batch(1))
 
 
 def test_resume_is_bit_exact(dataset, tmp_path: Path) -> None:
@@ -751,3 +768,36 @@ def test_keypoint_pictures_use_the_datas_frame_size(dataset, tmp_path: Path, mon
     assert config.encoder.image_size == 64 and SIZE != 64
     pretrain(config, dataset, progress=False)
     assert ranges and set(ranges) == {encoder_config_for("keypoints", SIZE).keypoint_pixel_range()}
+
+
+@pytest.mark.parametrize("fails_at", ["weights", "optimizer", "state", "rename"])
+def test_a_crash_while_saving_leaves_the_previous_checkpoint_whole_and_pointed_to(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fails_at: str
+) -> None:
+    """The module's promise, at each write of a save: the step-2 checkpoint stays complete and
+    ``latest.json`` names it; nothing of step 4 is left under its final name or half-made."""
+    root = tmp_path / "checkpoints"
+    weights = {"w": torch.arange(4.0)}
+    checkpoint.save_checkpoint(root, 2, weights, {"lr": 0.1}, {"note": "two"})
+    real = {
+        "weights": (checkpoint.artifacts, "save_safetensors"),
+        "optimizer": (checkpoint, "atomic_write"),
+        "state": (checkpoint.artifacts, "save_json"),
+        "rename": (checkpoint.os, "replace"),
+    }[fails_at]
+    original = getattr(*real)
+
+    def interrupted(*args, **kwargs):
+        if fails_at == "state" and Path(args[0]).name == checkpoint.LATEST:
+            return original(*args, **kwargs)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(*real, interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        checkpoint.save_checkpoint(root, 4, {"w": torch.zeros(4)}, {"lr": 0.2}, {"note": "four"})
+    monkeypatch.undo()
+    assert checkpoint.latest_checkpoint_path(root) == root / "step_0000002"
+    assert sorted(p.name for p in root.iterdir()) == ["latest.json", "step_0000002"]
+    loaded = checkpoint.load_checkpoint(root / "step_0000002")
+    assert torch.equal(loaded.model_state["w"], weights["w"])
+    assert loaded.optimizer_state == {"lr": 0.1} and loaded.state["note"] == "two"

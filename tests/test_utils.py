@@ -158,7 +158,17 @@ def test_atomic_write_to_name_gives_the_writer_a_path_with_the_suffix(tmp_path):
         assert tmp.parent == tmp_path and tmp.suffix == ".zip" and tmp.name.startswith(".m.zip.")
         tmp.write_bytes(b"zip")
 
-    assert io.atomic_write_to_name(tmp_path / "m.zip", write) == tmp_path / "m.zip"
+    synced = []
+    real_fsync = io.os.fsync
+
+    def recording(fd):
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real_fsync(fd)
+
+    with pytest.MonkeyPatch.context() as patch:  # the writer's file is flushed before the rename
+        patch.setattr(io.os, "fsync", recording)
+        assert io.atomic_write_to_name(tmp_path / "m.zip", write) == tmp_path / "m.zip"
+    assert synced == [str(seen[0])]
     assert (tmp_path / "m.zip").read_bytes() == b"zip" and not seen[0].exists()
 
     def broken(tmp):
