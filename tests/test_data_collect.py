@@ -152,6 +152,23 @@ def test_resume_checks_an_interrupted_runs_episodes_byte_for_byte(tmp_path):
     assert_same_episodes(root, reference)
 
 
+def collect_interrupted_after_two(monkeypatch, config: CollectConfig) -> None:
+    """``collect(config)`` stopped as by Ctrl-C once two episodes are committed."""
+    calls = {"n": 0}
+    real_commit = EpisodeRunner.commit
+
+    def killed_after_two(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] > 2:
+            raise KeyboardInterrupt
+        return real_commit(self, *args, **kwargs)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(EpisodeRunner, "commit", killed_after_two)
+        with pytest.raises(KeyboardInterrupt):
+            collect(config, progress=False)
+
+
 def test_an_interrupted_shard_is_checked_though_another_shard_rewrote_the_manifest(
     tmp_path, monkeypatch
 ):
@@ -162,19 +179,7 @@ def test_an_interrupted_shard_is_checked_though_another_shard_rewrote_the_manife
 
     root = tmp_path / "d"
     marker = root / ".locks" / "shard-0-of-2.unfinished"
-    calls = {"n": 0}
-    real_commit = EpisodeRunner.commit
-
-    def killed_after_two(self, *args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] > 2:
-            raise KeyboardInterrupt
-        return real_commit(self, *args, **kwargs)
-
-    monkeypatch.setattr(EpisodeRunner, "commit", killed_after_two)
-    with pytest.raises(KeyboardInterrupt):
-        collect(fake_config(root, num_episodes=8, shard=(0, 2)), progress=False)
-    monkeypatch.undo()
+    collect_interrupted_after_two(monkeypatch, fake_config(root, num_episodes=8, shard=(0, 2)))
     assert marker.exists()  # the interrupted run's sign stays
     old = os.stat(storage.episode_path(root, 0)).st_mtime - 60
     os.utime(marker, (old, old))
@@ -201,19 +206,7 @@ def test_a_resume_in_another_shard_layout_checks_the_interrupted_runs_episodes(
     import os
 
     root = tmp_path / "d"
-    calls = {"n": 0}
-    real_commit = EpisodeRunner.commit
-
-    def killed_after_two(self, *args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] > 2:
-            raise KeyboardInterrupt
-        return real_commit(self, *args, **kwargs)
-
-    monkeypatch.setattr(EpisodeRunner, "commit", killed_after_two)
-    with pytest.raises(KeyboardInterrupt):
-        collect(fake_config(root, num_episodes=6, shard=(0, 2)), progress=False)
-    monkeypatch.undo()
+    collect_interrupted_after_two(monkeypatch, fake_config(root, num_episodes=6, shard=(0, 2)))
     marker = root / ".locks" / "shard-0-of-2.unfinished"
     old = os.stat(storage.episode_path(root, 0)).st_mtime - 60
     os.utime(marker, (old, old))

@@ -859,27 +859,33 @@ def test_an_interrupted_bc_run_resumes_to_the_uninterrupted_runs_weights(
     assert not (resumed / "checkpoints").exists()  # finished: nothing left to resume
 
 
-def test_resume_refuses_a_frozen_encoder_whose_weights_changed(demos, tmp_path, monkeypatch):
-    """The encoder's path is a setting, its weights were not: a directory retrained (or a
-    shipped encoder updated) between the interruption and the resume gave the resumed head
-    other features than the ones it had been fitted on. The weights' fingerprint is recorded
-    in the policy's config and checked on resume."""
+def train_cut_at_first_checkpoint(monkeypatch, demos: Path, out: Path, **settings) -> None:
+    """A tiny BC run stopped as by Ctrl-C right after its first resume checkpoint."""
     from sslrobot.policy import bc
 
-    encoder_dir = write_encoder_dir(
-        tmp_path / "encoder", encoder_config_for("keypoints", IMAGE_SIZE), seed=0
-    )
-    settings = {"encoder": str(encoder_dir), "num_val_demos": 1, "num_val_checks": 3}
     save = bc._BCResumeCheckpoints.save
 
     def save_then_stop(self, loop, *args):
         save(self, loop, *args)
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(bc._BCResumeCheckpoints, "save", save_then_stop)
-    with pytest.raises(KeyboardInterrupt):
-        train_tiny_bc(demos, tmp_path / "cut", **settings)
-    monkeypatch.setattr(bc._BCResumeCheckpoints, "save", save)
+    with monkeypatch.context() as patch:
+        patch.setattr(bc._BCResumeCheckpoints, "save", save_then_stop)
+        with pytest.raises(KeyboardInterrupt):
+            train_tiny_bc(demos, out, **settings)
+
+
+def test_resume_refuses_a_frozen_encoder_whose_weights_changed(demos, tmp_path, monkeypatch):
+    """The encoder's path is a setting, its weights were not: a directory retrained (or a
+    shipped encoder updated) between the interruption and the resume gave the resumed head
+    other features than the ones it had been fitted on. The weights' fingerprint is recorded
+    in the policy's config and checked on resume."""
+
+    encoder_dir = write_encoder_dir(
+        tmp_path / "encoder", encoder_config_for("keypoints", IMAGE_SIZE), seed=0
+    )
+    settings = {"encoder": str(encoder_dir), "num_val_demos": 1, "num_val_checks": 3}
+    train_cut_at_first_checkpoint(monkeypatch, demos, tmp_path / "cut", **settings)
     write_encoder_dir(encoder_dir, encoder_config_for("keypoints", IMAGE_SIZE), seed=1)
     with pytest.raises(ValueError, match=r"other settings \(encoder_weights '[0-9a-f]{16}' ->"):
         train_tiny_bc(demos, tmp_path / "cut", resume=True, **settings)
@@ -899,21 +905,10 @@ def test_resume_refuses_demonstrations_that_grew_under_the_same_path(demos, tmp_
     fitted on the old ones, and the record claimed the new ids for the whole run."""
     import shutil
 
-    from sslrobot.policy import bc
-
     grown = shutil.copytree(demos, tmp_path / "demos")
     count = len(open_dataset(grown).episode_ids)
     settings = {"num_demos": None, "num_val_demos": 1, "num_val_checks": 3}
-    save = bc._BCResumeCheckpoints.save
-
-    def save_then_stop(self, loop, *args):
-        save(self, loop, *args)
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(bc._BCResumeCheckpoints, "save", save_then_stop)
-    with pytest.raises(KeyboardInterrupt):
-        train_tiny_bc(grown, tmp_path / "cut", **settings)
-    monkeypatch.setattr(bc._BCResumeCheckpoints, "save", save)
+    train_cut_at_first_checkpoint(monkeypatch, grown, tmp_path / "cut", **settings)
     config = CollectConfig(env_id=ENV_ID, out=grown, policy="expert",
                            num_episodes=count + 1, image_size=IMAGE_SIZE, resume=True)  # fmt: skip
     collect(config, progress=False)
