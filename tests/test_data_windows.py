@@ -218,6 +218,20 @@ def test_batch_read_matches_single_windows_and_arrays_subset(dataset_dir):
         tight.read_batch(spread)["pixels"], np.stack([windows[i]["pixels"] for i in spread])
     )
     assert len(tight._files) <= 1
+    # Threads sharing that reader: an eviction closed descriptors mid-read, or handed their
+    # numbers to another episode's file (wrong frames, no error).
+    from concurrent.futures import ThreadPoolExecutor
+
+    picks = [list(range(start, len(tight), 5)) for start in range(5)]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        for _ in range(3):
+            batches = list(pool.map(lambda p: tight.read_batch(p)["pixels"], picks))
+            singles = list(pool.map(lambda p: np.stack([tight[i]["pixels"] for i in p]), picks))
+            for pick, batch, single in zip(picks, batches, singles, strict=True):
+                expected = np.stack([windows[i]["pixels"] for i in pick])
+                np.testing.assert_array_equal(batch, expected)
+                np.testing.assert_array_equal(single, expected)
+    pickle.loads(pickle.dumps(tight))[0]  # the lock does not travel; a new one is made
     lean = WindowDataset(dataset_dir, NUM_STEPS, split="all", arrays=("pixels", "action"))
     assert set(lean[0]) == {"pixels", "action"} == set(lean.read_batch([1, 2]))
     np.testing.assert_array_equal(lean.read_batch([3])["pixels"][0], windows[3]["pixels"])

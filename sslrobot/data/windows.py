@@ -7,6 +7,7 @@ import contextlib
 import errno
 import numbers
 import os
+import threading
 import warnings
 from collections import OrderedDict
 from collections.abc import Collection
@@ -43,7 +44,8 @@ class WindowDataset(Dataset):
     index holds one path per episode and one offset per array and episode (one file per
     episode in format 2, one per array in format 1). Files are opened
     lazily in whichever process reads, and the dataset pickles without open files, so it works
-    with ``DataLoader(num_workers>0)``.
+    with ``DataLoader(num_workers>0)``; threads may share one reader (a window's files are
+    opened and read under a lock, so an eviction never closes a file another thread reads).
 
     Episodes that fail the check (truncated or missing files, headers or shapes that disagree
     with the metadata, and with ``verify_checksums=True`` a checksum mismatch) are skipped with a
@@ -145,6 +147,10 @@ class WindowDataset(Dataset):
                 f"({len(episode_ids)} usable episodes, lengths {sorted(set(lengths))[:10]})"
             )
         self._files: OrderedDict[int, list[int]] = OrderedDict()  # position -> open fds
+        # Held while a window's files are opened and read: another thread's LRU eviction
+        # would otherwise close a descriptor mid-read, or hand its number to another
+        # episode's file (wrong frames, no error). Reads release the GIL under it anyway.
+        self._lock = threading.RLock()
 
     def _layout(self, path: Path) -> tuple[tuple[str, ...], list[int], int, list[str]]:
         """Files and data offsets of the arrays of one episode, its length L in steps (from
@@ -249,12 +255,16 @@ class WindowDataset(Dataset):
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         position, t = self._locate(index)
-        fds = self._open(position)
+        arrays = []
+        with self._lock:
+            fds = self._open(position)
+            for column, name in enumerate(self._names):
+                dtype, row_shape = self._rows[name]
+                array = np.empty((self._window_rows(name), *row_shape), dtype=dtype)
+                self._read_into(array, position, column, fds[column], t)
+                arrays.append(array)
         item = {}
-        for column, name in enumerate(self._names):
-            dtype, row_shape = self._rows[name]
-            array = np.empty((self._window_rows(name), *row_shape), dtype=dtype)
-            self._read_into(array, position, column, fds[column], t)
+        for name, array in zip(self._names, arrays, strict=True):
             if name != "pixels":
                 array = array.astype(np.float32, copy=False)
             item[name] = torch.from_numpy(array)  # pixels (K+1, H, W, 3), action (K, A), ...
@@ -273,9 +283,10 @@ class WindowDataset(Dataset):
             outs.append(np.empty((len(indices), self._window_rows(name), *row_shape), dtype=dtype))
         for slot, index in enumerate(indices):
             position, t = self._locate(int(index))
-            fds = self._open(position)  # once per window: the LRU may close it for the next
-            for column, out in enumerate(outs):
-                self._read_into(out[slot], position, column, fds[column], t)
+            with self._lock:
+                fds = self._open(position)  # once per window: the LRU may close it for the next
+                for column, out in enumerate(outs):
+                    self._read_into(out[slot], position, column, fds[column], t)
         return {
             name: out if name == "pixels" else out.astype(np.float32, copy=False)
             for name, out in zip(self._names, outs, strict=True)
@@ -283,8 +294,9 @@ class WindowDataset(Dataset):
 
     def close(self) -> None:
         """Close the files this process has open (reopened on the next read)."""
-        while self._files:
-            _close_all(self._files.popitem()[1])
+        with self._lock:
+            while self._files:
+                _close_all(self._files.popitem()[1])
 
     def __del__(self) -> None:
         with contextlib.suppress(Exception):
@@ -293,7 +305,12 @@ class WindowDataset(Dataset):
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state["_files"] = OrderedDict()  # open files stay in the process that opened them
+        del state["_lock"]  # a lock does not pickle; each process gets its own
         return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.RLock()
 
 
 #: Most files a process's readers keep open by default, whatever the limit (containers
