@@ -434,6 +434,13 @@ def test_resume_is_bit_exact(dataset, tmp_path: Path) -> None:
     assert [r["step"] for r in rows_b] == ["2", "4", "6"]
     for row_a, row_b in zip(rows_a, rows_b, strict=True):
         assert row_a["pretrain/loss"] == row_b["pretrain/loss"]
+    # Resumed on another device type, it continues, but says it is not the same run.
+    config_path = tmp_path / "split" / artifacts.PRETRAIN_CONFIG
+    saved_config = json.loads(config_path.read_text())
+    assert (saved_config["device_type"], saved_config["amp"]) == ("cpu", False)
+    config_path.write_text(json.dumps({**saved_config, "device_type": "cuda", "amp": True}))
+    with pytest.warns(UserWarning, match="trained on cuda .*on.*, this one runs on cpu"):
+        PretrainRun(tiny_config(tmp_path / "split", steps=8, resume=True), dataset, False).close()
 
 
 def test_resume_refuses_changed_settings_and_missing_checkpoints(dataset, tmp_path: Path) -> None:

@@ -117,6 +117,55 @@ def test_two_cpu_processes_stay_in_sync(tmp_path: Path) -> None:
         PretrainRun(resumed, _dataset(), progress=False)
 
 
+def _resume_worker(rank: int, world_size: int, port: int, outs: list[str], results: str) -> None:
+    """Rank r resumes from ``outs[r]``: a machine that sees another --out than rank 0."""
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
+                      WORLD_SIZE=str(world_size), LOCAL_RANK=str(rank))  # fmt: skip
+    torch.set_num_threads(1)
+    config = dataclasses.replace(_config(Path(outs[rank]), BATCH), steps=4, resume=True)
+    try:
+        PretrainRun(config, _dataset(), progress=False).close()
+        message = "resumed"
+    except ValueError as error:
+        message = str(error)
+    Path(results, f"rank{rank}.txt").write_text(message)
+
+
+def test_ranks_that_find_other_checkpoints_refuse_to_resume(tmp_path: Path) -> None:
+    """On machines without a shared --out one rank started over with fresh Adam moments while
+    the other continued, and their weights drifted apart under the same averaged gradients."""
+    import shutil
+    import warnings
+
+    results = tmp_path / "results"
+    results.mkdir()
+    first = dataclasses.replace(_config(tmp_path / "run", BATCH), steps=2, checkpoint_every=1)
+    mp.spawn(_first_run_worker, args=(2, _free_port(), first), nprocs=2, join=True)
+    shutil.copytree(tmp_path / "run", tmp_path / "machine0")
+    (tmp_path / "machine1").mkdir()  # the other machine's --out: no checkpoint there
+    outs = [str(tmp_path / "machine0"), str(tmp_path / "machine1")]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        mp.spawn(_resume_worker, args=(2, _free_port(), outs, str(results)), nprocs=2, join=True)
+    for rank in (0, 1):
+        message = (results / f"rank{rank}.txt").read_text()
+        assert "found checkpoints at different steps (0 to 2)" in message, message
+    shutil.copytree(tmp_path / "run", tmp_path / "machine1", dirs_exist_ok=True)  # shared now
+    mp.spawn(_resume_worker, args=(2, _free_port(), outs, str(results)), nprocs=2, join=True)
+    assert [(results / f"rank{r}.txt").read_text() for r in (0, 1)] == ["resumed"] * 2
+
+
+def _first_run_worker(rank: int, world_size: int, port: int, config: PretrainConfig) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
+                      WORLD_SIZE=str(world_size), LOCAL_RANK=str(rank))  # fmt: skip
+    torch.set_num_threads(1)
+    run = PretrainRun(config, _dataset(), progress=False)
+    try:
+        run.train()
+    finally:
+        run.close()
+
+
 def _losses(out: Path) -> list[float]:
     with (out / "metrics.csv").open(newline="") as file:
         return [float(row["pretrain/loss"]) for row in csv.DictReader(file)]

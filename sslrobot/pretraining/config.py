@@ -18,8 +18,10 @@ from sslrobot.utils.config import check_known_fields, config_to_dict
 DEVICES = ("auto", "cpu", "cuda", "mps")
 _AMP_NAMES = {"auto": None, "on": True, "off": False}  # the command's --amp
 
-#: Settings that may change when a run is resumed (they do not change what is computed;
-#: ``data`` may point to a moved copy, and the trainer refuses data with other windows).
+#: Settings that may change when a run is resumed (they do not change what is computed,
+#: except ``device``: another device type draws other augmentations from the same seeds and
+#: rounds otherwise, which the trainer warns of; ``data`` may point to a moved copy, and the
+#: trainer refuses data with other windows).
 RESUMABLE_CHANGES = frozenset(
     {
         "steps",

@@ -100,6 +100,17 @@ def any_rank(flag: bool, context: DistributedContext, device: torch.device) -> b
     return bool(value.item() > 0)
 
 
+def step_range(step: int, context: DistributedContext, device: torch.device) -> tuple[int, int]:
+    """The least and the greatest of every rank's ``step`` (``(step, step)`` alone)."""
+    if not context.enabled:
+        return step, step
+    value = torch.tensor([float(step), -float(step)], dtype=torch.float64, device=device)
+    if device.type == "mps":  # no float64 there (and no process group either: refused)
+        value = value.float()
+    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    return int(-value[1].item()), int(value[0].item())
+
+
 def barrier(context: DistributedContext) -> None:
     """Wait for every rank (no-op alone)."""
     if context.enabled:

@@ -292,6 +292,16 @@ class PretrainRun:
         self._interval_steps = 0
         if self.resuming:
             self._resume()
+        # Each rank looks for the checkpoint in its own --out: on machines that do not share
+        # it, one rank would start over with fresh Adam moments while another continues, and
+        # their weights drift apart under the same averaged gradients.
+        first, last = distributed.step_range(self.step, self.context, self.device)
+        if first != last:
+            raise ValueError(
+                f"--resume: the ranks found checkpoints at different steps ({first} to {last}) "
+                f"in {self.out}; every rank must see the same --out (a filesystem shared by "
+                "all machines)"
+            )
         self.ddp: DistributedDataParallel | None = None
         if self.context.enabled and weights:
             # A 1x1 convolution's gradient comes back with other strides on its size-1 dims,
@@ -408,6 +418,15 @@ class PretrainRun:
                 f"--resume: the run in {self.out} trained on {windows} windows, the data given "
                 f"({self.config.data or type(self.dataset).__name__}) hold {len(self.dataset)}; "
                 "resume with the same dataset (it may have moved, not changed)"
+            )
+        trained_on = (saved.get("device_type"), saved.get("amp"))
+        if trained_on[0] is not None and trained_on != (self.device.type, bool(self.amp)):
+            warnings.warn(
+                f"--resume: the run in {self.out} trained on {trained_on[0]} (bfloat16 "
+                f"autocast {'on' if trained_on[1] else 'off'}), this one runs on "
+                f"{self.device.type} ({'on' if self.amp else 'off'}): its augmentation draws "
+                "and rounding differ, so it continues, but not as the uninterrupted run would",
+                stacklevel=4,
             )
         path = checkpoint.latest_checkpoint_path(self.out / artifacts.CHECKPOINTS)
         loaded = checkpoint.load_checkpoint(path)
@@ -536,7 +555,9 @@ class PretrainRun:
         out["loss"] = total.detach()
         out["grad_norm"] = grad_norm.detach()  # already global: clipped after the all-reduce
         out.update({name: value.detach() for name, value in metrics.items()})
-        # The logged values are the global batch's (rank 0 used to log its own share's).
+        # The logged values are the global batch's (rank 0 used to log its own share's), as
+        # means over the ranks: exact for the losses and gradient norm, while latent_std is
+        # the mean of each rank's own standard deviation, not the whole batch's.
         names = list(out)
         means = distributed.mean_over_ranks(torch.stack([out[n].float() for n in names]))
         return dict(zip(names, means.unbind(), strict=True))
@@ -640,6 +661,9 @@ class PretrainRun:
                     sums[name] = sums.get(name, 0.0) + value
                 bar.update(1)
                 done = self.step == config.steps
+                # The last step always gets a row: a finished run extended by a resume with
+                # more --steps keeps that row (an extra one between the log_every rows, and
+                # the next row averages the steps after it only); the weights are unaffected.
                 if log is not None and (self.step % max(config.log_every, 1) == 0 or done):
                     elapsed = time.perf_counter() - tick
                     steps = self._interval_steps
@@ -709,6 +733,10 @@ class PretrainRun:
                 else list(self.train_episode_ids.values()),  # in --data order
                 "train_dataset_identities": self.train_dataset_identities,  # in --data order
                 "world_size": self.context.world_size,
+                # What it computed on: another device type draws other augmentations from
+                # the same seeds and rounds otherwise (a resume there is not bit-exact).
+                "device_type": self.device.type,
+                "amp": bool(self.amp),
                 "sslrobot_version": sslrobot.__version__,
                 "torch_version": torch.__version__,
             },

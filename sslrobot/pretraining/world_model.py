@@ -380,6 +380,11 @@ class WorldModel(nn.Module):
             losses["slow"] = slowness_loss(latent[:, :slow], later, SLOW_MIN_STD)
 
         targets = None
+        # fdm's targets are the window's own frames, under its one shift: SPR shifts each
+        # frame on its own, but ``future`` needs the frames it decodes under the context's
+        # shift and both read this window. A departure from SPR (stated in the README's list
+        # of objectives): the shared shift is a cue a prediction can copy, as ATC's positive
+        # had before it got its own augmentation; not measured against per-frame shifts.
         if "fdm" in active or ("contrastive" in active and positive is None):
             with torch.no_grad():
                 first = 1 if "fdm" in active else horizon  # contrastive needs o_{t+K} only
