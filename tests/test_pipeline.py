@@ -775,10 +775,17 @@ def test_the_config_is_recorded_when_a_stage_changes_not_before(
     assert (copy / "config.json").read_text() == recorded
     assert (previous.read_text() if previous.exists() else None) == kept
     assert all(r.skipped for r in pipeline.runner.results)  # what ran before the stop
+    assert (copy / "report.md").is_file()  # a stop before any change keeps the report too
+    report, results = (copy / "report.md").read_text(), (copy / "results.json").read_text()
     with pytest.warns(UserWarning, match="bc_steps"):
         Pipeline(changed, copy, device="cpu", progress=False).run()
     assert json.loads((copy / "config.json").read_text())["bc_steps"] == steps
     assert json.loads((copy / "config.previous.json").read_text()) == json.loads(recorded)
+    # Stages were replaced: the earlier report no longer describes them, so it is set aside
+    # (an interrupted rerun left it beside them); the finished run writes its own.
+    assert not (copy / "report.md").exists() and not (copy / "results.json").exists()
+    assert (copy / "report.previous.md").read_text() == report
+    assert (copy / "results.previous.json").read_text() == results
 
 
 def test_pretraining_is_keyed_on_the_process_setting_not_the_device(

@@ -127,3 +127,28 @@ def test_the_first_change_is_announced_once_and_never_by_skips(tmp_path: Path) -
     runner.run("b", {"x": 2}, work)  # changed: announced before the old stage goes
     runner.run("c", {"x": 1}, work)  # new: no second announcement
     assert events.count("!") == 1 and events.index("!") == 1 and events[2].startswith("[redo] b")
+
+
+def test_a_stage_made_again_loses_its_records_before_its_files(tmp_path, monkeypatch):
+    """rmtree deletes in listing order: a Ctrl-C after the data but before stage.json left a
+    finished-looking stage with half its files, which a rerun of the earlier settings skipped."""
+    import shutil
+
+    from sslrobot.pipeline import stages
+
+    stage = tmp_path / "stage"
+    stage.mkdir()
+    for name in (MARKER, STARTED, "data.bin"):
+        (stage / name).write_text("x")
+
+    def interrupted(path, *args, **kwargs):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        patch.setattr(stages.shutil, "rmtree", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            stages.remove_stage_dir(stage)
+    assert sorted(p.name for p in stage.iterdir()) == ["data.bin"]  # not finished any more
+    assert shutil.rmtree is not interrupted
+    stages.remove_stage_dir(stage)
+    assert not stage.exists()

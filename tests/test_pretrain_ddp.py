@@ -183,6 +183,33 @@ def test_a_ranks_bad_input_stays_a_value_error() -> None:
     assert type(rank_failure(2, "enc", 0, "x\nKeyError: 'pixels'")) is RuntimeError
 
 
+def test_ctrl_c_in_the_launcher_is_a_keyboard_interrupt(tmp_path: Path, monkeypatch) -> None:
+    """torch's launcher agent turns SIGINT into its SignalException, which reached the command
+    line as a traceback and exit 1 instead of the CLI's "interrupted; rerun" line."""
+    import signal
+
+    import torch.distributed.launcher.api as launcher
+    from torch.distributed.elastic.multiprocessing.api import SignalException
+
+    from sslrobot.pretraining.launch import pretrain_in_processes
+
+    def stopped(sigval):
+        def launch(config, entrypoint):
+            def run(*args):
+                raise SignalException("Process got signal", sigval)
+
+            return run
+
+        return launch
+
+    monkeypatch.setattr(launcher, "elastic_launch", stopped(signal.SIGINT))
+    with pytest.raises(KeyboardInterrupt):
+        pretrain_in_processes(_config(tmp_path / "a", BATCH), 2)
+    monkeypatch.setattr(launcher, "elastic_launch", stopped(signal.SIGTERM))
+    with pytest.raises(SignalException):  # a termination stays what it is
+        pretrain_in_processes(_config(tmp_path / "b", BATCH), 2)
+
+
 def test_two_cpu_processes_shift_the_windows_of_one(tmp_path: Path) -> None:
     """The equivariance term shifts each window by its place in the global batch; it used to
     count from 0 on every rank, so two ranks shifted other windows than one process did. The

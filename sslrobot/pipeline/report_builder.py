@@ -467,7 +467,6 @@ def build_report(
     }
     if across_tasks:
         results["across_tasks"] = across_tasks
-    atomic_write_json(out / "results.json", results)
     report = {
         "title": f"sslrobot report ({config.preset} preset)",
         "summary": run_summary(config),
@@ -543,4 +542,6 @@ def build_report(
             f"its PSNR is the world model of seed {config.seed}'s alone."
         )
     _md_path, html_path = render_report(report, out)
+    # Last: a run stopped between the files leaves no results.json newer than its report.
+    atomic_write_json(out / "results.json", results)
     return html_path

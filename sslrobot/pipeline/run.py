@@ -131,6 +131,21 @@ UNSTAGED_SETTINGS = ("num_workers",)
 PREVIOUS_CONFIG = "config.previous.json"
 
 
+#: The report's files, each set aside as ``<stem>.previous<suffix>`` once a run changes
+#: something: an interrupted run left the earlier run's report beside stages it had replaced.
+REPORT_FILES = ("results.json", "report.md", "report.html")
+
+
+def set_aside_previous_report(out: Path) -> None:
+    """Rename the earlier run's report files to ``*.previous.*`` (replacing older ones), so
+    that ``out`` holds a report only when it describes the stages there; the run writes its
+    own when it finishes."""
+    for name in REPORT_FILES:
+        path = out / name
+        if path.is_file():
+            os.replace(path, path.with_name(f"{path.stem}.previous{path.suffix}"))
+
+
 def keep_previous_config(out: Path, config: RunConfig) -> None:
     """Keep ``out``'s recorded config as ``config.previous.json`` when ``config`` differs from
     it in any field, the tasks and the settings no stage depends on included (the warnings
@@ -318,6 +333,7 @@ class Pipeline:
         if self._config_recorded:
             return
         keep_previous_config(self.out, self.config)
+        set_aside_previous_report(self.out)
         atomic_write_json(self.out / "config.json", self.config.to_dict())
         self._config_recorded = True
 

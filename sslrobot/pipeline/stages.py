@@ -23,6 +23,15 @@ MARKER = "stage.json"
 STARTED = "stage_started.json"
 
 
+def remove_stage_dir(stage_dir: Path) -> None:
+    """Delete a stage's directory, its records first: ``rmtree`` goes in listing order, and a
+    Ctrl-C after the data but before ``stage.json`` left a finished-looking stage with half
+    its files, which a rerun of the earlier settings skipped."""
+    for record in (MARKER, STARTED):
+        (stage_dir / record).unlink(missing_ok=True)
+    shutil.rmtree(stage_dir)
+
+
 def read_json_file(path: Path) -> Any:
     """A run's JSON file; a damaged one (written atomically, so only by hand or a bad disk)
     is a ``ValueError`` naming it, not a bare decoder message naming no file."""
@@ -133,12 +142,12 @@ class StageRunner:
             else:
                 why = "its size shrank" if same else "its config changed"
                 self.log(f"[redo] {name}: {why}")
-                shutil.rmtree(stage_dir)
+                remove_stage_dir(stage_dir)
         started_file = stage_dir / STARTED
         started = read_json_file(started_file) if started_file.is_file() else {}
         resume = started.get("config_hash") == digest
         if stage_dir.is_dir() and not resume:
-            shutil.rmtree(stage_dir)  # a leftover of another config: start clean
+            remove_stage_dir(stage_dir)  # a leftover of another config: start clean
         earlier = _earlier_seconds(stage_dir, started) if resume and resumes else 0.0
         stage_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_json(

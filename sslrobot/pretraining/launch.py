@@ -12,6 +12,7 @@ processes with one thread each and the same global batch 2,083 and 2,222.
 from __future__ import annotations
 
 import dataclasses
+import signal
 import uuid
 from pathlib import Path
 from typing import Any
@@ -82,6 +83,7 @@ def pretrain_in_processes(
         monitor_interval=0.1,
         start_method="spawn",
     )
+    from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
 
     try:
@@ -91,6 +93,12 @@ def pretrain_in_processes(
     except ChildFailedError as error:
         rank, failure = error.get_first_failure()
         raise rank_failure(num_processes, config.out, rank, failure.message) from error
+    except SignalException as error:
+        # The launcher's agent turns Ctrl-C into its own exception (a traceback and exit 1
+        # at the command line); as a KeyboardInterrupt the CLI says how to continue.
+        if error.sigval == signal.SIGINT:
+            raise KeyboardInterrupt from error
+        raise
     return Path(outputs[0])
 
 
