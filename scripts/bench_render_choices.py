@@ -71,7 +71,7 @@ class Variant:
         """Frames per second over ``states``, timing the render calls only."""
         spent = 0.0
         for state in states:
-            mujoco.mj_setState(self.model, self.data, state, mujoco.mjtState.mjSTATE_FULLPHYSICS)
+            mujoco.mj_setState(self.model, self.data, state, mujoco.mjtState.mjSTATE_INTEGRATION)
             mujoco.mj_forward(self.model, self.data)
             start = time.perf_counter()
             self.renderer.render(self.data, camera_id)
@@ -80,9 +80,10 @@ class Variant:
 
 
 def recorded_states(env: gym.Env, num_frames: int, seed: int) -> list[np.ndarray]:
-    """Full physics states of ``num_frames`` steps of random actions (resets included)."""
+    """States of ``num_frames`` steps of random actions (resets included): everything
+    integration reads, the mocap bodies (Reach's target, Navigate-v1's goal and pillars) too."""
     physics = env.unwrapped.physics
-    size = mujoco.mj_stateSize(physics.model, mujoco.mjtState.mjSTATE_FULLPHYSICS)
+    size = mujoco.mj_stateSize(physics.model, mujoco.mjtState.mjSTATE_INTEGRATION)
     env.reset(seed=seed)
     env.action_space.seed(seed)
     states = []
@@ -91,7 +92,7 @@ def recorded_states(env: gym.Env, num_frames: int, seed: int) -> list[np.ndarray
         if terminated or truncated:
             env.reset()
         state = np.empty(size)
-        mujoco.mj_getState(physics.model, physics.data, state, mujoco.mjtState.mjSTATE_FULLPHYSICS)
+        mujoco.mj_getState(physics.model, physics.data, state, mujoco.mjtState.mjSTATE_INTEGRATION)
         states.append(state)
     return states
 

@@ -388,3 +388,35 @@ def test_ship_encoders_writes_provenance_and_check_tells_other_bytes(tmp_path: P
     weights.write_bytes(weights.read_bytes()[:-1] + b"\0")
     other = subprocess.run([*script, "--check", str(run), *out], capture_output=True, text=True)
     assert other.returncode == 1 and "DIFFERENT" in other.stdout
+
+
+def test_render_choices_draw_the_envs_own_frame_and_change_one_thing_each(monkeypatch) -> None:
+    """The benchmark's shipped variant must render what the env renders (same look, camera
+    and state), and each other variant differ from it in its one setting only."""
+    import gymnasium as gym
+    import mujoco
+
+    monkeypatch.syspath_prepend(str(SCRIPTS))
+    import bench_render_choices as bench
+
+    env = gym.make("sslrobot/Reach-v0", image_size=32)
+    try:
+        states = bench.recorded_states(env, 3, seed=0)
+        assert len(states) == 3 and not np.array_equal(states[0], states[-1])
+        variants = bench.make_variants(env, 32)
+        shipped = variants[0]
+        camera = env.unwrapped._camera_id
+        own = env.unwrapped._render_pixels()  # the env's frame of its current state
+        for variant in variants:  # replaying the last recorded state, mocap target included
+            mujoco.mj_setState(variant.model, variant.data, states[-1],
+                               mujoco.mjtState.mjSTATE_INTEGRATION)  # fmt: skip
+            mujoco.mj_forward(variant.model, variant.data)
+        np.testing.assert_array_equal(shipped.renderer.render(shipped.data, camera), own)
+        assert not np.array_equal(variants[2].renderer.render(variants[2].data, camera), own)
+        quality = [(v.model.vis.quality.shadowsize, v.model.vis.quality.offsamples,
+                    v.model.vis.quality.numslices) for v in variants]  # fmt: skip
+        assert len(set(quality)) == len(variants)  # each variant changed its own setting
+        for variant in variants:
+            variant.renderer.close()
+    finally:
+        env.close()
