@@ -290,7 +290,7 @@ class Pipeline:
         self.progress = progress
         self._bar: tqdm | None = None
         self._config_recorded = False
-        self.runner = StageRunner(self.out, log=self._log, before_first_change=self.record_config)
+        self.runner = StageRunner(self.out, log=self._log, before_first_change=self._first_change)
 
     # --- orchestration -------------------------------------------------------------------
     def count_stages(self) -> int:
@@ -326,6 +326,12 @@ class Pipeline:
         self.record_config()  # every stage found done: the config is this run's all the same
         return learned
 
+    def _first_change(self) -> None:
+        """Before the first stage this run writes or deletes: the earlier report stops
+        describing the directory (set aside), and this run's config becomes its record."""
+        set_aside_previous_report(self.out)
+        self.record_config()
+
     def record_config(self) -> None:
         """Write ``config.json`` (keeping a different earlier one as ``config.previous.json``)
         once this run changes something, or finishes: a run stopped after reading the
@@ -333,7 +339,6 @@ class Pipeline:
         if self._config_recorded:
             return
         keep_previous_config(self.out, self.config)
-        set_aside_previous_report(self.out)
         atomic_write_json(self.out / "config.json", self.config.to_dict())
         self._config_recorded = True
 
