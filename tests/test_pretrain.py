@@ -440,7 +440,10 @@ def test_resume_is_bit_exact(dataset, tmp_path: Path) -> None:
     assert (saved_config["device_type"], saved_config["amp"]) == ("cpu", False)
     config_path.write_text(json.dumps({**saved_config, "device_type": "cuda", "amp": True}))
     with pytest.warns(UserWarning, match="trained on cuda .*on.*, this one runs on cpu"):
-        PretrainRun(tiny_config(tmp_path / "split", steps=8, resume=True), dataset, False).close()
+        pretrain(tiny_config(tmp_path / "split", steps=8, resume=True), dataset, progress=False)
+    record = json.loads(config_path.read_text())  # where the earlier steps were computed
+    assert record["earlier_devices"] == [{"device_type": "cuda", "amp": True}]
+    assert (record["device_type"], record["amp"]) == ("cpu", False)
 
 
 def test_resume_refuses_changed_settings_and_missing_checkpoints(dataset, tmp_path: Path) -> None:

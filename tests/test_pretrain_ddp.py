@@ -209,6 +209,21 @@ def test_ctrl_c_in_the_launcher_is_a_keyboard_interrupt(tmp_path: Path, monkeypa
     with pytest.raises(SignalException):  # a termination stays what it is
         pretrain_in_processes(_config(tmp_path / "b", BATCH), 2)
 
+    # The launcher leaves its own handlers installed: a Ctrl-C in a later stage of the same
+    # process became a SignalException too. Ours come back once it returns.
+    def installs_handlers(config, entrypoint):
+        def run(*args):
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(signum, lambda *_: None)
+            return {0: str(tmp_path / "c")}
+
+        return run
+
+    before = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+    monkeypatch.setattr(launcher, "elastic_launch", installs_handlers)
+    assert pretrain_in_processes(_config(tmp_path / "c", BATCH), 2) == tmp_path / "c"
+    assert {signum: signal.getsignal(signum) for signum in before} == before
+
 
 def test_two_cpu_processes_shift_the_windows_of_one(tmp_path: Path) -> None:
     """The equivariance term shifts each window by its place in the global batch; it used to

@@ -141,6 +141,13 @@ def test_compare_runs_names_the_return_and_says_when_nothing_overlaps(tmp_path: 
     reach = "sslrobot/Reach-v0"
     differs = compare(results("a", reach, -1.0), results("b", reach, -2.0))
     assert differs.returncode == 1 and "return -1.0000 vs -2.0000" in differs.stdout
+    # Equal means from other per-seed rates are other results.
+    seeded = json.loads(results("s1", reach, -1.0).read_text())
+    seeded["aggregated"][0]["success_per_seed"] = [0.0, 0.2]
+    (tmp_path / "s1.json").write_text(json.dumps(seeded))
+    seeded["aggregated"][0]["success_per_seed"] = [0.1, 0.1]
+    (tmp_path / "s2.json").write_text(json.dumps(seeded))
+    assert compare(tmp_path / "s1.json", tmp_path / "s2.json").returncode == 1
     disjoint = compare(results("a", reach, -1.0), results("c", "sslrobot/Push-v0", -1.0))
     assert disjoint.returncode == 2 and "nothing to compare" in disjoint.stdout
     # A run missing a task is not the same results, unless asked to compare what is shared.
@@ -420,3 +427,40 @@ def test_render_choices_draw_the_envs_own_frame_and_change_one_thing_each(monkey
             variant.renderer.close()
     finally:
         env.close()
+
+
+def test_knn_weights_neighbours_by_a_softmax_of_minus_their_distances(bench_heads) -> None:
+    """VINN's weights (Pari et al. 2021); squared distances made k = 5 nearly 1-NN."""
+    import argparse
+
+    features = np.array([[0.0], [1.0], [2.0], [3.0]])
+    demos = bench_heads.DemoInputs(
+        features=features, maps=np.zeros((4, 1, 1, 1)), proprio=np.zeros((4, 0)),
+        actions=np.array([[0.0], [1.0], [2.0], [3.0]]), episode_lengths=np.array([4]),
+    )  # fmt: skip
+    act = bench_heads.fit_knn(demos, 0, argparse.Namespace(k=2), {})
+    scale = features.std() + 1e-6  # the head standardises its inputs
+    near, far = 0.25 / scale, 0.75 / scale  # frames 0 and 1, from 0.25
+    weights = np.exp([0.0, -(far - near)])
+    expected = weights @ np.array([0.0, 1.0]) / weights.sum()
+    assert act(np.array([0.25]), None, np.zeros(0)) == pytest.approx([expected])
+
+
+def test_bench_heads_refuses_options_its_heads_would_ignore(bench_heads) -> None:
+    import argparse
+    from types import SimpleNamespace
+
+    demos = SimpleNamespace(episode_ids=list(range(25)), manifest={"base_seed": 200_000})
+
+    def options(**changes) -> argparse.Namespace:
+        values = {"head_form": "mlp", "mixup": 0.0, "heads": ["augment"], "num_demos": 25,
+                  "eval_seed": 300_000, "episodes": 100}  # fmt: skip
+        return argparse.Namespace(**{**values, **changes})
+
+    bench_heads.check_options(options(head_form="linear"), demos)  # augment honours it
+    with pytest.raises(SystemExit, match=r"\['knn'\] would ignore them"):
+        bench_heads.check_options(options(heads=["augment", "knn"], mixup=0.4), demos)
+    with pytest.raises(SystemExit, match="hold 25 episodes"):
+        bench_heads.check_options(options(num_demos=100), demos)
+    with pytest.raises(SystemExit, match="are demonstration seeds"):
+        bench_heads.check_options(options(eval_seed=200_010), demos)

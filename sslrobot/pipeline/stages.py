@@ -26,8 +26,9 @@ STARTED = "stage_started.json"
 def remove_stage_dir(stage_dir: Path) -> None:
     """Delete a stage's directory, its records first: ``rmtree`` goes in listing order, and a
     Ctrl-C after the data but before ``stage.json`` left a finished-looking stage with half
-    its files, which a rerun of the earlier settings skipped."""
-    for record in (MARKER, STARTED):
+    its files, which a rerun of the earlier settings skipped. ``stage_started.json`` goes
+    before ``stage.json``: a stop between them leaves the stage whole and finished."""
+    for record in (STARTED, MARKER):
         (stage_dir / record).unlink(missing_ok=True)
     shutil.rmtree(stage_dir)
 

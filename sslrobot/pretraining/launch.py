@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import signal
+import threading
 import uuid
 from pathlib import Path
 from typing import Any
@@ -86,6 +87,12 @@ def pretrain_in_processes(
     from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
 
+    # torch's launcher installs its own handlers for these and leaves them: a Ctrl-C in any
+    # later stage of `sslrobot run` became its SignalException (a traceback, exit 1).
+    names = ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT")
+    handled = [getattr(signal, name) for name in names if hasattr(signal, name)]
+    restore = threading.current_thread() is threading.main_thread()  # only it may set them
+    handlers = {signum: signal.getsignal(signum) for signum in handled} if restore else {}
     try:
         outputs = elastic_launch(launch, _rank_main)(
             per_rank.to_dict(), threads_per_process, progress
@@ -99,6 +106,10 @@ def pretrain_in_processes(
         if error.sigval == signal.SIGINT:
             raise KeyboardInterrupt from error
         raise
+    finally:
+        for signum, handler in handlers.items():
+            if handler is not None:  # None: set from outside Python, not ours to restore
+                signal.signal(signum, handler)
     return Path(outputs[0])
 
 

@@ -290,6 +290,8 @@ class PretrainRun:
         # resumed run's first row averages the same steps as the uninterrupted run's.
         self._interval_sums: dict[str, torch.Tensor] = {}
         self._interval_steps = 0
+        #: Devices the run computed on before a resume moved it (``pretrain_config.json``).
+        self._earlier_devices: list[dict[str, Any]] = []
         if self.resuming:
             self._resume()
         # Each rank looks for the checkpoint in its own --out: on machines that do not share
@@ -420,7 +422,11 @@ class PretrainRun:
                 "resume with the same dataset (it may have moved, not changed)"
             )
         trained_on = (saved.get("device_type"), saved.get("amp"))
-        if trained_on[0] is not None and trained_on != (self.device.type, bool(self.amp)):
+        self._earlier_devices = list(saved.get("earlier_devices") or [])
+        moved = trained_on[0] is not None and trained_on != (self.device.type, bool(self.amp))
+        if moved:  # the record keeps where the steps before this resume were computed
+            self._earlier_devices.append({"device_type": trained_on[0], "amp": trained_on[1]})
+        if moved and self.context.rank == 0:
             warnings.warn(
                 f"--resume: the run in {self.out} trained on {trained_on[0]} (bfloat16 "
                 f"autocast {'on' if trained_on[1] else 'off'}), this one runs on "
@@ -737,6 +743,7 @@ class PretrainRun:
                 # the same seeds and rounds otherwise (a resume there is not bit-exact).
                 "device_type": self.device.type,
                 "amp": bool(self.amp),
+                **({"earlier_devices": self._earlier_devices} if self._earlier_devices else {}),
                 "sslrobot_version": sslrobot.__version__,
                 "torch_version": torch.__version__,
             },
