@@ -270,6 +270,7 @@ def test_evaluate_rejects_bad_arguments(policy_dir, tmp_path):
     with pytest.raises(ValueError, match=r"num_episodes must be an int >= 1, got 1\.0"):
         evaluate(policy_dir, num_episodes=1.0)
     assert evaluate(policy_dir, num_episodes=np.int64(1))["num_episodes"] == 1  # NumPy's too
+    assert evaluate(policy_dir, num_episodes=1, seed=np.int64(500))["eval_seed"] == 500
     with pytest.raises(ValueError, match="unknown environment id 'sslrobot/Nope-v0'"):
         evaluate(policy_dir, env_id="sslrobot/Nope-v0", num_episodes=1)
     # A Reach policy on Navigate: same action size since the arm takes fingertip velocities,
@@ -386,3 +387,42 @@ def test_aggregate_results_refuses_records_of_different_evaluations():
     records = [{**_record("none", s, [1, 0]), "eval_seed": 100 * s} for s in range(3)]
     with pytest.raises(ValueError, match="differ in eval_seed"):
         aggregate_results(records)
+    # Policies trained with other settings (seeds 0-1 for 30k steps, seed 2 for 60k) are not
+    # one configuration's seeds; records from before the field are not compared on it.
+    from sslrobot.evaluation.evaluate import train_settings
+
+    configs = [{"seed": s, "steps": 30_000 if s < 2 else 60_000, "out": f"p{s}"} for s in range(3)]
+    assert train_settings({"train_config": configs[0]}) == train_settings(
+        {"train_config": configs[1]}
+    )  # the seed and the output directory may differ
+    records = [
+        {**_record("none", s, [1, 0]), "train_settings": train_settings({"train_config": c})}
+        for s, c in enumerate(configs)
+    ]
+    with pytest.raises(ValueError, match="differ in train_settings"):
+        aggregate_results(records)
+    records[2]["train_settings"] = None  # written before it was recorded
+    assert aggregate_results(records)[0]["num_seeds"] == 3
+
+
+def test_an_env_without_is_success_is_refused_not_scored_as_failures():
+    """Every episode counted as failed, without a word, on an env that reports no success."""
+    import gymnasium as gym
+
+    from sslrobot.evaluation.rollouts import run_episode
+
+    env = gym.make("CartPole-v1")
+    try:
+        with pytest.raises(ValueError, match="CartPole-v1 reports no 'is_success'"):
+            run_episode(env, lambda obs: 0, seed=0)
+    finally:
+        env.close()
+
+
+def test_the_record_names_the_look_the_policy_trained_in(policy_dir):
+    result = evaluate(policy_dir, num_episodes=1, seed=500, visual_preset="heldout")
+    assert result["visual_preset"] == "heldout"
+    from sslrobot.policy.checkpoint import read_policy_config
+
+    trained_in = read_policy_config(policy_dir)["demos_visual_preset"]
+    assert result["policy_visual_preset"] == trained_in

@@ -90,7 +90,7 @@ def test_tiny_sac_run_on_frozen_features(tmp_path):
     result = evaluate(out, num_episodes=2, seed=10, out_json=tmp_path / "sac.json")
     assert result["algo"] == "rl-sac" and len(result["episodes"]) == 2
     assert result["seeds_shared_with_training"] == []
-    # Sub-env i first reset with seed + i: evaluation from those seeds is flagged.
+    # Sub-env i first reset with seed * num_envs + i: evaluation from those seeds is flagged.
     assert record["train_reset_seeds"] == [0, 1]
     with pytest.warns(UserWarning, match="2 evaluation seeds are seeds .* was trained from"):
         result = evaluate(out, num_episodes=2, seed=0, out_json=tmp_path / "sac0.json")
@@ -277,3 +277,23 @@ def test_an_interrupted_rl_run_resumes_from_its_last_checkpoint(tmp_path, monkey
     monkeypatch.undo()
     train_policy(PolicyConfig(**{**values, "val_episodes": 0, "overwrite": True}))
     assert sorted(p.name for p in (out / "logs").iterdir() if p.is_dir()) == []
+
+
+def test_neighbouring_training_seeds_never_share_start_states():
+    """Sub-env i of seed s was reset with s + i (SB3's own seeding): seed 0's sub-env 1 drew
+    seed 1's sub-env 0's start states, so neighbouring seeds shared (n - 1) / n of them."""
+    from types import SimpleNamespace
+
+    import gymnasium as gym
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    from sslrobot.policy.rl import first_reset_seed, make_feature_vec_env
+
+    blocks = [
+        set(range(first_reset_seed(seed, 4), first_reset_seed(seed, 4) + 4)) for seed in range(3)
+    ]
+    assert not (blocks[0] & blocks[1]) and not (blocks[1] & blocks[2])
+    venv = DummyVecEnv([lambda: gym.make("CartPole-v1")] * 2)
+    env = make_feature_vec_env(venv, SimpleNamespace(output_dim=4), "state", torch.device("cpu"))
+    env.seed(1)  # as SB3 does with the run's seed when it builds the model
+    assert venv._seeds == [2, 3]

@@ -28,6 +28,27 @@ GROUP_KEYS = ("encoder", "env_id", "num_demos", "algo", "checkpoint", "visual_pr
 #: Fields the records of one group must share (else they are not one configuration's seeds:
 #: e.g. a transfer test beside native runs, or other evaluation episodes).
 SAME_WITHIN_GROUP = ("policy_env_id", "eval_seed", "num_episodes")
+#: Like ``SAME_WITHIN_GROUP``, compared only among the records that hold it (results written
+#: before it was recorded hold none): a 30k-step run's seeds beside a 60k-step run's were one
+#: group, silently.
+RECORDED_SAME_WITHIN_GROUP = ("train_settings",)
+#: Training settings that may differ between one configuration's seeds: the seed itself, how
+#: a run ran, and the encoder's and demonstrations' paths (seeds with encoders pretrained
+#: from their own seed, ``pretrain_seed_per_policy``, or runs moved between machines).
+_PER_SEED_SETTINGS = (
+    "seed", "out", "device", "progress", "resume", "overwrite", "cache_dir", "encoder", "demos",
+)  # fmt: skip
+
+
+def train_settings(record: Mapping[str, Any]) -> str | None:
+    """A hash of what a policy was trained with (its ``train_config``) but for the settings
+    that may differ between seeds of one configuration; None for records without one."""
+    from sslrobot.utils.config import config_hash
+
+    config = record.get("train_config")
+    if not isinstance(config, Mapping):
+        return None
+    return config_hash({k: v for k, v in config.items() if k not in _PER_SEED_SETTINGS})
 
 
 def evaluate(
@@ -80,10 +101,11 @@ def evaluate(
     num_episodes = int(num_episodes)  # NumPy's integers too
     # Checked before the policy loads: gymnasium only refuses a negative seed at the first
     # reset, with a traceback of its own.
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
         raise ValueError(
             f"seed must be an int >= 0 (episode i is reset with seed + i), got {seed!r}"
         )
+    seed = int(seed)  # NumPy's integers too, as plain ints in the JSON
     if num_videos < 0:
         raise ValueError(f"num_videos must be >= 0, got {num_videos}")
     if num_videos and out_json is None:
@@ -160,8 +182,13 @@ def evaluate(
         "num_demos": record.get("num_demos", 0),
         "checkpoint": checkpoint,
         "visual_preset": visual_preset,
+        # The look the policy trained in (its demonstrations', or RL's): evaluating in
+        # another is a generalisation test, not an in-distribution score.
+        "policy_visual_preset": record.get("train_visual_preset")
+        or record.get("demos_visual_preset"),
         "eval_seed": seed,
         "num_episodes": num_episodes,
+        "train_settings": train_settings(record),
         "success_rate": float(success_mean),
         "success_ci95": [success_low, success_high],
         "mean_return": float(return_mean),
@@ -298,8 +325,12 @@ def aggregate_results(
     for key in sorted(groups, key=lambda k: tuple(str(v) for v in k)):
         by_seed = groups[key]
         labels = dict(zip(GROUP_KEYS, key, strict=True))
-        for name in SAME_WITHIN_GROUP:
-            values = {str(record.get(name)) for record in by_seed.values()}
+        for name in (*SAME_WITHIN_GROUP, *RECORDED_SAME_WITHIN_GROUP):
+            values = {
+                str(record.get(name))
+                for record in by_seed.values()
+                if name in SAME_WITHIN_GROUP or record.get(name) is not None
+            }
             if len(values) > 1:
                 raise ValueError(
                     f"{labels}: its seeds' records differ in {name} ({sorted(values)}), so they "

@@ -69,8 +69,14 @@ def run_episode(
         The result, and the frames (L+1 of them, (H, W, 3) uint8) when ``record`` else [].
     """
     obs, info = env.reset(seed=seed)
+    if "is_success" not in info:  # every episode would count as failed, without a word
+        name = env.spec.id if env.spec is not None else type(env.unwrapped).__name__
+        raise ValueError(
+            f"{name} reports no 'is_success' in its info, so success cannot be scored; "
+            "evaluate on an env that does (every sslrobot id), or wrap it to add one"
+        )
     frames = [_frame(env, obs)] if record else []
-    success_step = 0 if info.get("is_success", False) else None
+    success_step = 0 if info["is_success"] else None
     total, length, diverged = 0.0, 0, False
     done = False
     while not done:

@@ -101,6 +101,10 @@ def make_feature_vec_env(
         def reset(self) -> np.ndarray:
             return self._encode(self.venv.reset())
 
+        def seed(self, seed: int | None = None) -> Any:
+            # SB3 seeds the env with the run's seed when it builds or loads a model.
+            return self.venv.seed(None if seed is None else first_reset_seed(seed, self.num_envs))
+
         def step_wait(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[dict[str, Any]]]:
             observations, rewards, dones, infos = self.venv.step_wait()
             ended = [i for i, info in enumerate(infos) if "terminal_observation" in info]
@@ -119,10 +123,18 @@ def make_feature_vec_env(
     return FeatureVecEnv()
 
 
+def first_reset_seed(seed: int, num_envs: int) -> int:
+    """Reset seed of sub-env 0 of training seed ``seed`` (sub-env i takes it + i): seeds'
+    blocks of ``num_envs`` never overlap. ``seed + i``, SB3's own, gave training seed s's
+    sub-env i + 1 the start states of seed s + 1's sub-env i, so neighbouring seeds shared
+    (n - 1) / n of them, and the bootstrap over seeds treated them as independent."""
+    return seed * num_envs
+
+
 def _random_observations(venv: Any, num_steps: int, seed: int) -> list[Any]:
     """Observations of random-action rollouts, for normalisation statistics without demos."""
     rng = np.random.default_rng(seed)
-    venv.seed(seed)
+    venv.seed(first_reset_seed(seed, venv.num_envs))
     observations = [venv.reset()]
     low, high = venv.action_space.low, venv.action_space.high
     for _ in range(max(1, num_steps // venv.num_envs)):
@@ -236,7 +248,8 @@ def train_rl(config: PolicyConfig) -> Path:
         return make_env(config.env_id, image_size, obs_mode, visual_preset=visual_preset)
 
     out = config.out
-    venv = make_vec_env(make_one, n_envs=config.num_envs, seed=config.seed, vec_env_cls=DummyVecEnv)
+    first = first_reset_seed(config.seed, config.num_envs)
+    venv = make_vec_env(make_one, n_envs=config.num_envs, seed=first, vec_env_cls=DummyVecEnv)
     try:
         probe_env = venv.envs[0]
         shapes = env_shapes(probe_env, config.env_id)
@@ -314,9 +327,10 @@ def train_rl(config: PolicyConfig) -> Path:
             "demos": None if config.demos is None else str(Path(config.demos).resolve()),
             "demo_seeds": norm_seeds,  # demonstrations that set the normalisation, if any
             "train_visual_preset": visual_preset,
-            # Sub-env i is first reset with seed + i (make_vec_env; the random-action
-            # normalisation rollouts too): evaluation flags the seeds it shares with them.
-            "train_reset_seeds": [config.seed + i for i in range(config.num_envs)],
+            # Sub-env i is first reset with seed * num_envs + i (make_vec_env, SB3's seeding
+            # through the wrapper, the random-action normalisation rollouts): evaluation
+            # flags the seeds it shares with them.
+            "train_reset_seeds": [first + i for i in range(config.num_envs)],
             "normalization": norm_source,
             "env_steps": int(model.num_timesteps),
             "resumed_at_steps": resumed_at,  # steps the training continued from
