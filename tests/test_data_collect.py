@@ -221,6 +221,41 @@ def test_a_resume_in_another_shard_layout_checks_the_interrupted_runs_episodes(
     assert list((root / ".locks").glob("*.unfinished")) == []
 
 
+def test_fsync_collects_into_a_new_directory_and_resumes(tmp_path):
+    """episodes/ made before the manifest made the run refuse its own directory (and every
+    rerun after it): it is made once the manifest is written, and synced before any commit."""
+    root = tmp_path / "d"
+    collect(fake_config(root, num_episodes=2, fsync=True), progress=False)
+    collect(fake_config(root, num_episodes=3, fsync=True, resume=True), progress=False)
+    reference = collect(fake_config(tmp_path / "reference", num_episodes=3), progress=False)
+    assert_same_episodes(root, reference)
+
+
+def test_a_smaller_resume_keeps_the_marker_of_the_episodes_it_did_not_check(tmp_path, monkeypatch):
+    """A resume to fewer episodes finished and removed the marker, so the interrupted run's
+    later episodes were never checked byte for byte by the resume that collected them all."""
+    import os
+
+    root = tmp_path / "d"
+    collect_interrupted_after_two(monkeypatch, fake_config(root, num_episodes=4))
+    marker = root / ".locks" / "shard-0-of-1.unfinished"
+    old = os.stat(storage.episode_path(root, 0)).st_mtime - 60
+    os.utime(marker, (old, old))
+    path = storage.episode_path(root, 1)
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2 : len(data) // 2 + 64] = bytes(64)
+    path.write_bytes(bytes(data))
+    with pytest.warns(UserWarning, match="asked for 4 episodes earlier"):
+        collect(fake_config(root, num_episodes=1, resume=True), progress=False)
+    assert marker.exists()  # episode 1 is the interrupted run's and still unchecked
+    os.utime(root / "manifest.json", None)  # the smaller run's last write came after it
+    with pytest.warns(UserWarning, match="episode 1 .* is incomplete"):
+        collect(fake_config(root, num_episodes=4, resume=True), progress=False)
+    assert not marker.exists()
+    reference = collect(fake_config(tmp_path / "reference", num_episodes=4), progress=False)
+    assert_same_episodes(root, reference)
+
+
 def test_a_format_1_dataset_resumes_in_its_own_format(tmp_path):
     reference = collect(fake_config(tmp_path / "reference", num_episodes=5), progress=False)
     root = tmp_path / "old"  # the first three episodes, rewritten as format 1 wrote them

@@ -322,9 +322,12 @@ def _unfinished_since(root: Path) -> float:
     marker says one was (a dataset collected before the marker existed: a run that finished
     rewrote the manifest after its last episode). Markers are per shard, so another shard's
     writes cannot move them, and an interrupted resume keeps the first run's."""
-    markers = list((root / LOCK_DIR).glob("shard-*-of-*.unfinished"))
-    if markers:
-        return min(marker.stat().st_mtime for marker in markers)
+    times = []
+    for marker in (root / LOCK_DIR).glob("shard-*-of-*.unfinished"):
+        with contextlib.suppress(FileNotFoundError):  # a run that finished meanwhile
+            times.append(marker.stat().st_mtime)
+    if times:
+        return min(times)
     manifest = root / MANIFEST_NAME
     return manifest.stat().st_mtime if manifest.exists() else 0.0
 
@@ -464,9 +467,6 @@ def collect(config: CollectConfig, progress: bool = True) -> Path:
         _refuse_foreign_directory(root)
         try:
             root.mkdir(parents=True, exist_ok=True)
-            if config.fsync:  # before any worker commits into it, not after the first one
-                (root / EPISODES_DIR).mkdir(exist_ok=True)
-                fsync_dir(root)
         except OSError as error:
             raise write_error(root, "create directory", error) from error
         # The shard first: a collector refused because another writes this shard must not
@@ -484,6 +484,12 @@ def collect(config: CollectConfig, progress: bool = True) -> Path:
                 write_manifest(
                     root, {**manifest, "updated": utc_now(), "counts": count_episodes(root)}
                 )
+                if config.fsync:  # before any worker commits into it, not after the first
+                    try:  # (after the manifest: a directory without one is refused)
+                        (root / EPISODES_DIR).mkdir(exist_ok=True)
+                        fsync_dir(root)
+                    except OSError as error:
+                        raise write_error(root, "create directory", error) from error
             spec = dataclasses.replace(spec, format_version=manifest["format_version"])
             mine = set(config.episode_ids())
             _set_aside_broken(
@@ -507,12 +513,24 @@ def collect(config: CollectConfig, progress: bool = True) -> Path:
             finally:
                 bar.close()
             write_manifest(root, {**manifest, "updated": utc_now(), "counts": count_episodes(root)})
-            # A whole-dataset run has just collected (or checked) every layout's episodes.
-            finished = [marker]
-            if config.shard == (0, 1):
-                finished += (root / LOCK_DIR).glob("shard-*-of-*.unfinished")
-            for path in finished:
-                path.unlink(missing_ok=True)
+            # The markers go once this run has checked every episode they cover: a smaller
+            # resume leaves an interrupted run's later episodes unchecked, so it keeps them.
+            index, count = config.shard
+            unchecked = [  # this shard's ids past this run's count (other shards check theirs)
+                i
+                for i in list_episode_ids(root)
+                if i % count == index
+                and i not in mine
+                and episode_path(root, i).stat().st_mtime >= unfinished_since
+            ]
+            if not unchecked:
+                # A whole-dataset run has just collected (or checked) every layout's episodes.
+                finished = [marker]
+                if config.shard == (0, 1):
+                    finished += (root / LOCK_DIR).glob("shard-*-of-*.unfinished")
+                with _manifest_lock(root):  # not while another run reads their times
+                    for path in finished:
+                        path.unlink(missing_ok=True)
     finally:
         env.close()
     return config.out
