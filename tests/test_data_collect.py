@@ -169,6 +169,22 @@ def collect_interrupted_after_two(monkeypatch, config: CollectConfig) -> None:
             collect(config, progress=False)
 
 
+def backdate_and_tear(root, marker, episode_id: int) -> float:
+    """Date ``marker`` a minute before episode 0 was written (an interrupted run's start) and
+    zero a block in the middle of ``episode_id`` as a power loss can, its structure intact;
+    returns the marker's time."""
+    import os
+
+    old = os.stat(storage.episode_path(root, 0)).st_mtime - 60
+    os.utime(marker, (old, old))
+    path = storage.episode_path(root, episode_id)
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2 : len(data) // 2 + 64] = bytes(64)
+    path.write_bytes(bytes(data))
+    assert storage.check_episode(path, checksums=False) == []
+    return old
+
+
 def test_an_interrupted_shard_is_checked_though_another_shard_rewrote_the_manifest(
     tmp_path, monkeypatch
 ):
@@ -208,12 +224,8 @@ def test_a_resume_in_another_shard_layout_checks_the_interrupted_runs_episodes(
     root = tmp_path / "d"
     collect_interrupted_after_two(monkeypatch, fake_config(root, num_episodes=6, shard=(0, 2)))
     marker = root / ".locks" / "shard-0-of-2.unfinished"
-    old = os.stat(storage.episode_path(root, 0)).st_mtime - 60
-    os.utime(marker, (old, old))
+    old = backdate_and_tear(root, marker, 2)
     path = storage.episode_path(root, 2)
-    data = bytearray(path.read_bytes())
-    data[len(data) // 2 : len(data) // 2 + 64] = bytes(64)
-    path.write_bytes(bytes(data))
     os.utime(path, (old + 30, old + 30))
     os.utime(root / "manifest.json", (old + 45, old + 45))  # written after the torn episode
     with pytest.warns(UserWarning, match="episode 2 .* is incomplete"):
@@ -239,12 +251,7 @@ def test_a_smaller_resume_keeps_the_marker_of_the_episodes_it_did_not_check(tmp_
     root = tmp_path / "d"
     collect_interrupted_after_two(monkeypatch, fake_config(root, num_episodes=4))
     marker = root / ".locks" / "shard-0-of-1.unfinished"
-    old = os.stat(storage.episode_path(root, 0)).st_mtime - 60
-    os.utime(marker, (old, old))
-    path = storage.episode_path(root, 1)
-    data = bytearray(path.read_bytes())
-    data[len(data) // 2 : len(data) // 2 + 64] = bytes(64)
-    path.write_bytes(bytes(data))
+    backdate_and_tear(root, marker, 1)
     with pytest.warns(UserWarning, match="asked for 4 episodes earlier"):
         collect(fake_config(root, num_episodes=1, resume=True), progress=False)
     assert marker.exists()  # episode 1 is the interrupted run's and still unchecked
