@@ -43,6 +43,24 @@ def parse_args() -> argparse.Namespace:
     return args
 
 
+def run_on_one_batch(out: Path, objective: str, batch_size: int) -> tuple[PretrainRun, tuple]:
+    """A CPU pretraining run on synthetic 64 px windows, and one augmented batch's inputs
+    to ``PretrainRun.update`` (what both CPU benchmarks time, the data path left out)."""
+    dataset = MovingSquareDataset(
+        num_episodes=16, episode_length=32, num_steps=3, image_size=64, action_dim=4
+    )
+    config = PretrainConfig(
+        out=str(out), objective=objective, steps=10**6, batch_size=batch_size, device="cpu",
+        image_every=0, tensorboard=False, checkpoint_every=0, prefetch=0,
+    )  # fmt: skip
+    run = PretrainRun(config, dataset, progress=False)
+    batches = run.batches(0)
+    try:
+        return run, run.augment(*run.to_device(next(batches)), 0)
+    finally:
+        close_batches(batches)
+
+
 def seconds_per_update(run: PretrainRun, inputs: tuple, updates: int, autocast: bool) -> float:
     run.amp = autocast  # the trainer refuses it on a CPU; forced here to measure it
     run.update(*inputs)  # not timed: the first call of a mode warms its kernels
@@ -65,21 +83,8 @@ def main() -> None:
         f"bf16 CPU capability: {torch.backends.cpu.get_cpu_capability()}, "
         f"load average (1 min) {os.getloadavg()[0]:.2f}"
     )
-    dataset = MovingSquareDataset(
-        num_episodes=16, episode_length=32, num_steps=3, image_size=64, action_dim=4
-    )
     with tempfile.TemporaryDirectory() as tmp:
-        config = PretrainConfig(
-            out=str(Path(tmp) / "run"), objective=args.objective, steps=10**6,
-            batch_size=args.batch_size, device="cpu", image_every=0, tensorboard=False,
-            checkpoint_every=0, prefetch=0,
-        )  # fmt: skip
-        run = PretrainRun(config, dataset, progress=False)
-        batches = run.batches(0)
-        try:
-            inputs = run.augment(*run.to_device(next(batches)), 0)
-        finally:
-            close_batches(batches)
+        run, inputs = run_on_one_batch(Path(tmp) / "run", args.objective, args.batch_size)
         times: dict[str, list[float]] = {"float32": [], "bfloat16 autocast": []}
         for repeat in range(args.repeats):
             modes = [("float32", False), ("bfloat16 autocast", True)]

@@ -33,26 +33,11 @@ CHILD_FLAG = "--child-updates"
 def child(updates: int, batch_size: int, threads: int) -> None:
     """In a fresh process: samples/s of ``updates`` timed pretraining updates (JSON line)."""
     import torch
-
-    from sslrobot.pretraining.config import PretrainConfig
-    from sslrobot.pretraining.synthetic import MovingSquareDataset
-    from sslrobot.pretraining.trainer import PretrainRun, close_batches
+    from bench_cpu_autocast import run_on_one_batch  # a sibling script
 
     torch.set_num_threads(threads)
-    dataset = MovingSquareDataset(
-        num_episodes=16, episode_length=32, num_steps=3, image_size=64, action_dim=4
-    )
     with tempfile.TemporaryDirectory() as tmp:
-        config = PretrainConfig(
-            out=str(Path(tmp) / "run"), steps=10**6, batch_size=batch_size, device="cpu",
-            image_every=0, tensorboard=False, checkpoint_every=0, prefetch=0,
-        )  # fmt: skip
-        run = PretrainRun(config, dataset, progress=False)
-        batches = run.batches(0)
-        try:
-            inputs = run.augment(*run.to_device(next(batches)), 0)
-        finally:
-            close_batches(batches)
+        run, inputs = run_on_one_batch(Path(tmp) / "run", "fdm+future", batch_size)
         run.update(*inputs)  # untimed warm-up
         start = time.perf_counter()
         for _ in range(updates):
