@@ -104,9 +104,8 @@ def step_range(step: int, context: DistributedContext, device: torch.device) -> 
     """The least and the greatest of every rank's ``step`` (``(step, step)`` alone)."""
     if not context.enabled:
         return step, step
+    # float64 holds step counts exactly (process groups are refused on MPS, which lacks it)
     value = torch.tensor([float(step), -float(step)], dtype=torch.float64, device=device)
-    if device.type == "mps":  # no float64 there (and no process group either: refused)
-        value = value.float()
     dist.all_reduce(value, op=dist.ReduceOp.MAX)
     return int(-value[1].item()), int(value[0].item())
 
