@@ -29,7 +29,12 @@ from sslrobot.pretraining.trainer import (
     collate_windows,
     pretrain,
 )
-from sslrobot.pretraining.world_model import load_world_model
+from sslrobot.pretraining.world_model import (
+    APPEARANCE_DIM,
+    WorldModel,
+    appearance_code,
+    load_world_model,
+)
 
 torch.set_num_threads(1)
 
@@ -373,6 +378,47 @@ def test_decoder_proprio_needs_a_decoder_and_proprio(dataset, tmp_path: Path) ->
 
     with pytest.raises(ValueError, match="needs windows with 'proprio'"):
         pretrain(tiny_config(tmp_path / "b", decoder_proprio=True), NoProprio(), progress=False)
+
+
+def test_appearance_code_is_each_channels_mean_and_spread() -> None:
+    frames = torch.zeros(2, 4, 4, 3, dtype=torch.uint8)
+    frames[0] = torch.tensor([255, 0, 51], dtype=torch.uint8)  # one colour everywhere
+    frames[1, :2] = 255  # half white, half black
+    code = appearance_code(frames)
+    assert code.shape == (2, APPEARANCE_DIM)
+    assert torch.allclose(code[0], torch.tensor([0.5, -0.5, -0.3, 0, 0, 0]))
+    assert torch.allclose(code[1, :3], torch.zeros(3)) and torch.all(code[1, 3:] > 0.5)
+
+
+@pytest.mark.parametrize("with_proprio", [False, True])
+def test_decoder_conditioned_on_appearance(
+    with_proprio: bool, dataset: MovingSquareDataset, tmp_path: Path
+) -> None:
+    """``decoder_appearance``: the frames decoded without the copy path also read their
+    context frame's colour statistics (after the proprio when both are asked for), which get a
+    gradient and change what is drawn; the copy-path prediction does not read them."""
+    config = tiny_config(tmp_path / "run", decoder_appearance=True, decoder_proprio=with_proprio)
+    model = load_world_model(pretrain(config, dataset, progress=False))
+    assert model.decoder.condition.in_features == APPEARANCE_DIM + 2 * with_proprio
+    batch = dataset.__getitems__([0, 3, 7, 9])
+    windows, actions = torch.from_numpy(batch["pixels"]), torch.from_numpy(batch["action"])
+    proprio = torch.from_numpy(batch["proprio"]) if with_proprio else None
+    model.train().requires_grad_(True)
+    losses, _ = model(windows, actions, None, proprio)
+    sum(losses.values()).backward()
+    weight = model.decoder.condition.weight.grad
+    assert weight[:, -APPEARANCE_DIM:].abs().sum() > 0
+    model.eval()
+    future = None if proprio is None else proprio[:, 1:]
+    codes = []
+    model._blind_condition = lambda p, c, repeats=1: (
+        codes.append((c, repeats)) or (WorldModel._blind_condition(model, p, c, repeats))
+    )
+    model.predict_frames(windows, actions, copy_context=False, proprio=future)
+    assert torch.equal(codes[0][0], windows[:, 0]) and codes[0][1] == windows.shape[1] - 1
+    codes.clear()
+    model.predict_frames(windows, actions)
+    assert codes == []  # the copy path reads the context frame itself
 
 
 def test_same_seed_same_weights_on_cpu(dataset, tmp_path: Path) -> None:

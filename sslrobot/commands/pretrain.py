@@ -116,6 +116,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "proprioception, so the latent is pressed for what the robot's sensors do not give",
     )
     parser.add_argument(
+        "--decoder-appearance",
+        action="store_true",
+        help="draw those frames also from the context frame's colour statistics (each "
+        "channel's mean and spread), so the latent need not encode the look (colours, light)",
+    )
+    parser.add_argument(
         "--future-without-actions",
         action="store_true",
         help="future: predict frames from the latent alone (what the stream's policy does "
@@ -205,8 +211,17 @@ def _pretrain(args: argparse.Namespace) -> int:
     from sslrobot.pretraining.trainer import NonFiniteLossError, pretrain
 
     decodes = USES_DECODER & set(parse_objective(args.objective))
-    if not decodes and (args.decoder != "dense" or args.decoder_proprio):
-        flag = "--decoder-proprio" if args.decoder_proprio else f"--decoder {args.decoder}"
+    shaping = [
+        flag
+        for flag, given in (
+            ("--decoder-proprio", args.decoder_proprio),
+            ("--decoder-appearance", args.decoder_appearance),
+            (f"--decoder {args.decoder}", args.decoder != "dense"),
+        )
+        if given
+    ]
+    if not decodes and shaping:
+        flag = shaping[0]
         raise ValueError(
             f"{flag} shapes the frame decoder, but objective {args.objective!r} decodes no "
             "frames ('future' and 'recon' do)"
@@ -236,6 +251,7 @@ def _pretrain(args: argparse.Namespace) -> int:
         **encoder,
         decoder=DecoderConfig.named(args.decoder),
         decoder_proprio=args.decoder_proprio,
+        decoder_appearance=args.decoder_appearance,
         future_actions=not args.future_without_actions,
         transition_norm=not args.transition_without_norm,
         augment=args.augment,

@@ -99,6 +99,9 @@ class PretrainConfig:
         decoder_proprio: Draw the frames decoded without the copy path from their latent plus
             that frame's proprioception (``WorldModelConfig.decoder_proprio_dim``), so the
             pixel loss presses the latent for what the robot's sensors do not give.
+        decoder_appearance: Draw those frames also from their context frame's colour
+            statistics (``WorldModelConfig.decoder_appearance``), so the latent need not
+            encode the look (surface colours, light).
         future_actions: ``future`` predicts from the actions taken (True, a world model) or
             from the latent alone (False; ``WorldModelConfig.future_actions``).
         transition_norm: LayerNorm the latent transition's output
@@ -147,6 +150,7 @@ class PretrainConfig:
     salience_weight: float = 10.0
     salience_threshold: float = 0.08
     decoder_proprio: bool = False
+    decoder_appearance: bool = False
     future_actions: bool = True
     transition_norm: bool = True
     augment: str = "shift"
@@ -242,7 +246,7 @@ class PretrainConfig:
             raise ValueError(f"temperature must be finite and > 0, got {self.temperature!r}")
         if not 0.0 <= self.context_dropout < 1.0:
             raise ValueError(f"context_dropout must be in [0, 1), got {self.context_dropout!r}")
-        for name in ("decoder_proprio", "future_actions", "transition_norm"):
+        for name in ("decoder_proprio", "decoder_appearance", "future_actions", "transition_norm"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
 
@@ -281,6 +285,7 @@ class PretrainConfig:
             salience_weight=self.salience_weight,
             salience_threshold=self.salience_threshold,
             decoder_proprio_dim=proprio_dim if self.decoder_proprio else 0,
+            decoder_appearance=self.decoder_appearance,
             future_actions=self.future_actions,
             transition_norm=self.transition_norm,
         )

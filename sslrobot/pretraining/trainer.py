@@ -254,11 +254,12 @@ class PretrainRun:
         # Windows per batch without context, as WorldModel._blind_windows counts them (0.29 x
         # 100 is 28.999999999999996 in floating point: 29, not 28).
         blind = round(config.batch_size * config.context_dropout, 9)
-        if config.decoder_proprio and "recon" not in weights and int(blind) == 0:
-            # Only frames decoded without context read the proprio: with none the option does
-            # nothing (and under DDP its unused weights stop the first step).
+        conditioned = [n for n in ("decoder_proprio", "decoder_appearance") if getattr(config, n)]
+        if conditioned and "recon" not in weights and int(blind) == 0:
+            # Only frames decoded without context read the condition: with none the option
+            # does nothing (and under DDP its unused weights stop the first step).
             raise ValueError(
-                f"decoder_proprio conditions the frames decoded without context, and "
+                f"{conditioned[0]} conditions the frames decoded without context, and "
                 f"context_dropout={config.context_dropout} of {config.batch_size} windows per "
                 "process leaves none: raise context_dropout or the batch, or drop the option"
             )

@@ -87,6 +87,14 @@ class WorldModelConfig:
             the latent need not hold what the robot's own sensors give (its arm) and the pixel
             loss presses it for the rest of the scene (targets, objects). 0: not conditioned.
             Measured (session 15, findings): the objects were read no more precisely.
+        decoder_appearance: Condition the same frames on their context frame's appearance
+            (``appearance_code``: each colour channel's mean and standard deviation over the
+            frame, ``APPEARANCE_DIM`` numbers): the surfaces' colours and the light, which the
+            episode's look sets and which a keypoint latent (positions only) otherwise has to
+            encode in where its keypoints sit, to paint the table. Global statistics cannot
+            place a 3-pixel target, so the pixel loss still asks the latent for the objects
+            (the appearance/geometry split of Jakab et al. 2018, who take the appearance from
+            another frame of the same video).
         future_actions: ``future`` predicts o_{t+k} from z_t and the actions taken (a world
             model, the default), or, when False, from z_t alone through its own action-free
             transition: what the stream's policy will do next. On a noisy-expert stream the
@@ -114,6 +122,7 @@ class WorldModelConfig:
     salience_weight: float = 10.0
     salience_threshold: float = 0.08
     decoder_proprio_dim: int = 0
+    decoder_appearance: bool = False
     future_actions: bool = True
     transition_norm: bool = True
 
@@ -124,11 +133,12 @@ class WorldModelConfig:
             raise ValueError(
                 f"decoder_proprio_dim must be an int >= 0, got {self.decoder_proprio_dim!r}"
             )
-        if self.decoder_proprio_dim and not set(self.objective) & USES_DECODER:
-            raise ValueError(
-                "decoder_proprio_dim conditions the frame decoder, which only 'future' and "
-                f"'recon' use; objective {sorted(self.objective)} has none"
-            )
+        for name in ("decoder_proprio_dim", "decoder_appearance"):
+            if getattr(self, name) and not set(self.objective) & USES_DECODER:
+                raise ValueError(
+                    f"{name} conditions the frame decoder, which only 'future' and 'recon' "
+                    f"use; objective {sorted(self.objective)} has none"
+                )
         unknown = sorted(set(self.objective) - set(OBJECTIVES))
         if unknown:
             raise ValueError(f"unknown objectives {unknown}; choose from {OBJECTIVES}")
@@ -209,6 +219,18 @@ def keypoint_units_per_pixel(encoder: EncoderConfig) -> float:
     return 2.0 / (max(side - 1, 1) * math.prod(encoder.strides))
 
 
+#: Numbers in ``appearance_code``: each RGB channel's mean and standard deviation.
+APPEARANCE_DIM = 6
+
+
+def appearance_code(frames: torch.Tensor) -> torch.Tensor:
+    """Each colour channel's mean and standard deviation over uint8 RGB frames (N, H, W, 3),
+    in the decoder's normalised units: float32 (N, 6). What a look changes everywhere (the
+    table's colour, the light), with next to nothing of where small objects are."""
+    pixels = normalize_pixels(frames.permute(0, 3, 1, 2)).flatten(2)  # (N, 3, H*W)
+    return torch.cat([pixels.mean(dim=2), pixels.std(dim=2)], dim=1)
+
+
 def _frozen_copy(module: nn.Module) -> nn.Module:
     target = copy.deepcopy(module)
     target.requires_grad_(False)
@@ -249,7 +271,7 @@ class WorldModel(nn.Module):
                 decoder,
                 dim,
                 enc.image_size,
-                config.decoder_proprio_dim,
+                config.decoder_proprio_dim + (APPEARANCE_DIM if config.decoder_appearance else 0),
                 enc.keypoint_pixel_range() if enc.readout == "keypoints" else None,
             )
             if active & USES_DECODER
@@ -403,7 +425,9 @@ class WorldModel(nn.Module):
             losses["future"] = self._future_loss(pixels, future, decode_index, proprio)
         if "recon" in active:
             frame = self._target_blocks(pixels[:, 0])  # (B, 3, r*r, H/r, W/r)
-            condition = None if proprio is None else proprio[:, 0]
+            condition = self._blind_condition(
+                None if proprio is None else proprio[:, 0], pixels[:, 0]
+            )
             losses["recon"] = self._pixel_loss(
                 self.decoder.predict_blocks(latent, condition=condition), frame
             )
@@ -432,9 +456,10 @@ class WorldModel(nn.Module):
         n = decode_index.shape[1]
         rows = torch.arange(b, device=pixels.device)[:, None]
         chosen = rolled[rows, decode_index].flatten(0, 1)  # (B*n, D)
-        condition = None  # the decoded frames' own proprio, for the frames without context
+        own_proprio = None  # the decoded frames' own proprio, for the frames without context
         if proprio is not None:
-            condition = proprio[:, 1:][rows, decode_index].flatten(0, 1)  # (B*n, P)
+            own_proprio = proprio[:, 1:][rows, decode_index].flatten(0, 1)  # (B*n, P)
+        condition = self._blind_condition(own_proprio, pixels[:, 0], repeats=n)
         target = self._target_blocks(pixels[:, 1:][rows, decode_index].flatten(0, 1))
         context = self._target_blocks(pixels[:, 0])  # (B, 3, r*r, H/r, W/r)
         if n > 1:
@@ -523,6 +548,19 @@ class WorldModel(nn.Module):
                 f"{tuple(proprio.shape)}"
             )
         return proprio
+
+    def _blind_condition(
+        self, proprio: torch.Tensor | None, context: torch.Tensor, repeats: int = 1
+    ) -> torch.Tensor | None:
+        """What conditions the frames decoded without the copy path: their own proprio (N,
+        P) when the decoder takes it, and their context frame's ``appearance_code``
+        (``decoder_appearance``; ``context`` uint8 (N / repeats, H, W, C), each context
+        serving ``repeats`` consecutive frames). (N, width); None when neither is asked for."""
+        parts = [] if proprio is None else [proprio]
+        if self.config.decoder_appearance:
+            code = appearance_code(context[..., -RGB_CHANNELS:])
+            parts.append(code.repeat_interleave(repeats, dim=0) if repeats > 1 else code)
+        return torch.cat(parts, dim=1) if parts else None
 
     def _blind_windows(self, batch: int) -> torch.Tensor:
         """Which windows of a batch are decoded without context: an evenly spread share
@@ -659,8 +697,11 @@ class WorldModel(nn.Module):
         frame, condition = None, None
         if copy_context:
             frame = normalize_pixels(context[..., -RGB_CHANNELS:]).repeat_interleave(horizon, 0)
-        elif self.config.decoder_proprio_dim:
-            condition = self._proprio(proprio, b, horizon).flatten(0, 1)
+        else:
+            own_proprio = None
+            if self.config.decoder_proprio_dim:
+                own_proprio = self._proprio(proprio, b, horizon).flatten(0, 1)
+            condition = self._blind_condition(own_proprio, context, repeats=horizon)
         predicted = self.decoder(rolled.flatten(0, 1), frame, condition)  # (B*K, H, W, 3)
         return denormalize_pixels(predicted).unflatten(0, (b, horizon))
 
