@@ -421,6 +421,23 @@ def test_decoder_conditioned_on_appearance(
     assert codes == []  # the copy path reads the context frame itself
 
 
+def test_recon_strip_is_drawn_as_recon_trains(dataset: MovingSquareDataset, tmp_path: Path) -> None:
+    """``recon``'s picture strip goes through ``reconstruct``, which conditions the decoder as
+    training does (the strip once called the decoder with the proprio alone and crashed)."""
+    config = tiny_config(
+        tmp_path / "run", objective="recon", decoder_appearance=True, decoder_proprio=True
+    )
+    out = pretrain(config, dataset, progress=False)
+    assert (out / artifacts.PREDICTIONS / "step_00004.png").is_file()
+    model = load_world_model(out)
+    batch = dataset.__getitems__([0, 3])
+    frames, proprio = torch.from_numpy(batch["pixels"][:, 0]), torch.from_numpy(batch["proprio"])
+    drawn = model.reconstruct(frames, proprio[:, 0])
+    assert drawn.shape == (2, *frames.shape[1:3], 3) and drawn.dtype == torch.uint8
+    with pytest.raises(ValueError, match="conditioned on proprio"):
+        model.reconstruct(frames)
+
+
 def test_same_seed_same_weights_on_cpu(dataset, tmp_path: Path) -> None:
     a = pretrain(tiny_config(tmp_path / "a", image_every=0), dataset, progress=False)
     b = pretrain(tiny_config(tmp_path / "b", image_every=0), dataset, progress=False)

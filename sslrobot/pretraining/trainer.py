@@ -23,7 +23,6 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 import sslrobot
-from sslrobot.models.encoder import denormalize_pixels
 from sslrobot.pretraining import artifacts, checkpoint, distributed, plots
 from sslrobot.pretraining.augment import (
     check_shift_pad,
@@ -816,9 +815,8 @@ class PretrainRun:
                     for copy in (True, False)
                 ]
             else:  # recon: o_t vs its reconstruction
-                condition = None if proprio is None else proprio[:, stack - 1]
-                frames = model.decoder(model.encoder(context), None, condition)  # (N, H, W, 3)
-                predicted = [denormalize_pixels(frames[:, None])]
+                own = None if proprio is None else proprio[:, stack - 1]
+                predicted = [model.reconstruct(context, own)[:, None]]
                 real = context[:, None, ..., -3:]
             image = plots.prediction_strip(
                 real.cpu().numpy(), *(p.cpu().numpy() for p in predicted)

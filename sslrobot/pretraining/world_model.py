@@ -705,6 +705,26 @@ class WorldModel(nn.Module):
         predicted = self.decoder(rolled.flatten(0, 1), frame, condition)  # (B*K, H, W, 3)
         return denormalize_pixels(predicted).unflatten(0, (b, horizon))
 
+    @torch.no_grad()
+    def reconstruct(
+        self, pixels: torch.Tensor | np.ndarray, proprio: torch.Tensor | np.ndarray | None = None
+    ) -> torch.Tensor:
+        """``recon``'s picture of frames (B, H, W, C) from their own latents, conditioned as in
+        training (``proprio`` (B, P): the frames' own, for a decoder that takes it).
+
+        Returns:
+            uint8 (B, H, W, 3).
+        """
+        if self.decoder is None:
+            raise ValueError(f"this model (objective {self.objective!r}) has no frame decoder")
+        context = self._context(pixels)
+        own = None
+        if self.config.decoder_proprio_dim:
+            own = self._proprio(None if proprio is None else proprio[:, None], len(context), 1)
+            own = own[:, 0]
+        frames = self.decoder(self.encoder(context), None, self._blind_condition(own, context))
+        return denormalize_pixels(frames)
+
 
 def load_world_model(path: str | Path, device: str | torch.device = "cpu") -> WorldModel:
     """Load every module of a ``sslrobot pretrain --out`` directory, frozen and in eval mode.
