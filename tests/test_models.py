@@ -249,6 +249,22 @@ def test_keypoint_heatmaps_peak_where_the_keypoints_are() -> None:
     torch.testing.assert_close(read_back[1], torch.zeros(2), atol=1e-5, rtol=0)
 
 
+def test_keypoint_heatmaps_are_drawn_where_the_keypoint_is_in_the_frame() -> None:
+    """Given the encoder's range, a blob peaks on the decoder cell whose pixels hold the
+    keypoint: a keypoint at pixel 27.5 (cell 3 of 8 over 64 px) is drawn there at full height;
+    the encoder's own grid (``linspace``) put it 2 px off. Saved centres load as they were."""
+    low, high = 1.5, 57.5  # the keypoint encoder's first and last cells' centres at 64 px
+    unit = 2 * (27.5 - low) / (high - low) - 1
+    heatmaps = KeypointHeatmaps(side=8, sigma=0.15, image_size=64, keypoint_range=(low, high))
+    maps = heatmaps(torch.tensor([[unit, unit]]))
+    assert divmod(int(maps[0, 0].argmax()), 8) == (3, 3)
+    torch.testing.assert_close(maps[0, 0, 3, 3], torch.tensor(1.0))
+    old = KeypointHeatmaps(side=8, sigma=0.15)
+    assert maps[0, 0, 3, 3] > old(torch.tensor([[unit, unit]]))[0, 0, 3, 3] + 0.05
+    heatmaps.load_state_dict(old.state_dict())
+    assert torch.equal(heatmaps.centres, torch.linspace(-1.0, 1.0, 8))
+
+
 def test_heatmap_decoder_draws_only_through_the_keypoints() -> None:
     """Same shapes as the dense decoder; gradients reach every coordinate; moving a keypoint
     changes the frame near it, and an odd latent size is refused."""

@@ -177,12 +177,17 @@ def test_heatmap_decoder_learns_through_keypoints(tmp_path: Path) -> None:
         checkpoint_every=0,
         lr=3e-3,
     )
-    out = pretrain(config, data, progress=False)
+    with pytest.warns(UserWarning, match="--transition-without-norm keeps them coordinates"):
+        out = pretrain(config, data, progress=False)  # 'future' decodes LayerNorm'd latents
     rows = read_csv(out / artifacts.METRICS)
     first, last = float(rows[0]["pretrain/loss_future"]), float(rows[-1]["pretrain/loss_future"])
     assert last < 0.5 * first
     saved = json.loads((out / artifacts.PRETRAIN_CONFIG).read_text())
     assert saved["pretrain"]["decoder"]["heatmaps"] is True
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # without the norm, nothing to warn about
+        pretrain(dataclasses.replace(config, out=str(tmp_path / "unnormed"), steps=1,
+                                     transition_norm=False), data, progress=False)  # fmt: skip
     with pytest.raises(ValueError, match="readout='keypoints'"):
         pretrain(
             tiny_config(tmp_path / "bad", decoder=DecoderConfig.keypoint_heatmaps()),

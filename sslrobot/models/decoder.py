@@ -168,18 +168,47 @@ def blocks_to_frames(blocks: torch.Tensor, block: int) -> torch.Tensor:
     return cells.permute(0, 4, 2, 5, 3, 1).reshape(n, h * block, w * block, c)
 
 
+def keypoint_cell_centres(
+    side: int, image_size: int | None, keypoint_range: tuple[float, float] | None
+) -> torch.Tensor:
+    """The centres of a ``side`` x ``side`` grid's cells over an ``image_size`` frame, in the
+    encoder's keypoint units (``keypoint_range``: the pixels, pixel k's centre being k, where
+    -1 and +1 lie, ``EncoderConfig.keypoint_pixel_range()``); without a range, the image's
+    edges are taken as -1 and +1."""
+    cell = torch.arange(side, dtype=torch.float32) + 0.5
+    if keypoint_range is None or image_size is None:
+        return cell * (2.0 / side) - 1.0
+    low, high = keypoint_range
+    pixels = cell * (image_size / side) - 0.5  # cell centres, in pixel indices
+    return 2.0 * (pixels - low) / (high - low) - 1.0
+
+
 class KeypointHeatmaps(nn.Module):
     """Keypoints (B, 2K) as x, y pairs in [-1, 1] -> Gaussian blobs (B, K, side, side).
 
-    The grid is the cell centres of ``SpatialSoftmax``, so a keypoint read off a map of this
-    side is drawn back on the cell it came from.
+    Each blob is centred where the keypoint is in the frame: the grid's cells sit where the
+    encoder's coordinates put their pixels (``keypoint_cell_centres``). Models made before
+    session 27 took the grid as ``linspace(-1, 1, side)``, the encoder's own cells, which a
+    decoder whose first level is 8x8 over 64 px paints 2 px right of and below the keypoint
+    (found by a review); the centres are a persistent buffer, so those models load their own
+    and keep drawing as they were trained to.
     """
 
-    def __init__(self, side: int, sigma: float) -> None:
+    def __init__(
+        self,
+        side: int,
+        sigma: float,
+        image_size: int | None = None,
+        keypoint_range: tuple[float, float] | None = None,
+    ) -> None:
+        """``keypoint_range`` and ``image_size`` as ``KeypointOffsets`` takes them; None: the
+        encoder's own cells, ``linspace(-1, 1, side)`` (models before session 27)."""
         super().__init__()
-        self.register_buffer(
-            "centres", torch.linspace(-1.0, 1.0, side) if side > 1 else torch.zeros(1)
-        )
+        if keypoint_range is None or image_size is None:
+            centres = torch.linspace(-1.0, 1.0, side) if side > 1 else torch.zeros(1)
+        else:
+            centres = keypoint_cell_centres(side, image_size, keypoint_range)
+        self.register_buffer("centres", centres)
         self.inv_two_var = 1.0 / (2.0 * sigma * sigma)
 
     def forward(self, keypoints: torch.Tensor) -> torch.Tensor:
@@ -221,13 +250,7 @@ class KeypointOffsets(nn.Module):
         image's edges (a uniform partition of [-1, 1], as models before session 25 were made).
         """
         super().__init__()
-        cell = torch.arange(side, dtype=torch.float32) + 0.5
-        if keypoint_range is None or image_size is None:
-            centres = cell * (2.0 / side) - 1.0
-        else:
-            low, high = keypoint_range
-            pixels = cell * (image_size / side) - 0.5  # cell centres, in pixel indices
-            centres = 2.0 * (pixels - low) / (high - low) - 1.0
+        centres = keypoint_cell_centres(side, image_size, keypoint_range)
         # Persistent, and the cell size read back from it: a model saved before session 25
         # loads its own centres and keeps drawing as it was trained to.
         self.register_buffer("centres", centres)
@@ -263,8 +286,8 @@ class Decoder(nn.Module):
         image_size: Side of the frames it draws.
         condition_dim: Width of an optional vector added to the first level through its
             own linear layer (``predict_blocks(..., condition=...)``); 0: none.
-        keypoint_range: For ``keypoint_skip``: where the encoder's keypoint coordinates -1
-            and +1 lie, in pixels (``EncoderConfig.keypoint_pixel_range()``).
+        keypoint_range: For ``heatmaps`` and ``keypoint_skip``: where the encoder's keypoint
+            coordinates -1 and +1 lie, in pixels (``EncoderConfig.keypoint_pixel_range()``).
         """
         super().__init__()
         self.config = config
@@ -278,7 +301,7 @@ class Decoder(nn.Module):
                     f"even, got {latent_dim}"
                 )
             self.fc = nn.Sequential(
-                KeypointHeatmaps(self.start, config.heatmap_sigma),
+                KeypointHeatmaps(self.start, config.heatmap_sigma, image_size, keypoint_range),
                 nn.Conv2d(latent_dim // 2, first, 3, padding=1),
             )
         else:

@@ -271,6 +271,14 @@ class PretrainRun:
                 f"({int(blind) / config.batch_size:.0%}) are decoded without context",
                 stacklevel=3,
             )
+        reads_keypoints = config.decoder.heatmaps or config.decoder.keypoint_skip
+        if reads_keypoints and "future" in weights and config.transition_norm:
+            warnings.warn(
+                "this decoder reads latents as keypoint coordinates, but 'future' decodes "
+                "rolled latents, which the transition's LayerNorm re-centres and re-scales "
+                "into another space; --transition-without-norm keeps them coordinates",
+                stacklevel=3,
+            )
         torch.manual_seed(config.seed)
         self.model = WorldModel(self.model_config).to(self.device)
         self.trainable = [p for p in self.model.parameters() if p.requires_grad]
