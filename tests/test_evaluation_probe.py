@@ -2,6 +2,7 @@
 
 import argparse
 import json
+import types
 from pathlib import Path
 
 import numpy as np
@@ -295,6 +296,22 @@ def test_a_view_variable_the_state_lacks_is_refused(monkeypatch, tmp_path):
     dataset.manifest["view_state_names"] = ["a"]
     metrics = probe_representation(MeanColourEncoder(), tmp_path, val_fraction=0.2, seed=0)
     assert metrics["probe/mean_over"] == ["a"]
+
+
+def test_a_stream_of_another_image_size_is_refused_by_name(monkeypatch, tmp_path):
+    """Frames of another size than the encoder's config once failed deep in the encoder, with
+    a bare shape error naming neither the dataset nor the fix."""
+    dataset = FakeDataset()
+    dataset.manifest = {**dataset.manifest, "frame_shape": [8, 8, 3]}
+    monkeypatch.setattr(sslrobot.data, "open_dataset", lambda path: dataset, raising=False)
+    encoder = MeanColourEncoder()
+    encoder.config = types.SimpleNamespace(image_size=32, frame_stack=1)
+    with pytest.raises(
+        ValueError, match=rf"{tmp_path} holds 8x8 frames, but the encoder expects 32x32"
+    ):
+        probe_representation(encoder, tmp_path, val_fraction=0.2, seed=0)
+    encoder.config.image_size = 8
+    probe_representation(encoder, tmp_path, val_fraction=0.2, seed=0)
 
 
 def test_probe_representation_on_a_fake_dataset(monkeypatch, tmp_path):

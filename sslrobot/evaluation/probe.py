@@ -537,6 +537,19 @@ def dataset_state_names(manifest: dict[str, Any], num_state: int) -> list[str]:
     return [str(name) for name in names]
 
 
+def _check_frames_fit(encoder: torch.nn.Module, frame_shape: Any, data_dir: Path) -> None:
+    """Refuse, naming the dataset and the sizes, a stream whose frames (``frame_shape`` of
+    its manifest) are not the size the encoder was built for (encoders with a ``config``)."""
+    size = getattr(getattr(encoder, "config", None), "image_size", None)
+    if size is None or not frame_shape or tuple(frame_shape[:2]) == (size, size):
+        return
+    raise ValueError(
+        f"{data_dir} holds {frame_shape[0]}x{frame_shape[1]} frames, but the encoder expects "
+        f"{size}x{size}: probe it on a stream collected at --image-size {size}, or use an "
+        "encoder pretrained at this size"
+    )
+
+
 def encoder_frame_stack(encoder: torch.nn.Module) -> int:
     """Frames the encoder stacks on its channel axis (its ``config.frame_stack``, else 1)."""
     return int(getattr(getattr(encoder, "config", None), "frame_stack", 1) or 1)
@@ -608,6 +621,7 @@ def probe_representation(
             f"{len(val_ids)} validation episodes ({num_excluded} more held out but pretrained "
             "on); both need at least one"
         )
+    _check_frames_fit(encoder, dataset.manifest.get("frame_shape"), Path(data_dir))
     stack = encoder_frame_stack(encoder)
     train_x, train_y, train_groups = encode_episodes(
         dataset, train_ids, encoder, max_frames, batch_size, seed, stack
