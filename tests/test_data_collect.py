@@ -446,6 +446,7 @@ def test_unwritable_output_directory_is_named(tmp_path):
         ({"env_id": "sslrobot/Pusj-v0"}, "unknown env id 'sslrobot/Pusj-v0'.*sslrobot/Push-v0"),
         ({"env_id": "NoSuchEnv-v3"}, r"unknown env id 'NoSuchEnv-v3'\. sslrobot ids: .*other"),
         ({"env_id": "Reacher-v9"}, r"Did you mean (Reacher-v\d, )*Reacher-v5\? sslrobot"),
+        ({"env_id": "Push-v0"}, r"'Push-v0'\. Did you mean sslrobot/Push-v0\? sslrobot ids"),
         ({"policy": "greedy"}, "unknown policy 'greedy'.*noisy-expert"),
         ({"num_episodes": 0}, "num_episodes must be an integer >= 1, got 0"),
         ({"num_envs": 0}, "num_envs must be an integer >= 1"),

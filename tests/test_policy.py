@@ -970,7 +970,8 @@ def test_bc_on_data_the_expert_did_not_collect_warns(tmp_path) -> None:
 
 def test_an_unknown_env_id_is_named_before_the_demonstrations(demos, tmp_path) -> None:
     """A misspelt id used to be reported as demonstrations of another env."""
-    with pytest.raises(ValueError, match="unknown environment id 'sslrobot/Reech-v0'"):
+    named = r"unknown env id 'sslrobot/Reech-v0'\. Did you mean sslrobot/Reach-v0\?"
+    with pytest.raises(ValueError, match=named):
         train_tiny_bc(demos, tmp_path / "bc", env_id="sslrobot/Reech-v0")
     assert not (tmp_path / "bc").exists()
 

@@ -271,7 +271,7 @@ def test_evaluate_rejects_bad_arguments(policy_dir, tmp_path):
         evaluate(policy_dir, num_episodes=1.0)
     assert evaluate(policy_dir, num_episodes=np.int64(1))["num_episodes"] == 1  # NumPy's too
     assert evaluate(policy_dir, num_episodes=1, seed=np.int64(500))["eval_seed"] == 500
-    with pytest.raises(ValueError, match="unknown environment id 'sslrobot/Nope-v0'"):
+    with pytest.raises(ValueError, match="unknown env id 'sslrobot/Nope-v0'"):
         evaluate(policy_dir, env_id="sslrobot/Nope-v0", num_episodes=1)
     # A Reach policy on Navigate: same action size since the arm takes fingertip velocities,
     # but the proprio differs, and the error names both envs and sizes.

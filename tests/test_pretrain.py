@@ -21,6 +21,7 @@ from sslrobot.load import load_encoder
 from sslrobot.models import DecoderConfig, Encoder, EncoderConfig
 from sslrobot.pretraining import artifacts, checkpoint
 from sslrobot.pretraining.config import PretrainConfig
+from sslrobot.pretraining.metrics_log import MetricsLog
 from sslrobot.pretraining.synthetic import MovingSquareDataset
 from sslrobot.pretraining.trainer import (
     NonFiniteLossError,
@@ -879,3 +880,24 @@ def test_a_crash_while_saving_leaves_the_previous_checkpoint_whole_and_pointed_t
     loaded = checkpoint.load_checkpoint(root / "step_0000002")
     assert torch.equal(loaded.model_state["w"], weights["w"])
     assert loaded.optimizer_state == {"lr": 0.1} and loaded.state["note"] == "two"
+
+
+def test_metrics_log_says_once_when_tensorboard_is_missing(monkeypatch, tmp_path: Path) -> None:
+    """Without the extra the TensorBoard mirror was skipped silently, while the README promised
+    its logs; now the CSV is still written and the log says where the events are not."""
+    import builtins
+
+    real_import = builtins.__import__
+
+    def without_tensorboard(name, *args, **kwargs):
+        if name.startswith("torch.utils.tensorboard"):
+            raise ImportError("no tensorboard")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", without_tensorboard)
+    with pytest.warns(UserWarning, match=r"tensorboard is not installed: metrics go to metrics"):
+        log = MetricsLog(tmp_path, ["pretrain/loss"])
+    log.log(1, {"pretrain/loss": 0.5})
+    log.close()
+    assert float(read_csv(tmp_path / artifacts.METRICS)[0]["pretrain/loss"]) == 0.5
+    assert not (tmp_path / artifacts.TENSORBOARD).exists()

@@ -190,7 +190,8 @@ class PushTask(ArmTask):
 class PushEnv(RobotEnv):
     """sslrobot/Push-v0: a planar three-joint arm pushes a cube onto a goal disc on a table.
 
-    The arm of ``sslrobot/Reach-v0`` (same actions, proprio and camera; docs/scenes/Push.png),
+    The arm of ``sslrobot/Reach-v0`` (same actions, proprio and camera; a picture:
+    docs/scenes/Push.png in the source repository),
     a yellow 6 cm cube that slides on the table (0.1 kg, friction 0.5) and a flat green goal
     disc (radius 0.05 m, no collision). Only the arm's blue finger touches the cube; the links
     pass over it.

@@ -91,7 +91,8 @@ class ReachTask(ArmTask):
 class ReachEnv(RobotEnv):
     """sslrobot/Reach-v0: a planar three-joint arm reaches a red target on a table.
 
-    Seen from the fixed ``front`` camera above and in front of the table (docs/scenes/Reach.png).
+    Seen from the fixed ``front`` camera above and in front of the table (a picture:
+    docs/scenes/Reach.png in the source repository).
     The arm's shoulder is at the origin; links of 0.25, 0.22 and 0.08 m turn about vertical
     hinges, so the fingertip moves in the plane z = 0.03 m and reaches 0.55 m.
 

@@ -64,6 +64,8 @@ def find_env_spec(env_id: str) -> gym.envs.registration.EnvSpec:
     scores = {k: difflib.SequenceMatcher(None, name, k).ratio() for k in known}
     close = [k for k in sorted(known, key=scores.get, reverse=True)[:3] if scores[k] >= 0.6]
     close = [k for k in close if scores[k] >= scores[close[0]] - 0.05]  # the clear best only
+    if SSLROBOT_NAMESPACE + name in gym.registry:  # ``Push-v0`` for ``sslrobot/Push-v0``
+        close = [SSLROBOT_NAMESPACE + name]
     hint = f" Did you mean {', '.join(close)}?" if close else ""
     others = sum(not is_sslrobot_env(k) for k in known)
     raise ValueError(

@@ -35,14 +35,14 @@ def check_env_id(env_id: str) -> list[str]:
     """Refuse an id gymnasium does not know; returns the registered sslrobot ids.
 
     Raises:
-        ValueError: naming the id and the sslrobot ids there are.
+        ValueError: naming the id, the closest registered ids and the sslrobot ids.
     """
     import sslrobot.envs  # noqa: F401 - registers the sslrobot ids
+    from sslrobot.data.collect_config import find_env_spec
 
-    ours = sorted(i for i in gym.registry if i.startswith("sslrobot/"))
     if env_id not in gym.registry:
-        raise ValueError(f"unknown environment id {env_id!r}; registered sslrobot ids: {ours}")
-    return ours
+        find_env_spec(env_id)  # raises, naming close ids and ours
+    return sorted(i for i in gym.registry if i.startswith("sslrobot/"))
 
 
 def make_env(

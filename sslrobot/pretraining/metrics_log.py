@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -97,5 +98,10 @@ def _summary_writer(path: Path) -> Any:
     try:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError:  # tensorboard is an optional extra
+        warnings.warn(
+            f"tensorboard is not installed: metrics go to metrics.csv only, not {path} "
+            "(pip install 'sslrobot[tensorboard]' for both)",
+            stacklevel=3,
+        )
         return None
     return SummaryWriter(log_dir=str(path))
