@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import warnings
 
 import numpy as np
@@ -198,6 +199,21 @@ def test_bc_on_a_shipped_encoder_by_name(tmp_path):
                 encoder="pretrained:Push-v0",
                 algo="bc",
                 out=tmp_path / "transfer",
+                demos=demos,
+                num_demos=3,
+                steps=1,
+                progress=False,
+            )
+        )
+    # The same for a directory: its recorded streams name the env (a copy, not the spec).
+    copied = shutil.copytree(shipped_encoder_dir("pretrained:Push-v0"), tmp_path / "push_enc")
+    with pytest.warns(UserWarning, match=r"pretrained on streams of sslrobot/Push-v0; training"):
+        train_policy(
+            PolicyConfig(
+                env_id="sslrobot/Reach-v0",
+                encoder=str(copied),
+                algo="bc",
+                out=tmp_path / "transfer_dir",
                 demos=demos,
                 num_demos=3,
                 steps=1,

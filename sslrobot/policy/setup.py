@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import warnings
+from pathlib import Path
 from typing import Any
 
 from sslrobot.policy.config import PolicyConfig
@@ -87,7 +89,7 @@ def resolve_policy_encoder(
         resolved = resolve_encoder(config.encoder, DEFAULT_IMAGE_SIZE, config.seed)
         assert resolved.config is not None
         warn_of_ignored_arch(config, resolved.config)
-        warn_of_another_tasks_shipped_encoder(config)
+        warn_of_another_tasks_encoder(config, Path(resolved.source))
         return resolved, config.image_size or resolved.config.image_size
     image_size = config.image_size
     if image_size is None and manifest is not None and manifest.get("image_size"):
@@ -97,9 +99,11 @@ def resolve_policy_encoder(
     return resolved, image_size
 
 
-def warn_of_another_tasks_shipped_encoder(config: PolicyConfig) -> None:
-    """``pretrained:Push-v0`` beside ``--env sslrobot/Reach-v0`` is most often a copy-paste
-    slip that trains a poor policy without a word; as a transfer test it is allowed, and said."""
+def warn_of_another_tasks_encoder(config: PolicyConfig, directory: Path) -> None:
+    """An encoder pretrained on another task's frames (``pretrained:Push-v0``, or a ``pretrain
+    --out`` directory whose recorded streams are all of other envs) beside ``--env
+    sslrobot/Reach-v0`` is most often a copy-paste slip that trains a poor policy without a
+    word; as a transfer test it is allowed, and said."""
     from sslrobot.pretrained import (
         PRETRAINED_PREFIX,
         canonical_spec,
@@ -108,6 +112,13 @@ def warn_of_another_tasks_shipped_encoder(config: PolicyConfig) -> None:
     )
 
     if not is_pretrained_spec(config.encoder):
+        envs = _pretraining_env_ids(directory)
+        if envs and config.env_id not in envs:
+            warnings.warn(
+                f"encoder {config.encoder} was pretrained on streams of {', '.join(envs)}; "
+                f"training on {config.env_id} with it is a transfer test",
+                stacklevel=2,
+            )
         return
     shipped_for = canonical_spec(str(config.encoder)).removeprefix(PRETRAINED_PREFIX)
     if shipped_for != config.env_id:
@@ -121,6 +132,22 @@ def warn_of_another_tasks_shipped_encoder(config: PolicyConfig) -> None:
             f"{config.env_id} with it is a transfer test ({own})",
             stacklevel=2,
         )
+
+
+def _pretraining_env_ids(directory: Path) -> list[str]:
+    """The envs of the streams a ``pretrain --out`` directory recorded training on (sorted;
+    empty when it records none: an encoder's two files alone, or a pretraining before
+    session 26)."""
+    from sslrobot.pretraining.artifacts import PRETRAIN_CONFIG
+
+    try:
+        record = json.loads((directory / PRETRAIN_CONFIG).read_text())
+    except (OSError, ValueError):
+        return []
+    identities = record.get("train_dataset_identities") if isinstance(record, dict) else None
+    if not isinstance(identities, list):
+        return []
+    return sorted({str(i["env_id"]) for i in identities if isinstance(i, dict) and i.get("env_id")})
 
 
 def warn_of_ignored_arch(config: PolicyConfig, pretrained: Any) -> None:
