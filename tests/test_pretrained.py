@@ -191,35 +191,27 @@ def test_bc_on_a_shipped_encoder_by_name(tmp_path):
     saved = safetensors.torch.load_file(str(out / "final.safetensors"))
     for name, tensor in before.items():
         torch.testing.assert_close(saved[f"obs_encoder.encoder.{name}"], tensor, rtol=0, atol=0)
-    # Another task's shipped encoder: allowed (a transfer test), never silently.
-    with pytest.warns(UserWarning, match=r"pretrained on sslrobot/Push-v0's frames.*a transfer"):
-        train_policy(
-            PolicyConfig(
-                env_id="sslrobot/Reach-v0",
-                encoder="pretrained:Push-v0",
-                algo="bc",
-                out=tmp_path / "transfer",
-                demos=demos,
-                num_demos=3,
-                steps=1,
-                progress=False,
-            )
-        )
-    # The same for a directory: its recorded streams name the env (a copy, not the spec).
+    # Another task's shipped encoder: allowed (a transfer test), never silently; the same for
+    # a directory, whose recorded streams name the env (a copy, not the spec).
     copied = shutil.copytree(shipped_encoder_dir("pretrained:Push-v0"), tmp_path / "push_enc")
-    with pytest.warns(UserWarning, match=r"pretrained on streams of sslrobot/Push-v0; training"):
-        train_policy(
-            PolicyConfig(
-                env_id="sslrobot/Reach-v0",
-                encoder=str(copied),
-                algo="bc",
-                out=tmp_path / "transfer_dir",
-                demos=demos,
-                num_demos=3,
-                steps=1,
-                progress=False,
+    for encoder, said in (
+        ("pretrained:Push-v0", r"pretrained on sslrobot/Push-v0's frames.*a transfer"),
+        (str(copied), r"pretrained on streams of sslrobot/Push-v0; training on .* transfer"),
+    ):
+        with pytest.warns(UserWarning, match=said):
+            train_policy(
+                PolicyConfig(
+                    env_id="sslrobot/Reach-v0",
+                    encoder=encoder,
+                    algo="bc",
+                    out=tmp_path / "transfer",
+                    demos=demos,
+                    num_demos=3,
+                    steps=1,
+                    overwrite=True,
+                    progress=False,
+                )
             )
-        )
 
 
 def test_probe_takes_a_shipped_encoder_and_scores_the_probe_alone(tmp_path):

@@ -183,7 +183,34 @@ def keypoint_cell_centres(
     return 2.0 * (pixels - low) / (high - low) - 1.0
 
 
-class KeypointHeatmaps(nn.Module):
+class _KeypointGrid(nn.Module):
+    """A ``side`` x ``side`` grid of cell centres in keypoint units (a persistent buffer, so a
+    saved model loads its own) and a Gaussian width, for the modules that draw keypoints."""
+
+    def __init__(
+        self,
+        side: int,
+        sigma: float,
+        image_size: int | None = None,
+        keypoint_range: tuple[float, float] | None = None,
+    ) -> None:
+        """``keypoint_range``: the pixels (pixel k's centre is k) where the encoder's -1 and
+        +1 lie, ``EncoderConfig.keypoint_pixel_range()``, with ``image_size``; None: the
+        grid older models were made with (``legacy_centres``)."""
+        super().__init__()
+        if keypoint_range is None or image_size is None:
+            centres = self.legacy_centres(side)
+        else:
+            centres = keypoint_cell_centres(side, image_size, keypoint_range)
+        self.register_buffer("centres", centres)
+        self.inv_two_var = 1.0 / (2.0 * sigma * sigma)
+
+    @staticmethod
+    def legacy_centres(side: int) -> torch.Tensor:
+        raise NotImplementedError
+
+
+class KeypointHeatmaps(_KeypointGrid):
     """Keypoints (B, 2K) as x, y pairs in [-1, 1] -> Gaussian blobs (B, K, side, side).
 
     Each blob is centred where the keypoint is in the frame: the grid's cells sit where the
@@ -194,22 +221,10 @@ class KeypointHeatmaps(nn.Module):
     and keep drawing as they were trained to.
     """
 
-    def __init__(
-        self,
-        side: int,
-        sigma: float,
-        image_size: int | None = None,
-        keypoint_range: tuple[float, float] | None = None,
-    ) -> None:
-        """``keypoint_range`` and ``image_size`` as ``KeypointOffsets`` takes them; None: the
-        encoder's own cells, ``linspace(-1, 1, side)`` (models before session 27)."""
-        super().__init__()
-        if keypoint_range is None or image_size is None:
-            centres = torch.linspace(-1.0, 1.0, side) if side > 1 else torch.zeros(1)
-        else:
-            centres = keypoint_cell_centres(side, image_size, keypoint_range)
-        self.register_buffer("centres", centres)
-        self.inv_two_var = 1.0 / (2.0 * sigma * sigma)
+    @staticmethod
+    def legacy_centres(side: int) -> torch.Tensor:
+        """The encoder's own cells, ``linspace(-1, 1, side)`` (models before session 27)."""
+        return torch.linspace(-1.0, 1.0, side) if side > 1 else torch.zeros(1)
 
     def forward(self, keypoints: torch.Tensor) -> torch.Tensor:
         xy = keypoints.unflatten(1, (-1, 2))  # (B, K, 2)
@@ -218,7 +233,7 @@ class KeypointHeatmaps(nn.Module):
         return gy[..., :, None] * gx[..., None, :]  # (B, K, y, x): separable Gaussian
 
 
-class KeypointOffsets(nn.Module):
+class KeypointOffsets(_KeypointGrid):
     """Keypoints (B, 2K), x, y pairs in [-1, 1] -> (B, 3K, side, side): for every keypoint and
     cell, ``g``, ``g * dx`` and ``g * dy``, where (dx, dy) is the keypoint's offset from the
     cell's centre in cells and ``g = exp(-(dx^2 + dy^2) / (2 sigma^2))`` its closeness.
@@ -238,23 +253,11 @@ class KeypointOffsets(nn.Module):
     the cells sit where the encoder's coordinates say, given ``keypoint_range``.)
     """
 
-    def __init__(
-        self,
-        side: int,
-        sigma: float,
-        image_size: int | None = None,
-        keypoint_range: tuple[float, float] | None = None,
-    ) -> None:
-        """``keypoint_range``: the pixels (pixel k's centre is k) where the encoder's -1 and
-        +1 lie, ``EncoderConfig.keypoint_pixel_range()``, with ``image_size``; None: the
-        image's edges (a uniform partition of [-1, 1], as models before session 25 were made).
-        """
-        super().__init__()
-        centres = keypoint_cell_centres(side, image_size, keypoint_range)
-        # Persistent, and the cell size read back from it: a model saved before session 25
-        # loads its own centres and keeps drawing as it was trained to.
-        self.register_buffer("centres", centres)
-        self.inv_two_var = 1.0 / (2.0 * sigma * sigma)
+    @staticmethod
+    def legacy_centres(side: int) -> torch.Tensor:
+        """The image's edges as -1 and +1, a uniform partition (models before session 25;
+        the cell size is read back from the centres, so those load and draw as trained)."""
+        return keypoint_cell_centres(side, None, None)
 
     def forward(self, keypoints: torch.Tensor) -> torch.Tensor:
         xy = keypoints.unflatten(1, (-1, 2))  # (B, K, 2)
