@@ -464,3 +464,32 @@ def test_bench_heads_refuses_options_its_heads_would_ignore(bench_heads) -> None
         bench_heads.check_options(options(num_demos=100), demos)
     with pytest.raises(SystemExit, match="are demonstration seeds"):
         bench_heads.check_options(options(eval_seed=200_010), demos)
+
+
+def test_heldout_factor_presets_take_one_factor_from_heldout(monkeypatch) -> None:
+    """``heldout-FACTOR`` is ``train`` with that factor's fields from ``heldout`` and nothing
+    else; a ``--policies`` entry that matches no directory is refused by name."""
+    monkeypatch.syspath_prepend(str(SCRIPTS))
+    import bench_heldout_factors as bench
+
+    from sslrobot.envs.core.variation import PRESETS
+
+    monkeypatch.setattr(bench, "PRESETS", dict(PRESETS))
+    names = bench.register_heldout_factor_presets(["surfaces", "distractors"])
+    assert names == ["heldout-surfaces", "heldout-distractors"]
+    train, heldout = PRESETS["train"], PRESETS["heldout"]
+    surfaces = bench.PRESETS["heldout-surfaces"]
+    assert surfaces.surface_palette == heldout.surface_palette
+    assert (surfaces.light_scale, surfaces.camera_jitter) == (
+        train.light_scale,
+        train.camera_jitter,
+    )
+    assert surfaces.num_distractors == train.num_distractors
+    distractors = bench.PRESETS["heldout-distractors"]
+    assert distractors.num_distractors == heldout.num_distractors
+    assert distractors.distractor_palette == heldout.distractor_palette
+    assert distractors.surface_palette == train.surface_palette
+    with pytest.raises(SystemExit, match="no directory matches"):
+        bench.policy_groups(["a=/no/such/dir*"])
+    with pytest.raises(SystemExit, match="NAME=GLOB"):
+        bench.policy_groups(["just-a-glob*"])
