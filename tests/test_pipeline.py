@@ -247,18 +247,29 @@ def test_augmented_copies_reach_the_frozen_encoders_policies_only(
 
     copy = tmp_path / "run"
     shutil.copytree(quick_run, copy)
-    pipeline = Pipeline(dataclasses.replace(QUICK, bc_augment_copies=1), copy, device="cpu",
-                        progress=False)  # fmt: skip
+    config = dataclasses.replace(QUICK, bc_augment_copies=1, bc_augment_color=0.5)
+    pipeline = Pipeline(config, copy, device="cpu", progress=False)
     pipeline.run()
+    keys = ("augment_copies", "augment_color")
     for stage in sorted(copy.glob("*/policy/*/demos*/seed*/stage.json")):
         encoder = stage.parts[-4]
         settings = json.loads(stage.read_text())["config"]
-        expected = {} if encoder in ("scratch", "state") else {"augment_copies": 1}
-        assert {k: v for k, v in settings.items() if k == "augment_copies"} == expected, stage
+        copied = encoder not in ("scratch", "state")
+        expected = {"augment_copies": 1, "augment_color": 0.5} if copied else {}
+        assert {k: v for k, v in settings.items() if k in keys} == expected, stage
         record = json.loads((stage.parent / "policy" / "policy_config.json").read_text())
         assert record["train_config"]["augment_copies"] == expected.get("augment_copies", 0)
+        assert record["train_config"]["augment_color"] == expected.get("augment_color", 0.15)
     with pytest.raises(ValueError, match="bc_augment_copies must be >= 0, got -1"):
         make_run_config("quick", bc_augment_copies=-1)
+    with pytest.raises(ValueError, match=r"bc_augment_color must be in \[0, 1\), got 1.0"):
+        make_run_config("quick", bc_augment_color=1.0)
+    with pytest.raises(ValueError, match="bc_augment_color must be a finite number, got 'x'"):
+        make_run_config("quick", **parse_overrides(["bc_augment_color=x"]))
+    assert (
+        make_run_config("quick", **parse_overrides(["bc_augment_color=0.6"])).bc_augment_color
+        == 0.6
+    )
 
 
 def test_best_checkpoints_are_evaluated_beside_the_final_ones_and_labelled(

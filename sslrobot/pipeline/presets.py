@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,12 +29,13 @@ _TYPE_CHECKS = {
     "int": lambda v: isinstance(v, int) and not isinstance(v, bool),
     "bool": lambda v: isinstance(v, bool),
     "str": lambda v: isinstance(v, str),
+    "float": lambda v: isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v),
 }
 
 
 def _check_type(name: str, value: Any, annotation: str) -> None:
     """Raise a ValueError naming ``name`` unless ``value`` fits ``annotation`` (the string
-    annotations of ``RunConfig``: int, bool, str, ``X | None``, ``tuple[X, ...]``), so that a
+    annotations of ``RunConfig``: int, bool, str, float, ``X | None``, ``tuple[X, ...]``), so that a
     ``--set heldout_eval=False`` (the string 'False', which is truthy) cannot run the
     opposite of what was asked."""
     optional = annotation.endswith(" | None")
@@ -50,7 +52,8 @@ def _check_type(name: str, value: Any, annotation: str) -> None:
     else:
         if _TYPE_CHECKS[annotation](value):
             return
-        kind = {"bool": "true or false", "int": "an integer", "str": "a string"}[annotation]
+        kinds = {"bool": "true or false", "int": "an integer", "str": "a string"}
+        kind = kinds.get(annotation, "a finite number")
     raise ValueError(f"{name} must be {kind}{' or null' if optional else ''}, got {value!r}")
 
 
@@ -91,6 +94,9 @@ class RunConfig:
             oracle reads none. 0: off (plain BC); the ``default`` and ``full`` presets use 8
             since session 19 (25 demonstrations: frozen ``fdm+future`` 52% -> 60% of the
             oracle over the three tasks; with 5 on Reach it did worse, 17% -> 12%).
+        bc_augment_color: strength of those copies' colour jitter
+            (``PolicyConfig.augment_color``: brightness x U(1 - s, 1 + s), per-channel gains x
+            U(1 - s/2, 1 + s/2)), in [0, 1).
         bc_val_episodes: online validation episodes per check of every BC run (5 checks; seeds
             from ``VALIDATION_SEED_BASE``, apart from demonstrations' and evaluation's): each
             policy then also keeps its best checkpoint (highest validation success), evaluated
@@ -131,6 +137,7 @@ class RunConfig:
     bc_steps: int = 1000
     bc_batch_size: int = 128
     bc_augment_copies: int = 0
+    bc_augment_color: float = 0.15
     bc_val_episodes: int = 0
     policy_seeds: tuple[int, ...] = (0, 1, 2)
     eval_episodes: int = 50
@@ -228,6 +235,8 @@ class RunConfig:
         for name in ("seed", "num_videos", "bc_augment_copies", "bc_val_episodes"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if not 0.0 <= self.bc_augment_color < 1.0:
+            raise ValueError(f"bc_augment_color must be in [0, 1), got {self.bc_augment_color}")
         if min(self.policy_seeds) < 0:
             raise ValueError(f"policy_seeds must be >= 0, got {self.policy_seeds}")
         self._check_seed_ranges()

@@ -637,8 +637,11 @@ class Pipeline:
         if encoder_name != "state":  # the oracle reads no pixels: any architecture is its
             settings["encoder_arch"] = self.config.encoder_arch
         copies = 0 if encoder_name in ("scratch", "state") else self.config.bc_augment_copies
+        color = self.config.bc_augment_color if copies else PolicyConfig.augment_color
         if copies:  # absent when off: the policies of earlier runs keep their keys
             settings["augment_copies"] = copies
+            if color != PolicyConfig.augment_color:  # likewise
+                settings["augment_color"] = color
         if self.config.bc_val_episodes:  # likewise
             settings["val_episodes"] = self.config.bc_val_episodes
 
@@ -659,6 +662,7 @@ class Pipeline:
                 progress=self.progress,
                 encoder_arch=self.config.encoder_arch,
                 augment_copies=copies,
+                augment_color=color,
                 val_episodes=self.config.bc_val_episodes,
                 overwrite=True,  # the stage runner decides what to redo in its directories
                 resume=resume and can_resume(stage_dir / "policy"),
