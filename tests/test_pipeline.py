@@ -744,6 +744,14 @@ def test_rerunning_a_run_directory_with_other_settings_names_them(tmp_path: Path
     assert "This version cannot continue that run (" in message
     assert message.endswith("Its config.json also holds fields this version ignores: ['bogus'].")
 
+    # The copies' colour moved too (session 27): a run that did not record it had 0.15.
+    older = json.loads(json.dumps(config.to_dict()))
+    older.pop("bc_augment_color")
+    (tmp_path / "config.json").write_text(json.dumps(older))
+    with pytest.warns(UserWarning, match="bc_augment_color 0.15 -> 0.6") as caught:
+        assert warn_of_changed_settings(tmp_path, config) == ["bc_augment_color"]
+    assert str(caught[0].message).endswith("--set bc_augment_color=0.15 --out " + str(tmp_path))
+
     # A setting no stage keys on (collection workers) warns of nothing.
     same = {**earlier, "bc_augment_copies": 8, "num_demos": [25], "num_workers": 7}
     (tmp_path / "config.json").write_text(json.dumps(same))
