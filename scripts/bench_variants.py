@@ -173,7 +173,8 @@ def main() -> None:
     print("bench_variants:", json.dumps({k: str(v) for k, v in vars(args).items()}))
     print(
         f"BC: {BC_STEPS} steps at batch {BC_BATCH} (the default preset's budget), plain BC "
-        "unless --bc-args add options (the preset's heads: --bc-args='--augment-copies 8')"
+        "unless --bc-args add options (the preset's heads: "
+        "--bc-args='--augment-copies 8 --augment-color 0.6')"
     )
     encoder, seconds = args.encoder, 0.0
     if encoder is None:

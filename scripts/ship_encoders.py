@@ -218,6 +218,7 @@ def reproduce(run: Path, task: str, work: Path) -> bool:
          "--demos", str(demos), "--num-demos", str(settings["num_demos"]),
          "--steps", str(settings["steps"]), "--batch-size", str(settings["batch_size"]),
          "--augment-copies", str(settings["augment_copies"]),
+         "--augment-color", str(settings.get("augment_color", 0.15)),
          "--val-episodes", str(settings["val_episodes"]), "--seed", str(settings["seed"]),
          "--device", "cpu", "--out", str(out), "--no-progress"],
         ["evaluate", "--env", env_id, "--policy", str(out), "--seed", str(theirs["eval_seed"]),
