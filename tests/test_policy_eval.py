@@ -426,3 +426,18 @@ def test_the_record_names_the_look_the_policy_trained_in(policy_dir):
 
     trained_in = read_policy_config(policy_dir)["demos_visual_preset"]
     assert result["policy_visual_preset"] == trained_in
+
+
+def test_check_env_id_takes_a_module_id_and_names_close_ones() -> None:
+    """Unknown ids get the collector's message (close ids, ours); a ``module:EnvId`` whose
+    module registers the env is accepted, as gym.make accepts it."""
+    from test_data_fake_env import FAKE_ENV_ID
+
+    from sslrobot.policy.environment import check_env_id
+
+    ours = check_env_id(FAKE_ENV_ID)
+    assert "sslrobot/Reach-v0" in ours
+    with pytest.raises(ValueError, match=r"'Reach-v0'\. Did you mean sslrobot/Reach-v0\?"):
+        check_env_id("Reach-v0")
+    with pytest.raises(ValueError, match="cannot import module 'no_such_module'"):
+        check_env_id("no_such_module:Thing-v0")
