@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -168,21 +169,15 @@ def test_bc_on_a_shipped_encoder_by_name(tmp_path):
     demos = _collect_reach(tmp_path / "demos", "expert", num_episodes=3)
     spec = "pretrained:sslrobot/Reach-v0"
     before = {k: v.clone() for k, v in sslrobot.load_encoder(spec)[0].state_dict().items()}
+
+    def bc_on_reach(encoder: str, out: Path, **options) -> Path:
+        config = PolicyConfig(env_id="sslrobot/Reach-v0", encoder=encoder, algo="bc", out=out,
+                              demos=demos, num_demos=3, progress=False, **options)  # fmt: skip
+        return train_policy(config)
+
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        out = train_policy(
-            PolicyConfig(
-                env_id="sslrobot/Reach-v0",
-                encoder=spec,
-                algo="bc",
-                out=tmp_path / "policy",
-                demos=demos,
-                num_demos=3,
-                steps=20,
-                batch_size=32,
-                progress=False,
-            )
-        )
+        out = bc_on_reach(spec, tmp_path / "policy", steps=20, batch_size=32)
     assert not [w for w in caught if "transfer test" in str(w.message)]  # the task's own
     record = json.loads((out / "policy_config.json").read_text())
     assert record["encoder"]["kind"] == "pretrained"
@@ -199,19 +194,7 @@ def test_bc_on_a_shipped_encoder_by_name(tmp_path):
         (str(copied), r"pretrained on streams of sslrobot/Push-v0; training on .* transfer"),
     ):
         with pytest.warns(UserWarning, match=said):
-            train_policy(
-                PolicyConfig(
-                    env_id="sslrobot/Reach-v0",
-                    encoder=encoder,
-                    algo="bc",
-                    out=tmp_path / "transfer",
-                    demos=demos,
-                    num_demos=3,
-                    steps=1,
-                    overwrite=True,
-                    progress=False,
-                )
-            )
+            bc_on_reach(encoder, tmp_path / "transfer", steps=1, overwrite=True)
 
 
 def test_probe_takes_a_shipped_encoder_and_scores_the_probe_alone(tmp_path):
