@@ -568,6 +568,32 @@ def test_run_flags_and_set_assignments_both_reach_the_config() -> None:
     assert make_run_config("full", transfer_objective=None) == flagged
 
 
+def test_a_set_without_effect_is_named_and_not_counted_as_a_change(tmp_path: Path) -> None:
+    """The copies' colour is read only when there are copies: ``--set bc_augment_color`` with
+    ``bc_augment_copies=0`` used to be accepted silently, and rerunning a copies-free run under
+    the default preset's colour named a change that redoes nothing."""
+    from sslrobot.cli import build_parser
+    from sslrobot.commands.run import run_config_from_args
+
+    def config(*argv: str):
+        return run_config_from_args(build_parser().parse_args(["run", *argv]))
+
+    with pytest.warns(UserWarning, match="bc_augment_color=0.3 has no effect: bc_augment_copies"):
+        config("--preset", "quick", "--set", "bc_augment_color=0.3")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        config("--preset", "default", "--set", "bc_augment_color=0.3")  # 8 copies: read
+    plain = config("--preset", "default", "--set", "bc_augment_copies=0")
+    earlier = {**json.loads(json.dumps(plain.to_dict())), "bc_augment_color": 0.15}
+    (tmp_path / "config.json").write_text(json.dumps(earlier))
+    assert warn_of_changed_settings(tmp_path, plain) == []
+    with pytest.warns(UserWarning, match="bc_augment_copies 0 -> 8, bc_augment_color 0.15"):
+        assert warn_of_changed_settings(tmp_path, make_run_config("default")) == [
+            "bc_augment_copies",
+            "bc_augment_color",
+        ]
+
+
 def test_a_second_run_in_the_same_directory_is_refused(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
+import warnings
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # the pipeline (torch) is imported only when a run starts
@@ -65,7 +66,12 @@ def run_config_from_args(args: argparse.Namespace) -> RunConfig:
     """The preset with the ``--set`` assignments and the ``--tasks``/``--seed``/
     ``--transfer-objective`` flags applied; a flag and a ``--set`` of the same field that
     disagree are refused rather than one silently winning."""
-    from sslrobot.pipeline.presets import make_run_config, parse_overrides
+    from sslrobot.pipeline.presets import (
+        INERT_WHEN_OFF,
+        inert_settings,
+        make_run_config,
+        parse_overrides,
+    )
 
     overrides = parse_overrides(args.assignments)
     flags = {
@@ -84,7 +90,14 @@ def run_config_from_args(args: argparse.Namespace) -> RunConfig:
                 "disagree; give one of them"
             )
         overrides[key] = value
-    return make_run_config(args.preset, **overrides)
+    config = make_run_config(args.preset, **overrides)
+    values = config.to_dict()
+    for key in sorted(inert_settings(values) & set(overrides)):
+        warnings.warn(
+            f"--set {key}={overrides[key]!r} has no effect: {INERT_WHEN_OFF[key]} is 0",
+            stacklevel=2,
+        )
+    return config
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -22,6 +22,16 @@ MIXED_SUFFIX = "-mixed"
 UNLABELED_SEED_BASE = 100_000
 DEMO_SEED_BASE = 200_000
 EVAL_SEED_BASE = 300_000
+#: Settings that change nothing while the setting they refine is off (0): the copies' colour
+#: without copies. A rerun does not count them as changed, and ``sslrobot run`` says so when one
+#: is ``--set`` without effect.
+INERT_WHEN_OFF = {"bc_augment_color": "bc_augment_copies"}
+
+
+def inert_settings(values: dict[str, Any]) -> set[str]:
+    """The fields of ``values`` (a config as ``config.json`` holds it) that no stage reads
+    there, because the setting each refines is off."""
+    return {key for key, switch in INERT_WHEN_OFF.items() if not values.get(switch, 0)}
 
 
 #: What each annotation of ``RunConfig`` admits (bool is refused where an int is meant).

@@ -26,6 +26,7 @@ from sslrobot.pipeline.presets import (
     EVAL_SEED_BASE,
     UNLABELED_SEED_BASE,
     RunConfig,
+    inert_settings,
     make_run_config,
     parse_overrides,
 )
@@ -175,7 +176,10 @@ def warn_of_changed_settings(out: Path, config: RunConfig) -> list[str]:
     recorded = read_json_file(path)
     earlier, now = {**defaults, **recorded}, _plain(config)
     skipped = ("preset", "encoders", "tasks", *UNSTAGED_SETTINGS)
-    changed = [key for key in now if key not in skipped and earlier[key] != now[key]]
+    inert = inert_settings(earlier) & inert_settings(now)  # read by no stage, then or now
+    changed = [
+        key for key in now if key not in skipped and key not in inert and earlier[key] != now[key]
+    ]
     if changed:
         assignments = _assignments(earlier, skip=UNSTAGED_SETTINGS)
         described = ", ".join(f"{key} {earlier[key]!r} -> {now[key]!r}" for key in changed)
