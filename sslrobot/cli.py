@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import importlib.util
+import re
 import sys
 import warnings
 from collections.abc import Callable, Sequence
@@ -56,7 +57,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, OSError, ImportError) as error:
         # Bad input, unwritable directories, full disks and a missing optional extra are the
         # user's to fix: one clear line naming the problem, no traceback.
-        print(f"sslrobot {args.command}: error: {_message(error)}", file=sys.stderr)
+        message = in_option_names(_message(error), getattr(args, "field_options", {}))
+        print(f"sslrobot {args.command}: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"interrupted; {_how_to_continue(args)}", file=sys.stderr)
@@ -88,6 +90,16 @@ def _message(error: Exception) -> str:
     if isinstance(error, OSError) and error.strerror and error.filename is None:
         return error.strerror
     return str(error)
+
+
+def in_option_names(message: str, field_options: dict[str, str]) -> str:
+    """``message`` with the config fields a command sets from options of other names written
+    as those options: ``collect --episodes 0`` is refused as ``--episodes must be ...``, not
+    as ``num_episodes must be ...``, which the user never typed. A field followed by ``=``
+    (a value recorded in a file, ``num_episodes=100``) is left as it is."""
+    for field_name, option in field_options.items():
+        message = re.sub(rf"(?<![\w-]){re.escape(field_name)}(?![\w=])", option, message)
+    return message
 
 
 def _how_to_continue(args: argparse.Namespace) -> str:

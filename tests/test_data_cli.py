@@ -152,6 +152,23 @@ def test_unknown_policy_from_the_cli(tmp_path):
         run_cli(*collect_args(tmp_path / "d", 2, "--policy", "best"))
 
 
+def test_config_errors_name_the_options_typed(tmp_path, capsys):
+    """``--episodes 0`` used to be refused as ``num_episodes must be ...``, a name the user
+    never typed; a field recorded with its value (``num_episodes=100``) keeps its name."""
+    from sslrobot.cli import in_option_names, main
+
+    assert main(collect_args(tmp_path / "d", 0)) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "sslrobot collect: error: --episodes must be an integer >= 1, got 0"
+    options = {"num_episodes": "--episodes", "env_id": "--env"}
+    assert in_option_names("file says num_episodes=100, env_id 'x'", options) == (
+        "file says num_episodes=100, --env 'x'"
+    )
+    assert in_option_names("my_num_episodes and --num_episodes stay", options) == (
+        "my_num_episodes and --num_episodes stay"
+    )
+
+
 def _group_alive(pgid: int) -> bool:
     try:
         os.killpg(pgid, 0)

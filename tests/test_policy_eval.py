@@ -295,6 +295,14 @@ def test_a_negative_seed_is_refused_before_the_policy_loads(tmp_path, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("sslrobot evaluate: error: seed must be an int >= 0") and "\n" not in err
+    # Config fields behind options of other names are named as the options typed.
+    for option, value, said in [
+        ("--episodes", "0", "--episodes must be an int >= 1, got 0"),
+        ("--videos", "-1", "--videos must be >= 0, got -1"),
+    ]:
+        argv = ["evaluate", "--policy", str(tmp_path), option, value, "--out", str(tmp_path)]
+        assert main(argv) == 2
+        assert capsys.readouterr().err.strip() == f"sslrobot evaluate: error: {said}"
 
 
 class _NeedsAMissingPackage(gym.Env):

@@ -76,7 +76,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--fsync", action="store_true", help="flush each episode to disk (power-loss safe; slower)"
     )
     collect.add_argument("--no-progress", action="store_true", help="no progress bar")
-    collect.set_defaults(func=_collect)
+    # Config fields the options set under other names, named as the options in errors.
+    collect.set_defaults(
+        func=_collect, field_options={"env_id": "--env", "num_episodes": "--episodes"}
+    )
 
     data = subparsers.add_parser("data", help="inspect, verify or export a dataset directory")
     actions = data.add_subparsers(dest="data_command", required=True)

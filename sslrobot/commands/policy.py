@@ -121,7 +121,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="auto (the default: CUDA, then MPS, then CPU), cpu, cuda, cuda:N, mps",
     )
     train.add_argument("--no-progress", action="store_true", help="no progress output")
-    train.set_defaults(func=_train_policy)
+    # Config fields the options set under other names, named as the options in errors.
+    train.set_defaults(func=_train_policy, field_options={"env_id": "--env"})
 
     evaluate = subparsers.add_parser(
         "evaluate",
@@ -154,7 +155,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default="cpu",
         help="cpu (the default), auto (CUDA, then MPS, then CPU), cuda, cuda:N, mps",
     )
-    evaluate.set_defaults(func=_evaluate)
+    evaluate.set_defaults(
+        func=_evaluate,
+        field_options={
+            "env_id": "--env",
+            "num_episodes": "--episodes",
+            "out_json": "--out",
+            "num_videos": "--videos",
+        },
+    )
 
 
 def _train_policy(args: argparse.Namespace) -> int:
