@@ -442,24 +442,18 @@ def test_probe_command_prints_a_table(monkeypatch, tmp_path, capsys):
     parser = argparse.ArgumentParser()
     probe_command.register(parser.add_subparsers())
     out = tmp_path / "probe.json"
-    args = parser.parse_args(
-        [
-            "probe",
-            "--encoder",
-            str(tmp_path),
-            "--data",
-            str(tmp_path),
-            "--out",
-            str(out),
-            "--horizon",
-            "1",
-        ]
-    )
+    argv = ["probe", "--encoder", str(tmp_path), "--data", str(tmp_path), "--out", str(out)]
+    args = parser.parse_args([*argv, "--horizon", "1"])
     assert args.func(args) == 0
-    printed = capsys.readouterr().out
+    printed, shown = capsys.readouterr()
     assert "held-out R^2" in printed and "mean" in printed and "k=1:" in printed
     assert str(out) in printed
     assert out.is_file()
+    # The frames' encoding, most of a probe's time, shows its progress; --no-progress not.
+    assert "encode train" in shown and "encode held out" in shown and "ep/s" in shown
+    args = parser.parse_args([*argv, "--horizon", "0", "--no-progress"])
+    assert args.func(args) == 0
+    assert "encode" not in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(

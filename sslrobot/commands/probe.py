@@ -46,6 +46,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--horizon", type=int, default=5, help="prediction steps K to score (0: skip)"
     )
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.set_defaults(func=_probe)
 
 
@@ -68,7 +69,7 @@ def _probe(args: argparse.Namespace) -> int:
         alpha=args.alpha,
         horizon=args.horizon,
     )
-    results = run_probe(config)
+    results = run_probe(config, progress=not args.no_progress)
     width = max(len(name) for name in [*results["probe/r2"], "mean (all frames)"])
     averaged = set(results.get("probe/mean_over") or results["probe/r2"])
     in_view = results.get("probe/r2_in_view") or {}

@@ -507,21 +507,29 @@ def encode_episodes(
     batch_size: int,
     seed: int,
     frame_stack: int,
+    progress: bool = False,
+    desc: str = "encode",
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Features, states and episode ids of the probe's frames (``iter_probe_frames``).
+
+    ``progress`` shows a bar over the episodes (encoding is most of a probe's time on a CPU).
 
     Returns:
         float32 features (N, D), float64 states (N, S), int episode id per frame (N,).
     """
+    from tqdm.auto import tqdm
+
     from sslrobot.models.features import extract_features
 
     features, states, groups = [], [], []
-    for episode_id, frames, state in iter_probe_frames(
-        dataset, episode_ids, max_frames, seed, frame_stack
-    ):
-        features.append(extract_features(encoder, frames, batch_size))
-        states.append(state)
-        groups.append(np.full(len(state), episode_id))
+    frames_iter = iter_probe_frames(dataset, episode_ids, max_frames, seed, frame_stack)
+    bar = tqdm(total=len(episode_ids), desc=desc, unit="ep", disable=not progress)
+    with bar:
+        for episode_id, frames, state in frames_iter:
+            features.append(extract_features(encoder, frames, batch_size))
+            states.append(state)
+            groups.append(np.full(len(state), episode_id))
+            bar.update()
     return np.concatenate(features), np.concatenate(states), np.concatenate(groups)
 
 
@@ -565,6 +573,7 @@ def probe_representation(
     device: str = "auto",
     alpha: float | None = None,
     exclude_from_validation: Collection[int] | None = None,
+    progress: bool = False,
 ) -> dict[str, Any]:
     """Probe a frozen encoder on a dataset directory: fit on train episodes, score held-out.
 
@@ -586,6 +595,7 @@ def probe_representation(
         exclude_from_validation: Episode ids never scored; ``None``: for an encoder
             directory, the episodes of ``data_dir`` its pretraining trained on
             (``prediction.trained_episodes``), for a module none.
+        progress: Show a bar (rate, ETA) while the frames are encoded.
 
     Returns:
         ``ProbeResult.to_metrics()``: ``probe/r2_mean``, ``probe/r2`` per variable, ...,
@@ -624,10 +634,10 @@ def probe_representation(
     _check_frames_fit(encoder, dataset.manifest.get("frame_shape"), Path(data_dir))
     stack = encoder_frame_stack(encoder)
     train_x, train_y, train_groups = encode_episodes(
-        dataset, train_ids, encoder, max_frames, batch_size, seed, stack
+        dataset, train_ids, encoder, max_frames, batch_size, seed, stack, progress, "encode train"
     )
     val_x, val_y, _ = encode_episodes(
-        dataset, val_ids, encoder, max_frames, batch_size, seed, stack
+        dataset, val_ids, encoder, max_frames, batch_size, seed, stack, progress, "encode held out"
     )
     names = dataset_state_names(dataset.manifest, train_y.shape[1])
     view_names = dataset.manifest.get("view_state_names")
@@ -764,8 +774,9 @@ def _json_ready(value: Any) -> Any:
     return value
 
 
-def run_probe(config: ProbeConfig) -> dict[str, Any]:
-    """Probe an encoder directory and, for world models, score its predictions.
+def run_probe(config: ProbeConfig, progress: bool = False) -> dict[str, Any]:
+    """Probe an encoder directory and, for world models, score its predictions (``progress``:
+    bars while frames are encoded).
 
     Returns the results (also written to ``config.out`` as JSON, atomically): the config,
     ``probe/...`` metrics and, unless ``horizon`` is 0 or the directory holds no world model,
@@ -793,6 +804,7 @@ def run_probe(config: ProbeConfig) -> dict[str, Any]:
             batch_size=config.batch_size,
             device=config.device,
             alpha=config.alpha,
+            progress=progress,
         )
     )
     # A world model to score: a pretraining's directory with its model, not an encoder alone
