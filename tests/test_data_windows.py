@@ -239,3 +239,7 @@ def test_batch_read_matches_single_windows_and_arrays_subset(dataset_dir):
     assert next(iter(loader))["pixels"].shape == (4, NUM_STEPS + 1, 16, 16, 3)
     with pytest.raises(ValueError, match="arrays must name some of"):
         WindowDataset(dataset_dir, NUM_STEPS, arrays=("pixels", "depth"))
+    # A name given twice collapsed into one offset and misaligned every episode's table,
+    # failing later as a short read that blamed the dataset.
+    with pytest.raises(ValueError, match=r"arrays name \['reward'\] more than once"):
+        WindowDataset(dataset_dir, NUM_STEPS, arrays=("reward", "reward", "action"))

@@ -280,7 +280,10 @@ def test_evaluate_rejects_bad_arguments(policy_dir, tmp_path):
     # A directory as the result file: refused before any episode runs, not after all of them.
     with pytest.raises(ValueError, match=r"out_json .* is a directory; give a file name"):
         evaluate(tmp_path / "never_loaded", num_episodes=1, out_json=tmp_path)
+    # A result path under a file: refused before the episodes, not by the final write.
     (tmp_path / "x.json").write_text("{}")
+    with pytest.raises(ValueError, match=r"x\.json is a file, not a directory"):
+        evaluate(tmp_path / "never_loaded", num_episodes=1, out_json=tmp_path / "x.json" / "r")
     with pytest.raises(ValueError, match="is not an sslrobot evaluation result"):
         load_results([tmp_path / "x.json"])
 
@@ -370,6 +373,13 @@ def test_damaged_result_records_are_named_not_a_key_error(tmp_path):
         ({**good, "episodes": [{"success": True}, {"success": False, "return": 0.0}]},
          "episode 0 lacks success or return"),
         ({**good, "num_episodes": 3}, "says num_episodes=3 but holds 2 episodes"),
+        # Hand-edited values: a TypeError traceback, or a message naming no file, before.
+        ({**good, "episodes": [{"success": True, "return": None}]},
+         "episode 0's return must be a finite number, got None"),
+        ({**good, "episodes": [{"success": "false", "return": 1.0}]},
+         "episode 0's success must be true or false, got 'false'"),
+        ({**good, "episodes": [{"success": 0.5, "return": 1.0}]},
+         "episode 0's success must be true or false, got 0.5"),
     ]  # fmt: skip
     for record, message in cases:
         path = tmp_path / "r.json"
@@ -411,6 +421,11 @@ def test_aggregate_results_refuses_records_of_different_evaluations():
         aggregate_results(records)
     records[2]["train_settings"] = None  # written before it was recorded
     assert aggregate_results(records)[0]["num_seeds"] == 3
+    # A seed trained on demonstrations of another look (whose path is a per-seed setting).
+    records = [{**_record("none", s, [1, 0]), "policy_visual_preset": "train"} for s in range(3)]
+    records[1]["policy_visual_preset"] = "heldout"
+    with pytest.raises(ValueError, match="differ in policy_visual_preset"):
+        aggregate_results(records)
 
 
 def test_an_env_without_is_success_is_refused_not_scored_as_failures():

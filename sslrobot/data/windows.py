@@ -112,6 +112,12 @@ class WindowDataset(Dataset):
         if unknown or not arrays:
             raise ValueError(f"arrays must name some of {_WINDOW_ARRAYS}, got {arrays!r}")
         self._names = [*arrays, *(["state"] if include_state else [])]
+        repeated = sorted({name for name in self._names if self._names.count(name) > 1})
+        if repeated:  # one offset per name: a repeat would misalign every episode's table
+            raise ValueError(
+                f"arrays name {repeated} more than once (with include_state={include_state}), "
+                f"got {arrays!r}"
+            )
         self._rows: dict[str, tuple[np.dtype, tuple[int, ...]]] = {}  # name -> row dtype, shape
         episode_ids, lengths, offsets = [], [], []
         self._paths: list[tuple[str, ...]] = []  # per episode, the file of each array

@@ -4,6 +4,7 @@ aggregate such records over training seeds."""
 from __future__ import annotations
 
 import json
+import math
 import numbers
 import os
 import time
@@ -30,8 +31,9 @@ GROUP_KEYS = ("encoder", "env_id", "num_demos", "algo", "checkpoint", "visual_pr
 SAME_WITHIN_GROUP = ("policy_env_id", "eval_seed", "num_episodes")
 #: Like ``SAME_WITHIN_GROUP``, compared only among the records that hold it (results written
 #: before it was recorded hold none): a 30k-step run's seeds beside a 60k-step run's were one
-#: group, silently.
-RECORDED_SAME_WITHIN_GROUP = ("train_settings",)
+#: group, silently, and so were seeds trained on demonstrations of another look (the demos'
+#: path is a per-seed setting, so ``train_settings`` does not tell them apart).
+RECORDED_SAME_WITHIN_GROUP = ("train_settings", "policy_visual_preset")
 #: Training settings that may differ between one configuration's seeds: the seed itself, how
 #: a run ran, and the encoder's and demonstrations' paths (seeds with encoders pretrained
 #: from their own seed, ``pretrain_seed_per_policy``, or runs moved between machines).
@@ -110,8 +112,8 @@ def evaluate(
         raise ValueError(f"num_videos must be >= 0, got {num_videos}")
     if num_videos and out_json is None:
         raise ValueError("num_videos > 0 needs out_json (videos are written beside it)")
-    if out_json is not None and Path(out_json).is_dir():  # before the episodes, not after
-        raise ValueError(f"out_json {out_json} is a directory; give a file name (result.json)")
+    if out_json is not None:  # before the episodes, not after them
+        _check_writable_result(Path(out_json))
     policy = load_policy(policy_dir, checkpoint=checkpoint, device=device)
     record = policy.record
     env_id = env_id or policy.env_id
@@ -209,6 +211,24 @@ def evaluate(
     return result
 
 
+def _check_writable_result(out_json: Path) -> None:
+    """Refuse a result path the episodes' record could not be written to, before they run:
+    a directory, or one under a file or an unwritable directory (found only by the final
+    write, after every episode, it lost them with a misleading 'File exists')."""
+    if out_json.is_dir():
+        raise ValueError(f"out_json {out_json} is a directory; give a file name (result.json)")
+    parent = out_json.parent
+    blocking = next((p for p in (parent, *parent.parents) if p.exists()), None)
+    if blocking is not None and not blocking.is_dir():
+        raise ValueError(f"out_json {out_json}: {blocking} is a file, not a directory")
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise OSError(f"cannot create {parent} for out_json {out_json}: {error}") from error
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise OSError(f"cannot write out_json {out_json}: {parent} is not writable")
+
+
 def _check_policy_fits(policy: Any, shapes: Any, env_id: str, policy_dir: Path) -> None:
     record = policy.record
     if shapes.action_dim != record["action_dim"]:
@@ -259,6 +279,19 @@ def check_result_record(record: Mapping[str, Any], where: str) -> None:
     for index, episode in enumerate(episodes):
         if not isinstance(episode, Mapping) or not {"success", "return"} <= set(episode):
             raise ValueError(f"evaluation result {where}: episode {index} lacks success or return")
+        success, value = episode["success"], episode["return"]
+        if not (isinstance(success, numbers.Real | np.bool_) and success in (0, 1)):
+            raise ValueError(
+                f"evaluation result {where}: episode {index}'s success must be true or false, "
+                f"got {success!r}"
+            )
+        if not (
+            isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+        ):
+            raise ValueError(
+                f"evaluation result {where}: episode {index}'s return must be a finite "
+                f"number, got {value!r}"
+            )
     expected = record.get("num_episodes")
     if expected is not None and expected != len(episodes):
         raise ValueError(
