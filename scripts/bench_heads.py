@@ -105,7 +105,12 @@ coefficient ``--demo-noise-correlation``), each visited state labelled with the 
 action. ``--proprio-columns START:STOP`` gives the heads only those proprio columns (``0:6``:
 the arm's angles without its joint speeds, a test of the copycat shortcut of BC, de Haan et
 al. 2019). ``--ensemble N`` fits each stateless head N times (seeds s, s + 1000, ...) and
-acts on the mean action.
+acts on the mean action. ``--tta 4`` / ``8`` acts on the mean action over the frame and its
+shifts by ``--aug-pad`` pixels in 4 or 8 directions (test-time augmentation; session 28, raw
+output: docs/results/benchmarks/bench_heads_tta_session28.txt):
+
+    python scripts/bench_heads.py --run runs/reach27c --task Reach-v0 --heads augment \
+        --aug-pad 4 --aug-color 0.6 --tta 8
 
 Prints its settings and success per seed and mean for each head. BC success moves by about 5
 points between training seeds of one head, so compare means over the seeds.
@@ -193,6 +198,13 @@ def parse_args() -> argparse.Namespace:
         default=1,
         help="fit each stateless head this many times (seeds seed + 1000 i), act on the mean",
     )
+    parser.add_argument(
+        "--tta",
+        type=int,
+        default=0,
+        help="stateless heads: act on the mean action over the frame and its shifts by "
+        "--aug-pad pixels in the 4 (--tta 4) or 8 (--tta 8) directions (0: the frame alone)",
+    )
     parser.add_argument("--aug-copies", type=int, default=8, help="augment: copies per frame")
     parser.add_argument("--aug-pad", type=int, default=2, help="augment: shift in pixels")
     parser.add_argument("--aug-color", type=float, default=0.15, help="augment: colour strength")
@@ -237,10 +249,19 @@ def parse_args() -> argparse.Namespace:
         help="mlp, augment, augment-first, consistency, state: the run's MLP, a linear map, or "
         "both summed (a linear skip beside the MLP)",
     )
+    parser.add_argument(
+        "--dropout",
+        type=float,
+        default=0.0,
+        help="mlp, augment, augment-first, consistency, state: dropout after each hidden ReLU "
+        "of the head, in training (0: off)",
+    )
     args = parser.parse_args()
     unfit = [name for name in args.heads if name in NOT_ENSEMBLED]
     if args.ensemble > 1 and unfit:  # before any head trains, not after hours of them
         parser.error(f"--ensemble takes no {unfit} head (stateful, or acting on the state)")
+    if args.tta not in (0, 4, 8) or (args.tta and unfit):
+        parser.error(f"--tta takes 0, 4 or 8, and no {unfit} head")
     return args
 
 
@@ -253,6 +274,21 @@ def encode_with_maps(encoder: nn.Module, pixels: np.ndarray) -> tuple[np.ndarray
     finally:
         hook.remove()
     return features, torch.cat(captured).numpy()
+
+
+def test_time_shifts(pixels: np.ndarray, count: int, pad: int) -> np.ndarray:
+    """The frame (H, W, 3) and its ``count`` (4 or 8) shifts by ``pad`` pixels, replicated
+    edges as in ``random_shift``: (1 + count, H, W, 3). Fixed shifts, so a seed's evaluation
+    stays deterministic."""
+    steps = [(pad, 0), (-pad, 0), (0, pad), (0, -pad)]
+    if count == 8:
+        steps += [(pad, pad), (pad, -pad), (-pad, pad), (-pad, -pad)]
+    padded = np.pad(pixels, ((pad, pad), (pad, pad), (0, 0)), mode="edge")
+    size_y, size_x = pixels.shape[:2]
+    shifted = [
+        padded[pad + dy : pad + dy + size_y, pad + dx : pad + dx + size_x] for dx, dy in steps
+    ]
+    return np.stack([pixels, *shifted])
 
 
 def standardiser(rows: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
@@ -293,6 +329,7 @@ def fit_mlp(
         batch,
         column_noise,
         form=args.head_form,
+        dropout=args.dropout,
         mixup=args.mixup,
     )
     return lambda f, _m, p: head(np.r_[f, p])
@@ -592,6 +629,7 @@ def fit_augment(
         batch,
         extra_loss=extra,
         form=args.head_form,
+        dropout=args.dropout,
         mixup=args.mixup,
     )
     if with_change:
@@ -668,7 +706,14 @@ def fit_state(demos: DemoInputs, seed: int, args: argparse.Namespace, config: di
         raise ValueError("the state head needs the demonstrations' state")
     steps, batch = config["bc_steps"], config["bc_batch_size"]
     return train_head(
-        demos.state, demos.actions, seed, steps, batch, form=args.head_form, mixup=args.mixup
+        demos.state,
+        demos.actions,
+        seed,
+        steps,
+        batch,
+        form=args.head_form,
+        dropout=args.dropout,
+        mixup=args.mixup,
     )
 
 
@@ -952,9 +997,12 @@ def main() -> None:
                 act = fit(demo_inputs, seed, args, config)
 
                 def policy(obs: dict, act: Act = act, module: nn.Module = module) -> np.ndarray:
-                    f, m = encode_with_maps(module, np.asarray(obs["pixels"])[None])
+                    pixels = np.asarray(obs["pixels"])
+                    if args.tta:
+                        pixels = test_time_shifts(pixels, args.tta, args.aug_pad)
+                    f, m = encode_with_maps(module, pixels.reshape(-1, *pixels.shape[-3:]))
                     proprio = np.asarray(obs["proprio"], dtype=np.float64)[columns]
-                    return act(f[0], m[0], proprio)
+                    return np.mean([act(f[i], m[i], proprio) for i in range(len(f))], axis=0)
 
                 if name == "state":  # the oracle acts on the state alone
                     policy = acting_on_state(act)

@@ -237,11 +237,21 @@ class SkipHead(torch.nn.Module):
 HEAD_FORMS = ("mlp", "linear", "skip")
 
 
-def make_head(input_dim: int, action_dim: int, form: str = "mlp") -> torch.nn.Module:
+def make_head(
+    input_dim: int, action_dim: int, form: str = "mlp", dropout: float = 0.0
+) -> torch.nn.Module:
+    """The head of ``form``; ``dropout`` > 0 puts dropout after each hidden ReLU (active in
+    training only: ``fit_regressor`` returns the head in eval mode)."""
     if form == "skip":
-        return SkipHead(input_dim, action_dim)
-    hidden = {"mlp": (256, 256), "linear": ()}[form]
-    return MLPHead(input_dim, action_dim, hidden)
+        head: torch.nn.Module = SkipHead(input_dim, action_dim)
+    else:
+        head = MLPHead(input_dim, action_dim, {"mlp": (256, 256), "linear": ()}[form])
+    if dropout > 0:
+        layers = head.mlp if form == "skip" else head.net
+        for index in reversed(range(len(layers))):
+            if isinstance(layers[index], torch.nn.ReLU):
+                layers.insert(index + 1, torch.nn.Dropout(dropout))
+    return head
 
 
 def train_head(
@@ -255,16 +265,17 @@ def train_head(
     | None = None,
     form: str = "mlp",
     mixup: float = 0.0,
+    dropout: float = 0.0,
 ) -> Callable[[np.ndarray], np.ndarray]:
     """The run's BC head (``form``: see ``HEAD_FORMS``) on standardised inputs; returns
     ``act(inputs) -> actions``. ``extra_loss(act, generator)``, if given, is added to every
     step's loss, where ``act`` maps unstandardised float32 input rows to the head's actions
-    (with gradients). ``mixup``: see ``fit_regressor``."""
+    (with gradients). ``mixup``: see ``fit_regressor``; ``dropout``: see ``make_head``."""
     mean, scale = inputs.mean(0), inputs.std(0) + 1e-6
     x = torch.from_numpy(((inputs - mean) / scale).astype(np.float32))
     y = torch.from_numpy(actions)
     torch.manual_seed(seed)
-    head = make_head(x.shape[1], y.shape[1], form)
+    head = make_head(x.shape[1], y.shape[1], form, dropout)
     mean_t, scale_t = (torch.from_numpy(v.astype(np.float32)) for v in (mean, scale))
     extra = None
     if extra_loss is not None:
