@@ -314,6 +314,12 @@ class DemoInputs:
         return np.c_[self.features, self.proprio]
 
 
+def head_options(args: argparse.Namespace) -> dict:
+    """``train_head``'s options that every head of the MLP family takes from the command line
+    (the oracle's too: the same head for every input)."""
+    return {"form": args.head_form, "dropout": args.dropout, "mixup": args.mixup}
+
+
 def fit_mlp(
     demos: DemoInputs, seed: int, args: argparse.Namespace, config: dict, noise: float = 0.0
 ) -> Act:
@@ -328,9 +334,7 @@ def fit_mlp(
         steps,
         batch,
         column_noise,
-        form=args.head_form,
-        dropout=args.dropout,
-        mixup=args.mixup,
+        **head_options(args),
     )
     return lambda f, _m, p: head(np.r_[f, p])
 
@@ -628,9 +632,7 @@ def fit_augment(
         config["bc_steps"],
         batch,
         extra_loss=extra,
-        form=args.head_form,
-        dropout=args.dropout,
-        mixup=args.mixup,
+        **head_options(args),
     )
     if with_change:
         return DeltaPolicy(head)
@@ -711,9 +713,7 @@ def fit_state(demos: DemoInputs, seed: int, args: argparse.Namespace, config: di
         seed,
         steps,
         batch,
-        form=args.head_form,
-        dropout=args.dropout,
-        mixup=args.mixup,
+        **head_options(args),
     )
 
 
@@ -876,7 +876,7 @@ def proprio_columns(text: str | None) -> slice:
     return slice(int(first), int(stop))
 
 
-#: Heads built on the run's MLP, which ``--head-form`` and ``--mixup`` change.
+#: Heads built on the run's MLP, which ``--head-form``, ``--mixup`` and ``--dropout`` change.
 MLP_HEADS = {
     "mlp",
     "mlp-noise",
@@ -892,11 +892,11 @@ def check_options(args: argparse.Namespace, demos: object) -> None:
     """Refuse what would run silently otherwise: options a head ignores (it printed them in
     its settings and ran its plain self), more demonstrations than the run collected, and
     evaluation seeds among the demonstrations' (an evaluation on episodes it imitated)."""
-    if args.head_form != "mlp" or args.mixup:
+    if args.head_form != "mlp" or args.mixup or args.dropout:
         ignoring = sorted(set(args.heads) - MLP_HEADS)
         if ignoring:
-            raise SystemExit(f"--head-form and --mixup change only {sorted(MLP_HEADS)}: "
-                             f"{ignoring} would ignore them")  # fmt: skip
+            raise SystemExit(f"--head-form, --mixup and --dropout change only "
+                             f"{sorted(MLP_HEADS)}: {ignoring} would ignore them")  # fmt: skip
     if len(demos.episode_ids) < args.num_demos:
         raise SystemExit(f"--num-demos {args.num_demos}: the run's demonstrations hold "
                          f"{len(demos.episode_ids)} episodes")  # fmt: skip

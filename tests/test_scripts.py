@@ -340,6 +340,32 @@ def test_head_forms_fit_what_they_can_express(bench_heads) -> None:
     assert folded_errors["linear"] > 0.02 > 5e-3 > max(folded_errors["mlp"], folded_errors["skip"])
 
 
+def test_test_time_shifts_move_the_frame_by_the_pad_with_replicated_edges(bench_heads) -> None:
+    frame = np.arange(5 * 6 * 3, dtype=np.uint8).reshape(5, 6, 3)
+    shifted = bench_heads.test_time_shifts(frame, 8, pad=2)
+    assert shifted.shape == (9, 5, 6, 3) and np.array_equal(shifted[0], frame)
+    # The first shift (dx=+2): column j shows column j + 2, the last columns the edge's.
+    assert np.array_equal(shifted[1][:, :4], frame[:, 2:])
+    assert np.array_equal(shifted[1][:, 4], frame[:, 5]) and np.array_equal(
+        shifted[1][:, 5], frame[:, 5]
+    )
+    assert len(bench_heads.test_time_shifts(frame, 4, pad=2)) == 5
+
+
+def test_dropout_sits_after_each_hidden_relu_and_only_trains(bench_heads) -> None:
+    import torch
+    from bench_readout import make_head
+
+    for form, layers in (("mlp", "net"), ("skip", "mlp")):
+        head = make_head(4, 2, form, dropout=0.5)
+        kinds = [type(layer).__name__ for layer in getattr(head, layers)]
+        assert kinds[:6] == ["Linear", "ReLU", "Dropout", "Linear", "ReLU", "Dropout"]
+        head.eval()
+        rows = torch.ones(3, 4)
+        assert torch.equal(head(rows), head(rows))  # no dropout out of training
+    assert not any(isinstance(m, torch.nn.Dropout) for m in make_head(4, 2, "mlp").modules())
+
+
 @pytest.mark.parametrize("path", sorted(SCRIPTS.glob("*.py")), ids=lambda path: path.name)
 def test_every_script_imports_and_answers_help(path: Path, monkeypatch, capsys) -> None:
     """Most scripts are run only at real sizes, by hand: a renamed import or a broken
@@ -453,13 +479,15 @@ def test_bench_heads_refuses_options_its_heads_would_ignore(bench_heads) -> None
     demos = SimpleNamespace(episode_ids=list(range(25)), manifest={"base_seed": 200_000})
 
     def options(**changes) -> argparse.Namespace:
-        values = {"head_form": "mlp", "mixup": 0.0, "heads": ["augment"], "num_demos": 25,
-                  "eval_seed": 300_000, "episodes": 100}  # fmt: skip
+        values = {"head_form": "mlp", "mixup": 0.0, "dropout": 0.0, "heads": ["augment"],
+                  "num_demos": 25, "eval_seed": 300_000, "episodes": 100}  # fmt: skip
         return argparse.Namespace(**{**values, **changes})
 
     bench_heads.check_options(options(head_form="linear"), demos)  # augment honours it
     with pytest.raises(SystemExit, match=r"\['knn'\] would ignore them"):
         bench_heads.check_options(options(heads=["augment", "knn"], mixup=0.4), demos)
+    with pytest.raises(SystemExit, match=r"\['knn'\] would ignore them"):
+        bench_heads.check_options(options(heads=["knn"], dropout=0.1), demos)
     with pytest.raises(SystemExit, match="hold 25 episodes"):
         bench_heads.check_options(options(num_demos=100), demos)
     with pytest.raises(SystemExit, match="are demonstration seeds"):
