@@ -22,6 +22,7 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 
 import sslrobot.envs
+from sslrobot.envs.manipulation.push import PushTask
 
 SMALL = 16  # image side for tests that do not look at the picture
 
@@ -396,8 +397,13 @@ def test_demo_command_refuses_a_negative_seed_before_making_the_env(tmp_path) ->
     [
         ({"obs_mode": "rgb"}, "unknown obs_mode 'rgb'"),
         ({"image_size": 4}, r"image_size must be an int in \[8, 1024\], got 4"),
-        ({"visual_preset": "sunny"}, "unknown visual_preset 'sunny'"),
-        ({"visual_preset": ["train"]}, r"visual_preset must be a name, got \['train'\]"),
+        ({"visual_preset": "sunny"}, "^ReachEnv: unknown visual_preset 'sunny'"),
+        ({"visual_preset": ["train"]}, r"unknown visual_preset \['train'\]"),
+        # A task by name, as a class, or another id's: errors naming nothing, or Push run
+        # silently under Reach's id and time limit.
+        ({"task": "push"}, "ReachEnv: task must be a Task instance, got 'push'"),
+        ({"task": PushTask}, "ReachEnv: task must be a Task instance"),
+        ({"task": PushTask()}, "ReachEnv: task must be a ReachTask, got a PushTask"),
         # A string "False" is truthy: it used to leave termination on; None turned it off.
         ({"terminate_on_success": "False"}, "terminate_on_success must be True or False"),
         ({"terminate_on_success": None}, "terminate_on_success must be True or False, got None"),
@@ -406,6 +412,28 @@ def test_demo_command_refuses_a_negative_seed_before_making_the_env(tmp_path) ->
 def test_bad_constructor_arguments_are_named(kwargs, message) -> None:
     with pytest.raises(ValueError, match=message):
         gym.make("sslrobot/Reach-v0", **kwargs)
+
+
+def test_the_api_refuses_what_it_would_ignore_or_misread() -> None:
+    """Reset options were ignored (a per-episode look silently stayed the train one), the
+    expert acted on a state no reset had set up, and an ended episode kept stepping and
+    paying the success bonus."""
+    env = gym.make("sslrobot/Reach-v0", image_size=16).unwrapped
+    with pytest.raises(RuntimeError, match="ReachEnv: call reset\\(\\) before expert_action"):
+        env.expert_action()
+    with pytest.raises(ValueError, match="ReachEnv: reset takes no options"):
+        env.reset(seed=0, options={"visual_preset": "heldout"})
+    env.reset(seed=0, options={})  # empty options are no options
+    for _ in range(200):
+        *_, terminated, _, info = env.step(env.expert_action())
+        if terminated:
+            break
+    assert terminated and info["is_success"]
+    with pytest.raises(RuntimeError, match="call reset\\(\\) before step"):
+        env.step(env.expert_action())
+    env.reset(seed=1)
+    env.step(env.expert_action())  # a new episode steps again
+    env.close()
 
 
 def test_missing_gl_libraries_are_named_before_any_backend_is_imported(monkeypatch) -> None:

@@ -12,6 +12,7 @@ from gymnasium import spaces
 from sslrobot.envs.core.physics import Physics
 from sslrobot.envs.core.render import Renderer
 from sslrobot.envs.core.task import Task
+from sslrobot.envs.core.variation import PRESETS as VISUAL_PRESETS
 from sslrobot.envs.core.variation import SceneVariation
 
 OBS_MODES = ("pixels", "state")
@@ -61,6 +62,14 @@ class RobotEnv(gym.Env):
             if self.task_class is None:
                 raise ValueError(f"{name}: pass a task or set {name}.task_class")
             task = self.task_class()
+        if not isinstance(task, Task):  # a name or a class failed later, naming neither
+            raise ValueError(f"{name}: task must be a Task instance, got {task!r}")
+        if self.task_class is not None and not isinstance(task, self.task_class):
+            # Another task under this id would run with this id's spec and time limit.
+            raise ValueError(
+                f"{name}: task must be a {self.task_class.__name__}, got a "
+                f"{type(task).__name__} (make that task's own env instead)"
+            )
         if obs_mode not in OBS_MODES:
             raise ValueError(f"{name}: unknown obs_mode {obs_mode!r}; choose one of {OBS_MODES}")
         low, high = IMAGE_SIZE_RANGE
@@ -72,8 +81,11 @@ class RobotEnv(gym.Env):
             raise ValueError(
                 f"{name}: terminate_on_success must be True or False, got {terminate_on_success!r}"
             )
-        if not isinstance(visual_preset, str):
-            raise ValueError(f"{name}: visual_preset must be a name, got {visual_preset!r}")
+        if not isinstance(visual_preset, str) or visual_preset not in VISUAL_PRESETS:
+            raise ValueError(
+                f"{name}: unknown visual_preset {visual_preset!r}; choose one of "
+                f"{sorted(VISUAL_PRESETS)}"
+            )
         if render_mode not in (None, "rgb_array"):
             raise ValueError(
                 f"{name}: render_mode must be 'rgb_array' or None, got {render_mode!r}"
@@ -112,17 +124,24 @@ class RobotEnv(gym.Env):
                 }
             )
         self._needs_reset = True
+        self._has_reset = False  # the expert reads a state only a reset sets up
 
     # --- gymnasium API -------------------------------------------------------------------
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[Any, dict[str, Any]]:
+        if options:  # the look is fixed at construction; anything here would be ignored
+            raise ValueError(
+                f"{type(self).__name__}: reset takes no options (set visual_preset and the "
+                f"rest when making the env), got {options!r}"
+            )
         super().reset(seed=seed)
         self.physics.reset()
         self.variation.apply(self.physics, self.np_random)
         self.task.initialize_episode(self.physics, self.np_random)
         self.physics.forward()
         self._needs_reset = False
+        self._has_reset = True
         info = self._info(self.task.reward_terms(self.physics), diverged=False)
         return self._observation(), info
 
@@ -154,6 +173,9 @@ class RobotEnv(gym.Env):
         reward = float(sum(terms.values()))
         info = self._info(terms, diverged=False)
         terminated = bool(self.terminate_on_success and info["is_success"])
+        # An ended episode, like a diverged one, takes no more steps: a loop that forgot to
+        # reset kept collecting the success bonus past the episode's end.
+        self._needs_reset = terminated
         return self._observation(), reward, terminated, False, info
 
     def render(self) -> np.ndarray | None:
@@ -169,6 +191,8 @@ class RobotEnv(gym.Env):
     # --- helpers -------------------------------------------------------------------------
     def expert_action(self) -> np.ndarray:
         """The task's scripted expert action for the current state, float32 in [-1, 1]."""
+        if not self._has_reset:  # it would act on a state never set up, without a word
+            raise RuntimeError(f"{type(self).__name__}: call reset() before expert_action()")
         action = np.asarray(self.task.expert_action(self.physics), dtype=np.float32)
         return np.clip(action, -1.0, 1.0)
 
