@@ -22,7 +22,7 @@ from sslrobot.models.features import extract_features
 from sslrobot.policy import PolicyConfig, load_policy, train_policy
 from sslrobot.policy.bc import BCData, bc_loss
 from sslrobot.policy.cache import FeatureCache, module_fingerprint
-from sslrobot.policy.checkpoint import read_policy_config
+from sslrobot.policy.checkpoint import ResumeError, read_policy_config
 from sslrobot.policy.config import DEFAULT_BC_STEPS, DEFAULT_RL_STEPS, VALIDATION_SEED_BASE
 from sslrobot.policy.demos import select_demo_ids
 from sslrobot.policy.encoders import resolve_encoder
@@ -678,6 +678,11 @@ def test_train_policy_cli(demos, tmp_path, capsys):
         ({"augment_copies": 1, "augment_color": 1.0}, "augment_color must be in"),
         ({"augment_copies": 1, "augment_color": 0.0, "augment_pad": 0}, "repeat the frames"),
         ({"encoder": "scratch", "augment_pad": 32, "image_size": 32}, "must be below image_s"),
+        # Past what NumPy's seeding or a float32 optimiser holds: failed later, unnamed.
+        ({"seed": 2**32}, r"seed must be <= 4294967295 \(2\*\*32 - 1\), got 4294967296"),
+        ({"lr": 1e39}, "lr must be finite, > 0 and <= 3.4e"),
+        # Online validation off: the checks' count would be ignored.
+        ({"algo": "rl", "num_val_checks": 3}, r"num_val_checks=3: RL checks only its online"),
     ],
 )
 def test_config_rejects_bad_values(overrides, message):
@@ -690,7 +695,7 @@ def test_config_rejects_bad_values(overrides, message):
 def test_lr_must_be_finite_and_positive(lr):
     """inf passed the old ``> 0`` check and turned the first update into NaN weights."""
     values = {"env_id": ENV_ID, "encoder": "none", "algo": "bc", "out": "o", "demos": "d"}
-    with pytest.raises(ValueError, match=rf"lr must be finite and > 0, got {re.escape(repr(lr))}"):
+    with pytest.raises(ValueError, match=rf"lr must be finite, > 0 .*, got {re.escape(repr(lr))}"):
         PolicyConfig(**values, lr=lr)
 
 
@@ -846,6 +851,15 @@ def test_an_interrupted_bc_run_resumes_to_the_uninterrupted_runs_weights(
         train_tiny_bc(demos, cut, **settings)
     assert (cut / "checkpoints" / "resume.json").is_file()
 
+    # The best model the checkpoint names, gone: a ResumeError, which `sslrobot run` answers
+    # by training anew, not a FileNotFoundError that failed the stage.
+    best = cut / "checkpoints" / "best_20.safetensors"
+    kept = best.read_bytes()
+    best.unlink()
+    with pytest.raises(ResumeError, match=r"best_20\.safetensors, which the resume checkpoint"):
+        train_tiny_bc(demos, cut, resume=True, **settings)
+    best.write_bytes(kept)
+
     before = len(calls)
     resumed = train_tiny_bc(demos, cut, resume=True, **settings)
     assert len(calls) - before == whole_calls - cut_calls  # it continued, it did not start over
@@ -873,6 +887,22 @@ def train_cut_at_first_checkpoint(monkeypatch, demos: Path, out: Path, **setting
         patch.setattr(bc._BCResumeCheckpoints, "save", save_then_stop)
         with pytest.raises(KeyboardInterrupt):
             train_tiny_bc(demos, out, **settings)
+
+
+def test_a_refused_bc_resume_opens_no_validation_env(demos, tmp_path, monkeypatch):
+    """The online validator (an env and its renderer) was made before the resume checkpoint
+    loaded, and a damaged one left it open in the process that goes on to train anew."""
+    from sslrobot.policy import bc
+
+    settings = {"val_episodes": 1, "num_val_checks": 2}
+    train_cut_at_first_checkpoint(monkeypatch, demos, tmp_path / "cut", **settings)
+    (state,) = (tmp_path / "cut" / "checkpoints").glob("bc_state_*.pt")
+    state.write_bytes(b"damaged")
+    opened = []
+    monkeypatch.setattr(bc, "_bc_validator", lambda *args, **kwargs: opened.append(args))
+    with pytest.raises(ResumeError):
+        train_tiny_bc(demos, tmp_path / "cut", resume=True, **settings)
+    assert opened == []
 
 
 def test_resume_refuses_a_frozen_encoder_whose_weights_changed(demos, tmp_path, monkeypatch):
@@ -924,7 +954,6 @@ def test_a_bc_run_cut_between_its_checkpoint_files_resumes_from_the_last_whole_o
     puts back its best, and the run ends as an uninterrupted one. A state file from another
     device type (its generator state differs) is refused by name."""
     from sslrobot.policy import bc
-    from sslrobot.policy.checkpoint import ResumeError
 
     settings = {"encoder": "scratch", "num_val_demos": 1, "num_val_checks": 3, "seed": 4}
     whole = train_tiny_bc(demos, tmp_path / "whole", **settings)

@@ -116,7 +116,7 @@ def train_tiny_ppo_on_state(out, **settings):
     """A 128-step PPO run on the privileged state (seconds), with ``settings`` on top."""
     tiny = {"steps": 128, "batch_size": 64, "rl_norm_steps": 20, "progress": False}
     config = PolicyConfig(env_id=ENV_ID, encoder="state", algo="rl", rl_algorithm="ppo", out=out,
-                          **tiny, **settings)  # fmt: skip
+                          **{**tiny, **settings})  # fmt: skip
     return train_policy(config)
 
 
@@ -139,6 +139,11 @@ def test_tiny_ppo_run_on_state(tmp_path, monkeypatch):
     state = np.zeros(policy.record["feature_dim"], np.float32)
     action = policy(state)
     assert action.shape == (policy.record["action_dim"],) and np.all(np.abs(action) <= 1)
+    # PPO collects whole rollouts (here 128 steps): a budget of 130 used to take 256.
+    record = json.loads(
+        (train_tiny_ppo_on_state(tmp_path / "b", steps=130) / "policy_config.json").read_text()
+    )
+    assert record["env_steps"] == 130
 
 
 def test_rl_trains_in_the_look_of_its_normalisation_demos(tmp_path, monkeypatch):
@@ -245,6 +250,11 @@ def test_an_interrupted_rl_run_resumes_from_its_last_checkpoint(tmp_path, monkey
     with pytest.raises(ResumeError, match=r"cannot resume from .*observation_encoder_50"):
         train_policy(PolicyConfig(**{**values, "resume": True}))
     statistics_file.write_bytes(intact)
+    best_file = tmp_path / "sac" / "checkpoints" / "best_sb3_50.zip"
+    best_file.unlink()  # a ResumeError (`sslrobot run` trains anew), not FileNotFoundError
+    with pytest.raises(ResumeError, match=r"best_sb3_50\.zip, which the resume checkpoint"):
+        train_policy(PolicyConfig(**{**values, "resume": True}))
+    best_file.write_bytes(best_at_50)
     monkeypatch.setattr(rl._ResumeCheckpoints, "save", save)
     # The statistics the model trained on come back with it, never fitted anew.
     monkeypatch.setattr(rl, "_fit_normalizers", lambda *a: pytest.fail("refitted on resume"))
@@ -275,7 +285,8 @@ def test_an_interrupted_rl_run_resumes_from_its_last_checkpoint(tmp_path, monkey
         train_policy(PolicyConfig(**{**values, "resume": True}))
     # A fresh run over it starts its logs afresh: no earlier run's curves mixed in.
     monkeypatch.undo()
-    train_policy(PolicyConfig(**{**values, "val_episodes": 0, "overwrite": True}))
+    unvalidated = {k: v for k, v in values.items() if k not in ("val_episodes", "num_val_checks")}
+    train_policy(PolicyConfig(**unvalidated, overwrite=True))
     assert sorted(p.name for p in (out / "logs").iterdir() if p.is_dir()) == []
 
 

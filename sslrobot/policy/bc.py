@@ -26,6 +26,7 @@ from sslrobot.policy.checkpoint import (
     ResumeError,
     clear_run_files,
     prune_checkpoints,
+    read_checkpoint_file,
     read_resume_state,
     resume_settings,
     save_weights,
@@ -367,7 +368,6 @@ def _fit(
     )
     generator = torch.Generator(device=device).manual_seed(config.seed)
     pad = config.augment_pad if record["encoder"]["kind"] == "scratch" else 0
-    validator = _bc_validator(record, network, device) if config.val_episodes else None
     history = BCHistory()
     best_score: tuple[float, ...] | None = None
     order = torch.randperm(num_samples, generator=generator, device=device)
@@ -379,6 +379,9 @@ def _fit(
         history.rows, history.best = list(loop["rows"]), resumed["best"]
         best_score = None if resumed["best_score"] is None else tuple(resumed["best_score"])
         history.resumed_at = [*resumed["resumed_at_steps"], loop["step"]]
+    # Made once the resume has loaded: a refused resume left its env and renderer open in
+    # the process that goes on to train anew (``sslrobot run``).
+    validator = _bc_validator(record, network, device) if config.val_episodes else None
     network.train()
     progress = tqdm(
         range(first, num_steps + 1),
@@ -534,7 +537,7 @@ class _BCResumeCheckpoints:
         generator.set_state(state)
         best = self.out / BEST_FILE
         if resumed.get("best_weights"):
-            weights = (self.folder / resumed["best_weights"]).read_bytes()
+            weights = read_checkpoint_file(self.folder / resumed["best_weights"])
             atomic_write(best, lambda file: file.write(weights))
         else:
             best.unlink(missing_ok=True)  # a check after the checkpoint wrote it

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 from torch import nn
@@ -48,7 +49,10 @@ def load_weights(path: Path, module: nn.Module) -> None:
     """Load safetensors weights into ``module`` (strict: every tensor present and used)."""
     if not path.is_file():
         raise ValueError(f"policy checkpoint {path} does not exist")
-    tensors = load_safetensors(path.read_bytes())
+    try:
+        tensors = load_safetensors(path.read_bytes())
+    except SafetensorError as error:  # neither a ValueError nor an OSError: a traceback
+        raise ValueError(f"policy checkpoint {path} is damaged: {error}") from error
     try:
         module.load_state_dict(tensors, strict=True)
     except RuntimeError as error:
@@ -112,6 +116,18 @@ RESUME_FREE_FIELDS = ("resume", "overwrite", "progress", "device", "cache_dir", 
 class ResumeError(ValueError):
     """A resume checkpoint that cannot be continued: missing, made with other settings, or
     damaged. ``sslrobot run`` trains such a stage anew; the CLI names the reason."""
+
+
+def read_checkpoint_file(path: Path) -> bytes:
+    """The bytes of a file a resume checkpoint names (its best model); a missing one is a
+    ``ResumeError``, so ``sslrobot run`` trains the stage anew instead of failing on it."""
+    try:
+        return path.read_bytes()
+    except OSError as error:
+        raise ResumeError(
+            f"{path}, which the resume checkpoint names, cannot be read ({error}); train anew "
+            "with --overwrite"
+        ) from error
 
 
 #: The resume setting that holds the frozen encoder's weights' fingerprint.

@@ -31,6 +31,11 @@ DEFAULT_RL_STEPS = 50_000
 #: Validation episodes use seeds from here on, so they never coincide with evaluation seeds
 #: (which are documented to stay below it) or with demonstration seeds.
 VALIDATION_SEED_BASE = 1_000_000
+#: Largest seed NumPy's legacy seeding (SB3's, and the policies' generators) takes.
+MAX_SEED = 2**32 - 1
+#: Largest learning rate the optimisers can hold (float32's maximum; torch.finfo, without
+#: importing torch here).
+MAX_LR = 3.4028234663852886e38
 
 
 @dataclass(frozen=True)
@@ -183,6 +188,8 @@ class PolicyConfig:
         if self.algo == "rl" and self.epochs is not None:
             raise ValueError(f"epochs is a BC budget; for algo='rl' give steps (got {self.epochs})")
         _check_min("seed", self.seed, 0)
+        if self.seed > MAX_SEED:  # NumPy's and torch's generators failed later, unnamed
+            raise ValueError(f"seed must be <= {MAX_SEED} (2**32 - 1), got {self.seed}")
         _check_min("num_val_demos", self.num_val_demos, 0)
         _check_min("batch_size", self.batch_size, 1)
         _check_min("val_episodes", self.val_episodes, 0)
@@ -199,8 +206,8 @@ class PolicyConfig:
         if not self.hidden_dims or min(self.hidden_dims) < 1:
             raise ValueError(f"hidden_dims must be positive widths, got {self.hidden_dims}")
         # inf passes "> 0" but turns the first update into NaN weights: finite, too.
-        if self.lr is not None and not _is_finite_positive(self.lr):
-            raise ValueError(f"lr must be finite and > 0, got {self.lr!r}")
+        if self.lr is not None and not (_is_finite_positive(self.lr) and self.lr <= MAX_LR):
+            raise ValueError(f"lr must be finite, > 0 and <= {MAX_LR:.3g}, got {self.lr!r}")
         decay = self.weight_decay
         if not (
             isinstance(decay, numbers.Real)
@@ -214,6 +221,13 @@ class PolicyConfig:
             raise ValueError(
                 f"num_demos={self.num_demos}: RL without demos fits its statistics on random "
                 "rollouts and would ignore it"
+            )
+        # BC's checks also log the loss and save resume checkpoints; RL's only validate.
+        unvalidated_rl = self.algo == "rl" and self.val_episodes == 0
+        if unvalidated_rl and self.num_val_checks != defaults["num_val_checks"]:
+            raise ValueError(
+                f"num_val_checks={self.num_val_checks}: RL checks only its online validation, "
+                "which is off (val_episodes=0), and would ignore it"
             )
         rl_with_demos = self.algo == "rl" and self.demos is not None
         if rl_with_demos and self.rl_norm_steps != defaults["rl_norm_steps"]:
