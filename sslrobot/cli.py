@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import importlib.util
+import os
 import re
 import sys
 import warnings
@@ -58,11 +59,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Bad input, unwritable directories, full disks and a missing optional extra are the
         # user's to fix: one clear line naming the problem, no traceback.
         message = in_option_names(_message(error), getattr(args, "field_options", {}))
-        print(f"sslrobot {args.command}: error: {message}", file=sys.stderr)
+        print(f"sslrobot {_command_name(args)}: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"interrupted; {_how_to_continue(args)}", file=sys.stderr)
+        if os.environ.get("RANK", "0") == "0":  # under torchrun every rank is interrupted
+            print(f"interrupted; {_how_to_continue(args)}", file=sys.stderr)
         return 130
+
+
+def _command_name(args: argparse.Namespace) -> str:
+    """The command as typed, its subcommand included (``data info``, not ``data``)."""
+    sub = getattr(args, "data_command", None)
+    return args.command if sub is None else f"{args.command} {sub}"
 
 
 def _warning_printer(command: str, fallback: Callable[..., None]) -> Callable[..., None]:

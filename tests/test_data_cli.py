@@ -100,7 +100,7 @@ def test_a_missing_optional_extra_is_one_line_not_a_traceback(tmp_path, monkeypa
     argv = ["data", "export-minari", str(tmp_path), "--name", "x/y-v0"]
     assert main(argv) == 2
     assert capsys.readouterr().err.strip() == (
-        "sslrobot data: error: Minari's 'parquet' storage needs pyarrow: "
+        "sslrobot data export-minari: error: Minari's 'parquet' storage needs pyarrow: "
         "pip install 'minari[parquet]'"
     )
 
@@ -115,8 +115,8 @@ def test_a_manifest_that_is_not_a_json_object_is_named(tmp_path, capsys, action,
     manifest.write_text(text)
     assert main(["data", action, str(tmp_path)]) == 2
     assert capsys.readouterr().err.strip() == (
-        f"sslrobot data: error: {manifest} is not an sslrobot dataset manifest: it holds a JSON "
-        f"{kind}, not an object"
+        f"sslrobot data {action}: error: {manifest} is not an sslrobot dataset manifest: it "
+        f"holds a JSON {kind}, not an object"
     )
 
 
@@ -134,7 +134,7 @@ def test_a_minari_id_without_its_form_is_named_before_any_work(tmp_path, monkeyp
     assert main(["data", "export-minari", str(tmp_path / "nothing"), "--name", name]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith(
-        f"sslrobot data: error: Minari dataset id {name!r} is malformed: Minari needs"
+        f"sslrobot data export-minari: error: Minari dataset id {name!r} is malformed: Minari needs"
     )
     assert "(namespace/)name-vN, e.g. sslrobot/push/random-v0" in err and "\n" not in err
 

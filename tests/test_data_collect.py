@@ -127,6 +127,11 @@ def test_resume_fills_gaps_and_extends_without_duplicates(tmp_path):
     assert open_dataset(root).manifest["counts"]["episodes"] == 6
     report = verify_dataset(root)
     assert report.ok and len(report.set_aside) == 1  # the torn copy is kept, out of the way
+    # The same command again, every episode there: said as such, not "continue to 6".
+    with pytest.raises(ValueError, match=r"already holds all 6 episodes .*: nothing to collect"):
+        collect(fake_config(root, num_episodes=6), progress=False)
+    with pytest.raises(FileNotFoundError, match=r"dataset directory \S+nope does not exist"):
+        open_dataset(tmp_path / "nope")
 
 
 def test_resume_checks_an_interrupted_runs_episodes_byte_for_byte(tmp_path):

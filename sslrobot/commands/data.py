@@ -82,7 +82,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
 
     data = subparsers.add_parser("data", help="inspect, verify or export a dataset directory")
-    actions = data.add_subparsers(dest="data_command", required=True)
+    actions = data.add_subparsers(
+        dest="data_command", required=True, metavar="{info,verify,export-minari}"
+    )
     info = actions.add_parser("info", help="print the manifest and statistics")
     info.add_argument("dir", type=Path)
     info.add_argument("--json", action="store_true", help="print JSON instead of text")

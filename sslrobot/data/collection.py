@@ -240,9 +240,15 @@ def _prepare_root(config: CollectConfig, manifest: dict[str, Any]) -> dict[str, 
     mine = set(config.episode_ids())
     done = [i for i in list_episode_ids(root) if i in mine]
     if done and not config.resume:
+        shard = f"shard {config.shard[0]}/{config.shard[1]}"
+        if len(done) == len(mine):  # "continue to 5 episodes" when 5 are there said nothing
+            raise ValueError(
+                f"{root} already holds all {len(done)} episodes of {shard} (ids "
+                f"{done[0]}..{done[-1]}): nothing to collect; choose another --out, or grow it "
+                "with more --episodes and --resume"
+            )
         raise ValueError(
-            f"{root} already holds {len(done)} episodes of shard "
-            f"{config.shard[0]}/{config.shard[1]} "
+            f"{root} already holds {len(done)} episodes of {shard} "
             f"(ids {done[0]}..{done[-1]}); pass --resume to continue to {config.num_episodes} "
             "episodes, or choose another --out"
         )

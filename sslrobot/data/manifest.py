@@ -77,6 +77,8 @@ def read_manifest(root: Path) -> dict[str, Any]:
         ValueError: the manifest is not valid JSON or not an sslrobot dataset.
     """
     path = Path(root) / MANIFEST_NAME
+    if not Path(root).exists():
+        raise FileNotFoundError(f"dataset directory {root} does not exist")
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found: {root} is not an sslrobot dataset directory")
     try:
