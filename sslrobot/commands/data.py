@@ -52,7 +52,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--image-size", type=int, default=64, help="square frame size (default: 64)"
     )
     collect.add_argument(
-        "--visual-preset", default=None, help="sslrobot envs: train | heldout | none"
+        "--visual-preset",
+        default=None,
+        help="the look of sslrobot envs: train (their default), heldout or none",
     )
     collect.add_argument(
         "--noise", type=float, default=0.3, help="noisy-expert noise scale (default: 0.3)"

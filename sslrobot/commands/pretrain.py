@@ -57,8 +57,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--batch-size", type=int, default=256, help="windows per step per process (default: 256)"
     )
     parser.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (default: 1e-3)")
-    parser.add_argument("--num-steps-ahead", type=int, default=3, help="prediction horizon K")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--num-steps-ahead", type=int, default=3, help="prediction horizon K (default: 3)"
+    )
+    parser.add_argument(
+        "--seed", type=int, default=0, help="seed of the weights, batches and augmentation (0)"
+    )
     parser.add_argument(
         "--split-seed",
         type=int,
@@ -96,10 +100,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help="channels per layer, e.g. 16,32,64 (cnn: also set strides/kernels)",
     )
-    parser.add_argument("--encoder-strides", type=int_tuple, default=None)
-    parser.add_argument("--encoder-kernels", type=int_tuple, default=None)
-    parser.add_argument("--feature-dim", type=int, default=None, help="encoder output size")
-    parser.add_argument("--frame-stack", type=int, default=1, help="frames per observation")
+    parser.add_argument(
+        "--encoder-strides", type=int_tuple, default=None, help="stride per layer, e.g. 2,2,2"
+    )
+    parser.add_argument(
+        "--encoder-kernels", type=int_tuple, default=None, help="kernel size per layer, e.g. 3,3,3"
+    )
+    parser.add_argument(
+        "--feature-dim",
+        type=int,
+        default=None,
+        help="encoder output size (default: the architecture's; keypoints: 2 per keypoint)",
+    )
+    parser.add_argument(
+        "--frame-stack", type=int, default=1, help="frames per observation (default: 1)"
+    )
     parser.add_argument(
         "--decoder",
         choices=DECODER_NAMES,
@@ -133,7 +148,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="no LayerNorm on the latent transition's output (keeps keypoint features as "
         "coordinates when rolled forward)",
     )
-    parser.add_argument("--augment", choices=("shift", "none"), default="shift")
+    parser.add_argument(
+        "--augment",
+        choices=("shift", "none"),
+        default="shift",
+        help="random shift of each window (DrQ; default) or none",
+    )
     parser.add_argument(
         "--color-jitter",
         type=float,
