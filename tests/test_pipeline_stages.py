@@ -71,12 +71,16 @@ def test_a_growing_stage_keeps_its_hash_and_adopts_records_from_before(tmp_path:
     assert grown.config_hash == first.config_hash and sizes == [False, True]
     again = _runner(tmp_path).run("d", {"seed": 0}, collect, count=("num_episodes", 50))
     assert again.skipped and again.config_hash == first.config_hash
-    # Shrunk, but not below the size first made: the stage is redone, its episodes (seeded)
-    # start as before, so what depends on it keeps its hash (and is not redone).
+    # Shrunk, even below the size first made: the finished stage holds the first N episodes
+    # too, so it is kept, and what depends on it keeps its hash (nothing is redone; a shrink
+    # used to recollect the stage, and below the first size every policy on it).
     shrunk = _runner(tmp_path).run("d", {"seed": 0}, collect, count=("num_episodes", 40))
-    assert not shrunk.skipped and shrunk.config_hash == first.config_hash and sizes[-1] is False
+    assert shrunk.skipped and shrunk.config_hash == first.config_hash
     fewer = _runner(tmp_path).run("d", {"seed": 0}, collect, count=("num_episodes", 10))
-    assert not fewer.skipped and fewer.config_hash != first.config_hash and sizes[-1] is False
+    assert fewer.skipped and fewer.config_hash == first.config_hash and len(sizes) == 2
+    # ... and growing again past what it holds extends it, under the same hash.
+    regrown = _runner(tmp_path).run("d", {"seed": 0}, collect, count=("num_episodes", 60))
+    assert not regrown.skipped and regrown.config_hash == first.config_hash and sizes[-1]
     # A record of the earlier layout: the size among the settings, no count of its own.
     legacy = {"seed": 0, "num_episodes": 25}
     old = _runner(tmp_path).run("e", legacy, collect)

@@ -92,8 +92,10 @@ class StageRunner:
                 demonstration set: episode i is the same whatever the count, and its users
                 read the first N). The hash holds the size the stage was first made with, so
                 a larger size calls ``fn(stage_dir, True)`` to extend the finished stage and
-                what depends on it keeps its hash; a smaller one redoes it. Records written
-                before, with the size in the settings, are taken as made with that size.
+                what depends on it keeps its hash; a smaller one keeps the finished stage as
+                it is (it holds the first N too: recollecting it, and redoing everything
+                below a shrink past the first size, changed nothing). Records written before,
+                with the size in the settings, are taken as made with that size.
             resumes: ``fn`` continues an interrupted attempt (collection, training) rather
                 than redoing it, so the attempt's time counts towards the stage's.
         """
@@ -112,28 +114,30 @@ class StageRunner:
                 kept = earlier_record.get(
                     "made_with", (earlier_record.get("config") or {}).get(key)
                 )
-                # The size first made names the data while it still holds those episodes:
-                # grown, or shrunk back to no fewer, dependents keep their hash (a shrink
-                # still redoes the stage itself, below).
-                if kept is not None and kept <= size:
+                # The size first made names the data while it holds those episodes: grown,
+                # or finished at any size (a smaller one is skipped, below), dependents keep
+                # their hash. An interrupted grow continues only to a size no smaller.
+                if kept is not None and (record is not None or kept <= size):
                     made_with = kept
             config = {**config, key: made_with}
         full_config = {"config": config, "upstream": [dep.config_hash for dep in depends_on]}
         digest = config_hash(full_config)
         size = None if count is None else count[1]
         same = record is not None and record.get("config_hash") == digest
-        if record is not None and same and record.get("count", made_with) == size:
+        held = None if record is None else record.get("count", made_with)  # its size now
+        if record is not None and same and (size is None or held >= size):
             result = StageResult(name, stage_dir, digest, record["seconds"], True, record["value"])
-            self.log(f"[skip] {name} (finished earlier in {record['seconds']:.0f}s)")
+            larger = "" if held == size else f", holding {held} >= {size}"
+            self.log(f"[skip] {name} (finished earlier in {record['seconds']:.0f}s{larger})")
             self.results.append(result)
             return result
         if self.before_first_change is not None:
             self.before_first_change()
             self.before_first_change = None
         if record is not None:
-            if same and size is not None and record.get("count", made_with) < size:
+            if same and size is not None and held < size:
                 # Extend it: an interrupted run of the larger size, its time so far carried.
-                self.log(f"[grow] {name}: {record.get('count', made_with)} -> {size}")
+                self.log(f"[grow] {name}: {held} -> {size}")
                 atomic_write_json(
                     stage_dir / STARTED,
                     {"config_hash": digest, "seconds_before": record["seconds"], **full_config},
@@ -141,8 +145,7 @@ class StageRunner:
                 marker.unlink()
                 resumes = True
             else:
-                why = "its size shrank" if same else "its config changed"
-                self.log(f"[redo] {name}: {why}")
+                self.log(f"[redo] {name}: its config changed")
                 remove_stage_dir(stage_dir)
         started_file = stage_dir / STARTED
         started = read_json_file(started_file) if started_file.is_file() else {}
