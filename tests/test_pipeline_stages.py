@@ -156,3 +156,42 @@ def test_a_stage_made_again_loses_its_records_before_its_files(tmp_path, monkeyp
     assert shutil.rmtree is not interrupted
     stages.remove_stage_dir(stage)
     assert not stage.exists()
+
+
+def test_stages_keep_what_they_were_made_with_and_the_report_names_the_others(
+    tmp_path: Path,
+) -> None:
+    """A rerun that skips a stage reports its numbers under the header of this invocation's
+    versions and machine: each stage now keeps its own, and the report names those made with
+    other package versions, another instruction set or device, or before they were kept."""
+    from sslrobot.pipeline.report_builder import stages_made_otherwise
+    from sslrobot.pipeline.stages import StageResult
+
+    now = {
+        "package_versions": {"sslrobot": "0.1", "torch": "2.13.0"},
+        "machine": {"cpu": "EPYC", "torch_cpu_capability": "AVX512", "platform": "a"},
+        "device": "cpu",
+    }
+    made = StageRunner(tmp_path, log=lambda line: None, provenance=now).run("a", {}, lambda d, r: 1)
+    assert made.made_on == now
+    assert json.loads((tmp_path / "a" / MARKER).read_text())["made_on"] == now
+    assert _runner(tmp_path).run("a", {}, lambda d, r: 1).made_on == now  # kept on a skip
+
+    described = {**now, "machine": {**now["machine"], "cpu": "Other", "platform": "b"}}
+    older = {
+        "package_versions": {"sslrobot": "0.1", "torch": "2.12.0"},
+        "machine": {"cpu": "Xeon", "torch_cpu_capability": "AVX2"},
+        "device": "cpu",
+    }
+
+    def result(name: str, made_on: dict | None) -> StageResult:
+        return StageResult(name, tmp_path / name, "h", 1.0, True, None, made_on)
+
+    # Another CPU of the same instruction set rounds the same: not named.
+    assert stages_made_otherwise([result("a", now), result("b", described)], now) is None
+    text = stages_made_otherwise(
+        [result("a", now), result("b", older), result("c", older), result("d", None)], now
+    )
+    assert text is not None and text.startswith("of the 4 stages, ")
+    assert "1 made before stages recorded their versions and machine (e.g. d)" in text
+    assert "2 made with torch 2.12.0 (now 2.13.0), CPU AVX2 on Xeon (now AVX512) (e.g. b)" in text

@@ -7,8 +7,9 @@ that of an uninterrupted one.
 from __future__ import annotations
 
 import datetime
+import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -426,6 +427,72 @@ def across_tasks_blocks(
     return blocks
 
 
+#: What a stage's numbers depend on beyond its config, of ``stage_provenance``'s record: the
+#: package versions, the CPU's instruction set (the rounding of seeded CPU results), the
+#: device type. The CPU's name and the platform describe; they are not compared.
+_COMPARED_MACHINE = ("torch_cpu_capability",)
+
+
+def _provenance_key(made_on: Mapping[str, Any]) -> str:
+    machine = made_on.get("machine") or {}
+    compared = {
+        "package_versions": made_on.get("package_versions"),
+        "machine": {key: machine.get(key) for key in _COMPARED_MACHINE},
+        "device": made_on.get("device"),
+    }
+    return json.dumps(compared, sort_keys=True)
+
+
+def _provenance_difference(made_on: Mapping[str, Any], now: Mapping[str, Any]) -> str:
+    """What of ``made_on`` differs from ``now``: ``torch 2.12.0 (now 2.13.0), AVX2 ...``."""
+    parts = []
+    versions, current = made_on.get("package_versions") or {}, now.get("package_versions") or {}
+    for name in sorted(set(versions) | set(current)):
+        if versions.get(name) != current.get(name):
+            parts.append(f"{name} {versions.get(name)} (now {current.get(name)})")
+    machine, here = made_on.get("machine") or {}, now.get("machine") or {}
+    for key in _COMPARED_MACHINE:
+        if machine.get(key) != here.get(key):
+            parts.append(f"CPU {machine.get(key)} on {machine.get('cpu')} (now {here.get(key)})")
+    if made_on.get("device") != now.get("device"):
+        parts.append(f"device {made_on.get('device')} (now {now.get('device')})")
+    return ", ".join(parts)
+
+
+def stages_made_otherwise(
+    stage_results: Sequence[StageResult], now: Mapping[str, Any] | None
+) -> str | None:
+    """A sentence naming the stages this invocation reused that were made with other package
+    versions, on another instruction set or device than ``now`` (this invocation's
+    ``stage_provenance``), or before stages recorded what they were made with; None when
+    there are none. The header's versions and machine are this invocation's, and a skipped
+    stage's numbers are not."""
+    groups: dict[str, list[StageResult]] = {}
+    for result in stage_results:
+        if result.made_on is None:
+            groups.setdefault("", []).append(result)
+        elif now is not None and _provenance_key(result.made_on) != _provenance_key(now):
+            groups.setdefault(_provenance_key(result.made_on), []).append(result)
+    parts = []
+    for key, results in sorted(groups.items()):
+        example = results[0].name
+        if key:
+            what = _provenance_difference(results[0].made_on or {}, now or {})
+            parts.append(f"{len(results)} made with {what} (e.g. {example})")
+        else:
+            parts.append(
+                f"{len(results)} made before stages recorded their versions and machine "
+                f"(e.g. {example})"
+            )
+    if not parts:
+        return None
+    return (
+        f"of the {len(stage_results)} stages, " + "; ".join(parts) + ": their numbers are "
+        "those of the code and machine that made them, where the package versions and machine "
+        "given here are this invocation's"
+    )
+
+
 def build_report(
     config: RunConfig,
     out: Path,
@@ -433,8 +500,11 @@ def build_report(
     stage_results: Sequence[StageResult],
     command: str,
     wall_time_s: float,
+    provenance: Mapping[str, Any] | None = None,
 ) -> Path:
-    """Write ``results.json``, ``report.md`` and ``report.html`` into ``out``; returns the HTML."""
+    """Write ``results.json``, ``report.md`` and ``report.html`` into ``out``; returns the HTML.
+    ``provenance``: this invocation's ``stage_provenance``, against which the stages it
+    reused are compared (the header names those made otherwise)."""
     from sslrobot.evaluation.report import package_versions, render_report
     from sslrobot.utils.versions import machine_description
 
@@ -456,6 +526,9 @@ def build_report(
         f"{sum(r.seconds for r in stage_results):.0f} s summed over all stages",
         "written": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
     }
+    elsewhere = stages_made_otherwise(stage_results, provenance)
+    if elsewhere:
+        header["stages made otherwise"] = elsewhere
     results = {
         "header": header,
         "aggregated": all_rows,

@@ -275,6 +275,21 @@ def warn_of_unswept_demo_counts(config: RunConfig) -> list[int]:
     return unswept
 
 
+def stage_provenance(device: str) -> dict[str, Any]:
+    """What this invocation's stages are made with: the package versions, the machine (its
+    CPU's instruction set sets the rounding of seeded CPU results) and the device type. Each
+    finished stage keeps it, so a report can say which of its numbers came from elsewhere."""
+    from sslrobot.evaluation.report import package_versions
+    from sslrobot.utils.device import resolve_device
+    from sslrobot.utils.versions import machine_description
+
+    return {
+        "package_versions": package_versions(),
+        "machine": machine_description(),
+        "device": resolve_device(device).type,
+    }
+
+
 class Pipeline:
     """Runs the stages of one ``RunConfig`` into ``out``.
 
@@ -294,7 +309,12 @@ class Pipeline:
         self.progress = progress
         self._bar: tqdm | None = None
         self._config_recorded = False
-        self.runner = StageRunner(self.out, log=self._log, before_first_change=self._first_change)
+        self.runner = StageRunner(
+            self.out,
+            log=self._log,
+            before_first_change=self._first_change,
+            provenance=stage_provenance(device),
+        )
 
     # --- orchestration -------------------------------------------------------------------
     def count_stages(self) -> int:
@@ -783,4 +803,5 @@ def run_pipeline(
             stage_results=pipeline.runner.results,
             command=command or equivalent_command(config, out),
             wall_time_s=time.perf_counter() - start,
+            provenance=pipeline.runner.provenance,
         )

@@ -55,6 +55,9 @@ class StageResult:
     seconds: float
     skipped: bool
     value: Any = None
+    #: What the stage was made with (``StageRunner.provenance`` when it ran; None for one
+    #: finished before stages recorded it).
+    made_on: dict[str, Any] | None = None
 
 
 @dataclass
@@ -67,12 +70,16 @@ class StageRunner:
         before_first_change: called once, before the first stage that will write or delete
             anything (not before skips): the run records its config there, so a run stopped
             while every stage was still being found done leaves the directory's record alone.
+        provenance: what this invocation makes stages with (package versions, machine,
+            device), kept in each stage it finishes: a rerun that skips a stage reports the
+            stage's numbers, which are those of the code and machine that made it.
     """
 
     root: Path
     log: Callable[[str], None] = print
     results: list[StageResult] = field(default_factory=list)
     before_first_change: Callable[[], None] | None = None
+    provenance: dict[str, Any] | None = None
 
     def run(
         self,
@@ -126,7 +133,10 @@ class StageRunner:
         same = record is not None and record.get("config_hash") == digest
         held = None if record is None else record.get("count", made_with)  # its size now
         if record is not None and same and (size is None or held >= size):
-            result = StageResult(name, stage_dir, digest, record["seconds"], True, record["value"])
+            result = StageResult(
+                name, stage_dir, digest, record["seconds"], True, record["value"],
+                record.get("made_on"),
+            )  # fmt: skip
             larger = "" if held == size else f", holding {held} >= {size}"
             self.log(f"[skip] {name} (finished earlier in {record['seconds']:.0f}s{larger})")
             self.results.append(result)
@@ -166,10 +176,10 @@ class StageRunner:
         atomic_write_json(
             marker,
             {"config_hash": digest, "seconds": seconds, "value": value, "count": size,
-             "made_with": made_with, **full_config},
+             "made_with": made_with, "made_on": self.provenance, **full_config},
         )  # fmt: skip
         self.log(f"[done] {name} in {seconds:.0f}s")
-        result = StageResult(name, stage_dir, digest, seconds, False, value)
+        result = StageResult(name, stage_dir, digest, seconds, False, value, self.provenance)
         self.results.append(result)
         return result
 
