@@ -195,3 +195,38 @@ def test_stages_keep_what_they_were_made_with_and_the_report_names_the_others(
     assert text is not None and text.startswith("of the 4 stages, ")
     assert "1 made before stages recorded their versions and machine (e.g. d)" in text
     assert "2 made with torch 2.12.0 (now 2.13.0), CPU AVX2 on Xeon (now AVX512) (e.g. b)" in text
+
+
+def test_a_stage_whose_upstream_was_made_again_is_made_again(tmp_path: Path) -> None:
+    """Deleting a stage's directory redoes it (as a damaged record's message advises), and
+    its dependents, keyed on its config alone, stayed on what the deleted stage had made;
+    a grown stage keeps its id, so its users are not redone."""
+    import shutil
+
+    calls = []
+
+    def stage(name: str):
+        return lambda d, resume: calls.append(name)
+
+    def chain() -> None:
+        runner = _runner(tmp_path)
+        data = runner.run("data", {"seed": 0}, stage("data"), count=("n", 5))
+        runner.run("model", {"lr": 1}, stage("model"), depends_on=(data,))
+
+    chain()
+    chain()
+    assert calls == ["data", "model"]  # the second time, both skipped
+    shutil.rmtree(tmp_path / "data")
+    chain()
+    assert calls == ["data", "model", "data", "model"]
+    runner = _runner(tmp_path)
+    grown = runner.run("data", {"seed": 0}, stage("data"), count=("n", 9))
+    runner.run("model", {"lr": 1}, stage("model"), depends_on=(grown,))
+    assert calls[-1] == "data" and len(calls) == 5  # grown, its user kept
+    # A record from before stages drew ids: its users are not redone for want of one.
+    record = json.loads((tmp_path / "model" / MARKER).read_text())
+    del record["upstream_made"]
+    (tmp_path / "model" / MARKER).write_text(json.dumps(record))
+    shutil.rmtree(tmp_path / "data")
+    chain()
+    assert calls[-1] == "data" and len(calls) == 6

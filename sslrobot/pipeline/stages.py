@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,6 +59,10 @@ class StageResult:
     #: What the stage was made with (``StageRunner.provenance`` when it ran; None for one
     #: finished before stages recorded it).
     made_on: dict[str, Any] | None = None
+    #: An id drawn each time the stage is made (kept when it grows): a stage whose upstream
+    #: was made again since it finished, under the same config (its directory deleted to
+    #: redo it), is made again too. None for one finished before stages drew it.
+    made_id: str | None = None
 
 
 @dataclass
@@ -130,12 +135,17 @@ class StageRunner:
         full_config = {"config": config, "upstream": [dep.config_hash for dep in depends_on]}
         digest = config_hash(full_config)
         size = None if count is None else count[1]
+        upstream_made = [dep.made_id for dep in depends_on]
         same = record is not None and record.get("config_hash") == digest
+        # Made on the upstream stages as they are now (a record from before this was kept
+        # cannot tell, and counts as made on them).
+        remade_upstream = same and record.get("upstream_made", upstream_made) != upstream_made
+        same = same and not remade_upstream
         held = None if record is None else record.get("count", made_with)  # its size now
         if record is not None and same and (size is None or held >= size):
             result = StageResult(
                 name, stage_dir, digest, record["seconds"], True, record["value"],
-                record.get("made_on"),
+                record.get("made_on"), record.get("made_id"),
             )  # fmt: skip
             larger = "" if held == size else f", holding {held} >= {size}"
             self.log(f"[skip] {name} (finished earlier in {record['seconds']:.0f}s{larger})")
@@ -150,12 +160,14 @@ class StageRunner:
                 self.log(f"[grow] {name}: {held} -> {size}")
                 atomic_write_json(
                     stage_dir / STARTED,
-                    {"config_hash": digest, "seconds_before": record["seconds"], **full_config},
-                )
+                    {"config_hash": digest, "seconds_before": record["seconds"],
+                     "made_id": record.get("made_id"), **full_config},
+                )  # fmt: skip
                 marker.unlink()
                 resumes = True
             else:
-                self.log(f"[redo] {name}: its config changed")
+                why = "a stage it depends on was made again" if remade_upstream else ""
+                self.log(f"[redo] {name}: {why or 'its config changed'}")
                 remove_stage_dir(stage_dir)
         started_file = stage_dir / STARTED
         started = read_json_file(started_file) if started_file.is_file() else {}
@@ -164,10 +176,12 @@ class StageRunner:
             remove_stage_dir(stage_dir)  # a leftover of another config: start clean
         earlier = _earlier_seconds(stage_dir, started) if resume and resumes else 0.0
         stage_dir.mkdir(parents=True, exist_ok=True)
+        # A grown stage keeps its id: the episodes its users read are the ones they read.
+        made_id = started["made_id"] if resume and "made_id" in started else uuid.uuid4().hex
         atomic_write_json(
             started_file,
             {"config_hash": digest, "started_at": time.time(), "seconds_before": earlier,
-             **full_config},
+             "made_id": made_id, **full_config},
         )  # fmt: skip
         self.log(f"[{'resume' if resume else 'start'}] {name}")
         start = time.perf_counter()
@@ -176,10 +190,13 @@ class StageRunner:
         atomic_write_json(
             marker,
             {"config_hash": digest, "seconds": seconds, "value": value, "count": size,
-             "made_with": made_with, "made_on": self.provenance, **full_config},
+             "made_with": made_with, "made_on": self.provenance, "made_id": made_id,
+             "upstream_made": upstream_made, **full_config},
         )  # fmt: skip
         self.log(f"[done] {name} in {seconds:.0f}s")
-        result = StageResult(name, stage_dir, digest, seconds, False, value, self.provenance)
+        result = StageResult(
+            name, stage_dir, digest, seconds, False, value, self.provenance, made_id
+        )
         self.results.append(result)
         return result
 
