@@ -2,8 +2,9 @@
 
 A stage's directory holds ``stage.json`` once it has finished. Running it again with the same
 config hash skips it; a different hash (the stage's own settings or any upstream stage's
-changed) reruns it from an empty directory; a directory without ``stage.json`` is an
-interrupted run and the stage is called with ``resume=True`` so it can continue.
+changed), or an upstream stage made again since (its directory deleted), reruns it from an
+empty directory; a directory without ``stage.json`` is an interrupted run and the stage is
+called with ``resume=True`` so it can continue.
 """
 
 from __future__ import annotations
