@@ -234,7 +234,7 @@ def test_the_contrastive_positive_is_augmented_on_its_own(dataset, tmp_path: Pat
     run = PretrainRun(config, dataset, progress=False)
     try:
         batch = run.to_device(collate_windows([dataset[i] for i in range(8)]))
-        pixels, _, _, _, positive = run.augment(*batch, step=3)
+        pixels, _, _, _, positive, _ = run.augment(*batch, step=3)
         alone = PretrainRun(tiny_config(tmp_path / "fdm", objective="fdm", color_jitter=0.2),
                             dataset, progress=False)  # fmt: skip
         try:
@@ -257,6 +257,40 @@ def test_the_contrastive_positive_is_augmented_on_its_own(dataset, tmp_path: Pat
         run.close()
 
 
+def test_fdm_targets_recoloured_on_their_own(dataset, tmp_path: Path) -> None:
+    """``target_color_jitter``: fdm's target frames get a colour draw of their own (SPR's
+    target views), in the window's positions; the window, and so ``future``'s frames and
+    every other draw, stay as they were, and the fdm loss reads the recoloured targets."""
+    config = tiny_config(tmp_path / "run", target_color_jitter=0.4)
+    run = PretrainRun(config, dataset, progress=False)
+    try:
+        batch = run.to_device(collate_windows([dataset[i] for i in range(8)]))
+        pixels, _, _, decode_index, _, targets = run.augment(*batch, step=3)
+        plain = PretrainRun(tiny_config(tmp_path / "plain"), dataset, progress=False)
+        try:
+            window_only = plain.augment(*batch, step=3)
+        finally:
+            plain.close()
+        assert window_only[5] is None and torch.equal(window_only[0], pixels)
+        assert torch.equal(window_only[3], decode_index)
+        assert targets.shape == pixels[:, 1:].shape and not torch.equal(targets, pixels[:, 1:])
+        # A colour draw: where a pixel is black in the window it stays black (no shift).
+        dark = pixels[:, 1:] == 0
+        assert torch.all(targets[dark] == 0)
+        again = run.augment(*batch, step=3)[5]
+        assert torch.equal(again, targets)  # seeded by the step, like every draw
+        with torch.no_grad():
+            own, _ = run.model(pixels, batch[1], decode_index, fdm_targets=targets)
+            shared, _ = run.model(pixels, batch[1], decode_index)
+        assert own["fdm"] != shared["fdm"] and torch.equal(own["future"], shared["future"])
+        with pytest.raises(ValueError, match="must be the window's future frames"):
+            run.model(pixels, batch[1], fdm_targets=targets[:, :1])
+    finally:
+        run.close()
+    with pytest.raises(ValueError, match="recolours fdm's targets, but objective 'future'"):
+        tiny_config(tmp_path / "f", objective="future", target_color_jitter=0.4)
+
+
 def test_each_pretraining_seed_draws_its_own_augmentation(dataset, tmp_path: Path) -> None:
     """torch's CPU generator keeps a seed's low 32 bits only, where the run's seed used to
     have none: every pretraining seed drew the same shifts and decoded frames. Seed 0's
@@ -268,7 +302,7 @@ def test_each_pretraining_seed_draws_its_own_augmentation(dataset, tmp_path: Pat
     for seed in (0, 1):
         run = PretrainRun(tiny_config(tmp_path / f"s{seed}", seed=seed), dataset, progress=False)
         try:
-            pixels, _, _, decode_index, _ = run.augment(*run.to_device(windows), step=2)
+            pixels, _, _, decode_index, _, _ = run.augment(*run.to_device(windows), step=2)
             drawn.append((pixels, decode_index))
         finally:
             run.close()

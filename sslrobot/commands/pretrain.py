@@ -161,6 +161,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="random brightness and colour gains per window, strength in [0, 1) (0: off)",
     )
     parser.add_argument(
+        "--target-color-jitter",
+        type=float,
+        default=0.0,
+        help="fdm: a colour draw of their own on its target frames, as SPR augments its "
+        "target views, so the latent predicts what colours do not move (0: off)",
+    )
+    parser.add_argument(
         "--salience-weight",
         type=float,
         default=None,
@@ -276,6 +283,7 @@ def _pretrain(args: argparse.Namespace) -> int:
         transition_norm=not args.transition_without_norm,
         augment=args.augment,
         color_jitter=args.color_jitter,
+        target_color_jitter=args.target_color_jitter,
         num_workers=args.num_workers,
         tensorboard=not args.no_tensorboard,
         **({} if args.salience_weight is None else {"salience_weight": args.salience_weight}),

@@ -111,6 +111,11 @@ class PretrainConfig:
         color_jitter: Strength of random brightness and colour gains per window
             (``augment.color_jitter``), for encoders that must hold under unseen colours and
             light; 0: off.
+        target_color_jitter: Strength of a colour draw of their own on the frames ``fdm``
+            encodes as its targets (after the window's), as SPR augments its target views
+            apart from the online one: the latent then predicts what the colours do not
+            move. Positions keep the window's shift (keypoints are positions); the frames
+            ``future`` decodes keep the window's colours; 0: off.
         val_fraction: Share of episodes held out for the validation windows of the strips.
         num_workers: DataLoader worker processes (0: load in the training process; with 2
             cores, workers compete with the training threads).
@@ -156,6 +161,7 @@ class PretrainConfig:
     augment: str = "shift"
     shift_pad: int = 4
     color_jitter: float = 0.0
+    target_color_jitter: float = 0.0
     val_fraction: float = 0.1
     num_workers: int = 0
     prefetch: int = 2
@@ -211,8 +217,15 @@ class PretrainConfig:
         if self.split_seed is not None:
             _check_int("split_seed", self.split_seed, minimum=0)
         _check_int("shift_pad", self.shift_pad, minimum=0)
-        if not (isinstance(self.color_jitter, int | float) and 0 <= self.color_jitter < 1):
-            raise ValueError(f"color_jitter must be in [0, 1), got {self.color_jitter!r}")
+        for name in ("color_jitter", "target_color_jitter"):
+            value = getattr(self, name)
+            if not (isinstance(value, int | float) and 0 <= value < 1):
+                raise ValueError(f"{name} must be in [0, 1), got {value!r}")
+        if self.target_color_jitter and "fdm" not in parse_objective(self.objective):
+            raise ValueError(
+                f"target_color_jitter={self.target_color_jitter} recolours fdm's targets, but "
+                f"objective {self.objective!r} has no fdm term"
+            )
         _check_int("decoded_steps", self.decoded_steps, minimum=1)
         if self.decoded_steps > self.num_steps_ahead:
             raise ValueError(

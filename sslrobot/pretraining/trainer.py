@@ -135,6 +135,8 @@ def _step_seed(seed: int, step: int, rank: int) -> int:
 #: Added to a step's seed for the contrastive positive's own augmentation (odd, so its low
 #: 32 bits, all mt19937 keeps, differ), so that the window's draws stay as they were.
 _POSITIVE_SEED_OFFSET = 0x5BD1E995
+#: The same for ``fdm``'s target frames' own colour draw (``target_color_jitter``).
+_TARGET_SEED_OFFSET = 0x27D4EB2F
 
 
 def train_episode_ids(windows: Dataset) -> dict[str, list[int]]:
@@ -487,18 +489,25 @@ class PretrainRun:
         proprio: torch.Tensor | None,
         step: int,
     ) -> tuple[
-        torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None, torch.Tensor | None
+        torch.Tensor,
+        torch.Tensor,
+        torch.Tensor | None,
+        torch.Tensor | None,
+        torch.Tensor | None,
+        torch.Tensor | None,
     ]:
         """Stack frames, random-shift, and pick the frames to decode, for global ``step``.
 
         The window's frames share one shift and colour draw (future frames stay predictable
         from the context frame). ``contrastive`` gets its positive, o_{t+K}, augmented with
         draws of its own, as ATC does: sharing the anchor's, the crop offset and the colour
-        gains alone would pick the positive out of the batch.
+        gains alone would pick the positive out of the batch. With ``target_color_jitter``,
+        ``fdm``'s target frames get a colour draw of their own on top of the window's.
 
         Returns:
             pixels (B, K+1, H, W, 3S), actions (B, K, A), proprio (B, K+1, P) or None,
-            decode_index (B, n) or None, the contrastive positive (B, H, W, 3S) or None.
+            decode_index (B, n) or None, the contrastive positive (B, H, W, 3S) or None,
+            fdm's recoloured targets o_{t+1}..o_{t+K} (B, K, H, W, 3S) or None.
         """
         config = self.config
         stack = config.encoder.frame_stack
@@ -525,7 +534,13 @@ class PretrainRun:
             b, horizon = actions.shape[:2]
             order = torch.rand(b, horizon, generator=generator, device=self.device).argsort(dim=1)
             decode_index = order[:, : config.decoded_steps]  # (B, n) distinct k - 1
-        return pixels, actions, proprio, decode_index, positive
+        fdm_targets = None
+        if config.target_color_jitter:  # a generator of its own: the window's draws unchanged
+            own = torch.Generator(device=self.device).manual_seed(
+                (seed + _TARGET_SEED_OFFSET) % 2**63
+            )
+            fdm_targets = color_jitter(pixels[:, 1:], config.target_color_jitter, own)
+        return pixels, actions, proprio, decode_index, positive, fdm_targets
 
     def train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """One optimisation step on a collated batch (data path included); detached metrics."""
@@ -538,6 +553,7 @@ class PretrainRun:
         proprio: torch.Tensor | None,
         decode_index: torch.Tensor | None,
         positive: torch.Tensor | None = None,
+        fdm_targets: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         """Forward, backward, finiteness check, optimizer step, EMA (the model's own work).
 
@@ -547,13 +563,15 @@ class PretrainRun:
             proprio: (B, K+1, P) on the device for a proprio-conditioned decoder, or None.
             decode_index: (B, n) frames to decode for ``future``, or None.
             positive: ``contrastive``'s o_{t+K}, augmented on its own (B, H, W, 3S), or None.
+            fdm_targets: ``fdm``'s target frames recoloured on their own (B, K, H, W, 3S), or
+                None (the window's own).
 
         Returns:
             Detached scalars: ``loss``, ``loss_<objective>``, ``grad_norm``, ``latent_std``.
         """
         module = self.ddp if self.ddp is not None else self.model
         with bfloat16_autocast(self.device, self.amp):
-            losses, metrics = module(pixels, actions, decode_index, proprio, positive)
+            losses, metrics = module(pixels, actions, decode_index, proprio, positive, fdm_targets)
         total = total_loss(losses, self.model_config.objective)
         self.optimizer.zero_grad(set_to_none=True)
         total.backward()

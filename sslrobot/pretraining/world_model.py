@@ -355,6 +355,7 @@ class WorldModel(nn.Module):
         decode_index: torch.Tensor | None = None,
         proprio: torch.Tensor | None = None,
         positive: torch.Tensor | None = None,
+        fdm_targets: torch.Tensor | None = None,
     ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
         """Losses of the active objectives on a batch of (augmented) windows.
 
@@ -368,6 +369,9 @@ class WorldModel(nn.Module):
             positive: ``contrastive``'s positive, o_{t+K} augmented independently of the
                 window (B, H, W, C) uint8, as the trainer gives it; None: the window's own
                 o_{t+K}, which shares the anchor's augmentation.
+            fdm_targets: ``fdm``'s target frames o_{t+1}..o_{t+K} recoloured on their own
+                (B, K, H, W, C) uint8 (``PretrainConfig.target_color_jitter``); None: the
+                window's own frames.
 
         Returns:
             ``(losses, metrics)``: unweighted scalar losses by objective name, and detached
@@ -409,10 +413,16 @@ class WorldModel(nn.Module):
         # shift and both read this window. A departure from SPR (stated in the README's list
         # of objectives): the shared shift is a cue a prediction can copy, as ATC's positive
         # had before it got its own augmentation; not measured against per-frame shifts.
+        if fdm_targets is not None and fdm_targets.shape != pixels[:, 1:].shape:
+            raise ValueError(
+                f"fdm_targets {tuple(fdm_targets.shape)} must be the window's future frames "
+                f"{tuple(pixels[:, 1:].shape)}"
+            )
         if "fdm" in active or ("contrastive" in active and positive is None):
             with torch.no_grad():
                 first = 1 if "fdm" in active else horizon  # contrastive needs o_{t+K} only
-                targets = self.target_encoder(pixels[:, first:].flatten(0, 1))
+                later = pixels[:, first:] if fdm_targets is None else fdm_targets[:, first - 1 :]
+                targets = self.target_encoder(later.flatten(0, 1))
                 targets = targets.view(b, steps - first, -1)  # (B, K or 1, D)
 
         rolled = self.transition.rollout(latent, actions) if self.transition is not None else None
