@@ -103,10 +103,12 @@ def _message(error: Exception) -> str:
 def in_option_names(message: str, field_options: dict[str, str]) -> str:
     """``message`` with the config fields a command sets from options of other names written
     as those options: ``collect --episodes 0`` is refused as ``--episodes must be ...``, not
-    as ``num_episodes must be ...``, which the user never typed. A field followed by ``=``
-    (a value recorded in a file, ``num_episodes=100``) is left as it is."""
+    as ``num_episodes must be ...``, which the user never typed. A field inside a path, a
+    quoted key or a recorded value (``/data/out_json/r.json``, ``{'num_episodes': 5}``,
+    ``num_episodes=100``) is left as it is."""
     for field_name, option in field_options.items():
-        message = re.sub(rf"(?<![\w-]){re.escape(field_name)}(?![\w=])", option, message)
+        pattern = rf"(?<![\w\-/.'\"]){re.escape(field_name)}(?![\w=/.'\"])"
+        message = re.sub(pattern, option, message)
     return message
 
 

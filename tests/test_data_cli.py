@@ -167,6 +167,8 @@ def test_config_errors_name_the_options_typed(tmp_path, capsys):
     assert in_option_names("my_num_episodes and --num_episodes stay", options) == (
         "my_num_episodes and --num_episodes stay"
     )
+    kept = "cannot create /d/env_id for /d/env_id/r.json, {'num_episodes': 5}, x.env_id"
+    assert in_option_names(kept, options) == kept  # paths, quoted keys
 
 
 def _group_alive(pgid: int) -> bool:

@@ -230,3 +230,50 @@ def test_a_stage_whose_upstream_was_made_again_is_made_again(tmp_path: Path) -> 
     shutil.rmtree(tmp_path / "data")
     chain()
     assert calls[-1] == "data" and len(calls) == 6
+
+
+def test_an_interrupted_stage_resumes_only_on_the_upstream_it_started_on(tmp_path: Path) -> None:
+    """An attempt cut short continued on top of an upstream made again meanwhile; and a
+    grow cut short, rerun at a smaller size, recollected everything and redid its users."""
+    import shutil
+
+    calls: list[tuple[str, bool]] = []
+
+    def stage(name: str, fail: bool = False):
+        def run(stage_dir: Path, resume: bool) -> None:
+            calls.append((name, resume))
+            if fail:
+                raise KeyboardInterrupt
+
+        return run
+
+    runner = _runner(tmp_path)
+    up = runner.run("up", {}, stage("up"))
+    with pytest.raises(KeyboardInterrupt):
+        runner.run("down", {}, stage("down", fail=True), depends_on=(up,))
+    shutil.rmtree(tmp_path / "up")
+    runner = _runner(tmp_path)
+    up = runner.run("up", {}, stage("up"))
+    runner.run("down", {}, stage("down"), depends_on=(up,))
+    assert calls[-1] == ("down", False)  # started afresh, not resumed on the old upstream
+
+    runner = _runner(tmp_path)
+    data = runner.run("data", {}, stage("data"), count=("n", 10))
+    runner.run("user", {}, stage("user"), depends_on=(data,))
+    with pytest.raises(KeyboardInterrupt):
+        _runner(tmp_path).run("data", {}, stage("data", fail=True), count=("n", 30))
+    runner = _runner(tmp_path)
+    data = runner.run("data", {}, stage("data"), count=("n", 8))
+    runner.run("user", {}, stage("user"), depends_on=(data,))
+    assert calls[-1] == ("data", True)  # resumed to the smaller size; its user kept
+
+    # What a stage was made with follows it through a grow: its first episodes' makers.
+    older = {"package_versions": {"torch": "2.12.0"}, "machine": {}, "device": "cpu"}
+    now = {"package_versions": {"torch": "2.13.0"}, "machine": {}, "device": "cpu"}
+    StageRunner(tmp_path, log=lambda line: None, provenance=older).run(
+        "grown", {}, stage("g"), count=("n", 5)
+    )
+    grown = StageRunner(tmp_path, log=lambda line: None, provenance=now).run(
+        "grown", {}, stage("g"), count=("n", 9)
+    )
+    assert calls[-1] == ("g", True) and grown.made_on == older

@@ -143,7 +143,10 @@ def test_tiny_ppo_run_on_state(tmp_path, monkeypatch):
     record = json.loads(
         (train_tiny_ppo_on_state(tmp_path / "b", steps=130) / "policy_config.json").read_text()
     )
-    assert record["env_steps"] == 130
+    assert record["env_steps"] == 130 and record["env_steps_trained"] == 128
+    # A budget below one rollout of every env would train nothing: refused before any work.
+    with pytest.raises(ValueError, match=r"steps=100: PPO trains on whole rollouts .* 128 with"):
+        train_tiny_ppo_on_state(tmp_path / "c", steps=100, num_envs=2)
 
 
 def test_rl_trains_in_the_look_of_its_normalisation_demos(tmp_path, monkeypatch):

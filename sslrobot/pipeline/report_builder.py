@@ -428,15 +428,25 @@ def across_tasks_blocks(
 
 
 #: What a stage's numbers depend on beyond its config, of ``stage_provenance``'s record: the
-#: package versions, the CPU's instruction set (the rounding of seeded CPU results), the
-#: device type. The CPU's name and the platform describe; they are not compared.
+#: package versions (but the plotting library's, which draws and stores no number), the
+#: CPU's instruction set (the rounding of seeded CPU results), the device type. The CPU's
+#: name and the platform describe; they are not compared.
 _COMPARED_MACHINE = ("torch_cpu_capability",)
+_UNCOMPARED_PACKAGES = ("matplotlib",)
+
+
+def _compared_versions(made_on: Mapping[str, Any]) -> dict[str, Any]:
+    versions = made_on.get("package_versions")
+    if not isinstance(versions, Mapping):
+        return {}
+    return {k: v for k, v in versions.items() if k not in _UNCOMPARED_PACKAGES}
 
 
 def _provenance_key(made_on: Mapping[str, Any]) -> str:
-    machine = made_on.get("machine") or {}
+    machine = made_on.get("machine")
+    machine = machine if isinstance(machine, Mapping) else {}
     compared = {
-        "package_versions": made_on.get("package_versions"),
+        "package_versions": _compared_versions(made_on),
         "machine": {key: machine.get(key) for key in _COMPARED_MACHINE},
         "device": made_on.get("device"),
     }
@@ -446,11 +456,13 @@ def _provenance_key(made_on: Mapping[str, Any]) -> str:
 def _provenance_difference(made_on: Mapping[str, Any], now: Mapping[str, Any]) -> str:
     """What of ``made_on`` differs from ``now``: ``torch 2.12.0 (now 2.13.0), AVX2 ...``."""
     parts = []
-    versions, current = made_on.get("package_versions") or {}, now.get("package_versions") or {}
+    versions, current = _compared_versions(made_on), _compared_versions(now)
     for name in sorted(set(versions) | set(current)):
         if versions.get(name) != current.get(name):
             parts.append(f"{name} {versions.get(name)} (now {current.get(name)})")
-    machine, here = made_on.get("machine") or {}, now.get("machine") or {}
+    machine, here = made_on.get("machine"), now.get("machine")
+    machine = machine if isinstance(machine, Mapping) else {}
+    here = here if isinstance(here, Mapping) else {}
     for key in _COMPARED_MACHINE:
         if machine.get(key) != here.get(key):
             parts.append(f"CPU {machine.get(key)} on {machine.get('cpu')} (now {here.get(key)})")
@@ -469,7 +481,7 @@ def stages_made_otherwise(
     stage's numbers are not."""
     groups: dict[str, list[StageResult]] = {}
     for result in stage_results:
-        if result.made_on is None:
+        if not isinstance(result.made_on, Mapping):  # before stages kept it (or hand-edited)
             groups.setdefault("", []).append(result)
         elif now is not None and _provenance_key(result.made_on) != _provenance_key(now):
             groups.setdefault(_provenance_key(result.made_on), []).append(result)

@@ -128,9 +128,10 @@ class StageRunner:
                     "made_with", (earlier_record.get("config") or {}).get(key)
                 )
                 # The size first made names the data while it holds those episodes: grown,
-                # or finished at any size (a smaller one is skipped, below), dependents keep
-                # their hash. An interrupted grow continues only to a size no smaller.
-                if kept is not None and (record is not None or kept <= size):
+                # or at any size (a finished stage asked for fewer is skipped, below; an
+                # interrupted one resumes, and collection keeps the first N whatever the
+                # count), dependents keep their hash.
+                if kept is not None:
                     made_with = kept
             config = {**config, key: made_with}
         full_config = {"config": config, "upstream": [dep.config_hash for dep in depends_on]}
@@ -162,7 +163,8 @@ class StageRunner:
                 atomic_write_json(
                     stage_dir / STARTED,
                     {"config_hash": digest, "seconds_before": record["seconds"],
-                     "made_id": record.get("made_id"), **full_config},
+                     "made_id": record.get("made_id"), "made_on": record.get("made_on"),
+                     "upstream_made": upstream_made, **full_config},
                 )  # fmt: skip
                 marker.unlink()
                 resumes = True
@@ -172,17 +174,25 @@ class StageRunner:
                 remove_stage_dir(stage_dir)
         started_file = stage_dir / STARTED
         started = read_json_file(started_file) if started_file.is_file() else {}
-        resume = started.get("config_hash") == digest
+        # An attempt continues on the upstream stages it started on (an older attempt's
+        # record, without them, cannot tell and continues).
+        resume = started.get("config_hash") == digest and (
+            started.get("upstream_made", upstream_made) == upstream_made
+        )
         if stage_dir.is_dir() and not resume:
             remove_stage_dir(stage_dir)  # a leftover of another config: start clean
         earlier = _earlier_seconds(stage_dir, started) if resume and resumes else 0.0
         stage_dir.mkdir(parents=True, exist_ok=True)
-        # A grown stage keeps its id: the episodes its users read are the ones they read.
+        # A grown stage keeps its id: the episodes its users read are the ones they read. A
+        # resumed or grown one keeps what its first attempt was made with (None: unknown),
+        # the report's conservative account of a stage made partly elsewhere.
         made_id = started["made_id"] if resume and "made_id" in started else uuid.uuid4().hex
+        made_on = started["made_on"] if resume and "made_on" in started else self.provenance
         atomic_write_json(
             started_file,
             {"config_hash": digest, "started_at": time.time(), "seconds_before": earlier,
-             "made_id": made_id, **full_config},
+             "made_id": made_id, "made_on": made_on, "upstream_made": upstream_made,
+             **full_config},
         )  # fmt: skip
         self.log(f"[{'resume' if resume else 'start'}] {name}")
         start = time.perf_counter()
@@ -191,13 +201,11 @@ class StageRunner:
         atomic_write_json(
             marker,
             {"config_hash": digest, "seconds": seconds, "value": value, "count": size,
-             "made_with": made_with, "made_on": self.provenance, "made_id": made_id,
+             "made_with": made_with, "made_on": made_on, "made_id": made_id,
              "upstream_made": upstream_made, **full_config},
         )  # fmt: skip
         self.log(f"[done] {name} in {seconds:.0f}s")
-        result = StageResult(
-            name, stage_dir, digest, seconds, False, value, self.provenance, made_id
-        )
+        result = StageResult(name, stage_dir, digest, seconds, False, value, made_on, made_id)
         self.results.append(result)
         return result
 

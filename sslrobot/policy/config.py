@@ -31,6 +31,9 @@ DEFAULT_RL_STEPS = 50_000
 #: Validation episodes use seeds from here on, so they never coincide with evaluation seeds
 #: (which are documented to stay below it) or with demonstration seeds.
 VALIDATION_SEED_BASE = 1_000_000
+#: PPO's shortest rollout per sub-env (a multiple of 64 keeps SB3's minibatches whole): a
+#: budget below one rollout of every sub-env would train nothing.
+PPO_MIN_ROLLOUT = 64
 #: Largest seed NumPy's legacy seeding (SB3's, and the policies' generators) takes.
 MAX_SEED = 2**32 - 1
 #: Largest learning rate the optimisers can hold (float32's maximum; torch.finfo, without
@@ -221,6 +224,14 @@ class PolicyConfig:
             raise ValueError(
                 f"num_demos={self.num_demos}: RL without demos fits its statistics on random "
                 "rollouts and would ignore it"
+            )
+        ppo_budget = self.steps if self.steps is not None else DEFAULT_RL_STEPS
+        rollout = PPO_MIN_ROLLOUT * self.num_envs
+        if self.algo == "rl" and self.rl_algorithm == "ppo" and ppo_budget < rollout:
+            raise ValueError(
+                f"steps={ppo_budget}: PPO trains on whole rollouts of at least "
+                f"{PPO_MIN_ROLLOUT} steps per env, {rollout} with num_envs={self.num_envs}; "
+                "give at least that many steps"
             )
         # BC's checks also log the loss and save resume checkpoints; RL's only validate.
         unvalidated_rl = self.algo == "rl" and self.val_episodes == 0

@@ -42,7 +42,7 @@ from sslrobot.policy.checkpoint import (
     start_policy_dir,
     write_policy_config,
 )
-from sslrobot.policy.config import DEFAULT_RL_STEPS, PolicyConfig
+from sslrobot.policy.config import DEFAULT_RL_STEPS, PPO_MIN_ROLLOUT, PolicyConfig
 from sslrobot.policy.demos import (
     check_demo_shapes,
     demos_visual_preset,
@@ -213,7 +213,8 @@ def make_sb3_model(config: PolicyConfig, env: Any, device: torch.device, num_ste
             **common,
         )
     # A multiple of 64 keeps SB3's minibatches whole for the usual batch sizes.
-    rollout = max(64, min(2048, num_steps // config.num_envs) // 64 * 64)
+    step = PPO_MIN_ROLLOUT
+    rollout = max(step, min(2048, num_steps // config.num_envs) // step * step)
     return sb3.PPO(
         "MlpPolicy",
         env,
@@ -335,6 +336,9 @@ def train_rl(config: PolicyConfig) -> Path:
             "train_reset_seeds": [first + i for i in range(config.num_envs)],
             "normalization": norm_source,
             "env_steps": int(model.num_timesteps),
+            # What the updates saw: PPO trains whole rollouts, and the one the budget cuts
+            # short is collected but not trained on.
+            "env_steps_trained": _steps_trained(model, config),
             "resumed_at_steps": resumed_at,  # steps the training continued from
             "checkpoints": checkpoints,
             "sb3_models": sb3_models,
@@ -429,6 +433,14 @@ def _progress_callback(label: str, total: int, done: int, enabled: bool) -> Any:
             self.bar.close()
 
     return Progress()
+
+
+def _steps_trained(model: Any, config: PolicyConfig) -> int:
+    """Environment steps the updates learned from: SAC every one, PPO its whole rollouts."""
+    if config.rl_algorithm != "ppo":
+        return int(model.num_timesteps)
+    per_rollout = model.n_steps * config.num_envs
+    return int(model.num_timesteps) // per_rollout * per_rollout
 
 
 def _budget_callback(total: int) -> Any:
