@@ -935,3 +935,66 @@ def test_metrics_log_says_once_when_tensorboard_is_missing(monkeypatch, tmp_path
     log.close()
     assert float(read_csv(tmp_path / artifacts.METRICS)[0]["pretrain/loss"]) == 0.5
     assert not (tmp_path / artifacts.TENSORBOARD).exists()
+
+
+def test_a_killed_run_keeps_its_strips_and_a_killed_extension_no_stale_weights(
+    dataset, tmp_path: Path, monkeypatch
+) -> None:
+    """Killed right after a checkpoint, the step's strip was never drawn (the resume starts
+    past it); and a finished run extended to more steps, killed, kept its old weights under a
+    config naming the new steps, which loaded as if finished."""
+    save = PretrainRun._save_checkpoint
+    stop_at = [4]
+
+    def save_then_stop(self) -> None:
+        save(self)
+        if self.step == stop_at[0]:
+            raise KeyboardInterrupt
+
+    settings = {"steps": 6, "checkpoint_every": 2, "image_every": 2}
+    with monkeypatch.context() as patch, pytest.raises(KeyboardInterrupt):
+        patch.setattr(PretrainRun, "_save_checkpoint", save_then_stop)
+        pretrain(tiny_config(tmp_path / "cut", **settings), dataset, progress=False)
+    out = pretrain(tiny_config(tmp_path / "cut", resume=True, **settings), dataset, False)
+    strips = sorted(p.name for p in (out / artifacts.PREDICTIONS).glob("*.png"))
+    assert strips == ["step_00002.png", "step_00004.png", "step_00006.png"]
+
+    stop_at[0] = 8  # the extension's last checkpoint, before its outputs
+    with monkeypatch.context() as patch, pytest.raises(KeyboardInterrupt):
+        patch.setattr(PretrainRun, "_save_checkpoint", save_then_stop)
+        pretrain(tiny_config(out, steps=8, resume=True, checkpoint_every=2), dataset, False)
+    assert not (out / artifacts.ENCODER_WEIGHTS).exists()  # not the step-6 encoder as step 8
+    assert not (out / artifacts.MODEL_WEIGHTS).exists()
+    pretrain(tiny_config(out, steps=8, resume=True, checkpoint_every=2), dataset, False)
+    assert (out / artifacts.ENCODER_WEIGHTS).is_file()
+
+
+def test_failures_of_a_rank_keep_their_kind_and_bad_seeds_are_refused(tmp_path: Path) -> None:
+    """A rank's full disk or non-empty output directory, or the package's ValueErrors, became
+    RuntimeErrors (a traceback at the command line); a seed past 2**32 - 1 overflowed the
+    sampler's generator after the output directory was made; a damaged optimizer state was
+    an unpickling traceback."""
+    from sslrobot.pretraining.launch import rank_failure
+
+    cases = {
+        "OSError: [Errno 28] No space left on device": OSError,
+        "FileExistsError: output directory x is not empty": OSError,
+        "sslrobot.data.frames.DegenerateFramesError: all frames black": ValueError,
+        "ValueError: batch larger than the data": ValueError,
+        "RuntimeError: CUDA error": RuntimeError,
+        "othermodule.ValueError: not ours": RuntimeError,
+    }
+    for line, kind in cases.items():
+        error = rank_failure(2, "out", 1, f"Traceback ...\n{line}\n")
+        assert type(error) is kind and str(error).endswith(f"rank 1: {line}")
+    with pytest.raises(ValueError, match=r"seed must be <= 4294967295 \(2\*\*32 - 1\)"):
+        tiny_config(tmp_path / "s", seed=2**32)
+
+    from sslrobot.pretraining.checkpoint import OPTIMIZER, load_checkpoint
+
+    run = tmp_path / "run"
+    pretrain(tiny_config(run, steps=2), MovingSquareDataset(4, 12, K, SIZE), progress=False)
+    (step,) = (run / artifacts.CHECKPOINTS).glob("step_*")
+    (step / OPTIMIZER).write_bytes(b"not a pickle")
+    with pytest.raises(ValueError, match=r"optimizer state .* is unreadable"):
+        load_checkpoint(step)

@@ -257,7 +257,8 @@ def test_a_failing_rank_names_its_error(tmp_path: Path) -> None:
     from sslrobot.pretraining.launch import pretrain_in_processes
 
     config = _launch_config(tmp_path / "no_dataset", tmp_path / "out", 8)
-    with pytest.raises(RuntimeError, match=r"rank \d: FileNotFoundError: .*no_dataset"):
+    # A missing dataset is the user's to fix: an OSError, one line at the command line.
+    with pytest.raises(OSError, match=r"rank \d: FileNotFoundError: .*no_dataset"):
         pretrain_in_processes(config, 2, 1, False)
 
 
@@ -474,3 +475,20 @@ def test_pretraining_skips_an_episode_whose_bytes_were_flipped(data_dir, tmp_pat
     flip_member_byte(episode_path(copy, 1), "pixels.npy", position=-7)
     with pytest.warns(UserWarning, match=r"episode 1 of .* is corrupt.*CRC"):
         assert main(_args(copy, tmp_path / "out", "--steps", "1", "--image-every", "0")) == 0
+
+
+def test_resume_refuses_a_recollection_of_other_episodes(tmp_path: Path, capsys) -> None:
+    """The ids and the window count were all a resume compared: data recollected with another
+    seed (or task, or look) and the same counts continued the run on other episodes."""
+    settings = {"env_id": FAKE_ENV_ID, "num_episodes": 6, "image_size": SIZE,
+                "env_kwargs": {"image_size": SIZE}}  # fmt: skip
+    first = collect(CollectConfig(out=tmp_path / "a", **settings), progress=False)
+    other = collect(CollectConfig(out=tmp_path / "b", seed=1, **settings), progress=False)
+    out = tmp_path / "model"
+    assert main(_args(first, out, "--steps", "2")) == 0
+    capsys.readouterr()
+    assert main(_args(other, out, "--steps", "4", "--resume")) == 2
+    err = capsys.readouterr().err
+    assert "trained on other data than" in err and "base_seed differ" in err
+    copy = __import__("shutil").copytree(first, tmp_path / "moved")  # a copy is the same data
+    assert main(_args(copy, out, "--steps", "4", "--resume")) == 0

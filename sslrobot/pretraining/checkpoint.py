@@ -15,6 +15,7 @@ previous checkpoint complete and pointed to.
 from __future__ import annotations
 
 import os
+import pickle
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -114,7 +115,7 @@ def load_checkpoint(path: Path) -> Checkpoint:
     if (path / OPTIMIZER).is_file():
         try:
             optimizer_state = torch.load(path / OPTIMIZER, map_location="cpu", weights_only=True)
-        except (OSError, RuntimeError, EOFError) as error:
+        except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as error:
             raise ValueError(
                 f"optimizer state {path / OPTIMIZER} is unreadable: {error}"
             ) from error

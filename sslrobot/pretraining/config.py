@@ -18,6 +18,10 @@ from sslrobot.utils.config import check_known_fields, config_to_dict
 DEVICES = ("auto", "cpu", "cuda", "mps")
 _AMP_NAMES = {"auto": None, "on": True, "off": False}  # the command's --amp
 
+#: Largest pretraining seed (as the policies'): the sampler's per-epoch generator seeds
+#: (``seed * 1_000_003 + epoch``) stay far inside torch's 64-bit range.
+MAX_SEED = 2**32 - 1
+
 #: Settings that may change when a run is resumed (they do not change what is computed,
 #: except ``device``: another device type draws other augmentations from the same seeds and
 #: rounds otherwise, which the trainer warns of; ``data`` may point to a moved copy, and the
@@ -216,6 +220,10 @@ class PretrainConfig:
         _check_int("seed", self.seed, minimum=0)
         if self.split_seed is not None:
             _check_int("split_seed", self.split_seed, minimum=0)
+        for name in ("seed", "split_seed"):  # the sampler's generators overflowed past it
+            value = getattr(self, name)
+            if value is not None and value > MAX_SEED:
+                raise ValueError(f"{name} must be <= {MAX_SEED} (2**32 - 1), got {value}")
         _check_int("shift_pad", self.shift_pad, minimum=0)
         for name in ("color_jitter", "target_color_jitter"):
             value = getattr(self, name)

@@ -11,7 +11,9 @@ processes with one thread each and the same global batch 2,083 and 2,222.
 
 from __future__ import annotations
 
+import builtins
 import dataclasses
+import importlib
 import signal
 import threading
 import uuid
@@ -115,11 +117,33 @@ def pretrain_in_processes(
 
 def rank_failure(num_processes: int, out: str, rank: int, message: object) -> Exception:
     """The error for a failed rank, ending with its exception line. A rank's ``ValueError``
-    is bad input (a batch larger than the data, ...), the user's to fix: it stays one, so the
-    CLI prints one line instead of a traceback; anything else is a ``RuntimeError``."""
+    (bad input: a batch larger than the data, degenerate frames ...) or ``OSError`` (a full
+    disk, an output directory not empty) is the user's to fix: it stays one, so the CLI
+    prints one line instead of a traceback, as for one process; anything else is a
+    ``RuntimeError``."""
     line = _last_line(message)
-    kind = ValueError if line.startswith("ValueError:") else RuntimeError
+    kind = _exception_kind(line)
     return kind(f"pretraining in {num_processes} processes failed (out={out}): rank {rank}: {line}")
+
+
+def _exception_kind(line: str) -> type[Exception]:
+    """``ValueError`` or ``OSError`` when the exception line names one of theirs (a builtin
+    such as ``FileExistsError``, or the package's own, e.g. ``DegenerateFramesError``), else
+    ``RuntimeError``."""
+    name = line.split(":", 1)[0].strip()
+    module, _, class_name = name.rpartition(".")
+    found = None
+    if not module:
+        found = getattr(builtins, class_name, None)
+    elif module.split(".")[0] == "sslrobot":  # only the package's modules are imported
+        try:
+            found = getattr(importlib.import_module(module), class_name, None)
+        except ImportError:
+            found = None
+    for kind in (OSError, ValueError):
+        if isinstance(found, type) and issubclass(found, kind):
+            return kind
+    return RuntimeError
 
 
 def _last_line(message: object) -> str:

@@ -215,6 +215,8 @@ class PretrainRun:
     def _setup(self, dataset: Dataset | None, val_dataset: Dataset | None) -> None:
         config = self.config
         self.device = resolve_device(config.device, self.context.local_rank)
+        if self.device.type == "cuda":  # the DataLoader's pin-memory thread takes the current
+            torch.cuda.set_device(self.device)  # device: GPU 0 for --device cuda:1 otherwise
         self.amp = config.amp if config.amp is not None else has_native_bfloat16(self.device)
         if self.amp and self.device.type != "cuda":
             raise ValueError(
@@ -424,6 +426,21 @@ class PretrainRun:
                 f"given ({self.config.data}) now splits into training (the dataset grew or "
                 "changed since); resume with the data it started on"
             )
+        # Which episodes, not only how many: a recollection with another seed, task or look
+        # has the same ids and windows (a move or a copy keeps the identity).
+        identities = saved.get("train_dataset_identities")
+        current = self.train_dataset_identities
+        if identities is not None and current is not None and identities != current:
+            changed = sorted(
+                {k for old, new in zip(identities, current, strict=False) for k in old
+                 if old.get(k) != new.get(k)}
+                | ({"number of datasets"} if len(identities) != len(current) else set())
+            )  # fmt: skip
+            raise ValueError(
+                f"--resume: the run in {self.out} trained on other data than "
+                f"{self.config.data} (its {', '.join(changed)} differ); resume with the data "
+                "it started on"
+            )
         windows = saved.get("num_train_windows")
         if windows is not None and windows != len(self.dataset):
             raise ValueError(
@@ -606,8 +623,9 @@ class PretrainRun:
         raise NonFiniteLossError(
             f"non-finite loss or gradient at step {self.step + 1} (rank {self.context.rank}: "
             f"pretrain/loss={total.item():.4g}, {values}, grad_norm={grad_norm.item():.4g}); "
-            f"stopped before updating the weights, {kept}. Try a lower --lr or check the data "
-            "for NaN actions."
+            f"stopped before updating the weights, {kept} (to the same step: resuming is "
+            "exact). Start again in a new --out with a lower --lr, or check the data for NaN "
+            "actions."
         )
 
     # -- the loop --------------------------------------------------------------------------
@@ -620,6 +638,11 @@ class PretrainRun:
         log = None
         if main:
             self.out.mkdir(parents=True, exist_ok=True)
+            if start < config.steps:
+                # A finished run extended to more steps: its weights would otherwise stand,
+                # under a config naming the new steps, as the result of a killed extension.
+                for name in (artifacts.ENCODER_WEIGHTS, artifacts.MODEL_WEIGHTS):
+                    (self.out / name).unlink(missing_ok=True)
             self._write_config()
             log = MetricsLog(self.out, keys, start if self.resuming else None, config.tensorboard)
         strip_batch = self._strip_batch() if main else None
@@ -713,10 +736,13 @@ class PretrainRun:
                     self._interval_steps, timed_steps, wait = 0, 0, 0.0
                     tick = time.perf_counter()
                 paused = time.perf_counter()
-                if config.checkpoint_every and self.step % config.checkpoint_every == 0:
-                    self._save_checkpoint()
+                # The strip before the checkpoint: killed between them, the resume starts
+                # from the checkpoint before and draws this step's strip again (after it, it
+                # started past the step and the strip was never drawn).
                 if log is not None and config.image_every and self.step % config.image_every == 0:
                     self._write_strip(strip_batch, log)
+                if config.checkpoint_every and self.step % config.checkpoint_every == 0:
+                    self._save_checkpoint()
                 tick += time.perf_counter() - paused  # file writing is not training time
         finally:
             bar.close()
