@@ -112,6 +112,10 @@ output: docs/results/benchmarks/bench_heads_tta_session28.txt):
     python scripts/bench_heads.py --run runs/reach27c --task Reach-v0 --heads augment \
         --aug-pad 4 --aug-color 0.6 --tta 8
 
+``--dropout P`` puts dropout after each hidden ReLU of the MLP family's heads, ``--bc-steps N``
+trains every head N steps instead of the run's budget (session 28, raw output:
+docs/results/benchmarks/bench_heads_dropout_session28.txt, bench_heads_steps_session28.txt).
+
 Prints its settings and success per seed and mean for each head. BC success moves by about 5
 points between training seeds of one head, so compare means over the seeds.
 """
@@ -248,6 +252,13 @@ def parse_args() -> argparse.Namespace:
         default="mlp",
         help="mlp, augment, augment-first, consistency, state: the run's MLP, a linear map, or "
         "both summed (a linear skip beside the MLP)",
+    )
+    parser.add_argument(
+        "--bc-steps",
+        type=int,
+        default=None,
+        help="every head's optimiser steps instead of the run's bc_steps (the same budget for "
+        "every head and encoder)",
     )
     parser.add_argument(
         "--dropout",
@@ -912,7 +923,12 @@ def main() -> None:
     args = parse_args()
     config, demos, spec = open_run(args, "bench_heads")
     check_options(args, demos)
-    print(f"BC budget (the run's): {config['bc_steps']} steps at batch {config['bc_batch_size']}")
+    whose = "the run's"
+    if args.bc_steps is not None:
+        if args.bc_steps < 1:
+            raise SystemExit(f"--bc-steps must be >= 1, got {args.bc_steps}")
+        config["bc_steps"], whose = args.bc_steps, f"--bc-steps; the run's {config['bc_steps']}"
+    print(f"BC budget ({whose}): {config['bc_steps']} steps at batch {config['bc_batch_size']}")
     start = time.perf_counter()
     columns = proprio_columns(args.proprio_columns)
     visual_preset = demos.manifest["env_kwargs"].get("visual_preset", "train")
