@@ -119,7 +119,10 @@ def _how_to_continue(args: argparse.Namespace) -> str:
     if hasattr(args, "resume"):  # collect, pretrain
         return "finished artifacts are kept; rerun with --resume to continue"
     if args.command == "run":
-        return "finished stages are kept; rerun the same command to continue"
+        return (
+            "finished stages are kept, and an interrupted collection, pretraining or policy "
+            "continues where it stopped; rerun the same command to continue"
+        )
     return "files are written whole or not at all; rerun the command"
 
 

@@ -74,6 +74,12 @@ def test_quick_run_writes_every_report_artifact(quick_run: Path) -> None:
     # What a seeded CPU result depends on beyond versions: the CPU's instruction set.
     assert machine["torch_cpu_capability"] == torch.backends.cpu.get_cpu_capability()
     assert machine["cpu"] and machine["cpu_count"] >= 1 and machine["platform"]
+    header = json.loads((quick_run / "results.json").read_text())["header"]
+    # What `evaluate --seed` takes to remake an evaluation, and how much this run made.
+    assert header["seeds"]["evaluation_episodes_from"] == QUICK.seed + 300_000
+    assert header["seeds"]["demonstrations_from"] == QUICK.seed + 200_000
+    made = r"\d+ of \d+ made by this invocation, the others reused .*"
+    assert re.fullmatch(made, header["stages"])
 
 
 def test_report_numbers_come_from_result_files(quick_run: Path) -> None:

@@ -277,3 +277,25 @@ def test_an_interrupted_stage_resumes_only_on_the_upstream_it_started_on(tmp_pat
         "grown", {}, stage("g"), count=("n", 9)
     )
     assert calls[-1] == ("g", True) and grown.made_on == older
+
+
+def test_a_ctrl_c_swallowed_inside_a_stage_stops_the_run_at_the_next(tmp_path: Path) -> None:
+    """A KeyboardInterrupt raised inside a finalizer (tqdm's, logging's at-fork hook) is
+    printed and dropped by Python, and `sslrobot run` went on to finish with exit code 0."""
+    import contextlib
+    import signal
+
+    from sslrobot.pipeline.stages import noting_interrupts
+
+    def swallowing(stage_dir: Path, resume: bool) -> None:
+        with contextlib.suppress(KeyboardInterrupt):  # as a finalizer's is
+            signal.raise_signal(signal.SIGINT)
+
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    with noting_interrupts():
+        runner = _runner(tmp_path)
+        runner.run("a", {}, swallowing)
+        with pytest.raises(KeyboardInterrupt, match="interrupted earlier"):
+            runner.run("b", {}, lambda d, r: None)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert not _runner(tmp_path).run("b", {}, lambda d, r: None).skipped  # noted no longer

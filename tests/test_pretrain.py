@@ -928,13 +928,19 @@ def test_metrics_log_says_once_when_tensorboard_is_missing(monkeypatch, tmp_path
             raise ImportError("no tensorboard")
         return real_import(name, *args, **kwargs)
 
+    from sslrobot.pretraining import metrics_log
+
     monkeypatch.setattr(builtins, "__import__", without_tensorboard)
+    monkeypatch.setattr(metrics_log, "_TENSORBOARD_MISSING_SAID", False)
     with pytest.warns(UserWarning, match=r"tensorboard is not installed: metrics go to metrics"):
         log = MetricsLog(tmp_path, ["pretrain/loss"])
     log.log(1, {"pretrain/loss": 0.5})
     log.close()
     assert float(read_csv(tmp_path / artifacts.METRICS)[0]["pretrain/loss"]) == 0.5
     assert not (tmp_path / artifacts.TENSORBOARD).exists()
+    with warnings.catch_warnings():  # once a process: a run of several pretrainings said
+        warnings.simplefilter("error")  # it for each
+        MetricsLog(tmp_path / "second", ["pretrain/loss"]).close()
 
 
 def test_a_killed_run_keeps_its_strips_and_a_killed_extension_no_stale_weights(

@@ -30,8 +30,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--tasks",
         nargs="+",
         metavar="ID",
-        help=f"subset of {', '.join(ENV_IDS)} (default: the newest version of each task, "
-        f"{', '.join(LATEST_ENV_IDS)})",
+        help=f"subset of {', '.join(ENV_IDS)} (default: the preset's; default and full run "
+        f"the newest version of each task, {', '.join(LATEST_ENV_IDS)}, quick Reach alone)",
     )
     parser.add_argument(
         "--out", default="runs/sslrobot", help="run directory, resumable (default: runs/sslrobot)"

@@ -16,7 +16,12 @@ from typing import Any
 import imageio.v2 as imageio
 import numpy as np
 
-from sslrobot.pipeline.presets import RunConfig
+from sslrobot.pipeline.presets import (
+    DEMO_SEED_BASE,
+    EVAL_SEED_BASE,
+    UNLABELED_SEED_BASE,
+    RunConfig,
+)
 from sslrobot.pipeline.run import TaskArtifacts, task_slug
 from sslrobot.pipeline.stages import StageResult, read_json_file
 from sslrobot.utils.io import atomic_copy, atomic_write_json, atomic_write_to_name
@@ -531,11 +536,20 @@ def build_report(
         "command": command,
         "config": config.to_dict(),
         "package_versions": package_versions(),
-        "seeds": {"run": config.seed, "policy_seeds": list(config.policy_seeds)},
+        "seeds": {
+            "run": config.seed,
+            "policy_seeds": list(config.policy_seeds),
+            # What `sslrobot collect --seed` / `evaluate --seed` take to remake them.
+            "unlabeled_episodes_from": config.seed + UNLABELED_SEED_BASE,
+            "demonstrations_from": config.seed + DEMO_SEED_BASE,
+            "evaluation_episodes_from": config.seed + EVAL_SEED_BASE,
+        },
         "python": sys.version.split()[0],
         "machine": machine_description(),
         "wall_time": f"{wall_time_s:.0f} s this invocation; "
         f"{sum(r.seconds for r in stage_results):.0f} s summed over all stages",
+        "stages": f"{sum(not r.skipped for r in stage_results)} of {len(stage_results)} made by "
+        "this invocation, the others reused from earlier ones",
         "written": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
     }
     elsewhere = stages_made_otherwise(stage_results, provenance)

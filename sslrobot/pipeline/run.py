@@ -30,7 +30,13 @@ from sslrobot.pipeline.presets import (
     make_run_config,
     parse_overrides,
 )
-from sslrobot.pipeline.stages import StageResult, StageRunner, read_json_file
+from sslrobot.pipeline.stages import (
+    StageResult,
+    StageRunner,
+    noting_interrupts,
+    read_json_file,
+    stop_if_interrupted,
+)
 from sslrobot.utils.io import atomic_write_json, exclusive_lock
 
 #: Lock file of a run directory (held while ``run_pipeline`` works in it).
@@ -793,9 +799,10 @@ def run_pipeline(
     # One run per directory at a time: another with other settings would redo, under this
     # one, the stages they share (the stage cache keys on settings).
     busy = f"another `sslrobot run` is using {out}; wait for it or choose another --out"
-    with exclusive_lock(out / RUN_LOCK, busy):
+    with exclusive_lock(out / RUN_LOCK, busy), noting_interrupts():
         pipeline = Pipeline(config, out, device=device, progress=progress)
         artifacts = pipeline.run()
+        stop_if_interrupted()  # a Ctrl-C swallowed during the last stage
         return build_report(
             config,
             out,

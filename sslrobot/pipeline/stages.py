@@ -9,11 +9,14 @@ called with ``resume=True`` so it can continue.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
+import signal
+import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +26,40 @@ from sslrobot.utils.io import atomic_write_json
 
 MARKER = "stage.json"
 STARTED = "stage_started.json"
+
+#: Set by ``noting_interrupts``'s handler when Ctrl-C arrives: a KeyboardInterrupt raised
+#: inside a finalizer (tqdm's, logging's at-fork hook) is printed and dropped by Python, and
+#: the run went on to finish; the next stage then stops it instead.
+_INTERRUPTED = threading.Event()
+
+
+@contextlib.contextmanager
+def noting_interrupts() -> Iterator[None]:
+    """Within it, Ctrl-C raises KeyboardInterrupt as usual and is also noted, so that
+    ``StageRunner.run`` stops at the next stage if the exception was swallowed. Only in the
+    main thread and over Python's own handler (another's is left alone)."""
+    main = threading.current_thread() is threading.main_thread()
+    if not main or signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        yield
+        return
+
+    def note(signum: int, frame: Any) -> None:
+        _INTERRUPTED.set()
+        raise KeyboardInterrupt
+
+    _INTERRUPTED.clear()
+    signal.signal(signal.SIGINT, note)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        _INTERRUPTED.clear()
+
+
+def stop_if_interrupted() -> None:
+    """Raise the KeyboardInterrupt of a Ctrl-C that something swallowed since."""
+    if _INTERRUPTED.is_set():
+        raise KeyboardInterrupt("interrupted earlier (Ctrl-C), where it could not stop the run")
 
 
 def remove_stage_dir(stage_dir: Path) -> None:
@@ -112,6 +149,7 @@ class StageRunner:
             resumes: ``fn`` continues an interrupted attempt (collection, training) rather
                 than redoing it, so the attempt's time counts towards the stage's.
         """
+        stop_if_interrupted()
         stage_dir = self.root / name
         marker = stage_dir / MARKER
         record = read_json_file(marker) if marker.is_file() else None

@@ -94,14 +94,22 @@ def _format(value: float) -> str:
     return "" if math.isnan(value) else f"{value:.6g}"
 
 
+#: Whether this process has said that TensorBoard is missing (once is enough: a run of
+#: several pretrainings said it for each).
+_TENSORBOARD_MISSING_SAID = False
+
+
 def _summary_writer(path: Path) -> Any:
+    global _TENSORBOARD_MISSING_SAID
     try:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError:  # tensorboard is an optional extra
-        warnings.warn(
-            f"tensorboard is not installed: metrics go to metrics.csv only, not {path} "
-            "(pip install 'sslrobot[tensorboard]' for both)",
-            stacklevel=3,
-        )
+        if not _TENSORBOARD_MISSING_SAID:
+            _TENSORBOARD_MISSING_SAID = True
+            warnings.warn(
+                f"tensorboard is not installed: metrics go to metrics.csv only, not {path} "
+                "or the other runs' (pip install 'sslrobot[tensorboard]' for both)",
+                stacklevel=3,
+            )
         return None
     return SummaryWriter(log_dir=str(path))
