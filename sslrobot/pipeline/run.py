@@ -190,7 +190,12 @@ def warn_of_changed_settings(out: Path, config: RunConfig) -> list[str]:
         assignments = _assignments(earlier, skip=UNSTAGED_SETTINGS)
         described = ", ".join(f"{key} {earlier[key]!r} -> {now[key]!r}" for key in changed)
         command = _run_command(earlier["preset"], assignments, out)
-        continuation = f"To continue that run instead: {command}"
+        # Said before anything is redone: stopped now (Ctrl-C), the earlier run is whole;
+        # once this one has replaced stages, its command makes them again.
+        continuation = (
+            "To continue that run instead, stop this one now and run (stages it has replaced "
+            f"by then are made again): {command}"
+        )
         try:  # the command suggested must work: a hand-edited config may not
             make_run_config(earlier["preset"], **parse_overrides(assignments))
         except ValueError as error:
