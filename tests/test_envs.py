@@ -446,3 +446,27 @@ def test_missing_gl_libraries_are_named_before_any_backend_is_imported(monkeypat
     monkeypatch.setattr(render, "_import_context_class", lambda backend: pytest.fail(backend))
     with pytest.raises(RuntimeError, match="egl: libEGL not found; osmesa: libOSMesa not found"):
         render.make_gl_context(16, 16)
+
+
+def test_rendering_from_another_thread_is_refused_by_name() -> None:
+    """MuJoCo's GL context stays current in the thread that first rendered; another thread's
+    render failed with EGL's own EGL_BAD_ACCESS, which named neither thread nor remedy."""
+    import threading
+
+    env = gym.make("sslrobot/Reach-v0", image_size=SMALL)
+    env.reset(seed=0)
+    errors: list[BaseException] = []
+
+    def step_elsewhere() -> None:
+        try:
+            env.reset(seed=1)
+        except RuntimeError as error:
+            errors.append(error)
+
+    worker = threading.Thread(target=step_elsewhere, name="worker")
+    worker.start()
+    worker.join()
+    assert len(errors) == 1
+    assert "belongs to thread 'MainThread'" in str(errors[0]) and "'worker'" in str(errors[0])
+    env.reset(seed=2)  # its own thread renders on
+    env.close()

@@ -16,6 +16,7 @@ import contextlib
 import ctypes.util
 import functools
 import os
+import threading
 from typing import Any
 
 import mujoco
@@ -108,8 +109,9 @@ class Renderer:
 
     Its GL context stays current on the thread that first renders (made current once, never
     released: the per-frame cost is what this class is for), so an env renders from that
-    thread only; another thread's render or close fails with ``EGL_BAD_ACCESS``. Use an env
-    per thread, or processes. A process forked after its parent rendered can hang in
+    thread only; another thread's render is refused with a RuntimeError that says so (EGL's
+    own ``EGL_BAD_ACCESS`` named neither thread nor remedy). Use an env per
+    thread, or processes. A process forked after its parent rendered can hang in
     ``mjr_readPixels`` with ``LP_NUM_THREADS`` >= 1 (Mesa's worker threads do not survive a
     fork): vector envs should start their workers with ``spawn`` or ``forkserver``, as
     ``sslrobot collect`` does.
@@ -136,11 +138,26 @@ class Renderer:
         mujoco.mjr_setBuffer(mujoco.mjtFramebuffer.mjFB_OFFSCREEN, self._mjr_context)
         self._viewport = mujoco.MjrRect(0, 0, width, height)
         self._buffer = np.empty((height, width, 3), dtype=np.uint8)
+        self._thread = threading.get_ident()  # where the context is current
+
+    def _check_thread(self) -> None:
+        """Refuse another thread than the one the context is current in (even once that one
+        has ended: EGL keeps the context bound to it)."""
+        if threading.get_ident() == self._thread:
+            return
+        owner = next((t for t in threading.enumerate() if t.ident == self._thread), None)
+        where = f"thread {owner.name!r}" if owner is not None else "a thread that has ended"
+        raise RuntimeError(
+            f"this env's renderer belongs to {where}, and MuJoCo's GL context cannot be made "
+            f"current in another; make the env in the thread that steps it "
+            f"({threading.current_thread().name!r}), or use processes"
+        )
 
     def render(self, data: mujoco.MjData, camera_id: int) -> np.ndarray:
         """Returns a fresh (H, W, 3) uint8 frame from a model camera."""
         if self._context is None:
             raise RuntimeError("render() called on a closed Renderer")
+        self._check_thread()
         self._context.make_current()
         self._camera.type = mujoco.mjtCamera.mjCAMERA_FIXED
         self._camera.fixedcamid = camera_id
