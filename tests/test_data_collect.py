@@ -351,6 +351,36 @@ def test_shards_collect_disjoint_episodes_into_one_directory(tmp_path):
     assert verify_dataset(tmp_path / "sharded").missing_ids == []
 
 
+def test_every_manifest_write_counts_under_the_dataset_lock(tmp_path, monkeypatch):
+    """Shards that finish together counted their episodes and wrote the manifest unlocked, so
+    the last writer's older count could stand (one shard's episodes left out of ``counts``)."""
+    import fcntl
+    import os
+
+    from sslrobot.data import collection
+
+    root = tmp_path / "d"
+    held: list[bool] = []
+    write = collection.write_manifest
+
+    def checking_write(path, manifest):
+        fd = os.open(root / ".locks" / "manifest.lock", os.O_RDWR)
+        try:  # another open file cannot take the lock while this process holds it
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            held.append(False)
+        except BlockingIOError:
+            held.append(True)
+        finally:
+            os.close(fd)
+        write(path, manifest)
+
+    monkeypatch.setattr(collection, "write_manifest", checking_write)
+    collect(fake_config(root, num_episodes=3, shard=(0, 2)), progress=False)
+    collect(fake_config(root, num_episodes=3, shard=(1, 2)), progress=False)
+    assert len(held) == 4 and all(held)
+    assert collection.read_manifest(root)["counts"]["episodes"] == 3
+
+
 def test_expert_and_noisy_expert_actions(tmp_path):
     collect(fake_config(tmp_path / "expert", policy="expert"), progress=False)
     collect(fake_config(tmp_path / "noisy0", policy="noisy-expert", noise=0.0), progress=False)

@@ -282,6 +282,14 @@ def _manifest_lock(root: Path) -> Iterator[None]:
         yield
 
 
+def _write_counts(root: Path, manifest: dict[str, Any]) -> None:
+    """Write the manifest with the episodes on disk now, counted under the dataset-wide lock:
+    shards that finish together each count after the other's last write, so the manifest
+    ends with every shard's episodes counted, not those of whichever counted first."""
+    with _manifest_lock(root):
+        write_manifest(root, {**manifest, "updated": utc_now(), "counts": count_episodes(root)})
+
+
 @contextlib.contextmanager
 def _shard_lock(root: Path, shard: tuple[int, int]) -> Iterator[None]:
     """Hold an exclusive lock on this shard of ``root`` (released by the OS if we are killed),
@@ -512,13 +520,11 @@ def collect(config: CollectConfig, progress: bool = True) -> Path:
                     _run_in_pool(spec, todo, min(config.num_envs, len(todo)), bar)
             except BaseException:
                 with contextlib.suppress(OSError):  # keep the original error (e.g. disk full)
-                    write_manifest(
-                        root, {**manifest, "updated": utc_now(), "counts": count_episodes(root)}
-                    )
+                    _write_counts(root, manifest)
                 raise
             finally:
                 bar.close()
-            write_manifest(root, {**manifest, "updated": utc_now(), "counts": count_episodes(root)})
+            _write_counts(root, manifest)
             # The markers go once this run has checked every episode they cover: a smaller
             # resume leaves an interrupted run's later episodes unchecked, so it keeps them.
             index, count = config.shard
