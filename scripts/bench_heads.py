@@ -116,6 +116,14 @@ output: docs/results/benchmarks/bench_heads_tta_session28.txt):
 trains every head N steps instead of the run's budget (session 28, raw output:
 docs/results/benchmarks/bench_heads_dropout_session28.txt, bench_heads_steps_session28.txt).
 
+``--also-encoders NAME ...`` concatenates other frozen encoders' features after
+``--encoder``'s (an ensemble of encoders: pretraining seeds, variants, or random inits, each
+``none`` seeded seed + 1000 k; session 29, raw output:
+docs/results/benchmarks/bench_heads_encoder_ensemble_session29.txt):
+
+    python scripts/bench_heads.py --run runs/reach27c --task Reach-v0 --encoder none \
+        --also-encoders none --heads augment --aug-pad 4 --aug-color 0.6
+
 Prints its settings and success per seed and mean for each head. BC success moves by about 5
 points between training seeds of one head, so compare means over the seeds.
 """
@@ -128,6 +136,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from itertools import pairwise
+from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
@@ -267,6 +276,15 @@ def parse_args() -> argparse.Namespace:
         help="mlp, augment, augment-first, consistency, state: dropout after each hidden ReLU "
         "of the head, in training (0: off)",
     )
+    parser.add_argument(
+        "--also-encoders",
+        nargs="+",
+        default=[],
+        metavar="NAME",
+        help="frozen encoders whose features are concatenated after --encoder's (objectives "
+        "pretrained in the run, encoder directories, or none: a random init seeded seed + 1000 "
+        "k for the k-th): an ensemble of encoders, of pretraining seeds or random inits",
+    )
     args = parser.parse_args()
     unfit = [name for name in args.heads if name in NOT_ENSEMBLED]
     if args.ensemble > 1 and unfit:  # before any head trains, not after hours of them
@@ -285,6 +303,32 @@ def encode_with_maps(encoder: nn.Module, pixels: np.ndarray) -> tuple[np.ndarray
     finally:
         hook.remove()
     return features, torch.cat(captured).numpy()
+
+
+class ConcatenatedEncoders(nn.Module):
+    """Several frozen encoders as one: their features side by side (N, sum of D). The trunk
+    is the first encoder's, so heads that read the trunk's map (``spatial``) see its map."""
+
+    def __init__(self, encoders: list[nn.Module]):
+        super().__init__()
+        self.encoders = nn.ModuleList(encoders)
+        self.trunk = encoders[0].trunk
+
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        return torch.cat([encoder(frames) for encoder in self.encoders], dim=1)
+
+
+def resolve_encoders(
+    args: argparse.Namespace, spec: str | None, config: dict, seed: int
+) -> nn.Module:
+    """``--encoder`` for this BC seed, with ``--also-encoders`` concatenated after it."""
+    arch, size = config["encoder_arch"], config["image_size"]
+    modules = [resolve_encoder(spec, size, seed, arch).module.eval()]
+    for k, name in enumerate(args.also_encoders, start=1):
+        if name != "none" and not Path(name).is_dir():
+            name = str(args.run / args.task / "pretrain" / name / "encoder")
+        modules.append(resolve_encoder(name, size, seed + 1000 * k, arch).module.eval())
+    return modules[0] if len(modules) == 1 else ConcatenatedEncoders(modules).eval()
 
 
 def test_time_shifts(pixels: np.ndarray, count: int, pad: int) -> np.ndarray:
@@ -974,8 +1018,7 @@ def main() -> None:
     seeds = [args.eval_seed + i for i in range(args.episodes)]
     try:
         for seed in args.seeds:
-            encoder = resolve_encoder(spec, config["image_size"], seed, config["encoder_arch"])
-            module = encoder.module.eval()
+            module = resolve_encoders(args, spec, config, seed)
             demo_inputs = DemoInputs(
                 *encode_with_maps(module, transitions.pixels),
                 transitions.proprio[:, columns].astype(np.float64),
