@@ -84,7 +84,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--resume",
         action="store_true",
         help="continue the run in --out with the settings it saved; options given as well "
-        "must agree with them, except --steps (train longer) and logging, device and workers",
+        "must agree with them, except --steps (train longer), --data (a moved copy of the same "
+        "episodes) and logging, device and workers",
     )
     parser.add_argument(
         "--encoder-arch",

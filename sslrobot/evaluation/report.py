@@ -11,7 +11,7 @@ computes nothing but formatting and the plain-language verdict. The dict's layou
             "command": "sslrobot run --preset default",
             "config": {...},                             # any JSON-able value
             "package_versions": {"torch": "2.13.0", ...},
-            "seeds": [0, 1, 2],
+            "seeds": {"run": 0, "policy_seeds": [0, 1, 2], ...},  # sslrobot run's
             ...                                          # other keys: shown as key/value rows
         },
         "tasks": [
