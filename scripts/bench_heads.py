@@ -117,9 +117,9 @@ trains every head N steps instead of the run's budget (session 28, raw output:
 docs/results/benchmarks/bench_heads_dropout_session28.txt, bench_heads_steps_session28.txt).
 
 ``--also-encoders NAME ...`` concatenates other frozen encoders' features after
-``--encoder``'s (an ensemble of encoders: pretraining seeds, variants, or random inits, each
-``none`` seeded seed + 1000 k; session 29, raw output:
-docs/results/benchmarks/bench_heads_encoder_ensemble_session29.txt):
+``--encoder``'s (an ensemble of encoders: pretraining seeds, variants, or random inits, the
+k-th ``none`` seeded seed + 1,000,000 k; not with ``spatial``, which reads one trunk's map;
+session 29, raw output: docs/results/benchmarks/bench_heads_encoder_ensemble_session29.txt):
 
     python scripts/bench_heads.py --run runs/reach27c --task Reach-v0 --encoder none \
         --also-encoders none --heads augment --aug-pad 4 --aug-color 0.6
@@ -145,6 +145,8 @@ from bench_readout import (
     HEAD_FORMS,
     StateInObservation,
     add_run_arguments,
+    check_demos_and_seeds,
+    demos_look,
     encode,
     fit_regressor,
     open_run,
@@ -282,8 +284,8 @@ def parse_args() -> argparse.Namespace:
         default=[],
         metavar="NAME",
         help="frozen encoders whose features are concatenated after --encoder's (objectives "
-        "pretrained in the run, encoder directories, or none: a random init seeded seed + 1000 "
-        "k for the k-th): an ensemble of encoders, of pretraining seeds or random inits",
+        "pretrained in the run, encoder directories, pretrained:ENV_ID, or none: a random "
+        "init seeded seed + 1000000 k for the k-th): an ensemble of encoders",
     )
     args = parser.parse_args()
     unfit = [name for name in args.heads if name in NOT_ENSEMBLED]
@@ -291,6 +293,12 @@ def parse_args() -> argparse.Namespace:
         parser.error(f"--ensemble takes no {unfit} head (stateful, or acting on the state)")
     if args.tta not in (0, 4, 8) or (args.tta and unfit):
         parser.error(f"--tta takes 0, 4 or 8, and no {unfit} head")
+    if args.also_encoders and "spatial" in args.heads:
+        parser.error("--also-encoders takes no spatial head: it reads the first encoder's map")
+    if args.also_encoders and not all(0 <= seed < ALSO_SEED_STRIDE for seed in args.seeds):
+        parser.error(f"--also-encoders wants --seeds in [0, {ALSO_SEED_STRIDE})")
+    if args.proprio_columns is not None and "state" in args.heads:
+        parser.error("--proprio-columns does not reach the state head, which acts on the state")
     return args
 
 
@@ -318,6 +326,11 @@ class ConcatenatedEncoders(nn.Module):
         return torch.cat([encoder(frames) for encoder in self.encoders], dim=1)
 
 
+#: ``--also-encoders``' k-th ``none`` is seeded BC seed + k times this: apart from every
+#: BC seed's own ``none`` (``parse_args`` keeps the BC seeds below it).
+ALSO_SEED_STRIDE = 1_000_000
+
+
 def resolve_encoders(
     args: argparse.Namespace, spec: str | None, config: dict, seed: int
 ) -> nn.Module:
@@ -325,9 +338,11 @@ def resolve_encoders(
     arch, size = config["encoder_arch"], config["image_size"]
     modules = [resolve_encoder(spec, size, seed, arch).module.eval()]
     for k, name in enumerate(args.also_encoders, start=1):
-        if name != "none" and not Path(name).is_dir():
+        if name != "none" and not name.startswith("pretrained:") and not Path(name).is_dir():
             name = str(args.run / args.task / "pretrain" / name / "encoder")
-        modules.append(resolve_encoder(name, size, seed + 1000 * k, arch).module.eval())
+        # Random inits apart from every BC seed's own (seeds stay below ALSO_SEED_STRIDE).
+        also_seed = seed + ALSO_SEED_STRIDE * k
+        modules.append(resolve_encoder(name, size, also_seed, arch).module.eval())
     return modules[0] if len(modules) == 1 else ConcatenatedEncoders(modules).eval()
 
 
@@ -952,15 +967,7 @@ def check_options(args: argparse.Namespace, demos: object) -> None:
         if ignoring:
             raise SystemExit(f"--head-form, --mixup and --dropout change only "
                              f"{sorted(MLP_HEADS)}: {ignoring} would ignore them")  # fmt: skip
-    if len(demos.episode_ids) < args.num_demos:
-        raise SystemExit(f"--num-demos {args.num_demos}: the run's demonstrations hold "
-                         f"{len(demos.episode_ids)} episodes")  # fmt: skip
-    base = int(demos.manifest["base_seed"])
-    demo_seeds = {base + i for i in list(demos.episode_ids)[: args.num_demos]}
-    shared = demo_seeds & set(range(args.eval_seed, args.eval_seed + args.episodes))
-    if shared:
-        raise SystemExit(f"--eval-seed {args.eval_seed}: evaluation seeds {sorted(shared)[:3]} "
-                         "are demonstration seeds")  # fmt: skip
+    check_demos_and_seeds(args, demos)
 
 
 def main() -> None:
@@ -975,7 +982,7 @@ def main() -> None:
     print(f"BC budget ({whose}): {config['bc_steps']} steps at batch {config['bc_batch_size']}")
     start = time.perf_counter()
     columns = proprio_columns(args.proprio_columns)
-    visual_preset = demos.manifest["env_kwargs"].get("visual_preset", "train")
+    visual_preset = demos_look(demos)
     env = StateInObservation(
         make_env(f"sslrobot/{args.task}", config["image_size"], "pixels", visual_preset)
     )
@@ -1082,7 +1089,8 @@ def main() -> None:
                 print(f"seed {seed} {name:9s} success {results[name][-1]:.3f}", flush=True)
     finally:
         env.close()
-    print(f"{len(transitions.actions)} demonstration frames; {args.encoder} encoder")
+    encoders = " + ".join([args.encoder, *args.also_encoders])
+    print(f"{len(transitions.actions)} demonstration frames; encoder {encoders}")
     for name, values in results.items():
         print(f"success with {name:9s}: {[round(v, 3) for v in values]} -> {np.mean(values):.3f}")
     if args.agreement:

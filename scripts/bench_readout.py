@@ -307,9 +307,30 @@ def open_run(args: argparse.Namespace, script: str) -> tuple[dict[str, Any], Any
     return config, demos, spec
 
 
+def check_demos_and_seeds(args: argparse.Namespace, demos: Any) -> None:
+    """Refuse more demonstrations than the run collected (a slice would quietly use fewer)
+    and evaluation seeds among the demonstrations' (an evaluation on episodes it imitated)."""
+    if len(demos.episode_ids) < args.num_demos:
+        raise SystemExit(f"--num-demos {args.num_demos}: the run's demonstrations hold "
+                         f"{len(demos.episode_ids)} episodes")  # fmt: skip
+    base = int(demos.manifest["base_seed"])
+    demo_seeds = {base + i for i in list(demos.episode_ids)[: args.num_demos]}
+    shared = demo_seeds & set(range(args.eval_seed, args.eval_seed + args.episodes))
+    if shared:
+        raise SystemExit(f"--eval-seed {args.eval_seed}: evaluation seeds {sorted(shared)[:3]} "
+                         "are demonstration seeds")  # fmt: skip
+
+
+def demos_look(demos: Any) -> str:
+    """The visual preset the demonstrations were collected in: the policies are evaluated in
+    it, as the run evaluates its own."""
+    return demos.manifest["env_kwargs"].get("visual_preset", "train")
+
+
 def main() -> None:
     args = parse_args()
     config, demos, spec = open_run(args, "bench_readout")
+    check_demos_and_seeds(args, demos)
     start = time.perf_counter()
     names = demos.manifest["state_names"]
     variables = OBJECT_VARIABLES[args.task]
@@ -354,7 +375,9 @@ def main() -> None:
             inputs["readout+tip"] = np.c_[proprio_tip, read]
             inputs["features+tip"] = np.c_[features, proprio_tip]
 
-        env = StateInObservation(make_env(env_id, config["image_size"], "pixels"))
+        env = StateInObservation(
+            make_env(env_id, config["image_size"], "pixels", demos_look(demos))
+        )
         try:
             seeds = [args.eval_seed + i for i in range(args.episodes)]
             for mode, x in inputs.items():

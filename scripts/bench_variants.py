@@ -42,7 +42,10 @@ import time
 from pathlib import Path
 
 import numpy as np
+from bench_readout import check_demos_and_seeds
 
+from sslrobot.data import open_dataset
+from sslrobot.pipeline.presets import EVAL_SEED_BASE
 from sslrobot.pretraining.artifacts import ENCODER_WEIGHTS
 
 #: The BC budget of the default preset, which ``--bc-args`` may override.
@@ -77,7 +80,10 @@ def parse_args() -> argparse.Namespace:
         help="BC training seeds; none (a bare --seeds) scores the representation only",
     )  # fmt: skip
     parser.add_argument("--episodes", type=int, default=200, help="evaluation episodes per seed")
-    parser.add_argument("--eval-seed", type=int, default=300_000, help="first evaluation seed")
+    parser.add_argument(
+        "--eval-seed", type=int, default=None,
+        help="first evaluation seed (default: the run's, its seed + 300000)",
+    )  # fmt: skip
     parser.add_argument("--heldout", action="store_true", help="also the held-out visual preset")
     parser.add_argument(
         "--baseline", action="store_true",
@@ -90,6 +96,17 @@ def parse_args() -> argparse.Namespace:
         "as mean and spread over them (how much of a gap the random init alone moves)",
     )  # fmt: skip
     return parser.parse_args()
+
+
+def bc_budget(bc_args: str) -> tuple[int, int]:
+    """The BC steps and batch size that ran: ``--bc-args`` comes after the preset's budget
+    on the command line, so its ``--steps`` / ``--batch-size`` win, as argparse keeps the
+    last value."""
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--steps", type=int, default=BC_STEPS)
+    parser.add_argument("--batch-size", type=int, default=BC_BATCH)
+    known, _ = parser.parse_known_args(shlex.split(bc_args))
+    return known.steps, known.batch_size
 
 
 def sslrobot(*args: str, log: Path) -> None:
@@ -158,6 +175,10 @@ def main() -> None:
     for path in (unlabeled, demos):
         if not (path / "manifest.json").is_file():
             raise SystemExit(f"{path} is not a dataset: give a finished run (--run) and --task")
+    if args.eval_seed is None:  # the run's own evaluation episodes, as bench_heads scores
+        args.eval_seed = args.run_seed + EVAL_SEED_BASE
+    check_demos_and_seeds(args, open_dataset(demos))
+    bc_steps, bc_batch = bc_budget(args.bc_args)
     source = (  # an encoder is named by its directory and the one above (pretrain --out/encoder)
         f"encoder-{args.encoder.parent.name}-{args.encoder.name}"
         if args.encoder
@@ -172,7 +193,8 @@ def main() -> None:
     log = out / "log.txt"
     print("bench_variants:", json.dumps({k: str(v) for k, v in vars(args).items()}))
     print(
-        f"BC: {BC_STEPS} steps at batch {BC_BATCH} (the default preset's budget), plain BC "
+        f"BC: {bc_steps} steps at batch {bc_batch} (the default preset's budget: {BC_STEPS} at "
+        f"{BC_BATCH}), plain BC "
         "unless --bc-args add options (the preset's heads: "
         "--bc-args='--augment-copies 8 --augment-color 0.6')"
     )
