@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import ctypes
 import importlib
 import importlib.util
 import os
@@ -12,7 +13,7 @@ import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from sslrobot.commands.arguments import given_options
+from sslrobot.commands.arguments import given_options, underscored_options
 
 # Each module exposes ``register(subparsers)``; imported at parse time, so none may import torch
 # at module top (``sslrobot envs`` must stay fast).
@@ -58,13 +59,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, OSError, ImportError) as error:
         # Bad input, unwritable directories, full disks and a missing optional extra are the
         # user's to fix: one clear line naming the problem, no traceback.
-        message = in_option_names(_message(error), getattr(args, "field_options", {}))
+        options = {**underscored_options(parser, args.func), **getattr(args, "field_options", {})}
+        message = in_option_names(_message(error), options)
         print(f"sslrobot {_command_name(args)}: error: {message}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        if os.environ.get("RANK", "0") == "0":  # under torchrun every rank is interrupted
-            print(f"interrupted; {_how_to_continue(args)}", file=sys.stderr)
-        return 130
+        return _interrupted(args)
+    except ctypes.ArgumentError as error:
+        # A Ctrl-C that lands while ctypes converts a call's arguments (MuJoCo's EGL context
+        # being made current) comes wrapped: "argument 1: KeyboardInterrupt".
+        if "KeyboardInterrupt" not in str(error):
+            raise
+        return _interrupted(args)
+
+
+def _interrupted(args: argparse.Namespace) -> int:
+    """Say how to go on after a Ctrl-C, once (under torchrun every rank is interrupted)."""
+    if os.environ.get("RANK", "0") == "0":
+        print(f"interrupted; {_how_to_continue(args)}", file=sys.stderr)
+    return 130
 
 
 def _command_name(args: argparse.Namespace) -> str:
@@ -117,7 +130,7 @@ def _how_to_continue(args: argparse.Namespace) -> str:
     if args.command == "train-policy":
         return "rerun with --resume to continue from its last checkpoint (BC and RL)"
     if hasattr(args, "resume"):  # collect, pretrain
-        return "finished artifacts are kept; rerun with --resume to continue"
+        return "finished artifacts are kept; rerun the same command with --resume to continue"
     if args.command == "run":
         return (
             "finished stages are kept, and an interrupted collection, pretraining or policy "

@@ -160,6 +160,9 @@ def test_config_errors_name_the_options_typed(tmp_path, capsys):
     assert main(collect_args(tmp_path / "d", 0)) == 2
     err = capsys.readouterr().err.strip()
     assert err == "sslrobot collect: error: --episodes must be an integer >= 1, got 0"
+    # Every option whose field has an underscore, without a list kept by hand.
+    assert main([*collect_args(tmp_path / "d", 1), "--num-envs", "0"]) == 2
+    assert "error: --num-envs must be an integer >= 1" in capsys.readouterr().err
     options = {"num_episodes": "--episodes", "env_id": "--env"}
     assert in_option_names("file says num_episodes=100, env_id 'x'", options) == (
         "file says num_episodes=100, --env 'x'"
@@ -254,3 +257,27 @@ def test_ctrl_c_advice_fits_the_command(module, function, argv, advice, monkeypa
     err = capsys.readouterr().err
     assert err.startswith("interrupted; ") and advice in err
     assert ("--resume" in err) == (module == "data")
+
+
+def test_a_ctrl_c_that_ctypes_wrapped_is_an_interruption(monkeypatch, capsys):
+    """A Ctrl-C while ctypes converted an EGL call's arguments came as ``ctypes.ArgumentError:
+    argument 1: KeyboardInterrupt``, a traceback with exit code 1 instead of the advice."""
+    import ctypes
+
+    from sslrobot.cli import main
+    from sslrobot.commands import data
+
+    def wrapped(args):
+        raise ctypes.ArgumentError("argument 1: KeyboardInterrupt")
+
+    monkeypatch.setattr(data, "_collect", wrapped)
+    argv = ["collect", "--env", "e", "--episodes", "1", "--out", "x"]
+    assert main(argv) == 130
+    assert "rerun the same command with --resume" in capsys.readouterr().err
+
+    def other(args):
+        raise ctypes.ArgumentError("argument 1: TypeError: wrong type")
+
+    monkeypatch.setattr(data, "_collect", other)
+    with pytest.raises(ctypes.ArgumentError):  # a real bug stays a traceback
+        main(argv)

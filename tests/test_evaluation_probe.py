@@ -415,6 +415,44 @@ def test_run_probe_of_an_encoder_only_directory_skips_prediction(monkeypatch, tm
     assert not any(key.startswith(("pred/", "fdm/")) for key in results)
 
 
+def test_run_probe_never_overwrites_another_commands_file(monkeypatch, tmp_path):
+    """``probe --out ENCODER/encoder_config.json`` replaced the encoder's config with the
+    results; an earlier probe result is still replaced, as a rerun should."""
+    _patch_pipeline(monkeypatch)
+    _fake_world_model_dir(tmp_path)
+    config_file = tmp_path / "pretrain_config.json"
+    before = config_file.read_bytes()
+    config = ProbeConfig(encoder=str(tmp_path), data=str(tmp_path), out=str(config_file))
+    with pytest.raises(ValueError, match=r"exists and is not an sslrobot probe result \(a file "
+                       r"of an encoder"):  # fmt: skip
+        run_probe(config)
+    assert config_file.read_bytes() == before
+    out = tmp_path / "probe.json"
+    for horizon in (1, 2):  # a rerun replaces its own result
+        run_probe(ProbeConfig(encoder=str(tmp_path), data=str(tmp_path), out=str(out),
+                              horizon=horizon))  # fmt: skip
+    assert json.loads(out.read_text())["config"]["horizon"] == 2
+    blocked = ProbeConfig(encoder=str(tmp_path), data=str(tmp_path), out=str(out / "p.json"))
+    with pytest.raises(ValueError, match=r"probe\.json is a file, not a directory"):
+        run_probe(blocked)
+
+
+def test_probing_another_tasks_encoder_is_said(monkeypatch, tmp_path):
+    _patch_pipeline(monkeypatch)
+    encoder, data = tmp_path / "enc", tmp_path / "data"
+    encoder.mkdir()
+    data.mkdir()
+    identities = [{"env_id": "sslrobot/Push-v0"}]
+    (encoder / "pretrain_config.json").write_text(
+        json.dumps({"pretrain": {"out": "unused"}, "train_dataset_identities": identities})
+    )
+    manifest = {"format": "sslrobot-episodes", "format_version": 2, "env_id": "sslrobot/Reach-v0"}
+    (data / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.warns(UserWarning, match=r"pretrained on streams of sslrobot/Push-v0; probing "
+                      r"it on sslrobot/Reach-v0's frames is a transfer test"):  # fmt: skip
+        run_probe(ProbeConfig(encoder=str(encoder), data=str(data), horizon=0))
+
+
 def test_probe_never_scores_episodes_the_encoder_pretrained_on(monkeypatch, tmp_path):
     """A probe's held-out split overlapped the pretraining's training episodes (half of a 20%
     split, under the pretraining's 90 / 10); those are left out and counted now."""

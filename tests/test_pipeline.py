@@ -887,9 +887,14 @@ def test_run_refuses_a_missing_device_and_another_commands_directory(tmp_path: P
     dataset = tmp_path / "data"
     dataset.mkdir()
     (dataset / "manifest.json").write_text("{}")
-    with pytest.raises(ValueError, match=r"holds \['manifest.json'\]: it is a dataset's"):
+    with pytest.raises(ValueError, match=r"is a dataset \(`sslrobot collect --out`\), not a "
+                       r"run's directory"):  # fmt: skip
         run_pipeline(QUICK, dataset, device="cpu")
     assert sorted(p.name for p in dataset.iterdir()) == ["manifest.json"]
+    # A file as --out, or a path under one: named (a bare "[Errno 17] File exists" before).
+    for out in (dataset / "manifest.json", dataset / "manifest.json" / "run"):
+        with pytest.raises(ValueError, match=r"manifest\.json is a file"):
+            run_pipeline(QUICK, out, device="cpu")
 
 
 def test_every_look_and_checkpoint_evaluated_gets_its_mean_over_the_tasks() -> None:

@@ -348,9 +348,16 @@ def test_a_new_run_into_a_policy_dir_clears_the_old_policy_first(demos, tmp_path
     # Only a policy's own files go, and an encoder's directory is never cleared.
     encoder_dir = write_encoder_dir(tmp_path / "enc", encoder_config_for("cnn", IMAGE_SIZE))
     monkeypatch.undo()
-    with pytest.raises(ValueError, match="it is an encoder's directory, not a policy's"):
+    with pytest.raises(ValueError, match=r"is an encoder \(`sslrobot pretrain --out`\), not a "):
         train_tiny_bc(demos, encoder_dir)
     assert (encoder_dir / artifacts.ENCODER_WEIGHTS).is_file()
+    # Nor a dataset's: its policy files went in beside the manifest and episodes.
+    with pytest.raises(ValueError, match=r"is a dataset \(`sslrobot collect --out`\), not a "):
+        train_tiny_bc(demos, demos)
+    assert not (demos / "policy_config.json").exists()
+    # A path under a file: named, not a bare "[Errno 20] Not a directory".
+    with pytest.raises(ValueError, match=r"--out .*: .*encoder_config\.json is a file, not a "):
+        train_tiny_bc(demos, encoder_dir / "encoder_config.json" / "sub")
 
 
 def test_validation_seeds_must_not_be_demonstration_seeds(tmp_path):

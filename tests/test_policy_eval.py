@@ -288,6 +288,31 @@ def test_evaluate_rejects_bad_arguments(policy_dir, tmp_path):
         load_results([tmp_path / "x.json"])
 
 
+def test_evaluate_never_overwrites_another_commands_file(policy_dir, tmp_path):
+    """``--out DATA/manifest.json`` or the policy's own config was overwritten with the
+    record (exit 0), leaving a dataset or policy no command could read; an earlier result
+    is still replaced, as a rerun should."""
+    config = policy_dir / "policy_config.json"
+    before = config.read_bytes()
+    with pytest.raises(ValueError, match=r"policy_config\.json exists and is not an sslrobot "
+                       r"evaluation result .*\(a file of a policy"):  # fmt: skip
+        evaluate(policy_dir, num_episodes=1, out_json=config)
+    assert config.read_bytes() == before
+    notes = tmp_path / "notes.json"
+    notes.write_text('{"mine": 1}')
+    with pytest.raises(ValueError, match=r"notes\.json exists and is not"):
+        evaluate(policy_dir, num_episodes=1, out_json=notes)
+    result = tmp_path / "result.json"
+    evaluate(policy_dir, num_episodes=1, out_json=result)
+    assert evaluate(policy_dir, num_episodes=2, out_json=result)["num_episodes"] == 2
+    assert json.loads(result.read_text())["num_episodes"] == 2
+
+
+def test_a_policy_file_given_as_the_policy_is_named_as_a_file(policy_dir):
+    with pytest.raises(ValueError, match=r"final\.safetensors is a file; give the directory"):
+        evaluate(policy_dir / "final.safetensors", num_episodes=1)
+
+
 def test_a_negative_seed_is_refused_before_the_policy_loads(tmp_path, capsys):
     """gymnasium refused it only at the first reset, with a traceback of its own."""
     from sslrobot.cli import main

@@ -57,6 +57,14 @@ def test_pretrain_command_writes_a_loadable_encoder(data_dir: Path, tmp_path: Pa
     assert main(_args(data_dir, out, "--steps", "3", "--feature-dim", "24", "--resume")) == 0
     assert main(_args(data_dir, out, "--steps", "3", "--feature-dim", "24")) == 2
     assert "not empty" in capsys.readouterr().err
+    # A dataset's directory as --out: named, even with --resume, which wrote an encoder among
+    # the episodes (the refusal above advises --resume).
+    for extra in ((), ("--resume",)):
+        assert main(_args(data_dir, data_dir, "--steps", "2", *extra)) == 2
+        assert "is a dataset (`sslrobot collect --out`), not an encoder's directory" in (
+            capsys.readouterr().err
+        )
+    assert not (data_dir / artifacts.ENCODER_WEIGHTS).exists()
 
 
 def test_none_baseline_and_encoder_options(data_dir: Path, tmp_path: Path) -> None:

@@ -39,3 +39,19 @@ def _parsers(parser: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
             for sub in dict.fromkeys(action.choices.values()):  # aliases share a parser
                 found += _parsers(sub)
     return found
+
+
+def underscored_options(parser: argparse.ArgumentParser, func: object) -> dict[str, str]:
+    """``{"num_envs": "--num-envs", ...}`` for the subcommand whose handler is ``func``: the
+    config fields an error may name (``num_envs must be >= 1``) written as the option the
+    user typed. Only names with an underscore, which no sentence uses as a word (``seed``
+    is left alone: "episode seed 5" must not become "episode --seed 5")."""
+    names: dict[str, str] = {}
+    for sub in _parsers(parser):
+        if sub._defaults.get("func") is not func:
+            continue
+        for action in sub._actions:
+            longs = [o for o in action.option_strings if o.startswith("--")]
+            if "_" in action.dest and longs:
+                names[action.dest] = longs[0]
+    return names

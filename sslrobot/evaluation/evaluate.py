@@ -21,9 +21,18 @@ from sslrobot.evaluation.statistics import (
     stratified_bootstrap_ci,
     success_interval,
 )
+from sslrobot.utils.artifacts import check_result_file
 from sslrobot.utils.io import atomic_write_json
 
 RESULT_FORMAT = "sslrobot/eval-v1"
+EVALUATION_RESULT = f"an sslrobot evaluation result ({RESULT_FORMAT})"
+
+
+def is_evaluation_result(record: Any) -> bool:
+    """Whether a parsed JSON file is an evaluation's record (which a rerun may replace)."""
+    return isinstance(record, dict) and record.get("format") == RESULT_FORMAT
+
+
 #: Fields that identify a configuration; records that share them differ only by training seed.
 GROUP_KEYS = ("encoder", "env_id", "num_demos", "algo", "checkpoint", "visual_preset")
 #: Fields the records of one group must share (else they are not one configuration's seeds:
@@ -113,7 +122,7 @@ def evaluate(
     if num_videos and out_json is None:
         raise ValueError("num_videos > 0 needs out_json (videos are written beside it)")
     if out_json is not None:  # before the episodes, not after them
-        _check_writable_result(Path(out_json))
+        check_result_file(Path(out_json), is_evaluation_result, EVALUATION_RESULT, "out_json")
     policy = load_policy(policy_dir, checkpoint=checkpoint, device=device)
     record = policy.record
     env_id = env_id or policy.env_id
@@ -211,24 +220,6 @@ def evaluate(
     return result
 
 
-def _check_writable_result(out_json: Path) -> None:
-    """Refuse a result path the episodes' record could not be written to, before they run:
-    a directory, or one under a file or an unwritable directory (found only by the final
-    write, after every episode, it lost them with a misleading 'File exists')."""
-    if out_json.is_dir():
-        raise ValueError(f"out_json {out_json} is a directory; give a file name (result.json)")
-    parent = out_json.parent
-    blocking = next((p for p in (parent, *parent.parents) if p.exists()), None)
-    if blocking is not None and not blocking.is_dir():
-        raise ValueError(f"out_json {out_json}: {blocking} is a file, not a directory")
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise OSError(f"cannot create {parent} for out_json {out_json}: {error}") from error
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise OSError(f"cannot write out_json {out_json}: {parent} is not writable")
-
-
 def _check_policy_fits(policy: Any, shapes: Any, env_id: str, policy_dir: Path) -> None:
     record = policy.record
     if shapes.action_dim != record["action_dim"]:
@@ -255,8 +246,8 @@ def load_results(paths: Iterable[str | os.PathLike[str]]) -> list[dict[str, Any]
             record = json.loads(Path(path).read_text())
         except (OSError, json.JSONDecodeError) as error:
             raise ValueError(f"cannot read evaluation result {path}: {error}") from error
-        if not isinstance(record, dict) or record.get("format") != RESULT_FORMAT:
-            raise ValueError(f"{path} is not an sslrobot evaluation result ({RESULT_FORMAT})")
+        if not is_evaluation_result(record):
+            raise ValueError(f"{path} is not {EVALUATION_RESULT}")
         check_result_record(record, str(path))
         records.append(record)
     return records

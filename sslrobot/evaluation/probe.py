@@ -774,6 +774,30 @@ def _json_ready(value: Any) -> Any:
     return value
 
 
+def _warn_of_another_tasks_encoder(config: ProbeConfig, encoder_dir: Path) -> None:
+    """An encoder pretrained on other envs' streams probed on this env's frames is most often
+    a slip (train-policy says so too); as a transfer test it is allowed, and said."""
+    from sslrobot.data.manifest import read_manifest
+    from sslrobot.pretraining.artifacts import pretraining_env_ids
+
+    envs = pretraining_env_ids(encoder_dir)
+    try:
+        data_env = read_manifest(Path(config.data)).get("env_id")
+    except (OSError, ValueError):
+        return  # not a dataset: probe_representation names the problem
+    if envs and data_env not in envs:
+        warnings.warn(
+            f"encoder {config.encoder} was pretrained on streams of {', '.join(envs)}; probing "
+            f"it on {data_env}'s frames is a transfer test",
+            stacklevel=3,
+        )
+
+
+def is_probe_result(record: Any) -> bool:
+    """Whether a parsed JSON file is a probe's results (which a rerun may replace)."""
+    return isinstance(record, dict) and "probe/r2_mean" in record
+
+
 def run_probe(config: ProbeConfig, progress: bool = False) -> dict[str, Any]:
     """Probe an encoder directory and, for world models, score its predictions (``progress``:
     bars while frames are encoded).
@@ -787,12 +811,18 @@ def run_probe(config: ProbeConfig, progress: bool = False) -> dict[str, Any]:
     from sslrobot.evaluation.prediction import prediction_from_dirs
     from sslrobot.pretrained import encoder_directory
     from sslrobot.pretraining.artifacts import MODEL_WEIGHTS, PRETRAIN_CONFIG
+    from sslrobot.utils.artifacts import check_result_file
     from sslrobot.utils.io import atomic_write_json
 
     encoder_dir = encoder_directory(config.encoder)
     for name, path in (("encoder", encoder_dir), ("data", Path(config.data))):
+        if path.is_file():
+            raise ValueError(f"{name} {path} is a file; give the directory that holds it")
         if not path.is_dir():
             raise FileNotFoundError(f"{name} directory not found: {path}")
+    if config.out is not None:  # before the frames are encoded, not after
+        check_result_file(Path(config.out), is_probe_result, "an sslrobot probe result", "out")
+    _warn_of_another_tasks_encoder(config, encoder_dir)
     results: dict[str, Any] = {"config": asdict(config)}
     results.update(
         probe_representation(

@@ -774,10 +774,9 @@ class Pipeline:
 def other_commands_files() -> tuple[str, ...]:
     """Files that say a directory is another command's output (``collect``, ``pretrain``,
     ``train-policy``), which ``sslrobot run`` must not write into."""
-    from sslrobot.data.manifest import MANIFEST_NAME
-    from sslrobot.policy.checkpoint import CONFIG_FILE, FOREIGN_FILES
+    from sslrobot.utils.artifacts import MARKERS
 
-    return (MANIFEST_NAME, *FOREIGN_FILES, CONFIG_FILE)
+    return tuple(name for name, _ in MARKERS)
 
 
 def run_pipeline(
@@ -789,17 +788,15 @@ def run_pipeline(
 ) -> Path:
     """Run every stage of ``config`` into ``out`` and write the report; returns its HTML path."""
     from sslrobot.pipeline.report_builder import build_report
+    from sslrobot.utils.artifacts import refuse_other_artifact
     from sslrobot.utils.device import resolve_device
 
     start = time.perf_counter()
     resolve_device(device)  # a missing device fails here, not after the first collection
     out = Path(out)
-    foreign = [name for name in other_commands_files() if (out / name).exists()]
-    if foreign:  # a dataset, encoder or policy given as --out by mistake: never mixed into
-        raise ValueError(
-            f"{out} holds {foreign}: it is a dataset's, an encoder's or a policy's directory, "
-            "not a run's; choose another --out"
-        )
+    # A file, a path under one, or a dataset, encoder or policy given as --out by mistake:
+    # refused by name, never mixed into.
+    refuse_other_artifact(out, "a run (`sslrobot run --out`)")
     out.mkdir(parents=True, exist_ok=True)
     # One run per directory at a time: another with other settings would redo, under this
     # one, the stages they share (the stage cache keys on settings).

@@ -30,6 +30,7 @@ from torch import nn
 
 from sslrobot.policy.encoders import build_encoder
 from sslrobot.policy.network import BCNetwork, ObservationEncoder, freeze, policy_inputs
+from sslrobot.utils.artifacts import POLICY, refuse_other_artifact
 from sslrobot.utils.device import as_device
 from sslrobot.utils.io import atomic_write, atomic_write_json
 
@@ -65,8 +66,6 @@ REQUIRED_FIELDS = ("algo", "env_id", "encoder", "feature_dim", "proprio_dim", "c
 
 #: Files a policy directory holds besides its config (BC weights, SB3 models), by checkpoint.
 POLICY_FILES = tuple(name for c in CHECKPOINTS for name in (f"{c}.safetensors", f"{c}_sb3.zip"))
-#: Files that say a directory is something else (a ``pretrain --out``): never cleared.
-FOREIGN_FILES = ("pretrain_config.json", "encoder_config.json")
 
 
 def check_policy_out(out: Path, overwrite: bool, resume: bool = False) -> None:
@@ -81,14 +80,7 @@ def check_policy_out(out: Path, overwrite: bool, resume: bool = False) -> None:
     Raises:
         ValueError: naming ``out`` and what it holds.
     """
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"--out {out} is a file, not a directory; choose another --out")
-    foreign = [name for name in FOREIGN_FILES if (out / name).exists()]
-    if foreign:
-        raise ValueError(
-            f"{out} holds {foreign}: it is an encoder's directory, not a policy's; choose "
-            "another --out"
-        )
+    refuse_other_artifact(out, POLICY)  # a file, under a file, a dataset's or an encoder's
     if resume and (out / CONFIG_FILE).is_file():
         raise ValueError(f"{out} holds a finished policy ({CONFIG_FILE}): nothing to resume")
     if not overwrite and (out / CONFIG_FILE).is_file():
@@ -275,6 +267,11 @@ def read_policy_config(policy_dir: str | os.PathLike[str]) -> dict[str, Any]:
     """Read and check ``policy_config.json`` of a ``train-policy --out`` directory."""
     path = Path(policy_dir)
     config_path = path / CONFIG_FILE
+    if path.is_file():
+        raise ValueError(
+            f"policy {path} is a file; give the directory `train-policy --out` made, which "
+            f"holds {CONFIG_FILE}"
+        )
     if not path.is_dir():
         raise ValueError(f"policy directory {path} does not exist (expected a train-policy --out)")
     if not config_path.is_file():

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import warnings
 from pathlib import Path
 from typing import Any
@@ -112,7 +111,9 @@ def warn_of_another_tasks_encoder(config: PolicyConfig, directory: Path) -> None
     )
 
     if not is_pretrained_spec(config.encoder):
-        envs = _pretraining_env_ids(directory)
+        from sslrobot.pretraining.artifacts import pretraining_env_ids
+
+        envs = pretraining_env_ids(directory)
         if envs and config.env_id not in envs:
             warnings.warn(
                 f"encoder {config.encoder} was pretrained on streams of {', '.join(envs)}; "
@@ -132,22 +133,6 @@ def warn_of_another_tasks_encoder(config: PolicyConfig, directory: Path) -> None
             f"{config.env_id} with it is a transfer test ({own})",
             stacklevel=2,
         )
-
-
-def _pretraining_env_ids(directory: Path) -> list[str]:
-    """The envs of the streams a ``pretrain --out`` directory recorded training on (sorted;
-    empty when it records none: an encoder's two files alone, or a pretraining before
-    session 26)."""
-    from sslrobot.pretraining.artifacts import PRETRAIN_CONFIG
-
-    try:
-        record = json.loads((directory / PRETRAIN_CONFIG).read_text())
-    except (OSError, ValueError):
-        return []
-    identities = record.get("train_dataset_identities") if isinstance(record, dict) else None
-    if not isinstance(identities, list):
-        return []
-    return sorted({str(i["env_id"]) for i in identities if isinstance(i, dict) and i.get("env_id")})
 
 
 def warn_of_ignored_arch(config: PolicyConfig, pretrained: Any) -> None:

@@ -94,3 +94,17 @@ def save_safetensors(path: Path, state: dict[str, torch.Tensor]) -> Path:
 def save_json(path: Path, value: Any) -> Path:
     """Atomically write indented, key-sorted JSON."""
     return atomic_write_json(path, value)
+
+
+def pretraining_env_ids(directory: Path) -> list[str]:
+    """The envs of the streams a ``pretrain --out`` directory recorded training on (sorted;
+    empty when it records none: an encoder's two files alone, or a pretraining before
+    session 26), for the warnings that an encoder meets another task's frames."""
+    try:
+        record = json.loads((Path(directory) / PRETRAIN_CONFIG).read_text())
+    except (OSError, ValueError):
+        return []
+    identities = record.get("train_dataset_identities") if isinstance(record, dict) else None
+    if not isinstance(identities, list):
+        return []
+    return sorted({str(i["env_id"]) for i in identities if isinstance(i, dict) and i.get("env_id")})

@@ -36,6 +36,7 @@ from sslrobot.pretraining.objectives import USES_DECODER, total_loss
 from sslrobot.pretraining.prefetch import Prefetcher
 from sslrobot.pretraining.sampler import ResumableBatchSampler
 from sslrobot.pretraining.world_model import WorldModel
+from sslrobot.utils.artifacts import ENCODER, refuse_other_artifact
 from sslrobot.utils.device import bfloat16_autocast, has_native_bfloat16, resolve_device
 
 _KEYS = ("pixels", "action")
@@ -328,6 +329,9 @@ class PretrainRun:
             )
 
     def _check_out_dir(self) -> None:
+        # A file, a path under one, or a dataset's or policy's directory: named, before the
+        # advice below (--resume) would write an encoder among their files.
+        refuse_other_artifact(self.out, ENCODER)
         self.resuming = False
         if self.config.resume:
             if checkpoint.latest_checkpoint_path(self.out / artifacts.CHECKPOINTS) is not None:
