@@ -381,6 +381,20 @@ def test_every_manifest_write_counts_under_the_dataset_lock(tmp_path, monkeypatc
     assert collection.read_manifest(root)["counts"]["episodes"] == 3
 
 
+def test_collect_refuses_another_commands_directory_by_name(tmp_path):
+    """An encoder's or a policy's directory was refused only as "not empty and has no
+    manifest.json"; a path under a file failed at mkdir with a bare errno."""
+    encoder = tmp_path / "enc"
+    encoder.mkdir()
+    (encoder / "encoder_config.json").write_text("{}")
+    with pytest.raises(ValueError, match=r"is an encoder \(`sslrobot pretrain --out`\), not a "
+                       r"dataset's directory"):  # fmt: skip
+        collect(fake_config(encoder, num_episodes=1), progress=False)
+    with pytest.raises(ValueError, match=r"encoder_config\.json is a file, not a directory"):
+        collect(fake_config(encoder / "encoder_config.json" / "d", num_episodes=1), progress=False)
+    assert sorted(p.name for p in encoder.iterdir()) == ["encoder_config.json"]
+
+
 def test_expert_and_noisy_expert_actions(tmp_path):
     collect(fake_config(tmp_path / "expert", policy="expert"), progress=False)
     collect(fake_config(tmp_path / "noisy0", policy="noisy-expert", noise=0.0), progress=False)

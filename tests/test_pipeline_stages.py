@@ -291,11 +291,16 @@ def test_a_ctrl_c_swallowed_inside_a_stage_stops_the_run_at_the_next(tmp_path: P
         with contextlib.suppress(KeyboardInterrupt):  # as a finalizer's is
             signal.raise_signal(signal.SIGINT)
 
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
-    with noting_interrupts():
-        runner = _runner(tmp_path)
-        runner.run("a", {}, swallowing)
-        with pytest.raises(KeyboardInterrupt, match="interrupted earlier"):
-            runner.run("b", {}, lambda d, r: None)
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    # Python's own handler, whatever this process inherited (a test run started in the
+    # background, under nohup, ignores SIGINT, which noting_interrupts leaves alone).
+    inherited = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with noting_interrupts():
+            runner = _runner(tmp_path)
+            runner.run("a", {}, swallowing)
+            with pytest.raises(KeyboardInterrupt, match="interrupted earlier"):
+                runner.run("b", {}, lambda d, r: None)
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        signal.signal(signal.SIGINT, inherited)
     assert not _runner(tmp_path).run("b", {}, lambda d, r: None).skipped  # noted no longer

@@ -201,7 +201,7 @@ def test_resume_takes_the_saved_settings_and_refuses_options_that_change_them(
     assert main([*resume, "--objective", "fdm"]) == 2
     assert "objective: saved 'future', now 'fdm'" in capsys.readouterr().err
     assert main([*resume, "--num-steps-ahead", "3"]) == 2  # the default, but not this run's
-    assert "num_steps_ahead: saved 2, now 3" in capsys.readouterr().err
+    assert "--num-steps-ahead: saved 2, now 3" in capsys.readouterr().err  # the option typed
     assert main(["pretrain", "--out", str(tmp_path / "empty"), "--resume"]) == 2
     assert "holds no saved run" in capsys.readouterr().err
     assert main(["pretrain", "--out", str(tmp_path / "new")]) == 2
@@ -353,7 +353,7 @@ def test_a_batch_beyond_the_data_is_one_line_not_an_oom(data_dir: Path, tmp_path
     assert main(args) == 2
     err = capsys.readouterr().err.strip()
     assert re.fullmatch(
-        rf"sslrobot pretrain: error: batch_size 100000: a step takes 100000 windows, but the "
+        rf"sslrobot pretrain: error: --batch-size 100000: a step takes 100000 windows, but the "
         rf"training split of {re.escape(str(data_dir))} holds only \d+; pass a smaller "
         r"--batch-size \(at most \d+; `sslrobot run`: --set pretrain_batch_size, the total over "
         r"processes, at most \d+\) or collect more episodes",

@@ -313,3 +313,19 @@ def test_autocast_helpers_are_no_ops_without_autocast():
         assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.bfloat16
         with full_precision(cpu):
             assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.float32
+
+
+def test_a_result_path_that_is_not_a_regular_file_is_refused_unread(tmp_path):
+    """A FIFO (or a device) as ``--out`` was read whole to see whether it held an earlier
+    result, which blocked for ever; it is refused without reading."""
+    import os
+
+    from sslrobot.utils.artifacts import check_result_file
+
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    with pytest.raises(ValueError, match="pipe exists and is not a result"):
+        check_result_file(fifo, lambda record: True, "a result")
+    earlier = tmp_path / "r.json"
+    earlier.write_text('{"kind": 1}')
+    check_result_file(earlier, lambda record: record == {"kind": 1}, "a result")  # replaced

@@ -68,6 +68,7 @@ from sslrobot.data.storage import (
     set_aside,
     temp_dir_episode_id,
 )
+from sslrobot.utils.artifacts import DATASET, refuse_other_artifact
 from sslrobot.utils.io import exclusive_lock, fsync_dir, temp_prefix
 
 LOCK_DIR = ".locks"
@@ -478,6 +479,7 @@ def collect(config: CollectConfig, progress: bool = True) -> Path:
     try:
         manifest = _new_manifest(config, spec, _probe_env(env, spec))
         root = config.out
+        refuse_other_artifact(root, DATASET)  # a file, under one, an encoder's or a policy's
         _refuse_foreign_directory(root)
         try:
             root.mkdir(parents=True, exist_ok=True)

@@ -748,8 +748,8 @@ class ProbeConfig:
             raise ValueError(f"val_fraction must be in (0, 1), got {self.val_fraction}")
         if self.max_frames is not None and self.max_frames < 4:
             raise ValueError(
-                f"max_frames (--max-frames) must be >= 4, or None for all (0 on the command "
-                f"line), got {self.max_frames}"
+                f"max_frames must be >= 4, or None for all (0 on the command line), got "
+                f"{self.max_frames}"
             )
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
@@ -821,7 +821,7 @@ def run_probe(config: ProbeConfig, progress: bool = False) -> dict[str, Any]:
         if not path.is_dir():
             raise FileNotFoundError(f"{name} directory not found: {path}")
     if config.out is not None:  # before the frames are encoded, not after
-        check_result_file(Path(config.out), is_probe_result, "an sslrobot probe result", "out")
+        check_result_file(Path(config.out), is_probe_result, "an sslrobot probe result")
     _warn_of_another_tasks_encoder(config, encoder_dir)
     results: dict[str, Any] = {"config": asdict(config)}
     results.update(

@@ -771,14 +771,6 @@ class Pipeline:
         return self._stage(name, settings, run, depends_on=(policy,))
 
 
-def other_commands_files() -> tuple[str, ...]:
-    """Files that say a directory is another command's output (``collect``, ``pretrain``,
-    ``train-policy``), which ``sslrobot run`` must not write into."""
-    from sslrobot.utils.artifacts import MARKERS
-
-    return tuple(name for name, _ in MARKERS)
-
-
 def run_pipeline(
     config: RunConfig,
     out: str | os.PathLike[str],

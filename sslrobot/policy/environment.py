@@ -72,8 +72,8 @@ def make_env(
         if env_id in ours:  # a bug in our own env: its traceback is what helps
             raise
         raise ValueError(
-            f"env {env_id!r} does not take the sslrobot env arguments (image_size, obs_mode, "
-            f"visual_preset): {error}; policies train and evaluate on {ours}"
+            f"env {env_id!r} does not take the sslrobot env arguments ('image_size', "
+            f"'obs_mode', 'visual_preset'): {error}; policies train and evaluate on {ours}"
         ) from error
 
 

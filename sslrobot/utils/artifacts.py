@@ -23,6 +23,9 @@ MARKERS: tuple[tuple[str, str], ...] = (
     ("policy_config.json", "a policy (`sslrobot train-policy --out`)"),
 )
 DATASET, ENCODER, POLICY = MARKERS[0][1], MARKERS[1][1], MARKERS[3][1]
+#: Larger than any evaluation or probe record (an evaluation of thousands of episodes is a
+#: few MB): a bigger file is not one, and is not read whole to find out.
+MAX_RESULT_BYTES = 64 * 2**20
 
 
 def artifact_kind(directory: Path) -> str | None:
@@ -81,8 +84,9 @@ def check_result_file(
         raise ValueError(f"{option} {path} is a directory; give a file name (result.json)")
     refuse_path_under_file(path, option)
     if path.exists():
-        try:
-            same = is_same_kind(json.loads(path.read_text(encoding="utf-8")))
+        same = path.is_file() and path.stat().st_size <= MAX_RESULT_BYTES
+        try:  # read only a regular file of a result's size: a FIFO or a device would block
+            same = same and is_same_kind(json.loads(path.read_text(encoding="utf-8")))
         except (OSError, UnicodeDecodeError, json.JSONDecodeError):
             same = False
         if not same:
