@@ -485,7 +485,9 @@ def test_disk_full_during_collection_keeps_written_episodes(tmp_path, monkeypatc
 def test_unwritable_output_directory_is_named(tmp_path):
     blocker = tmp_path / "a_file"
     blocker.write_text("")
-    with pytest.raises(DatasetWriteError, match=re.escape(str(blocker / "d"))):
+    # A file where the directory should be: named with the path, before anything is written.
+    expected = f"{blocker / 'd'}: {blocker} is a file, not a directory"
+    with pytest.raises(ValueError, match=re.escape(expected)):
         collect(fake_config(blocker / "d"), progress=False)
 
 
