@@ -329,3 +329,16 @@ def test_a_result_path_that_is_not_a_regular_file_is_refused_unread(tmp_path):
     earlier = tmp_path / "r.json"
     earlier.write_text('{"kind": 1}')
     check_result_file(earlier, lambda record: record == {"kind": 1}, "a result")  # replaced
+
+
+def test_artifact_markers_are_the_files_the_commands_write():
+    """``utils.artifacts`` names the marker files as literals (it must not import torch or the
+    commands); a renamed file would silently stop the refusals."""
+    from sslrobot.data.manifest import MANIFEST_NAME
+    from sslrobot.policy.checkpoint import CONFIG_FILE
+    from sslrobot.pretraining.artifacts import ENCODER_CONFIG, PRETRAIN_CONFIG
+    from sslrobot.utils.artifacts import MARKERS
+
+    assert [name for name, _ in MARKERS] == [
+        MANIFEST_NAME, PRETRAIN_CONFIG, ENCODER_CONFIG, CONFIG_FILE,
+    ]  # fmt: skip
