@@ -231,8 +231,8 @@ def test_an_interrupted_rl_run_resumes_from_its_last_checkpoint(tmp_path, monkey
     state = json.loads((tmp_path / "sac" / "checkpoints" / "resume.json").read_text())
     assert state["num_timesteps"] == 50 and [r["step"] for r in state["validation"]] == [50]
     assert sorted(p.name for p in (tmp_path / "sac" / "checkpoints").iterdir()) == [
-        "best_sb3_50.zip", "model_50.zip", "observation_encoder_50.safetensors",
-        "replay_buffer_50.pkl", "resume.json",
+        "best_sb3_50.zip", "continuation_50.json", "model_50.zip",
+        "observation_encoder_50.safetensors", "replay_buffer_50.pkl", "resume.json",
     ]  # fmt: skip
     assert not (tmp_path / "sac" / "policy_config.json").exists()
     best_at_50 = (tmp_path / "sac" / "checkpoints" / "best_sb3_50.zip").read_bytes()
@@ -291,6 +291,95 @@ def test_an_interrupted_rl_run_resumes_from_its_last_checkpoint(tmp_path, monkey
     unvalidated = {k: v for k, v in values.items() if k not in ("val_episodes", "num_val_checks")}
     train_policy(PolicyConfig(**unvalidated, overwrite=True))
     assert sorted(p.name for p in (out / "logs").iterdir() if p.is_dir()) == []
+
+
+def sb3_parameters(policy_dir):
+    """The SB3 model's weights and optimiser states in ``policy_dir``'s final checkpoint."""
+    import io
+    import zipfile
+
+    with zipfile.ZipFile(policy_dir / "final_sb3.zip") as archive:
+        return torch.load(io.BytesIO(archive.read("policy.pth")), weights_only=True)
+
+
+@pytest.mark.parametrize(
+    "settings, stop_at",
+    [
+        # SAC on frozen pixel features, two sub-envs: 30 steps into each one's first episode.
+        (dict(encoder="none", image_size=IMAGE_SIZE, steps=200, num_envs=2, batch_size=16), 60),
+        # PPO on the state: its checkpoints fall between rollouts of 2,048 steps, and two
+        # more are trained after the resume.
+        (dict(encoder="state", rl_algorithm="ppo", steps=6200, num_envs=1, batch_size=512), 2048),
+    ],
+    ids=["sac-pixels", "ppo-state"],
+)
+def test_a_resumed_rl_run_continues_step_for_step(tmp_path, monkeypatch, settings, stop_at):
+    """Interrupted after its checkpoint at ``stop_at``, resumed, a run ends with the
+    uninterrupted run's weights to the bit (the episodes in progress replayed, the generators
+    put back). It restarted every episode from its first reset seed and reseeded every
+    generator before the checkpoint kept them."""
+    import warnings
+
+    from sslrobot.policy import rl
+
+    values = dict(env_id=ENV_ID, algo="rl", rl_norm_steps=20, progress=False, **settings)
+    whole = train_policy(PolicyConfig(**values, out=tmp_path / "whole"))
+    save = rl._ResumeCheckpoints.save
+
+    def save_then_stop(self, model):
+        save(self, model)
+        if model.num_timesteps >= stop_at:
+            raise KeyboardInterrupt
+
+    cut = tmp_path / "cut"
+    monkeypatch.setattr(rl._ResumeCheckpoints, "save", save_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        train_policy(PolicyConfig(**values, out=cut))
+    monkeypatch.undo()
+    continuation_file = cut / "checkpoints" / f"continuation_{stop_at}.json"
+    saved = json.loads(continuation_file.read_text())
+    assert any(episode["actions"] for episode in saved["episodes"])  # one in progress
+    intact = continuation_file.read_text()
+    continuation_file.write_text(intact[:30])
+    with pytest.raises(ResumeError, match=rf"cannot resume from .*continuation_{stop_at}\.json"):
+        train_policy(PolicyConfig(**values, out=cut, resume=True))
+    continuation_file.write_text(intact)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the replay reached the saved observations
+        resumed = train_policy(PolicyConfig(**values, out=cut, resume=True))
+    assert json.loads((resumed / "policy_config.json").read_text())["resumed_at_steps"] == [stop_at]
+    expected, got = sb3_parameters(whole), sb3_parameters(resumed)
+    assert expected.keys() == got.keys()
+    assert all(torch.equal(expected[k], got[k]) for k in expected)
+
+
+def test_a_replay_that_misses_the_saved_observations_is_said(tmp_path, monkeypatch):
+    """An env that does not replay to the observations the checkpoint saved (one action
+    changed here, as a nondeterministic or edited env would) continues from the replayed
+    ones, with a warning that the run no longer follows the interrupted one."""
+    from sslrobot.policy import rl
+
+    values = dict(env_id=ENV_ID, encoder="state", algo="rl", out=tmp_path / "sac", steps=100,
+                  batch_size=16, rl_norm_steps=20, num_envs=2, progress=False)  # fmt: skip
+    save = rl._ResumeCheckpoints.save
+
+    def save_then_stop(self, model):
+        save(self, model)
+        if model.num_timesteps >= 30:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(rl._ResumeCheckpoints, "save", save_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        train_policy(PolicyConfig(**values))
+    monkeypatch.undo()
+    path = tmp_path / "sac" / "checkpoints" / "continuation_30.json"
+    saved = json.loads(path.read_text())
+    episode = max(saved["episodes"], key=lambda e: len(e["actions"]))
+    episode["actions"][0] = [-a for a in episode["actions"][0]]
+    path.write_text(json.dumps(saved))
+    with pytest.warns(UserWarning, match="did not replay to the observations"):
+        out = train_policy(PolicyConfig(**values, resume=True))
+    assert json.loads((out / "policy_config.json").read_text())["env_steps"] == 100
 
 
 def test_neighbouring_training_seeds_never_share_start_states():

@@ -192,6 +192,7 @@ CHECKPOINT_FILE_PATTERNS = (
     "replay_buffer_*.pkl",
     "best_sb3_*.zip",
     "observation_encoder_*.safetensors",
+    "continuation_*.json",
 )
 #: What else a policy run writes under ``out`` besides its weights and config: its atomic
 #: writes' temporaries and logs (BC's CSV, SB3's CSV and TensorBoard events, a resumed run's

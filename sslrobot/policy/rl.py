@@ -53,6 +53,14 @@ from sslrobot.policy.demos import (
 from sslrobot.policy.environment import EnvShapes, env_shapes, make_env
 from sslrobot.policy.network import ObservationEncoder, policy_inputs
 from sslrobot.policy.normalizer import CLIP
+from sslrobot.policy.rl_continuation import FILE as CONTINUATION_FILE
+from sslrobot.policy.rl_continuation import (
+    EpisodeRecorder,
+    continue_episodes,
+    read_continuation,
+    save_continuation,
+    set_random_state,
+)
 from sslrobot.policy.setup import (
     base_record,
     check_fits,
@@ -94,12 +102,13 @@ def make_feature_vec_env(
             space = spaces.Box(-CLIP, CLIP, shape=(obs_encoder.output_dim,), dtype=np.float32)
             super().__init__(venv, observation_space=space)
 
-        def _encode(self, observations: Any) -> np.ndarray:
+        def encode(self, observations: Any) -> np.ndarray:
+            """Raw observations of every sub-env, stacked -> the policy's inputs."""
             inputs = policy_inputs(obs_encoder, observations, obs_mode, device)
             return inputs.cpu().numpy().astype(np.float32)
 
         def reset(self) -> np.ndarray:
-            return self._encode(self.venv.reset())
+            return self.encode(self.venv.reset())
 
         def seed(self, seed: int | None = None) -> Any:
             # SB3 seeds the env with the run's seed when it builds or loads a model.
@@ -116,9 +125,9 @@ def make_feature_vec_env(
                     batch = {
                         key: np.stack([t[key] for t in terminal]) for key in ("pixels", "proprio")
                     }
-                for i, encoded in zip(ended, self._encode(batch), strict=True):
+                for i, encoded in zip(ended, self.encode(batch), strict=True):
                     infos[i]["terminal_observation"] = encoded
-            return self._encode(observations), rewards, dones, infos
+            return self.encode(observations), rewards, dones, infos
 
     return FeatureVecEnv()
 
@@ -246,7 +255,10 @@ def train_rl(config: PolicyConfig) -> Path:
     visual_preset = "train" if manifest is None else demos_visual_preset(manifest)
 
     def make_one() -> Any:
-        return make_env(config.env_id, image_size, obs_mode, visual_preset=visual_preset)
+        # Recorded so that a resume replays the episodes in progress (rl_continuation).
+        return EpisodeRecorder(
+            make_env(config.env_id, image_size, obs_mode, visual_preset=visual_preset)
+        )
 
     out = config.out
     first = first_reset_seed(config.seed, config.num_envs)
@@ -269,11 +281,15 @@ def train_rl(config: PolicyConfig) -> Path:
             norm_source, norm_seeds = _fit_normalizers(config, obs_encoder, resolved, venv, shapes)
         env = make_feature_vec_env(venv, obs_encoder, obs_mode, device)
         num_steps = config.steps or DEFAULT_RL_STEPS
+        continuation = None
         if resumed is None:
             model = make_sb3_model(config, env, device, num_steps)
             start_policy_dir(out)
         else:
-            model = load_resume_checkpoint(out, resumed, config, env, device)
+            continuation = read_saved_continuation(out, resumed)
+            model = load_resume_checkpoint(out, resumed, config, env, device, continuation)
+            if continuation is not None:
+                continue_episodes(continuation, model, venv, env.encode)
             restore_best_model(out, resumed)
         done = int(model.num_timesteps)
         resumed_at = [] if resumed is None else [*resumed.get("resumed_at_steps", []), done]
@@ -295,9 +311,11 @@ def train_rl(config: PolicyConfig) -> Path:
                     checks.restore(resumed, done)
             saver = _ResumeCheckpoints(
                 out, num_steps, config, checks, done, resumed_at, fingerprint, obs_encoder,
-                {"normalization": norm_source, "demo_seeds": norm_seeds},
+                {"normalization": norm_source, "demo_seeds": norm_seeds}, venv,
             )  # fmt: skip
             bar = _progress_callback(f"rl {config.rl_algorithm}", num_steps, done, config.progress)
+            if continuation is not None:  # last, so that nothing set up here draws from them
+                set_random_state(model, continuation["random_state"])
             model.learn(
                 total_timesteps=num_steps - done,
                 progress_bar=False,  # SB3's needs rich; ours is tqdm, like the other stages'
@@ -356,10 +374,34 @@ def train_rl(config: PolicyConfig) -> Path:
 NUM_RESUME_CHECKPOINTS = 10
 
 
+def read_saved_continuation(out: Path, state: dict[str, Any]) -> dict[str, Any] | None:
+    """The episodes in progress and generators the checkpoint ``state`` names (None for a
+    checkpoint written before they were kept: its episodes restart from their reset seeds).
+
+    Raises:
+        ResumeError: the file is missing or damaged.
+    """
+    if not state.get("continuation"):
+        return None
+    path = out / CHECKPOINT_DIR / state["continuation"]
+    try:
+        return read_continuation(path)
+    except (OSError, ValueError) as error:  # json's errors are ValueErrors
+        raise ResumeError(f"cannot resume from {path} ({error!r})") from error
+
+
 def load_resume_checkpoint(
-    out: Path, state: dict[str, Any], config: PolicyConfig, env: Any, device: torch.device
+    out: Path,
+    state: dict[str, Any],
+    config: PolicyConfig,
+    env: Any,
+    device: torch.device,
+    continuation: dict[str, Any] | None = None,
 ) -> Any:
     """The SB3 model (and SAC's replay buffer) of the checkpoint ``state`` names, on ``env``.
+
+    With a ``continuation`` the model keeps the observations it saved (SB3 would reset the
+    envs), which ``continue_episodes`` then checks against the replayed episodes.
 
     Raises:
         ResumeError: a file is missing or damaged, or the model's step count is not the
@@ -369,7 +411,9 @@ def load_resume_checkpoint(
     algorithm = {"sac": sb3.SAC, "ppo": sb3.PPO}[config.rl_algorithm]
     folder = out / CHECKPOINT_DIR
     try:
-        model = algorithm.load(str(folder / state["model"]), env=env, device=device)
+        model = algorithm.load(
+            str(folder / state["model"]), env=env, device=device, force_reset=continuation is None
+        )
         if state.get("replay_buffer"):
             model.load_replay_buffer(str(folder / state["replay_buffer"]))
     except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile, pickle.PickleError) as e:
@@ -481,11 +525,11 @@ def _callback_at_points(owner: Any, act: Callable[[Any], None]) -> Any:
 class _ResumeCheckpoints:
     """SB3 callback: at every ``1 / NUM_RESUME_CHECKPOINTS`` of the steps, the model, SAC's
     replay buffer, the feature and proprio statistics (with the frozen encoder), the
-    validation so far and the best model under ``out/checkpoints/``, each
-    file written whole before ``resume.json`` names it, so that an interrupted run continues
-    from there (``train-policy --resume``) instead of from step 0. The environments'
-    episodes restart from their reset seeds, so a resumed run is not step for step the
-    uninterrupted one."""
+    validation so far, the best model, and the episodes in progress with the random
+    generators (``rl_continuation``) under ``out/checkpoints/``, each file written whole
+    before ``resume.json`` names it, so that an interrupted run continues from there
+    (``train-policy --resume``) instead of from step 0, step for step the uninterrupted run
+    on CPU."""
 
     def __init__(
         self,
@@ -498,8 +542,9 @@ class _ResumeCheckpoints:
         encoder_fingerprint: str | None,
         obs_encoder: ObservationEncoder,
         normalization: dict[str, Any],
+        venv: Any,
     ) -> None:
-        self.folder, self.checks = out / CHECKPOINT_DIR, checks
+        self.folder, self.checks, self.venv = out / CHECKPOINT_DIR, checks, venv
         self.obs_encoder, self.normalization = obs_encoder, normalization
         self.settings = resume_settings(config, encoder_fingerprint)
         self.resumed = resumed_at
@@ -527,12 +572,15 @@ class _ResumeCheckpoints:
         # The statistics the model trains on (and the frozen encoder): restored on resume.
         observation_encoder = f"observation_encoder_{step}.safetensors"
         save_weights(self.folder / observation_encoder, self.obs_encoder)
+        continuation = CONTINUATION_FILE.format(step=step)
+        save_continuation(self.folder / continuation, model, self.venv)
         state = {
             "num_timesteps": step,
             "model": name,
             "replay_buffer": buffer,
             "best_model": best,
             "observation_encoder": observation_encoder,
+            "continuation": continuation,
             **self.normalization,
             "settings": self.settings,
             "resumed_at_steps": self.resumed,
@@ -540,7 +588,7 @@ class _ResumeCheckpoints:
             "best": None if self.checks is None else self.checks.best,
         }
         atomic_write_json(self.folder / RESUME_STATE, state)
-        kept = (name, buffer, best, observation_encoder, RESUME_STATE)
+        kept = (name, buffer, best, observation_encoder, continuation, RESUME_STATE)
         prune_checkpoints(self.folder, keep=kept)  # the checkpoints before this one
 
 
