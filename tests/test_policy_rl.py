@@ -206,6 +206,22 @@ def test_rl_keeps_its_best_checkpoint_by_online_validation(tmp_path, monkeypatch
     assert [row["step"] for row in record["validation"]] == [record["env_steps"]]
 
 
+def stop_after_checkpoint(monkeypatch, step):
+    """Make RL training raise KeyboardInterrupt right after its first resume checkpoint at or
+    past ``step``, as a Ctrl-C there would."""
+    from sslrobot.policy import rl
+
+    save = rl._ResumeCheckpoints.save
+
+    def save_then_stop(self, model):
+        save(self, model)
+        if model.num_timesteps >= step:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(rl._ResumeCheckpoints, "save", save_then_stop)
+    return save
+
+
 def test_an_interrupted_rl_run_resumes_from_its_last_checkpoint(tmp_path, monkeypatch):
     """SAC on the state, 100 steps, validated at 50 and 100: interrupted after its checkpoint
     at step 50, where a check falls too, `resume` continues from there (the model's step
@@ -218,14 +234,7 @@ def test_an_interrupted_rl_run_resumes_from_its_last_checkpoint(tmp_path, monkey
     values = dict(env_id=ENV_ID, encoder="state", algo="rl", out=tmp_path / "sac", steps=100,
                   batch_size=16, rl_norm_steps=20, val_episodes=1, num_val_checks=2,
                   progress=False)  # fmt: skip
-    save = rl._ResumeCheckpoints.save
-
-    def save_then_stop(self, model):
-        save(self, model)
-        if model.num_timesteps >= 50:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(rl._ResumeCheckpoints, "save", save_then_stop)
+    save = stop_after_checkpoint(monkeypatch, 50)
     with pytest.raises(KeyboardInterrupt):
         train_policy(PolicyConfig(**values))
     state = json.loads((tmp_path / "sac" / "checkpoints" / "resume.json").read_text())
@@ -320,19 +329,10 @@ def test_a_resumed_rl_run_continues_step_for_step(tmp_path, monkeypatch, setting
     generator before the checkpoint kept them."""
     import warnings
 
-    from sslrobot.policy import rl
-
     values = dict(env_id=ENV_ID, algo="rl", rl_norm_steps=20, progress=False, **settings)
     whole = train_policy(PolicyConfig(**values, out=tmp_path / "whole"))
-    save = rl._ResumeCheckpoints.save
-
-    def save_then_stop(self, model):
-        save(self, model)
-        if model.num_timesteps >= stop_at:
-            raise KeyboardInterrupt
-
     cut = tmp_path / "cut"
-    monkeypatch.setattr(rl._ResumeCheckpoints, "save", save_then_stop)
+    stop_after_checkpoint(monkeypatch, stop_at)
     with pytest.raises(KeyboardInterrupt):
         train_policy(PolicyConfig(**values, out=cut))
     monkeypatch.undo()
@@ -357,18 +357,10 @@ def test_a_replay_that_misses_the_saved_observations_is_said(tmp_path, monkeypat
     """An env that does not replay to the observations the checkpoint saved (one action
     changed here, as a nondeterministic or edited env would) continues from the replayed
     ones, with a warning that the run no longer follows the interrupted one."""
-    from sslrobot.policy import rl
 
     values = dict(env_id=ENV_ID, encoder="state", algo="rl", out=tmp_path / "sac", steps=100,
                   batch_size=16, rl_norm_steps=20, num_envs=2, progress=False)  # fmt: skip
-    save = rl._ResumeCheckpoints.save
-
-    def save_then_stop(self, model):
-        save(self, model)
-        if model.num_timesteps >= 30:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(rl._ResumeCheckpoints, "save", save_then_stop)
+    stop_after_checkpoint(monkeypatch, 30)
     with pytest.raises(KeyboardInterrupt):
         train_policy(PolicyConfig(**values))
     monkeypatch.undo()
