@@ -208,6 +208,34 @@ def test_evaluate_flags_the_validation_seeds_that_chose_the_best_checkpoint(poli
     assert result["seeds_shared_with_validation"] == [VALIDATION_SEED_BASE]  # val_episodes=1
 
 
+def test_evaluate_flags_seeds_the_encoder_was_pretrained_from(tmp_path):
+    """`collect --seed 0` and `evaluate --seed 0` both reset episode i with seed i: evaluating
+    from the start states of the encoder's own unlabeled stream went unsaid (only
+    demonstration, validation and RL-training seeds were flagged)."""
+    from test_policy import write_encoder_dir
+
+    from sslrobot.models.encoder import encoder_config_for
+    from sslrobot.pretraining import artifacts
+
+    encoder_dir = write_encoder_dir(tmp_path / "encoder", encoder_config_for("cnn", 32))
+    streams = [
+        {"env_id": ENV_ID, "base_seed": 1000},  # this task's stream: seeds 1000 + id
+        {"env_id": "sslrobot/Push-v0", "base_seed": 1000},  # another task's: never flagged
+    ]
+    artifacts.save_json(
+        encoder_dir / artifacts.PRETRAIN_CONFIG,
+        {"train_dataset_identities": streams, "train_episode_id_lists": [[0, 2, 3], [1]]},
+    )
+    assert artifacts.pretraining_reset_seeds(encoder_dir, ENV_ID) == [1000, 1002, 1003]
+    demos = collect_demos(tmp_path / "demos", num_episodes=3)
+    policy = train_tiny_bc(demos, tmp_path / "policy", encoder=str(encoder_dir))
+    with pytest.warns(UserWarning, match=r"2 evaluation seeds are reset seeds of the .* episodes "
+                      r"encoder .* was pretrained on \(e\.g\. \[1002, 1003\]\)"):  # fmt: skip
+        result = evaluate(policy, num_episodes=3, seed=1001)
+    assert result["seeds_shared_with_pretraining"] == [1002, 1003]
+    assert evaluate(policy, num_episodes=2, seed=10)["seeds_shared_with_pretraining"] == []
+
+
 def test_rl_records_the_demonstration_seeds_of_its_normalisation(tmp_path):
     pytest.importorskip("stable_baselines3")
     demos = collect_demos(tmp_path / "demos", num_episodes=2)
@@ -388,6 +416,15 @@ def test_aggregate_results_per_encoder_task_and_demos():
     # 12 of 12 is not a certainty: Wilson's interval, not the bootstrap's zero width.
     low = wilson_interval(12, 12)[1]
     assert by_key[("none", "best")]["success"] == {"mean": 1.0, "low": low, "high": 1.0}
+    assert {tuple(r["seeds_shared_with"]) for r in rows} == {()}
+    # A seed evaluated from start states its encoder was pretrained from: said, not pooled
+    # silently.
+    records[1] = {**records[1], "seeds_shared_with_pretraining": [3]}
+    with pytest.warns(UserWarning, match=r"share with their pretraining"):
+        rows = aggregate_results(records)
+    assert [r["seeds_shared_with"] for r in rows if r["encoder"] == "fdm+future"] == [
+        ["pretraining"]
+    ]
 
 
 def test_damaged_result_records_are_named_not_a_key_error(tmp_path):

@@ -180,6 +180,15 @@ def evaluate(
             f"below {VALIDATION_SEED_BASE} for an honest score",
             stacklevel=2,
         )
+    pretrained = _seeds_shared_with_pretraining(record, env_id, seeds)
+    if pretrained:
+        warnings.warn(
+            f"{len(pretrained)} evaluation seeds are reset seeds of the {env_id} episodes "
+            f"encoder {record['encoder']['source']} was pretrained on (e.g. {pretrained[:5]}): "
+            "its unlabeled frames began from these start states; pass a --seed past them "
+            "(collect --seed S resets episode i with seed S + i)",
+            stacklevel=2,
+        )
     result = {
         "format": RESULT_FORMAT,
         "env_id": env_id,
@@ -208,6 +217,7 @@ def evaluate(
         "seeds_shared_with_demos": shared,
         "seeds_shared_with_validation": validated,
         "seeds_shared_with_training": started,
+        "seeds_shared_with_pretraining": pretrained,
         "episodes": [r.to_dict() for r in results],
         "videos": [],
         "policy_dir": str(Path(policy_dir).resolve()),
@@ -291,6 +301,19 @@ def check_result_record(record: Mapping[str, Any], where: str) -> None:
         )
 
 
+def _seeds_shared_with_pretraining(
+    record: Mapping[str, Any], env_id: str, seeds: list[int]
+) -> list[int]:
+    """Evaluation seeds among the reset seeds of the episodes the policy's encoder was
+    pretrained on (none for the baselines, or an encoder whose directory records none)."""
+    from sslrobot.pretraining.artifacts import pretraining_reset_seeds
+
+    encoder = record.get("encoder") or {}
+    if encoder.get("kind") != "pretrained" or not encoder.get("source"):
+        return []
+    return sorted(set(seeds) & set(pretraining_reset_seeds(Path(encoder["source"]), env_id)))
+
+
 def _validation_seeds(record: Mapping[str, Any]) -> list[int]:
     """The online validation seeds of a policy (recorded since session 15; before, derived
     from its ``val_episodes``)."""
@@ -300,6 +323,15 @@ def _validation_seeds(record: Mapping[str, Any]) -> list[int]:
         return list(record["val_seeds"])
     count = (record.get("train_config") or {}).get("val_episodes") or 0
     return [VALIDATION_SEED_BASE + i for i in range(count)]
+
+
+#: The record fields that list evaluation seeds a policy's own training also started from.
+SHARED_SEED_FIELDS = (
+    "seeds_shared_with_demos",
+    "seeds_shared_with_validation",
+    "seeds_shared_with_training",
+    "seeds_shared_with_pretraining",
+)
 
 
 def aggregate_results(
@@ -326,8 +358,9 @@ def aggregate_results(
 
     Returns:
         One dict per group, sorted: the group keys, ``num_seeds``, ``seeds``,
-        ``num_episodes``, ``success`` and ``return`` as ``{"mean", "low", "high"}``, and
-        ``success_per_seed``.
+        ``num_episodes``, ``success`` and ``return`` as ``{"mean", "low", "high"}``,
+        ``success_per_seed``, and ``seeds_shared_with``: what the group's evaluation seeds
+        overlap (``demos``, ``validation``, ``training``, ``pretraining``; said in a warning).
 
     Raises:
         ValueError: a group has fewer than ``min_seeds`` seeds or the same seed twice, or its
@@ -366,6 +399,21 @@ def aggregate_results(
                 f"need >= {min_seeds}"
             )
         seeds = sorted(by_seed)
+        overlaps = sorted(
+            {
+                name.removeprefix("seeds_shared_with_")
+                for record in by_seed.values()
+                for name in SHARED_SEED_FIELDS
+                if record.get(name)
+            }
+        )
+        if overlaps:
+            warnings.warn(
+                f"{labels}: some seeds' evaluation episodes began from seeds they share with "
+                f"their {', '.join(overlaps)} (each record's seeds_shared_with_* lists them); "
+                "the aggregate includes them",
+                stacklevel=2,
+            )
         success = [[float(e["success"]) for e in by_seed[s]["episodes"]] for s in seeds]
         returns = [[float(e["return"]) for e in by_seed[s]["episodes"]] for s in seeds]
         options = {
@@ -382,6 +430,7 @@ def aggregate_results(
                 "success": _interval(success_interval(success, **options)),
                 "return": _interval(stratified_bootstrap_ci(returns, **options)),
                 "success_per_seed": [float(np.mean(s)) for s in success],
+                "seeds_shared_with": overlaps,
             }
         )
     return rows

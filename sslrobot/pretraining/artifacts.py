@@ -96,10 +96,10 @@ def save_json(path: Path, value: Any) -> Path:
     return atomic_write_json(path, value)
 
 
-def pretraining_env_ids(directory: Path) -> list[str]:
-    """The envs of the streams a ``pretrain --out`` directory recorded training on (sorted;
-    empty when it records none: an encoder's two files alone, or a pretraining before
-    session 26), for the warnings that an encoder meets another task's frames."""
+def _training_streams(directory: Path) -> list[tuple[dict[str, Any], list[int] | None]]:
+    """Each stream a ``pretrain --out`` directory recorded training on: its dataset identity
+    and the episode ids of its training split (None where not recorded); empty when it
+    records none (an encoder's two files alone, or a pretraining before session 26)."""
     try:
         record = json.loads((Path(directory) / PRETRAIN_CONFIG).read_text())
     except (OSError, ValueError):
@@ -107,4 +107,31 @@ def pretraining_env_ids(directory: Path) -> list[str]:
     identities = record.get("train_dataset_identities") if isinstance(record, dict) else None
     if not isinstance(identities, list):
         return []
-    return sorted({str(i["env_id"]) for i in identities if isinstance(i, dict) and i.get("env_id")})
+    id_lists = record.get("train_episode_id_lists")
+    if not isinstance(id_lists, list) or len(id_lists) != len(identities):
+        id_lists = [None] * len(identities)
+    return [
+        (identity, ids if isinstance(ids, list) else None)
+        for identity, ids in zip(identities, id_lists, strict=True)
+        if isinstance(identity, dict)
+    ]
+
+
+def pretraining_env_ids(directory: Path) -> list[str]:
+    """The envs of the streams a ``pretrain --out`` directory recorded training on (sorted;
+    empty when it records none), for the warnings that an encoder meets another task's
+    frames."""
+    return sorted({str(i["env_id"]) for i, _ in _training_streams(directory) if i.get("env_id")})
+
+
+def pretraining_reset_seeds(directory: Path, env_id: str) -> list[int]:
+    """The reset seeds of the ``env_id`` episodes a ``pretrain --out`` directory trained on
+    (sorted; sslrobot collection resets episode i with ``base_seed + i``), so that an
+    evaluation can say when it starts from the start states the encoder's stream began
+    from."""
+    seeds: set[int] = set()
+    for identity, ids in _training_streams(directory):
+        base = identity.get("base_seed")
+        if identity.get("env_id") == env_id and isinstance(base, int) and ids is not None:
+            seeds.update(base + int(i) for i in ids)
+    return sorted(seeds)
