@@ -109,6 +109,24 @@ def test_select_alphas_prefers_small_penalty_for_clean_and_large_for_noise():
         select_alphas(train_x, targets, groups=np.zeros(train_x.shape[0]))
 
 
+def test_select_alphas_keeps_variables_constant_within_the_held_out_episode():
+    """With few training episodes the alpha holdout is one episode, where a goal never moves:
+    R² is undefined there, and such variables were given the largest penalty (a probe of 6
+    episodes read a linearly decodable goal with R² -0.07 instead of 0.99)."""
+    rng = np.random.default_rng(0)
+    steps, episodes = 30, 6
+    # Constant within each episode, and no episode's goal near the others' mean (which a
+    # maximal penalty predicts), whichever episode is held out.
+    goal = np.repeat(rng.permutation([0.0, 1.0, 2.0, 3.0, 4.0, 10.0]), steps)
+    moving = rng.normal(size=steps * episodes)
+    features = np.column_stack([moving, goal, rng.normal(size=(steps * episodes, 30))])
+    features += 0.05 * rng.normal(size=features.shape)
+    targets = np.column_stack([moving, goal])
+    groups = np.repeat(np.arange(episodes), steps)
+    alphas = select_alphas(features, targets, groups=groups, alphas=(1.0, 1e5))
+    assert alphas.tolist() == [1.0, 1.0]
+
+
 def test_r2_known_answers():
     targets = np.array([[1.0, 5.0], [2.0, 5.0], [3.0, 5.0]])
     constant = np.tile(targets.mean(axis=0), (3, 1))

@@ -139,6 +139,11 @@ def test_success_interval_is_never_a_zero_width_certainty():
     _, _, bootstrap_high = stratified_bootstrap_ci(rare, seed=3)
     _, low, high = success_interval(rare, seed=3)
     assert bootstrap_high < wilson_interval(1, 150)[2] == high and low == 0.0
+    # Seeds of unequal episode counts: Wilson's interval around the mean of their rates (the
+    # pooled rate's, 10 in 100, left the reported 0.5 outside its own interval).
+    mean, low, high = success_interval([np.ones(10), np.zeros(90)], resample_seeds=False)
+    assert mean == 0.5 and low < 0.5 < high
+    assert (low, high) == pytest.approx(wilson_interval(50, 100)[1:])
     with pytest.raises(ValueError, match="per_seed_successes is empty"):
         success_interval([])
     with pytest.raises(ValueError, match=r"must be 0 or 1, got \[0.0, 0.5\]"):

@@ -346,8 +346,8 @@ def aggregate_results(
     Records are grouped by ``GROUP_KEYS`` (encoder, task, num_demos, algo, checkpoint, visual
     preset); ``stratified_bootstrap_ci`` resamples the training seeds and then episodes within
     each (``resample_seeds``, the default, which covers seed-to-seed variation), or, with
-    ``resample_seeds=False``, episodes within each seed only (rliable's stratified bootstrap,
-    seeds as strata: narrower, the head's variance left out).
+    ``resample_seeds=False``, episodes within each seed only (seeds as strata: narrower, the
+    head's variance left out).
 
     Args:
         records: Evaluation records (``evaluate``'s return value or ``load_results``).

@@ -231,8 +231,7 @@ def select_alphas(
         seed: Seed of the split.
 
     Returns:
-        The best penalty per target, shape (S,); targets constant in the held-out part get the
-        largest candidate.
+        The best penalty per target, shape (S,), by squared error on the held-out part.
     """
     x, y = _check_xy(features, targets, "train")
     candidates = np.asarray(sorted(alphas), dtype=np.float64)
@@ -263,11 +262,15 @@ def select_alphas(
     target_mean = fit_y.mean(axis=0)
     path = _ridge_path(xs, fit_y - target_mean, candidates)  # (A, D, S)
     held_xs = (x[holdout] - feature_mean) / feature_scale
+    # Scored by squared error, which ranks the candidates as R² does wherever the held-out
+    # target varies, and still ranks them where it does not: with few training episodes the
+    # held-out part can be one episode, in which a goal or a target never moves, and R²
+    # (undefined there) gave such variables the largest penalty, wiping them out.
     scores = np.stack(
-        [r2_scores(y[holdout], held_xs @ coef + target_mean) for coef in path]
+        [-np.mean((y[holdout] - (held_xs @ coef + target_mean)) ** 2, axis=0) for coef in path]
     )  # (A, S)
-    scores = np.where(np.isnan(scores), -np.inf, scores)
-    # Ties (e.g. constant targets) resolve to the largest penalty: the simplest model.
+    scores = np.where(np.isfinite(scores), scores, -np.inf)
+    # Ties resolve to the largest penalty: the simplest model.
     best = len(candidates) - 1 - np.argmax(scores[::-1], axis=0)
     return candidates[best]
 

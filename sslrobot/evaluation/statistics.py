@@ -90,8 +90,10 @@ def stratified_bootstrap_ci(
     With ``resample_seeds=True`` (default) the bootstrap is two-level: draw seeds with
     replacement, then episodes with replacement within each drawn seed. The interval then
     covers seed-to-seed variation, the larger source of error with few seeds (Agarwal et al.
-    2021). With ``resample_seeds=False`` seeds are strata (rliable's stratified bootstrap):
-    every seed is kept and only its episodes are resampled, which covers episode noise only.
+    2021). With ``resample_seeds=False`` seeds are strata: every seed is kept and only its
+    episodes are resampled, which covers episode noise only (not rliable's stratified
+    bootstrap, whose strata are tasks and which resamples the runs, as the default does
+    within a task).
 
     Args:
         per_seed_values: One sequence per training seed, shape (num_episodes_s,), finite.
@@ -203,7 +205,16 @@ def success_interval(
     pooled = np.concatenate([_as_1d(v, "per_seed_successes") for v in per_seed_successes])
     if not np.isin(pooled, (0.0, 1.0)).all():
         raise ValueError(f"success outcomes must be 0 or 1, got {sorted(set(pooled.tolist()))}")
-    _, wilson_low, wilson_high = wilson_interval(int(pooled.sum()), pooled.size, confidence)
+    counts = {len(v) for v in per_seed_successes}
+    # Wilson's interval of the pooled episodes, around the estimate reported: the mean of the
+    # seeds' rates, which is the pooled rate only when every seed has as many episodes (10 of
+    # 10 and 0 of 90 gave 0.5 with Wilson's [0.06, 0.17] of 10 in 100).
+    successes = (
+        float(pooled.sum())
+        if len(counts) == 1
+        else float(np.mean([np.mean(v) for v in per_seed_successes])) * pooled.size
+    )
+    _, wilson_low, wilson_high = wilson_interval(successes, pooled.size, confidence)
     if len(per_seed_successes) == 1:
         _check_bootstrap_args(confidence, num_resamples)
         return float(pooled.mean()), wilson_low, wilson_high
@@ -242,9 +253,12 @@ def intervals_overlap(a: Sequence[float], b: Sequence[float]) -> bool:
 
 
 def wilson_interval(
-    num_successes: int, num_trials: int, confidence: float = 0.95
+    num_successes: float, num_trials: int, confidence: float = 0.95
 ) -> tuple[float, float, float]:
     """Success proportion with the Wilson score interval (Wilson 1927).
+
+    ``num_successes`` may be fractional: a rate times the trials, as ``success_interval``
+    gives it for seeds with unequal episode counts.
 
     Unlike the normal approximation it stays inside [0, 1] and is not degenerate at 0 or N
     successes, which is common for easy or impossible tasks.
