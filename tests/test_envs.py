@@ -414,6 +414,26 @@ def test_bad_constructor_arguments_are_named(kwargs, message) -> None:
         gym.make("sslrobot/Reach-v0", **kwargs)
 
 
+def test_a_task_object_given_to_several_envs_is_not_shared() -> None:
+    """gymnasium.make_vec hands every sub-env the same task object: the last reset's target
+    stood in all of them (env 0 observed env 1's target). And a subclass of an id's task (v1
+    Navigate's under Navigate-v0) ran with the id's spec, as another task would."""
+    from sslrobot.envs.manipulation.reach import ReachTask
+    from sslrobot.envs.navigation.navigate import NavigateTask, NavigateV1Task
+
+    vec = gym.make_vec("sslrobot/Reach-v0", num_envs=2, vectorization_mode="sync",
+                       task=ReachTask(), obs_mode="state")  # fmt: skip
+    observations, _ = vec.reset(seed=[0, 1])
+    for index, seed in enumerate((0, 1)):
+        alone = gym.make("sslrobot/Reach-v0", obs_mode="state")
+        np.testing.assert_array_equal(observations[index], alone.reset(seed=seed)[0])
+        alone.close()
+    vec.close()
+    assert issubclass(NavigateV1Task, NavigateTask)
+    with pytest.raises(ValueError, match="task must be a NavigateTask, got a NavigateV1Task"):
+        gym.make("sslrobot/Navigate-v0", task=NavigateV1Task())
+
+
 def test_the_api_refuses_what_it_would_ignore_or_misread() -> None:
     """Reset options were ignored (a per-episode look silently stayed the train one), the
     expert acted on a state no reset had set up, and an ended episode kept stepping and
@@ -467,6 +487,12 @@ def test_rendering_from_another_thread_is_refused_by_name() -> None:
     worker.start()
     worker.join()
     assert len(errors) == 1
-    assert "belongs to thread 'MainThread'" in str(errors[0]) and "'worker'" in str(errors[0])
+    assert "was made in thread 'MainThread'" in str(errors[0]) and "'worker'" in str(errors[0])
     env.reset(seed=2)  # its own thread renders on
-    env.close()
+    env.close()  # as the error advises: then another thread may render it
+    frames: list[np.ndarray] = []
+    worker = threading.Thread(target=lambda: frames.append(env.reset(seed=2)[0]["pixels"]))
+    worker.start()
+    worker.join()
+    assert len(frames) == 1 and frames[0].shape == (SMALL, SMALL, 3)
+    env.close()  # from another thread than the context's: freed, not EGL_BAD_ACCESS

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from importlib import resources
 from typing import Any, ClassVar
 
@@ -39,7 +40,8 @@ class RobotEnv(gym.Env):
             for the state-oracle baseline).
         visual_preset: ``"train"``, ``"heldout"`` or ``"none"`` (see ``variation.PRESETS``).
         terminate_on_success: end the episode (terminated=True) once the task is solved.
-        render_mode: only ``"rgb_array"`` (the observation camera) is supported.
+        render_mode: ``"rgb_array"`` (the observation camera) or None (``render()``
+            returns None).
     """
 
     metadata: ClassVar[dict[str, Any]] = {"render_modes": ["rgb_array"], "render_fps": 20}
@@ -64,7 +66,7 @@ class RobotEnv(gym.Env):
             task = self.task_class()
         if not isinstance(task, Task):  # a name or a class failed later, naming neither
             raise ValueError(f"{name}: task must be a Task instance, got {task!r}")
-        if self.task_class is not None and not isinstance(task, self.task_class):
+        if self.task_class is not None and type(task) is not self.task_class:
             # Another task under this id would run with this id's spec and time limit.
             raise ValueError(
                 f"{name}: task must be a {self.task_class.__name__}, got a "
@@ -90,7 +92,11 @@ class RobotEnv(gym.Env):
             raise ValueError(
                 f"{name}: render_mode must be 'rgb_array' or None, got {render_mode!r}"
             )
-        self.task = task
+        # A copy of its own: gymnasium.make_vec (and make(env.spec)) hand every sub-env the
+        # same task object, whose per-episode state (the target drawn) the last reset set for
+        # all of them.
+        self.task = copy.deepcopy(task)
+        task = self.task
         self.image_size = int(image_size)
         self.obs_mode = obs_mode
         self.visual_preset = visual_preset

@@ -105,16 +105,17 @@ def _library_found(backend: str) -> bool:
 
 
 class Renderer:
-    """Renders RGB frames of one model from its named or free cameras.
+    """Renders RGB frames of one model from its fixed cameras.
 
-    Its GL context stays current on the thread that first renders (made current once, never
-    released: the per-frame cost is what this class is for), so an env renders from that
-    thread only; another thread's render is refused with a RuntimeError that says so (EGL's
-    own ``EGL_BAD_ACCESS`` named neither thread nor remedy). Use an env per
-    thread, or processes. A process forked after its parent rendered can hang in
-    ``mjr_readPixels`` with ``LP_NUM_THREADS`` >= 1 (Mesa's worker threads do not survive a
-    fork): vector envs should start their workers with ``spawn`` or ``forkserver``, as
-    ``sslrobot collect`` does.
+    Its GL context is made in the thread that creates the renderer (an env makes it lazily,
+    at its first pixel observation or render) and stays bound to that thread (it is made
+    current before every frame, never released), so an env renders from that thread only;
+    another thread's render is refused with a RuntimeError that says so (EGL's own
+    ``EGL_BAD_ACCESS`` named neither thread nor remedy). Use an env per thread, close it
+    before another thread uses it (the next frame makes a new context there), or processes.
+    A process forked after its parent rendered can hang in ``mjr_readPixels`` with
+    ``LP_NUM_THREADS`` >= 1 (Mesa's worker threads do not survive a fork): vector envs should
+    start their workers with ``spawn`` or ``forkserver``, as ``sslrobot collect`` does.
 
     Args:
         model: the MuJoCo model; its offscreen buffer is enlarged if smaller than the image.
@@ -148,9 +149,10 @@ class Renderer:
         owner = next((t for t in threading.enumerate() if t.ident == self._thread), None)
         where = f"thread {owner.name!r}" if owner is not None else "a thread that has ended"
         raise RuntimeError(
-            f"this env's renderer belongs to {where}, and MuJoCo's GL context cannot be made "
-            f"current in another; make the env in the thread that steps it "
-            f"({threading.current_thread().name!r}), or use processes"
+            f"this env's renderer was made in {where} (at its first frame), and MuJoCo's GL "
+            f"context cannot be made current in another ({threading.current_thread().name!r}); "
+            "reset, step and render the env in one thread, close() it before another thread "
+            "uses it (the next frame makes a new context there), or use processes"
         )
 
     def render(self, data: mujoco.MjData, camera_id: int) -> np.ndarray:
@@ -175,10 +177,14 @@ class Renderer:
         return self._buffer[::-1].copy()  # OpenGL rows start at the bottom
 
     def close(self) -> None:
+        """Free the GL context; from another thread than the one it is bound to as well (a
+        close there used to fail with EGL_BAD_ACCESS): its GL objects then go with the
+        context, which EGL destroys once no thread has it current."""
         if self._context is None:
             return
-        self._context.make_current()
-        self._mjr_context.free()
+        if threading.get_ident() == self._thread:
+            self._context.make_current()
+            self._mjr_context.free()
         self._context.free()
         self._context = None
 
