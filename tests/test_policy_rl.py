@@ -343,6 +343,9 @@ def test_a_resumed_rl_run_continues_step_for_step(tmp_path, monkeypatch, setting
     continuation_file.write_text(intact[:30])
     with pytest.raises(ResumeError, match=rf"cannot resume from .*continuation_{stop_at}\.json"):
         train_policy(PolicyConfig(**values, out=cut, resume=True))
+    continuation_file.write_text(json.dumps({**saved, "episodes": []}))
+    with pytest.raises(ResumeError, match=r"its episodes do not replay .*holds 0 sub-env"):
+        train_policy(PolicyConfig(**values, out=cut, resume=True))
     continuation_file.write_text(intact)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # the replay reached the saved observations

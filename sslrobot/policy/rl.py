@@ -289,7 +289,13 @@ def train_rl(config: PolicyConfig) -> Path:
             continuation = read_saved_continuation(out, resumed)
             model = load_resume_checkpoint(out, resumed, config, env, device, continuation)
             if continuation is not None:
-                continue_episodes(continuation, model, venv, env.encode)
+                try:
+                    continue_episodes(continuation, model, venv, env.encode)
+                except (KeyError, TypeError, ValueError) as error:  # a damaged file's content
+                    raise ResumeError(
+                        f"cannot resume from {out / CHECKPOINT_DIR / resumed['continuation']}: "
+                        f"its episodes do not replay ({error!r})"
+                    ) from error
             restore_best_model(out, resumed)
         done = int(model.num_timesteps)
         resumed_at = [] if resumed is None else [*resumed.get("resumed_at_steps", []), done]
