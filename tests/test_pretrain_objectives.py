@@ -115,14 +115,33 @@ def test_salient_pixels_weigh_more_and_a_perfect_prediction_costs_nothing() -> N
         salient_pixel_weights(frames[:, :2], 10.0, 0.08)
 
 
+def _block_layout(image: torch.Tensor, shuffle: int = 4) -> torch.Tensor:
+    """(N, 3, H, W) -> the decoder's block layout (N, 3, r*r, H/r, W/r)."""
+    n, c, h, w = image.shape
+    r = shuffle
+    blocks = image.reshape(n, c, h // r, r, w // r, r).permute(0, 1, 3, 5, 2, 4)
+    return blocks.reshape(n, c, r * r, h // r, w // r)
+
+
 def test_the_background_colour_is_sampled_over_the_whole_frame() -> None:
     """At 64 px with shuffle 4 the block layout's last axis is 16 wide: a stride of 16 would
     sample the frame's 4 left columns only, and a dark strip there became the background."""
     image = torch.full((1, 3, 64, 64), 0.1)
     image[..., :, :6] = -0.8  # a dark strip 6 pixels wide on the left edge
-    blocks = image.reshape(1, 3, 16, 4, 16, 4).permute(0, 1, 3, 5, 2, 4).reshape(1, 3, 16, 16, 16)
-    salient = salient_pixel_weights(blocks, weight=10.0, threshold=0.08) > 1
+    salient = salient_pixel_weights(_block_layout(image), weight=10.0, threshold=0.08) > 1
     assert salient.float().mean().item() == pytest.approx(6 / 64)  # the strip, not the table
+
+
+@pytest.mark.parametrize("size", [48, 64, 80, 96, 112, 128, 144, 192])
+def test_the_background_sample_spans_the_frame_at_every_size(size: int) -> None:
+    """The odd stride that fixed 64 px still sampled four 4-pixel strips at 48, 80, 112 and
+    144 px, where four bright stripes (a seventh of the frame at 112) became the background
+    and the table the salient part."""
+    image = torch.full((1, 3, size, size), -0.3)
+    for start in range(0, size, size // 4):
+        image[..., :, start : start + 4] = 0.4  # four 4-pixel stripes, size/4 apart
+    salient = salient_pixel_weights(_block_layout(image), weight=10.0, threshold=0.08) > 1
+    assert salient.float().mean().item() == pytest.approx(16 / size)  # the stripes
 
 
 def test_inverse_dynamics_loss() -> None:

@@ -6,6 +6,9 @@ Every loss is zero (or, for InfoNCE, near zero) on a perfect prediction and posi
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
+
 import torch
 from torch.nn import functional as F
 
@@ -184,6 +187,20 @@ def pixel_mse_loss(
     return ((predicted.float() - target.float()).square() * weights).mean()
 
 
+def _sample_stride(layout: Sequence[int], samples: int = 256) -> int:
+    """A stride that takes about ``samples`` values spread over every axis of a flattened
+    ``layout``: coprime with the size of each trailing part of it, so that the sample steps
+    through every row, column and block, not along a few. A stride sharing a factor with the
+    block layout's plane sampled strips of it: 16 at 64 px (shuffle 4, blocks 16 wide) took
+    the left 4 columns only; the odd stride that fixed it took four 4-pixel strips at 112 px
+    (49 against a 28-wide plane) and left quarters of a 128-px frame unsampled."""
+    sizes = [math.prod(layout[k:]) for k in range(len(layout))]
+    stride = max(1, math.prod(layout) // samples)
+    while any(math.gcd(stride, size) != 1 for size in sizes):
+        stride += 1
+    return stride
+
+
 def salient_pixel_weights(frames: torch.Tensor, weight: float, threshold: float) -> torch.Tensor:
     """Per-pixel loss weights: ``1 + weight`` where a pixel differs from its frame's dominant
     colour by more than ``threshold`` (mean over RGB, normalised units), else 1.
@@ -212,11 +229,7 @@ def salient_pixel_weights(frames: torch.Tensor, weight: float, threshold: float)
     flat = frames.flatten(2)
     # The median of a regular subsample of ~256 pixels: as good an estimate of the dominant
     # colour, at a quarter of the cost of the full sort (which took 13% of a training step).
-    # The stride is odd: in the block layout an even one can equal the block width (16 at
-    # 64 px, shuffle 4) and sample one strip of 4 columns (the left edge), not the frame.
-    stride = max(1, flat.shape[2] // 256)
-    stride += 1 - stride % 2
-    median = flat[:, :, ::stride].median(dim=2).values  # (N, 3)
+    median = flat[:, :, :: _sample_stride(frames.shape[2:])].median(dim=2).values  # (N, 3)
     median = median.view(*median.shape, *([1] * (frames.ndim - 2)))
     difference = (frames - median).abs().mean(dim=1, keepdim=True)  # (N, 1, ...)
     return 1.0 + weight * (difference > threshold).float()
