@@ -842,7 +842,7 @@ def unlabeled_frames(args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray, 
     stream, and each episode's length."""
     dataset = open_dataset(args.run / args.task / "data" / "unlabeled" / "dataset")
     ids = list(dataset.episode_ids)[: args.whiten_episodes]
-    episodes = [dataset.load_episode(i) for i in ids]
+    episodes = [dataset.load_episode(i, in_memory=True) for i in ids]
     pixels = np.concatenate([np.asarray(e["pixels"]) for e in episodes])
     proprio = np.concatenate([np.asarray(e["proprio"], dtype=np.float64) for e in episodes])
     return pixels, proprio, np.array([len(e["pixels"]) for e in episodes])

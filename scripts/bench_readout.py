@@ -165,7 +165,7 @@ def labelled_frames(
     state (N, S) and the episode id (N,), for probes (privileged labels for diagnostics only)."""
     features, states, groups = [], [], []
     for episode_id in episode_ids:
-        episode = dataset.load_episode(int(episode_id), include_state=True)
+        episode = dataset.load_episode(int(episode_id), include_state=True, in_memory=True)
         features.append(encode(encoder, np.asarray(episode["pixels"])))
         states.append(np.asarray(episode["state"], dtype=np.float64))
         groups.append(np.full(len(states[-1]), int(episode_id)))

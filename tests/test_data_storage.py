@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import json
+import os
 import re
 import shutil
 import zipfile
@@ -74,6 +75,35 @@ def test_round_trip_is_exact_and_state_is_opt_in(tmp_path, format_version):
             np.testing.assert_array_equal(loaded[name], array, err_msg=name)
         assert isinstance(loaded["pixels"], np.memmap)
         assert dataset.meta(episode_id)["length"] == length
+
+
+def _open_files() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="counts open files in /proc")
+def test_readers_that_hold_many_episodes_keep_no_files_open(tmp_path):
+    """Each mapped array keeps a file open: the probe held every episode's (about 7 files
+    each) and `sslrobot probe` failed with "Too many open files" on the default preset's
+    200 episodes under a 1024 limit; demonstrations held 3-4 per episode."""
+    from sslrobot.evaluation.probe import iter_probe_frames
+    from sslrobot.policy.demos import load_transitions
+
+    make_dataset(tmp_path, {i: 4 for i in range(40)})
+    dataset = open_dataset(tmp_path)
+    before = _open_files()
+    held = dataset.load_episode(0)
+    assert _open_files() > before  # mapped: files open while the arrays live
+    del held
+    loaded = dataset.load_episode(0, include_state=True, in_memory=True)
+    assert _open_files() == before and not isinstance(loaded["pixels"], np.memmap)
+    np.testing.assert_array_equal(loaded["state"], make_arrays(4, 0)["state"])
+    frames = iter_probe_frames(dataset, list(range(40)), max_frames=None, seed=0)
+    next(frames)
+    assert _open_files() <= before + 8  # one episode's at most, not forty
+    assert len(list(frames)) == 39
+    transitions = load_transitions(dataset, list(range(40)), pixels=True, state=True)
+    assert _open_files() == before and transitions.actions.shape == (160, 2)
 
 
 @pytest.mark.parametrize("format_version", [1, 2])

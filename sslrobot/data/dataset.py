@@ -99,9 +99,18 @@ class EpisodeDataset:
         return read_meta(self.episode_path(episode_id))
 
     def load_episode(
-        self, episode_id: int, include_state: bool = False, verify: bool = False
+        self,
+        episode_id: int,
+        include_state: bool = False,
+        verify: bool = False,
+        in_memory: bool = False,
     ) -> dict[str, np.ndarray]:
         """Arrays of one episode, memory-mapped read-only (copy before modifying).
+
+        Each mapped array keeps a file open while it lives (six or seven per episode): a
+        caller that holds many episodes at once reads them ``in_memory`` instead, or one at
+        a time, or it meets the process's open-file limit (1024 on many systems: about 170
+        episodes).
 
         Args:
             episode_id: Episode id.
@@ -110,6 +119,7 @@ class EpisodeDataset:
                 episode): memory-mapped reads skip the checksums, so a flipped bit in the
                 frames would otherwise be used unseen. Probes and demonstrations ask for it;
                 pretraining checks its windows itself.
+            in_memory: Read the arrays into memory (writable, no file kept open).
 
         Returns:
             ``pixels`` (L+1, H, W, 3) uint8, ``proprio`` (L+1, P), ``action`` (L, A),
@@ -142,7 +152,7 @@ class EpisodeDataset:
             locations = locate_arrays(path, names)
         except ValueError as error:
             raise ValueError(f"{error}{hint}") from error
-        return {name: map_array(where) for name, where in locations.items()}
+        return {name: map_array(where, mmap=not in_memory) for name, where in locations.items()}
 
     def split(self, val_fraction: float = 0.1, seed: int = 0) -> tuple[list[int], list[int]]:
         """``(train_ids, val_ids)`` by episode; see ``split_episode_ids``."""

@@ -484,17 +484,21 @@ def iter_probe_frames(
         ValueError: for an episode without privileged state, or a damaged one (checksums are
             checked once, before any frame is used).
     """
-    episodes = []
-    for i in episode_ids:  # memory-mapped: loading is cheap, pages are read when sliced
+    lengths = []
+    for i in episode_ids:  # checked, and measured, first; then read one at a time
         try:
-            episodes.append(dataset.load_episode(i, include_state=True, verify=True))
+            episode = dataset.load_episode(i, include_state=True, verify=True)
         except FileNotFoundError as error:
             raise ValueError(
                 f"episode {i} has no privileged state, which probes need: {error}"
             ) from error
-    lengths = [ep["state"].shape[0] for ep in episodes]
+        lengths.append(episode["state"].shape[0])
+        # Mapped arrays keep their files open: holding every episode's met the open-file
+        # limit (1024 on many systems) at the default preset's 200 episodes.
+        del episode
     picks = _frame_indices(lengths, max_frames, seed)
-    for episode_id, ep, pick in zip(episode_ids, episodes, picks, strict=True):
+    for episode_id, pick in zip(episode_ids, picks, strict=True):
+        ep = dataset.load_episode(episode_id, include_state=True)
         if frame_stack == 1:
             frames = np.asarray(ep["pixels"][pick])
         else:

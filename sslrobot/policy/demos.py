@@ -76,7 +76,8 @@ def load_transitions(
     """
     actions, frames, proprios, states, lengths = [], [], [], [], []
     for episode_id in episode_ids:
-        episode = dataset.load_episode(episode_id, include_state=state, verify=True)
+        # In memory: views of mapped arrays would keep ~4 files open per demonstration.
+        episode = dataset.load_episode(episode_id, include_state=state, verify=True, in_memory=True)
         action = np.asarray(episode["action"], dtype=np.float32)
         length = action.shape[0]
         lengths.append(length)
