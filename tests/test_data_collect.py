@@ -461,6 +461,21 @@ def test_black_frames_are_refused_with_the_renderer_hint(tmp_path, black_from_st
     assert storage.list_episode_ids(tmp_path / "d") == []
 
 
+def test_frozen_frames_are_judged_on_episodes_long_enough_to_show_motion(tmp_path):
+    """At 8 px a 2-step episode renders 3 identical frames legitimately (the arm moves less
+    than a pixel): that aborted the collection as a frozen renderer."""
+    from sslrobot.data.frames import FROZEN_MIN_FRAMES, check_frame_stream
+
+    config = CollectConfig(env_id="sslrobot/Reach-v0", out=tmp_path / "d", num_episodes=12,
+                           image_size=8, max_episode_steps=2)  # fmt: skip
+    assert len(open_dataset(collect(config, progress=False)).episode_ids) == 12
+    frames = np.tile(np.arange(8 * 8 * 3, dtype=np.uint8).reshape(1, 8, 8, 3), (3, 1, 1, 1))
+    check_frame_stream(frames, "env", 0)  # too short to judge
+    frozen = np.repeat(frames[:1], FROZEN_MIN_FRAMES, axis=0)
+    with pytest.raises(DegenerateFramesError, match="all 10 frames of episode 0 are identical"):
+        check_frame_stream(frozen, "env", 0)
+
+
 def test_disk_full_during_collection_keeps_written_episodes(tmp_path, monkeypatch):
     root = tmp_path / "d"
     calls = {"n": 0}

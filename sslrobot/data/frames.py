@@ -85,6 +85,13 @@ def check_frame(frame: np.ndarray, env_id: str, episode_id: int, step: int) -> N
         )
 
 
+#: Frames an episode needs before identical ones count as a frozen renderer: a short episode
+#: at a small size renders identical frames legitimately (8 px, 3 frames: the arm moves less
+#: than a pixel, which aborted a collection), and a frozen renderer freezes every episode, so
+#: the longer ones still catch it.
+FROZEN_MIN_FRAMES = 10
+
+
 def check_frame_stream(pixels: np.ndarray, env_id: str, episode_id: int) -> None:
     """Refuse an episode with a single-colour frame or whose frames never change.
 
@@ -94,15 +101,15 @@ def check_frame_stream(pixels: np.ndarray, env_id: str, episode_id: int) -> None
         pixels: uint8 (L+1, H, W, 3).
 
     Raises:
-        DegenerateFramesError: a frame is one constant colour, or all L+1 >= 3 frames are
-            identical (a frozen camera or renderer).
+        DegenerateFramesError: a frame is one constant colour, or all L+1 >=
+            ``FROZEN_MIN_FRAMES`` frames are identical (a frozen camera or renderer).
     """
     flat = pixels.reshape(len(pixels), -1)
     constant = flat.min(axis=1) == flat.max(axis=1)
     if constant.any():
         step = int(np.argmax(constant))
         check_frame(pixels[step], env_id, episode_id, step)
-    frozen = len(pixels) >= 3 and np.array_equal(pixels[-1], pixels[0])  # cheap test first
+    frozen = len(pixels) >= FROZEN_MIN_FRAMES and np.array_equal(pixels[-1], pixels[0])
     if frozen and bool(np.all(pixels == pixels[0])):
         raise DegenerateFramesError(
             f"{env_id}: all {len(pixels)} frames of episode {episode_id} are identical; the "
