@@ -85,6 +85,37 @@ def minari_spaces(manifest: dict[str, Any]) -> tuple[gym.spaces.Dict, gym.spaces
     return observation_space, gym.spaces.Box(low, high, dtype=np.float32)
 
 
+def _collection_env_spec(manifest: dict[str, Any]) -> gym.envs.registration.EnvSpec | None:
+    """The spec the dataset was collected with (the registered one, with the collection's
+    kwargs and time limit), so that ``MinariDataset.recover_environment()`` makes that env;
+    None, with a warning, when its id is not registered here (the export goes on without)."""
+    import dataclasses
+
+    import sslrobot.envs  # noqa: F401 - registers the sslrobot ids
+    from sslrobot.data.collect_config import find_env_spec
+
+    try:
+        spec = find_env_spec(str(manifest["env_id"]))
+    except ValueError as error:
+        warnings.warn(
+            f"the export records no env spec ({error}): recover_environment() will not work",
+            stacklevel=3,
+        )
+        return None
+    limit = manifest.get("max_episode_steps") or spec.max_episode_steps
+    kwargs = {**spec.kwargs, **(manifest.get("env_kwargs") or {})}
+    spec = dataclasses.replace(spec, kwargs=kwargs, max_episode_steps=limit)
+    try:
+        spec.to_json()  # what Minari stores: an env registered with a class cannot be
+    except ValueError as error:
+        warnings.warn(
+            f"the export records no env spec ({error}): recover_environment() will not work",
+            stacklevel=3,
+        )
+        return None
+    return spec
+
+
 def export_minari(
     root: Path | str,
     dataset_id: str,
@@ -193,6 +224,7 @@ def export_minari(
                 [buffer(i) for i in chunks[0]],
                 observation_space=observation_space,
                 action_space=action_space,
+                env=_collection_env_spec(manifest),
                 algorithm_name=f"sslrobot-{manifest['policy']['name']}",
                 description=description,
                 data_format=data_format,
