@@ -120,6 +120,35 @@ def test_a_manifest_that_is_not_a_json_object_is_named(tmp_path, capsys, action,
     )
 
 
+@pytest.mark.parametrize("action", ["info", "verify"])
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        ({"num_episodes_requested": None}, "num_episodes_requested must be a non-negative "
+         "integer, got None"),
+        ({"frame_shape": None}, "frame_shape must be a list of 3 positive integers (H, W, C), "
+         "got None"),
+        ({"action_dim": "2"}, "action_dim must be a non-negative integer, got '2'"),
+    ],
+)  # fmt: skip
+def test_a_manifest_field_readers_need_is_named_when_wrong(tmp_path, capsys, action, edit, message):
+    """`data verify` and `data info` crashed on a null num_episodes_requested (TypeError), and
+    a manifest without frame_shape passed verify and failed later as a bare KeyError."""
+    from test_data_storage import make_dataset
+
+    from sslrobot.cli import main
+
+    make_dataset(tmp_path, {0: 3})
+    path = tmp_path / "manifest.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), **edit}))
+    assert main(["data", action, str(tmp_path)]) == 2
+    assert capsys.readouterr().err.strip() == f"sslrobot data {action}: error: {path}: {message}"
+    path.write_text(json.dumps({k: v for k, v in json.loads(path.read_text()).items()
+                                if k not in edit}))  # fmt: skip
+    assert main(["data", action, str(tmp_path)]) == 2
+    assert f"{path} lacks {next(iter(edit))!r}" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize(
     "name", ["bad", "sslrobot/push/random", "../outside-v0", "a b-v0", "x/y-v0"]
 )

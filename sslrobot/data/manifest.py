@@ -97,7 +97,37 @@ def read_manifest(root: Path) -> dict[str, Any]:
             f"{path}: format_version {manifest.get('format_version')} is not supported "
             f"(this sslrobot reads versions {list(FORMAT_VERSIONS)})"
         )
+    _check_reader_fields(manifest, path)
     return manifest
+
+
+def _count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+#: The fields every reader of a dataset relies on, with what each must hold: a hand-edited or
+#: foreign manifest without them passed `data verify` and failed later as a bare KeyError or
+#: TypeError naming no file.
+_READER_FIELDS: dict[str, tuple[str, Any]] = {
+    "env_id": ("a string", lambda v: isinstance(v, str) and bool(v)),
+    "frame_shape": (
+        "a list of 3 positive integers (H, W, C)",
+        lambda v: isinstance(v, list) and len(v) == 3 and all(_count(x) and x > 0 for x in v),
+    ),
+    "action_dim": ("a non-negative integer", _count),
+    "proprio_dim": ("a non-negative integer", _count),
+    "num_episodes_requested": ("a non-negative integer", _count),
+}
+
+
+def _check_reader_fields(manifest: dict[str, Any], path: Path) -> None:
+    """Raises ValueError naming ``path``, the field and its value when one is missing or of
+    the wrong kind."""
+    for name, (kind, valid) in _READER_FIELDS.items():
+        if name not in manifest:
+            raise ValueError(f"{path} lacks {name!r} ({kind}); is it a collected dataset's?")
+        if not valid(manifest[name]):
+            raise ValueError(f"{path}: {name} must be {kind}, got {manifest[name]!r}")
 
 
 def write_manifest(root: Path, manifest: dict[str, Any]) -> None:
