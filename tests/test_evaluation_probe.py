@@ -464,7 +464,9 @@ def test_probing_another_tasks_encoder_is_said(monkeypatch, tmp_path):
     (encoder / "pretrain_config.json").write_text(
         json.dumps({"pretrain": {"out": "unused"}, "train_dataset_identities": identities})
     )
-    manifest = {"format": "sslrobot-episodes", "format_version": 2, "env_id": "sslrobot/Reach-v0"}
+    manifest = {"format": "sslrobot-episodes", "format_version": 2, "env_id": "sslrobot/Reach-v0",
+                "frame_shape": [8, 8, 3], "action_dim": 2, "proprio_dim": 9,
+                "num_episodes_requested": 0}  # fmt: skip
     (data / "manifest.json").write_text(json.dumps(manifest))
     with pytest.warns(UserWarning, match=r"pretrained on streams of sslrobot/Push-v0; probing "
                       r"it on sslrobot/Reach-v0's frames is a transfer test"):  # fmt: skip

@@ -35,7 +35,11 @@ def split_episode_ids(
     Episodes are ranked by a hash of ``(seed, episode_id)`` and the lowest-ranked
     ``round(val_fraction * n)`` go to validation (at least one when ``val_fraction > 0`` and
     there are two or more episodes; at least one always stays in train). The ranking of an
-    episode does not depend on the others, so the split barely moves when a dataset grows.
+    episode does not depend on the others, so the split barely moves when a dataset grows,
+    but the cut is a rank: a few episodes near it change sides, either way (100 -> 200
+    episodes at 10% moved a validation episode into training). What must not mix them
+    records the ids instead: pretraining keeps its training ids, and probes score only
+    episodes every pretraining held out.
 
     Returns:
         ``(train_ids, val_ids)``, each sorted.
