@@ -187,6 +187,14 @@ def test_cached_features_equal_on_the_fly(tmp_path):
     again = FeatureCache(tmp_path, encoder, {"dataset": "a"}, batch_size=3)
     np.testing.assert_array_equal(again.features((0, 1), lengths, pixels), cached)
     assert again.num_computed_frames == 0
+    # A damaged entry is encoded again and replaced: an empty file raised EOFError, and an
+    # array of another width failed later, in the concatenation.
+    files = sorted(again.directory.glob("episode_*.npy"))
+    files[0].write_bytes(b"")
+    np.save(files[1], np.zeros((6, 4), np.float32))
+    repaired = FeatureCache(tmp_path, encoder, {"dataset": "a"}, batch_size=3)
+    np.testing.assert_array_equal(repaired.features((0, 1), lengths, pixels), cached)
+    assert repaired.num_computed_frames == 10 and np.load(files[1]).shape == (6, 6)
     # Without a directory, episodes are encoded one by one as well: the same bits.
     no_disk = FeatureCache(None, encoder, {"dataset": "a"}, batch_size=3)
     np.testing.assert_array_equal(no_disk.features((0, 1), lengths, pixels), cached)

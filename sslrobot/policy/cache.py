@@ -99,6 +99,10 @@ class FeatureCache:
             )
         self.num_computed_frames = 0
 
+    def _width(self) -> int | None:
+        width = getattr(self.encoder, "feature_dim", None)
+        return int(width) if isinstance(width, int) else None
+
     def features(
         self, episode_ids: tuple[int, ...], lengths: np.ndarray, pixels: np.ndarray
     ) -> np.ndarray:
@@ -115,7 +119,7 @@ class FeatureCache:
             path = None
             if self.directory is not None:
                 path = self.directory / f"episode_{episode_id:06d}.npy"
-            cached = None if path is None else _read_cached(path, length)
+            cached = None if path is None else _read_cached(path, length, self._width())
             if cached is None:
                 frames = pixels[start : start + length]
                 cached = extract_features(self.encoder, frames, self.batch_size)
@@ -127,14 +131,19 @@ class FeatureCache:
         return np.concatenate(parts)
 
 
-def _read_cached(path: Path, length: int) -> np.ndarray | None:
+def _read_cached(path: Path, length: int, width: int | None) -> np.ndarray | None:
+    """The cached features at ``path`` if they are ``(length, width)`` float32, else None (a
+    damaged or foreign entry is recomputed and replaced: an empty file raised EOFError, and
+    an array of another width failed later, in the concatenation)."""
     if not path.is_file():
         return None
     try:
         array = np.load(path, allow_pickle=False)
-    except (OSError, ValueError):
-        return None  # a damaged entry is recomputed and replaced
-    return array if array.shape[0] == length and array.dtype == np.float32 else None
+    except (OSError, ValueError, EOFError):
+        return None
+    if array.ndim != 2 or array.shape[0] != length or array.dtype != np.float32:
+        return None
+    return array if width is None or array.shape[1] == width else None
 
 
 def _write_array(path: Path, array: np.ndarray) -> None:
