@@ -354,6 +354,14 @@ def _fit(
     # copies add variety, not budget, so runs with and without them compare at one budget.
     num_steps = total_bc_steps(config, num_samples // (config.augment_copies + 1))
     check_every = max(1, math.ceil(num_steps / config.num_val_checks))
+    # What the loop runs, where the config's own fields hold None (defaults) or more than the
+    # data gives (a batch larger than the frames trains on them all: the state oracle and
+    # scratch, without copies, then take smaller steps than frozen encoders with copies).
+    record["trained_with"] = {
+        "steps": num_steps,
+        "batch_size": batch_size,
+        "learning_rate": config.learning_rate,
+    }
     # weight_decay is the head's (a scratch encoder trains undecayed, as documented).
     encoder = {id(p) for p in network.obs_encoder.parameters()}
     trainable = [p for p in network.parameters() if p.requires_grad]
