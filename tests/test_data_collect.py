@@ -476,6 +476,27 @@ def test_frozen_frames_are_judged_on_episodes_long_enough_to_show_motion(tmp_pat
         check_frame_stream(frozen, "env", 0)
 
 
+def test_a_script_without_the_main_guard_is_told_so(tmp_path):
+    """Its spawned workers import the script, which collected in its turn and failed on the
+    parent's lock ("another collector is writing shard 0/1"): 88 lines pointing elsewhere."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "no_guard.py"
+    script.write_text(
+        "from sslrobot.data.collect_config import CollectConfig\n"
+        "from sslrobot.data.collection import collect\n"
+        f"collect(CollectConfig(env_id='sslrobot/Reach-v0', out={str(tmp_path / 'd')!r}, "
+        "num_episodes=2, num_envs=2, image_size=16), progress=False)\n"
+    )
+    run = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                         timeout=300, cwd=tmp_path)  # fmt: skip
+    assert run.returncode != 0
+    first_error = next(line for line in run.stderr.splitlines() if "Error:" in line)
+    assert "collect() was called while a worker process imported the calling script" in first_error
+    assert "BlockingIOError" not in run.stderr
+
+
 def test_disk_full_during_collection_keeps_written_episodes(tmp_path, monkeypatch):
     root = tmp_path / "d"
     calls = {"n": 0}

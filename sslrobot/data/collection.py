@@ -439,7 +439,7 @@ def _run_in_pool(spec: RunSpec, todo: list[int], num_workers: int, progress: _Pr
                             "a collector worker process died (killed, out of memory, or the "
                             "calling script lacks the `if __name__ == '__main__':` guard that the "
                             "spawn start method needs); finished episodes are kept, rerun with "
-                            "--resume"
+                            "--resume (resume=True from Python)"
                         ) from error
                     progress.update(summary)
                     next_id = next(queue, None)
@@ -450,6 +450,24 @@ def _run_in_pool(spec: RunSpec, todo: list[int], num_workers: int, progress: _Pr
             # reaches the whole process group); either way only whole episodes are kept.
             pool.shutdown(wait=True, cancel_futures=True)
             raise
+
+
+#: What a worker started by the spawn start method says when the calling script collects at
+#: import time.
+MAIN_GUARD_ERROR = (
+    "collect() was called while a worker process imported the calling script: with "
+    "num_envs > 1 the workers are started with 'spawn', which imports that script again, so "
+    "its work must sit under `if __name__ == '__main__':`"
+)
+
+
+def _refuse_a_worker_importing_the_script() -> None:
+    """Stop a spawned worker that is re-importing the caller's script from collecting in its
+    turn: it then failed on the parent's dataset lock ("another collector is writing shard
+    0/1"), tracebacks that pointed away from the missing guard. ``_inheriting`` is what
+    multiprocessing sets while a child imports the parent's main module (it checks it too)."""
+    if getattr(multiprocessing.current_process(), "_inheriting", False):
+        raise RuntimeError(MAIN_GUARD_ERROR)
 
 
 def collect(config: CollectConfig, progress: bool = True) -> Path:
@@ -474,6 +492,7 @@ def collect(config: CollectConfig, progress: bool = True) -> Path:
         DatasetWriteError: the directory is not writable or the disk is full (names the path;
             episodes already written stay intact).
     """
+    _refuse_a_worker_importing_the_script()
     spec = _run_spec(config)
     env = make_env(spec)
     try:

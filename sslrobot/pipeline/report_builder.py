@@ -510,6 +510,13 @@ def stages_made_otherwise(
     )
 
 
+def _stages_line(stage_results: Sequence[Any]) -> str:
+    """How many stages this invocation made, and that it reused the rest (if any)."""
+    made = sum(not r.skipped for r in stage_results)
+    line = f"{made} of {len(stage_results)} made by this invocation"
+    return line if made == len(stage_results) else f"{line}, the others reused from earlier ones"
+
+
 def seed_coverage_note(num_seeds: int) -> str:
     """What the intervals' coverage is with few training seeds (a sentence to append to the
     success note; empty with one seed, whose interval is Wilson's, or five and more)."""
@@ -563,8 +570,7 @@ def build_report(
         "machine": machine_description(),
         "wall_time": f"{wall_time_s:.0f} s this invocation; "
         f"{sum(r.seconds for r in stage_results):.0f} s summed over all stages",
-        "stages": f"{sum(not r.skipped for r in stage_results)} of {len(stage_results)} made by "
-        "this invocation, the others reused from earlier ones",
+        "stages": _stages_line(stage_results),
         "written": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
     }
     elsewhere = stages_made_otherwise(stage_results, provenance)

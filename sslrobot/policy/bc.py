@@ -397,7 +397,6 @@ def _fit(
         total=num_steps,
         desc="bc",
         disable=not config.progress,
-        leave=False,
     )
     try:
         for step in progress:
