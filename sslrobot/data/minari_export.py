@@ -96,18 +96,11 @@ def _collection_env_spec(manifest: dict[str, Any]) -> gym.envs.registration.EnvS
 
     try:
         spec = find_env_spec(str(manifest["env_id"]))
-    except ValueError as error:
-        warnings.warn(
-            f"the export records no env spec ({error}): recover_environment() will not work",
-            stacklevel=3,
-        )
-        return None
-    limit = manifest.get("max_episode_steps") or spec.max_episode_steps
-    kwargs = {**spec.kwargs, **(manifest.get("env_kwargs") or {})}
-    spec = dataclasses.replace(spec, kwargs=kwargs, max_episode_steps=limit)
-    try:
+        limit = manifest.get("max_episode_steps") or spec.max_episode_steps
+        kwargs = {**spec.kwargs, **(manifest.get("env_kwargs") or {})}
+        spec = dataclasses.replace(spec, kwargs=kwargs, max_episode_steps=limit)
         spec.to_json()  # what Minari stores: an env registered with a class cannot be
-    except ValueError as error:
+    except ValueError as error:  # an id not registered here, or a spec that cannot be stored
         warnings.warn(
             f"the export records no env spec ({error}): recover_environment() will not work",
             stacklevel=3,
