@@ -380,6 +380,19 @@ def test_demo_command_writes_an_expert_video(tmp_path, capsys: pytest.CaptureFix
     assert iio.imread(upper).shape[1:] == (32, 32, 3)
 
 
+def test_videos_fall_back_to_gif_where_ffmpeg_cannot_be_found(tmp_path, monkeypatch) -> None:
+    """imageio-ffmpeg installed without a usable program crashed evaluation on its first video,
+    blaming the output directory."""
+    import imageio.v3 as iio
+
+    from sslrobot.evaluation.rollouts import write_video
+
+    monkeypatch.setenv("IMAGEIO_FFMPEG_EXE", str(tmp_path / "no-such-ffmpeg"))
+    frames = [np.full((16, 16, 3), 10 * i, np.uint8) for i in range(4)]
+    path = write_video(tmp_path / "clip.mp4", frames, fps=20)
+    assert path == tmp_path / "clip.gif" and iio.imread(path).shape == (4, 16, 16, 3)
+
+
 def test_demo_command_refuses_a_negative_seed_before_making_the_env(tmp_path) -> None:
     """gymnasium refused it only at reset, with a traceback instead of the CLI's one line."""
     out = tmp_path / "x.mp4"

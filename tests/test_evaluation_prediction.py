@@ -211,6 +211,36 @@ def test_prediction_quality_rejects_out_of_range_float_frames():
     with pytest.raises(ValueError, match=r"expected uint8 or floats in \[0, 1\]"):
         prediction_quality(Unnormalised(), _windows(), latents=False)
 
+    class Centred(OracleModel):
+        def predict_frames(self, pixels, action):
+            return pixels[:, 1:].float() / 255 - 0.5  # the decoder's own [-0.5, 0.5]
+
+    # It was clipped into half-black frames: a perfect prediction scored below copy-last.
+    with pytest.raises(ValueError, match=r"\[-0.5, 0.5\] need 0.5 added"):
+        prediction_quality(Centred(), _windows(), latents=False)
+
+    class Overshooting(OracleModel):
+        def predict_frames(self, pixels, action):
+            frames = pixels[:, 1:].float() / 255
+            return frames + 0.05 * (2 * (frames > 0.5).float() - 1)  # a little past 0 and 1
+
+    metrics = prediction_quality(Overshooting(), _windows(), latents=False)
+    assert metrics["pred/psnr_k1"] > metrics["pred/psnr_copy_last_k1"]
+
+
+def test_the_collapse_check_does_not_depend_on_the_batch_size():
+    """The latents' spread is over every scored window, not a mean of per-batch spreads."""
+    windows = _windows(num=11)
+    spreads = [
+        prediction_quality(OracleModel(), windows, batch_size=b, frames=False)[
+            "fdm/latent_std_mean"
+        ]
+        for b in (2, 5, 11)
+    ]
+    targets = np.stack([w["pixels"][1] for w in windows]).astype(np.float64).mean(axis=(1, 2))
+    unit = targets / np.linalg.norm(targets, axis=-1, keepdims=True)
+    assert spreads == pytest.approx([unit.std(axis=0).mean()] * 3)
+
 
 def test_stacked_windows_are_scored_on_the_newest_frame():
     windows = _windows(num=4, horizon=2)

@@ -172,8 +172,12 @@ class _LatentAccumulator:
         self.target_sq = np.zeros(horizon)
         self.count = np.zeros(horizon, dtype=np.int64)
         self.has_copy_last = True
-        self.std_sum = 0.0
-        self.std_batches = 0
+        # The collapse check's per-dimension sums over every scored window (not a mean of
+        # per-batch spreads, which moved with batch_size and gave a short tail batch a full
+        # batch's weight).
+        self.unit_sum: np.ndarray | float = 0.0
+        self.unit_sq: np.ndarray | float = 0.0
+        self.unit_count = 0
 
     def add(self, predicted: np.ndarray, targets: np.ndarray) -> None:
         """Add predicted (B, K, D) and targets (B, K+1, D) or (B, K, D)."""
@@ -206,10 +210,10 @@ class _LatentAccumulator:
             self.target_sum[k] = self.target_sum[k] + future[:, k].sum(axis=0)
             self.target_sq[k] += np.sum(future[:, k] ** 2)
             self.count[k] += future.shape[0]
-        if future.shape[0] > 1:
-            # Collapse check: the spread of normalised latents per dimension (SPR/BYOL).
-            self.std_sum += float(unit_future[:, 0].std(axis=0).mean())
-            self.std_batches += 1
+        # Collapse check: the spread of normalised latents per dimension (SPR/BYOL).
+        self.unit_sum = self.unit_sum + unit_future[:, 0].sum(axis=0)
+        self.unit_sq = self.unit_sq + np.sum(unit_future[:, 0] ** 2, axis=0)
+        self.unit_count += future.shape[0]
 
     def metrics(self) -> dict[str, float]:
         out: dict[str, float] = {}
@@ -220,14 +224,20 @@ class _LatentAccumulator:
             out[f"fdm/latent_nmse_k{k + 1}"] = float(self.sse[k] / sst) if sst > 0 else np.nan
             if self.has_copy_last:
                 out[f"fdm/latent_cos_copy_last_k{k + 1}"] = float(self.cos_copy_last[k] / n)
-        if self.std_batches:
-            out["fdm/latent_std_mean"] = self.std_sum / self.std_batches
+        if self.unit_count > 1:
+            mean = np.asarray(self.unit_sum) / self.unit_count
+            variance = np.asarray(self.unit_sq) / self.unit_count - mean**2
+            out["fdm/latent_std_mean"] = float(np.sqrt(np.maximum(variance, 0.0)).mean())
         return out
 
 
 def _unit(latents: np.ndarray) -> np.ndarray:
     norms = np.linalg.norm(latents, axis=-1, keepdims=True)
     return latents / np.maximum(norms, 1e-12)
+
+
+#: How far outside [0, 1] float frames may stray before they are refused rather than clipped.
+_FRAME_OVERSHOOT = 0.1
 
 
 def _frames_to_uint8(frames: torch.Tensor | np.ndarray, like: np.ndarray) -> np.ndarray:
@@ -246,10 +256,14 @@ def _frames_to_uint8(frames: torch.Tensor | np.ndarray, like: np.ndarray) -> np.
     if array.dtype == np.uint8:
         return array
     low, high = float(array.min()), float(array.max())
-    if low < -0.5 or high > 1.5:
+    # A decoder without a final sigmoid overshoots [0, 1] a little, which clipping absorbs;
+    # frames normalised to [-0.5, 0.5] (this package's decoder's own range) must not be
+    # clipped into half-black images scored as predictions.
+    if low < -_FRAME_OVERSHOOT or high > 1.0 + _FRAME_OVERSHOOT:
         raise ValueError(
             f"predict_frames returned floats in [{low:.3g}, {high:.3g}]; expected uint8 or "
-            "floats in [0, 1]"
+            f"floats in [0, 1] (within {_FRAME_OVERSHOOT} of it, clipped); frames normalised to "
+            "[-0.5, 0.5] need 0.5 added first"
         )
     return np.rint(np.clip(array, 0.0, 1.0) * 255.0).astype(np.uint8)
 

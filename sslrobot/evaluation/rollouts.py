@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -121,7 +122,7 @@ def run_episodes(
 
     if num_videos and video_dir is None:
         raise ValueError(f"num_videos={num_videos} needs a video_dir")
-    fps = int(env.metadata.get("render_fps", 20))
+    fps = int(env.metadata.get("render_fps") or 20)  # some envs declare None
     results, videos = [], []
     bar = tqdm(total=len(seeds), desc="evaluate", unit="ep", disable=not progress)
     for index, seed in enumerate(seeds):
@@ -190,6 +191,17 @@ def _bordered(frame: np.ndarray, scale: int, border: int, rgb: tuple[int, int, i
     return big
 
 
+def _ffmpeg_available() -> bool:
+    """Whether imageio can find an ffmpeg program (its package can be there without one)."""
+    try:
+        import imageio_ffmpeg
+
+        exe = imageio_ffmpeg.get_ffmpeg_exe()
+    except (ImportError, RuntimeError, OSError):
+        return False
+    return Path(exe).is_file() or shutil.which(exe) is not None
+
+
 def write_video(path: Path, frames: Sequence[np.ndarray], fps: int) -> Path:
     """Write frames as an MP4 (H.264) atomically; falls back to GIF without ffmpeg.
 
@@ -199,9 +211,7 @@ def write_video(path: Path, frames: Sequence[np.ndarray], fps: int) -> Path:
     import imageio.v2 as imageio
 
     path = Path(path)
-    try:
-        import imageio_ffmpeg  # noqa: F401 - only probing that the MP4 backend exists
-    except ImportError:
+    if path.suffix.lower() != ".gif" and not _ffmpeg_available():
         path = path.with_suffix(".gif")
 
     def write(tmp: Path) -> None:
