@@ -134,7 +134,19 @@ def test_tiny_ppo_run_on_state(tmp_path, monkeypatch):
     monkeypatch.setattr(cudnn, "benchmark", True)
     out = train_tiny_ppo_on_state(tmp_path / "ppo")
     assert (cudnn.deterministic, cudnn.benchmark) == (False, True)
-    policy = load_policy(out)
+    # One rollout (128 steps) ends at the budget: it was thrown away untrained.
+    from stable_baselines3 import PPO
+
+    record = json.loads((out / "policy_config.json").read_text())
+    trained = PPO.load(str(out / record["sb3_models"]["final"]), device="cpu", seed=None)
+    assert trained._n_updates == trained.n_epochs and record["env_steps_trained"] == 128
+    draws = []
+    for seed in (1, 2):  # loading reseeded torch and numpy to the training seed
+        torch.manual_seed(seed)
+        np.random.seed(seed)
+        policy = load_policy(out)
+        draws.append((torch.rand(1).item(), np.random.rand()))
+    assert draws[0][0] != draws[1][0] and draws[0][1] != draws[1][1]
     assert (cudnn.deterministic, cudnn.benchmark) == (False, True)
     state = np.zeros(policy.record["feature_dim"], np.float32)
     action = policy(state)
@@ -144,6 +156,8 @@ def test_tiny_ppo_run_on_state(tmp_path, monkeypatch):
         (train_tiny_ppo_on_state(tmp_path / "b", steps=130) / "policy_config.json").read_text()
     )
     assert record["env_steps"] == 130 and record["env_steps_trained"] == 128
+    with pytest.warns(UserWarning, match=r"online validation seeds \[1000000\]"):
+        train_tiny_ppo_on_state(tmp_path / "d", seed=1_000_000, val_episodes=1)
     # A budget below one rollout of every env would train nothing: refused before any work.
     with pytest.raises(ValueError, match=r"steps=100: PPO trains on whole rollouts .* 128 with"):
         train_tiny_ppo_on_state(tmp_path / "c", steps=100, num_envs=2)

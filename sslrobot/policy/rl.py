@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 import pickle
 import time
+import warnings
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -262,6 +263,16 @@ def train_rl(config: PolicyConfig) -> Path:
 
     out = config.out
     first = first_reset_seed(config.seed, config.num_envs)
+    shared = sorted(
+        set(range(first, first + config.num_envs)) & set(validation_seeds(config.val_episodes))
+    )
+    if shared:
+        warnings.warn(
+            f"training seed {config.seed} with num_envs={config.num_envs} first resets its "
+            f"sub-envs with the online validation seeds {shared}: the best checkpoint is chosen "
+            "partly on episodes training started from; take a smaller --seed",
+            stacklevel=2,
+        )
     venv = make_vec_env(make_one, n_envs=config.num_envs, seed=first, vec_env_cls=DummyVecEnv)
     try:
         probe_env = venv.envs[0]
@@ -497,13 +508,17 @@ def _budget_callback(total: int) -> Any:
     """An SB3 callback ending PPO's learning once ``total`` environment steps are taken: PPO
     collects whole rollouts, and ran up to one rollout past the budget (130 steps took 256;
     50,000 with 8 envs 65,536), which skewed comparisons of budgets and learners. The rollout
-    cut short is not trained on. SAC's loop already stops at the budget (to within one step of
-    every sub-env)."""
+    cut short is not trained on; one that ends at the budget is. SAC's loop already stops at
+    the budget (to within one step of every sub-env)."""
     from stable_baselines3.common.callbacks import BaseCallback
 
     class Budget(BaseCallback):
         def _on_step(self) -> bool:
-            return self.num_timesteps < total
+            if self.num_timesteps < total:
+                return True
+            # The step that reaches the budget may be a rollout's last: stopping there threw
+            # the whole rollout away untrained (a budget of one rollout trained nothing).
+            return self.locals["n_steps"] + 1 == self.locals["n_rollout_steps"]
 
     return Budget()
 
@@ -670,6 +685,10 @@ def load_rl_head(
     if name is None or not (policy_dir / name).is_file():
         raise ValueError(f"policy {policy_dir} has no SB3 model for checkpoint {checkpoint!r}")
     algorithm = {"sac": sb3.SAC, "ppo": sb3.PPO}[record["rl_algorithm"]]
-    with preserved_cudnn_flags():  # SB3's load seeds as its constructor does, flags and all
-        model = algorithm.load(str(policy_dir / name), device=device)
+    # seed=None: SB3's load otherwise reseeds torch, numpy and random (and, on a GPU, cuDNN's
+    # flags) to the training seed, resetting the caller's generators; a one-transition
+    # replay buffer instead of SAC's whole run's, which acting never reads.
+    extra = {"buffer_size": 1} if record["rl_algorithm"] == "sac" else {}
+    with preserved_cudnn_flags():
+        model = algorithm.load(str(policy_dir / name), device=device, seed=None, **extra)
     return _sb3_head(model)
