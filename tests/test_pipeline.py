@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import re
 import shutil
 import warnings
@@ -15,7 +16,7 @@ import torch
 
 from sslrobot.cli import main
 from sslrobot.evaluation.report import format_ci
-from sslrobot.pipeline.presets import make_run_config, parse_overrides
+from sslrobot.pipeline.presets import RunConfig, make_run_config, parse_overrides
 from sslrobot.pipeline.run import (
     Pipeline,
     _best_is_final,
@@ -89,6 +90,11 @@ def test_the_report_says_how_far_few_seeds_intervals_hold() -> None:
 
     assert "With 3 training seeds" in seed_coverage_note(3) and "86% at 8" in seed_coverage_note(3)
     assert seed_coverage_note(1) == seed_coverage_note(5) == ""
+    # The summary named a bootstrap of training seeds where one seed's interval is Wilson's.
+    from sslrobot.pipeline.report_builder import run_summary
+
+    assert "Wilson's, of the one seed's count" in run_summary(RunConfig(policy_seeds=(0,)))
+    assert "a bootstrap of training seeds" in run_summary(RunConfig(policy_seeds=(0, 1)))
 
 
 def test_report_numbers_come_from_result_files(quick_run: Path) -> None:
@@ -480,6 +486,13 @@ def test_bad_preset_and_task_give_clear_errors(capsys: pytest.CaptureFixture[str
         ({"num_demos": (0, 2)}, r"num_demos must all be >= 1, got \(0, 2\)"),
         ({"unlabeled_policy": "bogus"}, "unlabeled_policy: unknown 'bogus'"),
         ({"unlabeled_policy": "mixture"}, "unlabeled_policy: unknown 'mixture'"),
+        # Past the generators' limit: the stage taking the seed failed after those before it.
+        ({"seed": 2**32}, r"^seed gives seeds up to 42949672\d+; every seed must be <= 4294967295"),
+        ({"policy_seeds": (0, 2**32)}, "policy_seeds gives seeds up to 4294967296"),
+        (
+            {"seed": 2**32 - 2, "policy_seeds": (0, 2), "pretrain_seed_per_policy": True},
+            r"seed \+ policy_seeds \(pretrain_seed_per_policy\) gives seeds up to 4294967296",
+        ),
     ]:
         with pytest.raises(ValueError, match=message):
             make_run_config("quick", **settings)
@@ -542,7 +555,17 @@ def test_set_overrides_parse_types_and_refuse_unknown_fields(
         "heldout_eval": False,
         "main_num_demos": None,
     }
+    # Numbers and constants as people type them (".5" was "not a finite number", "20_000",
+    # how the presets write it, "not an integer").
+    assert parse_overrides(
+        ["bc_augment_color=.5", "pretrain_steps=20_000", "seed=+1", "num_demos=05,10",
+         "heldout_eval=TRUE", "main_num_demos=NULL", "transfer_objective=off"]
+    ) == {
+        "bc_augment_color": 0.5, "pretrain_steps": 20_000, "seed": 1, "num_demos": (5, 10),
+        "heldout_eval": True, "main_num_demos": None, "transfer_objective": None,
+    }  # fmt: skip
     for assignment, message in [
+        ("bc_augment_color=nan", "bc_augment_color must be a finite number, got 'nan'"),
         ("heldout_eval=no", "heldout_eval must be true or false, got 'no'"),
         ("image_size=48.5", "image_size must be an integer, got 48.5"),
         ("policy_seeds=[0,1]", "policy_seeds must be a comma-separated list of int"),
@@ -576,6 +599,8 @@ def test_run_flags_and_set_assignments_both_reach_the_config() -> None:
     assert config("--seed", "5", "--set", "seed=5").seed == 5
     with pytest.raises(ValueError, match="--seed 6 and --set seed=5 disagree"):
         config("--seed", "6", "--set", "seed=5")
+    with pytest.raises(ValueError, match="--transfer-objective 'off' and --set transfer_obj"):
+        config("--transfer-objective", "off", "--set", "transfer_objective=fdm")
     # The full preset's transfer encoder turned off by the flag as by --set.
     for off in ("off", "None"):
         flagged = run_config_from_args(
@@ -839,6 +864,8 @@ def test_the_config_is_recorded_when_a_stage_changes_not_before(
     assert all(r.skipped for r in pipeline.runner.results)  # what ran before the stop
     (copy / "report.md").write_text("the earlier run's report")  # (other tests rerun the
     (copy / "results.json").write_text("{}")  # fixture's directory without reports)
+    (copy / "plots").mkdir(exist_ok=True)
+    (copy / "plots" / "Reach-v0_success.png").write_bytes(b"the earlier run's plot")
     report, results = (copy / "report.md").read_text(), (copy / "results.json").read_text()
     with pytest.warns(UserWarning, match="bc_steps"):
         Pipeline(changed, copy, device="cpu", progress=False).run()
@@ -847,8 +874,38 @@ def test_the_config_is_recorded_when_a_stage_changes_not_before(
     # Stages were replaced: the earlier report no longer describes them, so it is set aside
     # (an interrupted rerun left it beside them); the finished run writes its own.
     assert not (copy / "report.md").exists() and not (copy / "results.json").exists()
-    assert (copy / "report.previous.md").read_text() == report
-    assert (copy / "results.previous.json").read_text() == results
+    assert (copy / "previous" / "report.md").read_text() == report
+    assert (copy / "previous" / "results.json").read_text() == results
+    # With its pictures: renamed in place, report.previous.md showed the new run's plots.
+    earlier_plot = copy / "previous" / "plots" / "Reach-v0_success.png"
+    assert earlier_plot.read_bytes() == b"the earlier run's plot"
+    assert not (copy / "plots").exists()
+
+
+def test_the_earlier_report_is_kept_when_every_stage_is_found_done(
+    quick_run: Path, tmp_path: Path
+) -> None:
+    """Other settings that redo no stage (fewer tasks, no held-out look) still rewrite the
+    report: the earlier one was overwritten with no copy."""
+    from sslrobot.pipeline.run import set_aside_previous_report
+
+    copy = tmp_path / "run"
+    shutil.copytree(quick_run, copy)
+    (copy / "report.md").write_text("the earlier run's report")
+    recorded = json.loads((copy / "config.json").read_text())  # (other tests rerun it)
+    recorded["num_workers"] += 1  # keyed on by no stage
+    config = RunConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in recorded.items()})
+    pipeline = Pipeline(config, copy, device="auto", progress=False)
+    pipeline.run()
+    assert all(result.skipped for result in pipeline.runner.results)
+    assert (copy / "previous" / "report.md").read_text() == "the earlier run's report"
+    # An interrupted setting-aside is put back before the next one moves anything.
+    (copy / "report.md").write_text("newer")
+    partial = copy / "previous.partial"
+    partial.mkdir()
+    os.replace(copy / "report.md", partial / "report.md")
+    set_aside_previous_report(copy)
+    assert not partial.exists() and (copy / "previous" / "report.md").read_text() == "newer"
 
 
 def test_pretraining_is_keyed_on_the_process_setting_not_the_device(

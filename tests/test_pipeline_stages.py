@@ -30,6 +30,18 @@ def test_a_finished_stage_is_skipped_and_a_changed_one_redone(tmp_path: Path) ->
     assert not first.skipped and again.skipped and again.value == {"n": 1}
     changed = _runner(tmp_path).run("a", {"x": 2}, work)
     assert not changed.skipped and calls == [False, False]
+    # The log says which config changed: a dependent's own was blamed for its upstream's.
+    lines: list[str] = []
+    for lr in (1, 1, 2):
+        runner = StageRunner(tmp_path, log=lines.append)
+        runner.run("b", {"lr": 0}, work, depends_on=(runner.run("up", {"lr": lr}, work),))
+    runner.run("b", {"lr": 1}, work, depends_on=(runner.run("up", {"lr": 2}, work),))
+    redone = [line for line in lines if line.startswith("[redo]")]
+    assert redone == [
+        "[redo] up: its config changed",
+        "[redo] b: the config of a stage it depends on changed",
+        "[redo] b: its config changed",
+    ]
 
 
 def test_a_resumed_stage_counts_the_time_of_its_interrupted_attempt(tmp_path: Path) -> None:

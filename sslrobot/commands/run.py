@@ -58,16 +58,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=_run)
 
 
-#: ``--transfer-objective`` values that turn the transfer encoder off (``--set`` reads None).
-TRANSFER_OFF = ("off", "None", "null")
-
-
 def run_config_from_args(args: argparse.Namespace) -> RunConfig:
     """The preset with the ``--set`` assignments and the ``--tasks``/``--seed``/
     ``--transfer-objective`` flags applied; a flag and a ``--set`` of the same field that
     disagree are refused rather than one silently winning."""
     from sslrobot.pipeline.presets import (
         INERT_WHEN_OFF,
+        TRANSFER_OFF,
         inert_settings,
         make_run_config,
         parse_overrides,
@@ -82,11 +79,12 @@ def run_config_from_args(args: argparse.Namespace) -> RunConfig:
     for key, value in flags.items():
         if value is None:  # flag not given: the --set value or the preset's
             continue
+        typed = value
         if key == "transfer_objective" and value in TRANSFER_OFF:
-            value = None  # given, as off: as --set transfer_objective=None
+            value = None  # given, as off: as --set transfer_objective=off
         if key in overrides and overrides[key] != value:
             raise ValueError(
-                f"--{key.replace('_', '-')} {value!r} and --set {key}={overrides[key]!r} "
+                f"--{key.replace('_', '-')} {typed!r} and --set {key}={overrides[key]!r} "
                 "disagree; give one of them"
             )
         overrides[key] = value

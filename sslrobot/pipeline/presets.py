@@ -309,8 +309,25 @@ class RunConfig:
         1,000,000): a run whose counts or seed would make them overlap is refused, rather than
         warned about at each evaluation and reported with a best checkpoint chosen on its own
         evaluation episodes."""
-        from sslrobot.policy.config import VALIDATION_SEED_BASE
+        from sslrobot.policy.config import MAX_SEED, VALIDATION_SEED_BASE
 
+        # The largest seed each field makes the generators take (the random encoder's extra
+        # initialisations, the policies', each policy's own pretraining): past MAX_SEED the
+        # stage that takes it fails, after the collection and pretraining before it.
+        largest = {
+            "seed": self.seed + max(self.none_probe_inits - 1, 0),
+            "policy_seeds": max(self.policy_seeds),
+        }
+        if self.pretrain_seed_per_policy:
+            largest["seed + policy_seeds (pretrain_seed_per_policy)"] = self.seed + max(
+                self.policy_seeds
+            )
+        for name, value in largest.items():
+            if value > MAX_SEED:
+                raise ValueError(
+                    f"{name} gives seeds up to {value}; every seed must be <= {MAX_SEED} "
+                    "(2**32 - 1, the generators' limit)"
+                )
         for name, base, ceiling in (
             ("num_unlabeled_episodes", UNLABELED_SEED_BASE, DEMO_SEED_BASE),
             ("num_demo_episodes", DEMO_SEED_BASE, EVAL_SEED_BASE),
@@ -444,12 +461,17 @@ def parse_overrides(assignments: list[str]) -> dict[str, Any]:
             )
         if key in overrides:
             raise ValueError(f"--set {assignment!r}: {key} is set twice; give it once")
-        if str(fields[key].type).startswith("tuple"):
+        if key == "transfer_objective" and text.strip() in TRANSFER_OFF:
+            overrides[key] = None  # as --transfer-objective off
+        elif str(fields[key].type).startswith("tuple"):
             overrides[key] = tuple(_json_or_text(item) for item in text.split(",") if item.strip())
         else:
             overrides[key] = _json_or_text(text)
     return overrides
 
+
+#: Values that turn the transfer encoder off, for ``--transfer-objective`` and ``--set``.
+TRANSFER_OFF = ("off", "None", "none", "null")
 
 #: RunConfig fields that ``--set`` refuses, and why.
 _NOT_SETTABLE = {
@@ -459,13 +481,22 @@ _NOT_SETTABLE = {
 
 
 def _json_or_text(text: str) -> Any:
-    """JSON where it parses (``3``, ``true``, ``null``; ``True``/``False``/``None`` too, as
-    Python spells them), else the stripped text; ``RunConfig`` then checks the type."""
+    """JSON where it parses (``3``, ``true``, ``null``), else a number or constant as Python
+    spells it (``True``, ``None``, ``.5``, ``+1``, ``20_000``, case aside for the constants),
+    else the stripped text; ``RunConfig`` then checks the type (``.5`` was refused as "not a
+    finite number", and ``20_000``, how the presets write it, as "not an integer")."""
     stripped = text.strip()
-    python = {"True": True, "False": False, "None": None}
-    if stripped in python:
-        return python[stripped]
+    constants = {"true": True, "false": False, "none": None, "null": None}
+    if stripped.lower() in constants:
+        return constants[stripped.lower()]
     try:
         return json.loads(stripped)
     except json.JSONDecodeError:
-        return stripped
+        pass
+    for number in (int, float):
+        try:
+            value = number(stripped)
+        except ValueError:
+            continue
+        return value if math.isfinite(value) else stripped
+    return stripped

@@ -391,6 +391,11 @@ def run_summary(config: RunConfig) -> str:
     else:
         compared = f"{config.encoder_arch} encoders: {baselines}"
     seeds, episodes = len(config.policy_seeds), config.eval_episodes
+    interval = (
+        "a bootstrap of training seeds, then episodes, no narrower than Wilson's"
+        if seeds > 1
+        else "Wilson's, of the one seed's count"
+    )
     sweep = (
         f"; success against the number of demonstrations on "
         f"{task_slug(config.data_efficiency_task)}"
@@ -406,8 +411,8 @@ def run_summary(config: RunConfig) -> str:
     return (
         f"{smoke}On {tasks}: {compared}; behaviour cloning from {config.main_demos} expert "
         f"demonstrations, {seeds} training seed(s) x {episodes} evaluation episodes per encoder "
-        "and task. Success is the final checkpoint's, with a 95% interval (a bootstrap of "
-        f"training seeds, then episodes, no narrower than Wilson's){sweep}. Notes at the end "
+        f"and task. Success is the final checkpoint's, with a 95% interval ({interval})"
+        f"{sweep}. Notes at the end "
         "say how each number is made; the run's machine, versions and config follow them."
     )
 

@@ -138,30 +138,58 @@ UNSTAGED_SETTINGS = ("num_workers",)
 PREVIOUS_CONFIG = "config.previous.json"
 
 
-#: The report's files, each set aside as ``<stem>.previous<suffix>`` once a run changes
-#: something: an interrupted run left the earlier run's report beside stages it had replaced.
+#: What the report is made of: set aside together into ``previous/`` once a run changes
+#: something (an interrupted run left the earlier run's report beside stages it had
+#: replaced). Together, so that the earlier report.md's relative links still reach its own
+#: plots and media: renamed in place, ``report.previous.md`` showed the new run's pictures.
 REPORT_FILES = ("results.json", "report.md", "report.html")
+REPORT_DIRS = ("plots", "media")
+PREVIOUS_REPORT = "previous"
 
 
 def set_aside_previous_report(out: Path) -> None:
-    """Rename the earlier run's report files to ``*.previous.*`` (replacing older ones), so
-    that ``out`` holds a report only when it describes the stages there; the run writes its
-    own when it finishes."""
-    for name in REPORT_FILES:
-        path = out / name
-        if path.is_file():
-            os.replace(path, path.with_name(f"{path.stem}.previous{path.suffix}"))
+    """Move the earlier run's report (files and pictures) into ``out/previous/``, replacing
+    an older one there, so that ``out`` holds a report only when it describes the stages
+    there; the run writes its own when it finishes.
+
+    The report is gathered in ``previous.partial/`` first and swapped in by renames; what an
+    interruption left there is put back before anything else moves.
+    """
+    staging, previous = out / f"{PREVIOUS_REPORT}.partial", out / PREVIOUS_REPORT
+    if staging.is_dir():
+        for item in staging.iterdir():
+            if not (out / item.name).exists():
+                os.replace(item, out / item.name)
+        shutil.rmtree(staging)
+    if not any((out / name).is_file() for name in REPORT_FILES):
+        return  # no report to keep (pictures alone are the next report's to overwrite)
+    staging.mkdir()
+    for name in (*REPORT_FILES, *REPORT_DIRS):
+        if (out / name).exists():
+            os.replace(out / name, staging / name)
+    if previous.exists():
+        replaced = out / f"{PREVIOUS_REPORT}.replaced"
+        shutil.rmtree(replaced, ignore_errors=True)
+        os.replace(previous, replaced)
+        os.replace(staging, previous)
+        shutil.rmtree(replaced)
+    else:
+        os.replace(staging, previous)
+
+
+def config_differs(out: Path, config: RunConfig) -> bool:
+    """Whether ``out`` records a config other than ``config`` in any field, the tasks and
+    the settings no stage depends on included."""
+    path = out / "config.json"
+    return path.is_file() and read_json_file(path) != json.loads(json.dumps(config.to_dict()))
 
 
 def keep_previous_config(out: Path, config: RunConfig) -> None:
     """Keep ``out``'s recorded config as ``config.previous.json`` when ``config`` differs from
-    it in any field, the tasks and the settings no stage depends on included (the warnings
-    name only the changes that redo stages or drop tasks)."""
-    path = out / "config.json"
-    if path.is_file():
-        earlier = read_json_file(path)
-        if earlier != json.loads(json.dumps(config.to_dict())):
-            atomic_write_json(out / PREVIOUS_CONFIG, earlier)
+    it (``config_differs``; the warnings name only the changes that redo stages or drop
+    tasks)."""
+    if config_differs(out, config):
+        atomic_write_json(out / PREVIOUS_CONFIG, read_json_file(out / "config.json"))
 
 
 def warn_of_changed_settings(out: Path, config: RunConfig) -> list[str]:
@@ -358,6 +386,10 @@ class Pipeline:
             collected = [self._collect_task(task) for task in self.config.tasks]
             mixed = self._pretrain_mixed(collected)
             learned = [self._learn_task(artifacts, mixed) for artifacts in collected]
+        if not self._config_recorded and config_differs(self.out, self.config):
+            # Every stage found done, and the report about to be rewritten for other settings
+            # (fewer tasks, no held-out look): the earlier one is kept as at a change.
+            set_aside_previous_report(self.out)
         self.record_config()  # every stage found done: the config is this run's all the same
         return learned
 

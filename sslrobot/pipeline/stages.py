@@ -207,8 +207,13 @@ class StageRunner:
                 marker.unlink()
                 resumes = True
             else:
-                why = "a stage it depends on was made again" if remade_upstream else ""
-                self.log(f"[redo] {name}: {why or 'its config changed'}")
+                if remade_upstream:
+                    why = "a stage it depends on was made again"
+                elif record.get("config") == json.loads(json.dumps(config)):
+                    why = "the config of a stage it depends on changed"
+                else:
+                    why = "its config changed"
+                self.log(f"[redo] {name}: {why}")
                 remove_stage_dir(stage_dir)
         started_file = stage_dir / STARTED
         started = read_json_file(started_file) if started_file.is_file() else {}
