@@ -40,6 +40,7 @@ import numpy as np
 from sslrobot.evaluation.evaluate import aggregate_results
 from sslrobot.evaluation.plots import plot_loss_curves, read_metrics_csv
 from sslrobot.pipeline.run import EVAL_SEED_BASE
+from sslrobot.utils.architectures import DEFAULT_ENCODER_ARCH
 
 CURVE_KEY, STEP_KEY = "rollout/success_rate", "time/total_timesteps"
 
@@ -99,7 +100,8 @@ def run_one(args: argparse.Namespace, config: dict, name: str, seed: int) -> dic
         "steps": args.steps,
         "env_id": f"sslrobot/{args.task}",
         "encoder": _resolved(encoder),
-        "encoder_arch": config["encoder_arch"],
+        # The oracle reads no pixels: train-policy refuses another architecture for it.
+        "encoder_arch": DEFAULT_ENCODER_ARCH if name == "state" else config["encoder_arch"],
         "image_size": config["image_size"],
     }
     config_file = policy / "policy_config.json"
@@ -120,10 +122,10 @@ def run_one(args: argparse.Namespace, config: dict, name: str, seed: int) -> dic
         ):
             result.unlink()
     if not config_file.is_file():
+        arch = [] if name == "state" else ["--encoder-arch", config["encoder_arch"]]
         train = ["train-policy", "--env", f"sslrobot/{args.task}", "--encoder", encoder,
-                 "--encoder-arch", config["encoder_arch"], "--image-size",
-                 str(config["image_size"]), "--algo", "rl", "--steps", str(args.steps),
-                 "--seed", str(seed), "--out", str(policy), "--device", "cpu",
+                 *arch, "--image-size", str(config["image_size"]), "--algo", "rl", "--steps",
+                 str(args.steps), "--seed", str(seed), "--out", str(policy), "--device", "cpu",
                  "--no-progress"]  # fmt: skip
         # A run killed after a resume checkpoint continues from it; one train-policy cannot
         # continue (other settings: log.txt says) is trained anew.

@@ -479,6 +479,25 @@ def test_missing_gl_libraries_are_named_before_any_backend_is_imported(monkeypat
     monkeypatch.setattr(render, "_import_context_class", lambda backend: pytest.fail(backend))
     with pytest.raises(RuntimeError, match="egl: libEGL not found; osmesa: libOSMesa not found"):
         render.make_gl_context(16, 16)
+    with pytest.raises(OSError):  # which the command line prints as one line, not a traceback
+        render.make_gl_context(16, 16)
+
+
+@pytest.mark.parametrize("backend", ["bogus", "osmesa-without-its-library"])
+def test_a_backend_mujoco_cannot_import_is_one_line_naming_mujoco_gl(backend, tmp_path) -> None:
+    """MUJOCO_GL=bogus, or osmesa without libOSMesa, fail inside ``import mujoco`` (with a
+    RuntimeError, an AttributeError from PyOpenGL): the commands printed tracebacks."""
+    env = {**os.environ, "MUJOCO_GL": backend.split("-")[0], "LD_LIBRARY_PATH": str(tmp_path)}
+    env.pop("PYOPENGL_PLATFORM", None)  # set by this process's EGL renderers; not a user's
+    if backend.startswith("osmesa") and importlib.util.find_spec("OpenGL") is None:
+        pytest.skip("PyOpenGL is not installed")
+    command = [sys.executable, "-m", "sslrobot", "demo", "--env", "sslrobot/Reach-v0",
+               "--out", str(tmp_path / "x.gif"), "--image-size", "16"]  # fmt: skip
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    if done.returncode == 0:
+        pytest.skip(f"MUJOCO_GL={env['MUJOCO_GL']} works on this machine")
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert f"MuJoCo failed to import with MUJOCO_GL='{env['MUJOCO_GL']}'" in done.stderr
 
 
 def test_rendering_from_another_thread_is_refused_by_name() -> None:

@@ -594,3 +594,20 @@ def test_a_non_finite_value_is_named_by_row_and_column():
         ValueError, match=r"train states contain NaN or inf \(first at frame row 2, column 1\)"
     ):
         fit_ridge(x, y, 1.0)
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"seed": -5}, "seed must be an integer >= 0, got -5"),  # numpy's error named nothing
+        ({"val_fraction": 1.0}, r"val_fraction must be in \(0, 1\), got 1.0"),
+        ({"max_frames": 2}, "max_frames must be >= 4"),
+        ({"alpha": -1.0}, "alpha must be a finite number >= 0"),
+        ({"horizon": -1}, "horizon must be >= 0"),
+    ],
+)
+def test_probe_settings_are_checked_by_name(settings, message) -> None:
+    from sslrobot.evaluation.probe import ProbeConfig
+
+    with pytest.raises(ValueError, match=message):
+        ProbeConfig(encoder="none", data="d", **settings)

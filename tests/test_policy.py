@@ -327,6 +327,7 @@ def test_the_record_says_what_the_loop_ran(demos, tmp_path):
     frames = record["num_train_samples"]
     assert frames < 100_000 and record["train_config"]["batch_size"] == 100_000
     assert record["trained_with"] == {"steps": 3, "batch_size": frames, "learning_rate": 1e-3}
+    assert record["device_type"] == "cpu" and record["train_config"]["device"] == "auto"
 
 
 def test_a_new_run_into_a_policy_dir_clears_the_old_policy_first(demos, tmp_path, monkeypatch):
@@ -1059,6 +1060,12 @@ def test_an_encoder_arch_beside_a_pretrained_encoder_that_it_does_not_name_warns
         warnings_module.simplefilter("error")  # the arch it is: nothing to say
         train_tiny_bc(demos, tmp_path / "b", encoder=str(encoder_dir), steps=2,
                       encoder_arch="cnn")  # fmt: skip
+    # What the baselines would ignore is refused (it was accepted without a word).
+    with pytest.raises(ValueError, match="encoder_arch='resnet': the state oracle reads no"):
+        train_tiny_bc(demos, tmp_path / "c", encoder="state", encoder_arch="resnet")
+    for baseline in ("state", "scratch"):
+        with pytest.raises(ValueError, match=f"cache_dir=.*encoder '{baseline}' would ignore"):
+            train_tiny_bc(demos, tmp_path / "d", encoder=baseline, cache_dir=tmp_path / "cache")
 
 
 def test_help_states_the_defaults_the_config_uses(capsys):

@@ -554,6 +554,12 @@ def test_resume_refuses_changed_settings_and_missing_checkpoints(dataset, tmp_pa
     with pytest.warns(UserWarning, match="no checkpoint"):
         pretrain(tiny_config(tmp_path / "nothing", resume=True), dataset, progress=False)
     assert (tmp_path / "nothing" / artifacts.ENCODER_WEIGHTS).is_file()
+    # Not among files of something else: --resume wrote an encoder beside them.
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "todo.txt").write_text("mine")
+    with pytest.raises(FileExistsError, match=r"holds no pretraining to continue .*\(todo.txt\)"):
+        pretrain(tiny_config(tmp_path / "notes", resume=True), dataset, progress=False)
+    assert sorted(p.name for p in (tmp_path / "notes").iterdir()) == ["todo.txt"]
     pretrain(tiny_config(tmp_path / "run", steps=2), dataset, progress=False)
     with pytest.raises(ValueError, match="lr"):
         pretrain(
@@ -655,6 +661,10 @@ def test_bad_settings_are_rejected(dataset, tmp_path: Path) -> None:
         tiny_config(tmp_path / "g", temperature=math.inf)
     with pytest.raises(ValueError, match="data must name dataset directories, got ''"):
         tiny_config(tmp_path / "h", data="")
+    # The same dataset twice (here once through "..") was drawn from twice as often, unsaid.
+    twice = [str(tmp_path / "d1"), str(tmp_path / "x" / ".." / "d1")]
+    with pytest.raises(ValueError, match="data names the same dataset more than once"):
+        tiny_config(tmp_path / "h", data=twice)
     with pytest.raises(ValueError, match="shift_pad=1000 must be below the image size"):
         pretrain(tiny_config(tmp_path / "i", shift_pad=1000), dataset, progress=False)
 

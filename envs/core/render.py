@@ -25,6 +25,12 @@ import numpy as np
 _HEADLESS_BACKENDS = ("egl", "osmesa")
 
 
+class RenderingUnavailableError(OSError, RuntimeError):
+    """No GL context for MuJoCo could be made here: a missing library or display, which the
+    user fixes by installing one or choosing another ``MUJOCO_GL`` (an OSError, so that the
+    command line prints it as one line; a RuntimeError, as it was raised before)."""
+
+
 def _import_context_class(backend: str) -> type:
     if backend == "egl":
         from mujoco.egl import GLContext
@@ -73,7 +79,7 @@ def make_gl_context(width: int, height: int) -> tuple[Any, str]:
                 os.environ["PYOPENGL_PLATFORM"] = platform
             continue
         return context, backend
-    raise RuntimeError(
+    raise RenderingUnavailableError(
         "could not create a headless OpenGL context for MuJoCo rendering ("
         + "; ".join(errors)
         + "). On Linux install Mesa's EGL (apt-get install libegl1 libgl1-mesa-dri) or "
@@ -135,7 +141,15 @@ class Renderer:
         self._option = mujoco.MjvOption()
         self._perturb = mujoco.MjvPerturb()
         self._camera = mujoco.MjvCamera()
-        self._mjr_context = mujoco.MjrContext(model, mujoco.mjtFontScale.mjFONTSCALE_50)
+        try:
+            self._mjr_context = mujoco.MjrContext(model, mujoco.mjtFontScale.mjFONTSCALE_50)
+        except mujoco.FatalError as error:  # e.g. MUJOCO_GL=glfw without a display
+            self._context.free()
+            raise RenderingUnavailableError(
+                f"MuJoCo could not render with the {self.backend} backend ({error}); unset "
+                "MUJOCO_GL to let sslrobot choose a headless one (EGL, OSMesa), or set it to "
+                "one that works here"
+            ) from error
         mujoco.mjr_setBuffer(mujoco.mjtFramebuffer.mjFB_OFFSCREEN, self._mjr_context)
         self._viewport = mujoco.MjrRect(0, 0, width, height)
         self._buffer = np.empty((height, width, 3), dtype=np.uint8)

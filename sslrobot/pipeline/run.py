@@ -712,6 +712,9 @@ class Pipeline:
         if self.config.bc_val_episodes:  # likewise
             settings["val_episodes"] = self.config.bc_val_episodes
 
+        pixels_trained = encoder_name in ("scratch", "state")
+        arch = PolicyConfig.encoder_arch if encoder_name == "state" else self.config.encoder_arch
+
         def run(stage_dir: Path, resume: bool) -> dict[str, Any]:
             config = PolicyConfig(
                 env_id=env_id,
@@ -724,10 +727,11 @@ class Pipeline:
                 steps=self.config.bc_steps,
                 batch_size=self.config.bc_batch_size,
                 image_size=self.config.image_size,
-                cache_dir=self.out / "feature_cache",
+                # Frozen pixel encoders only: scratch and the oracle would ignore these.
+                cache_dir=None if pixels_trained else self.out / "feature_cache",
                 device=self.device,
                 progress=self.progress,
-                encoder_arch=self.config.encoder_arch,
+                encoder_arch=arch,
                 augment_copies=copies,
                 augment_color=color,
                 val_episodes=self.config.bc_val_episodes,

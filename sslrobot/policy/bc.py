@@ -269,7 +269,7 @@ def train_bc(config: PolicyConfig) -> Path:
     if train_data.proprio is not None:
         obs_encoder.proprio_norm.fit(train_data.proprio.cpu())
 
-    record = base_record(config, resolved, shapes, image_size)
+    record = base_record(config, resolved, shapes, image_size, device)
     record.update(
         {
             "num_demos": len(train_ids),

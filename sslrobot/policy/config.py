@@ -246,6 +246,17 @@ class PolicyConfig:
                 f"rl_norm_steps={self.rl_norm_steps}: RL with demos fits its statistics on them "
                 "and would ignore it"
             )
+        if self.cache_dir is not None and self.encoder_kind in ("scratch", "state"):
+            raise ValueError(
+                f"cache_dir={str(self.cache_dir)!r}: only a frozen pixel encoder's features are "
+                f"cached (a pretrain directory, pretrained:ENV_ID or 'none'); encoder "
+                f"{self.encoder!r} would ignore it"
+            )
+        if self.encoder_kind == "state" and self.encoder_arch != defaults["encoder_arch"]:
+            raise ValueError(
+                f"encoder_arch={self.encoder_arch!r}: the state oracle reads no pixels and "
+                "would ignore it"
+            )
         _check_min("augment_copies", self.augment_copies, 0)
         if not 0.0 <= self.augment_color < 1.0:
             raise ValueError(f"augment_color must be in [0, 1), got {self.augment_color}")

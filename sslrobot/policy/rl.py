@@ -315,7 +315,7 @@ def train_rl(config: PolicyConfig) -> Path:
             formats.append("tensorboard")
         logs = out / "logs" if resumed is None else out / "logs" / f"resumed_at_{done}"
         model.set_logger(configure(str(logs), formats))
-        record = base_record(config, resolved, shapes, image_size)
+        record = base_record(config, resolved, shapes, image_size, device)
         record["val_seeds"] = validation_seeds(config.val_episodes)
         checks = None
         try:  # from here on the logger (TensorBoard's writer thread) and validator are closed

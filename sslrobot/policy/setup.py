@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sslrobot.policy.config import PolicyConfig
 from sslrobot.policy.encoders import ResolvedEncoder, check_encoder_fits, resolve_encoder
 from sslrobot.policy.environment import EnvShapes
+
+if TYPE_CHECKING:
+    import torch
 
 DEFAULT_IMAGE_SIZE = 64
 
@@ -164,6 +167,7 @@ def base_record(
     resolved: ResolvedEncoder,
     shapes: EnvShapes,
     image_size: int,
+    device: torch.device,
 ) -> dict[str, Any]:
     """The part of ``policy_config.json`` that BC and RL share."""
     feature_dim = shapes.state_dim if resolved.module is None else resolved.module.feature_dim
@@ -178,5 +182,8 @@ def base_record(
         "encoder": resolved.describe(),
         "head": {"hidden_dims": list(config.hidden_dims)},
         "seed": config.seed,
+        # What --device auto chose (train_config keeps what was asked): CPU and GPU results
+        # differ in their last bits, and so do the curves that follow from them.
+        "device_type": device.type,
         "train_config": config.to_dict(),
     }

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from sslrobot.models.decoder import DecoderConfig
@@ -179,6 +180,17 @@ class PretrainConfig:
             object.__setattr__(self, "data", data)
         if self.data is not None and not (isinstance(self.data, str | tuple) and self.data):
             raise ValueError(f"data must name dataset directories, got {self.data!r}")
+        if isinstance(self.data, tuple):
+            # A dataset named twice is drawn from twice as often: most likely a slip.
+            resolved = [Path(d).expanduser().resolve() for d in self.data]
+            twice = sorted(
+                {d for d, r in zip(self.data, resolved, strict=True) if resolved.count(r) > 1}
+            )
+            if twice:
+                raise ValueError(
+                    f"data names the same dataset more than once ({', '.join(twice)}); give "
+                    "each once"
+                )
         # The command's spellings are taken too: an architecture's name (its image size is
         # the data's), a decoder's name, and auto / on / off for amp.
         if isinstance(self.encoder, str):

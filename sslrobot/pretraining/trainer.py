@@ -342,7 +342,25 @@ class PretrainRun:
                     f"--resume: {self.out} holds a finished run without checkpoints; choose "
                     "another --out"
                 )
-            # Interrupted before its first checkpoint: nothing to continue from.
+            # Interrupted before its first checkpoint: nothing to continue from, and only this
+            # command's own files to start over among (a directory of anything else was
+            # refused without --resume, and --resume wrote an encoder among its files).
+            own = {
+                artifacts.PRETRAIN_CONFIG, artifacts.CHECKPOINTS, artifacts.METRICS,
+                artifacts.TENSORBOARD, artifacts.PREDICTIONS, artifacts.KEYPOINTS,
+                artifacts.LOSS_CURVE, artifacts.ENCODER_CONFIG,
+            }  # fmt: skip
+            others = sorted(
+                item.name
+                for item in (self.out.iterdir() if self.out.is_dir() else ())
+                if item.name not in own and not item.name.startswith(".")  # temp leftovers
+            )
+            if others:
+                raise FileExistsError(
+                    f"--resume: {self.out} holds no pretraining to continue but other files "
+                    f"({', '.join(others[:5])}{', ...' if len(others) > 5 else ''}); choose "
+                    "another --out"
+                )
             warnings.warn(
                 f"--resume: no checkpoint in {self.out / artifacts.CHECKPOINTS}; starting at "
                 "step 0",
