@@ -245,13 +245,16 @@ def test_report_pictures_are_the_last_step_by_number() -> None:
     assert sorted(names, key=_image_step)[-1].name == "step_100000.png"
 
 
-def test_rerun_skips_finished_stages_and_reruns_only_what_changed(quick_run: Path) -> None:
-    again = Pipeline(QUICK, quick_run, device="cpu", progress=False)
+def test_rerun_skips_finished_stages_and_reruns_only_what_changed(
+    quick_run: Path, tmp_path: Path
+) -> None:
+    run = shutil.copytree(quick_run, tmp_path / "run")  # the fixture stays as made
+    again = Pipeline(QUICK, run, device="cpu", progress=False)
     again.run()
     assert again.runner.results and all(r.skipped for r in again.runner.results)
 
     changed = dataclasses.replace(QUICK, bc_steps=QUICK.bc_steps + 1)
-    pipeline = Pipeline(changed, quick_run, device="cpu", progress=False)
+    pipeline = Pipeline(changed, run, device="cpu", progress=False)
     pipeline.run()
     reran = {r.name for r in pipeline.runner.results if not r.skipped}
     assert reran and all("/policy/" in name or "/eval/" in name for name in reran)
@@ -398,13 +401,15 @@ def test_more_demonstrations_extend_the_set_without_retraining_its_users(
 
 def test_a_random_init_killed_after_writing_its_weights_is_written_again(
     quick_run: Path,
+    tmp_path: Path,
 ) -> None:
     """A 0-step stage writes no checkpoint: killed between its weights and its stage record,
     it used to be refused ("holds a finished run without checkpoints") on every rerun."""
-    stage = quick_run / "Reach-v0" / "pretrain" / "none"
+    run = shutil.copytree(quick_run, tmp_path / "run")  # the fixture stays as made
+    stage = run / "Reach-v0" / "pretrain" / "none"
     weights = (stage / "encoder" / "encoder.safetensors").read_bytes()
     (stage / "stage.json").unlink()  # as if killed right after the weights were written
-    pipeline = Pipeline(QUICK, quick_run, device="cpu", progress=False)
+    pipeline = Pipeline(QUICK, run, device="cpu", progress=False)
     pipeline.run()
     redone = [r.name for r in pipeline.runner.results if not r.skipped]
     assert "Reach-v0/pretrain/none" in redone
@@ -414,13 +419,15 @@ def test_a_random_init_killed_after_writing_its_weights_is_written_again(
 
 
 def test_an_interrupted_policy_stage_resumes_from_its_last_check(
-    quick_run: Path, monkeypatch: pytest.MonkeyPatch
+    quick_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A BC stage killed in training continues from its resume checkpoint on the rerun, and
     ends with the weights it had when it ran uninterrupted."""
     from sslrobot.policy import bc
 
-    stage = quick_run / "Reach-v0" / "policy" / "none" / "demos3" / "seed0"
+    run = shutil.copytree(quick_run, tmp_path / "run")  # the fixture stays as made
+
+    stage = run / "Reach-v0" / "policy" / "none" / "demos3" / "seed0"
     weights = (stage / "policy" / "final.safetensors").read_bytes()
     (stage / "stage.json").unlink()  # its record gone: the rerun trains it again
     save = bc._BCResumeCheckpoints.save
@@ -432,9 +439,9 @@ def test_an_interrupted_policy_stage_resumes_from_its_last_check(
 
     monkeypatch.setattr(bc._BCResumeCheckpoints, "save", save_then_stop)
     with pytest.raises(KeyboardInterrupt):
-        Pipeline(QUICK, quick_run, device="cpu", progress=False).run()
+        Pipeline(QUICK, run, device="cpu", progress=False).run()
     monkeypatch.setattr(bc._BCResumeCheckpoints, "save", save)
-    Pipeline(QUICK, quick_run, device="cpu", progress=False).run()
+    Pipeline(QUICK, run, device="cpu", progress=False).run()
     assert (stage / "policy" / "final.safetensors").read_bytes() == weights
     assert json.loads((stage / "policy" / "policy_config.json").read_text())[
         "resumed_at_steps"
@@ -443,11 +450,13 @@ def test_an_interrupted_policy_stage_resumes_from_its_last_check(
 
 def test_pretraining_in_two_processes_reruns_the_trained_encoders_only(
     quick_run: Path,
+    tmp_path: Path,
 ) -> None:
+    run = shutil.copytree(quick_run, tmp_path / "run")  # the fixture stays as made
     with pytest.raises(ValueError, match="pretrain_processes must be >= 1 and divide"):
         dataclasses.replace(QUICK, pretrain_processes=3)
     two = dataclasses.replace(QUICK, pretrain_processes=2)
-    pipeline = Pipeline(two, quick_run, device="cpu", progress=False)
+    pipeline = Pipeline(two, run, device="cpu", progress=False)
     pipeline.run()
     pretrained = {r.name: r.skipped for r in pipeline.runner.results if "/pretrain/" in r.name}
     assert pretrained == {
@@ -455,14 +464,15 @@ def test_pretraining_in_two_processes_reruns_the_trained_encoders_only(
         "Reach-v0/pretrain/none": True,
         "Reach-v0/pretrain/none-init1": True,
     }
-    encoder = quick_run / "Reach-v0" / "pretrain" / "fdm+future" / "encoder"
+    encoder = run / "Reach-v0" / "pretrain" / "fdm+future" / "encoder"
     record = json.loads((encoder / "pretrain_config.json").read_text())
     assert record["world_size"] == 2
     assert record["pretrain"]["batch_size"] * 2 == QUICK.pretrain_batch_size
 
 
-def test_stage_count_matches_what_runs(quick_run: Path) -> None:
-    pipeline = Pipeline(QUICK, quick_run, device="cpu", progress=False)
+def test_stage_count_matches_what_runs(quick_run: Path, tmp_path: Path) -> None:
+    run = shutil.copytree(quick_run, tmp_path / "run")  # the fixture stays as made
+    pipeline = Pipeline(QUICK, run, device="cpu", progress=False)
     pipeline.run()
     assert pipeline.count_stages() == len(pipeline.runner.results)
 
