@@ -985,10 +985,10 @@ def test_a_bc_run_cut_between_its_checkpoint_files_resumes_from_the_last_whole_o
     whole = train_tiny_bc(demos, tmp_path / "whole", **settings)
     write_json = bc.atomic_write_json
 
-    def stop_before_naming_step_20(path, value):
+    def stop_before_naming_step_20(path, value, **options):
         if value.get("step") == 20:
             raise KeyboardInterrupt
-        return write_json(path, value)
+        return write_json(path, value, **options)
 
     monkeypatch.setattr(bc, "atomic_write_json", stop_before_naming_step_20)
     with pytest.raises(KeyboardInterrupt):
@@ -1021,6 +1021,19 @@ def test_bc_on_data_the_expert_did_not_collect_warns(tmp_path) -> None:
     noisy = collect(config, progress=False)
     with pytest.warns(UserWarning, match="collected by the 'noisy-expert' policy, not 'expert'"):
         train_tiny_bc(noisy, tmp_path / "bc", num_demos=2, steps=2)
+
+
+def test_a_second_writer_of_the_same_policy_directory_is_refused(demos, tmp_path) -> None:
+    """--overwrite into a directory another train-policy still writes deleted its files."""
+    from sslrobot.utils.io import OUTPUT_LOCK, exclusive_lock
+
+    out = tmp_path / "bc"
+    out.mkdir()
+    held = exclusive_lock(out / OUTPUT_LOCK, "held by the test")
+    with held, pytest.raises(BlockingIOError, match="another train-policy is writing"):
+        train_tiny_bc(demos, out, steps=2)
+    train_tiny_bc(demos, out, steps=2)
+    assert read_policy_config(out)["trained_with"]["steps"] == 2
 
 
 def test_an_unknown_env_id_is_named_before_the_demonstrations(demos, tmp_path) -> None:
@@ -1081,3 +1094,25 @@ def test_help_states_the_defaults_the_config_uses(capsys):
     with pytest.raises(SystemExit):
         main(["--version"])
     assert capsys.readouterr().out.strip() == f"sslrobot {sslrobot.__version__}"
+
+
+def test_temporaries_of_killed_checkpoint_writes_are_cleared(tmp_path) -> None:
+    """A save killed midway leaves ``.NAME.<random><suffix>`` (a replay buffer's can be
+    gigabytes); only ``.*.tmp`` was matched, so they outlived pruning and --overwrite."""
+    from sslrobot.policy.checkpoint import CHECKPOINT_DIR, clear_run_files, prune_checkpoints
+    from sslrobot.utils.io import temp_prefix
+
+    folder = tmp_path / CHECKPOINT_DIR
+    folder.mkdir()
+    leftovers = [
+        folder / f"{temp_prefix('replay_buffer_3.pkl')}k2j4.pkl",
+        folder / f"{temp_prefix('model_3.zip')}x9.zip",
+        folder / f"{temp_prefix('resume.json')}q1.tmp",
+    ]
+    for path in [*leftovers, folder / "resume.json", folder / "notes.txt"]:
+        path.write_text("x")
+    prune_checkpoints(folder, keep={"resume.json"})
+    assert sorted(p.name for p in folder.iterdir()) == ["notes.txt", "resume.json"]
+    leftovers[0].write_text("x")
+    clear_run_files(tmp_path)
+    assert sorted(p.name for p in folder.iterdir()) == ["notes.txt"]  # a user's file stays

@@ -926,6 +926,56 @@ def test_a_crash_while_saving_leaves_the_previous_checkpoint_whole_and_pointed_t
     assert loaded.optimizer_state == {"lr": 0.1} and loaded.state["note"] == "two"
 
 
+def test_a_checkpoint_renamed_into_place_is_resumed_from_without_latest_json(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A crash after the rename and before latest.json left a complete checkpoint that a
+    resume ignored (starting at step 0) and the next save deleted."""
+    root = tmp_path / "checkpoints"
+    checkpoint.save_checkpoint(root, 2, {"w": torch.zeros(1)}, None)
+
+    def crash(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(checkpoint, "atomic_write_json", crash)
+    with pytest.raises(KeyboardInterrupt):
+        checkpoint.save_checkpoint(root, 4, {"w": torch.ones(1)}, None)
+    monkeypatch.undo()
+    assert checkpoint.latest_checkpoint_path(root) == root / "step_0000004"
+    (root / checkpoint.LATEST).unlink()  # or a crash before the first one was written
+    assert checkpoint.latest_checkpoint_path(root) == root / "step_0000004"
+
+
+def test_a_second_writer_of_the_same_output_is_refused(dataset, tmp_path: Path) -> None:
+    """A requeued job resuming into a directory another still writes pruned the other's
+    checkpoints; the writer lock refuses it, and is released when the run ends."""
+    from sslrobot.utils.io import OUTPUT_LOCK, exclusive_lock
+
+    out = tmp_path / "run"
+    out.mkdir()
+    held = exclusive_lock(out / OUTPUT_LOCK, "held by the test")
+    with held, pytest.raises(BlockingIOError, match=r"another sslrobot pretrain is writing"):
+        pretrain(tiny_config(out, steps=2, resume=True), dataset, progress=False)
+    pretrain(tiny_config(out, steps=2, resume=True), dataset, progress=False)
+    with exclusive_lock(out / OUTPUT_LOCK, "free again after the run"):
+        pass
+
+
+def test_checkpoints_are_kept_by_step_past_seven_digits(tmp_path: Path) -> None:
+    """Names sorted as text put step_10010000 before step_9990000: each save then pruned the
+    newest but one and kept old ones for ever. A later step's temp directory (another
+    process's save in flight) is left alone."""
+    root = tmp_path / "checkpoints"
+    in_flight = root / ".step_99000000.abc"
+    in_flight.mkdir(parents=True)
+    for step in (9_990_000, 9_995_000, 10_010_000, 10_020_000):
+        checkpoint.save_checkpoint(root, step, {"w": torch.zeros(1)}, None, keep=2)
+    kept = sorted(p.name for p in root.iterdir() if p.name.startswith("step_"))
+    assert kept == ["step_10010000", "step_10020000"]
+    assert checkpoint.latest_checkpoint_path(root) == root / "step_10020000"
+    assert in_flight.is_dir()
+
+
 def test_metrics_log_says_once_when_tensorboard_is_missing(monkeypatch, tmp_path: Path) -> None:
     """Without the extra the TensorBoard mirror was skipped silently, while the README promised
     its logs; now the CSV is still written and the log says where the events are not."""

@@ -96,6 +96,16 @@ def test_atomic_write_replaces_with_a_shareable_file(tmp_path):
     os.umask(mask)
     assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~mask
     assert sorted(p.name for p in path.parent.iterdir()) == ["a.json"]
+    assert io._umask() == mask  # read from /proc where it can be, not set to 0 and back
+    # Lock files too follow the umask (they were 0644 whatever it was: a group sharing a
+    # dataset under umask 002 could not take a lock another member made).
+    previous = os.umask(0o002)
+    try:
+        with io.exclusive_lock(tmp_path / "x.lock", "busy"):
+            pass
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE((tmp_path / "x.lock").stat().st_mode) == 0o664
 
 
 def test_a_failed_write_keeps_the_old_file_and_leaves_no_temp(tmp_path):

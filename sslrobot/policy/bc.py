@@ -505,7 +505,7 @@ class _BCResumeCheckpoints:
             "best_score": None if best_score is None else list(best_score),
             "resumed_at_steps": history.resumed_at,
         }
-        atomic_write_json(self.folder / RESUME_STATE, state)
+        atomic_write_json(self.folder / RESUME_STATE, state, sync_dir=True)  # before the prune
         prune_checkpoints(self.folder, keep=(name, best, RESUME_STATE))  # the ones before
 
     def load(

@@ -194,12 +194,15 @@ CHECKPOINT_FILE_PATTERNS = (
     "observation_encoder_*.safetensors",
     "continuation_*.json",
 )
+#: The temporaries a write of one of them killed midway leaves (``utils.io.temp_prefix``:
+#: ``.NAME.`` then a random part and a suffix): a replay buffer's can be gigabytes.
+CHECKPOINT_TEMP_PATTERNS = tuple(f".{pattern}.*" for pattern in CHECKPOINT_FILE_PATTERNS)
 #: What else a policy run writes under ``out`` besides its weights and config: its atomic
 #: writes' temporaries and logs (BC's CSV, SB3's CSV and TensorBoard events, a resumed run's
 #: own folder), as glob patterns relative to ``out``.
 RUN_FILE_PATTERNS = (
     *(f"{CHECKPOINT_DIR}/{pattern}" for pattern in CHECKPOINT_FILE_PATTERNS),
-    f"{CHECKPOINT_DIR}/.*.tmp",
+    *(f"{CHECKPOINT_DIR}/{pattern}" for pattern in CHECKPOINT_TEMP_PATTERNS),
     "logs/bc.csv",
     "logs/progress.csv",
     "logs/events.out.tfevents.*",
@@ -210,8 +213,9 @@ RUN_FILE_PATTERNS = (
 
 def prune_checkpoints(folder: Path, keep: Collection[str | None]) -> None:
     """Remove the resume checkpoints' files in ``folder`` but ``keep`` (the checkpoint just
-    written): the run's own files only, by name, so a user's file there stays."""
-    for pattern in CHECKPOINT_FILE_PATTERNS:
+    written) and what killed writes of them left: the run's own files only, by name, so a
+    user's file there stays."""
+    for pattern in (*CHECKPOINT_FILE_PATTERNS, *CHECKPOINT_TEMP_PATTERNS):
         for path in folder.glob(pattern):
             if path.name not in keep and path.is_file():
                 path.unlink()

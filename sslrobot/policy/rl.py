@@ -608,7 +608,7 @@ class _ResumeCheckpoints:
             "validation": [] if self.checks is None else self.checks.rows,
             "best": None if self.checks is None else self.checks.best,
         }
-        atomic_write_json(self.folder / RESUME_STATE, state)
+        atomic_write_json(self.folder / RESUME_STATE, state, sync_dir=True)  # before the prune
         kept = (name, buffer, best, observation_encoder, continuation, RESUME_STATE)
         prune_checkpoints(self.folder, keep=kept)  # the checkpoints before this one
 

@@ -21,15 +21,17 @@ def train_policy(config: PolicyConfig) -> Path:
     """
     from sslrobot.policy.checkpoint import check_policy_out
     from sslrobot.policy.environment import check_env_id
+    from sslrobot.utils.io import output_lock
 
     check_env_id(config.env_id)  # before the demonstrations, which would blame their own env
     check_policy_out(Path(config.out), config.overwrite, config.resume)
-    if config.algo == "bc":
-        from sslrobot.policy.bc import train_bc
+    with output_lock(config.out, "train-policy"):
+        if config.algo == "bc":
+            from sslrobot.policy.bc import train_bc
 
-        return train_bc(config)
-    from sslrobot.policy.rl import train_rl
-    from sslrobot.utils.device import preserved_cudnn_flags
+            return train_bc(config)
+        from sslrobot.policy.rl import train_rl
+        from sslrobot.utils.device import preserved_cudnn_flags
 
-    with preserved_cudnn_flags():  # SB3's seeding sets them process-wide on a GPU
-        return train_rl(config)
+        with preserved_cudnn_flags():  # SB3's seeding sets them process-wide on a GPU
+            return train_rl(config)

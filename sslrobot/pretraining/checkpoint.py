@@ -7,9 +7,11 @@ Layout under ``OUT/checkpoints/``::
     step_0001000/state.json          {"step": 1000, ...}
     latest.json                      {"step": 1000, "name": "step_0001000"}
 
-A checkpoint directory is assembled under a hidden temporary name and renamed into place;
-``latest.json`` is replaced only after that rename, so a crash at any moment leaves the
-previous checkpoint complete and pointed to.
+A checkpoint directory is assembled under a hidden temporary name, synced, and renamed into
+place, so a ``step_*`` directory is always complete; ``latest.json`` is replaced (and synced)
+only after that rename, and older checkpoints are pruned only after it. Resuming takes the
+newest ``step_*`` directory, whatever ``latest.json`` says: a crash between the rename and
+``latest.json`` left a complete checkpoint that a resume ignored and the next save deleted.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from typing import Any
 import torch
 
 from sslrobot.pretraining import artifacts
-from sslrobot.utils.io import atomic_write, fsync_dir
+from sslrobot.utils.io import atomic_write, atomic_write_json, fsync_dir
 
 WEIGHTS = "model.safetensors"
 OPTIMIZER = "optimizer.pt"
@@ -72,39 +74,54 @@ def save_checkpoint(
         if optimizer_state is not None:
             atomic_write(tmp / OPTIMIZER, lambda file: torch.save(optimizer_state, file))
         artifacts.save_json(tmp / STATE, {**(state or {}), "step": step})
-        if final.exists():  # left by a run that crashed before updating latest.json
+        fsync_dir(tmp)  # its files' entries before the directory's rename
+        if final.exists():  # a run that crashed after its rename: this step again, replaced
             shutil.rmtree(final)
         os.replace(tmp, final)
         fsync_dir(root)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    artifacts.save_json(root / LATEST, {"step": step, "name": name})
+    atomic_write_json(root / LATEST, {"step": step, "name": name}, sync_dir=True)
     _prune(root, keep, current=name)
     return final
 
 
+def _step_of(name: str) -> int | None:
+    """The step of a ``step_*`` name (any number of digits), else None."""
+    digits = name.removeprefix(_PREFIX)
+    return int(digits) if name.startswith(_PREFIX) and digits.isdigit() else None
+
+
+def _checkpoint_dirs(root: Path) -> list[Path]:
+    """The ``step_*`` directories under ``root``, oldest first by step (not by name: past
+    9,999,999 steps the names outgrow their padding and sort as text no longer)."""
+    found = [(_step_of(p.name), p) for p in root.glob(f"{_PREFIX}*") if p.is_dir()]
+    return [path for step, path in sorted((s, p) for s, p in found if s is not None)]
+
+
 def _prune(root: Path, keep: int, current: str) -> None:
-    """Remove all but the newest ``keep`` checkpoints and stale temporary directories."""
+    """Remove all but the newest ``keep`` checkpoints and stale temporary directories (of
+    steps up to this one: a later step's could be another process's in flight)."""
+    current_step = _step_of(current)
     for stale in root.glob(f".{_PREFIX}*"):
-        if stale.is_dir():
+        step = _step_of(stale.name[1:].split(".")[0])
+        if stale.is_dir() and step is not None and step <= current_step:
             shutil.rmtree(stale, ignore_errors=True)
-    names = sorted(p.name for p in root.glob(f"{_PREFIX}*") if p.is_dir())
-    for name in names[:-keep]:
-        if name != current:
-            shutil.rmtree(root / name, ignore_errors=True)
+    for path in _checkpoint_dirs(root)[:-keep]:
+        if path.name != current:
+            shutil.rmtree(path, ignore_errors=True)
 
 
 def latest_checkpoint_path(root: Path) -> Path | None:
-    """The directory ``latest.json`` points to, or None when there is no checkpoint."""
-    latest = root / LATEST
-    if not latest.is_file():
-        return None
-    info = artifacts.read_json(latest, "latest-checkpoint pointer")
-    path = root / str(info.get("name", ""))
-    if not path.is_dir():
-        raise FileNotFoundError(f"{latest} points to {path}, which does not exist")
-    return path
+    """The newest complete checkpoint under ``root`` (every ``step_*`` directory is: each is
+    renamed into place whole), or None when there is none.
+
+    ``latest.json`` is not needed to find it: a crash after a checkpoint's rename and before
+    ``latest.json`` was replaced left it pointing to the one before, or to nothing.
+    """
+    dirs = [path for path in _checkpoint_dirs(root) if (path / STATE).is_file()]
+    return dirs[-1] if dirs else None
 
 
 def load_checkpoint(path: Path) -> Checkpoint:

@@ -9,6 +9,7 @@ initialisation comes from ``torch.manual_seed(seed)``, the batch order from ``(s
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 import warnings
@@ -38,6 +39,7 @@ from sslrobot.pretraining.sampler import ResumableBatchSampler
 from sslrobot.pretraining.world_model import WorldModel
 from sslrobot.utils.artifacts import ENCODER, refuse_other_artifact
 from sslrobot.utils.device import bfloat16_autocast, has_native_bfloat16, resolve_device
+from sslrobot.utils.io import OUTPUT_LOCK, output_lock
 
 _KEYS = ("pixels", "action")
 #: Read as well when the decoder is conditioned on proprioception.
@@ -204,6 +206,7 @@ class PretrainRun:
         self.config = config
         self.progress = progress
         self.out = Path(config.out)
+        self._writer_lock = contextlib.ExitStack()
         self.context = distributed.init_distributed(config.device)
         try:
             self._setup(dataset, val_dataset)
@@ -366,7 +369,9 @@ class PretrainRun:
                 "step 0",
                 stacklevel=4,
             )
-        elif self.out.exists() and (not self.out.is_dir() or any(self.out.iterdir())):
+        elif self.out.exists() and (
+            not self.out.is_dir() or any(p.name != OUTPUT_LOCK for p in self.out.iterdir())
+        ):
             raise FileExistsError(
                 f"output directory {self.out} is not empty; pass --resume to continue the run "
                 "in it, or choose another --out"
@@ -659,7 +664,8 @@ class PretrainRun:
         keys = self._metric_keys()
         log = None
         if main:
-            self.out.mkdir(parents=True, exist_ok=True)
+            # Released by close(): held while anything here is written.
+            self._writer_lock.enter_context(output_lock(self.out, "sslrobot pretrain"))
             if start < config.steps:
                 # A finished run extended to more steps: its weights would otherwise stand,
                 # under a config naming the new steps, as the result of a killed extension.
@@ -901,7 +907,8 @@ class PretrainRun:
         log.log_image("pretrain/predictions", image, self.step)
 
     def close(self) -> None:
-        """Leave the process group if this run joined it."""
+        """Leave the process group if this run joined it; release the output directory."""
+        self._writer_lock.close()
         distributed.close_distributed(self.context)
 
 

@@ -104,6 +104,15 @@ def _naming(error: OSError, path: Path) -> OSError:
 
 
 def _umask() -> int:
+    """The process's umask, read without changing it where Linux shows it: setting it to 0
+    and back gave a file another thread created meanwhile mode 0666."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
     mask = os.umask(0)
     os.umask(mask)
     return mask
@@ -118,12 +127,30 @@ def fsync_dir(path: str | Path) -> None:
         os.close(fd)
 
 
-def atomic_write_text(path: str | Path, text: str) -> Path:
-    return atomic_write(path, lambda file: file.write(text.encode()))
+def atomic_write_text(path: str | Path, text: str, *, sync_dir: bool = False) -> Path:
+    return atomic_write(path, lambda file: file.write(text.encode()), sync_dir=sync_dir)
 
 
-def atomic_write_json(path: str | Path, value: Any) -> Path:
-    return atomic_write_text(path, json.dumps(value, indent=2, sort_keys=True, default=str) + "\n")
+def atomic_write_json(path: str | Path, value: Any, *, sync_dir: bool = False) -> Path:
+    text = json.dumps(value, indent=2, sort_keys=True, default=str) + "\n"
+    return atomic_write_text(path, text, sync_dir=sync_dir)
+
+
+#: The lock file a command holds in its ``--out`` directory while it writes there.
+OUTPUT_LOCK = ".sslrobot.lock"
+
+
+def output_lock(out: str | Path, command: str) -> contextlib.AbstractContextManager[None]:
+    """Hold ``out``'s writer lock (making ``out``): a second ``command`` writing the same
+    directory, say a batch job requeued while the first still runs, is refused instead of
+    pruning the first one's checkpoints and overwriting its files."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    busy = (
+        f"another {command} is writing {out}; wait for it to finish (its --resume continues "
+        "it if it is stopped) or choose another --out"
+    )
+    return exclusive_lock(out / OUTPUT_LOCK, busy)
 
 
 @contextlib.contextmanager
@@ -143,7 +170,12 @@ def exclusive_lock(path: str | Path, busy: str, wait: bool = False) -> Iterator[
         OSError: from creating the lock file (e.g. an unwritable directory).
     """
     path = Path(path)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:  # the umask decides who else may take it, as for every artifact
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    except PermissionError:
+        if not path.is_file():
+            raise
+        fd = os.open(path, os.O_RDONLY)  # another user's lock file: flock needs no write
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
