@@ -107,7 +107,8 @@ def test_readers_that_hold_many_episodes_keep_no_files_open(tmp_path):
 
 
 @pytest.mark.parametrize("format_version", [1, 2])
-def test_commit_is_atomic_and_never_overwrites(tmp_path, format_version):
+def test_commit_never_overwrites_an_episode(tmp_path, format_version):
+    """(Atomicity itself: test_disk_full_names_the_path_and_keeps_written_episodes.)"""
     make_dataset(tmp_path, {0: 4}, format_version=format_version)
     assert list((tmp_path / "episodes").iterdir()) == [episode_path(tmp_path, 0)]
     for version in (1, 2):  # not even through the other format's name

@@ -89,12 +89,33 @@ def test_tiny_sac_run_on_frozen_features(tmp_path):
     assert all(torch.equal(saved[k], v) for k, v in initial.items())  # still frozen
     result = evaluate(out, num_episodes=2, seed=10, out_json=tmp_path / "sac.json")
     assert result["algo"] == "rl-sac" and len(result["episodes"]) == 2
+    # Deterministic for a seed: SAC acts on its mean action (a sampled one passed every test).
+    again = evaluate(out, num_episodes=2, seed=10)
+    assert again["episodes"] == result["episodes"]
     assert result["seeds_shared_with_training"] == []
     # Sub-env i first reset with seed * num_envs + i: evaluation from those seeds is flagged.
     assert record["train_reset_seeds"] == [0, 1]
     with pytest.warns(UserWarning, match="2 evaluation seeds are seeds .* was trained from"):
         result = evaluate(out, num_episodes=2, seed=0, out_json=tmp_path / "sac0.json")
     assert result["seeds_shared_with_training"] == [0, 1]
+
+
+def test_a_pretrained_encoder_stays_bit_identical_through_rl(tmp_path):
+    """Only the random encoder's freezing was checked under RL."""
+    from test_policy import write_encoder_dir
+
+    from sslrobot.models.encoder import EncoderConfig
+
+    encoder_dir = write_encoder_dir(tmp_path / "enc", EncoderConfig(image_size=IMAGE_SIZE), seed=3)
+    out = train_policy(
+        PolicyConfig(env_id=ENV_ID, encoder=str(encoder_dir), algo="rl", out=tmp_path / "sac",
+                     steps=120, batch_size=16, image_size=IMAGE_SIZE, rl_norm_steps=20,
+                     progress=False)
+    )  # fmt: skip
+    given = load_safetensors((encoder_dir / "encoder.safetensors").read_bytes())
+    saved = load_policy(out).obs_encoder.encoder.state_dict()
+    assert given.keys() == saved.keys()
+    assert all(torch.equal(saved[name], tensor) for name, tensor in given.items())
 
 
 def test_rl_normalisation_demos_must_match_the_environment(tmp_path):

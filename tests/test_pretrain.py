@@ -489,6 +489,12 @@ def test_same_seed_same_weights_on_cpu(dataset, tmp_path: Path) -> None:
         load_tensors(a / artifacts.ENCODER_WEIGHTS)["head.weight"],
         load_tensors(c / artifacts.ENCODER_WEIGHTS)["head.weight"],
     )
+    # The same curve, step by step, not only the same end.
+    curves = [
+        [(row["step"], row["pretrain/loss"]) for row in read_csv(run / artifacts.METRICS)]
+        for run in (a, b, c)
+    ]
+    assert curves[0] == curves[1] and len(curves[0]) > 1 and curves[0] != curves[2]
 
 
 def test_the_seed_draws_the_batch_order_too(dataset, tmp_path: Path) -> None:
