@@ -967,6 +967,14 @@ def test_a_second_writer_of_the_same_output_is_refused(dataset, tmp_path: Path) 
         pass
 
 
+def test_a_run_pretrained_with_autocast_may_resume_without_it(tmp_path: Path) -> None:
+    """A GPU run with --amp on could not continue on a CPU: its amp was carried over (CUDA
+    only) and --amp off was refused as a change of settings."""
+    saved = tiny_config(tmp_path / "a", amp=True)
+    assert tiny_config(tmp_path / "a", amp=False, device="cpu").resume_mismatches(saved) == []
+    assert tiny_config(tmp_path / "a", amp=True, lr=0.5).resume_mismatches(saved)
+
+
 def test_checkpoints_are_kept_by_step_past_seven_digits(tmp_path: Path) -> None:
     """Names sorted as text put step_10010000 before step_9990000: each save then pruned the
     newest but one and kept old ones for ever. A later step's temp directory (another

@@ -83,21 +83,38 @@ def random_state(model: Any) -> dict[str, Any]:
     numpy_state = np.random.get_state(legacy=False)
     numpy_key = numpy_state["state"]["key"].tolist()
     version, internal, gauss = random.getstate()
-    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []
+    # The learner's own GPU's generator only: reading every GPU's started CUDA in CPU runs.
+    device = torch.device(model.device)
+    cuda = (
+        {"index": _index(device), "state": torch.cuda.get_rng_state(device).tolist()}
+        if device.type == "cuda"
+        else None
+    )
     return {
         "torch": torch.get_rng_state().tolist(),
-        "cuda": [s.tolist() for s in cuda],
+        "cuda": cuda,
         "numpy": {**numpy_state, "state": {**numpy_state["state"], "key": numpy_key}},
         "python": [version, list(internal), gauss],
         "action_space": model.action_space.np_random.bit_generator.state,
     }
 
 
+def _index(device: torch.device) -> int:
+    return device.index if device.index is not None else torch.cuda.current_device()
+
+
+def _cuda_device_count() -> int:
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
 def set_random_state(model: Any, state: dict[str, Any]) -> None:
-    """Put back the generators ``random_state`` saved (CUDA's only on as many devices)."""
+    """Put back the generators ``random_state`` saved (the GPU's when the learner is on the
+    same GPU again; files before session 31 saved every GPU's, put back on as many)."""
     torch.set_rng_state(torch.tensor(state["torch"], dtype=torch.uint8))
-    cuda = state["cuda"]
-    if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
+    cuda, device = state.get("cuda"), torch.device(model.device)
+    if isinstance(cuda, dict) and device.type == "cuda" and _index(device) == cuda["index"]:
+        torch.cuda.set_rng_state(torch.tensor(cuda["state"], dtype=torch.uint8), device)
+    elif isinstance(cuda, list) and cuda and len(cuda) == _cuda_device_count():
         torch.cuda.set_rng_state_all([torch.tensor(s, dtype=torch.uint8) for s in cuda])
     numpy_state = state["numpy"]
     key = np.asarray(numpy_state["state"]["key"], dtype=np.uint32)

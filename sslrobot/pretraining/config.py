@@ -24,14 +24,16 @@ _AMP_NAMES = {"auto": None, "on": True, "off": False}  # the command's --amp
 MAX_SEED = 2**32 - 1
 
 #: Settings that may change when a run is resumed (they do not change what is computed,
-#: except ``device``: another device type draws other augmentations from the same seeds and
-#: rounds otherwise, which the trainer warns of; ``data`` may point to a moved copy, and the
+#: except ``device`` and ``amp``: another device type draws other augmentations from the same
+#: seeds and rounds otherwise, and a GPU run's bfloat16 autocast cannot continue on a CPU,
+#: which the trainer warns of and records; ``data`` may point to a moved copy, and the
 #: trainer refuses data with other windows).
 RESUMABLE_CHANGES = frozenset(
     {
         "steps",
         "resume",
         "device",
+        "amp",
         "checkpoint_every",
         "keep_checkpoints",
         "log_every",
