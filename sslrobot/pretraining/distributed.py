@@ -91,12 +91,18 @@ def close_distributed(context: DistributedContext) -> None:
         dist.destroy_process_group()
 
 
-def any_rank(flag: bool, context: DistributedContext, device: torch.device) -> bool:
-    """True if ``flag`` is true on any rank (so that all ranks stop together)."""
-    if not context.enabled:
-        return flag
-    value = torch.tensor([1.0 if flag else 0.0], device=device)
-    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+def any_rank(flag: bool | torch.Tensor, context: DistributedContext, device: torch.device) -> bool:
+    """True if ``flag`` is true on any rank (so that all ranks stop together).
+
+    A 0-d boolean tensor on the device is reduced as it is, so that reading the answer is the
+    step's one wait for the device (reading the flag first and then the reduction was two).
+    """
+    if isinstance(flag, torch.Tensor):
+        value = flag.to(device=device, dtype=torch.float32).reshape(1)
+    else:
+        value = torch.tensor([1.0 if flag else 0.0], device=device)
+    if context.enabled:
+        dist.all_reduce(value, op=dist.ReduceOp.MAX)
     return bool(value.item() > 0)
 
 

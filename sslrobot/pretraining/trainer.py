@@ -622,8 +622,8 @@ class PretrainRun:
         grad_norm = torch.nn.utils.clip_grad_norm_(  # MPS has no foreach kernels
             self.trainable, self.config.grad_clip or math.inf, foreach=self.device.type != "mps"
         )
-        finite = bool((torch.isfinite(total) & torch.isfinite(grad_norm)).item())
-        if distributed.any_rank(not finite, self.context, self.device):
+        bad = ~(torch.isfinite(total) & torch.isfinite(grad_norm))
+        if distributed.any_rank(bad, self.context, self.device):
             self._raise_non_finite(losses, total, grad_norm)
         self.optimizer.step()
         self.model.ema_update()

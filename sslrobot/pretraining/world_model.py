@@ -476,20 +476,23 @@ class WorldModel(nn.Module):
         context = self._target_blocks(pixels[:, 0])  # (B, 3, r*r, H/r, W/r)
         if n > 1:
             context = context.repeat_interleave(n, dim=0)
-        blind = self._blind_windows(b).repeat_interleave(n)  # (B*n,) decode without context
-        if not blind.any():
+        count, blind, seen = self._blind_rows(b, n)  # of the B*n: decoded without context
+        if not count:
             return pixel_mse_loss(self.decoder.predict_blocks(chosen, context), target)
-        seen = ~blind  # never empty: context_dropout < 1
         predicted = torch.cat(
             [
                 self.decoder.predict_blocks(  # no copy path
-                    chosen[blind], condition=None if condition is None else condition[blind]
+                    chosen.index_select(0, blind),
+                    condition=None if condition is None else condition.index_select(0, blind),
                 ),
-                self.decoder.predict_blocks(chosen[seen], context[seen]),
+                self.decoder.predict_blocks(
+                    chosen.index_select(0, seen), context.index_select(0, seen)
+                ),
             ]
         )  # (B*n, 3, r*r, H/r, W/r), blind rows first
-        salient = torch.arange(len(target), device=target.device) < int(blind.sum())
-        return self._pixel_loss(predicted, torch.cat([target[blind], target[seen]]), salient)
+        salient = torch.arange(len(target), device=target.device) < count
+        ordered = torch.cat([target.index_select(0, blind), target.index_select(0, seen)])
+        return self._pixel_loss(predicted, ordered, salient)
 
     def _pixel_loss(
         self, predicted: torch.Tensor, target: torch.Tensor, salient: torch.Tensor | None = None
@@ -527,7 +530,8 @@ class WorldModel(nn.Module):
         p = EQUIVARIANCE_SHIFT
         offsets = torch.arange(-p, p + 1, device=frames.device)
         grid = torch.cartesian_prod(offsets, offsets)  # (n, 2): (dy, dx)
-        grid = grid[(grid != 0).any(dim=1)]
+        centre = len(grid) // 2  # (0, 0), left out by slicing (a mask would sync a GPU)
+        grid = torch.cat([grid[:centre], grid[centre + 1 :]])
         first = group_rank() * len(frames)
         window = torch.arange(first, first + len(frames), device=frames.device)
         shifts = grid[window % len(grid)]
@@ -573,6 +577,22 @@ class WorldModel(nn.Module):
             code = appearance_code(context[..., -RGB_CHANNELS:])
             parts.append(code.repeat_interleave(repeats, dim=0) if repeats > 1 else code)
         return torch.cat(parts, dim=1) if parts else None
+
+    def _blind_rows(self, batch: int, n: int) -> tuple[int, torch.Tensor, torch.Tensor]:
+        """How many of a batch's ``batch * n`` decoded frames go without context, and the
+        rows that do and that do not (index tensors on the model's device, blind first).
+
+        Made once per shape on the CPU: boolean masks and their counts cost a host-device
+        sync each step on a GPU, and the choice depends on the batch size alone. Indexing
+        with them picks the same rows in the same order as the masks did.
+        """
+        key = (batch, n, self.device)
+        cache = self.__dict__.setdefault("_blind_rows_cache", {})
+        if key not in cache:
+            blind = self._blind_windows(batch).cpu().repeat_interleave(n)
+            rows = torch.arange(batch * n)
+            cache[key] = (int(blind.sum()), rows[blind].to(key[2]), rows[~blind].to(key[2]))
+        return cache[key]
 
     def _blind_windows(self, batch: int) -> torch.Tensor:
         """Which windows of a batch are decoded without context: an evenly spread share
