@@ -405,16 +405,17 @@ def _fit(
             index = order[cursor : cursor + batch_size]
             cursor += batch_size
             loss = bc_loss(network, train_data.rows(index), pad, generator)
-            if not torch.isfinite(loss):
+            value = loss.item()  # the step's one wait for a GPU: checked and logged both
+            if not math.isfinite(value):
                 decay = f" and weight decay {config.weight_decay:g}" if config.weight_decay else ""
                 raise NonFiniteBCLossError(
-                    f"BC loss is {loss.item()} at step {step} with lr {config.learning_rate:g}"
+                    f"BC loss is {value} at step {step} with lr {config.learning_rate:g}"
                     f"{decay}; lower --lr" + (" or --weight-decay" if decay else "")
                 )
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            running, count = running + loss.item(), count + 1
+            running, count = running + value, count + 1
             if step % check_every and step != num_steps:
                 continue
             row: dict[str, float] = {"step": step, "bc/train_loss": running / count}
