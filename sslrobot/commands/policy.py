@@ -143,7 +143,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--checkpoint",
         default="final",
         choices=("final", "best"),
-        help="final weights, or the best online-validated ones (default: final)",
+        help="final weights, or the best validated ones (online, else by the held-out "
+        "demonstrations' loss; default: final)",
     )
     evaluate.add_argument("--out", type=Path, required=True, help="result JSON file")
     evaluate.add_argument(
