@@ -245,6 +245,8 @@ class WorldModel(nn.Module):
     def __init__(self, config: WorldModelConfig) -> None:
         super().__init__()
         self.config = config
+        #: ``_blind_rows``' answers by (batch, frames per window, device).
+        self._blind_rows_cache: dict[tuple[int, int, torch.device], tuple] = {}
         active = set(config.objective)
         enc = config.encoder
         dim, hidden, proj = enc.feature_dim, config.head_hidden_dim, config.projection_dim
@@ -587,17 +589,20 @@ class WorldModel(nn.Module):
         with them picks the same rows in the same order as the masks did.
         """
         key = (batch, n, self.device)
-        cache = self.__dict__.setdefault("_blind_rows_cache", {})
-        if key not in cache:
-            blind = self._blind_windows(batch).cpu().repeat_interleave(n)
+        if key not in self._blind_rows_cache:
+            blind = self._blind_windows(batch).repeat_interleave(n)
             rows = torch.arange(batch * n)
-            cache[key] = (int(blind.sum()), rows[blind].to(key[2]), rows[~blind].to(key[2]))
-        return cache[key]
+            self._blind_rows_cache[key] = (
+                int(blind.sum()),
+                rows[blind].to(key[2]),
+                rows[~blind].to(key[2]),
+            )
+        return self._blind_rows_cache[key]
 
     def _blind_windows(self, batch: int) -> torch.Tensor:
-        """Which windows of a batch are decoded without context: an evenly spread share
-        ``context_dropout`` of positions (window w when ``floor((w + 1) p) > floor(w p)``, each
-        product rounded to 9 decimals first so that 100 x 0.29 counts as 29).
+        """Which windows of a batch are decoded without context (a CPU mask): an evenly spread
+        share ``context_dropout`` of positions (window w when ``floor((w + 1) p) > floor(w p)``,
+        each product rounded to 9 decimals first so that 100 x 0.29 counts as 29).
 
         That is ``floor(B p)`` of a batch of B (the trainer warns when ``B p`` is not whole).
         Windows come in random order, so each one goes without context that share of the time;
@@ -608,8 +613,7 @@ class WorldModel(nn.Module):
         position = torch.arange(batch, dtype=torch.float64)  # on the CPU: MPS has no float64
         # Rounded before the floor: 100 x 0.29 is 28.999999999999996 in floating point.
         below = torch.floor(torch.round(position * p, decimals=9))
-        blind = torch.floor(torch.round((position + 1) * p, decimals=9)) > below  # (B,) bool
-        return blind.to(self.device)
+        return torch.floor(torch.round((position + 1) * p, decimals=9)) > below  # (B,) bool
 
     def _target_blocks(self, stacked: torch.Tensor) -> torch.Tensor:
         """uint8 (N, H, W, 3S) -> the newest frame, normalised, in the decoder's block layout.
