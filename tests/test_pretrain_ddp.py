@@ -6,6 +6,7 @@ import csv
 import dataclasses
 import os
 import socket
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -89,12 +90,29 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+def _spawn(worker, *args) -> None:
+    """Run ``worker(rank, 2, port, *args)`` in two processes joined by one port.
+
+    Each process ends with ``os._exit`` once its worker returned (its files written and its
+    process group destroyed): Python's own exit then runs C++ teardown in torch's gloo
+    threads, which now and then aborts the process (SIGABRT, "terminate called without an
+    active exception"; it failed a CI run so) after all the work was done and checked.
+    A worker's exception still fails the test: torch reports it before this exit is reached.
+    """
+    mp.spawn(_exit_when_done, args=(worker, 2, _free_port(), *args), nprocs=2, join=True)
+
+
+def _exit_when_done(rank: int, worker, *args) -> None:
+    worker(rank, *args)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
+
+
 def test_two_cpu_processes_stay_in_sync(tmp_path: Path) -> None:
     results = tmp_path / "results"
     results.mkdir()
-    mp.spawn(
-        _worker, args=(2, _free_port(), str(tmp_path / "ddp"), str(results)), nprocs=2, join=True
-    )
+    _spawn(_worker, str(tmp_path / "ddp"), str(results))
     rank0 = safetensors.torch.load_file(str(results / "rank0.safetensors"))
     rank1 = safetensors.torch.load_file(str(results / "rank1.safetensors"))
     assert rank0.keys() == rank1.keys()
@@ -140,18 +158,18 @@ def test_ranks_that_find_other_checkpoints_refuse_to_resume(tmp_path: Path) -> N
     results = tmp_path / "results"
     results.mkdir()
     first = dataclasses.replace(_config(tmp_path / "run", BATCH), steps=2, checkpoint_every=1)
-    mp.spawn(_first_run_worker, args=(2, _free_port(), first), nprocs=2, join=True)
+    _spawn(_first_run_worker, first)
     shutil.copytree(tmp_path / "run", tmp_path / "machine0")
     (tmp_path / "machine1").mkdir()  # the other machine's --out: no checkpoint there
     outs = [str(tmp_path / "machine0"), str(tmp_path / "machine1")]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        mp.spawn(_resume_worker, args=(2, _free_port(), outs, str(results)), nprocs=2, join=True)
+        _spawn(_resume_worker, outs, str(results))
     for rank in (0, 1):
         message = (results / f"rank{rank}.txt").read_text()
         assert "found checkpoints at different steps (0 to 2)" in message, message
     shutil.copytree(tmp_path / "run", tmp_path / "machine1", dirs_exist_ok=True)  # shared now
-    mp.spawn(_resume_worker, args=(2, _free_port(), outs, str(results)), nprocs=2, join=True)
+    _spawn(_resume_worker, outs, str(results))
     assert [(results / f"rank{r}.txt").read_text() for r in (0, 1)] == ["resumed"] * 2
 
 
@@ -233,7 +251,7 @@ def test_two_cpu_processes_shift_the_windows_of_one(tmp_path: Path) -> None:
     arithmetic (biases the spatial softmax is invariant to), not by this."""
     args = ("fdm+future+equivariant:0.01", "keypoints")
     where = str(tmp_path / "ddp")
-    mp.spawn(_worker, args=(2, _free_port(), where, str(tmp_path), *args), nprocs=2, join=True)
+    _spawn(_worker, where, str(tmp_path), *args)
     torch.set_num_threads(1)
     PretrainRun(_config(tmp_path / "single", 2 * BATCH, *args), _dataset(), progress=False).train()
     first = [_first_row(tmp_path / name) for name in ("ddp", "single")]
