@@ -228,6 +228,24 @@ def test_verify_names_broken_metadata_and_reports_gaps(tmp_path):
     assert any("CORRUPT episode 2" in line for line in report.lines())
 
 
+def test_metadata_of_the_wrong_shape_is_named_not_a_crash(tmp_path):
+    """A meta.json edited by hand into valid JSON of another shape (a list, a policy given
+    as a string) reached readers that look fields up by name: AttributeError tracebacks."""
+    from sslrobot.data.verify import dataset_summary
+
+    make_dataset(tmp_path, {0: 3, 1: 3, 2: 3}, format_version=1)
+    meta_file = episode_path(tmp_path, 1) / "meta.json"
+    meta_file.write_text("[1, 2]")
+    with pytest.raises(ValueError, match=rf"{re.escape(str(meta_file))} holds a JSON list"):
+        read_meta(episode_path(tmp_path, 1))
+    meta = json.loads((episode_path(tmp_path, 2) / "meta.json").read_text())
+    (episode_path(tmp_path, 2) / "meta.json").write_text(json.dumps({**meta, "policy": "x"}))
+    summary = dataset_summary(tmp_path)
+    assert summary["stats"]["unreadable_metadata"] == [1]
+    assert summary["stats"]["episodes"] == 2  # episode 2 counts, its policy unnamed
+    assert "CORRUPT episode 1" in "\n".join(verify_dataset(tmp_path).lines())
+
+
 def _write_archive_until_disk_full(file, members, text):
     """An archive writer that writes part of an episode, then finds the disk full."""
     file.write(b"PK\x03\x04 part of an episode")

@@ -361,12 +361,18 @@ def read_meta(path: Path) -> dict[str, Any]:
     """
     path = Path(path)
     if is_archive(path):
-        return read_json_member(path, META_NAME)
-    meta_path = path / META_NAME
-    try:
-        return json.loads(meta_path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ValueError(f"cannot read episode metadata {meta_path}: {error}") from error
+        meta, where = read_json_member(path, META_NAME), f"{path} member {META_NAME}"
+    else:
+        where = path / META_NAME
+        try:
+            meta = json.loads(where.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise ValueError(f"cannot read episode metadata {where}: {error}") from error
+    if not isinstance(meta, dict):  # every reader looks fields up by name
+        raise ValueError(
+            f"episode metadata {where} holds a JSON {type(meta).__name__}, not an object"
+        )
+    return meta
 
 
 def read_npy_header(path: Path, offset: int = 0) -> tuple[tuple[int, ...], np.dtype, int]:

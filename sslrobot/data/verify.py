@@ -149,14 +149,17 @@ def dataset_summary(root: Path | str) -> dict[str, Any]:
     for episode_id in list_episode_ids(root):
         try:
             meta = read_meta(episode_path(root, episode_id))
-            lengths.append(int(meta["length"]))
-        except (ValueError, KeyError, TypeError):
+            length = int(meta["length"])
+            episode_return = float(meta.get("return", np.nan))
+            policy = meta.get("policy", {})
+            name = str(policy.get("name", "?")) if isinstance(policy, dict) else "?"
+        except (ValueError, KeyError, TypeError):  # a hand-edited or damaged meta.json
             unreadable.append(episode_id)
             continue
-        returns.append(float(meta.get("return", np.nan)))
+        lengths.append(length)
+        returns.append(episode_return)
         if meta.get("success") is not None:
             successes.append(bool(meta["success"]))
-        name = meta.get("policy", {}).get("name", "?")
         policies[name] = policies.get(name, 0) + 1
     requested = int(manifest.get("num_episodes_requested", 0))
     present = set(list_episode_ids(root))
