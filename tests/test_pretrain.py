@@ -670,7 +670,10 @@ def test_bad_settings_are_rejected(dataset, tmp_path: Path) -> None:
     # The same dataset twice (here once through "..") was drawn from twice as often, unsaid.
     twice = [str(tmp_path / "d1"), str(tmp_path / "x" / ".." / "d1")]
     with pytest.raises(ValueError, match="data names the same dataset more than once"):
-        tiny_config(tmp_path / "h", data=twice)
+        pretrain(tiny_config(tmp_path / "h", data=twice), progress=False)
+    # ... by new runs: a config saved before the check stays readable.
+    saved = tiny_config(tmp_path / "h", data=twice).to_dict()
+    assert PretrainConfig.from_dict(saved).data == tuple(twice)
     with pytest.raises(ValueError, match="shift_pad=1000 must be below the image size"):
         pretrain(tiny_config(tmp_path / "i", shift_pad=1000), dataset, progress=False)
 
@@ -965,6 +968,31 @@ def test_a_second_writer_of_the_same_output_is_refused(dataset, tmp_path: Path) 
     pretrain(tiny_config(out, steps=2, resume=True), dataset, progress=False)
     with exclusive_lock(out / OUTPUT_LOCK, "free again after the run"):
         pass
+    # Held from before the directory is judged: a job requeued while the first still ran
+    # passed the checks, and took the lock (deleting the finished weights to train them
+    # again) once the first finished.
+    first = PretrainRun(tiny_config(out, steps=4, resume=True), dataset, progress=False)
+    with pytest.raises(BlockingIOError, match=r"another sslrobot pretrain is writing"):
+        PretrainRun(tiny_config(out, steps=4, resume=True), dataset, progress=False)
+    first.close()
+    with pytest.raises(FileExistsError, match="not empty"):  # a refused run lets go of it
+        PretrainRun(tiny_config(out, steps=4), dataset, progress=False)
+    with exclusive_lock(out / OUTPUT_LOCK, "free again after a refused run"):
+        pass
+    # A run refused for its settings leaves neither the directory it made nor a lock file.
+    with pytest.raises(ValueError, match="batch_size 100000"):
+        PretrainRun(tiny_config(tmp_path / "new", batch_size=100_000), dataset, progress=False)
+    assert not (tmp_path / "new").exists()
+
+
+def test_a_run_killed_between_its_weight_files_resumes(dataset, tmp_path: Path) -> None:
+    """A --steps 0 run (no checkpoints) killed after model.safetensors and before
+    encoder.safetensors left a directory that --resume refused as someone else's."""
+    out = tmp_path / "run"
+    pretrain(tiny_config(out, steps=0), dataset, progress=False)
+    (out / "encoder.safetensors").unlink()
+    pretrain(tiny_config(out, steps=0, resume=True), dataset, progress=False)
+    assert (out / "encoder.safetensors").is_file()
 
 
 def test_a_run_pretrained_with_autocast_may_resume_without_it(tmp_path: Path) -> None:

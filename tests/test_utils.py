@@ -352,3 +352,25 @@ def test_artifact_markers_are_the_files_the_commands_write():
     assert [name for name, _ in MARKERS] == [
         MANIFEST_NAME, PRETRAIN_CONFIG, ENCODER_CONFIG, CONFIG_FILE,
     ]  # fmt: skip
+
+
+def test_a_filesystem_without_flock_is_named(tmp_path, monkeypatch):
+    """Lustre without its flock option and NFS without a lock service raise ENOSYS/ENOLCK:
+    the command printed "[Errno 38] Function not implemented" with no path or remedy."""
+    import fcntl
+
+    def failing(code: int):
+        def flock(fd, operation):
+            raise OSError(code, os.strerror(code))
+
+        return flock
+
+    out = tmp_path / "out"
+    lock = re.escape(str(out / io.OUTPUT_LOCK))
+    monkeypatch.setattr(fcntl, "flock", failing(errno.ENOSYS))
+    with pytest.raises(OSError, match=rf"cannot lock {lock}: .* flock") as error:
+        io.output_lock(out, "sslrobot pretrain").__enter__()
+    assert error.value.errno == errno.ENOSYS
+    monkeypatch.setattr(fcntl, "flock", failing(errno.EIO))
+    with pytest.raises(OSError, match=r"^\[Errno 5\] Input/output error$"):  # stays what it is
+        io.output_lock(out, "sslrobot pretrain").__enter__()

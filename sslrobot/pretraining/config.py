@@ -182,17 +182,6 @@ class PretrainConfig:
             object.__setattr__(self, "data", data)
         if self.data is not None and not (isinstance(self.data, str | tuple) and self.data):
             raise ValueError(f"data must name dataset directories, got {self.data!r}")
-        if isinstance(self.data, tuple):
-            # A dataset named twice is drawn from twice as often: most likely a slip.
-            resolved = [Path(d).expanduser().resolve() for d in self.data]
-            twice = sorted(
-                {d for d, r in zip(self.data, resolved, strict=True) if resolved.count(r) > 1}
-            )
-            if twice:
-                raise ValueError(
-                    f"data names the same dataset more than once ({', '.join(twice)}); give "
-                    "each once"
-                )
         # The command's spellings are taken too: an architecture's name (its image size is
         # the data's), a decoder's name, and auto / on / off for amp.
         if isinstance(self.encoder, str):
@@ -328,6 +317,25 @@ class PretrainConfig:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (tuples become lists, nested configs dicts)."""
         return config_to_dict(self)
+
+    def refuse_repeated_data(self) -> None:
+        """Refuse a dataset named twice, which is drawn from twice as often: most likely a
+        slip. Asked of new runs only: a saved config (runs made before this check, paths
+        relative to another directory) must stay readable and resumable.
+
+        Raises:
+            ValueError: naming the repeated directories.
+        """
+        if not isinstance(self.data, tuple):
+            return
+        resolved = [Path(d).expanduser().resolve() for d in self.data]
+        twice = sorted(
+            {d for d, r in zip(self.data, resolved, strict=True) if resolved.count(r) > 1}
+        )
+        if twice:
+            raise ValueError(
+                f"data names the same dataset more than once ({', '.join(twice)}); give each once"
+            )
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> PretrainConfig:

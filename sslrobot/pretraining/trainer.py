@@ -208,10 +208,18 @@ class PretrainRun:
         self.out = Path(config.out)
         self._writer_lock = contextlib.ExitStack()
         self.context = distributed.init_distributed(config.device)
+        self._made_out = self._made_lock = False
         try:
             self._setup(dataset, val_dataset)
         except BaseException:
-            distributed.close_distributed(self.context)
+            # A refused run leaves no trace: not its lock file in a directory it refused as
+            # someone else's (removed while still held), nor an empty directory of its own.
+            if self._made_lock:
+                (self.out / OUTPUT_LOCK).unlink(missing_ok=True)
+            self.close()
+            if self._made_out:
+                with contextlib.suppress(OSError):
+                    self.out.rmdir()
             raise
 
     # -- setup -----------------------------------------------------------------------------
@@ -240,6 +248,8 @@ class PretrainRun:
                 stacklevel=2,
             )
         self._check_out_dir()
+        if not self.resuming:
+            config.refuse_repeated_data()
         distributed.barrier(self.context)
 
         self.dataset, self.val_dataset = self._datasets(dataset, val_dataset)
@@ -335,6 +345,14 @@ class PretrainRun:
         # A file, a path under one, or a dataset's or policy's directory: named, before the
         # advice below (--resume) would write an encoder among their files.
         refuse_other_artifact(self.out, ENCODER)
+        if self.context.is_main:
+            made_out, made_lock = (not p.exists() for p in (self.out, self.out / OUTPUT_LOCK))
+            # Held until close(), from before the directory is judged: taken only in train(),
+            # a job requeued while the first still ran passed these checks and loaded a
+            # checkpoint, then (the first one finished) took the lock, deleted the finished
+            # weights and trained them again from that checkpoint.
+            self._writer_lock.enter_context(output_lock(self.out, "sslrobot pretrain"))
+            self._made_out, self._made_lock = made_out, made_lock  # (once it is ours)
         self.resuming = False
         if self.config.resume:
             if checkpoint.latest_checkpoint_path(self.out / artifacts.CHECKPOINTS) is not None:
@@ -352,6 +370,7 @@ class PretrainRun:
                 artifacts.PRETRAIN_CONFIG, artifacts.CHECKPOINTS, artifacts.METRICS,
                 artifacts.TENSORBOARD, artifacts.PREDICTIONS, artifacts.KEYPOINTS,
                 artifacts.LOSS_CURVE, artifacts.ENCODER_CONFIG,
+                artifacts.MODEL_WEIGHTS,  # a run killed between writing its two weight files
             }  # fmt: skip
             others = sorted(
                 item.name
@@ -663,9 +682,7 @@ class PretrainRun:
         start = self.step
         keys = self._metric_keys()
         log = None
-        if main:
-            # Released by close(): held while anything here is written.
-            self._writer_lock.enter_context(output_lock(self.out, "sslrobot pretrain"))
+        if main:  # the writer lock is held since _check_out_dir
             if start < config.steps:
                 # A finished run extended to more steps: its weights would otherwise stand,
                 # under a config naming the new steps, as the result of a killed extension.

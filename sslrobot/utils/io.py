@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import json
 import os
@@ -139,6 +140,9 @@ def atomic_write_json(path: str | Path, value: Any, *, sync_dir: bool = False) -
 #: The lock file a command holds in its ``--out`` directory while it writes there.
 OUTPUT_LOCK = ".sslrobot.lock"
 
+#: What ``flock`` raises on a filesystem without it (not "another process holds it").
+_NO_FLOCK = frozenset({errno.ENOSYS, errno.ENOLCK, errno.EOPNOTSUPP})
+
 
 def output_lock(out: str | Path, command: str) -> contextlib.AbstractContextManager[None]:
     """Hold ``out``'s writer lock (making ``out``): a second ``command`` writing the same
@@ -181,6 +185,15 @@ def exclusive_lock(path: str | Path, busy: str, wait: bool = False) -> Iterator[
             fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError as error:
             raise BlockingIOError(error.errno, f"{busy} (lock {path})") from None
+        except OSError as error:
+            if error.errno not in _NO_FLOCK:
+                raise
+            raise OSError(
+                error.errno,
+                f"cannot lock {path}: its filesystem does not support flock ({error.strerror}; "
+                "e.g. Lustre without the flock mount option, NFS without a lock service); "
+                "write to a local or flock-capable filesystem",
+            ) from error
         yield
     finally:
         os.close(fd)
