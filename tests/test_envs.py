@@ -385,12 +385,35 @@ def test_videos_fall_back_to_gif_where_ffmpeg_cannot_be_found(tmp_path, monkeypa
     blaming the output directory."""
     import imageio.v3 as iio
 
+    from sslrobot.evaluation import rollouts
     from sslrobot.evaluation.rollouts import write_video
 
     monkeypatch.setenv("IMAGEIO_FFMPEG_EXE", str(tmp_path / "no-such-ffmpeg"))
+    monkeypatch.setattr(rollouts, "_mp4_failure", None)
     frames = [np.full((16, 16, 3), 10 * i, np.uint8) for i in range(4)]
     path = write_video(tmp_path / "clip.mp4", frames, fps=20)
     assert path == tmp_path / "clip.gif" and iio.imread(path).shape == (4, 16, 16, 3)
+    # Found but unusable: not executable, or a build without x264 (it fails the write, or
+    # leaves an empty file for a short clip). Warned once; later videos are GIFs straight away.
+    not_executable = tmp_path / "ffmpeg-noexec"
+    not_executable.write_text("")
+    no_x264 = tmp_path / "ffmpeg-no-x264"
+    no_x264.write_text("#!/bin/sh\necho 'Unknown encoder libx264' >&2\nexit 1\n")
+    no_x264.chmod(0o755)
+    for exe, count in ((not_executable, 4), (no_x264, 4), (no_x264, 200)):
+        monkeypatch.setenv("IMAGEIO_FFMPEG_EXE", str(exe))
+        monkeypatch.setattr(rollouts, "_mp4_failure", None)
+        clip = [np.full((16, 16, 3), i % 250, np.uint8) for i in range(count)]
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            first = write_video(tmp_path / f"a{count}.mp4", clip, fps=20)
+            second = write_video(tmp_path / f"b{count}.mp4", clip, fps=20)
+        assert (first.suffix, second.suffix) == (".gif", ".gif"), exe
+        assert iio.imread(second).shape == (count, 16, 16, 3)
+        if exe == no_x264:
+            assert [str(w.message) for w in caught if "GIFs instead" in str(w.message)], exe
+            assert len([w for w in caught if "GIFs instead" in str(w.message)]) == 1
+        assert not list(tmp_path.glob(".a*")) and not (tmp_path / f"a{count}.mp4").exists()
 
 
 def test_demo_command_refuses_a_negative_seed_before_making_the_env(tmp_path) -> None:

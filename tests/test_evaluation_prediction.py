@@ -227,6 +227,21 @@ def test_prediction_quality_rejects_out_of_range_float_frames():
     metrics = prediction_quality(Overshooting(), _windows(), latents=False)
     assert metrics["pred/psnr_k1"] > metrics["pred/psnr_copy_last_k1"]
 
+    class StrayPixel(OracleModel):  # one value far past 1 refused a whole evaluation
+        def predict_frames(self, pixels, action):
+            frames = pixels[:, 1:].float() / 255
+            frames.view(-1)[0] = 1.5
+            return frames
+
+    assert prediction_quality(StrayPixel(), _windows(), latents=False)["pred/psnr_k1"] > 0
+
+    class NotANumber(OracleModel):
+        def predict_frames(self, pixels, action):
+            return torch.full(pixels[:, 1:].shape, float("nan"))
+
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        prediction_quality(NotANumber(), _windows(), latents=False)
+
 
 def test_the_collapse_check_does_not_depend_on_the_batch_size():
     """The latents' spread is over every scored window, not a mean of per-batch spreads."""

@@ -611,3 +611,14 @@ def test_probe_settings_are_checked_by_name(settings, message) -> None:
 
     with pytest.raises(ValueError, match=message):
         ProbeConfig(encoder="none", data="d", **settings)
+
+
+def test_probe_seeds_may_be_numpy_integers() -> None:
+    """A seed taken from a NumPy array was refused as not an integer (and would not have
+    been written to the probe's JSON): it is accepted and kept as a Python int."""
+    from sslrobot.evaluation.probe import ProbeConfig
+
+    config = ProbeConfig(encoder="none", data="d", seed=np.int64(3))
+    assert config.seed == 3 and type(config.seed) is int
+    with pytest.raises(ValueError, match=r"seed must be an integer >= 0, got 3\.0"):
+        ProbeConfig(encoder="none", data="d", seed=3.0)

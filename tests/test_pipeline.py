@@ -916,6 +916,15 @@ def test_the_earlier_report_is_kept_when_every_stage_is_found_done(
     os.replace(copy / "report.md", partial / "report.md")
     set_aside_previous_report(copy)
     assert not partial.exists() and (copy / "previous" / "report.md").read_text() == "newer"
+    # ... and one interrupted between its two renames (the older report set aside, the
+    # newer still staged): a stray previous.replaced/ and no previous/ stayed.
+    (copy / "report.md").write_text("newest")
+    os.replace(copy / "previous", copy / "previous.replaced")
+    partial.mkdir()
+    os.replace(copy / "report.md", partial / "report.md")
+    set_aside_previous_report(copy)
+    assert sorted(p.name for p in copy.glob("previous*")) == ["previous"]
+    assert (copy / "previous" / "report.md").read_text() == "newest"
 
 
 def test_pretraining_is_keyed_on_the_process_setting_not_the_device(

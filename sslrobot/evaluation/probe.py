@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 import os
 import warnings
 from collections.abc import Collection, Iterator, Sequence
@@ -754,8 +755,10 @@ class ProbeConfig:
         if not 0.0 < self.val_fraction < 1.0:
             raise ValueError(f"val_fraction must be in (0, 1), got {self.val_fraction}")
         # numpy's own error for a negative seed named neither the option nor the value.
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+        seed = self.seed
+        if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
             raise ValueError(f"seed must be an integer >= 0, got {self.seed!r}")
+        object.__setattr__(self, "seed", int(self.seed))  # NumPy's too, saved as JSON
         if self.max_frames is not None and self.max_frames < 4:
             raise ValueError(
                 f"max_frames must be >= 4, or None for all (0 on the command line), got "

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -199,25 +201,51 @@ def _ffmpeg_available() -> bool:
         exe = imageio_ffmpeg.get_ffmpeg_exe()
     except (ImportError, RuntimeError, OSError):
         return False
-    return Path(exe).is_file() or shutil.which(exe) is not None
+    return (Path(exe).is_file() and os.access(exe, os.X_OK)) or shutil.which(exe) is not None
+
+
+class _Mp4WriteError(Exception):
+    """The ffmpeg program was found but did not write the MP4 (not this file's fault)."""
+
+
+#: Set once an MP4 write failed in this process: later videos go straight to GIF.
+_mp4_failure: str | None = None
 
 
 def write_video(path: Path, frames: Sequence[np.ndarray], fps: int) -> Path:
-    """Write frames as an MP4 (H.264) atomically; falls back to GIF without ffmpeg.
+    """Write frames as an MP4 (H.264) atomically; falls back to GIF where ffmpeg cannot.
+
+    An ffmpeg that is found is not always one that works: set through ``IMAGEIO_FFMPEG_EXE``
+    it is not checked at all, and builds without x264 (conda-forge's LGPL one, Fedora's
+    ffmpeg-free) pass imageio's ``-version`` check, then fail on the first frame, or write
+    an empty file for short clips. The first failure is warned about once and every later
+    video of the process is a GIF.
 
     Returns:
         The path written (``.gif`` instead of ``.mp4`` on the fallback).
     """
+    global _mp4_failure
+    path = Path(path)
+    if path.suffix.lower() != ".gif":
+        if _mp4_failure is None and not _ffmpeg_available():
+            _mp4_failure = "imageio finds no ffmpeg program"
+        if _mp4_failure is None:
+            try:
+                return atomic_write_to_name(path, lambda tmp: _write_mp4(tmp, frames, fps))
+            except _Mp4WriteError as error:
+                _mp4_failure = str(error)
+                warnings.warn(
+                    f"cannot write MP4 videos with ffmpeg ({error}); writing GIFs instead",
+                    stacklevel=2,
+                )
+        path = path.with_suffix(".gif")
+    return atomic_write_to_name(path, lambda tmp: _write_gif(tmp, frames, fps))
+
+
+def _write_mp4(tmp: Path, frames: Sequence[np.ndarray], fps: int) -> None:
     import imageio.v2 as imageio
 
-    path = Path(path)
-    if path.suffix.lower() != ".gif" and not _ffmpeg_available():
-        path = path.with_suffix(".gif")
-
-    def write(tmp: Path) -> None:
-        if path.suffix.lower() == ".gif":
-            imageio.mimsave(str(tmp), list(frames), format="GIF", duration=1000 / fps, loop=0)
-            return
+    try:
         writer = imageio.get_writer(
             str(tmp), format="FFMPEG", fps=fps, codec="libx264", quality=8, macro_block_size=2
         )
@@ -226,5 +254,15 @@ def write_video(path: Path, frames: Sequence[np.ndarray], fps: int) -> Path:
                 writer.append_data(frame)
         finally:
             writer.close()
+    except (OSError, RuntimeError, ValueError) as error:  # a broken pipe, ffmpeg's exit code
+        if tmp.parent.is_dir() and os.access(tmp.parent, os.W_OK):
+            raise _Mp4WriteError(f"{type(error).__name__}: {error}") from error
+        raise  # the directory's own fault: named by the atomic writer
+    if tmp.stat().st_size == 0:
+        raise _Mp4WriteError("it wrote an empty file")
 
-    return atomic_write_to_name(path, write)
+
+def _write_gif(tmp: Path, frames: Sequence[np.ndarray], fps: int) -> None:
+    import imageio.v2 as imageio
+
+    imageio.mimsave(str(tmp), list(frames), format="GIF", duration=1000 / fps, loop=0)

@@ -156,11 +156,17 @@ def set_aside_previous_report(out: Path) -> None:
     interruption left there is put back before anything else moves.
     """
     staging, previous = out / f"{PREVIOUS_REPORT}.partial", out / PREVIOUS_REPORT
+    replaced = out / f"{PREVIOUS_REPORT}.replaced"
     if staging.is_dir():
         for item in staging.iterdir():
             if not (out / item.name).exists():
                 os.replace(item, out / item.name)
         shutil.rmtree(staging)
+    if replaced.is_dir():  # interrupted between the two renames below: the older one back
+        if previous.exists():
+            shutil.rmtree(replaced)
+        else:
+            os.replace(replaced, previous)
     if not any((out / name).is_file() for name in REPORT_FILES):
         return  # no report to keep (pictures alone are the next report's to overwrite)
     staging.mkdir()
@@ -168,8 +174,6 @@ def set_aside_previous_report(out: Path) -> None:
         if (out / name).exists():
             os.replace(out / name, staging / name)
     if previous.exists():
-        replaced = out / f"{PREVIOUS_REPORT}.replaced"
-        shutil.rmtree(replaced, ignore_errors=True)
         os.replace(previous, replaced)
         os.replace(staging, previous)
         shutil.rmtree(replaced)
