@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import json
 import os
 import socket
 import sys
@@ -278,3 +279,47 @@ def test_process_groups_refuse_one_gpu_index_and_mps(device, message, monkeypatc
     monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
     with pytest.raises(ValueError, match="resolves to MPS"):
         check_distributed_device("auto", world_size=2)  # auto on a Mac
+
+
+def test_a_rank_killed_after_the_encoder_is_written_is_not_a_failed_run(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """gloo's teardown at a process's exit aborts it now and then (SIGABRT) after all its
+    work: the launcher reported a finished run as failed. Only a signal after this launch
+    wrote the encoder is forgiven; an exception, or a signal before, stays a failure."""
+    import torch.distributed.launcher.api as launcher
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError, ProcessFailure
+
+    from sslrobot.pretraining.launch import pretrain_in_processes
+
+    def failing(exitcode: int, writes: bool, error_file: str = "/nonexistent/error.json"):
+        def launch(config, entrypoint):
+            def run(config_dict, *args):
+                if writes:
+                    out = Path(config_dict["out"])
+                    out.mkdir(parents=True, exist_ok=True)
+                    (out / "encoder.safetensors").write_bytes(b"weights")
+                failure = ProcessFailure(
+                    local_rank=0, pid=1, exitcode=exitcode, error_file=error_file
+                )
+                raise ChildFailedError("rank", {0: failure})
+
+            return run
+
+        return launch
+
+    monkeypatch.setattr(launcher, "elastic_launch", failing(-6, writes=True))
+    with pytest.warns(UserWarning, match=r"rank 0 died by SIGABRT after .* was written"):
+        assert pretrain_in_processes(_config(tmp_path / "a", BATCH), 2) == tmp_path / "a"
+    # The same encoder again (not rewritten by this launch): a failure.
+    monkeypatch.setattr(launcher, "elastic_launch", failing(-6, writes=False))
+    with pytest.raises(RuntimeError, match=r"rank 0: Signal 6 \(SIGABRT\)"):
+        pretrain_in_processes(_config(tmp_path / "a", BATCH), 2)
+    # A Python exception (its error file) after the encoder: a failure too.
+    error_file = tmp_path / "error.json"
+    error_file.write_text(
+        json.dumps({"message": {"message": "RuntimeError: boom", "extraInfo": {"timestamp": "0"}}})
+    )
+    monkeypatch.setattr(launcher, "elastic_launch", failing(1, True, str(error_file)))
+    with pytest.raises(RuntimeError, match="boom"):
+        pretrain_in_processes(_config(tmp_path / "b", BATCH), 2)

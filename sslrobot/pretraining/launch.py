@@ -17,9 +17,11 @@ import importlib
 import signal
 import threading
 import uuid
+import warnings
 from pathlib import Path
 from typing import Any
 
+from sslrobot.pretraining.artifacts import ENCODER_WEIGHTS
 from sslrobot.pretraining.config import PretrainConfig
 
 
@@ -95,13 +97,23 @@ def pretrain_in_processes(
     handled = [getattr(signal, name) for name in names if hasattr(signal, name)]
     restore = threading.current_thread() is threading.main_thread()  # only it may set them
     handlers = {signum: signal.getsignal(signum) for signum in handled} if restore else {}
+    encoder = Path(config.out) / ENCODER_WEIGHTS
+    written_before = _modified(encoder)
     try:
         outputs = elastic_launch(launch, _rank_main)(
             per_rank.to_dict(), threads_per_process, progress
         )
     except ChildFailedError as error:
-        rank, failure = error.get_first_failure()
-        raise rank_failure(num_processes, config.out, rank, failure.message) from error
+        killed = _killed_after_writing(error, encoder, written_before)
+        if killed is None:
+            rank, failure = error.get_first_failure()
+            raise rank_failure(num_processes, config.out, rank, failure.message) from error
+        warnings.warn(
+            f"pretraining in {num_processes} processes: {killed} after {encoder} was written; "
+            "the run is complete (gloo's teardown at a process's exit aborts it now and then)",
+            stacklevel=2,
+        )
+        return Path(config.out)
     except SignalException as error:
         # The launcher's agent turns Ctrl-C into its own exception (a traceback and exit 1
         # at the command line); as a KeyboardInterrupt the CLI says how to continue.
@@ -113,6 +125,36 @@ def pretrain_in_processes(
             if handler is not None:  # None: set from outside Python, not ours to restore
                 signal.signal(signum, handler)
     return Path(outputs[0])
+
+
+def _modified(path: Path) -> tuple[int, int] | None:
+    """``path``'s inode and modification time (ns): a new file is written to a new inode and
+    renamed into place. None if it is missing."""
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        return None
+    return stat.st_ino, stat.st_mtime_ns
+
+
+def _killed_after_writing(
+    error: Any, encoder: Path, written_before: tuple[int, int] | None
+) -> str | None:
+    """Which ranks died by a signal, when that is all that failed and this launch wrote the
+    final encoder (rank 0 writes it once every step is done, after the last collective):
+    torch's gloo threads abort a process at its exit now and then ("terminate called without
+    an active exception"), which turned a finished run into a failed one. None otherwise:
+    a Python exception on any rank, or no encoder of this launch's."""
+    failures = error.failures
+    # A Python exception leaves its error file (``record``); a signal leaves none.
+    signalled = [f.exitcode < 0 and not Path(f.error_file).is_file() for f in failures.values()]
+    if not failures or not all(signalled):
+        return None
+    if _modified(encoder) in (None, written_before):
+        return None
+    return ", ".join(
+        f"rank {rank} died by {failure.signal_name()}" for rank, failure in sorted(failures.items())
+    )
 
 
 def rank_failure(num_processes: int, out: str, rank: int, message: object) -> Exception:

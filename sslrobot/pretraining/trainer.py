@@ -849,7 +849,6 @@ class PretrainRun:
     def _write_outputs(self, strip_batch: Any, log: MetricsLog | None) -> None:
         model = self.model
         artifacts.save_safetensors(self.out / artifacts.MODEL_WEIGHTS, model.state_dict())
-        artifacts.save_safetensors(self.out / artifacts.ENCODER_WEIGHTS, model.encoder.state_dict())
         artifacts.save_json(
             self.out / artifacts.ENCODER_CONFIG, self.model_config.encoder.to_dict()
         )
@@ -859,6 +858,10 @@ class PretrainRun:
         strip = self.out / artifacts.PREDICTIONS / f"step_{self.step:05d}.png"
         if self.config.image_every and not strip.exists() and log is not None:
             self._write_strip(strip_batch, log)
+        # Last: its presence says the run is finished and all of the above is there (--resume
+        # and the launcher read it so; written first, a kill left an encoder without its
+        # encoder_config.json, which nothing could load, taken for a finished run).
+        artifacts.save_safetensors(self.out / artifacts.ENCODER_WEIGHTS, model.encoder.state_dict())
 
     def _strip_batch(self) -> dict[str, torch.Tensor] | None:
         """A fixed batch of validation windows for the prediction and keypoint strips (or
