@@ -388,8 +388,15 @@ def test_videos_fall_back_to_gif_where_ffmpeg_cannot_be_found(tmp_path, monkeypa
     from sslrobot.evaluation import rollouts
     from sslrobot.evaluation.rollouts import write_video
 
-    monkeypatch.setenv("IMAGEIO_FFMPEG_EXE", str(tmp_path / "no-such-ffmpeg"))
+    # The caller's mistakes are named as such, not taken for ffmpeg's (which would have
+    # turned every later video of the process into a GIF).
     monkeypatch.setattr(rollouts, "_mp4_failure", None)
+    mixed = [np.zeros((16, 16, 3), np.uint8), np.zeros((8, 16, 3), np.uint8)]
+    for bad in ([], mixed):
+        with pytest.raises(ValueError, match=r"frames must be \(H, W, 3\) of one size"):
+            write_video(tmp_path / "bad.mp4", bad, fps=20)
+    assert rollouts._mp4_failure is None
+    monkeypatch.setenv("IMAGEIO_FFMPEG_EXE", str(tmp_path / "no-such-ffmpeg"))
     frames = [np.full((16, 16, 3), 10 * i, np.uint8) for i in range(4)]
     path = write_video(tmp_path / "clip.mp4", frames, fps=20)
     assert path == tmp_path / "clip.gif" and iio.imread(path).shape == (4, 16, 16, 3)

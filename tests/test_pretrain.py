@@ -508,6 +508,7 @@ def test_the_seed_draws_the_batch_order_too(dataset, tmp_path: Path) -> None:
             return next(batches)["pixels"]
         finally:
             close_batches(batches)
+            run.close()  # its writer lock: the same seed's run is made again below
 
     assert torch.equal(first_batch(0), first_batch(0))
     assert not torch.equal(first_batch(0), first_batch(1))
@@ -981,7 +982,7 @@ def test_a_second_writer_of_the_same_output_is_refused(dataset, tmp_path: Path) 
         pass
     # A run refused for its settings leaves neither the directory it made nor a lock file.
     with pytest.raises(ValueError, match="batch_size 100000"):
-        PretrainRun(tiny_config(tmp_path / "new", batch_size=100_000), dataset, progress=False)
+        PretrainRun(tiny_config(tmp_path / "new" / "a" / "run", batch_size=100_000), dataset, False)
     assert not (tmp_path / "new").exists()
 
 

@@ -264,7 +264,8 @@ def _frames_to_uint8(frames: torch.Tensor | np.ndarray, like: np.ndarray) -> np.
     # clipped into half-black images scored as predictions. Judged on the 0.1% tails, not the
     # extremes: a few pixels of an undertrained decoder past 1.1 refused a whole evaluation.
     flat = array.reshape(-1)
-    sample = flat[:: max(1, flat.size // _RANGE_SAMPLE)]
+    stride = max(1, flat.size // _RANGE_SAMPLE)
+    sample = flat[:: stride + (stride % 3 == 0)]  # not a multiple of 3: every colour channel
     low, high = (float(q) for q in np.quantile(sample, [0.001, 0.999]))
     if low < -_FRAME_OVERSHOOT or high > 1.0 + _FRAME_OVERSHOOT:
         raise ValueError(

@@ -226,6 +226,13 @@ def write_video(path: Path, frames: Sequence[np.ndarray], fps: int) -> Path:
     """
     global _mp4_failure
     path = Path(path)
+    # The caller's mistakes first: met inside the MP4 writer they would pass for ffmpeg's.
+    shapes = {np.shape(frame) for frame in frames}
+    if len(shapes) != 1 or len(next(iter(shapes))) != 3 or next(iter(shapes))[2] != 3:
+        described = sorted(shapes)[:3] if shapes else "no frames"
+        raise ValueError(
+            f"write_video {path}: frames must be (H, W, 3) of one size, got {described}"
+        )
     if path.suffix.lower() != ".gif":
         if _mp4_failure is None and not _ffmpeg_available():
             _mp4_failure = "imageio finds no ffmpeg program"

@@ -208,7 +208,8 @@ class PretrainRun:
         self.out = Path(config.out)
         self._writer_lock = contextlib.ExitStack()
         self.context = distributed.init_distributed(config.device)
-        self._made_out = self._made_lock = False
+        self._made_out: Path | None = None  # the first folder of out's path that it made
+        self._made_lock = False
         try:
             self._setup(dataset, val_dataset)
         except BaseException:
@@ -217,9 +218,12 @@ class PretrainRun:
             if self._made_lock:
                 (self.out / OUTPUT_LOCK).unlink(missing_ok=True)
             self.close()
-            if self._made_out:
-                with contextlib.suppress(OSError):
-                    self.out.rmdir()
+            if self._made_out is not None:  # the folders it made, up to the first of them
+                for folder in (self.out, *self.out.parents):
+                    with contextlib.suppress(OSError):
+                        folder.rmdir()
+                    if folder == self._made_out:
+                        break
             raise
 
     # -- setup -----------------------------------------------------------------------------
@@ -346,7 +350,10 @@ class PretrainRun:
         # advice below (--resume) would write an encoder among their files.
         refuse_other_artifact(self.out, ENCODER)
         if self.context.is_main:
-            made_out, made_lock = (not p.exists() for p in (self.out, self.out / OUTPUT_LOCK))
+            made_out = next(
+                (p for p in (*reversed(self.out.parents), self.out) if not p.exists()), None
+            )
+            made_lock = not (self.out / OUTPUT_LOCK).exists()
             # Held until close(), from before the directory is judged: taken only in train(),
             # a job requeued while the first still ran passed these checks and loaded a
             # checkpoint, then (the first one finished) took the lock, deleted the finished
@@ -858,6 +865,8 @@ class PretrainRun:
         strip = self.out / artifacts.PREDICTIONS / f"step_{self.step:05d}.png"
         if self.config.image_every and not strip.exists() and log is not None:
             self._write_strip(strip_batch, log)
+        if log is not None:
+            log.close()  # TensorBoard's buffered events too (closing again later is a no-op)
         # Last: its presence says the run is finished and all of the above is there (--resume
         # and the launcher read it so; written first, a kill left an encoder without its
         # encoder_config.json, which nothing could load, taken for a finished run).
