@@ -972,10 +972,11 @@ def test_a_second_writer_of_the_same_output_is_refused(dataset, tmp_path: Path) 
     # Held from before the directory is judged: a job requeued while the first still ran
     # passed the checks, and took the lock (deleting the finished weights to train them
     # again) once the first finished.
-    first = PretrainRun(tiny_config(out, steps=4, resume=True), dataset, progress=False)
-    with pytest.raises(BlockingIOError, match=r"another sslrobot pretrain is writing"):
+    with (
+        PretrainRun(tiny_config(out, steps=4, resume=True), dataset, progress=False),
+        pytest.raises(BlockingIOError, match=r"another sslrobot pretrain is writing"),
+    ):
         PretrainRun(tiny_config(out, steps=4, resume=True), dataset, progress=False)
-    first.close()
     with pytest.raises(FileExistsError, match="not empty"):  # a refused run lets go of it
         PretrainRun(tiny_config(out, steps=4), dataset, progress=False)
     with exclusive_lock(out / OUTPUT_LOCK, "free again after a refused run"):

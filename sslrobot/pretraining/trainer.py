@@ -935,6 +935,12 @@ class PretrainRun:
         plots.save_png(self.out / artifacts.PREDICTIONS / f"step_{self.step:05d}.png", image)
         log.log_image("pretrain/predictions", image, self.step)
 
+    def __enter__(self) -> PretrainRun:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
     def close(self) -> None:
         """Leave the process group if this run joined it; release the output directory."""
         self._writer_lock.close()
