@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import warnings
 
 import numpy as np
 import pytest
@@ -98,13 +99,16 @@ def test_an_export_recovers_the_env_it_was_collected_with(tmp_path, monkeypatch)
     config = CollectConfig(env_id="sslrobot/Reach-v0", out=tmp_path / "d", num_episodes=2,
                            image_size=16, max_episode_steps=3)  # fmt: skip
     data_format = "hdf5" if "h5py" in BACKENDS else "arrow"
-    export_minari(
-        collect(config, progress=False), "sslrobot/reach/tiny-v0", data_format=data_format
-    )
-    env = minari.load_dataset("sslrobot/reach/tiny-v0").recover_environment()
-    assert env.spec.id == "sslrobot/Reach-v0" and env.spec.max_episode_steps == 3
-    assert env.reset(seed=0)[0]["pixels"].shape == (16, 16, 3)  # the collection's kwargs
-    env.close()
+    root = collect(config, progress=False)
+    with warnings.catch_warnings():  # Minari's four nags made a good export look broken
+        warnings.simplefilter("error")
+        export_minari(root, "sslrobot/reach/tiny-v0", data_format=data_format, author="me")
+    dataset = minari.load_dataset("sslrobot/reach/tiny-v0")
+    assert dataset.storage.metadata["author"] == {"me"}
+    for env in (dataset.recover_environment(), dataset.recover_environment(eval_env=True)):
+        assert env.spec.id == "sslrobot/Reach-v0" and env.spec.max_episode_steps == 3
+        assert env.reset(seed=0)[0]["pixels"].shape == (16, 16, 3)  # the collection's kwargs
+        env.close()
 
 
 @needs_backend

@@ -558,3 +558,16 @@ def test_rendering_from_another_thread_is_refused_by_name() -> None:
     worker.join()
     assert len(frames) == 1 and frames[0].shape == (SMALL, SMALL, 3)
     env.close()  # from another thread than the context's: freed, not EGL_BAD_ACCESS
+
+
+def test_gymnasium_mujoco_envs_render_headless_without_mujoco_gl(tmp_path) -> None:
+    """The README's own-environment example (``collect --env Reacher-v5``) crashed in
+    mjr_makeContext on a headless machine without MUJOCO_GL: Gymnasium's renderer tries GLFW
+    first, where sslrobot's own envs chose EGL by themselves."""
+    env = {
+        k: v for k, v in os.environ.items() if k not in ("MUJOCO_GL", "DISPLAY", "WAYLAND_DISPLAY")
+    }
+    options = "collect --env Reacher-v5 --policy random --episodes 1 --image-size 16 --out"
+    command = [sys.executable, "-m", "sslrobot", *options.split(), str(tmp_path / "d")]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]

@@ -16,6 +16,7 @@ import contextlib
 import ctypes.util
 import functools
 import os
+import sys
 import threading
 from typing import Any
 
@@ -86,6 +87,27 @@ def make_gl_context(width: int, height: int) -> tuple[Any, str]:
         "OSMesa (libosmesa6), or set MUJOCO_GL to a backend that works here (before Python "
         "starts: once one backend has loaded, PyOpenGL stays bound to it in that process)."
     )
+
+
+def choose_backend_for_other_renderers() -> None:
+    """Set ``MUJOCO_GL`` to the first headless backend whose library is found, on Linux with
+    neither ``MUJOCO_GL`` nor a display set; otherwise leave everything as it is.
+
+    For renderers other than this module's: Gymnasium's MuJoCo envs (``Reacher-v5``), with
+    ``MUJOCO_GL`` unset, try GLFW first, and without a display that failed in
+    ``mjr_makeContext`` ("an OpenGL platform library has not been loaded") on every headless
+    machine, where sslrobot's own envs chose EGL by themselves. Call it before such an env
+    first renders (Gymnasium reads the variable then). This module's own contexts do not
+    need it, and keep their OSMesa fallback by not being given a fixed choice.
+    """
+    if not sys.platform.startswith("linux") or os.environ.get("MUJOCO_GL"):
+        return
+    if os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"):
+        return  # a desktop: GLFW works, and windows (render_mode="human") need it
+    for backend in _HEADLESS_BACKENDS:
+        if _library_found(backend):
+            os.environ["MUJOCO_GL"] = backend
+            return
 
 
 #: The shared library each headless backend loads, and the sonames to try opening.

@@ -114,6 +114,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         choices=("hdf5", "arrow", "parquet"),  # minari_export.DATA_FORMATS (kept light here)
         help="Minari storage format (default: Minari's, hdf5)",
     )
+    for field in ("author", "author-email", "code-permalink"):
+        export.add_argument(f"--{field}", default=None, help=f"Minari's {field} (provenance)")
     export.set_defaults(func=_export_minari)
 
 
@@ -196,6 +198,9 @@ def _export_minari(args: argparse.Namespace) -> int:
         jpeg=args.jpeg,
         include_state=args.include_state,
         data_format=args.data_format,
+        author=args.author,
+        author_email=args.author_email,
+        code_permalink=args.code_permalink,
     )
     print(f"minari dataset {args.name}: {path}")
     return 0

@@ -115,6 +115,9 @@ def export_minari(
     jpeg: bool = False,
     include_state: bool = False,
     data_format: str | None = None,
+    author: str | None = None,
+    author_email: str | None = None,
+    code_permalink: str | None = None,
 ) -> Path:
     """Write the episodes of ``root`` as the Minari dataset ``dataset_id``.
 
@@ -130,6 +133,9 @@ def export_minari(
         include_state: Export the privileged state in ``infos``.
         data_format: Minari storage backend (``hdf5``, ``arrow``, ``parquet``); ``hdf5`` (Minari's
             default) when None.
+        author, author_email, code_permalink: Minari's provenance fields, recorded when given
+            (Minari's warning for each one left out is not repeated: the command's help names
+            them).
 
     Returns:
         The Minari dataset directory.
@@ -210,15 +216,23 @@ def export_minari(
     staging = Path(
         tempfile.mkdtemp(prefix=".sslrobot-export-", dir=beside if same_device else datasets_root)
     )
+    env_spec = _collection_env_spec(manifest)
     try:
-        with _datasets_path(staging):
+        with _datasets_path(staging), warnings.catch_warnings():
+            warnings.filterwarnings(
+                "ignore", message=r"`(code_permalink|author|author_email)` is set to None"
+            )
             exported = minari.create_dataset_from_buffers(
                 dataset_id,
                 [buffer(i) for i in chunks[0]],
                 observation_space=observation_space,
                 action_space=action_space,
-                env=_collection_env_spec(manifest),
+                env=env_spec,
+                eval_env=env_spec,  # sslrobot evaluates in the env it collected in
                 algorithm_name=f"sslrobot-{manifest['policy']['name']}",
+                author=author,
+                author_email=author_email,
+                code_permalink=code_permalink,
                 description=description,
                 data_format=data_format,
                 jpeg_encoding=jpeg,
