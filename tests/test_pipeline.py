@@ -685,6 +685,15 @@ def test_main_demo_count_runs_everywhere_and_the_sweep_on_one_task() -> None:
     with pytest.warns(UserWarning, match=r"every task runs 9; the other counts \[3\] run on"):
         assert warn_of_unswept_demo_counts(unswept) == [3]
     assert warn_of_unswept_demo_counts(config) == []
+    # A transfer encoder of one task mixes nothing; it was reported as if it had.
+    from sslrobot.pipeline.run import warn_of_unmixed_transfer
+
+    alone = make_run_config("quick", transfer_objective="fdm+future")
+    assert len(alone.tasks) == 1
+    with pytest.warns(UserWarning, match=r"fdm\+future-mixed is pretrained on that task's"):
+        assert warn_of_unmixed_transfer(alone)
+    both = make_run_config("quick", transfer_objective="fdm+future", tasks=(reach, push))
+    assert not warn_of_unmixed_transfer(both) and not warn_of_unmixed_transfer(config)
 
 
 def test_transfer_encoder_is_pretrained_once_on_every_task_and_evaluated_on_each(

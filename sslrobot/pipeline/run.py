@@ -318,6 +318,21 @@ def warn_of_unswept_demo_counts(config: RunConfig) -> list[int]:
     return unswept
 
 
+def warn_of_unmixed_transfer(config: RunConfig) -> bool:
+    """Warn when the mixed-stream encoder would see one task's stream only (a transfer
+    objective on a one-task run), and say so: it was reported beside the task's own encoder
+    as if it had been pretrained on several."""
+    if config.mixed_encoder_name is None or len(config.tasks) > 1:
+        return False
+    warnings.warn(
+        f"transfer_objective {config.transfer_objective!r} with the one task "
+        f"{config.tasks[0]}: {config.mixed_encoder_name} is pretrained on that task's stream "
+        "alone (nothing to mix; pass two tasks or more to measure transfer)",
+        stacklevel=2,
+    )
+    return True
+
+
 def stage_provenance(device: str) -> dict[str, Any]:
     """What this invocation's stages are made with: the package versions, the machine (its
     CPU's instruction set sets the rounding of seeded CPU results) and the device type. Each
@@ -384,6 +399,7 @@ class Pipeline:
         warn_of_dropped_tasks(self.out, self.config)
         warn_of_changed_settings(self.out, self.config)
         warn_of_unswept_demo_counts(self.config)
+        warn_of_unmixed_transfer(self.config)
         with tqdm(
             total=total, desc="sslrobot run", unit="stage", disable=not self.progress
         ) as self._bar:
