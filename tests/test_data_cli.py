@@ -214,7 +214,9 @@ def _group_alive(pgid: int) -> bool:
 def test_sigkill_mid_collection_then_resume_gives_exactly_n_episodes(tmp_path):
     root = tmp_path / "d"
     num_episodes = 24
-    argv = collect_args(root, num_episodes, "--num-envs", "2", step_sleep=0.01)
+    # Slow enough steps that the kill lands mid-collection even if this process is not
+    # scheduled for a second or two (about 4 s in all).
+    argv = collect_args(root, num_episodes, "--num-envs", "2", step_sleep=0.03)
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join([str(TESTS_DIR), os.environ.get("PYTHONPATH", "")]),

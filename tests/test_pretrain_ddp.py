@@ -100,7 +100,14 @@ def _spawn(worker, *args) -> None:
     active exception"; it failed a CI run so) after all the work was done and checked.
     A worker's exception still fails the test: torch reports it before this exit is reached.
     """
-    mp.spawn(_exit_when_done, args=(worker, 2, _free_port(), *args), nprocs=2, join=True)
+    try:
+        mp.spawn(_exit_when_done, args=(worker, 2, _free_port(), *args), nprocs=2, join=True)
+    except mp.ProcessRaisedException as error:
+        # The free port was taken in the seconds before rank 0 bound it (another process on
+        # the machine): once more on another. Workers fail before any work on that.
+        if "EADDRINUSE" not in str(error) and "address already in use" not in str(error):
+            raise
+        mp.spawn(_exit_when_done, args=(worker, 2, _free_port(), *args), nprocs=2, join=True)
 
 
 def _exit_when_done(rank: int, worker, *args) -> None:
