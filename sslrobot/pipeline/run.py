@@ -400,8 +400,15 @@ class Pipeline:
         warn_of_changed_settings(self.out, self.config)
         warn_of_unswept_demo_counts(self.config)
         warn_of_unmixed_transfer(self.config)
+        # No remaining-time estimate: stages last from a second (a probe) to most of an hour
+        # (a pretraining), so one from the stages done so far was off by hours; each long
+        # stage shows its own rate and estimate.
         with tqdm(
-            total=total, desc="sslrobot run", unit="stage", disable=not self.progress
+            total=total,
+            desc="sslrobot run",
+            unit="stage",
+            disable=not self.progress,
+            bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} stages [{elapsed} elapsed]",
         ) as self._bar:
             collected = [self._collect_task(task) for task in self.config.tasks]
             mixed = self._pretrain_mixed(collected)
