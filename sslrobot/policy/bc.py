@@ -49,6 +49,7 @@ from sslrobot.policy.setup import (
     check_fits,
     open_demos,
     resolve_policy_encoder,
+    warn_unless_expert,
 )
 from sslrobot.policy.validation import OnlineValidator, validation_seeds
 from sslrobot.pretraining.augment import check_shift_pad, color_jitter, random_shift
@@ -228,6 +229,7 @@ def train_bc(config: PolicyConfig) -> Path:
         shapes = env_shapes(env, config.env_id)
     finally:
         env.close()
+    warn_unless_expert(dataset, config.demos)
     check_fits(resolved, shapes, config.env_id)
 
     train_ids, val_ids = select_demo_ids(

@@ -48,17 +48,22 @@ def open_demos(config: PolicyConfig) -> tuple[Any, dict[str, Any]]:
         )
     if not dataset.episode_ids:
         raise ValueError(f"demonstrations {path} hold no episodes")
+    return dataset, demos_cache_key(dataset.manifest)
+
+
+def warn_unless_expert(dataset: Any, path: Path) -> None:
+    """Warn when the demonstrations were not collected by the expert: cloning imitates
+    whatever acted, and a noisy or random stream passed by mistake would train quietly into a
+    policy that copies the noise. (Said once the env is known to be one a policy can use, so
+    that a wrong env is the one thing said about it.)"""
     collected_by = (dataset.manifest.get("policy") or {}).get("name")
-    if config.algo == "bc" and collected_by != "expert":
-        # Cloning imitates whatever acted: a noisy or random stream passed by mistake would
-        # train quietly into a policy that copies the noise.
+    if collected_by != "expert":
         warnings.warn(
             f"demonstrations {path} were collected by the {collected_by!r} policy, not "
             "'expert': behaviour cloning imitates whatever acted (collect demonstrations with "
             "`sslrobot collect --policy expert`)",
-            stacklevel=2,
+            stacklevel=3,
         )
-    return dataset, demos_cache_key(dataset.manifest)
 
 
 def demos_cache_key(manifest: dict[str, Any]) -> dict[str, Any]:
