@@ -222,6 +222,9 @@ def export_minari(
             warnings.filterwarnings(
                 "ignore", message=r"`(code_permalink|author|author_email)` is set to None"
             )
+            if env_spec is None:  # said once, by _collection_env_spec, with the reason
+                warnings.filterwarnings("ignore", message=r"`eval_env` is set to None")
+                warnings.filterwarnings("ignore", message=r"env_spec is None")
             exported = minari.create_dataset_from_buffers(
                 dataset_id,
                 [buffer(i) for i in chunks[0]],
