@@ -90,24 +90,34 @@ def make_gl_context(width: int, height: int) -> tuple[Any, str]:
 
 
 def choose_backend_for_other_renderers() -> None:
-    """Set ``MUJOCO_GL`` to the first headless backend whose library is found, on Linux with
-    neither ``MUJOCO_GL`` nor a display set; otherwise leave everything as it is.
+    """Set ``MUJOCO_GL`` to the headless backend this module's contexts work with (EGL, else
+    OSMesa), on Linux with neither ``MUJOCO_GL`` nor a display set; otherwise, or when none
+    works, leave everything as it is. Tried once per process.
 
     For renderers other than this module's: Gymnasium's MuJoCo envs (``Reacher-v5``), with
     ``MUJOCO_GL`` unset, try GLFW first, and without a display that failed in
     ``mjr_makeContext`` ("an OpenGL platform library has not been loaded") on every headless
     machine, where sslrobot's own envs chose EGL by themselves. Call it before such an env
-    first renders (Gymnasium reads the variable then). This module's own contexts do not
-    need it, and keep their OSMesa fallback by not being given a fixed choice.
+    first renders (Gymnasium reads the variable then).
     """
-    if not sys.platform.startswith("linux") or os.environ.get("MUJOCO_GL"):
+    global _other_renderers_set_up
+    if _other_renderers_set_up or os.environ.get("MUJOCO_GL"):
+        return
+    _other_renderers_set_up = True
+    if not sys.platform.startswith("linux"):
         return
     if os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"):
         return  # a desktop: GLFW works, and windows (render_mode="human") need it
-    for backend in _HEADLESS_BACKENDS:
-        if _library_found(backend):
-            os.environ["MUJOCO_GL"] = backend
-            return
+    try:
+        context, backend = make_gl_context(1, 1)  # a backend that works, not one that loads
+    except RenderingUnavailableError:
+        return  # the env's own attempt will fail, in its words
+    context.free()
+    os.environ["MUJOCO_GL"] = backend
+
+
+#: Whether ``choose_backend_for_other_renderers`` has run in this process.
+_other_renderers_set_up = False
 
 
 #: The shared library each headless backend loads, and the sonames to try opening.
