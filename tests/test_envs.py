@@ -575,3 +575,24 @@ def test_gymnasium_mujoco_envs_render_headless_without_mujoco_gl(tmp_path) -> No
     command = [sys.executable, "-m", "sslrobot", *options.split(), str(tmp_path / "d")]
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_no_headless_backend_for_gymnasium_envs_is_named(monkeypatch) -> None:
+    """Without a working EGL or OSMesa, Gymnasium's renderer fell back to GLFW and failed in
+    mjr_makeContext naming no cause; the choice of backend says what to install instead. With
+    a display, or MUJOCO_GL set, nothing is chosen."""
+    from sslrobot.envs.core import render
+
+    def unavailable(width, height):
+        raise render.RenderingUnavailableError("install Mesa's EGL or OSMesa")
+
+    monkeypatch.setattr(render, "make_gl_context", unavailable)
+    for name in ("MUJOCO_GL", "DISPLAY", "WAYLAND_DISPLAY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(render, "_other_renderers_set_up", False)
+    with pytest.raises(OSError, match="install Mesa's EGL or OSMesa"):
+        render.choose_backend_for_other_renderers()
+    monkeypatch.setattr(render, "_other_renderers_set_up", False)
+    monkeypatch.setenv("DISPLAY", ":0")
+    render.choose_backend_for_other_renderers()  # a desktop: GLFW's to do
+    assert "MUJOCO_GL" not in os.environ

@@ -91,14 +91,17 @@ def make_gl_context(width: int, height: int) -> tuple[Any, str]:
 
 def choose_backend_for_other_renderers() -> None:
     """Set ``MUJOCO_GL`` to the headless backend this module's contexts work with (EGL, else
-    OSMesa), on Linux with neither ``MUJOCO_GL`` nor a display set; otherwise, or when none
-    works, leave everything as it is. Tried once per process.
+    OSMesa), on Linux with neither ``MUJOCO_GL`` nor a display set; otherwise leave
+    everything as it is. Tried once per process.
 
     For renderers other than this module's: Gymnasium's MuJoCo envs (``Reacher-v5``), with
     ``MUJOCO_GL`` unset, try GLFW first, and without a display that failed in
     ``mjr_makeContext`` ("an OpenGL platform library has not been loaded") on every headless
     machine, where sslrobot's own envs chose EGL by themselves. Call it before such an env
     first renders (Gymnasium reads the variable then).
+
+    Raises:
+        RenderingUnavailableError: no headless backend works here (names what to install).
     """
     global _other_renderers_set_up
     if _other_renderers_set_up or os.environ.get("MUJOCO_GL"):
@@ -108,10 +111,10 @@ def choose_backend_for_other_renderers() -> None:
         return
     if os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"):
         return  # a desktop: GLFW works, and windows (render_mode="human") need it
-    try:
-        context, backend = make_gl_context(1, 1)  # a backend that works, not one that loads
-    except RenderingUnavailableError:
-        return  # the env's own attempt will fail, in its words
+    # A backend that works, not one that loads. When none does, this error says why and what
+    # to install; the env's own attempt (GLFW, without a display) would only fail in
+    # mjr_makeContext, naming no cause.
+    context, backend = make_gl_context(1, 1)
     context.free()
     os.environ["MUJOCO_GL"] = backend
 

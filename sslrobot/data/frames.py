@@ -5,8 +5,6 @@ from __future__ import annotations
 import gymnasium as gym
 import numpy as np
 
-from sslrobot.envs.core.render import choose_backend_for_other_renderers
-
 BLACK_FRAME_HINT = (
     "This is usually a broken renderer, not the scene: Gymnasium 1.4's MuJoCo renderer silently "
     "returns all-black frames once another MuJoCo env in the same process has been closed, "
@@ -53,7 +51,11 @@ def get_frame(env: gym.Env, obs: object, from_obs: bool) -> np.ndarray:
     if from_obs:
         frame = obs["pixels"]  # type: ignore[index]
     else:
-        choose_backend_for_other_renderers()  # once set, a lookup per frame
+        if getattr(env.unwrapped, "mujoco_renderer", None) is not None:  # Gymnasium's MuJoCo
+            # (imported here: it loads MuJoCo, which commands that never render do without)
+            from sslrobot.envs.core.render import choose_backend_for_other_renderers
+
+            choose_backend_for_other_renderers()  # once set, a lookup per frame
         _make_gl_context_current(env)
         frame = env.render()
     source = 'obs["pixels"]' if from_obs else "env.render()"

@@ -99,8 +99,8 @@ def _collection_env_spec(manifest: dict[str, Any]) -> gym.envs.registration.EnvS
         limit = manifest.get("max_episode_steps") or spec.max_episode_steps
         kwargs = {**spec.kwargs, **(manifest.get("env_kwargs") or {})}
         spec = dataclasses.replace(spec, kwargs=kwargs, max_episode_steps=limit)
-        spec.to_json()  # what Minari stores: an env registered with a class cannot be
-    except ValueError as error:  # an id not registered here, or a spec that cannot be stored
+        spec.to_json()  # what Minari stores: an env registered with a class cannot be, nor
+    except (ValueError, TypeError) as error:  # one with arguments JSON cannot hold
         warnings.warn(
             f"the export records no env spec ({error}): recover_environment() will not work",
             stacklevel=3,
@@ -216,8 +216,8 @@ def export_minari(
     staging = Path(
         tempfile.mkdtemp(prefix=".sslrobot-export-", dir=beside if same_device else datasets_root)
     )
-    env_spec = _collection_env_spec(manifest)
     try:
+        env_spec = _collection_env_spec(manifest)
         with _datasets_path(staging), warnings.catch_warnings():
             warnings.filterwarnings(
                 "ignore", message=r"`(code_permalink|author|author_email)` is set to None"
