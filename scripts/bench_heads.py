@@ -112,6 +112,11 @@ output: docs/results/benchmarks/bench_heads_tta_session28.txt):
     python scripts/bench_heads.py --run runs/reach27c --task Reach-v0 --heads augment \
         --aug-pad 4 --aug-color 0.6 --tta 8
 
+``--proprio-state fingertip_x fingertip_y`` appends those state variables to the proprio of
+every pixel head, in training and in evaluation: a proprio that holds the arm's forward
+kinematics, as the end-effector position in MetaWorld's proprio that R3M's and CortexBench's
+policies read (session 33).
+
 ``--dropout P`` puts dropout after each hidden ReLU of the MLP family's heads, ``--bc-steps N``
 trains every head N steps instead of the run's budget (session 28, raw output:
 docs/results/benchmarks/bench_heads_dropout_session28.txt, bench_heads_steps_session28.txt).
@@ -236,6 +241,15 @@ def parse_args() -> argparse.Namespace:
         "angles without its joint speeds)",
     )
     parser.add_argument(
+        "--proprio-state",
+        nargs="+",
+        default=[],
+        metavar="NAME",
+        help="state variables appended to every pixel head's proprio (e.g. fingertip_x "
+        "fingertip_y: a proprio holding the arm's forward kinematics, as the end-effector "
+        "position MetaWorld's proprio gives R3M's and CortexBench's policies)",
+    )
+    parser.add_argument(
         "--demo-noise",
         type=float,
         default=0.0,
@@ -297,6 +311,9 @@ def parse_args() -> argparse.Namespace:
         parser.error("--also-encoders takes no spatial head: it reads the first encoder's map")
     if args.also_encoders and not all(0 <= seed < ALSO_SEED_STRIDE for seed in args.seeds):
         parser.error(f"--also-encoders wants --seeds in [0, {ALSO_SEED_STRIDE})")
+    if args.proprio_state and {"slow", "residual", "consistency", "whiten"} & set(args.heads):
+        parser.error("--proprio-state takes no head fitted on unlabeled frames (their "
+                     "streams hold no state)")  # fmt: skip
     if args.proprio_columns is not None and "state" in args.heads:
         parser.error("--proprio-columns does not reach the state head, which acts on the state")
     return args
@@ -997,7 +1014,9 @@ def main() -> None:
             f"{args.demo_noise_correlation}, {len(transitions)} frames"
         )
     else:
-        transitions = load_transitions(demos, demo_ids, pixels=True, state="state" in args.heads)
+        transitions = load_transitions(
+            demos, demo_ids, pixels=True, state="state" in args.heads or bool(args.proprio_state)
+        )
     fitters = {
         "mlp": fit_mlp,
         "mlp-noise": partial(fit_mlp, noise=args.noise),
@@ -1013,6 +1032,11 @@ def main() -> None:
         head: [] for head in args.heads
     }
     names = demos.manifest.get("state_names") or []
+    unknown = [n for n in args.proprio_state if n not in names]
+    if unknown:
+        raise SystemExit(f"--proprio-state: {unknown} are not among {args.task}'s state "
+                         f"variables {names}")  # fmt: skip
+    extra = [names.index(n) for n in args.proprio_state]
     offset = [names.index(n) for n in OFFSET_COLUMNS.get(args.task, ()) if n in names]
     from_unlabeled = {"slow", "residual", "consistency"} & set(args.heads) or (
         "whiten" in args.heads and args.whiten_source == "unlabeled"
@@ -1028,7 +1052,11 @@ def main() -> None:
             module = resolve_encoders(args, spec, config, seed)
             demo_inputs = DemoInputs(
                 *encode_with_maps(module, transitions.pixels),
-                transitions.proprio[:, columns].astype(np.float64),
+                np.c_[transitions.proprio[:, columns], transitions.state[:, extra]].astype(
+                    np.float64
+                )
+                if extra
+                else transitions.proprio[:, columns].astype(np.float64),
                 transitions.actions,
                 transitions.episode_lengths,
                 None if transitions.state is None else transitions.state.astype(np.float64),
@@ -1067,7 +1095,10 @@ def main() -> None:
                     if args.tta:
                         pixels = test_time_shifts(pixels, args.tta, args.aug_pad)
                     f, m = encode_with_maps(module, pixels.reshape(-1, *pixels.shape[-3:]))
-                    proprio = np.asarray(obs["proprio"], dtype=np.float64)[columns]
+                    proprio = np.r_[
+                        np.asarray(obs["proprio"], dtype=np.float64)[columns],
+                        np.asarray(obs["state"], dtype=np.float64)[extra],
+                    ]
                     return np.mean([act(f[i], m[i], proprio) for i in range(len(f))], axis=0)
 
                 if name == "state":  # the oracle acts on the state alone
