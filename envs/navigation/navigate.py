@@ -226,8 +226,11 @@ class NavigateTask(Task):
 
         v0's goal and landmarks are static world geoms moved in the model (the visual preset
         restores authored positions before ``initialize_episode`` runs). MuJoCo draws them
-        there but does not collide with them there: the robot drives through them.
-        ``NavigateV1Task`` puts them on mocap bodies instead.
+        there but collides with them only where its collision pre-filter, built from the
+        authored positions when the scene compiled, still overlaps their new ones: the robot
+        drives through them in most layouts and is stopped by them in some (17 and 19 of 100
+        seeds, for the goal and the blue landmark). ``NavigateV1Task`` puts them on mocap
+        bodies instead, solid everywhere.
         """
         index = self._scene_index(physics)
         model = physics.model
@@ -249,7 +252,8 @@ class NavigateTask(Task):
 
     def after_step(self, physics: Physics) -> None:
         """Dead reckoning from the wheel encoders (midpoint rule), as a real robot does it:
-        wheel slip shows up as odometry drift."""
+        wheel slip shows up as odometry drift. It tracks the axle's midpoint (where a
+        differential drive's kinematics hold), not the body origin 3 cm behind it."""
         index = self._scene_index(physics)
         angles = physics.data.qpos[index.wheel_qpos].copy()
         left, right = index.wheel_radius * (angles - self._last_wheel_angles)
@@ -366,8 +370,10 @@ class NavigateEnv(RobotEnv):
     against each wall, and a red goal cylinder (0.12 m radius, 0.7 m tall; the only red object
     and the tallest). The robot is a 0.24 m disc on two 4 cm wheels (track 0.27 m) with
     velocity-controlled motors (torque limit 0.2 N m) and a frictionless rear caster. It
-    collides with the walls; in v0 not with the landmarks and the goal, which it can drive
-    through (``NavigateV1Env``, ``sslrobot/Navigate-v1``, fixes that). Physics: 10 ms steps,
+    collides with the walls; in v0 with the landmarks and the goal only in some layouts (a
+    moved static geom collides where the pre-filter built from its authored position still
+    overlaps it), and it drives through them in the others (``NavigateV1Env``,
+    ``sslrobot/Navigate-v1``, fixes that: solid everywhere). Physics: 10 ms steps,
     5 per env step, so one env step is 50 ms (20 Hz).
 
     **Action**: Box(-1, 1, (2,), float32); out-of-range values are clipped, NaN/inf or a wrong
@@ -390,7 +396,10 @@ class NavigateEnv(RobotEnv):
     - ``proprio``: float32 (6,) ``wheel_left_velocity``, ``wheel_right_velocity`` (rad/s),
       then wheel odometry dead-reckoned from the wheel encoders since the episode start, in
       the start frame: ``odometry_x``, ``odometry_y`` (m), ``odometry_cos_yaw``,
-      ``odometry_sin_yaw``. Never the goal, nor the true pose.
+      ``odometry_sin_yaw``. Never the goal, nor the true pose. The point it tracks is the
+      wheel axle's midpoint, 3 cm ahead of the body origin that the state's ``robot_x``,
+      ``robot_y`` give: turning on the spot moves that origin (up to 6 cm for half a turn),
+      not the odometry, so the two differ by that offset beside wheel slip.
 
     ``obs_mode="state"`` gives the privileged state instead: float32 (26,), the same vector
     as ``info["state"]``.
@@ -463,8 +472,9 @@ class NavigateEnv(RobotEnv):
 class NavigateV1Env(NavigateEnv):
     """``sslrobot/Navigate-v1``: Navigate-v0 (``NavigateEnv``, whose docstring is the
     specification) with the goal and the landmarks on mocap bodies, so the robot collides with
-    them where they are drawn instead of driving through them. For a seed, the layout, the
-    frames and the expert's actions equal v0's until the robot touches the goal or a landmark.
+    them where they are drawn in every layout (v0's collide in some only). For a seed, the
+    layout, the frames and the expert's actions equal v0's until the robot touches the goal or
+    a landmark.
     """
 
     task_class = NavigateV1Task
