@@ -72,11 +72,18 @@ def _as_vector(value: Any) -> np.ndarray:
     return np.array(value, dtype=np.float32).reshape(-1)  # a copy: envs may reuse buffers
 
 
+#: Bytes a frame buffer reserves up front at most: the time limit sizes it (one array, no
+#: copies), but a limit of millions of steps on a task that ends on success reserved tens of
+#: GB before its first frame; past this the buffer grows by doubling as the episode does.
+_FRAME_BUFFER_RESERVE_BYTES = 256 * 2**20
+
+
 class _FrameBuffer:
     """Frames of one episode in one preallocated array (no per-frame copies to stack later)."""
 
     def __init__(self, first: np.ndarray, capacity: int) -> None:
-        self.data = np.empty((max(capacity, 1), *first.shape), dtype=np.uint8)
+        affordable = max(1, _FRAME_BUFFER_RESERVE_BYTES // max(first.nbytes, 1))
+        self.data = np.empty((max(min(capacity, affordable), 1), *first.shape), dtype=np.uint8)
         self.size = 0
         self.append(first)
 

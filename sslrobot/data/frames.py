@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import gymnasium as gym
 import numpy as np
 
@@ -96,9 +98,18 @@ def check_frame(frame: np.ndarray, env_id: str, episode_id: int, step: int) -> N
 #: the longer ones still catch it.
 FROZEN_MIN_FRAMES = 10
 
+#: ``check_frame_stream`` warns of a one-colour frame after an episode's first once per process.
+_warned_of_constant_frames = False
+
 
 def check_frame_stream(pixels: np.ndarray, env_id: str, episode_id: int) -> None:
-    """Refuse an episode with a single-colour frame or whose frames never change.
+    """Refuse an episode whose first frame is one colour or whose frames never change; warn,
+    once per process, of a later frame of one colour, and record it.
+
+    A broken renderer shows from an episode's first frame (Gymnasium's black frames follow a
+    closed env, between episodes), and a scene can give one colour later: an ego camera
+    against a wall sees nothing else (Navigate, in a noisy-expert stream), and refusing that
+    frame stopped the collection for good, since its seed gives it again.
 
     One vectorised pass per episode (cheaper than a check per step).
 
@@ -106,14 +117,23 @@ def check_frame_stream(pixels: np.ndarray, env_id: str, episode_id: int) -> None
         pixels: uint8 (L+1, H, W, 3).
 
     Raises:
-        DegenerateFramesError: a frame is one constant colour, or all L+1 >=
+        DegenerateFramesError: the first frame is one constant colour, or all L+1 >=
             ``FROZEN_MIN_FRAMES`` frames are identical (a frozen camera or renderer).
     """
+    check_frame(pixels[0], env_id, episode_id, 0)
     flat = pixels.reshape(len(pixels), -1)
     constant = flat.min(axis=1) == flat.max(axis=1)
-    if constant.any():
+    global _warned_of_constant_frames
+    if constant.any() and not _warned_of_constant_frames:
+        _warned_of_constant_frames = True
         step = int(np.argmax(constant))
-        check_frame(pixels[step], env_id, episode_id, step)
+        warnings.warn(
+            f"{env_id}: frame {step} of episode {episode_id} is one constant colour (every "
+            f"pixel value {int(flat[step, 0])}); recorded, as a camera against a wall renders "
+            "so (said once per process). A renderer that failed mid-episode is refused at the "
+            "next episode's first frame.",
+            stacklevel=2,
+        )
     frozen = len(pixels) >= FROZEN_MIN_FRAMES and np.array_equal(pixels[-1], pixels[0])
     if frozen and bool(np.all(pixels == pixels[0])):
         raise DegenerateFramesError(
