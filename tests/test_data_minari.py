@@ -122,7 +122,7 @@ def test_an_interrupted_export_leaves_nothing_at_the_destination(tmp_path, monke
     from sslrobot.data import minari_export
 
     monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "minari"))
-    monkeypatch.setattr(minari_export, "_EPISODES_PER_CHUNK", 1)  # 3 episodes, 3 chunks
+    monkeypatch.setattr(minari_export, "_CHUNK_BYTES", 1)  # 3 episodes, 3 chunks
     config = CollectConfig(env_id=FAKE_ENV_ID, out=tmp_path / "d", num_episodes=3,
                            image_size=16, env_kwargs={"image_size": 16})  # fmt: skip
     root = collect(config, progress=False)
@@ -163,3 +163,29 @@ def test_export_refuses_a_dataset_with_a_corrupt_episode(tmp_path, monkeypatch):
     data_format = "hdf5" if "h5py" in BACKENDS else "arrow"
     with pytest.raises(ValueError, match=r"1 corrupt episode\(s\) .*member pixels.npy"):
         export_minari(root, "sslrobot/fake/flipped-v0", data_format=data_format)
+
+
+def test_export_chunks_hold_a_byte_budget_of_frames_not_a_count_of_episodes(monkeypatch):
+    """64 episodes a chunk held 3 GB of 256 px Navigate frames at once."""
+    from types import SimpleNamespace
+
+    from sslrobot.data import minari_export
+
+    lengths = {0: 9, 1: 9, 2: 29, 3: 4, 4: 4}
+    dataset = SimpleNamespace(episode_ids=list(lengths), meta=lambda i: {"length": lengths[i]})
+    monkeypatch.setattr(minari_export, "_CHUNK_BYTES", 20 * 100)  # 20 frames of 100 bytes
+    assert minari_export._chunks(dataset, 100) == [[0, 1], [2], [3, 4]]
+
+
+def test_export_names_a_manifest_field_it_needs_and_lacks(tmp_path):
+    from sslrobot.data import minari_export
+
+    manifest = {"action_dim": 2, "action_low": [-1.0, -1.0], "action_high": [1.0, 1.0],
+                "policy": {"name": "random"}, "base_seed": 0, "env_kwargs": {}}  # fmt: skip
+    minari_export._check_export_fields(manifest, tmp_path / "manifest.json")
+    with pytest.raises(ValueError, match=r"manifest.json lacks 'action_low'"):
+        minari_export._check_export_fields(
+            {k: v for k, v in manifest.items() if k != "action_low"}, tmp_path / "manifest.json"
+        )
+    with pytest.raises(ValueError, match=r"action_high must be a list of action_dim numbers"):
+        minari_export._check_export_fields({**manifest, "action_high": [1.0]}, tmp_path)
