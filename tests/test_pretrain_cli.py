@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import re
+import warnings
 from pathlib import Path
 
 import pytest
@@ -206,6 +207,30 @@ def test_resume_takes_the_saved_settings_and_refuses_options_that_change_them(
     assert "holds no saved run" in capsys.readouterr().err
     assert main(["pretrain", "--out", str(tmp_path / "new")]) == 2
     assert "--data is required" in capsys.readouterr().err
+
+
+def test_resume_takes_the_runs_cpu_thread_count_and_warns_of_another(
+    data_dir: Path, tmp_path: Path
+) -> None:
+    """CPU sums round otherwise with another thread count: a resume in a process with
+    another default count (another machine, one process resuming a ``torchrun --threads 1``
+    run) went on without a word and not bit for bit."""
+    before = torch.get_num_threads()
+    out = tmp_path / "threads"
+    try:
+        assert main(_args(data_dir, out, "--steps", "1", "--threads", "2")) == 0
+        assert json.loads((out / artifacts.PRETRAIN_CONFIG).read_text())["cpu_threads"] == 2
+        torch.set_num_threads(1)
+        resume = ["pretrain", "--out", str(out), "--resume", "--no-progress"]
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", UserWarning)
+            assert main([*resume, "--steps", "2"]) == 0
+        assert torch.get_num_threads() == 2
+        with pytest.warns(UserWarning, match=r"trained with 2 CPU thread\(s\) per process, "
+                          r"this one has 1.*--threads 2"):  # fmt: skip
+            assert main([*resume, "--steps", "3", "--threads", "1"]) == 0
+    finally:
+        torch.set_num_threads(before)
 
 
 def test_resume_repeating_one_encoder_option_keeps_the_rest_of_the_encoder(

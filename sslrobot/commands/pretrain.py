@@ -291,6 +291,8 @@ def _pretrain(args: argparse.Namespace) -> int:
     )
     if args.resume:
         config = _with_saved_settings(config, args)
+        if args.threads is None:
+            args.threads = _saved_cpu_threads(config)
     if args.threads is not None:
         if args.threads < 1:
             raise ValueError(f"--threads must be >= 1, got {args.threads}")
@@ -305,6 +307,23 @@ def _pretrain(args: argparse.Namespace) -> int:
     if os.environ.get("RANK", "0") == "0":  # torchrun: rank 0 speaks
         print(f"encoder written to {out} (load with sslrobot.load_encoder({str(out)!r}))")
     return 0
+
+
+def _saved_cpu_threads(config: PretrainConfig) -> int | None:
+    """The CPU threads per process the run being resumed trained with, when it recorded them
+    and trains on a CPU again: ``--resume`` without ``--threads`` takes them, since another
+    count rounds CPU sums otherwise (a resume on a machine with other cores, or one process
+    resuming a ``torchrun --threads 1`` run, was not bit-exact)."""
+    from pathlib import Path
+
+    from sslrobot.pretraining import artifacts
+    from sslrobot.utils.device import resolve_device
+
+    record = Path(config.out) / artifacts.PRETRAIN_CONFIG
+    if not record.is_file() or resolve_device(config.device).type != "cpu":
+        return None
+    threads = artifacts.read_json(record, "pretraining config").get("cpu_threads")
+    return threads if isinstance(threads, int) and threads >= 1 else None
 
 
 #: Options that shape the encoder (``PretrainConfig.encoder``).

@@ -501,6 +501,20 @@ class PretrainRun:
                 f"({self.config.data or type(self.dataset).__name__}) hold {len(self.dataset)}; "
                 "resume with the same dataset (it may have moved, not changed)"
             )
+        threads = saved.get("cpu_threads")
+        if (
+            threads is not None
+            and self.device.type == "cpu"
+            and threads != torch.get_num_threads()
+            and self.context.rank == 0
+        ):
+            warnings.warn(
+                f"--resume: the run in {self.out} trained with {threads} CPU thread(s) per "
+                f"process, this one has {torch.get_num_threads()}: sums split over threads "
+                "round otherwise, so it continues, but not bit for bit as the uninterrupted "
+                f"run would (--threads {threads} would)",
+                stacklevel=4,
+            )
         trained_on = (saved.get("device_type"), saved.get("amp"))
         self._earlier_devices = list(saved.get("earlier_devices") or [])
         moved = trained_on[0] is not None and trained_on != (self.device.type, bool(self.amp))
@@ -847,6 +861,9 @@ class PretrainRun:
                 # the same seeds and rounds otherwise (a resume there is not bit-exact).
                 "device_type": self.device.type,
                 "amp": bool(self.amp),
+                # CPU float sums split over threads round otherwise with another count: a
+                # resume continues bit for bit only with this one (``--resume`` takes it).
+                "cpu_threads": torch.get_num_threads() if self.device.type == "cpu" else None,
                 **({"earlier_devices": self._earlier_devices} if self._earlier_devices else {}),
                 "sslrobot_version": sslrobot.__version__,
                 "torch_version": torch.__version__,
