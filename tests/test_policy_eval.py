@@ -513,6 +513,23 @@ def test_the_record_names_the_look_the_policy_trained_in(policy_dir):
     assert result["policy_visual_preset"] == trained_in
 
 
+def test_evaluation_defaults_to_the_look_the_policy_trained_in(policy_dir, tmp_path):
+    """It defaulted to ``train``: a policy of ``none`` demonstrations was scored out of its
+    look, a generalisation test, without a word."""
+    import shutil
+    from pathlib import Path
+
+    from sslrobot.policy.checkpoint import CONFIG_FILE
+
+    copy = Path(shutil.copytree(policy_dir, tmp_path / "policy"))
+    config = json.loads((copy / CONFIG_FILE).read_text())
+    assert config["demos_visual_preset"] == "train"
+    (copy / CONFIG_FILE).write_text(json.dumps({**config, "demos_visual_preset": "none"}))
+    result = evaluate(copy, num_episodes=1, seed=500)
+    assert result["visual_preset"] == result["policy_visual_preset"] == "none"
+    assert evaluate(policy_dir, num_episodes=1, seed=500)["visual_preset"] == "train"
+
+
 def test_check_env_id_takes_a_module_id_and_names_close_ones() -> None:
     """Unknown ids get the collector's message (close ids, ours); a ``module:EnvId`` whose
     module registers the env is accepted, as gym.make accepts it."""

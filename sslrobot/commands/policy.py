@@ -137,7 +137,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--seed", type=int, default=0, help="seed of the first episode (default: 0)"
     )
     evaluate.add_argument(
-        "--visual-preset", default="train", help="train (the default) | heldout | none"
+        "--visual-preset",
+        default=None,
+        help="train | heldout | none (default: the look the policy trained in, its "
+        "demonstrations')",
     )
     evaluate.add_argument(
         "--checkpoint",

@@ -67,7 +67,7 @@ def evaluate(
     env_id: str | None = None,
     num_episodes: int = 50,
     seed: int = 0,
-    visual_preset: str = "train",
+    visual_preset: str | None = None,
     out_json: str | os.PathLike[str] | None = None,
     num_videos: int = 0,
     checkpoint: str = "final",
@@ -87,7 +87,10 @@ def evaluate(
         env_id: Task to evaluate on; None means the task the policy was trained on.
         num_episodes: Evaluation episodes (the issue asks for >= 50 per training seed).
         seed: Seed of the first episode.
-        visual_preset: ``"train"``, ``"heldout"`` (generalisation gap) or ``"none"``.
+        visual_preset: ``"train"``, ``"heldout"`` (generalisation gap) or ``"none"``; None
+            (the default) is the look the policy trained in, its demonstrations' (or RL's
+            env's): ``"train"`` whatever the policy's look turned a policy trained in
+            ``none`` into a generalisation test without a word.
         out_json: Where to write the record (atomically); None writes nothing.
         num_videos: Rollout videos of the first episodes, written beside ``out_json`` in
             ``<stem>_videos/`` with success marked on the frames.
@@ -126,6 +129,9 @@ def evaluate(
     policy = load_policy(policy_dir, checkpoint=checkpoint, device=device)
     record = policy.record
     env_id = env_id or policy.env_id
+    trained_in = record.get("train_visual_preset") or record.get("demos_visual_preset")
+    if visual_preset is None:
+        visual_preset = trained_in or "train"
     env = make_env(env_id, policy.image_size, policy.obs_mode, visual_preset=visual_preset)
     start = time.perf_counter()
     try:
@@ -204,8 +210,7 @@ def evaluate(
         "visual_preset": visual_preset,
         # The look the policy trained in (its demonstrations', or RL's): evaluating in
         # another is a generalisation test, not an in-distribution score.
-        "policy_visual_preset": record.get("train_visual_preset")
-        or record.get("demos_visual_preset"),
+        "policy_visual_preset": trained_in,
         "eval_seed": seed,
         "num_episodes": num_episodes,
         "train_settings": train_settings(record),
