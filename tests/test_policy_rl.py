@@ -133,6 +133,24 @@ def test_rl_normalisation_demos_must_match_the_environment(tmp_path):
         train_policy(config)
 
 
+def test_rl_validation_seeds_must_not_be_its_normalisation_demos_seeds(tmp_path):
+    """BC refused this and RL took it: the best checkpoint was chosen on the start states the
+    feature statistics came from."""
+    from sslrobot.data import CollectConfig, collect
+    from sslrobot.policy.config import VALIDATION_SEED_BASE
+
+    demos = collect(
+        CollectConfig(env_id=ENV_ID, out=tmp_path / "demos", num_episodes=1, policy="expert",
+                      image_size=IMAGE_SIZE, seed=VALIDATION_SEED_BASE),
+        progress=False,
+    )  # fmt: skip
+    config = PolicyConfig(env_id=ENV_ID, encoder="none", algo="rl", out=tmp_path / "rl",
+                          demos=demos, num_demos=1, steps=10, image_size=IMAGE_SIZE,
+                          val_episodes=1, progress=False)  # fmt: skip
+    with pytest.raises(ValueError, match=r"start from seeds \[1000000\] that online validation"):
+        train_policy(config)
+
+
 def train_tiny_ppo_on_state(out, **settings):
     """A 128-step PPO run on the privileged state (seconds), with ``settings`` on top."""
     tiny = {"steps": 128, "batch_size": 64, "rl_norm_steps": 20, "progress": False}

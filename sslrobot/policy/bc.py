@@ -33,7 +33,7 @@ from sslrobot.policy.checkpoint import (
     start_policy_dir,
     write_policy_config,
 )
-from sslrobot.policy.config import DEFAULT_BC_STEPS, VALIDATION_SEED_BASE, PolicyConfig
+from sslrobot.policy.config import DEFAULT_BC_STEPS, PolicyConfig
 from sslrobot.policy.demos import (
     DemoTransitions,
     check_demo_shapes,
@@ -51,7 +51,11 @@ from sslrobot.policy.setup import (
     resolve_policy_encoder,
     warn_unless_expert,
 )
-from sslrobot.policy.validation import OnlineValidator, validation_seeds
+from sslrobot.policy.validation import (
+    OnlineValidator,
+    refuse_validation_on_demo_seeds,
+    validation_seeds,
+)
 from sslrobot.pretraining.augment import check_shift_pad, color_jitter, random_shift
 from sslrobot.utils.device import resolve_device
 from sslrobot.utils.io import atomic_write, atomic_write_json, atomic_write_text
@@ -285,15 +289,7 @@ def train_bc(config: PolicyConfig) -> Path:
             "num_train_samples": len(train_data),
         }
     )
-    # Online validation picks the best checkpoint: on seeds the demonstrations started from
-    # it would pick the one that copies them best.
-    shared = sorted(set(record["val_seeds"]) & set(record["demo_seeds"]))
-    if shared:
-        raise ValueError(
-            f"demonstrations {config.demos} start from seeds {shared[:5]} that online "
-            f"validation uses (from {VALIDATION_SEED_BASE}); collect them below it, or set "
-            "val_episodes=0"
-        )
+    refuse_validation_on_demo_seeds(record["demo_seeds"], record["val_seeds"], config.demos)
     out = config.out
     fingerprint = record["encoder"].get("weights_fingerprint")
     # The episodes themselves, not just the path and counts: a dataset grown or collected

@@ -68,7 +68,11 @@ from sslrobot.policy.setup import (
     open_demos,
     resolve_policy_encoder,
 )
-from sslrobot.policy.validation import OnlineValidator, validation_seeds
+from sslrobot.policy.validation import (
+    OnlineValidator,
+    refuse_validation_on_demo_seeds,
+    validation_seeds,
+)
 from sslrobot.utils.device import preserved_cudnn_flags, resolve_device
 from sslrobot.utils.io import atomic_write, atomic_write_json, atomic_write_to_name
 
@@ -171,6 +175,9 @@ def _fit_normalizers(
     if config.demos is not None:
         dataset, dataset_key = open_demos(config)
         ids, _ = select_demo_ids(list(dataset.episode_ids), config.num_demos, 0, config.demos)
+        seeds = episode_seeds(dataset, ids)
+        # Before any frame is encoded.
+        refuse_validation_on_demo_seeds(seeds, validation_seeds(config.val_episodes), config.demos)
         transitions = load_transitions(
             dataset, ids, pixels=obs_mode == "pixels", state=obs_mode == "state"
         )
@@ -186,7 +193,7 @@ def _fit_normalizers(
             )
             obs_encoder.proprio_norm.fit(transitions.proprio)
         obs_encoder.feature_norm.fit(features)
-        return f"demonstrations {config.demos} ({len(ids)} episodes)", episode_seeds(dataset, ids)
+        return f"demonstrations {config.demos} ({len(ids)} episodes)", seeds
     batches = _random_observations(venv, config.rl_norm_steps, config.seed)
     num_steps = (len(batches) - 1) * venv.num_envs  # whole steps of every sub-env
     if obs_mode == "state":

@@ -24,6 +24,24 @@ def validation_seeds(num_episodes: int) -> list[int]:
     return [VALIDATION_SEED_BASE + i for i in range(num_episodes)]
 
 
+def refuse_validation_on_demo_seeds(
+    demo_seeds: list[int], val_seeds: list[int], demos: object
+) -> None:
+    """Online validation picks the best checkpoint: on seeds the demonstrations started from
+    (BC's, or those RL's feature statistics came from) it would pick the one that copies
+    them best.
+
+    Raises:
+        ValueError: naming the demonstrations and the shared seeds.
+    """
+    shared = sorted(set(val_seeds) & set(demo_seeds))
+    if shared:
+        raise ValueError(
+            f"demonstrations {demos} start from seeds {shared[:5]} that online validation "
+            f"uses (from {VALIDATION_SEED_BASE}); collect them below it, or set val_episodes=0"
+        )
+
+
 class OnlineValidator:
     """Success rate of the policy being trained, on the validation seeds of ``record``.
 
