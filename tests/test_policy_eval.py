@@ -191,6 +191,13 @@ def test_evaluate_writes_a_self_describing_record(policy_dir, tmp_path):
     assert set(on_disk["episodes"][0]) >= {"seed", "success", "return", "length"}
     assert len(on_disk["videos"]) == 1 and (out.parent / on_disk["videos"][0]).is_file()
     assert load_results([out])[0]["seed"] == on_disk["seed"]
+    # Evaluated again to the same file: the folder holds this record's videos only (it kept
+    # the earlier one's beside them, easily taken for this one's); other files stay.
+    (out.parent / "none_seed0_videos" / "notes.txt").write_text("mine")
+    again = evaluate(policy_dir, num_episodes=2, seed=200, out_json=out, num_videos=2)
+    videos = sorted(p.name for p in (out.parent / "none_seed0_videos").iterdir())
+    assert videos == sorted([*(v.rsplit("/", 1)[-1] for v in again["videos"]), "notes.txt"])
+    assert len(again["videos"]) == 2 and "best_seed100" not in " ".join(videos)
 
 
 def test_evaluate_flags_seeds_shared_with_the_demonstrations(policy_dir):

@@ -7,6 +7,7 @@ import json
 import math
 import numbers
 import os
+import re
 import time
 import warnings
 from collections.abc import Iterable, Mapping
@@ -232,7 +233,24 @@ def evaluate(
         out_path = Path(out_json)
         result["videos"] = [os.path.relpath(v, out_path.parent) for v in videos]
         atomic_write_json(out_path, result)
+        _remove_stale_videos(out_path.with_name(f"{out_path.stem}_videos"), videos)
     return result
+
+
+#: The names ``run_episodes`` gives videos: ``<checkpoint>_seed<seed>.mp4`` (or ``.gif``).
+_VIDEO_NAME = re.compile(r"[a-z]+_seed\d+\.(mp4|gif)")
+
+
+def _remove_stale_videos(video_dir: Path, kept: list[Path]) -> None:
+    """Remove the videos of a record this one replaced (an earlier evaluation to the same
+    ``out_json``): a folder beside a ``best`` record held the ``final`` videos of another
+    evaluation, easily taken for this one's. Only files named as evaluation videos go."""
+    if not video_dir.is_dir():
+        return
+    keep = {Path(v).resolve() for v in kept}
+    for path in video_dir.iterdir():
+        if _VIDEO_NAME.fullmatch(path.name) and path.resolve() not in keep:
+            path.unlink(missing_ok=True)
 
 
 def _check_policy_fits(policy: Any, shapes: Any, env_id: str, policy_dir: Path) -> None:
