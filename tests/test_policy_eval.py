@@ -495,6 +495,18 @@ def test_aggregate_results_refuses_records_of_different_evaluations():
     records[1]["policy_visual_preset"] = "heldout"
     with pytest.raises(ValueError, match="differ in policy_visual_preset"):
         aggregate_results(records)
+    # RL seeds normalised on demonstrations beside seeds normalised on random rollouts (both
+    # record num_demos 0, and the demos' path is a per-seed setting).
+    from sslrobot.evaluation.evaluate import _normalization_kind
+
+    kinds = [_normalization_kind({"algo": "rl", "normalization": n}) for n in (
+        "demonstrations d (5 episodes)", "400 random-action steps (2 envs)")]  # fmt: skip
+    assert kinds == ["demonstrations", "rollouts"]
+    assert _normalization_kind({"algo": "bc", "normalization": "x"}) is None
+    records = [{**_record("none", s, [1, 0]), "policy_normalization": kinds[s > 0]}
+               for s in range(3)]  # fmt: skip
+    with pytest.raises(ValueError, match="differ in policy_normalization"):
+        aggregate_results(records)
 
 
 def test_an_env_without_is_success_is_refused_not_scored_as_failures():

@@ -43,7 +43,9 @@ SAME_WITHIN_GROUP = ("policy_env_id", "eval_seed", "num_episodes")
 #: before it was recorded hold none): a 30k-step run's seeds beside a 60k-step run's were one
 #: group, silently, and so were seeds trained on demonstrations of another look (the demos'
 #: path is a per-seed setting, so ``train_settings`` does not tell them apart).
-RECORDED_SAME_WITHIN_GROUP = ("train_settings", "policy_visual_preset")
+#: RL's feature statistics from demonstrations or from random rollouts likewise (its records
+#: say ``num_demos`` 0 either way).
+RECORDED_SAME_WITHIN_GROUP = ("train_settings", "policy_visual_preset", "policy_normalization")
 #: Training settings that may differ between one configuration's seeds: the seed itself, how
 #: a run ran, and the encoder's and demonstrations' paths (seeds with encoders pretrained
 #: from their own seed, ``pretrain_seed_per_policy``, or runs moved between machines).
@@ -61,6 +63,15 @@ def train_settings(record: Mapping[str, Any]) -> str | None:
     if not isinstance(config, Mapping):
         return None
     return config_hash({k: v for k, v in config.items() if k not in _PER_SEED_SETTINGS})
+
+
+def _normalization_kind(record: Mapping[str, Any]) -> str | None:
+    """Where an RL policy's feature statistics came from, ``"demonstrations"`` or
+    ``"rollouts"``; None for BC (always its demonstrations) and records without one."""
+    source = record.get("normalization")
+    if record.get("algo") == "bc" or not isinstance(source, str):
+        return None
+    return "demonstrations" if source.startswith("demonstrations") else "rollouts"
 
 
 def evaluate(
@@ -212,6 +223,7 @@ def evaluate(
         # The look the policy trained in (its demonstrations', or RL's): evaluating in
         # another is a generalisation test, not an in-distribution score.
         "policy_visual_preset": trained_in,
+        "policy_normalization": _normalization_kind(record),
         "eval_seed": seed,
         "num_episodes": num_episodes,
         "train_settings": train_settings(record),
