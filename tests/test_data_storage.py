@@ -219,6 +219,21 @@ def test_verify_names_truncated_and_bit_flipped_files_of_format_1(tmp_path):
     )
 
 
+def test_a_format_1_file_record_that_is_not_an_object_is_named(tmp_path):
+    """``"files": {"pixels.npy": 5}`` in a format-1 meta.json (plain text, no checksum of its
+    own) made verify and --resume fail with an AttributeError naming no file."""
+    import json
+
+    make_dataset(tmp_path, {0: 3, 1: 3}, format_version=1)
+    meta_path = episode_path(tmp_path, 1) / "meta.json"
+    meta = json.loads(meta_path.read_text())
+    meta["files"]["pixels.npy"] = 5
+    meta_path.write_text(json.dumps(meta))
+    report = verify_dataset(tmp_path)
+    assert set(report.corrupt) == {1}
+    assert str(meta_path) in report.corrupt[1][0] and "'pixels.npy' is 5" in report.corrupt[1][0]
+
+
 def test_verify_names_broken_metadata_and_reports_gaps(tmp_path):
     make_dataset(tmp_path, {0: 3, 2: 3})
     flip_member_byte(episode_path(tmp_path, 2), "meta.json", position=3)

@@ -457,6 +457,15 @@ def _problems(path: Path, meta: dict[str, Any], checksums: bool) -> list[str]:
     length = meta.get("length")
     if not isinstance(files, dict) or not isinstance(length, int):
         return [f"{path}: metadata lacks 'files' or 'length'"]
+    # A hand-edited or damaged format-1 meta.json (plain text, no checksum of its own) made
+    # `data verify` and `collect --resume` fail with an AttributeError naming no file.
+    malformed = [name for name, info in files.items() if not isinstance(info, dict)]
+    if malformed:
+        return [
+            f"{path / META_NAME}: the record of {name!r} is {files[name]!r}, not an object "
+            "(array, bytes, dtype, shape)"
+            for name in malformed
+        ]
     recorded = {info.get("array"): name for name, info in files.items()}
     problems = [
         f"{path}: array {name!r} is not recorded in {META_NAME}"
