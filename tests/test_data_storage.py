@@ -259,6 +259,15 @@ def test_metadata_of_the_wrong_shape_is_named_not_a_crash(tmp_path):
     assert summary["stats"]["unreadable_metadata"] == [1]
     assert summary["stats"]["episodes"] == 2  # episode 2 counts, its policy unnamed
     assert "CORRUPT episode 1" in "\n".join(verify_dataset(tmp_path).lines())
+    # A return missing (or NaN) made every return statistic NaN, and --json print NaN.
+    first = json.loads((episode_path(tmp_path, 0) / "meta.json").read_text())
+    (episode_path(tmp_path, 0) / "meta.json").write_text(json.dumps({**first, "return": 1.5}))
+    (episode_path(tmp_path, 2) / "meta.json").write_text(
+        json.dumps({k: v for k, v in meta.items() if k != "return"})
+    )
+    returns = dataset_summary(tmp_path)["stats"]["episode_return"]
+    assert returns == {"mean": 1.5, "std": 0.0, "min": 1.5, "max": 1.5, "nonfinite": 1}
+    json.dumps(returns, allow_nan=False)
 
 
 def _write_archive_until_disk_full(file, members, text):

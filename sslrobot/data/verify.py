@@ -180,12 +180,17 @@ def dataset_summary(root: Path | str) -> dict[str, Any]:
 
 
 def _describe(values: list[float]) -> dict[str, float] | None:
-    if not values:
-        return None
+    """Mean, std, min and max of the finite values, and how many were not finite (a return
+    missing from a meta.json, or NaN: it made every statistic NaN, and ``--json`` print
+    ``NaN``, which is not JSON)."""
     array = np.asarray(values, dtype=np.float64)
-    return {
-        "mean": float(array.mean()),
-        "std": float(array.std()),
-        "min": float(array.min()),
-        "max": float(array.max()),
+    finite = array[np.isfinite(array)]
+    if not len(finite):
+        return None if not values else {"nonfinite": len(array)}
+    described = {
+        "mean": float(finite.mean()),
+        "std": float(finite.std()),
+        "min": float(finite.min()),
+        "max": float(finite.max()),
     }
+    return described | ({"nonfinite": len(array) - len(finite)} if len(finite) < len(array) else {})
