@@ -596,3 +596,44 @@ def test_no_headless_backend_for_gymnasium_envs_is_named(monkeypatch) -> None:
     monkeypatch.setenv("DISPLAY", ":0")
     render.choose_backend_for_other_renderers()  # a desktop: GLFW's to do
     assert "MUJOCO_GL" not in os.environ
+
+
+_FORK_SCRIPT = """
+import os, sys
+import gymnasium as gym
+import sslrobot.envs
+from sslrobot.envs.core.render import RenderingUnavailableError
+env = gym.make("sslrobot/Reach-v0", image_size=16)
+env.reset(seed=0)  # the parent renders with llvmpipe first
+pid = os.fork()
+if pid == 0:
+    import signal
+    signal.alarm(60)  # a hung child dies (SIGALRM) instead of outliving the test
+    try:
+        child = gym.make("sslrobot/Reach-v0", image_size=16)
+        child.reset(seed=0)
+    except RenderingUnavailableError as error:
+        os._exit(3 if "forked from one that had rendered" in str(error) else 4)
+    os._exit(5)
+_, status = os.waitpid(pid, 0)
+print(os.waitstatus_to_exitcode(status))
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Mesa's llvmpipe and fork")
+def test_a_process_forked_after_llvmpipe_rendered_is_refused_not_hung() -> None:
+    """With LP_NUM_THREADS >= 1 a child forked after its parent rendered hung for good at its
+    first frame (Gymnasium's async vector envs fork by default on Linux)."""
+    probe = subprocess.run(
+        [sys.executable, "-c", "from sslrobot.envs.core import render as r; "
+         "c, _ = r.make_gl_context(1, 1); print(r._is_software_renderer(c))"],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    if probe.stdout.strip() != "True":
+        pytest.skip("the GL renderer here is not Mesa's llvmpipe")
+    env = {**os.environ, "LP_NUM_THREADS": "1"}
+    done = subprocess.run(
+        [sys.executable, "-c", _FORK_SCRIPT], env=env, capture_output=True, text=True,
+        timeout=120, check=True,
+    )  # fmt: skip
+    assert done.stdout.strip().splitlines()[-1] == "3", done.stderr

@@ -48,6 +48,49 @@ def _import_context_class(backend: str) -> type:
     return GLContext
 
 
+#: Whether this process made a GL context that Mesa's software rasteriser (llvmpipe) draws,
+#: and whether it was forked from a process that had (set in the child at each fork).
+_software_context_made = False
+_forked_after_software_rendering = False
+
+
+def _note_fork_in_child() -> None:
+    global _forked_after_software_rendering
+    _forked_after_software_rendering = _software_context_made
+
+
+os.register_at_fork(after_in_child=_note_fork_in_child)
+
+
+def _is_software_renderer(context: Any) -> bool:
+    """Whether ``context`` is drawn by Mesa's llvmpipe or softpipe (its ``GL_RENDERER``);
+    False when that cannot be read."""
+    try:
+        from OpenGL import GL
+
+        context.make_current()
+        name = GL.glGetString(GL.GL_RENDERER) or b""
+    except Exception:  # an unknown renderer is not refused
+        return False
+    return b"llvmpipe" in name or b"softpipe" in name
+
+
+def _refuse_rendering_after_fork() -> None:
+    """A process forked from one that had rendered with llvmpipe, whose worker threads do not
+    survive a fork, hung for good at its first frame (``LP_NUM_THREADS`` >= 1; Gymnasium's
+    async vector envs fork by default on Linux): an error instead of a silent hang."""
+    threads = os.environ.get("LP_NUM_THREADS", "")
+    if _forked_after_software_rendering and threads != "0":
+        raise RenderingUnavailableError(
+            "this process was forked from one that had rendered with Mesa's llvmpipe, whose "
+            f"worker threads (LP_NUM_THREADS={threads or 'unset'}) do not survive a fork: "
+            "rendering here would hang. Start worker processes with spawn or forkserver "
+            "(gym.make_vec(..., vectorization_mode='async', vector_kwargs={'context': "
+            "'spawn'})), make them before the parent renders, or set LP_NUM_THREADS=0 "
+            "before Python starts"
+        )
+
+
 def make_gl_context(width: int, height: int) -> tuple[Any, str]:
     """Create an offscreen GL context; returns it with the backend name that worked.
 
@@ -60,6 +103,7 @@ def make_gl_context(width: int, height: int) -> tuple[Any, str]:
     (vector environments) inherit it. GPU drivers ignore it.
     """
     os.environ.setdefault("LP_NUM_THREADS", "0")
+    _refuse_rendering_after_fork()
     requested = os.environ.get("MUJOCO_GL", "").strip().lower()
     candidates = (requested,) if requested else _HEADLESS_BACKENDS
     platform = os.environ.get("PYOPENGL_PLATFORM")  # the user's, if any
@@ -79,6 +123,9 @@ def make_gl_context(width: int, height: int) -> tuple[Any, str]:
             else:
                 os.environ["PYOPENGL_PLATFORM"] = platform
             continue
+        global _software_context_made
+        if not _software_context_made:
+            _software_context_made = _is_software_renderer(context)
         return context, backend
     raise RenderingUnavailableError(
         "could not create a headless OpenGL context for MuJoCo rendering ("
@@ -154,9 +201,10 @@ class Renderer:
     another thread's render is refused with a RuntimeError that says so (EGL's own
     ``EGL_BAD_ACCESS`` named neither thread nor remedy). Use an env per thread, close it
     before another thread uses it (the next frame makes a new context there), or processes.
-    A process forked after its parent rendered can hang in ``mjr_readPixels`` with
-    ``LP_NUM_THREADS`` >= 1 (Mesa's worker threads do not survive a fork): vector envs should
-    start their workers with ``spawn`` or ``forkserver``, as ``sslrobot collect`` does.
+    A process forked after its parent rendered with llvmpipe would hang at its first frame
+    with ``LP_NUM_THREADS`` >= 1 (Mesa's worker threads do not survive a fork), and is refused
+    with a RenderingUnavailableError that says so: vector envs should start their workers
+    with ``spawn`` or ``forkserver``, as ``sslrobot collect`` does.
 
     Args:
         model: the MuJoCo model; its offscreen buffer is enlarged if smaller than the image.
