@@ -637,3 +637,30 @@ def test_a_process_forked_after_llvmpipe_rendered_is_refused_not_hung() -> None:
         timeout=120, check=True,
     )  # fmt: skip
     assert done.stdout.strip().splitlines()[-1] == "3", done.stderr
+
+
+def test_a_renderer_that_fails_after_its_context_frees_it(monkeypatch) -> None:
+    """Only MjrContext's FatalError freed the GL context; any other failure after it (making
+    it current, the scene) leaked it."""
+    import mujoco
+
+    from sslrobot.envs.core import render
+
+    freed = []
+
+    class FakeContext:
+        def make_current(self) -> None:
+            pass
+
+        def free(self) -> None:
+            freed.append(True)
+
+    def broken_scene(*args, **kwargs):
+        raise MemoryError("no room for the scene")
+
+    monkeypatch.setattr(render, "make_gl_context", lambda w, h: (FakeContext(), "egl"))
+    monkeypatch.setattr(render.mujoco, "MjvScene", broken_scene)
+    model = mujoco.MjModel.from_xml_string("<mujoco><worldbody/></mujoco>")
+    with pytest.raises(MemoryError):
+        render.Renderer(model, 8, 8)
+    assert freed == [True]

@@ -219,15 +219,19 @@ class Renderer:
         self.height, self.width = height, width
         self._model = model
         self._context, self.backend = make_gl_context(width, height)
-        self._context.make_current()
-        self._scene = mujoco.MjvScene(model, maxgeom=max(256, 4 * model.ngeom))
-        self._option = mujoco.MjvOption()
-        self._perturb = mujoco.MjvPerturb()
-        self._camera = mujoco.MjvCamera()
         try:
+            self._context.make_current()
+            self._scene = mujoco.MjvScene(model, maxgeom=max(256, 4 * model.ngeom))
+            self._option = mujoco.MjvOption()
+            self._perturb = mujoco.MjvPerturb()
+            self._camera = mujoco.MjvCamera()
             self._mjr_context = mujoco.MjrContext(model, mujoco.mjtFontScale.mjFONTSCALE_50)
-        except mujoco.FatalError as error:  # e.g. MUJOCO_GL=glfw without a display
+        except BaseException as error:  # the context is freed whatever failed after it
             self._context.free()
+            self._context = None
+            if not isinstance(error, mujoco.FatalError):
+                raise
+            # e.g. MUJOCO_GL=glfw without a display
             raise RenderingUnavailableError(
                 f"MuJoCo could not render with the {self.backend} backend ({error}); unset "
                 "MUJOCO_GL to let sslrobot choose a headless one (EGL, OSMesa), or set it to "
