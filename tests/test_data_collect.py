@@ -473,6 +473,10 @@ def test_one_colour_frames_later_in_an_episode_are_recorded_with_one_warning(tmp
     assert len([w for w in caught if "constant colour" in str(w.message)]) == 1
     pixels = dataset.load_episode(dataset.episode_ids[1])["pixels"]
     assert pixels[5:].max() == 0 and pixels[:5].max() > 0
+    # A second collection in the same process is told too (a script collecting several
+    # datasets heard of the first one's alone).
+    with pytest.warns(UserWarning, match="frame 5 of episode 0 is one constant colour"):
+        collect(fake_config(tmp_path / "e", env_kwargs=kwargs, num_episodes=1), progress=False)
 
 
 def test_a_huge_time_limit_reserves_frames_for_the_episode_not_the_limit(tmp_path):
@@ -482,6 +486,12 @@ def test_a_huge_time_limit_reserves_frames_for_the_episode_not_the_limit(tmp_pat
                            image_size=64, policy="expert", max_episode_steps=3_000_000)  # fmt: skip
     dataset = open_dataset(collect(config, progress=False))
     assert 1 < len(dataset.load_episode(dataset.episode_ids[0])["pixels"]) < 100
+    from sslrobot.data.episode_runner import _FRAME_BUFFER_RESERVE_BYTES, _FrameBuffer
+
+    # What was reserved, not only what was kept: Linux reserves a large np.empty lazily, so
+    # on a machine with 34 GB free the collection above passed without the cap.
+    buffer = _FrameBuffer(np.zeros((64, 64, 3), np.uint8), 3_000_001)
+    assert buffer.data.nbytes <= _FRAME_BUFFER_RESERVE_BYTES
 
 
 def test_frozen_frames_are_judged_on_episodes_long_enough_to_show_motion(tmp_path):

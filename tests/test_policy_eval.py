@@ -194,9 +194,12 @@ def test_evaluate_writes_a_self_describing_record(policy_dir, tmp_path):
     # Evaluated again to the same file: the folder holds this record's videos only (it kept
     # the earlier one's beside them, easily taken for this one's); other files stay.
     (out.parent / "none_seed0_videos" / "notes.txt").write_text("mine")
+    (out.parent / "none_seed0_videos" / "my_seed1.mp4").write_bytes(b"mine too")
     again = evaluate(policy_dir, num_episodes=2, seed=200, out_json=out, num_videos=2)
     videos = sorted(p.name for p in (out.parent / "none_seed0_videos").iterdir())
-    assert videos == sorted([*(v.rsplit("/", 1)[-1] for v in again["videos"]), "notes.txt"])
+    assert videos == sorted(
+        [*(v.rsplit("/", 1)[-1] for v in again["videos"]), "notes.txt", "my_seed1.mp4"]
+    )
     assert len(again["videos"]) == 2 and "best_seed100" not in " ".join(videos)
 
 

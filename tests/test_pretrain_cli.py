@@ -210,7 +210,7 @@ def test_resume_takes_the_saved_settings_and_refuses_options_that_change_them(
 
 
 def test_resume_takes_the_runs_cpu_thread_count_and_warns_of_another(
-    data_dir: Path, tmp_path: Path
+    data_dir: Path, tmp_path: Path, monkeypatch, capsys
 ) -> None:
     """CPU sums round otherwise with another thread count: a resume in a process with
     another default count (another machine, one process resuming a ``torchrun --threads 1``
@@ -229,6 +229,16 @@ def test_resume_takes_the_runs_cpu_thread_count_and_warns_of_another(
         with pytest.warns(UserWarning, match=r"trained with 2 CPU thread\(s\) per process, "
                           r"this one has 1.*--threads 2"):  # fmt: skip
             assert main([*resume, "--steps", "3", "--threads", "1"]) == 0
+        # A run from a machine with more cores than this one's is resumed with this one's.
+        from types import SimpleNamespace
+
+        from sslrobot.commands import pretrain as command
+
+        record = out / artifacts.PRETRAIN_CONFIG
+        record.write_text(json.dumps({**json.loads(record.read_text()), "cpu_threads": 64}))
+        monkeypatch.setattr(command.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+        assert command._saved_cpu_threads(SimpleNamespace(out=out, device="cpu")) == 2
+        assert "trained with 64 CPU threads, this machine has 2" in capsys.readouterr().err
     finally:
         torch.set_num_threads(before)
 

@@ -49,8 +49,10 @@ def _import_context_class(backend: str) -> type:
 
 
 #: Whether this process made a GL context that Mesa's software rasteriser (llvmpipe) draws,
-#: and whether it was forked from a process that had (set in the child at each fork).
+#: with the ``LP_NUM_THREADS`` it started with (Mesa reads it once per process), and whether
+#: it was forked from a process that had (set in the child at each fork).
 _software_context_made = False
+_software_context_threads: str | None = None
 _forked_after_software_rendering = False
 
 
@@ -59,7 +61,8 @@ def _note_fork_in_child() -> None:
     _forked_after_software_rendering = _software_context_made
 
 
-os.register_at_fork(after_in_child=_note_fork_in_child)
+if hasattr(os, "register_at_fork"):  # not on Windows, which has no fork
+    os.register_at_fork(after_in_child=_note_fork_in_child)
 
 
 def _is_software_renderer(context: Any) -> bool:
@@ -79,7 +82,7 @@ def _refuse_rendering_after_fork() -> None:
     """A process forked from one that had rendered with llvmpipe, whose worker threads do not
     survive a fork, hung for good at its first frame (``LP_NUM_THREADS`` >= 1; Gymnasium's
     async vector envs fork by default on Linux): an error instead of a silent hang."""
-    threads = os.environ.get("LP_NUM_THREADS", "")
+    threads = _software_context_threads or ""  # the parent's: the child's own came too late
     if _forked_after_software_rendering and threads != "0":
         raise RenderingUnavailableError(
             "this process was forked from one that had rendered with Mesa's llvmpipe, whose "
@@ -123,9 +126,10 @@ def make_gl_context(width: int, height: int) -> tuple[Any, str]:
             else:
                 os.environ["PYOPENGL_PLATFORM"] = platform
             continue
-        global _software_context_made
+        global _software_context_made, _software_context_threads
         if not _software_context_made:
             _software_context_made = _is_software_renderer(context)
+            _software_context_threads = os.environ.get("LP_NUM_THREADS")
         return context, backend
     raise RenderingUnavailableError(
         "could not create a headless OpenGL context for MuJoCo rendering ("

@@ -313,7 +313,8 @@ def _saved_cpu_threads(config: PretrainConfig) -> int | None:
     """The CPU threads per process the run being resumed trained with, when it recorded them
     and trains on a CPU again: ``--resume`` without ``--threads`` takes them, since another
     count rounds CPU sums otherwise (a resume on a machine with other cores, or one process
-    resuming a ``torchrun --threads 1`` run, was not bit-exact)."""
+    resuming a ``torchrun --threads 1`` run, was not bit-exact); at most this machine's
+    cores, said on stderr (a laptop resuming a 64-core run would be oversubscribed)."""
     from pathlib import Path
 
     from sslrobot.pretraining import artifacts
@@ -323,7 +324,17 @@ def _saved_cpu_threads(config: PretrainConfig) -> int | None:
     if not record.is_file() or resolve_device(config.device).type != "cpu":
         return None
     threads = artifacts.read_json(record, "pretraining config").get("cpu_threads")
-    return threads if isinstance(threads, int) and threads >= 1 else None
+    if not isinstance(threads, int) or threads < 1:
+        return None
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    if cores and threads > cores:  # a run moved from a bigger machine: not oversubscribed
+        print(
+            f"sslrobot pretrain: the run trained with {threads} CPU threads, this machine has "
+            f"{cores} cores: resuming with {cores} (the curve continues, not bit for bit)",
+            file=sys.stderr,
+        )
+        return cores
+    return threads
 
 
 #: Options that shape the encoder (``PretrainConfig.encoder``).

@@ -30,6 +30,7 @@ import gymnasium as gym
 import numpy as np
 from tqdm.auto import tqdm
 
+from sslrobot.data import frames
 from sslrobot.data.collect_config import CollectConfig, find_env_spec
 from sslrobot.data.episode_runner import (
     EpisodeRunner,
@@ -488,11 +489,13 @@ def collect(config: CollectConfig, progress: bool = True) -> Path:
     Raises:
         ValueError: bad settings (env kwargs, no expert, no pixels, existing data without
             ``resume``, a directory holding another dataset).
-        DegenerateFramesError: the env renders black or constant frames.
+        DegenerateFramesError: the env renders a black or constant first frame, or frames
+            that never change (a later one-colour frame is recorded, with a warning).
         DatasetWriteError: the directory is not writable or the disk is full (names the path;
             episodes already written stay intact).
     """
     _refuse_a_worker_importing_the_script()
+    frames.warn_of_constant_frames_again()  # once per collection, not once per process
     spec = _run_spec(config)
     env = make_env(spec)
     try:

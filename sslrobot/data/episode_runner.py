@@ -145,7 +145,7 @@ class EpisodeRunner:
             ``(arrays, meta)`` in the layout of ``sslrobot.data.storage``.
 
         Raises:
-            DegenerateFramesError: a single-colour frame or a frozen frame stream.
+            DegenerateFramesError: a single-colour first frame or a frozen frame stream.
         """
         env, spec = self.env, self.spec
         seed = spec.base_seed + episode_id

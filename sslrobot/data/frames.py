@@ -98,8 +98,16 @@ def check_frame(frame: np.ndarray, env_id: str, episode_id: int, step: int) -> N
 #: the longer ones still catch it.
 FROZEN_MIN_FRAMES = 10
 
-#: ``check_frame_stream`` warns of a one-colour frame after an episode's first once per process.
+#: ``check_frame_stream`` warns of a one-colour frame after an episode's first once per process
+#: (a collection's workers are processes of their own) and per in-process collection.
 _warned_of_constant_frames = False
+
+
+def warn_of_constant_frames_again() -> None:
+    """Let the next one-colour frame be warned of: a collection starts (a script or a run that
+    collects several datasets in one process heard of the first one's alone)."""
+    global _warned_of_constant_frames
+    _warned_of_constant_frames = False
 
 
 def check_frame_stream(pixels: np.ndarray, env_id: str, episode_id: int) -> None:
@@ -130,8 +138,8 @@ def check_frame_stream(pixels: np.ndarray, env_id: str, episode_id: int) -> None
         warnings.warn(
             f"{env_id}: frame {step} of episode {episode_id} is one constant colour (every "
             f"pixel value {int(flat[step, 0])}); recorded, as a camera against a wall renders "
-            "so (said once per process). A renderer that failed mid-episode is refused at the "
-            "next episode's first frame.",
+            "so (said once per collecting process). A renderer that failed mid-episode is "
+            "refused at the next episode's first frame.",
             stacklevel=2,
         )
     frozen = len(pixels) >= FROZEN_MIN_FRAMES and np.array_equal(pixels[-1], pixels[0])

@@ -22,6 +22,7 @@ from sslrobot.evaluation.statistics import (
     stratified_bootstrap_ci,
     success_interval,
 )
+from sslrobot.policy.checkpoint import CHECKPOINTS
 from sslrobot.utils.artifacts import check_result_file
 from sslrobot.utils.io import atomic_write_json
 
@@ -249,8 +250,8 @@ def evaluate(
     return result
 
 
-#: The names ``run_episodes`` gives videos: ``<checkpoint>_seed<seed>.mp4`` (or ``.gif``).
-_VIDEO_NAME = re.compile(r"[a-z]+_seed\d+\.(mp4|gif)")
+#: The names evaluation gives videos: ``<checkpoint>_seed<seed>.mp4`` (or ``.gif``).
+_VIDEO_NAME = re.compile(rf"({'|'.join(CHECKPOINTS)})_seed\d+\.(mp4|gif)")
 
 
 def _remove_stale_videos(video_dir: Path, kept: list[Path]) -> None:
