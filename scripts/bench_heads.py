@@ -241,6 +241,12 @@ def parse_args() -> argparse.Namespace:
         "angles without its joint speeds)",
     )
     parser.add_argument(
+        "--pairwise",
+        action="store_true",
+        help="append the differences of every pair of the keypoint encoder's keypoints to its "
+        "features (where one keypoint is relative to another)",
+    )
+    parser.add_argument(
         "--proprio-state",
         nargs="+",
         default=[],
@@ -343,6 +349,26 @@ class ConcatenatedEncoders(nn.Module):
         return torch.cat([encoder(frames) for encoder in self.encoders], dim=1)
 
 
+class PairwiseKeypoints(nn.Module):
+    """A keypoint encoder's features (B, D: D/2 (x, y) pairs) followed by the differences of
+    every pair of its keypoints (B, D/2 (D/2 - 1)): where one keypoint is relative to another
+    (the target to the fingertip, the cube to the goal) in a column of its own, which a head
+    fitted on 25 demonstrations need not learn to form. The trunk is the encoder's."""
+
+    def __init__(self, encoder: nn.Module):
+        super().__init__()
+        self.encoder = encoder
+        self.trunk = encoder.trunk
+        points = encoder.config.feature_dim // 2
+        self.first, self.second = torch.triu_indices(points, points, offset=1)
+
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        features = self.encoder(frames)
+        points = features.reshape(len(features), -1, 2)
+        differences = points[:, self.first] - points[:, self.second]
+        return torch.cat([features, differences.flatten(1)], dim=1)
+
+
 #: ``--also-encoders``' k-th ``none`` is seeded BC seed + k times this: apart from every
 #: BC seed's own ``none`` (``parse_args`` keeps the BC seeds below it).
 ALSO_SEED_STRIDE = 1_000_000
@@ -360,6 +386,10 @@ def resolve_encoders(
         # Random inits apart from every BC seed's own (seeds stay below ALSO_SEED_STRIDE).
         also_seed = seed + ALSO_SEED_STRIDE * k
         modules.append(resolve_encoder(name, size, also_seed, arch).module.eval())
+    if args.pairwise:
+        if len(modules) > 1 or modules[0].config.readout != "keypoints":
+            raise SystemExit("--pairwise takes one keypoint encoder (no --also-encoders)")
+        return PairwiseKeypoints(modules[0]).eval()
     return modules[0] if len(modules) == 1 else ConcatenatedEncoders(modules).eval()
 
 
