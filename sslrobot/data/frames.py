@@ -112,7 +112,7 @@ def warn_of_constant_frames_again() -> None:
 
 def check_frame_stream(pixels: np.ndarray, env_id: str, episode_id: int) -> None:
     """Refuse an episode whose first frame is one colour or whose frames never change; warn,
-    once per process, of a later frame of one colour, and record it.
+    once per collection (and process), of a later frame of one colour, and record it.
 
     A broken renderer shows from an episode's first frame (Gymnasium's black frames follow a
     closed env, between episodes), and a scene can give one colour later: an ego camera
