@@ -6,6 +6,7 @@ import dataclasses
 import errno
 import re
 import shutil
+from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
@@ -246,6 +247,19 @@ def test_fsync_collects_into_a_new_directory_and_resumes(tmp_path):
     collect(fake_config(root, num_episodes=3, fsync=True, resume=True), progress=False)
     reference = collect(fake_config(tmp_path / "reference", num_episodes=3), progress=False)
     assert_same_episodes(root, reference)
+
+
+def test_fsync_flushes_the_new_directories_own_entries(tmp_path, monkeypatch):
+    """With --fsync the dataset directory's own entry in its parent (and each folder
+    created above it) was never flushed: a power loss could lose the whole directory."""
+    from sslrobot.utils import io
+
+    synced = []
+    real = io.fsync_dir
+    monkeypatch.setattr(io, "fsync_dir", lambda path: (synced.append(Path(path)), real(path)))
+    root = tmp_path / "new" / "d"
+    collect(fake_config(root, num_episodes=1, fsync=True), progress=False)
+    assert synced[:2] == [tmp_path, tmp_path / "new"]
 
 
 def test_a_smaller_resume_keeps_the_marker_of_the_episodes_it_did_not_check(tmp_path, monkeypatch):

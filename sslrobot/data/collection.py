@@ -70,7 +70,7 @@ from sslrobot.data.storage import (
     temp_dir_episode_id,
 )
 from sslrobot.utils.artifacts import DATASET, refuse_other_artifact
-from sslrobot.utils.io import exclusive_lock, fsync_dir, temp_prefix
+from sslrobot.utils.io import exclusive_lock, fsync_dir, make_dirs, temp_prefix
 
 LOCK_DIR = ".locks"
 EVAL_ONLY_NOTE = (
@@ -504,7 +504,7 @@ def collect(config: CollectConfig, progress: bool = True) -> Path:
         refuse_other_artifact(root, DATASET)  # a file, under one, an encoder's or a policy's
         _refuse_foreign_directory(root)
         try:
-            root.mkdir(parents=True, exist_ok=True)
+            make_dirs(root, fsync=config.fsync)
         except OSError as error:
             raise write_error(root, "create directory", error) from error
         # The shard first: a collector refused because another writes this shard must not

@@ -128,6 +128,21 @@ def fsync_dir(path: str | Path) -> None:
         os.close(fd)
 
 
+def make_dirs(path: Path, *, fsync: bool = False) -> None:
+    """``mkdir -p``; with ``fsync``, flush each created folder's entry in its parent, top down,
+    so that a power loss cannot lose the folder durable writes go into (their own fsyncs
+    reach the files and the folder's entries, not the folder's place in its parent)."""
+    created = []
+    ancestor = Path(path)
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        created.append(ancestor)
+        ancestor = ancestor.parent
+    Path(path).mkdir(parents=True, exist_ok=True)
+    if fsync:
+        for folder in reversed(created):
+            fsync_dir(folder.parent)
+
+
 def atomic_write_text(path: str | Path, text: str, *, sync_dir: bool = False) -> Path:
     return atomic_write(path, lambda file: file.write(text.encode()), sync_dir=sync_dir)
 
