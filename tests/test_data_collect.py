@@ -249,6 +249,17 @@ def test_fsync_collects_into_a_new_directory_and_resumes(tmp_path):
     assert_same_episodes(root, reference)
 
 
+def test_verify_names_an_episode_copied_in_from_another_dataset(tmp_path):
+    """Same id, same shapes, its own checksums: only its reset seed tells it from this
+    dataset's own (base seed + id), and verify checked only the id."""
+    mine = collect(fake_config(tmp_path / "mine", num_episodes=2), progress=False)
+    other = collect(fake_config(tmp_path / "other", num_episodes=2, seed=100), progress=False)
+    shutil.copyfile(storage.episode_path(other, 1), storage.episode_path(mine, 1))
+    report = verify_dataset(mine)
+    assert set(report.corrupt) == {1}
+    assert "reset with seed 101, not this dataset's base seed 0 + 1" in report.corrupt[1][0]
+
+
 def test_fsync_flushes_the_new_directories_own_entries(tmp_path, monkeypatch):
     """With --fsync the dataset directory's own entry in its parent (and each folder
     created above it) was never flushed: a power loss could lose the whole directory."""

@@ -54,6 +54,14 @@ def episode_problems(
     stored = meta.get("episode_id")
     if stored is not None and int(stored) != int(episode_id):  # a copied or renamed file
         return [f"{path}: holds episode {stored}, not {episode_id} as its name says"]
+    # Episode i is reset with base_seed + i: one copied in from another dataset (another
+    # base seed) under the same id passed every other check.
+    seed, base = meta.get("seed"), manifest.get("base_seed")
+    if isinstance(seed, int) and isinstance(base, int) and seed != base + int(episode_id):
+        return [
+            f"{path}: episode {episode_id} was reset with seed {seed}, not this dataset's "
+            f"base seed {base} + {episode_id}: copied from another dataset?"
+        ]
     return _manifest_problems(meta, manifest, path)
 
 
