@@ -123,9 +123,18 @@ _READER_FIELDS: dict[str, tuple[str, Any]] = {
 def _check_reader_fields(manifest: dict[str, Any], path: Path) -> None:
     """Raises ValueError naming ``path``, the field and its value when one is missing or of
     the wrong kind."""
-    for name, (kind, valid) in _READER_FIELDS.items():
+    check_fields(manifest, path, _READER_FIELDS, "is it a collected dataset's?")
+
+
+def check_fields(
+    manifest: dict[str, Any], path: Path, fields: dict[str, tuple[str, Any]], missing_hint: str
+) -> None:
+    """Raises ValueError naming ``path``, the field and its value when one of ``fields``
+    (name -> (what it must hold, a test of the value)) is missing or fails its test;
+    ``missing_hint`` ends the message of a missing one."""
+    for name, (kind, valid) in fields.items():
         if name not in manifest:
-            raise ValueError(f"{path} lacks {name!r} ({kind}); is it a collected dataset's?")
+            raise ValueError(f"{path} lacks {name!r} ({kind}); {missing_hint}")
         if not valid(manifest[name]):
             raise ValueError(f"{path}: {name} must be {kind}, got {manifest[name]!r}")
 

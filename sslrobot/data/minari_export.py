@@ -22,6 +22,7 @@ import gymnasium as gym
 import numpy as np
 
 from sslrobot.data.dataset import open_dataset
+from sslrobot.data.manifest import check_fields
 from sslrobot.data.verify import verify_dataset
 
 #: Bytes of frames held in memory at once while exporting (at least one episode): a fixed
@@ -60,11 +61,7 @@ def _check_export_fields(manifest: dict[str, Any], path: Path) -> None:
         "base_seed": ("an integer", lambda v: isinstance(v, int) and not isinstance(v, bool)),
         "env_kwargs": ("an object", lambda v: isinstance(v, dict)),
     }
-    for name, (kind, valid) in fields.items():
-        if name not in manifest:
-            raise ValueError(f"{path} lacks {name!r} ({kind}), which a Minari export records")
-        if not valid(manifest[name]):
-            raise ValueError(f"{path}: {name} must be {kind}, got {manifest[name]!r}")
+    check_fields(manifest, path, fields, "a Minari export records it")
 
 
 #: Minari storage format -> the module it needs (Minari installs neither by default).
