@@ -1,8 +1,10 @@
 """Are two ``sslrobot run`` directories the same experiment's same results? A reproducibility check.
 
-Compares, for every (task, encoder, visual preset, number of demonstrations) the two runs share,
-the aggregated success and return (means and 95% intervals), the per-seed success rates and the
-seeds in ``results.json``, and, for every
+Compares, for every group of evaluation records the two runs share (``evaluate``'s
+``GROUP_KEYS``: task, encoder, demonstrations, algorithm, checkpoint, visual preset), the
+mean success and return, the per-seed success rates and the seeds in ``results.json`` (not
+the 95% intervals: their method changed in sessions 17 and 25, and a file written before
+would differ on episodes that are the same), naming each measure that differs, and, for every
 pretrained encoder they share, the logged loss columns of ``metrics.csv`` row by row. Timing
 columns are ignored: wall-clock differs between runs by nature. Either side may also be a
 results file alone (a run's ``results.json``, or the published ``default_results.json``): then
@@ -26,27 +28,36 @@ import json
 import sys
 from pathlib import Path
 
+from sslrobot.evaluation.evaluate import GROUP_KEYS
 from sslrobot.pipeline.presets import RunConfig
 from sslrobot.pipeline.run import UNSTAGED_SETTINGS
 
 
 def aggregated(run: Path) -> dict[tuple, dict]:
     """The aggregated records of a run directory's ``results.json`` (or of a results file),
-    keyed by what they measure."""
+    keyed by ``GROUP_KEYS`` (a record without ``checkpoint`` predates best checkpoints: its
+    final one). Two records under one key would hide one another: an error."""
     path = run / "results.json" if run.is_dir() else run
     if not path.is_file():
         raise SystemExit(f"{run} is neither an `sslrobot run` directory nor a results file")
-    records = json.loads(path.read_text())["aggregated"]
-    return {
-        (
-            r["env_id"],
-            r["encoder"],
-            r.get("visual_preset"),
-            r.get("num_demos"),
-            r.get("checkpoint", "final"),
-        ): r
-        for r in records
-    }
+    keyed: dict[tuple, dict] = {}
+    for record in json.loads(path.read_text())["aggregated"]:
+        key = tuple(
+            record.get(name, "final" if name == "checkpoint" else None) for name in GROUP_KEYS
+        )
+        if key in keyed:
+            raise SystemExit(f"{path}: two aggregated records for {dict(zip(GROUP_KEYS, key))}")
+        keyed[key] = record
+    return keyed
+
+
+#: What two runs' records must agree on to be the same results (means, not intervals).
+MEASURES = {
+    "success": lambda r: r["success"]["mean"],
+    "return": lambda r: r["return"]["mean"],
+    "success_per_seed": lambda r: r.get("success_per_seed"),
+    "seeds": lambda r: r.get("seeds"),
+}
 
 
 def run_config(run: Path) -> dict:
@@ -103,16 +114,18 @@ def main() -> int:
     for name, key in one_sided:
         print(f"ONLY IN {name}: {key}")
     for key in shared:
-        measures = ("success", "return", "success_per_seed", "seeds")
-        same = all(first[key].get(m) == second[key].get(m) for m in measures)
+        differing = [
+            name for name, get in MEASURES.items() if get(first[key]) != get(second[key])
+        ]
+        same = not differing
         differ += not same
         a, b = first[key]["success"]["mean"], second[key]["success"]["mean"]
         ra, rb = first[key]["return"]["mean"], second[key]["return"]["mean"]
-        if key[-1] == "final":  # a best checkpoint is often the final's record again
+        if key[GROUP_KEYS.index("checkpoint")] == "final":  # a best is often the final again
             gaps.append(abs(b - a))
         print(
-            f"{'same' if same else 'DIFFERS'}: {key} success {a:.4f} vs {b:.4f}"
-            f" ({100 * (b - a):+.1f} points), return {ra:.4f} vs {rb:.4f}"
+            f"{'same' if same else 'DIFFERS (' + ', '.join(differing) + ')'}: {key} success "
+            f"{a:.4f} vs {b:.4f} ({100 * (b - a):+.1f} points), return {ra:.4f} vs {rb:.4f}"
         )
     if gaps:
         print(

@@ -162,6 +162,41 @@ def test_compare_runs_names_the_return_and_says_when_nothing_overlaps(tmp_path: 
     assert subprocess.run(command, capture_output=True, check=False).returncode == 0
 
 
+def test_compare_runs_ignores_interval_methods_and_refuses_two_records_of_one_group(
+    tmp_path: Path,
+) -> None:
+    """The interval method changed in sessions 17 and 25: a file written before holds other
+    bounds for the same episodes, which compared as DIFFERS. And records were keyed without
+    ``algo``, so an RL and a BC record of one group hid each other without a word."""
+    import json
+    import subprocess
+
+    row = {"env_id": "sslrobot/Reach-v0", "encoder": "none", "visual_preset": "train",
+           "num_demos": 25, "algo": "bc", "checkpoint": "final", "seeds": [0, 1],
+           "success_per_seed": [1.0, 1.0], "success": {"mean": 1.0, "low": 1.0, "high": 1.0},
+           "return": {"mean": -1.0, "low": -2.0, "high": 0.0}}  # fmt: skip
+    wilson = {**row, "success": {"mean": 1.0, "low": 0.987, "high": 1.0}}
+    paths = []
+    for name, rows in (("old", [row]), ("new", [wilson]), ("both", [row, {**row, "algo": "rl"}])):
+        path = tmp_path / f"{name}.json"
+        path.write_text(json.dumps({"aggregated": rows}))
+        paths.append(str(path))
+
+    def compare(*files: str) -> subprocess.CompletedProcess:
+        command = [sys.executable, str(SCRIPTS / "compare_runs.py"), *files]
+        return subprocess.run(command, capture_output=True, text=True, check=False)
+
+    assert compare(paths[0], paths[1]).returncode == 0
+    longer = {**wilson, "success_per_seed": [1.0, 0.9]}
+    (tmp_path / "seeds.json").write_text(json.dumps({"aggregated": [longer]}))
+    differs = compare(paths[0], str(tmp_path / "seeds.json"))
+    assert differs.returncode == 1 and "DIFFERS (success_per_seed)" in differs.stdout
+    assert compare(paths[2], paths[2]).returncode == 0  # the RL record is a group of its own
+    (tmp_path / "dup.json").write_text(json.dumps({"aggregated": [row, row]}))
+    duplicate = compare(str(tmp_path / "dup.json"), paths[0])
+    assert duplicate.returncode != 0 and "two aggregated records" in duplicate.stderr
+
+
 def test_compare_runs_names_config_fields_the_runs_set_differently(tmp_path: Path) -> None:
     """Two runs of one preset made before and after its bc_augment_copies default moved
     differ in results for a reason their configs record: it is named, and a run that predates
