@@ -170,7 +170,7 @@ def main() -> None:
         if s > f:
             print(
                 f"- {task_slug(task)}: training from scratch beats frozen fdm+future "
-                f"({100 * s:.0f}% vs {100 * f:.0f}%)"
+                f"({100 * s:.1f}% vs {100 * f:.1f}%)"
             )
 
     if efficiency_task:

@@ -325,6 +325,7 @@ def run_samples_per_s(
         log_every=max(1, args.process_steps // 6),
         tensorboard=False,
         prefetch=args.prefetch,
+        num_workers=args.num_workers,
     )
     pretrain_in_processes(config, processes, threads, progress=False)
     with (out / "metrics.csv").open(newline="") as file:

@@ -143,7 +143,9 @@ def run_one(args: argparse.Namespace, config: dict, name: str, seed: int) -> dic
                  str(config["seed"] + EVAL_SEED_BASE), "--out", str(result))  # fmt: skip
     record = json.loads(result.read_text())
     record["encoder"] = label
-    record["wall_time_s"] = json.loads((policy / "policy_config.json").read_text())["wall_time_s"]
+    saved = json.loads((policy / "policy_config.json").read_text())
+    record["wall_time_s"] = saved["wall_time_s"]  # the last process's: a resumed run's tail
+    record["resumed"] = bool(saved.get("resumed_at_steps"))
     return record
 
 
@@ -208,10 +210,13 @@ def main() -> None:
             [[np.nan if v is None else v for v in curve_at(p, marks)] for p in logs], dtype=float
         )
         curve = " / ".join(f"{100 * v:.0f}%" for v in np.nanmean(points, axis=0))
-        wall = np.median([r["wall_time_s"] for r in records if r["encoder"] == name])
+        mine = [r for r in records if r["encoder"] == name]
+        wall = np.median([r["wall_time_s"] for r in mine])
+        resumed = sum(r["resumed"] for r in mine)
+        note = f" ({resumed} resumed: their time is the last process's only)" if resumed else ""
         print(
             f"| {name} | {100 * success['mean']:.1f}% [{100 * success['low']:.1f}, "
-            f"{100 * success['high']:.1f}] | {curve} | {wall:.0f} s |"
+            f"{100 * success['high']:.1f}] | {curve} | {wall:.0f} s{note} |"
         )
         print(f"  per seed: {[round(100 * v, 1) for v in row['success_per_seed']]}")
     if not curves:

@@ -46,7 +46,8 @@ def aggregated(run: Path) -> dict[tuple, dict]:
             record.get(name, "final" if name == "checkpoint" else None) for name in GROUP_KEYS
         )
         if key in keyed:
-            raise SystemExit(f"{path}: two aggregated records for {dict(zip(GROUP_KEYS, key))}")
+            group = dict(zip(GROUP_KEYS, key, strict=True))
+            raise SystemExit(f"{path}: two aggregated records for {group}")
         keyed[key] = record
     return keyed
 
@@ -114,9 +115,7 @@ def main() -> int:
     for name, key in one_sided:
         print(f"ONLY IN {name}: {key}")
     for key in shared:
-        differing = [
-            name for name, get in MEASURES.items() if get(first[key]) != get(second[key])
-        ]
+        differing = [name for name, get in MEASURES.items() if get(first[key]) != get(second[key])]
         same = not differing
         differ += not same
         a, b = first[key]["success"]["mean"], second[key]["success"]["mean"]
