@@ -68,7 +68,7 @@ def test_pretrain_command_writes_a_loadable_encoder(data_dir: Path, tmp_path: Pa
     assert not (data_dir / artifacts.ENCODER_WEIGHTS).exists()
 
 
-def test_none_baseline_and_encoder_options(data_dir: Path, tmp_path: Path) -> None:
+def test_none_baseline_and_encoder_options(data_dir: Path, tmp_path: Path, capsys) -> None:
     out = tmp_path / "none"
     assert main(_args(data_dir, out, "--objective", "none", "--steps", "0", "--threads", "1")) == 0
     assert sslrobot.load_encoder(out)[1].readout == "keypoints"  # the package default
@@ -86,6 +86,15 @@ def test_none_baseline_and_encoder_options(data_dir: Path, tmp_path: Path) -> No
     assert main(bad) == 2  # four layers need four strides
     for option in (("--decoder", "heatmaps"), ("--decoder-proprio",)):  # fdm decodes nothing
         assert main(_args(data_dir, tmp_path / "fdm", "--objective", "fdm", *option)) == 2
+    # Settings of parts the objective does not build were recorded as used and changed nothing.
+    for objective, option in (("fdm", ("--future-without-actions",)),
+                              ("recon", ("--transition-without-norm",)),
+                              ("inverse", ("--salience-weight", "3"))):  # fmt: skip
+        unused = _args(data_dir, tmp_path / objective, "--objective", objective, *option)
+        assert main(unused) == 2
+        error = capsys.readouterr().err
+        assert option[0] in error and f"objective {objective!r} has none" in error, error
+        assert not (tmp_path / objective).exists()
     out = tmp_path / "free"
     assert main(_args(data_dir, out, "--steps", "1", "--future-without-actions")) == 0
     saved = json.loads((out / "pretrain_config.json").read_text())
@@ -265,6 +274,29 @@ def test_resume_repeating_one_encoder_option_keeps_the_rest_of_the_encoder(
     assert f"the run's data {data_dir.name!r}" in capsys.readouterr().err
     assert main(["pretrain", "--out", str(relative), "--resume", "--steps", "2", "--no-progress",
                  "--data", str(data_dir)]) == 0  # fmt: skip
+
+
+def test_resume_repeating_the_arch_of_a_run_at_another_image_size(
+    data_dir: Path, tmp_path: Path, capsys
+) -> None:
+    """A run started as `sslrobot run` starts it records the data's image size (32 here);
+    repeating its --encoder-arch on --resume rebuilt the encoder at 64 px and was refused
+    as another encoder, with no option to say the size."""
+    from sslrobot.models.encoder import encoder_config_for
+    from sslrobot.pretraining import pretrain
+
+    out = tmp_path / "at32"
+    config = PretrainConfig(
+        out=str(out), data=str(data_dir), steps=1, batch_size=8, num_steps_ahead=2,
+        log_every=1, checkpoint_every=1, image_every=0, tensorboard=False, device="cpu",
+        encoder=encoder_config_for("keypoints", SIZE),
+    )  # fmt: skip
+    pretrain(config, progress=False)
+    resume = ["pretrain", "--out", str(out), "--resume", "--steps", "2", "--no-progress"]
+    assert main([*resume, "--encoder-arch", "keypoints"]) == 0, capsys.readouterr().err
+    assert sslrobot.load_encoder(out)[1].image_size == SIZE
+    assert main([*resume, "--steps", "3", "--encoder-arch", "cnn"]) == 2  # another one still
+    assert "encoder: saved" in capsys.readouterr().err
 
 
 def test_pretrain_in_two_processes_matches_one_process_with_the_global_batch(

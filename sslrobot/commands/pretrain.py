@@ -201,7 +201,10 @@ def _encoder_config(
     from sslrobot.models.encoder import encoder_config_for
 
     from_run = resumed is not None and "encoder_arch" not in given
-    base = resumed if from_run else encoder_config_for(args.encoder_arch)
+    # The run's own image size (the data's, as `sslrobot run` records it): repeating its
+    # --encoder-arch on --resume rebuilt it at 64 px and was refused as another encoder.
+    size = {} if resumed is None else {"image_size": resumed.image_size}
+    base = resumed if from_run else encoder_config_for(args.encoder_arch, **size)
     changes: dict = {}
     if not from_run or "frame_stack" in given:
         changes["frame_stack"] = args.frame_stack

@@ -11,7 +11,7 @@ from typing import Any
 from sslrobot.models.decoder import DecoderConfig
 from sslrobot.models.encoder import EncoderConfig, encoder_config_for
 from sslrobot.pretraining.augment import AUGMENTATIONS
-from sslrobot.pretraining.objectives import parse_objective
+from sslrobot.pretraining.objectives import USES_DECODER, parse_objective
 from sslrobot.pretraining.world_model import WorldModelConfig
 from sslrobot.utils.architectures import DECODER_NAMES, DEFAULT_ENCODER_ARCH, ENCODER_ARCHS
 from sslrobot.utils.config import check_known_fields, config_to_dict
@@ -237,6 +237,7 @@ class PretrainConfig:
                 f"target_color_jitter={self.target_color_jitter} recolours fdm's targets, but "
                 f"objective {self.objective!r} has no fdm term"
             )
+        self._refuse_settings_the_objective_ignores()
         _check_int("decoded_steps", self.decoded_steps, minimum=1)
         if self.decoded_steps > self.num_steps_ahead:
             raise ValueError(
@@ -288,6 +289,31 @@ class PretrainConfig:
     def window_steps(self) -> int:
         """Actions per loaded window: K, plus the history a frame stack needs."""
         return self.num_steps_ahead + self.encoder.frame_stack - 1
+
+    def _refuse_settings_the_objective_ignores(self) -> None:
+        """A setting of a part the objective does not build was accepted, recorded as if it
+        had been used, and changed nothing (``--transition-without-norm`` with ``recon``)."""
+        terms = set(parse_objective(self.objective))
+        rolls = bool(terms & {"fdm", "future"})
+        decodes = bool(terms & USES_DECODER)
+        ignored = [
+            (
+                "future_actions=False (--future-without-actions) shapes the 'future' term",
+                not self.future_actions and "future" not in terms,
+            ),
+            (
+                "transition_norm=False (--transition-without-norm) shapes the latent "
+                "transition of 'fdm' and 'future'",
+                not self.transition_norm and not rolls,
+            ),
+            (
+                f"salience_weight {self.salience_weight} weighs decoded pixels ('future', 'recon')",
+                self.salience_weight != PretrainConfig.salience_weight and not decodes,
+            ),
+        ]
+        for what, unused in ignored:
+            if unused:
+                raise ValueError(f"{what}, but objective {self.objective!r} has none")
 
     def world_model_config(
         self, action_dim: int, image_size: int, proprio_dim: int = 0
