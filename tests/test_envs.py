@@ -437,6 +437,10 @@ def test_demo_command_refuses_a_negative_seed_before_making_the_env(tmp_path) ->
     for bad in (tmp_path / "d.txt", tmp_path):
         with pytest.raises(ValueError, match=r"--out must name a video file ending in \.mp4"):
             _run_command(["demo", "--env", "sslrobot/Reach-v0", "--out", str(bad)])
+    # Under a file: "File exists", naming the video, came only after the whole episode.
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(ValueError, match=r"afile is a file, not a directory"):
+        _run_command(["demo", "--env", "sslrobot/Reach-v0", "--out", str(tmp_path / "afile/x.gif")])
 
 
 @pytest.mark.parametrize(

@@ -767,6 +767,19 @@ def test_bad_encoder_paths_are_named(demos, tmp_path):
     empty.mkdir()
     with pytest.raises(ValueError, match=f"{re.escape(str(empty))}.*encoder_config.json"):
         train_tiny_bc(demos, tmp_path / "p3", encoder=str(empty))
+    # A refused run leaves no trace: its lock file kept a later `collect --out` there out.
+    assert not any((tmp_path / name).exists() for name in ("p1", "p2", "p3"))
+    with pytest.raises(ValueError):
+        train_tiny_bc(demos, tmp_path / "made" / "above" / "p4", encoder=str(missing))
+    assert not (tmp_path / "made").exists()
+    with pytest.raises(ValueError):  # a directory of the user's own stays, without the lock
+        train_tiny_bc(demos, empty, encoder=str(missing))
+    assert empty.is_dir() and not list(empty.iterdir())
+    with pytest.raises(ValueError, match=f"cache_dir {re.escape(str(a_file))} is a file"):
+        train_tiny_bc(demos, tmp_path / "p5", cache_dir=a_file)
+    with pytest.raises(ValueError, match=f"cache_dir {re.escape(str(a_file / 'c'))}: .* is a f"):
+        train_tiny_bc(demos, tmp_path / "p5", cache_dir=a_file / "c")
+    assert not (tmp_path / "p5").exists()
 
 
 def test_bad_demo_paths_are_named(demos, tmp_path):

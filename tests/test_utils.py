@@ -64,9 +64,27 @@ def test_unavailable_devices_are_errors_not_fallbacks(no_accelerators):
 
 
 def test_malformed_cuda_names_are_refused_even_with_gpus(two_gpus):
-    for name in ("cuda:", "cuda:x", "cuda:-1"):
+    for name in ("cuda:", "cuda:x", "cuda:-1", "cuda:\u00b2"):  # "²".isdigit(), int() fails
         with pytest.raises(ValueError, match="unknown device"):
             resolve_device(name, local_rank=1)
+
+
+def test_configs_refuse_unknown_device_names_when_made():
+    """A policy's config took "bogus" and "cuda:x" and failed only in training, after its
+    directory was made (the pretraining config took "cuda:x")."""
+    from sslrobot.policy.config import PolicyConfig
+    from sslrobot.pretraining.config import PretrainConfig
+
+    for name in ("bogus", "cuda:x", "cpu:0", 0):
+        with pytest.raises(ValueError, match="unknown device"):
+            PolicyConfig(
+                env_id="sslrobot/Reach-v0", out="o", encoder="none", algo="rl", device=name
+            )
+        with pytest.raises(ValueError, match="unknown device"):
+            PretrainConfig(out="o", data="d", device=name)
+    assert PolicyConfig(
+        env_id="sslrobot/Reach-v0", out="o", encoder="none", algo="rl", device="cuda:1"
+    )
 
 
 def test_cuda_index_comes_from_the_name_or_the_local_rank(two_gpus):
@@ -85,6 +103,8 @@ def test_loaders_take_names_auto_included_or_devices(no_accelerators):
     assert as_device(torch.device("cpu")) == torch.device("cpu")
     with pytest.raises(ValueError, match="'cuda' requested"):
         as_device("cuda")
+    with pytest.raises(ValueError, match="'cuda' requested"):  # not torch's AssertionError
+        as_device(torch.device("cuda"))
 
 
 def test_atomic_write_replaces_with_a_shareable_file(tmp_path):

@@ -104,6 +104,7 @@ def write_expert_demo(
 
     import sslrobot.envs
     from sslrobot.evaluation.rollouts import write_video
+    from sslrobot.utils.artifacts import refuse_path_under_file
 
     if env_id not in sslrobot.envs.ENV_IDS:
         raise ValueError(f"unknown env {env_id!r}; choose one of {list(sslrobot.envs.ENV_IDS)}")
@@ -113,6 +114,7 @@ def write_expert_demo(
     # Before the episode: ffmpeg refused another suffix, or a directory, only once it was run.
     if Path(out).is_dir() or Path(out).suffix.lower() not in (".mp4", ".gif"):
         raise ValueError(f"--out must name a video file ending in .mp4 or .gif, got {out}")
+    refuse_path_under_file(Path(out))  # "File exists", naming the video, after the episode
     env = gym.make(env_id, image_size=image_size, visual_preset=visual_preset)
     try:
         obs, info = env.reset(seed=seed)

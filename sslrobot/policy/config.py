@@ -11,6 +11,7 @@ from typing import Any
 
 from sslrobot.pretrained import canonical_spec, is_pretrained_spec
 from sslrobot.utils.architectures import DEFAULT_ENCODER_ARCH, ENCODER_ARCHS
+from sslrobot.utils.device import check_device_name
 
 #: ``--encoder`` values that name a baseline rather than a ``pretrain --out`` directory.
 BASELINE_ENCODERS = ("none", "scratch", "state")
@@ -171,6 +172,7 @@ class PolicyConfig:
             )
         if self.algo not in ALGOS:
             raise ValueError(f"algo must be one of {ALGOS}, got {self.algo!r}")
+        check_device_name(self.device)
         if self.rl_algorithm not in RL_ALGORITHMS:
             raise ValueError(
                 f"rl_algorithm must be one of {RL_ALGORITHMS}, got {self.rl_algorithm!r}"

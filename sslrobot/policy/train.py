@@ -21,10 +21,15 @@ def train_policy(config: PolicyConfig) -> Path:
     """
     from sslrobot.policy.checkpoint import check_policy_out
     from sslrobot.policy.environment import check_env_id
+    from sslrobot.utils.artifacts import refuse_path_under_file
     from sslrobot.utils.io import output_lock
 
     check_env_id(config.env_id)  # before the demonstrations, which would blame their own env
     check_policy_out(Path(config.out), config.overwrite, config.resume)
+    if config.cache_dir is not None:  # else "Not a directory" once encoding has started
+        refuse_path_under_file(config.cache_dir, "cache_dir")
+        if config.cache_dir.exists() and not config.cache_dir.is_dir():
+            raise ValueError(f"cache_dir {config.cache_dir} is a file, not a directory")
     with output_lock(config.out, "train-policy"):
         if config.algo == "bc":
             from sslrobot.policy.bc import train_bc

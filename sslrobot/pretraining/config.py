@@ -15,8 +15,8 @@ from sslrobot.pretraining.objectives import USES_DECODER, parse_objective
 from sslrobot.pretraining.world_model import WorldModelConfig
 from sslrobot.utils.architectures import DECODER_NAMES, DEFAULT_ENCODER_ARCH, ENCODER_ARCHS
 from sslrobot.utils.config import check_known_fields, config_to_dict
+from sslrobot.utils.device import check_device_name
 
-DEVICES = ("auto", "cpu", "cuda", "mps")
 _AMP_NAMES = {"auto": None, "on": True, "off": False}  # the command's --amp
 
 #: Largest pretraining seed (as the policies'): the sampler's per-epoch generator seeds
@@ -254,9 +254,7 @@ class PretrainConfig:
             raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
         if self.grad_clip is not None and not self.grad_clip > 0:
             raise ValueError(f"grad_clip must be > 0 or None, got {self.grad_clip!r}")
-        device_kind = self.device.split(":")[0] if isinstance(self.device, str) else None
-        if device_kind not in DEVICES:
-            raise ValueError(f"device must be one of {DEVICES} (or 'cuda:N'), got {self.device!r}")
+        check_device_name(self.device)
         if self.amp not in (None, True, False):
             raise ValueError(
                 f"amp must be True, False or None (or 'on', 'off', 'auto'), got {self.amp!r}"

@@ -9,6 +9,24 @@ from contextlib import AbstractContextManager
 import torch
 
 
+def check_device_name(name: object) -> str:
+    """``name`` if it is a device this package takes (``auto``, ``cpu``, ``cuda``,
+    ``cuda:N``, ``mps``), whether or not this machine has it: configs check it when made, so
+    that ``--device cuda:x`` is refused before a run makes its directory, not after.
+
+    Raises:
+        ValueError: naming the device and the ones taken.
+    """
+    kind, colon, index = name.partition(":") if isinstance(name, str) else ("", "", "")
+    # "cpu:7", "cuda:", "cuda:x" are errors ("cuda:²" too: str.isdigit takes superscripts,
+    # int() does not); "mps:0" is what torch calls the one MPS device.
+    known = kind in ("auto", "cpu", "cuda", "mps") and not colon
+    indexed = kind == "cuda" and index.isascii() and index.isdecimal()
+    if not (known or indexed or name == "mps:0"):
+        raise ValueError(f"unknown device {name!r}; use auto, cpu, cuda, cuda:N or mps")
+    return name
+
+
 def resolve_device(name: str = "auto", local_rank: int = 0) -> torch.device:
     """The device ``name`` asks for, checked to exist on this machine.
 
@@ -26,6 +44,7 @@ def resolve_device(name: str = "auto", local_rank: int = 0) -> torch.device:
     Raises:
         ValueError: the device is unknown or not available on this machine.
     """
+    check_device_name(name)
     mps_available = hasattr(torch.backends, "mps") and torch.backends.mps.is_available()
     if name == "auto":
         if torch.cuda.is_available():
@@ -34,10 +53,7 @@ def resolve_device(name: str = "auto", local_rank: int = 0) -> torch.device:
             name = "mps"
         else:
             name = "cpu"
-    kind, colon, index_text = name.partition(":")
-    # "cpu:7", "cuda:", "cuda:x" are errors; "mps:0" is what torch calls the one MPS device.
-    if colon and not ((kind == "cuda" and index_text.isdigit()) or name == "mps:0"):
-        raise ValueError(f"unknown device {name!r}; use auto, cpu, cuda, cuda:N or mps")
+    kind, _, index_text = name.partition(":")
     if kind == "cpu":
         return torch.device("cpu")
     if kind == "cuda":
@@ -67,7 +83,9 @@ def as_device(device: str | torch.device) -> torch.device:
     For loaders that take either form, so ``load_encoder(path, device="auto")`` works like
     ``--device auto`` does on the command line.
     """
-    return device if isinstance(device, torch.device) else resolve_device(device)
+    # A torch.device too: torch.device("cuda") on a machine without CUDA failed deep in torch
+    # with "Torch not compiled with CUDA enabled" where the string got the clear error.
+    return resolve_device(str(device) if isinstance(device, torch.device) else device)
 
 
 def bfloat16_autocast(device: torch.device, enabled: bool) -> AbstractContextManager:

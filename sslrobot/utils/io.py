@@ -159,17 +159,46 @@ OUTPUT_LOCK = ".sslrobot.lock"
 _NO_FLOCK = frozenset({errno.ENOSYS, errno.ENOLCK, errno.EOPNOTSUPP})
 
 
-def output_lock(out: str | Path, command: str) -> contextlib.AbstractContextManager[None]:
+@contextlib.contextmanager
+def output_lock(out: str | Path, command: str) -> Iterator[None]:
     """Hold ``out``'s writer lock (making ``out``): a second ``command`` writing the same
     directory, say a batch job requeued while the first still runs, is refused instead of
-    pruning the first one's checkpoints and overwriting its files."""
+    pruning the first one's checkpoints and overwriting its files.
+
+    A block that fails having written nothing beside the lock (a refused encoder, device or
+    demonstrations) leaves no trace: the lock file this call made, and the folders, are
+    removed, else a later ``collect --out`` there was refused as a directory not its own."""
     out = Path(out)
+    made = next((p for p in (*reversed(out.parents), out) if not p.exists()), None)
+    made_lock = not (out / OUTPUT_LOCK).exists()
     out.mkdir(parents=True, exist_ok=True)
     busy = (
         f"another {command} is writing {out}; wait for it to finish (its --resume continues "
         "it if it is stopped) or choose another --out"
     )
-    return exclusive_lock(out / OUTPUT_LOCK, busy)
+    with exclusive_lock(out / OUTPUT_LOCK, busy):
+        try:
+            yield
+        except BaseException:
+            if made_lock:
+                _remove_if_untouched(out, made)
+            raise
+
+
+def _remove_if_untouched(out: Path, made: Path | None) -> None:
+    """Remove ``out``'s lock file, and the folders from ``out`` up to ``made`` (the first
+    this run made), when nothing else was written there. Still under the lock, so no other
+    writer can have taken it."""
+    with contextlib.suppress(OSError):
+        if [entry.name for entry in out.iterdir()] != [OUTPUT_LOCK]:
+            return
+        (out / OUTPUT_LOCK).unlink()
+        if made is None:
+            return
+        for folder in (out, *out.parents):
+            folder.rmdir()
+            if folder == made:
+                break
 
 
 @contextlib.contextmanager
