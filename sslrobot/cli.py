@@ -46,6 +46,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from_console = argv is None
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
+    args.argv = argv  # the command as given (a caller of main(argv) is not the console's)
     if getattr(args, "resume", False):  # what to take from the run being resumed
         args.given_options = given_options(parser, argv)
     if getattr(args, "func", None) is None:

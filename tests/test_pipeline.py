@@ -1036,3 +1036,22 @@ def test_a_report_made_from_python_records_the_command_that_remakes_its_run() ->
     assert words[-2:] == ["--out", "my run"]
     assignments = [words[i + 1] for i, word in enumerate(words) if word == "--set"]
     assert make_run_config("default", **parse_overrides(assignments)) == config
+
+
+def test_run_records_the_command_it_was_given(tmp_path: Path, monkeypatch) -> None:
+    """``main(argv)`` recorded the host program's own arguments (pytest's, a notebook's) as
+    the command that remakes the run."""
+    import sys
+
+    import sslrobot.pipeline.run as pipeline_run
+
+    given = {}
+
+    def fake_pipeline(config, out, **kwargs):
+        given.update(kwargs)
+        return Path(out) / "report.html"
+
+    monkeypatch.setattr(pipeline_run, "run_pipeline", fake_pipeline)
+    monkeypatch.setattr(sys, "argv", ["host", "--unrelated"])
+    assert main(["run", "--preset", "quick", "--out", str(tmp_path / "r")]) == 0
+    assert given["command"] == f"sslrobot run --preset quick --out {tmp_path / 'r'}"

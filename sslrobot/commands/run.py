@@ -102,7 +102,8 @@ def _run(args: argparse.Namespace) -> int:
     from sslrobot.pipeline.run import run_pipeline
 
     config = run_config_from_args(args)
-    command = "sslrobot " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    given = getattr(args, "argv", None)
+    command = "sslrobot " + " ".join(shlex.quote(a) for a in (given or sys.argv[1:]))
     html = run_pipeline(
         config, args.out, device=args.device, progress=not args.no_progress, command=command
     )
