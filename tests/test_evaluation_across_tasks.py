@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import zlib
 from pathlib import Path
 
@@ -108,7 +109,9 @@ def test_a_reference_resampled_to_zero_gives_an_open_share_not_none() -> None:
     (row, _) = success_across_tasks(_outcomes(rates), num_resamples=2000)
     share = row["of_reference"]
     expected = (0.5 / 3 + 0.1) / 2 / (0.1 / 3 / 2)
-    assert share["mean"] == pytest.approx(expected) and share["high"] == np.inf
+    # Unbounded above, as None: results.json held "Infinity", which strict JSON parsers refuse.
+    assert share["mean"] == pytest.approx(expected) and share["high"] is None
+    json.dumps(row, allow_nan=False)
 
 
 def test_a_mean_whose_every_episode_ended_alike_gets_wilson_s_interval() -> None:
@@ -198,3 +201,6 @@ def test_the_report_shows_the_table_and_says_how_it_was_made(tmp_path: Path) -> 
     gain = fdm["gain_over"]["none"]
     assert f"{gain['mean']:+.1f} [{gain['low']:+.1f}, {gain['high']:+.1f}]" in line
     assert "Over the tasks" not in render_markdown({"tasks": [], "across_tasks": []}, tmp_path)
+    share["high"] = None  # unbounded: a resample of the oracle's mean was 0
+    text = render_markdown({"tasks": [], "across_tasks": [block]}, tmp_path)
+    assert f"| {100 * share['mean']:.0f} [{100 * share['low']:.0f}, unbounded] |" in text

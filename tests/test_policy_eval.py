@@ -491,6 +491,10 @@ def test_aggregate_results_refuses_records_of_different_evaluations():
     ]
     with pytest.raises(ValueError, match="differ in train_settings"):
         aggregate_results(records)
+    records[2]["_result_path"] = "runs/x/seed2/result.json"  # named, to train it again
+    odd = train_settings({"train_config": configs[2]})
+    with pytest.raises(ValueError, match=f"seed 2: {odd} \\(runs/x/seed2/result.json\\)"):
+        aggregate_results(records)
     records[2]["train_settings"] = None  # written before it was recorded
     assert aggregate_results(records)[0]["num_seeds"] == 3
     # A seed trained on demonstrations of another look (whose path is a per-seed setting).

@@ -151,7 +151,8 @@ def success_across_tasks(
         One dict per encoder evaluated on every task (in ``outcomes``' order): ``encoder``,
         ``tasks`` (sorted), ``success`` ``{"mean", "low", "high"}`` (a rate),
         ``of_reference`` (a ratio, or None for the reference itself, or when the reference is
-        absent or its mean over the tasks is 0) and ``gain_over``
+        absent or its mean over the tasks is 0; its ``high`` None, unbounded, when a resample
+        of the reference's mean was 0) and ``gain_over``
         ``{baseline: {"mean", "low", "high"}}`` in points. Empty with fewer than two tasks.
     """
     if tasks is None:
@@ -192,7 +193,10 @@ def success_across_tasks(
             denominator = draws[reference]
             with np.errstate(divide="ignore", invalid="ignore"):
                 shares = np.where(denominator > 0, draws[encoder] / denominator, np.inf)
-            row["of_reference"] = _interval(points[encoder] / points[reference], shares, confidence)
+            share = _interval(points[encoder] / points[reference], shares, confidence)
+            if not np.isfinite(share["high"]):  # JSON has no inf (it was written "Infinity")
+                share["high"] = None
+            row["of_reference"] = share
         for baseline in baselines:
             if baseline in outcomes and baseline != encoder:
                 row["gain_over"][baseline] = _interval(

@@ -425,9 +425,17 @@ def aggregate_results(
                 if name in SAME_WITHIN_GROUP or record.get(name) is not None
             }
             if len(values) > 1:
+                # Each seed's value and file: a run whose seeds were trained under two
+                # versions' defaults must say which policies to train again.
+                each = "; ".join(
+                    f"seed {seed}: {record.get(name)}"
+                    + (f" ({record['_result_path']})" if "_result_path" in record else "")
+                    for seed, record in sorted(by_seed.items())
+                )
                 raise ValueError(
-                    f"{labels}: its seeds' records differ in {name} ({sorted(values)}), so they "
-                    "are not one configuration's seeds; aggregate them separately"
+                    f"{labels}: its seeds' records differ in {name} ({each}), so they are not "
+                    "one configuration's seeds; aggregate them separately, or train the odd "
+                    "seeds again (in `sslrobot run`: delete their policy stages)"
                 )
         if len(by_seed) < min_seeds:
             raise ValueError(

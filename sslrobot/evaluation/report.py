@@ -369,7 +369,10 @@ def _across_tasks_table(block: Mapping[str, Any]) -> tuple[list[str], list[list[
     def interval(value: Mapping[str, float] | None, scale: float, fmt: str) -> str:
         if value is None:
             return _MISSING
-        low, high = (fmt.format(scale * value[k]) for k in ("low", "high"))
+        low, high = (
+            "unbounded" if value[k] is None else fmt.format(scale * value[k])
+            for k in ("low", "high")
+        )
         return f"{fmt.format(scale * value['mean'])} [{low}, {high}]"
 
     titles = ["Encoder", f"Mean success over {len(rows[0]['tasks'])} tasks [95% CI]"]
