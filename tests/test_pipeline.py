@@ -551,8 +551,16 @@ def test_set_overrides_parse_types_and_refuse_unknown_fields(
     assert "image_size must be a multiple of 16, got 40" in capsys.readouterr().err
     assert make_run_config("quick", image_size=40, objectives=("inverse",)).image_size == 40
     # Evaluation seeds among the online validation's would choose "best" on its own episodes.
-    with pytest.raises(ValueError, match="use a seed of at most 699997"):
+    with pytest.raises(ValueError, match="use a seed of at most 699997 or of at least 900002"):
         make_run_config("quick", seed=700_000, bc_val_episodes=2)
+    with pytest.raises(ValueError, match="num_unlabeled_episodes=6 gives reset seeds 999,995"):
+        make_run_config("quick", seed=899_995, bc_val_episodes=2)
+    with pytest.raises(ValueError, match="num_unlabeled_episodes must be >= 3, got 2"):
+        make_run_config("quick", num_unlabeled_episodes=2)  # the probe refused it, late
+    with pytest.raises(ValueError, match=r"encoders: unknown \['scrach'\]"):
+        make_run_config("quick", encoders=("none", "scrach"))
+    # Every range above the validation's overlaps nothing (such seeds were refused).
+    assert make_run_config("quick", seed=2_000_000, bc_val_episodes=2).seed == 2_000_000
     with pytest.raises(ValueError, match="num_demo_episodes=100001 would reach the next range"):
         make_run_config("quick", num_demo_episodes=100_001)
     # A horizon longer than a task's episodes, refused before its collection.

@@ -174,6 +174,9 @@ class RunConfig:
         bad = [name for name in self.objectives if name not in OBJECTIVES]
         if bad:
             raise ValueError(f"objectives: unknown {bad}; choose from {OBJECTIVES}")
+        unknown = [name for name in self.encoders if name not in BASELINE_ENCODERS]
+        if unknown:  # else refused when that policy trains, after collection and pretraining
+            raise ValueError(f"encoders: unknown {unknown}; choose from {BASELINE_ENCODERS}")
         if self.transfer_objective is not None and self.transfer_objective not in OBJECTIVES:
             raise ValueError(
                 f"transfer_objective: unknown {self.transfer_objective!r}; choose from "
@@ -195,6 +198,11 @@ class RunConfig:
         for name, value in positive.items():
             if value < 1:
                 raise ValueError(f"{name} must be >= 1, got {value}")
+        if self.num_unlabeled_episodes < 3:  # else refused by the probe, after pretraining
+            raise ValueError(
+                f"num_unlabeled_episodes must be >= 3, got {self.num_unlabeled_episodes}: the "
+                "probes hold one episode out and choose their ridge alpha across two others"
+            )
         # The envs and the encoder architecture bound the frame size: checked here, not when
         # the first collection or pretraining meets it.
         from sslrobot.envs.core.env import IMAGE_SIZE_RANGE
@@ -337,14 +345,24 @@ class RunConfig:
                     f"{name}={getattr(self, name)} would reach the next range of reset seeds "
                     f"(at most {ceiling - base})"
                 )
-        last_eval = self.seed + EVAL_SEED_BASE + self.eval_episodes
-        if self.bc_val_episodes and last_eval > VALIDATION_SEED_BASE:
-            raise ValueError(
-                f"seed={self.seed} with eval_episodes={self.eval_episodes} puts evaluation seeds "
-                f"past {VALIDATION_SEED_BASE:,}, among the online validation's "
-                f"(bc_val_episodes={self.bc_val_episodes}); use a seed of at most "
-                f"{VALIDATION_SEED_BASE - EVAL_SEED_BASE - self.eval_episodes}"
-            )
+        # Whether a range meets the online validation's, not whether it passes its start: a
+        # seed of 2,000,000 puts every range above it, and was refused.
+        validation = (VALIDATION_SEED_BASE, VALIDATION_SEED_BASE + self.bc_val_episodes)
+        for name, base, count in (
+            ("num_unlabeled_episodes", UNLABELED_SEED_BASE, self.num_unlabeled_episodes),
+            ("num_demo_episodes", DEMO_SEED_BASE, self.num_demo_episodes),
+            ("eval_episodes", EVAL_SEED_BASE, self.eval_episodes),
+        ):
+            start = self.seed + base
+            if self.bc_val_episodes and start < validation[1] and validation[0] < start + count:
+                below = VALIDATION_SEED_BASE - EVAL_SEED_BASE - self.eval_episodes
+                above = validation[1] - UNLABELED_SEED_BASE
+                raise ValueError(
+                    f"seed={self.seed} with {name}={count} gives reset seeds {start:,} to "
+                    f"{start + count - 1:,}, among the online validation's {validation[0]:,} to "
+                    f"{validation[1] - 1:,} (bc_val_episodes={self.bc_val_episodes}); use a "
+                    f"seed of at most {below} or of at least {above}"
+                )
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
