@@ -79,6 +79,17 @@ def test_collect_writes_what_the_env_produced(tmp_path):
         for name, array in arrays.items():
             np.testing.assert_array_equal(stored[name], array, err_msg=name)
         assert stored["terminated"][-1] and not stored["terminated"][:-1].any()
+        # And by the env's own rules, not only as the runner collect calls records them (a
+        # proprio or state recorded a step late matched that runner too).
+        proprio, action, state = stored["proprio"], stored["action"], stored["state"]
+        np.testing.assert_allclose(proprio[1:], np.clip(proprio[:-1] + 0.2 * action, -1, 1))
+        goal = state[0, 2]  # float32 here, a float in the env: 1e-8 apart
+        np.testing.assert_allclose(stored["reward"], -np.abs(proprio[1:, 0] - goal), rtol=1e-5)
+        np.testing.assert_array_equal(state[:, :2], proprio)
+        size = stored["pixels"].shape[1]
+        for frame, position in zip(stored["pixels"], proprio, strict=True):
+            row, col = ((position + 1.0) / 2.0 * (size - 1)).round().astype(int)
+            assert (frame[row, col] == 255).all()  # the dot where proprio puts it
     runner.close()
 
 

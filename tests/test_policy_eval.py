@@ -539,13 +539,24 @@ def test_the_record_names_the_look_the_policy_trained_in(policy_dir):
     assert result["policy_visual_preset"] == trained_in
 
 
-def test_evaluation_defaults_to_the_look_the_policy_trained_in(policy_dir, tmp_path):
+def test_evaluation_defaults_to_the_look_the_policy_trained_in(policy_dir, tmp_path, monkeypatch):
     """It defaulted to ``train``: a policy of ``none`` demonstrations was scored out of its
-    look, a generalisation test, without a word."""
+    look, a generalisation test, without a word. The env is checked, not only the record
+    (which said ``none`` with the env made in another look)."""
     import shutil
     from pathlib import Path
 
+    from sslrobot.policy import environment
     from sslrobot.policy.checkpoint import CONFIG_FILE
+
+    made = []
+    real_make_env = environment.make_env
+
+    def recording(*args, **kwargs):
+        made.append(kwargs.get("visual_preset"))
+        return real_make_env(*args, **kwargs)
+
+    monkeypatch.setattr(environment, "make_env", recording)
 
     copy = Path(shutil.copytree(policy_dir, tmp_path / "policy"))
     config = json.loads((copy / CONFIG_FILE).read_text())
@@ -554,6 +565,8 @@ def test_evaluation_defaults_to_the_look_the_policy_trained_in(policy_dir, tmp_p
     result = evaluate(copy, num_episodes=1, seed=500)
     assert result["visual_preset"] == result["policy_visual_preset"] == "none"
     assert evaluate(policy_dir, num_episodes=1, seed=500)["visual_preset"] == "train"
+    assert evaluate(policy_dir, num_episodes=1, seed=500, visual_preset="heldout")
+    assert made == ["none", "train", "heldout"]
 
 
 def test_check_env_id_takes_a_module_id_and_names_close_ones() -> None:
