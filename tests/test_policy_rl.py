@@ -73,6 +73,7 @@ def test_tiny_sac_run_on_frozen_features(tmp_path):
             encoder="none",
             algo="rl",
             out=tmp_path / "sac",
+            device="cpu",
             steps=200,
             batch_size=32,
             image_size=IMAGE_SIZE,
@@ -153,7 +154,8 @@ def test_rl_validation_seeds_must_not_be_its_normalisation_demos_seeds(tmp_path)
 
 def train_tiny_ppo_on_state(out, **settings):
     """A 128-step PPO run on the privileged state (seconds), with ``settings`` on top."""
-    tiny = {"steps": 128, "batch_size": 64, "rl_norm_steps": 20, "progress": False}
+    tiny = {"steps": 128, "batch_size": 64, "rl_norm_steps": 20, "progress": False,
+            "device": "cpu"}  # fmt: skip
     config = PolicyConfig(env_id=ENV_ID, encoder="state", algo="rl", rl_algorithm="ppo", out=out,
                           **{**tiny, **settings})  # fmt: skip
     return train_policy(config)

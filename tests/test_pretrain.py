@@ -73,6 +73,7 @@ def tiny_config(out: Path, **changes: object) -> PretrainConfig:
         "transition_hidden_dim": 32,
         "head_hidden_dim": 32,
         "projection_dim": 16,
+        "device": "cpu",  # bit-exact comparisons are CPU promises, on a CUDA machine too
     }
     values.update(changes)
     return PretrainConfig(**values)
@@ -992,9 +993,10 @@ def test_a_run_killed_between_its_weight_files_resumes(dataset, tmp_path: Path) 
     encoder.safetensors left a directory that --resume refused as someone else's."""
     out = tmp_path / "run"
     pretrain(tiny_config(out, steps=0), dataset, progress=False)
+    written = (out / "encoder.safetensors").read_bytes()
     (out / "encoder.safetensors").unlink()
     pretrain(tiny_config(out, steps=0, resume=True), dataset, progress=False)
-    assert (out / "encoder.safetensors").is_file()
+    assert (out / "encoder.safetensors").read_bytes() == written  # the run's, not a new one
 
 
 def test_a_run_pretrained_with_autocast_may_resume_without_it(tmp_path: Path) -> None:
