@@ -93,6 +93,24 @@ def test_collect_writes_what_the_env_produced(tmp_path):
     runner.close()
 
 
+def test_an_env_without_a_render_mode_argument_is_collected_from_its_pixels(tmp_path):
+    """``render_mode="rgb_array"`` was passed to every env not ours, and a pixel-Dict env
+    without the argument could not be made at all (``"render_mode": None`` in env_kwargs
+    still passed the key)."""
+    env_id = "test_data_fake_env:FakePixelsWithoutRenderMode-v0"
+    config = fake_config(tmp_path / "d", env_id=env_id, num_episodes=2)
+    assert "render_mode" not in config.make_kwargs()
+    dataset = open_dataset(collect(config, progress=False))
+    assert dataset.load_episode(0)["pixels"].shape[1:] == (16, 16, 3)
+    # An env that takes it still gets it; None in env_kwargs passes none.
+    assert fake_config(tmp_path / "e").make_kwargs()["render_mode"] == "rgb_array"
+    quiet = fake_config(tmp_path / "e", env_kwargs={"image_size": 16, "render_mode": None})
+    assert "render_mode" not in quiet.make_kwargs()
+    # A module that imports but does not register the id: what it does register is named.
+    with pytest.raises(ValueError, match="Module 'test_data_fake_env' registers FakePixels-v0, "):
+        fake_config(tmp_path / "f", env_id="test_data_fake_env:Other-v0")
+
+
 def test_a_mixture_gives_each_episode_one_of_its_components(tmp_path):
     """Each episode records the component its seed drew; over 16 episodes at 3:1 both occur,
     the likelier more often, and the same seeds draw the same components again."""

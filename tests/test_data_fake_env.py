@@ -103,8 +103,24 @@ class FakePixelEnv(gym.Env):
         return np.array([np.clip(5.0 * (self._goal - self._pos[0]), -1, 1), 0.0], np.float32)
 
 
+class FakePixelEnvWithoutRenderMode(FakePixelEnv):
+    """A user's pixel-Dict env as many are written: no ``render_mode`` argument, no render
+    modes in its metadata (``collect`` passed ``render_mode`` anyway, and it could not be made)."""
+
+    metadata: ClassVar[dict] = {"render_modes": [], "render_fps": 10}
+
+    def __init__(self, image_size: int = 16) -> None:
+        super().__init__(image_size=image_size)
+
+
 if "FakePixels-v0" not in gym.registry:
     gym.register(id="FakePixels-v0", entry_point=FakePixelEnv, max_episode_steps=20)
+if "FakePixelsWithoutRenderMode-v0" not in gym.registry:
+    gym.register(
+        id="FakePixelsWithoutRenderMode-v0",
+        entry_point=FakePixelEnvWithoutRenderMode,
+        max_episode_steps=20,
+    )
 
 
 def test_fake_env_follows_the_gymnasium_api():

@@ -67,6 +67,10 @@ def find_env_spec(env_id: str) -> gym.envs.registration.EnvSpec:
     if SSLROBOT_NAMESPACE + name in gym.registry:  # ``Push-v0`` for ``sslrobot/Push-v0``
         close = [SSLROBOT_NAMESPACE + name]
     hint = f" Did you mean {', '.join(close)}?" if close else ""
+    if ":" in env_id:  # the module imported: say what it does register
+        module = env_id.split(":", 1)[0]
+        own = [k for k in known if _in_module(gym.registry[k].entry_point, module)]
+        hint += f" Module {module!r} registers {', '.join(own) if own else 'no env'}."
     others = sum(not is_sslrobot_env(k) for k in known)
     raise ValueError(
         f"unknown env id {env_id!r}.{hint} sslrobot ids: {', '.join(ENV_IDS)}; {others} other "
@@ -75,15 +79,42 @@ def find_env_spec(env_id: str) -> gym.envs.registration.EnvSpec:
     )
 
 
-def _accepts_kwarg(spec: gym.envs.registration.EnvSpec, name: str) -> bool:
-    creator = spec.entry_point
-    if isinstance(creator, str):
-        creator = load_env_creator(creator)
+def _in_module(entry_point: Any, module: str) -> bool:
+    """Whether an env's entry point (``"pkg.envs:MyEnv"`` or the class itself) lives in
+    ``module`` or a module under it."""
+    if isinstance(entry_point, str):
+        where = entry_point.split(":", 1)[0]
+    else:
+        where = getattr(entry_point, "__module__", None) or ""
+    return where == module or where.startswith(module + ".")
+
+
+def _accepts_kwarg(
+    spec: gym.envs.registration.EnvSpec, name: str, unreadable: bool = False
+) -> bool:
+    """Whether the env's constructor takes ``name`` (``unreadable`` when its signature
+    cannot be read)."""
+    creator = _creator(spec)
     try:
         params = inspect.signature(creator).parameters
     except (TypeError, ValueError):
-        return False
+        return unreadable
     return name in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+
+
+def _creator(spec: gym.envs.registration.EnvSpec) -> Any:
+    creator = spec.entry_point
+    return load_env_creator(creator) if isinstance(creator, str) else creator
+
+
+def _renders_rgb_array(spec: gym.envs.registration.EnvSpec) -> bool:
+    """Whether to ask the env for ``render_mode="rgb_array"``: not when its constructor does
+    not take the argument (a pixel-Dict env of a user's, which then could not be made at all)
+    nor when its metadata lists render modes without it (gymnasium warned on every make)."""
+    if not _accepts_kwarg(spec, "render_mode", unreadable=True):
+        return False
+    modes = getattr(_creator(spec), "metadata", {}).get("render_modes")
+    return modes is None or "rgb_array" in modes
 
 
 @dataclass(frozen=True)
@@ -233,8 +264,9 @@ class CollectConfig:
         """Keyword arguments for ``gymnasium.make`` (without ``max_episode_steps``).
 
         Ours get ``image_size``, ``obs_mode="pixels"`` and ``visual_preset``; other envs get
-        ``render_mode="rgb_array"`` and, where the constructor takes them, ``width``/``height``.
-        ``env_kwargs`` override both.
+        ``render_mode="rgb_array"`` where their constructor takes it and their metadata does
+        not leave it out, and ``width``/``height`` where the constructor takes them.
+        ``env_kwargs`` override both; ``"render_mode": None`` there passes none.
         """
         if is_sslrobot_env(self.env_id):
             kwargs: dict[str, Any] = {
@@ -243,11 +275,13 @@ class CollectConfig:
                 "visual_preset": self.visual_preset or "train",
             }
         else:
-            kwargs = {"render_mode": "rgb_array"}
             spec = find_env_spec(self.env_id)
+            kwargs = {"render_mode": "rgb_array"} if _renders_rgb_array(spec) else {}
             if _accepts_kwarg(spec, "width") and _accepts_kwarg(spec, "height"):
                 kwargs.update(width=self.image_size, height=self.image_size)
         kwargs.update(self.env_kwargs)
+        if kwargs.get("render_mode", "") is None and not is_sslrobot_env(self.env_id):
+            del kwargs["render_mode"]
         return kwargs
 
     def episode_ids(self) -> list[int]:

@@ -491,7 +491,9 @@ def iter_probe_frames(
             episode = dataset.load_episode(i, include_state=True, verify=True)
         except FileNotFoundError as error:
             raise ValueError(
-                f"episode {i} has no privileged state, which probes need: {error}"
+                f"episode {i} has no privileged state, which probes need (collected from "
+                f"an env's info['state'], or its observation when that is a flat vector; a "
+                f"Dict observation's proprio is not taken for it): {error}"
             ) from error
         lengths.append(episode["state"].shape[0])
         # Mapped arrays keep their files open: holding every episode's met the open-file
