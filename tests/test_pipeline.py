@@ -259,6 +259,14 @@ def test_rerun_skips_finished_stages_and_reruns_only_what_changed(
     reran = {r.name for r in pipeline.runner.results if not r.skipped}
     assert reran and all("/policy/" in name or "/eval/" in name for name in reran)
     assert any("/data/" in r.name and r.skipped for r in pipeline.runner.results)
+    # The seeds listed in another order are the same work (the first listed took the videos,
+    # so reordering evaluated a seed again to move them).
+    two = dataclasses.replace(changed, policy_seeds=(0, 1))
+    Pipeline(two, run, device="cpu", progress=False).run()
+    reordered = Pipeline(dataclasses.replace(two, policy_seeds=(1, 0)), run, device="cpu",
+                         progress=False)  # fmt: skip
+    reordered.run()
+    assert all(r.skipped for r in reordered.runner.results)
 
 
 def test_augmented_copies_reach_the_frozen_encoders_policies_only(

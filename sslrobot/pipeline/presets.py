@@ -116,7 +116,7 @@ class RunConfig:
         policy_seeds: training seeds per (encoder, task, num_demos).
         eval_episodes: evaluation episodes per policy (and per checkpoint).
         heldout_eval: also evaluate under the held-out visual preset (robustness).
-        num_videos: rollout videos per (task, encoder) at the first seed.
+        num_videos: rollout videos per (task, encoder) at the smallest policy seed.
         num_workers: collection worker processes.
         seed: base seed of the whole run.
         transfer_objective: objective of one more encoder, pretrained on the unlabeled streams

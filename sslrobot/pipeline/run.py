@@ -522,7 +522,9 @@ class Pipeline:
                     artifacts.policies.append((encoder_name, num_demos, seed, policy))
                     presets = ("train", "heldout") if config.heldout_eval else ("train",)
                     for preset in presets:
-                        videos = config.num_videos if seed == config.policy_seeds[0] else 0
+                        # The smallest seed, not the first listed: reordering the seeds
+                        # evaluated a seed again only to move its videos.
+                        videos = config.num_videos if seed == min(config.policy_seeds) else 0
                         evaluation = self._evaluate(
                             slug, env_id, encoder_name, num_demos, seed, preset, videos, policy
                         )
