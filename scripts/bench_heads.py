@@ -1014,6 +1014,8 @@ def check_options(args: argparse.Namespace, demos: object) -> None:
         if ignoring:
             raise SystemExit(f"--head-form, --mixup and --dropout change only "
                              f"{sorted(MLP_HEADS)}: {ignoring} would ignore them")  # fmt: skip
+    if len(set(args.heads)) != len(args.heads):
+        raise SystemExit(f"--heads {args.heads}: a head given twice would be listed twice")
     check_demos_and_seeds(args, demos)
 
 
@@ -1027,6 +1029,18 @@ def main() -> None:
             raise SystemExit(f"--bc-steps must be >= 1, got {args.bc_steps}")
         config["bc_steps"], whose = args.bc_steps, f"--bc-steps; the run's {config['bc_steps']}"
     print(f"BC budget ({whose}): {config['bc_steps']} steps at batch {config['bc_batch_size']}")
+    if any(name.startswith("augment") or name == "consistency" for name in args.heads):
+        # The copies' defaults are not read from the run: say where they differ from its heads.
+        from sslrobot.policy.config import PolicyConfig
+
+        run_copies = (config.get("bc_augment_copies", 0), PolicyConfig.augment_pad,
+                      config.get("bc_augment_color", PolicyConfig.augment_color))  # fmt: skip
+        if (args.aug_copies, args.aug_pad, args.aug_color) != run_copies:
+            print(
+                f"WARNING: augment copies {args.aug_copies}, pad {args.aug_pad}, colour "
+                f"{args.aug_color}; the run's heads: {run_copies[0]}, {run_copies[1]}, "
+                f"{run_copies[2]} (--aug-copies, --aug-pad, --aug-color)"
+            )
     start = time.perf_counter()
     columns = proprio_columns(args.proprio_columns)
     visual_preset = demos_look(demos)

@@ -61,7 +61,13 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--supervised-steps", type=int, default=3000)
     parser.add_argument("--batch-size", type=int, default=128, help="supervised training batch")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="the MLP's and supervised seed")
+    parser.add_argument(
+        "--split-seed",
+        type=int,
+        default=None,
+        help="seed of the held-out split (default: the run's, as its probes split)",
+    )
     parser.add_argument(
         "--supervised-config",
         type=Path,
@@ -185,11 +191,14 @@ def main() -> None:
     data_dir = args.run / args.task / "data" / "unlabeled" / "dataset"
     dataset = open_dataset(data_dir)
     pretrain = args.run / args.task / "pretrain"
-    # The run's probe split (session 17 on): episodes no pretraining here trained on.
+    # The run's probe split (session 17 on): episodes no pretraining here trained on. Its
+    # seed is the run's, not --seed (which a rerun varies for the supervised initialisation).
+    if args.split_seed is None:
+        args.split_seed = int(json.loads((args.run / "config.json").read_text()).get("seed", 0))
     train_ids, val_ids = heldout_split(
         dataset,
         data_dir,
-        args.seed,
+        args.split_seed,
         [pretrain / name / "encoder" for name in ("none", args.objective)],
     )
     sizes = {"train": len(train_ids), "held-out": len(val_ids)}
@@ -233,6 +242,9 @@ def main() -> None:
     train_y, val_y = train_state[:, columns], val_state[:, columns]
     y_mean, y_scale = standardiser(train_y)
     print(f"\nsupervised: {config.arch}/{config.readout} encoder, {len(train_frames)} frames")
+    total = sum(int(dataset.meta(i)["length"]) + 1 for i in train_ids)
+    if len(train_frames) < total:  # the pretrained encoder saw every frame of these episodes
+        print(f"  (of {total} in the training episodes: --max-frames caps it)")
     torch.manual_seed(args.seed)
     supervised = Encoder(config)
     started = time.perf_counter()
@@ -249,7 +261,9 @@ def main() -> None:
         args.save.mkdir(parents=True, exist_ok=True)
         artifacts.save_json(args.save / artifacts.ENCODER_CONFIG, config.to_dict())
         artifacts.save_safetensors(args.save / artifacts.ENCODER_WEIGHTS, supervised.state_dict())
-        print(f"  saved to {args.save}")
+        # The episodes its labels came from: a probe of this encoder must leave them out.
+        artifacts.save_json(args.save / "trained_episodes.json", {"episode_ids": train_ids})
+        print(f"  saved to {args.save} (trained on the episodes in trained_episodes.json)")
     train_features = extract_features(supervised, train_frames, 512)
     val_features = extract_features(supervised, val_frames, 512)
     with torch.no_grad():

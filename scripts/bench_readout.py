@@ -299,12 +299,38 @@ def open_run(args: argparse.Namespace, script: str) -> tuple[dict[str, Any], Any
     if args.eval_seed is None:  # the run's own evaluation episodes
         args.eval_seed = int(config["seed"]) + EVAL_SEED_BASE
     print(f"{script}:", json.dumps({k: str(v) for k, v in vars(args).items()}))
+    check_seeds(args, config)
     demos = open_dataset(args.run / args.task / "data" / "demos" / "dataset")
     if args.encoder in (None, "none"):
         spec = args.encoder
     else:
         spec = str(args.run / args.task / "pretrain" / args.encoder / "encoder")
     return config, demos, spec
+
+
+def check_seeds(args: argparse.Namespace, config: dict[str, Any]) -> None:
+    """Refuse a training seed given twice (its episodes counted twice in the mean) and
+    evaluation seeds among the run's unlabeled stream's or its online validation's (episodes
+    the encoders pretrained on, or that chose a best checkpoint)."""
+    from sslrobot.pipeline.presets import UNLABELED_SEED_BASE
+    from sslrobot.policy.config import VALIDATION_SEED_BASE
+
+    if len(set(args.seeds)) != len(args.seeds):
+        raise SystemExit(f"--seeds {args.seeds}: a seed given twice would count twice")
+    evaluation = range(args.eval_seed, args.eval_seed + args.episodes)
+    start = int(config["seed"]) + UNLABELED_SEED_BASE
+    ranges = {
+        "the unlabeled stream's (pretraining)": range(
+            start, start + int(config["num_unlabeled_episodes"])
+        ),
+        "the online validation's": range(
+            VALIDATION_SEED_BASE, VALIDATION_SEED_BASE + int(config.get("bc_val_episodes", 0))
+        ),
+    }
+    for name, seeds in ranges.items():
+        if evaluation.start < seeds.stop and seeds.start < evaluation.stop:
+            raise SystemExit(f"--eval-seed {args.eval_seed}: evaluation seeds reach {name} "
+                             f"({seeds.start} to {seeds.stop - 1})")  # fmt: skip
 
 
 def check_demos_and_seeds(args: argparse.Namespace, demos: Any) -> None:

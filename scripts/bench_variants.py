@@ -42,7 +42,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from bench_readout import check_demos_and_seeds
+from bench_readout import check_demos_and_seeds, check_seeds
 
 from sslrobot.data import open_dataset
 from sslrobot.pipeline.presets import EVAL_SEED_BASE
@@ -107,6 +107,33 @@ def bc_budget(bc_args: str) -> tuple[int, int]:
     parser.add_argument("--batch-size", type=int, default=BC_BATCH)
     known, _ = parser.parse_known_args(shlex.split(bc_args))
     return known.steps, known.batch_size
+
+
+def unlike_the_run(
+    args: argparse.Namespace, run_config: dict, bc_steps: int, bc_batch: int
+) -> list[str]:
+    """Where this script's heads or pretraining differ from the run's (its budget and horizon
+    are the default preset's unless given, not read from the run): said, so that a row is
+    not compared with the run's own as if alike."""
+    lines = []
+    if (bc_steps, bc_batch) != (run_config.get("bc_steps"), run_config.get("bc_batch_size")):
+        lines.append(
+            f"BC {bc_steps} steps at batch {bc_batch}; the run's: {run_config.get('bc_steps')} "
+            f"at {run_config.get('bc_batch_size')} (--bc-args='--steps N --batch-size B')"
+        )
+    copies = run_config.get("bc_augment_copies", 0)
+    if copies and "--augment-copies" not in args.bc_args:
+        lines.append(
+            f"plain BC heads; the run's frozen encoders' heads fit {copies} copies "
+            f"(--bc-args='--augment-copies {copies} --augment-color "
+            f"{run_config.get('bc_augment_color')}')"
+        )
+    if "--num-steps-ahead" not in args.pretrain_args and args.run_horizon != 3:
+        lines.append(
+            f"pretraining horizon 3; the run's: {args.run_horizon} "
+            f"(--pretrain-args='--num-steps-ahead {args.run_horizon}')"
+        )
+    return lines
 
 
 def sslrobot(*args: str, log: Path) -> None:
@@ -177,6 +204,7 @@ def main() -> None:
             raise SystemExit(f"{path} is not a dataset: give a finished run (--run) and --task")
     if args.eval_seed is None:  # the run's own evaluation episodes, as bench_heads scores
         args.eval_seed = args.run_seed + EVAL_SEED_BASE
+    check_seeds(args, run_config)
     check_demos_and_seeds(args, open_dataset(demos))
     bc_steps, bc_batch = bc_budget(args.bc_args)
     source = (  # an encoder is named by its directory and the one above (pretrain --out/encoder)
@@ -192,6 +220,8 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     log = out / "log.txt"
     print("bench_variants:", json.dumps({k: str(v) for k, v in vars(args).items()}))
+    for line in unlike_the_run(args, run_config, bc_steps, bc_batch):
+        print(f"WARNING: {line}")
     print(
         f"BC: {bc_steps} steps at batch {bc_batch} (the default preset's budget: {BC_STEPS} at "
         f"{BC_BATCH}), plain BC "

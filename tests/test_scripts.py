@@ -556,3 +556,35 @@ def test_heldout_factor_presets_take_one_factor_from_heldout(monkeypatch) -> Non
         bench.policy_groups(["a=/no/such/dir*"])
     with pytest.raises(SystemExit, match="NAME=GLOB"):
         bench.policy_groups(["just-a-glob*"])
+
+
+def test_learning_benchmarks_refuse_doubled_seeds_and_evaluation_on_used_episodes(
+    bench_heads,
+) -> None:
+    """A seed given twice counted twice in the mean, and an --eval-seed in the unlabeled
+    stream's or the online validation's range was taken without a word."""
+    import argparse
+
+    import bench_readout
+    import bench_variants
+
+    config = {"seed": 0, "num_unlabeled_episodes": 200, "bc_val_episodes": 10,
+              "bc_steps": 1000, "bc_batch_size": 128, "bc_augment_copies": 8,
+              "bc_augment_color": 0.6}  # fmt: skip
+
+    def check(seeds: list[int], eval_seed: int) -> None:
+        args = argparse.Namespace(seeds=seeds, eval_seed=eval_seed, episodes=100)
+        bench_readout.check_seeds(args, config)
+
+    check([0, 1, 2], 300_000)
+    for seeds, eval_seed, message in (([0, 0, 1], 300_000, "given twice"),
+                                      ([0], 100_150, "the unlabeled stream's"),
+                                      ([0], 999_950, "the online validation's")):  # fmt: skip
+        with pytest.raises(SystemExit, match=message):
+            check(seeds, eval_seed)
+    # bench_variants says where its heads and pretraining are not the run's.
+    args = argparse.Namespace(bc_args="", pretrain_args="", run_horizon=5)
+    said = " ".join(bench_variants.unlike_the_run(args, config, 1000, 128))
+    assert "--augment-copies 8 --augment-color 0.6" in said and "horizon 3; the run's: 5" in said
+    args = argparse.Namespace(bc_args="--augment-copies 8", pretrain_args="", run_horizon=3)
+    assert bench_variants.unlike_the_run(args, config, 1000, 128) == []
