@@ -450,3 +450,32 @@ def test_neighbouring_training_seeds_never_share_start_states():
     env = make_feature_vec_env(venv, SimpleNamespace(output_dim=4), "state", torch.device("cpu"))
     env.seed(1)  # as SB3 does with the run's seed when it builds the model
     assert venv._seeds == [2, 3]
+
+
+def test_random_normalisation_rollouts_draw_many_episodes() -> None:
+    """Whole episodes gave what an episode fixes 2-3 draws in 500 steps of Navigate (250-step
+    episodes), and its landmarks' y sat at the clip in 45% of an expert's steps: the rollouts
+    reset every NORM_EPISODE_STEPS steps, each env from its own generator."""
+    import gymnasium as gym
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    from sslrobot.policy import rl
+
+    class Counting(gym.Env):
+        observation_space = gym.spaces.Box(-1.0, 1.0, (1,), np.float32)
+        action_space = gym.spaces.Box(-1.0, 1.0, (1,), np.float32)
+
+        def reset(self, *, seed=None, options=None):
+            super().reset(seed=seed)
+            self.goal = self.np_random.uniform(-1, 1, 1).astype(np.float32)
+            return self.goal, {}
+
+        def step(self, action):
+            return self.goal, 0.0, False, False, {}
+
+    venv = DummyVecEnv([Counting, Counting])
+    observations = rl._random_observations(venv, 200, seed=3)
+    goals = np.unique(np.concatenate(observations))
+    assert len(goals) == 2 * (1 + 100 // rl.NORM_EPISODE_STEPS)  # 5 episodes per env
+    again = rl._random_observations(DummyVecEnv([Counting, Counting]), 200, seed=3)
+    np.testing.assert_array_equal(np.concatenate(again), np.concatenate(observations))
