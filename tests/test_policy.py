@@ -942,6 +942,21 @@ def train_cut_at_first_checkpoint(monkeypatch, demos: Path, out: Path, **setting
             train_tiny_bc(demos, out, **settings)
 
 
+def test_a_resume_with_another_cpu_thread_count_says_it_is_not_bit_exact(
+    demos, tmp_path, monkeypatch
+):
+    """Sums split over threads round otherwise: a job requeued on a node with other cores
+    continued without a word, and was not the uninterrupted run bit for bit."""
+    out = tmp_path / "cut"
+    train_cut_at_first_checkpoint(monkeypatch, demos, out, num_val_demos=1, num_val_checks=3)
+    state = out / "checkpoints" / "resume.json"
+    record = json.loads(state.read_text())
+    assert record["cpu_threads"] == torch.get_num_threads()
+    state.write_text(json.dumps({**record, "cpu_threads": torch.get_num_threads() + 1}))
+    with pytest.warns(UserWarning, match=rf"trained with {torch.get_num_threads() + 1} CPU thr"):
+        train_tiny_bc(demos, out, resume=True, num_val_demos=1, num_val_checks=3)
+
+
 def test_a_refused_bc_resume_opens_no_validation_env(demos, tmp_path, monkeypatch):
     """The online validator (an env and its renderer) was made before the resume checkpoint
     loaded, and a damaged one left it open in the process that goes on to train anew."""

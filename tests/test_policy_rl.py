@@ -479,3 +479,24 @@ def test_random_normalisation_rollouts_draw_many_episodes() -> None:
     assert len(goals) == 2 * (1 + 100 // rl.NORM_EPISODE_STEPS)  # 5 episodes per env
     again = rl._random_observations(DummyVecEnv([Counting, Counting]), 200, seed=3)
     np.testing.assert_array_equal(np.concatenate(again), np.concatenate(observations))
+
+
+def test_ppo_rollouts_keep_its_minibatches_whole(monkeypatch) -> None:
+    """1,000 steps at batch 256 made 960-step rollouts: SB3 warned and trained a 192-sample
+    last minibatch. A budget too small for a whole-batch rollout keeps 64-step ones (else it
+    would make no update at all), and batch 1, which SB3 asserts against late, is refused."""
+    from types import SimpleNamespace
+
+    from sslrobot.policy import rl
+
+    monkeypatch.setattr(rl, "_import_sb3", lambda: SimpleNamespace(PPO=lambda *a, **k: k))
+    for steps, num_envs, expected in ((1000, 1, 768), (30_000, 1, 2048), (200, 1, 192),
+                                      (1000, 3, 256)):  # fmt: skip
+        config = PolicyConfig(env_id=ENV_ID, encoder="state", algo="rl", rl_algorithm="ppo",
+                              out="unused", steps=steps, num_envs=num_envs)  # fmt: skip
+        made = rl.make_sb3_model(config, None, torch.device("cpu"), steps)
+        assert made["n_steps"] == expected, (steps, num_envs)
+        assert made["n_steps"] * num_envs % made["batch_size"] == 0
+    with pytest.raises(ValueError, match="batch_size=1: PPO normalises advantages"):
+        PolicyConfig(env_id=ENV_ID, encoder="state", algo="rl", rl_algorithm="ppo",
+                     out="unused", batch_size=1)  # fmt: skip

@@ -503,6 +503,7 @@ class _BCResumeCheckpoints:
             "best": history.best,
             "best_score": None if best_score is None else list(best_score),
             "resumed_at_steps": history.resumed_at,
+            "cpu_threads": torch.get_num_threads(),  # a resume with others is not bit-exact
         }
         atomic_write_json(self.folder / RESUME_STATE, state, sync_dir=True)  # before the prune
         prune_checkpoints(self.folder, keep=(name, best, RESUME_STATE))  # the ones before

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import warnings
 from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 from typing import Any
@@ -179,6 +180,16 @@ def read_resume_state(
         raise ResumeError(
             f"{out} was trained with other settings ({described}); resume with the same ones, "
             "or train anew with --overwrite"
+        )
+    threads = state.get("cpu_threads")
+    on_cpu = as_device(getattr(config, "device", "cpu")).type == "cpu"
+    if isinstance(threads, int) and threads != torch.get_num_threads() and on_cpu:
+        warnings.warn(
+            f"--resume: {out} trained with {threads} CPU thread(s), this process has "
+            f"{torch.get_num_threads()}: sums split over threads round otherwise, so it "
+            "continues, but not bit for bit as the uninterrupted run would (set "
+            f"OMP_NUM_THREADS={threads}, or torch.set_num_threads({threads}))",
+            stacklevel=3,
         )
     return state
 

@@ -227,6 +227,11 @@ class PolicyConfig:
                 f"num_demos={self.num_demos}: RL without demos fits its statistics on random "
                 "rollouts and would ignore it"
             )
+        if self.algo == "rl" and self.rl_algorithm == "ppo" and self.batch_size < 2:
+            raise ValueError(  # SB3 asserts it, after the envs and statistics were made
+                f"batch_size={self.batch_size}: PPO normalises advantages over a minibatch, "
+                "which needs at least 2 samples"
+            )
         ppo_budget = self.steps if self.steps is not None else DEFAULT_RL_STEPS
         rollout = PPO_MIN_ROLLOUT * self.num_envs
         if self.algo == "rl" and self.rl_algorithm == "ppo" and ppo_budget < rollout:

@@ -243,8 +243,13 @@ def make_sb3_model(config: PolicyConfig, env: Any, device: torch.device, num_ste
             policy_kwargs={"net_arch": net_arch},
             **common,
         )
-    # A multiple of 64 keeps SB3's minibatches whole for the usual batch sizes.
-    step = PPO_MIN_ROLLOUT
+    # Rollouts per env a multiple of 64 and, where the budget holds one, of what makes
+    # rollout * num_envs a multiple of the batch: SB3's minibatches stay whole (1,000 steps at
+    # batch 256 gave 960-step rollouts, a 192-sample last minibatch and SB3's warning).
+    whole = config.batch_size // math.gcd(config.batch_size, config.num_envs)
+    step = math.lcm(PPO_MIN_ROLLOUT, whole)
+    if num_steps // config.num_envs < step:  # else no whole rollout, and no update at all
+        step = PPO_MIN_ROLLOUT
     rollout = max(step, min(2048, num_steps // config.num_envs) // step * step)
     return sb3.PPO(
         "MlpPolicy",
@@ -626,6 +631,7 @@ class _ResumeCheckpoints:
             **self.normalization,
             "settings": self.settings,
             "resumed_at_steps": self.resumed,
+            "cpu_threads": torch.get_num_threads(),  # a resume with others is not bit-exact
             "validation": [] if self.checks is None else self.checks.rows,
             "best": None if self.checks is None else self.checks.best,
         }
