@@ -336,6 +336,28 @@ def test_the_record_says_what_the_loop_ran(demos, tmp_path):
     assert record["device_type"] == resolve_device("auto").type
 
 
+def test_the_policy_directory_is_judged_under_its_lock(demos, tmp_path, monkeypatch):
+    """Judged before the lock, a job that finished between the check and this one's lock had
+    its policy deleted as if --overwrite had been given."""
+    import fcntl
+
+    from sslrobot.policy import checkpoint
+    from sslrobot.utils.io import OUTPUT_LOCK
+
+    judged = []
+    check = checkpoint.check_policy_out
+
+    def held_while_judged(out, *args, **kwargs):
+        with open(out / OUTPUT_LOCK) as file, pytest.raises(BlockingIOError):
+            fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)  # another process's view
+        judged.append(out)
+        return check(out, *args, **kwargs)
+
+    monkeypatch.setattr(checkpoint, "check_policy_out", held_while_judged)
+    out = train_tiny_bc(demos, tmp_path / "bc", steps=2)
+    assert judged and set(judged) == {out}
+
+
 def test_a_new_run_into_a_policy_dir_clears_the_old_policy_first(demos, tmp_path, monkeypatch):
     """Checkpoints are written during training, the config at the end: an interrupted second
     run left the first run's config naming the second's weights."""

@@ -72,6 +72,14 @@ def test_none_baseline_and_encoder_options(data_dir: Path, tmp_path: Path, capsy
     out = tmp_path / "none"
     assert main(_args(data_dir, out, "--objective", "none", "--steps", "0", "--threads", "1")) == 0
     assert sslrobot.load_encoder(out)[1].readout == "keypoints"  # the package default
+    # Trained on nothing: no seeds or envs shared with a stream it never saw (its split is
+    # recorded all the same, and evaluations of policies on it warned of overlap).
+    assert json.loads((out / "pretrain_config.json").read_text())["train_episode_id_lists"]
+    assert artifacts.pretraining_reset_seeds(out, FAKE_ENV_ID) == []
+    assert artifacts.pretraining_env_ids(out) == []
+    trained = tmp_path / "trained"
+    assert main(_args(data_dir, trained, "--objective", "inverse", "--steps", "1")) == 0
+    assert artifacts.pretraining_reset_seeds(trained, FAKE_ENV_ID)  # one step: it saw them
     out = tmp_path / "drqv2"
     assert (
         main(

@@ -99,10 +99,14 @@ def save_json(path: Path, value: Any) -> Path:
 def _training_streams(directory: Path) -> list[tuple[dict[str, Any], list[int] | None]]:
     """Each stream a ``pretrain --out`` directory recorded training on: its dataset identity
     and the episode ids of its training split (None where not recorded); empty when it
-    records none (an encoder's two files alone, or a pretraining before session 26)."""
+    records none (an encoder's two files alone, or a pretraining before session 26), or
+    trained on nothing (``--steps 0``, a random initialisation: its split is recorded, and a
+    policy on it was warned of sharing seeds with a stream it never saw)."""
     try:
         record = json.loads((Path(directory) / PRETRAIN_CONFIG).read_text())
     except (OSError, ValueError):
+        return []
+    if isinstance(record, dict) and (record.get("pretrain") or {}).get("steps") == 0:
         return []
     identities = record.get("train_dataset_identities") if isinstance(record, dict) else None
     if not isinstance(identities, list):
