@@ -263,7 +263,10 @@ def main() -> None:
         artifacts.save_safetensors(args.save / artifacts.ENCODER_WEIGHTS, supervised.state_dict())
         # The episodes its labels came from: a probe of this encoder must leave them out.
         artifacts.save_json(args.save / "trained_episodes.json", {"episode_ids": train_ids})
-        print(f"  saved to {args.save} (trained on the episodes in trained_episodes.json)")
+        print(
+            f"  saved to {args.save} (trained on the episodes in trained_episodes.json, which "
+            "`sslrobot probe` does not read: its probes there would score them)"
+        )
     train_features = extract_features(supervised, train_frames, 512)
     val_features = extract_features(supervised, val_frames, 512)
     with torch.no_grad():

@@ -507,8 +507,10 @@ def test_aggregate_results_refuses_records_of_different_evaluations():
     from sslrobot.evaluation.evaluate import _normalization_kind
 
     kinds = [_normalization_kind({"algo": "rl", "normalization": n}) for n in (
-        "demonstrations d (5 episodes)", "400 random-action steps (2 envs)")]  # fmt: skip
-    assert kinds == ["demonstrations", "rollouts"]
+        "demonstrations d (5 episodes)", "400 random-action steps (2 envs)",
+        "400 random-action steps (2 envs, a reset every 25)")]  # fmt: skip
+    # Rollouts of whole episodes (before session 34) and reset ones give other statistics.
+    assert kinds == ["demonstrations", "rollouts", "rollouts, a reset every 25"]
     assert _normalization_kind({"algo": "bc", "normalization": "x"}) is None
     records = [{**_record("none", s, [1, 0]), "policy_normalization": kinds[s > 0]}
                for s in range(3)]  # fmt: skip

@@ -497,6 +497,10 @@ def test_ppo_rollouts_keep_its_minibatches_whole(monkeypatch) -> None:
         made = rl.make_sb3_model(config, None, torch.device("cpu"), steps)
         assert made["n_steps"] == expected, (steps, num_envs)
         assert made["n_steps"] * num_envs % made["batch_size"] == 0
+    # A batch whose whole rollouts would pass the 2,048-step cap keeps the 64-step ones.
+    config = PolicyConfig(env_id=ENV_ID, encoder="state", algo="rl", rl_algorithm="ppo",
+                          out="unused", steps=15_000, batch_size=1000)  # fmt: skip
+    assert rl.make_sb3_model(config, None, torch.device("cpu"), 15_000)["n_steps"] == 2048
     with pytest.raises(ValueError, match="batch_size=1: PPO normalises advantages"):
         PolicyConfig(env_id=ENV_ID, encoder="state", algo="rl", rl_algorithm="ppo",
                      out="unused", batch_size=1)  # fmt: skip

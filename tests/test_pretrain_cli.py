@@ -103,6 +103,10 @@ def test_none_baseline_and_encoder_options(data_dir: Path, tmp_path: Path, capsy
         error = capsys.readouterr().err
         assert option[0] in error and f"objective {objective!r} has none" in error, error
         assert not (tmp_path / objective).exists()
+    # Refused for a new run only: a config an earlier version saved so still loads (to resume,
+    # probe or ship what it made).
+    saved = PretrainConfig(out="o", data="d", objective="recon", transition_norm=False)
+    assert PretrainConfig.from_dict(saved.to_dict()).transition_norm is False
     out = tmp_path / "free"
     assert main(_args(data_dir, out, "--steps", "1", "--future-without-actions")) == 0
     saved = json.loads((out / "pretrain_config.json").read_text())

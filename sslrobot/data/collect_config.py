@@ -113,7 +113,10 @@ def _renders_rgb_array(spec: gym.envs.registration.EnvSpec) -> bool:
     nor when its metadata lists render modes without it (gymnasium warned on every make)."""
     if not _accepts_kwarg(spec, "render_mode", unreadable=True):
         return False
-    modes = getattr(_creator(spec), "metadata", {}).get("render_modes")
+    metadata = getattr(_creator(spec), "metadata", None)
+    if not isinstance(metadata, dict) or metadata is gym.Env.metadata:
+        return True  # gymnasium's own default, or none: the instance may set its own
+    modes = metadata.get("render_modes")
     return modes is None or "rgb_array" in modes
 
 

@@ -67,12 +67,17 @@ def train_settings(record: Mapping[str, Any]) -> str | None:
 
 
 def _normalization_kind(record: Mapping[str, Any]) -> str | None:
-    """Where an RL policy's feature statistics came from, ``"demonstrations"`` or
-    ``"rollouts"``; None for BC (always its demonstrations) and records without one."""
+    """Where an RL policy's feature statistics came from, ``"demonstrations"``, or random
+    ``"rollouts"`` (``"rollouts, a reset every N"`` since session 34; whole episodes before,
+    whose statistics differ: seeds of the two are not one configuration's); None for BC
+    (always its demonstrations) and records without one."""
     source = record.get("normalization")
     if record.get("algo") == "bc" or not isinstance(source, str):
         return None
-    return "demonstrations" if source.startswith("demonstrations") else "rollouts"
+    if source.startswith("demonstrations"):
+        return "demonstrations"
+    resets = re.search(r"a reset every \d+", source)
+    return "rollouts" if resets is None else f"rollouts, {resets.group(0)}"
 
 
 def evaluate(

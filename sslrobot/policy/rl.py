@@ -248,7 +248,9 @@ def make_sb3_model(config: PolicyConfig, env: Any, device: torch.device, num_ste
     # batch 256 gave 960-step rollouts, a 192-sample last minibatch and SB3's warning).
     whole = config.batch_size // math.gcd(config.batch_size, config.num_envs)
     step = math.lcm(PPO_MIN_ROLLOUT, whole)
-    if num_steps // config.num_envs < step:  # else no whole rollout, and no update at all
+    # Not past the 2,048-step cap (batch 1,000 asked for 8,000-step rollouts) nor the budget
+    # (no whole rollout, no update at all): then 64-step multiples, as before.
+    if step > min(2048, num_steps // config.num_envs):
         step = PPO_MIN_ROLLOUT
     rollout = max(step, min(2048, num_steps // config.num_envs) // step * step)
     return sb3.PPO(

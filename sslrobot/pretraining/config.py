@@ -237,7 +237,6 @@ class PretrainConfig:
                 f"target_color_jitter={self.target_color_jitter} recolours fdm's targets, but "
                 f"objective {self.objective!r} has no fdm term"
             )
-        self._refuse_settings_the_objective_ignores()
         _check_int("decoded_steps", self.decoded_steps, minimum=1)
         if self.decoded_steps > self.num_steps_ahead:
             raise ValueError(
@@ -288,9 +287,11 @@ class PretrainConfig:
         """Actions per loaded window: K, plus the history a frame stack needs."""
         return self.num_steps_ahead + self.encoder.frame_stack - 1
 
-    def _refuse_settings_the_objective_ignores(self) -> None:
+    def refuse_settings_the_objective_ignores(self) -> None:
         """A setting of a part the objective does not build was accepted, recorded as if it
-        had been used, and changed nothing (``--transition-without-norm`` with ``recon``)."""
+        had been used, and changed nothing (``--transition-without-norm`` with ``recon``).
+        Asked of a new run only: a config saved by an earlier version with such a setting
+        still loads, resumes and is probed."""
         terms = set(parse_objective(self.objective))
         rolls = bool(terms & {"fdm", "future"})
         decodes = bool(terms & USES_DECODER)

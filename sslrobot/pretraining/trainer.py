@@ -254,6 +254,7 @@ class PretrainRun:
         self._check_out_dir()
         if not self.resuming:
             config.refuse_repeated_data()
+            config.refuse_settings_the_objective_ignores()
         distributed.barrier(self.context)
 
         self.dataset, self.val_dataset = self._datasets(dataset, val_dataset)

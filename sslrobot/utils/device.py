@@ -83,9 +83,12 @@ def as_device(device: str | torch.device) -> torch.device:
     For loaders that take either form, so ``load_encoder(path, device="auto")`` works like
     ``--device auto`` does on the command line.
     """
-    # A torch.device too: torch.device("cuda") on a machine without CUDA failed deep in torch
-    # with "Torch not compiled with CUDA enabled" where the string got the clear error.
-    return resolve_device(str(device) if isinstance(device, torch.device) else device)
+    if isinstance(device, torch.device):
+        # A CUDA or MPS one is checked as its name is: torch.device("cuda") on a machine
+        # without CUDA failed deep in torch ("Torch not compiled with CUDA enabled"). Others
+        # (cpu:0, meta, a backend of the caller's) are the caller's to choose.
+        return resolve_device(str(device)) if device.type in ("cuda", "mps") else device
+    return resolve_device(device)
 
 
 def bfloat16_autocast(device: torch.device, enabled: bool) -> AbstractContextManager:
