@@ -182,8 +182,11 @@ def read_resume_state(
             "or train anew with --overwrite"
         )
     threads = state.get("cpu_threads")
-    on_cpu = as_device(getattr(config, "device", "cpu")).type == "cpu"
-    if isinstance(threads, int) and threads != torch.get_num_threads() and on_cpu:
+    if (
+        isinstance(threads, int)
+        and threads != torch.get_num_threads()
+        and as_device(getattr(config, "device", "cpu")).type == "cpu"
+    ):
         warnings.warn(
             f"--resume: {out} trained with {threads} CPU thread(s), this process has "
             f"{torch.get_num_threads()}: sums split over threads round otherwise, so it "

@@ -148,7 +148,7 @@ def first_reset_seed(seed: int, num_envs: int) -> int:
 #: Random-action steps per episode of the normalisation rollouts, then a reset: what an
 #: episode fixes (Reach's target, Navigate's landmarks) is drawn once per episode, and whole
 #: 250-step episodes gave it 2-3 draws in 500 steps; Navigate-v1's landmark y then sat at the
-#: clip (10 standard deviations) in 45% of an expert's steps.
+#: clip (10 standard deviations) in 44-48% of an expert's steps.
 NORM_EPISODE_STEPS = 25
 
 
