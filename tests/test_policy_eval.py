@@ -604,3 +604,13 @@ def test_the_state_oracle_learns_reach_from_25_demonstrations(tmp_path) -> None:
                      demos=demos, num_demos=25, steps=1000, batch_size=128, progress=False)
     )  # fmt: skip
     assert evaluate(policy, num_episodes=20, seed=300_000)["success_rate"] >= 0.6
+
+
+def test_a_refused_evaluation_leaves_no_folder_for_its_result(policy_dir, tmp_path, monkeypatch):
+    """The result's folder was made when the path was checked, and a refusal after it (an
+    unavailable device) left it empty."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    out = tmp_path / "new" / "deeper" / "eval.json"
+    with pytest.raises(ValueError, match="CUDA is not available"):
+        evaluate(policy_dir, num_episodes=1, seed=500, out_json=out, device="cuda")
+    assert not (tmp_path / "new").exists()

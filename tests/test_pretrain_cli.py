@@ -92,6 +92,9 @@ def test_none_baseline_and_encoder_options(data_dir: Path, tmp_path: Path, capsy
     assert sslrobot.load_encoder(out)[1].channels == (32, 32, 32, 32)
     bad = _args(data_dir, tmp_path / "bad", "--steps", "1", "--encoder-channels", "8,8,8,8")
     assert main(bad) == 2  # four layers need four strides
+    kernels = ("--encoder-channels", "8,8", "--encoder-strides", "2,2", "--encoder-kernels", "3")
+    assert main(_args(data_dir, tmp_path / "bad", "--steps", "1", *kernels)) == 2
+    assert "--encoder-kernels must have one entry per layer (2)" in capsys.readouterr().err
     for option in (("--decoder", "heatmaps"), ("--decoder-proprio",)):  # fdm decodes nothing
         assert main(_args(data_dir, tmp_path / "fdm", "--objective", "fdm", *option)) == 2
     # Settings of parts the objective does not build were recorded as used and changed nothing.

@@ -185,7 +185,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--no-tensorboard", action="store_true", help="CSV only")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    parser.set_defaults(func=_pretrain)
+    # The encoder's field of another name than its option ("kernel_sizes must have one
+    # entry per layer" named no option the user typed).
+    parser.set_defaults(func=_pretrain, field_options={"kernel_sizes": "--encoder-kernels"})
 
 
 def _encoder_config(

@@ -77,7 +77,7 @@ def check_result_file(
 
     Raises:
         ValueError: a directory, a file in the way, or a file of another kind.
-        OSError: the directory cannot be created or written.
+        OSError: the nearest existing folder of the path cannot be written.
     """
     path = Path(path)
     if path.is_dir():
@@ -96,10 +96,9 @@ def check_result_file(
                 f"{option} {path} exists and is not {kind}{held}: writing would overwrite it; "
                 f"choose another {option}, or delete the file if it is yours to lose"
             )
-    parent = path.parent
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise OSError(f"cannot create {parent} for {option} {path}: {error}") from error
+    # The nearest folder that exists must take the new ones: checked, not made, so that a
+    # run refused after this check (a device, a policy) leaves no empty folder behind; the
+    # result's atomic write makes them.
+    parent = next(p for p in path.parents if p.exists())
     if not os.access(parent, os.W_OK | os.X_OK):
         raise OSError(f"cannot write {option} {path}: {parent} is not writable")
