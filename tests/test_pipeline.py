@@ -23,6 +23,7 @@ from sslrobot.pipeline.run import (
     run_pipeline,
     warn_of_changed_settings,
     warn_of_dropped_tasks,
+    warn_of_unused_run_encoders,
 )
 
 QUICK = make_run_config("quick")
@@ -1071,3 +1072,14 @@ def test_run_records_the_command_it_was_given(tmp_path: Path, monkeypatch) -> No
     monkeypatch.setattr(sys, "argv", ["host", "--unrelated"])
     assert main(["run", "--preset", "quick", "--out", str(tmp_path / "r")]) == 0
     assert given["command"] == f"sslrobot run --preset quick --out {tmp_path / 'r'}"
+
+
+def test_per_policy_pretraining_without_seed_0_says_the_runs_encoders_go_unused() -> None:
+    """The run's own encoders are pretrained for probes and predictions whatever the policy
+    seeds; with pretrain_seed_per_policy and no seed 0 no policy used them, without a word,
+    and the report's probes averaged them in."""
+    per_policy = dataclasses.replace(QUICK, pretrain_seed_per_policy=True, policy_seeds=(1, 2))
+    with pytest.warns(UserWarning, match="no policy uses them; add policy seed 0"):
+        assert warn_of_unused_run_encoders(per_policy)
+    assert not warn_of_unused_run_encoders(dataclasses.replace(per_policy, policy_seeds=(0, 1)))
+    assert not warn_of_unused_run_encoders(dataclasses.replace(QUICK, policy_seeds=(1, 2)))

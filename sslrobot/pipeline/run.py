@@ -130,6 +130,22 @@ def warn_of_dropped_tasks(out: Path, config: RunConfig) -> list[str]:
     return dropped
 
 
+def warn_of_unused_run_encoders(config: RunConfig) -> bool:
+    """With ``pretrain_seed_per_policy`` and no policy seed 0, the run's own encoders (its
+    seed's) are still pretrained, for the probes, predictions, keypoint drawings and
+    transfer, yet no policy uses them: said, since the report's probes average them in and
+    their pretraining is a whole one's cost. Returns whether it warned."""
+    if not config.pretrain_seed_per_policy or 0 in config.policy_seeds:
+        return False
+    warnings.warn(
+        f"pretrain_seed_per_policy with policy_seeds {list(config.policy_seeds)}: the run's own "
+        f"encoders (pretraining seed {config.seed}) are pretrained for the probes, "
+        "predictions and transfer, but no policy uses them; add policy seed 0 to use them",
+        stacklevel=3,
+    )
+    return True
+
+
 #: Run settings no stage keys on: changing them redoes nothing (collection workers give the
 #: same episodes, tested bitwise).
 UNSTAGED_SETTINGS = ("num_workers",)
@@ -850,6 +866,7 @@ def run_pipeline(
 
     start = time.perf_counter()
     resolve_device(device)  # a missing device fails here, not after the first collection
+    warn_of_unused_run_encoders(config)
     out = Path(out)
     # A file, a path under one, or a dataset, encoder or policy given as --out by mistake:
     # refused by name, never mixed into.
