@@ -504,3 +504,16 @@ def test_ppo_rollouts_keep_its_minibatches_whole(monkeypatch) -> None:
     with pytest.raises(ValueError, match="batch_size=1: PPO normalises advantages"):
         PolicyConfig(env_id=ENV_ID, encoder="state", algo="rl", rl_algorithm="ppo",
                      out="unused", batch_size=1)  # fmt: skip
+
+
+def test_ppo_validation_rows_name_the_steps_the_weights_learned_from(tmp_path) -> None:
+    """A budget ending mid-rollout leaves that rollout untrained: the final check scored the
+    weights of the rollout before and named the budget's step (as the later of two ties, the
+    best row did too)."""
+    from sslrobot.policy.checkpoint import read_policy_config
+
+    out = train_tiny_ppo_on_state(tmp_path / "ppo", steps=200, val_episodes=1, num_val_checks=2)
+    record = read_policy_config(out)
+    assert record["env_steps_trained"] == 192  # three 64-step rollouts; the 8 past them unused
+    assert record["validation"][-1]["step"] == 192
+    assert record["best"]["step"] <= 192

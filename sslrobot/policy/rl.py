@@ -351,7 +351,10 @@ def train_rl(config: PolicyConfig) -> Path:
                 validator = OnlineValidator(
                     record, obs_encoder, _sb3_head(model), device, visual_preset=visual_preset
                 )
-                checks = _ValidationChecks(validator, num_steps, config.num_val_checks, out)
+                checks = _ValidationChecks(
+                    validator, num_steps, config.num_val_checks, out,
+                    steps_trained=lambda model: _steps_trained(model, config),
+                )  # fmt: skip
                 if resumed is not None:
                     checks.restore(resumed, done)
             saver = _ResumeCheckpoints(
@@ -666,9 +669,18 @@ class _ValidationChecks:
     """
 
     def __init__(
-        self, validator: OnlineValidator, num_steps: int, num_checks: int, out: Path
+        self,
+        validator: OnlineValidator,
+        num_steps: int,
+        num_checks: int,
+        out: Path,
+        steps_trained: Callable[[Any], int] = lambda model: int(model.num_timesteps),
     ) -> None:
         self.validator, self.out = validator, out
+        #: A row's step: what the weights learned from. PPO's budget can end mid-rollout,
+        #: untrained on: its final check then named steps its weights never saw (and, as
+        #: the later of two ties, the best row did).
+        self.steps_trained = steps_trained
         self.rows: list[dict[str, float]] = []
         self.best: dict[str, float] | None = None
         # Points of the checks inside training; the last check is the final model's.
@@ -684,7 +696,7 @@ class _ValidationChecks:
 
     def check(self, model: Any) -> None:
         success = self.validator.success_rate()
-        row = {"check": len(self.rows), "step": int(model.num_timesteps),
+        row = {"check": len(self.rows), "step": self.steps_trained(model),
                "eval/val_success": success}  # fmt: skip
         self.rows.append(row)
         if self.best is None or success >= self.best["eval/val_success"]:
