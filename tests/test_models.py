@@ -398,3 +398,13 @@ def test_transition_with_a_zero_residual_keeps_or_normalises_the_latent(layer_no
     stepped = model(latent, torch.randn(5, 2))
     expected = torch.nn.functional.layer_norm(latent, (6,)) if layer_norm else latent
     torch.testing.assert_close(stepped, expected)
+
+
+def test_a_keypoint_readout_needs_more_than_one_cell() -> None:
+    """At 8-11 px the default keypoint trunk ends in a 1x1 map: every frame encoded to the same
+    (zero) keypoints, and the heatmap decoder's cell spacing divided by zero."""
+    with pytest.raises(ValueError, match="leaves the keypoint readout a 1x1 map"):
+        EncoderConfig.keypoints(image_size=8)
+    encoder = Encoder(EncoderConfig.keypoints(image_size=12)).eval()
+    frames = torch.randint(0, 256, (2, 12, 12, 3), dtype=torch.uint8)
+    assert encoder(frames).abs().sum() > 0  # two cells or more: positions that move

@@ -1110,3 +1110,18 @@ def test_failures_of_a_rank_keep_their_kind_and_bad_seeds_are_refused(tmp_path: 
     (step / OPTIMIZER).write_bytes(b"not a pickle")
     with pytest.raises(ValueError, match=r"optimizer state .* is unreadable"):
         load_checkpoint(step)
+
+
+def test_closing_the_batches_stops_dataloader_workers(dataset, tmp_path: Path) -> None:
+    """Only the prefetch thread was stopped: worker processes lived on until the iterator was
+    collected, which a traceback holding the loop's frame put off."""
+    run = PretrainRun(tiny_config(tmp_path / "w", num_workers=1), dataset, False)
+    batches = run.batches(0)
+    try:
+        next(batches)
+        workers = list(batches._workers)
+        assert workers and all(worker.is_alive() for worker in workers)
+    finally:
+        close_batches(batches)
+        run.close()
+    assert not any(worker.is_alive() for worker in workers)

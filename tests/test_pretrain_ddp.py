@@ -330,3 +330,29 @@ def test_a_rank_killed_after_the_encoder_is_written_is_not_a_failed_run(
     monkeypatch.setattr(launcher, "elastic_launch", failing(1, True, str(error_file)))
     with pytest.raises(RuntimeError, match="boom"):
         pretrain_in_processes(_config(tmp_path / "b", BATCH), 2)
+
+
+def _other_data_worker(rank: int, world_size: int, port: int, out: str, results: str) -> None:
+    """Rank 1 indexes one episode more, as after a concurrent collect --resume's commit."""
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
+                      WORLD_SIZE=str(world_size), LOCAL_RANK=str(rank))  # fmt: skip
+    torch.set_num_threads(1)
+    data = MovingSquareDataset(num_episodes=4 + rank, episode_length=12, num_steps=K,
+                               image_size=32)  # fmt: skip
+    try:
+        PretrainRun(_config(Path(out), BATCH), data, progress=False).close()
+        message = "started"
+    except ValueError as error:
+        message = str(error)
+    Path(results, f"rank{rank}.txt").write_text(message)
+
+
+def test_ranks_that_index_other_windows_refuse_to_start(tmp_path: Path) -> None:
+    """Each rank indexes the data itself: ranks that saw other episodes drew other windows
+    under the same indices, their batches overlapping or missing windows without a word."""
+    results = tmp_path / "results"
+    results.mkdir()
+    _spawn(_other_data_worker, str(tmp_path / "run"), str(results))
+    for rank in (0, 1):
+        message = (results / f"rank{rank}.txt").read_text()
+        assert "the ranks indexed other training windows" in message, message

@@ -331,6 +331,8 @@ def test_sampler_shards_disjointly_across_ranks() -> None:
 def test_prefetcher_keeps_order_and_reraises() -> None:
     prefetched = Prefetcher(iter(range(50)), depth=3)
     assert list(prefetched) == list(range(50))
+    with pytest.raises(StopIteration):  # asked again after its end: not a wait for ever
+        next(prefetched)
 
     def failing():
         yield 1
@@ -338,8 +340,9 @@ def test_prefetcher_keeps_order_and_reraises() -> None:
 
     prefetched = Prefetcher(failing(), depth=2)
     assert next(prefetched) == 1
-    with pytest.raises(OSError, match="disk gone"):
-        next(prefetched)
+    for _ in range(2):  # the error again, not a wait for ever on the exited thread's queue
+        with pytest.raises(OSError, match="disk gone"):
+            next(prefetched)
     endless = Prefetcher(iter(int, 1), depth=2)  # never ends; close() must still return
     next(endless)
     endless.close()

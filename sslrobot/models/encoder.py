@@ -135,6 +135,13 @@ class EncoderConfig:
                 f"image_size={self.image_size} is too small for strides={self.strides} and "
                 f"kernel_sizes={self.kernel_sizes}: the trunk output would be empty"
             )
+        if self.readout == "keypoints" and self.trunk_output_size < 2:
+            # One cell has one position: every frame's keypoints sat at it, all zeros.
+            raise ValueError(
+                f"image_size={self.image_size} leaves the keypoint readout a 1x1 map with "
+                f"strides={self.strides} and kernel_sizes={self.kernel_sizes}, so every frame "
+                "would encode to the same point; use larger frames or smaller strides"
+            )
         if self.image_size == self.in_channels:
             # (B, S, S, C) and (B, C, S, S) would then look alike and frames could be misread.
             raise ValueError(

@@ -116,6 +116,18 @@ def step_range(step: int, context: DistributedContext, device: torch.device) -> 
     return int(-value[1].item()), int(value[0].item())
 
 
+def differs_across_ranks(
+    values: list[int], context: DistributedContext, device: torch.device
+) -> bool:
+    """Whether any rank holds other ``values`` (each below 2**53; False alone)."""
+    if not context.enabled:
+        return False
+    mine = torch.tensor([float(v) for v in values], dtype=torch.float64, device=device)
+    value = torch.cat([mine, -mine])
+    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    return bool((value[: len(values)] != -value[len(values) :]).any().item())
+
+
 def barrier(context: DistributedContext) -> None:
     """Wait for every rank (no-op alone)."""
     if context.enabled:

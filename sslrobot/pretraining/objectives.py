@@ -1,7 +1,10 @@
 """Pretext objectives: their names, how to combine them, and the losses as pure functions.
 
-Every loss is zero (or, for InfoNCE, near zero) on a perfect prediction and positive otherwise;
-``tests/test_pretrain_objectives.py`` pins that.
+Every prediction loss is zero (or, for InfoNCE, near zero) on a perfect prediction and
+positive otherwise; ``tests/test_pretrain_objectives.py`` pins that. The regularisers are not
+prediction losses: ``slow``'s variance hinge and ``spread`` score a spread of features, and
+``centered_cosine_loss`` scores 2 for a row whose target is the batch's centre, predicted
+exactly or not (a batch of identical targets has no direction to predict).
 """
 
 from __future__ import annotations

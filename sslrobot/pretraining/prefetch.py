@@ -26,6 +26,9 @@ class Prefetcher(Generic[T]):
         self._source = source
         self._queue: queue.Queue = queue.Queue(maxsize=depth)
         self._stop = threading.Event()
+        #: The end or error already handed out: asked again, it is raised again (the thread
+        #: has exited, and a get() on its empty queue waited for ever).
+        self._ended: object | None = None
         self._thread = threading.Thread(target=self._run, name="sslrobot-prefetch", daemon=True)
         self._thread.start()
 
@@ -52,10 +55,12 @@ class Prefetcher(Generic[T]):
         return self
 
     def __next__(self) -> T:
-        item = self._queue.get()
+        item = self._queue.get() if self._ended is None else self._ended
         if item is _DONE:
+            self._ended = item
             raise StopIteration
         if isinstance(item, BaseException):
+            self._ended = item
             raise item
         return item
 

@@ -10,6 +10,8 @@ initialisation comes from ``torch.manual_seed(seed)``, the batch order from ``(s
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import math
 import time
 import warnings
@@ -114,9 +116,14 @@ class _BatchReader(Dataset):
 
 
 def close_batches(batches: Iterator[Any]) -> None:
-    """Stop the prefetch thread of an iterator from ``PretrainRun.batches``, if it has one."""
+    """Stop the prefetch thread or the DataLoader workers of an iterator from
+    ``PretrainRun.batches``: the workers lived on until the iterator was collected, which a
+    traceback holding the training loop's frame put off."""
     if isinstance(batches, Prefetcher):
         batches.close()
+    shutdown = getattr(batches, "_shutdown_workers", None)  # torch's multi-process iterator
+    if callable(shutdown):
+        shutdown()
 
 
 #: An odd 32-bit multiplier that spreads the run's seed over the low 32 bits of a step's seed.
@@ -268,6 +275,7 @@ class PretrainRun:
         self.train_dataset_identities = (
             train_dataset_identities(self.dataset) if dataset is None else None
         )
+        self._refuse_ranks_of_other_windows()
         source = str(config.data or type(self.dataset).__name__)
         image_size, action_dim, proprio_dim = _check_window(
             self.dataset[0], config.window_steps, source, config.decoder_proprio
@@ -344,6 +352,23 @@ class PretrainRun:
                 self.model,
                 device_ids=[self.device.index] if self.device.type == "cuda" else None,
                 gradient_as_bucket_view=True,
+            )
+
+    def _refuse_ranks_of_other_windows(self) -> None:
+        """Every rank indexes its data itself: one that skipped a damaged episode, saw one
+        more a concurrent ``collect --resume`` committed, or read another node's copy drew
+        other windows under the same indices, and the ranks' batches overlapped or missed
+        windows without a word."""
+        # The episode ids of each data directory, in order, not its path: a node's copy of
+        # the data may lie elsewhere.
+        ids = json.dumps(list((self.train_episode_ids or {}).values()), default=str)
+        digest = int.from_bytes(hashlib.sha256(ids.encode()).digest()[:6], "big")  # < 2**53
+        if distributed.differs_across_ranks([len(self.dataset), digest], self.context, self.device):
+            raise ValueError(
+                f"the ranks indexed other training windows of "
+                f"{self.config.data or type(self.dataset).__name__} (rank "
+                f"{self.context.rank}: {len(self.dataset)} windows): give every rank the same "
+                "data, unchanged while the run starts"
             )
 
     def _check_out_dir(self) -> None:
