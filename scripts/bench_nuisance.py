@@ -37,7 +37,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from bench_readout import add_run_arguments, encode, open_run, train_head
+from bench_readout import (
+    add_run_arguments,
+    check_demos_and_seeds,
+    encode,
+    open_run,
+    train_head,
+)
 
 from sslrobot.data import CollectConfig, collect, open_dataset
 from sslrobot.envs.core.variation import PRESETS
@@ -151,6 +157,7 @@ def success(
 def main() -> None:
     args = parse_args()
     config, run_demos, _ = open_run(args, "bench_nuisance")
+    check_demos_and_seeds(args, run_demos)  # the train look's side slices the run's own
     start = time.perf_counter()
     print(f"BC budget (the run's): {config['bc_steps']} steps at batch {config['bc_batch_size']}")
     register_single_factor_presets()
