@@ -106,26 +106,33 @@ def any_rank(flag: bool | torch.Tensor, context: DistributedContext, device: tor
     return bool(value.item() > 0)
 
 
+def least_and_greatest(
+    values: list[int], context: DistributedContext, device: torch.device
+) -> tuple[list[int], list[int]]:
+    """Each of ``values``' least and greatest over the ranks (``values`` twice alone), in one
+    reduction; each value below 2**53."""
+    if not context.enabled:
+        return list(values), list(values)
+    # float64 holds such integers exactly (process groups are refused on MPS, which lacks it)
+    mine = torch.tensor([float(v) for v in values], dtype=torch.float64, device=device)
+    value = torch.cat([mine, -mine])
+    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    n = len(values)
+    return [int(-v) for v in value[n:].tolist()], [int(v) for v in value[:n].tolist()]
+
+
 def step_range(step: int, context: DistributedContext, device: torch.device) -> tuple[int, int]:
     """The least and the greatest of every rank's ``step`` (``(step, step)`` alone)."""
-    if not context.enabled:
-        return step, step
-    # float64 holds step counts exactly (process groups are refused on MPS, which lacks it)
-    value = torch.tensor([float(step), -float(step)], dtype=torch.float64, device=device)
-    dist.all_reduce(value, op=dist.ReduceOp.MAX)
-    return int(-value[1].item()), int(value[0].item())
+    (least,), (greatest,) = least_and_greatest([step], context, device)
+    return least, greatest
 
 
 def differs_across_ranks(
     values: list[int], context: DistributedContext, device: torch.device
 ) -> bool:
     """Whether any rank holds other ``values`` (each below 2**53; False alone)."""
-    if not context.enabled:
-        return False
-    mine = torch.tensor([float(v) for v in values], dtype=torch.float64, device=device)
-    value = torch.cat([mine, -mine])
-    dist.all_reduce(value, op=dist.ReduceOp.MAX)
-    return bool((value[: len(values)] != -value[len(values) :]).any().item())
+    least, greatest = least_and_greatest(values, context, device)
+    return least != greatest
 
 
 def barrier(context: DistributedContext) -> None:
