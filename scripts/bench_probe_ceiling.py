@@ -261,11 +261,11 @@ def main() -> None:
         args.save.mkdir(parents=True, exist_ok=True)
         artifacts.save_json(args.save / artifacts.ENCODER_CONFIG, config.to_dict())
         artifacts.save_safetensors(args.save / artifacts.ENCODER_WEIGHTS, supervised.state_dict())
-        # The episodes its labels came from: a probe of this encoder must leave them out.
-        artifacts.save_json(args.save / "trained_episodes.json", {"episode_ids": train_ids})
+        # The episodes its labels came from: probes of this encoder leave them out.
+        artifacts.save_trained_episodes(args.save, {data_dir: train_ids})
         print(
-            f"  saved to {args.save} (trained on the episodes in trained_episodes.json, which "
-            "`sslrobot probe` does not read: its probes there would score them)"
+            f"  saved to {args.save} (with {artifacts.TRAINED_EPISODES}: the episodes it "
+            "trained on, which `sslrobot probe` leaves out)"
         )
     train_features = extract_features(supervised, train_frames, 512)
     val_features = extract_features(supervised, val_frames, 512)

@@ -422,7 +422,7 @@ def test_run_probe_writes_json_with_probe_and_prediction_metrics(monkeypatch, tm
 def test_run_probe_of_an_encoder_only_directory_skips_prediction(monkeypatch, tmp_path):
     _patch_pipeline(monkeypatch)  # no pretrain_config.json: the encoder's two files alone
     # ... which cannot say what it trained on: the user is told the score may be a training one
-    with pytest.warns(UserWarning, match="nothing says which episodes it pretrained on"):
+    with pytest.warns(UserWarning, match="nothing says which episodes it trained on"):
         results = run_probe(ProbeConfig(encoder=str(tmp_path), data=str(tmp_path), horizon=2))
     assert results["probe/r2_mean"] > 0.99
     assert not any(key.startswith(("pred/", "fdm/")) for key in results)

@@ -551,6 +551,50 @@ def test_prediction_scoring_leaves_out_trained_episodes_after_the_dataset_grew(
         prediction.prediction_from_dirs(model, data, horizon=2, device="cpu")
 
 
+def test_an_encoder_trained_elsewhere_records_its_episodes_for_the_probe(tmp_path: Path) -> None:
+    """An encoder saved on its own (e.g. ``bench_probe_ceiling.py --save``'s, trained on
+    labels) lists its training episodes with ``save_trained_episodes``: the probe leaves them
+    out of its scoring, at the data's path and in a copy, as it does a pretraining's."""
+    import shutil
+    import warnings
+
+    from sslrobot.evaluation import prediction, probe
+    from sslrobot.models import Encoder, EncoderConfig
+
+    data = tmp_path / "data"
+    settings = {"env_id": FAKE_ENV_ID, "image_size": SIZE, "env_kwargs": {"image_size": SIZE}}
+    collect(CollectConfig(num_episodes=12, out=data, **settings), progress=False)
+    encoder = tmp_path / "encoder"
+    encoder.mkdir()
+    config = EncoderConfig(image_size=SIZE)
+    artifacts.save_json(encoder / artifacts.ENCODER_CONFIG, config.to_dict())
+    artifacts.save_safetensors(encoder / artifacts.ENCODER_WEIGHTS, Encoder(config).state_dict())
+    assert prediction.trained_episodes(encoder, data) == []  # nothing recorded: nothing known
+    assert artifacts.pretraining_env_ids(encoder) == []
+    trained = [1, 2, 3, 5, 8]
+    artifacts.save_trained_episodes(encoder, {data: trained})
+    copy = shutil.copytree(data, tmp_path / "copy")
+    other = tmp_path / "other"  # another seed: other episodes under the same ids
+    collect(CollectConfig(num_episodes=12, out=other, seed=1, **settings), progress=False)
+    assert prediction.trained_episodes(encoder, data) == trained
+    assert prediction.trained_episodes(encoder, copy) == trained
+    assert prediction.trained_episodes(encoder, other) == []
+    # ... and a policy on it is warned of evaluation seeds it trained on, as a pretraining's.
+    assert artifacts.pretraining_env_ids(encoder) == [FAKE_ENV_ID]
+    assert artifacts.pretraining_reset_seeds(encoder, FAKE_ENV_ID)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the record is there: no "nothing says" warning
+        metrics = probe.probe_representation(
+            str(encoder), copy, val_fraction=0.5, device="cpu", progress=False
+        )
+    assert metrics["probe/num_val_excluded"] >= 1
+    from sslrobot.data import open_dataset
+
+    _, val_ids, _ = probe.split_unseen(open_dataset(copy), 0.5, 0, trained)
+    assert metrics["probe/num_val_episodes"] == len(val_ids)
+    assert not set(val_ids) & set(trained)
+
+
 def test_pretraining_skips_an_episode_whose_bytes_were_flipped(data_dir, tmp_path) -> None:
     """Training reads pixels memory-mapped, past the archive's CRC: the CRC is checked once
     at the start, so a bit flip is named and its episode left out, not trained on unseen."""

@@ -448,20 +448,25 @@ def trained_episodes(encoder_dir: Path, data_dir: Path) -> list[int]:
     scoring and probes leave them out. ``data_dir`` is recognised by its path or, when it was
     moved, copied or collected again with the same settings, by its identity.
 
-    Empty for a random initialisation (0 steps), an encoder saved without its pretraining
-    config, data that is none of the model's, and models from before the record (their split
-    is then trusted as it is now). Warns when the model recorded its data's paths but not their
-    identities (pretrained before session 26) and ``data_dir`` is not among the paths: whether
-    it is a copy of the training data cannot be told.
+    An encoder trained otherwise records them in ``trained_episodes.json``
+    (``artifacts.save_trained_episodes``), read the same way. Empty for a random initialisation
+    (0 steps), an encoder saved with neither record, data that is none of the model's, and
+    models from before the record (their split is then trusted as it is now). Warns when the
+    model recorded its data's paths but not their identities (pretrained before session 26)
+    and ``data_dir`` is not among the paths: whether it is a copy of the training data cannot
+    be told.
     """
     from sslrobot.data.manifest import dataset_identity, read_manifest
-    from sslrobot.pretraining.artifacts import PRETRAIN_CONFIG, read_json
+    from sslrobot.pretraining.artifacts import PRETRAIN_CONFIG, TRAINED_EPISODES, read_json
 
-    if not (encoder_dir / PRETRAIN_CONFIG).is_file():
+    if (encoder_dir / PRETRAIN_CONFIG).is_file():
+        saved = read_json(encoder_dir / PRETRAIN_CONFIG, "pretraining config")
+        if (saved.get("pretrain") or {}).get("steps") == 0:
+            return []  # a random initialisation trained on nothing
+    elif (encoder_dir / TRAINED_EPISODES).is_file():
+        saved = read_json(encoder_dir / TRAINED_EPISODES, "record of the episodes trained on")
+    else:
         return []  # an encoder saved on its own: nothing says what it trained on
-    saved = read_json(encoder_dir / PRETRAIN_CONFIG, "pretraining config")
-    if (saved.get("pretrain") or {}).get("steps") == 0:
-        return []  # a random initialisation trained on nothing
     recorded = saved.get("train_episode_ids") or {}
     if str(data_dir.resolve()) in recorded:
         return [int(i) for i in recorded[str(data_dir.resolve())]]

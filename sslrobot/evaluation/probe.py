@@ -617,18 +617,20 @@ def probe_representation(
         import sslrobot
         from sslrobot.evaluation.prediction import trained_episodes
         from sslrobot.pretrained import encoder_directory
-        from sslrobot.pretraining.artifacts import PRETRAIN_CONFIG
+        from sslrobot.pretraining.artifacts import PRETRAIN_CONFIG, TRAINED_EPISODES
 
         path = encoder_directory(encoder)
         encoder, _ = sslrobot.load_encoder(path, device=device)  # not one: named before warning
         if exclude_from_validation is None:
             exclude_from_validation = trained_episodes(path, Path(data_dir))
-            if not (path / PRETRAIN_CONFIG).is_file():
+            if not any((path / name).is_file() for name in (PRETRAIN_CONFIG, TRAINED_EPISODES)):
                 warnings.warn(
-                    f"{path} holds no {PRETRAIN_CONFIG}: nothing says which episodes it "
-                    f"pretrained on, so none of {data_dir} can be left out of the scoring; if "
-                    "it trained on these episodes its R^2 is partly a training score (probe "
-                    "the whole `pretrain --out` directory, or data it never saw)",
+                    f"{path} holds no {PRETRAIN_CONFIG} or {TRAINED_EPISODES}: nothing says "
+                    f"which episodes it trained on, so none of {data_dir} can be left out of "
+                    "the scoring; if it trained on these episodes its R^2 is partly a training "
+                    "score (probe the whole `pretrain --out` directory, record them with "
+                    "`sslrobot.pretraining.artifacts.save_trained_episodes`, or probe data it "
+                    "never saw)",
                     stacklevel=2,
                 )
     dataset = open_dataset(Path(data_dir))

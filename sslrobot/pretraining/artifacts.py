@@ -7,7 +7,7 @@ same directory, fsync, ``os.replace``), so an interrupted run never leaves a tor
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -21,6 +21,8 @@ from sslrobot.utils.io import atomic_write, atomic_write_json
 ENCODER_WEIGHTS = "encoder.safetensors"
 ENCODER_CONFIG = "encoder_config.json"
 PRETRAIN_CONFIG = "pretrain_config.json"
+#: Beside an encoder trained outside ``sslrobot pretrain``: the episodes it trained on.
+TRAINED_EPISODES = "trained_episodes.json"
 MODEL_WEIGHTS = "model.safetensors"
 CHECKPOINTS = "checkpoints"
 METRICS = "metrics.csv"
@@ -96,14 +98,36 @@ def save_json(path: Path, value: Any) -> Path:
     return atomic_write_json(path, value)
 
 
+def save_trained_episodes(directory: Path, episodes: Mapping[Path, Sequence[int]]) -> Path:
+    """Writes ``TRAINED_EPISODES`` for an encoder trained outside ``sslrobot pretrain`` (e.g. on
+    labels): the episodes of each data directory it trained on, in the fields a pretraining
+    config records them in (by resolved path, and by the dataset's identity, for a moved copy
+    or a recollection). Probes and prediction scoring then leave those episodes out, as they do
+    a pretrained encoder's, instead of scoring the encoder on what it learned."""
+    from sslrobot.data.manifest import dataset_identity, read_manifest
+
+    roots = [Path(root).resolve() for root in episodes]
+    lists = [[int(i) for i in ids] for ids in episodes.values()]
+    return save_json(
+        directory / TRAINED_EPISODES,
+        {
+            "train_episode_ids": {str(root): ids for root, ids in zip(roots, lists, strict=True)},
+            "train_episode_id_lists": lists,
+            "train_dataset_identities": [dataset_identity(read_manifest(r)) for r in roots],
+        },
+    )
+
+
 def _training_streams(directory: Path) -> list[tuple[dict[str, Any], list[int] | None]]:
     """Each stream a ``pretrain --out`` directory recorded training on: its dataset identity
     and the episode ids of its training split (None where not recorded); empty when it
     records none (an encoder's two files alone, or a pretraining before session 26), or
     trained on nothing (``--steps 0``, a random initialisation: its split is recorded, and a
-    policy on it was warned of sharing seeds with a stream it never saw)."""
+    policy on it was warned of sharing seeds with a stream it never saw). An encoder trained
+    otherwise is read from its ``TRAINED_EPISODES`` record."""
+    name = PRETRAIN_CONFIG if (Path(directory) / PRETRAIN_CONFIG).is_file() else TRAINED_EPISODES
     try:
-        record = json.loads((Path(directory) / PRETRAIN_CONFIG).read_text())
+        record = json.loads((Path(directory) / name).read_text())
     except (OSError, ValueError):
         return []
     if isinstance(record, dict) and (record.get("pretrain") or {}).get("steps") == 0:
