@@ -427,8 +427,29 @@ def test_damaged_policy_configs_are_named(tmp_path):
     with pytest.raises(ValueError, match="must hold a JSON object, got list"):
         read_policy_config(tmp_path)
     path.write_text('{"format_version": 1, "algo": "bc", "checkpoints": {}}')
-    with pytest.raises(ValueError, match=r"lacks \['env_id', 'encoder', 'feature_dim'"):
+    with pytest.raises(ValueError, match=r"lacks \['env_id', 'obs_mode', 'image_size'"):
         read_policy_config(tmp_path)
+
+
+@pytest.mark.parametrize(
+    "field", ["head", "obs_mode", "image_size", "action_dim", "seed", "encoder.kind"]
+)
+def test_a_policy_config_missing_what_evaluation_reads_is_named(trained, tmp_path, field):
+    """A field that loading or evaluating reads, deleted by hand, gave a ``KeyError``
+    traceback from deep in ``evaluate``: only six fields were checked."""
+    import shutil
+
+    from sslrobot.evaluation.evaluate import evaluate
+
+    policy = shutil.copytree(trained, tmp_path / "policy")
+    record = json.loads((policy / "policy_config.json").read_text())
+    if "." in field:
+        del record["encoder"][field.split(".")[1]]
+    else:
+        del record[field]
+    (policy / "policy_config.json").write_text(json.dumps(record))
+    with pytest.raises(ValueError, match=rf"lacks \['{field}'\]: not a whole policy config"):
+        evaluate(policy, num_episodes=1, seed=0)
 
 
 def test_trained_policy_acts_from_frames_as_from_cached_features(trained, demos):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 from typing import Any, ClassVar
 
 import gymnasium as gym
@@ -188,6 +189,14 @@ def test_evaluate_writes_a_self_describing_record(policy_dir, tmp_path):
     assert on_disk["encoder"] == "none" and on_disk["env_id"] == ENV_ID
     assert on_disk["checkpoint"] == "best" and on_disk["visual_preset"] == "heldout"
     assert on_disk["num_demos"] == 3 and on_disk["algo"] == "bc"
+    from sslrobot.data import open_dataset
+    from sslrobot.evaluation.evaluate import encoder_settings
+    from sslrobot.policy.setup import demos_settings
+
+    saved = json.loads((Path(policy_dir) / "policy_config.json").read_text())
+    assert on_disk["encoder_settings"] == encoder_settings(saved["encoder"])
+    demos = open_dataset(Path(saved["demos"]))
+    assert on_disk["demos_settings"] == demos_settings(demos.manifest)
     assert set(on_disk["episodes"][0]) >= {"seed", "success", "return", "length"}
     assert len(on_disk["videos"]) == 1 and (out.parent / on_disk["videos"][0]).is_file()
     assert load_results([out])[0]["seed"] == on_disk["seed"]
@@ -515,6 +524,31 @@ def test_aggregate_results_refuses_records_of_different_evaluations():
     records = [{**_record("none", s, [1, 0]), "policy_normalization": kinds[s > 0]}
                for s in range(3)]  # fmt: skip
     with pytest.raises(ValueError, match="differ in policy_normalization"):
+        aggregate_results(records)
+    # Seeds under one label with encoders of another architecture (a user's `enc` directory
+    # holding a cnn for two seeds and keypoints for the third) or with demonstrations of
+    # another policy: pooled into one row before session 35.
+    from sslrobot.evaluation.evaluate import encoder_settings
+    from sslrobot.models import EncoderConfig
+    from sslrobot.policy.setup import demos_settings
+
+    cnn, keypoints = (
+        encoder_settings({"kind": "pretrained", "config": EncoderConfig(readout=r).to_dict()})
+        for r in ("linear", "keypoints")
+    )
+    assert cnn != keypoints
+    records = [{**_record("enc", s, [1, 0]), "encoder_settings": cnn} for s in range(3)]
+    assert aggregate_results(records)[0]["num_seeds"] == 3
+    records[2]["encoder_settings"] = keypoints
+    with pytest.raises(ValueError, match="differ in encoder_settings"):
+        aggregate_results(records)
+    manifest = {"env_id": ENV_ID, "policy": {"name": "expert"}, "base_seed": 0, "image_size": 32}
+    own_seed = demos_settings({**manifest, "base_seed": 5})  # a seed's demonstrations of its own
+    noisy = demos_settings({**manifest, "policy": {"name": "noisy_expert"}})
+    assert own_seed == demos_settings(manifest) != noisy
+    records = [{**_record("none", s, [1, 0]), "demos_settings": own_seed} for s in range(3)]
+    records[1]["demos_settings"] = noisy
+    with pytest.raises(ValueError, match="differ in demos_settings"):
         aggregate_results(records)
 
 

@@ -45,8 +45,16 @@ SAME_WITHIN_GROUP = ("policy_env_id", "eval_seed", "num_episodes")
 #: group, silently, and so were seeds trained on demonstrations of another look (the demos'
 #: path is a per-seed setting, so ``train_settings`` does not tell them apart).
 #: RL's feature statistics from demonstrations or from random rollouts likewise (its records
-#: say ``num_demos`` 0 either way).
-RECORDED_SAME_WITHIN_GROUP = ("train_settings", "policy_visual_preset", "policy_normalization")
+#: say ``num_demos`` 0 either way), and (since session 35) encoders of another architecture
+#: under one label (``encoder`` is the objective or the directory's name) and demonstrations
+#: collected otherwise (another policy, look or image size; their seed may differ).
+RECORDED_SAME_WITHIN_GROUP = (
+    "train_settings",
+    "policy_visual_preset",
+    "policy_normalization",
+    "encoder_settings",
+    "demos_settings",
+)
 #: Training settings that may differ between one configuration's seeds: the seed itself, how
 #: a run ran, and the encoder's and demonstrations' paths (seeds with encoders pretrained
 #: from their own seed, ``pretrain_seed_per_policy``, or runs moved between machines).
@@ -64,6 +72,15 @@ def train_settings(record: Mapping[str, Any]) -> str | None:
     if not isinstance(config, Mapping):
         return None
     return config_hash({k: v for k, v in config.items() if k not in _PER_SEED_SETTINGS})
+
+
+def encoder_settings(encoder: Mapping[str, Any]) -> str:
+    """A hash of a policy's encoder record's kind and architecture (its ``EncoderConfig``),
+    not its weights or path: seeds of one configuration may have encoders pretrained from
+    seeds of their own, never of another architecture, readout or width."""
+    from sslrobot.utils.config import config_hash
+
+    return config_hash({"kind": encoder.get("kind"), "config": encoder.get("config")})
 
 
 def _normalization_kind(record: Mapping[str, Any]) -> str | None:
@@ -221,6 +238,8 @@ def evaluate(
         "encoder": record["encoder"]["name"],
         "encoder_kind": record["encoder"]["kind"],
         "encoder_source": record["encoder"]["source"],
+        "encoder_settings": encoder_settings(record["encoder"]),
+        "demos_settings": record.get("demos_settings"),
         "algo": record["algo"] if record["algo"] == "bc" else f"rl-{record['rl_algorithm']}",
         "seed": record["seed"],
         "num_demos": record.get("num_demos", 0),

@@ -47,6 +47,7 @@ from sslrobot.policy.network import BCNetwork, ObservationEncoder
 from sslrobot.policy.setup import (
     base_record,
     check_fits,
+    demos_settings,
     open_demos,
     resolve_policy_encoder,
     warn_unless_expert,
@@ -282,6 +283,7 @@ def train_bc(config: PolicyConfig) -> Path:
             "demos": str(Path(config.demos).resolve()),
             # The look the demonstrations were recorded under: online validation uses it too.
             "demos_visual_preset": demos_visual_preset(dataset.manifest),
+            "demos_settings": demos_settings(dataset.manifest),
             "demo_episode_ids": train_ids,
             "demo_seeds": episode_seeds(dataset, train_ids + val_ids),
             "val_seeds": validation_seeds(config.val_episodes),

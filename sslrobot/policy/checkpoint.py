@@ -61,8 +61,15 @@ def load_weights(path: Path, module: nn.Module) -> None:
         raise ValueError(f"policy checkpoint {path} does not match its config: {error}") from error
 
 
-#: Fields every policy config holds, checked on reading (a hand-edited or truncated file).
-REQUIRED_FIELDS = ("algo", "env_id", "encoder", "feature_dim", "proprio_dim", "checkpoints")
+#: Fields every policy config holds, checked on reading (a hand-edited or truncated file):
+#: everything loading and evaluating a policy reads, so a missing one is named, not a
+#: ``KeyError`` traceback; and those of each algorithm and of the encoder record.
+REQUIRED_FIELDS = (
+    "algo", "env_id", "obs_mode", "image_size", "action_dim", "encoder", "feature_dim",
+    "proprio_dim", "seed", "checkpoints",
+)  # fmt: skip
+REQUIRED_BY_ALGO = {"bc": ("head",), "rl": ("rl_algorithm",)}
+REQUIRED_ENCODER_FIELDS = ("kind", "name", "source")
 
 
 #: Files a policy directory holds besides its config (BC weights, SB3 models), by checkpoint.
@@ -307,6 +314,12 @@ def read_policy_config(policy_dir: str | os.PathLike[str]) -> dict[str, Any]:
             f"{config_path} has format_version {version!r}; this sslrobot reads {FORMAT_VERSION}"
         )
     missing = [name for name in REQUIRED_FIELDS if name not in record]
+    missing += [name for name in REQUIRED_BY_ALGO.get(record.get("algo"), ()) if name not in record]
+    encoder = record.get("encoder")
+    if isinstance(encoder, dict):
+        missing += [f"encoder.{name}" for name in REQUIRED_ENCODER_FIELDS if name not in encoder]
+    elif "encoder" in record:
+        missing.append("encoder (an object)")
     if missing:
         raise ValueError(f"{config_path} lacks {missing}: not a whole policy config")
     return record

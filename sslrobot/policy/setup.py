@@ -66,6 +66,17 @@ def warn_unless_expert(dataset: Any, path: Path) -> None:
         )
 
 
+def demos_settings(manifest: dict[str, Any]) -> str:
+    """A hash of how demonstrations were collected, their seed aside (env, arguments and look,
+    time limit, policy, image size): the training seeds of one configuration may each have
+    demonstrations of their own seed, never another policy's or look's, which evaluation's
+    aggregation refuses to pool (``evaluate.RECORDED_SAME_WITHIN_GROUP``)."""
+    from sslrobot.data.manifest import EPISODE_FIELDS
+    from sslrobot.utils.config import config_hash
+
+    return config_hash({name: manifest.get(name) for name in EPISODE_FIELDS if name != "base_seed"})
+
+
 def demos_cache_key(manifest: dict[str, Any]) -> dict[str, Any]:
     """What fixes the frames of a dataset's episode i, to key cached features on: the fields
     that make resume refuse other data (env, arguments, policy, seed, image size, what the
