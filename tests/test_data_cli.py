@@ -259,6 +259,23 @@ def test_sigkill_mid_collection_then_resume_gives_exactly_n_episodes(tmp_path):
     assert seeds == list(range(num_episodes))
 
 
+def test_a_worker_whose_collector_died_before_it_started_exits():
+    """A collector killed while its workers were still importing died before they asked for
+    its death signal: they took the queued episodes, wrote them after the kill and never
+    exited. A worker started under another parent than the collector now exits at once."""
+    code = (
+        "import os, sys\n"
+        "from sslrobot.data.episode_runner import die_with_parent\n"
+        "die_with_parent(int(sys.argv[1]))\n"
+        "print('alive')\n"
+    )
+    for parent, alive in ((os.getpid(), True), (os.getpid() + 1_000_000, False)):
+        done = subprocess.run(
+            [sys.executable, "-c", code, str(parent)], capture_output=True, text=True, timeout=60
+        )
+        assert (done.returncode, done.stdout.strip()) == ((0, "alive") if alive else (1, ""))
+
+
 @pytest.mark.parametrize(
     ("module", "function", "argv", "advice"),
     [

@@ -12,6 +12,7 @@ import contextlib
 import dataclasses
 import json
 import multiprocessing
+import os
 import time
 import warnings
 from collections.abc import Iterator
@@ -422,7 +423,10 @@ def _run_in_pool(spec: RunSpec, todo: list[int], num_workers: int, progress: _Pr
     pending: set[Future] = set()
     queue = iter(todo)
     with ProcessPoolExecutor(
-        max_workers=num_workers, mp_context=context, initializer=die_with_parent
+        max_workers=num_workers,
+        mp_context=context,
+        initializer=die_with_parent,
+        initargs=(os.getpid(),),
     ) as pool:
         try:
             for episode_id in queue:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
+import os
 import signal
 from dataclasses import dataclass
 from pathlib import Path
@@ -237,14 +238,20 @@ _WORKER_RUNNER: EpisodeRunner | None = None
 _PR_SET_PDEATHSIG = 1
 
 
-def die_with_parent() -> None:
+def die_with_parent(parent_pid: int | None = None) -> None:
     """Worker initializer: on Linux, get SIGKILLed when the collector process dies.
 
     Without it, killing the collector leaves workers finishing their episodes in the background.
+    ``parent_pid`` is the collector's: a collector killed while its workers were still
+    starting died before they asked, so no signal comes; a worker whose parent is no longer
+    it exits at once instead (such orphans took the queued episodes, wrote them after the
+    kill, then blocked forever on the pool's pipe).
     """
     with contextlib.suppress(OSError, AttributeError):
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    if parent_pid is not None and os.getppid() != parent_pid:
+        os._exit(1)  # no cleanup: the parent that would expect any is gone
 
 
 def run_episode_in_worker(spec: RunSpec, episode_id: int) -> dict[str, Any]:
