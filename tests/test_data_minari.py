@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import warnings
 
 import numpy as np
@@ -140,9 +141,25 @@ def test_an_interrupted_export_leaves_nothing_at_the_destination(tmp_path, monke
         minari_export.export_minari(root, "sslrobot/fake/cut-v0", data_format=data_format)
     assert seen == [False] and not destination.exists()
     assert not list(tmp_path.glob(".sslrobot-export-*"))  # the staging root is removed
+    # A kill -9 skips that cleanup: the next export removes what killed exports of this host
+    # left (their process gone), not a running export's or another host's.
+    import socket
+    import subprocess
+    import sys
+
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+    host = socket.gethostname()
+    names = {"killed": f"{gone}@{host}-abc_12", "running": f"{os.getpid()}@{host}-def34",
+             "elsewhere": f"{gone}@not-{host}-gh5", "older": "x1y2z3"}  # fmt: skip
+    for name in names.values():
+        (tmp_path / f".sslrobot-export-{name}" / "datasets").mkdir(parents=True)
     monkeypatch.setattr(minari.MinariDataset, "update_dataset_from_buffer", update)
-    minari_export.export_minari(root, "sslrobot/fake/cut-v0", data_format=data_format)
+    with pytest.warns(UserWarning, match=r"removed 1 staging copies .*-abc_12$"):
+        minari_export.export_minari(root, "sslrobot/fake/cut-v0", data_format=data_format)
     assert minari.load_dataset("sslrobot/fake/cut-v0").total_episodes == 3
+    left = sorted(p.name for p in tmp_path.glob(".sslrobot-export-*"))
+    assert left == sorted(f".sslrobot-export-{names[k]}" for k in ("running", "elsewhere", "older"))
 
 
 @needs_backend

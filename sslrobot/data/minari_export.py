@@ -12,6 +12,7 @@ import importlib.util
 import os
 import re
 import shutil
+import socket
 import tempfile
 import warnings
 from collections.abc import Iterator
@@ -248,9 +249,15 @@ def export_minari(
     # Beside the root keeps the staged copy out of Minari's listings; inside it only when the
     # root is a mount of its own, where a rename from beside it would fail after the export.
     same_device = beside.stat().st_dev == datasets_root.stat().st_dev
-    staging = Path(
-        tempfile.mkdtemp(prefix=".sslrobot-export-", dir=beside if same_device else datasets_root)
-    )
+    folder = beside if same_device else datasets_root
+    removed = remove_stale_staging(folder)
+    if removed:
+        warnings.warn(
+            f"removed {len(removed)} staging copies left by exports that were killed on this "
+            f"host: {', '.join(str(path) for path in removed)}",
+            stacklevel=2,
+        )
+    staging = Path(tempfile.mkdtemp(prefix=_staging_prefix(), dir=folder))
     try:
         env_spec = _collection_env_spec(manifest)
         with _datasets_path(staging), warnings.catch_warnings():
@@ -284,6 +291,43 @@ def export_minari(
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return destination
+
+
+_STAGING = ".sslrobot-export-"
+#: A staging folder's name: the exporting process and its host, then mkdtemp's random part.
+_STAGING_NAME = re.compile(rf"{re.escape(_STAGING)}(\d+)@(.*)-[a-z0-9_]+")
+
+
+def _staging_prefix() -> str:
+    """Names the exporting process, so that a later export can tell a killed one's copy
+    (its process gone) from a running one's."""
+    return f"{_STAGING}{os.getpid()}@{socket.gethostname()}-"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def remove_stale_staging(folder: Path) -> list[Path]:
+    """Remove the staging copies in ``folder`` of exports killed before their cleanup (kill -9,
+    out of memory): each is a whole dataset's size, and nothing else would ever remove them.
+    Only those of this host whose process is gone; another host's, sharing the folder over a
+    network filesystem, cannot be judged from here. Returns the removed paths."""
+    removed = []
+    for path in sorted(folder.glob(f"{_STAGING}*")):
+        match = _STAGING_NAME.fullmatch(path.name)
+        if match is None or match.group(2) != socket.gethostname():
+            continue
+        if not _alive(int(match.group(1))):
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed
 
 
 #: Minari's ``is_image_space`` needs both sides at least this long to JPEG-encode a space.
