@@ -289,6 +289,48 @@ def test_verify_names_an_episode_copied_in_from_another_dataset(tmp_path):
     assert "reset with seed 101, not this dataset's base seed 0 + 1" in report.corrupt[1][0]
 
 
+@pytest.mark.parametrize(
+    ("mine", "other", "named"),
+    [
+        ({}, {"policy": "noisy-expert"}, "collected by policy {'name': 'noisy-expert'"),
+        ({"max_episode_steps": 5}, {"max_episode_steps": 9}, "has 9 steps, over this dataset's"),
+    ],
+)
+def test_verify_names_an_episode_of_another_dataset_with_the_same_seed(
+    tmp_path, mine, other, named
+):
+    """Most datasets keep the default base seed 0, so the seed check passed an episode copied
+    in from another dataset of the same env: another policy's, or one longer than this
+    dataset's time limit."""
+    mine_root = collect(fake_config(tmp_path / "mine", num_episodes=4, **mine), progress=False)
+    other_root = collect(fake_config(tmp_path / "other", num_episodes=4, **other), progress=False)
+    assert read_meta(storage.episode_path(other_root, 1))["seed"] == 1  # the seed check passes
+    shutil.copyfile(storage.episode_path(other_root, 1), storage.episode_path(mine_root, 1))
+    report = verify_dataset(mine_root)
+    assert set(report.corrupt) == {1} and named in report.corrupt[1][0], report.corrupt
+
+
+def test_verify_checks_a_mixtures_episodes_against_their_component(tmp_path):
+    """A mixture's episodes each record one component: its own are sound, and those of a
+    mixture with another noise are named where their component is the noisy expert."""
+    spec = {"policy": "mixture", "mixture": "random=0.5,noisy-expert=0.5", "num_episodes": 8}
+    mine_root = collect(fake_config(tmp_path / "mine", **spec), progress=False)
+    assert verify_dataset(mine_root).ok
+    other_root = collect(fake_config(tmp_path / "other", noise=0.5, **spec), progress=False)
+    noisy = set()
+    for episode_id in range(8):
+        if read_meta(storage.episode_path(other_root, episode_id))["policy"]["name"] != "random":
+            noisy.add(episode_id)
+        path = storage.episode_path(mine_root, episode_id)
+        shutil.copyfile(storage.episode_path(other_root, episode_id), path)
+    assert 0 < len(noisy) < 8  # both components drawn
+    report = verify_dataset(mine_root)
+    assert set(report.corrupt) == noisy  # a random episode of the same seed is the same data
+    assert all(
+        "collected by policy {'name': 'noisy-expert'" in p[0] for p in report.corrupt.values()
+    )
+
+
 def test_fsync_flushes_the_new_directories_own_entries(tmp_path, monkeypatch):
     """With --fsync the dataset directory's own entry in its parent (and each folder
     created above it) was never flushed: a power loss could lose the whole directory."""

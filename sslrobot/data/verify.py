@@ -62,7 +62,50 @@ def episode_problems(
             f"{path}: episode {episode_id} was reset with seed {seed}, not this dataset's "
             f"base seed {base} + {episode_id}: copied from another dataset?"
         ]
-    return _manifest_problems(meta, manifest, path)
+    return _foreign_problems(meta, manifest, path, episode_id) or _manifest_problems(
+        meta, manifest, path
+    )
+
+
+def _foreign_problems(
+    meta: dict[str, Any], manifest: dict[str, Any], path: Path, episode_id: int
+) -> list[str]:
+    """An episode of another dataset under the same id and base seed (most datasets keep the
+    default seed 0) passed the seed check: what acted in it and how long it ran must be this
+    dataset's too. Fields an older episode or manifest lacks are not compared."""
+    acted, collecting = meta.get("policy"), manifest.get("policy")
+    if isinstance(acted, dict) and isinstance(collecting, dict):
+        if acted.get("via") == "mixture":  # one component of the dataset's mixture
+            components = (collecting.get("params") or {}).get("components") or {}
+            component = components.get(acted.get("name"))
+            same = (
+                collecting.get("name") == "mixture"
+                and isinstance(component, dict)
+                and acted.get("params") == component.get("params")
+            )
+        else:
+            same = (acted.get("name"), acted.get("params")) == (
+                collecting.get("name"),
+                collecting.get("params"),
+            )
+        if not same:
+            shown = {k: v for k, v in acted.items() if k != "via"}
+            return [
+                f"{path}: episode {episode_id} was collected by policy {shown}, not this "
+                f"dataset's {collecting}: copied from another dataset?"
+            ]
+    limit = manifest.get("max_episode_steps")
+    steps = [
+        int(info["shape"][0])
+        for info in meta.get("files", {}).values()
+        if info.get("array") == "action" and info.get("shape")
+    ]
+    if isinstance(limit, int) and steps and steps[0] > limit:
+        return [
+            f"{path}: episode {episode_id} has {steps[0]} steps, over this dataset's "
+            f"max_episode_steps {limit}: copied from another dataset?"
+        ]
+    return []
 
 
 @dataclass
