@@ -329,3 +329,18 @@ def test_a_ctrl_c_that_ctypes_wrapped_is_an_interruption(monkeypatch, capsys):
     monkeypatch.setattr(data, "_collect", other)
     with pytest.raises(ctypes.ArgumentError):  # a real bug stays a traceback
         main(argv)
+
+
+def test_a_resume_with_another_look_names_the_option_not_the_whole_env_kwargs(tmp_path, capsys):
+    """``--resume --visual-preset heldout`` on a dataset collected in ``train`` was refused
+    as ``--env-kwargs: {...} vs {...}``, an option the user never passed."""
+    from sslrobot.cli import main
+
+    out = str(tmp_path / "d")
+    argv = ["collect", "--env", "sslrobot/Reach-v0", "--episodes", "1", "--out", out,
+            "--image-size", "16", "--max-episode-steps", "3", "--no-progress"]  # fmt: skip
+    assert main(argv) == 0
+    capsys.readouterr()
+    assert main([*argv, "--resume", "--visual-preset", "heldout"]) == 2
+    err = capsys.readouterr().err
+    assert "(--env-kwargs: --visual-preset 'train' in the dataset vs 'heldout' now)" in err

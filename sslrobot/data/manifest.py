@@ -167,7 +167,7 @@ def check_same_dataset(existing: dict[str, Any], new: dict[str, Any], root: Path
     """
     described = [field for field in DESCRIBED_FIELDS if field in existing]
     diffs = [
-        f"{field}: {existing.get(field)!r} in the dataset vs {new.get(field)!r} now"
+        _difference(field, existing.get(field), new.get(field))
         for field in (*IDENTITY_FIELDS, *described)
         if not _same(field, existing.get(field), new.get(field))
     ]
@@ -187,6 +187,28 @@ def check_same_dataset(existing: dict[str, Any], new: dict[str, Any], root: Path
             "versions_earlier",
             stacklevel=3,
         )
+
+
+def _difference(field: str, old: Any, new: Any) -> str:
+    """One field's difference, said per key for the env's arguments: the whole dicts named
+    ``--env-kwargs`` where the user had changed ``--visual-preset`` (the command line writes
+    a bare key that is one of its options as that option)."""
+    if field == "env_kwargs" and isinstance(old, dict) and isinstance(new, dict):
+        keys = sorted(k for k in {*old, *new} if old.get(k, _ABSENT) != new.get(k, _ABSENT))
+        shown = (
+            f"{key} {old.get(key, _ABSENT)!r} in the dataset vs {new.get(key, _ABSENT)!r} now"
+            for key in keys
+        )
+        return f"{field}: " + ", ".join(shown)
+    return f"{field}: {old!r} in the dataset vs {new!r} now"
+
+
+class _Absent:
+    def __repr__(self) -> str:
+        return "(not given)"
+
+
+_ABSENT = _Absent()
 
 
 def _same(field: str, old: Any, new: Any) -> bool:
