@@ -38,8 +38,9 @@ class SceneSpec:
 class Task(abc.ABC):
     """Episode hooks for one task; the environment owns physics, rendering and time.
 
-    A task is stateful within an episode (goal position, expert phase): ``initialize_episode``
-    resets that state from the environment's seeded RNG.
+    A task is stateful within an episode (its goal and object positions): ``initialize_episode``
+    resets that state from the environment's seeded RNG. Experts are stateless: they act on
+    the state alone.
     """
 
     scene: SceneSpec

@@ -113,7 +113,8 @@ class _SceneIndex:
         actuator_limit = float(np.min(np.abs(model.actuator_ctrlrange)))
         if max_wheel_speed > actuator_limit:
             raise ValueError(
-                f"navigate.xml: wheel actuators' ctrlrange {actuator_limit} rad/s is below the "
+                f"navigate_base.xml (every Navigate scene's robot): wheel actuators' "
+                f"ctrlrange {actuator_limit} rad/s is below the "
                 f"{max_wheel_speed:.2f} rad/s that full forward plus full turn needs"
             )
 
@@ -365,7 +366,8 @@ class NavigateEnv(RobotEnv):
     """``sslrobot/Navigate-v0``: drive a differential-drive robot to a red goal cylinder that
     it must first find with its egocentric camera.
 
-    **Scene** (``assets/navigate.xml``): a 3 m x 3 m arena (walls 0.8 m high) with four
+    **Scene** (``assets/navigate.xml``, its arena and robot in ``navigate_base.xml``, which
+    v1's ``navigate_v1.xml`` shares): a 3 m x 3 m arena (walls 0.8 m high) with four
     coloured landmarks (blue box, green cylinder, yellow box, black cylinder, 0.32 m tall), one
     against each wall, and a red goal cylinder (0.12 m radius, 0.7 m tall; the only red object
     and the tallest). The robot is a 0.24 m disc on two 4 cm wheels (track 0.27 m) with
