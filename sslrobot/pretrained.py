@@ -41,10 +41,14 @@ def shipped_encoder_names() -> tuple[str, ...]:
     root = shipped_encoders_root()
     if not root.is_dir():
         return ()
+    # Any folder holding weights or a provenance: one missing the other is a damaged install,
+    # which shipped_encoder_dir says, not an encoder that was never shipped.
+    from sslrobot.pretraining.artifacts import ENCODER_WEIGHTS
+
     return tuple(
         SSLROBOT_NAMESPACE + path.name
         for path in sorted(root.iterdir())
-        if (path / PROVENANCE).is_file()
+        if (path / PROVENANCE).is_file() or (path / ENCODER_WEIGHTS).is_file()
     )
 
 
@@ -104,8 +108,26 @@ def encoder_directory(spec: str | os.PathLike[str]) -> Path:
 
 
 def read_provenance(path: Path) -> dict[str, Any]:
-    """The ``provenance.json`` of a shipped encoder directory."""
-    return json.loads((path / PROVENANCE).read_text())
+    """The ``provenance.json`` of a shipped encoder directory.
+
+    Raises:
+        ValueError: it is missing, unreadable or not a JSON object: the installed package is
+            damaged (named, with what to do, instead of a bare ``JSONDecodeError``).
+    """
+    file = path / PROVENANCE
+    try:
+        record = json.loads(file.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ValueError(
+            f"{file} is missing or damaged ({error}): the installed package is damaged; "
+            "reinstall sslrobot"
+        ) from error
+    if not isinstance(record, dict):
+        raise ValueError(
+            f"{file} holds a JSON {type(record).__name__}, not an object: the installed "
+            "package is damaged; reinstall sslrobot"
+        )
+    return record
 
 
 def file_sha256(path: Path) -> str:

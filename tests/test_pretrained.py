@@ -18,6 +18,7 @@ from sslrobot.policy import PolicyConfig, train_policy
 from sslrobot.policy.encoders import resolve_encoder
 from sslrobot.pretrained import (
     PRETRAINED_PREFIX,
+    PROVENANCE,
     REFERENCE_SEEDS,
     file_sha256,
     read_provenance,
@@ -129,6 +130,18 @@ def test_a_damaged_shipped_encoder_is_refused(tmp_path, monkeypatch):
         sslrobot.load_encoder("pretrained:Reach-v0")
     with pytest.raises(ValueError, match="damaged; reinstall"):
         resolve_encoder("pretrained:sslrobot/Reach-v0", 64, seed=0)
+    # A truncated provenance gave a bare JSONDecodeError naming no file; a missing one made
+    # the encoder read as never shipped ("no shipped encoder ...; the wheel ships: ..."), as
+    # if the name had a typo.
+    provenance = root / "Push-v0" / PROVENANCE
+    text = provenance.read_text()
+    provenance.write_text(text[: len(text) // 2])
+    with pytest.raises(ValueError, match=r"Push-v0/provenance\.json is missing or damaged"):
+        sslrobot.load_encoder("pretrained:Push-v0")
+    provenance.unlink()
+    assert "sslrobot/Push-v0" in pretrained.shipped_encoder_names()
+    with pytest.raises(ValueError, match=r"Push-v0/provenance\.json is missing or damaged"):
+        sslrobot.load_encoder("pretrained:Push-v0")
 
 
 @pytest.mark.parametrize("env_id", SHIPPED)
