@@ -16,6 +16,7 @@ __all__ = [
     "MAX_EPISODE_STEPS",
     "expert_action",
     "registered_view_conditions",
+    "registered_view_state_names",
 ]
 
 #: id -> (entry point, step limit after which the episode is truncated)
@@ -49,16 +50,32 @@ for _env_id, (_entry_point, _max_steps) in _REGISTRY.items():
         gym.register(id=_env_id, entry_point=_entry_point, max_episode_steps=_max_steps)
 
 
+def _registered_task_class(env_id: str) -> type | None:
+    """The task class of a registered sslrobot id (None for other ids). Imports the task's
+    module (mujoco)."""
+    if env_id not in _REGISTRY:
+        return None
+    import importlib
+
+    module_name, class_name = _REGISTRY[env_id][0].split(":")
+    return getattr(importlib.import_module(module_name), class_name).task_class
+
+
 def registered_view_conditions(env_id: str) -> tuple[tuple[str, str, float], ...] | None:
     """The ``view_conditions`` of a registered sslrobot task (None for other ids).
 
     For datasets collected before manifests recorded them: the id pins the task's version, so
     its class still says which variables are in view when. Imports the task's module (mujoco).
     """
-    if env_id not in _REGISTRY:
-        return None
-    import importlib
+    task_class = _registered_task_class(env_id)
+    return None if task_class is None else tuple(getattr(task_class, "view_conditions", ()))
 
-    module_name, class_name = _REGISTRY[env_id][0].split(":")
-    env_class = getattr(importlib.import_module(module_name), class_name)
-    return tuple(getattr(env_class.task_class, "view_conditions", ()))
+
+def registered_view_state_names(env_id: str) -> tuple[str, ...] | None:
+    """The ``view_state_names`` of a registered sslrobot task, as its env reports them (its
+    state names where the task sets none); None for other ids. For datasets collected before
+    manifests recorded them, as ``registered_view_conditions``."""
+    task_class = _registered_task_class(env_id)
+    if task_class is None:
+        return None
+    return tuple(task_class.view_state_names or task_class.state_names)

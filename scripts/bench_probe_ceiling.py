@@ -39,6 +39,7 @@ from sslrobot.data import open_dataset
 from sslrobot.evaluation.probe import (
     dataset_state_names,
     dataset_view_conditions,
+    dataset_view_state_names,
     encode_episodes,
     fit_linear_probe,
     heldout_split,
@@ -217,7 +218,7 @@ def main() -> None:
             dataset, val_ids, encoder, args.max_frames, 256, args.seed, stack
         )
         names = dataset_state_names(dataset.manifest, train_y.shape[1])
-        view = list(dataset.manifest.get("view_state_names") or names)
+        view = dataset_view_state_names(dataset.manifest) or names
         columns = [names.index(v) for v in view]
         train_y, val_y = train_y[:, columns], val_y[:, columns]
         if not rows:

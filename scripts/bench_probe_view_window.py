@@ -28,6 +28,7 @@ import sslrobot
 from sslrobot.data import open_dataset
 from sslrobot.evaluation.probe import (
     dataset_state_names,
+    dataset_view_state_names,
     encode_episodes,
     fit_linear_probe,
     heldout_split,
@@ -57,7 +58,7 @@ def main() -> None:
     print("bench_probe_view_window:", json.dumps({k: str(v) for k, v in vars(args).items()}))
     data_dir = args.run / args.task / "data" / "unlabeled" / "dataset"
     dataset = open_dataset(data_dir)
-    view = list(dataset.manifest["view_state_names"])
+    view = dataset_view_state_names(dataset.manifest) or dataset.manifest["state_names"]
     nones = ["none", *(f"none-init{i}" for i in range(1, args.none_inits))]
     pretrain = args.run / args.task / "pretrain"
     # The run's probe split (session 17 on): episodes no pretraining here trained on.

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from sslrobot.data import open_dataset
+from sslrobot.evaluation.probe import dataset_view_conditions
 
 
 def main() -> None:
@@ -31,9 +32,9 @@ def main() -> None:
     args = parser.parse_args()
     print("check_view_condition:", json.dumps({k: str(v) for k, v in vars(args).items()}))
     dataset = open_dataset(args.data)
-    conditions = dataset.manifest.get("view_conditions") or []
+    conditions = dataset_view_conditions(dataset.manifest)
     if not conditions:
-        raise SystemExit(f"{args.data}: the manifest records no view_conditions")
+        raise SystemExit(f"{args.data}: its env has no view_conditions")
     _, variable, threshold = conditions[0]
     names = dataset.manifest["state_names"]
     column, distance = names.index(variable), names.index("goal_distance")

@@ -309,11 +309,33 @@ def test_a_view_variable_the_state_lacks_is_refused(monkeypatch, tmp_path):
     dataset = FakeDataset()
     dataset.manifest = {**dataset.manifest, "view_state_names": ["a", "typo"]}
     monkeypatch.setattr(sslrobot.data, "open_dataset", lambda path: dataset, raising=False)
+    encoder = MeanColourEncoder()
+    calls = []
+    forward = encoder.forward
+    monkeypatch.setattr(encoder, "forward", lambda x: (calls.append(len(x)), forward(x))[1])
     with pytest.raises(ValueError, match=r"manifest\.json: view_state_names names \['typo'\]"):
-        probe_representation(MeanColourEncoder(), tmp_path, val_fraction=0.2, seed=0)
+        probe_representation(encoder, tmp_path, val_fraction=0.2, seed=0)
+    assert calls == []  # refused from the manifest, before any frame was encoded
     dataset.manifest["view_state_names"] = ["a"]
     metrics = probe_representation(MeanColourEncoder(), tmp_path, val_fraction=0.2, seed=0)
     assert metrics["probe/mean_over"] == ["a"]
+
+
+def test_a_manifest_from_before_view_state_names_takes_its_tasks():
+    """A Navigate stream collected before manifests recorded the variables one frame
+    determines took its view conditions from the task but averaged its headline over all 26
+    state variables instead of those 4."""
+    from sslrobot.envs.navigation.navigate import NavigateTask
+    from sslrobot.evaluation.probe import dataset_view_state_names
+
+    older = {"env_id": "sslrobot/Navigate-v1", "state_names": list(NavigateTask.state_names)}
+    assert dataset_view_state_names(older) == list(NavigateTask.view_state_names)
+    assert len(NavigateTask.view_state_names) < len(NavigateTask.state_names)
+    reach = dataset_view_state_names({"env_id": "sslrobot/Reach-v0"})
+    assert reach is not None and len(reach) > 0  # every variable: the task names none apart
+    assert dataset_view_state_names({"env_id": "Reacher-v5"}) is None  # not ours: all
+    recorded = {**older, "view_state_names": ["goal_distance"]}
+    assert dataset_view_state_names(recorded) == ["goal_distance"]  # the record wins
 
 
 def test_a_stream_of_another_image_size_is_refused_by_name(monkeypatch, tmp_path):

@@ -644,6 +644,14 @@ def probe_representation(
             "on); both need at least one"
         )
     _check_frames_fit(encoder, dataset.manifest.get("frame_shape"), Path(data_dir))
+    # What the manifest alone says is checked before the frames are encoded (most of the time).
+    manifest_state_dim = dataset.manifest.get("state_dim")
+    if isinstance(manifest_state_dim, int):
+        dataset_state_names(dataset.manifest, manifest_state_dim)
+    view_names = dataset_view_state_names(dataset.manifest)
+    known = dataset.manifest.get("state_names")
+    if known is not None:
+        _check_view_state_names(view_names, [str(name) for name in known], Path(data_dir))
     stack = encoder_frame_stack(encoder)
     train_x, train_y, train_groups = encode_episodes(
         dataset, train_ids, encoder, max_frames, batch_size, seed, stack, progress, "encode train"
@@ -652,13 +660,7 @@ def probe_representation(
         dataset, val_ids, encoder, max_frames, batch_size, seed, stack, progress, "encode held out"
     )
     names = dataset_state_names(dataset.manifest, train_y.shape[1])
-    view_names = dataset.manifest.get("view_state_names")
-    unknown = sorted(set(view_names or ()) - set(names))
-    if unknown:  # the headline mean would silently average every variable instead
-        raise ValueError(
-            f"{Path(data_dir) / 'manifest.json'}: view_state_names names {unknown}, which are "
-            f"not among the state variables {names}"
-        )
+    _check_view_state_names(view_names, names, Path(data_dir))
     result = fit_linear_probe(
         train_x,
         train_y,
@@ -713,6 +715,32 @@ def split_unseen(
     excluded = set(excluded)
     unseen = [i for i in val_ids if i not in excluded]
     return train_ids, unseen, len(val_ids) - len(unseen)
+
+
+def _check_view_state_names(
+    view_names: Sequence[str] | None, names: list[str], data_dir: Path
+) -> None:
+    unknown = sorted(set(view_names or ()) - set(names))
+    if unknown:  # the headline mean would silently average every variable instead
+        raise ValueError(
+            f"{data_dir / 'manifest.json'}: view_state_names names {unknown}, which are "
+            f"not among the state variables {names}"
+        )
+
+
+def dataset_view_state_names(manifest: dict[str, Any]) -> list[str] | None:
+    """The variables one frame determines, over which the headline R² averages, as the
+    manifest records them; for a registered sslrobot id whose manifest predates the record,
+    its task's (as ``dataset_view_conditions``: a Navigate stream of then averaged all 26
+    variables, not the 4 in view, while its view conditions came from the task); None (every
+    variable) for other envs."""
+    if "view_state_names" in manifest:
+        names = manifest["view_state_names"]
+    else:
+        from sslrobot.envs import registered_view_state_names
+
+        names = registered_view_state_names(str(manifest.get("env_id", "")))
+    return None if names is None else [str(name) for name in names]
 
 
 def dataset_view_conditions(manifest: dict[str, Any]) -> tuple[tuple[str, str, float], ...]:
