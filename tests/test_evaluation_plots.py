@@ -45,7 +45,7 @@ def test_plot_success_and_data_efficiency(tmp_path):
     ]
     _assert_png(plot_data_efficiency(efficiency, tmp_path / "efficiency.png"))
     drawn = (tmp_path / "efficiency.png").read_bytes()
-    changed = [{**efficiency[0], "mean": 0.9}, *efficiency[1:]]
+    changed = [{**efficiency[0], "mean": 0.9, "low": 0.8, "high": 0.95}, *efficiency[1:]]
     assert plot_data_efficiency(changed, tmp_path / "other.png").read_bytes() != drawn
     with pytest.raises(ValueError, match="lacks"):
         plot_success([{"encoder": "x", "mean": 0.5}], tmp_path / "bad.png")
@@ -87,6 +87,28 @@ def test_probe_r2_and_psnr_plots(tmp_path):
     assert marked.read_bytes() != (tmp_path / "r2.png").read_bytes()
     psnr = {"future": [30.0, 27.0, 25.0], "copy-last": [28.0, 24.0, 22.0]}
     _assert_png(plot_prediction_psnr(psnr, tmp_path / "psnr.png"))
+
+
+def test_the_psnr_plot_marks_the_points_it_cannot_draw(tmp_path, monkeypatch):
+    """An exact prediction's infinite PSNR (stored as null in the results) or a NaN left a
+    silent gap in the line; the probe plot already says "n/a"."""
+    from sslrobot.evaluation import plots
+
+    figures = []
+    save = plots._save
+    monkeypatch.setattr(
+        plots, "_save", lambda figure, out: (figures.append(figure), save(figure, out))[1]
+    )
+    psnr = {"m": [20.0, None, 18.0], "copy-last": [float("inf"), 25.0, float("nan")]}
+    _assert_png(plots.plot_prediction_psnr(psnr, tmp_path / "psnr.png"))
+    marks = sorted((text.get_text(), int(text.xy[0])) for text in figures[0].axes[0].texts)
+    assert marks == [("n/a", 3), ("∞", 1), ("∞", 2)]
+
+
+def test_a_data_efficiency_interval_must_hold_its_mean(tmp_path):
+    record = {"encoder": "x", "num_demos": 5, "mean": 0.5, "low": 0.6, "high": 0.4}
+    with pytest.raises(ValueError, match=r"data-efficiency record of encoder 'x'.*low <= mean"):
+        plot_data_efficiency([record], tmp_path / "bad.png")
 
 
 def test_loss_curves_go_on_a_log_axis_only_across_a_decade(tmp_path, monkeypatch):

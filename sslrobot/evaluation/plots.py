@@ -35,6 +35,16 @@ def _require(record: Mapping[str, Any], keys: Sequence[str], what: str) -> None:
         raise ValueError(f"{what} record {dict(record)} lacks {missing}")
 
 
+def _require_ordered_interval(record: Mapping[str, Any], kind: str) -> None:
+    """An interval drawn around its mean must hold it: a swapped ``low`` and ``high`` drew a
+    band or error bar that looked like any other."""
+    if not float(record["low"]) <= float(record["mean"]) <= float(record["high"]):
+        raise ValueError(
+            f"{kind} record of encoder {record['encoder']!r} needs low <= mean <= high, "
+            f"got {record['low']}, {record['mean']}, {record['high']}"
+        )
+
+
 def _ordered(values: Sequence[Any]) -> list[Any]:
     """Unique values in first-seen order (so plots follow the caller's order)."""
     return list(dict.fromkeys(values))
@@ -55,11 +65,7 @@ def plot_success(
         raise ValueError("plot_success needs at least one record")
     for record in records:
         _require(record, ("encoder", "mean", "low", "high"), "success")
-        if not float(record["low"]) <= float(record["mean"]) <= float(record["high"]):
-            raise ValueError(
-                f"success record of encoder {record['encoder']!r} needs low <= mean <= high, "
-                f"got {record['low']}, {record['mean']}, {record['high']}"
-            )
+        _require_ordered_interval(record, "success")
     tasks = _ordered([r.get("task", "") for r in records])
     figure = _new_figure(max(4.0, 3.2 * len(tasks)), 3.4)
     axes = figure.subplots(1, len(tasks), squeeze=False, sharey=True)[0]
@@ -104,6 +110,7 @@ def plot_data_efficiency(
         raise ValueError("plot_data_efficiency needs at least one record")
     for record in records:
         _require(record, ("encoder", "num_demos", "mean", "low", "high"), "data-efficiency")
+        _require_ordered_interval(record, "data-efficiency")
     figure = _new_figure(5.0, 3.6)
     ax = figure.subplots()
     for index, encoder in enumerate(_ordered([r["encoder"] for r in records])):
@@ -306,7 +313,9 @@ def plot_prediction_psnr(
     """PSNR against prediction horizon k = 1..K, one line per model (e.g. vs copy-last).
 
     Args:
-        psnr_by_model: Label -> PSNR in dB for k = 1..K.
+        psnr_by_model: Label -> PSNR in dB for k = 1..K; ``inf`` (frames predicted exactly)
+            or None (what the JSON results store for it) is marked "∞" at the top of the
+            axes, NaN "n/a", instead of a gap in the line that says nothing.
         out_path: PNG to write.
         title: Figure title.
     """
@@ -314,11 +323,29 @@ def plot_prediction_psnr(
         raise ValueError("plot_prediction_psnr needs at least one model")
     figure = _new_figure(5.0, 3.6)
     ax = figure.subplots()
+    marks = []
     for index, (label, values) in enumerate(psnr_by_model.items()):
         if len(values) == 0:
             raise ValueError(f"plot_prediction_psnr: no values for {label!r}")
-        horizons = np.arange(1, len(values) + 1)
-        ax.plot(horizons, values, marker="o", color=f"C{index % 10}", label=label)
+        given = np.array([np.inf if v is None else float(v) for v in values], dtype=np.float64)
+        horizons = np.arange(1, len(given) + 1)
+        color = f"C{index % 10}"
+        drawn = np.where(np.isfinite(given), given, np.nan)
+        ax.plot(horizons, drawn, marker="o", color=color, label=label)
+        for horizon, value in zip(horizons, given, strict=True):
+            if not np.isfinite(value):
+                marks.append((horizon, "∞" if value > 0 else "n/a", color))
+    for horizon, text, color in marks:
+        ax.annotate(
+            text,
+            (horizon, 1.0),
+            xycoords=("data", "axes fraction"),
+            xytext=(0, -3),
+            textcoords="offset points",
+            ha="center",
+            va="top",
+            color=color,
+        )
     ax.set_xlabel("prediction horizon k (steps)")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # whole steps, not 1.25
     ax.set_ylabel("PSNR (dB)")
