@@ -1125,3 +1125,24 @@ def test_closing_the_batches_stops_dataloader_workers(dataset, tmp_path: Path) -
         close_batches(batches)
         run.close()
     assert not any(worker.is_alive() for worker in workers)
+
+
+def test_a_resumed_runs_tensorboard_draws_each_step_once(tmp_path: Path) -> None:
+    """The CSV dropped the rows logged after the checkpoint a run resumed from, TensorBoard
+    kept its events: each step logged between the checkpoint and the kill came back twice."""
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from sslrobot.pretraining.metrics_log import MetricsLog
+
+    first = MetricsLog(tmp_path, ["pretrain/loss"])
+    for step in (10, 20, 30):  # killed after step 30; its checkpoint was at 20
+        first.log(step, {"pretrain/loss": 1.0 / step})
+    first.close()
+    resumed = MetricsLog(tmp_path, ["pretrain/loss"], resume_step=20)
+    for step in (30, 40):
+        resumed.log(step, {"pretrain/loss": 1.0 / step})
+    resumed.close()
+    events = EventAccumulator(str(tmp_path / artifacts.TENSORBOARD))
+    events.Reload()
+    assert [event.step for event in events.Scalars("pretrain/loss")] == [10, 20, 30, 40]

@@ -64,7 +64,12 @@ class MetricsLog:
         atomic_write_text(self.path, buffer.getvalue())
         self._file = self.path.open("a", newline="")
         self._writer = csv.writer(self._file)
-        self._tensorboard = _summary_writer(out / artifacts.TENSORBOARD) if tensorboard else None
+        # On resume TensorBoard drops its events after the checkpoint too (purge_step), as the
+        # CSV drops its rows: they came back a second time, one step drawn twice.
+        purge = None if resume_step is None else resume_step + 1
+        self._tensorboard = (
+            _summary_writer(out / artifacts.TENSORBOARD, purge) if tensorboard else None
+        )
 
     def log(self, step: int, values: dict[str, float]) -> None:
         """Append one row; keys outside the header are an error (fixed columns)."""
@@ -99,7 +104,7 @@ def _format(value: float) -> str:
 _TENSORBOARD_MISSING_SAID = False
 
 
-def _summary_writer(path: Path) -> Any:
+def _summary_writer(path: Path, purge_step: int | None = None) -> Any:
     global _TENSORBOARD_MISSING_SAID
     try:
         from torch.utils.tensorboard import SummaryWriter
@@ -112,4 +117,4 @@ def _summary_writer(path: Path) -> Any:
                 stacklevel=3,
             )
         return None
-    return SummaryWriter(log_dir=str(path))
+    return SummaryWriter(log_dir=str(path), purge_step=purge_step)
