@@ -557,6 +557,30 @@ def test_resume_is_bit_exact(dataset, tmp_path: Path) -> None:
     assert (record["device_type"], record["amp"]) == ("cpu", False)
 
 
+def test_a_resume_keeps_the_thread_count_and_versions_the_earlier_steps_ran_with(
+    dataset, tmp_path: Path
+) -> None:
+    """The record held only the last process's thread count and versions: a run resumed at
+    another count read as if all its steps ran there, and a rerun "at the recorded count"
+    could not reproduce it."""
+    out = tmp_path / "run"
+    pretrain(tiny_config(out, steps=4), dataset, progress=False)
+    config_path = out / artifacts.PRETRAIN_CONFIG
+    saved = json.loads(config_path.read_text())
+    assert "earlier_settings" not in saved
+    earlier = {"cpu_threads": saved["cpu_threads"] + 5, "sslrobot_version": "0.0.1"}
+    config_path.write_text(json.dumps({**saved, **earlier}))
+    with pytest.warns(UserWarning, match="not bit for bit"):
+        pretrain(tiny_config(out, steps=6, resume=True), dataset, progress=False)
+    record = json.loads(config_path.read_text())
+    assert record["earlier_settings"] == [
+        {**earlier, "torch_version": saved["torch_version"], "until_step": 4}
+    ]
+    assert record["cpu_threads"] == saved["cpu_threads"]  # this process's own
+    pretrain(tiny_config(out, steps=8, resume=True), dataset, progress=False)  # nothing new
+    assert json.loads(config_path.read_text())["earlier_settings"] == record["earlier_settings"]
+
+
 def test_resume_refuses_changed_settings_and_missing_checkpoints(dataset, tmp_path: Path) -> None:
     # Interrupted before the first checkpoint: --resume starts over, and says so.
     with pytest.warns(UserWarning, match="no checkpoint"):

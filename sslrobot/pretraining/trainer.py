@@ -101,6 +101,11 @@ def collate_windows(items: list[Mapping[str, Any]] | Mapping[str, Any]) -> dict[
     return out
 
 
+#: Settings of the process, not the config, that a run records and a resume may change
+#: (``earlier_settings`` keeps those the steps before the resume ran with).
+_RUN_SETTINGS = ("cpu_threads", "sslrobot_version", "torch_version")
+
+
 class _BatchReader(Dataset):
     """Item ``indices`` is a whole batch: ``dataset.read_batch(indices)`` where the dataset has
     it (``WindowDataset`` reads windows straight into the batch arrays), else its windows."""
@@ -331,6 +336,9 @@ class PretrainRun:
         self._interval_steps = 0
         #: Devices the run computed on before a resume moved it (``pretrain_config.json``).
         self._earlier_devices: list[dict[str, Any]] = []
+        #: Thread counts and versions it ran with before a resume changed them, each with the
+        #: step it resumed from: the record's own are this process's only.
+        self._earlier_settings: list[dict[str, Any]] = []
         if self.resuming:
             self._resume()
         # Each rank looks for the checkpoint in its own --out: on machines that do not share
@@ -570,6 +578,11 @@ class PretrainRun:
             self.optimizer.load_state_dict(loaded.optimizer_state)
         self.step = loaded.step
         self.last_checkpoint = path
+        self._earlier_settings = list(saved.get("earlier_settings") or [])
+        before = {name: saved.get(name) for name in _RUN_SETTINGS}
+        now = self._run_settings()
+        if any(before[name] is not None and before[name] != now[name] for name in before):
+            self._earlier_settings.append({**before, "until_step": loaded.step})
         interval = loaded.state.get(_LOG_INTERVAL) or {"sums": {}, "steps": 0}
         self._interval_sums = {  # float32 values, exact through JSON's doubles
             name: torch.tensor(value, dtype=torch.float32, device=self.device)
@@ -889,12 +902,19 @@ class PretrainRun:
                 "amp": bool(self.amp),
                 # CPU float sums split over threads round otherwise with another count: a
                 # resume continues bit for bit only with this one (``--resume`` takes it).
-                "cpu_threads": torch.get_num_threads() if self.device.type == "cpu" else None,
+                **self._run_settings(),
                 **({"earlier_devices": self._earlier_devices} if self._earlier_devices else {}),
-                "sslrobot_version": sslrobot.__version__,
-                "torch_version": torch.__version__,
+                **({"earlier_settings": self._earlier_settings} if self._earlier_settings else {}),
             },
         )
+
+    def _run_settings(self) -> dict[str, Any]:
+        """This process's ``_RUN_SETTINGS``: how it computes, beyond the config."""
+        return {
+            "cpu_threads": torch.get_num_threads() if self.device.type == "cpu" else None,
+            "sslrobot_version": sslrobot.__version__,
+            "torch_version": torch.__version__,
+        }
 
     def _write_outputs(self, strip_batch: Any, log: MetricsLog | None) -> None:
         model = self.model
