@@ -1132,8 +1132,20 @@ def test_failures_of_a_rank_keep_their_kind_and_bad_seeds_are_refused(tmp_path: 
     pretrain(tiny_config(run, steps=2), MovingSquareDataset(4, 12, K, SIZE), progress=False)
     (step,) = (run / artifacts.CHECKPOINTS).glob("step_*")
     (step / OPTIMIZER).write_bytes(b"not a pickle")
-    with pytest.raises(ValueError, match=r"optimizer state .* is unreadable"):
+    with pytest.raises(ValueError, match=r"unreadable \(not a saved optimizer state: .*no earlier"):
         load_checkpoint(step)
+    # An empty file's EOFError has no text: the reason was blank. With a checkpoint kept
+    # before it, the error says how to go on from there.
+    run2 = tmp_path / "run2"
+    pretrain(tiny_config(run2, steps=4), MovingSquareDataset(4, 12, K, SIZE), progress=False)
+    older, newest = sorted((run2 / artifacts.CHECKPOINTS).glob("step_*"))
+    (newest / OPTIMIZER).write_bytes(b"")
+    with pytest.raises(
+        ValueError,
+        match=rf"unreadable \(the file ends early\); move .*{newest.name} aside and "
+        rf"--resume continues from {older.name}",
+    ):
+        load_checkpoint(newest)
 
 
 def test_closing_the_batches_stops_dataloader_workers(dataset, tmp_path: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import re
 import warnings
@@ -95,6 +96,9 @@ def test_none_baseline_and_encoder_options(data_dir: Path, tmp_path: Path, capsy
     kernels = ("--encoder-channels", "8,8", "--encoder-strides", "2,2", "--encoder-kernels", "3")
     assert main(_args(data_dir, tmp_path / "bad", "--steps", "1", *kernels)) == 2
     assert "--encoder-kernels must have one entry per layer (2)" in capsys.readouterr().err
+    strides = ("--encoder-channels", "16,32", "--encoder-strides", "2")  # named as typed
+    assert main(_args(data_dir, tmp_path / "bad", "--steps", "1", *strides)) == 2
+    assert "--encoder-strides must have one entry per layer (2)" in capsys.readouterr().err
     for option in (("--decoder", "heatmaps"), ("--decoder-proprio",)):  # fdm decodes nothing
         assert main(_args(data_dir, tmp_path / "fdm", "--objective", "fdm", *option)) == 2
     # Settings of parts the objective does not build were recorded as used and changed nothing.
@@ -256,13 +260,28 @@ def test_resume_takes_the_runs_cpu_thread_count_and_warns_of_another(
         # A run from a machine with more cores than this one's is resumed with this one's.
         from types import SimpleNamespace
 
-        from sslrobot.commands import pretrain as command
+        from sslrobot.pretraining import launch
 
         record = out / artifacts.PRETRAIN_CONFIG
         record.write_text(json.dumps({**json.loads(record.read_text()), "cpu_threads": 64}))
-        monkeypatch.setattr(command.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
-        assert command._saved_cpu_threads(SimpleNamespace(out=out, device="cpu")) == 2
-        assert "trained with 64 CPU threads, this machine has 2" in capsys.readouterr().err
+        monkeypatch.setattr(launch.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+        assert launch.saved_cpu_threads(SimpleNamespace(out=out, device="cpu")) == 2
+        assert "trained with 64 CPU threads per process, this machine has 2 cores for 1" in (
+            capsys.readouterr().err
+        )
+        assert launch.saved_cpu_threads(SimpleNamespace(out=out, device="cpu"), 2) == 1
+        # `sslrobot run` resumes through pretrain_in_processes, which took this machine's
+        # count instead of the recorded one.
+        record.write_text(json.dumps({**json.loads(record.read_text()), "cpu_threads": 2}))
+        torch.set_num_threads(1)
+        import sslrobot.pretraining.trainer as trainer
+
+        seen = []
+        monkeypatch.setattr(trainer, "pretrain", lambda config, progress: seen.append(
+            torch.get_num_threads()) or out)  # fmt: skip
+        config = PretrainConfig.from_dict(json.loads(record.read_text())["pretrain"])
+        launch.pretrain_in_processes(dataclasses.replace(config, resume=True), 1)
+        assert seen == [2]
     finally:
         torch.set_num_threads(before)
 

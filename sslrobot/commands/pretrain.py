@@ -187,7 +187,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     # The encoder's field of another name than its option ("kernel_sizes must have one
     # entry per layer" named no option the user typed).
-    parser.set_defaults(func=_pretrain, field_options={"kernel_sizes": "--encoder-kernels"})
+    encoder_options = {
+        "kernel_sizes": "--encoder-kernels",
+        "strides": "--encoder-strides",
+        "channels": "--encoder-channels",
+    }
+    parser.set_defaults(func=_pretrain, field_options=encoder_options)
 
 
 def _encoder_config(
@@ -297,7 +302,9 @@ def _pretrain(args: argparse.Namespace) -> int:
     if args.resume:
         config = _with_saved_settings(config, args)
         if args.threads is None:
-            args.threads = _saved_cpu_threads(config)
+            from sslrobot.pretraining.launch import saved_cpu_threads
+
+            args.threads = saved_cpu_threads(config)
     if args.threads is not None:
         if args.threads < 1:
             raise ValueError(f"--threads must be >= 1, got {args.threads}")
@@ -312,34 +319,6 @@ def _pretrain(args: argparse.Namespace) -> int:
     if os.environ.get("RANK", "0") == "0":  # torchrun: rank 0 speaks
         print(f"encoder written to {out} (load with sslrobot.load_encoder({str(out)!r}))")
     return 0
-
-
-def _saved_cpu_threads(config: PretrainConfig) -> int | None:
-    """The CPU threads per process the run being resumed trained with, when it recorded them
-    and trains on a CPU again: ``--resume`` without ``--threads`` takes them, since another
-    count rounds CPU sums otherwise (a resume on a machine with other cores, or one process
-    resuming a ``torchrun --threads 1`` run, was not bit-exact); at most this machine's
-    cores, said on stderr (a laptop resuming a 64-core run would be oversubscribed)."""
-    from pathlib import Path
-
-    from sslrobot.pretraining import artifacts
-    from sslrobot.utils.device import resolve_device
-
-    record = Path(config.out) / artifacts.PRETRAIN_CONFIG
-    if not record.is_file() or resolve_device(config.device).type != "cpu":
-        return None
-    threads = artifacts.read_json(record, "pretraining config").get("cpu_threads")
-    if not isinstance(threads, int) or threads < 1:
-        return None
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    if cores and threads > cores:  # a run moved from a bigger machine: not oversubscribed
-        print(
-            f"sslrobot pretrain: the run trained with {threads} CPU threads, this machine has "
-            f"{cores} cores: resuming with {cores} (the curve continues, not bit for bit)",
-            file=sys.stderr,
-        )
-        return cores
-    return threads
 
 
 #: Options that shape the encoder (``PretrainConfig.encoder``).

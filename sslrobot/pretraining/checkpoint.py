@@ -125,7 +125,28 @@ def latest_checkpoint_path(root: Path) -> Path | None:
 
 
 def load_checkpoint(path: Path) -> Checkpoint:
-    """Load a checkpoint directory written by ``save_checkpoint`` (tensors on CPU)."""
+    """Load a checkpoint directory written by ``save_checkpoint`` (tensors on CPU).
+
+    Raises:
+        ValueError: a damaged file, named, with the way on: the checkpoint before it, where
+            one is kept, continues the run once this one is moved aside.
+    """
+    try:
+        return _load_checkpoint(path)
+    except ValueError as error:
+        step = _step_of(path.name)
+        older = [p for p in _checkpoint_dirs(path.parent) if (_step_of(p.name) or 0) < (step or 0)]
+        if older:
+            hint = (
+                f"; move {path} aside and --resume continues from {older[-1].name}, the "
+                "checkpoint before it"
+            )
+        else:
+            hint = "; no earlier checkpoint is kept beside it"
+        raise ValueError(f"{error}{hint}") from error
+
+
+def _load_checkpoint(path: Path) -> Checkpoint:
     state = artifacts.read_json(path / STATE, "checkpoint state")
     model_state = artifacts.read_safetensors(path / WEIGHTS, "checkpoint weights")
     optimizer_state = None
@@ -133,8 +154,14 @@ def load_checkpoint(path: Path) -> Checkpoint:
         try:
             optimizer_state = torch.load(path / OPTIMIZER, map_location="cpu", weights_only=True)
         except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as error:
+            if isinstance(error, EOFError):  # its text is empty
+                reason = "the file ends early"
+            elif isinstance(error, pickle.UnpicklingError):  # torch's text suggests an unsafe load
+                reason = "not a saved optimizer state: damaged, or another file"
+            else:
+                reason = str(error).splitlines()[0] if str(error) else type(error).__name__
             raise ValueError(
-                f"optimizer state {path / OPTIMIZER} is unreadable: {error}"
+                f"optimizer state {path / OPTIMIZER} is unreadable ({reason})"
             ) from error
     if not isinstance(state.get("step"), int):
         raise ValueError(f"{path / STATE} has no integer 'step'")

@@ -14,7 +14,9 @@ from __future__ import annotations
 import builtins
 import dataclasses
 import importlib
+import os
 import signal
+import sys
 import threading
 import uuid
 import warnings
@@ -64,9 +66,13 @@ def pretrain_in_processes(
     if num_processes == 1:
         from sslrobot.pretraining.trainer import pretrain
 
+        if threads_per_process is None and config.resume:  # the count it trained with
+            threads_per_process = saved_cpu_threads(config)
         if threads_per_process is not None:
             torch.set_num_threads(threads_per_process)
         return pretrain(config, progress=progress)
+    if threads_per_process is None and config.resume:  # the count it trained with
+        threads_per_process = saved_cpu_threads(config, num_processes)
     if threads_per_process is None:  # torch's own count honours OMP_NUM_THREADS
         threads_per_process = max(1, torch.get_num_threads() // num_processes)
     if config.batch_size % num_processes:
@@ -210,3 +216,33 @@ def _train_rank(config: dict[str, Any], threads: int, progress: bool) -> str:
 
     torch.set_num_threads(threads)
     return str(pretrain(PretrainConfig.from_dict(config), progress=progress))
+
+
+def saved_cpu_threads(config: PretrainConfig, num_processes: int = 1) -> int | None:
+    """The CPU threads per process the run being resumed trained with, when it recorded them
+    and trains on a CPU again. ``pretrain --resume`` without ``--threads`` takes them, and so
+    does ``pretrain_in_processes`` (``sslrobot run`` resumes through it), since another count
+    rounds CPU sums otherwise: a resume on a machine with other cores, or one process resuming
+    a ``torchrun --threads 1`` run, was not bit-exact. At most this machine's cores shared by
+    ``num_processes``, said on stderr (a laptop resuming a 64-core run would be
+    oversubscribed)."""
+    from sslrobot.pretraining import artifacts
+    from sslrobot.utils.device import resolve_device
+
+    record = Path(config.out) / artifacts.PRETRAIN_CONFIG
+    if not record.is_file() or resolve_device(config.device).type != "cpu":
+        return None
+    threads = artifacts.read_json(record, "pretraining config").get("cpu_threads")
+    if not isinstance(threads, int) or threads < 1:
+        return None
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    available = max(1, cores // num_processes) if cores else None
+    if available and threads > available:  # a run moved from a bigger machine
+        print(
+            f"sslrobot pretrain: the run in {config.out} trained with {threads} CPU threads per "
+            f"process, this machine has {cores} cores for {num_processes}: resuming with "
+            f"{available} (the curve continues, not bit for bit)",
+            file=sys.stderr,
+        )
+        return available
+    return threads

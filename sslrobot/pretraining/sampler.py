@@ -11,14 +11,15 @@ from torch.utils.data import Sampler
 class ResumableBatchSampler(Sampler[list[int]]):
     """Endless batches from a stream of per-epoch permutations, split across ranks.
 
-    The stream is ``randperm(n, seed + epoch)`` for epoch 0, 1, ...; global step s takes
-    positions ``[s G, (s+1) G)`` with ``G = batch_size * world_size``, and rank r its r-th
-    ``batch_size`` slice. Unlike ``DistributedSampler`` (which restarts at an epoch boundary),
-    starting at any step is exact, so a resumed run sees the batches an unbroken one would have.
-    A step that straddles an epoch boundary takes the end of one permutation and the start of
-    the next, so it may hold a window twice (a false negative for InfoNCE): with 1,000 windows
-    and G = 256, 98 of 400 steps held a repeat; with the default run's ~18,000, about one step
-    in 80. Kept, since dropping each epoch's remainder would change every published run.
+    The stream is ``randperm(n)`` seeded with ``seed * 1_000_003 + epoch`` for epoch 0, 1, ...;
+    global step s takes positions ``[s G, (s+1) G)`` with ``G = batch_size * world_size``, and
+    rank r its r-th ``batch_size`` slice. Unlike ``DistributedSampler`` (which restarts at an
+    epoch boundary), starting at any step is exact, so a resumed run sees the batches an
+    unbroken one would have. A step that straddles an epoch boundary takes the end of one
+    permutation and the start of the next, so it may hold a window twice (a false negative for
+    InfoNCE): with 1,000 windows and G = 256, 98 of 400 steps held a repeat; with the default
+    run's ~18,000, about one step in 80. Kept, since dropping each epoch's remainder would
+    change every published run.
 
     Args:
         num_items: Dataset length (> 0).

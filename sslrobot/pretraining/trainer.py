@@ -722,16 +722,16 @@ class PretrainRun:
     ) -> None:
         values = ", ".join(f"pretrain/loss_{n}={v.item():.4g}" for n, v in losses.items())
         kept = (
-            f"the last good checkpoint is {self.last_checkpoint}; --resume continues from it"
+            f"the last good checkpoint is {self.last_checkpoint}; --resume continues from it "
+            "(to this same step: resuming is exact)"
             if self.last_checkpoint is not None
             else "no checkpoint was written before it"
         )
         raise NonFiniteLossError(
             f"non-finite loss or gradient at step {self.step + 1} (rank {self.context.rank}: "
             f"pretrain/loss={total.item():.4g}, {values}, grad_norm={grad_norm.item():.4g}); "
-            f"stopped before updating the weights, {kept} (to the same step: resuming is "
-            "exact). Start again in a new --out with a lower --lr, or check the data for NaN "
-            "actions."
+            f"stopped before updating the weights, {kept}. Start again in a new --out with a "
+            "lower --lr, or check the data for NaN actions."
         )
 
     # -- the loop --------------------------------------------------------------------------
