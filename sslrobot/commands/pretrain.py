@@ -78,7 +78,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="bfloat16 autocast (auto: on for GPUs with native bfloat16)",
     )
     parser.add_argument("--checkpoint-every", type=int, default=1000, help="steps (0: end only)")
-    parser.add_argument("--log-every", type=int, default=50, help="steps per metrics row")
+    parser.add_argument(
+        "--log-every", type=int, default=50, help="steps per metrics row (0 or 1: every step)"
+    )
     parser.add_argument("--image-every", type=int, default=1000, help="steps per strip (0: off)")
     parser.add_argument(
         "--resume",

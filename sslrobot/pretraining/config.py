@@ -84,7 +84,8 @@ class PretrainConfig:
             slower here, and MPS support is partial).
         checkpoint_every: Steps between checkpoints (0: only at the end).
         keep_checkpoints: Most recent checkpoints kept on disk.
-        log_every: Steps between metric rows (averaged over the interval).
+        log_every: Steps between metric rows (averaged over the interval); 0 logs every step,
+            as 1 does.
         image_every: Steps between prediction strips for decoder objectives (0: never).
         num_images: Validation windows shown in each prediction strip.
         resume: Continue from the latest checkpoint in ``out``.
