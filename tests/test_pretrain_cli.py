@@ -591,7 +591,7 @@ def test_an_encoder_trained_elsewhere_records_its_episodes_for_the_probe(tmp_pat
     assert prediction.trained_episodes(encoder, data) == []  # nothing recorded: nothing known
     assert artifacts.pretraining_env_ids(encoder) == []
     trained = [1, 2, 3, 5, 8]
-    artifacts.save_trained_episodes(encoder, {data: trained})
+    artifacts.save_trained_episodes(str(encoder), {str(data): trained})  # str paths too
     copy = shutil.copytree(data, tmp_path / "copy")
     other = tmp_path / "other"  # another seed: other episodes under the same ids
     collect(CollectConfig(num_episodes=12, out=other, seed=1, **settings), progress=False)

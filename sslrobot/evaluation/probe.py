@@ -628,9 +628,9 @@ def probe_representation(
                     f"{path} holds no {PRETRAIN_CONFIG} or {TRAINED_EPISODES}: nothing says "
                     f"which episodes it trained on, so none of {data_dir} can be left out of "
                     "the scoring; if it trained on these episodes its R^2 is partly a training "
-                    "score (probe the whole `pretrain --out` directory, record them with "
-                    "`sslrobot.pretraining.artifacts.save_trained_episodes`, or probe data it "
-                    "never saw)",
+                    "score (probe the whole `pretrain --out` directory, record them with `from "
+                    "sslrobot.pretraining.artifacts import save_trained_episodes`, or probe "
+                    "data it never saw)",
                     stacklevel=2,
                 )
     dataset = open_dataset(Path(data_dir))

@@ -7,6 +7,7 @@ same directory, fsync, ``os.replace``), so an interrupted run never leaves a tor
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -98,7 +99,9 @@ def save_json(path: Path, value: Any) -> Path:
     return atomic_write_json(path, value)
 
 
-def save_trained_episodes(directory: Path, episodes: Mapping[Path, Sequence[int]]) -> Path:
+def save_trained_episodes(
+    directory: str | os.PathLike[str], episodes: Mapping[str | os.PathLike[str], Sequence[int]]
+) -> Path:
     """Writes ``TRAINED_EPISODES`` for an encoder trained outside ``sslrobot pretrain`` (e.g. on
     labels): the episodes of each data directory it trained on, in the fields a pretraining
     config records them in (by resolved path, and by the dataset's identity, for a moved copy
@@ -106,6 +109,7 @@ def save_trained_episodes(directory: Path, episodes: Mapping[Path, Sequence[int]
     a pretrained encoder's, instead of scoring the encoder on what it learned."""
     from sslrobot.data.manifest import dataset_identity, read_manifest
 
+    directory = Path(directory)
     roots = [Path(root).resolve() for root in episodes]
     lists = [[int(i) for i in ids] for ids in episodes.values()]
     return save_json(
