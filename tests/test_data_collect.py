@@ -830,3 +830,37 @@ def test_visual_presets_are_the_envs_own_table(tmp_path, monkeypatch):
         config("only-light")
     monkeypatch.setitem(variation.PRESETS, "only-light", variation.PRESETS["none"])
     assert config("only-light").visual_preset == "only-light"
+
+
+class _StateFromStepsOnly(FakePixelEnv):
+    """An env giving ``info["state"]`` from ``step()`` only, a common way to write one."""
+
+    def reset(self, *, seed=None, options=None):
+        obs, info = super().reset(seed=seed, options=options)
+        return obs, {k: v for k, v in info.items() if k != "state"}
+
+
+class _FlatStateFromStepsOnly(_StateFromStepsOnly):
+    """The same with a flat vector observation (frames from ``render()``), whose reset row
+    was taken from the observation and the others from the info, without a word."""
+
+    def __init__(self, image_size: int = 16, render_mode: str | None = "rgb_array") -> None:
+        super().__init__(image_size=image_size, render_mode=render_mode)
+        self.observation_space = gym.spaces.Box(-1.0, 1.0, (3,), np.float32)
+
+    def _obs(self):
+        return np.array([*self._pos, 0.0], np.float32)
+
+    def render(self):
+        return FakePixelEnv._obs(self)["pixels"]
+
+
+@pytest.mark.parametrize("env_class", [_StateFromStepsOnly, _FlatStateFromStepsOnly])
+def test_an_env_with_state_from_its_steps_only_is_refused_by_name(tmp_path, env_class):
+    env_id = f"{env_class.__name__.strip('_')}-v0"
+    if env_id not in gym.registry:
+        gym.register(id=env_id, entry_point=env_class, max_episode_steps=20)
+    config = fake_config(tmp_path / "d", env_id=env_id, num_episodes=2)
+    with pytest.raises(ValueError, match=rf"{env_id} gives info\['state'\] from step\(\) but not"):
+        collect(config, progress=False)
+    assert storage.list_episode_ids(tmp_path / "d") == []  # nothing half-recorded was committed

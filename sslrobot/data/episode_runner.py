@@ -99,11 +99,20 @@ class _FrameBuffer:
         return self.data[: self.size]
 
 
-def split_observation(obs: Any, info: dict[str, Any]) -> tuple[np.ndarray, np.ndarray | None]:
+def split_observation(
+    obs: Any, info: dict[str, Any], state_in_info: bool | None = None, env_id: str = "the env"
+) -> tuple[np.ndarray, np.ndarray | None]:
     """``(proprio, state)`` of one step, both float32 vectors.
 
     Dict observations give ``obs["proprio"]`` (zero-width if absent); a flat vector observation
     (e.g. Reacher-v5) is recorded as proprio and, lacking ``info["state"]``, also as state.
+    Where the state comes from is decided at reset (``state_in_info`` None there; after it,
+    whether the reset's info held it): an env giving ``info["state"]`` from its steps only
+    had its first row taken from the observation and the rest from the info, silently, or
+    failed with a bare shape error.
+
+    Raises:
+        ValueError: ``info["state"]`` at a step of an env whose reset gave none.
     """
     if isinstance(obs, dict):
         proprio = _as_vector(obs["proprio"]) if "proprio" in obs else np.zeros(0, np.float32)
@@ -111,8 +120,17 @@ def split_observation(obs: Any, info: dict[str, Any]) -> tuple[np.ndarray, np.nd
     else:
         proprio = _as_vector(obs)
         fallback_state = proprio
-    state = _as_vector(info["state"]) if "state" in info else fallback_state
-    return proprio, state
+    if state_in_info is False and "state" in info:
+        raise ValueError(
+            f"{env_id} gives info['state'] from step() but not from reset(): the state column "
+            "holds one row per frame, the first from the reset; return it from reset() too"
+        )
+    if state_in_info is None or state_in_info:
+        # Missing at a step after a reset that had it: None here, refused for the episode.
+        state = _as_vector(info["state"]) if "state" in info else None
+        if state is not None or state_in_info:
+            return proprio, state
+    return proprio, fallback_state
 
 
 class EpisodeRunner:
@@ -155,6 +173,7 @@ class EpisodeRunner:
         frame = get_frame(env, obs, self.frames_from_obs)
         check_frame(frame, spec.env_id, episode_id, 0)  # fail fast; the rest once per episode
         proprio, state = split_observation(obs, info)
+        state_in_info = "state" in info
         frames = _FrameBuffer(frame, self.max_frames)
         proprios, states = [proprio], [state]
         actions, rewards, terminateds, truncateds = [], [], [], []
@@ -163,7 +182,7 @@ class EpisodeRunner:
             action = self.policy.act(env)
             obs, reward, terminated, truncated, info = env.step(action)
             frame = get_frame(env, obs, self.frames_from_obs)
-            proprio, state = split_observation(obs, info)
+            proprio, state = split_observation(obs, info, state_in_info, spec.env_id)
             frames.append(frame)
             proprios.append(proprio)
             states.append(state)
