@@ -864,3 +864,26 @@ def test_an_env_with_state_from_its_steps_only_is_refused_by_name(tmp_path, env_
     with pytest.raises(ValueError, match=rf"{env_id} gives info\['state'\] from step\(\) but not"):
         collect(config, progress=False)
     assert storage.list_episode_ids(tmp_path / "d") == []  # nothing half-recorded was committed
+
+
+class _FlatWithoutRenderMode(FakePixelEnv):
+    """Vector observations, and a constructor without ``render_mode``: no way to frames."""
+
+    def __init__(self, image_size: int = 16) -> None:
+        super().__init__(image_size=image_size)
+        self.observation_space = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
+
+    def _obs(self):
+        return self._pos.copy()
+
+
+def test_an_env_that_cannot_render_is_not_told_to_pass_render_mode(tmp_path):
+    """The advice to pass render_mode through --env-kwargs, followed, made the constructor
+    refuse the argument: a second error instead of the way on."""
+    env_id = "FlatWithoutRenderMode-v0"
+    if env_id not in gym.registry:
+        gym.register(id=env_id, entry_point=_FlatWithoutRenderMode, max_episode_steps=20)
+    config = fake_config(tmp_path / "d", env_id=env_id, env_kwargs={"image_size": 16})
+    with pytest.raises(ValueError, match="its constructor takes no render_mode") as refused:
+        collect(config, progress=False)
+    assert "--env-kwargs" not in str(refused.value)

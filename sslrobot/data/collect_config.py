@@ -89,7 +89,7 @@ def _in_module(entry_point: Any, module: str) -> bool:
     return where == module or where.startswith(module + ".")
 
 
-def _accepts_kwarg(
+def env_accepts_kwarg(
     spec: gym.envs.registration.EnvSpec, name: str, unreadable: bool = False
 ) -> bool:
     """Whether the env's constructor takes ``name`` (``unreadable`` when its signature
@@ -111,7 +111,7 @@ def _renders_rgb_array(spec: gym.envs.registration.EnvSpec) -> bool:
     """Whether to ask the env for ``render_mode="rgb_array"``: not when its constructor does
     not take the argument (a pixel-Dict env of a user's, which then could not be made at all)
     nor when its metadata lists render modes without it (gymnasium warned on every make)."""
-    if not _accepts_kwarg(spec, "render_mode", unreadable=True):
+    if not env_accepts_kwarg(spec, "render_mode", unreadable=True):
         return False
     metadata = getattr(_creator(spec), "metadata", None)
     if not isinstance(metadata, dict) or metadata is gym.Env.metadata:
@@ -280,7 +280,7 @@ class CollectConfig:
         else:
             spec = find_env_spec(self.env_id)
             kwargs = {"render_mode": "rgb_array"} if _renders_rgb_array(spec) else {}
-            if _accepts_kwarg(spec, "width") and _accepts_kwarg(spec, "height"):
+            if env_accepts_kwarg(spec, "width") and env_accepts_kwarg(spec, "height"):
                 kwargs.update(width=self.image_size, height=self.image_size)
         kwargs.update(self.env_kwargs)
         if kwargs.get("render_mode", "") is None and not is_sslrobot_env(self.env_id):

@@ -32,7 +32,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from sslrobot.data import frames
-from sslrobot.data.collect_config import CollectConfig, find_env_spec
+from sslrobot.data.collect_config import CollectConfig, env_accepts_kwarg, find_env_spec
 from sslrobot.data.episode_runner import (
     EpisodeRunner,
     RunSpec,
@@ -118,10 +118,18 @@ def _probe_env(env: gym.Env, spec: RunSpec) -> dict[str, Any]:
         raise ValueError(f"{env_id}: only bounded Box action spaces can be collected, got {space}")
     from_obs = has_pixel_observation(env.observation_space)
     if not from_obs and env.render_mode != "rgb_array":
+        # The advice to pass render_mode only where the constructor takes it: one without
+        # the argument then refused the kwarg, a second error instead of the way on.
+        takes_it = env.spec is not None and env_accepts_kwarg(env.spec, "render_mode", True)
+        advice = (
+            """pass --env-kwargs '{"render_mode": "rgb_array"}'"""
+            if takes_it
+            else "its constructor takes no render_mode: give it a Dict observation with "
+            "'pixels' (uint8 H x W x 3), or a render_mode argument"
+        )
         raise ValueError(
             f"{env_id} has neither a Dict observation with 'pixels' nor render_mode='rgb_array' "
-            f"(render_mode is {env.render_mode!r}); pass "
-            """--env-kwargs '{"render_mode": "rgb_array"}'"""
+            f"(render_mode is {env.render_mode!r}); {advice}"
         )
     try:  # some envs import their renderer (e.g. pygame) only at the first reset or render
         obs, info = env.reset(seed=spec.base_seed)
