@@ -53,6 +53,11 @@ def load_encoder(
         raise ValueError(f"encoder config {config_path} is invalid: {error}") from error
     encoder = Encoder(config)
     weights = path / artifacts.ENCODER_WEIGHTS
-    artifacts.load_state(encoder, artifacts.read_safetensors(weights, "encoder weights"), weights)
+    state = artifacts.read_safetensors(weights, "encoder weights")
+    # NaN weights load silently and surface far away ("Normalizer.fit: values contain NaN").
+    broken = sorted(name for name, tensor in state.items() if not torch.isfinite(tensor).all())
+    if broken:
+        raise ValueError(f"encoder weights {weights} hold NaN or inf values in {broken}")
+    artifacts.load_state(encoder, state, weights)
     encoder.requires_grad_(False)
     return encoder.eval().to(as_device(device)), config

@@ -887,3 +887,20 @@ def test_an_env_that_cannot_render_is_not_told_to_pass_render_mode(tmp_path):
     with pytest.raises(ValueError, match="its constructor takes no render_mode") as refused:
         collect(config, progress=False)
     assert "--env-kwargs" not in str(refused.value)
+
+
+def test_a_users_module_beside_them_is_named_with_the_way_to_import_it(tmp_path, monkeypatch):
+    """``module:Id`` with the module in the working directory failed as a bare "No module
+    named", since the `sslrobot` script does not import from there."""
+    import sys
+
+    from sslrobot.data.collect_config import find_env_spec
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(tmp_path))])
+    (tmp_path / "my_envs_here.py").write_text("")
+    with pytest.raises(ValueError, match=r"No module named 'my_envs_here' \(a module beside you.*"
+                       r"PYTHONPATH=\. or as python -m sslrobot\)"):  # fmt: skip
+        find_env_spec("my_envs_here:Mine-v0")
+    with pytest.raises(ValueError, match=r"No module named 'nowhere_at_all'$"):
+        find_env_spec("nowhere_at_all:Mine-v0")  # not beside them either: no hint

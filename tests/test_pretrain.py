@@ -225,6 +225,13 @@ def test_load_encoder_round_trip_is_exact_and_frozen(dataset, tmp_path: Path) ->
     run.model.encoder.eval()
     with torch.no_grad():
         torch.testing.assert_close(encoder(frames), run.model.encoder(frames), rtol=0, atol=0)
+    # Weights with a NaN loaded silently and surfaced far away, in the policy's normaliser.
+    state = safetensors.torch.load_file(str(out / artifacts.ENCODER_WEIGHTS))
+    name = sorted(state)[0]
+    state[name].view(-1)[0] = float("nan")
+    safetensors.torch.save_file(state, str(out / artifacts.ENCODER_WEIGHTS))
+    with pytest.raises(ValueError, match=rf"hold NaN or inf values in \['{re.escape(name)}'\]"):
+        load_encoder(out)
 
 
 def test_the_contrastive_positive_is_augmented_on_its_own(dataset, tmp_path: Path) -> None:

@@ -55,8 +55,18 @@ def find_env_spec(env_id: str) -> gym.envs.registration.EnvSpec:
         try:
             importlib.import_module(module)
         except ImportError as error:
+            # The `sslrobot` script does not look in the working directory, where a user's
+            # module most often is.
+            top = module.split(".")[0]
+            here = isinstance(error, ModuleNotFoundError) and error.name == top
+            hint = (
+                " (a module beside you: the `sslrobot` script does not import from the working "
+                "directory; run with PYTHONPATH=. or as python -m sslrobot)"
+                if here and (Path(f"{top}.py").is_file() or Path(top).is_dir())
+                else ""
+            )
             raise ValueError(
-                f"env id {env_id!r}: cannot import module {module!r}: {error}"
+                f"env id {env_id!r}: cannot import module {module!r}: {error}{hint}"
             ) from error
     if name in gym.registry:
         return gym.registry[name]
