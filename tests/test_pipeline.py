@@ -52,6 +52,25 @@ def test_a_rerun_with_other_tasks_keeps_the_earlier_config(tmp_path: Path) -> No
     assert kept["tasks"] == list(QUICK.tasks)
 
 
+def test_a_rerun_removes_what_writes_cut_short_by_a_kill_left(
+    quick_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A kill -9 skips an atomic write's cleanup: its temp file (whole weights, videos) stayed
+    in the run directory after the rerun that finished the run."""
+    run = shutil.copytree(quick_run, tmp_path / "run")
+    weights = next(run.rglob("encoder.safetensors"))
+    left = [
+        run / ".results.json.lvf92l77.tmp",
+        weights.with_name(".encoder.safetensors.x1_y2z3a.tmp"),
+    ]
+    kept = [run / ".my_notes", run / "notes.tmp", run / ".results.json.lvf92l77.png"]
+    for path in (*left, *kept):
+        path.write_bytes(b"partial")
+    run_pipeline(QUICK, run, device="cpu", progress=False, command="pytest quick")
+    assert not any(path.exists() for path in left) and all(path.exists() for path in kept)
+    assert "[cleanup] removed 2 temp files" in capsys.readouterr().err
+
+
 def test_quick_run_writes_every_report_artifact(quick_run: Path) -> None:
     for name in ("report.md", "report.html", "results.json", "config.json"):
         assert (quick_run / name).stat().st_size > 0, name

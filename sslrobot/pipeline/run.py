@@ -37,7 +37,7 @@ from sslrobot.pipeline.stages import (
     read_json_file,
     stop_if_interrupted,
 )
-from sslrobot.utils.io import atomic_write_json, exclusive_lock
+from sslrobot.utils.io import atomic_write_json, exclusive_lock, remove_interrupted_writes
 
 #: Lock file of a run directory (held while ``run_pipeline`` works in it).
 RUN_LOCK = ".run.lock"
@@ -876,6 +876,14 @@ def run_pipeline(
     # one, the stages they share (the stage cache keys on settings).
     busy = f"another `sslrobot run` is using {out}; wait for it or choose another --out"
     with exclusive_lock(out / RUN_LOCK, busy), noting_interrupts():
+        # What an earlier run killed mid-write left (the lock keeps other writers out).
+        left = remove_interrupted_writes(out)
+        if left:
+            print(
+                f"[cleanup] removed {len(left)} temp files of writes an interrupted run cut "
+                f"short (e.g. {left[0]})",
+                file=sys.stderr,
+            )
         pipeline = Pipeline(config, out, device=device, progress=progress)
         artifacts = pipeline.run()
         stop_if_interrupted()  # a Ctrl-C swallowed during the last stage

@@ -7,6 +7,7 @@ import errno
 import fcntl
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
@@ -66,6 +67,35 @@ def atomic_copy(source: str | Path, target: str | Path) -> Path:
 def temp_prefix(path: str | Path) -> str:
     """How the names of in-flight temp files for ``path`` start (for cleanup and checks)."""
     return f".{Path(path).name}."
+
+
+#: A temp file ``_replace`` makes: ``.NAME.`` (``temp_prefix``), mkstemp's 8 random
+#: characters, then ``.tmp`` or NAME's own suffix.
+_TEMP_NAME = re.compile(r"\.(?P<name>.+)\.[a-z0-9_]{8}(?P<suffix>\.[A-Za-z0-9]+)?")
+
+
+def remove_interrupted_writes(root: str | Path) -> list[Path]:
+    """Remove, under ``root``, the temp files of atomic writes that a kill cut short (a kill
+    -9 skips their cleanup, and nothing else ever removed them: whole weights and videos).
+
+    Only files named as ``_replace`` names them, with the suffix it gives; call it only where
+    no other process writes under ``root`` (under the lock of the command that owns it).
+    Returns the removed paths.
+    """
+    removed = []
+    for folder, _, files in os.walk(root):
+        for name in files:
+            match = _TEMP_NAME.fullmatch(name)
+            if match is None:
+                continue
+            suffix = match.group("suffix") or ""
+            if suffix not in (".tmp", Path(match.group("name")).suffix):
+                continue
+            path = Path(folder) / name
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+                removed.append(path)
+    return removed
 
 
 def _replace(path: Path, fill: Callable[[int, Path], None], suffix: str, sync_dir: bool) -> Path:
