@@ -8,6 +8,7 @@ import dataclasses
 import json
 import math
 import re
+import shutil
 import warnings
 from pathlib import Path
 
@@ -986,6 +987,25 @@ def test_a_checkpoint_renamed_into_place_is_resumed_from_without_latest_json(
     assert checkpoint.latest_checkpoint_path(root) == root / "step_0000004"
     (root / checkpoint.LATEST).unlink()  # or a crash before the first one was written
     assert checkpoint.latest_checkpoint_path(root) == root / "step_0000004"
+
+
+def test_a_resume_at_the_last_step_tidies_what_a_kill_during_its_save_left(
+    dataset, tmp_path: Path
+) -> None:
+    """Killed between the final checkpoint's rename and its pruning, a run resumed at its last
+    step saved nothing more: latest.json named the one before, an extra checkpoint stayed,
+    and a half-deleted one (no state.json) was left among them."""
+    out = tmp_path / "run"
+    pretrain(tiny_config(out, steps=4), dataset, progress=False)  # keeps step 2 and step 4
+    root = out / artifacts.CHECKPOINTS
+    shutil.copytree(root / "step_0000002", root / "step_0000001")  # one past `keep`
+    half = root / "step_0000000"
+    shutil.copytree(root / "step_0000002", half)
+    (half / checkpoint.STATE).unlink()  # its pruning cut short
+    (root / checkpoint.LATEST).write_text(json.dumps({"step": 2, "name": "step_0000002"}))
+    pretrain(tiny_config(out, steps=4, resume=True), dataset, progress=False)
+    assert sorted(p.name for p in root.iterdir() if p.is_dir()) == ["step_0000002", "step_0000004"]
+    assert json.loads((root / checkpoint.LATEST).read_text())["name"] == "step_0000004"
 
 
 def test_a_second_writer_of_the_same_output_is_refused(dataset, tmp_path: Path) -> None:

@@ -87,6 +87,19 @@ def save_checkpoint(
     return final
 
 
+def tidy_after_resume(root: Path, current: Path, keep: int) -> None:
+    """What a kill between a checkpoint's rename and its pruning left, put right once a
+    resume has loaded ``current`` (a run resumed at its last step saves nothing more, so the
+    next save would never come): ``latest.json`` pointing to the one before, checkpoints past
+    ``keep``, and a pruned one half deleted (no ``state.json``)."""
+    for path in _checkpoint_dirs(root):
+        if path != current and not (path / STATE).is_file():
+            shutil.rmtree(path, ignore_errors=True)
+    latest = {"step": _step_of(current.name), "name": current.name}
+    atomic_write_json(root / LATEST, latest, sync_dir=True)
+    _prune(root, keep, current=current.name)
+
+
 def _step_of(name: str) -> int | None:
     """The step of a ``step_*`` name (any number of digits), else None."""
     digits = name.removeprefix(_PREFIX)

@@ -578,6 +578,8 @@ class PretrainRun:
             self.optimizer.load_state_dict(loaded.optimizer_state)
         self.step = loaded.step
         self.last_checkpoint = path
+        if self.context.is_main:
+            checkpoint.tidy_after_resume(path.parent, path, self.config.keep_checkpoints)
         self._earlier_settings = list(saved.get("earlier_settings") or [])
         before = {name: saved.get(name) for name in _RUN_SETTINGS}
         now = self._run_settings()
