@@ -120,16 +120,15 @@ def split_observation(
     else:
         proprio = _as_vector(obs)
         fallback_state = proprio
-    if state_in_info is False and "state" in info:
+    if state_in_info is None:  # the reset decides
+        state_in_info = "state" in info
+    elif not state_in_info and "state" in info:
         raise ValueError(
             f"{env_id} gives info['state'] from step() but not from reset(): the state column "
             "holds one row per frame, the first from the reset; return it from reset() too"
         )
-    if state_in_info is None or state_in_info:
-        # Missing at a step after a reset that had it: None here, refused for the episode.
-        state = _as_vector(info["state"]) if "state" in info else None
-        if state is not None or state_in_info:
-            return proprio, state
+    if state_in_info:  # missing at a step: None, and the episode is refused for it
+        return proprio, _as_vector(info["state"]) if "state" in info else None
     return proprio, fallback_state
 
 

@@ -91,10 +91,7 @@ def tidy_after_resume(root: Path, current: Path, keep: int) -> None:
     """What a kill between a checkpoint's rename and its pruning left, put right once a
     resume has loaded ``current`` (a run resumed at its last step saves nothing more, so the
     next save would never come): ``latest.json`` pointing to the one before, checkpoints past
-    ``keep``, and a pruned one half deleted (no ``state.json``)."""
-    for path in _checkpoint_dirs(root):
-        if path != current and not (path / STATE).is_file():
-            shutil.rmtree(path, ignore_errors=True)
+    ``keep``, and a pruned one half deleted."""
     latest = {"step": _step_of(current.name), "name": current.name}
     atomic_write_json(root / LATEST, latest, sync_dir=True)
     _prune(root, keep, current=current.name)
@@ -114,13 +111,18 @@ def _checkpoint_dirs(root: Path) -> list[Path]:
 
 
 def _prune(root: Path, keep: int, current: str) -> None:
-    """Remove all but the newest ``keep`` checkpoints and stale temporary directories (of
-    steps up to this one: a later step's could be another process's in flight)."""
+    """Remove all but the newest ``keep`` checkpoints, stale temporary directories (of steps
+    up to this one: a later step's could be another process's in flight), and checkpoints
+    half deleted by a kill during an earlier prune (no ``state.json``: every checkpoint is
+    renamed into place whole, so only a removal leaves one so)."""
     current_step = _step_of(current)
     for stale in root.glob(f".{_PREFIX}*"):
         step = _step_of(stale.name[1:].split(".")[0])
         if stale.is_dir() and step is not None and step <= current_step:
             shutil.rmtree(stale, ignore_errors=True)
+    for path in _checkpoint_dirs(root):
+        if path.name != current and not (path / STATE).is_file():
+            shutil.rmtree(path, ignore_errors=True)
     for path in _checkpoint_dirs(root)[:-keep]:
         if path.name != current:
             shutil.rmtree(path, ignore_errors=True)
@@ -148,7 +150,11 @@ def load_checkpoint(path: Path) -> Checkpoint:
         return _load_checkpoint(path)
     except ValueError as error:
         step = _step_of(path.name)
-        older = [p for p in _checkpoint_dirs(path.parent) if (_step_of(p.name) or 0) < (step or 0)]
+        older = [
+            p
+            for p in _checkpoint_dirs(path.parent)
+            if (_step_of(p.name) or 0) < (step or 0) and (p / STATE).is_file()
+        ]
         if older:
             hint = (
                 f"; move {path} aside and --resume continues from {older[-1].name}, the "

@@ -63,16 +63,14 @@ def pretrain_in_processes(
         raise ValueError(f"num_processes must be an int >= 1, got {num_processes!r}")
     import torch
 
+    if threads_per_process is None and config.resume:  # the count it trained with
+        threads_per_process = saved_cpu_threads(config, num_processes)
     if num_processes == 1:
         from sslrobot.pretraining.trainer import pretrain
 
-        if threads_per_process is None and config.resume:  # the count it trained with
-            threads_per_process = saved_cpu_threads(config)
         if threads_per_process is not None:
             torch.set_num_threads(threads_per_process)
         return pretrain(config, progress=progress)
-    if threads_per_process is None and config.resume:  # the count it trained with
-        threads_per_process = saved_cpu_threads(config, num_processes)
     if threads_per_process is None:  # torch's own count honours OMP_NUM_THREADS
         threads_per_process = max(1, torch.get_num_threads() // num_processes)
     if config.batch_size % num_processes:
