@@ -108,10 +108,14 @@ def _warning_printer(command: str, fallback: Callable[..., None]) -> Callable[..
 
 def _message(error: Exception) -> str:
     """The error's text; for an OSError built from our own sentence (no file name), that
-    sentence without Python's ``[Errno 11]`` prefix."""
+    sentence without Python's ``[Errno 11]`` prefix. Notes added on the way up (a second
+    failure met while handling it) follow, which a traceback would show and one line must
+    not drop."""
     if isinstance(error, OSError) and error.strerror and error.filename is None:
-        return error.strerror
-    return str(error)
+        text = error.strerror
+    else:
+        text = str(error)
+    return "; ".join([text, *getattr(error, "__notes__", ())])
 
 
 def in_option_names(message: str, field_options: dict[str, str]) -> str:

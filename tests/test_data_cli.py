@@ -16,6 +16,7 @@ import pytest
 from archive_damage import flip_member_byte
 from test_data_fake_env import FAKE_ENV_ID
 
+from sslrobot.cli import _message
 from sslrobot.commands import data as data_commands
 from sslrobot.data import open_dataset, verify_dataset
 from sslrobot.data.storage import episode_path, list_episode_ids
@@ -344,3 +345,12 @@ def test_a_resume_with_another_look_names_the_option_not_the_whole_env_kwargs(tm
     assert main([*argv, "--resume", "--visual-preset", "heldout"]) == 2
     err = capsys.readouterr().err
     assert "(--env-kwargs: --visual-preset 'train' in the dataset vs 'heldout' now)" in err
+
+
+def test_the_one_line_error_keeps_the_notes_a_traceback_would_show():
+    error = ValueError("frames are all black")
+    error.add_note("the episode being written meanwhile failed too: OSError(28)")
+    assert _message(error) == (
+        "frames are all black; the episode being written meanwhile failed too: OSError(28)"
+    )
+    assert _message(OSError(2, "no such dataset")) == "no such dataset"

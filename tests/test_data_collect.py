@@ -23,7 +23,7 @@ from sslrobot.data import (
     storage,
     verify_dataset,
 )
-from sslrobot.data.collection import _run_spec
+from sslrobot.data.collection import _Progress, _run_in_process, _run_spec
 from sslrobot.data.episode_runner import EpisodeRunner
 from sslrobot.data.manifest import write_manifest
 from sslrobot.data.storage import read_meta
@@ -904,3 +904,22 @@ def test_a_users_module_beside_them_is_named_with_the_way_to_import_it(tmp_path,
         find_env_spec("my_envs_here:Mine-v0")
     with pytest.raises(ValueError, match=r"No module named 'nowhere_at_all'$"):
         find_env_spec("nowhere_at_all:Mine-v0")  # not beside them either: no hint
+
+
+class _FailingRunner:
+    """Duck-typed ``EpisodeRunner``: episode 0's write fails, episode 1's rollout fails."""
+
+    def rollout(self, episode_id: int):
+        if episode_id == 1:
+            raise RuntimeError("the env crashed")
+        return {}, {}
+
+    def commit(self, episode_id: int, arrays, meta):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+
+def test_a_failed_write_is_not_hidden_behind_the_next_rollouts_error():
+    progress = _Progress(total=2, desc="test", enabled=False)
+    with pytest.raises(RuntimeError, match="the env crashed") as raised:
+        _run_in_process(_FailingRunner(), [0, 1], progress)
+    assert any("No space left on device" in note for note in raised.value.__notes__)

@@ -412,17 +412,24 @@ def _run_in_process(runner: EpisodeRunner, todo: list[int], progress: _Progress)
     adding to it (``scripts/bench_data.py``: collect with 1 worker against the bare env loop).
     At most two episodes are in flight, so a kill loses at most those two; a write error
     surfaces when the next episode is handed over, and an error in a rollout still lets the
-    pending write finish.
+    pending write finish; if that write fails too, its error is added to the rollout's as a
+    note, so a full disk is not hidden behind whatever stopped the rollout.
     """
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="sslrobot-writer") as writer:
         pending: Future | None = None
-        for episode_id in todo:
-            arrays, meta = runner.rollout(episode_id)
+        try:
+            for episode_id in todo:
+                arrays, meta = runner.rollout(episode_id)
+                if pending is not None:
+                    progress.update(pending.result())
+                pending = writer.submit(runner.commit, episode_id, arrays, meta)
             if pending is not None:
                 progress.update(pending.result())
-            pending = writer.submit(runner.commit, episode_id, arrays, meta)
-        if pending is not None:
-            progress.update(pending.result())
+        except BaseException as error:
+            write_error = pending.exception() if pending is not None else None  # waits for it
+            if write_error is not None and write_error is not error:
+                error.add_note(f"the episode being written meanwhile failed too: {write_error!r}")
+            raise
 
 
 def _run_in_pool(spec: RunSpec, todo: list[int], num_workers: int, progress: _Progress) -> None:
