@@ -57,14 +57,16 @@ def test_points_are_the_means_over_tasks_their_ratio_and_difference() -> None:
 
 
 def test_each_cell_is_resampled_as_the_per_task_interval_is() -> None:
-    """The mean over tasks is made of the per-task table's resampling (seeds, then episodes),
-    each cell seeded by its names: the same draws, averaged."""
+    """The mean over tasks is made of the per-task table's resampling (seeds, then the
+    episodes they share), each cell seeded by its names: the same draws, averaged."""
     outcomes = _outcomes(RATES)
     (row,) = [
         r for r in success_across_tasks(outcomes, num_resamples=500) if r["encoder"] == "none"
     ]
     cells = [
-        seed_mean_resamples(outcomes["none"][t], 500, zlib.crc32(f"none|{t}".encode()))[1]
+        seed_mean_resamples(
+            outcomes["none"][t], 500, zlib.crc32(f"none|{t}".encode()), shared_episodes=True
+        )[1]
         for t in "AB"
     ]
     low, high = percentile_interval(np.mean(cells, axis=0))
@@ -132,12 +134,12 @@ def test_a_mean_whose_every_episode_ended_alike_gets_wilson_s_interval() -> None
 
 
 def test_cells_that_each_ended_alike_still_give_the_mean_a_width() -> None:
-    """Every cell all-alike but the cells differing (an oracle at 30 of 30 on two tasks and
-    0 of 30 on the third): each is drawn from its count's Jeffreys posterior, so neither the
-    mean nor a share built on it claims a certainty that 30 episodes per cell cannot give."""
+    """Every cell all-alike but the cells differing (an oracle at 12 of 12 on two tasks and
+    0 of 12 on the third): each is drawn from its count's Jeffreys posterior, so neither the
+    mean nor a share built on it claims a certainty that 12 episodes per cell cannot give."""
     outcomes = {
-        "state": {"A": [[1.0] * 10] * 3, "B": [[1.0] * 10] * 3, "C": [[0.0] * 10] * 3},
-        "e": _outcomes({"e": {"A": [0.9] * 3, "B": [0.8] * 3, "C": [0.0] * 3}})["e"],
+        "state": {"A": [[1.0] * 4] * 3, "B": [[1.0] * 4] * 3, "C": [[0.0] * 4] * 3},
+        "e": _outcomes({"e": {"A": [0.9] * 3, "B": [0.8] * 3, "C": [0.0] * 3}}, 200)["e"],
     }
     rows = {r["encoder"]: r for r in success_across_tasks(outcomes, num_resamples=4000)}
     state = rows["state"]["success"]
@@ -187,6 +189,15 @@ def test_outcomes_are_read_from_records_of_one_count_look_and_checkpoint() -> No
         outcomes_by_encoder([*records, _record("none", "R", 0, [True])], 25)
     with pytest.raises(ValueError, match="no per-episode results"):
         outcomes_by_encoder([{**_record("none", "R", 2, []), "episodes": []}], 25)
+
+
+def test_outcomes_are_lined_up_by_start_state() -> None:
+    """Each seed's i-th outcome must be the same start state's, since the cells draw the
+    seeds' episodes together; a record whose episodes were listed in another order is sorted."""
+    record = _record("none", "R", 0, [True, False, False])
+    for episode, start in zip(record["episodes"], (7, 5, 6), strict=True):
+        episode["seed"] = start
+    assert outcomes_by_encoder([record], 25) == {"none": {"R": [[0.0, 0.0, 1.0]]}}
 
 
 def test_the_report_shows_the_table_and_says_how_it_was_made(tmp_path: Path) -> None:

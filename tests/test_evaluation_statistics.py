@@ -7,6 +7,7 @@ from sslrobot.evaluation.statistics import (
     bootstrap_ci,
     interquartile_mean,
     intervals_overlap,
+    seed_mean_resamples,
     stratified_bootstrap_ci,
     success_interval,
     wilson_interval,
@@ -84,6 +85,24 @@ def test_stratified_bootstrap_seed_resampling_covers_seed_variation():
     )
     assert high_seeds - low_seeds > 2 * (high_strata - low_strata)
     assert stratified_bootstrap_ci(per_seed, seed=1) == stratified_bootstrap_ci(per_seed, seed=1)
+
+
+def test_seeds_evaluated_from_the_same_start_states_resample_them_together():
+    """Three policies that succeed on the same 30 of 100 start states: the start states are
+    one sample of 100, not three, so the crossed interval is as wide as one seed's bootstrap,
+    while drawing each seed's episodes apart narrows it by about sqrt(3)."""
+    outcomes = np.zeros(100)
+    outcomes[::10] = outcomes[1::10] = outcomes[2::10] = 1.0
+    per_seed = [outcomes, outcomes.copy(), outcomes.copy()]
+    _, low, high = stratified_bootstrap_ci(per_seed, num_resamples=4000, shared_episodes=True)
+    _, nested_low, nested_high = stratified_bootstrap_ci(per_seed, num_resamples=4000)
+    _, single_low, single_high = bootstrap_ci(outcomes, num_resamples=4000)
+    assert high - low == pytest.approx(single_high - single_low, rel=0.1)
+    assert high - low > 1.5 * (nested_high - nested_low)
+    wider = success_interval(per_seed, num_resamples=4000, shared_episodes=True)
+    assert wider[2] - wider[1] == pytest.approx(high - low)  # wider than the pooled Wilson's
+    with pytest.raises(ValueError, match=r"as many episodes.*\[100, 99\]"):
+        seed_mean_resamples([outcomes, outcomes[:99]], shared_episodes=True)
 
 
 def test_stratified_bootstrap_one_seed_matches_plain_bootstrap_mean():

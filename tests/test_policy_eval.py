@@ -27,7 +27,7 @@ from sslrobot.evaluation.rollouts import (
     run_episode,
     run_episodes,
 )
-from sslrobot.evaluation.statistics import wilson_interval
+from sslrobot.evaluation.statistics import success_interval, wilson_interval
 from sslrobot.policy import PolicyConfig, train_policy
 
 torch.set_num_threads(1)
@@ -210,6 +210,42 @@ def test_evaluate_writes_a_self_describing_record(policy_dir, tmp_path):
         [*(v.rsplit("/", 1)[-1] for v in again["videos"]), "notes.txt", "my_seed1.mp4"]
     )
     assert len(again["videos"]) == 2 and "best_seed100" not in " ".join(videos)
+
+
+def test_an_evaluation_cut_short_leaves_the_videos_of_the_record_in_place(
+    policy_dir, tmp_path, monkeypatch
+):
+    """Videos are written aside until the record naming them is: a Ctrl-C used to leave the
+    earlier record naming videos overwritten with the interrupted evaluation's episodes."""
+    from sslrobot.evaluation import rollouts
+
+    out = tmp_path / "eval.json"
+    first = evaluate(policy_dir, num_episodes=2, seed=100, out_json=out, num_videos=2)
+    before = {v: (out.parent / v).read_bytes() for v in first["videos"]}
+    calls = []
+    real_run_episode = rollouts.run_episode
+
+    def interrupted_after_one(*args, **kwargs):
+        if calls:
+            raise KeyboardInterrupt
+        calls.append(1)
+        return real_run_episode(*args, **kwargs)
+
+    def other_video(path, frames, fps):  # another evaluation's episodes, told apart
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_bytes(b"another evaluation's episode")
+        return Path(path)
+
+    monkeypatch.setattr(rollouts, "run_episode", interrupted_after_one)
+    monkeypatch.setattr(rollouts, "write_video", other_video)
+    with pytest.raises(KeyboardInterrupt):
+        evaluate(policy_dir, num_episodes=2, seed=100, out_json=out, num_videos=2)
+    assert json.loads(out.read_text())["videos"] == first["videos"]
+    assert {v: (out.parent / v).read_bytes() for v in first["videos"]} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["eval.json", "eval_videos"]
+    assert sorted(p.name for p in (tmp_path / "eval_videos").iterdir()) == sorted(
+        Path(v).name for v in first["videos"]
+    )
 
 
 def test_evaluate_flags_seeds_shared_with_the_demonstrations(policy_dir):
@@ -469,6 +505,24 @@ def test_damaged_result_records_are_named_not_a_key_error(tmp_path):
             load_results([path])
     with pytest.raises(ValueError, match=r"record 1 \('none', seed 1\) holds no episodes"):
         aggregate_results([good, {**good, "seed": 1, "episodes": []}], min_seeds=1)
+
+
+def test_seeds_evaluated_from_the_same_start_states_are_resampled_together():
+    outcomes = [1, 1, 0, 0, 1, 0, 0, 0, 1, 0] * 3
+    records = [_record("none", s, outcomes) for s in range(3)]
+    for record in records:
+        for start, episode in enumerate(record["episodes"], 300000):
+            episode["seed"] = start
+    (row,) = aggregate_results(records)
+    assert row["episodes_shared"] is True
+    crossed = success_interval([outcomes] * 3, seed=0, shared_episodes=True)
+    nested = success_interval([outcomes] * 3, seed=0)
+    assert (row["success"]["low"], row["success"]["high"]) == crossed[1:]
+    assert crossed[2] - crossed[1] > nested[2] - nested[1]  # one draw of 30, not three
+    records[2]["episodes"][0]["seed"] = 1  # another start state: not one shared draw
+    (row,) = aggregate_results(records)
+    assert row["episodes_shared"] is False
+    assert (row["success"]["low"], row["success"]["high"]) == nested[1:]
 
 
 def test_aggregate_results_needs_enough_distinct_seeds():

@@ -588,3 +588,21 @@ def test_learning_benchmarks_refuse_doubled_seeds_and_evaluation_on_used_episode
     assert "--augment-copies 8 --augment-color 0.6" in said and "horizon 3; the run's: 5" in said
     args = argparse.Namespace(bc_args="--augment-copies 8", pretrain_args="", run_horizon=3)
     assert bench_variants.unlike_the_run(args, config, 1000, 128) == []
+
+
+def test_intraclass_correlation_of_start_states_spans_nothing_shared_to_all_shared() -> None:
+    sys.path.insert(0, str(SCRIPTS))
+    try:
+        from check_shared_start_states import intraclass_correlation
+    finally:
+        sys.path.remove(str(SCRIPTS))
+    starts = np.arange(200) % 5 == 0
+    assert intraclass_correlation(np.stack([starts] * 3).astype(float)) == pytest.approx(1.0)
+    rng = np.random.default_rng(0)
+    independent = (rng.random((3, 2000)) < 0.3).astype(float)
+    assert abs(intraclass_correlation(independent)) < 0.05
+    # Seeds at 80% that fail only on hard start states (40% of them, half the time): the start
+    # states' rates (1 or 0.5) vary by 0.06 of the outcomes' 0.16, an ICC of 0.375.
+    hard = rng.random(4000) < 0.4
+    outcomes = np.stack([~(hard & (rng.random(4000) < 0.5)) for _ in range(3)]).astype(float)
+    assert intraclass_correlation(outcomes) == pytest.approx(0.375, abs=0.04)

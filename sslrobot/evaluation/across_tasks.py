@@ -9,8 +9,15 @@ cells' same-index draws, so its percentile interval carries every cell's noise (
 aggregating tasks, Agarwal et al. 2021, with the mean over tasks where rliable would take the
 IQM over runs: with three tasks the IQM would drop two of them).
 
-Cells are resampled independently although encoders share their evaluation episodes' seeds,
-which makes the intervals of differences and ratios a little wide (conservative). A cell whose
+Within a cell the training seeds were evaluated from the same start states (one ``evaluate
+--seed`` for all), so each resample draws one set of episode indices for all its seeds, as the
+per-task intervals do (``statistics.stratified_bootstrap_ci``'s ``shared_episodes``): a start
+state hard for every policy is one draw, not one per seed. ``outcomes_by_encoder`` orders each
+seed's episodes by their start state to line them up; where seeds did not share them, drawing
+the i-th episodes together is still a resampling of independent episodes, no narrower than
+drawing each seed's apart. Cells are resampled independently although encoders share their
+start states too, which makes the intervals of differences and ratios a little wide
+(conservative). A cell whose
 every episode ends alike (Navigate's 300 of 300) has nothing to resample, and a bootstrap of
 it would add no width, however few its episodes: its rate is drawn instead from the Jeffreys
 posterior of its count, Beta(k + 1/2, n - k + 1/2), whose central interval is a little
@@ -46,9 +53,10 @@ def outcomes_by_encoder(
     algo: str = "bc",
 ) -> dict[str, dict[str, list[list[float]]]]:
     """Per encoder, per task, per training seed (sorted) the 0/1 outcomes of its evaluation
-    episodes, from evaluation records (``evaluate``'s, as ``sslrobot run`` writes them) of one
-    demonstration count, look, checkpoint and algorithm; a policy evaluated on a task other
-    than the one it was trained on (``policy_env_id``) is left out.
+    episodes, ordered by their start state's seed, from evaluation records (``evaluate``'s, as
+    ``sslrobot run`` writes them) of one demonstration count, look, checkpoint and algorithm;
+    a policy evaluated on a task other than the one it was trained on (``policy_env_id``) is
+    left out.
 
     Raises:
         ValueError: a record lacks its per-episode results, or one (encoder, task, seed)
@@ -74,6 +82,8 @@ def outcomes_by_encoder(
         by_seed = cells.setdefault(encoder, {}).setdefault(task, {})
         if seed in by_seed:
             raise ValueError(f"{encoder!r} on {task}: training seed {seed} appears twice")
+        if all("seed" in e for e in episodes):
+            episodes = sorted(episodes, key=lambda e: e["seed"])
         by_seed[seed] = [float(e["success"]) for e in episodes]
     return {
         encoder: {task: [by_seed[s] for s in sorted(by_seed)] for task, by_seed in tasks.items()}
@@ -104,10 +114,12 @@ def _success(
 def _cell_resamples(
     per_seed: Sequence[Sequence[float]], num_resamples: int, seed: int
 ) -> tuple[float, np.ndarray]:
-    """One (encoder, task) cell's mean success and its resamples: the two-level bootstrap's,
-    or, when every episode ended alike, draws from the Jeffreys posterior of the count (a
-    constant would claim a certainty the cell's episodes cannot give)."""
-    point, resamples = seed_mean_resamples(per_seed, num_resamples, seed)
+    """One (encoder, task) cell's mean success and its resamples: the two-level bootstrap's
+    (the seeds' i-th episodes drawn together where the seeds have as many), or, when every
+    episode ended alike, draws from the Jeffreys posterior of the count (a constant would
+    claim a certainty the cell's episodes cannot give)."""
+    shared = len({len(episodes) for episodes in per_seed}) == 1
+    point, resamples = seed_mean_resamples(per_seed, num_resamples, seed, shared_episodes=shared)
     if np.ptp(resamples) > 0.0:
         return point, resamples
     pooled = np.concatenate([np.asarray(s, dtype=np.float64) for s in per_seed])

@@ -8,9 +8,10 @@ import math
 import numbers
 import os
 import re
+import shutil
 import time
 import warnings
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -178,18 +179,26 @@ def evaluate(
                 stacklevel=2,
             )
         seeds = [seed + i for i in range(num_episodes)]
-        video_dir = None
+        video_dir = staging = None
         if num_videos and out_json is not None:
             video_dir = Path(out_json).with_name(f"{Path(out_json).stem}_videos")
+            # Written aside and moved in beside the record: an evaluation cut short used to
+            # overwrite the videos the record already in place names, with other episodes.
+            staging = video_dir.with_name(f"{video_dir.name}{VIDEO_STAGING_SUFFIX}")
+            shutil.rmtree(staging, ignore_errors=True)  # a killed evaluation's
         results, videos = run_episodes(
             env,
             policy,
             seeds,
             num_videos=num_videos,
-            video_dir=video_dir,
+            video_dir=staging,
             video_prefix=checkpoint,
             progress=progress,
         )
+    except BaseException:
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
+        raise
     finally:
         env.close()
     successes = np.array([r.success for r in results], dtype=np.float64)
@@ -268,12 +277,29 @@ def evaluate(
     }
     if out_json is not None:
         out_path = Path(out_json)
+        if staging is not None and video_dir is not None:
+            videos = _move_videos_in(staging, video_dir, videos)
         result["videos"] = [os.path.relpath(v, out_path.parent) for v in videos]
         atomic_write_json(out_path, result)
         _remove_stale_videos(out_path.with_name(f"{out_path.stem}_videos"), videos)
     return result
 
 
+def _move_videos_in(staging: Path, video_dir: Path, videos: list[Path]) -> list[Path]:
+    """Move the finished videos from ``staging`` into ``video_dir`` (each rename atomic, just
+    before the record that names them is written) and remove ``staging``."""
+    video_dir.mkdir(parents=True, exist_ok=True)
+    moved = []
+    for video in videos:
+        target = video_dir / Path(video).name
+        os.replace(video, target)
+        moved.append(target)
+    shutil.rmtree(staging, ignore_errors=True)
+    return moved
+
+
+#: Where an evaluation writes its videos until it has them all: ``<stem>_videos`` + this.
+VIDEO_STAGING_SUFFIX = ".partial"
 #: The names evaluation gives videos: ``<checkpoint>_seed<seed>.mp4`` (or ``.gif``).
 _VIDEO_NAME = re.compile(rf"({'|'.join(CHECKPOINTS)})_seed\d+\.(mp4|gif)")
 
@@ -407,7 +433,8 @@ def aggregate_results(
     preset); ``stratified_bootstrap_ci`` resamples the training seeds and then episodes within
     each (``resample_seeds``, the default, which covers seed-to-seed variation), or, with
     ``resample_seeds=False``, episodes within each seed only (seeds as strata: narrower, the
-    head's variance left out).
+    head's variance left out). Where the seeds were evaluated from the same start states
+    (``episodes_shared``), one draw of episodes serves every seed of a resample.
 
     Args:
         records: Evaluation records (``evaluate``'s return value or ``load_results``).
@@ -419,8 +446,10 @@ def aggregate_results(
     Returns:
         One dict per group, sorted: the group keys, ``num_seeds``, ``seeds``,
         ``num_episodes``, ``success`` and ``return`` as ``{"mean", "low", "high"}``,
-        ``success_per_seed``, and ``seeds_shared_with``: what the group's evaluation seeds
-        overlap (``demos``, ``validation``, ``training``, ``pretraining``; said in a warning).
+        ``success_per_seed``, ``episodes_shared`` (every seed's i-th episode began from the
+        same start state, and the intervals resampled them together), and
+        ``seeds_shared_with``: what the group's evaluation seeds overlap (``demos``,
+        ``validation``, ``training``, ``pretraining``; said in a warning).
 
     Raises:
         ValueError: a group has fewer than ``min_seeds`` seeds or the same seed twice, or its
@@ -488,6 +517,7 @@ def aggregate_results(
             "confidence": confidence,
             "resample_seeds": resample_seeds,
             "seed": bootstrap_seed,
+            "shared_episodes": episodes_shared([by_seed[s]["episodes"] for s in seeds]),
         }
         rows.append(
             {
@@ -498,10 +528,20 @@ def aggregate_results(
                 "success": _interval(success_interval(success, **options)),
                 "return": _interval(stratified_bootstrap_ci(returns, **options)),
                 "success_per_seed": [float(np.mean(s)) for s in success],
+                "episodes_shared": options["shared_episodes"],
                 "seeds_shared_with": overlaps,
             }
         )
     return rows
+
+
+def episodes_shared(per_seed_episodes: Sequence[Sequence[Mapping[str, Any]]]) -> bool:
+    """Whether every training seed's i-th episode began from the same start state (the same
+    reset seed), as one ``evaluate --seed`` for all of them gives: the intervals then draw the
+    same episodes for every seed (``statistics.stratified_bootstrap_ci``'s ``shared_episodes``),
+    so that a start state hard for every policy counts as the one draw it is."""
+    orders = {tuple(episode.get("seed") for episode in episodes) for episodes in per_seed_episodes}
+    return len(orders) == 1 and None not in next(iter(orders))
 
 
 def _interval(values: tuple[float, float, float]) -> dict[str, float]:
