@@ -170,6 +170,7 @@ def evaluate(
         visual_preset = trained_in or "train"
     env = make_env(env_id, policy.image_size, policy.obs_mode, visual_preset=visual_preset)
     start = time.perf_counter()
+    video_dir = staging = None
     try:
         _check_policy_fits(policy, env_shapes(env, env_id), env_id, Path(policy_dir))
         if env_id != policy.env_id:
@@ -179,7 +180,6 @@ def evaluate(
                 stacklevel=2,
             )
         seeds = [seed + i for i in range(num_episodes)]
-        video_dir = staging = None
         if num_videos and out_json is not None:
             video_dir = Path(out_json).with_name(f"{Path(out_json).stem}_videos")
             # Written aside and moved in beside the record: an evaluation cut short used to
