@@ -33,6 +33,12 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=Path("runs/bench_control"))
     parser.add_argument("--quick", action="store_true", help="the quick preset's tiny sizes")
+    parser.add_argument(
+        "--replace",
+        action="store_true",
+        help="as `sslrobot run --replace`: --out may hold a run made with other settings, whose "
+        "changed stages are made again",
+    )
     parser.add_argument("--tasks", nargs="+", default=None, help="default: all three")
     parser.add_argument("--seeds", type=int, nargs="+", default=None, help="default: 0 1 2")
     parser.add_argument(
@@ -89,7 +95,13 @@ def main() -> None:
     )
     print("settings:", json.dumps(config.to_dict(), sort_keys=True))
     print("machine:", platform.platform(), "| device:", args.device)
-    run_pipeline(config, args.out, device=args.device, command="scripts/bench_control.py")
+    run_pipeline(
+        config,
+        args.out,
+        device=args.device,
+        command="scripts/bench_control.py",
+        replace=args.replace,
+    )
     rows = json.loads((args.out / "results.json").read_text())["aggregated"]
     main_demos = config.main_demos
 

@@ -269,12 +269,12 @@ def test_rerun_skips_finished_stages_and_reruns_only_what_changed(
     quick_run: Path, tmp_path: Path
 ) -> None:
     run = shutil.copytree(quick_run, tmp_path / "run")  # the fixture stays as made
-    again = Pipeline(QUICK, run, device="cpu", progress=False)
+    again = Pipeline(QUICK, run, device="cpu", progress=False, replace=True)
     again.run()
     assert again.runner.results and all(r.skipped for r in again.runner.results)
 
     changed = dataclasses.replace(QUICK, bc_steps=QUICK.bc_steps + 1)
-    pipeline = Pipeline(changed, run, device="cpu", progress=False)
+    pipeline = Pipeline(changed, run, device="cpu", progress=False, replace=True)
     pipeline.run()
     reran = {r.name for r in pipeline.runner.results if not r.skipped}
     assert reran and all("/policy/" in name or "/eval/" in name for name in reran)
@@ -282,9 +282,9 @@ def test_rerun_skips_finished_stages_and_reruns_only_what_changed(
     # The seeds listed in another order are the same work (the first listed took the videos,
     # so reordering evaluated a seed again to move them).
     two = dataclasses.replace(changed, policy_seeds=(0, 1))
-    Pipeline(two, run, device="cpu", progress=False).run()
+    Pipeline(two, run, device="cpu", progress=False, replace=True).run()
     reordered = Pipeline(dataclasses.replace(two, policy_seeds=(1, 0)), run, device="cpu",
-                         progress=False)  # fmt: skip
+                         progress=False, replace=True)  # fmt: skip
     reordered.run()
     assert all(r.skipped for r in reordered.runner.results)
 
@@ -300,7 +300,7 @@ def test_augmented_copies_reach_the_frozen_encoders_policies_only(
     copy = tmp_path / "run"
     shutil.copytree(quick_run, copy)
     config = dataclasses.replace(QUICK, bc_augment_copies=1, bc_augment_color=0.5)
-    pipeline = Pipeline(config, copy, device="cpu", progress=False)
+    pipeline = Pipeline(config, copy, device="cpu", progress=False, replace=True)
     pipeline.run()
     keys = ("augment_copies", "augment_color")
     for stage in sorted(copy.glob("*/policy/*/demos*/seed*/stage.json")):
@@ -347,7 +347,9 @@ def test_best_checkpoints_are_evaluated_beside_the_final_ones_and_labelled(
     evaluate_for_real = evaluation.evaluate
     monkeypatch.setattr(evaluation, "evaluate", recording)
     with pytest.warns(UserWarning, match="bc_val_episodes 0 -> 1"):
-        run_pipeline(config, copy, device="cpu", progress=False, command="pytest best")
+        run_pipeline(
+            config, copy, device="cpu", progress=False, replace=True, command="pytest best"
+        )
     previous = json.loads((copy / "config.previous.json").read_text())
     assert previous["bc_val_episodes"] == 0  # the earlier run's config, kept
     evals = copy / "Reach-v0" / "eval"
@@ -380,12 +382,12 @@ def test_best_checkpoints_are_evaluated_beside_the_final_ones_and_labelled(
     (policy / "policy_config.json").write_text(json.dumps(trained))
     shutil.rmtree(evals / "state" / "demos3" / "seed0" / "train-best")
     rolled_out.clear()
-    run_pipeline(config, copy, device="cpu", progress=False, command="pytest best")
+    run_pipeline(config, copy, device="cpu", progress=False, replace=True, command="pytest best")
     best = json.loads((evals / "state/demos3/seed0/train-best/result.json").read_text())
     assert best["checkpoint"] == "best" and "same_weights_as" not in best
     assert rolled_out == ["best"]  # loaded from best.safetensors, the only stage redone
     assert best["num_episodes"] == config.eval_episodes
-    pipeline = Pipeline(config, copy, device="cpu", progress=False)
+    pipeline = Pipeline(config, copy, device="cpu", progress=False, replace=True)
     pipeline.run()  # all finished: the count includes the best checkpoints' evaluations
     assert pipeline.count_stages() == len(pipeline.runner.results)
     with pytest.raises(ValueError, match="bc_val_episodes must be >= 0, got -1"):
@@ -408,12 +410,13 @@ def test_more_demonstrations_extend_the_set_without_retraining_its_users(
 
     run = tmp_path / "run"
     shutil.copytree(quick_run, run)
-    Pipeline(QUICK, run, device="cpu", progress=False).run()  # whatever earlier tests changed
+    # Whatever earlier tests changed:
+    Pipeline(QUICK, run, device="cpu", progress=False, replace=True).run()
     slug = QUICK.tasks[0].split("/")[-1]
     demos = run / slug / "data" / "demos" / "dataset"
     first = open_dataset(demos).load_episode(0)["action"].copy()
     more = dataclasses.replace(QUICK, num_demo_episodes=QUICK.num_demo_episodes + 2)
-    pipeline = Pipeline(more, run, device="cpu", progress=False)
+    pipeline = Pipeline(more, run, device="cpu", progress=False, replace=True)
     pipeline.run()
     ran = [r.name for r in pipeline.runner.results if not r.skipped]
     assert ran == [f"{slug}/data/demos" for _ in ran] and len(ran) == len(QUICK.tasks)
@@ -421,7 +424,7 @@ def test_more_demonstrations_extend_the_set_without_retraining_its_users(
     assert len(grown.episode_ids) == QUICK.num_demo_episodes + 2
     np.testing.assert_array_equal(grown.load_episode(0)["action"], first)
     # Fewer again: the larger set holds the first ones too, so nothing is redone.
-    fewer = Pipeline(QUICK, run, device="cpu", progress=False)
+    fewer = Pipeline(QUICK, run, device="cpu", progress=False, replace=True)
     fewer.run()
     assert all(r.skipped for r in fewer.runner.results)
     assert len(open_dataset(demos).episode_ids) == QUICK.num_demo_episodes + 2
@@ -484,7 +487,7 @@ def test_pretraining_in_two_processes_reruns_the_trained_encoders_only(
     with pytest.raises(ValueError, match="pretrain_processes must be >= 1 and divide"):
         dataclasses.replace(QUICK, pretrain_processes=3)
     two = dataclasses.replace(QUICK, pretrain_processes=2)
-    pipeline = Pipeline(two, run, device="cpu", progress=False)
+    pipeline = Pipeline(two, run, device="cpu", progress=False, replace=True)
     pipeline.run()
     pretrained = {r.name: r.skipped for r in pipeline.runner.results if "/pretrain/" in r.name}
     assert pretrained == {
@@ -906,7 +909,7 @@ def test_the_config_is_recorded_when_a_stage_changes_not_before(
     kept = previous.read_text() if previous.exists() else None  # (another test's rerun)
     steps = json.loads(recorded)["bc_steps"] + 2  # (another test reran the fixture's)
     changed = dataclasses.replace(QUICK, bc_steps=steps)
-    pipeline = Pipeline(changed, copy, device="cpu", progress=False)
+    pipeline = Pipeline(changed, copy, device="cpu", progress=False, replace=True)
 
     def stop() -> None:
         raise KeyboardInterrupt  # the user, at the first change
@@ -923,7 +926,7 @@ def test_the_config_is_recorded_when_a_stage_changes_not_before(
     (copy / "plots" / "Reach-v0_success.png").write_bytes(b"the earlier run's plot")
     report, results = (copy / "report.md").read_text(), (copy / "results.json").read_text()
     with pytest.warns(UserWarning, match="bc_steps"):
-        Pipeline(changed, copy, device="cpu", progress=False).run()
+        Pipeline(changed, copy, device="cpu", progress=False, replace=True).run()
     assert json.loads((copy / "config.json").read_text())["bc_steps"] == steps
     assert json.loads((copy / "config.previous.json").read_text()) == json.loads(recorded)
     # Stages were replaced: the earlier report no longer describes them, so it is set aside
@@ -1102,3 +1105,19 @@ def test_per_policy_pretraining_without_seed_0_says_the_runs_encoders_go_unused(
         assert warn_of_unused_run_encoders(per_policy)
     assert not warn_of_unused_run_encoders(dataclasses.replace(per_policy, policy_seeds=(0, 1)))
     assert not warn_of_unused_run_encoders(dataclasses.replace(QUICK, policy_seeds=(1, 2)))
+
+
+def test_a_rerun_with_other_settings_is_refused_unless_told_to_replace(
+    quick_run: Path, tmp_path: Path
+) -> None:
+    """A mistyped --set used to make finished stages again at once, deleting an hour of
+    pretraining before the warning could be read; now nothing is touched without --replace."""
+    copy = tmp_path / "run"
+    shutil.copytree(quick_run, copy)
+    before = {p: p.stat().st_mtime_ns for p in copy.rglob("*") if p.is_file()}
+    steps = json.loads((copy / "config.json").read_text())["pretrain_steps"] + 10
+    changed = dataclasses.replace(QUICK, pretrain_steps=steps)
+    refused = rf"other settings \(pretrain_steps \d+ -> {steps}\).*add --replace.*or continue"
+    with pytest.raises(ValueError, match=refused + " that run: sslrobot run --preset"):
+        run_pipeline(changed, copy, device="cpu", progress=False)
+    assert {p: p.stat().st_mtime_ns for p in copy.rglob("*") if p.is_file()} == before

@@ -54,6 +54,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="override one preset field, e.g. --set num_unlabeled_episodes=2000 "
         "--set num_demos=5,10,25 (repeatable; fields as in the run's config.json)",
     )
+    parser.add_argument(
+        "--replace",
+        action="store_true",
+        help="rerun a run directory made with other settings, making again (and deleting) "
+        "the stages they change; without it such a rerun is refused",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.set_defaults(func=_run)
 
@@ -105,7 +111,12 @@ def _run(args: argparse.Namespace) -> int:
     given = getattr(args, "argv", None)
     command = "sslrobot " + " ".join(shlex.quote(a) for a in (given or sys.argv[1:]))
     html = run_pipeline(
-        config, args.out, device=args.device, progress=not args.no_progress, command=command
+        config,
+        args.out,
+        device=args.device,
+        progress=not args.no_progress,
+        command=command,
+        replace=args.replace,
     )
     print(f"report: {html} (and {html.with_suffix('.md')})")
     return 0

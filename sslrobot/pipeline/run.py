@@ -212,16 +212,22 @@ def keep_previous_config(out: Path, config: RunConfig) -> None:
         atomic_write_json(out / PREVIOUS_CONFIG, read_json_file(out / "config.json"))
 
 
-def warn_of_changed_settings(out: Path, config: RunConfig) -> list[str]:
-    """Warn when ``out`` holds an earlier run made with other settings, and return the fields.
+def warn_of_changed_settings(out: Path, config: RunConfig, replace: bool = True) -> list[str]:
+    """Say when ``out`` holds an earlier run made with other settings, and return the fields.
 
     A stage whose settings changed is made again and its earlier result deleted, which is
     right for a deliberate ``--set`` but not after a preset's default moved under a user
-    (``bc_augment_copies``, session 19): rerunning a finished run directory would quietly
-    replace its policies. The warning names each change and the command that continues the
-    earlier run instead (its preset, and a ``--set`` for every field it set otherwise than
-    that preset does today). A field an older run did not record counts as its default then,
-    ``RunConfig``'s. Dropped tasks are ``warn_of_dropped_tasks``'s.
+    (``bc_augment_copies``, session 19), nor after a mistyped value: rerunning a finished run
+    directory would replace its policies or its encoders' hour of pretraining. The message
+    names each change and the command that continues the earlier run instead (its preset,
+    and a ``--set`` for every field it set otherwise than that preset does today). A field an
+    older run did not record counts as its default then, ``RunConfig``'s. Dropped tasks are
+    ``warn_of_dropped_tasks``'s.
+
+    Args:
+        replace: Whether the stages may be made again (a warning); if not, the message is a
+            ``ValueError`` raised before anything is touched (``sslrobot run`` without
+            ``--replace``).
     """
     path = out / "config.json"
     if not path.is_file():
@@ -251,6 +257,14 @@ def warn_of_changed_settings(out: Path, config: RunConfig) -> list[str]:
         unknown = sorted(set(recorded) - set(defaults))
         if unknown:
             continuation += f" Its config.json also holds fields this version ignores: {unknown}."
+        if not replace:
+            raise ValueError(
+                f"{out} holds an earlier run made with other settings ({described}); rerunning "
+                "it so would make the stages they change again, deleting the earlier ones. To "
+                "do that, add --replace (replace=True from Python); or choose another --out; "
+                "or continue that run: "
+                + (command if continuation.startswith("To continue") else continuation)
+            )
         warnings.warn(
             f"{out} holds an earlier run made with other settings ({described}): the stages "
             "they change are made again (replacing the earlier ones), grown, or left out of the "
@@ -372,15 +386,23 @@ class Pipeline:
         out: the run directory (resumable: rerunning skips finished stages).
         device: torch device for pretraining, probes and policies (``auto`` picks CUDA/MPS/CPU).
         progress: show progress bars.
+        replace: whether stages of an earlier run in ``out`` made with other settings may be
+            made again (``warn_of_changed_settings``); if not, such a run is refused.
     """
 
     def __init__(
-        self, config: RunConfig, out: Path, device: str = "auto", progress: bool = True
+        self,
+        config: RunConfig,
+        out: Path,
+        device: str = "auto",
+        progress: bool = True,
+        replace: bool = False,
     ) -> None:
         self.config = config
         self.out = Path(out)
         self.device = device
         self.progress = progress
+        self.replace = replace
         self._bar: tqdm | None = None
         self._config_recorded = False
         self.runner = StageRunner(
@@ -413,7 +435,7 @@ class Pipeline:
         total = self.count_stages()
         self.out.mkdir(parents=True, exist_ok=True)
         warn_of_dropped_tasks(self.out, self.config)
-        warn_of_changed_settings(self.out, self.config)
+        warn_of_changed_settings(self.out, self.config, replace=self.replace)
         warn_of_unswept_demo_counts(self.config)
         warn_of_unmixed_transfer(self.config)
         # No remaining-time estimate: stages last from a second (a probe) to most of an hour
@@ -858,8 +880,12 @@ def run_pipeline(
     device: str = "auto",
     progress: bool = True,
     command: str | None = None,
+    replace: bool = False,
 ) -> Path:
-    """Run every stage of ``config`` into ``out`` and write the report; returns its HTML path."""
+    """Run every stage of ``config`` into ``out`` and write the report; returns its HTML path.
+
+    An earlier run in ``out`` made with other settings is refused unless ``replace``: its
+    stages that the settings change would be made again, the earlier ones deleted."""
     from sslrobot.pipeline.report_builder import build_report
     from sslrobot.utils.artifacts import refuse_other_artifact
     from sslrobot.utils.device import resolve_device
@@ -884,7 +910,7 @@ def run_pipeline(
                 f"short (e.g. {left[0]})",
                 file=sys.stderr,
             )
-        pipeline = Pipeline(config, out, device=device, progress=progress)
+        pipeline = Pipeline(config, out, device=device, progress=progress, replace=replace)
         artifacts = pipeline.run()
         stop_if_interrupted()  # a Ctrl-C swallowed during the last stage
         return build_report(
