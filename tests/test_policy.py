@@ -1129,9 +1129,12 @@ def test_a_second_writer_of_the_same_policy_directory_is_refused(demos, tmp_path
 def test_an_unknown_env_id_is_named_before_the_demonstrations(demos, tmp_path) -> None:
     """A misspelt id used to be reported as demonstrations of another env."""
     named = r"unknown env id 'sslrobot/Reech-v0'\. Did you mean sslrobot/Reach-v0\?"
-    with pytest.raises(ValueError, match=named):
+    with pytest.raises(ValueError, match=named) as raised:
         train_tiny_bc(demos, tmp_path / "bc", env_id="sslrobot/Reech-v0")
     assert not (tmp_path / "bc").exists()
+    # Policies run on the sslrobot tasks only: no advice to give an env of one's own.
+    assert str(raised.value).endswith("(policies train and evaluate on these tasks only).")
+    assert "module:EnvId" not in str(raised.value)
 
 
 def test_train_policy_cli_overwrites_only_when_told(demos, tmp_path, capsys) -> None:

@@ -645,3 +645,22 @@ def test_resume_refuses_a_recollection_of_other_episodes(tmp_path: Path, capsys)
     assert "trained on other data than" in err and "base_seed differ" in err
     copy = __import__("shutil").copytree(first, tmp_path / "moved")  # a copy is the same data
     assert main(_args(copy, out, "--steps", "4", "--resume")) == 0
+
+
+def test_a_run_stage_folder_given_for_an_encoder_or_dataset_points_one_level_down(
+    tmp_path: Path,
+) -> None:
+    """`sslrobot run` keeps a stage's encoder in `encoder/` and its data in `dataset/`: given
+    the stage folder, the errors asked whether the run had finished, which it had."""
+    from sslrobot.data.manifest import MANIFEST_NAME, read_manifest
+
+    stage = tmp_path / "pretrain" / "fdm+future"
+    (stage / "encoder").mkdir(parents=True)
+    (stage / "encoder" / artifacts.ENCODER_CONFIG).write_text("{}")
+    with pytest.raises(FileNotFoundError, match=r"the encoder of a run's stage is in .*/encoder"):
+        sslrobot.load_encoder(stage)
+    data = tmp_path / "data" / "unlabeled"
+    (data / "dataset").mkdir(parents=True)
+    (data / "dataset" / MANIFEST_NAME).write_text("{}")
+    with pytest.raises(FileNotFoundError, match=r"the dataset of a run's stage is .*/dataset"):
+        read_manifest(data)

@@ -43,8 +43,12 @@ def is_sslrobot_env(env_id: str) -> bool:
     return env_id.startswith(SSLROBOT_NAMESPACE)
 
 
-def find_env_spec(env_id: str) -> gym.envs.registration.EnvSpec:
+def find_env_spec(env_id: str, own_envs: bool = True) -> gym.envs.registration.EnvSpec:
     """The registered spec of ``env_id`` (``"module:Id"`` imports ``module`` first).
+
+    Args:
+        own_envs: Whether the command takes envs of the user's own (``collect``, ``pretrain``,
+            ``probe``); the error for an unknown id says how to give one only then.
 
     Raises:
         ValueError: the id is not registered; lists close matches and the known ids.
@@ -82,11 +86,15 @@ def find_env_spec(env_id: str) -> gym.envs.registration.EnvSpec:
         own = [k for k in known if _in_module(gym.registry[k].entry_point, module)]
         hint += f" Module {module!r} registers {', '.join(own) if own else 'no env'}."
     others = sum(not is_sslrobot_env(k) for k in known)
-    raise ValueError(
-        f"unknown env id {env_id!r}.{hint} sslrobot ids: {', '.join(ENV_IDS)}; {others} other "
-        "registered ids (`python -c 'import gymnasium; gymnasium.pprint_registry()'` lists "
-        "them). An env of your own can be given as 'module:EnvId' (the module registers it)."
-    )
+    if own_envs:
+        tail = (
+            f"; {others} other registered ids (`python -c 'import gymnasium; "
+            "gymnasium.pprint_registry()'` lists them). An env of your own can be given as "
+            "'module:EnvId' (the module registers it)."
+        )
+    else:
+        tail = " (policies train and evaluate on these tasks only)."
+    raise ValueError(f"unknown env id {env_id!r}.{hint} sslrobot ids: {', '.join(ENV_IDS)}{tail}")
 
 
 def _in_module(entry_point: Any, module: str) -> bool:

@@ -80,7 +80,15 @@ def read_manifest(root: Path) -> dict[str, Any]:
     if not Path(root).exists():
         raise FileNotFoundError(f"dataset directory {root} does not exist")
     if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: {root} is not an sslrobot dataset directory")
+        inside = Path(root) / "dataset"  # `sslrobot run`'s data stage keeps it one level down
+        hint = (
+            f" (the dataset of a run's stage is {inside})"
+            if (inside / MANIFEST_NAME).is_file()
+            else ""
+        )
+        raise FileNotFoundError(
+            f"{path} not found: {root} is not an sslrobot dataset directory{hint}"
+        )
     try:
         manifest = json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as error:

@@ -41,7 +41,7 @@ def check_env_id(env_id: str) -> list[str]:
     from sslrobot.data.collect_config import find_env_spec
 
     if env_id not in gym.registry:
-        find_env_spec(env_id)  # raises, naming close ids and ours
+        find_env_spec(env_id, own_envs=False)  # raises, naming close ids and ours
     return sorted(i for i in gym.registry if i.startswith("sslrobot/"))
 
 

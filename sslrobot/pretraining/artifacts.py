@@ -42,7 +42,9 @@ def read_json(path: Path, what: str) -> dict[str, Any]:
     if not path.parent.is_dir():
         raise FileNotFoundError(f"{path.parent} is not a directory ({_HINT})")
     if not path.is_file():
-        raise FileNotFoundError(f"{what} file {path} is missing ({_HINT})")
+        inside = path.parent / "encoder" / path.name  # `sslrobot run`'s pretrain stage
+        hint = f"the encoder of a run's stage is in {inside.parent}" if inside.is_file() else _HINT
+        raise FileNotFoundError(f"{what} file {path} is missing ({hint})")
     try:
         value = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
@@ -70,7 +72,9 @@ def read_config_section(root: Path, section: str, parse: Callable[[Any], T]) -> 
 def read_safetensors(path: Path, what: str) -> dict[str, torch.Tensor]:
     """Load tensors on CPU, raising ``FileNotFoundError``/``ValueError`` that name ``path``."""
     if not path.is_file():
-        raise FileNotFoundError(f"{what} file {path} is missing ({_HINT})")
+        inside = path.parent / "encoder" / path.name  # `sslrobot run`'s pretrain stage
+        hint = f"the encoder of a run's stage is in {inside.parent}" if inside.is_file() else _HINT
+        raise FileNotFoundError(f"{what} file {path} is missing ({hint})")
     try:
         return safetensors.torch.load_file(str(path), device="cpu")
     except (OSError, safetensors.SafetensorError) as error:
