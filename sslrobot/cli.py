@@ -55,7 +55,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         with warnings.catch_warnings():
             if from_console:  # callers of main(argv), tests among them, keep their own display
-                warnings.showwarning = _warning_printer(args.command, warnings.showwarning)
+                warnings.showwarning = warning_printer(args.command, warnings.showwarning)
             return int(args.func(args) or 0)
     except (ValueError, OSError, ImportError) as error:
         # Bad input, unwritable directories, full disks and a missing optional extra are the
@@ -87,11 +87,14 @@ def _command_name(args: argparse.Namespace) -> str:
     return args.command if sub is None else f"{args.command} {sub}"
 
 
-def _warning_printer(command: str, fallback: Callable[..., None]) -> Callable[..., None]:
+def warning_printer(
+    command: str, fallback: Callable[..., None], quiet: bool = False
+) -> Callable[..., None]:
     """``warnings.showwarning`` for a command: the package's own warnings (advice to the user:
     a changed setting, a demo count that runs nowhere) as one ``sslrobot CMD: warning: ...``
     line, like its errors; other libraries' warnings as Python shows them, with their source
-    line, which is what their reader needs."""
+    line, which is what their reader needs. ``quiet`` drops the package's own (a pretraining
+    rank other than 0, whose advice rank 0 gives once)."""
     envs = importlib.util.find_spec("sslrobot.envs")  # found, not imported (no mujoco here)
     roots = [Path(__file__).resolve().parent]  # in a source checkout envs/ lies outside it
     if envs is not None and envs.origin is not None:
@@ -101,7 +104,8 @@ def _warning_printer(command: str, fallback: Callable[..., None]) -> Callable[..
         if not any(Path(filename).resolve().is_relative_to(root) for root in roots):
             fallback(message, category, filename, lineno, file, line)
             return
-        print(f"sslrobot {command}: warning: {message}", file=file or sys.stderr)
+        if not quiet:
+            print(f"sslrobot {command}: warning: {message}", file=file or sys.stderr)
 
     return show
 

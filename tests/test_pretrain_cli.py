@@ -334,15 +334,21 @@ def test_resume_repeating_the_arch_of_a_run_at_another_image_size(
 
 
 def test_pretrain_in_two_processes_matches_one_process_with_the_global_batch(
-    data_dir: Path, tmp_path: Path
+    data_dir: Path, tmp_path: Path, capfd: pytest.CaptureFixture[str]
 ) -> None:
-    """The run's ``pretrain_processes`` path: torchrun's launcher, the batch split over ranks."""
+    """The run's ``pretrain_processes`` path: torchrun's launcher, the batch split over ranks.
+    A resume that finds nothing to continue starts at step 0, and says so once, in the
+    command line's words (each rank said it with its source line)."""
     from sslrobot.pretraining import pretrain
     from sslrobot.pretraining.launch import pretrain_in_processes
 
     with pytest.raises(ValueError, match="batch_size 7 cannot be split evenly over 2"):
         pretrain_in_processes(_launch_config(data_dir, tmp_path / "odd", 7), 2)
-    launched = pretrain_in_processes(_launch_config(data_dir, tmp_path / "ddp", 8), 2, 1, False)
+    fresh = dataclasses.replace(_launch_config(data_dir, tmp_path / "ddp", 8), resume=True)
+    capfd.readouterr()
+    launched = pretrain_in_processes(fresh, 2, 1, False)
+    said = [line for line in capfd.readouterr().err.splitlines() if "no checkpoint" in line]
+    assert len(said) == 1 and said[0].startswith("sslrobot pretrain: warning: --resume: no")
     record = json.loads((launched / artifacts.PRETRAIN_CONFIG).read_text())
     assert record["world_size"] == 2 and record["pretrain"]["batch_size"] == 4
     torch.set_num_threads(1)

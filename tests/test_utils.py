@@ -273,7 +273,7 @@ def test_the_console_prints_the_package_warnings_as_one_line() -> None:
     from sslrobot.pipeline import run as pipeline_run
 
     passed_on = []
-    show = cli._warning_printer("run", lambda *args: passed_on.append(args))
+    show = cli.warning_printer("run", lambda *args: passed_on.append(args))
     out = io.StringIO()
     show(UserWarning("num_demos [2, 3]: ..."), UserWarning, pipeline_run.__file__, 12, out)
     assert out.getvalue() == "sslrobot run: warning: num_demos [2, 3]: ...\n"

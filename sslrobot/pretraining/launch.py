@@ -210,8 +210,13 @@ def _rank_main(config: dict[str, Any], threads: int, progress: bool) -> str:
 def _train_rank(config: dict[str, Any], threads: int, progress: bool) -> str:
     import torch
 
+    from sslrobot.cli import warning_printer
     from sslrobot.pretraining.trainer import pretrain
 
+    # The package's advice once, as the command line words it: every rank gave it in
+    # Python's form with its source line ("--resume: no checkpoint ..." twice).
+    quiet = os.environ.get("RANK", "0") != "0"
+    warnings.showwarning = warning_printer("pretrain", warnings.showwarning, quiet=quiet)
     torch.set_num_threads(threads)
     return str(pretrain(PretrainConfig.from_dict(config), progress=progress))
 
