@@ -597,6 +597,13 @@ def test_an_encoder_trained_elsewhere_records_its_episodes_for_the_probe(tmp_pat
     assert prediction.trained_episodes(encoder, data) == []  # nothing recorded: nothing known
     assert artifacts.pretraining_env_ids(encoder) == []
     trained = [1, 2, 3, 5, 8]
+    # A mistyped directory is not made, an episode the data lacks not recorded.
+    with pytest.raises(FileNotFoundError, match=r"encoder directory .*encodr does not exist"):
+        artifacts.save_trained_episodes(tmp_path / "encodr", {data: trained})
+    with pytest.raises(ValueError, match=r"holds no episodes \[12, 40\]"):
+        artifacts.save_trained_episodes(encoder, {data: [*trained, 12, 40]})
+    assert not (tmp_path / "encodr").exists()
+    assert not (encoder / artifacts.TRAINED_EPISODES).exists()
     artifacts.save_trained_episodes(str(encoder), {str(data): trained})  # str paths too
     copy = shutil.copytree(data, tmp_path / "copy")
     other = tmp_path / "other"  # another seed: other episodes under the same ids

@@ -110,18 +110,34 @@ def save_trained_episodes(
     labels): the episodes of each data directory it trained on, in the fields a pretraining
     config records them in (by resolved path, and by the dataset's identity, for a moved copy
     or a recollection). Probes and prediction scoring then leave those episodes out, as they do
-    a pretrained encoder's, instead of scoring the encoder on what it learned."""
+    a pretrained encoder's, instead of scoring the encoder on what it learned.
+
+    Raises:
+        FileNotFoundError: ``directory`` does not exist (a mistyped one would have been made,
+            holding the record beside no encoder), or a data directory is not a dataset.
+        ValueError: an episode id the dataset does not hold.
+    """
     from sslrobot.data.manifest import dataset_identity, read_manifest
+    from sslrobot.data.storage import list_episode_ids
 
     directory = Path(directory)
+    if not directory.is_dir():
+        raise FileNotFoundError(
+            f"encoder directory {directory} does not exist (save the encoder there first)"
+        )
     roots = [Path(root).resolve() for root in episodes]
     lists = [[int(i) for i in ids] for ids in episodes.values()]
+    identities = [dataset_identity(read_manifest(root)) for root in roots]
+    for root, ids in zip(roots, lists, strict=True):
+        missing = sorted(set(ids) - set(list_episode_ids(root)))
+        if missing:
+            raise ValueError(f"dataset {root} holds no episodes {missing[:10]}")
     return save_json(
         directory / TRAINED_EPISODES,
         {
             "train_episode_ids": {str(root): ids for root, ids in zip(roots, lists, strict=True)},
             "train_episode_id_lists": lists,
-            "train_dataset_identities": [dataset_identity(read_manifest(r)) for r in roots],
+            "train_dataset_identities": identities,
         },
     )
 
