@@ -1107,17 +1107,31 @@ def test_per_policy_pretraining_without_seed_0_says_the_runs_encoders_go_unused(
     assert not warn_of_unused_run_encoders(dataclasses.replace(QUICK, policy_seeds=(1, 2)))
 
 
-def test_a_rerun_with_other_settings_is_refused_unless_told_to_replace(
+def test_a_rerun_with_other_settings_adds_stages_but_replaces_none_unless_told(
     quick_run: Path, tmp_path: Path
 ) -> None:
     """A mistyped --set used to make finished stages again at once, deleting an hour of
-    pretraining before the warning could be read; now nothing is touched without --replace."""
+    pretraining before the warning could be read; now a finished stage of other settings is
+    never deleted without --replace, while settings that only add stages (another training
+    seed, the held-out look, a transfer encoder) still extend the run."""
+    from sslrobot.pipeline.stages import StageReplaceRefusedError
+
     copy = tmp_path / "run"
     shutil.copytree(quick_run, copy)
+    Pipeline(QUICK, copy, device="cpu", progress=False, replace=True).run()  # earlier tests'
     before = {p: p.stat().st_mtime_ns for p in copy.rglob("*") if p.is_file()}
-    steps = json.loads((copy / "config.json").read_text())["pretrain_steps"] + 10
+    steps = QUICK.pretrain_steps + 10
     changed = dataclasses.replace(QUICK, pretrain_steps=steps)
-    refused = rf"other settings \(pretrain_steps \d+ -> {steps}\).*add --replace.*or continue"
-    with pytest.raises(ValueError, match=refused + " that run: sslrobot run --preset"):
+    refused = r"fdm\+future was finished with other settings; making it again would delete it"
+    with (
+        pytest.warns(UserWarning, match=rf"pretrain_steps \d+ -> {steps}.*stops before deleting"),
+        pytest.raises(StageReplaceRefusedError, match=refused + r"\. Add --replace"),
+    ):
         run_pipeline(changed, copy, device="cpu", progress=False)
     assert {p: p.stat().st_mtime_ns for p in copy.rglob("*") if p.is_file()} == before
+    more_seeds = dataclasses.replace(QUICK, policy_seeds=(*QUICK.policy_seeds, 7))
+    with pytest.warns(UserWarning, match="policy_seeds"):
+        pipeline = Pipeline(more_seeds, copy, device="cpu", progress=False)
+        pipeline.run()
+    made = [r.name for r in pipeline.runner.results if not r.skipped]
+    assert made and all("seed7" in name for name in made)

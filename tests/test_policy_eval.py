@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 from pathlib import Path
 from typing import Any, ClassVar
@@ -246,6 +247,30 @@ def test_an_evaluation_cut_short_leaves_the_videos_of_the_record_in_place(
     assert sorted(p.name for p in (tmp_path / "eval_videos").iterdir()) == sorted(
         Path(v).name for v in first["videos"]
     )
+    # Cut short after the episodes (in the statistics), or the record not written (a full
+    # disk) once the videos were moved in: the earlier record's videos are back, and no
+    # staging folder is left.
+    from sslrobot.evaluation import evaluate as evaluation
+
+    monkeypatch.setattr(rollouts, "run_episode", real_run_episode)
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    def disk_full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    for name, failure, error in (
+        ("bootstrap_ci", interrupted, KeyboardInterrupt),
+        ("atomic_write_json", disk_full, OSError),
+    ):
+        with monkeypatch.context() as patched:
+            patched.setattr(evaluation, name, failure)
+            with pytest.raises(error):
+                evaluate(policy_dir, num_episodes=2, seed=100, out_json=out, num_videos=2)
+        assert json.loads(out.read_text())["videos"] == first["videos"]
+        assert {v: (out.parent / v).read_bytes() for v in first["videos"]} == before
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["eval.json", "eval_videos"]
 
 
 def test_evaluate_flags_seeds_shared_with_the_demonstrations(policy_dir):

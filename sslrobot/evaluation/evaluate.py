@@ -3,6 +3,7 @@ aggregate such records over training seeds."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import numbers
@@ -11,7 +12,7 @@ import re
 import shutil
 import time
 import warnings
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -162,140 +163,162 @@ def evaluate(
         raise ValueError("num_videos > 0 needs out_json (videos are written beside it)")
     if out_json is not None:  # before the episodes, not after them
         check_result_file(Path(out_json), is_evaluation_result, EVALUATION_RESULT, "out_json")
-    policy = load_policy(policy_dir, checkpoint=checkpoint, device=device)
-    record = policy.record
-    env_id = env_id or policy.env_id
-    trained_in = record.get("train_visual_preset") or record.get("demos_visual_preset")
-    if visual_preset is None:
-        visual_preset = trained_in or "train"
-    env = make_env(env_id, policy.image_size, policy.obs_mode, visual_preset=visual_preset)
-    start = time.perf_counter()
-    video_dir = staging = None
-    try:
-        _check_policy_fits(policy, env_shapes(env, env_id), env_id, Path(policy_dir))
-        if env_id != policy.env_id:
+    with _staged_videos(out_json) as (video_dir, staging):
+        policy = load_policy(policy_dir, checkpoint=checkpoint, device=device)
+        record = policy.record
+        env_id = env_id or policy.env_id
+        trained_in = record.get("train_visual_preset") or record.get("demos_visual_preset")
+        if visual_preset is None:
+            visual_preset = trained_in or "train"
+        env = make_env(env_id, policy.image_size, policy.obs_mode, visual_preset=visual_preset)
+        start = time.perf_counter()
+        try:
+            _check_policy_fits(policy, env_shapes(env, env_id), env_id, Path(policy_dir))
+            if env_id != policy.env_id:
+                warnings.warn(
+                    f"policy {policy_dir} was trained on {policy.env_id!r}; evaluating it on "
+                    f"{env_id!r} (a transfer test, recorded as policy_env_id in the result)",
+                    stacklevel=2,
+                )
+            seeds = [seed + i for i in range(num_episodes)]
+            results, videos = run_episodes(
+                env,
+                policy,
+                seeds,
+                num_videos=num_videos,
+                video_dir=staging,
+                video_prefix=checkpoint,
+                progress=progress,
+            )
+        finally:
+            env.close()
+        successes = np.array([r.success for r in results], dtype=np.float64)
+        returns = np.array([r.episode_return for r in results], dtype=np.float64)
+        success_mean, success_low, success_high = success_interval([successes], seed=0)
+        return_mean, return_low, return_high = bootstrap_ci(returns, seed=0)
+        shared = sorted(set(seeds) & set(record.get("demo_seeds", [])))
+        if shared:
+            # RL's demonstrations set only the feature statistics: a milder overlap, said so.
+            role = "demonstration" if record["algo"] == "bc" else "normalisation-demonstration"
             warnings.warn(
-                f"policy {policy_dir} was trained on {policy.env_id!r}; evaluating it on "
-                f"{env_id!r} (a transfer test, recorded as policy_env_id in the result)",
+                f"{len(shared)} evaluation seeds are also {role} seeds of {policy_dir} "
+                f"(e.g. {shared[:5]}); pass a --seed past them for an honest score",
                 stacklevel=2,
             )
-        seeds = [seed + i for i in range(num_episodes)]
-        if num_videos and out_json is not None:
-            video_dir = Path(out_json).with_name(f"{Path(out_json).stem}_videos")
-            # Written aside and moved in beside the record: an evaluation cut short used to
-            # overwrite the videos the record already in place names, with other episodes.
-            staging = video_dir.with_name(f"{video_dir.name}{VIDEO_STAGING_SUFFIX}")
-            shutil.rmtree(staging, ignore_errors=True)  # a killed evaluation's
-        results, videos = run_episodes(
-            env,
-            policy,
-            seeds,
-            num_videos=num_videos,
-            video_dir=staging,
-            video_prefix=checkpoint,
-            progress=progress,
-        )
-    except BaseException:
-        if staging is not None:
-            shutil.rmtree(staging, ignore_errors=True)
-        raise
-    finally:
-        env.close()
-    successes = np.array([r.success for r in results], dtype=np.float64)
-    returns = np.array([r.episode_return for r in results], dtype=np.float64)
-    success_mean, success_low, success_high = success_interval([successes], seed=0)
-    return_mean, return_low, return_high = bootstrap_ci(returns, seed=0)
-    shared = sorted(set(seeds) & set(record.get("demo_seeds", [])))
-    if shared:
-        # RL's demonstrations set only the feature statistics: a milder overlap, said so.
-        role = "demonstration" if record["algo"] == "bc" else "normalisation-demonstration"
-        warnings.warn(
-            f"{len(shared)} evaluation seeds are also {role} seeds of {policy_dir} "
-            f"(e.g. {shared[:5]}); pass a --seed past them for an honest score",
-            stacklevel=2,
-        )
-    started = sorted(set(seeds) & set(record.get("train_reset_seeds", [])))
-    if started:  # RL: its first training episodes began from these seeds' start states
-        warnings.warn(
-            f"{len(started)} evaluation seeds are seeds {policy_dir} was trained from (its "
-            f"first training episodes, e.g. {started[:5]}); pass a --seed past them",
-            stacklevel=2,
-        )
-    # The online validation episodes picked the best checkpoint: scoring on them flatters it.
-    validated = sorted(set(seeds) & set(_validation_seeds(record)))
-    if validated:
-        warnings.warn(
-            f"{len(validated)} evaluation seeds are the online validation seeds of "
-            f"{policy_dir} (e.g. {validated[:5]}), which chose its best checkpoint; evaluate "
-            f"below {VALIDATION_SEED_BASE} for an honest score",
-            stacklevel=2,
-        )
-    pretrained = _seeds_shared_with_pretraining(record, env_id, seeds)
-    if pretrained:
-        warnings.warn(
-            f"{len(pretrained)} evaluation seeds are reset seeds of the {env_id} episodes "
-            f"encoder {record['encoder']['source']} was pretrained on (e.g. {pretrained[:5]}): "
-            "its unlabeled frames began from these start states; pass a --seed past them "
-            "(collect --seed S resets episode i with seed S + i)",
-            stacklevel=2,
-        )
-    result = {
-        "format": RESULT_FORMAT,
-        "env_id": env_id,
-        "policy_env_id": policy.env_id,
-        "task": env_id.split("/")[-1].split("-v")[0],
-        "encoder": record["encoder"]["name"],
-        "encoder_kind": record["encoder"]["kind"],
-        "encoder_source": record["encoder"]["source"],
-        "encoder_settings": encoder_settings(record["encoder"]),
-        "demos_settings": record.get("demos_settings"),
-        "algo": record["algo"] if record["algo"] == "bc" else f"rl-{record['rl_algorithm']}",
-        "seed": record["seed"],
-        "num_demos": record.get("num_demos", 0),
-        "checkpoint": checkpoint,
-        "visual_preset": visual_preset,
-        # The look the policy trained in (its demonstrations', or RL's): evaluating in
-        # another is a generalisation test, not an in-distribution score.
-        "policy_visual_preset": trained_in,
-        "policy_normalization": _normalization_kind(record),
-        "eval_seed": seed,
-        "num_episodes": num_episodes,
-        "train_settings": train_settings(record),
-        "success_rate": float(success_mean),
-        "success_ci95": [success_low, success_high],
-        "mean_return": float(return_mean),
-        "return_ci95": [return_low, return_high],
-        "mean_length": float(np.mean([r.length for r in results])),
-        "seeds_shared_with_demos": shared,
-        "seeds_shared_with_validation": validated,
-        "seeds_shared_with_training": started,
-        "seeds_shared_with_pretraining": pretrained,
-        "episodes": [r.to_dict() for r in results],
-        "videos": [],
-        "policy_dir": str(Path(policy_dir).resolve()),
-        "eval_wall_time_s": time.perf_counter() - start,
-    }
+        started = sorted(set(seeds) & set(record.get("train_reset_seeds", [])))
+        if started:  # RL: its first training episodes began from these seeds' start states
+            warnings.warn(
+                f"{len(started)} evaluation seeds are seeds {policy_dir} was trained from (its "
+                f"first training episodes, e.g. {started[:5]}); pass a --seed past them",
+                stacklevel=2,
+            )
+        # The online validation episodes picked the best checkpoint: scoring on them flatters it.
+        validated = sorted(set(seeds) & set(_validation_seeds(record)))
+        if validated:
+            warnings.warn(
+                f"{len(validated)} evaluation seeds are the online validation seeds of "
+                f"{policy_dir} (e.g. {validated[:5]}), which chose its best checkpoint; evaluate "
+                f"below {VALIDATION_SEED_BASE} for an honest score",
+                stacklevel=2,
+            )
+        pretrained = _seeds_shared_with_pretraining(record, env_id, seeds)
+        if pretrained:
+            warnings.warn(
+                f"{len(pretrained)} evaluation seeds are reset seeds of the {env_id} episodes "
+                f"encoder {record['encoder']['source']} was pretrained on (e.g. {pretrained[:5]}): "
+                "its unlabeled frames began from these start states; pass a --seed past them "
+                "(collect --seed S resets episode i with seed S + i)",
+                stacklevel=2,
+            )
+        result = {
+            "format": RESULT_FORMAT,
+            "env_id": env_id,
+            "policy_env_id": policy.env_id,
+            "task": env_id.split("/")[-1].split("-v")[0],
+            "encoder": record["encoder"]["name"],
+            "encoder_kind": record["encoder"]["kind"],
+            "encoder_source": record["encoder"]["source"],
+            "encoder_settings": encoder_settings(record["encoder"]),
+            "demos_settings": record.get("demos_settings"),
+            "algo": record["algo"] if record["algo"] == "bc" else f"rl-{record['rl_algorithm']}",
+            "seed": record["seed"],
+            "num_demos": record.get("num_demos", 0),
+            "checkpoint": checkpoint,
+            "visual_preset": visual_preset,
+            # The look the policy trained in (its demonstrations', or RL's): evaluating in
+            # another is a generalisation test, not an in-distribution score.
+            "policy_visual_preset": trained_in,
+            "policy_normalization": _normalization_kind(record),
+            "eval_seed": seed,
+            "num_episodes": num_episodes,
+            "train_settings": train_settings(record),
+            "success_rate": float(success_mean),
+            "success_ci95": [success_low, success_high],
+            "mean_return": float(return_mean),
+            "return_ci95": [return_low, return_high],
+            "mean_length": float(np.mean([r.length for r in results])),
+            "seeds_shared_with_demos": shared,
+            "seeds_shared_with_validation": validated,
+            "seeds_shared_with_training": started,
+            "seeds_shared_with_pretraining": pretrained,
+            "episodes": [r.to_dict() for r in results],
+            "videos": [],
+            "policy_dir": str(Path(policy_dir).resolve()),
+            "eval_wall_time_s": time.perf_counter() - start,
+        }
+        if out_json is not None:
+            out_path = Path(out_json)
+            videos, replaced = _move_videos_in(staging, video_dir, videos)
+            result["videos"] = [os.path.relpath(v, out_path.parent) for v in videos]
+            try:
+                atomic_write_json(out_path, result)
+            except BaseException:
+                for target, earlier in replaced:  # the record in place names them
+                    os.replace(earlier, target)
+                raise
+            _remove_stale_videos(video_dir, videos)
+        return result
+
+
+@contextlib.contextmanager
+def _staged_videos(out_json: str | os.PathLike[str] | None) -> Iterator[tuple[Path, Path]]:
+    """``(<stem>_videos, its staging folder)`` beside ``out_json``: videos are written to the
+    staging folder and moved in just before the record that names them is written (an
+    evaluation cut short used to overwrite the videos the record already in place names,
+    with other episodes). The staging folder, and a killed evaluation's, is removed on the
+    way out, whatever happened."""
+    out = Path(out_json if out_json is not None else "evaluation.json")
+    video_dir = out.with_name(f"{out.stem}_videos")
+    staging = video_dir.with_name(f"{video_dir.name}{VIDEO_STAGING_SUFFIX}")
     if out_json is not None:
-        out_path = Path(out_json)
-        if staging is not None and video_dir is not None:
-            videos = _move_videos_in(staging, video_dir, videos)
-        result["videos"] = [os.path.relpath(v, out_path.parent) for v in videos]
-        atomic_write_json(out_path, result)
-        _remove_stale_videos(out_path.with_name(f"{out_path.stem}_videos"), videos)
-    return result
+        shutil.rmtree(staging, ignore_errors=True)
+    try:
+        yield video_dir, staging
+    finally:
+        if out_json is not None:
+            shutil.rmtree(staging, ignore_errors=True)
 
 
-def _move_videos_in(staging: Path, video_dir: Path, videos: list[Path]) -> list[Path]:
-    """Move the finished videos from ``staging`` into ``video_dir`` (each rename atomic, just
-    before the record that names them is written) and remove ``staging``."""
+def _move_videos_in(
+    staging: Path, video_dir: Path, videos: list[Path]
+) -> tuple[list[Path], list[tuple[Path, Path]]]:
+    """Move the finished videos from ``staging`` into ``video_dir`` (each rename atomic),
+    keeping each file they replace in ``staging``; returns the moved paths and the
+    ``(path, replaced copy)`` pairs, which put the earlier record's videos back if its
+    successor cannot be written (a full disk)."""
+    if not videos:
+        return [], []
     video_dir.mkdir(parents=True, exist_ok=True)
-    moved = []
+    moved, replaced = [], []
     for video in videos:
         target = video_dir / Path(video).name
+        if target.exists():
+            earlier = staging / f"{target.name}.replaced"
+            os.replace(target, earlier)
+            replaced.append((target, earlier))
         os.replace(video, target)
         moved.append(target)
-    shutil.rmtree(staging, ignore_errors=True)
-    return moved
+    return moved, replaced
 
 
 #: Where an evaluation writes its videos until it has them all: ``<stem>_videos`` + this.

@@ -225,9 +225,9 @@ def warn_of_changed_settings(out: Path, config: RunConfig, replace: bool = True)
     ``warn_of_dropped_tasks``'s.
 
     Args:
-        replace: Whether the stages may be made again (a warning); if not, the message is a
-            ``ValueError`` raised before anything is touched (``sslrobot run`` without
-            ``--replace``).
+        replace: Whether the stages they change may be made again (``sslrobot run
+            --replace``); if not, the warning says that the run stops, before deleting
+            anything, at the first stage that would be (``StageRunner.replace``).
     """
     path = out / "config.json"
     if not path.is_file():
@@ -257,18 +257,17 @@ def warn_of_changed_settings(out: Path, config: RunConfig, replace: bool = True)
         unknown = sorted(set(recorded) - set(defaults))
         if unknown:
             continuation += f" Its config.json also holds fields this version ignores: {unknown}."
-        if not replace:
-            raise ValueError(
-                f"{out} holds an earlier run made with other settings ({described}); rerunning "
-                "it so would make the stages they change again, deleting the earlier ones. To "
-                "do that, add --replace (replace=True from Python); or choose another --out; "
-                "or continue that run: "
-                + (command if continuation.startswith("To continue") else continuation)
+        if replace:
+            effect = "the stages they change are made again (replacing the earlier ones)"
+        else:
+            effect = (
+                "stages they add are made, and the run stops before deleting any finished one "
+                "they change (--replace makes those again)"
             )
         warnings.warn(
-            f"{out} holds an earlier run made with other settings ({described}): the stages "
-            "they change are made again (replacing the earlier ones), grown, or left out of the "
-            f"report; its config is kept as {PREVIOUS_CONFIG}. {continuation}",
+            f"{out} holds an earlier run made with other settings ({described}): {effect}, "
+            f"grown, or left out of the report; its config is kept as {PREVIOUS_CONFIG}. "
+            f"{continuation}",
             stacklevel=2,
         )
     return changed
@@ -386,8 +385,9 @@ class Pipeline:
         out: the run directory (resumable: rerunning skips finished stages).
         device: torch device for pretraining, probes and policies (``auto`` picks CUDA/MPS/CPU).
         progress: show progress bars.
-        replace: whether stages of an earlier run in ``out`` made with other settings may be
-            made again (``warn_of_changed_settings``); if not, such a run is refused.
+        replace: whether stages of an earlier run in ``out`` made with other settings of
+            their own may be made again, deleting them (``StageRunner.replace``); if not, the
+            run stops before the first such stage.
     """
 
     def __init__(
@@ -410,6 +410,7 @@ class Pipeline:
             log=self._log,
             before_first_change=self._first_change,
             provenance=stage_provenance(device),
+            replace=replace,
         )
 
     # --- orchestration -------------------------------------------------------------------
@@ -884,8 +885,9 @@ def run_pipeline(
 ) -> Path:
     """Run every stage of ``config`` into ``out`` and write the report; returns its HTML path.
 
-    An earlier run in ``out`` made with other settings is refused unless ``replace``: its
-    stages that the settings change would be made again, the earlier ones deleted."""
+    Without ``replace``, an earlier run in ``out`` made with other settings is extended by the
+    stages they add (seeds, tasks, the held-out look) and the run stops, before deleting it,
+    at the first finished stage they change."""
     from sslrobot.pipeline.report_builder import build_report
     from sslrobot.utils.artifacts import refuse_other_artifact
     from sslrobot.utils.device import resolve_device

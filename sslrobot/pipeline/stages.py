@@ -116,6 +116,11 @@ class StageRunner:
         provenance: what this invocation makes stages with (package versions, machine,
             device), kept in each stage it finishes: a rerun that skips a stage reports the
             stage's numbers, which are those of the code and machine that made it.
+        replace: whether a stage made (or begun) with other settings of its own may be made
+            again, deleting it; if not, ``StageReplaceRefusedError`` is raised before anything of
+            it is touched (a mistyped ``--set`` deleted an hour of pretraining). Stages made
+            on an upstream that was made again are redone either way: they describe data or
+            encoders that are gone.
     """
 
     root: Path
@@ -123,6 +128,7 @@ class StageRunner:
     results: list[StageResult] = field(default_factory=list)
     before_first_change: Callable[[], None] | None = None
     provenance: dict[str, Any] | None = None
+    replace: bool = True
 
     def run(
         self,
@@ -191,6 +197,10 @@ class StageRunner:
             self.log(f"[skip] {name} (finished earlier in {record['seconds']:.0f}s{larger})")
             self.results.append(result)
             return result
+        started_file = stage_dir / STARTED
+        started = read_json_file(started_file) if started_file.is_file() else {}
+        if not self.replace:
+            self._refuse_replacing(name, record, same, started, config, digest)
         if self.before_first_change is not None:
             self.before_first_change()
             self.before_first_change = None
@@ -215,7 +225,6 @@ class StageRunner:
                     why = "its config changed"
                 self.log(f"[redo] {name}: {why}")
                 remove_stage_dir(stage_dir)
-        started_file = stage_dir / STARTED
         started = read_json_file(started_file) if started_file.is_file() else {}
         # An attempt continues on the upstream stages it started on (an older attempt's
         # record, without them, cannot tell and continues).
@@ -251,6 +260,34 @@ class StageRunner:
         result = StageResult(name, stage_dir, digest, seconds, False, value, made_on, made_id)
         self.results.append(result)
         return result
+
+    def _refuse_replacing(
+        self,
+        name: str,
+        record: dict[str, Any] | None,
+        same: bool,
+        started: dict[str, Any],
+        config: dict[str, Any],
+        digest: str,
+    ) -> None:
+        """Raise ``StageReplaceRefusedError`` when running ``name`` would delete a finished stage,
+        or an interrupted attempt, made with other settings of its own."""
+        own = json.loads(json.dumps(config))
+        if record is not None and not same and record.get("config") != own:
+            what = "finished"
+        elif started and started.get("config_hash") != digest and started.get("config") != own:
+            what = "begun (an interrupted attempt)"
+        else:
+            return
+        raise StageReplaceRefusedError(
+            f"{self.root / name} was {what} with other settings; making it again would delete "
+            "it. Add --replace to do so (replace=True from Python), or choose another --out "
+            "(the warning above names the changed settings)"
+        )
+
+
+class StageReplaceRefusedError(ValueError):
+    """A stage of another config would be deleted, and the run was not told to replace it."""
 
 
 def _earlier_seconds(stage_dir: Path, started: dict[str, Any]) -> float:
