@@ -1135,3 +1135,15 @@ def test_a_rerun_with_other_settings_adds_stages_but_replaces_none_unless_told(
         pipeline.run()
     made = [r.name for r in pipeline.runner.results if not r.skipped]
     assert made and all("seed7" in name for name in made)
+
+
+def test_a_variable_too_rarely_in_view_is_plotted_as_the_mean_counts_it() -> None:
+    """A goal too rarely in view to score there counts on every frame in the probe's mean;
+    the plot took its in-view n/a instead, and left out what the table counted."""
+    from sslrobot.pipeline.report_builder import _headline_r2
+
+    probe = {
+        "probe/r2": {"goal": 0.91, "heading": 0.5},
+        "probe/r2_in_view": {"goal": None, "bearing": 0.7, "far": float("nan")},
+    }
+    assert _headline_r2(probe) == {"goal": 0.91, "heading": 0.5, "bearing": 0.7}

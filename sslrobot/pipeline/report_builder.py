@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import math
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -139,8 +140,15 @@ def _probe_r2_over_draws(inits: Sequence[dict[str, Any]]) -> dict[str, Any] | No
 
 def _headline_r2(probe: dict[str, Any]) -> dict[str, float]:
     """R² per variable as the headline mean scores it: a view-conditioned variable in view
-    (``probe/r2_in_view``), every other one on every frame (``probe/r2``)."""
-    return {**probe.get("probe/r2", {}), **(probe.get("probe/r2_in_view") or {})}
+    (``probe/r2_in_view``), every other one on every frame (``probe/r2``), and so does a
+    conditioned one too rarely in view to score there (``fit_linear_probe``: its in-view R²
+    is n/a, and the plot showed n/a for a variable the table's mean counted)."""
+    in_view = {
+        name: score
+        for name, score in (probe.get("probe/r2_in_view") or {}).items()
+        if score is not None and math.isfinite(score)
+    }
+    return {**probe.get("probe/r2", {}), **in_view}
 
 
 def _all_frames_r2(probe: dict[str, Any]) -> float | None:
