@@ -20,3 +20,9 @@ def __getattr__(name: str) -> Any:
 
         return load_encoder
     raise AttributeError(f"module 'sslrobot' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    """The lazy names too, for tab completion and ``help()`` (``dir()`` listed only what was
+    imported)."""
+    return sorted({*globals(), *__all__})

@@ -617,7 +617,7 @@ def test_set_overrides_parse_types_and_refuse_unknown_fields(
         ("bc_augment_color=nan", "bc_augment_color must be a finite number, got 'nan'"),
         ("heldout_eval=no", "heldout_eval must be true or false, got 'no'"),
         ("image_size=48.5", "image_size must be an integer, got 48.5"),
-        ("policy_seeds=[0,1]", "policy_seeds must be a comma-separated list of int"),
+        ("policy_seeds=[0,1]", "policy_seeds must be a list of int (comma-separated in --set)"),
         ("seed=true", "seed must be an integer, got True"),
         ("transfer_objective=3", "transfer_objective must be a string or null, got 3"),
     ]:

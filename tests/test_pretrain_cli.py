@@ -677,3 +677,24 @@ def test_a_run_stage_folder_given_for_an_encoder_or_dataset_points_one_level_dow
     (data / "dataset" / MANIFEST_NAME).write_text("{}")
     with pytest.raises(FileNotFoundError, match=r"the dataset of a run's stage is .*/dataset"):
         read_manifest(data)
+
+
+def test_a_run_resumed_from_python_takes_its_saved_settings(data_dir: Path, tmp_path: Path) -> None:
+    """From Python a resume had to repeat every setting of the run (the defaults it fell back
+    on were refused, or named the data for a batch size it never used)."""
+    from sslrobot.pretraining import pretrain
+
+    first = _launch_config(data_dir, tmp_path / "run", 8)
+    pretrain(dataclasses.replace(first, checkpoint_every=3), progress=False)
+    resumed = PretrainConfig.resumed(tmp_path / "run", steps=5)
+    assert resumed.resume and resumed.steps == 5 and resumed.out == str(tmp_path / "run")
+    assert dataclasses.replace(resumed, steps=3, resume=False, checkpoint_every=0) == first
+    from sslrobot.pretraining.launch import pretrain_in_processes
+
+    threads = torch.get_num_threads()
+    pretrain_in_processes(resumed, 1, threads_per_process=threads + 1, progress=False)
+    assert torch.get_num_threads() == threads  # the caller's count, given back
+    record = json.loads((tmp_path / "run" / artifacts.PRETRAIN_CONFIG).read_text())
+    assert record["pretrain"]["steps"] == 5
+    with pytest.raises(FileNotFoundError, match=r"nothing is not a directory"):
+        PretrainConfig.resumed(tmp_path / "nothing")

@@ -394,3 +394,48 @@ def test_a_filesystem_without_flock_is_named(tmp_path, monkeypatch):
     monkeypatch.setattr(fcntl, "flock", failing(errno.EIO))
     with pytest.raises(OSError, match=r"^\[Errno 5\] Input/output error$"):  # stays what it is
         io.output_lock(out, "sslrobot pretrain").__enter__()
+
+
+def test_lazy_names_are_listed_for_completion_and_help() -> None:
+    import sslrobot
+    import sslrobot.data
+    import sslrobot.pretraining
+
+    assert "load_encoder" in dir(sslrobot)
+    assert {"pretrain", "PretrainConfig"} <= set(dir(sslrobot.pretraining))
+    assert "WindowDataset" in dir(sslrobot.data)
+
+
+def test_configs_refuse_truthy_strings_for_switches_and_take_paths() -> None:
+    """``overwrite="no"`` is truthy: a finished policy was replaced. ``collect`` returns a
+    Path, which ``PretrainConfig`` refused; bad values are named when the config is made."""
+    from pathlib import Path
+
+    from sslrobot.data import CollectConfig
+    from sslrobot.policy.config import PolicyConfig
+    from sslrobot.pretraining import PretrainConfig
+
+    policy = {
+        "env_id": "sslrobot/Reach-v0",
+        "encoder": "none",
+        "algo": "bc",
+        "demos": "d",
+        "out": "o",
+    }
+    with pytest.raises(ValueError, match="overwrite must be true or false, got 'no'"):
+        PolicyConfig(**policy, overwrite="no")
+    with pytest.raises(ValueError, match="out must be a directory path, got None"):
+        PolicyConfig(**{**policy, "out": None})
+    with pytest.raises(ValueError, match="tensorboard must be true or false, got 'no'"):
+        PretrainConfig(out="o", data="d", tensorboard="no")
+    with pytest.raises(ValueError, match="salience_weight must be a finite number >= 0"):
+        PretrainConfig(out="o", data="d", salience_weight=-1)
+    config = PretrainConfig(out=Path("o"), data=[Path("d")])
+    assert (config.out, config.data) == ("o", "d")
+    collect = {"env_id": "sslrobot/Reach-v0", "num_episodes": 1}
+    with pytest.raises(ValueError, match="resume must be true or false, got 1"):
+        CollectConfig(**collect, out="o", resume=1)
+    with pytest.raises(ValueError, match="out must be a directory path, got None"):
+        CollectConfig(**collect, out=None)
+    with pytest.raises(ValueError, match=r"noise_correlation must be in \[0, 1\), got '0.5'"):
+        CollectConfig(**collect, out="o", policy="noisy-expert", noise_correlation="0.5")

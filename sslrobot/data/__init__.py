@@ -43,3 +43,9 @@ def __getattr__(name: str) -> Any:
 
         return WindowDataset
     raise AttributeError(f"module 'sslrobot.data' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    """The lazy names too, for tab completion and ``help()`` (``dir()`` listed only what was
+    imported)."""
+    return sorted({*globals(), *__all__})

@@ -9,6 +9,7 @@ import inspect
 import json
 import math
 import numbers
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from gymnasium.envs.registration import load_env_creator
 
 from sslrobot.data.policies import POLICY_NAMES, parse_mixture
 from sslrobot.envs import ENV_IDS
+from sslrobot.utils.config import check_bool_fields
 
 SSLROBOT_NAMESPACE = "sslrobot/"
 
@@ -177,6 +179,9 @@ class CollectConfig:
     SIGKILL, at a cost that can exceed the env loop's on slow disks (see bench_data.py)."""
 
     def __post_init__(self) -> None:
+        check_bool_fields(self)
+        if not isinstance(self.out, str | os.PathLike) or not os.fspath(self.out):
+            raise ValueError(f"out must be a directory path, got {self.out!r}")
         object.__setattr__(self, "out", Path(self.out))
         for name in ("num_episodes", "num_envs", "image_size", "seed", "max_episode_steps"):
             value = getattr(self, name)  # NumPy's integers are integers (gymnasium takes them)
@@ -220,7 +225,8 @@ class CollectConfig:
             isinstance(self.noise, int | float) and math.isfinite(self.noise) and self.noise >= 0
         ):
             raise ValueError(f"noise must be a finite number >= 0, got {self.noise!r}")
-        if not 0.0 <= self.noise_correlation < 1.0:
+        correlation = self.noise_correlation
+        if not (isinstance(correlation, int | float) and 0.0 <= correlation < 1.0):
             raise ValueError(f"noise_correlation must be in [0, 1), got {self.noise_correlation!r}")
         defaults = {f.name: f.default for f in dataclasses.fields(self)}
         changed = [

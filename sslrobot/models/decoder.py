@@ -39,7 +39,7 @@ from torch.nn import functional as F
 
 from sslrobot.models.encoder import RGB_CHANNELS
 from sslrobot.utils.architectures import DECODER_NAMES
-from sslrobot.utils.config import check_known_fields, config_to_dict
+from sslrobot.utils.config import check_bool_fields, check_known_fields, config_to_dict
 
 
 @dataclass(frozen=True)
@@ -76,6 +76,7 @@ class DecoderConfig:
     skip_hidden: int = 64
 
     def __post_init__(self) -> None:
+        check_bool_fields(self)
         if isinstance(self.channels, list):  # from JSON
             object.__setattr__(self, "channels", tuple(self.channels))
         if not self.channels or any(not isinstance(c, int) or c < 1 for c in self.channels):
@@ -86,9 +87,6 @@ class DecoderConfig:
             raise ValueError(f"shuffle must be an int >= 1, got {self.shuffle!r}")
         if not isinstance(self.out_kernel, int) or self.out_kernel < 1 or self.out_kernel % 2 == 0:
             raise ValueError(f"out_kernel must be an odd int >= 1, got {self.out_kernel!r}")
-        for name in ("composite", "heatmaps", "keypoint_skip"):
-            if not isinstance(getattr(self, name), bool):
-                raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
         for name in ("heatmap_sigma", "skip_sigma"):
             value = getattr(self, name)
             if (

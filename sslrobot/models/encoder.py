@@ -20,7 +20,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from sslrobot.utils.architectures import ENCODER_ARCHS
-from sslrobot.utils.config import check_known_fields, config_to_dict
+from sslrobot.utils.config import check_bool_fields, check_known_fields, config_to_dict
 from sslrobot.utils.device import full_precision
 
 ARCHS = ("cnn", "resnet")
@@ -80,6 +80,7 @@ class EncoderConfig:
     layer_norm: bool = True
 
     def __post_init__(self) -> None:
+        check_bool_fields(self)
         for name in ("channels", "kernel_sizes", "strides", "paddings"):
             value = getattr(self, name)
             if isinstance(value, list):  # from JSON
@@ -89,8 +90,6 @@ class EncoderConfig:
                 f"image_size and frame_stack must be ints, got {self.image_size!r} and "
                 f"{self.frame_stack!r}"
             )
-        if not isinstance(self.layer_norm, bool):
-            raise ValueError(f"layer_norm must be true or false, got {self.layer_norm!r}")
         if not isinstance(self.image_size, int) or self.image_size < 8:
             raise ValueError(f"image_size must be an int >= 8, got {self.image_size!r}")
         if not isinstance(self.frame_stack, int) or self.frame_stack < 1:

@@ -58,7 +58,7 @@ def _check_type(name: str, value: Any, annotation: str) -> None:
         check = _TYPE_CHECKS[inner]
         if isinstance(value, tuple) and all(check(v) for v in value):
             return
-        kind = f"a comma-separated list of {inner}"
+        kind = f"a list of {inner} (comma-separated in --set)"
     else:
         if _TYPE_CHECKS[annotation](value):
             return
@@ -163,7 +163,11 @@ class RunConfig:
 
     def __post_init__(self) -> None:
         for item in dataclasses.fields(self):
-            _check_type(item.name, getattr(self, item.name), str(item.type))
+            value = getattr(self, item.name)
+            if str(item.type).startswith("tuple[") and isinstance(value, list):
+                value = tuple(value)  # a list from Python or JSON is the same sequence
+                object.__setattr__(self, item.name, value)
+            _check_type(item.name, value, str(item.type))
         unknown = [task for task in self.tasks if task not in ENV_IDS]
         if not self.tasks or unknown:
             raise ValueError(f"tasks: unknown {unknown or 'empty list'}; choose from {ENV_IDS}")

@@ -5,12 +5,14 @@ from __future__ import annotations
 import dataclasses
 import math
 import numbers
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from sslrobot.pretrained import canonical_spec, is_pretrained_spec
 from sslrobot.utils.architectures import DEFAULT_ENCODER_ARCH, ENCODER_ARCHS
+from sslrobot.utils.config import check_bool_fields
 from sslrobot.utils.device import check_device_name
 
 #: ``--encoder`` values that name a baseline rather than a ``pretrain --out`` directory.
@@ -151,6 +153,9 @@ class PolicyConfig:
     encoder_arch: str = DEFAULT_ENCODER_ARCH
 
     def __post_init__(self) -> None:
+        check_bool_fields(self)
+        if not isinstance(self.out, str | os.PathLike) or not os.fspath(self.out):
+            raise ValueError(f"out must be a directory path, got {self.out!r}")
         # Paths arrive as strings from the CLI or JSON; store them as Path (frozen dataclass).
         for name in ("out", "demos", "cache_dir"):
             value = getattr(self, name)

@@ -26,3 +26,9 @@ def __getattr__(name: str) -> Any:
     if name in _EXPORTS:
         return getattr(importlib.import_module(_EXPORTS[name]), name)
     raise AttributeError(f"module 'sslrobot.pretraining' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    """The lazy names too, for tab completion and ``help()`` (``dir()`` listed only what was
+    imported)."""
+    return sorted({*globals(), *__all__})

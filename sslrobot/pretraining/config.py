@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ from sslrobot.pretraining.augment import AUGMENTATIONS
 from sslrobot.pretraining.objectives import USES_DECODER, parse_objective
 from sslrobot.pretraining.world_model import WorldModelConfig
 from sslrobot.utils.architectures import DECODER_NAMES, DEFAULT_ENCODER_ARCH, ENCODER_ARCHS
-from sslrobot.utils.config import check_known_fields, config_to_dict
+from sslrobot.utils.config import check_bool_fields, check_known_fields, config_to_dict
 from sslrobot.utils.device import check_device_name
 
 _AMP_NAMES = {"auto": None, "on": True, "off": False}  # the command's --amp
@@ -88,7 +89,10 @@ class PretrainConfig:
             as 1 does.
         image_every: Steps between prediction strips for decoder objectives (0: never).
         num_images: Validation windows shown in each prediction strip.
-        resume: Continue from the latest checkpoint in ``out``.
+        resume: Continue from the latest checkpoint in ``out``. The settings are this
+            config's, and must match the run's where they change what it computes (the
+            trainer names any that do not); ``PretrainConfig.resumed(out)`` reads them from
+            ``out``, as ``sslrobot pretrain --resume`` does.
         encoder: Encoder architecture (default: the package default, ``keypoints``); its
             ``image_size`` is replaced by the data's.
         decoder: Frame decoder architecture (``future``, ``recon``).
@@ -176,11 +180,18 @@ class PretrainConfig:
     tensorboard: bool = True
 
     def __post_init__(self) -> None:
+        check_bool_fields(self)
+        # Paths are kept as text (the JSON record's form); ``collect`` returns a Path, which
+        # was refused as "must be a directory path".
+        if isinstance(self.out, os.PathLike):
+            object.__setattr__(self, "out", os.fspath(self.out))
+        if isinstance(self.data, os.PathLike):
+            object.__setattr__(self, "data", os.fspath(self.data))
         if isinstance(self.data, list | tuple):  # JSON gives a list
-            if not self.data or not all(isinstance(d, str) and d for d in self.data):
+            paths = [os.fspath(d) if isinstance(d, os.PathLike) else d for d in self.data]
+            if not paths or not all(isinstance(d, str) and d for d in paths):
                 raise ValueError(f"data must name dataset directories, got {self.data!r}")
-            data = self.data[0] if len(self.data) == 1 else tuple(self.data)
-            object.__setattr__(self, "data", data)
+            object.__setattr__(self, "data", paths[0] if len(paths) == 1 else tuple(paths))
         if self.data is not None and not (isinstance(self.data, str | tuple) and self.data):
             raise ValueError(f"data must name dataset directories, got {self.data!r}")
         # The command's spellings are taken too: an architecture's name (its image size is
@@ -269,9 +280,11 @@ class PretrainConfig:
             raise ValueError(f"temperature must be finite and > 0, got {self.temperature!r}")
         if not 0.0 <= self.context_dropout < 1.0:
             raise ValueError(f"context_dropout must be in [0, 1), got {self.context_dropout!r}")
-        for name in ("decoder_proprio", "decoder_appearance", "future_actions", "transition_norm"):
-            if not isinstance(getattr(self, name), bool):
-                raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
+        weight, threshold = self.salience_weight, self.salience_threshold
+        if not (isinstance(weight, int | float) and math.isfinite(weight) and weight >= 0):
+            raise ValueError(f"salience_weight must be a finite number >= 0, got {weight!r}")
+        if not (isinstance(threshold, int | float) and 0.0 < threshold < 1.0):
+            raise ValueError(f"salience_threshold must be in (0, 1), got {threshold!r}")
 
     @property
     def objective_weights(self) -> dict[str, float]:
@@ -368,6 +381,21 @@ class PretrainConfig:
         """Inverse of ``to_dict``; unknown keys are an error naming them."""
         check_known_fields(cls, values)
         return cls(**values)
+
+    @classmethod
+    def resumed(cls, out: str | os.PathLike[str], **changes: Any) -> PretrainConfig:
+        """The settings the run in ``out`` saved, with ``changes`` and ``resume=True``: what
+        ``sslrobot pretrain --resume --out OUT`` continues with (e.g. ``steps=`` extends the
+        run; ``data=`` a moved copy of its data). A resume from Python had to repeat every
+        setting of the run, or was refused for the defaults it fell back on.
+
+        Raises:
+            FileNotFoundError: ``out`` holds no saved run (``pretrain_config.json``).
+        """
+        from sslrobot.pretraining import artifacts
+
+        saved = artifacts.read_config_section(Path(out), "pretrain", cls.from_dict)
+        return dataclasses.replace(saved, out=os.fspath(out), resume=True, **changes)
 
     def resume_mismatches(self, saved: PretrainConfig) -> list[str]:
         """Fields that differ from ``saved`` and would change what a resumed run computes."""

@@ -68,9 +68,13 @@ def pretrain_in_processes(
     if num_processes == 1:
         from sslrobot.pretraining.trainer import pretrain
 
+        threads_before = torch.get_num_threads()  # the caller's, given back after
         if threads_per_process is not None:
             torch.set_num_threads(threads_per_process)
-        return pretrain(config, progress=progress)
+        try:
+            return pretrain(config, progress=progress)
+        finally:
+            torch.set_num_threads(threads_before)
     if threads_per_process is None:  # torch's own count honours OMP_NUM_THREADS
         threads_per_process = max(1, torch.get_num_threads() // num_processes)
     if config.batch_size % num_processes:

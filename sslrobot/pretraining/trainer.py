@@ -444,7 +444,10 @@ class PretrainRun:
         if dataset is not None:
             return dataset, val_dataset
         if config.data is None:
-            raise ValueError("pass a dataset directory (--data DIR) or a dataset object")
+            raise ValueError(
+                "pass a dataset directory (--data DIR) or a dataset object (to resume a run "
+                "with its saved settings from Python: PretrainConfig.resumed(out))"
+            )
         from sslrobot.data.windows import open_windows
 
         arrays = _KEYS + (_OPTIONAL_KEYS if config.decoder_proprio else ())  # all a step reads

@@ -46,7 +46,7 @@ from sslrobot.pretraining.objectives import (
     salient_pixel_weights,
     slowness_loss,
 )
-from sslrobot.utils.config import config_to_dict
+from sslrobot.utils.config import check_bool_fields, config_to_dict
 from sslrobot.utils.device import as_device
 
 
@@ -129,6 +129,7 @@ class WorldModelConfig:
     transition_norm: bool = True
 
     def __post_init__(self) -> None:
+        check_bool_fields(self)
         if not isinstance(self.action_dim, int) or self.action_dim < 1:
             raise ValueError(f"action_dim must be an int >= 1, got {self.action_dim!r}")
         if not isinstance(self.decoder_proprio_dim, int) or self.decoder_proprio_dim < 0:
@@ -159,9 +160,6 @@ class WorldModelConfig:
                     f"readout='keypoints' (--encoder-arch keypoints), got readout="
                     f"{self.encoder.readout!r}"
                 )
-        for name in ("future_actions", "transition_norm"):
-            if not isinstance(getattr(self, name), bool):
-                raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
         for term, units in (("slow", "(SLOW_MIN_STD)"), ("equivariant", "(squared pixels)")):
             if term in self.objective and self.encoder.layer_norm:
                 raise ValueError(

@@ -37,6 +37,21 @@ def check_known_fields(cls: type, values: dict[str, Any]) -> None:
         raise ValueError(f"unknown {cls.__name__} fields {unknown}; known: {sorted(known)}")
 
 
+def check_bool_fields(config: Any) -> None:
+    """Refuse a value other than true or false in a field annotated ``bool`` (said as JSON and
+    ``--set`` spell them): ``"no"``, ``"false"`` and ``1`` are truthy, and
+    ``PolicyConfig(overwrite="no")`` replaced a finished policy.
+
+    Raises:
+        ValueError: naming the field and the value.
+    """
+    for item in dataclasses.fields(config):
+        if item.type in ("bool", bool):
+            value = getattr(config, item.name)
+            if type(value).__name__ not in ("bool", "bool_"):  # NumPy's bools are bools too
+                raise ValueError(f"{item.name} must be true or false, got {value!r}")
+
+
 def config_hash(values: Any) -> str:
     """A stable short hash (16 hex digits) of JSON-able ``values``, key order ignored.
 
