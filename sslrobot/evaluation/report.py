@@ -404,7 +404,8 @@ def _across_tasks_intro(blocks: Sequence[Mapping[str, Any]]) -> tuple[str, str]:
     )
     text += (
         "; the lead is the difference in points; intervals from a bootstrap of every task's "
-        "training seeds and episodes (the cells resampled independently, so intervals of "
+        "training seeds and episodes (a cell's seeds evaluated from the same start states "
+        "are drawn the same episodes; the cells are resampled independently, so intervals of "
         "shares and leads run a little wide; a cell whose every episode ended alike drawn "
         "from its count's Jeffreys posterior; Wilson's interval for a mean whose every "
         "episode ended alike)."
