@@ -384,7 +384,8 @@ class Pipeline:
         config: what to run.
         out: the run directory (resumable: rerunning skips finished stages).
         device: torch device for pretraining, probes and policies (``auto`` picks CUDA/MPS/CPU).
-        progress: show progress bars.
+        progress: show progress bars (the one line per stage event, ``[start]``, ``[done]``,
+            ``[skip]``, goes to stderr either way: it is the run's log).
         replace: whether stages of an earlier run in ``out`` made with other settings of
             their own may be made again, deleting them (``StageRunner.replace``); if not, the
             run stops before the first such stage.
