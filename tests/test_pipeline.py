@@ -1147,3 +1147,34 @@ def test_a_variable_too_rarely_in_view_is_plotted_as_the_mean_counts_it() -> Non
         "probe/r2_in_view": {"goal": None, "bearing": 0.7, "far": float("nan")},
     }
     assert _headline_r2(probe) == {"goal": 0.91, "heading": 0.5, "bearing": 0.7}
+
+
+def test_each_training_seed_can_draw_its_own_demonstrations(
+    quick_run: Path, tmp_path: Path
+) -> None:
+    """All seeds trained on the same first N demonstrations, so the intervals left out which
+    demonstrations were drawn (on Reach four draws of 25 moved fdm+future by 12 points)."""
+    from sslrobot.policy.demos import select_demo_ids
+
+    copy = tmp_path / "run"
+    shutil.copytree(quick_run, copy)
+    Pipeline(QUICK, copy, device="cpu", progress=False, replace=True).run()  # earlier tests'
+    config = dataclasses.replace(QUICK, policy_seeds=(0, 1), demos_per_policy_seed=True)
+    n = config.largest_demos
+    assert config.demo_episodes_collected == 2 * n and config.demo_offset(1) == n
+    with pytest.warns(UserWarning, match="policy_seeds"):
+        pipeline = Pipeline(config, copy, device="cpu", progress=False)
+        pipeline.run()
+    made = {r.name for r in pipeline.runner.results if not r.skipped}
+    assert made and all("seed1" in name or "data/demos" in name for name in made)
+
+    def trained_on(encoder: str, seed: int) -> list[int]:
+        policy = copy / f"Reach-v0/policy/{encoder}/demos{n}/seed{seed}/policy"
+        return json.loads((policy / "policy_config.json").read_text())["demo_episode_ids"]
+
+    for encoder in config.encoder_names:
+        assert trained_on(encoder, 0) == list(range(n))  # seed 0's policies kept as they were
+        assert trained_on(encoder, 1) == list(range(n, 2 * n))
+    with pytest.raises(ValueError, match=r"hold 6 episodes; num_demos=4 plus num_val_demos=0 "
+                       r"from demo_offset=3 do not fit"):  # fmt: skip
+        select_demo_ids(list(range(6)), 4, 0, Path("demos"), offset=3)

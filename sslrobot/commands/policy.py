@@ -41,6 +41,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument("--demos", type=Path, default=None, help="expert dataset dir (BC)")
     train.add_argument("--num-demos", type=int, default=None, help="first N demos (default: all)")
     train.add_argument(
+        "--demo-offset",
+        type=int,
+        default=0,
+        help="skip the first K demos: train on K..K+N-1, another draw of N (default: 0)",
+    )
+    train.add_argument(
         "--num-val-demos",
         type=int,
         default=0,
@@ -182,6 +188,7 @@ def _train_policy(args: argparse.Namespace) -> int:
         seed=args.seed,
         demos=args.demos,
         num_demos=args.num_demos,
+        demo_offset=args.demo_offset,
         num_val_demos=args.num_val_demos,
         steps=args.steps,
         epochs=args.epochs,

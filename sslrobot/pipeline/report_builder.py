@@ -677,6 +677,12 @@ def build_report(
             "a pretrained encoder's probe is the mean (± standard deviation) over its seeds; "
             f"its PSNR is the world model of seed {config.seed}'s alone."
         )
+    if config.demos_per_policy_seed:
+        report["notes"].append(
+            "Demonstrations: the BC policy of training seed s trained on its own draw, "
+            f"episodes s x {config.largest_demos} on of the task's demonstration set, so "
+            "success intervals span which demonstrations were drawn too."
+        )
     _md_path, html_path = render_report(report, out)
     # Last: a run stopped between the files leaves no results.json newer than its report.
     atomic_write_json(out / "results.json", results)

@@ -511,7 +511,7 @@ class Pipeline:
             f"{slug}/data/demos",
             env_id,
             "expert",
-            config.num_demo_episodes,
+            config.demo_episodes_collected,
             config.seed + DEMO_SEED_BASE,
             grows=True,
         )
@@ -780,6 +780,9 @@ class Pipeline:
                 settings["augment_color"] = color
         if self.config.bc_val_episodes:  # likewise
             settings["val_episodes"] = self.config.bc_val_episodes
+        demo_offset = self.config.demo_offset(seed)
+        if demo_offset:  # likewise
+            settings["demo_offset"] = demo_offset
 
         pixels_trained = encoder_name in ("scratch", "state")
         arch = PolicyConfig.encoder_arch if encoder_name == "state" else self.config.encoder_arch
@@ -793,6 +796,7 @@ class Pipeline:
                 seed=seed,
                 demos=artifacts.demos.path / "dataset",
                 num_demos=num_demos,
+                demo_offset=demo_offset,
                 steps=self.config.bc_steps,
                 batch_size=self.config.bc_batch_size,
                 image_size=self.config.image_size,

@@ -238,7 +238,11 @@ def train_bc(config: PolicyConfig) -> Path:
     check_fits(resolved, shapes, config.env_id)
 
     train_ids, val_ids = select_demo_ids(
-        list(dataset.episode_ids), config.num_demos, config.num_val_demos, config.demos
+        list(dataset.episode_ids),
+        config.num_demos,
+        config.num_val_demos,
+        config.demos,
+        config.demo_offset,
     )
     use_pixels = resolved.kind != "state"
     train_tr = load_transitions(dataset, train_ids, pixels=use_pixels, state=not use_pixels)

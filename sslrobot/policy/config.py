@@ -67,6 +67,10 @@ class PolicyConfig:
             for BC, optional for RL (then only used for observation normalisation).
         num_demos: Number of training demonstrations: the first N episode ids, in order. None
             means every episode that is not a validation demo.
+        demo_offset: Episodes skipped before the training demonstrations, which are then ids
+            ``demo_offset`` to ``demo_offset + num_demos - 1`` in order: another draw of the
+            same count from one larger set (``sslrobot run --set demos_per_policy_seed=true``
+            gives each training seed its own).
         num_val_demos: Demonstrations held out for the validation loss: the *last* episode ids of
             the dataset, so the validation set is the same whatever ``num_demos``. They must not
             overlap the training demos.
@@ -128,6 +132,7 @@ class PolicyConfig:
     seed: int = 0
     demos: Path | None = None
     num_demos: int | None = None
+    demo_offset: int = 0
     num_val_demos: int = 0
     steps: int | None = None
     epochs: int | None = None
@@ -201,6 +206,7 @@ class PolicyConfig:
         if self.seed > MAX_SEED:  # NumPy's and torch's generators failed later, unnamed
             raise ValueError(f"seed must be <= {MAX_SEED} (2**32 - 1), got {self.seed}")
         _check_min("num_val_demos", self.num_val_demos, 0)
+        _check_min("demo_offset", self.demo_offset, 0)
         _check_min("batch_size", self.batch_size, 1)
         _check_min("val_episodes", self.val_episodes, 0)
         _check_min("num_val_checks", self.num_val_checks, 1)

@@ -40,25 +40,32 @@ class DemoTransitions:
 
 
 def select_demo_ids(
-    episode_ids: list[int], num_demos: int | None, num_val_demos: int, path: Path
+    episode_ids: list[int],
+    num_demos: int | None,
+    num_val_demos: int,
+    path: Path,
+    offset: int = 0,
 ) -> tuple[list[int], list[int]]:
-    """Training ids (the first ``num_demos``) and validation ids (the last ``num_val_demos``).
+    """Training ids (``num_demos`` of them from the ``offset``-th on, in order) and validation
+    ids (the last ``num_val_demos``).
 
     Taking validation episodes from the end keeps them fixed while ``num_demos`` varies, so the
-    data-efficiency curve selects checkpoints on one validation set.
+    data-efficiency curve selects checkpoints on one validation set. An ``offset`` takes
+    another draw of the same count from one larger set (a training seed's own demonstrations).
 
     Raises:
         ValueError: naming ``path`` when the dataset has too few episodes.
     """
     available = len(episode_ids)
-    wanted = (available - num_val_demos) if num_demos is None else num_demos
-    if wanted < 1 or wanted + num_val_demos > available:
+    wanted = (available - num_val_demos - offset) if num_demos is None else num_demos
+    if wanted < 1 or offset + wanted + num_val_demos > available:
         raise ValueError(
             f"demonstrations {path} hold {available} episodes; num_demos={num_demos} plus "
-            f"num_val_demos={num_val_demos} do not fit (collect more with `sslrobot collect "
-            f"--policy expert` or lower them)"
+            f"num_val_demos={num_val_demos}"
+            + (f" from demo_offset={offset}" if offset else "")
+            + " do not fit (collect more with `sslrobot collect --policy expert` or lower them)"
         )
-    train_ids = list(episode_ids[:wanted])
+    train_ids = list(episode_ids[offset : offset + wanted])
     val_ids = list(episode_ids[available - num_val_demos :]) if num_val_demos else []
     return train_ids, val_ids
 

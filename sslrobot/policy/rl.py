@@ -184,7 +184,9 @@ def _fit_normalizers(
     obs_mode = shapes.obs_mode
     if config.demos is not None:
         dataset, dataset_key = open_demos(config)
-        ids, _ = select_demo_ids(list(dataset.episode_ids), config.num_demos, 0, config.demos)
+        ids, _ = select_demo_ids(
+            list(dataset.episode_ids), config.num_demos, 0, config.demos, config.demo_offset
+        )
         seeds = episode_seeds(dataset, ids)
         # Before any frame is encoded.
         refuse_validation_on_demo_seeds(seeds, validation_seeds(config.val_episodes), config.demos)
