@@ -83,6 +83,8 @@ def main() -> None:
     saved = json.loads((args.run / "config.json").read_text())
     known = {item.name for item in dataclasses.fields(RunConfig)}  # older runs: extra keys
     config = RunConfig(**{key: value for key, value in saved.items() if key in known})
+    if config.demos_per_policy_seed:  # its seeds' draws are already these blocks
+        raise SystemExit(f"{args.run} trained each seed on its own draw (demos_per_policy_seed)")
     work = args.work or args.run / "demo_draws"
     num_demos = config.main_demos
     env_id = next(t for t in config.tasks if t.endswith("/" + args.task))

@@ -1005,6 +1005,21 @@ def test_a_resume_with_another_cpu_thread_count_says_it_is_not_bit_exact(
         train_tiny_bc(demos, out, resume=True, num_val_demos=1, num_val_checks=3)
 
 
+def test_a_checkpoint_saved_before_a_setting_existed_resumes_at_its_default(
+    demos, tmp_path, monkeypatch
+):
+    """demo_offset (session 36) is the first field added since resume was: checkpoints saved
+    before it lack the key, and were refused as "other settings (demo_offset None -> 0)"."""
+    out = tmp_path / "cut"
+    train_cut_at_first_checkpoint(monkeypatch, demos, out, num_val_demos=1, num_val_checks=3)
+    state = out / "checkpoints" / "resume.json"
+    record = json.loads(state.read_text())
+    del record["settings"]["demo_offset"]
+    state.write_text(json.dumps(record))
+    train_tiny_bc(demos, out, resume=True, num_val_demos=1, num_val_checks=3)
+    assert (out / "policy_config.json").is_file()
+
+
 def test_a_refused_bc_resume_opens_no_validation_env(demos, tmp_path, monkeypatch):
     """The online validator (an env and its renderer) was made before the resume checkpoint
     loaded, and a damaged one left it open in the process that goes on to train anew."""

@@ -58,10 +58,12 @@ RECORDED_SAME_WITHIN_GROUP = (
     "demos_settings",
 )
 #: Training settings that may differ between one configuration's seeds: the seed itself, how
-#: a run ran, and the encoder's and demonstrations' paths (seeds with encoders pretrained
-#: from their own seed, ``pretrain_seed_per_policy``, or runs moved between machines).
+#: a run ran, the encoder's and demonstrations' paths (seeds with encoders pretrained from
+#: their own seed, ``pretrain_seed_per_policy``, or runs moved between machines) and which
+#: demonstrations of the set (``demos_per_policy_seed``; absent from records before it).
 _PER_SEED_SETTINGS = (
     "seed", "out", "device", "progress", "resume", "overwrite", "cache_dir", "encoder", "demos",
+    "demo_offset",
 )  # fmt: skip
 
 

@@ -15,6 +15,7 @@ Layout of a policy directory::
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import warnings
@@ -181,6 +182,11 @@ def read_resume_state(
     for name in (ENCODER_WEIGHTS_SETTING, *(pinned or {})):
         if name not in earlier:
             now.pop(name, None)
+    # A setting added since the checkpoint was saved counts as its default then (demo_offset,
+    # session 36): its interrupted runs were refused as "other settings (None -> 0)".
+    defaults = {item.name: item.default for item in dataclasses.fields(config)}
+    for name in [k for k in now if k not in earlier and now[k] == defaults.get(k, object())]:
+        now.pop(name)
     changed = sorted(k for k in now if earlier.get(k) != now[k])
     if changed:
         described = ", ".join(f"{k} {earlier.get(k)!r} -> {now[k]!r}" for k in changed)

@@ -233,11 +233,13 @@ class PolicyConfig:
         ):
             raise ValueError(f"weight_decay must be finite and >= 0, got {self.weight_decay!r}")
         defaults = {f.name: f.default for f in dataclasses.fields(self)}
-        if self.algo == "rl" and self.demos is None and self.num_demos is not None:
-            raise ValueError(
-                f"num_demos={self.num_demos}: RL without demos fits its statistics on random "
-                "rollouts and would ignore it"
-            )
+        for name in ("num_demos", "demo_offset"):
+            value = getattr(self, name)
+            if self.algo == "rl" and self.demos is None and value not in (None, 0):
+                raise ValueError(
+                    f"{name}={value}: RL without demos fits its statistics on random rollouts "
+                    "and would ignore it"
+                )
         if self.algo == "rl" and self.rl_algorithm == "ppo" and self.batch_size < 2:
             raise ValueError(  # SB3 asserts it, after the envs and statistics were made
                 f"batch_size={self.batch_size}: PPO normalises advantages over a minibatch, "
