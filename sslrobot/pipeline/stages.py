@@ -274,15 +274,22 @@ class StageRunner:
         or an interrupted attempt, made with other settings of its own."""
         own = json.loads(json.dumps(config))
         if record is not None and not same and record.get("config") != own:
-            what = "finished"
+            what, earlier = "finished", record.get("config") or {}
         elif started and started.get("config_hash") != digest and started.get("config") != own:
-            what = "begun (an interrupted attempt)"
+            what, earlier = "begun (an interrupted attempt)", started.get("config") or {}
         else:
             return
+        # Named here: a stage's settings can change with the package's version too, where no
+        # run setting did and no warning above names them.
+        changed = ", ".join(
+            f"{key} {earlier.get(key)!r} -> {own.get(key)!r}"
+            for key in sorted({*earlier, *own})
+            if earlier.get(key) != own.get(key)
+        )
         raise StageReplaceRefusedError(
-            f"{self.root / name} was {what} with other settings; making it again would delete "
-            "it. Add --replace to do so (replace=True from Python), or choose another --out "
-            "(the warning above names the changed settings)"
+            f"{self.root / name} was {what} with other settings ({changed}); making it again "
+            "would delete it. Add --replace to do so (replace=True from Python), or choose "
+            "another --out"
         )
 
 
