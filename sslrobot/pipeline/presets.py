@@ -474,6 +474,7 @@ PRESETS: dict[str, RunConfig] = {
         bc_augment_color=0.6,
         bc_val_episodes=20,
         policy_seeds=(0, 1, 2, 3, 4),
+        demos_per_policy_seed=True,  # the intervals span which demonstrations were drawn
         eval_episodes=100,
         heldout_eval=True,
         transfer_objective="fdm+future",
