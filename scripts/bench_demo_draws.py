@@ -115,7 +115,8 @@ def main() -> None:
                 result = out / "result.json"
                 if not result.is_file():
                     started = time.perf_counter()
-                    train_policy(policy)
+                    if not (out / "policy" / "policy_config.json").is_file():  # else finished
+                        train_policy(policy)
                     evaluate(out / "policy", num_episodes=config.eval_episodes,
                              seed=config.seed + EVAL_SEED_BASE, out_json=result)  # fmt: skip
                     print(f"  draw {draw} {encoder} {saved.parent.name}: "
