@@ -37,14 +37,21 @@ T = TypeVar("T")
 _HINT = "is this a `sslrobot pretrain --out` directory from a finished run?"
 
 
+def _missing_file(path: Path, what: str) -> FileNotFoundError:
+    """The error for a missing artifact file; given the stage folder of ``sslrobot run``,
+    whose encoder sits one level down in ``encoder/``, it says so (a finished run was asked
+    whether it had finished)."""
+    inside = path.parent / "encoder" / path.name
+    hint = f"the encoder of a run's stage is in {inside.parent}" if inside.is_file() else _HINT
+    return FileNotFoundError(f"{what} file {path} is missing ({hint})")
+
+
 def read_json(path: Path, what: str) -> dict[str, Any]:
     """Read a JSON object, raising ``FileNotFoundError``/``ValueError`` that name ``path``."""
     if not path.parent.is_dir():
         raise FileNotFoundError(f"{path.parent} is not a directory ({_HINT})")
     if not path.is_file():
-        inside = path.parent / "encoder" / path.name  # `sslrobot run`'s pretrain stage
-        hint = f"the encoder of a run's stage is in {inside.parent}" if inside.is_file() else _HINT
-        raise FileNotFoundError(f"{what} file {path} is missing ({hint})")
+        raise _missing_file(path, what)
     try:
         value = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
@@ -72,9 +79,7 @@ def read_config_section(root: Path, section: str, parse: Callable[[Any], T]) -> 
 def read_safetensors(path: Path, what: str) -> dict[str, torch.Tensor]:
     """Load tensors on CPU, raising ``FileNotFoundError``/``ValueError`` that name ``path``."""
     if not path.is_file():
-        inside = path.parent / "encoder" / path.name  # `sslrobot run`'s pretrain stage
-        hint = f"the encoder of a run's stage is in {inside.parent}" if inside.is_file() else _HINT
-        raise FileNotFoundError(f"{what} file {path} is missing ({hint})")
+        raise _missing_file(path, what)
     try:
         return safetensors.torch.load_file(str(path), device="cpu")
     except (OSError, safetensors.SafetensorError) as error:
