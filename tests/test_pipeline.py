@@ -1185,3 +1185,30 @@ def test_each_training_seed_can_draw_its_own_demonstrations(
     with pytest.raises(ValueError, match=r"hold 6 episodes; num_demos=4 plus num_val_demos=0 "
                        r"from demo_offset=3 do not fit"):  # fmt: skip
         select_demo_ids(list(range(6)), 4, 0, Path("demos"), offset=3)
+
+
+def test_look_targets_pretrain_on_the_stream_collected_again_in_the_authored_look(
+    quick_run: Path, tmp_path: Path
+) -> None:
+    """``look_targets``: the stream's look twin is collected (its own stage, the same
+    episodes in the authored look) and the objectives with targets take theirs from it; the
+    random init, the other stages and the earlier run's data stay as they were."""
+    copy = tmp_path / "run"
+    shutil.copytree(quick_run, copy)
+    config = dataclasses.replace(QUICK, look_targets=True)
+    pipeline = Pipeline(config, copy, device="cpu", progress=False, replace=True)
+    with pytest.warns(UserWarning, match="look_targets False -> True"):
+        pipeline.run()
+    ran = {r.name for r in pipeline.runner.results if not r.skipped}
+    assert "Reach-v0/data/unlabeled_authored" in ran
+    assert "Reach-v0/pretrain/fdm+future" in ran
+    assert not ran & {"Reach-v0/data/unlabeled", "Reach-v0/pretrain/none"}
+    twin = copy / "Reach-v0/data/unlabeled_authored/dataset"
+    manifest = json.loads((twin / "manifest.json").read_text())
+    assert manifest["env_kwargs"]["visual_preset"] == "none"
+    saved = json.loads(
+        (copy / "Reach-v0/pretrain/fdm+future/encoder/pretrain_config.json").read_text()
+    )
+    assert saved["pretrain"]["look_target_data"] == str(twin)
+    with pytest.raises(ValueError, match="objectives \\['inverse'\\] have none of them"):
+        dataclasses.replace(QUICK, look_targets=True, objectives=("inverse",))

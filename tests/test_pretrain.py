@@ -243,7 +243,7 @@ def test_the_contrastive_positive_is_augmented_on_its_own(dataset, tmp_path: Pat
     run = PretrainRun(config, dataset, progress=False)
     try:
         batch = run.to_device(collate_windows([dataset[i] for i in range(8)]))
-        pixels, _, _, _, positive, _ = run.augment(*batch, step=3)
+        pixels, _, _, _, positive, _, _ = run.augment(*batch, step=3)
         alone = PretrainRun(tiny_config(tmp_path / "fdm", objective="fdm", color_jitter=0.2),
                             dataset, progress=False)  # fmt: skip
         try:
@@ -274,7 +274,7 @@ def test_fdm_targets_recoloured_on_their_own(dataset, tmp_path: Path) -> None:
     run = PretrainRun(config, dataset, progress=False)
     try:
         batch = run.to_device(collate_windows([dataset[i] for i in range(8)]))
-        pixels, _, _, decode_index, _, targets = run.augment(*batch, step=3)
+        pixels, _, _, decode_index, _, targets, _ = run.augment(*batch, step=3)
         plain = PretrainRun(tiny_config(tmp_path / "plain"), dataset, progress=False)
         try:
             window_only = plain.augment(*batch, step=3)
@@ -311,7 +311,7 @@ def test_each_pretraining_seed_draws_its_own_augmentation(dataset, tmp_path: Pat
     for seed in (0, 1):
         run = PretrainRun(tiny_config(tmp_path / f"s{seed}", seed=seed), dataset, progress=False)
         try:
-            pixels, _, _, decode_index, _, _ = run.augment(*run.to_device(windows), step=2)
+            pixels, _, _, decode_index, _, _, _ = run.augment(*run.to_device(windows), step=2)
             drawn.append((pixels, decode_index))
         finally:
             run.close()

@@ -171,6 +171,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "target views, so the latent predicts what colours do not move (0: off)",
     )
     parser.add_argument(
+        "--look-target-data",
+        default=None,
+        help="a look twin of --data (the same collection with another --visual-preset, "
+        "usually none): the frames decoded and encoded as targets come from it, so they show "
+        "the state without the episode's look (default: the window's own frames)",
+    )
+    parser.add_argument(
         "--salience-weight",
         type=float,
         default=None,
@@ -297,6 +304,7 @@ def _pretrain(args: argparse.Namespace) -> int:
         augment=args.augment,
         color_jitter=args.color_jitter,
         target_color_jitter=args.target_color_jitter,
+        look_target_data=args.look_target_data,
         num_workers=args.num_workers,
         tensorboard=not args.no_tensorboard,
         **({} if args.salience_weight is None else {"salience_weight": args.salience_weight}),

@@ -1,7 +1,8 @@
 """Collection, crash-safe episode storage and training windows for self-supervised learning.
 
-``WindowDataset`` needs torch and is imported on first use, so collection workers (which only
-import this package's collection side) start without loading torch.
+``WindowDataset`` and ``LookTwinWindows`` need torch and are imported on first use, so
+collection workers (which only import this package's collection side) start without loading
+torch.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from sslrobot.data.policies import POLICY_NAMES, parse_mixture
 from sslrobot.data.verify import VerifyReport, dataset_summary, verify_dataset
 
 if TYPE_CHECKING:
+    from sslrobot.data.look_twins import LookTwinWindows
     from sslrobot.data.windows import WindowDataset
 
 __all__ = [
@@ -25,6 +27,7 @@ __all__ = [
     "DatasetWriteError",
     "DegenerateFramesError",
     "EpisodeDataset",
+    "LookTwinWindows",
     "VerifyReport",
     "WindowDataset",
     "collect",
@@ -42,6 +45,10 @@ def __getattr__(name: str) -> Any:
         from sslrobot.data.windows import WindowDataset
 
         return WindowDataset
+    if name == "LookTwinWindows":
+        from sslrobot.data.look_twins import LookTwinWindows
+
+        return LookTwinWindows
     raise AttributeError(f"module 'sslrobot.data' has no attribute {name!r}")
 
 

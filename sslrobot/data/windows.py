@@ -153,6 +153,7 @@ class WindowDataset(Dataset):
                 f"({len(episode_ids)} usable episodes, lengths {sorted(set(lengths))[:10]})"
             )
         self._files: OrderedDict[int, list[int]] = OrderedDict()  # position -> open fds
+        self._position_of: dict[int, int] | None = None  # episode id -> position, when asked
         # Held while a window's files are opened and read: another thread's LRU eviction
         # would otherwise close a descriptor mid-read, or hand its number to another
         # episode's file (wrong frames, no error). Reads release the GIL under it anyway.
@@ -211,6 +212,21 @@ class WindowDataset(Dataset):
         """``(episode_id, t)`` of window ``index``: it covers frames t..t+K of that episode."""
         position, t = self._locate(index)
         return self.episode_ids[position], t
+
+    def episode_windows(self, episode_id: int) -> tuple[int, int]:
+        """``(index of the episode's first window, its number of windows)``: window
+        ``first + t`` covers frames t..t+K (``locate``'s inverse).
+
+        Raises:
+            KeyError: the episode is not indexed (another split, skipped, or not collected).
+        """
+        if self._position_of is None:
+            self._position_of = {int(e): p for p, e in enumerate(self.episode_ids)}
+        position = self._position_of.get(int(episode_id))
+        if position is None:
+            raise KeyError(f"episode {episode_id} is not among the windows of {self.root}")
+        start = int(self._starts[position])
+        return start, int(self._ends[position]) - start
 
     def _open(self, position: int) -> list[int]:
         """One descriptor per array of an episode (the same one for arrays in one file)."""

@@ -314,7 +314,10 @@ def prediction_quality(
             (see the module docstring); an ``nn.Module`` is put in eval mode and restored.
         windows: Sequence of dicts with ``pixels`` uint8 (K+1, H, W, 3 * frame_stack) and
             ``action`` float32 (K, A), e.g. a ``sslrobot.data.WindowDataset``; frames are scored
-            on the newest RGB frame of each stack.
+            on the newest RGB frame of each stack. Windows that also hold a look twin's frames
+            (``TWIN_PIXELS``, for a model pretrained with ``look_target_data``) are scored
+            against those: the model predicts them, copying the twin's o_t, and its latent
+            targets are theirs; the copy-last baseline copies the twin's o_t.
         batch_size: Windows per model call.
         frames: Score ``predict_frames`` (models with a decoder).
         latents: Score ``rollout_latents`` against ``target_latents`` (models with dynamics).
@@ -335,6 +338,7 @@ def prediction_quality(
     """
     import torch
 
+    from sslrobot.data.look_twins import TWIN_PIXELS
     from sslrobot.models.features import module_device
 
     if not (frames or latents):
@@ -375,11 +379,16 @@ def prediction_quality(
                     latent_acc = _LatentAccumulator(horizon)
                 pixels_t = torch.from_numpy(pixels).to(device)
                 action_t = torch.from_numpy(action.astype(np.float32)).to(device)
-                newest = pixels[..., -3:]  # with frame stacking, channels are oldest first
+                shown, shown_t, twin = pixels, pixels_t, {}
+                if TWIN_PIXELS in batch[0]:  # the targets are the look twin's frames
+                    shown = np.stack([np.asarray(item[TWIN_PIXELS]) for item in batch])
+                    shown_t = torch.from_numpy(shown).to(device)
+                    twin = {"copy_from": shown_t[:, 0]}
+                newest = shown[..., -3:]  # with frame stacking, channels are oldest first
                 future = newest[:, 1:]  # (B, K, H, W, 3)
                 if frames:
                     predicted = _frames_to_uint8(
-                        world_model.predict_frames(pixels_t, action_t), future
+                        world_model.predict_frames(pixels_t, action_t, **twin), future
                     )
                     frame_model.add(predicted, future)
                     copy_last = np.repeat(newest[:, :1], horizon, axis=1)  # o_t for every k
@@ -389,7 +398,7 @@ def prediction_quality(
                         world_model.rollout_latents(pixels_t, action_t), "rollout_latents"
                     )
                     targets = _latents_to_numpy(
-                        world_model.target_latents(pixels_t), "target_latents"
+                        world_model.target_latents(shown_t), "target_latents"
                     )
                     latent_acc.add(rolled, targets)
     finally:
@@ -431,11 +440,19 @@ class StackedWindows:
         return len(self.windows)
 
     def __getitem__(self, index: int) -> dict[str, np.ndarray]:
+        from sslrobot.data.look_twins import TWIN_PIXELS
+
         item = self.windows[index]
-        pixels, action = np.asarray(item["pixels"]), np.asarray(item["action"])
-        steps = pixels.shape[0] - self.frame_stack + 1
-        stacked = np.concatenate([pixels[i : i + steps] for i in range(self.frame_stack)], -1)
-        return {"pixels": stacked, "action": action[self.frame_stack - 1 :]}
+        action = np.asarray(item["action"])
+        out = {"action": action[self.frame_stack - 1 :]}
+        for name in ("pixels", TWIN_PIXELS):  # a look twin's frames are stacked alike
+            if name in item:
+                pixels = np.asarray(item[name])
+                steps = pixels.shape[0] - self.frame_stack + 1
+                out[name] = np.concatenate(
+                    [pixels[i : i + steps] for i in range(self.frame_stack)], -1
+                )
+        return out
 
 
 def trained_episodes(encoder_dir: Path, data_dir: Path) -> list[int]:
@@ -513,6 +530,7 @@ def prediction_from_dirs(
         ``prediction_quality`` metrics, or ``{}`` when the model has neither part.
     """
     from sslrobot.data import WindowDataset
+    from sslrobot.data.look_twins import LookTwinWindows
     from sslrobot.evaluation.probe import encoder_frame_stack
     from sslrobot.pretraining import load_world_model
     from sslrobot.pretraining.artifacts import read_config_section
@@ -529,6 +547,15 @@ def prediction_from_dirs(
         return {}
     stack = encoder_frame_stack(model.encoder)
     trained = read_config_section(Path(encoder_dir), "pretrain", PretrainConfig.from_dict)
+    twin_root = trained.look_target_data
+    if twin_root is not None and not Path(twin_root).is_dir():
+        # Scored against the frames it never predicted, PSNR would fall for no fault.
+        warnings.warn(
+            f"{encoder_dir} predicts the frames of the look twin {twin_root}, which is not "
+            "there: its predictions are not scored (probe it where the twin is)",
+            stacklevel=2,
+        )
+        return {}
     windows = WindowDataset(
         Path(data_dir),
         num_steps=horizon + stack - 1,  # the stacked windows then hold K + 1 observations
@@ -539,6 +566,8 @@ def prediction_from_dirs(
         strict=True,  # a damaged held-out episode is refused by name, as the probe does,
         verify_checksums=True,  # not skipped with a warning or scored with flipped bytes
     )
+    if twin_root is not None:
+        windows = LookTwinWindows(windows, twin_root)
     return prediction_quality(
         model,
         StackedWindows(windows, stack),

@@ -134,6 +134,13 @@ class RunConfig:
             success interval spans which demonstrations were drawn too: on Reach four draws
             of 25 gave ``fdm+future`` 25.0-36.7% and the state oracle 85.3-97.7% with the
             same encoder and heads (``scripts/bench_demo_draws.py``, session 36).
+        look_targets: collect each task's unlabeled stream a second time in the authored
+            look (``<task>/data/unlabeled_authored``: the same episodes, frame for frame,
+            without the varied colours, light, camera offset and distractor) and pretrain
+            every objective that has targets (fdm, future, recon, contrastive) with its
+            targets taken from it (``PretrainConfig.look_target_data``,
+            ``sslrobot.data.look_twins``). The encoder still reads the varied look. The
+            mixed-stream encoder of ``transfer_objective`` is pretrained as before.
     """
 
     preset: str = "default"
@@ -166,6 +173,7 @@ class RunConfig:
     transfer_objective: str | None = None
     pretrain_seed_per_policy: bool = False
     demos_per_policy_seed: bool = False
+    look_targets: bool = False
     encoders: tuple[str, ...] = field(default=BASELINE_ENCODERS, repr=False)
 
     def __post_init__(self) -> None:
@@ -232,6 +240,15 @@ class RunConfig:
         pretrained = [*self.objectives, *filter(None, [self.transfer_objective])]
         if any(USES_DECODER & set(parse_objective(name)) for name in pretrained):
             DecoderConfig().start_size(self.image_size)  # the frame decoder's multiple
+        from sslrobot.pretraining.config import LOOK_TARGET_TERMS
+
+        if self.look_targets and not any(
+            LOOK_TARGET_TERMS & set(parse_objective(name)) for name in self.objectives
+        ):  # else the twin would be collected for nothing
+            raise ValueError(
+                f"look_targets gives the targets of {', '.join(sorted(LOOK_TARGET_TERMS))}, "
+                f"but objectives {list(self.objectives)} have none of them"
+            )
         # A horizon no episode can hold would fail at pretraining, after the collection (an
         # episode of L steps holds L - K + 1 windows of K steps).
         import gymnasium as gym

@@ -64,6 +64,8 @@ class TaskArtifacts:
 
     env_id: str
     unlabeled: StageResult | None = None
+    #: the unlabeled stream again in the authored look (``RunConfig.look_targets``)
+    unlabeled_twin: StageResult | None = None
     demos: StageResult | None = None
     pretrain: dict[str, StageResult] = field(default_factory=dict)
     probe: dict[str, StageResult] = field(default_factory=dict)
@@ -507,6 +509,15 @@ class Pipeline:
             config.num_unlabeled_episodes,
             config.seed + UNLABELED_SEED_BASE,
         )
+        if config.look_targets:
+            artifacts.unlabeled_twin = self._collect(
+                f"{slug}/data/unlabeled_authored",
+                env_id,
+                config.unlabeled_policy,
+                config.num_unlabeled_episodes,
+                config.seed + UNLABELED_SEED_BASE,
+                visual_preset="none",
+            )
         artifacts.demos = self._collect(
             f"{slug}/data/demos",
             env_id,
@@ -534,14 +545,17 @@ class Pipeline:
         """Pretrain and probe the task's encoders, then train and evaluate its policies."""
         config, env_id = self.config, artifacts.env_id
         slug = task_slug(env_id)
+        twin = artifacts.unlabeled_twin
         for objective in ("none", *config.objectives):
-            encoder = self._pretrain(slug, objective, (artifacts.unlabeled,))
+            encoder = self._pretrain(slug, objective, (artifacts.unlabeled,), twin=twin)
             artifacts.pretrain[objective] = encoder
             artifacts.probe[objective] = self._probe(slug, objective, encoder, artifacts.unlabeled)
         for objective in config.objectives:
             for seed in config.extra_pretrain_seeds:
                 name = seed_encoder_name(objective, seed)
-                encoder = self._pretrain(slug, objective, (artifacts.unlabeled,), seed, name)
+                encoder = self._pretrain(
+                    slug, objective, (artifacts.unlabeled,), seed, name, twin=twin
+                )
                 artifacts.seed_pretrain[objective, seed] = encoder
                 probe = self._probe(slug, name, encoder, artifacts.unlabeled)
                 artifacts.seed_probes.setdefault(objective, []).append(probe)
@@ -590,11 +604,13 @@ class Pipeline:
         num_episodes: int,
         seed: int,
         grows: bool = False,
+        visual_preset: str | None = None,
     ) -> StageResult:
         """A dataset of episodes ``seed + i``. With ``grows`` (demonstrations: policies read
         their first ``num_demos`` episodes and no validation ones from the end) more episodes
         extend it without rerunning what uses it; an unlabeled stream is pretrained on whole,
-        so its size stays in its hash."""
+        so its size stays in its hash. ``visual_preset``: the envs' look (None: their own,
+        ``train``)."""
         from sslrobot.data import CollectConfig, collect
 
         settings = {
@@ -605,6 +621,8 @@ class Pipeline:
         }
         if not grows:
             settings["num_episodes"] = num_episodes  # else the runner keys on it (count)
+        if visual_preset is not None:  # only then: the other stages keep their keys
+            settings["visual_preset"] = visual_preset
 
         def run(stage_dir: Path, resume: bool) -> dict[str, Any]:
             collect(
@@ -617,6 +635,7 @@ class Pipeline:
                     seed=seed,
                     resume=resume and (stage_dir / "dataset").exists(),
                     image_size=self.config.image_size,
+                    visual_preset=visual_preset,
                 ),
                 progress=self.progress,
             )
@@ -632,17 +651,23 @@ class Pipeline:
         data: tuple[StageResult, ...],
         seed: int | None = None,
         name: str | None = None,
+        twin: StageResult | None = None,
     ) -> StageResult:
         """Pretrain ``objective`` on the unlabeled streams ``data`` (several: mixed), in the
         stage ``<slug>/pretrain/<name>`` (``name``: the objective's by default) from ``seed``
-        (the run's by default)."""
+        (the run's by default); with ``twin``, a look twin of the one stream, its targets come
+        from it where the objective has any (``PretrainConfig.look_target_data``)."""
         from sslrobot.models.encoder import encoder_config_for
         from sslrobot.pretraining import PretrainConfig
+        from sslrobot.pretraining.config import LOOK_TARGET_TERMS
         from sslrobot.pretraining.launch import pretrain_in_processes
+        from sslrobot.pretraining.objectives import parse_objective
 
         seed = self.config.seed if seed is None else seed
 
         steps = 0 if objective == "none" else self.config.pretrain_steps
+        if not (steps and set(parse_objective(objective)) & LOOK_TARGET_TERMS):
+            twin = None  # a random init, or an objective without targets (inverse)
         arch = self.config.encoder_arch
         settings = {
             "encoder_arch": arch,
@@ -665,6 +690,8 @@ class Pipeline:
             # finished stages rather than redoing them as "changed" (numerics differ slightly
             # between devices and process counts alike; each encoder records its own).
             settings["processes"] = self.config.pretrain_processes
+        if twin is not None:  # only then: the other pretrainings keep their keys
+            settings["look_targets"] = "authored"
 
         def run(stage_dir: Path, resume: bool) -> dict[str, Any]:
             out = stage_dir / "encoder"
@@ -681,6 +708,7 @@ class Pipeline:
                 PretrainConfig(
                     out=str(out),
                     data=tuple(str(stream.path / "dataset") for stream in data),
+                    look_target_data=None if twin is None else str(twin.path / "dataset"),
                     objective=objective,
                     encoder=encoder_config_for(arch, self.config.image_size),
                     steps=steps,
@@ -701,7 +729,8 @@ class Pipeline:
 
         stage_name = f"{slug}/pretrain/{name or objective}"
         # A pretraining continues from its checkpoint; a random init is written again.
-        return self._stage(stage_name, settings, run, depends_on=data, resumes=steps > 0)
+        upstream = data if twin is None else (*data, twin)
+        return self._stage(stage_name, settings, run, depends_on=upstream, resumes=steps > 0)
 
     def _pretrain_processes(self, steps: int) -> int:
         """Data-parallel processes for one pretraining: ``pretrain_processes`` on a CPU device

@@ -29,6 +29,9 @@ MAX_SEED = 2**32 - 1
 #: seeds and rounds otherwise, and a GPU run's bfloat16 autocast cannot continue on a CPU,
 #: which the trainer warns of and records; ``data`` may point to a moved copy, and the
 #: trainer refuses data with other windows).
+#: Terms whose targets a look twin gives (``look_target_data``).
+LOOK_TARGET_TERMS = frozenset({"fdm", "future", "recon", "contrastive"})
+
 RESUMABLE_CHANGES = frozenset(
     {
         "steps",
@@ -128,6 +131,12 @@ class PretrainConfig:
             apart from the online one: the latent then predicts what the colours do not
             move. Positions keep the window's shift (keypoints are positions); the frames
             ``future`` decodes keep the window's colours; 0: off.
+        look_target_data: A look twin of ``data`` (``sslrobot.data.look_twins``: the same
+            collection in another ``--visual-preset``, usually ``none``), whose frames of each
+            window become the targets: the frames ``future`` and ``recon`` decode (and the
+            copy path's o_t), and those ``fdm`` and ``contrastive`` encode with the target
+            encoder. The encoder still reads ``data``'s frames, so the targets show the state
+            without the episode's look; None: the window's own frames.
         val_fraction: Share of episodes held out for the validation windows of the strips.
         num_workers: DataLoader worker processes (0: load in the training process; with 2
             cores, workers compete with the training threads).
@@ -174,6 +183,7 @@ class PretrainConfig:
     shift_pad: int = 4
     color_jitter: float = 0.0
     target_color_jitter: float = 0.0
+    look_target_data: str | None = None
     val_fraction: float = 0.1
     num_workers: int = 0
     prefetch: int = 2
@@ -185,8 +195,9 @@ class PretrainConfig:
         # was refused as "must be a directory path".
         if isinstance(self.out, os.PathLike):
             object.__setattr__(self, "out", os.fspath(self.out))
-        if isinstance(self.data, os.PathLike):
-            object.__setattr__(self, "data", os.fspath(self.data))
+        for name in ("data", "look_target_data"):
+            if isinstance(getattr(self, name), os.PathLike):
+                object.__setattr__(self, name, os.fspath(getattr(self, name)))
         if isinstance(self.data, list | tuple):  # JSON gives a list
             paths = [os.fspath(d) if isinstance(d, os.PathLike) else d for d in self.data]
             if not paths or not all(isinstance(d, str) and d for d in paths):
@@ -249,6 +260,7 @@ class PretrainConfig:
                 f"target_color_jitter={self.target_color_jitter} recolours fdm's targets, but "
                 f"objective {self.objective!r} has no fdm term"
             )
+        self._check_look_target_data()
         _check_int("decoded_steps", self.decoded_steps, minimum=1)
         if self.decoded_steps > self.num_steps_ahead:
             raise ValueError(
@@ -285,6 +297,23 @@ class PretrainConfig:
             raise ValueError(f"salience_weight must be a finite number >= 0, got {weight!r}")
         if not (isinstance(threshold, int | float) and 0.0 < threshold < 1.0):
             raise ValueError(f"salience_threshold must be in (0, 1), got {threshold!r}")
+
+    def _check_look_target_data(self) -> None:
+        twin = self.look_target_data
+        if twin is None:
+            return
+        if not isinstance(twin, str) or not twin:
+            raise ValueError(f"look_target_data must be a dataset directory, got {twin!r}")
+        if isinstance(self.data, tuple):
+            raise ValueError(
+                f"look_target_data pairs the windows of one dataset; data names {len(self.data)} "
+                "(mixed streams have no single look twin)"
+            )
+        if not set(parse_objective(self.objective)) & LOOK_TARGET_TERMS:
+            raise ValueError(
+                f"look_target_data gives the targets of {', '.join(sorted(LOOK_TARGET_TERMS))}, "
+                f"but objective {self.objective!r} has none of them"
+            )
 
     @property
     def objective_weights(self) -> dict[str, float]:

@@ -26,6 +26,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 import sslrobot
+from sslrobot.data.look_twins import TWIN_PIXELS, LookTwinWindows
 from sslrobot.pretraining import artifacts, checkpoint, distributed, plots
 from sslrobot.pretraining.augment import (
     check_shift_pad,
@@ -44,8 +45,10 @@ from sslrobot.utils.device import bfloat16_autocast, has_native_bfloat16, resolv
 from sslrobot.utils.io import OUTPUT_LOCK, output_lock
 
 _KEYS = ("pixels", "action")
-#: Read as well when the decoder is conditioned on proprioception.
-_OPTIONAL_KEYS = ("proprio",)
+#: Read as well when the decoder is conditioned on proprioception, or from a look twin.
+_OPTIONAL_KEYS = ("proprio", TWIN_PIXELS)
+#: Batch keys kept as uint8 frames (the others become float32).
+_FRAME_KEYS = ("pixels", TWIN_PIXELS)
 #: Checkpoint state key of the metrics accumulated since the last row of metrics.csv.
 _LOG_INTERVAL = "log_interval"
 
@@ -83,7 +86,7 @@ def check_batch_fits(
 
 def collate_windows(items: list[Mapping[str, Any]] | Mapping[str, Any]) -> dict[str, torch.Tensor]:
     """Stack window dicts (or take a dataset's ready-made batch) into ``pixels``/``action``
-    (and ``proprio`` where the windows hold it).
+    (and ``proprio`` and a look twin's frames where the windows hold them).
 
     A dataset that defines ``__getitems__`` returns a whole batch as one dict of arrays, which
     avoids per-window Python overhead; plain datasets return a list of window dicts.
@@ -94,10 +97,12 @@ def collate_windows(items: list[Mapping[str, Any]] | Mapping[str, Any]) -> dict[
         batch = {key: np.asarray(items[key]) for key in keys}
     else:
         batch = {key: np.stack([np.asarray(item[key]) for item in items]) for key in keys}
-    out = {"pixels": torch.from_numpy(batch["pixels"])}
-    out.update(
-        {key: torch.from_numpy(batch[key].astype(np.float32, copy=False)) for key in keys[1:]}
-    )
+    out = {
+        key: torch.from_numpy(
+            batch[key] if key in _FRAME_KEYS else batch[key].astype(np.float32, copy=False)
+        )
+        for key in keys
+    }
     return out
 
 
@@ -282,9 +287,16 @@ class PretrainRun:
         )
         self._refuse_ranks_of_other_windows()
         source = str(config.data or type(self.dataset).__name__)
+        first = self.dataset[0]
         image_size, action_dim, proprio_dim = _check_window(
-            self.dataset[0], config.window_steps, source, config.decoder_proprio
+            first, config.window_steps, source, config.decoder_proprio
         )
+        if config.look_target_data is not None and TWIN_PIXELS not in first:
+            raise ValueError(
+                f"look_target_data={config.look_target_data!r}: the windows given "
+                f"({source}) hold no look twin's frames; pass the data directory instead "
+                "(PretrainConfig.data), or LookTwinWindows"
+            )
         self.model_config = config.world_model_config(action_dim, image_size, proprio_dim)
         # Windows per batch without context, as WorldModel._blind_windows counts them (0.29 x
         # 100 is 28.999999999999996 in floating point: 29, not 28).
@@ -450,7 +462,7 @@ class PretrainRun:
             )
         from sslrobot.data.windows import open_windows
 
-        arrays = _KEYS + (_OPTIONAL_KEYS if config.decoder_proprio else ())  # all a step reads
+        arrays = _KEYS + (("proprio",) if config.decoder_proprio else ())  # all a step reads
 
         def windows(split: str) -> Dataset:
             # Every byte's CRC once at the start (0.3 s more for the default Reach stream's
@@ -467,6 +479,8 @@ class PretrainRun:
             )
 
         train = windows("train")
+        if config.look_target_data is not None:
+            train = LookTwinWindows(train, config.look_target_data)
         if (
             val_dataset is None
             and config.image_every
@@ -479,6 +493,9 @@ class PretrainRun:
                     f"no validation windows ({error}); the strips show training windows",
                     stacklevel=3,
                 )
+            else:  # outside the try: a val episode missing from the twin is an error
+                if config.look_target_data is not None:
+                    val_dataset = LookTwinWindows(val_dataset, config.look_target_data)
         return train, val_dataset
 
     def _resume(self) -> None:
@@ -599,26 +616,31 @@ class PretrainRun:
 
     def to_device(
         self, batch: dict[str, torch.Tensor]
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
         """Move a collated batch to the device: pixels (B, L+1, H, W, 3), actions (B, L, A),
-        and proprio (B, L+1, P) when the decoder is conditioned on it (else None)."""
+        proprio (B, L+1, P) when the decoder is conditioned on it, and the look twin's frames
+        (B, L+1, H, W, 3) when the run takes its targets from one (else None)."""
         non_blocking = self.device.type == "cuda"
         pixels = batch["pixels"].to(self.device, non_blocking=non_blocking)
         actions = batch["action"].to(self.device, non_blocking=non_blocking)
-        proprio = None
+        proprio = twin = None
         if self.config.decoder_proprio:
             proprio = batch["proprio"].to(self.device, non_blocking=non_blocking)
-        return pixels, actions, proprio
+        if self.config.look_target_data is not None and TWIN_PIXELS in batch:  # _setup checks
+            twin = batch[TWIN_PIXELS].to(self.device, non_blocking=non_blocking)  # training's
+        return pixels, actions, proprio, twin
 
     def augment(
         self,
         pixels: torch.Tensor,
         actions: torch.Tensor,
         proprio: torch.Tensor | None,
+        twin: torch.Tensor | None,
         step: int,
     ) -> tuple[
         torch.Tensor,
         torch.Tensor,
+        torch.Tensor | None,
         torch.Tensor | None,
         torch.Tensor | None,
         torch.Tensor | None,
@@ -630,16 +652,21 @@ class PretrainRun:
         from the context frame). ``contrastive`` gets its positive, o_{t+K}, augmented with
         draws of its own, as ATC does: sharing the anchor's, the crop offset and the colour
         gains alone would pick the positive out of the batch. With ``target_color_jitter``,
-        ``fdm``'s target frames get a colour draw of their own on top of the window's.
+        ``fdm``'s target frames get a colour draw of their own on top of the window's. A look
+        twin's frames (``look_target_data``) take the window's shift and no colour draw: they
+        are the targets, in their one look.
 
         Returns:
             pixels (B, K+1, H, W, 3S), actions (B, K, A), proprio (B, K+1, P) or None,
             decode_index (B, n) or None, the contrastive positive (B, H, W, 3S) or None,
-            fdm's recoloured targets o_{t+1}..o_{t+K} (B, K, H, W, 3S) or None.
+            fdm's recoloured targets o_{t+1}..o_{t+K} (B, K, H, W, 3S) or None, the twin's
+            frames (B, K+1, H, W, 3S) or None.
         """
         config = self.config
         stack = config.encoder.frame_stack
         pixels = stack_frames(pixels, stack)  # (B, K+1, H, W, 3S)
+        if twin is not None:
+            twin = stack_frames(twin, stack)
         actions = actions[:, stack - 1 :]  # (B, K, A)
         if proprio is not None:
             proprio = proprio[:, stack - 1 :]  # (B, K+1, P): each stacked frame's newest
@@ -649,12 +676,18 @@ class PretrainRun:
             own = torch.Generator(device=self.device).manual_seed(
                 (seed + _POSITIVE_SEED_OFFSET) % 2**63
             )
-            positive = pixels[:, -1:]  # o_{t+K} as stored, before the window's draws
+            # o_{t+K} as stored, before the window's draws (a look twin's: no colour draw)
+            positive = (pixels if twin is None else twin)[:, -1:]
             if config.augment == "shift":
                 positive = random_shift(positive, config.shift_pad, own)
-            positive = color_jitter(positive, config.color_jitter, own)[:, 0]
+            if twin is None:
+                positive = color_jitter(positive, config.color_jitter, own)
+            positive = positive[:, 0]
         generator = torch.Generator(device=self.device).manual_seed(seed)
-        if config.augment == "shift":
+        if config.augment == "shift" and twin is not None:  # one shift (a draw per window)
+            both = random_shift(torch.cat([pixels, twin], dim=-1), config.shift_pad, generator)
+            pixels, twin = both.split(pixels.shape[-1], dim=-1)
+        elif config.augment == "shift":
             pixels = random_shift(pixels, config.shift_pad, generator)
         pixels = color_jitter(pixels, config.color_jitter, generator)  # 0: no draw, no change
         decode_index = None
@@ -667,12 +700,13 @@ class PretrainRun:
             own = torch.Generator(device=self.device).manual_seed(
                 (seed + _TARGET_SEED_OFFSET) % 2**63
             )
-            fdm_targets = color_jitter(pixels[:, 1:], config.target_color_jitter, own)
-        return pixels, actions, proprio, decode_index, positive, fdm_targets
+            targets = pixels if twin is None else twin
+            fdm_targets = color_jitter(targets[:, 1:], config.target_color_jitter, own)
+        return pixels, actions, proprio, decode_index, positive, fdm_targets, twin
 
     def train_step(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """One optimisation step on a collated batch (data path included); detached metrics."""
-        return self.update(*self.augment(*self.to_device(batch), self.step))
+        return self.update(*self.augment(*self.to_device(batch), step=self.step))
 
     def update(
         self,
@@ -682,6 +716,7 @@ class PretrainRun:
         decode_index: torch.Tensor | None,
         positive: torch.Tensor | None = None,
         fdm_targets: torch.Tensor | None = None,
+        look_targets: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         """Forward, backward, finiteness check, optimizer step, EMA (the model's own work).
 
@@ -693,13 +728,17 @@ class PretrainRun:
             positive: ``contrastive``'s o_{t+K}, augmented on its own (B, H, W, 3S), or None.
             fdm_targets: ``fdm``'s target frames recoloured on their own (B, K, H, W, 3S), or
                 None (the window's own).
+            look_targets: The look twin's frames of the windows (B, K+1, H, W, 3S), shifted
+                alike, or None (``WorldModel.forward``).
 
         Returns:
             Detached scalars: ``loss``, ``loss_<objective>``, ``grad_norm``, ``latent_std``.
         """
         module = self.ddp if self.ddp is not None else self.model
         with bfloat16_autocast(self.device, self.amp):
-            losses, metrics = module(pixels, actions, decode_index, proprio, positive, fdm_targets)
+            losses, metrics = module(
+                pixels, actions, decode_index, proprio, positive, fdm_targets, look_targets
+            )
         total = total_loss(losses, self.model_config.objective)
         self.optimizer.zero_grad(set_to_none=True)
         total.backward()
@@ -963,9 +1002,12 @@ class PretrainRun:
         was_training = model.training
         model.eval()
         try:
-            pixels, actions, proprio = self.to_device(batch)
+            pixels, actions, proprio, twin = self.to_device(batch)
             stack = self.config.encoder.frame_stack
             pixels, actions = stack_frames(pixels, stack), actions[:, stack - 1 :]
+            # A model trained on a look twin predicts the twin's frames from o_t's latent,
+            # copying the twin's o_t: its strips show those.
+            shown = pixels if twin is None else stack_frames(twin, stack)
             future_proprio = None if proprio is None else proprio[:, stack:]  # p_{t+1..t+K}
             context = pixels[:, 0]
             if self._draws_keypoints:  # what each learned keypoint follows, on o_t
@@ -982,11 +1024,16 @@ class PretrainRun:
                 return
             if model.has_decoder:  # future: o_t | o_{t+1..t+K}, then the predictions with
                 # the copy path and without it (what the latent alone holds)
-                real = pixels[..., -3:]
-                first = context[:, None, ..., -3:]
+                real = shown[..., -3:]
+                first = shown[:, :1, ..., -3:]
                 predicted = [
                     torch.cat(
-                        [first, model.predict_frames(context, actions, copy, future_proprio)],
+                        [
+                            first,
+                            model.predict_frames(
+                                context, actions, copy, future_proprio, copy_from=shown[:, 0]
+                            ),
+                        ],
                         dim=1,
                     )
                     for copy in (True, False)
@@ -994,7 +1041,7 @@ class PretrainRun:
             else:  # recon: o_t vs its reconstruction
                 own = None if proprio is None else proprio[:, stack - 1]
                 predicted = [model.reconstruct(context, own)[:, None]]
-                real = context[:, None, ..., -3:]
+                real = shown[:, :1, ..., -3:]
             image = plots.prediction_strip(
                 real.cpu().numpy(), *(p.cpu().numpy() for p in predicted)
             )

@@ -356,6 +356,7 @@ class WorldModel(nn.Module):
         proprio: torch.Tensor | None = None,
         positive: torch.Tensor | None = None,
         fdm_targets: torch.Tensor | None = None,
+        look_targets: torch.Tensor | None = None,
     ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
         """Losses of the active objectives on a batch of (augmented) windows.
 
@@ -372,6 +373,10 @@ class WorldModel(nn.Module):
             fdm_targets: ``fdm``'s target frames o_{t+1}..o_{t+K} recoloured on their own
                 (B, K, H, W, C) uint8 (``PretrainConfig.target_color_jitter``); None: the
                 window's own frames.
+            look_targets: The windows' frames in a look twin (``PretrainConfig.
+                look_target_data``), uint8 like ``pixels`` and shifted alike: ``future`` and
+                ``recon`` decode them (and copy their o_t), ``fdm`` and ``contrastive`` encode
+                them as targets; the encoder reads ``pixels`` alone. None: ``pixels``.
 
         Returns:
             ``(losses, metrics)``: unweighted scalar losses by objective name, and detached
@@ -407,6 +412,12 @@ class WorldModel(nn.Module):
             later = self.encoder(pixels[:, -1])[:, :slow]  # o_{t+K}, same episode
             losses["slow"] = slowness_loss(latent[:, :slow], later, SLOW_MIN_STD)
 
+        if look_targets is not None and look_targets.shape != pixels.shape:
+            raise ValueError(
+                f"look_targets {tuple(look_targets.shape)} must be the windows' frames in "
+                f"another look, {tuple(pixels.shape)}"
+            )
+        shown = pixels if look_targets is None else look_targets  # what the targets show
         targets = None
         # fdm's targets are the window's own frames, under its one shift: SPR shifts each
         # frame on its own, but ``future`` needs the frames it decodes under the context's
@@ -421,7 +432,7 @@ class WorldModel(nn.Module):
         if "fdm" in active or ("contrastive" in active and positive is None):
             with torch.no_grad():
                 first = 1 if "fdm" in active else horizon  # contrastive needs o_{t+K} only
-                later = pixels[:, first:] if fdm_targets is None else fdm_targets[:, first - 1 :]
+                later = shown[:, first:] if fdm_targets is None else fdm_targets[:, first - 1 :]
                 targets = self.target_encoder(later.flatten(0, 1))
                 targets = targets.view(b, steps - first, -1)  # (B, K or 1, D)
 
@@ -434,11 +445,11 @@ class WorldModel(nn.Module):
             losses["fdm"] = centered_cosine_loss(predictions, projected, center)
         if "future" in active:
             future = rolled if self.free_transition is None else self._free_rollout(latent, horizon)
-            losses["future"] = self._future_loss(pixels, future, decode_index, proprio)
+            losses["future"] = self._future_loss(shown, future, decode_index, proprio)
         if "recon" in active:
-            frame = self._target_blocks(pixels[:, 0])  # (B, 3, r*r, H/r, W/r)
+            frame = self._target_blocks(shown[:, 0])  # (B, 3, r*r, H/r, W/r)
             condition = self._blind_condition(
-                None if proprio is None else proprio[:, 0], pixels[:, 0]
+                None if proprio is None else proprio[:, 0], shown[:, 0]
             )
             losses["recon"] = self._pixel_loss(
                 self.decoder.predict_blocks(latent, condition=condition), frame
@@ -697,6 +708,7 @@ class WorldModel(nn.Module):
         actions: torch.Tensor | np.ndarray,
         copy_context: bool = True,
         proprio: torch.Tensor | np.ndarray | None = None,
+        copy_from: torch.Tensor | np.ndarray | None = None,
     ) -> torch.Tensor:
         """Predict o_{t+1..t+K} from o_t and a_t..a_{t+K-1}.
 
@@ -711,6 +723,9 @@ class WorldModel(nn.Module):
             proprio: p_{t+1..t+K} (B, K, P): with ``copy_context=False``, required by a model
                 whose decoder is conditioned on proprio (``decoder_proprio_dim``), as in
                 training; unused otherwise.
+            copy_from: The frames whose o_t the copy path blends in (and the blind decoder's
+                appearance is read from), like ``pixels``: a look twin's, for a model trained
+                on one (it predicts the twin's frames); None: ``pixels``.
 
         Returns:
             uint8 (B, K, H, W, 3).
@@ -728,14 +743,17 @@ class WorldModel(nn.Module):
                 self.encoder(context), self._actions(actions, len(context)).shape[1]
             )
         b, horizon = rolled.shape[:2]
+        copied = context if copy_from is None else self._context(copy_from)
+        if len(copied) != len(context):
+            raise ValueError(f"copy_from holds {len(copied)} frames for {len(context)} contexts")
         frame, condition = None, None
         if copy_context:
-            frame = normalize_pixels(context[..., -RGB_CHANNELS:]).repeat_interleave(horizon, 0)
+            frame = normalize_pixels(copied[..., -RGB_CHANNELS:]).repeat_interleave(horizon, 0)
         else:
             own_proprio = None
             if self.config.decoder_proprio_dim:
                 own_proprio = self._proprio(proprio, b, horizon).flatten(0, 1)
-            condition = self._blind_condition(own_proprio, context, repeats=horizon)
+            condition = self._blind_condition(own_proprio, copied, repeats=horizon)
         predicted = self.decoder(rolled.flatten(0, 1), frame, condition)  # (B*K, H, W, 3)
         return denormalize_pixels(predicted).unflatten(0, (b, horizon))
 
