@@ -3,6 +3,7 @@ are not the same trajectories, and read by pretraining as its targets."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -193,3 +194,45 @@ def test_predictions_are_scored_against_the_twin(pair, tmp_path: Path) -> None:
     shutil.rmtree(twin)
     with pytest.warns(UserWarning, match="not scored"):
         assert prediction_from_dirs(out, varied, horizon=2, max_windows=4) == {}
+
+
+def test_the_look_term_keeps_keypoints_still_across_the_two_looks(pair, tmp_path: Path) -> None:
+    """``+look:W``: zero when both looks are the same frames, positive for another look, and
+    refused without a twin or without keypoints."""
+    varied, authored = pair
+    keypoints = dataclasses.replace(
+        _config(tmp_path / "k").encoder, readout="keypoints", layer_norm=False
+    )
+    config = _config(
+        tmp_path / "run",
+        data=str(varied),
+        look_target_data=str(authored),
+        objective="fdm+future+look",
+        encoder=keypoints,
+    )
+    run = PretrainRun(config, progress=False)
+    try:
+        batch = run.to_device(collate_windows(run.dataset.read_batch([0, 1, 2, 3])))
+        pixels, actions, _, decode_index, _, _, twin = run.augment(*batch, step=1)
+        with torch.no_grad():
+            same, _ = run.model(pixels, actions, decode_index, look_targets=pixels)
+            other, _ = run.model(pixels, actions, decode_index, look_targets=twin)
+            with pytest.raises(ValueError, match="pass look_targets"):
+                run.model(pixels, actions, decode_index)
+        assert same["look"] == 0 and other["look"] > 0
+    finally:
+        run.close()
+    out = pretrain(config, progress=False)
+    assert "loss_look" in (out / "metrics.csv").read_text().splitlines()[0]
+    with pytest.raises(ValueError, match="it needs look_target_data"):
+        _config(tmp_path / "a", data=str(varied), objective="fdm+look", encoder=keypoints)
+    with pytest.raises(ValueError, match="objective 'look' acts on keypoints"):
+        PretrainRun(
+            _config(
+                tmp_path / "b",
+                data=str(varied),
+                look_target_data=str(authored),
+                objective="fdm+look",
+            ),
+            progress=False,
+        )

@@ -66,9 +66,10 @@ class PretrainConfig:
             (``"fdm:1+future:2"``). Weights multiply the losses after ``LOSS_SCALES`` has
             brought them to a common scale (pixel MSEs x100), so plain ``"fdm+future"`` gives
             both a comparable say. ``"+spread:w"`` adds a keypoint-concentration term,
-            ``"+equivariant:w"`` a shift-equivariance term and ``"+slow:w"`` a slowness term
-            on the first quarter of the keypoints (``objectives.REGULARIZERS``; keypoint
-            encoders only).
+            ``"+equivariant:w"`` a shift-equivariance term, ``"+slow:w"`` a slowness term
+            on the first quarter of the keypoints and ``"+look:w"`` (with
+            ``look_target_data``) a term that keeps each keypoint where it is when the frame
+            is shown in the twin's look (``objectives.REGULARIZERS``; keypoint encoders only).
         steps: Optimiser steps in total (a resumed run continues up to this count).
         batch_size: Windows per step per process (torchrun: each rank takes this many).
         lr: Adam learning rate (constant).
@@ -301,6 +302,11 @@ class PretrainConfig:
     def _check_look_target_data(self) -> None:
         twin = self.look_target_data
         if twin is None:
+            if "look" in parse_objective(self.objective):
+                raise ValueError(
+                    "objective 'look' compares a frame's keypoints in two looks: it needs "
+                    "look_target_data (--look-target-data), a look twin of the data"
+                )
             return
         if not isinstance(twin, str) or not twin:
             raise ValueError(f"look_target_data must be a dataset directory, got {twin!r}")

@@ -27,6 +27,7 @@ OBJECTIVES = (
     "spread",
     "equivariant",
     "slow",
+    "look",
 )
 #: The "no training" baseline: random initialisation, written in the same layout.
 NO_OBJECTIVE = "none"
@@ -51,7 +52,12 @@ USES_TARGET_ENCODER = frozenset({"fdm", "contrastive"})
 #: window while varying across windows (``slowness_loss``): they cannot follow the arm, so the
 #: decoder's need to draw the scene should put them on the static objects (Reach's target,
 #: Push's goal), the thing sessions 11-15 found the other keypoints leave imprecise.
-REGULARIZERS = frozenset({"spread", "equivariant", "slow"})
+#: ``look`` (keypoint encoders, with a look twin: ``PretrainConfig.look_target_data``) asks
+#: the keypoints of a frame to stay where they are when the same moment is shown in the
+#: twin's look: the mean squared move of a keypoint between the two, in pixels. The look twin's
+#: targets alone left the target read out of the features 2.6 cm apart between the two looks
+#: of one frame on Reach (``scripts/check_look_invariance.py``, session 37).
+REGULARIZERS = frozenset({"spread", "equivariant", "slow", "look"})
 #: Factors that bring each loss to a common scale before the objective weights apply, so that
 #: ``"fdm+future"`` gives both a comparable say over the shared encoder. Pixel losses are
 #: per-element MSEs in normalised units, ~0.005 on 64x64 robot scenes where most pixels are

@@ -160,7 +160,11 @@ class WorldModelConfig:
                     f"readout='keypoints' (--encoder-arch keypoints), got readout="
                     f"{self.encoder.readout!r}"
                 )
-        for term, units in (("slow", "(SLOW_MIN_STD)"), ("equivariant", "(squared pixels)")):
+        for term, units in (
+            ("slow", "(SLOW_MIN_STD)"),
+            ("equivariant", "(squared pixels)"),
+            ("look", "(squared pixels)"),
+        ):
             if term in self.objective and self.encoder.layer_norm:
                 raise ValueError(
                     f"objective {term!r} measures keypoints in the spatial softmax's [-1, 1] "
@@ -418,6 +422,12 @@ class WorldModel(nn.Module):
                 f"another look, {tuple(pixels.shape)}"
             )
         shown = pixels if look_targets is None else look_targets  # what the targets show
+        if "look" in active:
+            if look_targets is None:
+                raise ValueError(
+                    "objective 'look' compares the two looks of a frame: pass look_targets"
+                )
+            losses["look"] = self._look_loss(latent, look_targets[:, 0])
         targets = None
         # fdm's targets are the window's own frames, under its one shift: SPR shifts each
         # frame on its own, but ``future`` needs the frames it decodes under the context's
@@ -551,6 +561,14 @@ class WorldModel(nn.Module):
         moves = shifts.flip(1)[:, None].to(points.dtype) * per_pixel  # (B, 1, 2): (x, y)
         expected = points.unflatten(1, (-1, 2)) - moves
         return (moved.unflatten(1, (-1, 2)) - expected).div(per_pixel).square().sum(-1).mean()
+
+    def _look_loss(self, points: torch.Tensor, twin_frames: torch.Tensor) -> torch.Tensor:
+        """Mean squared move, in pixels, of a keypoint between ``points`` (of the windows'
+        o_t) and the keypoints of the same frames in the twin's look: gradients reach the
+        encoder through both, as neither look is the right one."""
+        per_pixel = keypoint_units_per_pixel(self.config.encoder)
+        twin = self.encoder(twin_frames)
+        return (points - twin).unflatten(1, (-1, 2)).div(per_pixel).square().sum(-1).mean()
 
     def _free_rollout(self, latent: torch.Tensor, horizon: int) -> torch.Tensor:
         """z_{t+1..t+K} predicted from z_t alone (``future_actions=False``), (B, K, D)."""
