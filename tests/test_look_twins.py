@@ -82,6 +82,8 @@ def test_what_is_not_a_look_twin_is_refused(pair, tmp_path: Path) -> None:
     paired.twin.root = other_seed
     with pytest.raises(ValueError, match="episode 0's action differs"):
         paired._check_trajectories()
+    with pytest.raises(ValueError, match="visual_preset: 'train' in both"):
+        LookTwinWindows(windows, varied)
     with pytest.raises(ValueError, match="windows of one dataset directory"):
         LookTwinWindows([windows], authored)
 
@@ -116,25 +118,32 @@ def _config(out: Path, **changes: object) -> PretrainConfig:
 
 
 def test_pretraining_takes_its_targets_from_the_twin(pair, tmp_path: Path) -> None:
-    """The twin's frames get the window's shift and no colour draw, and the losses read them:
-    a twin of the same look (the stream itself) gives the window's frames back exactly."""
+    """The twin's frames get the window's shift and no colour draw, and the losses read them.
+    The shift of each window is found from its own frames, then asked of its twin's."""
+    from sslrobot.pretraining.augment import shift_windows
+
     varied, authored = pair
-    config = _config(tmp_path / "self", data=str(varied), look_target_data=str(varied))
-    run = PretrainRun(config, progress=False)
-    try:
-        batch = run.to_device(collate_windows(run.dataset.read_batch([0, 1, 2, 3])))
-        pixels, actions, _, decode_index, _, _, twin = run.augment(*batch, step=1)
-        assert torch.equal(twin, pixels)  # same frames, same shift
-    finally:
-        run.close()
     config = _config(
         tmp_path / "twin", data=str(varied), look_target_data=str(authored), color_jitter=0.3
     )
     run = PretrainRun(config, progress=False)
+    plain = PretrainRun(_config(tmp_path / "plain", data=str(varied)), progress=False)
     try:
-        batch = run.to_device(collate_windows(run.dataset.read_batch([0, 1, 2, 3])))
-        pixels, actions, _, decode_index, _, _, twin = run.augment(*batch, step=1)
-        assert twin.shape == pixels.shape and not torch.equal(twin, pixels)
+        raw = run.to_device(collate_windows(run.dataset.read_batch([0, 1, 2, 3])))
+        pixels, actions, _, decode_index, _, _, twin = run.augment(*raw, step=1)
+        shifted = plain.augment(*raw[:3], None, step=1)[0]  # the same draws, no colour
+        pad = config.shift_pad
+        offsets = [(dy, dx) for dy in range(-pad, pad + 1) for dx in range(-pad, pad + 1)]
+        for i in range(len(pixels)):
+            found = [
+                o
+                for o in offsets
+                if torch.equal(shift_windows(raw[0][i : i + 1], torch.tensor([o]))[0], shifted[i])
+            ]
+            assert found, f"window {i}: no shift gives its frames"
+            expected = shift_windows(raw[3][i : i + 1], torch.tensor([found[0]]))[0]
+            assert torch.equal(twin[i], expected)  # the window's shift, and no colour draw
+        assert not torch.equal(pixels, shifted)  # the encoder's input was recoloured
         with torch.no_grad():
             own, _ = run.model(pixels, actions, decode_index)
             paired, _ = run.model(pixels, actions, decode_index, look_targets=twin)
@@ -143,10 +152,30 @@ def test_pretraining_takes_its_targets_from_the_twin(pair, tmp_path: Path) -> No
             run.model(pixels, actions, look_targets=twin[:, :1])
     finally:
         run.close()
+        plain.close()
     out = pretrain(config, progress=False)
     assert (out / "predictions" / "step_00002.png").is_file()
     saved = json.loads((out / "pretrain_config.json").read_text())
     assert saved["pretrain"]["look_target_data"] == str(authored)
+    assert saved["look_twin_identity"]["env_kwargs"]["visual_preset"] == "none"
+
+
+def test_a_resume_takes_a_moved_twin_and_refuses_another_look(pair, tmp_path: Path) -> None:
+    varied, authored = pair
+    out = tmp_path / "run"
+    pretrain(
+        _config(out, data=str(varied), look_target_data=str(authored), checkpoint_every=1,
+                image_every=0),
+        progress=False,
+    )  # fmt: skip
+    moved = shutil.copytree(authored, tmp_path / "moved")
+    resumed = _config(out, data=str(varied), look_target_data=str(moved), checkpoint_every=1,
+                      image_every=0, steps=3, resume=True)  # fmt: skip
+    pretrain(resumed, progress=False)
+    heldout = _collect(tmp_path / "heldout", "heldout")
+    with pytest.raises(ValueError, match=r"another look twin .*env_kwargs differ"):
+        pretrain(dataclasses.replace(resumed, steps=4, look_target_data=str(heldout)),
+                 progress=False)  # fmt: skip
 
 
 def test_look_target_settings_are_checked(pair, tmp_path: Path) -> None:
@@ -156,6 +185,11 @@ def test_look_target_settings_are_checked(pair, tmp_path: Path) -> None:
                 objective="inverse")  # fmt: skip
     with pytest.raises(ValueError, match="pairs the windows of one dataset; data names 2"):
         _config(tmp_path / "b", data=[str(varied), str(authored)], look_target_data=str(authored))
+    paired = LookTwinWindows(WindowDataset(varied, 2, arrays=("pixels", "action")), authored)
+    with pytest.raises(ValueError, match="hold a look twin's frames, which this run"):
+        PretrainRun(_config(tmp_path / "d"), paired, progress=False)
+    with pytest.raises(ValueError, match="but the windows given pair with"):
+        PretrainRun(_config(tmp_path / "e", look_target_data=str(varied)), paired, progress=False)
     with pytest.raises(ValueError, match="hold no look twin's frames"):
         run = PretrainRun(
             _config(tmp_path / "c", look_target_data=str(authored)),
@@ -191,6 +225,9 @@ def test_predictions_are_scored_against_the_twin(pair, tmp_path: Path) -> None:
     out = pretrain(config, progress=False)
     scored = prediction_from_dirs(out, varied, horizon=2, max_windows=4)
     assert scored["pred/num_windows"] >= 1 and "fdm/latent_cos_k1" in scored
+    other = _collect(tmp_path / "other", "train", seed=9)  # another stream: no twin of it
+    with pytest.warns(UserWarning, match="does not pair with"):
+        assert prediction_from_dirs(out, other, horizon=2, max_windows=4) == {}
     shutil.rmtree(twin)
     with pytest.warns(UserWarning, match="not scored"):
         assert prediction_from_dirs(out, varied, horizon=2, max_windows=4) == {}

@@ -39,8 +39,12 @@ def look_twin_problems(
     primary: dict[str, Any], twin: dict[str, Any], primary_root: Path, twin_root: Path
 ) -> list[str]:
     """What keeps ``twin``'s manifest from describing a look twin of ``primary``'s: each
-    identity field (but the env's ``visual_preset``) that differs, with both values."""
+    identity field (but the env's ``visual_preset``) that differs, with both values, and a
+    look that does not (a twin in the same look would change nothing, unsaid)."""
+    looks = [(m.get("env_kwargs") or {}).get(LOOK_ARGUMENT) for m in (primary, twin)]
     problems = []
+    if looks[0] == looks[1]:
+        problems.append(f"{LOOK_ARGUMENT}: {looks[0]!r} in both (a twin shows another look)")
     for field in EPISODE_FIELDS:
         mine, theirs = primary.get(field), twin.get(field)
         if field == "env_kwargs":
@@ -58,6 +62,9 @@ class LookTwinWindows(Dataset):
     Args:
         windows: The windows the encoder reads (one dataset, any split).
         twin_root: The look twin's dataset directory.
+        verify_checksums: Check every byte of the twin's paired episodes when indexing, as
+            pretraining and the probe do for the windows themselves (the twin's frames are
+            the targets: a flipped bit would train or score unseen).
         check_trajectories: Compare every paired episode's actions and proprioception (one
             read of two small arrays per episode); off only for tests of other checks.
 
@@ -68,31 +75,44 @@ class LookTwinWindows(Dataset):
     """
 
     def __init__(
-        self, windows: WindowDataset, twin_root: str | Path, check_trajectories: bool = True
+        self,
+        windows: WindowDataset,
+        twin_root: str | Path,
+        check_trajectories: bool = True,
+        verify_checksums: bool = False,
     ) -> None:
         if not isinstance(windows, WindowDataset):
             raise ValueError(
                 "a look twin pairs the windows of one dataset directory, got "
                 f"{type(windows).__name__} (mixed datasets have no single twin)"
             )
-        twin_manifest = open_dataset(twin_root).manifest
+        twin_dataset = open_dataset(twin_root)
         twin_root = Path(twin_root)
-        problems = look_twin_problems(windows.manifest, twin_manifest, windows.root, twin_root)
+        problems = look_twin_problems(
+            windows.manifest, twin_dataset.manifest, windows.root, twin_root
+        )
         if problems:
             raise ValueError(
                 f"{twin_root} is not a look twin of {windows.root} (the same collection in "
                 "another --visual-preset): " + "; ".join(problems)
             )
-        twin = WindowDataset(
-            twin_root, windows.num_steps, split="all", arrays=("pixels",), strict=True
-        )
-        missing = sorted(set(windows.episode_ids) - set(twin.episode_ids))
+        missing = sorted(set(windows.episode_ids) - set(twin_dataset.episode_ids))
         if missing:
             raise ValueError(
                 f"the look twin {twin_root} lacks episodes {missing[:10]} of {windows.root} "
                 f"({len(missing)} in all): collect them with `sslrobot collect --out "
-                f"{twin_root} --resume` and the twin's other options"
+                f"{twin_root} --resume --episodes {max(windows.episode_ids) + 1}` and the "
+                "twin's other options"
             )
+        twin = WindowDataset(
+            twin_root,
+            windows.num_steps,
+            split="all",
+            arrays=("pixels",),
+            strict=True,
+            verify_checksums=verify_checksums,
+            exclude_episodes=set(twin_dataset.episode_ids) - set(windows.episode_ids),
+        )
         self.windows, self.twin = windows, twin
         self._twin_start = {}  # episode id -> index of its first window in the twin
         for episode_id in windows.episode_ids:

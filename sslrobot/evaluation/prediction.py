@@ -567,7 +567,15 @@ def prediction_from_dirs(
         verify_checksums=True,  # not skipped with a warning or scored with flipped bytes
     )
     if twin_root is not None:
-        windows = LookTwinWindows(windows, twin_root)
+        try:
+            windows = LookTwinWindows(windows, twin_root, verify_checksums=True)
+        except ValueError as error:  # other data (another seed or task), or a grown stream
+            warnings.warn(
+                f"{encoder_dir} predicts the frames of the look twin {twin_root}, which does "
+                f"not pair with {data_dir} ({error}): its predictions are not scored",
+                stacklevel=2,
+            )
+            return {}
     return prediction_quality(
         model,
         StackedWindows(windows, stack),

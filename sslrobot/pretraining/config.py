@@ -27,11 +27,8 @@ MAX_SEED = 2**32 - 1
 #: Settings that may change when a run is resumed (they do not change what is computed,
 #: except ``device`` and ``amp``: another device type draws other augmentations from the same
 #: seeds and rounds otherwise, and a GPU run's bfloat16 autocast cannot continue on a CPU,
-#: which the trainer warns of and records; ``data`` may point to a moved copy, and the
-#: trainer refuses data with other windows).
-#: Terms whose targets a look twin gives (``look_target_data``).
-LOOK_TARGET_TERMS = frozenset({"fdm", "future", "recon", "contrastive"})
-
+#: which the trainer warns of and records; ``data`` and ``look_target_data`` may point to a
+#: moved copy, and the trainer refuses data with other windows and a twin of other episodes).
 RESUMABLE_CHANGES = frozenset(
     {
         "steps",
@@ -47,9 +44,12 @@ RESUMABLE_CHANGES = frozenset(
         "prefetch",
         "tensorboard",
         "data",
+        "look_target_data",
         "out",
     }
 )
+#: Terms whose targets a look twin gives (``look_target_data``).
+LOOK_TARGET_TERMS = frozenset({"fdm", "future", "recon", "contrastive"})
 
 
 @dataclass(frozen=True)

@@ -291,12 +291,7 @@ class PretrainRun:
         image_size, action_dim, proprio_dim = _check_window(
             first, config.window_steps, source, config.decoder_proprio
         )
-        if config.look_target_data is not None and TWIN_PIXELS not in first:
-            raise ValueError(
-                f"look_target_data={config.look_target_data!r}: the windows given "
-                f"({source}) hold no look twin's frames; pass the data directory instead "
-                "(PretrainConfig.data), or LookTwinWindows"
-            )
+        self._check_look_twin(first, source)
         self.model_config = config.world_model_config(action_dim, image_size, proprio_dim)
         # Windows per batch without context, as WorldModel._blind_windows counts them (0.29 x
         # 100 is 28.999999999999996 in floating point: 29, not 28).
@@ -480,7 +475,7 @@ class PretrainRun:
 
         train = windows("train")
         if config.look_target_data is not None:
-            train = LookTwinWindows(train, config.look_target_data)
+            train = LookTwinWindows(train, config.look_target_data, verify_checksums=True)
         if (
             val_dataset is None
             and config.image_every
@@ -495,8 +490,39 @@ class PretrainRun:
                 )
             else:  # outside the try: a val episode missing from the twin is an error
                 if config.look_target_data is not None:
-                    val_dataset = LookTwinWindows(val_dataset, config.look_target_data)
+                    val_dataset = LookTwinWindows(
+                        val_dataset, config.look_target_data, verify_checksums=True
+                    )
         return train, val_dataset
+
+    def _check_look_twin(self, window: Mapping[str, Any], source: str) -> None:
+        """The windows hold a look twin's frames exactly when the config names one, and the
+        twin of windows given as an object is the one it names (the probe trusts the name)."""
+        twin = self.config.look_target_data
+        if twin is not None and TWIN_PIXELS not in window:
+            raise ValueError(
+                f"look_target_data={twin!r}: the windows given ({source}) hold no look twin's "
+                "frames; pass the data directory instead (PretrainConfig.data), or "
+                "LookTwinWindows"
+            )
+        if twin is None and TWIN_PIXELS in window:
+            raise ValueError(
+                f"the windows given ({source}) hold a look twin's frames, which this run would "
+                "not read: set look_target_data to the twin's directory"
+            )
+        given = getattr(self.dataset, "twin_root", None)
+        if twin is not None and given is not None and Path(given).resolve() != Path(twin).resolve():
+            raise ValueError(f"look_target_data={twin!r}, but the windows given pair with {given}")
+
+    @property
+    def look_twin_identity(self) -> dict[str, Any] | None:
+        """The look twin's dataset identity (its episodes and look), or None without one."""
+        twin = getattr(self.dataset, "twin", None)
+        if twin is None:
+            return None
+        from sslrobot.data.manifest import dataset_identity
+
+        return dataset_identity(twin.manifest)
 
     def _resume(self) -> None:
         saved_config = artifacts.read_config_section(self.out, "pretrain", PretrainConfig.from_dict)
@@ -547,6 +573,14 @@ class PretrainRun:
                 f"--resume: the run in {self.out} trained on other data than "
                 f"{self.config.data} (its {', '.join(changed)} differ); resume with the data "
                 "it started on"
+            )
+        recorded_twin, twin = saved.get("look_twin_identity"), self.look_twin_identity
+        if recorded_twin is not None and twin is not None and recorded_twin != twin:
+            changed = sorted(k for k in recorded_twin if recorded_twin[k] != twin.get(k))
+            raise ValueError(
+                f"--resume: the run in {self.out} took its targets from another look twin than "
+                f"{self.config.look_target_data} (its {', '.join(changed)} differ); resume "
+                "with the twin it started on"
             )
         windows = saved.get("num_train_windows")
         if windows is not None and windows != len(self.dataset):
@@ -939,6 +973,9 @@ class PretrainRun:
                 if self.train_episode_ids is None
                 else list(self.train_episode_ids.values()),  # in --data order
                 "train_dataset_identities": self.train_dataset_identities,  # in --data order
+                # The targets' episodes and look: a twin moved is the same, one recollected
+                # in another look is not (refused on --resume).
+                "look_twin_identity": self.look_twin_identity,
                 "world_size": self.context.world_size,
                 # What it computed on: another device type draws other augmentations from
                 # the same seeds and rounds otherwise (a resume there is not bit-exact).
