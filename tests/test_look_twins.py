@@ -11,17 +11,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from test_pretrain import SIZE, TINY_ENCODER
 
 from sslrobot.data import CollectConfig, collect
 from sslrobot.data.look_twins import TWIN_PIXELS, LookTwinWindows
 from sslrobot.data.windows import WindowDataset
-from sslrobot.models import DecoderConfig, EncoderConfig
+from sslrobot.models import DecoderConfig
 from sslrobot.pretraining.config import PretrainConfig
 from sslrobot.pretraining.trainer import PretrainRun, collate_windows, pretrain
 
 torch.set_num_threads(1)
 
-SIZE = 32
 ENV = "sslrobot/Reach-v0"
 
 
@@ -99,14 +99,7 @@ def _config(out: Path, **changes: object) -> PretrainConfig:
         "num_images": 2,
         "tensorboard": False,
         "device": "cpu",
-        "encoder": EncoderConfig(
-            image_size=SIZE,
-            channels=(8, 16),
-            kernel_sizes=(4, 3),
-            strides=(4, 2),
-            paddings=(0, 1),
-            feature_dim=16,
-        ),
+        "encoder": TINY_ENCODER,  # of SIZE-pixel frames
         "decoder": DecoderConfig(channels=(16, 8), shuffle=4),
         "transition_hidden_dim": 32,
         "head_hidden_dim": 32,
