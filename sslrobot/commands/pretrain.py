@@ -44,9 +44,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="fdm, future, fdm+future, recon, inverse, contrastive or none; weights as "
         "'fdm:1+future:2'; for keypoint encoders, '+spread:W' adds a term that concentrates "
         "each keypoint's softmax, '+equivariant:W' one that makes keypoints move with the "
-        "image, '+slow:W' one that keeps a quarter of them still within a window and "
-        "'+look:W' (with --look-target-data) one that keeps them still across the two looks "
-        "(default: fdm+future)",
+        "image and '+slow:W' one that keeps a quarter of them still within a window; "
+        "'+look:W' (with --look-target-data) one that keeps the features still across the "
+        "two looks of a frame (default: fdm+future)",
     )
     parser.add_argument(
         "--steps",

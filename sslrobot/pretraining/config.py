@@ -66,10 +66,10 @@ class PretrainConfig:
             (``"fdm:1+future:2"``). Weights multiply the losses after ``LOSS_SCALES`` has
             brought them to a common scale (pixel MSEs x100), so plain ``"fdm+future"`` gives
             both a comparable say. ``"+spread:w"`` adds a keypoint-concentration term,
-            ``"+equivariant:w"`` a shift-equivariance term, ``"+slow:w"`` a slowness term
-            on the first quarter of the keypoints and ``"+look:w"`` (with
-            ``look_target_data``) a term that keeps each keypoint where it is when the frame
-            is shown in the twin's look (``objectives.REGULARIZERS``; keypoint encoders only).
+            ``"+equivariant:w"`` a shift-equivariance term and ``"+slow:w"`` a slowness term
+            on the first quarter of the keypoints (keypoint encoders only), and ``"+look:w"``
+            (with ``look_target_data``) a term that keeps the features where they are when the
+            frame is shown in the twin's look (``objectives.REGULARIZERS``).
         steps: Optimiser steps in total (a resumed run continues up to this count).
         batch_size: Windows per step per process (torchrun: each rank takes this many).
         lr: Adam learning rate (constant).

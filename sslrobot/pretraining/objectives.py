@@ -52,12 +52,16 @@ USES_TARGET_ENCODER = frozenset({"fdm", "contrastive"})
 #: window while varying across windows (``slowness_loss``): they cannot follow the arm, so the
 #: decoder's need to draw the scene should put them on the static objects (Reach's target,
 #: Push's goal), the thing sessions 11-15 found the other keypoints leave imprecise.
-#: ``look`` (keypoint encoders, with a look twin: ``PretrainConfig.look_target_data``) asks
-#: the keypoints of a frame to stay where they are when the same moment is shown in the
-#: twin's look: the mean squared move of a keypoint between the two, in pixels. The look twin's
-#: targets alone left the target read out of the features 2.6 cm apart between the two looks
-#: of one frame on Reach (``scripts/check_look_invariance.py``, session 37).
+#: ``look`` (any encoder, with a look twin: ``PretrainConfig.look_target_data``) asks the
+#: features of a frame to stay where they are when the same moment is shown in the twin's
+#: look (``look_share_loss``). The look twin's targets alone left the target read out of the
+#: features 2.6 cm apart between the two looks of one frame on Reach
+#: (``scripts/check_look_invariance.py``, session 37). In squared pixels of keypoint moves
+#: instead of a share, weight 1 shrank the keypoints' spread over the batch 7x by 3,750 steps:
+#: features that barely move cannot move with the look either.
 REGULARIZERS = frozenset({"spread", "equivariant", "slow", "look"})
+#: The regularisers that act on keypoints (encoders with ``readout="keypoints"``).
+KEYPOINT_REGULARIZERS = frozenset({"spread", "equivariant", "slow"})
 #: Factors that bring each loss to a common scale before the objective weights apply, so that
 #: ``"fdm+future"`` gives both a comparable say over the shared encoder. Pixel losses are
 #: per-element MSEs in normalised units, ~0.005 on 64x64 robot scenes where most pixels are
@@ -330,3 +334,24 @@ def latent_std(latents: torch.Tensor) -> torch.Tensor:
     if latents.ndim != 2 or latents.shape[0] < 2:
         raise ValueError(f"latents must be (B, D) with B >= 2, got {tuple(latents.shape)}")
     return latents.float().std(dim=0).mean()
+
+
+def look_share_loss(features: torch.Tensor, twin_features: torch.Tensor) -> torch.Tensor:
+    """The share of the features' variance that the look makes: the mean squared difference
+    between the features of the same frames in two looks, over twice their mean squared
+    distance from the batch's mean (both looks' spread). Scale-free: shrinking every feature
+    changes nothing, so the encoder cannot meet it by ceasing to move; 0 when the looks give
+    the same features, about 1 when they are unrelated.
+
+    Args:
+        features: (B, D), of the frames in the look the encoder reads.
+        twin_features: (B, D), of the same frames in the twin's look.
+    """
+    with full_precision(features.device):
+        features, twin_features = features.float(), twin_features.float()
+        moved = (features - twin_features).square().sum(dim=1).mean()
+        spread = sum(
+            (f - f.mean(dim=0, keepdim=True)).square().sum(dim=1).mean()
+            for f in (features, twin_features)
+        )
+        return moved / spread.clamp_min(1e-12)

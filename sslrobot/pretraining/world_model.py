@@ -33,6 +33,7 @@ from sslrobot.pretraining import artifacts
 from sslrobot.pretraining.augment import shift_windows
 from sslrobot.pretraining.distributed import group_rank, mean_over_ranks
 from sslrobot.pretraining.objectives import (
+    KEYPOINT_REGULARIZERS,
     OBJECTIVES,
     REGULARIZERS,
     USES_DECODER,
@@ -42,6 +43,7 @@ from sslrobot.pretraining.objectives import (
     info_nce_loss,
     inverse_dynamics_loss,
     latent_std,
+    look_share_loss,
     pixel_mse_loss,
     salient_pixel_weights,
     slowness_loss,
@@ -153,18 +155,14 @@ class WorldModelConfig:
             raise ValueError(f"ema_momentum must be in [0, 1), got {self.ema_momentum}")
         if not self.temperature > 0:
             raise ValueError(f"temperature must be > 0, got {self.temperature}")
-        for term in sorted(REGULARIZERS & set(self.objective)):
+        for term in sorted(KEYPOINT_REGULARIZERS & set(self.objective)):
             if self.encoder.readout != "keypoints":
                 raise ValueError(
                     f"objective {term!r} acts on keypoints; it needs an encoder with "
                     f"readout='keypoints' (--encoder-arch keypoints), got readout="
                     f"{self.encoder.readout!r}"
                 )
-        for term, units in (
-            ("slow", "(SLOW_MIN_STD)"),
-            ("equivariant", "(squared pixels)"),
-            ("look", "(squared pixels)"),
-        ):
+        for term, units in (("slow", "(SLOW_MIN_STD)"), ("equivariant", "(squared pixels)")):
             if term in self.objective and self.encoder.layer_norm:
                 raise ValueError(
                     f"objective {term!r} measures keypoints in the spatial softmax's [-1, 1] "
@@ -427,7 +425,8 @@ class WorldModel(nn.Module):
                 raise ValueError(
                     "objective 'look' compares the two looks of a frame: pass look_targets"
                 )
-            losses["look"] = self._look_loss(latent, look_targets[:, 0])
+            # Gradients reach the encoder through both looks: neither is the right one.
+            losses["look"] = look_share_loss(latent, self.encoder(look_targets[:, 0]))
         targets = None
         # fdm's targets are the window's own frames, under its one shift: SPR shifts each
         # frame on its own, but ``future`` needs the frames it decodes under the context's
@@ -561,14 +560,6 @@ class WorldModel(nn.Module):
         moves = shifts.flip(1)[:, None].to(points.dtype) * per_pixel  # (B, 1, 2): (x, y)
         expected = points.unflatten(1, (-1, 2)) - moves
         return (moved.unflatten(1, (-1, 2)) - expected).div(per_pixel).square().sum(-1).mean()
-
-    def _look_loss(self, points: torch.Tensor, twin_frames: torch.Tensor) -> torch.Tensor:
-        """Mean squared move, in pixels, of a keypoint between ``points`` (of the windows'
-        o_t) and the keypoints of the same frames in the twin's look: gradients reach the
-        encoder through both, as neither look is the right one."""
-        per_pixel = keypoint_units_per_pixel(self.config.encoder)
-        twin = self.encoder(twin_frames)
-        return (points - twin).unflatten(1, (-1, 2)).div(per_pixel).square().sum(-1).mean()
 
     def _free_rollout(self, latent: torch.Tensor, horizon: int) -> torch.Tensor:
         """z_{t+1..t+K} predicted from z_t alone (``future_actions=False``), (B, K, D)."""
