@@ -1210,5 +1210,6 @@ def test_look_targets_pretrain_on_the_stream_collected_again_in_the_authored_loo
         (copy / "Reach-v0/pretrain/fdm+future/encoder/pretrain_config.json").read_text()
     )
     assert saved["pretrain"]["look_target_data"] == str(twin)
+    assert "Look targets: each task's unlabeled stream" in (copy / "report.md").read_text()
     with pytest.raises(ValueError, match="objectives \\['inverse'\\] have none of them"):
         dataclasses.replace(QUICK, look_targets=True, objectives=("inverse",))

@@ -683,6 +683,13 @@ def build_report(
             f"episodes s x {config.largest_demos} on of the task's demonstration set, so "
             "success intervals span which demonstrations were drawn too."
         )
+    if config.look_targets:
+        report["notes"].append(
+            "Look targets: each task's unlabeled stream was collected again in the authored "
+            "look (data/unlabeled_authored), and the pretrained encoders took their targets "
+            "(decoded frames, fdm's target latents) from it while reading the varied look; "
+            "their predictions are scored against it."
+        )
     _md_path, html_path = render_report(report, out)
     # Last: a run stopped between the files leaves no results.json newer than its report.
     atomic_write_json(out / "results.json", results)
