@@ -1193,12 +1193,17 @@ def test_look_targets_pretrain_on_the_stream_collected_again_in_the_authored_loo
     """``look_targets``: the stream's look twin is collected (its own stage, the same
     episodes in the authored look) and the objectives with targets take theirs from it; the
     random init, the other stages and the earlier run's data stay as they were."""
+    from sslrobot.pipeline.report_builder import build_report
+
     copy = tmp_path / "run"
     shutil.copytree(quick_run, copy)
     config = dataclasses.replace(QUICK, look_targets=True)
     pipeline = Pipeline(config, copy, device="cpu", progress=False, replace=True)
     with pytest.warns(UserWarning, match="look_targets False -> True"):
-        pipeline.run()
+        artifacts = pipeline.run()
+    build_report(
+        config, copy, artifacts, pipeline.runner.results, command="pytest look", wall_time_s=0.0
+    )
     ran = {r.name for r in pipeline.runner.results if not r.skipped}
     assert "Reach-v0/data/unlabeled_authored" in ran
     assert "Reach-v0/pretrain/fdm+future" in ran
