@@ -304,7 +304,7 @@ class PretrainConfig:
         if twin is None:
             if "look" in parse_objective(self.objective):
                 raise ValueError(
-                    "objective 'look' compares a frame's keypoints in two looks: it needs "
+                    "objective 'look' compares a frame's features in two looks: it needs "
                     "look_target_data (--look-target-data), a look twin of the data"
                 )
             return
