@@ -147,6 +147,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "next) instead of from the actions taken",
     )
     parser.add_argument(
+        "--transport-pairs",
+        choices=("episode", "batch"),
+        default="episode",
+        help="transport: draw o_t+K from o_t of the same window (episode), or each window's "
+        "o_t from another window's (batch: keypoints also find what differs between episodes, "
+        "such as a static target; needs --look-target-data in the authored look, or data "
+        "without visual variation)",
+    )
+    parser.add_argument(
         "--transition-without-norm",
         action="store_true",
         help="no LayerNorm on the latent transition's output (keeps keypoint features as "
@@ -302,6 +311,7 @@ def _pretrain(args: argparse.Namespace) -> int:
         decoder_appearance=args.decoder_appearance,
         future_actions=not args.future_without_actions,
         transition_norm=not args.transition_without_norm,
+        transport_pairs=args.transport_pairs,
         augment=args.augment,
         color_jitter=args.color_jitter,
         target_color_jitter=args.target_color_jitter,

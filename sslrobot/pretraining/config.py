@@ -12,7 +12,7 @@ from typing import Any
 from sslrobot.models.decoder import DecoderConfig
 from sslrobot.models.encoder import EncoderConfig, encoder_config_for
 from sslrobot.pretraining.augment import AUGMENTATIONS
-from sslrobot.pretraining.objectives import USES_DECODER, parse_objective
+from sslrobot.pretraining.objectives import DRAWS_PIXELS, parse_objective
 from sslrobot.pretraining.world_model import WorldModelConfig
 from sslrobot.utils.architectures import DECODER_NAMES, DEFAULT_ENCODER_ARCH, ENCODER_ARCHS
 from sslrobot.utils.config import check_bool_fields, check_known_fields, config_to_dict
@@ -49,7 +49,7 @@ RESUMABLE_CHANGES = frozenset(
     }
 )
 #: Terms whose targets a look twin gives (``look_target_data``).
-LOOK_TARGET_TERMS = frozenset({"fdm", "future", "recon", "contrastive"})
+LOOK_TARGET_TERMS = frozenset({"fdm", "future", "recon", "contrastive", "transport"})
 
 
 @dataclass(frozen=True)
@@ -122,6 +122,10 @@ class PretrainConfig:
             from the latent alone (False; ``WorldModelConfig.future_actions``).
         transition_norm: LayerNorm the latent transition's output
             (``WorldModelConfig.transition_norm``; False keeps keypoints as coordinates).
+        transport_pairs: Which frames ``transport`` draws from which: ``"episode"`` (o_{t+K}
+            from o_t) or ``"batch"`` (each window's o_t from another window's, which needs a
+            background shared across episodes: a look twin in the authored look, or data
+            without visual variation; ``WorldModelConfig.transport_pairs``).
         augment: ``"shift"`` (DrQ random shift) or ``"none"``.
         shift_pad: Maximum shift of ``"shift"`` in pixels.
         color_jitter: Strength of random brightness and colour gains per window
@@ -180,6 +184,7 @@ class PretrainConfig:
     decoder_appearance: bool = False
     future_actions: bool = True
     transition_norm: bool = True
+    transport_pairs: str = "episode"
     augment: str = "shift"
     shift_pad: int = 4
     color_jitter: float = 0.0
@@ -343,7 +348,7 @@ class PretrainConfig:
         still loads, resumes and is probed."""
         terms = set(parse_objective(self.objective))
         rolls = bool(terms & {"fdm", "future"})
-        decodes = bool(terms & USES_DECODER)
+        decodes = bool(terms & DRAWS_PIXELS)
         ignored = [
             (
                 "future_actions=False (--future-without-actions) shapes the 'future' term",
@@ -355,8 +360,14 @@ class PretrainConfig:
                 not self.transition_norm and not rolls,
             ),
             (
-                f"salience_weight {self.salience_weight} weighs decoded pixels ('future', 'recon')",
+                f"salience_weight {self.salience_weight} weighs drawn pixels ('future', 'recon', "
+                "'transport')",
                 self.salience_weight != PretrainConfig.salience_weight and not decodes,
+            ),
+            (
+                f"transport_pairs={self.transport_pairs!r} (--transport-pairs) shapes the "
+                "'transport' term",
+                self.transport_pairs != PretrainConfig.transport_pairs and "transport" not in terms,
             ),
         ]
         for what, unused in ignored:
@@ -386,6 +397,7 @@ class PretrainConfig:
             decoder_appearance=self.decoder_appearance,
             future_actions=self.future_actions,
             transition_norm=self.transition_norm,
+            transport_pairs=self.transport_pairs,
         )
 
     def to_dict(self) -> dict[str, Any]:

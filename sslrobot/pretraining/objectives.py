@@ -24,6 +24,7 @@ OBJECTIVES = (
     "recon",
     "inverse",
     "contrastive",
+    "transport",
     "spread",
     "equivariant",
     "slow",
@@ -33,6 +34,12 @@ OBJECTIVES = (
 NO_OBJECTIVE = "none"
 #: Objectives that need a frame decoder.
 USES_DECODER = frozenset({"future", "recon"})
+#: Objectives whose loss is a pixel error of frames they draw (``salience_weight`` weighs it).
+DRAWS_PIXELS = USES_DECODER | {"transport"}
+#: Pretext objectives that read the encoder's features as keypoints (``readout="keypoints"``):
+#: ``transport`` draws a frame from another through blobs at the keypoints
+#: (``sslrobot.models.transport``).
+KEYPOINT_OBJECTIVES = frozenset({"transport"})
 #: Objectives that need a momentum (EMA) target encoder.
 USES_TARGET_ENCODER = frozenset({"fdm", "contrastive"})
 #: Terms that only make sense beside a pretext objective. ``spread`` (keypoint encoders) adds
@@ -68,7 +75,7 @@ KEYPOINT_REGULARIZERS = frozenset({"spread", "equivariant", "slow"})
 #: copied; the cosine losses are O(0.01-1). Unscaled, fdm drowned out future in ``fdm+future``
 #: and the probe R^2 dropped from 0.52 (future alone) to 0.34 on Reach (``sslrobot probe``,
 #: 1500 steps at batch 128); at 100 the pair matched future alone.
-LOSS_SCALES: dict[str, float] = {"future": 100.0, "recon": 100.0}
+LOSS_SCALES: dict[str, float] = {"future": 100.0, "recon": 100.0, "transport": 100.0}
 
 
 def parse_objective(spec: str) -> dict[str, float]:

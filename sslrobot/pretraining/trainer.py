@@ -292,6 +292,7 @@ class PretrainRun:
             first, config.window_steps, source, config.decoder_proprio
         )
         self._check_look_twin(first, source)
+        self._check_transport_pairs()
         self.model_config = config.world_model_config(action_dim, image_size, proprio_dim)
         # Windows per batch without context, as WorldModel._blind_windows counts them (0.29 x
         # 100 is 28.999999999999996 in floating point: 29, not 28).
@@ -494,6 +495,33 @@ class PretrainRun:
                         val_dataset, config.look_target_data, verify_checksums=True
                     )
         return train, val_dataset
+
+    def _check_transport_pairs(self) -> None:
+        """``transport_pairs="batch"`` draws one episode's frame from another's, which works
+        only where the episodes share a background: the frames ``transport`` draws (the look
+        twin's, or the data's own) must come from envs made with ``visual_preset="none"``.
+        Windows given as an object without a manifest are trusted."""
+        config = self.config
+        if "transport" not in config.objective_weights or config.transport_pairs != "batch":
+            return
+        from sslrobot.data.look_twins import LOOK_ARGUMENT
+
+        twin = getattr(self.dataset, "twin", None)
+        shown = [twin] if twin is not None else getattr(self.dataset, "parts", [self.dataset])
+        for part in shown:
+            manifest = getattr(part, "manifest", None)
+            if manifest is None:
+                continue
+            look = (manifest.get("env_kwargs") or {}).get(LOOK_ARGUMENT)
+            if look != "none":
+                raise ValueError(
+                    f"transport_pairs='batch' draws each window's frame from another "
+                    f"episode's, so the frames it draws need one background across episodes; "
+                    f"{getattr(part, 'root', 'the data')} was collected with "
+                    f"{LOOK_ARGUMENT}={look!r} (colours, light, camera and distractors vary "
+                    "per episode). Pass --look-target-data with the same collection in "
+                    "--visual-preset none, or --transport-pairs episode"
+                )
 
     def _check_look_twin(self, window: Mapping[str, Any], source: str) -> None:
         """The windows hold a look twin's frames exactly when the config names one, and the

@@ -29,10 +29,12 @@ from sslrobot.models.encoder import (
     normalize_pixels,
 )
 from sslrobot.models.heads import make_mlp
+from sslrobot.models.transport import Transporter
 from sslrobot.pretraining import artifacts
 from sslrobot.pretraining.augment import shift_windows
 from sslrobot.pretraining.distributed import group_rank, mean_over_ranks
 from sslrobot.pretraining.objectives import (
+    KEYPOINT_OBJECTIVES,
     KEYPOINT_REGULARIZERS,
     OBJECTIVES,
     REGULARIZERS,
@@ -110,6 +112,13 @@ class WorldModelConfig:
         transition_norm: LayerNorm the transition's output (``TransitionModel``). True is
             right for LayerNorm'd features; for keypoint features (coordinates, not normalised)
             it puts rolled-out latents in another space than the encoder's.
+        transport_pairs: Which frames ``transport`` draws from which (``TRANSPORT_PAIRS``):
+            ``"episode"``, o_{t+K} from o_t of the same window (the paper's pairs: keypoints
+            settle on what moves within an episode), or ``"batch"``, each window's o_t from
+            another window's o_t (what differs between episodes, static targets included).
+            Batch pairs need frames whose background is the same across episodes, so a look
+            twin in the authored look (``PretrainConfig.look_target_data``) or data collected
+            with ``visual_preset="none"``; the trainer checks.
     """
 
     encoder: EncoderConfig
@@ -129,6 +138,7 @@ class WorldModelConfig:
     decoder_appearance: bool = False
     future_actions: bool = True
     transition_norm: bool = True
+    transport_pairs: str = "episode"
 
     def __post_init__(self) -> None:
         check_bool_fields(self)
@@ -155,14 +165,22 @@ class WorldModelConfig:
             raise ValueError(f"ema_momentum must be in [0, 1), got {self.ema_momentum}")
         if not self.temperature > 0:
             raise ValueError(f"temperature must be > 0, got {self.temperature}")
-        for term in sorted(KEYPOINT_REGULARIZERS & set(self.objective)):
+        if self.transport_pairs not in TRANSPORT_PAIRS:
+            raise ValueError(
+                f"transport_pairs must be one of {TRANSPORT_PAIRS}, got {self.transport_pairs!r}"
+            )
+        for term in sorted((KEYPOINT_REGULARIZERS | KEYPOINT_OBJECTIVES) & set(self.objective)):
             if self.encoder.readout != "keypoints":
                 raise ValueError(
                     f"objective {term!r} acts on keypoints; it needs an encoder with "
                     f"readout='keypoints' (--encoder-arch keypoints), got readout="
                     f"{self.encoder.readout!r}"
                 )
-        for term, units in (("slow", "(SLOW_MIN_STD)"), ("equivariant", "(squared pixels)")):
+        for term, units in (
+            ("slow", "(SLOW_MIN_STD)"),
+            ("equivariant", "(squared pixels)"),
+            ("transport", "(its blobs' width)"),
+        ):
             if term in self.objective and self.encoder.layer_norm:
                 raise ValueError(
                     f"objective {term!r} measures keypoints in the spatial softmax's [-1, 1] "
@@ -203,6 +221,8 @@ class WorldModelConfig:
         return cls(**values)
 
 
+#: ``WorldModelConfig.transport_pairs``' choices.
+TRANSPORT_PAIRS = ("episode", "batch")
 #: Largest shift, in pixels per axis, of the ``equivariant`` term.
 EQUIVARIANCE_SHIFT = 4
 #: The ``slow`` term's share of the keypoints (the first ones) and the spread across windows,
@@ -283,6 +303,11 @@ class WorldModel(nn.Module):
         )
         self.action_head = (
             make_mlp(2 * dim, hidden, config.action_dim) if "inverse" in active else None
+        )
+        self.transporter = (
+            Transporter(enc.image_size, enc.keypoint_pixel_range())
+            if "transport" in active
+            else None
         )
         self.fdm_projection = make_mlp(dim, hidden, proj) if "fdm" in active else None
         self.fdm_predictor = make_mlp(proj, hidden, proj) if "fdm" in active else None
@@ -463,6 +488,8 @@ class WorldModel(nn.Module):
             losses["recon"] = self._pixel_loss(
                 self.decoder.predict_blocks(latent, condition=condition), frame
             )
+        if "transport" in active:
+            losses["transport"] = self._transport_loss(pixels, shown, latent)
         if "inverse" in active:
             predicted = self.action_head(online.flatten(1))  # [z_t, z_{t+1}] -> a_t
             losses["inverse"] = inverse_dynamics_loss(predicted, actions[:, 0])
@@ -513,6 +540,25 @@ class WorldModel(nn.Module):
         salient = torch.arange(len(target), device=target.device) < count
         ordered = torch.cat([target.index_select(0, blind), target.index_select(0, seen)])
         return self._pixel_loss(predicted, ordered, salient)
+
+    def _transport_loss(
+        self, pixels: torch.Tensor, shown: torch.Tensor, latent: torch.Tensor
+    ) -> torch.Tensor:
+        """``transport``'s pixel loss: each window's target frame drawn from its source frame
+        (``transport_pairs``), keypoints from the encoder's view (``pixels``), appearance and
+        targets from the frames the targets show (``shown``: the look twin's, if any)."""
+        frames = normalize_pixels(shown[..., -RGB_CHANNELS:].permute(0, 1, 4, 2, 3))
+        if self.config.transport_pairs == "batch":  # window i from window i - 1's o_t
+            target, target_points = frames[:, 0], latent
+            features = self.transporter.features(target)
+            source_features, source_points = features.roll(1, dims=0), latent.roll(1, dims=0)
+            target_features = features
+        else:  # o_{t+K} from o_t
+            target, target_points = frames[:, -1], self.encoder(pixels[:, -1])
+            source_features = self.transporter.features(frames[:, 0])
+            target_features, source_points = self.transporter.features(target), latent
+        predicted = self.transporter(source_features, source_points, target_features, target_points)
+        return self._pixel_loss(predicted, target)
 
     def _pixel_loss(
         self, predicted: torch.Tensor, target: torch.Tensor, salient: torch.Tensor | None = None
