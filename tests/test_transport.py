@@ -131,3 +131,23 @@ def test_batch_pairs_need_one_background_across_episodes(pair, tmp_path: Path) -
     ):
         encoder = pretrain(PretrainConfig(out=str(tmp_path / out), **extra, **settings))
         assert (encoder / "encoder.safetensors").is_file()
+
+
+def test_transport_keypoints_draws_with_the_first_keypoints_only() -> None:
+    torch.manual_seed(0)
+    model = WorldModel(
+        WorldModelConfig(
+            encoder=KEYPOINTS,
+            action_dim=2,
+            objective={"transport": 1.0},
+            transport_pairs="batch",
+            transport_keypoints=1,
+        )
+    )
+    points = (torch.rand(6, 8) * 2 - 1).requires_grad_()
+    model.encoder.forward = lambda frames: points  # the keypoints of o_t, as a leaf
+    losses, _ = model(_squares(6, 2), torch.randn(6, 1, 2))
+    (grad,) = torch.autograd.grad(losses["transport"], points)
+    assert grad[:, :2].abs().sum() > 0 and torch.equal(grad[:, 2:], torch.zeros(6, 6))
+    with pytest.raises(ValueError, match=r"transport_keypoints must be an int in \[0, 4\]"):
+        dataclasses.replace(model.config, transport_keypoints=5)

@@ -156,6 +156,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "without visual variation)",
     )
     parser.add_argument(
+        "--transport-keypoints",
+        type=int,
+        default=0,
+        metavar="N",
+        help="transport: draw with the first N keypoints only (0: all), so that each must "
+        "follow something across the workspace",
+    )
+    parser.add_argument(
         "--transition-without-norm",
         action="store_true",
         help="no LayerNorm on the latent transition's output (keeps keypoint features as "
@@ -312,6 +320,7 @@ def _pretrain(args: argparse.Namespace) -> int:
         future_actions=not args.future_without_actions,
         transition_norm=not args.transition_without_norm,
         transport_pairs=args.transport_pairs,
+        transport_keypoints=args.transport_keypoints,
         augment=args.augment,
         color_jitter=args.color_jitter,
         target_color_jitter=args.target_color_jitter,

@@ -126,6 +126,8 @@ class PretrainConfig:
             from o_t) or ``"batch"`` (each window's o_t from another window's, which needs a
             background shared across episodes: a look twin in the authored look, or data
             without visual variation; ``WorldModelConfig.transport_pairs``).
+        transport_keypoints: How many keypoints (the first) ``transport`` draws with; 0: all
+            (``WorldModelConfig.transport_keypoints``).
         augment: ``"shift"`` (DrQ random shift) or ``"none"``.
         shift_pad: Maximum shift of ``"shift"`` in pixels.
         color_jitter: Strength of random brightness and colour gains per window
@@ -185,6 +187,7 @@ class PretrainConfig:
     future_actions: bool = True
     transition_norm: bool = True
     transport_pairs: str = "episode"
+    transport_keypoints: int = 0
     augment: str = "shift"
     shift_pad: int = 4
     color_jitter: float = 0.0
@@ -369,6 +372,11 @@ class PretrainConfig:
                 "'transport' term",
                 self.transport_pairs != PretrainConfig.transport_pairs and "transport" not in terms,
             ),
+            (
+                f"transport_keypoints={self.transport_keypoints} (--transport-keypoints) shapes "
+                "the 'transport' term",
+                self.transport_keypoints != 0 and "transport" not in terms,
+            ),
         ]
         for what, unused in ignored:
             if unused:
@@ -398,6 +406,7 @@ class PretrainConfig:
             future_actions=self.future_actions,
             transition_norm=self.transition_norm,
             transport_pairs=self.transport_pairs,
+            transport_keypoints=self.transport_keypoints,
         )
 
     def to_dict(self) -> dict[str, Any]:

@@ -119,6 +119,11 @@ class WorldModelConfig:
             Batch pairs need frames whose background is the same across episodes, so a look
             twin in the authored look (``PretrainConfig.look_target_data``) or data collected
             with ``visual_preset="none"``; the trainer checks.
+        transport_keypoints: How many keypoints (the first ones) ``transport`` draws with; 0:
+            all. With 32 keypoints transport puts several around the places the target
+            takes, each serving a part of the workspace, so none follows it everywhere
+            (``scripts/check_keypoint_tracking.py``, session 38); with a few, each must follow
+            something wherever it goes, as the paper's 4 to 10 keypoints do.
     """
 
     encoder: EncoderConfig
@@ -139,6 +144,7 @@ class WorldModelConfig:
     future_actions: bool = True
     transition_norm: bool = True
     transport_pairs: str = "episode"
+    transport_keypoints: int = 0
 
     def __post_init__(self) -> None:
         check_bool_fields(self)
@@ -168,6 +174,14 @@ class WorldModelConfig:
         if self.transport_pairs not in TRANSPORT_PAIRS:
             raise ValueError(
                 f"transport_pairs must be one of {TRANSPORT_PAIRS}, got {self.transport_pairs!r}"
+            )
+        keypoints = self.encoder.feature_dim // 2
+        if not isinstance(self.transport_keypoints, int) or not (
+            0 <= self.transport_keypoints <= keypoints
+        ):
+            raise ValueError(
+                f"transport_keypoints must be an int in [0, {keypoints}] (the encoder's "
+                f"keypoints; 0: all), got {self.transport_keypoints!r}"
             )
         for term in sorted((KEYPOINT_REGULARIZERS | KEYPOINT_OBJECTIVES) & set(self.objective)):
             if self.encoder.readout != "keypoints":
@@ -548,13 +562,15 @@ class WorldModel(nn.Module):
         (``transport_pairs``), keypoints from the encoder's view (``pixels``), appearance and
         targets from the frames the targets show (``shown``: the look twin's, if any)."""
         frames = normalize_pixels(shown[..., -RGB_CHANNELS:].permute(0, 1, 4, 2, 3))
+        used = 2 * self.config.transport_keypoints or latent.shape[1]  # (x, y) each
+        latent = latent[:, :used]
         if self.config.transport_pairs == "batch":  # window i from window i - 1's o_t
             target, target_points = frames[:, 0], latent
             features = self.transporter.features(target)
             source_features, source_points = features.roll(1, dims=0), latent.roll(1, dims=0)
             target_features = features
         else:  # o_{t+K} from o_t
-            target, target_points = frames[:, -1], self.encoder(pixels[:, -1])
+            target, target_points = frames[:, -1], self.encoder(pixels[:, -1])[:, :used]
             source_features = self.transporter.features(frames[:, 0])
             target_features, source_points = self.transporter.features(target), latent
         predicted = self.transporter(source_features, source_points, target_features, target_points)

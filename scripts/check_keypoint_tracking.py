@@ -1,0 +1,134 @@
+"""Does one keypoint follow an object, or do many share it?
+
+A keypoint encoder's features are the (x, y) of its keypoints. A policy head fitted on 25
+demonstrations finds an object most easily when one keypoint follows it wherever it is; when
+the object is near one keypoint in one part of the workspace and near another elsewhere, the
+head has to learn that hand-over from few examples, although a probe fitted on hundreds of
+labelled episodes reads the object out of all keypoints together just as well. This prints,
+for each encoder and each of the task's objects (``bench_readout.OBJECT_VARIABLES``), over
+the last ``--episodes`` episodes of a dataset (the first half fits, the second half scores):
+
+- the median error (cm) of a ridge probe on all the features;
+- the median error of an affine map of the best single keypoint's (x, y), then of the best
+  2 and 4 keypoints' (chosen greedily, fitted by least squares), with their indices.
+
+An encoder whose best keypoint reads an object nearly as well as all features have one
+keypoint on it; one that needs many keypoints spreads it over several.
+
+Session 38, on the default run's Reach stream:
+
+    python scripts/check_keypoint_tracking.py \\
+        --data runs/default36/Reach-v0/data/unlabeled/dataset \\
+        --encoder fdm+future=runs/default36/Reach-v0/pretrain/fdm+future/encoder \\
+        --encoder transport=DIR
+
+Prints its settings and one row per encoder and object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from bench_readout import OBJECT_VARIABLES
+from check_look_invariance import ALPHA, object_columns
+
+from sslrobot.data import open_dataset
+from sslrobot.evaluation.probe import fit_ridge
+from sslrobot.load import load_encoder
+from sslrobot.models.features import extract_features
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, required=True, help="a collect --out dataset")
+    parser.add_argument(
+        "--encoder", action="append", required=True, metavar="NAME=DIR",
+        help="a keypoint encoder to check (repeat the option for several)",
+    )  # fmt: skip
+    parser.add_argument("--episodes", type=int, default=300, help="the last N episodes")
+    parser.add_argument("--every", type=int, default=2, help="every k-th frame of an episode")
+    return parser.parse_args()
+
+
+def load_frames(args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
+    """Frames, the objects' states, each frame's episode, and the object names."""
+    dataset = open_dataset(args.data)
+    task = dataset.manifest["env_id"].split("/")[-1]
+    names = list(dataset.manifest["state_names"])
+    objects = [name for name in OBJECT_VARIABLES.get(task, ()) if name in names]
+    if not objects:
+        raise SystemExit(f"{task}: no object variables known (bench_readout.OBJECT_VARIABLES)")
+    columns = [names.index(name) for name in objects]
+    frames, states, groups = [], [], []
+    for episode_id in dataset.episode_ids[-args.episodes :]:
+        episode = dataset.load_episode(episode_id, include_state=True)
+        frames.append(np.asarray(episode["pixels"][:: args.every]))
+        states.append(np.asarray(episode["state"][:: args.every][:, columns], dtype=np.float64))
+        groups.append(np.full(len(states[-1]), episode_id))
+    return np.concatenate(frames), np.concatenate(states), np.concatenate(groups), objects
+
+
+#: Sizes of the keypoint sets read out (chosen greedily, each set holding the one before).
+GREEDY_SIZES = (1, 2, 4)
+
+
+def _median_error(
+    points: np.ndarray, keypoints: list[int], truth: np.ndarray, fit: np.ndarray
+) -> float:
+    """Median distance between ``truth`` and an affine map of the chosen keypoints' (x, y),
+    fitted by least squares on the ``fit`` frames and scored on the others."""
+    inputs = np.hstack([points[:, keypoints].reshape(len(points), -1), np.ones((len(points), 1))])
+    weights = np.linalg.lstsq(inputs[fit], truth[fit], rcond=None)[0]
+    return float(np.median(np.linalg.norm(inputs[~fit] @ weights - truth[~fit], axis=1)))
+
+
+def main() -> None:
+    args = parse_args()
+    print("check_keypoint_tracking:", json.dumps({k: str(v) for k, v in vars(args).items()}))
+    torch.manual_seed(0)
+    frames, states, groups, objects = load_frames(args)
+    episodes = np.unique(groups)
+    fit = np.isin(groups, episodes[: len(episodes) // 2])
+    print(f"{len(frames)} frames of {len(episodes)} episodes; objects {objects}")
+    print(
+        "encoder | object | median error (cm) of: all features (ridge) | "
+        + " | ".join(f"the best {n} keypoint(s), affine (their indices)" for n in GREEDY_SIZES)
+    )
+    for spec in args.encoder:
+        name, _, directory = spec.partition("=")
+        if not directory:
+            raise SystemExit(f"--encoder takes NAME=DIR, got {spec!r}")
+        encoder, config = load_encoder(directory)
+        if config.readout != "keypoints" or config.layer_norm:
+            raise SystemExit(f"{directory}: not a keypoint encoder whose features are (x, y)")
+        features = extract_features(encoder, frames, 256).astype(np.float64)
+        points = features.reshape(len(features), -1, 2)  # (N, K, 2)
+        probe = fit_ridge(features[fit], states[fit], ALPHA)
+        read = probe.predict(features[~fit])
+        for columns in object_columns(objects):
+            truth = states[:, columns]
+            if truth.shape[1] != 2:
+                continue  # a keypoint is a place: only (x, y) objects
+            label = objects[columns.start][:-2]
+            all_error = np.median(np.linalg.norm(read[:, columns] - truth[~fit], axis=1))
+            chosen: list[int] = []
+            cells = [f"{100 * all_error:.2f}"]
+            for size in GREEDY_SIZES:
+                while len(chosen) < size:  # greedy forward selection of whole keypoints
+                    scores = {
+                        k: _median_error(points, [*chosen, k], truth, fit)
+                        for k in range(points.shape[1])
+                        if k not in chosen
+                    }
+                    chosen.append(min(scores, key=scores.get))
+                error = _median_error(points, chosen, truth, fit)
+                cells.append(f"{100 * error:.2f} ({','.join(map(str, chosen))})")
+            print(f"{name} | {label} | " + " | ".join(cells))
+
+
+if __name__ == "__main__":
+    main()
