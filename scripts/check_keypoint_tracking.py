@@ -33,8 +33,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from bench_readout import OBJECT_VARIABLES
-from check_look_invariance import ALPHA, object_columns
+from check_look_invariance import (
+    ALPHA,
+    add_encoder_and_frame_arguments,
+    named_encoders,
+    object_columns,
+    object_state_columns,
+)
 
 from sslrobot.data import open_dataset
 from sslrobot.evaluation.probe import fit_ridge
@@ -45,24 +50,14 @@ from sslrobot.models.features import extract_features
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, required=True, help="a collect --out dataset")
-    parser.add_argument(
-        "--encoder", action="append", required=True, metavar="NAME=DIR",
-        help="a keypoint encoder to check (repeat the option for several)",
-    )  # fmt: skip
-    parser.add_argument("--episodes", type=int, default=300, help="the last N episodes")
-    parser.add_argument("--every", type=int, default=2, help="every k-th frame of an episode")
+    add_encoder_and_frame_arguments(parser, episodes=300)
     return parser.parse_args()
 
 
 def load_frames(args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
     """Frames, the objects' states, each frame's episode, and the object names."""
     dataset = open_dataset(args.data)
-    task = dataset.manifest["env_id"].split("/")[-1]
-    names = list(dataset.manifest["state_names"])
-    objects = [name for name in OBJECT_VARIABLES.get(task, ()) if name in names]
-    if not objects:
-        raise SystemExit(f"{task}: no object variables known (bench_readout.OBJECT_VARIABLES)")
-    columns = [names.index(name) for name in objects]
+    objects, columns = object_state_columns(dataset.manifest)
     frames, states, groups = [], [], []
     for episode_id in dataset.episode_ids[-args.episodes :]:
         episode = dataset.load_episode(episode_id, include_state=True)
@@ -98,10 +93,7 @@ def main() -> None:
         "encoder | object | median error (cm) of: all features (ridge) | "
         + " | ".join(f"the best {n} keypoint(s), affine (their indices)" for n in GREEDY_SIZES)
     )
-    for spec in args.encoder:
-        name, _, directory = spec.partition("=")
-        if not directory:
-            raise SystemExit(f"--encoder takes NAME=DIR, got {spec!r}")
+    for name, directory in named_encoders(args.encoder):
         encoder, config = load_encoder(directory)
         if config.readout != "keypoints" or config.layer_norm:
             raise SystemExit(f"{directory}: not a keypoint encoder whose features are (x, y)")

@@ -48,13 +48,31 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, required=True, help="a dataset in the varied look")
     parser.add_argument("--twin", type=Path, required=True, help="its look twin")
+    add_encoder_and_frame_arguments(parser, episodes=200)
+    return parser.parse_args()
+
+
+def add_encoder_and_frame_arguments(parser: argparse.ArgumentParser, episodes: int) -> None:
+    """``--encoder NAME=DIR`` (repeatable), ``--episodes`` and ``--every``: which encoders
+    read which frames, shared by the checks of encoders on a dataset's frames."""
     parser.add_argument(
         "--encoder", action="append", required=True, metavar="NAME=DIR",
         help="an encoder to check (repeat the option for several)",
     )  # fmt: skip
-    parser.add_argument("--episodes", type=int, default=200, help="the last N episodes")
+    parser.add_argument("--episodes", type=int, default=episodes, help="the last N episodes")
     parser.add_argument("--every", type=int, default=2, help="every k-th frame of an episode")
-    return parser.parse_args()
+
+
+def named_encoders(specs: list[str]) -> list[tuple[str, str]]:
+    """``--encoder NAME=DIR`` values as (name, directory) pairs, refusing a value without
+    ``=``."""
+    pairs = []
+    for spec in specs:
+        name, _, directory = spec.partition("=")
+        if not directory:
+            raise SystemExit(f"--encoder takes NAME=DIR, got {spec!r}")
+        pairs.append((name, directory))
+    return pairs
 
 
 def load_frames(
@@ -65,12 +83,7 @@ def load_frames(
     problems = look_twin_problems(varied.manifest, twin.manifest, args.data, args.twin)
     if problems:
         raise SystemExit(f"{args.twin} is not a look twin of {args.data}: " + "; ".join(problems))
-    task = varied.manifest["env_id"].split("/")[-1]
-    names = list(varied.manifest["state_names"])
-    objects = [name for name in OBJECT_VARIABLES.get(task, ()) if name in names]
-    if not objects:
-        raise SystemExit(f"{task}: no object variables known (bench_readout.OBJECT_VARIABLES)")
-    columns = [names.index(name) for name in objects]
+    objects, columns = object_state_columns(varied.manifest)
     ids = varied.episode_ids[-args.episodes :]
     frames, twin_frames, states, groups = [], [], [], []
     for episode_id in ids:
@@ -89,6 +102,17 @@ def load_frames(
         np.concatenate(groups),
         objects,
     )
+
+
+def object_state_columns(manifest: dict) -> tuple[list[str], list[int]]:
+    """The task's object variables (``bench_readout.OBJECT_VARIABLES``) that a dataset's
+    state holds, and their columns in it."""
+    task = manifest["env_id"].split("/")[-1]
+    names = list(manifest["state_names"])
+    objects = [name for name in OBJECT_VARIABLES.get(task, ()) if name in names]
+    if not objects:
+        raise SystemExit(f"{task}: no object variables known (bench_readout.OBJECT_VARIABLES)")
+    return objects, [names.index(name) for name in objects]
 
 
 def object_columns(objects: list[str]) -> list[slice]:
@@ -114,10 +138,7 @@ def main() -> None:
         "encoder | look share of feature variance | median readout error, varied / twin look "
         "(cm) | median readout shift by the look (cm)"
     )
-    for spec in args.encoder:
-        name, _, directory = spec.partition("=")
-        if not directory:
-            raise SystemExit(f"--encoder takes NAME=DIR, got {spec!r}")
+    for name, directory in named_encoders(args.encoder):
         encoder, _ = load_encoder(directory)
         varied = extract_features(encoder, frames, 256).astype(np.float64)
         twin = extract_features(encoder, twin_frames, 256).astype(np.float64)

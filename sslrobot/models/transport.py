@@ -38,7 +38,8 @@ TRANSPORT_SIGMA = 0.1
 
 
 class Transporter(nn.Module):
-    """Phi, the keypoint blobs and the refining decoder of keypoint transport."""
+    """Phi, the keypoint blobs and the refining decoder of keypoint transport: ``features``
+    of each frame, then ``transport`` of the maps, then ``draw`` of the frame."""
 
     def __init__(
         self,
@@ -107,15 +108,7 @@ class Transporter(nn.Module):
         transported = (1.0 - source_mask) * (1.0 - target_mask) * source_features
         return transported + target_mask * target_features
 
-    def forward(
-        self,
-        source_features: torch.Tensor,
-        source_keypoints: torch.Tensor,
-        target_features: torch.Tensor,
-        target_keypoints: torch.Tensor,
-    ) -> torch.Tensor:
-        """The target frame drawn from the transported maps (``transport``, same arguments):
-        normalised, channels-first (N, 3, H, W)."""
-        return self.refine(
-            self.transport(source_features, source_keypoints, target_features, target_keypoints)
-        )
+    def draw(self, maps: torch.Tensor) -> torch.Tensor:
+        """The frame drawn from transported maps (N, C, h, w) (``transport``): normalised,
+        channels-first (N, 3, H, W)."""
+        return self.refine(maps)

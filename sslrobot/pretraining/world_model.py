@@ -573,8 +573,10 @@ class WorldModel(nn.Module):
             target, target_points = frames[:, -1], self.encoder(pixels[:, -1])[:, :used]
             source_features = self.transporter.features(frames[:, 0])
             target_features, source_points = self.transporter.features(target), latent
-        predicted = self.transporter(source_features, source_points, target_features, target_points)
-        return self._pixel_loss(predicted, target)
+        maps = self.transporter.transport(
+            source_features, source_points, target_features, target_points
+        )
+        return self._pixel_loss(self.transporter.draw(maps), target)
 
     def _pixel_loss(
         self, predicted: torch.Tensor, target: torch.Tensor, salient: torch.Tensor | None = None
