@@ -81,6 +81,32 @@ def _median_error(
     return float(np.median(np.linalg.norm(inputs[~fit] @ weights - truth[~fit], axis=1)))
 
 
+def best_keypoint_sets(
+    points: np.ndarray, truth: np.ndarray, fit: np.ndarray, sizes: tuple[int, ...]
+) -> list[tuple[float, list[int]]]:
+    """For each size, the median error of the best set of that many keypoints and the set,
+    by greedy forward selection of whole keypoints (each set holds the one before).
+
+    Args:
+        points: Keypoints (N, K, 2).
+        truth: The object's (x, y), (N, 2).
+        fit: Boolean (N,): the frames the maps are fitted on; the others score them.
+        sizes: Increasing set sizes, each at most K.
+    """
+    chosen: list[int] = []
+    results = []
+    for size in sizes:
+        while len(chosen) < size:
+            scores = {
+                k: _median_error(points, [*chosen, k], truth, fit)
+                for k in range(points.shape[1])
+                if k not in chosen
+            }
+            chosen.append(min(scores, key=scores.get))
+        results.append((_median_error(points, chosen, truth, fit), list(chosen)))
+    return results
+
+
 def main() -> None:
     args = parse_args()
     print("check_keypoint_tracking:", json.dumps({k: str(v) for k, v in vars(args).items()}))
@@ -107,17 +133,8 @@ def main() -> None:
                 continue  # a keypoint is a place: only (x, y) objects
             label = objects[columns.start][:-2]
             all_error = np.median(np.linalg.norm(read[:, columns] - truth[~fit], axis=1))
-            chosen: list[int] = []
             cells = [f"{100 * all_error:.2f}"]
-            for size in GREEDY_SIZES:
-                while len(chosen) < size:  # greedy forward selection of whole keypoints
-                    scores = {
-                        k: _median_error(points, [*chosen, k], truth, fit)
-                        for k in range(points.shape[1])
-                        if k not in chosen
-                    }
-                    chosen.append(min(scores, key=scores.get))
-                error = _median_error(points, chosen, truth, fit)
+            for error, chosen in best_keypoint_sets(points, truth, fit, GREEDY_SIZES):
                 cells.append(f"{100 * error:.2f} ({','.join(map(str, chosen))})")
             print(f"{name} | {label} | " + " | ".join(cells))
 

@@ -606,3 +606,23 @@ def test_intraclass_correlation_of_start_states_spans_nothing_shared_to_all_shar
     hard = rng.random(4000) < 0.4
     outcomes = np.stack([~(hard & (rng.random(4000) < 0.5)) for _ in range(3)]).astype(float)
     assert intraclass_correlation(outcomes) == pytest.approx(0.375, abs=0.04)
+
+
+def test_best_keypoint_sets_find_the_keypoint_that_follows_the_object() -> None:
+    sys.path.insert(0, str(SCRIPTS))
+    try:
+        from check_keypoint_tracking import best_keypoint_sets
+    finally:
+        sys.path.remove(str(SCRIPTS))
+    rng = np.random.default_rng(0)
+    truth = rng.uniform(-0.2, 0.2, size=(200, 2))
+    points = rng.uniform(-1, 1, size=(200, 5, 2))
+    points[:, 3] = 3.0 * truth + 0.1  # keypoint 3 follows the object (an affine image of it)
+    fit = np.arange(200) < 100
+    (alone, first), (pair, both) = best_keypoint_sets(points, truth, fit, (1, 2))
+    assert first == [3] and alone < 1e-9
+    assert both[0] == 3 and len(both) == 2 and pair < 1e-9
+    blurred = points.copy()
+    blurred[:, 3] += rng.normal(0, 0.3, size=(200, 2))  # no keypoint follows it now
+    ((error, _),) = best_keypoint_sets(blurred, truth, fit, (1,))
+    assert error > 0.02
