@@ -14,6 +14,7 @@ from test_pretrain import SIZE
 
 from sslrobot.models import EncoderConfig
 from sslrobot.models.transport import TRANSPORT_STRIDE, Transporter
+from sslrobot.pretraining.augment import shift_windows
 from sslrobot.pretraining.config import PretrainConfig
 from sslrobot.pretraining.trainer import pretrain
 from sslrobot.pretraining.world_model import WorldModel, WorldModelConfig
@@ -51,7 +52,10 @@ def test_transport_takes_the_target_features_at_its_keypoints_and_the_source_els
     source_points = far.repeat(4)[None]
     target_points = source_points.clone()
     target_points[0, :2] = _cell_keypoint(transporter, 5, 2)  # one target keypoint moves
+    source_points[0, 2:4] = _cell_keypoint(transporter, 3, 6)  # one source keypoint moves
     maps = transporter.transport(source, source_points, target, target_points)
+    # Where only the source has a keypoint, its stale features are erased.
+    torch.testing.assert_close(maps[0, :, 3, 6], torch.zeros(4), atol=1e-5, rtol=0)
     torch.testing.assert_close(maps[0, :, 5, 2], target[0, :, 5, 2], atol=1e-5, rtol=0)
     torch.testing.assert_close(maps[0, :, 0, 0], target[0, :, 0, 0], atol=1e-5, rtol=0)
     torch.testing.assert_close(maps[0, :, 7, 7], source[0, :, 7, 7], atol=1e-5, rtol=0)
@@ -104,6 +108,10 @@ def test_transport_settings_are_checked() -> None:
         )
     with pytest.raises(ValueError, match="multiple of 4 px"):
         Transporter(30, (0.0, 29.0))
+    with pytest.raises(ValueError, match="transport_pairs must be one of"):
+        PretrainConfig(out="unused", objective="transport", transport_pairs="all")
+    with pytest.raises(ValueError, match="transport_keypoints must be an int"):
+        PretrainConfig(out="unused", objective="transport", transport_keypoints=True)
     config = PretrainConfig(out="unused", objective="fdm", transport_pairs="batch")
     with pytest.raises(ValueError, match=r"transport_pairs='batch'.*shapes the 'transport' term"):
         config.refuse_settings_the_objective_ignores()
@@ -125,6 +133,21 @@ def test_batch_pairs_need_one_background_across_episodes(pair, tmp_path: Path) -
     }
     with pytest.raises(ValueError, match=r"visual_preset='train'.*--look-target-data"):
         pretrain(PretrainConfig(out=str(tmp_path / "varied"), data=str(varied), **settings))
+    with pytest.raises(ValueError, match=r"collect the twin with --visual-preset none"):
+        pretrain(
+            PretrainConfig(
+                out=str(tmp_path / "twin_varied"),
+                data=str(authored),
+                look_target_data=str(varied),
+                **settings,
+            )
+        )
+    with pytest.raises(ValueError, match=r"color_jitter=0.3 recolours apart"):
+        pretrain(
+            PretrainConfig(
+                out=str(tmp_path / "jitter"), data=str(authored), color_jitter=0.3, **settings
+            )
+        )
     for out, extra in (
         ("twin", {"data": str(varied), "look_target_data": str(authored)}),
         ("authored", {"data": str(authored)}),
@@ -151,3 +174,23 @@ def test_transport_keypoints_draws_with_the_first_keypoints_only() -> None:
     assert grad[:, :2].abs().sum() > 0 and torch.equal(grad[:, 2:], torch.zeros(6, 6))
     with pytest.raises(ValueError, match=r"transport_keypoints must be an int in \[0, 4\]"):
         dataclasses.replace(model.config, transport_keypoints=5)
+
+
+def test_batch_pairs_shift_every_window_of_a_batch_alike() -> None:
+    from sslrobot.pretraining.augment import random_shift
+
+    frames = _squares(8, 2)
+    shifted = random_shift(frames, 4, torch.Generator().manual_seed(1), per_batch=True)
+    found = [
+        (dy, dx)
+        for dy in range(-4, 5)
+        for dx in range(-4, 5)
+        if torch.equal(shift_windows(frames, torch.tensor([[dy, dx]] * 8)), shifted)
+    ]
+    assert len(found) == 1 and found[0] != (0, 0)
+    apart = random_shift(frames, 4, torch.Generator().manual_seed(1))
+    assert not any(
+        torch.equal(shift_windows(frames, torch.tensor([[dy, dx]] * 8)), apart)
+        for dy in range(-4, 5)
+        for dx in range(-4, 5)
+    )

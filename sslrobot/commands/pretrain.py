@@ -41,7 +41,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--objective",
         default="fdm+future",
-        help="fdm, future, fdm+future, recon, inverse, contrastive or none; weights as "
+        help="fdm, future, fdm+future, recon, inverse, contrastive, transport (keypoint "
+        "encoders) or none; weights as "
         "'fdm:1+future:2'; for keypoint encoders, '+spread:W' adds a term that concentrates "
         "each keypoint's softmax, '+equivariant:W' one that makes keypoints move with the "
         "image and '+slow:W' one that keeps a quarter of them still within a window; "

@@ -7,7 +7,9 @@ import torch
 AUGMENTATIONS = ("shift", "none")
 
 
-def random_shift(pixels: torch.Tensor, pad: int, generator: torch.Generator) -> torch.Tensor:
+def random_shift(
+    pixels: torch.Tensor, pad: int, generator: torch.Generator, per_batch: bool = False
+) -> torch.Tensor:
     """DrQ random shift (Kostrikov et al. 2020): pad by replication, crop back at a random offset.
 
     One integer offset per window, shared by all its frames: the future frames then stay
@@ -21,6 +23,9 @@ def random_shift(pixels: torch.Tensor, pad: int, generator: torch.Generator) -> 
         pixels: uint8 windows, (B, T, H, W, C).
         pad: Maximum shift in pixels (DrQ uses 4 at 84x84).
         generator: Source of the offsets, on ``pixels.device``.
+        per_batch: One offset for every window of the batch: what keeps frames of different
+            windows aligned for a loss that draws one window's frame from another's
+            (``transport`` with batch pairs).
 
     Returns:
         Shifted windows, same shape and dtype.
@@ -31,10 +36,9 @@ def random_shift(pixels: torch.Tensor, pad: int, generator: torch.Generator) -> 
         raise ValueError(f"pad must be >= 0, got {pad}")
     if pad == 0:
         return pixels
-    offsets = torch.randint(
-        0, 2 * pad + 1, (pixels.shape[0], 2), generator=generator, device=pixels.device
-    )
-    return shift_windows(pixels, offsets - pad, pad)
+    draws = 1 if per_batch else pixels.shape[0]
+    offsets = torch.randint(0, 2 * pad + 1, (draws, 2), generator=generator, device=pixels.device)
+    return shift_windows(pixels, (offsets - pad).expand(pixels.shape[0], 2), pad)
 
 
 def shift_windows(

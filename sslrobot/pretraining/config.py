@@ -13,7 +13,7 @@ from sslrobot.models.decoder import DecoderConfig
 from sslrobot.models.encoder import EncoderConfig, encoder_config_for
 from sslrobot.pretraining.augment import AUGMENTATIONS
 from sslrobot.pretraining.objectives import DRAWS_PIXELS, parse_objective
-from sslrobot.pretraining.world_model import WorldModelConfig
+from sslrobot.pretraining.world_model import TRANSPORT_PAIRS, WorldModelConfig
 from sslrobot.utils.architectures import DECODER_NAMES, DEFAULT_ENCODER_ARCH, ENCODER_ARCHS
 from sslrobot.utils.config import check_bool_fields, check_known_fields, config_to_dict
 from sslrobot.utils.device import check_device_name
@@ -268,6 +268,16 @@ class PretrainConfig:
             raise ValueError(
                 f"target_color_jitter={self.target_color_jitter} recolours fdm's targets, but "
                 f"objective {self.objective!r} has no fdm term"
+            )
+        if self.transport_pairs not in TRANSPORT_PAIRS:
+            raise ValueError(
+                f"transport_pairs must be one of {TRANSPORT_PAIRS}, got {self.transport_pairs!r}"
+            )
+        if isinstance(self.transport_keypoints, bool) or not isinstance(
+            self.transport_keypoints, int
+        ):
+            raise ValueError(
+                f"transport_keypoints must be an int (0: all), got {self.transport_keypoints!r}"
             )
         self._check_look_target_data()
         _check_int("decoded_steps", self.decoded_steps, minimum=1)

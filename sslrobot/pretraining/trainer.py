@@ -496,32 +496,55 @@ class PretrainRun:
                     )
         return train, val_dataset
 
+    @property
+    def _pairs_windows(self) -> bool:
+        """Whether ``transport`` draws each window's frame from another window's (batch
+        pairs), which asks the windows of a batch to be aligned and alike in colour."""
+        config = self.config
+        return "transport" in config.objective_weights and config.transport_pairs == "batch"
+
     def _check_transport_pairs(self) -> None:
         """``transport_pairs="batch"`` draws one episode's frame from another's, which works
-        only where the episodes share a background: the frames ``transport`` draws (the look
-        twin's, or the data's own) must come from envs made with ``visual_preset="none"``.
+        only where the episodes share one scene and background: the frames ``transport``
+        draws (the look twin's, or the data's own) must come from one env made with
+        ``visual_preset="none"``, and, the data's own, without a colour draw per window.
         Windows given as an object without a manifest are trusted."""
         config = self.config
-        if "transport" not in config.objective_weights or config.transport_pairs != "batch":
+        if not self._pairs_windows:
             return
         from sslrobot.data.look_twins import LOOK_ARGUMENT
 
         twin = getattr(self.dataset, "twin", None)
+        if twin is None and config.color_jitter:
+            raise ValueError(
+                f"transport_pairs='batch' draws each window's frame from another window's, "
+                f"which color_jitter={config.color_jitter} recolours apart; set it to 0, or "
+                "draw the look twin's frames (--look-target-data), which get no colour draw"
+            )
         shown = [twin] if twin is not None else getattr(self.dataset, "parts", [self.dataset])
-        for part in shown:
-            manifest = getattr(part, "manifest", None)
-            if manifest is None:
+        described = [(p, p.manifest) for p in shown if getattr(p, "manifest", None) is not None]
+        envs = sorted({str(manifest.get("env_id")) for _, manifest in described})
+        if len(envs) > 1:
+            raise ValueError(
+                f"transport_pairs='batch' draws each window's frame from another window's, "
+                f"so the windows must show one scene; the data mixes {envs}"
+            )
+        for part, manifest in described:
+            look = (manifest.get("env_kwargs") or {}).get(LOOK_ARGUMENT, "the env's default")
+            if look == "none":
                 continue
-            look = (manifest.get("env_kwargs") or {}).get(LOOK_ARGUMENT)
-            if look != "none":
-                raise ValueError(
-                    f"transport_pairs='batch' draws each window's frame from another "
-                    f"episode's, so the frames it draws need one background across episodes; "
-                    f"{getattr(part, 'root', 'the data')} was collected with "
-                    f"{LOOK_ARGUMENT}={look!r} (colours, light, camera and distractors vary "
-                    "per episode). Pass --look-target-data with the same collection in "
-                    "--visual-preset none, or --transport-pairs episode"
-                )
+            where = getattr(part, "root", "the data")
+            fix = (
+                "collect the twin with --visual-preset none"
+                if twin is not None
+                else "pass --look-target-data with the same collection in --visual-preset none"
+            )
+            raise ValueError(
+                f"transport_pairs='batch' draws each window's frame from another episode's, so "
+                f"the frames it draws need one background across episodes; {where} was "
+                f"collected with {LOOK_ARGUMENT}={look!r} (colours, light, camera and "
+                f"distractors may vary per episode): {fix}, or use --transport-pairs episode"
+            )
 
     def _check_look_twin(self, window: Mapping[str, Any], source: str) -> None:
         """The windows hold a look twin's frames exactly when the config names one, and the
@@ -711,12 +734,13 @@ class PretrainRun:
         """Stack frames, random-shift, and pick the frames to decode, for global ``step``.
 
         The window's frames share one shift and colour draw (future frames stay predictable
-        from the context frame). ``contrastive`` gets its positive, o_{t+K}, augmented with
-        draws of its own, as ATC does: sharing the anchor's, the crop offset and the colour
-        gains alone would pick the positive out of the batch. With ``target_color_jitter``,
-        ``fdm``'s target frames get a colour draw of their own on top of the window's. A look
-        twin's frames (``look_target_data``) take the window's shift and no colour draw: they
-        are the targets, in their one look.
+        from the context frame); with ``transport``'s batch pairs every window shares the
+        shift, so that a window's frame can be drawn from another's. ``contrastive`` gets its
+        positive, o_{t+K}, augmented with draws of its own, as ATC does: sharing the anchor's,
+        the crop offset and the colour gains alone would pick the positive out of the batch.
+        With ``target_color_jitter``, ``fdm``'s target frames get a colour draw of their own on
+        top of the window's. A look twin's frames (``look_target_data``) take the window's
+        shift and no colour draw: they are the targets, in their one look.
 
         Returns:
             pixels (B, K+1, H, W, 3S), actions (B, K, A), proprio (B, K+1, P) or None,
@@ -746,11 +770,14 @@ class PretrainRun:
                 positive = color_jitter(positive, config.color_jitter, own)
             positive = positive[:, 0]
         generator = torch.Generator(device=self.device).manual_seed(seed)
+        # transport's batch pairs draw one window's frame from another's: one shift for all
+        shared = self._pairs_windows
         if config.augment == "shift" and twin is not None:  # one shift (a draw per window)
-            both = random_shift(torch.cat([pixels, twin], dim=-1), config.shift_pad, generator)
+            both = torch.cat([pixels, twin], dim=-1)
+            both = random_shift(both, config.shift_pad, generator, per_batch=shared)
             pixels, twin = both.split(pixels.shape[-1], dim=-1)
         elif config.augment == "shift":
-            pixels = random_shift(pixels, config.shift_pad, generator)
+            pixels = random_shift(pixels, config.shift_pad, generator, per_batch=shared)
         pixels = color_jitter(pixels, config.color_jitter, generator)  # 0: no draw, no change
         decode_index = None
         if "future" in self.model_config.objective:

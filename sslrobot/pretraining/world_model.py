@@ -115,10 +115,12 @@ class WorldModelConfig:
         transport_pairs: Which frames ``transport`` draws from which (``TRANSPORT_PAIRS``):
             ``"episode"``, o_{t+K} from o_t of the same window (the paper's pairs: keypoints
             settle on what moves within an episode), or ``"batch"``, each window's o_t from
-            another window's o_t (what differs between episodes, static targets included).
+            the previous window's in the batch (windows come in random order, so nearly always
+            another episode's: what differs between episodes, static targets included).
             Batch pairs need frames whose background is the same across episodes, so a look
             twin in the authored look (``PretrainConfig.look_target_data``) or data collected
-            with ``visual_preset="none"``; the trainer checks.
+            with ``visual_preset="none"``, and one random shift for the whole batch (the
+            trainer draws it so, and checks the rest).
         transport_keypoints: How many keypoints (the first ones) ``transport`` draws with; 0:
             all. With 32 keypoints transport puts several around the places the target
             takes, each serving a part of the workspace, so none follows it everywhere
@@ -176,7 +178,7 @@ class WorldModelConfig:
                 f"transport_pairs must be one of {TRANSPORT_PAIRS}, got {self.transport_pairs!r}"
             )
         keypoints = self.encoder.feature_dim // 2
-        if not isinstance(self.transport_keypoints, int) or not (
+        if type(self.transport_keypoints) is not int or not (
             0 <= self.transport_keypoints <= keypoints
         ):
             raise ValueError(
@@ -415,9 +417,10 @@ class WorldModel(nn.Module):
                 (B, K, H, W, C) uint8 (``PretrainConfig.target_color_jitter``); None: the
                 window's own frames.
             look_targets: The windows' frames in a look twin (``PretrainConfig.
-                look_target_data``), uint8 like ``pixels`` and shifted alike: ``future`` and
-                ``recon`` decode them (and copy their o_t), ``fdm`` and ``contrastive`` encode
-                them as targets; the encoder reads ``pixels`` alone. None: ``pixels``.
+                look_target_data``), uint8 like ``pixels`` and shifted alike: ``future``,
+                ``recon`` and ``transport`` draw them (``future`` copies their o_t), ``fdm`` and
+                ``contrastive`` encode them as targets; the encoder reads ``pixels`` alone.
+                None: ``pixels``.
 
         Returns:
             ``(losses, metrics)``: unweighted scalar losses by objective name, and detached
