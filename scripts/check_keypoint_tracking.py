@@ -71,21 +71,23 @@ def load_frames(args: argparse.Namespace) -> tuple[np.ndarray, np.ndarray, np.nd
 GREEDY_SIZES = (1, 2, 4)
 
 
-def _median_error(
+def _median_errors(
     points: np.ndarray, keypoints: list[int], truth: np.ndarray, fit: np.ndarray
-) -> float:
-    """Median distance between ``truth`` and an affine map of the chosen keypoints' (x, y),
-    fitted by least squares on the ``fit`` frames and scored on the others."""
+) -> tuple[float, float]:
+    """Median distances between ``truth`` and an affine map of the chosen keypoints' (x, y),
+    fitted by least squares on the ``fit`` frames: on those frames, and on the others."""
     inputs = np.hstack([points[:, keypoints].reshape(len(points), -1), np.ones((len(points), 1))])
     weights = np.linalg.lstsq(inputs[fit], truth[fit], rcond=None)[0]
-    return float(np.median(np.linalg.norm(inputs[~fit] @ weights - truth[~fit], axis=1)))
+    errors = np.linalg.norm(inputs @ weights - truth, axis=1)
+    return float(np.median(errors[fit])), float(np.median(errors[~fit]))
 
 
 def best_keypoint_sets(
     points: np.ndarray, truth: np.ndarray, fit: np.ndarray, sizes: tuple[int, ...]
 ) -> list[tuple[float, list[int]]]:
-    """For each size, the median error of the best set of that many keypoints and the set,
-    by greedy forward selection of whole keypoints (each set holds the one before).
+    """For each size, the held-out median error of the best set of that many keypoints and
+    the set, by greedy forward selection of whole keypoints on the fitted frames' error (each
+    set holds the one before), so the held-out frames score a choice they did not make.
 
     Args:
         points: Keypoints (N, K, 2).
@@ -98,12 +100,12 @@ def best_keypoint_sets(
     for size in sizes:
         while len(chosen) < size:
             scores = {
-                k: _median_error(points, [*chosen, k], truth, fit)
+                k: _median_errors(points, [*chosen, k], truth, fit)[0]
                 for k in range(points.shape[1])
                 if k not in chosen
             }
             chosen.append(min(scores, key=scores.get))
-        results.append((_median_error(points, chosen, truth, fit), list(chosen)))
+        results.append((_median_errors(points, chosen, truth, fit)[1], list(chosen)))
     return results
 
 
@@ -121,8 +123,10 @@ def main() -> None:
     )
     for name, directory in named_encoders(args.encoder):
         encoder, config = load_encoder(directory)
-        if config.readout != "keypoints" or config.layer_norm:
-            raise SystemExit(f"{directory}: not a keypoint encoder whose features are (x, y)")
+        if config.readout != "keypoints" or config.layer_norm or config.frame_stack != 1:
+            raise SystemExit(
+                f"{directory}: not a keypoint encoder of single frames whose features are (x, y)"
+            )
         features = extract_features(encoder, frames, 256).astype(np.float64)
         points = features.reshape(len(features), -1, 2)  # (N, K, 2)
         probe = fit_ridge(features[fit], states[fit], ALPHA)

@@ -139,7 +139,9 @@ def main() -> None:
         "(cm) | median readout shift by the look (cm)"
     )
     for name, directory in named_encoders(args.encoder):
-        encoder, _ = load_encoder(directory)
+        encoder, config = load_encoder(directory)
+        if config.frame_stack != 1:
+            raise SystemExit(f"{directory}: reads stacks of {config.frame_stack} frames, not one")
         varied = extract_features(encoder, frames, 256).astype(np.float64)
         twin = extract_features(encoder, twin_frames, 256).astype(np.float64)
         share = ((varied - twin) ** 2).mean(axis=0).sum() / (2 * varied.var(axis=0).sum())

@@ -564,7 +564,8 @@ class WorldModel(nn.Module):
         """``transport``'s pixel loss: each window's target frame drawn from its source frame
         (``transport_pairs``), keypoints from the encoder's view (``pixels``), appearance and
         targets from the frames the targets show (``shown``: the look twin's, if any)."""
-        frames = normalize_pixels(shown[..., -RGB_CHANNELS:].permute(0, 1, 4, 2, 3))
+        ends = shown[:, [0, -1], ..., -RGB_CHANNELS:]  # o_t and o_{t+K}, the newest of a stack
+        frames = normalize_pixels(ends.permute(0, 1, 4, 2, 3))  # (B, 2, 3, H, W)
         used = 2 * self.config.transport_keypoints or latent.shape[1]  # (x, y) each
         latent = latent[:, :used]
         if self.config.transport_pairs == "batch":  # window i from window i - 1's o_t
