@@ -567,11 +567,12 @@ class WorldModel(nn.Module):
         """``transport``'s pixel loss: each window's target frame drawn from its source frame
         (``transport_pairs``), keypoints from the encoder's view (``pixels``), appearance and
         targets from the frames the targets show (``shown``: the look twin's, if any)."""
-        ends = shown[:, [0, -1], ..., -RGB_CHANNELS:]  # o_t and o_{t+K}, the newest of a stack
-        frames = normalize_pixels(ends.permute(0, 1, 4, 2, 3))  # (B, 2, 3, H, W)
+        batch = self.config.transport_pairs == "batch"
+        ends = shown[:, [0] if batch else [0, -1], ..., -RGB_CHANNELS:]  # the newest of a stack
+        frames = normalize_pixels(ends.permute(0, 1, 4, 2, 3))  # (B, 1 or 2, 3, H, W)
         used = 2 * self.config.transport_keypoints or latent.shape[1]  # (x, y) each
         latent = latent[:, :used]
-        if self.config.transport_pairs == "batch":  # window i from window i - 1's o_t
+        if batch:  # window i from window i - 1's o_t
             target, target_points = frames[:, 0], latent
             features = self.transporter.features(target)
             source_features, source_points = features.roll(1, dims=0), latent.roll(1, dims=0)
