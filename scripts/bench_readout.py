@@ -71,7 +71,9 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--run", type=Path, required=True, help="a finished `sslrobot run` dir")
     parser.add_argument("--task", default="Reach-v0", help="task directory in the run")
     parser.add_argument(
-        "--encoder", default="fdm+future", help="an objective pretrained in the run, or none"
+        "--encoder",
+        default="fdm+future",
+        help="an objective pretrained in the run, none, or an encoder directory (a variant's)",
     )
     parser.add_argument("--num-demos", type=int, default=25)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -293,7 +295,8 @@ def train_head(
 def open_run(args: argparse.Namespace, script: str) -> tuple[dict[str, Any], Any, str | None]:
     """Sets the thread count and prints the settings; returns the run's ``config.json``, the
     task's demonstrations and the encoder spec for ``resolve_encoder`` (``--encoder``: an
-    objective pretrained in the run, or ``none``; None where a script has no ``--encoder``)."""
+    objective pretrained in the run, ``none``, or an encoder directory such as a
+    ``bench_variants`` variant's; None where a script has no ``--encoder``)."""
     torch.set_num_threads(args.threads)
     config = json.loads((args.run / "config.json").read_text())
     if args.eval_seed is None:  # the run's own evaluation episodes
@@ -301,7 +304,8 @@ def open_run(args: argparse.Namespace, script: str) -> tuple[dict[str, Any], Any
     print(f"{script}:", json.dumps({k: str(v) for k, v in vars(args).items()}))
     check_seeds(args, config)
     demos = open_dataset(args.run / args.task / "data" / "demos" / "dataset")
-    if args.encoder in (None, "none"):
+    # none, or an encoder made outside the run (a bench_variants variant's), as given
+    if args.encoder in (None, "none") or Path(args.encoder).is_dir():
         spec = args.encoder
     else:
         spec = str(args.run / args.task / "pretrain" / args.encoder / "encoder")
