@@ -15,6 +15,7 @@ __all__ = [
     "LATEST_ENV_IDS",
     "MAX_EPISODE_STEPS",
     "expert_action",
+    "registered_camera_moves",
     "registered_view_conditions",
     "registered_view_state_names",
 ]
@@ -69,6 +70,13 @@ def registered_view_conditions(env_id: str) -> tuple[tuple[str, str, float], ...
     """
     task_class = _registered_task_class(env_id)
     return None if task_class is None else tuple(getattr(task_class, "view_conditions", ()))
+
+
+def registered_camera_moves(env_id: str) -> bool | None:
+    """Whether a registered sslrobot task's camera moves with its robot (``Task.camera_moves``);
+    None for other ids. Imports the task's module (mujoco)."""
+    task_class = _registered_task_class(env_id)
+    return None if task_class is None else bool(task_class.camera_moves)
 
 
 def registered_view_state_names(env_id: str) -> tuple[str, ...] | None:

@@ -156,6 +156,45 @@ def test_batch_pairs_need_one_background_across_episodes(pair, tmp_path: Path) -
         assert (encoder / "encoder.safetensors").is_file()
 
 
+def test_batch_pairs_refuse_a_camera_that_moves_with_the_robot(tmp_path: Path) -> None:
+    """Navigate's ego camera shows every episode from elsewhere, in any look."""
+    from sslrobot.data import CollectConfig, collect
+    from sslrobot.envs import registered_camera_moves
+
+    assert registered_camera_moves("sslrobot/Navigate-v1") is True
+    assert registered_camera_moves("sslrobot/Reach-v0") is False
+    assert registered_camera_moves("Pendulum-v1") is None
+    data = collect(
+        CollectConfig(
+            env_id="sslrobot/Navigate-v1",
+            out=tmp_path / "navigate",
+            num_episodes=2,
+            max_episode_steps=6,
+            image_size=SIZE,
+            policy="random",
+            seed=0,
+            visual_preset="none",
+        ),
+        progress=False,
+    )
+    config = PretrainConfig(
+        out=str(tmp_path / "encoder"),
+        data=str(data),
+        objective="transport",
+        transport_pairs="batch",
+        steps=1,
+        batch_size=4,
+        encoder=EncoderConfig.keypoints(image_size=SIZE, feature_dim=8),
+        image_every=0,
+        checkpoint_every=0,
+        tensorboard=False,
+        device="cpu",
+        prefetch=0,
+    )
+    with pytest.raises(ValueError, match=r"Navigate-v1's camera moves with the robot"):
+        pretrain(config)
+
+
 def test_transport_keypoints_draws_with_the_first_keypoints_only() -> None:
     torch.manual_seed(0)
     model = WorldModel(

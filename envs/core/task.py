@@ -58,6 +58,10 @@ class Task(abc.ABC):
     #: holds the variable, so every encoder's R^2 there measures only how widely it varies,
     #: which pulls every encoder's score toward the same number. Empty: every frame.
     view_conditions: tuple[tuple[str, str, float], ...] = ()
+    #: Whether the camera of ``obs["pixels"]`` moves with the robot (egocentric): then two
+    #: episodes' frames share no background, which pretraining that pairs frames of
+    #: different episodes (``transport_pairs="batch"``) needs.
+    camera_moves: bool = False
     #: Names of the entries of ``get_proprio`` (the robot's own sensing).
     proprio_names: tuple[str, ...]
     #: Names of the action entries, each in [-1, 1].

@@ -132,6 +132,7 @@ class NavigateTask(Task):
         distractor_height=0.14,
         extra={"overhead_camera": "top"},
     )
+    camera_moves = True  # the ego camera rides on the robot
     state_names = (
         "robot_x",
         "robot_y",

@@ -529,6 +529,14 @@ class PretrainRun:
                 f"transport_pairs='batch' draws each window's frame from another window's, "
                 f"so the windows must show one scene; the data mixes {envs}"
             )
+        from sslrobot.envs import registered_camera_moves
+
+        if envs and registered_camera_moves(envs[0]):
+            raise ValueError(
+                f"transport_pairs='batch' draws each window's frame from another episode's, so "
+                f"the frames need one background across episodes; {envs[0]}'s camera moves "
+                "with the robot, so no two episodes share one: use --transport-pairs episode"
+            )
         for part, manifest in described:
             look = (manifest.get("env_kwargs") or {}).get(LOOK_ARGUMENT, "the env's default")
             if look == "none":
