@@ -153,8 +153,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default="episode",
         help="transport: draw o_t+K from o_t of the same window (episode), or each window's "
         "o_t from another window's (batch: keypoints also find what differs between episodes, "
-        "such as a static target; needs --look-target-data in the authored look, or data "
-        "without visual variation)",
+        "such as a static target; needs a fixed camera and --look-target-data in the authored "
+        "look, or data without visual variation)",
     )
     parser.add_argument(
         "--transport-keypoints",

@@ -124,8 +124,8 @@ class PretrainConfig:
             (``WorldModelConfig.transition_norm``; False keeps keypoints as coordinates).
         transport_pairs: Which frames ``transport`` draws from which: ``"episode"`` (o_{t+K}
             from o_t) or ``"batch"`` (each window's o_t from another window's, which needs a
-            background shared across episodes: a look twin in the authored look, or data
-            without visual variation; ``WorldModelConfig.transport_pairs``).
+            background shared across episodes: a fixed camera, and a look twin in the authored
+            look or data without visual variation; ``WorldModelConfig.transport_pairs``).
         transport_keypoints: How many keypoints (the first) ``transport`` draws with; 0: all
             (``WorldModelConfig.transport_keypoints``).
         augment: ``"shift"`` (DrQ random shift) or ``"none"``.

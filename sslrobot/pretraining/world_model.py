@@ -117,10 +117,11 @@ class WorldModelConfig:
             settle on what moves within an episode), or ``"batch"``, each window's o_t from
             the previous window's in the batch (windows come in random order, so nearly always
             another episode's: what differs between episodes, static targets included).
-            Batch pairs need frames whose background is the same across episodes, so a look
-            twin in the authored look (``PretrainConfig.look_target_data``) or data collected
-            with ``visual_preset="none"``, and one random shift for the whole batch (the
-            trainer draws it so, and checks the rest).
+            Batch pairs need frames whose background is the same across episodes, so a fixed
+            camera (not Navigate's, on the robot), a look twin in the authored look
+            (``PretrainConfig.look_target_data``) or data collected with
+            ``visual_preset="none"``, and one random shift for the whole batch (the trainer
+            draws it so, and checks the rest).
         transport_keypoints: How many keypoints (the first ones) ``transport`` draws with; 0:
             all. With 32 keypoints transport puts several around the places the target
             takes, each serving a part of the workspace, so none follows it everywhere
