@@ -117,20 +117,24 @@ def test_transport_settings_are_checked() -> None:
         config.refuse_settings_the_objective_ignores()
 
 
+#: A tiny keypoint encoder's pretraining on transport with batch pairs, two steps.
+_BATCH_PAIRS = {
+    "objective": "transport",
+    "transport_pairs": "batch",
+    "steps": 2,
+    "batch_size": 4,
+    "encoder": EncoderConfig.keypoints(image_size=SIZE, feature_dim=8),
+    "image_every": 0,
+    "checkpoint_every": 0,
+    "tensorboard": False,
+    "device": "cpu",
+    "prefetch": 0,
+}
+
+
 def test_batch_pairs_need_one_background_across_episodes(pair, tmp_path: Path) -> None:  # noqa: F811
     varied, authored = pair
-    settings = {
-        "objective": "transport",
-        "transport_pairs": "batch",
-        "steps": 2,
-        "batch_size": 4,
-        "encoder": EncoderConfig.keypoints(image_size=SIZE, feature_dim=8),
-        "image_every": 0,
-        "checkpoint_every": 0,
-        "tensorboard": False,
-        "device": "cpu",
-        "prefetch": 0,
-    }
+    settings = _BATCH_PAIRS
     with pytest.raises(ValueError, match=r"visual_preset='train'.*--look-target-data"):
         pretrain(PretrainConfig(out=str(tmp_path / "varied"), data=str(varied), **settings))
     with pytest.raises(ValueError, match=r"collect the twin with --visual-preset none"):
@@ -177,20 +181,7 @@ def test_batch_pairs_refuse_a_camera_that_moves_with_the_robot(tmp_path: Path) -
         ),
         progress=False,
     )
-    config = PretrainConfig(
-        out=str(tmp_path / "encoder"),
-        data=str(data),
-        objective="transport",
-        transport_pairs="batch",
-        steps=1,
-        batch_size=4,
-        encoder=EncoderConfig.keypoints(image_size=SIZE, feature_dim=8),
-        image_every=0,
-        checkpoint_every=0,
-        tensorboard=False,
-        device="cpu",
-        prefetch=0,
-    )
+    config = PretrainConfig(out=str(tmp_path / "encoder"), data=str(data), **_BATCH_PAIRS)
     with pytest.raises(ValueError, match=r"Navigate-v1's camera moves with the robot"):
         pretrain(config)
 

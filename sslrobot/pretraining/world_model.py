@@ -127,9 +127,10 @@ class WorldModelConfig:
             takes, each serving a part of the workspace, so none follows it everywhere
             (``scripts/check_keypoint_tracking.py``, session 38); with a few, each must follow
             something wherever it goes, as the paper's 4 to 10 keypoints do. Measured on
-            Reach (``fdm+future+transport:3``, batch pairs, a look twin, 8 of 32; one
-            pretraining seed): one keypoint follows the target to 1.9 cm, success 47.3%
-            against 37.7% with all 32 (docs/results/findings.md, session 38).
+            Reach (``fdm+future+transport:3``, batch pairs, a look twin, 8 of 32): one
+            keypoint follows the target to 1.9 cm; success 50.8% over three pretraining
+            seeds, against 37.7% with all 32 and 40.3% with 4 at seed 0
+            (docs/results/findings.md, sessions 38-39).
     """
 
     encoder: EncoderConfig
