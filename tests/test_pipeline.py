@@ -1218,3 +1218,45 @@ def test_look_targets_pretrain_on_the_stream_collected_again_in_the_authored_loo
     assert "Look targets: each task's unlabeled stream" in (copy / "report.md").read_text()
     with pytest.raises(ValueError, match="objectives \\['inverse'\\] have none of them"):
         dataclasses.replace(QUICK, look_targets=True, objectives=("inverse",))
+
+
+def test_transport_pretrains_fixed_camera_tasks_with_batch_pairs_from_the_twin(
+    quick_run: Path, tmp_path: Path
+) -> None:
+    """``transport_weight``: on a task whose camera is fixed each objective is pretrained with
+    ``+transport:<w>``, batch pairs and the configured keypoints, under its own name; the
+    random init keeps its stage, and a moving camera (Navigate) or the mixed streams never
+    get the term (batch pairs there share no background)."""
+    from sslrobot.pipeline.report_builder import build_report
+
+    copy = tmp_path / "run"
+    shutil.copytree(quick_run, copy)
+    config = dataclasses.replace(
+        QUICK, look_targets=True, transport_weight=3.0, transport_keypoints=4
+    )
+    pipeline = Pipeline(config, copy, device="cpu", progress=False, replace=True)
+    with pytest.warns(UserWarning, match="transport_weight 0.0 -> 3.0"):
+        artifacts = pipeline.run()
+    build_report(
+        config, copy, artifacts, pipeline.runner.results, command="pytest", wall_time_s=0.0
+    )
+    ran = {r.name for r in pipeline.runner.results if not r.skipped}
+    assert "Reach-v0/pretrain/fdm+future" in ran and "Reach-v0/pretrain/none" not in ran
+    saved = json.loads(
+        (copy / "Reach-v0/pretrain/fdm+future/encoder/pretrain_config.json").read_text()
+    )["pretrain"]
+    assert saved["objective"] == "fdm+future+transport:3"
+    assert (saved["transport_pairs"], saved["transport_keypoints"]) == ("batch", 4)
+    assert saved["look_target_data"].endswith("unlabeled_authored/dataset")
+    assert "Transport: on sslrobot/Reach-v0 (fixed cameras)" in (copy / "report.md").read_text()
+
+    assert config.transport_objective("fdm", "sslrobot/Push-v0") == "fdm+transport:3"
+    assert config.transport_objective("fdm", "sslrobot/Navigate-v1") == "fdm"
+    assert config.transport_objective("fdm", None) == "fdm"  # the mixed streams
+    assert config.transport_objective("none", "sslrobot/Reach-v0") == "none"
+    with pytest.raises(ValueError, match="set look_targets=true"):
+        dataclasses.replace(QUICK, transport_weight=3.0)
+    with pytest.raises(ValueError, match="needs encoder_arch='keypoints', got 'cnn'"):
+        dataclasses.replace(QUICK, look_targets=True, transport_weight=3.0, encoder_arch="cnn")
+    with pytest.raises(ValueError, match="transport_weight must be >= 0"):
+        dataclasses.replace(QUICK, transport_weight=-1.0)

@@ -690,6 +690,22 @@ def build_report(
             "(decoded frames, fdm's target latents) from it while reading the varied look; "
             "their predictions are scored against it."
         )
+    transported = [
+        task for task in config.tasks if config.transport_objective("fdm", task) != "fdm"
+    ]
+    if transported:
+        others = [task for task in config.tasks if task not in transported]
+        report["notes"].append(
+            f"Transport: on {', '.join(transported)} (fixed cameras) every pretrained objective "
+            f"also had keypoint transport at weight {config.transport_weight:g} with "
+            f"{config.transport_keypoints or 'all'} keypoints, each window's frame drawn from "
+            "another episode's authored twin (the encoders keep their objective's name)"
+            + (
+                f"; {', '.join(others)} (a camera that moves, or none) pretrained without it."
+                if others
+                else "."
+            )
+        )
     _md_path, html_path = render_report(report, out)
     # Last: a run stopped between the files leaves no results.json newer than its report.
     atomic_write_json(out / "results.json", results)

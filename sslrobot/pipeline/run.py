@@ -547,14 +547,16 @@ class Pipeline:
         slug = task_slug(env_id)
         twin = artifacts.unlabeled_twin
         for objective in ("none", *config.objectives):
-            encoder = self._pretrain(slug, objective, (artifacts.unlabeled,), twin=twin)
+            encoder = self._pretrain(
+                slug, objective, (artifacts.unlabeled,), twin=twin, env_id=env_id
+            )
             artifacts.pretrain[objective] = encoder
             artifacts.probe[objective] = self._probe(slug, objective, encoder, artifacts.unlabeled)
         for objective in config.objectives:
             for seed in config.extra_pretrain_seeds:
                 name = seed_encoder_name(objective, seed)
                 encoder = self._pretrain(
-                    slug, objective, (artifacts.unlabeled,), seed, name, twin=twin
+                    slug, objective, (artifacts.unlabeled,), seed, name, twin=twin, env_id=env_id
                 )
                 artifacts.seed_pretrain[objective, seed] = encoder
                 probe = self._probe(slug, name, encoder, artifacts.unlabeled)
@@ -652,11 +654,13 @@ class Pipeline:
         seed: int | None = None,
         name: str | None = None,
         twin: StageResult | None = None,
+        env_id: str | None = None,
     ) -> StageResult:
         """Pretrain ``objective`` on the unlabeled streams ``data`` (several: mixed), in the
         stage ``<slug>/pretrain/<name>`` (``name``: the objective's by default) from ``seed``
         (the run's by default); with ``twin``, a look twin of the one stream, its targets come
-        from it where the objective has any (``PretrainConfig.look_target_data``)."""
+        from it where the objective has any (``PretrainConfig.look_target_data``). ``env_id``:
+        the one stream's task, where ``RunConfig.transport_weight`` may add transport."""
         from sslrobot.models.encoder import encoder_config_for
         from sslrobot.pretraining import PretrainConfig
         from sslrobot.pretraining.config import LOOK_TARGET_TERMS
@@ -666,7 +670,8 @@ class Pipeline:
         seed = self.config.seed if seed is None else seed
 
         steps = 0 if objective == "none" else self.config.pretrain_steps
-        if not (steps and set(parse_objective(objective)) & LOOK_TARGET_TERMS):
+        trained = self.config.transport_objective(objective, env_id)
+        if not (steps and set(parse_objective(trained)) & LOOK_TARGET_TERMS):
             twin = None  # a random init, or an objective without targets (inverse)
         arch = self.config.encoder_arch
         settings = {
@@ -692,6 +697,12 @@ class Pipeline:
             settings["processes"] = self.config.pretrain_processes
         if twin is not None:  # only then: the other pretrainings keep their keys
             settings["look_targets"] = "authored"
+        transport = {}
+        if trained != objective:  # likewise: a run without transport keeps its stages
+            transport = {"transport_pairs": "batch"}
+            transport["transport_keypoints"] = self.config.transport_keypoints
+            settings["trained_objective"] = trained
+            settings.update(transport)
 
         def run(stage_dir: Path, resume: bool) -> dict[str, Any]:
             out = stage_dir / "encoder"
@@ -709,7 +720,7 @@ class Pipeline:
                     out=str(out),
                     data=tuple(str(stream.path / "dataset") for stream in data),
                     look_target_data=None if twin is None else str(twin.path / "dataset"),
-                    objective=objective,
+                    objective=trained,
                     encoder=encoder_config_for(arch, self.config.image_size),
                     steps=steps,
                     batch_size=self.config.pretrain_batch_size,
@@ -721,6 +732,7 @@ class Pipeline:
                     image_every=max(1, steps // 2) if steps else 0,
                     log_every=max(1, min(50, steps // 10)) if steps else 50,
                     resume=resume and steps > 0 and out.exists(),
+                    **transport,
                 ),
                 processes,
                 progress=self.progress,
