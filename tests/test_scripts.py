@@ -626,3 +626,30 @@ def test_best_keypoint_sets_find_the_keypoint_that_follows_the_object() -> None:
     blurred[:, 3] += rng.normal(0, 0.3, size=(200, 2))  # no keypoint follows it now
     ((error, _),) = best_keypoint_sets(blurred, truth, fit, (1,))
     assert error > 0.02
+
+
+def test_readout_errors_are_binned_by_the_fingertips_distance_to_the_steered_object(
+    capsys,
+) -> None:
+    sys.path.insert(0, str(SCRIPTS))
+    try:
+        from check_readout_near_target import ObjectErrors
+    finally:
+        sys.path.remove(str(SCRIPTS))
+    names = ["fingertip_x", "fingertip_y", "cube_x", "cube_y", "goal_x", "goal_y"]
+    errors = ObjectErrors(names, "Push-v0")
+    states = np.zeros((3, 6))
+    states[:, 2] = [0.03, 0.08, 0.5]  # the cube 3, 8 and 50 cm from the fingertip
+    states[:, 4] = 0.3
+    read = states.copy()
+    read[:, 3] = [0.01, 0.02, 0.04]  # the cube read 1, 2 and 4 cm off; the goal exactly
+    distance, object_errors = errors.measure(states, read)
+    np.testing.assert_allclose(distance, [0.03, 0.08, 0.5])
+    np.testing.assert_allclose(object_errors["cube"], [0.01, 0.02, 0.04])
+    np.testing.assert_allclose(object_errors["goal"], 0.0)
+    errors.print_table("toy", distance, object_errors, steps=np.array([0, 40, 120]))
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1].startswith("   0.0- 4.5 cm:     1 frames; cube median 1.00")
+    assert lines[2].startswith("   7.0-10.0 cm:     1 frames; cube median 2.00")
+    assert lines[3].startswith("  25.0- inf cm:     1 frames; cube median 4.00")
+    assert "steps  30- 59:     1 frames; cube median 2.00" in lines[5]
