@@ -1187,24 +1187,32 @@ def test_each_training_seed_can_draw_its_own_demonstrations(
         select_demo_ids(list(range(6)), 4, 0, Path("demos"), offset=3)
 
 
+def _rerun_copy(
+    quick_run: Path, tmp_path: Path, config: RunConfig, changed: str
+) -> tuple[Path, set[str]]:
+    """A copy of the quick run run again with ``config`` (warning ``changed``) and its report
+    built; returns the copy and the names of the stages that ran."""
+    from sslrobot.pipeline.report_builder import build_report
+
+    copy = tmp_path / "run"
+    shutil.copytree(quick_run, copy)
+    pipeline = Pipeline(config, copy, device="cpu", progress=False, replace=True)
+    with pytest.warns(UserWarning, match=changed):
+        artifacts = pipeline.run()
+    build_report(
+        config, copy, artifacts, pipeline.runner.results, command="pytest", wall_time_s=0.0
+    )
+    return copy, {r.name for r in pipeline.runner.results if not r.skipped}
+
+
 def test_look_targets_pretrain_on_the_stream_collected_again_in_the_authored_look(
     quick_run: Path, tmp_path: Path
 ) -> None:
     """``look_targets``: the stream's look twin is collected (its own stage, the same
     episodes in the authored look) and the objectives with targets take theirs from it; the
     random init, the other stages and the earlier run's data stay as they were."""
-    from sslrobot.pipeline.report_builder import build_report
-
-    copy = tmp_path / "run"
-    shutil.copytree(quick_run, copy)
     config = dataclasses.replace(QUICK, look_targets=True)
-    pipeline = Pipeline(config, copy, device="cpu", progress=False, replace=True)
-    with pytest.warns(UserWarning, match="look_targets False -> True"):
-        artifacts = pipeline.run()
-    build_report(
-        config, copy, artifacts, pipeline.runner.results, command="pytest look", wall_time_s=0.0
-    )
-    ran = {r.name for r in pipeline.runner.results if not r.skipped}
+    copy, ran = _rerun_copy(quick_run, tmp_path, config, "look_targets False -> True")
     assert "Reach-v0/data/unlabeled_authored" in ran
     assert "Reach-v0/pretrain/fdm+future" in ran
     assert not ran & {"Reach-v0/data/unlabeled", "Reach-v0/pretrain/none"}
@@ -1227,20 +1235,10 @@ def test_transport_pretrains_fixed_camera_tasks_with_batch_pairs_from_the_twin(
     ``+transport:<w>``, batch pairs and the configured keypoints, under its own name; the
     random init keeps its stage, and a moving camera (Navigate) or the mixed streams never
     get the term (batch pairs there share no background)."""
-    from sslrobot.pipeline.report_builder import build_report
-
-    copy = tmp_path / "run"
-    shutil.copytree(quick_run, copy)
     config = dataclasses.replace(
         QUICK, look_targets=True, transport_weight=3.0, transport_keypoints=4
     )
-    pipeline = Pipeline(config, copy, device="cpu", progress=False, replace=True)
-    with pytest.warns(UserWarning, match="transport_weight 0.0 -> 3.0"):
-        artifacts = pipeline.run()
-    build_report(
-        config, copy, artifacts, pipeline.runner.results, command="pytest", wall_time_s=0.0
-    )
-    ran = {r.name for r in pipeline.runner.results if not r.skipped}
+    copy, ran = _rerun_copy(quick_run, tmp_path, config, "transport_weight 0.0 -> 3.0")
     assert "Reach-v0/pretrain/fdm+future" in ran and "Reach-v0/pretrain/none" not in ran
     saved = json.loads(
         (copy / "Reach-v0/pretrain/fdm+future/encoder/pretrain_config.json").read_text()
