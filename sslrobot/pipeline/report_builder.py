@@ -701,7 +701,7 @@ def build_report(
             f"{config.transport_keypoints or 'all'} keypoints, each window's frame drawn from "
             "another episode's authored twin (the encoders keep their objective's name)"
             + (
-                f"; {', '.join(others)} (a camera that moves, or none) pretrained without it."
+                f"; {', '.join(others)} (a camera that moves with the robot) pretrained without it."
                 if others
                 else "."
             )
