@@ -1256,5 +1256,7 @@ def test_transport_pretrains_fixed_camera_tasks_with_batch_pairs_from_the_twin(
         dataclasses.replace(QUICK, transport_weight=3.0)
     with pytest.raises(ValueError, match="needs encoder_arch='keypoints', got 'cnn'"):
         dataclasses.replace(QUICK, look_targets=True, transport_weight=3.0, encoder_arch="cnn")
+    with pytest.raises(ValueError, match="transport_keypoints=40: the encoder has 32 keypoints"):
+        dataclasses.replace(QUICK, look_targets=True, transport_weight=3.0, transport_keypoints=40)
     with pytest.raises(ValueError, match="transport_weight must be >= 0"):
         dataclasses.replace(QUICK, transport_weight=-1.0)

@@ -345,16 +345,30 @@ class RunConfig:
                 f"transport_weight={self.transport_weight} moves features at keypoints, so it "
                 f"needs encoder_arch='keypoints', got {self.encoder_arch!r}"
             )
+        from sslrobot.models.encoder import encoder_config_for
+
+        keypoints = encoder_config_for(self.encoder_arch, self.image_size).feature_dim // 2
+        if self.transport_keypoints > keypoints:
+            raise ValueError(
+                f"transport_keypoints={self.transport_keypoints}: the encoder has "
+                f"{keypoints} keypoints"
+            )
+
+    def transports(self, env_id: str | None) -> bool:
+        """Whether the objectives pretrained on ``env_id``'s stream (None: the mixed streams)
+        take transport: ``transport_weight`` is on and the task's camera is fixed."""
+        from sslrobot.envs import registered_camera_moves
+
+        return (
+            bool(self.transport_weight)
+            and env_id is not None
+            and (registered_camera_moves(env_id) is False)
+        )
 
     def transport_objective(self, objective: str, env_id: str | None) -> str:
         """The objective pretrained for ``objective`` on ``env_id`` (None: the mixed streams):
-        with ``+transport:<w>`` where ``transport_weight`` is on and the task's camera is
-        fixed, else ``objective`` itself."""
-        from sslrobot.envs import registered_camera_moves
-
-        if not self.transport_weight or objective == "none" or env_id is None:
-            return objective
-        if registered_camera_moves(env_id) is not False:
+        with ``+transport:<w>`` where ``transports(env_id)``, else ``objective`` itself."""
+        if objective == "none" or not self.transports(env_id):
             return objective
         return f"{objective}+transport:{self.transport_weight:g}"
 

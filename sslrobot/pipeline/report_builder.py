@@ -690,9 +690,7 @@ def build_report(
             "(decoded frames, fdm's target latents) from it while reading the varied look; "
             "their predictions are scored against it."
         )
-    transported = [
-        task for task in config.tasks if config.transport_objective("fdm", task) != "fdm"
-    ]
+    transported = [task for task in config.tasks if config.transports(task)]
     if transported:
         others = [task for task in config.tasks if task not in transported]
         report["notes"].append(

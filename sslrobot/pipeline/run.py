@@ -699,10 +699,11 @@ class Pipeline:
             settings["look_targets"] = "authored"
         transport = {}
         if trained != objective:  # likewise: a run without transport keeps its stages
-            transport = {"transport_pairs": "batch"}
-            transport["transport_keypoints"] = self.config.transport_keypoints
-            settings["trained_objective"] = trained
-            settings.update(transport)
+            transport = {
+                "transport_pairs": "batch",
+                "transport_keypoints": self.config.transport_keypoints,
+            }
+            settings.update(trained_objective=trained, **transport)
 
         def run(stage_dir: Path, resume: bool) -> dict[str, Any]:
             out = stage_dir / "encoder"
