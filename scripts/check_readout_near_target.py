@@ -25,6 +25,7 @@ import itertools
 import json
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -74,7 +75,6 @@ class ObjectErrors:
 
     def __init__(self, names: list[str], task: str) -> None:
         steered, objects = TASK_OBJECTS[task]
-        self.objects = objects
         self.tip = [names.index("fingertip_x"), names.index("fingertip_y")]
         self.steered = [names.index(f"{steered}_x"), names.index(f"{steered}_y")]
         self.columns = {o: [names.index(f"{o}_x"), names.index(f"{o}_y")] for o in objects}
@@ -114,7 +114,13 @@ class ObjectErrors:
             print(f"  {label}: {inside.sum():5d} frames; {cells}")
 
 
-def rollout_frames(policy_dir: Path, encoder, readout, episodes: int, seed: int):
+def rollout_frames(
+    policy_dir: Path,
+    encoder: torch.nn.Module,
+    readout: Callable[[np.ndarray], np.ndarray],
+    episodes: int,
+    seed: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
     """States, readouts and episode steps of every frame a policy visits on ``episodes``
     seeded episodes, and how many of them succeed."""
     policy = load_policy(policy_dir)
