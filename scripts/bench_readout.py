@@ -304,12 +304,16 @@ def open_run(args: argparse.Namespace, script: str) -> tuple[dict[str, Any], Any
     print(f"{script}:", json.dumps({k: str(v) for k, v in vars(args).items()}))
     check_seeds(args, config)
     demos = open_dataset(args.run / args.task / "data" / "demos" / "dataset")
-    # none, or an encoder made outside the run (a bench_variants variant's), as given
-    if args.encoder in (None, "none") or Path(args.encoder).is_dir():
-        spec = args.encoder
-    else:
-        spec = str(args.run / args.task / "pretrain" / args.encoder / "encoder")
-    return config, demos, spec
+    return config, demos, encoder_spec(args.run, args.task, args.encoder)
+
+
+def encoder_spec(run: Path, task: str, encoder: str | None) -> str | None:
+    """``--encoder`` as ``resolve_encoder`` takes it: ``none`` (or None), or an encoder made
+    outside the run (a ``bench_variants`` variant's directory), as given; else the run's
+    encoder pretrained with that objective."""
+    if encoder in (None, "none") or Path(encoder).is_dir():
+        return encoder
+    return str(run / task / "pretrain" / encoder / "encoder")
 
 
 def check_seeds(args: argparse.Namespace, config: dict[str, Any]) -> None:

@@ -33,7 +33,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_readout import encode, labelled_frames
+from bench_readout import encode, encoder_spec, labelled_frames
 
 from sslrobot.data import open_dataset
 from sslrobot.evaluation.probe import fit_ridge, select_alphas
@@ -152,9 +152,7 @@ def main() -> None:
     start = time.perf_counter()
     dataset = open_dataset(args.run / args.task / "data" / "unlabeled" / "dataset")
     names = list(dataset.manifest["state_names"])
-    spec = args.encoder  # none, or a directory made outside the run, as given
-    if spec != "none" and not Path(spec).is_dir():
-        spec = str(args.run / args.task / "pretrain" / spec / "encoder")
+    spec = encoder_spec(args.run, args.task, args.encoder)
     encoder = resolve_encoder(spec, config["image_size"], 0, config["encoder_arch"])
     encoder = encoder.module.eval()
     ids = np.random.default_rng(0).permutation(list(dataset.episode_ids))
