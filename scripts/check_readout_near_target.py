@@ -130,6 +130,7 @@ def rollout_frames(
     try:
         for index in range(episodes):
             obs, info = env.reset(seed=seed + index)
+            policy.reset()  # a head with the first frame's context starts on this one
             done, success, step = False, False, 0
             while not done:
                 steps.append(step)

@@ -324,6 +324,29 @@ def test_augmented_copies_reach_the_frozen_encoders_policies_only(
     )
 
 
+def test_first_frame_context_reaches_every_bc_head_but_scratchs(
+    quick_run: Path, tmp_path: Path
+) -> None:
+    """``bc_context="first"`` retrains the policies of frozen encoders and the oracle with the
+    context (its key in their stage settings only), keeps scratch's as it was, and evaluates
+    the new policies; a context no head knows is refused up front."""
+    config = dataclasses.replace(QUICK, bc_context="first")
+    copy, reran = _rerun_copy(quick_run, tmp_path, config, "bc_context 'none' -> 'first'")
+    stages = sorted(copy.glob("*/policy/*/demos*/seed*/stage.json"))
+    assert stages
+    for stage in stages:
+        encoder = stage.parts[-4]
+        expected = "none" if encoder == "scratch" else "first"
+        assert json.loads(stage.read_text())["config"].get("context", "none") == expected
+        record = json.loads((stage.parent / "policy" / "policy_config.json").read_text())
+        assert record["context"] == expected
+        name = str(stage.parent.relative_to(copy))
+        assert (name in reran) == (encoder != "scratch"), name
+    assert "Context: the BC heads of frozen encoders" in (copy / "report.md").read_text()
+    with pytest.raises(ValueError, match=r"bc_context must be one of \('none', 'first'\)"):
+        make_run_config("quick", bc_context="last")
+
+
 def test_best_checkpoints_are_evaluated_beside_the_final_ones_and_labelled(
     quick_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

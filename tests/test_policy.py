@@ -1238,3 +1238,73 @@ def test_bc_follows_its_seed(demos, tmp_path) -> None:
     curves = [(run / "logs" / "bc.csv").read_text() for run in runs]
     assert weights[0] == weights[1] and curves[0] == curves[1]
     assert weights[0] != weights[2] and curves[0] != curves[2]
+
+
+# --- first-frame context ----------------------------------------------------------------------
+
+
+def test_first_frame_context_pairs_each_row_with_its_own_episodes_first_row():
+    """Rows of consecutive episodes (and of each augmented copy, in the frames' order) get
+    their own episode's first row beside them; lengths that do not cover the rows are refused."""
+    from sslrobot.policy.bc import with_first_frame_context
+
+    features = torch.arange(10.0)[:, None]  # episodes of 2 and 3 rows, then a copy of both
+    data = BCData(torch.zeros(10, 2), features=features, proprio=torch.zeros(10, 9))
+    context = with_first_frame_context(data, np.tile([2, 3], 2))
+    assert context.features[:, 1].tolist() == [0, 0, 2, 2, 2, 5, 5, 7, 7, 7]
+    torch.testing.assert_close(context.features[:, 0], features[:, 0])
+    with pytest.raises(ValueError, match="sum to 5, not 10 rows"):
+        with_first_frame_context(data, [2, 3])
+
+
+def test_a_policy_with_context_keeps_the_first_frame_until_reset(demos, tmp_path):
+    """``context="first"``: the head is twice as wide in features, the policy acts on the
+    episode's first observation beside the current one until ``reset()``, evaluation resets
+    it at every episode (so it is deterministic for a seed), and the stateless paths refuse it."""
+    from sslrobot.evaluation.evaluate import evaluate
+    from sslrobot.policy.network import policy_inputs
+
+    out = train_tiny_bc(demos, tmp_path / "first", context="first", augment_copies=1)
+    record = read_policy_config(out)
+    assert record["context"] == "first"
+    assert record["num_train_samples"] == 2 * sum(
+        len(open_dataset(demos).load_episode(i)["action"]) for i in range(3)
+    )
+    policy = load_policy(out)
+    assert policy.obs_encoder.feature_norm.mean.shape[-1] == 2 * record["feature_dim"]
+    episode = open_dataset(demos).load_episode(4)
+    first, later = ({k: episode[k][i] for k in ("pixels", "proprio")} for i in (0, 5))
+    policy.reset()
+    action_after_first = (policy(first), policy(later))
+    policy.reset()
+    alone = policy(later)  # now the episode's first observation: another context
+    assert not np.allclose(action_after_first[1], alone)
+    policy.reset()
+    np.testing.assert_array_equal(policy(first), action_after_first[0])
+    np.testing.assert_array_equal(policy(later), action_after_first[1])
+    batch = {k: np.asarray(v)[None] for k, v in later.items()}
+    with pytest.raises(ValueError, match="reads its episode's first frame too"):
+        policy_inputs(policy.obs_encoder, batch, "pixels", torch.device("cpu"))
+    # Seed 8's episode is the same second as alone: evaluation starts each episode afresh.
+    pair = evaluate(out, num_episodes=2, seed=7, device="cpu")["episodes"]
+    assert pair[1] == evaluate(out, num_episodes=1, seed=8, device="cpu")["episodes"][0]
+    state = train_tiny_bc(demos, tmp_path / "state", encoder="state", context="first")
+    assert (
+        load_policy(state).obs_encoder.input_feature_dim
+        == 2 * read_policy_config(state)["feature_dim"]
+    )
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"encoder": "scratch"}, "encoder 'scratch' with algo 'bc' cannot take it"),
+        ({"algo": "rl", "demos": None}, "encoder 'none' with algo 'rl' cannot take it"),
+        ({"context": "last"}, r"context must be one of \('none', 'first'\)"),
+    ],
+)
+def test_context_is_refused_where_no_first_frame_is_kept(overrides, message, tmp_path):
+    values = {"env_id": ENV_ID, "encoder": "none", "algo": "bc", "out": tmp_path,
+              "demos": tmp_path, "context": "first", **overrides}  # fmt: skip
+    with pytest.raises(ValueError, match=message):
+        PolicyConfig(**values)

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from sslrobot.commands.arguments import int_tuple
-from sslrobot.utils.architectures import DEFAULT_ENCODER_ARCH, ENCODER_ARCHS
+from sslrobot.utils.architectures import DEFAULT_ENCODER_ARCH, ENCODER_ARCHS, POLICY_CONTEXTS
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -116,6 +116,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=0.15,
         help="colour jitter strength of --augment-copies' copies (default: 0.15)",
     )
+    train.add_argument(
+        "--context",
+        default="none",
+        choices=POLICY_CONTEXTS,
+        help="BC on a frozen encoder or the state: 'first' also gives the head the features of "
+        "the episode's first frame, kept through each episode (default: none)",
+    )
     train.add_argument("--cache-dir", type=Path, default=None, help="on-disk feature cache")
     train.add_argument(
         "--rl-algorithm", default="sac", choices=("sac", "ppo"), help="RL learner (default: sac)"
@@ -202,6 +209,7 @@ def _train_policy(args: argparse.Namespace) -> int:
         augment_pad=args.augment_pad,
         augment_copies=args.augment_copies,
         augment_color=args.augment_color,
+        context=args.context,
         cache_dir=args.cache_dir,
         rl_algorithm=args.rl_algorithm,
         num_envs=args.num_envs,

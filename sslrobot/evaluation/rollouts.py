@@ -64,7 +64,8 @@ def run_episode(
 
     Args:
         env: The environment (with its time limit).
-        act: Maps one observation to one action, deterministically for evaluation.
+        act: Maps one observation to one action, deterministically for evaluation; its
+            ``reset()``, if it has one, is called before the episode's first observation.
         seed: Reset seed; the same seed, env and policy give the same episode.
         record: Keep the frames (``obs["pixels"]``, else ``env.render()``) for a video.
 
@@ -72,6 +73,9 @@ def run_episode(
         The result, and the frames (L+1 of them, (H, W, 3) uint8) when ``record`` else [].
     """
     obs, info = env.reset(seed=seed)
+    start_episode = getattr(act, "reset", None)  # a policy with episode context (Policy)
+    if callable(start_episode):
+        start_episode()
     if "is_success" not in info:  # every episode would count as failed, without a word
         name = env.spec.id if env.spec is not None else type(env.unwrapped).__name__
         raise ValueError(

@@ -664,6 +664,12 @@ def build_report(
             f"{config.bc_augment_copies} shifted and recoloured copies of every demonstration "
             "frame; scratch shifts its own frames every step; the state oracle reads no pixels."
         )
+    if config.bc_context == "first":
+        report["notes"].append(
+            "Context: the BC heads of frozen encoders and of the state oracle also read the "
+            "features (or state) of their episode's first frame, kept through the episode; "
+            "scratch, trained end to end, reads the current frame alone."
+        )
     if not config.heldout_eval:
         report["notes"].append(
             "Robustness to visual change was not measured in this run: no policy was evaluated "

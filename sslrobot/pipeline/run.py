@@ -820,6 +820,9 @@ class Pipeline:
             settings["augment_copies"] = copies
             if color != PolicyConfig.augment_color:  # likewise
                 settings["augment_color"] = color
+        context = "none" if encoder_name == "scratch" else self.config.bc_context
+        if context != "none":  # likewise
+            settings["context"] = context
         if self.config.bc_val_episodes:  # likewise
             settings["val_episodes"] = self.config.bc_val_episodes
         demo_offset = self.config.demo_offset(seed)
@@ -849,6 +852,7 @@ class Pipeline:
                 encoder_arch=arch,
                 augment_copies=copies,
                 augment_color=color,
+                context=context,
                 val_episodes=self.config.bc_val_episodes,
                 overwrite=True,  # the stage runner decides what to redo in its directories
                 resume=resume and can_resume(stage_dir / "policy"),

@@ -201,6 +201,24 @@ def with_augmented_copies(
     )
 
 
+def with_first_frame_context(data: BCData, lengths: np.ndarray) -> BCData:
+    """``data`` with each row's features followed by its episode's first row's, (N, 2F).
+
+    Args:
+        data: Rows of consecutive episodes, in order (copies after the frames, each copy in
+            the frames' order: each copy's context is then its own first frame's).
+        lengths: Rows per episode, repeated for every copy, summing to N.
+    """
+    assert data.features is not None
+    counts = torch.as_tensor(np.asarray(lengths, dtype=np.int64))
+    if int(counts.sum()) != len(data):
+        raise ValueError(f"episode lengths sum to {int(counts.sum())}, not {len(data)} rows")
+    starts = torch.cumsum(counts, 0) - counts
+    first = torch.repeat_interleave(starts, counts).to(data.features.device)
+    features = torch.cat([data.features, data.features[first]], dim=-1)
+    return BCData(data.actions, features=features, pixels=data.pixels, proprio=data.proprio)
+
+
 def total_bc_steps(config: PolicyConfig, num_samples: int) -> int:
     """Gradient steps: ``steps``, else ``epochs`` passes, else the default.
 
@@ -261,6 +279,7 @@ def train_bc(config: PolicyConfig) -> Path:
         proprio_dim=shapes.proprio_dim,
         frozen=resolved.frozen,
         normalize_features=resolved.kind != "scratch",
+        context=config.context == "first",
     ).to(device)
     network = BCNetwork(obs_encoder, shapes.action_dim, config.hidden_dims).to(device)
     cache = None
@@ -275,6 +294,11 @@ def train_bc(config: PolicyConfig) -> Path:
         assert train_tr.pixels is not None
         train_data = with_augmented_copies(train_data, train_tr.pixels, resolved.module, config)
     val_data = make_bc_data(val_tr, resolved.kind, cache, device) if val_tr else None
+    if config.context == "first":
+        copies = np.tile(train_tr.episode_lengths, config.augment_copies + 1)
+        train_data = with_first_frame_context(train_data, copies)
+        if val_tr is not None and val_data is not None:
+            val_data = with_first_frame_context(val_data, val_tr.episode_lengths)
     if resolved.kind != "scratch":
         obs_encoder.feature_norm.fit(train_data.features.cpu())
     if train_data.proprio is not None:

@@ -31,7 +31,13 @@ from safetensors.torch import save as save_safetensors
 from torch import nn
 
 from sslrobot.policy.encoders import build_encoder
-from sslrobot.policy.network import BCNetwork, ObservationEncoder, freeze, policy_inputs
+from sslrobot.policy.network import (
+    BCNetwork,
+    ObservationEncoder,
+    freeze,
+    policy_inputs,
+    raw_features,
+)
 from sslrobot.utils.artifacts import POLICY, refuse_other_artifact
 from sslrobot.utils.device import as_device
 from sslrobot.utils.io import atomic_write, atomic_write_json
@@ -340,13 +346,17 @@ def build_obs_encoder(record: dict[str, Any]) -> ObservationEncoder:
         proprio_dim=int(record["proprio_dim"]),
         frozen=encoder_record["kind"] != "scratch",
         normalize_features=encoder_record["kind"] != "scratch",
+        context=record.get("context", "none") == "first",  # absent before the option
     )
 
 
 class Policy:
     """A trained policy that owns its encoder: ``policy(obs) -> action``.
 
-    Deterministic: BC heads are deterministic, RL policies act with their mean action.
+    Deterministic: BC heads are deterministic, RL policies act with their mean action. A
+    policy trained with ``context="first"`` keeps the features of its episode's first
+    observation: call ``reset()`` before each episode (``run_episode`` does); a batch's rows
+    are episodes that started together.
 
     Attributes:
         record: The policy's ``policy_config.json``.
@@ -368,6 +378,11 @@ class Policy:
         self.obs_encoder = obs_encoder
         self._head = head
         self.device = device
+        self._first: torch.Tensor | None = None  # the episode's first features (context)
+
+    def reset(self) -> None:
+        """Start a new episode: its first observation becomes the context (if any)."""
+        self._first = None
 
     @property
     def image_size(self) -> int:
@@ -380,7 +395,13 @@ class Policy:
     def inputs(self, observations: Any) -> torch.Tensor:
         """Policy inputs (B, F + P) for a batch of observations (see ``policy_inputs``)."""
         self.check_observations(observations)
-        return policy_inputs(self.obs_encoder, observations, self.obs_mode, self.device)
+        if not self.obs_encoder.context:
+            return policy_inputs(self.obs_encoder, observations, self.obs_mode, self.device)
+        features, proprio = raw_features(self.obs_encoder, observations, self.obs_mode, self.device)
+        if self._first is None or len(self._first) != len(features):
+            self._first = features
+        with torch.no_grad():
+            return self.obs_encoder.from_features(torch.cat([features, self._first], -1), proprio)
 
     def check_observations(self, observations: Any) -> None:
         """Refuse a batch the policy was not trained on, naming what differs: float frames

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from sslrobot.pretrained import canonical_spec, is_pretrained_spec
-from sslrobot.utils.architectures import DEFAULT_ENCODER_ARCH, ENCODER_ARCHS
+from sslrobot.utils.architectures import DEFAULT_ENCODER_ARCH, ENCODER_ARCHS, POLICY_CONTEXTS
 from sslrobot.utils.config import check_bool_fields
 from sslrobot.utils.device import check_device_name
 
@@ -100,6 +100,12 @@ class PolicyConfig:
             changes, and the copies show it the same action under other ones.
         augment_color: Strength of the copies' colour jitter (brightness and per-channel
             gains, as ``pretrain --color-jitter``), in [0, 1).
+        context: BC on a frozen encoder or the state: ``"first"`` gives the head, beside each
+            frame's features, those of its episode's first frame (each augmented copy's from
+            its own first frame); the policy keeps them through an episode (``Policy.reset``
+            starts one). Where the goal stays put and the arm later comes between it and the
+            camera, the first frame still shows it whole (Reach; session 40's finding).
+            ``"none"`` (default): the current frame alone.
         feature_batch_size: Frames per encoder forward when computing features.
         cache_dir: Directory of an on-disk feature cache shared between runs (keyed by encoder
             weights, the encoder's device type, the dataset's identity, the code that computes
@@ -146,6 +152,7 @@ class PolicyConfig:
     augment_pad: int = 4
     augment_copies: int = 0
     augment_color: float = 0.15
+    context: str = "none"
     feature_batch_size: int = 256
     cache_dir: Path | None = None
     rl_algorithm: str = "sac"
@@ -312,6 +319,14 @@ class PolicyConfig:
         if self.image_size is not None and self.augment_pad >= self.image_size:
             raise ValueError(
                 f"augment_pad={self.augment_pad} must be below image_size={self.image_size}"
+            )
+        if self.context not in POLICY_CONTEXTS:
+            raise ValueError(f"context must be one of {POLICY_CONTEXTS}, got {self.context!r}")
+        if self.context != "none" and (self.algo != "bc" or self.encoder_kind == "scratch"):
+            raise ValueError(
+                f"context={self.context!r}: the first frame's features are cached once per "
+                "demonstration, so the context is for BC on a frozen encoder or the state; "
+                f"encoder {self.encoder!r} with algo {self.algo!r} cannot take it"
             )
         for algo, names in ALGO_ONLY_FIELDS.items():
             unused = [f"{n}={getattr(self, n)!r}" for n in names if getattr(self, n) != defaults[n]]

@@ -29,6 +29,9 @@ class ObservationEncoder(nn.Module):
         frozen: Whether the encoder is frozen (everything but ``scratch``).
         normalize_features: Standardise features with fitted statistics; off for ``scratch``,
             whose features are learned together with the head.
+        context: The head also reads the features (or state) of the episode's first frame,
+            given beside the current ones (``PolicyConfig.context == "first"``): the inputs
+            ``from_features`` takes are then 2F wide, and ``Policy`` keeps the first frame's.
     """
 
     def __init__(
@@ -38,22 +41,29 @@ class ObservationEncoder(nn.Module):
         proprio_dim: int,
         frozen: bool,
         normalize_features: bool = True,
+        context: bool = False,
     ) -> None:
         super().__init__()
         self.encoder = encoder
         self.feature_dim = feature_dim
         self.proprio_dim = proprio_dim
         self.frozen = frozen
+        self.context = context
         self.feature_norm: nn.Module = (
-            Normalizer(feature_dim) if normalize_features else nn.Identity()
+            Normalizer(self.input_feature_dim) if normalize_features else nn.Identity()
         )
         self.proprio_norm: nn.Module = Normalizer(proprio_dim) if proprio_dim else nn.Identity()
         if encoder is not None and frozen:
             freeze(encoder)
 
     @property
+    def input_feature_dim(self) -> int:
+        """Width of the features ``from_features`` takes: F, or 2F with the first frame's."""
+        return self.feature_dim * (2 if self.context else 1)
+
+    @property
     def output_dim(self) -> int:
-        return self.feature_dim + self.proprio_dim
+        return self.input_feature_dim + self.proprio_dim
 
     def train(self, mode: bool = True) -> ObservationEncoder:
         super().train(mode)
@@ -71,7 +81,8 @@ class ObservationEncoder(nn.Module):
         return self.encoder(pixels).float()
 
     def from_features(self, features: torch.Tensor, proprio: torch.Tensor | None) -> torch.Tensor:
-        """Policy input (B, F + P) from raw features (B, F) (or state) and proprio (B, P)."""
+        """Policy input (B, F + P) from raw features (B, F) (or state) and proprio (B, P);
+        with ``context``, features (B, 2F): the current ones, then the first frame's."""
         inputs = self.feature_norm(features)
         if self.proprio_dim:
             if proprio is None:
@@ -81,7 +92,17 @@ class ObservationEncoder(nn.Module):
 
     def forward(self, pixels: torch.Tensor, proprio: torch.Tensor | None) -> torch.Tensor:
         """Policy input (B, F + P) from uint8 frames (B, H, W, 3) and proprio (B, P)."""
+        self.refuse_context()
         return self.from_features(self.features(pixels), proprio)
+
+    def refuse_context(self) -> None:
+        """Raise where inputs are made from the current frame alone, which a head with
+        ``context`` would read as half its width (or fail on, deep in the normaliser)."""
+        if self.context:
+            raise ValueError(
+                "this policy reads its episode's first frame too: act through Policy, which "
+                "keeps it (reset() at each episode's start)"
+            )
 
 
 class BCNetwork(nn.Module):
@@ -126,14 +147,25 @@ def policy_inputs(
         obs_mode: ``"pixels"`` or ``"state"``.
         device: Where the encoder runs.
     """
+    obs_encoder.refuse_context()
+    features, proprio = raw_features(obs_encoder, observations, obs_mode, device)
+    with torch.no_grad():
+        return obs_encoder.from_features(features, proprio)
+
+
+def raw_features(
+    obs_encoder: ObservationEncoder, observations: Any, obs_mode: str, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Raw features (B, F) (the state, for ``obs_mode == "state"``) and proprio (B, P) (None
+    for the state) of a batch of raw observations, before normalisation and context."""
     with torch.no_grad():
         if obs_mode == "state":
             state = torch.as_tensor(np.array(observations, dtype=np.float32), device=device)
-            return obs_encoder.from_features(state, None)
+            return state, None
         # np.array copies: observations may be read-only (memory-mapped demonstrations).
         pixels = torch.as_tensor(np.array(observations["pixels"], dtype=np.uint8), device=device)
         proprio = np.array(observations["proprio"], dtype=np.float32)
-        return obs_encoder(pixels, torch.as_tensor(proprio, device=device))
+        return obs_encoder.features(pixels), torch.as_tensor(proprio, device=device)
 
 
 def freeze(module: nn.Module) -> nn.Module:

@@ -197,6 +197,7 @@ def base_record(
         "feature_dim": feature_dim,
         "encoder": resolved.describe(),
         "head": {"hidden_dims": list(config.hidden_dims)},
+        "context": config.context,
         "seed": config.seed,
         # What --device auto chose (train_config keeps what was asked): CPU and GPU results
         # differ in their last bits, and so do the curves that follow from them.

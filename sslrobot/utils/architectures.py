@@ -1,4 +1,5 @@
-"""Names of the encoder and frame-decoder architectures and the package's default encoder.
+"""Names of the encoder and frame-decoder architectures, the package's default encoder, and
+what a policy head reads beside the current frame.
 
 Torch-free, so the command line and the presets can offer and check them before torch loads;
 ``models.encoder`` maps each name to its ``EncoderConfig`` (tests/test_models.py checks that
@@ -22,3 +23,7 @@ DEFAULT_ENCODER_ARCH = "keypoints"
 #: Frame decoders of ``future`` / ``recon`` (``pretrain --decoder``; ``DecoderConfig.named``):
 #: ``dense`` (the default), ``heatmaps`` and ``keypoint-skip`` (keypoint encoders).
 DECODER_NAMES = ("dense", "heatmaps", "keypoint-skip")
+
+#: What a BC head reads beside the current frame's features (``PolicyConfig.context``):
+#: nothing, or the features of its episode's ``first`` frame.
+POLICY_CONTEXTS = ("none", "first")
