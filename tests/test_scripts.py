@@ -653,3 +653,47 @@ def test_readout_errors_are_binned_by_the_fingertips_distance_to_the_steered_obj
     assert lines[2].startswith("   7.0-10.0 cm:     1 frames; cube median 2.00")
     assert lines[3].startswith("  25.0- inf cm:     1 frames; cube median 4.00")
     assert "steps  30- 59:     1 frames; cube median 2.00" in lines[5]
+
+
+def test_select_by_validation_picks_each_policys_variant_on_validation_alone(
+    tmp_path: Path,
+) -> None:
+    """Per policy, the variant with the higher mean validation success over its checks is
+    picked (ties: the first named), and the picked row scores that variant's evaluation
+    success for the seed, whatever the other variant's evaluation says."""
+    import json
+    import subprocess
+
+    def run(name: str, rates: dict[str, list[float]], checks: dict[str, list[list[str]]]) -> Path:
+        root = tmp_path / name
+        rows = [{"env_id": "sslrobot/Reach-v0", "encoder": encoder, "num_demos": 25,
+                 "seeds": [0, 1], "success_per_seed": values, "visual_preset": "train"}
+                for encoder, values in rates.items()]  # fmt: skip
+        root.mkdir()
+        (root / "results.json").write_text(json.dumps({"aggregated": rows}))
+        for encoder, per_seed in checks.items():
+            for seed, values in enumerate(per_seed):
+                log = root / f"Reach-v0/policy/{encoder}/demos25/seed{seed}/policy/logs"
+                log.mkdir(parents=True)
+                lines = ["step,bc/train_loss,eval/val_success"]
+                lines += [f"{i},0.1,{v}" for i, v in enumerate(values)]
+                (log / "bc.csv").write_text("\n".join(lines) + "\n")
+        return root
+
+    plain = run("plain", {"fdm": [0.2, 0.6], "state": [0.8, 0.8], "none": [0.1, 0.1]},
+                {"fdm": [["0.5", "0.5"], ["0.4", "0.6"]], "state": [["0.9"], ["0.9"]],
+                 "none": [["0.1"], ["0.2"]]})  # fmt: skip
+    first = run("first", {"fdm": [0.9, 0.0], "state": [0.6, 0.6], "none": [0.3, 0.3]},
+                {"fdm": [["0.6", "0.6"], ["0.5", "0.5"]], "state": [["0.9"], ["0.8"]],
+                 "none": [["0.3"], ["0.2"]]})  # fmt: skip
+    command = [sys.executable, str(SCRIPTS / "select_by_validation.py"),
+               "--run", f"plain={plain}", "--run", f"first={first}"]  # fmt: skip
+    out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    # fdm: seed 0 picks first (0.6 > 0.5) and scores 90; seed 1 ties at 0.5 and keeps plain's 60.
+    assert "picked: success  75.0% (first / plain)" in out
+    assert "picked: success  80.0% (plain / plain)" in out  # state: 0.9 ties, 0.9 > 0.8
+    assert "picked: success  20.0% (first / plain)" in out  # none: 0.3 > 0.1, 0.2 ties
+    assert "fdm: 94% of state, +55.0 over none" in out  # picked: 75 / 80, 75 - 20
+    bad = subprocess.run([*command[:2], "--run", f"plain={plain}"], capture_output=True,
+                         text=True, check=False)  # fmt: skip
+    assert bad.returncode == 2 and "at least two variants" in bad.stderr
