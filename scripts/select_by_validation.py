@@ -9,11 +9,14 @@ check (``logs/bc.csv``). For every (task, encoder, demonstrations, training seed
 each variant's mean validation success over the checks, picks the variant with the highest
 (ties: the first named), and reports that variant's evaluation success for the seed. The
 evaluation episodes choose nothing, so the picked row is an honest score of "choose the
-setting by validation". Usage (each ``--run`` is ``LABEL=DIR``; a label may name several
-directories, one per task):
+setting by validation". The logged checks replay the same few episodes (the preset's 10)
+at every check, so they know 10 start states; ``--episodes N`` instead rolls each policy's
+checkpoint out on N validation episodes of its own, reset seeds ``SELECTION_SEED`` on (past
+the policies' own validation seeds, apart from every other range), and picks on those. Usage
+(each ``--run`` is ``LABEL=DIR``; a label may name several directories, one per task):
 
     python scripts/select_by_validation.py --run none=runs/s42/reach --run none=runs/s42/push \
-        --run first=runs/s42/reach_first --run first=runs/s42/push_first
+        --run first=runs/s42/reach_first --run first=runs/s42/push_first --episodes 100
 
 Prints, per task and encoder, each variant's evaluation success (mean over training seeds,
 then per seed) and mean validation success, the variant picked for each seed, and the picked
@@ -30,8 +33,13 @@ import json
 from collections import defaultdict
 from pathlib import Path
 
+from sslrobot.policy.config import VALIDATION_SEED_BASE
+
 #: A policy: (task slug, encoder, demonstrations, training seed).
 Key = tuple[str, str, int, int]
+#: First reset seed of ``--episodes``' validation rollouts: past the 1,000,000 on that
+#: ``bc_val_episodes`` uses, below anything a run's other ranges reach.
+SELECTION_SEED = VALIDATION_SEED_BASE + 100_000
 
 
 def parse_args() -> argparse.Namespace:
@@ -44,6 +52,13 @@ def parse_args() -> argparse.Namespace:
         help="a variant's run directory (repeat; a label may name one directory per task)",
     )
     parser.add_argument("--checkpoint", default="final", choices=("final", "best"))
+    parser.add_argument(
+        "--episodes",
+        type=int,
+        default=0,
+        help="pick on this many fresh validation episodes per policy (default: 0, the "
+        "logged online checks)",
+    )
     args = parser.parse_args()
     args.variants = defaultdict(list)
     for item in args.run:
@@ -73,15 +88,28 @@ def evaluation_success(run: Path, checkpoint: str) -> dict[Key, float]:
     return scores
 
 
-def validation_success(run: Path, key: Key) -> float:
-    """Mean success over the validation checks of one policy of the run.
+def policy_dir(run: Path, key: Key) -> Path:
+    slug, encoder, demos, seed = key
+    return run / slug / "policy" / encoder / f"demos{demos}" / f"seed{seed}" / "policy"
+
+
+def validation_success(run: Path, key: Key, episodes: int, checkpoint: str) -> float:
+    """One policy's success on ``episodes`` fresh validation episodes, or (0) its mean over
+    the online validation checks it logged.
 
     Raises:
         SystemExit: naming the policy's log when it holds no validation success (the run
             had no ``bc_val_episodes``).
     """
-    slug, encoder, demos, seed = key
-    log = run / slug / "policy" / encoder / f"demos{demos}" / f"seed{seed}" / "policy" / "logs"
+    if episodes:
+        from sslrobot.evaluation.evaluate import evaluate
+
+        directory = policy_dir(run, key)
+        record = evaluate(
+            directory, num_episodes=episodes, seed=SELECTION_SEED, checkpoint=checkpoint
+        )
+        return float(record["success_rate"])
+    log = policy_dir(run, key) / "logs"
     with (log / "bc.csv").open() as file:
         rows = list(csv.DictReader(file))
     values = [float(row["eval/val_success"]) for row in rows if row.get("eval/val_success")]
@@ -92,7 +120,10 @@ def validation_success(run: Path, key: Key) -> float:
 
 def main() -> None:
     args = parse_args()
-    print(f"select_by_validation: checkpoint={args.checkpoint}, variants:")
+    source = "the logged online checks"
+    if args.episodes:
+        source = f"{args.episodes} episodes from seed {SELECTION_SEED}"
+    print(f"select_by_validation: checkpoint={args.checkpoint}, validation on {source}:")
     for label, runs in args.variants.items():
         print(f"  {label}: {', '.join(str(r) for r in runs)}")
     tests: dict[str, dict[Key, float]] = {label: {} for label in args.variants}
@@ -106,7 +137,11 @@ def main() -> None:
     if not shared:
         raise SystemExit("the variants share no policy (task, encoder, demos, seed)")
     validation = {
-        label: {key: validation_success(home[label][key], key) for key in shared} for label in tests
+        label: {
+            key: validation_success(home[label][key], key, args.episodes, args.checkpoint)
+            for key in shared
+        }
+        for label in tests
     }
     # max keeps the first of equal values: ties go to the first variant named.
     picked = {key: max(tests, key=lambda label: validation[label][key]) for key in shared}
