@@ -11,8 +11,9 @@ each variant's mean validation success over the checks, picks the variant with t
 evaluation episodes choose nothing, so the picked row is an honest score of "choose the
 setting by validation". The logged checks replay the same few episodes (the preset's 10)
 at every check, so they know 10 start states; ``--episodes N`` instead rolls each policy's
-checkpoint out on N validation episodes of its own, reset seeds ``SELECTION_SEED`` on (past
-the policies' own validation seeds, apart from every other range), and picks on those. Usage
+checkpoint out on N validation episodes of its own, reset seeds 1,100,000 on
+(``SELECTION_SEED_BASE``, as ``sslrobot run --set bc_context=auto`` chooses: past the
+policies' own validation seeds, apart from every other range), and picks on those. Usage
 (each ``--run`` is ``LABEL=DIR``; a label may name several directories, one per task):
 
     python scripts/select_by_validation.py --run none=runs/s42/reach --run none=runs/s42/push \
@@ -33,13 +34,10 @@ import json
 from collections import defaultdict
 from pathlib import Path
 
-from sslrobot.policy.config import VALIDATION_SEED_BASE
+from sslrobot.policy.config import SELECTION_SEED_BASE as SELECTION_SEED
 
 #: A policy: (task slug, encoder, demonstrations, training seed).
 Key = tuple[str, str, int, int]
-#: First reset seed of ``--episodes``' validation rollouts: past the 1,000,000 on that
-#: ``bc_val_episodes`` uses, below anything a run's other ranges reach.
-SELECTION_SEED = VALIDATION_SEED_BASE + 100_000
 
 
 def parse_args() -> argparse.Namespace:

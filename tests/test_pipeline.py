@@ -343,8 +343,40 @@ def test_first_frame_context_reaches_every_bc_head_but_scratchs(
         name = str(stage.parent.relative_to(copy))
         assert (name in reran) == (encoder != "scratch"), name
     assert "Context: the BC heads of frozen encoders" in (copy / "report.md").read_text()
-    with pytest.raises(ValueError, match=r"bc_context must be one of \('none', 'first'\)"):
+    with pytest.raises(ValueError, match=r"bc_context must be one of \('none', 'first', 'auto'\)"):
         make_run_config("quick", bc_context="last")
+
+
+def test_auto_context_keeps_each_policys_better_candidate_on_selection_episodes(
+    quick_run: Path, tmp_path: Path
+) -> None:
+    """``bc_context="auto"``: each frozen and state head is trained with and without the
+    first frame, each candidate scored on its own validation episodes, and the better one
+    (ties: without) is the policy the run evaluates; scratch trains once; the report says
+    what was kept."""
+    from sslrobot.pipeline.run import CONTEXT_CHOICE
+
+    config = dataclasses.replace(QUICK, bc_context="auto", bc_select_episodes=2)
+    copy, _ = _rerun_copy(quick_run, tmp_path, config, "bc_context 'none' -> 'auto'")
+    stages = sorted(copy.glob("*/policy/*/demos*/seed*/stage.json"))
+    assert stages
+    for stage in stages:
+        folder, encoder = stage.parent, stage.parts[-4]
+        if encoder == "scratch":
+            assert not (folder / CONTEXT_CHOICE).exists() and not (folder / "candidates").exists()
+            continue
+        choice = json.loads((folder / CONTEXT_CHOICE).read_text())
+        assert (choice["episodes"], choice["seed"]) == (2, 1_100_000)
+        best = max(choice["success"].values())
+        expected = "none" if choice["success"]["none"] == best else "first"
+        assert choice["chosen"] == expected
+        record = json.loads((folder / "policy" / "policy_config.json").read_text())
+        assert record["context"] == expected
+        kept = (folder / "candidates" / expected / "policy" / "final.safetensors").read_bytes()
+        assert (folder / "policy" / "final.safetensors").read_bytes() == kept
+    assert "Context: every BC head of a frozen encoder" in (copy / "report.md").read_text()
+    with pytest.raises(ValueError, match="bc_select_episodes must be >= 1, got 0"):
+        make_run_config("quick", bc_context="auto", bc_select_episodes=0)
 
 
 def test_best_checkpoints_are_evaluated_beside_the_final_ones_and_labelled(
@@ -697,6 +729,9 @@ def test_a_set_without_effect_is_named_and_not_counted_as_a_change(tmp_path: Pat
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         config("--preset", "default", "--set", "bc_augment_color=0.3")  # 8 copies: read
+        config("--preset", "quick", "--set", "bc_context=auto", "--set", "bc_select_episodes=5")
+    with pytest.warns(UserWarning, match="bc_select_episodes=5 has no effect: bc_context is not"):
+        config("--preset", "quick", "--set", "bc_context=first", "--set", "bc_select_episodes=5")
     plain = config("--preset", "default", "--set", "bc_augment_copies=0")
     earlier = {**json.loads(json.dumps(plain.to_dict())), "bc_augment_color": 0.15}
     (tmp_path / "config.json").write_text(json.dumps(earlier))

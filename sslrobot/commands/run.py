@@ -69,11 +69,11 @@ def run_config_from_args(args: argparse.Namespace) -> RunConfig:
     ``--transfer-objective`` flags applied; a flag and a ``--set`` of the same field that
     disagree are refused rather than one silently winning."""
     from sslrobot.pipeline.presets import (
-        INERT_WHEN_OFF,
         TRANSFER_OFF,
         inert_settings,
         make_run_config,
         parse_overrides,
+        why_inert,
     )
 
     overrides = parse_overrides(args.assignments)
@@ -98,7 +98,7 @@ def run_config_from_args(args: argparse.Namespace) -> RunConfig:
     values = config.to_dict()
     for key in sorted(inert_settings(values) & set(overrides)):
         warnings.warn(
-            f"--set {key}={overrides[key]!r} has no effect: {INERT_WHEN_OFF[key]} is 0",
+            f"--set {key}={overrides[key]!r} has no effect: {why_inert(key)}",
             stacklevel=2,
         )
     return config

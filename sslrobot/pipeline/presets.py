@@ -10,7 +10,7 @@ from typing import Any
 
 from sslrobot.data.policies import POLICY_NAMES
 from sslrobot.envs import ENV_IDS, LATEST_ENV_IDS
-from sslrobot.utils.architectures import DEFAULT_ENCODER_ARCH, ENCODER_ARCHS, POLICY_CONTEXTS
+from sslrobot.utils.architectures import DEFAULT_ENCODER_ARCH, ENCODER_ARCHS, RUN_CONTEXTS
 
 #: encoders every preset compares: pretrained ones by objective name, plus the baselines.
 BASELINE_ENCODERS = ("none", "scratch", "state")
@@ -29,12 +29,24 @@ INERT_WHEN_OFF = {
     "bc_augment_color": "bc_augment_copies",
     "transport_keypoints": "transport_weight",
 }
+#: Likewise, settings that refine one value of another: the candidates' validation episodes
+#: count only where the context is chosen.
+INERT_UNLESS = {"bc_select_episodes": ("bc_context", "auto")}
 
 
 def inert_settings(values: dict[str, Any]) -> set[str]:
     """The fields of ``values`` (a config as ``config.json`` holds it) that no stage reads
     there, because the setting each refines is off."""
-    return {key for key, switch in INERT_WHEN_OFF.items() if not values.get(switch, 0)}
+    off = {key for key, switch in INERT_WHEN_OFF.items() if not values.get(switch, 0)}
+    return off | {key for key, (switch, on) in INERT_UNLESS.items() if values.get(switch) != on}
+
+
+def why_inert(key: str) -> str:
+    """Why ``key`` (one of ``inert_settings``) has no effect, for a warning."""
+    if key in INERT_UNLESS:
+        switch, on = INERT_UNLESS[key]
+        return f"{switch} is not {on!r}"
+    return f"{INERT_WHEN_OFF[key]} is 0"
 
 
 #: What each annotation of ``RunConfig`` admits (bool is refused where an int is meant).
@@ -116,7 +128,13 @@ class RunConfig:
             the features of their episode's first frame (``PolicyConfig.context``); scratch,
             trained end to end, reads the current frame alone. ``"none"`` (default). On Reach
             with keypoint transport it gained 7.5 points (session 40, 9 of 9 seed pairs), on
-            Push it lost 3-5: the cube moves, the first frame misplaces it.
+            Push it lost 3-5: the cube moves, the first frame misplaces it. ``"auto"``: each
+            such policy is trained both ways and the one with the higher success on
+            ``bc_select_episodes`` validation episodes (reset seeds from
+            ``SELECTION_SEED_BASE``, which nothing else uses) is kept and evaluated.
+        bc_select_episodes: validation episodes per candidate policy of ``bc_context="auto"``
+            (200: the preset's 10 online validation episodes rated the context below the
+            plain head on Reach, where 300 evaluation episodes put it 7 points above).
         bc_val_episodes: online validation episodes per check of every BC run (5 checks; seeds
             from ``VALIDATION_SEED_BASE``, apart from demonstrations' and evaluation's): each
             policy then also keeps its best checkpoint (highest validation success), evaluated
@@ -185,6 +203,7 @@ class RunConfig:
     bc_augment_copies: int = 0
     bc_augment_color: float = 0.15
     bc_context: str = "none"
+    bc_select_episodes: int = 200
     bc_val_episodes: int = 0
     policy_seeds: tuple[int, ...] = (0, 1, 2)
     eval_episodes: int = 50
@@ -310,10 +329,10 @@ class RunConfig:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if not 0.0 <= self.bc_augment_color < 1.0:
             raise ValueError(f"bc_augment_color must be in [0, 1), got {self.bc_augment_color}")
-        if self.bc_context not in POLICY_CONTEXTS:
-            raise ValueError(
-                f"bc_context must be one of {POLICY_CONTEXTS}, got {self.bc_context!r}"
-            )
+        if self.bc_context not in RUN_CONTEXTS:
+            raise ValueError(f"bc_context must be one of {RUN_CONTEXTS}, got {self.bc_context!r}")
+        if self.bc_select_episodes < 1:
+            raise ValueError(f"bc_select_episodes must be >= 1, got {self.bc_select_episodes}")
         if min(self.policy_seeds) < 0:
             raise ValueError(f"policy_seeds must be >= 0, got {self.policy_seeds}")
         self._check_seed_ranges()

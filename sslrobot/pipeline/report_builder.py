@@ -23,7 +23,7 @@ from sslrobot.pipeline.presets import (
     UNLABELED_SEED_BASE,
     RunConfig,
 )
-from sslrobot.pipeline.run import TaskArtifacts, task_slug
+from sslrobot.pipeline.run import CONTEXT_CHOICE, TaskArtifacts, task_slug
 from sslrobot.pipeline.stages import StageResult, read_json_file
 from sslrobot.utils.io import atomic_copy, atomic_write_json, atomic_write_to_name
 
@@ -545,6 +545,29 @@ def seed_coverage_note(num_seeds: int) -> str:
     )
 
 
+def context_choice_note(config: RunConfig, artifacts: Sequence[TaskArtifacts]) -> str:
+    """What ``bc_context="auto"`` chose, per task and encoder: how many of its policies
+    kept the first frame's context."""
+    counts: dict[str, list[str]] = {}
+    for task in artifacts:
+        for encoder, _demos, _seed, stage in task.policies:
+            path = stage.path / CONTEXT_CHOICE
+            if path.is_file():
+                chosen = read_json_file(path)["chosen"]
+                counts.setdefault(f"{task_slug(task.env_id)} {encoder}", []).append(chosen)
+    listed = "; ".join(
+        f"{key} {choices.count('first')} of {len(choices)}" for key, choices in counts.items()
+    )
+    return (
+        "Context: every BC head of a frozen encoder and of the state oracle was trained "
+        "twice, on the current frame alone and with its episode's first frame's features "
+        f"beside it, and the one with the higher success on {config.bc_select_episodes} "
+        "validation episodes (reset seeds from 1,100,000, which evaluation never uses; ties "
+        "keep the current frame alone) was evaluated; scratch reads the current frame alone. "
+        f"Policies that kept the first frame: {listed or 'none'}."
+    )
+
+
 def build_report(
     config: RunConfig,
     out: Path,
@@ -670,6 +693,8 @@ def build_report(
             "features (or state) of their episode's first frame, kept through the episode; "
             "scratch, trained end to end, reads the current frame alone."
         )
+    if config.bc_context == "auto":
+        report["notes"].append(context_choice_note(config, artifacts))
     if not config.heldout_eval:
         report["notes"].append(
             "Robustness to visual change was not measured in this run: no policy was evaluated "

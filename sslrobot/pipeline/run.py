@@ -17,7 +17,7 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tqdm.auto import tqdm
 
@@ -37,10 +37,16 @@ from sslrobot.pipeline.stages import (
     read_json_file,
     stop_if_interrupted,
 )
+from sslrobot.utils.architectures import POLICY_CONTEXTS
 from sslrobot.utils.io import atomic_write_json, exclusive_lock, remove_interrupted_writes
+
+if TYPE_CHECKING:
+    from sslrobot.policy import PolicyConfig
 
 #: Lock file of a run directory (held while ``run_pipeline`` works in it).
 RUN_LOCK = ".run.lock"
+#: A BC stage's record of the context ``bc_context="auto"`` chose, beside its ``policy/``.
+CONTEXT_CHOICE = "context_choice.json"
 
 
 def none_init_name(seed: int) -> str:
@@ -823,6 +829,8 @@ class Pipeline:
         context = "none" if encoder_name == "scratch" else self.config.bc_context
         if context != "none":  # likewise
             settings["context"] = context
+        if context == "auto":
+            settings["select_episodes"] = self.config.bc_select_episodes
         if self.config.bc_val_episodes:  # likewise
             settings["val_episodes"] = self.config.bc_val_episodes
         demo_offset = self.config.demo_offset(seed)
@@ -852,11 +860,14 @@ class Pipeline:
                 encoder_arch=arch,
                 augment_copies=copies,
                 augment_color=color,
-                context=context,
+                context="none" if context == "auto" else context,
                 val_episodes=self.config.bc_val_episodes,
                 overwrite=True,  # the stage runner decides what to redo in its directories
                 resume=resume and can_resume(stage_dir / "policy"),
             )
+            if context == "auto":
+                self._choose_context(name, stage_dir, config, resume)
+                return {"policy": "policy"}
             try:
                 train_policy(config)
             except ResumeError as error:  # e.g. the run directory moved: its paths changed
@@ -866,6 +877,41 @@ class Pipeline:
 
         name = f"{slug}/policy/{encoder_name}/demos{num_demos}/seed{seed}"
         return self._stage(name, settings, run, depends_on=depends, resumes=True)
+
+    def _choose_context(
+        self, name: str, stage_dir: Path, config: PolicyConfig, resume: bool
+    ) -> None:
+        """``bc_context="auto"``: train the policy with each context under
+        ``candidates/<context>/``, score each on ``bc_select_episodes`` validation episodes
+        (reset seeds from ``SELECTION_SEED_BASE``; ties keep the plain head), copy the better
+        one to ``policy/`` and record the choice in ``context_choice.json``."""
+        from sslrobot.evaluation.evaluate import evaluate
+        from sslrobot.policy import train_policy
+        from sslrobot.policy.checkpoint import ResumeError, can_resume
+        from sslrobot.policy.config import SELECTION_SEED_BASE
+
+        episodes = self.config.bc_select_episodes
+        scores = {}
+        for option in POLICY_CONTEXTS:
+            out = stage_dir / "candidates" / option / "policy"
+            candidate = replace(config, context=option, out=out, resume=resume and can_resume(out))
+            try:
+                train_policy(candidate)
+            except ResumeError as error:
+                self._log(f"[redo] {name} ({option}): cannot resume ({error}); training anew")
+                train_policy(replace(candidate, resume=False))
+            result = evaluate(out, num_episodes=episodes, seed=SELECTION_SEED_BASE,
+                              device=self.device)  # fmt: skip
+            scores[option] = result["success_rate"]
+        chosen = max(POLICY_CONTEXTS, key=lambda option: scores[option])  # ties: the first
+        target, staged = stage_dir / "policy", stage_dir / "policy.copying"
+        shutil.rmtree(staged, ignore_errors=True)
+        shutil.copytree(stage_dir / "candidates" / chosen / "policy", staged)
+        shutil.rmtree(target, ignore_errors=True)
+        staged.rename(target)
+        choice = {"chosen": chosen, "success": scores, "episodes": episodes,
+                  "seed": SELECTION_SEED_BASE}  # fmt: skip
+        atomic_write_json(stage_dir / CONTEXT_CHOICE, choice)
 
     def _evaluate(
         self,

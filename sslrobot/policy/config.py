@@ -34,6 +34,10 @@ DEFAULT_RL_STEPS = 50_000
 #: Validation episodes use seeds from here on, so they never coincide with evaluation seeds
 #: (which are documented to stay below it) or with demonstration seeds.
 VALIDATION_SEED_BASE = 1_000_000
+#: Episodes that choose between trained policies (``sslrobot run --set bc_context=auto``,
+#: ``scripts/select_by_validation.py``) start here: past the online validation's seeds,
+#: apart from demonstrations and evaluation, so the evaluation episodes choose nothing.
+SELECTION_SEED_BASE = VALIDATION_SEED_BASE + 100_000
 #: PPO's shortest rollout per sub-env (a multiple of 64 keeps SB3's minibatches whole): a
 #: budget below one rollout of every sub-env would train nothing.
 PPO_MIN_ROLLOUT = 64

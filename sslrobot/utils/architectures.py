@@ -27,3 +27,6 @@ DECODER_NAMES = ("dense", "heatmaps", "keypoint-skip")
 #: What a BC head reads beside the current frame's features (``PolicyConfig.context``):
 #: nothing, or the features of its episode's ``first`` frame.
 POLICY_CONTEXTS = ("none", "first")
+#: What ``sslrobot run`` gives its BC heads: one of those, or ``auto``, each policy trained
+#: with both and the one with the higher success on validation episodes kept.
+RUN_CONTEXTS = (*POLICY_CONTEXTS, "auto")
