@@ -798,8 +798,8 @@ class Pipeline:
         seed: int,
         artifacts: TaskArtifacts,
     ) -> StageResult:
-        from sslrobot.policy import PolicyConfig, train_policy
-        from sslrobot.policy.checkpoint import ResumeError, can_resume
+        from sslrobot.policy import PolicyConfig
+        from sslrobot.policy.checkpoint import can_resume
 
         depends: tuple[StageResult, ...] = (artifacts.demos,)
         if encoder_name in artifacts.pretrain and encoder_name != "none":
@@ -867,12 +867,8 @@ class Pipeline:
             )
             if context == "auto":
                 self._choose_context(name, stage_dir, config, resume)
-                return {"policy": "policy"}
-            try:
-                train_policy(config)
-            except ResumeError as error:  # e.g. the run directory moved: its paths changed
-                self._log(f"[redo] {name}: cannot resume ({error}); training it anew")
-                train_policy(replace(config, resume=False))
+            else:
+                self._train_or_restart(name, config)
             return {"policy": "policy"}
 
         name = f"{slug}/policy/{encoder_name}/demos{num_demos}/seed{seed}"
@@ -886,8 +882,7 @@ class Pipeline:
         (reset seeds from ``SELECTION_SEED_BASE``; ties keep the plain head), copy the better
         one to ``policy/`` and record the choice in ``context_choice.json``."""
         from sslrobot.evaluation.evaluate import evaluate
-        from sslrobot.policy import train_policy
-        from sslrobot.policy.checkpoint import ResumeError, can_resume
+        from sslrobot.policy.checkpoint import can_resume
         from sslrobot.policy.config import SELECTION_SEED_BASE
 
         episodes = self.config.bc_select_episodes
@@ -895,13 +890,10 @@ class Pipeline:
         for option in POLICY_CONTEXTS:
             out = stage_dir / "candidates" / option / "policy"
             candidate = replace(config, context=option, out=out, resume=resume and can_resume(out))
-            try:
-                train_policy(candidate)
-            except ResumeError as error:
-                self._log(f"[redo] {name} ({option}): cannot resume ({error}); training anew")
-                train_policy(replace(candidate, resume=False))
-            result = evaluate(out, num_episodes=episodes, seed=SELECTION_SEED_BASE,
-                              device=self.device)  # fmt: skip
+            self._train_or_restart(f"{name} ({option})", candidate)
+            result = evaluate(
+                out, num_episodes=episodes, seed=SELECTION_SEED_BASE, device=self.device
+            )
             scores[option] = result["success_rate"]
         chosen = max(POLICY_CONTEXTS, key=lambda option: scores[option])  # ties: the first
         target, staged = stage_dir / "policy", stage_dir / "policy.copying"
@@ -909,9 +901,20 @@ class Pipeline:
         shutil.copytree(stage_dir / "candidates" / chosen / "policy", staged)
         shutil.rmtree(target, ignore_errors=True)
         staged.rename(target)
-        choice = {"chosen": chosen, "success": scores, "episodes": episodes,
-                  "seed": SELECTION_SEED_BASE}  # fmt: skip
-        atomic_write_json(stage_dir / CONTEXT_CHOICE, choice)
+        choice = {"chosen": chosen, "success": scores, "episodes": episodes}
+        atomic_write_json(stage_dir / CONTEXT_CHOICE, {**choice, "seed": SELECTION_SEED_BASE})
+
+    def _train_or_restart(self, name: str, config: PolicyConfig) -> None:
+        """Train the policy ``config`` describes; a resume its checkpoint refuses (e.g. the
+        run directory moved: its paths changed) trains it anew instead."""
+        from sslrobot.policy import train_policy
+        from sslrobot.policy.checkpoint import ResumeError
+
+        try:
+            train_policy(config)
+        except ResumeError as error:
+            self._log(f"[redo] {name}: cannot resume ({error}); training it anew")
+            train_policy(replace(config, resume=False))
 
     def _evaluate(
         self,
