@@ -882,7 +882,7 @@ class Pipeline:
         (reset seeds from ``SELECTION_SEED_BASE``; ties keep the plain head), copy the better
         one to ``policy/`` and record the choice in ``context_choice.json``."""
         from sslrobot.evaluation.evaluate import evaluate
-        from sslrobot.policy.checkpoint import can_resume
+        from sslrobot.policy.checkpoint import can_resume, read_policy_config, write_policy_config
         from sslrobot.policy.config import SELECTION_SEED_BASE
 
         episodes = self.config.bc_select_episodes
@@ -896,13 +896,19 @@ class Pipeline:
             )
             scores[option] = result["success_rate"]
         chosen = max(POLICY_CONTEXTS, key=lambda option: scores[option])  # ties: the first
+        choice = {"chosen": chosen, "success": scores, "episodes": episodes}
+        choice["seed"] = SELECTION_SEED_BASE
         target, staged = stage_dir / "policy", stage_dir / "policy.copying"
         shutil.rmtree(staged, ignore_errors=True)
         shutil.copytree(stage_dir / "candidates" / chosen / "policy", staged)
+        # The seeds of one configuration may choose differently: their records say "auto",
+        # what was asked (and what evaluation groups them by), beside what each kept.
+        record = read_policy_config(staged)
+        record["train_config"]["context"] = "auto"
+        write_policy_config(staged, {**record, "context_choice": choice})
         shutil.rmtree(target, ignore_errors=True)
         staged.rename(target)
-        choice = {"chosen": chosen, "success": scores, "episodes": episodes}
-        atomic_write_json(stage_dir / CONTEXT_CHOICE, {**choice, "seed": SELECTION_SEED_BASE})
+        atomic_write_json(stage_dir / CONTEXT_CHOICE, choice)
 
     def _train_or_restart(self, name: str, config: PolicyConfig) -> None:
         """Train the policy ``config`` describes; a resume its checkpoint refuses (e.g. the
