@@ -126,11 +126,11 @@ class RunConfig:
             11%; the train look within the seeds' spread).
         bc_context: ``"first"``: BC heads on frozen encoders and the state oracle also read
             the features of their episode's first frame (``PolicyConfig.context``); scratch,
-            trained end to end, reads the current frame alone. ``"none"`` (default). On Reach
-            with keypoint transport it gained 7.5 points (session 40, 9 of 9 seed pairs), on
-            Push it lost 3-5: the cube moves, the first frame misplaces it. ``"auto"``: each
-            such policy is trained both ways and the one with the higher success on
-            ``bc_select_episodes`` validation episodes (reset seeds from
+            trained end to end, reads the current frame alone. ``"none"`` (default). With
+            keypoint transport it lifted Reach's ``fdm+future`` heads by 6.7 points and cost
+            Push's oracle 22 (session 42): the cube moves, its first place misleads.
+            ``"auto"``: each such policy is trained both ways, and the one with the higher
+            success on ``bc_select_episodes`` validation episodes (reset seeds from
             ``SELECTION_SEED_BASE``, which nothing else uses) is kept and evaluated.
         bc_select_episodes: validation episodes per candidate policy of ``bc_context="auto"``
             (200: the preset's 10 online validation episodes rated the context below the

@@ -548,6 +548,8 @@ def seed_coverage_note(num_seeds: int) -> str:
 def context_choice_note(config: RunConfig, artifacts: Sequence[TaskArtifacts]) -> str:
     """What ``bc_context="auto"`` chose, per task and encoder: how many of its policies
     kept the first frame's context."""
+    from sslrobot.policy.config import SELECTION_SEED_BASE
+
     counts: dict[str, list[str]] = {}
     for task in artifacts:
         for encoder, _demos, _seed, stage in task.policies:
@@ -562,8 +564,9 @@ def context_choice_note(config: RunConfig, artifacts: Sequence[TaskArtifacts]) -
         "Context: every BC head of a frozen encoder and of the state oracle was trained "
         "twice, on the current frame alone and with its episode's first frame's features "
         f"beside it, and the one with the higher success on {config.bc_select_episodes} "
-        "validation episodes (reset seeds from 1,100,000, which evaluation never uses; ties "
-        "keep the current frame alone) was evaluated; scratch reads the current frame alone. "
+        f"validation episodes (reset seeds from {SELECTION_SEED_BASE:,}, which evaluation "
+        "never uses; ties keep the current frame alone) was evaluated; scratch reads the "
+        "current frame alone. "
         f"Policies that kept the first frame: {listed or 'none'}."
     )
 
