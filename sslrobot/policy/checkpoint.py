@@ -356,7 +356,7 @@ class Policy:
     Deterministic: BC heads are deterministic, RL policies act with their mean action. A
     policy trained with ``context="first"`` keeps the features of its episode's first
     observation: call ``reset()`` before each episode (``run_episode`` does); a batch's rows
-    are episodes that started together.
+    are episodes that started together, and a batch of another size starts new ones.
 
     Attributes:
         record: The policy's ``policy_config.json``.
