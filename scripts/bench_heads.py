@@ -94,7 +94,10 @@ Session 22 (raw output: docs/results/benchmarks/bench_heads_forms_session22.txt)
         --aug-pad 4 --head-form skip
 
 ``--head-form linear`` fits a linear map (then tanh) instead of the run's MLP, ``skip`` the two
-summed before the tanh (``bench_readout.SkipHead``), for ``mlp``, ``augment``,
+summed before the tanh (``bench_readout.SkipHead``), ``gmm`` a Gaussian mixture over actions
+fitted by likelihood and acting on its most probable component's mean, ``gmm-sample`` the same
+acting on a component drawn by the weights (``bench_readout.MixtureHead``; session 43), for
+``mlp``, ``augment``,
 ``augment-first``, ``consistency`` and ``state``; ``--mixup A`` mixes each batch row of those
 heads with another, inputs and actions alike, by a Beta(A, A) weight (raw output:
 docs/results/benchmarks/bench_heads_mixup_session22.txt).
@@ -265,7 +268,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--agreement",
         action="store_true",
-        help="print where in the episodes each head's actions leave the expert's (cosine)",
+        help="print where in the episodes each head's actions leave the expert's (cosine), "
+        "and how large its actions are beside the expert's there (a stall)",
     )
     parser.add_argument(
         "--demo-noise-correlation", type=float, default=0.5, help="DART: AR(1) coefficient"
@@ -913,16 +917,19 @@ def agreeing(
     cosines: list[float],
     distances: list[float],
     offset: list[int],
+    speeds: list[tuple[float, float]],
 ) -> Callable[[dict], np.ndarray]:
     """``policy``, appending at each step the cosine between its action and the expert's at
-    the same state, and the fingertip's distance to the task's object (the state's ``offset``
-    columns; none recorded without them): ``--agreement``, where a head goes wrong."""
+    the same state, the fingertip's distance to the task's object (the state's ``offset``
+    columns; none recorded without them) and the two actions' norms: ``--agreement``, where a
+    head goes wrong, and whether it stalls there."""
 
     def act(obs: dict) -> np.ndarray:
         action = np.asarray(policy(obs), dtype=np.float64)
         expert = np.asarray(expert_action(env), dtype=np.float64)
         norms = np.linalg.norm(action) * np.linalg.norm(expert)
         cosines.append(float(action @ expert / norms) if norms > 0 else 0.0)
+        speeds.append((float(np.linalg.norm(action)), float(np.linalg.norm(expert))))
         if offset:
             distances.append(float(np.linalg.norm(np.asarray(obs["state"])[offset])))
         return action
@@ -943,6 +950,24 @@ def agreement_summary(records: list[tuple[bool, list[float]]]) -> str:
         ]
         parts.append(f"{label} {len(runs)}: " + " / ".join(f"{v:.2f}" for v in spans))
     return "cosine to the expert's action, steps 0-2 / 3-9 / 10+: " + "; ".join(parts)
+
+
+def speed_summary(records: list[tuple[bool, list[tuple[float, float]]]]) -> str:
+    """Median over episodes of the mean norm of the head's action and of the expert's at the
+    same states, in steps 0-9, 10-49 and 50 on, for successes and failures apart: a failure
+    whose head acts far more softly than the expert late in its episode has stalled (an MSE
+    head averaging actions it cannot tell apart), one that acts as strongly has gone
+    elsewhere."""
+    parts = []
+    for label, success in (("successes", True), ("failures", False)):
+        runs = [np.asarray(v) for ok, v in records if ok == success and v]
+        cells = []
+        for a, b in ((0, 10), (10, 50), (50, None)):
+            spans = [v[a:b].mean(0) for v in runs if len(v) > a]
+            head, expert = np.median(spans, axis=0) if spans else (np.nan, np.nan)
+            cells.append(f"{head:.2f}/{expert:.2f} ({len(spans)})")
+        parts.append(f"{label}: " + " ; ".join(cells))
+    return "action norm, head/expert, steps 0-9 ; 10-49 ; 50+ (episodes): " + "; ".join(parts)
 
 
 def distance_summary(records: list[tuple[bool, list[float], list[float]]]) -> str:
@@ -1014,6 +1039,8 @@ def check_options(args: argparse.Namespace, demos: object) -> None:
         if ignoring:
             raise SystemExit(f"--head-form, --mixup and --dropout change only "
                              f"{sorted(MLP_HEADS)}: {ignoring} would ignore them")  # fmt: skip
+    if args.head_form.startswith("gmm") and args.mixup:
+        raise SystemExit("--mixup with --head-form gmm would fit mixtures to averaged actions")
     if len(set(args.heads)) != len(args.heads):
         raise SystemExit(f"--heads {args.heads}: a head given twice would be listed twice")
     check_demos_and_seeds(args, demos)
@@ -1072,7 +1099,7 @@ def main() -> None:
         "delta": fit_delta,
     }
     results: dict[str, list[float]] = {head: [] for head in args.heads}
-    agreement: dict[str, list[tuple[bool, list[float], list[float]]]] = {
+    agreement: dict[str, list[tuple[bool, list[float], list[float], list]]] = {
         head: [] for head in args.heads
     }
     names = demos.manifest.get("state_names") or []
@@ -1153,13 +1180,14 @@ def main() -> None:
                     getattr(act, "reset", lambda: None)()  # stateful heads: chunk, context
                     cosines: list[float] = []
                     distances: list[float] = []
+                    speeds: list[tuple[float, float]] = []
                     acting = (
-                        agreeing(policy, env, cosines, distances, offset)
+                        agreeing(policy, env, cosines, distances, offset, speeds)
                         if args.agreement
                         else policy
                     )
                     episodes.append(run_episode(env, acting, episode_seed)[0])
-                    agreement[name].append((episodes[-1].success, cosines, distances))
+                    agreement[name].append((episodes[-1].success, cosines, distances, speeds))
                 results[name].append(float(np.mean([e.success for e in episodes])))
                 print(f"seed {seed} {name:9s} success {results[name][-1]:.3f}", flush=True)
     finally:
@@ -1170,9 +1198,10 @@ def main() -> None:
         print(f"success with {name:9s}: {[round(v, 3) for v in values]} -> {np.mean(values):.3f}")
     if args.agreement:
         for name, records in agreement.items():
-            print(f"{name}: {agreement_summary([(ok, c) for ok, c, _ in records])}")
+            print(f"{name}: {agreement_summary([(ok, c) for ok, c, _, _ in records])}")
+            print(f"{name}: {speed_summary([(ok, v) for ok, _, _, v in records])}")
             if offset:
-                print(f"{name}: {distance_summary(records)}")
+                print(f"{name}: {distance_summary([r[:3] for r in records])}")
     print(f"wall time {time.perf_counter() - start:.0f} s")
 
 

@@ -210,7 +210,10 @@ def fit_regressor(
             partner = torch.randperm(len(index), generator=generator)
             rows = [mix * x + (1 - mix) * x[partner] for x in rows]
             wanted = mix * wanted + (1 - mix) * wanted[partner]
-        loss = F.mse_loss(module(*rows), wanted)
+        if hasattr(module, "loss"):  # a head that scores its own likelihood (MixtureHead)
+            loss = module.loss(*rows, wanted)
+        else:
+            loss = F.mse_loss(module(*rows), wanted)
         if extra_loss is not None:
             loss = loss + extra_loss(generator)
         optimizer.zero_grad()
@@ -234,9 +237,54 @@ class SkipHead(torch.nn.Module):
         return torch.tanh(self.linear(inputs) + self.mlp(inputs))
 
 
-#: Forms of the head ``train_head`` fits: the run's MLP 256-256, a linear map (then tanh), or
-#: both summed before the tanh (``SkipHead``).
-HEAD_FORMS = ("mlp", "linear", "skip")
+class MixtureHead(torch.nn.Module):
+    """A Gaussian mixture over actions from the run's MLP trunk (256-256): ``components``
+    weights, means (tanh, in the action box) and standard deviations (softplus, at least
+    ``MIN_STD``), fitted by negative log-likelihood (``loss``), as robomimic's BC-GMM
+    (Mandlekar et al. 2021). An MSE head averages actions that differ for states its inputs
+    cannot tell apart (Push's expert pushes along the cube-goal line or walks around the cube,
+    switching at an angle): the average is neither, and may be nearly still. In evaluation it
+    acts on the mean of its most probable component (deterministic), or with ``sample`` of a
+    component drawn by the weights (torch's global generator), as robomimic does, which also
+    leaves a state where the closed loop would stand still."""
+
+    MIN_STD = 0.05
+
+    def __init__(
+        self, input_dim: int, action_dim: int, components: int = 5, sample: bool = False
+    ) -> None:
+        super().__init__()
+        self.components, self.action_dim, self.sample = components, action_dim, sample
+        self.trunk = MLPHead(input_dim, components * (1 + 2 * action_dim), (256, 256)).net[:-1]
+
+    def _mixture(self, inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        out = self.trunk(inputs)
+        k, a = self.components, self.action_dim
+        logits = out[:, :k]
+        means = torch.tanh(out[:, k : k + k * a]).unflatten(1, (k, a))
+        stds = F.softplus(out[:, k + k * a :]).unflatten(1, (k, a)) + self.MIN_STD
+        return logits, means, stds
+
+    def loss(self, inputs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """Mean negative log-likelihood of ``actions`` (B, A)."""
+        logits, means, stds = self._mixture(inputs)
+        normal = torch.distributions.Normal(means, stds)
+        per_component = normal.log_prob(actions[:, None]).sum(-1)  # (B, K)
+        return -(torch.logsumexp(per_component + F.log_softmax(logits, -1), -1)).mean()
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        logits, means, _ = self._mixture(inputs)
+        if self.sample and not self.training:
+            chosen = torch.multinomial(torch.softmax(logits, -1), 1)[:, 0]
+        else:
+            chosen = logits.argmax(-1)
+        return means[torch.arange(len(means)), chosen]
+
+
+#: Forms of the head ``train_head`` fits: the run's MLP 256-256, a linear map (then tanh),
+#: both summed before the tanh (``SkipHead``), or a Gaussian mixture (``MixtureHead``) acting
+#: on its most probable component or on one drawn by the weights.
+HEAD_FORMS = ("mlp", "linear", "skip", "gmm", "gmm-sample")
 
 
 def make_head(
@@ -246,10 +294,12 @@ def make_head(
     training only: ``fit_regressor`` returns the head in eval mode)."""
     if form == "skip":
         head: torch.nn.Module = SkipHead(input_dim, action_dim)
+    elif form in ("gmm", "gmm-sample"):
+        head = MixtureHead(input_dim, action_dim, sample=form == "gmm-sample")
     else:
         head = MLPHead(input_dim, action_dim, {"mlp": (256, 256), "linear": ()}[form])
     if dropout > 0:
-        layers = head.mlp if form == "skip" else head.net
+        layers = head.mlp if form == "skip" else getattr(head, "trunk", None) or head.net
         for index in reversed(range(len(layers))):
             if isinstance(layers[index], torch.nn.ReLU):
                 layers.insert(index + 1, torch.nn.Dropout(dropout))

@@ -375,6 +375,36 @@ def test_head_forms_fit_what_they_can_express(bench_heads) -> None:
     assert folded_errors["linear"] > 0.02 > 5e-3 > max(folded_errors["mlp"], folded_errors["skip"])
 
 
+def test_mixture_head_commits_to_one_of_two_actions_where_mse_averages_them(bench_heads) -> None:
+    """Two actions for the same inputs (+0.8 or -0.8 by a coin the inputs do not show): the
+    MSE head acts near their mean, the mixture head on one of them, whichever it draws or
+    finds most probable."""
+    import torch
+    from bench_readout import train_head
+
+    rng = np.random.default_rng(0)
+    inputs = rng.normal(size=(512, 3)).astype(np.float32)
+    actions = np.where(rng.random((512, 1)) < 0.5, 0.8, -0.8).astype(np.float32) * np.ones(2)
+
+    def mean_size(form: str) -> float:
+        torch.manual_seed(1)  # gmm-sample draws its components from the global generator
+        act = train_head(inputs, actions.astype(np.float32), 0, 600, 128, form=form)
+        return float(np.mean([np.abs(act(row)) for row in inputs[:64]]))
+
+    assert mean_size("mlp") < 0.4
+    assert mean_size("gmm") > 0.6 and mean_size("gmm-sample") > 0.6
+
+
+def test_speed_summary_compares_the_heads_action_size_with_the_experts(bench_heads) -> None:
+    records = [
+        (True, [(1.0, 1.0)] * 12),
+        (False, [(1.0, 1.0)] * 10 + [(0.5, 0.9)] * 40 + [(0.0, 0.6)] * 20),
+    ]
+    summary = bench_heads.speed_summary(records)
+    assert "successes: 1.00/1.00 (1) ; 1.00/1.00 (1) ; nan/nan (0)" in summary
+    assert "failures: 1.00/1.00 (1) ; 0.50/0.90 (1) ; 0.00/0.60 (1)" in summary
+
+
 def test_test_time_shifts_move_the_frame_by_the_pad_with_replicated_edges(bench_heads) -> None:
     frame = np.arange(5 * 6 * 3, dtype=np.uint8).reshape(5, 6, 3)
     shifted = bench_heads.test_time_shifts(frame, 8, pad=2)
@@ -391,7 +421,7 @@ def test_dropout_sits_after_each_hidden_relu_and_only_trains(bench_heads) -> Non
     import torch
     from bench_readout import make_head
 
-    for form, layers in (("mlp", "net"), ("skip", "mlp")):
+    for form, layers in (("mlp", "net"), ("skip", "mlp"), ("gmm", "trunk")):
         head = make_head(4, 2, form, dropout=0.5)
         kinds = [type(layer).__name__ for layer in getattr(head, layers)]
         assert kinds[:6] == ["Linear", "ReLU", "Dropout", "Linear", "ReLU", "Dropout"]
@@ -523,6 +553,8 @@ def test_bench_heads_refuses_options_its_heads_would_ignore(bench_heads) -> None
         bench_heads.check_options(options(heads=["augment", "knn"], mixup=0.4), demos)
     with pytest.raises(SystemExit, match=r"\['knn'\] would ignore them"):
         bench_heads.check_options(options(heads=["knn"], dropout=0.1), demos)
+    with pytest.raises(SystemExit, match="averaged actions"):
+        bench_heads.check_options(options(head_form="gmm", mixup=0.4), demos)
     with pytest.raises(SystemExit, match="hold 25 episodes"):
         bench_heads.check_options(options(num_demos=100), demos)
     with pytest.raises(SystemExit, match="are demonstration seeds"):
