@@ -97,10 +97,9 @@ Session 22 (raw output: docs/results/benchmarks/bench_heads_forms_session22.txt)
 summed before the tanh (``bench_readout.SkipHead``), ``gmm`` a Gaussian mixture over actions
 fitted by likelihood and acting on its most probable component's mean, ``gmm-sample`` the same
 acting on a component drawn by the weights (``bench_readout.MixtureHead``; session 43), for
-``mlp``, ``augment``,
-``augment-first``, ``consistency`` and ``state``; ``--mixup A`` mixes each batch row of those
-heads with another, inputs and actions alike, by a Beta(A, A) weight (raw output:
-docs/results/benchmarks/bench_heads_mixup_session22.txt).
+``mlp``, ``augment``, ``augment-first``, ``consistency`` and ``state``; ``--mixup A`` mixes
+each batch row of those heads with another, inputs and actions alike, by a Beta(A, A) weight
+(raw output: docs/results/benchmarks/bench_heads_mixup_session22.txt).
 
 ``--demo-noise F`` replaces the run's demonstrations with DART ones (Laskey et al. 2017): the
 same seeds rolled out by the package's noisy expert (noise F of the action half-range, AR(1)
@@ -955,9 +954,9 @@ def agreement_summary(records: list[tuple[bool, list[float]]]) -> str:
 def speed_summary(records: list[tuple[bool, list[tuple[float, float]]]]) -> str:
     """Median over episodes of the mean norm of the head's action and of the expert's at the
     same states, in steps 0-9, 10-49 and 50 on, for successes and failures apart: a failure
-    whose head acts far more softly than the expert late in its episode has stalled (an MSE
-    head averaging actions it cannot tell apart), one that acts as strongly has gone
-    elsewhere."""
+    whose head acts far more softly than the expert late in its episode has stalled, one that
+    acts as strongly has gone elsewhere (session 43: Push's failures stall, the oracle's too,
+    and a mixture head, which does not average, keeps them moving but not succeeding)."""
     parts = []
     for label, success in (("successes", True), ("failures", False)):
         runs = [np.asarray(v) for ok, v in records if ok == success and v]

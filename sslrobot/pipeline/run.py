@@ -896,8 +896,12 @@ class Pipeline:
             )
             scores[option] = result["success_rate"]
         chosen = max(POLICY_CONTEXTS, key=lambda option: scores[option])  # ties: the first
-        choice = {"chosen": chosen, "success": scores, "episodes": episodes}
-        choice["seed"] = SELECTION_SEED_BASE
+        choice = {
+            "chosen": chosen,
+            "success": scores,
+            "episodes": episodes,
+            "seed": SELECTION_SEED_BASE,
+        }
         target, staged = stage_dir / "policy", stage_dir / "policy.copying"
         shutil.rmtree(staged, ignore_errors=True)
         shutil.copytree(stage_dir / "candidates" / chosen / "policy", staged)
