@@ -1,9 +1,11 @@
 """Online RL on frozen encoders: does pretraining help SAC as it helps behaviour cloning?
 
 Trains Stable-Baselines3 SAC (``sslrobot train-policy --algo rl``, the package's RL path) on
-the features of a finished run's frozen encoders, on the task's dense reward and without any
-demonstration, then evaluates every policy like the run's BC policies (``sslrobot evaluate``,
-the run's evaluation seeds) and prints, with the settings:
+the features of a finished run's frozen encoders, on the task's dense reward, without
+demonstrations or (``--num-demos``) with the run's expert demonstrations in a share of every
+batch (RLPD's symmetric sampling, ``train-policy --rl-demo-share``), then evaluates every
+policy like the run's BC policies (``sslrobot evaluate``, the run's evaluation seeds) and
+prints, with the settings:
 
 1. success per encoder (mean over training seeds, two-level bootstrap 95% CI, no narrower
    than Wilson's) and the wall time per run;
@@ -57,6 +59,19 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--steps", type=int, default=30_000, help="environment steps per run")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--episodes", type=int, default=100, help="evaluation episodes per run")
+    parser.add_argument(
+        "--num-demos",
+        type=int,
+        default=0,
+        help="the run's first N expert demonstrations, sampled into SAC's batches "
+        "(--demo-share of each; they also set the feature statistics); 0: none",
+    )
+    parser.add_argument(
+        "--demo-share",
+        type=float,
+        default=0.5,
+        help="with --num-demos: share of every batch drawn from them (RLPD: 0.5)",
+    )
     parser.add_argument("--jobs", type=int, default=2, help="runs at a time, one thread each")
     parser.add_argument("--out", type=Path, default=Path("runs/bench_rl"))
     return parser.parse_args()
@@ -101,13 +116,17 @@ def run_one(args: argparse.Namespace, config: dict, name: str, seed: int) -> dic
         "encoder": _resolved(encoder),
         "encoder_arch": config["encoder_arch"],
         "image_size": config["image_size"],
+        "num_demos": args.num_demos or None,
+        "rl_demo_share": args.demo_share if args.num_demos else 0.0,
     }
+    # Settings older policies did not record, at the value they then had.
+    recorded_before = {"rl_demo_share": 0.0}
     if name == "state":  # the oracle reads no pixels: whatever architecture it recorded
         del wanted["encoder_arch"]  # (older runs: the benchmark's) changes nothing it learns
     config_file = policy / "policy_config.json"
     if config_file.is_file():
         trained = json.loads(config_file.read_text()).get("train_config", {})
-        made = {key: trained.get(key) for key in wanted} | {
+        made = {key: trained.get(key, recorded_before.get(key)) for key in wanted} | {
             "encoder": _resolved(str(trained.get("encoder")))
         }
         if made != wanted:
@@ -127,6 +146,10 @@ def run_one(args: argparse.Namespace, config: dict, name: str, seed: int) -> dic
                  *arch, "--image-size", str(config["image_size"]), "--algo", "rl", "--steps",
                  str(args.steps), "--seed", str(seed), "--out", str(policy), "--device", "cpu",
                  "--no-progress"]  # fmt: skip
+        if args.num_demos:
+            train += ["--demos", str(args.run / args.task / "data" / "demos" / "dataset"),
+                      "--num-demos", str(args.num_demos),
+                      "--rl-demo-share", str(args.demo_share)]  # fmt: skip
         # A run killed after a resume checkpoint continues from it; one train-policy cannot
         # continue (other settings: log.txt says) is trained anew.
         try:
@@ -179,7 +202,14 @@ def main() -> None:
     )
     print(
         f"run: {args.run} (encoder_arch {config['encoder_arch']}, image_size "
-        f"{config['image_size']}); SAC with the package's defaults; machine: "
+        f"{config['image_size']}); SAC with the package's defaults"
+        + (
+            f", the run's first {args.num_demos} demonstrations in {args.demo_share:g} of every "
+            "batch"
+            if args.num_demos
+            else ", no demonstrations"
+        )
+        + "; machine: "
         f"{platform.platform()}"
     )
     jobs = [(name, seed) for name in args.encoders for seed in args.seeds]

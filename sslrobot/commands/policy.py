@@ -129,6 +129,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     train.add_argument("--num-envs", type=int, default=1, help="envs for RL (default: 1)")
     train.add_argument(
+        "--rl-demo-share",
+        type=float,
+        default=0.0,
+        help="SAC with --demos: share of every batch drawn from the demonstrations' "
+        "transitions (RLPD's symmetric sampling: 0.5; default 0: they only set the statistics)",
+    )
+    train.add_argument(
         "--device",
         default="auto",
         help="auto (the default: CUDA, then MPS, then CPU), cpu, cuda, cuda:N, mps",
@@ -213,6 +220,7 @@ def _train_policy(args: argparse.Namespace) -> int:
         cache_dir=args.cache_dir,
         rl_algorithm=args.rl_algorithm,
         num_envs=args.num_envs,
+        rl_demo_share=args.rl_demo_share,
         device=args.device,
         progress=not args.no_progress,
         overwrite=args.overwrite,

@@ -24,7 +24,7 @@ RL_ALGORITHMS = ("sac", "ppo")
 #: rather than silently ignored (``epochs``, BC's, has its own message).
 ALGO_ONLY_FIELDS = {
     "bc": ("weight_decay", "num_val_demos"),
-    "rl": ("rl_algorithm", "num_envs", "rl_norm_steps"),
+    "rl": ("rl_algorithm", "num_envs", "rl_norm_steps", "rl_demo_share"),
 }
 
 #: BC budget when neither ``steps`` nor ``epochs`` is given (gradient steps).
@@ -120,6 +120,10 @@ class PolicyConfig:
         num_envs: Parallel environments for RL (encoded in one batch per step).
         rl_norm_steps: Random-action steps used to estimate observation statistics for RL when
             no demonstrations are given.
+        rl_demo_share: SAC with ``demos``: the share of every batch drawn from the
+            demonstrations' transitions, the rest from the online buffer (RLPD's symmetric
+            sampling at 0.5; ``rl_demos``). 0 (default): the demonstrations only set the
+            feature statistics.
         device: ``"auto"`` (CUDA, then MPS, then CPU), or a torch device string.
         progress: Show a progress bar.
         overwrite: Replace a policy already trained in ``out``. Off, such an ``out`` is
@@ -162,6 +166,7 @@ class PolicyConfig:
     rl_algorithm: str = "sac"
     num_envs: int = 1
     rl_norm_steps: int = 500
+    rl_demo_share: float = 0.0
     device: str = "auto"
     progress: bool = True
     overwrite: bool = False
@@ -276,6 +281,14 @@ class PolicyConfig:
             raise ValueError(
                 f"rl_norm_steps={self.rl_norm_steps}: RL with demos fits its statistics on them "
                 "and would ignore it"
+            )
+        if not (isinstance(self.rl_demo_share, (int, float)) and 0.0 <= self.rl_demo_share < 1.0):
+            raise ValueError(f"rl_demo_share must be in [0, 1), got {self.rl_demo_share!r}")
+        if self.rl_demo_share and (self.rl_algorithm != "sac" or self.demos is None):
+            raise ValueError(
+                f"rl_demo_share={self.rl_demo_share}: demonstrations are sampled into SAC's "
+                f"replay buffer; give --demos and rl_algorithm 'sac' (got "
+                f"{self.rl_algorithm!r}, demos {self.demos})"
             )
         if self.cache_dir is not None and self.encoder_kind in ("scratch", "state"):
             raise ValueError(

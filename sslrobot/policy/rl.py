@@ -168,6 +168,15 @@ def _random_observations(venv: Any, num_steps: int, seed: int) -> list[Any]:
     return observations
 
 
+def _open_demo_ids(config: PolicyConfig) -> tuple[Any, str, list[int]]:
+    """The demonstrations' dataset, its cache key and the episodes this run uses."""
+    dataset, dataset_key = open_demos(config)
+    ids, _ = select_demo_ids(
+        list(dataset.episode_ids), config.num_demos, 0, config.demos, config.demo_offset
+    )
+    return dataset, dataset_key, ids
+
+
 def _fit_normalizers(
     config: PolicyConfig,
     obs_encoder: ObservationEncoder,
@@ -183,10 +192,7 @@ def _fit_normalizers(
     """
     obs_mode = shapes.obs_mode
     if config.demos is not None:
-        dataset, dataset_key = open_demos(config)
-        ids, _ = select_demo_ids(
-            list(dataset.episode_ids), config.num_demos, 0, config.demos, config.demo_offset
-        )
+        dataset, dataset_key, ids = _open_demo_ids(config)
         seeds = episode_seeds(dataset, ids)
         # Before any frame is encoded.
         refuse_validation_on_demo_seeds(seeds, validation_seeds(config.val_episodes), config.demos)
@@ -224,8 +230,15 @@ def _fit_normalizers(
     )
 
 
-def make_sb3_model(config: PolicyConfig, env: Any, device: torch.device, num_steps: int) -> Any:
-    """The SB3 learner with the shared head widths, sized for ``num_steps`` env steps."""
+def make_sb3_model(
+    config: PolicyConfig, env: Any, device: torch.device, num_steps: int, demo: Any = None
+) -> Any:
+    """The SB3 learner with the shared head widths, sized for ``num_steps`` env steps.
+
+    Args:
+        demo: SAC only: a ``rl_demos.DemoReplay`` that ``config.rl_demo_share`` of every batch
+            is drawn from.
+    """
     sb3 = _import_sb3()
     net_arch = list(config.hidden_dims)
     common = {
@@ -235,6 +248,11 @@ def make_sb3_model(config: PolicyConfig, env: Any, device: torch.device, num_ste
         "verbose": 1 if config.progress else 0,
     }
     if config.rl_algorithm == "sac":
+        if demo is not None:
+            from sslrobot.policy.rl_demos import DemoReplayBuffer
+
+            common["replay_buffer_class"] = DemoReplayBuffer
+            common["replay_buffer_kwargs"] = {"demo": demo, "demo_share": config.rl_demo_share}
         return sb3.SAC(
             "MlpPolicy",
             env,
@@ -324,7 +342,15 @@ def train_rl(config: PolicyConfig) -> Path:
         num_steps = config.steps or DEFAULT_RL_STEPS
         continuation = None
         if resumed is None:
-            model = make_sb3_model(config, env, device, num_steps)
+            demo = None
+            if config.rl_demo_share:
+                from sslrobot.policy.rl_demos import load_demo_replay
+
+                dataset, _, ids = _open_demo_ids(config)
+                demo = load_demo_replay(
+                    dataset, ids, obs_encoder, obs_mode, venv.action_space, device
+                )
+            model = make_sb3_model(config, env, device, num_steps, demo)
             start_policy_dir(out)
         else:
             continuation = read_saved_continuation(out, resumed)
@@ -394,7 +420,8 @@ def train_rl(config: PolicyConfig) -> Path:
     record.update(
         {
             "rl_algorithm": config.rl_algorithm,
-            "num_demos": 0,
+            # Demonstrations trained on (sampled into SAC's batches), not only normalised by.
+            "num_demos": len(norm_seeds) if config.rl_demo_share else 0,
             "demos": None if config.demos is None else str(Path(config.demos).resolve()),
             "demo_seeds": norm_seeds,  # demonstrations that set the normalisation, if any
             "train_visual_preset": visual_preset,
