@@ -1332,3 +1332,113 @@ def test_transport_pretrains_fixed_camera_tasks_with_batch_pairs_from_the_twin(
         dataclasses.replace(QUICK, look_targets=True, transport_weight=3.0, transport_keypoints=40)
     with pytest.raises(ValueError, match="transport_weight must be >= 0"):
         dataclasses.replace(QUICK, transport_weight=-1.0)
+
+
+def test_online_rl_stages_add_their_own_tables_to_a_finished_run(
+    quick_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``rl_steps`` adds SAC policies on the run's frozen encoders and the oracle, evaluated
+    on BC's episodes, without redoing any earlier stage; the report gives them a table of
+    their own per task, and results.json their records under their own algorithm."""
+    run = shutil.copytree(quick_run, tmp_path / "run")
+    config = dataclasses.replace(QUICK, rl_steps=120, rl_encoders=("fdm+future", "state"))
+    assert config.rl_encoder_names == ("fdm+future", "state")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the settings warning: rl_steps 0 -> 120
+        run_pipeline(config, run, device="cpu", progress=False, command="pytest rl")
+    started = [line for line in capsys.readouterr().err.splitlines() if line.startswith("[start]")]
+    assert sorted(line.split()[1] for line in started) == sorted(
+        f"Reach-v0/{kind}/{encoder}/{where}"
+        for encoder in ("fdm+future", "state")
+        for kind, where in (("rl", "seed0"), ("eval_rl", "demos3/seed0/train"))
+    )
+    saved = json.loads((run / "Reach-v0/rl/fdm+future/seed0/policy/policy_config.json").read_text())
+    trained = saved["train_config"]
+    assert (trained["algo"], trained["steps"], trained["num_demos"]) == ("rl", 120, 3)
+    assert trained["rl_demo_share"] == 0.5
+    assert (
+        Path(trained["encoder"]).resolve()
+        == (run / "Reach-v0/pretrain/fdm+future/encoder").resolve()
+    )
+    results = json.loads((run / "results.json").read_text())
+    (task,) = results["tasks"]
+    assert [row["encoder"] for row in task["rl_rows"]] == ["fdm+future", "state"]
+    assert all(row["success"] is not None for row in task["rl_rows"])
+    rl_rows = [row for row in results["aggregated"] if row["algo"] == "rl-sac"]
+    assert {(row["encoder"], row["num_demos"]) for row in rl_rows} == {
+        ("fdm+future", 3),
+        ("state", 3),
+    }
+    bc_rows = [row for row in results["aggregated"] if row["algo"] == "bc"]
+    assert {row["encoder"] for row in bc_rows} == set(QUICK.encoder_names)
+    report = (run / "report.md").read_text()
+    heading = "### Online RL (SAC, 120 environment steps, 3 demonstrations in 0.5 of each batch)"
+    assert heading in report and "Online RL: Stable-Baselines3 SAC" in report
+    assert (run / "plots" / "Reach-v0_rl_success.png").stat().st_size > 0
+    assert (run / "media" / "Reach-v0_rl_fdm_future.gif").stat().st_size > 0
+    assert "RL fdm+future (3 demos, training seed 0)" in report
+    # Finished: a rerun redoes nothing.
+    run_pipeline(config, run, device="cpu", progress=False, command="pytest rl")
+    assert "[start]" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"rl_steps": -1}, "rl_steps must be >= 0"),
+        ({"rl_steps": 100, "rl_demo_share": 1.0}, r"rl_demo_share must be in \[0, 1\)"),
+        ({"rl_steps": 100, "rl_encoders": ("scratch",)}, "scratch trains its encoder"),
+        ({"rl_steps": 100, "rl_encoders": ("fdm",)}, r"rl_encoders: \['fdm'\] not among"),
+        ({"rl_steps": 100, "rl_encoders": ("none", "none")}, "rl_encoders repeats"),
+    ],
+)
+def test_online_rl_settings_are_checked_before_anything_runs(overrides: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        dataclasses.replace(QUICK, **overrides)
+
+
+def test_online_rl_covers_the_frozen_encoders_and_oracle_unless_told() -> None:
+    assert QUICK.rl_encoder_names == ()  # off by default
+    config = dataclasses.replace(QUICK, rl_steps=100)
+    assert config.rl_encoder_names == ("fdm+future", "none", "state")
+    assert config.rl_num_demos == QUICK.main_demos
+    assert dataclasses.replace(config, rl_demo_share=0.0).rl_num_demos == 0
+    # Set while RL is off: no stage reads them, so a rerun does not count them as changed.
+    from sslrobot.pipeline.presets import inert_settings
+
+    assert {"rl_encoders", "rl_demo_share"} <= inert_settings(QUICK.to_dict())
+    # "none" on the command line is the encoder, not JSON's null.
+    assert parse_overrides(["rl_encoders=fdm+future, none,state"]) == {
+        "rl_encoders": ("fdm+future", "none", "state")
+    }
+
+
+def test_online_rl_gets_its_own_means_over_the_tasks_against_its_own_oracle() -> None:
+    """RL's records (algo ``rl-sac``) make blocks of their own after BC's, with RL's oracle
+    as the reference, and never enter BC's means."""
+    from sslrobot.pipeline.report_builder import across_tasks_blocks
+
+    config = make_run_config(
+        "quick", tasks=("sslrobot/Reach-v0", "sslrobot/Push-v0"), rl_steps=100,
+        rl_encoders=("fdm+future", "state"),
+    )  # fmt: skip
+
+    def record(encoder: str, task: str, algo: str, success: float) -> dict:
+        num_demos = config.main_demos if algo == "bc" else config.rl_num_demos
+        return {
+            "encoder": encoder, "env_id": task, "visual_preset": "train", "checkpoint": "final",
+            "seed": 0, "num_demos": num_demos, "algo": algo,
+            "episodes": [{"success": success, "seed": i} for i in range(4)],
+        }  # fmt: skip
+
+    records = [record(e, t, "bc", 0.0) for e in config.encoder_names for t in config.tasks]
+    records += [record("fdm+future", t, "rl-sac", 1.0) for t in config.tasks]
+    records += [record("state", t, "rl-sac", 1.0) for t in config.tasks]
+    bc, rl = across_tasks_blocks(config, records)
+    assert bc["label"] == "final checkpoints"
+    assert [row["encoder"] for row in bc["rows"]] == list(config.encoder_names)
+    assert all(row["success"]["mean"] == 0.0 for row in bc["rows"])
+    assert rl["label"] == "online RL (SAC, 100 steps, 3 demos), final checkpoints"
+    assert [row["encoder"] for row in rl["rows"]] == ["fdm+future", "state"]
+    (pretrained,) = [row for row in rl["rows"] if row["encoder"] == "fdm+future"]
+    assert pretrained["success"]["mean"] == 1.0 and pretrained["of_reference"]["mean"] == 1.0

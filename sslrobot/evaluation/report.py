@@ -34,6 +34,8 @@ computes nothing but formatting and the plain-language verdict. The dict's layou
                     },
                 ],
                 "verdict": "...",                        # optional; else verdict(rows)
+                "rl_label": "Online RL (SAC, ...)",      # optional: a second table, of
+                "rl_rows": [...],                        #   another protocol, rows as above
                 "plots": ["plots/push_success.png"],     # or {"path": ..., "caption": ...}
                 "media": [{"path": "gifs/push_fdm.gif", "caption": "fdm+future, success"}],
             },
@@ -470,6 +472,9 @@ def render_markdown(report: Mapping[str, Any], out_dir: str | os.PathLike[str]) 
             lines += _md_table(*_table(rows))
             lines.append("")
         lines += [f"**Verdict.** {task.get('verdict') or verdict(rows)}", ""]
+        if task.get("rl_rows"):  # another protocol: its own table, never BC's rows
+            lines += [f"### {task.get('rl_label', 'Online RL')}", ""]
+            lines += [*_md_table(*_table(task["rl_rows"])), ""]
         lines += _md_pictures(_picture_items(task.get("plots"), out_dir), out_dir)
         lines += _md_pictures(_picture_items(task.get("media"), out_dir), out_dir)
     extra = _picture_items(report.get("plots"), out_dir) + _picture_items(
@@ -555,6 +560,9 @@ def render_html(report: Mapping[str, Any], out_dir: str | os.PathLike[str]) -> s
             parts.append(_html_table(*_table(rows)))
         text = task.get("verdict") or verdict(rows)
         parts.append(f'<p class="verdict"><strong>Verdict.</strong> {html.escape(text)}</p>')
+        if task.get("rl_rows"):
+            parts.append(f"<h3>{html.escape(str(task.get('rl_label', 'Online RL')))}</h3>")
+            parts.append(_html_table(*_table(task["rl_rows"])))
         parts += _html_pictures(_picture_items(task.get("plots"), out_dir))
         parts += _html_pictures(_picture_items(task.get("media"), out_dir))
     extra = _picture_items(report.get("plots"), out_dir) + _picture_items(

@@ -32,10 +32,13 @@ _GIF_MAX_FRAMES = 120
 _GIF_FPS = 20
 
 
-def _evaluation_records(artifacts: TaskArtifacts) -> list[dict[str, Any]]:
-    """Result records labelled with the pipeline's encoder names (not directory names)."""
+def _evaluation_records(
+    evaluations: Sequence[tuple[Any, ...]],
+) -> list[dict[str, Any]]:
+    """Result records labelled with the pipeline's encoder names (not directory names), of
+    ``TaskArtifacts.evaluations`` or ``rl_evaluations`` (the encoder first, the stage last)."""
     records = []
-    for encoder, _num_demos, _seed, _preset, stage in artifacts.evaluations:
+    for encoder, *_, stage in evaluations:
         record = read_json_file(stage.path / "result.json")
         record["encoder"] = encoder
         record["_result_path"] = str(stage.path / "result.json")
@@ -84,22 +87,31 @@ def _gif_frames(frames: Sequence[Any], limit: int) -> list[Any]:
 
 
 def _rollout_gifs(
-    records: Sequence[dict[str, Any]], main_demos: int, slug: str, media_dir: Path, out: Path
+    records: Sequence[dict[str, Any]],
+    main_demos: int,
+    slug: str,
+    media_dir: Path,
+    out: Path,
+    kind: str = "",
 ) -> list[dict[str, str]]:
     """GIFs of the first rollout of the main comparison's evaluations (train look), one per
     encoder, captioned with its demonstrations, training seed and outcome. (The data-efficiency
-    sweep's other counts used to overwrite the same file under their own captions.)"""
+    sweep's other counts used to overwrite the same file under their own captions.) ``kind``:
+    a prefix of the files and captions (``rl``: online RL's, beside BC's of the same encoder)."""
     media = []
+    prefix = f"{kind}_" if kind else ""
     for record in records:
         wanted = record["visual_preset"] == "train" and record.get("num_demos") == main_demos
         if not (wanted and record.get("videos")):
             continue
         video = Path(record["_result_path"]).parent / record["videos"][0]
-        gif = _video_to_gif(video, media_dir / f"{slug}_{record['encoder'].replace('+', '_')}.gif")
+        name = f"{slug}_{prefix}{record['encoder'].replace('+', '_')}.gif"
+        gif = _video_to_gif(video, media_dir / name)
         if gif is not None:
             outcome = "success" if record["episodes"][0]["success"] else "failure"
             caption = (
-                f"{record['encoder']} ({record.get('num_demos')} demos, training seed "
+                f"{kind.upper() + ' ' if kind else ''}{record['encoder']} "
+                f"({record.get('num_demos')} demos, training seed "
                 f"{record.get('seed')}): {outcome}"
             )
             media.append({"path": str(gif.relative_to(out)), "caption": caption})
@@ -173,7 +185,7 @@ def _task_section(
 
     env_id, slug = artifacts.env_id, task_slug(artifacts.env_id)
     plots_dir, media_dir = out / "plots", out / "media"
-    records = _evaluation_records(artifacts)
+    records = _evaluation_records(artifacts.evaluations)
     aggregated = aggregate_results(records, min_seeds=min(3, len(config.policy_seeds)))
     for row in aggregated:
         row["task"] = slug
@@ -363,7 +375,85 @@ def _task_section(
         "plots": section_plots,
         "media": media,
     }
+    if artifacts.rl_evaluations:
+        rl_rows, rl_aggregated, rl_records = _rl_rows(config, artifacts, stage_results)
+        section["rl_label"] = rl_label(config)
+        section["rl_rows"] = rl_rows
+        for row in rl_aggregated:
+            row["task"] = slug
+        aggregated = [*aggregated, *rl_aggregated]
+        records = [*records, *rl_records]
+        media += _rollout_gifs(rl_records, config.rl_num_demos, slug, media_dir, out, kind="rl")
+        if any(row["success"] for row in rl_rows):
+            path = plots.plot_success(
+                [{"encoder": r["encoder"], "task": slug, **r["success"]} for r in rl_rows],
+                plots_dir / f"{slug}_rl_success.png",
+                title=f"{slug}: online RL (SAC) success, final checkpoint",
+            )
+            section_plots.append(
+                {"path": str(path.relative_to(out)), "caption": "online RL success, 95% CI"}
+            )
     return section, aggregated, records
+
+
+def rl_label(config: RunConfig) -> str:
+    """What the RL tables measured, as their heading says it."""
+    demos = (
+        f"{config.rl_num_demos} demonstrations in {config.rl_demo_share:g} of each batch"
+        if config.rl_num_demos
+        else "no demonstrations"
+    )
+    return f"Online RL (SAC, {config.rl_steps:,} environment steps, {demos})"
+
+
+def rl_note(config: RunConfig) -> str:
+    """How the online RL tables were made, and why they stand apart from BC's."""
+    demos = (
+        f"with {config.rl_demo_share:g} of every batch drawn from the task's first "
+        f"{config.rl_num_demos} demonstrations (RLPD's symmetric sampling; they also set the "
+        "feature statistics)"
+        if config.rl_num_demos
+        else "from its own experience alone"
+    )
+    return (
+        f"Online RL: Stable-Baselines3 SAC at the package's defaults for {config.rl_steps:,} "
+        f"environment steps on the task's dense reward, {demos}, on each of "
+        f"{', '.join(config.rl_encoder_names)} frozen (the state oracle reads the state), "
+        f"one policy per training seed, evaluated on the same episodes as BC's; final "
+        "checkpoints. RL and BC are separate protocols: each has its own tables, and its "
+        "encoders are compared with its own oracle."
+    )
+
+
+def _rl_rows(
+    config: RunConfig, artifacts: TaskArtifacts, stage_results: Sequence[StageResult]
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
+    """The task's online RL table (final checkpoints, train and held-out look), its
+    aggregated rows and records: RL's rows never share a table with BC's."""
+    from sslrobot.evaluation.evaluate import aggregate_results
+
+    slug = task_slug(artifacts.env_id)
+    records = _evaluation_records(artifacts.rl_evaluations)
+    aggregated = aggregate_results(records, min_seeds=min(3, len(config.policy_seeds)))
+    rows = []
+    for encoder in config.rl_encoder_names:
+        train = _find(aggregated, encoder=encoder, visual_preset="train")
+        heldout = _find(aggregated, encoder=encoder, visual_preset="heldout")
+        wall = {
+            "train_policy": _stage_seconds(stage_results, f"{slug}/rl/{encoder}/"),
+            "evaluate": _stage_seconds(stage_results, f"{slug}/eval_rl/{encoder}/"),
+        }
+        rows.append(
+            {
+                "encoder": encoder,
+                "success": train["success"] if train else None,
+                "success_heldout": heldout["success"] if heldout else None,
+                "success_per_seed": train.get("success_per_seed") if train else None,
+                "num_seeds": train["num_seeds"] if train else 0,
+                "wall_time_s": {k: v for k, v in wall.items() if v is not None},
+            }
+        )
+    return rows, aggregated, records
 
 
 #: The looks and checkpoints summarised over the tasks, in the report's order.
@@ -416,10 +506,16 @@ def run_summary(config: RunConfig) -> str:
         if config.preset == "quick"
         else ""
     )
+    rl = (
+        f"; apart from it, {rl_label(config)[0].lower()}{rl_label(config)[1:]} on "
+        f"{', '.join(config.rl_encoder_names)}"
+        if config.rl_encoder_names
+        else ""
+    )
     return (
         f"{smoke}On {tasks}: {compared}; behaviour cloning from {config.main_demos} expert "
-        f"demonstrations, {seeds} training seed(s) x {episodes} evaluation episodes per encoder "
-        f"and task. Success is the final checkpoint's, with a 95% interval ({interval})"
+        f"demonstrations{rl}, {seeds} training seed(s) x {episodes} evaluation episodes per "
+        f"encoder and task. Success is the final checkpoint's, with a 95% interval ({interval})"
         f"{sweep}. Notes at the end "
         "say how each number is made; the run's machine, versions and config follow them."
     )
@@ -430,18 +526,29 @@ def across_tasks_blocks(
 ) -> list[dict[str, Any]]:
     """The run's mean success over its tasks, per look and checkpoint evaluated, with each
     encoder's share of the state oracle's and lead over ``none`` and scratch (issue 5's bar,
-    measured with intervals); nothing with fewer than two tasks."""
+    measured with intervals), BC's and then online RL's (each protocol's encoders against
+    its own oracle); nothing with fewer than two tasks."""
     from sslrobot.evaluation.across_tasks import outcomes_by_encoder, success_across_tasks
 
+    protocols = [("bc", config.main_demos, config.encoder_names, "")]
+    if config.rl_encoder_names:
+        rl = f"online RL (SAC, {config.rl_steps:,} steps, {config.rl_num_demos} demos), "
+        protocols.append(("rl-sac", config.rl_num_demos, config.rl_encoder_names, rl))
     blocks = []
-    for preset, checkpoint, label in _ACROSS_TASKS_BLOCKS:
-        outcomes = outcomes_by_encoder(records, config.main_demos, preset, checkpoint)
-        ordered = {name: outcomes[name] for name in config.encoder_names if name in outcomes}
-        rows = success_across_tasks(ordered, tasks=config.tasks, seed=config.seed)
-        if rows:
-            blocks.append(
-                {"label": label, "num_demos": config.main_demos, "reference": "state", "rows": rows}
-            )
+    for algo, num_demos, names, prefix in protocols:
+        for preset, checkpoint, label in _ACROSS_TASKS_BLOCKS:
+            outcomes = outcomes_by_encoder(records, num_demos, preset, checkpoint, algo=algo)
+            ordered = {name: outcomes[name] for name in names if name in outcomes}
+            rows = success_across_tasks(ordered, tasks=config.tasks, seed=config.seed)
+            if rows:
+                blocks.append(
+                    {
+                        "label": prefix + label,
+                        "num_demos": config.main_demos,
+                        "reference": "state",
+                        "rows": rows,
+                    }
+                )
     return blocks
 
 
@@ -620,7 +727,11 @@ def build_report(
         "aggregated": all_rows,
         # The report's tables as numbers (probes, PSNR, times, verdicts): from files alone.
         "tasks": [
-            {"task": section["task"], "rows": section["rows"], "verdict": section["verdict"]}
+            {
+                key: section[key]
+                for key in ("task", "rows", "verdict", "rl_label", "rl_rows")
+                if key in section
+            }
             for section in sections
         ],
     }
@@ -698,6 +809,8 @@ def build_report(
         )
     if config.bc_context == "auto":
         report["notes"].append(context_choice_note(config, artifacts))
+    if config.rl_encoder_names:
+        report["notes"].append(rl_note(config))
     if not config.heldout_eval:
         report["notes"].append(
             "Robustness to visual change was not measured in this run: no policy was evaluated "

@@ -83,6 +83,10 @@ class TaskArtifacts:
     seed_probes: dict[str, list[StageResult]] = field(default_factory=dict)
     policies: list[tuple[str, int, int, StageResult]] = field(default_factory=list)
     evaluations: list[tuple[str, int, int, str, StageResult]] = field(default_factory=list)
+    #: online RL's (``RunConfig.rl_steps``): (encoder, seed, stage), and (encoder, seed,
+    #: look, stage); kept apart from BC's, another protocol
+    rl_policies: list[tuple[str, int, StageResult]] = field(default_factory=list)
+    rl_evaluations: list[tuple[str, int, str, StageResult]] = field(default_factory=list)
 
 
 def _trained_in_other_processes(encoder_dir: Path, processes: int) -> bool:
@@ -439,6 +443,8 @@ class Pipeline:
             total += (
                 policies * len(config.policy_seeds) * (1 + evaluations_per_policy * checkpoints)
             )
+            rl_policies = len(config.rl_encoder_names) * len(config.policy_seeds)
+            total += rl_policies * (1 + evaluations_per_policy)
         return total
 
     def run(self) -> list[TaskArtifacts]:
@@ -601,6 +607,17 @@ class Pipeline:
                             artifacts.evaluations.append(
                                 (encoder_name, num_demos, seed, preset, best)
                             )
+        for encoder_name in config.rl_encoder_names:
+            for seed in config.policy_seeds:
+                policy = self._train_rl(slug, env_id, encoder_name, seed, artifacts)
+                artifacts.rl_policies.append((encoder_name, seed, policy))
+                for preset in ("train", "heldout") if config.heldout_eval else ("train",):
+                    videos = config.num_videos if seed == min(config.policy_seeds) else 0
+                    evaluation = self._evaluate(
+                        slug, env_id, encoder_name, config.rl_num_demos, seed, preset, videos,
+                        policy, kind="eval_rl",
+                    )  # fmt: skip
+                    artifacts.rl_evaluations.append((encoder_name, seed, preset, evaluation))
         return artifacts
 
     # --- stages --------------------------------------------------------------------------
@@ -789,6 +806,18 @@ class Pipeline:
 
         return self._stage(f"{slug}/probe/{objective}", settings, run, depends_on=(encoder, data))
 
+    def _encoder_source(
+        self, encoder_name: str, seed: int, artifacts: TaskArtifacts
+    ) -> tuple[str, tuple[StageResult, ...]]:
+        """``train-policy --encoder`` for ``encoder_name`` at policy seed ``seed``, and the
+        pretraining stage it reads (none for a baseline the policy learner builds)."""
+        if encoder_name in artifacts.pretrain and encoder_name != "none":
+            source = artifacts.seed_pretrain.get(
+                (encoder_name, self.config.pretrain_seed(seed)), artifacts.pretrain[encoder_name]
+            )
+            return str(source.path / "encoder"), (source,)
+        return encoder_name, ()  # none / scratch / state: built by the policy learner
+
     def _train_policy(
         self,
         slug: str,
@@ -801,15 +830,8 @@ class Pipeline:
         from sslrobot.policy import PolicyConfig
         from sslrobot.policy.checkpoint import can_resume
 
-        depends: tuple[StageResult, ...] = (artifacts.demos,)
-        if encoder_name in artifacts.pretrain and encoder_name != "none":
-            encoder_source = artifacts.seed_pretrain.get(
-                (encoder_name, self.config.pretrain_seed(seed)), artifacts.pretrain[encoder_name]
-            )
-            depends = (*depends, encoder_source)
-            encoder_arg = str(encoder_source.path / "encoder")
-        else:
-            encoder_arg = encoder_name  # none / scratch / state: built by the policy learner
+        encoder_arg, pretrained = self._encoder_source(encoder_name, seed, artifacts)
+        depends = (artifacts.demos, *pretrained)
         settings = {
             "encoder": encoder_name,
             "num_demos": num_demos,
@@ -872,6 +894,60 @@ class Pipeline:
             return {"policy": "policy"}
 
         name = f"{slug}/policy/{encoder_name}/demos{num_demos}/seed{seed}"
+        return self._stage(name, settings, run, depends_on=depends, resumes=True)
+
+    def _train_rl(
+        self, slug: str, env_id: str, encoder_name: str, seed: int, artifacts: TaskArtifacts
+    ) -> StageResult:
+        """SAC on the frozen ``encoder_name`` (or the state) for ``rl_steps`` environment
+        steps, with ``rl_demo_share`` of every batch from the task's demonstrations; an
+        interrupted stage continues from its last resume checkpoint."""
+        from sslrobot.policy import PolicyConfig
+        from sslrobot.policy.checkpoint import can_resume
+
+        config = self.config
+        encoder_arg, pretrained = self._encoder_source(encoder_name, seed, artifacts)
+        num_demos = config.rl_num_demos
+        demo_offset = config.demo_offset(seed) if num_demos else 0
+        depends = (*((artifacts.demos,) if num_demos else ()), *pretrained)
+        settings: dict[str, Any] = {
+            "encoder": encoder_name,
+            "algo": "sac",
+            "steps": config.rl_steps,
+            "seed": seed,
+            "num_demos": num_demos,
+            "demo_share": config.rl_demo_share if num_demos else 0.0,
+            "image_size": config.image_size,
+        }
+        if encoder_name != "state":  # the oracle reads no pixels: any architecture is its
+            settings["encoder_arch"] = config.encoder_arch
+        if demo_offset:
+            settings["demo_offset"] = demo_offset
+        arch = PolicyConfig.encoder_arch if encoder_name == "state" else config.encoder_arch
+
+        def run(stage_dir: Path, resume: bool) -> dict[str, Any]:
+            policy = PolicyConfig(
+                env_id=env_id,
+                encoder=encoder_arg,
+                algo="rl",
+                out=stage_dir / "policy",
+                seed=seed,
+                demos=artifacts.demos.path / "dataset" if num_demos else None,
+                num_demos=num_demos or None,
+                demo_offset=demo_offset,
+                rl_demo_share=settings["demo_share"],
+                steps=config.rl_steps,
+                image_size=config.image_size,
+                device=self.device,
+                progress=self.progress,
+                encoder_arch=arch,
+                overwrite=True,  # the stage runner decides what to redo in its directories
+                resume=resume and can_resume(stage_dir / "policy"),
+            )
+            self._train_or_restart(name, policy)
+            return {"policy": "policy"}
+
+        name = f"{slug}/rl/{encoder_name}/seed{seed}"
         return self._stage(name, settings, run, depends_on=depends, resumes=True)
 
     def _choose_context(
@@ -937,9 +1013,11 @@ class Pipeline:
         num_videos: int,
         policy: StageResult,
         final: StageResult | None = None,
+        kind: str = "eval",
     ) -> StageResult:
         """The policy evaluated on the run's seeded episodes: its final checkpoint, or, given
         the ``final`` checkpoint's evaluation, its best one (by online validation; no videos).
+        ``kind``: the stage's directory under the task (``eval_rl`` for online RL's).
 
         When validation chose the last check, the best checkpoint holds the final weights, and
         evaluation is deterministic for a seed: the final's record is taken, relabelled,
@@ -978,7 +1056,7 @@ class Pipeline:
             return {"result": "result.json", "success_rate": record["success_rate"]}
 
         suffix = "" if final is None else "-best"
-        name = f"{slug}/eval/{encoder_name}/demos{num_demos}/seed{seed}/{preset}{suffix}"
+        name = f"{slug}/{kind}/{encoder_name}/demos{num_demos}/seed{seed}/{preset}{suffix}"
         # The best's record may be the final's, made with the same settings (episodes, seed,
         # look) just before; depending on it would redo best rollouts when only the final's
         # videos changed.
