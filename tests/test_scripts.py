@@ -729,3 +729,29 @@ def test_select_by_validation_picks_each_policys_variant_on_validation_alone(
     bad = subprocess.run([*command[:2], "--run", f"plain={plain}"], capture_output=True,
                          text=True, check=False)  # fmt: skip
     assert bad.returncode == 2 and "at least two variants" in bad.stderr
+
+
+def test_across_tasks_names_encoders_by_where_their_records_lie(tmp_path: Path) -> None:
+    """A run's ``eval``/``eval_rl`` directories and ``bench_rl.py``'s ``ENCODER/seedN`` both
+    name the encoder; other files called result.json are skipped."""
+    import json
+
+    sys.path.insert(0, str(SCRIPTS))
+    try:
+        import across_tasks
+    finally:
+        sys.path.remove(str(SCRIPTS))
+    record = {"encoder": "/abs/encoder", "env_id": "sslrobot/Reach-v0", "episodes": [{}]}
+    places = {
+        "run/Reach-v0/eval/fdm+future/demos25/seed0/train/result.json": "fdm+future",
+        "run/Reach-v0/eval_rl/none/demos25/seed1/train/result.json": "none",
+        "bench/Reach-v0/state/seed2/result.json": "state",
+        "other/result.json": "/abs/encoder",
+    }
+    for place in places:
+        (tmp_path / place).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / place).write_text(json.dumps(record))
+    (tmp_path / "other" / "x").mkdir()
+    (tmp_path / "other" / "x" / "result.json").write_text(json.dumps({"loss": 1.0}))
+    records = across_tasks.read_records([tmp_path])
+    assert sorted(r["encoder"] for r in records) == sorted(places.values())
