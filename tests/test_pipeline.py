@@ -1377,9 +1377,12 @@ def test_online_rl_stages_add_their_own_tables_to_a_finished_run(
     assert (run / "plots" / "Reach-v0_rl_success.png").stat().st_size > 0
     assert (run / "media" / "Reach-v0_rl_fdm_future.gif").stat().st_size > 0
     assert "RL fdm+future (3 demos, training seed 0)" in report
-    # Finished: a rerun redoes nothing.
+    # Finished: a rerun redoes nothing, and the progress bar's count holds the RL stages.
     run_pipeline(config, run, device="cpu", progress=False, command="pytest rl")
     assert "[start]" not in capsys.readouterr().err
+    pipeline = Pipeline(config, run, device="cpu", progress=False)
+    pipeline.run()
+    assert pipeline.count_stages() == len(pipeline.runner.results)
 
 
 @pytest.mark.parametrize(
