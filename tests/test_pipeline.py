@@ -1374,6 +1374,7 @@ def test_online_rl_stages_add_their_own_tables_to_a_finished_run(
     report = (run / "report.md").read_text()
     heading = "### Online RL (SAC, 120 environment steps, 3 demonstrations in 0.5 of each batch)"
     assert heading in report and "Online RL: Stable-Baselines3 SAC" in report
+    assert f"<h3>{heading[4:]}</h3>" in (run / "report.html").read_text()
     assert (run / "plots" / "Reach-v0_rl_success.png").stat().st_size > 0
     assert (run / "media" / "Reach-v0_rl_fdm_future.gif").stat().st_size > 0
     assert "RL fdm+future (3 demos, training seed 0)" in report
