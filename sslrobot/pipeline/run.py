@@ -83,9 +83,8 @@ class TaskArtifacts:
     seed_probes: dict[str, list[StageResult]] = field(default_factory=dict)
     policies: list[tuple[str, int, int, StageResult]] = field(default_factory=list)
     evaluations: list[tuple[str, int, int, str, StageResult]] = field(default_factory=list)
-    #: online RL's (``RunConfig.rl_steps``): (encoder, seed, stage), and (encoder, seed,
-    #: look, stage); kept apart from BC's, another protocol
-    rl_policies: list[tuple[str, int, StageResult]] = field(default_factory=list)
+    #: online RL's evaluations (``RunConfig.rl_steps``): (encoder, seed, look, stage); kept
+    #: apart from BC's, another protocol
     rl_evaluations: list[tuple[str, int, str, StageResult]] = field(default_factory=list)
 
 
@@ -610,7 +609,6 @@ class Pipeline:
         for encoder_name in config.rl_encoder_names:
             for seed in config.policy_seeds:
                 policy = self._train_rl(slug, env_id, encoder_name, seed, artifacts)
-                artifacts.rl_policies.append((encoder_name, seed, policy))
                 for preset in ("train", "heldout") if config.heldout_eval else ("train",):
                     videos = config.num_videos if seed == min(config.policy_seeds) else 0
                     evaluation = self._evaluate(
