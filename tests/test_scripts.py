@@ -755,3 +755,38 @@ def test_across_tasks_names_encoders_by_where_their_records_lie(tmp_path: Path) 
     (tmp_path / "other" / "x" / "result.json").write_text(json.dumps({"loss": 1.0}))
     records = across_tasks.read_records([tmp_path])
     assert sorted(r["encoder"] for r in records) == sorted(places.values())
+
+
+def test_rl_readout_inputs_hold_what_each_mode_names(monkeypatch) -> None:
+    """bench_rl_readout's inputs: the state, proprio + the objects (true or read out), the
+    read-out state, or features + proprio; a mix-up would misattribute a gap."""
+    import torch
+
+    monkeypatch.syspath_prepend(str(SCRIPTS))
+    import bench_rl_readout
+
+    def encoder(pixels: torch.Tensor) -> torch.Tensor:  # two "features" per frame
+        flat = pixels.float().flatten(1)
+        return torch.stack([flat.mean(1), flat.max(1).values], dim=1)
+
+    weights = np.array([[1.0, 0.0, 2.0], [0.0, 1.0, -1.0]])  # features -> a 3-wide "state"
+    rng = np.random.default_rng(0)
+    batch = {
+        "pixels": rng.integers(0, 256, size=(4, 8, 8, 3), dtype=np.uint8),
+        "proprio": rng.normal(size=(4, 2)),
+        "state": rng.normal(size=(4, 3)),
+    }
+    features = bench_rl_readout.encode(encoder, batch["pixels"])
+    read = features @ weights
+    expected = {
+        "state": batch["state"],
+        "true": np.c_[batch["proprio"], batch["state"][:, [2, 0]]],
+        "readout": np.c_[batch["proprio"], read[:, [2, 0]]],
+        "state-readout": read,
+        "features": np.c_[features, batch["proprio"]],
+    }
+    assert set(expected) == set(bench_rl_readout.MODES)
+    for mode, values in expected.items():
+        made = bench_rl_readout.input_maker(mode, encoder, lambda f: f @ weights, [2, 0])(batch)
+        assert made.dtype == np.float32
+        np.testing.assert_allclose(made, values.astype(np.float32), rtol=1e-6, err_msg=mode)

@@ -1,0 +1,274 @@
+"""Does SAC fail on frozen features for want of precision, or of format? A diagnostic.
+
+``bench_readout.py`` asks this of 25-demonstration BC. Under SAC with the demonstrations in
+half of every batch (``train-policy --algo rl --rl-demo-share 0.5``, the package's RL path),
+session 45 found Push's frozen ``fdm+future`` features at 6.7% after 60,000 steps where the
+privileged state reached 87%, and Reach's features at 96%. This script trains the same SAC
+(``sslrobot.policy.rl.make_sb3_model``: the package's widths, batch, learning rate, buffer and
+RLPD sampling; inputs standardised on the demonstrations as ``train-policy`` does) on one task
+of a finished run with other inputs, each evaluated on the run's evaluation episodes:
+
+- ``state``: the whole privileged state (the package's oracle, ``--encoder state``);
+- ``state-readout``: the whole state as a linear probe reads it out of the frozen features
+  (ridge, fitted on the unlabeled stream; privileged labels for the probe only): what the
+  features hold, put in the oracle's format;
+- ``true``: proprio + the task objects' true positions (privileged: the oracle without its
+  derived quantities, fingertip and offsets, which SAC must then work out from the joints);
+- ``readout``: proprio + those positions as the probe reads them out of the features;
+- ``features``: frozen features + proprio, the package's pixel policy input.
+
+``state`` -> ``state-readout`` is what the features' precision costs SAC when it is told where
+to look; ``state-readout`` -> ``features`` is what finding it in the features costs. If the
+read-out state does about as well as the state, the features hold what Push needs and the
+policy side should change; if it does about as badly as the features, pretraining must.
+
+Usage (each mode and seed is a process of its own; finished ones are skipped, so two
+invocations with different ``--modes`` share the cores and a killed one resumes):
+
+    python scripts/bench_rl_readout.py --run runs/s43/push --task Push-v0 --steps 30000 \
+        --modes state-readout readout --out runs/bench_rl_readout
+    python scripts/bench_rl_readout.py --run runs/s43/push --task Push-v0 --steps 500 \
+        --seeds 0 --episodes 3 --out /tmp/rl_readout_quick     # every code path, a minute
+
+Prints its settings, the probe's median error on the demonstrations, and success per mode
+(mean over seeds, two-level bootstrap 95% interval) with the wall time per run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from bench_readout import (
+    OBJECT_VARIABLES,
+    StateInObservation,
+    add_run_arguments,
+    check_demos_and_seeds,
+    demos_look,
+    encode,
+    fit_readout,
+    open_run,
+)
+from gymnasium import spaces
+
+from sslrobot.data import open_dataset
+from sslrobot.evaluation.rollouts import run_episodes
+from sslrobot.evaluation.statistics import stratified_bootstrap_ci
+from sslrobot.policy.config import PolicyConfig
+from sslrobot.policy.encoders import resolve_encoder
+from sslrobot.policy.environment import make_env
+from sslrobot.policy.network import ObservationEncoder, policy_inputs
+from sslrobot.policy.rl import first_reset_seed, make_feature_vec_env, make_sb3_model
+from sslrobot.policy.rl_demos import DemoReplay
+from sslrobot.utils.io import atomic_write_json
+
+MODES = ("state", "state-readout", "true", "readout", "features")
+#: What each observation holds here: the frame, proprio, and the state (``StateInObservation``).
+OBSERVED = ("pixels", "proprio", "state")
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_run_arguments(parser)
+    parser.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES))
+    parser.add_argument("--steps", type=int, default=30_000, help="environment steps per run")
+    parser.add_argument("--demo-share", type=float, default=0.5)
+    parser.add_argument("--probe-episodes", type=int, default=300, help="unlabeled episodes")
+    parser.add_argument("--out", type=Path, default=Path("runs/bench_rl_readout"))
+    return parser.parse_args()
+
+
+class RawInput(gym.ObservationWrapper):
+    """Observations (pixels, proprio, state) -> one mode's raw policy input, before
+    standardisation (the package's state-oracle path then standardises it)."""
+
+    def __init__(self, env: gym.Env, make_input: Any, width: int) -> None:
+        super().__init__(env)
+        self.make_input = make_input
+        self.observation_space = spaces.Box(-np.inf, np.inf, shape=(width,), dtype=np.float32)
+
+    def observation(self, observation: dict) -> np.ndarray:
+        return self.make_input(
+            {key: np.asarray(value)[None] for key, value in observation.items()}
+        )[0]
+
+
+def input_maker(mode: str, encoder: torch.nn.Module, readout: Any, columns: list[int]) -> Any:
+    """Batched observations (dict of (B, ...) arrays) -> (B, D) float32 raw inputs."""
+
+    def make_input(batch: dict) -> np.ndarray:
+        state = np.asarray(batch["state"], dtype=np.float64)
+        proprio = np.asarray(batch["proprio"], dtype=np.float64)
+        if mode == "state":
+            out = state
+        elif mode == "true":
+            out = np.c_[proprio, state[:, columns]]
+        else:
+            features = encode(encoder, np.asarray(batch["pixels"]))
+            if mode == "features":
+                out = np.c_[features, proprio]
+            elif mode == "state-readout":
+                out = readout(features)
+            else:
+                out = np.c_[proprio, readout(features)[:, columns]]
+        return out.astype(np.float32)
+
+    return make_input
+
+
+def demo_replay(
+    demos: Any, ids: list[int], make_input: Any, obs_encoder: ObservationEncoder, env: gym.Env
+) -> DemoReplay:
+    """The demonstrations as SAC's buffer stores them (``rl_demos.load_demo_replay`` with this
+    mode's inputs), after fitting the input statistics on their frames before each action (as
+    ``train-policy`` fits them on ``load_transitions``' frames)."""
+    low, high = env.action_space.low, env.action_space.high
+    parts: dict[str, list[np.ndarray]] = {key: [] for key in DemoReplay.__dataclass_fields__}
+    raw_frames, raw_all = [], []
+    for episode_id in ids:
+        episode = demos.load_episode(episode_id, include_state=True, in_memory=True)
+        length = int(np.asarray(episode["action"]).shape[0])
+        batch = {key: np.asarray(episode[key][: length + 1]) for key in OBSERVED}
+        raw = make_input(batch)
+        raw_all.append(raw)
+        raw_frames.append(raw[:length])
+        action = np.asarray(episode["action"], dtype=np.float32)
+        parts["actions"].append(np.clip(2.0 * (action - low) / (high - low) - 1.0, -1.0, 1.0))
+        parts["rewards"].append(np.asarray(episode["reward"], dtype=np.float32))
+        parts["dones"].append(np.asarray(episode["terminated"], dtype=np.float32))
+    obs_encoder.feature_norm.fit(np.concatenate(raw_frames))
+    for raw in raw_all:
+        inputs = policy_inputs(obs_encoder, raw, "state", torch.device("cpu")).numpy()
+        parts["observations"].append(inputs[:-1])
+        parts["next_observations"].append(inputs[1:])
+    return DemoReplay(**{k: np.concatenate(v).astype(np.float32) for k, v in parts.items()})
+
+
+def train_and_evaluate(
+    args: argparse.Namespace, config: dict, demos: Any, spec: str | None, mode: str, seed: int
+) -> dict[str, Any]:
+    """One SAC run of one mode and training seed, evaluated; returns its record."""
+    from stable_baselines3.common.env_util import make_vec_env
+    from stable_baselines3.common.logger import configure
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    start = time.perf_counter()
+    names = demos.manifest["state_names"]
+    columns = [names.index(name) for name in OBJECT_VARIABLES[args.task]]
+    encoder = resolve_encoder(spec, config["image_size"], seed, config["encoder_arch"]).module
+    encoder.eval()
+    readout = None
+    if mode in ("state-readout", "readout"):
+        stream = open_dataset(args.run / args.task / "data" / "unlabeled" / "dataset")
+        readout = fit_readout(encoder, stream, args.probe_episodes)
+    make_input = input_maker(mode, encoder, readout, columns)
+    env_id, look = f"sslrobot/{args.task}", demos_look(demos)
+    ids = list(demos.episode_ids)[: args.num_demos]
+    probe = demos.load_episode(ids[0], include_state=True, in_memory=True)
+    width = make_input({key: np.asarray(probe[key][:1]) for key in OBSERVED}).shape[1]
+
+    def make_one() -> gym.Env:
+        env = StateInObservation(make_env(env_id, config["image_size"], "pixels", look))
+        return RawInput(env, make_input, width)
+
+    venv = make_vec_env(make_one, n_envs=1, seed=first_reset_seed(seed, 1), vec_env_cls=DummyVecEnv)
+    obs_encoder = ObservationEncoder(None, feature_dim=width, proprio_dim=0, frozen=True)
+    replay = demo_replay(demos, ids, make_input, obs_encoder, venv.envs[0])
+    policy_config = PolicyConfig(
+        env_id=env_id, encoder="state", algo="rl", out=args.out / mode / f"seed{seed}",
+        seed=seed, steps=args.steps, demos=args.run / args.task / "data" / "demos" / "dataset",
+        num_demos=args.num_demos, rl_demo_share=args.demo_share, progress=False, device="cpu",
+    )  # fmt: skip
+    env = make_feature_vec_env(venv, obs_encoder, "state", torch.device("cpu"))
+    model = make_sb3_model(policy_config, env, torch.device("cpu"), args.steps, replay)
+    model.set_logger(configure(str(policy_config.out / "logs"), ["csv"]))
+    model.learn(total_timesteps=args.steps, progress_bar=False)
+    train_seconds = time.perf_counter() - start
+    venv.close()
+
+    eval_env = make_one()
+    try:
+
+        def act(observation: np.ndarray) -> np.ndarray:
+            inputs = policy_inputs(obs_encoder, observation[None], "state", torch.device("cpu"))
+            return model.predict(inputs.numpy(), deterministic=True)[0][0]
+
+        seeds = [args.eval_seed + i for i in range(args.episodes)]
+        episodes, _ = run_episodes(eval_env, act, seeds)
+    finally:
+        eval_env.close()
+    record = {
+        "mode": mode,
+        "seed": seed,
+        "steps": args.steps,
+        "input_width": width,
+        "success": [bool(e.success) for e in episodes],
+        "return": [float(e.episode_return) for e in episodes],
+        "train_seconds": train_seconds,
+        "seconds": time.perf_counter() - start,
+    }
+    if readout is not None:
+        error = np.abs(readout(encode(encoder, load_pixels(demos, ids)))[:, columns]
+                       - load_state(demos, ids)[:, columns])  # fmt: skip
+        record["readout_median_error"] = np.median(error, axis=0).round(4).tolist()
+    return record
+
+
+def load_pixels(demos: Any, ids: list[int]) -> np.ndarray:
+    return np.concatenate(
+        [np.asarray(demos.load_episode(i, in_memory=True)["pixels"]) for i in ids]
+    )
+
+
+def load_state(demos: Any, ids: list[int]) -> np.ndarray:
+    episodes = [demos.load_episode(i, include_state=True, in_memory=True) for i in ids]
+    return np.concatenate([np.asarray(e["state"], dtype=np.float64) for e in episodes])
+
+
+def main() -> None:
+    args = parse_args()
+    config, demos, spec = open_run(args, "bench_rl_readout")
+    check_demos_and_seeds(args, demos)
+    for mode in args.modes:
+        for seed in args.seeds:
+            path = args.out / mode / f"seed{seed}" / "result.json"
+            if path.is_file():
+                steps = json.loads(path.read_text())["steps"]
+                if steps != args.steps:
+                    raise SystemExit(f"{path} holds a run of {steps} steps, not --steps "
+                                     f"{args.steps}: give another --out")  # fmt: skip
+                continue
+            record = train_and_evaluate(args, config, demos, spec, mode, seed)
+            atomic_write_json(path, record)
+            print(f"{mode} seed {seed}: {np.mean(record['success']):.1%} "
+                  f"({record['seconds']:.0f} s)", flush=True)  # fmt: skip
+    print(
+        f"\n| input ({args.task}, SAC {args.steps:,} steps, {args.num_demos} demos in "
+        f"{args.demo_share} of each batch) | success [95% CI] | per seed | s per run |"
+    )
+    print("| --- | ---: | --- | ---: |")
+    for mode in MODES:
+        records = [
+            json.loads(p.read_text()) for p in sorted((args.out / mode).glob("seed*/result.json"))
+        ]
+        if not records:
+            continue
+        per_seed = [np.asarray(r["success"], dtype=float) for r in records]
+        mean, low, high = stratified_bootstrap_ci(per_seed, shared_episodes=True)
+        seeds = " / ".join(f"{100 * s.mean():.0f}" for s in per_seed)
+        seconds = np.median([r["seconds"] for r in records])
+        print(f"| {mode} | {100 * mean:.1f}% [{100 * low:.1f}, {100 * high:.1f}] | {seeds} "
+              f"| {seconds:.0f} |")  # fmt: skip
+        if "readout_median_error" in records[0]:
+            print(f"  readout median error of {list(OBJECT_VARIABLES[args.task])} on the "
+                  f"demonstrations (m): {records[0]['readout_median_error']}")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
