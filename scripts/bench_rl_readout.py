@@ -15,7 +15,10 @@ of a finished run with other inputs, each evaluated on the run's evaluation epis
 - ``true``: proprio + the task objects' true positions (privileged: the oracle without its
   derived quantities, fingertip and offsets, which SAC must then work out from the joints);
 - ``readout``: proprio + those positions as the probe reads them out of the features;
-- ``features``: frozen features + proprio, the package's pixel policy input.
+- ``features``: frozen features + proprio, the package's pixel policy input;
+- ``whitened``: the features PCA-whitened (``bench_heads.py --heads whiten``'s whitener, fitted
+  on ``--probe-episodes`` unlabeled episodes, no labels) + proprio: a label-free way to give
+  SAC the features' low-variance directions at the scale of the others.
 
 ``state`` -> ``state-readout`` is what the features' precision costs SAC when it is told where
 to look; ``state-readout`` -> ``features`` is what finding it in the features costs. If the
@@ -45,6 +48,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import torch
+from bench_heads import pca_whitener
 from bench_readout import (
     OBJECT_VARIABLES,
     StateInObservation,
@@ -53,6 +57,7 @@ from bench_readout import (
     demos_look,
     encode,
     fit_readout,
+    labelled_frames,
     open_run,
 )
 from gymnasium import spaces
@@ -68,7 +73,9 @@ from sslrobot.policy.rl import first_reset_seed, make_feature_vec_env, make_sb3_
 from sslrobot.policy.rl_demos import DemoReplay
 from sslrobot.utils.io import atomic_write_json
 
-MODES = ("state", "state-readout", "true", "readout", "features")
+MODES = ("state", "state-readout", "true", "readout", "features", "whitened")
+#: bench_heads.py's default eigenvalue floor (a share of the largest).
+WHITEN_FLOOR = 1e-3
 #: What each observation holds here: the frame, proprio, and the state (``StateInObservation``).
 OBSERVED = ("pixels", "proprio", "state")
 
@@ -99,8 +106,16 @@ class RawInput(gym.ObservationWrapper):
         )[0]
 
 
-def input_maker(mode: str, encoder: torch.nn.Module, readout: Any, columns: list[int]) -> Any:
-    """Batched observations (dict of (B, ...) arrays) -> (B, D) float32 raw inputs."""
+def input_maker(
+    mode: str, encoder: torch.nn.Module, readout: Any, columns: list[int], whiten: Any = None
+) -> Any:
+    """Batched observations (dict of (B, ...) arrays) -> (B, D) float32 raw inputs.
+
+    Args:
+        readout: Features -> the whole state (``state-readout``, ``readout``).
+        columns: The state's columns of the task's objects (``true``, ``readout``).
+        whiten: Features -> whitened features (``whitened``).
+    """
 
     def make_input(batch: dict) -> np.ndarray:
         state = np.asarray(batch["state"], dtype=np.float64)
@@ -113,6 +128,8 @@ def input_maker(mode: str, encoder: torch.nn.Module, readout: Any, columns: list
             features = encode(encoder, np.asarray(batch["pixels"]))
             if mode == "features":
                 out = np.c_[features, proprio]
+            elif mode == "whitened":
+                out = np.c_[whiten(features), proprio]
             elif mode == "state-readout":
                 out = readout(features)
             else:
@@ -163,11 +180,15 @@ def train_and_evaluate(
     columns = [names.index(name) for name in OBJECT_VARIABLES[args.task]]
     encoder = resolve_encoder(spec, config["image_size"], seed, config["encoder_arch"]).module
     encoder.eval()
-    readout = None
+    readout = whiten = None
+    stream = open_dataset(args.run / args.task / "data" / "unlabeled" / "dataset")
     if mode in ("state-readout", "readout"):
-        stream = open_dataset(args.run / args.task / "data" / "unlabeled" / "dataset")
         readout = fit_readout(encoder, stream, args.probe_episodes)
-    make_input = input_maker(mode, encoder, readout, columns)
+    if mode == "whitened":
+        ids = np.random.default_rng(0).permutation(list(stream.episode_ids))
+        features = labelled_frames(encoder, stream, ids[: args.probe_episodes])[0]
+        whiten = pca_whitener(features, WHITEN_FLOOR)
+    make_input = input_maker(mode, encoder, readout, columns, whiten)
     env_id, look = f"sslrobot/{args.task}", demos_look(demos)
     ids = list(demos.episode_ids)[: args.num_demos]
     probe = demos.load_episode(ids[0], include_state=True, in_memory=True)

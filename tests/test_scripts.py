@@ -759,7 +759,7 @@ def test_across_tasks_names_encoders_by_where_their_records_lie(tmp_path: Path) 
 
 def test_rl_readout_inputs_hold_what_each_mode_names(monkeypatch) -> None:
     """bench_rl_readout's inputs: the state, proprio + the objects (true or read out), the
-    read-out state, or features + proprio; a mix-up would misattribute a gap."""
+    read-out state, or (whitened) features + proprio; a mix-up would misattribute a gap."""
     import torch
 
     monkeypatch.syspath_prepend(str(SCRIPTS))
@@ -784,9 +784,13 @@ def test_rl_readout_inputs_hold_what_each_mode_names(monkeypatch) -> None:
         "readout": np.c_[batch["proprio"], read[:, [2, 0]]],
         "state-readout": read,
         "features": np.c_[features, batch["proprio"]],
+        "whitened": np.c_[2.0 * features - 1.0, batch["proprio"]],
     }
     assert set(expected) == set(bench_rl_readout.MODES)
     for mode, values in expected.items():
-        made = bench_rl_readout.input_maker(mode, encoder, lambda f: f @ weights, [2, 0])(batch)
+        make_input = bench_rl_readout.input_maker(
+            mode, encoder, lambda f: f @ weights, [2, 0], whiten=lambda f: 2.0 * f - 1.0
+        )
+        made = make_input(batch)
         assert made.dtype == np.float32
         np.testing.assert_allclose(made, values.astype(np.float32), rtol=1e-6, err_msg=mode)
