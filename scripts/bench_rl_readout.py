@@ -87,8 +87,23 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--steps", type=int, default=30_000, help="environment steps per run")
     parser.add_argument("--demo-share", type=float, default=0.5)
     parser.add_argument("--probe-episodes", type=int, default=300, help="unlabeled episodes")
+    parser.add_argument(
+        "--position-noise",
+        type=float,
+        default=0.0,
+        help="true: Gaussian noise (m, standard deviation) on the objects' true positions, drawn "
+        "afresh at every step: how precise SAC needs them (results under true-noiseM)",
+    )
     parser.add_argument("--out", type=Path, default=Path("runs/bench_rl_readout"))
-    return parser.parse_args()
+    args = parser.parse_args()
+    if args.position_noise and args.modes != ["true"]:
+        parser.error("--position-noise applies to --modes true alone")
+    return args
+
+
+def label(args: argparse.Namespace, mode: str) -> str:
+    """Where a mode's runs lie under ``--out``: the mode, with the noise for noisy ``true``."""
+    return f"true-noise{args.position_noise:g}" if mode == "true" and args.position_noise else mode
 
 
 class RawInput(gym.ObservationWrapper):
@@ -107,7 +122,13 @@ class RawInput(gym.ObservationWrapper):
 
 
 def input_maker(
-    mode: str, encoder: torch.nn.Module, readout: Any, columns: list[int], whiten: Any = None
+    mode: str,
+    encoder: torch.nn.Module,
+    readout: Any,
+    columns: list[int],
+    whiten: Any = None,
+    noise: tuple[float, np.random.Generator] | None = None,
+    errors: list[np.ndarray] | None = None,
 ) -> Any:
     """Batched observations (dict of (B, ...) arrays) -> (B, D) float32 raw inputs.
 
@@ -115,6 +136,10 @@ def input_maker(
         readout: Features -> the whole state (``state-readout``, ``readout``).
         columns: The state's columns of the task's objects (``true``, ``readout``).
         whiten: Features -> whitened features (``whitened``).
+        noise: ``true``: the standard deviation (m) of Gaussian noise drawn afresh for the
+            objects' positions at every call, and its generator.
+        errors: Where the read-out objects' errors (B, len(columns)) are appended, call by
+            call (``state-readout``, ``readout``): their size on the policy's own frames.
     """
 
     def make_input(batch: dict) -> np.ndarray:
@@ -123,17 +148,21 @@ def input_maker(
         if mode == "state":
             out = state
         elif mode == "true":
-            out = np.c_[proprio, state[:, columns]]
+            objects = state[:, columns]
+            if noise is not None:
+                objects = objects + noise[1].normal(0.0, noise[0], size=objects.shape)
+            out = np.c_[proprio, objects]
         else:
             features = encode(encoder, np.asarray(batch["pixels"]))
             if mode == "features":
                 out = np.c_[features, proprio]
             elif mode == "whitened":
                 out = np.c_[whiten(features), proprio]
-            elif mode == "state-readout":
-                out = readout(features)
             else:
-                out = np.c_[proprio, readout(features)[:, columns]]
+                read = readout(features)
+                if errors is not None:
+                    errors.append(read[:, columns] - state[:, columns])
+                out = read if mode == "state-readout" else np.c_[proprio, read[:, columns]]
         return out.astype(np.float32)
 
     return make_input
@@ -188,13 +217,16 @@ def train_and_evaluate(
         ids = np.random.default_rng(0).permutation(list(stream.episode_ids))
         features = labelled_frames(encoder, stream, ids[: args.probe_episodes])[0]
         whiten = pca_whitener(features, WHITEN_FLOOR)
-    make_input = input_maker(mode, encoder, readout, columns, whiten)
+    noise = None
+    if mode == "true" and args.position_noise:
+        noise = (args.position_noise, np.random.default_rng(seed))
+    make_input = input_maker(mode, encoder, readout, columns, whiten, noise)
     env_id, look = f"sslrobot/{args.task}", demos_look(demos)
     ids = list(demos.episode_ids)[: args.num_demos]
     probe = demos.load_episode(ids[0], include_state=True, in_memory=True)
     width = make_input({key: np.asarray(probe[key][:1]) for key in OBSERVED}).shape[1]
 
-    def make_one() -> gym.Env:
+    def make_one(make_input: Any = make_input) -> gym.Env:
         env = StateInObservation(make_env(env_id, config["image_size"], "pixels", look))
         return RawInput(env, make_input, width)
 
@@ -202,7 +234,7 @@ def train_and_evaluate(
     obs_encoder = ObservationEncoder(None, feature_dim=width, proprio_dim=0, frozen=True)
     replay = demo_replay(demos, ids, make_input, obs_encoder, venv.envs[0])
     policy_config = PolicyConfig(
-        env_id=env_id, encoder="state", algo="rl", out=args.out / mode / f"seed{seed}",
+        env_id=env_id, encoder="state", algo="rl", out=args.out / label(args, mode) / f"seed{seed}",
         seed=seed, steps=args.steps, demos=args.run / args.task / "data" / "demos" / "dataset",
         num_demos=args.num_demos, rl_demo_share=args.demo_share, progress=False, device="cpu",
     )  # fmt: skip
@@ -212,8 +244,12 @@ def train_and_evaluate(
     model.learn(total_timesteps=args.steps, progress_bar=False)
     train_seconds = time.perf_counter() - start
     venv.close()
+    model.save(policy_config.out / "final_sb3.zip")
+    norm = obs_encoder.feature_norm
+    np.savez(policy_config.out / "input_statistics.npz", mean=norm.mean, std=norm.std)
 
-    eval_env = make_one()
+    errors: list[np.ndarray] = []
+    eval_env = make_one(input_maker(mode, encoder, readout, columns, whiten, noise, errors))
     try:
 
         def act(observation: np.ndarray) -> np.ndarray:
@@ -238,6 +274,13 @@ def train_and_evaluate(
         error = np.abs(readout(encode(encoder, load_pixels(demos, ids)))[:, columns]
                        - load_state(demos, ids)[:, columns])  # fmt: skip
         record["readout_median_error"] = np.median(error, axis=0).round(4).tolist()
+        policy_error = np.abs(np.concatenate(errors))
+        record["readout_error_on_policy_frames"] = {
+            "median": np.median(policy_error, axis=0).round(4).tolist(),
+            "p90": np.percentile(policy_error, 90, axis=0).round(4).tolist(),
+        }
+    if noise is not None:
+        record["position_noise"] = args.position_noise
     return record
 
 
@@ -258,7 +301,7 @@ def main() -> None:
     check_demos_and_seeds(args, demos)
     for mode in args.modes:
         for seed in args.seeds:
-            path = args.out / mode / f"seed{seed}" / "result.json"
+            path = args.out / label(args, mode) / f"seed{seed}" / "result.json"
             if path.is_file():
                 steps = json.loads(path.read_text())["steps"]
                 if steps != args.steps:
@@ -274,10 +317,9 @@ def main() -> None:
         f"{args.demo_share} of each batch) | success [95% CI] | per seed | s per run |"
     )
     print("| --- | ---: | --- | ---: |")
-    for mode in MODES:
-        records = [
-            json.loads(p.read_text()) for p in sorted((args.out / mode).glob("seed*/result.json"))
-        ]
+    for directory in sorted(path for path in args.out.glob("*") if path.is_dir()):
+        mode = directory.name
+        records = [json.loads(p.read_text()) for p in sorted(directory.glob("seed*/result.json"))]
         if not records:
             continue
         per_seed = [np.asarray(r["success"], dtype=float) for r in records]
@@ -289,6 +331,11 @@ def main() -> None:
         if "readout_median_error" in records[0]:
             print(f"  readout median error of {list(OBJECT_VARIABLES[args.task])} on the "
                   f"demonstrations (m): {records[0]['readout_median_error']}")  # fmt: skip
+        for record in records:
+            if "readout_error_on_policy_frames" in record:
+                on_policy = record["readout_error_on_policy_frames"]
+                print(f"  seed {record['seed']}, on the policy's evaluation frames (m): median "
+                      f"{on_policy['median']}, 90th percentile {on_policy['p90']}")  # fmt: skip
 
 
 if __name__ == "__main__":

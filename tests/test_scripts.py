@@ -794,3 +794,13 @@ def test_rl_readout_inputs_hold_what_each_mode_names(monkeypatch) -> None:
         made = make_input(batch)
         assert made.dtype == np.float32
         np.testing.assert_allclose(made, values.astype(np.float32), rtol=1e-6, err_msg=mode)
+    noisy = bench_rl_readout.input_maker(
+        "true", encoder, None, [2, 0], noise=(0.5, np.random.default_rng(1))
+    )
+    drawn = [noisy(batch)[:, 2:] - batch["state"][:, [2, 0]] for _ in range(200)]
+    assert abs(np.std(drawn) - 0.5) < 0.03  # fresh noise at every call, of the asked size
+    errors: list[np.ndarray] = []
+    bench_rl_readout.input_maker("readout", encoder, lambda f: f @ weights, [2, 0], errors=errors)(
+        batch
+    )
+    np.testing.assert_allclose(errors[0], read[:, [2, 0]] - batch["state"][:, [2, 0]])
