@@ -896,6 +896,30 @@ def test_paired_pretraining_seeds_give_each_policy_seed_its_own_encoder(tmp_path
     assert f"{mean:.3f} ± " in report and "(2 pretraining seeds)" in report
 
 
+def test_settings_that_only_add_stages_grow_a_run_without_the_warning(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """RL or the held-out evaluation turned on adds stages and replaces none: said in one
+    line, not with the warning that advises stopping; a changed RL budget still warns."""
+    config = make_run_config("quick")
+    (tmp_path / "config.json").write_text(json.dumps(config.to_dict()))
+    grown = dataclasses.replace(config, rl_steps=500, rl_demo_share=0.25, heldout_eval=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        changed = warn_of_changed_settings(tmp_path, grown)
+    assert changed == ["heldout_eval", "rl_steps", "rl_demo_share"]
+    assert "only add stages to it: nothing it finished is made again" in capsys.readouterr().err
+    (tmp_path / "config.json").write_text(json.dumps(grown.to_dict()))
+    with pytest.warns(UserWarning, match="rl_steps 500 -> 900"):
+        warn_of_changed_settings(tmp_path, dataclasses.replace(grown, rl_steps=900))
+    with pytest.warns(UserWarning, match="rl_demo_share 0.25 -> 0.5"):
+        warn_of_changed_settings(tmp_path, dataclasses.replace(grown, rl_demo_share=0.5))
+    mixed = dataclasses.replace(config, rl_steps=500, pretrain_steps=config.pretrain_steps + 1)
+    (tmp_path / "config.json").write_text(json.dumps(config.to_dict()))
+    with pytest.warns(UserWarning, match="pretrain_steps"):  # one real change: the warning
+        warn_of_changed_settings(tmp_path, mixed)
+
+
 def test_rerunning_a_run_directory_with_other_settings_names_them(tmp_path: Path) -> None:
     """A preset default that moved (bc_augment_copies, session 19) would quietly replace a
     finished run's policies: the changed fields are named with the --set that keeps them, and
@@ -1344,9 +1368,11 @@ def test_online_rl_stages_add_their_own_tables_to_a_finished_run(
     config = dataclasses.replace(QUICK, rl_steps=120, rl_encoders=("fdm+future", "state"))
     assert config.rl_encoder_names == ("fdm+future", "state")
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the settings warning: rl_steps 0 -> 120
+        warnings.simplefilter("error")  # growing a finished run is not a settings change
         run_pipeline(config, run, device="cpu", progress=False, command="pytest rl")
-    started = [line for line in capsys.readouterr().err.splitlines() if line.startswith("[start]")]
+    err = capsys.readouterr().err
+    assert "rl_steps 0 -> 120, rl_encoders [] -> ['fdm+future', 'state'] only add stages" in err
+    started = [line for line in err.splitlines() if line.startswith("[start]")]
     assert sorted(line.split()[1] for line in started) == sorted(
         f"Reach-v0/{kind}/{encoder}/{where}"
         for encoder in ("fdm+future", "state")

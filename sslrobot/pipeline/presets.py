@@ -31,6 +31,10 @@ INERT_WHEN_OFF = {
     "rl_encoders": "rl_steps",
     "rl_demo_share": "rl_steps",
 }
+#: Switches whose turning on (from 0 or False) only adds stages of their own and replaces no
+#: finished one: a finished run given one grows, it is not changed, and is told so without
+#: the changed-settings warning (``run.warn_of_changed_settings``).
+ADDING_SWITCHES = ("rl_steps", "heldout_eval")
 #: Likewise, settings that refine one value of another: the candidates' validation episodes
 #: count only where the context is chosen.
 INERT_UNLESS = {"bc_select_episodes": ("bc_context", "auto")}
@@ -41,6 +45,14 @@ def inert_settings(values: dict[str, Any]) -> set[str]:
     there, because the setting each refines is off."""
     off = {key for key, switch in INERT_WHEN_OFF.items() if not values.get(switch, 0)}
     return off | {key for key, (switch, on) in INERT_UNLESS.items() if values.get(switch) != on}
+
+
+def only_adds_stages(key: str, earlier: dict[str, Any]) -> bool:
+    """Whether changing ``key`` from its value in ``earlier`` (a config as ``config.json``
+    holds it) only adds stages: an adding switch turned on, or a setting refining one that
+    was off then."""
+    switch = key if key in ADDING_SWITCHES else INERT_WHEN_OFF.get(key)
+    return switch in ADDING_SWITCHES and not earlier.get(switch)
 
 
 def why_inert(key: str) -> str:

@@ -28,6 +28,7 @@ from sslrobot.pipeline.presets import (
     RunConfig,
     inert_settings,
     make_run_config,
+    only_adds_stages,
     parse_overrides,
 )
 from sslrobot.pipeline.stages import (
@@ -233,7 +234,9 @@ def warn_of_changed_settings(out: Path, config: RunConfig, replace: bool = True)
     names each change and the command that continues the earlier run instead (its preset,
     and a ``--set`` for every field it set otherwise than that preset does today). A field an
     older run did not record counts as its default then, ``RunConfig``'s. Dropped tasks are
-    ``warn_of_dropped_tasks``'s.
+    ``warn_of_dropped_tasks``'s. Changes that only add stages (``presets.only_adds_stages``:
+    RL or the held-out evaluation turned on) are said in one line, not warned of: the
+    warning's advice to stop and continue the earlier run would be wrong for them.
 
     Args:
         replace: Whether the stages they change may be made again (``sslrobot run
@@ -251,7 +254,14 @@ def warn_of_changed_settings(out: Path, config: RunConfig, replace: bool = True)
     changed = [
         key for key in now if key not in skipped and key not in inert and earlier[key] != now[key]
     ]
-    if changed:
+    if changed and all(only_adds_stages(key, earlier) for key in changed):
+        described = ", ".join(f"{key} {earlier[key]!r} -> {now[key]!r}" for key in changed)
+        print(
+            f"[grow] {out} holds an earlier run; {described} only add stages to it: "
+            "nothing it finished is made again",
+            file=sys.stderr,
+        )
+    elif changed:
         assignments = _assignments(earlier, skip=UNSTAGED_SETTINGS)
         described = ", ".join(f"{key} {earlier[key]!r} -> {now[key]!r}" for key in changed)
         command = _run_command(earlier["preset"], assignments, out)
