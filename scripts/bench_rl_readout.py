@@ -18,15 +18,19 @@ of a finished run with other inputs, each evaluated on the run's evaluation epis
 - ``features``: frozen features + proprio, the package's pixel policy input;
 - ``whitened``: the features PCA-whitened (``bench_heads.py --heads whiten``'s whitener, fitted
   on ``--probe-episodes`` unlabeled episodes, no labels) + proprio: a label-free way to give
-  SAC the features' low-variance directions at the scale of the others.
+  SAC the features' low-variance directions at the scale of the others;
+- with ``--with-fingertip``, the modes with proprio get the fingertip's true x, y beside it, as a
+  proprio holding the arm's forward kinematics would (``true+tip``, ``features+tip``, ...).
 
 ``state`` -> ``state-readout`` is what the features' precision costs SAC when it is told where
 to look; ``state-readout`` -> ``features`` is what finding it in the features costs. If the
 read-out state does about as well as the state, the features hold what Push needs and the
 policy side should change; if it does about as badly as the features, pretraining must.
+``--position-noise`` (``true`` with fresh Gaussian noise on the objects' positions) measures how
+precise SAC needs them.
 
-Usage (each mode and seed is a process of its own; finished ones are skipped, so two
-invocations with different ``--modes`` share the cores and a killed one resumes):
+Usage (modes and seeds run one after another, one thread; finished ones are skipped, so two
+invocations with different ``--modes`` or ``--seeds`` share the cores and a killed one resumes):
 
     python scripts/bench_rl_readout.py --run runs/s43/push --task Push-v0 --steps 30000 \
         --modes state-readout readout --out runs/bench_rl_readout
@@ -95,15 +99,25 @@ def parse_args() -> argparse.Namespace:
         "afresh at every step: how precise SAC needs them (results under true-noiseM)",
     )
     parser.add_argument("--out", type=Path, default=Path("runs/bench_rl_readout"))
+    parser.add_argument(
+        "--with-fingertip",
+        action="store_true",
+        help="the fingertip's true x, y appended to proprio, as a proprio holding the arm's "
+        "forward kinematics would (modes with proprio; results under MODE+tip)",
+    )
     args = parser.parse_args()
     if args.position_noise and args.modes != ["true"]:
         parser.error("--position-noise applies to --modes true alone")
+    if args.with_fingertip and {"state", "state-readout"} & set(args.modes):
+        parser.error("--with-fingertip: the state and its readout hold the fingertip already")
     return args
 
 
 def label(args: argparse.Namespace, mode: str) -> str:
-    """Where a mode's runs lie under ``--out``: the mode, with the noise for noisy ``true``."""
-    return f"true-noise{args.position_noise:g}" if mode == "true" and args.position_noise else mode
+    """Where a mode's runs lie under ``--out``: the mode, with the noise for noisy ``true``
+    and ``+tip`` with the fingertip."""
+    name = f"true-noise{args.position_noise:g}" if mode == "true" and args.position_noise else mode
+    return f"{name}+tip" if args.with_fingertip else name
 
 
 class RawInput(gym.ObservationWrapper):
@@ -129,6 +143,7 @@ def input_maker(
     whiten: Any = None,
     noise: tuple[float, np.random.Generator] | None = None,
     errors: list[np.ndarray] | None = None,
+    tip_columns: list[int] | None = None,
 ) -> Any:
     """Batched observations (dict of (B, ...) arrays) -> (B, D) float32 raw inputs.
 
@@ -140,11 +155,14 @@ def input_maker(
             objects' positions at every call, and its generator.
         errors: Where the read-out objects' errors (B, len(columns)) are appended, call by
             call (``state-readout``, ``readout``): their size on the policy's own frames.
+        tip_columns: The state's fingertip columns, appended to proprio (``--with-fingertip``).
     """
 
     def make_input(batch: dict) -> np.ndarray:
         state = np.asarray(batch["state"], dtype=np.float64)
         proprio = np.asarray(batch["proprio"], dtype=np.float64)
+        if tip_columns:
+            proprio = np.c_[proprio, state[:, tip_columns]]
         if mode == "state":
             out = state
         elif mode == "true":
@@ -220,7 +238,8 @@ def train_and_evaluate(
     noise = None
     if mode == "true" and args.position_noise:
         noise = (args.position_noise, np.random.default_rng(seed))
-    make_input = input_maker(mode, encoder, readout, columns, whiten, noise)
+    tips = [names.index("fingertip_x"), names.index("fingertip_y")] if args.with_fingertip else None
+    make_input = input_maker(mode, encoder, readout, columns, whiten, noise, tip_columns=tips)
     env_id, look = f"sslrobot/{args.task}", demos_look(demos)
     ids = list(demos.episode_ids)[: args.num_demos]
     probe = demos.load_episode(ids[0], include_state=True, in_memory=True)
@@ -249,7 +268,9 @@ def train_and_evaluate(
     np.savez(policy_config.out / "input_statistics.npz", mean=norm.mean, std=norm.std)
 
     errors: list[np.ndarray] = []
-    eval_env = make_one(input_maker(mode, encoder, readout, columns, whiten, noise, errors))
+    eval_env = make_one(
+        input_maker(mode, encoder, readout, columns, whiten, noise, errors, tip_columns=tips)
+    )
     try:
 
         def act(observation: np.ndarray) -> np.ndarray:

@@ -804,3 +804,7 @@ def test_rl_readout_inputs_hold_what_each_mode_names(monkeypatch) -> None:
         batch
     )
     np.testing.assert_allclose(errors[0], read[:, [2, 0]] - batch["state"][:, [2, 0]])
+    with_tip = bench_rl_readout.input_maker("features", encoder, None, [2, 0], tip_columns=[1])
+    np.testing.assert_allclose(
+        with_tip(batch), np.c_[features, batch["proprio"], batch["state"][:, 1]], rtol=1e-6
+    )
