@@ -232,8 +232,8 @@ def train_and_evaluate(
     if mode in ("state-readout", "readout"):
         readout = fit_readout(encoder, stream, args.probe_episodes)
     if mode == "whitened":
-        ids = np.random.default_rng(0).permutation(list(stream.episode_ids))
-        features = labelled_frames(encoder, stream, ids[: args.probe_episodes])[0]
+        stream_ids = np.random.default_rng(0).permutation(list(stream.episode_ids))
+        features = labelled_frames(encoder, stream, stream_ids[: args.probe_episodes])[0]
         whiten = pca_whitener(features, WHITEN_FLOOR)
     noise = None
     if mode == "true" and args.position_noise:
@@ -306,12 +306,14 @@ def train_and_evaluate(
 
 
 def load_pixels(demos: Any, ids: list[int]) -> np.ndarray:
+    """Every stored frame of the episodes ``ids``, concatenated (N, H, W, 3)."""
     return np.concatenate(
         [np.asarray(demos.load_episode(i, in_memory=True)["pixels"]) for i in ids]
     )
 
 
 def load_state(demos: Any, ids: list[int]) -> np.ndarray:
+    """The privileged state of the same frames as ``load_pixels``' (N, S), float64."""
     episodes = [demos.load_episode(i, include_state=True, in_memory=True) for i in ids]
     return np.concatenate([np.asarray(e["state"], dtype=np.float64) for e in episodes])
 
