@@ -228,7 +228,8 @@ def train_and_evaluate(
     encoder = resolve_encoder(spec, config["image_size"], seed, config["encoder_arch"]).module
     encoder.eval()
     readout = whiten = None
-    stream = open_dataset(args.run / args.task / "data" / "unlabeled" / "dataset")
+    if mode in ("state-readout", "readout", "whitened"):
+        stream = open_dataset(args.run / args.task / "data" / "unlabeled" / "dataset")
     if mode in ("state-readout", "readout"):
         readout = fit_readout(encoder, stream, args.probe_episodes)
     if mode == "whitened":

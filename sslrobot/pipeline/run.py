@@ -254,8 +254,8 @@ def warn_of_changed_settings(out: Path, config: RunConfig, replace: bool = True)
     changed = [
         key for key in now if key not in skipped and key not in inert and earlier[key] != now[key]
     ]
+    described = ", ".join(f"{key} {earlier[key]!r} -> {now[key]!r}" for key in changed)
     if changed and all(only_adds_stages(key, earlier) for key in changed):
-        described = ", ".join(f"{key} {earlier[key]!r} -> {now[key]!r}" for key in changed)
         print(
             f"[grow] {out} holds an earlier run; {described} only add stages to it: "
             "nothing it finished is made again",
@@ -263,7 +263,6 @@ def warn_of_changed_settings(out: Path, config: RunConfig, replace: bool = True)
         )
     elif changed:
         assignments = _assignments(earlier, skip=UNSTAGED_SETTINGS)
-        described = ", ".join(f"{key} {earlier[key]!r} -> {now[key]!r}" for key in changed)
         command = _run_command(earlier["preset"], assignments, out)
         # Said before anything is redone: stopped now (Ctrl-C), the earlier run is whole;
         # once this one has replaced stages, its command makes them again.
