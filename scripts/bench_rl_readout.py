@@ -19,6 +19,11 @@ of a finished run with other inputs, each evaluated on the run's evaluation epis
 - ``whitened``: the features PCA-whitened (``bench_heads.py --heads whiten``'s whitener, fitted
   on ``--probe-episodes`` unlabeled episodes, no labels) + proprio: a label-free way to give
   SAC the features' low-variance directions at the scale of the others;
+- ``map``: the frozen trunk's last feature map (the encoder without its keypoint readout) +
+  proprio, read by a trainable DrQ-v2 trunk (Yarats et al., 2021: a linear layer on the
+  flattened map, LayerNorm, tanh; ``--map-dim`` wide) in front of SAC's actor and critic,
+  each its own, trained by their losses: the features SAC's own gradients pick out of the
+  frozen map, where the package's input is the readout pretraining chose;
 - with ``--with-fingertip``, the modes with proprio get the fingertip's true x, y beside it, as a
   proprio holding the arm's forward kinematics would (``true+tip``, ``features+tip``, ...).
 
@@ -52,7 +57,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import torch
-from bench_heads import pca_whitener
+from bench_heads import encode_with_maps, pca_whitener
 from bench_readout import (
     OBJECT_VARIABLES,
     StateInObservation,
@@ -65,6 +70,8 @@ from bench_readout import (
     open_run,
 )
 from gymnasium import spaces
+from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
+from torch import nn
 
 from sslrobot.data import open_dataset
 from sslrobot.evaluation.rollouts import run_episodes
@@ -77,7 +84,7 @@ from sslrobot.policy.rl import first_reset_seed, make_feature_vec_env, make_sb3_
 from sslrobot.policy.rl_demos import DemoReplay
 from sslrobot.utils.io import atomic_write_json
 
-MODES = ("state", "state-readout", "true", "readout", "features", "whitened")
+MODES = ("state", "state-readout", "true", "readout", "features", "whitened", "map")
 #: bench_heads.py's default eigenvalue floor (a share of the largest).
 WHITEN_FLOOR = 1e-3
 #: What each observation holds here: the frame, proprio, and the state (``StateInObservation``).
@@ -97,6 +104,9 @@ def parse_args() -> argparse.Namespace:
         default=0.0,
         help="true: Gaussian noise (m, standard deviation) on the objects' true positions, drawn "
         "afresh at every step: how precise SAC needs them (results under true-noiseM)",
+    )
+    parser.add_argument(
+        "--map-dim", type=int, default=50, help="map: the trainable trunk's width (DrQ-v2's 50)"
     )
     parser.add_argument("--out", type=Path, default=Path("runs/bench_rl_readout"))
     parser.add_argument(
@@ -133,6 +143,21 @@ class RawInput(gym.ObservationWrapper):
         return self.make_input(
             {key: np.asarray(value)[None] for key, value in observation.items()}
         )[0]
+
+
+class MapTrunk(BaseFeaturesExtractor):
+    """``map``'s input (B, C*h*w + P: the standardised frozen map, then proprio) -> DrQ-v2's
+    trunk of the map (linear, LayerNorm, tanh) beside proprio, (B, ``width`` + P)."""
+
+    def __init__(self, observation_space: spaces.Box, map_size: int, width: int) -> None:
+        proprio = int(observation_space.shape[0]) - map_size
+        super().__init__(observation_space, features_dim=width + proprio)
+        self.map_size = map_size
+        self.trunk = nn.Sequential(nn.Linear(map_size, width), nn.LayerNorm(width), nn.Tanh())
+
+    def forward(self, observations: torch.Tensor) -> torch.Tensor:
+        maps, proprio = observations[:, : self.map_size], observations[:, self.map_size :]
+        return torch.cat([self.trunk(maps), proprio], dim=1)
 
 
 def input_maker(
@@ -174,6 +199,9 @@ def input_maker(
             features = encode(encoder, np.asarray(batch["pixels"]))
             if mode == "features":
                 out = np.c_[features, proprio]
+            elif mode == "map":
+                maps = encode_with_maps(encoder, np.asarray(batch["pixels"]))[1]
+                out = np.c_[maps.reshape(len(maps), -1), proprio]
             elif mode == "whitened":
                 out = np.c_[whiten(features), proprio]
             else:
@@ -259,7 +287,14 @@ def train_and_evaluate(
         num_demos=args.num_demos, rl_demo_share=args.demo_share, progress=False, device="cpu",
     )  # fmt: skip
     env = make_feature_vec_env(venv, obs_encoder, "state", torch.device("cpu"))
-    model = make_sb3_model(policy_config, env, torch.device("cpu"), args.steps, replay)
+    extractor = None
+    if mode == "map":
+        map_size = width - int(np.asarray(probe["proprio"]).shape[1]) - len(tips or [])
+        extractor = {"features_extractor_class": MapTrunk,
+                     "features_extractor_kwargs": {"map_size": map_size, "width": args.map_dim}}  # fmt: skip
+    model = make_sb3_model(
+        policy_config, env, torch.device("cpu"), args.steps, replay, policy_kwargs=extractor
+    )
     model.set_logger(configure(str(policy_config.out / "logs"), ["csv"]))
     model.learn(total_timesteps=args.steps, progress_bar=False)
     train_seconds = time.perf_counter() - start
@@ -303,6 +338,8 @@ def train_and_evaluate(
         }
     if noise is not None:
         record["position_noise"] = args.position_noise
+    if mode == "map":
+        record["map_dim"] = args.map_dim
     return record
 
 

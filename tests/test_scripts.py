@@ -786,7 +786,7 @@ def test_rl_readout_inputs_hold_what_each_mode_names(monkeypatch) -> None:
         "features": np.c_[features, batch["proprio"]],
         "whitened": np.c_[2.0 * features - 1.0, batch["proprio"]],
     }
-    assert set(expected) == set(bench_rl_readout.MODES)
+    assert set(expected) | {"map"} == set(bench_rl_readout.MODES)
     for mode, values in expected.items():
         make_input = bench_rl_readout.input_maker(
             mode, encoder, lambda f: f @ weights, [2, 0], whiten=lambda f: 2.0 * f - 1.0
@@ -808,3 +808,42 @@ def test_rl_readout_inputs_hold_what_each_mode_names(monkeypatch) -> None:
     np.testing.assert_allclose(
         with_tip(batch), np.c_[features, batch["proprio"], batch["state"][:, 1]], rtol=1e-6
     )
+
+
+def test_rl_readout_map_input_is_the_trunk_map_and_its_trunk_reads_only_the_map(
+    monkeypatch,
+) -> None:
+    """``map``: the frozen trunk's map, flattened, then proprio; ``MapTrunk`` passes proprio
+    through untouched and feeds only the map's columns to its trainable layer."""
+    import torch
+    from gymnasium import spaces
+
+    from sslrobot.models.encoder import Encoder, encoder_config_for, normalize_pixels
+
+    monkeypatch.syspath_prepend(str(SCRIPTS))
+    import bench_rl_readout
+
+    torch.manual_seed(0)
+    encoder = Encoder(encoder_config_for("keypoints", 64)).eval()
+    rng = np.random.default_rng(0)
+    batch = {
+        "pixels": rng.integers(0, 256, size=(3, 64, 64, 3), dtype=np.uint8),
+        "proprio": rng.normal(size=(3, 4)),
+        "state": rng.normal(size=(3, 5)),
+    }
+    made = bench_rl_readout.input_maker("map", encoder, None, [0])(batch)
+    with torch.no_grad():
+        frames = encoder.channels_first(torch.from_numpy(batch["pixels"]))
+        maps = encoder.trunk(normalize_pixels(frames)).numpy()
+    assert maps.shape == (3, 32, 8, 8)
+    np.testing.assert_allclose(made, np.c_[maps.reshape(3, -1), batch["proprio"]], rtol=1e-6)
+
+    space = spaces.Box(-10, 10, shape=(made.shape[1],), dtype=np.float32)
+    trunk = bench_rl_readout.MapTrunk(space, map_size=32 * 8 * 8, width=6)
+    assert trunk.features_dim == 6 + 4
+    inputs = torch.from_numpy(made)
+    out = trunk(inputs)
+    np.testing.assert_allclose(out[:, 6:].detach().numpy(), made[:, -4:])
+    changed = inputs.clone()
+    changed[:, -4:] += 1.0  # proprio moves; the trunk's part must not
+    torch.testing.assert_close(trunk(changed)[:, :6], out[:, :6])

@@ -231,13 +231,20 @@ def _fit_normalizers(
 
 
 def make_sb3_model(
-    config: PolicyConfig, env: Any, device: torch.device, num_steps: int, demo: Any = None
+    config: PolicyConfig,
+    env: Any,
+    device: torch.device,
+    num_steps: int,
+    demo: Any = None,
+    policy_kwargs: dict[str, Any] | None = None,
 ) -> Any:
     """The SB3 learner with the shared head widths, sized for ``num_steps`` env steps.
 
     Args:
         demo: SAC only: a ``rl_demos.DemoReplay`` that ``config.rl_demo_share`` of every batch
             is drawn from.
+        policy_kwargs: Added to the SB3 policy's keyword arguments (a features extractor that
+            benchmarks put between the inputs and the head widths).
     """
     sb3 = _import_sb3()
     net_arch = list(config.hidden_dims)
@@ -260,7 +267,7 @@ def make_sb3_model(
             buffer_size=max(num_steps, 1),
             learning_starts=min(1000, max(num_steps // 10, 1)),
             gradient_steps=-1,  # one gradient step per environment step, whatever num_envs
-            policy_kwargs={"net_arch": net_arch},
+            policy_kwargs={"net_arch": net_arch, **(policy_kwargs or {})},
             **common,
         )
     # Rollouts per env a multiple of 64 and, where the budget holds one, of what makes
@@ -278,7 +285,7 @@ def make_sb3_model(
         env,
         n_steps=rollout,
         batch_size=min(config.batch_size, rollout * config.num_envs),
-        policy_kwargs={"net_arch": {"pi": net_arch, "vf": net_arch}},
+        policy_kwargs={"net_arch": {"pi": net_arch, "vf": net_arch}, **(policy_kwargs or {})},
         **common,
     )
 
