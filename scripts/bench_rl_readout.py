@@ -290,8 +290,10 @@ def train_and_evaluate(
     extractor = None
     if mode == "map":
         map_size = width - int(np.asarray(probe["proprio"]).shape[1]) - len(tips or [])
-        extractor = {"features_extractor_class": MapTrunk,
-                     "features_extractor_kwargs": {"map_size": map_size, "width": args.map_dim}}  # fmt: skip
+        extractor = {
+            "features_extractor_class": MapTrunk,
+            "features_extractor_kwargs": {"map_size": map_size, "width": args.map_dim},
+        }
     model = make_sb3_model(
         policy_config, env, torch.device("cpu"), args.steps, replay, policy_kwargs=extractor
     )
