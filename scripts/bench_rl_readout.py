@@ -24,6 +24,11 @@ of a finished run with other inputs, each evaluated on the run's evaluation epis
   flattened map, LayerNorm, tanh; ``--map-dim`` wide) in front of SAC's actor and critic,
   each its own, trained by their losses: the features SAC's own gradients pick out of the
   frozen map, where the package's input is the readout pretraining chose;
+- with ``--critic-state``, SAC's critics read the privileged state and only its actor reads the
+  mode's input (the asymmetric actor-critic of Pinto et al., 2018, common in simulated robot
+  learning: the state is a training signal, as the reward already is, and never a policy
+  input; results under MODE+critic-state; evaluated with the state's columns set to NaN, so
+  an actor that read them would act NaN);
 - with ``--with-fingertip``, the modes with proprio get the fingertip's true x, y beside it, as a
   proprio holding the arm's forward kinematics would (``true+tip``, ``features+tip``, ...).
 
@@ -71,6 +76,7 @@ from bench_readout import (
 )
 from gymnasium import spaces
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
+from stable_baselines3.sac.policies import SACPolicy
 from torch import nn
 
 from sslrobot.data import open_dataset
@@ -115,7 +121,16 @@ def parse_args() -> argparse.Namespace:
         help="the fingertip's true x, y appended to proprio, as a proprio holding the arm's "
         "forward kinematics would (modes with proprio; results under MODE+tip)",
     )
+    parser.add_argument(
+        "--critic-state",
+        action="store_true",
+        help="the critics read the privileged state, the actor the mode's input (asymmetric "
+        "actor-critic; results under MODE+critic-state)",
+    )
     args = parser.parse_args()
+    if args.critic_state and {"state", "map"} & set(args.modes):
+        parser.error("--critic-state takes neither state (whose actor reads the state already) "
+                     "nor map (whose trunk is the extractor)")  # fmt: skip
     if args.position_noise and args.modes != ["true"]:
         parser.error("--position-noise applies to --modes true alone")
     if args.with_fingertip and {"state", "state-readout"} & set(args.modes):
@@ -124,10 +139,11 @@ def parse_args() -> argparse.Namespace:
 
 
 def label(args: argparse.Namespace, mode: str) -> str:
-    """Where a mode's runs lie under ``--out``: the mode, with the noise for noisy ``true``
-    and ``+tip`` with the fingertip."""
+    """Where a mode's runs lie under ``--out``: the mode, with the noise for noisy ``true``,
+    ``+tip`` with the fingertip and ``+critic-state`` with the state for the critics."""
     name = f"true-noise{args.position_noise:g}" if mode == "true" and args.position_noise else mode
-    return f"{name}+tip" if args.with_fingertip else name
+    name = f"{name}+tip" if args.with_fingertip else name
+    return f"{name}+critic-state" if args.critic_state else name
 
 
 class RawInput(gym.ObservationWrapper):
@@ -158,6 +174,48 @@ class MapTrunk(BaseFeaturesExtractor):
     def forward(self, observations: torch.Tensor) -> torch.Tensor:
         maps, proprio = observations[:, : self.map_size], observations[:, self.map_size :]
         return torch.cat([self.trunk(maps), proprio], dim=1)
+
+
+class Columns(BaseFeaturesExtractor):
+    """Inputs (B, D) -> their columns ``[start, stop)``: the part one network reads."""
+
+    def __init__(self, observation_space: spaces.Box, start: int, stop: int) -> None:
+        super().__init__(observation_space, features_dim=stop - start)
+        self.start, self.stop = start, stop
+
+    def forward(self, observations: torch.Tensor) -> torch.Tensor:
+        return observations[:, self.start : self.stop]
+
+
+class AsymmetricSACPolicy(SACPolicy):
+    """SAC's policy with an actor that reads the first ``actor_width`` input columns and
+    critics (and their targets) that read the rest, the privileged state (Pinto et al., 2018).
+    """
+
+    def __init__(self, *args: Any, actor_width: int, **kwargs: Any) -> None:
+        self.actor_width = actor_width  # before SACPolicy's _build makes the networks
+        super().__init__(*args, **kwargs)
+
+    def make_actor(self, features_extractor: Any = None) -> Any:
+        return super().make_actor(Columns(self.observation_space, 0, self.actor_width))
+
+    def make_critic(self, features_extractor: Any = None) -> Any:
+        width = int(self.observation_space.shape[0])
+        return super().make_critic(Columns(self.observation_space, self.actor_width, width))
+
+    def _get_constructor_parameters(self) -> dict[str, Any]:
+        return {**super()._get_constructor_parameters(), "actor_width": self.actor_width}
+
+
+def with_state(make_input: Any, hide: bool = False) -> Any:
+    """``make_input`` with the raw privileged state appended (``--critic-state``); ``hide``:
+    as NaN, for evaluation, where only the actor acts."""
+
+    def make(batch: dict) -> np.ndarray:
+        state = np.asarray(batch["state"], dtype=np.float32)
+        return np.c_[make_input(batch), np.full_like(state, np.nan) if hide else state]
+
+    return make
 
 
 def input_maker(
@@ -272,7 +330,10 @@ def train_and_evaluate(
     env_id, look = f"sslrobot/{args.task}", demos_look(demos)
     ids = list(demos.episode_ids)[: args.num_demos]
     probe = demos.load_episode(ids[0], include_state=True, in_memory=True)
-    width = make_input({key: np.asarray(probe[key][:1]) for key in OBSERVED}).shape[1]
+    actor_width = width = make_input({key: np.asarray(probe[key][:1]) for key in OBSERVED}).shape[1]
+    if args.critic_state:
+        make_input = with_state(make_input)
+        width += int(np.asarray(probe["state"]).shape[1])
 
     def make_one(make_input: Any = make_input) -> gym.Env:
         env = StateInObservation(make_env(env_id, config["image_size"], "pixels", look))
@@ -289,13 +350,16 @@ def train_and_evaluate(
     env = make_feature_vec_env(venv, obs_encoder, "state", torch.device("cpu"))
     extractor = None
     if mode == "map":
-        map_size = width - int(np.asarray(probe["proprio"]).shape[1]) - len(tips or [])
+        map_size = actor_width - int(np.asarray(probe["proprio"]).shape[1]) - len(tips or [])
         extractor = {
             "features_extractor_class": MapTrunk,
             "features_extractor_kwargs": {"map_size": map_size, "width": args.map_dim},
         }
+    policy: Any = "MlpPolicy"
+    if args.critic_state:
+        policy, extractor = AsymmetricSACPolicy, {"actor_width": actor_width}
     model = make_sb3_model(
-        policy_config, env, torch.device("cpu"), args.steps, replay, policy_kwargs=extractor
+        policy_config, env, torch.device("cpu"), args.steps, replay, extractor, policy
     )
     model.set_logger(configure(str(policy_config.out / "logs"), ["csv"]))
     model.learn(total_timesteps=args.steps, progress_bar=False)
@@ -306,14 +370,21 @@ def train_and_evaluate(
     np.savez(policy_config.out / "input_statistics.npz", mean=norm.mean, std=norm.std)
 
     errors: list[np.ndarray] = []
-    eval_env = make_one(
-        input_maker(mode, encoder, readout, columns, whiten, noise, errors, tip_columns=tips)
+    evaluation_input = input_maker(
+        mode, encoder, readout, columns, whiten, noise, errors, tip_columns=tips
     )
+    if args.critic_state:
+        evaluation_input = with_state(evaluation_input, hide=True)
+    eval_env = make_one(evaluation_input)
     try:
 
         def act(observation: np.ndarray) -> np.ndarray:
             inputs = policy_inputs(obs_encoder, observation[None], "state", torch.device("cpu"))
-            return model.predict(inputs.numpy(), deterministic=True)[0][0]
+            action = model.predict(inputs.numpy(), deterministic=True)[0][0]
+            if not np.isfinite(action).all():
+                raise RuntimeError(f"{mode}: a non-finite action; with --critic-state the "
+                                   "actor read the hidden state")  # fmt: skip
+            return action
 
         seeds = [args.eval_seed + i for i in range(args.episodes)]
         episodes, _ = run_episodes(eval_env, act, seeds)
@@ -342,6 +413,7 @@ def train_and_evaluate(
         record["position_noise"] = args.position_noise
     if mode == "map":
         record["map_dim"] = args.map_dim
+    record["critic_state"] = args.critic_state
     return record
 
 

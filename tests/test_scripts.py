@@ -762,6 +762,7 @@ def test_rl_readout_inputs_hold_what_each_mode_names(monkeypatch) -> None:
     read-out state, or (whitened) features + proprio; a mix-up would misattribute a gap."""
     import torch
 
+    pytest.importorskip("stable_baselines3")
     monkeypatch.syspath_prepend(str(SCRIPTS))
     import bench_rl_readout
 
@@ -820,6 +821,7 @@ def test_rl_readout_map_input_is_the_trunk_map_and_its_trunk_reads_only_the_map(
 
     from sslrobot.models.encoder import Encoder, encoder_config_for, normalize_pixels
 
+    pytest.importorskip("stable_baselines3")
     monkeypatch.syspath_prepend(str(SCRIPTS))
     import bench_rl_readout
 
@@ -847,3 +849,38 @@ def test_rl_readout_map_input_is_the_trunk_map_and_its_trunk_reads_only_the_map(
     changed = inputs.clone()
     changed[:, -4:] += 1.0  # proprio moves; the trunk's part must not
     torch.testing.assert_close(trunk(changed)[:, :6], out[:, :6])
+
+
+def test_rl_readout_critic_state_keeps_the_state_out_of_the_actor(monkeypatch) -> None:
+    """``--critic-state``: the actor acts on its columns alone (the state's, NaN at evaluation,
+    change nothing) and the critics on the state's alone; a leak would make the asymmetric
+    rows a state oracle in disguise."""
+    import torch
+    from gymnasium import spaces
+
+    pytest.importorskip("stable_baselines3")
+    monkeypatch.syspath_prepend(str(SCRIPTS))
+    import bench_rl_readout
+
+    torch.manual_seed(0)
+    observation_space = spaces.Box(-10, 10, shape=(7,), dtype=np.float32)
+    action_space = spaces.Box(-1, 1, shape=(2,), dtype=np.float32)
+    policy = bench_rl_readout.AsymmetricSACPolicy(
+        observation_space, action_space, lambda _: 1e-3, net_arch=[8], actor_width=4
+    )
+    inputs = torch.randn(5, 7)
+    hidden = inputs.clone()
+    hidden[:, 4:] = float("nan")
+    acted = policy.actor(inputs, deterministic=True)
+    torch.testing.assert_close(policy.actor(hidden, deterministic=True), acted)
+    actions = torch.zeros(5, 2)
+    other_actor_columns = inputs.clone()
+    other_actor_columns[:, :4] += 1.0
+    for critic in (policy.critic, policy.critic_target):
+        values = torch.cat(critic(inputs, actions), dim=1)
+        torch.testing.assert_close(torch.cat(critic(other_actor_columns, actions), dim=1), values)
+        assert not torch.isfinite(torch.cat(critic(hidden, actions), dim=1)).any()
+
+    batch = {"state": np.ones((3, 2)), "proprio": np.zeros((3, 1))}
+    made = bench_rl_readout.with_state(lambda b: b["proprio"].astype(np.float32), hide=True)(batch)
+    assert made.shape == (3, 3) and np.isnan(made[:, 1:]).all() and (made[:, 0] == 0).all()

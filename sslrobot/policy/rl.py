@@ -237,6 +237,7 @@ def make_sb3_model(
     num_steps: int,
     demo: Any = None,
     policy_kwargs: dict[str, Any] | None = None,
+    policy: Any = "MlpPolicy",
 ) -> Any:
     """The SB3 learner with the shared head widths, sized for ``num_steps`` env steps.
 
@@ -245,6 +246,7 @@ def make_sb3_model(
             is drawn from.
         policy_kwargs: Added to the SB3 policy's keyword arguments (a features extractor that
             benchmarks put between the inputs and the head widths).
+        policy: The SB3 policy class (or name) in place of ``"MlpPolicy"``, for benchmarks.
     """
     sb3 = _import_sb3()
     net_arch = list(config.hidden_dims)
@@ -261,7 +263,7 @@ def make_sb3_model(
             common["replay_buffer_class"] = DemoReplayBuffer
             common["replay_buffer_kwargs"] = {"demo": demo, "demo_share": config.rl_demo_share}
         return sb3.SAC(
-            "MlpPolicy",
+            policy,
             env,
             batch_size=config.batch_size,
             buffer_size=max(num_steps, 1),
@@ -281,7 +283,7 @@ def make_sb3_model(
         step = PPO_MIN_ROLLOUT
     rollout = max(step, min(2048, num_steps // config.num_envs) // step * step)
     return sb3.PPO(
-        "MlpPolicy",
+        policy,
         env,
         n_steps=rollout,
         batch_size=min(config.batch_size, rollout * config.num_envs),
