@@ -392,6 +392,7 @@ def train_and_evaluate(
         eval_env.close()
     record = {
         "mode": mode,
+        "encoder": args.encoder,
         "seed": seed,
         "steps": args.steps,
         "input_width": width,
@@ -430,6 +431,47 @@ def load_state(demos: Any, ids: list[int]) -> np.ndarray:
     return np.concatenate([np.asarray(e["state"], dtype=np.float64) for e in episodes])
 
 
+#: Where under ``--out`` each run's evaluation is also written in the format of
+#: ``sslrobot evaluate`` that ``scripts/across_tasks.py`` reads (one directory per input).
+ACROSS_TASKS = "across_tasks"
+
+
+def across_tasks_label(encoder: str, mode_label: str) -> str:
+    """How ``across_tasks.py`` names an input: the encoder for its features (``fdm+future``,
+    ``none``), ``state`` for the state, else ``ENCODER:MODE``; ``+tip`` and ``+critic-state``
+    kept (``none+critic-state``), so that protocols never share a row."""
+    mode, plus, suffix = mode_label.partition("+")
+    if mode == "state":
+        name = "state"
+    elif mode == "features":
+        name = encoder
+    else:
+        name = f"{encoder}:{mode}"
+    return f"{name}{plus}{suffix}"
+
+
+def write_across_tasks_record(
+    args: argparse.Namespace, look: str, mode_label: str, record: dict[str, Any]
+) -> Path:
+    """``record`` (one mode and training seed) as an evaluation record under ``--out``'s
+    ``across_tasks/LABEL/seedS/result.json``, for ``scripts/across_tasks.py`` to put beside
+    the package's and ``bench_rl.py``'s; returns its path."""
+    # Records from before the field was kept are labelled by --encoder.
+    label = across_tasks_label(record.get("encoder", args.encoder), mode_label)
+    path = args.out / ACROSS_TASKS / label / f"seed{record['seed']}" / "result.json"
+    episodes = [
+        {"seed": args.eval_seed + i, "success": bool(success), "return": float(value)}
+        for i, (success, value) in enumerate(zip(record["success"], record["return"], strict=True))
+    ]
+    atomic_write_json(path, {
+        "encoder": label, "env_id": f"sslrobot/{args.task}", "algo": "rl-sac",
+        "num_demos": args.num_demos, "visual_preset": look, "checkpoint": "final",
+        "seed": record["seed"], "steps": record["steps"], "episodes": episodes,
+        "success_rate": float(np.mean(record["success"])), "source": "bench_rl_readout.py",
+    })  # fmt: skip
+    return path
+
+
 def main() -> None:
     args = parse_args()
     config, demos, spec = open_run(args, "bench_rl_readout")
@@ -455,8 +497,10 @@ def main() -> None:
     for directory in sorted(path for path in args.out.glob("*") if path.is_dir()):
         mode = directory.name
         records = [json.loads(p.read_text()) for p in sorted(directory.glob("seed*/result.json"))]
-        if not records:
+        if not records or mode == ACROSS_TASKS:
             continue
+        for record in records:
+            write_across_tasks_record(args, demos_look(demos), mode, record)
         per_seed = [np.asarray(r["success"], dtype=float) for r in records]
         mean, low, high = stratified_bootstrap_ci(per_seed, shared_episodes=True)
         seeds = " / ".join(f"{100 * s.mean():.0f}" for s in per_seed)

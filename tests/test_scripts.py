@@ -884,3 +884,35 @@ def test_rl_readout_critic_state_keeps_the_state_out_of_the_actor(monkeypatch) -
     batch = {"state": np.ones((3, 2)), "proprio": np.zeros((3, 1))}
     made = bench_rl_readout.with_state(lambda b: b["proprio"].astype(np.float32), hide=True)(batch)
     assert made.shape == (3, 3) and np.isnan(made[:, 1:]).all() and (made[:, 0] == 0).all()
+
+
+def test_rl_readout_records_reach_across_tasks_under_their_own_names(monkeypatch, tmp_path) -> None:
+    """Each input's runs are written as evaluation records that ``across_tasks.py`` reads
+    under a name of their own: features by their encoder, the state as ``state``, other
+    inputs and protocols apart (a ``none`` run with the critic on the state must not be
+    counted as the plain ``none`` baseline)."""
+    import argparse
+
+    pytest.importorskip("stable_baselines3")
+    monkeypatch.syspath_prepend(str(SCRIPTS))
+    import across_tasks
+    import bench_rl_readout
+
+    label = bench_rl_readout.across_tasks_label
+    assert label("fdm+future", "features") == "fdm+future"
+    assert label("none", "features+critic-state") == "none+critic-state"
+    assert label("none", "state") == "state"
+    assert label("fdm+future", "readout+tip") == "fdm+future:readout+tip"
+    args = argparse.Namespace(
+        out=tmp_path, encoder="fdm+future", eval_seed=500, task="Push-v0", num_demos=25
+    )
+    record = {"seed": 2, "steps": 100, "success": [True, False], "return": [1.0, -2.0]}
+    path = bench_rl_readout.write_across_tasks_record(
+        args, "train", "features+critic-state", {**record, "encoder": "none"}
+    )
+    assert path == tmp_path / "across_tasks" / "none+critic-state" / "seed2" / "result.json"
+    (read,) = across_tasks.read_records([tmp_path])
+    assert read["encoder"] == "none+critic-state" and read["env_id"] == "sslrobot/Push-v0"
+    assert [e["seed"] for e in read["episodes"]] == [500, 501]
+    assert [e["success"] for e in read["episodes"]] == [True, False]
+    assert (read["algo"], read["num_demos"], read["visual_preset"]) == ("rl-sac", 25, "train")
