@@ -348,18 +348,18 @@ def train_and_evaluate(
         num_demos=args.num_demos, rl_demo_share=args.demo_share, progress=False, device="cpu",
     )  # fmt: skip
     env = make_feature_vec_env(venv, obs_encoder, "state", torch.device("cpu"))
-    extractor = None
+    policy: Any = "MlpPolicy"
+    policy_kwargs = None
     if mode == "map":
         map_size = actor_width - int(np.asarray(probe["proprio"]).shape[1]) - len(tips or [])
-        extractor = {
+        policy_kwargs = {
             "features_extractor_class": MapTrunk,
             "features_extractor_kwargs": {"map_size": map_size, "width": args.map_dim},
         }
-    policy: Any = "MlpPolicy"
-    if args.critic_state:
-        policy, extractor = AsymmetricSACPolicy, {"actor_width": actor_width}
+    if args.critic_state:  # never with map (parse_args)
+        policy, policy_kwargs = AsymmetricSACPolicy, {"actor_width": actor_width}
     model = make_sb3_model(
-        policy_config, env, torch.device("cpu"), args.steps, replay, extractor, policy
+        policy_config, env, torch.device("cpu"), args.steps, replay, policy_kwargs, policy
     )
     model.set_logger(configure(str(policy_config.out / "logs"), ["csv"]))
     model.learn(total_timesteps=args.steps, progress_bar=False)
