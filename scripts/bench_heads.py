@@ -150,7 +150,6 @@ import numpy as np
 import torch
 from bench_readout import (
     HEAD_FORMS,
-    StateInObservation,
     add_run_arguments,
     check_demos_and_seeds,
     demos_look,
@@ -169,7 +168,7 @@ from sslrobot.evaluation.rollouts import run_episode
 from sslrobot.models.encoder import SpatialSoftmax
 from sslrobot.policy.demos import DemoTransitions, load_transitions
 from sslrobot.policy.encoders import resolve_encoder
-from sslrobot.policy.environment import make_env
+from sslrobot.policy.environment import StateInObservation, make_env
 from sslrobot.policy.head import MLPHead
 from sslrobot.pretraining.augment import color_jitter, random_shift
 

@@ -43,7 +43,6 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-import gymnasium as gym
 import numpy as np
 import torch
 from torch.nn import functional as F
@@ -54,7 +53,7 @@ from sslrobot.evaluation.rollouts import run_episodes
 from sslrobot.pipeline.run import EVAL_SEED_BASE
 from sslrobot.policy.demos import load_transitions
 from sslrobot.policy.encoders import resolve_encoder
-from sslrobot.policy.environment import make_env
+from sslrobot.policy.environment import StateInObservation, make_env
 from sslrobot.policy.head import MLPHead
 
 #: Per task, the state variables that say where the task's objects are.
@@ -95,18 +94,6 @@ def parse_args() -> argparse.Namespace:
         "--with-fingertip", action="store_true", help="also the inputs + true fingertip x, y"
     )
     return parser.parse_args()
-
-
-class StateInObservation(gym.Wrapper):
-    """Adds ``info["state"]`` to each dict observation as ``obs["state"]`` (diagnostics only)."""
-
-    def reset(self, **kwargs: Any) -> tuple[dict, dict]:
-        obs, info = self.env.reset(**kwargs)
-        return {**obs, "state": info["state"]}, info
-
-    def step(self, action: np.ndarray) -> tuple[dict, float, bool, bool, dict]:
-        obs, reward, terminated, truncated, info = self.env.step(action)
-        return {**obs, "state": info["state"]}, reward, terminated, truncated, info
 
 
 def encode(encoder: torch.nn.Module, pixels: np.ndarray, batch: int = 512) -> np.ndarray:

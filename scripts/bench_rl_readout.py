@@ -65,7 +65,6 @@ import torch
 from bench_heads import encode_with_maps, pca_whitener
 from bench_readout import (
     OBJECT_VARIABLES,
-    StateInObservation,
     add_run_arguments,
     check_demos_and_seeds,
     demos_look,
@@ -76,7 +75,6 @@ from bench_readout import (
 )
 from gymnasium import spaces
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
-from stable_baselines3.sac.policies import SACPolicy
 from torch import nn
 
 from sslrobot.data import open_dataset
@@ -84,9 +82,10 @@ from sslrobot.evaluation.rollouts import run_episodes
 from sslrobot.evaluation.statistics import stratified_bootstrap_ci
 from sslrobot.policy.config import PolicyConfig
 from sslrobot.policy.encoders import resolve_encoder
-from sslrobot.policy.environment import make_env
+from sslrobot.policy.environment import StateInObservation, make_env
 from sslrobot.policy.network import ObservationEncoder, policy_inputs
 from sslrobot.policy.rl import first_reset_seed, make_feature_vec_env, make_sb3_model
+from sslrobot.policy.rl_critic import AsymmetricSACPolicy
 from sslrobot.policy.rl_demos import DemoReplay
 from sslrobot.utils.io import atomic_write_json
 
@@ -174,37 +173,6 @@ class MapTrunk(BaseFeaturesExtractor):
     def forward(self, observations: torch.Tensor) -> torch.Tensor:
         maps, proprio = observations[:, : self.map_size], observations[:, self.map_size :]
         return torch.cat([self.trunk(maps), proprio], dim=1)
-
-
-class Columns(BaseFeaturesExtractor):
-    """Inputs (B, D) -> their columns ``[start, stop)``: the part one network reads."""
-
-    def __init__(self, observation_space: spaces.Box, start: int, stop: int) -> None:
-        super().__init__(observation_space, features_dim=stop - start)
-        self.start, self.stop = start, stop
-
-    def forward(self, observations: torch.Tensor) -> torch.Tensor:
-        return observations[:, self.start : self.stop]
-
-
-class AsymmetricSACPolicy(SACPolicy):
-    """SAC's policy with an actor that reads the first ``actor_width`` input columns and
-    critics (and their targets) that read the rest, the privileged state (Pinto et al., 2018).
-    """
-
-    def __init__(self, *args: Any, actor_width: int, **kwargs: Any) -> None:
-        self.actor_width = actor_width  # before SACPolicy's _build makes the networks
-        super().__init__(*args, **kwargs)
-
-    def make_actor(self, features_extractor: Any = None) -> Any:
-        return super().make_actor(Columns(self.observation_space, 0, self.actor_width))
-
-    def make_critic(self, features_extractor: Any = None) -> Any:
-        width = int(self.observation_space.shape[0])
-        return super().make_critic(Columns(self.observation_space, self.actor_width, width))
-
-    def _get_constructor_parameters(self) -> dict[str, Any]:
-        return {**super()._get_constructor_parameters(), "actor_width": self.actor_width}
 
 
 def with_state(make_input: Any, hide: bool = False) -> Any:

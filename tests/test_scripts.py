@@ -259,7 +259,7 @@ def test_dart_demonstrations_label_each_visited_state_with_the_clean_expert(
     first state is the same reset, so its label is too)."""
     from sslrobot.data import CollectConfig, collect, open_dataset
     from sslrobot.policy.demos import load_transitions
-    from sslrobot.policy.environment import make_env
+    from sslrobot.policy.environment import StateInObservation, make_env
 
     size, base_seed = 24, 50
     dataset = open_dataset(
@@ -277,7 +277,7 @@ def test_dart_demonstrations_label_each_visited_state_with_the_clean_expert(
         )
     )
     stored = load_transitions(dataset, [0, 1], pixels=True, state=True)
-    env = bench_heads.StateInObservation(make_env("sslrobot/Reach-v0", size, "pixels"))
+    env = StateInObservation(make_env("sslrobot/Reach-v0", size, "pixels"))
     try:
         clean = bench_heads.dart_transitions(env, [0, 1], base_seed, 0.0, 0.5)
         noisy = bench_heads.dart_transitions(env, [0, 1], base_seed, 0.8, 0.5)

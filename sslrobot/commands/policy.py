@@ -136,6 +136,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "transitions (RLPD's symmetric sampling: 0.5; default 0: they only set the statistics)",
     )
     train.add_argument(
+        "--rl-critic-input",
+        default="policy",
+        choices=("policy", "state"),
+        help="what SAC's critics read: the actor's inputs (default), or the privileged state "
+        "(asymmetric actor-critic; the actor, which alone acts, reads the features either way)",
+    )
+    train.add_argument(
         "--device",
         default="auto",
         help="auto (the default: CUDA, then MPS, then CPU), cpu, cuda, cuda:N, mps",
@@ -221,6 +228,7 @@ def _train_policy(args: argparse.Namespace) -> int:
         rl_algorithm=args.rl_algorithm,
         num_envs=args.num_envs,
         rl_demo_share=args.rl_demo_share,
+        rl_critic_input=args.rl_critic_input,
         device=args.device,
         progress=not args.no_progress,
         overwrite=args.overwrite,

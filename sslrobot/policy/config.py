@@ -19,12 +19,14 @@ from sslrobot.utils.device import check_device_name
 BASELINE_ENCODERS = ("none", "scratch", "state")
 ALGOS = ("bc", "rl")
 RL_ALGORITHMS = ("sac", "ppo")
+#: What SAC's critics read (``rl_critic.CRITIC_INPUTS``, kept here without importing SB3).
+RL_CRITIC_INPUTS = ("policy", "state")
 
 #: Settings only one algorithm reads: a non-default value with the other one is refused
 #: rather than silently ignored (``epochs``, BC's, has its own message).
 ALGO_ONLY_FIELDS = {
     "bc": ("weight_decay", "num_val_demos"),
-    "rl": ("rl_algorithm", "num_envs", "rl_norm_steps", "rl_demo_share"),
+    "rl": ("rl_algorithm", "num_envs", "rl_norm_steps", "rl_demo_share", "rl_critic_input"),
 }
 
 #: BC budget when neither ``steps`` nor ``epochs`` is given (gradient steps).
@@ -124,6 +126,10 @@ class PolicyConfig:
             demonstrations' transitions, the rest from the online buffer (RLPD's symmetric
             sampling at 0.5; ``rl_demos``). 0 (default): the demonstrations only set the
             feature statistics.
+        rl_critic_input: What SAC's critics read: ``"policy"`` (default), the actor's inputs;
+            ``"state"``, the privileged state, standardised with statistics fitted where the
+            features' are (the asymmetric actor-critic, ``rl_critic``). The actor, the only
+            part that acts, reads the frozen features and proprio either way.
         device: ``"auto"`` (CUDA, then MPS, then CPU), or a torch device string.
         progress: Show a progress bar.
         overwrite: Replace a policy already trained in ``out``. Off, such an ``out`` is
@@ -167,6 +173,7 @@ class PolicyConfig:
     num_envs: int = 1
     rl_norm_steps: int = 500
     rl_demo_share: float = 0.0
+    rl_critic_input: str = "policy"
     device: str = "auto"
     progress: bool = True
     overwrite: bool = False
@@ -290,6 +297,7 @@ class PolicyConfig:
                 f"replay buffer; give --demos and rl_algorithm 'sac' (got "
                 f"{self.rl_algorithm!r}, demos {self.demos})"
             )
+        self._check_critic_input()
         if self.cache_dir is not None and self.encoder_kind in ("scratch", "state"):
             raise ValueError(
                 f"cache_dir={str(self.cache_dir)!r}: only a frozen pixel encoder's features are "
@@ -352,6 +360,26 @@ class PolicyConfig:
                     f"{', '.join(unused)}: only algo={algo!r} uses these; algo={self.algo!r} "
                     "would ignore them"
                 )
+
+    def _check_critic_input(self) -> None:
+        """Refuse a critic input no learner here reads (BC's refusal is ALGO_ONLY_FIELDS')."""
+        if self.rl_critic_input not in RL_CRITIC_INPUTS:
+            raise ValueError(
+                f"rl_critic_input must be one of {RL_CRITIC_INPUTS}, got {self.rl_critic_input!r}"
+            )
+        if self.rl_critic_input != "state" or self.algo != "rl":
+            return
+        if self.rl_algorithm != "sac":
+            raise ValueError(
+                f"rl_critic_input='state': the critics on the state are SAC's; rl_algorithm "
+                f"{self.rl_algorithm!r} has none"
+            )
+        if self.encoder_kind == "state":
+            raise ValueError(
+                "rl_critic_input='state': the state oracle's actor and critics read the state "
+                "already; give a frozen pixel encoder (a pretrain directory, pretrained:ENV_ID "
+                "or 'none')"
+            )
 
     @property
     def encoder_kind(self) -> str:

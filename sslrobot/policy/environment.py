@@ -112,3 +112,31 @@ def env_shapes(env: gym.Env, env_id: str) -> EnvShapes:
     if isinstance(space, spaces.Box) and len(space.shape) == 1:
         return EnvShapes("state", None, 0, space.shape[0], action_space.shape[0], fps)
     raise ValueError(f"{env_id}: unsupported observation space {space}")
+
+
+class StateInObservation(gym.Wrapper):
+    """Adds the privileged ``info["state"]`` to each dict observation as ``obs["state"]``, for
+    the critics (and diagnostics); policies never read it.
+
+    Raises:
+        ValueError: the env reports no privileged state (``state_names``), naming it.
+    """
+
+    def __init__(self, env: gym.Env) -> None:
+        super().__init__(env)
+        names = getattr(env.unwrapped, "state_names", None)
+        if not names or not isinstance(env.observation_space, spaces.Dict):
+            raise ValueError(
+                f"env {env.spec.id if env.spec else env!r} reports no privileged state beside "
+                "dict observations (state_names, info['state']): its critics cannot read one"
+            )
+        state = spaces.Box(-np.inf, np.inf, shape=(len(names),), dtype=np.float32)
+        self.observation_space = spaces.Dict({**env.observation_space.spaces, "state": state})
+
+    def reset(self, **kwargs: Any) -> tuple[dict, dict]:
+        obs, info = self.env.reset(**kwargs)
+        return {**obs, "state": info["state"]}, info
+
+    def step(self, action: np.ndarray) -> tuple[dict, float, bool, bool, dict]:
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        return {**obs, "state": info["state"]}, reward, terminated, truncated, info

@@ -14,6 +14,7 @@ proprio and keeps its standard MLP policies, logging (CSV, TensorBoard, stdout) 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import pickle
 import time
@@ -51,9 +52,9 @@ from sslrobot.policy.demos import (
     load_transitions,
     select_demo_ids,
 )
-from sslrobot.policy.environment import EnvShapes, env_shapes, make_env
+from sslrobot.policy.environment import EnvShapes, StateInObservation, env_shapes, make_env
 from sslrobot.policy.network import ObservationEncoder, policy_inputs
-from sslrobot.policy.normalizer import CLIP
+from sslrobot.policy.normalizer import CLIP, Normalizer
 from sslrobot.policy.rl_continuation import FILE as CONTINUATION_FILE
 from sslrobot.policy.rl_continuation import (
     EpisodeRecorder,
@@ -77,6 +78,8 @@ from sslrobot.utils.device import preserved_cudnn_flags, resolve_device
 from sslrobot.utils.io import atomic_write, atomic_write_json, atomic_write_to_name
 
 SB3_FILE = "{checkpoint}_sb3.zip"
+#: The critics' state statistics (``rl_critic_input="state"``), beside the policy's.
+CRITIC_STATE_FILE = "critic_state_statistics.safetensors"
 
 
 def _import_sb3() -> Any:
@@ -91,26 +94,43 @@ def _import_sb3() -> Any:
 
 
 def make_feature_vec_env(
-    venv: Any, obs_encoder: ObservationEncoder, obs_mode: str, device: torch.device
+    venv: Any,
+    obs_encoder: ObservationEncoder,
+    obs_mode: str,
+    device: torch.device,
+    state_norm: Normalizer | None = None,
 ) -> Any:
     """Wrap an SB3 ``VecEnv`` so that it returns encoded policy inputs instead of raw observations.
 
     All sub-environments' frames are encoded in one batch per step; terminal observations in
     ``infos`` (which SAC bootstraps from on time-limit truncation) are encoded too.
+
+    Args:
+        state_norm: For critics on the state (``rl_critic``): the observations' ``state``
+            (``StateInObservation``), standardised by it, is appended to the policy inputs.
     """
     from stable_baselines3.common.vec_env import VecEnvWrapper
 
+    critic_dim = 0 if state_norm is None else state_norm.dim
+
     class FeatureVecEnv(VecEnvWrapper):
-        """Raw (Dict or state) observations -> flat Box of normalised features + proprio."""
+        """Raw (Dict or state) observations -> flat Box of normalised features + proprio
+        (+ the critics' standardised state)."""
 
         def __init__(self) -> None:
-            space = spaces.Box(-CLIP, CLIP, shape=(obs_encoder.output_dim,), dtype=np.float32)
+            width = obs_encoder.output_dim + critic_dim
+            space = spaces.Box(-CLIP, CLIP, shape=(width,), dtype=np.float32)
             super().__init__(venv, observation_space=space)
 
         def encode(self, observations: Any) -> np.ndarray:
             """Raw observations of every sub-env, stacked -> the policy's inputs."""
             inputs = policy_inputs(obs_encoder, observations, obs_mode, device)
-            return inputs.cpu().numpy().astype(np.float32)
+            inputs = inputs.cpu().numpy().astype(np.float32)
+            if state_norm is None:
+                return inputs
+            from sslrobot.policy.rl_critic import with_critic_state
+
+            return with_critic_state(inputs, observations["state"], state_norm)
 
         def reset(self) -> np.ndarray:
             return self.encode(self.venv.reset())
@@ -127,9 +147,7 @@ def make_feature_vec_env(
                 if obs_mode == "state":
                     batch: Any = np.stack(terminal)
                 else:
-                    batch = {
-                        key: np.stack([t[key] for t in terminal]) for key in ("pixels", "proprio")
-                    }
+                    batch = {key: np.stack([t[key] for t in terminal]) for key in terminal[0]}
                 for i, encoded in zip(ended, self.encode(batch), strict=True):
                     infos[i]["terminal_observation"] = encoded
             return self.encode(observations), rewards, dones, infos
@@ -183,8 +201,10 @@ def _fit_normalizers(
     resolved: Any,
     venv: Any,
     shapes: EnvShapes,
+    state_norm: Normalizer | None = None,
 ) -> tuple[str, list[int]]:
-    """Fit the feature/proprio statistics from demonstrations, else from random rollouts.
+    """Fit the feature/proprio statistics (and ``state_norm``'s, the critics' state's) from
+    demonstrations, else from random rollouts.
 
     Returns:
         Where the statistics came from, for the record, and the reset seeds of the
@@ -197,9 +217,14 @@ def _fit_normalizers(
         # Before any frame is encoded.
         refuse_validation_on_demo_seeds(seeds, validation_seeds(config.val_episodes), config.demos)
         transitions = load_transitions(
-            dataset, ids, pixels=obs_mode == "pixels", state=obs_mode == "state"
-        )
+            dataset, ids, pixels=obs_mode == "pixels",
+            state=obs_mode == "state" or state_norm is not None,
+        )  # fmt: skip
+        if state_norm is not None:  # the critics' state: as wide as the env's
+            shapes = dataclasses.replace(shapes, state_dim=state_norm.dim)
         check_demo_shapes(transitions, shapes, config)
+        if state_norm is not None:
+            state_norm.fit(transitions.state)
         if obs_mode == "state":
             features = transitions.state
         else:
@@ -223,6 +248,8 @@ def _fit_normalizers(
         features = extract_features(resolved.module, pixels, config.feature_batch_size)
         obs_encoder.feature_norm.fit(features)
         obs_encoder.proprio_norm.fit(np.concatenate([b["proprio"] for b in batches]))
+        if state_norm is not None:
+            state_norm.fit(np.concatenate([b["state"] for b in batches]))
     return (
         f"{num_steps} random-action steps ({venv.num_envs} envs, a reset every "
         f"{NORM_EPISODE_STEPS})",
@@ -312,11 +339,14 @@ def train_rl(config: PolicyConfig) -> Path:
     # statistics (as BC validates in it); the default look without demonstrations.
     visual_preset = "train" if manifest is None else demos_visual_preset(manifest)
 
+    critics_on_state = config.rl_critic_input == "state"
+
     def make_one() -> Any:
+        env = make_env(config.env_id, image_size, obs_mode, visual_preset=visual_preset)
+        if critics_on_state:
+            env = StateInObservation(env)
         # Recorded so that a resume replays the episodes in progress (rl_continuation).
-        return EpisodeRecorder(
-            make_env(config.env_id, image_size, obs_mode, visual_preset=visual_preset)
-        )
+        return EpisodeRecorder(env)
 
     out = config.out
     first = first_reset_seed(config.seed, config.num_envs)
@@ -339,15 +369,23 @@ def train_rl(config: PolicyConfig) -> Path:
         obs_encoder = ObservationEncoder(
             resolved.module, feature_dim=feature_dim, proprio_dim=shapes.proprio_dim, frozen=True
         ).to(device)
+        # The critics' state statistics (rl_critic), fitted and saved beside the features'.
+        state_norm = None
+        if critics_on_state:
+            state_norm = Normalizer(int(probe_env.observation_space["state"].shape[0]))
         fingerprint = resolved.describe()["weights_fingerprint"]
         resumed = read_resume_state(out, config, fingerprint) if config.resume else None
         if resumed is not None and resumed.get("observation_encoder"):
             # The statistics the actor, critic and replay buffer were trained on, not a refit
             # (the demonstrations may have grown, or the device changed, since).
-            norm_source, norm_seeds = restore_observation_encoder(out, resumed, obs_encoder)
+            norm_source, norm_seeds = restore_observation_encoder(
+                out, resumed, obs_encoder, state_norm
+            )
         else:
-            norm_source, norm_seeds = _fit_normalizers(config, obs_encoder, resolved, venv, shapes)
-        env = make_feature_vec_env(venv, obs_encoder, obs_mode, device)
+            norm_source, norm_seeds = _fit_normalizers(
+                config, obs_encoder, resolved, venv, shapes, state_norm
+            )
+        env = make_feature_vec_env(venv, obs_encoder, obs_mode, device, state_norm)
         num_steps = config.steps or DEFAULT_RL_STEPS
         continuation = None
         if resumed is None:
@@ -357,9 +395,16 @@ def train_rl(config: PolicyConfig) -> Path:
 
                 dataset, _, ids = _open_demo_ids(config)
                 demo = load_demo_replay(
-                    dataset, ids, obs_encoder, obs_mode, venv.action_space, device
+                    dataset, ids, obs_encoder, obs_mode, venv.action_space, device, state_norm
                 )
-            model = make_sb3_model(config, env, device, num_steps, demo)
+            policy: Any = "MlpPolicy"
+            policy_kwargs = None
+            if state_norm is not None:
+                from sslrobot.policy.rl_critic import AsymmetricSACPolicy
+
+                policy = AsymmetricSACPolicy
+                policy_kwargs = {"actor_width": obs_encoder.output_dim}
+            model = make_sb3_model(config, env, device, num_steps, demo, policy_kwargs, policy)
             start_policy_dir(out)
         else:
             continuation = read_saved_continuation(out, resumed)
@@ -381,12 +426,14 @@ def train_rl(config: PolicyConfig) -> Path:
         logs = out / "logs" if resumed is None else out / "logs" / f"resumed_at_{done}"
         model.set_logger(configure(str(logs), formats))
         record = base_record(config, resolved, shapes, image_size, device)
+        critic_dim = 0 if state_norm is None else state_norm.dim
         record["val_seeds"] = validation_seeds(config.val_episodes)
         checks = None
         try:  # from here on the logger (TensorBoard's writer thread) and validator are closed
             if config.val_episodes:
+                head = _sb3_head(model, critic_dim)
                 validator = OnlineValidator(
-                    record, obs_encoder, _sb3_head(model), device, visual_preset=visual_preset
+                    record, obs_encoder, head, device, visual_preset=visual_preset
                 )
                 checks = _ValidationChecks(
                     validator, num_steps, config.num_val_checks, out,
@@ -396,7 +443,7 @@ def train_rl(config: PolicyConfig) -> Path:
                     checks.restore(resumed, done)
             saver = _ResumeCheckpoints(
                 out, num_steps, config, checks, done, resumed_at, fingerprint, obs_encoder,
-                {"normalization": norm_source, "demo_seeds": norm_seeds}, venv,
+                {"normalization": norm_source, "demo_seeds": norm_seeds}, venv, state_norm,
             )  # fmt: skip
             bar = _progress_callback(f"rl {config.rl_algorithm}", num_steps, done, config.progress)
             if continuation is not None:  # last, so that nothing set up here draws from them
@@ -419,6 +466,8 @@ def train_rl(config: PolicyConfig) -> Path:
     finally:
         venv.close()
     save_weights(out / "final.safetensors", obs_encoder)
+    if state_norm is not None:  # training's alone: acting never reads the state
+        save_weights(out / CRITIC_STATE_FILE, state_norm)
     _save_sb3(model, out / SB3_FILE.format(checkpoint="final"))
     checkpoints = {"final": "final.safetensors"}
     sb3_models = {"final": SB3_FILE.format(checkpoint="final")}
@@ -434,6 +483,10 @@ def train_rl(config: PolicyConfig) -> Path:
             "demos": None if config.demos is None else str(Path(config.demos).resolve()),
             "demo_seeds": norm_seeds,  # demonstrations that set the normalisation, if any
             "train_visual_preset": visual_preset,
+            # The critics read the standardised state (its statistics in the file), the actor
+            # the policy inputs: acting pads them with this many NaN columns (rl_critic).
+            "rl_critic_state_dim": critic_dim,
+            "rl_critic_state_statistics": CRITIC_STATE_FILE if critic_dim else None,
             # Sub-env i is first reset with seed * num_envs + i (make_vec_env, SB3's seeding
             # through the wrapper, the random-action normalisation rollouts): evaluation
             # flags the seeds it shares with them.
@@ -510,9 +563,13 @@ def load_resume_checkpoint(
 
 
 def restore_observation_encoder(
-    out: Path, state: dict[str, Any], obs_encoder: ObservationEncoder
+    out: Path,
+    state: dict[str, Any],
+    obs_encoder: ObservationEncoder,
+    state_norm: Normalizer | None = None,
 ) -> tuple[str, list[int]]:
-    """Load the frozen encoder and feature/proprio statistics the checkpoint ``state`` saved.
+    """Load the frozen encoder and feature/proprio statistics the checkpoint ``state`` saved
+    (and, into ``state_norm``, the critics' state statistics).
 
     Returns:
         Where the statistics came from and the demonstrations' reset seeds, as the
@@ -524,6 +581,9 @@ def restore_observation_encoder(
     path = out / CHECKPOINT_DIR / state["observation_encoder"]
     try:
         load_weights(path, obs_encoder)
+        if state_norm is not None:
+            path = out / CHECKPOINT_DIR / state["critic_state_statistics"]
+            load_weights(path, state_norm)
         return str(state["normalization"]), [int(s) for s in state["demo_seeds"]]
     except (OSError, ValueError, KeyError, TypeError) as error:  # a damaged file: ValueError
         raise ResumeError(f"cannot resume from {path} ({error!r})") from error
@@ -633,9 +693,11 @@ class _ResumeCheckpoints:
         obs_encoder: ObservationEncoder,
         normalization: dict[str, Any],
         venv: Any,
+        state_norm: Normalizer | None = None,
     ) -> None:
         self.folder, self.checks, self.venv = out / CHECKPOINT_DIR, checks, venv
         self.obs_encoder, self.normalization = obs_encoder, normalization
+        self.state_norm = state_norm
         self.settings = resume_settings(config, encoder_fingerprint)
         self.resumed = resumed_at
         count = NUM_RESUME_CHECKPOINTS
@@ -662,6 +724,10 @@ class _ResumeCheckpoints:
         # The statistics the model trains on (and the frozen encoder): restored on resume.
         observation_encoder = f"observation_encoder_{step}.safetensors"
         save_weights(self.folder / observation_encoder, self.obs_encoder)
+        critic_state = None
+        if self.state_norm is not None:
+            critic_state = f"critic_state_statistics_{step}.safetensors"
+            save_weights(self.folder / critic_state, self.state_norm)
         continuation = CONTINUATION_FILE.format(step=step)
         save_continuation(self.folder / continuation, model, self.venv)
         state = {
@@ -670,6 +736,7 @@ class _ResumeCheckpoints:
             "replay_buffer": buffer,
             "best_model": best,
             "observation_encoder": observation_encoder,
+            "critic_state_statistics": critic_state,
             "continuation": continuation,
             **self.normalization,
             "settings": self.settings,
@@ -679,17 +746,33 @@ class _ResumeCheckpoints:
             "best": None if self.checks is None else self.checks.best,
         }
         atomic_write_json(self.folder / RESUME_STATE, state, sync_dir=True)  # before the prune
-        kept = (name, buffer, best, observation_encoder, continuation, RESUME_STATE)
+        kept = (name, buffer, best, observation_encoder, critic_state, continuation, RESUME_STATE)
         prune_checkpoints(self.folder, keep=kept)  # the checkpoints before this one
 
 
-def _sb3_head(model: Any) -> Callable[[torch.Tensor], np.ndarray]:
+def _sb3_head(model: Any, critic_state_dim: int = 0) -> Callable[[torch.Tensor], np.ndarray]:
     """An SB3 model (being trained, or loaded) as ``inputs (B, D) -> deterministic actions
-    (B, A)``."""
+    (B, A)``.
+
+    Args:
+        critic_state_dim: Width of the critics' state (``rl_critic``): the inputs are padded
+            with as many NaN columns, and a non-finite action (an actor that read them) raises.
+    """
 
     def head(inputs: torch.Tensor) -> np.ndarray:
-        actions, _ = model.predict(inputs.cpu().numpy(), deterministic=True)
-        return np.asarray(actions, dtype=np.float32)
+        observations = inputs.cpu().numpy()
+        if critic_state_dim:
+            from sslrobot.policy.rl_critic import hide_critic_state
+
+            observations = hide_critic_state(observations, critic_state_dim)
+        actions, _ = model.predict(observations, deterministic=True)
+        actions = np.asarray(actions, dtype=np.float32)
+        if critic_state_dim and not np.isfinite(actions).all():
+            raise RuntimeError(
+                "a non-finite action: the actor read the critics' state columns, which acting "
+                "leaves NaN"
+            )
+        return actions
 
     return head
 
@@ -770,4 +853,4 @@ def load_rl_head(
     extra = {"buffer_size": 1} if record["rl_algorithm"] == "sac" else {}
     with preserved_cudnn_flags():
         model = algorithm.load(str(policy_dir / name), device=device, seed=None, **extra)
-    return _sb3_head(model)
+    return _sb3_head(model, int(record.get("rl_critic_state_dim", 0)))

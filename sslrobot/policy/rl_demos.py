@@ -30,6 +30,8 @@ from stable_baselines3.common.buffers import ReplayBuffer
 from stable_baselines3.common.type_aliases import ReplayBufferSamples
 
 from sslrobot.policy.network import ObservationEncoder, policy_inputs
+from sslrobot.policy.normalizer import Normalizer
+from sslrobot.policy.rl_critic import with_critic_state
 
 
 @dataclass(frozen=True)
@@ -62,17 +64,22 @@ def load_demo_replay(
     obs_mode: str,
     action_space: spaces.Box,
     device: torch.device,
+    state_norm: Normalizer | None = None,
 ) -> DemoReplay:
     """Encode the demonstrations ``episode_ids`` of an opened dataset into replay transitions.
 
     Every stored observation (L + 1 per episode) is encoded once; step t pairs observation t
-    with t + 1.
+    with t + 1. With ``state_norm`` (critics on the state, ``rl_critic``) each observation's
+    standardised privileged state is appended, as ``make_feature_vec_env`` appends it online.
     """
     parts: dict[str, list[np.ndarray]] = {key: [] for key in DemoReplay.__dataclass_fields__}
     low, high = action_space.low, action_space.high
     for episode_id in episode_ids:
         episode = dataset.load_episode(
-            episode_id, include_state=obs_mode == "state", verify=True, in_memory=True
+            episode_id,
+            include_state=obs_mode == "state" or state_norm is not None,
+            verify=True,
+            in_memory=True,
         )
         length = int(np.asarray(episode["action"]).shape[0])
         if obs_mode == "state":
@@ -83,6 +90,9 @@ def load_demo_replay(
                 "proprio": np.asarray(episode["proprio"][: length + 1], dtype=np.float32),
             }
         inputs = policy_inputs(obs_encoder, observations, obs_mode, device).cpu().numpy()
+        if state_norm is not None:
+            states = np.asarray(episode["state"][: length + 1], dtype=np.float32)
+            inputs = with_critic_state(inputs, states, state_norm)
         action = np.asarray(episode["action"], dtype=np.float32)
         parts["observations"].append(inputs[:length])
         parts["next_observations"].append(inputs[1 : length + 1])
