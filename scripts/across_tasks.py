@@ -9,8 +9,9 @@ algorithm, demonstration count, look and checkpoint, and prints the same statist
 
 Encoders are named by where their record lies: ``.../<eval or eval_rl>/ENCODER/...`` (an
 ``sslrobot run`` directory) or ``.../ENCODER/seed<N>/result.json`` (``bench_rl.py``'s
-layout), else by the record's own ``encoder``. An encoder not evaluated on every task is left
-out, and said so.
+layout), else by the record's own ``encoder``; ``+critic-state`` is added where SAC's critics
+read the state (``train-policy --rl-critic-input state``). An encoder not evaluated on every
+task is left out, and said so.
 
 Usage:
     python scripts/across_tasks.py runs/s44/rl_reach_demos runs/s44/rl_push_state_demos \
@@ -29,6 +30,8 @@ from typing import Any
 from sslrobot.evaluation.across_tasks import outcomes_by_encoder, success_across_tasks
 
 EVAL_DIRS = ("eval", "eval_rl")
+#: The label's suffix of records whose critics read the state (bench_rl_readout.py's too).
+CRITIC_STATE = "+critic-state"
 
 
 def parse_args() -> argparse.Namespace:
@@ -46,7 +49,16 @@ def parse_args() -> argparse.Namespace:
 
 
 def encoder_label(path: Path, record: dict[str, Any]) -> str:
-    """The encoder a record belongs to, from its place in a run or a benchmark directory."""
+    """The encoder a record belongs to, from its place in a run or a benchmark directory,
+    with ``+critic-state`` where SAC's critics read the state (``rl_critic_input``): another
+    protocol, never one row with the symmetric one's seeds."""
+    label = _place_label(path, record)
+    if record.get("rl_critic_input") == "state" and not label.endswith(CRITIC_STATE):
+        label += CRITIC_STATE
+    return label
+
+
+def _place_label(path: Path, record: dict[str, Any]) -> str:
     parts = path.parts
     for index in range(len(parts) - 2, -1, -1):
         if parts[index] in EVAL_DIRS:

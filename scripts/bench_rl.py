@@ -72,9 +72,26 @@ def parse_args() -> argparse.Namespace:
         default=0.5,
         help="with --num-demos: share of every batch drawn from them (RLPD: 0.5)",
     )
+    parser.add_argument(
+        "--critic-state",
+        action="store_true",
+        help="SAC's critics read the privileged state, the actor the frozen features "
+        "(train-policy --rl-critic-input state); results under ENCODER+critic-state",
+    )
     parser.add_argument("--jobs", type=int, default=2, help="runs at a time, one thread each")
     parser.add_argument("--out", type=Path, default=Path("runs/bench_rl"))
-    return parser.parse_args()
+    args = parser.parse_args()
+    if args.critic_state and "state" in args.encoders:
+        parser.error("--critic-state: the state oracle's critics read the state already; "
+                     "run it without --critic-state")  # fmt: skip
+    return args
+
+
+def run_label(args: argparse.Namespace, name: str) -> str:
+    """Where an encoder's runs lie and what the table calls them: its label, with
+    ``+critic-state`` for critics on the state (``across_tasks.py`` reads it so)."""
+    label = name.partition("=")[0]
+    return f"{label}+critic-state" if args.critic_state else label
 
 
 def encoder_argument(args: argparse.Namespace, name: str) -> str:
@@ -95,7 +112,7 @@ def _resolved(encoder: str) -> str:
 
 def run_one(args: argparse.Namespace, config: dict, name: str, seed: int) -> dict:
     """Train (unless done) and evaluate (unless done) one SAC policy; returns its record."""
-    label = name.partition("=")[0]
+    label = run_label(args, name)
     out = args.out / args.task / label / f"seed{seed}"
     policy, result, log = out / "policy", out / "result.json", out / "log.txt"
     out.mkdir(parents=True, exist_ok=True)
@@ -118,9 +135,10 @@ def run_one(args: argparse.Namespace, config: dict, name: str, seed: int) -> dic
         "image_size": config["image_size"],
         "num_demos": args.num_demos or None,
         "rl_demo_share": args.demo_share if args.num_demos else 0.0,
+        "rl_critic_input": "state" if args.critic_state else "policy",
     }
     # Settings older policies did not record, at the value they then had.
-    recorded_before = {"rl_demo_share": 0.0}
+    recorded_before = {"rl_demo_share": 0.0, "rl_critic_input": "policy"}
     if name == "state":  # the oracle reads no pixels: whatever architecture it recorded
         del wanted["encoder_arch"]  # (older runs: the benchmark's) changes nothing it learns
     config_file = policy / "policy_config.json"
@@ -150,6 +168,8 @@ def run_one(args: argparse.Namespace, config: dict, name: str, seed: int) -> dic
             train += ["--demos", str(args.run / args.task / "data" / "demos" / "dataset"),
                       "--num-demos", str(args.num_demos),
                       "--rl-demo-share", str(args.demo_share)]  # fmt: skip
+        if args.critic_state:
+            train += ["--rl-critic-input", "state"]
         # A run killed after a resume checkpoint continues from it; one train-policy cannot
         # continue (other settings: log.txt says) is trained anew.
         try:
@@ -227,7 +247,7 @@ def main() -> None:
     )
     print("| --- | ---: | ---: | ---: |")
     curves, groups = {}, {}
-    for name in (spec.partition("=")[0] for spec in args.encoders):
+    for name in (run_label(args, spec) for spec in args.encoders):
         (row,) = [r for r in rows if r["encoder"] == name]
         success = row["success"]
         runs = [args.out / args.task / name / f"seed{seed}" for seed in args.seeds]

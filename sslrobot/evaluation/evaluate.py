@@ -65,6 +65,9 @@ _PER_SEED_SETTINGS = (
     "seed", "out", "device", "progress", "resume", "overwrite", "cache_dir", "encoder", "demos",
     "demo_offset",
 )  # fmt: skip
+#: Training settings added since records were first written, left out of ``train_settings``
+#: at the value every earlier policy had: a new seed beside old ones stays one configuration.
+_SETTINGS_ADDED_AT = {"rl_critic_input": "policy"}
 
 
 def train_settings(record: Mapping[str, Any]) -> str | None:
@@ -75,7 +78,21 @@ def train_settings(record: Mapping[str, Any]) -> str | None:
     config = record.get("train_config")
     if not isinstance(config, Mapping):
         return None
-    return config_hash({k: v for k, v in config.items() if k not in _PER_SEED_SETTINGS})
+    return config_hash(
+        {
+            k: v
+            for k, v in config.items()
+            if k not in _PER_SEED_SETTINGS and _SETTINGS_ADDED_AT.get(k, object()) != v
+        }
+    )
+
+
+def _critic_input(record: Mapping[str, Any]) -> str | None:
+    """An RL policy's ``rl_critic_input`` (``"policy"`` before it existed); None for BC."""
+    if record.get("algo") == "bc":
+        return None
+    config = record.get("train_config")
+    return str(config.get("rl_critic_input", "policy")) if isinstance(config, Mapping) else None
 
 
 def encoder_settings(encoder: Mapping[str, Any]) -> str:
@@ -243,6 +260,9 @@ def evaluate(
             "encoder_settings": encoder_settings(record["encoder"]),
             "demos_settings": record.get("demos_settings"),
             "algo": record["algo"] if record["algo"] == "bc" else f"rl-{record['rl_algorithm']}",
+            # What SAC's critics read (rl_critic): the state is another protocol than the
+            # features, though the actor that acts reads the features either way.
+            "rl_critic_input": _critic_input(record),
             "seed": record["seed"],
             "num_demos": record.get("num_demos", 0),
             "checkpoint": checkpoint,
