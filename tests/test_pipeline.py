@@ -1410,6 +1410,22 @@ def test_online_rl_stages_add_their_own_tables_to_a_finished_run(
     pipeline = Pipeline(config, run, device="cpu", progress=False)
     pipeline.run()
     assert pipeline.count_stages() == len(pipeline.runner.results)
+    # Critics on the state: the frozen encoders' RL stages train again (told to replace
+    # them), the oracle's stays.
+    asymmetric = dataclasses.replace(config, rl_critic_input="state")
+    with pytest.warns(UserWarning, match="rl_critic_input 'policy' -> 'state'"):
+        run_pipeline(asymmetric, run, device="cpu", progress=False, command="pytest rl",
+                     replace=True)  # fmt: skip
+    started = [line for line in capsys.readouterr().err.splitlines() if "[start]" in line]
+    assert sorted(line.split()[1] for line in started if "/rl/" in line) == [
+        "Reach-v0/rl/fdm+future/seed0"
+    ]
+    saved = json.loads((run / "Reach-v0/rl/fdm+future/seed0/policy/policy_config.json").read_text())
+    assert saved["train_config"]["rl_critic_input"] == "state"
+    assert saved["rl_critic_state_dim"] > 0
+    report = (run / "report.md").read_text()
+    assert "3 demonstrations in 0.5 of each batch, critics on the state)" in report
+    assert "with SAC's critics reading the privileged state" in report
 
 
 @pytest.mark.parametrize(
@@ -1420,6 +1436,7 @@ def test_online_rl_stages_add_their_own_tables_to_a_finished_run(
         ({"rl_steps": 100, "rl_encoders": ("scratch",)}, "scratch trains its encoder"),
         ({"rl_steps": 100, "rl_encoders": ("fdm",)}, r"rl_encoders: \['fdm'\] not among"),
         ({"rl_steps": 100, "rl_encoders": ("none", "none")}, "rl_encoders repeats"),
+        ({"rl_critic_input": "states"}, r"rl_critic_input must be one of \('policy', 'state'\)"),
     ],
 )
 def test_online_rl_settings_are_checked_before_anything_runs(overrides: dict, message: str) -> None:

@@ -366,16 +366,22 @@ def sb3_parameters(policy_dir):
         return torch.load(io.BytesIO(archive.read("policy.pth")), weights_only=True)
 
 
+#: SAC on frozen pixel features, two sub-envs (the resume test's).
+SAC_PIXELS = dict(encoder="none", image_size=IMAGE_SIZE, steps=200, num_envs=2, batch_size=16)
+
+
 @pytest.mark.parametrize(
     "settings, stop_at",
     [
-        # SAC on frozen pixel features, two sub-envs: 30 steps into each one's first episode.
-        (dict(encoder="none", image_size=IMAGE_SIZE, steps=200, num_envs=2, batch_size=16), 60),
+        # SAC on frozen pixel features: 30 steps into each sub-env's first episode.
+        (SAC_PIXELS, 60),
+        # The same with its critics on the state: their statistics saved and put back.
+        ({**SAC_PIXELS, "rl_critic_input": "state"}, 60),
         # PPO on the state: its checkpoints fall between rollouts of 2,048 steps, and two
         # more are trained after the resume.
         (dict(encoder="state", rl_algorithm="ppo", steps=6200, num_envs=1, batch_size=512), 2048),
     ],
-    ids=["sac-pixels", "ppo-state"],
+    ids=["sac-pixels", "sac-critic-state", "ppo-state"],
 )
 def test_a_resumed_rl_run_continues_step_for_step(tmp_path, monkeypatch, settings, stop_at):
     """Interrupted after its checkpoint at ``stop_at``, resumed, a run ends with the
@@ -391,6 +397,8 @@ def test_a_resumed_rl_run_continues_step_for_step(tmp_path, monkeypatch, setting
     with pytest.raises(KeyboardInterrupt):
         train_policy(PolicyConfig(**values, out=cut))
     monkeypatch.undo()
+    if settings.get("rl_critic_input") == "state":  # the critics' statistics, restored
+        assert (cut / "checkpoints" / f"critic_state_statistics_{stop_at}.safetensors").is_file()
     continuation_file = cut / "checkpoints" / f"continuation_{stop_at}.json"
     saved = json.loads(continuation_file.read_text())
     assert any(episode["actions"] for episode in saved["episodes"])  # one in progress

@@ -7,7 +7,12 @@ import json
 from pathlib import Path
 
 from sslrobot.commands.arguments import int_tuple
-from sslrobot.utils.architectures import DEFAULT_ENCODER_ARCH, ENCODER_ARCHS, POLICY_CONTEXTS
+from sslrobot.utils.architectures import (
+    DEFAULT_ENCODER_ARCH,
+    ENCODER_ARCHS,
+    POLICY_CONTEXTS,
+    RL_CRITIC_INPUTS,
+)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -138,7 +143,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     train.add_argument(
         "--rl-critic-input",
         default="policy",
-        choices=("policy", "state"),
+        choices=RL_CRITIC_INPUTS,
         help="what SAC's critics read: the actor's inputs (default), or the privileged state "
         "(asymmetric actor-critic; the actor, which alone acts, reads the features either way)",
     )

@@ -403,7 +403,8 @@ def rl_label(config: RunConfig) -> str:
         if config.rl_num_demos
         else "no demonstrations"
     )
-    return f"Online RL (SAC, {config.rl_steps:,} environment steps, {demos})"
+    critics = ", critics on the state" if config.rl_critic_input == "state" else ""
+    return f"Online RL (SAC, {config.rl_steps:,} environment steps, {demos}{critics})"
 
 
 def rl_note(config: RunConfig) -> str:
@@ -419,7 +420,13 @@ def rl_note(config: RunConfig) -> str:
         f"Online RL: Stable-Baselines3 SAC at the package's defaults for {config.rl_steps:,} "
         f"environment steps on the task's dense reward, {demos}, on each of "
         f"{', '.join(config.rl_encoder_names)} frozen (the state oracle reads the state), "
-        f"one policy per training seed, evaluated on the same episodes as BC's; final "
+        + (
+            "with SAC's critics reading the privileged state and its actor, which alone acts, "
+            "the frozen features and proprio (asymmetric actor-critic), "
+            if config.rl_critic_input == "state"
+            else ""
+        )
+        + "one policy per training seed, evaluated on the same episodes as BC's; final "
         "checkpoints. RL and BC are separate protocols: each has its own tables, and its "
         "encoders are compared with its own oracle."
     )

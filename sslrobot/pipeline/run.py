@@ -907,8 +907,9 @@ class Pipeline:
         self, slug: str, env_id: str, encoder_name: str, seed: int, artifacts: TaskArtifacts
     ) -> StageResult:
         """SAC on the frozen ``encoder_name`` (or the state) for ``rl_steps`` environment
-        steps, with ``rl_demo_share`` of every batch from the task's demonstrations; an
-        interrupted stage continues from its last resume checkpoint."""
+        steps, with ``rl_demo_share`` of every batch from the task's demonstrations and its
+        critics on ``rl_critic_input`` (the oracle's read the state anyway); an interrupted
+        stage continues from its last resume checkpoint."""
         from sslrobot.policy import PolicyConfig
         from sslrobot.policy.checkpoint import can_resume
 
@@ -928,6 +929,10 @@ class Pipeline:
         }
         if encoder_name != "state":  # the oracle reads no pixels: any architecture is its
             settings["encoder_arch"] = config.encoder_arch
+        # Named only when on, so that the stages made before the setting stay done.
+        critic_input = "policy" if encoder_name == "state" else config.rl_critic_input
+        if critic_input != "policy":
+            settings["critic_input"] = critic_input
         if demo_offset:
             settings["demo_offset"] = demo_offset
         arch = PolicyConfig.encoder_arch if encoder_name == "state" else config.encoder_arch
@@ -943,6 +948,7 @@ class Pipeline:
                 num_demos=num_demos or None,
                 demo_offset=demo_offset,
                 rl_demo_share=settings["demo_share"],
+                rl_critic_input=critic_input,
                 steps=config.rl_steps,
                 image_size=config.image_size,
                 device=self.device,

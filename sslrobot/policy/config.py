@@ -11,7 +11,12 @@ from pathlib import Path
 from typing import Any
 
 from sslrobot.pretrained import canonical_spec, is_pretrained_spec
-from sslrobot.utils.architectures import DEFAULT_ENCODER_ARCH, ENCODER_ARCHS, POLICY_CONTEXTS
+from sslrobot.utils.architectures import (
+    DEFAULT_ENCODER_ARCH,
+    ENCODER_ARCHS,
+    POLICY_CONTEXTS,
+    RL_CRITIC_INPUTS,
+)
 from sslrobot.utils.config import check_bool_fields
 from sslrobot.utils.device import check_device_name
 
@@ -19,8 +24,6 @@ from sslrobot.utils.device import check_device_name
 BASELINE_ENCODERS = ("none", "scratch", "state")
 ALGOS = ("bc", "rl")
 RL_ALGORITHMS = ("sac", "ppo")
-#: What SAC's critics read (``rl_critic.CRITIC_INPUTS``, kept here without importing SB3).
-RL_CRITIC_INPUTS = ("policy", "state")
 
 #: Settings only one algorithm reads: a non-default value with the other one is refused
 #: rather than silently ignored (``epochs``, BC's, has its own message).

@@ -30,9 +30,6 @@ from stable_baselines3.sac.policies import SACPolicy
 
 from sslrobot.policy.normalizer import Normalizer
 
-#: ``PolicyConfig.rl_critic_input`` values: the critics read the actor's inputs, or the state.
-CRITIC_INPUTS = ("policy", "state")
-
 
 class Columns(BaseFeaturesExtractor):
     """Inputs (B, D) -> their columns ``[start, stop)``: the part one network reads."""

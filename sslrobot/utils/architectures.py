@@ -30,3 +30,6 @@ POLICY_CONTEXTS = ("none", "first")
 #: What ``sslrobot run`` gives its BC heads: one of those, or ``auto``, each policy trained
 #: with both and the one with the higher success on validation episodes kept.
 RUN_CONTEXTS = (*POLICY_CONTEXTS, "auto")
+#: What SAC's critics read (``PolicyConfig.rl_critic_input``): the actor's inputs, or the
+#: privileged state (``sslrobot.policy.rl_critic``).
+RL_CRITIC_INPUTS = ("policy", "state")
