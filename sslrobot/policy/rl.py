@@ -10,6 +10,8 @@ transition instead of ~25 KB.
 The encoder is applied outside SB3, in a ``VecEnvWrapper`` that encodes the frames of all
 sub-environments in one batch per step; SB3 then sees a flat ``Box`` of normalised features and
 proprio and keeps its standard MLP policies, logging (CSV, TensorBoard, stdout) and saving.
+With ``rl_critic_input="state"`` the wrapper also appends the standardised privileged state,
+which only SAC's critics read (``rl_critic``: an asymmetric actor-critic).
 """
 
 from __future__ import annotations
