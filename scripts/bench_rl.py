@@ -38,6 +38,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
+from across_tasks import CRITIC_STATE
 
 from sslrobot.evaluation.evaluate import aggregate_results
 from sslrobot.evaluation.plots import plot_loss_curves, read_metrics_csv
@@ -91,7 +92,7 @@ def run_label(args: argparse.Namespace, name: str) -> str:
     """Where an encoder's runs lie and what the table calls them: its label, with
     ``+critic-state`` for critics on the state (``across_tasks.py`` reads it so)."""
     label = name.partition("=")[0]
-    return f"{label}+critic-state" if args.critic_state else label
+    return f"{label}{CRITIC_STATE}" if args.critic_state else label
 
 
 def encoder_argument(args: argparse.Namespace, name: str) -> str:

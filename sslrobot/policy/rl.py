@@ -114,6 +114,8 @@ def make_feature_vec_env(
     from stable_baselines3.common.vec_env import VecEnvWrapper
 
     critic_dim = 0 if state_norm is None else state_norm.dim
+    if state_norm is not None:  # once here, not at every step
+        from sslrobot.policy.rl_critic import with_critic_state
 
     class FeatureVecEnv(VecEnvWrapper):
         """Raw (Dict or state) observations -> flat Box of normalised features + proprio
@@ -130,8 +132,6 @@ def make_feature_vec_env(
             inputs = inputs.cpu().numpy().astype(np.float32)
             if state_norm is None:
                 return inputs
-            from sslrobot.policy.rl_critic import with_critic_state
-
             return with_critic_state(inputs, observations["state"], state_norm)
 
         def reset(self) -> np.ndarray:
@@ -761,11 +761,12 @@ def _sb3_head(model: Any, critic_state_dim: int = 0) -> Callable[[torch.Tensor],
             with as many NaN columns, and a non-finite action (an actor that read them) raises.
     """
 
+    if critic_state_dim:  # once here, not at every step
+        from sslrobot.policy.rl_critic import hide_critic_state
+
     def head(inputs: torch.Tensor) -> np.ndarray:
         observations = inputs.cpu().numpy()
         if critic_state_dim:
-            from sslrobot.policy.rl_critic import hide_critic_state
-
             observations = hide_critic_state(observations, critic_state_dim)
         actions, _ = model.predict(observations, deterministic=True)
         actions = np.asarray(actions, dtype=np.float32)
